@@ -1,0 +1,111 @@
+package debug
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// maxTreeBytes bounds what FetchTree reads: the server is usually ours, but
+// the address comes from a command line.
+const maxTreeBytes = 64 << 20
+
+// FetchTree gets the actor tree from a debug server at addr ("host:port" or
+// a full http:// URL base).
+func FetchTree(ctx context.Context, addr string) (Tree, error) {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	url := strings.TrimSuffix(base, "/") + PathActors
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return Tree{}, fmt.Errorf("debug: fetch tree from %s: %w", addr, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Tree{}, fmt.Errorf("debug: fetch tree from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Tree{}, fmt.Errorf("debug: fetch tree from %s: %s", addr, resp.Status)
+	}
+	var t Tree
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxTreeBytes)).Decode(&t); err != nil {
+		return Tree{}, fmt.Errorf("debug: decode tree from %s: %w", addr, err)
+	}
+	return t, nil
+}
+
+// RenderTree prints the tree indented, one actor per line, with the last path
+// element as the name:
+//
+//	node [node] running mailbox=0 restarts=0
+//	  peers [peers] running mailbox=0 restarts=0
+//	    bob.example.cyphonic [peer] running mailbox=3 restarts=2 last failure 12:00:01.250: handshake timeout
+func RenderTree(w io.Writer, t Tree) error {
+	ew := &errWriter{w: w}
+	var walk func(ns []Node, depth int)
+	walk = func(ns []Node, depth int) {
+		for _, n := range ns {
+			renderNode(ew, n, depth)
+			walk(n.Children, depth+1)
+		}
+	}
+	walk(t.Actors, 0)
+	if len(t.GaveUp) > 0 {
+		fmt.Fprintln(ew, "gave up:")
+		for _, n := range t.GaveUp {
+			renderLine(ew, n.ID, n, 1) // full ID: its parent may be gone too
+		}
+	}
+	return ew.err
+}
+
+func renderNode(w io.Writer, n Node, depth int) {
+	name := n.ID
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	renderLine(w, name, n, depth)
+}
+
+func renderLine(w io.Writer, name string, n Node, depth int) {
+	fmt.Fprintf(w, "%s%s [%s] %s mailbox=%d restarts=%d", strings.Repeat("  ", depth), oneLine(name), oneLine(n.Kind), n.State, n.Mailbox, n.Restarts)
+	if n.LastFailure != "" {
+		// Failure text may hold anything: keep it on one line.
+		fmt.Fprintf(w, " last failure %s: %s", n.LastFailureAt.Local().Format(time.TimeOnly+".000"), oneLine(n.LastFailure))
+	}
+	if !n.NextRestartAt.IsZero() {
+		fmt.Fprintf(w, " next restart %s", n.NextRestartAt.Local().Format(time.TimeOnly+".000"))
+	}
+	fmt.Fprintln(w)
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// errWriter keeps the first write error so RenderTree can report it once.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}

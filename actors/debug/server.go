@@ -1,0 +1,151 @@
+// Package debug serves a daemon's live actor tree (JSON and HTML), pprof and
+// any extra handlers (such as /metrics) on a mux of its own, and fetches and
+// prints that tree on the client side (cyphonic actors).
+package debug
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+)
+
+// Tree is the actor tree as served and fetched.
+type Tree = runtime.Tree
+
+// Node is one actor in a Tree.
+type Node = runtime.Node
+
+// TreeSource provides the tree; *runtime.Registry implements it.
+type TreeSource interface {
+	Snapshot() runtime.Tree
+}
+
+// Paths served.
+const (
+	PathActors     = "/debug/actors"
+	PathActorsHTML = "/debug/actors.html"
+	PathPprof      = "/debug/pprof/"
+)
+
+// ErrStarted is returned by Start on a server that was already started.
+var ErrStarted = errors.New("debug: server already started")
+
+// Server is the debug HTTP server. Register extra handlers with Handle before
+// Start.
+type Server struct {
+	mux    *http.ServeMux
+	tree   TreeSource
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	srv     *http.Server
+	stopped chan struct{} // closed when Serve and the context watcher are done
+}
+
+// NewServer builds the mux: the tree at PathActors (JSON) and PathActorsHTML,
+// an index at /debug/, and pprof under PathPprof. nil logger: slog.Default().
+func NewServer(tree TreeSource, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{mux: http.NewServeMux(), tree: tree, logger: logger}
+	s.mux.HandleFunc("GET "+PathActors, s.serveJSON)
+	s.mux.HandleFunc("GET "+PathActorsHTML, s.serveHTML)
+	s.mux.HandleFunc("GET /debug/{$}", s.serveHTML)
+	// pprof's handlers, registered on our mux rather than DefaultServeMux.
+	s.mux.HandleFunc(PathPprof, pprof.Index)
+	s.mux.HandleFunc(PathPprof+"cmdline", pprof.Cmdline)
+	s.mux.HandleFunc(PathPprof+"profile", pprof.Profile)
+	s.mux.HandleFunc(PathPprof+"symbol", pprof.Symbol)
+	s.mux.HandleFunc(PathPprof+"trace", pprof.Trace)
+	return s
+}
+
+// Handle mounts an extra handler, e.g. Handle("/metrics", promhttp.HandlerFor(…)).
+// It panics on a conflicting pattern, like http.ServeMux.Handle.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Handler returns the mux, for tests and for embedding in another server.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Start listens on addr (":0" picks a port) and serves until ctx ends or
+// Shutdown is called. It returns the bound address.
+func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return nil, ErrStarted
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug: listen %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	s.srv = srv
+	s.stopped = make(chan struct{})
+
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("debug server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	stopped := s.stopped
+	go func() {
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutdownCtx)
+		case <-served:
+		}
+		<-served
+	}()
+	s.logger.Info("debug server listening", "addr", ln.Addr().String())
+	return ln.Addr(), nil
+}
+
+// Shutdown stops a started server gracefully and waits for its goroutines.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv, stopped := s.srv, s.stopped
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		return fmt.Errorf("debug: shutdown: %w", ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("debug: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) serveJSON(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s.tree.Snapshot()); err != nil {
+		s.logger.Debug("debug: write actor tree", "err", err)
+	}
+}
