@@ -1,0 +1,391 @@
+package testbed
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ping reports whether host reaches dst, with a bounded number of tries
+// (the first echo may wait on neighbour discovery).
+func ping(h *Host, dst netip.Addr) error {
+	var err error
+	for range 3 {
+		if _, err = h.Exec("ping", "-n", "-c", "1", "-W", "2", dst.String()); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// unreachable reports whether dst stays silent to one echo from h, after a
+// ping of a reachable address has already settled neighbour discovery.
+func unreachable(h *Host, dst netip.Addr) bool {
+	_, err := h.Exec("ping", "-n", "-c", "1", "-W", "1", dst.String())
+	return err != nil
+}
+
+// listenUDP opens a UDP socket in ns, closed at the end of the test.
+func listenUDP(t *testing.T, b *Bed, ns string, network string, addr netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	err := b.Do(ns, func() error {
+		var err error
+		c, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, ns, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// observe sends from client to server and returns the source address the
+// server saw: the client's mapping as seen from the internet. Bounded
+// retries cover a first datagram lost to neighbour discovery.
+func observe(t *testing.T, client, server *net.UDPConn) netip.AddrPort {
+	t.Helper()
+	dst := server.LocalAddr().(*net.UDPAddr).AddrPort()
+	buf := make([]byte, 64)
+	for try := range 5 {
+		if try > 0 {
+			t.Logf("no datagram reached %s, retrying", dst)
+		}
+		if _, err := client.WriteToUDPAddrPort([]byte("probe"), dst); err != nil {
+			t.Fatalf("send to %s: %v", dst, err)
+		}
+		_ = server.SetReadDeadline(time.Now().Add(time.Second))
+		n, src, err := server.ReadFromUDPAddrPort(buf)
+		if err == nil && string(buf[:n]) == "probe" {
+			return netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		}
+	}
+	t.Fatalf("no datagram reached %s", dst)
+	return netip.AddrPort{}
+}
+
+// TestTopology builds the internet, a global dual-stack server, a cone
+// site, a symmetric site, an IPv4-only site and an IPv6-only site, and
+// checks that each behaves as its kind of network does.
+func TestTopology(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{Secondary: true})
+	cone := bed.AddSite("cone", SiteOpts{NAT: NATCone})
+	sym := bed.AddSite("sym", SiteOpts{NAT: NATSymmetric, IPv4: true})
+	only4 := bed.AddSite("only4", SiteOpts{NAT: NATCone, IPv4: true})
+	only6 := bed.AddSite("only6", SiteOpts{IPv6: true})
+	hc, hs, h4, h6 := cone.AddHost("hc"), sym.AddHost("hs"), only4.AddHost("h4"), only6.AddHost("h6")
+
+	t.Run("addresses", func(t *testing.T) {
+		for _, tt := range []struct {
+			host     *Host
+			in4, in6 netip.Prefix
+		}{
+			{srv, internet4, internet6},
+			{hc, cone.LAN4(), cone.LAN6()},
+			{hs, sym.LAN4(), netip.Prefix{}},
+			{h4, only4.LAN4(), netip.Prefix{}},
+			{h6, netip.Prefix{}, only6.LAN6()},
+		} {
+			if got := tt.host.IPv4(); got.IsValid() != tt.in4.IsValid() || got.IsValid() && !tt.in4.Contains(got) {
+				t.Errorf("%s IPv4 %v, want in %v", tt.host.Name(), got, tt.in4)
+			}
+			if got := tt.host.IPv6(); got.IsValid() != tt.in6.IsValid() || got.IsValid() && !tt.in6.Contains(got) {
+				t.Errorf("%s IPv6 %v, want in %v", tt.host.Name(), got, tt.in6)
+			}
+		}
+		if !internet4b.Contains(srv.SecondaryIPv4()) || !internet6b.Contains(srv.SecondaryIPv6()) {
+			t.Errorf("srv secondary %v %v", srv.SecondaryIPv4(), srv.SecondaryIPv6())
+		}
+		out, err := bed.Exec(cone.NS(), "sysctl", "-n", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+		if err != nil || strings.Fields(string(out))[0] != "1" || strings.Fields(string(out))[1] != "1" {
+			t.Errorf("router forwarding: %q %v", out, err)
+		}
+		if out, err := hc.Exec("sysctl", "-n", "net.ipv4.ip_forward"); err != nil || strings.TrimSpace(string(out)) != "0" {
+			t.Errorf("host forwarding: %q %v", out, err)
+		}
+	})
+
+	t.Run("reach", func(t *testing.T) {
+		for _, tt := range []struct {
+			from *Host
+			to   netip.Addr
+		}{
+			{hc, srv.IPv4()}, {hc, srv.IPv6()}, {hc, srv.SecondaryIPv4()},
+			{hs, srv.IPv4()}, {h4, srv.IPv4()}, {h6, srv.IPv6()}, {h6, srv.SecondaryIPv6()},
+			{srv, hc.IPv6()}, // routed IPv6 in a NAT site is reachable
+			{srv, h6.IPv6()},
+		} {
+			if err := ping(tt.from, tt.to); err != nil {
+				t.Errorf("%s -> %s: %v", tt.from.Name(), tt.to, err)
+			}
+		}
+		// A NATed private address is not reachable from the internet.
+		if !unreachable(srv, hc.IPv4()) {
+			t.Errorf("srv reached the cone site's private %s", hc.IPv4())
+		}
+	})
+
+	t.Run("mapping", func(t *testing.T) {
+		servers := []*net.UDPConn{
+			listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000)),
+			listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7001)),
+			listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.SecondaryIPv4(), 7000)),
+		}
+		mappings := func(h *Host) map[netip.AddrPort]bool {
+			client := listenUDP(t, bed, h.NS(), "udp4", netip.AddrPort{})
+			seen := map[netip.AddrPort]bool{}
+			for _, s := range servers {
+				seen[observe(t, client, s)] = true
+			}
+			return seen
+		}
+		coneSeen := mappings(hc)
+		if len(coneSeen) != 1 {
+			t.Errorf("cone site: %d mappings %v for one socket, want 1 (endpoint-independent)", len(coneSeen), coneSeen)
+		}
+		for m := range coneSeen {
+			if m.Addr() != cone.PublicIPv4() {
+				t.Errorf("cone mapping %v not on the router's %v", m, cone.PublicIPv4())
+			}
+		}
+		// fully-random draws each port at random: all three equal by
+		// chance is about one in a billion.
+		symSeen := mappings(hs)
+		if len(symSeen) < 2 {
+			t.Errorf("symmetric site: mappings %v for three destinations, want them to differ", symSeen)
+		}
+		for m := range symSeen {
+			if m.Addr() != sym.PublicIPv4() {
+				t.Errorf("symmetric mapping %v not on the router's %v", m, sym.PublicIPv4())
+			}
+		}
+		// IPv6 in the cone site is routed: the server sees the host itself.
+		server6 := listenUDP(t, bed, srv.NS(), "udp6", netip.AddrPortFrom(srv.IPv6(), 7000))
+		client6 := listenUDP(t, bed, hc.NS(), "udp6", netip.AddrPortFrom(hc.IPv6(), 0))
+		want := client6.LocalAddr().(*net.UDPAddr).AddrPort()
+		if got := observe(t, client6, server6); got != want {
+			t.Errorf("cone site IPv6 seen as %v, want untranslated %v", got, want)
+		}
+	})
+
+	t.Run("families", func(t *testing.T) {
+		for _, tt := range []struct {
+			host    *Host
+			network string
+			to      netip.Addr
+			family  string
+		}{
+			{h4, "udp6", srv.IPv6(), "-6"},
+			{h6, "udp4", srv.IPv4(), "-4"},
+		} {
+			if out, err := tt.host.Exec("ip", tt.family, "route", "show"); err != nil || len(bytes.TrimSpace(out)) != 0 {
+				t.Errorf("%s has %s routes %q (%v), want none", tt.host.Name(), tt.family, out, err)
+			}
+			err := tt.host.Do(func() error {
+				c, err := net.DialUDP(tt.network, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tt.to, 7)))
+				if err == nil {
+					c.Close()
+				}
+				return err
+			})
+			if err == nil {
+				t.Errorf("%s can dial %s %s", tt.host.Name(), tt.network, tt.to)
+			}
+		}
+	})
+
+	t.Run("etc", func(t *testing.T) {
+		out, err := hs.Exec("cat", "/etc/resolv.conf")
+		if err != nil || !strings.HasPrefix(string(out), "nameserver 127.0.0.1\n") {
+			t.Errorf("default resolv.conf %q %v", out, err)
+		}
+		if err := hc.SetResolvers(hc.IPv4()); err != nil {
+			t.Fatal(err)
+		}
+		out, err = hc.Exec("cat", "/etc/resolv.conf")
+		if err != nil || !strings.HasPrefix(string(out), "nameserver "+hc.IPv4().String()+"\n") {
+			t.Errorf("resolv.conf %q %v", out, err)
+		}
+		if err := hc.SetHosts(map[string]netip.Addr{"srv.test": srv.IPv4()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ping(hc, srv.IPv4()); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := hc.Exec("getent", "hosts", "srv.test"); err != nil || !strings.HasPrefix(string(out), srv.IPv4().String()) {
+			t.Errorf("getent hosts srv.test = %q %v", out, err)
+		}
+	})
+
+	t.Run("loss", func(t *testing.T) {
+		if err := only4.SetLoss(100); err != nil {
+			t.Fatal(err)
+		}
+		if !unreachable(h4, srv.IPv4()) {
+			t.Error("ping crossed a router dropping 100%")
+		}
+		if err := only4.SetLoss(0); err != nil {
+			t.Fatal(err)
+		}
+		if err := ping(h4, srv.IPv4()); err != nil {
+			t.Errorf("after removing loss: %v", err)
+		}
+	})
+
+	// Last: it changes the topology the other subtests use.
+	t.Run("move", func(t *testing.T) {
+		server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7100))
+		client := listenUDP(t, bed, hc.NS(), "udp4", netip.AddrPort{})
+		proc := hc.Start("sleep", "600")
+		if got := observe(t, client, server); got.Addr() != cone.PublicIPv4() {
+			t.Fatalf("before the move seen as %v", got)
+		}
+		old := hc.IPv4()
+		bed.Move(hc, sym)
+		if hc.Site() != sym || !sym.LAN4().Contains(hc.IPv4()) || hc.IPv6().IsValid() || hc.IPv4() == old {
+			t.Errorf("after the move: site %s, addresses %v %v", hc.Site().Name(), hc.IPv4(), hc.IPv6())
+		}
+		// The same socket now leaves through the symmetric router.
+		if got := observe(t, client, server); got.Addr() != sym.PublicIPv4() {
+			t.Errorf("after moving to sym seen as %v, want %v", got, sym.PublicIPv4())
+		}
+		bed.Move(hc, bed.Internet())
+		if got := observe(t, client, server); got.Addr() != hc.IPv4() || !internet4.Contains(got.Addr()) {
+			t.Errorf("after moving to the internet seen as %v, want %v", got, hc.IPv4())
+		}
+		select {
+		case <-proc.Done():
+			t.Errorf("process in the moved namespace exited: %v", proc.Wait())
+		default:
+		}
+	})
+}
+
+// helperEnv makes TestHelperBed build a bed and end in the given way, for
+// TestCleanup, which runs it in a child process.
+const helperEnv = "CYTB_HELPER_MODE"
+
+func TestHelperBed(t *testing.T) {
+	mode := os.Getenv(helperEnv)
+	if mode == "" {
+		t.Skip("helper for TestCleanup")
+	}
+	bed := New(t)
+	site := bed.AddSite("site", SiteOpts{NAT: NATCone})
+	h := site.AddHost("h")
+	p := h.Start("sleep", "600")
+	fmt.Printf("HELPER prefix=%s pid=%d\n", bed.Prefix(), p.Pid())
+	switch mode {
+	case "fail":
+		t.Fatal("failing on purpose")
+	case "panic":
+		panic("panicking on purpose")
+	}
+}
+
+// TestCleanup checks that a bed leaves no namespace, /etc/netns entry or
+// process behind, whether its test passes, fails or panics.
+func TestCleanup(t *testing.T) {
+	Require(t)
+	for _, tt := range []struct {
+		mode   string
+		exitOK bool
+	}{{"pass", true}, {"fail", false}, {"panic", false}} {
+		t.Run(tt.mode, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperBed$", "-test.v", "-test.timeout=120s")
+			cmd.Env = append(os.Environ(), helperEnv+"="+tt.mode)
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tt.exitOK {
+				t.Fatalf("helper exit %v, want success=%v; output:\n%s", err, tt.exitOK, out)
+			}
+			var prefix string
+			var pid int
+			sc := bufio.NewScanner(bytes.NewReader(out))
+			for sc.Scan() {
+				if rest, ok := strings.CutPrefix(sc.Text(), "HELPER "); ok {
+					for _, f := range strings.Fields(rest) {
+						k, v, _ := strings.Cut(f, "=")
+						switch k {
+						case "prefix":
+							prefix = v
+						case "pid":
+							pid, _ = strconv.Atoi(v)
+						}
+					}
+				}
+			}
+			if prefix == "" || pid == 0 {
+				t.Fatalf("helper did not report its bed:\n%s", out)
+			}
+			assertGone(t, prefix)
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("process %d still exists after cleanup (%v)", pid, err)
+			}
+		})
+	}
+}
+
+// assertGone checks that nothing named prefix-* is left.
+func assertGone(t *testing.T, prefix string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), prefix+"-") {
+		t.Errorf("namespaces of %s left:\n%s", prefix, out)
+	}
+	left, _ := filepath.Glob(filepath.Join(etcNetnsDir, prefix+"-*"))
+	if len(left) > 0 {
+		t.Errorf("/etc/netns entries left: %v", left)
+	}
+}
+
+func TestSweepStale(t *testing.T) {
+	Require(t)
+	stale := fmt.Sprintf("cy%04x-stale", os.Getpid()&0xffff)
+	if _, err := run(t.Context(), "", "ip", "netns", "add", stale); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeNamespace(stale) })
+	if err := os.MkdirAll(filepath.Join(etcNetnsDir, stale), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	only := func(name string) bool { return name == stale }
+
+	if swept := sweepStale(time.Now().Add(-time.Hour), only); len(swept) != 0 {
+		t.Fatalf("swept a fresh namespace: %v", swept)
+	}
+	swept := sweepStale(time.Now().Add(time.Minute), only)
+	if len(swept) != 1 || swept[0] != stale {
+		t.Fatalf("swept %v, want [%s]", swept, stale)
+	}
+	assertGone(t, strings.TrimSuffix(stale, "-stale"))
+}
+
+func TestRejectsBadNames(t *testing.T) {
+	Require(t)
+	bed := New(t)
+	bed.AddHost("dup", HostOpts{IPv4: true})
+	for _, name := range []string{"dup", "inet", "toolongname", "Bad"} {
+		if _, err := bed.newHost(name, bed.Internet(), HostOpts{}); !errors.Is(err, ErrName) {
+			t.Errorf("host %q: err = %v, want ErrName", name, err)
+		}
+	}
+	if _, err := bed.addSite("dup", SiteOpts{}); !errors.Is(err, ErrName) {
+		t.Errorf("site dup: err = %v, want ErrName", err)
+	}
+}
