@@ -1,0 +1,271 @@
+package messages
+
+import (
+	"net/netip"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Bodies of the tunnel establishment, relay and mobility flows.
+
+// TunnelRequest (node -> NMS): "I want to talk to PeerFQDN".
+//
+//	[peer]
+type TunnelRequest struct {
+	PeerFQDN string
+}
+
+func (TunnelRequest) MsgType() MsgType { return MsgTunnelRequest }
+
+func (m TunnelRequest) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(1)
+	w.str(m.PeerFQDN)
+	return w.err
+}
+
+func (m *TunnelRequest) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "TunnelRequest"}
+	r.arrayLen(1)
+	m.PeerFQDN = r.fqdn("peer")
+	return r.err
+}
+
+// PathInfo is what NMS tells each side of a tunnel: Direction to the peer
+// that was asked for, Path to the node that asked. Both sides get the same
+// TunnelID.
+//
+//	[peer, vip6, vip4, kind, endpoints ([]addrport), relay (nil or RelayTicket), initiator, tunnel (bin 16)]
+type PathInfo struct {
+	PeerFQDN  string
+	PeerVIP6  netip.Addr
+	PeerVIP4  netip.Addr
+	Kind      PathKind
+	Endpoints []netip.AddrPort // the peer's candidate endpoints, best first
+	Relay     *RelayTicket     // required when Kind is PathRelay
+	Initiator bool             // this side sends the handshake init
+	TunnelID  MsgID
+}
+
+func (m *PathInfo) encode(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(8)
+	w.str(m.PeerFQDN)
+	w.addr(m.PeerVIP6)
+	w.addr(m.PeerVIP4)
+	w.uint(uint64(m.Kind))
+	w.addrPorts(m.Endpoints)
+	if m.Relay == nil {
+		w.nil()
+	} else {
+		m.Relay.encode(&w)
+	}
+	w.bool(m.Initiator)
+	w.bin(m.TunnelID[:])
+	return w.err
+}
+
+func (m *PathInfo) decode(d *msgpack.Decoder, msg string) error {
+	r := rd{d: d, msg: msg}
+	r.arrayLen(8)
+	m.PeerFQDN = r.fqdn("peer")
+	m.PeerVIP6 = r.addr("vip6")
+	r.check("vip6", is6(m.PeerVIP6))
+	m.PeerVIP4 = r.addr("vip4")
+	r.check("vip4", is4(m.PeerVIP4))
+	m.Kind = PathKind(r.u8("kind"))
+	r.check("kind", m.Kind.Valid())
+	m.Endpoints = r.addrPorts("endpoints")
+	m.Relay = nil
+	if r.err == nil && !r.isNil("relay") && r.err == nil {
+		m.Relay = new(RelayTicket)
+		m.Relay.decode(&r)
+	}
+	r.check("relay", m.Kind != PathRelay || m.Relay != nil)
+	m.Initiator = r.bool("initiator")
+	r.fixed("tunnel", m.TunnelID[:])
+	r.check("tunnel", !m.TunnelID.IsZero())
+	if r.err != nil {
+		m.Relay = nil
+	}
+	return r.err
+}
+
+// Direction (NMS -> the peer that was asked for): expect a tunnel.
+// It is answered with a DirectionAck.
+type Direction PathInfo
+
+func (Direction) MsgType() MsgType                         { return MsgDirection }
+func (m Direction) EncodeMsgpack(e *msgpack.Encoder) error { return (*PathInfo)(&m).encode(e) }
+func (m *Direction) DecodeMsgpack(d *msgpack.Decoder) error {
+	return (*PathInfo)(m).decode(d, "Direction")
+}
+
+// Path (NMS -> the node that asked): the path to its peer.
+type Path PathInfo
+
+func (Path) MsgType() MsgType                          { return MsgPath }
+func (m Path) EncodeMsgpack(e *msgpack.Encoder) error  { return (*PathInfo)(&m).encode(e) }
+func (m *Path) DecodeMsgpack(d *msgpack.Decoder) error { return (*PathInfo)(m).decode(d, "Path") }
+
+// DirectionAck (peer -> NMS).
+//
+//	[tunnel (bin 16), ok, endpoints ([]addrport)]
+type DirectionAck struct {
+	TunnelID  MsgID
+	OK        bool
+	Endpoints []netip.AddrPort // the peer's current endpoints, if it knows better than NMS
+}
+
+func (DirectionAck) MsgType() MsgType { return MsgDirectionAck }
+
+func (m DirectionAck) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(3)
+	w.bin(m.TunnelID[:])
+	w.bool(m.OK)
+	w.addrPorts(m.Endpoints)
+	return w.err
+}
+
+func (m *DirectionAck) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "DirectionAck"}
+	r.arrayLen(3)
+	r.fixed("tunnel", m.TunnelID[:])
+	r.check("tunnel", !m.TunnelID.IsZero())
+	m.OK = r.bool("ok")
+	m.Endpoints = r.addrPorts("endpoints")
+	return r.err
+}
+
+// RelayTicket lets a node use one side of a relay session: it sends relay
+// packets with Token to TRS at TRS4 or TRS6 (whichever its IP version
+// reaches; at least one is set).
+//
+//	[trs4 (addrport), trs6 (addrport), token (bin 16), expires]
+type RelayTicket struct {
+	TRS4    netip.AddrPort // IPv4 address of TRS, or zero
+	TRS6    netip.AddrPort // IPv6 address of TRS, or zero
+	Token   RelayToken
+	Expires int64 // unix nanoseconds
+}
+
+func (t *RelayTicket) encode(w *wr) {
+	w.arrayLen(4)
+	w.addrPort(t.TRS4)
+	w.addrPort(t.TRS6)
+	w.bin(t.Token[:])
+	w.int(t.Expires)
+}
+
+func (t *RelayTicket) decode(r *rd) {
+	r.arrayLen(4)
+	t.TRS4 = r.addrPort("relay.trs4")
+	r.check("relay.trs4", is4(t.TRS4.Addr()))
+	t.TRS6 = r.addrPort("relay.trs6")
+	r.check("relay.trs6", is6(t.TRS6.Addr()))
+	r.check("relay", t.TRS4.IsValid() || t.TRS6.IsValid())
+	r.fixed("relay.token", t.Token[:])
+	t.Expires = r.int("relay.expires")
+}
+
+// RelayAlloc (NMS -> TRS) allocates a relay session joining two sides.
+//
+//	[session (bin 16), tokena (bin 16), tokenb (bin 16), fqdna, fqdnb, expires]
+type RelayAlloc struct {
+	Session        MsgID // names the relay session (the tunnel's ID)
+	TokenA, TokenB RelayToken
+	FQDNA, FQDNB   string // for logs and metrics
+	Expires        int64  // unix nanoseconds
+}
+
+func (RelayAlloc) MsgType() MsgType { return MsgRelayAlloc }
+
+func (m RelayAlloc) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(6)
+	w.bin(m.Session[:])
+	w.bin(m.TokenA[:])
+	w.bin(m.TokenB[:])
+	w.str(m.FQDNA)
+	w.str(m.FQDNB)
+	w.int(m.Expires)
+	return w.err
+}
+
+func (m *RelayAlloc) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "RelayAlloc"}
+	r.arrayLen(6)
+	r.fixed("session", m.Session[:])
+	r.check("session", !m.Session.IsZero())
+	r.fixed("tokena", m.TokenA[:])
+	r.fixed("tokenb", m.TokenB[:])
+	r.check("tokenb", m.TokenA != m.TokenB)
+	m.FQDNA = r.fqdn("fqdna")
+	m.FQDNB = r.fqdn("fqdnb")
+	m.Expires = r.int("expires")
+	return r.err
+}
+
+// RelayAllocReply (TRS -> NMS).
+//
+//	[session (bin 16), ok]
+type RelayAllocReply struct {
+	Session MsgID
+	OK      bool
+}
+
+func (RelayAllocReply) MsgType() MsgType { return MsgRelayAllocReply }
+
+func (m RelayAllocReply) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(2)
+	w.bin(m.Session[:])
+	w.bool(m.OK)
+	return w.err
+}
+
+func (m *RelayAllocReply) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "RelayAllocReply"}
+	r.arrayLen(2)
+	r.fixed("session", m.Session[:])
+	r.check("session", !m.Session.IsZero())
+	m.OK = r.bool("ok")
+	return r.err
+}
+
+// PeerUpdate (NMS -> node): PeerFQDN moved; its endpoints are now these.
+// Answered with PeerUpdateAck.
+//
+//	[peer, endpoints ([]addrport)]
+type PeerUpdate struct {
+	PeerFQDN  string
+	Endpoints []netip.AddrPort
+}
+
+func (PeerUpdate) MsgType() MsgType { return MsgPeerUpdate }
+
+func (m PeerUpdate) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(2)
+	w.str(m.PeerFQDN)
+	w.addrPorts(m.Endpoints)
+	return w.err
+}
+
+func (m *PeerUpdate) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "PeerUpdate"}
+	r.arrayLen(2)
+	m.PeerFQDN = r.fqdn("peer")
+	m.Endpoints = r.addrPorts("endpoints")
+	return r.err
+}
+
+// PeerUpdateAck (node -> NMS).
+//
+//	[]
+type PeerUpdateAck struct{}
+
+func (PeerUpdateAck) MsgType() MsgType                        { return MsgPeerUpdateAck }
+func (PeerUpdateAck) EncodeMsgpack(e *msgpack.Encoder) error  { return encodeEmpty(e) }
+func (*PeerUpdateAck) DecodeMsgpack(d *msgpack.Decoder) error { return decodeEmpty(d, "PeerUpdateAck") }

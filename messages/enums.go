@@ -1,0 +1,158 @@
+package messages
+
+import "strconv"
+
+// MsgType says which body an Envelope carries.
+type MsgType uint8
+
+const (
+	MsgLoginRequest    MsgType = 1  // node -> AS (payload of Noise message 1)
+	MsgLoginReply      MsgType = 2  // AS -> node (payload of Noise message 2)
+	MsgKeyHandover     MsgType = 3  // AS -> NMS: the node's session keys
+	MsgKeyHandoverAck  MsgType = 4  // NMS -> AS
+	MsgRegister        MsgType = 5  // node -> NMS: locator
+	MsgRegisterReply   MsgType = 6  // NMS -> node
+	MsgTunnelRequest   MsgType = 7  // node -> NMS: "I want to talk to bob"
+	MsgDirection       MsgType = 8  // NMS -> peer: expect / set up this tunnel
+	MsgDirectionAck    MsgType = 9  // peer -> NMS
+	MsgPath            MsgType = 10 // NMS -> requester: the path to use
+	MsgRelayAlloc      MsgType = 11 // NMS -> TRS: allocate a relay session
+	MsgRelayAllocReply MsgType = 12 // TRS -> NMS
+	MsgKeepalive       MsgType = 13 // node -> NMS
+	MsgKeepaliveAck    MsgType = 14 // NMS -> node
+	MsgLogout          MsgType = 15 // node -> cloud
+	MsgLogoutAck       MsgType = 16 // cloud -> node
+	MsgPeerUpdate      MsgType = 17 // NMS -> node: a peer moved
+	MsgPeerUpdateAck   MsgType = 18 // node -> NMS
+	MsgError           MsgType = 19 // any response that failed
+)
+
+var msgTypeNames = [...]string{
+	MsgLoginRequest:    "login-request",
+	MsgLoginReply:      "login-reply",
+	MsgKeyHandover:     "key-handover",
+	MsgKeyHandoverAck:  "key-handover-ack",
+	MsgRegister:        "register",
+	MsgRegisterReply:   "register-reply",
+	MsgTunnelRequest:   "tunnel-request",
+	MsgDirection:       "direction",
+	MsgDirectionAck:    "direction-ack",
+	MsgPath:            "path",
+	MsgRelayAlloc:      "relay-alloc",
+	MsgRelayAllocReply: "relay-alloc-reply",
+	MsgKeepalive:       "keepalive",
+	MsgKeepaliveAck:    "keepalive-ack",
+	MsgLogout:          "logout",
+	MsgLogoutAck:       "logout-ack",
+	MsgPeerUpdate:      "peer-update",
+	MsgPeerUpdateAck:   "peer-update-ack",
+	MsgError:           "error",
+}
+
+// Valid reports whether t is a message type this package defines.
+func (t MsgType) Valid() bool { return int(t) < len(msgTypeNames) && msgTypeNames[t] != "" }
+
+func (t MsgType) String() string {
+	if t.Valid() {
+		return msgTypeNames[t]
+	}
+	return "MsgType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// NATType is what NMS concluded about the NAT in front of a node, from the
+// mappings it and the second observation point saw.
+type NATType uint8
+
+const (
+	NATUnknown NATType = 0 // not enough observations yet
+	// NATNone: the observed address is one of the node's own addresses.
+	NATNone NATType = 1
+	// NATEndpointIndependent: both observation points saw the same mapping
+	// (full/restricted cone); hole punching works.
+	NATEndpointIndependent NATType = 2
+	// NATSymmetric: the observation points saw different mappings
+	// (endpoint-dependent mapping); a relay is needed.
+	NATSymmetric NATType = 3
+)
+
+var natTypeNames = [...]string{"unknown", "none", "endpoint-independent", "symmetric"}
+
+func (t NATType) Valid() bool { return int(t) < len(natTypeNames) }
+
+func (t NATType) String() string {
+	if t.Valid() {
+		return natTypeNames[t]
+	}
+	return "NATType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// PathKind is how two nodes reach each other.
+type PathKind uint8
+
+const (
+	PathDirect    PathKind = 1 // the peer is reachable at one of the endpoints as is
+	PathHolePunch PathKind = 2 // both sides probe each other's public mapping at once
+	PathRelay     PathKind = 3 // through TRS, with a RelayTicket
+)
+
+var pathKindNames = [...]string{PathDirect: "direct", PathHolePunch: "hole-punch", PathRelay: "relay"}
+
+func (k PathKind) Valid() bool { return k >= PathDirect && int(k) < len(pathKindNames) }
+
+func (k PathKind) String() string {
+	if k.Valid() {
+		return pathKindNames[k]
+	}
+	return "PathKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ErrorCode classifies an Error body. Decoders accept any value so that a
+// newer cloud can add codes; receivers treat codes they do not know as
+// CodeUnknown.
+type ErrorCode uint16
+
+const (
+	CodeUnknown          ErrorCode = 0
+	CodeBadRequest       ErrorCode = 1
+	CodeNotAuthenticated ErrorCode = 2
+	CodeCertExpired      ErrorCode = 3
+	CodeCertNotYetValid  ErrorCode = 4
+	CodeCertUnknownCA    ErrorCode = 5
+	CodeCertRevoked      ErrorCode = 6
+	CodeCertFQDNMismatch ErrorCode = 7
+	CodeSessionExpired   ErrorCode = 8
+	CodeUnknownFQDN      ErrorCode = 9
+	CodePeerUnreachable  ErrorCode = 10
+	CodeNoRelay          ErrorCode = 11
+	CodeVIPExhausted     ErrorCode = 12
+	CodeInternal         ErrorCode = 13
+	CodeRateLimited      ErrorCode = 14
+)
+
+var errorCodeNames = [...]string{
+	CodeUnknown:          "unknown",
+	CodeBadRequest:       "bad-request",
+	CodeNotAuthenticated: "not-authenticated",
+	CodeCertExpired:      "cert-expired",
+	CodeCertNotYetValid:  "cert-not-yet-valid",
+	CodeCertUnknownCA:    "cert-unknown-ca",
+	CodeCertRevoked:      "cert-revoked",
+	CodeCertFQDNMismatch: "cert-fqdn-mismatch",
+	CodeSessionExpired:   "session-expired",
+	CodeUnknownFQDN:      "unknown-fqdn",
+	CodePeerUnreachable:  "peer-unreachable",
+	CodeNoRelay:          "no-relay",
+	CodeVIPExhausted:     "vip-exhausted",
+	CodeInternal:         "internal",
+	CodeRateLimited:      "rate-limited",
+}
+
+// Known reports whether c is a code this package defines.
+func (c ErrorCode) Known() bool { return int(c) < len(errorCodeNames) }
+
+func (c ErrorCode) String() string {
+	if c.Known() {
+		return errorCodeNames[c]
+	}
+	return "ErrorCode(" + strconv.Itoa(int(c)) + ")"
+}

@@ -1,0 +1,31 @@
+package messages
+
+// Size limits. Decoders check them before allocating, so no input can make a
+// decoder allocate more than a small multiple of these numbers.
+const (
+	// MaxPacket is the largest UDP payload we build or accept (the largest
+	// datagram a UDP length field can describe). Receive buffers are this big.
+	MaxPacket = 65535
+
+	// AEADOverhead is the authentication tag every data and signaling
+	// ciphertext carries (AES-256-GCM, ChaCha20-Poly1305 and XChaCha20-Poly1305
+	// all use 16 bytes).
+	AEADOverhead = 16
+
+	// MaxInner is the largest inner (IP) packet that fits in a data packet on
+	// any path, including a relayed one.
+	MaxInner = MaxPacket - RelayHeaderLen - DataHeaderLen - AEADOverhead
+
+	// MaxEnvelopeLen bounds an encoded signaling envelope (it must hold a
+	// LoginRequest with a certificate of MaxCertLen).
+	MaxEnvelopeLen = 16 << 10
+
+	// MaxNameLen bounds FQDNs and service names (the DNS limit).
+	MaxNameLen = 253
+	// MaxTextLen bounds free-text strings (software version, error message, serial).
+	MaxTextLen = 1024
+	// MaxCertLen bounds a DER certificate.
+	MaxCertLen = 8 << 10
+	// MaxAddrs bounds every list of addresses.
+	MaxAddrs = 16
+)

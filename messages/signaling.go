@@ -1,0 +1,80 @@
+package messages
+
+import "encoding/binary"
+
+// Sealed signaling packet, node <-> cloud after login:
+//
+//	TypeSignaling | session ID (4) | nonce (24) | XChaCha20-Poly1305(envelope)
+//
+// This package only frames it; the caller seals and opens. Bytes
+// [0:SignalingAADLen] (type and session ID) are the AEAD's additional data;
+// the nonce is the AEAD nonce (random, which XChaCha20's 24 bytes make safe).
+// The plaintext is an encoded Envelope.
+const (
+	SignalingAADLen    = 1 + 4
+	SignalingNonceLen  = 24
+	SignalingHeaderLen = SignalingAADLen + SignalingNonceLen
+	// MaxSignalingPacket is the largest sealed signaling packet accepted.
+	MaxSignalingPacket = SignalingHeaderLen + MaxEnvelopeLen + AEADOverhead
+)
+
+// SignalingHeader is the cleartext header of a sealed signaling packet.
+type SignalingHeader struct {
+	SessionID uint32 // from LoginReply; selects the session key
+	Nonce     [SignalingNonceLen]byte
+}
+
+// Put writes h into b[:SignalingHeaderLen] and returns SignalingHeaderLen;
+// the ciphertext goes at b[SignalingHeaderLen:]. It panics if b is too short.
+func (h SignalingHeader) Put(b []byte) int {
+	_ = b[SignalingHeaderLen-1]
+	b[0] = byte(TypeSignaling)
+	binary.BigEndian.PutUint32(b[1:5], h.SessionID)
+	copy(b[SignalingAADLen:SignalingHeaderLen], h.Nonce[:])
+	return SignalingHeaderLen
+}
+
+// ParseSignaling returns the header and the ciphertext (a sub-slice of b, at
+// least AEADOverhead long). Errors are bare sentinels; it never allocates.
+func ParseSignaling(b []byte) (SignalingHeader, []byte, error) {
+	if len(b) < SignalingHeaderLen+AEADOverhead {
+		return SignalingHeader{}, nil, ErrTruncated
+	}
+	if len(b) > MaxSignalingPacket {
+		return SignalingHeader{}, nil, ErrTooLarge
+	}
+	if PacketType(b[0]) != TypeSignaling {
+		return SignalingHeader{}, nil, ErrBadType
+	}
+	return SignalingHeader{
+		SessionID: binary.BigEndian.Uint32(b[1:5]),
+		Nonce:     [SignalingNonceLen]byte(b[SignalingAADLen:SignalingHeaderLen]),
+	}, b[SignalingHeaderLen:], nil
+}
+
+// Login packets carry one Noise handshake message each, after the type byte:
+//
+//	TypeLogin | Noise message 1       (node -> AS; its payload is an encoded
+//	                                   Envelope with a LoginRequest body)
+//	TypeLoginReply | Noise message 2  (AS -> node; payload: Envelope with a
+//	                                   LoginReply or Error body, same ID)
+const LoginHeaderLen = 1
+
+// ParseLogin returns the Noise message of a TypeLogin packet.
+func ParseLogin(b []byte) ([]byte, error) { return parseLogin(b, TypeLogin) }
+
+// ParseLoginReply returns the Noise message of a TypeLoginReply packet.
+func ParseLoginReply(b []byte) ([]byte, error) { return parseLogin(b, TypeLoginReply) }
+
+func parseLogin(b []byte, t PacketType) ([]byte, error) {
+	if len(b) <= LoginHeaderLen {
+		return nil, ErrTruncated
+	}
+	if len(b) > MaxPacket {
+		return nil, ErrTooLarge
+	}
+	if PacketType(b[0]) != t {
+		return nil, ErrBadType
+	}
+	return b[LoginHeaderLen:], nil
+}
