@@ -1,0 +1,40 @@
+// Package pki is the overlay's public-key infrastructure: the root CA, the
+// certificates it issues to nodes and cloud services, their verification and
+// revocation.
+//
+// The hierarchy is one level deep: the root CA (Ed25519, self-signed) signs
+// every leaf directly. Without intermediates, verification is a signature
+// check against one known key plus the policy checks in [Verifier.Verify].
+//
+// A leaf certificate binds three things to one FQDN (its CN and only DNS SAN):
+// an Ed25519 signing key (the certificate's own key), a Noise static key
+// (X25519) used for the node-to-node and node-to-cloud handshakes, and a role
+// (node, AS, NMS or TRS).
+//
+// # Object identifiers
+//
+// The Noise key and the roles need OIDs of their own. They live under
+// 1.3.6.1.4.1.32473, the private-enterprise arc IANA reserves for
+// documentation (RFC 5612): it belongs to no real vendor, so our extensions
+// can never be mistaken for someone else's. An operator with a registered
+// Private Enterprise Number may move them by changing [OIDArc]; certificates
+// issued under the old arc then stop verifying, as they should.
+//
+//	1.3.6.1.4.1.32473.7801          the CYPHONIC arc ([OIDArc])
+//	1.3.6.1.4.1.32473.7801.1.1      extension: Noise static public key,
+//	                                DER OCTET STRING of 32 bytes, non-critical
+//	1.3.6.1.4.1.32473.7801.2.1      extended key usage: overlay node
+//	1.3.6.1.4.1.32473.7801.2.2      extended key usage: AS
+//	1.3.6.1.4.1.32473.7801.2.3      extended key usage: NMS
+//	1.3.6.1.4.1.32473.7801.2.4      extended key usage: TRS
+//
+// The Noise key extension is non-critical so that generic X.509 tools can
+// still parse and display the certificates; CYPHONIC's verifier requires it.
+//
+// # Files
+//
+// A CA directory holds ca.crt, ca.key (0600) and revoked.txt (one serial per
+// line, lowercase hex). An identity directory holds node.crt, node.key
+// (Ed25519, PKCS #8) and noise.key (X25519, PKCS #8), keys 0600, whatever the
+// identity's role.
+package pki

@@ -1,0 +1,82 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/cyphonic/cyphonic-go/cloud/store"
+	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
+)
+
+func benchStores(b *testing.B, fn func(b *testing.B, s store.Store)) {
+	b.Run("bolt", func(b *testing.B) {
+		s, err := store.OpenBolt(filepath.Join(b.TempDir(), "r.db"), store.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		fn(b, s)
+	})
+	b.Run("redis", func(b *testing.B) {
+		base := storetest.RedisURL(b)
+		prefix := "cyphonic-bench:" + b.Name() + ":"
+		defer storetest.DeletePrefix(b, base, prefix)
+		s, err := store.OpenRedis(context.Background(), storetest.WithPrefix(b, base, prefix), store.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		fn(b, s)
+	})
+}
+
+// BenchmarkAllocateVIPsExisting is a login of a known node.
+func BenchmarkAllocateVIPsExisting(b *testing.B) {
+	benchStores(b, func(b *testing.B, s store.Store) {
+		ctx := context.Background()
+		if _, _, err := s.AllocateVIPs(ctx, "alice.example"); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := s.AllocateVIPs(ctx, "alice.example"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAllocateVIPsNew is a first login.
+func BenchmarkAllocateVIPsNew(b *testing.B) {
+	benchStores(b, func(b *testing.B, s store.Store) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			if _, _, err := s.AllocateVIPs(ctx, fmt.Sprintf("n%d.example", i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkLookupSession is NMS resolving a sealed signaling packet's
+// session (cache the result in the caller: this is a store round trip).
+func BenchmarkLookupSession(b *testing.B) {
+	benchStores(b, func(b *testing.B, s store.Store) {
+		ctx := context.Background()
+		n := store.Node{FQDN: "alice.example", Session: store.Session{ID: 9}}
+		if err := s.PutNode(ctx, n); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.LookupSession(ctx, 9); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,263 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	bucketNodes    = []byte("nodes")    // fqdn -> record
+	bucketSessions = []byte("sessions") // session ID (4 bytes, big endian) -> fqdn
+	bucketVIPs     = []byte("vips")     // fqdn -> "vip6 vip4"; its sequence numbers allocations
+	bucketMeta     = []byte("meta")     // "vip6", "vip4" -> the pools' prefixes
+)
+
+// openTimeout bounds the wait for bbolt's file lock: a second process on
+// the same file gets an error instead of hanging (share through Redis).
+const openTimeout = 2 * time.Second
+
+// BoltStore is the Store in one bbolt file, for a single cloud process.
+// Every operation is one bbolt transaction, so it is atomic and durable.
+type BoltStore struct {
+	db   *bolt.DB
+	pool vipPool
+}
+
+var _ Store = (*BoltStore)(nil)
+
+// OpenBolt opens (creating if needed) the bbolt store at path.
+func OpenBolt(path string, cfg Config) (*BoltStore, error) {
+	pool, err := newVIPPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: in use by another process: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketNodes, bucketSessions, bucketVIPs, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		for _, kv := range []struct{ k, v string }{{"vip6", pool.p6.String()}, {"vip4", pool.p4.String()}} {
+			old := meta.Get([]byte(kv.k))
+			if old == nil {
+				if err := meta.Put([]byte(kv.k), []byte(kv.v)); err != nil {
+					return err
+				}
+			} else if string(old) != kv.v {
+				return fmt.Errorf("%w: %s is %s, configured %s", ErrConfigChanged, kv.k, old, kv.v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return &BoltStore{db: db, pool: pool}, nil
+}
+
+func sessionKey(id SessionID) []byte { return binary.BigEndian.AppendUint32(nil, id) }
+
+// update runs fn in a write transaction, after checking ctx: bbolt
+// transactions are short and local, so they are not interrupted midway.
+func (s *BoltStore) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(fn)
+}
+
+func (s *BoltStore) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func (s *BoltStore) AllocateVIPs(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error) {
+	if err := checkFQDN(fqdn); err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	// Most calls are for known nodes: answer those from a read transaction,
+	// which needs no lock or fsync.
+	found := false
+	err = s.view(ctx, func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketVIPs).Get([]byte(fqdn)); v != nil {
+			found = true
+			vip6, vip4, err = decodeVIPs(string(v))
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: allocate VIPs for %q: %w", fqdn, err)
+	}
+	if found {
+		return vip6, vip4, nil
+	}
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketVIPs)
+		if v := b.Get([]byte(fqdn)); v != nil { // allocated since the read
+			vip6, vip4, err = decodeVIPs(string(v))
+			return err
+		}
+		// The sequence is part of the transaction: if anything below
+		// fails, the number is not consumed.
+		n, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if vip6, vip4, err = s.pool.at(n); err != nil {
+			return err
+		}
+		return b.Put([]byte(fqdn), []byte(encodeVIPs(vip6, vip4)))
+	})
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: allocate VIPs for %q: %w", fqdn, err)
+	}
+	return vip6, vip4, nil
+}
+
+func (s *BoltStore) PutNode(ctx context.Context, n Node) error {
+	if err := checkNode(&n); err != nil {
+		return err
+	}
+	rec, err := encodeNode(&n)
+	if err != nil {
+		return err
+	}
+	err = s.update(ctx, func(tx *bolt.Tx) error {
+		nodes, sessions := tx.Bucket(bucketNodes), tx.Bucket(bucketSessions)
+		if id := n.Session.ID; id != 0 {
+			if owner := sessions.Get(sessionKey(id)); owner != nil && string(owner) != n.FQDN {
+				return fmt.Errorf("%w: session %d", ErrSessionInUse, id)
+			}
+		}
+		if old := nodes.Get([]byte(n.FQDN)); old != nil {
+			// An unreadable old record only loses its session index.
+			if o, err := decodeNode(old); err == nil && o.Session.ID != 0 && o.Session.ID != n.Session.ID {
+				if string(sessions.Get(sessionKey(o.Session.ID))) == n.FQDN {
+					if err := sessions.Delete(sessionKey(o.Session.ID)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := nodes.Put([]byte(n.FQDN), rec); err != nil {
+			return err
+		}
+		if n.Session.ID != 0 {
+			return sessions.Put(sessionKey(n.Session.ID), []byte(n.FQDN))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: put %q: %w", n.FQDN, err)
+	}
+	return nil
+}
+
+func (s *BoltStore) GetNode(ctx context.Context, fqdn string) (Node, error) {
+	var n Node
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketNodes).Get([]byte(fqdn))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		n, err = decodeNode(v)
+		return err
+	})
+	if err != nil {
+		return Node{}, fmt.Errorf("store: get %q: %w", fqdn, err)
+	}
+	return n, nil
+}
+
+func (s *BoltStore) LookupSession(ctx context.Context, id SessionID) (Node, error) {
+	var n Node
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		owner := tx.Bucket(bucketSessions).Get(sessionKey(id))
+		if owner == nil {
+			return ErrNotFound
+		}
+		v := tx.Bucket(bucketNodes).Get(owner)
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		n, err = decodeNode(v)
+		return err
+	})
+	if err != nil {
+		return Node{}, fmt.Errorf("store: lookup session %d: %w", id, err)
+	}
+	return n, nil
+}
+
+func (s *BoltStore) DeleteSession(ctx context.Context, id SessionID) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		nodes, sessions := tx.Bucket(bucketNodes), tx.Bucket(bucketSessions)
+		owner := sessions.Get(sessionKey(id))
+		if owner == nil {
+			return nil
+		}
+		owner = append([]byte(nil), owner...) // valid only until the Delete
+		if err := sessions.Delete(sessionKey(id)); err != nil {
+			return err
+		}
+		v := nodes.Get(owner)
+		if v == nil {
+			return nil
+		}
+		n, err := decodeNode(v)
+		if err != nil || n.Session.ID != id {
+			return nil
+		}
+		n.Session = Session{}
+		rec, err := encodeNode(&n)
+		if err != nil {
+			return err
+		}
+		return nodes.Put(owner, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete session %d: %w", id, err)
+	}
+	return nil
+}
+
+func (s *BoltStore) ListNodes(ctx context.Context) ([]Node, error) {
+	var out []Node
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			n, err := decodeNode(v)
+			if err != nil {
+				return fmt.Errorf("%q: %w", k, err)
+			}
+			out = append(out, n)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list nodes: %w", err)
+	}
+	return out, nil // bbolt iterates in key order: already sorted by FQDN
+}
+
+func (s *BoltStore) Close() error { return s.db.Close() }

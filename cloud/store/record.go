@@ -1,0 +1,196 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Records are msgpack maps with short keys: unknown keys are ignored and
+// missing ones read as zero, so a newer cloud can add fields while an older
+// one still reads the rest. Addresses are kept in text form so a Redis
+// operator can read them. Not a hot path: reflection is fine.
+type record struct {
+	FQDN       string         `msgpack:"f"`
+	VIP6       string         `msgpack:"v6,omitempty"`
+	VIP4       string         `msgpack:"v4,omitempty"`
+	CertSerial string         `msgpack:"cs,omitempty"`
+	HomeNMS    string         `msgpack:"nms,omitempty"`
+	Updated    int64          `msgpack:"u,omitempty"` // Unix nanoseconds
+	Observed4  string         `msgpack:"o4,omitempty"`
+	Observed6  string         `msgpack:"o6,omitempty"`
+	Locals     []string       `msgpack:"l,omitempty"`
+	NAT4       uint8          `msgpack:"n4,omitempty"`
+	NAT6       uint8          `msgpack:"n6,omitempty"`
+	HasIPv4    bool           `msgpack:"h4,omitempty"`
+	HasIPv6    bool           `msgpack:"h6,omitempty"`
+	Session    *sessionRecord `msgpack:"s,omitempty"`
+}
+
+type sessionRecord struct {
+	ID          uint32 `msgpack:"id"`
+	NodeToCloud []byte `msgpack:"nc"`
+	CloudToNode []byte `msgpack:"cn"`
+	Expires     int64  `msgpack:"e,omitempty"` // Unix nanoseconds
+}
+
+// Bounds on what a record may hold; they keep a corrupt or hostile entry
+// from costing more than a bad read.
+const (
+	maxRecordLen = 16 << 10
+	maxLocals    = 32
+	maxNMSIDLen  = 255
+)
+
+// checkNode validates a record before it is written.
+func checkNode(n *Node) error {
+	if err := pki.ValidateFQDN(n.FQDN); err != nil {
+		return fmt.Errorf("store: node %q: %w: %w", n.FQDN, ErrInvalidNode, err)
+	}
+	if len(n.Locator.Locals) > maxLocals || len(n.HomeNMS) > maxNMSIDLen || len(n.CertSerial) > 64 {
+		return fmt.Errorf("store: node %q: %w: field too long", n.FQDN, ErrInvalidNode)
+	}
+	if n.VIP6.IsValid() && !n.VIP6.Is6() || n.VIP4.IsValid() && !n.VIP4.Is4() {
+		return fmt.Errorf("store: node %q: %w: VIPs of the wrong family", n.FQDN, ErrInvalidNode)
+	}
+	return nil
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func addrPortString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func encodeNode(n *Node) ([]byte, error) {
+	r := record{
+		FQDN: n.FQDN, VIP6: addrString(n.VIP6), VIP4: addrString(n.VIP4),
+		CertSerial: n.CertSerial, HomeNMS: n.HomeNMS, Updated: unixNano(n.Updated),
+		Observed4: addrPortString(n.Locator.Observed4), Observed6: addrPortString(n.Locator.Observed6),
+		NAT4: n.Locator.NAT4, NAT6: n.Locator.NAT6,
+		HasIPv4: n.Locator.HasIPv4, HasIPv6: n.Locator.HasIPv6,
+	}
+	for _, l := range n.Locator.Locals {
+		r.Locals = append(r.Locals, l.String())
+	}
+	if n.Session.ID != 0 {
+		r.Session = &sessionRecord{
+			ID:          n.Session.ID,
+			NodeToCloud: n.Session.NodeToCloud[:],
+			CloudToNode: n.Session.CloudToNode[:],
+			Expires:     unixNano(n.Session.Expires),
+		}
+	}
+	b, err := msgpack.Marshal(&r)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %q: %w", n.FQDN, err)
+	}
+	return b, nil
+}
+
+// decodeNode reads a record. It never trusts the bytes: a store shared over
+// the network may hold anything.
+func decodeNode(b []byte) (Node, error) {
+	if len(b) > maxRecordLen {
+		return Node{}, fmt.Errorf("store: record of %d bytes: %w", len(b), ErrInvalidNode)
+	}
+	var r record
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&r); err != nil {
+		return Node{}, fmt.Errorf("store: decode record: %w: %w", ErrInvalidNode, err)
+	}
+	n := Node{
+		FQDN: r.FQDN, CertSerial: r.CertSerial, HomeNMS: r.HomeNMS, Updated: fromUnixNano(r.Updated),
+		Locator: Locator{NAT4: r.NAT4, NAT6: r.NAT6, HasIPv4: r.HasIPv4, HasIPv6: r.HasIPv6},
+	}
+	var err error
+	parse := func(s string, dst *netip.Addr) {
+		if s != "" && err == nil {
+			*dst, err = netip.ParseAddr(s)
+		}
+	}
+	parseAP := func(s string, dst *netip.AddrPort) {
+		if s != "" && err == nil {
+			*dst, err = netip.ParseAddrPort(s)
+		}
+	}
+	parse(r.VIP6, &n.VIP6)
+	parse(r.VIP4, &n.VIP4)
+	parseAP(r.Observed4, &n.Locator.Observed4)
+	parseAP(r.Observed6, &n.Locator.Observed6)
+	if len(r.Locals) > maxLocals {
+		return Node{}, fmt.Errorf("store: record %q: %w: %d locals", r.FQDN, ErrInvalidNode, len(r.Locals))
+	}
+	if len(r.Locals) > 0 {
+		n.Locator.Locals = make([]netip.AddrPort, len(r.Locals))
+		for i, l := range r.Locals {
+			parseAP(l, &n.Locator.Locals[i])
+		}
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("store: record %q: %w: %w", r.FQDN, ErrInvalidNode, err)
+	}
+	if s := r.Session; s != nil {
+		if s.ID == 0 || len(s.NodeToCloud) != 32 || len(s.CloudToNode) != 32 {
+			return Node{}, fmt.Errorf("store: record %q: %w: malformed session", r.FQDN, ErrInvalidNode)
+		}
+		n.Session = Session{
+			ID: s.ID, NodeToCloud: [32]byte(s.NodeToCloud), CloudToNode: [32]byte(s.CloudToNode),
+			Expires: fromUnixNano(s.Expires),
+		}
+	}
+	if err := checkNode(&n); err != nil {
+		return Node{}, err
+	}
+	return n, nil
+}
+
+// encodeVIPs and decodeVIPs store an allocated pair as "vip6 vip4".
+func encodeVIPs(vip6, vip4 netip.Addr) string { return vip6.String() + " " + vip4.String() }
+
+func decodeVIPs(s string) (vip6, vip4 netip.Addr, err error) {
+	a, b, ok := bytes.Cut([]byte(s), []byte(" "))
+	if ok {
+		vip6, err = netip.ParseAddr(string(a))
+		if err == nil {
+			vip4, err = netip.ParseAddr(string(b))
+		}
+	}
+	if !ok || err != nil || !vip6.Is6() || !vip4.Is4() {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: corrupt VIP entry %q", s)
+	}
+	return vip6, vip4, nil
+}
+
+func checkFQDN(fqdn string) error {
+	if err := pki.ValidateFQDN(fqdn); err != nil {
+		return fmt.Errorf("store: %w: %w", ErrInvalidNode, err)
+	}
+	return nil
+}

@@ -1,0 +1,338 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultRedisPrefix starts every key the Redis store writes; the URL's
+// "prefix" query parameter changes it, so several overlays (or tests) can
+// share one Redis database.
+const DefaultRedisPrefix = "cyphonic:"
+
+// RedisStore is the Store in Redis, shared by several cloud processes.
+// Every write that must be atomic across processes is one Lua script (or
+// one INCR), which Redis runs without interleaving.
+//
+// Keys, after the prefix:
+//
+//	node:<fqdn>   hash: rec (record without session), sess (session record), sid
+//	session:<id>  string: the FQDN holding session id
+//	nodes         set of FQDNs with a record
+//	vips          hash: fqdn -> "vip6 vip4"
+//	vipseq        the allocation counter
+//	config        hash: vip6, vip4 -> the pools' prefixes
+//
+// The scripts compute key names from data (the previous session's key), so
+// this layout is for one Redis server or a replicated one, not Redis
+// Cluster.
+type RedisStore struct {
+	c      *redis.Client
+	prefix string
+	pool   vipPool
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// OpenRedis connects to the Redis server at rawURL
+// (redis://[user:password@]host:port/db[?prefix=...], or rediss:// for TLS)
+// and checks that it was set up with the same VIP prefixes.
+func OpenRedis(ctx context.Context, rawURL string, cfg Config) (*RedisStore, error) {
+	pool, err := newVIPPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: redis URL: %w", err)
+	}
+	q := u.Query()
+	prefix := DefaultRedisPrefix
+	if q.Has("prefix") {
+		prefix = q.Get("prefix")
+		q.Del("prefix") // ours, not go-redis's: it rejects unknown options
+		u.RawQuery = q.Encode()
+	}
+	opts, err := redis.ParseURL(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("store: redis URL: %w", err)
+	}
+	s := &RedisStore{c: redis.NewClient(opts), prefix: prefix, pool: pool}
+	if err := s.checkConfig(ctx); err != nil {
+		s.c.Close()
+		return nil, fmt.Errorf("store: open redis %s: %w", u.Redacted(), err)
+	}
+	return s, nil
+}
+
+func (s *RedisStore) checkConfig(ctx context.Context) error {
+	key := s.prefix + "config"
+	want := map[string]string{"vip6": s.pool.p6.String(), "vip4": s.pool.p4.String()}
+	for k, v := range want {
+		if err := s.c.HSetNX(ctx, key, k, v).Err(); err != nil {
+			return err
+		}
+	}
+	got, err := s.c.HMGet(ctx, key, "vip6", "vip4").Result()
+	if err != nil {
+		return err
+	}
+	for i, k := range []string{"vip6", "vip4"} {
+		if got[i] != want[k] {
+			return fmt.Errorf("%w: %s is %v, configured %s", ErrConfigChanged, k, got[i], want[k])
+		}
+	}
+	return nil
+}
+
+func (s *RedisStore) nodeKey(fqdn string) string { return s.prefix + "node:" + fqdn }
+func (s *RedisStore) sessKey(id SessionID) string {
+	return s.prefix + "session:" + strconv.FormatUint(uint64(id), 10)
+}
+
+// nextVIP increments the counter unless the pool is used up, atomically,
+// so no two callers anywhere get the same number and a full pool stays full.
+var nextVIP = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur >= tonumber(ARGV[1]) then return -1 end
+return redis.call('INCR', KEYS[1])
+`)
+
+func (s *RedisStore) AllocateVIPs(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error) {
+	if err := checkFQDN(fqdn); err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	vip6, vip4, err = s.allocate(ctx, fqdn)
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: allocate VIPs for %q: %w", fqdn, err)
+	}
+	return vip6, vip4, nil
+}
+
+// allocate takes a fresh number, then claims the FQDN's entry with HSETNX.
+// If another process claimed it first, its pair wins and our number is
+// left unused: a hole, never a duplicate.
+func (s *RedisStore) allocate(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error) {
+	vips := s.prefix + "vips"
+	v, err := s.c.HGet(ctx, vips, fqdn).Result()
+	if err == nil {
+		return decodeVIPs(v)
+	}
+	if !errors.Is(err, redis.Nil) {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	n, err := nextVIP.Run(ctx, s.c, []string{s.prefix + "vipseq"}, s.pool.size).Int64()
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	if n < 0 {
+		n = 0 // at() reports the exhaustion
+	}
+	if vip6, vip4, err = s.pool.at(uint64(n)); err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	won, err := s.c.HSetNX(ctx, vips, fqdn, encodeVIPs(vip6, vip4)).Result()
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	if won {
+		return vip6, vip4, nil
+	}
+	v, err = s.c.HGet(ctx, vips, fqdn).Result()
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	return decodeVIPs(v)
+}
+
+// putNode writes a record and moves its session index in one step.
+// KEYS: node key, new session key, nodes set. ARGV: fqdn, rec, sess, sid,
+// session key prefix. Returns 0 if the session belongs to another node.
+var putNode = redis.NewScript(`
+local sid = ARGV[4]
+if sid ~= '0' then
+  local owner = redis.call('GET', KEYS[2])
+  if owner and owner ~= ARGV[1] then return 0 end
+end
+local old = redis.call('HGET', KEYS[1], 'sid')
+if old and old ~= '0' and old ~= sid then
+  local okey = ARGV[5] .. old
+  if redis.call('GET', okey) == ARGV[1] then redis.call('DEL', okey) end
+end
+redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'sid', sid)
+if sid ~= '0' then
+  redis.call('HSET', KEYS[1], 'sess', ARGV[3])
+  redis.call('SET', KEYS[2], ARGV[1])
+else
+  redis.call('HDEL', KEYS[1], 'sess')
+end
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+`)
+
+// deleteSession drops a session's index and, if the node still holds it,
+// the node's session. KEYS: session key. ARGV: node key prefix, sid.
+var deleteSession = redis.NewScript(`
+local owner = redis.call('GET', KEYS[1])
+if not owner then return 0 end
+redis.call('DEL', KEYS[1])
+local nk = ARGV[1] .. owner
+if redis.call('HGET', nk, 'sid') == ARGV[2] then
+  redis.call('HDEL', nk, 'sess')
+  redis.call('HSET', nk, 'sid', '0')
+end
+return 1
+`)
+
+func (s *RedisStore) PutNode(ctx context.Context, n Node) error {
+	if err := checkNode(&n); err != nil {
+		return err
+	}
+	// The session is its own field so DeleteSession can drop it in Lua
+	// without decoding the record.
+	sess := n.Session
+	n.Session = Session{}
+	rec, err := encodeNode(&n)
+	if err != nil {
+		return err
+	}
+	var sessRec []byte
+	if sess.ID != 0 {
+		full, err := encodeNode(&Node{FQDN: n.FQDN, Session: sess})
+		if err != nil {
+			return err
+		}
+		sessRec = full
+	}
+	ok, err := putNode.Run(ctx, s.c,
+		[]string{s.nodeKey(n.FQDN), s.sessKey(sess.ID), s.prefix + "nodes"},
+		n.FQDN, rec, sessRec, strconv.FormatUint(uint64(sess.ID), 10), s.prefix+"session:",
+	).Int()
+	if err != nil {
+		return fmt.Errorf("store: put %q: %w", n.FQDN, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("store: put %q: %w: session %d", n.FQDN, ErrSessionInUse, sess.ID)
+	}
+	return nil
+}
+
+// readNode reads a node's hash; ok is false if it has no record.
+func (s *RedisStore) readNode(ctx context.Context, fqdn string) (n Node, ok bool, err error) {
+	vals, err := s.c.HMGet(ctx, s.nodeKey(fqdn), "rec", "sess").Result()
+	if err != nil {
+		return Node{}, false, err
+	}
+	return decodeNodeFields(vals)
+}
+
+func decodeNodeFields(vals []any) (Node, bool, error) {
+	rec, ok := vals[0].(string)
+	if !ok {
+		return Node{}, false, nil
+	}
+	n, err := decodeNode([]byte(rec))
+	if err != nil {
+		return Node{}, false, err
+	}
+	if sess, ok := vals[1].(string); ok {
+		sn, err := decodeNode([]byte(sess))
+		if err != nil {
+			return Node{}, false, err
+		}
+		n.Session = sn.Session
+	}
+	return n, true, nil
+}
+
+func (s *RedisStore) GetNode(ctx context.Context, fqdn string) (Node, error) {
+	n, ok, err := s.readNode(ctx, fqdn)
+	if err == nil && !ok {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("store: get %q: %w", fqdn, err)
+	}
+	return n, nil
+}
+
+func (s *RedisStore) LookupSession(ctx context.Context, id SessionID) (Node, error) {
+	n, err := s.lookupSession(ctx, id)
+	if err != nil {
+		return Node{}, fmt.Errorf("store: lookup session %d: %w", id, err)
+	}
+	return n, nil
+}
+
+func (s *RedisStore) lookupSession(ctx context.Context, id SessionID) (Node, error) {
+	if id == 0 {
+		return Node{}, ErrNotFound
+	}
+	owner, err := s.c.Get(ctx, s.sessKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Node{}, ErrNotFound
+	}
+	if err != nil {
+		return Node{}, err
+	}
+	n, ok, err := s.readNode(ctx, owner)
+	if err != nil {
+		return Node{}, err
+	}
+	// Two reads, not one transaction: if the session moved in between,
+	// the record tells, and the answer is the truth at the second read.
+	if !ok || n.Session.ID != id {
+		return Node{}, ErrNotFound
+	}
+	return n, nil
+}
+
+func (s *RedisStore) DeleteSession(ctx context.Context, id SessionID) error {
+	if id == 0 {
+		return nil
+	}
+	err := deleteSession.Run(ctx, s.c, []string{s.sessKey(id)},
+		s.prefix+"node:", strconv.FormatUint(uint64(id), 10)).Err()
+	if err != nil {
+		return fmt.Errorf("store: delete session %d: %w", id, err)
+	}
+	return nil
+}
+
+func (s *RedisStore) ListNodes(ctx context.Context) ([]Node, error) {
+	names, err := s.c.SMembers(ctx, s.prefix+"nodes").Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: list nodes: %w", err)
+	}
+	slices.Sort(names)
+	cmds := make([]*redis.SliceCmd, len(names))
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, name := range names {
+			cmds[i] = p.HMGet(ctx, s.nodeKey(name), "rec", "sess")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list nodes: %w", err)
+	}
+	out := make([]Node, 0, len(names))
+	for i, cmd := range cmds {
+		n, ok, err := decodeNodeFields(cmd.Val())
+		if err != nil {
+			return nil, fmt.Errorf("store: list nodes: %q: %w", names[i], err)
+		}
+		if ok {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func (s *RedisStore) Close() error { return s.c.Close() }

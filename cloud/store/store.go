@@ -1,0 +1,124 @@
+// Package store is the cloud's shared registry: what AS and NMS know about
+// every node (its virtual addresses, its session with the cloud, its
+// locator), behind one small interface with two implementations:
+//
+//   - bbolt, a file in the data directory: the default, for one cloud process;
+//   - Redis, shared by several cloud processes (the papers' State Database).
+//
+// Open picks one from a URL. Both pass the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrVIPExhausted  = errors.New("virtual address pool exhausted")
+	ErrSessionInUse  = errors.New("session ID held by another node")
+	ErrInvalidNode   = errors.New("invalid node record")
+	ErrConfigChanged = errors.New("store was created with other VIP prefixes")
+	ErrClosed        = errors.New("store closed")
+)
+
+// SessionID names a node's session with the cloud; it is the session ID in
+// sealed signaling packets (messages.SignalingHeader). Zero means none.
+type SessionID = uint32
+
+// Session is a node's login session: the keys sealing its signaling in
+// each direction and when the session ends.
+type Session struct {
+	ID          SessionID
+	NodeToCloud [32]byte
+	CloudToNode [32]byte
+	Expires     time.Time
+}
+
+// Locator is where a node is, as its registration told NMS. NAT types are
+// path.NATType values, kept as bytes here so the store does not depend on
+// the path rules.
+type Locator struct {
+	// Observed4/6 are the public mappings NMS saw (zero if none).
+	Observed4, Observed6 netip.AddrPort
+	// Locals are the addresses the node declared for its sockets.
+	Locals           []netip.AddrPort
+	NAT4, NAT6       uint8
+	HasIPv4, HasIPv6 bool
+}
+
+// Node is one node's record, keyed by FQDN.
+type Node struct {
+	FQDN       string
+	VIP6, VIP4 netip.Addr
+	CertSerial string // hex, as pki.FormatSerial writes it
+	Session    Session
+	Locator    Locator
+	HomeNMS    string // the NMS instance the node registered with
+	Updated    time.Time
+}
+
+// Store is the registry. Implementations are safe for concurrent use, and
+// the Redis one for use by several processes at once.
+type Store interface {
+	// AllocateVIPs returns fqdn's virtual addresses, allocating them on
+	// first use. The pair never changes for that FQDN and is never given
+	// to another, across restarts and across processes sharing the store.
+	AllocateVIPs(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error)
+
+	// PutNode creates or replaces n's record and indexes its session
+	// (n.Session.ID, unless zero), dropping the index of the session the
+	// record held before. It fails with ErrSessionInUse, changing nothing,
+	// if that session ID belongs to another node: callers choose session
+	// IDs at random and retry.
+	PutNode(ctx context.Context, n Node) error
+
+	// GetNode returns fqdn's record, or ErrNotFound.
+	GetNode(ctx context.Context, fqdn string) (Node, error)
+
+	// LookupSession returns the record of the node holding session id, or
+	// ErrNotFound.
+	LookupSession(ctx context.Context, id SessionID) (Node, error)
+
+	// DeleteSession ends session id: its index goes, and the node holding
+	// it keeps its record with a zero Session. Deleting an unknown session
+	// is not an error.
+	DeleteSession(ctx context.Context, id SessionID) error
+
+	// ListNodes returns every node record, ordered by FQDN.
+	ListNodes(ctx context.Context) ([]Node, error)
+
+	Close() error
+}
+
+// Config sets the pools virtual addresses come from. The zero value means
+// DefaultVIP6 and DefaultVIP4. The prefixes are written into the store on
+// first open; opening it later with other prefixes fails with
+// ErrConfigChanged, because addresses already handed out would no longer
+// be in the pool and new ones could collide with them.
+type Config struct {
+	VIP6 netip.Prefix // an IPv6 prefix, /48 in production (ULA)
+	VIP4 netip.Prefix // an IPv4 prefix, 100.64.0.0/10 in production
+}
+
+// Default pools. The ULA's global ID spells "cypho" (RFC 4193 wants it
+// random; a fixed default, as Tailscale's fd7a:115c:a1e0::/48, keeps every
+// default overlay's addresses recognisable — configure your own to merge
+// overlays without collisions).
+var (
+	DefaultVIP6 = netip.MustParsePrefix("fd63:7970:686f::/48")
+	DefaultVIP4 = netip.MustParsePrefix("100.64.0.0/10")
+)
+
+func (c Config) withDefaults() Config {
+	if !c.VIP6.IsValid() {
+		c.VIP6 = DefaultVIP6
+	}
+	if !c.VIP4.IsValid() {
+		c.VIP4 = DefaultVIP4
+	}
+	return c
+}

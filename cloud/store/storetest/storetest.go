@@ -1,0 +1,579 @@
+// Package storetest is the conformance suite every store.Store
+// implementation must pass, and the helpers to run it (a Redis server for
+// tests). Run it from the implementation's tests:
+//
+//	storetest.Run(t, storetest.Harness{Fresh: ...})
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/store"
+)
+
+// Opener opens one more handle on one backing database.
+type Opener func(cfg store.Config) (store.Store, error)
+
+// Harness adapts an implementation to the suite.
+type Harness struct {
+	// Fresh returns an Opener for a new, empty database private to t.
+	// Calling the Opener again opens another handle on the same database:
+	// a restart after Close, or (with SharedHandles) a second process.
+	Fresh func(t *testing.T) Opener
+	// SharedHandles is true if two handles may be open at once on one
+	// database (Redis); the multi-process tests run only then.
+	SharedHandles bool
+}
+
+// Run runs the conformance suite against h.
+func Run(t *testing.T, h Harness) {
+	tests := []struct {
+		name   string
+		fn     func(*testing.T, Harness)
+		shared bool
+	}{
+		{"AllocateStable", testAllocateStable, false},
+		{"AllocateSurvivesReopen", testAllocateSurvivesReopen, false},
+		{"AllocateExhausted", testAllocateExhausted, false},
+		{"AllocateRejectsBadFQDN", testAllocateRejectsBadFQDN, false},
+		{"ConfigChanged", testConfigChanged, false},
+		{"NodeRoundTrip", testNodeRoundTrip, false},
+		{"NodeNotFound", testNodeNotFound, false},
+		{"RejectsInvalidNode", testRejectsInvalidNode, false},
+		{"Sessions", testSessions, false},
+		{"SessionInUse", testSessionInUse, false},
+		{"ListNodes", testListNodes, false},
+		{"ConcurrentAllocate", testConcurrentAllocate, false},
+		{"ConcurrentSessionClaim", testConcurrentSessionClaim, false},
+		{"CanceledContext", testCanceledContext, false},
+		{"TwoInstancesAllocate", testTwoInstancesAllocate, true},
+		{"TwoInstancesSessions", testTwoInstancesSessions, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.shared && !h.SharedHandles {
+				t.Skip("implementation does not share one database between handles")
+			}
+			tt.fn(t, h)
+		})
+	}
+}
+
+// open opens a handle and closes it when t ends.
+func open(t *testing.T, o Opener, cfg store.Config) store.Store {
+	t.Helper()
+	s, err := o(cfg)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// small pools: six usable pairs.
+var smallConfig = store.Config{
+	VIP6: netip.MustParsePrefix("fd00:1:2::/125"),
+	VIP4: netip.MustParsePrefix("100.64.7.0/29"),
+}
+
+func name(i int) string { return fmt.Sprintf("node%d.example.cyphonic", i) }
+
+func allocate(t *testing.T, s store.Store, fqdn string) [2]netip.Addr {
+	t.Helper()
+	v6, v4, err := s.AllocateVIPs(context.Background(), fqdn)
+	if err != nil {
+		t.Fatalf("AllocateVIPs(%q): %v", fqdn, err)
+	}
+	return [2]netip.Addr{v6, v4}
+}
+
+func testAllocateStable(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Config{})
+	seen := map[netip.Addr]string{}
+	for i := range 20 {
+		p := allocate(t, s, name(i))
+		if !store.DefaultVIP6.Contains(p[0]) || !store.DefaultVIP4.Contains(p[1]) {
+			t.Fatalf("%s got %v, outside the default pools", name(i), p)
+		}
+		if p[0] == store.DefaultVIP6.Addr() || p[1] == store.DefaultVIP4.Addr() {
+			t.Fatalf("%s got the prefix's own address %v", name(i), p)
+		}
+		for _, a := range p {
+			if other, dup := seen[a]; dup {
+				t.Fatalf("%v given to %s and %s", a, other, name(i))
+			}
+			seen[a] = name(i)
+		}
+		if again := allocate(t, s, name(i)); again != p {
+			t.Fatalf("%s: second allocation %v, first %v", name(i), again, p)
+		}
+	}
+}
+
+func testAllocateSurvivesReopen(t *testing.T, h Harness) {
+	o := h.Fresh(t)
+	s, err := o(store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := allocate(t, s, name(1)), allocate(t, s, name(2))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o, store.Config{})
+	if got := allocate(t, s, name(2)); got != b {
+		t.Fatalf("after reopen %s got %v, before %v", name(2), got, b)
+	}
+	if got := allocate(t, s, name(1)); got != a {
+		t.Fatalf("after reopen %s got %v, before %v", name(1), got, a)
+	}
+	c := allocate(t, s, name(3))
+	if c[0] == a[0] || c[0] == b[0] || c[1] == a[1] || c[1] == b[1] {
+		t.Fatalf("after reopen a new node got a used address: %v (old %v %v)", c, a, b)
+	}
+}
+
+func testAllocateExhausted(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), smallConfig)
+	var got [][2]netip.Addr
+	for i := range 6 {
+		p := allocate(t, s, name(i))
+		if !smallConfig.VIP6.Contains(p[0]) || !smallConfig.VIP4.Contains(p[1]) {
+			t.Fatalf("%v outside %v/%v", p, smallConfig.VIP6, smallConfig.VIP4)
+		}
+		if p[1] == netip.MustParseAddr("100.64.7.7") || p[1] == netip.MustParseAddr("100.64.7.0") {
+			t.Fatalf("handed out the network or broadcast address %v", p[1])
+		}
+		got = append(got, p)
+	}
+	for _, fqdn := range []string{name(6), name(7)} {
+		if _, _, err := s.AllocateVIPs(context.Background(), fqdn); !errors.Is(err, store.ErrVIPExhausted) {
+			t.Fatalf("allocation beyond the pool for %s: err = %v, want ErrVIPExhausted", fqdn, err)
+		}
+	}
+	// Existing allocations are still served.
+	for i, p := range got {
+		if again := allocate(t, s, name(i)); again != p {
+			t.Fatalf("after exhaustion %s got %v, had %v", name(i), again, p)
+		}
+	}
+}
+
+func testAllocateRejectsBadFQDN(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Config{})
+	for _, bad := range []string{"", "nodot", "UPPER.example", "a..b"} {
+		if _, _, err := s.AllocateVIPs(context.Background(), bad); !errors.Is(err, store.ErrInvalidNode) {
+			t.Errorf("AllocateVIPs(%q): err = %v, want ErrInvalidNode", bad, err)
+		}
+	}
+}
+
+func testConfigChanged(t *testing.T, h Harness) {
+	o := h.Fresh(t)
+	s, err := o(smallConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocate(t, s, name(1))
+	s.Close()
+	other := smallConfig
+	other.VIP4 = netip.MustParsePrefix("100.64.8.0/29")
+	if s, err := o(other); !errors.Is(err, store.ErrConfigChanged) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("reopen with another VIP4 pool: err = %v, want ErrConfigChanged", err)
+	}
+	open(t, o, smallConfig) // the original configuration still opens
+}
+
+func fullNode(t *testing.T, s store.Store, fqdn string, sid store.SessionID) store.Node {
+	p := allocate(t, s, fqdn)
+	var k1, k2 [32]byte
+	for i := range k1 {
+		k1[i], k2[i] = byte(i), byte(255-i)
+	}
+	return store.Node{
+		FQDN: fqdn, VIP6: p[0], VIP4: p[1], CertSerial: "9f3a0c",
+		Session: store.Session{
+			ID: sid, NodeToCloud: k1, CloudToNode: k2,
+			Expires: time.Unix(1_900_000_000, 123_456_789),
+		},
+		Locator: store.Locator{
+			Observed4: netip.MustParseAddrPort("203.0.113.7:41641"),
+			Observed6: netip.MustParseAddrPort("[2001:db8::7]:41641"),
+			Locals: []netip.AddrPort{
+				netip.MustParseAddrPort("192.168.1.10:41641"),
+				netip.MustParseAddrPort("[fe80::1%eth0]:41641"),
+			},
+			NAT4: 2, NAT6: 1, HasIPv4: true, HasIPv6: true,
+		},
+		HomeNMS: "nms-1",
+		Updated: time.Unix(1_800_000_000, 42),
+	}
+}
+
+// equalNode compares records field by field, times by instant.
+func equalNode(a, b store.Node) bool {
+	ta, tb := a.Updated, b.Updated
+	ea, eb := a.Session.Expires, b.Session.Expires
+	a.Updated, b.Updated, a.Session.Expires, b.Session.Expires = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	la, lb := a.Locator.Locals, b.Locator.Locals
+	a.Locator.Locals, b.Locator.Locals = nil, nil
+	return ta.Equal(tb) && ea.Equal(eb) && slices.Equal(la, lb) && fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func testNodeRoundTrip(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	n := fullNode(t, s, "alice.example.cyphonic", 7)
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetNode(ctx, n.FQDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalNode(got, n) {
+		t.Fatalf("GetNode:\n got %+v\nwant %+v", got, n)
+	}
+	// Replace with a sparse record: nothing of the old one lingers.
+	sparse := store.Node{FQDN: n.FQDN, VIP6: n.VIP6, VIP4: n.VIP4}
+	if err := s.PutNode(ctx, sparse); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetNode(ctx, n.FQDN); err != nil || !equalNode(got, sparse) {
+		t.Fatalf("after replace: %+v, %v", got, err)
+	}
+}
+
+func testNodeNotFound(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	if _, err := s.GetNode(ctx, "nobody.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetNode(unknown): err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.LookupSession(ctx, 12345); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("LookupSession(unknown): err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.LookupSession(ctx, 0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("LookupSession(0): err = %v, want ErrNotFound", err)
+	}
+	// Allocation alone creates no node record.
+	allocate(t, s, "carol.example")
+	if _, err := s.GetNode(ctx, "carol.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetNode after AllocateVIPs only: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testRejectsInvalidNode(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	good := fullNode(t, s, "alice.example", 0)
+	tests := []struct {
+		name string
+		mod  func(*store.Node)
+	}{
+		{"empty fqdn", func(n *store.Node) { n.FQDN = "" }},
+		{"invalid fqdn", func(n *store.Node) { n.FQDN = "Alice.example." }},
+		{"swapped VIPs", func(n *store.Node) { n.VIP4, n.VIP6 = n.VIP6, n.VIP4 }},
+		{"too many locals", func(n *store.Node) { n.Locator.Locals = make([]netip.AddrPort, 1000) }},
+	}
+	for _, tt := range tests {
+		n := good
+		tt.mod(&n)
+		if err := s.PutNode(ctx, n); !errors.Is(err, store.ErrInvalidNode) {
+			t.Errorf("%s: PutNode err = %v, want ErrInvalidNode", tt.name, err)
+		}
+	}
+	if nodes, err := s.ListNodes(ctx); err != nil || len(nodes) != 0 {
+		t.Fatalf("rejected nodes were stored: %v, %v", nodes, err)
+	}
+}
+
+func testSessions(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	n := fullNode(t, s, "alice.example", 7)
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LookupSession(ctx, 7); err != nil || !equalNode(got, n) {
+		t.Fatalf("LookupSession(7) = %+v, %v", got, err)
+	}
+
+	// A new login replaces the session: the old ID stops resolving.
+	n.Session.ID = 8
+	n.Session.NodeToCloud[0] ^= 0xff
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LookupSession(ctx, 7); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old session 7 after relogin: err = %v, want ErrNotFound", err)
+	}
+	if got, err := s.LookupSession(ctx, 8); err != nil || got.Session.NodeToCloud != n.Session.NodeToCloud {
+		t.Fatalf("LookupSession(8) = %+v, %v", got, err)
+	}
+
+	// A write that keeps the session (a locator update) keeps it indexed.
+	n.Locator.Observed4 = netip.MustParseAddrPort("198.51.100.9:5000")
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LookupSession(ctx, 8); err != nil || got.Locator.Observed4 != n.Locator.Observed4 {
+		t.Fatalf("LookupSession(8) after locator update = %+v, %v", got, err)
+	}
+
+	// DeleteSession ends it; the node record stays, without a session.
+	if err := s.DeleteSession(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LookupSession(ctx, 8); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted session 8: err = %v, want ErrNotFound", err)
+	}
+	got, err := s.GetNode(ctx, n.FQDN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Session != (store.Session{}) {
+		t.Fatalf("node keeps session %+v after DeleteSession", got.Session)
+	}
+	want := n
+	want.Session = store.Session{}
+	if !equalNode(got, want) {
+		t.Fatalf("DeleteSession changed more than the session:\n got %+v\nwant %+v", got, want)
+	}
+	for _, id := range []store.SessionID{8, 9999, 0} {
+		if err := s.DeleteSession(ctx, id); err != nil {
+			t.Fatalf("DeleteSession(%d) of no session: %v", id, err)
+		}
+	}
+
+	// Writing a record without a session drops the index of the old one.
+	n.Session.ID = 10
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Session = store.Session{}
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LookupSession(ctx, 10); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("session 10 after a sessionless write: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testSessionInUse(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	alice, bob := fullNode(t, s, "alice.example", 7), fullNode(t, s, "bob.example", 7)
+	if err := s.PutNode(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutNode(ctx, bob); !errors.Is(err, store.ErrSessionInUse) {
+		t.Fatalf("second node with session 7: err = %v, want ErrSessionInUse", err)
+	}
+	if _, err := s.GetNode(ctx, bob.FQDN); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused PutNode stored bob: err = %v", err)
+	}
+	if got, err := s.LookupSession(ctx, 7); err != nil || got.FQDN != alice.FQDN {
+		t.Fatalf("session 7 after refused claim: %q, %v", got.FQDN, err)
+	}
+	// Once alice's session ends, bob may take the ID.
+	if err := s.DeleteSession(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutNode(ctx, bob); err != nil {
+		t.Fatalf("session 7 after it was freed: %v", err)
+	}
+	if got, err := s.LookupSession(ctx, 7); err != nil || got.FQDN != bob.FQDN {
+		t.Fatalf("session 7 now: %q, %v", got.FQDN, err)
+	}
+}
+
+func testListNodes(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	if nodes, err := s.ListNodes(ctx); err != nil || len(nodes) != 0 {
+		t.Fatalf("empty store lists %v, %v", nodes, err)
+	}
+	var want []string
+	for _, i := range []int{3, 1, 2, 10} {
+		n := fullNode(t, s, name(i), store.SessionID(100+i))
+		if err := s.PutNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, n.FQDN)
+	}
+	slices.Sort(want)
+	nodes, err := s.ListNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range nodes {
+		got = append(got, n.FQDN)
+		if n.Session.ID == 0 || !n.VIP6.IsValid() {
+			t.Fatalf("listed node %s lacks its data: %+v", n.FQDN, n)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ListNodes = %v, want %v", got, want)
+	}
+}
+
+// allocateConcurrently has workers allocate for overlapping FQDN sets on
+// the given handles and checks the results: one pair per FQDN whoever
+// asked, and no address given to two FQDNs.
+func allocateConcurrently(t *testing.T, handles []store.Store) {
+	const workers, names = 16, 40
+	type result struct {
+		fqdn string
+		pair [2]netip.Addr
+	}
+	results := make(chan result, workers*names)
+	errs := make(chan error, workers*names)
+	var wg sync.WaitGroup
+	for w := range workers {
+		s := handles[w%len(handles)]
+		wg.Go(func() {
+			// Every worker covers every FQDN, starting at a different one,
+			// so the same FQDN is asked for at once by several workers.
+			for i := range names {
+				fqdn := name((i + w*7) % names)
+				v6, v4, err := s.AllocateVIPs(context.Background(), fqdn)
+				if err != nil {
+					errs <- err
+					return
+				}
+				results <- result{fqdn, [2]netip.Addr{v6, v4}}
+			}
+		})
+	}
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent AllocateVIPs: %v", err)
+	}
+	byName := map[string][2]netip.Addr{}
+	owner := map[netip.Addr]string{}
+	count := 0
+	for r := range results {
+		count++
+		if p, ok := byName[r.fqdn]; ok && p != r.pair {
+			t.Fatalf("%s got both %v and %v", r.fqdn, p, r.pair)
+		}
+		byName[r.fqdn] = r.pair
+		for _, a := range r.pair {
+			if o, ok := owner[a]; ok && o != r.fqdn {
+				t.Fatalf("%v given to both %s and %s", a, o, r.fqdn)
+			}
+			owner[a] = r.fqdn
+		}
+	}
+	if count != workers*names || len(byName) != names {
+		t.Fatalf("%d results for %d FQDNs, want %d for %d", count, len(byName), workers*names, names)
+	}
+	// And every handle still answers the same afterwards.
+	for fqdn, p := range byName {
+		for _, s := range handles {
+			if got := allocate(t, s, fqdn); got != p {
+				t.Fatalf("%s: later allocation %v, concurrent one %v", fqdn, got, p)
+			}
+		}
+	}
+}
+
+func testConcurrentAllocate(t *testing.T, h Harness) {
+	allocateConcurrently(t, []store.Store{open(t, h.Fresh(t), store.Config{})})
+}
+
+func testTwoInstancesAllocate(t *testing.T, h Harness) {
+	o := h.Fresh(t)
+	allocateConcurrently(t, []store.Store{open(t, o, store.Config{}), open(t, o, store.Config{})})
+}
+
+// claimConcurrently has one node per worker claim the same session ID at
+// once, through the handles in turn: exactly one must win.
+func claimConcurrently(t *testing.T, handles []store.Store) {
+	const workers = 12
+	nodes := make([]store.Node, workers)
+	for i := range nodes {
+		nodes[i] = fullNode(t, handles[0], name(i), 4242)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for i := range workers {
+		s := handles[i%len(handles)]
+		wg.Go(func() { errs[i] = s.PutNode(context.Background(), nodes[i]) })
+	}
+	wg.Wait()
+	winner := ""
+	for i, err := range errs {
+		switch {
+		case err == nil && winner != "":
+			t.Fatalf("session 4242 claimed by both %s and %s", winner, nodes[i].FQDN)
+		case err == nil:
+			winner = nodes[i].FQDN
+		case !errors.Is(err, store.ErrSessionInUse):
+			t.Fatalf("PutNode %s: %v", nodes[i].FQDN, err)
+		}
+	}
+	if winner == "" {
+		t.Fatal("no node got session 4242")
+	}
+	for _, s := range handles {
+		if got, err := s.LookupSession(context.Background(), 4242); err != nil || got.FQDN != winner {
+			t.Fatalf("session 4242 resolves to %q, %v; winner %s", got.FQDN, err, winner)
+		}
+	}
+}
+
+func testConcurrentSessionClaim(t *testing.T, h Harness) {
+	claimConcurrently(t, []store.Store{open(t, h.Fresh(t), store.Config{})})
+}
+
+func testTwoInstancesSessions(t *testing.T, h Harness) {
+	o := h.Fresh(t)
+	a, b := open(t, o, store.Config{}), open(t, o, store.Config{})
+	claimConcurrently(t, []store.Store{a, b})
+
+	// What one process writes, the other reads, deletes and sees deleted.
+	ctx := context.Background()
+	n := fullNode(t, a, "roamer.example", 77)
+	if err := a.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.LookupSession(ctx, 77); err != nil || !equalNode(got, n) {
+		t.Fatalf("other instance LookupSession(77) = %+v, %v", got, err)
+	}
+	if err := b.DeleteSession(ctx, 77); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.LookupSession(ctx, 77); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("session deleted by the other instance: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testCanceledContext(t *testing.T, h Harness) {
+	s := open(t, h.Fresh(t), store.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := s.AllocateVIPs(ctx, "alice.example"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("AllocateVIPs with canceled context: err = %v", err)
+	}
+	if err := s.PutNode(ctx, store.Node{FQDN: "alice.example"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("PutNode with canceled context: err = %v", err)
+	}
+	if _, err := s.GetNode(ctx, "alice.example"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetNode with canceled context: err = %v", err)
+	}
+}
