@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/goleak"
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m)
 }
 
 // failsafe only turns a hang into a failure; no test asserts on speed.

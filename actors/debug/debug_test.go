@@ -11,18 +11,13 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/goleak"
 
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// protoactor's dead-letter log throttle parks a goroutine on a ticker
-		// for a second after a dead letter; it is internal to protoactor and
-		// ends by itself (see actors/runtime's TestMain).
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1.1"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -10,17 +10,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.uber.org/goleak"
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// protoactor's dead-letter log throttle (actor.NewThrottle) parks a
-		// goroutine on a ticker for DeadLetterThrottleInterval after a dead
-		// letter; it is process-internal to protoactor, not stoppable, and ends
-		// on its own. Dead letters happen normally while actors stop.
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1.1"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
