@@ -1,0 +1,291 @@
+// Package udp is the node's UDP socket layer: one socket per address family,
+// read and written in batches with recvmmsg/sendmmsg so that one syscall moves
+// up to MaxBatch datagrams.
+//
+// It calls the syscalls directly instead of going through
+// golang.org/x/net/ipv4.PacketConn.ReadBatch: that API returns each source as
+// a freshly allocated *net.UDPAddr (two allocations per datagram), while here
+// the message headers and address slots live in the Conn and are decoded
+// straight into netip.AddrPort, so steady-state batches do not allocate.
+package udp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxBatch is the largest number of datagrams one ReadBatch or WriteBatch
+// syscall moves; longer batches are split (writes) or truncated (reads).
+const MaxBatch = 64
+
+// SocketBufferSize is the send/receive buffer each socket asks for. A few MB
+// absorb bursts between reader wake-ups at gigabit rates.
+const SocketBufferSize = 7 << 20
+
+var (
+	// ErrClosed is returned (wrapped) by reads and writes on a closed Conn.
+	ErrClosed = net.ErrClosed
+	// ErrFamily means an endpoint cannot be reached through this socket's
+	// address family (an IPv6 endpoint on an IPv4 socket).
+	ErrFamily = errors.New("udp: endpoint address family does not match socket")
+	// ErrInvalidEndpoint means the endpoint has no address.
+	ErrInvalidEndpoint = errors.New("udp: invalid endpoint")
+)
+
+// Conn is one UDP socket with batch I/O. One goroutine may read while another
+// writes; concurrent readers (or writers) are serialised.
+type Conn struct {
+	pc     *net.UDPConn
+	rc     syscall.RawConn
+	family int // unix.AF_INET or unix.AF_INET6
+	local  netip.AddrPort
+
+	truncated atomic.Uint64
+
+	rmu    sync.Mutex
+	rd     mmsgBatch
+	readFn func(fd uintptr) bool // bound once so RawConn.Read does not allocate
+
+	wmu     sync.Mutex
+	wr      mmsgBatch
+	writeFn func(fd uintptr) bool
+}
+
+// mmsgBatch is the reusable kernel-facing state of one direction. The header
+// pointers into iovs and names are set once; only buffer pointers change per
+// call.
+type mmsgBatch struct {
+	hdrs  [MaxBatch]unix.Mmsghdr
+	iovs  [MaxBatch]unix.Iovec
+	names [MaxBatch]sockaddr
+
+	count int   // headers to move in this call
+	done  int   // headers handled so far (write side)
+	n     int   // datagrams received (read side)
+	err   error // first error of this call
+}
+
+func (b *mmsgBatch) init() {
+	for i := range b.hdrs {
+		b.hdrs[i].Hdr.Name = &b.names[i][0]
+		b.hdrs[i].Hdr.Iov = &b.iovs[i]
+		b.hdrs[i].Hdr.SetIovlen(1)
+	}
+}
+
+// Listen opens a UDP socket. network is "udp4", "udp6" (IPv6 only) or "udp"
+// (dual-stack when addr is unspecified); addr is host:port as for
+// net.ListenPacket.
+func Listen(network, addr string) (*Conn, error) {
+	pc, err := net.ListenPacket(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("udp: listen %s %s: %w", network, addr, err)
+	}
+	c, err := newConn(pc.(*net.UDPConn))
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("udp: listen %s %s: %w", network, addr, err)
+	}
+	return c, nil
+}
+
+func newConn(pc *net.UDPConn) (*Conn, error) {
+	rc, err := pc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{pc: pc, rc: rc}
+	var sockErr error
+	err = rc.Control(func(fd uintptr) {
+		c.family, sockErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		setSocketBuffers(int(fd), SocketBufferSize)
+	})
+	if err == nil {
+		err = sockErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("socket domain: %w", err)
+	}
+	if la, ok := pc.LocalAddr().(*net.UDPAddr); ok {
+		c.local = la.AddrPort()
+	}
+	c.rd.init()
+	c.wr.init()
+	c.readFn = c.recvmmsg
+	c.writeFn = c.sendmmsg
+	return c, nil
+}
+
+// setSocketBuffers asks for size-byte socket buffers. The FORCE variants
+// ignore net.core.[rw]mem_max but need CAP_NET_ADMIN; without it the plain
+// options give whatever the sysctl allows. Failure only costs burst capacity,
+// so it is not an error.
+func setSocketBuffers(fd, size int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, size)
+	}
+}
+
+// LocalAddr is the address the socket is bound to.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+
+// Is6 reports whether this is an AF_INET6 socket (IPv6-only or dual-stack).
+func (c *Conn) Is6() bool { return c.family == unix.AF_INET6 }
+
+// Truncated counts datagrams dropped because they were larger than the buffer
+// the reader offered.
+func (c *Conn) Truncated() uint64 { return c.truncated.Load() }
+
+// SetReadDeadline makes a blocked ReadBatch return an error wrapping
+// os.ErrDeadlineExceeded at t; the zero time disables it.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.pc.SetReadDeadline(t) }
+
+// SetWriteDeadline bounds how long WriteBatch waits for socket buffer space.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.pc.SetWriteDeadline(t) }
+
+// Close closes the socket and unblocks any ReadBatch or WriteBatch in
+// progress; they return an error wrapping ErrClosed.
+func (c *Conn) Close() error { return c.pc.Close() }
+
+// ReadBatch blocks until at least one datagram arrives, then fills as many of
+// bufs as are already queued (up to MaxBatch) with one recvmmsg. For each of
+// the n datagrams, sizes[i] is its length and eps[i] its source with any
+// IPv4-mapped address unmapped. sizes[i] == 0 marks an empty datagram or one
+// that did not fit bufs[i] (dropped and counted in Truncated).
+func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+	count := min(len(bufs), len(sizes), len(eps), MaxBatch)
+	if count == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	b := &c.rd
+	for i := range count {
+		b.iovs[i].Base = unsafe.SliceData(bufs[i])
+		b.iovs[i].SetLen(len(bufs[i]))
+	}
+	b.count, b.n, b.err = count, 0, nil
+	err := c.rc.Read(c.readFn)
+	if err == nil {
+		err = b.err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("udp: read %s: %w", c.local, err)
+	}
+	for i := range b.n {
+		h := &b.hdrs[i]
+		ep, ok := parseSockaddr(b.names[i][:min(int(h.Hdr.Namelen), sockaddrLen)])
+		size := int(h.Len)
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || !ok {
+			c.truncated.Add(1)
+			size = 0
+		}
+		sizes[i], eps[i] = size, ep
+	}
+	return b.n, nil
+}
+
+// recvmmsg runs under RawConn.Read; returning false waits for readability.
+func (c *Conn) recvmmsg(fd uintptr) bool {
+	b := &c.rd
+	for i := range b.count {
+		b.hdrs[i].Hdr.Namelen = sockaddrLen
+		b.hdrs[i].Hdr.Flags = 0
+		b.hdrs[i].Len = 0
+	}
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+			uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			b.n = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			b.err = errno
+			return true
+		}
+	}
+}
+
+// WriteBatch sends bufs[i] to eps[i] with as few sendmmsg calls as possible.
+// A datagram that fails (unreachable destination, wrong family, too big) is
+// skipped so it cannot hold back the others; sent counts the datagrams the
+// kernel accepted and err is the first failure, if any.
+func (c *Conn) WriteBatch(bufs [][]byte, eps []netip.AddrPort) (sent int, err error) {
+	total := min(len(bufs), len(eps))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b := &c.wr
+	for start := 0; start < total; start += MaxBatch {
+		end := min(start+MaxBatch, total)
+		count := 0
+		for i := start; i < end; i++ {
+			namelen, perr := putSockaddr(&b.names[count], eps[i], c.family)
+			if perr != nil {
+				if err == nil {
+					err = fmt.Errorf("udp: write %s to %s: %w", c.local, eps[i], perr)
+				}
+				continue
+			}
+			b.hdrs[count].Hdr.Namelen = namelen
+			b.iovs[count].Base = unsafe.SliceData(bufs[i])
+			b.iovs[count].SetLen(len(bufs[i]))
+			count++
+		}
+		if count == 0 {
+			continue
+		}
+		b.count, b.done, b.n, b.err = count, 0, 0, nil
+		if rerr := c.rc.Write(c.writeFn); rerr != nil {
+			// Closed or deadline: nothing more can be sent.
+			sent += b.n
+			return sent, fmt.Errorf("udp: write %s: %w", c.local, rerr)
+		}
+		sent += b.n
+		if b.err != nil && err == nil {
+			err = fmt.Errorf("udp: write %s: %w", c.local, b.err)
+		}
+	}
+	return sent, err
+}
+
+// sendmmsg runs under RawConn.Write; returning false waits for buffer space.
+// sendmmsg stops at the first failing datagram and reports the error on the
+// next call, so a failure here belongs to hdrs[done], which is skipped.
+func (c *Conn) sendmmsg(fd uintptr) bool {
+	b := &c.wr
+	for b.done < b.count {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+			uintptr(unsafe.Pointer(&b.hdrs[b.done])), uintptr(b.count-b.done), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			b.done += int(n)
+			b.n += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			if b.err == nil {
+				b.err = errno
+			}
+			b.done++
+		}
+	}
+	return true
+}

@@ -1,0 +1,43 @@
+// Package tun is the node's virtual network interface: a small batch
+// interface over the TUN device (water backend), an in-memory backend for
+// tests, and the address/route setup that points the overlay prefixes at it.
+package tun
+
+import "errors"
+
+// Device moves IP packets between the kernel and the node in batches, in the
+// style of wireguard-go's tun.Device. Every buffer holds one packet starting at
+// offset; the bytes before offset are the caller's headroom (the data header
+// can be written there without a copy).
+//
+// Read and Write are safe to call from one reader and one writer goroutine at
+// the same time.
+type Device interface {
+	// Read blocks until at least one packet is available, then fills as many
+	// of bufs as are already queued, without waiting for more. sizes[i] is the
+	// length of the packet in bufs[i][offset:]. Each bufs[i][offset:] must be
+	// at least MTU() bytes.
+	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
+	// Write hands bufs[i][offset:] to the kernel in order. It returns how many
+	// packets were written; a packet the kernel rejects is skipped and the
+	// first such error returned, so one bad packet does not stop the batch.
+	Write(bufs [][]byte, offset int) (int, error)
+	// Name is the interface name, e.g. "cyph0".
+	Name() string
+	// MTU is the largest packet the device carries.
+	MTU() int
+	// Close releases the device and unblocks Read and Write, which then
+	// return an error wrapping ErrClosed.
+	Close() error
+}
+
+var (
+	// ErrClosed is returned (wrapped) by operations on a closed Device.
+	ErrClosed = errors.New("tun: device closed")
+	// ErrShortBuffer means a read buffer cannot hold an MTU-sized packet.
+	ErrShortBuffer = errors.New("tun: buffer shorter than MTU")
+	// ErrPacketTooBig means a packet exceeds the device MTU.
+	ErrPacketTooBig = errors.New("tun: packet larger than MTU")
+	// ErrQueueFull is counted when a bounded queue drops a packet.
+	ErrQueueFull = errors.New("tun: queue full")
+)
