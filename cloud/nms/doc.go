@@ -1,0 +1,21 @@
+// Package nms is the Node Management Service: it holds the nodes' signaling
+// sessions (keys handed over by the AS), records their locators
+// (registration), answers keepalives, and sets up tunnels: it picks the path
+// (cloud/path), asks the TRS for a relay session when the path needs one,
+// directs the peer (through the peer's home NMS, which may be another cloud
+// process reached over protoactor remote) and answers the requester.
+//
+// Actors, in the NMS's own actor system:
+//
+//	nms               root: UDP listener (signaling port and the alt "probe"
+//	                  port), sessions, message-ID deduplication, expiry ticker
+//	nms/tx-<msgid>    one per request from a node (register, keepalive,
+//	                  tunnel request, logout), short-lived
+//	nms/dl-<msgid>    one per message NMS delivers to one of its nodes
+//	                  (Direction, PeerUpdate), retransmitted with backoff
+//	                  until the node's ack with the same ID arrives
+//
+// Replies to nodes are cached under the request's message ID (txstore), so
+// a retransmitted request gets the same reply and never a second
+// transaction.
+package nms

@@ -1,0 +1,426 @@
+package nms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/txstore"
+	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
+	"github.com/cyphonic/cyphonic-go/cloud/store"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
+)
+
+// Config is what an NMS needs.
+type Config struct {
+	Store     store.Store
+	Listen    []string // signaling sockets, e.g. "127.0.0.1:7400", "[::1]:7400"
+	AltListen []string // second observation point for NAT discovery (probes)
+	// TRS is the TRS root actor (local or remote PID); nil means no relay.
+	TRS *actor.PID
+	// TRSAddrs are the TRS's UDP addresses, put in relay tickets.
+	TRSAddrs []netip.AddrPort
+	// Home is this NMS's remote address (the PID address other NMSes use);
+	// recorded in node records as HomeNMS.
+	Home string
+	// Revoked reports whether a certificate serial (hex) is on the deny list.
+	Revoked func(serial string) bool
+	// SessionIdle removes a session not refreshed for this long (default 3 min).
+	SessionIdle time.Duration
+	// Retry is the schedule for messages NMS sends to nodes (default signaling.DefaultRetry()).
+	Retry  signaling.Retry
+	Logger *slog.Logger
+}
+
+// Counters count what NMS did.
+type Counters struct {
+	Registered, Keepalives, Tunnels, TunnelErrors, Logouts, Expired atomic.Uint64
+	Duplicates, Garbage, Probes, Delivered, DeliverFailed           atomic.Uint64
+}
+
+// Service is a running NMS.
+type Service struct {
+	cfg       Config
+	sys       *runtime.System
+	replies   *txstore.Store[*replyState]
+	delivers  *txstore.Store[*actor.PID]
+	listener  *svc.Listener
+	alt       *svc.Listener
+	pid       *actor.PID
+	addrs     []netip.AddrPort
+	altAddrs  []netip.AddrPort
+	log       *slog.Logger
+	Counters  Counters
+	sessCount atomic.Int64
+}
+
+type replyState struct{ reply atomic.Pointer[[]byte] }
+
+const dedupTTL = 2*signaling.MaxClockSkew + time.Minute
+
+// Start opens the sockets and spawns the root actor.
+func Start(sys *runtime.System, cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("nms: config needs a Store")
+	}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = 3 * time.Minute
+	}
+	if cfg.Retry.Attempts == 0 {
+		cfg.Retry = signaling.DefaultRetry()
+	}
+	if cfg.Revoked == nil {
+		cfg.Revoked = func(string) bool { return false }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms")}
+	var err error
+	if s.replies, err = txstore.New[*replyState](txstore.Config{}); err != nil {
+		return nil, err
+	}
+	if s.delivers, err = txstore.New[*actor.PID](txstore.Config{}); err != nil {
+		s.replies.Close()
+		return nil, err
+	}
+	conns, err := svc.ListenUDP(cfg.Listen)
+	if err != nil {
+		s.closeStores()
+		return nil, fmt.Errorf("nms: listen: %w", err)
+	}
+	alt, err := svc.ListenUDP(cfg.AltListen)
+	if err != nil {
+		for _, c := range conns {
+			c.Close()
+		}
+		s.closeStores()
+		return nil, fmt.Errorf("nms: listen alt: %w", err)
+	}
+	s.addrs, s.altAddrs = svc.LocalAddrs(conns), svc.LocalAddrs(alt)
+	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
+		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{}, tunnels: map[string]map[string]struct{}{}}
+	}))
+	if err != nil {
+		for _, c := range append(conns, alt...) {
+			c.Close()
+		}
+		s.closeStores()
+		return nil, err
+	}
+	s.pid = pid
+	s.listener = svc.Serve(sys.Root(), pid, conns, 8192, s.log)
+	s.alt = svc.Serve(sys.Root(), pid, alt, 1024, s.log)
+	return s, nil
+}
+
+func (s *Service) closeStores() {
+	s.replies.Close()
+	s.delivers.Close()
+}
+
+// Addrs are the signaling sockets' addresses; AltAddrs the probe port's.
+func (s *Service) Addrs() []netip.AddrPort    { return s.addrs }
+func (s *Service) AltAddrs() []netip.AddrPort { return s.altAddrs }
+
+// PID is the root actor (the AS sends KeyHandover here).
+func (s *Service) PID() *actor.PID { return s.pid }
+
+// Sessions is the number of live sessions.
+func (s *Service) Sessions() int { return int(s.sessCount.Load()) }
+
+// Close stops the listeners and the root actor.
+func (s *Service) Close() {
+	s.listener.Close()
+	s.alt.Close()
+	s.sys.Root().Stop(s.pid)
+	s.closeStores()
+}
+
+// session is a node's signaling session as this NMS knows it. Only the
+// root actor touches it.
+type session struct {
+	id       uint32
+	fqdn     string
+	serial   string
+	sess     *signaling.Session
+	expires  time.Time
+	from     netip.AddrPort // where its last authenticated packet came from
+	conn     *net.UDPConn   // the socket it came in on
+	lastSeen time.Time
+}
+
+// Messages between the NMS's actors.
+type (
+	tick      struct{}
+	tunnelUp  struct{ a, b string }
+	sessionUp struct {
+		s   *session
+		pkt *svc.Packet
+	}
+	dropSession struct{ id uint32 }
+)
+
+type root struct {
+	s        *Service
+	sessions map[uint32]*session
+	byFQDN   map[string]*session
+	tunnels  map[string]map[string]struct{} // fqdn -> peers with a tunnel
+	cancel   scheduler.CancelFunc
+	scratch  []byte
+}
+
+func (r *root) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		iv := min(r.s.cfg.SessionIdle/4, 10*time.Second)
+		r.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(iv, iv, ctx.Self(), tick{})
+	case *actor.Stopping:
+		if r.cancel != nil {
+			r.cancel()
+		}
+	case *svc.Packet:
+		r.onPacket(ctx, m)
+	case *sessionUp:
+		r.addSession(m.s)
+		r.onSealed(ctx, m.pkt, m.s)
+	case tick:
+		r.expire(time.Now())
+	case tunnelUp:
+		r.link(m.a, m.b)
+		r.link(m.b, m.a)
+	case dropSession:
+		if se := r.sessions[m.id]; se != nil {
+			r.removeSession(se)
+		}
+	default:
+		r.onFrame(ctx, m)
+	}
+}
+
+func (r *root) link(a, b string) {
+	set := r.tunnels[a]
+	if set == nil {
+		set = map[string]struct{}{}
+		r.tunnels[a] = set
+	}
+	set[b] = struct{}{}
+}
+
+func (r *root) addSession(se *session) {
+	if old := r.byFQDN[se.fqdn]; old != nil && old.id != se.id {
+		r.removeSession(old)
+	}
+	if _, ok := r.sessions[se.id]; !ok {
+		r.s.sessCount.Add(1)
+	}
+	r.sessions[se.id] = se
+	r.byFQDN[se.fqdn] = se
+}
+
+func (r *root) removeSession(se *session) {
+	if _, ok := r.sessions[se.id]; ok {
+		r.s.sessCount.Add(-1)
+	}
+	delete(r.sessions, se.id)
+	if r.byFQDN[se.fqdn] == se {
+		delete(r.byFQDN, se.fqdn)
+	}
+}
+
+func (r *root) expire(now time.Time) {
+	for _, se := range r.sessions {
+		if now.Sub(se.lastSeen) > r.s.cfg.SessionIdle || now.After(se.expires) {
+			r.removeSession(se)
+			r.s.Counters.Expired.Add(1)
+			r.s.log.Info("nms: session expired", "fqdn", se.fqdn, "session", se.id)
+			id := se.id
+			go func() { // store I/O off the actor's goroutine
+				_ = r.s.cfg.Store.DeleteSession(context.Background(), id)
+			}()
+		}
+	}
+}
+
+func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
+	switch t, _ := messages.PeekType(p.Data); t {
+	case messages.TypeProbe:
+		defer p.Done()
+		pr, err := messages.ParseProbe(p.Data)
+		if err != nil {
+			r.s.Counters.Garbage.Add(1)
+			return
+		}
+		r.s.Counters.Probes.Add(1)
+		var b [messages.ProbeReplyLen]byte
+		messages.ProbeReply{ID: pr.ID, Observed: p.From}.Put(b[:])
+		_, _ = p.Conn.WriteToUDPAddrPort(b[:], p.From)
+	case messages.TypeSignaling:
+		id, err := signaling.PeekSession(p.Data)
+		if err != nil {
+			p.Done()
+			r.s.Counters.Garbage.Add(1)
+			return
+		}
+		if se := r.sessions[id]; se != nil {
+			r.onSealed(ctx, p, se)
+			return
+		}
+		// A session this NMS has not seen (handed to another NMS process, or
+		// from before a restart): its keys are in the shared store. Look it
+		// up off the actor's goroutine.
+		self, sys, st := ctx.Self(), ctx.ActorSystem(), r.s.cfg.Store
+		go func() {
+			n, err := st.LookupSession(context.Background(), id)
+			if err != nil || time.Now().After(n.Session.Expires) {
+				p.Done()
+				r.s.Counters.Garbage.Add(1)
+				return
+			}
+			se, err := newSession(n.FQDN, n.CertSerial, n.Session.ID, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
+			if err != nil {
+				p.Done()
+				return
+			}
+			se.lastSeen = time.Now()
+			sys.Root.Send(self, &sessionUp{s: se, pkt: p})
+		}()
+	default:
+		p.Done()
+		r.s.Counters.Garbage.Add(1)
+	}
+}
+
+func newSession(fqdn, serial string, id uint32, k signaling.Keys, expires time.Time) (*session, error) {
+	ss, err := signaling.NewCloudSession(id, k)
+	if err != nil {
+		return nil, err
+	}
+	return &session{id: id, fqdn: fqdn, serial: serial, sess: ss, expires: expires}, nil
+}
+
+// onSealed opens a packet of a known session and starts (or answers from
+// cache) its transaction.
+func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
+	defer p.Done()
+	now := time.Now()
+	env, err := se.sess.OpenEnvelope(r.scratch, p.Data, now)
+	if err != nil {
+		r.s.Counters.Garbage.Add(1)
+		r.s.log.Debug("nms: dropped sealed packet", "session", se.id, "from", p.From, "err", err)
+		return
+	}
+	if env.Sender != se.fqdn {
+		r.s.Counters.Garbage.Add(1)
+		return
+	}
+	se.from, se.conn, se.lastSeen = p.From, p.Conn, now
+	switch env.Type {
+	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
+		// An answer to something NMS delivered: hand it to that actor.
+		if pid, ok := r.s.delivers.Get(env.ID); ok {
+			ctx.Send(pid, env)
+		}
+		return
+	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout:
+	default:
+		r.s.Counters.Garbage.Add(1)
+		return
+	}
+	st := &replyState{}
+	cur, loaded, err := r.s.replies.PutIfAbsent(env.ID, st, dedupTTL)
+	if err != nil {
+		r.s.log.Warn("nms: transaction store full, dropping request", "id", env.ID, "err", err)
+		return
+	}
+	if loaded {
+		r.s.Counters.Duplicates.Add(1)
+		if reply := cur.reply.Load(); reply != nil {
+			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+		}
+		return
+	}
+	if env.Type == messages.MsgLogout {
+		r.removeSession(se)
+	}
+	tx := &requestTx{s: r.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
+	if env.Type == messages.MsgKeepalive {
+		for peer := range r.tunnels[se.fqdn] {
+			tx.tunnelPeers = append(tx.tunnelPeers, peer)
+		}
+	}
+	if _, err := runtime.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+		r.s.replies.Delete(env.ID)
+		r.s.log.Warn("nms: spawn transaction", "err", err)
+	}
+}
+
+// onFrame handles service messages: KeyHandover from the AS, and
+// deliveries asked by an NMS (this one or another) for a node homed here.
+func (r *root) onFrame(ctx actor.Context, m any) {
+	f, ok, err := svc.DecodeFrame(m)
+	if !ok {
+		return
+	}
+	if err != nil {
+		r.s.log.Warn("nms: bad service frame", "err", err)
+		return
+	}
+	switch {
+	case f.Envelope.Type == messages.MsgKeyHandover:
+		kh, err := messages.DecodeBody[messages.KeyHandover](f.Envelope)
+		if err != nil {
+			r.s.log.Warn("nms: bad key handover", "err", err)
+			return
+		}
+		se, err := newSession(kh.FQDN, kh.CertSerial, kh.SessionID, signaling.Keys{NodeToCloud: kh.NodeToCloud, CloudToNode: kh.CloudToNode}, time.Unix(0, kh.Expires))
+		if err != nil {
+			r.s.log.Warn("nms: key handover", "fqdn", kh.FQDN, "err", err)
+			return
+		}
+		se.lastSeen = time.Now()
+		r.addSession(se)
+		ack, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.KeyHandoverAck{SessionID: kh.SessionID})
+		if err == nil && ctx.Sender() != nil {
+			ctx.Respond(ack)
+		}
+	case f.To != "":
+		r.deliver(ctx, f)
+	}
+}
+
+// deliver starts a delivery actor for a message to one of our nodes; it
+// answers the asking actor (ctx.Sender()) with the node's ack envelope, or
+// an Error envelope.
+func (r *root) deliver(ctx actor.Context, f svc.Frame) {
+	asker := ctx.Sender()
+	se := r.byFQDN[f.To]
+	if se == nil || se.conn == nil {
+		r.s.Counters.DeliverFailed.Add(1)
+		if asker != nil {
+			if e, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer has no session here", Retry: true}); err == nil {
+				ctx.Respond(e)
+			}
+		}
+		return
+	}
+	d := &deliverTx{s: r.s, env: f.Envelope, sess: se.sess, to: se.from, conn: se.conn, asker: asker, fqdn: f.To}
+	if f.Envelope.Type == messages.MsgDirection {
+		if dir, err := messages.DecodeBody[messages.Direction](f.Envelope); err == nil {
+			defer ctx.Send(ctx.Self(), tunnelUp{a: f.To, b: dir.PeerFQDN})
+		}
+	}
+	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
+		r.s.log.Debug("nms: delivery already running", "id", f.Envelope.ID, "err", err)
+	}
+}

@@ -1,0 +1,414 @@
+package nms
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+
+	"github.com/cyphonic/cyphonic-go/cloud/path"
+	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
+	"github.com/cyphonic/cyphonic-go/cloud/store"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
+)
+
+// How long a tunnel transaction waits for the TRS and for the peer.
+const (
+	relayTimeout   = 5 * time.Second
+	relayTicketTTL = 24 * time.Hour
+)
+
+// requestTx answers one request from a node.
+type requestTx struct {
+	s           *Service
+	st          *replyState
+	env         messages.Envelope
+	se          session // a copy: the root owns the original
+	from        netip.AddrPort
+	conn        *net.UDPConn
+	tunnelPeers []string // for keepalive: peers to tell about a move
+
+	// tunnel request state
+	me, peer store.Node
+	decision path.Decision
+	tunnelID messages.MsgID
+	ticketA  *messages.RelayTicket
+	ticketB  *messages.RelayTicket
+	stage    int
+	enc      messages.Encoder
+}
+
+func (t *requestTx) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		t.start(ctx)
+	case *actor.ReceiveTimeout:
+		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: "timed out", Retry: true})
+	default:
+		f, ok, err := svc.DecodeFrame(m)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.fail(ctx, messages.Error{Code: messages.CodeInternal})
+			return
+		}
+		t.onFrame(ctx, f.Envelope)
+	}
+}
+
+func (t *requestTx) start(ctx actor.Context) {
+	var err error
+	switch t.env.Type {
+	case messages.MsgRegister:
+		err = t.register(ctx)
+	case messages.MsgKeepalive:
+		err = t.keepalive(ctx)
+	case messages.MsgLogout:
+		_ = t.s.cfg.Store.DeleteSession(context.Background(), t.se.id)
+		t.s.Counters.Logouts.Add(1)
+		t.reply(ctx, messages.LogoutAck{})
+	case messages.MsgTunnelRequest:
+		t.tunnel(ctx)
+	}
+	if err != nil {
+		t.s.log.Warn("nms: request failed", "type", t.env.Type, "fqdn", t.se.fqdn, "err", err)
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
+	}
+}
+
+func (t *requestTx) register(ctx actor.Context) error {
+	reg, err := messages.DecodeBody[messages.Register](t.env)
+	if err != nil {
+		t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
+		return nil
+	}
+	bg := context.Background()
+	n, err := t.s.cfg.Store.GetNode(bg, t.se.fqdn)
+	if err != nil {
+		return err
+	}
+	var alt netip.AddrPort
+	for _, o := range reg.ProbeObserved {
+		if o.Addr().Unmap().Is4() == t.from.Addr().Is4() {
+			alt = o
+			break
+		}
+	}
+	nat := path.Classify(reg.Locals, t.from, alt)
+	n.Locator.Locals = reg.Locals
+	n.Locator.HasIPv4, n.Locator.HasIPv6 = reg.IPv4, reg.IPv6
+	if t.from.Addr().Is4() {
+		n.Locator.Observed4, n.Locator.NAT4 = t.from, uint8(nat)
+		n.Locator.HasIPv4 = true
+	} else {
+		n.Locator.Observed6, n.Locator.NAT6 = t.from, uint8(nat)
+		n.Locator.HasIPv6 = true
+	}
+	n.HomeNMS, n.Updated = t.s.cfg.Home, time.Now()
+	if err := t.s.cfg.Store.PutNode(bg, n); err != nil {
+		return err
+	}
+	t.s.Counters.Registered.Add(1)
+	t.reply(ctx, messages.RegisterReply{Observed: t.from, NAT: messages.NATType(nat), VIP6: n.VIP6, VIP4: n.VIP4})
+	return nil
+}
+
+func (t *requestTx) keepalive(ctx actor.Context) error {
+	t.s.Counters.Keepalives.Add(1)
+	bg := context.Background()
+	n, err := t.s.cfg.Store.GetNode(bg, t.se.fqdn)
+	if err != nil {
+		return err
+	}
+	obs := &n.Locator.Observed6
+	if t.from.Addr().Is4() {
+		obs = &n.Locator.Observed4
+	}
+	if *obs != t.from || n.HomeNMS != t.s.cfg.Home {
+		moved := obs.IsValid() && *obs != t.from
+		*obs = t.from
+		n.HomeNMS, n.Updated = t.s.cfg.Home, time.Now()
+		if err := t.s.cfg.Store.PutNode(bg, n); err != nil {
+			return err
+		}
+		if moved {
+			t.s.log.Info("nms: node moved", "fqdn", t.se.fqdn, "observed", t.from, "peers", len(t.tunnelPeers))
+			t.tellPeers(ctx, bg)
+		}
+	}
+	t.reply(ctx, messages.KeepaliveAck{Observed: t.from})
+	return nil
+}
+
+// tellPeers sends PeerUpdate to every peer with a tunnel, through its home
+// NMS. Fire and forget: a peer that misses it roams on our first packet.
+func (t *requestTx) tellPeers(ctx actor.Context, bg context.Context) {
+	for _, p := range t.tunnelPeers {
+		peer, err := t.s.cfg.Store.GetNode(bg, p)
+		if err != nil || peer.HomeNMS == "" {
+			continue
+		}
+		f, err := svc.NewFrame(p, messages.NewMsgID(), "nms", time.Now(), messages.PeerUpdate{PeerFQDN: t.se.fqdn, Endpoints: []netip.AddrPort{t.from}})
+		if err == nil {
+			ctx.Send(actor.NewPID(peer.HomeNMS, "nms"), f)
+		}
+	}
+}
+
+func toPath(n store.Node) path.Locator {
+	return path.Locator{
+		FQDN: n.FQDN, Observed4: n.Locator.Observed4, Observed6: n.Locator.Observed6,
+		Locals: n.Locator.Locals, NAT4: path.NATType(n.Locator.NAT4), NAT6: path.NATType(n.Locator.NAT6),
+		HasIPv4: n.Locator.HasIPv4, HasIPv6: n.Locator.HasIPv6,
+	}
+}
+
+// tunnel: check both nodes, choose the path, allocate a relay if needed,
+// direct the peer through its home NMS, then answer with the path.
+func (t *requestTx) tunnel(ctx actor.Context) {
+	req, err := messages.DecodeBody[messages.TunnelRequest](t.env)
+	if err != nil {
+		t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
+		return
+	}
+	bg := context.Background()
+	if t.me, err = t.s.cfg.Store.GetNode(bg, t.se.fqdn); err != nil {
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
+		return
+	}
+	t.peer, err = t.s.cfg.Store.GetNode(bg, req.PeerFQDN)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && req.PeerFQDN == t.se.fqdn:
+		t.fail(ctx, messages.Error{Code: messages.CodeUnknownFQDN, Message: req.PeerFQDN})
+		return
+	case err != nil:
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
+		return
+	}
+	if t.s.cfg.Revoked(t.me.CertSerial) || t.s.cfg.Revoked(t.peer.CertSerial) {
+		t.s.log.Warn("nms: tunnel refused: certificate revoked", "from", t.se.fqdn, "peer", req.PeerFQDN)
+		t.fail(ctx, messages.Error{Code: messages.CodeCertRevoked, Message: "revoked"})
+		return
+	}
+	if t.peer.Session.ID == 0 || t.peer.HomeNMS == "" || time.Now().After(t.peer.Session.Expires) {
+		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: "peer is offline", Retry: true})
+		return
+	}
+	t.decision = path.Choose(toPath(t.me), toPath(t.peer))
+	if t.decision.Kind == path.NoPath {
+		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: t.decision.Reason})
+		return
+	}
+	t.tunnelID = messages.NewMsgID()
+	if (t.decision.Kind == path.Relay || t.decision.FallbackRelay) && t.s.cfg.TRS != nil {
+		alloc := messages.RelayAlloc{Session: t.tunnelID, FQDNA: t.me.FQDN, FQDNB: t.peer.FQDN, Expires: time.Now().Add(relayTicketTTL).UnixNano()}
+		rand.Read(alloc.TokenA[:])
+		rand.Read(alloc.TokenB[:])
+		f, err := svc.NewFrame("", t.tunnelID, "nms", time.Now(), alloc)
+		if err != nil {
+			t.fail(ctx, messages.Error{Code: messages.CodeInternal})
+			return
+		}
+		t.ticketA = t.ticket(alloc.TokenA, alloc.Expires)
+		t.ticketB = t.ticket(alloc.TokenB, alloc.Expires)
+		t.stage = 1
+		ctx.SetReceiveTimeout(relayTimeout)
+		ctx.Request(t.s.cfg.TRS, f)
+		return
+	}
+	if t.decision.Kind == path.Relay {
+		t.fail(ctx, messages.Error{Code: messages.CodeNoRelay})
+		return
+	}
+	t.direct(ctx)
+}
+
+func (t *requestTx) ticket(tok messages.RelayToken, exp int64) *messages.RelayTicket {
+	tk := &messages.RelayTicket{Token: tok, Expires: exp}
+	for _, a := range t.s.cfg.TRSAddrs {
+		if a.Addr().Is4() {
+			tk.TRS4 = a
+		} else {
+			tk.TRS6 = a
+		}
+	}
+	return tk
+}
+
+func (t *requestTx) pathFor(a bool) messages.PathInfo {
+	d := t.decision
+	kind := map[path.Kind]messages.PathKind{path.Direct: messages.PathDirect, path.HolePunch: messages.PathHolePunch, path.Relay: messages.PathRelay}[d.Kind]
+	pi := messages.PathInfo{Kind: kind, TunnelID: t.tunnelID}
+	if a { // what the requester (side A) is told about the peer
+		pi.PeerFQDN, pi.PeerVIP6, pi.PeerVIP4 = t.peer.FQDN, t.peer.VIP6, t.peer.VIP4
+		pi.Endpoints, pi.Relay = d.AEndpoints, t.ticketA
+		pi.Initiator = d.Initiator != path.SideB
+	} else {
+		pi.PeerFQDN, pi.PeerVIP6, pi.PeerVIP4 = t.me.FQDN, t.me.VIP6, t.me.VIP4
+		pi.Endpoints, pi.Relay = d.BEndpoints, t.ticketB
+		pi.Initiator = d.Initiator == path.SideB
+	}
+	if len(pi.Endpoints) > messages.MaxAddrs {
+		pi.Endpoints = pi.Endpoints[:messages.MaxAddrs]
+	}
+	return pi
+}
+
+// direct asks the peer's home NMS to deliver the Direction.
+func (t *requestTx) direct(ctx actor.Context) {
+	f, err := svc.NewFrame(t.peer.FQDN, messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
+	if err != nil {
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal})
+		return
+	}
+	t.stage = 2
+	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
+	ctx.SetReceiveTimeout(totalRetry(t.s.cfg.Retry) + 2*time.Second)
+	ctx.Request(actor.NewPID(t.peer.HomeNMS, "nms"), f)
+}
+
+func totalRetry(r signaling.Retry) time.Duration {
+	var sum time.Duration
+	for i := 1; ; i++ {
+		d, ok := r.Delay(i)
+		if !ok {
+			return sum
+		}
+		sum += d
+	}
+}
+
+func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {
+	switch {
+	case t.stage == 1 && env.Type == messages.MsgRelayAllocReply:
+		rep, err := messages.DecodeBody[messages.RelayAllocReply](env)
+		if err != nil || !rep.OK {
+			if t.decision.Kind == path.Relay {
+				t.fail(ctx, messages.Error{Code: messages.CodeNoRelay, Retry: true})
+				return
+			}
+			t.ticketA, t.ticketB = nil, nil // fallback only: go on without
+		}
+		t.direct(ctx)
+	case t.stage == 2 && env.Type == messages.MsgDirectionAck:
+		ctx.SetReceiveTimeout(0)
+		t.s.Counters.Tunnels.Add(1)
+		ctx.Send(ctx.Parent(), tunnelUp{a: t.me.FQDN, b: t.peer.FQDN})
+		t.reply(ctx, messages.Path(t.pathFor(true)))
+	case t.stage == 2 && env.Type == messages.MsgError:
+		e, err := messages.DecodeBody[messages.Error](env)
+		if err != nil {
+			e = messages.Error{Code: messages.CodePeerUnreachable}
+		}
+		t.fail(ctx, e)
+	}
+}
+
+func (t *requestTx) fail(ctx actor.Context, e messages.Error) {
+	if t.env.Type == messages.MsgTunnelRequest {
+		t.s.Counters.TunnelErrors.Add(1)
+	}
+	t.reply(ctx, e)
+}
+
+// reply seals body with the request's ID, caches it for duplicates, sends
+// it and ends the transaction.
+func (t *requestTx) reply(ctx actor.Context, body messages.Body) {
+	ctx.SetReceiveTimeout(0)
+	pkt, err := t.se.sess.SealMessage(nil, &t.enc, t.env.ID, "nms", time.Now(), body)
+	if err != nil {
+		t.s.log.Warn("nms: seal reply", "err", err)
+		t.s.replies.Delete(t.env.ID)
+	} else {
+		t.st.reply.Store(&pkt)
+		_, _ = t.conn.WriteToUDPAddrPort(pkt, t.from)
+	}
+	ctx.Stop(ctx.Self())
+}
+
+// deliverTx sends one message to one of this NMS's nodes, retransmitting
+// with backoff until the node answers with the same message ID.
+type deliverTx struct {
+	s     *Service
+	env   messages.Envelope
+	sess  *signaling.Session
+	to    netip.AddrPort
+	conn  *net.UDPConn
+	asker *actor.PID
+	fqdn  string
+
+	pkt    []byte
+	sent   int
+	cancel scheduler.CancelFunc
+}
+
+type retransmit struct{}
+
+func (d *deliverTx) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		if err := d.s.delivers.Put(d.env.ID, ctx.Self(), dedupTTL); err != nil {
+			d.done(ctx, nil)
+			return
+		}
+		plain, err := messages.Marshal(d.env)
+		if err != nil {
+			d.done(ctx, nil)
+			return
+		}
+		d.pkt = d.sess.Seal(nil, plain)
+		d.send(ctx)
+	case retransmit:
+		d.send(ctx)
+	case messages.Envelope:
+		d.s.Counters.Delivered.Add(1)
+		d.done(ctx, &m)
+	case *actor.Stopped:
+		if d.cancel != nil {
+			d.cancel()
+		}
+		d.s.delivers.Delete(d.env.ID)
+	}
+}
+
+func (d *deliverTx) send(ctx actor.Context) {
+	if d.sent > 0 {
+		if _, ok := d.s.cfg.Retry.Delay(d.sent); !ok {
+			d.s.Counters.DeliverFailed.Add(1)
+			d.s.log.Warn("nms: node did not acknowledge", "fqdn", d.fqdn, "type", d.env.Type, "tries", d.sent)
+			d.done(ctx, nil)
+			return
+		}
+	}
+	_, _ = d.conn.WriteToUDPAddrPort(d.pkt, d.to)
+	d.sent++
+	delay, ok := d.s.cfg.Retry.Delay(d.sent)
+	if !ok {
+		delay = d.s.cfg.Retry.Max
+	}
+	d.cancel = scheduler.NewTimerScheduler(ctx).SendOnce(delay, ctx.Self(), retransmit{})
+}
+
+// done answers the asker with the node's answer (or an Error) and stops.
+func (d *deliverTx) done(ctx actor.Context, ack *messages.Envelope) {
+	if d.asker != nil {
+		var f any
+		var err error
+		if ack != nil {
+			f, err = svc.Frame{Envelope: *ack}.Encode()
+		} else {
+			f, err = svc.NewFrame("", d.env.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer did not answer", Retry: true})
+		}
+		if err == nil {
+			ctx.Send(d.asker, f)
+		}
+	}
+	ctx.Stop(ctx.Self())
+}

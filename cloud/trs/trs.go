@@ -1,0 +1,216 @@
+package trs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/scheduler"
+
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
+	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
+)
+
+// Config is what a TRS needs.
+type Config struct {
+	Listen      []string // e.g. "127.0.0.1:7403", "[::1]:7403"
+	IdleTimeout time.Duration
+	MaxSessions int
+	Logger      *slog.Logger
+}
+
+// Service is a running TRS.
+type Service struct {
+	sys   *runtime.System
+	table *relay.Table
+	conns []*udp.Conn
+	addrs []netip.AddrPort
+	pid   *actor.PID
+	log   *slog.Logger
+	wg    sync.WaitGroup
+}
+
+// Start opens the sockets, starts the forwarders and spawns the root actor.
+func Start(sys *runtime.System, cfg Config) (*Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{sys: sys, log: cfg.Logger.With("service", "trs")}
+	for _, a := range cfg.Listen {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			s.closeConns()
+			return nil, fmt.Errorf("trs: listen %q: %w", a, err)
+		}
+		network := "udp6"
+		if ap.Addr().Is4() {
+			network = "udp4"
+		}
+		c, err := udp.Listen(network, a)
+		if err != nil {
+			s.closeConns()
+			return nil, fmt.Errorf("trs: %w", err)
+		}
+		s.conns = append(s.conns, c)
+		s.addrs = append(s.addrs, c.LocalAddr())
+	}
+	s.table = relay.NewTable(relay.Config{IdleTimeout: cfg.IdleTimeout, MaxSessions: cfg.MaxSessions, Self: s.addrs})
+	idle := cfg.IdleTimeout
+	if idle <= 0 {
+		idle = relay.DefaultIdleTimeout
+	}
+	pid, err := sys.Spawn(nil, "trs", "trs", actor.PropsFromProducer(func() actor.Actor {
+		return &root{s: s, sweep: max(idle/4, 10*time.Millisecond)}
+	}))
+	if err != nil {
+		s.closeConns()
+		return nil, err
+	}
+	s.pid = pid
+	for _, c := range s.conns {
+		s.wg.Add(1)
+		go s.forward(c)
+	}
+	return s, nil
+}
+
+func (s *Service) closeConns() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// Addrs are the relay sockets' addresses.
+func (s *Service) Addrs() []netip.AddrPort { return s.addrs }
+
+// PID is the root actor (NMS sends RelayAlloc here).
+func (s *Service) PID() *actor.PID { return s.pid }
+
+// Table exposes the relay table's counters (Stats, Sessions) for metrics.
+func (s *Service) Table() *relay.Table { return s.table }
+
+// Close stops forwarding and the root actor.
+func (s *Service) Close() {
+	s.closeConns()
+	s.wg.Wait()
+	s.sys.Root().Stop(s.pid)
+}
+
+// forward is one socket's reader: read a batch, relay it, write it.
+func (s *Service) forward(in *udp.Conn) {
+	defer s.wg.Done()
+	bufs := make([][]byte, udp.MaxBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, messages.MaxPacket)
+	}
+	sizes := make([]int, udp.MaxBatch)
+	eps := make([]netip.AddrPort, udp.MaxBatch)
+	// Outgoing batches, one per output socket.
+	outBufs := make([][][]byte, len(s.conns))
+	outEps := make([][]netip.AddrPort, len(s.conns))
+	for i := range s.conns {
+		outBufs[i] = make([][]byte, 0, udp.MaxBatch)
+		outEps[i] = make([]netip.AddrPort, 0, udp.MaxBatch)
+	}
+	for {
+		n, err := in.ReadBatch(bufs, sizes, eps)
+		if err != nil {
+			if errors.Is(err, udp.ErrClosed) {
+				return
+			}
+			s.log.Debug("trs: read", "err", err)
+			if n == 0 {
+				continue
+			}
+		}
+		now := time.Now()
+		for i := range n {
+			pkt := bufs[i][:sizes[i]]
+			tok, inner, err := messages.ParseRelay(pkt)
+			if err != nil {
+				continue
+			}
+			to, peer, ok, _ := s.table.Forward(tok, eps[i], len(inner), now)
+			if !ok || len(inner) == 0 {
+				continue // dropped (counted by the table) or a bind
+			}
+			o := s.outFor(to)
+			if o < 0 {
+				continue
+			}
+			messages.PutRelayHeader(pkt, peer)
+			outBufs[o] = append(outBufs[o], pkt)
+			outEps[o] = append(outEps[o], to)
+		}
+		for o, c := range s.conns {
+			if len(outBufs[o]) > 0 {
+				_, _ = c.WriteBatch(outBufs[o], outEps[o])
+				outBufs[o], outEps[o] = outBufs[o][:0], outEps[o][:0]
+			}
+		}
+	}
+}
+
+// outFor picks the socket of to's address family.
+func (s *Service) outFor(to netip.AddrPort) int {
+	for i, c := range s.conns {
+		if s.addrs[i].Addr().Is4() == to.Addr().Is4() {
+			return i
+		}
+		_ = c
+	}
+	return -1
+}
+
+type tick struct{}
+
+type root struct {
+	s      *Service
+	sweep  time.Duration
+	cancel scheduler.CancelFunc
+}
+
+func (r *root) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(r.sweep, r.sweep, ctx.Self(), tick{})
+	case *actor.Stopping:
+		if r.cancel != nil {
+			r.cancel()
+		}
+	case tick:
+		if n := r.s.table.Expire(time.Now()); n > 0 {
+			r.s.log.Debug("trs: expired relay sessions", "n", n)
+		}
+	default:
+		f, ok, err := svc.DecodeFrame(m)
+		if !ok {
+			return
+		}
+		if err != nil || f.Envelope.Type != messages.MsgRelayAlloc {
+			r.s.log.Warn("trs: unexpected service message", "type", f.Envelope.Type, "err", err)
+			return
+		}
+		a, err := messages.DecodeBody[messages.RelayAlloc](f.Envelope)
+		ok = err == nil
+		if ok {
+			err = r.s.table.Allocate(a.Session, a.TokenA, a.TokenB, a.FQDNA, a.FQDNB, time.Unix(0, a.Expires))
+			ok = err == nil
+		}
+		if err != nil {
+			r.s.log.Warn("trs: relay allocation refused", "err", err)
+		} else {
+			r.s.log.Info("trs: relay session", "a", a.FQDNA, "b", a.FQDNB)
+		}
+		if reply, err := svc.NewFrame("", f.Envelope.ID, "trs", time.Now(), messages.RelayAllocReply{Session: a.Session, OK: ok}); err == nil && ctx.Sender() != nil {
+			ctx.Respond(reply)
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package cloudsim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/cyphonic/cyphonic-go/cloud/server"
+)
+
+// envChild makes the test binary run a cloud process instead of the tests
+// (TestTwoCloudsShareRedis starts a second cloud process this way: one
+// protoactor remote per process, see cloud/server's package comment).
+const envChild = "CLOUDSIM_CHILD_CLOUD"
+
+func TestMain(m *testing.M) {
+	// Keep the cloud's per-login info lines out of test output.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if dir := os.Getenv(envChild); dir != "" {
+		os.Exit(runChild(dir, os.Getenv(envChild+"_STORE")))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// runChild runs a cloud until stdin closes; it prints its AS address.
+func runChild(dir, storeURL string) int {
+	s, err := server.Start(context.Background(), server.Config{
+		DataDir: dir, StoreURL: storeURL, Ephemeral: true,
+		Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+	})
+	if err != nil {
+		fmt.Println("ERROR", err)
+		return 1
+	}
+	fmt.Println("READY", s.AS.Addrs()[0])
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	s.Close(context.Background())
+	return 0
+}

@@ -1,0 +1,77 @@
+package cloudsim
+
+import (
+	"bufio"
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/cyphonic/cyphonic-go/cloud/server"
+	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+// TestTwoCloudsShareRedis runs two cloud processes sharing one Redis: node X
+// is served by process A (this one), node Y by process B (a child), and Y
+// sets up a tunnel to X. NMS-B finds X homed at NMS-A in the store and asks
+// NMS-A, over protoactor remote, to deliver the Direction.
+func TestTwoCloudsShareRedis(t *testing.T) {
+	redisURL := storetest.WithPrefix(t, storetest.RedisURL(t), "cloudsim-"+t.Name()+":")
+	defer storetest.DeletePrefix(t, redisURL, "cloudsim-"+t.Name()+":")
+	dir := t.TempDir()
+	a, err := server.Start(context.Background(), server.Config{
+		DataDir: dir, StoreURL: redisURL, Ephemeral: true, Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+
+	// Process B shares the data directory's CA (and the store), nothing else.
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+redisURL)
+	stdin, _ := child.StdinPipe()
+	stdout, _ := child.StdoutPipe()
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		child.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "READY ") {
+		t.Fatalf("child cloud: %q %v", line, err)
+	}
+	bAS := netip.MustParseAddrPort(strings.TrimSpace(strings.TrimPrefix(line, "READY ")))
+
+	x, y := newNode(t, a, "x.example.cyphonic"), newNode(t, a, "y.example.cyphonic")
+	if _, err := x.Login(a.AS.Addrs()[0], false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := y.Login(bAS, false); err != nil {
+		t.Fatal(err)
+	}
+	if x.Reply.NMS[0] == y.Reply.NMS[0] {
+		t.Fatalf("both nodes on one NMS %v", x.Reply.NMS[0])
+	}
+	for _, n := range []*Node{x, y} {
+		if _, err := n.Register(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := y.Tunnel(x.FQDN, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PeerFQDN != x.FQDN || p.Kind != messages.PathDirect {
+		t.Fatalf("path %+v", p)
+	}
+	if d := x.Directions(); len(d) != 1 || d[0].PeerFQDN != y.FQDN || d[0].TunnelID != p.TunnelID {
+		t.Fatalf("x's directions %+v", d)
+	}
+}
