@@ -1,0 +1,19 @@
+// Package perf is the side-by-side performance harness: CYPHONIC against
+// wireguard-go on the same machine, in network namespaces built by
+// test/testbed. One responder and N initiators (N = 1, 3, 10) sit on the
+// testbed's internet segment; the initiators push iperf3 TCP at the
+// responder through the overlay while an idle peer and a pushing peer ping
+// it, and the harness samples the responder daemon's memory.
+//
+// The long measurement runs only when asked:
+//
+//	CYPHONIC_PERF=1 go test ./test/perf -run TestPerf -v -timeout 30m
+//
+// CYPHONIC_PERF=smoke runs the same steps with 2-second loads. Setting
+// CYPHONIC_PERF_WRITE to a Markdown file (BENCHMARKS.md) replaces the
+// harness's section in it with the tables. Speed is reported, never
+// asserted: a slow machine still passes.
+//
+// The pure parts (parsing ping, iperf3 and /proc output, statistics, the
+// report) are plain functions tested without namespaces.
+package perf

@@ -1,0 +1,174 @@
+package perf
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+)
+
+const pingOK = `PING 100.96.0.1 (100.96.0.1) 56(84) bytes of data.
+64 bytes from 100.96.0.1: icmp_seq=1 ttl=64 time=0.512 ms
+64 bytes from 100.96.0.1: icmp_seq=2 ttl=64 time=38.2 ms
+64 bytes from 100.96.0.1: icmp_seq=4 ttl=64 time=1.30 ms
+64 bytes from 100.96.0.1: icmp_seq=5 ttl=64 time=2 ms
+
+--- 100.96.0.1 ping statistics ---
+5 packets transmitted, 4 received, 20% packet loss, time 404ms
+rtt min/avg/max/mdev = 0.512/10.503/38.200/16.000 ms
+`
+
+const pingNone = `PING 100.96.0.1 (100.96.0.1) 56(84) bytes of data.
+
+--- 100.96.0.1 ping statistics ---
+3 packets transmitted, 0 received, 100% packet loss, time 2040ms
+`
+
+const pingErrors = `PING 198.51.100.77 (198.51.100.77) 56(84) bytes of data.
+From 198.51.100.1 icmp_seq=1 Destination Port Unreachable
+
+--- 198.51.100.77 ping statistics ---
+1 packets transmitted, 0 received, +1 errors, 100% packet loss, time 0ms
+`
+
+func TestParsePing(t *testing.T) {
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	tests := []struct {
+		name    string
+		in      string
+		want    RTT
+		wantErr error
+	}{
+		{"replies and a loss", pingOK, RTT{Sent: 5, Received: 4, Min: ms(0.512), Avg: ms((0.512 + 38.2 + 1.30 + 2) / 4), Max: ms(38.2), P99: ms(38.2)}, nil},
+		{"no reply", pingNone, RTT{}, ErrParse},
+		{"only errors", pingErrors, RTT{}, ErrParse},
+		{"empty", "", RTT{}, ErrParse},
+		{"garbage", "time=1 ms\nicmp_seq=x\n", RTT{}, ErrParse},
+		{"bad number", "64 bytes from x: icmp_seq=1 ttl=64 time=1.2.3 ms\n1 packets transmitted, 1 received\n", RTT{}, ErrParse},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParsePing([]byte(tt.in))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			// Sums of float-derived durations can differ by a nanosecond.
+			if d := got.Avg - tt.want.Avg; d > 1 || d < -1 {
+				t.Errorf("avg = %v, want %v", got.Avg, tt.want.Avg)
+			}
+			got.Avg = tt.want.Avg
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRTTLoss(t *testing.T) {
+	for _, tt := range []struct {
+		r    RTT
+		want float64
+	}{{RTT{}, 0}, {RTT{Sent: 4, Received: 4}, 0}, {RTT{Sent: 5, Received: 4}, 0.2}, {RTT{Sent: 2}, 1}} {
+		if got := tt.r.Loss(); got != tt.want {
+			t.Errorf("%+v.Loss() = %v, want %v", tt.r, got, tt.want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	tests := []struct {
+		name string
+		in   []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{"none", nil, 99, 0},
+		{"one", []time.Duration{7}, 99, 7},
+		{"p99 of 100", hundred, 99, 99 * time.Millisecond},
+		{"p50 of 100", hundred, 50, 50 * time.Millisecond},
+		{"p100 of 100", hundred, 100, 100 * time.Millisecond},
+		{"p99 of 10 is the max", hundred[:10], 99, 10 * time.Millisecond},
+		{"p0 is the min", hundred, 0, time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := Percentile(tt.in, tt.p); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestParseIperf3(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    float64
+		wantErr bool
+	}{
+		{"ok", `{"start":{},"end":{"sum_sent":{"bits_per_second":2e9},"sum_received":{"bytes":1e9,"seconds":10.04,"bits_per_second":1.5e9}}}`, 1.5e9, false},
+		{"refused", `{"start":{"connected":[]},"intervals":[],"end":{},"error":"unable to connect to server: Connection refused"}`, 0, true},
+		{"no sum", `{"end":{}}`, 0, true},
+		{"negative", `{"end":{"sum_received":{"seconds":1,"bits_per_second":-1}}}`, 0, true},
+		{"truncated", `{"end":{"sum_rec`, 0, true},
+		{"empty", ``, 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseIperf3([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s: got %v, %v; want %v, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	const status = "Name:\twireguard\nVmPeak:\t 1300000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t9\n"
+	tests := []struct {
+		name    string
+		in      string
+		want    Memory
+		wantErr bool
+	}{
+		{"ok", status, Memory{RSS: 10 << 20, HWM: 20 << 20}, false},
+		{"kernel thread has no Vm lines", "Name:\tkthreadd\nThreads:\t1\n", Memory{}, true},
+		{"bad unit", "VmRSS:\t10 MB\nVmHWM:\t10 kB\n", Memory{}, true},
+		{"bad number", "VmRSS:\tx kB\nVmHWM:\t10 kB\n", Memory{}, true},
+		{"huge", "VmRSS:\t99999999999999999999 kB\nVmHWM:\t10 kB\n", Memory{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseProcStatus([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s: got %+v, %v; want %+v, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrParse) {
+			t.Errorf("%s: error %v is not ErrParse", tt.name, err)
+		}
+	}
+}
+
+func TestReadMemoryOfSelf(t *testing.T) {
+	m, err := readMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS == 0 || m.HWM < m.RSS {
+		t.Errorf("own memory %+v: want RSS > 0 and HWM >= RSS", m)
+	}
+}
+
+func FuzzParsers(f *testing.F) {
+	for _, s := range []string{pingOK, pingNone, pingErrors, `{"end":{"sum_received":{"seconds":1,"bits_per_second":1}}}`, "VmRSS:\t1 kB\nVmHWM:\t2 kB\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := ParsePing(b); err == nil && (r.Min > r.Avg || r.Avg > r.Max || r.P99 > r.Max || r.P99 < r.Min) {
+			t.Errorf("inconsistent %+v", r)
+		}
+		if bps, err := ParseIperf3(b); err == nil && bps < 0 {
+			t.Errorf("negative throughput %v", bps)
+		}
+		_, _ = ParseProcStatus(b)
+	})
+}

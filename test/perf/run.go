@@ -1,0 +1,218 @@
+package perf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/test/testbed"
+)
+
+// MaxDuration bounds one load: every command runs under the testbed's
+// ExecTimeout, and iperf3 needs a few seconds beyond its -t.
+const MaxDuration = testbed.ExecTimeout - 8*time.Second
+
+// iperfBasePort is the first iperf3 server port on the responder; pusher i
+// uses iperfBasePort+i, since one iperf3 server serves one test at a time.
+const iperfBasePort = 5201
+
+// Config shapes a measurement.
+type Config struct {
+	Duration     time.Duration // of each load, whole seconds, at most MaxDuration
+	Peers        []int         // pusher counts to measure, each at most the topology's pushers
+	PingInterval time.Duration // at least 10 ms (ping's limit for root is lower, the report's meaning is not)
+}
+
+// DefaultConfig is the full measurement: 10-second loads with 1, 3 and 10
+// pushers, a ping every 50 ms (160 echoes a load, so the p99 is not
+// simply the maximum).
+func DefaultConfig() Config {
+	return Config{Duration: 10 * time.Second, Peers: []int{1, 3, 10}, PingInterval: 50 * time.Millisecond}
+}
+
+// ErrConfig means a Config cannot be run.
+var ErrConfig = errors.New("perf: bad config")
+
+// Validate checks c against a topology with pushers initiators.
+func (c Config) Validate(pushers int) error {
+	switch {
+	case c.Duration < 2*time.Second || c.Duration > MaxDuration || c.Duration%time.Second != 0:
+		return fmt.Errorf("%w: duration %s (whole seconds, 2s to %s)", ErrConfig, c.Duration, MaxDuration)
+	case c.PingInterval < 10*time.Millisecond || c.PingInterval > time.Second:
+		return fmt.Errorf("%w: ping interval %s", ErrConfig, c.PingInterval)
+	case len(c.Peers) == 0:
+		return fmt.Errorf("%w: no peer counts", ErrConfig)
+	}
+	for _, n := range c.Peers {
+		if n < 1 || n > pushers {
+			return fmt.Errorf("%w: %d pushers (topology has %d)", ErrConfig, n, pushers)
+		}
+	}
+	return nil
+}
+
+// pingCount is how many echoes fit in a load, leaving a second at each end
+// for TCP to ramp up and wind down.
+func (c Config) pingCount() int {
+	return max(int((c.Duration-2*time.Second)/c.PingInterval), 5)
+}
+
+// pingArgs is a ping of count echoes whose total time is bounded by -w.
+// With -w, ping keeps sending until count replies came or the deadline
+// passed, so under loss it sends more than count: the loss it reports is
+// still replies over echoes sent.
+func pingArgs(addr string, count int, interval time.Duration) []string {
+	deadline := int(math.Ceil((time.Duration(count)*interval + 3*time.Second).Seconds()))
+	return []string{"ping", "-n", "-c", strconv.Itoa(count), "-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64),
+		"-w", strconv.Itoa(deadline), addr}
+}
+
+// Measure runs the idle ping and then each load of cfg against target.
+// It starts iperf3 servers on the responder (the Bed stops any left).
+func Measure(ctx context.Context, topo *Topology, target Target, cfg Config) (Result, error) {
+	var res Result
+	if err := cfg.Validate(len(topo.Pushers)); err != nil {
+		return res, err
+	}
+	var err error
+	if res.IdleMem, err = readMemory(target.PID); err != nil {
+		return res, err
+	}
+	if res.Idle, err = ping(ctx, topo.Bed, topo.Idle, target, cfg.pingCount(), cfg.PingInterval); err != nil {
+		return res, fmt.Errorf("perf: idle ping: %w", err)
+	}
+	for _, n := range cfg.Peers {
+		l, err := measureLoad(ctx, topo, target, cfg, n)
+		if err != nil {
+			return res, fmt.Errorf("perf: load with %d pushers: %w", n, err)
+		}
+		res.Loads = append(res.Loads, l)
+		// Let the queues drain so one load does not bleed into the next.
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return res, nil
+}
+
+// startIperfServers starts n one-off iperf3 servers on the responder, one
+// per pusher, and waits until they listen. One-off servers exit by
+// themselves after their test, so each load starts fresh ones.
+func startIperfServers(ctx context.Context, topo *Topology, n int) error {
+	for i := range n {
+		topo.Responder.Start("iperf3", "--server", "--one-off", "-p", strconv.Itoa(iperfBasePort+i))
+	}
+	return poll(ctx, 50, func() error {
+		out, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "ss", "-Htln")
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if !strings.Contains(string(out), ":"+strconv.Itoa(iperfBasePort+i)+" ") {
+				return fmt.Errorf("perf: iperf3 server on port %d not listening", iperfBasePort+i)
+			}
+		}
+		return nil
+	})
+}
+
+// ping runs one bounded ping from h to the target and parses it. ping's
+// exit status is ignored: partial loss exits 1 but is still a result.
+func ping(ctx context.Context, bed *testbed.Bed, h *testbed.Host, target Target, count int, interval time.Duration) (RTT, error) {
+	out, _ := bed.ExecContext(ctx, h.NS(), pingArgs(target.Addr.String(), count, interval)...)
+	r, err := ParsePing(out)
+	if err != nil {
+		return r, fmt.Errorf("perf: ping from %s: %w: %s", h.Name(), err, tail(out, 500))
+	}
+	return r, nil
+}
+
+// measureLoad pushes TCP from n pushers at once while the idle peer and
+// the first pusher ping the responder and a sampler watches its memory.
+func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config, n int) (Load, error) {
+	l := Load{Peers: n, PerPeer: make([]float64, n)}
+	if err := startIperfServers(ctx, topo, n); err != nil {
+		return l, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, n+2)
+	secs := strconv.Itoa(int(cfg.Duration / time.Second))
+	for i := range n {
+		wg.Go(func() {
+			h := topo.Pushers[i]
+			out, err := topo.Bed.ExecContext(ctx, h.NS(), "iperf3", "-c", target.Addr.String(),
+				"-p", strconv.Itoa(iperfBasePort+i), "-t", secs, "-J", "--connect-timeout", "3000")
+			bps, perr := ParseIperf3(out)
+			if perr != nil {
+				errs[i] = fmt.Errorf("iperf3 from %s: %w", h.Name(), errors.Join(perr, err))
+				cancel() // a failed flow spoils the load: stop the rest now
+				return
+			}
+			l.PerPeer[i] = bps
+		})
+	}
+	for j, h := range []*testbed.Host{topo.Idle, topo.Pushers[0]} {
+		dst := []*RTT{&l.IdlePeer, &l.PushingPeer}[j]
+		wg.Go(func() {
+			// Ping once TCP has ramped up, not during slow start.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			var err error
+			if *dst, err = ping(ctx, topo.Bed, h, target, cfg.pingCount(), cfg.PingInterval); err != nil {
+				errs[n+j] = err
+			}
+		})
+	}
+	peak := sampleMemory(target.PID, &wg)
+	wg.Wait()
+	rss := <-peak
+	if err := errors.Join(errs...); err != nil {
+		return l, err
+	}
+	mem, err := readMemory(target.PID)
+	if err != nil {
+		return l, err
+	}
+	l.Memory = Memory{RSS: max(rss, mem.RSS), HWM: mem.HWM}
+	for _, bps := range l.PerPeer {
+		l.Aggregate += bps
+	}
+	return l, nil
+}
+
+// sampleMemory samples pid's VmRSS every quarter second until wg's
+// goroutines are done and then sends the peak.
+func sampleMemory(pid int, wg *sync.WaitGroup) <-chan uint64 {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	peak := make(chan uint64, 1)
+	go func() {
+		var hi uint64
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if m, err := readMemory(pid); err == nil {
+				hi = max(hi, m.RSS)
+			}
+			select {
+			case <-done:
+				peak <- hi
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return peak
+}

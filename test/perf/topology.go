@@ -1,0 +1,102 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/test/testbed"
+)
+
+// Topology is the measurement's hosts, all global dual-stack hosts on the
+// testbed's internet segment, so both systems get a direct path. (The node
+// daemon gives its TUN a VIPv6 too, which an IPv4-only namespace refuses.)
+type Topology struct {
+	Bed       *testbed.Bed
+	Responder *testbed.Host
+	Idle      *testbed.Host   // a peer that only pings: the others' load must not starve it
+	Pushers   []*testbed.Host // the initiators that push TCP
+}
+
+// NewTopology adds the responder, the idle peer and pushers initiators to
+// bed. Like every testbed builder it fails the test on error.
+func NewTopology(bed *testbed.Bed, pushers int) *Topology {
+	var opts testbed.HostOpts // both IP versions
+	t := &Topology{
+		Bed:       bed,
+		Responder: bed.AddHost("resp", opts),
+		Idle:      bed.AddHost("idle", opts),
+	}
+	for i := range pushers {
+		t.Pushers = append(t.Pushers, bed.AddHost("p"+strconv.Itoa(i+1), opts))
+	}
+	return t
+}
+
+// Initiators is every host that talks to the responder: the idle peer
+// first, then the pushers.
+func (t *Topology) Initiators() []*testbed.Host {
+	return append([]*testbed.Host{t.Idle}, t.Pushers...)
+}
+
+// Target is a system set up on a topology: where the initiators reach the
+// responder through the overlay, and the daemon whose memory is measured.
+type Target struct {
+	Addr netip.Addr
+	PID  int
+}
+
+// readMemory reads a process's resident set.
+func readMemory(pid int) (Memory, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return Memory{}, fmt.Errorf("perf: memory of pid %d: %w", pid, err)
+	}
+	return ParseProcStatus(b)
+}
+
+// processName is /proc/PID/comm, to check the pid is the daemon's and not
+// a wrapper's.
+func processName(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	return strings.TrimSpace(string(b))
+}
+
+// pollInterval is the pause between tries of every bounded wait.
+const pollInterval = 200 * time.Millisecond
+
+// poll calls try up to tries times, pollInterval apart, until it succeeds;
+// it returns the last error. Every wait of the harness is bounded by it.
+func poll(ctx context.Context, tries int, try func() error) error {
+	var err error
+	for i := range tries {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			case <-time.After(pollInterval):
+			}
+		}
+		if err = try(); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// reach waits until h gets an echo from addr through the overlay; the
+// first packets may wait on a handshake.
+func reach(ctx context.Context, bed *testbed.Bed, h *testbed.Host, addr netip.Addr) error {
+	err := poll(ctx, 20, func() error {
+		_, err := bed.ExecContext(ctx, h.NS(), "ping", "-n", "-c", "1", "-W", "1", addr.String())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("perf: %s cannot reach %s through the overlay: %w", h.Name(), addr, err)
+	}
+	return nil
+}
