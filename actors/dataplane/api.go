@@ -1,0 +1,139 @@
+// Package dataplane is the node daemon's data plane: it moves packets between
+// the TUN device and the UDP sockets through the actor pipeline of DESIGN.md
+// §4 (tun reader → route → peer → crypto workers → sequencer-out → udp
+// writer, and the mirror inbound), and runs one supervised peer actor per
+// tunnel.
+//
+// The control plane (session, resolver, node) talks to it only through the
+// small API in this file. Every method is safe for concurrent use and none
+// of them blocks on an actor: they post a message or read thread-safe state.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
+	"github.com/cyphonic/cyphonic-go/tun"
+)
+
+// PeerStatus is one tunnel's state, as Status returns it.
+type PeerStatus = peer.Status
+
+var (
+	// ErrNotStarted: Start has not run (or Stop has).
+	ErrNotStarted = errors.New("dataplane: not started")
+	// ErrUnknownPeer: no tunnel to that FQDN was opened (or it was closed).
+	ErrUnknownPeer = errors.New("dataplane: unknown peer")
+	// ErrPeerFailed: the peer's supervisor gave up on it; Open it again
+	// (with a fresh path from NMS) to retry.
+	ErrPeerFailed = errors.New("dataplane: peer failed")
+	// ErrQueueFull: the UDP send queue is full; the packet was dropped.
+	ErrQueueFull = errors.New("dataplane: send queue full")
+	// ErrBadConfig is wrapped by New for an unusable Config.
+	ErrBadConfig = errors.New("dataplane: invalid config")
+)
+
+// Config is what the node gives its data plane. The Dataplane takes
+// ownership of Device and Bind: Stop closes them (closing is the only way to
+// unblock their reader goroutines).
+type Config struct {
+	Identity *pki.Identity // our certificate and Noise static key (required)
+	// Verify checks a peer node's certificate; NodeVerifier(v) builds it
+	// from a *pki.Verifier (required).
+	Verify handshake.VerifyFunc
+	Device tun.Device // the TUN device (tun.NewMemPair in tests) (required)
+	Bind   *udp.Bind  // one socket per family; the control plane sends on it too (required)
+	VIP6   netip.Addr // our overlay addresses (packets to them are never routed to a peer)
+	VIP4   netip.Addr
+	Logger *slog.Logger // nil: the system's logger
+	// Workers is the number of crypto worker actors; 0 means GOMAXPROCS.
+	Workers int
+
+	// OnControl receives packets of cloud types (Signaling, LoginReply,
+	// ProbeReply) that arrive on the sockets. pkt is a copy the callee owns.
+	// It is called from a socket reader goroutine and must not block.
+	OnControl func(pkt []byte, from netip.AddrPort)
+	// OnPeerNeedsPath is called when a peer actor restarts after a failure
+	// (handshake timeout, keepalive silence, repeated authentication
+	// failures): the control plane should ask NMS for a new path and call
+	// Open again. Called from an actor: must not block. May be nil.
+	OnPeerNeedsPath func(fqdn string)
+
+	// Tuning; zero values take the defaults below.
+	Backoff          runtime.Backoff // supervision of peer actors (runtime.DefaultBackoff)
+	HandshakeTimeout time.Duration   // give up one handshake attempt series (default 10s)
+	HandshakeRetry   time.Duration   // resend msg1 this often (default 1s)
+	Keepalive        time.Duration   // send a keepalive after this much send silence (default 10s)
+	DeadAfter        time.Duration   // fail the peer after this much receive silence (default 35s)
+	Tick             time.Duration   // how often peers check their timers (default 250ms)
+	MaxQueueDelay    time.Duration   // drop batches queued longer than this (default 50ms)
+	GapTimeout       time.Duration   // a sequencer gives up a missing batch after this (default 200ms)
+
+	// WorkerHook, if set, is called by a crypto worker before each batch
+	// (tests use it to add random sleeps so workers finish out of order).
+	WorkerHook func()
+}
+
+// NodeVerifier adapts a *pki.Verifier (accepting node certificates) to the
+// handshake.VerifyFunc the data plane uses.
+func NodeVerifier(v *pki.Verifier) handshake.VerifyFunc {
+	return func(certDER []byte) (string, [32]byte, error) {
+		p, err := v.Verify(certDER, "", time.Now())
+		if err != nil {
+			return "", [32]byte{}, err
+		}
+		if p.Role != pki.RoleNode {
+			return "", [32]byte{}, pki.ErrWrongRole
+		}
+		return p.FQDN, p.NoiseStatic, nil
+	}
+}
+
+// The API the control plane codes against. Implementations are in
+// dataplane.go; the doc comments here are the contract.
+var _ interface {
+	// Start spawns the data plane's actors (tun, udp, crypto, peers) as
+	// children of parent (the node actor's context, so the IDs read
+	// node/peers/<fqdn>), or as top-level actors if parent is nil, and
+	// starts the device and socket goroutines.
+	Start(parent actor.SpawnerContext) error
+	// Stop stops the actors, closes Device and Bind and waits for the
+	// goroutines, or for ctx to end.
+	Stop(ctx context.Context) error
+	// SendControl sends one packet (copied) to a cloud address on the
+	// socket of its family, ahead of data. It never blocks: a full queue
+	// returns ErrQueueFull.
+	SendControl(pkt []byte, to netip.AddrPort) error
+	// Open establishes (or redirects) the tunnel NMS described, from a Path
+	// (we asked) or a Direction (the peer asked). Initiator decides which
+	// side sends the handshake; the initiator tries every endpoint (and the
+	// relay, if any) and keeps the first that answers.
+	Open(info messages.PathInfo) error
+	// Close tears the tunnel down.
+	Close(fqdn string) error
+	// PeerUpdate replaces a peer's candidate endpoints (NMS told us it
+	// moved); a live session keeps running, new handshakes use them.
+	PeerUpdate(fqdn string, endpoints []netip.AddrPort) error
+	// Status returns every peer's state, sorted by FQDN.
+	Status() []PeerStatus
+	// Drops returns drops not attributable to a peer (malformed or
+	// truncated datagrams, unknown receiver index, no route), by reason.
+	Drops() map[string]uint64
+	// WaitUp blocks the caller (never an actor) until the tunnel to fqdn
+	// carries data, the peer fails for good (ErrPeerFailed), or ctx ends.
+	// It returns ErrUnknownPeer if Open was never called for fqdn.
+	WaitUp(ctx context.Context, fqdn string) error
+	// LocalAddrs are the sockets' bound addresses, for registration.
+	LocalAddrs() []netip.AddrPort
+} = (*Dataplane)(nil)

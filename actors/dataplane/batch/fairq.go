@@ -1,0 +1,160 @@
+package batch
+
+import (
+	"net/netip"
+	"sync"
+)
+
+// Flow is one peer's bounded FIFO of sealed batches waiting for the socket.
+type Flow struct {
+	ring   []*Batch
+	head   int
+	n      int
+	queued bool  // linked into the active list
+	next   *Flow // active list link
+}
+
+// NewFlow makes a flow holding at most depth batches.
+func NewFlow(depth int) *Flow { return &Flow{ring: make([]*Batch, max(depth, 1))} }
+
+// Control is a single packet for the socket that goes ahead of data
+// (signaling, handshakes, keepalives, probe replies).
+type Control struct {
+	Pkt []byte
+	To  netip.AddrPort
+}
+
+// Item is what FairQueue.Next hands the writer: a batch or a control packet.
+type Item struct {
+	Batch   *Batch
+	Control Control
+}
+
+// FairQueue is the send side's queue between the sequencers (many producers)
+// and the socket writer goroutine (one consumer). Control packets go first;
+// data batches are served round-robin, one batch per peer per turn, so a
+// bulk flow cannot starve another peer's pings. Every queue is bounded and a
+// full queue refuses (the caller drops and counts): producers never block.
+type FairQueue struct {
+	mu       sync.Mutex
+	ctrl     []Control
+	ctrlHead int
+	ctrlN    int
+	head     *Flow
+	tail     *Flow
+	ready    chan struct{}
+	closed   bool
+}
+
+// NewFairQueue makes a queue holding up to controlDepth control packets.
+func NewFairQueue(controlDepth int) *FairQueue {
+	return &FairQueue{ctrl: make([]Control, max(controlDepth, 1)), ready: make(chan struct{}, 1)}
+}
+
+// Ready is signalled when the queue may have work (level-triggered by Next:
+// drain until Next reports false, then wait again).
+func (q *FairQueue) Ready() <-chan struct{} { return q.ready }
+
+func (q *FairQueue) wake() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Push queues b on f. It reports false (b not taken) if f is full or the
+// queue is closed.
+func (q *FairQueue) Push(f *Flow, b *Batch) bool {
+	q.mu.Lock()
+	if q.closed || f.n == len(f.ring) {
+		q.mu.Unlock()
+		return false
+	}
+	f.ring[(f.head+f.n)%len(f.ring)] = b
+	f.n++
+	if !f.queued {
+		q.link(f)
+	}
+	q.mu.Unlock()
+	q.wake()
+	return true
+}
+
+func (q *FairQueue) link(f *Flow) {
+	f.queued, f.next = true, nil
+	if q.tail == nil {
+		q.head, q.tail = f, f
+	} else {
+		q.tail.next, q.tail = f, f
+	}
+}
+
+// PushControl queues a control packet. It reports false if the control
+// queue is full or closed.
+func (q *FairQueue) PushControl(c Control) bool {
+	q.mu.Lock()
+	if q.closed || q.ctrlN == len(q.ctrl) {
+		q.mu.Unlock()
+		return false
+	}
+	q.ctrl[(q.ctrlHead+q.ctrlN)%len(q.ctrl)] = c
+	q.ctrlN++
+	q.mu.Unlock()
+	q.wake()
+	return true
+}
+
+// Next takes the next item: a control packet if any, else the head batch of
+// the next flow in round-robin order.
+func (q *FairQueue) Next() (Item, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ctrlN > 0 {
+		c := q.ctrl[q.ctrlHead]
+		q.ctrl[q.ctrlHead] = Control{}
+		q.ctrlHead = (q.ctrlHead + 1) % len(q.ctrl)
+		q.ctrlN--
+		return Item{Control: c}, true
+	}
+	f := q.head
+	if f == nil {
+		return Item{}, false
+	}
+	q.head = f.next
+	if q.head == nil {
+		q.tail = nil
+	}
+	f.queued, f.next = false, nil
+	b := f.ring[f.head]
+	f.ring[f.head] = nil
+	f.head = (f.head + 1) % len(f.ring)
+	f.n--
+	if f.n > 0 {
+		q.link(f) // to the back: the others go first
+	}
+	return Item{Batch: b}, true
+}
+
+// Close refuses further pushes and returns everything still queued, so the
+// caller can release it.
+func (q *FairQueue) Close() []*Batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	var left []*Batch
+	for f := q.head; f != nil; {
+		for f.n > 0 {
+			left = append(left, f.ring[f.head])
+			f.ring[f.head] = nil
+			f.head = (f.head + 1) % len(f.ring)
+			f.n--
+		}
+		next := f.next
+		f.queued, f.next = false, nil
+		f = next
+	}
+	q.head, q.tail = nil, nil
+	clear(q.ctrl)
+	q.ctrlN = 0
+	return left
+}

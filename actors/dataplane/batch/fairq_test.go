@@ -1,0 +1,106 @@
+package batch
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// TestFairQueueRoundRobin: control first, then one batch per flow per turn,
+// each flow in FIFO order; full flows refuse; Close returns what is left.
+func TestFairQueueRoundRobin(t *testing.T) {
+	q := NewFairQueue(2)
+	bulk, ping := NewFlow(3), NewFlow(3)
+	mk := func(seq uint64) *Batch { return &Batch{Seq: seq} }
+	for i := range uint64(3) {
+		if !q.Push(bulk, mk(100+i)) {
+			t.Fatalf("bulk push %d refused", i)
+		}
+	}
+	if q.Push(bulk, mk(103)) {
+		t.Fatal("push to a full flow accepted")
+	}
+	q.Push(ping, mk(1))
+	q.Push(ping, mk(2))
+	ctl := Control{Pkt: []byte("hs"), To: netip.MustParseAddrPort("192.0.2.1:1")}
+	q.PushControl(ctl)
+	q.PushControl(ctl)
+	if q.PushControl(ctl) {
+		t.Fatal("push to a full control queue accepted")
+	}
+	var got []uint64
+	for {
+		it, ok := q.Next()
+		if !ok {
+			break
+		}
+		if it.Batch == nil {
+			for _, g := range got {
+				if g != 0 {
+					t.Fatal("control packet after data")
+				}
+			}
+			got = append(got, 0)
+			continue
+		}
+		got = append(got, it.Batch.Seq)
+	}
+	want := []uint64{0, 0, 100, 1, 101, 2, 102}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	q.Push(bulk, mk(7))
+	if left := q.Close(); len(left) != 1 || left[0].Seq != 7 {
+		t.Fatalf("Close returned %v", left)
+	}
+	if q.Push(ping, mk(8)) || q.PushControl(ctl) {
+		t.Fatal("push after Close accepted")
+	}
+}
+
+func TestBatchMoveAndRelease(t *testing.T) {
+	p := NewPool(128)
+	a, b := p.Get(), p.Get()
+	bufs, sizes, _ := a.ReadSlices(Headroom)
+	copy(bufs[0], "hello")
+	sizes[0], sizes[1] = 5, 0
+	a.Filled(2, Headroom)
+	if a.Pkts[1].Drop != Truncated {
+		t.Fatalf("empty read not marked truncated: %v", a.Pkts[1].Drop)
+	}
+	if !b.Move(a, 0) || string(b.Pkts[0].Bytes()) != "hello" || b.N != 1 {
+		t.Fatalf("move: %q n=%d", b.Pkts[0].Bytes(), b.N)
+	}
+	if len(a.Pkts[0].Buf) != 128 {
+		t.Fatal("source lost its buffer")
+	}
+	var st Stats
+	b.Stats = &st
+	b.DropAll(Auth, nil)
+	if st.Drops.Get(Auth) != 1 || b.Live() != 0 || len(b.Payloads()) != 0 {
+		t.Fatalf("DropAll: %v live %d", st.Drops.Snapshot(), b.Live())
+	}
+	var n atomicInt
+	n.Add(1)
+	b.Track(&n.Int32)
+	b.Release()
+	if n.Load() != 0 {
+		t.Fatalf("Release did not untrack: %d", n.Load())
+	}
+	a.Release()
+}
+
+func BenchmarkFairQueue(b *testing.B) {
+	q := NewFairQueue(16)
+	flows := []*Flow{NewFlow(64), NewFlow(64), NewFlow(64)}
+	bt := &Batch{}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		q.Push(flows[i%3], bt)
+		q.Next()
+	}
+}

@@ -1,0 +1,76 @@
+package batch
+
+import "sync/atomic"
+
+// Reason says why a packet was dropped. Every drop is counted under one.
+type Reason uint8
+
+const (
+	OK           Reason = iota // not dropped
+	NoRoute                    // no peer has the destination VIP
+	NoSession                  // the peer has no confirmed session yet
+	QueueFull                  // a bounded queue was full
+	QueueDelay                 // the batch waited too long (CoDel-style early drop)
+	Truncated                  // shorter than its header says, or larger than the buffer
+	Malformed                  // unknown type or bad header
+	UnknownIndex               // no session has the receiver index
+	Auth                       // the AEAD tag did not verify
+	Replay                     // counter already seen or too old
+	CounterLimit               // the session ran out of counters
+	SendError                  // the socket refused it
+	TunError                   // the TUN device refused it
+	Handshake                  // a handshake message was rejected
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{
+	OK: "ok", NoRoute: "no-route", NoSession: "no-session", QueueFull: "queue-full",
+	QueueDelay: "queue-delay", Truncated: "truncated", Malformed: "malformed",
+	UnknownIndex: "unknown-index", Auth: "auth", Replay: "replay",
+	CounterLimit: "counter-limit", SendError: "send-error", TunError: "tun-error",
+	Handshake: "handshake",
+}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Counters counts drops by reason. Safe for concurrent use.
+type Counters [NumReasons]atomic.Uint64
+
+// Add counts n drops for r.
+func (c *Counters) Add(r Reason, n uint64) {
+	if r < NumReasons && n > 0 {
+		c[r].Add(n)
+	}
+}
+
+// Get returns the count for r.
+func (c *Counters) Get(r Reason) uint64 {
+	if r >= NumReasons {
+		return 0
+	}
+	return c[r].Load()
+}
+
+// Snapshot returns the non-zero counts by reason name.
+func (c *Counters) Snapshot() map[string]uint64 {
+	m := make(map[string]uint64)
+	for r := Reason(1); r < NumReasons; r++ {
+		if v := c[r].Load(); v > 0 {
+			m[r.String()] = v
+		}
+	}
+	return m
+}
+
+// Stats are one peer's traffic counters, updated by every stage.
+type Stats struct {
+	TxPackets, TxBytes atomic.Uint64
+	RxPackets, RxBytes atomic.Uint64
+	LastSent, LastRecv atomic.Int64 // Unix nanoseconds of the last datagram out / authenticated in
+	Drops              Counters
+}

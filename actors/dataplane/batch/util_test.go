@@ -1,0 +1,5 @@
+package batch
+
+import "sync/atomic"
+
+type atomicInt struct{ atomic.Int32 }

@@ -1,0 +1,408 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/crypto"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
+)
+
+// Queue bounds that are not per peer.
+const (
+	controlQueueDepth = 1024 // control packets waiting for the socket
+	tunQueueDepth     = 256  // batches waiting for the TUN writer
+	guardSize         = 4096 // identities the handshake replay guard remembers
+	// minBufSize lets a whole handshake message (the largest node <-> node
+	// packet besides data) and ordinary signaling fit in one buffer.
+	minBufSize = messages.RelayHeaderLen + messages.HandshakeRespHeaderLen + handshake.MaxMessageLen + 64
+)
+
+// Dataplane is a node's data plane. Make it with New, then Start it.
+type Dataplane struct {
+	sys    *rt.System
+	cfg    Config
+	log    *slog.Logger
+	pool   *batch.Pool
+	tables *peer.Tables
+	set    *peer.Set
+	out    *batch.FairQueue
+	tunq   chan *batch.Batch
+	global batch.Counters
+	env    *peer.Env
+
+	mu      sync.Mutex
+	running bool
+	actors  []*actor.PID // top-level actors of the data plane, in stop order
+	peers   *actor.PID
+	opened  map[string]bool // FQDNs Open was called for and Close was not
+	done    chan struct{}   // closed by Stop: writer goroutines return
+	wg      sync.WaitGroup
+	ioOnce  sync.Once
+	closeIO sync.Once
+}
+
+// New checks cfg and prepares a data plane; nothing runs until Start.
+func New(sys *rt.System, cfg Config) (*Dataplane, error) {
+	switch {
+	case sys == nil:
+		return nil, fmt.Errorf("%w: no actor system", ErrBadConfig)
+	case cfg.Identity == nil:
+		return nil, fmt.Errorf("%w: no identity", ErrBadConfig)
+	case cfg.Verify == nil:
+		return nil, fmt.Errorf("%w: no Verify", ErrBadConfig)
+	case cfg.Device == nil:
+		return nil, fmt.Errorf("%w: no TUN device", ErrBadConfig)
+	case cfg.Bind == nil || cfg.Bind.V4 == nil && cfg.Bind.V6 == nil:
+		return nil, fmt.Errorf("%w: no UDP socket", ErrBadConfig)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = sys.Logger()
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	t := peer.DefaultTiming()
+	for _, o := range []struct {
+		dst *time.Duration
+		v   time.Duration
+	}{
+		{&t.HandshakeTimeout, cfg.HandshakeTimeout}, {&t.HandshakeRetry, cfg.HandshakeRetry},
+		{&t.Keepalive, cfg.Keepalive}, {&t.DeadAfter, cfg.DeadAfter},
+		{&t.Tick, cfg.Tick}, {&t.MaxQueueDelay, cfg.MaxQueueDelay}, {&t.GapTimeout, cfg.GapTimeout},
+	} {
+		if o.v > 0 {
+			*o.dst = o.v
+		}
+	}
+	d := &Dataplane{
+		sys:    sys,
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "dataplane"),
+		pool:   batch.NewPool(max(batch.Headroom+cfg.Device.MTU()+messages.AEADOverhead, minBufSize)),
+		tables: peer.NewTables(),
+		set:    peer.NewSet(),
+		out:    batch.NewFairQueue(controlQueueDepth),
+		tunq:   make(chan *batch.Batch, tunQueueDepth),
+		done:   make(chan struct{}),
+		opened: make(map[string]bool),
+	}
+	static, err := handshake.NewStaticKey(cfg.Identity.NoiseStatic.Private)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	d.env = &peer.Env{
+		Self:   cfg.Identity.FQDN,
+		Tables: d.tables,
+		Out:    d.out,
+		Handshake: handshake.Config{
+			Static: static, CertDER: cfg.Identity.CertDER, Verify: cfg.Verify, Prologue: handshake.PrologueNode,
+		},
+		Guard:     handshake.NewReplayGuard(guardSize),
+		Timing:    t,
+		Backoff:   cfg.Backoff,
+		Global:    &d.global,
+		Logger:    d.log,
+		CanSend:   d.canSend,
+		Deliver:   d.deliver,
+		NeedsPath: cfg.OnPeerNeedsPath,
+		Root:      sys.Root(),
+	}
+	return d, nil
+}
+
+func (d *Dataplane) canSend(ep netip.AddrPort) bool {
+	_, err := d.cfg.Bind.ConnFor(ep)
+	return err == nil
+}
+
+// deliver queues an in-order inbound batch for the TUN writer.
+func (d *Dataplane) deliver(b *batch.Batch) bool {
+	select {
+	case d.tunq <- b:
+		return true
+	default:
+		return false
+	}
+}
+
+// Start implements the contract in api.go.
+func (d *Dataplane) Start(parent actor.SpawnerContext) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running {
+		return errors.New("dataplane: already started")
+	}
+	if parent == nil {
+		parent = d.sys.Root()
+	}
+	pool, cryptoPID, err := crypto.Spawn(parent, d.cfg.Workers, d.cfg.WorkerHook)
+	if err != nil {
+		return fmt.Errorf("dataplane: start: %w", err)
+	}
+	d.env.Crypto = pool
+	spawned := []*actor.PID{cryptoPID}
+	fail := func(err error) error {
+		for _, pid := range spawned {
+			d.sys.Root().Stop(pid)
+		}
+		return fmt.Errorf("dataplane: start: %w", err)
+	}
+	props, err := peer.ManagerProps(d.sys, d.env, d.set)
+	if err != nil {
+		return fail(err)
+	}
+	peers, err := rt.Spawn(parent, "peers", "peers", props)
+	if err != nil {
+		return fail(err)
+	}
+	spawned = append(spawned, peers)
+	// The tun and udp actors own the reader and writer goroutines: they
+	// start them and, when stopped, close the device or sockets (the only
+	// way to unblock a reader) and wait for them.
+	tunPID, err := rt.Spawn(parent, "tun", "tun", ioProps(d.startTun, d.stopIO))
+	if err != nil {
+		return fail(err)
+	}
+	spawned = append(spawned, tunPID)
+	udpPID, err := rt.Spawn(parent, "udp", "udp", ioProps(d.startUDP, d.stopIO))
+	if err != nil {
+		return fail(err)
+	}
+	spawned = append(spawned, udpPID)
+	// Stop order: stop reading first, then the peers, then the workers.
+	d.actors = []*actor.PID{tunPID, udpPID, peers, cryptoPID}
+	d.peers = peers
+	d.running = true
+	return nil
+}
+
+// ioProps is an actor that runs start once (not again on a restart) and
+// stop when it is stopped.
+func ioProps(start, stop func()) *actor.Props {
+	var once sync.Once
+	return actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			once.Do(start)
+		case *actor.Stopping:
+			stop()
+		}
+	})
+}
+
+func (d *Dataplane) startTun() {
+	d.wg.Add(2)
+	go func() { defer d.wg.Done(); d.readTun() }()
+	go func() { defer d.wg.Done(); d.writeTun() }()
+}
+
+func (d *Dataplane) startUDP() {
+	for _, c := range []*udp.Conn{d.cfg.Bind.V4, d.cfg.Bind.V6} {
+		if c != nil {
+			d.wg.Add(1)
+			go func() { defer d.wg.Done(); d.readUDP(c) }()
+		}
+	}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.writeUDP() }()
+}
+
+// stopIO closes the device and the sockets and ends the writers. Either
+// io actor stopping ends all I/O: one without the other is useless.
+func (d *Dataplane) stopIO() {
+	d.closeIO.Do(func() {
+		close(d.done)
+		_ = d.cfg.Device.Close()
+		_ = d.cfg.Bind.Close()
+	})
+}
+
+// Stop implements the contract in api.go.
+func (d *Dataplane) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	if !d.running {
+		d.mu.Unlock()
+		d.stopIO()
+		return nil
+	}
+	d.running = false
+	pids := d.actors
+	d.mu.Unlock()
+	var errs []error
+	for _, pid := range pids {
+		d.sys.Root().Stop(pid)
+		if err := d.sys.Registry().WaitGone(ctx, pid.Id); err != nil {
+			errs = append(errs, fmt.Errorf("dataplane: stop %s: %w", pid.Id, err))
+		}
+	}
+	d.stopIO()
+	waited := make(chan struct{})
+	go func() { d.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("dataplane: stop: goroutines: %w", ctx.Err()))
+	}
+	for _, b := range d.out.Close() {
+		b.Release()
+	}
+	for {
+		select {
+		case b := <-d.tunq:
+			b.Release()
+			continue
+		default:
+		}
+		break
+	}
+	return errors.Join(errs...)
+}
+
+// SendControl implements the contract in api.go.
+func (d *Dataplane) SendControl(pkt []byte, to netip.AddrPort) error {
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	if _, err := d.cfg.Bind.ConnFor(to); err != nil {
+		return fmt.Errorf("dataplane: send control: %w", err)
+	}
+	if len(pkt) > messages.MaxPacket {
+		return fmt.Errorf("dataplane: send control: %w", messages.ErrTooLarge)
+	}
+	if !d.out.PushControl(batch.Control{Pkt: append([]byte(nil), pkt...), To: to}) {
+		return ErrQueueFull
+	}
+	return nil
+}
+
+func (d *Dataplane) toPeers(msg any) error {
+	d.mu.Lock()
+	pid, running := d.peers, d.running
+	d.mu.Unlock()
+	if !running {
+		return ErrNotStarted
+	}
+	d.sys.Root().Send(pid, msg)
+	return nil
+}
+
+// Open implements the contract in api.go.
+func (d *Dataplane) Open(info messages.PathInfo) error {
+	if info.PeerFQDN == "" {
+		return fmt.Errorf("%w: path without peer", ErrBadConfig)
+	}
+	if info.Kind == messages.PathRelay && info.Relay == nil {
+		return fmt.Errorf("%w: relay path without ticket", ErrBadConfig)
+	}
+	if err := d.toPeers(&peer.Open{Info: info}); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.opened[info.PeerFQDN] = true
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Dataplane) isOpen(fqdn string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.opened[fqdn]
+}
+
+// Close implements the contract in api.go.
+func (d *Dataplane) Close(fqdn string) error {
+	d.mu.Lock()
+	known := d.opened[fqdn]
+	delete(d.opened, fqdn)
+	d.mu.Unlock()
+	if !known {
+		return ErrUnknownPeer
+	}
+	return d.toPeers(&peer.Close{FQDN: fqdn})
+}
+
+// PeerUpdate implements the contract in api.go.
+func (d *Dataplane) PeerUpdate(fqdn string, endpoints []netip.AddrPort) error {
+	if !d.isOpen(fqdn) {
+		return ErrUnknownPeer
+	}
+	return d.toPeers(&peer.UpdateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
+}
+
+// Status implements the contract in api.go.
+func (d *Dataplane) Status() []PeerStatus {
+	hs := d.set.All()
+	out := make([]PeerStatus, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.Status())
+	}
+	return out
+}
+
+// Drops implements the contract in api.go.
+func (d *Dataplane) Drops() map[string]uint64 { return d.global.Snapshot() }
+
+// WaitUp implements the contract in api.go. The peer may not exist yet
+// right after Open (the manager creates it): WaitUp waits for it too.
+func (d *Dataplane) WaitUp(ctx context.Context, fqdn string) error {
+	for {
+		h := d.set.Get(fqdn)
+		if h != nil {
+			err := h.WaitUp(ctx)
+			switch {
+			case errors.Is(err, peer.ErrClosed):
+				return fmt.Errorf("dataplane: %s: %w", fqdn, ErrUnknownPeer)
+			case errors.Is(err, peer.ErrFailed):
+				if d.set.Get(fqdn) != h {
+					continue // replaced by a new Open
+				}
+				return fmt.Errorf("dataplane: %s: %w", fqdn, ErrPeerFailed)
+			}
+			return err
+		}
+		// Open may still be in the manager's mailbox.
+		if !d.isOpen(fqdn) {
+			return fmt.Errorf("dataplane: %s: %w", fqdn, ErrUnknownPeer)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dataplane: wait up %s: %w", fqdn, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// LocalAddrs implements the contract in api.go.
+func (d *Dataplane) LocalAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, c := range []*udp.Conn{d.cfg.Bind.V4, d.cfg.Bind.V6} {
+		if c != nil {
+			out = append(out, c.LocalAddr())
+		}
+	}
+	return out
+}
+
+// Peer returns the PID of the live peer actor for fqdn (tests, debugging).
+func (d *Dataplane) Peer(fqdn string) *actor.PID {
+	h := d.set.Get(fqdn)
+	if h == nil {
+		return nil
+	}
+	if p := h.Pipe(); p != nil {
+		return p.Peer
+	}
+	return nil
+}

@@ -1,0 +1,366 @@
+package dataplane
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
+	"github.com/cyphonic/cyphonic-go/tun"
+)
+
+// readErrorPause keeps a reader that hits a persistent error from spinning.
+const readErrorPause = 10 * time.Millisecond
+
+// dstAddr returns the destination of an IP packet.
+func dstAddr(pkt []byte) (netip.Addr, bool) {
+	if len(pkt) == 0 {
+		return netip.Addr{}, false
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) >= 20 {
+			return netip.AddrFrom4([4]byte(pkt[16:20])), true
+		}
+	case 6:
+		if len(pkt) >= 40 {
+			return netip.AddrFrom16([16]byte(pkt[24:40])), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// peerGroup collects one destination's packets out of a read batch.
+type peerGroup[K comparable] struct {
+	key K
+	b   *batch.Batch
+}
+
+// group finds or adds key's group among gs[:*n].
+func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batch.Pool) *batch.Batch {
+	for i := range *n {
+		if gs[i].key == key {
+			return gs[i].b
+		}
+	}
+	b := pool.Get()
+	gs[*n] = peerGroup[K]{key: key, b: b}
+	*n++
+	return b
+}
+
+// readTun is the TUN reader goroutine: read a batch, route each packet by
+// destination VIP, send one batch per peer to the peer actor.
+func (d *Dataplane) readTun() {
+	var groups [batch.MaxBatch]peerGroup[*peer.Handle]
+	limit := d.env.Timing.OutInflight
+	for {
+		b := d.pool.Get()
+		bufs, sizes, _ := b.ReadSlices(batch.Headroom)
+		n, err := d.cfg.Device.Read(bufs, sizes, 0)
+		if err != nil {
+			b.Release()
+			if errors.Is(err, tun.ErrClosed) || d.stopped() {
+				return
+			}
+			d.log.Warn("tun read", "err", err)
+			time.Sleep(readErrorPause)
+			continue
+		}
+		b.Filled(n, batch.Headroom)
+		now := time.Now()
+		ng := 0
+		for i := range b.N {
+			p := &b.Pkts[i]
+			dst, ok := dstAddr(p.Bytes())
+			var h *peer.Handle
+			if ok {
+				h = d.tables.Route(dst)
+			}
+			if h == nil {
+				d.global.Add(batch.NoRoute, 1)
+				continue
+			}
+			group(groups[:], &ng, h, d.pool).Move(b, i)
+		}
+		b.Release()
+		for i := range ng {
+			h, gb := groups[i].key, groups[i].b
+			groups[i] = peerGroup[*peer.Handle]{}
+			gb.Stats = &h.Stats
+			pipe := h.Pipe()
+			if pipe == nil {
+				gb.DropAll(batch.NoSession, nil)
+				gb.Release()
+				continue
+			}
+			if pipe.OutInflight.Add(1) > limit {
+				pipe.OutInflight.Add(-1)
+				gb.DropAll(batch.QueueFull, nil)
+				gb.Release()
+				continue
+			}
+			gb.Track(&pipe.OutInflight)
+			gb.Born = now
+			d.sys.Root().Send(pipe.Peer, gb)
+		}
+	}
+}
+
+func (d *Dataplane) stopped() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// writeTun is the TUN writer goroutine.
+func (d *Dataplane) writeTun() {
+	for {
+		select {
+		case <-d.done:
+			return
+		case b := <-d.tunq:
+			if pkts := b.Payloads(); len(pkts) > 0 {
+				n, err := d.cfg.Device.Write(pkts, 0)
+				if err != nil && b.Stats != nil {
+					b.Stats.Drops.Add(batch.TunError, uint64(len(pkts)-n))
+				}
+			}
+			b.Release()
+		}
+	}
+}
+
+// readUDP is a socket reader goroutine: read a batch, send data packets per
+// session to the crypto workers, and everything else to whoever handles it.
+func (d *Dataplane) readUDP(c *udp.Conn) {
+	var groups [batch.MaxBatch]peerGroup[*peer.Session]
+	for {
+		b := d.pool.Get()
+		bufs, sizes, eps := b.ReadSlices(0)
+		n, err := c.ReadBatch(bufs, sizes, eps)
+		if err != nil {
+			b.Release()
+			if errors.Is(err, udp.ErrClosed) || d.stopped() {
+				return
+			}
+			d.log.Warn("udp read", "err", err)
+			time.Sleep(readErrorPause)
+			continue
+		}
+		b.Filled(n, 0)
+		ng := 0
+		for i := range b.N {
+			p := &b.Pkts[i]
+			if p.Drop != batch.OK {
+				d.global.Add(p.Drop, 1)
+				continue
+			}
+			if s := d.classify(p); s != nil {
+				group(groups[:], &ng, s, d.pool).Move(b, i)
+			}
+		}
+		b.Release()
+		now := time.Now()
+		for i := range ng {
+			s, gb := groups[i].key, groups[i].b
+			groups[i] = peerGroup[*peer.Session]{}
+			d.toCrypto(s, gb, now)
+		}
+	}
+}
+
+// toCrypto hands an inbound batch of one session to a worker, which passes
+// it on to the peer's sequencer-in.
+func (d *Dataplane) toCrypto(s *peer.Session, b *batch.Batch, now time.Time) {
+	b.Stats = &s.Peer.Stats
+	pipe := s.Pipe
+	if pipe == nil || pipe != s.Peer.Pipe() {
+		b.DropAll(batch.UnknownIndex, nil) // a session of a past incarnation
+		b.Release()
+		return
+	}
+	if pipe.InInflight.Add(1) > d.env.Timing.InInflight {
+		pipe.InInflight.Add(-1)
+		b.DropAll(batch.QueueFull, nil)
+		b.Release()
+		return
+	}
+	b.Track(&pipe.InInflight)
+	b.Op, b.Key, b.Reply, b.Session, b.Born = batch.Open, s.Key, pipe.SeqIn, s, now
+	b.Seq = pipe.InSeq.Add(1) - 1
+	d.env.Crypto.Submit(d.sys.Root(), b)
+}
+
+// classify looks at one datagram. For a data packet it returns its session
+// (the caller batches it); everything else is handled here and nil
+// returned. Every packet that goes nowhere is counted.
+func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
+	pkt := p.Bytes()
+	if len(pkt) > 0 && messages.PacketType(pkt[0]) == messages.TypeRelay {
+		_, inner, err := messages.ParseRelay(pkt)
+		if err != nil {
+			d.global.Add(reasonFor(err), 1)
+			return nil
+		}
+		if len(inner) == 0 {
+			return nil // a bind echo: nothing to do
+		}
+		// The inner packet is end-to-end authenticated; the token only
+		// mattered to TRS.
+		p.Off += messages.RelayHeaderLen
+		p.Len -= messages.RelayHeaderLen
+		p.Relayed = true
+		pkt = inner
+	}
+	t, err := messages.PeekType(pkt)
+	if err != nil {
+		d.global.Add(reasonFor(err), 1)
+		return nil
+	}
+	switch t {
+	case messages.TypeData:
+		h, err := messages.ParseDataHeader(pkt)
+		if err != nil {
+			d.global.Add(reasonFor(err), 1)
+			return nil
+		}
+		s := d.tables.Session(h.Receiver)
+		if s == nil || s.Key == nil {
+			d.global.Add(batch.UnknownIndex, 1)
+			return nil
+		}
+		return s
+	case messages.TypeHandshakeInit:
+		h, msg, err := messages.ParseHandshake(pkt)
+		if err != nil {
+			d.global.Add(reasonFor(err), 1)
+			return nil
+		}
+		d.sys.Root().Send(d.peersPID(), &peer.RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed})
+	case messages.TypeHandshakeResp:
+		h, msg, err := messages.ParseHandshake(pkt)
+		if err != nil {
+			d.global.Add(reasonFor(err), 1)
+			return nil
+		}
+		s := d.tables.Session(h.Receiver)
+		if s == nil || s.Pipe == nil {
+			d.global.Add(batch.UnknownIndex, 1)
+			return nil
+		}
+		d.sys.Root().Send(s.Pipe.Peer, &peer.Response{Header: h, Msg: bytes.Clone(msg), From: p.From, Relayed: p.Relayed})
+	case messages.TypeProbe:
+		pr, err := messages.ParseProbe(pkt)
+		if err != nil {
+			d.global.Add(reasonFor(err), 1)
+			return nil
+		}
+		if p.Relayed {
+			return nil // the observed address would be TRS's
+		}
+		reply := make([]byte, messages.ProbeReplyLen)
+		messages.ProbeReply{ID: pr.ID, Observed: p.From}.Put(reply)
+		if !d.out.PushControl(batch.Control{Pkt: reply, To: p.From}) {
+			d.global.Add(batch.QueueFull, 1)
+		}
+	case messages.TypeSignaling, messages.TypeLoginReply, messages.TypeProbeReply:
+		if d.cfg.OnControl != nil && !p.Relayed {
+			d.cfg.OnControl(bytes.Clone(pkt), p.From)
+		}
+	default:
+		d.global.Add(batch.Malformed, 1)
+	}
+	return nil
+}
+
+func reasonFor(err error) batch.Reason {
+	switch {
+	case errors.Is(err, messages.ErrTruncated):
+		return batch.Truncated
+	default:
+		return batch.Malformed
+	}
+}
+
+func (d *Dataplane) peersPID() *actor.PID {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.peers
+}
+
+// writeUDP is the socket writer goroutine: control packets first, then one
+// batch per peer in turn; batches that waited too long are dropped.
+func (d *Dataplane) writeUDP() {
+	var one [1][]byte
+	var to [1]netip.AddrPort
+	maxDelay := d.env.Timing.MaxQueueDelay
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-d.out.Ready():
+		}
+		for {
+			it, ok := d.out.Next()
+			if !ok {
+				break
+			}
+			if it.Batch == nil {
+				c, err := d.cfg.Bind.ConnFor(it.Control.To)
+				if err != nil {
+					d.global.Add(batch.SendError, 1)
+					continue
+				}
+				one[0], to[0] = it.Control.Pkt, it.Control.To
+				if _, err := c.WriteBatch(one[:], to[:]); err != nil {
+					d.global.Add(batch.SendError, 1)
+				}
+				one[0] = nil
+				continue
+			}
+			d.writeBatch(it.Batch, maxDelay)
+		}
+	}
+}
+
+func (d *Dataplane) writeBatch(b *batch.Batch, maxDelay time.Duration) {
+	defer b.Release()
+	now := time.Now()
+	if now.Sub(b.Born) > maxDelay {
+		b.DropAll(batch.QueueDelay, &d.global)
+		return
+	}
+	c, err := d.cfg.Bind.ConnFor(b.Dest)
+	if err != nil {
+		b.DropAll(batch.SendError, &d.global)
+		return
+	}
+	pkts, eps := b.WriteSlices()
+	if len(pkts) == 0 {
+		return
+	}
+	sent, _ := c.WriteBatch(pkts, eps)
+	if b.Stats == nil {
+		return
+	}
+	var bytes uint64
+	for _, pk := range pkts[:sent] {
+		bytes += uint64(len(pk))
+	}
+	b.Stats.TxPackets.Add(uint64(sent))
+	b.Stats.TxBytes.Add(bytes)
+	b.Stats.LastSent.Store(now.UnixNano())
+	if sent < len(pkts) {
+		b.Stats.Drops.Add(batch.SendError, uint64(len(pkts)-sent))
+	}
+}

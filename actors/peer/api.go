@@ -1,0 +1,35 @@
+package peer
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+// Peer states as Status.State shows them. A failed peer's state is
+// StateFailed followed by ": " and the reason.
+const (
+	StateHandshaking = "handshaking" // no usable session yet
+	StateUp          = "up"          // a confirmed session carries data
+	StateBackoff     = "backoff"     // failed; its supervisor restarts it after a delay
+	StateFailed      = "failed"      // gave up after too many failures (or Close)
+)
+
+// Status is a snapshot of one peer connection, for `cyphonic status`, the
+// debug endpoint and metrics. It is plain data (encodes to JSON).
+type Status struct {
+	FQDN          string            `json:"fqdn"`
+	VIP6          netip.Addr        `json:"vip6"`
+	VIP4          netip.Addr        `json:"vip4"`
+	Path          messages.PathKind `json:"path"`
+	Endpoint      netip.AddrPort    `json:"endpoint"` // where data goes now (TRS for a relayed path)
+	LastHandshake time.Time         `json:"last_handshake,omitzero"`
+	TxBytes       uint64            `json:"tx_bytes"`
+	RxBytes       uint64            `json:"rx_bytes"`
+	TxPackets     uint64            `json:"tx_packets"`
+	RxPackets     uint64            `json:"rx_packets"`
+	Drops         map[string]uint64 `json:"drops,omitempty"` // by reason (batch.Reason names)
+	Restarts      int               `json:"restarts"`
+	State         string            `json:"state"`
+}

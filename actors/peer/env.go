@@ -1,0 +1,98 @@
+package peer
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/crypto"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+)
+
+// Timing holds the peer's timers and queue bounds.
+type Timing struct {
+	Tick             time.Duration // how often a peer checks its timers
+	HandshakeTimeout time.Duration // no session after this long: fail
+	HandshakeRetry   time.Duration // resend msg1 (a fresh one) this often
+	Keepalive        time.Duration // send a keepalive after this much send silence
+	DeadAfter        time.Duration // fail after this much receive silence
+	MaxQueueDelay    time.Duration // drop batches that waited longer (CoDel-style)
+	OutInflight      int32         // outbound batches in flight per peer
+	InInflight       int32         // inbound batches in flight per peer
+	FlowDepth        int           // batches queued per peer at the socket writer
+	SeqWindow        int           // sequencer window (batches); > in-flight bounds
+	GapTimeout       time.Duration // a lost batch is given up after this long
+	AuthFailLimit    uint64        // auth failures per tick (with nothing received) that fail the peer
+}
+
+// DefaultTiming returns the production timers.
+func DefaultTiming() Timing {
+	return Timing{
+		Tick:             250 * time.Millisecond,
+		HandshakeTimeout: 10 * time.Second,
+		HandshakeRetry:   time.Second,
+		Keepalive:        10 * time.Second,
+		DeadAfter:        35 * time.Second,
+		MaxQueueDelay:    50 * time.Millisecond,
+		OutInflight:      128,
+		InInflight:       128,
+		FlowDepth:        64,
+		SeqWindow:        256,
+		GapTimeout:       200 * time.Millisecond,
+		AuthFailLimit:    1000,
+	}
+}
+
+// Env is what every peer actor and the peers manager share. It is built
+// once by the data plane and never modified.
+type Env struct {
+	Self      string // our FQDN (breaks ties when both sides initiate)
+	Tables    *Tables
+	Crypto    *crypto.Pool
+	Out       *batch.FairQueue
+	Handshake handshake.Config
+	Guard     *handshake.ReplayGuard
+	Timing    Timing
+	Backoff   runtime.Backoff
+	Global    *batch.Counters // drops not attributable to a peer
+	Logger    *slog.Logger
+	// CanSend reports whether we have a socket for ep's family.
+	CanSend func(ep netip.AddrPort) bool
+	// Deliver hands an opened, in-order batch to the TUN writer; it
+	// reports false (and keeps nothing) if the writer's queue is full.
+	Deliver func(b *batch.Batch) bool
+	// NeedsPath is called when a peer restarts after a failure. May be nil.
+	NeedsPath func(fqdn string)
+	// Root sends from goroutines that are not actors (sequencer outputs).
+	Root *actor.RootContext
+}
+
+// relayRoute picks the TRS address of a family we can send on.
+func (e *Env) relayRoute(t *messages.RelayTicket) (Route, bool) {
+	if t == nil {
+		return Route{}, false
+	}
+	for _, a := range []netip.AddrPort{t.TRS4, t.TRS6} {
+		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		if a.IsValid() && e.CanSend(a) {
+			return Route{Addr: a, Relay: true, Token: t.Token}, true
+		}
+	}
+	return Route{}, false
+}
+
+// sendControl queues pkt for route, wrapping it in a relay frame if needed.
+// pkt must have RelayHeaderLen bytes of headroom in front of pkt[hr:].
+func (e *Env) sendFramed(buf []byte, r Route) bool {
+	pkt := buf[messages.RelayHeaderLen:]
+	if r.Relay {
+		messages.PutRelayHeader(buf, r.Token)
+		pkt = buf
+	}
+	return e.Out.PushControl(batch.Control{Pkt: pkt, To: r.Addr})
+}

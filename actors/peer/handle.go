@@ -1,0 +1,200 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+// Errors WaitUp returns.
+var (
+	ErrFailed = errors.New("peer: failed")
+	ErrClosed = errors.New("peer: closed")
+)
+
+// Route is where the peer's packets go: a direct endpoint, or TRS with our
+// relay token.
+type Route struct {
+	Addr  netip.AddrPort
+	Relay bool
+	Token messages.RelayToken
+}
+
+// Pipe is one incarnation of a peer actor's data path: its sequencers and
+// queue bounds. A restarted peer gets a new Pipe, so batches still in flight
+// to the old sequencers (now dead letters) cannot skew the new bounds.
+type Pipe struct {
+	Peer        *actor.PID // the peer actor
+	SeqOut      *actor.PID
+	SeqIn       *actor.PID
+	Flow        *batch.Flow  // its queue at the socket writer
+	OutInflight atomic.Int32 // outbound batches between the TUN reader and the socket
+	InInflight  atomic.Int32 // inbound batches between the socket reader and the TUN writer
+	InSeq       atomic.Uint64
+}
+
+// Handle is a peer's identity and shared state. It outlives restarts of the
+// peer actor; every method is safe for concurrent use.
+type Handle struct {
+	FQDN  string
+	Stats batch.Stats
+
+	pipe  atomic.Pointer[Pipe]
+	route atomic.Pointer[Route]
+
+	mu            sync.Mutex
+	info          messages.PathInfo
+	state         string
+	lastHandshake time.Time
+	incarnations  int
+	lastFailure   string
+	up, dead      bool
+	closed        bool
+	changed       chan struct{} // closed and replaced on every state change
+}
+
+// NewHandle makes the handle for the tunnel info describes.
+func NewHandle(info messages.PathInfo) *Handle {
+	info.Endpoints = unmapAll(info.Endpoints)
+	return &Handle{FQDN: info.PeerFQDN, info: info, state: StateHandshaking, changed: make(chan struct{})}
+}
+
+func unmapAll(eps []netip.AddrPort) []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(eps))
+	for _, ep := range eps {
+		out = append(out, netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port()))
+	}
+	return out
+}
+
+// Pipe returns the live incarnation's pipe, nil while the actor is down.
+func (h *Handle) Pipe() *Pipe { return h.pipe.Load() }
+
+// Info returns the path NMS gave (a copy).
+func (h *Handle) Info() messages.PathInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i := h.info
+	i.Endpoints = slices.Clone(i.Endpoints)
+	return i
+}
+
+func (h *Handle) setInfo(info messages.PathInfo) {
+	info.Endpoints = unmapAll(info.Endpoints)
+	h.mu.Lock()
+	h.info = info
+	h.mu.Unlock()
+}
+
+func (h *Handle) notifyLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+func (h *Handle) setUp(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.up, h.state, h.lastHandshake = true, StateUp, now
+	h.notifyLocked()
+}
+
+func (h *Handle) setDown(state string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.up = false
+	if !h.dead {
+		h.state = state
+	}
+	h.notifyLocked()
+}
+
+// started counts an incarnation and returns how many came before it.
+func (h *Handle) started() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.incarnations++
+	h.dead = false
+	return h.incarnations - 1
+}
+
+func (h *Handle) setFailure(reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastFailure = reason
+	h.state = StateBackoff
+}
+
+// gaveUp marks the peer dead: its supervisor stopped it, or it was closed.
+func (h *Handle) gaveUp(closed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.up, h.dead, h.closed = false, true, closed
+	switch {
+	case closed:
+		h.state = StateFailed + ": closed"
+	case h.lastFailure != "":
+		h.state = StateFailed + ": " + h.lastFailure
+	default:
+		h.state = StateFailed
+	}
+	h.notifyLocked()
+}
+
+// Dead reports whether the peer's actor is gone for good.
+func (h *Handle) Dead() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dead
+}
+
+// WaitUp blocks until the peer has a confirmed session, the peer is dead
+// (ErrFailed, ErrClosed), or ctx ends. It never touches an actor.
+func (h *Handle) WaitUp(ctx context.Context) error {
+	for {
+		h.mu.Lock()
+		up, dead, closed, ch := h.up, h.dead, h.closed, h.changed
+		h.mu.Unlock()
+		switch {
+		case up:
+			return nil
+		case closed:
+			return ErrClosed
+		case dead:
+			return ErrFailed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Status returns a snapshot.
+func (h *Handle) Status() Status {
+	h.mu.Lock()
+	s := Status{
+		FQDN: h.FQDN, VIP6: h.info.PeerVIP6, VIP4: h.info.PeerVIP4, Path: h.info.Kind,
+		LastHandshake: h.lastHandshake, Restarts: max(h.incarnations-1, 0), State: h.state,
+	}
+	h.mu.Unlock()
+	if r := h.route.Load(); r != nil {
+		s.Endpoint = r.Addr
+		if r.Relay {
+			s.Path = messages.PathRelay
+		}
+	}
+	s.TxBytes, s.TxPackets = h.Stats.TxBytes.Load(), h.Stats.TxPackets.Load()
+	s.RxBytes, s.RxPackets = h.Stats.RxBytes.Load(), h.Stats.RxPackets.Load()
+	s.Drops = h.Stats.Drops.Snapshot()
+	return s
+}

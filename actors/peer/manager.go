@@ -1,0 +1,176 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+)
+
+// Set is the thread-safe directory of peers the control plane reads
+// (Status, WaitUp) without asking an actor. The manager writes it.
+type Set struct {
+	mu sync.Mutex
+	m  map[string]*Handle
+}
+
+// NewSet makes an empty set.
+func NewSet() *Set { return &Set{m: make(map[string]*Handle)} }
+
+// Get returns the peer named fqdn, or nil.
+func (s *Set) Get(fqdn string) *Handle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[fqdn]
+}
+
+// All returns every peer, sorted by FQDN.
+func (s *Set) All() []*Handle {
+	s.mu.Lock()
+	hs := make([]*Handle, 0, len(s.m))
+	for _, h := range s.m {
+		hs = append(hs, h)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(hs, func(a, b *Handle) int { return strings.Compare(a.FQDN, b.FQDN) })
+	return hs
+}
+
+func (s *Set) put(h *Handle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[h.FQDN] = h
+}
+
+func (s *Set) remove(h *Handle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[h.FQDN] == h {
+		delete(s.m, h.FQDN)
+	}
+}
+
+// ManagerProps returns the props of the "peers" actor: it creates, updates
+// and closes peer actors, supervises them with exponential backoff and a
+// retry limit (env.Backoff), and reads handshake inits to find their peer.
+func ManagerProps(sys *runtime.System, env *Env, set *Set) (*actor.Props, error) {
+	st, err := sys.NewBackoffStrategy(env.Backoff, nil)
+	if err != nil {
+		return nil, fmt.Errorf("peer: manager: %w", err)
+	}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &manager{env: env, set: set, byPID: make(map[string]*Handle)}
+	}, actor.WithSupervisor(st)), nil
+}
+
+type manager struct {
+	env   *Env
+	set   *Set
+	byPID map[string]*Handle // live children by PID ID
+}
+
+func (m *manager) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *Open:
+		m.open(ctx, msg)
+	case *Close:
+		h := m.set.Get(msg.FQDN)
+		if h == nil {
+			return
+		}
+		m.set.remove(h)
+		m.env.Tables.RemoveRoutes(h)
+		h.gaveUp(true)
+		if pid := m.pidOf(h); pid != nil {
+			ctx.Stop(pid)
+		}
+	case *UpdateEndpoints:
+		h := m.set.Get(msg.FQDN)
+		if h == nil {
+			return
+		}
+		info := h.Info()
+		info.Endpoints = msg.Endpoints
+		h.setInfo(info)
+		if pid := m.pidOf(h); pid != nil {
+			ctx.Send(pid, &Update{Info: info})
+		}
+	case *RawInit:
+		m.init(ctx, msg)
+	case *actor.Terminated:
+		h := m.byPID[msg.Who.Id]
+		delete(m.byPID, msg.Who.Id)
+		if h != nil && !h.Dead() {
+			// Stopped by its supervisor: it failed too often.
+			m.env.Tables.RemoveRoutes(h)
+			h.gaveUp(false)
+		}
+	}
+}
+
+func (m *manager) pidOf(h *Handle) *actor.PID {
+	for id, x := range m.byPID {
+		if x == h {
+			return actor.NewPID(m.env.Root.ActorSystem().Address(), id)
+		}
+	}
+	return nil
+}
+
+func (m *manager) open(ctx actor.Context, msg *Open) {
+	info := msg.Info
+	h := m.set.Get(info.PeerFQDN)
+	if h != nil && !h.Dead() {
+		h.setInfo(info)
+		m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
+		if pid := m.pidOf(h); pid != nil {
+			ctx.Send(pid, &Update{Info: info})
+		}
+		return
+	}
+	if h != nil {
+		m.set.remove(h) // a failed peer is replaced by a fresh one
+	}
+	h = NewHandle(info)
+	pid, err := runtime.Spawn(ctx, "peer", info.PeerFQDN, Props(m.env, h))
+	if err != nil {
+		m.env.Logger.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
+		h.gaveUp(false)
+		return
+	}
+	m.byPID[pid.Id] = h
+	m.set.put(h)
+	m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
+}
+
+// init reads a handshake init (two DH operations) to learn the initiator's
+// certified identity, and passes it to that peer. Only peers NMS told us
+// about are answered.
+func (m *manager) init(ctx actor.Context, msg *RawInit) {
+	r, err := handshake.ReadInit(m.env.Handshake, msg.Msg)
+	if err != nil {
+		m.env.Global.Add(batch.Handshake, 1)
+		if !errors.Is(err, handshake.ErrDecrypt) && !errors.Is(err, handshake.ErrMalformed) {
+			m.env.Logger.Debug("peer: handshake init rejected", "from", msg.From, "err", err)
+		}
+		return
+	}
+	h := m.set.Get(r.PeerIdentity)
+	var pid *actor.PID
+	if h != nil {
+		pid = m.pidOf(h)
+	}
+	if pid == nil {
+		m.env.Global.Add(batch.Handshake, 1)
+		m.env.Logger.Debug("peer: handshake init from unknown peer", "peer", r.PeerIdentity, "from", msg.From)
+		return
+	}
+	ctx.Send(pid, &Init{Responder: r, From: msg.From, Relayed: msg.Relayed})
+}

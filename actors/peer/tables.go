@@ -1,0 +1,130 @@
+package peer
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cyphonic/cyphonic-go/transport/seal"
+)
+
+// Session is what a receiver index names: a peer's keypair from one
+// handshake, and the pipe its packets go through. Sessions are immutable once
+// published in Tables, except for the confirmation flag.
+type Session struct {
+	Peer *Handle
+	Pipe *Pipe
+	Key  *seal.Keypair // nil while the index is reserved for a handshake in progress
+
+	confirmed atomic.Bool
+	msg1Time  int64 // responder: msg1's timestamp (Unix ns), committed on confirmation
+}
+
+// Confirmed reports whether the session has carried an authenticated packet
+// from the peer (always true on the initiator's side).
+func (s *Session) Confirmed() bool { return s.confirmed.Load() }
+
+// Tables are the lookups the reader goroutines do per packet: destination
+// VIP -> peer, receiver index -> session. Reads are one atomic load and a
+// map lookup (copy-on-write: writes are rare and serialised).
+type Tables struct {
+	mu     sync.Mutex
+	routes atomic.Pointer[map[netip.Addr]*Handle]
+	index  atomic.Pointer[map[uint32]*Session]
+}
+
+// NewTables makes empty tables.
+func NewTables() *Tables {
+	t := &Tables{}
+	r, i := map[netip.Addr]*Handle{}, map[uint32]*Session{}
+	t.routes.Store(&r)
+	t.index.Store(&i)
+	return t
+}
+
+// Route returns the peer owning the overlay address dst, or nil.
+func (t *Tables) Route(dst netip.Addr) *Handle { return (*t.routes.Load())[dst] }
+
+// Session returns the session with receiver index idx, or nil.
+func (t *Tables) Session(idx uint32) *Session { return (*t.index.Load())[idx] }
+
+// SetRoutes points addrs (invalid ones ignored) at h.
+func (t *Tables) SetRoutes(h *Handle, addrs ...netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.routes.Load()
+	m := make(map[netip.Addr]*Handle, len(old)+len(addrs))
+	for k, v := range old {
+		m[k] = v
+	}
+	for _, a := range addrs {
+		if a.IsValid() {
+			m[a.Unmap()] = h
+		}
+	}
+	t.routes.Store(&m)
+}
+
+// RemoveRoutes drops every route to h.
+func (t *Tables) RemoveRoutes(h *Handle) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.routes.Load()
+	m := make(map[netip.Addr]*Handle, len(old))
+	for k, v := range old {
+		if v != h {
+			m[k] = v
+		}
+	}
+	t.routes.Store(&m)
+}
+
+// Reserve publishes s under a fresh random non-zero index and returns it.
+func (t *Tables) Reserve(s *Session) uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.index.Load()
+	var idx uint32
+	for {
+		var b [4]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+		idx = binary.BigEndian.Uint32(b[:])
+		if _, taken := old[idx]; idx != 0 && !taken {
+			break
+		}
+	}
+	t.storeIndex(old, idx, s)
+	return idx
+}
+
+// Set replaces the session under idx.
+func (t *Tables) Set(idx uint32, s *Session) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.storeIndex(*t.index.Load(), idx, s)
+}
+
+// Remove forgets idx.
+func (t *Tables) Remove(idx uint32) {
+	if idx == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.storeIndex(*t.index.Load(), idx, nil)
+}
+
+func (t *Tables) storeIndex(old map[uint32]*Session, idx uint32, s *Session) {
+	m := make(map[uint32]*Session, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if s == nil {
+		delete(m, idx)
+	} else {
+		m[idx] = s
+	}
+	t.index.Store(&m)
+}

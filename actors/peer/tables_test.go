@@ -1,0 +1,56 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+func TestTables(t *testing.T) {
+	tb := NewTables()
+	h := NewHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic"})
+	v4, v6 := netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("fd7a::2")
+	tb.SetRoutes(h, v4, v6, netip.Addr{})
+	if tb.Route(v4) != h || tb.Route(v6) != h || tb.Route(netip.MustParseAddr("100.64.0.3")) != nil {
+		t.Fatal("routes")
+	}
+	tb.RemoveRoutes(h)
+	if tb.Route(v4) != nil {
+		t.Fatal("route survived RemoveRoutes")
+	}
+	s1, s2 := &Session{Peer: h}, &Session{Peer: h}
+	i1, i2 := tb.Reserve(s1), tb.Reserve(s2)
+	if i1 == 0 || i1 == i2 || tb.Session(i1) != s1 || tb.Session(i2) != s2 {
+		t.Fatal("reserve")
+	}
+	s3 := &Session{Peer: h}
+	tb.Set(i1, s3)
+	tb.Remove(i2)
+	if tb.Session(i1) != s3 || tb.Session(i2) != nil {
+		t.Fatal("set/remove")
+	}
+}
+
+func TestHandleWaitUp(t *testing.T) {
+	h := NewHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.WaitUp(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("not up: %v", err)
+	}
+	h.setUp(h.lastHandshake)
+	if err := h.WaitUp(context.Background()); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	h.setFailure("handshake timeout")
+	h.gaveUp(false)
+	if err := h.WaitUp(context.Background()); !errors.Is(err, ErrFailed) {
+		t.Fatalf("gave up: %v", err)
+	}
+	if st := h.Status(); st.State != StateFailed+": handshake timeout" {
+		t.Fatalf("state %q", st.State)
+	}
+}
