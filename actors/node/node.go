@@ -1,0 +1,533 @@
+// Package node composes the node daemon (DESIGN.md §4): the identity, the
+// UDP sockets and TUN device, the data plane, the cloud session, the
+// resolver and the debug endpoint, under one root actor "node" that
+// supervises them all. Run is what `cyphonic node` calls; Start and Stop
+// let tests run several nodes in one process.
+package node
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	"github.com/cyphonic/cyphonic-go/actors/debug"
+	"github.com/cyphonic/cyphonic-go/actors/metrics"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/actors/resolver"
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/session"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
+	"github.com/cyphonic/cyphonic-go/tun"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultListen4   = "0.0.0.0:0"
+	DefaultListen6   = "[::]:0"
+	DefaultTUN       = "cyph0"
+	DefaultMTU       = 1280
+	DefaultDebugAddr = "127.0.0.1:7481"
+	// Off disables the resolver (Config.DNS) or the debug server
+	// (Config.DebugAddr).
+	Off = "off"
+)
+
+// ErrConfig is wrapped by every error about an unusable Config.
+var ErrConfig = errors.New("node: bad config")
+
+// Config is the node daemon's configuration (the `cyphonic node` flags).
+type Config struct {
+	CertDir string // identity: node.crt, node.key, noise.key; and ca.crt unless CAFile is set (required)
+	CAFile  string // the overlay's root CA certificate (PEM); default CertDir/ca.crt
+	Cloud   string // the AS address, host:port (required)
+
+	Listen4, Listen6 string // UDP sockets (default any address, a random port); "" with the other set: skip the family
+
+	DNS      string // resolver address (default resolver.DefaultAddr); Off disables it
+	Upstream string // where non-overlay names go (default: /etc/resolv.conf's first nameserver)
+	Domain   string // the overlay domain (default resolver.DefaultDomain)
+
+	DebugAddr string // /debug/actors, /debug/status, /metrics, /debug/pprof (default DefaultDebugAddr); Off disables it
+
+	TUN string // device name (default DefaultTUN)
+	MTU int    // device MTU (default DefaultMTU)
+	// Device, if set, is used instead of opening TUN (tests: tun.NewMemPair);
+	// the node then does not configure addresses or routes on it.
+	Device tun.Device
+
+	Logger *slog.Logger
+
+	// Tuning, mostly for tests; zero values take the session's and data
+	// plane's defaults.
+	Keepalive time.Duration
+	Retry     signaling.Retry
+	// TuneDataplane, if set, may adjust the data plane's config before it
+	// is built (timeouts, workers).
+	TuneDataplane func(*dataplane.Config)
+}
+
+// Node is a running node daemon.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	id      *pki.Identity
+	sys     *runtime.System
+	dp      *dataplane.Dataplane
+	sess    *session.Session
+	dns     *resolver.Server
+	debug   *debug.Server
+	debugAt net.Addr
+	rootPID *actor.PID
+
+	logins chan messages.LoginReply // to the TUN configurer
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Run starts a node and runs it until ctx ends, then stops it cleanly
+// (logout, device removed).
+func Run(ctx context.Context, cfg Config) error {
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return n.Stop(stopCtx)
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.CertDir == "" {
+		return c, fmt.Errorf("%w: no certificate directory (--cert)", ErrConfig)
+	}
+	if c.Cloud == "" {
+		return c, fmt.Errorf("%w: no cloud address (--cloud)", ErrConfig)
+	}
+	if c.CAFile == "" {
+		c.CAFile = filepath.Join(c.CertDir, pki.CACertFile)
+	}
+	if c.Listen4 == "" && c.Listen6 == "" {
+		c.Listen4, c.Listen6 = DefaultListen4, DefaultListen6
+	}
+	if c.DNS == "" {
+		c.DNS = resolver.DefaultAddr
+	}
+	if c.DebugAddr == "" {
+		c.DebugAddr = DefaultDebugAddr
+	}
+	if c.TUN == "" {
+		c.TUN = DefaultTUN
+	}
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	if c.MTU < 576 || c.MTU > messages.MaxInner {
+		return c, fmt.Errorf("%w: MTU %d outside [576, %d]", ErrConfig, c.MTU, messages.MaxInner)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// resolveCloud turns host:port into an address, looking the host up if it
+// is a name.
+func resolveCloud(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
+	}
+	ua, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ua) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(ua[0].Unmap().String(), port))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
+	}
+	return ap, nil
+}
+
+// loadRoot reads a PEM CA certificate.
+func loadRoot(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: CA certificate: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("node: CA certificate %s: no PEM certificate", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("node: CA certificate %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Start brings a node up: it returns once every part is running (the cloud
+// login proceeds in the background; see Status). On error, whatever was
+// started is stopped again.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, logins: make(chan messages.LoginReply, 1)}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	cloud, err := resolveCloud(ctx, cfg.Cloud)
+	if err != nil {
+		return nil, err
+	}
+	if n.id, err = pki.LoadIdentity(cfg.CertDir); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.id.Role != pki.RoleNode {
+		return nil, fmt.Errorf("%w: %s holds a %s certificate, not a node's", ErrConfig, cfg.CertDir, n.id.Role)
+	}
+	n.log = n.log.With("node", n.id.FQDN)
+	root, err := loadRoot(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := pki.NewVerifier(root, pki.RoleNode)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	services, err := pki.NewVerifier(root, pki.RoleAS)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+
+	bind, err := udp.ListenBind(cfg.Listen4, cfg.Listen6)
+	if err != nil {
+		return nil, fmt.Errorf("node: sockets: %w", err)
+	}
+	dev := cfg.Device
+	if dev == nil {
+		if dev, err = tun.Open(cfg.TUN, cfg.MTU); err != nil {
+			bind.Close()
+			return nil, fmt.Errorf("node: TUN %s: %w", cfg.TUN, err)
+		}
+	}
+
+	dpCfg := dataplane.Config{
+		Identity:        n.id,
+		Verify:          dataplane.NodeVerifier(nodes),
+		Device:          dev,
+		Bind:            bind,
+		Logger:          n.log,
+		OnControl:       func(pkt []byte, from netip.AddrPort) { n.sess.Inbound(pkt, from) },
+		OnPeerNeedsPath: func(fqdn string) { n.sess.NeedPath(fqdn) },
+	}
+	if cfg.TuneDataplane != nil {
+		cfg.TuneDataplane(&dpCfg)
+	}
+	n.sys = runtime.New("node", n.log)
+	if n.dp, err = dataplane.New(n.sys, dpCfg); err != nil {
+		dev.Close()
+		bind.Close()
+		n.sys.Shutdown(context.Background())
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	cleanup = append(cleanup, func() {
+		n.sys.Shutdown(context.Background())
+		n.dp.Stop(context.Background()) // closes the device and sockets
+	})
+
+	n.sess, err = session.New(session.Config{
+		Identity:  n.id,
+		VerifyAS:  session.VerifyAS(services),
+		AS:        cloud,
+		Dataplane: n.dp,
+		Software:  "cyphonic-go node",
+		OnLogin:   n.onLogin,
+		Logger:    n.log,
+		Keepalive: cfg.Keepalive,
+		Retry:     cfg.Retry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, n.sess.Close)
+
+	if cfg.DNS != Off {
+		upstream := cfg.Upstream
+		if upstream == "" {
+			if upstream, err = resolver.UpstreamFromResolvConf(resolver.ResolvConf, cfg.DNS); err != nil {
+				n.log.Warn("no upstream DNS: only overlay names will resolve", "err", err)
+				upstream, err = "", nil
+			}
+		}
+		n.dns, err = resolver.NewServer(resolver.Config{Addr: cfg.DNS, Domain: cfg.Domain, Upstream: upstream},
+			resolver.BackendFunc(n.resolve), n.log)
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		// Bind now, so a taken port is an error here rather than a crash
+		// loop in the actor.
+		if err := n.dns.Start(); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		cleanup = append(cleanup, func() { n.dns.Shutdown(context.Background()) })
+	}
+
+	if err := n.spawnRoot(); err != nil {
+		return nil, err
+	}
+
+	if cfg.DebugAddr != Off {
+		n.debug = debug.NewServer(n.sys.Registry(), n.log)
+		n.debug.Handle("GET "+PathStatus, statusHandler(n.Status))
+		reg := metrics.NewRegistry(n.sys.Registry(), prometheus.Labels{"system": "node"})
+		reg.MustRegister(&peerCollector{src: n.dp.Status})
+		n.debug.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if n.debugAt, err = n.debug.Start(context.Background(), cfg.DebugAddr); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+
+	cctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if cfg.Device == nil {
+		n.wg.Add(1)
+		go n.configureTUN(cctx, dev.Name())
+	}
+	n.log.Info("node started", "cloud", cloud, "dns", n.DNSAddr(), "debug", n.debugAt)
+	return n, nil
+}
+
+// spawnRoot spawns the root actor "node" and waits until it has spawned its
+// children (the data plane's, session, resolver), reporting their errors.
+func (n *Node) spawnRoot() error {
+	strategy, err := n.sys.NewBackoffStrategy(runtime.Backoff{MaxRetries: -1}, nil)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	started := make(chan error, 1)
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &rootActor{n: n, started: started}
+	}, actor.WithSupervisor(strategy))
+	pid, err := n.sys.Spawn(nil, "node", "node", props)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.rootPID = pid
+	if err := <-started; err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	return nil
+}
+
+// rootActor is "node": it spawns and supervises the daemon's parts.
+type rootActor struct {
+	n       *Node
+	started chan<- error // reported once, on the first Started
+}
+
+func (a *rootActor) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Started); !ok {
+		return
+	}
+	err := a.spawnChildren(ctx)
+	if a.started != nil {
+		a.started <- err
+		a.started = nil
+	}
+}
+
+func (a *rootActor) spawnChildren(ctx actor.Context) error {
+	n := a.n
+	if err := n.dp.Start(ctx); err != nil {
+		return err
+	}
+	if _, err := n.sess.Spawn(ctx); err != nil {
+		return err
+	}
+	if n.dns != nil {
+		if _, err := runtime.Spawn(ctx, "resolver", "resolver", resolver.Props(n.dns)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onLogin runs in the session actor: hand the VIPs to the configurer
+// without blocking (the newest login wins).
+func (n *Node) onLogin(r messages.LoginReply) {
+	for {
+		select {
+		case n.logins <- r:
+			return
+		default:
+		}
+		select {
+		case <-n.logins:
+		default:
+		}
+	}
+}
+
+// configureTUN assigns the VIPs and overlay routes to the device after each
+// login that changes them. It runs on its own goroutine: netlink calls are
+// syscalls an actor should not wait on.
+func (n *Node) configureTUN(ctx context.Context, name string) {
+	defer n.wg.Done()
+	var last messages.LoginReply
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-n.logins:
+			if r.VIP6 == last.VIP6 && r.VIP4 == last.VIP4 && r.Prefix6 == last.Prefix6 && r.Prefix4 == last.Prefix4 {
+				continue
+			}
+			if err := tun.Configure(name, r.VIP6, r.Prefix6, r.VIP4, r.Prefix4, n.cfg.MTU); err != nil {
+				n.log.Error("configure TUN", "dev", name, "err", err)
+				continue
+			}
+			last = r
+			n.log.Info("TUN configured", "dev", name, "vip6", r.VIP6, "vip4", r.VIP4)
+		}
+	}
+}
+
+// resolve is the resolver's backend: a tunnel already up answers at once;
+// otherwise ask NMS through the session and hold the answer until the
+// tunnel is up.
+func (n *Node) resolve(ctx context.Context, fqdn string) (resolver.Answer, error) {
+	for _, p := range n.dp.Status() {
+		if p.FQDN == fqdn && p.State == peer.StateUp {
+			return resolver.Answer{VIP6: p.VIP6, VIP4: p.VIP4}, nil
+		}
+	}
+	path, err := n.sess.RequestTunnel(ctx, fqdn)
+	if errors.Is(err, session.ErrUnknownPeer) {
+		return resolver.Answer{}, fmt.Errorf("%w: %w", resolver.ErrUnknownName, err)
+	}
+	if err != nil {
+		return resolver.Answer{}, err
+	}
+	if err := n.dp.WaitUp(ctx, fqdn); err != nil {
+		return resolver.Answer{}, fmt.Errorf("node: tunnel to %s: %w", fqdn, err)
+	}
+	return resolver.Answer{VIP6: path.PeerVIP6, VIP4: path.PeerVIP4}, nil
+}
+
+// FQDN is the node's name.
+func (n *Node) FQDN() string { return n.id.FQDN }
+
+// Session is the cloud session's handle.
+func (n *Node) Session() *session.Session { return n.sess }
+
+// Dataplane is the node's data plane.
+func (n *Node) Dataplane() *dataplane.Dataplane { return n.dp }
+
+// System is the node's actor system.
+func (n *Node) System() *runtime.System { return n.sys }
+
+// DNSAddr is the resolver's address, or nil when it is off.
+func (n *Node) DNSAddr() net.Addr {
+	if n.dns == nil {
+		return nil
+	}
+	return n.dns.Addr()
+}
+
+// DebugAddr is the debug server's address, or nil when it is off.
+func (n *Node) DebugAddr() net.Addr { return n.debugAt }
+
+// Status is a snapshot of the node.
+func (n *Node) Status() Status {
+	st := Status{Session: n.sess.Status(), Peers: n.dp.Status(), Drops: n.dp.Drops()}
+	if n.dns != nil {
+		rs := n.dns.Stats()
+		st.Resolver = &rs
+		if a := n.dns.Addr(); a != nil {
+			st.DNS = a.String()
+		}
+	}
+	return st
+}
+
+// Stop logs out, stops every actor, closes the device and the sockets, and
+// waits for the goroutines (or ctx). Calling it again returns the first
+// result.
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() { n.stopErr = n.stop(ctx) })
+	return n.stopErr
+}
+
+func (n *Node) stop(ctx context.Context) error {
+	var errs []error
+	if n.debug != nil {
+		if err := n.debug.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The session first, while the data plane can still carry its logout.
+	if pid := n.sessionPID(); pid != nil {
+		n.sys.Root().Stop(pid)
+		if err := n.sys.Registry().WaitGone(ctx, pid.Id); err != nil {
+			errs = append(errs, fmt.Errorf("stop session: %w", err))
+		}
+	}
+	if err := n.dp.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.sys.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if n.dns != nil {
+		if err := n.dns.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.cancel()
+	n.wg.Wait()
+	n.sess.Close()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("node: stop: %w", err)
+	}
+	n.log.Info("node stopped")
+	return nil
+}
+
+func (n *Node) sessionPID() *actor.PID {
+	if n.rootPID == nil {
+		return nil
+	}
+	return n.sys.Actors().NewLocalPID(n.rootPID.Id + "/session")
+}

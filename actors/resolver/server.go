@@ -1,0 +1,368 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Defaults for Config's zero fields.
+const (
+	// DefaultAddr is loopback on an unprivileged port: the daemon need not
+	// run as root for the resolver, and it does not collide with
+	// systemd-resolved's 127.0.0.53:53. Point a split-DNS rule for the
+	// overlay domain (or resolv.conf) at it.
+	DefaultAddr       = "127.0.0.1:5353"
+	DefaultDomain     = "cyphonic"
+	DefaultTimeout    = 10 * time.Second
+	DefaultTTL        = 60
+	DefaultMaxPending = 256
+	upstreamTimeout   = 5 * time.Second
+)
+
+// Config configures a Server. Zero fields take the defaults above.
+type Config struct {
+	// Addr is where to listen, UDP and TCP on the same address. Port 0
+	// picks one (the same for both).
+	Addr string
+	// Domain is the overlay suffix, e.g. "cyphonic": names under it are
+	// answered from the Backend.
+	Domain string
+	// Upstream is where other names are forwarded (host:port). Empty means
+	// no forwarding: other names are answered REFUSED.
+	Upstream string
+	// Timeout is how long an overlay query waits for its tunnel before the
+	// answer is SERVFAIL.
+	Timeout time.Duration
+	// TTL of overlay answers, in seconds.
+	TTL uint32
+	// MaxPending bounds the queries being worked on at once (overlay
+	// lookups and forwards); more are answered SERVFAIL at once.
+	MaxPending int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	}
+	c.Domain = strings.ToLower(strings.Trim(c.Domain, "."))
+	if !validDomain(c.Domain) {
+		return c, fmt.Errorf("%w: domain %q", ErrConfig, c.Domain)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.Upstream != "" {
+		if _, _, err := net.SplitHostPort(c.Upstream); err != nil {
+			return c, fmt.Errorf("%w: upstream %q: %v", ErrConfig, c.Upstream, err)
+		}
+	}
+	return c, nil
+}
+
+// Errors returned by NewServer and Start.
+var (
+	ErrConfig  = errors.New("resolver: bad config")
+	ErrStarted = errors.New("resolver: already started")
+)
+
+// Stats counts answers by outcome.
+type Stats struct {
+	Overlay   uint64 // overlay queries answered with addresses (or NODATA)
+	NXDomain  uint64 // overlay names the backend does not know
+	ServFail  uint64 // overlay lookups that failed or timed out
+	Forwarded uint64 // queries answered by the upstream
+	Upstream  uint64 // forwards that failed (answered SERVFAIL)
+	Busy      uint64 // queries refused because MaxPending were in progress
+	Refused   uint64 // non-overlay queries with no upstream configured
+}
+
+// Server is the DNS server. Make it with NewServer, then Start it.
+type Server struct {
+	cfg     Config
+	backend Backend
+	logger  *slog.Logger
+	suffix  string // "." + domain + "."
+	slots   chan struct{}
+	flights flightGroup
+
+	mu      sync.Mutex
+	udp     *dns.Server
+	tcp     *dns.Server
+	udpAddr net.Addr
+	cancel  context.CancelFunc
+	ctx     context.Context
+	served  sync.WaitGroup
+
+	overlay, nxdomain, servfail, forwarded, upstreamErr, busy, refused atomic.Uint64
+}
+
+// NewServer validates cfg. backend must not be nil; nil logger means
+// slog.Default().
+func NewServer(cfg Config, backend Backend, logger *slog.Logger) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if backend == nil {
+		return nil, fmt.Errorf("%w: nil backend", ErrConfig)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Server{
+		cfg:     cfg,
+		backend: backend,
+		logger:  logger.With("component", "resolver"),
+		suffix:  "." + cfg.Domain + ".",
+		slots:   make(chan struct{}, cfg.MaxPending),
+	}, nil
+}
+
+// Config returns the effective configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// Start binds UDP and TCP on Config.Addr and serves until Shutdown. The TCP
+// listener takes the UDP socket's port, so Addr with port 0 works.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.udp != nil {
+		return ErrStarted
+	}
+	pc, err := net.ListenPacket("udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("resolver: listen udp %s: %w", s.cfg.Addr, err)
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("resolver: listen tcp %s: %w", pc.LocalAddr(), err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize}
+	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	s.udpAddr = pc.LocalAddr()
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		// Wait until the server counts as started, so that Shutdown right
+		// after Start does not find it "not started" and leave it running.
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		exited := make(chan struct{})
+		s.served.Add(1)
+		go func() {
+			defer s.served.Done()
+			defer close(exited)
+			if err := srv.ActivateAndServe(); err != nil {
+				s.logger.Error("dns server stopped", "err", err)
+			}
+		}()
+		select {
+		case <-started:
+		case <-exited:
+		}
+	}
+	s.logger.Info("resolver listening", "addr", s.udpAddr.String(), "domain", s.cfg.Domain, "upstream", s.cfg.Upstream)
+	return nil
+}
+
+// Addr returns the bound UDP address (the TCP one has the same port), or nil
+// before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.udpAddr
+}
+
+// Shutdown cancels the queries in progress (they answer SERVFAIL), closes the
+// sockets and waits for the server goroutines, or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	udp, tcp, cancel := s.udp, s.tcp, s.cancel
+	s.udp, s.tcp = nil, nil
+	s.mu.Unlock()
+	if udp == nil {
+		return nil
+	}
+	cancel()
+	var errs []error
+	for _, srv := range []*dns.Server{udp, tcp} {
+		if err := srv.ShutdownContext(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.served.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("resolver: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Overlay:   s.overlay.Load(),
+		NXDomain:  s.nxdomain.Load(),
+		ServFail:  s.servfail.Load(),
+		Forwarded: s.forwarded.Load(),
+		Upstream:  s.upstreamErr.Load(),
+		Busy:      s.busy.Load(),
+		Refused:   s.refused.Load(),
+	}
+}
+
+// IsOverlay reports whether name (any case, with or without the trailing
+// dot) lies under the overlay domain, and returns it lower-cased without the
+// trailing dot.
+func (s *Server) IsOverlay(name string) (string, bool) {
+	n := strings.ToLower(dns.Fqdn(name))
+	if n == s.suffix[1:] || !strings.HasSuffix(n, s.suffix) {
+		return "", false
+	}
+	return strings.TrimSuffix(n, "."), true
+}
+
+// ServeDNS implements dns.Handler. It runs on miekg/dns's per-query goroutine.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
+		s.reply(w, req, dns.RcodeNotImplemented)
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		s.busy.Add(1)
+		s.reply(w, req, dns.RcodeServerFailure)
+		return
+	}
+	q := req.Question[0]
+	if fqdn, ok := s.IsOverlay(q.Name); ok {
+		s.answerOverlay(w, req, q, fqdn)
+		return
+	}
+	s.forward(w, req)
+}
+
+func (s *Server) answerOverlay(w dns.ResponseWriter, req *dns.Msg, q dns.Question, fqdn string) {
+	if q.Qclass != dns.ClassINET || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) {
+		// Other types: NODATA, without asking for a tunnel nobody needs.
+		s.replyAuth(w, req, dns.RcodeSuccess)
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+	defer cancel()
+	ans, err := s.flights.do(ctx, fqdn, s.backend.Resolve)
+	switch {
+	case errors.Is(err, ErrUnknownName):
+		s.nxdomain.Add(1)
+		s.replyAuth(w, req, dns.RcodeNameError)
+		return
+	case err != nil:
+		s.servfail.Add(1)
+		s.logger.Info("overlay lookup failed", "name", fqdn, "err", err)
+		s.replyAuth(w, req, dns.RcodeServerFailure)
+		return
+	}
+	s.overlay.Add(1)
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = true
+	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: s.cfg.TTL}
+	switch {
+	case q.Qtype == dns.TypeA && ans.VIP4.Is4():
+		hdr.Rrtype = dns.TypeA
+		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ans.VIP4.AsSlice()})
+	case q.Qtype == dns.TypeAAAA && ans.VIP6.Is6():
+		hdr.Rrtype = dns.TypeAAAA
+		m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ans.VIP6.AsSlice()})
+	}
+	s.write(w, m)
+}
+
+func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) {
+	if s.cfg.Upstream == "" {
+		s.refused.Add(1)
+		s.reply(w, req, dns.RcodeRefused)
+		return
+	}
+	network := "udp"
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		network = "tcp"
+	}
+	c := &dns.Client{Net: network, Timeout: upstreamTimeout, UDPSize: dns.DefaultMsgSize}
+	ctx, cancel := context.WithTimeout(s.ctx, upstreamTimeout)
+	defer cancel()
+	resp, _, err := c.ExchangeContext(ctx, req, s.cfg.Upstream)
+	if err != nil {
+		s.upstreamErr.Add(1)
+		s.logger.Debug("forward failed", "name", req.Question[0].Name, "upstream", s.cfg.Upstream, "err", err)
+		s.reply(w, req, dns.RcodeServerFailure)
+		return
+	}
+	s.forwarded.Add(1)
+	resp.Id = req.Id
+	s.write(w, resp)
+}
+
+func (s *Server) reply(w dns.ResponseWriter, req *dns.Msg, rcode int) {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	s.write(w, m)
+}
+
+// replyAuth answers for the overlay domain, which this server is the
+// authority for.
+func (s *Server) replyAuth(w dns.ResponseWriter, req *dns.Msg, rcode int) {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.Authoritative = true
+	s.write(w, m)
+}
+
+// validDomain accepts host-name labels (letters, digits, inner hyphens).
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(l) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s *Server) write(w dns.ResponseWriter, m *dns.Msg) {
+	if err := w.WriteMsg(m); err != nil {
+		s.logger.Debug("write dns answer", "err", err)
+	}
+}

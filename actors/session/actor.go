@@ -1,0 +1,639 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
+)
+
+// Messages to the session actor from outside (see Session's methods) and
+// from its own timers.
+type (
+	inbound struct {
+		pkt  []byte
+		from netip.AddrPort
+	}
+	requestTunnel struct {
+		fqdn  string
+		reply chan<- tunnelResult // nil: nobody waits (NeedPath)
+	}
+	tunnelResult struct {
+		path Tunnel
+		err  error
+	}
+	addrsChanged  struct{}
+	keepaliveTick struct{ epoch int }
+	probeTimeout  struct{ epoch int }
+	loginTick     struct{ epoch int }
+)
+
+// openTx is the session's record of a transaction it started, to act on
+// its result.
+type openTx struct {
+	kind  messages.MsgType
+	epoch int
+	peer  string
+}
+
+type sessionActor struct {
+	s   *Session
+	cfg Config
+	log *slog.Logger
+
+	epoch   int // bumped on every (re)login: results and ticks of older ones are stale
+	state   string
+	sess    *signaling.Session
+	login   messages.LoginReply
+	nms     netip.AddrPort
+	open    map[messages.MsgID]openTx
+	loginTx messages.MsgID
+	regTx   messages.MsgID
+	keepTx  messages.MsgID
+
+	loginFailures int
+	probeID       uint64
+	probeSeen     []netip.AddrPort
+	registering   []netip.AddrPort // locators in the registration in flight
+	registered    []netip.AddrPort
+	observed      netip.AddrPort
+	nat           messages.NATType
+
+	waiters  map[string][]chan<- tunnelResult // tunnel requests by peer, in flight or queued
+	wanted   map[string]bool                  // peers with a request queued or in flight
+	tunnelTx map[string]messages.MsgID
+	pending  int
+
+	timer     *time.Timer // the one pending tick (keepalive, probe wait or login backoff)
+	logins    int
+	lastLogin time.Time
+	lastAck   time.Time
+	lastErr   string
+
+	enc     *messages.Encoder
+	scratch []byte
+}
+
+func newSessionActor(s *Session) *sessionActor {
+	return &sessionActor{
+		s:        s,
+		cfg:      s.cfg,
+		log:      s.cfg.Logger.With("actor", "session", "fqdn", s.cfg.Identity.FQDN),
+		state:    StateIdle,
+		open:     make(map[messages.MsgID]openTx),
+		waiters:  make(map[string][]chan<- tunnelResult),
+		wanted:   make(map[string]bool),
+		tunnelTx: make(map[string]messages.MsgID),
+		enc:      messages.NewEncoder(),
+		scratch:  make([]byte, 0, messages.MaxEnvelopeLen),
+	}
+}
+
+func (a *sessionActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.startLogin(ctx)
+	case *actor.Stopping:
+		a.stop()
+	case *actor.Restarting:
+		a.stopTimer()
+		a.failWaiters(ErrStopped)
+	case *inbound:
+		a.inbound(ctx, m)
+	case *txDone:
+		a.txDone(ctx, m)
+	case *requestTunnel:
+		a.requestTunnel(ctx, m)
+	case addrsChanged:
+		if a.state == StateOnline && !slices.Equal(a.locators(), a.registered) {
+			a.register(ctx)
+		}
+	case keepaliveTick:
+		if m.epoch == a.epoch {
+			a.keepalive(ctx)
+		}
+	case probeTimeout:
+		if m.epoch == a.epoch && a.state == StateRegistering && a.regTx.IsZero() {
+			a.register(ctx)
+		}
+	case loginTick:
+		if m.epoch == a.epoch && a.loginTx.IsZero() {
+			a.startLogin(ctx)
+		}
+	default:
+		return
+	}
+	a.publish()
+}
+
+func (a *sessionActor) publish() {
+	st := &Status{
+		FQDN:      a.cfg.Identity.FQDN,
+		State:     a.state,
+		AS:        a.cfg.AS,
+		NMS:       a.nms,
+		Locals:    a.registered,
+		Observed:  a.observed,
+		Logins:    a.logins,
+		LastLogin: a.lastLogin,
+		LastAck:   a.lastAck,
+		LastError: a.lastErr,
+		Pending:   len(a.open),
+	}
+	if a.sess != nil {
+		st.SessionID = a.login.SessionID
+		st.VIP6, st.VIP4 = a.login.VIP6, a.login.VIP4
+		st.NAT = natString(a.nat)
+	}
+	a.s.status.Store(st)
+}
+
+// after arms the actor's single timer to deliver msg.
+func (a *sessionActor) after(ctx actor.Context, d time.Duration, msg any) {
+	a.stopTimer()
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	a.timer = time.AfterFunc(d, func() { root.Send(self, msg) })
+}
+
+func (a *sessionActor) stopTimer() {
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+}
+
+// startLogin begins a login, dropping any session state and transactions
+// of the previous one. Tunnel requests in flight are queued again.
+func (a *sessionActor) startLogin(ctx actor.Context) {
+	a.epoch++
+	a.stopTimer()
+	for id := range a.open {
+		a.cancelTx(ctx, id)
+	}
+	clear(a.tunnelTx)
+	a.state, a.sess = StateLoggingIn, nil
+	a.regTx, a.keepTx, a.loginTx = messages.MsgID{}, messages.MsgID{}, messages.MsgID{}
+
+	hs := handshake.Config{
+		Static:  handshake.StaticKey(a.cfg.Identity.NoiseStatic),
+		CertDER: a.cfg.Identity.CertDER,
+		Verify:  a.cfg.VerifyAS,
+	}
+	l, err := signaling.StartLogin(hs, pki.RoleAS.ServiceFQDN(), a.cfg.Identity.FQDN,
+		messages.LoginRequest{Software: a.cfg.Software}, time.Now())
+	if err != nil {
+		a.loginFailed(ctx, err)
+		return
+	}
+	st := &txState{kind: messages.MsgLoginRequest, to: a.cfg.AS, packet: l.Packet(), login: l}
+	if a.startTx(ctx, l.ID(), st, "") {
+		a.loginTx = l.ID()
+	}
+}
+
+func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
+	a.loginFailures++
+	a.lastErr = err.Error()
+	b := a.cfg.ReLogin
+	if b.Multiplier < 1 {
+		b.Multiplier = 2
+	}
+	d := b.Delay(a.loginFailures, rand.Float64())
+	a.log.Warn("login failed", "err", err, "retry_in", d)
+	a.after(ctx, d, loginTick{epoch: a.epoch})
+}
+
+// startTx stores the transaction's state and spawns its actor.
+func (a *sessionActor) startTx(ctx actor.Context, id messages.MsgID, st *txState, peer string) bool {
+	st.epoch, st.peer = a.epoch, peer
+	pid := ctx.ActorSystem().NewLocalPID(ctx.Self().Id + "/tx-" + id.String())
+	st.pid = pid
+	if err := a.s.store.Put(id, entry{out: st}, txTTL(a.cfg.Retry)); err != nil {
+		a.log.Warn("transaction not stored", "type", st.kind.String(), "err", err)
+		ctx.Send(ctx.Self(), &txDone{id: id, err: err, epoch: a.epoch})
+		a.open[id] = openTx{kind: st.kind, epoch: a.epoch, peer: peer}
+		return true
+	}
+	if _, err := runtime.Spawn(ctx, "tx", "tx-"+id.String(), txProps(a.s, id)); err != nil {
+		a.s.store.Delete(id)
+		a.log.Warn("transaction not started", "type", st.kind.String(), "err", err)
+		ctx.Send(ctx.Self(), &txDone{id: id, err: err, epoch: a.epoch})
+	}
+	a.open[id] = openTx{kind: st.kind, epoch: a.epoch, peer: peer}
+	return true
+}
+
+func (a *sessionActor) cancelTx(ctx actor.Context, id messages.MsgID) {
+	if e, ok := a.s.store.Get(id); ok && e.out != nil {
+		ctx.Stop(e.out.pid)
+	}
+	a.s.store.Delete(id)
+	delete(a.open, id)
+}
+
+// request seals body as a new request to NMS and starts its transaction.
+func (a *sessionActor) request(ctx actor.Context, body messages.Body, peer string) (messages.MsgID, bool) {
+	id := messages.NewMsgID()
+	pkt, err := a.sess.SealMessage(nil, a.enc, id, a.cfg.Identity.FQDN, time.Now(), body)
+	if err != nil {
+		a.log.Error("seal request", "type", body.MsgType().String(), "err", err)
+		return id, false
+	}
+	return id, a.startTx(ctx, id, &txState{kind: body.MsgType(), to: a.nms, packet: pkt}, peer)
+}
+
+func (a *sessionActor) inbound(ctx actor.Context, m *inbound) {
+	t, err := messages.PeekType(m.pkt)
+	if err != nil {
+		return
+	}
+	switch t {
+	case messages.TypeLoginReply:
+		if e, ok := a.s.store.Get(a.loginTx); ok && e.out != nil && !a.loginTx.IsZero() {
+			ctx.Send(e.out.pid, &txReply{pkt: m.pkt})
+		}
+	case messages.TypeProbeReply:
+		r, err := messages.ParseProbeReply(m.pkt)
+		if err != nil || r.ID != a.probeID || a.state != StateRegistering || !a.regTx.IsZero() {
+			return
+		}
+		a.probeSeen = []netip.AddrPort{r.Observed}
+		a.register(ctx)
+	case messages.TypeSignaling:
+		a.signaling(ctx, m)
+	}
+}
+
+func (a *sessionActor) signaling(ctx actor.Context, m *inbound) {
+	if a.sess == nil {
+		return
+	}
+	env, err := a.sess.OpenEnvelope(a.scratch, m.pkt, time.Now())
+	if err != nil {
+		a.log.Debug("signaling packet dropped", "from", m.from, "err", err)
+		return
+	}
+	switch env.Type {
+	case messages.MsgDirection, messages.MsgPeerUpdate:
+		a.answer(ctx, env, m.from)
+		return
+	}
+	// A reply: route it to its transaction; a reply to a finished or
+	// unknown one (a duplicate) is dropped.
+	if e, ok := a.s.store.Get(env.ID); ok && e.out != nil {
+		ctx.Send(e.out.pid, &txReply{env: env})
+	}
+}
+
+// answer handles a request from NMS once per message ID; a retransmitted
+// request gets the cached answer.
+func (a *sessionActor) answer(ctx actor.Context, env messages.Envelope, from netip.AddrPort) {
+	if e, ok := a.s.store.Get(env.ID); ok && e.answer != nil {
+		a.sendControl(e.answer, from)
+		return
+	}
+	var reply messages.Body
+	switch env.Type {
+	case messages.MsgDirection:
+		d, err := messages.DecodeBody[messages.Direction](env)
+		if err != nil {
+			a.log.Info("bad direction", "err", err)
+			return
+		}
+		err = a.cfg.Dataplane.Open(messages.PathInfo(d))
+		if err != nil {
+			a.log.Warn("direction: open tunnel", "peer", d.PeerFQDN, "err", err)
+		}
+		reply = messages.DirectionAck{TunnelID: d.TunnelID, OK: err == nil, Endpoints: a.registered}
+	case messages.MsgPeerUpdate:
+		u, err := messages.DecodeBody[messages.PeerUpdate](env)
+		if err != nil {
+			a.log.Info("bad peer update", "err", err)
+			return
+		}
+		if err := a.cfg.Dataplane.PeerUpdate(u.PeerFQDN, u.Endpoints); err != nil {
+			a.log.Info("peer update", "peer", u.PeerFQDN, "err", err)
+		}
+		reply = messages.PeerUpdateAck{}
+	}
+	pkt, err := a.sess.SealMessage(nil, a.enc, env.ID, a.cfg.Identity.FQDN, time.Now(), reply)
+	if err != nil {
+		a.log.Error("seal answer", "err", err)
+		return
+	}
+	// Remember the answer as long as the request could be replayed.
+	if err := a.s.store.Put(env.ID, entry{answer: pkt}, 2*signaling.MaxClockSkew); err != nil {
+		a.log.Debug("answer not cached", "err", err)
+	}
+	a.sendControl(pkt, from)
+}
+
+func (a *sessionActor) sendControl(pkt []byte, to netip.AddrPort) {
+	if err := a.cfg.Dataplane.SendControl(pkt, to); err != nil {
+		a.log.Debug("send control", "to", to, "err", err)
+	}
+}
+
+func (a *sessionActor) txDone(ctx actor.Context, d *txDone) {
+	o, ok := a.open[d.id]
+	if !ok {
+		return // cancelled by a new login
+	}
+	delete(a.open, d.id)
+	if o.epoch != a.epoch {
+		return
+	}
+	switch o.kind {
+	case messages.MsgLoginRequest:
+		a.loginTx = messages.MsgID{}
+		a.loginDone(ctx, d)
+	case messages.MsgRegister:
+		a.regTx = messages.MsgID{}
+		a.registerDone(ctx, d)
+	case messages.MsgKeepalive:
+		a.keepTx = messages.MsgID{}
+		a.keepaliveDone(ctx, d)
+	case messages.MsgTunnelRequest:
+		delete(a.tunnelTx, o.peer)
+		a.tunnelDone(ctx, o.peer, d)
+	}
+}
+
+// lostCloud reports whether err means the cloud no longer knows our
+// session, so that only a new login helps.
+func lostCloud(err error) bool {
+	var e *messages.Error
+	if errors.As(err, &e) {
+		return e.Code == messages.CodeSessionExpired || e.Code == messages.CodeNotAuthenticated
+	}
+	return errors.Is(err, ErrTimeout)
+}
+
+func (a *sessionActor) relogin(ctx actor.Context, why error) {
+	a.lastErr = why.Error()
+	a.log.Warn("cloud session lost, logging in again", "err", why)
+	a.startLogin(ctx)
+}
+
+func (a *sessionActor) loginDone(ctx actor.Context, d *txDone) {
+	if d.err != nil {
+		a.loginFailed(ctx, fmt.Errorf("login to %s: %w", a.cfg.AS, d.err))
+		return
+	}
+	a.loginFailures = 0
+	a.sess, a.login = d.login.Session, d.login.Reply
+	a.logins++
+	a.lastLogin = time.Now()
+	a.nms = pickAddr(a.login.NMS, a.cfg.Dataplane.LocalAddrs(), a.cfg.AS, a.cfg.AS)
+	a.log.Info("logged in", "session", a.login.SessionID, "vip6", a.login.VIP6, "vip4", a.login.VIP4, "nms", a.nms)
+	if a.cfg.OnLogin != nil {
+		a.cfg.OnLogin(a.login)
+	}
+	a.state = StateRegistering
+	a.probeSeen = nil
+	probe := pickAddr(a.login.NATProbe, a.cfg.Dataplane.LocalAddrs(), a.cfg.AS, netip.AddrPort{})
+	if !probe.IsValid() {
+		a.register(ctx)
+		return
+	}
+	a.probeID = rand.Uint64()
+	buf := make([]byte, messages.ProbeLen)
+	messages.Probe{ID: a.probeID}.Put(buf)
+	a.sendControl(buf, probe)
+	a.after(ctx, a.cfg.ProbeWait, probeTimeout{epoch: a.epoch})
+}
+
+// pickAddr returns the first of addrs in the family we reached the AS over
+// (as), else the first whose family one of our sockets has, or fallback.
+// The AS's family comes first because a socket proves little: a wildcard
+// IPv4 socket binds fine on an IPv6-only host, and the NMS's IPv4 address
+// would then swallow every registration, while the login just showed the
+// cloud answers us over as's family.
+func pickAddr(addrs, locals []netip.AddrPort, as, fallback netip.AddrPort) netip.AddrPort {
+	if as.IsValid() {
+		for _, a := range addrs {
+			if a.Addr().Unmap().Is4() == as.Addr().Unmap().Is4() {
+				return a
+			}
+		}
+	}
+	var has4, has6 bool
+	for _, l := range locals {
+		if l.Addr().Unmap().Is4() {
+			has4 = true
+		} else {
+			has6 = true
+		}
+	}
+	for _, a := range addrs {
+		if a.Addr().Unmap().Is4() && has4 || !a.Addr().Unmap().Is4() && has6 {
+			return a
+		}
+	}
+	return fallback
+}
+
+func (a *sessionActor) locators() []netip.AddrPort {
+	return Locators(a.cfg.Dataplane.LocalAddrs(), a.cfg.Interfaces())
+}
+
+func (a *sessionActor) register(ctx actor.Context) {
+	if !a.regTx.IsZero() || a.sess == nil {
+		return
+	}
+	locals := a.cfg.Dataplane.LocalAddrs()
+	reg := messages.Register{Locals: a.locators(), ProbeObserved: a.probeSeen}
+	for _, l := range locals {
+		if l.Addr().Unmap().Is4() {
+			reg.IPv4 = true
+		} else {
+			reg.IPv6 = true
+		}
+		if reg.Port == 0 {
+			reg.Port = l.Port()
+		}
+	}
+	if id, ok := a.request(ctx, reg, ""); ok {
+		a.regTx = id
+		a.registering = reg.Locals
+	}
+}
+
+func (a *sessionActor) registerDone(ctx actor.Context, d *txDone) {
+	if d.err != nil {
+		if lostCloud(d.err) {
+			a.relogin(ctx, fmt.Errorf("register: %w", d.err))
+			return
+		}
+		a.lastErr = d.err.Error()
+		a.log.Warn("register refused", "err", d.err)
+		a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
+		return
+	}
+	r, err := messages.DecodeBody[messages.RegisterReply](d.env)
+	if err != nil {
+		a.log.Warn("bad register reply", "err", err)
+		a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
+		return
+	}
+	a.registered, a.observed, a.nat = a.registering, r.Observed, r.NAT
+	wasOnline := a.state == StateOnline
+	a.state = StateOnline
+	a.log.Info("registered", "observed", r.Observed, "nat", r.NAT.String(), "locals", len(a.registered))
+	if !wasOnline {
+		a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
+	}
+	for fqdn := range a.wanted {
+		a.sendTunnelRequest(ctx, fqdn)
+	}
+}
+
+func (a *sessionActor) keepalive(ctx actor.Context) {
+	a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
+	if a.state != StateOnline {
+		a.register(ctx) // a refused registration is retried at keepalive pace
+		return
+	}
+	if !slices.Equal(a.locators(), a.registered) {
+		a.log.Info("local addresses changed, registering again")
+		a.register(ctx)
+		return
+	}
+	if !a.keepTx.IsZero() {
+		return
+	}
+	if id, ok := a.request(ctx, messages.Keepalive{}, ""); ok {
+		a.keepTx = id
+	}
+}
+
+func (a *sessionActor) keepaliveDone(ctx actor.Context, d *txDone) {
+	if d.err != nil {
+		if lostCloud(d.err) {
+			a.relogin(ctx, fmt.Errorf("keepalive: %w", d.err))
+		}
+		return
+	}
+	ack, err := messages.DecodeBody[messages.KeepaliveAck](d.env)
+	if err != nil {
+		return
+	}
+	a.lastAck = time.Now()
+	if ack.Observed.IsValid() && a.observed.IsValid() && ack.Observed != a.observed {
+		a.log.Info("public mapping moved", "was", a.observed, "now", ack.Observed)
+		a.register(ctx)
+	}
+}
+
+func (a *sessionActor) requestTunnel(ctx actor.Context, m *requestTunnel) {
+	if a.pending >= a.cfg.MaxPending {
+		reply(m.reply, tunnelResult{err: ErrBusy})
+		return
+	}
+	if m.reply != nil {
+		a.waiters[m.fqdn] = append(a.waiters[m.fqdn], m.reply)
+		a.pending++
+	}
+	if !a.wanted[m.fqdn] {
+		if len(a.wanted) >= a.cfg.MaxPending {
+			a.fail(m.fqdn, ErrBusy)
+			return
+		}
+		a.wanted[m.fqdn] = true
+	}
+	if a.state == StateOnline {
+		a.sendTunnelRequest(ctx, m.fqdn)
+	}
+}
+
+func (a *sessionActor) sendTunnelRequest(ctx actor.Context, fqdn string) {
+	if _, inFlight := a.tunnelTx[fqdn]; inFlight {
+		return
+	}
+	if id, ok := a.request(ctx, messages.TunnelRequest{PeerFQDN: fqdn}, fqdn); ok {
+		a.tunnelTx[fqdn] = id
+	} else {
+		a.fail(fqdn, fmt.Errorf("session: tunnel request to %s not sent", fqdn))
+	}
+}
+
+func (a *sessionActor) tunnelDone(ctx actor.Context, fqdn string, d *txDone) {
+	var e *messages.Error
+	switch {
+	case errors.As(d.err, &e) && e.Code == messages.CodeUnknownFQDN:
+		a.fail(fqdn, fmt.Errorf("session: %s: %w", fqdn, ErrUnknownPeer))
+		return
+	case lostCloud(d.err):
+		// Keep the request queued: it goes out again once logged in.
+		a.relogin(ctx, fmt.Errorf("tunnel request %s: %w", fqdn, d.err))
+		return
+	case d.err != nil:
+		a.fail(fqdn, fmt.Errorf("session: tunnel to %s: %w", fqdn, d.err))
+		return
+	}
+	p, err := messages.DecodeBody[messages.Path](d.env)
+	if err != nil {
+		a.fail(fqdn, fmt.Errorf("session: tunnel to %s: %w", fqdn, err))
+		return
+	}
+	info := messages.PathInfo(p)
+	if err := a.cfg.Dataplane.Open(info); err != nil {
+		a.fail(fqdn, fmt.Errorf("session: open tunnel to %s: %w", fqdn, err))
+		return
+	}
+	a.log.Info("tunnel opened", "peer", fqdn, "path", info.Kind.String(), "initiator", info.Initiator)
+	a.done(fqdn, tunnelResult{path: info})
+}
+
+func (a *sessionActor) fail(fqdn string, err error) { a.done(fqdn, tunnelResult{err: err}) }
+
+func (a *sessionActor) done(fqdn string, r tunnelResult) {
+	for _, w := range a.waiters[fqdn] {
+		reply(w, r)
+	}
+	a.pending -= len(a.waiters[fqdn])
+	delete(a.waiters, fqdn)
+	delete(a.wanted, fqdn)
+}
+
+func (a *sessionActor) failWaiters(err error) {
+	for fqdn := range a.wanted {
+		a.fail(fqdn, err)
+	}
+}
+
+// reply never blocks: every reply channel has room for its one answer.
+func reply(ch chan<- tunnelResult, r tunnelResult) {
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- r:
+	default:
+	}
+}
+
+func (a *sessionActor) stop() {
+	a.stopTimer()
+	a.failWaiters(ErrStopped)
+	if a.sess != nil {
+		// Best effort: the cloud would expire the session anyway.
+		pkt, err := a.sess.SealMessage(nil, a.enc, messages.NewMsgID(), a.cfg.Identity.FQDN, time.Now(), messages.Logout{})
+		if err == nil {
+			a.sendControl(pkt, a.nms)
+		}
+	}
+	a.state, a.sess = StateStopped, nil
+	a.publish()
+}

@@ -1,0 +1,222 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/txstore"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
+)
+
+// Dataplane is what the session needs from the data plane
+// (*dataplane.Dataplane implements it). None of it may block.
+type Dataplane interface {
+	SendControl(pkt []byte, to netip.AddrPort) error
+	Open(info messages.PathInfo) error
+	PeerUpdate(fqdn string, endpoints []netip.AddrPort) error
+	LocalAddrs() []netip.AddrPort
+}
+
+// Errors callers can test with errors.Is.
+var (
+	ErrConfig      = errors.New("session: bad config")
+	ErrNotStarted  = errors.New("session: not started")
+	ErrUnknownPeer = errors.New("session: unknown peer")
+	ErrTimeout     = errors.New("session: no answer from the cloud")
+	ErrBusy        = errors.New("session: too many pending tunnel requests")
+	ErrStopped     = errors.New("session: stopped")
+)
+
+// Config configures a Session. Zero durations take the defaults.
+type Config struct {
+	Identity *pki.Identity
+	// VerifyAS checks the AS's certificate in the login handshake; it must
+	// accept only the AS role (see VerifyAS).
+	VerifyAS handshake.VerifyFunc
+	// AS is the cloud address to log in to.
+	AS        netip.AddrPort
+	Dataplane Dataplane
+	// Software goes in the login request, for the cloud's logs.
+	Software string
+	// OnLogin is called from the actor after every successful login (the
+	// node configures its TUN device with the VIPs on the first). It must
+	// not block.
+	OnLogin func(messages.LoginReply)
+	Logger  *slog.Logger
+
+	Keepalive  time.Duration   // keepalive period (default 15s; holds NAT mappings)
+	Retry      signaling.Retry // retransmission of every request (default signaling.DefaultRetry)
+	ReLogin    runtime.Backoff // wait between failed login attempts (default 1s..30s)
+	ProbeWait  time.Duration   // how long registration waits for the NAT probe reply (default 1s)
+	MaxPending int             // tunnel requests queued or in flight (default 256)
+	// Interfaces lists the host's addresses for registration (default
+	// InterfaceAddrs); tests and mobility simulations replace it.
+	Interfaces func() []netip.Addr
+}
+
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.Identity == nil:
+		return c, fmt.Errorf("%w: no identity", ErrConfig)
+	case c.VerifyAS == nil:
+		return c, fmt.Errorf("%w: no AS verifier", ErrConfig)
+	case !c.AS.IsValid():
+		return c, fmt.Errorf("%w: no AS address", ErrConfig)
+	case c.Dataplane == nil:
+		return c, fmt.Errorf("%w: no data plane", ErrConfig)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Keepalive <= 0 {
+		c.Keepalive = 15 * time.Second
+	}
+	if c.Retry.Attempts == 0 {
+		c.Retry = signaling.DefaultRetry()
+	}
+	if c.ReLogin == (runtime.Backoff{}) {
+		c.ReLogin = runtime.Backoff{Initial: time.Second, Max: 30 * time.Second}
+	}
+	if c.ProbeWait <= 0 {
+		c.ProbeWait = time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 256
+	}
+	if c.Interfaces == nil {
+		c.Interfaces = InterfaceAddrs
+	}
+	if c.Software == "" {
+		c.Software = "cyphonic-go"
+	}
+	return c, nil
+}
+
+// VerifyAS adapts a *pki.Verifier to the login handshake: it accepts only
+// a certificate of the AS role named pki.RoleAS.ServiceFQDN().
+func VerifyAS(v *pki.Verifier) handshake.VerifyFunc {
+	return func(certDER []byte) (string, [32]byte, error) {
+		p, err := v.Verify(certDER, pki.RoleAS.ServiceFQDN(), time.Now())
+		if err != nil {
+			return "", [32]byte{}, err
+		}
+		if p.Role != pki.RoleAS {
+			return "", [32]byte{}, pki.ErrWrongRole
+		}
+		return p.FQDN, p.NoiseStatic, nil
+	}
+}
+
+// Session is the handle on the session actor: the node spawns it with
+// Spawn and reaches it through the methods below from any goroutine.
+type Session struct {
+	cfg    Config
+	store  *txstore.Store[entry]
+	status atomic.Pointer[Status]
+	pid    atomic.Pointer[actor.PID]
+	root   atomic.Pointer[actor.RootContext]
+	// dropped counts inbound packets that arrived before Spawn or when the
+	// mailbox was full.
+	dropped atomic.Uint64
+}
+
+// New validates cfg. Close the Session after its actor has stopped.
+func New(cfg Config) (*Session, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	st, err := txstore.New[entry](txstore.Config{MaxEntries: 1 << 14})
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	s := &Session{cfg: cfg, store: st}
+	s.status.Store(&Status{FQDN: cfg.Identity.FQDN, State: StateIdle})
+	return s, nil
+}
+
+// mailboxSize bounds the session's mailbox: a flood of packets from the
+// network is dropped (and counted) rather than queued without bound.
+const mailboxSize = 1024
+
+// Spawn starts the session actor as parent's child "session".
+func (s *Session) Spawn(parent actor.SpawnerContext) (*actor.PID, error) {
+	pid, err := runtime.Spawn(parent, "session", "session",
+		actor.PropsFromProducer(func() actor.Actor { return newSessionActor(s) }),
+		runtime.WithMailbox(actor.BoundedDropping(mailboxSize)))
+	if err != nil {
+		return nil, fmt.Errorf("session: spawn: %w", err)
+	}
+	s.root.Store(parent.ActorSystem().Root)
+	s.pid.Store(pid)
+	return pid, nil
+}
+
+// Close releases the transaction store. Call it after the actor stopped.
+func (s *Session) Close() { s.store.Close() }
+
+func (s *Session) send(msg any) bool {
+	pid, root := s.pid.Load(), s.root.Load()
+	if pid == nil || root == nil {
+		return false
+	}
+	root.Send(pid, msg)
+	return true
+}
+
+// Inbound hands the session a cloud packet (signaling, login reply, probe
+// reply) from the data plane's OnControl hook. It never blocks.
+func (s *Session) Inbound(pkt []byte, from netip.AddrPort) {
+	if !s.send(&inbound{pkt: pkt, from: from}) {
+		s.dropped.Add(1)
+	}
+}
+
+// Tunnel is NMS's answer to a tunnel request, already handed to the data
+// plane (Open).
+type Tunnel = messages.PathInfo
+
+// RequestTunnel asks NMS for a tunnel to fqdn and opens it in the data
+// plane; it returns once NMS has answered (not once the tunnel is up: use
+// the data plane's WaitUp). Call it from a goroutine that may wait, never
+// from an actor. An overlay name NMS does not know returns an error
+// wrapping ErrUnknownPeer.
+func (s *Session) RequestTunnel(ctx context.Context, fqdn string) (Tunnel, error) {
+	reply := make(chan tunnelResult, 1)
+	if !s.send(&requestTunnel{fqdn: fqdn, reply: reply}) {
+		return Tunnel{}, ErrNotStarted
+	}
+	select {
+	case r := <-reply:
+		return r.path, r.err
+	case <-ctx.Done():
+		return Tunnel{}, fmt.Errorf("session: tunnel to %s: %w", fqdn, ctx.Err())
+	}
+}
+
+// NeedPath asks NMS for a new path to fqdn without waiting, for the data
+// plane's OnPeerNeedsPath hook.
+func (s *Session) NeedPath(fqdn string) { s.send(&requestTunnel{fqdn: fqdn}) }
+
+// AddrsChanged tells the session that the host's addresses may have
+// changed; it re-registers if its locators did. The keepalive timer checks
+// too, so this only makes mobility faster.
+func (s *Session) AddrsChanged() { s.send(addrsChanged{}) }
+
+// Status returns the latest session state. Safe from any goroutine.
+func (s *Session) Status() Status {
+	st := *s.status.Load()
+	st.Dropped = s.dropped.Load()
+	return st
+}

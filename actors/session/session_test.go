@@ -1,0 +1,522 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+var (
+	asAddr    = netip.MustParseAddrPort("192.0.2.1:4500")
+	nmsAddr   = netip.MustParseAddrPort("192.0.2.1:4501")
+	probeAddr = netip.MustParseAddrPort("192.0.2.2:4502")
+	observed  = netip.MustParseAddrPort("198.51.100.7:61000")
+	bobVIP6   = netip.MustParseAddr("fd00:cafe::2")
+	bobVIP4   = netip.MustParseAddr("100.64.0.2")
+)
+
+// fakeCloud plays AS, NMS and the NAT probe point on the far side of a fake
+// data plane: SendControl hands it the node's packets and it answers
+// through Session.Inbound, like the sockets would.
+type fakeCloud struct {
+	t      *testing.T
+	as     handshake.Config
+	mu     sync.Mutex
+	sess   map[uint32]*signaling.Session
+	nextID uint32
+	down   bool            // drop everything
+	refuse *messages.Error // refuse logins with this
+	expire bool            // answer signaling with SessionExpired
+	seen   map[messages.MsgType]int
+	logins int
+	probes int
+	node   *Session
+}
+
+func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
+	asID, err := ca.Issue(pki.RoleAS, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := pki.NewVerifier(ca.Cert, pki.RoleNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeCloud{
+		t: t,
+		as: handshake.Config{
+			Static:  handshake.StaticKey(asID.NoiseStatic),
+			CertDER: asID.CertDER,
+			Verify: func(der []byte) (string, [32]byte, error) {
+				p, err := nodes.Verify(der, "", time.Now())
+				if err != nil {
+					return "", [32]byte{}, err
+				}
+				return p.FQDN, p.NoiseStatic, nil
+			},
+		},
+		sess: make(map[uint32]*signaling.Session),
+		seen: make(map[messages.MsgType]int),
+	}
+}
+
+func (c *fakeCloud) set(f func(c *fakeCloud)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(c)
+}
+
+func (c *fakeCloud) count(t messages.MsgType) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[t]
+}
+
+// restart forgets every session, as a cloud restarted without its store would.
+func (c *fakeCloud) restart() { c.set(func(c *fakeCloud) { clear(c.sess) }) }
+
+func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return
+	}
+	pkt = slices.Clone(pkt)
+	now := time.Now()
+	switch messages.PacketType(pkt[0]) {
+	case messages.TypeLogin:
+		c.logins++
+		a, err := signaling.ReadLogin(c.as, pkt)
+		if err != nil {
+			c.t.Errorf("fake AS: %v", err)
+			return
+		}
+		if c.refuse != nil {
+			out, err := a.Refuse(*c.refuse, "as", now)
+			if err == nil {
+				c.node.Inbound(out, to)
+			}
+			return
+		}
+		c.nextID++
+		out, keys, err := a.Accept(messages.LoginReply{
+			SessionID: c.nextID,
+			FQDN:      a.Identity,
+			VIP6:      netip.MustParseAddr("fd00:cafe::1"),
+			VIP4:      netip.MustParseAddr("100.64.0.1"),
+			Prefix6:   netip.MustParsePrefix("fd00:cafe::/48"),
+			Prefix4:   netip.MustParsePrefix("100.64.0.0/10"),
+			NMS:       []netip.AddrPort{nmsAddr},
+			NATProbe:  []netip.AddrPort{probeAddr},
+		}, "as", now)
+		if err != nil {
+			c.t.Errorf("fake AS accept: %v", err)
+			return
+		}
+		c.sess[c.nextID], _ = signaling.NewCloudSession(c.nextID, keys)
+		c.node.Inbound(out, to)
+	case messages.TypeProbe:
+		c.probes++
+		p, err := messages.ParseProbe(pkt)
+		if err != nil {
+			c.t.Errorf("fake probe: %v", err)
+			return
+		}
+		out := make([]byte, messages.ProbeReplyLen)
+		messages.ProbeReply{ID: p.ID, Observed: observed}.Put(out)
+		c.node.Inbound(out, to)
+	case messages.TypeSignaling:
+		id, _ := signaling.PeekSession(pkt)
+		s, ok := c.sess[id]
+		if !ok {
+			return // unknown session: a restarted cloud stays silent
+		}
+		env, err := s.OpenEnvelope(nil, pkt, now)
+		if err != nil {
+			c.t.Errorf("fake NMS: %v", err)
+			return
+		}
+		c.seen[env.Type]++
+		var body messages.Body
+		switch env.Type {
+		case messages.MsgRegister:
+			r, _ := messages.DecodeBody[messages.Register](env)
+			if len(r.ProbeObserved) != 1 || r.ProbeObserved[0] != observed {
+				c.t.Errorf("register without probe observation: %+v", r)
+			}
+			body = messages.RegisterReply{Observed: observed, NAT: messages.NATEndpointIndependent}
+		case messages.MsgKeepalive:
+			body = messages.KeepaliveAck{Observed: observed}
+		case messages.MsgTunnelRequest:
+			r, _ := messages.DecodeBody[messages.TunnelRequest](env)
+			if r.PeerFQDN != "bob.example.cyphonic" {
+				body = messages.Error{Code: messages.CodeUnknownFQDN}
+				break
+			}
+			body = messages.Path{PeerFQDN: r.PeerFQDN, PeerVIP6: bobVIP6, PeerVIP4: bobVIP4,
+				Kind: messages.PathDirect, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:4000")},
+				Initiator: true, TunnelID: messages.NewMsgID()}
+		default:
+			return // acks and logout need no answer
+		}
+		if c.expire {
+			body = messages.Error{Code: messages.CodeSessionExpired}
+		}
+		out, err := s.SealMessage(nil, messages.NewEncoder(), env.ID, "nms", now, body)
+		if err != nil {
+			c.t.Errorf("fake NMS seal: %v", err)
+			return
+		}
+		c.node.Inbound(out, to)
+	}
+}
+
+// push sends an NMS-initiated request to the node, sealed for its latest session.
+func (c *fakeCloud) push(id messages.MsgID, body messages.Body) {
+	c.mu.Lock()
+	s := c.sess[c.nextID]
+	c.mu.Unlock()
+	out, err := s.SealMessage(nil, messages.NewEncoder(), id, "nms", time.Now(), body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.node.Inbound(out, nmsAddr)
+}
+
+// fakeDataplane records what the session asks of the data plane and hands
+// control packets to the fake cloud.
+type fakeDataplane struct {
+	cloud  *fakeCloud
+	mu     sync.Mutex
+	opened []messages.PathInfo
+	moved  map[string][]netip.AddrPort
+}
+
+func (d *fakeDataplane) SendControl(pkt []byte, to netip.AddrPort) error {
+	d.cloud.handle(pkt, to)
+	return nil
+}
+
+func (d *fakeDataplane) Open(info messages.PathInfo) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.opened = append(d.opened, info)
+	return nil
+}
+
+func (d *fakeDataplane) PeerUpdate(fqdn string, eps []netip.AddrPort) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.moved == nil {
+		d.moved = make(map[string][]netip.AddrPort)
+	}
+	d.moved[fqdn] = eps
+	return nil
+}
+
+func (d *fakeDataplane) LocalAddrs() []netip.AddrPort {
+	return []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:40000")}
+}
+
+func (d *fakeDataplane) openCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.opened)
+}
+
+type fixture struct {
+	s     *Session
+	cloud *fakeCloud
+	dp    *fakeDataplane
+	sys   *runtime.System
+	ifs   *ifaces
+}
+
+// ifaces is the host's address list, changeable to simulate a move.
+type ifaces struct {
+	mu    sync.Mutex
+	addrs []netip.Addr
+}
+
+func (i *ifaces) get() []netip.Addr {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return slices.Clone(i.addrs)
+}
+
+func (i *ifaces) set(a ...netip.Addr) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.addrs = a
+}
+
+func newFixture(t *testing.T, tweak func(*Config)) *fixture {
+	t.Helper()
+	ca, err := pki.InitCA(t.TempDir(), "test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := ca.Issue(pki.RoleNode, "alice.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := pki.NewVerifier(ca.Cert, pki.RoleAS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud := newFakeCloud(t, ca)
+	dp := &fakeDataplane{cloud: cloud}
+	ifs := &ifaces{addrs: []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}}
+	cfg := Config{
+		Identity:   alice,
+		VerifyAS:   VerifyAS(v),
+		AS:         asAddr,
+		Dataplane:  dp,
+		Logger:     quiet(),
+		Keepalive:  20 * time.Millisecond,
+		Retry:      signaling.Retry{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 3},
+		ReLogin:    runtime.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		ProbeWait:  time.Minute, // the fake probe point always answers
+		Interfaces: ifs.get,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud.node = s
+	sys := runtime.New("test", quiet())
+	t.Cleanup(func() {
+		if err := sys.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		s.Close()
+	})
+	if _, err := s.Spawn(sys.Root()); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{s: s, cloud: cloud, dp: dp, sys: sys, ifs: ifs}
+}
+
+// eventually waits for cond; the deadline only stops a hung test.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func online(f *fixture) func() bool {
+	return func() bool { return f.s.Status().State == StateOnline }
+}
+
+func TestLoginRegisterKeepalive(t *testing.T) {
+	f := newFixture(t, nil)
+	eventually(t, "online", online(f))
+	st := f.s.Status()
+	if st.SessionID == 0 || st.VIP4 != netip.MustParseAddr("100.64.0.1") || st.NMS != nmsAddr ||
+		st.Observed != observed || st.NAT != "endpoint-independent" || st.Logins != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if want := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.5:40000")}; !slices.Equal(st.Locals, want) {
+		t.Fatalf("locals %v, want %v", st.Locals, want)
+	}
+	eventually(t, "keepalives", func() bool { return f.cloud.count(messages.MsgKeepalive) >= 3 })
+	if n := f.cloud.count(messages.MsgRegister); n != 1 {
+		t.Fatalf("%d registrations, want 1", n)
+	}
+}
+
+func TestRequestTunnel(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	// Asked before the session is online: queued, then answered.
+	p, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PeerVIP6 != bobVIP6 || p.PeerVIP4 != bobVIP4 || f.dp.openCount() != 1 {
+		t.Fatalf("path %+v, opened %d", p, f.dp.openCount())
+	}
+	_, err = f.s.RequestTunnel(ctx, "nobody.example.cyphonic")
+	if !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("unknown peer: %v", err)
+	}
+	// Concurrent requests for one peer share one transaction.
+	before := f.cloud.count(messages.MsgTunnelRequest)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := f.cloud.count(messages.MsgTunnelRequest) - before; n < 1 || n > 8 {
+		t.Fatalf("%d tunnel requests", n)
+	}
+}
+
+func TestDirectionAnsweredOnce(t *testing.T) {
+	f := newFixture(t, nil)
+	eventually(t, "online", online(f))
+	id := messages.NewMsgID()
+	dir := messages.Direction{PeerFQDN: "bob.example.cyphonic", PeerVIP6: bobVIP6, Kind: messages.PathHolePunch,
+		Endpoints: []netip.AddrPort{observed}, TunnelID: messages.NewMsgID()}
+	for range 3 { // NMS retransmits: the data plane must see it once
+		f.cloud.push(id, dir)
+	}
+	eventually(t, "direction acks", func() bool { return f.cloud.count(messages.MsgDirectionAck) == 3 })
+	if n := f.dp.openCount(); n != 1 {
+		t.Fatalf("opened %d times, want 1", n)
+	}
+	f.cloud.push(messages.NewMsgID(), messages.PeerUpdate{PeerFQDN: "bob.example.cyphonic", Endpoints: []netip.AddrPort{observed}})
+	eventually(t, "peer update ack", func() bool { return f.cloud.count(messages.MsgPeerUpdateAck) == 1 })
+}
+
+func TestReloginWhenCloudLost(t *testing.T) {
+	tests := []struct {
+		name   string
+		break_ func(*fakeCloud)
+		heal   func(*fakeCloud)
+	}{
+		{"cloud restarted", (*fakeCloud).restart, func(*fakeCloud) {}},
+		{"session expired", func(c *fakeCloud) { c.set(func(c *fakeCloud) { c.expire = true }) },
+			func(c *fakeCloud) { c.set(func(c *fakeCloud) { c.expire = false }) }},
+		{"cloud down for a while", func(c *fakeCloud) { c.set(func(c *fakeCloud) { c.down = true }) },
+			func(c *fakeCloud) { c.set(func(c *fakeCloud) { c.down = false }) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			eventually(t, "online", online(f))
+			tt.break_(f.cloud)
+			eventually(t, "session lost", func() bool { return f.s.Status().State != StateOnline })
+			tt.heal(f.cloud)
+			eventually(t, "logged in again", func() bool {
+				st := f.s.Status()
+				return st.State == StateOnline && st.Logins >= 2
+			})
+			if f.s.Status().LastError == "" {
+				t.Fatal("no error recorded")
+			}
+		})
+	}
+}
+
+func TestLoginRefusedIsRetried(t *testing.T) {
+	f := newFixture(t, func(c *Config) {})
+	f.cloud.set(func(c *fakeCloud) { c.refuse = &messages.Error{Code: messages.CodeCertRevoked} })
+	eventually(t, "login retried", func() bool {
+		f.cloud.mu.Lock()
+		defer f.cloud.mu.Unlock()
+		return f.cloud.logins >= 3
+	})
+	st := f.s.Status()
+	if st.State != StateLoggingIn || st.Logins != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	eventually(t, "error recorded", func() bool { return f.s.Status().LastError != "" })
+	f.cloud.set(func(c *fakeCloud) { c.refuse = nil })
+	eventually(t, "online", online(f))
+}
+
+func TestMobilityReRegisters(t *testing.T) {
+	f := newFixture(t, nil)
+	eventually(t, "online", online(f))
+	f.ifs.set(netip.MustParseAddr("10.9.9.9"))
+	f.s.AddrsChanged()
+	eventually(t, "re-registered", func() bool {
+		l := f.s.Status().Locals
+		return len(l) == 1 && l[0] == netip.MustParseAddrPort("10.9.9.9:40000")
+	})
+	if f.cloud.count(messages.MsgRegister) < 2 {
+		t.Fatal("no second registration")
+	}
+}
+
+func TestLogoutOnStop(t *testing.T) {
+	f := newFixture(t, nil)
+	eventually(t, "online", online(f))
+	pid := f.s.pid.Load()
+	f.sys.Root().Stop(pid)
+	if err := f.sys.Registry().WaitGone(context.Background(), pid.Id); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.cloud.count(messages.MsgLogout); n != 1 {
+		t.Fatalf("%d logouts", n)
+	}
+	if st := f.s.Status(); st.State != StateStopped {
+		t.Fatalf("state %s", st.State)
+	}
+}
+
+func TestNotStarted(t *testing.T) {
+	s := &Session{}
+	if _, err := s.RequestTunnel(context.Background(), "bob.example.cyphonic"); !errors.Is(err, ErrNotStarted) {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := New(Config{}); !errors.Is(err, ErrConfig) {
+		t.Fatal(err)
+	}
+}
+
+func TestLocators(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	a := netip.MustParseAddr
+	ifs := []netip.Addr{a("10.0.0.5"), a("127.0.0.1"), a("fe80::1"), a("2001:db8::5"), a("192.168.1.2"), a("::1")}
+	tests := []struct {
+		name  string
+		bound []netip.AddrPort
+		want  []netip.AddrPort
+	}{
+		{"wildcard v4", []netip.AddrPort{ap("0.0.0.0:7")}, []netip.AddrPort{ap("10.0.0.5:7"), ap("192.168.1.2:7")}},
+		{"wildcard v6", []netip.AddrPort{ap("[::]:8")}, []netip.AddrPort{ap("[2001:db8::5]:8")}},
+		{"specific address kept, even loopback", []netip.AddrPort{ap("127.0.0.1:9")}, []netip.AddrPort{ap("127.0.0.1:9")}},
+		{"both families", []netip.AddrPort{ap("0.0.0.0:7"), ap("[::]:7")},
+			[]netip.AddrPort{ap("10.0.0.5:7"), ap("192.168.1.2:7"), ap("[2001:db8::5]:7")}},
+		{"nothing", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Locators(tt.bound, ifs); !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	many := make([]netip.Addr, 40)
+	for i := range many {
+		many[i] = netip.AddrFrom4([4]byte{10, 1, 0, byte(i + 1)})
+	}
+	if got := Locators([]netip.AddrPort{ap("0.0.0.0:1")}, many); len(got) != messages.MaxAddrs {
+		t.Fatalf("%d locators, want %d", len(got), messages.MaxAddrs)
+	}
+}
