@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -54,6 +55,11 @@ func Configure(name string, vip6 netip.Addr, prefix6 netip.Prefix, vip4 netip.Ad
 			return fmt.Errorf("tun: configure %s: set mtu %d: %w", name, mtu, err)
 		}
 	}
+	if vip6.IsValid() {
+		if err := enableIPv6(name); err != nil {
+			return fmt.Errorf("tun: configure %s: %w", name, err)
+		}
+	}
 	for _, f := range fams {
 		if !f.vip.IsValid() {
 			continue
@@ -91,6 +97,29 @@ func Configure(name string, vip6 netip.Addr, prefix6 netip.Prefix, vip4 netip.Ad
 		if err := waitLocal(vip6); err != nil {
 			return fmt.Errorf("tun: configure %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// enableIPv6 turns IPv6 on for the device alone. The overlay is dual-stack
+// whatever the underlay is: on an IPv4-only host (IPv6 disabled by sysctl,
+// so new devices start with disable_ipv6=1) adding the VIPv6 would fail
+// with EACCES, and the node would be left without either VIP. Enabling it
+// on our own device changes nothing for the host's other interfaces.
+func enableIPv6(name string) error {
+	path := "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"
+	cur, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no IPv6 in this kernel: AddrReplace will say so
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(cur) > 0 && cur[0] == '0' {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("0"), 0); err != nil {
+		return fmt.Errorf("enable IPv6: %w", err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package tun
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -43,4 +44,25 @@ func TestConfigureMissingLinkNamesIt(t *testing.T) {
 	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "cyph-none0") {
 		t.Fatalf("err = %v, want LinkNotFoundError naming cyph-none0", err)
 	}
+}
+
+// TestConfigureOnIPv4OnlyHost: with IPv6 disabled by sysctl (an IPv4-only
+// host or namespace), Configure still gives the device its VIPv6, since the
+// overlay is dual-stack whatever the underlay is.
+func TestConfigureOnIPv4OnlyHost(t *testing.T) {
+	enterFreshNetns(t)
+	for _, key := range []string{"all", "default"} {
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+key+"/disable_ipv6", []byte("1"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev, err := Open("cyphv4only0", testMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := Configure(dev.Name(), testVIP6, testPrefix6, testVIP4, testPrefix4, testMTU); err != nil {
+		t.Fatal(err)
+	}
+	checkLinkConfig(t, dev.Name())
 }

@@ -216,8 +216,8 @@ func (t *requestTx) tunnel(ctx actor.Context) {
 			t.fail(ctx, messages.Error{Code: messages.CodeInternal})
 			return
 		}
-		t.ticketA = t.ticket(alloc.TokenA, alloc.Expires)
-		t.ticketB = t.ticket(alloc.TokenB, alloc.Expires)
+		t.ticketA = t.ticket(alloc.TokenA, alloc.Expires, t.me)
+		t.ticketB = t.ticket(alloc.TokenB, alloc.Expires, t.peer)
 		t.stage = 1
 		ctx.SetReceiveTimeout(relayTimeout)
 		ctx.Request(t.s.cfg.TRS, f)
@@ -230,12 +230,24 @@ func (t *requestTx) tunnel(ctx actor.Context) {
 	t.direct(ctx)
 }
 
-func (t *requestTx) ticket(tok messages.RelayToken, exp int64) *messages.RelayTicket {
+// ticket is n's side of a relay session. It names the TRS only in the
+// address families NMS has observed n using: a node on an IPv6-only
+// network still binds a wildcard IPv4 socket, and given a TRS4 it would
+// try it first and never reach the relay (the IPv4-only to IPv6-only
+// case, where the relay is the only path). If NMS has observed neither
+// family (it always has one), both go in.
+func (t *requestTx) ticket(tok messages.RelayToken, exp int64, n store.Node) *messages.RelayTicket {
 	tk := &messages.RelayTicket{Token: tok, Expires: exp}
+	has4, has6 := n.Locator.Observed4.IsValid(), n.Locator.Observed6.IsValid()
+	if !has4 && !has6 {
+		has4, has6 = true, true
+	}
 	for _, a := range t.s.cfg.TRSAddrs {
-		if a.Addr().Is4() {
-			tk.TRS4 = a
-		} else {
+		if a.Addr().Unmap().Is4() {
+			if has4 {
+				tk.TRS4 = a
+			}
+		} else if has6 {
 			tk.TRS6 = a
 		}
 	}
@@ -249,16 +261,33 @@ func (t *requestTx) pathFor(a bool) messages.PathInfo {
 	if a { // what the requester (side A) is told about the peer
 		pi.PeerFQDN, pi.PeerVIP6, pi.PeerVIP4 = t.peer.FQDN, t.peer.VIP6, t.peer.VIP4
 		pi.Endpoints, pi.Relay = d.AEndpoints, t.ticketA
-		pi.Initiator = d.Initiator != path.SideB
+		pi.Initiator = initiates(d, true)
 	} else {
 		pi.PeerFQDN, pi.PeerVIP6, pi.PeerVIP4 = t.me.FQDN, t.me.VIP6, t.me.VIP4
 		pi.Endpoints, pi.Relay = d.BEndpoints, t.ticketB
-		pi.Initiator = d.Initiator == path.SideB
+		pi.Initiator = initiates(d, false)
 	}
 	if len(pi.Endpoints) > messages.MaxAddrs {
 		pi.Endpoints = pi.Endpoints[:messages.MaxAddrs]
 	}
 	return pi
+}
+
+// initiates reports whether side A (a) or B (!a) sends the handshake
+// init. On a relay both do: each side's first frame is what binds its
+// token to its address at the TRS, and until the responder has sent
+// something the TRS has nowhere to forward the initiator's init (the nodes
+// break the tie when both inits arrive: the smaller FQDN's wins). Other
+// paths keep one initiator (A for BothSides), which is what they were
+// tested with; their responder's NAT opens with its answer.
+func initiates(d path.Decision, a bool) bool {
+	switch {
+	case d.Kind == path.Relay:
+		return true
+	case d.Initiator == path.SideB:
+		return !a
+	}
+	return a
 }
 
 // direct asks the peer's home NMS to deliver the Direction.

@@ -58,6 +58,16 @@ func natRuleset(wan string, nat NAT, ipv4, ipv6, nat66 bool) string {
 		b.WriteString("\tchain postrouting {\n")
 		b.WriteString("\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
 		fmt.Fprintf(&b, "\t\toifname %q %s\n", wan, verb)
+		b.WriteString("\t}\n")
+		// Unsolicited UDP to the router itself is dropped before conntrack
+		// confirms it, as a home router's firewall does. Without this, a
+		// peer's hole-punching packet that arrives before our own first
+		// packet leaves a confirmed inbound entry whose tuple is the reply
+		// tuple our mapping needs; masquerade then picks another port for
+		// our packet, and hole punching can never succeed.
+		b.WriteString("\tchain input {\n")
+		b.WriteString("\t\ttype filter hook input priority filter; policy accept;\n")
+		fmt.Fprintf(&b, "\t\tiifname %q meta l4proto udp ct state new drop\n", wan)
 		b.WriteString("\t}\n}\n")
 	}
 	if ipv4 {

@@ -154,7 +154,8 @@ func TestNATRuleset(t *testing.T) {
 	}{
 		{"none", NATNone, true, true, true, nil, []string{"table"}},
 		{"cone v4", NATCone, true, true, false,
-			[]string{"table ip cytb_nat", `oifname "wan0" masquerade` + "\n"}, []string{"fully-random", "ip6"}},
+			[]string{"table ip cytb_nat", `oifname "wan0" masquerade` + "\n", `iifname "wan0" meta l4proto udp ct state new drop`},
+			[]string{"fully-random", "ip6"}},
 		{"symmetric v4", NATSymmetric, true, false, false,
 			[]string{"table ip cytb_nat", `oifname "wan0" masquerade fully-random`}, []string{"ip6"}},
 		{"cone nat66", NATCone, false, true, true,

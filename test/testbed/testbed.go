@@ -12,9 +12,24 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
+
+// T is what a Bed needs from its caller: the part of testing.TB it uses.
+// *testing.T, *testing.B and testing.TB satisfy it; a program (cyphonic
+// demo) can drive a Bed with its own implementation, whose Fatal unwinds
+// and whose Cleanup runs the functions last-in first-out at its end. The
+// package does not import "testing" so such a program carries none of it.
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Failed() bool
+	Cleanup(func())
+}
 
 // StaleAge is how old a namespace of this package must be before New
 // sweeps it as left over by a run that died without cleaning up.
@@ -42,7 +57,7 @@ func Available() error {
 
 // Require skips the test when Available fails, or fails it when the
 // environment variable CI is "true": CI must not silently skip e2e tests.
-func Require(tb testing.TB) {
+func Require(tb T) {
 	tb.Helper()
 	err := Available()
 	if err == nil {
@@ -59,7 +74,7 @@ func Require(tb testing.TB) {
 // tb.Fatal); Exec, Start, Do and the Host accessors are safe from any
 // goroutine.
 type Bed struct {
-	tb     testing.TB
+	tb     T
 	prefix string // "cyXXXX"
 
 	mu         sync.Mutex
@@ -74,7 +89,7 @@ type Bed struct {
 // New builds an empty internet (a dual-stack bridge with documentation
 // addresses) and registers the cleanup that tears everything down. It
 // skips or fails the test as Require does when the machine cannot host it.
-func New(tb testing.TB) *Bed {
+func New(tb T) *Bed {
 	tb.Helper()
 	Require(tb)
 	for _, name := range sweepStale(time.Now().Add(-StaleAge), nsPattern.MatchString) {

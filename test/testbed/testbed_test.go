@@ -389,3 +389,53 @@ func TestRejectsBadNames(t *testing.T) {
 		t.Errorf("site dup: err = %v, want ErrName", err)
 	}
 }
+
+// TestHolePunchThroughCone: two hosts behind separate cone NATs reach
+// each other by sending to each other's observed mapping, even when one
+// side's packet reaches the other's router before that side sent anything
+// (the order that used to poison the mapping; see natRuleset).
+func TestHolePunchThroughCone(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true})
+	sa := bed.AddSite("sa", SiteOpts{NAT: NATCone, IPv4: true})
+	sb := bed.AddSite("sb", SiteOpts{NAT: NATCone, IPv4: true})
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	ca := listenUDP(t, bed, sa.AddHost("a").NS(), "udp4", netip.AddrPort{})
+	cb := listenUDP(t, bed, sb.AddHost("b").NS(), "udp4", netip.AddrPort{})
+	ma, mb := observe(t, ca, server), observe(t, cb, server)
+
+	// b's first packet reaches a's router before a has sent anything.
+	if _, err := cb.WriteToUDPAddrPort([]byte("early"), ma); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		from, to *net.UDPConn
+		dst      netip.AddrPort
+		want     netip.AddrPort
+	}{{ca, cb, mb, ma}, {cb, ca, ma, mb}} {
+		got := false
+		buf := make([]byte, 64)
+		for try := 0; try < 5 && !got; try++ {
+			if _, err := tt.from.WriteToUDPAddrPort([]byte("punch"), tt.dst); err != nil {
+				t.Fatal(err)
+			}
+			_ = tt.to.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			for {
+				n, src, err := tt.to.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					break
+				}
+				if string(buf[:n]) == "punch" {
+					if src != tt.want {
+						t.Errorf("punch to %v arrived from %v, want the observed mapping %v", tt.dst, src, tt.want)
+					}
+					got = true
+					break
+				}
+			}
+		}
+		if !got {
+			t.Errorf("no punch reached %v", tt.dst)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+)
+
+// defaultCADir is where `cyphonic cloud` keeps its CA on embedded defaults,
+// so `cyphonic ca issue` run beside it needs no flags.
+const defaultCADir = "cyphonic-data/ca"
+
+func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: need a subcommand: init, issue, revoke or list", errUsage)
+	}
+	switch args[0] {
+	case "init":
+		return caInit(args[1:], stdout, stderr)
+	case "issue":
+		return caIssue(args[1:], stdout, stderr)
+	case "revoke":
+		return caRevoke(args[1:], stdout, stderr)
+	case "list":
+		return caList(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "Usage: cyphonic ca init|issue|revoke|list [flags]")
+		return nil
+	}
+	return fmt.Errorf("%w: unknown ca subcommand %q", errUsage, args[0])
+}
+
+func caInit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ca init", stderr)
+	dir := fs.String("dir", defaultCADir, "directory for ca.crt and ca.key")
+	name := fs.String("name", "CYPHONIC root CA", "the CA's common name")
+	validity := fs.Duration("validity", 10*365*24*time.Hour, "how long the root is valid")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ca, err := pki.InitCA(*dir, *name, *validity)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created root CA %q in %s (valid until %s)\n", *name, ca.Dir(),
+		ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func caIssue(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ca issue", stderr)
+	dir := fs.String("dir", defaultCADir, "the CA directory")
+	fqdn := fs.String("fqdn", "", "issue a node certificate for this FQDN (e.g. alice.example.cyphonic)")
+	service := fs.String("service", "", "issue a cloud service certificate: as, nms or trs")
+	out := fs.String("out", "", "directory to write node.crt, node.key, noise.key and ca.crt (default: the FQDN or service name)")
+	validity := fs.Duration("validity", 365*24*time.Hour, "how long the certificate is valid")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if (*fqdn == "") == (*service == "") {
+		return fmt.Errorf("%w: give exactly one of --fqdn or --service", errUsage)
+	}
+	role, name := pki.RoleNode, *fqdn
+	if *service != "" {
+		r, err := pki.ParseRole(*service)
+		if err != nil || !r.IsService() {
+			return fmt.Errorf("%w: --service must be as, nms or trs, not %q", errUsage, *service)
+		}
+		role, name = r, *service
+	} else {
+		canon, err := pki.CanonicalFQDN(*fqdn)
+		if err != nil {
+			return fmt.Errorf("%w: --fqdn: %v", errUsage, err)
+		}
+		name = canon
+	}
+	if *out == "" {
+		*out = name
+	}
+	ca, err := pki.LoadCA(*dir)
+	if err != nil {
+		return fmt.Errorf("%w (create one with 'cyphonic ca init --dir %s', or run 'cyphonic cloud')", err, *dir)
+	}
+	id, err := ca.Issue(role, name, *validity)
+	if err != nil {
+		return err
+	}
+	if err := pki.WriteIdentity(*out, id); err != nil {
+		return err
+	}
+	if err := pki.WriteRoot(*out, ca.Cert); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(*out)
+	fmt.Fprintf(stdout, "issued %s certificate for %s, serial %s, valid until %s\nwritten to %s\n",
+		role, id.FQDN, pki.FormatSerial(id.Cert.SerialNumber),
+		id.Cert.NotAfter.UTC().Format(time.RFC3339), abs)
+	return nil
+}
+
+func caRevoke(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ca revoke", stderr)
+	dir := fs.String("dir", defaultCADir, "the CA directory")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: need exactly one serial (hex, as 'ca issue' printed it)", errUsage)
+	}
+	serial, err := pki.ParseSerial(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	ca, err := pki.LoadCA(*dir)
+	if err != nil {
+		return err
+	}
+	if err := ca.Revoke(serial); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked serial %s; AS refuses it at login and NMS at tunnel setup\n", pki.FormatSerial(serial))
+	return nil
+}
+
+func caList(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ca list", stderr)
+	dir := fs.String("dir", defaultCADir, "the CA directory")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	deny, err := pki.LoadDenyList(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d revoked serial(s)\n", deny.Len())
+	for _, s := range deny.Serials() {
+		fmt.Fprintln(stdout, s)
+	}
+	return nil
+}

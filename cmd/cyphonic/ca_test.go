@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+)
+
+// runCmd runs the binary's entry point in-process and returns its exit code
+// and output.
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCALifecycle(t *testing.T) {
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	if code, _, stderr := runCmd(t, "ca", "init", "--dir", caDir); code != 0 {
+		t.Fatalf("ca init: exit %d: %s", code, stderr)
+	}
+	// A second init must refuse: replacing the root orphans every certificate.
+	if code, _, stderr := runCmd(t, "ca", "init", "--dir", caDir); code == 0 || !strings.Contains(stderr, "already exists") {
+		t.Fatalf("second ca init: exit %d, stderr %q; want a refusal", code, stderr)
+	}
+
+	alice := filepath.Join(dir, "alice")
+	code, stdout, stderr := runCmd(t, "ca", "issue", "--dir", caDir, "--fqdn", "Alice.Example.Cyphonic", "--out", alice)
+	if code != 0 {
+		t.Fatalf("ca issue: exit %d: %s", code, stderr)
+	}
+	id, err := pki.LoadIdentity(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.FQDN != "alice.example.cyphonic" || id.Role != pki.RoleNode {
+		t.Fatalf("issued %q role %v; want the canonical FQDN as a node", id.FQDN, id.Role)
+	}
+	root, err := pki.LoadRoot(alice)
+	if err != nil {
+		t.Fatalf("issue must write the CA cert beside the identity: %v", err)
+	}
+	v, err := pki.NewVerifier(root, pki.RoleNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(id.CertDER, "alice.example.cyphonic", time.Now()); err != nil {
+		t.Fatalf("fresh certificate does not verify: %v", err)
+	}
+
+	serial := regexp.MustCompile(`serial ([0-9a-f]+)`).FindStringSubmatch(stdout)
+	if serial == nil {
+		t.Fatalf("issue output names no serial: %q", stdout)
+	}
+	if code, _, stderr := runCmd(t, "ca", "revoke", "--dir", caDir, serial[1]); code != 0 {
+		t.Fatalf("ca revoke: exit %d: %s", code, stderr)
+	}
+	deny, err := pki.LoadDenyList(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.SetDenyList(deny)
+	if _, err := v.Verify(id.CertDER, "", time.Now()); !errors.Is(err, pki.ErrRevoked) {
+		t.Fatalf("after revoke: Verify = %v; want ErrRevoked", err)
+	}
+	if code, stdout, _ := runCmd(t, "ca", "list", "--dir", caDir); code != 0 || !strings.Contains(stdout, serial[1]) {
+		t.Fatalf("ca list: exit %d, %q; want the revoked serial", code, stdout)
+	}
+
+	svc := filepath.Join(dir, "nms")
+	if code, _, stderr := runCmd(t, "ca", "issue", "--dir", caDir, "--service", "nms", "--out", svc); code != 0 {
+		t.Fatalf("ca issue --service: exit %d: %s", code, stderr)
+	}
+	sid, err := pki.LoadIdentity(svc)
+	if err != nil || sid.Role != pki.RoleNMS {
+		t.Fatalf("service identity: %v, role %v", err, sid.Role)
+	}
+}
+
+func TestCABadInput(t *testing.T) {
+	caDir := filepath.Join(t.TempDir(), "ca")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no subcommand", []string{"ca"}, 2, "need a subcommand"},
+		{"unknown subcommand", []string{"ca", "frobnicate"}, 2, "unknown ca subcommand"},
+		{"neither fqdn nor service", []string{"ca", "issue", "--dir", caDir}, 2, "exactly one"},
+		{"both", []string{"ca", "issue", "--dir", caDir, "--fqdn", "a.b.cyphonic", "--service", "as"}, 2, "exactly one"},
+		{"bad fqdn", []string{"ca", "issue", "--dir", caDir, "--fqdn", "not a name"}, 2, "--fqdn"},
+		{"bad service", []string{"ca", "issue", "--dir", caDir, "--service", "node"}, 2, "--service"},
+		{"no CA", []string{"ca", "issue", "--dir", caDir, "--fqdn", "a.b.cyphonic"}, 1, "ca init"},
+		{"bad serial", []string{"ca", "revoke", "--dir", caDir, "zz-top"}, 2, ""},
+		{"stray argument", []string{"ca", "init", "--dir", caDir, "extra"}, 2, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCmd(t, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestTopLevel(t *testing.T) {
+	if code, out, _ := runCmd(t, "--version"); code != 0 || !strings.HasPrefix(out, "cyphonic ") {
+		t.Fatalf("--version: exit %d, %q", code, out)
+	}
+	code, out, _ := runCmd(t, "help")
+	if code != 0 {
+		t.Fatalf("help: exit %d", code)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(out, c.name) {
+			t.Errorf("help does not list %q", c.name)
+		}
+	}
+	if code, _, stderr := runCmd(t, "nonsense"); code != 2 || !strings.Contains(stderr, "unknown command") {
+		t.Fatalf("unknown command: exit %d, %q", code, stderr)
+	}
+}

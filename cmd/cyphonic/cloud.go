@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+
+	"github.com/cyphonic/cyphonic-go/cloud/server"
+)
+
+// runCloud runs the cloud services until ctx ends.
+func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("cloud", stderr)
+	data := fs.String("data", server.DefaultDataDir(), "data directory: CA, service certificates, bbolt store")
+	storeURL := fs.String("store", "", "registry: a bbolt path or redis://host:port/db (default: bbolt in --data)")
+	services := fs.String("services", "as,nms,trs", "services to run here (comma-separated: as, nms, trs)")
+	listen := fs.String("listen", "127.0.0.1,::1", "IP addresses the UDP services bind (comma-separated)")
+	nmsPort := fs.Int("nms-port", server.DefaultNMSPort, "NMS signaling UDP port")
+	asPort := fs.Int("as-port", server.DefaultASPort, "AS login UDP port")
+	altPort := fs.Int("alt-port", server.DefaultAltPort, "NMS second observation point (NAT probes) UDP port")
+	trsPort := fs.Int("trs-port", server.DefaultTRSPort, "TRS relay UDP port")
+	remoteAddr := fs.String("remote", fmt.Sprintf("127.0.0.1:%d", server.DefaultRemotePort), "actor system address (protoactor remote, gRPC) host:port")
+	debugAddr := fs.String("debug-addr", server.DefaultDebugAddr, "debug endpoint (/debug/actors, /metrics); empty disables")
+	nmsRemote := fs.String("nms-remote", "", "actor system address of the NMS when it does not run here")
+	trsRemote := fs.String("trs-remote", "", "actor system address of the TRS when it does not run here")
+	nmsAddrs := fs.String("nms-addrs", "", "NMS UDP addresses to tell nodes when NMS does not run here")
+	probeAddrs := fs.String("probe-addrs", "", "NAT probe UDP addresses to tell nodes when NMS does not run here")
+	trsAddrs := fs.String("trs-addrs", "", "TRS UDP addresses for relay tickets when TRS does not run here")
+	verbose := fs.Bool("v", false, "log every login and transaction")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := server.Config{
+		DataDir: *data, StoreURL: *storeURL, Services: splitList(*services),
+		NMSPort: *nmsPort, ASPort: *asPort, AltPort: *altPort, TRSPort: *trsPort,
+		DebugAddr: *debugAddr, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
+	}
+	for _, svc := range cfg.Services {
+		if svc != "as" && svc != "nms" && svc != "trs" {
+			return fmt.Errorf("%w: unknown service %q (want as, nms, trs)", errUsage, svc)
+		}
+	}
+	for _, a := range splitList(*listen) {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return fmt.Errorf("%w: --listen: %v", errUsage, err)
+		}
+		cfg.Listen = append(cfg.Listen, ip)
+	}
+	host, port, err := splitHostPort(*remoteAddr)
+	if err != nil {
+		return fmt.Errorf("%w: --remote: %v", errUsage, err)
+	}
+	cfg.RemoteHost, cfg.RemotePort = host, port
+	for _, l := range []struct {
+		flag string
+		dst  *[]netip.AddrPort
+	}{{*nmsAddrs, &cfg.NMSAddrs}, {*probeAddrs, &cfg.ProbeAddrs}, {*trsAddrs, &cfg.TRSAddrs}} {
+		for _, a := range splitList(l.flag) {
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
+			*l.dst = append(*l.dst, ap)
+		}
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	s, err := server.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cyphonic cloud: data in %s, actor system at %s\n", *data, s.Remote)
+	if s.AS != nil {
+		fmt.Fprintf(stdout, "  AS   (login)      udp %s\n", joinAddrs(s.AS.Addrs()))
+	}
+	if s.NMS != nil {
+		fmt.Fprintf(stdout, "  NMS  (signaling)  udp %s\n", joinAddrs(s.NMS.Addrs()))
+		fmt.Fprintf(stdout, "  NMS  (NAT probe)  udp %s\n", joinAddrs(s.NMS.AltAddrs()))
+	}
+	if s.TRS != nil {
+		fmt.Fprintf(stdout, "  TRS  (relay)      udp %s\n", joinAddrs(s.TRS.Addrs()))
+	}
+	if a := s.DebugAddr(); a != nil {
+		fmt.Fprintf(stdout, "  debug             http://%s/debug/actors  http://%s/metrics\n", a, a)
+	}
+	fmt.Fprintf(stdout, "Issue a node certificate with:\n  cyphonic ca issue --dir %s --fqdn alice.example.cyphonic\n",
+		filepath.Join(*data, "ca"))
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "cyphonic cloud: shutting down")
+	return s.Close(context.Background())
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func splitHostPort(s string) (string, int, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	return ap.Addr().String(), int(ap.Port()), nil
+}
+
+func joinAddrs(as []netip.AddrPort) string {
+	var parts []string
+	for _, a := range as {
+		parts = append(parts, a.String())
+	}
+	return strings.Join(parts, " ")
+}

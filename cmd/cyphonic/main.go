@@ -1,0 +1,118 @@
+// Command cyphonic is the one binary of CYPHONIC-Go: the cloud services, the
+// node daemon, the certificate authority and the inspection tools.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// command is one subcommand of the binary.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// errUsage marks an error that was caused by the command line; main prints
+// it with a hint and exits 2.
+var errUsage = errors.New("usage")
+
+func commands() []command {
+	return []command{
+		{"ca", "manage the overlay's root CA: init, issue, revoke, list", runCA},
+		{"cloud", "run the cloud services (AS, NMS, TRS) as actor systems", runCloud},
+		{"node", "run the node daemon: TUN device, resolver, tunnels to peers", runNode},
+		{"status", "show a node's peers, paths, handshakes and counters", runStatus},
+		{"actors", "print a daemon's live actor tree from its debug endpoint", runActors},
+		{"demo", "build a small namespace topology and show nodes talking (root)", runDemo},
+		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "cyphonic", version)
+			return nil
+		}},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "cyphonic %s — a peer-to-peer overlay network\n\nUsage: cyphonic <command> [flags]\n\nCommands:\n", version)
+	cmds := commands()
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "  %-8s %s\n\nRun 'cyphonic <command> -h' for a command's flags.\n", "help", "show this help")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "--help", "-help":
+		usage(stdout)
+		return 0
+	case "--version", "-version", "-v":
+		fmt.Fprintln(stdout, "cyphonic", version)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "cyphonic %s: %v\nRun 'cyphonic %s -h' for help.\n", c.name, err, c.name)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "cyphonic %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "cyphonic: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting, so
+// run decides the exit code.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("cyphonic "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args and rejects stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}

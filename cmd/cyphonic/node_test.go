@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cyphonic/cyphonic-go/actors/node"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/actors/session"
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+func TestNodeFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no cloud", []string{"node", "--cert", dir}, 2, "--cloud is required"},
+		{"no cert", []string{"node", "--cloud", "127.0.0.1:7401"}, 2, "--cert is required"},
+		{"stray argument", []string{"node", "extra"}, 2, "unexpected argument"},
+		{"no families", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", "", "--listen6", ""}, 2, "both empty"},
+		{"missing cert dir", []string{"node", "--cloud", "127.0.0.1:7401", "--cert", filepath.Join(dir, "nope"), "--debug-addr", "off", "--dns", "off"}, 1, "nope"},
+		{"bad cloud address", []string{"node", "--cloud", "no-port", "--cert", dir}, 2, "cloud address"},
+		{"bad mtu", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--mtu", "10"}, 2, "MTU"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCmd(t, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusUnreachable(t *testing.T) {
+	code, _, stderr := runCmd(t, "status", "--debug-addr", "127.0.0.1:1")
+	if code != 1 || !strings.Contains(stderr, "fetch status") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestStatusRendersPeers(t *testing.T) {
+	st := node.Status{
+		Session: session.Status{FQDN: "alice.example.cyphonic", State: session.StateOnline, SessionID: 9},
+		Peers: []peer.Status{{
+			FQDN: "bob.example.cyphonic", VIP4: netip.MustParseAddr("100.64.0.2"), Path: messages.PathRelay,
+			Endpoint: netip.MustParseAddrPort("192.0.2.1:7403"), TxBytes: 2048, TxPackets: 2, State: peer.StateUp,
+		}},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(node.PathStatus, func(w http.ResponseWriter, _ *http.Request) { json.NewEncoder(w).Encode(st) })
+	srv := &http.Server{Handler: mux}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	defer func() { srv.Close(); <-done }()
+
+	code, stdout, stderr := runCmd(t, "status", "--debug-addr", ln.Addr().String())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"alice.example.cyphonic (online)", "bob.example.cyphonic", "relay", "192.0.2.1:7403", "2.0 KiB/2p", "up"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, _ = runCmd(t, "status", "--json", "--debug-addr", ln.Addr().String())
+	var back node.Status
+	if code != 0 || json.Unmarshal([]byte(stdout), &back) != nil || back.Peers[0].FQDN != "bob.example.cyphonic" {
+		t.Fatalf("--json: exit %d, %q", code, stdout)
+	}
+}
