@@ -1,0 +1,243 @@
+package dataplane_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+// jitter makes crypto workers finish batches out of order.
+func jitter() {
+	switch rand.IntN(4) {
+	case 0:
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+	case 1:
+		runtime.Gosched()
+	}
+}
+
+// TestOrderUnderJitter: 100,000 numbered packets through two data planes
+// with jittered parallel crypto workers arrive complete and in order.
+func TestOrderUnderJitter(t *testing.T) {
+	count := uint64(100_000)
+	if testing.Short() {
+		count = 10_000
+	}
+	f := newPKI(t)
+	tune := func(c *dataplane.Config) { c.Workers = 4; c.WorkerHook = jitter }
+	a, b := newNode(t, f, "alice", 1, tune), newNode(t, f, "bob", 2, tune)
+	connect(t, a, b, b.addr, a.addr)
+	stream(t, a, b, 0, count, 48)
+	st := a.dp.Status()
+	if len(st) != 1 || st[0].State != peer.StateUp || st[0].TxPackets < count || st[0].Endpoint != b.addr {
+		t.Fatalf("alice status %+v", st)
+	}
+	if bs := b.dp.Status(); bs[0].RxPackets < count || len(bs[0].Drops) != 0 {
+		t.Fatalf("bob status %+v", bs)
+	}
+}
+
+// proxy relays UDP between a node (whoever is not b) and b, and keeps the
+// data packets it saw going to b, so a test can replay or forge them.
+type proxy struct {
+	conn *net.UDPConn
+	b    netip.AddrPort
+	mu   sync.Mutex
+	a    netip.AddrPort
+	seen [][]byte
+	done chan struct{}
+}
+
+func newProxy(t *testing.T, b netip.AddrPort) *proxy {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{conn: c, b: b, done: make(chan struct{})}
+	go p.run()
+	t.Cleanup(func() { c.Close(); <-p.done })
+	return p
+}
+
+func (p *proxy) addr() netip.AddrPort { return p.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func (p *proxy) run() {
+	defer close(p.done)
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		to := p.b
+		if from == p.b {
+			to = p.a
+		} else {
+			p.a = from
+			if n > 0 && messages.PacketType(buf[0]) == messages.TypeData && n > 32 && len(p.seen) < 64 {
+				p.seen = append(p.seen, append([]byte(nil), buf[:n]...))
+			}
+		}
+		p.mu.Unlock()
+		if to.IsValid() {
+			_, _ = p.conn.WriteToUDPAddrPort(buf[:n], to)
+		}
+	}
+}
+
+func (p *proxy) inject(t *testing.T, pkt []byte) {
+	t.Helper()
+	if _, err := p.conn.WriteToUDPAddrPort(pkt, p.b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *proxy) dataPacket(t *testing.T) []byte {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.seen {
+		if len(s) > 100 { // a real packet, not a keepalive
+			return append([]byte(nil), s...)
+		}
+	}
+	t.Fatal("proxy saw no data packet")
+	return nil
+}
+
+// waitCount polls (no timing assertion: only a failsafe) until get() >= want.
+func waitCount(t *testing.T, what string, want uint64, get func() uint64) {
+	t.Helper()
+	deadline := time.Now().Add(failsafe)
+	for get() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, want %d", what, get(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestHostilePacketsDropped: replayed, forged and truncated packets injected
+// on the path are dropped and counted by reason, and the tunnel keeps working.
+func TestHostilePacketsDropped(t *testing.T) {
+	f := newPKI(t)
+	a, b := newNode(t, f, "alice", 1, nil), newNode(t, f, "bob", 2, nil)
+	px := newProxy(t, b.addr)
+	connect(t, a, b, px.addr(), b.addr)
+	stream(t, a, b, 0, 100, 16)
+	good := px.dataPacket(t)
+
+	peerDrops := func(reason string) func() uint64 {
+		return func() uint64 { return b.dp.Status()[0].Drops[reason] }
+	}
+	global := func(reason string) func() uint64 {
+		return func() uint64 { return b.dp.Drops()[reason] }
+	}
+	for range 3 {
+		px.inject(t, good) // replay
+	}
+	waitCount(t, "replay drops", 3, peerDrops("replay"))
+
+	forged := append([]byte(nil), good...)
+	forged[len(forged)-1] ^= 1 // tag
+	px.inject(t, forged)
+	forged = append([]byte(nil), good...)
+	forged[40] ^= 0x80 // ciphertext
+	px.inject(t, forged)
+	waitCount(t, "auth drops", 2, peerDrops("auth"))
+
+	px.inject(t, good[:20]) // shorter than header + tag
+	px.inject(t, []byte{byte(messages.TypeData)})
+	waitCount(t, "truncated drops", 2, global("truncated"))
+
+	unknown := append([]byte(nil), good...)
+	unknown[4] ^= 0xff // receiver index nobody has
+	px.inject(t, unknown)
+	waitCount(t, "unknown-index drops", 1, global("unknown-index"))
+
+	px.inject(t, []byte{0xee, 1, 2, 3}) // not a packet type
+	waitCount(t, "malformed drops", 1, global("malformed"))
+
+	// None of it got through, and real traffic still flows in order.
+	stream(t, a, b, 100, 200, 16)
+	if st := b.dp.Status()[0]; st.Drops["replay"] != 3 || st.Drops["auth"] != 2 || st.State != peer.StateUp {
+		t.Fatalf("bob's peer status %+v", st)
+	}
+}
+
+// TestSupervisionHeals: a crashed peer actor is restarted by its supervisor,
+// asks the control plane for a path, re-handshakes, and traffic resumes.
+func TestSupervisionHeals(t *testing.T) {
+	f := newPKI(t)
+	needs := make(chan string, 4)
+	a := newNode(t, f, "alice", 1, func(c *dataplane.Config) {
+		c.OnPeerNeedsPath = func(fqdn string) { needs <- fqdn }
+		c.Tick = 20 * time.Millisecond
+		c.HandshakeRetry = 100 * time.Millisecond
+	})
+	b := newNode(t, f, "bob", 2, nil)
+	connect(t, a, b, b.addr, a.addr)
+	stream(t, a, b, 0, 500, 32)
+
+	pid := a.dp.Peer(b.fqdn)
+	a.sys.Root().Send(pid, peer.Crash{Reason: "test crash"})
+	select {
+	case got := <-needs:
+		if got != b.fqdn {
+			t.Fatalf("OnPeerNeedsPath(%q), want %q", got, b.fqdn)
+		}
+	case <-time.After(failsafe):
+		t.Fatal("restarted peer did not ask for a path")
+	}
+	waitUp(t, a, b.fqdn)
+	stream(t, a, b, 500, 500, 32)
+
+	st := a.dp.Status()[0]
+	if st.Restarts != 1 || st.State != peer.StateUp {
+		t.Fatalf("alice's peer after restart: %+v", st)
+	}
+	node, ok := a.sys.Registry().Snapshot().Find(pid.Id)
+	if !ok || node.Restarts != 1 || node.LastFailure == "" {
+		t.Fatalf("actor tree entry %+v (found %v), want 1 restart with its failure", node, ok)
+	}
+	if _, ok := a.sys.Registry().Snapshot().Find(pid.Id + "/sequencer-out"); !ok {
+		t.Fatal("restarted peer has no sequencer-out child")
+	}
+}
+
+// TestWaitUpUnknownAndClose: WaitUp on a peer never opened gives up with
+// ErrUnknownPeer when ctx ends; Close ends a waiting WaitUp.
+func TestWaitUpUnknownAndClose(t *testing.T) {
+	f := newPKI(t)
+	a := newNode(t, f, "alice", 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := a.dp.WaitUp(ctx, "nobody.example.cyphonic"); !errors.Is(err, dataplane.ErrUnknownPeer) {
+		t.Fatalf("WaitUp on unknown peer: %v, want ErrUnknownPeer", err)
+	}
+	// A peer that never answers: WaitUp waits until Close.
+	if err := a.dp.Open(messages.PathInfo{PeerFQDN: "ghost.example.cyphonic", Kind: messages.PathDirect,
+		Endpoints: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}, Initiator: true, TunnelID: tunnelID()}); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- a.dp.WaitUp(context.Background(), "ghost.example.cyphonic") }()
+	if err := a.dp.Close("ghost.example.cyphonic"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, dataplane.ErrUnknownPeer) {
+		t.Fatalf("WaitUp after Close: %v, want ErrUnknownPeer", err)
+	}
+}
