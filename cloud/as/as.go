@@ -37,12 +37,18 @@ type Config struct {
 	NMSAddrs, NATProbe []netip.AddrPort
 	SessionTTL         time.Duration // default 1 h
 	HandoverTimeout    time.Duration // how long to wait for NMS's ack; default 5 s
-	Logger             *slog.Logger
+	// StoreWorkers bounds the store calls in flight (default 16); logins
+	// beyond StoreWorkers+StoreQueue waiting for the store are dropped and
+	// the nodes' retransmissions retry them.
+	StoreWorkers, StoreQueue int
+	Logger                   *slog.Logger
 }
 
 // Counters are the AS's outcome counts.
 type Counters struct {
 	Accepted, Refused, Duplicates, Garbage, Failed atomic.Uint64
+	// Busy counts logins dropped because the store workers were saturated.
+	Busy atomic.Uint64
 }
 
 // Service is a running AS.
@@ -50,6 +56,7 @@ type Service struct {
 	cfg      Config
 	sys      *runtime.System
 	txs      *txstore.Store[*loginState]
+	workers  *svc.Workers // store I/O, off the actors' run loops
 	listener *svc.Listener
 	pid      *actor.PID
 	addrs    []netip.AddrPort
@@ -81,6 +88,12 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StoreWorkers <= 0 {
+		cfg.StoreWorkers = 16
+	}
+	if cfg.StoreQueue <= 0 {
+		cfg.StoreQueue = 1024
+	}
 	txs, err := txstore.New[*loginState](txstore.Config{})
 	if err != nil {
 		return nil, err
@@ -92,11 +105,13 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, sys: sys, txs: txs, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
 		prefix6: store.DefaultVIP6, prefix4: store.DefaultVIP4}
+	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor { return &root{s: s} }))
 	if err != nil {
 		for _, c := range conns {
 			c.Close()
 		}
+		s.workers.Close()
 		txs.Close()
 		return nil, err
 	}
@@ -111,11 +126,13 @@ func (s *Service) Addrs() []netip.AddrPort { return s.addrs }
 // PID is the root actor.
 func (s *Service) PID() *actor.PID { return s.pid }
 
-// Close stops reading packets and drops the transaction store. Stop the
-// actor system afterwards (or before: both orders are safe).
+// Close stops reading packets, waits for the store calls in flight and
+// drops the transaction store. Stop the actor system afterwards (or
+// before: both orders are safe).
 func (s *Service) Close() {
 	s.listener.Close()
 	s.sys.Root().Stop(s.pid)
+	s.workers.Close()
 	s.txs.Close()
 }
 
@@ -208,7 +225,9 @@ func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
 	}
 }
 
-// loginTx is one login transaction.
+// loginTx is one login transaction: verify the certificate, read and
+// write the registry on the store workers (never on the actor's run loop),
+// hand the session key to NMS and answer the node once NMS has it.
 type loginTx struct {
 	s       *Service
 	st      *loginState
@@ -216,14 +235,38 @@ type loginTx struct {
 	from    netip.AddrPort
 	conn    *net.UDPConn
 
+	fqdn    string // verified
+	serial  string
+	now     time.Time
 	reply   []byte
+	keys    signaling.Keys
+	expires time.Time
 	session uint32
 }
+
+// Results of the transaction's store jobs.
+type (
+	// loginLoaded: the node's VIPs (allocated on first login) and record.
+	loginLoaded struct {
+		vip6, vip4 netip.Addr
+		node       store.Node
+		err        error // refusal(err) for the node
+	}
+	// loginSaved: the record with the new session is stored.
+	loginSaved struct {
+		node store.Node
+		err  error
+	}
+)
 
 func (t *loginTx) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		t.start(ctx)
+	case loginLoaded:
+		t.onLoaded(ctx, m)
+	case loginSaved:
+		t.onSaved(ctx, m)
 	case *actor.ReceiveTimeout:
 		t.s.Counters.Failed.Add(1)
 		t.s.log.Warn("as: NMS did not acknowledge the key handover", "fqdn", t.attempt.Envelope.Sender, "session", t.session)
@@ -246,9 +289,9 @@ func (t *loginTx) Receive(ctx actor.Context) {
 
 func (t *loginTx) start(ctx actor.Context) {
 	s, a := t.s, t.attempt
-	now := time.Now()
+	t.now = time.Now()
 	fqdn := a.Envelope.Sender
-	peer, err := s.cfg.Verifier.Verify(a.CertDER, fqdn, now)
+	peer, err := s.cfg.Verifier.Verify(a.CertDER, fqdn, t.now)
 	if err == nil && peer.FQDN != a.Identity {
 		err = &pki.VerifyError{FQDN: a.Identity, Err: pki.ErrFQDNMismatch}
 	}
@@ -256,59 +299,91 @@ func (t *loginTx) start(ctx actor.Context) {
 		t.refuse(ctx, refusal(err), err)
 		return
 	}
-	if err := signaling.CheckFresh(a.Envelope, now); err != nil {
+	if err := signaling.CheckFresh(a.Envelope, t.now); err != nil {
 		t.refuse(ctx, messages.Error{Code: messages.CodeBadRequest, Message: "clock skew"}, err)
 		return
 	}
-	bg := context.Background()
-	vip6, vip4, err := s.cfg.Store.AllocateVIPs(bg, peer.FQDN)
-	if err != nil {
-		t.refuse(ctx, refusal(err), err)
+	t.fqdn, t.serial = peer.FQDN, pki.FormatSerial(peer.Serial)
+	st, name := s.cfg.Store, t.fqdn
+	t.offload(ctx, func(bg context.Context) any {
+		var r loginLoaded
+		if r.vip6, r.vip4, r.err = st.AllocateVIPs(bg, name); r.err != nil {
+			return r
+		}
+		r.node, r.err = st.GetNode(bg, name)
+		if errors.Is(r.err, store.ErrNotFound) {
+			r.node, r.err = store.Node{}, nil
+		}
+		return r
+	})
+}
+
+// offload runs job on the store workers. When they are saturated the login
+// is dropped without an answer, its message ID forgotten, so the node's
+// retransmission starts it afresh.
+func (t *loginTx) offload(ctx actor.Context, job svc.Job) {
+	if err := t.s.workers.Do(ctx.Self(), job); err != nil {
+		t.s.Counters.Busy.Add(1)
+		t.s.log.Debug("as: store busy, dropping login", "fqdn", t.attempt.Envelope.Sender, "err", err)
+		t.finish(ctx, nil)
+	}
+}
+
+func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
+	if m.err != nil {
+		if errors.Is(m.err, store.ErrVIPExhausted) {
+			t.refuse(ctx, refusal(m.err), m.err)
+		} else {
+			t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
+		}
 		return
 	}
-	node, err := s.cfg.Store.GetNode(bg, peer.FQDN)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, err)
-		return
-	}
-	if node.Session.ID != 0 {
-		_ = s.cfg.Store.DeleteSession(bg, node.Session.ID) // a new login replaces the old session
-	}
-	expires := now.Add(s.cfg.SessionTTL)
+	s := t.s
+	t.expires = t.now.Add(s.cfg.SessionTTL)
 	reply := messages.LoginReply{
-		FQDN: peer.FQDN, VIP6: vip6, VIP4: vip4, Prefix6: s.prefix6, Prefix4: s.prefix4,
+		FQDN: t.fqdn, VIP6: m.vip6, VIP4: m.vip4, Prefix6: s.prefix6, Prefix4: s.prefix4,
 		NMS: s.cfg.NMSAddrs, NATProbe: s.cfg.NATProbe, SessionTTL: uint32(s.cfg.SessionTTL / time.Second),
+		// Session IDs are random; PutNode refuses one another node holds.
+		SessionID: randomSessionID(),
 	}
-	// Session IDs are random; PutNode refuses one another node holds.
-	reply.SessionID = randomSessionID()
-	var keys signaling.Keys
-	t.reply, keys, err = a.Accept(reply, "as", now)
+	var err error
+	t.reply, t.keys, err = t.attempt.Accept(reply, "as", t.now)
 	if err != nil {
 		t.refuse(ctx, messages.Error{Code: messages.CodeInternal}, err)
 		return
 	}
-	// Accept fixed the session ID inside msg2; claim it in the store.
-	node.FQDN, node.VIP6, node.VIP4 = peer.FQDN, vip6, vip4
-	node.CertSerial = pki.FormatSerial(peer.Serial)
-	node.Session = store.Session{ID: reply.SessionID, NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: expires}
-	node.Updated = now
-	if err := s.cfg.Store.PutNode(bg, node); err != nil {
+	// Accept fixed the session ID inside msg2; claim it in the store. The
+	// record's old session, if any, loses its index in the same write (a
+	// new login replaces the old session).
+	node := m.node
+	node.FQDN, node.VIP6, node.VIP4 = t.fqdn, m.vip6, m.vip4
+	node.CertSerial = t.serial
+	node.Session = store.Session{ID: reply.SessionID, NodeToCloud: t.keys.NodeToCloud, CloudToNode: t.keys.CloudToNode, Expires: t.expires}
+	node.Updated = t.now
+	st := s.cfg.Store
+	t.offload(ctx, func(bg context.Context) any {
+		return loginSaved{node: node, err: st.PutNode(bg, node)}
+	})
+}
+
+func (t *loginTx) onSaved(ctx actor.Context, m loginSaved) {
+	if m.err != nil {
 		// A taken ID (one in 4 billion per live session) fails this login;
 		// the node's retry with a new message ID gets a fresh one.
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, err)
+		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
 		return
 	}
-	t.session = reply.SessionID
-	frame, err := svc.NewFrame("", a.Envelope.ID, "as", now, messages.KeyHandover{
-		SessionID: reply.SessionID, FQDN: peer.FQDN, CertSerial: node.CertSerial,
-		NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: expires.UnixNano(),
+	t.session = m.node.Session.ID
+	frame, err := svc.NewFrame("", t.attempt.Envelope.ID, "as", t.now, messages.KeyHandover{
+		SessionID: t.session, FQDN: t.fqdn, CertSerial: t.serial,
+		NodeToCloud: t.keys.NodeToCloud, CloudToNode: t.keys.CloudToNode, Expires: t.expires.UnixNano(),
 	})
 	if err != nil {
 		t.refuse(ctx, messages.Error{Code: messages.CodeInternal}, err)
 		return
 	}
-	ctx.SetReceiveTimeout(s.cfg.HandoverTimeout)
-	ctx.Request(s.cfg.NMS, frame)
+	ctx.SetReceiveTimeout(t.s.cfg.HandoverTimeout)
+	ctx.Request(t.s.cfg.NMS, frame)
 }
 
 // refuse answers with e, logs why and ends the transaction.

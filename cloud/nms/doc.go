@@ -18,4 +18,10 @@
 // Replies to nodes are cached under the request's message ID (txstore), so
 // a retransmitted request gets the same reply and never a second
 // transaction.
+//
+// No actor calls the store itself: every store call (bbolt fsync, Redis
+// round trip) runs on the service's store workers (svc.Workers, bounded),
+// and its result comes back to the actor as a message. A session that
+// expires or logs out keeps its key for a while, so a node still using it
+// gets a sealed CodeSessionExpired and logs in again.
 package nms

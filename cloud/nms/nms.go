@@ -38,14 +38,21 @@ type Config struct {
 	// SessionIdle removes a session not refreshed for this long (default 3 min).
 	SessionIdle time.Duration
 	// Retry is the schedule for messages NMS sends to nodes (default signaling.DefaultRetry()).
-	Retry  signaling.Retry
-	Logger *slog.Logger
+	Retry signaling.Retry
+	// StoreWorkers bounds the store calls in flight (default 16); requests
+	// beyond StoreWorkers+StoreQueue waiting for the store are dropped and
+	// the nodes' retransmissions retry them.
+	StoreWorkers, StoreQueue int
+	Logger                   *slog.Logger
 }
 
 // Counters count what NMS did.
 type Counters struct {
 	Registered, Keepalives, Tunnels, TunnelErrors, Logouts, Expired atomic.Uint64
 	Duplicates, Garbage, Probes, Delivered, DeliverFailed           atomic.Uint64
+	// SessionExpired counts requests answered with CodeSessionExpired;
+	// Busy those dropped because the store workers were saturated.
+	SessionExpired, Busy atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -54,6 +61,7 @@ type Service struct {
 	sys       *runtime.System
 	replies   *txstore.Store[*replyState]
 	delivers  *txstore.Store[*actor.PID]
+	workers   *svc.Workers // store I/O, off the actors' run loops
 	listener  *svc.Listener
 	alt       *svc.Listener
 	pid       *actor.PID
@@ -85,6 +93,12 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StoreWorkers <= 0 {
+		cfg.StoreWorkers = 16
+	}
+	if cfg.StoreQueue <= 0 {
+		cfg.StoreQueue = 1024
+	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms")}
 	var err error
 	if s.replies, err = txstore.New[*replyState](txstore.Config{}); err != nil {
@@ -108,13 +122,16 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("nms: listen alt: %w", err)
 	}
 	s.addrs, s.altAddrs = svc.LocalAddrs(conns), svc.LocalAddrs(alt)
+	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
-		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{}, tunnels: map[string]map[string]struct{}{}}
+		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{},
+			tunnels: map[string]map[string]struct{}{}, ended: map[uint32]endedSession{}}
 	}))
 	if err != nil {
 		for _, c := range append(conns, alt...) {
 			c.Close()
 		}
+		s.workers.Close()
 		s.closeStores()
 		return nil, err
 	}
@@ -139,11 +156,13 @@ func (s *Service) PID() *actor.PID { return s.pid }
 // Sessions is the number of live sessions.
 func (s *Service) Sessions() int { return int(s.sessCount.Load()) }
 
-// Close stops the listeners and the root actor.
+// Close stops the listeners and the root actor and waits for the store
+// calls in flight.
 func (s *Service) Close() {
 	s.listener.Close()
 	s.alt.Close()
 	s.sys.Root().Stop(s.pid)
+	s.workers.Close()
 	s.closeStores()
 }
 
@@ -162,13 +181,32 @@ type session struct {
 
 // Messages between the NMS's actors.
 type (
-	tick      struct{}
-	tunnelUp  struct{ a, b string }
-	sessionUp struct {
-		s   *session
-		pkt *svc.Packet
+	tick     struct{}
+	tunnelUp struct{ a, b string }
+	// sessionFound: the store's answer about a session this NMS did not
+	// hold (err is set when it has none), with the packet that asked.
+	sessionFound struct {
+		id   uint32
+		node store.Node
+		err  error
+		pkt  *svc.Packet
 	}
 	dropSession struct{ id uint32 }
+)
+
+// endedSession keeps an ended session's key for a while, so that a node
+// still using it is told (sealed, so it can believe it) that its session
+// expired and logs in again, instead of meeting silence until its own
+// keepalive timeout. Bounded by maxEnded; kept for endedTTL.
+type endedSession struct {
+	fqdn  string
+	sess  *signaling.Session
+	until time.Time
+}
+
+const (
+	maxEnded = 1 << 16
+	endedTTL = 10 * time.Minute
 )
 
 type root struct {
@@ -176,8 +214,10 @@ type root struct {
 	sessions map[uint32]*session
 	byFQDN   map[string]*session
 	tunnels  map[string]map[string]struct{} // fqdn -> peers with a tunnel
+	ended    map[uint32]endedSession        // recently expired or logged out
 	cancel   scheduler.CancelFunc
 	scratch  []byte
+	enc      messages.Encoder
 }
 
 func (r *root) Receive(ctx actor.Context) {
@@ -191,11 +231,10 @@ func (r *root) Receive(ctx actor.Context) {
 		}
 	case *svc.Packet:
 		r.onPacket(ctx, m)
-	case *sessionUp:
-		r.addSession(m.s)
-		r.onSealed(ctx, m.pkt, m.s)
+	case sessionFound:
+		r.onSessionFound(ctx, m)
 	case tick:
-		r.expire(time.Now())
+		r.expire(ctx, time.Now())
 	case tunnelUp:
 		r.link(m.a, m.b)
 		r.link(m.b, m.a)
@@ -221,6 +260,7 @@ func (r *root) addSession(se *session) {
 	if old := r.byFQDN[se.fqdn]; old != nil && old.id != se.id {
 		r.removeSession(old)
 	}
+	delete(r.ended, se.id)
 	if _, ok := r.sessions[se.id]; !ok {
 		r.s.sessCount.Add(1)
 	}
@@ -238,16 +278,34 @@ func (r *root) removeSession(se *session) {
 	}
 }
 
-func (r *root) expire(now time.Time) {
+// endSession forgets se but keeps its key in ended (see endedSession).
+func (r *root) endSession(se *session, now time.Time) {
+	r.removeSession(se)
+	if len(r.ended) < maxEnded {
+		r.ended[se.id] = endedSession{fqdn: se.fqdn, sess: se.sess, until: now.Add(endedTTL)}
+	}
+}
+
+func (r *root) expire(ctx actor.Context, now time.Time) {
+	for id, e := range r.ended {
+		if now.After(e.until) {
+			delete(r.ended, id)
+		}
+	}
 	for _, se := range r.sessions {
 		if now.Sub(se.lastSeen) > r.s.cfg.SessionIdle || now.After(se.expires) {
-			r.removeSession(se)
+			r.endSession(se, now)
 			r.s.Counters.Expired.Add(1)
 			r.s.log.Info("nms: session expired", "fqdn", se.fqdn, "session", se.id)
-			id := se.id
-			go func() { // store I/O off the actor's goroutine
-				_ = r.s.cfg.Store.DeleteSession(context.Background(), id)
-			}()
+			id, st := se.id, r.s.cfg.Store
+			// If the workers are saturated the store keeps the session
+			// until its absolute expiry; ended still answers the node.
+			_ = r.s.workers.Do(nil, func(bg context.Context) any {
+				if err := st.DeleteSession(bg, id); err != nil {
+					r.s.log.Warn("nms: delete expired session", "session", id, "err", err)
+				}
+				return nil
+			})
 		}
 	}
 }
@@ -276,29 +334,84 @@ func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
 			r.onSealed(ctx, p, se)
 			return
 		}
+		if e, ok := r.ended[id]; ok {
+			r.onEnded(p, id, e.fqdn, e.sess)
+			return
+		}
 		// A session this NMS has not seen (handed to another NMS process, or
 		// from before a restart): its keys are in the shared store. Look it
-		// up off the actor's goroutine.
-		self, sys, st := ctx.Self(), ctx.ActorSystem(), r.s.cfg.Store
-		go func() {
-			n, err := st.LookupSession(context.Background(), id)
-			if err != nil || time.Now().After(n.Session.Expires) {
-				p.Done()
-				r.s.Counters.Garbage.Add(1)
-				return
-			}
-			se, err := newSession(n.FQDN, n.CertSerial, n.Session.ID, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
-			if err != nil {
-				p.Done()
-				return
-			}
-			se.lastSeen = time.Now()
-			sys.Root.Send(self, &sessionUp{s: se, pkt: p})
-		}()
+		// up on the store workers; the packet waits in the answer.
+		st := r.s.cfg.Store
+		err = r.s.workers.Do(ctx.Self(), func(bg context.Context) any {
+			n, err := st.LookupSession(bg, id)
+			return sessionFound{id: id, node: n, err: err, pkt: p}
+		})
+		if err != nil {
+			p.Done()
+			r.s.Counters.Busy.Add(1)
+		}
 	default:
 		p.Done()
 		r.s.Counters.Garbage.Add(1)
 	}
+}
+
+func (r *root) onSessionFound(ctx actor.Context, m sessionFound) {
+	p, n := m.pkt, m.node
+	if m.err != nil {
+		p.Done()
+		r.s.Counters.Garbage.Add(1) // unknown session: nothing to answer with
+		return
+	}
+	if se := r.sessions[m.id]; se != nil { // another packet brought it first
+		r.onSealed(ctx, p, se)
+		return
+	}
+	se, err := newSession(n.FQDN, n.CertSerial, m.id, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
+	if err != nil {
+		p.Done()
+		r.s.Counters.Garbage.Add(1)
+		return
+	}
+	if time.Now().After(se.expires) {
+		r.onEnded(p, m.id, se.fqdn, se.sess)
+		return
+	}
+	se.lastSeen = time.Now()
+	r.addSession(se)
+	r.onSealed(ctx, p, se)
+}
+
+// onEnded answers a request sealed with a session that has ended: a
+// retransmission gets its cached reply (a Logout's ack, say), anything
+// else CodeSessionExpired, sealed with the old key so the node can trust
+// it. Acks and garbage get nothing.
+func (r *root) onEnded(p *svc.Packet, id uint32, fqdn string, ss *signaling.Session) {
+	defer p.Done()
+	env, err := ss.OpenEnvelope(r.scratch, p.Data, time.Now())
+	if err != nil || env.Sender != fqdn {
+		r.s.Counters.Garbage.Add(1)
+		return
+	}
+	switch env.Type {
+	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout:
+	default:
+		return
+	}
+	if st, ok := r.s.replies.Get(env.ID); ok {
+		if reply := st.reply.Load(); reply != nil {
+			r.s.Counters.Duplicates.Add(1)
+			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+		}
+		return
+	}
+	pkt, err := ss.SealMessage(nil, &r.enc, env.ID, "nms", time.Now(), messages.Error{Code: messages.CodeSessionExpired, Message: "session expired: log in again"})
+	if err != nil {
+		return
+	}
+	r.s.Counters.SessionExpired.Add(1)
+	r.s.log.Debug("nms: request on an ended session", "fqdn", fqdn, "session", id, "type", env.Type)
+	_, _ = p.Conn.WriteToUDPAddrPort(pkt, p.From)
 }
 
 func newSession(fqdn, serial string, id uint32, k signaling.Keys, expires time.Time) (*session, error) {
@@ -351,7 +464,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		return
 	}
 	if env.Type == messages.MsgLogout {
-		r.removeSession(se)
+		r.endSession(se, now)
 	}
 	tx := &requestTx{s: r.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
 	if env.Type == messages.MsgKeepalive {

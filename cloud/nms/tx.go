@@ -35,6 +35,7 @@ type requestTx struct {
 	tunnelPeers []string // for keepalive: peers to tell about a move
 
 	// tunnel request state
+	peerFQDN string
 	me, peer store.Node
 	decision path.Decision
 	tunnelID messages.MsgID
@@ -48,6 +49,10 @@ func (t *requestTx) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		t.start(ctx)
+	case stored:
+		t.onStored(ctx, m)
+	case nodesLoaded:
+		t.onNodes(ctx, m)
 	case *actor.ReceiveTimeout:
 		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: "timed out", Retry: true})
 	default:
@@ -63,101 +68,163 @@ func (t *requestTx) Receive(ctx actor.Context) {
 	}
 }
 
+// Results of a request's store jobs (run on the store workers, never on
+// the actor's run loop).
+type (
+	// stored: the store part of a register, keepalive or logout is done;
+	// the answer is body. moved lists, after a keepalive from a new
+	// mapping, the records of the peers to send PeerUpdate.
+	stored struct {
+		body  messages.Body
+		moved []store.Node
+		err   error
+	}
+	// nodesLoaded: both records of a tunnel request.
+	nodesLoaded struct {
+		me, peer       store.Node
+		meErr, peerErr error
+	}
+)
+
 func (t *requestTx) start(ctx actor.Context) {
-	var err error
+	// The jobs capture what they need by value: they run on another
+	// goroutine and must not read the actor's fields.
+	st, fqdn, from, home := t.s.cfg.Store, t.se.fqdn, t.from, t.s.cfg.Home
 	switch t.env.Type {
 	case messages.MsgRegister:
-		err = t.register(ctx)
+		reg, err := messages.DecodeBody[messages.Register](t.env)
+		if err != nil {
+			t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
+			return
+		}
+		t.offload(ctx, func(bg context.Context) any { return register(bg, st, fqdn, home, from, reg) })
 	case messages.MsgKeepalive:
-		err = t.keepalive(ctx)
+		t.s.Counters.Keepalives.Add(1)
+		peers := t.tunnelPeers
+		t.offload(ctx, func(bg context.Context) any { return keepalive(bg, st, fqdn, home, from, peers) })
 	case messages.MsgLogout:
-		_ = t.s.cfg.Store.DeleteSession(context.Background(), t.se.id)
 		t.s.Counters.Logouts.Add(1)
-		t.reply(ctx, messages.LogoutAck{})
+		id := t.se.id
+		t.offload(ctx, func(bg context.Context) any {
+			return stored{body: messages.LogoutAck{}, err: st.DeleteSession(bg, id)}
+		})
 	case messages.MsgTunnelRequest:
-		t.tunnel(ctx)
-	}
-	if err != nil {
-		t.s.log.Warn("nms: request failed", "type", t.env.Type, "fqdn", t.se.fqdn, "err", err)
-		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
+		req, err := messages.DecodeBody[messages.TunnelRequest](t.env)
+		if err != nil {
+			t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
+			return
+		}
+		t.peerFQDN = req.PeerFQDN
+		t.offload(ctx, func(bg context.Context) any {
+			var r nodesLoaded
+			if r.me, r.meErr = st.GetNode(bg, fqdn); r.meErr == nil {
+				r.peer, r.peerErr = st.GetNode(bg, req.PeerFQDN)
+			}
+			return r
+		})
 	}
 }
 
-func (t *requestTx) register(ctx actor.Context) error {
-	reg, err := messages.DecodeBody[messages.Register](t.env)
-	if err != nil {
-		t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
-		return nil
+// offload runs job on the store workers. When they are saturated the
+// request is dropped without an answer, its message ID forgotten, so the
+// node's retransmission starts it afresh.
+func (t *requestTx) offload(ctx actor.Context, job svc.Job) {
+	if err := t.s.workers.Do(ctx.Self(), job); err != nil {
+		t.s.Counters.Busy.Add(1)
+		t.s.log.Debug("nms: store busy, dropping request", "type", t.env.Type, "fqdn", t.se.fqdn, "err", err)
+		t.s.replies.Delete(t.env.ID)
+		ctx.Stop(ctx.Self())
 	}
-	bg := context.Background()
-	n, err := t.s.cfg.Store.GetNode(bg, t.se.fqdn)
+}
+
+func (t *requestTx) onStored(ctx actor.Context, m stored) {
+	if m.err != nil {
+		t.s.log.Warn("nms: request failed", "type", t.env.Type, "fqdn", t.se.fqdn, "err", m.err)
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
+		return
+	}
+	if t.env.Type == messages.MsgRegister {
+		t.s.Counters.Registered.Add(1)
+	}
+	if len(m.moved) > 0 {
+		t.s.log.Info("nms: node moved", "fqdn", t.se.fqdn, "observed", t.from, "peers", len(m.moved))
+		t.tellPeers(ctx, m.moved)
+	}
+	t.reply(ctx, m.body)
+}
+
+// register records the node's locator: its declared addresses, the
+// mapping NMS observes (from) and the NAT type that follows from the
+// second observation the node reports.
+func register(bg context.Context, st store.Store, fqdn, home string, from netip.AddrPort, reg messages.Register) stored {
+	n, err := st.GetNode(bg, fqdn)
 	if err != nil {
-		return err
+		return stored{err: err}
 	}
 	var alt netip.AddrPort
 	for _, o := range reg.ProbeObserved {
-		if o.Addr().Unmap().Is4() == t.from.Addr().Is4() {
+		if o.Addr().Unmap().Is4() == from.Addr().Is4() {
 			alt = o
 			break
 		}
 	}
-	nat := path.Classify(reg.Locals, t.from, alt)
+	nat := path.Classify(reg.Locals, from, alt)
 	n.Locator.Locals = reg.Locals
 	n.Locator.HasIPv4, n.Locator.HasIPv6 = reg.IPv4, reg.IPv6
-	if t.from.Addr().Is4() {
-		n.Locator.Observed4, n.Locator.NAT4 = t.from, uint8(nat)
+	if from.Addr().Is4() {
+		n.Locator.Observed4, n.Locator.NAT4 = from, uint8(nat)
 		n.Locator.HasIPv4 = true
 	} else {
-		n.Locator.Observed6, n.Locator.NAT6 = t.from, uint8(nat)
+		n.Locator.Observed6, n.Locator.NAT6 = from, uint8(nat)
 		n.Locator.HasIPv6 = true
 	}
-	n.HomeNMS, n.Updated = t.s.cfg.Home, time.Now()
-	if err := t.s.cfg.Store.PutNode(bg, n); err != nil {
-		return err
+	n.HomeNMS, n.Updated = home, time.Now()
+	if err := st.PutNode(bg, n); err != nil {
+		return stored{err: err}
 	}
-	t.s.Counters.Registered.Add(1)
-	t.reply(ctx, messages.RegisterReply{Observed: t.from, NAT: messages.NATType(nat), VIP6: n.VIP6, VIP4: n.VIP4})
-	return nil
+	return stored{body: messages.RegisterReply{Observed: from, NAT: messages.NATType(nat), VIP6: n.VIP6, VIP4: n.VIP4}}
 }
 
-func (t *requestTx) keepalive(ctx actor.Context) error {
-	t.s.Counters.Keepalives.Add(1)
-	bg := context.Background()
-	n, err := t.s.cfg.Store.GetNode(bg, t.se.fqdn)
+// keepalive refreshes the node's observed mapping. The record is written
+// only when something changed (a keepalive is mostly a no-op read); after
+// a move, the peers with a tunnel are looked up to be told.
+func keepalive(bg context.Context, st store.Store, fqdn, home string, from netip.AddrPort, peers []string) stored {
+	n, err := st.GetNode(bg, fqdn)
 	if err != nil {
-		return err
+		return stored{err: err}
 	}
+	r := stored{body: messages.KeepaliveAck{Observed: from}}
 	obs := &n.Locator.Observed6
-	if t.from.Addr().Is4() {
+	if from.Addr().Is4() {
 		obs = &n.Locator.Observed4
 	}
-	if *obs != t.from || n.HomeNMS != t.s.cfg.Home {
-		moved := obs.IsValid() && *obs != t.from
-		*obs = t.from
-		n.HomeNMS, n.Updated = t.s.cfg.Home, time.Now()
-		if err := t.s.cfg.Store.PutNode(bg, n); err != nil {
-			return err
-		}
-		if moved {
-			t.s.log.Info("nms: node moved", "fqdn", t.se.fqdn, "observed", t.from, "peers", len(t.tunnelPeers))
-			t.tellPeers(ctx, bg)
+	if *obs == from && n.HomeNMS == home {
+		return r
+	}
+	moved := obs.IsValid() && *obs != from
+	*obs = from
+	n.HomeNMS, n.Updated = home, time.Now()
+	if err := st.PutNode(bg, n); err != nil {
+		return stored{err: err}
+	}
+	if moved {
+		for _, p := range peers {
+			if pn, err := st.GetNode(bg, p); err == nil && pn.HomeNMS != "" {
+				r.moved = append(r.moved, pn)
+			}
 		}
 	}
-	t.reply(ctx, messages.KeepaliveAck{Observed: t.from})
-	return nil
+	return r
 }
 
 // tellPeers sends PeerUpdate to every peer with a tunnel, through its home
-// NMS. Fire and forget: a peer that misses it roams on our first packet.
-func (t *requestTx) tellPeers(ctx actor.Context, bg context.Context) {
-	for _, p := range t.tunnelPeers {
-		peer, err := t.s.cfg.Store.GetNode(bg, p)
-		if err != nil || peer.HomeNMS == "" {
-			continue
-		}
-		f, err := svc.NewFrame(p, messages.NewMsgID(), "nms", time.Now(), messages.PeerUpdate{PeerFQDN: t.se.fqdn, Endpoints: []netip.AddrPort{t.from}})
+// NMS, whose delivery actor retransmits it until the peer acknowledges
+// (a peer that still misses it roams on our first packet).
+func (t *requestTx) tellPeers(ctx actor.Context, peers []store.Node) {
+	for _, p := range peers {
+		f, err := svc.NewFrame(p.FQDN, messages.NewMsgID(), "nms", time.Now(), messages.PeerUpdate{PeerFQDN: t.se.fqdn, Endpoints: []netip.AddrPort{t.from}})
 		if err == nil {
-			ctx.Send(actor.NewPID(peer.HomeNMS, "nms"), f)
+			ctx.Send(actor.NewPID(p.HomeNMS, "nms"), f)
 		}
 	}
 }
@@ -170,30 +237,26 @@ func toPath(n store.Node) path.Locator {
 	}
 }
 
-// tunnel: check both nodes, choose the path, allocate a relay if needed,
-// direct the peer through its home NMS, then answer with the path.
-func (t *requestTx) tunnel(ctx actor.Context) {
-	req, err := messages.DecodeBody[messages.TunnelRequest](t.env)
-	if err != nil {
-		t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
-		return
-	}
-	bg := context.Background()
-	if t.me, err = t.s.cfg.Store.GetNode(bg, t.se.fqdn); err != nil {
+// onNodes goes on with a tunnel request once both records are read: check
+// both nodes, choose the path, allocate a relay if needed, direct the peer
+// through its home NMS, then answer with the path.
+func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
+	if m.meErr != nil {
+		t.s.log.Warn("nms: tunnel request: own record", "fqdn", t.se.fqdn, "err", m.meErr)
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
 		return
 	}
-	t.peer, err = t.s.cfg.Store.GetNode(bg, req.PeerFQDN)
-	switch {
-	case errors.Is(err, store.ErrNotFound), err == nil && req.PeerFQDN == t.se.fqdn:
-		t.fail(ctx, messages.Error{Code: messages.CodeUnknownFQDN, Message: req.PeerFQDN})
+	t.me, t.peer = m.me, m.peer
+	switch err := m.peerErr; {
+	case errors.Is(err, store.ErrNotFound), err == nil && t.peerFQDN == t.se.fqdn:
+		t.fail(ctx, messages.Error{Code: messages.CodeUnknownFQDN, Message: t.peerFQDN})
 		return
 	case err != nil:
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
 		return
 	}
 	if t.s.cfg.Revoked(t.me.CertSerial) || t.s.cfg.Revoked(t.peer.CertSerial) {
-		t.s.log.Warn("nms: tunnel refused: certificate revoked", "from", t.se.fqdn, "peer", req.PeerFQDN)
+		t.s.log.Warn("nms: tunnel refused: certificate revoked", "from", t.se.fqdn, "peer", t.peerFQDN)
 		t.fail(ctx, messages.Error{Code: messages.CodeCertRevoked, Message: "revoked"})
 		return
 	}
@@ -274,15 +337,17 @@ func (t *requestTx) pathFor(a bool) messages.PathInfo {
 }
 
 // initiates reports whether side A (a) or B (!a) sends the handshake
-// init. On a relay both do: each side's first frame is what binds its
-// token to its address at the TRS, and until the responder has sent
-// something the TRS has nowhere to forward the initiator's init (the nodes
-// break the tie when both inits arrive: the smaller FQDN's wins). Other
-// paths keep one initiator (A for BothSides), which is what they were
-// tested with; their responder's NAT opens with its answer.
+// init. Hole punching and relays need both: a punched path opens only once
+// each side's packet has left its own NAT toward the other (a lone
+// initiator's init is dropped at the peer's NAT until the first attempt
+// times out), and on a relay each side's first frame is what binds its
+// token to its address at the TRS, without which the TRS has nowhere to
+// forward the other side's init. The nodes break the tie when both inits
+// arrive (the smaller FQDN's wins). A direct path keeps one initiator (A
+// for BothSides): the peer is reachable as is.
 func initiates(d path.Decision, a bool) bool {
 	switch {
-	case d.Kind == path.Relay:
+	case d.Kind == path.Relay, d.Kind == path.HolePunch && d.Initiator == path.BothSides:
 		return true
 	case d.Initiator == path.SideB:
 		return !a

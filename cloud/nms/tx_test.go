@@ -17,7 +17,9 @@ func TestInitiates(t *testing.T) {
 	}{
 		{"direct, A first", path.Decision{Kind: path.Direct, Initiator: path.SideA}, true, false},
 		{"direct, B first", path.Decision{Kind: path.Direct, Initiator: path.SideB}, false, true},
-		{"hole punch", path.Decision{Kind: path.HolePunch, Initiator: path.BothSides}, true, false},
+		{"direct, both may", path.Decision{Kind: path.Direct, Initiator: path.BothSides}, true, false},
+		// Each side's packet must open its own NAT toward the other.
+		{"hole punch", path.Decision{Kind: path.HolePunch, Initiator: path.BothSides}, true, true},
 		// Each side's init binds its relay token at the TRS.
 		{"relay", path.Decision{Kind: path.Relay}, true, true},
 	} {

@@ -58,8 +58,11 @@ type Config struct {
 	// their actor systems, and their UDP addresses for LoginReply and tickets).
 	NMSRemote, TRSRemote           string
 	NMSAddrs, ProbeAddrs, TRSAddrs []netip.AddrPort
-	SessionIdle                    time.Duration
-	Logger                         *slog.Logger
+	// SessionIdle: NMS drops a node's session not refreshed for this long
+	// (default 3 min). RelayIdle: the TRS drops a relay session with no
+	// packet for this long (default relay.DefaultIdleTimeout).
+	SessionIdle, RelayIdle time.Duration
+	Logger                 *slog.Logger
 }
 
 // Server is a running cloud process.
@@ -167,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	trsPID, trsAddrs := pidAt(cfg.TRSRemote, "trs"), cfg.TRSAddrs
 	if run("trs") {
-		if s.TRS, err = trs.Start(sys, trs.Config{Listen: cfg.addrs(cfg.TRSPort), Logger: cfg.Logger}); err != nil {
+		if s.TRS, err = trs.Start(sys, trs.Config{Listen: cfg.addrs(cfg.TRSPort), IdleTimeout: cfg.RelayIdle, Logger: cfg.Logger}); err != nil {
 			return nil, err
 		}
 		trsPID, trsAddrs = actor.NewPID(addr, "trs"), s.TRS.Addrs()

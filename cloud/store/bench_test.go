@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/cloud/store"
@@ -78,5 +79,28 @@ func BenchmarkLookupSession(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkPutNodeConcurrent is the registry write of a login or
+// registration with 32 writers at once, as the cloud's store workers issue
+// them: on bbolt they share commits (DB.Batch), on Redis they pipeline
+// over the connection pool.
+func BenchmarkPutNodeConcurrent(b *testing.B) {
+	benchStores(b, func(b *testing.B, s store.Store) {
+		ctx := context.Background()
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(16) // x GOMAXPROCS goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := next.Add(1)
+				n := store.Node{FQDN: fmt.Sprintf("n%d.example", i%1024), Session: store.Session{ID: uint32(i)}}
+				if err := s.PutNode(ctx, n); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	})
 }

@@ -30,6 +30,8 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	nmsAddrs := fs.String("nms-addrs", "", "NMS UDP addresses to tell nodes when NMS does not run here")
 	probeAddrs := fs.String("probe-addrs", "", "NAT probe UDP addresses to tell nodes when NMS does not run here")
 	trsAddrs := fs.String("trs-addrs", "", "TRS UDP addresses for relay tickets when TRS does not run here")
+	sessionIdle := fs.Duration("session-idle", 0, "drop a node's session not refreshed for this long (default 3m)")
+	relayIdle := fs.Duration("relay-idle", 0, "drop a relay session with no packet for this long (default 3m)")
 	verbose := fs.Bool("v", false, "log every login and transaction")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,6 +40,10 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DataDir: *data, StoreURL: *storeURL, Services: splitList(*services),
 		NMSPort: *nmsPort, ASPort: *asPort, AltPort: *altPort, TRSPort: *trsPort,
 		DebugAddr: *debugAddr, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
+		SessionIdle: *sessionIdle, RelayIdle: *relayIdle,
+	}
+	if *sessionIdle < 0 || *relayIdle < 0 {
+		return fmt.Errorf("%w: --session-idle and --relay-idle must not be negative", errUsage)
 	}
 	for _, svc := range cfg.Services {
 		if svc != "as" && svc != "nms" && svc != "trs" {

@@ -119,7 +119,7 @@ func TestCloudOneService(t *testing.T) {
 }
 
 func TestCloudBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--services", "dns"}, {"--listen", "nowhere"}, {"stray"}} {
+	for _, args := range [][]string{{"--services", "dns"}, {"--listen", "nowhere"}, {"stray"}, {"--relay-idle", "-1s"}, {"--session-idle", "soon"}} {
 		if err := runCloud(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}

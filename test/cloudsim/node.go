@@ -24,42 +24,66 @@ var ErrTimeout = errors.New("cloudsim: no reply")
 type Node struct {
 	FQDN  string
 	Reply messages.LoginReply
-	conn  *net.UDPConn
+	Cert  *pki.Identity
 	cfg   handshake.Config
 	retry signaling.Retry
+	bind  netip.Addr
 
 	mu         sync.Mutex
+	conn       *net.UDPConn // the current socket (Move replaces it)
 	sess       *signaling.Session
 	login      chan []byte
 	pending    map[messages.MsgID]chan messages.Envelope
-	directions []messages.Direction
+	seen       map[messages.MsgID]bool // deliveries recorded (once per ID)
+	directions []Delivery[messages.Direction]
 	updates    []messages.PeerUpdate
+	copies     map[messages.MsgType]int // deliveries received, retransmissions included
+	ignore     map[messages.MsgType]int // deliveries still to ignore, by type
+	relayed    chan []byte
 	enc        messages.Encoder
-	done       chan struct{}
+	readers    sync.WaitGroup
+}
+
+// Delivery is a message NMS delivered to the node, with its message ID
+// (the ID the node's ack carries).
+type Delivery[T any] struct {
+	ID   messages.MsgID
+	Body T
 }
 
 // NewNode makes a node with a certificate from ca (valid now, for an hour)
 // and a UDP socket on 127.0.0.1.
 func NewNode(ca *pki.CA, fqdn string) (*Node, error) {
+	return NewNodeOn(ca, fqdn, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+}
+
+// NewNodeOn binds the node's socket to bind, a loopback address such as
+// 127.0.0.2: nodes on distinct addresses look like distinct sites to NMS
+// (two NATed nodes with one public address are taken for the same site).
+func NewNodeOn(ca *pki.CA, fqdn string, bind netip.Addr) (*Node, error) {
 	id, err := ca.Issue(pki.RoleNode, fqdn, time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	return NewNodeWithIdentity(ca, id)
+	return makeNode(ca, id, bind)
 }
 
 // NewNodeWithIdentity uses a given identity (e.g. an expired one).
 func NewNodeWithIdentity(ca *pki.CA, id *pki.Identity) (*Node, error) {
+	return makeNode(ca, id, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+}
+
+func makeNode(ca *pki.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
 	v, err := pki.NewVerifier(ca.Cert, pki.RoleAS)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, 0)))
 	if err != nil {
 		return nil, err
 	}
 	n := &Node{
-		FQDN: id.FQDN, conn: conn,
+		FQDN: id.FQDN, Cert: id, conn: conn, bind: bind,
 		cfg: handshake.Config{
 			Static:  handshake.StaticKey{Private: id.NoiseStatic.Private, Public: id.NoiseStatic.Public},
 			CertDER: id.CertDER,
@@ -74,34 +98,81 @@ func NewNodeWithIdentity(ca *pki.CA, id *pki.Identity) (*Node, error) {
 		retry:   signaling.Retry{Initial: 200 * time.Millisecond, Max: time.Second, Attempts: 8},
 		login:   make(chan []byte, 4),
 		pending: map[messages.MsgID]chan messages.Envelope{},
-		done:    make(chan struct{}),
+		seen:    map[messages.MsgID]bool{},
+		copies:  map[messages.MsgType]int{},
+		ignore:  map[messages.MsgType]int{},
+		relayed: make(chan []byte, 16),
 	}
-	go n.read()
+	n.readers.Add(1)
+	go n.read(conn)
 	return n, nil
 }
 
+func (n *Node) socket() *net.UDPConn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.conn
+}
+
 // Addr is the node's socket address.
-func (n *Node) Addr() netip.AddrPort { return n.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+func (n *Node) Addr() netip.AddrPort { return n.socket().LocalAddr().(*net.UDPAddr).AddrPort() }
 
 // Close closes the socket and waits for the reader.
 func (n *Node) Close() {
-	n.conn.Close()
-	<-n.done
+	n.socket().Close()
+	n.readers.Wait()
+}
+
+// Move replaces the node's socket with a new one (a new port on the same
+// address), as a NAT rebinding or a change of network looks to the cloud:
+// the next packet comes from a new mapping, sealed with the same session.
+func (n *Node) Move() error {
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(n.bind, 0)))
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	old := n.conn
+	n.conn = c
+	n.mu.Unlock()
+	old.Close()
+	n.readers.Add(1)
+	go n.read(c)
+	return nil
 }
 
 // Send writes raw bytes (garbage, replays) to addr.
 func (n *Node) Send(addr netip.AddrPort, b []byte) error {
-	_, err := n.conn.WriteToUDPAddrPort(b, addr)
+	_, err := n.socket().WriteToUDPAddrPort(b, addr)
 	return err
 }
 
-func (n *Node) read() {
-	defer close(n.done)
+// Ignore makes the node drop the next k deliveries of type t unanswered, as
+// if they were lost, so that NMS has to retransmit.
+func (n *Node) Ignore(t messages.MsgType, k int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ignore[t] = k
+}
+
+// Copies is how many deliveries of type t arrived, retransmissions and
+// ignored ones included.
+func (n *Node) Copies(t messages.MsgType) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.copies[t]
+}
+
+func (n *Node) read(conn *net.UDPConn) {
+	defer n.readers.Done()
 	buf := make([]byte, messages.MaxPacket)
 	for {
-		sz, from, err := n.conn.ReadFromUDPAddrPort(buf)
+		sz, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return
+		}
+		if sz == 0 {
+			continue
 		}
 		pkt := append([]byte(nil), buf[:sz]...)
 		switch messages.PacketType(pkt[0]) {
@@ -112,9 +183,26 @@ func (n *Node) read() {
 			}
 		case messages.TypeSignaling:
 			n.onSealed(pkt, from)
+		case messages.TypeRelay:
+			select {
+			case n.relayed <- pkt:
+			default:
+			}
 		}
 	}
 }
+
+// SendRelay sends inner through the TRS at trs with the node's relay token
+// (an empty inner only binds the token to the node's address).
+func (n *Node) SendRelay(trs netip.AddrPort, tok messages.RelayToken, inner []byte) error {
+	p := make([]byte, messages.RelayHeaderLen+len(inner))
+	messages.PutRelayHeader(p, tok)
+	copy(p[messages.RelayHeaderLen:], inner)
+	return n.Send(trs, p)
+}
+
+// Relayed delivers the relay frames the node receives.
+func (n *Node) Relayed() <-chan []byte { return n.relayed }
 
 func (n *Node) onSealed(pkt []byte, from netip.AddrPort) {
 	n.mu.Lock()
@@ -126,20 +214,33 @@ func (n *Node) onSealed(pkt []byte, from netip.AddrPort) {
 	if err != nil {
 		return
 	}
+	if env.Type == messages.MsgDirection || env.Type == messages.MsgPeerUpdate {
+		n.copies[env.Type]++
+		if n.ignore[env.Type] > 0 {
+			n.ignore[env.Type]--
+			return
+		}
+	}
 	switch env.Type {
 	case messages.MsgDirection:
 		d, err := messages.DecodeBody[messages.Direction](env)
 		if err != nil {
 			return
 		}
-		n.directions = append(n.directions, d)
+		if !n.seen[env.ID] {
+			n.seen[env.ID] = true
+			n.directions = append(n.directions, Delivery[messages.Direction]{ID: env.ID, Body: d})
+		}
 		n.answer(env, messages.DirectionAck{TunnelID: d.TunnelID, OK: true}, from)
 	case messages.MsgPeerUpdate:
 		u, err := messages.DecodeBody[messages.PeerUpdate](env)
 		if err != nil {
 			return
 		}
-		n.updates = append(n.updates, u)
+		if !n.seen[env.ID] {
+			n.seen[env.ID] = true
+			n.updates = append(n.updates, u)
+		}
 		n.answer(env, messages.PeerUpdateAck{}, from)
 	default:
 		if ch := n.pending[env.ID]; ch != nil {
@@ -158,11 +259,35 @@ func (n *Node) answer(req messages.Envelope, body messages.Body, to netip.AddrPo
 	}
 }
 
-// Directions returns the Directions received so far.
+// Answer sends body under message ID id to NMS, unasked: a late or
+// duplicate ack.
+func (n *Node) Answer(id messages.MsgID, body messages.Body) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sess == nil {
+		return errors.New("cloudsim: not logged in")
+	}
+	n.answer(messages.Envelope{ID: id}, body, n.Reply.NMS[0])
+	return nil
+}
+
+// Directions returns the Directions received so far, once each.
 func (n *Node) Directions() []messages.Direction {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return append([]messages.Direction(nil), n.directions...)
+	out := make([]messages.Direction, len(n.directions))
+	for i, d := range n.directions {
+		out[i] = d.Body
+	}
+	return out
+}
+
+// DirectionDeliveries returns the Directions received so far with their
+// message IDs.
+func (n *Node) DirectionDeliveries() []Delivery[messages.Direction] {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Delivery[messages.Direction](nil), n.directions...)
 }
 
 // Updates returns the PeerUpdates received so far.
@@ -251,6 +376,47 @@ func (n *Node) Request(to netip.AddrPort, body messages.Body, dup bool) (message
 		case <-timer.C:
 		}
 	}
+}
+
+// RegisterBehind registers the node as if it sat behind a NAT of type nat,
+// by what it declares: NATNone declares its socket's address (global);
+// otherwise it declares a private address NMS never sees, and reports the
+// second observation point's view of its mapping as the same mapping
+// (endpoint-independent) or another one (NATSymmetric). NMS classifies it
+// from that with its real rules.
+func (n *Node) RegisterBehind(nat messages.NATType, dup bool) (messages.RegisterReply, error) {
+	me := n.Addr()
+	reg := messages.Register{IPv4: true, Port: me.Port()}
+	switch nat {
+	case messages.NATNone:
+		reg.Locals = []netip.AddrPort{me}
+	case messages.NATEndpointIndependent:
+		reg.Locals = []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:41641")}
+		reg.ProbeObserved = []netip.AddrPort{me}
+	case messages.NATSymmetric:
+		reg.Locals = []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:41641")}
+		reg.ProbeObserved = []netip.AddrPort{netip.AddrPortFrom(me.Addr(), me.Port()+1)}
+	default:
+		reg.Locals = []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:41641")}
+	}
+	return n.register(reg, dup)
+}
+
+func (n *Node) register(reg messages.Register, dup bool) (messages.RegisterReply, error) {
+	env, err := n.Request(n.Reply.NMS[0], reg, dup)
+	if err != nil {
+		return messages.RegisterReply{}, err
+	}
+	return messages.DecodeBody[messages.RegisterReply](env)
+}
+
+// Keepalive sends one keepalive (retransmitted until answered).
+func (n *Node) Keepalive() (messages.KeepaliveAck, error) {
+	env, err := n.Request(n.Reply.NMS[0], messages.Keepalive{}, false)
+	if err != nil {
+		return messages.KeepaliveAck{}, err
+	}
+	return messages.DecodeBody[messages.KeepaliveAck](env)
 }
 
 // Register registers the node's socket with NMS, after probing the alt

@@ -1,0 +1,9 @@
+package nms
+
+import (
+	"testing"
+
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
+)
+
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
