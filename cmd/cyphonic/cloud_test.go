@@ -7,10 +7,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/test/cloudsim"
 )
 
 // syncBuffer is a bytes.Buffer safe for the command's goroutine and the test.
@@ -123,5 +128,68 @@ func TestCloudBadFlags(t *testing.T) {
 		if err := runCloud(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+// TestCloudNoFlagsAnswersLogin is the issue's "done when": `cyphonic cloud`
+// with no flags at all, in an empty directory, creates its CA and store and
+// answers a simulated node's login on the default loopback address.
+func TestCloudNoFlagsAnswersLogin(t *testing.T) {
+	for _, p := range []string{"udp4/127.0.0.1:7400", "udp4/127.0.0.1:7401", "udp4/127.0.0.1:7402", "udp4/127.0.0.1:7403", "tcp4/127.0.0.1:7410", "tcp4/127.0.0.1:7480"} {
+		network, addr, _ := strings.Cut(p, "/")
+		var c io.Closer
+		var err error
+		if strings.HasPrefix(network, "udp") {
+			c, err = net.ListenPacket(network, addr)
+		} else {
+			c, err = net.Listen(network, addr)
+		}
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("default address %s is taken: %v", p, err)
+			}
+			t.Skipf("default address %s is taken on this machine (%v): cannot run the cloud on its defaults", p, err)
+		}
+		c.Close()
+	}
+	t.Chdir(t.TempDir())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	out := new(syncBuffer)
+	done := make(chan error, 1)
+	go func() { done <- runCloud(ctx, nil, out, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	}()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(out.String(), "Issue a node certificate") {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("cloud exited early: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("cloud did not come up:\n%s", out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	ca, err := pki.LoadCA(defaultCADir)
+	if err != nil {
+		t.Fatalf("the cloud did not create its CA in ./%s: %v", defaultCADir, err)
+	}
+	node, err := cloudsim.NewNode(ca, "alice.example.cyphonic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	reply, err := node.Login(netip.MustParseAddrPort("127.0.0.1:7401"), false)
+	if err != nil {
+		t.Fatalf("login to the default AS: %v", err)
+	}
+	if reply.FQDN != "alice.example.cyphonic" || !reply.VIP6.IsValid() || !reply.VIP4.IsValid() {
+		t.Fatalf("login reply %+v: want the FQDN and both VIPs", reply)
 	}
 }
