@@ -3,7 +3,10 @@
 // tests, and the address/route setup that points the overlay prefixes at it.
 package tun
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Device moves IP packets between the kernel and the node in batches, in the
 // style of wireguard-go's tun.Device. Every buffer holds one packet starting at
@@ -41,3 +44,34 @@ var (
 	// ErrQueueFull is counted when a bounded queue drops a packet.
 	ErrQueueFull = errors.New("tun: queue full")
 )
+
+// ErrBadPacket is returned (wrapped) by Write for a packet no IP packet can
+// be (empty, or longer than 64 KB); the rest of the batch is still written.
+var ErrBadPacket = errors.New("tun: not an IP packet")
+
+// Backend names a TUN implementation for OpenBackend.
+type Backend string
+
+const (
+	// BackendOffload is golang.zx2c4.com/wireguard/tun with IFF_VNET_HDR:
+	// TSO super-packets on read, GRO coalescing on write (OpenOffload).
+	BackendOffload Backend = "offload"
+	// BackendWater is songgao/water, one packet per syscall (Open).
+	BackendWater Backend = "water"
+	// DefaultBackend is what the node uses unless told otherwise.
+	DefaultBackend = BackendOffload
+)
+
+// ErrUnknownBackend is wrapped by ParseBackend for a name it does not know.
+var ErrUnknownBackend = errors.New("tun: unknown backend")
+
+// ParseBackend checks a backend name; "" means DefaultBackend.
+func ParseBackend(s string) (Backend, error) {
+	switch b := Backend(s); b {
+	case "":
+		return DefaultBackend, nil
+	case BackendOffload, BackendWater:
+		return b, nil
+	}
+	return "", fmt.Errorf("%w %q (want %q or %q)", ErrUnknownBackend, s, BackendOffload, BackendWater)
+}

@@ -68,6 +68,9 @@ type Config struct {
 
 	TUN string // device name (default DefaultTUN)
 	MTU int    // device MTU (default DefaultMTU)
+	// TUNBackend opens the device: tun.BackendOffload (TSO/GRO through
+	// wireguard-go's tun, the default) or tun.BackendWater.
+	TUNBackend tun.Backend
 	// Device, if set, is used instead of opening TUN (tests: tun.NewMemPair);
 	// the node then does not configure addresses or routes on it.
 	Device tun.Device
@@ -142,6 +145,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
 	}
+	b, err := tun.ParseBackend(string(c.TUNBackend))
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	c.TUNBackend = b
 	if c.MTU < 576 || c.MTU > messages.MaxInner {
 		return c, fmt.Errorf("%w: MTU %d outside [576, %d]", ErrConfig, c.MTU, messages.MaxInner)
 	}
@@ -237,7 +245,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	dev := cfg.Device
 	if dev == nil {
-		if dev, err = tun.Open(cfg.TUN, cfg.MTU); err != nil {
+		if dev, err = tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU); err != nil {
 			bind.Close()
 			return nil, fmt.Errorf("node: TUN %s: %w", cfg.TUN, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
+	"github.com/cyphonic/cyphonic-go/tun"
 )
 
 // defaultNodeDebugAddr is where `cyphonic node` serves its debug endpoint
@@ -28,6 +29,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", defaultNodeDebugAddr, "debug endpoint: /debug/actors, /debug/status, /metrics, /debug/pprof; 'off' disables it")
 	fs.StringVar(&cfg.TUN, "tun", node.DefaultTUN, "TUN device name")
 	fs.IntVar(&cfg.MTU, "mtu", node.DefaultMTU, "TUN device MTU")
+	fs.Func("tun-backend", `TUN backend: "offload" (TSO/GRO, wireguard-go's tun) or "water" (one packet per syscall) (default "offload")`, func(s string) error {
+		b, err := tun.ParseBackend(s)
+		cfg.TUNBackend = b
+		return err
+	})
 	fs.StringVar(&cfg.Listen4, "listen4", node.DefaultListen4, "IPv4 UDP socket address; empty skips IPv4")
 	fs.StringVar(&cfg.Listen6, "listen6", node.DefaultListen6, "IPv6 UDP socket address; empty skips IPv6")
 	fs.DurationVar(&cfg.Keepalive, "keepalive", 0, "cloud keepalive period, also how soon an address change is noticed (default 15s)")

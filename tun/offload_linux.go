@@ -1,0 +1,282 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+)
+
+const (
+	// virtioNetHdrLen is the size of struct virtio_net_hdr, which an
+	// IFF_VNET_HDR device puts in front of every packet. wireguard-go's Write
+	// writes it into the bytes just before the packet, so its offset must
+	// leave at least this much room (the constant is unexported there).
+	virtioNetHdrLen = 10
+
+	// maxIPPacket is the largest IP packet (and GSO super-packet) there is.
+	maxIPPacket = 65535
+
+	// stageSize is one staging buffer for Write. wireguard-go coalesces a
+	// TCP/UDP flow's segments (GRO) by appending them into the spare capacity
+	// of the flow's first packet, and only while
+	// cap(buf) - 2*offset >= coalesced length; with offset virtioNetHdrLen
+	// this bounds a super-packet to maxIPPacket-virtioNetHdrLen bytes, safely
+	// under the 16-bit IP length it is stamped with.
+	stageSize = maxIPPacket + virtioNetHdrLen
+
+	// stageCount is how many packets one underlying Write handles; larger
+	// batches go in chunks. 64 stages cost 4 MiB of address space, resident
+	// only as far as coalescing actually fills them.
+	stageCount = 64
+)
+
+// offloadDevice is a TUN opened by wireguard-go's tun package, which sets
+// IFF_VNET_HDR and TSO/USO offloads when the kernel supports them: one read(2)
+// returns a GSO super-packet of up to 64 KB that it splits into MTU-sized
+// packets, and Write coalesces a batch's consecutive segments of a flow (GRO)
+// into one super-packet per write(2). On a kernel without IFF_VNET_HDR it
+// degrades to one packet per syscall, like the water backend.
+//
+// Why copy on Write: GRO needs up to 64 KB of capacity behind the flow's
+// first packet. Giving every pooled data-plane buffer that capacity (as
+// wireguard-go does) costs 64 KB per in-flight packet, hundreds of MiB under
+// load; copying each packet (~1.4 KB, tens of ns) into this device's 64
+// staging buffers costs 4 MiB once, and the caller's buffers keep their
+// size.
+type offloadDevice struct {
+	dev    wgtun.Device
+	rc     syscall.RawConn // the device file, for a readiness poll that does not block
+	name   string
+	mtu    int
+	closed atomic.Bool
+	events sync.WaitGroup // the goroutine draining dev.Events
+
+	rmu     sync.Mutex
+	reserve int // free buffers a further read needs: the most segments of one super-packet
+	poll    [1]unix.PollFd
+	ready   bool
+	pollFn  func(fd uintptr) // bound once: RawConn.Control must not allocate
+
+	wmu   sync.Mutex
+	stage [stageCount][]byte // full-capacity staging buffers, packet at virtioNetHdrLen
+	out   [stageCount][]byte // the slices handed to dev.Write
+}
+
+var _ Device = (*offloadDevice)(nil)
+
+// OpenOffload creates (or attaches to) the TUN interface name with the given
+// MTU through golang.zx2c4.com/wireguard/tun, with TSO/GRO offloads where the
+// kernel has them. Like Open, it needs CAP_NET_ADMIN and leaves the link down
+// for Configure.
+func OpenOffload(name string, mtu int) (Device, error) {
+	dev, err := wgtun.CreateTUN(name, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("tun: open %s (offload): %w", name, err)
+	}
+	d, err := newOffloadDevice(dev, mtu)
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("tun: open %s (offload): %w", name, err)
+	}
+	return d, nil
+}
+
+func newOffloadDevice(dev wgtun.Device, mtu int) (*offloadDevice, error) {
+	name, err := dev.Name()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := dev.File().SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	d := &offloadDevice{dev: dev, rc: rc, name: name, mtu: mtu}
+	d.reserve = maxSegments(mtu)
+	d.pollFn = d.pollReadable
+	mem := make([]byte, stageCount*stageSize)
+	for i := range d.stage {
+		d.stage[i] = mem[i*stageSize : (i+1)*stageSize : (i+1)*stageSize]
+	}
+	// wireguard-go's link listeners block sending on a 5-slot event channel
+	// until someone reads it, and close it when they exit after Close: drain
+	// it here, so they never stall and Close can wait for them.
+	d.events.Add(1)
+	go func() {
+		defer d.events.Done()
+		for range dev.Events() {
+		}
+	}()
+	return d, nil
+}
+
+// maxSegments bounds how many packets one super-packet splits into: the
+// kernel segments at the MSS, at least mtu minus the largest IPv6+TCP
+// headers.
+func maxSegments(mtu int) int {
+	seg := max(mtu-40-60, 1)
+	return (maxIPPacket + seg - 1) / seg
+}
+
+// Name implements Device.
+func (d *offloadDevice) Name() string { return d.name }
+
+// MTU implements Device.
+func (d *offloadDevice) MTU() int { return d.mtu }
+
+// Close implements Device.
+func (d *offloadDevice) Close() error {
+	if d.closed.Swap(true) {
+		return nil
+	}
+	err := d.dev.Close()
+	d.events.Wait()
+	if err != nil {
+		return fmt.Errorf("tun: close %s: %w", d.name, err)
+	}
+	return nil
+}
+
+func (d *offloadDevice) ioErr(op string, err error) error {
+	if d.closed.Load() || errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("tun: %s %s: %w", op, d.name, ErrClosed)
+	}
+	return fmt.Errorf("tun: %s %s: %w", op, d.name, err)
+}
+
+// Read implements Device. The first read blocks; while the device has more
+// queued and the remaining buffers can take a whole super-packet, it reads
+// again, so small packets (no GSO) still arrive in batches.
+func (d *offloadDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	count := min(len(bufs), len(sizes))
+	if count == 0 {
+		return 0, nil
+	}
+	for i := range count {
+		if len(bufs[i])-offset < d.mtu {
+			return 0, fmt.Errorf("tun: read %s: buffer %d: %w", d.name, i, ErrShortBuffer)
+		}
+	}
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	n := 0
+	for {
+		m, err := d.dev.Read(bufs[n:count], sizes[n:count], offset)
+		if errors.Is(err, wgtun.ErrTooManySegments) {
+			// The packets that fit are good; the rest of the super-packet
+			// is lost (TCP retransmits it). Not a device failure.
+			err = nil
+		}
+		if err != nil {
+			if n > 0 {
+				break // return what we have; the error recurs next call
+			}
+			return 0, d.ioErr("read", err)
+		}
+		m = max(m, 0)
+		for i := n; i < n+m; i++ {
+			// Never trust a length past the buffer: the caller slices by it.
+			if sizes[i] > len(bufs[i])-offset || sizes[i] < 0 {
+				sizes[i] = 0
+			}
+		}
+		n += m
+		if count-n < d.reserve || !d.readable() {
+			break
+		}
+	}
+	return n, nil
+}
+
+// readable polls the device without blocking.
+func (d *offloadDevice) readable() bool {
+	d.ready = false
+	if d.rc.Control(d.pollFn) != nil {
+		return false
+	}
+	return d.ready
+}
+
+func (d *offloadDevice) pollReadable(fd uintptr) {
+	d.poll[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	for {
+		n, err := unix.Poll(d.poll[:], 0)
+		if err == unix.EINTR {
+			continue
+		}
+		d.ready = err == nil && n > 0 && d.poll[0].Revents&unix.POLLIN != 0
+		return
+	}
+}
+
+// Write implements Device. Packets are copied into staging buffers with the
+// room GRO needs, then handed to wireguard-go in chunks of stageCount. As
+// coalesced packets share one write(2), a rejected write is counted as one
+// rejected packet.
+func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	written := 0
+	var firstErr error
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), stageCount)]
+		bufs = bufs[len(chunk):]
+		n := 0
+		for _, b := range chunk {
+			pkt := b[min(offset, len(b)):]
+			if len(pkt) == 0 || len(pkt) > maxIPPacket {
+				// wireguard-go would fail the whole batch on an empty one.
+				if firstErr == nil {
+					firstErr = fmt.Errorf("tun: write %s: %d-byte packet: %w", d.name, len(pkt), ErrBadPacket)
+				}
+				continue
+			}
+			d.out[n] = d.stage[n][:virtioNetHdrLen+copy(d.stage[n][virtioNetHdrLen:], pkt)]
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		_, err := d.dev.Write(d.out[:n], virtioNetHdrLen)
+		clear(d.out[:n])
+		if err == nil {
+			written += n
+			continue
+		}
+		if d.closed.Load() || errors.Is(err, os.ErrClosed) {
+			return written, d.ioErr("write", err)
+		}
+		written += n - countErrs(err)
+		if firstErr == nil {
+			firstErr = d.ioErr("write", err)
+		}
+	}
+	return written, firstErr
+}
+
+// countErrs counts the errors joined in err (wireguard-go joins one per
+// failed write(2)).
+func countErrs(err error) int {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return len(j.Unwrap())
+	}
+	return 1
+}
+
+// OpenBackend opens the TUN interface name with backend b ("" is
+// DefaultBackend).
+func OpenBackend(b Backend, name string, mtu int) (Device, error) {
+	b, err := ParseBackend(string(b))
+	if err != nil {
+		return nil, err
+	}
+	if b == BackendWater {
+		return Open(name, mtu)
+	}
+	return OpenOffload(name, mtu)
+}
