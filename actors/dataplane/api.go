@@ -23,6 +23,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
@@ -54,9 +55,13 @@ type Config struct {
 	Verify handshake.VerifyFunc
 	Device tun.Device // the TUN device (tun.NewMemPair in tests) (required)
 	Bind   *udp.Bind  // one socket per family; the control plane sends on it too (required)
-	VIP6   netip.Addr // our overlay addresses (packets to them are never routed to a peer)
-	VIP4   netip.Addr
+	// No VIPs of our own: the data plane routes by the peers' VIPs (from
+	// their paths), and the kernel never hands the TUN a packet for a local
+	// address, so ours arrive at login without the data plane caring.
 	Logger *slog.Logger // nil: the system's logger
+	// Suites are the data ciphers we accept, best first; nil means
+	// seal.LocalPreference() (AES-256-GCM first where the CPU has AES).
+	Suites []seal.Suite
 	// Workers is the number of crypto worker actors; 0 means GOMAXPROCS.
 	Workers int
 
@@ -78,7 +83,15 @@ type Config struct {
 	DeadAfter        time.Duration   // fail the peer after this much receive silence (default 35s)
 	Tick             time.Duration   // how often peers check their timers (default 250ms)
 	MaxQueueDelay    time.Duration   // drop batches queued longer than this (default 50ms)
+	CoDelTarget      time.Duration   // per-peer queues drop early above this sojourn (default batch.DefaultCoDelTarget)
 	GapTimeout       time.Duration   // a sequencer gives up a missing batch after this (default 200ms)
+	// Rekey limits (defaults seal.RekeyAfterTime, seal.RekeyAfterMessages);
+	// they can only shorten seal's own.
+	RekeyAfterTime     time.Duration
+	RekeyAfterMessages uint64
+	// AuthFailLimit: authentication failures per Tick that fail a peer
+	// whose keepalive is overdue (default 1000).
+	AuthFailLimit uint64
 
 	// WorkerHook, if set, is called by a crypto worker before each batch
 	// (tests use it to add random sleeps so workers finish out of order).

@@ -122,22 +122,55 @@ func (d *Dataplane) stopped() bool {
 	}
 }
 
-// writeTun is the TUN writer goroutine.
+// writeTun is the TUN writer goroutine: one batch per peer in turn, each
+// first passed through its flow's CoDel (sojourn measured from the socket
+// read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) writeTun() {
+	maxDelay := d.env.Timing.MaxQueueDelay
 	for {
 		select {
 		case <-d.done:
 			return
-		case b := <-d.tunq:
-			if pkts := b.Payloads(); len(pkts) > 0 {
-				n, err := d.cfg.Device.Write(pkts, 0)
-				if err != nil && b.Stats != nil {
-					b.Stats.Drops.Add(batch.TunError, uint64(len(pkts)-n))
-				}
+		case <-d.in.Ready():
+		}
+		for {
+			it, ok := d.in.Next()
+			if !ok {
+				break
 			}
-			b.Release()
+			d.writeTunBatch(it, maxDelay)
 		}
 	}
+}
+
+func (d *Dataplane) writeTunBatch(it batch.Item, maxDelay time.Duration) {
+	b := it.Batch
+	defer b.Release()
+	if !dequeueDrops(it, maxDelay, &d.global) {
+		return
+	}
+	if pkts := b.Payloads(); len(pkts) > 0 {
+		n, err := d.cfg.Device.Write(pkts, 0)
+		if err != nil && b.Stats != nil {
+			b.Stats.Drops.Add(batch.TunError, uint64(len(pkts)-n))
+		}
+	}
+}
+
+// dequeueDrops is the queue-delay policy where a batch leaves its flow:
+// past maxDelay the whole batch goes (a hard bound for a stalled consumer),
+// otherwise the flow's CoDel picks packets to drop early. It reports
+// whether anything is left to write.
+func dequeueDrops(it batch.Item, maxDelay time.Duration, global *batch.Counters) bool {
+	b, now := it.Batch, time.Now()
+	if now.Sub(b.Born) > maxDelay {
+		b.DropAll(batch.QueueDelay, global)
+		return false
+	}
+	if b.Flow != nil {
+		b.DropLate(&b.Flow.CoDel, now, it.Backlog, global)
+	}
+	return true
 }
 
 // readUDP is a socket reader goroutine: read a batch, send data packets per
@@ -328,18 +361,18 @@ func (d *Dataplane) writeUDP() {
 				one[0] = nil
 				continue
 			}
-			d.writeBatch(it.Batch, maxDelay)
+			d.writeBatch(it, maxDelay)
 		}
 	}
 }
 
-func (d *Dataplane) writeBatch(b *batch.Batch, maxDelay time.Duration) {
+func (d *Dataplane) writeBatch(it batch.Item, maxDelay time.Duration) {
+	b := it.Batch
 	defer b.Release()
-	now := time.Now()
-	if now.Sub(b.Born) > maxDelay {
-		b.DropAll(batch.QueueDelay, &d.global)
+	if !dequeueDrops(it, maxDelay, &d.global) {
 		return
 	}
+	now := time.Now()
 	c, err := d.cfg.Bind.ConnFor(b.Dest)
 	if err != nil {
 		b.DropAll(batch.SendError, &d.global)

@@ -37,11 +37,19 @@ type peerActor struct {
 	curIdx  uint32
 	prevIdx uint32
 	nextRt  Route
+	// nextResp is our answer to the init behind next (handshake header
+	// and msg2), and nextFor that init's sender index: copies of the same
+	// init get the same answer again.
+	nextResp []byte
+	nextFor  uint32
 
 	ini       *handshake.Initiator
 	iniIdx    uint32
 	iniSent   time.Time
 	attemptAt time.Time // when the current handshaking phase began
+
+	bindAt  time.Time // last relay bind (responder waiting on a relayed path)
+	probeAt time.Time // last direct probe while relayed (upgrade to direct)
 
 	timer    *time.Timer
 	stopping bool
@@ -63,12 +71,19 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		p.onConfirmed(m.s)
 	case roamed:
 		if p.cur != nil && !m.from.Addr().IsUnspecified() {
+			wasRelayed := p.route.Relay
 			p.setRoute(Route{Addr: m.from})
+			if wasRelayed {
+				// The peer's direct probe got through: answer on the direct
+				// path at once so the peer moves too (it stopped probing).
+				p.sendKeepalive(time.Now())
+			}
 		}
 	case *Update:
 		p.h.setInfo(m.Info)
 		if p.cur == nil && m.Info.Initiator {
-			p.startHandshake(time.Now())
+			info := p.h.Info()
+			p.startHandshake(time.Now(), p.candidates(&info))
 		}
 	case tick:
 		p.onTick()
@@ -95,7 +110,10 @@ func (p *peerActor) start(ctx actor.Context) {
 		p.env.NeedsPath(p.h.FQDN)
 	}
 	t := p.env.Timing
-	pipe := &Pipe{Peer: ctx.Self(), Flow: batch.NewFlow(t.FlowDepth)}
+	pipe := &Pipe{Peer: ctx.Self(), Flow: batch.NewFlow(t.FlowDepth), InFlow: batch.NewFlow(t.FlowDepth)}
+	for _, f := range []*batch.Flow{pipe.Flow, pipe.InFlow} {
+		f.CoDel = batch.CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
+	}
 	env, h := p.env, p.h
 	cfg := sequencer.Config{Window: t.SeqWindow, GapTimeout: t.GapTimeout}
 	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch.Batch]) {
@@ -126,8 +144,10 @@ func (p *peerActor) start(ctx actor.Context) {
 	p.attemptAt = now
 	root, self := ctx.ActorSystem().Root, ctx.Self()
 	p.timer = time.AfterFunc(t.Tick, func() { root.Send(self, tick{}) })
-	if h.Info().Initiator {
-		p.startHandshake(now)
+	info := h.Info()
+	p.bindRelay(&info, now)
+	if info.Initiator {
+		p.startHandshake(now, p.candidates(&info))
 	}
 }
 
@@ -210,6 +230,11 @@ func toTun(env *Env, h *Handle, pipe *Pipe, b *batch.Batch) {
 			h.Stats.Drops.Add(batch.Replay, 1)
 			continue
 		}
+		if !h.SourceAllowed(pk.Buf[pk.Off : pk.Off+pk.Len]) {
+			pk.Drop = batch.SpoofedSource
+			h.Stats.Drops.Add(batch.SpoofedSource, 1)
+			continue
+		}
 		rx++
 		rxBytes += uint64(pk.Len + seal.HeaderLen + seal.Overhead) // wire bytes, like TxBytes
 		if !pk.Relayed && route != nil && sess.Confirmed() && (route.Relay || route.Addr != pk.From) {
@@ -227,6 +252,7 @@ func toTun(env *Env, h *Handle, pipe *Pipe, b *batch.Batch) {
 			env.Root.Send(pipe.Peer, roamed{roam})
 		}
 	}
+	b.Flow = pipe.InFlow
 	if !env.Deliver(b) {
 		b.DropAll(batch.QueueFull, nil)
 		b.Release()
@@ -259,9 +285,24 @@ func (p *peerActor) candidates(info *messages.PathInfo) []Route {
 	return rs
 }
 
-// startHandshake sends a fresh msg1 to every candidate; the first answer
+// bindRelay tells TRS where we are (an empty relay frame) when the path
+// has a relay ticket and no session yet: TRS forwards to a side only once
+// it has heard from it, so a responder that waited silently would never
+// receive the initiator's msg1.
+func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
+	r, ok := p.env.relayRoute(info.Relay)
+	if !ok {
+		return
+	}
+	p.bindAt = now
+	if !p.env.sendFramed(make([]byte, messages.RelayHeaderLen), r) {
+		p.h.Stats.Drops.Add(batch.QueueFull, 1)
+	}
+}
+
+// startHandshake sends a fresh msg1 to every route in rs; the first answer
 // wins (hole punching: both sides' packets open the NAT mappings).
-func (p *peerActor) startHandshake(now time.Time) {
+func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 	p.env.Tables.Remove(p.iniIdx)
 	p.ini, p.iniIdx = nil, 0
 	info := p.h.Info()
@@ -278,7 +319,7 @@ func (p *peerActor) startHandshake(now time.Time) {
 	}
 	p.ini, p.iniIdx, p.iniSent = ini, idx, now
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
-	for _, r := range p.candidates(&info) {
+	for _, r := range rs {
 		buf := make([]byte, messages.RelayHeaderLen+hdr.Len()+len(msg1))
 		n := hdr.Put(buf[messages.RelayHeaderLen:])
 		copy(buf[messages.RelayHeaderLen+n:], msg1)
@@ -328,6 +369,12 @@ func (p *peerActor) onResponse(m *Response) {
 
 func (p *peerActor) onInit(m *Init) {
 	R := m.Responder
+	// Data may already have confirmed our pending session while its
+	// confirmed message waits behind this init: install it now, or the
+	// init would supersede (and drop) a session the peer is sending on.
+	if p.next != nil && p.next.Confirmed() {
+		p.onConfirmed(p.next)
+	}
 	// Both sides initiating: the smaller FQDN's init wins, the other side
 	// answers it.
 	if p.ini != nil && p.env.Self < p.h.FQDN {
@@ -335,6 +382,26 @@ func (p *peerActor) onInit(m *Init) {
 	}
 	if err := p.env.Guard.Check(R.PeerIdentity, R.PeerTimestamp); err != nil {
 		p.h.Stats.Drops.Add(batch.Handshake, 1)
+		return
+	}
+	r := Route{Addr: m.From}
+	if m.Relayed {
+		info := p.h.Info()
+		r, _ = p.env.relayRoute(info.Relay)
+	}
+	// The initiator sends one msg1 to every candidate (local addresses,
+	// public mapping, relay), so copies of the init we are answering
+	// arrive by the other routes. Answering a copy afresh would replace
+	// p.next and free the index our first answer named, while the
+	// initiator keeps whichever answer reaches it first: if that was the
+	// first, every packet it sends would be dropped as unknown-index until
+	// the handshake timed out. So a copy gets the same answer again.
+	if p.next != nil && p.nextFor == R.PeerIndex && p.next.msg1Time == R.PeerTimestamp.UnixNano() {
+		buf := make([]byte, messages.RelayHeaderLen+len(p.nextResp))
+		copy(buf[messages.RelayHeaderLen:], p.nextResp)
+		if !p.env.sendFramed(buf, r) {
+			p.h.Stats.Drops.Add(batch.QueueFull, 1)
+		}
 		return
 	}
 	now := time.Now()
@@ -353,11 +420,6 @@ func (p *peerActor) onInit(m *Init) {
 	s := &Session{Peer: p.h, Pipe: p.pipe, Key: kp, msg1Time: R.PeerTimestamp.UnixNano()}
 	p.env.Tables.Set(idx, s)
 	p.env.Tables.Remove(p.nextIdx) // a newer init supersedes an unconfirmed one
-	r := Route{Addr: m.From}
-	if m.Relayed {
-		info := p.h.Info()
-		r, _ = p.env.relayRoute(info.Relay)
-	}
 	p.next, p.nextIdx, p.nextRt = s, idx, r
 	if p.ini != nil { // we lost the tie
 		p.env.Tables.Remove(p.iniIdx)
@@ -367,6 +429,8 @@ func (p *peerActor) onInit(m *Init) {
 	buf := make([]byte, messages.RelayHeaderLen+hdr.Len()+len(msg2))
 	n := hdr.Put(buf[messages.RelayHeaderLen:])
 	copy(buf[messages.RelayHeaderLen+n:], msg2)
+	p.nextResp = append(p.nextResp[:0], buf[messages.RelayHeaderLen:]...)
+	p.nextFor = R.PeerIndex
 	if !p.env.sendFramed(buf, r) {
 		p.h.Stats.Drops.Add(batch.QueueFull, 1)
 	}
@@ -390,25 +454,54 @@ func (p *peerActor) install(s *Session, idx uint32, r Route, now time.Time) {
 	p.cur, p.curIdx = s, idx
 	p.setRoute(r)
 	p.h.Stats.LastRecv.Store(now.UnixNano())
-	p.h.setUp(now)
+	p.h.setUp(now, s.Key.Suite())
 }
 
 // sendKeepalive sends an empty data packet on the current session.
 func (p *peerActor) sendKeepalive(now time.Time) {
+	if p.sendEmpty(p.route) {
+		p.h.Stats.LastSent.Store(now.UnixNano())
+	}
+}
+
+// sendEmpty sends an empty data packet on the current session to r.
+func (p *peerActor) sendEmpty(r Route) bool {
 	if p.cur == nil {
-		return
+		return false
 	}
 	c, ok := p.cur.Key.NextCounter()
 	if !ok {
-		return
+		return false
 	}
 	buf := make([]byte, batch.Headroom+seal.Overhead)
 	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[batch.Headroom:batch.Headroom]); err != nil {
-		return
+		return false
 	}
-	if p.env.sendFramed(buf, p.route) {
-		p.h.Stats.LastSent.Store(now.UnixNano())
+	return p.env.sendFramed(buf, r)
+}
+
+// probeDirect sends an authenticated empty packet straight to each of the
+// peer's direct endpoints while our route goes through TRS. A peer that
+// gets one roams to us directly (toTun: an authenticated packet from a new
+// endpoint), its traffic then reaches us directly and we roam too: the
+// relayed tunnel upgrades itself without another round through NMS. If no
+// probe gets through, nothing changes.
+func (p *peerActor) probeDirect(info *messages.PathInfo, now time.Time) {
+	p.probeAt = now
+	for _, ep := range info.Endpoints {
+		if ep.IsValid() && p.env.CanSend(ep) {
+			p.sendEmpty(Route{Addr: ep})
+		}
 	}
+}
+
+// needsRekey adds Timing's limits to the keypair's own (bytes sent).
+func (p *peerActor) needsRekey(now time.Time) bool {
+	k, t := p.cur.Key, p.env.Timing
+	if k.NeedsRekey(now) || k.Stats().SentPackets >= t.RekeyAfterMessages {
+		return true
+	}
+	return k.Initiator() && now.Sub(k.Created()) >= t.RekeyAfterTime
 }
 
 func (p *peerActor) onTick() {
@@ -423,7 +516,10 @@ func (p *peerActor) onTick() {
 			p.fail("handshake timeout")
 		}
 		if info.Initiator && (p.ini == nil || now.Sub(p.iniSent) >= t.HandshakeRetry) {
-			p.startHandshake(now)
+			p.startHandshake(now, p.candidates(&info))
+		}
+		if now.Sub(p.bindAt) >= t.HandshakeRetry {
+			p.bindRelay(&info, now)
 		}
 	} else {
 		if now.Sub(time.Unix(0, p.h.Stats.LastRecv.Load())) > t.DeadAfter {
@@ -435,12 +531,18 @@ func (p *peerActor) onTick() {
 		if now.Sub(time.Unix(0, p.h.Stats.LastSent.Load())) >= t.Keepalive {
 			p.sendKeepalive(now)
 		}
-		if p.cur.Key.NeedsRekey(now) && (p.ini == nil || now.Sub(p.iniSent) >= t.HandshakeRetry) {
-			p.startHandshake(now)
+		// A rekey goes where the live session goes, not to NMS's
+		// candidates, which may be stale after a roam.
+		if p.needsRekey(now) && (p.ini == nil || now.Sub(p.iniSent) >= t.HandshakeRetry) {
+			p.startHandshake(now, []Route{p.route})
+		}
+		if p.route.Relay && len(info.Endpoints) > 0 && now.Sub(p.probeAt) >= t.HandshakeRetry {
+			p.probeDirect(&info, now)
 		}
 	}
 	auth, rx := p.h.Stats.Drops.Get(batch.Auth), p.h.Stats.RxPackets.Load()
-	if auth-p.lastAuth > t.AuthFailLimit && rx == p.lastRx {
+	overdue := now.Sub(time.Unix(0, p.h.Stats.LastRecv.Load())) > t.Keepalive
+	if p.cur != nil && overdue && rx == p.lastRx && auth-p.lastAuth > t.AuthFailLimit {
 		p.fail("repeated authentication failures")
 	}
 	p.lastAuth, p.lastRx = auth, rx

@@ -25,6 +25,7 @@ type Status struct {
 	Path          messages.PathKind `json:"path"`
 	Endpoint      netip.AddrPort    `json:"endpoint"` // where data goes now (TRS for a relayed path)
 	LastHandshake time.Time         `json:"last_handshake,omitzero"`
+	Cipher        string            `json:"cipher,omitempty"` // the data suite the last handshake negotiated
 	TxBytes       uint64            `json:"tx_bytes"`
 	RxBytes       uint64            `json:"rx_bytes"`
 	TxPackets     uint64            `json:"tx_packets"`

@@ -12,6 +12,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
 // Timing holds the peer's timers and queue bounds.
@@ -21,13 +22,25 @@ type Timing struct {
 	HandshakeRetry   time.Duration // resend msg1 (a fresh one) this often
 	Keepalive        time.Duration // send a keepalive after this much send silence
 	DeadAfter        time.Duration // fail after this much receive silence
-	MaxQueueDelay    time.Duration // drop batches that waited longer (CoDel-style)
+	MaxQueueDelay    time.Duration // drop whole batches that waited longer (a hard bound)
+	CoDelTarget      time.Duration // per-peer queues drop early (CoDel) above this sojourn
+	CoDelInterval    time.Duration // ... once it has lasted this long
 	OutInflight      int32         // outbound batches in flight per peer
 	InInflight       int32         // inbound batches in flight per peer
 	FlowDepth        int           // batches queued per peer at the socket writer
 	SeqWindow        int           // sequencer window (batches); > in-flight bounds
 	GapTimeout       time.Duration // a lost batch is given up after this long
-	AuthFailLimit    uint64        // auth failures per tick (with nothing received) that fail the peer
+	// AuthFailLimit is how many authentication failures in one tick fail
+	// the peer, and only while the peer is overdue (nothing authenticated
+	// for longer than Keepalive): forgeries can hasten a failure keepalive
+	// silence would cause anyway, never tear down a session that works.
+	AuthFailLimit uint64
+	// A session is replaced by a new handshake once it has sent
+	// RekeyAfterMessages packets, or (on the side that initiated it) once it
+	// is RekeyAfterTime old. The defaults are seal's (WireGuard's) limits;
+	// tests shorten them.
+	RekeyAfterTime     time.Duration
+	RekeyAfterMessages uint64
 }
 
 // DefaultTiming returns the production timers.
@@ -39,12 +52,19 @@ func DefaultTiming() Timing {
 		Keepalive:        10 * time.Second,
 		DeadAfter:        35 * time.Second,
 		MaxQueueDelay:    50 * time.Millisecond,
-		OutInflight:      128,
-		InInflight:       128,
-		FlowDepth:        64,
-		SeqWindow:        256,
-		GapTimeout:       200 * time.Millisecond,
-		AuthFailLimit:    1000,
+		CoDelTarget:      batch.DefaultCoDelTarget,
+		CoDelInterval:    batch.DefaultCoDelInterval,
+		// Batches in flight bound memory (a batch holds MaxBatch buffers);
+		// the delay bound is CoDel's and MaxQueueDelay's.
+		OutInflight:   32,
+		InInflight:    32,
+		FlowDepth:     32,
+		SeqWindow:     256,
+		GapTimeout:    200 * time.Millisecond,
+		AuthFailLimit: 1000,
+
+		RekeyAfterTime:     seal.RekeyAfterTime,
+		RekeyAfterMessages: seal.RekeyAfterMessages,
 	}
 }
 

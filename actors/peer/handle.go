@@ -13,6 +13,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
 // Errors WaitUp returns.
@@ -37,6 +38,7 @@ type Pipe struct {
 	SeqOut      *actor.PID
 	SeqIn       *actor.PID
 	Flow        *batch.Flow  // its queue at the socket writer
+	InFlow      *batch.Flow  // its queue at the TUN writer
 	OutInflight atomic.Int32 // outbound batches between the TUN reader and the socket
 	InInflight  atomic.Int32 // inbound batches between the socket reader and the TUN writer
 	InSeq       atomic.Uint64
@@ -48,6 +50,11 @@ type Handle struct {
 	FQDN  string
 	Stats batch.Stats
 
+	// vip4 and vip6 are the peer's virtual addresses: the only sources its
+	// inner packets may carry. NMS never changes a node's VIPs, so they are
+	// fixed for the handle's life and read without the lock.
+	vip4, vip6 netip.Addr
+
 	pipe  atomic.Pointer[Pipe]
 	route atomic.Pointer[Route]
 
@@ -55,6 +62,7 @@ type Handle struct {
 	info          messages.PathInfo
 	state         string
 	lastHandshake time.Time
+	suite         seal.Suite
 	incarnations  int
 	lastFailure   string
 	up, dead      bool
@@ -65,7 +73,28 @@ type Handle struct {
 // NewHandle makes the handle for the tunnel info describes.
 func NewHandle(info messages.PathInfo) *Handle {
 	info.Endpoints = unmapAll(info.Endpoints)
-	return &Handle{FQDN: info.PeerFQDN, info: info, state: StateHandshaking, changed: make(chan struct{})}
+	return &Handle{
+		FQDN: info.PeerFQDN, vip4: info.PeerVIP4.Unmap(), vip6: info.PeerVIP6,
+		info: info, state: StateHandshaking, changed: make(chan struct{}),
+	}
+}
+
+// SourceAllowed reports whether an inner IP packet from this peer carries
+// one of the peer's VIPs as its source. Like WireGuard's allowed IPs, it
+// stops a peer that holds valid keys from injecting packets that claim to
+// come from another peer (or from anywhere else). An empty packet is a
+// keepalive and carries no address.
+func (h *Handle) SourceAllowed(p []byte) bool {
+	if len(p) == 0 {
+		return true
+	}
+	switch p[0] >> 4 {
+	case 4:
+		return len(p) >= 20 && h.vip4.IsValid() && netip.AddrFrom4([4]byte(p[12:16])) == h.vip4
+	case 6:
+		return len(p) >= 40 && h.vip6.IsValid() && netip.AddrFrom16([16]byte(p[8:24])) == h.vip6
+	}
+	return false
 }
 
 func unmapAll(eps []netip.AddrPort) []netip.AddrPort {
@@ -100,10 +129,10 @@ func (h *Handle) notifyLocked() {
 	h.changed = make(chan struct{})
 }
 
-func (h *Handle) setUp(now time.Time) {
+func (h *Handle) setUp(now time.Time, suite seal.Suite) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.up, h.state, h.lastHandshake = true, StateUp, now
+	h.up, h.state, h.lastHandshake, h.suite = true, StateUp, now, suite
 	h.notifyLocked()
 }
 
@@ -186,11 +215,17 @@ func (h *Handle) Status() Status {
 		FQDN: h.FQDN, VIP6: h.info.PeerVIP6, VIP4: h.info.PeerVIP4, Path: h.info.Kind,
 		LastHandshake: h.lastHandshake, Restarts: max(h.incarnations-1, 0), State: h.state,
 	}
+	if h.suite != 0 {
+		s.Cipher = h.suite.String()
+	}
 	h.mu.Unlock()
 	if r := h.route.Load(); r != nil {
 		s.Endpoint = r.Addr
-		if r.Relay {
+		switch {
+		case r.Relay:
 			s.Path = messages.PathRelay
+		case s.Path == messages.PathRelay:
+			s.Path = messages.PathDirect // a relayed tunnel that upgraded itself
 		}
 	}
 	s.TxBytes, s.TxPackets = h.Stats.TxBytes.Load(), h.Stats.TxPackets.Load()

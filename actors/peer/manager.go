@@ -12,6 +12,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
 // Set is the thread-safe directory of peers the control plane reads
@@ -155,6 +156,14 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 // about are answered.
 func (m *manager) init(ctx actor.Context, msg *RawInit) {
 	r, err := handshake.ReadInit(m.env.Handshake, msg.Msg)
+	if errors.Is(err, seal.ErrNoCommonSuite) {
+		// A certified peer we cannot talk to: configuration, not an
+		// attack, so say so (err names the peer). The initiator learns
+		// nothing (IX has no way to refuse) and fails on its timeout.
+		m.env.Global.Add(batch.NoCommonSuite, 1)
+		m.env.Logger.Warn("peer: handshake refused: no common cipher suite", "from", msg.From, "err", err)
+		return
+	}
 	if err != nil {
 		m.env.Global.Add(batch.Handshake, 1)
 		if !errors.Is(err, handshake.ErrDecrypt) && !errors.Is(err, handshake.ErrMalformed) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
 func TestTables(t *testing.T) {
@@ -41,7 +42,7 @@ func TestHandleWaitUp(t *testing.T) {
 	if err := h.WaitUp(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("not up: %v", err)
 	}
-	h.setUp(h.lastHandshake)
+	h.setUp(h.lastHandshake, seal.ChaCha20Poly1305)
 	if err := h.WaitUp(context.Background()); err != nil {
 		t.Fatalf("up: %v", err)
 	}
@@ -52,5 +53,34 @@ func TestHandleWaitUp(t *testing.T) {
 	}
 	if st := h.Status(); st.State != StateFailed+": handshake timeout" {
 		t.Fatalf("state %q", st.State)
+	}
+}
+
+// TestStatusPath: Status reports the path data takes now, which differs
+// from NMS's path once a relayed tunnel has upgraded itself to direct.
+func TestStatusPath(t *testing.T) {
+	trs, direct := netip.MustParseAddrPort("192.0.2.1:7403"), netip.MustParseAddrPort("198.51.100.2:4500")
+	for _, tc := range []struct {
+		name  string
+		kind  messages.PathKind
+		route *Route
+		want  messages.PathKind
+		ep    netip.AddrPort
+	}{
+		{"no route yet", messages.PathRelay, nil, messages.PathRelay, netip.AddrPort{}},
+		{"relayed", messages.PathRelay, &Route{Addr: trs, Relay: true}, messages.PathRelay, trs},
+		{"upgraded", messages.PathRelay, &Route{Addr: direct}, messages.PathDirect, direct},
+		{"hole punched", messages.PathHolePunch, &Route{Addr: direct}, messages.PathHolePunch, direct},
+		{"direct fell back to relay", messages.PathDirect, &Route{Addr: trs, Relay: true}, messages.PathRelay, trs},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic", Kind: tc.kind})
+			if tc.route != nil {
+				h.route.Store(tc.route)
+			}
+			if st := h.Status(); st.Path != tc.want || st.Endpoint != tc.ep || st.Cipher != "" {
+				t.Fatalf("status %+v, want path %v endpoint %v", st, tc.want, tc.ep)
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 // order and hands the credits back. It keeps allocations of the device out
 // of the data plane's allocs/op.
 type benchDevice struct {
+	src4    netip.Addr // the sending node's VIP: the peer drops any other source
 	dst     netip.Addr
 	size    int
 	credits chan struct{}
@@ -47,7 +48,8 @@ func (d *benchDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 	for {
 		p := bufs[n][offset : offset+d.size]
 		p[0] = 0x45
-		a := d.dst.As4()
+		s, a := d.src4.As4(), d.dst.As4()
+		copy(p[12:16], s[:])
 		copy(p[16:20], a[:])
 		binary.BigEndian.PutUint64(p[20:28], d.next)
 		d.next++
@@ -94,13 +96,13 @@ var _ tun.Device = (*benchDevice)(nil)
 // over loopback UDP; one op is one packet. allocs/op is the whole path's
 // (both nodes, actors included) divided by packets.
 func BenchmarkEndToEnd(b *testing.B) {
-	const size, window = 1400, 64
+	const size, window = 1400, 16
 	f := newPKI(b)
 	src, sink := newBenchDevice(window), newBenchDevice(window)
 	sink.src = src
 	a := newNode(b, f, "alice", 1, func(c *dataplane.Config) { c.Device = src })
 	bob := newNode(b, f, "bob", 2, func(c *dataplane.Config) { c.Device = sink })
-	src.dst, src.size = bob.vip4, size
+	src.src4, src.dst, src.size = a.vip4, bob.vip4, size
 	connect(b, a, bob, bob.addr, a.addr)
 
 	sink.target = uint64(b.N)

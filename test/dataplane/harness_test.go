@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -21,12 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// protoactor's dead-letter log throttle parks a goroutine on a
-		// ticker after a dead letter (normal while actors stop); it is
-		// internal to protoactor, not stoppable, and ends on its own.
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1.1"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 // failsafe turns a hang into a failure; no test asserts on speed.
@@ -79,9 +73,9 @@ func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*datapl
 	sys := rt.New(name, quiet())
 	cfg := dataplane.Config{
 		Identity: id, Verify: dataplane.NodeVerifier(f.verifier), Device: dev, Bind: bind,
-		VIP4: netip.AddrFrom4([4]byte{100, 64, 0, n}), VIP6: netip.AddrFrom16([16]byte{0xfd, 0x7a, 15: n}),
 		Logger:        quiet(),
 		MaxQueueDelay: time.Minute, // under -race on a shared machine, never drop for delay
+		CoDelTarget:   time.Minute, // ...early (CoDel) or late: these tests count every packet
 		GapTimeout:    time.Minute,
 	}
 	if tune != nil {
@@ -94,7 +88,8 @@ func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*datapl
 	if err := dp.Start(nil); err != nil {
 		t.Fatal(err)
 	}
-	nd := &node{fqdn: fqdn, vip4: cfg.VIP4, vip6: cfg.VIP6, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr()}
+	nd := &node{fqdn: fqdn, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
+		vip4: netip.AddrFrom4([4]byte{100, 64, 0, n}), vip6: netip.AddrFrom16([16]byte{0xfd, 0x7a, 15: n})}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -141,12 +136,13 @@ func waitUp(t testing.TB, n *node, peer string) {
 }
 
 // ipv4 builds an IPv4 packet of size bytes to dst carrying seq.
-func ipv4(dst netip.Addr, seq uint64, size int) []byte {
+func ipv4(src, dst netip.Addr, seq uint64, size int) []byte {
 	p := make([]byte, size)
 	p[0] = 0x45
 	binary.BigEndian.PutUint16(p[2:4], uint16(size))
 	p[9] = 17
-	d := dst.As4()
+	s, d := src.As4(), dst.As4()
+	copy(p[12:16], s[:])
 	copy(p[16:20], d[:])
 	binary.BigEndian.PutUint64(p[20:28], seq)
 	return p
@@ -157,6 +153,13 @@ func seqOf(p []byte) uint64 { return binary.BigEndian.Uint64(p[20:28]) }
 // stream sends count packets from a to b with at most window outstanding
 // and checks they arrive complete and in order, starting at first.
 func stream(t testing.TB, a, b *node, first, count uint64, window int) {
+	t.Helper()
+	streamWith(t, a, b, first, count, window, nil)
+}
+
+// streamWith is stream with a hook the sender calls before each packet (it
+// may block, e.g. to wait for a rekey while packets are in flight).
+func streamWith(t testing.TB, a, b *node, first, count uint64, window int, beforeSend func(seq uint64)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 	defer cancel()
@@ -173,7 +176,10 @@ func stream(t testing.TB, a, b *node, first, count uint64, window int) {
 				errc <- ctx.Err()
 				return
 			}
-			if err := a.app.Send(ctx, ipv4(b.vip4, s, 100+int(s%1200))); err != nil {
+			if beforeSend != nil {
+				beforeSend(s)
+			}
+			if err := a.app.Send(ctx, ipv4(a.vip4, b.vip4, s, 100+int(s%1200))); err != nil {
 				errc <- err
 				return
 			}
@@ -187,7 +193,8 @@ func stream(t testing.TB, a, b *node, first, count uint64, window int) {
 				a.dp.Status(), b.dp.Status(), a.dp.Drops(), b.dp.Drops())
 		}
 		if got := seqOf(p); got != want {
-			t.Fatalf("got packet %d, want %d", got, want)
+			t.Fatalf("got packet %d, want %d; a %+v; b %+v; drops a %v b %v", got, want,
+				a.dp.Status(), b.dp.Status(), a.dp.Drops(), b.dp.Drops())
 		}
 		if len(p) != 100+int(want%1200) {
 			t.Fatalf("packet %d: %d bytes, want %d", want, len(p), 100+int(want%1200))

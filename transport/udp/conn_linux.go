@@ -27,9 +27,16 @@ import (
 // syscall moves; longer batches are split (writes) or truncated (reads).
 const MaxBatch = 64
 
-// SocketBufferSize is the send/receive buffer each socket asks for. A few MB
-// absorb bursts between reader wake-ups at gigabit rates.
+// SocketBufferSize is the receive buffer each socket asks for. A few MB
+// absorb bursts between reader wake-ups at gigabit rates; the reader drains
+// it into the data plane's queues, which bound delay (CoDel) per peer.
 const SocketBufferSize = 7 << 20
+
+// SendBufferSize is the send buffer each socket asks for. It is smaller:
+// a full send buffer is a FIFO shared by every peer that nothing drains
+// early, so the writer should rather wait (its per-peer queues have CoDel)
+// than park megabytes in the kernel.
+const SendBufferSize = 1 << 20
 
 var (
 	// ErrClosed is returned (wrapped) by reads and writes on a closed Conn.
@@ -107,7 +114,7 @@ func newConn(pc *net.UDPConn) (*Conn, error) {
 	var sockErr error
 	err = rc.Control(func(fd uintptr) {
 		c.family, sockErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
-		setSocketBuffers(int(fd), SocketBufferSize)
+		setSocketBuffers(int(fd), SocketBufferSize, SendBufferSize)
 	})
 	if err == nil {
 		err = sockErr
@@ -125,16 +132,16 @@ func newConn(pc *net.UDPConn) (*Conn, error) {
 	return c, nil
 }
 
-// setSocketBuffers asks for size-byte socket buffers. The FORCE variants
+// setSocketBuffers asks for socket buffers of rcv and snd bytes. The FORCE variants
 // ignore net.core.[rw]mem_max but need CAP_NET_ADMIN; without it the plain
 // options give whatever the sysctl allows. Failure only costs burst capacity,
 // so it is not an error.
-func setSocketBuffers(fd, size int) {
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+func setSocketBuffers(fd, rcv, snd int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcv)
 	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, size)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, snd)
 	}
 }
 

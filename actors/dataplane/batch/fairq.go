@@ -5,8 +5,13 @@ import (
 	"sync"
 )
 
-// Flow is one peer's bounded FIFO of sealed batches waiting for the socket.
+// Flow is one peer's bounded FIFO of batches waiting for a device (sealed
+// ones for the socket writer, opened ones for the TUN writer).
 type Flow struct {
+	// CoDel is the flow's delay-based drop law, run by the queue's single
+	// consumer as it dequeues (Batch.DropLate); FairQueue never touches it.
+	CoDel CoDel
+
 	ring   []*Batch
 	head   int
 	n      int
@@ -28,10 +33,13 @@ type Control struct {
 type Item struct {
 	Batch   *Batch
 	Control Control
+	// Backlog: more batches of the same flow are queued behind Batch.
+	Backlog bool
 }
 
-// FairQueue is the send side's queue between the sequencers (many producers)
-// and the socket writer goroutine (one consumer). Control packets go first;
+// FairQueue is the queue between a peer stage's sequencers (many producers)
+// and one device writer goroutine (the socket writer outbound, the TUN
+// writer inbound; the latter has no control packets). Control packets go first;
 // data batches are served round-robin, one batch per peer per turn, so a
 // bulk flow cannot starve another peer's pings. Every queue is bounded and a
 // full queue refuses (the caller drops and counts): producers never block.
@@ -132,7 +140,7 @@ func (q *FairQueue) Next() (Item, bool) {
 	if f.n > 0 {
 		q.link(f) // to the back: the others go first
 	}
-	return Item{Batch: b}, true
+	return Item{Batch: b, Backlog: f.n > 0}, true
 }
 
 // Close refuses further pushes and returns everything still queued, so the

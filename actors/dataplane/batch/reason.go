@@ -6,20 +6,22 @@ import "sync/atomic"
 type Reason uint8
 
 const (
-	OK           Reason = iota // not dropped
-	NoRoute                    // no peer has the destination VIP
-	NoSession                  // the peer has no confirmed session yet
-	QueueFull                  // a bounded queue was full
-	QueueDelay                 // the batch waited too long (CoDel-style early drop)
-	Truncated                  // shorter than its header says, or larger than the buffer
-	Malformed                  // unknown type or bad header
-	UnknownIndex               // no session has the receiver index
-	Auth                       // the AEAD tag did not verify
-	Replay                     // counter already seen or too old
-	CounterLimit               // the session ran out of counters
-	SendError                  // the socket refused it
-	TunError                   // the TUN device refused it
-	Handshake                  // a handshake message was rejected
+	OK            Reason = iota // not dropped
+	NoRoute                     // no peer has the destination VIP
+	NoSession                   // the peer has no confirmed session yet
+	QueueFull                   // a bounded queue was full
+	QueueDelay                  // the batch waited too long (CoDel-style early drop)
+	Truncated                   // shorter than its header says, or larger than the buffer
+	Malformed                   // unknown type or bad header
+	UnknownIndex                // no session has the receiver index
+	Auth                        // the AEAD tag did not verify
+	Replay                      // counter already seen or too old
+	CounterLimit                // the session ran out of counters
+	SendError                   // the socket refused it
+	TunError                    // the TUN device refused it
+	Handshake                   // a handshake message was rejected
+	NoCommonSuite               // a handshake init offered no data cipher we accept
+	SpoofedSource               // an authenticated inner packet whose source is not the peer's VIP
 	NumReasons
 )
 
@@ -28,7 +30,7 @@ var reasonNames = [NumReasons]string{
 	QueueDelay: "queue-delay", Truncated: "truncated", Malformed: "malformed",
 	UnknownIndex: "unknown-index", Auth: "auth", Replay: "replay",
 	CounterLimit: "counter-limit", SendError: "send-error", TunError: "tun-error",
-	Handshake: "handshake",
+	Handshake: "handshake", NoCommonSuite: "no-common-suite", SpoofedSource: "spoofed-source",
 }
 
 func (r Reason) String() string {
