@@ -11,18 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// protoactor's dead-letter throttle ends one interval (1s) after
-		// the last dead letter: not a leak.
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

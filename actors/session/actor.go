@@ -445,7 +445,26 @@ func pickAddr(addrs, locals []netip.AddrPort, as, fallback netip.AddrPort) netip
 }
 
 func (a *sessionActor) locators() []netip.AddrPort {
-	return Locators(a.cfg.Dataplane.LocalAddrs(), a.cfg.Interfaces())
+	return withoutOverlay(Locators(a.cfg.Dataplane.LocalAddrs(), a.cfg.Interfaces()), a.login.Prefix4, a.login.Prefix6)
+}
+
+// withoutOverlay drops addresses inside the overlay prefixes: our own TUN
+// carries the VIPs, and a VIP registered as a locator would have peers
+// send tunnel packets into the tunnel itself.
+func withoutOverlay(locs []netip.AddrPort, overlay ...netip.Prefix) []netip.AddrPort {
+	out := locs[:0]
+	for _, l := range locs {
+		inside := false
+		for _, p := range overlay {
+			if p.IsValid() && p.Contains(l.Addr().Unmap()) {
+				inside = true
+			}
+		}
+		if !inside {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func (a *sessionActor) register(ctx actor.Context) {

@@ -34,3 +34,16 @@ func TestPickAddr(t *testing.T) {
 		t.Errorf("only IPv4 offered: %v, want %v", got, nms[0])
 	}
 }
+
+func TestWithoutOverlay(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	locs := []netip.AddrPort{ap("10.1.0.2:4000"), ap("100.64.0.1:4000"), ap("[2001:db8::4]:4001"), ap("[fd63:7970:686f::1]:4001")}
+	got := withoutOverlay(locs, netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("fd63:7970:686f::/48"))
+	want := []netip.AddrPort{ap("10.1.0.2:4000"), ap("[2001:db8::4]:4001")}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("withoutOverlay = %v, want %v", got, want)
+	}
+	if got := withoutOverlay([]netip.AddrPort{ap("100.64.0.1:1")}); len(got) != 1 {
+		t.Errorf("no overlay prefixes (before login): %v, want the address kept", got)
+	}
+}

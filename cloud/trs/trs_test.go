@@ -6,14 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 
 // TestRelayV4ToV6 allocates a session as NMS would and relays a packet from
 // an IPv4 node to an IPv6 node and back.
@@ -79,9 +78,13 @@ func TestRelayV4ToV6(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make([]byte, 2048)
-	for {
+	for attempt := 0; ; attempt++ {
 		// The bind and the data packet race on two sockets: resend until
-		// B hears it (each send is a separate forward attempt).
+		// B hears it (each send is a separate forward attempt), 50 times
+		// at most.
+		if attempt == 50 {
+			t.Fatal("B never heard A through the relay")
+		}
 		if _, err := a.WriteToUDPAddrPort(frame(tokA, inner), trs4); err != nil {
 			t.Fatal(err)
 		}

@@ -9,8 +9,7 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 )
 
@@ -25,7 +24,7 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(envChild); dir != "" {
 		os.Exit(runChild(dir, os.Getenv(envChild+"_STORE")))
 	}
-	goleak.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m)
 }
 
 // runChild runs a cloud until stdin closes; it prints its AS address.

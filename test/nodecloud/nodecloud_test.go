@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"go.uber.org/goleak"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/session"
@@ -29,11 +29,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// protoactor's dead-letter throttle: a goroutine that ends one
-		// throttle interval (1s) after the last dead letter, not a leak.
-		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 func logger() *slog.Logger {

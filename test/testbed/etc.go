@@ -81,4 +81,21 @@ func setSysctls(ns string, kv ...string) error {
 	})
 }
 
+// setSysctlsIfChanged is setSysctls skipping keys that already hold
+// their value.
+func setSysctlsIfChanged(ns string, kv ...string) error {
+	return doIn(ns, func() error {
+		for i := 0; i+1 < len(kv); i += 2 {
+			path := "/proc/sys/" + strings.ReplaceAll(kv[i], ".", "/")
+			if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == kv[i+1] {
+				continue
+			}
+			if err := os.WriteFile(path, []byte(kv[i+1]), 0); err != nil {
+				return fmt.Errorf("testbed: sysctl %s=%s in %s: %w", kv[i], kv[i+1], ns, err)
+			}
+		}
+		return nil
+	})
+}
+
 func killPid(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

@@ -439,3 +439,28 @@ func TestHolePunchThroughCone(t *testing.T) {
 		}
 	}
 }
+
+// TestMoveKeepsOtherInterfaces: moving an IPv4-only host to another
+// IPv4-only site leaves the IPv6 of interfaces the host's programs made
+// (a VPN's TUN with its overlay address) alone.
+func TestMoveKeepsOtherInterfaces(t *testing.T) {
+	bed := New(t)
+	a := bed.AddSite("a", SiteOpts{NAT: NATCone, IPv4: true})
+	b := bed.AddSite("b", SiteOpts{NAT: NATCone, IPv4: true})
+	h := a.AddHost("h")
+	for _, cmd := range [][]string{
+		{"ip", "tuntap", "add", "dev", "ovl0", "mode", "tun"},
+		{"sysctl", "-w", "net.ipv6.conf.ovl0.disable_ipv6=0"},
+		{"ip", "addr", "add", "fd00:abcd::1/128", "dev", "ovl0", "nodad"},
+		{"ip", "link", "set", "ovl0", "up"},
+	} {
+		if out, err := h.Exec(cmd...); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	bed.Move(h, b)
+	out, err := h.Exec("ip", "-6", "addr", "show", "dev", "ovl0")
+	if err != nil || !strings.Contains(string(out), "fd00:abcd::1") {
+		t.Errorf("after the move ovl0 has %q (%v), want fd00:abcd::1 still", out, err)
+	}
+}

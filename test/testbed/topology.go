@@ -375,7 +375,12 @@ func (b *Bed) attach(ns, ifname, port string, s *Site, opts HostOpts) (attachmen
 	if !want6 {
 		disable6 = "1"
 	}
-	if err := setSysctls(ns,
+	// Written only when it changes: the kernel applies a write to "all"
+	// to every interface, so rewriting the same value on a Move would
+	// turn IPv6 off on the devices the host's programs made (a node's
+	// TUN with its overlay address), which a device changing networks
+	// never does.
+	if err := setSysctlsIfChanged(ns,
 		"net.ipv6.conf.all.disable_ipv6", disable6,
 		"net.ipv6.conf.default.disable_ipv6", disable6,
 	); err != nil {
