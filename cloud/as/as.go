@@ -31,8 +31,11 @@ type Config struct {
 	Verifier *pki.Verifier // accepts node certificates (role node), with the deny list
 	Store    store.Store
 	Listen   []string // UDP addresses, e.g. "127.0.0.1:7401", "[::1]:7401"
-	// NMS is the NMS root actor that receives KeyHandover (local or remote PID).
-	NMS *actor.PID
+	// Link carries the AS's frames to the NMS (and its answers back).
+	Link *svc.Link
+	// NMS is the NMS root actor that receives KeyHandover, in this process
+	// or another.
+	NMS svc.Ref
 	// NMSAddrs and NATProbe are told to the node in LoginReply.
 	NMSAddrs, NATProbe []netip.AddrPort
 	SessionTTL         time.Duration // default 1 h
@@ -76,8 +79,8 @@ const dedupTTL = 2*signaling.MaxClockSkew + time.Minute
 
 // Start opens the sockets and spawns the root actor in sys.
 func Start(sys *runtime.System, cfg Config) (*Service, error) {
-	if cfg.Identity == nil || cfg.Verifier == nil || cfg.Store == nil || cfg.NMS == nil {
-		return nil, errors.New("as: config needs Identity, Verifier, Store and NMS")
+	if cfg.Identity == nil || cfg.Verifier == nil || cfg.Store == nil || cfg.Link == nil || cfg.NMS.IsZero() {
+		return nil, errors.New("as: config needs Identity, Verifier, Store, Link and NMS")
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = time.Hour
@@ -382,8 +385,13 @@ func (t *loginTx) onSaved(ctx actor.Context, m loginSaved) {
 		t.refuse(ctx, messages.Error{Code: messages.CodeInternal}, err)
 		return
 	}
+	if err := t.s.cfg.Link.Request(ctx.Self(), t.s.cfg.NMS, frame); err != nil {
+		// The same answer as an NMS that never acknowledges, without the wait.
+		t.s.Counters.Failed.Add(1)
+		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Message: "NMS unavailable", Retry: true}, err)
+		return
+	}
 	ctx.SetReceiveTimeout(t.s.cfg.HandoverTimeout)
-	ctx.Request(t.s.cfg.NMS, frame)
 }
 
 // refuse answers with e, logs why and ends the transaction.

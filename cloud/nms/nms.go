@@ -26,12 +26,16 @@ type Config struct {
 	Store     store.Store
 	Listen    []string // signaling sockets, e.g. "127.0.0.1:7400", "[::1]:7400"
 	AltListen []string // second observation point for NAT discovery (probes)
-	// TRS is the TRS root actor (local or remote PID); nil means no relay.
-	TRS *actor.PID
+	// Link carries the NMS's frames to the TRS and to other NMSes, and
+	// answers the AS and other NMSes.
+	Link *svc.Link
+	// TRS is the TRS root actor, in this process or another; zero means no
+	// relay.
+	TRS svc.Ref
 	// TRSAddrs are the TRS's UDP addresses, put in relay tickets.
 	TRSAddrs []netip.AddrPort
-	// Home is this NMS's remote address (the PID address other NMSes use);
-	// recorded in node records as HomeNMS.
+	// Home is this NMS's process address (Link.Addr(): where other NMSes
+	// reach it); recorded in node records as HomeNMS.
 	Home string
 	// Revoked reports whether a certificate serial (hex) is on the deny list.
 	Revoked func(serial string) bool
@@ -78,8 +82,8 @@ const dedupTTL = 2*signaling.MaxClockSkew + time.Minute
 
 // Start opens the sockets and spawns the root actor.
 func Start(sys *runtime.System, cfg Config) (*Service, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("nms: config needs a Store")
+	if cfg.Store == nil || cfg.Link == nil {
+		return nil, errors.New("nms: config needs a Store and a Link")
 	}
 	if cfg.SessionIdle <= 0 {
 		cfg.SessionIdle = 3 * time.Minute
@@ -150,7 +154,8 @@ func (s *Service) closeStores() {
 func (s *Service) Addrs() []netip.AddrPort    { return s.addrs }
 func (s *Service) AltAddrs() []netip.AddrPort { return s.altAddrs }
 
-// PID is the root actor (the AS sends KeyHandover here).
+// PID is the root actor, svc.RootOf(addr, svc.NMS) to other services'
+// Links (the AS sends KeyHandover here).
 func (s *Service) PID() *actor.PID { return s.pid }
 
 // Sessions is the number of live sessions.
@@ -504,8 +509,10 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 		se.lastSeen = time.Now()
 		r.addSession(se)
 		ack, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.KeyHandoverAck{SessionID: kh.SessionID})
-		if err == nil && ctx.Sender() != nil {
-			ctx.Respond(ack)
+		if err == nil {
+			if err := r.s.cfg.Link.Reply(f, ack); err != nil {
+				r.s.log.Warn("nms: acknowledge key handover", "to", f.ReplyTo.String(), "err", err)
+			}
 		}
 	case f.To != "":
 		r.deliver(ctx, f)
@@ -513,17 +520,15 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 }
 
 // deliver starts a delivery actor for a message to one of our nodes; it
-// answers the asking actor (ctx.Sender()) with the node's ack envelope, or
-// an Error envelope.
+// answers the asking actor (f.ReplyTo, in this process or another) with
+// the node's ack envelope, or an Error envelope.
 func (r *root) deliver(ctx actor.Context, f svc.Frame) {
-	asker := ctx.Sender()
+	asker := f.ReplyTo
 	se := r.byFQDN[f.To]
 	if se == nil || se.conn == nil {
 		r.s.Counters.DeliverFailed.Add(1)
-		if asker != nil {
-			if e, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer has no session here", Retry: true}); err == nil {
-				ctx.Respond(e)
-			}
+		if e, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer has no session here", Retry: true}); err == nil {
+			_ = r.s.cfg.Link.Reply(f, e) // unreachable asker: its own timeout answers
 		}
 		return
 	}

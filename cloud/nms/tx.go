@@ -224,7 +224,9 @@ func (t *requestTx) tellPeers(ctx actor.Context, peers []store.Node) {
 	for _, p := range peers {
 		f, err := svc.NewFrame(p.FQDN, messages.NewMsgID(), "nms", time.Now(), messages.PeerUpdate{PeerFQDN: t.se.fqdn, Endpoints: []netip.AddrPort{t.from}})
 		if err == nil {
-			ctx.Send(actor.NewPID(p.HomeNMS, "nms"), f)
+			if err := t.s.cfg.Link.Send(svc.RootOf(p.HomeNMS, svc.NMS), f); err != nil {
+				t.s.log.Debug("nms: peer update", "peer", p.FQDN, "home", p.HomeNMS, "err", err)
+			}
 		}
 	}
 }
@@ -270,7 +272,7 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 		return
 	}
 	t.tunnelID = messages.NewMsgID()
-	if (t.decision.Kind == path.Relay || t.decision.FallbackRelay) && t.s.cfg.TRS != nil {
+	if (t.decision.Kind == path.Relay || t.decision.FallbackRelay) && !t.s.cfg.TRS.IsZero() {
 		alloc := messages.RelayAlloc{Session: t.tunnelID, FQDNA: t.me.FQDN, FQDNB: t.peer.FQDN, Expires: time.Now().Add(relayTicketTTL).UnixNano()}
 		rand.Read(alloc.TokenA[:])
 		rand.Read(alloc.TokenB[:])
@@ -282,8 +284,13 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 		t.ticketA = t.ticket(alloc.TokenA, alloc.Expires, t.me)
 		t.ticketB = t.ticket(alloc.TokenB, alloc.Expires, t.peer)
 		t.stage = 1
+		if err := t.s.cfg.Link.Request(ctx.Self(), t.s.cfg.TRS, f); err != nil {
+			// No way to the TRS: as if it refused the allocation.
+			t.s.log.Warn("nms: relay allocation", "trs", t.s.cfg.TRS.String(), "err", err)
+			t.onFrame(ctx, relayRefused(t.tunnelID))
+			return
+		}
 		ctx.SetReceiveTimeout(relayTimeout)
-		ctx.Request(t.s.cfg.TRS, f)
 		return
 	}
 	if t.decision.Kind == path.Relay {
@@ -363,9 +370,20 @@ func (t *requestTx) direct(ctx actor.Context) {
 		return
 	}
 	t.stage = 2
+	if err := t.s.cfg.Link.Request(ctx.Self(), svc.RootOf(t.peer.HomeNMS, svc.NMS), f); err != nil {
+		t.s.log.Warn("nms: direct peer", "peer", t.peer.FQDN, "home", t.peer.HomeNMS, "err", err)
+		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: "peer's NMS unreachable", Retry: true})
+		return
+	}
 	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
 	ctx.SetReceiveTimeout(totalRetry(t.s.cfg.Retry) + 2*time.Second)
-	ctx.Request(actor.NewPID(t.peer.HomeNMS, "nms"), f)
+}
+
+// relayRefused is the TRS's "no" to an allocation, for when the TRS cannot
+// be reached at all.
+func relayRefused(id messages.MsgID) messages.Envelope {
+	env, _ := messages.NewEnvelope(id, "trs", time.Now(), messages.RelayAllocReply{OK: false})
+	return env
 }
 
 func totalRetry(r signaling.Retry) time.Duration {
@@ -435,7 +453,7 @@ type deliverTx struct {
 	sess  *signaling.Session
 	to    netip.AddrPort
 	conn  *net.UDPConn
-	asker *actor.PID
+	asker svc.Ref // zero: nobody waits for the answer
 	fqdn  string
 
 	pkt    []byte
@@ -492,8 +510,8 @@ func (d *deliverTx) send(ctx actor.Context) {
 
 // done answers the asker with the node's answer (or an Error) and stops.
 func (d *deliverTx) done(ctx actor.Context, ack *messages.Envelope) {
-	if d.asker != nil {
-		var f any
+	if !d.asker.IsZero() {
+		var f []byte
 		var err error
 		if ack != nil {
 			f, err = svc.Frame{Envelope: *ack}.Encode()
@@ -501,7 +519,9 @@ func (d *deliverTx) done(ctx actor.Context, ack *messages.Envelope) {
 			f, err = svc.NewFrame("", d.env.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer did not answer", Retry: true})
 		}
 		if err == nil {
-			ctx.Send(d.asker, f)
+			if err := d.s.cfg.Link.Send(d.asker, f); err != nil {
+				d.s.log.Debug("nms: answer delivery", "to", d.asker.String(), "err", err)
+			}
 		}
 	}
 	ctx.Stop(ctx.Self())

@@ -1,23 +1,35 @@
 // Package server assembles the cloud services of one process: it prepares
 // the data directory (CA, service certificates, bbolt store), starts AS,
-// NMS and TRS each in its own actor system connected by protoactor remote
-// (gRPC, loopback by default), and serves the debug endpoint
-// (/debug/actors, /metrics, /debug/pprof).
+// NMS and TRS each in an actor system of its own (named "as", "nms",
+// "trs"), links them, and serves the debug endpoint (/debug/actors with the
+// systems as the top-level nodes of one tree, /metrics, /debug/pprof).
 //
 // Any subset of the services may run in one process (Config.Services); the
-// missing ones are reached at the remote addresses given in the Config, so
+// missing ones are reached at the gateway addresses given in the Config, so
 // the same code serves one process or many sharing a Redis store.
 //
-// # One actor system per process
+// # Systems, router, gateway
 //
-// The design asks for one actor system per service. Within one process that
-// is not workable with the pinned protoactor-go: every remote.Start calls
-// grpclog.SetLoggerV2, a plain global write that races with the gRPC server
-// goroutines of a remote started before it (the race detector flags it on
-// every run). So a process runs one actor system with one remote, and each
-// service keeps its own root actor, its own sockets and its own state; the
-// services talk only through framed messages to PIDs (cloud/server/svc), so
-// the code path is the same whether the other service is in this process
-// (the PID's address is ours: protoactor delivers locally) or in another
-// one (`--services as` here, `--services nms` there: gRPC).
+// Services name each other with svc.Refs (process, service, actor ID) and
+// send framed messages through svc.Links, never PIDs: PIDs of different
+// actor systems in one process cannot be told apart. The process's
+// svc.Router delivers a frame for a service that runs here straight into
+// that service's system (its root context sends to the target actor): no
+// gRPC, no remote at all when the three services run together and no
+// other process is configured. A frame for a service elsewhere leaves
+// through the gateway, an actor system of its own holding the process's
+// only protoactor remote, and the other process's gateway hands it to its
+// service's system. A request carries the asking actor's Ref, so the
+// answer comes back to that actor in the process that asked, where its
+// transaction state is (DESIGN.md §9).
+//
+// # Deviation: one remote per process, not one per system
+//
+// The design asks for the services to be actor systems and for processes
+// to reach each other through protoactor remote. They are, but only the
+// gateway's system runs a remote: the pinned protoactor-go's remote.Start
+// calls grpclog.SetLoggerV2, a plain global write that races with the gRPC
+// goroutines of a remote already running in the process, so two remotes in
+// one process fail under -race. The gateway runs only when needed (see
+// Config.RemoteHost); then the process shows a fourth system, "gateway".
 package server

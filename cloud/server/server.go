@@ -11,10 +11,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,7 +35,7 @@ const (
 	DefaultASPort     = 7401
 	DefaultAltPort    = 7402
 	DefaultTRSPort    = 7403
-	DefaultRemotePort = 7410 // the actor system (protoactor remote, gRPC)
+	DefaultRemotePort = 7410 // the gateway (protoactor remote, gRPC), when one runs
 	DefaultDebugAddr  = "127.0.0.1:7480"
 )
 
@@ -50,12 +49,18 @@ type Config struct {
 	// Ephemeral is set).
 	Listen                            []netip.Addr
 	NMSPort, ASPort, AltPort, TRSPort int
-	Ephemeral                         bool   // pick free ports for everything (tests)
-	RemoteHost                        string // gRPC host for the actor systems (default 127.0.0.1)
-	RemotePort                        int    // base port: AS, NMS, TRS at +0, +1, +2
-	DebugAddr                         string // "" disables; default DefaultDebugAddr
-	// Where the services not run here live (remote addresses host:port of
-	// their actor systems, and their UDP addresses for LoginReply and tickets).
+	Ephemeral                         bool // pick free ports for everything (tests)
+	// RemoteHost and RemotePort are the gateway's address (protoactor
+	// remote, gRPC; default 127.0.0.1:DefaultRemotePort). The gateway runs
+	// only when other processes may need this one: when a service runs
+	// elsewhere (not all of as, nms, trs here, or NMSRemote/TRSRemote
+	// given) or when the store is shared (Redis: other NMSes may direct
+	// this one's nodes).
+	RemoteHost string
+	RemotePort int
+	DebugAddr  string // "" disables; default DefaultDebugAddr
+	// Where the services not run here live (the gateway addresses host:port
+	// of their processes, and their UDP addresses for LoginReply and tickets).
 	NMSRemote, TRSRemote           string
 	NMSAddrs, ProbeAddrs, TRSAddrs []netip.AddrPort
 	// SessionIdle: NMS drops a node's session not refreshed for this long
@@ -74,12 +79,13 @@ type Server struct {
 	AS      *as.Service
 	NMS     *nms.Service
 	TRS     *trs.Service
-	sys     *runtime.System
-	remote  *remote.Remote
+	router  *svc.Router
+	systems []*runtime.System // one per service run here
+	gateway *svc.Gateway
 	debug   *debug.Server
 	debugAt net.Addr
-	// Remote is the address of this process's actor system: the services
-	// here are the actors "as", "nms" and "trs" at this address.
+	// Remote is the address of this process's gateway, where other cloud
+	// processes reach its services ("" when it runs none).
 	Remote string
 }
 
@@ -160,27 +166,38 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	run := func(name string) bool { return slices.Contains(cfg.Services, name) }
-	// One actor system per process, the services its top-level actors: see
-	// the package comment for why not one system per service.
-	s.sys = runtime.New("cloud", cfg.Logger)
-	if s.remote, s.Remote, err = svc.StartRemote(s.sys.Actors(), cfg.remote()); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	// Each service is an actor system of its own; the router carries their
+	// frames, straight into the target system when it runs here, through
+	// the gateway (the process's one remote) when it runs elsewhere.
+	s.router = svc.NewRouter(cfg.Logger)
+	if cfg.needsGateway() {
+		if s.gateway, err = svc.StartGateway(runtime.New("gateway", cfg.Logger), cfg.remote(), s.router); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.Remote = s.gateway.Addr()
 	}
-	addr, sys := s.Remote, s.sys
+	system := func(name string) *runtime.System {
+		sys := runtime.New(name, cfg.Logger)
+		s.systems = append(s.systems, sys)
+		s.router.Attach(name, sys.Actors())
+		return sys
+	}
 
-	trsPID, trsAddrs := pidAt(cfg.TRSRemote, "trs"), cfg.TRSAddrs
-	if run("trs") {
-		if s.TRS, err = trs.Start(sys, trs.Config{Listen: cfg.addrs(cfg.TRSPort), IdleTimeout: cfg.RelayIdle, Logger: cfg.Logger}); err != nil {
+	trsRef, trsAddrs := remoteRef(cfg.TRSRemote, svc.TRS), cfg.TRSAddrs
+	if run(svc.TRS) {
+		s.TRS, err = trs.Start(system(svc.TRS), trs.Config{Listen: cfg.addrs(cfg.TRSPort), IdleTimeout: cfg.RelayIdle,
+			Link: s.router.Link(svc.TRS), Logger: cfg.Logger})
+		if err != nil {
 			return nil, err
 		}
-		trsPID, trsAddrs = actor.NewPID(addr, "trs"), s.TRS.Addrs()
+		trsRef, trsAddrs = svc.RootOf("", svc.TRS), s.TRS.Addrs()
 	}
 
-	nmsPID, nmsAddrs, probeAddrs := pidAt(cfg.NMSRemote, "nms"), cfg.NMSAddrs, cfg.ProbeAddrs
-	if run("nms") {
-		s.NMS, err = nms.Start(sys, nms.Config{
+	nmsRef, nmsAddrs, probeAddrs := remoteRef(cfg.NMSRemote, svc.NMS), cfg.NMSAddrs, cfg.ProbeAddrs
+	if run(svc.NMS) {
+		s.NMS, err = nms.Start(system(svc.NMS), nms.Config{
 			Store: s.store, Listen: cfg.addrs(cfg.NMSPort), AltListen: cfg.addrs(cfg.AltPort),
-			TRS: trsPID, TRSAddrs: trsAddrs, Home: addr, SessionIdle: cfg.SessionIdle,
+			Link: s.router.Link(svc.NMS), TRS: trsRef, TRSAddrs: trsAddrs, Home: s.router.Addr(), SessionIdle: cfg.SessionIdle,
 			Revoked: func(serial string) bool {
 				n, err := pki.ParseSerial(serial)
 				return err == nil && deny.Current().Contains(n)
@@ -190,11 +207,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		nmsPID, nmsAddrs, probeAddrs = actor.NewPID(addr, "nms"), s.NMS.Addrs(), s.NMS.AltAddrs()
+		nmsRef, nmsAddrs, probeAddrs = svc.RootOf("", svc.NMS), s.NMS.Addrs(), s.NMS.AltAddrs()
 	}
 
-	if run("as") {
-		if nmsPID == nil {
+	if run(svc.AS) {
+		if nmsRef.IsZero() {
 			return nil, errors.New("server: AS needs an NMS: run nms here or give its remote address")
 		}
 		id, err := serviceIdentity(s.CA, cfg.DataDir, pki.RoleAS)
@@ -206,9 +223,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 		v.SetDenySource(deny.Current)
-		s.AS, err = as.Start(sys, as.Config{
+		s.AS, err = as.Start(system(svc.AS), as.Config{
 			Identity: id, Verifier: v, Store: s.store, Listen: cfg.addrs(cfg.ASPort),
-			NMS: nmsPID, NMSAddrs: nmsAddrs, NATProbe: probeAddrs, Logger: cfg.Logger,
+			Link: s.router.Link(svc.AS), NMS: nmsRef, NMSAddrs: nmsAddrs, NATProbe: probeAddrs, Logger: cfg.Logger,
 		})
 		if err != nil {
 			return nil, err
@@ -222,11 +239,26 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	return s, nil
 }
 
-func pidAt(addr, id string) *actor.PID {
+// remoteRef is the root of service in the process whose gateway is at
+// addr, or zero if addr is "" (no such service).
+func remoteRef(addr, service string) svc.Ref {
 	if addr == "" {
-		return nil
+		return svc.Ref{}
 	}
-	return actor.NewPID(addr, id)
+	return svc.RootOf(addr, service)
+}
+
+// needsGateway reports whether other processes may have to reach this one
+// or this one them: see Config.RemoteHost.
+func (c *Config) needsGateway() bool {
+	for _, name := range []string{svc.AS, svc.NMS, svc.TRS} {
+		if !slices.Contains(c.Services, name) {
+			return true
+		}
+	}
+	scheme, _, _ := strings.Cut(c.StoreURL, "://")
+	shared := strings.EqualFold(scheme, "redis") || strings.EqualFold(scheme, "rediss")
+	return shared || c.NMSRemote != "" || c.TRSRemote != ""
 }
 
 func loadOrInitCA(dir string) (*pki.CA, error) {
@@ -266,7 +298,21 @@ func serviceIdentity(ca *pki.CA, dataDir string, role pki.Role) (*pki.Identity, 
 func (s *Server) startDebug(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(metrics.NewActorCollector(s.sys.Registry(), prometheus.Labels{"system": s.sys.Name()}))
+	for _, sys := range s.Systems() {
+		reg.MustRegister(metrics.NewActorCollector(sys.Registry(), prometheus.Labels{"system": sys.Name()}))
+	}
+	for route, count := range map[string]func(svc.RouterStats) uint64{
+		"local":    func(st svc.RouterStats) uint64 { return st.Local },
+		"outbound": func(st svc.RouterStats) uint64 { return st.Outbound },
+		"inbound":  func(st svc.RouterStats) uint64 { return st.Inbound },
+		"dropped":  func(st svc.RouterStats) uint64 { return st.Dropped },
+	} {
+		r := s.router
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cyphonic_cloud_frames_total", Help: "Frames between the cloud services, by route.",
+			ConstLabels: prometheus.Labels{"route": route},
+		}, func() float64 { return float64(count(r.Stats())) }))
+	}
 	if s.TRS != nil {
 		t := s.TRS.Table()
 		reg.MustRegister(
@@ -283,7 +329,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cyphonic_nms_sessions", Help: "Live node sessions."},
 			func() float64 { return float64(n.Sessions()) }))
 	}
-	s.debug = debug.NewServer(s.sys.Registry(), s.log)
+	s.debug = debug.NewServer(systemsTree(s.Systems()), s.log)
 	s.debug.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	addr, err := s.debug.Start(ctx, s.cfg.DebugAddr)
 	if err != nil {
@@ -293,13 +339,28 @@ func (s *Server) startDebug(ctx context.Context) error {
 	return nil
 }
 
+// Systems returns the actor systems of this process: one per service run
+// here (named after it, in the order trs, nms, as) and the gateway's last,
+// if it runs one.
+func (s *Server) Systems() []*runtime.System {
+	out := slices.Clone(s.systems)
+	if s.gateway != nil {
+		out = append(out, s.gateway.System())
+	}
+	return out
+}
+
+// Router returns the router that carries the services' frames.
+func (s *Server) Router() *svc.Router { return s.router }
+
 // DebugAddr is the debug endpoint's address, or nil.
 func (s *Server) DebugAddr() net.Addr { return s.debugAt }
 
 // Store is the registry the services share.
 func (s *Server) Store() store.Store { return s.store }
 
-// Close stops everything: sockets first, then actors, remotes and the store.
+// Close stops everything: sockets first, then the services' actor systems,
+// the gateway and the store.
 func (s *Server) Close(ctx context.Context) error {
 	if s.AS != nil {
 		s.AS.Close()
@@ -313,14 +374,18 @@ func (s *Server) Close(ctx context.Context) error {
 	var errs []error
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if s.sys != nil {
-		if err := s.sys.Shutdown(sctx); err != nil {
+	for _, sys := range s.systems {
+		s.router.Detach(sys.Name()) // nothing more for a system going down
+	}
+	for _, sys := range s.systems {
+		if err := sys.Shutdown(sctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if s.remote != nil {
-		// Graceful: it also closes the endpoint writers' client connections.
-		s.remote.Shutdown(true)
+	if s.gateway != nil {
+		if err := s.gateway.Close(sctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.debug != nil {
 		if err := s.debug.Shutdown(sctx); err != nil {

@@ -23,12 +23,15 @@ type Config struct {
 	Listen      []string // e.g. "127.0.0.1:7403", "[::1]:7403"
 	IdleTimeout time.Duration
 	MaxSessions int
-	Logger      *slog.Logger
+	// Link answers the NMS's RelayAlloc, in this process or another.
+	Link   *svc.Link
+	Logger *slog.Logger
 }
 
 // Service is a running TRS.
 type Service struct {
 	sys   *runtime.System
+	link  *svc.Link
 	table *relay.Table
 	conns []*udp.Conn
 	addrs []netip.AddrPort
@@ -39,10 +42,13 @@ type Service struct {
 
 // Start opens the sockets, starts the forwarders and spawns the root actor.
 func Start(sys *runtime.System, cfg Config) (*Service, error) {
+	if cfg.Link == nil {
+		return nil, errors.New("trs: config needs a Link")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{sys: sys, log: cfg.Logger.With("service", "trs")}
+	s := &Service{sys: sys, link: cfg.Link, log: cfg.Logger.With("service", "trs")}
 	for _, a := range cfg.Listen {
 		ap, err := netip.ParseAddrPort(a)
 		if err != nil {
@@ -90,7 +96,7 @@ func (s *Service) closeConns() {
 // Addrs are the relay sockets' addresses.
 func (s *Service) Addrs() []netip.AddrPort { return s.addrs }
 
-// PID is the root actor (NMS sends RelayAlloc here).
+// PID is the root actor, svc.RootOf(addr, svc.TRS) to the NMS's Link.
 func (s *Service) PID() *actor.PID { return s.pid }
 
 // Table exposes the relay table's counters (Stats, Sessions) for metrics.
@@ -209,8 +215,10 @@ func (r *root) Receive(ctx actor.Context) {
 		} else {
 			r.s.log.Info("trs: relay session", "a", a.FQDNA, "b", a.FQDNB)
 		}
-		if reply, err := svc.NewFrame("", f.Envelope.ID, "trs", time.Now(), messages.RelayAllocReply{Session: a.Session, OK: ok}); err == nil && ctx.Sender() != nil {
-			ctx.Respond(reply)
+		if reply, err := svc.NewFrame("", f.Envelope.ID, "trs", time.Now(), messages.RelayAllocReply{Session: a.Session, OK: ok}); err == nil {
+			if err := r.s.link.Reply(f, reply); err != nil {
+				r.s.log.Warn("trs: answer relay allocation", "to", f.ReplyTo.String(), "err", err)
+			}
 		}
 	}
 }

@@ -1,10 +1,13 @@
 package trs
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
@@ -17,14 +20,21 @@ func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 // TestRelayV4ToV6 allocates a session as NMS would and relays a packet from
 // an IPv4 node to an IPv6 node and back.
 func TestRelayV4ToV6(t *testing.T) {
-	sys := runtime.New("trs-test", nil)
-	s, err := Start(sys, Config{Listen: []string{"127.0.0.1:0", "[::1]:0"}})
+	// The TRS and an NMS stand-in, each in its own actor system, linked
+	// by a router as in a cloud process.
+	router := svc.NewRouter(nil)
+	sys, nmsSys := runtime.New(svc.TRS, nil), runtime.New(svc.NMS, nil)
+	router.Attach(svc.TRS, sys.Actors())
+	router.Attach(svc.NMS, nmsSys.Actors())
+	s, err := Start(sys, Config{Listen: []string{"127.0.0.1:0", "[::1]:0"}, Link: router.Link(svc.TRS)})
 	if err != nil {
+		_ = nmsSys.Shutdown(context.Background())
 		t.Skipf("no IPv4+IPv6 loopback: %v", err)
 	}
 	defer func() {
 		s.Close()
-		_ = sys.Shutdown(t.Context())
+		_ = sys.Shutdown(context.Background())
+		_ = nmsSys.Shutdown(context.Background())
 	}()
 	var session messages.MsgID
 	var tokA, tokB messages.RelayToken
@@ -36,14 +46,22 @@ func TestRelayV4ToV6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := sys.Root().RequestFuture(s.PID(), f, 5*time.Second).Result()
+	replies := make(chan svc.Frame, 1)
+	nmsLink := router.Link(svc.NMS)
+	_, err = nmsSys.Spawn(nil, "nms", "nms", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Started); ok {
+			if err := nmsLink.Request(ctx.Self(), svc.RootOf("", svc.TRS), f); err != nil {
+				replies <- svc.Frame{}
+			}
+		}
+		if rf, ok, err := svc.DecodeFrame(ctx.Message()); ok && err == nil {
+			replies <- rf
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rf, _, err := svc.DecodeFrame(res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rf := <-replies
 	if rep, err := messages.DecodeBody[messages.RelayAllocReply](rf.Envelope); err != nil || !rep.OK {
 		t.Fatalf("alloc reply %+v %v", rep, err)
 	}

@@ -23,10 +23,10 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asPort := fs.Int("as-port", server.DefaultASPort, "AS login UDP port")
 	altPort := fs.Int("alt-port", server.DefaultAltPort, "NMS second observation point (NAT probes) UDP port")
 	trsPort := fs.Int("trs-port", server.DefaultTRSPort, "TRS relay UDP port")
-	remoteAddr := fs.String("remote", fmt.Sprintf("127.0.0.1:%d", server.DefaultRemotePort), "actor system address (protoactor remote, gRPC) host:port")
+	remoteAddr := fs.String("remote", fmt.Sprintf("127.0.0.1:%d", server.DefaultRemotePort), "gateway address (protoactor remote, gRPC) host:port, used when a service runs in another process or the store is Redis")
 	debugAddr := fs.String("debug-addr", server.DefaultDebugAddr, "debug endpoint (/debug/actors, /metrics); empty disables")
-	nmsRemote := fs.String("nms-remote", "", "actor system address of the NMS when it does not run here")
-	trsRemote := fs.String("trs-remote", "", "actor system address of the TRS when it does not run here")
+	nmsRemote := fs.String("nms-remote", "", "gateway address of the NMS's process when it does not run here")
+	trsRemote := fs.String("trs-remote", "", "gateway address of the TRS's process when it does not run here")
 	nmsAddrs := fs.String("nms-addrs", "", "NMS UDP addresses to tell nodes when NMS does not run here")
 	probeAddrs := fs.String("probe-addrs", "", "NAT probe UDP addresses to tell nodes when NMS does not run here")
 	trsAddrs := fs.String("trs-addrs", "", "TRS UDP addresses for relay tickets when TRS does not run here")
@@ -84,7 +84,14 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "cyphonic cloud: data in %s, actor system at %s\n", *data, s.Remote)
+	var names []string
+	for _, sys := range s.Systems() {
+		names = append(names, sys.Name())
+	}
+	fmt.Fprintf(stdout, "cyphonic cloud: data in %s, actor systems %s\n", *data, strings.Join(names, ", "))
+	if s.Remote != "" {
+		fmt.Fprintf(stdout, "  gateway (remote)  grpc %s\n", s.Remote)
+	}
 	if s.AS != nil {
 		fmt.Fprintf(stdout, "  AS   (login)      udp %s\n", joinAddrs(s.AS.Addrs()))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	cloudsvc "github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/trs"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
@@ -97,7 +98,9 @@ func TestSimultaneousInitiation(t *testing.T) {
 func startTRS(t *testing.T, a, b *node) (*trs.Service, [2]*messages.RelayTicket) {
 	t.Helper()
 	sys := rt.New("trs", quiet())
-	svc, err := trs.Start(sys, trs.Config{Listen: []string{"127.0.0.1:0"}, Logger: quiet()})
+	router := cloudsvc.NewRouter(quiet())
+	router.Attach(cloudsvc.TRS, sys.Actors())
+	svc, err := trs.Start(sys, trs.Config{Listen: []string{"127.0.0.1:0"}, Logger: quiet(), Link: router.Link(cloudsvc.TRS)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,27 @@
 // Package svc is the plumbing the cloud services (cloud/as, cloud/nms,
-// cloud/trs) share: protoactor remote between their actor systems, the
-// framing of service-to-service messages, and UDP listeners that hand
-// packets into the actor world.
+// cloud/trs) share: the framing of service-to-service messages (Frame), the
+// Router and Links that carry frames between the services' actor systems
+// (directly inside a process, through the process's one Gateway between
+// processes), the store workers, and UDP listeners that hand packets into
+// the actor world.
 //
-// # Why BytesValue
+// # Links instead of PIDs
+//
+// Each service runs in an actor system of its own. protoactor PIDs cannot
+// cross systems: without a remote every system's address is "nonhost", so
+// a PID says nothing about which system holds the actor. Services therefore
+// name each other with a Ref (process, service, actor ID) and send through a
+// Link; a request carries the asking actor's Ref, and the answer comes
+// back to that actor in that process, where its transaction state is.
+//
+// # Why BytesValue between processes
 //
 // protoactor-go's remote lets one register a remote.Serializer, but in the
 // version we pin (2024-08) the EndpointWriter never reads the serializer ID
 // it is given: every message goes through serializer 0, the protobuf one
 // (remote/endpoint_writer.go, `serializerID` is declared and never set). A
-// msgpack serializer would never be picked. So service messages are our own
-// msgpack encodings (a messages.Envelope, framed by [Frame]) carried in a
-// registered protobuf type, google.protobuf.BytesValue. The same bytes go
-// over gRPC between processes and as a pointer inside one.
+// msgpack serializer would never be picked. So between gateways a frame
+// (our own msgpack envelope, framed by [Frame], behind a route header) is
+// carried in a registered protobuf type, google.protobuf.BytesValue.
+// Inside a process the same frame bytes travel in a *Message.
 package svc

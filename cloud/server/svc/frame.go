@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/types/known/wrapperspb"
-
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -21,10 +19,13 @@ var ErrFrame = errors.New("svc: malformed service frame")
 type Frame struct {
 	To       string // node FQDN, or "" for messages to the service itself
 	Envelope messages.Envelope
+	// ReplyTo is where an answer goes (Link.Reply). It is not part of the
+	// encoding: the Link that carried the frame fills it in on receipt.
+	ReplyTo Ref
 }
 
-// Encode wraps f for protoactor (in-process or remote).
-func (f Frame) Encode() (*wrapperspb.BytesValue, error) {
+// Encode returns the frame's bytes, for Link.Send and Link.Request.
+func (f Frame) Encode() ([]byte, error) {
 	if len(f.To) > messages.MaxNameLen {
 		return nil, fmt.Errorf("svc: frame to %q: %w", f.To, ErrFrame)
 	}
@@ -34,11 +35,11 @@ func (f Frame) Encode() (*wrapperspb.BytesValue, error) {
 	}
 	b := make([]byte, 0, 1+len(f.To)+len(env))
 	b = append(append(append(b, byte(len(f.To))), f.To...), env...)
-	return wrapperspb.Bytes(b), nil
+	return b, nil
 }
 
-// NewFrame builds the frame of an envelope carrying body.
-func NewFrame(to string, id messages.MsgID, sender string, now time.Time, body messages.Body) (*wrapperspb.BytesValue, error) {
+// NewFrame encodes the frame of an envelope carrying body.
+func NewFrame(to string, id messages.MsgID, sender string, now time.Time, body messages.Body) ([]byte, error) {
 	env, err := messages.NewEnvelope(id, sender, now, body)
 	if err != nil {
 		return nil, fmt.Errorf("svc: frame %s: %w", body.MsgType(), err)
@@ -47,20 +48,26 @@ func NewFrame(to string, id messages.MsgID, sender string, now time.Time, body m
 }
 
 // DecodeFrame reads a frame from an actor message; ok is false if msg is
-// not a service message at all (a system message, say).
+// not a service message (*Message) at all (a system message, say).
 func DecodeFrame(msg any) (f Frame, ok bool, err error) {
-	bv, ok := msg.(*wrapperspb.BytesValue)
-	if !ok {
+	m, ok := msg.(*Message)
+	if !ok || m == nil {
 		return Frame{}, false, nil
 	}
-	b := bv.GetValue()
+	f, err = ParseFrame(m.Frame)
+	f.ReplyTo = m.ReplyTo
+	return f, true, err
+}
+
+// ParseFrame decodes a frame's bytes.
+func ParseFrame(b []byte) (Frame, error) {
 	if len(b) < 1 || len(b) < 1+int(b[0]) {
-		return Frame{}, true, ErrFrame
+		return Frame{}, ErrFrame
 	}
 	n := int(b[0])
 	env, err := messages.Unmarshal(b[1+n:])
 	if err != nil {
-		return Frame{}, true, fmt.Errorf("svc: frame: %w", err)
+		return Frame{}, fmt.Errorf("svc: frame: %w", err)
 	}
-	return Frame{To: string(b[1 : 1+n]), Envelope: env}, true, nil
+	return Frame{To: string(b[1 : 1+n]), Envelope: env}, nil
 }

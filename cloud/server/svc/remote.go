@@ -9,11 +9,11 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 )
 
-// StartRemote makes sys reachable over gRPC at hostport ("127.0.0.1:0"
+// startRemote makes sys reachable over gRPC at hostport ("127.0.0.1:0"
 // picks a port) and returns the remote and the address other systems use in
 // PIDs. remote.Start panics when it cannot listen; the port is probed first
 // so a taken port is an error instead.
-func StartRemote(sys *actor.ActorSystem, hostport string) (*remote.Remote, string, error) {
+func startRemote(sys *actor.ActorSystem, hostport string) (*remote.Remote, string, error) {
 	host, portStr, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return nil, "", fmt.Errorf("svc: remote address %q: %w", hostport, err)

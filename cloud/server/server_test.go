@@ -1,0 +1,170 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/debug"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/server"
+	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
+	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/test/cloudsim"
+)
+
+var loopback = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+
+func node(t *testing.T, ca *pki.CA, fqdn string, ip byte) *cloudsim.Node {
+	t.Helper()
+	n, err := cloudsim.NewNodeOn(ca, fqdn, netip.AddrFrom4([4]byte{127, 0, 0, ip}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+func systemNames(s *server.Server) []string {
+	var names []string
+	for _, sys := range s.Systems() {
+		names = append(names, sys.Name())
+	}
+	return names
+}
+
+// TestThreeSystemsOneProcess: AS, NMS and TRS run as three actor systems in
+// one process, shown as three top-level nodes of the debug tree, and a
+// login (AS -> NMS and back) and a relayed tunnel (NMS -> TRS and back)
+// cross between them with no remote: the process has no gateway and every
+// frame was delivered locally.
+func TestThreeSystemsOneProcess(t *testing.T) {
+	s, err := server.Start(context.Background(), server.Config{
+		DataDir: t.TempDir(), Ephemeral: true, Listen: loopback, DebugAddr: "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	if got := systemNames(s); !slices.Equal(got, []string{svc.TRS, svc.NMS, svc.AS}) {
+		t.Fatalf("systems %v, want trs, nms, as and no gateway", got)
+	}
+	if s.Remote != "" {
+		t.Fatalf("a gateway runs at %s", s.Remote)
+	}
+
+	alice, bob := node(t, s.CA, "alice.example.cyphonic", 2), node(t, s.CA, "bob.example.cyphonic", 3)
+	for n, nat := range map[*cloudsim.Node]messages.NATType{alice: messages.NATSymmetric, bob: messages.NATEndpointIndependent} {
+		if _, err := n.Login(s.AS.Addrs()[0], false); err != nil {
+			t.Fatalf("login %s: %v", n.FQDN, err)
+		}
+		if _, err := n.RegisterBehind(nat, false); err != nil {
+			t.Fatalf("register %s: %v", n.FQDN, err)
+		}
+	}
+	p, err := alice.Tunnel(bob.FQDN, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != messages.PathRelay || p.Relay == nil || s.TRS.Table().Stats().Allocated != 1 {
+		t.Fatalf("path %+v: want a relay the TRS allocated", p)
+	}
+	// Two key handovers and their acks, one allocation and its answer.
+	if st := s.Router().Stats(); st.Local < 6 || st.Outbound != 0 || st.Inbound != 0 || st.Dropped != 0 {
+		t.Fatalf("router %+v: want local deliveries only", st)
+	}
+
+	tree, err := debug.FetchTree(t.Context(), s.DebugAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tree.Actors) != 3 {
+		t.Fatalf("tree has %d top-level nodes, want 3 systems: %+v", len(tree.Actors), tree.Actors)
+	}
+	for i, name := range []string{svc.TRS, svc.NMS, svc.AS} {
+		sys := tree.Actors[i]
+		if sys.ID != name || sys.Kind != server.KindActorSystem || len(sys.Children) == 0 || sys.Children[0].ID != name {
+			t.Errorf("system %d: %+v, want %q holding its root actor %q", i, sys, name, name)
+		}
+	}
+}
+
+// TestSplitDeployment runs NMS and TRS in a child process and the AS here,
+// sharing a Redis store: the AS hands the session key to the NMS through
+// the two processes' gateways (protoactor remote), the NMS's ack comes back
+// to the login transaction here, and the node goes on with the NMS.
+func TestSplitDeployment(t *testing.T) {
+	redisURL := storetest.WithPrefix(t, storetest.RedisURL(t), "server-"+t.Name()+":")
+	defer storetest.DeletePrefix(t, redisURL, "server-"+t.Name()+":")
+	dir := t.TempDir()
+	// Both processes use the CA in dir: make it before either starts.
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+redisURL, envChild+"_SERVICES=nms,trs")
+	stdin, _ := child.StdinPipe()
+	stdout, _ := child.StdoutPipe()
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := child.Wait(); err != nil {
+			t.Errorf("child cloud: %v", err)
+		}
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	f := strings.Fields(line)
+	if err != nil || len(f) != 4 || f[0] != "READY" {
+		t.Fatalf("child cloud: %q %v", line, err)
+	}
+	nmsRemote := f[1]
+	nmsAddr, probeAddr := netip.MustParseAddrPort(f[2]), netip.MustParseAddrPort(f[3])
+
+	s, err := server.Start(context.Background(), server.Config{
+		DataDir: dir, StoreURL: redisURL, Ephemeral: true, Listen: loopback, Services: []string{svc.AS},
+		NMSRemote: nmsRemote, NMSAddrs: []netip.AddrPort{nmsAddr}, ProbeAddrs: []netip.AddrPort{probeAddr},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	if got := systemNames(s); !slices.Equal(got, []string{svc.AS, "gateway"}) || s.Remote == "" || s.NMS != nil {
+		t.Fatalf("systems %v, gateway %q: want as and a gateway", got, s.Remote)
+	}
+
+	n := node(t, ca, "carol.example.cyphonic", 2)
+	rep, err := n.Login(s.AS.Addrs()[0], false)
+	if err != nil {
+		t.Fatalf("login through the split cloud: %v", err)
+	}
+	if len(rep.NMS) != 1 || rep.NMS[0] != nmsAddr {
+		t.Fatalf("login reply names NMS %v, want %v", rep.NMS, nmsAddr)
+	}
+	if _, err := n.Register(false); err != nil {
+		t.Fatalf("register with the NMS that got the key: %v", err)
+	}
+	if st := s.Router().Stats(); st.Outbound != 1 || st.Inbound != 1 || st.Dropped != 0 {
+		t.Fatalf("router %+v: want the handover out and its ack in", st)
+	}
+}
