@@ -110,6 +110,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.stopTimer()
 		a.failWaiters(ErrStopped)
 	case *inbound:
+		a.s.inbound.Release()
 		a.inbound(ctx, m)
 	case *txDone:
 		a.txDone(ctx, m)

@@ -126,8 +126,9 @@ type Session struct {
 	status atomic.Pointer[Status]
 	pid    atomic.Pointer[actor.PID]
 	root   atomic.Pointer[actor.RootContext]
-	// dropped counts inbound packets that arrived before Spawn or when the
-	// mailbox was full.
+	// inbound bounds the packets waiting for the actor; dropped counts those
+	// that arrived before Spawn or found it full.
+	inbound *runtime.Limiter
 	dropped atomic.Uint64
 }
 
@@ -141,20 +142,20 @@ func New(cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	s := &Session{cfg: cfg, store: st}
+	s := &Session{cfg: cfg, store: st, inbound: runtime.NewLimiter(inboundLimit)}
 	s.status.Store(&Status{FQDN: cfg.Identity.FQDN, State: StateIdle})
 	return s, nil
 }
 
-// mailboxSize bounds the session's mailbox: a flood of packets from the
-// network is dropped (and counted) rather than queued without bound.
-const mailboxSize = 1024
+// inboundLimit bounds the cloud packets waiting for the session actor: a
+// flood from the network is dropped (and counted) rather than queued
+// without bound.
+const inboundLimit = 1024
 
 // Spawn starts the session actor as parent's child "session".
 func (s *Session) Spawn(parent actor.SpawnerContext) (*actor.PID, error) {
 	pid, err := runtime.Spawn(parent, "session", "session",
-		actor.PropsFromProducer(func() actor.Actor { return newSessionActor(s) }),
-		runtime.WithMailbox(actor.BoundedDropping(mailboxSize)))
+		actor.PropsFromProducer(func() actor.Actor { return newSessionActor(s) }))
 	if err != nil {
 		return nil, fmt.Errorf("session: spawn: %w", err)
 	}
@@ -178,7 +179,12 @@ func (s *Session) send(msg any) bool {
 // Inbound hands the session a cloud packet (signaling, login reply, probe
 // reply) from the data plane's OnControl hook. It never blocks.
 func (s *Session) Inbound(pkt []byte, from netip.AddrPort) {
+	if !s.inbound.Acquire() {
+		s.dropped.Add(1)
+		return
+	}
 	if !s.send(&inbound{pkt: pkt, from: from}) {
+		s.inbound.Release()
 		s.dropped.Add(1)
 	}
 }
