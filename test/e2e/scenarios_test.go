@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/test/testbed"
+)
+
+// size is what each scenario moves over TCP.
+const size = 4 << 20
+
+// a. Two global IPv4 nodes talk directly.
+func TestGlobalIPv4(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	alice := w.addNode(w.bed.AddHost("alice", testbed.HostOpts{IPv4: true}))
+	bob := w.addNode(w.bed.AddHost("bob", testbed.HostOpts{IPv4: true}))
+	talk(t, alice, bob, size)
+	assertPath(t, alice, bob, messages.PathDirect, netip.AddrPortFrom(bob.host.IPv4(), 0))
+	assertNotRelayed(t, w)
+}
+
+// b. Two global IPv6 nodes talk directly.
+func TestGlobalIPv6(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	alice := w.addNode(w.bed.AddHost("alice", testbed.HostOpts{IPv6: true}))
+	bob := w.addNode(w.bed.AddHost("bob", testbed.HostOpts{IPv6: true}))
+	talk(t, alice, bob, size)
+	assertPath(t, alice, bob, messages.PathDirect, netip.AddrPortFrom(bob.host.IPv6(), 0))
+	assertNotRelayed(t, w)
+}
+
+// c. Both behind endpoint-independent NAPT: hole punching gives a direct
+// path between the public mappings, and the TRS relays nothing.
+func TestHolePunch(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	siteA := w.bed.AddSite("sitea", testbed.SiteOpts{NAT: testbed.NATCone, IPv4: true})
+	siteB := w.bed.AddSite("siteb", testbed.SiteOpts{NAT: testbed.NATCone, IPv4: true})
+	alice := w.addNode(siteA.AddHost("alice"))
+	bob := w.addNode(siteB.AddHost("bob"))
+	talk(t, alice, bob, size)
+	assertPath(t, alice, bob, messages.PathHolePunch, netip.AddrPortFrom(siteB.PublicIPv4(), 0))
+	assertPath(t, bob, alice, messages.PathHolePunch, netip.AddrPortFrom(siteA.PublicIPv4(), 0))
+	assertNotRelayed(t, w)
+}
+
+// d. One node behind symmetric NAPT, the other behind NAPT too: no
+// direct path can exist, so the TRS relays, and data flows through it.
+func TestSymmetricRelay(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	sym := w.bed.AddSite("sym", testbed.SiteOpts{NAT: testbed.NATSymmetric, IPv4: true})
+	cone := w.bed.AddSite("cone", testbed.SiteOpts{NAT: testbed.NATCone, IPv4: true})
+	alice := w.addNode(sym.AddHost("alice"))
+	bob := w.addNode(cone.AddHost("bob"))
+	talk(t, alice, bob, size)
+	trs := netip.AddrPortFrom(w.cloudHost.IPv4(), 0)
+	assertPath(t, alice, bob, messages.PathRelay, trs)
+	assertPath(t, bob, alice, messages.PathRelay, trs)
+	assertRelayed(t, w, size)
+}
+
+// e. An IPv4-only node and an IPv6-only node share no IP version: the
+// dual-stack TRS bridges them.
+func TestCrossFamilyRelay(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	alice := w.addNode(w.bed.AddHost("alice", testbed.HostOpts{IPv4: true}))
+	bob := w.addNode(w.bed.AddHost("bob", testbed.HostOpts{IPv6: true}))
+	talk(t, alice, bob, size)
+	assertPath(t, alice, bob, messages.PathRelay, netip.AddrPortFrom(w.cloudHost.IPv4(), 0))
+	assertPath(t, bob, alice, messages.PathRelay, netip.AddrPortFrom(w.cloudHost.IPv6(), 0))
+	assertRelayed(t, w, size)
+}
+
+// f. Two nodes behind the same NAPT reach each other on their local
+// addresses. NMS hands them a fallback relay ticket too (a shared public
+// address may be a carrier-grade NAT), so copies of the handshake may pass
+// the TRS; the data must not.
+func TestSameSite(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	site := w.bed.AddSite("home", testbed.SiteOpts{NAT: testbed.NATCone, IPv4: true})
+	alice := w.addNode(site.AddHost("alice"))
+	bob := w.addNode(site.AddHost("bob"))
+	talk(t, alice, bob, size)
+	assertPath(t, alice, bob, messages.PathDirect, netip.AddrPortFrom(bob.host.IPv4(), 0))
+	assertPath(t, bob, alice, messages.PathDirect, netip.AddrPortFrom(alice.host.IPv4(), 0))
+	relayed := w.relayedBytes()
+	startTransfer(t, bob, alice, size, 0).wait()
+	if n := w.relayedBytes(); n != relayed {
+		t.Errorf("the TRS relayed %d bytes of a transfer between local addresses", n-relayed)
+	}
+}
