@@ -143,24 +143,16 @@ func (d *offloadDevice) Close() error {
 }
 
 func (d *offloadDevice) ioErr(op string, err error) error {
-	if d.closed.Load() || errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("tun: %s %s: %w", op, d.name, ErrClosed)
-	}
-	return fmt.Errorf("tun: %s %s: %w", op, d.name, err)
+	return deviceErr(d.name, op, d.closed.Load(), err)
 }
 
 // Read implements Device. The first read blocks; while the device has more
 // queued and the remaining buffers can take a whole super-packet, it reads
 // again, so small packets (no GSO) still arrive in batches.
 func (d *offloadDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	count := min(len(bufs), len(sizes))
-	if count == 0 {
-		return 0, nil
-	}
-	for i := range count {
-		if len(bufs[i])-offset < d.mtu {
-			return 0, fmt.Errorf("tun: read %s: buffer %d: %w", d.name, i, ErrShortBuffer)
-		}
+	count, err := readCount(d.name, d.mtu, bufs, sizes, offset)
+	if count == 0 || err != nil {
+		return 0, err
 	}
 	d.rmu.Lock()
 	defer d.rmu.Unlock()

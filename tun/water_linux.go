@@ -1,7 +1,6 @@
 package tun
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -113,31 +112,21 @@ func (d *waterDevice) Close() error {
 	return nil
 }
 
-// ioErr wraps err for op, reporting ErrClosed once the device is closed (the
-// poller's own "file already closed" error is not a stable sentinel).
 func (d *waterDevice) ioErr(op string, err error) error {
-	if d.closed.Load() || errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("tun: %s %s: %w", op, d.name, ErrClosed)
-	}
-	return fmt.Errorf("tun: %s %s: %w", op, d.name, err)
+	return deviceErr(d.name, op, d.closed.Load(), err)
 }
 
 // Read implements Device.
 func (d *waterDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	count := min(len(bufs), len(sizes))
-	if count == 0 {
-		return 0, nil
-	}
-	for i := range count {
-		if len(bufs[i])-offset < d.mtu {
-			return 0, fmt.Errorf("tun: read %s: buffer %d: %w", d.name, i, ErrShortBuffer)
-		}
+	count, err := readCount(d.name, d.mtu, bufs, sizes, offset)
+	if count == 0 || err != nil {
+		return 0, err
 	}
 	d.rmu.Lock()
 	defer d.rmu.Unlock()
 	b := &d.rd
 	b.reset(bufs[:count], sizes, offset)
-	err := d.rc.Read(d.readFn)
+	err = d.rc.Read(d.readFn)
 	n := b.n
 	if err == nil && n == 0 {
 		err = b.err

@@ -48,7 +48,7 @@ func FetchTree(ctx context.Context, addr string) (Tree, error) {
 //	  peers [peers] running mailbox=0 restarts=0
 //	    bob.example.cyphonic [peer] running mailbox=3 restarts=2 last failure 12:00:01.250: handshake timeout
 func RenderTree(w io.Writer, t Tree) error {
-	ew := &errWriter{w: w}
+	ew := &ErrWriter{W: w}
 	var walk func(ns []Node, depth int)
 	walk = func(ns []Node, depth int) {
 		for _, n := range ns {
@@ -63,7 +63,7 @@ func RenderTree(w io.Writer, t Tree) error {
 			renderLine(ew, n.ID, n, 1) // full ID: its parent may be gone too
 		}
 	}
-	return ew.err
+	return ew.Err
 }
 
 func renderNode(w io.Writer, n Node, depth int) {
@@ -75,10 +75,10 @@ func renderNode(w io.Writer, n Node, depth int) {
 }
 
 func renderLine(w io.Writer, name string, n Node, depth int) {
-	fmt.Fprintf(w, "%s%s [%s] %s mailbox=%d restarts=%d", strings.Repeat("  ", depth), oneLine(name), oneLine(n.Kind), n.State, n.Mailbox, n.Restarts)
+	fmt.Fprintf(w, "%s%s [%s] %s mailbox=%d restarts=%d", strings.Repeat("  ", depth), OneLine(name), OneLine(n.Kind), n.State, n.Mailbox, n.Restarts)
 	if n.LastFailure != "" {
 		// Failure text may hold anything: keep it on one line.
-		fmt.Fprintf(w, " last failure %s: %s", n.LastFailureAt.Local().Format(time.TimeOnly+".000"), oneLine(n.LastFailure))
+		fmt.Fprintf(w, " last failure %s: %s", n.LastFailureAt.Local().Format(time.TimeOnly+".000"), OneLine(n.LastFailure))
 	}
 	if !n.NextRestartAt.IsZero() {
 		fmt.Fprintf(w, " next restart %s", n.NextRestartAt.Local().Format(time.TimeOnly+".000"))
@@ -86,26 +86,29 @@ func renderLine(w io.Writer, name string, n Node, depth int) {
 	fmt.Fprintln(w)
 }
 
-func oneLine(s string) string {
+// OneLine replaces control characters with '?', so text that came from the
+// network (names, failure reasons) cannot break a line-based rendering.
+func OneLine(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
-			return ' '
+			return '?'
 		}
 		return r
 	}, s)
 }
 
-// errWriter keeps the first write error so RenderTree can report it once.
-type errWriter struct {
-	w   io.Writer
-	err error
+// ErrWriter keeps the first write error, so a renderer can print freely and
+// report a failed write once at the end (Err).
+type ErrWriter struct {
+	W   io.Writer
+	Err error
 }
 
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
+func (e *ErrWriter) Write(p []byte) (int, error) {
+	if e.Err != nil {
+		return 0, e.Err
 	}
-	n, err := e.w.Write(p)
-	e.err = err
+	n, err := e.W.Write(p)
+	e.Err = err
 	return n, err
 }

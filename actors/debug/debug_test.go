@@ -193,7 +193,7 @@ func TestRenderTree(t *testing.T) {
 	}
 	want := `node [node] running mailbox=0 restarts=0
   peers [peers] running mailbox=3 restarts=0
-    eve [peer] backoff mailbox=0 restarts=1 last failure 03:04:05.000: bad tag next restart 03:04:06.000
+    eve [peer] backoff mailbox=0 restarts=1 last failure 03:04:05.000: bad?tag next restart 03:04:06.000
 gave up:
   node/peers/mallory [peer] gave-up mailbox=0 restarts=10 last failure 03:04:05.000: x
 `

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/debug"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
 	"github.com/cyphonic/cyphonic-go/actors/session"
@@ -69,7 +70,7 @@ func FetchStatus(ctx context.Context, addr string) (Status, error) {
 // RenderStatus prints st for a terminal, like `wg show`: the session, then
 // a table of peers. Times are shown relative to now.
 func RenderStatus(w io.Writer, st Status, now time.Time) error {
-	ew := &errWriter{w: w}
+	ew := &debug.ErrWriter{W: w}
 	s := st.Session
 	fmt.Fprintf(ew, "node      %s (%s)\n", orDash(s.FQDN), orDash(s.State))
 	if s.SessionID != 0 {
@@ -89,7 +90,7 @@ func RenderStatus(w io.Writer, st Status, now time.Time) error {
 		fmt.Fprintf(ew, "locals    %s\n", strings.Join(locals, " "))
 	}
 	if s.LastError != "" {
-		fmt.Fprintf(ew, "error     %s\n", oneLine(s.LastError))
+		fmt.Fprintf(ew, "error     %s\n", debug.OneLine(s.LastError))
 	}
 	if st.DNS != "" {
 		fmt.Fprintf(ew, "dns       %s", st.DNS)
@@ -104,21 +105,21 @@ func RenderStatus(w io.Writer, st Status, now time.Time) error {
 	fmt.Fprintln(ew)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(ew, "no peers")
-		return ew.err
+		return ew.Err
 	}
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tVIP4\tVIP6\tPATH\tENDPOINT\tHANDSHAKE\tTX\tRX\tSTATE\tRESTARTS\tDROPS")
 	for _, p := range st.Peers {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
-			oneLine(p.FQDN), addrOrDash(p.VIP4.String(), p.VIP4.IsValid()), addrOrDash(p.VIP6.String(), p.VIP6.IsValid()),
+			debug.OneLine(p.FQDN), addrOrDash(p.VIP4.String(), p.VIP4.IsValid()), addrOrDash(p.VIP6.String(), p.VIP6.IsValid()),
 			pathName(p), addrOrDash(p.Endpoint.String(), p.Endpoint.IsValid()), ago(p.LastHandshake, now),
-			traffic(p.TxBytes, p.TxPackets), traffic(p.RxBytes, p.RxPackets), orDash(oneLine(p.State)), p.Restarts,
+			traffic(p.TxBytes, p.TxPackets), traffic(p.RxBytes, p.RxPackets), orDash(debug.OneLine(p.State)), p.Restarts,
 			orDash(formatDrops(p.Drops)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return ew.err
+	return ew.Err
 }
 
 func pathName(p peer.Status) string {
@@ -132,7 +133,7 @@ func formatDrops(d map[string]uint64) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(d)) {
 		if d[k] != 0 {
-			parts = append(parts, fmt.Sprintf("%s=%d", oneLine(k), d[k]))
+			parts = append(parts, fmt.Sprintf("%s=%d", debug.OneLine(k), d[k]))
 		}
 	}
 	return strings.Join(parts, ",")
@@ -178,28 +179,4 @@ func addrOrDash(s string, ok bool) string {
 		return "-"
 	}
 	return s
-}
-
-// oneLine keeps names from the network from breaking the table.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
-}
-
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
 }
