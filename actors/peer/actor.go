@@ -81,9 +81,16 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		}
 	case *Update:
 		p.h.setInfo(m.Info)
-		if p.cur == nil && m.Info.Initiator {
-			info := p.h.Info()
+		info := p.h.Info()
+		switch {
+		case p.cur == nil && info.Initiator:
 			p.startHandshake(time.Now(), p.candidates(&info))
+		case p.cur != nil && p.route.Relay && len(info.Endpoints) > 0:
+			// NMS found a direct path for a relayed tunnel (or the peer
+			// moved): probe the new endpoints now rather than at the next
+			// probe tick. The session stays as it is; the peer does the
+			// same toward us, so each NAT admits the other's probes.
+			p.probeDirect(&info, time.Now())
 		}
 	case tick:
 		p.onTick()

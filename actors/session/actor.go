@@ -65,6 +65,7 @@ type sessionActor struct {
 	loginFailures int
 	probeID       uint64
 	probeSeen     []netip.AddrPort
+	probing       bool             // a NAT probe is out; registration waits for it
 	registering   []netip.AddrPort // locators in the registration in flight
 	registered    []netip.AddrPort
 	observed      netip.AddrPort
@@ -118,15 +119,15 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.requestTunnel(ctx, m)
 	case addrsChanged:
 		if a.state == StateOnline && !slices.Equal(a.locators(), a.registered) {
-			a.register(ctx)
+			a.probeThenRegister(ctx)
 		}
 	case keepaliveTick:
 		if m.epoch == a.epoch {
 			a.keepalive(ctx)
 		}
 	case probeTimeout:
-		if m.epoch == a.epoch && a.state == StateRegistering && a.regTx.IsZero() {
-			a.register(ctx)
+		if m.epoch == a.epoch && a.probing {
+			a.probed(ctx)
 		}
 	case loginTick:
 		if m.epoch == a.epoch && a.loginTx.IsZero() {
@@ -183,7 +184,7 @@ func (a *sessionActor) startLogin(ctx actor.Context) {
 		a.cancelTx(ctx, id)
 	}
 	clear(a.tunnelTx)
-	a.state, a.sess = StateLoggingIn, nil
+	a.state, a.sess, a.probing = StateLoggingIn, nil, false
 	a.regTx, a.keepTx, a.loginTx = messages.MsgID{}, messages.MsgID{}, messages.MsgID{}
 
 	hs := handshake.Config{
@@ -266,11 +267,11 @@ func (a *sessionActor) inbound(ctx actor.Context, m *inbound) {
 		}
 	case messages.TypeProbeReply:
 		r, err := messages.ParseProbeReply(m.pkt)
-		if err != nil || r.ID != a.probeID || a.state != StateRegistering || !a.regTx.IsZero() {
+		if err != nil || r.ID != a.probeID || !a.probing {
 			return
 		}
 		a.probeSeen = []netip.AddrPort{r.Observed}
-		a.register(ctx)
+		a.probed(ctx)
 	case messages.TypeSignaling:
 		a.signaling(ctx, m)
 	}
@@ -402,17 +403,45 @@ func (a *sessionActor) loginDone(ctx actor.Context, d *txDone) {
 		a.cfg.OnLogin(a.login)
 	}
 	a.state = StateRegistering
+	a.probing = false
+	a.probeThenRegister(ctx)
+}
+
+// probeThenRegister asks the cloud's second observation point for our
+// mapping, then registers (on the reply, or after ProbeWait without one).
+// Every registration carries a fresh observation: NMS classifies our NAT
+// from it, and a stale one (from before a move, or from the NAT we had
+// before the router was replaced) would keep a cone NAT reading as
+// symmetric and the tunnels through it on the relay.
+func (a *sessionActor) probeThenRegister(ctx actor.Context) {
+	if a.probing || !a.regTx.IsZero() || a.sess == nil {
+		return // the probe or registration in flight will do
+	}
 	a.probeSeen = nil
 	probe := pickAddr(a.login.NATProbe, a.cfg.Dataplane.LocalAddrs(), a.cfg.AS, netip.AddrPort{})
 	if !probe.IsValid() {
 		a.register(ctx)
 		return
 	}
+	a.probing = true
 	a.probeID = rand.Uint64()
 	buf := make([]byte, messages.ProbeLen)
 	messages.Probe{ID: a.probeID}.Put(buf)
 	a.sendControl(buf, probe)
+	// The single timer now waits for the probe; registerDone re-arms the
+	// keepalive.
 	a.after(ctx, a.cfg.ProbeWait, probeTimeout{epoch: a.epoch})
+}
+
+// probed registers once the probe is answered or given up on.
+func (a *sessionActor) probed(ctx actor.Context) {
+	a.probing = false
+	a.register(ctx)
+	if a.regTx.IsZero() {
+		// Not sent (nothing to seal with): retry at keepalive pace rather
+		// than leave the session without a timer.
+		a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
+	}
 }
 
 // pickAddr returns the first of addrs in the family we reached the AS over
@@ -469,7 +498,7 @@ func withoutOverlay(locs []netip.AddrPort, overlay ...netip.Prefix) []netip.Addr
 }
 
 func (a *sessionActor) register(ctx actor.Context) {
-	if !a.regTx.IsZero() || a.sess == nil {
+	if !a.regTx.IsZero() || a.probing || a.sess == nil {
 		return
 	}
 	locals := a.cfg.Dataplane.LocalAddrs()
@@ -508,12 +537,11 @@ func (a *sessionActor) registerDone(ctx actor.Context, d *txDone) {
 		return
 	}
 	a.registered, a.observed, a.nat = a.registering, r.Observed, r.NAT
-	wasOnline := a.state == StateOnline
 	a.state = StateOnline
 	a.log.Info("registered", "observed", r.Observed, "nat", r.NAT.String(), "locals", len(a.registered))
-	if !wasOnline {
-		a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
-	}
+	// Always re-arm: a re-registration's probe wait took the timer, and a
+	// registration refreshes the NAT mapping as well as a keepalive would.
+	a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
 	for fqdn := range a.wanted {
 		a.sendTunnelRequest(ctx, fqdn)
 	}
@@ -527,7 +555,7 @@ func (a *sessionActor) keepalive(ctx actor.Context) {
 	}
 	if !slices.Equal(a.locators(), a.registered) {
 		a.log.Info("local addresses changed, registering again")
-		a.register(ctx)
+		a.probeThenRegister(ctx)
 		return
 	}
 	if !a.keepTx.IsZero() {
@@ -551,8 +579,8 @@ func (a *sessionActor) keepaliveDone(ctx actor.Context, d *txDone) {
 	}
 	a.lastAck = time.Now()
 	if ack.Observed.IsValid() && a.observed.IsValid() && ack.Observed != a.observed {
-		a.log.Info("public mapping moved", "was", a.observed, "now", ack.Observed)
-		a.register(ctx)
+		a.log.Info("public mapping moved, probing the NAT again", "was", a.observed, "now", ack.Observed)
+		a.probeThenRegister(ctx)
 	}
 }
 

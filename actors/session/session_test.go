@@ -48,6 +48,11 @@ type fakeCloud struct {
 	logins int
 	probes int
 	node   *Session
+	// mapping is the node's public mapping as NMS and the probe point see
+	// it (observed unless a test moves it); probeSeen is what the last
+	// registration reported from the probe.
+	mapping   netip.AddrPort
+	probeSeen []netip.AddrPort
 }
 
 func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
@@ -72,8 +77,9 @@ func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
 				return p.FQDN, p.NoiseStatic, nil
 			},
 		},
-		sess: make(map[uint32]*signaling.Session),
-		seen: make(map[messages.MsgType]int),
+		sess:    make(map[uint32]*signaling.Session),
+		seen:    make(map[messages.MsgType]int),
+		mapping: observed,
 	}
 }
 
@@ -140,7 +146,7 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 			return
 		}
 		out := make([]byte, messages.ProbeReplyLen)
-		messages.ProbeReply{ID: p.ID, Observed: observed}.Put(out)
+		messages.ProbeReply{ID: p.ID, Observed: c.mapping}.Put(out)
 		c.node.Inbound(out, to)
 	case messages.TypeSignaling:
 		id, _ := signaling.PeekSession(pkt)
@@ -158,12 +164,13 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 		switch env.Type {
 		case messages.MsgRegister:
 			r, _ := messages.DecodeBody[messages.Register](env)
-			if len(r.ProbeObserved) != 1 || r.ProbeObserved[0] != observed {
+			if len(r.ProbeObserved) != 1 {
 				c.t.Errorf("register without probe observation: %+v", r)
 			}
-			body = messages.RegisterReply{Observed: observed, NAT: messages.NATEndpointIndependent}
+			c.probeSeen = r.ProbeObserved
+			body = messages.RegisterReply{Observed: c.mapping, NAT: messages.NATEndpointIndependent}
 		case messages.MsgKeepalive:
-			body = messages.KeepaliveAck{Observed: observed}
+			body = messages.KeepaliveAck{Observed: c.mapping}
 		case messages.MsgTunnelRequest:
 			r, _ := messages.DecodeBody[messages.TunnelRequest](env)
 			if r.PeerFQDN != "bob.example.cyphonic" {
@@ -267,7 +274,9 @@ func (i *ifaces) set(a ...netip.Addr) {
 	i.addrs = a
 }
 
-func newFixture(t *testing.T, tweak func(*Config)) *fixture {
+// newFixture starts a session against a fake cloud; setup, if given, shapes
+// the cloud before the session's first packet can reach it.
+func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *fixture {
 	t.Helper()
 	ca, err := pki.InitCA(t.TempDir(), "test", time.Hour)
 	if err != nil {
@@ -282,6 +291,9 @@ func newFixture(t *testing.T, tweak func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	cloud := newFakeCloud(t, ca)
+	for _, f := range setup {
+		f(cloud)
+	}
 	dp := &fakeDataplane{cloud: cloud}
 	ifs := &ifaces{addrs: []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}}
 	cfg := Config{
@@ -429,8 +441,9 @@ func TestReloginWhenCloudLost(t *testing.T) {
 }
 
 func TestLoginRefusedIsRetried(t *testing.T) {
-	f := newFixture(t, func(c *Config) {})
-	f.cloud.set(func(c *fakeCloud) { c.refuse = &messages.Error{Code: messages.CodeCertRevoked} })
+	// Refuse from the start: set after the session starts, the first login
+	// could already have succeeded.
+	f := newFixture(t, nil, func(c *fakeCloud) { c.refuse = &messages.Error{Code: messages.CodeCertRevoked} })
 	eventually(t, "login retried", func() bool {
 		f.cloud.mu.Lock()
 		defer f.cloud.mu.Unlock()
@@ -456,6 +469,40 @@ func TestMobilityReRegisters(t *testing.T) {
 	})
 	if f.cloud.count(messages.MsgRegister) < 2 {
 		t.Fatal("no second registration")
+	}
+}
+
+// TestMappingMoveReprobes: when a keepalive ack shows our public mapping
+// moved (a NAT rebooted or replaced), the session probes the second
+// observation point again before it re-registers, so NMS classifies the
+// NAT from the new mapping, not from the one before the move.
+func TestMappingMoveReprobes(t *testing.T) {
+	f := newFixture(t, nil)
+	eventually(t, "online", online(f))
+	get := func() (probes, regs int, seen []netip.AddrPort) {
+		f.cloud.mu.Lock()
+		defer f.cloud.mu.Unlock()
+		return f.cloud.probes, f.cloud.seen[messages.MsgRegister], slices.Clone(f.cloud.probeSeen)
+	}
+	probes, regs, seen := get()
+	if probes != 1 || regs != 1 || !slices.Equal(seen, []netip.AddrPort{observed}) {
+		t.Fatalf("after login: %d probes, %d registrations, probe seen %v", probes, regs, seen)
+	}
+	moved := netip.MustParseAddrPort("198.51.100.7:1024")
+	f.cloud.set(func(c *fakeCloud) { c.mapping = moved })
+	eventually(t, "registered from the new mapping", func() bool { return f.s.Status().Observed == moved })
+	probes, regs, seen = get()
+	if probes != 2 || regs != 2 {
+		t.Fatalf("after the move: %d probes, %d registrations, want 2 and 2", probes, regs)
+	}
+	if !slices.Equal(seen, []netip.AddrPort{moved}) {
+		t.Fatalf("re-registration reported the probe's view %v, want the new mapping %v", seen, moved)
+	}
+	// The keepalive timer survives the probe wait that took it.
+	kas := f.cloud.count(messages.MsgKeepalive)
+	eventually(t, "keepalives after the re-registration", func() bool { return f.cloud.count(messages.MsgKeepalive) >= kas+3 })
+	if probes, regs, _ = get(); probes != 2 || regs != 2 {
+		t.Fatalf("a stable mapping probed or registered again: %d probes, %d registrations", probes, regs)
 	}
 }
 

@@ -15,6 +15,11 @@
 //	                  (Direction, PeerUpdate), retransmitted with backoff
 //	                  until the node's ack with the same ID arrives
 //
+// NMS remembers which tunnel pairs it put on the relay; when either node
+// registers again or keepalives from a new mapping, it asks path.Upgrade
+// whether the pair can now go direct and, if so, sends both nodes a
+// PeerUpdate naming where to probe the other (upgrade.go).
+//
 // Replies to nodes are cached under the request's message ID (txstore), so
 // a retransmitted request gets the same reply and never a second
 // transaction.

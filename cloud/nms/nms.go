@@ -57,6 +57,9 @@ type Counters struct {
 	// SessionExpired counts requests answered with CodeSessionExpired;
 	// Busy those dropped because the store workers were saturated.
 	SessionExpired, Busy atomic.Uint64
+	// Upgrades counts relayed pairs told to try a direct path after a
+	// locator change.
+	Upgrades atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -129,7 +132,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{},
-			tunnels: map[string]map[string]struct{}{}, ended: map[uint32]endedSession{}}
+			tunnels: map[string]map[string]bool{}, ended: map[uint32]endedSession{}}
 	}))
 	if err != nil {
 		for _, c := range append(conns, alt...) {
@@ -186,8 +189,13 @@ type session struct {
 
 // Messages between the NMS's actors.
 type (
-	tick     struct{}
-	tunnelUp struct{ a, b string }
+	tick struct{}
+	// tunnelUp: a and b have a tunnel; relay when NMS put it on the TRS
+	// (such a pair is re-evaluated when either node's locator changes).
+	tunnelUp struct {
+		a, b  string
+		relay bool
+	}
 	// sessionFound: the store's answer about a session this NMS did not
 	// hold (err is set when it has none), with the packet that asked.
 	sessionFound struct {
@@ -218,8 +226,8 @@ type root struct {
 	s        *Service
 	sessions map[uint32]*session
 	byFQDN   map[string]*session
-	tunnels  map[string]map[string]struct{} // fqdn -> peers with a tunnel
-	ended    map[uint32]endedSession        // recently expired or logged out
+	tunnels  map[string]map[string]bool // fqdn -> peers with a tunnel -> on the relay
+	ended    map[uint32]endedSession    // recently expired or logged out
 	cancel   scheduler.CancelFunc
 	scratch  []byte
 	enc      messages.Encoder
@@ -241,8 +249,8 @@ func (r *root) Receive(ctx actor.Context) {
 	case tick:
 		r.expire(ctx, time.Now())
 	case tunnelUp:
-		r.link(m.a, m.b)
-		r.link(m.b, m.a)
+		r.link(m.a, m.b, m.relay)
+		r.link(m.b, m.a, m.relay)
 	case dropSession:
 		if se := r.sessions[m.id]; se != nil {
 			r.removeSession(se)
@@ -252,13 +260,13 @@ func (r *root) Receive(ctx actor.Context) {
 	}
 }
 
-func (r *root) link(a, b string) {
+func (r *root) link(a, b string, relay bool) {
 	set := r.tunnels[a]
 	if set == nil {
-		set = map[string]struct{}{}
+		set = map[string]bool{}
 		r.tunnels[a] = set
 	}
-	set[b] = struct{}{}
+	set[b] = relay
 }
 
 func (r *root) addSession(se *session) {
@@ -472,9 +480,14 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		r.endSession(se, now)
 	}
 	tx := &requestTx{s: r.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
-	if env.Type == messages.MsgKeepalive {
-		for peer := range r.tunnels[se.fqdn] {
-			tx.tunnelPeers = append(tx.tunnelPeers, peer)
+	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
+		for peer, relay := range r.tunnels[se.fqdn] {
+			if env.Type == messages.MsgKeepalive {
+				tx.tunnelPeers = append(tx.tunnelPeers, peer)
+			}
+			if relay {
+				tx.relayPeers = append(tx.relayPeers, peer)
+			}
 		}
 	}
 	if _, err := runtime.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
@@ -535,7 +548,7 @@ func (r *root) deliver(ctx actor.Context, f svc.Frame) {
 	d := &deliverTx{s: r.s, env: f.Envelope, sess: se.sess, to: se.from, conn: se.conn, asker: asker, fqdn: f.To}
 	if f.Envelope.Type == messages.MsgDirection {
 		if dir, err := messages.DecodeBody[messages.Direction](f.Envelope); err == nil {
-			defer ctx.Send(ctx.Self(), tunnelUp{a: f.To, b: dir.PeerFQDN})
+			defer ctx.Send(ctx.Self(), tunnelUp{a: f.To, b: dir.PeerFQDN, relay: dir.Kind == messages.PathRelay})
 		}
 	}
 	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {

@@ -33,6 +33,7 @@ type requestTx struct {
 	from        netip.AddrPort
 	conn        *net.UDPConn
 	tunnelPeers []string // for keepalive: peers to tell about a move
+	relayPeers  []string // for register and keepalive: relayed peers to re-evaluate
 
 	// tunnel request state
 	peerFQDN string
@@ -75,9 +76,11 @@ type (
 	// the answer is body. moved lists, after a keepalive from a new
 	// mapping, the records of the peers to send PeerUpdate.
 	stored struct {
-		body  messages.Body
-		moved []store.Node
-		err   error
+		body     messages.Body
+		moved    []store.Node
+		upgrades []upgrade
+		changed  bool // keepalive: the observed mapping differs from the record
+		err      error
 	}
 	// nodesLoaded: both records of a tunnel request.
 	nodesLoaded struct {
@@ -97,11 +100,24 @@ func (t *requestTx) start(ctx actor.Context) {
 			t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
 			return
 		}
-		t.offload(ctx, func(bg context.Context) any { return register(bg, st, fqdn, home, from, reg) })
+		relayed := t.relayPeers
+		t.offload(ctx, func(bg context.Context) any {
+			r := register(bg, st, fqdn, home, from, reg)
+			if r.err == nil {
+				r.upgrades = upgrades(bg, st, fqdn, relayed)
+			}
+			return r
+		})
 	case messages.MsgKeepalive:
 		t.s.Counters.Keepalives.Add(1)
-		peers := t.tunnelPeers
-		t.offload(ctx, func(bg context.Context) any { return keepalive(bg, st, fqdn, home, from, peers) })
+		peers, relayed := t.tunnelPeers, t.relayPeers
+		t.offload(ctx, func(bg context.Context) any {
+			r := keepalive(bg, st, fqdn, home, from, peers)
+			if r.err == nil && r.changed {
+				r.upgrades = upgrades(bg, st, fqdn, relayed)
+			}
+			return r
+		})
 	case messages.MsgLogout:
 		t.s.Counters.Logouts.Add(1)
 		id := t.se.id
@@ -149,6 +165,9 @@ func (t *requestTx) onStored(ctx actor.Context, m stored) {
 	if len(m.moved) > 0 {
 		t.s.log.Info("nms: node moved", "fqdn", t.se.fqdn, "observed", t.from, "peers", len(m.moved))
 		t.tellPeers(ctx, m.moved)
+	}
+	for _, u := range m.upgrades {
+		t.upgrade(u)
 	}
 	t.reply(ctx, m.body)
 }
@@ -201,6 +220,7 @@ func keepalive(bg context.Context, st store.Store, fqdn, home string, from netip
 	if *obs == from && n.HomeNMS == home {
 		return r
 	}
+	r.changed = *obs != from
 	moved := obs.IsValid() && *obs != from
 	*obs = from
 	n.HomeNMS, n.Updated = home, time.Now()
@@ -412,7 +432,7 @@ func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {
 	case t.stage == 2 && env.Type == messages.MsgDirectionAck:
 		ctx.SetReceiveTimeout(0)
 		t.s.Counters.Tunnels.Add(1)
-		ctx.Send(ctx.Parent(), tunnelUp{a: t.me.FQDN, b: t.peer.FQDN})
+		ctx.Send(ctx.Parent(), tunnelUp{a: t.me.FQDN, b: t.peer.FQDN, relay: t.decision.Kind == path.Relay})
 		t.reply(ctx, messages.Path(t.pathFor(true)))
 	case t.stage == 2 && env.Type == messages.MsgError:
 		e, err := messages.DecodeBody[messages.Error](env)

@@ -161,10 +161,6 @@ func TestCloudRestart(t *testing.T) {
 // j. A relayed tunnel upgrades to a direct one when the symmetric NAPT in
 // the way is replaced by a cone one.
 func TestRelayUpgrade(t *testing.T) {
-	t.Skip("KNOWN FAILING: nothing upgrades a relayed tunnel yet. cloud/path.Upgrade exists but nothing calls it; " +
-		"NMS does not revisit relayed pairs when a node re-registers, the session re-registers after a mapping move " +
-		"with its stale NAT-probe result (so the NAT still reads as symmetric), and peer.Update starts no new " +
-		"handshake while a relayed session is up")
 	t.Parallel()
 	w := newWorld(t)
 	office := w.bed.AddSite("office", testbed.SiteOpts{NAT: testbed.NATSymmetric, IPv4: true})
@@ -191,6 +187,18 @@ func TestRelayUpgrade(t *testing.T) {
 	talk(t, alice, bob, size)
 	if n := w.relayedBytes(); n != relayed {
 		t.Errorf("the TRS relayed %d more bytes after the upgrade", n-relayed)
+	}
+	// Off the relay means straight to the peer's public mapping (the one
+	// the cloud now observes), not merely "not the TRS".
+	for _, pair := range [][2]*node{{alice, bob}, {bob, alice}} {
+		p, err := pair[0].peer(pair[1].fqdn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Path != messages.PathDirect && p.Path != messages.PathHolePunch {
+			t.Errorf("%s -> %s: path %v after the upgrade", pair[0].fqdn, pair[1].fqdn, p.Path)
+		}
+		assertPath(t, pair[0], pair[1], p.Path, pair[1].mustStatus().Session.Observed)
 	}
 }
 
