@@ -2,6 +2,7 @@ package sequencer
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,16 +40,23 @@ type StatsReply struct {
 }
 
 // Output receives released batches. It runs inside the actor's Receive,
-// so it must not block.
+// so it must not block. b is valid only during the call: the sequencer
+// reuses it (and its Entries) for the next release, so the data path's
+// steady state allocates nothing here. An Output that keeps a batch must
+// copy it.
 type Output[T any] func(ctx actor.Context, b *Batch[T])
 
-// ToPID delivers released batches to pid with a plain Send.
+// ToPID delivers released batches to pid with a plain Send. The message
+// outlives the call, so it is a copy (one allocation per released batch).
 func ToPID[T any](pid *actor.PID) Output[T] {
-	return func(ctx actor.Context, b *Batch[T]) { ctx.Send(pid, b) }
+	return func(ctx actor.Context, b *Batch[T]) {
+		ctx.Send(pid, &Batch[T]{Entries: slices.Clone(b.Entries)})
+	}
 }
 
 // ToFunc delivers released batches to fn, called from the actor's
 // goroutine (handy in tests and for a sink that is itself non-blocking).
+// fn must not keep b after it returns.
 func ToFunc[T any](fn func(*Batch[T])) Output[T] {
 	return func(_ actor.Context, b *Batch[T]) { fn(b) }
 }
@@ -77,7 +85,8 @@ type sequencer[T any] struct {
 	emit func(seq uint64, item T) // bound once so Release does not allocate a closure
 
 	ctx   actor.Context // set only while Receive runs, for emit
-	batch []Entry[T]
+	batch []Entry[T]    // the batch being filled, capacity MaxBatch, reused
+	sent  Batch[T]      // the message handed to out, reused
 
 	timer   *time.Timer
 	armed   bool
@@ -92,7 +101,7 @@ func newSequencer[T any](cfg Config, out Output[T]) *sequencer[T] {
 	if err != nil {
 		panic(err) // unreachable: Props validated cfg
 	}
-	s := &sequencer[T]{buf: buf, out: out}
+	s := &sequencer[T]{buf: buf, out: out, batch: make([]Entry[T], 0, MaxBatch)}
 	s.emit = s.collect
 	return s
 }
@@ -137,9 +146,6 @@ func (s *sequencer[T]) release(ctx actor.Context, now time.Time) {
 }
 
 func (s *sequencer[T]) collect(seq uint64, item T) {
-	if s.batch == nil {
-		s.batch = make([]Entry[T], 0, MaxBatch)
-	}
 	s.batch = append(s.batch, Entry[T]{Seq: seq, Item: item})
 	if len(s.batch) == MaxBatch {
 		s.flush()
@@ -150,9 +156,13 @@ func (s *sequencer[T]) flush() {
 	if len(s.batch) == 0 {
 		return
 	}
-	// The batch changes hands; the next one gets a fresh slice.
-	s.out(s.ctx, &Batch[T]{Entries: s.batch})
-	s.batch = nil
+	s.sent.Entries = s.batch
+	s.out(s.ctx, &s.sent)
+	// Out is done with it (see Output): zero the entries so released items
+	// (pooled packet buffers) are not kept alive, and refill the same slice.
+	clear(s.batch)
+	s.batch = s.batch[:0]
+	s.sent.Entries = nil
 }
 
 // arm points the timer at the buffer's next gap deadline. The timer only

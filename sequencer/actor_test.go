@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -209,7 +210,7 @@ func TestActorRestoresOrder(t *testing.T) {
 func TestActorSkipsGapAfterDeadline(t *testing.T) {
 	sys := newSystem(t)
 	out := make(chan *Batch[string], 4)
-	props, err := Props(Config{Window: 16, GapTimeout: 20 * time.Millisecond}, ToFunc(func(b *Batch[string]) { out <- b }))
+	props, err := Props(Config{Window: 16, GapTimeout: 20 * time.Millisecond}, ToFunc(func(b *Batch[string]) { out <- &Batch[string]{Entries: slices.Clone(b.Entries)} }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func TestActorSkipsGapAfterDeadline(t *testing.T) {
 func TestActorSplitsOutputBatches(t *testing.T) {
 	sys := newSystem(t)
 	out := make(chan *Batch[int], 8)
-	props, _ := Props(Config{Window: 256}, ToFunc(func(b *Batch[int]) { out <- b }))
+	props, _ := Props(Config{Window: 256}, ToFunc(func(b *Batch[int]) { out <- &Batch[int]{Entries: slices.Clone(b.Entries)} }))
 	pid := sys.Root.Spawn(props)
 	defer stopAndWait(t, sys, pid)
 
