@@ -86,12 +86,29 @@ func openBatch(b *batch.Batch) {
 	}
 }
 
+// pull tells a worker to take the next batch from the pool's queue. One is
+// sent per queued batch; it is a shared pointer, so sending it does not
+// allocate.
+type pull struct{}
+
 // worker is one crypto actor.
-type worker struct{ hook func() }
+type worker struct {
+	hook  func()
+	queue *batch.FairQueue
+}
 
 func (w *worker) Receive(ctx actor.Context) {
-	b, ok := ctx.Message().(*batch.Batch)
-	if !ok {
+	var b *batch.Batch
+	switch m := ctx.Message().(type) {
+	case *batch.Batch:
+		b = m
+	case *pull:
+		it, ok := w.queue.Next()
+		if !ok || it.Batch == nil {
+			return // closed
+		}
+		b = it.Batch
+	default:
 		return
 	}
 	if w.hook != nil {
@@ -101,19 +118,42 @@ func (w *worker) Receive(ctx actor.Context) {
 	ctx.Send(b.Reply, b.SeqMessage())
 }
 
-// Pool is the set of workers behind a round-robin dispatch. It routes with
-// one atomic add and no allocation; protoactor's router actors would add a
-// mailbox hop per batch.
+// Pool is the set of workers and the queue in front of them.
+//
+// Work waits in one bounded queue per peer and direction (Batch.Work), and
+// the workers take it round-robin across peers, not in arrival order: in
+// a shared FIFO (the workers' mailboxes) an idle peer's ping would wait
+// behind every batch the bulk peers have in flight. A worker is told to
+// pull by a token in its mailbox, one per batch queued, dealt round-robin
+// with one atomic add, so which batch it gets is the queue's choice.
 type Pool struct {
 	workers []*actor.PID
 	next    atomic.Uint64
+	queue   *batch.FairQueue
+	token   pull
 }
 
-// Submit hands b to the next worker. The worker sends b to b.Reply when done.
+// Submit queues b on b.Work (or, if b.Work is nil, sends it to the next
+// worker's mailbox directly). A worker sends b to b.Reply when done. If
+// b.Work is full, b's packets are dropped as QueueFull and b goes straight
+// to b.Reply, whose sequencer still expects its slot.
 func (p *Pool) Submit(sender actor.SenderContext, b *batch.Batch) {
 	i := p.next.Add(1) % uint64(len(p.workers))
-	sender.Send(p.workers[i], b)
+	if b.Work == nil {
+		sender.Send(p.workers[i], b)
+		return
+	}
+	if !p.queue.Push(b.Work, b) {
+		b.DropAll(batch.QueueFull, nil)
+		sender.Send(b.Reply, b.SeqMessage())
+		return
+	}
+	sender.Send(p.workers[i], &p.token)
 }
+
+// Close refuses further work and returns the batches still queued, for
+// the caller to release.
+func (p *Pool) Close() []*batch.Batch { return p.queue.Close() }
 
 // Workers returns the workers' PIDs.
 func (p *Pool) Workers() []*actor.PID { return p.workers }
@@ -137,11 +177,12 @@ func Spawn(spawner actor.SpawnerContext, n int, hook func()) (*Pool, *actor.PID,
 	}
 	// The workers must be spawned from the parent's own context; the
 	// parent hands their PIDs back from its Started handler.
+	queue := batch.NewFairQueue(1) // no control packets
 	done := make(chan result, 1)
 	var once sync.Once // a restarted parent does not spawn workers again
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*actor.Started); ok {
-			once.Do(func() { done <- spawnWorkers(ctx, n, hook) })
+			once.Do(func() { done <- spawnWorkers(ctx, n, hook, queue) })
 		}
 	})
 	pid, err := runtime.Spawn(spawner, "crypto", "crypto", props)
@@ -153,7 +194,7 @@ func Spawn(spawner actor.SpawnerContext, n int, hook func()) (*Pool, *actor.PID,
 		sys.Root().Stop(pid)
 		return nil, nil, fmt.Errorf("crypto: spawn workers: %w", r.err)
 	}
-	return &Pool{workers: r.pids}, pid, nil
+	return &Pool{workers: r.pids, queue: queue}, pid, nil
 }
 
 type result struct {
@@ -161,11 +202,22 @@ type result struct {
 	err  error
 }
 
-func spawnWorkers(ctx actor.Context, n int, hook func()) result {
+// yieldEvery is how many messages a worker handles before it lets the Go
+// scheduler run something else. protoactor's default (300) lets two
+// workers hold both Ps of a small machine for 300 batches each, and the
+// socket reader, the sequencers and the writers (each a few microseconds
+// of work that a ping is waiting for) then wait for sysmon's 10 ms
+// preemption; a batch is ~100 µs of crypto, so yielding after each costs
+// little.
+const yieldEvery = 1
+
+func spawnWorkers(ctx actor.Context, n int, hook func(), queue *batch.FairQueue) result {
 	var r result
+	dispatcher := actor.NewDefaultDispatcher(yieldEvery)
 	for i := range n {
 		pid, err := runtime.Spawn(ctx, "crypto-worker", "worker-"+strconv.Itoa(i),
-			actor.PropsFromProducer(func() actor.Actor { return &worker{hook: hook} }))
+			actor.PropsFromProducer(func() actor.Actor { return &worker{hook: hook, queue: queue} },
+				actor.WithDispatcher(dispatcher)))
 		if err != nil {
 			r.err = err
 			return r

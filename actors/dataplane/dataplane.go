@@ -272,6 +272,11 @@ func (d *Dataplane) Stop(ctx context.Context) error {
 			b.Release()
 		}
 	}
+	if d.env.Crypto != nil {
+		for _, b := range d.env.Crypto.Close() {
+			b.Release()
+		}
+	}
 	return errors.Join(errs...)
 }
 

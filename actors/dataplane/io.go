@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,6 +15,15 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
+
+// yield lets the Go scheduler run another goroutine. The readers and
+// writers call it after every batch: under load they never block (there
+// is always more to read or write), and a goroutine that does not block
+// keeps its P until sysmon preempts it after 10 ms, while the goroutines
+// that a ping needs next (a crypto worker, a sequencer, the other writer)
+// wait in its run queue. A batch is tens of microseconds of work; the
+// yield costs about a hundred nanoseconds.
+func yield() { runtime.Gosched() }
 
 // readErrorPause keeps a reader that hits a persistent error from spinning.
 const readErrorPause = 10 * time.Millisecond
@@ -110,6 +120,7 @@ func (d *Dataplane) readTun() {
 			gb.Born = now
 			d.sys.Root().Send(pipe.Peer, gb)
 		}
+		yield()
 	}
 }
 
@@ -126,35 +137,88 @@ func (d *Dataplane) stopped() bool {
 // first passed through its flow's CoDel (sojourn measured from the socket
 // read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) writeTun() {
-	maxDelay := d.env.Timing.MaxQueueDelay
+	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.env.Timing.MaxQueueDelay}
+	w.pkts = make([][]byte, 0, tunWriteBatches*batch.MaxBatch)
 	for {
 		select {
 		case <-d.done:
 			return
 		case <-d.in.Ready():
 		}
-		for {
-			it, ok := d.in.Next()
-			if !ok {
-				break
-			}
-			d.writeTunBatch(it, maxDelay)
+		for w.fill(d.in) {
+			w.flush()
+			yield()
 		}
 	}
 }
 
-func (d *Dataplane) writeTunBatch(it batch.Item, maxDelay time.Duration) {
-	b := it.Batch
-	defer b.Release()
-	if !dequeueDrops(it, maxDelay, &d.global) {
-		return
+// tunWriteBatches bounds how many batches (of different peers) one
+// Device.Write takes.
+const tunWriteBatches = 8
+
+// tunWriter is the TUN writer's state: the batches it holds for one write.
+//
+// Under load the TUN writer is the data plane's busiest goroutine (each
+// write(2) runs the kernel's TCP receive path for what it delivers), and
+// with many peers their batches are small: one Device.Write per batch
+// spends as much on the call as on the packets. It takes up to about
+// MaxBatch packets, from several peers' batches in fair-queue order, per
+// write, so the offload device can coalesce them in one pass; a sparse
+// flow's packet still leaves in the first write after it arrives.
+type tunWriter struct {
+	dev      tun.Device
+	global   *batch.Counters
+	maxDelay time.Duration
+	held     [tunWriteBatches]*batch.Batch
+	counts   [tunWriteBatches]int // payloads each held batch put in pkts
+	n        int
+	pkts     [][]byte
+}
+
+// fill takes batches from q, drop policy applied, until it holds about
+// MaxBatch packets or q is empty; it reports whether it holds any.
+func (w *tunWriter) fill(q *batch.FairQueue) bool {
+	for w.n < len(w.held) && len(w.pkts) < batch.MaxBatch {
+		it, ok := q.Next()
+		if !ok {
+			break
+		}
+		b := it.Batch
+		if !dequeueDrops(it, w.maxDelay, w.global) {
+			b.Release()
+			continue
+		}
+		p := b.Payloads()
+		w.pkts = append(w.pkts, p...)
+		w.held[w.n], w.counts[w.n] = b, len(p)
+		w.n++
 	}
-	if pkts := b.Payloads(); len(pkts) > 0 {
-		n, err := d.cfg.Device.Write(pkts, 0)
-		if err != nil && b.Stats != nil {
-			b.Stats.Drops.Add(batch.TunError, uint64(len(pkts)-n))
+	return w.n > 0
+}
+
+// flush writes the held packets and releases their batches. Packets the
+// device rejects are counted against the batches from the last one back
+// (the device reports a number, not which ones).
+func (w *tunWriter) flush() {
+	failed := 0
+	if len(w.pkts) > 0 {
+		written, err := w.dev.Write(w.pkts, 0)
+		if err != nil {
+			failed = len(w.pkts) - written
 		}
 	}
+	for i := w.n - 1; i >= 0; i-- {
+		b := w.held[i]
+		if f := min(failed, w.counts[i]); f > 0 && b.Stats != nil {
+			b.Stats.Drops.Add(batch.TunError, uint64(f))
+			failed -= f
+		}
+		b.Release()
+		w.held[i] = nil
+	}
+	w.n = 0
+	clear(w.pkts)
+	w.pkts = w.pkts[:0]
 }
 
 // dequeueDrops is the queue-delay policy where a batch leaves its flow:
@@ -175,12 +239,21 @@ func dequeueDrops(it batch.Item, maxDelay time.Duration, global *batch.Counters)
 
 // readUDP is a socket reader goroutine: read a batch, send data packets per
 // session to the crypto workers, and everything else to whoever handles it.
+//
+// Each session's batch is born when the kernel received its oldest packet,
+// so the queue-delay drops downstream (CoDel, MaxQueueDelay) count the time
+// spent in the socket's receive queue. That queue is a FIFO shared by all
+// peers that only the kernel's tail drop bounds (at megabytes); with the
+// wait counted, CoDel drops early enough for TCP senders to back off before
+// it fills, and the queue an idle peer's packet waits behind stays short.
 func (d *Dataplane) readUDP(c *udp.Conn) {
 	var groups [batch.MaxBatch]peerGroup[*peer.Session]
+	var stamps [batch.MaxBatch]int64
+	var oldest [batch.MaxBatch]int64 // per group, the earliest kernel stamp
 	for {
 		b := d.pool.Get()
 		bufs, sizes, eps := b.ReadSlices(0)
-		n, err := c.ReadBatch(bufs, sizes, eps)
+		n, err := c.ReadBatchTimes(bufs, sizes, eps, stamps[:])
 		if err != nil {
 			b.Release()
 			if errors.Is(err, udp.ErrClosed) || d.stopped() {
@@ -199,7 +272,12 @@ func (d *Dataplane) readUDP(c *udp.Conn) {
 				continue
 			}
 			if s := d.classify(p); s != nil {
+				before := ng
 				group(groups[:], &ng, s, d.pool).Move(b, i)
+				g := groupIndex(groups[:ng], s)
+				if ng > before || stamps[i] < oldest[g] {
+					oldest[g] = stamps[i]
+				}
 			}
 		}
 		b.Release()
@@ -207,14 +285,35 @@ func (d *Dataplane) readUDP(c *udp.Conn) {
 		for i := range ng {
 			s, gb := groups[i].key, groups[i].b
 			groups[i] = peerGroup[*peer.Session]{}
-			d.toCrypto(s, gb, now)
+			d.toCrypto(s, gb, bornAt(oldest[i], now))
+		}
+		yield()
+	}
+}
+
+// groupIndex is where key's group is in gs (it must be there).
+func groupIndex[K comparable](gs []peerGroup[K], key K) int {
+	for i := range gs {
+		if gs[i].key == key {
+			return i
 		}
 	}
+	return 0
+}
+
+// bornAt is when a batch whose oldest packet the kernel stamped at stamp
+// (Unix ns, 0 if unknown) entered the pipeline. The stamp is wall-clock
+// time: one from the future (the clock stepped back) counts as now.
+func bornAt(stamp int64, now time.Time) time.Time {
+	if stamp <= 0 || stamp >= now.UnixNano() {
+		return now
+	}
+	return time.Unix(0, stamp)
 }
 
 // toCrypto hands an inbound batch of one session to a worker, which passes
 // it on to the peer's sequencer-in.
-func (d *Dataplane) toCrypto(s *peer.Session, b *batch.Batch, now time.Time) {
+func (d *Dataplane) toCrypto(s *peer.Session, b *batch.Batch, born time.Time) {
 	b.Stats = &s.Peer.Stats
 	pipe := s.Pipe
 	if pipe == nil || pipe != s.Peer.Pipe() {
@@ -229,7 +328,7 @@ func (d *Dataplane) toCrypto(s *peer.Session, b *batch.Batch, now time.Time) {
 		return
 	}
 	b.Track(&pipe.InInflight)
-	b.Op, b.Key, b.Reply, b.Session, b.Born = batch.Open, s.Key, pipe.SeqIn, s, now
+	b.Op, b.Key, b.Reply, b.Session, b.Born, b.Work = batch.Open, s.Key, pipe.SeqIn, s, born, pipe.OpenWork
 	b.Seq = pipe.InSeq.Add(1) - 1
 	d.env.Crypto.Submit(d.sys.Root(), b)
 }
@@ -362,6 +461,7 @@ func (d *Dataplane) writeUDP() {
 				continue
 			}
 			d.writeBatch(it, maxDelay)
+			yield()
 		}
 	}
 }

@@ -117,7 +117,9 @@ func (p *peerActor) start(ctx actor.Context) {
 		p.env.NeedsPath(p.h.FQDN)
 	}
 	t := p.env.Timing
-	pipe := &Pipe{Peer: ctx.Self(), Flow: batch.NewFlow(t.FlowDepth), InFlow: batch.NewFlow(t.FlowDepth)}
+	pipe := &Pipe{Peer: ctx.Self(), Flow: batch.NewFlow(t.FlowDepth), InFlow: batch.NewFlow(t.FlowDepth),
+		// The in-flight bounds keep these from filling.
+		SealWork: batch.NewFlow(int(t.OutInflight)), OpenWork: batch.NewFlow(int(t.InInflight))}
 	for _, f := range []*batch.Flow{pipe.Flow, pipe.InFlow} {
 		f.CoDel = batch.CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}
@@ -202,7 +204,7 @@ func (p *peerActor) outbound(ctx actor.Context, b *batch.Batch) {
 		pk.Counter = c
 	}
 	b.Op, b.Key, b.Seq, b.Reply = batch.Seal, key, p.nextSeq, p.pipe.SeqOut
-	b.Dest, b.Relay, b.Token, b.Flow = p.route.Addr, p.route.Relay, p.route.Token, p.pipe.Flow
+	b.Dest, b.Relay, b.Token, b.Flow, b.Work = p.route.Addr, p.route.Relay, p.route.Token, p.pipe.Flow, p.pipe.SealWork
 	p.nextSeq++
 	p.env.Crypto.Submit(ctx, b)
 }

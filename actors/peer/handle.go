@@ -39,6 +39,8 @@ type Pipe struct {
 	SeqIn       *actor.PID
 	Flow        *batch.Flow  // its queue at the socket writer
 	InFlow      *batch.Flow  // its queue at the TUN writer
+	SealWork    *batch.Flow  // its outbound batches waiting for a crypto worker
+	OpenWork    *batch.Flow  // its inbound batches waiting for a crypto worker
 	OutInflight atomic.Int32 // outbound batches between the TUN reader and the socket
 	InInflight  atomic.Int32 // inbound batches between the socket reader and the TUN writer
 	InSeq       atomic.Uint64

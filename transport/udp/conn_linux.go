@@ -27,10 +27,14 @@ import (
 // syscall moves; longer batches are split (writes) or truncated (reads).
 const MaxBatch = 64
 
-// SocketBufferSize is the receive buffer each socket asks for. A few MB
-// absorb bursts between reader wake-ups at gigabit rates; the reader drains
-// it into the data plane's queues, which bound delay (CoDel) per peer.
-const SocketBufferSize = 7 << 20
+// SocketBufferSize is the receive buffer each socket asks for. The kernel's
+// receive queue is a FIFO shared by every peer, in front of all the data
+// plane's per-peer fairness: whatever the daemon cannot read at once waits
+// there, an idle peer's ping behind the bulk. 2 MiB absorbs bursts between
+// reader wake-ups; in test/perf with 10 TCP pushers on 2 cores, 7 MiB gave
+// a 30 % higher idle-peer RTT and more memory for no more throughput, and
+// 1 MiB (or less) lost pings to the kernel's tail drop (BENCHMARKS.md).
+const SocketBufferSize = 2 << 20
 
 // SendBufferSize is the send buffer each socket asks for. It is smaller:
 // a full send buffer is a FIFO shared by every peer that nothing drains
@@ -67,6 +71,10 @@ type Conn struct {
 	writeFn func(fd uintptr) bool
 }
 
+// ctrlLen is room for one control message carrying a struct timespec: the
+// kernel's receive timestamp (SO_TIMESTAMPNS).
+var ctrlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+
 // mmsgBatch is the reusable kernel-facing state of one direction. The header
 // pointers into iovs and names are set once; only buffer pointers change per
 // call.
@@ -74,6 +82,7 @@ type mmsgBatch struct {
 	hdrs  [MaxBatch]unix.Mmsghdr
 	iovs  [MaxBatch]unix.Iovec
 	names [MaxBatch]sockaddr
+	ctrl  []byte // read side: MaxBatch control buffers of ctrlLen bytes
 
 	count int   // headers to move in this call
 	done  int   // headers handled so far (write side)
@@ -81,11 +90,17 @@ type mmsgBatch struct {
 	err   error // first error of this call
 }
 
-func (b *mmsgBatch) init() {
+func (b *mmsgBatch) init(withCtrl bool) {
+	if withCtrl {
+		b.ctrl = make([]byte, MaxBatch*ctrlLen)
+	}
 	for i := range b.hdrs {
 		b.hdrs[i].Hdr.Name = &b.names[i][0]
 		b.hdrs[i].Hdr.Iov = &b.iovs[i]
 		b.hdrs[i].Hdr.SetIovlen(1)
+		if withCtrl {
+			b.hdrs[i].Hdr.Control = &b.ctrl[i*ctrlLen]
+		}
 	}
 }
 
@@ -115,6 +130,10 @@ func newConn(pc *net.UDPConn) (*Conn, error) {
 	err = rc.Control(func(fd uintptr) {
 		c.family, sockErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
 		setSocketBuffers(int(fd), SocketBufferSize, SendBufferSize)
+		// Receive timestamps let the data plane count the time a datagram
+		// waited in the socket's queue as queueing delay (ReadBatchTimes).
+		// Without them that time is merely invisible.
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	})
 	if err == nil {
 		err = sockErr
@@ -125,8 +144,8 @@ func newConn(pc *net.UDPConn) (*Conn, error) {
 	if la, ok := pc.LocalAddr().(*net.UDPAddr); ok {
 		c.local = la.AddrPort()
 	}
-	c.rd.init()
-	c.wr.init()
+	c.rd.init(true)
+	c.wr.init(false)
 	c.readFn = c.recvmmsg
 	c.writeFn = c.sendmmsg
 	return c, nil
@@ -172,6 +191,15 @@ func (c *Conn) Close() error { return c.pc.Close() }
 // IPv4-mapped address unmapped. sizes[i] == 0 marks an empty datagram or one
 // that did not fit bufs[i] (dropped and counted in Truncated).
 func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+	return c.ReadBatchTimes(bufs, sizes, eps, nil)
+}
+
+// ReadBatchTimes is ReadBatch that also sets times[i] (if times is long
+// enough) to when the kernel received datagram i, in Unix nanoseconds, or
+// 0 if the kernel did not say. now minus that is how long the datagram
+// waited in the socket's receive queue: under load, the longest queue on
+// the inbound path and one that only the kernel's tail drop bounds.
+func (c *Conn) ReadBatchTimes(bufs [][]byte, sizes []int, eps []netip.AddrPort, times []int64) (int, error) {
 	count := min(len(bufs), len(sizes), len(eps), MaxBatch)
 	if count == 0 {
 		return 0, nil
@@ -200,8 +228,28 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int,
 			size = 0
 		}
 		sizes[i], eps[i] = size, ep
+		if i < len(times) {
+			times[i] = b.stamp(i)
+		}
 	}
 	return b.n, nil
+}
+
+// stamp decodes header i's SCM_TIMESTAMPNS control message, if it has one
+// (the only control message asked for, so the only one looked at).
+func (b *mmsgBatch) stamp(i int) int64 {
+	h := &b.hdrs[i].Hdr
+	if b.ctrl == nil || h.Flags&unix.MSG_CTRUNC != 0 || int(h.Controllen) < ctrlLen {
+		return 0
+	}
+	ctrl := b.ctrl[i*ctrlLen : (i+1)*ctrlLen]
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+	if cm.Level != unix.SOL_SOCKET || cm.Type != unix.SCM_TIMESTAMPNS ||
+		int(cm.Len) < unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
+		return 0
+	}
+	ts := (*unix.Timespec)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
+	return ts.Nano()
 }
 
 // recvmmsg runs under RawConn.Read; returning false waits for readability.
@@ -211,6 +259,9 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 		b.hdrs[i].Hdr.Namelen = sockaddrLen
 		b.hdrs[i].Hdr.Flags = 0
 		b.hdrs[i].Len = 0
+		if b.ctrl != nil {
+			b.hdrs[i].Hdr.SetControllen(ctrlLen)
+		}
 	}
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // loopbacks are the families tested; IPv6 is skipped where ::1 is missing.
@@ -206,5 +207,38 @@ func TestBindPicksSocketByFamily(t *testing.T) {
 	}
 	if _, err := ListenBind("", ""); err == nil {
 		t.Fatal("ListenBind with no addresses succeeded")
+	}
+}
+
+// TestReadBatchTimes: each datagram carries the kernel's receive time,
+// which lies between the send and the end of the read.
+func TestReadBatchTimes(t *testing.T) {
+	for _, lb := range loopbacks {
+		t.Run(lb.network, func(t *testing.T) {
+			rx := listen(t, lb.network, lb.addr)
+			tx := listen(t, lb.network, lb.addr)
+			before := time.Now().UnixNano()
+			out := [][]byte{[]byte("one"), []byte("two")}
+			to := []netip.AddrPort{rx.LocalAddr(), rx.LocalAddr()}
+			if sent, err := tx.WriteBatch(out, to); sent != 2 || err != nil {
+				t.Fatalf("WriteBatch: %d %v", sent, err)
+			}
+			bufs, sizes, eps := newBatch(4, 64)
+			times := make([]int64, 4)
+			got := 0
+			for got < 2 {
+				n, err := rx.ReadBatchTimes(bufs[got:], sizes[got:], eps[got:], times[got:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += n
+			}
+			after := time.Now().UnixNano()
+			for i := range got {
+				if times[i] < before || times[i] > after {
+					t.Errorf("datagram %d: stamp %d outside [%d, %d]", i, times[i], before, after)
+				}
+			}
+		})
 	}
 }

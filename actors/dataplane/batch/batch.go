@@ -68,6 +68,9 @@ type Batch struct {
 	Token messages.RelayToken // relay token, when Relay
 	Stats *Stats              // the peer's counters
 	Flow  *Flow               // the peer's send queue
+	// Work is the peer's queue in front of the crypto workers for this
+	// direction (nil: straight to a worker's mailbox).
+	Work *Flow
 	// Session is the inbound session the batch belongs to (opaque here:
 	// the peer package owns the type).
 	Session any
@@ -186,7 +189,7 @@ func (b *Batch) Release() {
 
 func (b *Batch) reset() {
 	b.N, b.Born, b.Op, b.Seq, b.Key, b.Reply = 0, time.Time{}, 0, 0, nil, nil
-	b.Dest, b.Relay, b.Token, b.Stats, b.Flow, b.Session, b.inflight = netip.AddrPort{}, false, messages.RelayToken{}, nil, nil, nil, nil
+	b.Dest, b.Relay, b.Token, b.Stats, b.Flow, b.Work, b.Session, b.inflight = netip.AddrPort{}, false, messages.RelayToken{}, nil, nil, nil, nil, nil
 	b.seqEntry[0] = sequencer.Entry[*Batch]{}
 	b.seqMsg.Entries = nil
 	clear(b.bufs[:])

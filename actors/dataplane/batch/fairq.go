@@ -40,18 +40,25 @@ type Item struct {
 // FairQueue is the queue between a peer stage's sequencers (many producers)
 // and one device writer goroutine (the socket writer outbound, the TUN
 // writer inbound; the latter has no control packets). Control packets go first;
-// data batches are served round-robin, one batch per peer per turn, so a
-// bulk flow cannot starve another peer's pings. Every queue is bounded and a
+// data batches are served round-robin, one batch per peer per turn, flows
+// that just became active first, so a bulk flow cannot starve another
+// peer's pings. Every queue is bounded and a
 // full queue refuses (the caller drops and counts): producers never block.
 type FairQueue struct {
 	mu       sync.Mutex
 	ctrl     []Control
 	ctrlHead int
 	ctrlN    int
-	head     *Flow
-	tail     *Flow
-	ready    chan struct{}
-	closed   bool
+	// Flows with work wait on one of two lists, as in FQ-CoDel (RFC 8290
+	// §4.1): a flow that was empty joins fresh and is served before the
+	// flows with a standing backlog (stale), so a sparse flow such as a
+	// ping waits for at most one batch of each other fresh flow, not a
+	// turn of every bulk peer. A served flow that still has batches moves
+	// to the back of stale, so a flow is fresh at most once per time it
+	// drains and cannot starve the stale ones.
+	fresh, stale flowList
+	ready        chan struct{}
+	closed       bool
 }
 
 // NewFairQueue makes a queue holding up to controlDepth control packets.
@@ -81,20 +88,36 @@ func (q *FairQueue) Push(f *Flow, b *Batch) bool {
 	f.ring[(f.head+f.n)%len(f.ring)] = b
 	f.n++
 	if !f.queued {
-		q.link(f)
+		q.fresh.push(f)
 	}
 	q.mu.Unlock()
 	q.wake()
 	return true
 }
 
-func (q *FairQueue) link(f *Flow) {
+// flowList is a FIFO of flows linked through Flow.next.
+type flowList struct{ head, tail *Flow }
+
+func (l *flowList) push(f *Flow) {
 	f.queued, f.next = true, nil
-	if q.tail == nil {
-		q.head, q.tail = f, f
+	if l.tail == nil {
+		l.head, l.tail = f, f
 	} else {
-		q.tail.next, q.tail = f, f
+		l.tail.next, l.tail = f, f
 	}
+}
+
+func (l *flowList) pop() *Flow {
+	f := l.head
+	if f == nil {
+		return nil
+	}
+	l.head = f.next
+	if l.head == nil {
+		l.tail = nil
+	}
+	f.queued, f.next = false, nil
+	return f
 }
 
 // PushControl queues a control packet. It reports false if the control
@@ -124,21 +147,19 @@ func (q *FairQueue) Next() (Item, bool) {
 		q.ctrlN--
 		return Item{Control: c}, true
 	}
-	f := q.head
+	f := q.fresh.pop()
+	if f == nil {
+		f = q.stale.pop()
+	}
 	if f == nil {
 		return Item{}, false
 	}
-	q.head = f.next
-	if q.head == nil {
-		q.tail = nil
-	}
-	f.queued, f.next = false, nil
 	b := f.ring[f.head]
 	f.ring[f.head] = nil
 	f.head = (f.head + 1) % len(f.ring)
 	f.n--
 	if f.n > 0 {
-		q.link(f) // to the back: the others go first
+		q.stale.push(f) // to the back: the others go first
 	}
 	return Item{Batch: b, Backlog: f.n > 0}, true
 }
@@ -150,18 +171,16 @@ func (q *FairQueue) Close() []*Batch {
 	defer q.mu.Unlock()
 	q.closed = true
 	var left []*Batch
-	for f := q.head; f != nil; {
-		for f.n > 0 {
-			left = append(left, f.ring[f.head])
-			f.ring[f.head] = nil
-			f.head = (f.head + 1) % len(f.ring)
-			f.n--
+	for _, l := range []*flowList{&q.fresh, &q.stale} {
+		for f := l.pop(); f != nil; f = l.pop() {
+			for f.n > 0 {
+				left = append(left, f.ring[f.head])
+				f.ring[f.head] = nil
+				f.head = (f.head + 1) % len(f.ring)
+				f.n--
+			}
 		}
-		next := f.next
-		f.queued, f.next = false, nil
-		f = next
 	}
-	q.head, q.tail = nil, nil
 	clear(q.ctrl)
 	q.ctrlN = 0
 	return left

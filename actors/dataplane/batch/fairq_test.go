@@ -104,3 +104,40 @@ func BenchmarkFairQueue(b *testing.B) {
 		q.Next()
 	}
 }
+
+// TestFairQueueSparseFirst: a flow that was empty goes ahead of flows with
+// a standing backlog, but only for one batch: with a backlog of its own it
+// takes its turn behind them.
+func TestFairQueueSparseFirst(t *testing.T) {
+	q := NewFairQueue(1)
+	bulk1, bulk2, ping := NewFlow(4), NewFlow(4), NewFlow(4)
+	mk := func(seq uint64) *Batch { return &Batch{Seq: seq} }
+	for i := range uint64(3) {
+		q.Push(bulk1, mk(10+i))
+		q.Push(bulk2, mk(20+i))
+	}
+	next := func() uint64 {
+		t.Helper()
+		it, ok := q.Next()
+		if !ok || it.Batch == nil {
+			t.Fatal("queue empty")
+		}
+		return it.Batch.Seq
+	}
+	var got []uint64
+	got = append(got, next(), next()) // both bulk flows now stale
+	q.Push(ping, mk(1))
+	q.Push(ping, mk(2))
+	for range 6 {
+		got = append(got, next())
+	}
+	want := []uint64{10, 20, 1, 11, 21, 2, 12, 22}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	if _, ok := q.Next(); ok {
+		t.Fatal("queue not empty")
+	}
+}

@@ -1,0 +1,120 @@
+package crypto
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/sequencer"
+)
+
+// TestPoolServesPeersFairly: work waits per peer, not in one FIFO. While
+// the only worker is busy, a bulk peer queues three batches and then an
+// idle peer one; the idle peer's batch is processed after one bulk batch,
+// not after all three. Every batch still reaches its Reply.
+func TestPoolServesPeersFairly(t *testing.T) {
+	sys := runtime.New("crypto-test", slog.New(slog.DiscardHandler))
+	defer sys.Shutdown(context.Background())
+
+	busy, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func() { once.Do(func() { close(busy); <-release }) }
+	pool, _, err := Spawn(sys.Root(), 1, hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan uint64, 8)
+	reply := sys.Root().Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*sequencer.Batch[*batch.Batch]); ok {
+			for _, e := range m.Entries {
+				order <- e.Seq
+				e.Item.Release()
+			}
+		}
+	}))
+
+	a, _ := keys(t)
+	bpool := batch.NewPool(batch.Headroom + 1500 + 64)
+	bulk, idle := batch.NewFlow(8), batch.NewFlow(8)
+	submit := func(f *batch.Flow, seq uint64) {
+		b := fill(bpool, 1, a)
+		b.Seq, b.Reply, b.Work = seq, reply, f
+		pool.Submit(sys.Root(), b)
+	}
+	submit(bulk, 0)
+	<-busy // the worker holds batch 0; the bulk flow is empty again
+	for seq := uint64(1); seq <= 3; seq++ {
+		submit(bulk, seq)
+	}
+	submit(idle, 100)
+	close(release)
+
+	want := []uint64{0, 1, 100, 2, 3}
+	for i, w := range want {
+		select {
+		case got := <-order:
+			if got != w {
+				t.Fatalf("batch %d: got seq %d, want %d (order %v)", i, got, w, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("batch %d (seq %d) never reached its reply", i, w)
+		}
+	}
+	if left := pool.Close(); len(left) != 0 {
+		t.Fatalf("Close returned %d batches", len(left))
+	}
+}
+
+// TestPoolFullFlow: a batch its peer's full queue refuses still reaches
+// its sequencer (which expects every slot), with its packets dropped.
+func TestPoolFullFlow(t *testing.T) {
+	sys := runtime.New("crypto-test", slog.New(slog.DiscardHandler))
+	defer sys.Shutdown(context.Background())
+	busy, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	pool, _, err := Spawn(sys.Root(), 1, func() { once.Do(func() { close(busy); <-release }) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		seq  uint64
+		live int
+	}
+	got := make(chan seen, 8)
+	reply := sys.Root().Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if m, ok := ctx.Message().(*sequencer.Batch[*batch.Batch]); ok {
+			for _, e := range m.Entries {
+				got <- seen{e.Seq, e.Item.Live()}
+				e.Item.Release()
+			}
+		}
+	}))
+	a, _ := keys(t)
+	bpool := batch.NewPool(batch.Headroom + 1500 + 64)
+	flow := batch.NewFlow(1)
+	for seq := range uint64(3) {
+		b := fill(bpool, 2, a)
+		b.Seq, b.Reply, b.Work = seq, reply, flow
+		pool.Submit(sys.Root(), b)
+		if seq == 0 {
+			<-busy
+		}
+	}
+	// Batch 1 waits in the flow; batch 2 found it full.
+	first := <-got
+	if first.seq != 2 || first.live != 0 {
+		t.Fatalf("refused batch: %+v, want seq 2 with no live packets", first)
+	}
+	close(release)
+	for _, w := range []uint64{0, 1} {
+		if s := <-got; s.seq != w || s.live != 2 {
+			t.Fatalf("got %+v, want seq %d with 2 live packets", s, w)
+		}
+	}
+}
