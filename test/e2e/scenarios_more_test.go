@@ -260,3 +260,45 @@ func peerActor(t *testing.T, n *node, fqdn string) runtime.Node {
 	}
 	return a
 }
+
+// The node's clean shutdown (issue 4): SIGTERM makes it log out of the cloud
+// (NMS drops its session at once, which a crash would not do) and remove its
+// TUN device, and it exits 0.
+func TestCleanShutdown(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	alice := w.addNode(w.bed.AddHost("alice", testbed.HostOpts{IPv4: true}))
+	bob := w.addNode(w.bed.AddHost("bob", testbed.HostOpts{IPv4: true}))
+	talk(t, bob, alice, 256<<10)
+
+	sessions := func() float64 {
+		body, err := httpGet(w.cloudHost, cloudDebugAddr, "/metrics")
+		if err != nil {
+			t.Fatalf("cloud metrics: %v", err)
+		}
+		v, ok := metricValue(body, "cyphonic_nms_sessions")
+		if !ok {
+			t.Fatalf("cloud metrics have no cyphonic_nms_sessions:\n%s", body)
+		}
+		return v
+	}
+	if got := sessions(); got != 2 {
+		t.Fatalf("NMS has %v sessions with both nodes online, want 2", got)
+	}
+	if out, err := alice.host.Exec("ip", "link", "show", "cyph0"); err != nil {
+		t.Fatalf("alice has no TUN device while running: %v\n%s", err, out)
+	}
+
+	if err := alice.proc.Stop(); err != nil {
+		t.Fatalf("alice did not exit cleanly on SIGTERM: %v\n%s", err, tail(alice.proc.Output(), 30))
+	}
+	if out, err := alice.host.Exec("ip", "link", "show", "cyph0"); err == nil {
+		t.Fatalf("alice's TUN device outlived the daemon:\n%s", out)
+	}
+	w.eventually("NMS drops alice's session", 10*time.Second, func() error {
+		if got := sessions(); got != 1 {
+			return fmt.Errorf("NMS has %v sessions, want 1 (bob's)", got)
+		}
+		return nil
+	})
+}
