@@ -57,6 +57,9 @@ type Counters struct {
 	// SessionExpired counts requests answered with CodeSessionExpired;
 	// Busy those dropped because the store workers were saturated.
 	SessionExpired, Busy atomic.Uint64
+	// Stale counts requests dropped because they came in on a session
+	// the node had already replaced by logging in again.
+	Stale atomic.Uint64
 	// Upgrades counts relayed pairs told to try a direct path after a
 	// locator change.
 	Upgrades atomic.Uint64

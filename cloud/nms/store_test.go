@@ -2,9 +2,11 @@ package nms
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -54,7 +56,7 @@ func TestRegisterClassifies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := openStore(t)
 			putNode(t, st, "n.example.cyphonic", store.Locator{}, "")
-			r := register(context.Background(), st, "n.example.cyphonic", "home:1", from, tt.reg)
+			r := register(context.Background(), st, "n.example.cyphonic", 0, "home:1", from, tt.reg)
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
@@ -72,7 +74,7 @@ func TestRegisterClassifies(t *testing.T) {
 			}
 		})
 	}
-	if r := register(context.Background(), openStore(t), "nobody.example.cyphonic", "h", from, messages.Register{}); r.err == nil {
+	if r := register(context.Background(), openStore(t), "nobody.example.cyphonic", 0, "h", from, messages.Register{}); r.err == nil {
 		t.Fatal("registering a node without a record succeeded")
 	}
 }
@@ -90,13 +92,13 @@ func TestKeepaliveMoves(t *testing.T) {
 	peers := []string{"b.example.cyphonic", "c.example.cyphonic", "gone.example.cyphonic"}
 	bg := context.Background()
 
-	r := keepalive(bg, st, "a.example.cyphonic", "home:1", was, peers)
+	r := keepalive(bg, st, "a.example.cyphonic", 0, "home:1", was, peers)
 	if r.err != nil || len(r.moved) != 0 || r.body.(messages.KeepaliveAck).Observed != was {
 		t.Fatalf("unchanged: %+v", r)
 	}
 	before, _ := st.GetNode(bg, "a.example.cyphonic")
 
-	r = keepalive(bg, st, "a.example.cyphonic", "home:1", now, peers)
+	r = keepalive(bg, st, "a.example.cyphonic", 0, "home:1", now, peers)
 	if r.err != nil || len(r.moved) != 1 || r.moved[0].FQDN != "b.example.cyphonic" || r.moved[0].HomeNMS != "home:2" {
 		t.Fatalf("moved: %+v", r)
 	}
@@ -107,11 +109,61 @@ func TestKeepaliveMoves(t *testing.T) {
 
 	// Homed at another NMS now (a node that re-registered elsewhere): the
 	// record is rewritten, but it is no move.
-	r = keepalive(bg, st, "a.example.cyphonic", "home:3", now, peers)
+	r = keepalive(bg, st, "a.example.cyphonic", 0, "home:3", now, peers)
 	if r.err != nil || len(r.moved) != 0 {
 		t.Fatalf("rehomed: %+v", r)
 	}
 	if n, _ := st.GetNode(bg, "a.example.cyphonic"); n.HomeNMS != "home:3" {
 		t.Fatalf("home %q", n.HomeNMS)
+	}
+}
+
+// TestStaleSessionWritesNothing checks that a registration or keepalive
+// that came in on a session the node has since replaced (it logged in
+// again) fails with store.ErrSessionChanged and leaves the new login's
+// record as it was, while one on the current session is written.
+func TestStaleSessionWritesNothing(t *testing.T) {
+	const fqdn, oldSID, newSID = "a.example.cyphonic", 4, 5
+	from := netip.MustParseAddrPort("198.51.100.7:4000")
+	moved := netip.MustParseAddrPort("203.0.113.9:5000")
+	bg := context.Background()
+	st := openStore(t)
+	v6, v4, err := st.AllocateVIPs(bg, fqdn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := store.Node{
+		FQDN: fqdn, VIP6: v6, VIP4: v4,
+		Session: store.Session{ID: newSID, NodeToCloud: [32]byte{1}, CloudToNode: [32]byte{2}, Expires: time.Unix(1_900_000_000, 0)},
+		Locator: store.Locator{Observed4: from, HasIPv4: true}, HomeNMS: "home:1",
+	}
+	if err := st.PutNode(bg, login); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		run  func(sid store.SessionID) stored
+	}{
+		{"register", func(sid store.SessionID) stored {
+			return register(bg, st, fqdn, sid, "home:2", moved, messages.Register{Locals: []netip.AddrPort{moved}, IPv4: true})
+		}},
+		{"keepalive", func(sid store.SessionID) stored { return keepalive(bg, st, fqdn, sid, "home:2", moved, nil) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := tt.run(oldSID); !errors.Is(r.err, store.ErrSessionChanged) {
+				t.Fatalf("on the old session: err = %v, want ErrSessionChanged", r.err)
+			}
+			n, err := st.GetNode(bg, fqdn)
+			if err != nil || n.Session != login.Session || n.Locator.Observed4 != from || n.HomeNMS != "home:1" {
+				t.Fatalf("after the stale request: %+v, %v", n, err)
+			}
+		})
+	}
+	if r := keepalive(bg, st, fqdn, newSID, "home:2", moved, nil); r.err != nil {
+		t.Fatalf("keepalive on the current session: %v", r.err)
+	}
+	n, err := st.GetNode(bg, fqdn)
+	if err != nil || n.Session.ID != newSID || n.Locator.Observed4 != moved || n.HomeNMS != "home:2" {
+		t.Fatalf("after the current keepalive: %+v, %v", n, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -92,7 +93,7 @@ type (
 func (t *requestTx) start(ctx actor.Context) {
 	// The jobs capture what they need by value: they run on another
 	// goroutine and must not read the actor's fields.
-	st, fqdn, from, home := t.s.cfg.Store, t.se.fqdn, t.from, t.s.cfg.Home
+	st, fqdn, sid, from, home := t.s.cfg.Store, t.se.fqdn, t.se.id, t.from, t.s.cfg.Home
 	switch t.env.Type {
 	case messages.MsgRegister:
 		reg, err := messages.DecodeBody[messages.Register](t.env)
@@ -102,7 +103,7 @@ func (t *requestTx) start(ctx actor.Context) {
 		}
 		relayed := t.relayPeers
 		t.offload(ctx, func(bg context.Context) any {
-			r := register(bg, st, fqdn, home, from, reg)
+			r := register(bg, st, fqdn, sid, home, from, reg)
 			if r.err == nil {
 				r.upgrades = upgrades(bg, st, fqdn, relayed)
 			}
@@ -112,7 +113,7 @@ func (t *requestTx) start(ctx actor.Context) {
 		t.s.Counters.Keepalives.Add(1)
 		peers, relayed := t.tunnelPeers, t.relayPeers
 		t.offload(ctx, func(bg context.Context) any {
-			r := keepalive(bg, st, fqdn, home, from, peers)
+			r := keepalive(bg, st, fqdn, sid, home, from, peers)
 			if r.err == nil && r.changed {
 				r.upgrades = upgrades(bg, st, fqdn, relayed)
 			}
@@ -154,6 +155,17 @@ func (t *requestTx) offload(ctx actor.Context, job svc.Job) {
 }
 
 func (t *requestTx) onStored(ctx actor.Context, m stored) {
+	if errors.Is(m.err, store.ErrSessionChanged) {
+		// The node logged in again while this request, on its old
+		// session, was in flight: it has moved on (and would not open a
+		// reply sealed for the old session), and its next request on the
+		// new session records its locator. Drop this one unanswered.
+		t.s.Counters.Stale.Add(1)
+		t.s.log.Debug("nms: request on a replaced session dropped", "type", t.env.Type, "fqdn", t.se.fqdn, "session", t.se.id)
+		t.s.replies.Delete(t.env.ID)
+		ctx.Stop(ctx.Self())
+		return
+	}
 	if m.err != nil {
 		t.s.log.Warn("nms: request failed", "type", t.env.Type, "fqdn", t.se.fqdn, "err", m.err)
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
@@ -174,11 +186,16 @@ func (t *requestTx) onStored(ctx actor.Context, m stored) {
 
 // register records the node's locator: its declared addresses, the
 // mapping NMS observes (from) and the NAT type that follows from the
-// second observation the node reports.
-func register(bg context.Context, st store.Store, fqdn, home string, from netip.AddrPort, reg messages.Register) stored {
+// second observation the node reports. The registration came in on
+// session sid; if the node has logged in again since, it fails with
+// store.ErrSessionChanged and writes nothing.
+func register(bg context.Context, st store.Store, fqdn string, sid store.SessionID, home string, from netip.AddrPort, reg messages.Register) stored {
 	n, err := st.GetNode(bg, fqdn)
 	if err != nil {
 		return stored{err: err}
+	}
+	if n.Session.ID != sid {
+		return stored{err: fmt.Errorf("nms: register %s: %w", fqdn, store.ErrSessionChanged)}
 	}
 	var alt netip.AddrPort
 	for _, o := range reg.ProbeObserved {
@@ -197,8 +214,7 @@ func register(bg context.Context, st store.Store, fqdn, home string, from netip.
 		n.Locator.Observed6, n.Locator.NAT6 = from, uint8(nat)
 		n.Locator.HasIPv6 = true
 	}
-	n.HomeNMS, n.Updated = home, time.Now()
-	if err := st.PutNode(bg, n); err != nil {
+	if err := st.UpdateLocator(bg, fqdn, sid, store.LocatorUpdate{Locator: n.Locator, HomeNMS: home, Updated: time.Now()}); err != nil {
 		return stored{err: err}
 	}
 	return stored{body: messages.RegisterReply{Observed: from, NAT: messages.NATType(nat), VIP6: n.VIP6, VIP4: n.VIP4}}
@@ -206,8 +222,9 @@ func register(bg context.Context, st store.Store, fqdn, home string, from netip.
 
 // keepalive refreshes the node's observed mapping. The record is written
 // only when something changed (a keepalive is mostly a no-op read); after
-// a move, the peers with a tunnel are looked up to be told.
-func keepalive(bg context.Context, st store.Store, fqdn, home string, from netip.AddrPort, peers []string) stored {
+// a move, the peers with a tunnel are looked up to be told. Like register,
+// it writes only while the node still holds session sid.
+func keepalive(bg context.Context, st store.Store, fqdn string, sid store.SessionID, home string, from netip.AddrPort, peers []string) stored {
 	n, err := st.GetNode(bg, fqdn)
 	if err != nil {
 		return stored{err: err}
@@ -223,8 +240,7 @@ func keepalive(bg context.Context, st store.Store, fqdn, home string, from netip
 	r.changed = *obs != from
 	moved := obs.IsValid() && *obs != from
 	*obs = from
-	n.HomeNMS, n.Updated = home, time.Now()
-	if err := st.PutNode(bg, n); err != nil {
+	if err := st.UpdateLocator(bg, fqdn, sid, store.LocatorUpdate{Locator: n.Locator, HomeNMS: home, Updated: time.Now()}); err != nil {
 		return stored{err: err}
 	}
 	if moved {

@@ -3,9 +3,11 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
@@ -102,5 +104,28 @@ func BenchmarkPutNodeConcurrent(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// BenchmarkUpdateLocator is NMS recording a registration or a keepalive
+// from a new mapping, one node at a time.
+func BenchmarkUpdateLocator(b *testing.B) {
+	benchStores(b, func(b *testing.B, s store.Store) {
+		ctx := context.Background()
+		n := store.Node{FQDN: "alice.example", Session: store.Session{ID: 9}}
+		if err := s.PutNode(ctx, n); err != nil {
+			b.Fatal(err)
+		}
+		u := store.LocatorUpdate{
+			Locator: store.Locator{Observed4: netip.MustParseAddrPort("198.51.100.7:4000"), HasIPv4: true},
+			HomeNMS: "nms-1",
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			u.Updated = time.Now()
+			if err := s.UpdateLocator(ctx, n.FQDN, 9, u); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }

@@ -257,6 +257,36 @@ func (s *BoltStore) DeleteSession(ctx context.Context, id SessionID) error {
 	return nil
 }
 
+func (s *BoltStore) UpdateLocator(ctx context.Context, fqdn string, session SessionID, u LocatorUpdate) error {
+	if err := checkLocatorUpdate(fqdn, &u); err != nil {
+		return err
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		nodes := tx.Bucket(bucketNodes)
+		v := nodes.Get([]byte(fqdn))
+		if v == nil {
+			return ErrNotFound
+		}
+		n, err := decodeNode(v)
+		if err != nil {
+			return err
+		}
+		if n.Session.ID != session {
+			return fmt.Errorf("%w: holds %d, update for %d", ErrSessionChanged, n.Session.ID, session)
+		}
+		u.apply(&n)
+		rec, err := encodeNode(&n)
+		if err != nil {
+			return err
+		}
+		return nodes.Put([]byte(fqdn), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("store: update locator of %q: %w", fqdn, err)
+	}
+	return nil
+}
+
 func (s *BoltStore) ListNodes(ctx context.Context) ([]Node, error) {
 	var out []Node
 	err := s.view(ctx, func(tx *bolt.Tx) error {

@@ -60,6 +60,14 @@ func checkNode(n *Node) error {
 	return nil
 }
 
+// checkLocatorUpdate validates what UpdateLocator would write, by the same
+// rules as a whole record.
+func checkLocatorUpdate(fqdn string, u *LocatorUpdate) error {
+	n := Node{FQDN: fqdn}
+	u.apply(&n)
+	return checkNode(&n)
+}
+
 func addrString(a netip.Addr) string {
 	if !a.IsValid() {
 		return ""

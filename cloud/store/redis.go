@@ -306,6 +306,83 @@ func (s *RedisStore) DeleteSession(ctx context.Context, id SessionID) error {
 	return nil
 }
 
+// swapRecord replaces a node's record (not its session) if the node still
+// holds the session the caller expects and the record is still the one the
+// caller read: a compare-and-swap, so the record's msgpack stays Go's to
+// encode. KEYS: node key. ARGV: sid, record read, new record. Returns
+// swapDone, or why not.
+var swapRecord = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'rec', 'sid')
+if not v[1] then return 0 end
+if (v[2] or '0') ~= ARGV[1] then return 1 end
+if v[1] ~= ARGV[2] then return 2 end
+redis.call('HSET', KEYS[1], 'rec', ARGV[3])
+return 3
+`)
+
+const (
+	swapNotFound = iota
+	swapSessionChanged
+	swapRecordChanged
+	swapDone
+)
+
+// maxSwapTries bounds UpdateLocator's retries when the record changes
+// under it with the session unchanged (updates racing each other for one
+// node); every lost race means another update of that node went through.
+const maxSwapTries = 16
+
+var errContended = errors.New("record kept changing")
+
+func (s *RedisStore) UpdateLocator(ctx context.Context, fqdn string, session SessionID, u LocatorUpdate) error {
+	if err := checkLocatorUpdate(fqdn, &u); err != nil {
+		return err
+	}
+	if err := s.updateLocator(ctx, fqdn, session, &u); err != nil {
+		return fmt.Errorf("store: update locator of %q: %w", fqdn, err)
+	}
+	return nil
+}
+
+func (s *RedisStore) updateLocator(ctx context.Context, fqdn string, session SessionID, u *LocatorUpdate) error {
+	key, sid := s.nodeKey(fqdn), strconv.FormatUint(uint64(session), 10)
+	for range maxSwapTries {
+		vals, err := s.c.HMGet(ctx, key, "rec", "sid").Result()
+		if err != nil {
+			return err
+		}
+		old, ok := vals[0].(string)
+		if !ok {
+			return ErrNotFound
+		}
+		if got, _ := vals[1].(string); got != sid && !(got == "" && sid == "0") {
+			return fmt.Errorf("%w: holds %s, update for %d", ErrSessionChanged, got, session)
+		}
+		n, err := decodeNode([]byte(old))
+		if err != nil {
+			return err
+		}
+		u.apply(&n)
+		rec, err := encodeNode(&n)
+		if err != nil {
+			return err
+		}
+		res, err := swapRecord.Run(ctx, s.c, []string{key}, sid, old, rec).Int()
+		if err != nil {
+			return err
+		}
+		switch res {
+		case swapDone:
+			return nil
+		case swapNotFound:
+			return ErrNotFound
+		case swapSessionChanged:
+			return fmt.Errorf("%w: update for %d", ErrSessionChanged, session)
+		}
+	}
+	return errContended
+}
+
 func (s *RedisStore) ListNodes(ctx context.Context) ([]Node, error) {
 	names, err := s.c.SMembers(ctx, s.prefix+"nodes").Result()
 	if err != nil {

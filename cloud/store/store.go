@@ -23,6 +23,10 @@ var (
 	ErrInvalidNode   = errors.New("invalid node record")
 	ErrConfigChanged = errors.New("store was created with other VIP prefixes")
 	ErrClosed        = errors.New("store closed")
+	// ErrSessionChanged is UpdateLocator's refusal: the record no longer
+	// holds the session the update came in on (the node logged in again,
+	// or out, since), so the update is stale.
+	ErrSessionChanged = errors.New("node's session changed")
 )
 
 // SessionID names a node's session with the cloud; it is the session ID in
@@ -61,6 +65,19 @@ type Node struct {
 	Updated    time.Time
 }
 
+// LocatorUpdate is what UpdateLocator writes: the fields of a record that
+// NMS owns.
+type LocatorUpdate struct {
+	Locator Locator
+	HomeNMS string
+	Updated time.Time
+}
+
+// apply writes u into n.
+func (u *LocatorUpdate) apply(n *Node) {
+	n.Locator, n.HomeNMS, n.Updated = u.Locator, u.HomeNMS, u.Updated
+}
+
 // Store is the registry. Implementations are safe for concurrent use, and
 // the Redis one for use by several processes at once.
 type Store interface {
@@ -87,6 +104,15 @@ type Store interface {
 	// it keeps its record with a zero Session. Deleting an unknown session
 	// is not an error.
 	DeleteSession(ctx context.Context, id SessionID) error
+
+	// UpdateLocator sets fqdn's Locator, HomeNMS and Updated from u and
+	// leaves the rest of its record alone, but only if the record still
+	// holds session; otherwise it fails with ErrSessionChanged, changing
+	// nothing (ErrNotFound if there is no record). The check and the write
+	// are one atomic step: this is how NMS records what a registration or
+	// keepalive told it, because writing back the whole record it read
+	// (PutNode) would undo a login that landed in between.
+	UpdateLocator(ctx context.Context, fqdn string, session SessionID, u LocatorUpdate) error
 
 	// ListNodes returns every node record, ordered by FQDN.
 	ListNodes(ctx context.Context) ([]Node, error)

@@ -30,24 +30,7 @@ func TestTwoCloudsShareRedis(t *testing.T) {
 	}
 	defer a.Close(context.Background())
 
-	// Process B shares the data directory's CA (and the store), nothing else.
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+redisURL)
-	stdin, _ := child.StdinPipe()
-	stdout, _ := child.StdoutPipe()
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close()
-		child.Wait()
-	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "READY ") {
-		t.Fatalf("child cloud: %q %v", line, err)
-	}
-	bAS := netip.MustParseAddrPort(strings.TrimSpace(strings.TrimPrefix(line, "READY ")))
+	bAS := startChildCloud(t, dir, redisURL)
 
 	x, y := newNode(t, a, "x.example.cyphonic"), newNode(t, a, "y.example.cyphonic")
 	if _, err := x.Login(a.AS.Addrs()[0], false); err != nil {
@@ -74,4 +57,28 @@ func TestTwoCloudsShareRedis(t *testing.T) {
 	if d := x.Directions(); len(d) != 1 || d[0].PeerFQDN != y.FQDN || d[0].TunnelID != p.TunnelID {
 		t.Fatalf("x's directions %+v", d)
 	}
+}
+
+// startChildCloud starts a second cloud process sharing dir's CA and the
+// store at storeURL (nothing else), stopped when t ends, and returns its
+// AS address.
+func startChildCloud(t *testing.T, dir, storeURL string) netip.AddrPort {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+storeURL)
+	stdin, _ := child.StdinPipe()
+	stdout, _ := child.StdoutPipe()
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		child.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "READY ") {
+		t.Fatalf("child cloud: %q %v", line, err)
+	}
+	return netip.MustParseAddrPort(strings.TrimSpace(strings.TrimPrefix(line, "READY ")))
 }

@@ -52,9 +52,13 @@ func Run(t *testing.T, h Harness) {
 		{"ListNodes", testListNodes, false},
 		{"ConcurrentAllocate", testConcurrentAllocate, false},
 		{"ConcurrentSessionClaim", testConcurrentSessionClaim, false},
+		{"UpdateLocator", testUpdateLocator, false},
+		{"UpdateLocatorStaleSession", testUpdateLocatorStaleSession, false},
+		{"LoginsRaceUpdateLocator", testLoginsRaceUpdateLocator, false},
 		{"CanceledContext", testCanceledContext, false},
 		{"TwoInstancesAllocate", testTwoInstancesAllocate, true},
 		{"TwoInstancesSessions", testTwoInstancesSessions, true},
+		{"TwoInstancesLoginsRaceUpdateLocator", testTwoInstancesLoginsRaceUpdateLocator, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -563,6 +567,168 @@ func testTwoInstancesSessions(t *testing.T, h Harness) {
 	}
 }
 
+// otherLocator is a locator unlike fullNode's in every field.
+func otherLocator(i int) store.LocatorUpdate {
+	return store.LocatorUpdate{
+		Locator: store.Locator{
+			Observed4: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.9"), uint16(1000+i)),
+			Locals:    []netip.AddrPort{netip.MustParseAddrPort("10.9.9.9:5000")},
+			NAT4:      3, HasIPv4: true,
+		},
+		HomeNMS: fmt.Sprintf("nms-%d", 2+i),
+		Updated: time.Unix(1_850_000_000, int64(i)),
+	}
+}
+
+func testUpdateLocator(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	n := fullNode(t, s, "alice.example.cyphonic", 7)
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	u := otherLocator(0)
+	if err := s.UpdateLocator(ctx, n.FQDN, 7, u); err != nil {
+		t.Fatalf("UpdateLocator: %v", err)
+	}
+	want := n
+	want.Locator, want.HomeNMS, want.Updated = u.Locator, u.HomeNMS, u.Updated
+	if got, err := s.GetNode(ctx, n.FQDN); err != nil || !equalNode(got, want) {
+		t.Fatalf("after UpdateLocator:\n got %+v, %v\nwant %+v", got, err, want)
+	}
+	// The session and its index are untouched.
+	if got, err := s.LookupSession(ctx, 7); err != nil || !equalNode(got, want) {
+		t.Fatalf("LookupSession(7) = %+v, %v", got, err)
+	}
+	if err := s.UpdateLocator(ctx, "nobody.example", 7, u); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateLocator of unknown node: err = %v, want ErrNotFound", err)
+	}
+	bad := u
+	bad.Locator.Locals = make([]netip.AddrPort, 1000)
+	if err := s.UpdateLocator(ctx, n.FQDN, 7, bad); !errors.Is(err, store.ErrInvalidNode) {
+		t.Fatalf("UpdateLocator with 1000 locals: err = %v, want ErrInvalidNode", err)
+	}
+}
+
+func testUpdateLocatorStaleSession(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	n := fullNode(t, s, "alice.example.cyphonic", 7)
+	if err := s.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	// The node logs in again: session 8 replaces 7.
+	relogin := n
+	relogin.Session.ID = 8
+	relogin.Session.NodeToCloud[0] ^= 0xff
+	if err := s.PutNode(ctx, relogin); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateLocator(ctx, n.FQDN, 7, otherLocator(0)); !errors.Is(err, store.ErrSessionChanged) {
+		t.Fatalf("UpdateLocator with old session: err = %v, want ErrSessionChanged", err)
+	}
+	if got, err := s.GetNode(ctx, n.FQDN); err != nil || !equalNode(got, relogin) {
+		t.Fatalf("refused update changed the record:\n got %+v, %v\nwant %+v", got, err, relogin)
+	}
+	// After a logout, no session's update applies.
+	if err := s.DeleteSession(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateLocator(ctx, n.FQDN, 8, otherLocator(0)); !errors.Is(err, store.ErrSessionChanged) {
+		t.Fatalf("UpdateLocator after logout: err = %v, want ErrSessionChanged", err)
+	}
+}
+
+// loginsRaceUpdates has one node log in again and again (PutNode with a
+// new session, as AS does) while updaters read its record and update its
+// locator with the session they read, as NMS does, through the handles in
+// turn. No login's session may be lost: after each login, the record holds
+// exactly what the login wrote, but for the locator.
+func loginsRaceUpdates(t *testing.T, handles []store.Store) {
+	const (
+		logins   = 40
+		updaters = 4
+	)
+	ctx := context.Background()
+	n := fullNode(t, handles[0], "churn.example.cyphonic", 1)
+	if err := handles[0].PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	updErrs := make([]error, updaters)
+	for w := range updaters {
+		s := handles[w%len(handles)]
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				cur, err := s.GetNode(ctx, n.FQDN)
+				if err != nil {
+					updErrs[w] = err
+					return
+				}
+				err = s.UpdateLocator(ctx, n.FQDN, cur.Session.ID, otherLocator(w*1000+i%1000))
+				if err != nil && !errors.Is(err, store.ErrSessionChanged) {
+					updErrs[w] = err
+					return
+				}
+			}
+		})
+	}
+	var loginErr error
+	for i := 2; i < 2+logins && loginErr == nil; i++ {
+		s := handles[i%len(handles)]
+		login := n
+		login.Session.ID = store.SessionID(i)
+		login.Session.CloudToNode[0] = byte(i)
+		if err := s.PutNode(ctx, login); err != nil {
+			loginErr = err
+			break
+		}
+		got, err := s.GetNode(ctx, n.FQDN)
+		switch {
+		case err != nil:
+			loginErr = err
+		case got.Session.ID != login.Session.ID || got.Session.CloudToNode != login.Session.CloudToNode:
+			loginErr = fmt.Errorf("login %d lost: record holds session %d", i, got.Session.ID)
+		case got.CertSerial != login.CertSerial || got.VIP6 != login.VIP6 || got.VIP4 != login.VIP4:
+			loginErr = fmt.Errorf("login %d: record changed beyond its locator: %+v", i, got)
+		}
+	}
+	close(done)
+	wg.Wait()
+	if loginErr != nil {
+		t.Fatal(loginErr)
+	}
+	for w, err := range updErrs {
+		if err != nil {
+			t.Fatalf("updater %d: %v", w, err)
+		}
+	}
+	last := store.SessionID(1 + logins)
+	for _, s := range handles {
+		if got, err := s.LookupSession(ctx, last); err != nil || got.Session.ID != last {
+			t.Fatalf("LookupSession(%d) = %+v, %v", last, got, err)
+		}
+	}
+	if err := handles[0].UpdateLocator(ctx, n.FQDN, last, otherLocator(0)); err != nil {
+		t.Fatalf("UpdateLocator with the current session: %v", err)
+	}
+}
+
+func testLoginsRaceUpdateLocator(t *testing.T, h Harness) {
+	loginsRaceUpdates(t, []store.Store{open(t, h.Fresh(t), store.Config{})})
+}
+
+func testTwoInstancesLoginsRaceUpdateLocator(t *testing.T, h Harness) {
+	o := h.Fresh(t)
+	loginsRaceUpdates(t, []store.Store{open(t, o, store.Config{}), open(t, o, store.Config{})})
+}
+
 func testCanceledContext(t *testing.T, h Harness) {
 	s := open(t, h.Fresh(t), store.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -575,5 +741,8 @@ func testCanceledContext(t *testing.T, h Harness) {
 	}
 	if _, err := s.GetNode(ctx, "alice.example"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("GetNode with canceled context: err = %v", err)
+	}
+	if err := s.UpdateLocator(ctx, "alice.example", 1, store.LocatorUpdate{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("UpdateLocator with canceled context: err = %v", err)
 	}
 }
