@@ -19,18 +19,7 @@ import (
 // sets up a tunnel to X. NMS-B finds X homed at NMS-A in the store and asks
 // NMS-A, over protoactor remote, to deliver the Direction.
 func TestTwoCloudsShareRedis(t *testing.T) {
-	redisURL := storetest.WithPrefix(t, storetest.RedisURL(t), "cloudsim-"+t.Name()+":")
-	defer storetest.DeletePrefix(t, redisURL, "cloudsim-"+t.Name()+":")
-	dir := t.TempDir()
-	a, err := server.Start(context.Background(), server.Config{
-		DataDir: dir, StoreURL: redisURL, Ephemeral: true, Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(context.Background())
-
-	bAS := startChildCloud(t, dir, redisURL)
+	a, bAS := twoClouds(t)
 
 	x, y := newNode(t, a, "x.example.cyphonic"), newNode(t, a, "y.example.cyphonic")
 	if _, err := x.Login(a.AS.Addrs()[0], false); err != nil {
@@ -57,6 +46,25 @@ func TestTwoCloudsShareRedis(t *testing.T) {
 	if d := x.Directions(); len(d) != 1 || d[0].PeerFQDN != y.FQDN || d[0].TunnelID != p.TunnelID {
 		t.Fatalf("x's directions %+v", d)
 	}
+}
+
+// twoClouds starts cloud A in this process and cloud B as a child process,
+// sharing one CA and one Redis store (under a key prefix of the test's own,
+// deleted at the end). It returns A and B's AS address.
+func twoClouds(t *testing.T) (*server.Server, netip.AddrPort) {
+	t.Helper()
+	prefix := "cloudsim-" + t.Name() + ":"
+	redisURL := storetest.WithPrefix(t, storetest.RedisURL(t), prefix)
+	t.Cleanup(func() { storetest.DeletePrefix(t, redisURL, prefix) })
+	dir := t.TempDir()
+	a, err := server.Start(context.Background(), server.Config{
+		DataDir: dir, StoreURL: redisURL, Ephemeral: true, Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	return a, startChildCloud(t, dir, redisURL)
 }
 
 // startChildCloud starts a second cloud process sharing dir's CA and the

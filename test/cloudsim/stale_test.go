@@ -2,12 +2,9 @@ package cloudsim
 
 import (
 	"context"
-	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/server"
-	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -18,17 +15,7 @@ import (
 // new login's record. NMS-A drops it as stale, the store keeps the new
 // session and the locator, and the node carries on on its new session.
 func TestStaleKeepaliveAfterRelogin(t *testing.T) {
-	redisURL := storetest.WithPrefix(t, storetest.RedisURL(t), "cloudsim-"+t.Name()+":")
-	defer storetest.DeletePrefix(t, redisURL, "cloudsim-"+t.Name()+":")
-	dir := t.TempDir()
-	a, err := server.Start(context.Background(), server.Config{
-		DataDir: dir, StoreURL: redisURL, Ephemeral: true, Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(context.Background())
-	bAS := startChildCloud(t, dir, redisURL)
+	a, bAS := twoClouds(t)
 
 	alice := newNode(t, a, "alice.example.cyphonic")
 	online(t, a, alice, messages.NATNone)
