@@ -1,6 +1,10 @@
 package messages
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // MsgType says which body an Envelope carries.
 type MsgType uint8
@@ -155,4 +159,77 @@ func (c ErrorCode) String() string {
 		return errorCodeNames[c]
 	}
 	return "ErrorCode(" + strconv.Itoa(int(c)) + ")"
+}
+
+// The enums that reach JSON (status, the debug endpoint) marshal as their
+// names, as the terminal tables print them; the wire keeps the numbers
+// (every body has a hand-written msgpack codec).
+
+// MarshalText names k ("direct", "hole-punch", "relay"); the zero kind, a
+// peer with no path yet, is "".
+func (k PathKind) MarshalText() ([]byte, error) {
+	if k == 0 {
+		return nil, nil
+	}
+	return []byte(k.String()), nil
+}
+
+// UnmarshalText is MarshalText's inverse.
+func (k *PathKind) UnmarshalText(b []byte) error {
+	v, err := parseEnumText(pathKindNames[:], "PathKind", 8, b)
+	*k = PathKind(v)
+	return err
+}
+
+// MarshalText names t ("unknown", "none", "endpoint-independent", "symmetric").
+func (t NATType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText is MarshalText's inverse.
+func (t *NATType) UnmarshalText(b []byte) error {
+	v, err := parseEnumText(natTypeNames[:], "NATType", 8, b)
+	*t = NATType(v)
+	return err
+}
+
+// MarshalText names c ("cert-expired", ...).
+func (c ErrorCode) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText is MarshalText's inverse.
+func (c *ErrorCode) UnmarshalText(b []byte) error {
+	v, err := parseEnumText(errorCodeNames[:], "ErrorCode", 16, b)
+	*c = ErrorCode(v)
+	return err
+}
+
+// MarshalText names t ("login-request", ...).
+func (t MsgType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText is MarshalText's inverse.
+func (t *MsgType) UnmarshalText(b []byte) error {
+	v, err := parseEnumText(msgTypeNames[:], "MsgType", 8, b)
+	*t = MsgType(v)
+	return err
+}
+
+// parseEnumText reads what an enum's String wrote: one of names (its index),
+// "" (zero), or the "Type(N)" form of a value without a name that fits in
+// bits.
+func parseEnumText(names []string, typ string, bits int, b []byte) (int, error) {
+	s := string(b)
+	if s == "" {
+		return 0, nil
+	}
+	for i, n := range names {
+		if n != "" && n == s {
+			return i, nil
+		}
+	}
+	if inner, ok := strings.CutPrefix(s, typ+"("); ok {
+		if num, ok := strings.CutSuffix(inner, ")"); ok {
+			if v, err := strconv.ParseUint(num, 10, bits); err == nil {
+				return int(v), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("messages: %q is not a %s", s, typ)
 }

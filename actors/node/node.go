@@ -44,8 +44,8 @@ const (
 	DefaultTUN       = "cyph0"
 	DefaultMTU       = 1280
 	DefaultDebugAddr = "127.0.0.1:7481"
-	// Off disables the resolver (Config.DNS) or the debug server
-	// (Config.DebugAddr).
+	// Off disables the resolver (Config.DNS), forwarding of other names
+	// (Config.Upstream) or the debug server (Config.DebugAddr).
 	Off = "off"
 )
 
@@ -61,7 +61,7 @@ type Config struct {
 	Listen4, Listen6 string // UDP sockets (default any address, a random port); "" with the other set: skip the family
 
 	DNS      string // resolver address (default resolver.DefaultAddr); Off disables it
-	Upstream string // where non-overlay names go (default: /etc/resolv.conf's first nameserver)
+	Upstream string // where non-overlay names go (default: /etc/resolv.conf's first nameserver); Off refuses them
 	Domain   string // the overlay domain (default resolver.DefaultDomain)
 
 	DebugAddr string // /debug/actors, /debug/status, /metrics, /debug/pprof (default DefaultDebugAddr); Off disables it
@@ -293,7 +293,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	if cfg.DNS != Off {
 		upstream := cfg.Upstream
-		if upstream == "" {
+		switch upstream {
+		case Off:
+			upstream = "" // the resolver refuses non-overlay names
+			n.log.Info("upstream DNS off: only overlay names will resolve")
+		case "":
 			if upstream, err = resolver.UpstreamFromResolvConf(resolver.ResolvConf, cfg.DNS); err != nil {
 				n.log.Warn("no upstream DNS: only overlay names will resolve", "err", err)
 				upstream, err = "", nil

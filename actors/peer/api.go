@@ -22,7 +22,7 @@ type Status struct {
 	FQDN          string            `json:"fqdn"`
 	VIP6          netip.Addr        `json:"vip6"`
 	VIP4          netip.Addr        `json:"vip4"`
-	Path          messages.PathKind `json:"path"`
+	Path          messages.PathKind `json:"path,omitempty"`
 	Endpoint      netip.AddrPort    `json:"endpoint"` // where data goes now (TRS for a relayed path)
 	LastHandshake time.Time         `json:"last_handshake,omitzero"`
 	Cipher        string            `json:"cipher,omitempty"` // the data suite the last handshake negotiated

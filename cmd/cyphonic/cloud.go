@@ -24,7 +24,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	altPort := fs.Int("alt-port", server.DefaultAltPort, "NMS second observation point (NAT probes) UDP port")
 	trsPort := fs.Int("trs-port", server.DefaultTRSPort, "TRS relay UDP port")
 	remoteAddr := fs.String("remote", fmt.Sprintf("127.0.0.1:%d", server.DefaultRemotePort), "gateway address (protoactor remote, gRPC) host:port, used when a service runs in another process or the store is Redis")
-	debugAddr := fs.String("debug-addr", server.DefaultDebugAddr, "debug endpoint (/debug/actors, /metrics); empty disables")
+	debugAddr := fs.String("debug-addr", server.DefaultDebugAddr, "debug endpoint (/debug/actors, /metrics, /debug/pprof); 'off' disables it")
 	nmsRemote := fs.String("nms-remote", "", "gateway address of the NMS's process when it does not run here")
 	trsRemote := fs.String("trs-remote", "", "gateway address of the TRS's process when it does not run here")
 	nmsAddrs := fs.String("nms-addrs", "", "NMS UDP addresses to tell nodes when NMS does not run here")
@@ -36,10 +36,14 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	dbg, err := switchable("debug-addr", *debugAddr)
+	if err != nil {
+		return err
+	}
 	cfg := server.Config{
 		DataDir: *data, StoreURL: *storeURL, Services: splitList(*services),
 		NMSPort: *nmsPort, ASPort: *asPort, AltPort: *altPort, TRSPort: *trsPort,
-		DebugAddr: *debugAddr, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
+		DebugAddr: dbg, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
 		SessionIdle: *sessionIdle, RelayIdle: *relayIdle,
 	}
 	if *sessionIdle < 0 || *relayIdle < 0 {

@@ -279,10 +279,10 @@ func (d *demo) startNodes(ctx context.Context, caDir, dir string) error {
 		args := []string{"node", "--cloud", cloud.String(), "--cert", n.certs,
 			"--dns", demoResolver, "--upstream", demoUpstream}
 		if !n.v4 {
-			args = append(args, "--listen4=")
+			args = append(args, "--listen4=off")
 		}
 		if !n.v6 {
-			args = append(args, "--listen6=")
+			args = append(args, "--listen6=off")
 		}
 		n.proc = n.host.Start(append([]string{d.bin}, args...)...)
 		d.procs = append(d.procs, n.proc)

@@ -116,3 +116,19 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// off is how every flag of every command spells "disabled".
+const off = "off"
+
+// switchable checks an address flag that "off" disables and returns its
+// value with off as "" (how the daemons' configs spell it). An empty value
+// is refused, so that disabling has one spelling.
+func switchable(name, v string) (string, error) {
+	switch v {
+	case off:
+		return "", nil
+	case "":
+		return "", fmt.Errorf("%w: --%s is empty: give an address, or %q to disable it", errUsage, name, off)
+	}
+	return v, nil
+}

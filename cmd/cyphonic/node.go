@@ -24,7 +24,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.CertDir, "cert", "", "the node's identity directory from 'cyphonic ca issue' (required)")
 	fs.StringVar(&cfg.CAFile, "ca", "", "the overlay's root CA certificate (default: ca.crt in --cert)")
 	fs.StringVar(&cfg.DNS, "dns", resolver.DefaultAddr, "resolver address for overlay names (UDP and TCP); 'off' disables it")
-	fs.StringVar(&cfg.Upstream, "upstream", "", "resolver for other names, host:port (default: the first nameserver in /etc/resolv.conf)")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "resolver for other names, host:port (default: the first nameserver in /etc/resolv.conf); 'off' refuses them")
 	fs.StringVar(&cfg.Domain, "domain", resolver.DefaultDomain, "the overlay domain")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", defaultNodeDebugAddr, "debug endpoint: /debug/actors, /debug/status, /metrics, /debug/pprof; 'off' disables it")
 	fs.StringVar(&cfg.TUN, "tun", node.DefaultTUN, "TUN device name")
@@ -34,8 +34,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg.TUNBackend = b
 		return err
 	})
-	fs.StringVar(&cfg.Listen4, "listen4", node.DefaultListen4, "IPv4 UDP socket address; empty skips IPv4")
-	fs.StringVar(&cfg.Listen6, "listen6", node.DefaultListen6, "IPv6 UDP socket address; empty skips IPv6")
+	fs.StringVar(&cfg.Listen4, "listen4", node.DefaultListen4, "IPv4 UDP socket address; 'off' disables IPv4")
+	fs.StringVar(&cfg.Listen6, "listen6", node.DefaultListen6, "IPv6 UDP socket address; 'off' disables IPv6")
 	fs.DurationVar(&cfg.Keepalive, "keepalive", 0, "cloud keepalive period, also how soon an address change is noticed (default 15s)")
 	// Tunnel timers: the defaults suit real networks; tests and demos
 	// shorten them so supervision and path changes show within seconds.
@@ -44,6 +44,26 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+		off  string // how node.Config spells disabled
+	}{
+		{"dns", &cfg.DNS, node.Off}, {"debug-addr", &cfg.DebugAddr, node.Off},
+		{"listen4", &cfg.Listen4, ""}, {"listen6", &cfg.Listen6, ""},
+	} {
+		v, err := switchable(f.name, *f.v)
+		if err != nil {
+			return err
+		}
+		if v == "" {
+			v = f.off
+		}
+		*f.v = v
+	}
+	if cfg.Upstream == off {
+		cfg.Upstream = node.Off
 	}
 	if *peerKeepalive < 0 || *peerDeadAfter < 0 || cfg.Keepalive < 0 {
 		return fmt.Errorf("%w: negative duration", errUsage)
@@ -64,7 +84,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case cfg.CertDir == "":
 		return fmt.Errorf("%w: --cert is required", errUsage)
 	case cfg.Listen4 == "" && cfg.Listen6 == "":
-		return fmt.Errorf("%w: --listen4 and --listen6 are both empty", errUsage)
+		return fmt.Errorf("%w: --listen4 and --listen6 are both off: the node needs a UDP socket", errUsage)
 	}
 	level := slog.LevelInfo
 	if *verbose {

@@ -26,7 +26,10 @@ func TestNodeFlagErrors(t *testing.T) {
 		{"no cloud", []string{"node", "--cert", dir}, 2, "--cloud is required"},
 		{"no cert", []string{"node", "--cloud", "127.0.0.1:7401"}, 2, "--cert is required"},
 		{"stray argument", []string{"node", "extra"}, 2, "unexpected argument"},
-		{"no families", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", "", "--listen6", ""}, 2, "both empty"},
+		{"no families", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", "off", "--listen6", "off"}, 2, "both off"},
+		{"empty listen4", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", ""}, 2, `--listen4 is empty: give an address, or "off"`},
+		{"empty dns", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--dns", ""}, 2, `--dns is empty`},
+		{"empty debug-addr", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--debug-addr", ""}, 2, `--debug-addr is empty`},
 		{"missing cert dir", []string{"node", "--cloud", "127.0.0.1:7401", "--cert", filepath.Join(dir, "nope"), "--debug-addr", "off", "--dns", "off"}, 1, "nope"},
 		{"bad cloud address", []string{"node", "--cloud", "no-port", "--cert", dir}, 2, "cloud address"},
 		{"bad mtu", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--mtu", "10"}, 2, "MTU"},
@@ -80,5 +83,9 @@ func TestStatusRendersPeers(t *testing.T) {
 	var back node.Status
 	if code != 0 || json.Unmarshal([]byte(stdout), &back) != nil || back.Peers[0].FQDN != "bob.example.cyphonic" {
 		t.Fatalf("--json: exit %d, %q", code, stdout)
+	}
+	// The JSON names the path as the table does, and reads back to it.
+	if !strings.Contains(stdout, `"path": "relay"`) || back.Peers[0].Path != messages.PathRelay {
+		t.Errorf("--json path: %+v in\n%s", back.Peers[0].Path, stdout)
 	}
 }
