@@ -153,9 +153,11 @@ func (a *sessionActor) publish() {
 		LastError: a.lastErr,
 		Pending:   len(a.open),
 	}
+	// The VIPs are the node's for good (the TUN keeps them while the cloud
+	// is away), so status shows them from the first login on.
+	st.VIP6, st.VIP4 = a.login.VIP6, a.login.VIP4
 	if a.sess != nil {
 		st.SessionID = a.login.SessionID
-		st.VIP6, st.VIP4 = a.login.VIP6, a.login.VIP4
 		st.NAT = natString(a.nat)
 	}
 	a.s.status.Store(st)
