@@ -6,9 +6,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"testing"
+
+	"github.com/cyphonic/cyphonic-go/test/systest"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -21,18 +22,7 @@ import (
 // therefore run on the test goroutine itself.
 func enterFreshNetns(t testing.TB) {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root (CAP_NET_ADMIN) to create a TUN and a network namespace"
-	} else if _, err := os.Stat("/dev/net/tun"); err != nil {
-		why = "needs /dev/net/tun: " + err.Error()
-	}
-	if why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(why)
-		}
-		t.Skip(why)
-	}
+	systest.Require(t, systest.Root(), systest.File("/dev/net/tun"))
 	runtime.LockOSThread() // never unlocked, see above
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		t.Fatalf("unshare network namespace: %v", err)

@@ -7,8 +7,9 @@
 //
 // In each scenario one node resolves the other's FQDN through its own
 // resolver, pings it, and moves a few MB over TCP with the SHA-256 compared
-// at both ends. The tests need root, iproute2 and nftables; without them
-// they skip, except under CI=true, where they fail (testbed.Require).
+// at both ends. The tests need root, iproute2, nftables and ping; without
+// them they fail, naming what is missing, unless the user opted out with
+// CYPHONIC_SKIP_SYSTEM_TESTS=1 (testbed.Require).
 //
 // TestMain builds the cyphonic binary and the xfer helper
 // (internal/xfer) once per run.

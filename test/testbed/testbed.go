@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/test/systest"
 )
 
 // T is what a Bed needs from its caller: the part of testing.TB it uses.
@@ -42,31 +43,35 @@ const etcNetnsDir = "/etc/netns"
 // ErrUnavailable means the machine cannot host a testbed.
 var ErrUnavailable = errors.New("testbed: unavailable")
 
+// needs is what a Bed uses: namespaces, veths and bridges (iproute2),
+// NAPT (nftables) and reachability probes (ping).
+var needs = []systest.Need{
+	systest.Root(),
+	systest.Tool("ip", "iproute2"),
+	systest.Tool("nft", "nftables"),
+	systest.Tool("ping", "iputils-ping"),
+}
+
 // Available reports why this machine cannot build namespaces, or nil.
 func Available() error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%w: needs root", ErrUnavailable)
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%w: %s not found: %v", ErrUnavailable, tool, err)
+	var missing []string
+	for _, n := range needs {
+		if err := n(); err != nil {
+			missing = append(missing, err.Error())
 		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: needs %s", ErrUnavailable, strings.Join(missing, ", "))
 	}
 	return nil
 }
 
-// Require skips the test when Available fails, or fails it when the
-// environment variable CI is "true": CI must not silently skip e2e tests.
+// Require fails the test, naming what is missing, when the machine cannot
+// host a Bed — or skips it when the user opted out of system tests
+// (systest.EnvSkip).
 func Require(tb T) {
 	tb.Helper()
-	err := Available()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("%v (CI=true: failing instead of skipping)", err)
-	}
-	tb.Skip(err)
+	systest.Require(tb, needs...)
 }
 
 // Bed is one test's topology: the internet namespace plus whatever hosts
@@ -88,7 +93,8 @@ type Bed struct {
 
 // New builds an empty internet (a dual-stack bridge with documentation
 // addresses) and registers the cleanup that tears everything down. It
-// skips or fails the test as Require does when the machine cannot host it.
+// fails (or, opted out, skips) the test as Require does when the machine
+// cannot host it.
 func New(tb T) *Bed {
 	tb.Helper()
 	Require(tb)

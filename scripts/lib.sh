@@ -1,0 +1,31 @@
+# Shared by scripts/demo, scripts/test and .ci/run: find Go, and install the
+# Debian packages a command needs when they are missing.
+
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+
+die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+
+need_go() {
+  command -v go >/dev/null 2>&1 || die "go not found on PATH (nor in /usr/local/go/bin): install Go 1.26 first"
+}
+
+# ensure_tools TOOL:PACKAGE... installs the Debian packages of the tools
+# that are not on PATH. As root it runs apt-get; otherwise it says what to
+# install and returns 1.
+ensure_tools() {
+  local pair missing=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  ((${#missing[@]})) || return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    printf '%s: missing Debian packages: %s (run as root, or: sudo apt-get install %s)\n' \
+      "${0##*/}" "${missing[*]}" "${missing[*]}" >&2
+    return 1
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
+  printf '%s: installing %s\n' "${0##*/}" "${missing[*]}" >&2
+  apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    die "apt-get install ${missing[*]} failed"
+}
