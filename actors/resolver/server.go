@@ -139,6 +139,33 @@ func NewServer(cfg Config, backend Backend, logger *slog.Logger) (*Server, error
 // Config returns the effective configuration.
 func (s *Server) Config() Config { return s.cfg }
 
+// listenPairTries bounds listenPair's attempts with port 0.
+const listenPairTries = 8
+
+// listenPair binds UDP and then TCP on addr's port. With port 0 the kernel
+// picks the UDP port, which another program may hold for TCP: then it
+// tries another port rather than failing.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("resolver: address %q: %w", addr, err)
+	}
+	for try := 1; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("resolver: listen udp %s: %w", addr, err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || try == listenPairTries {
+			return nil, nil, fmt.Errorf("resolver: listen tcp %s: %w", pc.LocalAddr(), err)
+		}
+	}
+}
+
 // Start binds UDP and TCP on Config.Addr and serves until Shutdown. The TCP
 // listener takes the UDP socket's port, so Addr with port 0 works.
 func (s *Server) Start() error {
@@ -147,14 +174,9 @@ func (s *Server) Start() error {
 	if s.udp != nil {
 		return ErrStarted
 	}
-	pc, err := net.ListenPacket("udp", s.cfg.Addr)
+	pc, ln, err := listenPair(s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("resolver: listen udp %s: %w", s.cfg.Addr, err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("resolver: listen tcp %s: %w", pc.LocalAddr(), err)
+		return err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.DefaultMsgSize}

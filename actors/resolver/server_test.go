@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -367,4 +368,30 @@ func TestUpstreamFromResolvConf(t *testing.T) {
 	if _, err := UpstreamFromResolvConf(filepath.Join(dir, "missing"), ""); err == nil {
 		t.Fatal("missing file accepted")
 	}
+}
+
+// TestListenPairTakenTCP: a fixed port whose TCP side another program
+// holds fails with the TCP error (and leaves no UDP socket bound); port 0
+// finds a pair that is free on both.
+func TestListenPairTakenTCP(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	addr := held.Addr().String()
+	if _, _, err := listenPair(addr); err == nil || !strings.Contains(err.Error(), "listen tcp") {
+		t.Fatalf("listenPair(%s) with TCP taken: %v, want a listen tcp error", addr, err)
+	}
+	pc, err := net.ListenPacket("udp", addr) // the failed try released its UDP socket
+	if err != nil {
+		t.Fatalf("UDP %s still bound after the failed pair: %v", addr, err)
+	}
+	pc.Close()
+	pc, ln, err := listenPair("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Close()
+	ln.Close()
 }
