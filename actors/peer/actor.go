@@ -95,6 +95,10 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			// same toward us, so each NAT admits the other's probes.
 			p.probeDirect(&info, time.Now())
 		}
+	case *Rebind:
+		if info := p.h.Info(); p.cur == nil || p.route.Relay {
+			p.bindRelay(&info, time.Now())
+		}
 	case tick:
 		p.onTick()
 	case Crash:
