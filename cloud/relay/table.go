@@ -148,9 +148,14 @@ type entry struct {
 	expires time.Time
 	pos     int // index in Table.order, guarded by Table.mu
 
+	// macMu[i] guards mac[i]. A bind's MAC is checked under it, not under
+	// mu, so a flood of forged binds on a session never holds up its
+	// relay frames. Never held together with mu.
+	macMu [2]sync.Mutex
+	mac   [2]*relaybind.MAC
+
 	mu         sync.Mutex
-	removed    bool // set under mu when the session leaves the table
-	mac        [2]*relaybind.MAC
+	removed    bool      // set under mu when the session leaves the table
 	counter    [2]uint64 // last accepted bind counter per side
 	endpoint   [2]netip.AddrPort
 	from       [2]Counters // traffic received from side i, forwarded to the other
@@ -277,6 +282,9 @@ func (t *Table) Bind(pkt []byte, from netip.AddrPort, now time.Time) DropReason 
 	}
 
 	s, me := ref.s, ref.side
+	s.macMu[me].Lock()
+	genuine := s.mac[me].Verify(pkt)
+	s.macMu[me].Unlock()
 	s.mu.Lock()
 	var r DropReason
 	switch {
@@ -285,7 +293,7 @@ func (t *Table) Bind(pkt []byte, from netip.AddrPort, now time.Time) DropReason 
 		return t.dropReason(DropUnknownToken)
 	case !now.Before(s.expires):
 		r = DropExpired
-	case !s.mac[me].Verify(pkt):
+	case !genuine:
 		r = DropBadBind
 	case !relaybind.Fresh(b.Counter, s.counter[me]):
 		r = DropReplay

@@ -620,6 +620,20 @@ func TestConcurrent(t *testing.T) {
 			}()
 		}
 	}
+	// Forged binds on every session beside its traffic: they take the
+	// MAC's lock, never the session's for long, and move nothing.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for p := range packets {
+			i := byte(p % sessions)
+			forged, _ := relaybind.Seal(keyOf(id(0x99)), id(0x40+i), uint64(p+1000))
+			if r := tab.Bind(forged, epB, t0); r != DropBadBind {
+				t.Errorf("forged bind: %v", r)
+				return
+			}
+		}
+	}()
 	// Churn beside the traffic: sessions that come and go, sweeps and
 	// snapshots.
 	wg.Add(1)
