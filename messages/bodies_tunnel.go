@@ -140,26 +140,38 @@ func (m *DirectionAck) DecodeMsgpack(d *msgpack.Decoder) error {
 
 // RelayTicket lets a node use one side of a relay session: it sends relay
 // packets with Token to TRS at TRS4 or TRS6 (whichever its IP version
-// reaches; at least one is set).
+// reaches; at least one is set), and binds its endpoint there with
+// RelayBind packets MACed under BindKey. The ticket travels only inside
+// sealed signaling: BindKey is a secret.
 //
-//	[trs4 (addrport), trs6 (addrport), token (bin 16), expires]
+//	[trs4 (addrport), trs6 (addrport), token (bin 16), expires, bindkey (bin 32)]
 type RelayTicket struct {
 	TRS4    netip.AddrPort // IPv4 address of TRS, or zero
 	TRS6    netip.AddrPort // IPv6 address of TRS, or zero
 	Token   RelayToken
 	Expires int64 // unix nanoseconds
+	BindKey RelayBindKey
 }
 
+// RelayBindKey authenticates one side's RelayBind packets. NMS makes one
+// per side of every relay session and gives it only to that side's node
+// and to TRS, so neither node can move the other's endpoint.
+type RelayBindKey [32]byte
+
+// IsZero reports whether k is unset.
+func (k *RelayBindKey) IsZero() bool { return *k == RelayBindKey{} }
+
 func (t *RelayTicket) encode(w *wr) {
-	w.arrayLen(4)
+	w.arrayLen(5)
 	w.addrPort(t.TRS4)
 	w.addrPort(t.TRS6)
 	w.bin(t.Token[:])
 	w.int(t.Expires)
+	w.bin(t.BindKey[:])
 }
 
 func (t *RelayTicket) decode(r *rd) {
-	r.arrayLen(4)
+	r.arrayLen(5)
 	t.TRS4 = r.addrPort("relay.trs4")
 	r.check("relay.trs4", is4(t.TRS4.Addr()))
 	t.TRS6 = r.addrPort("relay.trs6")
@@ -167,35 +179,42 @@ func (t *RelayTicket) decode(r *rd) {
 	r.check("relay", t.TRS4.IsValid() || t.TRS6.IsValid())
 	r.fixed("relay.token", t.Token[:])
 	t.Expires = r.int("relay.expires")
+	r.fixed("relay.bindkey", t.BindKey[:])
+	r.check("relay.bindkey", !t.BindKey.IsZero())
 }
 
 // RelayAlloc (NMS -> TRS) allocates a relay session joining two sides.
+// KeyA and KeyB are the sides' bind keys (secret: the gateway between cloud
+// processes carries it over mutual TLS).
 //
-//	[session (bin 16), tokena (bin 16), tokenb (bin 16), fqdna, fqdnb, expires]
+//	[session (bin 16), tokena (bin 16), tokenb (bin 16), fqdna, fqdnb, expires, keya (bin 32), keyb (bin 32)]
 type RelayAlloc struct {
 	Session        MsgID // names the relay session (the tunnel's ID)
 	TokenA, TokenB RelayToken
 	FQDNA, FQDNB   string // for logs and metrics
 	Expires        int64  // unix nanoseconds
+	KeyA, KeyB     RelayBindKey
 }
 
 func (RelayAlloc) MsgType() MsgType { return MsgRelayAlloc }
 
 func (m RelayAlloc) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := wr{e: e}
-	w.arrayLen(6)
+	w.arrayLen(8)
 	w.bin(m.Session[:])
 	w.bin(m.TokenA[:])
 	w.bin(m.TokenB[:])
 	w.str(m.FQDNA)
 	w.str(m.FQDNB)
 	w.int(m.Expires)
+	w.bin(m.KeyA[:])
+	w.bin(m.KeyB[:])
 	return w.err
 }
 
 func (m *RelayAlloc) DecodeMsgpack(d *msgpack.Decoder) error {
 	r := rd{d: d, msg: "RelayAlloc"}
-	r.arrayLen(6)
+	r.arrayLen(8)
 	r.fixed("session", m.Session[:])
 	r.check("session", !m.Session.IsZero())
 	r.fixed("tokena", m.TokenA[:])
@@ -204,6 +223,10 @@ func (m *RelayAlloc) DecodeMsgpack(d *msgpack.Decoder) error {
 	m.FQDNA = r.fqdn("fqdna")
 	m.FQDNB = r.fqdn("fqdnb")
 	m.Expires = r.int("expires")
+	r.fixed("keya", m.KeyA[:])
+	r.check("keya", !m.KeyA.IsZero())
+	r.fixed("keyb", m.KeyB[:])
+	r.check("keyb", !m.KeyB.IsZero() && m.KeyA != m.KeyB)
 	return r.err
 }
 

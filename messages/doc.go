@@ -12,6 +12,7 @@
 //	Data           TypeData | flags | reserved (2) | receiver index (4) | counter (8) | AEAD(inner packet)
 //	Keepalive      same 16-byte header as Data with TypeKeepalive and an empty sealed payload
 //	Relay          TypeRelay | token (16) | inner node<->node packet
+//	RelayBind      TypeRelayBind | token (16) | counter (8) | MAC (16)   (node -> TRS)
 //	Probe          TypeProbe | probe id (8) | sender index (4) | zero padding to ProbeLen
 //	ProbeReply     TypeProbeReply | probe id (8) | observed address (16) | observed port (2)
 //

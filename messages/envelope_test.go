@@ -232,6 +232,9 @@ func TestBodyRejects(t *testing.T) {
 	v6 := netip.MustParseAddr("2001:db8::1").AsSlice()
 	ap4 := []byte{10, 0, 0, 1, 0, 80}
 	id := testID[:]
+	id2 := append([]byte{0xff}, testID[1:]...)
+	key := bytes.Repeat([]byte{7}, 32)
+	key2 := bytes.Repeat([]byte{8}, 32)
 	tooMany := make([]any, MaxAddrs+1)
 	for i := range tooMany {
 		tooMany[i] = ap4
@@ -267,9 +270,15 @@ func TestBodyRejects(t *testing.T) {
 		{"path kind 0", bodyEnv(t, MsgPath, "b", nil, nil, 0, nil, nil, false, id), ErrInvalid},
 		{"path relay no ticket", bodyEnv(t, MsgPath, "b", nil, nil, 3, nil, nil, false, id), ErrInvalid},
 		{"path zero tunnel", bodyEnv(t, MsgPath, "b", nil, nil, 1, nil, nil, false, make([]byte, 16)), ErrInvalid},
-		{"ticket no trs", bodyEnv(t, MsgDirection, "b", nil, nil, 3, nil, []any{nil, nil, id, 0}, false, id), ErrInvalid},
-		{"ticket trs4 is v6", bodyEnv(t, MsgDirection, "b", nil, nil, 3, nil, []any{append(v6, 0, 1), nil, id, 0}, false, id), ErrInvalid},
-		{"alloc same tokens", bodyEnv(t, MsgRelayAlloc, id, id, id, "a", "b", 0), ErrInvalid},
+		{"ticket no trs", bodyEnv(t, MsgDirection, "b", nil, nil, 3, nil, []any{nil, nil, id, 0, key}, false, id), ErrInvalid},
+		{"ticket trs4 is v6", bodyEnv(t, MsgDirection, "b", nil, nil, 3, nil, []any{append(v6, 0, 1), nil, id, 0, key}, false, id), ErrInvalid},
+		{"ticket without bind key", bodyEnv(t, MsgDirection, "b", nil, nil, 3, nil, []any{nil, append(v6, 0, 1), id, 0}, false, id), ErrMalformed},
+		{"ticket zero bind key", bodyEnv(t, MsgDirection, "b", nil, nil, 3, nil, []any{nil, append(v6, 0, 1), id, 0, make([]byte, 32)}, false, id), ErrInvalid},
+		{"ticket short bind key", bodyEnv(t, MsgDirection, "b", nil, nil, 3, nil, []any{nil, append(v6, 0, 1), id, 0, key[:31]}, false, id), ErrInvalid},
+		{"alloc same tokens", bodyEnv(t, MsgRelayAlloc, id, id, id, "a", "b", 0, key, key2), ErrInvalid},
+		{"alloc without keys", bodyEnv(t, MsgRelayAlloc, id, id, id2, "a", "b", 0), ErrMalformed},
+		{"alloc zero key", bodyEnv(t, MsgRelayAlloc, id, id, id2, "a", "b", 0, make([]byte, 32), key2), ErrInvalid},
+		{"alloc same keys", bodyEnv(t, MsgRelayAlloc, id, id, id2, "a", "b", 0, key, key), ErrInvalid},
 		{"keepalive not empty", bodyEnv(t, MsgKeepalive, 1), ErrMalformed},
 		{"ack addr 7 bytes", bodyEnv(t, MsgKeepaliveAck, []byte{1, 2, 3, 4, 5, 6, 7}), ErrInvalid},
 		{"error code overflow", bodyEnv(t, MsgError, 70000, "", false), ErrInvalid},

@@ -90,6 +90,24 @@ func FuzzParseRelay(f *testing.F) {
 	})
 }
 
+func FuzzParseRelayBind(f *testing.F) {
+	b := make([]byte, RelayBindLen)
+	PutRelayBindHeader(b, RelayToken{7}, 42)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseRelayBind(b)
+		checkErr(t, err)
+		if err != nil {
+			return
+		}
+		out := make([]byte, RelayBindLen)
+		copy(out[PutRelayBindHeader(out, m.Token, m.Counter):], m.MAC[:])
+		if !bytes.Equal(out, b) {
+			t.Fatalf("re-encoded %x, input %x", out, b)
+		}
+	})
+}
+
 func FuzzParseProbe(f *testing.F) {
 	b := make([]byte, ProbeLen)
 	Probe{ID: 1, Sender: 2}.Put(b)

@@ -16,6 +16,7 @@ const (
 	TypeProbe         PacketType = 8  // hole punching / NAT mapping discovery
 	TypeProbeReply    PacketType = 9  // answer to a probe with the observed address
 	TypeKeepalive     PacketType = 10 // node <-> node, data header with an empty payload
+	TypeRelayBind     PacketType = 11 // node -> TRS, authenticated bind of one relay side (relay.go)
 )
 
 var packetTypeNames = [...]string{
@@ -29,6 +30,7 @@ var packetTypeNames = [...]string{
 	TypeProbe:         "probe",
 	TypeProbeReply:    "probe-reply",
 	TypeKeepalive:     "keepalive",
+	TypeRelayBind:     "relay-bind",
 }
 
 // Valid reports whether t is a packet type this package defines.

@@ -22,8 +22,9 @@ func TestPacketTypeString(t *testing.T) {
 		{TypeProbe, "probe"},
 		{TypeProbeReply, "probe-reply"},
 		{TypeKeepalive, "keepalive"},
+		{TypeRelayBind, "relay-bind"},
 		{0, "PacketType(0)"},
-		{11, "PacketType(11)"},
+		{200, "PacketType(200)"},
 		{255, "PacketType(255)"},
 	}
 	for _, tt := range tests {
@@ -182,6 +183,44 @@ func TestParseRelayErrors(t *testing.T) {
 		if _, _, err := ParseRelay(tt.b); !errors.Is(err, tt.want) {
 			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestRelayBind(t *testing.T) {
+	token := RelayToken{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	b := make([]byte, RelayBindLen)
+	if n := PutRelayBindHeader(b, token, 0x0102030405060708); n != RelayBindMACOffset {
+		t.Fatalf("PutRelayBindHeader = %d, want %d", n, RelayBindMACOffset)
+	}
+	copy(b[RelayBindMACOffset:], bytes.Repeat([]byte{0xee}, RelayBindMACLen))
+	want := append([]byte{byte(TypeRelayBind)}, token[:]...)
+	want = append(want, 1, 2, 3, 4, 5, 6, 7, 8)
+	want = append(want, bytes.Repeat([]byte{0xee}, RelayBindMACLen)...)
+	if !bytes.Equal(b, want) {
+		t.Fatalf("bind %x, want %x", b, want)
+	}
+	m, err := ParseRelayBind(b)
+	if err != nil || m.Token != token || m.Counter != 0x0102030405060708 || m.MAC != [RelayBindMACLen]byte(bytes.Repeat([]byte{0xee}, RelayBindMACLen)) {
+		t.Fatalf("ParseRelayBind = %+v, %v", m, err)
+	}
+	tests := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"empty", nil, ErrTruncated},
+		{"no mac", b[:RelayBindMACOffset], ErrTruncated},
+		{"one byte short", b[:RelayBindLen-1], ErrTruncated},
+		{"trailing byte", append(bytes.Clone(b), 0), ErrTooLarge},
+		{"relay frame", append([]byte{byte(TypeRelay)}, b[1:]...), ErrBadType},
+	}
+	for _, tt := range tests {
+		if _, err := ParseRelayBind(tt.b); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if _, _, err := ParseRelay(b); !errors.Is(err, ErrBadType) {
+		t.Errorf("ParseRelay accepted a bind: %v", err)
 	}
 }
 

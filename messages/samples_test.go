@@ -13,6 +13,7 @@ func samples() []Body {
 		TRS6:    netip.MustParseAddrPort("[2001:db8:ffff::1]:3478"),
 		Token:   RelayToken{9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 1},
 		Expires: 1_700_000_000_000_000_000,
+		BindKey: RelayBindKey{5, 31: 5},
 	}
 	path := PathInfo{
 		PeerFQDN:  "bob.example.cyphonic",
@@ -59,7 +60,8 @@ func samples() []Body {
 		(*Path)(&direct),
 		&DirectionAck{TunnelID: id, OK: true, Endpoints: []netip.AddrPort{ap6}},
 		&DirectionAck{TunnelID: id},
-		&RelayAlloc{Session: id, TokenA: RelayToken{1}, TokenB: RelayToken{2}, FQDNA: "alice.example.cyphonic", FQDNB: "bob.example.cyphonic", Expires: 123},
+		&RelayAlloc{Session: id, TokenA: RelayToken{1}, TokenB: RelayToken{2}, FQDNA: "alice.example.cyphonic", FQDNB: "bob.example.cyphonic", Expires: 123,
+			KeyA: RelayBindKey{0xa, 31: 1}, KeyB: RelayBindKey{0xb, 31: 2}},
 		&RelayAllocReply{Session: id, OK: true},
 		&Keepalive{},
 		&KeepaliveAck{Observed: ap6},

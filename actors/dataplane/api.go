@@ -138,6 +138,11 @@ var _ interface {
 	// PeerUpdate replaces a peer's candidate endpoints (NMS told us it
 	// moved); a live session keeps running, new handshakes use them.
 	PeerUpdate(fqdn string, endpoints []netip.AddrPort) error
+	// Rebind tells every relayed peer to bind its relay side at once: our
+	// own address or NAT mapping has moved, and the TRS forwards to us,
+	// and accepts from us, only where our last authenticated bind came
+	// from.
+	Rebind() error
 	// Status returns every peer's state, sorted by FQDN.
 	Status() []PeerStatus
 	// Drops returns drops not attributable to a peer (malformed or

@@ -349,6 +349,9 @@ func (d *Dataplane) PeerUpdate(fqdn string, endpoints []netip.AddrPort) error {
 	return d.toPeers(&peer.UpdateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
 }
 
+// Rebind implements the contract in api.go.
+func (d *Dataplane) Rebind() error { return d.toPeers(&peer.Rebind{}) }
+
 // Status implements the contract in api.go.
 func (d *Dataplane) Status() []PeerStatus {
 	hs := d.set.All()

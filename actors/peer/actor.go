@@ -12,6 +12,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/sequencer"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/relaybind"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
@@ -48,8 +49,9 @@ type peerActor struct {
 	iniSent   time.Time
 	attemptAt time.Time // when the current handshaking phase began
 
-	bindAt  time.Time // last relay bind (responder waiting on a relayed path)
-	probeAt time.Time // last direct probe while relayed (upgrade to direct)
+	bindAt  time.Time         // last relay bind
+	binds   relaybind.Counter // relay bind counters (wall-clock seeded: fresh after a restart)
+	probeAt time.Time         // last direct probe while relayed (upgrade to direct)
 
 	timer    *time.Timer
 	stopping bool
@@ -82,6 +84,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 	case *Update:
 		p.h.setInfo(m.Info)
 		info := p.h.Info()
+		p.onRelayTicket(&info, time.Now())
 		switch {
 		case p.cur == nil && info.Initiator:
 			p.startHandshake(time.Now(), p.candidates(&info))
@@ -91,6 +94,10 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			// probe tick. The session stays as it is; the peer does the
 			// same toward us, so each NAT admits the other's probes.
 			p.probeDirect(&info, time.Now())
+		}
+	case *Rebind:
+		if info := p.h.Info(); p.cur == nil || p.route.Relay {
+			p.bindRelay(&info, time.Now())
 		}
 	case tick:
 		p.onTick()
@@ -294,18 +301,45 @@ func (p *peerActor) candidates(info *messages.PathInfo) []Route {
 	return rs
 }
 
-// bindRelay tells TRS where we are (an empty relay frame) when the path
-// has a relay ticket and no session yet: TRS forwards to a side only once
-// it has heard from it, so a responder that waited silently would never
-// receive the initiator's msg1.
+// bindRelay tells TRS where we are with a bind MACed under our side's
+// bind key (messages.RelayBind): TRS forwards to a side, and accepts its
+// frames, only from the address of its last accepted bind, and keeps the
+// relay session only while binds come. So we bind while waiting for a
+// session (a responder that waited silently would never receive the
+// initiator's msg1), once a keepalive period while our route is the
+// relay, and more often when the relay has gone quiet (our NAT mapping
+// may have moved: see onTick).
 func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
 	r, ok := p.env.relayRoute(info.Relay)
 	if !ok {
 		return
 	}
 	p.bindAt = now
-	if !p.env.sendFramed(make([]byte, messages.RelayHeaderLen), r) {
+	pkt, err := relaybind.Seal(info.Relay.BindKey, info.Relay.Token, p.binds.Next(now))
+	if err != nil {
+		p.env.Logger.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
+		return
+	}
+	if !p.env.Out.PushControl(batch.Control{Pkt: pkt, To: r.Addr}) {
 		p.h.Stats.Drops.Add(batch.QueueFull, 1)
+	}
+}
+
+// onRelayTicket handles a path update that may carry a new relay ticket
+// (a new relay session: the peer asked NMS again). Binds go out under the
+// ticket in the handle's info, so a relayed route moves to the same
+// ticket, or our frames would stay on a session nobody binds any more
+// and die with it. Without a session, bind the new ticket at once so the
+// initiator's msg1 finds us.
+func (p *peerActor) onRelayTicket(info *messages.PathInfo, now time.Time) {
+	r, ok := p.env.relayRoute(info.Relay)
+	switch {
+	case !ok:
+	case p.cur == nil:
+		p.bindRelay(info, now)
+	case p.route.Relay && r != p.route:
+		p.setRoute(r)
+		p.bindRelay(info, now)
 	}
 }
 
@@ -547,6 +581,20 @@ func (p *peerActor) onTick() {
 		}
 		if p.route.Relay && len(info.Endpoints) > 0 && now.Sub(p.probeAt) >= t.HandshakeRetry {
 			p.probeDirect(&info, now)
+		}
+		if p.route.Relay {
+			// Bind once a keepalive period to keep our side of the relay
+			// session alive; when nothing has come through the relay for
+			// longer than the peer's keepalive period, our NAT mapping
+			// may have moved (TRS drops our frames from the new one and
+			// sends the peer's to the old): bind at the retry pace.
+			every := t.Keepalive
+			if now.Sub(time.Unix(0, p.h.Stats.LastRecv.Load())) > t.Keepalive {
+				every = t.HandshakeRetry
+			}
+			if now.Sub(p.bindAt) >= every {
+				p.bindRelay(&info, now)
+			}
 		}
 	}
 	auth, rx := p.h.Stats.Drops.Get(batch.Auth), p.h.Stats.RxPackets.Load()

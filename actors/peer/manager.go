@@ -105,6 +105,10 @@ func (m *manager) Receive(ctx actor.Context) {
 		}
 	case *RawInit:
 		m.init(ctx, msg)
+	case *Rebind:
+		for id := range m.byPID {
+			ctx.Send(actor.NewPID(m.env.Root.ActorSystem().Address(), id), msg)
+		}
 	case *actor.Terminated:
 		h := m.byPID[msg.Who.Id]
 		delete(m.byPID, msg.Who.Id)

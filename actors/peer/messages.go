@@ -45,6 +45,10 @@ type (
 	}
 	// Update replaces the peer's path.
 	Update struct{ Info messages.PathInfo }
+	// Rebind (to the manager, which passes it to every peer): our own
+	// address may have moved, so every peer on a relay binds its side
+	// there now rather than at its next keepalive.
+	Rebind struct{}
 	// Crash makes the peer fail as if a timer had expired (tests, and an
 	// operator's "reset tunnel").
 	Crash struct{ Reason string }

@@ -119,6 +119,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.requestTunnel(ctx, m)
 	case addrsChanged:
 		if a.state == StateOnline && !slices.Equal(a.locators(), a.registered) {
+			a.moved()
 			a.probeThenRegister(ctx)
 		}
 	case keepaliveTick:
@@ -557,6 +558,7 @@ func (a *sessionActor) keepalive(ctx actor.Context) {
 	}
 	if !slices.Equal(a.locators(), a.registered) {
 		a.log.Info("local addresses changed, registering again")
+		a.moved()
 		a.probeThenRegister(ctx)
 		return
 	}
@@ -582,7 +584,18 @@ func (a *sessionActor) keepaliveDone(ctx actor.Context, d *txDone) {
 	a.lastAck = time.Now()
 	if ack.Observed.IsValid() && a.observed.IsValid() && ack.Observed != a.observed {
 		a.log.Info("public mapping moved, probing the NAT again", "was", a.observed, "now", ack.Observed)
+		a.moved()
 		a.probeThenRegister(ctx)
+	}
+}
+
+// moved tells the data plane our address moved, so relayed tunnels bind
+// their TRS side from the new one at once (the TRS follows a side only on
+// an authenticated bind). Peers on direct paths follow by themselves, on
+// our first authenticated packet.
+func (a *sessionActor) moved() {
+	if err := a.cfg.Dataplane.Rebind(); err != nil {
+		a.log.Debug("relay rebind", "err", err)
 	}
 }
 

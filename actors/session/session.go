@@ -26,6 +26,9 @@ type Dataplane interface {
 	Open(info messages.PathInfo) error
 	PeerUpdate(fqdn string, endpoints []netip.AddrPort) error
 	LocalAddrs() []netip.AddrPort
+	// Rebind: our address moved; relayed tunnels bind their relay side
+	// from the new one now.
+	Rebind() error
 }
 
 // Errors callers can test with errors.Is.

@@ -210,10 +210,24 @@ func (c *fakeCloud) push(id messages.MsgID, body messages.Body) {
 // fakeDataplane records what the session asks of the data plane and hands
 // control packets to the fake cloud.
 type fakeDataplane struct {
-	cloud  *fakeCloud
-	mu     sync.Mutex
-	opened []messages.PathInfo
-	moved  map[string][]netip.AddrPort
+	cloud   *fakeCloud
+	mu      sync.Mutex
+	opened  []messages.PathInfo
+	moved   map[string][]netip.AddrPort
+	rebinds int
+}
+
+func (d *fakeDataplane) Rebind() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rebinds++
+	return nil
+}
+
+func (d *fakeDataplane) rebindCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rebinds
 }
 
 func (d *fakeDataplane) SendControl(pkt []byte, to netip.AddrPort) error {
@@ -470,6 +484,9 @@ func TestMobilityReRegisters(t *testing.T) {
 	if f.cloud.count(messages.MsgRegister) < 2 {
 		t.Fatal("no second registration")
 	}
+	if f.dp.rebindCount() < 1 {
+		t.Fatal("relayed tunnels were not told to rebind after the move")
+	}
 }
 
 // TestMappingMoveReprobes: when a keepalive ack shows our public mapping
@@ -488,6 +505,9 @@ func TestMappingMoveReprobes(t *testing.T) {
 	if probes != 1 || regs != 1 || !slices.Equal(seen, []netip.AddrPort{observed}) {
 		t.Fatalf("after login: %d probes, %d registrations, probe seen %v", probes, regs, seen)
 	}
+	if n := f.dp.rebindCount(); n != 0 {
+		t.Fatalf("%d rebinds before any move", n)
+	}
 	moved := netip.MustParseAddrPort("198.51.100.7:1024")
 	f.cloud.set(func(c *fakeCloud) { c.mapping = moved })
 	eventually(t, "registered from the new mapping", func() bool { return f.s.Status().Observed == moved })
@@ -497,6 +517,9 @@ func TestMappingMoveReprobes(t *testing.T) {
 	}
 	if !slices.Equal(seen, []netip.AddrPort{moved}) {
 		t.Fatalf("re-registration reported the probe's view %v, want the new mapping %v", seen, moved)
+	}
+	if n := f.dp.rebindCount(); n < 1 {
+		t.Fatalf("%d rebinds after the move, want at least 1", n)
 	}
 	// The keepalive timer survives the probe wait that took it.
 	kas := f.cloud.count(messages.MsgKeepalive)

@@ -21,7 +21,10 @@ import (
 
 // How long a tunnel transaction waits for the TRS and for the peer.
 const (
-	relayTimeout   = 5 * time.Second
+	relayTimeout = 5 * time.Second
+	// relayTicketTTL only caps a relay session's life: it lives while its
+	// nodes keep sending authenticated binds (once a keepalive period),
+	// and the TRS sweeps it an idle timeout (minutes) after they stop.
 	relayTicketTTL = 24 * time.Hour
 )
 
@@ -310,15 +313,20 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 	t.tunnelID = messages.NewMsgID()
 	if (t.decision.Kind == path.Relay || t.decision.FallbackRelay) && !t.s.cfg.TRS.IsZero() {
 		alloc := messages.RelayAlloc{Session: t.tunnelID, FQDNA: t.me.FQDN, FQDNB: t.peer.FQDN, Expires: time.Now().Add(relayTicketTTL).UnixNano()}
+		// Tokens name the sides; the bind keys, one per side, are what
+		// lets a node move its side's endpoint at the TRS. Each node gets
+		// only its own key, inside its sealed Path or Direction.
 		rand.Read(alloc.TokenA[:])
 		rand.Read(alloc.TokenB[:])
+		rand.Read(alloc.KeyA[:])
+		rand.Read(alloc.KeyB[:])
 		f, err := svc.NewFrame("", t.tunnelID, "nms", time.Now(), alloc)
 		if err != nil {
 			t.fail(ctx, messages.Error{Code: messages.CodeInternal})
 			return
 		}
-		t.ticketA = t.ticket(alloc.TokenA, alloc.Expires, t.me)
-		t.ticketB = t.ticket(alloc.TokenB, alloc.Expires, t.peer)
+		t.ticketA = t.ticket(alloc.TokenA, alloc.KeyA, alloc.Expires, t.me)
+		t.ticketB = t.ticket(alloc.TokenB, alloc.KeyB, alloc.Expires, t.peer)
 		t.stage = 1
 		if err := t.s.cfg.Link.Request(ctx.Self(), t.s.cfg.TRS, f); err != nil {
 			// No way to the TRS: as if it refused the allocation.
@@ -342,8 +350,8 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 // try it first and never reach the relay (the IPv4-only to IPv6-only
 // case, where the relay is the only path). If NMS has observed neither
 // family (it always has one), both go in.
-func (t *requestTx) ticket(tok messages.RelayToken, exp int64, n store.Node) *messages.RelayTicket {
-	tk := &messages.RelayTicket{Token: tok, Expires: exp}
+func (t *requestTx) ticket(tok messages.RelayToken, key messages.RelayBindKey, exp int64, n store.Node) *messages.RelayTicket {
+	tk := &messages.RelayTicket{Token: tok, Expires: exp, BindKey: key}
 	has4, has6 := n.Locator.Observed4.IsValid(), n.Locator.Observed6.IsValid()
 	if !has4 && !has6 {
 		has4, has6 = true, true

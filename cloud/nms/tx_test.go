@@ -55,9 +55,12 @@ func TestTicketFamilies(t *testing.T) {
 		{"dual stack", node("198.51.100.3:4000", "[2001:db8::4]:4000"), trs4, trs6},
 		{"never observed", node("", ""), trs4, trs6},
 	} {
-		tk := tx.ticket(messages.RelayToken{1}, 0, tt.n)
+		tk := tx.ticket(messages.RelayToken{1}, messages.RelayBindKey{2}, 0, tt.n)
 		if tk.TRS4 != tt.want4 || tk.TRS6 != tt.want6 {
 			t.Errorf("%s: ticket names %v %v, want %v %v", tt.name, tk.TRS4, tk.TRS6, tt.want4, tt.want6)
+		}
+		if tk.Token != (messages.RelayToken{1}) || tk.BindKey != (messages.RelayBindKey{2}) {
+			t.Errorf("%s: ticket %+v lost its token or bind key", tt.name, tk)
 		}
 	}
 }

@@ -12,9 +12,10 @@ func benchTable(b *testing.B) *Table {
 		sid[0], sid[1] = byte(i), byte(i>>8)
 		ta, tb = sid, sid
 		ta[15], tb[15] = 0xa, 0xb
-		if err := tab.Allocate(sid, ta, tb, "a", "b", t0.Add(time.Hour)); err != nil {
+		if err := alloc(tab, sid, ta, tb, t0.Add(time.Hour)); err != nil {
 			b.Fatal(err)
 		}
+		tab.Bind(bindPkt(ta, 1), epA, t0)
 	}
 	return tab
 }
@@ -23,10 +24,11 @@ func benchTable(b *testing.B) *Table {
 // relayed packet. It must not allocate.
 func BenchmarkForward(b *testing.B) {
 	tab := NewTable(Config{})
-	if err := tab.Allocate(idA, tokA, tokB, "a", "b", t0.Add(time.Hour)); err != nil {
+	if err := alloc(tab, idA, tokA, tokB, t0.Add(time.Hour)); err != nil {
 		b.Fatal(err)
 	}
-	tab.Forward(tokB, epB, 1, t0)
+	tab.Bind(bindPkt(tokA, 1), epA, t0)
+	tab.Bind(bindPkt(tokB, 1), epB, t0)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, ok, _ := tab.Forward(tokA, epA, 1400, t0); !ok {
@@ -42,7 +44,7 @@ func BenchmarkForwardParallel(b *testing.B) {
 	for i := range 1024 {
 		var tb [16]byte
 		tb[0], tb[1], tb[15] = byte(i), byte(i>>8), 0xb
-		tab.Forward(tb, epB, 1, t0)
+		tab.Bind(bindPkt(tb, 1), epB, t0)
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -55,6 +57,25 @@ func BenchmarkForwardParallel(b *testing.B) {
 				return
 			}
 			i++
+		}
+	})
+}
+
+// BenchmarkBind is the cost of one genuine bind (MAC check and endpoint
+// update) and of one forged one: what a flood of binds costs TRS.
+func BenchmarkBind(b *testing.B) {
+	tab := NewTable(Config{})
+	if err := alloc(tab, idA, tokA, tokB, t0.Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	forged := bindPkt(tokA, 1)
+	forged[len(forged)-1] ^= 1
+	b.Run("forged", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if tab.Bind(forged, epA, t0) != DropBadBind {
+				b.Fatal("accepted")
+			}
 		}
 	})
 }

@@ -7,7 +7,7 @@ import "strconv"
 type DropReason uint8
 
 const (
-	// DropNone: the packet was forwarded.
+	// DropNone: the packet was forwarded, or the bind accepted.
 	DropNone DropReason = iota
 	// DropUnknownToken: no live session has this token (never allocated,
 	// expired and swept, or released).
@@ -15,15 +15,28 @@ const (
 	// DropExpired: the session's ticket has expired; it is swept by the
 	// next Expire.
 	DropExpired
-	// DropPeerUnknown: the other side has not sent anything yet, so there
-	// is no endpoint to forward to. The sender's endpoint is still learnt.
+	// DropPeerUnknown: the other side has not bound yet, so there is no
+	// endpoint to forward to.
 	DropPeerUnknown
 	// DropBadSource: the source address cannot be answered (invalid,
 	// port 0, unspecified, multicast) or is one of the relay's own.
 	DropBadSource
+	// DropBadBind: a bind that is malformed or whose MAC is wrong (made
+	// without the side's bind key), or an empty relay frame (the old,
+	// unauthenticated bind). It moves nothing.
+	DropBadBind
+	// DropReplay: a bind with a valid MAC whose counter is not above the
+	// last one accepted for its side: a recorded bind sent again. It
+	// moves nothing.
+	DropReplay
+	// DropNotBound: a relay frame from an address that is not its side's
+	// bound endpoint (the source of its last accepted bind). Only a bind
+	// moves an endpoint; the token alone, seen in clear on the wire,
+	// proves nothing.
+	DropNotBound
 
 	// NumDropReasons sizes arrays indexed by DropReason.
-	NumDropReasons = int(DropBadSource) + 1
+	NumDropReasons = int(DropNotBound) + 1
 )
 
 func (r DropReason) String() string {
@@ -38,6 +51,12 @@ func (r DropReason) String() string {
 		return "peer-unknown"
 	case DropBadSource:
 		return "bad-source"
+	case DropBadBind:
+		return "bad-bind"
+	case DropReplay:
+		return "replay"
+	case DropNotBound:
+		return "not-bound"
 	}
 	return "drop(" + strconv.Itoa(int(r)) + ")"
 }

@@ -9,21 +9,31 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/relaybind"
 )
 
 // Defaults used when Config leaves a field zero.
 const (
-	// DefaultIdleTimeout is well above the nodes' keepalive interval, so a
-	// quiet but live tunnel keeps its session.
-	DefaultIdleTimeout = 3 * time.Minute
+	// DefaultIdleTimeout is how long a session lives after its last
+	// accepted bind. Nodes bind once a keepalive period (10 s) while they
+	// use the relay, so a live tunnel is far from it; a token seen on the
+	// wire is worth nothing two minutes after its nodes stopped.
+	DefaultIdleTimeout = 2 * time.Minute
 	// DefaultMaxSessions bounds the table's memory.
 	DefaultMaxSessions = 1 << 16
+	// DefaultSweepBatch bounds the sessions one Expire looks at, so a sweep
+	// holds the table's lock for a bounded time however full it is.
+	DefaultSweepBatch = 4096
 )
 
 // Errors returned by Allocate, wrapped with the session they concern.
 var (
 	ErrZeroToken        = errors.New("zero token")
 	ErrSameToken        = errors.New("both sides have the same token")
+	ErrZeroKey          = errors.New("zero bind key")
+	ErrSameKey          = errors.New("both sides have the same bind key")
 	ErrNoExpiry         = errors.New("no ticket expiry")
 	ErrDuplicateSession = errors.New("session already allocated")
 	ErrDuplicateToken   = errors.New("token already in use")
@@ -32,16 +42,27 @@ var (
 
 // Config tunes a Table.
 type Config struct {
-	// IdleTimeout is how long a session may go without a packet from
-	// either side before Expire removes it. Zero means DefaultIdleTimeout.
+	// IdleTimeout is how long a session may go without an accepted bind
+	// from either side before Expire removes it. Zero means
+	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// MaxSessions bounds the number of live sessions. Zero means
 	// DefaultMaxSessions.
 	MaxSessions int
+	// SweepBatch bounds the sessions one Expire examines. Zero means
+	// DefaultSweepBatch.
+	SweepBatch int
 	// Self lists the relay's own addresses. Packets claiming to come from
 	// them are dropped: a side whose endpoint pointed at the relay would
 	// make it forward to itself.
 	Self []netip.AddrPort
+}
+
+// Side is one side of a relay session as NMS allocated it.
+type Side struct {
+	Token [16]byte
+	Key   messages.RelayBindKey // authenticates this side's binds
+	FQDN  string                // for logs and metrics
 }
 
 // Counters count the packets and bytes relayed in one direction.
@@ -50,16 +71,16 @@ type Counters struct {
 }
 
 // SessionInfo is a snapshot of one session for status pages and metrics.
-// It carries no tokens.
+// It carries no tokens and no keys.
 type SessionInfo struct {
 	ID                   [16]byte
 	FQDNA, FQDNB         string
-	EndpointA, EndpointB netip.AddrPort // zero until that side has sent
+	EndpointA, EndpointB netip.AddrPort // zero until that side has bound
 	AToB, BToA           Counters
-	Drops                uint64 // packets carrying this session's tokens that were not forwarded
-	Roams                uint64 // times a side's endpoint changed after it was first learnt
+	Drops                uint64 // packets carrying this session's tokens that were refused
+	Roams                uint64 // times a bind moved a side's endpoint after it was first bound
 	Expires              time.Time
-	LastActive           time.Time // zero until a side has sent
+	LastActive           time.Time // last accepted bind; zero until the first
 }
 
 // Stats is a snapshot of the whole table.
@@ -70,6 +91,7 @@ type Stats struct {
 	ExpiredTicket uint64 // sessions removed by Expire because their ticket ran out
 	ExpiredIdle   uint64 // sessions removed by Expire because they went quiet
 	Forwarded     Counters
+	Binds         uint64 // binds accepted
 	Roams         uint64
 	Drops         [NumDropReasons]uint64 // indexed by DropReason
 }
@@ -85,20 +107,31 @@ func (s Stats) Dropped(r DropReason) uint64 {
 // Table maps relay tokens to sessions and sessions to their two sides'
 // endpoints. It is safe for concurrent use: lookups share a read lock and
 // each session has its own lock, so packets of different sessions never
-// contend and Forward allocates nothing.
+// contend, and neither Forward nor Bind allocates.
+//
+// Only Bind moves an endpoint, and only for a bind MACed under the side's
+// key with a counter above the last accepted one. Forward relays a frame
+// only if it comes from its side's bound endpoint and never changes
+// anything but counters. Per session the table holds a fixed amount of
+// state (two endpoints, two MACs, two counters), whatever arrives.
 type Table struct {
-	idle time.Duration
-	max  int
-	self []netip.AddrPort
+	idle  time.Duration
+	max   int
+	batch int
+	self  []netip.AddrPort
 
 	mu       sync.RWMutex
 	sessions map[[16]byte]*entry
 	tokens   map[[16]byte]tokenRef
+	// order holds every session once, for Expire to walk a bounded part of
+	// at a time from cursor on; entry.pos is each one's index.
+	order  []*entry
+	cursor int
 	// Lifecycle counts, guarded by mu.
 	allocated, released, expiredTicket, expiredIdle uint64
 
 	forwardedPackets, forwardedBytes atomic.Uint64
-	roams                            atomic.Uint64
+	binds, roams                     atomic.Uint64
 	drops                            [NumDropReasons]atomic.Uint64
 }
 
@@ -113,9 +146,17 @@ type entry struct {
 	fqdn    [2]string
 	token   [2][16]byte
 	expires time.Time
+	pos     int // index in Table.order, guarded by Table.mu
+
+	// macMu[i] guards mac[i]. A bind's MAC is checked under it, not under
+	// mu, so a flood of forged binds on a session never holds up its
+	// relay frames. Never held together with mu.
+	macMu [2]sync.Mutex
+	mac   [2]*relaybind.MAC
 
 	mu         sync.Mutex
-	removed    bool // set under mu when the session leaves the table
+	removed    bool      // set under mu when the session leaves the table
+	counter    [2]uint64 // last accepted bind counter per side
 	endpoint   [2]netip.AddrPort
 	from       [2]Counters // traffic received from side i, forwarded to the other
 	drops      uint64
@@ -128,6 +169,7 @@ func NewTable(cfg Config) *Table {
 	t := &Table{
 		idle:     cfg.IdleTimeout,
 		max:      cfg.MaxSessions,
+		batch:    cfg.SweepBatch,
 		sessions: make(map[[16]byte]*entry),
 		tokens:   make(map[[16]byte]tokenRef),
 	}
@@ -137,30 +179,48 @@ func NewTable(cfg Config) *Table {
 	if t.max <= 0 {
 		t.max = DefaultMaxSessions
 	}
+	if t.batch <= 0 {
+		t.batch = DefaultSweepBatch
+	}
 	for _, a := range cfg.Self {
 		t.self = append(t.self, normalize(a))
 	}
 	return t
 }
 
+// IdleTimeout is the table's idle timeout, defaults applied.
+func (t *Table) IdleTimeout() time.Duration { return t.idle }
+
 // Allocate creates the relay session NMS asked for. Only allocated sessions
 // exist: the relay forwards nothing for tokens it was not given. Tokens must
-// be unique across the table, since a token alone names a session and side.
-func (t *Table) Allocate(session [16]byte, tokenA, tokenB [16]byte, fqdnA, fqdnB string, expires time.Time) error {
+// be unique across the table, since a token alone names a session and side;
+// each side needs its own bind key.
+func (t *Table) Allocate(session [16]byte, a, b Side, expires time.Time) error {
 	var zero [16]byte
 	switch {
-	case tokenA == zero || tokenB == zero:
+	case a.Token == zero || b.Token == zero:
 		return fmt.Errorf("relay: allocate %x: %w", session, ErrZeroToken)
-	case tokenA == tokenB:
+	case a.Token == b.Token:
 		return fmt.Errorf("relay: allocate %x: %w", session, ErrSameToken)
+	case a.Key.IsZero() || b.Key.IsZero():
+		return fmt.Errorf("relay: allocate %x: %w", session, ErrZeroKey)
+	case a.Key == b.Key:
+		return fmt.Errorf("relay: allocate %x: %w", session, ErrSameKey)
 	case expires.IsZero():
 		return fmt.Errorf("relay: allocate %x: %w", session, ErrNoExpiry)
 	}
 	s := &entry{
 		id:      session,
-		fqdn:    [2]string{fqdnA, fqdnB},
-		token:   [2][16]byte{tokenA, tokenB},
+		fqdn:    [2]string{a.FQDN, b.FQDN},
+		token:   [2][16]byte{a.Token, b.Token},
 		expires: expires,
+	}
+	for i, k := range []messages.RelayBindKey{a.Key, b.Key} {
+		m, err := relaybind.NewMAC(k)
+		if err != nil {
+			return fmt.Errorf("relay: allocate %x: %w", session, err)
+		}
+		s.mac[i] = m
 	}
 
 	t.mu.Lock()
@@ -177,8 +237,10 @@ func (t *Table) Allocate(session [16]byte, tokenA, tokenB [16]byte, fqdnA, fqdnB
 		return fmt.Errorf("relay: allocate %x: %d sessions: %w", session, len(t.sessions), ErrFull)
 	}
 	t.sessions[session] = s
-	t.tokens[tokenA] = tokenRef{s, 0}
-	t.tokens[tokenB] = tokenRef{s, 1}
+	t.tokens[a.Token] = tokenRef{s, 0}
+	t.tokens[b.Token] = tokenRef{s, 1}
+	s.pos = len(t.order)
+	t.order = append(t.order, s)
 	t.allocated++
 	return nil
 }
@@ -197,18 +259,84 @@ func (t *Table) Release(session [16]byte) bool {
 	return true
 }
 
-// Forward handles n bytes that arrived from address from carrying token.
-// It records from as that side's endpoint (the mapping its NAT chose toward
-// the relay, or its new address after a move) and returns where the payload
-// goes: the other side's last endpoint and that side's token. When ok is
-// false the packet must be dropped and reason says why.
+// Bind handles a RelayBind packet (the whole datagram) that arrived from
+// address from. If its MAC verifies under its side's key and its counter is
+// above the last accepted one, from becomes that side's endpoint (the
+// mapping its NAT chose toward the relay, or its new address after a move)
+// and the session's idle clock restarts; otherwise nothing changes and the
+// drop is counted. A bind is never answered.
+func (t *Table) Bind(pkt []byte, from netip.AddrPort, now time.Time) DropReason {
+	from = normalize(from)
+	if !t.answerable(from) {
+		return t.dropReason(DropBadSource)
+	}
+	b, err := messages.ParseRelayBind(pkt)
+	if err != nil {
+		return t.dropReason(DropBadBind)
+	}
+	t.mu.RLock()
+	ref, found := t.tokens[b.Token]
+	t.mu.RUnlock()
+	if !found {
+		return t.dropReason(DropUnknownToken)
+	}
+
+	s, me := ref.s, ref.side
+	s.macMu[me].Lock()
+	genuine := s.mac[me].Verify(pkt)
+	s.macMu[me].Unlock()
+	s.mu.Lock()
+	var r DropReason
+	switch {
+	case s.removed: // swept between the lookup and the lock
+		s.mu.Unlock()
+		return t.dropReason(DropUnknownToken)
+	case !now.Before(s.expires):
+		r = DropExpired
+	case !genuine:
+		r = DropBadBind
+	case !relaybind.Fresh(b.Counter, s.counter[me]):
+		r = DropReplay
+	}
+	if r != DropNone {
+		s.drops++
+		s.mu.Unlock()
+		return t.dropReason(r)
+	}
+	s.counter[me] = b.Counter
+	roamed := false
+	if s.endpoint[me] != from {
+		roamed = s.endpoint[me].IsValid()
+		if roamed {
+			s.roams++
+		}
+		s.endpoint[me] = from
+	}
+	if now.After(s.lastActive) {
+		s.lastActive = now
+	}
+	s.mu.Unlock()
+
+	t.binds.Add(1)
+	if roamed {
+		t.roams.Add(1)
+	}
+	return DropNone
+}
+
+// Forward handles a relay frame with an inner packet of n bytes that
+// arrived from address from carrying token. If from is that side's bound
+// endpoint it returns where the payload goes: the other side's bound
+// endpoint and that side's token. It changes no endpoint. When ok is false
+// the packet must be dropped and reason says why. An empty frame (n == 0)
+// is refused as a bad bind.
 func (t *Table) Forward(token [16]byte, from netip.AddrPort, n int, now time.Time) (to netip.AddrPort, peerToken [16]byte, ok bool, reason DropReason) {
 	from = normalize(from)
 	if !t.answerable(from) {
 		return t.drop(DropBadSource)
 	}
-	if n < 0 {
-		n = 0
+	if n <= 0 {
+		return t.drop(DropBadBind)
 	}
 
 	t.mu.RLock()
@@ -220,31 +348,24 @@ func (t *Table) Forward(token [16]byte, from netip.AddrPort, n int, now time.Tim
 
 	s, me, peer := ref.s, ref.side, 1-ref.side
 	s.mu.Lock()
-	if s.removed { // swept between the lookup and the lock
+	var r DropReason
+	switch {
+	case s.removed: // swept between the lookup and the lock
 		s.mu.Unlock()
 		return t.drop(DropUnknownToken)
+	case !now.Before(s.expires):
+		r = DropExpired
+	case !s.endpoint[me].IsValid() || s.endpoint[me] != from:
+		r = DropNotBound
+	case !s.endpoint[peer].IsValid():
+		r = DropPeerUnknown
 	}
-	if !now.Before(s.expires) {
+	if r != DropNone {
 		s.drops++
 		s.mu.Unlock()
-		return t.drop(DropExpired)
-	}
-	if s.endpoint[me] != from {
-		if s.endpoint[me].IsValid() {
-			s.roams++
-			t.roams.Add(1)
-		}
-		s.endpoint[me] = from
-	}
-	if now.After(s.lastActive) {
-		s.lastActive = now
+		return t.drop(r)
 	}
 	to = s.endpoint[peer]
-	if !to.IsValid() {
-		s.drops++
-		s.mu.Unlock()
-		return t.drop(DropPeerUnknown)
-	}
 	s.from[me].Packets++
 	s.from[me].Bytes += uint64(n)
 	peerToken = s.token[peer]
@@ -255,18 +376,35 @@ func (t *Table) Forward(token [16]byte, from netip.AddrPort, n int, now time.Tim
 	return to, peerToken, true, DropNone
 }
 
-// Expire removes sessions whose ticket has run out or that have been idle
-// longer than the idle timeout, and returns how many it removed. Call it
-// periodically.
+// Expire removes sessions whose ticket has run out or that have gone
+// longer than the idle timeout without an accepted bind, and returns how
+// many it removed. Call it periodically. Each call examines at most
+// SweepBatch sessions, going on where the last call stopped, so a full
+// table is swept over several calls and no call holds the lock long.
 //
-// A session no side has sent on yet starts its idle clock at the first
-// sweep that sees it, so an allocation nobody uses is gone after at most
-// one sweep interval plus the idle timeout.
+// A session no side has bound yet starts its idle clock at the first
+// sweep that sees it, so an allocation nobody uses is gone after the idle
+// timeout plus at most one pass over the table.
 func (t *Table) Expire(now time.Time) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	removed := 0
-	for _, s := range t.sessions {
+	// The walk goes down the order, so a removal (the last session moves
+	// into the hole) never moves a session not yet looked at behind the
+	// cursor. A table that fits in one batch is walked whole, top down.
+	n := len(t.order)
+	if n <= t.batch || t.cursor > n {
+		t.cursor = n
+	}
+	for range min(t.batch, n) {
+		if t.cursor == 0 {
+			t.cursor = len(t.order)
+		}
+		if t.cursor == 0 {
+			break
+		}
+		t.cursor--
+		s := t.order[t.cursor]
 		s.mu.Lock()
 		if s.lastActive.IsZero() {
 			s.lastActive = now
@@ -300,6 +438,7 @@ func (t *Table) Stats() Stats {
 	}
 	t.mu.RUnlock()
 	st.Forwarded = Counters{Packets: t.forwardedPackets.Load(), Bytes: t.forwardedBytes.Load()}
+	st.Binds = t.binds.Load()
 	st.Roams = t.roams.Load()
 	for i := range t.drops {
 		st.Drops[i] = t.drops[i].Load()
@@ -330,7 +469,8 @@ func (t *Table) Sessions() []SessionInfo {
 	return out
 }
 
-// removeLocked takes s out of the table. t.mu must be held for writing.
+// removeLocked takes s out of the table; the last session of order takes
+// its place there. t.mu must be held for writing.
 func (t *Table) removeLocked(s *entry) {
 	s.mu.Lock()
 	s.removed = true
@@ -338,11 +478,20 @@ func (t *Table) removeLocked(s *entry) {
 	delete(t.sessions, s.id)
 	delete(t.tokens, s.token[0])
 	delete(t.tokens, s.token[1])
+	last := len(t.order) - 1
+	moved := t.order[last]
+	t.order[s.pos], moved.pos = moved, s.pos
+	t.order[last] = nil
+	t.order = t.order[:last]
 }
 
 func (t *Table) drop(r DropReason) (netip.AddrPort, [16]byte, bool, DropReason) {
+	return netip.AddrPort{}, [16]byte{}, false, t.dropReason(r)
+}
+
+func (t *Table) dropReason(r DropReason) DropReason {
 	t.drops[r].Add(1)
-	return netip.AddrPort{}, [16]byte{}, false, r
+	return r
 }
 
 // answerable reports whether the relay may record from as an endpoint and

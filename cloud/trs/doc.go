@@ -1,7 +1,11 @@
 // Package trs is the Tunnel Relay Service: it forwards relay frames
 // (TypeRelay | token | inner) between the two sides of relay sessions that
-// NMS allocated (RelayAlloc), across IPv4 and IPv6, without any key: the
-// inner packets are sealed end to end by the nodes.
+// NMS allocated (RelayAlloc), across IPv4 and IPv6, without any data key:
+// the inner packets are sealed end to end by the nodes. A side's endpoint
+// is where its last authenticated bind (TypeRelayBind, MACed under the
+// side's bind key from the allocation) came from; frames are forwarded
+// only between bound endpoints (cloud/relay). A session lives while its
+// nodes keep binding, plus the idle timeout.
 //
 // Actors, in the TRS's own actor system:
 //

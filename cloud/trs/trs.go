@@ -68,12 +68,11 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 		s.addrs = append(s.addrs, c.LocalAddr())
 	}
 	s.table = relay.NewTable(relay.Config{IdleTimeout: cfg.IdleTimeout, MaxSessions: cfg.MaxSessions, Self: s.addrs})
-	idle := cfg.IdleTimeout
-	if idle <= 0 {
-		idle = relay.DefaultIdleTimeout
-	}
+	// Each sweep looks at a bounded batch of sessions, so sweep often
+	// enough that a full table is walked well within the idle timeout.
+	sweep := min(max(s.table.IdleTimeout()/8, 10*time.Millisecond), time.Second)
 	pid, err := sys.Spawn(nil, "trs", "trs", actor.PropsFromProducer(func() actor.Actor {
-		return &root{s: s, sweep: max(idle/4, 10*time.Millisecond)}
+		return &root{s: s, sweep: sweep}
 	}))
 	if err != nil {
 		s.closeConns()
@@ -139,13 +138,17 @@ func (s *Service) forward(in *udp.Conn) {
 		now := time.Now()
 		for i := range n {
 			pkt := bufs[i][:sizes[i]]
+			if len(pkt) > 0 && messages.PacketType(pkt[0]) == messages.TypeRelayBind {
+				s.table.Bind(pkt, eps[i], now) // never answered; refusals counted by the table
+				continue
+			}
 			tok, inner, err := messages.ParseRelay(pkt)
 			if err != nil {
 				continue
 			}
 			to, peer, ok, _ := s.table.Forward(tok, eps[i], len(inner), now)
-			if !ok || len(inner) == 0 {
-				continue // dropped (counted by the table) or a bind
+			if !ok {
+				continue // dropped, counted by the table
 			}
 			o := s.outFor(to)
 			if o < 0 {
@@ -207,7 +210,10 @@ func (r *root) Receive(ctx actor.Context) {
 		a, err := messages.DecodeBody[messages.RelayAlloc](f.Envelope)
 		ok = err == nil
 		if ok {
-			err = r.s.table.Allocate(a.Session, a.TokenA, a.TokenB, a.FQDNA, a.FQDNB, time.Unix(0, a.Expires))
+			err = r.s.table.Allocate(a.Session,
+				relay.Side{Token: a.TokenA, Key: a.KeyA, FQDN: a.FQDNA},
+				relay.Side{Token: a.TokenB, Key: a.KeyB, FQDN: a.FQDNB},
+				time.Unix(0, a.Expires))
 			ok = err == nil
 		}
 		if err != nil {

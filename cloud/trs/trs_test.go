@@ -1,6 +1,7 @@
 package trs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -14,38 +15,58 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/relaybind"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 
-// TestRelayV4ToV6 allocates a session as NMS would and relays a packet from
-// an IPv4 node to an IPv6 node and back.
-func TestRelayV4ToV6(t *testing.T) {
-	// The TRS and an NMS stand-in, each in its own actor system, linked
-	// by a router as in a cloud process.
+// side is one node's view of a relay session: its ticket's token and key.
+type side struct {
+	tok messages.RelayToken
+	key messages.RelayBindKey
+	ctr relaybind.Counter
+}
+
+// bind is a genuine bind of s, as a node makes it.
+func (s *side) bind(t *testing.T) []byte {
+	t.Helper()
+	b, err := relaybind.Seal(s.key, s.tok, s.ctr.Next(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startTRS runs a TRS on listen and allocates one session through its
+// actor, as NMS does, over a router link from a stand-in NMS system.
+func startTRS(t *testing.T, listen ...string) (*Service, *side, *side) {
+	t.Helper()
 	router := svc.NewRouter(nil)
 	sys, nmsSys := runtime.New(svc.TRS, nil), runtime.New(svc.NMS, nil)
 	router.Attach(svc.TRS, sys.Actors())
 	router.Attach(svc.NMS, nmsSys.Actors())
-	s, err := Start(sys, Config{Listen: []string{"127.0.0.1:0", "[::1]:0"}, Link: router.Link(svc.TRS)})
+	s, err := Start(sys, Config{Listen: listen, Link: router.Link(svc.TRS)})
 	if err != nil {
 		_ = nmsSys.Shutdown(context.Background())
-		systest.Missing(t, fmt.Sprintf("IPv4 and IPv6 loopback (%v)", err))
-		return
+		_ = sys.Shutdown(context.Background())
+		systest.Missing(t, fmt.Sprintf("UDP sockets on %v (%v)", listen, err))
+		return nil, nil, nil
 	}
-	defer func() {
+	t.Cleanup(func() {
 		s.Close()
 		_ = sys.Shutdown(context.Background())
 		_ = nmsSys.Shutdown(context.Background())
-	}()
+	})
 	var session messages.MsgID
-	var tokA, tokB messages.RelayToken
-	session[0], tokA[0], tokB[0] = 1, 2, 3
+	a, b := &side{}, &side{}
+	session[0], a.tok[0], b.tok[0] = 1, 2, 3
+	a.key[0], b.key[0] = 0xa, 0xb
 	f, err := svc.NewFrame("", messages.NewMsgID(), "nms", time.Now(), messages.RelayAlloc{
-		Session: session, TokenA: tokA, TokenB: tokB, FQDNA: "a.example", FQDNB: "b.example",
-		Expires: time.Now().Add(time.Hour).UnixNano(),
+		Session: session, TokenA: a.tok, TokenB: b.tok, FQDNA: "a.example", FQDNB: "b.example",
+		Expires: time.Now().Add(time.Hour).UnixNano(), KeyA: a.key, KeyB: b.key,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,17 +90,86 @@ func TestRelayV4ToV6(t *testing.T) {
 	if rep, err := messages.DecodeBody[messages.RelayAllocReply](rf.Envelope); err != nil || !rep.OK {
 		t.Fatalf("alloc reply %+v %v", rep, err)
 	}
+	return s, a, b
+}
 
-	a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func listenUDP(t *testing.T, network, addr string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	b, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func localAddr(c *net.UDPConn) netip.AddrPort {
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func frame(tok messages.RelayToken, inner []byte) []byte {
+	p := make([]byte, messages.RelayHeaderLen+len(inner))
+	messages.PutRelayHeader(p, tok)
+	copy(p[messages.RelayHeaderLen:], inner)
+	return p
+}
+
+func send(t *testing.T, c *net.UDPConn, pkt []byte, to netip.AddrPort) {
+	t.Helper()
+	if _, err := c.WriteToUDPAddrPort(pkt, to); err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+}
+
+// dataPacket is a stand-in for a sealed node-to-node packet, marked so
+// the receiver can tell packets apart.
+func dataPacket(mark byte) []byte {
+	return []byte{byte(messages.TypeData), 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, mark}
+}
+
+// waitTable polls the table until cond holds (a functional deadline).
+func waitTable(t *testing.T, s *Service, what string, cond func(relay.Stats) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(s.Table().Stats()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never happened; stats %+v", what, s.Table().Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// bindNow sends a genuine bind of sd from c and waits until TRS accepted it.
+func bindNow(t *testing.T, s *Service, c *net.UDPConn, sd *side, trs netip.AddrPort) []byte {
+	t.Helper()
+	binds := s.Table().Stats().Binds
+	pkt := sd.bind(t)
+	send(t, c, pkt, trs)
+	waitTable(t, s, "bind accepted", func(st relay.Stats) bool { return st.Binds > binds })
+	return pkt
+}
+
+// expectFrom reads c until a relay frame arrives and checks it is the
+// packet with mark, framed with tok: the first thing c receives.
+func expectFrom(t *testing.T, c *net.UDPConn, tok messages.RelayToken, mark byte) {
+	t.Helper()
+	got := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := c.ReadFromUDPAddrPort(got)
+	if err != nil {
+		t.Fatalf("nothing relayed to %v: %v", localAddr(c), err)
+	}
+	gotTok, payload, err := messages.ParseRelay(got[:n])
+	if err != nil || gotTok != tok || !bytes.Equal(payload, dataPacket(mark)) {
+		t.Fatalf("%v got token %x payload %x (%v), want token %x payload %x", localAddr(c), gotTok, payload, err, tok, dataPacket(mark))
+	}
+}
+
+// TestRelayV4ToV6 relays a packet from an IPv4 node to an IPv6 node and
+// back, each side bound with an authenticated bind.
+func TestRelayV4ToV6(t *testing.T) {
+	s, sa, sb := startTRS(t, "127.0.0.1:0", "[::1]:0")
+	a, b := listenUDP(t, "udp4", "127.0.0.1:0"), listenUDP(t, "udp6", "[::1]:0")
 	var trs4, trs6 netip.AddrPort
 	for _, ap := range s.Addrs() {
 		if ap.Addr().Is4() {
@@ -88,51 +178,91 @@ func TestRelayV4ToV6(t *testing.T) {
 			trs6 = ap
 		}
 	}
-	frame := func(tok messages.RelayToken, inner []byte) []byte {
-		p := make([]byte, messages.RelayHeaderLen+len(inner))
-		messages.PutRelayHeader(p, tok)
-		copy(p[messages.RelayHeaderLen:], inner)
-		return p
+	bindNow(t, s, b, sb, trs6)
+	bindNow(t, s, a, sa, trs4)
+	send(t, a, frame(sa.tok, dataPacket(1)), trs4)
+	expectFrom(t, b, sb.tok, 1)
+	send(t, b, frame(sb.tok, dataPacket(2)), trs6)
+	expectFrom(t, a, sa.tok, 2)
+	if st := s.Table().Stats(); st.Forwarded.Packets != 2 || st.Binds != 2 {
+		t.Fatalf("stats %+v", st)
 	}
-	// B binds (empty inner) so the relay knows where it is, then A sends.
-	inner := []byte{byte(messages.TypeData), 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}
-	if _, err := b.WriteToUDPAddrPort(frame(tokB, nil), trs6); err != nil {
-		t.Fatal(err)
+}
+
+// TestBindAttacks runs, over loopback against a real TRS, what someone
+// who sees the relay traffic (tokens and binds, in clear) but holds no
+// bind key can try against side A, and checks after each that A's
+// endpoint has not moved: B's next packet still reaches A, and A's still
+// reaches B. Each attack moved A's endpoint before binds were
+// authenticated.
+func TestBindAttacks(t *testing.T) {
+	s, sa, sb := startTRS(t, "127.0.0.1:0")
+	trs := s.Addrs()[0]
+	a, b := listenUDP(t, "udp4", "127.0.0.1:0"), listenUDP(t, "udp4", "127.0.0.1:0")
+	evil := listenUDP(t, "udp4", "127.0.0.1:0")
+	bindNow(t, s, b, sb, trs)
+	recorded := bindNow(t, s, a, sa, trs) // the attacker records A's bind
+
+	wrongKey, _ := relaybind.Seal(messages.RelayBindKey{0x66}, sa.tok, sa.ctr.Next(time.Now())+1)
+	peerKey, _ := relaybind.Seal(sb.key, sa.tok, sa.ctr.Next(time.Now())+1)
+	garbage := bytes.Clone(sa.bind(t))
+	garbage[len(garbage)-1] ^= 1
+	attacks := []struct {
+		name   string
+		pkt    []byte
+		reason relay.DropReason
+	}{
+		{"empty relay frame (the unauthenticated bind)", frame(sa.tok, nil), relay.DropBadBind},
+		{"bind without the key", wrongKey, relay.DropBadBind},
+		{"bind under the peer's key", peerKey, relay.DropBadBind},
+		{"bind with a garbage MAC", garbage, relay.DropBadBind},
+		{"A's recorded bind, replayed", recorded, relay.DropReplay},
+		{"data frame with A's token", frame(sa.tok, dataPacket(0xee)), relay.DropNotBound},
 	}
-	got := make([]byte, 2048)
-	for attempt := 0; ; attempt++ {
-		// The bind and the data packet race on two sockets: resend until
-		// B hears it (each send is a separate forward attempt), 50 times
-		// at most.
-		if attempt == 50 {
-			t.Fatal("B never heard A through the relay")
-		}
-		if _, err := a.WriteToUDPAddrPort(frame(tokA, inner), trs4); err != nil {
-			t.Fatal(err)
-		}
-		b.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		n, _, err := b.ReadFromUDPAddrPort(got)
-		if err == nil {
-			tok, payload, err := messages.ParseRelay(got[:n])
-			if err != nil || tok != tokB || string(payload) != string(inner) {
-				t.Fatalf("B got token %x payload %x err %v", tok, payload, err)
+	mark := byte(10)
+	for _, at := range attacks {
+		t.Run(at.name, func(t *testing.T) {
+			before := s.Table().Stats()
+			send(t, evil, at.pkt, trs)
+			waitTable(t, s, "drop counted", func(st relay.Stats) bool { return st.Dropped(at.reason) > before.Dropped(at.reason) })
+			if ss := s.Table().Sessions(); ss[0].EndpointA != localAddr(a) || ss[0].EndpointB != localAddr(b) {
+				t.Fatalf("endpoints moved: A %v B %v, want %v %v", ss[0].EndpointA, ss[0].EndpointB, localAddr(a), localAddr(b))
 			}
-			break
-		}
+			mark++
+			send(t, b, frame(sb.tok, dataPacket(mark)), trs)
+			expectFrom(t, a, sa.tok, mark)
+			mark++
+			send(t, a, frame(sa.tok, dataPacket(mark)), trs)
+			expectFrom(t, b, sb.tok, mark)
+			if st := s.Table().Stats(); st.Roams != 0 || st.Forwarded.Packets != before.Forwarded.Packets+2 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
 	}
-	// And back, B -> A: A's endpoint is known now.
-	if _, err := b.WriteToUDPAddrPort(frame(tokB, inner), trs6); err != nil {
-		t.Fatal(err)
-	}
-	a.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, _, err := a.ReadFromUDPAddrPort(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok, payload, err := messages.ParseRelay(got[:n]); err != nil || tok != tokA || string(payload) != string(inner) {
-		t.Fatalf("A got token %x payload %x err %v", tok, payload, err)
-	}
-	if st := s.Table().Stats(); st.Forwarded.Packets < 2 || st.Forwarded.Bytes < 2*uint64(len(inner)) {
-		t.Fatalf("counters %+v", st.Forwarded)
+}
+
+// TestRoamWithBind: A moves to a new address and binds from there; B's
+// traffic follows it, and A's old address can no longer send.
+func TestRoamWithBind(t *testing.T) {
+	s, sa, sb := startTRS(t, "127.0.0.1:0")
+	trs := s.Addrs()[0]
+	a, b := listenUDP(t, "udp4", "127.0.0.1:0"), listenUDP(t, "udp4", "127.0.0.1:0")
+	bindNow(t, s, b, sb, trs)
+	bindNow(t, s, a, sa, trs)
+	send(t, b, frame(sb.tok, dataPacket(1)), trs)
+	expectFrom(t, a, sa.tok, 1)
+
+	moved := listenUDP(t, "udp4", "127.0.0.1:0")
+	bindNow(t, s, moved, sa, trs)
+	send(t, b, frame(sb.tok, dataPacket(2)), trs)
+	expectFrom(t, moved, sa.tok, 2)
+	send(t, moved, frame(sa.tok, dataPacket(3)), trs)
+	expectFrom(t, b, sb.tok, 3)
+
+	notBound := s.Table().Stats().Dropped(relay.DropNotBound)
+	send(t, a, frame(sa.tok, dataPacket(4)), trs)
+	waitTable(t, s, "old address refused", func(st relay.Stats) bool { return st.Dropped(relay.DropNotBound) > notBound })
+	if st := s.Table().Stats(); st.Roams != 1 || s.Table().Sessions()[0].EndpointA != localAddr(moved) {
+		t.Fatalf("stats %+v sessions %+v", st, s.Table().Sessions())
 	}
 }

@@ -31,7 +31,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	probeAddrs := fs.String("probe-addrs", "", "NAT probe UDP addresses to tell nodes when NMS does not run here")
 	trsAddrs := fs.String("trs-addrs", "", "TRS UDP addresses for relay tickets when TRS does not run here")
 	sessionIdle := fs.Duration("session-idle", 0, "drop a node's session not refreshed for this long (default 3m)")
-	relayIdle := fs.Duration("relay-idle", 0, "drop a relay session with no packet for this long (default 3m)")
+	relayIdle := fs.Duration("relay-idle", 0, "drop a relay session with no authenticated bind for this long (default 2m)")
 	verbose := fs.Bool("v", false, "log every login and transaction")
 	if err := parseFlags(fs, args); err != nil {
 		return err

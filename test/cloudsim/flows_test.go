@@ -241,6 +241,9 @@ func TestNATPaths(t *testing.T) {
 			if tt.relayReady && p.Relay.Token == d.Relay.Token {
 				t.Fatal("both sides got the same relay token")
 			}
+			if tt.relayReady && (p.Relay.BindKey.IsZero() || d.Relay.BindKey.IsZero() || p.Relay.BindKey == d.Relay.BindKey) {
+				t.Fatal("the sides did not get bind keys of their own")
+			}
 		})
 	}
 }
@@ -273,14 +276,50 @@ func TestRelayThroughNMS(t *testing.T) {
 	inner := []byte{byte(messages.TypeData), 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
 	relayOnce(t, bob, tb, alice, ta, inner)
 	relayOnce(t, alice, ta, bob, tb, inner)
+
+	// Mallory, a logged-in node that saw alice's token on the wire (and
+	// even holds bob's ticket, as a tunnel peer would), cannot move
+	// alice's side: neither an empty frame, nor a bind under bob's key,
+	// nor a data frame with alice's token moves it, and bob's traffic
+	// still reaches alice.
+	mallory := nodeAt(t, s, "mallory.example.cyphonic", 4)
+	online(t, s, mallory, messages.NATEndpointIndependent)
+	forged := ta
+	forged.BindKey = tb.BindKey
+	tab := s.TRS.Table()
+	before := tab.Stats()
+	for _, send := range []func() error{
+		func() error { return mallory.SendRelay(ta.TRS4, ta.Token, nil) },
+		func() error { return mallory.SendBind(forged) },
+		func() error { return mallory.SendRelay(ta.TRS4, ta.Token, inner) },
+	} {
+		if err := send(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the TRS refuses mallory's packets", func() bool {
+		st := tab.Stats()
+		return st.Dropped(relay.DropBadBind) == before.Dropped(relay.DropBadBind)+2 &&
+			st.Dropped(relay.DropNotBound) == before.Dropped(relay.DropNotBound)+1
+	})
+	if ss := tab.Sessions(); len(ss) != 1 || ss[0].EndpointA != alice.Addr() || ss[0].Roams != 0 {
+		t.Fatalf("alice's side moved: %+v (alice at %v)", ss, alice.Addr())
+	}
+	relayOnce(t, alice, ta, bob, tb, inner)
 }
 
-// relayOnce binds to's token, then sends inner from `from` through the TRS
-// until `to` receives it (the bind and the data frame travel separately).
+// relayOnce binds both tickets' sides, then sends inner from `from`
+// through the TRS until `to` receives it (the binds and the data frame
+// travel separately).
 func relayOnce(t *testing.T, to *Node, toTicket messages.RelayTicket, from *Node, fromTicket messages.RelayTicket, inner []byte) {
 	t.Helper()
-	if err := to.SendRelay(toTicket.TRS4, toTicket.Token, nil); err != nil {
-		t.Fatal(err)
+	for _, b := range []struct {
+		n  *Node
+		tk messages.RelayTicket
+	}{{to, toTicket}, {from, fromTicket}} {
+		if err := b.n.SendBind(b.tk); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for try := 0; ; try++ {
 		if err := from.SendRelay(fromTicket.TRS4, fromTicket.Token, inner); err != nil {

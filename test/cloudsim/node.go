@@ -14,6 +14,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/relaybind"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -28,6 +29,7 @@ type Node struct {
 	cfg   handshake.Config
 	retry signaling.Retry
 	bind  netip.Addr
+	binds relaybind.Counter // relay bind counters
 
 	mu         sync.Mutex
 	conn       *net.UDPConn // the current socket (Move replaces it)
@@ -192,13 +194,23 @@ func (n *Node) read(conn *net.UDPConn) {
 	}
 }
 
-// SendRelay sends inner through the TRS at trs with the node's relay token
-// (an empty inner only binds the token to the node's address).
+// SendRelay sends inner through the TRS at trs with the node's relay token.
+// The TRS forwards it only once the node has bound (SendBind).
 func (n *Node) SendRelay(trs netip.AddrPort, tok messages.RelayToken, inner []byte) error {
 	p := make([]byte, messages.RelayHeaderLen+len(inner))
 	messages.PutRelayHeader(p, tok)
 	copy(p[messages.RelayHeaderLen:], inner)
 	return n.Send(trs, p)
+}
+
+// SendBind sends an authenticated bind of the ticket's side to its TRS4,
+// as a node does: it makes the node's address that side's endpoint.
+func (n *Node) SendBind(tk messages.RelayTicket) error {
+	p, err := relaybind.Seal(tk.BindKey, tk.Token, n.binds.Next(time.Now()))
+	if err != nil {
+		return err
+	}
+	return n.Send(tk.TRS4, p)
 }
 
 // Relayed delivers the relay frames the node receives.

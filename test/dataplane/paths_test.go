@@ -10,6 +10,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	cloudsvc "github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/trs"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -114,16 +115,19 @@ func startTRS(t *testing.T, a, b *node) (*trs.Service, [2]*messages.RelayTicket)
 	})
 	var session [16]byte
 	var tokens [2]messages.RelayToken
-	for _, b := range [][]byte{session[:], tokens[0][:], tokens[1][:]} {
+	var keys [2]messages.RelayBindKey
+	for _, b := range [][]byte{session[:], tokens[0][:], tokens[1][:], keys[0][:], keys[1][:]} {
 		_, _ = rand.Read(b)
 	}
 	expires := time.Now().Add(time.Hour)
-	if err := svc.Table().Allocate(session, tokens[0], tokens[1], a.fqdn, b.fqdn, expires); err != nil {
+	if err := svc.Table().Allocate(session,
+		relay.Side{Token: tokens[0], Key: keys[0], FQDN: a.fqdn},
+		relay.Side{Token: tokens[1], Key: keys[1], FQDN: b.fqdn}, expires); err != nil {
 		t.Fatal(err)
 	}
 	var tickets [2]*messages.RelayTicket
 	for i := range tickets {
-		tickets[i] = &messages.RelayTicket{TRS4: svc.Addrs()[0], Token: tokens[i], Expires: expires.UnixNano()}
+		tickets[i] = &messages.RelayTicket{TRS4: svc.Addrs()[0], Token: tokens[i], Expires: expires.UnixNano(), BindKey: keys[i]}
 	}
 	return svc, tickets
 }
