@@ -16,6 +16,7 @@ const (
 	TypeProbe         PacketType = 8  // hole punching / NAT mapping discovery
 	TypeProbeReply    PacketType = 9  // answer to a probe with the observed address
 	TypeKeepalive     PacketType = 10 // node <-> node, data header with an empty payload
+	TypeCookieReply   PacketType = 11 // node <-> node, a busy responder's answer to an init (handshake.go)
 )
 
 var packetTypeNames = [...]string{
@@ -29,6 +30,7 @@ var packetTypeNames = [...]string{
 	TypeProbe:         "probe",
 	TypeProbeReply:    "probe-reply",
 	TypeKeepalive:     "keepalive",
+	TypeCookieReply:   "cookie-reply",
 }
 
 // Valid reports whether t is a packet type this package defines.
@@ -59,7 +61,7 @@ func PeekType(b []byte) (PacketType, error) {
 // inside a relay packet.
 func (t PacketType) nodeToNode() bool {
 	switch t {
-	case TypeHandshakeInit, TypeHandshakeResp, TypeData, TypeKeepalive, TypeProbe, TypeProbeReply:
+	case TypeHandshakeInit, TypeHandshakeResp, TypeData, TypeKeepalive, TypeProbe, TypeProbeReply, TypeCookieReply:
 		return true
 	}
 	return false

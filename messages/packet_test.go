@@ -22,8 +22,9 @@ func TestPacketTypeString(t *testing.T) {
 		{TypeProbe, "probe"},
 		{TypeProbeReply, "probe-reply"},
 		{TypeKeepalive, "keepalive"},
+		{TypeCookieReply, "cookie-reply"},
 		{0, "PacketType(0)"},
-		{11, "PacketType(11)"},
+		{12, "PacketType(12)"},
 		{255, "PacketType(255)"},
 	}
 	for _, tt := range tests {

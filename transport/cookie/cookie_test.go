@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/messages"
 )
 
 const responder = "bob.example.cyphonic"
@@ -244,7 +246,7 @@ func TestSecretRotation(t *testing.T) {
 // TestReplySize: the reply, with its packet header, is smaller than the
 // smallest init it can answer, whatever the init's size.
 func TestReplySize(t *testing.T) {
-	const header = 8 // messages.CookieReplyHeaderLen
+	const header = messages.CookieReplyHeaderLen
 	c := NewChecker(responder, nil)
 	for _, n := range []int{1, 100, 400, 2000} {
 		m := initMsg(t, n)
@@ -260,5 +262,13 @@ func TestReplySize(t *testing.T) {
 	// certificate) and the trailer: compare with the smallest possible.
 	if minInit := 8 + 32 + 32 + 16 + TrailerLen; header+ReplyLen > minInit {
 		t.Fatalf("reply %d bytes > smallest init %d", header+ReplyLen, minInit)
+	}
+}
+
+// The packet sizes messages/ documents are this package's.
+func TestWireSizesMatchMessages(t *testing.T) {
+	if messages.CookieReplyBodyLen != ReplyLen || messages.HandshakeTrailerLen != TrailerLen {
+		t.Fatalf("messages: reply body %d, trailer %d; cookie: %d, %d",
+			messages.CookieReplyBodyLen, messages.HandshakeTrailerLen, ReplyLen, TrailerLen)
 	}
 }
