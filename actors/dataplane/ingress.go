@@ -1,0 +1,287 @@
+package dataplane
+
+import (
+	"bytes"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/cookie"
+)
+
+// Handshake ingress: what stands between the socket readers and the
+// handshake work, so that no packet from the network reaches an unbounded
+// queue or costs a Diffie-Hellman unless the node can afford it.
+//
+//	reader: init  -> mac1? -> busy? -> (no mac2: cookie reply) -> inits queue -> worker: Respond -> peer actor
+//	reader: resp / cookie reply -> known pending index? -> replies queue -> worker: Finish / TakeCookie -> peer actor
+//
+// The reader does only what is cheap (a BLAKE2s, a table lookup); the
+// queues are bounded and drop, counted, when full; the workers are a few
+// goroutines, so handshakes can use at most that many cores and never run
+// on a peer actor (which stamps the peer's outbound data). Busy means the
+// init queue is past busyDepth, or the inits admitted without a cookie
+// exceed the rate budget, or a peer recently refused an init for want of
+// pending slots: then an init is run only with a valid mac2, i.e. from a
+// sender that receives at its source address, and each source address is
+// rate limited.
+const (
+	initQueueDepth  = 256 // inits waiting for a worker
+	replyQueueDepth = 64  // handshake responses and cookie replies waiting for a worker
+	busyDepth       = initQueueDepth / 8
+	// DefaultHandshakeRate is the inits per second run without a cookie
+	// (each costs a certificate check and three X25519, ~0.3 ms).
+	DefaultHandshakeRate = 500
+	// cookieReplyRate bounds the cookie replies per second: the socket
+	// writer sends control packets before data, so a flood of replies must
+	// not crowd out the tunnels.
+	cookieReplyRate = 20000
+	// perSourceRate and perSourceBurst bound the cookie-proven inits run
+	// per source address (WireGuard's figures); sourceTableSize bounds the
+	// addresses remembered.
+	perSourceRate   = 20
+	perSourceBurst  = 5
+	sourceTableSize = 4096
+	// busyHold: how long a refused init keeps the node busy.
+	busyHold = 2 * time.Second
+)
+
+// HandshakeStats count the handshake ingress's work (drops are in Drops).
+type HandshakeStats struct {
+	InitsRun      uint64 // inits that reached the DH (admitted by a worker)
+	CookieReplies uint64 // cookie replies sent
+	Responses     uint64 // handshake responses and cookie replies processed
+}
+
+type hsJob struct {
+	init  *peer.RawInit
+	resp  *peer.Response
+	ckRcv uint32 // cookie reply: receiver index
+	ck    []byte // cookie reply body
+}
+
+type ingress struct {
+	checker *cookie.Checker
+	inits   chan *peer.RawInit
+	replies chan hsJob
+	global  *batch.Counters
+
+	budget    bucket // inits run without a cookie
+	cookieOut bucket // cookie replies sent
+	sources   sourceLimiter
+	busyUntil atomic.Int64 // Unix ns
+
+	initsRun, cookieReplies, responses atomic.Uint64
+}
+
+func newIngress(self string, rate int, global *batch.Counters) *ingress {
+	if rate <= 0 {
+		rate = DefaultHandshakeRate
+	}
+	now := time.Now()
+	return &ingress{
+		checker:   cookie.NewChecker(self, nil),
+		inits:     make(chan *peer.RawInit, initQueueDepth),
+		replies:   make(chan hsJob, replyQueueDepth),
+		global:    global,
+		budget:    newBucket(float64(rate), float64(max(rate/10, 1)), now),
+		cookieOut: newBucket(cookieReplyRate, cookieReplyRate/10, now),
+		sources:   sourceLimiter{m: make(map[netip.Addr]*bucket)},
+	}
+}
+
+func (g *ingress) stats() HandshakeStats {
+	return HandshakeStats{InitsRun: g.initsRun.Load(), CookieReplies: g.cookieReplies.Load(), Responses: g.responses.Load()}
+}
+
+// setBusy is peer.Env.OnPendingFull.
+func (g *ingress) setBusy() { g.busyUntil.Store(time.Now().Add(busyHold).UnixNano()) }
+
+// onInit admits an init packet (its MAC trailer included) or drops it,
+// counted. reply sends a cookie reply (the caller frames it for a relay).
+func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToken) {
+	g := d.hs
+	body, _, err := messages.SplitInitTrailer(pkt)
+	if err != nil {
+		g.global.Add(reasonFor(err), 1)
+		return
+	}
+	h, msg, err := messages.ParseHandshake(body)
+	if err != nil {
+		g.global.Add(reasonFor(err), 1)
+		return
+	}
+	if !g.checker.CheckMAC1(pkt) {
+		g.global.Add(batch.HandshakeMAC, 1)
+		return
+	}
+	now := time.Now()
+	proven := g.checker.CheckMAC2(pkt, p.From, now)
+	busy := len(g.inits) >= busyDepth || now.UnixNano() < g.busyUntil.Load()
+	if !busy && !proven && !g.budget.take(now) {
+		busy = true
+	}
+	if busy {
+		if !proven {
+			d.sendCookie(pkt, h.Sender, p, token, now)
+			return
+		}
+		if !g.sources.take(p.From.Addr(), now) {
+			g.global.Add(batch.HandshakeRate, 1)
+			return
+		}
+	}
+	ri := &peer.RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven}
+	select {
+	case g.inits <- ri:
+	default:
+		g.global.Add(batch.HandshakeQueue, 1)
+	}
+}
+
+// sendCookie answers an init with a cookie reply instead of running it.
+func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token messages.RelayToken, now time.Time) {
+	g := d.hs
+	g.global.Add(batch.HandshakeBusy, 1)
+	if !g.cookieOut.take(now) {
+		g.global.Add(batch.HandshakeRate, 1)
+		return
+	}
+	hr := 0
+	if p.Relayed {
+		hr = messages.RelayHeaderLen
+	}
+	buf := make([]byte, hr+messages.CookieReplyHeaderLen, hr+messages.CookieReplyLen)
+	if p.Relayed {
+		messages.PutRelayHeader(buf, token)
+	}
+	messages.PutCookieReplyHeader(buf[hr:], sender)
+	buf, err := g.checker.Reply(buf, pkt, p.From, now)
+	if err != nil {
+		d.log.Warn("handshake: cookie reply", "err", err)
+		return
+	}
+	if !d.out.PushControl(batch.Control{Pkt: buf, To: p.From}) {
+		g.global.Add(batch.QueueFull, 1)
+		return
+	}
+	g.cookieReplies.Add(1)
+}
+
+// onReply queues a handshake response or cookie reply for a worker if it
+// names one of our pending initiator sessions.
+func (d *Dataplane) onReply(job hsJob, receiver uint32) {
+	s := d.tables.Session(receiver)
+	if s == nil || s.Pipe == nil || s.Key != nil {
+		d.global.Add(batch.UnknownIndex, 1)
+		return
+	}
+	select {
+	case d.hs.replies <- job:
+	default:
+		d.global.Add(batch.HandshakeQueue, 1)
+	}
+}
+
+// handshakeWorker runs handshakes from the ingress queues until done.
+// Responses first: they complete a handshake we started.
+func (d *Dataplane) handshakeWorker() {
+	g := d.hs
+	for {
+		select {
+		case <-d.done:
+			return
+		case j := <-g.replies:
+			d.runReply(j)
+			continue
+		default:
+		}
+		select {
+		case <-d.done:
+			return
+		case j := <-g.replies:
+			d.runReply(j)
+		case ri := <-g.inits:
+			if peer.Respond(d.env, d.set, ri) {
+				g.initsRun.Add(1)
+			}
+		}
+	}
+}
+
+func (d *Dataplane) runReply(j hsJob) {
+	d.hs.responses.Add(1)
+	if j.resp != nil {
+		peer.Finish(d.env, j.resp)
+		return
+	}
+	peer.TakeCookie(d.env, j.ckRcv, j.ck)
+}
+
+// bucket is a token bucket. Not safe for concurrent use alone: the
+// readers of both sockets share one, so each has its lock.
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64 // tokens per second
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate, burst float64, now time.Time) bucket {
+	return bucket{rate: rate, burst: burst, tokens: burst, last: now}
+}
+
+func (b *bucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.takeLocked(now)
+}
+
+func (b *bucket) takeLocked(now time.Time) bool {
+	if dt := now.Sub(b.last).Seconds(); dt > 0 {
+		b.tokens = min(b.burst, b.tokens+dt*b.rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// sourceLimiter is a token bucket per source address, for inits whose
+// source a cookie proved (so an attacker cannot spread over addresses it
+// does not receive at). The table is bounded: idle entries go when it
+// fills, and while it is full of busy sources new ones are refused.
+type sourceLimiter struct {
+	mu sync.Mutex
+	m  map[netip.Addr]*bucket
+}
+
+func (l *sourceLimiter) take(a netip.Addr, now time.Time) bool {
+	a = a.Unmap()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[a]
+	if b == nil {
+		if len(l.m) >= sourceTableSize {
+			for k, v := range l.m {
+				if now.Sub(v.last) > time.Second {
+					delete(l.m, k)
+				}
+			}
+			if len(l.m) >= sourceTableSize {
+				return false
+			}
+		}
+		nb := newBucket(perSourceRate, perSourceBurst, now)
+		b = &nb
+		l.m[a] = b
+	}
+	return b.takeLocked(now)
+}
