@@ -39,7 +39,11 @@ const (
 	// cookieReplyRate bounds the cookie replies per second: the socket
 	// writer sends control packets before data, so a flood of replies must
 	// not crowd out the tunnels.
-	cookieReplyRate = 20000
+	cookieReplyRate = 5000
+	// perSourceReplyRate and perSourceReplyBurst bound cookie replies per
+	// source address and port (an initiator needs one per Lifetime).
+	perSourceReplyRate  = 10
+	perSourceReplyBurst = 10
 	// perSourceRate and perSourceBurst bound the cookie-proven inits run
 	// per source address (WireGuard's figures); sourceTableSize bounds the
 	// addresses remembered.
@@ -72,7 +76,10 @@ type ingress struct {
 
 	budget    bucket // inits run without a cookie
 	cookieOut bucket // cookie replies sent
-	sources   sourceLimiter
+	sources   sourceLimiter // cookie-proven inits run, per source address
+	// replySources bounds cookie replies per source address and port: a
+	// reply is cheap, but the socket writer sends control packets first.
+	replySources sourceLimiter
 	busyUntil atomic.Int64 // Unix ns
 
 	initsRun, cookieReplies, responses atomic.Uint64
@@ -90,7 +97,8 @@ func newIngress(self string, rate int, global *batch.Counters) *ingress {
 		global:    global,
 		budget:    newBucket(float64(rate), float64(max(rate/10, 1)), now),
 		cookieOut: newBucket(cookieReplyRate, cookieReplyRate/10, now),
-		sources:   sourceLimiter{m: make(map[netip.Addr]*bucket)},
+		sources:      newSourceLimiter(perSourceRate, perSourceBurst),
+		replySources: newSourceLimiter(perSourceReplyRate, perSourceReplyBurst),
 	}
 }
 
@@ -120,7 +128,14 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 		return
 	}
 	now := time.Now()
-	proven := g.checker.CheckMAC2(pkt, p.From, now)
+	// mac2 only matters when busy (and costs two more BLAKE2s), except
+	// that a peer keeps sending it for the cookie's lifetime: an init that
+	// carries one is checked, so a proven source keeps its standing.
+	_, trailer, _ := messages.SplitInitTrailer(pkt)
+	proven := false
+	if !isZero(trailer[cookie.MACLen:]) {
+		proven = g.checker.CheckMAC2(pkt, p.From, now)
+	}
 	busy := len(g.inits) >= busyDepth || now.UnixNano() < g.busyUntil.Load()
 	if !busy && !proven && !g.budget.take(now) {
 		busy = true
@@ -130,7 +145,7 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 			d.sendCookie(pkt, h.Sender, p, token, now)
 			return
 		}
-		if !g.sources.take(p.From.Addr(), now) {
+		if !g.sources.take(netip.AddrPortFrom(p.From.Addr(), 0), now) {
 			g.global.Add(batch.HandshakeRate, 1)
 			return
 		}
@@ -147,7 +162,9 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token messages.RelayToken, now time.Time) {
 	g := d.hs
 	g.global.Add(batch.HandshakeBusy, 1)
-	if !g.cookieOut.take(now) {
+	// Per source first: a flood from one address (or one it claims) gets a
+	// few replies a second, and the global bound covers spread sources.
+	if !g.replySources.take(p.From, now) || !g.cookieOut.take(now) {
 		g.global.Add(batch.HandshakeRate, 1)
 		return
 	}
@@ -254,17 +271,22 @@ func (b *bucket) takeLocked(now time.Time) bool {
 	return true
 }
 
-// sourceLimiter is a token bucket per source address, for inits whose
-// source a cookie proved (so an attacker cannot spread over addresses it
-// does not receive at). The table is bounded: idle entries go when it
-// fills, and while it is full of busy sources new ones are refused.
+// sourceLimiter is a token bucket per source (address and port; callers
+// zero the port to limit by address). The table is bounded: idle entries
+// go when it fills, and while it is full of busy sources new ones are
+// refused.
 type sourceLimiter struct {
-	mu sync.Mutex
-	m  map[netip.Addr]*bucket
+	mu          sync.Mutex
+	rate, burst float64
+	m           map[netip.AddrPort]*bucket
 }
 
-func (l *sourceLimiter) take(a netip.Addr, now time.Time) bool {
-	a = a.Unmap()
+func newSourceLimiter(rate, burst float64) sourceLimiter {
+	return sourceLimiter{rate: rate, burst: burst, m: make(map[netip.AddrPort]*bucket)}
+}
+
+func (l *sourceLimiter) take(a netip.AddrPort, now time.Time) bool {
+	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.m[a]
@@ -279,9 +301,18 @@ func (l *sourceLimiter) take(a netip.Addr, now time.Time) bool {
 				return false
 			}
 		}
-		nb := newBucket(perSourceRate, perSourceBurst, now)
+		nb := newBucket(l.rate, l.burst, now)
 		b = &nb
 		l.m[a] = b
 	}
 	return b.takeLocked(now)
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
