@@ -74,13 +74,13 @@ type ingress struct {
 	replies chan hsJob
 	global  *batch.Counters
 
-	budget    bucket // inits run without a cookie
-	cookieOut bucket // cookie replies sent
+	budget    bucket        // inits run without a cookie
+	cookieOut bucket        // cookie replies sent
 	sources   sourceLimiter // cookie-proven inits run, per source address
 	// replySources bounds cookie replies per source address and port: a
 	// reply is cheap, but the socket writer sends control packets first.
 	replySources sourceLimiter
-	busyUntil atomic.Int64 // Unix ns
+	busyUntil    atomic.Int64 // Unix ns
 
 	initsRun, cookieReplies, responses atomic.Uint64
 }
@@ -91,12 +91,12 @@ func newIngress(self string, rate int, global *batch.Counters) *ingress {
 	}
 	now := time.Now()
 	return &ingress{
-		checker:   cookie.NewChecker(self, nil),
-		inits:     make(chan *peer.RawInit, initQueueDepth),
-		replies:   make(chan hsJob, replyQueueDepth),
-		global:    global,
-		budget:    newBucket(float64(rate), float64(max(rate/10, 1)), now),
-		cookieOut: newBucket(cookieReplyRate, cookieReplyRate/10, now),
+		checker:      cookie.NewChecker(self, nil),
+		inits:        make(chan *peer.RawInit, initQueueDepth),
+		replies:      make(chan hsJob, replyQueueDepth),
+		global:       global,
+		budget:       newBucket(float64(rate), float64(max(rate/10, 1)), now),
+		cookieOut:    newBucket(cookieReplyRate, cookieReplyRate/10, now),
 		sources:      newSourceLimiter(perSourceRate, perSourceBurst),
 		replySources: newSourceLimiter(perSourceReplyRate, perSourceReplyBurst),
 	}
