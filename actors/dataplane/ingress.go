@@ -159,6 +159,9 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 }
 
 // sendCookie answers an init with a cookie reply instead of running it.
+// A relayed init's source is TRS: its cookie binds to TRS's address (every
+// relayed initiator shares it, and the per-source limits), and the reply
+// goes back under the relay token the init came with, which names our side.
 func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token messages.RelayToken, now time.Time) {
 	g := d.hs
 	g.global.Add(batch.HandshakeBusy, 1)

@@ -43,6 +43,7 @@ type peerActor struct {
 
 	ini       *Session // initiator: our reserved session while a msg1 is out
 	iniIdx    uint32
+	iniCookie bool // that msg1 carried a mac2 (we held the peer's cookie)
 	iniSent   time.Time
 	attemptAt time.Time // when the current handshaking phase began
 
@@ -331,6 +332,7 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
 	pkt := make([]byte, hdr.Len()+len(msg1)+messages.HandshakeTrailerLen)
 	copy(pkt[hdr.Put(pkt):], msg1)
+	hadCookie := p.h.cookies.HasCookie(now)
 	if err == nil {
 		err = p.h.cookies.AddMACs(pkt, now)
 	}
@@ -341,7 +343,7 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 	}
 	s.ini = ini
 	p.env.Tables.Set(idx, s) // the workers find the initiator here
-	p.ini, p.iniIdx, p.iniSent = s, idx, now
+	p.ini, p.iniIdx, p.iniSent, p.iniCookie = s, idx, now, hadCookie
 	for _, r := range rs {
 		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
 		copy(buf[messages.RelayHeaderLen:], pkt)
@@ -352,10 +354,13 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 }
 
 // onCookie: the peer is busy and gave us a cookie for our pending init.
-// Send a fresh init at once, which now carries mac2. A cookie opens once
-// per init we sent, so this cannot loop.
+// Send a fresh init at once, which now carries mac2, unless the init
+// already carried one: then the next retry uses the new cookie. (The
+// cookie key derives from the peer's public name, so someone who sees our
+// inits could forge replies; this way they get us to resend at most once
+// per cookie-less init, never in a loop.)
 func (p *peerActor) onCookie(s *Session) {
-	if p.stopping || s != p.ini {
+	if p.stopping || s != p.ini || p.iniCookie {
 		return
 	}
 	if p.cur == nil {

@@ -73,6 +73,11 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 	copy(resp[hdr.Put(resp):], msg2)
 	env.Root.Send(pipe.Peer, &Init{Session: s, Index: idx, Resp: resp, PeerIndex: r.PeerIndex,
 		From: m.From, Relayed: m.Relayed, SourceProven: m.SourceProven})
+	if h.Pipe() != pipe {
+		// The peer restarted meanwhile: the init went to a dead actor,
+		// which will never free its index.
+		env.Tables.Remove(idx)
+	}
 	return true
 }
 

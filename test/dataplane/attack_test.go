@@ -533,3 +533,36 @@ func udpStats() string {
 	}
 	return strings.Join(out, " / ")
 }
+
+// TestNewTunnelWhileBusy: bob is kept busy by a flood of forged inits (and
+// a budget of one init a second without a cookie); a new tunnel from
+// carol still comes up, through a cookie: carol's first init gets a
+// cookie reply, her next carries mac2 and is run.
+func TestNewTunnelWhileBusy(t *testing.T) {
+	f := newPKI(t)
+	a := newNode(t, f, "alice", 1, nil)
+	b := newNode(t, f, "bob", 2, func(c *dataplane.Config) { c.HandshakeRate = 1 })
+	c := newNode(t, f, "carol", 3, nil)
+	connect(t, a, b, b.addr, a.addr)
+
+	pkts := mixedInits(t, b.fqdn, a, 64)
+	atk := newAttacker(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		atk.flood(ctx, b.addr, pkts, 1<<40, failsafe, 200*time.Microsecond)
+	}()
+	waitCount(t, "cookie replies to the flood", 1, func() uint64 { return b.dp.Handshakes().CookieReplies })
+	before := b.dp.Handshakes()
+	connect(t, c, b, b.addr, c.addr)
+	stream(t, c, b, 0, 50, 8)
+	cancel()
+	<-done
+	after := b.dp.Handshakes()
+	t.Logf("%d forged inits; bob before carol %+v, after %+v; drops %v", atk.sent.Load(), before, after, b.dp.Drops())
+	if after.CookieReplies == before.CookieReplies {
+		t.Error("carol got in without a cookie reply: bob was not busy")
+	}
+}

@@ -1,0 +1,71 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestBucket(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name        string
+		rate, burst float64
+		after       time.Duration // since the burst was spent
+		want        int           // tokens available then
+	}{
+		{"burst", 10, 5, 0, 0},
+		{"refills at rate", 10, 5, 300 * time.Millisecond, 3},
+		{"never above burst", 10, 5, time.Hour, 5},
+		{"slow rate", 1, 1, 999 * time.Millisecond, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBucket(tc.rate, tc.burst, now)
+			for i := range int(tc.burst) {
+				if !b.take(now) {
+					t.Fatalf("burst token %d refused", i)
+				}
+			}
+			got := 0
+			for b.take(now.Add(tc.after)) {
+				got++
+			}
+			if got != tc.want {
+				t.Fatalf("%d tokens after %v, want %d", got, tc.after, tc.want)
+			}
+		})
+	}
+}
+
+func TestSourceLimiter(t *testing.T) {
+	now := time.Now()
+	l := newSourceLimiter(1, 2)
+	a := netip.MustParseAddrPort("192.0.2.1:1000")
+	mapped := netip.MustParseAddrPort("[::ffff:192.0.2.1]:1000")
+	for i, want := range []bool{true, true, false} {
+		if got := l.take(a, now); got != want {
+			t.Fatalf("take %d from a: %v, want %v", i, got, want)
+		}
+	}
+	if l.take(mapped, now) {
+		t.Fatal("the v4-mapped form of a is another source")
+	}
+	if !l.take(netip.MustParseAddrPort("192.0.2.2:1000"), now) {
+		t.Fatal("another source is limited by a's bucket")
+	}
+	// The table is bounded: full of busy sources, a new one is refused;
+	// once they are idle, they make room.
+	for i := range sourceTableSize {
+		l.take(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1), now)
+	}
+	if len(l.m) > sourceTableSize {
+		t.Fatalf("table holds %d sources, bound %d", len(l.m), sourceTableSize)
+	}
+	fresh := netip.MustParseAddrPort("198.51.100.1:1")
+	if l.take(fresh, now) {
+		t.Fatal("a new source got in while the table is full of busy ones")
+	}
+	if !l.take(fresh, now.Add(2*time.Second)) || len(l.m) > sourceTableSize {
+		t.Fatalf("idle sources did not make room (%d)", len(l.m))
+	}
+}
