@@ -59,6 +59,7 @@ type HandshakeStats struct {
 	InitsRun      uint64 // inits that reached the DH (admitted by a worker)
 	CookieReplies uint64 // cookie replies sent
 	Responses     uint64 // handshake responses and cookie replies processed
+	CookiesIn     uint64 // of them, cookie replies (a busy peer answered our init)
 }
 
 type hsJob struct {
@@ -82,7 +83,7 @@ type ingress struct {
 	replySources sourceLimiter
 	busyUntil    atomic.Int64 // Unix ns
 
-	initsRun, cookieReplies, responses atomic.Uint64
+	initsRun, cookieReplies, responses, cookiesIn atomic.Uint64
 }
 
 func newIngress(self string, rate int, global *batch.Counters) *ingress {
@@ -103,7 +104,8 @@ func newIngress(self string, rate int, global *batch.Counters) *ingress {
 }
 
 func (g *ingress) stats() HandshakeStats {
-	return HandshakeStats{InitsRun: g.initsRun.Load(), CookieReplies: g.cookieReplies.Load(), Responses: g.responses.Load()}
+	return HandshakeStats{InitsRun: g.initsRun.Load(), CookieReplies: g.cookieReplies.Load(),
+		Responses: g.responses.Load(), CookiesIn: g.cookiesIn.Load()}
 }
 
 // setBusy is peer.Env.OnPendingFull.
@@ -239,6 +241,7 @@ func (d *Dataplane) runReply(j hsJob) {
 		peer.Finish(d.env, j.resp)
 		return
 	}
+	d.hs.cookiesIn.Add(1)
 	peer.TakeCookie(d.env, j.ckRcv, j.ck)
 }
 

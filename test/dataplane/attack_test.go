@@ -562,7 +562,53 @@ func TestNewTunnelWhileBusy(t *testing.T) {
 	<-done
 	after := b.dp.Handshakes()
 	t.Logf("%d forged inits; bob before carol %+v, after %+v; drops %v", atk.sent.Load(), before, after, b.dp.Drops())
-	if after.CookieReplies == before.CookieReplies {
-		t.Error("carol got in without a cookie reply: bob was not busy")
+	if after.CookieReplies == before.CookieReplies || c.dp.Handshakes().CookiesIn == 0 {
+		t.Errorf("carol got in without a cookie reply (%+v): bob was not busy", c.dp.Handshakes())
+	}
+}
+
+// TestRelayedTunnelWhileBusy: the cookie round trip works through TRS too:
+// bob's cookie reply to a relayed init goes back under the relay token it
+// came with, and alice's next init, with mac2, is run.
+func TestRelayedTunnelWhileBusy(t *testing.T) {
+	f := newPKI(t)
+	tune := func(c *dataplane.Config) { c.HandshakeRetry = 50 * time.Millisecond; c.Tick = 10 * time.Millisecond }
+	a := newNode(t, f, "alice", 1, tune)
+	b := newNode(t, f, "bob", 2, func(c *dataplane.Config) { tune(c); c.HandshakeRate = 1 })
+	svc, tickets := startTRS(t, a, b)
+
+	pkts := mixedInits(t, b.fqdn, a, 64)
+	atk := newAttacker(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		atk.flood(ctx, b.addr, pkts, 1<<40, failsafe, 200*time.Microsecond)
+	}()
+	waitCount(t, "cookie replies to the flood", 1, func() uint64 { return b.dp.Handshakes().CookieReplies })
+	before := b.dp.Handshakes()
+
+	id := tunnelID()
+	if err := b.dp.Open(messages.PathInfo{PeerFQDN: a.fqdn, PeerVIP4: a.vip4, Kind: messages.PathRelay,
+		Relay: tickets[1], TunnelID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.dp.Open(messages.PathInfo{PeerFQDN: b.fqdn, PeerVIP4: b.vip4, Kind: messages.PathRelay,
+		Relay: tickets[0], Initiator: true, TunnelID: id}); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, a, b.fqdn)
+	waitUp(t, b, a.fqdn)
+	stream(t, a, b, 0, 50, 8)
+	cancel()
+	<-done
+	after := b.dp.Handshakes()
+	t.Logf("bob before %+v, after %+v; relay %+v", before, after, svc.Table().Stats())
+	if after.CookieReplies == before.CookieReplies || a.dp.Handshakes().CookiesIn == 0 {
+		t.Errorf("alice got in without a cookie reply (%+v): bob was not busy", a.dp.Handshakes())
+	}
+	if st := status(t, a, b.fqdn); st.Path != messages.PathRelay {
+		t.Errorf("alice's path %v, want relayed", st.Path)
 	}
 }
