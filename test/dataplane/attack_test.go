@@ -21,8 +21,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/messages"
-	"github.com/cyphonic/cyphonic-go/transport/cookie"
-	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/test/attack"
 )
 
 // The attacks of issue 9 on the node <-> node handshake, run for real
@@ -31,60 +30,24 @@ import (
 // and the victim's name. It cannot receive at the addresses it claims: its
 // socket is never read.
 
-// forgedInits builds n distinct handshake inits to victim that claim to
-// come from as (its certificate and static public key, but not its
-// private key: IX's msg1 carries the static key in clear and no DH proves
-// it). withMACs adds the trailer with a valid mac1 (the victim's name is
-// public); without, the init is in the format that had no MACs.
+// forgedInits and mixedInits are attack.ForgedInits and
+// attack.MixedInits claiming to be as.
 func forgedInits(t testing.TB, victim string, as *node, n int, withMACs bool) [][]byte {
 	t.Helper()
-	var junk [32]byte
-	_, _ = rand.Read(junk[:])
-	cfg := handshake.Config{
-		Static:   handshake.StaticKey{Private: junk, Public: as.id.NoiseStatic.Public},
-		CertDER:  as.id.CertDER,
-		Verify:   func([]byte) (string, [32]byte, error) { return "", [32]byte{}, nil },
-		Prologue: handshake.PrologueNode,
+	p, err := attack.ForgedInits(victim, as.id.CertDER, as.id.NoiseStatic.Public, n, withMACs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	gen := cookie.NewGenerator(victim)
-	out := make([][]byte, 0, n)
-	for i := range n {
-		idx := uint32(i + 1)
-		ini, err := handshake.NewInitiator(cfg, victim, idx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Timestamps in the future pass the replay guard.
-		msg1, err := ini.Start(nil, time.Now().Add(time.Hour+time.Duration(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
-		size := hdr.Len() + len(msg1)
-		if withMACs {
-			size += messages.HandshakeTrailerLen
-		}
-		pkt := make([]byte, size)
-		copy(pkt[hdr.Put(pkt):], msg1)
-		if withMACs {
-			if err := gen.AddMACs(pkt, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-		}
-		out = append(out, pkt)
-	}
-	return out
+	return p
 }
 
-// mixedInits is the attacker's best against either version of the node:
-// inits without MACs (what a node without mac1 runs) and with a valid mac1.
 func mixedInits(t testing.TB, victim string, as *node, n int) [][]byte {
-	a, b := forgedInits(t, victim, as, n/2, false), forgedInits(t, victim, as, n/2, true)
-	var out [][]byte
-	for i := range a {
-		out = append(out, a[i], b[i])
+	t.Helper()
+	p, err := attack.MixedInits(victim, as.id.CertDER, as.id.NoiseStatic.Public, n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return p
 }
 
 // attacker is a UDP socket that sends and never reads (it stands for a
@@ -105,26 +68,9 @@ func newAttacker(t testing.TB) *attacker {
 	return &attacker{c: c}
 }
 
-// flood sends pkts round-robin to to, as fast as one goroutine can (one
-// core), until max packets or dur, whichever comes first; every is 0 for
-// no pause, else the pause after each packet.
+// flood is attack.Flood from the attacker's socket.
 func (a *attacker) flood(ctx context.Context, to netip.AddrPort, pkts [][]byte, max uint64, dur, every time.Duration) {
-	ua := net.UDPAddrFromAddrPort(to)
-	start := time.Now()
-	end := start.Add(dur)
-	for i := uint64(0); i < max; i++ {
-		if i%64 == 0 {
-			if time.Now().After(end) || ctx.Err() != nil {
-				return
-			}
-			if every > 0 { // keep to the rate, 64 packets at a time
-				time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
-			}
-		}
-		if _, err := a.c.WriteToUDP(pkts[i%uint64(len(pkts))], ua); err == nil {
-			a.sent.Add(1)
-		}
-	}
+	a.sent.Add(attack.Flood(ctx, a.c, to, pkts, max, dur, every))
 }
 
 // The flood of TestInitFloodUnderAttack comes from another process, as an
