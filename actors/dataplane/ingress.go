@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -45,8 +46,8 @@ const (
 	perSourceReplyRate  = 10
 	perSourceReplyBurst = 10
 	// perSourceRate and perSourceBurst bound the cookie-proven inits run
-	// per source address (WireGuard's figures); sourceTableSize bounds the
-	// addresses remembered.
+	// per source address (WireGuard's figures); sourceTableSize is the
+	// number of buckets the sources hash into.
 	perSourceRate   = 20
 	perSourceBurst  = 5
 	sourceTableSize = 4096
@@ -278,40 +279,51 @@ func (b *bucket) takeLocked(now time.Time) bool {
 }
 
 // sourceLimiter is a token bucket per source (address and port; callers
-// zero the port to limit by address). The table is bounded: idle entries
-// go when it fills, and while it is full of busy sources new ones are
-// refused.
+// zero the port to limit by address), in a fixed table: a source's bucket
+// is chosen by a hash keyed with a random seed, so the table never grows,
+// an unauthenticated packet never adds an entry, and an attacker cannot
+// aim its sources at a given peer's bucket. Sources that share a bucket
+// share its rate; a flood from spoofed random sources drains every bucket,
+// which the global bounds (queue, budget, reply rate) then cover.
 type sourceLimiter struct {
-	mu          sync.Mutex
+	seed        maphash.Seed
 	rate, burst float64
-	m           map[netip.AddrPort]*bucket
+	mu          sync.Mutex
+	tab         []slot
+}
+
+// slot is one bucket of the table (tokens and the last refill).
+type slot struct {
+	tokens float64
+	last   int64 // Unix ns; 0: never used (full)
 }
 
 func newSourceLimiter(rate, burst float64) sourceLimiter {
-	return sourceLimiter{rate: rate, burst: burst, m: make(map[netip.AddrPort]*bucket)}
+	return sourceLimiter{seed: maphash.MakeSeed(), rate: rate, burst: burst, tab: make([]slot, sourceTableSize)}
 }
 
 func (l *sourceLimiter) take(a netip.AddrPort, now time.Time) bool {
-	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	a16 := a.Addr().Unmap().As16()
+	var key [18]byte
+	copy(key[:], a16[:])
+	key[16], key[17] = byte(a.Port()>>8), byte(a.Port())
+	i := maphash.Bytes(l.seed, key[:]) % uint64(len(l.tab))
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.m[a]
-	if b == nil {
-		if len(l.m) >= sourceTableSize {
-			for k, v := range l.m {
-				if now.Sub(v.last) > time.Second {
-					delete(l.m, k)
-				}
-			}
-			if len(l.m) >= sourceTableSize {
-				return false
-			}
-		}
-		nb := newBucket(l.rate, l.burst, now)
-		b = &nb
-		l.m[a] = b
+	sl := &l.tab[i]
+	n := now.UnixNano()
+	switch {
+	case sl.last == 0:
+		sl.tokens = l.burst
+	case n > sl.last:
+		sl.tokens = min(l.burst, sl.tokens+float64(n-sl.last)/1e9*l.rate)
 	}
-	return b.takeLocked(now)
+	sl.last = max(sl.last, n)
+	if sl.tokens < 1 {
+		return false
+	}
+	sl.tokens--
+	return true
 }
 
 func isZero(b []byte) bool {
