@@ -27,7 +27,9 @@ const (
 	guardSize         = 4096 // identities the handshake replay guard remembers
 	// minBufSize lets a whole handshake message (the largest node <-> node
 	// packet besides data) and ordinary signaling fit in one buffer. Node
-	// handshakes carry no application payload, so its limit is left out:
+	// handshakes carry no application payload beyond an init's padding,
+	// which only fills a certificate up to peer.InitPadTo (< MaxCertLen),
+	// and the MAC trailer fits in the slack, so the payload limit is left out:
 	// every batch holds MaxBatch buffers, and this size sets the daemon's
 	// memory under load (4.3 KB buffers cost twice the RSS of 2.3 KB ones).
 	minBufSize = messages.RelayHeaderLen + messages.HandshakeRespHeaderLen + handshake.MaxMessageLen - handshake.MaxAppPayloadLen + 64

@@ -153,7 +153,7 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 			return
 		}
 	}
-	ri := &peer.RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven}
+	ri := &peer.RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven, WireLen: len(pkt)}
 	select {
 	case g.inits <- ri:
 	default:

@@ -4,6 +4,10 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
 )
 
 func TestBucket(t *testing.T) {
@@ -65,5 +69,17 @@ func TestSourceLimiter(t *testing.T) {
 	}
 	if !l.take(a, now.Add(2*time.Second)) {
 		t.Fatal("a's bucket did not refill")
+	}
+}
+
+// An init padded to peer.InitPadTo, with the largest certificate that
+// gets no padding, still fits a receive buffer with its trailer and a relay
+// header.
+func TestPaddedInitFitsBuffer(t *testing.T) {
+	const fixed = 1 + 4 + 8 + 1 + 2 + 2 // handshake payload header (payload.go)
+	init := messages.RelayHeaderLen + messages.HandshakeInitHeaderLen + 32 + 32 +
+		fixed + 8 + max(peer.InitPadTo, handshake.MaxCertLen) + messages.HandshakeTrailerLen
+	if init > minBufSize {
+		t.Fatalf("largest init %d bytes > buffer %d", init, minBufSize)
 	}
 }

@@ -327,7 +327,7 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 	ini, err := handshake.NewInitiator(p.env.Handshake, info.PeerFQDN, idx)
 	var msg1 []byte
 	if err == nil {
-		msg1, err = ini.Start(nil, now)
+		msg1, err = ini.Start(initPadding(len(p.env.Handshake.CertDER)), now)
 	}
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
 	pkt := make([]byte, hdr.Len()+len(msg1)+messages.HandshakeTrailerLen)
@@ -351,6 +351,18 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 			p.h.Stats.Drops.Add(batch.QueueFull, 1)
 		}
 	}
+}
+
+// InitPadTo is what an init's certificate and padding (its app payload,
+// zeros) add up to at least. The responder never sends a response larger
+// than the init it answers (Respond), and msg2 carries the responder's
+// certificate where msg1 carries ours: padded, an init is larger than any
+// response with a certificate of up to InitPadTo-4 bytes (a node
+// certificate is ~500), so a spoofed init gets no amplification.
+const InitPadTo = 1024
+
+func initPadding(certLen int) []byte {
+	return make([]byte, max(0, InitPadTo-certLen))
 }
 
 // onCookie: the peer is busy and gave us a cookie for our pending init.

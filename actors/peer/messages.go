@@ -28,6 +28,9 @@ type (
 		// SourceProven: the init carried a valid mac2, so its sender
 		// receives at From (it got our cookie there).
 		SourceProven bool
+		// WireLen is the init packet's length (header, Noise message and
+		// MAC trailer): our response may not be longer.
+		WireLen int
 	}
 )
 

@@ -67,8 +67,16 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 		h.Stats.Drops.Add(batch.Handshake, 1)
 		return true
 	}
-	env.Tables.Set(idx, s)
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeResp, Sender: idx, Receiver: r.PeerIndex}
+	if m.WireLen > 0 && hdr.Len()+len(msg2) > m.WireLen {
+		// No reply larger than the request: a spoofed small init must
+		// not make us an amplifier (initiators pad, see InitPadTo).
+		env.Tables.Remove(idx)
+		h.Stats.Drops.Add(batch.Handshake, 1)
+		env.Logger.Debug("peer: handshake init smaller than our response", "peer", h.FQDN, "init", m.WireLen, "resp", hdr.Len()+len(msg2))
+		return true
+	}
+	env.Tables.Set(idx, s)
 	resp := make([]byte, hdr.Len()+len(msg2))
 	copy(resp[hdr.Put(resp):], msg2)
 	env.Root.Send(pipe.Peer, &Init{Session: s, Index: idx, Resp: resp, PeerIndex: r.PeerIndex,
