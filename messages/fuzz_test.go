@@ -295,3 +295,35 @@ func FuzzLogoutAck(f *testing.F)       { fuzzBody[LogoutAck](f) }
 func FuzzPeerUpdate(f *testing.F)      { fuzzBody[PeerUpdate](f) }
 func FuzzPeerUpdateAck(f *testing.F)   { fuzzBody[PeerUpdateAck](f) }
 func FuzzError(f *testing.F)           { fuzzBody[Error](f) }
+
+func FuzzParseCookieReply(f *testing.F) {
+	b := make([]byte, CookieReplyLen)
+	PutCookieReplyHeader(b, 7)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rcv, body, err := ParseCookieReply(b)
+		checkErr(t, err)
+		if err != nil {
+			return
+		}
+		out := make([]byte, CookieReplyLen)
+		copy(out[PutCookieReplyHeader(out, rcv):], body)
+		if !bytes.Equal(out, b) {
+			t.Fatalf("re-encoded %x, input %x", out, b)
+		}
+	})
+}
+
+func FuzzSplitInitTrailer(f *testing.F) {
+	f.Add(make([]byte, HandshakeInitHeaderLen+HandshakeTrailerLen+1))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pkt, tr, err := SplitInitTrailer(b)
+		checkErr(t, err)
+		if err != nil {
+			return
+		}
+		if len(tr) != HandshakeTrailerLen || len(pkt) <= HandshakeInitHeaderLen || !bytes.Equal(append(bytes.Clone(pkt), tr...), b) {
+			t.Fatalf("split %x into %x | %x", b, pkt, tr)
+		}
+	})
+}

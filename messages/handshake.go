@@ -73,3 +73,74 @@ func ParseHandshake(b []byte) (HandshakeHeader, []byte, error) {
 	}
 	return h, b[n:], nil
 }
+
+// An init ends in a MAC trailer, after its Noise message (WireGuard's mac1
+// and mac2; transport/cookie computes and checks them):
+//
+//	init | mac1 (16) | mac2 (16)
+//
+// mac1 covers the init packet before it, mac2 the packet and mac1. The
+// trailer is inside the init packet rather than in a packet of a new type
+// because a MAC is useful only if every init must carry one: a responder
+// accepts no init without a valid mac1, so there is no unauthenticated form
+// to fall back to. SplitInitTrailer takes it off before ParseHandshake.
+const HandshakeTrailerLen = 32
+
+// SplitInitTrailer returns an init packet without its MAC trailer, and the
+// trailer. The packet without it must still hold a header and a Noise
+// message. It never allocates.
+func SplitInitTrailer(b []byte) (pkt, trailer []byte, err error) {
+	if len(b) > MaxPacket {
+		return nil, nil, ErrTooLarge
+	}
+	if len(b) <= HandshakeInitHeaderLen+HandshakeTrailerLen {
+		return nil, nil, ErrTruncated
+	}
+	n := len(b) - HandshakeTrailerLen
+	return b[:n], b[n:], nil
+}
+
+// Cookie reply: a responder that is busy answers an init that lacks a valid
+// mac2 with this instead of running the handshake (transport/cookie).
+//
+//	TypeCookieReply | reserved (3) | receiver index (4) | nonce (24) | encrypted cookie (16) | tag (16)
+//
+// The receiver index is the init's sender index, so the initiator finds its
+// pending handshake. At 64 bytes it is smaller than any init it answers.
+const (
+	CookieReplyHeaderLen = 8
+	CookieReplyBodyLen   = 56
+	CookieReplyLen       = CookieReplyHeaderLen + CookieReplyBodyLen
+)
+
+// PutCookieReplyHeader writes the header of a cookie reply to receiver into
+// b and returns CookieReplyHeaderLen; the body goes at b[CookieReplyHeaderLen:].
+// It panics if b is shorter (a caller bug).
+func PutCookieReplyHeader(b []byte, receiver uint32) int {
+	_ = b[CookieReplyHeaderLen-1]
+	b[0] = byte(TypeCookieReply)
+	b[1], b[2], b[3] = 0, 0, 0
+	binary.BigEndian.PutUint32(b[4:8], receiver)
+	return CookieReplyHeaderLen
+}
+
+// ParseCookieReply returns a cookie reply's receiver index and body (a
+// sub-slice of b). Errors are bare sentinels; it never allocates.
+func ParseCookieReply(b []byte) (receiver uint32, body []byte, err error) {
+	if len(b) == 0 {
+		return 0, nil, ErrTruncated
+	}
+	if PacketType(b[0]) != TypeCookieReply {
+		return 0, nil, ErrBadType
+	}
+	if len(b) < CookieReplyLen {
+		return 0, nil, ErrTruncated
+	}
+	if len(b) > CookieReplyLen {
+		return 0, nil, ErrTooLarge
+	}
+	if b[1] != 0 || b[2] != 0 || b[3] != 0 {
+		return 0, nil, ErrReserved
+	}
+	return binary.BigEndian.Uint32(b[4:8]), b[CookieReplyHeaderLen:], nil
+}

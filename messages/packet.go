@@ -17,6 +17,7 @@ const (
 	TypeProbeReply    PacketType = 9  // answer to a probe with the observed address
 	TypeKeepalive     PacketType = 10 // node <-> node, data header with an empty payload
 	TypeRelayBind     PacketType = 11 // node -> TRS, authenticated bind of one relay side (relay.go)
+	TypeCookieReply   PacketType = 12 // node <-> node, a busy responder's answer to an init (handshake.go)
 )
 
 var packetTypeNames = [...]string{
@@ -31,6 +32,7 @@ var packetTypeNames = [...]string{
 	TypeProbeReply:    "probe-reply",
 	TypeKeepalive:     "keepalive",
 	TypeRelayBind:     "relay-bind",
+	TypeCookieReply:   "cookie-reply",
 }
 
 // Valid reports whether t is a packet type this package defines.
@@ -61,7 +63,7 @@ func PeekType(b []byte) (PacketType, error) {
 // inside a relay packet.
 func (t PacketType) nodeToNode() bool {
 	switch t {
-	case TypeHandshakeInit, TypeHandshakeResp, TypeData, TypeKeepalive, TypeProbe, TypeProbeReply:
+	case TypeHandshakeInit, TypeHandshakeResp, TypeData, TypeKeepalive, TypeProbe, TypeProbeReply, TypeCookieReply:
 		return true
 	}
 	return false

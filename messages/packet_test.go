@@ -23,6 +23,7 @@ func TestPacketTypeString(t *testing.T) {
 		{TypeProbeReply, "probe-reply"},
 		{TypeKeepalive, "keepalive"},
 		{TypeRelayBind, "relay-bind"},
+		{TypeCookieReply, "cookie-reply"},
 		{0, "PacketType(0)"},
 		{200, "PacketType(200)"},
 		{255, "PacketType(255)"},

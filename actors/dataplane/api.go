@@ -92,6 +92,9 @@ type Config struct {
 	// AuthFailLimit: authentication failures per Tick that fail a peer
 	// whose keepalive is overdue (default 1000).
 	AuthFailLimit uint64
+	// HandshakeRate: handshake inits per second run without a cookie
+	// before the node counts as busy (default DefaultHandshakeRate).
+	HandshakeRate int
 
 	// WorkerHook, if set, is called by a crypto worker before each batch
 	// (tests use it to add random sleeps so workers finish out of order).

@@ -27,7 +27,9 @@ const (
 	guardSize         = 4096 // identities the handshake replay guard remembers
 	// minBufSize lets a whole handshake message (the largest node <-> node
 	// packet besides data) and ordinary signaling fit in one buffer. Node
-	// handshakes carry no application payload, so its limit is left out:
+	// handshakes carry no application payload beyond an init's padding,
+	// which only fills a certificate up to peer.InitPadTo (< MaxCertLen),
+	// and the MAC trailer fits in the slack, so the payload limit is left out:
 	// every batch holds MaxBatch buffers, and this size sets the daemon's
 	// memory under load (4.3 KB buffers cost twice the RSS of 2.3 KB ones).
 	minBufSize = messages.RelayHeaderLen + messages.HandshakeRespHeaderLen + handshake.MaxMessageLen - handshake.MaxAppPayloadLen + 64
@@ -45,6 +47,7 @@ type Dataplane struct {
 	in     *batch.FairQueue // opened batches (per peer) for the TUN writer
 	global batch.Counters
 	env    *peer.Env
+	hs     *ingress
 
 	mu      sync.Mutex
 	running bool
@@ -109,6 +112,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		done:   make(chan struct{}),
 		opened: make(map[string]bool),
 	}
+	d.hs = newIngress(cfg.Identity.FQDN, cfg.HandshakeRate, &d.global)
 	static, err := handshake.NewStaticKey(cfg.Identity.NoiseStatic.Private)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
@@ -121,15 +125,16 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 			Static: static, CertDER: cfg.Identity.CertDER, Verify: cfg.Verify, Prologue: handshake.PrologueNode,
 			Suites: cfg.Suites,
 		},
-		Guard:     handshake.NewReplayGuard(guardSize),
-		Timing:    t,
-		Backoff:   cfg.Backoff,
-		Global:    &d.global,
-		Logger:    d.log,
-		CanSend:   d.canSend,
-		Deliver:   d.deliver,
-		NeedsPath: cfg.OnPeerNeedsPath,
-		Root:      sys.Root(),
+		Guard:         handshake.NewReplayGuard(guardSize),
+		Timing:        t,
+		Backoff:       cfg.Backoff,
+		Global:        &d.global,
+		Logger:        d.log,
+		CanSend:       d.canSend,
+		Deliver:       d.deliver,
+		NeedsPath:     cfg.OnPeerNeedsPath,
+		OnPendingFull: d.hs.setBusy,
+		Root:          sys.Root(),
 	}
 	return d, nil
 }
@@ -229,7 +234,15 @@ func (d *Dataplane) startUDP() {
 	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.writeUDP() }()
+	for range handshakeWorkers() {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.handshakeWorker() }()
+	}
 }
+
+// handshakeWorkers is how many goroutines run handshakes: half the cores,
+// so a flood of inits that pass admission leaves the rest to the tunnels.
+func handshakeWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // stopIO closes the device and the sockets and ends the writers. Either
 // io actor stopping ends all I/O: one without the other is useless.
@@ -361,6 +374,9 @@ func (d *Dataplane) Status() []PeerStatus {
 	}
 	return out
 }
+
+// Handshakes returns the handshake ingress's counters.
+func (d *Dataplane) Handshakes() HandshakeStats { return d.hs.stats() }
 
 // Drops implements the contract in api.go.
 func (d *Dataplane) Drops() map[string]uint64 { return d.global.Snapshot() }

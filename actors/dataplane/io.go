@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -338,8 +336,9 @@ func (d *Dataplane) toCrypto(s *peer.Session, b *batch.Batch, born time.Time) {
 // returned. Every packet that goes nowhere is counted.
 func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 	pkt := p.Bytes()
+	var token messages.RelayToken
 	if len(pkt) > 0 && messages.PacketType(pkt[0]) == messages.TypeRelay {
-		_, inner, err := messages.ParseRelay(pkt)
+		tok, inner, err := messages.ParseRelay(pkt)
 		if err != nil {
 			d.global.Add(reasonFor(err), 1)
 			return nil
@@ -348,11 +347,12 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 			return nil // a bind echo: nothing to do
 		}
 		// The inner packet is end-to-end authenticated; the token only
-		// mattered to TRS.
+		// mattered to TRS (and names our side: a cookie reply goes back
+		// under it).
 		p.Off += messages.RelayHeaderLen
 		p.Len -= messages.RelayHeaderLen
 		p.Relayed = true
-		pkt = inner
+		pkt, token = inner, tok
 	}
 	t, err := messages.PeekType(pkt)
 	if err != nil {
@@ -373,24 +373,21 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 		}
 		return s
 	case messages.TypeHandshakeInit:
-		h, msg, err := messages.ParseHandshake(pkt)
-		if err != nil {
-			d.global.Add(reasonFor(err), 1)
-			return nil
-		}
-		d.sys.Root().Send(d.peersPID(), &peer.RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed})
+		d.onInit(p, pkt, token)
 	case messages.TypeHandshakeResp:
 		h, msg, err := messages.ParseHandshake(pkt)
 		if err != nil {
 			d.global.Add(reasonFor(err), 1)
 			return nil
 		}
-		s := d.tables.Session(h.Receiver)
-		if s == nil || s.Pipe == nil {
-			d.global.Add(batch.UnknownIndex, 1)
+		d.onReply(hsJob{resp: &peer.Response{Header: h, Msg: bytes.Clone(msg), From: p.From, Relayed: p.Relayed}}, h.Receiver)
+	case messages.TypeCookieReply:
+		rcv, body, err := messages.ParseCookieReply(pkt)
+		if err != nil {
+			d.global.Add(reasonFor(err), 1)
 			return nil
 		}
-		d.sys.Root().Send(s.Pipe.Peer, &peer.Response{Header: h, Msg: bytes.Clone(msg), From: p.From, Relayed: p.Relayed})
+		d.onReply(hsJob{ckRcv: rcv, ck: bytes.Clone(body)}, rcv)
 	case messages.TypeProbe:
 		pr, err := messages.ParseProbe(pkt)
 		if err != nil {
@@ -422,12 +419,6 @@ func reasonFor(err error) batch.Reason {
 	default:
 		return batch.Malformed
 	}
-}
-
-func (d *Dataplane) peersPID() *actor.PID {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.peers
 }
 
 // writeUDP is the socket writer goroutine: control packets first, then one

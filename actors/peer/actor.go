@@ -1,8 +1,8 @@
 package peer
 
 import (
-	"errors"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -33,19 +33,18 @@ type peerActor struct {
 	route   Route
 	cur     *Session // confirmed session data goes out on
 	prev    *Session // the one before, still accepted inbound during a rekey
-	next    *Session // responder: replied, waiting for the first packet
-	nextIdx uint32
 	curIdx  uint32
 	prevIdx uint32
-	nextRt  Route
-	// nextResp is our answer to the init behind next (handshake header
-	// and msg2), and nextFor that init's sender index: copies of the same
-	// init get the same answer again.
-	nextResp []byte
-	nextFor  uint32
+	// pending are the responder's sessions we answered and that wait for
+	// the initiator's first data packet, the only proof that the init came
+	// from the peer (IX's msg1 is not authenticated). A new init never
+	// replaces one: a forged init must not cancel the handshake the real
+	// peer is completing. At most maxPending; see onInit.
+	pending []pendingInit
 
-	ini       *handshake.Initiator
+	ini       *Session // initiator: our reserved session while a msg1 is out
 	iniIdx    uint32
+	iniCookie bool // that msg1 carried a mac2 (we held the peer's cookie)
 	iniSent   time.Time
 	attemptAt time.Time // when the current handshaking phase began
 
@@ -67,8 +66,10 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		p.outbound(ctx, m)
 	case *Init:
 		p.onInit(m)
-	case *Response:
-		p.onResponse(m)
+	case *finished:
+		p.onFinished(m)
+	case cookieTaken:
+		p.onCookie(m.pending)
 	case confirmed:
 		p.onConfirmed(m.s)
 	case roamed:
@@ -175,9 +176,13 @@ func (p *peerActor) teardown() {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	for _, idx := range []uint32{p.curIdx, p.prevIdx, p.nextIdx, p.iniIdx} {
+	for _, idx := range []uint32{p.curIdx, p.prevIdx, p.iniIdx} {
 		p.env.Tables.Remove(idx)
 	}
+	for _, pi := range p.pending {
+		p.env.Tables.Remove(pi.idx)
+	}
+	p.pending = nil
 	p.h.pipe.Store(nil)
 	p.h.route.Store(nil)
 	p.h.setDown(StateBackoff)
@@ -344,64 +349,96 @@ func (p *peerActor) onRelayTicket(info *messages.PathInfo, now time.Time) {
 }
 
 // startHandshake sends a fresh msg1 to every route in rs; the first answer
-// wins (hole punching: both sides' packets open the NAT mappings).
+// wins (hole punching: both sides' packets open the NAT mappings). The
+// msg1 ends in the MAC trailer: mac1 for the peer's name, and mac2 if the
+// peer gave us a cookie (it is busy).
 func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 	p.env.Tables.Remove(p.iniIdx)
 	p.ini, p.iniIdx = nil, 0
 	info := p.h.Info()
+	s := &Session{Peer: p.h, Pipe: p.pipe}
 	idx := p.env.Tables.Reserve(&Session{Peer: p.h, Pipe: p.pipe})
 	ini, err := handshake.NewInitiator(p.env.Handshake, info.PeerFQDN, idx)
 	var msg1 []byte
 	if err == nil {
-		msg1, err = ini.Start(nil, now)
+		msg1, err = ini.Start(initPadding(len(p.env.Handshake.CertDER)), now)
+	}
+	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
+	pkt := make([]byte, hdr.Len()+len(msg1)+messages.HandshakeTrailerLen)
+	copy(pkt[hdr.Put(pkt):], msg1)
+	hadCookie := p.h.cookies.HasCookie(now)
+	if err == nil {
+		err = p.h.cookies.AddMACs(pkt, now)
 	}
 	if err != nil {
 		p.env.Tables.Remove(idx)
 		p.env.Logger.Warn("peer: handshake init", "peer", p.h.FQDN, "err", err)
 		return
 	}
-	p.ini, p.iniIdx, p.iniSent = ini, idx, now
-	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
+	s.ini = ini
+	p.env.Tables.Set(idx, s) // the workers find the initiator here
+	p.ini, p.iniIdx, p.iniSent, p.iniCookie = s, idx, now, hadCookie
 	for _, r := range rs {
-		buf := make([]byte, messages.RelayHeaderLen+hdr.Len()+len(msg1))
-		n := hdr.Put(buf[messages.RelayHeaderLen:])
-		copy(buf[messages.RelayHeaderLen+n:], msg1)
+		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
+		copy(buf[messages.RelayHeaderLen:], pkt)
 		if !p.env.sendFramed(buf, r) {
 			p.h.Stats.Drops.Add(batch.QueueFull, 1)
 		}
 	}
 }
 
-func (p *peerActor) onResponse(m *Response) {
-	if p.ini == nil || m.Header.Receiver != p.iniIdx {
-		p.h.Stats.Drops.Add(batch.Handshake, 1)
+// InitPadTo is what an init's certificate and padding (its app payload,
+// zeros) add up to at least. The responder never sends a response larger
+// than the init it answers (Respond), and msg2 carries the responder's
+// certificate where msg1 carries ours: padded, an init is larger than any
+// response with a certificate of up to InitPadTo-4 bytes (a node
+// certificate is ~500), so a spoofed init gets no amplification.
+const InitPadTo = 1024
+
+func initPadding(certLen int) []byte {
+	return make([]byte, max(0, InitPadTo-certLen))
+}
+
+// onCookie: the peer is busy and gave us a cookie for our pending init.
+// Send a fresh init at once, which now carries mac2, unless the init
+// already carried one: then the next retry uses the new cookie. (The
+// cookie key derives from the peer's public name, so someone who sees our
+// inits could forge replies; this way they get us to resend at most once
+// per cookie-less init, never in a loop.)
+func (p *peerActor) onCookie(s *Session) {
+	if p.stopping || s != p.ini || p.iniCookie {
 		return
 	}
-	res, err := p.ini.Finish(m.Msg)
-	if err != nil {
-		p.h.Stats.Drops.Add(batch.Handshake, 1)
-		if !errors.Is(err, handshake.ErrDecrypt) && !errors.Is(err, handshake.ErrMalformed) {
-			// Authenticated but unacceptable: this attempt is spent.
-			p.env.Logger.Warn("peer: handshake response rejected", "peer", p.h.FQDN, "err", err)
-			p.env.Tables.Remove(p.iniIdx)
-			p.ini, p.iniIdx = nil, 0
+	if p.cur == nil {
+		info := p.h.Info()
+		p.startHandshake(time.Now(), p.candidates(&info))
+		return
+	}
+	p.startHandshake(time.Now(), []Route{p.route})
+}
+
+// onFinished takes a handshake response a worker authenticated (Finish).
+func (p *peerActor) onFinished(m *finished) {
+	if p.ini == nil || m.pending != p.ini {
+		if m.key != nil {
+			p.h.Stats.Drops.Add(batch.Handshake, 1) // an attempt we gave up meanwhile
 		}
 		return
 	}
-	now := time.Now()
-	kp, err := res.Keypair(now)
-	res.Wipe()
-	if err != nil {
-		p.h.Stats.Drops.Add(batch.Handshake, 1)
+	if m.err != nil {
+		// Authenticated but unacceptable: this attempt is spent.
+		p.env.Tables.Remove(p.iniIdx)
+		p.ini, p.iniIdx = nil, 0
 		return
 	}
-	s := &Session{Peer: p.h, Pipe: p.pipe, Key: kp}
+	now := time.Now()
+	s := &Session{Peer: p.h, Pipe: p.pipe, Key: m.key}
 	s.confirmed.Store(true) // msg2 authenticated the responder
 	idx := p.iniIdx
 	p.env.Tables.Set(idx, s)
 	p.ini, p.iniIdx = nil, 0
-	r := Route{Addr: m.From}
-	if m.Relayed {
+	r := Route{Addr: m.from}
+	if m.relayed {
 		info := p.h.Info()
 		r, _ = p.env.relayRoute(info.Relay)
 	}
@@ -410,21 +447,57 @@ func (p *peerActor) onResponse(m *Response) {
 	p.sendKeepalive(now)
 }
 
+// maxPending bounds the responder sessions a peer keeps waiting for their
+// first data packet. pendingLifetime is how long one waits: the initiator
+// sends data the moment msg2 reaches it, and sends a fresh init (a new
+// pending) every HandshakeRetry until then.
+const (
+	maxPending      = 4
+	pendingLifetime = 5 * time.Second
+)
+
+// pendingInit is one answered init.
+type pendingInit struct {
+	s         *Session
+	idx       uint32
+	route     Route
+	resp      []byte // our answer (handshake header and msg2), for copies of the init
+	peerIndex uint32
+	proven    bool // the init carried a valid mac2: its sender receives at its source
+	at        time.Time
+}
+
+// onInit keeps or refuses an init a handshake worker answered (Respond).
+//
+// After msg1 a Noise IX responder knows only what the initiator claims:
+// anyone can build a msg1 from the peer's public certificate. So nothing
+// here replaces state. An answered init becomes one more pending session;
+// only its confirmation (the initiator's first data packet opened on it,
+// which only the holder of the peer's static key can produce) installs it,
+// and then the others go. A flood of forged inits can fill the pending
+// slots; then new inits are refused (and the data plane goes busy, so
+// every init must carry a cookie), except that an init whose source is
+// proven by a cookie may take the slot of the oldest unproven one. The
+// live session, our own initiator attempt and other pending sessions are
+// never touched by an init.
 func (p *peerActor) onInit(m *Init) {
-	R := m.Responder
-	// Data may already have confirmed our pending session while its
-	// confirmed message waits behind this init: install it now, or the
-	// init would supersede (and drop) a session the peer is sending on.
-	if p.next != nil && p.next.Confirmed() {
-		p.onConfirmed(p.next)
+	drop := func() { p.env.Tables.Remove(m.Index) }
+	if p.stopping {
+		drop()
+		return
+	}
+	// Data may already have confirmed a pending session while its
+	// confirmed message waits behind this init: install it now.
+	for _, pi := range p.pending {
+		if pi.s.Confirmed() {
+			p.onConfirmed(pi.s)
+			break
+		}
 	}
 	// Both sides initiating: the smaller FQDN's init wins, the other side
 	// answers it.
 	if p.ini != nil && p.env.Self < p.h.FQDN {
-		return
-	}
-	if err := p.env.Guard.Check(R.PeerIdentity, R.PeerTimestamp); err != nil {
-		p.h.Stats.Drops.Add(batch.Handshake, 1)
+		drop()
 		return
 	}
 	r := Route{Addr: m.From}
@@ -433,60 +506,88 @@ func (p *peerActor) onInit(m *Init) {
 		r, _ = p.env.relayRoute(info.Relay)
 	}
 	// The initiator sends one msg1 to every candidate (local addresses,
-	// public mapping, relay), so copies of the init we are answering
-	// arrive by the other routes. Answering a copy afresh would replace
-	// p.next and free the index our first answer named, while the
-	// initiator keeps whichever answer reaches it first: if that was the
-	// first, every packet it sends would be dropped as unknown-index until
-	// the handshake timed out. So a copy gets the same answer again.
-	if p.next != nil && p.nextFor == R.PeerIndex && p.next.msg1Time == R.PeerTimestamp.UnixNano() {
-		buf := make([]byte, messages.RelayHeaderLen+len(p.nextResp))
-		copy(buf[messages.RelayHeaderLen:], p.nextResp)
-		if !p.env.sendFramed(buf, r) {
-			p.h.Stats.Drops.Add(batch.QueueFull, 1)
+	// public mapping, relay), so copies of an init we answered arrive by
+	// the other routes. The initiator keeps whichever answer reaches it
+	// first, so a copy gets the same answer again rather than a new
+	// session the initiator would never use.
+	for _, pi := range p.pending {
+		if pi.peerIndex == m.PeerIndex && pi.s.msg1Time == m.Session.msg1Time {
+			drop()
+			p.sendResp(pi.resp, r)
+			return
 		}
-		return
 	}
 	now := time.Now()
-	idx := p.env.Tables.Reserve(&Session{Peer: p.h, Pipe: p.pipe})
-	msg2, res, err := R.Reply(idx, nil, now)
-	var kp *seal.Keypair
-	if err == nil {
-		kp, err = res.Keypair(now)
-		res.Wipe()
+	p.expirePending(now)
+	if len(p.pending) >= maxPending {
+		victim := -1
+		if m.SourceProven {
+			for i, pi := range p.pending {
+				if !pi.proven {
+					victim = i
+					break
+				}
+			}
+		}
+		if victim < 0 {
+			drop()
+			p.h.Stats.Drops.Add(batch.Handshake, 1)
+			if p.env.OnPendingFull != nil {
+				p.env.OnPendingFull()
+			}
+			return
+		}
+		p.env.Tables.Remove(p.pending[victim].idx)
+		p.pending = append(p.pending[:victim], p.pending[victim+1:]...)
 	}
-	if err != nil {
-		p.env.Tables.Remove(idx)
-		p.h.Stats.Drops.Add(batch.Handshake, 1)
-		return
+	p.pending = append(p.pending, pendingInit{s: m.Session, idx: m.Index, route: r, resp: m.Resp,
+		peerIndex: m.PeerIndex, proven: m.SourceProven, at: now})
+	p.sendResp(m.Resp, r)
+}
+
+// expirePending forgets answered inits whose initiator never confirmed.
+func (p *peerActor) expirePending(now time.Time) {
+	keep := p.pending[:0]
+	for _, pi := range p.pending {
+		if now.Sub(pi.at) < pendingLifetime {
+			keep = append(keep, pi)
+		} else {
+			p.env.Tables.Remove(pi.idx)
+		}
 	}
-	s := &Session{Peer: p.h, Pipe: p.pipe, Key: kp, msg1Time: R.PeerTimestamp.UnixNano()}
-	p.env.Tables.Set(idx, s)
-	p.env.Tables.Remove(p.nextIdx) // a newer init supersedes an unconfirmed one
-	p.next, p.nextIdx, p.nextRt = s, idx, r
-	if p.ini != nil { // we lost the tie
-		p.env.Tables.Remove(p.iniIdx)
-		p.ini, p.iniIdx = nil, 0
-	}
-	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeResp, Sender: idx, Receiver: R.PeerIndex}
-	buf := make([]byte, messages.RelayHeaderLen+hdr.Len()+len(msg2))
-	n := hdr.Put(buf[messages.RelayHeaderLen:])
-	copy(buf[messages.RelayHeaderLen+n:], msg2)
-	p.nextResp = append(p.nextResp[:0], buf[messages.RelayHeaderLen:]...)
-	p.nextFor = R.PeerIndex
+	clear(p.pending[len(keep):])
+	p.pending = keep
+}
+
+func (p *peerActor) sendResp(resp []byte, r Route) {
+	buf := make([]byte, messages.RelayHeaderLen+len(resp))
+	copy(buf[messages.RelayHeaderLen:], resp)
 	if !p.env.sendFramed(buf, r) {
 		p.h.Stats.Drops.Add(batch.QueueFull, 1)
 	}
 }
 
+// onConfirmed installs a pending session the initiator has sent data on:
+// a completed, authenticated handshake, the only thing that replaces the
+// live session. The other pending sessions and our own attempt go.
 func (p *peerActor) onConfirmed(s *Session) {
-	if s != p.next {
+	i := slices.IndexFunc(p.pending, func(pi pendingInit) bool { return pi.s == s })
+	if i < 0 {
 		return
 	}
+	pi := p.pending[i]
 	p.env.Guard.Commit(p.h.FQDN, time.Unix(0, s.msg1Time))
-	idx := p.nextIdx
-	p.next, p.nextIdx = nil, 0
-	p.install(s, idx, p.nextRt, time.Now())
+	for j, o := range p.pending {
+		if j != i {
+			p.env.Tables.Remove(o.idx)
+		}
+	}
+	p.pending = p.pending[:0]
+	if p.ini != nil {
+		p.env.Tables.Remove(p.iniIdx)
+		p.ini, p.iniIdx = nil, 0
+	}
+	p.install(s, pi.idx, pi.route, time.Now())
 }
 
 // install makes s the session data goes out on; the previous one keeps
@@ -554,6 +655,7 @@ func (p *peerActor) onTick() {
 	now := time.Now()
 	t := p.env.Timing
 	info := p.h.Info()
+	p.expirePending(now)
 	if p.cur == nil {
 		if now.Sub(p.attemptAt) > t.HandshakeTimeout {
 			p.fail("handshake timeout")

@@ -88,6 +88,10 @@ type Env struct {
 	Deliver func(b *batch.Batch) bool
 	// NeedsPath is called when a peer restarts after a failure. May be nil.
 	NeedsPath func(fqdn string)
+	// OnPendingFull is called (from a peer actor: it must not block) when a
+	// peer refuses an init because its pending handshakes are full: the
+	// data plane then asks every init for a cookie for a while. May be nil.
+	OnPendingFull func()
 	// Root sends from goroutines that are not actors (sequencer outputs).
 	Root *actor.RootContext
 }

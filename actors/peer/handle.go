@@ -13,6 +13,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/cookie"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
@@ -59,6 +60,9 @@ type Handle struct {
 
 	pipe  atomic.Pointer[Pipe]
 	route atomic.Pointer[Route]
+	// cookies adds the MACs to our inits to the peer and keeps the cookie
+	// a busy peer gave us (transport/cookie).
+	cookies *cookie.Generator
 
 	mu            sync.Mutex
 	info          messages.PathInfo
@@ -78,6 +82,7 @@ func NewHandle(info messages.PathInfo) *Handle {
 	return &Handle{
 		FQDN: info.PeerFQDN, vip4: info.PeerVIP4.Unmap(), vip6: info.PeerVIP6,
 		info: info, state: StateHandshaking, changed: make(chan struct{}),
+		cookies: cookie.NewGenerator(info.PeerFQDN),
 	}
 }
 

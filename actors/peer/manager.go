@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,10 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/transport/handshake"
-	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
 // Set is the thread-safe directory of peers the control plane reads
@@ -60,7 +56,8 @@ func (s *Set) remove(h *Handle) {
 
 // ManagerProps returns the props of the "peers" actor: it creates, updates
 // and closes peer actors, supervises them with exponential backoff and a
-// retry limit (env.Backoff), and reads handshake inits to find their peer.
+// retry limit (env.Backoff). Handshake inits never come here: the data
+// plane's handshake workers read them (Respond) and pass them to their peer.
 func ManagerProps(sys *runtime.System, env *Env, set *Set) (*actor.Props, error) {
 	st, err := sys.NewBackoffStrategy(env.Backoff, nil)
 	if err != nil {
@@ -103,8 +100,6 @@ func (m *manager) Receive(ctx actor.Context) {
 		if pid := m.pidOf(h); pid != nil {
 			ctx.Send(pid, &Update{Info: info})
 		}
-	case *RawInit:
-		m.init(ctx, msg)
 	case *Rebind:
 		for id := range m.byPID {
 			ctx.Send(actor.NewPID(m.env.Root.ActorSystem().Address(), id), msg)
@@ -153,37 +148,4 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 	m.byPID[pid.Id] = h
 	m.set.put(h)
 	m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
-}
-
-// init reads a handshake init (two DH operations) to learn the initiator's
-// certified identity, and passes it to that peer. Only peers NMS told us
-// about are answered.
-func (m *manager) init(ctx actor.Context, msg *RawInit) {
-	r, err := handshake.ReadInit(m.env.Handshake, msg.Msg)
-	if errors.Is(err, seal.ErrNoCommonSuite) {
-		// A certified peer we cannot talk to: configuration, not an
-		// attack, so say so (err names the peer). The initiator learns
-		// nothing (IX has no way to refuse) and fails on its timeout.
-		m.env.Global.Add(batch.NoCommonSuite, 1)
-		m.env.Logger.Warn("peer: handshake refused: no common cipher suite", "from", msg.From, "err", err)
-		return
-	}
-	if err != nil {
-		m.env.Global.Add(batch.Handshake, 1)
-		if !errors.Is(err, handshake.ErrDecrypt) && !errors.Is(err, handshake.ErrMalformed) {
-			m.env.Logger.Debug("peer: handshake init rejected", "from", msg.From, "err", err)
-		}
-		return
-	}
-	h := m.set.Get(r.PeerIdentity)
-	var pid *actor.PID
-	if h != nil {
-		pid = m.pidOf(h)
-	}
-	if pid == nil {
-		m.env.Global.Add(batch.Handshake, 1)
-		m.env.Logger.Debug("peer: handshake init from unknown peer", "peer", r.PeerIdentity, "from", msg.From)
-		return
-	}
-	ctx.Send(pid, &Init{Responder: r, From: msg.From, Relayed: msg.Relayed})
 }

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/cyphonic/cyphonic-go/messages"
-	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
 // Messages to the peers manager.
@@ -18,13 +18,19 @@ type (
 		FQDN      string
 		Endpoints []netip.AddrPort
 	}
-	// RawInit is a handshake init from the wire (copied); the manager reads
-	// it to learn who sent it, then passes it to that peer.
+	// RawInit is a handshake init from the wire (copied) that passed the
+	// data plane's admission (mac1, and a cookie when busy); Respond reads it.
 	RawInit struct {
 		Msg     []byte // the Noise message
 		Sender  uint32
 		From    netip.AddrPort
 		Relayed bool
+		// SourceProven: the init carried a valid mac2, so its sender
+		// receives at From (it got our cookie there).
+		SourceProven bool
+		// WireLen is the init packet's length (header, Noise message and
+		// MAC trailer): our response may not be longer.
+		WireLen int
 	}
 )
 
@@ -37,11 +43,18 @@ type (
 		From    netip.AddrPort
 		Relayed bool
 	}
-	// Init is a handshake init the manager has read and checked.
+	// Init is an init a handshake worker has read, checked and answered
+	// (Respond): Session is the new session under Index (published, not
+	// yet confirmed), Resp the handshake response to send. The peer actor
+	// decides whether to keep it.
 	Init struct {
-		Responder *handshake.Responder
-		From      netip.AddrPort
-		Relayed   bool
+		Session      *Session
+		Index        uint32
+		Resp         []byte
+		PeerIndex    uint32
+		From         netip.AddrPort
+		Relayed      bool
+		SourceProven bool
 	}
 	// Update replaces the peer's path.
 	Update struct{ Info messages.PathInfo }
@@ -59,6 +72,17 @@ type (
 	tick      struct{}
 	confirmed struct{ s *Session }
 	roamed    struct{ from netip.AddrPort }
+	// finished is a handshake response a worker processed for our pending
+	// initiator session: key on success, err if authenticated but refused.
+	finished struct {
+		pending *Session
+		key     *seal.Keypair
+		err     error
+		from    netip.AddrPort
+		relayed bool
+	}
+	// cookieTaken: a busy responder's cookie for our pending init opened.
+	cookieTaken struct{ pending *Session }
 )
 
 // Failure is what a peer actor fails with; its supervisor restarts it.

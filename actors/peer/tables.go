@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
@@ -20,6 +21,12 @@ type Session struct {
 
 	confirmed atomic.Bool
 	msg1Time  int64 // responder: msg1's timestamp (Unix ns), committed on confirmation
+
+	// ini is set (before publishing) on an initiator's reserved session:
+	// the handshake a response to this index completes. Handshake workers
+	// call it, one at a time (iniMu), never the peer actor.
+	ini   *handshake.Initiator
+	iniMu sync.Mutex
 }
 
 // Confirmed reports whether the session has carried an authenticated packet

@@ -22,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if floodChild() { // this process is an attacker another test started
+		return
+	}
 	leaktest.VerifyTestMain(m)
 }
 
@@ -32,6 +35,7 @@ const mtu = 1420
 
 type node struct {
 	fqdn       string
+	id         *pki.Identity
 	vip4, vip6 netip.Addr
 	sys        *rt.System
 	dp         *dataplane.Dataplane
@@ -90,7 +94,7 @@ func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*datapl
 	if err := dp.Start(nil); err != nil {
 		t.Fatal(err)
 	}
-	nd := &node{fqdn: fqdn, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
+	nd := &node{fqdn: fqdn, id: id, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
 		vip4: netip.AddrFrom4([4]byte{100, 64, 0, n}), vip6: netip.AddrFrom16([16]byte{0xfd, 0x7a, 15: n})}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -6,22 +6,26 @@ import "sync/atomic"
 type Reason uint8
 
 const (
-	OK            Reason = iota // not dropped
-	NoRoute                     // no peer has the destination VIP
-	NoSession                   // the peer has no confirmed session yet
-	QueueFull                   // a bounded queue was full
-	QueueDelay                  // the batch waited too long (CoDel-style early drop)
-	Truncated                   // shorter than its header says, or larger than the buffer
-	Malformed                   // unknown type or bad header
-	UnknownIndex                // no session has the receiver index
-	Auth                        // the AEAD tag did not verify
-	Replay                      // counter already seen or too old
-	CounterLimit                // the session ran out of counters
-	SendError                   // the socket refused it
-	TunError                    // the TUN device refused it
-	Handshake                   // a handshake message was rejected
-	NoCommonSuite               // a handshake init offered no data cipher we accept
-	SpoofedSource               // an authenticated inner packet whose source is not the peer's VIP
+	OK             Reason = iota // not dropped
+	NoRoute                      // no peer has the destination VIP
+	NoSession                    // the peer has no confirmed session yet
+	QueueFull                    // a bounded queue was full
+	QueueDelay                   // the batch waited too long (CoDel-style early drop)
+	Truncated                    // shorter than its header says, or larger than the buffer
+	Malformed                    // unknown type or bad header
+	UnknownIndex                 // no session has the receiver index
+	Auth                         // the AEAD tag did not verify
+	Replay                       // counter already seen or too old
+	CounterLimit                 // the session ran out of counters
+	SendError                    // the socket refused it
+	TunError                     // the TUN device refused it
+	Handshake                    // a handshake message was rejected
+	NoCommonSuite                // a handshake init offered no data cipher we accept
+	SpoofedSource                // an authenticated inner packet whose source is not the peer's VIP
+	HandshakeMAC                 // a handshake init without a valid mac1 (not made for us)
+	HandshakeBusy                // an init without a cookie while busy: answered with a cookie reply, not run
+	HandshakeQueue               // the handshake ingress queue was full
+	HandshakeRate                // over a handshake rate limit (per source, or cookie replies)
 	NumReasons
 )
 
@@ -31,6 +35,8 @@ var reasonNames = [NumReasons]string{
 	UnknownIndex: "unknown-index", Auth: "auth", Replay: "replay",
 	CounterLimit: "counter-limit", SendError: "send-error", TunError: "tun-error",
 	Handshake: "handshake", NoCommonSuite: "no-common-suite", SpoofedSource: "spoofed-source",
+	HandshakeMAC: "handshake-mac", HandshakeBusy: "handshake-busy", HandshakeQueue: "handshake-queue-full",
+	HandshakeRate: "handshake-rate",
 }
 
 func (r Reason) String() string {

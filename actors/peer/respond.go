@@ -1,0 +1,140 @@
+package peer
+
+import (
+	"errors"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/handshake"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
+)
+
+// The expensive half of every handshake runs here, on the data plane's
+// handshake workers (goroutines fed by a bounded queue), never on a peer
+// actor: the peer actor also stamps its outbound data, and three X25519 and
+// a certificate check per init there would stall the tunnel for as long as
+// a flood of inits naming the peer lasted. A worker hands the peer actor
+// only the result, and only for a handshake that got this far; the actor
+// decides, cheaply, whether to use it.
+
+// Respond reads an init, checks the initiator's certificate and replay
+// timestamp, runs the responder's Diffie-Hellman and passes the answer to
+// the peer actor the certificate names. Only peers NMS told us about are
+// answered. It reports whether the handshake ran (the DH and certificate
+// check), for the data plane's counters.
+func Respond(env *Env, set *Set, m *RawInit) bool {
+	r, err := handshake.ReadInit(env.Handshake, m.Msg)
+	if errors.Is(err, seal.ErrNoCommonSuite) {
+		// A certified peer we cannot talk to: configuration, not an
+		// attack, so say so (err names the peer). The initiator learns
+		// nothing (IX has no way to refuse) and fails on its timeout.
+		env.Global.Add(batch.NoCommonSuite, 1)
+		env.Logger.Warn("peer: handshake refused: no common cipher suite", "from", m.From, "err", err)
+		return true
+	}
+	if err != nil {
+		env.Global.Add(batch.Handshake, 1)
+		if !errors.Is(err, handshake.ErrDecrypt) && !errors.Is(err, handshake.ErrMalformed) {
+			env.Logger.Debug("peer: handshake init rejected", "from", m.From, "err", err)
+		}
+		return true
+	}
+	h := set.Get(r.PeerIdentity)
+	var pipe *Pipe
+	if h != nil {
+		pipe = h.Pipe()
+	}
+	if pipe == nil {
+		env.Global.Add(batch.Handshake, 1)
+		env.Logger.Debug("peer: handshake init from unknown peer", "peer", r.PeerIdentity, "from", m.From)
+		return true
+	}
+	if err := env.Guard.Check(r.PeerIdentity, r.PeerTimestamp); err != nil {
+		h.Stats.Drops.Add(batch.Handshake, 1)
+		return true
+	}
+	now := time.Now()
+	s := &Session{Peer: h, Pipe: pipe, msg1Time: r.PeerTimestamp.UnixNano()}
+	idx := env.Tables.Reserve(&Session{Peer: h, Pipe: pipe})
+	msg2, res, err := r.Reply(idx, nil, now)
+	if err == nil {
+		s.Key, err = res.Keypair(now)
+		res.Wipe()
+	}
+	if err != nil {
+		env.Tables.Remove(idx)
+		h.Stats.Drops.Add(batch.Handshake, 1)
+		return true
+	}
+	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeResp, Sender: idx, Receiver: r.PeerIndex}
+	if m.WireLen > 0 && hdr.Len()+len(msg2) > m.WireLen {
+		// No reply larger than the request: a spoofed small init must
+		// not make us an amplifier (initiators pad, see InitPadTo).
+		env.Tables.Remove(idx)
+		h.Stats.Drops.Add(batch.Handshake, 1)
+		env.Logger.Debug("peer: handshake init smaller than our response", "peer", h.FQDN, "init", m.WireLen, "resp", hdr.Len()+len(msg2))
+		return true
+	}
+	env.Tables.Set(idx, s)
+	resp := make([]byte, hdr.Len()+len(msg2))
+	copy(resp[hdr.Put(resp):], msg2)
+	env.Root.Send(pipe.Peer, &Init{Session: s, Index: idx, Resp: resp, PeerIndex: r.PeerIndex,
+		From: m.From, Relayed: m.Relayed, SourceProven: m.SourceProven})
+	if h.Pipe() != pipe {
+		// The peer restarted meanwhile: the init went to a dead actor,
+		// which will never free its index.
+		env.Tables.Remove(idx)
+	}
+	return true
+}
+
+// Finish processes a handshake response for the pending initiator it names
+// and passes an authenticated result to the peer actor.
+func Finish(env *Env, m *Response) {
+	s := env.Tables.Session(m.Header.Receiver)
+	if s == nil || s.ini == nil {
+		env.Global.Add(batch.UnknownIndex, 1)
+		return
+	}
+	h := s.Peer
+	s.iniMu.Lock()
+	res, err := s.ini.Finish(m.Msg)
+	s.iniMu.Unlock()
+	if err != nil {
+		h.Stats.Drops.Add(batch.Handshake, 1)
+		if errors.Is(err, handshake.ErrDecrypt) || errors.Is(err, handshake.ErrMalformed) {
+			return // garbage: the initiator stays ready for the genuine answer
+		}
+		// Authenticated but unacceptable: this attempt is spent.
+		env.Logger.Warn("peer: handshake response rejected", "peer", h.FQDN, "err", err)
+		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: err})
+		return
+	}
+	now := time.Now()
+	kp, err := res.Keypair(now)
+	res.Wipe()
+	if err != nil {
+		h.Stats.Drops.Add(batch.Handshake, 1)
+		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: err})
+		return
+	}
+	env.Root.Send(s.Pipe.Peer, &finished{pending: s, key: kp, from: m.From, relayed: m.Relayed})
+}
+
+// TakeCookie opens a busy responder's cookie reply to our pending init. The
+// peer actor hears of it (to resend the init with the cookie at once) only
+// when it opens: once per init we sent, so forged replies cost one AEAD
+// open here and nothing more.
+func TakeCookie(env *Env, receiver uint32, body []byte) {
+	s := env.Tables.Session(receiver)
+	if s == nil || s.ini == nil {
+		env.Global.Add(batch.UnknownIndex, 1)
+		return
+	}
+	if err := s.Peer.cookies.ConsumeReply(body, time.Now()); err != nil {
+		s.Peer.Stats.Drops.Add(batch.Handshake, 1)
+		return
+	}
+	env.Root.Send(s.Pipe.Peer, cookieTaken{pending: s})
+}
