@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -153,6 +154,7 @@ func TestVerifyRejectsMisshapenCerts(t *testing.T) {
 			UnknownExtKeyUsage:    []asn1.ObjectIdentifier{RoleNode.OID()},
 			BasicConstraintsValid: true,
 			ExtraExtensions:       []pkix.Extension{ext(noise.Public[:])},
+			IPAddresses:           []net.IP{net.ParseIP("fd63:7970:686f::1"), net.ParseIP("100.64.0.1").To4()},
 		}
 	}
 	if _, err := v.Verify(signRaw(t, ca, base()), "", now); err != nil {
@@ -185,6 +187,14 @@ func TestVerifyRejectsMisshapenCerts(t *testing.T) {
 		}},
 		{"node named like a service", func(c *x509.Certificate) {
 			c.Subject.CommonName, c.DNSNames = "as.cyphonic.internal", []string{"as.cyphonic.internal"}
+		}},
+		{"no VIPs (a certificate from before VIPs were bound)", func(c *x509.Certificate) { c.IPAddresses = nil }},
+		{"only an IPv4 VIP", func(c *x509.Certificate) { c.IPAddresses = c.IPAddresses[1:] }},
+		{"two IPv4 VIPs", func(c *x509.Certificate) {
+			c.IPAddresses = []net.IP{net.ParseIP("100.64.0.2").To4(), net.ParseIP("100.64.0.1").To4()}
+		}},
+		{"three VIPs", func(c *x509.Certificate) {
+			c.IPAddresses = append(c.IPAddresses, net.ParseIP("fd63:7970:686f::2"))
 		}},
 		{"unknown critical extension", func(c *x509.Certificate) {
 			c.ExtraExtensions = append(c.ExtraExtensions,
