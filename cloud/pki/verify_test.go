@@ -257,11 +257,11 @@ func TestVerifierLiveDenyList(t *testing.T) {
 	}
 
 	// A corrupted file keeps the last good list rather than un-revoking.
-	if err := os.WriteFile(filepath.Join(ca.Dir(), RevokedFile), []byte("zz not hex\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(ca.Dir(), CRLFile), []byte("zz not a CRL\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Verify(alice.CertDER, "", now); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("after corrupting revoked.txt: err = %v, want ErrRevoked", err)
+		t.Fatalf("after corrupting revoked.crl: err = %v, want ErrRevoked", err)
 	}
 	if _, err := LoadDenyList(ca.Dir()); err == nil {
 		t.Fatal("LoadDenyList accepted a corrupt file")
