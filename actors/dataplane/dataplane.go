@@ -129,6 +129,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		CanSend:   d.canSend,
 		Deliver:   d.deliver,
 		NeedsPath: cfg.OnPeerNeedsPath,
+		Revoked:   cfg.Revoked,
 		Root:      sys.Root(),
 	}
 	return d, nil

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"errors"
+	"math/big"
 	"net/netip"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/sequencer"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -93,6 +95,15 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			p.probeDirect(&info, time.Now())
 		}
 	case tick:
+		if p.revoked() {
+			// The deny list the node now holds names this peer: end the
+			// tunnel for good (a restart would only be refused again).
+			p.h.Stats.Drops.Add(batch.Revoked, 1)
+			p.env.Logger.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
+			p.stopping = true
+			ctx.Send(ctx.Parent(), &Close{FQDN: p.h.FQDN})
+			return
+		}
 		p.onTick()
 	case Crash:
 		p.fail(m.Reason)
@@ -354,6 +365,16 @@ func (p *peerActor) onResponse(m *Response) {
 		}
 		return
 	}
+	serial, ok := p.bound(res.PeerCertDER)
+	if !ok {
+		// Authenticated, but the peer's certificate binds other VIPs than
+		// the path routes to it: NMS (or whoever wrote the path) lied.
+		p.env.Logger.Warn("peer: handshake refused: certificate VIPs differ from the path's", "peer", p.h.FQDN)
+		res.Wipe()
+		p.env.Tables.Remove(p.iniIdx)
+		p.ini, p.iniIdx = nil, 0
+		return
+	}
 	now := time.Now()
 	kp, err := res.Keypair(now)
 	res.Wipe()
@@ -361,7 +382,7 @@ func (p *peerActor) onResponse(m *Response) {
 		p.h.Stats.Drops.Add(batch.Handshake, 1)
 		return
 	}
-	s := &Session{Peer: p.h, Pipe: p.pipe, Key: kp}
+	s := &Session{Peer: p.h, Pipe: p.pipe, Key: kp, serial: serial}
 	s.confirmed.Store(true) // msg2 authenticated the responder
 	idx := p.iniIdx
 	p.env.Tables.Set(idx, s)
@@ -391,6 +412,13 @@ func (p *peerActor) onInit(m *Init) {
 	}
 	if err := p.env.Guard.Check(R.PeerIdentity, R.PeerTimestamp); err != nil {
 		p.h.Stats.Drops.Add(batch.Handshake, 1)
+		return
+	}
+	// Before any DH of ours: the certificate must bind the VIPs the path
+	// routes to this peer (msg1 is unauthenticated, so only count it).
+	serial, ok := p.bound(R.PeerCertDER)
+	if !ok {
+		p.env.Logger.Debug("peer: handshake init refused: certificate VIPs differ from the path's", "peer", p.h.FQDN)
 		return
 	}
 	r := Route{Addr: m.From}
@@ -426,7 +454,7 @@ func (p *peerActor) onInit(m *Init) {
 		p.h.Stats.Drops.Add(batch.Handshake, 1)
 		return
 	}
-	s := &Session{Peer: p.h, Pipe: p.pipe, Key: kp, msg1Time: R.PeerTimestamp.UnixNano()}
+	s := &Session{Peer: p.h, Pipe: p.pipe, Key: kp, msg1Time: R.PeerTimestamp.UnixNano(), serial: serial}
 	p.env.Tables.Set(idx, s)
 	p.env.Tables.Remove(p.nextIdx) // a newer init supersedes an unconfirmed one
 	p.next, p.nextIdx, p.nextRt = s, idx, r
@@ -556,4 +584,33 @@ func (p *peerActor) onTick() {
 	}
 	p.lastAuth, p.lastRx = auth, rx
 	p.timer.Reset(t.Tick)
+}
+
+// bound checks the peer's certificate (already verified by the handshake)
+// against its path: the VIPs we route to this peer and accept as its
+// sources came from NMS, the certificate's were signed by the offline CA,
+// and they must be the same, or a compromised NMS could name bob's VIPs
+// for mallory and have mallory's packets arrive as bob's. It returns the
+// certificate's serial, for the deny list.
+func (p *peerActor) bound(certDER []byte) (*big.Int, bool) {
+	serial, vip6, vip4, err := pki.NodeBinding(certDER)
+	if err != nil || vip6 != p.h.vip6 || vip4 != p.h.vip4 {
+		p.h.Stats.Drops.Add(batch.WrongVIPs, 1)
+		return nil, false
+	}
+	return serial, true
+}
+
+// revoked reports whether the deny list names the certificate of a session
+// the peer has (live, or waiting for confirmation).
+func (p *peerActor) revoked() bool {
+	if p.env.Revoked == nil || p.stopping {
+		return false
+	}
+	for _, s := range []*Session{p.cur, p.next} {
+		if s != nil && s.serial != nil && p.env.Revoked(s.serial) {
+			return true
+		}
+	}
+	return false
 }

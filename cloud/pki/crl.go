@@ -223,3 +223,13 @@ func (ca *CA) Revoke(serial *big.Int) error {
 	}
 	return nil
 }
+
+// SaveCRL writes c into dir as revoked.crl (atomically), so a node that
+// restarts still refuses what it had learnt was revoked and still refuses
+// an older list.
+func SaveCRL(dir string, c *CRL) error {
+	if err := replaceFile(filepath.Join(dir, CRLFile), c.DER, 0o644); err != nil {
+		return fmt.Errorf("pki: save deny list: %w", err)
+	}
+	return nil
+}

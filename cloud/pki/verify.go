@@ -255,3 +255,22 @@ func certVIPs(c *x509.Certificate, role Role) (vip6, vip4 netip.Addr, err error)
 	}
 	return vip6, vip4, nil
 }
+
+// NodeBinding reads what a node certificate binds besides its name and
+// key — its serial and VIPs — without checking its signature: it is for a
+// caller whose handshake has already verified the certificate (the
+// handshake's VerifyFunc) and now checks it against a path.
+func NodeBinding(certDER []byte) (serial *big.Int, vip6, vip4 netip.Addr, err error) {
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return nil, vip6, vip4, fmt.Errorf("pki: node binding: %w", err)
+	}
+	f, err := leafFacts(cert)
+	if err == nil && f.role != RoleNode {
+		err = ErrWrongRole
+	}
+	if err != nil {
+		return nil, vip6, vip4, fmt.Errorf("pki: node binding: %w", err)
+	}
+	return cert.SerialNumber, f.vip6, f.vip4, nil
+}

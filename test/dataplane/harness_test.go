@@ -89,7 +89,7 @@ func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*datapl
 		t.Fatal(err)
 	}
 	nd := &node{fqdn: fqdn, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
-		vip4: netip.AddrFrom4([4]byte{100, 64, 0, n}), vip6: netip.AddrFrom16([16]byte{0xfd, 0x7a, 15: n})}
+		vip4: id.VIP4, vip6: id.VIP6} // the CA's allocation, bound in the certificate
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -22,6 +22,8 @@ const (
 	Handshake                   // a handshake message was rejected
 	NoCommonSuite               // a handshake init offered no data cipher we accept
 	SpoofedSource               // an authenticated inner packet whose source is not the peer's VIP
+	WrongVIPs                   // a handshake whose certificate binds other VIPs than the path routes to the peer
+	Revoked                     // a session with a peer whose certificate was revoked
 	NumReasons
 )
 
@@ -31,6 +33,7 @@ var reasonNames = [NumReasons]string{
 	UnknownIndex: "unknown-index", Auth: "auth", Replay: "replay",
 	CounterLimit: "counter-limit", SendError: "send-error", TunError: "tun-error",
 	Handshake: "handshake", NoCommonSuite: "no-common-suite", SpoofedSource: "spoofed-source",
+	WrongVIPs: "wrong-vips", Revoked: "revoked",
 }
 
 func (r Reason) String() string {
