@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ const mtu = 1420
 
 type node struct {
 	fqdn       string
+	serial     *big.Int // its certificate's
 	vip4, vip6 netip.Addr
 	sys        *rt.System
 	dp         *dataplane.Dataplane
@@ -88,7 +90,7 @@ func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*datapl
 	if err := dp.Start(nil); err != nil {
 		t.Fatal(err)
 	}
-	nd := &node{fqdn: fqdn, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
+	nd := &node{fqdn: fqdn, serial: id.Cert.SerialNumber, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
 		vip4: id.VIP4, vip6: id.VIP6} // the CA's allocation, bound in the certificate
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
