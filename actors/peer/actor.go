@@ -594,7 +594,9 @@ func (p *peerActor) onTick() {
 // certificate's serial, for the deny list.
 func (p *peerActor) bound(certDER []byte) (*big.Int, bool) {
 	serial, vip6, vip4, err := pki.NodeBinding(certDER)
-	if err != nil || vip6 != p.h.vip6 || vip4 != p.h.vip4 {
+	// A path may leave a family out (then it is neither routed nor
+	// accepted); every VIP it does name must be the certificate's.
+	if err != nil || p.h.vip6.IsValid() && vip6 != p.h.vip6 || p.h.vip4.IsValid() && vip4 != p.h.vip4 {
 		p.h.Stats.Drops.Add(batch.WrongVIPs, 1)
 		return nil, false
 	}
