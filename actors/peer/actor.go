@@ -55,6 +55,7 @@ type peerActor struct {
 
 	timer    *time.Timer
 	stopping bool
+	closing  bool // asked the manager to close us (revoked)
 	lastAuth uint64
 	lastRx   uint64
 }
@@ -100,7 +101,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			// tunnel for good (a restart would only be refused again).
 			p.h.Stats.Drops.Add(batch.Revoked, 1)
 			p.env.Logger.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
-			p.stopping = true
+			p.closing = true
 			ctx.Send(ctx.Parent(), &Close{FQDN: p.h.FQDN})
 			return
 		}
@@ -606,7 +607,7 @@ func (p *peerActor) bound(certDER []byte) (*big.Int, bool) {
 // revoked reports whether the deny list names the certificate of a session
 // the peer has (live, or waiting for confirmation).
 func (p *peerActor) revoked() bool {
-	if p.env.Revoked == nil || p.stopping {
+	if p.env.Revoked == nil || p.stopping || p.closing {
 		return false
 	}
 	for _, s := range []*Session{p.cur, p.next} {

@@ -110,7 +110,11 @@ func TestRevocationReachesNodes(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != messages.CodeCertRevoked {
 		t.Fatalf("alice's tunnel request to revoked bob: %v, want %s", err, messages.CodeCertRevoked)
 	}
-	if _, err := bob.Session().RequestTunnel(ctx, alice.FQDN()); err == nil {
+	// Bob's request finds his session ended; he logs in again, is refused,
+	// and the request waits in vain.
+	bctx, bcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer bcancel()
+	if _, err := bob.Session().RequestTunnel(bctx, alice.FQDN()); err == nil {
 		t.Fatal("revoked bob set up a tunnel")
 	}
 	eventually(t, "bob's login refused", func() bool {
