@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math/big"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
 // revocationDeadline is the issue's promise: a revoked node's tunnels and
@@ -123,5 +127,106 @@ func TestRevocationReachesNodes(t *testing.T) {
 	})
 	if n := c.srv.NMS.Sessions(); n != 1 {
 		t.Fatalf("NMS holds %d sessions after bob's retries, want 1 (alice)", n)
+	}
+}
+
+// TestCompromisedNMSCannotRollBackDenyList: an attacker holding alice's
+// signaling keys (a compromised NMS: they are in the shared store) pushes
+// her deny lists: an older genuine one that does not name bob, and a newer
+// one signed by an impostor CA of the same name that names nobody. Alice
+// refuses both and says she still holds the newest genuine list.
+func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
+	c := startCloud(t, t.TempDir(), nil)
+	defer c.close(t)
+	alice := startNode(t, c, "alice.example.cyphonic")
+	eventually(t, "alice online", online(alice))
+
+	carol, err := c.srv.CA.Issue(pki.RoleNode, "carol.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := c.srv.CA.Issue(pki.RoleNode, "bob.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := func(ca *pki.CA) *pki.CRL {
+		t.Helper()
+		l, err := pki.LoadCRL(ca.Dir(), ca.Cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if err := c.srv.CA.Revoke(carol.Cert.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	old := crl(c.srv.CA) // number 1: carol only
+	if err := c.srv.CA.Revoke(bob.Cert.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	cur := crl(c.srv.CA) // number 2: carol and bob
+	impostor, err := pki.InitCA(t.TempDir(), c.srv.CA.Cert.Subject.CommonName, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= 5; i++ {
+		if err := impostor.Revoke(big.NewInt(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := crl(impostor) // number 5, signed by another key
+
+	rec, err := c.srv.Store().GetNode(context.Background(), alice.FQDN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nms, err := signaling.NewCloudSession(rec.Session.ID, signaling.Keys{NodeToCloud: rec.Session.NodeToCloud, CloudToNode: rec.Session.CloudToNode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := net.UDPAddrFromAddrPort(alice.Dataplane().LocalAddrs()[0])
+	push := func(l *pki.CRL) uint64 {
+		t.Helper()
+		id := messages.NewMsgID()
+		pkt, err := nms.SealMessage(nil, messages.NewEncoder(), id, "nms", time.Now(), messages.DenyList{Number: l.Number, CRL: l.DER})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		for try := 0; try < 50; try++ {
+			if _, err := conn.WriteToUDP(pkt, to); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			n, _, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				continue
+			}
+			env, err := nms.OpenEnvelope(nil, buf[:n], time.Now())
+			if err != nil || env.ID != id {
+				continue
+			}
+			ack, err := messages.DecodeBody[messages.DenyListAck](env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ack.Number
+		}
+		t.Fatal("alice never acknowledged")
+		return 0
+	}
+	if got := push(cur); got != 2 {
+		t.Fatalf("alice holds list %d after the genuine list 2", got)
+	}
+	if got := push(old); got != 2 {
+		t.Fatalf("older list: alice holds %d, want 2 (she must never go back)", got)
+	}
+	if got := push(forged); got != 2 {
+		t.Fatalf("forged list %d: alice holds %d, want 2", forged.Number, got)
 	}
 }
