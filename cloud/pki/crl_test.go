@@ -122,3 +122,24 @@ func TestRevokeSignsIncreasingCRLs(t *testing.T) {
 		t.Fatalf("deny list %v, %v", d.Serials(), err)
 	}
 }
+
+// FuzzParseCRL: any input is a clear error or a list signed by the CA;
+// never a panic.
+func FuzzParseCRL(f *testing.F) {
+	ca := newCA(f, "root")
+	if err := ca.Revoke(big.NewInt(5)); err != nil {
+		f.Fatal(err)
+	}
+	c, err := LoadCRL(ca.Dir(), ca.Cert)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(c.DER)
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		l, err := ParseCRL(der, ca.Cert)
+		if err == nil && (l.Number == 0 || l.DenyList() == nil) {
+			t.Fatalf("accepted a list without number: %+v", l)
+		}
+	})
+}
