@@ -427,6 +427,13 @@ func (n *Node) takeDenyList(crls *pki.CRLState, der []byte) uint64 {
 // onLogin runs in the session actor: hand the VIPs to the configurer
 // without blocking (the newest login wins).
 func (n *Node) onLogin(r messages.LoginReply) {
+	// Our VIPs are the ones our certificate binds: peers accept no other
+	// source from us, whatever AS says.
+	if r.VIP6 != n.id.VIP6 || r.VIP4 != n.id.VIP4 {
+		n.log.Warn("AS named other VIPs than our certificate's; using the certificate's",
+			"as_vip6", r.VIP6, "as_vip4", r.VIP4, "vip6", n.id.VIP6, "vip4", n.id.VIP4)
+		r.VIP6, r.VIP4 = n.id.VIP6, n.id.VIP4
+	}
 	for {
 		select {
 		case n.logins <- r:
