@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,6 +94,9 @@ type Service struct {
 	log       *slog.Logger
 	Counters  Counters
 	sessCount atomic.Int64
+	pollStop  chan struct{} // ends pollDenyList
+	pollDone  chan struct{}
+	pollOnce  sync.Once
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -167,7 +171,29 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	s.pid = pid
 	s.listener = svc.Serve(sys.Root(), pid, conns, 8192, s.log)
 	s.alt = svc.Serve(sys.Root(), pid, alt, 1024, s.log)
+	s.pollStop, s.pollDone = make(chan struct{}), make(chan struct{})
+	go s.pollDenyList()
 	return s, nil
+}
+
+// pollDenyList reads the deny list (a file stat, sometimes a read and a
+// signature check) off the actors and hands each newer list to the root.
+func (s *Service) pollDenyList() {
+	defer close(s.pollDone)
+	t := time.NewTicker(s.cfg.DenyListPoll)
+	defer t.Stop()
+	var last uint64
+	for {
+		if c := s.cfg.DenyList(); c != nil && c.Number > last {
+			last = c.Number
+			s.sys.Root().Send(s.pid, crlLoaded{c})
+		}
+		select {
+		case <-t.C:
+		case <-s.pollStop:
+			return
+		}
+	}
 }
 
 func (s *Service) closeStores() {
@@ -189,6 +215,8 @@ func (s *Service) Sessions() int { return int(s.sessCount.Load()) }
 // Close stops the listeners and the root actor and waits for the store
 // calls in flight.
 func (s *Service) Close() {
+	s.pollOnce.Do(func() { close(s.pollStop) })
+	<-s.pollDone
 	s.listener.Close()
 	s.alt.Close()
 	s.sys.Root().Stop(s.pid)
@@ -216,8 +244,8 @@ type session struct {
 
 // Messages between the NMS's actors.
 type (
-	tick    struct{}
-	crlTick struct{}
+	tick      struct{}
+	crlLoaded struct{ c *pki.CRL }
 	// tunnelUp: a and b have a tunnel; relay when NMS put it on the TRS
 	// (such a pair is re-evaluated when either node's locator changes).
 	tunnelUp struct {
@@ -257,7 +285,6 @@ type root struct {
 	tunnels  map[string]map[string]bool // fqdn -> peers with a tunnel -> on the relay
 	ended    map[uint32]endedSession    // recently expired or logged out
 	cancel   scheduler.CancelFunc
-	crlStop  scheduler.CancelFunc
 	crl      *pki.CRL // the newest deny list acted on
 	scratch  []byte
 	enc      messages.Encoder
@@ -268,15 +295,9 @@ func (r *root) Receive(ctx actor.Context) {
 	case *actor.Started:
 		iv := min(r.s.cfg.SessionIdle/4, 10*time.Second)
 		r.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(iv, iv, ctx.Self(), tick{})
-		p := r.s.cfg.DenyListPoll
-		r.crlStop = scheduler.NewTimerScheduler(ctx).SendRepeatedly(p, p, ctx.Self(), crlTick{})
-		r.checkDenyList(ctx, time.Now())
 	case *actor.Stopping:
 		if r.cancel != nil {
 			r.cancel()
-		}
-		if r.crlStop != nil {
-			r.crlStop()
 		}
 	case *svc.Packet:
 		r.onPacket(ctx, m)
@@ -284,8 +305,8 @@ func (r *root) Receive(ctx actor.Context) {
 		r.onSessionFound(ctx, m)
 	case tick:
 		r.expire(ctx, time.Now())
-	case crlTick:
-		r.checkDenyList(ctx, time.Now())
+	case crlLoaded:
+		r.checkDenyList(ctx, m.c, time.Now())
 	case tunnelUp:
 		r.link(m.a, m.b, m.relay)
 		r.link(m.b, m.a, m.relay)
@@ -424,7 +445,7 @@ func (r *root) onSessionFound(ctx actor.Context, m sessionFound) {
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	if time.Now().After(se.expires) || r.s.cfg.Revoked(se.serial) {
+	if time.Now().After(se.expires) || r.isRevoked(se) {
 		r.onEnded(p, m.id, se.fqdn, se.sess)
 		return
 	}
@@ -571,7 +592,7 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 			r.s.log.Warn("nms: bad key handover", "err", err)
 			return
 		}
-		if r.s.cfg.Revoked(kh.CertSerial) {
+		if r.isRevoked(&session{serial: kh.CertSerial}) {
 			// Revoked between AS's check and now: no session, no ack (AS
 			// refuses the login when the ack does not come).
 			r.s.log.Warn("nms: key handover for a revoked certificate refused", "fqdn", kh.FQDN)
@@ -623,8 +644,7 @@ func (r *root) deliver(ctx actor.Context, f svc.Frame) {
 // end at once (and leave the store, so no NMS revives them), and every
 // other node is sent the list, so its tunnels to the revoked end within a
 // tick of its peers'.
-func (r *root) checkDenyList(ctx actor.Context, now time.Time) {
-	c := r.s.cfg.DenyList()
+func (r *root) checkDenyList(ctx actor.Context, c *pki.CRL, now time.Time) {
 	if c == nil || r.crl != nil && c.Number <= r.crl.Number {
 		return
 	}
