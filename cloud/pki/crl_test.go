@@ -143,3 +143,40 @@ func FuzzParseCRL(f *testing.F) {
 		}
 	})
 }
+
+// TestDenyListFileNeverGoesBack: the cloud's live view of revoked.crl
+// follows newer lists, and ignores a file replaced by an older list, a
+// forged one, or deleted: none of them un-revokes anyone.
+func TestDenyListFileNeverGoesBack(t *testing.T) {
+	ca, other := newCA(t, "root"), newCA(t, "root")
+	path := filepath.Join(ca.Dir(), CRLFile)
+	live, err := NewDenyListFile(ca.Dir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Revoke(big.NewInt(1)); err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := os.ReadFile(path)
+	if err := ca.Revoke(big.NewInt(2)); err != nil {
+		t.Fatal(err)
+	}
+	if c := live.CRL(); c == nil || c.Number != 2 || !live.Current().Contains(big.NewInt(2)) {
+		t.Fatalf("after two revocations: %+v", c)
+	}
+	for _, step := range []struct {
+		name  string
+		write func() error
+	}{
+		{"older list", func() error { return replaceFile(path, v1, 0o644) }},
+		{"forged newer list", func() error { return replaceFile(path, signCRL(t, other.Cert, other.key, 9), 0o644) }},
+		{"deleted", func() error { return os.Remove(path) }},
+	} {
+		if err := step.write(); err != nil {
+			t.Fatal(err)
+		}
+		if c := live.CRL(); c == nil || c.Number != 2 || !live.Current().Contains(big.NewInt(2)) {
+			t.Fatalf("%s: holding %+v", step.name, c)
+		}
+	}
+}
