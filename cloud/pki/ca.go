@@ -256,6 +256,11 @@ func (ca *CA) signNode(req CertRequest) ([]byte, error) {
 	}
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
+	unlock, err := lockDir(ca.dir)
+	if err != nil {
+		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
+	}
+	defer unlock()
 	reg, err := loadIssued(ca.dir)
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)

@@ -181,6 +181,11 @@ func (ca *CA) Revoke(serial *big.Int) error {
 	}
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
+	unlock, err := lockDir(ca.dir)
+	if err != nil {
+		return fmt.Errorf("pki: revoke %s: %w", FormatSerial(serial), err)
+	}
+	defer unlock()
 	cur, err := LoadCRL(ca.dir, ca.Cert)
 	if err != nil {
 		return fmt.Errorf("pki: revoke %s: %w", FormatSerial(serial), err)

@@ -2,7 +2,9 @@ package pki
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 )
@@ -74,5 +76,48 @@ func TestVIPPair(t *testing.T) {
 		if err != nil || v6.String() != tt.want6 || v4.String() != tt.w4 {
 			t.Errorf("n=%d: %s %s %v", tt.n, v6, v4, err)
 		}
+	}
+}
+
+// TestConcurrentIssuersNeverShareVIPs: several handles on one CA directory
+// (as several `cyphonic ca issue` processes would be) issue at once; every
+// certificate gets its own VIPs.
+func TestConcurrentIssuersNeverShareVIPs(t *testing.T) {
+	ca := newCA(t, "root")
+	const handles, each = 4, 8
+	ids := make(chan *Identity, handles*each)
+	errs := make(chan error, handles*each)
+	var wg sync.WaitGroup
+	for h := range handles {
+		c, err := LoadCA(ca.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for i := range each {
+				id, err := c.Issue(RoleNode, fmt.Sprintf("n%d-%d.example", h, i), time.Hour)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids <- id
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]string{}
+	for id := range ids {
+		if other, dup := seen[id.VIP4]; dup {
+			t.Fatalf("%s and %s share %s", other, id.FQDN, id.VIP4)
+		}
+		seen[id.VIP4] = id.FQDN
+	}
+	if len(seen) != handles*each {
+		t.Fatalf("%d distinct VIPs, want %d", len(seen), handles*each)
 	}
 }
