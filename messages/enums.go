@@ -29,6 +29,8 @@ const (
 	MsgPeerUpdate      MsgType = 17 // NMS -> node: a peer moved
 	MsgPeerUpdateAck   MsgType = 18 // node -> NMS
 	MsgError           MsgType = 19 // any response that failed
+	MsgDenyList        MsgType = 20 // NMS -> node: the CA-signed deny list (CRL)
+	MsgDenyListAck     MsgType = 21 // node -> NMS
 )
 
 var msgTypeNames = [...]string{
@@ -51,6 +53,8 @@ var msgTypeNames = [...]string{
 	MsgPeerUpdate:      "peer-update",
 	MsgPeerUpdateAck:   "peer-update-ack",
 	MsgError:           "error",
+	MsgDenyList:        "deny-list",
+	MsgDenyListAck:     "deny-list-ack",
 }
 
 // Valid reports whether t is a message type this package defines.

@@ -260,6 +260,10 @@ func DecodeAny(env Envelope) (Body, error) {
 		return decodePtr[PeerUpdateAck](env)
 	case MsgError:
 		return decodePtr[Error](env)
+	case MsgDenyList:
+		return decodePtr[DenyList](env)
+	case MsgDenyListAck:
+		return decodePtr[DenyListAck](env)
 	}
 	return nil, &FieldError{Msg: "Envelope", Field: "type", Err: ErrUnknownMsgType}
 }

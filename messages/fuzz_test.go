@@ -294,6 +294,8 @@ func FuzzLogout(f *testing.F)          { fuzzBody[Logout](f) }
 func FuzzLogoutAck(f *testing.F)       { fuzzBody[LogoutAck](f) }
 func FuzzPeerUpdate(f *testing.F)      { fuzzBody[PeerUpdate](f) }
 func FuzzPeerUpdateAck(f *testing.F)   { fuzzBody[PeerUpdateAck](f) }
+func FuzzDenyList(f *testing.F)        { fuzzBody[DenyList](f) }
+func FuzzDenyListAck(f *testing.F)     { fuzzBody[DenyListAck](f) }
 func FuzzError(f *testing.F)           { fuzzBody[Error](f) }
 
 func FuzzParseCookieReply(f *testing.F) {

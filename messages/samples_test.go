@@ -69,6 +69,9 @@ func samples() []Body {
 		&LogoutAck{},
 		&PeerUpdate{PeerFQDN: "bob.example.cyphonic", Endpoints: []netip.AddrPort{ap4, ap6}},
 		&PeerUpdateAck{},
+		&DenyList{Number: 7, CRL: []byte{0x30, 0x03, 1, 2, 3}},
+		&DenyListAck{Number: 7},
+		&DenyListAck{},
 		&Error{Code: CodeCertRevoked, Message: "serial 0a:1b is revoked", Retry: false},
 		&Error{Code: 999, Retry: true},
 	}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"time"
 
@@ -53,8 +54,12 @@ type Config struct {
 	// Verify checks a peer node's certificate; NodeVerifier(v) builds it
 	// from a *pki.Verifier (required).
 	Verify handshake.VerifyFunc
-	Device tun.Device // the TUN device (tun.NewMemPair in tests) (required)
-	Bind   *udp.Bind  // one socket per family; the control plane sends on it too (required)
+	// Revoked reports whether a serial is on the deny list Verify uses;
+	// peers whose certificate it names are closed within a tick (Tick).
+	// May be nil.
+	Revoked func(serial *big.Int) bool
+	Device  tun.Device // the TUN device (tun.NewMemPair in tests) (required)
+	Bind    *udp.Bind  // one socket per family; the control plane sends on it too (required)
 	// No VIPs of our own: the data plane routes by the peers' VIPs (from
 	// their paths), and the kernel never hands the TUN a packet for a local
 	// address, so ours arrive at login without the data plane caring.

@@ -134,6 +134,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		Deliver:       d.deliver,
 		NeedsPath:     cfg.OnPeerNeedsPath,
 		OnPendingFull: d.hs.setBusy,
+		Revoked:       cfg.Revoked,
 		Root:          sys.Root(),
 	}
 	return d, nil

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -238,6 +239,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	// The deny list: CA-signed, the newest one seen, kept in the identity
+	// directory across restarts; NMS brings newer ones. Every handshake
+	// and rekey checks it, and peers it names are closed.
+	crls := pki.NewCRLState(root)
+	if c, err := pki.LoadCRL(cfg.CertDir, root); err != nil {
+		n.log.Warn("ignoring the saved deny list", "err", err)
+	} else if c != nil {
+		_, _ = crls.Offer(c.DER)
+	}
+	nodes.SetDenySource(crls.DenyList)
+	services.SetDenySource(crls.DenyList)
 
 	bind, err := udp.ListenBind(cfg.Listen4, cfg.Listen6)
 	if err != nil {
@@ -259,6 +271,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:          n.log,
 		OnControl:       func(pkt []byte, from netip.AddrPort) { n.sess.Inbound(pkt, from) },
 		OnPeerNeedsPath: func(fqdn string) { n.sess.NeedPath(fqdn) },
+		Revoked:         func(serial *big.Int) bool { return crls.DenyList().Contains(serial) },
 	}
 	if cfg.TuneDataplane != nil {
 		cfg.TuneDataplane(&dpCfg)
@@ -282,6 +295,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Dataplane: n.dp,
 		Software:  "cyphonic-go node",
 		OnLogin:   n.onLogin,
+		DenyList:  func(der []byte) uint64 { return n.takeDenyList(crls, der) },
 		Logger:    n.log,
 		Keepalive: cfg.Keepalive,
 		Retry:     cfg.Retry,
@@ -396,9 +410,34 @@ func (a *rootActor) spawnChildren(ctx actor.Context) error {
 	return nil
 }
 
+// takeDenyList runs in the session actor: it keeps der if it is a valid,
+// newer list (the peers then close their revoked tunnels within a tick)
+// and returns the number of the list held.
+func (n *Node) takeDenyList(crls *pki.CRLState, der []byte) uint64 {
+	changed, err := crls.Offer(der)
+	switch {
+	case err != nil:
+		n.log.Warn("deny list from the cloud refused", "err", err, "holding", crls.Number())
+	case changed:
+		c := crls.Current()
+		n.log.Info("deny list updated", "number", c.Number, "revoked", c.DenyList().Len())
+		if err := pki.SaveCRL(n.cfg.CertDir, c); err != nil {
+			n.log.Warn("deny list not saved", "err", err)
+		}
+	}
+	return crls.Number()
+}
+
 // onLogin runs in the session actor: hand the VIPs to the configurer
 // without blocking (the newest login wins).
 func (n *Node) onLogin(r messages.LoginReply) {
+	// Our VIPs are the ones our certificate binds: peers accept no other
+	// source from us, whatever AS says.
+	if r.VIP6 != n.id.VIP6 || r.VIP4 != n.id.VIP4 {
+		n.log.Warn("AS named other VIPs than our certificate's; using the certificate's",
+			"as_vip6", r.VIP6, "as_vip4", r.VIP4, "vip6", n.id.VIP6, "vip4", n.id.VIP4)
+		r.VIP6, r.VIP4 = n.id.VIP6, n.id.VIP4
+	}
 	for {
 		select {
 		case n.logins <- r:

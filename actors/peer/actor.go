@@ -54,6 +54,7 @@ type peerActor struct {
 
 	timer    *time.Timer
 	stopping bool
+	closing  bool // asked the manager to close us (revoked)
 	lastAuth uint64
 	lastRx   uint64
 }
@@ -101,6 +102,15 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			p.bindRelay(&info, time.Now())
 		}
 	case tick:
+		if p.revoked() {
+			// The deny list the node now holds names this peer: end the
+			// tunnel for good (a restart would only be refused again).
+			p.h.Stats.Drops.Add(batch.Revoked, 1)
+			p.env.Logger.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
+			p.closing = true
+			ctx.Send(ctx.Parent(), &Close{FQDN: p.h.FQDN})
+			return
+		}
 		p.onTick()
 	case Crash:
 		p.fail(m.Reason)
@@ -432,7 +442,7 @@ func (p *peerActor) onFinished(m *finished) {
 		return
 	}
 	now := time.Now()
-	s := &Session{Peer: p.h, Pipe: p.pipe, Key: m.key}
+	s := &Session{Peer: p.h, Pipe: p.pipe, Key: m.key, serial: m.serial}
 	s.confirmed.Store(true) // msg2 authenticated the responder
 	idx := p.iniIdx
 	p.env.Tables.Set(idx, s)
@@ -706,4 +716,21 @@ func (p *peerActor) onTick() {
 	}
 	p.lastAuth, p.lastRx = auth, rx
 	p.timer.Reset(t.Tick)
+}
+
+// revoked reports whether the deny list names the certificate of a session
+// the peer has (live, or waiting for confirmation).
+func (p *peerActor) revoked() bool {
+	if p.env.Revoked == nil || p.stopping || p.closing {
+		return false
+	}
+	if s := p.cur; s != nil && s.serial != nil && p.env.Revoked(s.serial) {
+		return true
+	}
+	for _, pi := range p.pending {
+		if pi.s.serial != nil && p.env.Revoked(pi.s.serial) {
+			return true
+		}
+	}
+	return false
 }

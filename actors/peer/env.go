@@ -2,6 +2,7 @@ package peer
 
 import (
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"time"
 
@@ -86,6 +87,10 @@ type Env struct {
 	// Deliver hands an opened, in-order batch to the TUN writer; it
 	// reports false (and keeps nothing) if the writer's queue is full.
 	Deliver func(b *batch.Batch) bool
+	// Revoked reports whether a peer certificate's serial is on the deny
+	// list the node holds; a peer whose session's certificate is revoked
+	// is closed at its next tick. May be nil (nothing is revoked).
+	Revoked func(serial *big.Int) bool
 	// NeedsPath is called when a peer restarts after a failure. May be nil.
 	NeedsPath func(fqdn string)
 	// OnPendingFull is called (from a peer actor: it must not block) when a

@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"errors"
+	"math/big"
 	"net/netip"
 	"slices"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
@@ -239,4 +241,22 @@ func (h *Handle) Status() Status {
 	s.RxBytes, s.RxPackets = h.Stats.RxBytes.Load(), h.Stats.RxPackets.Load()
 	s.Drops = h.Stats.Drops.Snapshot()
 	return s
+}
+
+// certBinding checks the peer's certificate (already verified by the
+// handshake) against its path: the VIPs we route to this peer and accept
+// as its sources came from NMS, the certificate's were signed by the
+// offline CA, and they must be the same, or a compromised NMS could name
+// bob's VIPs for mallory and have mallory's packets arrive as bob's. It
+// returns the certificate's serial, for the deny list. The VIPs never
+// change after NewHandle, so handshake workers may call it.
+func (h *Handle) certBinding(certDER []byte) (*big.Int, bool) {
+	serial, vip6, vip4, err := pki.NodeBinding(certDER)
+	// A path may leave a family out (then it is neither routed nor
+	// accepted); every VIP it does name must be the certificate's.
+	if err != nil || h.vip6.IsValid() && vip6 != h.vip6 || h.vip4.IsValid() && vip4 != h.vip4 {
+		h.Stats.Drops.Add(batch.WrongVIPs, 1)
+		return nil, false
+	}
+	return serial, true
 }

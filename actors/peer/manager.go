@@ -2,13 +2,16 @@ package peer
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/messages"
 )
 
 // Set is the thread-safe directory of peers the control plane reads
@@ -127,6 +130,9 @@ func (m *manager) pidOf(h *Handle) *actor.PID {
 func (m *manager) open(ctx actor.Context, msg *Open) {
 	info := msg.Info
 	h := m.set.Get(info.PeerFQDN)
+	if !m.vipsFree(h, info) {
+		return
+	}
 	if h != nil && !h.Dead() {
 		h.setInfo(info)
 		m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
@@ -148,4 +154,27 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 	m.byPID[pid.Id] = h
 	m.set.put(h)
 	m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
+}
+
+// vipsFree refuses a path that would move a VIP: to another VIP for a live
+// peer (VIPs are bound to certificates and never change), or to a peer
+// other than the one already routed there. Only a compromised NMS asks for
+// either; obeying would divert traffic for one peer to another (the
+// handshake's certificate check would then stop it, but the first peer's
+// tunnel would be lost).
+func (m *manager) vipsFree(h *Handle, info messages.PathInfo) bool {
+	v6, v4 := info.PeerVIP6, info.PeerVIP4.Unmap()
+	if h != nil && !h.Dead() && (v6 != h.vip6 || v4 != h.vip4) {
+		m.env.Logger.Warn("peer: path moves a peer's VIPs: refused", "peer", info.PeerFQDN, "vip6", v6, "vip4", v4)
+		m.env.Global.Add(batch.WrongVIPs, 1)
+		return false
+	}
+	for _, a := range []netip.Addr{v6, v4} {
+		if o := m.env.Tables.Route(a); a.IsValid() && o != nil && o != h && !o.Dead() {
+			m.env.Logger.Warn("peer: path gives another peer's VIP: refused", "peer", info.PeerFQDN, "vip", a, "owner", o.FQDN)
+			m.env.Global.Add(batch.WrongVIPs, 1)
+			return false
+		}
+	}
+	return true
 }

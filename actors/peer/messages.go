@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"math/big"
 	"net/netip"
 
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -77,6 +78,7 @@ type (
 	finished struct {
 		pending *Session
 		key     *seal.Keypair
+		serial  *big.Int // the responder certificate's, for the deny list
 		err     error
 		from    netip.AddrPort
 		relayed bool

@@ -18,6 +18,9 @@ import (
 // only the result, and only for a handshake that got this far; the actor
 // decides, cheaply, whether to use it.
 
+// errWrongVIPs: the peer's certificate binds other VIPs than its path.
+var errWrongVIPs = errors.New("peer: certificate VIPs differ from the path's")
+
 // Respond reads an init, checks the initiator's certificate and replay
 // timestamp, runs the responder's Diffie-Hellman and passes the answer to
 // the peer actor the certificate names. Only peers NMS told us about are
@@ -50,12 +53,19 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 		env.Logger.Debug("peer: handshake init from unknown peer", "peer", r.PeerIdentity, "from", m.From)
 		return true
 	}
+	// Before any DH of ours: the certificate must bind the VIPs the path
+	// routes to this peer (msg1 is unauthenticated, so only count it).
+	serial, ok := h.certBinding(r.PeerCertDER)
+	if !ok {
+		env.Logger.Debug("peer: handshake init refused: certificate VIPs differ from the path's", "peer", h.FQDN, "from", m.From)
+		return true
+	}
 	if err := env.Guard.Check(r.PeerIdentity, r.PeerTimestamp); err != nil {
 		h.Stats.Drops.Add(batch.Handshake, 1)
 		return true
 	}
 	now := time.Now()
-	s := &Session{Peer: h, Pipe: pipe, msg1Time: r.PeerTimestamp.UnixNano()}
+	s := &Session{Peer: h, Pipe: pipe, msg1Time: r.PeerTimestamp.UnixNano(), serial: serial}
 	idx := env.Tables.Reserve(&Session{Peer: h, Pipe: pipe})
 	msg2, res, err := r.Reply(idx, nil, now)
 	if err == nil {
@@ -111,6 +121,15 @@ func Finish(env *Env, m *Response) {
 		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: err})
 		return
 	}
+	serial, ok := h.certBinding(res.PeerCertDER)
+	if !ok {
+		// Authenticated, but the peer's certificate binds other VIPs than
+		// the path routes to it: NMS (or whoever wrote the path) lied.
+		res.Wipe()
+		env.Logger.Warn("peer: handshake refused: certificate VIPs differ from the path's", "peer", h.FQDN)
+		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: errWrongVIPs})
+		return
+	}
 	now := time.Now()
 	kp, err := res.Keypair(now)
 	res.Wipe()
@@ -119,7 +138,7 @@ func Finish(env *Env, m *Response) {
 		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: err})
 		return
 	}
-	env.Root.Send(s.Pipe.Peer, &finished{pending: s, key: kp, from: m.From, relayed: m.Relayed})
+	env.Root.Send(s.Pipe.Peer, &finished{pending: s, key: kp, serial: serial, from: m.From, relayed: m.Relayed})
 }
 
 // TakeCookie opens a busy responder's cookie reply to our pending init. The

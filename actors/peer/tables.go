@@ -3,6 +3,7 @@ package peer
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"math/big"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,8 @@ type Session struct {
 	Key  *seal.Keypair // nil while the index is reserved for a handshake in progress
 
 	confirmed atomic.Bool
-	msg1Time  int64 // responder: msg1's timestamp (Unix ns), committed on confirmation
+	msg1Time  int64    // responder: msg1's timestamp (Unix ns), committed on confirmation
+	serial    *big.Int // the peer certificate's serial, checked against the deny list
 
 	// ini is set (before publishing) on an initiator's reserved session:
 	// the handshake a response to this index completes. Handshake workers

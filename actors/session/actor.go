@@ -290,7 +290,7 @@ func (a *sessionActor) signaling(ctx actor.Context, m *inbound) {
 		return
 	}
 	switch env.Type {
-	case messages.MsgDirection, messages.MsgPeerUpdate:
+	case messages.MsgDirection, messages.MsgPeerUpdate, messages.MsgDenyList:
 		a.answer(ctx, env, m.from)
 		return
 	}
@@ -331,6 +331,19 @@ func (a *sessionActor) answer(ctx actor.Context, env messages.Envelope, from net
 			a.log.Info("peer update", "peer", u.PeerFQDN, "err", err)
 		}
 		reply = messages.PeerUpdateAck{}
+	case messages.MsgDenyList:
+		dl, err := messages.DecodeBody[messages.DenyList](env)
+		if err != nil {
+			a.log.Info("bad deny list", "err", err)
+			return
+		}
+		// The node verifies the CA's signature and keeps only a newer
+		// list; the ack tells NMS which one it holds either way.
+		var held uint64
+		if a.cfg.DenyList != nil {
+			held = a.cfg.DenyList(dl.CRL)
+		}
+		reply = messages.DenyListAck{Number: held}
 	}
 	pkt, err := a.sess.SealMessage(nil, a.enc, env.ID, a.cfg.Identity.FQDN, time.Now(), reply)
 	if err != nil {
@@ -651,6 +664,15 @@ func (a *sessionActor) tunnelDone(ctx actor.Context, fqdn string, d *txDone) {
 		return
 	}
 	info := messages.PathInfo(p)
+	// The path must be to the peer we asked for: a compromised NMS must
+	// not be able to hand us a tunnel to someone else under this name.
+	// (The handshake then checks the peer's certificate names it, and
+	// that its VIPs are the ones the path routes to it.)
+	if want, err := pki.CanonicalFQDN(fqdn); err != nil || info.PeerFQDN != want {
+		a.log.Warn("path names another peer than asked: refused", "asked", fqdn, "path", info.PeerFQDN)
+		a.fail(fqdn, fmt.Errorf("session: tunnel to %s: %w: NMS named %q", fqdn, ErrWrongPeer, info.PeerFQDN))
+		return
+	}
 	if err := a.cfg.Dataplane.Open(info); err != nil {
 		a.fail(fqdn, fmt.Errorf("session: open tunnel to %s: %w", fqdn, err))
 		return

@@ -39,6 +39,9 @@ var (
 	ErrTimeout     = errors.New("session: no answer from the cloud")
 	ErrBusy        = errors.New("session: too many pending tunnel requests")
 	ErrStopped     = errors.New("session: stopped")
+	// ErrWrongPeer: NMS answered a tunnel request with a path to another
+	// peer than the one asked for.
+	ErrWrongPeer = errors.New("session: path names another peer")
 )
 
 // Config configures a Session. Zero durations take the defaults.
@@ -56,7 +59,11 @@ type Config struct {
 	// node configures its TUN device with the VIPs on the first). It must
 	// not block.
 	OnLogin func(messages.LoginReply)
-	Logger  *slog.Logger
+	// DenyList is given each deny list (CRL DER) NMS sends; it verifies
+	// and keeps it if newer, and returns the number of the list it holds.
+	// Called from the actor: must not block. May be nil.
+	DenyList func(crl []byte) (held uint64)
+	Logger   *slog.Logger
 
 	Keepalive  time.Duration   // keepalive period (default 15s; holds NAT mappings)
 	Retry      signaling.Retry // retransmission of every request (default signaling.DefaultRetry)

@@ -53,6 +53,10 @@ type fakeCloud struct {
 	// registration reported from the probe.
 	mapping   netip.AddrPort
 	probeSeen []netip.AddrPort
+	// pathPeer, if set, is the peer a compromised NMS names in every Path,
+	// whoever was asked for.
+	pathPeer string
+	acks     []messages.DenyListAck
 }
 
 func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
@@ -177,9 +181,17 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 				body = messages.Error{Code: messages.CodeUnknownFQDN}
 				break
 			}
-			body = messages.Path{PeerFQDN: r.PeerFQDN, PeerVIP6: bobVIP6, PeerVIP4: bobVIP4,
+			named := r.PeerFQDN
+			if c.pathPeer != "" {
+				named = c.pathPeer
+			}
+			body = messages.Path{PeerFQDN: named, PeerVIP6: bobVIP6, PeerVIP4: bobVIP4,
 				Kind: messages.PathDirect, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:4000")},
 				Initiator: true, TunnelID: messages.NewMsgID()}
+		case messages.MsgDenyListAck:
+			a, _ := messages.DecodeBody[messages.DenyListAck](env)
+			c.acks = append(c.acks, a)
+			return
 		default:
 			return // acks and logout need no answer
 		}
@@ -587,5 +599,47 @@ func TestLocators(t *testing.T) {
 	}
 	if got := Locators([]netip.AddrPort{ap("0.0.0.0:1")}, many); len(got) != messages.MaxAddrs {
 		t.Fatalf("%d locators, want %d", len(got), messages.MaxAddrs)
+	}
+}
+
+// TestPathForAnotherPeerRefused: a compromised NMS answers "bob?" with a
+// path to mallory (mallory's certificate is genuine, so the handshake
+// alone would succeed). The node refuses the path and opens nothing.
+func TestPathForAnotherPeerRefused(t *testing.T) {
+	f := newFixture(t, nil, func(c *fakeCloud) { c.pathPeer = "mallory.example.cyphonic" })
+	_, err := f.s.RequestTunnel(context.Background(), "bob.example.cyphonic")
+	if !errors.Is(err, ErrWrongPeer) {
+		t.Fatalf("path to mallory for bob: err %v, want ErrWrongPeer", err)
+	}
+	if n := f.dp.openCount(); n != 0 {
+		t.Fatalf("opened %d tunnels", n)
+	}
+}
+
+// TestDenyListHandedOn: a deny list NMS pushes goes to the node's CRL
+// intake once per message ID, and the ack names the list the node holds.
+func TestDenyListHandedOn(t *testing.T) {
+	var mu sync.Mutex
+	var got [][]byte
+	f := newFixture(t, func(c *Config) {
+		c.DenyList = func(crl []byte) uint64 {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, crl)
+			return 41
+		}
+	})
+	eventually(t, "online", online(f))
+	id := messages.NewMsgID()
+	for range 2 {
+		f.cloud.push(id, messages.DenyList{Number: 42, CRL: []byte{0x30, 0}})
+	}
+	eventually(t, "deny list acks", func() bool { return f.cloud.count(messages.MsgDenyListAck) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	f.cloud.mu.Lock()
+	defer f.cloud.mu.Unlock()
+	if len(got) != 1 || f.cloud.acks[0].Number != 41 || f.cloud.acks[1].Number != 41 {
+		t.Fatalf("intake saw %d lists; acks %+v", len(got), f.cloud.acks)
 	}
 }

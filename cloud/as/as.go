@@ -309,10 +309,9 @@ func (t *loginTx) start(ctx actor.Context) {
 	t.fqdn, t.serial = peer.FQDN, pki.FormatSerial(peer.Serial)
 	st, name := s.cfg.Store, t.fqdn
 	t.offload(ctx, func(bg context.Context) any {
-		var r loginLoaded
-		if r.vip6, r.vip4, r.err = st.AllocateVIPs(bg, name); r.err != nil {
-			return r
-		}
+		// The VIPs are the certificate's: the offline CA allocated them and
+		// signed the binding, which peers check at the handshake.
+		r := loginLoaded{vip6: peer.VIP6, vip4: peer.VIP4}
 		r.node, r.err = st.GetNode(bg, name)
 		if errors.Is(r.err, store.ErrNotFound) {
 			r.node, r.err = store.Node{}, nil

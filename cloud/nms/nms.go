@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -39,6 +42,14 @@ type Config struct {
 	Home string
 	// Revoked reports whether a certificate serial (hex) is on the deny list.
 	Revoked func(serial string) bool
+	// DenyList returns the newest CA-signed deny list the cloud holds (nil:
+	// none), e.g. (*pki.DenyListFile).CRL. NMS polls it every
+	// DenyListPoll; a newer list ends the sessions of the nodes it revokes
+	// at once and is pushed to every other node, which end their tunnels
+	// to them. NMS only carries the list: it cannot sign one, and nodes keep
+	// the newest valid list they have seen.
+	DenyList     func() *pki.CRL
+	DenyListPoll time.Duration // default 1 s
 	// SessionIdle removes a session not refreshed for this long (default 3 min).
 	SessionIdle time.Duration
 	// Retry is the schedule for messages NMS sends to nodes (default signaling.DefaultRetry()).
@@ -63,6 +74,9 @@ type Counters struct {
 	// Upgrades counts relayed pairs told to try a direct path after a
 	// locator change.
 	Upgrades atomic.Uint64
+	// Revoked counts sessions ended because the deny list names the
+	// node's certificate; DenyListPushes the deny lists sent to nodes.
+	Revoked, DenyListPushes atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -80,6 +94,9 @@ type Service struct {
 	log       *slog.Logger
 	Counters  Counters
 	sessCount atomic.Int64
+	pollStop  chan struct{} // ends pollDenyList
+	pollDone  chan struct{}
+	pollOnce  sync.Once
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -99,6 +116,12 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	}
 	if cfg.Revoked == nil {
 		cfg.Revoked = func(string) bool { return false }
+	}
+	if cfg.DenyList == nil {
+		cfg.DenyList = func() *pki.CRL { return nil }
+	}
+	if cfg.DenyListPoll <= 0 {
+		cfg.DenyListPoll = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -148,7 +171,29 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	s.pid = pid
 	s.listener = svc.Serve(sys.Root(), pid, conns, 8192, s.log)
 	s.alt = svc.Serve(sys.Root(), pid, alt, 1024, s.log)
+	s.pollStop, s.pollDone = make(chan struct{}), make(chan struct{})
+	go s.pollDenyList()
 	return s, nil
+}
+
+// pollDenyList reads the deny list (a file stat, sometimes a read and a
+// signature check) off the actors and hands each newer list to the root.
+func (s *Service) pollDenyList() {
+	defer close(s.pollDone)
+	t := time.NewTicker(s.cfg.DenyListPoll)
+	defer t.Stop()
+	var last uint64
+	for {
+		if c := s.cfg.DenyList(); c != nil && c.Number > last {
+			last = c.Number
+			s.sys.Root().Send(s.pid, crlLoaded{c})
+		}
+		select {
+		case <-t.C:
+		case <-s.pollStop:
+			return
+		}
+	}
 }
 
 func (s *Service) closeStores() {
@@ -170,6 +215,8 @@ func (s *Service) Sessions() int { return int(s.sessCount.Load()) }
 // Close stops the listeners and the root actor and waits for the store
 // calls in flight.
 func (s *Service) Close() {
+	s.pollOnce.Do(func() { close(s.pollStop) })
+	<-s.pollDone
 	s.listener.Close()
 	s.alt.Close()
 	s.sys.Root().Stop(s.pid)
@@ -188,11 +235,17 @@ type session struct {
 	from     netip.AddrPort // where its last authenticated packet came from
 	conn     *net.UDPConn   // the socket it came in on
 	lastSeen time.Time
+	// crlHeld is the deny list number the node last acknowledged holding;
+	// crlSent when NMS last pushed it one.
+	crlHeld uint64
+	crlSent time.Time
+	serialN *big.Int // serial, parsed on first use
 }
 
 // Messages between the NMS's actors.
 type (
-	tick struct{}
+	tick      struct{}
+	crlLoaded struct{ c *pki.CRL }
 	// tunnelUp: a and b have a tunnel; relay when NMS put it on the TRS
 	// (such a pair is re-evaluated when either node's locator changes).
 	tunnelUp struct {
@@ -232,6 +285,7 @@ type root struct {
 	tunnels  map[string]map[string]bool // fqdn -> peers with a tunnel -> on the relay
 	ended    map[uint32]endedSession    // recently expired or logged out
 	cancel   scheduler.CancelFunc
+	crl      *pki.CRL // the newest deny list acted on
 	scratch  []byte
 	enc      messages.Encoder
 }
@@ -251,6 +305,8 @@ func (r *root) Receive(ctx actor.Context) {
 		r.onSessionFound(ctx, m)
 	case tick:
 		r.expire(ctx, time.Now())
+	case crlLoaded:
+		r.checkDenyList(ctx, m.c, time.Now())
 	case tunnelUp:
 		r.link(m.a, m.b, m.relay)
 		r.link(m.b, m.a, m.relay)
@@ -389,7 +445,7 @@ func (r *root) onSessionFound(ctx actor.Context, m sessionFound) {
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	if time.Now().After(se.expires) {
+	if time.Now().After(se.expires) || r.isRevoked(se) {
 		r.onEnded(p, m.id, se.fqdn, se.sess)
 		return
 	}
@@ -441,8 +497,15 @@ func newSession(fqdn, serial string, id uint32, k signaling.Keys, expires time.T
 // onSealed opens a packet of a known session and starts (or answers from
 // cache) its transaction.
 func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
-	defer p.Done()
 	now := time.Now()
+	if r.isRevoked(se) {
+		// Revoked since it logged in (and before the poll noticed): end
+		// it now, and tell the node so under its old key.
+		r.revoke(se, now)
+		r.onEnded(p, se.id, se.fqdn, se.sess)
+		return
+	}
+	defer p.Done()
 	env, err := se.sess.OpenEnvelope(r.scratch, p.Data, now)
 	if err != nil {
 		r.s.Counters.Garbage.Add(1)
@@ -455,6 +518,14 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 	}
 	se.from, se.conn, se.lastSeen = p.From, p.Conn, now
 	switch env.Type {
+	case messages.MsgDenyListAck:
+		if ack, err := messages.DecodeBody[messages.DenyListAck](env); err == nil {
+			se.crlHeld = max(se.crlHeld, ack.Number)
+		}
+		if pid, ok := r.s.delivers.Get(env.ID); ok {
+			ctx.Send(pid, env)
+		}
+		return
 	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
 		// An answer to something NMS delivered: hand it to that actor.
 		if pid, ok := r.s.delivers.Get(env.ID); ok {
@@ -481,6 +552,10 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 	}
 	if env.Type == messages.MsgLogout {
 		r.endSession(se, now)
+	} else if env.Type == messages.MsgRegister || env.Type == messages.MsgKeepalive {
+		// A node that missed a push (or logged in since) gets the list
+		// with its next keepalive after the retransmissions gave up.
+		r.offerDenyList(ctx, se, now)
 	}
 	tx := &requestTx{s: r.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
 	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
@@ -515,6 +590,12 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 		kh, err := messages.DecodeBody[messages.KeyHandover](f.Envelope)
 		if err != nil {
 			r.s.log.Warn("nms: bad key handover", "err", err)
+			return
+		}
+		if r.isRevoked(&session{serial: kh.CertSerial}) {
+			// Revoked between AS's check and now: no session, no ack (AS
+			// refuses the login when the ack does not come).
+			r.s.log.Warn("nms: key handover for a revoked certificate refused", "fqdn", kh.FQDN)
 			return
 		}
 		se, err := newSession(kh.FQDN, kh.CertSerial, kh.SessionID, signaling.Keys{NodeToCloud: kh.NodeToCloud, CloudToNode: kh.CloudToNode}, time.Unix(0, kh.Expires))
@@ -557,4 +638,73 @@ func (r *root) deliver(ctx actor.Context, f svc.Frame) {
 	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
 		r.s.log.Debug("nms: delivery already running", "id", f.Envelope.ID, "err", err)
 	}
+}
+
+// checkDenyList acts on a newer deny list: the sessions of nodes it revokes
+// end at once (and leave the store, so no NMS revives them), and every
+// other node is sent the list, so its tunnels to the revoked end within a
+// tick of its peers'.
+func (r *root) checkDenyList(ctx actor.Context, c *pki.CRL, now time.Time) {
+	if c == nil || r.crl != nil && c.Number <= r.crl.Number {
+		return
+	}
+	r.crl = c
+	r.s.log.Info("nms: deny list loaded", "number", c.Number, "revoked", c.DenyList().Len())
+	for _, se := range r.sessions {
+		if r.isRevoked(se) {
+			r.revoke(se, now)
+			continue
+		}
+		r.offerDenyList(ctx, se, now)
+	}
+}
+
+// revoke ends a revoked node's session here and in the store.
+func (r *root) revoke(se *session, now time.Time) {
+	r.endSession(se, now)
+	delete(r.tunnels, se.fqdn)
+	r.s.Counters.Revoked.Add(1)
+	r.s.log.Warn("nms: session of a revoked certificate ended", "fqdn", se.fqdn, "session", se.id, "serial", se.serial)
+	id, st := se.id, r.s.cfg.Store
+	_ = r.s.workers.Do(nil, func(bg context.Context) any {
+		if err := st.DeleteSession(bg, id); err != nil {
+			r.s.log.Warn("nms: delete revoked session", "session", id, "err", err)
+		}
+		return nil
+	})
+}
+
+// offerDenyList pushes the deny list to se's node unless it holds it, or
+// a push is still being retransmitted.
+func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
+	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil || now.Sub(se.crlSent) < totalRetry(r.s.cfg.Retry) {
+		return
+	}
+	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, messages.DenyList{Number: r.crl.Number, CRL: r.crl.DER})
+	if err != nil {
+		r.s.log.Warn("nms: deny list envelope", "err", err)
+		return
+	}
+	se.crlSent = now
+	r.s.Counters.DenyListPushes.Add(1)
+	d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
+	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
+		r.s.log.Debug("nms: deny list delivery", "err", err)
+	}
+}
+
+// isRevoked checks se against the deny list the actor holds (no file
+// access per packet: the poll keeps r.crl current).
+func (r *root) isRevoked(se *session) bool {
+	if r.crl == nil {
+		return false
+	}
+	if se.serialN == nil {
+		n, err := pki.ParseSerial(se.serial)
+		if err != nil {
+			return false
+		}
+		se.serialN = n
+	}
+	return r.crl.DenyList().Contains(se.serialN)
 }

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +123,11 @@ type CertRequest struct {
 	NoiseStatic [32]byte
 	NotBefore   time.Time
 	NotAfter    time.Time
+	// VIP6 and VIP4 are a node's virtual addresses, written into the
+	// certificate as IP SANs (required for nodes, absent for services).
+	// IssueAt allocates them from the CA's registry; Sign takes them as
+	// given, so a caller of Sign owns their uniqueness.
+	VIP6, VIP4 netip.Addr
 }
 
 // Sign issues a leaf certificate for req and returns its DER.
@@ -138,6 +145,16 @@ func (ca *CA) Sign(req CertRequest) ([]byte, error) {
 	if !req.NotAfter.After(req.NotBefore) {
 		return nil, fmt.Errorf("pki: sign %s: NotAfter %v not after NotBefore %v", fqdn, req.NotAfter, req.NotBefore)
 	}
+	var ips []net.IP
+	switch {
+	case req.Role == RoleNode:
+		if !req.VIP6.Is6() || req.VIP6.Is4In6() || !req.VIP4.Is4() {
+			return nil, fmt.Errorf("pki: sign %s: a node certificate needs one IPv6 and one IPv4 VIP, got %v, %v", fqdn, req.VIP6, req.VIP4)
+		}
+		ips = []net.IP{net.IP(req.VIP6.AsSlice()), net.IP(req.VIP4.AsSlice())}
+	case req.VIP6.IsValid() || req.VIP4.IsValid():
+		return nil, fmt.Errorf("pki: sign %s: services have no VIPs", fqdn)
+	}
 	noiseExt, err := asn1.Marshal(req.NoiseStatic[:])
 	if err != nil {
 		return nil, fmt.Errorf("pki: sign %s: %w", fqdn, err)
@@ -150,6 +167,7 @@ func (ca *CA) Sign(req CertRequest) ([]byte, error) {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: fqdn},
 		DNSNames:              []string{fqdn},
+		IPAddresses:           ips,
 		NotBefore:             req.NotBefore,
 		NotAfter:              req.NotAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
@@ -199,10 +217,16 @@ func (ca *CA) IssueAt(role Role, fqdn string, notBefore, notAfter time.Time) (*I
 	if err != nil {
 		return nil, err
 	}
-	der, err := ca.Sign(CertRequest{
+	req := CertRequest{
 		Role: role, FQDN: fqdn, PublicKey: pub, NoiseStatic: noise.Public,
 		NotBefore: notBefore, NotAfter: notAfter,
-	})
+	}
+	var der []byte
+	if role == RoleNode {
+		der, err = ca.signNode(req)
+	} else {
+		der, err = ca.Sign(req)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -210,10 +234,48 @@ func (ca *CA) IssueAt(role Role, fqdn string, notBefore, notAfter time.Time) (*I
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue %q: %w", fqdn, err)
 	}
+	facts, err := leafFacts(cert)
+	if err != nil {
+		return nil, fmt.Errorf("pki: issue %q: %w", fqdn, err)
+	}
 	return &Identity{
 		Cert: cert, CertDER: der, Key: key, NoiseStatic: noise,
-		FQDN: cert.Subject.CommonName, Role: role,
+		FQDN: facts.fqdn, Role: role, VIP6: facts.vip6, VIP4: facts.vip4,
 	}, nil
+}
+
+// signNode allocates (or looks up) the node's VIPs in the CA's registry,
+// signs the certificate with them and records the allocation. The registry
+// is written only after signing succeeded, so a failed issue allocates
+// nothing; ca.mu serialises issues in this process (`cyphonic ca` is the
+// only writer of a CA directory).
+func (ca *CA) signNode(req CertRequest) ([]byte, error) {
+	fqdn, err := requestFQDN(req)
+	if err != nil {
+		return nil, fmt.Errorf("pki: sign %s %q: %w", req.Role, req.FQDN, err)
+	}
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	unlock, err := lockDir(ca.dir)
+	if err != nil {
+		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
+	}
+	defer unlock()
+	reg, err := loadIssued(ca.dir)
+	if err != nil {
+		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
+	}
+	if req.VIP6, req.VIP4, err = reg.vipsFor(fqdn); err != nil {
+		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
+	}
+	der, err := ca.Sign(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := reg.save(ca.dir); err != nil {
+		return nil, fmt.Errorf("pki: issue %s: record VIPs: %w", fqdn, err)
+	}
+	return der, nil
 }
 
 // randomSerial returns a positive 128-bit serial: random, so serials never

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -95,7 +96,8 @@ func TestIssueRefusesBadRequests(t *testing.T) {
 	noise, _ := GenerateNoiseKeypair()
 	now := time.Now()
 	good := CertRequest{Role: RoleNode, FQDN: "alice.example", PublicKey: pub, NoiseStatic: noise.Public,
-		NotBefore: now, NotAfter: now.Add(time.Hour)}
+		NotBefore: now, NotAfter: now.Add(time.Hour),
+		VIP6: netip.MustParseAddr("fd63:7970:686f::9"), VIP4: netip.MustParseAddr("100.64.0.9")}
 	tests := []struct {
 		name string
 		mod  func(*CertRequest)
@@ -108,6 +110,11 @@ func TestIssueRefusesBadRequests(t *testing.T) {
 		{"short key", func(r *CertRequest) { r.PublicKey = pub[:5] }},
 		{"no noise key", func(r *CertRequest) { r.NoiseStatic = [32]byte{} }},
 		{"empty window", func(r *CertRequest) { r.NotAfter = r.NotBefore }},
+		{"node without VIPs", func(r *CertRequest) { r.VIP6, r.VIP4 = netip.Addr{}, netip.Addr{} }},
+		{"node without IPv4 VIP", func(r *CertRequest) { r.VIP4 = netip.Addr{} }},
+		{"VIPs swapped", func(r *CertRequest) { r.VIP6, r.VIP4 = r.VIP4, r.VIP6 }},
+		{"v4-mapped IPv6 VIP", func(r *CertRequest) { r.VIP6 = netip.MustParseAddr("::ffff:100.64.0.9") }},
+		{"service with VIPs", func(r *CertRequest) { r.Role = RoleAS }},
 	}
 	if _, err := ca.Sign(good); err != nil {
 		t.Fatalf("good request: %v", err)

@@ -6,10 +6,10 @@
 // every leaf directly. Without intermediates, verification is a signature
 // check against one known key plus the policy checks in [Verifier.Verify].
 //
-// A leaf certificate binds three things to one FQDN (its CN and only DNS SAN):
-// an Ed25519 signing key (the certificate's own key), a Noise static key
-// (X25519) used for the node-to-node and node-to-cloud handshakes, and a role
-// (node, AS, NMS or TRS).
+// A leaf certificate binds to one FQDN (its CN and only DNS SAN): an Ed25519
+// signing key (the certificate's own key), a Noise static key (X25519) used
+// for the node-to-node and node-to-cloud handshakes, a role (node, AS, NMS or
+// TRS) and, for a node, its VIPs.
 //
 // # Object identifiers
 //
@@ -33,8 +33,20 @@
 //
 // # Files
 //
-// A CA directory holds ca.crt, ca.key (0600) and revoked.txt (one serial per
-// line, lowercase hex). An identity directory holds node.crt, node.key
-// (Ed25519, PKCS #8) and noise.key (X25519, PKCS #8), keys 0600, whatever the
-// identity's role.
+// A CA directory holds ca.crt, ca.key (0600), issued.json (the VIPs the CA
+// has allocated, by FQDN) and revoked.crl (the deny list: an X.509 CRL
+// signed by the CA, its CRL number increasing with every revocation). An
+// identity directory holds node.crt, node.key (Ed25519, PKCS #8) and
+// noise.key (X25519, PKCS #8), keys 0600, whatever the identity's role; a
+// node also keeps there the newest deny list it has seen.
+//
+// # VIPs
+//
+// A node certificate carries the node's VIPs as IP address SANs, exactly
+// one IPv6 and one IPv4 address, allocated by the CA (issued.json) so no
+// two certificates share one and a reissued certificate keeps its node's
+// pair. They are in the certificate rather than derived from it (a hash of
+// the FQDN or key) because 100.64.0.0/10 has 22 bits: by the birthday bound
+// two of some 2,000 nodes would already collide. Peers check them at every
+// handshake, so a cloud service cannot bind a VIP to another node.
 package pki

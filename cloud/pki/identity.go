@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 )
@@ -25,6 +26,7 @@ type Identity struct {
 	NoiseStatic Keypair
 	FQDN        string
 	Role        Role
+	VIP6, VIP4  netip.Addr // a node's, from its certificate
 }
 
 // WriteIdentity writes id into dir as node.crt, node.key and noise.key
@@ -91,6 +93,8 @@ func loadIdentity(dir string) (*Identity, error) {
 		NoiseStatic: noise,
 		FQDN:        facts.fqdn,
 		Role:        facts.role,
+		VIP6:        facts.vip6,
+		VIP4:        facts.vip4,
 	}, nil
 }
 

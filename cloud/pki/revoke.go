@@ -15,8 +15,10 @@ import (
 	"sync"
 )
 
-// RevokedFile is the deny list's file in a CA directory: one serial per
-// line in lowercase hex; blank lines and lines starting with # are ignored.
+// RevokedFile is the legacy deny list (one serial per line in lowercase
+// hex; blank lines and # comments ignored), from before the list was a
+// signed CRL. Revoke carries its serials into the first CRL; nothing else
+// reads it.
 const RevokedFile = "revoked.txt"
 
 // maxSerialHex bounds a serial's length when parsing (RFC 5280: 20 octets).
@@ -102,49 +104,38 @@ func parseDenyList(b []byte) (*DenyList, error) {
 	return d, sc.Err()
 }
 
-// LoadDenyList reads revoked.txt from a CA directory. A missing file is an
-// empty list (nothing has been revoked yet).
-func LoadDenyList(caDir string) (*DenyList, error) {
+func loadLegacyDenyList(caDir string) (*DenyList, error) {
 	p := filepath.Join(caDir, RevokedFile)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return NewDenyList(), nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pki: load deny list: %w", err)
+		return nil, fmt.Errorf("pki: load legacy deny list: %w", err)
 	}
 	d, err := parseDenyList(b)
 	if err != nil {
-		return nil, fmt.Errorf("pki: load deny list %s: %w", p, err)
+		return nil, fmt.Errorf("pki: load legacy deny list %s: %w", p, err)
 	}
 	return d, nil
 }
 
-// Revoke adds serial to the CA's deny list. The file is replaced
-// atomically (write, fsync, rename) so a reader never sees half a list.
-func (ca *CA) Revoke(serial *big.Int) error {
-	if serial == nil || serial.Sign() <= 0 {
-		return fmt.Errorf("pki: revoke: invalid serial")
-	}
-	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	d, err := LoadDenyList(ca.dir)
+// LoadDenyList reads the CRL in a directory holding ca.crt and revoked.crl
+// (a CA directory or a cloud data directory) and verifies it against that
+// ca.crt. No CRL is an empty list.
+func LoadDenyList(caDir string) (*DenyList, error) {
+	root, err := LoadRoot(caDir)
 	if err != nil {
-		return fmt.Errorf("pki: revoke %s: %w", FormatSerial(serial), err)
+		return nil, err
 	}
-	if d.Contains(serial) {
-		return nil
+	c, err := LoadCRL(caDir, root)
+	if err != nil {
+		return nil, err
 	}
-	var buf bytes.Buffer
-	buf.WriteString("# CYPHONIC revoked certificate serials, one per line (hex)\n")
-	for _, s := range append(d.Serials(), FormatSerial(serial)) {
-		buf.WriteString(s)
-		buf.WriteByte('\n')
+	if c == nil {
+		return NewDenyList(), nil
 	}
-	if err := replaceFile(filepath.Join(ca.dir, RevokedFile), buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("pki: revoke %s: %w", FormatSerial(serial), err)
-	}
-	return nil
+	return c.DenyList(), nil
 }
 
 func replaceFile(path string, data []byte, mode os.FileMode) error {
@@ -167,37 +158,45 @@ func replaceFile(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
-// DenyListFile is a live view of a CA directory's revoked.txt: Current
-// rereads the file whenever it changed, so a revocation made by
-// `cyphonic ca revoke` reaches a running AS or NMS without a restart.
-// Checking costs one stat per call, cheap next to a login or a tunnel setup.
+// DenyListFile is a live view of a directory's revoked.crl: Current
+// rereads the file whenever it changed, so a list signed by
+// `cyphonic ca revoke` and copied in reaches a running AS or NMS without a
+// restart. Every version is verified against the directory's ca.crt and
+// must be newer than the last (CRLState): a file replaced by an older or
+// forged list is logged and ignored. Checking costs one stat per call.
 type DenyListFile struct {
-	path string
-	log  *slog.Logger
+	path  string
+	log   *slog.Logger
+	state *CRLState
 
 	mu   sync.Mutex
-	list *DenyList
-	info fs.FileInfo // of the file list was read from; nil if it was missing
+	info fs.FileInfo // of the file last read; nil if it was missing
 }
 
-// NewDenyListFile watches caDir's revoked.txt. It fails if the file exists
-// but cannot be read, so a service never starts with a broken deny list.
-func NewDenyListFile(caDir string, log *slog.Logger) (*DenyListFile, error) {
+// NewDenyListFile watches dir's revoked.crl, verified against dir's
+// ca.crt. It fails if the file exists but is not a valid list, so a
+// service never starts with a broken deny list.
+func NewDenyListFile(dir string, log *slog.Logger) (*DenyListFile, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	f := &DenyListFile{path: filepath.Join(caDir, RevokedFile), log: log}
+	root, err := LoadRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	f := &DenyListFile{path: filepath.Join(dir, CRLFile), log: log, state: NewCRLState(root)}
 	if err := f.reload(); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-// Current returns the deny list as of the file's present contents. If the
-// file changed but cannot be read or parsed, it logs and keeps the last good
-// list: a typo in revoked.txt must not un-revoke everything or lock every
-// node out.
-func (f *DenyListFile) Current() *DenyList {
+// Current returns the deny list of the newest valid CRL seen.
+func (f *DenyListFile) Current() *DenyList { return f.CRL().DenyList() }
+
+// CRL returns the newest valid CRL seen (nil if none), rereading the file
+// if it changed.
+func (f *DenyListFile) CRL() *CRL {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.changed() {
@@ -205,7 +204,7 @@ func (f *DenyListFile) Current() *DenyList {
 			f.log.Warn("pki: keeping previous deny list", "path", f.path, "err", err)
 		}
 	}
-	return f.list
+	return f.state.Current()
 }
 
 func (f *DenyListFile) changed() bool {
@@ -222,23 +221,22 @@ func (f *DenyListFile) changed() bool {
 func (f *DenyListFile) reload() error {
 	info, err := os.Stat(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		f.list, f.info = NewDenyList(), nil
+		// A deleted list withdraws nothing: the last one stays.
+		f.info = nil
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("pki: deny list: %w", err)
 	}
+	// Remember this version even if it is refused, so it is not re-read
+	// (and re-logged) on every call.
+	f.info = info
 	b, err := os.ReadFile(f.path)
 	if err != nil {
 		return fmt.Errorf("pki: deny list: %w", err)
 	}
-	d, err := parseDenyList(b)
-	if err != nil {
-		// Remember the bad version so it is not re-parsed (and re-logged)
-		// on every call, but keep serving the last good list.
-		f.info = info
+	if _, err := f.state.Offer(b); err != nil {
 		return fmt.Errorf("pki: deny list %s: %w", f.path, err)
 	}
-	f.list, f.info = d, info
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -51,8 +52,11 @@ type Peer struct {
 	Role        Role
 	Serial      *big.Int
 	NoiseStatic [32]byte // to compare with the handshake's remote static key
-	NotAfter    time.Time
-	Cert        *x509.Certificate
+	// VIP6 and VIP4 are a node's virtual addresses as the CA bound them
+	// (invalid for services): the only sources its packets may carry.
+	VIP6, VIP4 netip.Addr
+	NotAfter   time.Time
+	Cert       *x509.Certificate
 }
 
 // Verifier checks certificates against the overlay's root CA and policy. It
@@ -158,14 +162,15 @@ func (v *Verifier) Verify(certDER []byte, wantFQDN string, now time.Time) (*Peer
 	}
 	return &Peer{
 		FQDN: facts.fqdn, Role: facts.role, Serial: cert.SerialNumber,
-		NoiseStatic: facts.noise, NotAfter: cert.NotAfter, Cert: cert,
+		NoiseStatic: facts.noise, VIP6: facts.vip6, VIP4: facts.vip4, NotAfter: cert.NotAfter, Cert: cert,
 	}, nil
 }
 
 type facts struct {
-	fqdn  string
-	role  Role
-	noise [32]byte
+	fqdn       string
+	role       Role
+	noise      [32]byte
+	vip6, vip4 netip.Addr
 }
 
 // leafFacts reads and checks the CYPHONIC content of a leaf certificate:
@@ -185,6 +190,7 @@ func leafFacts(c *x509.Certificate) (facts, error) {
 	if _, ok := c.PublicKey.(ed25519.PublicKey); !ok {
 		return f, fmt.Errorf("public key is %T, want Ed25519", c.PublicKey)
 	}
+	var err error
 	if f.role = roleFromEKUs(c.UnknownExtKeyUsage); f.role == 0 {
 		return f, errors.New("no single CYPHONIC role in extended key usage")
 	}
@@ -198,6 +204,9 @@ func leafFacts(c *x509.Certificate) (facts, error) {
 	if f.role.IsService() != (f.fqdn == f.role.ServiceFQDN()) ||
 		!f.role.IsService() && strings.HasSuffix(f.fqdn, "."+ServiceDomain) {
 		return f, fmt.Errorf("name %q does not fit role %s", f.fqdn, f.role)
+	}
+	if f.vip6, f.vip4, err = certVIPs(c, f.role); err != nil {
+		return f, err
 	}
 	var found bool
 	for _, ext := range c.Extensions {
@@ -216,4 +225,52 @@ func leafFacts(c *x509.Certificate) (facts, error) {
 		return f, errors.New("missing Noise static key extension")
 	}
 	return f, nil
+}
+
+// certVIPs reads a node certificate's VIPs: exactly one IPv6 and one IPv4
+// IP SAN. Services have none; a certificate without them (issued before
+// VIPs were bound to identities) is not a node certificate any more.
+func certVIPs(c *x509.Certificate, role Role) (vip6, vip4 netip.Addr, err error) {
+	if role != RoleNode {
+		if len(c.IPAddresses) != 0 {
+			return vip6, vip4, fmt.Errorf("a %s certificate has IP SANs", role)
+		}
+		return vip6, vip4, nil
+	}
+	if len(c.IPAddresses) != 2 {
+		return vip6, vip4, fmt.Errorf("want one IPv6 and one IPv4 VIP, have %d IP SANs (reissue it with 'cyphonic ca issue')", len(c.IPAddresses))
+	}
+	for _, ip := range c.IPAddresses {
+		a, ok := netip.AddrFromSlice(ip)
+		switch {
+		case !ok || !a.IsValid():
+			return vip6, vip4, errors.New("malformed IP SAN")
+		case len(ip) == 4 && !vip4.IsValid():
+			vip4 = a
+		case len(ip) == 16 && !a.Is4In6() && !vip6.IsValid():
+			vip6 = a
+		default:
+			return vip6, vip4, fmt.Errorf("want one IPv6 and one IPv4 VIP, have %v", c.IPAddresses)
+		}
+	}
+	return vip6, vip4, nil
+}
+
+// NodeBinding reads what a node certificate binds besides its name and
+// key — its serial and VIPs — without checking its signature: it is for a
+// caller whose handshake has already verified the certificate (the
+// handshake's VerifyFunc) and now checks it against a path.
+func NodeBinding(certDER []byte) (serial *big.Int, vip6, vip4 netip.Addr, err error) {
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return nil, vip6, vip4, fmt.Errorf("pki: node binding: %w", err)
+	}
+	f, err := leafFacts(cert)
+	if err == nil && f.role != RoleNode {
+		err = ErrWrongRole
+	}
+	if err != nil {
+		return nil, vip6, vip4, fmt.Errorf("pki: node binding: %w", err)
+	}
+	return cert.SerialNumber, f.vip6, f.vip4, nil
 }

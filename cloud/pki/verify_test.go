@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -153,6 +154,7 @@ func TestVerifyRejectsMisshapenCerts(t *testing.T) {
 			UnknownExtKeyUsage:    []asn1.ObjectIdentifier{RoleNode.OID()},
 			BasicConstraintsValid: true,
 			ExtraExtensions:       []pkix.Extension{ext(noise.Public[:])},
+			IPAddresses:           []net.IP{net.ParseIP("fd63:7970:686f::1"), net.ParseIP("100.64.0.1").To4()},
 		}
 	}
 	if _, err := v.Verify(signRaw(t, ca, base()), "", now); err != nil {
@@ -185,6 +187,14 @@ func TestVerifyRejectsMisshapenCerts(t *testing.T) {
 		}},
 		{"node named like a service", func(c *x509.Certificate) {
 			c.Subject.CommonName, c.DNSNames = "as.cyphonic.internal", []string{"as.cyphonic.internal"}
+		}},
+		{"no VIPs (a certificate from before VIPs were bound)", func(c *x509.Certificate) { c.IPAddresses = nil }},
+		{"only an IPv4 VIP", func(c *x509.Certificate) { c.IPAddresses = c.IPAddresses[1:] }},
+		{"two IPv4 VIPs", func(c *x509.Certificate) {
+			c.IPAddresses = []net.IP{net.ParseIP("100.64.0.2").To4(), net.ParseIP("100.64.0.1").To4()}
+		}},
+		{"three VIPs", func(c *x509.Certificate) {
+			c.IPAddresses = append(c.IPAddresses, net.ParseIP("fd63:7970:686f::2"))
 		}},
 		{"unknown critical extension", func(c *x509.Certificate) {
 			c.ExtraExtensions = append(c.ExtraExtensions,
@@ -247,11 +257,11 @@ func TestVerifierLiveDenyList(t *testing.T) {
 	}
 
 	// A corrupted file keeps the last good list rather than un-revoking.
-	if err := os.WriteFile(filepath.Join(ca.Dir(), RevokedFile), []byte("zz not hex\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(ca.Dir(), CRLFile), []byte("zz not a CRL\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Verify(alice.CertDER, "", now); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("after corrupting revoked.txt: err = %v, want ErrRevoked", err)
+		t.Fatalf("after corrupting revoked.crl: err = %v, want ErrRevoked", err)
 	}
 	if _, err := LoadDenyList(ca.Dir()); err == nil {
 		t.Fatal("LoadDenyList accepted a corrupt file")

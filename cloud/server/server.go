@@ -202,7 +202,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 				n, err := pki.ParseSerial(serial)
 				return err == nil && deny.Current().Contains(n)
 			},
-			Logger: cfg.Logger,
+			DenyList: deny.CRL,
+			Logger:   cfg.Logger,
 		})
 		if err != nil {
 			return nil, err

@@ -96,9 +96,14 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	abs, _ := filepath.Abs(*out)
-	fmt.Fprintf(stdout, "issued %s certificate for %s, serial %s, valid until %s\nwritten to %s\n",
-		role, id.FQDN, pki.FormatSerial(id.Cert.SerialNumber),
-		id.Cert.NotAfter.UTC().Format(time.RFC3339), abs)
+	fmt.Fprintf(stdout, "issued %s certificate for %s, serial %s, valid until %s\n",
+		role, id.FQDN, pki.FormatSerial(id.Cert.SerialNumber), id.Cert.NotAfter.UTC().Format(time.RFC3339))
+	if role == pki.RoleNode {
+		// The CA allocated these (recorded in issued.json): peers check
+		// them against the certificate, so they are the node's for good.
+		fmt.Fprintf(stdout, "VIPs %s %s\n", id.VIP6, id.VIP4)
+	}
+	fmt.Fprintf(stdout, "written to %s\n", abs)
 	return nil
 }
 
@@ -122,7 +127,14 @@ func caRevoke(args []string, stdout, stderr io.Writer) error {
 	if err := ca.Revoke(serial); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "revoked serial %s; AS refuses it at login and NMS at tunnel setup\n", pki.FormatSerial(serial))
+	crl, err := pki.LoadCRL(ca.Dir(), ca.Cert)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked serial %s: deny list number %d signed into %s\n", pki.FormatSerial(serial), crl.Number,
+		filepath.Join(ca.Dir(), pki.CRLFile))
+	fmt.Fprintf(stdout, "copy it into each cloud process's CA directory (beside its ca.crt) if that is not this one;\n"+
+		"the cloud reloads it, ends the node's sessions and pushes the list to every node, which end their tunnels to it\n")
 	return nil
 }
 
@@ -132,11 +144,20 @@ func caList(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	deny, err := pki.LoadDenyList(*dir)
+	root, err := pki.LoadRoot(*dir)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d revoked serial(s)\n", deny.Len())
+	crl, err := pki.LoadCRL(*dir, root)
+	if err != nil {
+		return err
+	}
+	deny := crl.DenyList()
+	var number uint64
+	if crl != nil {
+		number = crl.Number
+	}
+	fmt.Fprintf(stdout, "%d revoked serial(s), deny list number %d\n", deny.Len(), number)
 	for _, s := range deny.Serials() {
 		fmt.Fprintln(stdout, s)
 	}

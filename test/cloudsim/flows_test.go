@@ -170,8 +170,10 @@ func TestTunnelRevocation(t *testing.T) {
 	if err := s.CA.Revoke(carol.Cert.Cert.SerialNumber); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := carol.Tunnel(alice.FQDN, false); !isCode(err, messages.CodeCertRevoked) {
-		t.Fatalf("tunnel from a revoked node: %v, want %s", err, messages.CodeCertRevoked)
+	// NMS refuses the request, or has already ended carol's session (it
+	// does so within a poll of the deny list changing).
+	if _, err := carol.Tunnel(alice.FQDN, false); !isCode(err, messages.CodeCertRevoked) && !isCode(err, messages.CodeSessionExpired) {
+		t.Fatalf("tunnel from a revoked node: %v, want %s or %s", err, messages.CodeCertRevoked, messages.CodeSessionExpired)
 	}
 	if len(alice.Directions()) != 0 || len(bob.Directions()) != 0 {
 		t.Fatal("a revoked tunnel was directed")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"slices"
 	"testing"
@@ -36,6 +37,7 @@ const mtu = 1420
 type node struct {
 	fqdn       string
 	id         *pki.Identity
+	serial     *big.Int // its certificate's
 	vip4, vip6 netip.Addr
 	sys        *rt.System
 	dp         *dataplane.Dataplane
@@ -94,8 +96,8 @@ func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*datapl
 	if err := dp.Start(nil); err != nil {
 		t.Fatal(err)
 	}
-	nd := &node{fqdn: fqdn, id: id, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
-		vip4: netip.AddrFrom4([4]byte{100, 64, 0, n}), vip6: netip.AddrFrom16([16]byte{0xfd, 0x7a, 15: n})}
+	nd := &node{fqdn: fqdn, id: id, serial: id.Cert.SerialNumber, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
+		vip4: id.VIP4, vip6: id.VIP6} // the CA's allocation, bound in the certificate
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

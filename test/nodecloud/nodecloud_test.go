@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -81,10 +82,17 @@ func (c *cloud) close(t *testing.T) {
 
 type testNode struct {
 	*node.Node
-	app *tun.MemApp
+	app    *tun.MemApp
+	serial *big.Int // its certificate's
 }
 
 func startNode(t *testing.T, c *cloud, fqdn string) *testNode {
+	t.Helper()
+	return startNodeWith(t, c, fqdn, nil)
+}
+
+// startNodeWith is startNode with a chance to change the node's config.
+func startNodeWith(t *testing.T, c *cloud, fqdn string, tweak func(*node.Config)) *testNode {
 	t.Helper()
 	id, err := c.srv.CA.Issue(pki.RoleNode, fqdn, time.Hour)
 	if err != nil {
@@ -98,7 +106,7 @@ func startNode(t *testing.T, c *cloud, fqdn string) *testNode {
 		t.Fatal(err)
 	}
 	dev, app := tun.NewMemPair("mem-"+fqdn[:3], 1280, 256)
-	n, err := node.Start(context.Background(), node.Config{
+	cfg := node.Config{
 		CertDir:   dir,
 		Cloud:     c.srv.AS.Addrs()[0].String(),
 		Listen4:   "127.0.0.1:0",
@@ -112,7 +120,11 @@ func startNode(t *testing.T, c *cloud, fqdn string) *testNode {
 		TuneDataplane: func(c *dataplane.Config) {
 			c.HandshakeRetry = 100 * time.Millisecond
 		},
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := node.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start node %s: %v", fqdn, err)
 	}
@@ -123,7 +135,7 @@ func startNode(t *testing.T, c *cloud, fqdn string) *testNode {
 			t.Errorf("stop %s: %v", fqdn, err)
 		}
 	})
-	return &testNode{Node: n, app: app}
+	return &testNode{Node: n, app: app, serial: id.Cert.SerialNumber}
 }
 
 // eventually waits for cond; the deadline only ends a hung test.

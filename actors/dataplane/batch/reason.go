@@ -26,6 +26,8 @@ const (
 	HandshakeBusy                // an init without a cookie while busy: answered with a cookie reply, not run
 	HandshakeQueue               // the handshake ingress queue was full
 	HandshakeRate                // over a handshake rate limit (per source, or cookie replies)
+	WrongVIPs                    // a handshake whose certificate binds other VIPs than the path routes to the peer
+	Revoked                      // a session with a peer whose certificate was revoked
 	NumReasons
 )
 
@@ -36,7 +38,7 @@ var reasonNames = [NumReasons]string{
 	CounterLimit: "counter-limit", SendError: "send-error", TunError: "tun-error",
 	Handshake: "handshake", NoCommonSuite: "no-common-suite", SpoofedSource: "spoofed-source",
 	HandshakeMAC: "handshake-mac", HandshakeBusy: "handshake-busy", HandshakeQueue: "handshake-queue-full",
-	HandshakeRate: "handshake-rate",
+	HandshakeRate: "handshake-rate", WrongVIPs: "wrong-vips", Revoked: "revoked",
 }
 
 func (r Reason) String() string {

@@ -1,0 +1,115 @@
+package pki
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// A node's virtual addresses are written into its certificate as IP
+// address SANs (one IPv6, one IPv4), so the binding FQDN -> VIPs is signed
+// by the offline CA and no cloud service can forge it: a node checks the
+// VIPs of every peer against the peer's certificate at the handshake.
+//
+// The CA allocates them from a registry in its directory (IssuedFile), so two
+// certificates never share a VIP, and a certificate reissued for the same
+// FQDN (renewal, a new key) keeps the node's VIPs: applications' sessions
+// and peers' configuration survive a renewal. Allocation number n is the
+// n-th address of each prefix, the scheme the cloud store used before.
+
+// IssuedFile is the CA's record of the VIPs it has allocated.
+const IssuedFile = "issued.json"
+
+// Default overlay prefixes (the same as the cloud store's defaults).
+var (
+	DefaultVIP6 = netip.MustParsePrefix("fd63:7970:686f::/48")
+	DefaultVIP4 = netip.MustParsePrefix("100.64.0.0/10")
+)
+
+// ErrVIPExhausted: the CA's prefixes have no free address pair left.
+var ErrVIPExhausted = errors.New("pki: VIP prefixes exhausted")
+
+// issued is IssuedFile's content.
+type issued struct {
+	Prefix6 netip.Prefix      `json:"prefix6"`
+	Prefix4 netip.Prefix      `json:"prefix4"`
+	Next    uint64            `json:"next"`  // the next allocation number
+	Nodes   map[string]uint64 `json:"nodes"` // FQDN -> allocation number
+}
+
+func loadIssued(dir string) (*issued, error) {
+	b, err := os.ReadFile(filepath.Join(dir, IssuedFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &issued{Prefix6: DefaultVIP6, Prefix4: DefaultVIP4, Next: 1, Nodes: map[string]uint64{}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r issued
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", IssuedFile, err)
+	}
+	if !r.Prefix6.IsValid() || !r.Prefix4.IsValid() || r.Next == 0 || r.Nodes == nil {
+		return nil, fmt.Errorf("%s: incomplete", IssuedFile)
+	}
+	return &r, nil
+}
+
+func (r *issued) save(dir string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return replaceFile(filepath.Join(dir, IssuedFile), append(b, '\n'), 0o644)
+}
+
+// vipsFor returns fqdn's VIPs, allocating the next pair if it has none.
+// The caller saves r once the certificate is signed.
+func (r *issued) vipsFor(fqdn string) (vip6, vip4 netip.Addr, err error) {
+	n, ok := r.Nodes[fqdn]
+	if !ok {
+		n = r.Next
+	}
+	vip6, vip4, err = VIPPair(r.Prefix6, r.Prefix4, n)
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	if !ok {
+		r.Nodes[fqdn] = n
+		r.Next++
+	}
+	return vip6, vip4, nil
+}
+
+// VIPPair returns allocation number n's addresses: the n-th of each prefix.
+// Number 0 (the prefix's own address) and IPv4's last address are never
+// used.
+func VIPPair(p6, p4 netip.Prefix, n uint64) (vip6, vip4 netip.Addr, err error) {
+	if !p6.Addr().Is6() || p6.Addr().Is4In6() || !p4.Addr().Is4() || p4.Bits() > 30 || p6.Bits() > 126 {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("pki: VIP prefixes %s, %s unusable", p6, p4)
+	}
+	size := uint64(1)<<(32-p4.Bits()) - 2
+	if h6 := 128 - p6.Bits(); h6 < 62 {
+		size = min(size, uint64(1)<<h6-2)
+	}
+	if n == 0 || n > size {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("%w (%s, %s: %d pairs)", ErrVIPExhausted, p6, p4, size)
+	}
+	b6 := p6.Masked().Addr().As16()
+	lo := binary.BigEndian.Uint64(b6[8:])
+	hi := binary.BigEndian.Uint64(b6[:8])
+	sum := lo + n
+	if sum < lo {
+		hi++
+	}
+	binary.BigEndian.PutUint64(b6[:8], hi)
+	binary.BigEndian.PutUint64(b6[8:], sum)
+	b4 := p4.Masked().Addr().As4()
+	binary.BigEndian.PutUint32(b4[:], binary.BigEndian.Uint32(b4[:])+uint32(n))
+	return netip.AddrFrom16(b6), netip.AddrFrom4(b4), nil
+}

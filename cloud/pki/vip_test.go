@@ -1,0 +1,123 @@
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestIssueAllocatesVIPs: the CA gives every node its own VIP pair, keeps a
+// node's pair across reissues and across reopening the CA directory, and
+// Verify reports the pair the certificate binds.
+func TestIssueAllocatesVIPs(t *testing.T) {
+	ca := newCA(t, "root")
+	now := time.Now()
+	seen := map[netip.Addr]string{}
+	byName := map[string]*Identity{}
+	for _, name := range []string{"alice.example", "bob.example", "carol.example"} {
+		id := mustIssue(t, ca, RoleNode, name, now, now.Add(time.Hour))
+		for _, a := range []netip.Addr{id.VIP6, id.VIP4} {
+			if other, dup := seen[a]; dup {
+				t.Fatalf("%s and %s share VIP %s", other, name, a)
+			}
+			seen[a] = name
+		}
+		if !DefaultVIP6.Contains(id.VIP6) || !DefaultVIP4.Contains(id.VIP4) {
+			t.Fatalf("%s: VIPs %s %s outside the overlay prefixes", name, id.VIP6, id.VIP4)
+		}
+		byName[name] = id
+	}
+	again, err := LoadCA(ca.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := mustIssue(t, again, RoleNode, "bob.example", now, now.Add(time.Hour))
+	if b := byName["bob.example"]; re.VIP6 != b.VIP6 || re.VIP4 != b.VIP4 {
+		t.Fatalf("reissued bob: VIPs %s %s, first issue %s %s", re.VIP6, re.VIP4, b.VIP6, b.VIP4)
+	}
+	dave := mustIssue(t, again, RoleNode, "dave.example", now, now.Add(time.Hour))
+	if _, dup := seen[dave.VIP4]; dup {
+		t.Fatalf("dave got a VIP already issued: %s", dave.VIP4)
+	}
+	v, _ := NewVerifier(ca.Cert, RoleNode, RoleAS)
+	p, err := v.Verify(re.CertDER, "bob.example", now)
+	if err != nil || p.VIP6 != re.VIP6 || p.VIP4 != re.VIP4 {
+		t.Fatalf("Verify: %+v, %v", p, err)
+	}
+	as := mustIssue(t, ca, RoleAS, "", now, now.Add(time.Hour))
+	if p, err := v.Verify(as.CertDER, "", now); err != nil || p.VIP4.IsValid() || p.VIP6.IsValid() {
+		t.Fatalf("service: %+v, %v", p, err)
+	}
+}
+
+func TestVIPPair(t *testing.T) {
+	p6, p4 := netip.MustParsePrefix("fd00::/64"), netip.MustParsePrefix("100.64.0.0/30")
+	tests := []struct {
+		n         uint64
+		want6, w4 string
+		exhausted bool
+	}{
+		{n: 1, want6: "fd00::1", w4: "100.64.0.1"},
+		{n: 2, want6: "fd00::2", w4: "100.64.0.2"},
+		{n: 3, exhausted: true}, // .3 is the /30's broadcast form
+		{n: 0, exhausted: true},
+	}
+	for _, tt := range tests {
+		v6, v4, err := VIPPair(p6, p4, tt.n)
+		if tt.exhausted {
+			if !errors.Is(err, ErrVIPExhausted) {
+				t.Errorf("n=%d: err %v, want exhausted", tt.n, err)
+			}
+			continue
+		}
+		if err != nil || v6.String() != tt.want6 || v4.String() != tt.w4 {
+			t.Errorf("n=%d: %s %s %v", tt.n, v6, v4, err)
+		}
+	}
+}
+
+// TestConcurrentIssuersNeverShareVIPs: several handles on one CA directory
+// (as several `cyphonic ca issue` processes would be) issue at once; every
+// certificate gets its own VIPs.
+func TestConcurrentIssuersNeverShareVIPs(t *testing.T) {
+	ca := newCA(t, "root")
+	const handles, each = 4, 8
+	ids := make(chan *Identity, handles*each)
+	errs := make(chan error, handles*each)
+	var wg sync.WaitGroup
+	for h := range handles {
+		c, err := LoadCA(ca.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for i := range each {
+				id, err := c.Issue(RoleNode, fmt.Sprintf("n%d-%d.example", h, i), time.Hour)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids <- id
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]string{}
+	for id := range ids {
+		if other, dup := seen[id.VIP4]; dup {
+			t.Fatalf("%s and %s share %s", other, id.FQDN, id.VIP4)
+		}
+		seen[id.VIP4] = id.FQDN
+	}
+	if len(seen) != handles*each {
+		t.Fatalf("%d distinct VIPs, want %d", len(seen), handles*each)
+	}
+}

@@ -1,0 +1,232 @@
+package nodecloud
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/node"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/signaling"
+)
+
+// revocationDeadline is the issue's promise: a revoked node's tunnels and
+// session end within one keepalive period (10 s).
+const revocationDeadline = 10 * time.Second
+
+// TestRevocationReachesNodes: alice and bob have a running tunnel; the CA
+// revokes bob (`cyphonic ca revoke` in the cloud's CA directory). Within
+// 10 s, with the nodes' own keepalives at their 15 s default so that only
+// the cloud's push can tell them: NMS has ended bob's session, alice has
+// closed her tunnel to bob, and nothing bob sends reaches alice. Alice's
+// new tunnel requests to bob, and bob's logins, are refused.
+func TestRevocationReachesNodes(t *testing.T) {
+	c := startCloud(t, t.TempDir(), nil)
+	defer c.close(t)
+	slow := func(cfg *node.Config) { cfg.Keepalive = 15 * time.Second }
+	alice := startNodeWith(t, c, "alice.example.cyphonic", slow)
+	bob := startNodeWith(t, c, "bob.example.cyphonic", slow)
+	eventually(t, "alice online", online(alice))
+	eventually(t, "bob online", online(bob))
+	if r := resolveA(t, alice, bob.FQDN()); len(r.Answer) != 1 {
+		t.Fatalf("resolve bob: %v", r)
+	}
+	roundTrip(t, alice, bob, 1)
+	roundTrip(t, bob, alice, 2)
+	if n := c.srv.NMS.Sessions(); n != 2 {
+		t.Fatalf("NMS holds %d sessions, want 2", n)
+	}
+
+	if err := c.srv.CA.Revoke(bob.serial); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(revocationDeadline)
+	within := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %s of the revocation", what, revocationDeadline)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	within("NMS ends bob's session", func() bool {
+		return c.srv.NMS.Sessions() == 1 && c.srv.NMS.Counters.Revoked.Load() == 1
+	})
+	within("alice closes her tunnel to bob", func() bool {
+		p, ok := peerState(alice, bob.FQDN())
+		return !ok || p.State != peer.StateUp
+	})
+
+	// Bob's node still has its keys; whatever it sends towards alice is
+	// dropped, at bob (his peer lost its session when alice stopped
+	// answering, and cannot get another) or at alice (no session has the
+	// index any more). Count the drops on both sides: none may arrive.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	arrived := make(chan uint32, 1)
+	go func() {
+		for {
+			pkt, err := alice.app.Recv(ctx)
+			if err != nil {
+				return
+			}
+			if len(pkt) == 32 {
+				select {
+				case arrived <- binary.BigEndian.Uint32(pkt[28:]):
+				default:
+				}
+			}
+		}
+	}()
+	dropped := func() uint64 {
+		n := alice.Dataplane().Drops()["unknown-index"] + alice.Dataplane().Drops()["handshake"]
+		if p, ok := peerState(bob, alice.FQDN()); ok {
+			n += p.Drops["no-session"] + p.Drops["unknown-index"]
+		}
+		return n
+	}
+	src, dst := bob.Session().Status().VIP4, alice.Session().Status().VIP4
+	before := dropped()
+	for seq := uint32(100); dropped() < before+20; seq++ {
+		select {
+		case got := <-arrived:
+			t.Fatalf("packet %d from revoked bob reached alice", got)
+		case <-ctx.Done():
+			t.Fatalf("bob's packets neither arrived nor were dropped; alice drops %v; bob %+v", alice.Dataplane().Drops(), bob.Dataplane().Status())
+		default:
+		}
+		if err := bob.app.Send(ctx, ipv4UDP(src, dst, seq)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// No new tunnel to bob, and bob cannot log in again.
+	_, err := alice.Session().RequestTunnel(ctx, bob.FQDN())
+	var e *messages.Error
+	if !errors.As(err, &e) || e.Code != messages.CodeCertRevoked {
+		t.Fatalf("alice's tunnel request to revoked bob: %v, want %s", err, messages.CodeCertRevoked)
+	}
+	// Bob's request finds his session ended; he logs in again, is refused,
+	// and the request waits in vain.
+	bctx, bcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer bcancel()
+	if _, err := bob.Session().RequestTunnel(bctx, alice.FQDN()); err == nil {
+		t.Fatal("revoked bob set up a tunnel")
+	}
+	eventually(t, "bob's login refused", func() bool {
+		st := bob.Session().Status()
+		return st.State != "online" && c.srv.AS.Counters.Refused.Load() > 0
+	})
+	if n := c.srv.NMS.Sessions(); n != 1 {
+		t.Fatalf("NMS holds %d sessions after bob's retries, want 1 (alice)", n)
+	}
+}
+
+// TestCompromisedNMSCannotRollBackDenyList: an attacker holding alice's
+// signaling keys (a compromised NMS: they are in the shared store) pushes
+// her deny lists: an older genuine one that does not name bob, and a newer
+// one signed by an impostor CA of the same name that names nobody. Alice
+// refuses both and says she still holds the newest genuine list.
+func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
+	c := startCloud(t, t.TempDir(), nil)
+	defer c.close(t)
+	alice := startNode(t, c, "alice.example.cyphonic")
+	eventually(t, "alice online", online(alice))
+
+	carol, err := c.srv.CA.Issue(pki.RoleNode, "carol.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := c.srv.CA.Issue(pki.RoleNode, "bob.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := func(ca *pki.CA) *pki.CRL {
+		t.Helper()
+		l, err := pki.LoadCRL(ca.Dir(), ca.Cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if err := c.srv.CA.Revoke(carol.Cert.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	old := crl(c.srv.CA) // number 1: carol only
+	if err := c.srv.CA.Revoke(bob.Cert.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	cur := crl(c.srv.CA) // number 2: carol and bob
+	impostor, err := pki.InitCA(t.TempDir(), c.srv.CA.Cert.Subject.CommonName, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= 5; i++ {
+		if err := impostor.Revoke(big.NewInt(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := crl(impostor) // number 5, signed by another key
+
+	rec, err := c.srv.Store().GetNode(context.Background(), alice.FQDN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nms, err := signaling.NewCloudSession(rec.Session.ID, signaling.Keys{NodeToCloud: rec.Session.NodeToCloud, CloudToNode: rec.Session.CloudToNode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := net.UDPAddrFromAddrPort(alice.Dataplane().LocalAddrs()[0])
+	push := func(l *pki.CRL) uint64 {
+		t.Helper()
+		id := messages.NewMsgID()
+		pkt, err := nms.SealMessage(nil, messages.NewEncoder(), id, "nms", time.Now(), messages.DenyList{Number: l.Number, CRL: l.DER})
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		for try := 0; try < 50; try++ {
+			if _, err := conn.WriteToUDP(pkt, to); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			n, _, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				continue
+			}
+			env, err := nms.OpenEnvelope(nil, buf[:n], time.Now())
+			if err != nil || env.ID != id {
+				continue
+			}
+			ack, err := messages.DecodeBody[messages.DenyListAck](env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ack.Number
+		}
+		t.Fatal("alice never acknowledged")
+		return 0
+	}
+	if got := push(cur); got != 2 {
+		t.Fatalf("alice holds list %d after the genuine list 2", got)
+	}
+	if got := push(old); got != 2 {
+		t.Fatalf("older list: alice holds %d, want 2 (she must never go back)", got)
+	}
+	if got := push(forged); got != 2 {
+		t.Fatalf("forged list %d: alice holds %d, want 2", forged.Number, got)
+	}
+}
