@@ -42,12 +42,12 @@ const (
 
 // Config configures one cloud process. Zero values take the defaults.
 type Config struct {
-	DataDir  string   // root certificate, service identities, bbolt store: no CA key (see TrustDir)
+	DataDir string // root certificate, service identities, bbolt store: no CA key (see TrustDir)
 	// BootstrapCADir is where a first start on an empty DataDir creates
 	// the overlay CA (default BootstrapCADir(DataDir), outside DataDir).
 	BootstrapCADir string
-	StoreURL string   // default: bbolt file in DataDir
-	Services []string // subset of "as", "nms", "trs"; default all
+	StoreURL       string   // default: bbolt file in DataDir
+	Services       []string // subset of "as", "nms", "trs"; default all
 	// Listen are the IP addresses the UDP services bind (default 127.0.0.1
 	// and ::1). Ports: NMSPort, ASPort, AltPort, TRSPort (0 picks one when
 	// Ephemeral is set).
@@ -76,9 +76,9 @@ type Config struct {
 
 // Server is a running cloud process.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   store.Store
+	cfg   Config
+	log   *slog.Logger
+	store store.Store
 	// CA is the CA this start created, bootstrapping an empty data
 	// directory, so a test or the demo can issue node certificates; nil when
 	// the data directory was provisioned (the process then never sees a CA
@@ -86,14 +86,14 @@ type Server struct {
 	CA        *pki.CA
 	CreatedCA string
 	root      *x509.Certificate
-	AS      *as.Service
-	NMS     *nms.Service
-	TRS     *trs.Service
-	router  *svc.Router
-	systems []*runtime.System // one per service run here
-	gateway *svc.Gateway
-	debug   *debug.Server
-	debugAt net.Addr
+	AS        *as.Service
+	NMS       *nms.Service
+	TRS       *trs.Service
+	router    *svc.Router
+	systems   []*runtime.System // one per service run here
+	gateway   *svc.Gateway
+	debug     *debug.Server
+	debugAt   net.Addr
 	// Remote is the address of this process's gateway, where other cloud
 	// processes reach its services ("" when it runs none).
 	Remote string
