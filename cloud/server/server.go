@@ -42,12 +42,12 @@ const (
 
 // Config configures one cloud process. Zero values take the defaults.
 type Config struct {
-	DataDir string // root certificate, service identities, bbolt store: no CA key (see TrustDir)
+	DataDir  string   // root certificate, service identities, bbolt store: no CA key (see TrustDir)
+	StoreURL string   // default: bbolt file in DataDir
+	Services []string // subset of "as", "nms", "trs"; default all
 	// BootstrapCADir is where a first start on an empty DataDir creates
 	// the overlay CA (default BootstrapCADir(DataDir), outside DataDir).
 	BootstrapCADir string
-	StoreURL       string   // default: bbolt file in DataDir
-	Services       []string // subset of "as", "nms", "trs"; default all
 	// Listen are the IP addresses the UDP services bind (default 127.0.0.1
 	// and ::1). Ports: NMSPort, ASPort, AltPort, TRSPort (0 picks one when
 	// Ephemeral is set).
@@ -76,27 +76,28 @@ type Config struct {
 
 // Server is a running cloud process.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	store store.Store
-	// CA is the CA this start created, bootstrapping an empty data
-	// directory, so a test or the demo can issue node certificates; nil when
-	// the data directory was provisioned (the process then never sees a CA
-	// key). The services never use it. CreatedCA is its directory.
-	CA        *pki.CA
-	CreatedCA string
-	root      *x509.Certificate
-	AS        *as.Service
-	NMS       *nms.Service
-	TRS       *trs.Service
-	router    *svc.Router
-	systems   []*runtime.System // one per service run here
-	gateway   *svc.Gateway
-	debug     *debug.Server
-	debugAt   net.Addr
+	cfg     Config
+	log     *slog.Logger
+	store   store.Store
+	CA      *pki.CA // see CreatedCA
+	AS      *as.Service
+	NMS     *nms.Service
+	TRS     *trs.Service
+	router  *svc.Router
+	systems []*runtime.System // one per service run here
+	gateway *svc.Gateway
+	debug   *debug.Server
+	debugAt net.Addr
 	// Remote is the address of this process's gateway, where other cloud
 	// processes reach its services ("" when it runs none).
 	Remote string
+	// CreatedCA is the directory of the CA this start created,
+	// bootstrapping an empty data directory, and CA that CA, so a test or
+	// the demo can issue node certificates; "" and nil when the data
+	// directory was provisioned (the process then never sees a CA key).
+	// The services never use it.
+	CreatedCA string
+	root      *x509.Certificate
 }
 
 func (c *Config) defaults() {
