@@ -12,7 +12,9 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -34,22 +36,26 @@ func gatewayRoute(to, replyTo svc.Ref, frame []byte) []byte {
 	return append(b, frame...)
 }
 
-// deliverFrame speaks protoactor remote's gRPC protocol to the gateway at
-// addr, as a cloud process would: open the Receive stream, connect, send
-// one batch carrying route to the gateway actor, and wait for the gateway
-// to close the stream (it has then handed the batch to the gateway actor).
-// connected reports whether the gateway accepted the connection.
-func deliverFrame(ctx context.Context, addr string, creds grpc.DialOption, route []byte) (connected bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
+// gatewayClient speaks protoactor remote's gRPC protocol to a gateway, as
+// another cloud process would.
+type gatewayClient struct {
+	addr   string
+	conn   *grpc.ClientConn
+	stream remote.Remoting_ReceiveClient
+}
+
+// dialGateway opens the Receive stream to the gateway at addr and
+// connects; connected reports whether the gateway accepted the connection
+// (answered the connect request). The client lives until ctx ends.
+func dialGateway(ctx context.Context, addr string, creds grpc.DialOption) (c *gatewayClient, connected bool, err error) {
 	conn, err := grpc.Dial(addr, creds)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	defer conn.Close()
+	context.AfterFunc(ctx, func() { conn.Close() })
 	stream, err := remote.NewRemotingClient(conn).Receive(ctx)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	err = stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{
 		ConnectRequest: &remote.ConnectRequest{ConnectionType: &remote.ConnectRequest_ServerConnection{
@@ -57,38 +63,75 @@ func deliverFrame(ctx context.Context, addr string, creds grpc.DialOption, route
 		}},
 	}})
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	resp, err := stream.Recv()
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if resp.GetConnectResponse() == nil {
-		return false, errors.New("no connect response")
+		return nil, false, errors.New("no connect response")
 	}
+	return &gatewayClient{addr: addr, conn: conn, stream: stream}, true, nil
+}
+
+// send sends one batch carrying route to the gateway actor.
+func (c *gatewayClient) send(route []byte) error {
 	data, err := proto.Marshal(wrapperspb.Bytes(route))
 	if err != nil {
-		return true, err
+		return err
 	}
-	err = stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_MessageBatch{MessageBatch: &remote.MessageBatch{
+	return c.stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_MessageBatch{MessageBatch: &remote.MessageBatch{
 		TypeNames: []string{string(proto.MessageName(&wrapperspb.BytesValue{}))},
-		Targets:   []*actor.PID{{Address: addr, Id: svc.GatewayID}},
+		Targets:   []*actor.PID{{Address: c.addr, Id: svc.GatewayID}},
 		Envelopes: []*remote.MessageEnvelope{{MessageData: data}},
 	}}})
-	if err != nil {
-		return true, err
-	}
-	if err := stream.CloseSend(); err != nil {
-		return true, err
+}
+
+// finish closes the sending side and waits for the gateway to end the
+// stream: nil if it ended it cleanly, after handing every batch sent to the
+// gateway actor.
+func (c *gatewayClient) finish() error {
+	if err := c.stream.CloseSend(); err != nil {
+		return err
 	}
 	for {
-		if _, err := stream.Recv(); err != nil {
+		if _, err := c.stream.Recv(); err != nil {
 			if errors.Is(err, io.EOF) {
-				return true, nil
+				return nil
 			}
-			return true, err
+			return err
 		}
 	}
+}
+
+// deliverFrame connects, sends route in one batch and finishes.
+func deliverFrame(ctx context.Context, addr string, creds grpc.DialOption, route []byte) (connected bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, connected, err := dialGateway(ctx, addr, creds)
+	if err != nil {
+		return connected, err
+	}
+	if err := c.send(route); err != nil {
+		return true, err
+	}
+	return true, c.finish()
+}
+
+// keyHandover is the route and frame an AS sends an NMS after a login:
+// the signaling keys of fqdn's session. The ack goes back to s's own
+// process, which runs no AS: dropped.
+func keyHandover(t *testing.T, s *server.Server, fqdn string) []byte {
+	t.Helper()
+	f, err := svc.NewFrame("", messages.NewMsgID(), svc.AS, time.Now(), messages.KeyHandover{
+		SessionID: 7, FQDN: fqdn, CertSerial: "1", NodeToCloud: [32]byte{1}, CloudToNode: [32]byte{2},
+		Expires: time.Now().Add(time.Hour).UnixNano(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gatewayRoute(svc.RootOf("", svc.NMS), svc.Ref{Process: s.Remote, Service: svc.AS, ID: "as/tx"}, f)
 }
 
 func tlsWith(id *pki.Identity) grpc.DialOption {
@@ -138,17 +181,7 @@ func TestGatewayRefusesWithoutServiceCert(t *testing.T) {
 	if err := s.CA.Revoke(revoked.Cert.SerialNumber); err != nil {
 		t.Fatal(err)
 	}
-	handover := func(fqdn string) []byte {
-		f, err := svc.NewFrame("", messages.NewMsgID(), svc.AS, time.Now(), messages.KeyHandover{
-			SessionID: 7, FQDN: fqdn, CertSerial: "1", NodeToCloud: [32]byte{1}, CloudToNode: [32]byte{2},
-			Expires: time.Now().Add(time.Hour).UnixNano(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The ack goes back to this process, which runs no AS: dropped.
-		return gatewayRoute(svc.RootOf("", svc.NMS), svc.Ref{Process: s.Remote, Service: svc.AS, ID: "as/tx"}, f)
-	}
+	handover := func(fqdn string) []byte { return keyHandover(t, s, fqdn) }
 
 	for _, a := range []struct {
 		name  string
@@ -177,5 +210,54 @@ func TestGatewayRefusesWithoutServiceCert(t *testing.T) {
 	}
 	if n, st := s.NMS.Sessions(), s.Router().Stats(); n != 1 || st.Inbound != 1 {
 		t.Fatalf("NMS holds %d sessions, router %+v: want only the AS's hand-over", n, st)
+	}
+}
+
+// TestGatewayEndsRevokedPeer: a cloud process connected with a valid
+// service certificate delivers a frame; its certificate is revoked; the
+// next frame on the same connection is refused and the NMS never sees it.
+func TestGatewayEndsRevokedPeer(t *testing.T) {
+	s, err := server.Start(context.Background(), server.Config{
+		DataDir: t.TempDir(), Ephemeral: true, Listen: loopback, Services: []string{svc.NMS, svc.TRS},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	id, err := s.CA.Issue(pki.RoleAS, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c, connected, err := dialGateway(ctx, s.Remote, tlsWith(id))
+	if !connected || err != nil {
+		t.Fatalf("connect with a valid AS certificate: %v", err)
+	}
+	if err := c.send(keyHandover(t, s, "carol.example.cyphonic")); err != nil {
+		t.Fatal(err)
+	}
+	for s.NMS.Sessions() != 1 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s.NMS.Sessions() != 1 {
+		t.Fatal("the valid hand-over did not arrive")
+	}
+
+	if err := s.CA.Revoke(id.Cert.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.send(keyHandover(t, s, "dave.example.cyphonic")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.finish(); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("stream after revocation ended with %v, want PermissionDenied", err)
+	}
+	if n, st := s.NMS.Sessions(), s.Router().Stats(); n != 1 || st.Inbound != 1 {
+		t.Fatalf("NMS holds %d sessions, router %+v: the revoked peer's frame got in", n, st)
 	}
 }

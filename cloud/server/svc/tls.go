@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
@@ -107,9 +108,44 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, [
 			grpc.Creds(credentials.NewTLS(srv)),
 			grpc.ConnectionTimeout(handshakeTimeout),
 			grpc.UnaryInterceptor(refuseUnary),
+			grpc.StreamInterceptor(c.recheck),
 		}, []grpc.DialOption{
 			grpc.WithTransportCredentials(credentials.NewTLS(cli)),
 		}, nil
+}
+
+// recheck keeps checking a gateway stream's peer after the handshake: its
+// certificate is verified again on every message (a batch of frames) it
+// sends, before protoactor sees the message, so a peer revoked (or expired)
+// while connected can deliver nothing more; a connection lives as long as
+// both processes do. Each check is a stat of the deny list and one Ed25519
+// verification, next to batches of logins and tunnel setups.
+func (c Credentials) recheck(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	p, ok := peer.FromContext(ss.Context())
+	if !ok {
+		return status.Error(codes.Unauthenticated, "svc: gateway: no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "svc: gateway: not a TLS peer")
+	}
+	return handler(srv, &checkedStream{ServerStream: ss, state: info.State, peers: c.Peers})
+}
+
+type checkedStream struct {
+	grpc.ServerStream
+	state tls.ConnectionState
+	peers *pki.Verifier
+}
+
+func (s *checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if err := verifyPeer(s.peers, s.state); err != nil {
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return nil
 }
 
 // refuseUnary answers every unary call: the gateways speak only the
