@@ -34,8 +34,9 @@ var ErrGatewayClosed = errors.New("svc: gateway closed")
 // at all, and a process whose services are all here (and that shares no
 // store with other processes) needs no gateway.
 type Gateway struct {
-	// Refused counts TLS handshakes that failed on a peer's certificate
-	// (not the overlay's, not a cloud service's, expired or revoked).
+	// Refused counts peers refused on their certificate (not the overlay's,
+	// not a cloud service's, expired or revoked): at the TLS handshake, or
+	// on an open stream when it stopped verifying.
 	Refused atomic.Uint64
 
 	sys    *runtime.System

@@ -108,9 +108,10 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, [
 			grpc.Creds(credentials.NewTLS(srv)),
 			grpc.ConnectionTimeout(handshakeTimeout),
 			grpc.UnaryInterceptor(refuseUnary),
-			grpc.StreamInterceptor(c.recheck),
+			grpc.StreamInterceptor(c.recheck(refused)),
 		}, []grpc.DialOption{
 			grpc.WithTransportCredentials(credentials.NewTLS(cli)),
+			grpc.WithStreamInterceptor(c.recheckServer(refused)),
 		}, nil
 }
 
@@ -120,32 +121,88 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, [
 // while connected can deliver nothing more; a connection lives as long as
 // both processes do. Each check is a stat of the deny list and one Ed25519
 // verification, next to batches of logins and tunnel setups.
-func (c Credentials) recheck(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	p, ok := peer.FromContext(ss.Context())
+func (c Credentials) recheck(refused *atomic.Uint64) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		state, err := tlsState(ss.Context())
+		if err != nil {
+			return err
+		}
+		return handler(srv, &checkedStream{ServerStream: ss, peer: checkedPeer{state, c.Peers, refused}})
+	}
+}
+
+// tlsState is the TLS state of the connection a stream's context belongs to.
+func tlsState(ctx context.Context) (tls.ConnectionState, error) {
+	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return status.Error(codes.Unauthenticated, "svc: gateway: no peer")
+		return tls.ConnectionState{}, status.Error(codes.Unauthenticated, "svc: gateway: no peer")
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return status.Error(codes.Unauthenticated, "svc: gateway: not a TLS peer")
+		return tls.ConnectionState{}, status.Error(codes.Unauthenticated, "svc: gateway: not a TLS peer")
 	}
-	return handler(srv, &checkedStream{ServerStream: ss, state: info.State, peers: c.Peers})
+	return info.State, nil
+}
+
+// checkedPeer is the peer of an open stream, verified again on each use.
+type checkedPeer struct {
+	state   tls.ConnectionState
+	peers   *pki.Verifier
+	refused *atomic.Uint64
+}
+
+func (p checkedPeer) check() error {
+	if err := verifyPeer(p.peers, p.state); err != nil {
+		if p.refused != nil {
+			p.refused.Add(1)
+		}
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return nil
 }
 
 type checkedStream struct {
 	grpc.ServerStream
-	state tls.ConnectionState
-	peers *pki.Verifier
+	peer checkedPeer
 }
 
 func (s *checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	if err := verifyPeer(s.peers, s.state); err != nil {
-		return status.Error(codes.PermissionDenied, err.Error())
+	return s.peer.check()
+}
+
+// recheckServer is recheck's other half, for the streams this gateway
+// opens: the other gateway's certificate is verified again before every
+// message sent to it, so a process revoked while connected receives
+// nothing more (key hand-overs among it). A refused send makes protoactor
+// drop the connection; the next one fails its handshake.
+func (c Credentials) recheckServer(refused *atomic.Uint64) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, err
+		}
+		// The stream's context carries its transport's peer, TLS state included.
+		state, err := tlsState(cs.Context())
+		if err != nil {
+			return nil, err
+		}
+		return &checkedClientStream{ClientStream: cs, peer: checkedPeer{state, c.Peers, refused}}, nil
 	}
-	return nil
+}
+
+type checkedClientStream struct {
+	grpc.ClientStream
+	peer checkedPeer
+}
+
+func (s *checkedClientStream) SendMsg(m any) error {
+	if err := s.peer.check(); err != nil {
+		return err
+	}
+	return s.ClientStream.SendMsg(m)
 }
 
 // refuseUnary answers every unary call: the gateways speak only the
