@@ -187,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.store, err = store.Open(ctx, cfg.StoreURL, store.Config{}); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	deny, err := pki.NewDenyListFile(TrustDir(cfg.DataDir), cfg.Logger)
+	deny, err := openDenyList(TrustDir(cfg.DataDir), cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

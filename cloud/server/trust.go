@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
@@ -207,10 +208,15 @@ func bootstrapCA(dataDir, caDir string) (*pki.CA, error) {
 		return nil, err
 	}
 	// A symlink, not a copy: revoked.txt is public, and Revoke replaces it by
-	// rename, which the deny-list watcher sees through the link.
+	// rename, which the deny-list watcher sees through the link. The target
+	// exists from now on, so a dangling link means the CA moved (see
+	// openDenyList), never "nothing revoked yet".
 	target, err := filepath.Abs(filepath.Join(caDir, pki.RevokedFile))
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := os.WriteFile(target, []byte("# CYPHONIC revoked certificate serials, one per line (hex)\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("server: deny list: %w", err)
 	}
 	link := filepath.Join(TrustDir(dataDir), pki.RevokedFile)
 	if !fileExists(link) {
@@ -224,4 +230,64 @@ func bootstrapCA(dataDir, caDir string) (*pki.CA, error) {
 func fileExists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
+}
+
+// denyList is the data directory's deny list (pki.DenyListFile), guarded
+// against a bootstrap's link gone dangling: moving the CA directory
+// offline, as the README says to, must not empty the list and so un-revoke
+// everything. A start with a dangling link is refused; a link that dangles
+// while running keeps the last list.
+type denyList struct {
+	file *pki.DenyListFile
+	link string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	last   *pki.DenyList
+	warned bool
+}
+
+func openDenyList(dir string, log *slog.Logger) (*denyList, error) {
+	link := filepath.Join(dir, pki.RevokedFile)
+	if dangling(link) {
+		target, _ := os.Readlink(link)
+		return nil, fmt.Errorf("server: %s links to %s, which is gone (the CA moved?): copy the CA's %s over the link",
+			link, target, pki.RevokedFile)
+	}
+	f, err := pki.NewDenyListFile(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	return &denyList{file: f, link: link, log: log, last: f.Current()}, nil
+}
+
+// Current is the deny list now: pki.DenyListFile's, or the last one while
+// the link dangles.
+func (d *denyList) Current() *pki.DenyList {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var cur *pki.DenyList
+	if !dangling(d.link) {
+		cur = d.file.Current()
+	}
+	if cur == nil || dangling(d.link) { // before or while reading
+		if !d.warned {
+			d.log.Warn("server: the deny list's link dangles (the CA moved?); keeping the last list: copy the CA's revoked.txt over it",
+				"path", d.link)
+			d.warned = true
+		}
+		return d.last
+	}
+	d.last, d.warned = cur, false
+	return cur
+}
+
+// dangling reports whether p is a symlink whose target is missing.
+func dangling(p string) bool {
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return false
+	}
+	_, err = os.Stat(p)
+	return errors.Is(err, fs.ErrNotExist)
 }

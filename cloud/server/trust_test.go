@@ -12,6 +12,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
+	"github.com/cyphonic/cyphonic-go/test/cloudsim"
 )
 
 // noKeyBelow fails t if any file under dir holds the CA key: ca.key by
@@ -53,10 +54,28 @@ func loginAndRegister(t *testing.T, s *server.Server, ca *pki.CA, fqdn string) {
 	}
 }
 
+// publishDenyList copies the CA's revoked.txt into the data directory, over
+// what is there (the bootstrap's link), as the README tells an operator.
+func publishDenyList(t *testing.T, caDir, data string) {
+	t.Helper()
+	list, err := os.ReadFile(filepath.Join(caDir, pki.RevokedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(server.TrustDir(data), pki.RevokedFile)
+	if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, list, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCloudRunsWithoutCAKey: a first start on an empty data directory
 // creates the CA beside it (0700), not in it; with that CA taken offline
-// (its directory moved away, ca.key gone from this machine's view) the
-// cloud starts again on the same data directory and logs nodes in.
+// (its directory moved away, ca.key gone from this machine's view, its deny
+// list copied in) the cloud starts again on the same data directory and
+// logs nodes in.
 func TestCloudRunsWithoutCAKey(t *testing.T) {
 	root := t.TempDir()
 	data := filepath.Join(root, "data")
@@ -87,6 +106,7 @@ func TestCloudRunsWithoutCAKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	publishDenyList(t, offline, data)
 	s, err = server.Start(context.Background(), server.Config{DataDir: data, Ephemeral: true, Listen: loopback})
 	if err != nil {
 		t.Fatalf("start with the CA key offline: %v", err)
@@ -198,4 +218,64 @@ func TestCloudRefusesMissingOrForeignCerts(t *testing.T) {
 		!strings.Contains(err.Error(), "issue-service") {
 		t.Fatalf("bootstrap beside an existing CA: %v", err)
 	}
+}
+
+// TestDenyListSurvivesMovingTheCA: a bootstrapped cloud follows its CA's
+// revoked.txt through a link; moving the CA directory offline (as the
+// README says to) while the cloud runs must not un-revoke anything, a
+// restart with the link dangling is refused, and a copy of the list put
+// in its place serves.
+func TestDenyListSurvivesMovingTheCA(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	cfg := server.Config{DataDir: data, Ephemeral: true, Listen: loopback}
+	s, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := s.CA
+	bad, err := ca.Issue(pki.RoleNode, "mallory.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(s *server.Server) bool {
+		t.Helper()
+		n, err := cloudsim.NewNodeWithIdentity(ca, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		_, err = n.Login(s.AS.Addrs()[0], false)
+		return err != nil
+	}
+	if err := ca.Revoke(bad.Cert.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	if !refused(s) {
+		t.Fatal("revoked node logged in through the link")
+	}
+	offline := filepath.Join(root, "offline-ca")
+	if err := os.Rename(s.CreatedCA, offline); err != nil {
+		t.Fatal(err)
+	}
+	if !refused(s) {
+		t.Fatal("revoked node logged in once the CA moved away")
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := server.Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "links to") {
+		t.Fatalf("start with a dangling deny-list link: %v", err)
+	}
+	publishDenyList(t, offline, data)
+	s, err = server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if !refused(s) {
+		t.Fatal("revoked node logged in with the copied list")
+	}
+	loginAndRegister(t, s, ca, "alice.example.cyphonic")
 }
