@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -74,11 +75,14 @@ func NewServer(tree TreeSource, logger *slog.Logger) *Server {
 // It panics on a conflicting pattern, like http.ServeMux.Handle.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// Handler returns the mux, for tests and for embedding in another server.
+// Handler returns the mux, for tests and for embedding in another server
+// (which then checks the Host itself: Start's guard is not in it).
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Start listens on addr (":0" picks a port) and serves until ctx ends or
-// Shutdown is called. It returns the bound address.
+// Shutdown is called. It returns the bound address. Requests whose Host
+// header is neither localhost, a loopback address nor the listen address
+// get 403 (DNS rebinding, see allowedHost).
 func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -90,8 +94,12 @@ func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("debug: listen %s: %w", addr, err)
 	}
+	var listen netip.Addr
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		listen = ta.AddrPort().Addr()
+	}
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           hostGuard(s.mux, listen),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}

@@ -236,10 +236,11 @@ type session struct {
 	conn     *net.UDPConn   // the socket it came in on
 	lastSeen time.Time
 	// crlHeld is the deny list number the node last acknowledged holding;
-	// crlSent when NMS last pushed it one.
-	crlHeld uint64
-	crlSent time.Time
-	serialN *big.Int // serial, parsed on first use
+	// crlSent when NMS last pushed it one, crlSentNum which.
+	crlHeld    uint64
+	crlSent    time.Time
+	crlSentNum uint64
+	serialN    *big.Int // serial, parsed on first use
 }
 
 // Messages between the NMS's actors.
@@ -677,15 +678,18 @@ func (r *root) revoke(se *session, now time.Time) {
 // offerDenyList pushes the deny list to se's node unless it holds it, or
 // a push is still being retransmitted.
 func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
-	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil || now.Sub(se.crlSent) < totalRetry(r.s.cfg.Retry) {
+	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil {
 		return
+	}
+	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < totalRetry(r.s.cfg.Retry) {
+		return // this list's push is still being retransmitted
 	}
 	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, messages.DenyList{Number: r.crl.Number, CRL: r.crl.DER})
 	if err != nil {
 		r.s.log.Warn("nms: deny list envelope", "err", err)
 		return
 	}
-	se.crlSent = now
+	se.crlSent, se.crlSentNum = now, r.crl.Number
 	r.s.Counters.DenyListPushes.Add(1)
 	d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
 	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {

@@ -1,5 +1,6 @@
-// Package server assembles the cloud services of one process: it prepares
-// the data directory (CA, service certificates, bbolt store), starts AS,
+// Package server assembles the cloud services of one process: it reads
+// the data directory (root certificate, service certificates, bbolt store;
+// never a CA key, see TrustDir), starts AS,
 // NMS and TRS each in an actor system of its own (named "as", "nms",
 // "trs"), links them, and serves the debug endpoint (/debug/actors with the
 // systems as the top-level nodes of one tree, /metrics, /debug/pprof).
@@ -22,6 +23,19 @@
 // service's system. A request carries the asking actor's Ref, so the
 // answer comes back to that actor in the process that asked, where its
 // transaction state is (DESIGN.md §9).
+//
+// Gateways speak mutual TLS 1.3 with the process's service certificate
+// (svc.Credentials): a process without a service certificate of the
+// overlay cannot open a stream to one, and the peer's certificate is
+// checked again on every batch, so a revocation cuts an open connection.
+//
+// # The CA key
+//
+// No cloud process opens ca.key. `cyphonic ca issue-service` (Provision)
+// fills a data directory from a CA kept elsewhere. Only a first start on
+// an empty data directory creates a CA, beside it (BootstrapCADir), issues
+// the three service certificates and links the data directory's deny list
+// to that CA's; Server.CA is that CA, for tests and the demo.
 //
 // # Deviation: one remote per process, not one per system
 //

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,9 +42,12 @@ const (
 
 // Config configures one cloud process. Zero values take the defaults.
 type Config struct {
-	DataDir  string   // CA, service identities, bbolt store
+	DataDir  string   // root certificate, service identities, bbolt store: no CA key (see TrustDir)
 	StoreURL string   // default: bbolt file in DataDir
 	Services []string // subset of "as", "nms", "trs"; default all
+	// BootstrapCADir is where a first start on an empty DataDir creates
+	// the overlay CA (default BootstrapCADir(DataDir), outside DataDir).
+	BootstrapCADir string
 	// Listen are the IP addresses the UDP services bind (default 127.0.0.1
 	// and ::1). Ports: NMSPort, ASPort, AltPort, TRSPort (0 picks one when
 	// Ephemeral is set).
@@ -75,7 +79,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   store.Store
-	CA      *pki.CA
+	CA      *pki.CA // see CreatedCA
 	AS      *as.Service
 	NMS     *nms.Service
 	TRS     *trs.Service
@@ -87,11 +91,21 @@ type Server struct {
 	// Remote is the address of this process's gateway, where other cloud
 	// processes reach its services ("" when it runs none).
 	Remote string
+	// CreatedCA is the directory of the CA this start created,
+	// bootstrapping an empty data directory, and CA that CA, so a test or
+	// the demo can issue node certificates; "" and nil when the data
+	// directory was provisioned (the process then never sees a CA key).
+	// The services never use it.
+	CreatedCA string
+	root      *x509.Certificate
 }
 
 func (c *Config) defaults() {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir()
+	}
+	if c.BootstrapCADir == "" {
+		c.BootstrapCADir = BootstrapCADir(c.DataDir)
 	}
 	if c.StoreURL == "" {
 		c.StoreURL = filepath.Join(c.DataDir, "registry.db")
@@ -123,8 +137,8 @@ func (c *Config) defaults() {
 	}
 }
 
-// DefaultDataDir is ./cyphonic-data: its ca/ subdirectory is where
-// `cyphonic ca issue` looks by default.
+// DefaultDataDir is ./cyphonic-data. A first start there creates the CA in
+// ./cyphonic-data-ca, where `cyphonic ca issue` looks by default.
 func DefaultDataDir() string { return "cyphonic-data" }
 
 func (c *Config) addrs(port int) []string {
@@ -155,23 +169,43 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	if s.CA, err = loadOrInitCA(filepath.Join(cfg.DataDir, "ca")); err != nil {
-		return nil, err
+	run := func(name string) bool { return slices.Contains(cfg.Services, name) }
+	var roles []pki.Role // of the services run here: each needs its certificate
+	for _, r := range []pki.Role{pki.RoleAS, pki.RoleNMS, pki.RoleTRS} {
+		if run(r.String()) {
+			roles = append(roles, r)
+		}
 	}
-	if s.store, err = store.Open(ctx, cfg.StoreURL, store.Config{}); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	if len(roles) != len(cfg.Services) {
+		return nil, fmt.Errorf("server: services %v: want some of as, nms, trs, each once", cfg.Services)
 	}
-	deny, err := pki.NewDenyListFile(s.CA.Dir(), cfg.Logger)
+	tr, err := loadTrust(cfg.DataDir, cfg.BootstrapCADir, roles, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	run := func(name string) bool { return slices.Contains(cfg.Services, name) }
+	s.root, s.CA, s.CreatedCA = tr.root, tr.ca, tr.created
+	if s.store, err = store.Open(ctx, cfg.StoreURL, store.Config{}); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	deny, err := openDenyList(TrustDir(cfg.DataDir), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 	// Each service is an actor system of its own; the router carries their
 	// frames, straight into the target system when it runs here, through
 	// the gateway (the process's one remote) when it runs elsewhere.
 	s.router = svc.NewRouter(cfg.Logger)
 	if cfg.needsGateway() {
-		if s.gateway, err = svc.StartGateway(runtime.New("gateway", cfg.Logger), cfg.remote(), s.router); err != nil {
+		// Mutual TLS between gateways with the service certificates: the
+		// gateway presents the first service's run here, and accepts any
+		// cloud service of this overlay that is not revoked.
+		peers, err := pki.NewVerifier(s.root, pki.RoleAS, pki.RoleNMS, pki.RoleTRS)
+		if err != nil {
+			return nil, err
+		}
+		peers.SetDenySource(deny.Current)
+		creds := svc.Credentials{Identity: tr.ids[roles[0]], Peers: peers}
+		if s.gateway, err = svc.StartGateway(runtime.New("gateway", cfg.Logger), cfg.remote(), s.router, creds); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		s.Remote = s.gateway.Addr()
@@ -215,11 +249,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if nmsRef.IsZero() {
 			return nil, errors.New("server: AS needs an NMS: run nms here or give its remote address")
 		}
-		id, err := serviceIdentity(s.CA, cfg.DataDir, pki.RoleAS)
-		if err != nil {
-			return nil, err
-		}
-		v, err := pki.NewVerifier(s.CA.Cert, pki.RoleNode)
+		id := tr.ids[pki.RoleAS]
+		v, err := pki.NewVerifier(s.root, pki.RoleNode)
 		if err != nil {
 			return nil, err
 		}
@@ -262,40 +293,6 @@ func (c *Config) needsGateway() bool {
 	return shared || c.NMSRemote != "" || c.TRSRemote != ""
 }
 
-func loadOrInitCA(dir string) (*pki.CA, error) {
-	if _, err := os.Stat(filepath.Join(dir, pki.CACertFile)); err == nil {
-		return pki.LoadCA(dir)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("server: CA dir: %w", err)
-	}
-	return pki.InitCA(dir, "CYPHONIC overlay CA", 10*365*24*time.Hour)
-}
-
-// serviceIdentity loads the service's certificate from DataDir/<role>, or
-// issues one (valid a year) on first start.
-func serviceIdentity(ca *pki.CA, dataDir string, role pki.Role) (*pki.Identity, error) {
-	dir := filepath.Join(dataDir, role.String())
-	if _, err := os.Stat(filepath.Join(dir, pki.CertFile)); err == nil {
-		id, err := pki.LoadIdentity(dir)
-		if err == nil && time.Until(id.Cert.NotAfter) > 24*time.Hour {
-			return id, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		os.RemoveAll(dir) // expiring: issue a fresh one
-	}
-	id, err := ca.Issue(role, "", 365*24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	if err := pki.WriteIdentity(dir, id); err != nil {
-		return nil, err
-	}
-	return id, nil
-}
-
 func (s *Server) startDebug(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -313,6 +310,12 @@ func (s *Server) startDebug(ctx context.Context) error {
 			Name: "cyphonic_cloud_frames_total", Help: "Frames between the cloud services, by route.",
 			ConstLabels: prometheus.Labels{"route": route},
 		}, func() float64 { return float64(count(r.Stats())) }))
+	}
+	if g := s.gateway; g != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cyphonic_cloud_gateway_refused_total",
+			Help: "Gateway TLS handshakes refused on the peer's certificate (not a cloud service of this overlay, expired or revoked).",
+		}, func() float64 { return float64(g.Refused.Load()) }))
 	}
 	if s.TRS != nil {
 		t := s.TRS.Table()

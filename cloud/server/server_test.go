@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -109,9 +108,13 @@ func TestSplitDeployment(t *testing.T) {
 	redisURL := storetest.WithPrefix(t, storetest.RedisURL(t), "server-"+t.Name()+":")
 	defer storetest.DeletePrefix(t, redisURL, "server-"+t.Name()+":")
 	dir := t.TempDir()
-	// Both processes use the CA in dir: make it before either starts.
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test CA", time.Hour)
+	// Both processes use the service certificates in dir, issued by a CA
+	// kept elsewhere: neither process can reach its key.
+	ca, err := pki.InitCA(t.TempDir(), "test CA", time.Hour)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Provision(ca, dir, []pki.Role{pki.RoleAS, pki.RoleNMS, pki.RoleTRS}, time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 

@@ -2,33 +2,39 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/server"
 )
 
-// defaultCADir is where `cyphonic cloud` keeps its CA on embedded defaults,
-// so `cyphonic ca issue` run beside it needs no flags.
-const defaultCADir = "cyphonic-data/ca"
+// defaultCADir is where a first `cyphonic cloud` on embedded defaults
+// creates the CA (beside its data directory, never in it: see
+// server.BootstrapCADir), so `cyphonic ca issue` run beside it needs no
+// flags.
+const defaultCADir = "cyphonic-data-ca"
 
 func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: need a subcommand: init, issue, revoke or list", errUsage)
+		return fmt.Errorf("%w: need a subcommand: init, issue, issue-service, revoke or list", errUsage)
 	}
 	switch args[0] {
 	case "init":
 		return caInit(args[1:], stdout, stderr)
 	case "issue":
 		return caIssue(args[1:], stdout, stderr)
+	case "issue-service":
+		return caIssueService(args[1:], stdout, stderr)
 	case "revoke":
 		return caRevoke(args[1:], stdout, stderr)
 	case "list":
 		return caList(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "Usage: cyphonic ca init|issue|revoke|list [flags]")
+		fmt.Fprintln(stdout, "Usage: cyphonic ca init|issue|issue-service|revoke|list [flags]")
 		return nil
 	}
 	return fmt.Errorf("%w: unknown ca subcommand %q", errUsage, args[0])
@@ -161,5 +167,49 @@ func caList(args []string, stdout, stderr io.Writer) error {
 	for _, s := range deny.Serials() {
 		fmt.Fprintln(stdout, s)
 	}
+	return nil
+}
+
+// caIssueService provisions a cloud data directory from the CA: the root
+// certificate and the services' certificates, so the cloud runs with the CA
+// key nowhere near it.
+func caIssueService(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ca issue-service", stderr)
+	dir := fs.String("dir", defaultCADir, "the CA directory")
+	data := fs.String("data", server.DefaultDataDir(), "the cloud's data directory (gets ca/ca.crt and one directory per service)")
+	services := fs.String("services", "as,nms,trs", "services to issue certificates for (comma-separated: as, nms, trs)")
+	validity := fs.Duration("validity", server.ServiceValidity, "how long the certificates are valid")
+	renew := fs.Bool("renew", false, "replace certificates that exist (restart the cloud afterwards)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var roles []pki.Role
+	for _, name := range splitList(*services) {
+		r, err := pki.ParseRole(name)
+		if err != nil || !r.IsService() {
+			return fmt.Errorf("%w: --services: %q is not as, nms or trs", errUsage, name)
+		}
+		roles = append(roles, r)
+	}
+	if len(roles) == 0 {
+		return fmt.Errorf("%w: --services: none given", errUsage)
+	}
+	ca, err := pki.LoadCA(*dir)
+	if err != nil {
+		return fmt.Errorf("%w (create one with 'cyphonic ca init --dir %s')", err, *dir)
+	}
+	ids, err := server.Provision(ca, *data, roles, *validity, *renew)
+	if errors.Is(err, server.ErrIdentityExists) {
+		return fmt.Errorf("%w (--renew replaces it)", err)
+	}
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(*data)
+	for _, id := range ids {
+		fmt.Fprintf(stdout, "issued %s certificate, serial %s, valid until %s\n", id.Role,
+			pki.FormatSerial(id.Cert.SerialNumber), id.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(stdout, "written to %s (no CA key: keep %s offline)\n", abs, *dir)
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"strings"
 
 	"github.com/cyphonic/cyphonic-go/cloud/server"
@@ -15,7 +14,7 @@ import (
 // runCloud runs the cloud services until ctx ends.
 func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("cloud", stderr)
-	data := fs.String("data", server.DefaultDataDir(), "data directory: CA, service certificates, bbolt store")
+	data := fs.String("data", server.DefaultDataDir(), "data directory: CA certificate, service certificates, bbolt store (no CA key; a first start creates the CA in <data>-ca)")
 	storeURL := fs.String("store", "", "registry: a bbolt path or redis://host:port/db (default: bbolt in --data)")
 	services := fs.String("services", "as,nms,trs", "services to run here (comma-separated: as, nms, trs)")
 	listen := fs.String("listen", "127.0.0.1,::1", "IP addresses the UDP services bind (comma-separated)")
@@ -109,8 +108,12 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if a := s.DebugAddr(); a != nil {
 		fmt.Fprintf(stdout, "  debug             http://%s/debug/actors  http://%s/metrics\n", a, a)
 	}
-	fmt.Fprintf(stdout, "Issue a node certificate with:\n  cyphonic ca issue --dir %s --fqdn alice.example.cyphonic\n",
-		filepath.Join(*data, "ca"))
+	caDir := "CA_DIR"
+	if s.CreatedCA != "" {
+		caDir = s.CreatedCA
+		fmt.Fprintf(stdout, "  new overlay CA     %s (its key is not in %s: keep it offline, e.g. move it away)\n", caDir, *data)
+	}
+	fmt.Fprintf(stdout, "Issue a node certificate with:\n  cyphonic ca issue --dir %s --fqdn alice.example.cyphonic\n", caDir)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "cyphonic cloud: shutting down")
 	return s.Close(context.Background())

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -202,5 +207,120 @@ func TestCloudNoFlagsAnswersLogin(t *testing.T) {
 	}
 	if reply.FQDN != "alice.example.cyphonic" || !reply.VIP6.IsValid() || !reply.VIP4.IsValid() {
 		t.Fatalf("login reply %+v: want the FQDN and both VIPs", reply)
+	}
+}
+
+// asAddr reads the AS's address from `cyphonic cloud`'s output.
+func asAddr(t *testing.T, out string) netip.AddrPort {
+	t.Helper()
+	m := regexp.MustCompile(`AS   \(login\)\s+udp (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no AS address in:\n%s", out)
+	}
+	return netip.MustParseAddrPort(m[1])
+}
+
+// loginWith logs a simulated node with the identity in dir (as `ca issue`
+// wrote it) in at as.
+func loginWith(t *testing.T, dir string, as netip.AddrPort) {
+	t.Helper()
+	id, err := pki.LoadIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := pki.LoadRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cloudsim.NewNodeWithIdentity(&pki.CA{Cert: root}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Login(as, false); err != nil {
+		t.Fatalf("login %s: %v", id.FQDN, err)
+	}
+	if _, err := n.Register(false); err != nil {
+		t.Fatalf("register %s: %v", id.FQDN, err)
+	}
+}
+
+// TestCloudRunsWithCAKeyDeleted: the first `cyphonic cloud` on an empty
+// data directory makes the CA beside it and says where; a node certificate
+// is issued; with ca.key deleted the cloud starts again on the same data
+// directory and logs the node in.
+func TestCloudRunsWithCAKeyDeleted(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	out, stop := startCloudCmd(t, "--data", data)
+	caDir := data + "-ca"
+	if !strings.Contains(out.String(), "new overlay CA     "+caDir) || !strings.Contains(out.String(), "--dir "+caDir) {
+		t.Errorf("output does not say where the CA went:\n%s", out)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	alice := filepath.Join(t.TempDir(), "alice")
+	if code, _, stderr := runCmd(t, "ca", "issue", "--dir", caDir, "--fqdn", "alice.example.cyphonic", "--out", alice); code != 0 {
+		t.Fatalf("ca issue: %s", stderr)
+	}
+	if err := os.Remove(filepath.Join(caDir, pki.CAKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	out, stop = startCloudCmd(t, "--data", data)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if strings.Contains(out.String(), "new overlay CA") {
+		t.Fatalf("second start made a CA:\n%s", out)
+	}
+	loginWith(t, alice, asAddr(t, out.String()))
+}
+
+// TestCloudProvisionedByIssueService: the CA made with `ca init` stays in
+// its own directory; `ca issue-service` fills the cloud's; the cloud runs
+// on it (one process with all services, then NMS alone) and logs in a node
+// of that CA.
+func TestCloudProvisionedByIssueService(t *testing.T) {
+	dir := t.TempDir()
+	caDir, data := filepath.Join(dir, "offline-ca"), filepath.Join(dir, "data")
+	if code, _, stderr := runCmd(t, "ca", "init", "--dir", caDir); code != 0 {
+		t.Fatalf("ca init: %s", stderr)
+	}
+	code, stdout, stderr := runCmd(t, "ca", "issue-service", "--dir", caDir, "--data", data)
+	if code != 0 || strings.Count(stdout, "issued ") != 3 {
+		t.Fatalf("ca issue-service: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCmd(t, "ca", "issue-service", "--dir", caDir, "--data", data, "--services", "nms"); code == 0 || !strings.Contains(stderr, "--renew") {
+		t.Fatalf("issue-service over an existing certificate: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := runCmd(t, "ca", "issue-service", "--dir", caDir, "--data", data, "--services", "nms", "--renew"); code != 0 {
+		t.Fatalf("issue-service --renew: %s", stderr)
+	}
+	if code, _, _ := runCmd(t, "ca", "issue-service", "--dir", caDir, "--data", data, "--services", "node"); code == 0 {
+		t.Fatal("issue-service issued a node certificate")
+	}
+	bob := filepath.Join(dir, "bob")
+	if code, _, stderr := runCmd(t, "ca", "issue", "--dir", caDir, "--fqdn", "bob.example.cyphonic", "--out", bob); code != 0 {
+		t.Fatalf("ca issue: %s", stderr)
+	}
+	out, stop := startCloudCmd(t, "--data", data)
+	if strings.Contains(out.String(), "new overlay CA") {
+		t.Errorf("a provisioned cloud made a CA:\n%s", out)
+	}
+	if _, err := os.Stat(data + "-ca"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a provisioned cloud made a CA dir: %v", err)
+	}
+	loginWith(t, bob, asAddr(t, out.String()))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, stop = startCloudCmd(t, "--data", data, "--services", "nms")
+	if !strings.Contains(out.String(), "NMS  (signaling)") {
+		t.Errorf("nms alone:\n%s", out)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -163,10 +163,10 @@ func (d *demo) run(ctx context.Context) ([]pairResult, error) {
 	d.build()
 	d.printTopology()
 
-	if err := d.startCloud(ctx, filepath.Join(dir, "cloud")); err != nil {
+	if err := d.startCloud(ctx, filepath.Join(dir, "cloud"), filepath.Join(dir, "ca")); err != nil {
 		return nil, err
 	}
-	if err := d.startNodes(ctx, filepath.Join(dir, "cloud", "ca"), dir); err != nil {
+	if err := d.startNodes(ctx, filepath.Join(dir, "ca"), dir); err != nil {
 		return nil, err
 	}
 	fmt.Fprintln(d.out, "\npinging every pair by name (the first query sets the tunnel up):")
@@ -232,13 +232,19 @@ func addrs(as ...netip.Addr) string {
 	return strings.Join(parts, " ")
 }
 
-// startCloud runs `cyphonic cloud` on the cloud host with a CA made here,
-// and waits until it says it is up.
-func (d *demo) startCloud(ctx context.Context, data string) error {
-	if err := os.MkdirAll(filepath.Join(data, "ca"), 0o700); err != nil {
+// startCloud runs `cyphonic cloud` on the cloud host with a CA made here
+// in caDir, outside the cloud's data directory (which gets the service
+// certificates, as `cyphonic ca issue-service` does), and waits until it
+// says it is up.
+func (d *demo) startCloud(ctx context.Context, data, caDir string) error {
+	if err := os.MkdirAll(caDir, 0o700); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	if _, err := pki.InitCA(filepath.Join(data, "ca"), "CYPHONIC demo CA", 24*time.Hour); err != nil {
+	ca, err := pki.InitCA(caDir, "CYPHONIC demo CA", 24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if _, err := server.Provision(ca, data, []pki.Role{pki.RoleAS, pki.RoleNMS, pki.RoleTRS}, 24*time.Hour, false); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	p := d.cloud.Start(d.bin, "cloud", "--data", data,

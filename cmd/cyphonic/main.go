@@ -30,7 +30,7 @@ var errUsage = errors.New("usage")
 
 func commands() []command {
 	return []command{
-		{"ca", "manage the overlay's root CA: init, issue, revoke, list", runCA},
+		{"ca", "manage the overlay's root CA: init, issue, issue-service, revoke, list", runCA},
 		{"cloud", "run the cloud services (AS, NMS, TRS) as actor systems", runCloud},
 		{"node", "run the node daemon: TUN device, resolver, tunnels to peers", runNode},
 		{"status", "show a node's peers, paths, handshakes and counters", runStatus},

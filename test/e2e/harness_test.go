@@ -118,8 +118,9 @@ func (w *world) stopCloud() {
 	}
 }
 
-// caDir is where the cloud keeps its CA, for `cyphonic ca issue`.
-func (w *world) caDir() string { return filepath.Join(w.dir, "cloud", "ca") }
+// caDir is where the cloud's first start made its CA, for `cyphonic ca
+// issue`: beside its data directory, never in it.
+func (w *world) caDir() string { return filepath.Join(w.dir, "cloud-ca") }
 
 // relayedBytes is what the TRS has forwarded, from the cloud's /metrics.
 func (w *world) relayedBytes() uint64 {

@@ -160,11 +160,11 @@ func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
 	if err := c.srv.CA.Revoke(carol.Cert.SerialNumber); err != nil {
 		t.Fatal(err)
 	}
-	old := crl(c.srv.CA) // number 1: carol only
+	old := crl(c.srv.CA) // carol only
 	if err := c.srv.CA.Revoke(bob.Cert.SerialNumber); err != nil {
 		t.Fatal(err)
 	}
-	cur := crl(c.srv.CA) // number 2: carol and bob
+	cur := crl(c.srv.CA) // carol and bob: the newest
 	impostor, err := pki.InitCA(t.TempDir(), c.srv.CA.Cert.Subject.CommonName, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +174,10 @@ func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	forged := crl(impostor) // number 5, signed by another key
+	forged := crl(impostor) // signed by another key
+	if forged.Number <= cur.Number {
+		t.Fatalf("the forged list (%d) must claim to be newer than the genuine one (%d)", forged.Number, cur.Number)
+	}
 
 	rec, err := c.srv.Store().GetNode(context.Background(), alice.FQDN())
 	if err != nil {
@@ -220,13 +223,13 @@ func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
 		t.Fatal("alice never acknowledged")
 		return 0
 	}
-	if got := push(cur); got != 2 {
-		t.Fatalf("alice holds list %d after the genuine list 2", got)
+	if got := push(cur); got != cur.Number {
+		t.Fatalf("alice holds list %d after the genuine list %d", got, cur.Number)
 	}
-	if got := push(old); got != 2 {
-		t.Fatalf("older list: alice holds %d, want 2 (she must never go back)", got)
+	if got := push(old); got != cur.Number {
+		t.Fatalf("older list %d: alice holds %d, want %d (she must never go back)", old.Number, got, cur.Number)
 	}
-	if got := push(forged); got != 2 {
-		t.Fatalf("forged list %d: alice holds %d, want 2", forged.Number, got)
+	if got := push(forged); got != cur.Number {
+		t.Fatalf("forged list %d: alice holds %d, want %d", forged.Number, got, cur.Number)
 	}
 }

@@ -41,7 +41,7 @@ func SetupCyphonic(ctx context.Context, topo *Topology, cloud *testbed.Host, bin
 	data := filepath.Join(dir, "cloud")
 	cloudAddr := netip.AddrPortFrom(cloud.IPv4(), asPort).String()
 	cp := cloud.Start(bin, "cloud", "--data", data, "--listen", cloud.IPv4().String())
-	caDir := filepath.Join(data, "ca")
+	caDir := data + "-ca" // where its first start makes the CA, outside the data directory
 	// Ready once it has made its CA and AS listens.
 	if err := poll(ctx, 100, func() error {
 		select {

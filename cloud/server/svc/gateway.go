@@ -34,6 +34,11 @@ var ErrGatewayClosed = errors.New("svc: gateway closed")
 // at all, and a process whose services are all here (and that shares no
 // store with other processes) needs no gateway.
 type Gateway struct {
+	// Refused counts peers refused on their certificate (not the overlay's,
+	// not a cloud service's, expired or revoked): at the TLS handshake, or
+	// on an open stream when it stopped verifying.
+	Refused atomic.Uint64
+
 	sys    *runtime.System
 	remote *remote.Remote
 	addr   string
@@ -45,13 +50,25 @@ type Gateway struct {
 // alone) at hostport ("127.0.0.1:0" picks a port), spawns the gateway
 // actor and routes r's frames for other processes through it. The gateway
 // owns sys from then on (Close shuts it down), and on error too.
-func StartGateway(sys *runtime.System, hostport string, r *Router) (*Gateway, error) {
-	rem, addr, err := startRemote(sys.Actors(), hostport)
+//
+// The remote's gRPC speaks mutual TLS 1.3 only, with creds: a connection
+// whose peer does not prove a cloud-service certificate of the overlay
+// fails its handshake before protoactor reads a byte of it, so no frame of
+// it reaches the gateway actor; and this gateway sends only to gateways
+// proving the same.
+func StartGateway(sys *runtime.System, hostport string, r *Router, creds Credentials) (*Gateway, error) {
+	g := &Gateway{sys: sys, router: r}
+	srvOpts, dialOpts, err := creds.grpcOptions(&g.Refused)
 	if err != nil {
 		_ = sys.Shutdown(context.Background())
 		return nil, err
 	}
-	g := &Gateway{sys: sys, remote: rem, addr: addr, router: r}
+	rem, addr, err := startRemote(sys.Actors(), hostport, remote.WithServerOptions(srvOpts...), remote.WithDialOptions(dialOpts...))
+	if err != nil {
+		_ = sys.Shutdown(context.Background())
+		return nil, err
+	}
+	g.remote, g.addr = rem, addr
 	// The mailbox stays unbounded: protoactor's BoundedDropping spins after
 	// a drop (see runtime.Limiter), and frames arrive here from protoactor's
 	// remote, which does the send itself. gRPC's flow control and the

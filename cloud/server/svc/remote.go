@@ -10,10 +10,10 @@ import (
 )
 
 // startRemote makes sys reachable over gRPC at hostport ("127.0.0.1:0"
-// picks a port) and returns the remote and the address other systems use in
+// picks a port), configured by opts, and returns the remote and the address other systems use in
 // PIDs. remote.Start panics when it cannot listen; the port is probed first
 // so a taken port is an error instead.
-func startRemote(sys *actor.ActorSystem, hostport string) (*remote.Remote, string, error) {
+func startRemote(sys *actor.ActorSystem, hostport string, opts ...remote.ConfigOption) (*remote.Remote, string, error) {
 	host, portStr, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return nil, "", fmt.Errorf("svc: remote address %q: %w", hostport, err)
@@ -38,7 +38,7 @@ func startRemote(sys *actor.ActorSystem, hostport string) (*remote.Remote, strin
 		}
 		l.Close()
 	}
-	r := remote.NewRemote(sys, remote.Configure(host, port))
+	r := remote.NewRemote(sys, remote.Configure(host, port, opts...))
 	var startErr error
 	func() {
 		defer func() {

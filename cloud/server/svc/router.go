@@ -164,11 +164,12 @@ func (r *Router) route(to Ref, m *Message) error {
 	if here {
 		return r.deliver(sys, to, m)
 	}
+	r.outbound.Add(1) // before the send, as in deliver
 	if err := gw.send(to, m); err != nil {
+		r.outbound.Add(^uint64(0))
 		r.dropped.Add(1)
 		return err
 	}
-	r.outbound.Add(1)
 	return nil
 }
 
@@ -181,8 +182,10 @@ func (r *Router) deliver(sys *actor.ActorSystem, to Ref, m *Message) error {
 	// The PID is made in the target system so that it resolves in that
 	// system's registry; PIDs of different systems in one process all have
 	// the address "nonhost" and must never cross.
-	sys.Root.Send(sys.NewLocalPID(to.ID), m)
+	// Counted before the send: an answer to m can be seen (and the stats
+	// read) before Send returns.
 	r.local.Add(1)
+	sys.Root.Send(sys.NewLocalPID(to.ID), m)
 	return nil
 }
 

@@ -153,7 +153,7 @@ func TestRouterNoRoute(t *testing.T) {
 func TestGatewayInbound(t *testing.T) {
 	r := NewRouter(nil)
 	asSys := twoServices(t, r)
-	gw, err := StartGateway(runtime.New("gateway", nil), "127.0.0.1:0", r)
+	gw, err := StartGateway(runtime.New("gateway", nil), "127.0.0.1:0", r, testCredentials(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestGatewayPortTaken(t *testing.T) {
 	}
 	defer l.Close()
 	r := NewRouter(nil)
-	if _, err := StartGateway(runtime.New("gateway", nil), l.Addr().String(), r); err == nil {
+	if _, err := StartGateway(runtime.New("gateway", nil), l.Addr().String(), r, testCredentials(t)); err == nil {
 		t.Fatal("gateway started on a taken port")
 	}
 	if r.Addr() != LocalProcess {

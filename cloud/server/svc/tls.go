@@ -1,0 +1,213 @@
+package svc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/cyphonic/cyphonic-go/cloud/pki"
+)
+
+// Credentials are what a gateway proves and what it accepts: the process's
+// service identity, presented to every other gateway, and the verifier a
+// peer gateway's certificate must pass (the overlay root, a cloud-service
+// role, the deny list). Both directions are checked: a gateway delivers
+// frames only from, and sends frames (key hand-overs among them) only to,
+// a process holding a service certificate of the overlay.
+type Credentials struct {
+	Identity *pki.Identity
+	Peers    *pki.Verifier
+}
+
+// handshakeTimeout bounds a connection that has not finished its TLS
+// handshake: a stranger holding sockets open costs a few seconds, not
+// gRPC's default two minutes.
+const handshakeTimeout = 5 * time.Second
+
+var errNoPeerCert = errors.New("svc: gateway: peer sent no certificate")
+
+// tlsConfig is the TLS 1.3 configuration of a gateway's server (server
+// true) or client side.
+//
+// crypto/tls's own chain verification is off on both sides and replaced by
+// VerifyConnection with the overlay's verifier: x509.Verify would demand a
+// serverAuth/clientAuth extended key usage, which the overlay's certificates
+// do not carry (their EKU is the CYPHONIC role), and it knows nothing of
+// roles or the deny list. The handshake signature is checked by crypto/tls
+// either way, so the peer proves it holds the certificate's key; what the
+// certificate is worth is pki.Verifier's decision, as everywhere else.
+func (c Credentials) tlsConfig(server bool, refused *atomic.Uint64) (*tls.Config, error) {
+	if c.Identity == nil || c.Peers == nil {
+		return nil, errors.New("svc: gateway: credentials need an identity and a verifier")
+	}
+	if !c.Identity.Role.IsService() {
+		return nil, fmt.Errorf("svc: gateway: identity %s is a %s, not a cloud service", c.Identity.FQDN, c.Identity.Role)
+	}
+	cert := tls.Certificate{
+		Certificate: [][]byte{c.Identity.CertDER},
+		PrivateKey:  c.Identity.Key,
+		Leaf:        c.Identity.Cert,
+	}
+	peers := c.Peers
+	verify := func(cs tls.ConnectionState) error {
+		err := verifyPeer(peers, cs)
+		if err != nil && refused != nil {
+			refused.Add(1)
+		}
+		return err
+	}
+	cfg := &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		Certificates:     []tls.Certificate{cert},
+		VerifyConnection: verify,
+	}
+	if server {
+		cfg.ClientAuth = tls.RequireAnyClientCert // verified by VerifyConnection
+	} else {
+		cfg.InsecureSkipVerify = true // verified by VerifyConnection, see above
+	}
+	return cfg, nil
+}
+
+// verifyPeer accepts a connection whose peer's leaf certificate verifies
+// under the overlay root with a cloud-service role.
+func verifyPeer(v *pki.Verifier, cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errNoPeerCert
+	}
+	p, err := v.Verify(cs.PeerCertificates[0].Raw, "", time.Now())
+	if err != nil {
+		return fmt.Errorf("svc: gateway peer: %w", err)
+	}
+	if !p.Role.IsService() { // the verifier's roles say so already; never trust one config
+		return fmt.Errorf("svc: gateway peer %s: role %s is not a cloud service", p.FQDN, p.Role)
+	}
+	return nil
+}
+
+// grpcOptions returns the remote's server and dial options for c.
+func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, []grpc.DialOption, error) {
+	srv, err := c.tlsConfig(true, refused)
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := c.tlsConfig(false, refused)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []grpc.ServerOption{
+			grpc.Creds(credentials.NewTLS(srv)),
+			grpc.ConnectionTimeout(handshakeTimeout),
+			grpc.UnaryInterceptor(refuseUnary),
+			grpc.StreamInterceptor(c.recheck(refused)),
+		}, []grpc.DialOption{
+			grpc.WithTransportCredentials(credentials.NewTLS(cli)),
+			grpc.WithStreamInterceptor(c.recheckServer(refused)),
+		}, nil
+}
+
+// recheck keeps checking a gateway stream's peer after the handshake: its
+// certificate is verified again on every message (a batch of frames) it
+// sends, before protoactor sees the message, so a peer revoked (or expired)
+// while connected can deliver nothing more; a connection lives as long as
+// both processes do. Each check is a stat of the deny list and one Ed25519
+// verification, next to batches of logins and tunnel setups.
+func (c Credentials) recheck(refused *atomic.Uint64) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		state, err := tlsState(ss.Context())
+		if err != nil {
+			return err
+		}
+		return handler(srv, &checkedStream{ServerStream: ss, peer: checkedPeer{state, c.Peers, refused}})
+	}
+}
+
+// tlsState is the TLS state of the connection a stream's context belongs to.
+func tlsState(ctx context.Context) (tls.ConnectionState, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return tls.ConnectionState{}, status.Error(codes.Unauthenticated, "svc: gateway: no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return tls.ConnectionState{}, status.Error(codes.Unauthenticated, "svc: gateway: not a TLS peer")
+	}
+	return info.State, nil
+}
+
+// checkedPeer is the peer of an open stream, verified again on each use.
+type checkedPeer struct {
+	state   tls.ConnectionState
+	peers   *pki.Verifier
+	refused *atomic.Uint64
+}
+
+func (p checkedPeer) check() error {
+	if err := verifyPeer(p.peers, p.state); err != nil {
+		if p.refused != nil {
+			p.refused.Add(1)
+		}
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return nil
+}
+
+type checkedStream struct {
+	grpc.ServerStream
+	peer checkedPeer
+}
+
+func (s *checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return s.peer.check()
+}
+
+// recheckServer is recheck's other half, for the streams this gateway
+// opens: the other gateway's certificate is verified again before every
+// message sent to it, so a process revoked while connected receives
+// nothing more (key hand-overs among it). A refused send makes protoactor
+// drop the connection; the next one fails its handshake.
+func (c Credentials) recheckServer(refused *atomic.Uint64) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, err
+		}
+		// The stream's context carries its transport's peer, TLS state included.
+		state, err := tlsState(cs.Context())
+		if err != nil {
+			return nil, err
+		}
+		return &checkedClientStream{ClientStream: cs, peer: checkedPeer{state, c.Peers, refused}}, nil
+	}
+}
+
+type checkedClientStream struct {
+	grpc.ClientStream
+	peer checkedPeer
+}
+
+func (s *checkedClientStream) SendMsg(m any) error {
+	if err := s.peer.check(); err != nil {
+		return err
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+// refuseUnary answers every unary call: the gateways speak only the
+// Receive stream, and the pinned remote's unary handlers (ListProcesses,
+// GetProcessDiagnostics) panic, which gRPC does not recover.
+func refuseUnary(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
+	return nil, status.Error(codes.Unimplemented, "svc: gateway serves only the Receive stream")
+}
