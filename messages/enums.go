@@ -25,6 +25,11 @@ const (
 	MsgPeerUpdate      MsgType = 17 // NMS -> node: a peer moved
 	MsgPeerUpdateAck   MsgType = 18 // node -> NMS
 	MsgError           MsgType = 19 // any response that failed
+	// The login's second round (issue 9): numbered apart from the block
+	// above so that types added elsewhere meanwhile cannot take the same
+	// values.
+	MsgLoginChallenge MsgType = 32 // AS -> node (payload of Noise message 2): prove your key
+	MsgLoginConfirm   MsgType = 33 // node -> AS, sealed on the new session: the proof
 )
 
 var msgTypeNames = [...]string{
@@ -47,6 +52,8 @@ var msgTypeNames = [...]string{
 	MsgPeerUpdate:      "peer-update",
 	MsgPeerUpdateAck:   "peer-update-ack",
 	MsgError:           "error",
+	MsgLoginChallenge:  "login-challenge",
+	MsgLoginConfirm:    "login-confirm",
 }
 
 // Valid reports whether t is a message type this package defines.
