@@ -32,6 +32,12 @@ var (
 	bobVIP4   = netip.MustParseAddr("100.64.0.2")
 )
 
+type pendingLogin struct {
+	id   messages.MsgID
+	sess *signaling.Session
+	fqdn string
+}
+
 // fakeCloud plays AS, NMS and the NAT probe point on the far side of a fake
 // data plane: SendControl hands it the node's packets and it answers
 // through Session.Inbound, like the sockets would.
@@ -40,7 +46,9 @@ type fakeCloud struct {
 	as     handshake.Config
 	mu     sync.Mutex
 	sess   map[uint32]*signaling.Session
-	nextID uint32
+	// challenged logins awaiting their confirmation, by session ID
+	pending map[uint32]pendingLogin
+	nextID  uint32
 	down   bool            // drop everything
 	refuse *messages.Error // refuse logins with this
 	expire bool            // answer signaling with SessionExpired
@@ -78,6 +86,7 @@ func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
 			},
 		},
 		sess:    make(map[uint32]*signaling.Session),
+		pending: make(map[uint32]pendingLogin),
 		seen:    make(map[messages.MsgType]int),
 		mapping: observed,
 	}
@@ -122,21 +131,13 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 			return
 		}
 		c.nextID++
-		out, keys, err := a.Accept(messages.LoginReply{
-			SessionID: c.nextID,
-			FQDN:      a.Identity,
-			VIP6:      netip.MustParseAddr("fd00:cafe::1"),
-			VIP4:      netip.MustParseAddr("100.64.0.1"),
-			Prefix6:   netip.MustParsePrefix("fd00:cafe::/48"),
-			Prefix4:   netip.MustParsePrefix("100.64.0.0/10"),
-			NMS:       []netip.AddrPort{nmsAddr},
-			NATProbe:  []netip.AddrPort{probeAddr},
-		}, "as", now)
+		out, keys, err := a.Challenge(c.nextID, "as", now)
 		if err != nil {
-			c.t.Errorf("fake AS accept: %v", err)
+			c.t.Errorf("fake AS challenge: %v", err)
 			return
 		}
-		c.sess[c.nextID], _ = signaling.NewCloudSession(c.nextID, keys)
+		sess, _ := signaling.NewCloudSession(c.nextID, keys)
+		c.pending[c.nextID] = pendingLogin{id: a.Envelope.ID, sess: sess, fqdn: a.Identity}
 		c.node.Inbound(out, to)
 	case messages.TypeProbe:
 		c.probes++
@@ -150,6 +151,30 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 		c.node.Inbound(out, to)
 	case messages.TypeSignaling:
 		id, _ := signaling.PeekSession(pkt)
+		if p, ok := c.pending[id]; ok {
+			if err := signaling.OpenConfirm(p.sess, nil, pkt, p.id, now); err != nil {
+				c.t.Errorf("fake AS: confirmation: %v", err)
+				return
+			}
+			delete(c.pending, id)
+			out, err := p.sess.SealMessage(nil, messages.NewEncoder(), p.id, "as", now, messages.LoginReply{
+				SessionID: id,
+				FQDN:      p.fqdn,
+				VIP6:      netip.MustParseAddr("fd00:cafe::1"),
+				VIP4:      netip.MustParseAddr("100.64.0.1"),
+				Prefix6:   netip.MustParsePrefix("fd00:cafe::/48"),
+				Prefix4:   netip.MustParsePrefix("100.64.0.0/10"),
+				NMS:       []netip.AddrPort{nmsAddr},
+				NATProbe:  []netip.AddrPort{probeAddr},
+			})
+			if err != nil {
+				c.t.Errorf("fake AS reply: %v", err)
+				return
+			}
+			c.sess[id] = p.sess
+			c.node.Inbound(out, to)
+			return
+		}
 		s, ok := c.sess[id]
 		if !ok {
 			return // unknown session: a restarted cloud stays silent

@@ -97,15 +97,28 @@ func sourceKey(a netip.Addr) netip.Addr {
 	return p.Addr()
 }
 
-// allow takes a token from from's bucket and, for a login packet (one that
-// would cost a DH), from the global budget too.
+// allow decides on one packet from from; login says it is a login packet
+// (one that would cost a DH), which also takes from the global budget.
+// The per-source buckets apply only while the AS is under load (the global
+// budget below half), as WireGuard's do: otherwise many nodes behind one
+// NAT address logging in at once (a site's power cut) would be throttled
+// for nothing. Under load they keep each flooding source to its share, so
+// that a node sending from its own address still finds budget left.
 func (l *limiter) allow(from netip.Addr, login bool, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.source(sourceKey(from), now).take(now, l.cfg.PerSource, l.cfg.Burst) {
+	if l.underLoad(now) && !l.source(sourceKey(from), now).take(now, l.cfg.PerSource, l.cfg.Burst) {
 		return false
 	}
 	return !login || l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst)
+}
+
+// underLoad reports whether less than half the global budget is left.
+func (l *limiter) underLoad(now time.Time) bool {
+	if l.global.last.IsZero() {
+		return false
+	}
+	return l.global.tokens+now.Sub(l.global.last).Seconds()*l.cfg.Logins < l.cfg.LoginBurst/2
 }
 
 func (l *limiter) source(k netip.Addr, now time.Time) *bucket {
