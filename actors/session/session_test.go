@@ -42,20 +42,20 @@ type pendingLogin struct {
 // data plane: SendControl hands it the node's packets and it answers
 // through Session.Inbound, like the sockets would.
 type fakeCloud struct {
-	t      *testing.T
-	as     handshake.Config
-	mu     sync.Mutex
-	sess   map[uint32]*signaling.Session
+	t    *testing.T
+	as   handshake.Config
+	mu   sync.Mutex
+	sess map[uint32]*signaling.Session
 	// challenged logins awaiting their confirmation, by session ID
 	pending map[uint32]pendingLogin
 	nextID  uint32
-	down   bool            // drop everything
-	refuse *messages.Error // refuse logins with this
-	expire bool            // answer signaling with SessionExpired
-	seen   map[messages.MsgType]int
-	logins int
-	probes int
-	node   *Session
+	down    bool            // drop everything
+	refuse  *messages.Error // refuse logins with this
+	expire  bool            // answer signaling with SessionExpired
+	seen    map[messages.MsgType]int
+	logins  int
+	probes  int
+	node    *Session
 	// mapping is the node's public mapping as NMS and the probe point see
 	// it (observed unless a test moves it); probeSeen is what the last
 	// registration reported from the probe.
