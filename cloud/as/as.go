@@ -204,6 +204,9 @@ func (s *Service) Pending() int { return s.pending.count(time.Now()) }
 // Sources is the size of the per-source rate-limit table.
 func (s *Service) Sources() int { return s.limit.tracked() }
 
+// UnderLoad reports whether the per-source rate limits are enforced now.
+func (s *Service) UnderLoad() bool { return s.limit.underLoad(time.Now()) }
+
 // Close stops reading packets, waits for the store calls in flight and
 // drops the transaction stores. Stop the actor system afterwards (or
 // before: both orders are safe).
@@ -224,12 +227,13 @@ func (s *Service) admit(b []byte, from netip.AddrPort) bool {
 			s.Counters.Short.Add(1)
 			return false
 		}
-		if !s.limit.allow(from.Addr(), true, time.Now()) {
+		now := time.Now()
+		if !s.limit.allow(from.Addr(), true, s.pending.count(now) > s.cfg.MaxPending/2, now) {
 			s.Counters.Limited.Add(1)
 			return false
 		}
 	case messages.TypeSignaling: // a confirmation: one AEAD open, no DH
-		if !s.limit.allow(from.Addr(), false, time.Now()) {
+		if !s.limit.allow(from.Addr(), false, false, time.Now()) {
 			s.Counters.Limited.Add(1)
 			return false
 		}

@@ -31,10 +31,18 @@ func (b *bucket) take(now time.Time, rate, burst float64) bool {
 	return true
 }
 
+// level is how many tokens the bucket holds at now.
+func (b *bucket) level(now time.Time, rate, burst float64) float64 {
+	if b.last.IsZero() {
+		return burst
+	}
+	return min(burst, b.tokens+max(now.Sub(b.last), 0).Seconds()*rate)
+}
+
 // full reports whether the bucket has refilled: it then says no more than
 // a missing entry, and can be forgotten.
 func (b *bucket) full(now time.Time, rate, burst float64) bool {
-	return b.tokens+now.Sub(b.last).Seconds()*rate >= burst
+	return b.level(now, rate, burst) >= burst
 }
 
 // LimitConfig sizes a limiter. Zero fields take defaults.
@@ -44,7 +52,9 @@ type LimitConfig struct {
 	// a handful of packets per login.
 	PerSource, Burst float64
 	// Logins is the global budget of login packets a second that get to the
-	// Diffie-Hellman, and LoginBurst how many at once. Default 1000 and 1000.
+	// Diffie-Hellman, and LoginBurst how many at once. Default 2000 and
+	// 2000 (above what two cores complete: the budget bounds the CPU a
+	// flood can take, it is not the capacity).
 	Logins, LoginBurst float64
 	// Sources bounds the per-source table (default 16384). Sources beyond
 	// it share one bucket: a spoofed flood costs a bounded table, and
@@ -60,10 +70,10 @@ func (c *LimitConfig) defaults() {
 		c.Burst = 20
 	}
 	if c.Logins <= 0 {
-		c.Logins = 1000
+		c.Logins = 2000
 	}
 	if c.LoginBurst < 1 {
-		c.LoginBurst = 1000
+		c.LoginBurst = 2000
 	}
 	if c.Sources <= 0 {
 		c.Sources = 16384
@@ -79,6 +89,8 @@ type limiter struct {
 	overflow bucket // the sources that found the table full
 	global   bucket
 	swept    time.Time
+	// loadedUntil: per-source limits are enforced until then.
+	loadedUntil time.Time
 }
 
 func newLimiter(cfg LimitConfig) *limiter {
@@ -98,27 +110,39 @@ func sourceKey(a netip.Addr) netip.Addr {
 }
 
 // allow decides on one packet from from; login says it is a login packet
-// (one that would cost a DH), which also takes from the global budget.
-// The per-source buckets apply only while the AS is under load (the global
-// budget below half), as WireGuard's do: otherwise many nodes behind one
-// NAT address logging in at once (a site's power cut) would be throttled
-// for nothing. Under load they keep each flooding source to its share, so
-// that a node sending from its own address still finds budget left.
-func (l *limiter) allow(from netip.Addr, login bool, now time.Time) bool {
+// (one that would cost a DH), which also takes from the global budget;
+// busy says the AS holds many pending logins.
+//
+// Every source is metered, but its bucket is enforced only while the AS
+// is under load (the global budget below half, or busy, within the last
+// second), as WireGuard does: otherwise many nodes behind one NAT address
+// logging in at once (a site after a power cut) would be throttled for
+// nothing. Under load each flooding source is held to its share - and
+// having been metered all along, a flooder's bucket is already empty when
+// the load begins - so a node sending from its own address still finds
+// budget left. The second of hold keeps a flood from draining the budget
+// again the moment it recovers.
+func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.underLoad(now) && !l.source(sourceKey(from), now).take(now, l.cfg.PerSource, l.cfg.Burst) {
+	if busy || l.global.level(now, l.cfg.Logins, l.cfg.LoginBurst) < l.cfg.LoginBurst/2 {
+		l.loadedUntil = now.Add(loadHold)
+	}
+	ok := l.source(sourceKey(from), now).take(now, l.cfg.PerSource, l.cfg.Burst)
+	if !ok && now.Before(l.loadedUntil) {
 		return false
 	}
 	return !login || l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst)
 }
 
-// underLoad reports whether less than half the global budget is left.
+// loadHold is how long the AS counts as under load after the last sign of it.
+const loadHold = time.Second
+
+// underLoad reports whether per-source limits are being enforced.
 func (l *limiter) underLoad(now time.Time) bool {
-	if l.global.last.IsZero() {
-		return false
-	}
-	return l.global.tokens+now.Sub(l.global.last).Seconds()*l.cfg.Logins < l.cfg.LoginBurst/2
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Before(l.loadedUntil)
 }
 
 func (l *limiter) source(k netip.Addr, now time.Time) *bucket {
