@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	goruntime "runtime"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
 )
 
 // Config is what an AS needs.
@@ -53,6 +55,11 @@ type Config struct {
 	// MaxPending bounds the logins challenged within PendingTTL, hence the
 	// unproven state the AS holds at any time (default 16384).
 	MaxPending int
+	// MaxChallenging bounds the challenges (certificate check and DH) in
+	// progress at once; a login packet finding them all busy is dropped and
+	// its node's retransmission tries again. It keeps a burst from queueing
+	// seconds of DH in front of a real login. Default 8 per CPU.
+	MaxChallenging int
 	// Limits rate-limits login packets per source and globally, before
 	// any work is done for them.
 	Limits LimitConfig
@@ -62,7 +69,8 @@ type Config struct {
 // Counters are the AS's outcome counts.
 type Counters struct {
 	Accepted, Refused, Duplicates, Garbage, Failed atomic.Uint64
-	// Busy counts logins dropped because the store workers were saturated.
+	// Busy counts logins dropped because the store workers or the
+	// challenges in progress (MaxChallenging) were saturated.
 	Busy atomic.Uint64
 	// Challenged counts logins answered with a challenge: not proven yet,
 	// nothing committed for them.
@@ -76,37 +84,34 @@ type Counters struct {
 	// Unanswered counts answers not sent because they were larger than the
 	// packet they answered.
 	Unanswered atomic.Uint64
-	// Conflicts counts login packets with the ID of a live login but other
-	// bytes (a forgery racing a real login): ignored.
-	Conflicts atomic.Uint64
 	// Full counts logins dropped because MaxPending logins were pending.
 	Full atomic.Uint64
 }
 
 // Service is a running AS.
 type Service struct {
-	cfg       Config
-	sys       *runtime.System
-	txs       *txstore.Store[*loginState] // by login message ID
-	bySession *txstore.Store[*loginState] // the same logins, by challenged session ID
-	pending   *window
-	limit     *limiter
-	workers   *svc.Workers // store I/O, off the actors' run loops
-	listener  *svc.Listener
-	pid       *actor.PID
-	addrs     []netip.AddrPort
-	log       *slog.Logger
-	prefix6   netip.Prefix
-	prefix4   netip.Prefix
-	Counters  Counters
+	cfg         Config
+	sys         *runtime.System
+	txs         *txstore.Store[*loginState] // by login message ID
+	bySession   *txstore.Store[*loginState] // the same logins, by challenged session ID
+	pending     *window
+	challenging atomic.Int64 // challenge actors running
+	limit       *limiter
+	workers     *svc.Workers // store I/O, off the actors' run loops
+	listener    *svc.Listener
+	pid         *actor.PID
+	addrs       []netip.AddrPort
+	log         *slog.Logger
+	prefix6     netip.Prefix
+	prefix4     netip.Prefix
+	Counters    Counters
 }
 
-// loginState is one login under its message ID (and, once challenged,
+// loginState is one login under its packet's hash (and, once challenged,
 // under its session ID). Before the confirmation opens it is all the AS
 // holds for the login: no VIP, no record, no key at NMS.
 type loginState struct {
-	id  messages.MsgID
-	sum [sha256.Size]byte // of the login packet: a retransmission is the same bytes
+	id messages.MsgID // the login's message ID: the confirmation and the reply carry it
 
 	// Set by the challenge before the state is reachable by session ID,
 	// read-only afterwards.
@@ -152,6 +157,9 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 16384
 	}
+	if cfg.MaxChallenging <= 0 {
+		cfg.MaxChallenging = 8 * goruntime.GOMAXPROCS(0)
+	}
 	// Both stores hold at most MaxPending unproven logins plus the proven
 	// ones of the last PendingTTL; far more room keeps Ristretto's
 	// admission policy from refusing them.
@@ -169,6 +177,12 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 		txs.Close()
 		bySession.Close()
 		return nil, fmt.Errorf("as: listen: %w", err)
+	}
+	for _, c := range conns {
+		// A deep receive queue rides out the moments the readers are not
+		// scheduled (a flood fills the default ~200 KB in a millisecond).
+		// Failure (rmem_max) only costs burst capacity.
+		_ = c.SetReadBuffer(udp.SocketBufferSize)
 	}
 	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
 		pending: newWindow(cfg.PendingTTL, cfg.MaxPending), limit: newLimiter(cfg.Limits),
@@ -204,6 +218,10 @@ func (s *Service) Pending() int { return s.pending.count(time.Now()) }
 // Sources is the size of the per-source rate-limit table.
 func (s *Service) Sources() int { return s.limit.tracked() }
 
+// Dropped counts packets the socket readers dropped because MaxInflight
+// admitted packets were waiting for the root actor.
+func (s *Service) Dropped() uint64 { return s.listener.Dropped() }
+
 // UnderLoad reports whether the per-source rate limits are enforced now.
 func (s *Service) UnderLoad() bool { return s.limit.underLoad(time.Now()) }
 
@@ -228,7 +246,8 @@ func (s *Service) admit(b []byte, from netip.AddrPort) bool {
 			return false
 		}
 		now := time.Now()
-		if !s.limit.allow(from.Addr(), true, s.pending.count(now) > s.cfg.MaxPending/2, now) {
+		busy := s.pending.count(now) > s.cfg.MaxPending/2 || s.challenging.Load() >= int64(s.cfg.MaxChallenging)
+		if !s.limit.allow(from.Addr(), true, busy, now) {
 			s.Counters.Limited.Add(1)
 			return false
 		}
@@ -332,57 +351,47 @@ func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
 }
 
 // onLogin handles a login packet (msg1). It commits nothing: a login
-// packet proves nothing about its sender.
+// packet proves nothing about its sender. The root only deduplicates (by
+// the packet's hash: a retransmission is the same bytes) and leaves the
+// parsing, the certificate and the DH to a bounded number of challenge
+// actors, so that a burst of logins never queues work in front of the
+// packets behind it.
 func (r *root) onLogin(ctx actor.Context, p *svc.Packet) {
 	s := r.s
 	if len(p.Data) < messages.LoginMinLen {
 		s.Counters.Short.Add(1)
 		return
 	}
-	a, err := signaling.ReadLogin(s.handshakeConfig(), p.Data)
-	if err != nil {
-		s.Counters.Garbage.Add(1)
-		s.log.Debug("as: dropped packet", "from", p.From, "err", err)
+	key := loginKey(p.Data)
+	if cur, ok := s.txs.Get(key); ok {
+		s.duplicate(cur, p.Conn, p.Data, p.From)
 		return
 	}
-	sum := sha256.Sum256(p.Data)
-	if cur, ok := s.txs.Get(a.Envelope.ID); ok {
-		r.duplicate(cur, sum, p)
+	if s.challenging.Load() >= int64(s.cfg.MaxChallenging) {
+		s.Counters.Busy.Add(1)
 		return
 	}
-	if !s.pending.admit(time.Now()) {
-		s.Counters.Full.Add(1)
-		s.log.Debug("as: too many pending logins, dropping", "from", p.From)
-		return
-	}
-	st := &loginState{id: a.Envelope.ID, sum: sum}
-	cur, loaded, err := s.txs.PutIfAbsent(a.Envelope.ID, st, s.cfg.PendingTTL)
-	if err != nil {
-		s.log.Warn("as: transaction store full, dropping login", "id", a.Envelope.ID, "err", err)
-		return
-	}
-	if loaded {
-		r.duplicate(cur, sum, p)
-		return
-	}
-	tx := &challengeTx{s: s, st: st, attempt: a, from: p.From, conn: p.Conn, size: len(p.Data)}
-	if _, err := runtime.Spawn(ctx, "login", "challenge-"+a.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
-		s.txs.Delete(a.Envelope.ID)
-		s.log.Warn("as: spawn login challenge", "err", err)
+	tx := &challengeTx{s: s, key: key, pkt: p.Data, from: p.From, conn: p.Conn}
+	s.challenging.Add(1)
+	if _, err := runtime.Spawn(ctx, "login", "challenge-"+messages.MsgID(key).String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+		s.challenging.Add(-1)
+		s.log.Debug("as: spawn login challenge", "err", err) // a copy racing its twin
 	}
 }
 
-// duplicate answers a login packet whose ID is live: a retransmission
-// (the same bytes) gets the answer already given, never a new one; another
-// packet under the same ID is ignored.
-func (r *root) duplicate(cur *loginState, sum [sha256.Size]byte, p *svc.Packet) {
-	r.s.Counters.Duplicates.Add(1)
-	if cur.sum != sum {
-		r.s.Counters.Conflicts.Add(1)
-		return
-	}
+// loginKey names a login packet in the store: a retransmission is the
+// same bytes, so it finds the login and its answer.
+func loginKey(pkt []byte) txstore.ID {
+	sum := sha256.Sum256(pkt)
+	return txstore.ID(sum[:16])
+}
+
+// duplicate answers a retransmitted login packet with the answer already
+// given, never a new one.
+func (s *Service) duplicate(cur *loginState, conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
+	s.Counters.Duplicates.Add(1)
 	if m := cur.msg2.Load(); m != nil {
-		r.s.send(p.Conn, *m, p.From, len(p.Data))
+		s.send(conn, *m, from, len(pkt))
 	}
 	// Still being challenged: the challenge will answer this copy too.
 }
@@ -429,12 +438,13 @@ func (r *root) onConfirm(ctx actor.Context, p *svc.Packet) {
 // check and three X25519. Its only lasting trace is the loginState, which
 // expires after PendingTTL unless the node confirms.
 type challengeTx struct {
-	s       *Service
-	st      *loginState
-	attempt *signaling.LoginAttempt
-	from    netip.AddrPort
-	conn    *net.UDPConn
-	size    int
+	s    *Service
+	key  txstore.ID
+	pkt  []byte
+	from netip.AddrPort
+	conn *net.UDPConn
+	st   *loginState
+	a    *signaling.LoginAttempt
 }
 
 func (t *challengeTx) Receive(ctx actor.Context) {
@@ -442,8 +452,31 @@ func (t *challengeTx) Receive(ctx actor.Context) {
 		return
 	}
 	defer ctx.Stop(ctx.Self())
-	s, a, st := t.s, t.attempt, t.st
+	defer t.s.challenging.Add(-1)
+	s := t.s
+	a, err := signaling.ReadLogin(s.handshakeConfig(), t.pkt)
+	if err != nil {
+		s.Counters.Garbage.Add(1)
+		s.log.Debug("as: dropped packet", "from", t.from, "err", err)
+		return
+	}
 	now := time.Now()
+	if !s.pending.admit(now) {
+		s.Counters.Full.Add(1)
+		s.log.Debug("as: too many pending logins, dropping", "from", t.from)
+		return
+	}
+	st := &loginState{id: a.Envelope.ID}
+	cur, loaded, err := s.txs.PutIfAbsent(t.key, st, s.cfg.PendingTTL)
+	if err != nil {
+		s.log.Warn("as: transaction store full, dropping login", "id", a.Envelope.ID, "err", err)
+		return
+	}
+	if loaded {
+		s.duplicate(cur, t.conn, t.pkt, t.from)
+		return
+	}
+	t.st, t.a = st, a
 	peer, err := s.cfg.Verifier.Verify(a.CertDER, a.Envelope.Sender, now)
 	if err == nil && peer.FQDN != a.Identity {
 		err = &pki.VerifyError{FQDN: a.Identity, Err: pki.ErrFQDNMismatch}
@@ -467,13 +500,13 @@ func (t *challengeTx) Receive(ctx actor.Context) {
 	}
 	msg2, keys, err := a.Challenge(id, "as", now)
 	if err != nil {
-		s.txs.Delete(st.id)
+		s.txs.Delete(t.key)
 		s.log.Warn("as: build challenge", "err", err)
 		return
 	}
 	sess, err := signaling.NewCloudSession(id, keys)
 	if err != nil {
-		s.txs.Delete(st.id)
+		s.txs.Delete(t.key)
 		s.log.Warn("as: pending session", "err", err)
 		return
 	}
@@ -481,28 +514,28 @@ func (t *challengeTx) Receive(ctx actor.Context) {
 	st.fqdn, st.serial = peer.FQDN, pki.FormatSerial(peer.Serial)
 	if _, loaded, err := s.bySession.PutIfAbsent(sessionKey(id), st, s.cfg.PendingTTL); err != nil || loaded {
 		// Forget the login: the node's retransmission starts it afresh.
-		s.txs.Delete(st.id)
+		s.txs.Delete(t.key)
 		s.log.Warn("as: pending login not stored", "session", id, "taken", loaded, "err", err)
 		return
 	}
 	st.msg2.Store(&msg2)
 	s.Counters.Challenged.Add(1)
-	s.send(t.conn, msg2, t.from, t.size)
+	s.send(t.conn, msg2, t.from, len(t.pkt))
 }
 
 // refuse answers in msg2 and keeps the refusal for retransmissions.
 func (t *challengeTx) refuse(e messages.Error, why error, now time.Time) {
 	s := t.s
 	s.Counters.Refused.Add(1)
-	s.log.Warn("as: login refused", "fqdn", t.attempt.Envelope.Sender, "code", e.Code.String(), "from", t.from, "err", why)
-	pkt, err := t.attempt.Refuse(e, "as", now)
+	s.log.Warn("as: login refused", "fqdn", t.a.Envelope.Sender, "code", e.Code.String(), "from", t.from, "err", why)
+	pkt, err := t.a.Refuse(e, "as", now)
 	if err != nil {
-		s.txs.Delete(t.st.id)
+		s.txs.Delete(t.key)
 		s.log.Warn("as: build refusal", "err", err)
 		return
 	}
 	t.st.msg2.Store(&pkt)
-	s.send(t.conn, pkt, t.from, t.size)
+	s.send(t.conn, pkt, t.from, len(t.pkt))
 }
 
 // loginTx commits a proven login: read and write the registry on the

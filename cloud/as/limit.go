@@ -48,12 +48,12 @@ func (b *bucket) full(now time.Time, rate, burst float64) bool {
 // LimitConfig sizes a limiter. Zero fields take defaults.
 type LimitConfig struct {
 	// PerSource is what one source (an IPv4 address, an IPv6 /64) may send
-	// a second, and Burst how many at once. Default 10 and 20: a node sends
-	// a handful of packets per login.
+	// a second under load, and Burst how many at once. Default 2 and 10: a
+	// node sends about a dozen packets in a login's 12 s.
 	PerSource, Burst float64
 	// Logins is the global budget of login packets a second that get to the
 	// Diffie-Hellman, and LoginBurst how many at once. Default 2000 and
-	// 2000 (above what two cores complete: the budget bounds the CPU a
+	// 256 (above what two cores complete: the budget bounds the CPU a
 	// flood can take, it is not the capacity).
 	Logins, LoginBurst float64
 	// Sources bounds the per-source table (default 16384). Sources beyond
@@ -64,16 +64,16 @@ type LimitConfig struct {
 
 func (c *LimitConfig) defaults() {
 	if c.PerSource <= 0 {
-		c.PerSource = 10
+		c.PerSource = 2
 	}
 	if c.Burst < 1 {
-		c.Burst = 20
+		c.Burst = 10
 	}
 	if c.Logins <= 0 {
 		c.Logins = 2000
 	}
 	if c.LoginBurst < 1 {
-		c.LoginBurst = 2000
+		c.LoginBurst = 256
 	}
 	if c.Sources <= 0 {
 		c.Sources = 16384
@@ -115,13 +115,12 @@ func sourceKey(a netip.Addr) netip.Addr {
 //
 // Every source is metered, but its bucket is enforced only while the AS
 // is under load (the global budget below half, or busy, within the last
-// second), as WireGuard does: otherwise many nodes behind one NAT address
+// loadHold), as WireGuard does: otherwise many nodes behind one NAT address
 // logging in at once (a site after a power cut) would be throttled for
 // nothing. Under load each flooding source is held to its share - and
 // having been metered all along, a flooder's bucket is already empty when
 // the load begins - so a node sending from its own address still finds
-// budget left. The second of hold keeps a flood from draining the budget
-// again the moment it recovers.
+// budget left.
 func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -135,8 +134,10 @@ func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 	return !login || l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst)
 }
 
-// loadHold is how long the AS counts as under load after the last sign of it.
-const loadHold = time.Second
+// loadHold is how long the AS counts as under load after the last sign of
+// it: long enough that a flood held to its share cannot, by looking quiet
+// for a moment, get the whole budget again.
+const loadHold = 10 * time.Second
 
 // underLoad reports whether per-source limits are being enforced.
 func (l *limiter) underLoad(now time.Time) bool {
