@@ -58,7 +58,7 @@ type Config struct {
 	// MaxChallenging bounds the challenges (certificate check and DH) in
 	// progress at once; a login packet finding them all busy is dropped and
 	// its node's retransmission tries again. It keeps a burst from queueing
-	// seconds of DH in front of a real login. Default 8 per CPU.
+	// seconds of DH in front of a real login. Default 32 per CPU.
 	MaxChallenging int
 	// Limits rate-limits login packets per source and globally, before
 	// any work is done for them.
@@ -111,7 +111,8 @@ type Service struct {
 // under its session ID). Before the confirmation opens it is all the AS
 // holds for the login: no VIP, no record, no key at NMS.
 type loginState struct {
-	id messages.MsgID // the login's message ID: the confirmation and the reply carry it
+	id  messages.MsgID // the login's message ID: the confirmation and the reply carry it
+	key txstore.ID     // its login packet's key in txs
 
 	// Set by the challenge before the state is reachable by session ID,
 	// read-only afterwards.
@@ -158,7 +159,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 		cfg.MaxPending = 16384
 	}
 	if cfg.MaxChallenging <= 0 {
-		cfg.MaxChallenging = 8 * goruntime.GOMAXPROCS(0)
+		cfg.MaxChallenging = 32 * goruntime.GOMAXPROCS(0)
 	}
 	// Both stores hold at most MaxPending unproven logins plus the proven
 	// ones of the last PendingTTL; far more room keeps Ristretto's
@@ -246,7 +247,10 @@ func (s *Service) admit(b []byte, from netip.AddrPort) bool {
 			return false
 		}
 		now := time.Now()
-		busy := s.pending.count(now) > s.cfg.MaxPending/2 || s.challenging.Load() >= int64(s.cfg.MaxChallenging)
+		// Full challenge slots are not load by themselves: many nodes behind
+		// one address logging in at once fill them too, and must not be held
+		// to one source's share for it.
+		busy := s.pending.count(now) > s.cfg.MaxPending/2
 		if !s.limit.allow(from.Addr(), true, busy, now) {
 			s.Counters.Limited.Add(1)
 			return false
@@ -466,7 +470,7 @@ func (t *challengeTx) Receive(ctx actor.Context) {
 		s.log.Debug("as: too many pending logins, dropping", "from", t.from)
 		return
 	}
-	st := &loginState{id: a.Envelope.ID}
+	st := &loginState{id: a.Envelope.ID, key: t.key}
 	cur, loaded, err := s.txs.PutIfAbsent(t.key, st, s.cfg.PendingTTL)
 	if err != nil {
 		s.log.Warn("as: transaction store full, dropping login", "id", a.Envelope.ID, "err", err)
@@ -706,6 +710,10 @@ func (t *loginTx) refuse(ctx actor.Context, e messages.Error, why error) {
 func (t *loginTx) finish(ctx actor.Context, pkt []byte) {
 	st := t.st
 	if pkt != nil {
+		// The node has moved on from its login packet: only its
+		// confirmation's retransmissions still need an answer.
+		t.s.txs.Delete(st.key)
+		st.msg2.Store(nil)
 		st.final.Store(&pkt)
 		if err := t.s.bySession.Put(sessionKey(st.session), st, t.s.cfg.PendingTTL); err != nil {
 			t.s.log.Debug("as: login answer not kept for retransmissions", "err", err)
