@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -49,13 +50,17 @@ type fakeCloud struct {
 	// challenged logins awaiting their confirmation, by session ID
 	pending map[uint32]pendingLogin
 	nextID  uint32
-	down    bool            // drop everything
-	refuse  *messages.Error // refuse logins with this
-	expire  bool            // answer signaling with SessionExpired
-	seen    map[messages.MsgType]int
-	logins  int
-	probes  int
-	node    *Session
+	// lostChallenges and lostReplies drop that many answers to login
+	// packets and to confirmations; logins and confirms record what came.
+	lostChallenges, lostReplies int
+	loginPkts, confirms         [][]byte
+	down                        bool            // drop everything
+	refuse                      *messages.Error // refuse logins with this
+	expire                      bool            // answer signaling with SessionExpired
+	seen                        map[messages.MsgType]int
+	logins                      int
+	probes                      int
+	node                        *Session
 	// mapping is the node's public mapping as NMS and the probe point see
 	// it (observed unless a test moves it); probeSeen is what the last
 	// registration reported from the probe.
@@ -118,6 +123,11 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 	switch messages.PacketType(pkt[0]) {
 	case messages.TypeLogin:
 		c.logins++
+		c.loginPkts = append(c.loginPkts, pkt)
+		if c.lostChallenges > 0 {
+			c.lostChallenges--
+			return
+		}
 		a, err := signaling.ReadLogin(c.as, pkt)
 		if err != nil {
 			c.t.Errorf("fake AS: %v", err)
@@ -154,6 +164,11 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 		if p, ok := c.pending[id]; ok {
 			if err := signaling.OpenConfirm(p.sess, nil, pkt, p.id, now); err != nil {
 				c.t.Errorf("fake AS: confirmation: %v", err)
+				return
+			}
+			c.confirms = append(c.confirms, pkt)
+			if c.lostReplies > 0 {
+				c.lostReplies--
 				return
 			}
 			delete(c.pending, id)
@@ -384,6 +399,33 @@ func TestLoginRegisterKeepalive(t *testing.T) {
 	eventually(t, "keepalives", func() bool { return f.cloud.count(messages.MsgKeepalive) >= 3 })
 	if n := f.cloud.count(messages.MsgRegister); n != 1 {
 		t.Fatalf("%d registrations, want 1", n)
+	}
+}
+
+// TestLoginRetransmitsEachStep: a lost challenge makes the node resend its
+// login packet, a lost reply its confirmation, each unchanged (the AS
+// deduplicates by the bytes), and the login completes.
+func TestLoginRetransmitsEachStep(t *testing.T) {
+	f := newFixture(t, nil, func(c *fakeCloud) { c.lostChallenges, c.lostReplies = 1, 2 })
+	eventually(t, "online", online(f))
+	f.cloud.mu.Lock()
+	logins, confirms := f.cloud.loginPkts, f.cloud.confirms
+	f.cloud.mu.Unlock()
+	if len(logins) < 2 || len(confirms) < 3 {
+		t.Fatalf("%d login packets and %d confirmations, want 2 and 3", len(logins), len(confirms))
+	}
+	for i := range logins[:2] {
+		if !bytes.Equal(logins[i], logins[0]) || len(logins[i]) < messages.LoginMinLen {
+			t.Fatalf("login packet %d differs from the first (or is %d bytes)", i, len(logins[i]))
+		}
+	}
+	for i := range confirms[:3] {
+		if !bytes.Equal(confirms[i], confirms[0]) || len(confirms[i]) < messages.LoginMinLen {
+			t.Fatalf("confirmation %d differs from the first (or is %d bytes)", i, len(confirms[i]))
+		}
+	}
+	if st := f.s.Status(); st.Logins != 1 {
+		t.Fatalf("%d logins, want 1", st.Logins)
 	}
 }
 
