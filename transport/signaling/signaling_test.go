@@ -413,3 +413,43 @@ func BenchmarkSealOpen(b *testing.B) {
 		}
 	}
 }
+
+// FuzzLoginAnswers feeds arbitrary packets to each step that reads network
+// input during a login: the node's Confirm (a challenge) and Finish (the
+// sealed reply), and the AS's OpenConfirm.
+func FuzzLoginAnswers(f *testing.F) {
+	p := newPKI(f)
+	const fqdn = "a.example.cyphonic"
+	now := time.Now()
+	start := func() *Login {
+		l, err := StartLogin(p.nodeConfig(f, fqdn), pki.RoleAS.ServiceFQDN(), fqdn, messages.LoginRequest{}, now)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return l
+	}
+	l := start()
+	a, err := ReadLogin(p.asConfig(), l.Packet())
+	if err != nil {
+		f.Fatal(err)
+	}
+	msg2, keys, err := a.Challenge(5, "as", now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	confirm, err := l.Confirm(msg2, now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cloud, _ := NewCloudSession(5, keys)
+	reply, _ := cloud.SealMessage(nil, messages.NewEncoder(), l.ID(), "as", now, messages.LoginReply{SessionID: 5, FQDN: fqdn})
+	f.Add(msg2)
+	f.Add(confirm)
+	f.Add(reply)
+	fresh := start()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = fresh.Confirm(b, now) // leaves fresh waiting unless b is its genuine challenge
+		_, _ = l.Finish(b, now)
+		_ = OpenConfirm(cloud, nil, b, l.ID(), now)
+	})
+}
