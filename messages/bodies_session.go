@@ -12,36 +12,95 @@ import (
 // names in the comments are the ones FieldError reports.
 
 // LoginRequest (node -> AS) is the payload of the login Noise message 1.
-// The node's FQDN comes from the certificate.
+// The node's FQDN comes from the certificate. Pad is zeros that make the
+// login packet at least LoginMinLen long, so that the AS never answers a
+// (possibly spoofed) login with more bytes than it received.
 //
-//	[cert (bin, 1..MaxCertLen), software (str)]
+//	[cert (bin, 1..MaxCertLen), software (str), pad (bin, 0..MaxPadLen)]
 type LoginRequest struct {
 	CertDER  []byte // the node's X.509 certificate, DER
 	Software string // e.g. "cyphonic-go/0.1 linux/amd64", for logs
+	Pad      []byte
 }
 
 func (LoginRequest) MsgType() MsgType { return MsgLoginRequest }
 
 func (m LoginRequest) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := wr{e: e}
-	w.arrayLen(2)
+	w.arrayLen(3)
 	w.bin(m.CertDER)
 	w.str(m.Software)
+	w.bin(m.Pad)
 	return w.err
 }
 
 func (m *LoginRequest) DecodeMsgpack(d *msgpack.Decoder) error {
 	r := rd{d: d, msg: "LoginRequest"}
-	r.arrayLen(2)
+	r.arrayLen(3)
 	m.CertDER = r.bytes("cert", MaxCertLen)
 	if r.err == nil && len(m.CertDER) == 0 {
 		r.fail("cert", ErrInvalid)
 	}
 	m.Software = r.text("software", MaxTextLen)
+	m.Pad = r.bytes("pad", MaxPadLen)
 	return r.err
 }
 
-// LoginReply (AS -> node) is the payload of the login Noise message 2.
+// LoginChallenge (AS -> node) is the payload of the login Noise message 2
+// when the AS accepts the certificate: nothing is committed yet. The node
+// proves it holds its static key by answering with a LoginConfirm sealed
+// on the new session (only the key's holder can read message 2 and so
+// derive the session keys); SessionID goes in that packet's header.
+//
+//	[session]
+type LoginChallenge struct {
+	SessionID uint32
+}
+
+func (LoginChallenge) MsgType() MsgType { return MsgLoginChallenge }
+
+func (m LoginChallenge) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(1)
+	w.uint(uint64(m.SessionID))
+	return w.err
+}
+
+func (m *LoginChallenge) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "LoginChallenge"}
+	r.arrayLen(1)
+	m.SessionID = r.u32("session")
+	r.check("session", m.SessionID != 0)
+	return r.err
+}
+
+// LoginConfirm (node -> AS) is sealed on the session a LoginChallenge
+// named, under the login's message ID; it is what makes the AS commit the
+// login. Pad makes the packet at least as long as the sealed LoginReply
+// that answers it.
+//
+//	[pad (bin, 0..MaxPadLen)]
+type LoginConfirm struct {
+	Pad []byte
+}
+
+func (LoginConfirm) MsgType() MsgType { return MsgLoginConfirm }
+
+func (m LoginConfirm) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(1)
+	w.bin(m.Pad)
+	return w.err
+}
+
+func (m *LoginConfirm) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "LoginConfirm"}
+	r.arrayLen(1)
+	m.Pad = r.bytes("pad", MaxPadLen)
+	return r.err
+}
+
+// LoginReply (AS -> node) answers a LoginConfirm, sealed on the new session.
 //
 //	[session, fqdn, vip6, vip4, prefix6, prefix4, nms ([]addrport), natprobe ([]addrport), ttl]
 type LoginReply struct {

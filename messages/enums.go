@@ -31,6 +31,11 @@ const (
 	MsgError           MsgType = 19 // any response that failed
 	MsgDenyList        MsgType = 20 // NMS -> node: the CA-signed deny list (CRL)
 	MsgDenyListAck     MsgType = 21 // node -> NMS
+	// The login's second round (issue 9): numbered apart from the block
+	// above so that types added elsewhere meanwhile cannot take the same
+	// values.
+	MsgLoginChallenge MsgType = 32 // AS -> node (payload of Noise message 2): prove your key
+	MsgLoginConfirm   MsgType = 33 // node -> AS, sealed on the new session: the proof
 )
 
 var msgTypeNames = [...]string{
@@ -55,6 +60,8 @@ var msgTypeNames = [...]string{
 	MsgError:           "error",
 	MsgDenyList:        "deny-list",
 	MsgDenyListAck:     "deny-list-ack",
+	MsgLoginChallenge:  "login-challenge",
+	MsgLoginConfirm:    "login-confirm",
 }
 
 // Valid reports whether t is a message type this package defines.

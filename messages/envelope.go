@@ -226,6 +226,10 @@ func DecodeAny(env Envelope) (Body, error) {
 		return decodePtr[LoginRequest](env)
 	case MsgLoginReply:
 		return decodePtr[LoginReply](env)
+	case MsgLoginChallenge:
+		return decodePtr[LoginChallenge](env)
+	case MsgLoginConfirm:
+		return decodePtr[LoginConfirm](env)
 	case MsgKeyHandover:
 		return decodePtr[KeyHandover](env)
 	case MsgKeyHandoverAck:

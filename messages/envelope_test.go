@@ -244,10 +244,10 @@ func TestBodyRejects(t *testing.T) {
 		env  Envelope
 		want error
 	}{
-		{"login empty cert", bodyEnv(t, MsgLoginRequest, []byte{}, "x"), ErrInvalid},
-		{"login cert too big", bodyEnv(t, MsgLoginRequest, make([]byte, MaxCertLen+1), "x"), ErrTooLarge},
-		{"login software utf8", bodyEnv(t, MsgLoginRequest, []byte{1}, "\xff"), ErrInvalid},
-		{"login software long", bodyEnv(t, MsgLoginRequest, []byte{1}, strings.Repeat("x", MaxTextLen+1)), ErrTooLarge},
+		{"login empty cert", bodyEnv(t, MsgLoginRequest, []byte{}, "x", nil), ErrInvalid},
+		{"login cert too big", bodyEnv(t, MsgLoginRequest, make([]byte, MaxCertLen+1), "x", nil), ErrTooLarge},
+		{"login software utf8", bodyEnv(t, MsgLoginRequest, []byte{1}, "\xff", nil), ErrInvalid},
+		{"login software long", bodyEnv(t, MsgLoginRequest, []byte{1}, strings.Repeat("x", MaxTextLen+1), nil), ErrTooLarge},
 		{"reply vip6 is v4", bodyEnv(t, MsgLoginReply, 1, "a", v4, nil, nil, nil, nil, nil, 1), ErrInvalid},
 		{"reply vip4 is v6", bodyEnv(t, MsgLoginReply, 1, "a", nil, v6, nil, nil, nil, nil, 1), ErrInvalid},
 		{"reply vip 5 bytes", bodyEnv(t, MsgLoginReply, 1, "a", nil, []byte{1, 2, 3, 4, 5}, nil, nil, nil, nil, 1), ErrInvalid},

@@ -278,6 +278,8 @@ func checkBodyStable(t *testing.T, v Body) {
 
 func FuzzLoginRequest(f *testing.F)    { fuzzBody[LoginRequest](f) }
 func FuzzLoginReply(f *testing.F)      { fuzzBody[LoginReply](f) }
+func FuzzLoginChallenge(f *testing.F)  { fuzzBody[LoginChallenge](f) }
+func FuzzLoginConfirm(f *testing.F)    { fuzzBody[LoginConfirm](f) }
 func FuzzKeyHandover(f *testing.F)     { fuzzBody[KeyHandover](f) }
 func FuzzKeyHandoverAck(f *testing.F)  { fuzzBody[KeyHandoverAck](f) }
 func FuzzRegister(f *testing.F)        { fuzzBody[Register](f) }

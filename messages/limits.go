@@ -24,6 +24,13 @@ const (
 	MaxNameLen = 253
 	// MaxTextLen bounds free-text strings (software version, error message, serial).
 	MaxTextLen = 1024
+	// LoginMinLen is the least size of a login packet and of its
+	// LoginConfirm (QUIC's Initial size, which fits every IPv6 path): the AS
+	// answers neither with more bytes than it received, and its answers
+	// fit in this many.
+	LoginMinLen = 1200
+	// MaxPadLen bounds the padding fields of login bodies.
+	MaxPadLen = LoginMinLen
 	// MaxCertLen bounds a DER certificate.
 	MaxCertLen = 8 << 10
 	// MaxAddrs bounds every list of addresses.

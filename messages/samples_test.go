@@ -74,6 +74,10 @@ func samples() []Body {
 		&DenyListAck{},
 		&Error{Code: CodeCertRevoked, Message: "serial 0a:1b is revoked", Retry: false},
 		&Error{Code: 999, Retry: true},
+		&LoginRequest{CertDER: []byte{0x30}, Pad: make([]byte, MaxPadLen)},
+		&LoginChallenge{SessionID: 0xfeedface},
+		&LoginConfirm{},
+		&LoginConfirm{Pad: make([]byte, 700)},
 	}
 }
 

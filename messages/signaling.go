@@ -55,9 +55,14 @@ func ParseSignaling(b []byte) (SignalingHeader, []byte, error) {
 // Login packets carry one Noise handshake message each, after the type byte:
 //
 //	TypeLogin | Noise message 1       (node -> AS; its payload is an encoded
-//	                                   Envelope with a LoginRequest body)
+//	                                   Envelope with a LoginRequest body,
+//	                                   padded to LoginMinLen)
 //	TypeLoginReply | Noise message 2  (AS -> node; payload: Envelope with a
-//	                                   LoginReply or Error body, same ID)
+//	                                   LoginChallenge or Error body, same ID)
+//
+// The node then proves its key with a LoginConfirm sealed on the new
+// session (a TypeSignaling packet, padded to LoginMinLen) and the AS
+// answers it with the LoginReply, sealed (see transport/signaling).
 const LoginHeaderLen = 1
 
 // ParseLogin returns the Noise message of a TypeLogin packet.

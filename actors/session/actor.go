@@ -224,7 +224,11 @@ func (a *sessionActor) startTx(ctx actor.Context, id messages.MsgID, st *txState
 	st.epoch, st.peer = a.epoch, peer
 	pid := ctx.ActorSystem().NewLocalPID(ctx.Self().Id + "/tx-" + id.String())
 	st.pid = pid
-	if err := a.s.store.Put(id, entry{out: st}, txTTL(a.cfg.Retry)); err != nil {
+	ttl := txTTL(a.cfg.Retry)
+	if st.login != nil {
+		ttl *= 2 // the login packet's schedule, then the confirmation's
+	}
+	if err := a.s.store.Put(id, entry{out: st}, ttl); err != nil {
 		a.log.Warn("transaction not stored", "type", st.kind.String(), "err", err)
 		ctx.Send(ctx.Self(), &txDone{id: id, err: err, epoch: a.epoch})
 		a.open[id] = openTx{kind: st.kind, epoch: a.epoch, peer: peer}
@@ -282,6 +286,11 @@ func (a *sessionActor) inbound(ctx actor.Context, m *inbound) {
 
 func (a *sessionActor) signaling(ctx actor.Context, m *inbound) {
 	if a.sess == nil {
+		// Logging in: the sealed answer to our confirmation is the login
+		// transaction's to open (on the session it has not handed over yet).
+		if e, ok := a.s.store.Get(a.loginTx); ok && e.out != nil && !a.loginTx.IsZero() {
+			ctx.Send(e.out.pid, &txReply{pkt: m.pkt})
+		}
 		return
 	}
 	env, err := a.sess.OpenEnvelope(a.scratch, m.pkt, time.Now())

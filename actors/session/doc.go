@@ -8,9 +8,15 @@
 // Every request the node sends (login, register, keepalive, tunnel request)
 // is a transaction actor "node/session/tx-<msgid>" that retransmits with
 // exponential backoff (signaling.Retry) until a reply carrying its message
-// ID arrives. Its state lives in an actors/txstore cache under that ID; the
-// session routes a reply to the transaction it finds there, so a reply to a
-// finished (or unknown) transaction is dropped. Requests from NMS are
+// ID arrives. The login transaction has two steps (transport/signaling):
+// it resends the login packet until the AS's challenge arrives, then its
+// sealed confirmation, on a schedule of its own, until the sealed
+// LoginReply; the AS commits nothing before the confirmation, so a login
+// forged from our certificate cannot displace our session.
+//
+// A transaction's state lives in an actors/txstore cache under its ID; the
+// session routes a reply to the transaction it finds there, so a reply to
+// a finished (or unknown) transaction is dropped. Requests from NMS are
 // deduplicated the same way: the answer is cached under the request's ID and
 // a retransmitted request gets the same answer again.
 //

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -32,22 +33,34 @@ var (
 	bobVIP4   = netip.MustParseAddr("100.64.0.2")
 )
 
+type pendingLogin struct {
+	id   messages.MsgID
+	sess *signaling.Session
+	fqdn string
+}
+
 // fakeCloud plays AS, NMS and the NAT probe point on the far side of a fake
 // data plane: SendControl hands it the node's packets and it answers
 // through Session.Inbound, like the sockets would.
 type fakeCloud struct {
-	t      *testing.T
-	as     handshake.Config
-	mu     sync.Mutex
-	sess   map[uint32]*signaling.Session
-	nextID uint32
-	down   bool            // drop everything
-	refuse *messages.Error // refuse logins with this
-	expire bool            // answer signaling with SessionExpired
-	seen   map[messages.MsgType]int
-	logins int
-	probes int
-	node   *Session
+	t    *testing.T
+	as   handshake.Config
+	mu   sync.Mutex
+	sess map[uint32]*signaling.Session
+	// challenged logins awaiting their confirmation, by session ID
+	pending map[uint32]pendingLogin
+	nextID  uint32
+	// lostChallenges and lostReplies drop that many answers to login
+	// packets and to confirmations; logins and confirms record what came.
+	lostChallenges, lostReplies int
+	loginPkts, confirms         [][]byte
+	down                        bool            // drop everything
+	refuse                      *messages.Error // refuse logins with this
+	expire                      bool            // answer signaling with SessionExpired
+	seen                        map[messages.MsgType]int
+	logins                      int
+	probes                      int
+	node                        *Session
 	// mapping is the node's public mapping as NMS and the probe point see
 	// it (observed unless a test moves it); probeSeen is what the last
 	// registration reported from the probe.
@@ -82,6 +95,7 @@ func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
 			},
 		},
 		sess:    make(map[uint32]*signaling.Session),
+		pending: make(map[uint32]pendingLogin),
 		seen:    make(map[messages.MsgType]int),
 		mapping: observed,
 	}
@@ -113,6 +127,11 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 	switch messages.PacketType(pkt[0]) {
 	case messages.TypeLogin:
 		c.logins++
+		c.loginPkts = append(c.loginPkts, pkt)
+		if c.lostChallenges > 0 {
+			c.lostChallenges--
+			return
+		}
 		a, err := signaling.ReadLogin(c.as, pkt)
 		if err != nil {
 			c.t.Errorf("fake AS: %v", err)
@@ -126,21 +145,13 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 			return
 		}
 		c.nextID++
-		out, keys, err := a.Accept(messages.LoginReply{
-			SessionID: c.nextID,
-			FQDN:      a.Identity,
-			VIP6:      netip.MustParseAddr("fd00:cafe::1"),
-			VIP4:      netip.MustParseAddr("100.64.0.1"),
-			Prefix6:   netip.MustParsePrefix("fd00:cafe::/48"),
-			Prefix4:   netip.MustParsePrefix("100.64.0.0/10"),
-			NMS:       []netip.AddrPort{nmsAddr},
-			NATProbe:  []netip.AddrPort{probeAddr},
-		}, "as", now)
+		out, keys, err := a.Challenge(c.nextID, "as", now)
 		if err != nil {
-			c.t.Errorf("fake AS accept: %v", err)
+			c.t.Errorf("fake AS challenge: %v", err)
 			return
 		}
-		c.sess[c.nextID], _ = signaling.NewCloudSession(c.nextID, keys)
+		sess, _ := signaling.NewCloudSession(c.nextID, keys)
+		c.pending[c.nextID] = pendingLogin{id: a.Envelope.ID, sess: sess, fqdn: a.Identity}
 		c.node.Inbound(out, to)
 	case messages.TypeProbe:
 		c.probes++
@@ -154,6 +165,35 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 		c.node.Inbound(out, to)
 	case messages.TypeSignaling:
 		id, _ := signaling.PeekSession(pkt)
+		if p, ok := c.pending[id]; ok {
+			if err := signaling.OpenConfirm(p.sess, nil, pkt, p.id, now); err != nil {
+				c.t.Errorf("fake AS: confirmation: %v", err)
+				return
+			}
+			c.confirms = append(c.confirms, pkt)
+			if c.lostReplies > 0 {
+				c.lostReplies--
+				return
+			}
+			delete(c.pending, id)
+			out, err := p.sess.SealMessage(nil, messages.NewEncoder(), p.id, "as", now, messages.LoginReply{
+				SessionID: id,
+				FQDN:      p.fqdn,
+				VIP6:      netip.MustParseAddr("fd00:cafe::1"),
+				VIP4:      netip.MustParseAddr("100.64.0.1"),
+				Prefix6:   netip.MustParsePrefix("fd00:cafe::/48"),
+				Prefix4:   netip.MustParsePrefix("100.64.0.0/10"),
+				NMS:       []netip.AddrPort{nmsAddr},
+				NATProbe:  []netip.AddrPort{probeAddr},
+			})
+			if err != nil {
+				c.t.Errorf("fake AS reply: %v", err)
+				return
+			}
+			c.sess[id] = p.sess
+			c.node.Inbound(out, to)
+			return
+		}
 		s, ok := c.sess[id]
 		if !ok {
 			return // unknown session: a restarted cloud stays silent
@@ -385,6 +425,33 @@ func TestLoginRegisterKeepalive(t *testing.T) {
 	eventually(t, "keepalives", func() bool { return f.cloud.count(messages.MsgKeepalive) >= 3 })
 	if n := f.cloud.count(messages.MsgRegister); n != 1 {
 		t.Fatalf("%d registrations, want 1", n)
+	}
+}
+
+// TestLoginRetransmitsEachStep: a lost challenge makes the node resend its
+// login packet, a lost reply its confirmation, each unchanged (the AS
+// deduplicates by the bytes), and the login completes.
+func TestLoginRetransmitsEachStep(t *testing.T) {
+	f := newFixture(t, nil, func(c *fakeCloud) { c.lostChallenges, c.lostReplies = 1, 2 })
+	eventually(t, "online", online(f))
+	f.cloud.mu.Lock()
+	logins, confirms := f.cloud.loginPkts, f.cloud.confirms
+	f.cloud.mu.Unlock()
+	if len(logins) < 2 || len(confirms) < 3 {
+		t.Fatalf("%d login packets and %d confirmations, want 2 and 3", len(logins), len(confirms))
+	}
+	for i := range logins[:2] {
+		if !bytes.Equal(logins[i], logins[0]) || len(logins[i]) < messages.LoginMinLen {
+			t.Fatalf("login packet %d differs from the first (or is %d bytes)", i, len(logins[i]))
+		}
+	}
+	for i := range confirms[:3] {
+		if !bytes.Equal(confirms[i], confirms[0]) || len(confirms[i]) < messages.LoginMinLen {
+			t.Fatalf("confirmation %d differs from the first (or is %d bytes)", i, len(confirms[i]))
+		}
+	}
+	if st := f.s.Status(); st.Logins != 1 {
+		t.Fatalf("%d logins, want 1", st.Logins)
 	}
 }
 

@@ -28,19 +28,20 @@ type txState struct {
 	pid    *actor.PID
 	to     netip.AddrPort
 	packet []byte           // sent, and resent unchanged (same ID)
-	login  *signaling.Login // for a login transaction
+	login  *signaling.Login // for a login transaction: owned by its actor, its Packet replaces packet
 	peer   string           // for a tunnel request
 }
 
 // Messages between the session and its transactions.
 type (
 	// txReply carries a reply to the transaction it belongs to: a decoded
-	// envelope, or for a login the raw TypeLoginReply packet.
+	// envelope, or for a login the raw packet (the TypeLoginReply challenge,
+	// then the sealed answer to the confirmation).
 	txReply struct {
 		env messages.Envelope
 		pkt []byte
 	}
-	retransmit struct{ sent int }
+	retransmit struct{ sent, gen int }
 	// txDone reports the end of a transaction to the session.
 	txDone struct {
 		id    messages.MsgID
@@ -82,6 +83,7 @@ type txActor struct {
 	s     *Session
 	id    messages.MsgID
 	timer *time.Timer
+	gen   int // bumped when a login moves to its confirmation: older retransmit ticks are stale
 }
 
 func txProps(s *Session, id messages.MsgID) *actor.Props {
@@ -93,7 +95,9 @@ func (a *txActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.send(ctx, 0)
 	case retransmit:
-		a.send(ctx, m.sent)
+		if m.gen == a.gen {
+			a.send(ctx, m.sent)
+		}
 	case *txReply:
 		a.reply(ctx, m)
 	case *actor.Stopping:
@@ -114,7 +118,11 @@ func (a *txActor) send(ctx actor.Context, sent int) {
 		a.finish(ctx, st, &txDone{err: ErrTimeout})
 		return
 	}
-	if err := a.s.cfg.Dataplane.SendControl(st.packet, st.to); err != nil {
+	pkt := st.packet
+	if st.login != nil {
+		pkt = st.login.Packet()
+	}
+	if err := a.s.cfg.Dataplane.SendControl(pkt, st.to); err != nil {
 		// A full queue is a lost packet: the retransmission covers it.
 		ctx.Logger().Debug("session: send", "tx", st.kind.String(), "err", err)
 	}
@@ -123,8 +131,8 @@ func (a *txActor) send(ctx actor.Context, sent int) {
 	if !ok {
 		wait = lastWait(a.s.cfg.Retry)
 	}
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	a.timer = time.AfterFunc(wait, func() { root.Send(self, retransmit{sent: sent}) })
+	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), a.gen
+	a.timer = time.AfterFunc(wait, func() { root.Send(self, retransmit{sent: sent, gen: gen}) })
 }
 
 func (a *txActor) reply(ctx actor.Context, r *txReply) {
@@ -140,16 +148,34 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		a.finish(ctx, st, done)
 		return
 	}
-	res, err := st.login.Finish(r.pkt)
 	var refused *messages.Error
+	if !st.login.Confirmed() {
+		_, err := st.login.Confirm(r.pkt, time.Now())
+		switch {
+		case err == nil:
+			// Proven to ourselves that this is the AS; now prove our key to
+			// it: the confirmation goes out at once, on a schedule of its own.
+			if a.timer != nil {
+				a.timer.Stop()
+			}
+			a.gen++
+			a.send(ctx, 0)
+		case errors.As(err, &refused):
+			a.finish(ctx, st, &txDone{err: refused})
+		default:
+			// Not the AS's genuine answer (forged, corrupted, stale): keep
+			// waiting for it.
+			ctx.Logger().Debug("session: login challenge ignored", "err", err)
+		}
+		return
+	}
+	res, err := st.login.Finish(r.pkt, time.Now())
 	switch {
 	case err == nil:
 		a.finish(ctx, st, &txDone{login: res})
 	case errors.As(err, &refused):
 		a.finish(ctx, st, &txDone{err: refused})
 	default:
-		// Not the AS's genuine answer (forged, corrupted, stale): keep
-		// waiting for it.
 		ctx.Logger().Debug("session: login reply ignored", "err", err)
 	}
 }

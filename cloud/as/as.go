@@ -3,6 +3,7 @@ package as
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	goruntime "runtime"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
 )
 
 // Config is what an AS needs.
@@ -44,38 +47,91 @@ type Config struct {
 	// beyond StoreWorkers+StoreQueue waiting for the store are dropped and
 	// the nodes' retransmissions retry them.
 	StoreWorkers, StoreQueue int
-	Logger                   *slog.Logger
+	// PendingTTL is how long a challenged login waits for the node's
+	// confirmation, and how long the answer to a confirmation is kept for
+	// its retransmissions (default 15 s: a node's whole retransmission
+	// schedule).
+	PendingTTL time.Duration
+	// MaxPending bounds the logins challenged within PendingTTL, hence the
+	// unproven state the AS holds at any time (default 16384).
+	MaxPending int
+	// MaxChallenging bounds the challenges (certificate check and DH) in
+	// progress at once; a login packet finding them all busy is dropped and
+	// its node's retransmission tries again. It keeps a burst from queueing
+	// seconds of DH in front of a real login. Default 32 per CPU.
+	MaxChallenging int
+	// Limits rate-limits login packets per source and globally, before
+	// any work is done for them.
+	Limits LimitConfig
+	Logger *slog.Logger
 }
 
 // Counters are the AS's outcome counts.
 type Counters struct {
 	Accepted, Refused, Duplicates, Garbage, Failed atomic.Uint64
-	// Busy counts logins dropped because the store workers were saturated.
+	// Busy counts logins dropped because the store workers or the
+	// challenges in progress (MaxChallenging) were saturated.
 	Busy atomic.Uint64
+	// Challenged counts logins answered with a challenge: not proven yet,
+	// nothing committed for them.
+	Challenged atomic.Uint64
+	// Limited counts packets refused by the per-source or the global rate
+	// limit, before they were parsed.
+	Limited atomic.Uint64
+	// Short counts login packets below messages.LoginMinLen, dropped
+	// unanswered (an answer could be larger than them).
+	Short atomic.Uint64
+	// Unanswered counts answers not sent because they were larger than the
+	// packet they answered.
+	Unanswered atomic.Uint64
+	// Full counts logins dropped because MaxPending logins were pending.
+	Full atomic.Uint64
 }
 
 // Service is a running AS.
 type Service struct {
-	cfg      Config
-	sys      *runtime.System
-	txs      *txstore.Store[*loginState]
-	workers  *svc.Workers // store I/O, off the actors' run loops
-	listener *svc.Listener
-	pid      *actor.PID
-	addrs    []netip.AddrPort
-	log      *slog.Logger
-	prefix6  netip.Prefix
-	prefix4  netip.Prefix
-	Counters Counters
+	cfg         Config
+	sys         *runtime.System
+	txs         *txstore.Store[*loginState] // by login message ID
+	bySession   *txstore.Store[*loginState] // the same logins, by challenged session ID
+	pending     *window
+	challenging atomic.Int64 // challenge actors running
+	limit       *limiter
+	workers     *svc.Workers // store I/O, off the actors' run loops
+	listener    *svc.Listener
+	pid         *actor.PID
+	addrs       []netip.AddrPort
+	log         *slog.Logger
+	prefix6     netip.Prefix
+	prefix4     netip.Prefix
+	Counters    Counters
 }
 
-// loginState is a login transaction's state under its message ID: pending
-// until the reply is known, then the reply bytes to resend to duplicates.
+// loginState is one login under its packet's hash (and, once challenged,
+// under its session ID). Before the confirmation opens it is all the AS
+// holds for the login: no VIP, no record, no key at NMS.
 type loginState struct {
-	reply atomic.Pointer[[]byte]
+	id  messages.MsgID // the login's message ID: the confirmation and the reply carry it
+	key txstore.ID     // its login packet's key in txs
+
+	// Set by the challenge before the state is reachable by session ID,
+	// read-only afterwards.
+	session      uint32
+	sess         *signaling.Session // the cloud's end of the pending session
+	keys         signaling.Keys
+	fqdn, serial string     // from the verified certificate
+	vip6, vip4   netip.Addr // the VIPs the certificate binds (the CA allocated them)
+
+	msg2       atomic.Pointer[[]byte] // the challenge or refusal, for retransmitted login packets
+	final      atomic.Pointer[[]byte] // the sealed answer, for retransmitted confirmations
+	committing atomic.Bool            // a commit transaction runs (or has run)
 }
 
-const dedupTTL = 2*signaling.MaxClockSkew + time.Minute
+func sessionKey(id uint32) txstore.ID {
+	var k txstore.ID
+	binary.BigEndian.PutUint32(k[:], id)
+	return k
+}
 
 // Start opens the sockets and spawns the root actor in sys.
 func Start(sys *runtime.System, cfg Config) (*Service, error) {
@@ -97,29 +153,57 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	if cfg.StoreQueue <= 0 {
 		cfg.StoreQueue = 1024
 	}
-	txs, err := txstore.New[*loginState](txstore.Config{})
+	if cfg.PendingTTL <= 0 {
+		cfg.PendingTTL = 15 * time.Second
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 16384
+	}
+	if cfg.MaxChallenging <= 0 {
+		cfg.MaxChallenging = 32 * goruntime.GOMAXPROCS(0)
+	}
+	// Both stores hold at most MaxPending unproven logins plus the proven
+	// ones of the last PendingTTL; far more room keeps Ristretto's
+	// admission policy from refusing them.
+	txs, err := txstore.New[*loginState](txstore.Config{MaxEntries: int64(8 * cfg.MaxPending)})
 	if err != nil {
+		return nil, err
+	}
+	bySession, err := txstore.New[*loginState](txstore.Config{MaxEntries: int64(8 * cfg.MaxPending)})
+	if err != nil {
+		txs.Close()
 		return nil, err
 	}
 	conns, err := svc.ListenUDP(cfg.Listen)
 	if err != nil {
 		txs.Close()
+		bySession.Close()
 		return nil, fmt.Errorf("as: listen: %w", err)
 	}
-	s := &Service{cfg: cfg, sys: sys, txs: txs, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
+	for _, c := range conns {
+		// A deep receive queue rides out the moments the readers are not
+		// scheduled (a flood fills the default ~200 KB in a millisecond).
+		// Failure (rmem_max) only costs burst capacity.
+		_ = c.SetReadBuffer(udp.SocketBufferSize)
+	}
+	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
+		pending: newWindow(cfg.PendingTTL, cfg.MaxPending), limit: newLimiter(cfg.Limits),
 		prefix6: store.DefaultVIP6, prefix4: store.DefaultVIP4}
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
-	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor { return &root{s: s} }))
+	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
+		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen)}
+	}))
 	if err != nil {
 		for _, c := range conns {
 			c.Close()
 		}
 		s.workers.Close()
 		txs.Close()
+		bySession.Close()
 		return nil, err
 	}
 	s.pid = pid
-	s.listener = svc.Serve(sys.Root(), pid, conns, 4096, s.log)
+	s.listener = svc.ServeFiltered(sys.Root(), pid, conns, 4096, s.admit, s.log)
 	return s, nil
 }
 
@@ -129,14 +213,71 @@ func (s *Service) Addrs() []netip.AddrPort { return s.addrs }
 // PID is the root actor.
 func (s *Service) PID() *actor.PID { return s.pid }
 
+// Pending is how many logins were challenged within the last PendingTTL:
+// an upper bound on the unproven logins the AS holds state for.
+func (s *Service) Pending() int { return s.pending.count(time.Now()) }
+
+// Sources is the size of the per-source rate-limit table.
+func (s *Service) Sources() int { return s.limit.tracked() }
+
+// Dropped counts packets the socket readers dropped because MaxInflight
+// admitted packets were waiting for the root actor.
+func (s *Service) Dropped() uint64 { return s.listener.Dropped() }
+
+// UnderLoad reports whether the per-source rate limits are enforced now.
+func (s *Service) UnderLoad() bool { return s.limit.underLoad(time.Now()) }
+
 // Close stops reading packets, waits for the store calls in flight and
-// drops the transaction store. Stop the actor system afterwards (or
+// drops the transaction stores. Stop the actor system afterwards (or
 // before: both orders are safe).
 func (s *Service) Close() {
 	s.listener.Close()
 	s.sys.Root().Stop(s.pid)
 	s.workers.Close()
 	s.txs.Close()
+	s.bySession.Close()
+}
+
+// admit runs in the socket readers, before a packet is copied or reaches
+// an actor: a flood the limits refuse costs a read and a map lookup.
+func (s *Service) admit(b []byte, from netip.AddrPort) bool {
+	switch messages.PacketType(b[0]) {
+	case messages.TypeLogin:
+		if len(b) < messages.LoginMinLen {
+			s.Counters.Short.Add(1)
+			return false
+		}
+		now := time.Now()
+		// Full challenge slots are not load by themselves: many nodes behind
+		// one address logging in at once fill them too, and must not be held
+		// to one source's share for it.
+		busy := s.pending.count(now) > s.cfg.MaxPending/2
+		if !s.limit.allow(from.Addr(), true, busy, now) {
+			s.Counters.Limited.Add(1)
+			return false
+		}
+	case messages.TypeSignaling: // a confirmation: one AEAD open, no DH
+		if !s.limit.allow(from.Addr(), false, false, time.Now()) {
+			s.Counters.Limited.Add(1)
+			return false
+		}
+	default:
+		s.Counters.Garbage.Add(1)
+		return false
+	}
+	return true
+}
+
+// send answers a packet of answering bytes with pkt, unless pkt is the
+// larger: the source address of a login is unproven, and the AS must not
+// be a way to send someone more than was sent to it.
+func (s *Service) send(conn *net.UDPConn, pkt []byte, to netip.AddrPort, answering int) {
+	if len(pkt) > answering {
+		s.Counters.Unanswered.Add(1)
+		s.log.Debug("as: answer larger than the packet it answers, not sent", "to", to, "answer", len(pkt), "packet", answering)
+		return
+	}
+	_, _ = conn.WriteToUDPAddrPort(pkt, to)
 }
 
 // handshakeConfig extracts the identity and Noise key from the node's
@@ -190,7 +331,10 @@ func refusal(err error) messages.Error {
 	return messages.Error{Code: code, Message: code.String()}
 }
 
-type root struct{ s *Service }
+type root struct {
+	s       *Service
+	scratch []byte
+}
 
 func (r *root) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -201,50 +345,218 @@ func (r *root) Receive(ctx actor.Context) {
 
 func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
 	defer p.Done()
+	switch messages.PacketType(p.Data[0]) {
+	case messages.TypeLogin:
+		r.onLogin(ctx, p)
+	case messages.TypeSignaling:
+		r.onConfirm(ctx, p)
+	default:
+		r.s.Counters.Garbage.Add(1)
+	}
+}
+
+// onLogin handles a login packet (msg1). It commits nothing: a login
+// packet proves nothing about its sender. The root only deduplicates (by
+// the packet's hash: a retransmission is the same bytes) and leaves the
+// parsing, the certificate and the DH to a bounded number of challenge
+// actors, so that a burst of logins never queues work in front of the
+// packets behind it.
+func (r *root) onLogin(ctx actor.Context, p *svc.Packet) {
 	s := r.s
-	a, err := signaling.ReadLogin(s.handshakeConfig(), p.Data)
-	if err != nil {
-		s.Counters.Garbage.Add(1)
-		s.log.Debug("as: dropped packet", "from", p.From, "err", err)
+	if len(p.Data) < messages.LoginMinLen {
+		s.Counters.Short.Add(1)
 		return
 	}
-	st := &loginState{}
-	cur, loaded, err := s.txs.PutIfAbsent(a.Envelope.ID, st, dedupTTL)
+	key := loginKey(p.Data)
+	if cur, ok := s.txs.Get(key); ok {
+		s.duplicate(cur, p.Conn, p.Data, p.From)
+		return
+	}
+	if s.challenging.Load() >= int64(s.cfg.MaxChallenging) {
+		s.Counters.Busy.Add(1)
+		return
+	}
+	tx := &challengeTx{s: s, key: key, pkt: p.Data, from: p.From, conn: p.Conn}
+	s.challenging.Add(1)
+	if _, err := runtime.Spawn(ctx, "login", "challenge-"+messages.MsgID(key).String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+		s.challenging.Add(-1)
+		s.log.Debug("as: spawn login challenge", "err", err) // a copy racing its twin
+	}
+}
+
+// loginKey names a login packet in the store: a retransmission is the
+// same bytes, so it finds the login and its answer.
+func loginKey(pkt []byte) txstore.ID {
+	sum := sha256.Sum256(pkt)
+	return txstore.ID(sum[:16])
+}
+
+// duplicate answers a retransmitted login packet with the answer already
+// given, never a new one.
+func (s *Service) duplicate(cur *loginState, conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
+	s.Counters.Duplicates.Add(1)
+	if m := cur.msg2.Load(); m != nil {
+		s.send(conn, *m, from, len(pkt))
+	}
+	// Still being challenged: the challenge will answer this copy too.
+}
+
+// onConfirm handles a sealed packet: the confirmation of a challenged
+// login, which proves the node's key once it opens. Only then does a
+// transaction commit anything.
+func (r *root) onConfirm(ctx actor.Context, p *svc.Packet) {
+	s := r.s
+	sid, err := signaling.PeekSession(p.Data)
+	if err != nil {
+		s.Counters.Garbage.Add(1)
+		return
+	}
+	st, ok := s.bySession.Get(sessionKey(sid))
+	if !ok {
+		s.Counters.Garbage.Add(1)
+		s.log.Debug("as: sealed packet for no pending login", "from", p.From, "session", sid)
+		return
+	}
+	if err := signaling.OpenConfirm(st.sess, r.scratch, p.Data, st.id, time.Now()); err != nil {
+		s.Counters.Garbage.Add(1)
+		s.log.Debug("as: confirmation does not open", "from", p.From, "session", sid, "err", err)
+		return
+	}
+	if f := st.final.Load(); f != nil {
+		s.Counters.Duplicates.Add(1)
+		s.send(p.Conn, *f, p.From, len(p.Data))
+		return
+	}
+	if !st.committing.CompareAndSwap(false, true) {
+		s.Counters.Duplicates.Add(1) // the commit in flight answers it
+		return
+	}
+	tx := &loginTx{s: s, st: st, from: p.From, conn: p.Conn, size: len(p.Data)}
+	if _, err := runtime.Spawn(ctx, "login", "tx-"+st.id.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+		st.committing.Store(false)
+		s.log.Warn("as: spawn login transaction", "err", err)
+	}
+}
+
+// challengeTx checks a login packet's certificate and answers it with a
+// challenge (or a refusal), off the root actor: that costs a signature
+// check and three X25519. Its only lasting trace is the loginState, which
+// expires after PendingTTL unless the node confirms.
+type challengeTx struct {
+	s    *Service
+	key  txstore.ID
+	pkt  []byte
+	from netip.AddrPort
+	conn *net.UDPConn
+	st   *loginState
+	a    *signaling.LoginAttempt
+}
+
+func (t *challengeTx) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Started); !ok {
+		return
+	}
+	defer ctx.Stop(ctx.Self())
+	defer t.s.challenging.Add(-1)
+	s := t.s
+	a, err := signaling.ReadLogin(s.handshakeConfig(), t.pkt)
+	if err != nil {
+		s.Counters.Garbage.Add(1)
+		s.log.Debug("as: dropped packet", "from", t.from, "err", err)
+		return
+	}
+	now := time.Now()
+	if !s.pending.admit(now) {
+		s.Counters.Full.Add(1)
+		s.log.Debug("as: too many pending logins, dropping", "from", t.from)
+		return
+	}
+	st := &loginState{id: a.Envelope.ID, key: t.key}
+	cur, loaded, err := s.txs.PutIfAbsent(t.key, st, s.cfg.PendingTTL)
 	if err != nil {
 		s.log.Warn("as: transaction store full, dropping login", "id", a.Envelope.ID, "err", err)
 		return
 	}
 	if loaded {
-		s.Counters.Duplicates.Add(1)
-		if reply := cur.reply.Load(); reply != nil {
-			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+		s.duplicate(cur, t.conn, t.pkt, t.from)
+		return
+	}
+	t.st, t.a = st, a
+	peer, err := s.cfg.Verifier.Verify(a.CertDER, a.Envelope.Sender, now)
+	if err == nil && peer.FQDN != a.Identity {
+		err = &pki.VerifyError{FQDN: a.Identity, Err: pki.ErrFQDNMismatch}
+	}
+	if err != nil {
+		t.refuse(refusal(err), err, now)
+		return
+	}
+	if err := signaling.CheckFresh(a.Envelope, now); err != nil {
+		t.refuse(messages.Error{Code: messages.CodeBadRequest, Message: "clock skew"}, err, now)
+		return
+	}
+	// A session ID no other pending login holds (PutNode refuses one a live
+	// session holds, at commit).
+	id := randomSessionID()
+	for range 3 {
+		if _, taken := s.bySession.Get(sessionKey(id)); !taken {
+			break
 		}
-		return // still running: its reply will answer this copy too
+		id = randomSessionID()
 	}
-	tx := &loginTx{s: s, st: st, attempt: a, from: p.From, conn: p.Conn}
-	if _, err := runtime.Spawn(ctx, "login", "tx-"+a.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
-		s.txs.Delete(a.Envelope.ID)
-		s.log.Warn("as: spawn login transaction", "err", err)
+	msg2, keys, err := a.Challenge(id, "as", now)
+	if err != nil {
+		s.txs.Delete(t.key)
+		s.log.Warn("as: build challenge", "err", err)
+		return
 	}
+	sess, err := signaling.NewCloudSession(id, keys)
+	if err != nil {
+		s.txs.Delete(t.key)
+		s.log.Warn("as: pending session", "err", err)
+		return
+	}
+	st.session, st.sess, st.keys = id, sess, keys
+	st.fqdn, st.serial = peer.FQDN, pki.FormatSerial(peer.Serial)
+	st.vip6, st.vip4 = peer.VIP6, peer.VIP4
+	if _, loaded, err := s.bySession.PutIfAbsent(sessionKey(id), st, s.cfg.PendingTTL); err != nil || loaded {
+		// Forget the login: the node's retransmission starts it afresh.
+		s.txs.Delete(t.key)
+		s.log.Warn("as: pending login not stored", "session", id, "taken", loaded, "err", err)
+		return
+	}
+	st.msg2.Store(&msg2)
+	s.Counters.Challenged.Add(1)
+	s.send(t.conn, msg2, t.from, len(t.pkt))
 }
 
-// loginTx is one login transaction: verify the certificate, read and
-// write the registry on the store workers (never on the actor's run loop),
-// hand the session key to NMS and answer the node once NMS has it.
-type loginTx struct {
-	s       *Service
-	st      *loginState
-	attempt *signaling.LoginAttempt
-	from    netip.AddrPort
-	conn    *net.UDPConn
+// refuse answers in msg2 and keeps the refusal for retransmissions.
+func (t *challengeTx) refuse(e messages.Error, why error, now time.Time) {
+	s := t.s
+	s.Counters.Refused.Add(1)
+	s.log.Warn("as: login refused", "fqdn", t.a.Envelope.Sender, "code", e.Code.String(), "from", t.from, "err", why)
+	pkt, err := t.a.Refuse(e, "as", now)
+	if err != nil {
+		s.txs.Delete(t.key)
+		s.log.Warn("as: build refusal", "err", err)
+		return
+	}
+	t.st.msg2.Store(&pkt)
+	s.send(t.conn, pkt, t.from, len(t.pkt))
+}
 
-	fqdn    string // verified
-	serial  string
+// loginTx commits a proven login: read and write the registry on the
+// store workers (never on the actor's run loop), hand the session key to
+// NMS and answer the node, sealed, once NMS has it.
+type loginTx struct {
+	s    *Service
+	st   *loginState
+	from netip.AddrPort // where the confirmation came from
+	conn *net.UDPConn
+	size int // the confirmation's size
+
 	now     time.Time
-	reply   []byte
-	keys    signaling.Keys
+	reply   messages.LoginReply
 	expires time.Time
-	session uint32
 }
 
 // Results of the transaction's store jobs.
@@ -272,46 +584,41 @@ func (t *loginTx) Receive(ctx actor.Context) {
 		t.onSaved(ctx, m)
 	case *actor.ReceiveTimeout:
 		t.s.Counters.Failed.Add(1)
-		t.s.log.Warn("as: NMS did not acknowledge the key handover", "fqdn", t.attempt.Envelope.Sender, "session", t.session)
+		t.s.log.Warn("as: NMS did not acknowledge the key handover", "fqdn", t.st.fqdn, "session", t.st.session)
 		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Message: "NMS unavailable", Retry: true}, nil)
 	default:
 		f, ok, err := svc.DecodeFrame(m)
 		if !ok {
 			return
 		}
-		if err != nil || f.Envelope.Type != messages.MsgKeyHandoverAck || f.Envelope.ID != t.attempt.Envelope.ID {
+		if err != nil || f.Envelope.Type != messages.MsgKeyHandoverAck || f.Envelope.ID != t.st.id {
 			t.s.log.Warn("as: unexpected message from NMS", "type", f.Envelope.Type, "err", err)
 			return
 		}
 		ctx.SetReceiveTimeout(0)
-		t.finish(ctx, t.reply)
+		pkt, err := t.seal(t.reply)
+		if err != nil {
+			t.s.log.Warn("as: seal login reply", "err", err)
+			t.finish(ctx, nil)
+			return
+		}
+		t.finish(ctx, pkt)
 		t.s.Counters.Accepted.Add(1)
-		t.s.log.Info("as: login accepted", "fqdn", t.attempt.Envelope.Sender, "session", t.session, "from", t.from)
+		t.s.log.Info("as: login accepted", "fqdn", t.st.fqdn, "session", t.st.session, "from", t.from)
 	}
 }
 
+func (t *loginTx) seal(body messages.Body) ([]byte, error) {
+	return t.st.sess.SealMessage(nil, messages.NewEncoder(), t.st.id, "as", time.Now(), body)
+}
+
 func (t *loginTx) start(ctx actor.Context) {
-	s, a := t.s, t.attempt
 	t.now = time.Now()
-	fqdn := a.Envelope.Sender
-	peer, err := s.cfg.Verifier.Verify(a.CertDER, fqdn, t.now)
-	if err == nil && peer.FQDN != a.Identity {
-		err = &pki.VerifyError{FQDN: a.Identity, Err: pki.ErrFQDNMismatch}
-	}
-	if err != nil {
-		t.refuse(ctx, refusal(err), err)
-		return
-	}
-	if err := signaling.CheckFresh(a.Envelope, t.now); err != nil {
-		t.refuse(ctx, messages.Error{Code: messages.CodeBadRequest, Message: "clock skew"}, err)
-		return
-	}
-	t.fqdn, t.serial = peer.FQDN, pki.FormatSerial(peer.Serial)
-	st, name := s.cfg.Store, t.fqdn
+	st, name := t.s.cfg.Store, t.st.fqdn
 	t.offload(ctx, func(bg context.Context) any {
 		// The VIPs are the certificate's: the offline CA allocated them and
 		// signed the binding, which peers check at the handshake.
-		r := loginLoaded{vip6: peer.VIP6, vip4: peer.VIP4}
+		r := loginLoaded{vip6: t.st.vip6, vip4: t.st.vip4}
 		r.node, r.err = st.GetNode(bg, name)
 		if errors.Is(r.err, store.ErrNotFound) {
 			r.node, r.err = store.Node{}, nil
@@ -320,13 +627,13 @@ func (t *loginTx) start(ctx actor.Context) {
 	})
 }
 
-// offload runs job on the store workers. When they are saturated the login
-// is dropped without an answer, its message ID forgotten, so the node's
-// retransmission starts it afresh.
+// offload runs job on the store workers. When they are saturated the
+// commit is dropped without an answer, so the node's retransmitted
+// confirmation starts it again.
 func (t *loginTx) offload(ctx actor.Context, job svc.Job) {
 	if err := t.s.workers.Do(ctx.Self(), job); err != nil {
 		t.s.Counters.Busy.Add(1)
-		t.s.log.Debug("as: store busy, dropping login", "fqdn", t.attempt.Envelope.Sender, "err", err)
+		t.s.log.Debug("as: store busy, dropping login", "fqdn", t.st.fqdn, "err", err)
 		t.finish(ctx, nil)
 	}
 }
@@ -342,25 +649,19 @@ func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
 	}
 	s := t.s
 	t.expires = t.now.Add(s.cfg.SessionTTL)
-	reply := messages.LoginReply{
-		FQDN: t.fqdn, VIP6: m.vip6, VIP4: m.vip4, Prefix6: s.prefix6, Prefix4: s.prefix4,
+	t.reply = messages.LoginReply{
+		FQDN: t.st.fqdn, VIP6: m.vip6, VIP4: m.vip4, Prefix6: s.prefix6, Prefix4: s.prefix4,
 		NMS: s.cfg.NMSAddrs, NATProbe: s.cfg.NATProbe, SessionTTL: uint32(s.cfg.SessionTTL / time.Second),
-		// Session IDs are random; PutNode refuses one another node holds.
-		SessionID: randomSessionID(),
+		SessionID: t.st.session, // named in the challenge; PutNode refuses one another node holds
 	}
-	var err error
-	t.reply, t.keys, err = t.attempt.Accept(reply, "as", t.now)
-	if err != nil {
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal}, err)
-		return
-	}
-	// Accept fixed the session ID inside msg2; claim it in the store. The
-	// record's old session, if any, loses its index in the same write (a
-	// new login replaces the old session).
+	// The record's old session, if any, loses its index in the same write
+	// (a new login replaces the old session): only now that the node has
+	// proven its key.
 	node := m.node
-	node.FQDN, node.VIP6, node.VIP4 = t.fqdn, m.vip6, m.vip4
-	node.CertSerial = t.serial
-	node.Session = store.Session{ID: reply.SessionID, NodeToCloud: t.keys.NodeToCloud, CloudToNode: t.keys.CloudToNode, Expires: t.expires}
+	node.FQDN, node.VIP6, node.VIP4 = t.st.fqdn, m.vip6, m.vip4
+	node.CertSerial = t.st.serial
+	keys := t.st.keys
+	node.Session = store.Session{ID: t.st.session, NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: t.expires}
 	node.Updated = t.now
 	st := s.cfg.Store
 	t.offload(ctx, func(bg context.Context) any {
@@ -371,14 +672,14 @@ func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
 func (t *loginTx) onSaved(ctx actor.Context, m loginSaved) {
 	if m.err != nil {
 		// A taken ID (one in 4 billion per live session) fails this login;
-		// the node's retry with a new message ID gets a fresh one.
+		// the node's next login gets a fresh one.
 		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
 		return
 	}
-	t.session = m.node.Session.ID
-	frame, err := svc.NewFrame("", t.attempt.Envelope.ID, "as", t.now, messages.KeyHandover{
-		SessionID: t.session, FQDN: t.fqdn, CertSerial: t.serial,
-		NodeToCloud: t.keys.NodeToCloud, CloudToNode: t.keys.CloudToNode, Expires: t.expires.UnixNano(),
+	keys := t.st.keys
+	frame, err := svc.NewFrame("", t.st.id, "as", t.now, messages.KeyHandover{
+		SessionID: t.st.session, FQDN: t.st.fqdn, CertSerial: t.st.serial,
+		NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: t.expires.UnixNano(),
 	})
 	if err != nil {
 		t.refuse(ctx, messages.Error{Code: messages.CodeInternal}, err)
@@ -393,29 +694,34 @@ func (t *loginTx) onSaved(ctx actor.Context, m loginSaved) {
 	ctx.SetReceiveTimeout(t.s.cfg.HandoverTimeout)
 }
 
-// refuse answers with e, logs why and ends the transaction.
+// refuse answers with e (sealed on the session: the node is proven), logs
+// why and ends the transaction.
 func (t *loginTx) refuse(ctx actor.Context, e messages.Error, why error) {
 	t.s.Counters.Refused.Add(1)
-	t.s.log.Warn("as: login refused", "fqdn", t.attempt.Envelope.Sender, "code", e.Code.String(), "from", t.from, "err", why)
-	var pkt []byte
-	if t.reply == nil {
-		var err error
-		pkt, err = t.attempt.Refuse(e, "as", time.Now())
-		if err != nil {
-			t.s.log.Warn("as: build refusal", "err", err)
-		}
+	t.s.log.Warn("as: login refused", "fqdn", t.st.fqdn, "code", e.Code.String(), "from", t.from, "err", why)
+	pkt, err := t.seal(e)
+	if err != nil {
+		t.s.log.Warn("as: build refusal", "err", err)
 	}
-	// After Accept the handshake is spent: the node's retransmission will
-	// find no cached reply and time out, and log in again.
 	t.finish(ctx, pkt)
 }
 
+// finish sends pkt and keeps it for retransmitted confirmations; without
+// one, the login is left for the node's retransmission to commit again.
 func (t *loginTx) finish(ctx actor.Context, pkt []byte) {
+	st := t.st
 	if pkt != nil {
-		t.st.reply.Store(&pkt)
-		_, _ = t.conn.WriteToUDPAddrPort(pkt, t.from)
+		// The node has moved on from its login packet: only its
+		// confirmation's retransmissions still need an answer.
+		t.s.txs.Delete(st.key)
+		st.msg2.Store(nil)
+		st.final.Store(&pkt)
+		if err := t.s.bySession.Put(sessionKey(st.session), st, t.s.cfg.PendingTTL); err != nil {
+			t.s.log.Debug("as: login answer not kept for retransmissions", "err", err)
+		}
+		t.s.send(t.conn, pkt, t.from, t.size)
 	} else {
-		t.s.txs.Delete(t.attempt.Envelope.ID)
+		st.committing.Store(false)
 	}
 	ctx.Stop(ctx.Self())
 }

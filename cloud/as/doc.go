@@ -1,15 +1,37 @@
-// Package as is the Authentication Service: it answers login packets
-// (TypeLogin, a Noise IX msg1 from a node), checks the node's certificate
-// against the overlay CA and policy, allocates the node's session and VIPs,
-// hands the session keys to NMS and waits for NMS's KeyHandoverAck before it
-// answers (seed 003 §3.1).
+// Package as is the Authentication Service: it logs nodes in (seed 003
+// §3.1) and commits nothing for a login until the node has proven it holds
+// the static key its certificate binds.
+//
+// A login is three packets and an answer (see transport/signaling):
+//
+//  1. TypeLogin, a Noise IX msg1. It proves nothing: anyone who has seen the
+//     node's certificate can build one. The AS checks the certificate and
+//     answers with msg2 carrying a LoginChallenge (or a refusal), and keeps
+//     only a loginState in two expiring txstores, by message ID and by the
+//     challenged session ID: no VIP, no record, no key at NMS.
+//  2. TypeSignaling, the node's LoginConfirm sealed on the new session
+//     under the login's ID. Only the key's holder could read msg2 and
+//     derive the session keys, so once it opens the login commits: VIPs,
+//     the record with the new session (replacing any old one), the key
+//     hand-over to NMS, and after NMS's ack the sealed LoginReply.
+//
+// Unauthenticated packets cost little and leave bounded state: the socket
+// readers drop login packets below messages.LoginMinLen and rate-limit
+// every packet per source (IPv4 address, IPv6 /64) and login packets
+// against a global budget before anything is parsed (limit.go); at most
+// MaxPending logins are challenged per PendingTTL; a login packet costs
+// no DH until it has passed those. No answer is ever larger than the
+// packet it answers (a login's source address is unproven, so this is what
+// keeps the AS from amplifying): nodes pad both their packets, and answers
+// that would not fit are dropped and counted.
 //
 // Actors, in the AS's own actor system:
 //
-//	as            root: owns the UDP listener, deduplicates logins by message ID
-//	as/tx/<msgid> one per login transaction; its state lives in the txstore
+//	as                   root: reads packets, deduplicates logins, opens confirmations
+//	as/challenge-<msgid> checks a login's certificate and answers its challenge
+//	as/tx-<msgid>        commits a confirmed login
 //
-// A retransmitted login (same message ID) never starts a second
-// transaction: while the first runs it is ignored, afterwards it gets the
-// cached reply bytes again.
+// Retransmissions (same message ID, same bytes) never start a second
+// transaction: they get the answer already given, or none while it is
+// being made.
 package as

@@ -92,3 +92,52 @@ func BenchmarkCloud(b *testing.B) {
 	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(len(nodes)), "heapB/node")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkLoginUnderFlood measures a real node's login (to the sealed
+// LoginReply) while 16 sources send forged logins built from another
+// node's certificate as fast as one goroutine can (issue 9's login-flood
+// row in BENCHMARKS.md). ns/op is one login's latency; flood/s is the rate
+// the flood was sent at, admitted/s how many of those the AS spent a
+// certificate check and a DH on.
+//
+//	go test ./test/cloudsim -run '^$' -bench LoginUnderFlood -benchtime 20x
+//	CLOUDSIM_NO_FLOOD=1 go test ./test/cloudsim -run '^$' -bench LoginUnderFlood -benchtime 20x # baseline
+func BenchmarkLoginUnderFlood(b *testing.B) {
+	s := startCloudWith(b, server.Config{})
+	asAddr := s.AS.Addrs()[0]
+	victim := newNode(b, s, "victim.example.cyphonic")
+	if _, err := victim.Login(asAddr, false); err != nil {
+		b.Fatal(err)
+	}
+	// Each node from its own address (127.0.0.20..99): a node behind a
+	// flooding address shares that address's budget under load.
+	nodes := make([]*Node, b.N)
+	for i := range nodes {
+		nodes[i] = nodeAt(b, s, fmt.Sprintf("f%d.example.cyphonic", i), byte(20+i%80))
+	}
+	stop := make(chan struct{})
+	var sent atomic.Uint64
+	wg := &sync.WaitGroup{}
+	if os.Getenv("CLOUDSIM_NO_FLOOD") == "" { // the baseline: the same logins without a flood
+		wg = flood(b, victim, asAddr, 100, 16, stop, &sent)
+		time.Sleep(time.Second) // the flood is on, the AS under load
+	}
+	challenged := s.AS.Counters.Challenged.Load()
+	b.ResetTimer()
+	start, sent0 := time.Now(), sent.Load()
+	var worst time.Duration
+	for _, n := range nodes {
+		t0 := time.Now()
+		if _, err := n.Login(asAddr, false); err != nil {
+			b.Fatal(err)
+		}
+		worst = max(worst, time.Since(t0))
+	}
+	b.StopTimer()
+	dur := time.Since(start)
+	close(stop)
+	wg.Wait()
+	b.ReportMetric(float64(sent.Load()-sent0)/dur.Seconds(), "flood/s")
+	b.ReportMetric(float64(s.AS.Counters.Challenged.Load()-challenged-uint64(b.N))/dur.Seconds(), "admitted/s")
+	b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
+}

@@ -56,7 +56,7 @@ func online(t *testing.T, s *server.Server, n *Node, nat messages.NATType) {
 	}
 }
 
-func nodeAt(t *testing.T, s *server.Server, fqdn string, ip byte) *Node {
+func nodeAt(t testing.TB, s *server.Server, fqdn string, ip byte) *Node {
 	t.Helper()
 	n, err := NewNodeOn(s.CA, fqdn, netip.AddrFrom4([4]byte{127, 0, 0, ip}))
 	if err != nil {

@@ -34,7 +34,9 @@ type Node struct {
 	mu         sync.Mutex
 	conn       *net.UDPConn // the current socket (Move replaces it)
 	sess       *signaling.Session
-	login      chan []byte
+	login      chan []byte // login answers: challenges, and sealed packets while not logged in
+	loginPkt   []byte      // the last login's packets, for replays
+	confirmPkt []byte
 	pending    map[messages.MsgID]chan messages.Envelope
 	seen       map[messages.MsgID]bool // deliveries recorded (once per ID)
 	directions []Delivery[messages.Direction]
@@ -184,6 +186,13 @@ func (n *Node) read(conn *net.UDPConn) {
 			default:
 			}
 		case messages.TypeSignaling:
+			if n.loggingIn() {
+				select {
+				case n.login <- pkt:
+				default:
+				}
+				continue
+			}
 			n.onSealed(pkt, from)
 		case messages.TypeRelay:
 			select {
@@ -215,6 +224,12 @@ func (n *Node) SendBind(tk messages.RelayTicket) error {
 
 // Relayed delivers the relay frames the node receives.
 func (n *Node) Relayed() <-chan []byte { return n.relayed }
+
+func (n *Node) loggingIn() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sess == nil
+}
 
 func (n *Node) onSealed(pkt []byte, from netip.AddrPort) {
 	n.mu.Lock()
@@ -309,14 +324,18 @@ func (n *Node) Updates() []messages.PeerUpdate {
 	return append([]messages.PeerUpdate(nil), n.updates...)
 }
 
-// Login logs in at the AS, retransmitting the same packet until the reply
-// comes. dup sends every packet twice (a duplicating network). A refusal is
-// a *messages.Error.
+// Login logs in at the AS, retransmitting each step unchanged until its
+// answer comes: the login packet until the challenge, then the
+// confirmation until the sealed reply. dup sends every packet twice (a
+// duplicating network). A refusal is a *messages.Error.
 func (n *Node) Login(asAddr netip.AddrPort, dup bool) (*messages.LoginReply, error) {
 	l, err := signaling.StartLogin(n.cfg, pki.RoleAS.ServiceFQDN(), n.FQDN, messages.LoginRequest{Software: "cloudsim"}, time.Now())
 	if err != nil {
 		return nil, err
 	}
+	n.mu.Lock()
+	n.sess, n.loginPkt, n.confirmPkt = nil, l.Packet(), nil
+	n.mu.Unlock()
 	for sent := 1; ; sent++ {
 		n.Send(asAddr, l.Packet())
 		if dup {
@@ -327,20 +346,80 @@ func (n *Node) Login(asAddr netip.AddrPort, dup bool) (*messages.LoginReply, err
 			return nil, fmt.Errorf("cloudsim: login %s: %w", n.FQDN, ErrTimeout)
 		}
 		timer := time.NewTimer(wait)
-		select {
-		case pkt := <-n.login:
-			timer.Stop()
-			res, err := l.Finish(pkt)
-			if err != nil {
-				return nil, err
+	waiting:
+		for {
+			select {
+			case pkt := <-n.login:
+				advanced, res, err := n.loginStep(l, pkt)
+				if err != nil || res != nil {
+					timer.Stop()
+					return res.reply(), err
+				}
+				if advanced {
+					timer.Stop()
+					sent = 0 // the confirmation starts its own schedule
+					break waiting
+				}
+			case <-timer.C:
+				break waiting
 			}
-			n.mu.Lock()
-			n.sess, n.Reply = res.Session, res.Reply
-			n.mu.Unlock()
-			return &res.Reply, nil
-		case <-timer.C:
 		}
 	}
+}
+
+type loginDone struct{ r messages.LoginReply }
+
+func (d *loginDone) reply() *messages.LoginReply {
+	if d == nil {
+		return nil
+	}
+	return &d.r
+}
+
+// loginStep feeds pkt to the login: advanced once the challenge is
+// answered, a result once the sealed reply opens, an error on a refusal.
+// Anything else (a duplicate, a forgery) is ignored.
+func (n *Node) loginStep(l *signaling.Login, pkt []byte) (advanced bool, done *loginDone, err error) {
+	var refused *messages.Error
+	if !l.Confirmed() {
+		if messages.PacketType(pkt[0]) != messages.TypeLoginReply {
+			return false, nil, nil
+		}
+		confirm, err := l.Confirm(pkt, time.Now())
+		if errors.As(err, &refused) {
+			return false, nil, err
+		}
+		if err != nil {
+			return false, nil, nil
+		}
+		n.mu.Lock()
+		n.confirmPkt = confirm
+		n.mu.Unlock()
+		return true, nil, nil
+	}
+	if messages.PacketType(pkt[0]) != messages.TypeSignaling {
+		return false, nil, nil
+	}
+	res, err := l.Finish(pkt, time.Now())
+	if errors.As(err, &refused) {
+		return false, nil, err
+	}
+	if err != nil {
+		return false, nil, nil
+	}
+	n.mu.Lock()
+	n.sess, n.Reply = res.Session, res.Reply
+	n.mu.Unlock()
+	return false, &loginDone{r: res.Reply}, nil
+}
+
+// LoginPackets returns the packets of the node's last login: the login
+// packet and the confirmation (nil if it was never challenged), for
+// replays.
+func (n *Node) LoginPackets() (login, confirm []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.loginPkt, n.confirmPkt
 }
 
 // Request sends body to NMS (retransmitting; dup sends each copy twice) and

@@ -5,27 +5,38 @@
 // # Login (node -> AS)
 //
 // Login is a Noise IX handshake (transport/handshake with
-// handshake.PrologueLogin) carrying signaling envelopes as its payloads:
+// handshake.PrologueLogin) carrying signaling envelopes as its payloads,
+// and one more round trip on the new session. IX's msg1 proves nothing
+// about its sender: its keys and certificate travel in clear, so anyone who
+// has seen the node's certificate can build one. Only the holder of the
+// node's static key can read msg2 and derive the session keys, so the AS
+// commits nothing - no VIP, no record, no key hand-over to NMS, no
+// displaced session - until a packet sealed with those keys opens:
 //
 //	node: l, _ := StartLogin(cfg, "as.cyphonic.internal", "alice.example.cyphonic", req, now)
-//	      send l.Packet(); on timeout resend l.Packet() unchanged (same ID, same bytes)
-//	AS:   a, _ := ReadLogin(asCfg, pkt)          // TypeLogin | msg1
-//	      ... verify a.CertDER for a.Envelope.Sender, allocate a session ...
-//	      reply, keys, _ := a.Accept(loginReply, "as", now)   // or a.Refuse(messages.Error{...}, ...)
-//	node: res, err := l.Finish(pkt)              // TypeLoginReply | msg2
+//	      send l.Packet()                       // TypeLogin | msg1 (LoginRequest), padded
+//	AS:   a, _ := ReadLogin(asCfg, pkt)          // no DH; verify a.CertDER for a.Envelope.Sender
+//	      msg2, keys, _ := a.Challenge(id, "as", now) // or a.Refuse(messages.Error{...}, ...)
+//	      // keep only bounded, expiring pending state: NewCloudSession(id, keys)
+//	node: confirm, err := l.Confirm(msg2, now)   // TypeSignaling: LoginConfirm under the login's ID, padded
 //	      // err is a *messages.Error (errors.As) when the AS refused
-//	      res.Session seals everything that follows.
+//	AS:   OpenConfirm(sess, nil, confirm, loginID, now) == nil: the node is proven;
+//	      now allocate, store, hand the keys to NMS, wait for its ack, then
+//	      answer with a LoginReply sealed on the session under the login's ID
+//	node: res, err := l.Finish(reply, now)       // res.Session seals everything that follows
+//
+// Every step is retransmitted unchanged (l.Packet() is msg1, then the
+// confirmation); the AS answers a retransmission with the bytes it already
+// sent. The node pads msg1 and the confirmation to messages.LoginMinLen, and
+// the AS never answers a packet with more bytes than it holds, so a replayed
+// or spoofed login cannot be used to amplify traffic towards the address it
+// claims.
 //
 // The node's cfg.Verify must accept only the AS role (pki.Verifier with
 // pki.RoleAS, wantFQDN pki.RoleAS.ServiceFQDN()). The AS's cfg.Verify should
 // only extract the identity and Noise key from the certificate and leave
 // policy (CA, validity, revocation, FQDN) to the AS after ReadLogin: a
 // refusal can then be a typed messages.Error inside msg2 instead of silence.
-//
-// IX's msg1 is not authenticated; the node proves possession of its static
-// key by being able to read msg2 and, from then on, to seal with the session
-// key. So the AS must treat a login as unproven until the first sealed packet
-// opens on the new session.
 //
 // # Sealed signaling (after login)
 //

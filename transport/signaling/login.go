@@ -9,34 +9,60 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 )
 
-// ErrNotLogin: the handshake payload is not the envelope login expects.
-var ErrNotLogin = errors.New("signaling: not a login message")
+// Errors of the login, for errors.Is.
+var (
+	// ErrNotLogin: the handshake payload is not the envelope login expects.
+	ErrNotLogin = errors.New("signaling: not a login message")
+	// ErrLoginState: a login step called out of order (Finish before the
+	// challenge was answered, a second challenge).
+	ErrLoginState = errors.New("signaling: login step out of order")
+)
 
 // Login is the node's side of one login attempt. Resend Packet unchanged
-// until a reply arrives: the AS answers a retransmitted msg1 with the same
-// msg2 and never starts a second transaction for it.
+// until the next step arrives: first the login packet (msg1), and once
+// Confirm has read the challenge, the confirmation. The AS answers a
+// retransmission with the reply it already gave and never starts a second
+// transaction for it.
 type Login struct {
-	init   *handshake.Initiator
-	id     messages.MsgID
-	packet []byte
+	init    *handshake.Initiator
+	id      messages.MsgID
+	fqdn    string
+	packet  []byte
+	sess    *Session // set by Confirm
+	keys    Keys
+	confirm []byte
 }
 
 // StartLogin builds the login packet (TypeLogin | Noise msg1) for the node
-// fqdn. asIdentity is the name the AS's certificate must carry
-// (pki.RoleAS.ServiceFQDN()). cfg.Prologue is forced to PrologueLogin.
+// fqdn, padded to messages.LoginMinLen. asIdentity is the name the AS's
+// certificate must carry (pki.RoleAS.ServiceFQDN()). cfg.Prologue is forced
+// to PrologueLogin.
 func StartLogin(cfg handshake.Config, asIdentity, fqdn string, req messages.LoginRequest, now time.Time) (*Login, error) {
 	cfg.Prologue = handshake.PrologueLogin
 	if len(req.CertDER) == 0 {
 		req.CertDER = cfg.CertDER
 	}
 	id := messages.NewMsgID()
-	env, err := messages.NewEnvelope(id, fqdn, now, req)
+	// msg1 is the handshake payload in clear plus a fixed overhead: measure
+	// it once without padding, then pad the request by what is missing.
+	req.Pad = nil
+	app, err := loginApp(id, fqdn, now, req)
+	if err != nil {
+		return nil, err
+	}
+	probe, err := handshake.NewInitiator(cfg, asIdentity, 0)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: login %s: %w", fqdn, err)
 	}
-	app, err := messages.Marshal(env)
+	m, err := probe.Start(app, now)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: login %s: %w", fqdn, err)
+	}
+	if need := messages.LoginMinLen - (messages.LoginHeaderLen + len(m)); need > 0 {
+		req.Pad = make([]byte, padFor(need))
+		if app, err = loginApp(id, fqdn, now, req); err != nil {
+			return nil, err
+		}
 	}
 	init, err := handshake.NewInitiator(cfg, asIdentity, 0)
 	if err != nil {
@@ -48,14 +74,117 @@ func StartLogin(cfg handshake.Config, asIdentity, fqdn string, req messages.Logi
 	}
 	pkt := make([]byte, 0, messages.LoginHeaderLen+len(msg1))
 	pkt = append(append(pkt, byte(messages.TypeLogin)), msg1...)
-	return &Login{init: init, id: id, packet: pkt}, nil
+	return &Login{init: init, id: id, fqdn: fqdn, packet: pkt}, nil
 }
 
-// ID is the login request's message ID; the reply carries it.
+func loginApp(id messages.MsgID, fqdn string, now time.Time, req messages.LoginRequest) ([]byte, error) {
+	env, err := messages.NewEnvelope(id, fqdn, now, req)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: login %s: %w", fqdn, err)
+	}
+	app, err := messages.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: login %s: %w", fqdn, err)
+	}
+	return app, nil
+}
+
+// padFor is the length of a pad field that grows an encoding whose pad is
+// empty (a 2-byte msgpack bin header) by at least need bytes: past 255 the
+// bin header takes one byte more.
+func padFor(need int) int {
+	if need > 255 {
+		need--
+	}
+	return min(need, messages.MaxPadLen)
+}
+
+// ID is the login's message ID; every step of it carries it.
 func (l *Login) ID() messages.MsgID { return l.id }
 
-// Packet is the login packet to send (and to resend unchanged).
-func (l *Login) Packet() []byte { return l.packet }
+// Packet is the packet to send now and to resend unchanged: the login
+// packet, or the confirmation once Confirm has succeeded.
+func (l *Login) Packet() []byte {
+	if l.confirm != nil {
+		return l.confirm
+	}
+	return l.packet
+}
+
+// Confirmed reports whether the challenge has been answered (Packet is the
+// confirmation and Finish expects the sealed reply).
+func (l *Login) Confirmed() bool { return l.confirm != nil }
+
+// Confirm reads the AS's challenge (TypeLoginReply | Noise msg2) and
+// returns the confirmation to send (TypeSignaling, a LoginConfirm sealed on
+// the new session under the login's ID, padded to messages.LoginMinLen),
+// which Packet returns from now on. A refusal is returned as a
+// *messages.Error (use errors.As). A msg2 that does not authenticate leaves
+// the Login waiting for the genuine one.
+func (l *Login) Confirm(packet []byte, now time.Time) ([]byte, error) {
+	if l.confirm != nil {
+		return nil, fmt.Errorf("signaling: login challenge: %w", ErrLoginState)
+	}
+	msg2, err := messages.ParseLoginReply(packet)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: login challenge: %w", err)
+	}
+	res, err := l.init.Finish(msg2)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: login challenge: %w", err)
+	}
+	keys := Keys{NodeToCloud: res.SendKey, CloudToNode: res.RecvKey}
+	res.Wipe()
+	env, err := messages.Unmarshal(res.PeerPayload)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: login challenge: %w: %w", ErrNotLogin, err)
+	}
+	if env.ID != l.id {
+		return nil, fmt.Errorf("signaling: login challenge %s for request %s: %w", env.ID, l.id, ErrWrongReply)
+	}
+	switch env.Type {
+	case messages.MsgError:
+		return nil, decodeError(env)
+	case messages.MsgLoginChallenge:
+	default:
+		return nil, fmt.Errorf("signaling: login challenge of type %s: %w", env.Type, ErrNotLogin)
+	}
+	c, err := messages.DecodeBody[messages.LoginChallenge](env)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: login challenge: %w", err)
+	}
+	if c.SessionID != res.PeerIndex {
+		return nil, fmt.Errorf("signaling: login challenge names session %d, handshake %d: %w", c.SessionID, res.PeerIndex, ErrNotLogin)
+	}
+	s, err := NewNodeSession(c.SessionID, keys)
+	if err != nil {
+		return nil, err
+	}
+	confirm, err := sealPadded(s, l.id, l.fqdn, now)
+	if err != nil {
+		return nil, err
+	}
+	l.sess, l.keys, l.confirm = s, keys, confirm
+	return confirm, nil
+}
+
+// sealPadded seals a LoginConfirm padded so that the packet is at least
+// messages.LoginMinLen long.
+func sealPadded(s *Session, id messages.MsgID, fqdn string, now time.Time) ([]byte, error) {
+	enc := messages.NewEncoder()
+	var c messages.LoginConfirm
+	pkt, err := s.SealMessage(nil, enc, id, fqdn, now, c)
+	if err != nil {
+		return nil, err
+	}
+	if need := messages.LoginMinLen - len(pkt); need > 0 {
+		c.Pad = make([]byte, padFor(need))
+		if pkt, err = s.SealMessage(nil, enc, id, fqdn, now, c); err != nil {
+			return nil, err
+		}
+	}
+	return pkt, nil
+}
 
 // LoginResult is an accepted login.
 type LoginResult struct {
@@ -64,34 +193,24 @@ type LoginResult struct {
 	Keys    Keys     // the raw keys, for a node that restarts its session actor
 }
 
-// Finish reads the AS's reply (TypeLoginReply | Noise msg2). A refusal is
-// returned as a *messages.Error (use errors.As). A reply that does not
-// authenticate leaves the Login waiting for the genuine one.
-func (l *Login) Finish(packet []byte) (*LoginResult, error) {
-	msg2, err := messages.ParseLoginReply(packet)
+// Finish reads the AS's answer to the confirmation: a sealed LoginReply
+// under the login's ID. A refusal is returned as a *messages.Error (use
+// errors.As). A packet that does not open, or answers something else, is an
+// error that leaves the Login waiting for the genuine answer.
+func (l *Login) Finish(packet []byte, now time.Time) (*LoginResult, error) {
+	if l.sess == nil {
+		return nil, fmt.Errorf("signaling: login reply: %w", ErrLoginState)
+	}
+	env, err := l.sess.OpenEnvelope(nil, packet, now)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: login reply: %w", err)
-	}
-	res, err := l.init.Finish(msg2)
-	if err != nil {
-		return nil, fmt.Errorf("signaling: login reply: %w", err)
-	}
-	keys := Keys{NodeToCloud: res.SendKey, CloudToNode: res.RecvKey}
-	res.Wipe()
-	env, err := messages.Unmarshal(res.PeerPayload)
-	if err != nil {
-		return nil, fmt.Errorf("signaling: login reply: %w: %w", ErrNotLogin, err)
 	}
 	if env.ID != l.id {
 		return nil, fmt.Errorf("signaling: login reply %s for request %s: %w", env.ID, l.id, ErrWrongReply)
 	}
 	switch env.Type {
 	case messages.MsgError:
-		e, err := messages.DecodeBody[messages.Error](env)
-		if err != nil {
-			return nil, fmt.Errorf("signaling: login error reply: %w", err)
-		}
-		return nil, &e
+		return nil, decodeError(env)
 	case messages.MsgLoginReply:
 	default:
 		return nil, fmt.Errorf("signaling: login reply of type %s: %w", env.Type, ErrNotLogin)
@@ -100,16 +219,25 @@ func (l *Login) Finish(packet []byte) (*LoginResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signaling: login reply: %w", err)
 	}
-	s, err := NewNodeSession(reply.SessionID, keys)
-	if err != nil {
-		return nil, err
+	if reply.SessionID != l.sess.ID() {
+		return nil, fmt.Errorf("signaling: login reply names session %d, challenge %d: %w", reply.SessionID, l.sess.ID(), ErrNotLogin)
 	}
-	return &LoginResult{Reply: reply, Session: s, Keys: keys}, nil
+	return &LoginResult{Reply: reply, Session: l.sess, Keys: l.keys}, nil
+}
+
+func decodeError(env messages.Envelope) error {
+	e, err := messages.DecodeBody[messages.Error](env)
+	if err != nil {
+		return fmt.Errorf("signaling: login error reply: %w", err)
+	}
+	return &e
 }
 
 // LoginAttempt is the AS's view of a login packet, between reading it and
-// answering. Nothing in it is proven yet except that the certificate binds
-// the static key the node used (see the package comment).
+// answering. Nothing in it is proven except that the certificate binds the
+// static key the packet names: anyone who has seen the certificate can
+// build one. Commit nothing for it; Challenge, and commit only once
+// OpenConfirm has opened the node's confirmation.
 type LoginAttempt struct {
 	Envelope messages.Envelope     // its ID keys the transaction; Sender is the claimed FQDN
 	Request  messages.LoginRequest //
@@ -120,8 +248,9 @@ type LoginAttempt struct {
 	resp *handshake.Responder
 }
 
-// ReadLogin parses a login packet (TypeLogin | msg1). cfg.Prologue is forced
-// to PrologueLogin.
+// ReadLogin parses a login packet (TypeLogin | msg1). It does no
+// Diffie-Hellman (IX's msg1 carries the keys in clear). cfg.Prologue is
+// forced to PrologueLogin.
 func ReadLogin(cfg handshake.Config, packet []byte) (*LoginAttempt, error) {
 	cfg.Prologue = handshake.PrologueLogin
 	msg1, err := messages.ParseLogin(packet)
@@ -146,11 +275,16 @@ func ReadLogin(cfg handshake.Config, packet []byte) (*LoginAttempt, error) {
 	}, nil
 }
 
-// Accept answers with reply (whose SessionID names the new session) and
-// returns the packet (TypeLoginReply | msg2) and the session's keys. An
-// attempt can be answered once.
-func (a *LoginAttempt) Accept(reply messages.LoginReply, sender string, now time.Time) ([]byte, Keys, error) {
-	pkt, res, err := a.answer(reply.SessionID, sender, now, reply)
+// Challenge answers with a LoginChallenge naming sessionID and returns the
+// packet (TypeLoginReply | msg2) and the pending session's keys. Only the
+// holder of the node's static key can read msg2, so a LoginConfirm that
+// opens under these keys (OpenConfirm) proves the node. An attempt can be
+// answered once.
+func (a *LoginAttempt) Challenge(sessionID uint32, sender string, now time.Time) ([]byte, Keys, error) {
+	if sessionID == 0 {
+		return nil, Keys{}, errors.New("signaling: login challenge: session ID 0 is reserved")
+	}
+	pkt, res, err := a.answer(sessionID, sender, now, messages.LoginChallenge{SessionID: sessionID})
 	if err != nil {
 		return nil, Keys{}, err
 	}
@@ -184,4 +318,21 @@ func (a *LoginAttempt) answer(index uint32, sender string, now time.Time, body m
 	}
 	pkt := make([]byte, 0, messages.LoginHeaderLen+len(msg2))
 	return append(append(pkt, byte(messages.TypeLoginReply)), msg2...), res, nil
+}
+
+// OpenConfirm opens a node's confirmation (TypeSignaling) with the cloud's
+// end of the pending session s, and checks that it is the LoginConfirm of
+// login loginID and fresh. Once it returns nil the node has proven its key.
+func OpenConfirm(s *Session, scratch, packet []byte, loginID messages.MsgID, now time.Time) error {
+	env, err := s.OpenEnvelope(scratch, packet, now)
+	if err != nil {
+		return fmt.Errorf("signaling: login confirm: %w", err)
+	}
+	if env.Type != messages.MsgLoginConfirm || env.ID != loginID {
+		return fmt.Errorf("signaling: login confirm: %s %s on the session of login %s: %w", env.Type, env.ID, loginID, ErrNotLogin)
+	}
+	if _, err := messages.DecodeBody[messages.LoginConfirm](env); err != nil {
+		return fmt.Errorf("signaling: login confirm: %w", err)
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,7 +203,11 @@ func TestLoginAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := ReadLogin(p.asConfig(), l.Packet())
+	msg1 := l.Packet()
+	if len(msg1) < messages.LoginMinLen {
+		t.Fatalf("login packet of %d bytes, want at least %d", len(msg1), messages.LoginMinLen)
+	}
+	a, err := ReadLogin(p.asConfig(), msg1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,29 +219,81 @@ func TestLoginAccept(t *testing.T) {
 	if err != nil || again.Envelope.ID != l.ID() {
 		t.Fatalf("retransmission: %v", err)
 	}
-	reply := messages.LoginReply{SessionID: 42, FQDN: fqdn, SessionTTL: 60}
-	pkt, cloudKeys, err := a.Accept(reply, "as", now)
+	if _, err := l.Finish(msg1, now); !errors.Is(err, ErrLoginState) {
+		t.Fatalf("Finish before the challenge: %v", err)
+	}
+	msg2, cloudKeys, err := a.Challenge(42, "as", now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := l.Finish(pkt)
+	if len(msg2) > len(msg1) {
+		t.Fatalf("challenge of %d bytes answers a login of %d", len(msg2), len(msg1))
+	}
+	confirm, err := l.Confirm(msg2, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Confirmed() || !bytes.Equal(l.Packet(), confirm) || len(confirm) < messages.LoginMinLen {
+		t.Fatalf("confirmation of %d bytes, Packet switched: %v", len(confirm), bytes.Equal(l.Packet(), confirm))
+	}
+	cloud, err := NewCloudSession(42, cloudKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenConfirm(cloud, nil, confirm, l.ID(), now); err != nil {
+		t.Fatalf("AS cannot open the confirmation: %v", err)
+	}
+	if err := OpenConfirm(cloud, nil, confirm, messages.NewMsgID(), now); !errors.Is(err, ErrNotLogin) {
+		t.Fatalf("confirmation accepted for another login: %v", err)
+	}
+	reply := messages.LoginReply{SessionID: 42, FQDN: fqdn, SessionTTL: 60,
+		VIP6: netip.MustParseAddr("fd00::1"), VIP4: netip.MustParseAddr("100.64.0.1"),
+		Prefix6: netip.MustParsePrefix("fd00::/48"), Prefix4: netip.MustParsePrefix("100.64.0.0/10")}
+	sealed, err := cloud.SealMessage(nil, messages.NewEncoder(), l.ID(), "as", now, reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Finish(sealed, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Reply.SessionID != 42 || res.Reply.FQDN != fqdn || res.Keys != cloudKeys {
 		t.Fatalf("result %+v", res.Reply)
 	}
-	cloud, err := NewCloudSession(42, cloudKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var enc messages.Encoder
-	sealed, err := res.Session.SealMessage(nil, &enc, messages.NewMsgID(), fqdn, now, messages.Keepalive{})
+	pkt, err := res.Session.SealMessage(nil, &enc, messages.NewMsgID(), fqdn, now, messages.Keepalive{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cloud.OpenEnvelope(nil, sealed, now); err != nil {
-		t.Fatalf("cloud cannot open the node's first packet: %v", err)
+	if _, err := cloud.OpenEnvelope(nil, pkt, now); err != nil {
+		t.Fatalf("cloud cannot open the node's packet: %v", err)
+	}
+}
+
+// TestLoginReplyFitsConfirm: the largest LoginReply the AS can seal is no
+// larger than the confirmation it answers, so the AS never has to choose
+// between amplifying and not answering a real node.
+func TestLoginReplyFitsConfirm(t *testing.T) {
+	node, cloud := pair(t, 7)
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+	var aps []netip.AddrPort
+	for i := range messages.MaxAddrs {
+		aps = append(aps, netip.AddrPortFrom(netip.MustParseAddr("2001:db8:ffff:ffff:ffff:ffff:ffff:ff00").Next(), uint16(65535-i)))
+	}
+	reply := messages.LoginReply{SessionID: 0xffffffff, FQDN: long,
+		VIP6: netip.MustParseAddr("fd00:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), VIP4: netip.MustParseAddr("100.127.255.255"),
+		Prefix6: netip.MustParsePrefix("fd00:ffff:ffff::/48"), Prefix4: netip.MustParsePrefix("100.64.0.0/10"),
+		NMS: aps, NATProbe: aps, SessionTTL: 0xffffffff}
+	sealed, err := cloud.SealMessage(nil, messages.NewEncoder(), messages.NewMsgID(), "as", time.Now(), reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirm, err := sealPadded(node, messages.NewMsgID(), "a.example", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sealed) > len(confirm) {
+		t.Fatalf("largest LoginReply %d bytes, confirmation %d", len(sealed), len(confirm))
 	}
 }
 
@@ -254,36 +312,57 @@ func TestLoginRefuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = l.Finish(pkt)
+	_, err = l.Confirm(pkt, time.Now())
 	var e *messages.Error
 	if !errors.As(err, &e) || e.Code != messages.CodeCertRevoked {
-		t.Fatalf("Finish = %v, want a cert-revoked *messages.Error", err)
+		t.Fatalf("Confirm = %v, want a cert-revoked *messages.Error", err)
 	}
 }
 
-func TestLoginFinishRejectsGarbage(t *testing.T) {
+func TestLoginRejectsGarbage(t *testing.T) {
 	p := newPKI(t)
 	const fqdn = "carol.example.cyphonic"
-	l, err := StartLogin(p.nodeConfig(t, fqdn), pki.RoleAS.ServiceFQDN(), fqdn, messages.LoginRequest{}, time.Now())
+	now := time.Now()
+	l, err := StartLogin(p.nodeConfig(t, fqdn), pki.RoleAS.ServiceFQDN(), fqdn, messages.LoginRequest{}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, junk := range [][]byte{nil, {byte(messages.TypeLoginReply)}, append([]byte{byte(messages.TypeLoginReply)}, make([]byte, 300)...)} {
-		if _, err := l.Finish(junk); err == nil {
-			t.Fatalf("garbage reply accepted: %x", junk)
+		if _, err := l.Confirm(junk, now); err == nil {
+			t.Fatalf("garbage challenge accepted: %x", junk)
 		}
 	}
-	// The genuine reply still works after garbage.
+	// The genuine challenge still works after garbage, and garbage after it
+	// does not end the login either.
 	a, err := ReadLogin(p.asConfig(), l.Packet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkt, _, err := a.Accept(messages.LoginReply{SessionID: 9, FQDN: fqdn}, "as", time.Now())
+	msg2, keys, err := a.Challenge(9, "as", now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Finish(pkt); err != nil {
+	if _, err := l.Confirm(msg2, now); err != nil {
 		t.Fatal(err)
+	}
+	cloud, _ := NewCloudSession(9, keys)
+	var otherKeys Keys
+	otherKeys.CloudToNode[0] = 1
+	other, _ := NewCloudSession(9, otherKeys)
+	forged, _ := other.SealMessage(nil, messages.NewEncoder(), l.ID(), "as", now, messages.LoginReply{SessionID: 9, FQDN: fqdn})
+	for _, junk := range [][]byte{nil, forged, msg2} {
+		if _, err := l.Finish(junk, now); err == nil {
+			t.Fatalf("garbage reply accepted: %x", junk)
+		}
+	}
+	wrong, _ := cloud.SealMessage(nil, messages.NewEncoder(), messages.NewMsgID(), "as", now, messages.Keepalive{})
+	if _, err := l.Finish(wrong, now); !errors.Is(err, ErrWrongReply) {
+		t.Fatalf("reply to another request: %v", err)
+	}
+	refusal, _ := cloud.SealMessage(nil, messages.NewEncoder(), l.ID(), "as", now, messages.Error{Code: messages.CodeVIPExhausted})
+	var e *messages.Error
+	if _, err := l.Finish(refusal, now); !errors.As(err, &e) || e.Code != messages.CodeVIPExhausted {
+		t.Fatalf("sealed refusal: %v", err)
 	}
 }
 
@@ -333,4 +412,44 @@ func BenchmarkSealOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzLoginAnswers feeds arbitrary packets to each step that reads network
+// input during a login: the node's Confirm (a challenge) and Finish (the
+// sealed reply), and the AS's OpenConfirm.
+func FuzzLoginAnswers(f *testing.F) {
+	p := newPKI(f)
+	const fqdn = "a.example.cyphonic"
+	now := time.Now()
+	start := func() *Login {
+		l, err := StartLogin(p.nodeConfig(f, fqdn), pki.RoleAS.ServiceFQDN(), fqdn, messages.LoginRequest{}, now)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return l
+	}
+	l := start()
+	a, err := ReadLogin(p.asConfig(), l.Packet())
+	if err != nil {
+		f.Fatal(err)
+	}
+	msg2, keys, err := a.Challenge(5, "as", now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	confirm, err := l.Confirm(msg2, now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cloud, _ := NewCloudSession(5, keys)
+	reply, _ := cloud.SealMessage(nil, messages.NewEncoder(), l.ID(), "as", now, messages.LoginReply{SessionID: 5, FQDN: fqdn})
+	f.Add(msg2)
+	f.Add(confirm)
+	f.Add(reply)
+	fresh := start()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = fresh.Confirm(b, now) // leaves fresh waiting unless b is its genuine challenge
+		_, _ = l.Finish(b, now)
+		_ = OpenConfirm(cloud, nil, b, l.ID(), now)
+	})
 }

@@ -37,6 +37,7 @@ func (p *Packet) Done() {
 type Listener struct {
 	conns   []*net.UDPConn
 	slots   chan struct{}
+	admit   Admit
 	dropped atomic.Uint64
 	wg      sync.WaitGroup
 	log     *slog.Logger
@@ -73,7 +74,19 @@ func closeAll(conns []*net.UDPConn) {
 
 // Serve starts one reader per socket sending *Packet to pid.
 func Serve(root *actor.RootContext, pid *actor.PID, conns []*net.UDPConn, maxInflight int, log *slog.Logger) *Listener {
-	l := &Listener{conns: conns, slots: make(chan struct{}, max(maxInflight, 1)), log: log}
+	return ServeFiltered(root, pid, conns, maxInflight, nil, log)
+}
+
+// Admit decides in the reader goroutine, before the packet is copied or
+// handed to an actor, whether a packet is worth any more work (a rate
+// limit, a size floor). It is called concurrently by the readers of all
+// sockets and must not keep data.
+type Admit func(data []byte, from netip.AddrPort) bool
+
+// ServeFiltered is Serve with admit (nil: everything) in front of the
+// actor, so that a flood the service refuses costs a read and a check.
+func ServeFiltered(root *actor.RootContext, pid *actor.PID, conns []*net.UDPConn, maxInflight int, admit Admit, log *slog.Logger) *Listener {
+	l := &Listener{conns: conns, slots: make(chan struct{}, max(maxInflight, 1)), admit: admit, log: log}
 	for _, c := range conns {
 		l.wg.Add(1)
 		go l.read(root, pid, c)
@@ -96,13 +109,17 @@ func (l *Listener) read(root *actor.RootContext, pid *actor.PID, c *net.UDPConn)
 		if n == 0 {
 			continue
 		}
+		src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if l.admit != nil && !l.admit(buf[:n], src) {
+			continue
+		}
 		select {
 		case l.slots <- struct{}{}:
 		default:
 			l.dropped.Add(1)
 			continue
 		}
-		p := &Packet{Data: append([]byte(nil), buf[:n]...), From: netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), Conn: c, l: l}
+		p := &Packet{Data: append([]byte(nil), buf[:n]...), From: src, Conn: c, l: l}
 		root.Send(pid, p)
 	}
 }
