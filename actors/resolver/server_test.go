@@ -66,11 +66,7 @@ func newBackend() *fakeBackend {
 func fakeUpstream(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
 	var n atomic.Int64
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	pc, ln, err := listenPair("127.0.0.1:0") // the server's own way to a UDP+TCP port
 	if err != nil {
 		t.Fatal(err)
 	}
