@@ -197,14 +197,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.router = svc.NewRouter(cfg.Logger)
 	if cfg.needsGateway() {
 		// Mutual TLS between gateways with the service certificates: the
-		// gateway presents the first service's run here, and accepts any
-		// cloud service of this overlay that is not revoked.
+		// gateway presents one service's run here (gatewayRole), and accepts
+		// any cloud service of this overlay that is not revoked; what each
+		// may send is svc.Rules.
 		peers, err := pki.NewVerifier(s.root, pki.RoleAS, pki.RoleNMS, pki.RoleTRS)
 		if err != nil {
 			return nil, err
 		}
 		peers.SetDenySource(deny.Current)
-		creds := svc.Credentials{Identity: tr.ids[roles[0]], Peers: peers}
+		creds := svc.Credentials{Identity: tr.ids[gatewayRole(roles)], Peers: peers}
 		if s.gateway, err = svc.StartGateway(runtime.New("gateway", cfg.Logger), cfg.remote(), s.router, creds); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -269,6 +270,20 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 	return s, nil
+}
+
+// gatewayRole is the role whose certificate the gateway presents, of the
+// roles of the services run here. The other gateways let through only the
+// frames that role may send (svc.Rules), and a TLS peer proves one
+// certificate: NMS when it runs here, since it is the service that speaks
+// to all the others across processes (acks to AS, relays from TRS,
+// deliveries to other NMSes), while an AS or TRS next to it reaches it
+// in-process.
+func gatewayRole(roles []pki.Role) pki.Role {
+	if slices.Contains(roles, pki.RoleNMS) {
+		return pki.RoleNMS
+	}
+	return roles[0]
 }
 
 // remoteRef is the root of service in the process whose gateway is at
@@ -353,6 +368,9 @@ func (s *Server) Systems() []*runtime.System {
 	}
 	return out
 }
+
+// Gateway returns this process's gateway, or nil when it runs none.
+func (s *Server) Gateway() *svc.Gateway { return s.gateway }
 
 // Router returns the router that carries the services' frames.
 func (s *Server) Router() *svc.Router { return s.router }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -59,7 +60,7 @@ func (c Credentials) tlsConfig(server bool, refused *atomic.Uint64) (*tls.Config
 	}
 	peers := c.Peers
 	verify := func(cs tls.ConnectionState) error {
-		err := verifyPeer(peers, cs)
+		_, err := verifyPeer(peers, cs)
 		if err != nil && refused != nil {
 			refused.Add(1)
 		}
@@ -79,23 +80,25 @@ func (c Credentials) tlsConfig(server bool, refused *atomic.Uint64) (*tls.Config
 }
 
 // verifyPeer accepts a connection whose peer's leaf certificate verifies
-// under the overlay root with a cloud-service role.
-func verifyPeer(v *pki.Verifier, cs tls.ConnectionState) error {
+// under the overlay root with a cloud-service role, and returns that role.
+func verifyPeer(v *pki.Verifier, cs tls.ConnectionState) (pki.Role, error) {
 	if len(cs.PeerCertificates) == 0 {
-		return errNoPeerCert
+		return 0, errNoPeerCert
 	}
 	p, err := v.Verify(cs.PeerCertificates[0].Raw, "", time.Now())
 	if err != nil {
-		return fmt.Errorf("svc: gateway peer: %w", err)
+		return 0, fmt.Errorf("svc: gateway peer: %w", err)
 	}
 	if !p.Role.IsService() { // the verifier's roles say so already; never trust one config
-		return fmt.Errorf("svc: gateway peer %s: role %s is not a cloud service", p.FQDN, p.Role)
+		return 0, fmt.Errorf("svc: gateway peer %s: role %s is not a cloud service", p.FQDN, p.Role)
 	}
-	return nil
+	return p.Role, nil
 }
 
 // grpcOptions returns the remote's server and dial options for c.
-func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, []grpc.DialOption, error) {
+// refused counts certificate refusals, frames the frames refused by
+// reason.
+func (c Credentials) grpcOptions(refused *atomic.Uint64, frames *frameRefusals) ([]grpc.ServerOption, []grpc.DialOption, error) {
 	srv, err := c.tlsConfig(true, refused)
 	if err != nil {
 		return nil, nil, err
@@ -108,7 +111,7 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, [
 			grpc.Creds(credentials.NewTLS(srv)),
 			grpc.ConnectionTimeout(handshakeTimeout),
 			grpc.UnaryInterceptor(refuseUnary),
-			grpc.StreamInterceptor(c.recheck(refused)),
+			grpc.StreamInterceptor(c.recheck(refused, frames)),
 		}, []grpc.DialOption{
 			grpc.WithTransportCredentials(credentials.NewTLS(cli)),
 			grpc.WithStreamInterceptor(c.recheckServer(refused)),
@@ -120,14 +123,17 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, [
 // sends, before protoactor sees the message, so a peer revoked (or expired)
 // while connected can deliver nothing more; a connection lives as long as
 // both processes do. Each check is a stat of the deny list and one Ed25519
-// verification, next to batches of logins and tunnel setups.
-func (c Credentials) recheck(refused *atomic.Uint64) grpc.StreamServerInterceptor {
+// verification, next to batches of logins and tunnel setups. Then every
+// frame of the batch is held against the peer's role (Authorize): the
+// refused ones are taken out of the batch, and counted, before protoactor
+// hands any of it to an actor.
+func (c Credentials) recheck(refused *atomic.Uint64, frames *frameRefusals) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		state, err := tlsState(ss.Context())
 		if err != nil {
 			return err
 		}
-		return handler(srv, &checkedStream{ServerStream: ss, peer: checkedPeer{state, c.Peers, refused}})
+		return handler(srv, &checkedStream{ServerStream: ss, peer: checkedPeer{state, c.Peers, refused}, frames: frames})
 	}
 }
 
@@ -151,26 +157,38 @@ type checkedPeer struct {
 	refused *atomic.Uint64
 }
 
-func (p checkedPeer) check() error {
-	if err := verifyPeer(p.peers, p.state); err != nil {
+// check verifies the peer again and returns the roles it holds.
+func (p checkedPeer) check() ([]pki.Role, error) {
+	role, err := verifyPeer(p.peers, p.state)
+	if err != nil {
 		if p.refused != nil {
 			p.refused.Add(1)
 		}
-		return status.Error(codes.PermissionDenied, err.Error())
+		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
-	return nil
+	return []pki.Role{role}, nil
 }
 
 type checkedStream struct {
 	grpc.ServerStream
-	peer checkedPeer
+	peer   checkedPeer
+	frames *frameRefusals
 }
 
 func (s *checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return s.peer.check()
+	roles, err := s.peer.check()
+	if err != nil {
+		return err
+	}
+	if rm, ok := m.(*remote.RemoteMessage); ok {
+		if b := rm.GetMessageBatch(); b != nil {
+			s.frames.filter(b, roles)
+		}
+	}
+	return nil
 }
 
 // recheckServer is recheck's other half, for the streams this gateway
@@ -199,7 +217,7 @@ type checkedClientStream struct {
 }
 
 func (s *checkedClientStream) SendMsg(m any) error {
-	if err := s.peer.check(); err != nil {
+	if _, err := s.peer.check(); err != nil {
 		return err
 	}
 	return s.ClientStream.SendMsg(m)
