@@ -326,12 +326,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 			ConstLabels: prometheus.Labels{"route": route},
 		}, func() float64 { return float64(count(r.Stats())) }))
 	}
-	if g := s.gateway; g != nil {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "cyphonic_cloud_gateway_refused_total",
-			Help: "Gateway TLS handshakes refused on the peer's certificate (not a cloud service of this overlay, expired or revoked).",
-		}, func() float64 { return float64(g.Refused.Load()) }))
-	}
+	reg.MustRegister(s.attackSeries())
 	if s.TRS != nil {
 		t := s.TRS.Table()
 		reg.MustRegister(

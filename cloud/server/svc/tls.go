@@ -72,7 +72,9 @@ func (c Credentials) tlsConfig(server bool, refused *atomic.Uint64) (*tls.Config
 		VerifyConnection: verify,
 	}
 	if server {
-		cfg.ClientAuth = tls.RequireAnyClientCert // verified by VerifyConnection
+		// Requested, not required, so that a client without a certificate
+		// reaches VerifyConnection too: refused there, and counted.
+		cfg.ClientAuth = tls.RequestClientCert
 	} else {
 		cfg.InsecureSkipVerify = true // verified by VerifyConnection, see above
 	}
