@@ -206,6 +206,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		peers.SetDenySource(deny.Current)
 		creds := svc.Credentials{Identity: tr.ids[gatewayRole(roles)], Peers: peers}
+		for _, r := range roles {
+			if r != creds.Identity.Role {
+				creds.Also = append(creds.Also, tr.ids[r]) // proven on each connection: see svc.Credentials
+			}
+		}
 		if s.gateway, err = svc.StartGateway(runtime.New("gateway", cfg.Logger), cfg.remote(), s.router, creds); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -272,13 +277,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	return s, nil
 }
 
-// gatewayRole is the role whose certificate the gateway presents, of the
-// roles of the services run here. The other gateways let through only the
-// frames that role may send (svc.Rules), and a TLS peer proves one
-// certificate: NMS when it runs here, since it is the service that speaks
-// to all the others across processes (acks to AS, relays from TRS,
-// deliveries to other NMSes), while an AS or TRS next to it reaches it
-// in-process.
+// gatewayRole is the role whose certificate the gateway presents in its
+// TLS handshakes, of the roles of the services run here; it proves the
+// others after the handshake (svc.Credentials.Also). NMS when it runs
+// here: it is the service that speaks to all the others across processes,
+// so a peer that reads only the TLS certificate still lets its frames
+// through.
 func gatewayRole(roles []pki.Role) pki.Role {
 	if slices.Contains(roles, pki.RoleNMS) {
 		return pki.RoleNMS

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 )
@@ -27,6 +28,10 @@ import (
 type Credentials struct {
 	Identity *pki.Identity
 	Peers    *pki.Verifier
+	// Also are the certificates of the process's other services: proven on
+	// every connection this gateway opens (see roleproof.go), so that their
+	// frames pass the other gateways' role checks too.
+	Also []*pki.Identity
 }
 
 // handshakeTimeout bounds a connection that has not finished its TLS
@@ -87,12 +92,9 @@ func verifyPeer(v *pki.Verifier, cs tls.ConnectionState) (pki.Role, error) {
 	if len(cs.PeerCertificates) == 0 {
 		return 0, errNoPeerCert
 	}
-	p, err := v.Verify(cs.PeerCertificates[0].Raw, "", time.Now())
+	p, err := verifyService(v, cs.PeerCertificates[0].Raw)
 	if err != nil {
-		return 0, fmt.Errorf("svc: gateway peer: %w", err)
-	}
-	if !p.Role.IsService() { // the verifier's roles say so already; never trust one config
-		return 0, fmt.Errorf("svc: gateway peer %s: role %s is not a cloud service", p.FQDN, p.Role)
+		return 0, err
 	}
 	return p.Role, nil
 }
@@ -104,6 +106,14 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64, frames *frameRefusals) 
 	srv, err := c.tlsConfig(true, refused)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(c.Also) > maxRoleProofs {
+		return nil, nil, fmt.Errorf("svc: gateway: %d further identities, at most %d", len(c.Also), maxRoleProofs)
+	}
+	for _, id := range c.Also {
+		if id == nil || !id.Role.IsService() {
+			return nil, nil, errors.New("svc: gateway: a further identity is not a cloud service's")
+		}
 	}
 	cli, err := c.tlsConfig(false, refused)
 	if err != nil {
@@ -159,33 +169,67 @@ type checkedPeer struct {
 	refused *atomic.Uint64
 }
 
-// check verifies the peer again and returns the roles it holds.
-func (p checkedPeer) check() ([]pki.Role, error) {
+// check verifies the peer again, with the further certificates it proved
+// (also), and returns the roles it holds.
+func (p checkedPeer) check(also [][]byte) ([]pki.Role, error) {
 	role, err := verifyPeer(p.peers, p.state)
+	roles := []pki.Role{role}
+	for _, der := range also {
+		if err != nil {
+			break
+		}
+		var q *pki.Peer
+		if q, err = verifyService(p.peers, der); err == nil {
+			roles = append(roles, q.Role)
+		}
+	}
 	if err != nil {
 		if p.refused != nil {
 			p.refused.Add(1)
 		}
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
-	return []pki.Role{role}, nil
+	return roles, nil
 }
 
 type checkedStream struct {
 	grpc.ServerStream
 	peer   checkedPeer
 	frames *frameRefusals
+	also   [][]byte // certificates the peer proved besides its TLS one
+	first  bool     // a message arrived: a role proof may only be the first
 }
 
 func (s *checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	roles, err := s.peer.check()
+	rm, _ := m.(*remote.RemoteMessage)
+	if rm != nil && isRoleProof(rm) {
+		if s.first {
+			return status.Error(codes.PermissionDenied, "svc: gateway: role proof after the first message")
+		}
+		s.first = true
+		ders, err := openRoleProof(s.peer.peers, s.peer.state, rm)
+		if err != nil {
+			if s.peer.refused != nil {
+				s.peer.refused.Add(1)
+			}
+			return status.Error(codes.PermissionDenied, err.Error())
+		}
+		s.also = ders
+		// The proof is ours, not protoactor's: hand it the next message.
+		proto.Reset(rm)
+		if err := s.ServerStream.RecvMsg(m); err != nil {
+			return err
+		}
+	}
+	s.first = true
+	roles, err := s.peer.check(s.also)
 	if err != nil {
 		return err
 	}
-	if rm, ok := m.(*remote.RemoteMessage); ok {
+	if rm != nil {
 		if b := rm.GetMessageBatch(); b != nil {
 			s.frames.filter(b, roles)
 		}
@@ -209,6 +253,16 @@ func (c Credentials) recheckServer(refused *atomic.Uint64) grpc.StreamClientInte
 		if err != nil {
 			return nil, err
 		}
+		if len(c.Also) > 0 {
+			// Our other roles, bound to this connection, before any batch.
+			proof, err := newRoleProof(state, c.Also)
+			if err != nil {
+				return nil, err
+			}
+			if err := cs.SendMsg(proof); err != nil {
+				return nil, err
+			}
+		}
 		return &checkedClientStream{ClientStream: cs, peer: checkedPeer{state, c.Peers, refused}}, nil
 	}
 }
@@ -219,7 +273,7 @@ type checkedClientStream struct {
 }
 
 func (s *checkedClientStream) SendMsg(m any) error {
-	if _, err := s.peer.check(); err != nil {
+	if _, err := s.peer.check(nil); err != nil {
 		return err
 	}
 	return s.ClientStream.SendMsg(m)
