@@ -144,6 +144,9 @@ func TestMetricsShowAttacks(t *testing.T) {
 	if _, err := relayed.Write(frame); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := relayed.Write([]byte{byte(messages.TypeRelay), 1}); err != nil { // too short for a relay frame
+		t.Fatal(err)
+	}
 
 	// NMS: two nodes log in and register; x's certificate is revoked: NMS
 	// ends its session and pushes the deny list to y; x logging in again is
@@ -174,6 +177,7 @@ func TestMetricsShowAttacks(t *testing.T) {
 	}
 	waitMetric(t, s, `cyphonic_as_dropped_total{reason="garbage"}`, 1)
 	waitMetric(t, s, `cyphonic_trs_dropped_total{reason="unknown-token"}`, 1)
+	waitMetric(t, s, `cyphonic_trs_dropped_total{reason="malformed"}`, 1)
 	waitMetric(t, s, `cyphonic_cloud_gateway_refused_total{reason="certificate"}`, 1)
 
 	got := scrape(t, s)
@@ -191,6 +195,7 @@ func TestMetricsShowAttacks(t *testing.T) {
 		`cyphonic_as_logins_total{result="refused"}`:                 1,
 		`cyphonic_as_logins_pending`:                                 3, // x, y, x again: all within PendingTTL
 		`cyphonic_trs_dropped_total{reason="unknown-token"}`:         1,
+		`cyphonic_trs_dropped_total{reason="malformed"}`:             1,
 		`cyphonic_trs_binds_total`:                                   0,
 		`cyphonic_nms_revoked_total`:                                 1,
 		`cyphonic_nms_sessions`:                                      1,
