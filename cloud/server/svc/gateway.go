@@ -34,9 +34,10 @@ var ErrGatewayClosed = errors.New("svc: gateway closed")
 // at all, and a process whose services are all here (and that shares no
 // store with other processes) needs no gateway.
 type Gateway struct {
-	// Refused counts peers refused on their certificate (not the overlay's,
-	// not a cloud service's, expired or revoked): at the TLS handshake, or
-	// on an open stream when it stopped verifying.
+	// Refused counts peers refused on their certificate (none, not the
+	// overlay's, not a cloud service's, expired or revoked): at the TLS
+	// handshake, on an open stream when it stopped verifying, or for a role
+	// proof that does not hold (see Credentials.Also).
 	Refused atomic.Uint64
 	// frames counts frames refused by reason (Authorize) on connections
 	// whose certificate passed.
