@@ -34,9 +34,13 @@ const (
 	// moves an endpoint; the token alone, seen in clear on the wire,
 	// proves nothing.
 	DropNotBound
+	// DropMalformed: a packet on the relay port that is neither a relay
+	// frame nor a bind (too short, another type, an inner packet that is
+	// not node-to-node). Counted by the TRS (Table.CountDrop).
+	DropMalformed
 
 	// NumDropReasons sizes arrays indexed by DropReason.
-	NumDropReasons = int(DropNotBound) + 1
+	NumDropReasons = int(DropMalformed) + 1
 )
 
 func (r DropReason) String() string {
@@ -57,6 +61,8 @@ func (r DropReason) String() string {
 		return "replay"
 	case DropNotBound:
 		return "not-bound"
+	case DropMalformed:
+		return "malformed"
 	}
 	return "drop(" + strconv.Itoa(int(r)) + ")"
 }

@@ -426,6 +426,14 @@ func (t *Table) Expire(now time.Time) int {
 	return removed
 }
 
+// CountDrop counts a packet dropped for reason r before it reached the
+// table (one that does not parse, say), so every drop shows in Stats.
+func (t *Table) CountDrop(r DropReason) {
+	if int(r) < len(t.drops) && r != DropNone {
+		t.drops[r].Add(1)
+	}
+}
+
 // Stats returns a snapshot of the table's counters.
 func (t *Table) Stats() Stats {
 	t.mu.RLock()

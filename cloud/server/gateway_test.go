@@ -261,3 +261,58 @@ func TestGatewayEndsRevokedPeer(t *testing.T) {
 		t.Fatalf("NMS holds %d sessions, router %+v: the revoked peer's frame got in", n, st)
 	}
 }
+
+// TestGatewayRefusesFrameOutsideRole: a process holding a valid TRS
+// service certificate (a compromised relay) connects to an NMS's gateway
+// and hands the NMS alice's signaling keys, which would let it speak to NMS
+// as alice. The connection is a cloud service's, so it is taken; the frame
+// is not a TRS's to send: it is refused and counted before any actor sees
+// it, and the NMS holds no session. The same bytes from the AS's
+// certificate are delivered.
+func TestGatewayRefusesFrameOutsideRole(t *testing.T) {
+	s, err := server.Start(context.Background(), server.Config{
+		DataDir: t.TempDir(), Ephemeral: true, Listen: loopback, Services: []string{svc.NMS, svc.TRS},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	frame := keyHandover(t, s, "alice.example.cyphonic")
+	for _, role := range []pki.Role{pki.RoleTRS, pki.RoleNMS} {
+		id, err := s.CA.Issue(role, "", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if connected, err := deliverFrame(t.Context(), s.Remote, tlsWith(id), frame); !connected || err != nil {
+			t.Fatalf("%s certificate: connected %v, %v: a cloud service's connection is taken", role, connected, err)
+		}
+	}
+	// deliverFrame returned after the gateway ended the stream, so it has
+	// judged both frames.
+	if got := s.Gateway().FramesRefused(svc.RefusedRole); got != 2 {
+		t.Errorf("refused for their role: %d frames, want 2", got)
+	}
+	as, err := s.CA.Issue(pki.RoleAS, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if connected, err := deliverFrame(t.Context(), s.Remote, tlsWith(as), frame); !connected || err != nil {
+		t.Fatalf("AS certificate: connected %v, %v", connected, err)
+	}
+	// Had the refused frames got through, they were in the gateway actor's
+	// mailbox before the AS's.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.NMS.Sessions() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n, st := s.NMS.Sessions(), s.Router().Stats(); n != 1 || st.Inbound != 1 {
+		t.Fatalf("NMS holds %d sessions, router %+v: want only the AS's hand-over", n, st)
+	}
+	if got := s.Gateway().FramesRefused(svc.RefusedRole); got != 2 {
+		t.Errorf("refused for their role: %d frames, want 2 (the AS's refused?)", got)
+	}
+}

@@ -197,14 +197,20 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.router = svc.NewRouter(cfg.Logger)
 	if cfg.needsGateway() {
 		// Mutual TLS between gateways with the service certificates: the
-		// gateway presents the first service's run here, and accepts any
-		// cloud service of this overlay that is not revoked.
+		// gateway presents one service's run here (gatewayRole), and accepts
+		// any cloud service of this overlay that is not revoked; what each
+		// may send is svc.Rules.
 		peers, err := pki.NewVerifier(s.root, pki.RoleAS, pki.RoleNMS, pki.RoleTRS)
 		if err != nil {
 			return nil, err
 		}
 		peers.SetDenySource(deny.Current)
-		creds := svc.Credentials{Identity: tr.ids[roles[0]], Peers: peers}
+		creds := svc.Credentials{Identity: tr.ids[gatewayRole(roles)], Peers: peers}
+		for _, r := range roles {
+			if r != creds.Identity.Role {
+				creds.Also = append(creds.Also, tr.ids[r]) // proven on each connection: see svc.Credentials
+			}
+		}
 		if s.gateway, err = svc.StartGateway(runtime.New("gateway", cfg.Logger), cfg.remote(), s.router, creds); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -271,6 +277,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	return s, nil
 }
 
+// gatewayRole is the role whose certificate the gateway presents in its
+// TLS handshakes, of the roles of the services run here; it proves the
+// others after the handshake (svc.Credentials.Also). NMS when it runs
+// here: it is the service that speaks to all the others across processes,
+// so a peer that reads only the TLS certificate still lets its frames
+// through.
+func gatewayRole(roles []pki.Role) pki.Role {
+	if slices.Contains(roles, pki.RoleNMS) {
+		return pki.RoleNMS
+	}
+	return roles[0]
+}
+
 // remoteRef is the root of service in the process whose gateway is at
 // addr, or zero if addr is "" (no such service).
 func remoteRef(addr, service string) svc.Ref {
@@ -311,12 +330,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 			ConstLabels: prometheus.Labels{"route": route},
 		}, func() float64 { return float64(count(r.Stats())) }))
 	}
-	if g := s.gateway; g != nil {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "cyphonic_cloud_gateway_refused_total",
-			Help: "Gateway TLS handshakes refused on the peer's certificate (not a cloud service of this overlay, expired or revoked).",
-		}, func() float64 { return float64(g.Refused.Load()) }))
-	}
+	reg.MustRegister(s.attackSeries())
 	if s.TRS != nil {
 		t := s.TRS.Table()
 		reg.MustRegister(
@@ -353,6 +367,9 @@ func (s *Server) Systems() []*runtime.System {
 	}
 	return out
 }
+
+// Gateway returns this process's gateway, or nil when it runs none.
+func (s *Server) Gateway() *svc.Gateway { return s.gateway }
 
 // Router returns the router that carries the services' frames.
 func (s *Server) Router() *svc.Router { return s.router }

@@ -144,6 +144,7 @@ func (s *Service) forward(in *udp.Conn) {
 			}
 			tok, inner, err := messages.ParseRelay(pkt)
 			if err != nil {
+				s.table.CountDrop(relay.DropMalformed)
 				continue
 			}
 			to, peer, ok, _ := s.table.Forward(tok, eps[i], len(inner), now)

@@ -14,6 +14,16 @@
 // Link; a request carries the asking actor's Ref, and the answer comes
 // back to that actor in that process, where its transaction state is.
 //
+// # Who may send what
+//
+// Gateways speak mutual TLS 1.3 with the service certificates (Credentials),
+// and every frame that arrives is held against the roles its sender proved
+// (Rules, Authorize) in the gRPC stream interceptor, before protoactor
+// hands any of it to an actor: a valid service certificate lets its holder
+// send only what that service sends (a TRS cannot hand NMS a node's keys).
+// A process running several services proves the other roles on each
+// connection it opens (roleproof.go). Refusals are counted by reason.
+//
 // # Why BytesValue between processes
 //
 // protoactor-go's remote lets one register a remote.Serializer, but in the

@@ -34,10 +34,14 @@ var ErrGatewayClosed = errors.New("svc: gateway closed")
 // at all, and a process whose services are all here (and that shares no
 // store with other processes) needs no gateway.
 type Gateway struct {
-	// Refused counts peers refused on their certificate (not the overlay's,
-	// not a cloud service's, expired or revoked): at the TLS handshake, or
-	// on an open stream when it stopped verifying.
+	// Refused counts peers refused on their certificate (none, not the
+	// overlay's, not a cloud service's, expired or revoked): at the TLS
+	// handshake, on an open stream when it stopped verifying, or for a role
+	// proof that does not hold (see Credentials.Also).
 	Refused atomic.Uint64
+	// frames counts frames refused by reason (Authorize) on connections
+	// whose certificate passed.
+	frames frameRefusals
 
 	sys    *runtime.System
 	remote *remote.Remote
@@ -58,7 +62,7 @@ type Gateway struct {
 // proving the same.
 func StartGateway(sys *runtime.System, hostport string, r *Router, creds Credentials) (*Gateway, error) {
 	g := &Gateway{sys: sys, router: r}
-	srvOpts, dialOpts, err := creds.grpcOptions(&g.Refused)
+	srvOpts, dialOpts, err := creds.grpcOptions(&g.Refused, &g.frames)
 	if err != nil {
 		_ = sys.Shutdown(context.Background())
 		return nil, err
@@ -81,6 +85,15 @@ func StartGateway(sys *runtime.System, hostport string, r *Router, creds Credent
 	}
 	r.setGateway(g)
 	return g, nil
+}
+
+// FramesRefused counts the frames refused for reason r: taken out of their
+// batch before protoactor delivered any of it.
+func (g *Gateway) FramesRefused(r Refusal) uint64 {
+	if r >= numRefusals {
+		return 0
+	}
+	return g.frames[r].Load()
 }
 
 // Addr is the gateway's remote address: this process's address in Refs.

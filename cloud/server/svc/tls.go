@@ -8,11 +8,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 )
@@ -26,6 +28,10 @@ import (
 type Credentials struct {
 	Identity *pki.Identity
 	Peers    *pki.Verifier
+	// Also are the certificates of the process's other services: proven on
+	// every connection this gateway opens (see roleproof.go), so that their
+	// frames pass the other gateways' role checks too.
+	Also []*pki.Identity
 }
 
 // handshakeTimeout bounds a connection that has not finished its TLS
@@ -59,7 +65,7 @@ func (c Credentials) tlsConfig(server bool, refused *atomic.Uint64) (*tls.Config
 	}
 	peers := c.Peers
 	verify := func(cs tls.ConnectionState) error {
-		err := verifyPeer(peers, cs)
+		_, err := verifyPeer(peers, cs)
 		if err != nil && refused != nil {
 			refused.Add(1)
 		}
@@ -71,7 +77,9 @@ func (c Credentials) tlsConfig(server bool, refused *atomic.Uint64) (*tls.Config
 		VerifyConnection: verify,
 	}
 	if server {
-		cfg.ClientAuth = tls.RequireAnyClientCert // verified by VerifyConnection
+		// Requested, not required, so that a client without a certificate
+		// reaches VerifyConnection too: refused there, and counted.
+		cfg.ClientAuth = tls.RequestClientCert
 	} else {
 		cfg.InsecureSkipVerify = true // verified by VerifyConnection, see above
 	}
@@ -79,26 +87,33 @@ func (c Credentials) tlsConfig(server bool, refused *atomic.Uint64) (*tls.Config
 }
 
 // verifyPeer accepts a connection whose peer's leaf certificate verifies
-// under the overlay root with a cloud-service role.
-func verifyPeer(v *pki.Verifier, cs tls.ConnectionState) error {
+// under the overlay root with a cloud-service role, and returns that role.
+func verifyPeer(v *pki.Verifier, cs tls.ConnectionState) (pki.Role, error) {
 	if len(cs.PeerCertificates) == 0 {
-		return errNoPeerCert
+		return 0, errNoPeerCert
 	}
-	p, err := v.Verify(cs.PeerCertificates[0].Raw, "", time.Now())
+	p, err := verifyService(v, cs.PeerCertificates[0].Raw)
 	if err != nil {
-		return fmt.Errorf("svc: gateway peer: %w", err)
+		return 0, err
 	}
-	if !p.Role.IsService() { // the verifier's roles say so already; never trust one config
-		return fmt.Errorf("svc: gateway peer %s: role %s is not a cloud service", p.FQDN, p.Role)
-	}
-	return nil
+	return p.Role, nil
 }
 
 // grpcOptions returns the remote's server and dial options for c.
-func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, []grpc.DialOption, error) {
+// refused counts certificate refusals, frames the frames refused by
+// reason.
+func (c Credentials) grpcOptions(refused *atomic.Uint64, frames *frameRefusals) ([]grpc.ServerOption, []grpc.DialOption, error) {
 	srv, err := c.tlsConfig(true, refused)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(c.Also) > maxRoleProofs {
+		return nil, nil, fmt.Errorf("svc: gateway: %d further identities, at most %d", len(c.Also), maxRoleProofs)
+	}
+	for _, id := range c.Also {
+		if id == nil || !id.Role.IsService() {
+			return nil, nil, errors.New("svc: gateway: a further identity is not a cloud service's")
+		}
 	}
 	cli, err := c.tlsConfig(false, refused)
 	if err != nil {
@@ -108,7 +123,7 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, [
 			grpc.Creds(credentials.NewTLS(srv)),
 			grpc.ConnectionTimeout(handshakeTimeout),
 			grpc.UnaryInterceptor(refuseUnary),
-			grpc.StreamInterceptor(c.recheck(refused)),
+			grpc.StreamInterceptor(c.recheck(refused, frames)),
 		}, []grpc.DialOption{
 			grpc.WithTransportCredentials(credentials.NewTLS(cli)),
 			grpc.WithStreamInterceptor(c.recheckServer(refused)),
@@ -120,14 +135,17 @@ func (c Credentials) grpcOptions(refused *atomic.Uint64) ([]grpc.ServerOption, [
 // sends, before protoactor sees the message, so a peer revoked (or expired)
 // while connected can deliver nothing more; a connection lives as long as
 // both processes do. Each check is a stat of the deny list and one Ed25519
-// verification, next to batches of logins and tunnel setups.
-func (c Credentials) recheck(refused *atomic.Uint64) grpc.StreamServerInterceptor {
+// verification, next to batches of logins and tunnel setups. Then every
+// frame of the batch is held against the peer's role (Authorize): the
+// refused ones are taken out of the batch, and counted, before protoactor
+// hands any of it to an actor.
+func (c Credentials) recheck(refused *atomic.Uint64, frames *frameRefusals) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		state, err := tlsState(ss.Context())
 		if err != nil {
 			return err
 		}
-		return handler(srv, &checkedStream{ServerStream: ss, peer: checkedPeer{state, c.Peers, refused}})
+		return handler(srv, &checkedStream{ServerStream: ss, peer: checkedPeer{state, c.Peers, refused}, frames: frames})
 	}
 }
 
@@ -151,26 +169,72 @@ type checkedPeer struct {
 	refused *atomic.Uint64
 }
 
-func (p checkedPeer) check() error {
-	if err := verifyPeer(p.peers, p.state); err != nil {
+// check verifies the peer again, with the further certificates it proved
+// (also), and returns the roles it holds.
+func (p checkedPeer) check(also [][]byte) ([]pki.Role, error) {
+	role, err := verifyPeer(p.peers, p.state)
+	roles := []pki.Role{role}
+	for _, der := range also {
+		if err != nil {
+			break
+		}
+		var q *pki.Peer
+		if q, err = verifyService(p.peers, der); err == nil {
+			roles = append(roles, q.Role)
+		}
+	}
+	if err != nil {
 		if p.refused != nil {
 			p.refused.Add(1)
 		}
-		return status.Error(codes.PermissionDenied, err.Error())
+		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
-	return nil
+	return roles, nil
 }
 
 type checkedStream struct {
 	grpc.ServerStream
-	peer checkedPeer
+	peer   checkedPeer
+	frames *frameRefusals
+	also   [][]byte // certificates the peer proved besides its TLS one
+	first  bool     // a message arrived: a role proof may only be the first
 }
 
 func (s *checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return s.peer.check()
+	rm, _ := m.(*remote.RemoteMessage)
+	if rm != nil && isRoleProof(rm) {
+		if s.first {
+			return status.Error(codes.PermissionDenied, "svc: gateway: role proof after the first message")
+		}
+		s.first = true
+		ders, err := openRoleProof(s.peer.peers, s.peer.state, rm)
+		if err != nil {
+			if s.peer.refused != nil {
+				s.peer.refused.Add(1)
+			}
+			return status.Error(codes.PermissionDenied, err.Error())
+		}
+		s.also = ders
+		// The proof is ours, not protoactor's: hand it the next message.
+		proto.Reset(rm)
+		if err := s.ServerStream.RecvMsg(m); err != nil {
+			return err
+		}
+	}
+	s.first = true
+	roles, err := s.peer.check(s.also)
+	if err != nil {
+		return err
+	}
+	if rm != nil {
+		if b := rm.GetMessageBatch(); b != nil {
+			s.frames.filter(b, roles)
+		}
+	}
+	return nil
 }
 
 // recheckServer is recheck's other half, for the streams this gateway
@@ -189,6 +253,16 @@ func (c Credentials) recheckServer(refused *atomic.Uint64) grpc.StreamClientInte
 		if err != nil {
 			return nil, err
 		}
+		if len(c.Also) > 0 {
+			// Our other roles, bound to this connection, before any batch.
+			proof, err := newRoleProof(state, c.Also)
+			if err != nil {
+				return nil, err
+			}
+			if err := cs.SendMsg(proof); err != nil {
+				return nil, err
+			}
+		}
 		return &checkedClientStream{ClientStream: cs, peer: checkedPeer{state, c.Peers, refused}}, nil
 	}
 }
@@ -199,7 +273,7 @@ type checkedClientStream struct {
 }
 
 func (s *checkedClientStream) SendMsg(m any) error {
-	if err := s.peer.check(); err != nil {
+	if _, err := s.peer.check(nil); err != nil {
 		return err
 	}
 	return s.ClientStream.SendMsg(m)

@@ -77,7 +77,7 @@ func TestVerifyPeer(t *testing.T) {
 			if tt.cert != nil {
 				cs.PeerCertificates = []*x509.Certificate{tt.cert}
 			}
-			err := verifyPeer(v, cs)
+			_, err := verifyPeer(v, cs)
 			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
 				t.Fatalf("verifyPeer: %v, want %v", err, tt.want)
 			}
