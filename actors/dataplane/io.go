@@ -245,9 +245,8 @@ func dequeueDrops(it batch.Item, maxDelay time.Duration, global *batch.Counters)
 // wait counted, CoDel drops early enough for TCP senders to back off before
 // it fills, and the queue an idle peer's packet waits behind stays short.
 func (d *Dataplane) readUDP(c *udp.Conn) {
-	var groups [batch.MaxBatch]peerGroup[*peer.Session]
+	var groups inGroups
 	var stamps [batch.MaxBatch]int64
-	var oldest [batch.MaxBatch]int64 // per group, the earliest kernel stamp
 	for {
 		b := d.pool.Get()
 		bufs, sizes, eps := b.ReadSlices(0)
@@ -262,7 +261,6 @@ func (d *Dataplane) readUDP(c *udp.Conn) {
 			continue
 		}
 		b.Filled(n, 0)
-		ng := 0
 		for i := range b.N {
 			p := &b.Pkts[i]
 			if p.Drop != batch.OK {
@@ -270,33 +268,64 @@ func (d *Dataplane) readUDP(c *udp.Conn) {
 				continue
 			}
 			if s := d.classify(p); s != nil {
-				before := ng
-				group(groups[:], &ng, s, d.pool).Move(b, i)
-				g := groupIndex(groups[:ng], s)
-				if ng > before || stamps[i] < oldest[g] {
-					oldest[g] = stamps[i]
-				}
+				groups.add(s, b, i, stamps[i], d.pool)
 			}
 		}
 		b.Release()
 		now := time.Now()
-		for i := range ng {
-			s, gb := groups[i].key, groups[i].b
-			groups[i] = peerGroup[*peer.Session]{}
-			d.toCrypto(s, gb, bornAt(oldest[i], now))
+		for i := range groups.n {
+			g := &groups.g[i]
+			d.toCrypto(g.key, g.b, bornAt(groups.oldest[i], now))
 		}
+		groups.reset()
 		yield()
 	}
 }
 
-// groupIndex is where key's group is in gs (it must be there).
-func groupIndex[K comparable](gs []peerGroup[K], key K) int {
-	for i := range gs {
-		if gs[i].key == key {
-			return i
+// inGroups splits one read batch into batches of one session each (a
+// batch is opened with one key) without reordering any peer's packets.
+//
+// The sequence a peer's inbound batches get (toCrypto, Pipe.InSeq) is the
+// order the groups are handed on, and sequencer-in releases in that order,
+// so a peer's groups must follow each other as its packets did on the
+// wire. Around a rekey one read can hold both sessions of a peer, even
+// interleaved: the initiator confirms a new session with a keepalive that
+// leaves ahead of its data still queued on the old one, so the socket
+// holds [new, old..., new...]. Grouping by session alone would put the old
+// packets after the new ones; so a packet joins its session's group only
+// if that group is still the latest of its pipe, and otherwise starts a
+// new group. Peers never interleave with each other's order (each has its
+// own sequencer), so they share groups' slots freely.
+type inGroups struct {
+	g      [batch.MaxBatch]peerGroup[*peer.Session]
+	oldest [batch.MaxBatch]int64 // per group, the earliest kernel stamp
+	n      int
+}
+
+// add moves packet i of src, of session s and kernel stamp stamp, into its
+// group.
+func (gs *inGroups) add(s *peer.Session, src *batch.Batch, i int, stamp int64, pool *batch.Pool) {
+	for j := gs.n - 1; j >= 0; j-- {
+		if o := gs.g[j].key; o.Pipe == s.Pipe {
+			if o == s {
+				gs.g[j].b.Move(src, i)
+				gs.oldest[j] = min(gs.oldest[j], stamp)
+				return
+			}
+			break // the pipe's latest group is another session's
 		}
 	}
-	return 0
+	b := pool.Get()
+	b.Move(src, i)
+	gs.g[gs.n] = peerGroup[*peer.Session]{key: s, b: b}
+	gs.oldest[gs.n] = stamp
+	gs.n++
+}
+
+// reset forgets the groups (their batches were handed on).
+func (gs *inGroups) reset() {
+	clear(gs.g[:gs.n])
+	gs.n = 0
 }
 
 // bornAt is when a batch whose oldest packet the kernel stamped at stamp

@@ -2,11 +2,13 @@ package dataplane
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
@@ -80,5 +82,77 @@ func TestTunWriterCoalesces(t *testing.T) {
 	}
 	if n := inflight.Load(); n != 0 {
 		t.Fatalf("%d batches not released", n)
+	}
+}
+
+// TestInGroupsKeepPeerOrder: a read batch splits into one batch per
+// session without reordering a peer's packets. Around a rekey the socket
+// can hold [new, old..., new...] for one peer (the initiator's keepalive
+// on the new session leaves ahead of its queued old-session data): the
+// groups, taken in order (the order toCrypto numbers them in), must give
+// the packets back in arrival order for every peer, while packets of one
+// session that arrive in a run still share a batch.
+func TestInGroupsKeepPeerOrder(t *testing.T) {
+	alice, bob := &peer.Pipe{}, &peer.Pipe{}
+	aOld, aNew := &peer.Session{Pipe: alice}, &peer.Session{Pipe: alice}
+	bOnly := &peer.Session{Pipe: bob}
+	arrival := []*peer.Session{aNew, aOld, aOld, bOnly, aOld, aNew, aNew, bOnly, aOld, aNew}
+	pool := batch.NewPool(128)
+	src := pool.Get()
+	bufs, sizes, _ := src.ReadSlices(0)
+	stamps := make([]int64, len(arrival))
+	for i := range arrival {
+		bufs[i][0] = byte(i) // arrival position
+		sizes[i] = 1
+		stamps[i] = int64(1000 - i)
+	}
+	src.Filled(len(arrival), 0)
+	var gs inGroups
+	for i, s := range arrival {
+		gs.add(s, src, i, stamps[i], pool)
+	}
+	src.Release()
+
+	// Per pipe, the packets in group order, and which groups there are.
+	got := map[*peer.Pipe][]int{}
+	var shape []int // group sizes
+	for i := range gs.n {
+		g := gs.g[i]
+		n := 0
+		for j := range g.b.N {
+			p := &g.b.Pkts[j]
+			pos := int(p.Bytes()[0])
+			if arrival[pos] != g.key {
+				t.Fatalf("group %d (a batch of one session) holds packet %d of another", i, pos)
+			}
+			got[g.key.Pipe] = append(got[g.key.Pipe], pos)
+			if min := stamps[pos]; gs.oldest[i] > min {
+				t.Fatalf("group %d: oldest stamp %d, but it holds one stamped %d", i, gs.oldest[i], min)
+			}
+			n++
+		}
+		shape = append(shape, n)
+	}
+	for pipe, name := range map[*peer.Pipe]string{alice: "alice", bob: "bob"} {
+		var want []int
+		for i, s := range arrival {
+			if s.Pipe == pipe {
+				want = append(want, i)
+			}
+		}
+		if !slices.Equal(got[pipe], want) {
+			t.Errorf("%s's packets in sequence order %v, want arrival order %v", name, got[pipe], want)
+		}
+	}
+	// aNew | aOld aOld aOld | bOnly bOnly | aNew aNew | aOld | aNew
+	if want := []int{1, 3, 2, 2, 1, 1}; !slices.Equal(shape, want) {
+		t.Errorf("group sizes %v, want %v", shape, want)
+	}
+	for i := range gs.n {
+		gs.g[i].b.Release()
+	}
+	gs.reset()
+	if gs.n != 0 || gs.g[0].b != nil {
+		t.Fatal("reset left groups behind")
 	}
 }
