@@ -91,7 +91,10 @@ type Env struct {
 	// list the node holds; a peer whose session's certificate is revoked
 	// is closed at its next tick. May be nil (nothing is revoked).
 	Revoked func(serial *big.Int) bool
-	// NeedsPath is called when a peer restarts after a failure. May be nil.
+	// NeedsPath is called when a peer restarts after a failure, and when
+	// a live peer's session seems lost on the other side (the peer
+	// answered our data with unknown-index: see Lost); a path that comes
+	// back as an Open lets the peer set up a new session. May be nil.
 	NeedsPath func(fqdn string)
 	// OnPendingFull is called (from a peer actor: it must not block) when a
 	// peer refuses an init because its pending handshakes are full: the
