@@ -52,6 +52,7 @@ type peerActor struct {
 	binds   relaybind.Counter // relay bind counters (wall-clock seeded: fresh after a restart)
 	probeAt time.Time         // last direct probe while relayed (upgrade to direct)
 	recov   recovery          // re-establishment after the peer lost our session (recovery.go)
+	silent  silence           // sending with nothing back (recovery.go)
 
 	timer    *time.Timer
 	stopping bool
@@ -692,8 +693,12 @@ func (p *peerActor) onTick() {
 		if p.cur.Key.Expired(now) {
 			p.fail("session expired")
 		}
-		if now.Sub(time.Unix(0, p.h.Stats.LastSent.Load())) >= t.Keepalive {
+		lastSent, lastRecv := time.Unix(0, p.h.Stats.LastSent.Load()), time.Unix(0, p.h.Stats.LastRecv.Load())
+		if now.Sub(lastSent) >= t.Keepalive || passiveDue(now, lastSent, lastRecv, t.PassiveKeepalive) {
 			p.sendKeepalive(now)
+		}
+		if p.silent.observe(now, lastSent, lastRecv, t.SilenceAfter) && !p.recov.active {
+			p.recover(now, "nothing heard back for "+t.SilenceAfter.String())
 		}
 		// A rekey goes where the live session goes, not to NMS's
 		// candidates, which may be stale after a roam.

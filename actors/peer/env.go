@@ -23,6 +23,14 @@ type Timing struct {
 	HandshakeRetry   time.Duration // resend msg1 (a fresh one) this often
 	Keepalive        time.Duration // send a keepalive after this much send silence
 	DeadAfter        time.Duration // fail after this much receive silence
+	// PassiveKeepalive: having received since we last sent, send a
+	// keepalive once our last send is this old, so a peer that sends
+	// always hears from us this often (SilenceAfter relies on it).
+	PassiveKeepalive time.Duration
+	// SilenceAfter: having sent for this long with nothing authenticated
+	// back, suspect the peer lost our session (it restarted, perhaps on
+	// another port) and set up a new one beside it (recovery.go).
+	SilenceAfter time.Duration
 	MaxQueueDelay    time.Duration // drop whole batches that waited longer (a hard bound)
 	CoDelTarget      time.Duration // per-peer queues drop early (CoDel) above this sojourn
 	CoDelInterval    time.Duration // ... once it has lasted this long
@@ -52,6 +60,8 @@ func DefaultTiming() Timing {
 		HandshakeRetry:   time.Second,
 		Keepalive:        10 * time.Second,
 		DeadAfter:        35 * time.Second,
+		PassiveKeepalive: 500 * time.Millisecond,
+		SilenceAfter:     2 * time.Second,
 		MaxQueueDelay:    50 * time.Millisecond,
 		CoDelTarget:      batch.DefaultCoDelTarget,
 		CoDelInterval:    batch.DefaultCoDelInterval,

@@ -9,11 +9,20 @@ import (
 )
 
 // Recovery after the peer lost our session (it was killed and started
-// again, with an empty session table): the peer answers our data with an
-// unknown-index message (messages.UnknownIndex) and we set up a new tunnel
-// through NMS — which is how the restarted peer learns about us, since it
-// answers handshakes only from peers NMS directed to it — instead of
-// sending into the void until DeadAfter.
+// again, with an empty session table): we set up a new tunnel through NMS
+// — which is how the restarted peer learns about us, since it answers
+// handshakes only from peers NMS directed to it — instead of sending into
+// the void until DeadAfter. Two signals start it:
+//   - the peer answers our data with an unknown-index message
+//     (messages.UnknownIndex): recovery within a round trip of our first
+//     packet after its restart, when it came back on the same address;
+//   - we have sent for SilenceAfter with nothing authenticated back (the
+//     peer came back elsewhere — a new port — or its answers are lost):
+//     a live peer that receives always answers within PassiveKeepalive,
+//     so this is WireGuard's rule (KeepaliveTimeout+RekeyTimeout, 15 s)
+//     with timers short enough to recover within a few seconds.
+//
+// Neither ends the live session: a false alarm costs a rekey.
 //
 // The answer is not authenticated (the peer has lost every key we share),
 // so it only ever adds work of bounded size and never removes anything:
@@ -99,6 +108,29 @@ func (r *recovery) expire(now time.Time, timeout time.Duration) {
 // (its backoff is not).
 func (r *recovery) installed() { r.active = false }
 
+// silence watches for a peer that stopped answering: since is the first
+// tick that saw a send after the last authenticated receive.
+type silence struct{ since time.Time }
+
+// observe reports, at a tick, whether we have been sending for after
+// without hearing from the peer.
+func (s *silence) observe(now, lastSent, lastRecv time.Time, after time.Duration) bool {
+	if !lastSent.After(lastRecv) {
+		s.since = time.Time{}
+		return false
+	}
+	if s.since.IsZero() || s.since.Before(lastRecv) {
+		s.since = now
+	}
+	return now.Sub(s.since) >= after
+}
+
+// passiveDue reports whether to send a keepalive because the peer sends
+// and we do not: we have received since our last send, which is every old.
+func passiveDue(now, lastSent, lastRecv time.Time, every time.Duration) bool {
+	return lastRecv.After(lastSent) && now.Sub(lastSent) >= every
+}
+
 // Lost takes an unknown-index answer from the wire (a socket reader calls
 // it: cheap checks only) and tells the peer actor if it echoes a packet
 // we recently sent on a live session, from where that session sends.
@@ -132,12 +164,21 @@ func (p *peerActor) onLost(m lost) {
 	if p.stopping || p.cur == nil || m.s != p.cur {
 		return
 	}
-	if !p.recov.start(time.Now()) {
+	if !p.recover(time.Now(), "it answered unknown-index") {
 		p.h.Stats.Drops.Add(batch.BadUnknownIndex, 1)
-		return
 	}
-	p.env.Logger.Info("peer: the peer has lost our session (restarted?): setting up a new one", "peer", p.h.FQDN, "attempt", p.recov.attempts)
+}
+
+// recover starts an attempt if the backoff allows and reports whether it
+// did.
+func (p *peerActor) recover(now time.Time, why string) bool {
+	if !p.recov.start(now) {
+		return false
+	}
+	p.env.Logger.Info("peer: the peer seems to have lost our session (restarted?): setting up a new one",
+		"peer", p.h.FQDN, "why", why, "attempt", p.recov.attempts)
 	if p.env.NeedsPath != nil {
 		p.env.NeedsPath(p.h.FQDN)
 	}
+	return true
 }

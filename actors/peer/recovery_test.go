@@ -88,3 +88,49 @@ func TestRecoveryExpire(t *testing.T) {
 		t.Fatal("install left the attempt active")
 	}
 }
+
+// TestSilence: a peer counts as silent once we have sent for `after`
+// with nothing back, timed from the first tick that saw the unanswered
+// send; anything received starts it over.
+func TestSilence(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	ms := time.Millisecond
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	steps := []struct {
+		now, sent, recv time.Duration
+		want            bool
+	}{
+		{0, -10 * ms, -5 * ms, false},        // received after our last send: nothing owed
+		{250 * ms, 100 * ms, -5 * ms, false}, // a send unanswered: the clock starts (250 ms)
+		{2000 * ms, 1900 * ms, -5 * ms, false},
+		{2250 * ms, 2200 * ms, -5 * ms, true},    // 2 s since the clock started
+		{2500 * ms, 2400 * ms, 2450 * ms, false}, // an answer: over
+		{2750 * ms, 2700 * ms, 2450 * ms, false}, // a new send: the clock starts again
+		{4750 * ms, 4700 * ms, 2450 * ms, true},
+	}
+	var s silence
+	for i, st := range steps {
+		if got := s.observe(at(st.now), at(st.sent), at(st.recv), 2*time.Second); got != st.want {
+			t.Fatalf("step %d: observe = %v, want %v (since %v)", i, got, st.want, s.since.Sub(t0))
+		}
+	}
+}
+
+func TestPassiveDue(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	ms := time.Millisecond
+	tests := []struct {
+		now, sent, recv time.Duration
+		want            bool
+	}{
+		{1000 * ms, 0, 100 * ms, true},         // received, and our last send is 1 s old
+		{400 * ms, 0, 100 * ms, false},         // our last send is recent enough
+		{1000 * ms, 200 * ms, 100 * ms, false}, // sent since the receive: nothing owed
+		{5000 * ms, 0, 0, false},               // nothing received
+	}
+	for i, tt := range tests {
+		if got := passiveDue(t0.Add(tt.now), t0.Add(tt.sent), t0.Add(tt.recv), 500*ms); got != tt.want {
+			t.Errorf("case %d: passiveDue = %v, want %v", i, got, tt.want)
+		}
+	}
+}
