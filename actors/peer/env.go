@@ -30,15 +30,15 @@ type Timing struct {
 	// SilenceAfter: having sent for this long with nothing authenticated
 	// back, suspect the peer lost our session (it restarted, perhaps on
 	// another port) and set up a new one beside it (recovery.go).
-	SilenceAfter time.Duration
-	MaxQueueDelay    time.Duration // drop whole batches that waited longer (a hard bound)
-	CoDelTarget      time.Duration // per-peer queues drop early (CoDel) above this sojourn
-	CoDelInterval    time.Duration // ... once it has lasted this long
-	OutInflight      int32         // outbound batches in flight per peer
-	InInflight       int32         // inbound batches in flight per peer
-	FlowDepth        int           // batches queued per peer at the socket writer
-	SeqWindow        int           // sequencer window (batches); > in-flight bounds
-	GapTimeout       time.Duration // a lost batch is given up after this long
+	SilenceAfter  time.Duration
+	MaxQueueDelay time.Duration // drop whole batches that waited longer (a hard bound)
+	CoDelTarget   time.Duration // per-peer queues drop early (CoDel) above this sojourn
+	CoDelInterval time.Duration // ... once it has lasted this long
+	OutInflight   int32         // outbound batches in flight per peer
+	InInflight    int32         // inbound batches in flight per peer
+	FlowDepth     int           // batches queued per peer at the socket writer
+	SeqWindow     int           // sequencer window (batches); > in-flight bounds
+	GapTimeout    time.Duration // a lost batch is given up after this long
 	// AuthFailLimit is how many authentication failures in one tick fail
 	// the peer, and only while the peer is overdue (nothing authenticated
 	// for longer than Keepalive): forgeries can hasten a failure keepalive
