@@ -83,41 +83,53 @@ func firstThrough(t *testing.T, a, b *node, seq uint64, deadline time.Duration) 
 }
 
 // TestRecoveryAfterPeerRestart: bob's data plane is stopped and started
-// again on the same address with fresh state, as a kill -9 and a restart
-// would leave it (same certificate, no sessions, no peers). Alice's
-// traffic flows again within recoverWithin — her DeadAfter stays at its
-// 35 s default — without her peer actor failing: bob answers her data with
-// unknown-index, she asks NMS for a path (which tells bob about her) and
+// again with fresh state, as a kill -9 and a restart would leave it (same
+// certificate, no sessions, no peers), on the same address (he answers
+// alice's data with unknown-index) or on a new port (alice notices that
+// nothing comes back). Alice's traffic flows again within recoverWithin —
+// her DeadAfter stays at its 35 s default — without her peer actor
+// failing: she asks NMS for a path (which tells bob about her) and
 // handshakes beside her old session.
 func TestRecoveryAfterPeerRestart(t *testing.T) {
-	f := newPKI(t)
-	nms := &fakeNMS{}
-	a := newNode(t, f, "alice", 1, func(c *dataplane.Config) { c.OnPeerNeedsPath = nms.needsPath })
-	bID, err := f.ca.Issue(pki.RoleNode, "bob.example.cyphonic", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := startNode(t, f, "bob", bID, "127.0.0.1:0", nil)
-	t.Cleanup(nms.wg.Wait)
-	nms.set(a, b, b.addr)
-	connect(t, a, b, b.addr, a.addr)
-	stream(t, a, b, 0, 200, 16)
+	for _, tc := range []struct {
+		name     string
+		samePort bool
+	}{{"same-address", true}, {"new-port", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newPKI(t)
+			nms := &fakeNMS{}
+			a := newNode(t, f, "alice", 1, func(c *dataplane.Config) { c.OnPeerNeedsPath = nms.needsPath })
+			bID, err := f.ca.Issue(pki.RoleNode, "bob.example.cyphonic", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := startNode(t, f, "bob", bID, "127.0.0.1:0", nil)
+			t.Cleanup(nms.wg.Wait)
+			nms.set(a, b, b.addr)
+			connect(t, a, b, b.addr, a.addr)
+			stream(t, a, b, 0, 200, 16)
 
-	b.stop() // kill -9: nothing says goodbye
-	b = startNode(t, f, "bob", bID, b.addr.String(), nil)
-	restarted := time.Now()
-	nms.set(a, b, b.addr)
+			b.stop() // kill -9: nothing says goodbye
+			listen := "127.0.0.1:0"
+			if tc.samePort {
+				listen = b.addr.String()
+			}
+			b = startNode(t, f, "bob", bID, listen, nil)
+			restarted := time.Now()
+			nms.set(a, b, b.addr)
 
-	through := firstThrough(t, a, b, 1000, recoverWithin)
-	t.Logf("recovery: first packet through %v after the peer restarted", through.Sub(restarted).Round(time.Millisecond))
-	stream(t, a, b, 10_000, 200, 16)
+			through := firstThrough(t, a, b, 1000, recoverWithin)
+			t.Logf("recovery (%s): first packet through %v after the peer restarted", tc.name, through.Sub(restarted).Round(time.Millisecond))
+			stream(t, a, b, 10_000, 200, 16)
 
-	st, ok := peerStatus(a, b.fqdn)
-	if !ok || st.Restarts != 0 || st.State != "up" {
-		t.Fatalf("alice's peer after recovery: %+v (want up, never restarted: the old session was kept until replaced)", st)
-	}
-	if got := nms.asked.Load(); got < 1 {
-		t.Fatalf("alice asked NMS %d times", got)
+			st, ok := peerStatus(a, b.fqdn)
+			if !ok || st.Restarts != 0 || st.State != "up" {
+				t.Fatalf("alice's peer after recovery: %+v (want up, never restarted: the old session was kept until replaced)", st)
+			}
+			if got := nms.asked.Load(); got < 1 {
+				t.Fatalf("alice asked NMS %d times", got)
+			}
+		})
 	}
 }
 
@@ -192,5 +204,64 @@ func TestForgedUnknownIndexAnswers(t *testing.T) {
 	}
 	if got := a.dp.Drops()["bad-unknown-index"]; got < guessed.Load()/2 {
 		t.Fatalf("guessed answers counted as bad: %d of %d", got, guessed.Load())
+	}
+}
+
+// TestUnknownIndexAnswersBounded: data packets for indexes bob does not
+// know — a flood from one source, as a reflection attack would aim them —
+// get unknown-index answers that are never larger than the packet they
+// answer and come at most perSourceUnknownBurst plus
+// perSourceUnknownRate a second (2 and 2), every one echoing the packet's
+// index and counter.
+func TestUnknownIndexAnswersBounded(t *testing.T) {
+	f := newPKI(t)
+	b := newNode(t, f, "bob", 2, nil)
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n, size = 2000, messages.DataHeaderLen + messages.AEADOverhead // the smallest data packet
+	sent := map[[12]byte]bool{}
+	start := time.Now()
+	for i := range n {
+		pkt := make([]byte, size)
+		messages.DataHeader{Type: messages.TypeData, Receiver: uint32(i) + 1, Counter: uint64(i) * 7}.Put(pkt)
+		sent[[12]byte(pkt[4:16])] = true
+		if _, err := c.WriteToUDPAddrPort(pkt, b.addr); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	buf := make([]byte, 2048)
+	answers := 0
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		m, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		if m > size {
+			t.Fatalf("a %d-byte answer to a %d-byte packet", m, size)
+		}
+		u, err := messages.ParseUnknownIndex(buf[:m])
+		if err != nil {
+			t.Fatalf("answer %x: %v", buf[:m], err)
+		}
+		if !sent[[12]byte(buf[4:16])] { // index and counter, as in the data header
+			t.Fatalf("answer %+v echoes no packet we sent", u)
+		}
+		answers++
+	}
+	took := time.Since(start)
+	limit := 2 + int(2*took.Seconds()+1)
+	t.Logf("%d packets for unknown indexes in %v: %d answers (limit %d); bob's drops %v", n, took.Round(time.Millisecond), answers, limit, b.dp.Drops())
+	if answers < 1 || answers > limit {
+		t.Fatalf("%d answers to %d packets from one source in %v, want 1..%d", answers, n, took, limit)
+	}
+	if got := b.dp.Drops()["unknown-index"]; got != n {
+		t.Fatalf("bob counted %d unknown-index packets, want %d", got, n)
 	}
 }
