@@ -331,3 +331,22 @@ func FuzzSplitInitTrailer(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseUnknownIndex(f *testing.F) {
+	seed := make([]byte, UnknownIndexLen)
+	UnknownIndex{Receiver: 7, Counter: 1 << 40}.Put(seed)
+	f.Add(seed)
+	f.Add(seed[:UnknownIndexLen-1])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, err := ParseUnknownIndex(b)
+		checkErr(t, err)
+		if err != nil {
+			return
+		}
+		out := make([]byte, UnknownIndexLen)
+		u.Put(out)
+		if !bytes.Equal(out, b) {
+			t.Fatalf("re-encoded %x, input %x", out, b)
+		}
+	})
+}

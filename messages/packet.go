@@ -18,6 +18,7 @@ const (
 	TypeKeepalive     PacketType = 10 // node <-> node, data header with an empty payload
 	TypeRelayBind     PacketType = 11 // node -> TRS, authenticated bind of one relay side (relay.go)
 	TypeCookieReply   PacketType = 12 // node <-> node, a busy responder's answer to an init (handshake.go)
+	TypeUnknownIndex  PacketType = 13 // node <-> node, "no session has this receiver index" (unknown.go)
 )
 
 var packetTypeNames = [...]string{
@@ -33,6 +34,7 @@ var packetTypeNames = [...]string{
 	TypeKeepalive:     "keepalive",
 	TypeRelayBind:     "relay-bind",
 	TypeCookieReply:   "cookie-reply",
+	TypeUnknownIndex:  "unknown-index",
 }
 
 // Valid reports whether t is a packet type this package defines.
@@ -63,7 +65,7 @@ func PeekType(b []byte) (PacketType, error) {
 // inside a relay packet.
 func (t PacketType) nodeToNode() bool {
 	switch t {
-	case TypeHandshakeInit, TypeHandshakeResp, TypeData, TypeKeepalive, TypeProbe, TypeProbeReply, TypeCookieReply:
+	case TypeHandshakeInit, TypeHandshakeResp, TypeData, TypeKeepalive, TypeProbe, TypeProbeReply, TypeCookieReply, TypeUnknownIndex:
 		return true
 	}
 	return false

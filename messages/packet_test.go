@@ -24,6 +24,7 @@ func TestPacketTypeString(t *testing.T) {
 		{TypeKeepalive, "keepalive"},
 		{TypeRelayBind, "relay-bind"},
 		{TypeCookieReply, "cookie-reply"},
+		{TypeUnknownIndex, "unknown-index"},
 		{0, "PacketType(0)"},
 		{200, "PacketType(200)"},
 		{255, "PacketType(255)"},

@@ -53,6 +53,13 @@ const (
 	sourceTableSize = 4096
 	// busyHold: how long a refused init keeps the node busy.
 	busyHold = 2 * time.Second
+	// unknownRate bounds the unknown-index answers per second, and
+	// perSourceUnknownRate and perSourceUnknownBurst per source address
+	// and port: a sender that lost its peer needs one (it recovers on the
+	// first), and spoofed data must not make us a reflector.
+	unknownRate           = 1000
+	perSourceUnknownRate  = 2
+	perSourceUnknownBurst = 2
 )
 
 // HandshakeStats count the handshake ingress's work (drops are in Drops).
@@ -82,7 +89,10 @@ type ingress struct {
 	// replySources bounds cookie replies per source address and port: a
 	// reply is cheap, but the socket writer sends control packets first.
 	replySources sourceLimiter
-	busyUntil    atomic.Int64 // Unix ns
+	// unknownOut and unknownSources bound unknown-index answers (answerUnknown).
+	unknownOut     bucket
+	unknownSources sourceLimiter
+	busyUntil      atomic.Int64 // Unix ns
 
 	initsRun, cookieReplies, responses, cookiesIn atomic.Uint64
 }
@@ -93,14 +103,16 @@ func newIngress(self string, rate int, global *batch.Counters) *ingress {
 	}
 	now := time.Now()
 	return &ingress{
-		checker:      cookie.NewChecker(self, nil),
-		inits:        make(chan *peer.RawInit, initQueueDepth),
-		replies:      make(chan hsJob, replyQueueDepth),
-		global:       global,
-		budget:       newBucket(float64(rate), float64(max(rate/10, 1)), now),
-		cookieOut:    newBucket(cookieReplyRate, cookieReplyRate/10, now),
-		sources:      newSourceLimiter(perSourceRate, perSourceBurst),
-		replySources: newSourceLimiter(perSourceReplyRate, perSourceReplyBurst),
+		checker:        cookie.NewChecker(self, nil),
+		inits:          make(chan *peer.RawInit, initQueueDepth),
+		replies:        make(chan hsJob, replyQueueDepth),
+		global:         global,
+		budget:         newBucket(float64(rate), float64(max(rate/10, 1)), now),
+		cookieOut:      newBucket(cookieReplyRate, cookieReplyRate/10, now),
+		sources:        newSourceLimiter(perSourceRate, perSourceBurst),
+		replySources:   newSourceLimiter(perSourceReplyRate, perSourceReplyBurst),
+		unknownOut:     newBucket(unknownRate, unknownRate/10, now),
+		unknownSources: newSourceLimiter(perSourceUnknownRate, perSourceUnknownBurst),
 	}
 }
 
@@ -193,6 +205,34 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token
 		return
 	}
 	g.cookieReplies.Add(1)
+}
+
+// answerUnknown answers a data packet whose receiver index names no
+// session with an unknown-index message (messages.UnknownIndex): after a
+// restart we have lost every session, and the sender would otherwise go on
+// sending into the void until its DeadAfter. The answer echoes the
+// packet's index and counter (the sender checks them: peer.Lost), is
+// smaller than the packet, keeps no state, and is rate limited per source
+// and in all. A relayed packet's answer goes back under the token it came
+// with, which names our side at TRS.
+func (d *Dataplane) answerUnknown(p *batch.Packet, h messages.DataHeader, token messages.RelayToken) {
+	g, now := d.hs, time.Now()
+	if !g.unknownSources.take(p.From, now) || !g.unknownOut.take(now) {
+		g.global.Add(batch.BadUnknownIndex, 1)
+		return
+	}
+	hr := 0
+	if p.Relayed {
+		hr = messages.RelayHeaderLen
+	}
+	buf := make([]byte, hr+messages.UnknownIndexLen)
+	if p.Relayed {
+		messages.PutRelayHeader(buf, token)
+	}
+	messages.UnknownIndex{Receiver: h.Receiver, Counter: h.Counter}.Put(buf[hr:])
+	if !d.out.PushControl(batch.Control{Pkt: buf, To: p.From}) {
+		g.global.Add(batch.QueueFull, 1)
+	}
 }
 
 // onReply queues a handshake response or cookie reply for a worker if it

@@ -396,8 +396,13 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 			return nil
 		}
 		s := d.tables.Session(h.Receiver)
-		if s == nil || s.Key == nil {
+		if s == nil {
 			d.global.Add(batch.UnknownIndex, 1)
+			d.answerUnknown(p, h, token)
+			return nil
+		}
+		if s.Key == nil {
+			d.global.Add(batch.UnknownIndex, 1) // reserved for a handshake in progress
 			return nil
 		}
 		return s
@@ -417,6 +422,13 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 			return nil
 		}
 		d.onReply(hsJob{ckRcv: rcv, ck: bytes.Clone(body)}, rcv)
+	case messages.TypeUnknownIndex:
+		u, err := messages.ParseUnknownIndex(pkt)
+		if err != nil {
+			d.global.Add(reasonFor(err), 1)
+			return nil
+		}
+		peer.Lost(d.env, u, p.From, p.Relayed)
 	case messages.TypeProbe:
 		pr, err := messages.ParseProbe(pkt)
 		if err != nil {

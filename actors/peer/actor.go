@@ -51,6 +51,8 @@ type peerActor struct {
 	bindAt  time.Time         // last relay bind
 	binds   relaybind.Counter // relay bind counters (wall-clock seeded: fresh after a restart)
 	probeAt time.Time         // last direct probe while relayed (upgrade to direct)
+	recov   recovery          // re-establishment after the peer lost our session (recovery.go)
+	silent  silence           // sending with nothing back (recovery.go)
 
 	timer    *time.Timer
 	stopping bool
@@ -83,12 +85,19 @@ func (p *peerActor) Receive(ctx actor.Context) {
 				p.sendKeepalive(time.Now())
 			}
 		}
+	case lost:
+		p.onLost(m)
 	case *Update:
 		p.h.setInfo(m.Info)
 		info := p.h.Info()
 		p.onRelayTicket(&info, time.Now())
 		switch {
 		case p.cur == nil && info.Initiator:
+			p.startHandshake(time.Now(), p.candidates(&info))
+		case p.cur != nil && p.recov.active && info.Initiator:
+			// The path we asked for because the peer lost our session:
+			// handshake beside the live session (which keeps running
+			// until the new one is installed, as in a rekey).
 			p.startHandshake(time.Now(), p.candidates(&info))
 		case p.cur != nil && p.route.Relay && len(info.Endpoints) > 0:
 			// NMS found a direct path for a relayed tunnel (or the peer
@@ -607,6 +616,7 @@ func (p *peerActor) install(s *Session, idx uint32, r Route, now time.Time) {
 	p.prev, p.prevIdx = p.cur, p.curIdx
 	p.cur, p.curIdx = s, idx
 	p.setRoute(r)
+	p.recov.installed()
 	p.h.Stats.LastRecv.Store(now.UnixNano())
 	p.h.setUp(now, s.Key.Suite())
 }
@@ -683,13 +693,22 @@ func (p *peerActor) onTick() {
 		if p.cur.Key.Expired(now) {
 			p.fail("session expired")
 		}
-		if now.Sub(time.Unix(0, p.h.Stats.LastSent.Load())) >= t.Keepalive {
+		lastSent, lastRecv := time.Unix(0, p.h.Stats.LastSent.Load()), time.Unix(0, p.h.Stats.LastRecv.Load())
+		if now.Sub(lastSent) >= t.Keepalive || passiveDue(now, lastSent, lastRecv, t.PassiveKeepalive) {
 			p.sendKeepalive(now)
+		}
+		if p.silent.observe(now, lastSent, lastRecv, t.SilenceAfter) && !p.recov.active {
+			p.recover(now, "nothing heard back for "+t.SilenceAfter.String())
 		}
 		// A rekey goes where the live session goes, not to NMS's
 		// candidates, which may be stale after a roam.
+		p.recov.expire(now, t.HandshakeTimeout)
 		if p.needsRekey(now) && (p.ini == nil || now.Sub(p.iniSent) >= t.HandshakeRetry) {
 			p.startHandshake(now, []Route{p.route})
+		} else if p.recov.active && p.ini != nil && now.Sub(p.iniSent) >= t.HandshakeRetry {
+			// Recovering: the restarted peer may have heard of us from
+			// NMS only after our init arrived.
+			p.startHandshake(now, p.candidates(&info))
 		}
 		if p.route.Relay && len(info.Endpoints) > 0 && now.Sub(p.probeAt) >= t.HandshakeRetry {
 			p.probeDirect(&info, now)

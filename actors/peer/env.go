@@ -23,14 +23,22 @@ type Timing struct {
 	HandshakeRetry   time.Duration // resend msg1 (a fresh one) this often
 	Keepalive        time.Duration // send a keepalive after this much send silence
 	DeadAfter        time.Duration // fail after this much receive silence
-	MaxQueueDelay    time.Duration // drop whole batches that waited longer (a hard bound)
-	CoDelTarget      time.Duration // per-peer queues drop early (CoDel) above this sojourn
-	CoDelInterval    time.Duration // ... once it has lasted this long
-	OutInflight      int32         // outbound batches in flight per peer
-	InInflight       int32         // inbound batches in flight per peer
-	FlowDepth        int           // batches queued per peer at the socket writer
-	SeqWindow        int           // sequencer window (batches); > in-flight bounds
-	GapTimeout       time.Duration // a lost batch is given up after this long
+	// PassiveKeepalive: having received since we last sent, send a
+	// keepalive once our last send is this old, so a peer that sends
+	// always hears from us this often (SilenceAfter relies on it).
+	PassiveKeepalive time.Duration
+	// SilenceAfter: having sent for this long with nothing authenticated
+	// back, suspect the peer lost our session (it restarted, perhaps on
+	// another port) and set up a new one beside it (recovery.go).
+	SilenceAfter  time.Duration
+	MaxQueueDelay time.Duration // drop whole batches that waited longer (a hard bound)
+	CoDelTarget   time.Duration // per-peer queues drop early (CoDel) above this sojourn
+	CoDelInterval time.Duration // ... once it has lasted this long
+	OutInflight   int32         // outbound batches in flight per peer
+	InInflight    int32         // inbound batches in flight per peer
+	FlowDepth     int           // batches queued per peer at the socket writer
+	SeqWindow     int           // sequencer window (batches); > in-flight bounds
+	GapTimeout    time.Duration // a lost batch is given up after this long
 	// AuthFailLimit is how many authentication failures in one tick fail
 	// the peer, and only while the peer is overdue (nothing authenticated
 	// for longer than Keepalive): forgeries can hasten a failure keepalive
@@ -52,6 +60,8 @@ func DefaultTiming() Timing {
 		HandshakeRetry:   time.Second,
 		Keepalive:        10 * time.Second,
 		DeadAfter:        35 * time.Second,
+		PassiveKeepalive: 500 * time.Millisecond,
+		SilenceAfter:     2 * time.Second,
 		MaxQueueDelay:    50 * time.Millisecond,
 		CoDelTarget:      batch.DefaultCoDelTarget,
 		CoDelInterval:    batch.DefaultCoDelInterval,
@@ -91,7 +101,10 @@ type Env struct {
 	// list the node holds; a peer whose session's certificate is revoked
 	// is closed at its next tick. May be nil (nothing is revoked).
 	Revoked func(serial *big.Int) bool
-	// NeedsPath is called when a peer restarts after a failure. May be nil.
+	// NeedsPath is called when a peer restarts after a failure, and when
+	// a live peer's session seems lost on the other side (the peer
+	// answered our data with unknown-index: see Lost); a path that comes
+	// back as an Open lets the peer set up a new session. May be nil.
 	NeedsPath func(fqdn string)
 	// OnPendingFull is called (from a peer actor: it must not block) when a
 	// peer refuses an init because its pending handshakes are full: the

@@ -65,6 +65,9 @@ type Handle struct {
 	// cookies adds the MACs to our inits to the peer and keeps the cookie
 	// a busy peer gave us (transport/cookie).
 	cookies *cookie.Generator
+	// lostQueued: an unknown-index answer waits in the actor's mailbox
+	// (Lost sends at most one at a time).
+	lostQueued atomic.Bool
 
 	mu            sync.Mutex
 	info          messages.PathInfo

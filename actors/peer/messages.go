@@ -73,6 +73,8 @@ type (
 	tick      struct{}
 	confirmed struct{ s *Session }
 	roamed    struct{ from netip.AddrPort }
+	// lost: the peer answered our data on s with unknown-index (Lost).
+	lost struct{ s *Session }
 	// finished is a handshake response a worker processed for our pending
 	// initiator session: key on success, err if authenticated but refused.
 	finished struct {

@@ -42,14 +42,19 @@ type Tables struct {
 	mu     sync.Mutex
 	routes atomic.Pointer[map[netip.Addr]*Handle]
 	index  atomic.Pointer[map[uint32]*Session]
+	// remote maps the index the peer chose (the one we put in the data
+	// packets we send it) to the session, for unknown-index answers,
+	// which echo it. Kept with index, for sessions that have keys.
+	remote atomic.Pointer[map[uint32]*Session]
 }
 
 // NewTables makes empty tables.
 func NewTables() *Tables {
 	t := &Tables{}
-	r, i := map[netip.Addr]*Handle{}, map[uint32]*Session{}
+	r, i, ri := map[netip.Addr]*Handle{}, map[uint32]*Session{}, map[uint32]*Session{}
 	t.routes.Store(&r)
 	t.index.Store(&i)
+	t.remote.Store(&ri)
 	return t
 }
 
@@ -58,6 +63,10 @@ func (t *Tables) Route(dst netip.Addr) *Handle { return (*t.routes.Load())[dst] 
 
 // Session returns the session with receiver index idx, or nil.
 func (t *Tables) Session(idx uint32) *Session { return (*t.index.Load())[idx] }
+
+// ByRemote returns the session whose data packets carry the peer's
+// receiver index idx, or nil.
+func (t *Tables) ByRemote(idx uint32) *Session { return (*t.remote.Load())[idx] }
 
 // SetRoutes points addrs (invalid ones ignored) at h.
 func (t *Tables) SetRoutes(h *Handle, addrs ...netip.Addr) {
@@ -136,4 +145,21 @@ func (t *Tables) storeIndex(old map[uint32]*Session, idx uint32, s *Session) {
 		m[idx] = s
 	}
 	t.index.Store(&m)
+	prev := old[idx]
+	hadKey, hasKey := prev != nil && prev.Key != nil, s != nil && s.Key != nil
+	if !hadKey && !hasKey {
+		return
+	}
+	oldR := *t.remote.Load()
+	r := make(map[uint32]*Session, len(oldR)+1)
+	for k, v := range oldR {
+		r[k] = v
+	}
+	if hadKey && r[prev.Key.RemoteIndex()] == prev {
+		delete(r, prev.Key.RemoteIndex())
+	}
+	if hasKey {
+		r[s.Key.RemoteIndex()] = s
+	}
+	t.remote.Store(&r)
 }

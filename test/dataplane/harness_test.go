@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ type node struct {
 	dp         *dataplane.Dataplane
 	app        *tun.MemApp
 	addr       netip.AddrPort
+	stop       func() // stops the data plane and its actor system (once)
 }
 
 type pkiFixture struct {
@@ -68,12 +70,19 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // newNode starts a data plane on 127.0.0.1 with an in-memory TUN.
 func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*dataplane.Config)) *node {
 	t.Helper()
-	fqdn := name + ".example.cyphonic"
-	id, err := f.ca.Issue(pki.RoleNode, fqdn, time.Hour)
+	id, err := f.ca.Issue(pki.RoleNode, name+".example.cyphonic", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bind, err := udp.ListenBind("127.0.0.1:0", "")
+	return startNode(t, f, name, id, "127.0.0.1:0", tune)
+}
+
+// startNode starts a data plane for id on listen with a fresh in-memory
+// TUN and fresh state (what a node process started again has).
+func startNode(t testing.TB, f *pkiFixture, name string, id *pki.Identity, listen string, tune func(*dataplane.Config)) *node {
+	t.Helper()
+	fqdn := name + ".example.cyphonic"
+	bind, err := udp.ListenBind(listen, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,16 +107,20 @@ func newNode(t testing.TB, f *pkiFixture, name string, n byte, tune func(*datapl
 	}
 	nd := &node{fqdn: fqdn, id: id, serial: id.Cert.SerialNumber, sys: sys, dp: dp, app: app, addr: bind.V4.LocalAddr(),
 		vip4: id.VIP4, vip6: id.VIP6} // the CA's allocation, bound in the certificate
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := dp.Stop(ctx); err != nil {
-			t.Errorf("stop %s: %v", name, err)
-		}
-		if err := sys.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown %s: %v", name, err)
-		}
-	})
+	var once sync.Once
+	nd.stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := dp.Stop(ctx); err != nil {
+				t.Errorf("stop %s: %v", name, err)
+			}
+			if err := sys.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown %s: %v", name, err)
+			}
+		})
+	}
+	t.Cleanup(nd.stop)
 	return nd
 }
 

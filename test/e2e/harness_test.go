@@ -53,8 +53,11 @@ const (
 var nodeTuning = []string{
 	"--keepalive", "2s", // cloud keepalive: also how soon a move is noticed
 	"--peer-keepalive", "1s",
-	"--peer-dead-after", "6s",
+	"--peer-dead-after", deadAfter.String(),
 }
+
+// deadAfter is the nodes' --peer-dead-after.
+const deadAfter = 6 * time.Second
 
 // world is one scenario: a Bed, a global dual-stack cloud host running
 // `cyphonic cloud`, and the nodes the scenario adds.
@@ -144,6 +147,7 @@ type node struct {
 	certs string
 	cloud netip.AddrPort
 	proc  *testbed.Proc
+	extra []string // flags after nodeTuning (a later flag wins)
 }
 
 // addNode issues a certificate for host's name and starts a node on it,
@@ -181,6 +185,7 @@ func (n *node) start() {
 		"--debug-addr", nodeDebugAddr,
 		"-v",
 	}, nodeTuning...)
+	args = append(args, n.extra...)
 	n.proc = n.host.Start(args...)
 	n.waitOnline()
 }

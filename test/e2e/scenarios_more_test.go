@@ -83,7 +83,10 @@ func TestSupervision(t *testing.T) {
 	talk(t, alice, bob, size)
 	before := peerActor(t, alice, bob.fqdn)
 
+	// Bob stays down past alice's peer-dead-after: a peer restarted
+	// sooner is recovered without a failure (TestPeerRestartRecovery).
 	bob.kill()
+	time.Sleep(deadAfter + 2*time.Second)
 	bob.start()
 	w.eventually("alice's peer actor for bob restarted and up again", tunnelTimeout, func() error {
 		tree, err := alice.actors()

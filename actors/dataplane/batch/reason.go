@@ -28,6 +28,10 @@ const (
 	HandshakeRate                // over a handshake rate limit (per source, or cookie replies)
 	WrongVIPs                    // a handshake whose certificate binds other VIPs than the path routes to the peer
 	Revoked                      // a session with a peer whose certificate was revoked
+	// BadUnknownIndex: an unknown-index answer that echoes no packet we
+	// sent on a live session from where it came (forged or stale), or that
+	// we are over the rate of (sending or taking them).
+	BadUnknownIndex
 	NumReasons
 )
 
@@ -39,6 +43,7 @@ var reasonNames = [NumReasons]string{
 	Handshake: "handshake", NoCommonSuite: "no-common-suite", SpoofedSource: "spoofed-source",
 	HandshakeMAC: "handshake-mac", HandshakeBusy: "handshake-busy", HandshakeQueue: "handshake-queue-full",
 	HandshakeRate: "handshake-rate", WrongVIPs: "wrong-vips", Revoked: "revoked",
+	BadUnknownIndex: "bad-unknown-index",
 }
 
 func (r Reason) String() string {
