@@ -19,8 +19,9 @@ import (
 type proxy struct {
 	conns     [2]*net.UDPConn
 	b         netip.AddrPort
-	out       atomic.Int32 // which socket B's packets leave from
-	blackhole atomic.Bool  // drop A -> B
+	out       atomic.Int32  // which socket B's packets leave from
+	blackhole atomic.Bool   // drop A -> B
+	initsToB  atomic.Uint64 // handshake inits A sent to B
 
 	mu       sync.Mutex
 	a        netip.AddrPort
@@ -88,6 +89,9 @@ func (p *proxy) run(c *net.UDPConn) {
 			p.record(pkt, p.toA, &p.orderA, &p.seenA)
 		} else {
 			p.a = from
+			if len(pkt) > 0 && messages.PacketType(pkt[0]) == messages.TypeHandshakeInit {
+				p.initsToB.Add(1)
+			}
 			p.record(pkt, p.toB, &p.orderB, &p.seen)
 			if len(pkt) > 100 && messages.PacketType(pkt[0]) == messages.TypeData {
 				p.lastB = append(p.lastB[:0], pkt...)
