@@ -28,6 +28,9 @@ const (
 	HandshakeRate                // over a handshake rate limit (per source, or cookie replies)
 	WrongVIPs                    // a handshake whose certificate binds other VIPs than the path routes to the peer
 	Revoked                      // a session with a peer whose certificate was revoked
+	HoldFull                     // no tunnel yet, and the hold queue (per destination or destinations) was full
+	HoldExpired                  // held for a tunnel longer than the hold queue keeps packets
+	UnknownVIP                   // no tunnel, and NMS said no node holds the destination VIP
 	NumReasons
 )
 
@@ -39,6 +42,7 @@ var reasonNames = [NumReasons]string{
 	Handshake: "handshake", NoCommonSuite: "no-common-suite", SpoofedSource: "spoofed-source",
 	HandshakeMAC: "handshake-mac", HandshakeBusy: "handshake-busy", HandshakeQueue: "handshake-queue-full",
 	HandshakeRate: "handshake-rate", WrongVIPs: "wrong-vips", Revoked: "revoked",
+	HoldFull: "hold-full", HoldExpired: "hold-expired", UnknownVIP: "unknown-vip",
 }
 
 func (r Reason) String() string {
