@@ -57,6 +57,8 @@ func (d *Dataplane) holdNoRoute(dst netip.Addr, pkt []byte, now time.Time) {
 		d.global.Add(batch.HoldFull, 1)
 	case hold.DropUnknown:
 		d.global.Add(batch.UnknownVIP, 1)
+	case hold.DropRate:
+		d.global.Add(batch.LookupRate, 1)
 	}
 }
 

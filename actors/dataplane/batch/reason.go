@@ -31,6 +31,7 @@ const (
 	HoldFull                     // no tunnel yet, and the hold queue (per destination or destinations) was full
 	HoldExpired                  // held for a tunnel longer than the hold queue keeps packets
 	UnknownVIP                   // no tunnel, and NMS said no node holds the destination VIP
+	LookupRate                   // no tunnel, and the rate of lookups to NMS was used up
 	NumReasons
 )
 
@@ -43,6 +44,7 @@ var reasonNames = [NumReasons]string{
 	HandshakeMAC: "handshake-mac", HandshakeBusy: "handshake-busy", HandshakeQueue: "handshake-queue-full",
 	HandshakeRate: "handshake-rate", WrongVIPs: "wrong-vips", Revoked: "revoked",
 	HoldFull: "hold-full", HoldExpired: "hold-expired", UnknownVIP: "unknown-vip",
+	LookupRate: "lookup-rate",
 }
 
 func (r Reason) String() string {

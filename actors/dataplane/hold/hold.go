@@ -9,8 +9,10 @@
 // packets per destination (PerDest) and their age (MaxAge), destinations
 // held at once (MaxDests, which also bounds the lookups in flight, since a
 // destination is asked about only while it is held), one lookup per
-// destination per Retry, and negative answers remembered for Negative
-// (up to MaxNegative of them). Every packet that leaves without being
+// destination per Retry, lookups overall at Lookups per Retry (a token
+// bucket: NMS answers fast, so freed slots alone would let a scan ask
+// thousands of times a second), and negative answers remembered for
+// Negative (up to MaxNegative of them). Every packet that leaves without being
 // delivered is reported as a drop, by reason.
 //
 // Only packets without a usable tunnel come here; the data plane's fast
@@ -31,6 +33,9 @@ type Config struct {
 	Retry       time.Duration // a destination is looked up at most once per Retry (default 5s)
 	Negative    time.Duration // "nobody holds it" is believed this long (default 30s)
 	MaxNegative int           // negative answers remembered (default 1024)
+	// Lookups is how many lookups may start per Retry, in a burst or
+	// spread out (default MaxDests).
+	Lookups int
 }
 
 // Defaults.
@@ -57,6 +62,7 @@ func (c Config) withDefaults() Config {
 	def(&c.PerDest, DefaultPerDest)
 	def(&c.MaxDests, DefaultMaxDests)
 	def(&c.MaxNegative, DefaultMaxNegative)
+	def(&c.Lookups, c.MaxDests)
 	defD(&c.MaxAge, DefaultMaxAge)
 	defD(&c.Retry, DefaultRetry)
 	defD(&c.Negative, DefaultNegative)
@@ -77,6 +83,9 @@ const (
 	DropFull
 	// DropUnknown: a recent answer said no node holds the destination.
 	DropUnknown
+	// DropRate: a new destination while the lookup rate is used up. Not
+	// held: a held packet would take a slot without a lookup coming.
+	DropRate
 )
 
 // Drops counts packets that left the queue undelivered.
@@ -105,15 +114,35 @@ type Queue struct {
 	mu       sync.Mutex
 	dests    map[netip.Addr]*dest
 	negative map[netip.Addr]time.Time // until when "nobody holds it" holds
+	tokens   float64                  // lookups that may start now
+	filled   time.Time                // when tokens was last topped up
 }
 
 // New makes an empty queue.
 func New(cfg Config) *Queue {
+	cfg = cfg.withDefaults()
 	return &Queue{
-		cfg:      cfg.withDefaults(),
+		cfg:      cfg,
 		dests:    make(map[netip.Addr]*dest),
 		negative: make(map[netip.Addr]time.Time),
+		tokens:   float64(cfg.Lookups),
 	}
+}
+
+// takeToken reports whether a lookup may start now, and if so counts it.
+func (q *Queue) takeToken(now time.Time) bool {
+	if !q.filled.IsZero() && now.After(q.filled) {
+		q.tokens += float64(now.Sub(q.filled)) / float64(q.cfg.Retry) * float64(q.cfg.Lookups)
+		q.tokens = min(q.tokens, float64(q.cfg.Lookups))
+	}
+	if q.filled.IsZero() || now.After(q.filled) {
+		q.filled = now
+	}
+	if q.tokens < 1 {
+		return false
+	}
+	q.tokens--
+	return true
 }
 
 // Config returns the queue's bounds, defaults applied.
@@ -144,15 +173,23 @@ func (q *Queue) Hold(dst netip.Addr, pkt []byte, ask bool, now time.Time) (Verdi
 		if len(q.dests) >= q.cfg.MaxDests {
 			return DropFull, drops
 		}
+		if ask && !q.takeToken(now) {
+			return DropRate, drops
+		}
 		d = &dest{pkts: make([]packet, 0, 4)}
 		q.dests[dst] = d
+		if ask {
+			d.asked = now
+			d.pkts = append(d.pkts, packet{b: append([]byte(nil), pkt...), at: now})
+			return HeldAsk, drops
+		}
 	}
 	drops.Expired += d.expire(now, q.cfg.MaxAge)
 	if len(d.pkts) >= q.cfg.PerDest {
 		return DropFull, drops
 	}
 	d.pkts = append(d.pkts, packet{b: append([]byte(nil), pkt...), at: now})
-	if ask && (d.asked.IsZero() || now.Sub(d.asked) >= q.cfg.Retry) {
+	if ask && (d.asked.IsZero() || now.Sub(d.asked) >= q.cfg.Retry) && q.takeToken(now) {
 		d.asked = now
 		return HeldAsk, drops
 	}

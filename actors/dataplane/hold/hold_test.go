@@ -78,6 +78,19 @@ func TestQueue(t *testing.T) {
 			{at: 2 * time.Second, op: "hold", dst: bob4, pkt: "b", want: DropUnknown},
 			{at: 3 * time.Second, op: "hold", dst: bob4, pkt: "c", want: HeldAsk},
 		}},
+		{"lookup rate", Config{MaxDests: 10, Lookups: 2, Retry: 2 * time.Second, MaxAge: time.Second}, []step{
+			{op: "hold", dst: vip(1), pkt: "a", want: HeldAsk},
+			{op: "hold", dst: vip(2), pkt: "a", want: HeldAsk},
+			{op: "hold", dst: vip(3), pkt: "a", want: DropRate, len: [2]int{2, 2}},
+			// Answered at once: the slot is free, the rate still used up.
+			{op: "unknown", dst: vip(1), drop: Drops{Unknown: 1}, len: [2]int{1, 1}},
+			{at: 100 * time.Millisecond, op: "hold", dst: vip(4), pkt: "a", want: DropRate},
+			// One token a second comes back.
+			{at: time.Second, op: "hold", dst: vip(5), pkt: "a", want: HeldAsk},
+			{at: 1100 * time.Millisecond, op: "hold", dst: vip(6), pkt: "a", want: DropRate},
+			// A handshaking peer's packets need no lookup, so no token.
+			{at: 1100 * time.Millisecond, op: "hold-peer", dst: vip(7), pkt: "a", want: Held},
+		}},
 		{"negative answers are bounded", small, []step{
 			{op: "unknown", dst: vip(1)},
 			{op: "unknown", dst: vip(2)},
@@ -183,8 +196,25 @@ func TestScanBounded(t *testing.T) {
 			t.Fatalf("holds %d packets", p)
 		}
 	}
-	// 10 s of scanning is at most three Retry windows (0, 5 s, 10 s).
+	// A burst of Lookups, then Lookups per Retry: three for 10 s.
 	if max := 3 * DefaultMaxDests; asks > max {
 		t.Fatalf("%d lookups for a 10 s scan, want at most %d", asks, max)
+	}
+}
+
+// TestScanAnsweredFast: NMS answers every lookup at once, which frees its
+// slot; the lookup rate still holds a scan to Lookups per Retry.
+func TestScanAnsweredFast(t *testing.T) {
+	q := New(Config{})
+	asks := 0
+	for i := range 10000 {
+		now := t0.Add(time.Duration(i) * time.Millisecond)
+		if v, _ := q.Hold(vip(i), []byte("syn"), true, now); v == HeldAsk {
+			asks++
+			q.Unknown(vip(i), now)
+		}
+	}
+	if max := 3 * DefaultMaxDests; asks > max {
+		t.Fatalf("%d lookups for a 10 s scan answered at once, want at most %d", asks, max)
 	}
 }
