@@ -237,6 +237,7 @@ func TestFirstPacketLatency(t *testing.T) {
 			case s := <-replies:
 				if s == seq {
 					times = append(times, time.Since(t0))
+					t.Logf("run %d: %v", run, times[len(times)-1])
 					break wait
 				}
 			case <-timeout:
