@@ -549,7 +549,7 @@ func (n *Node) DebugAddr() net.Addr { return n.debugAt }
 
 // Status is a snapshot of the node.
 func (n *Node) Status() Status {
-	st := Status{Session: n.sess.Status(), Peers: n.dp.Status(), Drops: n.dp.Drops()}
+	st := Status{Session: n.sess.Status(), Peers: n.dp.Status(), Drops: n.dp.Drops(), Hold: n.dp.HoldStats()}
 	if n.dns != nil {
 		rs := n.dns.Stats()
 		st.Resolver = &rs
