@@ -71,7 +71,37 @@ func OpenRedis(ctx context.Context, rawURL string, cfg Config) (*RedisStore, err
 		s.c.Close()
 		return nil, fmt.Errorf("store: open redis %s: %w", u.Redacted(), err)
 	}
+	if err := s.indexVIPsOnce(ctx); err != nil {
+		s.c.Close()
+		return nil, fmt.Errorf("store: open redis %s: index VIPs: %w", u.Redacted(), err)
+	}
 	return s, nil
+}
+
+// indexVIPsOnce fills the VIP index from the records of a database written
+// before the index existed (the config hash's "vipindex" says it is done).
+// Entries are only added where none exists, so a PutNode by another
+// process meanwhile wins, and a lookup checks the record anyway.
+func (s *RedisStore) indexVIPsOnce(ctx context.Context) error {
+	cfgKey := s.prefix + "config"
+	done, err := s.c.HExists(ctx, cfgKey, "vipindex").Result()
+	if err != nil || done {
+		return err
+	}
+	nodes, err := s.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		for _, a := range []netip.Addr{n.VIP6, n.VIP4} {
+			if a.IsValid() {
+				if err := s.c.SetNX(ctx, s.vipKey(a), n.FQDN, 0).Err(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return s.c.HSet(ctx, cfgKey, "vipindex", "1").Err()
 }
 
 func (s *RedisStore) checkConfig(ctx context.Context) error {
