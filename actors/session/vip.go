@@ -61,9 +61,11 @@ func (a *sessionActor) vipDone(ctx actor.Context, peer string, d *txDone) {
 	delete(a.vipTx, vip)
 	var e *messages.Error
 	switch {
-	case errors.As(d.err, &e) && e.Code == messages.CodeUnknownFQDN:
+	case errors.As(d.err, &e) && (e.Code == messages.CodeUnknownFQDN || e.Code == messages.CodeCertRevoked):
+		// Nobody holds it, or its holder is revoked: neither changes
+		// soon, so the data plane refuses its packets for a while.
 		delete(a.wantedVIP, vip)
-		a.log.Debug("no node holds the address", "vip", vip)
+		a.log.Debug("no node may be reached at the address", "vip", vip, "code", e.Code.String())
 		a.vipFailed(vip, true)
 		return
 	case lostCloud(d.err):
