@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"regexp"
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/test/testbed"
 )
+
+var rttRE = regexp.MustCompile(`time=([0-9.]+) ms`)
 
 // TestFirstPacketByVIP: real node processes, each behind an endpoint-
 // independent NAPT. Alice's host pings bob's VIPs with no name resolution
@@ -27,6 +30,10 @@ func TestFirstPacketByVIP(t *testing.T) {
 		out, err := alice.host.Exec("ping", c.fam, "-n", "-c", "1", "-W", "5", c.addr)
 		if err != nil {
 			t.Fatalf("first ping %s %s from alice (no DNS): %v\n%s\nalice: %+v", c.fam, c.addr, err, out, alice.mustStatus())
+		}
+		// ping's own measure of the first echo: first packet to first reply.
+		if m := rttRE.FindSubmatch(out); m != nil {
+			t.Logf("first packet to %s -> first reply: %s ms", c.addr, m[1])
 		}
 	}
 	st := alice.mustStatus()
