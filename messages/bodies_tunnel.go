@@ -31,6 +31,33 @@ func (m *TunnelRequest) DecodeMsgpack(d *msgpack.Decoder) error {
 	return r.err
 }
 
+// TunnelByVIP (node -> NMS): "I want to talk to whoever holds VIP" — a
+// packet for that overlay address met no tunnel. NMS answers as it does a
+// TunnelRequest for the holder's FQDN (a Path, which names it), or with
+// CodeUnknownFQDN when no node holds the VIP.
+//
+//	[vip]
+type TunnelByVIP struct {
+	VIP netip.Addr
+}
+
+func (TunnelByVIP) MsgType() MsgType { return MsgTunnelByVIP }
+
+func (m TunnelByVIP) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(1)
+	w.addr(m.VIP)
+	return w.err
+}
+
+func (m *TunnelByVIP) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "TunnelByVIP"}
+	r.arrayLen(1)
+	m.VIP = r.addr("vip")
+	r.check("vip", m.VIP.IsValid() && !m.VIP.Is4In6())
+	return r.err
+}
+
 // PathInfo is what NMS tells each side of a tunnel: Direction to the peer
 // that was asked for, Path to the node that asked. Both sides get the same
 // TunnelID.

@@ -36,6 +36,8 @@ const (
 	// values.
 	MsgLoginChallenge MsgType = 32 // AS -> node (payload of Noise message 2): prove your key
 	MsgLoginConfirm   MsgType = 33 // node -> AS, sealed on the new session: the proof
+	// A tunnel on the first packet (issue 10), numbered apart as well.
+	MsgTunnelByVIP MsgType = 40 // node -> NMS: "I want to talk to whoever holds this VIP"
 )
 
 var msgTypeNames = [...]string{
@@ -62,6 +64,7 @@ var msgTypeNames = [...]string{
 	MsgDenyListAck:     "deny-list-ack",
 	MsgLoginChallenge:  "login-challenge",
 	MsgLoginConfirm:    "login-confirm",
+	MsgTunnelByVIP:     "tunnel-by-vip",
 }
 
 // Valid reports whether t is a message type this package defines.

@@ -240,6 +240,8 @@ func DecodeAny(env Envelope) (Body, error) {
 		return decodePtr[RegisterReply](env)
 	case MsgTunnelRequest:
 		return decodePtr[TunnelRequest](env)
+	case MsgTunnelByVIP:
+		return decodePtr[TunnelByVIP](env)
 	case MsgDirection:
 		return decodePtr[Direction](env)
 	case MsgDirectionAck:

@@ -78,6 +78,8 @@ func samples() []Body {
 		&LoginChallenge{SessionID: 0xfeedface},
 		&LoginConfirm{},
 		&LoginConfirm{Pad: make([]byte, 700)},
+		&TunnelByVIP{VIP: netip.MustParseAddr("100.64.0.2")},
+		&TunnelByVIP{VIP: netip.MustParseAddr("fd7a:115c:a1e0::2")},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
@@ -79,6 +80,23 @@ type Config struct {
 	// failures): the control plane should ask NMS for a new path and call
 	// Open again. Called from an actor: must not block. May be nil.
 	OnPeerNeedsPath func(fqdn string)
+	// Overlay reports whether an address is one the control plane can
+	// look up (inside the overlay's prefixes, not ours). With Overlay and
+	// OnNoRoute set, a packet from the TUN to such an address with no
+	// tunnel is held (Hold bounds the queue) and OnNoRoute asks for the
+	// tunnel; the held packets go out once it is up, or are dropped and
+	// counted when LookupFailed says it will not be. Without them such a
+	// packet is dropped as no-route. Overlay is called from the TUN
+	// reader for packets without a route only: it must be cheap and must
+	// not block.
+	Overlay func(netip.Addr) bool
+	// OnNoRoute starts the lookup of vip: at most once per vip per
+	// Hold.Retry, and for at most Hold.MaxDests addresses at a time.
+	// Called from the TUN reader goroutine: must not block.
+	OnNoRoute func(vip netip.Addr)
+	// Hold bounds the packets that wait for a tunnel (zero: hold's
+	// defaults).
+	Hold hold.Config
 
 	// Tuning; zero values take the defaults below.
 	Backoff          runtime.Backoff // supervision of peer actors (runtime.DefaultBackoff)
@@ -162,4 +180,12 @@ var _ interface {
 	WaitUp(ctx context.Context, fqdn string) error
 	// LocalAddrs are the sockets' bound addresses, for registration.
 	LocalAddrs() []netip.AddrPort
+	// LookupFailed tells the data plane that the tunnel OnNoRoute asked
+	// for will not come: unknown means no node holds vip (its packets
+	// are refused for a while, hold.Config.Negative), otherwise the
+	// lookup failed for now (retried no sooner than hold.Config.Retry).
+	// The packets held for vip are dropped and counted.
+	LookupFailed(vip netip.Addr, unknown bool)
+	// HoldStats counts what the hold queue did.
+	HoldStats() HoldStats
 } = (*Dataplane)(nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/crypto"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -48,6 +49,10 @@ type Dataplane struct {
 	global batch.Counters
 	env    *peer.Env
 	hs     *ingress
+	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
+	// OnNoRoute unset, and such packets are dropped as before).
+	held      *hold.Queue
+	holdStats holdCounters
 
 	mu      sync.Mutex
 	running bool
@@ -112,6 +117,9 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		done:   make(chan struct{}),
 		opened: make(map[string]bool),
 	}
+	if cfg.Overlay != nil && cfg.OnNoRoute != nil {
+		d.held = hold.New(cfg.Hold)
+	}
 	d.hs = newIngress(cfg.Identity.FQDN, cfg.HandshakeRate, &d.global)
 	static, err := handshake.NewStaticKey(cfg.Identity.NoiseStatic.Private)
 	if err != nil {
@@ -134,6 +142,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		Deliver:       d.deliver,
 		NeedsPath:     cfg.OnPeerNeedsPath,
 		OnPendingFull: d.hs.setBusy,
+		TakeHeld:      d.takeHeld,
 		Revoked:       cfg.Revoked,
 		Root:          sys.Root(),
 	}

@@ -67,7 +67,6 @@ func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batch.Pool) *ba
 // destination VIP, send one batch per peer to the peer actor.
 func (d *Dataplane) readTun() {
 	var groups [batch.MaxBatch]peerGroup[*peer.Handle]
-	limit := d.env.Timing.OutInflight
 	for {
 		b := d.pool.Get()
 		bufs, sizes, _ := b.ReadSlices(batch.Headroom)
@@ -92,7 +91,11 @@ func (d *Dataplane) readTun() {
 				h = d.tables.Route(dst)
 			}
 			if h == nil {
-				d.global.Add(batch.NoRoute, 1)
+				if ok {
+					d.holdNoRoute(dst, p.Bytes(), now) // the slow path: a tunnel on the first packet
+				} else {
+					d.global.Add(batch.NoRoute, 1)
+				}
 				continue
 			}
 			group(groups[:], &ng, h, d.pool).Move(b, i)
@@ -102,24 +105,35 @@ func (d *Dataplane) readTun() {
 			h, gb := groups[i].key, groups[i].b
 			groups[i] = peerGroup[*peer.Handle]{}
 			gb.Stats = &h.Stats
-			pipe := h.Pipe()
-			if pipe == nil {
-				gb.DropAll(batch.NoSession, nil)
-				gb.Release()
+			if !h.Up() {
+				d.holdBatch(h, gb, now) // still handshaking: wait for the session
 				continue
 			}
-			if pipe.OutInflight.Add(1) > limit {
-				pipe.OutInflight.Add(-1)
-				gb.DropAll(batch.QueueFull, nil)
-				gb.Release()
-				continue
-			}
-			gb.Track(&pipe.OutInflight)
-			gb.Born = now
-			d.sys.Root().Send(pipe.Peer, gb)
+			d.sendToPeer(h, gb, now)
 		}
 		yield()
 	}
+}
+
+// sendToPeer hands an outbound batch for h to its peer actor, within the
+// peer's in-flight bound.
+func (d *Dataplane) sendToPeer(h *peer.Handle, gb *batch.Batch, now time.Time) {
+	gb.Stats = &h.Stats
+	pipe := h.Pipe()
+	if pipe == nil {
+		gb.DropAll(batch.NoSession, nil)
+		gb.Release()
+		return
+	}
+	if pipe.OutInflight.Add(1) > d.env.Timing.OutInflight {
+		pipe.OutInflight.Add(-1)
+		gb.DropAll(batch.QueueFull, nil)
+		gb.Release()
+		return
+	}
+	gb.Track(&pipe.OutInflight)
+	gb.Born = now
+	d.sys.Root().Send(pipe.Peer, gb)
 }
 
 func (d *Dataplane) stopped() bool {

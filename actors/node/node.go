@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -101,8 +102,11 @@ type Node struct {
 	rootPID *actor.PID
 
 	logins chan messages.LoginReply // to the TUN configurer
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// overlay is the overlay's prefixes and our VIPs from the last login,
+	// for the data plane's Overlay check.
+	overlay atomic.Pointer[overlayAddrs]
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	stopOnce sync.Once
 	stopErr  error
@@ -271,7 +275,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:          n.log,
 		OnControl:       func(pkt []byte, from netip.AddrPort) { n.sess.Inbound(pkt, from) },
 		OnPeerNeedsPath: func(fqdn string) { n.sess.NeedPath(fqdn) },
-		Revoked:         func(serial *big.Int) bool { return crls.DenyList().Contains(serial) },
+		// A packet to an overlay address with no tunnel sets one up, as a
+		// DNS query for the holder's name would.
+		Overlay:   n.isOverlay,
+		OnNoRoute: func(vip netip.Addr) { n.sess.NeedVIP(vip) },
+		Revoked:   func(serial *big.Int) bool { return crls.DenyList().Contains(serial) },
 	}
 	if cfg.TuneDataplane != nil {
 		cfg.TuneDataplane(&dpCfg)
@@ -289,16 +297,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 
 	n.sess, err = session.New(session.Config{
-		Identity:  n.id,
-		VerifyAS:  session.VerifyAS(services),
-		AS:        cloud,
-		Dataplane: n.dp,
-		Software:  "cyphonic-go node",
-		OnLogin:   n.onLogin,
-		DenyList:  func(der []byte) uint64 { return n.takeDenyList(crls, der) },
-		Logger:    n.log,
-		Keepalive: cfg.Keepalive,
-		Retry:     cfg.Retry,
+		Identity:    n.id,
+		VerifyAS:    session.VerifyAS(services),
+		AS:          cloud,
+		Dataplane:   n.dp,
+		Software:    "cyphonic-go node",
+		OnLogin:     n.onLogin,
+		OnVIPFailed: func(vip netip.Addr, unknown bool) { n.dp.LookupFailed(vip, unknown) },
+		DenyList:    func(der []byte) uint64 { return n.takeDenyList(crls, der) },
+		Logger:      n.log,
+		Keepalive:   cfg.Keepalive,
+		Retry:       cfg.Retry,
 	})
 	if err != nil {
 		return nil, err
@@ -430,6 +439,23 @@ func (n *Node) takeDenyList(crls *pki.CRLState, der []byte) uint64 {
 
 // onLogin runs in the session actor: hand the VIPs to the configurer
 // without blocking (the newest login wins).
+// overlayAddrs is what isOverlay checks against.
+type overlayAddrs struct {
+	prefix6, prefix4 netip.Prefix
+	vip6, vip4       netip.Addr
+}
+
+// isOverlay reports whether a packet to a is one a tunnel could carry: in
+// the overlay's prefixes, and not one of our own VIPs. Nothing is until
+// the first login names the prefixes.
+func (n *Node) isOverlay(a netip.Addr) bool {
+	o := n.overlay.Load()
+	if o == nil || a == o.vip6 || a == o.vip4 {
+		return false
+	}
+	return o.prefix6.IsValid() && o.prefix6.Contains(a) || o.prefix4.IsValid() && o.prefix4.Contains(a)
+}
+
 func (n *Node) onLogin(r messages.LoginReply) {
 	// Our VIPs are the ones our certificate binds: peers accept no other
 	// source from us, whatever AS says.
@@ -438,6 +464,7 @@ func (n *Node) onLogin(r messages.LoginReply) {
 			"as_vip6", r.VIP6, "as_vip4", r.VIP4, "vip6", n.id.VIP6, "vip4", n.id.VIP4)
 		r.VIP6, r.VIP4 = n.id.VIP6, n.id.VIP4
 	}
+	n.overlay.Store(&overlayAddrs{prefix6: r.Prefix6, prefix4: r.Prefix4, vip6: r.VIP6, vip4: r.VIP4})
 	for {
 		select {
 		case n.logins <- r:
@@ -522,7 +549,7 @@ func (n *Node) DebugAddr() net.Addr { return n.debugAt }
 
 // Status is a snapshot of the node.
 func (n *Node) Status() Status {
-	st := Status{Session: n.sess.Status(), Peers: n.dp.Status(), Drops: n.dp.Drops()}
+	st := Status{Session: n.sess.Status(), Peers: n.dp.Status(), Drops: n.dp.Drops(), Hold: n.dp.HoldStats()}
 	if n.dns != nil {
 		rs := n.dns.Stats()
 		st.Resolver = &rs

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/debug"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
@@ -29,6 +30,8 @@ type Status struct {
 	Drops    map[string]uint64 `json:"drops,omitempty"` // not attributable to a peer, by reason
 	Resolver *resolver.Stats   `json:"resolver,omitempty"`
 	DNS      string            `json:"dns,omitempty"` // the resolver's address
+	// Hold counts packets held for a tunnel on their first packet.
+	Hold dataplane.HoldStats `json:"hold"`
 }
 
 // statusHandler serves src() as JSON.

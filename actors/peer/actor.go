@@ -208,7 +208,7 @@ func (p *peerActor) teardown() {
 }
 
 // outbound stamps a batch from the TUN reader and hands it to a worker.
-func (p *peerActor) outbound(ctx actor.Context, b *batch.Batch) {
+func (p *peerActor) outbound(ctx actor.SenderContext, b *batch.Batch) {
 	b.Stats = &p.h.Stats
 	if p.cur == nil || p.stopping {
 		b.DropAll(batch.NoSession, nil)
@@ -619,6 +619,7 @@ func (p *peerActor) install(s *Session, idx uint32, r Route, now time.Time) {
 	p.recov.installed()
 	p.h.Stats.LastRecv.Store(now.UnixNano())
 	p.h.setUp(now, s.Key.Suite())
+	p.sendHeld(now)
 }
 
 // sendKeepalive sends an empty data packet on the current session.

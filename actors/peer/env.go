@@ -110,6 +110,12 @@ type Env struct {
 	// peer refuses an init because its pending handshakes are full: the
 	// data plane then asks every init for a cookie for a while. May be nil.
 	OnPendingFull func()
+	// TakeHeld returns, in a batch ready for the peer's outbound path, the
+	// packets the data plane held for the peer's VIPs while it had no
+	// tunnel (nil: none). The peer calls it when a session is installed
+	// and sends them ahead of anything the TUN reader sends next. Called
+	// from the peer actor: must not block. May be nil.
+	TakeHeld func(h *Handle) *batch.Batch
 	// Root sends from goroutines that are not actors (sequencer outputs).
 	Root *actor.RootContext
 }

@@ -78,7 +78,11 @@ type Handle struct {
 	lastFailure   string
 	up, dead      bool
 	closed        bool
-	changed       chan struct{} // closed and replaced on every state change
+	// upNow mirrors up for the TUN reader, which checks it once per batch
+	// without the lock: packets for a peer that is not up wait in the
+	// data plane's hold queue instead of being dropped.
+	upNow   atomic.Bool
+	changed chan struct{} // closed and replaced on every state change
 }
 
 // NewHandle makes the handle for the tunnel info describes.
@@ -145,6 +149,7 @@ func (h *Handle) setUp(now time.Time, suite seal.Suite) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up, h.state, h.lastHandshake, h.suite = true, StateUp, now, suite
+	h.upNow.Store(true)
 	h.notifyLocked()
 }
 
@@ -152,6 +157,7 @@ func (h *Handle) setDown(state string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up = false
+	h.upNow.Store(false)
 	if !h.dead {
 		h.state = state
 	}
@@ -179,6 +185,7 @@ func (h *Handle) gaveUp(closed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up, h.dead, h.closed = false, true, closed
+	h.upNow.Store(false)
 	switch {
 	case closed:
 		h.state = StateFailed + ": closed"
@@ -189,6 +196,13 @@ func (h *Handle) gaveUp(closed bool) {
 	}
 	h.notifyLocked()
 }
+
+// Up reports whether the peer has a confirmed session data can go out on.
+// One atomic load: the TUN reader calls it per batch.
+func (h *Handle) Up() bool { return h.upNow.Load() }
+
+// VIPs returns the peer's virtual addresses (fixed for the handle's life).
+func (h *Handle) VIPs() (vip6, vip4 netip.Addr) { return h.vip6, h.vip4 }
 
 // Dead reports whether the peer's actor is gone for good.
 func (h *Handle) Dead() bool {

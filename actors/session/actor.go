@@ -76,6 +76,10 @@ type sessionActor struct {
 	tunnelTx map[string]messages.MsgID
 	pending  int
 
+	// Tunnels asked for by VIP (NeedVIP): queued until online, or in flight.
+	wantedVIP map[netip.Addr]bool
+	vipTx     map[netip.Addr]messages.MsgID
+
 	timer     *time.Timer // the one pending tick (keepalive, probe wait or login backoff)
 	logins    int
 	lastLogin time.Time
@@ -88,16 +92,18 @@ type sessionActor struct {
 
 func newSessionActor(s *Session) *sessionActor {
 	return &sessionActor{
-		s:        s,
-		cfg:      s.cfg,
-		log:      s.cfg.Logger.With("actor", "session", "fqdn", s.cfg.Identity.FQDN),
-		state:    StateIdle,
-		open:     make(map[messages.MsgID]openTx),
-		waiters:  make(map[string][]chan<- tunnelResult),
-		wanted:   make(map[string]bool),
-		tunnelTx: make(map[string]messages.MsgID),
-		enc:      messages.NewEncoder(),
-		scratch:  make([]byte, 0, messages.MaxEnvelopeLen),
+		s:         s,
+		cfg:       s.cfg,
+		log:       s.cfg.Logger.With("actor", "session", "fqdn", s.cfg.Identity.FQDN),
+		state:     StateIdle,
+		open:      make(map[messages.MsgID]openTx),
+		waiters:   make(map[string][]chan<- tunnelResult),
+		wanted:    make(map[string]bool),
+		tunnelTx:  make(map[string]messages.MsgID),
+		wantedVIP: make(map[netip.Addr]bool),
+		vipTx:     make(map[netip.Addr]messages.MsgID),
+		enc:       messages.NewEncoder(),
+		scratch:   make([]byte, 0, messages.MaxEnvelopeLen),
 	}
 }
 
@@ -110,6 +116,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 	case *actor.Restarting:
 		a.stopTimer()
 		a.failWaiters(ErrStopped)
+		a.failVIPs()
 	case *inbound:
 		a.s.inbound.Release()
 		a.inbound(ctx, m)
@@ -117,6 +124,8 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.txDone(ctx, m)
 	case *requestTunnel:
 		a.requestTunnel(ctx, m)
+	case *requestVIP:
+		a.requestVIP(ctx, m.vip)
 	case addrsChanged:
 		if a.state == StateOnline && !slices.Equal(a.locators(), a.registered) {
 			a.moved()
@@ -187,6 +196,7 @@ func (a *sessionActor) startLogin(ctx actor.Context) {
 		a.cancelTx(ctx, id)
 	}
 	clear(a.tunnelTx)
+	clear(a.vipTx) // wantedVIP stays: asked again once registered
 	a.state, a.sess, a.probing = StateLoggingIn, nil, false
 	a.regTx, a.keepTx, a.loginTx = messages.MsgID{}, messages.MsgID{}, messages.MsgID{}
 
@@ -394,6 +404,8 @@ func (a *sessionActor) txDone(ctx actor.Context, d *txDone) {
 	case messages.MsgTunnelRequest:
 		delete(a.tunnelTx, o.peer)
 		a.tunnelDone(ctx, o.peer, d)
+	case messages.MsgTunnelByVIP:
+		a.vipDone(ctx, o.peer, d)
 	}
 }
 
@@ -570,6 +582,7 @@ func (a *sessionActor) registerDone(ctx actor.Context, d *txDone) {
 	for fqdn := range a.wanted {
 		a.sendTunnelRequest(ctx, fqdn)
 	}
+	a.sendVIPRequests(ctx)
 }
 
 func (a *sessionActor) keepalive(ctx actor.Context) {
@@ -721,6 +734,7 @@ func reply(ch chan<- tunnelResult, r tunnelResult) {
 func (a *sessionActor) stop() {
 	a.stopTimer()
 	a.failWaiters(ErrStopped)
+	a.failVIPs()
 	if a.sess != nil {
 		// Best effort: the cloud would expire the session anyway.
 		pkt, err := a.sess.SealMessage(nil, a.enc, messages.NewMsgID(), a.cfg.Identity.FQDN, time.Now(), messages.Logout{})

@@ -3,7 +3,9 @@
 // keeps the session and the NAT mapping alive, re-registers when the node's
 // addresses change, answers NMS's Direction and PeerUpdate messages by
 // driving the data plane, and asks NMS for tunnels on behalf of the resolver
-// and of peers that lost their path.
+// and of peers that lost their path, and by overlay address for the data
+// plane when a packet to a VIP finds no tunnel (NeedVIP, vip.go: the path
+// NMS answers is opened as a tunnel request's is).
 //
 // Every request the node sends (login, register, keepalive, tunnel request)
 // is a transaction actor "node/session/tx-<msgid>" that retransmits with

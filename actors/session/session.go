@@ -63,7 +63,12 @@ type Config struct {
 	// and keeps it if newer, and returns the number of the list it holds.
 	// Called from the actor: must not block. May be nil.
 	DenyList func(crl []byte) (held uint64)
-	Logger   *slog.Logger
+	// OnVIPFailed is told when a tunnel asked for by NeedVIP will not
+	// come: unknown when NMS says no node holds vip, otherwise for now
+	// (the holder is offline, the cloud did not answer, the path did not
+	// route vip). Called from the actor: must not block. May be nil.
+	OnVIPFailed func(vip netip.Addr, unknown bool)
+	Logger      *slog.Logger
 
 	Keepalive  time.Duration   // keepalive period (default 15s; holds NAT mappings)
 	Retry      signaling.Retry // retransmission of every request (default signaling.DefaultRetry)
@@ -224,6 +229,17 @@ func (s *Session) RequestTunnel(ctx context.Context, fqdn string) (Tunnel, error
 // NeedPath asks NMS for a new path to fqdn without waiting, for the data
 // plane's OnPeerNeedsPath hook.
 func (s *Session) NeedPath(fqdn string) { s.send(&requestTunnel{fqdn: fqdn}) }
+
+// NeedVIP asks NMS, without waiting, for a tunnel to whichever node holds
+// vip: a packet for vip found no tunnel (the data plane's OnNoRoute hook).
+// NMS's answer goes the way of a tunnel request's: the data plane opens
+// the path (so path choice and supervision are the same as for a name),
+// and a failure goes to Config.OnVIPFailed.
+func (s *Session) NeedVIP(vip netip.Addr) {
+	if !s.send(&requestVIP{vip: vip.Unmap()}) && s.cfg.OnVIPFailed != nil {
+		s.cfg.OnVIPFailed(vip, false)
+	}
+}
 
 // AddrsChanged tells the session that the host's addresses may have
 // changed; it re-registers if its locators did. The keepalive timer checks

@@ -69,6 +69,9 @@ type fakeCloud struct {
 	// pathPeer, if set, is the peer a compromised NMS names in every Path,
 	// whoever was asked for.
 	pathPeer string
+	// pathVIP4, if set, is the VIP4 a compromised NMS names in every Path
+	// it gives for a VIP (and no VIP6).
+	pathVIP4 netip.Addr
 	acks     []messages.DenyListAck
 }
 
@@ -228,6 +231,19 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 			body = messages.Path{PeerFQDN: named, PeerVIP6: bobVIP6, PeerVIP4: bobVIP4,
 				Kind: messages.PathDirect, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:4000")},
 				Initiator: true, TunnelID: messages.NewMsgID()}
+		case messages.MsgTunnelByVIP:
+			r, _ := messages.DecodeBody[messages.TunnelByVIP](env)
+			if r.VIP != bobVIP4 && r.VIP != bobVIP6 {
+				body = messages.Error{Code: messages.CodeUnknownFQDN}
+				break
+			}
+			p := messages.Path{PeerFQDN: "bob.example.cyphonic", PeerVIP6: bobVIP6, PeerVIP4: bobVIP4,
+				Kind: messages.PathDirect, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:4000")},
+				Initiator: true, TunnelID: messages.NewMsgID()}
+			if c.pathVIP4.IsValid() {
+				p.PeerVIP6, p.PeerVIP4 = netip.Addr{}, c.pathVIP4
+			}
+			body = p
 		case messages.MsgDenyListAck:
 			a, _ := messages.DecodeBody[messages.DenyListAck](env)
 			c.acks = append(c.acks, a)

@@ -20,6 +20,11 @@
 // whether the pair can now go direct and, if so, sends both nodes a
 // PeerUpdate naming where to probe the other (upgrade.go).
 //
+// A node can also ask for a tunnel by overlay address (TunnelByVIP: a
+// packet to a VIP found no tunnel): NMS finds the holder through the
+// store's VIP index (store.LookupVIP) and goes on as for a tunnel request
+// naming it; no holder is CodeUnknownFQDN.
+//
 // Replies to nodes are cached under the request's message ID (txstore), so
 // a retransmitted request gets the same reply and never a second
 // transaction.

@@ -77,6 +77,9 @@ type Counters struct {
 	// Revoked counts sessions ended because the deny list names the
 	// node's certificate; DenyListPushes the deny lists sent to nodes.
 	Revoked, DenyListPushes atomic.Uint64
+	// VIPLookups counts TunnelByVIP requests (a node's first packet to an
+	// overlay address it had no tunnel for).
+	VIPLookups atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -467,7 +470,7 @@ func (r *root) onEnded(p *svc.Packet, id uint32, fqdn string, ss *signaling.Sess
 		return
 	}
 	switch env.Type {
-	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout:
+	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP:
 	default:
 		return
 	}
@@ -533,7 +536,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 			ctx.Send(pid, env)
 		}
 		return
-	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout:
+	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP:
 	default:
 		r.s.Counters.Garbage.Add(1)
 		return

@@ -41,6 +41,7 @@ type requestTx struct {
 
 	// tunnel request state
 	peerFQDN string
+	peerVIP  netip.Addr // a TunnelByVIP's: the peer is whoever holds it
 	me, peer store.Node
 	decision path.Decision
 	tunnelID messages.MsgID
@@ -142,7 +143,29 @@ func (t *requestTx) start(ctx actor.Context) {
 			}
 			return r
 		})
+	case messages.MsgTunnelByVIP:
+		req, err := messages.DecodeBody[messages.TunnelByVIP](t.env)
+		if err != nil {
+			t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
+			return
+		}
+		t.peerVIP = req.VIP
+		t.s.Counters.VIPLookups.Add(1)
+		t.offload(ctx, func(bg context.Context) any {
+			return loadByVIP(bg, st, fqdn, req.VIP)
+		})
 	}
+}
+
+// loadByVIP reads a TunnelByVIP's records: the asker's, and the one of the
+// node holding vip, found through the store's VIP index. From there on it
+// is a tunnel request for that node's FQDN.
+func loadByVIP(bg context.Context, st store.Store, fqdn string, vip netip.Addr) nodesLoaded {
+	var r nodesLoaded
+	if r.me, r.meErr = st.GetNode(bg, fqdn); r.meErr == nil {
+		r.peer, r.peerErr = st.LookupVIP(bg, vip)
+	}
+	return r
 }
 
 // offload runs job on the store workers. When they are saturated the
@@ -288,9 +311,16 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 		return
 	}
 	t.me, t.peer = m.me, m.peer
+	if t.peerVIP.IsValid() && m.peerErr == nil {
+		t.peerFQDN = m.peer.FQDN // by VIP: the holder is the peer
+	}
 	switch err := m.peerErr; {
 	case errors.Is(err, store.ErrNotFound), err == nil && t.peerFQDN == t.se.fqdn:
-		t.fail(ctx, messages.Error{Code: messages.CodeUnknownFQDN, Message: t.peerFQDN})
+		msg := t.peerFQDN
+		if t.peerVIP.IsValid() {
+			msg = "no node holds " + t.peerVIP.String()
+		}
+		t.fail(ctx, messages.Error{Code: messages.CodeUnknownFQDN, Message: msg})
 		return
 	case err != nil:
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
@@ -468,7 +498,7 @@ func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {
 }
 
 func (t *requestTx) fail(ctx actor.Context, e messages.Error) {
-	if t.env.Type == messages.MsgTunnelRequest {
+	if t.env.Type == messages.MsgTunnelRequest || t.env.Type == messages.MsgTunnelByVIP {
 		t.s.Counters.TunnelErrors.Add(1)
 	}
 	t.reply(ctx, e)

@@ -17,6 +17,7 @@ var (
 	bucketSessions = []byte("sessions") // session ID (4 bytes, big endian) -> fqdn
 	bucketVIPs     = []byte("vips")     // fqdn -> "vip6 vip4"; its sequence numbers allocations
 	bucketMeta     = []byte("meta")     // "vip6", "vip4" -> the pools' prefixes
+	bucketByVIP    = []byte("byvip")    // VIP (4 or 16 bytes) -> fqdn of the record naming it
 )
 
 // openTimeout bounds the wait for bbolt's file lock: a second process on
@@ -55,6 +56,9 @@ func OpenBolt(path string, cfg Config) (*BoltStore, error) {
 				return err
 			}
 		}
+		if err := indexVIPsOnce(tx); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bucketMeta)
 		for _, kv := range []struct{ k, v string }{{"vip6", pool.p6.String()}, {"vip4", pool.p4.String()}} {
 			old := meta.Get([]byte(kv.k))
@@ -80,6 +84,50 @@ func OpenBolt(path string, cfg Config) (*BoltStore, error) {
 }
 
 func sessionKey(id SessionID) []byte { return binary.BigEndian.AppendUint32(nil, id) }
+
+// vipKey is a VIP's index key: its 4 or 16 bytes.
+func vipKey(a netip.Addr) []byte { return a.Unmap().AsSlice() }
+
+// indexVIPsOnce creates the VIP index, filling it from the records when a
+// store written before the index existed is first opened.
+func indexVIPsOnce(tx *bolt.Tx) error {
+	if tx.Bucket(bucketByVIP) != nil {
+		return nil
+	}
+	idx, err := tx.CreateBucket(bucketByVIP)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+		n, err := decodeNode(v)
+		if err != nil {
+			return nil // unreadable: not indexed, as it cannot be served anyway
+		}
+		return putVIPs(idx, nil, &n)
+	})
+}
+
+// putVIPs moves the index entries of a record from old's VIPs (nil: none)
+// to n's. An entry another record has claimed since is left alone.
+func putVIPs(idx *bolt.Bucket, old, n *Node) error {
+	if old != nil {
+		for _, a := range []netip.Addr{old.VIP6, old.VIP4} {
+			if a.IsValid() && a != n.VIP6 && a != n.VIP4 && string(idx.Get(vipKey(a))) == n.FQDN {
+				if err := idx.Delete(vipKey(a)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, a := range []netip.Addr{n.VIP6, n.VIP4} {
+		if a.IsValid() {
+			if err := idx.Put(vipKey(a), []byte(n.FQDN)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // update runs fn in a write transaction, after checking ctx: bbolt
 // transactions are short and local, so they are not interrupted midway.
@@ -158,6 +206,7 @@ func (s *BoltStore) PutNode(ctx context.Context, n Node) error {
 	}
 	err = s.update(ctx, func(tx *bolt.Tx) error {
 		nodes, sessions := tx.Bucket(bucketNodes), tx.Bucket(bucketSessions)
+		var prev *Node
 		if id := n.Session.ID; id != 0 {
 			if owner := sessions.Get(sessionKey(id)); owner != nil && string(owner) != n.FQDN {
 				return fmt.Errorf("%w: session %d", ErrSessionInUse, id)
@@ -165,7 +214,11 @@ func (s *BoltStore) PutNode(ctx context.Context, n Node) error {
 		}
 		if old := nodes.Get([]byte(n.FQDN)); old != nil {
 			// An unreadable old record only loses its session index.
-			if o, err := decodeNode(old); err == nil && o.Session.ID != 0 && o.Session.ID != n.Session.ID {
+			o, err := decodeNode(old)
+			if err == nil {
+				prev = &o
+			}
+			if err == nil && o.Session.ID != 0 && o.Session.ID != n.Session.ID {
 				if string(sessions.Get(sessionKey(o.Session.ID))) == n.FQDN {
 					if err := sessions.Delete(sessionKey(o.Session.ID)); err != nil {
 						return err
@@ -174,6 +227,9 @@ func (s *BoltStore) PutNode(ctx context.Context, n Node) error {
 			}
 		}
 		if err := nodes.Put([]byte(n.FQDN), rec); err != nil {
+			return err
+		}
+		if err := putVIPs(tx.Bucket(bucketByVIP), prev, &n); err != nil {
 			return err
 		}
 		if n.Session.ID != 0 {
@@ -221,6 +277,35 @@ func (s *BoltStore) LookupSession(ctx context.Context, id SessionID) (Node, erro
 	})
 	if err != nil {
 		return Node{}, fmt.Errorf("store: lookup session %d: %w", id, err)
+	}
+	return n, nil
+}
+
+func (s *BoltStore) LookupVIP(ctx context.Context, vip netip.Addr) (Node, error) {
+	var n Node
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if !vip.IsValid() {
+			return ErrNotFound
+		}
+		owner := tx.Bucket(bucketByVIP).Get(vipKey(vip))
+		if owner == nil {
+			return ErrNotFound
+		}
+		v := tx.Bucket(bucketNodes).Get(owner)
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		if n, err = decodeNode(v); err != nil {
+			return err
+		}
+		if !n.HasVIP(vip) {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Node{}, fmt.Errorf("store: lookup VIP %s: %w", vip, err)
 	}
 	return n, nil
 }

@@ -25,6 +25,8 @@ const DefaultRedisPrefix = "cyphonic:"
 //
 //	node:<fqdn>   hash: rec (record without session), sess (session record), sid
 //	session:<id>  string: the FQDN holding session id
+//	vip:<addr>    string: the FQDN of the record naming that VIP (the
+//	              node hash keeps the keys it claimed in vk6, vk4)
 //	nodes         set of FQDNs with a record
 //	vips          hash: fqdn -> "vip6 vip4"
 //	vipseq        the allocation counter
@@ -69,7 +71,37 @@ func OpenRedis(ctx context.Context, rawURL string, cfg Config) (*RedisStore, err
 		s.c.Close()
 		return nil, fmt.Errorf("store: open redis %s: %w", u.Redacted(), err)
 	}
+	if err := s.indexVIPsOnce(ctx); err != nil {
+		s.c.Close()
+		return nil, fmt.Errorf("store: open redis %s: index VIPs: %w", u.Redacted(), err)
+	}
 	return s, nil
+}
+
+// indexVIPsOnce fills the VIP index from the records of a database written
+// before the index existed (the config hash's "vipindex" says it is done).
+// Entries are only added where none exists, so a PutNode by another
+// process meanwhile wins, and a lookup checks the record anyway.
+func (s *RedisStore) indexVIPsOnce(ctx context.Context) error {
+	cfgKey := s.prefix + "config"
+	done, err := s.c.HExists(ctx, cfgKey, "vipindex").Result()
+	if err != nil || done {
+		return err
+	}
+	nodes, err := s.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		for _, a := range []netip.Addr{n.VIP6, n.VIP4} {
+			if a.IsValid() {
+				if err := s.c.SetNX(ctx, s.vipKey(a), n.FQDN, 0).Err(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return s.c.HSet(ctx, cfgKey, "vipindex", "1").Err()
 }
 
 func (s *RedisStore) checkConfig(ctx context.Context) error {
@@ -93,6 +125,15 @@ func (s *RedisStore) checkConfig(ctx context.Context) error {
 }
 
 func (s *RedisStore) nodeKey(fqdn string) string { return s.prefix + "node:" + fqdn }
+
+// vipKey is a VIP's index key, "" for no VIP.
+func (s *RedisStore) vipKey(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return s.prefix + "vip:" + a.Unmap().String()
+}
+
 func (s *RedisStore) sessKey(id SessionID) string {
 	return s.prefix + "session:" + strconv.FormatUint(uint64(id), 10)
 }
@@ -152,9 +193,10 @@ func (s *RedisStore) allocate(ctx context.Context, fqdn string) (vip6, vip4 neti
 	return decodeVIPs(v)
 }
 
-// putNode writes a record and moves its session index in one step.
-// KEYS: node key, new session key, nodes set. ARGV: fqdn, rec, sess, sid,
-// session key prefix. Returns 0 if the session belongs to another node.
+// putNode writes a record and moves its session and VIP index entries in
+// one step. KEYS: node key, new session key, nodes set. ARGV: fqdn, rec,
+// sess, sid, session key prefix, VIP6 key, VIP4 key (” for none). Returns
+// 0 if the session belongs to another node.
 var putNode = redis.NewScript(`
 local sid = ARGV[4]
 if sid ~= '0' then
@@ -166,7 +208,16 @@ if old and old ~= '0' and old ~= sid then
   local okey = ARGV[5] .. old
   if redis.call('GET', okey) == ARGV[1] then redis.call('DEL', okey) end
 end
-redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'sid', sid)
+for _, f in ipairs({'vk6', 'vk4'}) do
+  local o = redis.call('HGET', KEYS[1], f)
+  if o and o ~= '' and o ~= ARGV[6] and o ~= ARGV[7] and redis.call('GET', o) == ARGV[1] then
+    redis.call('DEL', o)
+  end
+end
+for i = 6, 7 do
+  if ARGV[i] ~= '' then redis.call('SET', ARGV[i], ARGV[1]) end
+end
+redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'sid', sid, 'vk6', ARGV[6], 'vk4', ARGV[7])
 if sid ~= '0' then
   redis.call('HSET', KEYS[1], 'sess', ARGV[3])
   redis.call('SET', KEYS[2], ARGV[1])
@@ -214,6 +265,7 @@ func (s *RedisStore) PutNode(ctx context.Context, n Node) error {
 	ok, err := putNode.Run(ctx, s.c,
 		[]string{s.nodeKey(n.FQDN), s.sessKey(sess.ID), s.prefix + "nodes"},
 		n.FQDN, rec, sessRec, strconv.FormatUint(uint64(sess.ID), 10), s.prefix+"session:",
+		s.vipKey(n.VIP6), s.vipKey(n.VIP4),
 	).Int()
 	if err != nil {
 		return fmt.Errorf("store: put %q: %w", n.FQDN, err)
@@ -289,6 +341,36 @@ func (s *RedisStore) lookupSession(ctx context.Context, id SessionID) (Node, err
 	// Two reads, not one transaction: if the session moved in between,
 	// the record tells, and the answer is the truth at the second read.
 	if !ok || n.Session.ID != id {
+		return Node{}, ErrNotFound
+	}
+	return n, nil
+}
+
+func (s *RedisStore) LookupVIP(ctx context.Context, vip netip.Addr) (Node, error) {
+	n, err := s.lookupVIP(ctx, vip)
+	if err != nil {
+		return Node{}, fmt.Errorf("store: lookup VIP %s: %w", vip, err)
+	}
+	return n, nil
+}
+
+func (s *RedisStore) lookupVIP(ctx context.Context, vip netip.Addr) (Node, error) {
+	if !vip.IsValid() {
+		return Node{}, ErrNotFound
+	}
+	owner, err := s.c.Get(ctx, s.vipKey(vip)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Node{}, ErrNotFound
+	}
+	if err != nil {
+		return Node{}, err
+	}
+	n, ok, err := s.readNode(ctx, owner)
+	if err != nil {
+		return Node{}, err
+	}
+	// Two reads, as in lookupSession: the record read second decides.
+	if !ok || !n.HasVIP(vip) {
 		return Node{}, ErrNotFound
 	}
 	return n, nil

@@ -65,6 +65,12 @@ type Node struct {
 	Updated    time.Time
 }
 
+// HasVIP reports whether vip (IPv4-mapped or not) is one of n's VIPs.
+func (n *Node) HasVIP(vip netip.Addr) bool {
+	vip = vip.Unmap()
+	return vip.IsValid() && (vip == n.VIP6 || vip == n.VIP4)
+}
+
 // LocatorUpdate is what UpdateLocator writes: the fields of a record that
 // NMS owns.
 type LocatorUpdate struct {
@@ -99,6 +105,15 @@ type Store interface {
 	// LookupSession returns the record of the node holding session id, or
 	// ErrNotFound.
 	LookupSession(ctx context.Context, id SessionID) (Node, error)
+
+	// LookupVIP returns the record of the node whose VIP6 or VIP4 is vip
+	// (an IPv4-mapped address counts as its IPv4 form), or ErrNotFound. It
+	// is an index lookup, not a scan: NMS answers a node's first packet to
+	// an overlay address with it. A VIP is a certificate's (the CA never
+	// gives one to two FQDNs), so if two records name the same VIP anyway
+	// the one written last owns it; a record that no longer names vip is
+	// never returned for it.
+	LookupVIP(ctx context.Context, vip netip.Addr) (Node, error)
 
 	// DeleteSession ends session id: its index goes, and the node holding
 	// it keeps its record with a zero Session. Deleting an unknown session

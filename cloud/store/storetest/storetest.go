@@ -56,6 +56,10 @@ func Run(t *testing.T, h Harness) {
 		{"UpdateLocatorStaleSession", testUpdateLocatorStaleSession, false},
 		{"LoginsRaceUpdateLocator", testLoginsRaceUpdateLocator, false},
 		{"CanceledContext", testCanceledContext, false},
+		{"LookupVIP", testLookupVIP, false},
+		{"LookupVIPMoves", testLookupVIPMoves, false},
+		{"LookupVIPSurvivesReopen", testLookupVIPSurvivesReopen, false},
+		{"TwoInstancesLookupVIP", testTwoInstancesLookupVIP, true},
 		{"TwoInstancesAllocate", testTwoInstancesAllocate, true},
 		{"TwoInstancesSessions", testTwoInstancesSessions, true},
 		{"TwoInstancesLoginsRaceUpdateLocator", testTwoInstancesLoginsRaceUpdateLocator, true},
@@ -745,4 +749,129 @@ func testCanceledContext(t *testing.T, h Harness) {
 	if err := s.UpdateLocator(ctx, "alice.example", 1, store.LocatorUpdate{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("UpdateLocator with canceled context: err = %v", err)
 	}
+}
+
+func wantVIPOwner(t *testing.T, s store.Store, vip netip.Addr, fqdn string) {
+	t.Helper()
+	n, err := s.LookupVIP(context.Background(), vip)
+	if fqdn == "" {
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("LookupVIP(%v) = %q, %v; want ErrNotFound", vip, n.FQDN, err)
+		}
+		return
+	}
+	if err != nil || n.FQDN != fqdn || !n.HasVIP(vip) {
+		t.Fatalf("LookupVIP(%v) = %+v, %v; want %s's record", vip, n, err, fqdn)
+	}
+}
+
+func testLookupVIP(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	a, b := fullNode(t, s, name(1), 7), fullNode(t, s, name(2), 8)
+	for _, n := range []store.Node{a, b} {
+		if err := s.PutNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.LookupVIP(ctx, a.VIP6)
+	if err != nil || !equalNode(got, a) {
+		t.Fatalf("LookupVIP(%v):\n got %+v, %v\nwant %+v", a.VIP6, got, err, a)
+	}
+	wantVIPOwner(t, s, a.VIP4, a.FQDN)
+	wantVIPOwner(t, s, netip.AddrFrom16(a.VIP4.As16()), a.FQDN) // IPv4-mapped
+	wantVIPOwner(t, s, b.VIP6, b.FQDN)
+	wantVIPOwner(t, s, b.VIP4, b.FQDN)
+	// Allocated but never recorded, outside any pool, or no address at all.
+	c := allocate(t, s, name(3))
+	for _, v := range []netip.Addr{c[0], c[1], netip.MustParseAddr("192.0.2.1"), {}} {
+		wantVIPOwner(t, s, v, "")
+	}
+	// A session's end keeps the record, so the VIP still names its node
+	// (NMS then answers that the node is offline).
+	if err := s.DeleteSession(ctx, a.Session.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantVIPOwner(t, s, a.VIP6, a.FQDN)
+	// Locator updates leave the index alone.
+	if err := s.UpdateLocator(ctx, b.FQDN, b.Session.ID, otherLocator(1)); err != nil {
+		t.Fatal(err)
+	}
+	wantVIPOwner(t, s, b.VIP4, b.FQDN)
+}
+
+func testLookupVIPMoves(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	a, b := fullNode(t, s, name(1), 7), fullNode(t, s, name(2), 8)
+	for _, n := range []store.Node{a, b} {
+		if err := s.PutNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a's record now names other VIPs (a certificate reissued by another
+	// CA): the old ones lead nowhere, the new ones to a.
+	p := allocate(t, s, name(4))
+	moved := a
+	moved.VIP6, moved.VIP4 = p[0], p[1]
+	if err := s.PutNode(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	wantVIPOwner(t, s, a.VIP6, "")
+	wantVIPOwner(t, s, a.VIP4, "")
+	wantVIPOwner(t, s, p[0], a.FQDN)
+	wantVIPOwner(t, s, p[1], a.FQDN)
+	// b's record claims a's VIP6 too: the record written last owns it,
+	// and a's dropping it later does not take it from b.
+	clash := b
+	clash.VIP6 = p[0]
+	if err := s.PutNode(ctx, clash); err != nil {
+		t.Fatal(err)
+	}
+	wantVIPOwner(t, s, p[0], b.FQDN)
+	wantVIPOwner(t, s, b.VIP6, "")
+	wantVIPOwner(t, s, p[1], a.FQDN)
+	bare := store.Node{FQDN: a.FQDN}
+	if err := s.PutNode(ctx, bare); err != nil {
+		t.Fatal(err)
+	}
+	wantVIPOwner(t, s, p[0], b.FQDN)
+	wantVIPOwner(t, s, p[1], "")
+	// b goes back to its own VIP6: the one it took leads nowhere.
+	if err := s.PutNode(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	wantVIPOwner(t, s, p[0], "")
+	wantVIPOwner(t, s, b.VIP6, b.FQDN)
+}
+
+func testLookupVIPSurvivesReopen(t *testing.T, h Harness) {
+	ctx := context.Background()
+	o := h.Fresh(t)
+	s, err := o(store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := fullNode(t, s, name(1), 7)
+	if err := s.PutNode(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o, store.Config{})
+	wantVIPOwner(t, s, a.VIP6, a.FQDN)
+	wantVIPOwner(t, s, a.VIP4, a.FQDN)
+}
+
+func testTwoInstancesLookupVIP(t *testing.T, h Harness) {
+	ctx := context.Background()
+	o := h.Fresh(t)
+	s1, s2 := open(t, o, store.Config{}), open(t, o, store.Config{})
+	a := fullNode(t, s1, name(1), 7)
+	if err := s1.PutNode(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	wantVIPOwner(t, s2, a.VIP6, a.FQDN)
+	wantVIPOwner(t, s2, a.VIP4, a.FQDN)
 }
