@@ -440,6 +440,44 @@ func TestHolePunchThroughCone(t *testing.T) {
 	}
 }
 
+// TestMasqueradeRemapsAfterEarlyPunch shows what NATMasquerade is for:
+// with no input firewall, b's packet reaching a's router before a has sent
+// leaves an UNREPLIED conntrack entry holding the reply tuple of a's
+// mapping, so a's own punch leaves from another port and never reaches b
+// from the mapping b aims at (the crossing of issue 10).
+func TestMasqueradeRemapsAfterEarlyPunch(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true})
+	sa := bed.AddSite("sa", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	sb := bed.AddSite("sb", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	ca := listenUDP(t, bed, sa.AddHost("a").NS(), "udp4", netip.AddrPort{})
+	cb := listenUDP(t, bed, sb.AddHost("b").NS(), "udp4", netip.AddrPort{})
+	ma, mb := observe(t, ca, server), observe(t, cb, server)
+
+	if _, err := cb.WriteToUDPAddrPort([]byte("early"), ma); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	for try := 0; try < 3; try++ {
+		if _, err := ca.WriteToUDPAddrPort([]byte("punch"), mb); err != nil {
+			t.Fatal(err)
+		}
+		_ = cb.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		for {
+			n, src, err := cb.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			if string(buf[:n]) == "punch" && src == ma {
+				t.Fatalf("a's punch reached b from its observed mapping %v: masquerade kept the mapping", ma)
+			}
+		}
+	}
+	out, err := bed.Exec(sa.NS(), "conntrack", "-L", "-p", "udp")
+	t.Logf("conntrack on a's router (%v):\n%s", err, out)
+}
+
 // TestMoveKeepsOtherInterfaces: moving an IPv4-only host to another
 // IPv4-only site leaves the IPv6 of interfaces the host's programs made
 // (a VPN's TUN with its overlay address) alone.
