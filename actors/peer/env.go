@@ -10,6 +10,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/crypto"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -21,16 +22,19 @@ type Timing struct {
 	Tick             time.Duration // how often a peer checks its timers
 	HandshakeTimeout time.Duration // no session after this long: fail
 	HandshakeRetry   time.Duration // resend msg1 (a fresh one) this often
-	Keepalive        time.Duration // send a keepalive after this much send silence
-	DeadAfter        time.Duration // fail after this much receive silence
-	MaxQueueDelay    time.Duration // drop whole batches that waited longer (a hard bound)
-	CoDelTarget      time.Duration // per-peer queues drop early (CoDel) above this sojourn
-	CoDelInterval    time.Duration // ... once it has lasted this long
-	OutInflight      int32         // outbound batches in flight per peer
-	InInflight       int32         // inbound batches in flight per peer
-	FlowDepth        int           // batches queued per peer at the socket writer
-	SeqWindow        int           // sequencer window (batches); > in-flight bounds
-	GapTimeout       time.Duration // a lost batch is given up after this long
+	// FallbackAfter is how long a direct or punched path is tried alone
+	// before inits also go over the relay (see package fallback).
+	FallbackAfter time.Duration
+	Keepalive     time.Duration // send a keepalive after this much send silence
+	DeadAfter     time.Duration // fail after this much receive silence
+	MaxQueueDelay time.Duration // drop whole batches that waited longer (a hard bound)
+	CoDelTarget   time.Duration // per-peer queues drop early (CoDel) above this sojourn
+	CoDelInterval time.Duration // ... once it has lasted this long
+	OutInflight   int32         // outbound batches in flight per peer
+	InInflight    int32         // inbound batches in flight per peer
+	FlowDepth     int           // batches queued per peer at the socket writer
+	SeqWindow     int           // sequencer window (batches); > in-flight bounds
+	GapTimeout    time.Duration // a lost batch is given up after this long
 	// AuthFailLimit is how many authentication failures in one tick fail
 	// the peer, and only while the peer is overdue (nothing authenticated
 	// for longer than Keepalive): forgeries can hasten a failure keepalive
@@ -50,6 +54,7 @@ func DefaultTiming() Timing {
 		Tick:             250 * time.Millisecond,
 		HandshakeTimeout: 10 * time.Second,
 		HandshakeRetry:   time.Second,
+		FallbackAfter:    fallback.DefaultAfter,
 		Keepalive:        10 * time.Second,
 		DeadAfter:        35 * time.Second,
 		MaxQueueDelay:    50 * time.Millisecond,
