@@ -478,6 +478,27 @@ func TestMasqueradeRemapsAfterEarlyPunch(t *testing.T) {
 	t.Logf("conntrack on a's router (%v):\n%s", err, out)
 }
 
+// TestDoubleNAT: a host behind a home router that is itself behind a
+// carrier-grade NAT is seen on the internet at the CGN's address, and
+// its router is on the CGN's LAN.
+func TestDoubleNAT(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true})
+	cgn := bed.AddSite("cgn", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	home := bed.AddSite("home", SiteOpts{NAT: NATCone, Behind: cgn})
+	if _, err := bed.addSite("bad", SiteOpts{NAT: NATCone, IPv6: true, Behind: cgn}); err == nil {
+		t.Error("an IPv6 site behind a CGN was accepted")
+	}
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	c := listenUDP(t, bed, home.AddHost("h").NS(), "udp4", netip.AddrPort{})
+	if got := observe(t, c, server); got.Addr() != cgn.PublicIPv4() || home.PublicIPv4() != cgn.PublicIPv4() {
+		t.Errorf("seen as %v, want the CGN's %v (home says %v)", got, cgn.PublicIPv4(), home.PublicIPv4())
+	}
+	if !cgn.LAN4().Contains(home.wan.v4) {
+		t.Errorf("home router's uplink %v is not on the CGN's LAN %v", home.wan.v4, cgn.LAN4())
+	}
+}
+
 // TestMoveKeepsOtherInterfaces: moving an IPv4-only host to another
 // IPv4-only site leaves the IPv6 of interfaces the host's programs made
 // (a VPN's TUN with its overlay address) alone.
