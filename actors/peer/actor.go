@@ -336,12 +336,22 @@ func (p *peerActor) candidates(info *messages.PathInfo, now time.Time) []Route {
 // relay, and more often when the relay has gone quiet (our NAT mapping
 // may have moved: see onTick).
 func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
-	r, ok := p.env.relayRoute(info.Relay)
+	p.bindAt = now
+	p.bindTicket(info.Relay, now)
+	// The ticket this one replaced, while it lasts: the peer may be
+	// sending on it (both asked NMS at once; see Handle.prevRelay).
+	if prev := p.h.prevTicket(); prev != nil && (info.Relay == nil || prev.Token != info.Relay.Token) &&
+		now.Before(time.Unix(0, prev.Expires)) {
+		p.bindTicket(prev, now)
+	}
+}
+
+func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
+	r, ok := p.env.relayRoute(t)
 	if !ok {
 		return
 	}
-	p.bindAt = now
-	pkt, err := relaybind.Seal(info.Relay.BindKey, info.Relay.Token, p.binds.Next(now))
+	pkt, err := relaybind.Seal(t.BindKey, t.Token, p.binds.Next(now))
 	if err != nil {
 		p.env.Logger.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
 		return

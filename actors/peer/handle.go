@@ -66,8 +66,15 @@ type Handle struct {
 	// a busy peer gave us (transport/cookie).
 	cookies *cookie.Generator
 
-	mu            sync.Mutex
-	info          messages.PathInfo
+	mu   sync.Mutex
+	info messages.PathInfo
+	// prevRelay is the relay ticket info held before the last one that
+	// replaced it. When both nodes ask for each other at once, NMS
+	// allocates two relay sessions and each node gets both tickets, in
+	// either order, so the two may end up sending on different sessions;
+	// binding both (see peerActor.bindRelay) keeps every frame of either
+	// session deliverable.
+	prevRelay     *messages.RelayTicket
 	state         string
 	lastHandshake time.Time
 	suite         seal.Suite
@@ -129,8 +136,18 @@ func (h *Handle) Info() messages.PathInfo {
 func (h *Handle) setInfo(info messages.PathInfo) {
 	info.Endpoints = unmapAll(info.Endpoints)
 	h.mu.Lock()
+	if old := h.info.Relay; old != nil && (info.Relay == nil || info.Relay.Token != old.Token) {
+		h.prevRelay = old
+	}
 	h.info = info
 	h.mu.Unlock()
+}
+
+// prevTicket is the relay ticket the current one replaced (nil if none).
+func (h *Handle) prevTicket() *messages.RelayTicket {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.prevRelay
 }
 
 func (h *Handle) notifyLocked() {
