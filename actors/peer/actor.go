@@ -174,7 +174,7 @@ func (p *peerActor) start(ctx actor.Context) {
 	p.timer = time.AfterFunc(t.Tick, func() { root.Send(self, tick{}) })
 	info := h.Info()
 	p.bindRelay(&info, now)
-	if info.Initiator {
+	if h.initiates() {
 		p.startHandshake(now, p.candidates(&info, now))
 	}
 }
@@ -695,7 +695,7 @@ func (p *peerActor) onTick() {
 		if p.ini != nil {
 			lastSent = p.iniSent.Sub(p.attemptAt)
 		}
-		if info.Initiator && p.attempt(&info).Due(now.Sub(p.attemptAt), lastSent) {
+		if p.h.initiates() && p.attempt(&info).Due(now.Sub(p.attemptAt), lastSent) {
 			p.startHandshake(now, p.candidates(&info, now))
 		}
 		if now.Sub(p.bindAt) >= t.HandshakeRetry {
