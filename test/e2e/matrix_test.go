@@ -190,7 +190,8 @@ func waitPathIn(t *testing.T, a, b *node, want []messages.PathKind) messages.Pat
 // mappings). Every run must end with a working tunnel within the
 // resolver's wait; it logs how many runs punched a hole and how many the
 // relay caught. CYPHONIC_PUNCH_RUNS sets the number of runs (default 8, so
-// a 1-in-8 stranding shows).
+// a 1-in-8 stranding shows); CYPHONIC_PUNCH_DEBUG=1 logs both nodes' output
+// after a run slower than 5 s, to see why.
 func TestPunchMasquerade(t *testing.T) {
 	t.Parallel()
 	runs := 8
