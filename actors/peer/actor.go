@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/sequencer"
@@ -93,12 +94,12 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		p.onRelayTicket(&info, time.Now())
 		switch {
 		case p.cur == nil && info.Initiator:
-			p.startHandshake(time.Now(), p.candidates(&info))
+			p.startHandshake(time.Now(), p.candidates(&info, time.Now()))
 		case p.cur != nil && p.recov.active && info.Initiator:
 			// The path we asked for because the peer lost our session:
 			// handshake beside the live session (which keeps running
 			// until the new one is installed, as in a rekey).
-			p.startHandshake(time.Now(), p.candidates(&info))
+			p.startHandshake(time.Now(), p.candidates(&info, time.Now()))
 		case p.cur != nil && p.route.Relay && len(info.Endpoints) > 0:
 			// NMS found a direct path for a relayed tunnel (or the peer
 			// moved): probe the new endpoints now rather than at the next
@@ -182,8 +183,8 @@ func (p *peerActor) start(ctx actor.Context) {
 	p.timer = time.AfterFunc(t.Tick, func() { root.Send(self, tick{}) })
 	info := h.Info()
 	p.bindRelay(&info, now)
-	if info.Initiator {
-		p.startHandshake(now, p.candidates(&info))
+	if h.initiates() {
+		p.startHandshake(now, p.candidates(&info, now))
 	}
 }
 
@@ -304,22 +305,32 @@ func (p *peerActor) setRoute(r Route) {
 	p.h.route.Store(&r)
 }
 
-// candidates are the routes a handshake init goes to: every endpoint we
-// have a socket for, or TRS for a relayed path.
-func (p *peerActor) candidates(info *messages.PathInfo) []Route {
-	if info.Kind == messages.PathRelay {
-		if r, ok := p.env.relayRoute(info.Relay); ok {
-			return []Route{r}
-		}
-		return nil
+// attempt is what package fallback needs to know about our path.
+func (p *peerActor) attempt(info *messages.PathInfo) fallback.Attempt {
+	_, ticket := p.env.relayRoute(info.Relay)
+	return fallback.Attempt{
+		Relayed: info.Kind == messages.PathRelay,
+		Direct:  slices.ContainsFunc(info.Endpoints, func(ep netip.AddrPort) bool { return ep.IsValid() && p.env.CanSend(ep) }),
+		Ticket:  ticket,
+		After:   p.env.Timing.FallbackAfter, Retry: p.env.Timing.HandshakeRetry,
 	}
+}
+
+// candidates are the routes a handshake init goes to now: every direct
+// endpoint we have a socket for and, once package fallback says so (at
+// once for a relayed path, after the fallback deadline for a direct or
+// punched one), the TRS.
+func (p *peerActor) candidates(info *messages.PathInfo, now time.Time) []Route {
+	want := p.attempt(info).Routes(now.Sub(p.attemptAt))
 	var rs []Route
-	for _, ep := range info.Endpoints {
-		if ep.IsValid() && p.env.CanSend(ep) {
-			rs = append(rs, Route{Addr: ep})
+	if want.Direct {
+		for _, ep := range info.Endpoints {
+			if ep.IsValid() && p.env.CanSend(ep) {
+				rs = append(rs, Route{Addr: ep})
+			}
 		}
 	}
-	if r, ok := p.env.relayRoute(info.Relay); ok {
+	if r, ok := p.env.relayRoute(info.Relay); ok && want.Relay {
 		rs = append(rs, r)
 	}
 	return rs
@@ -334,12 +345,22 @@ func (p *peerActor) candidates(info *messages.PathInfo) []Route {
 // relay, and more often when the relay has gone quiet (our NAT mapping
 // may have moved: see onTick).
 func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
-	r, ok := p.env.relayRoute(info.Relay)
+	p.bindAt = now
+	p.bindTicket(info.Relay, now)
+	// The ticket this one replaced, while it lasts: the peer may be
+	// sending on it (both asked NMS at once; see Handle.prevRelay).
+	if prev := p.h.prevTicket(); prev != nil && (info.Relay == nil || prev.Token != info.Relay.Token) &&
+		now.Before(time.Unix(0, prev.Expires)) {
+		p.bindTicket(prev, now)
+	}
+}
+
+func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
+	r, ok := p.env.relayRoute(t)
 	if !ok {
 		return
 	}
-	p.bindAt = now
-	pkt, err := relaybind.Seal(info.Relay.BindKey, info.Relay.Token, p.binds.Next(now))
+	pkt, err := relaybind.Seal(t.BindKey, t.Token, p.binds.Next(now))
 	if err != nil {
 		p.env.Logger.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
 		return
@@ -430,7 +451,7 @@ func (p *peerActor) onCookie(s *Session) {
 	}
 	if p.cur == nil {
 		info := p.h.Info()
-		p.startHandshake(time.Now(), p.candidates(&info))
+		p.startHandshake(time.Now(), p.candidates(&info, time.Now()))
 		return
 	}
 	p.startHandshake(time.Now(), []Route{p.route})
@@ -681,8 +702,12 @@ func (p *peerActor) onTick() {
 		if now.Sub(p.attemptAt) > t.HandshakeTimeout {
 			p.fail("handshake timeout")
 		}
-		if info.Initiator && (p.ini == nil || now.Sub(p.iniSent) >= t.HandshakeRetry) {
-			p.startHandshake(now, p.candidates(&info))
+		lastSent := time.Duration(-1)
+		if p.ini != nil {
+			lastSent = p.iniSent.Sub(p.attemptAt)
+		}
+		if p.h.initiates() && p.attempt(&info).Due(now.Sub(p.attemptAt), lastSent) {
+			p.startHandshake(now, p.candidates(&info, now))
 		}
 		if now.Sub(p.bindAt) >= t.HandshakeRetry {
 			p.bindRelay(&info, now)
@@ -709,7 +734,7 @@ func (p *peerActor) onTick() {
 		} else if p.recov.active && p.ini != nil && now.Sub(p.iniSent) >= t.HandshakeRetry {
 			// Recovering: the restarted peer may have heard of us from
 			// NMS only after our init arrived.
-			p.startHandshake(now, p.candidates(&info))
+			p.startHandshake(now, p.candidates(&info, now))
 		}
 		if p.route.Relay && len(info.Endpoints) > 0 && now.Sub(p.probeAt) >= t.HandshakeRetry {
 			p.probeDirect(&info, now)

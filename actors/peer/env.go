@@ -10,6 +10,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/crypto"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -21,8 +22,11 @@ type Timing struct {
 	Tick             time.Duration // how often a peer checks its timers
 	HandshakeTimeout time.Duration // no session after this long: fail
 	HandshakeRetry   time.Duration // resend msg1 (a fresh one) this often
-	Keepalive        time.Duration // send a keepalive after this much send silence
-	DeadAfter        time.Duration // fail after this much receive silence
+	// FallbackAfter is how long a direct or punched path is tried alone
+	// before inits also go over the relay (see package fallback).
+	FallbackAfter time.Duration
+	Keepalive     time.Duration // send a keepalive after this much send silence
+	DeadAfter     time.Duration // fail after this much receive silence
 	// PassiveKeepalive: having received since we last sent, send a
 	// keepalive once our last send is this old, so a peer that sends
 	// always hears from us this often (SilenceAfter relies on it).
@@ -58,6 +62,7 @@ func DefaultTiming() Timing {
 		Tick:             250 * time.Millisecond,
 		HandshakeTimeout: 10 * time.Second,
 		HandshakeRetry:   time.Second,
+		FallbackAfter:    fallback.DefaultAfter,
 		Keepalive:        10 * time.Second,
 		DeadAfter:        35 * time.Second,
 		PassiveKeepalive: 500 * time.Millisecond,

@@ -69,8 +69,23 @@ type Handle struct {
 	// (Lost sends at most one at a time).
 	lostQueued atomic.Bool
 
-	mu            sync.Mutex
-	info          messages.PathInfo
+	mu   sync.Mutex
+	info messages.PathInfo
+	// prevRelay is the relay ticket info held before the last one that
+	// replaced it. When both nodes ask for each other at once, NMS
+	// allocates two relay sessions and each node gets both tickets, in
+	// either order, so the two may end up sending on different sessions;
+	// binding both (see peerActor.bindRelay) keeps every frame of either
+	// session deliverable.
+	prevRelay *messages.RelayTicket
+	// initiator: some path given for this peer told us to send the init.
+	// It sticks: when both nodes ask for each other at once, each gets its
+	// own Path and the other's Direction, in either order and possibly
+	// both before the peer actor starts, and a direct path with one
+	// initiator names opposite sides in the two; following only the latest
+	// could leave neither side initiating. Both initiating is harmless
+	// (the smaller FQDN's init wins).
+	initiator     bool
 	state         string
 	lastHandshake time.Time
 	suite         seal.Suite
@@ -90,7 +105,7 @@ func NewHandle(info messages.PathInfo) *Handle {
 	info.Endpoints = unmapAll(info.Endpoints)
 	return &Handle{
 		FQDN: info.PeerFQDN, vip4: info.PeerVIP4.Unmap(), vip6: info.PeerVIP6,
-		info: info, state: StateHandshaking, changed: make(chan struct{}),
+		info: info, initiator: info.Initiator, state: StateHandshaking, changed: make(chan struct{}),
 		cookies: cookie.NewGenerator(info.PeerFQDN),
 	}
 }
@@ -136,8 +151,26 @@ func (h *Handle) Info() messages.PathInfo {
 func (h *Handle) setInfo(info messages.PathInfo) {
 	info.Endpoints = unmapAll(info.Endpoints)
 	h.mu.Lock()
+	if old := h.info.Relay; old != nil && (info.Relay == nil || info.Relay.Token != old.Token) {
+		h.prevRelay = old
+	}
 	h.info = info
+	h.initiator = h.initiator || info.Initiator
 	h.mu.Unlock()
+}
+
+// initiates reports whether we send the handshake init to this peer.
+func (h *Handle) initiates() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.initiator
+}
+
+// prevTicket is the relay ticket the current one replaced (nil if none).
+func (h *Handle) prevTicket() *messages.RelayTicket {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.prevRelay
 }
 
 func (h *Handle) notifyLocked() {

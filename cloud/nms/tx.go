@@ -341,7 +341,7 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 		return
 	}
 	t.tunnelID = messages.NewMsgID()
-	if (t.decision.Kind == path.Relay || t.decision.FallbackRelay) && !t.s.cfg.TRS.IsZero() {
+	if t.decision.NeedsRelayTicket() && !t.s.cfg.TRS.IsZero() {
 		alloc := messages.RelayAlloc{Session: t.tunnelID, FQDNA: t.me.FQDN, FQDNB: t.peer.FQDN, Expires: time.Now().Add(relayTicketTTL).UnixNano()}
 		// Tokens name the sides; the bind keys, one per side, are what
 		// lets a node move its side's endpoint at the TRS. Each node gets

@@ -87,6 +87,18 @@ type Decision struct {
 	Reason string
 }
 
+// NeedsRelayTicket reports whether NMS allocates a relay session for the
+// pair: for every path there is, not only the relay itself. What the
+// locators show is the mapping, never a NAT's filtering: a router without
+// an input firewall (plain masquerade) lets the two sides' crossing punch
+// packets take each other's mappings, and a global address can sit behind
+// a stateful firewall. So a direct or punched path may fail however sure
+// the decision is, and a node holding its ticket falls back to the TRS
+// after a short deadline without another round trip to NMS. The cost is one
+// TRS entry, which dies a couple of minutes after its nodes stop binding
+// (they bind only while they have no session or use the relay).
+func (d Decision) NeedsRelayTicket() bool { return d.Kind != NoPath }
+
 // rank orders decisions from worst to best: the kind first (a path without
 // the relay beats one through it), then certainty.
 func (d Decision) rank() int {

@@ -294,3 +294,25 @@ func TestUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryPathHasARelayTicket: NMS hands a relay ticket with every path,
+// however sure the decision, because filtering (an input firewall or its
+// absence, a stateful firewall in front of a global address) never shows
+// in the locators.
+func TestEveryPathHasARelayTicket(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		a, b Locator
+		want bool
+	}{
+		{"both global", global4("a", "198.51.100.2:1"), global4("b", "198.51.100.3:1"), true},
+		{"both endpoint-independent", natted4("a", "10.0.0.2:1", "198.51.100.2:1", EndpointIndependent), natted4("b", "10.0.1.2:1", "198.51.100.3:1", EndpointIndependent), true},
+		{"relay", natted4("a", "10.0.0.2:1", "198.51.100.2:1", EndpointDependent), natted4("b", "10.0.1.2:1", "198.51.100.3:1", EndpointIndependent), true},
+		{"no usable address", Locator{FQDN: "a"}, global4("b", "198.51.100.3:1"), false},
+	} {
+		d := Choose(tt.a, tt.b)
+		if got := d.NeedsRelayTicket(); got != tt.want {
+			t.Errorf("%s (%v): NeedsRelayTicket = %v, want %v", tt.name, d.Kind, got, tt.want)
+		}
+	}
+}

@@ -199,16 +199,16 @@ func TestNATPaths(t *testing.T) {
 		aInit      bool // requester initiates
 		bInit      bool
 		toB, toA   bool // endpoints given: A's to B, B's to A
-		relayReady bool // tickets handed out (relay, or fallback)
+		relayReady bool // tickets handed out: with every path, for the fallback (issue 10)
 	}{
-		{"cone+cone", messages.NATEndpointIndependent, messages.NATEndpointIndependent, messages.PathHolePunch, true, true, true, true, false},
+		{"cone+cone", messages.NATEndpointIndependent, messages.NATEndpointIndependent, messages.PathHolePunch, true, true, true, true, true},
 		{"symmetric+cone", messages.NATSymmetric, messages.NATEndpointIndependent, messages.PathRelay, true, true, false, false, true},
 		{"cone+symmetric", messages.NATEndpointIndependent, messages.NATSymmetric, messages.PathRelay, true, true, false, false, true},
 		// The NATed side sends first; the global one answers the mapping
 		// its packet arrives from (unknown in advance: no endpoints).
 		{"global+symmetric", messages.NATNone, messages.NATSymmetric, messages.PathDirect, false, true, false, true, true},
 		{"symmetric+global", messages.NATSymmetric, messages.NATNone, messages.PathDirect, true, false, true, false, true},
-		{"global+global", messages.NATNone, messages.NATNone, messages.PathDirect, true, false, true, true, false},
+		{"global+global", messages.NATNone, messages.NATNone, messages.PathDirect, true, false, true, true, true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -554,3 +554,38 @@ func assertRelayed(t *testing.T, w *world, min uint64) {
 		t.Errorf("the TRS relayed %d bytes, want at least %d", n, min)
 	}
 }
+
+// mustPeer is a's tunnel to b or a fatal error.
+func mustPeer(t *testing.T, a, b *node) peer.Status {
+	t.Helper()
+	p, err := a.peer(b.fqdn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// resolveBoth has a and b look each other up by name at the same moment,
+// so both ask NMS and both initiate at once: the crossing that poisons
+// plain masquerade's mappings. It returns when both names answered.
+func resolveBoth(t *testing.T, a, b *node) {
+	t.Helper()
+	done := make(chan error, 2)
+	for _, q := range [][2]*node{{a, b}, {b, a}} {
+		go func(from, to *node) {
+			out, err := from.host.Exec("getent", "ahosts", to.fqdn)
+			if err != nil {
+				err = fmt.Errorf("%s resolves %s: %w: %s", from.fqdn, to.fqdn, err, out)
+			}
+			done <- err
+		}(q[0], q[1])
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Logf("simultaneous lookup: %v (retried by talk)", err)
+		}
+	}
+}
+
+// netip4 is a with any port, for assertPath.
+func netip4(a netip.Addr) netip.AddrPort { return netip.AddrPortFrom(a, 0) }

@@ -5,20 +5,34 @@ import (
 	"strings"
 )
 
-// NAT is how a site's router maps its LAN onto its public address.
+// NAT is how a site's router maps its LAN onto its public address. A test
+// names the kind it needs; each is a router found in the wild.
 type NAT int
 
 const (
 	// NATNone routes the LAN's addresses unchanged (global addresses).
 	NATNone NAT = iota
-	// NATCone is nftables "masquerade": Linux keeps a socket's mapping for
-	// every destination (endpoint-independent mapping) while the port is
-	// free, so hole punching works. Filtering is still address-and-port
-	// dependent, as conntrack admits only replies.
+	// NATCone is nftables "masquerade" behind an input firewall that drops
+	// unsolicited UDP to the router itself, as a home router does. Linux
+	// keeps a socket's mapping for every destination (endpoint-independent
+	// mapping) while the port is free, and the firewall keeps a peer's
+	// early punch packet from leaving a conntrack entry that takes our
+	// mapping's reply tuple, so simultaneous hole punching works.
+	// Filtering is address-and-port dependent (conntrack admits replies).
 	NATCone
-	// NATSymmetric is nftables "masquerade fully-random": every new
-	// destination gets a fresh random port (endpoint-dependent mapping).
+	// NATSymmetric is nftables "masquerade fully-random" with no input
+	// rule: every new destination gets a fresh random port
+	// (endpoint-dependent mapping).
 	NATSymmetric
+	// NATMasquerade is plain nftables "masquerade" with no input rule, as
+	// on Docker hosts and many Linux gateways. The mapping is endpoint
+	// independent while its port is free, but a peer's punch packet that
+	// arrives before our first packet leaves an UNREPLIED conntrack entry
+	// whose reply tuple is the one our mapping needs; masquerade then
+	// picks another source port for us, and both sides aim at ports that
+	// lead nowhere. Hole punching through it fails often; the relay must
+	// catch it.
+	NATMasquerade
 )
 
 func (n NAT) String() string {
@@ -29,6 +43,8 @@ func (n NAT) String() string {
 		return "cone"
 	case NATSymmetric:
 		return "symmetric"
+	case NATMasquerade:
+		return "masquerade"
 	}
 	return fmt.Sprintf("NAT(%d)", int(n))
 }
@@ -44,8 +60,11 @@ const (
 // otherwise a site's IPv6 LAN is routed, as most real IPv6 sites are.
 func natRuleset(wan string, nat NAT, ipv4, ipv6, nat66 bool) string {
 	var verb string
+	firewall := false
 	switch nat {
 	case NATCone:
+		verb, firewall = "masquerade", true
+	case NATMasquerade:
 		verb = "masquerade"
 	case NATSymmetric:
 		verb = "masquerade fully-random"
@@ -59,16 +78,16 @@ func natRuleset(wan string, nat NAT, ipv4, ipv6, nat66 bool) string {
 		b.WriteString("\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
 		fmt.Fprintf(&b, "\t\toifname %q %s\n", wan, verb)
 		b.WriteString("\t}\n")
-		// Unsolicited UDP to the router itself is dropped before conntrack
-		// confirms it, as a home router's firewall does. Without this, a
-		// peer's hole-punching packet that arrives before our own first
-		// packet leaves a confirmed inbound entry whose tuple is the reply
-		// tuple our mapping needs; masquerade then picks another port for
-		// our packet, and hole punching can never succeed.
-		b.WriteString("\tchain input {\n")
-		b.WriteString("\t\ttype filter hook input priority filter; policy accept;\n")
-		fmt.Fprintf(&b, "\t\tiifname %q meta l4proto udp ct state new drop\n", wan)
-		b.WriteString("\t}\n}\n")
+		if firewall {
+			// Unsolicited UDP to the router itself is dropped before
+			// conntrack confirms it, as a home router's firewall does
+			// (see NATCone).
+			b.WriteString("\tchain input {\n")
+			b.WriteString("\t\ttype filter hook input priority filter; policy accept;\n")
+			fmt.Fprintf(&b, "\t\tiifname %q meta l4proto udp ct state new drop\n", wan)
+			b.WriteString("\t}\n")
+		}
+		b.WriteString("}\n")
 	}
 	if ipv4 {
 		family("ip")

@@ -157,7 +157,9 @@ func TestNATRuleset(t *testing.T) {
 			[]string{"table ip cytb_nat", `oifname "wan0" masquerade` + "\n", `iifname "wan0" meta l4proto udp ct state new drop`},
 			[]string{"fully-random", "ip6"}},
 		{"symmetric v4", NATSymmetric, true, false, false,
-			[]string{"table ip cytb_nat", `oifname "wan0" masquerade fully-random`}, []string{"ip6"}},
+			[]string{"table ip cytb_nat", `oifname "wan0" masquerade fully-random`}, []string{"ip6", "chain input"}},
+		{"masquerade v4", NATMasquerade, true, false, false,
+			[]string{"table ip cytb_nat", `oifname "wan0" masquerade` + "\n"}, []string{"fully-random", "ip6", "chain input", "drop"}},
 		{"cone nat66", NATCone, false, true, true,
 			[]string{"table ip6 cytb_nat", "masquerade"}, []string{"table ip "}},
 	}

@@ -440,6 +440,65 @@ func TestHolePunchThroughCone(t *testing.T) {
 	}
 }
 
+// TestMasqueradeRemapsAfterEarlyPunch shows what NATMasquerade is for:
+// with no input firewall, b's packet reaching a's router before a has sent
+// leaves an UNREPLIED conntrack entry holding the reply tuple of a's
+// mapping, so a's own punch leaves from another port and never reaches b
+// from the mapping b aims at (the crossing of issue 10).
+func TestMasqueradeRemapsAfterEarlyPunch(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true})
+	sa := bed.AddSite("sa", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	sb := bed.AddSite("sb", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	ca := listenUDP(t, bed, sa.AddHost("a").NS(), "udp4", netip.AddrPort{})
+	cb := listenUDP(t, bed, sb.AddHost("b").NS(), "udp4", netip.AddrPort{})
+	ma, mb := observe(t, ca, server), observe(t, cb, server)
+
+	if _, err := cb.WriteToUDPAddrPort([]byte("early"), ma); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	for try := 0; try < 3; try++ {
+		if _, err := ca.WriteToUDPAddrPort([]byte("punch"), mb); err != nil {
+			t.Fatal(err)
+		}
+		_ = cb.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		for {
+			n, src, err := cb.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			if string(buf[:n]) == "punch" && src == ma {
+				t.Fatalf("a's punch reached b from its observed mapping %v: masquerade kept the mapping", ma)
+			}
+		}
+	}
+	out, err := bed.Exec(sa.NS(), "conntrack", "-L", "-p", "udp")
+	t.Logf("conntrack on a's router (%v):\n%s", err, out)
+}
+
+// TestDoubleNAT: a host behind a home router that is itself behind a
+// carrier-grade NAT is seen on the internet at the CGN's address, and
+// its router is on the CGN's LAN.
+func TestDoubleNAT(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true})
+	cgn := bed.AddSite("cgn", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	home := bed.AddSite("home", SiteOpts{NAT: NATCone, Behind: cgn})
+	if _, err := bed.addSite("bad", SiteOpts{NAT: NATCone, IPv6: true, Behind: cgn}); err == nil {
+		t.Error("an IPv6 site behind a CGN was accepted")
+	}
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	c := listenUDP(t, bed, home.AddHost("h").NS(), "udp4", netip.AddrPort{})
+	if got := observe(t, c, server); got.Addr() != cgn.PublicIPv4() || home.PublicIPv4() != cgn.PublicIPv4() {
+		t.Errorf("seen as %v, want the CGN's %v (home says %v)", got, cgn.PublicIPv4(), home.PublicIPv4())
+	}
+	if !cgn.LAN4().Contains(home.wan.v4) {
+		t.Errorf("home router's uplink %v is not on the CGN's LAN %v", home.wan.v4, cgn.LAN4())
+	}
+}
+
 // TestMoveKeepsOtherInterfaces: moving an IPv4-only host to another
 // IPv4-only site leaves the IPv6 of interfaces the host's programs made
 // (a VPN's TUN with its overlay address) alone.

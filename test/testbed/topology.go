@@ -26,6 +26,10 @@ type SiteOpts struct {
 	// LossPercent drops that share of packets the router forwards, both
 	// ways, at random (nftables numgen). See Site.SetLoss.
 	LossPercent int
+	// Behind puts the site's router on another site's LAN instead of the
+	// internet: a home router behind a carrier-grade NAT is a NAT site
+	// Behind a NAT site. Such a site is IPv4-only and must translate.
+	Behind *Site
 }
 
 // HostOpts shapes a host on the internet. Setting neither IPv4 nor IPv6
@@ -62,9 +66,15 @@ func (s *Site) NS() string { return s.ns }
 func (s *Site) NAT() NAT { return s.opts.NAT }
 
 // PublicIPv4 is the router's global IPv4 address: what a server on the
-// internet sees as the source of the site's NATed traffic. Zero for the
-// internet or a site without IPv4.
-func (s *Site) PublicIPv4() netip.Addr { return s.wan.v4 }
+// internet sees as the source of the site's NATed traffic (for a site
+// Behind another, that site's public address). Zero for the internet or a
+// site without IPv4.
+func (s *Site) PublicIPv4() netip.Addr {
+	if s.opts.Behind != nil {
+		return s.opts.Behind.PublicIPv4()
+	}
+	return s.wan.v4
+}
 
 // PublicIPv6 is the router's global IPv6 address (zero if none).
 func (s *Site) PublicIPv6() netip.Addr { return s.wan.v6 }
@@ -248,6 +258,15 @@ func (b *Bed) setupInternet() error {
 }
 
 func (b *Bed) addSite(name string, opts SiteOpts) (*Site, error) {
+	up := b.internet
+	if opts.Behind != nil {
+		// Only IPv4 is translated twice in the wild (CGN); a nested
+		// routed prefix would need routes through every router above.
+		if opts.IPv6 || opts.NAT == NATNone || !opts.Behind.lan.v4.IsValid() {
+			return nil, fmt.Errorf("testbed: site %s behind %s must be IPv4-only with NAT on an IPv4 site", name, opts.Behind.name)
+		}
+		up, opts.IPv4 = opts.Behind, true
+	}
 	if !opts.IPv4 && !opts.IPv6 {
 		opts.IPv4, opts.IPv6 = true, true
 	}
@@ -274,7 +293,7 @@ func (b *Bed) addSite(name string, opts SiteOpts) (*Site, error) {
 		return nil, err
 	}
 	// The uplink first, so the router's IPv6 is settled before the LAN.
-	s.wan, err = b.attach(s.ns, wanIf, "v-"+name, b.internet, HostOpts{IPv4: opts.IPv4, IPv6: opts.IPv6})
+	s.wan, err = b.attach(s.ns, wanIf, "v-"+name, up, HostOpts{IPv4: opts.IPv4, IPv6: opts.IPv6})
 	if err != nil {
 		return nil, err
 	}
