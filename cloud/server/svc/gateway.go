@@ -102,14 +102,20 @@ func (g *Gateway) Addr() string { return g.addr }
 // System is the gateway's actor system.
 func (g *Gateway) System() *runtime.System { return g.sys }
 
-// Close stops sending, stops the gateway's actor system and the remote
-// (gracefully: that also closes the connections to other gateways).
+// Close stops sending, stops the gateway's actor system (its endpoint
+// writers close the connections to other gateways) and the gRPC server.
 func (g *Gateway) Close(ctx context.Context) error {
 	if g.closed.Swap(true) {
 		return nil
 	}
 	err := g.sys.Shutdown(ctx)
-	g.remote.Shutdown(true)
+	// Not graceful: the pinned protoactor's graceful path (endpointManager
+	// stop) sends on every reader's disconnect channel while a reader whose
+	// stream just ended (a refused peer) closes its own: a data race, and a
+	// "send on closed channel" panic. The actor system above is already
+	// down (endpoint writers and their connections with it), so stopping
+	// the gRPC server is all that is left.
+	g.remote.Shutdown(false)
 	return err
 }
 
