@@ -53,14 +53,16 @@ type fakeCloud struct {
 	// lostChallenges and lostReplies drop that many answers to login
 	// packets and to confirmations; logins and confirms record what came.
 	lostChallenges, lostReplies int
-	loginPkts, confirms         [][]byte
-	down                        bool            // drop everything
-	refuse                      *messages.Error // refuse logins with this
-	expire                      bool            // answer signaling with SessionExpired
-	seen                        map[messages.MsgType]int
-	logins                      int
-	probes                      int
-	node                        *Session
+	// lostVIPAnswers drops that many answers to TunnelByVIP requests.
+	lostVIPAnswers      int
+	loginPkts, confirms [][]byte
+	down                bool            // drop everything
+	refuse              *messages.Error // refuse logins with this
+	expire              bool            // answer signaling with SessionExpired
+	seen                map[messages.MsgType]int
+	logins              int
+	probes              int
+	node                *Session
 	// mapping is the node's public mapping as NMS and the probe point see
 	// it (observed unless a test moves it); probeSeen is what the last
 	// registration reported from the probe.
@@ -232,6 +234,10 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 				Kind: messages.PathDirect, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.9:4000")},
 				Initiator: true, TunnelID: messages.NewMsgID()}
 		case messages.MsgTunnelByVIP:
+			if c.lostVIPAnswers > 0 {
+				c.lostVIPAnswers--
+				return
+			}
 			r, _ := messages.DecodeBody[messages.TunnelByVIP](env)
 			if r.VIP != bobVIP4 && r.VIP != bobVIP6 {
 				body = messages.Error{Code: messages.CodeUnknownFQDN}

@@ -92,6 +92,10 @@ func TestNeedVIP(t *testing.T) {
 // request is in flight or queued.
 func TestNeedVIPOncePerVIP(t *testing.T) {
 	f, _ := vipFixture(t)
+	// The first answer is lost, so the request is certainly still in
+	// flight while the other 19 arrive (else a fast answer could complete
+	// it between two calls, and a later call would rightly ask again).
+	f.cloud.set(func(c *fakeCloud) { c.lostVIPAnswers = 1 })
 	for range 20 {
 		f.s.NeedVIP(bobVIP4)
 	}
