@@ -38,7 +38,7 @@ type CA struct {
 
 	key ed25519.PrivateKey
 	dir string
-	mu  sync.Mutex // serialises Revoke's read-modify-write of revoked.txt
+	mu  sync.Mutex // serialises Revoke's read-modify-write of revoked.crl
 }
 
 // InitCA creates a root CA named name, valid for validity from now, and
