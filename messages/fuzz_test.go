@@ -183,13 +183,20 @@ func FuzzParseSignaling(f *testing.F) {
 }
 
 func FuzzParseLogin(f *testing.F) {
-	f.Add([]byte{byte(TypeLogin), 1, 2, 3})
+	f.Add(append([]byte{byte(TypeLogin), 1, 2, 3}, make([]byte, LoginTrailerLen)...))
 	f.Add([]byte{byte(TypeLoginReply), 1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, parse := range []func([]byte) ([]byte, error){ParseLogin, ParseLoginReply} {
 			msg, err := parse(b)
 			checkErr(t, err)
-			if err == nil && (len(msg) == 0 || !bytes.Equal(msg, b[LoginHeaderLen:])) {
+			if err != nil {
+				continue
+			}
+			want := b[LoginHeaderLen:]
+			if PacketType(b[0]) == TypeLogin {
+				want = want[:len(want)-LoginTrailerLen]
+			}
+			if len(msg) == 0 || !bytes.Equal(msg, want) {
 				t.Fatalf("message %x from %x", msg, b)
 			}
 		}
@@ -346,6 +353,24 @@ func FuzzParseUnknownIndex(f *testing.F) {
 		}
 		out := make([]byte, UnknownIndexLen)
 		u.Put(out)
+		if !bytes.Equal(out, b) {
+			t.Fatalf("re-encoded %x, input %x", out, b)
+		}
+	})
+}
+
+func FuzzParseLoginCookie(f *testing.F) {
+	b := make([]byte, LoginCookieLen)
+	PutLoginCookieHeader(b)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		body, err := ParseLoginCookie(b)
+		checkErr(t, err)
+		if err != nil {
+			return
+		}
+		out := make([]byte, LoginCookieLen)
+		copy(out[PutLoginCookieHeader(out):], body)
 		if !bytes.Equal(out, b) {
 			t.Fatalf("re-encoded %x, input %x", out, b)
 		}

@@ -19,6 +19,7 @@ const (
 	TypeRelayBind     PacketType = 11 // node -> TRS, authenticated bind of one relay side (relay.go)
 	TypeCookieReply   PacketType = 12 // node <-> node, a busy responder's answer to an init (handshake.go)
 	TypeUnknownIndex  PacketType = 13 // node <-> node, "no session has this receiver index" (unknown.go)
+	TypeLoginCookie   PacketType = 14 // AS -> node, a loaded AS's answer to a login without a valid mac2 (signaling.go)
 )
 
 var packetTypeNames = [...]string{
@@ -35,6 +36,7 @@ var packetTypeNames = [...]string{
 	TypeRelayBind:     "relay-bind",
 	TypeCookieReply:   "cookie-reply",
 	TypeUnknownIndex:  "unknown-index",
+	TypeLoginCookie:   "login-cookie",
 }
 
 // Valid reports whether t is a packet type this package defines.

@@ -24,6 +24,7 @@ func TestPacketTypeString(t *testing.T) {
 		{TypeKeepalive, "keepalive"},
 		{TypeRelayBind, "relay-bind"},
 		{TypeCookieReply, "cookie-reply"},
+		{TypeLoginCookie, "login-cookie"},
 		{TypeUnknownIndex, "unknown-index"},
 		{0, "PacketType(0)"},
 		{200, "PacketType(200)"},
@@ -325,9 +326,13 @@ func TestSignalingRoundTrip(t *testing.T) {
 }
 
 func TestLoginFraming(t *testing.T) {
-	msg, err := ParseLogin([]byte{byte(TypeLogin), 1, 2, 3})
+	login := append([]byte{byte(TypeLogin), 1, 2, 3}, make([]byte, LoginTrailerLen)...)
+	msg, err := ParseLogin(login)
 	if err != nil || !bytes.Equal(msg, []byte{1, 2, 3}) {
 		t.Errorf("ParseLogin = %x, %v", msg, err)
+	}
+	if _, err := ParseLogin(login[:1+LoginTrailerLen]); !errors.Is(err, ErrTruncated) {
+		t.Errorf("login of only a trailer: err = %v", err)
 	}
 	msg, err = ParseLoginReply([]byte{byte(TypeLoginReply), 9})
 	if err != nil || !bytes.Equal(msg, []byte{9}) {
@@ -376,5 +381,35 @@ func TestHeaderAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("header put/parse allocates %v times per run, want 0", allocs)
+	}
+}
+
+func TestLoginCookieFraming(t *testing.T) {
+	b := make([]byte, LoginCookieLen)
+	n := PutLoginCookieHeader(b)
+	for i := range b[n:] {
+		b[n+i] = byte(i)
+	}
+	body, err := ParseLoginCookie(b)
+	if err != nil || !bytes.Equal(body, b[LoginCookieHeaderLen:]) || len(body) != LoginCookieBodyLen {
+		t.Fatalf("ParseLoginCookie = %x, %v", body, err)
+	}
+	reserved := bytes.Clone(b)
+	reserved[2] = 1
+	tests := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"empty", nil, ErrTruncated},
+		{"short", b[:LoginCookieLen-1], ErrTruncated},
+		{"long", append(bytes.Clone(b), 0), ErrTooLarge},
+		{"reserved", reserved, ErrReserved},
+		{"wrong type", append([]byte{byte(TypeCookieReply)}, b[1:]...), ErrBadType},
+	}
+	for _, tt := range tests {
+		if _, err := ParseLoginCookie(tt.b); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
 	}
 }

@@ -457,7 +457,7 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 		if !d.out.PushControl(batch.Control{Pkt: reply, To: p.From}) {
 			d.global.Add(batch.QueueFull, 1)
 		}
-	case messages.TypeSignaling, messages.TypeLoginReply, messages.TypeProbeReply:
+	case messages.TypeSignaling, messages.TypeLoginReply, messages.TypeLoginCookie, messages.TypeProbeReply:
 		if d.cfg.OnControl != nil && !p.Relayed {
 			d.cfg.OnControl(bytes.Clone(pkt), p.From)
 		}

@@ -278,7 +278,7 @@ func (a *sessionActor) inbound(ctx actor.Context, m *inbound) {
 		return
 	}
 	switch t {
-	case messages.TypeLoginReply:
+	case messages.TypeLoginReply, messages.TypeLoginCookie:
 		if e, ok := a.s.store.Get(a.loginTx); ok && e.out != nil && !a.loginTx.IsZero() {
 			ctx.Send(e.out.pid, &txReply{pkt: m.pkt})
 		}

@@ -149,6 +149,22 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		return
 	}
 	var refused *messages.Error
+	if !st.login.Confirmed() && messages.PacketType(r.pkt[0]) == messages.TypeLoginCookie {
+		// A loaded AS asks us to prove our address: the login's first
+		// cookie sends the copy with mac2 at once; later ones only replace
+		// the cookie, so replayed cookies cannot make us send more.
+		first, err := st.login.TakeCookie(r.pkt, time.Now())
+		if err != nil {
+			ctx.Logger().Debug("session: login cookie ignored", "err", err)
+			return
+		}
+		if first {
+			if err := a.s.cfg.Dataplane.SendControl(st.login.Packet(), st.to); err != nil {
+				ctx.Logger().Debug("session: send", "tx", st.kind.String(), "err", err)
+			}
+		}
+		return
+	}
 	if !st.login.Confirmed() {
 		_, err := st.login.Confirm(r.pkt, time.Now())
 		switch {

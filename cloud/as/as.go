@@ -23,6 +23,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/cookie"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
@@ -86,6 +87,9 @@ type Counters struct {
 	Unanswered atomic.Uint64
 	// Full counts logins dropped because MaxPending logins were pending.
 	Full atomic.Uint64
+	// Cookies counts logins answered with a cookie (under load, without a
+	// valid mac2): unproven sources, no work done for them.
+	Cookies atomic.Uint64
 }
 
 // Service is a running AS.
@@ -97,7 +101,8 @@ type Service struct {
 	pending     *window
 	challenging atomic.Int64 // challenge actors running
 	limit       *limiter
-	workers     *svc.Workers // store I/O, off the actors' run loops
+	cookies     *cookie.Checker // login packets' mac1 and mac2
+	workers     *svc.Workers    // store I/O, off the actors' run loops
 	listener    *svc.Listener
 	pid         *actor.PID
 	addrs       []netip.AddrPort
@@ -188,6 +193,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
 		pending: newWindow(cfg.PendingTTL, cfg.MaxPending), limit: newLimiter(cfg.Limits),
+		cookies: cookie.NewChecker(pki.RoleAS.ServiceFQDN(), nil),
 		prefix6: store.DefaultVIP6, prefix4: store.DefaultVIP4}
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
@@ -240,7 +246,7 @@ func (s *Service) Close() {
 
 // admit runs in the socket readers, before a packet is copied or reaches
 // an actor: a flood the limits refuse costs a read and a map lookup.
-func (s *Service) admit(b []byte, from netip.AddrPort) bool {
+func (s *Service) admit(conn *net.UDPConn, b []byte, from netip.AddrPort) bool {
 	switch messages.PacketType(b[0]) {
 	case messages.TypeLogin:
 		if len(b) < messages.LoginMinLen {
@@ -252,12 +258,44 @@ func (s *Service) admit(b []byte, from netip.AddrPort) bool {
 		// one address logging in at once fill them too, and must not be held
 		// to one source's share for it.
 		busy := s.pending.count(now) > s.cfg.MaxPending/2
+		if busy || s.limit.underLoad(now) {
+			// Under load, as in WireGuard, a login must prove its source
+			// with a cookie's mac2 before it is metered against a source
+			// table: a flood whose every packet claims a new source then
+			// fills no table and takes no budget, and costs at most one MAC
+			// and a 60-byte answer a packet (the answer is bound to the
+			// packet's mac1, so a packet whose mac1 is wrong gets a cookie
+			// no one can open: no need to check it first). A source the
+			// table already holds over its share (a flood from addresses
+			// the attacker has) is dropped first, for a map lookup.
+			if s.limit.overShare(from.Addr(), now) {
+				s.Counters.Limited.Add(1)
+				return false
+			}
+			if !s.cookies.CheckMAC2(b, from, now) {
+				s.askCookie(conn, b, from, now)
+				return false
+			}
+		}
+		if !s.cookies.CheckMAC1(b) {
+			s.Counters.Garbage.Add(1)
+			return false
+		}
 		if !s.limit.allow(from.Addr(), true, busy, now) {
 			s.Counters.Limited.Add(1)
 			return false
 		}
 	case messages.TypeSignaling: // a confirmation: one AEAD open, no DH
-		if !s.limit.allow(from.Addr(), false, false, time.Now()) {
+		// Under load its source is held to its share only if the table
+		// already holds it: a spoofed flood of these must not fill the
+		// table that proven logins are metered in.
+		now := time.Now()
+		if s.limit.underLoad(now) {
+			if s.limit.overShare(from.Addr(), now) {
+				s.Counters.Limited.Add(1)
+				return false
+			}
+		} else if !s.limit.allow(from.Addr(), false, false, now) {
 			s.Counters.Limited.Add(1)
 			return false
 		}
@@ -266,6 +304,25 @@ func (s *Service) admit(b []byte, from netip.AddrPort) bool {
 		return false
 	}
 	return true
+}
+
+// askCookie answers a login that lacks a valid mac2 while the AS is under
+// load with a cookie for its source, and keeps nothing: only a node that
+// receives at that address can prove it with the next copy's mac2. Such a
+// login is itself a sign of load: while a flood keeps arriving, the AS
+// keeps asking, and the flood never reaches the budget that real logins
+// (with their mac2) draw on.
+func (s *Service) askCookie(conn *net.UDPConn, login []byte, to netip.AddrPort, now time.Time) {
+	s.limit.loaded(now)
+	var buf [messages.LoginCookieLen]byte
+	b := buf[:messages.PutLoginCookieHeader(buf[:])]
+	b, err := s.cookies.Reply(b, login, to, now)
+	if err != nil {
+		s.log.Warn("as: login cookie", "err", err)
+		return
+	}
+	s.Counters.Cookies.Add(1)
+	s.send(conn, b, to, len(login))
 }
 
 // send answers a packet of answering bytes with pkt, unless pkt is the
@@ -385,9 +442,10 @@ func (r *root) onLogin(ctx actor.Context, p *svc.Packet) {
 }
 
 // loginKey names a login packet in the store: a retransmission is the
-// same bytes, so it finds the login and its answer.
+// same bytes up to mac2 (which a cookie may have changed), so it finds the
+// login and its answer.
 func loginKey(pkt []byte) txstore.ID {
-	sum := sha256.Sum256(pkt)
+	sum := sha256.Sum256(pkt[:len(pkt)-cookie.MACLen])
 	return txstore.ID(sum[:16])
 }
 

@@ -16,9 +16,16 @@
 //     hand-over to NMS, and after NMS's ack the sealed LoginReply.
 //
 // Unauthenticated packets cost little and leave bounded state: the socket
-// readers drop login packets below messages.LoginMinLen and rate-limit
-// every packet per source (IPv4 address, IPv6 /64) and login packets
-// against a global budget before anything is parsed (limit.go); at most
+// readers drop login packets below messages.LoginMinLen or without a valid
+// mac1 and rate-limit every packet per source (IPv4 address, IPv6 /64) and
+// login packets against a global budget before anything is parsed
+// (limit.go). Under load, a login without a valid mac2 is answered with a
+// TypeLoginCookie for its source (transport/cookie: a MAC under a rotating
+// secret, no state) instead of going on: per-source limits cannot hold a
+// flood whose every packet claims a source of its own, the cookie can,
+// because only a node that receives at its address can send the mac2 that
+// proves it. Such a flood costs two MACs and a 60-byte answer a packet and
+// never reaches the budget real logins draw on; at most
 // MaxPending logins are challenged per PendingTTL; a login packet costs
 // no DH until it has passed those. No answer is ever larger than the
 // packet it answers (a login's source address is unproven, so this is what

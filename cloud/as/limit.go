@@ -127,7 +127,7 @@ func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 	if busy || l.global.level(now, l.cfg.Logins, l.cfg.LoginBurst) < l.cfg.LoginBurst/2 {
 		l.loadedUntil = now.Add(loadHold)
 	}
-	ok := l.source(sourceKey(from), now).take(now, l.cfg.PerSource, l.cfg.Burst)
+	ok := l.source(sourceKey(from), login, now).take(now, l.cfg.PerSource, l.cfg.Burst)
 	if !ok && now.Before(l.loadedUntil) {
 		return false
 	}
@@ -139,6 +139,25 @@ func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 // for a moment, get the whole budget again.
 const loadHold = 10 * time.Second
 
+// overShare takes a token from the bucket of a source the table holds and
+// reports whether it had none left; a source the table does not hold is
+// not over its share, and is not added (the caller has not yet seen proof
+// that the packet comes from it).
+func (l *limiter) overShare(from netip.Addr, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.sources[sourceKey(from)]
+	return ok && !b.take(now, l.cfg.PerSource, l.cfg.Burst)
+}
+
+// loaded records a sign of load seen outside allow: a login without a
+// cookie while under load.
+func (l *limiter) loaded(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.loadedUntil = now.Add(loadHold)
+}
+
 // underLoad reports whether per-source limits are being enforced.
 func (l *limiter) underLoad(now time.Time) bool {
 	l.mu.Lock()
@@ -146,7 +165,13 @@ func (l *limiter) underLoad(now time.Time) bool {
 	return now.Before(l.loadedUntil)
 }
 
-func (l *limiter) source(k netip.Addr, now time.Time) *bucket {
+// source is k's bucket. A source that finds the table full shares the
+// overflow bucket - unless it is a login's (evict): under load a login
+// reaches the limiter only with a cookie's proof of its source, which a
+// spoofed flood cannot give, so it takes the place of an arbitrary entry
+// (most likely one of the unproven sources the flood put there) rather
+// than share a bucket the flood has emptied.
+func (l *limiter) source(k netip.Addr, evict bool, now time.Time) *bucket {
 	if b, ok := l.sources[k]; ok {
 		return b
 	}
@@ -161,7 +186,13 @@ func (l *limiter) source(k netip.Addr, now time.Time) *bucket {
 		}
 	}
 	if len(l.sources) >= l.cfg.Sources {
-		return &l.overflow
+		if !evict {
+			return &l.overflow
+		}
+		for a := range l.sources { // Go's map order: an arbitrary entry
+			delete(l.sources, a)
+			break
+		}
 	}
 	b := &bucket{}
 	l.sources[k] = b

@@ -60,19 +60,19 @@ func (s *Server) attackSeries() seriesCollector {
 	if a := s.AS; a != nil {
 		c := &a.Counters
 		logins := prometheus.NewDesc("cyphonic_as_logins_total",
-			"Logins by outcome: challenged (answered, nothing committed), accepted (proven and committed), refused (certificate or key refused), failed (store or NMS failed), duplicate (a retransmission answered from the cache).",
+			"Logins by outcome: cookie (under load without a valid mac2: answered with a cookie, no work done), challenged (answered, nothing committed), accepted (proven and committed), refused (certificate or key refused), failed (store or NMS failed), duplicate (a retransmission answered from the cache).",
 			[]string{"result"}, nil)
 		for _, l := range []struct {
 			name string
 			v    func() uint64
 		}{
-			{"challenged", c.Challenged.Load}, {"accepted", c.Accepted.Load}, {"refused", c.Refused.Load},
+			{"cookie", c.Cookies.Load}, {"challenged", c.Challenged.Load}, {"accepted", c.Accepted.Load}, {"refused", c.Refused.Load},
 			{"failed", c.Failed.Load}, {"duplicate", c.Duplicates.Load},
 		} {
 			add(logins, prometheus.CounterValue, u(l.v), l.name)
 		}
 		drops := prometheus.NewDesc("cyphonic_as_dropped_total",
-			"Login packets dropped unanswered, by reason: limited (per-source or global rate limit, before parsing), short (below the minimum login size), unanswered (the answer would be larger than the packet), full (too many logins pending), busy (store workers or challenge actors saturated), garbage (does not parse), queue (too many packets in flight from the socket).",
+			"Login packets dropped unanswered, by reason: limited (per-source or global rate limit, before parsing), short (below the minimum login size), unanswered (the answer would be larger than the packet), full (too many logins pending), busy (store workers or challenge actors saturated), garbage (does not parse, or no valid mac1), queue (too many packets in flight from the socket).",
 			[]string{"reason"}, nil)
 		for _, l := range []struct {
 			name string

@@ -14,6 +14,8 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/test/attack"
+	"github.com/cyphonic/cyphonic-go/test/systest"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
@@ -294,4 +296,88 @@ func TestLoginFlood(t *testing.T) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	t.Logf("heap in use %d MiB before the flood, %d MiB after", before.HeapInuse>>20, after.HeapInuse>>20)
+}
+
+// TestLoginFloodSpoofed: forged logins, each from a source address of its
+// own that the attacker does not hold (a raw socket: no answer can reach
+// it), at 3k/s - half as much again as the AS's login budget, and well
+// within what the race-instrumented AS reads without loss on two shared
+// cores - for 4 s. Per-source limits cannot hold such a flood, so before the login cookie it took the
+// whole budget, and carol's login never got through. Now the loaded AS
+// answers every login without a valid mac2 with a cookie and does no
+// work for it: carol, who receives at her address, proves it with her next
+// copy and logs in within 2 s, and the flood reaches the Diffie-Hellman
+// only until the AS notices the load.
+func TestLoginFloodSpoofed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods the loopback for seconds")
+	}
+	systest.Require(t, systest.Root()) // a raw socket
+	s := startCloudWith(t, server.Config{})
+	asAddr := s.AS.Addrs()[0]
+	alice := newNode(t, s, "alice.example.cyphonic")
+	online(t, s, alice, messages.NATNone)
+	carol := nodeAt(t, s, "carol.example.cyphonic", 1)
+
+	pkts := make([][]byte, 512) // distinct: each one the AS has not seen costs it a DH
+	for i := range pkts {
+		pkts[i] = forgedLogin(t, alice, false).Packet()
+	}
+	spoof, err := attack.NewSpoofer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spoof.Close()
+	// 127.64.0.0/10: loopback addresses nothing here binds; every packet
+	// has a source, and so a per-source bucket, of its own.
+	source := func(i uint64) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64 + byte(i>>16)&63, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
+	}
+	const rate, dur = 3000, 4 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sent atomic.Uint64
+	var wg sync.WaitGroup
+	wg.Go(func() { sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, source, rate*4, dur, time.Second/rate)) })
+
+	// The flood's first logins reach the DH until the AS sees the load
+	// (its budget at half); a second later their challenges are done and
+	// the flood is what remains.
+	for deadline := time.Now().Add(10 * time.Second); !s.AS.UnderLoad(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the AS is not under load 10 s into the flood: the test tests nothing")
+		}
+	}
+	time.Sleep(time.Second)
+	t0 := time.Now()
+	_, err = carol.Login(asAddr, false)
+	latency := time.Since(t0)
+	wg.Wait()
+
+	c := &s.AS.Counters
+	t.Logf("spoofed flood: %d logins in %v; carol logged in in %v (err %v); AS: cookies %d, challenged %d, limited %d, busy %d, full %d, garbage %d, pending %d",
+		sent.Load(), dur, latency.Round(time.Millisecond), err, c.Cookies.Load(), c.Challenged.Load(), c.Limited.Load(), c.Busy.Load(), c.Full.Load(), c.Garbage.Load(), s.AS.Pending())
+	if err != nil {
+		t.Fatalf("carol's login during the spoofed flood: %v", err)
+	}
+	if latency > 2*time.Second {
+		t.Fatalf("carol's login took %v during the spoofed flood, want < 2 s", latency)
+	}
+	if sent.Load() < uint64(rate*dur/time.Second)/2 {
+		t.Fatalf("the flood sent only %d logins: the test did not load the AS", sent.Load())
+	}
+	// The flood reaches the DH only until the budget falls to half (its
+	// burst), and what the busy challenge slots let through meanwhile.
+	if got, limit := c.Challenged.Load(), uint64(256+64); got > limit+2 {
+		t.Fatalf("%d logins challenged, want at most the burst before the load was seen (%d) and alice's and carol's", got, limit)
+	}
+	if got := c.Cookies.Load(); got < sent.Load()/2 {
+		t.Fatalf("%d of %d spoofed logins answered with a cookie", got, sent.Load())
+	}
+	if got := c.Accepted.Load(); got != 2 {
+		t.Fatalf("AS accepted %d logins, want alice's and carol's", got)
+	}
+	if _, err := alice.Keepalive(); err != nil {
+		t.Fatalf("alice's keepalive after the flood: %v", err)
+	}
 }

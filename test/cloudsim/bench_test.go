@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/server"
+	"github.com/cyphonic/cyphonic-go/test/attack"
+	"github.com/cyphonic/cyphonic-go/test/systest"
 )
 
 // BenchmarkCloud measures, against one cloud process over loopback UDP, how
@@ -138,6 +140,61 @@ func BenchmarkLoginUnderFlood(b *testing.B) {
 	close(stop)
 	wg.Wait()
 	b.ReportMetric(float64(sent.Load()-sent0)/dur.Seconds(), "flood/s")
+	b.ReportMetric(float64(s.AS.Counters.Challenged.Load()-challenged-uint64(b.N))/dur.Seconds(), "admitted/s")
+	b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
+}
+
+// BenchmarkLoginUnderSpoofedFlood is BenchmarkLoginUnderFlood with the
+// flood from a raw socket, every packet from a source address of its own
+// that nothing holds (127.64.0.0/10), as fast as one goroutine sends: what
+// per-source limits cannot hold and the login cookie does.
+func BenchmarkLoginUnderSpoofedFlood(b *testing.B) {
+	systest.Require(b, systest.Root())
+	s := startCloudWith(b, server.Config{})
+	asAddr := s.AS.Addrs()[0]
+	victim := newNode(b, s, "victim.example.cyphonic")
+	if _, err := victim.Login(asAddr, false); err != nil {
+		b.Fatal(err)
+	}
+	nodes := make([]*Node, b.N)
+	for i := range nodes {
+		nodes[i] = nodeAt(b, s, fmt.Sprintf("f%d.example.cyphonic", i), byte(20+i%80))
+	}
+	pkts := make([][]byte, 512)
+	for i := range pkts {
+		pkts[i] = forgedLogin(b, victim, false).Packet()
+	}
+	spoof, err := attack.NewSpoofer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer spoof.Close()
+	source := func(i uint64) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64 + byte(i>>16)&63, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var sent atomic.Uint64
+	var wg sync.WaitGroup
+	wg.Go(func() { sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, source, 1<<40, time.Hour, 0)) })
+	time.Sleep(time.Second) // the flood is on, the AS under load
+	challenged := s.AS.Counters.Challenged.Load()
+	b.ResetTimer()
+	start := time.Now()
+	var worst time.Duration
+	for _, n := range nodes {
+		t0 := time.Now()
+		if _, err := n.Login(asAddr, false); err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		worst = max(worst, time.Since(t0))
+	}
+	b.StopTimer()
+	dur := time.Since(start)
+	cancel()
+	wg.Wait()
+	b.ReportMetric(float64(sent.Load())/(dur+time.Second).Seconds(), "flood/s")
+	b.ReportMetric(float64(s.AS.Counters.Cookies.Load())/float64(max(sent.Load(), 1)), "cookied/sent")
 	b.ReportMetric(float64(s.AS.Counters.Challenged.Load()-challenged-uint64(b.N))/dur.Seconds(), "admitted/s")
 	b.ReportMetric(float64(worst.Milliseconds()), "worst-ms")
 }

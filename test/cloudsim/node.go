@@ -180,7 +180,7 @@ func (n *Node) read(conn *net.UDPConn) {
 		}
 		pkt := append([]byte(nil), buf[:sz]...)
 		switch messages.PacketType(pkt[0]) {
-		case messages.TypeLoginReply:
+		case messages.TypeLoginReply, messages.TypeLoginCookie:
 			select {
 			case n.login <- pkt:
 			default:
@@ -324,9 +324,9 @@ func (n *Node) Updates() []messages.PeerUpdate {
 	return append([]messages.PeerUpdate(nil), n.updates...)
 }
 
-// Login logs in at the AS, retransmitting each step unchanged until its
-// answer comes: the login packet until the challenge, then the
-// confirmation until the sealed reply. dup sends every packet twice (a
+// Login logs in at the AS, retransmitting each step until its answer
+// comes: the login packet (with a mac2 once a loaded AS sent a cookie)
+// until the challenge, then the confirmation until the sealed reply. dup sends every packet twice (a
 // duplicating network). A refusal is a *messages.Error.
 func (n *Node) Login(asAddr netip.AddrPort, dup bool) (*messages.LoginReply, error) {
 	l, err := signaling.StartLogin(n.cfg, pki.RoleAS.ServiceFQDN(), n.FQDN, messages.LoginRequest{Software: "cloudsim"}, time.Now())
@@ -350,6 +350,14 @@ func (n *Node) Login(asAddr netip.AddrPort, dup bool) (*messages.LoginReply, err
 		for {
 			select {
 			case pkt := <-n.login:
+				if messages.PacketType(pkt[0]) == messages.TypeLoginCookie {
+					// A loaded AS wants proof of our address: the first
+					// cookie's copy goes at once, later ones wait.
+					if first, err := l.TakeCookie(pkt, time.Now()); err == nil && first {
+						n.Send(asAddr, l.Packet())
+					}
+					continue
+				}
 				advanced, res, err := n.loginStep(l, pkt)
 				if err != nil || res != nil {
 					timer.Stop()

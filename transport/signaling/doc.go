@@ -27,7 +27,17 @@
 //
 // Every step is retransmitted unchanged (l.Packet() is msg1, then the
 // confirmation); the AS answers a retransmission with the bytes it already
-// sent. The node pads msg1 and the confirmation to messages.LoginMinLen, and
+// sent, recognising a login packet by its bytes before mac2.
+//
+// A login packet ends in transport/cookie's mac1 | mac2 trailer, keyed by
+// the AS's name. A loaded AS answers a login whose mac2 is not valid for
+// its source with a TypeLoginCookie instead of a challenge, keeping nothing:
+//
+//	node: first, err := l.TakeCookie(cookiePkt, now) // resend l.Packet() at once if first
+//
+// and the next copy's mac2 proves the node receives at its address, so a
+// flood from spoofed sources costs the AS a MAC and a 60-byte answer per
+// packet, never a Diffie-Hellman. The node pads msg1 and the confirmation to messages.LoginMinLen, and
 // the AS never answers a packet with more bytes than it holds, so a replayed
 // or spoofed login cannot be used to amplify traffic towards the address it
 // claims.

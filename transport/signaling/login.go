@@ -1,11 +1,13 @@
 package signaling
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/cookie"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 )
 
@@ -18,9 +20,10 @@ var (
 	ErrLoginState = errors.New("signaling: login step out of order")
 )
 
-// Login is the node's side of one login attempt. Resend Packet unchanged
-// until the next step arrives: first the login packet (msg1), and once
-// Confirm has read the challenge, the confirmation. The AS answers a
+// Login is the node's side of one login attempt. Resend Packet until the
+// next step arrives: first the login packet (msg1; TakeCookie gives it a
+// mac2 when a loaded AS asks for one), and once Confirm has read the
+// challenge, the confirmation. The AS answers a
 // retransmission with the reply it already gave and never starts a second
 // transaction for it.
 type Login struct {
@@ -31,6 +34,11 @@ type Login struct {
 	sess    *Session // set by Confirm
 	keys    Keys
 	confirm []byte
+
+	// The AS's cookie (transport/cookie): gen fills the trailer; packet is
+	// the login with a zero mac2, cookied the one with the latest cookie's.
+	gen     *cookie.Generator
+	cookied []byte
 }
 
 // StartLogin builds the login packet (TypeLogin | Noise msg1) for the node
@@ -72,9 +80,14 @@ func StartLogin(cfg handshake.Config, asIdentity, fqdn string, req messages.Logi
 	if err != nil {
 		return nil, fmt.Errorf("signaling: login %s: %w", fqdn, err)
 	}
-	pkt := make([]byte, 0, messages.LoginHeaderLen+len(msg1))
+	pkt := make([]byte, 0, messages.LoginHeaderLen+len(msg1)+messages.LoginTrailerLen)
 	pkt = append(append(pkt, byte(messages.TypeLogin)), msg1...)
-	return &Login{init: init, id: id, fqdn: fqdn, packet: pkt}, nil
+	pkt = append(pkt, make([]byte, messages.LoginTrailerLen)...)
+	gen := cookie.NewGenerator(asIdentity)
+	if err := gen.AddMACs(pkt, now); err != nil {
+		return nil, fmt.Errorf("signaling: login %s: %w", fqdn, err)
+	}
+	return &Login{init: init, id: id, fqdn: fqdn, packet: pkt, gen: gen}, nil
 }
 
 func loginApp(id messages.MsgID, fqdn string, now time.Time, req messages.LoginRequest) ([]byte, error) {
@@ -102,13 +115,44 @@ func padFor(need int) int {
 // ID is the login's message ID; every step of it carries it.
 func (l *Login) ID() messages.MsgID { return l.id }
 
-// Packet is the packet to send now and to resend unchanged: the login
-// packet, or the confirmation once Confirm has succeeded.
+// Packet is the packet to send now and to resend: the login packet (with
+// a mac2 from the AS's cookie while one is fresh), or the confirmation once
+// Confirm has succeeded. A slice it returned is never written again.
 func (l *Login) Packet() []byte {
 	if l.confirm != nil {
 		return l.confirm
 	}
+	if l.cookied != nil && l.gen.HasCookie(time.Now()) {
+		return l.cookied
+	}
 	return l.packet
+}
+
+// TakeCookie reads a loaded AS's answer to the login packet
+// (TypeLoginCookie) and keeps its cookie, so that Packet carries a mac2
+// from now on. It reports whether this was the login's first cookie: the
+// caller then resends at once rather than waiting out the retransmission
+// timer. Later cookies (the AS replaced its secret, or an on-path attacker
+// replays one) only replace the cookie, so a replayed cookie can never make
+// the node send the AS more than it would anyway.
+func (l *Login) TakeCookie(packet []byte, now time.Time) (first bool, err error) {
+	if l.confirm != nil {
+		return false, fmt.Errorf("signaling: login cookie: %w", ErrLoginState)
+	}
+	body, err := messages.ParseLoginCookie(packet)
+	if err != nil {
+		return false, fmt.Errorf("signaling: login cookie: %w", err)
+	}
+	if err := l.gen.ConsumeReply(body, now); err != nil {
+		return false, fmt.Errorf("signaling: login cookie: %w", err)
+	}
+	pkt := bytes.Clone(l.packet)
+	if err := l.gen.AddMACs(pkt, now); err != nil {
+		return false, fmt.Errorf("signaling: login cookie: %w", err)
+	}
+	first = l.cookied == nil
+	l.cookied = pkt
+	return first, nil
 }
 
 // Confirmed reports whether the challenge has been answered (Packet is the

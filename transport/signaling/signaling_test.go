@@ -11,6 +11,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/cookie"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 )
 
@@ -452,4 +453,79 @@ func FuzzLoginAnswers(f *testing.F) {
 		_, _ = l.Finish(b, now)
 		_ = OpenConfirm(cloud, nil, b, l.ID(), now)
 	})
+}
+
+// TestLoginCookie: a loaded AS's cookie gives the login a mac2 valid for
+// the node's address only; the packet before mac2 stays the same (the AS
+// recognises retransmissions by it); a cookie made for another login, or a
+// replay of the first, never counts as a first cookie.
+func TestLoginCookie(t *testing.T) {
+	p := newPKI(t)
+	const fqdn = "alice.example.cyphonic"
+	now := time.Now()
+	l, err := StartLogin(p.nodeConfig(t, fqdn), pki.RoleAS.ServiceFQDN(), fqdn, messages.LoginRequest{Software: "test"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := StartLogin(p.nodeConfig(t, "bob.example.cyphonic"), pki.RoleAS.ServiceFQDN(), "bob.example.cyphonic", messages.LoginRequest{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := cookie.NewChecker(pki.RoleAS.ServiceFQDN(), nil)
+	src := netip.MustParseAddrPort("192.0.2.7:4242")
+	plain := l.Packet()
+	if !as.CheckMAC1(plain) {
+		t.Fatal("login packet without a valid mac1")
+	}
+	if as.CheckMAC2(plain, src, now) {
+		t.Fatal("mac2 valid before any cookie")
+	}
+	if cookie.NewChecker("nms.cyphonic.internal", nil).CheckMAC1(plain) {
+		t.Fatal("mac1 valid for a service that is not the AS")
+	}
+	answer := func(pkt []byte) []byte {
+		b := make([]byte, messages.LoginCookieHeaderLen, messages.LoginCookieLen)
+		messages.PutLoginCookieHeader(b)
+		b, err := as.Reply(b, pkt, src, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != messages.LoginCookieLen {
+			t.Fatalf("login cookie of %d bytes, want %d", len(b), messages.LoginCookieLen)
+		}
+		return b
+	}
+	if _, err := l.TakeCookie(answer(other.Packet()), now); err == nil {
+		t.Fatal("took a cookie made for another login")
+	}
+	reply := answer(plain)
+	first, err := l.TakeCookie(reply, now)
+	if err != nil || !first {
+		t.Fatalf("TakeCookie = %v, %v; want the first cookie", first, err)
+	}
+	cooked := l.Packet()
+	if !as.CheckMAC1(cooked) || !as.CheckMAC2(cooked, src, now) {
+		t.Fatal("the cookied login does not carry valid MACs")
+	}
+	if as.CheckMAC2(cooked, netip.MustParseAddrPort("192.0.2.8:4242"), now) {
+		t.Fatal("mac2 valid for another source")
+	}
+	n := len(cooked) - cookie.MACLen
+	if !bytes.Equal(cooked[:n], plain[:n]) || bytes.Equal(cooked, plain) {
+		t.Fatal("the cookie changed more than mac2")
+	}
+	if plain[len(plain)-1] != 0 || !bytes.Equal(plain[n:], make([]byte, cookie.MACLen)) {
+		t.Fatal("the first packet was written after it was handed out")
+	}
+	if first, err := l.TakeCookie(reply, now); first {
+		t.Fatalf("a replayed cookie counted as the first (err %v)", err)
+	}
+	if a, err := ReadLogin(p.asConfig(), cooked); err != nil || a.Envelope.ID != l.ID() {
+		t.Fatalf("ReadLogin of the cookied login: %v", err)
+	}
+	for _, bad := range [][]byte{nil, reply[:10], append(bytes.Clone(reply), 0)} {
+		if _, err := l.TakeCookie(bad, now); err == nil {
+			t.Fatalf("TakeCookie accepted %d bytes", len(bad))
+		}
+	}
 }

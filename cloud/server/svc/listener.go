@@ -81,7 +81,7 @@ func Serve(root *actor.RootContext, pid *actor.PID, conns []*net.UDPConn, maxInf
 // handed to an actor, whether a packet is worth any more work (a rate
 // limit, a size floor). It is called concurrently by the readers of all
 // sockets and must not keep data.
-type Admit func(data []byte, from netip.AddrPort) bool
+type Admit func(conn *net.UDPConn, data []byte, from netip.AddrPort) bool
 
 // ServeFiltered is Serve with admit (nil: everything) in front of the
 // actor, so that a flood the service refuses costs a read and a check.
@@ -110,7 +110,7 @@ func (l *Listener) read(root *actor.RootContext, pid *actor.PID, c *net.UDPConn)
 			continue
 		}
 		src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if l.admit != nil && !l.admit(buf[:n], src) {
+		if l.admit != nil && !l.admit(c, buf[:n], src) {
 			continue
 		}
 		select {
