@@ -142,3 +142,38 @@ func TestWindow(t *testing.T) {
 		t.Fatalf("count %d an hour later", got)
 	}
 }
+
+// TestLimiterProvenLoginNotCrowdedOut: a table filled by unproven sources
+// (confirmations, metered while the AS was not loaded) leaves a source with
+// a proven login its own bucket instead of the overflow bucket the flood
+// has emptied; overShare never adds a source.
+func TestLimiterProvenLoginNotCrowdedOut(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := newLimiter(LimitConfig{PerSource: 1, Burst: 2, Logins: 1e9, LoginBurst: 1e9, Sources: 64})
+	for i := range 1000 { // fills the table, then empties the overflow bucket
+		l.allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), false, true, t0)
+	}
+	if got := l.tracked(); got != 64 {
+		t.Fatalf("table at %d entries, want full (64)", got)
+	}
+	stranger := netip.MustParseAddr("192.0.2.9")
+	if l.allow(stranger, false, true, t0) {
+		t.Fatal("an unproven stranger got past the emptied overflow bucket under load")
+	}
+	real := netip.MustParseAddr("192.0.2.7")
+	if l.overShare(real, t0) {
+		t.Fatal("overShare held a source it does not know over its share")
+	}
+	if !l.allow(real, true, true, t0) {
+		t.Fatal("a proven login refused: it shared the flood's overflow bucket")
+	}
+	if got := l.tracked(); got != 64 {
+		t.Fatalf("table at %d entries after the eviction, want 64", got)
+	}
+	if l.overShare(real, t0) {
+		t.Fatal("the proven source is over its share after one packet of a burst of 2")
+	}
+	if !l.overShare(real, t0) {
+		t.Fatal("the proven source's third packet at once is not over its share")
+	}
+}
