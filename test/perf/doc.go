@@ -1,5 +1,5 @@
 // Package perf is the side-by-side performance harness: CYPHONIC against
-// wireguard-go on the same machine, in network namespaces built by
+// wireguard-go and Nebula on the same machine, in network namespaces built by
 // test/testbed. One responder and N initiators (N = 1, 3, 10) sit on the
 // testbed's internet segment; the initiators push iperf3 TCP at the
 // responder through the overlay while an idle peer and a pushing peer ping

@@ -18,8 +18,8 @@ const reproduce = "sudo CYPHONIC_PERF=1 CYPHONIC_PERF_WRITE=BENCHMARKS.md go tes
 
 // TestPerf is the side-by-side measurement. It runs only with
 // CYPHONIC_PERF=1 (10-second loads) or CYPHONIC_PERF=smoke (2-second
-// loads), as root. CYPHONIC_PERF_ONLY=wireguard-go or =cyphonic runs one
-// half; CYPHONIC_PERF_BIN measures a prebuilt cyphonic binary. It fails when a system that is ready cannot be
+// loads), as root. CYPHONIC_PERF_ONLY=wireguard-go, =nebula or =cyphonic runs
+// one system; CYPHONIC_PERF_BIN measures a prebuilt cyphonic binary. It fails when a system that is ready cannot be
 // measured; it never fails because a system is slow.
 func TestPerf(t *testing.T) {
 	cfg := DefaultConfig()
@@ -50,6 +50,9 @@ func TestPerf(t *testing.T) {
 	only := os.Getenv("CYPHONIC_PERF_ONLY")
 	rep.Results = append(rep.Results, runHalf(t, only, "wireguard-go", func(t *testing.T) (Result, error) {
 		return measureWireGuard(ctx, t, cfg, pushers, filepath.Join(work, "wg"))
+	}))
+	rep.Results = append(rep.Results, runHalf(t, only, "nebula", func(t *testing.T) (Result, error) {
+		return measureNebula(ctx, t, cfg, pushers, filepath.Join(work, "nebula"))
 	}))
 	rep.Results = append(rep.Results, runHalf(t, only, "cyphonic", func(t *testing.T) (Result, error) {
 		return measureCyphonic(ctx, t, cfg, pushers, filepath.Join(work, "cy"))
@@ -103,6 +106,24 @@ func measureWireGuard(ctx context.Context, t *testing.T, cfg Config, pushers int
 	}
 	topo := NewTopology(testbed.New(t), pushers)
 	target, err := SetupWireGuard(ctx, topo, bin, dir)
+	if err != nil {
+		return Result{Version: version}, err
+	}
+	res, err := Measure(ctx, topo, target, cfg)
+	res.Version = version
+	return res, err
+}
+
+func measureNebula(ctx context.Context, t *testing.T, cfg Config, pushers int, dir string) (Result, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Result{}, err
+	}
+	bin, certBin, version, err := InstallNebula(ctx, dir)
+	if err != nil {
+		return Result{}, err
+	}
+	topo := NewTopology(testbed.New(t), pushers)
+	target, err := SetupNebula(ctx, topo, bin, certBin, dir)
 	if err != nil {
 		return Result{Version: version}, err
 	}

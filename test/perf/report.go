@@ -82,7 +82,7 @@ type Report struct {
 func (r Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\n", SectionHeading)
-	fmt.Fprintf(&b, "Reproduce (root; needs iperf3, ping, wireguard-tools; fetches wireguard-go from the Go module proxy):\n\n```\n%s\n```\n\n", r.Command)
+	fmt.Fprintf(&b, "Reproduce (root; needs iperf3, ping, wireguard-tools; fetches wireguard-go and Nebula from the Go module proxy):\n\n```\n%s\n```\n\n", r.Command)
 	m := r.Machine
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %d CPUs (`nproc`), %s, kernel %s, %s; load average before the run %s (the machine is shared, so numbers are noisy)\n",
@@ -91,7 +91,7 @@ func (r Report) Markdown() string {
 		fmt.Fprintf(&b, "- %s\n", t)
 	}
 	b.WriteString("- Goal (project brief): throughput at least wireguard-go's; with 10 peers pushing, RTT under 5 ms; daemon memory in tens of MiB.\n")
-	fmt.Fprintf(&b, "- Topology: one responder and N initiators on the testbed's internet segment (veth + bridge, one namespace each), plus one idle peer that only pings; both tunnels have MTU 1420. Each initiator runs `iperf3 -c` (TCP, %s) at its own iperf3 server on the responder, all at once; throughput is the receivers' sum. RTT is `ping` (an echo every %s, starting 1 s into the load) through the tunnel, from the idle peer and from a pushing initiator. Memory is the responder daemon's VmRSS (peak of samples every 250 ms during the load) and VmHWM (peak since it started).\n\n", r.Duration, r.Ping)
+	fmt.Fprintf(&b, "- Topology: one responder and N initiators on the testbed's internet segment (veth + bridge, one namespace each), plus one idle peer that only pings; every tunnel has MTU 1420. Each initiator runs `iperf3 -c` (TCP, %s) at its own iperf3 server on the responder, all at once; throughput is the receivers' sum. RTT is `ping` (an echo every %s, starting 1 s into the load) through the tunnel, from the idle peer and from a pushing initiator. Memory is the responder daemon's VmRSS (peak of samples every 250 ms during the load) and VmHWM (peak since it started).\n\n", r.Duration, r.Ping)
 	for _, res := range r.Results {
 		writeResult(&b, res)
 	}
