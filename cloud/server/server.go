@@ -24,10 +24,10 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/cloud/as"
 	"github.com/cyphonic/cyphonic-go/cloud/nms"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/cloud/trs"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // Default ports on the listen addresses.

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // A cloud data directory holds no CA key:

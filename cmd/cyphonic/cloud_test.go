@@ -20,7 +20,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/test/systest"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/cloudsim"
 )
 

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/relaybind"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"

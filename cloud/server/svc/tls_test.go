@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // testCredentials are an NMS's credentials under a fresh overlay CA.
