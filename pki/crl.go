@@ -2,7 +2,6 @@ package pki
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -168,106 +167,11 @@ func LoadCRL(dir string, root *x509.Certificate) (*CRL, error) {
 	return c, nil
 }
 
-// Revoke adds serial to the CA's deny list: it signs a new CRL with the
-// next number and replaces revoked.crl atomically. Serials in a legacy
-// revoked.txt are carried into the first CRL. Revoking a serial twice is a
-// no-op.
-func (ca *CA) Revoke(serial *big.Int) error {
-	if serial == nil || serial.Sign() <= 0 {
-		return fmt.Errorf("pki: revoke: invalid serial")
-	}
-	if ca.key == nil {
-		return fmt.Errorf("pki: revoke: the CA key is not loaded")
-	}
-	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	unlock, err := lockDir(ca.dir)
-	if err != nil {
-		return fmt.Errorf("pki: revoke %s: %w", FormatSerial(serial), err)
-	}
-	defer unlock()
-	cur, err := LoadCRL(ca.dir, ca.Cert)
-	if err != nil {
-		return fmt.Errorf("pki: revoke %s: %w", FormatSerial(serial), err)
-	}
-	if cur.DenyList().Contains(serial) {
-		return nil
-	}
-	return ca.signCRL(cur, serial)
-}
-
-// signCRL signs the list after cur (nil: the first, from a legacy
-// revoked.txt) with serial added (nil: none) and replaces revoked.crl.
-// The caller holds ca.mu and the directory lock.
-func (ca *CA) signCRL(cur *CRL, serial *big.Int) error {
-	what := "deny list"
-	if serial != nil {
-		what = "revoke " + FormatSerial(serial)
-	}
-	var entries []x509.RevocationListEntry
-	var number uint64
-	now := time.Now()
-	if cur != nil {
-		rl, err := x509.ParseRevocationList(cur.DER)
-		if err != nil {
-			return fmt.Errorf("pki: %s: %w", what, err)
-		}
-		entries, number = rl.RevokedCertificateEntries, cur.Number
-	} else if legacy, err := loadLegacyDenyList(ca.dir); err != nil {
-		return fmt.Errorf("pki: %s: %w", what, err)
-	} else {
-		for _, s := range legacy.Serials() {
-			n, _ := ParseSerial(s)
-			entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: now})
-		}
-	}
-	if serial != nil {
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number:                    new(big.Int).SetUint64(number + 1),
-		ThisUpdate:                now,
-		NextUpdate:                ca.Cert.NotAfter,
-		RevokedCertificateEntries: entries,
-	}, ca.Cert, ca.key)
-	if err != nil {
-		return fmt.Errorf("pki: %s: sign: %w", what, err)
-	}
-	if len(der) > MaxCRLLen {
-		return fmt.Errorf("pki: %s: deny list of %d bytes exceeds %d", what, len(der), MaxCRLLen)
-	}
-	if err := replaceFile(filepath.Join(ca.dir, CRLFile), der, 0o644); err != nil {
-		return fmt.Errorf("pki: %s: %w", what, err)
-	}
-	return nil
-}
-
-// EnsureCRL signs an empty deny list (number 1, carrying a legacy
-// revoked.txt's serials) when the CA has none yet, so that a cloud can
-// follow the CA's revoked.crl from its first start.
-func (ca *CA) EnsureCRL() error {
-	if ca.key == nil {
-		return fmt.Errorf("pki: deny list: the CA key is not loaded")
-	}
-	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	unlock, err := lockDir(ca.dir)
-	if err != nil {
-		return fmt.Errorf("pki: deny list: %w", err)
-	}
-	defer unlock()
-	cur, err := LoadCRL(ca.dir, ca.Cert)
-	if err != nil || cur != nil {
-		return err
-	}
-	return ca.signCRL(nil, nil)
-}
-
 // SaveCRL writes c into dir as revoked.crl (atomically), so a node that
 // restarts still refuses what it had learnt was revoked and still refuses
 // an older list.
 func SaveCRL(dir string, c *CRL) error {
-	if err := replaceFile(filepath.Join(dir, CRLFile), c.DER, 0o644); err != nil {
+	if err := ReplaceFile(filepath.Join(dir, CRLFile), c.DER, 0o644); err != nil {
 		return fmt.Errorf("pki: save deny list: %w", err)
 	}
 	return nil

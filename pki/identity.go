@@ -6,15 +6,15 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 )
 
 // File names in an identity directory.
 const (
-	CertFile  = "node.crt"
-	KeyFile   = "node.key"
-	NoiseFile = "noise.key"
+	CACertFile = "ca.crt" // the root CA's certificate (also in a CA directory)
+	CertFile   = "node.crt"
+	KeyFile    = "node.key"
+	NoiseFile  = "noise.key"
 )
 
 // Identity is a node's or a service's credentials: its certificate, the
@@ -40,8 +40,8 @@ func WriteIdentity(dir string, id *Identity) error {
 	if err != nil {
 		return fmt.Errorf("pki: write identity %s: %w", id.FQDN, err)
 	}
-	err = writeFiles(dir, []fileSpec{
-		{CertFile, certPEM(id.CertDER), 0o644},
+	err = WriteNewFiles(dir, []File{
+		{CertFile, CertPEM(id.CertDER), 0o644},
 		{KeyFile, key, 0o600},
 		{NoiseFile, noise, 0o600},
 	})
@@ -64,11 +64,11 @@ func LoadIdentity(dir string) (*Identity, error) {
 }
 
 func loadIdentity(dir string) (*Identity, error) {
-	cert, der, err := readCert(filepath.Join(dir, CertFile))
+	cert, der, err := ReadCertFile(filepath.Join(dir, CertFile))
 	if err != nil {
 		return nil, err
 	}
-	key, err := readEd25519(filepath.Join(dir, KeyFile))
+	key, err := ReadKeyFile(filepath.Join(dir, KeyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func loadIdentity(dir string) (*Identity, error) {
 // LoadRoot reads the root CA certificate ca.crt from dir (a CA directory,
 // or any directory the CA certificate was copied into).
 func LoadRoot(dir string) (*x509.Certificate, error) {
-	c, _, err := readCert(filepath.Join(dir, CACertFile))
+	c, _, err := ReadCertFile(filepath.Join(dir, CACertFile))
 	if err != nil {
 		return nil, fmt.Errorf("pki: load root: %w", err)
 	}
@@ -114,14 +114,8 @@ func LoadRoot(dir string) (*x509.Certificate, error) {
 // WriteRoot copies the root CA certificate into dir as ca.crt (for a node
 // or service, which needs it to verify its peers).
 func WriteRoot(dir string, root *x509.Certificate) error {
-	if err := writeFiles(dir, []fileSpec{{CACertFile, certPEM(root.Raw), 0o644}}); err != nil {
+	if err := WriteNewFiles(dir, []File{{CACertFile, CertPEM(root.Raw), 0o644}}); err != nil {
 		return fmt.Errorf("pki: write root: %w", err)
 	}
 	return nil
-}
-
-// fileExists is used to refuse overwrites with a precise error.
-func fileExists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
 }

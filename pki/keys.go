@@ -78,7 +78,8 @@ func readPEM(path, wantType string) ([]byte, error) {
 	return block.Bytes, nil
 }
 
-func readEd25519(path string) (ed25519.PrivateKey, error) {
+// ReadKeyFile reads an Ed25519 private key (PKCS #8 PEM).
+func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
 	der, err := readPEM(path, pemPrivateKey)
 	if err != nil {
 		return nil, err
@@ -112,7 +113,8 @@ func readX25519(path string) (Keypair, error) {
 	return noiseKeypairFrom(priv)
 }
 
-func readCert(path string) (*x509.Certificate, []byte, error) {
+// ReadCertFile reads a PEM certificate; it returns it parsed and as DER.
+func ReadCertFile(path string) (*x509.Certificate, []byte, error) {
 	der, err := readPEM(path, pemCert)
 	if err != nil {
 		return nil, nil, err
@@ -124,26 +126,27 @@ func readCert(path string) (*x509.Certificate, []byte, error) {
 	return c, der, nil
 }
 
-func certPEM(der []byte) []byte {
+// CertPEM encodes a certificate's DER as PEM.
+func CertPEM(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: pemCert, Bytes: der})
 }
 
-// writeFiles writes each file into dir, refusing to replace any that exists
+// WriteNewFiles writes each file into dir, refusing to replace any that exists
 // (O_EXCL) so a CA or identity is never overwritten by accident. On failure
 // it removes the files it created, leaving no half-written set behind.
-func writeFiles(dir string, files []fileSpec) error {
+func WriteNewFiles(dir string, files []File) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	for _, f := range files {
-		if _, err := os.Lstat(filepath.Join(dir, f.name)); err == nil {
-			return fmt.Errorf("%s: %w", filepath.Join(dir, f.name), fs.ErrExist)
+		if _, err := os.Lstat(filepath.Join(dir, f.Name)); err == nil {
+			return fmt.Errorf("%s: %w", filepath.Join(dir, f.Name), fs.ErrExist)
 		}
 	}
 	var created []string
 	for _, f := range files {
-		p := filepath.Join(dir, f.name)
-		if err := writeExclusive(p, f.data, f.mode); err != nil {
+		p := filepath.Join(dir, f.Name)
+		if err := writeExclusive(p, f.Data, f.Mode); err != nil {
 			for _, c := range created {
 				os.Remove(c)
 			}
@@ -154,10 +157,11 @@ func writeFiles(dir string, files []fileSpec) error {
 	return nil
 }
 
-type fileSpec struct {
-	name string
-	data []byte
-	mode os.FileMode
+// File is one file for WriteNewFiles.
+type File struct {
+	Name string
+	Data []byte
+	Mode os.FileMode
 }
 
 func writeExclusive(path string, data []byte, mode os.FileMode) error {

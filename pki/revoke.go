@@ -1,8 +1,6 @@
 package pki
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,12 +12,6 @@ import (
 	"strings"
 	"sync"
 )
-
-// RevokedFile is the legacy deny list (one serial per line in lowercase
-// hex; blank lines and # comments ignored), from before the list was a
-// signed CRL. Revoke carries its serials into the first CRL; nothing else
-// reads it.
-const RevokedFile = "revoked.txt"
 
 // maxSerialHex bounds a serial's length when parsing (RFC 5280: 20 octets).
 const maxSerialHex = 40
@@ -87,39 +79,6 @@ func (d *DenyList) Serials() []string {
 	return out
 }
 
-func parseDenyList(b []byte) (*DenyList, error) {
-	d := &DenyList{serials: map[string]struct{}{}}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for line := 1; sc.Scan(); line++ {
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
-			continue
-		}
-		n, err := ParseSerial(t)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		d.serials[FormatSerial(n)] = struct{}{}
-	}
-	return d, sc.Err()
-}
-
-func loadLegacyDenyList(caDir string) (*DenyList, error) {
-	p := filepath.Join(caDir, RevokedFile)
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return NewDenyList(), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pki: load legacy deny list: %w", err)
-	}
-	d, err := parseDenyList(b)
-	if err != nil {
-		return nil, fmt.Errorf("pki: load legacy deny list %s: %w", p, err)
-	}
-	return d, nil
-}
-
 // LoadDenyList reads the CRL in a directory holding ca.crt and revoked.crl
 // (a CA directory or a cloud data directory) and verifies it against that
 // ca.crt. No CRL is an empty list.
@@ -138,7 +97,9 @@ func LoadDenyList(caDir string) (*DenyList, error) {
 	return c.DenyList(), nil
 }
 
-func replaceFile(path string, data []byte, mode os.FileMode) error {
+// ReplaceFile replaces path with data atomically (a temporary file renamed
+// over it), so a reader sees the old content or the new, never a part.
+func ReplaceFile(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

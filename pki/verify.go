@@ -166,6 +166,24 @@ func (v *Verifier) Verify(certDER []byte, wantFQDN string, now time.Time) (*Peer
 	}, nil
 }
 
+// HandshakeFunc adapts v to the certificate check of a Noise handshake
+// (it is a transport/handshake.VerifyFunc): it accepts only a certificate
+// of role, named want unless want is empty, valid now, and returns the
+// name and Noise static key the handshake then binds. It is the one
+// adapter both the node (AS login, peer handshakes) and the cloud use.
+func (v *Verifier) HandshakeFunc(role Role, want string) func(certDER []byte) (fqdn string, noise [32]byte, err error) {
+	return func(certDER []byte) (string, [32]byte, error) {
+		p, err := v.Verify(certDER, want, time.Now())
+		if err != nil {
+			return "", [32]byte{}, err
+		}
+		if p.Role != role {
+			return "", [32]byte{}, &VerifyError{Serial: FormatSerial(p.Serial), FQDN: p.FQDN, Err: ErrWrongRole, Detail: "want " + role.String()}
+		}
+		return p.FQDN, p.NoiseStatic, nil
+	}
+}
+
 type facts struct {
 	fqdn       string
 	role       Role

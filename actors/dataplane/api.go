@@ -127,16 +127,7 @@ type Config struct {
 // NodeVerifier adapts a *pki.Verifier (accepting node certificates) to the
 // handshake.VerifyFunc the data plane uses.
 func NodeVerifier(v *pki.Verifier) handshake.VerifyFunc {
-	return func(certDER []byte) (string, [32]byte, error) {
-		p, err := v.Verify(certDER, "", time.Now())
-		if err != nil {
-			return "", [32]byte{}, err
-		}
-		if p.Role != pki.RoleNode {
-			return "", [32]byte{}, pki.ErrWrongRole
-		}
-		return p.FQDN, p.NoiseStatic, nil
-	}
+	return v.HandshakeFunc(pki.RoleNode, "")
 }
 
 // The API the control plane codes against. Implementations are in

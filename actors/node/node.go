@@ -298,7 +298,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.sess, err = session.New(session.Config{
 		Identity:    n.id,
-		VerifyAS:    session.VerifyAS(services),
+		VerifyAS:    services.HandshakeFunc(pki.RoleAS, pki.RoleAS.ServiceFQDN()),
 		AS:          cloud,
 		Dataplane:   n.dp,
 		Software:    "cyphonic-go node",

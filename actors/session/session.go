@@ -48,7 +48,7 @@ var (
 type Config struct {
 	Identity *pki.Identity
 	// VerifyAS checks the AS's certificate in the login handshake; it must
-	// accept only the AS role (see VerifyAS).
+	// accept only the AS role (pki.Verifier.HandshakeFunc(pki.RoleAS, ...)).
 	VerifyAS handshake.VerifyFunc
 	// AS is the cloud address to log in to.
 	AS        netip.AddrPort
@@ -116,21 +116,6 @@ func (c Config) withDefaults() (Config, error) {
 		c.Software = "cyphonic-go"
 	}
 	return c, nil
-}
-
-// VerifyAS adapts a *pki.Verifier to the login handshake: it accepts only
-// a certificate of the AS role named pki.RoleAS.ServiceFQDN().
-func VerifyAS(v *pki.Verifier) handshake.VerifyFunc {
-	return func(certDER []byte) (string, [32]byte, error) {
-		p, err := v.Verify(certDER, pki.RoleAS.ServiceFQDN(), time.Now())
-		if err != nil {
-			return "", [32]byte{}, err
-		}
-		if p.Role != pki.RoleAS {
-			return "", [32]byte{}, pki.ErrWrongRole
-		}
-		return p.FQDN, p.NoiseStatic, nil
-	}
 }
 
 // Session is the handle on the session actor: the node spawns it with

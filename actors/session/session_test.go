@@ -16,6 +16,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
+	"github.com/cyphonic/cyphonic-go/pki/pkitest"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
@@ -77,7 +78,7 @@ type fakeCloud struct {
 	acks     []messages.DenyListAck
 }
 
-func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
+func newFakeCloud(t *testing.T, ca *pkitest.CA) *fakeCloud {
 	asID, err := ca.Issue(pki.RoleAS, "", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -91,13 +92,7 @@ func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
 		as: handshake.Config{
 			Static:  handshake.StaticKey(asID.NoiseStatic),
 			CertDER: asID.CertDER,
-			Verify: func(der []byte) (string, [32]byte, error) {
-				p, err := nodes.Verify(der, "", time.Now())
-				if err != nil {
-					return "", [32]byte{}, err
-				}
-				return p.FQDN, p.NoiseStatic, nil
-			},
+			Verify:  nodes.HandshakeFunc(pki.RoleNode, ""),
 		},
 		sess:    make(map[uint32]*signaling.Session),
 		pending: make(map[uint32]pendingLogin),
@@ -366,10 +361,7 @@ func (i *ifaces) set(a ...netip.Addr) {
 // the cloud before the session's first packet can reach it.
 func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *fixture {
 	t.Helper()
-	ca, err := pki.InitCA(t.TempDir(), "test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkitest.New(t)
 	alice, err := ca.Issue(pki.RoleNode, "alice.example.cyphonic", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +378,7 @@ func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *f
 	ifs := &ifaces{addrs: []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}}
 	cfg := Config{
 		Identity:   alice,
-		VerifyAS:   VerifyAS(v),
+		VerifyAS:   v.HandshakeFunc(pki.RoleAS, pki.RoleAS.ServiceFQDN()),
 		AS:         asAddr,
 		Dataplane:  dp,
 		Logger:     quiet(),

@@ -24,6 +24,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/cloud/as"
 	"github.com/cyphonic/cyphonic-go/cloud/nms"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/cloud/trs"
@@ -79,7 +80,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   store.Store
-	CA      *pki.CA // see CreatedCA
+	CA      *rootca.CA // see CreatedCA
 	AS      *as.Service
 	NMS     *nms.Service
 	TRS     *trs.Service

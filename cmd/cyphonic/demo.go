@@ -20,6 +20,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/session"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
@@ -240,7 +241,7 @@ func (d *demo) startCloud(ctx context.Context, data, caDir string) error {
 	if err := os.MkdirAll(caDir, 0o700); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	ca, err := pki.InitCA(caDir, "CYPHONIC demo CA", 24*time.Hour)
+	ca, err := rootca.Init(caDir, "CYPHONIC demo CA", 24*time.Hour)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -262,7 +263,7 @@ func (d *demo) startCloud(ctx context.Context, data, caDir string) error {
 // startNodes issues each node's certificate and runs `cyphonic node` in
 // its namespace, then waits until every one is registered with NMS.
 func (d *demo) startNodes(ctx context.Context, caDir, dir string) error {
-	ca, err := pki.LoadCA(caDir)
+	ca, err := rootca.Load(caDir)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
@@ -48,13 +49,13 @@ type node struct {
 }
 
 type pkiFixture struct {
-	ca       *pki.CA
+	ca       *rootca.CA
 	verifier *pki.Verifier
 }
 
 func newPKI(t testing.TB) *pkiFixture {
 	t.Helper()
-	ca, err := pki.InitCA(t.TempDir(), "test overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "test overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

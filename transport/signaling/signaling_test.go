@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -133,14 +134,14 @@ func TestRetryDelay(t *testing.T) {
 
 // pkiEnv is a CA with an AS identity and node identities.
 type pkiEnv struct {
-	ca *pki.CA
+	ca *rootca.CA
 	as *pki.Identity
 	v  *pki.Verifier // node side: accepts only the AS
 }
 
 func newPKI(t testing.TB) *pkiEnv {
 	t.Helper()
-	ca, err := pki.InitCA(t.TempDir(), "test overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "test overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

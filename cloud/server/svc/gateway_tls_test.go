@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/pki"
 )
 
@@ -49,7 +50,7 @@ func (f *fakeGateway) Receive(stream remote.Remoting_ReceiveServer) error {
 // stream refuses to send it. (A new connection would fail its handshake:
 // TestVerifyPeer's policy, in VerifyConnection.)
 func TestGatewayStopsSendingToRevokedPeer(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

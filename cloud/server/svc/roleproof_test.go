@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 )
@@ -85,7 +86,7 @@ func connectAndSend(stream remote.Remoting_ReceiveClient, addr string, route []b
 // refused. A proof signed by the wrong key, or made for another
 // connection (replayed by a gateway that received it), ends the stream.
 func TestGatewayRoleProof(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

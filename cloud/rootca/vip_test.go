@@ -1,4 +1,4 @@
-package pki
+package rootca
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // TestIssueAllocatesVIPs: the CA gives every node its own VIP pair, keeps a
@@ -16,9 +18,9 @@ func TestIssueAllocatesVIPs(t *testing.T) {
 	ca := newCA(t, "root")
 	now := time.Now()
 	seen := map[netip.Addr]string{}
-	byName := map[string]*Identity{}
+	byName := map[string]*pki.Identity{}
 	for _, name := range []string{"alice.example", "bob.example", "carol.example"} {
-		id := mustIssue(t, ca, RoleNode, name, now, now.Add(time.Hour))
+		id := mustIssue(t, ca, pki.RoleNode, name, now, now.Add(time.Hour))
 		for _, a := range []netip.Addr{id.VIP6, id.VIP4} {
 			if other, dup := seen[a]; dup {
 				t.Fatalf("%s and %s share VIP %s", other, name, a)
@@ -30,24 +32,24 @@ func TestIssueAllocatesVIPs(t *testing.T) {
 		}
 		byName[name] = id
 	}
-	again, err := LoadCA(ca.Dir())
+	again, err := Load(ca.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := mustIssue(t, again, RoleNode, "bob.example", now, now.Add(time.Hour))
+	re := mustIssue(t, again, pki.RoleNode, "bob.example", now, now.Add(time.Hour))
 	if b := byName["bob.example"]; re.VIP6 != b.VIP6 || re.VIP4 != b.VIP4 {
 		t.Fatalf("reissued bob: VIPs %s %s, first issue %s %s", re.VIP6, re.VIP4, b.VIP6, b.VIP4)
 	}
-	dave := mustIssue(t, again, RoleNode, "dave.example", now, now.Add(time.Hour))
+	dave := mustIssue(t, again, pki.RoleNode, "dave.example", now, now.Add(time.Hour))
 	if _, dup := seen[dave.VIP4]; dup {
 		t.Fatalf("dave got a VIP already issued: %s", dave.VIP4)
 	}
-	v, _ := NewVerifier(ca.Cert, RoleNode, RoleAS)
+	v, _ := pki.NewVerifier(ca.Cert, pki.RoleNode, pki.RoleAS)
 	p, err := v.Verify(re.CertDER, "bob.example", now)
 	if err != nil || p.VIP6 != re.VIP6 || p.VIP4 != re.VIP4 {
 		t.Fatalf("Verify: %+v, %v", p, err)
 	}
-	as := mustIssue(t, ca, RoleAS, "", now, now.Add(time.Hour))
+	as := mustIssue(t, ca, pki.RoleAS, "", now, now.Add(time.Hour))
 	if p, err := v.Verify(as.CertDER, "", now); err != nil || p.VIP4.IsValid() || p.VIP6.IsValid() {
 		t.Fatalf("service: %+v, %v", p, err)
 	}
@@ -85,17 +87,17 @@ func TestVIPPair(t *testing.T) {
 func TestConcurrentIssuersNeverShareVIPs(t *testing.T) {
 	ca := newCA(t, "root")
 	const handles, each = 4, 8
-	ids := make(chan *Identity, handles*each)
+	ids := make(chan *pki.Identity, handles*each)
 	errs := make(chan error, handles*each)
 	var wg sync.WaitGroup
 	for h := range handles {
-		c, err := LoadCA(ca.Dir())
+		c, err := Load(ca.Dir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		wg.Go(func() {
 			for i := range each {
-				id, err := c.Issue(RoleNode, fmt.Sprintf("n%d-%d.example", h, i), time.Hour)
+				id, err := c.Issue(pki.RoleNode, fmt.Sprintf("n%d-%d.example", h, i), time.Hour)
 				if err != nil {
 					errs <- err
 					return

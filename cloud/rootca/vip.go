@@ -1,4 +1,4 @@
-package pki
+package rootca
 
 import (
 	"encoding/binary"
@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // A node's virtual addresses are written into its certificate as IP
@@ -32,7 +34,7 @@ var (
 )
 
 // ErrVIPExhausted: the CA's prefixes have no free address pair left.
-var ErrVIPExhausted = errors.New("pki: VIP prefixes exhausted")
+var ErrVIPExhausted = errors.New("rootca: VIP prefixes exhausted")
 
 // issued is IssuedFile's content.
 type issued struct {
@@ -65,7 +67,7 @@ func (r *issued) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return replaceFile(filepath.Join(dir, IssuedFile), append(b, '\n'), 0o644)
+	return pki.ReplaceFile(filepath.Join(dir, IssuedFile), append(b, '\n'), 0o644)
 }
 
 // vipsFor returns fqdn's VIPs, allocating the next pair if it has none.
@@ -91,7 +93,7 @@ func (r *issued) vipsFor(fqdn string) (vip6, vip4 netip.Addr, err error) {
 // used.
 func VIPPair(p6, p4 netip.Prefix, n uint64) (vip6, vip4 netip.Addr, err error) {
 	if !p6.Addr().Is6() || p6.Addr().Is4In6() || !p4.Addr().Is4() || p4.Bits() > 30 || p6.Bits() > 126 {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("pki: VIP prefixes %s, %s unusable", p6, p4)
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("rootca: VIP prefixes %s, %s unusable", p6, p4)
 	}
 	size := uint64(1)<<(32-p4.Bits()) - 2
 	if h6 := 128 - p6.Bits(); h6 < 62 {
