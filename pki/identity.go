@@ -101,12 +101,18 @@ func loadIdentity(dir string) (*Identity, error) {
 // LoadRoot reads the root CA certificate ca.crt from dir (a CA directory,
 // or any directory the CA certificate was copied into).
 func LoadRoot(dir string) (*x509.Certificate, error) {
-	c, _, err := ReadCertFile(filepath.Join(dir, CACertFile))
+	return LoadRootFile(filepath.Join(dir, CACertFile))
+}
+
+// LoadRootFile reads a root CA certificate (PEM) from path and checks that
+// it is a CA certificate.
+func LoadRootFile(path string) (*x509.Certificate, error) {
+	c, _, err := ReadCertFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pki: load root: %w", err)
 	}
 	if !c.IsCA {
-		return nil, fmt.Errorf("pki: load root %s: not a CA certificate", dir)
+		return nil, fmt.Errorf("pki: load root %s: not a CA certificate", path)
 	}
 	return c, nil
 }

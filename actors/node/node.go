@@ -7,15 +7,12 @@ package node
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -185,23 +182,6 @@ func resolveCloud(ctx context.Context, hostport string) (netip.AddrPort, error) 
 	return ap, nil
 }
 
-// loadRoot reads a PEM CA certificate.
-func loadRoot(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("node: CA certificate: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("node: CA certificate %s: no PEM certificate", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("node: CA certificate %s: %w", path, err)
-	}
-	return c, nil
-}
-
 // Start brings a node up: it returns once every part is running (the cloud
 // login proceeds in the background; see Status). On error, whatever was
 // started is stopped again.
@@ -231,9 +211,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("%w: %s holds a %s certificate, not a node's", ErrConfig, cfg.CertDir, n.id.Role)
 	}
 	n.log = n.log.With("node", n.id.FQDN)
-	root, err := loadRoot(cfg.CAFile)
+	root, err := pki.LoadRootFile(cfg.CAFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node: CA certificate: %w", err)
 	}
 	nodes, err := pki.NewVerifier(root, pki.RoleNode)
 	if err != nil {
