@@ -1,4 +1,4 @@
-package testbed
+package netlab
 
 import (
 	"errors"
@@ -21,11 +21,11 @@ var (
 const maxRouted4Sites = 8
 
 // ErrAddressSpace means a segment or the plan ran out of addresses.
-var ErrAddressSpace = errors.New("testbed: address space exhausted")
+var ErrAddressSpace = errors.New("netlab: address space exhausted")
 
 // ErrName means a host or site name is unusable: names are 1-8 characters
 // of [a-z0-9] starting with a letter, unique in a Bed, and not "inet".
-var ErrName = errors.New("testbed: invalid name")
+var ErrName = errors.New("netlab: invalid name")
 
 // namePattern keeps names short enough that "cyXXXX-" + name and "v-" + name
 // fit IFNAMSIZ (15 characters) and are safe in paths and nft rules.

@@ -1,4 +1,4 @@
-package testbed
+package netlab
 
 import (
 	"context"
@@ -89,14 +89,17 @@ func (s *Site) LAN6() netip.Prefix { return s.lan.v6 }
 // random; 0 removes the impairment.
 func (s *Site) SetLoss(percent int) error {
 	if err := nftApply(s.ns, impairRuleset(percent)); err != nil {
-		return fmt.Errorf("testbed: site %s loss %d%%: %w", s.name, percent, err)
+		return fmt.Errorf("netlab: site %s loss %d%%: %w", s.name, percent, err)
 	}
 	return nil
 }
 
+// UplinkIPv4 is the site router's IPv4 address on the segment it is
+// attached to (zero for the internet itself).
+func (s *Site) UplinkIPv4() netip.Addr { return s.wan.v4 }
+
 // AddHost adds a host on the site's LAN with every IP version the site has.
-func (s *Site) AddHost(name string) *Host {
-	s.bed.tb.Helper()
+func (s *Site) AddHost(name string) (*Host, error) {
 	return s.bed.addHost(name, s, HostOpts{})
 }
 
@@ -149,8 +152,7 @@ func (h *Host) SecondaryIPv6() netip.Addr { return h.attachment().v6b }
 func (h *Host) Exec(argv ...string) ([]byte, error) { return h.bed.Exec(h.ns, argv...) }
 
 // Start is Bed.Start in the host's namespace.
-func (h *Host) Start(argv ...string) *Proc {
-	h.bed.tb.Helper()
+func (h *Host) Start(argv ...string) (*Proc, error) {
 	return h.bed.Start(h.ns, argv...)
 }
 
@@ -170,38 +172,36 @@ func (h *Host) SetHosts(entries map[string]netip.Addr) error {
 }
 
 // AddHost adds a host on the internet with global addresses.
-func (b *Bed) AddHost(name string, opts HostOpts) *Host {
-	b.tb.Helper()
+func (b *Bed) AddHost(name string, opts HostOpts) (*Host, error) {
 	return b.addHost(name, b.internet, opts)
 }
 
 // AddSite adds a site: a router namespace linked to the internet, with a
 // LAN bridge and, per opts.NAT, nftables masquerade on its uplink.
-func (b *Bed) AddSite(name string, opts SiteOpts) *Site {
-	b.tb.Helper()
+func (b *Bed) AddSite(name string, opts SiteOpts) (*Site, error) {
 	s, err := b.addSite(name, opts)
 	if err != nil {
-		b.tb.Fatalf("testbed: add site %s: %v", name, err)
+		return nil, fmt.Errorf("netlab: add site %s: %w", name, err)
 	}
-	return s
+	return s, nil
 }
 
 // Move re-attaches h to site s (Internet for a global address): the old
 // link and addresses go, the namespace and its processes stay, as when a
 // device changes networks. Sockets bound to the old address stop working;
 // wildcard-bound ones follow the new route.
-func (b *Bed) Move(h *Host, s *Site) {
-	b.tb.Helper()
+func (b *Bed) Move(h *Host, s *Site) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := ipBatch(h.ns, "link del "+hostIf); err != nil {
-		b.tb.Fatalf("testbed: move %s: %v", h.name, err)
+		return fmt.Errorf("netlab: move %s: %w", h.name, err)
 	}
 	at, err := b.attach(h.ns, hostIf, "v-"+h.name, s, h.opts)
 	if err != nil {
-		b.tb.Fatalf("testbed: move %s to %s: %v", h.name, s.name, err)
+		return fmt.Errorf("netlab: move %s to %s: %w", h.name, s.name, err)
 	}
 	h.at = at
+	return nil
 }
 
 func (b *Bed) claimName(name string) error {
@@ -217,13 +217,12 @@ func (b *Bed) claimName(name string) error {
 	return nil
 }
 
-func (b *Bed) addHost(name string, s *Site, opts HostOpts) *Host {
-	b.tb.Helper()
+func (b *Bed) addHost(name string, s *Site, opts HostOpts) (*Host, error) {
 	h, err := b.newHost(name, s, opts)
 	if err != nil {
-		b.tb.Fatalf("testbed: add host %s: %v", name, err)
+		return nil, fmt.Errorf("netlab: add host %s: %w", name, err)
 	}
-	return h
+	return h, nil
 }
 
 func (b *Bed) newHost(name string, s *Site, opts HostOpts) (*Host, error) {
@@ -263,7 +262,7 @@ func (b *Bed) addSite(name string, opts SiteOpts) (*Site, error) {
 		// Only IPv4 is translated twice in the wild (CGN); a nested
 		// routed prefix would need routes through every router above.
 		if opts.IPv6 || opts.NAT == NATNone || !opts.Behind.lan.v4.IsValid() {
-			return nil, fmt.Errorf("testbed: site %s behind %s must be IPv4-only with NAT on an IPv4 site", name, opts.Behind.name)
+			return nil, fmt.Errorf("netlab: site %s behind %s must be IPv4-only with NAT on an IPv4 site", name, opts.Behind.name)
 		}
 		up, opts.IPv4 = opts.Behind, true
 	}
@@ -271,7 +270,7 @@ func (b *Bed) addSite(name string, opts SiteOpts) (*Site, error) {
 		opts.IPv4, opts.IPv6 = true, true
 	}
 	if opts.LossPercent < 0 || opts.LossPercent > 100 {
-		return nil, fmt.Errorf("testbed: loss %d%% out of range", opts.LossPercent)
+		return nil, fmt.Errorf("netlab: loss %d%% out of range", opts.LossPercent)
 	}
 	if err := b.claimName(name); err != nil {
 		return nil, err
@@ -359,7 +358,7 @@ func (b *Bed) attach(ns, ifname, port string, s *Site, opts HostOpts) (attachmen
 	want4 := opts.IPv4 && s.lan.v4.IsValid()
 	want6 := opts.IPv6 && s.lan.v6.IsValid()
 	if !want4 && !want6 {
-		return at, fmt.Errorf("testbed: %s and site %s share no IP version", ns, s.name)
+		return at, fmt.Errorf("netlab: %s and site %s share no IP version", ns, s.name)
 	}
 	s.mu.Lock()
 	n := s.next

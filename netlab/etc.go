@@ -1,4 +1,4 @@
-package testbed
+package netlab
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ func writeEtc(ns, file string, data []byte) error {
 	dir := filepath.Join(etcNetnsDir, ns)
 	tmp, err := os.CreateTemp(dir, "."+file+".*")
 	if err != nil {
-		return fmt.Errorf("testbed: write %s for %s: %w", file, ns, err)
+		return fmt.Errorf("netlab: write %s for %s: %w", file, ns, err)
 	}
 	_, werr := tmp.Write(data)
 	cerr := tmp.Close()
@@ -31,7 +31,7 @@ func writeEtc(ns, file string, data []byte) error {
 	}
 	if werr != nil {
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("testbed: write %s for %s: %w", file, ns, werr)
+		return fmt.Errorf("netlab: write %s for %s: %w", file, ns, werr)
 	}
 	return nil
 }
@@ -74,7 +74,7 @@ func setSysctls(ns string, kv ...string) error {
 		for i := 0; i+1 < len(kv); i += 2 {
 			path := "/proc/sys/" + strings.ReplaceAll(kv[i], ".", "/")
 			if err := os.WriteFile(path, []byte(kv[i+1]), 0); err != nil {
-				return fmt.Errorf("testbed: sysctl %s=%s in %s: %w", kv[i], kv[i+1], ns, err)
+				return fmt.Errorf("netlab: sysctl %s=%s in %s: %w", kv[i], kv[i+1], ns, err)
 			}
 		}
 		return nil
@@ -91,7 +91,7 @@ func setSysctlsIfChanged(ns string, kv ...string) error {
 				continue
 			}
 			if err := os.WriteFile(path, []byte(kv[i+1]), 0); err != nil {
-				return fmt.Errorf("testbed: sysctl %s=%s in %s: %w", kv[i], kv[i+1], ns, err)
+				return fmt.Errorf("netlab: sysctl %s=%s in %s: %w", kv[i], kv[i+1], ns, err)
 			}
 		}
 		return nil

@@ -1,4 +1,4 @@
-package testbed
+package netlab
 
 import (
 	"bytes"
@@ -38,7 +38,7 @@ func run(ctx context.Context, stdin string, argv ...string) ([]byte, error) {
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return out, fmt.Errorf("testbed: %s: %w: %s", strings.Join(argv, " "), err, bytes.TrimSpace(out))
+		return out, fmt.Errorf("netlab: %s: %w: %s", strings.Join(argv, " "), err, bytes.TrimSpace(out))
 	}
 	return out, nil
 }
@@ -69,7 +69,7 @@ func doIn(ns string, f func() error) error {
 	go func() {
 		runtime.LockOSThread()
 		// Stays set only if f leaves by runtime.Goexit (t.FailNow).
-		err := fmt.Errorf("testbed: do in %s: function exited without returning", ns)
+		err := fmt.Errorf("netlab: do in %s: function exited without returning", ns)
 		defer func() { errc <- err }()
 		err = enterAndRun(ns, f)
 	}()
@@ -80,12 +80,12 @@ func doIn(ns string, f func() error) error {
 func enterAndRun(ns string, f func() error) error {
 	fd, err := unix.Open(netnsDir+"/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("testbed: open namespace %s: %w", ns, err)
+		return fmt.Errorf("netlab: open namespace %s: %w", ns, err)
 	}
 	err = unix.Setns(fd, unix.CLONE_NEWNET)
 	unix.Close(fd)
 	if err != nil {
-		return fmt.Errorf("testbed: enter namespace %s: %w", ns, err)
+		return fmt.Errorf("netlab: enter namespace %s: %w", ns, err)
 	}
 	return f()
 }
@@ -106,7 +106,7 @@ type Proc struct {
 
 func startProc(ns string, argv []string) (*Proc, error) {
 	if len(argv) == 0 {
-		return nil, errors.New("testbed: start: empty command")
+		return nil, errors.New("netlab: start: empty command")
 	}
 	p := &Proc{ns: ns, args: argv, out: &tailBuffer{max: maxOutput}, done: make(chan struct{})}
 	// "ip netns exec" execs argv in place, so the pid is the program's own
@@ -136,7 +136,7 @@ func startProc(ns string, argv []string) (*Proc, error) {
 		close(p.done)
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("testbed: start %s in %s: %w", strings.Join(argv, " "), ns, err)
+		return nil, fmt.Errorf("netlab: start %s in %s: %w", strings.Join(argv, " "), ns, err)
 	}
 	return p, nil
 }
@@ -168,7 +168,7 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	default:
 	}
 	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("testbed: signal %d: %w", p.cmd.Process.Pid, err)
+		return fmt.Errorf("netlab: signal %d: %w", p.cmd.Process.Pid, err)
 	}
 	return nil
 }
