@@ -68,7 +68,7 @@ func TestRegisterClassifies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n.Locator.Observed4 != from || messages.NATType(n.Locator.NAT4) != tt.want || n.HomeNMS != "home:1" ||
+			if n.Locator.Observed4 != from || n.Locator.NAT4 != tt.want || n.HomeNMS != "home:1" ||
 				!n.Locator.HasIPv4 || n.Locator.HasIPv6 != tt.wantV6 {
 				t.Fatalf("stored %+v home %q", n.Locator, n.HomeNMS)
 			}

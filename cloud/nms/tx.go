@@ -234,16 +234,16 @@ func register(bg context.Context, st store.Store, fqdn string, sid store.Session
 	n.Locator.Locals = reg.Locals
 	n.Locator.HasIPv4, n.Locator.HasIPv6 = reg.IPv4, reg.IPv6
 	if from.Addr().Is4() {
-		n.Locator.Observed4, n.Locator.NAT4 = from, uint8(nat)
+		n.Locator.Observed4, n.Locator.NAT4 = from, nat
 		n.Locator.HasIPv4 = true
 	} else {
-		n.Locator.Observed6, n.Locator.NAT6 = from, uint8(nat)
+		n.Locator.Observed6, n.Locator.NAT6 = from, nat
 		n.Locator.HasIPv6 = true
 	}
 	if err := st.UpdateLocator(bg, fqdn, sid, store.LocatorUpdate{Locator: n.Locator, HomeNMS: home, Updated: time.Now()}); err != nil {
 		return stored{err: err}
 	}
-	return stored{body: messages.RegisterReply{Observed: from, NAT: messages.NATType(nat), VIP6: n.VIP6, VIP4: n.VIP4}}
+	return stored{body: messages.RegisterReply{Observed: from, NAT: nat, VIP6: n.VIP6, VIP4: n.VIP4}}
 }
 
 // keepalive refreshes the node's observed mapping. The record is written
@@ -296,7 +296,7 @@ func (t *requestTx) tellPeers(ctx actor.Context, peers []store.Node) {
 func toPath(n store.Node) path.Locator {
 	return path.Locator{
 		FQDN: n.FQDN, Observed4: n.Locator.Observed4, Observed6: n.Locator.Observed6,
-		Locals: n.Locator.Locals, NAT4: path.NATType(n.Locator.NAT4), NAT6: path.NATType(n.Locator.NAT6),
+		Locals: n.Locator.Locals, NAT4: n.Locator.NAT4, NAT6: n.Locator.NAT6,
 		HasIPv4: n.Locator.HasIPv4, HasIPv6: n.Locator.HasIPv6,
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/messages"
 )
 
 // Errors callers can test with errors.Is.
@@ -42,15 +44,14 @@ type Session struct {
 	Expires     time.Time
 }
 
-// Locator is where a node is, as its registration told NMS. NAT types are
-// path.NATType values, kept as bytes here so the store does not depend on
-// the path rules.
+// Locator is where a node is, as its registration told NMS, and what NMS
+// concluded about its NATs.
 type Locator struct {
 	// Observed4/6 are the public mappings NMS saw (zero if none).
 	Observed4, Observed6 netip.AddrPort
 	// Locals are the addresses the node declared for its sockets.
 	Locals           []netip.AddrPort
-	NAT4, NAT6       uint8
+	NAT4, NAT6       messages.NATType
 	HasIPv4, HasIPv6 bool
 }
 
