@@ -226,6 +226,16 @@ func leafFacts(c *x509.Certificate) (facts, error) {
 	if f.vip6, f.vip4, err = certVIPs(c, f.role); err != nil {
 		return f, err
 	}
+	if f.noise, err = noiseKey(c); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// noiseKey reads the certificate's Noise static key extension: exactly
+// one, a DER OCTET STRING of 32 bytes, not all zero.
+func noiseKey(c *x509.Certificate) ([32]byte, error) {
+	var noise [32]byte
 	var found bool
 	for _, ext := range c.Extensions {
 		if !ext.Id.Equal(OIDNoiseStatic) {
@@ -233,16 +243,31 @@ func leafFacts(c *x509.Certificate) (facts, error) {
 		}
 		var key []byte
 		rest, err := asn1.Unmarshal(ext.Value, &key)
-		if found || err != nil || len(rest) != 0 || len(key) != len(f.noise) {
-			return f, errors.New("malformed or repeated Noise static key extension")
+		if found || err != nil || len(rest) != 0 || len(key) != len(noise) {
+			return noise, errors.New("malformed or repeated Noise static key extension")
 		}
-		copy(f.noise[:], key)
+		copy(noise[:], key)
 		found = true
 	}
-	if !found || f.noise == ([32]byte{}) {
-		return f, errors.New("missing Noise static key extension")
+	if !found || noise == ([32]byte{}) {
+		return noise, errors.New("missing Noise static key extension")
 	}
-	return f, nil
+	return noise, nil
+}
+
+// NoiseBinding reads the name (CN) and Noise static key a certificate
+// binds without judging it: no signature, validity or policy check. It is
+// for a handshake whose policy failures must become typed replies after
+// the handshake (AS login), which then verifies the certificate itself.
+func NoiseBinding(certDER []byte) (fqdn string, noise [32]byte, err error) {
+	c, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return "", noise, fmt.Errorf("pki: certificate: %w", err)
+	}
+	if noise, err = noiseKey(c); err != nil {
+		return "", noise, fmt.Errorf("pki: certificate: %w", err)
+	}
+	return c.Subject.CommonName, noise, nil
 }
 
 // certVIPs reads a node certificate's VIPs: exactly one IPv6 and one IPv4

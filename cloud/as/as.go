@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -288,27 +287,8 @@ func (s *Service) handshakeConfig() handshake.Config {
 	return handshake.Config{
 		Static:  handshake.StaticKey{Private: id.NoiseStatic.Private, Public: id.NoiseStatic.Public},
 		CertDER: id.CertDER,
-		Verify:  extractIdentity,
+		Verify:  pki.NoiseBinding,
 	}
-}
-
-func extractIdentity(der []byte) (string, [32]byte, error) {
-	var k [32]byte
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return "", k, fmt.Errorf("as: certificate: %w", err)
-	}
-	for _, e := range c.Extensions {
-		if e.Id.Equal(pki.OIDNoiseStatic) {
-			// DER OCTET STRING of 32 bytes: tag, length, key.
-			if len(e.Value) != 34 || e.Value[0] != 0x04 || e.Value[1] != 32 {
-				return "", k, errors.New("as: malformed Noise key extension")
-			}
-			copy(k[:], e.Value[2:])
-			return c.Subject.CommonName, k, nil
-		}
-	}
-	return "", k, errors.New("as: certificate has no Noise key")
 }
 
 // refusal maps a verification failure onto the error code the node sees.
