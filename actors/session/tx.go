@@ -57,15 +57,7 @@ type (
 // txTTL is how long a transaction's state is kept: every retransmission
 // plus a final wait, and some slack.
 func txTTL(r signaling.Retry) time.Duration {
-	total := lastWait(r)
-	for i := 1; ; i++ {
-		d, ok := r.Delay(i)
-		if !ok {
-			break
-		}
-		total += d
-	}
-	return total + 5*time.Second
+	return r.Total() + lastWait(r) + 5*time.Second
 }
 
 // lastWait is how long a transaction waits for a reply after its last send.

@@ -684,7 +684,7 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil {
 		return
 	}
-	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < totalRetry(r.s.cfg.Retry) {
+	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < r.s.cfg.Retry.Total() {
 		return // this list's push is still being retransmitted
 	}
 	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, messages.DenyList{Number: r.crl.Number, CRL: r.crl.DER})

@@ -450,7 +450,7 @@ func (t *requestTx) direct(ctx actor.Context) {
 		return
 	}
 	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
-	ctx.SetReceiveTimeout(totalRetry(t.s.cfg.Retry) + 2*time.Second)
+	ctx.SetReceiveTimeout(t.s.cfg.Retry.Total() + 2*time.Second)
 }
 
 // relayRefused is the TRS's "no" to an allocation, for when the TRS cannot
@@ -458,17 +458,6 @@ func (t *requestTx) direct(ctx actor.Context) {
 func relayRefused(id messages.MsgID) messages.Envelope {
 	env, _ := messages.NewEnvelope(id, "trs", time.Now(), messages.RelayAllocReply{OK: false})
 	return env
-}
-
-func totalRetry(r signaling.Retry) time.Duration {
-	var sum time.Duration
-	for i := 1; ; i++ {
-		d, ok := r.Delay(i)
-		if !ok {
-			return sum
-		}
-		sum += d
-	}
 }
 
 func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {

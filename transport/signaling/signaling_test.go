@@ -130,6 +130,15 @@ func TestRetryDelay(t *testing.T) {
 	if _, ok := (Retry{}).Delay(0); ok {
 		t.Fatal("zero Retry retries")
 	}
+	if got := r.Total(); got != 12*time.Second {
+		t.Errorf("Total = %v, want 12s (1+2+4+5)", got)
+	}
+	if got := DefaultRetry().Total(); got != 11500*time.Millisecond {
+		t.Errorf("DefaultRetry().Total = %v, want 11.5s, as its comment says", got)
+	}
+	if got := (Retry{}).Total(); got != 0 {
+		t.Errorf("zero Retry Total = %v", got)
+	}
 }
 
 // pkiEnv is a CA with an AS identity and node identities.
