@@ -16,38 +16,19 @@ var ErrBadName = errors.New("runtime: bad actor name")
 // need not import actor for errors.Is.
 var ErrNameExists = actor.ErrNameExists
 
-// SpawnOption adjusts one spawn.
-type SpawnOption func(*spawnConfig)
-
-type spawnConfig struct {
-	mailbox actor.MailboxProducer
-}
-
-// WithMailbox sets the actor's mailbox (default actor.Unbounded()). Set the
-// mailbox here, not on the props: Spawn installs its own producer, which
-// wraps this one, so the registry can read the mailbox depth.
-func WithMailbox(p actor.MailboxProducer) SpawnOption {
-	return func(c *spawnConfig) { c.mailbox = p }
-}
-
 // Spawn starts an actor named name under parent and registers it with the
 // given kind ("peer", "sequencer", …). parent is the spawning actor's
 // context (so that it supervises the child, whose ID becomes
 // "<parent ID>/<name>"), or nil or s.Root() for a top-level actor whose ID is
 // name. Top-level actors are supervised by protoactor's default strategy
 // unless props carry actor.WithGuardian.
-func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props, opts ...SpawnOption) (*actor.PID, error) {
+func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props) (*actor.PID, error) {
 	if name == "" || strings.Contains(name, "/") || kind == "" {
 		return nil, fmt.Errorf("%w: kind %q name %q (both non-empty, name without '/')", ErrBadName, kind, name)
 	}
 	if s.isShutdown() {
 		return nil, ErrShutdown
 	}
-	cfg := spawnConfig{mailbox: actor.Unbounded()}
-	for _, o := range opts {
-		o(&cfg)
-	}
-
 	if parent == nil {
 		parent = s.actors.Root
 	}
@@ -68,7 +49,9 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 		return nil, fmt.Errorf("runtime: spawn %s %s: %w", kind, id, ErrNameExists)
 	}
 	reg := s.registry
-	inner := cfg.mailbox
+	// Mailboxes are unbounded (see Limiter): Spawn installs the producer
+	// so the registry can read each mailbox's depth.
+	inner := actor.Unbounded()
 	props = props.Clone(
 		actor.WithMailbox(func() actor.Mailbox {
 			mb := inner()
@@ -87,12 +70,12 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 
 // Spawn is System.Spawn for code that holds only an actor context: inside
 // Receive, runtime.Spawn(ctx, "peer", fqdn, props).
-func Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props, opts ...SpawnOption) (*actor.PID, error) {
+func Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props) (*actor.PID, error) {
 	s := FromContext(parent)
 	if s == nil {
 		return nil, fmt.Errorf("runtime: spawn %s %s: context is not from a runtime.System", kind, name)
 	}
-	return s.Spawn(parent, kind, name, props, opts...)
+	return s.Spawn(parent, kind, name, props)
 }
 
 // lifecycleMiddleware keeps e current. Appended after the props' own
