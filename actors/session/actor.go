@@ -162,6 +162,7 @@ func (a *sessionActor) publish() {
 		LastAck:   a.lastAck,
 		LastError: a.lastErr,
 		Pending:   len(a.open),
+		Waiting:   a.pending,
 	}
 	// The VIPs are the node's for good (the TUN keeps them while the cloud
 	// is away), so status shows them from the first login on.

@@ -55,7 +55,11 @@ type fakeCloud struct {
 	// packets and to confirmations; logins and confirms record what came.
 	lostChallenges, lostReplies int
 	// lostVIPAnswers drops that many answers to TunnelByVIP requests.
-	lostVIPAnswers      int
+	lostVIPAnswers int
+	// holdTunnels leaves TunnelRequests unanswered while set; tunnelIDs
+	// records the message ID of every one that came (retransmits share it).
+	holdTunnels bool
+	tunnelIDs   map[messages.MsgID]bool
 	loginPkts, confirms [][]byte
 	down                bool            // drop everything
 	refuse              *messages.Error // refuse logins with this
@@ -216,6 +220,13 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 		case messages.MsgKeepalive:
 			body = messages.KeepaliveAck{Observed: c.mapping}
 		case messages.MsgTunnelRequest:
+			if c.tunnelIDs == nil {
+				c.tunnelIDs = map[messages.MsgID]bool{}
+			}
+			c.tunnelIDs[env.ID] = true
+			if c.holdTunnels {
+				return
+			}
 			r, _ := messages.DecodeBody[messages.TunnelRequest](env)
 			if r.PeerFQDN != "bob.example.cyphonic" {
 				body = messages.Error{Code: messages.CodeUnknownFQDN}
@@ -484,8 +495,10 @@ func TestRequestTunnel(t *testing.T) {
 	if !errors.Is(err, ErrUnknownPeer) {
 		t.Fatalf("unknown peer: %v", err)
 	}
-	// Concurrent requests for one peer share one transaction.
-	before := f.cloud.count(messages.MsgTunnelRequest)
+	// Concurrent requests for one peer share one transaction: NMS holds
+	// its answer until all 8 callers wait, so none can come after the
+	// answer (and rightly ask again), then it answers the retransmission.
+	f.cloud.set(func(c *fakeCloud) { c.holdTunnels, c.tunnelIDs = true, nil })
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -494,9 +507,16 @@ func TestRequestTunnel(t *testing.T) {
 			}
 		})
 	}
+	eventually(t, "8 callers waiting", func() bool { return f.s.Status().Waiting == 8 })
+	f.cloud.set(func(c *fakeCloud) { c.holdTunnels = false })
 	wg.Wait()
-	if n := f.cloud.count(messages.MsgTunnelRequest) - before; n < 1 || n > 8 {
-		t.Fatalf("%d tunnel requests", n)
+	var ids int
+	f.cloud.set(func(c *fakeCloud) { ids = len(c.tunnelIDs) })
+	if ids != 1 {
+		t.Fatalf("8 concurrent requests made %d tunnel transactions, want 1", ids)
+	}
+	if w := f.s.Status().Waiting; w != 0 {
+		t.Fatalf("%d callers still waiting", w)
 	}
 }
 
