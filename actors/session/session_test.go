@@ -58,8 +58,8 @@ type fakeCloud struct {
 	lostVIPAnswers int
 	// holdTunnels leaves TunnelRequests unanswered while set; tunnelIDs
 	// records the message ID of every one that came (retransmits share it).
-	holdTunnels bool
-	tunnelIDs   map[messages.MsgID]bool
+	holdTunnels         bool
+	tunnelIDs           map[messages.MsgID]bool
 	loginPkts, confirms [][]byte
 	down                bool            // drop everything
 	refuse              *messages.Error // refuse logins with this
