@@ -187,7 +187,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
 		pending: newWindow(cfg.PendingTTL, cfg.MaxPending), limit: newLimiter(cfg.Limits),
-		prefix6: store.DefaultVIP6, prefix4: store.DefaultVIP4}
+		prefix6: pki.DefaultVIP6, prefix4: pki.DefaultVIP4}
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen)}
@@ -305,8 +305,6 @@ func refusal(err error) messages.Error {
 		code = messages.CodeCertRevoked
 	case errors.Is(err, pki.ErrFQDNMismatch):
 		code = messages.CodeCertFQDNMismatch
-	case errors.Is(err, store.ErrVIPExhausted):
-		code = messages.CodeVIPExhausted
 	}
 	return messages.Error{Code: code, Message: code.String()}
 }
@@ -620,11 +618,7 @@ func (t *loginTx) offload(ctx actor.Context, job svc.Job) {
 
 func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
 	if m.err != nil {
-		if errors.Is(m.err, store.ErrVIPExhausted) {
-			t.refuse(ctx, refusal(m.err), m.err)
-		} else {
-			t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
-		}
+		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
 		return
 	}
 	s := t.s

@@ -27,12 +27,6 @@ import (
 // IssuedFile is the CA's record of the VIPs it has allocated.
 const IssuedFile = "issued.json"
 
-// Default overlay prefixes (the same as the cloud store's defaults).
-var (
-	DefaultVIP6 = netip.MustParsePrefix("fd63:7970:686f::/48")
-	DefaultVIP4 = netip.MustParsePrefix("100.64.0.0/10")
-)
-
 // ErrVIPExhausted: the CA's prefixes have no free address pair left.
 var ErrVIPExhausted = errors.New("rootca: VIP prefixes exhausted")
 
@@ -47,7 +41,7 @@ type issued struct {
 func loadIssued(dir string) (*issued, error) {
 	b, err := os.ReadFile(filepath.Join(dir, IssuedFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return &issued{Prefix6: DefaultVIP6, Prefix4: DefaultVIP4, Next: 1, Nodes: map[string]uint64{}}, nil
+		return &issued{Prefix6: pki.DefaultVIP6, Prefix4: pki.DefaultVIP4, Next: 1, Nodes: map[string]uint64{}}, nil
 	}
 	if err != nil {
 		return nil, err

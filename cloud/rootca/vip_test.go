@@ -27,7 +27,7 @@ func TestIssueAllocatesVIPs(t *testing.T) {
 			}
 			seen[a] = name
 		}
-		if !DefaultVIP6.Contains(id.VIP6) || !DefaultVIP4.Contains(id.VIP4) {
+		if !pki.DefaultVIP6.Contains(id.VIP6) || !pki.DefaultVIP4.Contains(id.VIP4) {
 			t.Fatalf("%s: VIPs %s %s outside the overlay prefixes", name, id.VIP6, id.VIP4)
 		}
 		byName[name] = id

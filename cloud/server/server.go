@@ -185,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.root, s.CA, s.CreatedCA = tr.root, tr.ca, tr.created
-	if s.store, err = store.Open(ctx, cfg.StoreURL, store.Config{}); err != nil {
+	if s.store, err = store.Open(ctx, cfg.StoreURL); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	deny, err := openDenyList(TrustDir(cfg.DataDir), cfg.Logger)

@@ -180,23 +180,6 @@ func decodeNode(b []byte) (Node, error) {
 	return n, nil
 }
 
-// encodeVIPs and decodeVIPs store an allocated pair as "vip6 vip4".
-func encodeVIPs(vip6, vip4 netip.Addr) string { return vip6.String() + " " + vip4.String() }
-
-func decodeVIPs(s string) (vip6, vip4 netip.Addr, err error) {
-	a, b, ok := bytes.Cut([]byte(s), []byte(" "))
-	if ok {
-		vip6, err = netip.ParseAddr(string(a))
-		if err == nil {
-			vip4, err = netip.ParseAddr(string(b))
-		}
-	}
-	if !ok || err != nil || !vip6.Is6() || !vip4.Is4() {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: corrupt VIP entry %q", s)
-	}
-	return vip6, vip4, nil
-}
-
 func checkFQDN(fqdn string) error {
 	if err := pki.ValidateFQDN(fqdn); err != nil {
 		return fmt.Errorf("store: %w: %w", ErrInvalidNode, err)
