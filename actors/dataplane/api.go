@@ -21,7 +21,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -99,15 +99,15 @@ type Config struct {
 	Hold hold.Config
 
 	// Tuning; zero values take the defaults below.
-	Backoff          runtime.Backoff // supervision of peer actors (runtime.DefaultBackoff)
-	HandshakeTimeout time.Duration   // give up one handshake attempt series (default 10s)
-	HandshakeRetry   time.Duration   // resend msg1 this often (default 1s)
-	Keepalive        time.Duration   // send a keepalive after this much send silence (default 10s)
-	DeadAfter        time.Duration   // fail the peer after this much receive silence (default 35s)
-	Tick             time.Duration   // how often peers check their timers (default 250ms)
-	MaxQueueDelay    time.Duration   // drop batches queued longer than this (default 50ms)
-	CoDelTarget      time.Duration   // per-peer queues drop early above this sojourn (default batch.DefaultCoDelTarget)
-	GapTimeout       time.Duration   // a sequencer gives up a missing batch after this (default 200ms)
+	Backoff          supervise.Backoff // supervision of peer actors (supervise.DefaultBackoff)
+	HandshakeTimeout time.Duration     // give up one handshake attempt series (default 10s)
+	HandshakeRetry   time.Duration     // resend msg1 this often (default 1s)
+	Keepalive        time.Duration     // send a keepalive after this much send silence (default 10s)
+	DeadAfter        time.Duration     // fail the peer after this much receive silence (default 35s)
+	Tick             time.Duration     // how often peers check their timers (default 250ms)
+	MaxQueueDelay    time.Duration     // drop batches queued longer than this (default 50ms)
+	CoDelTarget      time.Duration     // per-peer queues drop early above this sojourn (default batch.DefaultCoDelTarget)
+	GapTimeout       time.Duration     // a sequencer gives up a missing batch after this (default 200ms)
 	// Rekey limits (defaults seal.RekeyAfterTime, seal.RekeyAfterMessages);
 	// they can only shorten seal's own.
 	RekeyAfterTime     time.Duration

@@ -27,8 +27,8 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/metrics"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/actors/session"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
@@ -90,7 +90,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	id      *pki.Identity
-	sys     *runtime.System
+	sys     *supervise.System
 	dp      *dataplane.Dataplane
 	sess    *session.Session
 	dns     *resolver.Server
@@ -264,7 +264,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.TuneDataplane != nil {
 		cfg.TuneDataplane(&dpCfg)
 	}
-	n.sys = runtime.New("node", n.log)
+	n.sys = supervise.New("node", n.log)
 	if n.dp, err = dataplane.New(n.sys, dpCfg); err != nil {
 		dev.Close()
 		bind.Close()
@@ -347,7 +347,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 // spawnRoot spawns the root actor "node" and waits until it has spawned its
 // children (the data plane's, session, resolver), reporting their errors.
 func (n *Node) spawnRoot() error {
-	strategy, err := n.sys.NewBackoffStrategy(runtime.Backoff{MaxRetries: -1}, nil)
+	strategy, err := n.sys.NewBackoffStrategy(supervise.Backoff{MaxRetries: -1}, nil)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -392,7 +392,7 @@ func (a *rootActor) spawnChildren(ctx actor.Context) error {
 		return err
 	}
 	if n.dns != nil {
-		if _, err := runtime.Spawn(ctx, "resolver", "resolver", resolver.Props(n.dns)); err != nil {
+		if _, err := supervise.Spawn(ctx, "resolver", "resolver", resolver.Props(n.dns)); err != nil {
 			return err
 		}
 	}
@@ -514,7 +514,7 @@ func (n *Node) Session() *session.Session { return n.sess }
 func (n *Node) Dataplane() *dataplane.Dataplane { return n.dp }
 
 // System is the node's actor system.
-func (n *Node) System() *runtime.System { return n.sys }
+func (n *Node) System() *supervise.System { return n.sys }
 
 // DNSAddr is the resolver's address, or nil when it is off.
 func (n *Node) DNSAddr() net.Addr {

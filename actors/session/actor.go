@@ -11,7 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -235,7 +235,7 @@ func (a *sessionActor) startTx(ctx actor.Context, id messages.MsgID, st *txState
 		ctx.Send(ctx.Self(), &txDone{id: id, err: err})
 		return
 	}
-	if _, err := runtime.Spawn(ctx, "tx", "tx-"+id.String(), txProps(a.s, id)); err != nil {
+	if _, err := supervise.Spawn(ctx, "tx", "tx-"+id.String(), txProps(a.s, id)); err != nil {
 		a.s.store.Delete(id)
 		a.log.Warn("transaction not started", "type", st.kind.String(), "err", err)
 		ctx.Send(ctx.Self(), &txDone{id: id, err: err})

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/pki/pkitest"
@@ -346,7 +346,7 @@ type fixture struct {
 	s     *Session
 	cloud *fakeCloud
 	dp    *fakeDataplane
-	sys   *runtime.System
+	sys   *supervise.System
 	ifs   *ifaces
 }
 
@@ -395,7 +395,7 @@ func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *f
 		Logger:     quiet(),
 		Keepalive:  20 * time.Millisecond,
 		Retry:      signaling.Retry{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 3},
-		ReLogin:    runtime.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		ReLogin:    supervise.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 		ProbeWait:  time.Minute, // the fake probe point always answers
 		Interfaces: ifs.get,
 	}
@@ -407,7 +407,7 @@ func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *f
 		t.Fatal(err)
 	}
 	cloud.node = s
-	sys := runtime.New("test", quiet())
+	sys := supervise.New("test", quiet())
 	t.Cleanup(func() {
 		if err := sys.Shutdown(context.Background()); err != nil {
 			t.Error(err)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
@@ -90,7 +90,7 @@ type Counters struct {
 // Service is a running AS.
 type Service struct {
 	cfg         Config
-	sys         *runtime.System
+	sys         *supervise.System
 	txs         *txstore.Store[*loginState] // by login message ID
 	bySession   *txstore.Store[*loginState] // the same logins, by challenged session ID
 	pending     *window
@@ -133,7 +133,7 @@ func sessionKey(id uint32) txstore.ID {
 }
 
 // Start opens the sockets and spawns the root actor in sys.
-func Start(sys *runtime.System, cfg Config) (*Service, error) {
+func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.Identity == nil || cfg.Verifier == nil || cfg.Store == nil || cfg.Link == nil || cfg.NMS.IsZero() {
 		return nil, errors.New("as: config needs Identity, Verifier, Store, Link and NMS")
 	}
@@ -356,7 +356,7 @@ func (r *root) onLogin(ctx actor.Context, p *svc.Packet) {
 	}
 	tx := &challengeTx{s: s, key: key, pkt: p.Data, from: p.From, conn: p.Conn}
 	s.challenging.Add(1)
-	if _, err := runtime.Spawn(ctx, "login", "challenge-"+messages.MsgID(key).String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+	if _, err := supervise.Spawn(ctx, "login", "challenge-"+messages.MsgID(key).String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		s.challenging.Add(-1)
 		s.log.Debug("as: spawn login challenge", "err", err) // a copy racing its twin
 	}
@@ -410,7 +410,7 @@ func (r *root) onConfirm(ctx actor.Context, p *svc.Packet) {
 		return
 	}
 	tx := &loginTx{s: s, st: st, from: p.From, conn: p.Conn, size: len(p.Data)}
-	if _, err := runtime.Spawn(ctx, "login", "tx-"+st.id.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+	if _, err := supervise.Spawn(ctx, "login", "tx-"+st.id.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		st.committing.Store(false)
 		s.log.Warn("as: spawn login transaction", "err", err)
 	}

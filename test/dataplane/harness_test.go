@@ -16,7 +16,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
-	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/pki"
 )
@@ -62,7 +62,7 @@ func TestGatewayStopsSendingToRevokedPeer(t *testing.T) {
 	// Before any other gRPC server: the pinned remote's Start writes
 	// grpclog's globals (see Gateway).
 	r := NewRouter(nil)
-	gw, err := StartGateway(runtime.New("gateway", nil), "127.0.0.1:0", r, creds)
+	gw, err := StartGateway(supervise.New("gateway", nil), "127.0.0.1:0", r, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -36,7 +36,7 @@ func (p *Packet) Done() {
 // dropped and counted.
 type Listener struct {
 	conns []*net.UDPConn
-	slots *runtime.Limiter // packets sent to the actor and not yet Done
+	slots *supervise.Limiter // packets sent to the actor and not yet Done
 	admit Admit
 	wg    sync.WaitGroup
 	log   *slog.Logger
@@ -85,7 +85,7 @@ type Admit func(data []byte, from netip.AddrPort) bool
 // ServeFiltered is Serve with admit (nil: everything) in front of the
 // actor, so that a flood the service refuses costs a read and a check.
 func ServeFiltered(root *actor.RootContext, pid *actor.PID, conns []*net.UDPConn, maxInflight int, admit Admit, log *slog.Logger) *Listener {
-	l := &Listener{conns: conns, slots: runtime.NewLimiter(maxInflight), admit: admit, log: log}
+	l := &Listener{conns: conns, slots: supervise.NewLimiter(maxInflight), admit: admit, log: log}
 	for _, c := range conns {
 		l.wg.Add(1)
 		go l.read(root, pid, c)

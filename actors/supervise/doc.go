@@ -7,4 +7,4 @@
 //
 // The registry is fed by lifecycle messages (a receiver middleware added at
 // spawn) and by the EventStream's supervision events; nothing polls.
-package runtime
+package supervise
