@@ -8,7 +8,7 @@ import (
 )
 
 // ErrInvalidBackoff is returned for a Backoff that cannot work.
-var ErrInvalidBackoff = errors.New("runtime: invalid backoff")
+var ErrInvalidBackoff = errors.New("supervise: invalid backoff")
 
 // Backoff configures BackoffStrategy. Zero fields take the defaults of
 // DefaultBackoff.

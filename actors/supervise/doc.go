@@ -1,4 +1,4 @@
-// Package runtime is the actor runtime every CYPHONIC actor system shares: it
+// Package supervise is the actor runtime every CYPHONIC actor system shares: it
 // boots a protoactor-go ActorSystem, spawns actors under path-shaped,
 // role-named IDs ("node/peers/bob.example.cyphonic"), keeps a live registry of
 // them (kind, parent, mailbox depth, restarts, last failure) for the debug

@@ -10,7 +10,7 @@ import (
 
 // ErrBadName is returned for an actor name that would break the path-shaped
 // IDs the registry builds the tree from.
-var ErrBadName = errors.New("runtime: bad actor name")
+var ErrBadName = errors.New("supervise: bad actor name")
 
 // ErrNameExists is protoactor's error for a taken ID, re-exported so callers
 // need not import actor for errors.Is.
@@ -35,7 +35,7 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 	var parentID string
 	if _, isRoot := parent.(*actor.RootContext); !isRoot {
 		if parent.ActorSystem() != s.actors {
-			return nil, fmt.Errorf("runtime: spawn %s/%s: parent belongs to another actor system", kind, name)
+			return nil, fmt.Errorf("supervise: spawn %s/%s: parent belongs to another actor system", kind, name)
 		}
 		parentID = parent.Self().Id
 	}
@@ -46,7 +46,7 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 
 	e := &entry{id: id, kind: kind, parent: parentID, pid: s.actors.NewLocalPID(id)}
 	if !s.registry.add(e) {
-		return nil, fmt.Errorf("runtime: spawn %s %s: %w", kind, id, ErrNameExists)
+		return nil, fmt.Errorf("supervise: spawn %s %s: %w", kind, id, ErrNameExists)
 	}
 	reg := s.registry
 	// Mailboxes are unbounded (see Limiter): Spawn installs the producer
@@ -63,17 +63,17 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 	pid, err := parent.SpawnNamed(props, name)
 	if err != nil {
 		reg.stopped(e)
-		return nil, fmt.Errorf("runtime: spawn %s %s: %w", kind, id, err)
+		return nil, fmt.Errorf("supervise: spawn %s %s: %w", kind, id, err)
 	}
 	return pid, nil
 }
 
 // Spawn is System.Spawn for code that holds only an actor context: inside
-// Receive, runtime.Spawn(ctx, "peer", fqdn, props).
+// Receive, supervise.Spawn(ctx, "peer", fqdn, props).
 func Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props) (*actor.PID, error) {
 	s := FromContext(parent)
 	if s == nil {
-		return nil, fmt.Errorf("runtime: spawn %s %s: context is not from a runtime.System", kind, name)
+		return nil, fmt.Errorf("supervise: spawn %s %s: context is not from a supervise.System", kind, name)
 	}
 	return s.Spawn(parent, kind, name, props)
 }

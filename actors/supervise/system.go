@@ -106,7 +106,7 @@ func (s *System) onEvent(evt any) {
 }
 
 // ErrShutdown is returned by Spawn after Shutdown has begun.
-var ErrShutdown = errors.New("runtime: actor system shut down")
+var ErrShutdown = errors.New("supervise: actor system shut down")
 
 // Shutdown stops every actor spawned through the system (top-level actors
 // first; protoactor stops children before their parent finishes stopping),
@@ -133,7 +133,7 @@ func (s *System) Shutdown(ctx context.Context) error {
 	s.actors.EventStream.Unsubscribe(s.sub)
 	s.actors.Shutdown()
 	if err != nil {
-		return fmt.Errorf("runtime: shutdown %s: %d actors still alive: %w", s.name, s.registry.Len(), err)
+		return fmt.Errorf("supervise: shutdown %s: %d actors still alive: %w", s.name, s.registry.Len(), err)
 	}
 	return nil
 }
