@@ -3,7 +3,6 @@ package pki
 import (
 	"encoding/asn1"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strconv"
 )
@@ -15,17 +14,6 @@ var (
 	// OIDNoiseStatic identifies the extension carrying the Noise static key.
 	OIDNoiseStatic = slices.Clip(append(slices.Clone(OIDArc), 1, 1))
 	oidRoleArc     = slices.Clip(append(slices.Clone(OIDArc), 2))
-)
-
-// The overlay's VIP prefixes: the CA allocates node VIPs from them (a CA
-// directory records its own in issued.json) and AS announces them to the
-// nodes, which route them into their TUN devices. The ULA's global ID
-// spells "cypho" (RFC 4193 wants it random; a fixed default, as
-// Tailscale's fd7a:115c:a1e0::/48, keeps every default overlay's
-// addresses recognisable).
-var (
-	DefaultVIP6 = netip.MustParsePrefix("fd63:7970:686f::/48")
-	DefaultVIP4 = netip.MustParsePrefix("100.64.0.0/10")
 )
 
 // ServiceDomain is the domain of the cloud services' certificate names.

@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,7 +15,7 @@ import (
 type testCA struct {
 	*Signer
 	dir   string
-	vips  uint32
+	vips  uint64
 	crl   uint64
 	revok []x509.RevocationListEntry
 }
@@ -46,11 +45,10 @@ func (ca *testCA) IssueAt(role Role, fqdn string, nb, na time.Time) (*Identity, 
 	return NewIdentity(CertRequest{Role: role, FQDN: fqdn, NotBefore: nb, NotAfter: na}, func(req CertRequest) ([]byte, error) {
 		if role == RoleNode {
 			ca.vips++
-			b6 := testVIP6.Addr().As16()
-			b6[14], b6[15] = byte(ca.vips>>8), byte(ca.vips)
-			b4 := testVIP4.Addr().As4()
-			b4[2], b4[3] = byte(ca.vips>>8), byte(ca.vips)
-			req.VIP6, req.VIP4 = netip.AddrFrom16(b6), netip.AddrFrom4(b4)
+			var err error
+			if req.VIP6, req.VIP4, err = VIPPair(DefaultVIP6, DefaultVIP4, ca.vips); err != nil {
+				return nil, err
+			}
 		}
 		return ca.Sign(req)
 	})
@@ -66,8 +64,3 @@ func (ca *testCA) Revoke(serial *big.Int) error {
 	}
 	return ReplaceFile(filepath.Join(ca.dir, CRLFile), der, 0o644)
 }
-
-var (
-	testVIP6 = netip.MustParsePrefix("fd63:7970:686f::/48")
-	testVIP4 = netip.MustParsePrefix("100.64.0.0/10")
-)

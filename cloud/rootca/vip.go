@@ -1,7 +1,6 @@
 package rootca
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,13 +21,10 @@ import (
 // certificates never share a VIP, and a certificate reissued for the same
 // FQDN (renewal, a new key) keeps the node's VIPs: applications' sessions
 // and peers' configuration survive a renewal. Allocation number n is the
-// n-th address of each prefix, the scheme the cloud store used before.
+// n-th address of each prefix (pki.VIPPair).
 
 // IssuedFile is the CA's record of the VIPs it has allocated.
 const IssuedFile = "issued.json"
-
-// ErrVIPExhausted: the CA's prefixes have no free address pair left.
-var ErrVIPExhausted = errors.New("rootca: VIP prefixes exhausted")
 
 // issued is IssuedFile's content.
 type issued struct {
@@ -71,7 +67,7 @@ func (r *issued) vipsFor(fqdn string) (vip6, vip4 netip.Addr, err error) {
 	if !ok {
 		n = r.Next
 	}
-	vip6, vip4, err = VIPPair(r.Prefix6, r.Prefix4, n)
+	vip6, vip4, err = pki.VIPPair(r.Prefix6, r.Prefix4, n)
 	if err != nil {
 		return netip.Addr{}, netip.Addr{}, err
 	}
@@ -80,32 +76,4 @@ func (r *issued) vipsFor(fqdn string) (vip6, vip4 netip.Addr, err error) {
 		r.Next++
 	}
 	return vip6, vip4, nil
-}
-
-// VIPPair returns allocation number n's addresses: the n-th of each prefix.
-// Number 0 (the prefix's own address) and IPv4's last address are never
-// used.
-func VIPPair(p6, p4 netip.Prefix, n uint64) (vip6, vip4 netip.Addr, err error) {
-	if !p6.Addr().Is6() || p6.Addr().Is4In6() || !p4.Addr().Is4() || p4.Bits() > 30 || p6.Bits() > 126 {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("rootca: VIP prefixes %s, %s unusable", p6, p4)
-	}
-	size := uint64(1)<<(32-p4.Bits()) - 2
-	if h6 := 128 - p6.Bits(); h6 < 62 {
-		size = min(size, uint64(1)<<h6-2)
-	}
-	if n == 0 || n > size {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("%w (%s, %s: %d pairs)", ErrVIPExhausted, p6, p4, size)
-	}
-	b6 := p6.Masked().Addr().As16()
-	lo := binary.BigEndian.Uint64(b6[8:])
-	hi := binary.BigEndian.Uint64(b6[:8])
-	sum := lo + n
-	if sum < lo {
-		hi++
-	}
-	binary.BigEndian.PutUint64(b6[:8], hi)
-	binary.BigEndian.PutUint64(b6[8:], sum)
-	b4 := p4.Masked().Addr().As4()
-	binary.BigEndian.PutUint32(b4[:], binary.BigEndian.Uint32(b4[:])+uint32(n))
-	return netip.AddrFrom16(b6), netip.AddrFrom4(b4), nil
 }

@@ -4,7 +4,6 @@
 package pkitest
 
 import (
-	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -14,13 +13,13 @@ import (
 )
 
 // CA issues certificates of the overlay's profile (pki.Signer) and gives
-// each node certificate the next VIP pair, fd63:7970:686f::n and
-// 100.64.x.y, so no two share one.
+// each node certificate the next VIP pair of the default prefixes, so no
+// two share one.
 type CA struct {
 	*pki.Signer
 
 	mu   sync.Mutex
-	next uint16
+	next uint64
 }
 
 // New makes a CA valid for a day, failing tb if it cannot.
@@ -56,12 +55,6 @@ func (ca *CA) IssueAt(role pki.Role, fqdn string, notBefore, notAfter time.Time)
 func (ca *CA) nextVIPs() (vip6, vip4 netip.Addr, err error) {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	if ca.next == 1<<16-1 {
-		return vip6, vip4, fmt.Errorf("pkitest: out of VIPs")
-	}
 	ca.next++
-	n := ca.next
-	vip6 = netip.AddrFrom16([16]byte{0xfd, 0x63, 0x79, 0x70, 0x68, 0x6f, 14: byte(n >> 8), 15: byte(n)})
-	vip4 = netip.AddrFrom4([4]byte{100, 64, byte(n >> 8), byte(n)})
-	return vip6, vip4, nil
+	return pki.VIPPair(pki.DefaultVIP6, pki.DefaultVIP4, ca.next)
 }
