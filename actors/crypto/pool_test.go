@@ -10,7 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/sequencer"
 )
 
@@ -19,7 +19,7 @@ import (
 // idle peer one; the idle peer's batch is processed after one bulk batch,
 // not after all three. Every batch still reaches its Reply.
 func TestPoolServesPeersFairly(t *testing.T) {
-	sys := runtime.New("crypto-test", slog.New(slog.DiscardHandler))
+	sys := supervise.New("crypto-test", slog.New(slog.DiscardHandler))
 	defer sys.Shutdown(context.Background())
 
 	busy, release := make(chan struct{}), make(chan struct{})
@@ -74,7 +74,7 @@ func TestPoolServesPeersFairly(t *testing.T) {
 // TestPoolFullFlow: a batch its peer's full queue refuses still reaches
 // its sequencer (which expects every slot), with its packets dropped.
 func TestPoolFullFlow(t *testing.T) {
-	sys := runtime.New("crypto-test", slog.New(slog.DiscardHandler))
+	sys := supervise.New("crypto-test", slog.New(slog.DiscardHandler))
 	defer sys.Shutdown(context.Background())
 	busy, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once

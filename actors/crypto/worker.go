@@ -15,7 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
@@ -171,9 +171,9 @@ func Spawn(spawner actor.SpawnerContext, n int, hook func()) (*Pool, *actor.PID,
 	if n < 1 {
 		return nil, nil, fmt.Errorf("crypto: spawn: %d workers", n)
 	}
-	sys := runtime.FromContext(spawner)
+	sys := supervise.FromContext(spawner)
 	if sys == nil {
-		return nil, nil, errors.New("crypto: spawn: context is not from a runtime.System")
+		return nil, nil, errors.New("crypto: spawn: context is not from a supervise.System")
 	}
 	// The workers must be spawned from the parent's own context; the
 	// parent hands their PIDs back from its Started handler.
@@ -185,7 +185,7 @@ func Spawn(spawner actor.SpawnerContext, n int, hook func()) (*Pool, *actor.PID,
 			once.Do(func() { done <- spawnWorkers(ctx, n, hook, queue) })
 		}
 	})
-	pid, err := runtime.Spawn(spawner, "crypto", "crypto", props)
+	pid, err := supervise.Spawn(spawner, "crypto", "crypto", props)
 	if err != nil {
 		return nil, nil, fmt.Errorf("crypto: spawn: %w", err)
 	}
@@ -215,7 +215,7 @@ func spawnWorkers(ctx actor.Context, n int, hook func(), queue *batch.FairQueue)
 	var r result
 	dispatcher := actor.NewDefaultDispatcher(yieldEvery)
 	for i := range n {
-		pid, err := runtime.Spawn(ctx, "crypto-worker", "worker-"+strconv.Itoa(i),
+		pid, err := supervise.Spawn(ctx, "crypto-worker", "worker-"+strconv.Itoa(i),
 			actor.PropsFromProducer(func() actor.Actor { return &worker{hook: hook, queue: queue} },
 				actor.WithDispatcher(dispatcher)))
 		if err != nil {

@@ -21,9 +21,9 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
@@ -99,15 +99,15 @@ type Config struct {
 	Hold hold.Config
 
 	// Tuning; zero values take the defaults below.
-	Backoff          runtime.Backoff // supervision of peer actors (runtime.DefaultBackoff)
-	HandshakeTimeout time.Duration   // give up one handshake attempt series (default 10s)
-	HandshakeRetry   time.Duration   // resend msg1 this often (default 1s)
-	Keepalive        time.Duration   // send a keepalive after this much send silence (default 10s)
-	DeadAfter        time.Duration   // fail the peer after this much receive silence (default 35s)
-	Tick             time.Duration   // how often peers check their timers (default 250ms)
-	MaxQueueDelay    time.Duration   // drop batches queued longer than this (default 50ms)
-	CoDelTarget      time.Duration   // per-peer queues drop early above this sojourn (default batch.DefaultCoDelTarget)
-	GapTimeout       time.Duration   // a sequencer gives up a missing batch after this (default 200ms)
+	Backoff          supervise.Backoff // supervision of peer actors (supervise.DefaultBackoff)
+	HandshakeTimeout time.Duration     // give up one handshake attempt series (default 10s)
+	HandshakeRetry   time.Duration     // resend msg1 this often (default 1s)
+	Keepalive        time.Duration     // send a keepalive after this much send silence (default 10s)
+	DeadAfter        time.Duration     // fail the peer after this much receive silence (default 35s)
+	Tick             time.Duration     // how often peers check their timers (default 250ms)
+	MaxQueueDelay    time.Duration     // drop batches queued longer than this (default 50ms)
+	CoDelTarget      time.Duration     // per-peer queues drop early above this sojourn (default batch.DefaultCoDelTarget)
+	GapTimeout       time.Duration     // a sequencer gives up a missing batch after this (default 200ms)
 	// Rekey limits (defaults seal.RekeyAfterTime, seal.RekeyAfterMessages);
 	// they can only shorten seal's own.
 	RekeyAfterTime     time.Duration
@@ -127,16 +127,7 @@ type Config struct {
 // NodeVerifier adapts a *pki.Verifier (accepting node certificates) to the
 // handshake.VerifyFunc the data plane uses.
 func NodeVerifier(v *pki.Verifier) handshake.VerifyFunc {
-	return func(certDER []byte) (string, [32]byte, error) {
-		p, err := v.Verify(certDER, "", time.Now())
-		if err != nil {
-			return "", [32]byte{}, err
-		}
-		if p.Role != pki.RoleNode {
-			return "", [32]byte{}, pki.ErrWrongRole
-		}
-		return p.FQDN, p.NoiseStatic, nil
-	}
+	return v.HandshakeFunc(pki.RoleNode, "")
 }
 
 // The API the control plane codes against. Implementations are in

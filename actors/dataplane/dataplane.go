@@ -16,7 +16,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
-	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/udp"

@@ -13,7 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
 func TestMain(m *testing.M) {
@@ -34,20 +34,20 @@ type (
 func TestDebugEndpointShowsRestartsAndStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sys := runtime.New("node-under-test", quiet)
+	sys := supervise.New("node-under-test", quiet)
 	defer func() {
 		if err := sys.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 	}()
 
-	strategy, err := sys.NewBackoffStrategy(runtime.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}, nil)
+	strategy, err := sys.NewBackoffStrategy(supervise.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	parent := actor.PropsFromFunc(func(c actor.Context) {
 		if m, ok := c.Message().(spawnChild); ok {
-			pid, err := runtime.Spawn(c, m.kind, m.name, m.props)
+			pid, err := supervise.Spawn(c, m.kind, m.name, m.props)
 			if err != nil {
 				panic(err) // the test cannot go on; the supervisor logs it
 			}
@@ -168,24 +168,24 @@ func TestServerStopsWithContext(t *testing.T) {
 	}
 }
 
-type staticTree runtime.Tree
+type staticTree supervise.Tree
 
-func (s staticTree) Snapshot() runtime.Tree { return runtime.Tree(s) }
+func (s staticTree) Snapshot() supervise.Tree { return supervise.Tree(s) }
 
 func TestRenderTree(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
-	tree := runtime.Tree{
-		Actors: []runtime.Node{{
-			ID: "node", Kind: "node", State: runtime.StateRunning,
-			Children: []runtime.Node{{
-				ID: "node/peers", Kind: "peers", State: runtime.StateRunning, Mailbox: 3,
-				Children: []runtime.Node{{
-					ID: "node/peers/eve", Kind: "peer", State: runtime.StateBackoff, Restarts: 1,
+	tree := supervise.Tree{
+		Actors: []supervise.Node{{
+			ID: "node", Kind: "node", State: supervise.StateRunning,
+			Children: []supervise.Node{{
+				ID: "node/peers", Kind: "peers", State: supervise.StateRunning, Mailbox: 3,
+				Children: []supervise.Node{{
+					ID: "node/peers/eve", Kind: "peer", State: supervise.StateBackoff, Restarts: 1,
 					LastFailure: "bad\ntag", LastFailureAt: at, NextRestartAt: at.Add(time.Second),
 				}},
 			}},
 		}},
-		GaveUp: []runtime.Node{{ID: "node/peers/mallory", Kind: "peer", State: runtime.StateGaveUp, Restarts: 10, LastFailure: "x", LastFailureAt: at}},
+		GaveUp: []supervise.Node{{ID: "node/peers/mallory", Kind: "peer", State: supervise.StateGaveUp, Restarts: 10, LastFailure: "x", LastFailureAt: at}},
 	}
 	var b strings.Builder
 	if err := RenderTree(&b, tree); err != nil {

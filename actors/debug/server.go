@@ -16,18 +16,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
 // Tree is the actor tree as served and fetched.
-type Tree = runtime.Tree
+type Tree = supervise.Tree
 
 // Node is one actor in a Tree.
-type Node = runtime.Node
+type Node = supervise.Node
 
-// TreeSource provides the tree; *runtime.Registry implements it.
+// TreeSource provides the tree; *supervise.Registry implements it.
 type TreeSource interface {
-	Snapshot() runtime.Tree
+	Snapshot() supervise.Tree
 }
 
 // Paths served.

@@ -7,12 +7,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
-// KindSource is what the collector reads; *runtime.Registry implements it.
+// KindSource is what the collector reads; *supervise.Registry implements it.
 type KindSource interface {
-	Kinds() []runtime.KindStats
+	Kinds() []supervise.KindStats
 }
 
 // ActorCollector is a prometheus.Collector reading the registry at scrape

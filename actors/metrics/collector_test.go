@@ -5,12 +5,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
-type kinds []runtime.KindStats
+type kinds []supervise.KindStats
 
-func (k kinds) Kinds() []runtime.KindStats { return k }
+func (k kinds) Kinds() []supervise.KindStats { return k }
 
 // gather returns name{kind} -> value for the cyphonic_actor_* series.
 func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {

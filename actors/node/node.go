@@ -7,15 +7,12 @@ package node
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -30,10 +27,10 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/metrics"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/actors/session"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
@@ -93,7 +90,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	id      *pki.Identity
-	sys     *runtime.System
+	sys     *supervise.System
 	dp      *dataplane.Dataplane
 	sess    *session.Session
 	dns     *resolver.Server
@@ -185,23 +182,6 @@ func resolveCloud(ctx context.Context, hostport string) (netip.AddrPort, error) 
 	return ap, nil
 }
 
-// loadRoot reads a PEM CA certificate.
-func loadRoot(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("node: CA certificate: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("node: CA certificate %s: no PEM certificate", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("node: CA certificate %s: %w", path, err)
-	}
-	return c, nil
-}
-
 // Start brings a node up: it returns once every part is running (the cloud
 // login proceeds in the background; see Status). On error, whatever was
 // started is stopped again.
@@ -231,9 +211,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("%w: %s holds a %s certificate, not a node's", ErrConfig, cfg.CertDir, n.id.Role)
 	}
 	n.log = n.log.With("node", n.id.FQDN)
-	root, err := loadRoot(cfg.CAFile)
+	root, err := pki.LoadRootFile(cfg.CAFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node: CA certificate: %w", err)
 	}
 	nodes, err := pki.NewVerifier(root, pki.RoleNode)
 	if err != nil {
@@ -284,7 +264,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.TuneDataplane != nil {
 		cfg.TuneDataplane(&dpCfg)
 	}
-	n.sys = runtime.New("node", n.log)
+	n.sys = supervise.New("node", n.log)
 	if n.dp, err = dataplane.New(n.sys, dpCfg); err != nil {
 		dev.Close()
 		bind.Close()
@@ -298,7 +278,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.sess, err = session.New(session.Config{
 		Identity:    n.id,
-		VerifyAS:    session.VerifyAS(services),
+		VerifyAS:    services.HandshakeFunc(pki.RoleAS, pki.RoleAS.ServiceFQDN()),
 		AS:          cloud,
 		Dataplane:   n.dp,
 		Software:    "cyphonic-go node",
@@ -367,7 +347,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 // spawnRoot spawns the root actor "node" and waits until it has spawned its
 // children (the data plane's, session, resolver), reporting their errors.
 func (n *Node) spawnRoot() error {
-	strategy, err := n.sys.NewBackoffStrategy(runtime.Backoff{MaxRetries: -1}, nil)
+	strategy, err := n.sys.NewBackoffStrategy(supervise.Backoff{MaxRetries: -1}, nil)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -412,7 +392,7 @@ func (a *rootActor) spawnChildren(ctx actor.Context) error {
 		return err
 	}
 	if n.dns != nil {
-		if _, err := runtime.Spawn(ctx, "resolver", "resolver", resolver.Props(n.dns)); err != nil {
+		if _, err := supervise.Spawn(ctx, "resolver", "resolver", resolver.Props(n.dns)); err != nil {
 			return err
 		}
 	}
@@ -534,7 +514,7 @@ func (n *Node) Session() *session.Session { return n.sess }
 func (n *Node) Dataplane() *dataplane.Dataplane { return n.dp }
 
 // System is the node's actor system.
-func (n *Node) System() *runtime.System { return n.sys }
+func (n *Node) System() *supervise.System { return n.sys }
 
 // DNSAddr is the resolver's address, or nil when it is off.
 func (n *Node) DNSAddr() net.Addr {

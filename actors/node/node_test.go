@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/pki"
+	"github.com/cyphonic/cyphonic-go/pki/pkitest"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
@@ -22,14 +23,11 @@ func TestMain(m *testing.M) {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// identities makes a CA and, in dir/<name>, identities of the given roles.
+// identities makes a test CA and, in dir/<name>, identities of the given roles.
 func identities(t *testing.T) (dir string) {
 	t.Helper()
 	dir = t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkitest.New(t)
 	for name, role := range map[string]pki.Role{"alice": pki.RoleNode, "as": pki.RoleAS} {
 		id, err := ca.Issue(role, name+".example.cyphonic", time.Hour)
 		if err != nil {

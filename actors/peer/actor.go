@@ -9,7 +9,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/sequencer"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -159,7 +159,7 @@ func (p *peerActor) start(ctx actor.Context) {
 		}
 	}))
 	if err == nil {
-		pipe.SeqOut, err = runtime.Spawn(ctx, "sequencer", "sequencer-out", outProps)
+		pipe.SeqOut, err = supervise.Spawn(ctx, "sequencer", "sequencer-out", outProps)
 	}
 	var inProps *actor.Props
 	if err == nil {
@@ -170,7 +170,7 @@ func (p *peerActor) start(ctx actor.Context) {
 		}))
 	}
 	if err == nil {
-		pipe.SeqIn, err = runtime.Spawn(ctx, "sequencer", "sequencer-in", inProps)
+		pipe.SeqIn, err = supervise.Spawn(ctx, "sequencer", "sequencer-in", inProps)
 	}
 	if err != nil {
 		p.fail("start: " + err.Error())

@@ -11,7 +11,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/crypto"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
@@ -94,7 +94,7 @@ type Env struct {
 	Handshake handshake.Config
 	Guard     *handshake.ReplayGuard
 	Timing    Timing
-	Backoff   runtime.Backoff
+	Backoff   supervise.Backoff
 	Global    *batch.Counters // drops not attributable to a peer
 	Logger    *slog.Logger
 	// CanSend reports whether we have a socket for ep's family.

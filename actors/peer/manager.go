@@ -10,7 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -61,7 +61,7 @@ func (s *Set) remove(h *Handle) {
 // and closes peer actors, supervises them with exponential backoff and a
 // retry limit (env.Backoff). Handshake inits never come here: the data
 // plane's handshake workers read them (Respond) and pass them to their peer.
-func ManagerProps(sys *runtime.System, env *Env, set *Set) (*actor.Props, error) {
+func ManagerProps(sys *supervise.System, env *Env, set *Set) (*actor.Props, error) {
 	st, err := sys.NewBackoffStrategy(env.Backoff, nil)
 	if err != nil {
 		return nil, fmt.Errorf("peer: manager: %w", err)
@@ -145,7 +145,7 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 		m.set.remove(h) // a failed peer is replaced by a fresh one
 	}
 	h = NewHandle(info)
-	pid, err := runtime.Spawn(ctx, "peer", info.PeerFQDN, Props(m.env, h))
+	pid, err := supervise.Spawn(ctx, "peer", info.PeerFQDN, Props(m.env, h))
 	if err != nil {
 		m.env.Logger.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
 		h.gaveUp(false)

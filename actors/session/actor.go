@@ -11,9 +11,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
@@ -39,12 +39,14 @@ type (
 	loginTick     struct{ epoch int }
 )
 
-// openTx is the session's record of a transaction it started, to act on
-// its result.
-type openTx struct {
-	kind  messages.MsgType
-	epoch int
-	peer  string
+// inflight is the session's record of a transaction it started and waits
+// on, to act on its result. The session keeps them in one map by message
+// ID beside the transaction store (which holds what the transaction actor
+// needs); a new login cancels them all, so every one belongs to the
+// current login.
+type inflight struct {
+	kind messages.MsgType
+	key  string // what it is for: a tunnel request's peer FQDN, a TunnelByVIP's VIP
 }
 
 type sessionActor struct {
@@ -52,15 +54,12 @@ type sessionActor struct {
 	cfg Config
 	log *slog.Logger
 
-	epoch   int // bumped on every (re)login: results and ticks of older ones are stale
-	state   string
-	sess    *signaling.Session
-	login   messages.LoginReply
-	nms     netip.AddrPort
-	open    map[messages.MsgID]openTx
-	loginTx messages.MsgID
-	regTx   messages.MsgID
-	keepTx  messages.MsgID
+	epoch int // bumped on every (re)login: results and ticks of older ones are stale
+	state string
+	sess  *signaling.Session
+	login messages.LoginReply
+	nms   netip.AddrPort
+	open  map[messages.MsgID]inflight
 
 	loginFailures int
 	probeID       uint64
@@ -71,14 +70,12 @@ type sessionActor struct {
 	observed      netip.AddrPort
 	nat           messages.NATType
 
-	waiters  map[string][]chan<- tunnelResult // tunnel requests by peer, in flight or queued
-	wanted   map[string]bool                  // peers with a request queued or in flight
-	tunnelTx map[string]messages.MsgID
-	pending  int
+	waiters map[string][]chan<- tunnelResult // tunnel requests by peer, in flight or queued
+	wanted  map[string]bool                  // peers with a request queued or in flight
+	pending int
 
 	// Tunnels asked for by VIP (NeedVIP): queued until online, or in flight.
 	wantedVIP map[netip.Addr]bool
-	vipTx     map[netip.Addr]messages.MsgID
 
 	timer     *time.Timer // the one pending tick (keepalive, probe wait or login backoff)
 	logins    int
@@ -96,12 +93,10 @@ func newSessionActor(s *Session) *sessionActor {
 		cfg:       s.cfg,
 		log:       s.cfg.Logger.With("actor", "session", "fqdn", s.cfg.Identity.FQDN),
 		state:     StateIdle,
-		open:      make(map[messages.MsgID]openTx),
+		open:      make(map[messages.MsgID]inflight),
 		waiters:   make(map[string][]chan<- tunnelResult),
 		wanted:    make(map[string]bool),
-		tunnelTx:  make(map[string]messages.MsgID),
 		wantedVIP: make(map[netip.Addr]bool),
-		vipTx:     make(map[netip.Addr]messages.MsgID),
 		enc:       messages.NewEncoder(),
 		scratch:   make([]byte, 0, messages.MaxEnvelopeLen),
 	}
@@ -140,7 +135,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 			a.probed(ctx)
 		}
 	case loginTick:
-		if m.epoch == a.epoch && a.loginTx.IsZero() {
+		if _, busy := a.inFlight(messages.MsgLoginRequest, ""); m.epoch == a.epoch && !busy {
 			a.startLogin(ctx)
 		}
 	default:
@@ -162,6 +157,7 @@ func (a *sessionActor) publish() {
 		LastAck:   a.lastAck,
 		LastError: a.lastErr,
 		Pending:   len(a.open),
+		Waiting:   a.pending,
 	}
 	// The VIPs are the node's for good (the TUN keeps them while the cloud
 	// is away), so status shows them from the first login on.
@@ -195,10 +191,8 @@ func (a *sessionActor) startLogin(ctx actor.Context) {
 	for id := range a.open {
 		a.cancelTx(ctx, id)
 	}
-	clear(a.tunnelTx)
-	clear(a.vipTx) // wantedVIP stays: asked again once registered
+	// wanted and wantedVIP stay: asked again once registered.
 	a.state, a.sess, a.probing = StateLoggingIn, nil, false
-	a.regTx, a.keepTx, a.loginTx = messages.MsgID{}, messages.MsgID{}, messages.MsgID{}
 
 	hs := handshake.Config{
 		Static:  handshake.StaticKey(a.cfg.Identity.NoiseStatic),
@@ -211,10 +205,7 @@ func (a *sessionActor) startLogin(ctx actor.Context) {
 		a.loginFailed(ctx, err)
 		return
 	}
-	st := &txState{kind: messages.MsgLoginRequest, to: a.cfg.AS, packet: l.Packet(), login: l}
-	if a.startTx(ctx, l.ID(), st, "") {
-		a.loginTx = l.ID()
-	}
+	a.startTx(ctx, l.ID(), &txState{kind: messages.MsgLoginRequest, to: a.cfg.AS, packet: l.Packet(), login: l}, "")
 }
 
 func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
@@ -229,28 +220,47 @@ func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
 	a.after(ctx, d, loginTick{epoch: a.epoch})
 }
 
-// startTx stores the transaction's state and spawns its actor.
-func (a *sessionActor) startTx(ctx actor.Context, id messages.MsgID, st *txState, peer string) bool {
-	st.epoch, st.peer = a.epoch, peer
-	pid := ctx.ActorSystem().NewLocalPID(ctx.Self().Id + "/tx-" + id.String())
-	st.pid = pid
+// startTx stores the transaction's state, spawns its actor and records
+// it in flight. A transaction that cannot start ends at once with the
+// error (as a txDone), so its caller handles both the same way.
+func (a *sessionActor) startTx(ctx actor.Context, id messages.MsgID, st *txState, key string) {
+	a.open[id] = inflight{kind: st.kind, key: key}
+	st.pid = ctx.ActorSystem().NewLocalPID(ctx.Self().Id + "/tx-" + id.String())
 	ttl := txTTL(a.cfg.Retry)
 	if st.login != nil {
 		ttl *= 2 // the login packet's schedule, then the confirmation's
 	}
 	if err := a.s.store.Put(id, entry{out: st}, ttl); err != nil {
 		a.log.Warn("transaction not stored", "type", st.kind.String(), "err", err)
-		ctx.Send(ctx.Self(), &txDone{id: id, err: err, epoch: a.epoch})
-		a.open[id] = openTx{kind: st.kind, epoch: a.epoch, peer: peer}
-		return true
+		ctx.Send(ctx.Self(), &txDone{id: id, err: err})
+		return
 	}
-	if _, err := runtime.Spawn(ctx, "tx", "tx-"+id.String(), txProps(a.s, id)); err != nil {
+	if _, err := supervise.Spawn(ctx, "tx", "tx-"+id.String(), txProps(a.s, id)); err != nil {
 		a.s.store.Delete(id)
 		a.log.Warn("transaction not started", "type", st.kind.String(), "err", err)
-		ctx.Send(ctx.Self(), &txDone{id: id, err: err, epoch: a.epoch})
+		ctx.Send(ctx.Self(), &txDone{id: id, err: err})
 	}
-	a.open[id] = openTx{kind: st.kind, epoch: a.epoch, peer: peer}
-	return true
+}
+
+// inFlight finds the transaction of kind for key the session waits on.
+// The map holds a few entries per peer being asked for at most (bounded
+// by MaxPending), so a scan is cheaper than an index to keep in step.
+func (a *sessionActor) inFlight(kind messages.MsgType, key string) (messages.MsgID, bool) {
+	for id, o := range a.open {
+		if o.kind == kind && o.key == key {
+			return id, true
+		}
+	}
+	return messages.MsgID{}, false
+}
+
+// toLogin hands a packet to the login transaction, if one is in flight.
+func (a *sessionActor) toLogin(ctx actor.Context, pkt []byte) {
+	if id, ok := a.inFlight(messages.MsgLoginRequest, ""); ok {
+		if e, ok := a.s.store.Get(id); ok && e.out != nil {
+			ctx.Send(e.out.pid, &txReply{pkt: pkt})
+		}
+	}
 }
 
 func (a *sessionActor) cancelTx(ctx actor.Context, id messages.MsgID) {
@@ -261,15 +271,17 @@ func (a *sessionActor) cancelTx(ctx actor.Context, id messages.MsgID) {
 	delete(a.open, id)
 }
 
-// request seals body as a new request to NMS and starts its transaction.
-func (a *sessionActor) request(ctx actor.Context, body messages.Body, peer string) (messages.MsgID, bool) {
+// request seals body as a new request to NMS and starts its transaction
+// for key (see inflight). It reports false if nothing could be sealed.
+func (a *sessionActor) request(ctx actor.Context, body messages.Body, key string) bool {
 	id := messages.NewMsgID()
 	pkt, err := a.sess.SealMessage(nil, a.enc, id, a.cfg.Identity.FQDN, time.Now(), body)
 	if err != nil {
 		a.log.Error("seal request", "type", body.MsgType().String(), "err", err)
-		return id, false
+		return false
 	}
-	return id, a.startTx(ctx, id, &txState{kind: body.MsgType(), to: a.nms, packet: pkt}, peer)
+	a.startTx(ctx, id, &txState{kind: body.MsgType(), to: a.nms, packet: pkt}, key)
+	return true
 }
 
 func (a *sessionActor) inbound(ctx actor.Context, m *inbound) {
@@ -279,9 +291,7 @@ func (a *sessionActor) inbound(ctx actor.Context, m *inbound) {
 	}
 	switch t {
 	case messages.TypeLoginReply, messages.TypeLoginCookie:
-		if e, ok := a.s.store.Get(a.loginTx); ok && e.out != nil && !a.loginTx.IsZero() {
-			ctx.Send(e.out.pid, &txReply{pkt: m.pkt})
-		}
+		a.toLogin(ctx, m.pkt)
 	case messages.TypeProbeReply:
 		r, err := messages.ParseProbeReply(m.pkt)
 		if err != nil || r.ID != a.probeID || !a.probing {
@@ -298,9 +308,7 @@ func (a *sessionActor) signaling(ctx actor.Context, m *inbound) {
 	if a.sess == nil {
 		// Logging in: the sealed answer to our confirmation is the login
 		// transaction's to open (on the session it has not handed over yet).
-		if e, ok := a.s.store.Get(a.loginTx); ok && e.out != nil && !a.loginTx.IsZero() {
-			ctx.Send(e.out.pid, &txReply{pkt: m.pkt})
-		}
+		a.toLogin(ctx, m.pkt)
 		return
 	}
 	env, err := a.sess.OpenEnvelope(a.scratch, m.pkt, time.Now())
@@ -388,24 +396,17 @@ func (a *sessionActor) txDone(ctx actor.Context, d *txDone) {
 		return // cancelled by a new login
 	}
 	delete(a.open, d.id)
-	if o.epoch != a.epoch {
-		return
-	}
 	switch o.kind {
 	case messages.MsgLoginRequest:
-		a.loginTx = messages.MsgID{}
 		a.loginDone(ctx, d)
 	case messages.MsgRegister:
-		a.regTx = messages.MsgID{}
 		a.registerDone(ctx, d)
 	case messages.MsgKeepalive:
-		a.keepTx = messages.MsgID{}
 		a.keepaliveDone(ctx, d)
 	case messages.MsgTunnelRequest:
-		delete(a.tunnelTx, o.peer)
-		a.tunnelDone(ctx, o.peer, d)
+		a.tunnelDone(ctx, o.key, d)
 	case messages.MsgTunnelByVIP:
-		a.vipDone(ctx, o.peer, d)
+		a.vipDone(ctx, o.key, d)
 	}
 }
 
@@ -451,7 +452,7 @@ func (a *sessionActor) loginDone(ctx actor.Context, d *txDone) {
 // before the router was replaced) would keep a cone NAT reading as
 // symmetric and the tunnels through it on the relay.
 func (a *sessionActor) probeThenRegister(ctx actor.Context) {
-	if a.probing || !a.regTx.IsZero() || a.sess == nil {
+	if _, busy := a.inFlight(messages.MsgRegister, ""); a.probing || busy || a.sess == nil {
 		return // the probe or registration in flight will do
 	}
 	a.probeSeen = nil
@@ -474,7 +475,7 @@ func (a *sessionActor) probeThenRegister(ctx actor.Context) {
 func (a *sessionActor) probed(ctx actor.Context) {
 	a.probing = false
 	a.register(ctx)
-	if a.regTx.IsZero() {
+	if _, sent := a.inFlight(messages.MsgRegister, ""); !sent {
 		// Not sent (nothing to seal with): retry at keepalive pace rather
 		// than leave the session without a timer.
 		a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
@@ -535,7 +536,7 @@ func withoutOverlay(locs []netip.AddrPort, overlay ...netip.Prefix) []netip.Addr
 }
 
 func (a *sessionActor) register(ctx actor.Context) {
-	if !a.regTx.IsZero() || a.probing || a.sess == nil {
+	if _, busy := a.inFlight(messages.MsgRegister, ""); busy || a.probing || a.sess == nil {
 		return
 	}
 	locals := a.cfg.Dataplane.LocalAddrs()
@@ -550,8 +551,7 @@ func (a *sessionActor) register(ctx actor.Context) {
 			reg.Port = l.Port()
 		}
 	}
-	if id, ok := a.request(ctx, reg, ""); ok {
-		a.regTx = id
+	if a.request(ctx, reg, "") {
 		a.registering = reg.Locals
 	}
 }
@@ -597,11 +597,8 @@ func (a *sessionActor) keepalive(ctx actor.Context) {
 		a.probeThenRegister(ctx)
 		return
 	}
-	if !a.keepTx.IsZero() {
-		return
-	}
-	if id, ok := a.request(ctx, messages.Keepalive{}, ""); ok {
-		a.keepTx = id
+	if _, busy := a.inFlight(messages.MsgKeepalive, ""); !busy {
+		a.request(ctx, messages.Keepalive{}, "")
 	}
 }
 
@@ -656,12 +653,10 @@ func (a *sessionActor) requestTunnel(ctx actor.Context, m *requestTunnel) {
 }
 
 func (a *sessionActor) sendTunnelRequest(ctx actor.Context, fqdn string) {
-	if _, inFlight := a.tunnelTx[fqdn]; inFlight {
+	if _, busy := a.inFlight(messages.MsgTunnelRequest, fqdn); busy {
 		return
 	}
-	if id, ok := a.request(ctx, messages.TunnelRequest{PeerFQDN: fqdn}, fqdn); ok {
-		a.tunnelTx[fqdn] = id
-	} else {
+	if !a.request(ctx, messages.TunnelRequest{PeerFQDN: fqdn}, fqdn) {
 		a.fail(fqdn, fmt.Errorf("session: tunnel request to %s not sent", fqdn))
 	}
 }

@@ -11,10 +11,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
@@ -48,7 +48,7 @@ var (
 type Config struct {
 	Identity *pki.Identity
 	// VerifyAS checks the AS's certificate in the login handshake; it must
-	// accept only the AS role (see VerifyAS).
+	// accept only the AS role (pki.Verifier.HandshakeFunc(pki.RoleAS, ...)).
 	VerifyAS handshake.VerifyFunc
 	// AS is the cloud address to log in to.
 	AS        netip.AddrPort
@@ -70,11 +70,11 @@ type Config struct {
 	OnVIPFailed func(vip netip.Addr, unknown bool)
 	Logger      *slog.Logger
 
-	Keepalive  time.Duration   // keepalive period (default 15s; holds NAT mappings)
-	Retry      signaling.Retry // retransmission of every request (default signaling.DefaultRetry)
-	ReLogin    runtime.Backoff // wait between failed login attempts (default 1s..30s)
-	ProbeWait  time.Duration   // how long registration waits for the NAT probe reply (default 1s)
-	MaxPending int             // tunnel requests queued or in flight (default 256)
+	Keepalive  time.Duration     // keepalive period (default 15s; holds NAT mappings)
+	Retry      signaling.Retry   // retransmission of every request (default signaling.DefaultRetry)
+	ReLogin    supervise.Backoff // wait between failed login attempts (default 1s..30s)
+	ProbeWait  time.Duration     // how long registration waits for the NAT probe reply (default 1s)
+	MaxPending int               // tunnel requests queued or in flight (default 256)
 	// Interfaces lists the host's addresses for registration (default
 	// InterfaceAddrs); tests and mobility simulations replace it.
 	Interfaces func() []netip.Addr
@@ -100,8 +100,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Retry.Attempts == 0 {
 		c.Retry = signaling.DefaultRetry()
 	}
-	if c.ReLogin == (runtime.Backoff{}) {
-		c.ReLogin = runtime.Backoff{Initial: time.Second, Max: 30 * time.Second}
+	if c.ReLogin == (supervise.Backoff{}) {
+		c.ReLogin = supervise.Backoff{Initial: time.Second, Max: 30 * time.Second}
 	}
 	if c.ProbeWait <= 0 {
 		c.ProbeWait = time.Second
@@ -118,21 +118,6 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// VerifyAS adapts a *pki.Verifier to the login handshake: it accepts only
-// a certificate of the AS role named pki.RoleAS.ServiceFQDN().
-func VerifyAS(v *pki.Verifier) handshake.VerifyFunc {
-	return func(certDER []byte) (string, [32]byte, error) {
-		p, err := v.Verify(certDER, pki.RoleAS.ServiceFQDN(), time.Now())
-		if err != nil {
-			return "", [32]byte{}, err
-		}
-		if p.Role != pki.RoleAS {
-			return "", [32]byte{}, pki.ErrWrongRole
-		}
-		return p.FQDN, p.NoiseStatic, nil
-	}
-}
-
 // Session is the handle on the session actor: the node spawns it with
 // Spawn and reaches it through the methods below from any goroutine.
 type Session struct {
@@ -143,7 +128,7 @@ type Session struct {
 	root   atomic.Pointer[actor.RootContext]
 	// inbound bounds the packets waiting for the actor; dropped counts those
 	// that arrived before Spawn or found it full.
-	inbound *runtime.Limiter
+	inbound *supervise.Limiter
 	dropped atomic.Uint64
 }
 
@@ -157,7 +142,7 @@ func New(cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	s := &Session{cfg: cfg, store: st, inbound: runtime.NewLimiter(inboundLimit)}
+	s := &Session{cfg: cfg, store: st, inbound: supervise.NewLimiter(inboundLimit)}
 	s.status.Store(&Status{FQDN: cfg.Identity.FQDN, State: StateIdle})
 	return s, nil
 }
@@ -169,7 +154,7 @@ const inboundLimit = 1024
 
 // Spawn starts the session actor as parent's child "session".
 func (s *Session) Spawn(parent actor.SpawnerContext) (*actor.PID, error) {
-	pid, err := runtime.Spawn(parent, "session", "session",
+	pid, err := supervise.Spawn(parent, "session", "session",
 		actor.PropsFromProducer(func() actor.Actor { return newSessionActor(s) }))
 	if err != nil {
 		return nil, fmt.Errorf("session: spawn: %w", err)

@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
+	"github.com/cyphonic/cyphonic-go/pki/pkitest"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
@@ -54,7 +55,11 @@ type fakeCloud struct {
 	// packets and to confirmations; logins and confirms record what came.
 	lostChallenges, lostReplies int
 	// lostVIPAnswers drops that many answers to TunnelByVIP requests.
-	lostVIPAnswers      int
+	lostVIPAnswers int
+	// holdTunnels leaves TunnelRequests unanswered while set; tunnelIDs
+	// records the message ID of every one that came (retransmits share it).
+	holdTunnels         bool
+	tunnelIDs           map[messages.MsgID]bool
 	loginPkts, confirms [][]byte
 	down                bool            // drop everything
 	refuse              *messages.Error // refuse logins with this
@@ -77,7 +82,7 @@ type fakeCloud struct {
 	acks     []messages.DenyListAck
 }
 
-func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
+func newFakeCloud(t *testing.T, ca *pkitest.CA) *fakeCloud {
 	asID, err := ca.Issue(pki.RoleAS, "", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -91,13 +96,7 @@ func newFakeCloud(t *testing.T, ca *pki.CA) *fakeCloud {
 		as: handshake.Config{
 			Static:  handshake.StaticKey(asID.NoiseStatic),
 			CertDER: asID.CertDER,
-			Verify: func(der []byte) (string, [32]byte, error) {
-				p, err := nodes.Verify(der, "", time.Now())
-				if err != nil {
-					return "", [32]byte{}, err
-				}
-				return p.FQDN, p.NoiseStatic, nil
-			},
+			Verify:  nodes.HandshakeFunc(pki.RoleNode, ""),
 		},
 		sess:    make(map[uint32]*signaling.Session),
 		pending: make(map[uint32]pendingLogin),
@@ -221,6 +220,13 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 		case messages.MsgKeepalive:
 			body = messages.KeepaliveAck{Observed: c.mapping}
 		case messages.MsgTunnelRequest:
+			if c.tunnelIDs == nil {
+				c.tunnelIDs = map[messages.MsgID]bool{}
+			}
+			c.tunnelIDs[env.ID] = true
+			if c.holdTunnels {
+				return
+			}
 			r, _ := messages.DecodeBody[messages.TunnelRequest](env)
 			if r.PeerFQDN != "bob.example.cyphonic" {
 				body = messages.Error{Code: messages.CodeUnknownFQDN}
@@ -340,7 +346,7 @@ type fixture struct {
 	s     *Session
 	cloud *fakeCloud
 	dp    *fakeDataplane
-	sys   *runtime.System
+	sys   *supervise.System
 	ifs   *ifaces
 }
 
@@ -366,10 +372,7 @@ func (i *ifaces) set(a ...netip.Addr) {
 // the cloud before the session's first packet can reach it.
 func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *fixture {
 	t.Helper()
-	ca, err := pki.InitCA(t.TempDir(), "test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkitest.New(t)
 	alice, err := ca.Issue(pki.RoleNode, "alice.example.cyphonic", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -386,13 +389,13 @@ func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *f
 	ifs := &ifaces{addrs: []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}}
 	cfg := Config{
 		Identity:   alice,
-		VerifyAS:   VerifyAS(v),
+		VerifyAS:   v.HandshakeFunc(pki.RoleAS, pki.RoleAS.ServiceFQDN()),
 		AS:         asAddr,
 		Dataplane:  dp,
 		Logger:     quiet(),
 		Keepalive:  20 * time.Millisecond,
 		Retry:      signaling.Retry{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 3},
-		ReLogin:    runtime.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		ReLogin:    supervise.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 		ProbeWait:  time.Minute, // the fake probe point always answers
 		Interfaces: ifs.get,
 	}
@@ -404,7 +407,7 @@ func newFixture(t *testing.T, tweak func(*Config), setup ...func(*fakeCloud)) *f
 		t.Fatal(err)
 	}
 	cloud.node = s
-	sys := runtime.New("test", quiet())
+	sys := supervise.New("test", quiet())
 	t.Cleanup(func() {
 		if err := sys.Shutdown(context.Background()); err != nil {
 			t.Error(err)
@@ -492,8 +495,10 @@ func TestRequestTunnel(t *testing.T) {
 	if !errors.Is(err, ErrUnknownPeer) {
 		t.Fatalf("unknown peer: %v", err)
 	}
-	// Concurrent requests for one peer share one transaction.
-	before := f.cloud.count(messages.MsgTunnelRequest)
+	// Concurrent requests for one peer share one transaction: NMS holds
+	// its answer until all 8 callers wait, so none can come after the
+	// answer (and rightly ask again), then it answers the retransmission.
+	f.cloud.set(func(c *fakeCloud) { c.holdTunnels, c.tunnelIDs = true, nil })
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -502,9 +507,16 @@ func TestRequestTunnel(t *testing.T) {
 			}
 		})
 	}
+	eventually(t, "8 callers waiting", func() bool { return f.s.Status().Waiting == 8 })
+	f.cloud.set(func(c *fakeCloud) { c.holdTunnels = false })
 	wg.Wait()
-	if n := f.cloud.count(messages.MsgTunnelRequest) - before; n < 1 || n > 8 {
-		t.Fatalf("%d tunnel requests", n)
+	var ids int
+	f.cloud.set(func(c *fakeCloud) { ids = len(c.tunnelIDs) })
+	if ids != 1 {
+		t.Fatalf("8 concurrent requests made %d tunnel transactions, want 1", ids)
+	}
+	if w := f.s.Status().Waiting; w != 0 {
+		t.Fatalf("%d callers still waiting", w)
 	}
 }
 

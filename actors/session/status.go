@@ -33,6 +33,7 @@ type Status struct {
 	LastAck   time.Time        `json:"last_keepalive_ack,omitzero"`
 	LastError string           `json:"last_error,omitempty"`
 	Pending   int              `json:"pending_transactions"`
+	Waiting   int              `json:"waiting_tunnel_requests"` // callers of RequestTunnel not yet answered
 	Dropped   uint64           `json:"dropped_packets"`
 }
 

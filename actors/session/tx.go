@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
@@ -24,12 +25,10 @@ type entry struct {
 // transaction actor (to retransmit); nobody mutates it afterwards.
 type txState struct {
 	kind   messages.MsgType // the request's type
-	epoch  int              // the login it belongs to; stale results are ignored
 	pid    *actor.PID
 	to     netip.AddrPort
 	packet []byte           // sent, and resent unchanged (same ID)
 	login  *signaling.Login // for a login transaction: owned by its actor, its Packet replaces packet
-	peer   string           // for a tunnel request
 }
 
 // Messages between the session and its transactions.
@@ -41,83 +40,56 @@ type (
 		env messages.Envelope
 		pkt []byte
 	}
-	retransmit struct{ sent, gen int }
-	// txDone reports the end of a transaction to the session.
+	// txDone reports the end of a transaction to the session, which
+	// knows what it was for by its ID (sessionActor.open).
 	txDone struct {
 		id    messages.MsgID
-		kind  messages.MsgType
-		epoch int
-		peer  string
 		env   messages.Envelope      // the reply (not for login)
 		login *signaling.LoginResult // a successful login
 		err   error                  // ErrTimeout, a *messages.Error, or a decoding error
 	}
 )
 
-// txTTL is how long a transaction's state is kept: every retransmission
-// plus a final wait, and some slack.
+// txTTL is how long a transaction's state is kept: the request's whole
+// life on its schedule, and some slack.
 func txTTL(r signaling.Retry) time.Duration {
-	total := lastWait(r)
-	for i := 1; ; i++ {
-		d, ok := r.Delay(i)
-		if !ok {
-			break
-		}
-		total += d
-	}
-	return total + 5*time.Second
-}
-
-// lastWait is how long a transaction waits for a reply after its last send.
-func lastWait(r signaling.Retry) time.Duration {
-	if r.Max > 0 {
-		return r.Max
-	}
-	return r.Initial
+	return retransmit.Lifetime(r) + 5*time.Second
 }
 
 // txActor drives one transaction: send, resend on the Retry schedule,
 // deliver the reply (or the timeout) to the session, stop. It keeps only
-// its ID and counters; the state is in the store.
+// its ID and its timer; the state is in the store.
 type txActor struct {
 	s     *Session
 	id    messages.MsgID
-	timer *time.Timer
-	gen   int // bumped when a login moves to its confirmation: older retransmit ticks are stale
+	timer *retransmit.Timer
 }
 
 func txProps(s *Session, id messages.MsgID) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &txActor{s: s, id: id} })
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &txActor{s: s, id: id, timer: retransmit.New(s.cfg.Retry)}
+	})
 }
 
 func (a *txActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		a.send(ctx, 0)
-	case retransmit:
-		if m.gen == a.gen {
-			a.send(ctx, m.sent)
+		if st, ok := a.state(ctx); ok {
+			a.timer.Start(ctx, func() { a.transmit(ctx, st) })
+		}
+	case retransmit.Tick:
+		if st, ok := a.state(ctx); ok && a.timer.Tick(ctx, m, func() { a.transmit(ctx, st) }) {
+			a.finish(ctx, &txDone{err: ErrTimeout})
 		}
 	case *txReply:
 		a.reply(ctx, m)
 	case *actor.Stopping:
-		if a.timer != nil {
-			a.timer.Stop()
-		}
+		a.timer.Stop()
 	}
 }
 
-// send makes send number sent+1, or gives up once all have been made and
-// the last one has had its wait.
-func (a *txActor) send(ctx actor.Context, sent int) {
-	st, ok := a.state(ctx)
-	if !ok {
-		return
-	}
-	if sent >= a.s.cfg.Retry.Attempts {
-		a.finish(ctx, st, &txDone{err: ErrTimeout})
-		return
-	}
+// transmit sends the request (for a login, the packet of its stage).
+func (a *txActor) transmit(ctx actor.Context, st *txState) {
 	pkt := st.packet
 	if st.login != nil {
 		pkt = st.login.Packet()
@@ -126,13 +98,6 @@ func (a *txActor) send(ctx actor.Context, sent int) {
 		// A full queue is a lost packet: the retransmission covers it.
 		ctx.Logger().Debug("session: send", "tx", st.kind.String(), "err", err)
 	}
-	sent++
-	wait, ok := a.s.cfg.Retry.Delay(sent)
-	if !ok {
-		wait = lastWait(a.s.cfg.Retry)
-	}
-	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), a.gen
-	a.timer = time.AfterFunc(wait, func() { root.Send(self, retransmit{sent: sent, gen: gen}) })
 }
 
 func (a *txActor) reply(ctx actor.Context, r *txReply) {
@@ -145,7 +110,7 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		if r.env.Type == messages.MsgError {
 			done.err = decodeError(r.env)
 		}
-		a.finish(ctx, st, done)
+		a.finish(ctx, done)
 		return
 	}
 	var refused *messages.Error
@@ -171,13 +136,9 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		case err == nil:
 			// Proven to ourselves that this is the AS; now prove our key to
 			// it: the confirmation goes out at once, on a schedule of its own.
-			if a.timer != nil {
-				a.timer.Stop()
-			}
-			a.gen++
-			a.send(ctx, 0)
+			a.timer.Start(ctx, func() { a.transmit(ctx, st) })
 		case errors.As(err, &refused):
-			a.finish(ctx, st, &txDone{err: refused})
+			a.finish(ctx, &txDone{err: refused})
 		default:
 			// Not the AS's genuine answer (forged, corrupted, stale): keep
 			// waiting for it.
@@ -188,9 +149,9 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 	res, err := st.login.Finish(r.pkt, time.Now())
 	switch {
 	case err == nil:
-		a.finish(ctx, st, &txDone{login: res})
+		a.finish(ctx, &txDone{login: res})
 	case errors.As(err, &refused):
-		a.finish(ctx, st, &txDone{err: refused})
+		a.finish(ctx, &txDone{err: refused})
 	default:
 		ctx.Logger().Debug("session: login reply ignored", "err", err)
 	}
@@ -201,18 +162,16 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 func (a *txActor) state(ctx actor.Context) (*txState, bool) {
 	e, ok := a.s.store.Get(a.id)
 	if !ok || e.out == nil {
-		ctx.Send(ctx.Parent(), &txDone{id: a.id, err: ErrTimeout, epoch: -1})
+		ctx.Send(ctx.Parent(), &txDone{id: a.id, err: ErrTimeout})
 		ctx.Stop(ctx.Self())
 		return nil, false
 	}
 	return e.out, true
 }
 
-func (a *txActor) finish(ctx actor.Context, st *txState, d *txDone) {
-	if a.timer != nil {
-		a.timer.Stop()
-	}
-	d.id, d.kind, d.epoch, d.peer = a.id, st.kind, st.epoch, st.peer
+func (a *txActor) finish(ctx actor.Context, d *txDone) {
+	a.timer.Stop()
+	d.id = a.id
 	a.s.store.Delete(a.id)
 	ctx.Send(ctx.Parent(), d)
 	ctx.Stop(ctx.Self())

@@ -41,12 +41,10 @@ func (a *sessionActor) sendVIPRequests(ctx actor.Context) {
 }
 
 func (a *sessionActor) sendVIPRequest(ctx actor.Context, vip netip.Addr) {
-	if _, inFlight := a.vipTx[vip]; inFlight {
+	if _, busy := a.inFlight(messages.MsgTunnelByVIP, vip.String()); busy {
 		return
 	}
-	if id, ok := a.request(ctx, messages.TunnelByVIP{VIP: vip}, vip.String()); ok {
-		a.vipTx[vip] = id
-	} else {
+	if !a.request(ctx, messages.TunnelByVIP{VIP: vip}, vip.String()) {
 		delete(a.wantedVIP, vip)
 		a.vipFailed(vip, false)
 	}
@@ -58,7 +56,6 @@ func (a *sessionActor) vipDone(ctx actor.Context, peer string, d *txDone) {
 	if err != nil {
 		return // we wrote it: cannot happen
 	}
-	delete(a.vipTx, vip)
 	var e *messages.Error
 	switch {
 	case errors.As(d.err, &e) && (e.Code == messages.CodeUnknownFQDN || e.Code == messages.CodeCertRevoked):
@@ -115,5 +112,4 @@ func (a *sessionActor) failVIPs() {
 		a.vipFailed(vip, false)
 	}
 	clear(a.wantedVIP)
-	clear(a.vipTx)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,12 +16,12 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
@@ -95,7 +94,7 @@ type Counters struct {
 // Service is a running AS.
 type Service struct {
 	cfg         Config
-	sys         *runtime.System
+	sys         *supervise.System
 	txs         *txstore.Store[*loginState] // by login message ID
 	bySession   *txstore.Store[*loginState] // the same logins, by challenged session ID
 	pending     *window
@@ -139,7 +138,7 @@ func sessionKey(id uint32) txstore.ID {
 }
 
 // Start opens the sockets and spawns the root actor in sys.
-func Start(sys *runtime.System, cfg Config) (*Service, error) {
+func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.Identity == nil || cfg.Verifier == nil || cfg.Store == nil || cfg.Link == nil || cfg.NMS.IsZero() {
 		return nil, errors.New("as: config needs Identity, Verifier, Store, Link and NMS")
 	}
@@ -194,7 +193,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
 		pending: newWindow(cfg.PendingTTL, cfg.MaxPending), limit: newLimiter(cfg.Limits),
 		cookies: cookie.NewChecker(pki.RoleAS.ServiceFQDN(), nil),
-		prefix6: store.DefaultVIP6, prefix4: store.DefaultVIP4}
+		prefix6: pki.DefaultVIP6, prefix4: pki.DefaultVIP4}
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen)}
@@ -345,27 +344,8 @@ func (s *Service) handshakeConfig() handshake.Config {
 	return handshake.Config{
 		Static:  handshake.StaticKey{Private: id.NoiseStatic.Private, Public: id.NoiseStatic.Public},
 		CertDER: id.CertDER,
-		Verify:  extractIdentity,
+		Verify:  pki.NoiseBinding,
 	}
-}
-
-func extractIdentity(der []byte) (string, [32]byte, error) {
-	var k [32]byte
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return "", k, fmt.Errorf("as: certificate: %w", err)
-	}
-	for _, e := range c.Extensions {
-		if e.Id.Equal(pki.OIDNoiseStatic) {
-			// DER OCTET STRING of 32 bytes: tag, length, key.
-			if len(e.Value) != 34 || e.Value[0] != 0x04 || e.Value[1] != 32 {
-				return "", k, errors.New("as: malformed Noise key extension")
-			}
-			copy(k[:], e.Value[2:])
-			return c.Subject.CommonName, k, nil
-		}
-	}
-	return "", k, errors.New("as: certificate has no Noise key")
 }
 
 // refusal maps a verification failure onto the error code the node sees.
@@ -382,8 +362,6 @@ func refusal(err error) messages.Error {
 		code = messages.CodeCertRevoked
 	case errors.Is(err, pki.ErrFQDNMismatch):
 		code = messages.CodeCertFQDNMismatch
-	case errors.Is(err, store.ErrVIPExhausted):
-		code = messages.CodeVIPExhausted
 	}
 	return messages.Error{Code: code, Message: code.String()}
 }
@@ -435,7 +413,7 @@ func (r *root) onLogin(ctx actor.Context, p *svc.Packet) {
 	}
 	tx := &challengeTx{s: s, key: key, pkt: p.Data, from: p.From, conn: p.Conn}
 	s.challenging.Add(1)
-	if _, err := runtime.Spawn(ctx, "login", "challenge-"+messages.MsgID(key).String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+	if _, err := supervise.Spawn(ctx, "login", "challenge-"+messages.MsgID(key).String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		s.challenging.Add(-1)
 		s.log.Debug("as: spawn login challenge", "err", err) // a copy racing its twin
 	}
@@ -490,7 +468,7 @@ func (r *root) onConfirm(ctx actor.Context, p *svc.Packet) {
 		return
 	}
 	tx := &loginTx{s: s, st: st, from: p.From, conn: p.Conn, size: len(p.Data)}
-	if _, err := runtime.Spawn(ctx, "login", "tx-"+st.id.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+	if _, err := supervise.Spawn(ctx, "login", "tx-"+st.id.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		st.committing.Store(false)
 		s.log.Warn("as: spawn login transaction", "err", err)
 	}
@@ -698,11 +676,7 @@ func (t *loginTx) offload(ctx actor.Context, job svc.Job) {
 
 func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
 	if m.err != nil {
-		if errors.Is(m.err, store.ErrVIPExhausted) {
-			t.refuse(ctx, refusal(m.err), m.err)
-		} else {
-			t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
-		}
+		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
 		return
 	}
 	s := t.s

@@ -15,12 +15,12 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -85,7 +85,7 @@ type Counters struct {
 // Service is a running NMS.
 type Service struct {
 	cfg       Config
-	sys       *runtime.System
+	sys       *supervise.System
 	replies   *txstore.Store[*replyState]
 	delivers  *txstore.Store[*actor.PID]
 	workers   *svc.Workers // store I/O, off the actors' run loops
@@ -107,7 +107,7 @@ type replyState struct{ reply atomic.Pointer[[]byte] }
 const dedupTTL = 2*signaling.MaxClockSkew + time.Minute
 
 // Start opens the sockets and spawns the root actor.
-func Start(sys *runtime.System, cfg Config) (*Service, error) {
+func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Link == nil {
 		return nil, errors.New("nms: config needs a Store and a Link")
 	}
@@ -572,7 +572,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 			}
 		}
 	}
-	if _, err := runtime.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
+	if _, err := supervise.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		r.s.replies.Delete(env.ID)
 		r.s.log.Warn("nms: spawn transaction", "err", err)
 	}
@@ -639,7 +639,7 @@ func (r *root) deliver(ctx actor.Context, f svc.Frame) {
 			defer ctx.Send(ctx.Self(), tunnelUp{a: f.To, b: dir.PeerFQDN, relay: dir.Kind == messages.PathRelay})
 		}
 	}
-	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
+	if _, err := supervise.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
 		r.s.log.Debug("nms: delivery already running", "id", f.Envelope.ID, "err", err)
 	}
 }
@@ -684,7 +684,7 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil {
 		return
 	}
-	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < totalRetry(r.s.cfg.Retry) {
+	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < r.s.cfg.Retry.Total() {
 		return // this list's push is still being retransmitted
 	}
 	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, messages.DenyList{Number: r.crl.Number, CRL: r.crl.DER})
@@ -695,7 +695,7 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	se.crlSent, se.crlSentNum = now, r.crl.Number
 	r.s.Counters.DenyListPushes.Add(1)
 	d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
-	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
+	if _, err := supervise.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
 		r.s.log.Debug("nms: deny list delivery", "err", err)
 	}
 }

@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/store"
+	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
 func openStore(t *testing.T) store.Store {
 	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "registry.db"), store.Config{})
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "registry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,10 +26,8 @@ func openStore(t *testing.T) store.Store {
 func putNode(t *testing.T, st store.Store, fqdn string, loc store.Locator, home string) {
 	t.Helper()
 	bg := context.Background()
-	v6, v4, err := st.AllocateVIPs(bg, fqdn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vips := storetest.VIPs(fqdn)
+	v6, v4 := vips[0], vips[1]
 	if err := st.PutNode(bg, store.Node{FQDN: fqdn, VIP6: v6, VIP4: v4, Locator: loc, HomeNMS: home}); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +67,7 @@ func TestRegisterClassifies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n.Locator.Observed4 != from || messages.NATType(n.Locator.NAT4) != tt.want || n.HomeNMS != "home:1" ||
+			if n.Locator.Observed4 != from || n.Locator.NAT4 != tt.want || n.HomeNMS != "home:1" ||
 				!n.Locator.HasIPv4 || n.Locator.HasIPv6 != tt.wantV6 {
 				t.Fatalf("stored %+v home %q", n.Locator, n.HomeNMS)
 			}
@@ -128,10 +127,8 @@ func TestStaleSessionWritesNothing(t *testing.T) {
 	moved := netip.MustParseAddrPort("203.0.113.9:5000")
 	bg := context.Background()
 	st := openStore(t)
-	v6, v4, err := st.AllocateVIPs(bg, fqdn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vips := storetest.VIPs(fqdn)
+	v6, v4 := vips[0], vips[1]
 	login := store.Node{
 		FQDN: fqdn, VIP6: v6, VIP4: v4,
 		Session: store.Session{ID: newSID, NodeToCloud: [32]byte{1}, CloudToNode: [32]byte{2}, Expires: time.Unix(1_900_000_000, 0)},

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 
+	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/cloud/path"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
@@ -26,6 +26,15 @@ const (
 	// nodes keep sending authenticated binds (once a keepalive period),
 	// and the TRS sweeps it an idle timeout (minutes) after they stop.
 	relayTicketTTL = 24 * time.Hour
+)
+
+// tunnelStage is where a tunnel request is: which answer it waits for.
+type tunnelStage uint8
+
+const (
+	stageDeciding tunnelStage = iota // loading the nodes, choosing the path
+	stageRelay                       // waiting for the TRS's RelayAllocReply
+	stagePeer                        // waiting for the peer's DirectionAck (through its NMS)
 )
 
 // requestTx answers one request from a node.
@@ -47,7 +56,7 @@ type requestTx struct {
 	tunnelID messages.MsgID
 	ticketA  *messages.RelayTicket
 	ticketB  *messages.RelayTicket
-	stage    int
+	stage    tunnelStage
 	enc      messages.Encoder
 }
 
@@ -234,16 +243,16 @@ func register(bg context.Context, st store.Store, fqdn string, sid store.Session
 	n.Locator.Locals = reg.Locals
 	n.Locator.HasIPv4, n.Locator.HasIPv6 = reg.IPv4, reg.IPv6
 	if from.Addr().Is4() {
-		n.Locator.Observed4, n.Locator.NAT4 = from, uint8(nat)
+		n.Locator.Observed4, n.Locator.NAT4 = from, nat
 		n.Locator.HasIPv4 = true
 	} else {
-		n.Locator.Observed6, n.Locator.NAT6 = from, uint8(nat)
+		n.Locator.Observed6, n.Locator.NAT6 = from, nat
 		n.Locator.HasIPv6 = true
 	}
 	if err := st.UpdateLocator(bg, fqdn, sid, store.LocatorUpdate{Locator: n.Locator, HomeNMS: home, Updated: time.Now()}); err != nil {
 		return stored{err: err}
 	}
-	return stored{body: messages.RegisterReply{Observed: from, NAT: messages.NATType(nat), VIP6: n.VIP6, VIP4: n.VIP4}}
+	return stored{body: messages.RegisterReply{Observed: from, NAT: nat, VIP6: n.VIP6, VIP4: n.VIP4}}
 }
 
 // keepalive refreshes the node's observed mapping. The record is written
@@ -296,7 +305,7 @@ func (t *requestTx) tellPeers(ctx actor.Context, peers []store.Node) {
 func toPath(n store.Node) path.Locator {
 	return path.Locator{
 		FQDN: n.FQDN, Observed4: n.Locator.Observed4, Observed6: n.Locator.Observed6,
-		Locals: n.Locator.Locals, NAT4: path.NATType(n.Locator.NAT4), NAT6: path.NATType(n.Locator.NAT6),
+		Locals: n.Locator.Locals, NAT4: n.Locator.NAT4, NAT6: n.Locator.NAT6,
 		HasIPv4: n.Locator.HasIPv4, HasIPv6: n.Locator.HasIPv6,
 	}
 }
@@ -357,7 +366,7 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 		}
 		t.ticketA = t.ticket(alloc.TokenA, alloc.KeyA, alloc.Expires, t.me)
 		t.ticketB = t.ticket(alloc.TokenB, alloc.KeyB, alloc.Expires, t.peer)
-		t.stage = 1
+		t.stage = stageRelay
 		if err := t.s.cfg.Link.Request(ctx.Self(), t.s.cfg.TRS, f); err != nil {
 			// No way to the TRS: as if it refused the allocation.
 			t.s.log.Warn("nms: relay allocation", "trs", t.s.cfg.TRS.String(), "err", err)
@@ -443,14 +452,14 @@ func (t *requestTx) direct(ctx actor.Context) {
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal})
 		return
 	}
-	t.stage = 2
+	t.stage = stagePeer
 	if err := t.s.cfg.Link.Request(ctx.Self(), svc.RootOf(t.peer.HomeNMS, svc.NMS), f); err != nil {
 		t.s.log.Warn("nms: direct peer", "peer", t.peer.FQDN, "home", t.peer.HomeNMS, "err", err)
 		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: "peer's NMS unreachable", Retry: true})
 		return
 	}
 	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
-	ctx.SetReceiveTimeout(totalRetry(t.s.cfg.Retry) + 2*time.Second)
+	ctx.SetReceiveTimeout(t.s.cfg.Retry.Total() + 2*time.Second)
 }
 
 // relayRefused is the TRS's "no" to an allocation, for when the TRS cannot
@@ -460,20 +469,9 @@ func relayRefused(id messages.MsgID) messages.Envelope {
 	return env
 }
 
-func totalRetry(r signaling.Retry) time.Duration {
-	var sum time.Duration
-	for i := 1; ; i++ {
-		d, ok := r.Delay(i)
-		if !ok {
-			return sum
-		}
-		sum += d
-	}
-}
-
 func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {
 	switch {
-	case t.stage == 1 && env.Type == messages.MsgRelayAllocReply:
+	case t.stage == stageRelay && env.Type == messages.MsgRelayAllocReply:
 		rep, err := messages.DecodeBody[messages.RelayAllocReply](env)
 		if err != nil || !rep.OK {
 			if t.decision.Kind == path.Relay {
@@ -483,12 +481,12 @@ func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {
 			t.ticketA, t.ticketB = nil, nil // fallback only: go on without
 		}
 		t.direct(ctx)
-	case t.stage == 2 && env.Type == messages.MsgDirectionAck:
+	case t.stage == stagePeer && env.Type == messages.MsgDirectionAck:
 		ctx.SetReceiveTimeout(0)
 		t.s.Counters.Tunnels.Add(1)
 		ctx.Send(ctx.Parent(), tunnelUp{a: t.me.FQDN, b: t.peer.FQDN, relay: t.decision.Kind == path.Relay})
 		t.reply(ctx, messages.Path(t.pathFor(true)))
-	case t.stage == 2 && env.Type == messages.MsgError:
+	case t.stage == stagePeer && env.Type == messages.MsgError:
 		e, err := messages.DecodeBody[messages.Error](env)
 		if err != nil {
 			e = messages.Error{Code: messages.CodePeerUnreachable}
@@ -530,12 +528,9 @@ type deliverTx struct {
 	asker svc.Ref // zero: nobody waits for the answer
 	fqdn  string
 
-	pkt    []byte
-	sent   int
-	cancel scheduler.CancelFunc
+	pkt   []byte
+	timer *retransmit.Timer
 }
-
-type retransmit struct{}
 
 func (d *deliverTx) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -550,37 +545,26 @@ func (d *deliverTx) Receive(ctx actor.Context) {
 			return
 		}
 		d.pkt = d.sess.Seal(nil, plain)
-		d.send(ctx)
-	case retransmit:
-		d.send(ctx)
+		d.timer = retransmit.New(d.s.cfg.Retry)
+		d.timer.Start(ctx, d.transmit)
+	case retransmit.Tick:
+		if d.timer.Tick(ctx, m, d.transmit) {
+			d.s.Counters.DeliverFailed.Add(1)
+			d.s.log.Warn("nms: node did not acknowledge", "fqdn", d.fqdn, "type", d.env.Type, "tries", d.timer.Sent())
+			d.done(ctx, nil)
+		}
 	case messages.Envelope:
 		d.s.Counters.Delivered.Add(1)
 		d.done(ctx, &m)
 	case *actor.Stopped:
-		if d.cancel != nil {
-			d.cancel()
+		if d.timer != nil {
+			d.timer.Stop()
 		}
 		d.s.delivers.Delete(d.env.ID)
 	}
 }
 
-func (d *deliverTx) send(ctx actor.Context) {
-	if d.sent > 0 {
-		if _, ok := d.s.cfg.Retry.Delay(d.sent); !ok {
-			d.s.Counters.DeliverFailed.Add(1)
-			d.s.log.Warn("nms: node did not acknowledge", "fqdn", d.fqdn, "type", d.env.Type, "tries", d.sent)
-			d.done(ctx, nil)
-			return
-		}
-	}
-	_, _ = d.conn.WriteToUDPAddrPort(d.pkt, d.to)
-	d.sent++
-	delay, ok := d.s.cfg.Retry.Delay(d.sent)
-	if !ok {
-		delay = d.s.cfg.Retry.Max
-	}
-	d.cancel = scheduler.NewTimerScheduler(ctx).SendOnce(delay, ctx.Self(), retransmit{})
-}
+func (d *deliverTx) transmit() { _, _ = d.conn.WriteToUDPAddrPort(d.pkt, d.to) }
 
 // done answers the asker with the node's answer (or an Error) and stops.
 func (d *deliverTx) done(ctx actor.Context, ack *messages.Envelope) {

@@ -16,7 +16,7 @@ func TestPlanUpgrade(t *testing.T) {
 	node := func(fqdn string, obs netip.AddrPort, nat path.NATType, local string) store.Node {
 		var n store.Node
 		n.FQDN = fqdn
-		n.Locator.Observed4, n.Locator.NAT4, n.Locator.HasIPv4 = obs, uint8(nat), true
+		n.Locator.Observed4, n.Locator.NAT4, n.Locator.HasIPv4 = obs, nat, true
 		n.Locator.Locals = []netip.AddrPort{netip.MustParseAddrPort(local)}
 		return n
 	}

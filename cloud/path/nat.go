@@ -2,42 +2,31 @@ package path
 
 import (
 	"net/netip"
-	"strconv"
+
+	"github.com/cyphonic/cyphonic-go/messages"
 )
 
 // NATType describes how a node's NAT maps its UDP socket to public
 // addresses, in the RFC 4787 vocabulary. It decides whether a mapping the
-// cloud observed is also the one a peer will see.
-type NATType uint8
+// cloud observed is also the one a peer will see. It is the wire's type,
+// so a classification travels to the node and into the store unconverted.
+type NATType = messages.NATType
 
+// The classifications, by their RFC 4787 names.
 const (
 	// Unknown means the node has not given the cloud enough observations
 	// (the second observation point has not seen it yet).
-	Unknown NATType = iota
+	Unknown = messages.NATUnknown
 	// None means the node's socket is bound to a global address: the
 	// observed mapping is one of its own addresses.
-	None
+	None = messages.NATNone
 	// EndpointIndependent ("cone") NAT reuses one public mapping for every
 	// destination, so the mapping seen by the cloud is the one a peer sees.
-	EndpointIndependent
+	EndpointIndependent = messages.NATEndpointIndependent
 	// EndpointDependent ("symmetric") NAT allocates a new mapping per
 	// destination, so the mapping seen by the cloud is useless to a peer.
-	EndpointDependent
+	EndpointDependent = messages.NATSymmetric
 )
-
-func (t NATType) String() string {
-	switch t {
-	case Unknown:
-		return "unknown"
-	case None:
-		return "none"
-	case EndpointIndependent:
-		return "endpoint-independent"
-	case EndpointDependent:
-		return "endpoint-dependent"
-	}
-	return "nat(" + strconv.Itoa(int(t)) + ")"
-}
 
 // Classify derives a node's NAT type from two observations of the same
 // socket made by two different cloud addresses (NMS and a second port or the

@@ -43,11 +43,6 @@ func TestStrings(t *testing.T) {
 	tests := []struct {
 		got, want string
 	}{
-		{Unknown.String(), "unknown"},
-		{None.String(), "none"},
-		{EndpointIndependent.String(), "endpoint-independent"},
-		{EndpointDependent.String(), "endpoint-dependent"},
-		{NATType(9).String(), "nat(9)"},
 		{NoPath.String(), "none"},
 		{Direct.String(), "direct"},
 		{HolePunch.String(), "hole-punch"},

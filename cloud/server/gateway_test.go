@@ -18,10 +18,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // gatewayRoute lays out what one gateway sends another (svc's route
@@ -166,14 +167,14 @@ func TestGatewayRefusesWithoutServiceCert(t *testing.T) {
 	if s.Remote == "" {
 		t.Fatal("no gateway")
 	}
-	issue := func(ca *pki.CA, role pki.Role) *pki.Identity {
+	issue := func(ca *rootca.CA, role pki.Role) *pki.Identity {
 		id, err := ca.Issue(role, "mallory.example.cyphonic", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return id
 	}
-	other, err := pki.InitCA(t.TempDir(), "CYPHONIC overlay CA", time.Hour) // same name, another key
+	other, err := rootca.Init(t.TempDir(), "CYPHONIC overlay CA", time.Hour) // same name, another key
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,13 +21,14 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/debug"
 	"github.com/cyphonic/cyphonic-go/actors/metrics"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/as"
 	"github.com/cyphonic/cyphonic-go/cloud/nms"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/cloud/trs"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // Default ports on the listen addresses.
@@ -79,12 +80,12 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   store.Store
-	CA      *pki.CA // see CreatedCA
+	CA      *rootca.CA // see CreatedCA
 	AS      *as.Service
 	NMS     *nms.Service
 	TRS     *trs.Service
 	router  *svc.Router
-	systems []*runtime.System // one per service run here
+	systems []*supervise.System // one per service run here
 	gateway *svc.Gateway
 	debug   *debug.Server
 	debugAt net.Addr
@@ -184,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.root, s.CA, s.CreatedCA = tr.root, tr.ca, tr.created
-	if s.store, err = store.Open(ctx, cfg.StoreURL, store.Config{}); err != nil {
+	if s.store, err = store.Open(ctx, cfg.StoreURL); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	deny, err := openDenyList(TrustDir(cfg.DataDir), cfg.Logger)
@@ -211,13 +212,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 				creds.Also = append(creds.Also, tr.ids[r]) // proven on each connection: see svc.Credentials
 			}
 		}
-		if s.gateway, err = svc.StartGateway(runtime.New("gateway", cfg.Logger), cfg.remote(), s.router, creds); err != nil {
+		if s.gateway, err = svc.StartGateway(supervise.New("gateway", cfg.Logger), cfg.remote(), s.router, creds); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		s.Remote = s.gateway.Addr()
 	}
-	system := func(name string) *runtime.System {
-		sys := runtime.New(name, cfg.Logger)
+	system := func(name string) *supervise.System {
+		sys := supervise.New(name, cfg.Logger)
 		s.systems = append(s.systems, sys)
 		s.router.Attach(name, sys.Actors())
 		return sys
@@ -360,7 +361,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 // Systems returns the actor systems of this process: one per service run
 // here (named after it, in the order trs, nms, as) and the gateway's last,
 // if it runs one.
-func (s *Server) Systems() []*runtime.System {
+func (s *Server) Systems() []*supervise.System {
 	out := slices.Clone(s.systems)
 	if s.gateway != nil {
 		out = append(out, s.gateway.System())

@@ -12,17 +12,18 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/debug"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/cloudsim"
 )
 
 var loopback = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 
-func node(t *testing.T, ca *pki.CA, fqdn string, ip byte) *cloudsim.Node {
+func node(t *testing.T, ca *rootca.CA, fqdn string, ip byte) *cloudsim.Node {
 	t.Helper()
 	n, err := cloudsim.NewNodeOn(ca, fqdn, netip.AddrFrom4([4]byte{127, 0, 0, ip}))
 	if err != nil {
@@ -110,7 +111,7 @@ func TestSplitDeployment(t *testing.T) {
 	dir := t.TempDir()
 	// Both processes use the service certificates in dir, issued by a CA
 	// kept elsewhere: neither process can reach its key.
-	ca, err := pki.InitCA(t.TempDir(), "test CA", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@ package server
 import (
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
 // KindActorSystem is the kind of the top-level nodes of the process's actor
@@ -14,14 +14,14 @@ const KindActorSystem = "actor-system"
 // endpoint: a node per system (ID and PID: the system's name), its live
 // actors as the node's children. Given-up actors keep their IDs, prefixed
 // with the system's name, since their parents may be gone.
-type systemsTree []*runtime.System
+type systemsTree []*supervise.System
 
-func (ss systemsTree) Snapshot() runtime.Tree {
-	t := runtime.Tree{Taken: time.Now()}
+func (ss systemsTree) Snapshot() supervise.Tree {
+	t := supervise.Tree{Taken: time.Now()}
 	for _, s := range ss {
 		st := s.Registry().Snapshot()
-		t.Actors = append(t.Actors, runtime.Node{
-			ID: s.Name(), PID: s.Name(), Kind: KindActorSystem, State: runtime.StateRunning,
+		t.Actors = append(t.Actors, supervise.Node{
+			ID: s.Name(), PID: s.Name(), Kind: KindActorSystem, State: supervise.StateRunning,
 			Children: st.Actors,
 		})
 		for _, n := range st.GaveUp {

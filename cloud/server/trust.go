@@ -12,7 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // A cloud data directory holds no CA key:
@@ -53,7 +54,7 @@ var ErrIdentityExists = errors.New("service identity exists")
 // unless replace is set; then it is swapped for the new one. Only `cyphonic
 // ca` and a bootstrap (see Start) call it: it is the one place a CA key
 // meets a data directory.
-func Provision(ca *pki.CA, dataDir string, roles []pki.Role, validity time.Duration, replace bool) ([]*pki.Identity, error) {
+func Provision(ca *rootca.CA, dataDir string, roles []pki.Role, validity time.Duration, replace bool) ([]*pki.Identity, error) {
 	trust := TrustDir(dataDir)
 	switch root, err := pki.LoadRoot(trust); {
 	case errors.Is(err, fs.ErrNotExist):
@@ -130,7 +131,7 @@ type trust struct {
 	// created is the directory of a CA this start made (bootstrap), "" when
 	// the data directory was provisioned already.
 	created string
-	ca      *pki.CA // that CA, for tests and the demo; nil when not created
+	ca      *rootca.CA // that CA, for tests and the demo; nil when not created
 }
 
 // loadTrust reads dataDir's root and the identities of roles, after
@@ -149,9 +150,9 @@ func loadTrust(dataDir, bootstrapDir string, roles []pki.Role, log *slog.Logger)
 		log.Warn("server: created a new overlay CA for an empty data directory; its private key is outside the data directory: keep it offline",
 			"ca_dir", abs, "data_dir", dataDir)
 	}
-	if fileExists(filepath.Join(dir, pki.CAKeyFile)) {
+	if fileExists(filepath.Join(dir, rootca.KeyFile)) {
 		log.Warn("server: the CA's private key is in the cloud's data directory; the cloud never reads it: move it offline",
-			"path", filepath.Join(dir, pki.CAKeyFile))
+			"path", filepath.Join(dir, rootca.KeyFile))
 	}
 	root, err := pki.LoadRoot(dir)
 	if err != nil {
@@ -188,8 +189,8 @@ func loadTrust(dataDir, bootstrapDir string, roles []pki.Role, log *slog.Logger)
 // `cyphonic ca revoke` reaches this cloud as it did when both lived in one
 // directory. It refuses to use a CA that exists already: a cloud process
 // never opens an existing CA key; `cyphonic ca issue-service` does that.
-func bootstrapCA(dataDir, caDir string) (*pki.CA, error) {
-	if fileExists(filepath.Join(caDir, pki.CACertFile)) || fileExists(filepath.Join(caDir, pki.CAKeyFile)) {
+func bootstrapCA(dataDir, caDir string) (*rootca.CA, error) {
+	if fileExists(filepath.Join(caDir, pki.CACertFile)) || fileExists(filepath.Join(caDir, rootca.KeyFile)) {
 		return nil, fmt.Errorf("server: %s has no %s, and a CA exists in %s; the cloud does not open an existing CA's key: "+
 			"provision the data directory with 'cyphonic ca issue-service --dir %s --data %s'",
 			dataDir, filepath.Join("ca", pki.CACertFile), caDir, caDir, dataDir)
@@ -200,7 +201,7 @@ func bootstrapCA(dataDir, caDir string) (*pki.CA, error) {
 	if err := os.Chmod(caDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: CA dir: %w", err)
 	}
-	ca, err := pki.InitCA(caDir, "CYPHONIC overlay CA", 10*365*24*time.Hour)
+	ca, err := rootca.Init(caDir, "CYPHONIC overlay CA", 10*365*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/cloudsim"
 )
 
@@ -23,7 +24,7 @@ func noKeyBelow(t *testing.T, dir string, caKey []byte) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		if d.Name() == pki.CAKeyFile {
+		if d.Name() == rootca.KeyFile {
 			t.Errorf("%s in the data directory", p)
 		}
 		if d.Type().IsRegular() {
@@ -43,7 +44,7 @@ func noKeyBelow(t *testing.T, dir string, caKey []byte) {
 }
 
 // loginAndRegister logs a node with a certificate of ca in and registers it.
-func loginAndRegister(t *testing.T, s *server.Server, ca *pki.CA, fqdn string) {
+func loginAndRegister(t *testing.T, s *server.Server, ca *rootca.CA, fqdn string) {
 	t.Helper()
 	n := node(t, ca, fqdn, 2)
 	if _, err := n.Login(s.AS.Addrs()[0], false); err != nil {
@@ -89,7 +90,7 @@ func TestCloudRunsWithoutCAKey(t *testing.T) {
 	if fi, err := os.Stat(s.CreatedCA); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("CA dir %s: %v %v, want 0700", s.CreatedCA, fi.Mode(), err)
 	}
-	caKey, err := os.ReadFile(filepath.Join(s.CreatedCA, pki.CAKeyFile))
+	caKey, err := os.ReadFile(filepath.Join(s.CreatedCA, rootca.KeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestCloudRunsWithoutCAKey(t *testing.T) {
 	if err := os.Rename(server.BootstrapCADir(data), offline); err != nil {
 		t.Fatal(err)
 	}
-	ca, err := pki.LoadCA(offline)
+	ca, err := rootca.Load(offline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestCloudRunsWithoutCAKey(t *testing.T) {
 // without creating a CA. A ca.key left in the data directory by an older
 // version (here one that is not even a key) is never read.
 func TestCloudProvisioned(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "offline CA", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "offline CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestCloudProvisioned(t *testing.T) {
 	if renewed, err := pki.LoadIdentity(filepath.Join(data, "nms")); err != nil || renewed.Cert.SerialNumber.Cmp(old.Cert.SerialNumber) == 0 {
 		t.Fatalf("renewed identity %v, %v", renewed, err)
 	}
-	if err := os.WriteFile(filepath.Join(server.TrustDir(data), pki.CAKeyFile), []byte("not a key"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(server.TrustDir(data), rootca.KeyFile), []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s, err := server.Start(context.Background(), server.Config{DataDir: data, Ephemeral: true, Listen: loopback})
@@ -169,7 +170,7 @@ func TestCloudProvisioned(t *testing.T) {
 	loginAndRegister(t, s, ca, "bob.example.cyphonic")
 
 	// Another CA's certificates do not go into this data directory.
-	other, err := pki.InitCA(t.TempDir(), "offline CA", time.Hour)
+	other, err := rootca.Init(t.TempDir(), "offline CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,11 +183,11 @@ func TestCloudProvisioned(t *testing.T) {
 // the certificate of a service it runs, nor with one of another CA; and a
 // bootstrap never opens a CA that exists already.
 func TestCloudRefusesMissingOrForeignCerts(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "offline CA", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "offline CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := pki.InitCA(t.TempDir(), "offline CA", time.Hour)
+	other, err := rootca.Init(t.TempDir(), "offline CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestCloudRefusesMissingOrForeignCerts(t *testing.T) {
 
 	// An empty data directory beside an existing CA: no bootstrap.
 	empty := filepath.Join(t.TempDir(), "data")
-	if _, err := pki.InitCA(server.BootstrapCADir(empty), "existing", time.Hour); err != nil {
+	if _, err := rootca.Init(server.BootstrapCADir(empty), "existing", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Start(context.Background(), server.Config{DataDir: empty, Ephemeral: true, Listen: loopback}); err == nil ||
@@ -259,7 +260,7 @@ func TestDenyListSurvivesMovingTheCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The operator's CA now lives (and issues, under its lock) offline.
-	if ca, err = pki.LoadCA(offline); err != nil {
+	if ca, err = rootca.Load(offline); err != nil {
 		t.Fatal(err)
 	}
 	if !refused(s) {

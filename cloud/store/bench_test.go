@@ -15,7 +15,7 @@ import (
 
 func benchStores(b *testing.B, fn func(b *testing.B, s store.Store)) {
 	b.Run("bolt", func(b *testing.B) {
-		s, err := store.OpenBolt(filepath.Join(b.TempDir(), "r.db"), store.Config{})
+		s, err := store.OpenBolt(filepath.Join(b.TempDir(), "r.db"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -26,43 +26,12 @@ func benchStores(b *testing.B, fn func(b *testing.B, s store.Store)) {
 		base := storetest.RedisURL(b)
 		prefix := "cyphonic-bench:" + b.Name() + ":"
 		defer storetest.DeletePrefix(b, base, prefix)
-		s, err := store.OpenRedis(context.Background(), storetest.WithPrefix(b, base, prefix), store.Config{})
+		s, err := store.OpenRedis(context.Background(), storetest.WithPrefix(b, base, prefix))
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer s.Close()
 		fn(b, s)
-	})
-}
-
-// BenchmarkAllocateVIPsExisting is a login of a known node.
-func BenchmarkAllocateVIPsExisting(b *testing.B) {
-	benchStores(b, func(b *testing.B, s store.Store) {
-		ctx := context.Background()
-		if _, _, err := s.AllocateVIPs(ctx, "alice.example"); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, _, err := s.AllocateVIPs(ctx, "alice.example"); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-// BenchmarkAllocateVIPsNew is a first login.
-func BenchmarkAllocateVIPsNew(b *testing.B) {
-	benchStores(b, func(b *testing.B, s store.Store) {
-		ctx := context.Background()
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			i++
-			if _, _, err := s.AllocateVIPs(ctx, fmt.Sprintf("n%d.example", i)); err != nil {
-				b.Fatal(err)
-			}
-		}
 	})
 }
 

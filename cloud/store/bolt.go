@@ -15,9 +15,9 @@ import (
 var (
 	bucketNodes    = []byte("nodes")    // fqdn -> record
 	bucketSessions = []byte("sessions") // session ID (4 bytes, big endian) -> fqdn
-	bucketVIPs     = []byte("vips")     // fqdn -> "vip6 vip4"; its sequence numbers allocations
-	bucketMeta     = []byte("meta")     // "vip6", "vip4" -> the pools' prefixes
-	bucketByVIP    = []byte("byvip")    // VIP (4 or 16 bytes) -> fqdn of the record naming it
+	// Files from before VIPs were the CA's may also hold "vips" and "meta"
+	// buckets (the store's own allocations): nothing reads them.
+	bucketByVIP = []byte("byvip") // VIP (4 or 16 bytes) -> fqdn of the record naming it
 )
 
 // openTimeout bounds the wait for bbolt's file lock: a second process on
@@ -31,18 +31,13 @@ const batchDelay = time.Millisecond
 // Every operation is one bbolt transaction, so it is atomic and durable;
 // concurrent writes share commits (see update).
 type BoltStore struct {
-	db   *bolt.DB
-	pool vipPool
+	db *bolt.DB
 }
 
 var _ Store = (*BoltStore)(nil)
 
 // OpenBolt opens (creating if needed) the bbolt store at path.
-func OpenBolt(path string, cfg Config) (*BoltStore, error) {
-	pool, err := newVIPPool(cfg)
-	if err != nil {
-		return nil, err
-	}
+func OpenBolt(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: open %s: in use by another process: %w", path, err)
@@ -51,26 +46,12 @@ func OpenBolt(path string, cfg Config) (*BoltStore, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketNodes, bucketSessions, bucketVIPs, bucketMeta} {
+		for _, b := range [][]byte{bucketNodes, bucketSessions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		if err := indexVIPsOnce(tx); err != nil {
-			return err
-		}
-		meta := tx.Bucket(bucketMeta)
-		for _, kv := range []struct{ k, v string }{{"vip6", pool.p6.String()}, {"vip4", pool.p4.String()}} {
-			old := meta.Get([]byte(kv.k))
-			if old == nil {
-				if err := meta.Put([]byte(kv.k), []byte(kv.v)); err != nil {
-					return err
-				}
-			} else if string(old) != kv.v {
-				return fmt.Errorf("%w: %s is %s, configured %s", ErrConfigChanged, kv.k, old, kv.v)
-			}
-		}
-		return nil
+		return indexVIPsOnce(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -80,7 +61,7 @@ func OpenBolt(path string, cfg Config) (*BoltStore, error) {
 	// here is a few hundred microseconds, and every login waits for three
 	// writes in a row, so a long window costs more latency than it saves.
 	db.MaxBatchDelay = batchDelay
-	return &BoltStore{db: db, pool: pool}, nil
+	return &BoltStore{db: db}, nil
 }
 
 func sessionKey(id SessionID) []byte { return binary.BigEndian.AppendUint32(nil, id) }
@@ -150,50 +131,6 @@ func (s *BoltStore) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return err
 	}
 	return s.db.View(fn)
-}
-
-func (s *BoltStore) AllocateVIPs(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error) {
-	if err := checkFQDN(fqdn); err != nil {
-		return netip.Addr{}, netip.Addr{}, err
-	}
-	// Most calls are for known nodes: answer those from a read transaction,
-	// which needs no lock or fsync.
-	found := false
-	err = s.view(ctx, func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketVIPs).Get([]byte(fqdn)); v != nil {
-			found = true
-			vip6, vip4, err = decodeVIPs(string(v))
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: allocate VIPs for %q: %w", fqdn, err)
-	}
-	if found {
-		return vip6, vip4, nil
-	}
-	err = s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketVIPs)
-		if v := b.Get([]byte(fqdn)); v != nil { // allocated since the read
-			vip6, vip4, err = decodeVIPs(string(v))
-			return err
-		}
-		// The sequence is part of the transaction: if anything below
-		// fails, the number is not consumed.
-		n, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		if vip6, vip4, err = s.pool.at(n); err != nil {
-			return err
-		}
-		return b.Put([]byte(fqdn), []byte(encodeVIPs(vip6, vip4)))
-	})
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: allocate VIPs for %q: %w", fqdn, err)
-	}
-	return vip6, vip4, nil
 }
 
 func (s *BoltStore) PutNode(ctx context.Context, n Node) error {

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"net/netip"
 	"path/filepath"
 	"testing"
 
@@ -26,7 +25,7 @@ func TestOpenPicksBackend(t *testing.T) {
 		{"redis://127.0.0.1:1/0?bogus=1", ""}, // go-redis rejects unknown options
 	}
 	for _, tt := range tests {
-		s, err := store.Open(ctx, tt.url, store.Config{})
+		s, err := store.Open(ctx, tt.url)
 		if tt.want == "" {
 			if err == nil {
 				s.Close()
@@ -56,7 +55,7 @@ func TestOpenRedis(t *testing.T) {
 	redisURL := storetest.RedisURL(t)
 	prefix := "cyphonic-test:open:"
 	t.Cleanup(func() { storetest.DeletePrefix(t, redisURL, prefix) })
-	s, err := store.Open(context.Background(), storetest.WithPrefix(t, redisURL, prefix), store.Config{})
+	s, err := store.Open(context.Background(), storetest.WithPrefix(t, redisURL, prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,33 +67,15 @@ func TestOpenRedis(t *testing.T) {
 
 func TestBoltRefusesSecondProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "registry.db")
-	s, err := store.OpenBolt(path, store.Config{})
+	s, err := store.OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	// bbolt's lock is per open file description, so a second open in this
 	// process stands in for a second process.
-	if s2, err := store.OpenBolt(path, store.Config{}); err == nil {
+	if s2, err := store.OpenBolt(path); err == nil {
 		s2.Close()
 		t.Fatal("second OpenBolt on a locked file succeeded")
 	}
 }
-
-func TestOpenRejectsBadPrefixes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "registry.db")
-	for _, cfg := range []store.Config{
-		{VIP6: mustPrefix("100.64.0.0/10"), VIP4: store.DefaultVIP4},
-		{VIP6: store.DefaultVIP6, VIP4: mustPrefix("fd00::/48")},
-		{VIP6: mustPrefix("fd00::/127"), VIP4: store.DefaultVIP4},
-		{VIP6: store.DefaultVIP6, VIP4: mustPrefix("100.64.0.0/31")},
-		{VIP6: mustPrefix("fd00::1/48"), VIP4: store.DefaultVIP4}, // not masked
-	} {
-		if s, err := store.OpenBolt(path, cfg); err == nil {
-			s.Close()
-			t.Errorf("OpenBolt with %+v succeeded", cfg)
-		}
-	}
-}
-
-func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -6,7 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -101,7 +102,7 @@ func encodeNode(n *Node) ([]byte, error) {
 		FQDN: n.FQDN, VIP6: addrString(n.VIP6), VIP4: addrString(n.VIP4),
 		CertSerial: n.CertSerial, HomeNMS: n.HomeNMS, Updated: unixNano(n.Updated),
 		Observed4: addrPortString(n.Locator.Observed4), Observed6: addrPortString(n.Locator.Observed6),
-		NAT4: n.Locator.NAT4, NAT6: n.Locator.NAT6,
+		NAT4: uint8(n.Locator.NAT4), NAT6: uint8(n.Locator.NAT6), // one byte each on disk
 		HasIPv4: n.Locator.HasIPv4, HasIPv6: n.Locator.HasIPv6,
 	}
 	for _, l := range n.Locator.Locals {
@@ -135,7 +136,7 @@ func decodeNode(b []byte) (Node, error) {
 	}
 	n := Node{
 		FQDN: r.FQDN, CertSerial: r.CertSerial, HomeNMS: r.HomeNMS, Updated: fromUnixNano(r.Updated),
-		Locator: Locator{NAT4: r.NAT4, NAT6: r.NAT6, HasIPv4: r.HasIPv4, HasIPv6: r.HasIPv6},
+		Locator: Locator{NAT4: messages.NATType(r.NAT4), NAT6: messages.NATType(r.NAT6), HasIPv4: r.HasIPv4, HasIPv6: r.HasIPv6},
 	}
 	var err error
 	parse := func(s string, dst *netip.Addr) {
@@ -177,23 +178,6 @@ func decodeNode(b []byte) (Node, error) {
 		return Node{}, err
 	}
 	return n, nil
-}
-
-// encodeVIPs and decodeVIPs store an allocated pair as "vip6 vip4".
-func encodeVIPs(vip6, vip4 netip.Addr) string { return vip6.String() + " " + vip4.String() }
-
-func decodeVIPs(s string) (vip6, vip4 netip.Addr, err error) {
-	a, b, ok := bytes.Cut([]byte(s), []byte(" "))
-	if ok {
-		vip6, err = netip.ParseAddr(string(a))
-		if err == nil {
-			vip4, err = netip.ParseAddr(string(b))
-		}
-	}
-	if !ok || err != nil || !vip6.Is6() || !vip4.Is4() {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: corrupt VIP entry %q", s)
-	}
-	return vip6, vip4, nil
 }
 
 func checkFQDN(fqdn string) error {

@@ -53,13 +53,3 @@ func FuzzDecodeNode(f *testing.F) {
 		}
 	})
 }
-
-func FuzzDecodeVIPs(f *testing.F) {
-	f.Add("fd63:7970:686f::1 100.64.0.1")
-	f.Fuzz(func(t *testing.T, s string) {
-		v6, v4, err := decodeVIPs(s)
-		if err == nil && (!v6.Is6() || !v4.Is4()) {
-			t.Fatalf("decodeVIPs(%q) = %v %v", s, v6, v4)
-		}
-	})
-}

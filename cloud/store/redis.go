@@ -28,9 +28,10 @@ const DefaultRedisPrefix = "cyphonic:"
 //	vip:<addr>    string: the FQDN of the record naming that VIP (the
 //	              node hash keeps the keys it claimed in vk6, vk4)
 //	nodes         set of FQDNs with a record
-//	vips          hash: fqdn -> "vip6 vip4"
-//	vipseq        the allocation counter
-//	config        hash: vip6, vip4 -> the pools' prefixes
+//	config        hash: "vipindex" once the VIP index is filled
+//
+// (Databases from before VIPs were the CA's may also hold "vips",
+// "vipseq" and the config's pool prefixes: nothing reads them.)
 //
 // The scripts compute key names from data (the previous session's key), so
 // this layout is for one Redis server or a replicated one, not Redis
@@ -38,19 +39,13 @@ const DefaultRedisPrefix = "cyphonic:"
 type RedisStore struct {
 	c      *redis.Client
 	prefix string
-	pool   vipPool
 }
 
 var _ Store = (*RedisStore)(nil)
 
 // OpenRedis connects to the Redis server at rawURL
-// (redis://[user:password@]host:port/db[?prefix=...], or rediss:// for TLS)
-// and checks that it was set up with the same VIP prefixes.
-func OpenRedis(ctx context.Context, rawURL string, cfg Config) (*RedisStore, error) {
-	pool, err := newVIPPool(cfg)
-	if err != nil {
-		return nil, err
-	}
+// (redis://[user:password@]host:port/db[?prefix=...], or rediss:// for TLS).
+func OpenRedis(ctx context.Context, rawURL string) (*RedisStore, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("store: redis URL: %w", err)
@@ -66,11 +61,7 @@ func OpenRedis(ctx context.Context, rawURL string, cfg Config) (*RedisStore, err
 	if err != nil {
 		return nil, fmt.Errorf("store: redis URL: %w", err)
 	}
-	s := &RedisStore{c: redis.NewClient(opts), prefix: prefix, pool: pool}
-	if err := s.checkConfig(ctx); err != nil {
-		s.c.Close()
-		return nil, fmt.Errorf("store: open redis %s: %w", u.Redacted(), err)
-	}
+	s := &RedisStore{c: redis.NewClient(opts), prefix: prefix}
 	if err := s.indexVIPsOnce(ctx); err != nil {
 		s.c.Close()
 		return nil, fmt.Errorf("store: open redis %s: index VIPs: %w", u.Redacted(), err)
@@ -104,26 +95,6 @@ func (s *RedisStore) indexVIPsOnce(ctx context.Context) error {
 	return s.c.HSet(ctx, cfgKey, "vipindex", "1").Err()
 }
 
-func (s *RedisStore) checkConfig(ctx context.Context) error {
-	key := s.prefix + "config"
-	want := map[string]string{"vip6": s.pool.p6.String(), "vip4": s.pool.p4.String()}
-	for k, v := range want {
-		if err := s.c.HSetNX(ctx, key, k, v).Err(); err != nil {
-			return err
-		}
-	}
-	got, err := s.c.HMGet(ctx, key, "vip6", "vip4").Result()
-	if err != nil {
-		return err
-	}
-	for i, k := range []string{"vip6", "vip4"} {
-		if got[i] != want[k] {
-			return fmt.Errorf("%w: %s is %v, configured %s", ErrConfigChanged, k, got[i], want[k])
-		}
-	}
-	return nil
-}
-
 func (s *RedisStore) nodeKey(fqdn string) string { return s.prefix + "node:" + fqdn }
 
 // vipKey is a VIP's index key, "" for no VIP.
@@ -136,61 +107,6 @@ func (s *RedisStore) vipKey(a netip.Addr) string {
 
 func (s *RedisStore) sessKey(id SessionID) string {
 	return s.prefix + "session:" + strconv.FormatUint(uint64(id), 10)
-}
-
-// nextVIP increments the counter unless the pool is used up, atomically,
-// so no two callers anywhere get the same number and a full pool stays full.
-var nextVIP = redis.NewScript(`
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur >= tonumber(ARGV[1]) then return -1 end
-return redis.call('INCR', KEYS[1])
-`)
-
-func (s *RedisStore) AllocateVIPs(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error) {
-	if err := checkFQDN(fqdn); err != nil {
-		return netip.Addr{}, netip.Addr{}, err
-	}
-	vip6, vip4, err = s.allocate(ctx, fqdn)
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("store: allocate VIPs for %q: %w", fqdn, err)
-	}
-	return vip6, vip4, nil
-}
-
-// allocate takes a fresh number, then claims the FQDN's entry with HSETNX.
-// If another process claimed it first, its pair wins and our number is
-// left unused: a hole, never a duplicate.
-func (s *RedisStore) allocate(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error) {
-	vips := s.prefix + "vips"
-	v, err := s.c.HGet(ctx, vips, fqdn).Result()
-	if err == nil {
-		return decodeVIPs(v)
-	}
-	if !errors.Is(err, redis.Nil) {
-		return netip.Addr{}, netip.Addr{}, err
-	}
-	n, err := nextVIP.Run(ctx, s.c, []string{s.prefix + "vipseq"}, s.pool.size).Int64()
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, err
-	}
-	if n < 0 {
-		n = 0 // at() reports the exhaustion
-	}
-	if vip6, vip4, err = s.pool.at(uint64(n)); err != nil {
-		return netip.Addr{}, netip.Addr{}, err
-	}
-	won, err := s.c.HSetNX(ctx, vips, fqdn, encodeVIPs(vip6, vip4)).Result()
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, err
-	}
-	if won {
-		return vip6, vip4, nil
-	}
-	v, err = s.c.HGet(ctx, vips, fqdn).Result()
-	if err != nil {
-		return netip.Addr{}, netip.Addr{}, err
-	}
-	return decodeVIPs(v)
 }
 
 // putNode writes a record and moves its session and VIP index entries in

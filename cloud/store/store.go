@@ -13,16 +13,16 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/messages"
 )
 
 // Errors callers can test with errors.Is.
 var (
-	ErrNotFound      = errors.New("not found")
-	ErrVIPExhausted  = errors.New("virtual address pool exhausted")
-	ErrSessionInUse  = errors.New("session ID held by another node")
-	ErrInvalidNode   = errors.New("invalid node record")
-	ErrConfigChanged = errors.New("store was created with other VIP prefixes")
-	ErrClosed        = errors.New("store closed")
+	ErrNotFound     = errors.New("not found")
+	ErrSessionInUse = errors.New("session ID held by another node")
+	ErrInvalidNode  = errors.New("invalid node record")
+	ErrClosed       = errors.New("store closed")
 	// ErrSessionChanged is UpdateLocator's refusal: the record no longer
 	// holds the session the update came in on (the node logged in again,
 	// or out, since), so the update is stale.
@@ -42,15 +42,14 @@ type Session struct {
 	Expires     time.Time
 }
 
-// Locator is where a node is, as its registration told NMS. NAT types are
-// path.NATType values, kept as bytes here so the store does not depend on
-// the path rules.
+// Locator is where a node is, as its registration told NMS, and what NMS
+// concluded about its NATs.
 type Locator struct {
 	// Observed4/6 are the public mappings NMS saw (zero if none).
 	Observed4, Observed6 netip.AddrPort
 	// Locals are the addresses the node declared for its sockets.
 	Locals           []netip.AddrPort
-	NAT4, NAT6       uint8
+	NAT4, NAT6       messages.NATType
 	HasIPv4, HasIPv6 bool
 }
 
@@ -87,11 +86,6 @@ func (u *LocatorUpdate) apply(n *Node) {
 // Store is the registry. Implementations are safe for concurrent use, and
 // the Redis one for use by several processes at once.
 type Store interface {
-	// AllocateVIPs returns fqdn's virtual addresses, allocating them on
-	// first use. The pair never changes for that FQDN and is never given
-	// to another, across restarts and across processes sharing the store.
-	AllocateVIPs(ctx context.Context, fqdn string) (vip6, vip4 netip.Addr, err error)
-
 	// PutNode creates or replaces n's record and indexes its session
 	// (n.Session.ID, unless zero), dropping the index of the session the
 	// record held before. It fails with ErrSessionInUse, changing nothing,
@@ -133,33 +127,4 @@ type Store interface {
 	ListNodes(ctx context.Context) ([]Node, error)
 
 	Close() error
-}
-
-// Config sets the pools virtual addresses come from. The zero value means
-// DefaultVIP6 and DefaultVIP4. The prefixes are written into the store on
-// first open; opening it later with other prefixes fails with
-// ErrConfigChanged, because addresses already handed out would no longer
-// be in the pool and new ones could collide with them.
-type Config struct {
-	VIP6 netip.Prefix // an IPv6 prefix, /48 in production (ULA)
-	VIP4 netip.Prefix // an IPv4 prefix, 100.64.0.0/10 in production
-}
-
-// Default pools. The ULA's global ID spells "cypho" (RFC 4193 wants it
-// random; a fixed default, as Tailscale's fd7a:115c:a1e0::/48, keeps every
-// default overlay's addresses recognisable — configure your own to merge
-// overlays without collisions).
-var (
-	DefaultVIP6 = netip.MustParsePrefix("fd63:7970:686f::/48")
-	DefaultVIP4 = netip.MustParsePrefix("100.64.0.0/10")
-)
-
-func (c Config) withDefaults() Config {
-	if !c.VIP6.IsValid() {
-		c.VIP6 = DefaultVIP6
-	}
-	if !c.VIP4.IsValid() {
-		c.VIP4 = DefaultVIP4
-	}
-	return c
 }

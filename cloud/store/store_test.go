@@ -18,7 +18,7 @@ func TestBoltConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		Fresh: func(t *testing.T) storetest.Opener {
 			path := filepath.Join(t.TempDir(), "registry.db")
-			return func(cfg store.Config) (store.Store, error) { return store.OpenBolt(path, cfg) }
+			return func() (store.Store, error) { return store.OpenBolt(path) }
 		},
 	})
 }
@@ -30,8 +30,8 @@ func TestRedisConformance(t *testing.T) {
 			prefix := "cyphonic-test:" + randomHex(t) + ":"
 			url := storetest.WithPrefix(t, base, prefix)
 			t.Cleanup(func() { storetest.DeletePrefix(t, base, prefix) })
-			return func(cfg store.Config) (store.Store, error) {
-				return store.OpenRedis(context.Background(), url, cfg)
+			return func() (store.Store, error) {
+				return store.OpenRedis(context.Background(), url)
 			}
 		},
 		SharedHandles: true,

@@ -18,7 +18,7 @@ import (
 func TestBoltIndexesOlderStore(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "registry.db")
-	s, err := store.OpenBolt(path, store.Config{})
+	s, err := store.OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestBoltIndexesOlderStore(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = store.OpenBolt(path, store.Config{})
+	s, err = store.OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestRedisIndexesOlderStore(t *testing.T) {
 	prefix := "cyphonic-test:" + randomHex(t) + ":"
 	url := storetest.WithPrefix(t, base, prefix)
 	t.Cleanup(func() { storetest.DeletePrefix(t, base, prefix) })
-	s, err := store.OpenRedis(ctx, url, store.Config{})
+	s, err := store.OpenRedis(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestRedisIndexesOlderStore(t *testing.T) {
 	if err := c.HDel(ctx, prefix+"config", "vipindex").Err(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = store.OpenRedis(ctx, url, store.Config{})
+	s, err = store.OpenRedis(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

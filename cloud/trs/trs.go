@@ -11,7 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -30,7 +30,7 @@ type Config struct {
 
 // Service is a running TRS.
 type Service struct {
-	sys   *runtime.System
+	sys   *supervise.System
 	link  *svc.Link
 	table *relay.Table
 	conns []*udp.Conn
@@ -41,7 +41,7 @@ type Service struct {
 }
 
 // Start opens the sockets, starts the forwarders and spawns the root actor.
-func Start(sys *runtime.System, cfg Config) (*Service, error) {
+func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.Link == nil {
 		return nil, errors.New("trs: config needs a Link")
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -45,7 +45,7 @@ func (s *side) bind(t *testing.T) []byte {
 func startTRS(t *testing.T, listen ...string) (*Service, *side, *side) {
 	t.Helper()
 	router := svc.NewRouter(nil)
-	sys, nmsSys := runtime.New(svc.TRS, nil), runtime.New(svc.NMS, nil)
+	sys, nmsSys := supervise.New(svc.TRS, nil), supervise.New(svc.NMS, nil)
 	router.Attach(svc.TRS, sys.Actors())
 	router.Attach(svc.NMS, nmsSys.Actors())
 	s, err := Start(sys, Config{Listen: listen, Link: router.Link(svc.TRS)})

@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // defaultCADir is where a first `cyphonic cloud` on embedded defaults
@@ -48,7 +49,7 @@ func caInit(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	ca, err := pki.InitCA(*dir, *name, *validity)
+	ca, err := rootca.Init(*dir, *name, *validity)
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		*out = name
 	}
-	ca, err := pki.LoadCA(*dir)
+	ca, err := rootca.Load(*dir)
 	if err != nil {
 		return fmt.Errorf("%w (create one with 'cyphonic ca init --dir %s', or run 'cyphonic cloud')", err, *dir)
 	}
@@ -126,7 +127,7 @@ func caRevoke(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	ca, err := pki.LoadCA(*dir)
+	ca, err := rootca.Load(*dir)
 	if err != nil {
 		return err
 	}
@@ -194,7 +195,7 @@ func caIssueService(args []string, stdout, stderr io.Writer) error {
 	if len(roles) == 0 {
 		return fmt.Errorf("%w: --services: none given", errUsage)
 	}
-	ca, err := pki.LoadCA(*dir)
+	ca, err := rootca.Load(*dir)
 	if err != nil {
 		return fmt.Errorf("%w (create one with 'cyphonic ca init --dir %s')", err, *dir)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // runCmd runs the binary's entry point in-process and returns its exit code

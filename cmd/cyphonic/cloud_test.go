@@ -20,7 +20,8 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/test/systest"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/cloudsim"
 )
 
@@ -192,7 +193,7 @@ func TestCloudNoFlagsAnswersLogin(t *testing.T) {
 		}
 	}
 
-	ca, err := pki.LoadCA(defaultCADir)
+	ca, err := rootca.Load(defaultCADir)
 	if err != nil {
 		t.Fatalf("the cloud did not create its CA in ./%s: %v", defaultCADir, err)
 	}
@@ -232,7 +233,7 @@ func loginWith(t *testing.T, dir string, as netip.AddrPort) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := cloudsim.NewNodeWithIdentity(&pki.CA{Cert: root}, id)
+	n, err := cloudsim.NewNodeWithIdentity(&rootca.CA{Signer: &pki.Signer{Cert: root}}, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +264,7 @@ func TestCloudRunsWithCAKeyDeleted(t *testing.T) {
 	if code, _, stderr := runCmd(t, "ca", "issue", "--dir", caDir, "--fqdn", "alice.example.cyphonic", "--out", alice); code != 0 {
 		t.Fatalf("ca issue: %s", stderr)
 	}
-	if err := os.Remove(filepath.Join(caDir, pki.CAKeyFile)); err != nil {
+	if err := os.Remove(filepath.Join(caDir, rootca.KeyFile)); err != nil {
 		t.Fatal(err)
 	}
 	out, stop = startCloudCmd(t, "--data", data)

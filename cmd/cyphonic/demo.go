@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,17 +14,17 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/session"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/messages"
-	"github.com/cyphonic/cyphonic-go/test/testbed"
+	"github.com/cyphonic/cyphonic-go/netlab"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // The demo's overlay: names under the nodes' default domain "cyphonic".
@@ -79,8 +80,8 @@ func checkPrereqs(euid int, lookPath func(string) (string, error)) error {
 type demoNode struct {
 	name  string // the testbed host name and the FQDN's first label
 	what  string // how it is connected, for people
-	host  *testbed.Host
-	proc  *testbed.Proc
+	host  *netlab.Host
+	proc  *netlab.Proc
 	v4    bool // has IPv4 underlay (else IPv6 only)
 	v6    bool
 	certs string
@@ -96,7 +97,7 @@ type pairResult struct {
 	err      error
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("demo", stderr)
 	keep := fs.Bool("keep", false, "leave the topology running until Ctrl-C, and print how to poke at it")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up on building and pinging after this long")
@@ -110,57 +111,76 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("demo: find my own binary: %w", err)
 	}
-	t := &demoT{log: stderr}
+	d := &demo{bin: bin, out: stdout}
 	defer func() {
 		fmt.Fprintln(stdout, "cyphonic demo: tearing down")
-		t.runCleanups()
+		d.teardown(stderr, err != nil)
 	}()
-	return t.guard(func() error {
-		d := &demo{t: t, bin: bin, out: stdout}
-		setupCtx, cancel := context.WithTimeout(ctx, *timeout)
-		defer cancel()
-		results, err := d.run(setupCtx)
-		if ctx.Err() != nil {
-			return errors.New("demo: interrupted")
-		}
-		if err != nil {
-			return err
-		}
-		failed := printResults(stdout, results)
-		if *keep {
-			d.printPokeHelp(stdout)
-			<-ctx.Done()
-		}
-		if len(failed) > 0 {
-			return fmt.Errorf("demo: %d of %d pairs could not talk: %s", len(failed), len(results), strings.Join(failed, ", "))
-		}
-		fmt.Fprintf(stdout, "all %d pairs talked\n", len(results))
-		return nil
-	})
+	setupCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	results, err := d.run(setupCtx)
+	if ctx.Err() != nil {
+		return errors.New("demo: interrupted")
+	}
+	if err != nil {
+		return err
+	}
+	failed := printResults(stdout, results)
+	if *keep {
+		d.printPokeHelp(stdout)
+		<-ctx.Done()
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("demo: %d of %d pairs could not talk: %s", len(failed), len(results), strings.Join(failed, ", "))
+	}
+	fmt.Fprintf(stdout, "all %d pairs talked\n", len(results))
+	return nil
 }
 
 // demo holds one run's topology.
 type demo struct {
-	t     *demoT
 	bin   string
 	out   io.Writer
-	bed   *testbed.Bed
-	cloud *testbed.Host
-	procs []*testbed.Proc // every daemon, to notice one dying
+	dir   string // certificates and data, removed at teardown
+	bed   *netlab.Bed
+	cloud *netlab.Host
+	procs []*netlab.Proc // every daemon, to notice one dying
 	nodes []*demoNode
 }
 
+// teardown stops the daemons and removes the topology and the files; after
+// a failure it first shows the tail of every daemon's output, which says
+// why.
+func (d *demo) teardown(log io.Writer, failed bool) {
+	if d.bed != nil {
+		err := d.bed.Close()
+		if failed {
+			for _, p := range d.bed.Procs() {
+				fmt.Fprintf(log, "output of %v:\n%s\n", p, lastLines(p.Output(), 30))
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(log, "cleanup: %v\n", err)
+		}
+	}
+	if d.dir != "" {
+		_ = os.RemoveAll(d.dir)
+	}
+}
+
 // run builds the topology, starts the cloud and the nodes, and pings every
-// pair. Building errors unwind through demoT.Fatal.
+// pair.
 func (d *demo) run(ctx context.Context) ([]pairResult, error) {
 	dir, err := os.MkdirTemp("", "cyphonic-demo-")
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	d.t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	d.dir = dir
 
 	fmt.Fprintln(d.out, "cyphonic demo: building the topology")
-	d.build()
+	if err := d.build(); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
 	d.printTopology()
 
 	if err := d.startCloud(ctx, filepath.Join(dir, "cloud"), filepath.Join(dir, "ca")); err != nil {
@@ -188,24 +208,43 @@ func (d *demo) run(ctx context.Context) ([]pairResult, error) {
 // build makes the internet with a dual-stack cloud, a global IPv4 node, one
 // node behind an endpoint-independent (cone) NAPT, one behind a symmetric
 // NAPT and an IPv6-only node.
-func (d *demo) build() {
-	d.bed = testbed.New(d.t)
-	d.cloud = d.bed.AddHost("cloud", testbed.HostOpts{})
-	cone := d.bed.AddSite("home", testbed.SiteOpts{NAT: testbed.NATCone, IPv4: true})
-	sym := d.bed.AddSite("mobile", testbed.SiteOpts{NAT: testbed.NATSymmetric, IPv4: true})
+func (d *demo) build() (err error) {
+	if d.bed, err = netlab.New(nil); err != nil {
+		return err
+	}
+	// host collects the first error of a chain of additions, so the
+	// topology reads as one list.
+	host := func(h *netlab.Host, e error) *netlab.Host {
+		err = cmp.Or(err, e)
+		return h
+	}
+	site := func(s *netlab.Site, e error) *netlab.Site {
+		err = cmp.Or(err, e)
+		return s
+	}
+	d.cloud = host(d.bed.AddHost("cloud", netlab.HostOpts{}))
+	cone := site(d.bed.AddSite("home", netlab.SiteOpts{NAT: netlab.NATCone, IPv4: true}))
+	sym := site(d.bed.AddSite("mobile", netlab.SiteOpts{NAT: netlab.NATSymmetric, IPv4: true}))
+	if err != nil {
+		return err
+	}
 	d.nodes = []*demoNode{
-		{name: "alice", what: "IPv4, global address", host: d.bed.AddHost("alice", testbed.HostOpts{IPv4: true}), v4: true},
-		{name: "bob", what: "IPv4, behind a cone NAPT", host: cone.AddHost("bob"), v4: true},
-		{name: "carol", what: "IPv4, behind a symmetric NAPT", host: sym.AddHost("carol"), v4: true},
-		{name: "dave", what: "IPv6 only, global address", host: d.bed.AddHost("dave", testbed.HostOpts{IPv6: true}), v6: true},
+		{name: "alice", what: "IPv4, global address", host: host(d.bed.AddHost("alice", netlab.HostOpts{IPv4: true})), v4: true},
+		{name: "bob", what: "IPv4, behind a cone NAPT", host: host(cone.AddHost("bob")), v4: true},
+		{name: "carol", what: "IPv4, behind a symmetric NAPT", host: host(sym.AddHost("carol")), v4: true},
+		{name: "dave", what: "IPv6 only, global address", host: host(d.bed.AddHost("dave", netlab.HostOpts{IPv6: true})), v6: true},
+	}
+	if err != nil {
+		return err
 	}
 	for _, n := range d.nodes {
-		// The namespace's resolver is its node's: the testbed's default,
-		// said here so the demo does not depend on it.
+		// The namespace's resolver is its node's: netlab's default, said
+		// here so the demo does not depend on it.
 		if err := n.host.SetResolvers(netip.MustParseAddr("127.0.0.1")); err != nil {
-			d.t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }
 
 func (d *demo) printTopology() {
@@ -213,7 +252,7 @@ func (d *demo) printTopology() {
 	fmt.Fprintf(tw, "  cloud\tdual-stack, AS + NMS + TRS\t%s\n", addrs(d.cloud.IPv4(), d.cloud.IPv6()))
 	for _, n := range d.nodes {
 		a := addrs(n.host.IPv4(), n.host.IPv6())
-		if s := n.host.Site(); s.NAT() != testbed.NATNone {
+		if s := n.host.Site(); s.NAT() != netlab.NATNone {
 			a += " (public " + s.PublicIPv4().String() + ")"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", n.fqdn(), n.what, a)
@@ -240,15 +279,18 @@ func (d *demo) startCloud(ctx context.Context, data, caDir string) error {
 	if err := os.MkdirAll(caDir, 0o700); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	ca, err := pki.InitCA(caDir, "CYPHONIC demo CA", 24*time.Hour)
+	ca, err := rootca.Init(caDir, "CYPHONIC demo CA", 24*time.Hour)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if _, err := server.Provision(ca, data, []pki.Role{pki.RoleAS, pki.RoleNMS, pki.RoleTRS}, 24*time.Hour, false); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	p := d.cloud.Start(d.bin, "cloud", "--data", data,
+	p, err := d.cloud.Start(d.bin, "cloud", "--data", data,
 		"--listen", d.cloud.IPv4().String()+","+d.cloud.IPv6().String())
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	d.procs = append(d.procs, p)
 	fmt.Fprintln(d.out, "\nstarting the cloud and the nodes")
 	return d.waitFor(ctx, "the cloud to start", func() error {
@@ -262,7 +304,7 @@ func (d *demo) startCloud(ctx context.Context, data, caDir string) error {
 // startNodes issues each node's certificate and runs `cyphonic node` in
 // its namespace, then waits until every one is registered with NMS.
 func (d *demo) startNodes(ctx context.Context, caDir, dir string) error {
-	ca, err := pki.LoadCA(caDir)
+	ca, err := rootca.Load(caDir)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -290,7 +332,11 @@ func (d *demo) startNodes(ctx context.Context, caDir, dir string) error {
 		if !n.v6 {
 			args = append(args, "--listen6=off")
 		}
-		n.proc = n.host.Start(append([]string{d.bin}, args...)...)
+		p, err := n.host.Start(append([]string{d.bin}, args...)...)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		n.proc = p
 		d.procs = append(d.procs, n.proc)
 	}
 	for _, n := range d.nodes {
@@ -506,97 +552,4 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// demoT drives a testbed.Bed outside a test: Fatal unwinds to guard (which
-// turns it into an error), Cleanup functions run last-in first-out in
-// runCleanups, whatever way the demo ends.
-type demoT struct {
-	log io.Writer
-
-	mu       sync.Mutex
-	failed   bool
-	cleanups []func()
-}
-
-// demoFatal is the panic value of demoT.Fatal, recovered by guard.
-type demoFatal struct{ msg string }
-
-func (t *demoT) Helper() {}
-
-func (t *demoT) Logf(format string, args ...any) {
-	// A failed Bed logs each daemon's whole output: the tail says why.
-	fmt.Fprintln(t.log, lastLines(fmt.Sprintf(format, args...), 30))
-}
-
-func (t *demoT) Errorf(format string, args ...any) {
-	t.setFailed()
-	t.Logf(format, args...)
-}
-
-func (t *demoT) Fatal(args ...any) {
-	t.setFailed()
-	panic(demoFatal{fmt.Sprint(args...)})
-}
-
-func (t *demoT) Fatalf(format string, args ...any) {
-	t.setFailed()
-	panic(demoFatal{fmt.Sprintf(format, args...)})
-}
-
-func (t *demoT) Skip(args ...any) { t.Fatal(args...) }
-
-func (t *demoT) setFailed() {
-	t.mu.Lock()
-	t.failed = true
-	t.mu.Unlock()
-}
-
-func (t *demoT) Failed() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.failed
-}
-
-func (t *demoT) Cleanup(f func()) {
-	t.mu.Lock()
-	t.cleanups = append(t.cleanups, f)
-	t.mu.Unlock()
-}
-
-// guard runs f, turning a Fatal inside it into an error. An error from f
-// also counts as a failure, so the Bed shows the daemons' output.
-func (t *demoT) guard(f func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			fatal, ok := r.(demoFatal)
-			if !ok {
-				panic(r)
-			}
-			err = errors.New(fatal.msg)
-		}
-	}()
-	err = f()
-	if err != nil {
-		t.setFailed()
-	}
-	return err
-}
-
-// runCleanups runs the registered functions last-in first-out; one that
-// calls Fatal does not stop the rest.
-func (t *demoT) runCleanups() {
-	for {
-		t.mu.Lock()
-		if len(t.cleanups) == 0 {
-			t.mu.Unlock()
-			return
-		}
-		f := t.cleanups[len(t.cleanups)-1]
-		t.cleanups = t.cleanups[:len(t.cleanups)-1]
-		t.mu.Unlock()
-		if err := t.guard(func() error { f(); return nil }); err != nil {
-			fmt.Fprintf(t.log, "cleanup: %v\n", err)
-		}
-	}
 }

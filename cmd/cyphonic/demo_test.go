@@ -168,52 +168,6 @@ func TestParsePing(t *testing.T) {
 	}
 }
 
-// TestDemoTFatalUnwindsAndCleansUp: the testbed's Fatal inside guard
-// becomes an error, and every cleanup runs last-in first-out, even after
-// one that fails.
-func TestDemoTFatalUnwindsAndCleansUp(t *testing.T) {
-	var log syncBuffer
-	dt := &demoT{log: &log}
-	var order []int
-	reached := false
-	err := dt.guard(func() error {
-		dt.Cleanup(func() { order = append(order, 1) })
-		dt.Cleanup(func() { order = append(order, 2); dt.Fatalf("cleanup %d broke", 2) })
-		dt.Cleanup(func() { order = append(order, 3) })
-		dt.Fatalf("testbed: add host %s: %v", "bob", "boom")
-		reached = true
-		return nil
-	})
-	if err == nil || err.Error() != "testbed: add host bob: boom" || reached {
-		t.Fatalf("guard = %v, code after Fatal ran: %v", err, reached)
-	}
-	if !dt.Failed() {
-		t.Error("Failed() is false after Fatal")
-	}
-	dt.runCleanups()
-	if fmt.Sprint(order) != "[3 2 1]" {
-		t.Errorf("cleanups ran in order %v, want [3 2 1]", order)
-	}
-	if !strings.Contains(log.String(), "cleanup 2 broke") {
-		t.Errorf("the failing cleanup was not reported: %q", log.String())
-	}
-	dt.runCleanups() // nothing left: a second call is harmless
-	if len(order) != 3 {
-		t.Errorf("cleanups ran twice: %v", order)
-	}
-}
-
-func TestDemoTErrorFromGuardMarksFailed(t *testing.T) {
-	dt := &demoT{log: &syncBuffer{}}
-	want := errors.New("ping failed")
-	if err := dt.guard(func() error { return want }); err != want {
-		t.Fatalf("guard = %v", err)
-	}
-	if !dt.Failed() {
-		t.Error("an error from guard does not mark the run failed (the Bed would not show the daemons' output)")
-	}
-}
-
 func TestPrintResults(t *testing.T) {
 	a, b, c := &demoNode{name: "alice"}, &demoNode{name: "bob"}, &demoNode{name: "carol"}
 	var out syncBuffer

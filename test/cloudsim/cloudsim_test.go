@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 func startCloud(t testing.TB, dir string) *server.Server {
@@ -96,7 +97,7 @@ func TestLoginRefusals(t *testing.T) {
 	asAddr := s.AS.Addrs()[0]
 	now := time.Now()
 
-	other, err := pki.InitCA(t.TempDir(), "other CA", time.Hour)
+	other, err := rootca.Init(t.TempDir(), "other CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestLoginRefusals(t *testing.T) {
 func TestVIPsStableAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
 	var first messages.LoginReply
-	var ca *pki.CA // the first start's: a restart holds no CA key
+	var ca *rootca.CA // the first start's: a restart holds no CA key
 	for i := range 2 {
 		s := startCloud(t, dir)
 		if i == 0 {

@@ -11,8 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/relaybind"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
@@ -57,14 +58,14 @@ type Delivery[T any] struct {
 
 // NewNode makes a node with a certificate from ca (valid now, for an hour)
 // and a UDP socket on 127.0.0.1.
-func NewNode(ca *pki.CA, fqdn string) (*Node, error) {
+func NewNode(ca *rootca.CA, fqdn string) (*Node, error) {
 	return NewNodeOn(ca, fqdn, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
 }
 
 // NewNodeOn binds the node's socket to bind, a loopback address such as
 // 127.0.0.2: nodes on distinct addresses look like distinct sites to NMS
 // (two NATed nodes with one public address are taken for the same site).
-func NewNodeOn(ca *pki.CA, fqdn string, bind netip.Addr) (*Node, error) {
+func NewNodeOn(ca *rootca.CA, fqdn string, bind netip.Addr) (*Node, error) {
 	id, err := ca.Issue(pki.RoleNode, fqdn, time.Hour)
 	if err != nil {
 		return nil, err
@@ -73,11 +74,11 @@ func NewNodeOn(ca *pki.CA, fqdn string, bind netip.Addr) (*Node, error) {
 }
 
 // NewNodeWithIdentity uses a given identity (e.g. an expired one).
-func NewNodeWithIdentity(ca *pki.CA, id *pki.Identity) (*Node, error) {
+func NewNodeWithIdentity(ca *rootca.CA, id *pki.Identity) (*Node, error) {
 	return makeNode(ca, id, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
 }
 
-func makeNode(ca *pki.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
+func makeNode(ca *rootca.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
 	v, err := pki.NewVerifier(ca.Cert, pki.RoleAS)
 	if err != nil {
 		return nil, err
@@ -91,13 +92,7 @@ func makeNode(ca *pki.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
 		cfg: handshake.Config{
 			Static:  handshake.StaticKey{Private: id.NoiseStatic.Private, Public: id.NoiseStatic.Public},
 			CertDER: id.CertDER,
-			Verify: func(der []byte) (string, [32]byte, error) {
-				p, err := v.Verify(der, pki.RoleAS.ServiceFQDN(), time.Now())
-				if err != nil {
-					return "", [32]byte{}, err
-				}
-				return p.FQDN, p.NoiseStatic, nil
-			},
+			Verify:  v.HandshakeFunc(pki.RoleAS, pki.RoleAS.ServiceFQDN()),
 		},
 		retry:   signaling.Retry{Initial: 200 * time.Millisecond, Max: time.Second, Attempts: 8},
 		login:   make(chan []byte, 4),

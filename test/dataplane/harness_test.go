@@ -16,9 +16,10 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
-	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
@@ -48,13 +49,13 @@ type node struct {
 }
 
 type pkiFixture struct {
-	ca       *pki.CA
+	ca       *rootca.CA
 	verifier *pki.Verifier
 }
 
 func newPKI(t testing.TB) *pkiFixture {
 	t.Helper()
-	ca, err := pki.InitCA(t.TempDir(), "test overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "test overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

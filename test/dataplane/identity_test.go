@@ -11,8 +11,8 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // TestCompromisedNMSCannotGiveMalloryBobsVIPs: a compromised NMS tells

@@ -16,7 +16,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
-	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
-	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
+	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	cloudsvc "github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/trs"

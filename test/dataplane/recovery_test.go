@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // recoverWithin is the functional deadline issue 10 sets: traffic from the

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/attack"
 	"github.com/cyphonic/cyphonic-go/test/testbed"
 )

@@ -19,7 +19,7 @@ import (
 
 	nodepkg "github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/test/testbed"
 )
@@ -275,8 +275,8 @@ func (n *node) waitPeerUp(fqdn string, what string) peer.Status {
 }
 
 // actors fetches the node's live actor tree.
-func (n *node) actors() (runtime.Tree, error) {
-	var tree runtime.Tree
+func (n *node) actors() (supervise.Tree, error) {
+	var tree supervise.Tree
 	body, err := httpGet(n.host, nodeDebugAddr, "/debug/actors")
 	if err != nil {
 		return tree, err

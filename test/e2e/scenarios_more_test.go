@@ -9,7 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/test/testbed"
 )
@@ -234,9 +234,9 @@ table ip cytb_nat {
 }
 
 // findPeerActor finds the peer actor for fqdn in a node's actor tree.
-func findPeerActor(tree runtime.Tree, fqdn string) (runtime.Node, bool) {
-	var walk func([]runtime.Node) (runtime.Node, bool)
-	walk = func(ns []runtime.Node) (runtime.Node, bool) {
+func findPeerActor(tree supervise.Tree, fqdn string) (supervise.Node, bool) {
+	var walk func([]supervise.Node) (supervise.Node, bool)
+	walk = func(ns []supervise.Node) (supervise.Node, bool) {
 		for _, n := range ns {
 			if n.Kind == "peer" && strings.HasSuffix(n.ID, "/"+fqdn) {
 				return n, true
@@ -245,13 +245,13 @@ func findPeerActor(tree runtime.Tree, fqdn string) (runtime.Node, bool) {
 				return found, true
 			}
 		}
-		return runtime.Node{}, false
+		return supervise.Node{}, false
 	}
 	return walk(tree.Actors)
 }
 
 // peerActor is findPeerActor or a fatal error.
-func peerActor(t *testing.T, n *node, fqdn string) runtime.Node {
+func peerActor(t *testing.T, n *node, fqdn string) supervise.Node {
 	t.Helper()
 	tree, err := n.actors()
 	if err != nil {

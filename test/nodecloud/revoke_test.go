@@ -11,8 +11,9 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/peer"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -151,7 +152,7 @@ func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crl := func(ca *pki.CA) *pki.CRL {
+	crl := func(ca *rootca.CA) *pki.CRL {
 		t.Helper()
 		l, err := pki.LoadCRL(ca.Dir(), ca.Cert)
 		if err != nil {
@@ -167,7 +168,7 @@ func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
 		t.Fatal(err)
 	}
 	cur := crl(c.srv.CA) // carol and bob: the newest
-	impostor, err := pki.InitCA(t.TempDir(), c.srv.CA.Cert.Subject.CommonName, time.Hour)
+	impostor, err := rootca.Init(t.TempDir(), c.srv.CA.Cert.Subject.CommonName, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

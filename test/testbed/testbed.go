@@ -1,26 +1,18 @@
+// Package testbed is netlab for tests: the same topologies, with every
+// error a test failure (tb.Fatal), the machine's fitness checked up front
+// (Require: a test fails, or skips when opted out, naming what is
+// missing), and the Bed torn down by the test's Cleanup, logging the
+// output of its processes when the test failed.
 package testbed
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"time"
 
+	"github.com/cyphonic/cyphonic-go/netlab"
 	"github.com/cyphonic/cyphonic-go/test/systest"
 )
 
-// T is what a Bed needs from its caller: the part of testing.TB it uses.
-// *testing.T, *testing.B and testing.TB satisfy it; a program (cyphonic
-// demo) can drive a Bed with its own implementation, whose Fatal unwinds
-// and whose Cleanup runs the functions last-in first-out at its end. The
-// package does not import "testing" so such a program carries none of it.
+// T is the part of testing.TB a Bed uses.
 type T interface {
 	Helper()
 	Logf(format string, args ...any)
@@ -32,38 +24,31 @@ type T interface {
 	Cleanup(func())
 }
 
-// StaleAge is how old a namespace of this package must be before New
-// sweeps it as left over by a run that died without cleaning up.
-const StaleAge = 60 * time.Minute
+// The topology's vocabulary is netlab's.
+type (
+	Proc     = netlab.Proc
+	NAT      = netlab.NAT
+	HostOpts = netlab.HostOpts
+)
 
-// etcNetnsDir holds per-namespace /etc overrides that "ip netns exec"
-// bind-mounts over /etc (resolv.conf, hosts).
-const etcNetnsDir = "/etc/netns"
+const (
+	NATNone       = netlab.NATNone
+	NATCone       = netlab.NATCone
+	NATSymmetric  = netlab.NATSymmetric
+	NATMasquerade = netlab.NATMasquerade
+	ExecTimeout   = netlab.ExecTimeout
+)
 
-// ErrUnavailable means the machine cannot host a testbed.
-var ErrUnavailable = errors.New("testbed: unavailable")
+// ErrName is netlab.ErrName: a host or site name that is invalid or taken.
+var ErrName = netlab.ErrName
 
-// needs is what a Bed uses: namespaces, veths and bridges (iproute2),
-// NAPT (nftables) and reachability probes (ping).
-var needs = []systest.Need{
-	systest.Root(),
-	systest.Tool("ip", "iproute2"),
-	systest.Tool("nft", "nftables"),
-	systest.Tool("ping", "iputils-ping"),
-}
-
-// Available reports why this machine cannot build namespaces, or nil.
-func Available() error {
-	var missing []string
-	for _, n := range needs {
-		if err := n(); err != nil {
-			missing = append(missing, err.Error())
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: needs %s", ErrUnavailable, strings.Join(missing, ", "))
-	}
-	return nil
+// SiteOpts is netlab.SiteOpts with Behind a testbed Site.
+type SiteOpts struct {
+	NAT         NAT
+	IPv4, IPv6  bool
+	NAT66       bool
+	LossPercent int
+	Behind      *Site
 }
 
 // Require fails the test, naming what is missing, when the machine cannot
@@ -71,213 +56,129 @@ func Available() error {
 // (systest.EnvSkip).
 func Require(tb T) {
 	tb.Helper()
+	var needs []systest.Need
+	for _, n := range netlab.Needs() {
+		needs = append(needs, n)
+	}
 	systest.Require(tb, needs...)
 }
 
-// Bed is one test's topology: the internet namespace plus whatever hosts
-// and sites the test adds. Build it from the test goroutine (builders call
-// tb.Fatal); Exec, Start, Do and the Host accessors are safe from any
-// goroutine.
+// Bed is a netlab.Bed owned by one test.
 type Bed struct {
-	tb     T
-	prefix string // "cyXXXX"
+	*netlab.Bed
+	tb T
 
-	mu         sync.Mutex
-	namespaces []string // in creation order
-	procs      []*Proc
-	names      map[string]bool // host and site names in use
-	internet   *Site
-	sites      int // sites added, for address planning
-	routed4    int // IPv4 sites without NAT, for address planning
+	mu    sync.Mutex
+	sites map[*netlab.Site]*Site // the wrapper of each netlab site
 }
 
-// New builds an empty internet (a dual-stack bridge with documentation
-// addresses) and registers the cleanup that tears everything down. It
-// fails (or, opted out, skips) the test as Require does when the machine
-// cannot host it.
+// Site is a netlab.Site of a test's Bed.
+type Site struct {
+	*netlab.Site
+	bed *Bed
+}
+
+// Host is a netlab.Host of a test's Bed.
+type Host struct {
+	*netlab.Host
+	bed *Bed
+}
+
+// New builds an empty internet, failing (or, opted out, skipping) the test
+// as Require does when the machine cannot host it, and tears it all down
+// at the test's end.
 func New(tb T) *Bed {
 	tb.Helper()
 	Require(tb)
-	for _, name := range sweepStale(time.Now().Add(-StaleAge), nsPattern.MatchString) {
-		tb.Logf("testbed: swept stale namespace %s", name)
-	}
-	b := &Bed{tb: tb, names: map[string]bool{}}
-	tb.Cleanup(b.cleanup)
-
-	// "ip netns add" refuses an existing name, so the internet namespace
-	// doubles as this run's claim on its prefix.
-	var err error
-	for range 8 {
-		var r [2]byte
-		_, _ = rand.Read(r[:])
-		b.prefix = "cy" + hex.EncodeToString(r[:])
-		if err = b.addNamespace(internetName); err == nil {
-			break
-		}
-	}
+	lab, err := netlab.New(tb.Logf)
 	if err != nil {
-		tb.Fatalf("testbed: claim a prefix: %v", err)
-	}
-	if err := b.setupInternet(); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Logf("testbed: namespaces %s-*", b.prefix)
+	b := &Bed{Bed: lab, tb: tb, sites: map[*netlab.Site]*Site{}}
+	b.sites[lab.Internet()] = &Site{Site: lab.Internet(), bed: b}
+	tb.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			tb.Errorf("testbed: %v", err)
+		}
+		if tb.Failed() {
+			for _, p := range lab.Procs() {
+				tb.Logf("testbed: output of %v:\n%s", p, p.Output())
+			}
+		}
+	})
 	return b
 }
 
-// Prefix is this Bed's namespace prefix ("cyXXXX"); every namespace it
-// creates is named prefix + "-" + name.
-func (b *Bed) Prefix() string { return b.prefix }
+// Internet is the global segment.
+func (b *Bed) Internet() *Site { return b.site(b.Bed.Internet()) }
 
-// Namespaces lists the namespaces the Bed has created.
-func (b *Bed) Namespaces() []string {
+func (b *Bed) site(s *netlab.Site) *Site {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]string(nil), b.namespaces...)
+	return b.sites[s]
 }
 
-// Internet is the global segment. Hosts on it have global addresses;
-// Move a host here to give it one.
-func (b *Bed) Internet() *Site { return b.internet }
-
-// Exec runs argv in namespace ns (with its /etc/netns files mounted) and
-// returns its combined output. It gives up after ExecTimeout.
-func (b *Bed) Exec(ns string, argv ...string) ([]byte, error) {
-	return b.ExecContext(context.Background(), ns, argv...)
-}
-
-// ExecContext is Exec with a context for cancellation.
-func (b *Bed) ExecContext(ctx context.Context, ns string, argv ...string) ([]byte, error) {
-	if len(argv) == 0 {
-		return nil, errors.New("testbed: exec: empty command")
-	}
-	return run(ctx, "", append([]string{"ip", "netns", "exec", ns}, argv...)...)
-}
-
-// Start runs argv in the background in namespace ns. The Bed stops it at
-// cleanup and logs its output if the test failed, and the kernel kills it
-// if the test binary dies before that.
-func (b *Bed) Start(ns string, argv ...string) *Proc {
+// AddHost adds a host on the internet with global addresses.
+func (b *Bed) AddHost(name string, opts HostOpts) *Host {
 	b.tb.Helper()
-	p, err := startProc(ns, argv)
+	h, err := b.Bed.AddHost(name, opts)
 	if err != nil {
 		b.tb.Fatal(err)
 	}
+	return &Host{Host: h, bed: b}
+}
+
+// AddSite adds a site behind its own router (netlab.Bed.AddSite).
+func (b *Bed) AddSite(name string, opts SiteOpts) *Site {
+	b.tb.Helper()
+	o := netlab.SiteOpts{NAT: opts.NAT, IPv4: opts.IPv4, IPv6: opts.IPv6, NAT66: opts.NAT66, LossPercent: opts.LossPercent}
+	if opts.Behind != nil {
+		o.Behind = opts.Behind.Site
+	}
+	s, err := b.Bed.AddSite(name, o)
+	if err != nil {
+		b.tb.Fatal(err)
+	}
+	ts := &Site{Site: s, bed: b}
 	b.mu.Lock()
-	b.procs = append(b.procs, p)
+	b.sites[s] = ts
 	b.mu.Unlock()
+	return ts
+}
+
+// Move re-attaches h to site s (netlab.Bed.Move).
+func (b *Bed) Move(h *Host, s *Site) {
+	b.tb.Helper()
+	if err := b.Bed.Move(h.Host, s.Site); err != nil {
+		b.tb.Fatal(err)
+	}
+}
+
+// Start runs argv in the background in namespace ns until the test ends.
+func (b *Bed) Start(ns string, argv ...string) *Proc {
+	b.tb.Helper()
+	p, err := b.Bed.Start(ns, argv...)
+	if err != nil {
+		b.tb.Fatal(err)
+	}
 	return p
 }
 
-// Do runs f on a thread inside namespace ns, for Go code of the test
-// itself: sockets f opens live in ns even after Do returns. Programs f
-// starts do not get the namespace's /etc/netns files; use Exec or Start.
-func (b *Bed) Do(ns string, f func() error) error { return doIn(ns, f) }
-
-// nsName is the full namespace name for a host or site name.
-func (b *Bed) nsName(name string) string { return b.prefix + "-" + name }
-
-// addNamespace creates namespace prefix-name with its /etc/netns directory
-// (default resolv.conf and hosts) and IPv6 DAD off, so addresses work at
-// once.
-func (b *Bed) addNamespace(name string) error {
-	ns := b.nsName(name)
-	if _, err := run(context.Background(), "", "ip", "netns", "add", ns); err != nil {
-		return err
+// AddHost adds a host on the site's LAN.
+func (s *Site) AddHost(name string) *Host {
+	s.bed.tb.Helper()
+	h, err := s.Site.AddHost(name)
+	if err != nil {
+		s.bed.tb.Fatal(err)
 	}
-	b.mu.Lock()
-	b.namespaces = append(b.namespaces, ns)
-	b.mu.Unlock()
-	if err := os.MkdirAll(filepath.Join(etcNetnsDir, ns), 0o755); err != nil {
-		return fmt.Errorf("testbed: %w", err)
-	}
-	// Point the resolver at the namespace itself, where a node's resolver
-	// listens, so no lookup ever leaves the testbed.
-	if err := writeEtc(ns, "resolv.conf", resolvConf(nil)); err != nil {
-		return err
-	}
-	if err := writeEtc(ns, "hosts", hostsFile(name, nil)); err != nil {
-		return err
-	}
-	return setSysctls(ns,
-		"net.ipv6.conf.all.accept_dad", "0",
-		"net.ipv6.conf.default.accept_dad", "0",
-	)
+	return &Host{Host: h, bed: s.bed}
 }
 
-// cleanup stops processes, then deletes namespaces and their /etc/netns
-// directories. It runs on every exit path of the test, pass, fail or panic.
-func (b *Bed) cleanup() {
-	b.mu.Lock()
-	procs, namespaces := b.procs, b.namespaces
-	b.procs, b.namespaces = nil, nil
-	b.mu.Unlock()
+// Site is where the host is attached now.
+func (h *Host) Site() *Site { return h.bed.site(h.Host.Site()) }
 
-	for i := len(procs) - 1; i >= 0; i-- {
-		p := procs[i]
-		if err := p.Stop(); err != nil {
-			b.tb.Logf("testbed: stop %v: %v", p, err)
-		}
-		if b.tb.Failed() {
-			b.tb.Logf("testbed: output of %v:\n%s", p, p.Output())
-		}
-	}
-	for i := len(namespaces) - 1; i >= 0; i-- {
-		if err := removeNamespace(namespaces[i]); err != nil {
-			b.tb.Errorf("testbed: cleanup: %v", err)
-		}
-	}
-	_ = os.Remove(etcNetnsDir) // only if empty: others may use it
-}
-
-// removeNamespace kills what still runs in ns, deletes it and its
-// /etc/netns directory.
-func removeNamespace(ns string) error {
-	var errs []error
-	if out, err := run(context.Background(), "", "ip", "netns", "pids", ns); err == nil {
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-				_ = killPid(pid)
-			}
-		}
-	}
-	if _, err := os.Stat(filepath.Join(netnsDir, ns)); err == nil {
-		if _, err := run(context.Background(), "", "ip", "netns", "del", ns); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(etcNetnsDir, ns)); err != nil {
-		errs = append(errs, fmt.Errorf("testbed: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
-// sweepStale removes namespaces (and /etc/netns directories) whose names
-// match and that were created before cutoff: leftovers of runs killed
-// before their cleanup ran. It is best effort and returns what it removed.
-func sweepStale(cutoff time.Time, match func(string) bool) []string {
-	var swept []string
-	seen := map[string]bool{}
-	for _, dir := range []string{netnsDir, etcNetnsDir} {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range entries {
-			name := e.Name()
-			if seen[name] || !match(name) {
-				continue
-			}
-			info, err := e.Info()
-			// A namespace file's mtime is the namespace's creation time.
-			if err != nil || !info.ModTime().Before(cutoff) {
-				continue
-			}
-			seen[name] = true
-			if removeNamespace(name) == nil {
-				swept = append(swept, name)
-			}
-		}
-	}
-	return swept
+// Start is Bed.Start in the host's namespace.
+func (h *Host) Start(argv ...string) *Proc {
+	h.bed.tb.Helper()
+	return h.bed.Start(h.NS(), argv...)
 }

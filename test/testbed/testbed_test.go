@@ -15,6 +15,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/netlab"
+)
+
+// The internet's address plan, as documented (netlab.HostOpts): global
+// addresses from documentation ranges only.
+var (
+	internet4  = netip.MustParsePrefix("198.51.100.0/24")
+	internet4b = netip.MustParsePrefix("203.0.113.0/25")
+	internet6  = netip.MustParsePrefix("2001:db8::/64")
+	internet6b = netip.MustParsePrefix("2001:db8:1::/64")
 )
 
 // ping reports whether host reaches dst, with a bounded number of tries
@@ -348,32 +359,10 @@ func assertGone(t *testing.T, prefix string) {
 	if strings.Contains(string(out), prefix+"-") {
 		t.Errorf("namespaces of %s left:\n%s", prefix, out)
 	}
-	left, _ := filepath.Glob(filepath.Join(etcNetnsDir, prefix+"-*"))
+	left, _ := filepath.Glob(filepath.Join("/etc/netns", prefix+"-*"))
 	if len(left) > 0 {
 		t.Errorf("/etc/netns entries left: %v", left)
 	}
-}
-
-func TestSweepStale(t *testing.T) {
-	Require(t)
-	stale := fmt.Sprintf("cy%04x-stale", os.Getpid()&0xffff)
-	if _, err := run(t.Context(), "", "ip", "netns", "add", stale); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = removeNamespace(stale) })
-	if err := os.MkdirAll(filepath.Join(etcNetnsDir, stale), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	only := func(name string) bool { return name == stale }
-
-	if swept := sweepStale(time.Now().Add(-time.Hour), only); len(swept) != 0 {
-		t.Fatalf("swept a fresh namespace: %v", swept)
-	}
-	swept := sweepStale(time.Now().Add(time.Minute), only)
-	if len(swept) != 1 || swept[0] != stale {
-		t.Fatalf("swept %v, want [%s]", swept, stale)
-	}
-	assertGone(t, strings.TrimSuffix(stale, "-stale"))
 }
 
 func TestRejectsBadNames(t *testing.T) {
@@ -381,11 +370,11 @@ func TestRejectsBadNames(t *testing.T) {
 	bed := New(t)
 	bed.AddHost("dup", HostOpts{IPv4: true})
 	for _, name := range []string{"dup", "inet", "toolongname", "Bad"} {
-		if _, err := bed.newHost(name, bed.Internet(), HostOpts{}); !errors.Is(err, ErrName) {
+		if _, err := bed.Bed.AddHost(name, HostOpts{}); !errors.Is(err, ErrName) {
 			t.Errorf("host %q: err = %v, want ErrName", name, err)
 		}
 	}
-	if _, err := bed.addSite("dup", SiteOpts{}); !errors.Is(err, ErrName) {
+	if _, err := bed.Bed.AddSite("dup", netlab.SiteOpts{}); !errors.Is(err, ErrName) {
 		t.Errorf("site dup: err = %v, want ErrName", err)
 	}
 }
@@ -486,7 +475,7 @@ func TestDoubleNAT(t *testing.T) {
 	srv := bed.AddHost("srv", HostOpts{IPv4: true})
 	cgn := bed.AddSite("cgn", SiteOpts{NAT: NATMasquerade, IPv4: true})
 	home := bed.AddSite("home", SiteOpts{NAT: NATCone, Behind: cgn})
-	if _, err := bed.addSite("bad", SiteOpts{NAT: NATCone, IPv6: true, Behind: cgn}); err == nil {
+	if _, err := bed.Bed.AddSite("bad", netlab.SiteOpts{NAT: NATCone, IPv6: true, Behind: cgn.Site}); err == nil {
 		t.Error("an IPv6 site behind a CGN was accepted")
 	}
 	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
@@ -494,8 +483,8 @@ func TestDoubleNAT(t *testing.T) {
 	if got := observe(t, c, server); got.Addr() != cgn.PublicIPv4() || home.PublicIPv4() != cgn.PublicIPv4() {
 		t.Errorf("seen as %v, want the CGN's %v (home says %v)", got, cgn.PublicIPv4(), home.PublicIPv4())
 	}
-	if !cgn.LAN4().Contains(home.wan.v4) {
-		t.Errorf("home router's uplink %v is not on the CGN's LAN %v", home.wan.v4, cgn.LAN4())
+	if !cgn.LAN4().Contains(home.UplinkIPv4()) {
+		t.Errorf("home router's uplink %v is not on the CGN's LAN %v", home.UplinkIPv4(), cgn.LAN4())
 	}
 }
 

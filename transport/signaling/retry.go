@@ -32,3 +32,16 @@ func (r Retry) Delay(sent int) (time.Duration, bool) {
 	}
 	return d, true
 }
+
+// Total is the sum of the waits between the sends: how long after the
+// first send the last one goes out.
+func (r Retry) Total() time.Duration {
+	var sum time.Duration
+	for sent := 1; ; sent++ {
+		d, ok := r.Delay(sent)
+		if !ok {
+			return sum
+		}
+		sum += d
+	}
+}

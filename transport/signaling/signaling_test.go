@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 )
@@ -130,18 +131,27 @@ func TestRetryDelay(t *testing.T) {
 	if _, ok := (Retry{}).Delay(0); ok {
 		t.Fatal("zero Retry retries")
 	}
+	if got := r.Total(); got != 12*time.Second {
+		t.Errorf("Total = %v, want 12s (1+2+4+5)", got)
+	}
+	if got := DefaultRetry().Total(); got != 11500*time.Millisecond {
+		t.Errorf("DefaultRetry().Total = %v, want 11.5s, as its comment says", got)
+	}
+	if got := (Retry{}).Total(); got != 0 {
+		t.Errorf("zero Retry Total = %v", got)
+	}
 }
 
 // pkiEnv is a CA with an AS identity and node identities.
 type pkiEnv struct {
-	ca *pki.CA
+	ca *rootca.CA
 	as *pki.Identity
 	v  *pki.Verifier // node side: accepts only the AS
 }
 
 func newPKI(t testing.TB) *pkiEnv {
 	t.Helper()
-	ca, err := pki.InitCA(t.TempDir(), "test overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "test overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
 // BenchmarkLinkSendLocal measures a frame from one service's link into
@@ -15,7 +15,7 @@ import (
 // AS -> NMS -> TRS frame when they run together), up to its receipt.
 func BenchmarkLinkSendLocal(b *testing.B) {
 	r := NewRouter(nil)
-	sys := runtime.New(NMS, nil)
+	sys := supervise.New(NMS, nil)
 	defer sys.Shutdown(context.Background())
 	r.Attach(NMS, sys.Actors())
 	var got atomic.Int64

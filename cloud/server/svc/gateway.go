@@ -10,7 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
 // GatewayID is the gateway actor's ID: other processes' gateways send to
@@ -43,7 +43,7 @@ type Gateway struct {
 	// whose certificate passed.
 	frames frameRefusals
 
-	sys    *runtime.System
+	sys    *supervise.System
 	remote *remote.Remote
 	addr   string
 	router *Router
@@ -60,7 +60,7 @@ type Gateway struct {
 // fails its handshake before protoactor reads a byte of it, so no frame of
 // it reaches the gateway actor; and this gateway sends only to gateways
 // proving the same.
-func StartGateway(sys *runtime.System, hostport string, r *Router, creds Credentials) (*Gateway, error) {
+func StartGateway(sys *supervise.System, hostport string, r *Router, creds Credentials) (*Gateway, error) {
 	g := &Gateway{sys: sys, router: r}
 	srvOpts, dialOpts, err := creds.grpcOptions(&g.Refused, &g.frames)
 	if err != nil {
@@ -74,7 +74,7 @@ func StartGateway(sys *runtime.System, hostport string, r *Router, creds Credent
 	}
 	g.remote, g.addr = rem, addr
 	// The mailbox stays unbounded: protoactor's BoundedDropping spins after
-	// a drop (see runtime.Limiter), and frames arrive here from protoactor's
+	// a drop (see supervise.Limiter), and frames arrive here from protoactor's
 	// remote, which does the send itself. gRPC's flow control and the
 	// gateway's loopback default bound what arrives.
 	_, err = sys.Spawn(nil, "gateway", GatewayID, actor.PropsFromProducer(func() actor.Actor { return &gatewayActor{g: g} }))
@@ -100,7 +100,7 @@ func (g *Gateway) FramesRefused(r Refusal) uint64 {
 func (g *Gateway) Addr() string { return g.addr }
 
 // System is the gateway's actor system.
-func (g *Gateway) System() *runtime.System { return g.sys }
+func (g *Gateway) System() *supervise.System { return g.sys }
 
 // Close stops sending, stops the gateway's actor system (its endpoint
 // writers close the connections to other gateways) and the gRPC server.

@@ -12,8 +12,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // fakeGateway is another cloud process's gateway as far as gRPC goes: it
@@ -49,7 +50,7 @@ func (f *fakeGateway) Receive(stream remote.Remoting_ReceiveServer) error {
 // stream refuses to send it. (A new connection would fail its handshake:
 // TestVerifyPeer's policy, in VerifyConnection.)
 func TestGatewayStopsSendingToRevokedPeer(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestGatewayStopsSendingToRevokedPeer(t *testing.T) {
 	// Before any other gRPC server: the pinned remote's Start writes
 	// grpclog's globals (see Gateway).
 	r := NewRouter(nil)
-	gw, err := StartGateway(runtime.New("gateway", nil), "127.0.0.1:0", r, creds)
+	gw, err := StartGateway(supervise.New("gateway", nil), "127.0.0.1:0", r, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

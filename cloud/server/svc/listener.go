@@ -6,10 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -25,7 +25,7 @@ type Packet struct {
 // Done releases the packet's slot.
 func (p *Packet) Done() {
 	if p.l != nil {
-		<-p.l.slots
+		p.l.slots.Release()
 		p.l = nil
 	}
 }
@@ -35,12 +35,11 @@ func (p *Packet) Done() {
 // block on the actor: when MaxInflight packets are waiting, new ones are
 // dropped and counted.
 type Listener struct {
-	conns   []*net.UDPConn
-	slots   chan struct{}
-	admit   Admit
-	dropped atomic.Uint64
-	wg      sync.WaitGroup
-	log     *slog.Logger
+	conns []*net.UDPConn
+	slots *supervise.Limiter // packets sent to the actor and not yet Done
+	admit Admit
+	wg    sync.WaitGroup
+	log   *slog.Logger
 }
 
 // ListenUDP opens one socket per address ("127.0.0.1:7400", "[::1]:7400").
@@ -86,7 +85,7 @@ type Admit func(conn *net.UDPConn, data []byte, from netip.AddrPort) bool
 // ServeFiltered is Serve with admit (nil: everything) in front of the
 // actor, so that a flood the service refuses costs a read and a check.
 func ServeFiltered(root *actor.RootContext, pid *actor.PID, conns []*net.UDPConn, maxInflight int, admit Admit, log *slog.Logger) *Listener {
-	l := &Listener{conns: conns, slots: make(chan struct{}, max(maxInflight, 1)), admit: admit, log: log}
+	l := &Listener{conns: conns, slots: supervise.NewLimiter(maxInflight), admit: admit, log: log}
 	for _, c := range conns {
 		l.wg.Add(1)
 		go l.read(root, pid, c)
@@ -113,10 +112,7 @@ func (l *Listener) read(root *actor.RootContext, pid *actor.PID, c *net.UDPConn)
 		if l.admit != nil && !l.admit(c, buf[:n], src) {
 			continue
 		}
-		select {
-		case l.slots <- struct{}{}:
-		default:
-			l.dropped.Add(1)
+		if !l.slots.Acquire() {
 			continue
 		}
 		p := &Packet{Data: append([]byte(nil), buf[:n]...), From: src, Conn: c, l: l}
@@ -125,7 +121,7 @@ func (l *Listener) read(root *actor.RootContext, pid *actor.PID, c *net.UDPConn)
 }
 
 // Dropped counts packets dropped because too many were in flight.
-func (l *Listener) Dropped() uint64 { return l.dropped.Load() }
+func (l *Listener) Dropped() uint64 { return l.slots.Dropped() }
 
 // Close closes the sockets and waits for the readers.
 func (l *Listener) Close() {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/remote"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // A TLS peer proves one certificate, but a process may run several

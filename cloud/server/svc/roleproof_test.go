@@ -17,9 +17,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // dialRaw opens protoactor's Receive stream to addr with opts and
@@ -85,7 +86,7 @@ func connectAndSend(stream remote.Remoting_ReceiveClient, addr string, route []b
 // refused. A proof signed by the wrong key, or made for another
 // connection (replayed by a gateway that received it), ends the stream.
 func TestGatewayRoleProof(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestGatewayRoleProof(t *testing.T) {
 		return id
 	}
 	r := NewRouter(nil)
-	nmsSys := runtime.New(NMS, nil)
+	nmsSys := supervise.New(NMS, nil)
 	t.Cleanup(func() { r.Detach(NMS); _ = nmsSys.Shutdown(context.Background()) })
 	got := make(chan Frame, 8)
 	if _, err := nmsSys.Spawn(nil, "nms", NMS, actor.PropsFromProducer(func() actor.Actor {
@@ -110,7 +111,7 @@ func TestGatewayRoleProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Attach(NMS, nmsSys.Actors())
-	gw, err := StartGateway(runtime.New("gateway", nil), "127.0.0.1:0", r, credentialsUnder(t, ca, pki.RoleNMS))
+	gw, err := StartGateway(supervise.New("gateway", nil), "127.0.0.1:0", r, credentialsUnder(t, ca, pki.RoleNMS))
 	if err != nil {
 		t.Fatal(err)
 	}

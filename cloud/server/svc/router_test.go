@@ -12,7 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -53,13 +53,13 @@ func asker(send func(self *actor.PID) error, got chan<- Frame) actor.Actor {
 
 // twoServices runs an "as" and an "nms" system, each with its own router
 // attachment, and an echoing NMS root.
-func twoServices(t *testing.T, r *Router) (asSys *runtime.System) {
+func twoServices(t *testing.T, r *Router) (asSys *supervise.System) {
 	t.Helper()
-	asSys, nmsSys := runtime.New(AS, nil), runtime.New(NMS, nil)
+	asSys, nmsSys := supervise.New(AS, nil), supervise.New(NMS, nil)
 	t.Cleanup(func() {
 		r.Detach(AS)
 		r.Detach(NMS)
-		for _, s := range []*runtime.System{asSys, nmsSys} {
+		for _, s := range []*supervise.System{asSys, nmsSys} {
 			if err := s.Shutdown(context.Background()); err != nil {
 				t.Error(err)
 			}
@@ -76,14 +76,14 @@ func twoServices(t *testing.T, r *Router) (asSys *runtime.System) {
 
 // roundTrip asks the NMS root at to from a fresh actor of the AS system
 // and returns the answer.
-func roundTrip(t *testing.T, r *Router, asSys *runtime.System, name string, to Ref) Frame {
+func roundTrip(t *testing.T, r *Router, asSys *supervise.System, name string, to Ref) Frame {
 	t.Helper()
 	link := r.Link(AS)
 	return roundTripBy(t, asSys, name, func(self *actor.PID, req []byte) error { return link.Request(self, to, req) })
 }
 
 // roundTripBy is roundTrip with the request sent by send.
-func roundTripBy(t *testing.T, asSys *runtime.System, name string, send func(self *actor.PID, req []byte) error) Frame {
+func roundTripBy(t *testing.T, asSys *supervise.System, name string, send func(self *actor.PID, req []byte) error) Frame {
 	t.Helper()
 	id := messages.NewMsgID()
 	req, err := NewFrame("", id, AS, time.Now(), messages.KeyHandover{SessionID: 7, FQDN: "a.example"})
@@ -153,7 +153,7 @@ func TestRouterNoRoute(t *testing.T) {
 func TestGatewayInbound(t *testing.T) {
 	r := NewRouter(nil)
 	asSys := twoServices(t, r)
-	gw, err := StartGateway(runtime.New("gateway", nil), "127.0.0.1:0", r, testCredentials(t))
+	gw, err := StartGateway(supervise.New("gateway", nil), "127.0.0.1:0", r, testCredentials(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestGatewayPortTaken(t *testing.T) {
 	}
 	defer l.Close()
 	r := NewRouter(nil)
-	if _, err := StartGateway(runtime.New("gateway", nil), l.Addr().String(), r, testCredentials(t)); err == nil {
+	if _, err := StartGateway(supervise.New("gateway", nil), l.Addr().String(), r, testCredentials(t)); err == nil {
 		t.Fatal("gateway started on a taken port")
 	}
 	if r.Addr() != LocalProcess {

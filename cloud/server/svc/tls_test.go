@@ -7,20 +7,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/cloud/pki"
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // testCredentials are an NMS's credentials under a fresh overlay CA.
 func testCredentials(t *testing.T) Credentials {
 	t.Helper()
-	ca, err := pki.InitCA(t.TempDir(), "test overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "test overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return credentialsUnder(t, ca, pki.RoleNMS)
 }
 
-func credentialsUnder(t *testing.T, ca *pki.CA, role pki.Role) Credentials {
+func credentialsUnder(t *testing.T, ca *rootca.CA, role pki.Role) Credentials {
 	t.Helper()
 	id, err := ca.Issue(role, "peer.example.cyphonic", time.Hour)
 	if err != nil {
@@ -37,15 +38,15 @@ func credentialsUnder(t *testing.T, ca *pki.CA, role pki.Role) Credentials {
 // service of this overlay passes; a node, a stranger's service, an expired
 // or revoked service, and no certificate at all do not.
 func TestVerifyPeer(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := pki.InitCA(t.TempDir(), "overlay", time.Hour) // same name, other key
+	other, err := rootca.Init(t.TempDir(), "overlay", time.Hour) // same name, other key
 	if err != nil {
 		t.Fatal(err)
 	}
-	issue := func(ca *pki.CA, role pki.Role, from, to time.Duration) *x509.Certificate {
+	issue := func(ca *rootca.CA, role pki.Role, from, to time.Duration) *x509.Certificate {
 		now := time.Now()
 		id, err := ca.IssueAt(role, "mallory.example.cyphonic", now.Add(from), now.Add(to))
 		if err != nil {
@@ -86,7 +87,7 @@ func TestVerifyPeer(t *testing.T) {
 }
 
 func TestCredentialsRefuseNodeIdentity(t *testing.T) {
-	ca, err := pki.InitCA(t.TempDir(), "overlay", time.Hour)
+	ca, err := rootca.Init(t.TempDir(), "overlay", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ package storetest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,7 +21,7 @@ import (
 )
 
 // Opener opens one more handle on one backing database.
-type Opener func(cfg store.Config) (store.Store, error)
+type Opener func() (store.Store, error)
 
 // Harness adapts an implementation to the suite.
 type Harness struct {
@@ -39,18 +41,12 @@ func Run(t *testing.T, h Harness) {
 		fn     func(*testing.T, Harness)
 		shared bool
 	}{
-		{"AllocateStable", testAllocateStable, false},
-		{"AllocateSurvivesReopen", testAllocateSurvivesReopen, false},
-		{"AllocateExhausted", testAllocateExhausted, false},
-		{"AllocateRejectsBadFQDN", testAllocateRejectsBadFQDN, false},
-		{"ConfigChanged", testConfigChanged, false},
 		{"NodeRoundTrip", testNodeRoundTrip, false},
 		{"NodeNotFound", testNodeNotFound, false},
 		{"RejectsInvalidNode", testRejectsInvalidNode, false},
 		{"Sessions", testSessions, false},
 		{"SessionInUse", testSessionInUse, false},
 		{"ListNodes", testListNodes, false},
-		{"ConcurrentAllocate", testConcurrentAllocate, false},
 		{"ConcurrentSessionClaim", testConcurrentSessionClaim, false},
 		{"UpdateLocator", testUpdateLocator, false},
 		{"UpdateLocatorStaleSession", testUpdateLocatorStaleSession, false},
@@ -60,7 +56,6 @@ func Run(t *testing.T, h Harness) {
 		{"LookupVIPMoves", testLookupVIPMoves, false},
 		{"LookupVIPSurvivesReopen", testLookupVIPSurvivesReopen, false},
 		{"TwoInstancesLookupVIP", testTwoInstancesLookupVIP, true},
-		{"TwoInstancesAllocate", testTwoInstancesAllocate, true},
 		{"TwoInstancesSessions", testTwoInstancesSessions, true},
 		{"TwoInstancesLoginsRaceUpdateLocator", testTwoInstancesLoginsRaceUpdateLocator, true},
 	}
@@ -75,9 +70,9 @@ func Run(t *testing.T, h Harness) {
 }
 
 // open opens a handle and closes it when t ends.
-func open(t *testing.T, o Opener, cfg store.Config) store.Store {
+func open(t *testing.T, o Opener) store.Store {
 	t.Helper()
-	s, err := o(cfg)
+	s, err := o()
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -85,125 +80,23 @@ func open(t *testing.T, o Opener, cfg store.Config) store.Store {
 	return s
 }
 
-// small pools: six usable pairs.
-var smallConfig = store.Config{
-	VIP6: netip.MustParsePrefix("fd00:1:2::/125"),
-	VIP4: netip.MustParsePrefix("100.64.7.0/29"),
-}
-
 func name(i int) string { return fmt.Sprintf("node%d.example.cyphonic", i) }
 
-func allocate(t *testing.T, s store.Store, fqdn string) [2]netip.Addr {
-	t.Helper()
-	v6, v4, err := s.AllocateVIPs(context.Background(), fqdn)
-	if err != nil {
-		t.Fatalf("AllocateVIPs(%q): %v", fqdn, err)
-	}
-	return [2]netip.Addr{v6, v4}
-}
-
-func testAllocateStable(t *testing.T, h Harness) {
-	s := open(t, h.Fresh(t), store.Config{})
-	seen := map[netip.Addr]string{}
-	for i := range 20 {
-		p := allocate(t, s, name(i))
-		if !store.DefaultVIP6.Contains(p[0]) || !store.DefaultVIP4.Contains(p[1]) {
-			t.Fatalf("%s got %v, outside the default pools", name(i), p)
-		}
-		if p[0] == store.DefaultVIP6.Addr() || p[1] == store.DefaultVIP4.Addr() {
-			t.Fatalf("%s got the prefix's own address %v", name(i), p)
-		}
-		for _, a := range p {
-			if other, dup := seen[a]; dup {
-				t.Fatalf("%v given to %s and %s", a, other, name(i))
-			}
-			seen[a] = name(i)
-		}
-		if again := allocate(t, s, name(i)); again != p {
-			t.Fatalf("%s: second allocation %v, first %v", name(i), again, p)
-		}
-	}
-}
-
-func testAllocateSurvivesReopen(t *testing.T, h Harness) {
-	o := h.Fresh(t)
-	s, err := o(store.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := allocate(t, s, name(1)), allocate(t, s, name(2))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = open(t, o, store.Config{})
-	if got := allocate(t, s, name(2)); got != b {
-		t.Fatalf("after reopen %s got %v, before %v", name(2), got, b)
-	}
-	if got := allocate(t, s, name(1)); got != a {
-		t.Fatalf("after reopen %s got %v, before %v", name(1), got, a)
-	}
-	c := allocate(t, s, name(3))
-	if c[0] == a[0] || c[0] == b[0] || c[1] == a[1] || c[1] == b[1] {
-		t.Fatalf("after reopen a new node got a used address: %v (old %v %v)", c, a, b)
-	}
-}
-
-func testAllocateExhausted(t *testing.T, h Harness) {
-	s := open(t, h.Fresh(t), smallConfig)
-	var got [][2]netip.Addr
-	for i := range 6 {
-		p := allocate(t, s, name(i))
-		if !smallConfig.VIP6.Contains(p[0]) || !smallConfig.VIP4.Contains(p[1]) {
-			t.Fatalf("%v outside %v/%v", p, smallConfig.VIP6, smallConfig.VIP4)
-		}
-		if p[1] == netip.MustParseAddr("100.64.7.7") || p[1] == netip.MustParseAddr("100.64.7.0") {
-			t.Fatalf("handed out the network or broadcast address %v", p[1])
-		}
-		got = append(got, p)
-	}
-	for _, fqdn := range []string{name(6), name(7)} {
-		if _, _, err := s.AllocateVIPs(context.Background(), fqdn); !errors.Is(err, store.ErrVIPExhausted) {
-			t.Fatalf("allocation beyond the pool for %s: err = %v, want ErrVIPExhausted", fqdn, err)
-		}
-	}
-	// Existing allocations are still served.
-	for i, p := range got {
-		if again := allocate(t, s, name(i)); again != p {
-			t.Fatalf("after exhaustion %s got %v, had %v", name(i), again, p)
-		}
-	}
-}
-
-func testAllocateRejectsBadFQDN(t *testing.T, h Harness) {
-	s := open(t, h.Fresh(t), store.Config{})
-	for _, bad := range []string{"", "nodot", "UPPER.example", "a..b"} {
-		if _, _, err := s.AllocateVIPs(context.Background(), bad); !errors.Is(err, store.ErrInvalidNode) {
-			t.Errorf("AllocateVIPs(%q): err = %v, want ErrInvalidNode", bad, err)
-		}
-	}
-}
-
-func testConfigChanged(t *testing.T, h Harness) {
-	o := h.Fresh(t)
-	s, err := o(smallConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	allocate(t, s, name(1))
-	s.Close()
-	other := smallConfig
-	other.VIP4 = netip.MustParsePrefix("100.64.8.0/29")
-	if s, err := o(other); !errors.Is(err, store.ErrConfigChanged) {
-		if err == nil {
-			s.Close()
-		}
-		t.Fatalf("reopen with another VIP4 pool: err = %v, want ErrConfigChanged", err)
-	}
-	open(t, o, smallConfig) // the original configuration still opens
+// VIPs is a test node's VIP pair, derived from its name: records need VIPs,
+// and the store does not care where they come from (they are the
+// certificate's). A hash of the name keeps the pairs of the names the suite
+// uses apart.
+func VIPs(fqdn string) [2]netip.Addr {
+	h := sha256.Sum256([]byte(fqdn))
+	b6 := [16]byte{0xfd, 0x63, 0x79, 0x70, 0x68, 0x6f}
+	copy(b6[8:], h[:8])
+	n := binary.BigEndian.Uint32(h[8:]) & (1<<22 - 1)
+	b4 := [4]byte{100, 64 | byte(n>>16), byte(n >> 8), byte(n)}
+	return [2]netip.Addr{netip.AddrFrom16(b6), netip.AddrFrom4(b4)}
 }
 
 func fullNode(t *testing.T, s store.Store, fqdn string, sid store.SessionID) store.Node {
-	p := allocate(t, s, fqdn)
+	p := VIPs(fqdn)
 	var k1, k2 [32]byte
 	for i := range k1 {
 		k1[i], k2[i] = byte(i), byte(255-i)
@@ -240,7 +133,7 @@ func equalNode(a, b store.Node) bool {
 
 func testNodeRoundTrip(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	n := fullNode(t, s, "alice.example.cyphonic", 7)
 	if err := s.PutNode(ctx, n); err != nil {
 		t.Fatal(err)
@@ -264,7 +157,7 @@ func testNodeRoundTrip(t *testing.T, h Harness) {
 
 func testNodeNotFound(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	if _, err := s.GetNode(ctx, "nobody.example"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetNode(unknown): err = %v, want ErrNotFound", err)
 	}
@@ -274,16 +167,11 @@ func testNodeNotFound(t *testing.T, h Harness) {
 	if _, err := s.LookupSession(ctx, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("LookupSession(0): err = %v, want ErrNotFound", err)
 	}
-	// Allocation alone creates no node record.
-	allocate(t, s, "carol.example")
-	if _, err := s.GetNode(ctx, "carol.example"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("GetNode after AllocateVIPs only: err = %v, want ErrNotFound", err)
-	}
 }
 
 func testRejectsInvalidNode(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	good := fullNode(t, s, "alice.example", 0)
 	tests := []struct {
 		name string
@@ -308,7 +196,7 @@ func testRejectsInvalidNode(t *testing.T, h Harness) {
 
 func testSessions(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	n := fullNode(t, s, "alice.example", 7)
 	if err := s.PutNode(ctx, n); err != nil {
 		t.Fatal(err)
@@ -380,7 +268,7 @@ func testSessions(t *testing.T, h Harness) {
 
 func testSessionInUse(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	alice, bob := fullNode(t, s, "alice.example", 7), fullNode(t, s, "bob.example", 7)
 	if err := s.PutNode(ctx, alice); err != nil {
 		t.Fatal(err)
@@ -408,7 +296,7 @@ func testSessionInUse(t *testing.T, h Harness) {
 
 func testListNodes(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	if nodes, err := s.ListNodes(ctx); err != nil || len(nodes) != 0 {
 		t.Fatalf("empty store lists %v, %v", nodes, err)
 	}
@@ -435,78 +323,6 @@ func testListNodes(t *testing.T, h Harness) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("ListNodes = %v, want %v", got, want)
 	}
-}
-
-// allocateConcurrently has workers allocate for overlapping FQDN sets on
-// the given handles and checks the results: one pair per FQDN whoever
-// asked, and no address given to two FQDNs.
-func allocateConcurrently(t *testing.T, handles []store.Store) {
-	const workers, names = 16, 40
-	type result struct {
-		fqdn string
-		pair [2]netip.Addr
-	}
-	results := make(chan result, workers*names)
-	errs := make(chan error, workers*names)
-	var wg sync.WaitGroup
-	for w := range workers {
-		s := handles[w%len(handles)]
-		wg.Go(func() {
-			// Every worker covers every FQDN, starting at a different one,
-			// so the same FQDN is asked for at once by several workers.
-			for i := range names {
-				fqdn := name((i + w*7) % names)
-				v6, v4, err := s.AllocateVIPs(context.Background(), fqdn)
-				if err != nil {
-					errs <- err
-					return
-				}
-				results <- result{fqdn, [2]netip.Addr{v6, v4}}
-			}
-		})
-	}
-	wg.Wait()
-	close(results)
-	close(errs)
-	for err := range errs {
-		t.Fatalf("concurrent AllocateVIPs: %v", err)
-	}
-	byName := map[string][2]netip.Addr{}
-	owner := map[netip.Addr]string{}
-	count := 0
-	for r := range results {
-		count++
-		if p, ok := byName[r.fqdn]; ok && p != r.pair {
-			t.Fatalf("%s got both %v and %v", r.fqdn, p, r.pair)
-		}
-		byName[r.fqdn] = r.pair
-		for _, a := range r.pair {
-			if o, ok := owner[a]; ok && o != r.fqdn {
-				t.Fatalf("%v given to both %s and %s", a, o, r.fqdn)
-			}
-			owner[a] = r.fqdn
-		}
-	}
-	if count != workers*names || len(byName) != names {
-		t.Fatalf("%d results for %d FQDNs, want %d for %d", count, len(byName), workers*names, names)
-	}
-	// And every handle still answers the same afterwards.
-	for fqdn, p := range byName {
-		for _, s := range handles {
-			if got := allocate(t, s, fqdn); got != p {
-				t.Fatalf("%s: later allocation %v, concurrent one %v", fqdn, got, p)
-			}
-		}
-	}
-}
-
-func testConcurrentAllocate(t *testing.T, h Harness) {
-	allocateConcurrently(t, []store.Store{open(t, h.Fresh(t), store.Config{})})
-}
-
-func testTwoInstancesAllocate(t *testing.T, h Harness) {
-	o := h.Fresh(t)
-	allocateConcurrently(t, []store.Store{open(t, o, store.Config{}), open(t, o, store.Config{})})
 }
 
 // claimConcurrently has one node per worker claim the same session ID at
@@ -546,12 +362,12 @@ func claimConcurrently(t *testing.T, handles []store.Store) {
 }
 
 func testConcurrentSessionClaim(t *testing.T, h Harness) {
-	claimConcurrently(t, []store.Store{open(t, h.Fresh(t), store.Config{})})
+	claimConcurrently(t, []store.Store{open(t, h.Fresh(t))})
 }
 
 func testTwoInstancesSessions(t *testing.T, h Harness) {
 	o := h.Fresh(t)
-	a, b := open(t, o, store.Config{}), open(t, o, store.Config{})
+	a, b := open(t, o), open(t, o)
 	claimConcurrently(t, []store.Store{a, b})
 
 	// What one process writes, the other reads, deletes and sees deleted.
@@ -586,7 +402,7 @@ func otherLocator(i int) store.LocatorUpdate {
 
 func testUpdateLocator(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	n := fullNode(t, s, "alice.example.cyphonic", 7)
 	if err := s.PutNode(ctx, n); err != nil {
 		t.Fatal(err)
@@ -616,7 +432,7 @@ func testUpdateLocator(t *testing.T, h Harness) {
 
 func testUpdateLocatorStaleSession(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	n := fullNode(t, s, "alice.example.cyphonic", 7)
 	if err := s.PutNode(ctx, n); err != nil {
 		t.Fatal(err)
@@ -725,21 +541,18 @@ func loginsRaceUpdates(t *testing.T, handles []store.Store) {
 }
 
 func testLoginsRaceUpdateLocator(t *testing.T, h Harness) {
-	loginsRaceUpdates(t, []store.Store{open(t, h.Fresh(t), store.Config{})})
+	loginsRaceUpdates(t, []store.Store{open(t, h.Fresh(t))})
 }
 
 func testTwoInstancesLoginsRaceUpdateLocator(t *testing.T, h Harness) {
 	o := h.Fresh(t)
-	loginsRaceUpdates(t, []store.Store{open(t, o, store.Config{}), open(t, o, store.Config{})})
+	loginsRaceUpdates(t, []store.Store{open(t, o), open(t, o)})
 }
 
 func testCanceledContext(t *testing.T, h Harness) {
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := s.AllocateVIPs(ctx, "alice.example"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("AllocateVIPs with canceled context: err = %v", err)
-	}
 	if err := s.PutNode(ctx, store.Node{FQDN: "alice.example"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("PutNode with canceled context: err = %v", err)
 	}
@@ -767,7 +580,7 @@ func wantVIPOwner(t *testing.T, s store.Store, vip netip.Addr, fqdn string) {
 
 func testLookupVIP(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	a, b := fullNode(t, s, name(1), 7), fullNode(t, s, name(2), 8)
 	for _, n := range []store.Node{a, b} {
 		if err := s.PutNode(ctx, n); err != nil {
@@ -782,8 +595,8 @@ func testLookupVIP(t *testing.T, h Harness) {
 	wantVIPOwner(t, s, netip.AddrFrom16(a.VIP4.As16()), a.FQDN) // IPv4-mapped
 	wantVIPOwner(t, s, b.VIP6, b.FQDN)
 	wantVIPOwner(t, s, b.VIP4, b.FQDN)
-	// Allocated but never recorded, outside any pool, or no address at all.
-	c := allocate(t, s, name(3))
+	// Never recorded, outside the overlay, or no address at all.
+	c := VIPs(name(3))
 	for _, v := range []netip.Addr{c[0], c[1], netip.MustParseAddr("192.0.2.1"), {}} {
 		wantVIPOwner(t, s, v, "")
 	}
@@ -802,7 +615,7 @@ func testLookupVIP(t *testing.T, h Harness) {
 
 func testLookupVIPMoves(t *testing.T, h Harness) {
 	ctx := context.Background()
-	s := open(t, h.Fresh(t), store.Config{})
+	s := open(t, h.Fresh(t))
 	a, b := fullNode(t, s, name(1), 7), fullNode(t, s, name(2), 8)
 	for _, n := range []store.Node{a, b} {
 		if err := s.PutNode(ctx, n); err != nil {
@@ -811,7 +624,7 @@ func testLookupVIPMoves(t *testing.T, h Harness) {
 	}
 	// a's record now names other VIPs (a certificate reissued by another
 	// CA): the old ones lead nowhere, the new ones to a.
-	p := allocate(t, s, name(4))
+	p := VIPs(name(4))
 	moved := a
 	moved.VIP6, moved.VIP4 = p[0], p[1]
 	if err := s.PutNode(ctx, moved); err != nil {
@@ -848,7 +661,7 @@ func testLookupVIPMoves(t *testing.T, h Harness) {
 func testLookupVIPSurvivesReopen(t *testing.T, h Harness) {
 	ctx := context.Background()
 	o := h.Fresh(t)
-	s, err := o(store.Config{})
+	s, err := o()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -859,7 +672,7 @@ func testLookupVIPSurvivesReopen(t *testing.T, h Harness) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, o, store.Config{})
+	s = open(t, o)
 	wantVIPOwner(t, s, a.VIP6, a.FQDN)
 	wantVIPOwner(t, s, a.VIP4, a.FQDN)
 }
@@ -867,7 +680,7 @@ func testLookupVIPSurvivesReopen(t *testing.T, h Harness) {
 func testTwoInstancesLookupVIP(t *testing.T, h Harness) {
 	ctx := context.Background()
 	o := h.Fresh(t)
-	s1, s2 := open(t, o, store.Config{}), open(t, o, store.Config{})
+	s1, s2 := open(t, o), open(t, o)
 	a := fullNode(t, s1, name(1), 7)
 	if err := s1.PutNode(ctx, a); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,87 @@
+package supervise
+
+import "time"
+
+// Actor states shown in the tree.
+const (
+	StateStarting   = "starting"
+	StateRunning    = "running"
+	StateBackoff    = "backoff" // failed; a restart is scheduled after a backoff delay
+	StateRestarting = "restarting"
+	StateStopping   = "stopping"
+	StateGaveUp     = "gave-up" // failed too often; the supervisor stopped it
+)
+
+// Node is one actor in a Tree snapshot. It is plain data so that it encodes
+// to JSON for /debug/actors and decodes again in the CLI.
+type Node struct {
+	ID            string    `json:"id"`
+	PID           string    `json:"pid"`
+	Kind          string    `json:"kind"`
+	Parent        string    `json:"parent,omitempty"`
+	State         string    `json:"state"`
+	Mailbox       int       `json:"mailbox"` // user messages waiting
+	Processed     uint64    `json:"processed"`
+	Restarts      int       `json:"restarts"`
+	LastFailure   string    `json:"last_failure,omitempty"`
+	LastFailureAt time.Time `json:"last_failure_at,omitzero"`
+	NextRestartAt time.Time `json:"next_restart_at,omitzero"`
+	Started       time.Time `json:"started,omitzero"`
+	Children      []Node    `json:"children,omitempty"`
+}
+
+// Tree is a point-in-time view of the live actors, as a forest rooted at
+// actors whose parent is not a registered actor, plus the most recent actors
+// whose supervisor gave up on them (they are no longer alive).
+type Tree struct {
+	Taken  time.Time `json:"taken"`
+	Actors []Node    `json:"actors"`
+	GaveUp []Node    `json:"gave_up,omitempty"`
+}
+
+// Count returns the number of live actors in the tree.
+func (t Tree) Count() int {
+	n := 0
+	var walk func([]Node)
+	walk = func(ns []Node) {
+		for i := range ns {
+			n++
+			walk(ns[i].Children)
+		}
+	}
+	walk(t.Actors)
+	return n
+}
+
+// Find returns the live actor with the given ID.
+func (t Tree) Find(id string) (Node, bool) {
+	var found *Node
+	var walk func([]Node)
+	walk = func(ns []Node) {
+		for i := range ns {
+			if found != nil {
+				return
+			}
+			if ns[i].ID == id {
+				found = &ns[i]
+				return
+			}
+			walk(ns[i].Children)
+		}
+	}
+	walk(t.Actors)
+	if found == nil {
+		return Node{}, false
+	}
+	return *found, true
+}
+
+// KindStats aggregates the registry per actor kind, for metrics.
+type KindStats struct {
+	Kind       string
+	Live       int    // actors of this kind alive now
+	Restarts   uint64 // restarts since the system started, including actors now gone
+	GaveUp     uint64 // actors of this kind whose supervisor gave up
+	Mailbox    int    // sum of mailbox depths of live actors
+	MailboxMax int    // deepest mailbox among live actors
+}

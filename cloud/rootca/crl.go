@@ -1,0 +1,92 @@
+package rootca
+
+import (
+	"crypto/x509"
+	"fmt"
+	"math/big"
+	"path/filepath"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/pki"
+)
+
+// Revoke adds serial to the CA's deny list: it signs a new CRL with the
+// next number and replaces revoked.crl atomically. Serials in a legacy
+// revoked.txt are carried into the first CRL. Revoking a serial twice is a
+// no-op.
+func (ca *CA) Revoke(serial *big.Int) error {
+	if serial == nil || serial.Sign() <= 0 {
+		return fmt.Errorf("rootca: revoke: invalid serial")
+	}
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	unlock, err := lockDir(ca.dir)
+	if err != nil {
+		return fmt.Errorf("rootca: revoke %s: %w", pki.FormatSerial(serial), err)
+	}
+	defer unlock()
+	cur, err := pki.LoadCRL(ca.dir, ca.Cert)
+	if err != nil {
+		return fmt.Errorf("rootca: revoke %s: %w", pki.FormatSerial(serial), err)
+	}
+	if cur.DenyList().Contains(serial) {
+		return nil
+	}
+	return ca.signCRL(cur, serial)
+}
+
+// signCRL signs the list after cur (nil: the first, from a legacy
+// revoked.txt) with serial added (nil: none) and replaces revoked.crl.
+// The caller holds ca.mu and the directory lock.
+func (ca *CA) signCRL(cur *pki.CRL, serial *big.Int) error {
+	what := "deny list"
+	if serial != nil {
+		what = "revoke " + pki.FormatSerial(serial)
+	}
+	var entries []x509.RevocationListEntry
+	var number uint64
+	now := time.Now()
+	if cur != nil {
+		rl, err := x509.ParseRevocationList(cur.DER)
+		if err != nil {
+			return fmt.Errorf("rootca: %s: %w", what, err)
+		}
+		entries, number = rl.RevokedCertificateEntries, cur.Number
+	} else if legacy, err := loadLegacyDenyList(ca.dir); err != nil {
+		return fmt.Errorf("rootca: %s: %w", what, err)
+	} else {
+		for _, s := range legacy.Serials() {
+			n, _ := pki.ParseSerial(s)
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: now})
+		}
+	}
+	if serial != nil {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now})
+	}
+	der, err := ca.SignCRL(number+1, entries, now)
+	if err != nil {
+		return fmt.Errorf("rootca: %s: %w", what, err)
+	}
+	if err := pki.ReplaceFile(filepath.Join(ca.dir, pki.CRLFile), der, 0o644); err != nil {
+		return fmt.Errorf("rootca: %s: %w", what, err)
+	}
+	return nil
+}
+
+// EnsureCRL signs an empty deny list (number 1, carrying a legacy
+// revoked.txt's serials) when the CA has none yet, so that a cloud can
+// follow the CA's revoked.crl from its first start.
+func (ca *CA) EnsureCRL() error {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	unlock, err := lockDir(ca.dir)
+	if err != nil {
+		return fmt.Errorf("rootca: deny list: %w", err)
+	}
+	defer unlock()
+	cur, err := pki.LoadCRL(ca.dir, ca.Cert)
+	if err != nil || cur != nil {
+		return err
+	}
+	return ca.signCRL(nil, nil)
+}
