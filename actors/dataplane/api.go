@@ -20,7 +20,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -29,9 +28,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
-
-// PeerStatus is one tunnel's state, as Status returns it.
-type PeerStatus = peer.Status
 
 var (
 	// ErrNotStarted: Start has not run (or Stop has).
@@ -106,7 +102,7 @@ type Config struct {
 	DeadAfter        time.Duration   // fail the peer after this much receive silence (default 35s)
 	Tick             time.Duration   // how often peers check their timers (default 250ms)
 	MaxQueueDelay    time.Duration   // drop batches queued longer than this (default 50ms)
-	CoDelTarget      time.Duration   // per-peer queues drop early above this sojourn (default batch.DefaultCoDelTarget)
+	CoDelTarget      time.Duration   // per-peer queues drop early above this sojourn (default DefaultCoDelTarget)
 	GapTimeout       time.Duration   // a sequencer gives up a missing batch after this (default 200ms)
 	// Rekey limits (defaults seal.RekeyAfterTime, seal.RekeyAfterMessages);
 	// they can only shorten seal's own.

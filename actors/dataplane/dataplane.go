@@ -12,10 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/crypto"
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -29,7 +26,7 @@ const (
 	// minBufSize lets a whole handshake message (the largest node <-> node
 	// packet besides data) and ordinary signaling fit in one buffer. Node
 	// handshakes carry no application payload beyond an init's padding,
-	// which only fills a certificate up to peer.InitPadTo (< MaxCertLen),
+	// which only fills a certificate up to InitPadTo (< MaxCertLen),
 	// and the MAC trailer fits in the slack, so the payload limit is left out:
 	// every batch holds MaxBatch buffers, and this size sets the daemon's
 	// memory under load (4.3 KB buffers cost twice the RSS of 2.3 KB ones).
@@ -41,13 +38,13 @@ type Dataplane struct {
 	sys    *rt.System
 	cfg    Config
 	log    *slog.Logger
-	pool   *batch.Pool
-	tables *peer.Tables
-	set    *peer.Set
-	out    *batch.FairQueue // sealed batches (per peer) and control packets for the socket writer
-	in     *batch.FairQueue // opened batches (per peer) for the TUN writer
-	global batch.Counters
-	env    *peer.Env
+	pool   *batchPool
+	tables *Tables
+	set    *Set
+	out    *FairQueue // sealed batches (per peer) and control packets for the socket writer
+	in     *FairQueue // opened batches (per peer) for the TUN writer
+	global Counters
+	env    *Env
 	hs     *ingress
 	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
 	// OnNoRoute unset, and such packets are dropped as before).
@@ -85,7 +82,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	t := peer.DefaultTiming()
+	t := DefaultTiming()
 	for _, o := range []struct {
 		dst *time.Duration
 		v   time.Duration
@@ -109,11 +106,11 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		sys:    sys,
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "dataplane"),
-		pool:   batch.NewPool(max(batch.Headroom+cfg.Device.MTU()+messages.AEADOverhead, minBufSize)),
-		tables: peer.NewTables(),
-		set:    peer.NewSet(),
-		out:    batch.NewFairQueue(controlQueueDepth),
-		in:     batch.NewFairQueue(1),
+		pool:   newBatchPool(max(Headroom+cfg.Device.MTU()+messages.AEADOverhead, minBufSize)),
+		tables: NewTables(),
+		set:    NewSet(),
+		out:    NewFairQueue(controlQueueDepth),
+		in:     NewFairQueue(1),
 		done:   make(chan struct{}),
 		opened: make(map[string]bool),
 	}
@@ -125,7 +122,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
-	d.env = &peer.Env{
+	d.env = &Env{
 		Self:   cfg.Identity.FQDN,
 		Tables: d.tables,
 		Out:    d.out,
@@ -157,7 +154,7 @@ func (d *Dataplane) canSend(ep netip.AddrPort) bool {
 // deliver queues an in-order inbound batch, on its peer's inbound flow
 // (b.Flow), for the TUN writer. The writer serves peers round-robin, so a
 // bulk sender cannot make another peer's packets wait behind its backlog.
-func (d *Dataplane) deliver(b *batch.Batch) bool {
+func (d *Dataplane) deliver(b *Batch) bool {
 	if b.Flow == nil {
 		return false
 	}
@@ -174,7 +171,7 @@ func (d *Dataplane) Start(parent actor.SpawnerContext) error {
 	if parent == nil {
 		parent = d.sys.Root()
 	}
-	pool, cryptoPID, err := crypto.Spawn(parent, d.cfg.Workers, d.cfg.WorkerHook)
+	pool, cryptoPID, err := spawnCrypto(parent, d.cfg.Workers, d.cfg.WorkerHook)
 	if err != nil {
 		return fmt.Errorf("dataplane: start: %w", err)
 	}
@@ -186,7 +183,7 @@ func (d *Dataplane) Start(parent actor.SpawnerContext) error {
 		}
 		return fmt.Errorf("dataplane: start: %w", err)
 	}
-	props, err := peer.ManagerProps(d.sys, d.env, d.set)
+	props, err := ManagerProps(d.sys, d.env, d.set)
 	if err != nil {
 		return fail(err)
 	}
@@ -290,7 +287,7 @@ func (d *Dataplane) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("dataplane: stop: goroutines: %w", ctx.Err()))
 	}
-	for _, q := range []*batch.FairQueue{d.out, d.in} {
+	for _, q := range []*FairQueue{d.out, d.in} {
 		for _, b := range q.Close() {
 			b.Release()
 		}
@@ -312,7 +309,7 @@ func (d *Dataplane) SendControl(pkt []byte, to netip.AddrPort) error {
 	if len(pkt) > messages.MaxPacket {
 		return fmt.Errorf("dataplane: send control: %w", messages.ErrTooLarge)
 	}
-	if !d.out.PushControl(batch.Control{Pkt: append([]byte(nil), pkt...), To: to}) {
+	if !d.out.PushControl(Control{Pkt: append([]byte(nil), pkt...), To: to}) {
 		return ErrQueueFull
 	}
 	return nil
@@ -337,7 +334,7 @@ func (d *Dataplane) Open(info messages.PathInfo) error {
 	if info.Kind == messages.PathRelay && info.Relay == nil {
 		return fmt.Errorf("%w: relay path without ticket", ErrBadConfig)
 	}
-	if err := d.toPeers(&peer.Open{Info: info}); err != nil {
+	if err := d.toPeers(&Open{Info: info}); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -361,7 +358,7 @@ func (d *Dataplane) Close(fqdn string) error {
 	if !known {
 		return ErrUnknownPeer
 	}
-	return d.toPeers(&peer.Close{FQDN: fqdn})
+	return d.toPeers(&Close{FQDN: fqdn})
 }
 
 // PeerUpdate implements the contract in api.go.
@@ -369,11 +366,11 @@ func (d *Dataplane) PeerUpdate(fqdn string, endpoints []netip.AddrPort) error {
 	if !d.isOpen(fqdn) {
 		return ErrUnknownPeer
 	}
-	return d.toPeers(&peer.UpdateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
+	return d.toPeers(&UpdateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
 }
 
 // Rebind implements the contract in api.go.
-func (d *Dataplane) Rebind() error { return d.toPeers(&peer.Rebind{}) }
+func (d *Dataplane) Rebind() error { return d.toPeers(&Rebind{}) }
 
 // Status implements the contract in api.go.
 func (d *Dataplane) Status() []PeerStatus {
@@ -399,9 +396,9 @@ func (d *Dataplane) WaitUp(ctx context.Context, fqdn string) error {
 		if h != nil {
 			err := h.WaitUp(ctx)
 			switch {
-			case errors.Is(err, peer.ErrClosed):
+			case errors.Is(err, ErrClosed):
 				return fmt.Errorf("dataplane: %s: %w", fqdn, ErrUnknownPeer)
-			case errors.Is(err, peer.ErrFailed):
+			case errors.Is(err, ErrFailed):
 				if d.set.Get(fqdn) != h {
 					continue // replaced by a new Open
 				}

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
 )
@@ -71,17 +69,17 @@ type HandshakeStats struct {
 }
 
 type hsJob struct {
-	init  *peer.RawInit
-	resp  *peer.Response
+	init  *RawInit
+	resp  *Response
 	ckRcv uint32 // cookie reply: receiver index
 	ck    []byte // cookie reply body
 }
 
 type ingress struct {
 	checker *cookie.Checker
-	inits   chan *peer.RawInit
+	inits   chan *RawInit
 	replies chan hsJob
-	global  *batch.Counters
+	global  *Counters
 
 	budget    bucket        // inits run without a cookie
 	cookieOut bucket        // cookie replies sent
@@ -97,14 +95,14 @@ type ingress struct {
 	initsRun, cookieReplies, responses, cookiesIn atomic.Uint64
 }
 
-func newIngress(self string, rate int, global *batch.Counters) *ingress {
+func newIngress(self string, rate int, global *Counters) *ingress {
 	if rate <= 0 {
 		rate = DefaultHandshakeRate
 	}
 	now := time.Now()
 	return &ingress{
 		checker:        cookie.NewChecker(self, nil),
-		inits:          make(chan *peer.RawInit, initQueueDepth),
+		inits:          make(chan *RawInit, initQueueDepth),
 		replies:        make(chan hsJob, replyQueueDepth),
 		global:         global,
 		budget:         newBucket(float64(rate), float64(max(rate/10, 1)), now),
@@ -121,12 +119,12 @@ func (g *ingress) stats() HandshakeStats {
 		Responses: g.responses.Load(), CookiesIn: g.cookiesIn.Load()}
 }
 
-// setBusy is peer.Env.OnPendingFull.
+// setBusy is Env.OnPendingFull.
 func (g *ingress) setBusy() { g.busyUntil.Store(time.Now().Add(busyHold).UnixNano()) }
 
 // onInit admits an init packet (its MAC trailer included) or drops it,
 // counted. reply sends a cookie reply (the caller frames it for a relay).
-func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToken) {
+func (d *Dataplane) onInit(p *Packet, pkt []byte, token messages.RelayToken) {
 	g := d.hs
 	body, _, err := messages.SplitInitTrailer(pkt)
 	if err != nil {
@@ -139,7 +137,7 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 		return
 	}
 	if !g.checker.CheckMAC1(pkt) {
-		g.global.Add(batch.HandshakeMAC, 1)
+		g.global.Add(HandshakeMAC, 1)
 		return
 	}
 	now := time.Now()
@@ -161,15 +159,15 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 			return
 		}
 		if !g.sources.take(netip.AddrPortFrom(p.From.Addr(), 0), now) {
-			g.global.Add(batch.HandshakeRate, 1)
+			g.global.Add(HandshakeRate, 1)
 			return
 		}
 	}
-	ri := &peer.RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven, WireLen: len(pkt)}
+	ri := &RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven, WireLen: len(pkt)}
 	select {
 	case g.inits <- ri:
 	default:
-		g.global.Add(batch.HandshakeQueue, 1)
+		g.global.Add(HandshakeQueue, 1)
 	}
 }
 
@@ -177,13 +175,13 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 // A relayed init's source is TRS: its cookie binds to TRS's address (every
 // relayed initiator shares it, and the per-source limits), and the reply
 // goes back under the relay token the init came with, which names our side.
-func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token messages.RelayToken, now time.Time) {
+func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *Packet, token messages.RelayToken, now time.Time) {
 	g := d.hs
-	g.global.Add(batch.HandshakeBusy, 1)
+	g.global.Add(HandshakeBusy, 1)
 	// Per source first: a flood from one address (or one it claims) gets a
 	// few replies a second, and the global bound covers spread sources.
 	if !g.replySources.take(p.From, now) || !g.cookieOut.take(now) {
-		g.global.Add(batch.HandshakeRate, 1)
+		g.global.Add(HandshakeRate, 1)
 		return
 	}
 	hr := 0
@@ -200,8 +198,8 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token
 		d.log.Warn("handshake: cookie reply", "err", err)
 		return
 	}
-	if !d.out.PushControl(batch.Control{Pkt: buf, To: p.From}) {
-		g.global.Add(batch.QueueFull, 1)
+	if !d.out.PushControl(Control{Pkt: buf, To: p.From}) {
+		g.global.Add(QueueFull, 1)
 		return
 	}
 	g.cookieReplies.Add(1)
@@ -211,14 +209,14 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token
 // session with an unknown-index message (messages.UnknownIndex): after a
 // restart we have lost every session, and the sender would otherwise go on
 // sending into the void until its DeadAfter. The answer echoes the
-// packet's index and counter (the sender checks them: peer.Lost), is
+// packet's index and counter (the sender checks them: Lost), is
 // smaller than the packet, keeps no state, and is rate limited per source
 // and in all. A relayed packet's answer goes back under the token it came
 // with, which names our side at TRS.
-func (d *Dataplane) answerUnknown(p *batch.Packet, h messages.DataHeader, token messages.RelayToken) {
+func (d *Dataplane) answerUnknown(p *Packet, h messages.DataHeader, token messages.RelayToken) {
 	g, now := d.hs, time.Now()
 	if !g.unknownSources.take(p.From, now) || !g.unknownOut.take(now) {
-		g.global.Add(batch.BadUnknownIndex, 1)
+		g.global.Add(BadUnknownIndex, 1)
 		return
 	}
 	hr := 0
@@ -230,8 +228,8 @@ func (d *Dataplane) answerUnknown(p *batch.Packet, h messages.DataHeader, token 
 		messages.PutRelayHeader(buf, token)
 	}
 	messages.UnknownIndex{Receiver: h.Receiver, Counter: h.Counter}.Put(buf[hr:])
-	if !d.out.PushControl(batch.Control{Pkt: buf, To: p.From}) {
-		g.global.Add(batch.QueueFull, 1)
+	if !d.out.PushControl(Control{Pkt: buf, To: p.From}) {
+		g.global.Add(QueueFull, 1)
 	}
 }
 
@@ -240,13 +238,13 @@ func (d *Dataplane) answerUnknown(p *batch.Packet, h messages.DataHeader, token 
 func (d *Dataplane) onReply(job hsJob, receiver uint32) {
 	s := d.tables.Session(receiver)
 	if s == nil || s.Pipe == nil || s.Key != nil {
-		d.global.Add(batch.UnknownIndex, 1)
+		d.global.Add(UnknownIndex, 1)
 		return
 	}
 	select {
 	case d.hs.replies <- job:
 	default:
-		d.global.Add(batch.HandshakeQueue, 1)
+		d.global.Add(HandshakeQueue, 1)
 	}
 }
 
@@ -269,7 +267,7 @@ func (d *Dataplane) handshakeWorker() {
 		case j := <-g.replies:
 			d.runReply(j)
 		case ri := <-g.inits:
-			if peer.Respond(d.env, d.set, ri) {
+			if Respond(d.env, d.set, ri) {
 				g.initsRun.Add(1)
 			}
 		}
@@ -279,11 +277,11 @@ func (d *Dataplane) handshakeWorker() {
 func (d *Dataplane) runReply(j hsJob) {
 	d.hs.responses.Add(1)
 	if j.resp != nil {
-		peer.Finish(d.env, j.resp)
+		Finish(d.env, j.resp)
 		return
 	}
 	d.hs.cookiesIn.Add(1)
-	peer.TakeCookie(d.env, j.ckRcv, j.ck)
+	TakeCookie(d.env, j.ckRcv, j.ck)
 }
 
 // bucket is a token bucket. Not safe for concurrent use alone: the

@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
@@ -47,11 +45,11 @@ func dstAddr(pkt []byte) (netip.Addr, bool) {
 // peerGroup collects one destination's packets out of a read batch.
 type peerGroup[K comparable] struct {
 	key K
-	b   *batch.Batch
+	b   *Batch
 }
 
 // group finds or adds key's group among gs[:*n].
-func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batch.Pool) *batch.Batch {
+func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *Batch {
 	for i := range *n {
 		if gs[i].key == key {
 			return gs[i].b
@@ -66,10 +64,10 @@ func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batch.Pool) *ba
 // readTun is the TUN reader goroutine: read a batch, route each packet by
 // destination VIP, send one batch per peer to the peer actor.
 func (d *Dataplane) readTun() {
-	var groups [batch.MaxBatch]peerGroup[*peer.Handle]
+	var groups [MaxBatch]peerGroup[*Handle]
 	for {
 		b := d.pool.Get()
-		bufs, sizes, _ := b.ReadSlices(batch.Headroom)
+		bufs, sizes, _ := b.ReadSlices(Headroom)
 		n, err := d.cfg.Device.Read(bufs, sizes, 0)
 		if err != nil {
 			b.Release()
@@ -80,13 +78,13 @@ func (d *Dataplane) readTun() {
 			time.Sleep(readErrorPause)
 			continue
 		}
-		b.Filled(n, batch.Headroom)
+		b.Filled(n, Headroom)
 		now := time.Now()
 		ng := 0
 		for i := range b.N {
 			p := &b.Pkts[i]
 			dst, ok := dstAddr(p.Bytes())
-			var h *peer.Handle
+			var h *Handle
 			if ok {
 				h = d.tables.Route(dst)
 			}
@@ -94,7 +92,7 @@ func (d *Dataplane) readTun() {
 				if ok {
 					d.holdNoRoute(dst, p.Bytes(), now) // the slow path: a tunnel on the first packet
 				} else {
-					d.global.Add(batch.NoRoute, 1)
+					d.global.Add(NoRoute, 1)
 				}
 				continue
 			}
@@ -103,7 +101,7 @@ func (d *Dataplane) readTun() {
 		b.Release()
 		for i := range ng {
 			h, gb := groups[i].key, groups[i].b
-			groups[i] = peerGroup[*peer.Handle]{}
+			groups[i] = peerGroup[*Handle]{}
 			gb.Stats = &h.Stats
 			if !h.Up() {
 				d.holdBatch(h, gb, now) // still handshaking: wait for the session
@@ -117,17 +115,17 @@ func (d *Dataplane) readTun() {
 
 // sendToPeer hands an outbound batch for h to its peer actor, within the
 // peer's in-flight bound.
-func (d *Dataplane) sendToPeer(h *peer.Handle, gb *batch.Batch, now time.Time) {
+func (d *Dataplane) sendToPeer(h *Handle, gb *Batch, now time.Time) {
 	gb.Stats = &h.Stats
 	pipe := h.Pipe()
 	if pipe == nil {
-		gb.DropAll(batch.NoSession, nil)
+		gb.DropAll(NoSession, nil)
 		gb.Release()
 		return
 	}
 	if pipe.OutInflight.Add(1) > d.env.Timing.OutInflight {
 		pipe.OutInflight.Add(-1)
-		gb.DropAll(batch.QueueFull, nil)
+		gb.DropAll(QueueFull, nil)
 		gb.Release()
 		return
 	}
@@ -150,7 +148,7 @@ func (d *Dataplane) stopped() bool {
 // read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) writeTun() {
 	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.env.Timing.MaxQueueDelay}
-	w.pkts = make([][]byte, 0, tunWriteBatches*batch.MaxBatch)
+	w.pkts = make([][]byte, 0, tunWriteBatches*MaxBatch)
 	for {
 		select {
 		case <-d.done:
@@ -179,9 +177,9 @@ const tunWriteBatches = 8
 // flow's packet still leaves in the first write after it arrives.
 type tunWriter struct {
 	dev      tun.Device
-	global   *batch.Counters
+	global   *Counters
 	maxDelay time.Duration
-	held     [tunWriteBatches]*batch.Batch
+	held     [tunWriteBatches]*Batch
 	counts   [tunWriteBatches]int // payloads each held batch put in pkts
 	n        int
 	pkts     [][]byte
@@ -189,8 +187,8 @@ type tunWriter struct {
 
 // fill takes batches from q, drop policy applied, until it holds about
 // MaxBatch packets or q is empty; it reports whether it holds any.
-func (w *tunWriter) fill(q *batch.FairQueue) bool {
-	for w.n < len(w.held) && len(w.pkts) < batch.MaxBatch {
+func (w *tunWriter) fill(q *FairQueue) bool {
+	for w.n < len(w.held) && len(w.pkts) < MaxBatch {
 		it, ok := q.Next()
 		if !ok {
 			break
@@ -222,7 +220,7 @@ func (w *tunWriter) flush() {
 	for i := w.n - 1; i >= 0; i-- {
 		b := w.held[i]
 		if f := min(failed, w.counts[i]); f > 0 && b.Stats != nil {
-			b.Stats.Drops.Add(batch.TunError, uint64(f))
+			b.Stats.Drops.Add(TunError, uint64(f))
 			failed -= f
 		}
 		b.Release()
@@ -237,10 +235,10 @@ func (w *tunWriter) flush() {
 // past maxDelay the whole batch goes (a hard bound for a stalled consumer),
 // otherwise the flow's CoDel picks packets to drop early. It reports
 // whether anything is left to write.
-func dequeueDrops(it batch.Item, maxDelay time.Duration, global *batch.Counters) bool {
+func dequeueDrops(it Item, maxDelay time.Duration, global *Counters) bool {
 	b, now := it.Batch, time.Now()
 	if now.Sub(b.Born) > maxDelay {
-		b.DropAll(batch.QueueDelay, global)
+		b.DropAll(QueueDelay, global)
 		return false
 	}
 	if b.Flow != nil {
@@ -260,7 +258,7 @@ func dequeueDrops(it batch.Item, maxDelay time.Duration, global *batch.Counters)
 // it fills, and the queue an idle peer's packet waits behind stays short.
 func (d *Dataplane) readUDP(c *udp.Conn) {
 	var groups inGroups
-	var stamps [batch.MaxBatch]int64
+	var stamps [MaxBatch]int64
 	for {
 		b := d.pool.Get()
 		bufs, sizes, eps := b.ReadSlices(0)
@@ -277,7 +275,7 @@ func (d *Dataplane) readUDP(c *udp.Conn) {
 		b.Filled(n, 0)
 		for i := range b.N {
 			p := &b.Pkts[i]
-			if p.Drop != batch.OK {
+			if p.Drop != OK {
 				d.global.Add(p.Drop, 1)
 				continue
 			}
@@ -311,14 +309,14 @@ func (d *Dataplane) readUDP(c *udp.Conn) {
 // new group. Peers never interleave with each other's order (each has its
 // own sequencer), so they share groups' slots freely.
 type inGroups struct {
-	g      [batch.MaxBatch]peerGroup[*peer.Session]
-	oldest [batch.MaxBatch]int64 // per group, the earliest kernel stamp
+	g      [MaxBatch]peerGroup[*Session]
+	oldest [MaxBatch]int64 // per group, the earliest kernel stamp
 	n      int
 }
 
 // add moves packet i of src, of session s and kernel stamp stamp, into its
 // group.
-func (gs *inGroups) add(s *peer.Session, src *batch.Batch, i int, stamp int64, pool *batch.Pool) {
+func (gs *inGroups) add(s *Session, src *Batch, i int, stamp int64, pool *batchPool) {
 	for j := gs.n - 1; j >= 0; j-- {
 		if o := gs.g[j].key; o.Pipe == s.Pipe {
 			if o == s {
@@ -331,7 +329,7 @@ func (gs *inGroups) add(s *peer.Session, src *batch.Batch, i int, stamp int64, p
 	}
 	b := pool.Get()
 	b.Move(src, i)
-	gs.g[gs.n] = peerGroup[*peer.Session]{key: s, b: b}
+	gs.g[gs.n] = peerGroup[*Session]{key: s, b: b}
 	gs.oldest[gs.n] = stamp
 	gs.n++
 }
@@ -354,22 +352,22 @@ func bornAt(stamp int64, now time.Time) time.Time {
 
 // toCrypto hands an inbound batch of one session to a worker, which passes
 // it on to the peer's sequencer-in.
-func (d *Dataplane) toCrypto(s *peer.Session, b *batch.Batch, born time.Time) {
+func (d *Dataplane) toCrypto(s *Session, b *Batch, born time.Time) {
 	b.Stats = &s.Peer.Stats
 	pipe := s.Pipe
 	if pipe == nil || pipe != s.Peer.Pipe() {
-		b.DropAll(batch.UnknownIndex, nil) // a session of a past incarnation
+		b.DropAll(UnknownIndex, nil) // a session of a past incarnation
 		b.Release()
 		return
 	}
 	if pipe.InInflight.Add(1) > d.env.Timing.InInflight {
 		pipe.InInflight.Add(-1)
-		b.DropAll(batch.QueueFull, nil)
+		b.DropAll(QueueFull, nil)
 		b.Release()
 		return
 	}
 	b.Track(&pipe.InInflight)
-	b.Op, b.Key, b.Reply, b.Session, b.Born, b.Work = batch.Open, s.Key, pipe.SeqIn, s, born, pipe.OpenWork
+	b.Op, b.Key, b.Reply, b.Session, b.Born, b.Work = opOpen, s.Key, pipe.SeqIn, s, born, pipe.OpenWork
 	b.Seq = pipe.InSeq.Add(1) - 1
 	d.env.Crypto.Submit(d.sys.Root(), b)
 }
@@ -377,7 +375,7 @@ func (d *Dataplane) toCrypto(s *peer.Session, b *batch.Batch, born time.Time) {
 // classify looks at one datagram. For a data packet it returns its session
 // (the caller batches it); everything else is handled here and nil
 // returned. Every packet that goes nowhere is counted.
-func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
+func (d *Dataplane) classify(p *Packet) *Session {
 	pkt := p.Bytes()
 	var token messages.RelayToken
 	if len(pkt) > 0 && messages.PacketType(pkt[0]) == messages.TypeRelay {
@@ -411,12 +409,12 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 		}
 		s := d.tables.Session(h.Receiver)
 		if s == nil {
-			d.global.Add(batch.UnknownIndex, 1)
+			d.global.Add(UnknownIndex, 1)
 			d.answerUnknown(p, h, token)
 			return nil
 		}
 		if s.Key == nil {
-			d.global.Add(batch.UnknownIndex, 1) // reserved for a handshake in progress
+			d.global.Add(UnknownIndex, 1) // reserved for a handshake in progress
 			return nil
 		}
 		return s
@@ -428,7 +426,7 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 			d.global.Add(reasonFor(err), 1)
 			return nil
 		}
-		d.onReply(hsJob{resp: &peer.Response{Header: h, Msg: bytes.Clone(msg), From: p.From, Relayed: p.Relayed}}, h.Receiver)
+		d.onReply(hsJob{resp: &Response{Header: h, Msg: bytes.Clone(msg), From: p.From, Relayed: p.Relayed}}, h.Receiver)
 	case messages.TypeCookieReply:
 		rcv, body, err := messages.ParseCookieReply(pkt)
 		if err != nil {
@@ -442,7 +440,7 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 			d.global.Add(reasonFor(err), 1)
 			return nil
 		}
-		peer.Lost(d.env, u, p.From, p.Relayed)
+		Lost(d.env, u, p.From, p.Relayed)
 	case messages.TypeProbe:
 		pr, err := messages.ParseProbe(pkt)
 		if err != nil {
@@ -454,25 +452,25 @@ func (d *Dataplane) classify(p *batch.Packet) *peer.Session {
 		}
 		reply := make([]byte, messages.ProbeReplyLen)
 		messages.ProbeReply{ID: pr.ID, Observed: p.From}.Put(reply)
-		if !d.out.PushControl(batch.Control{Pkt: reply, To: p.From}) {
-			d.global.Add(batch.QueueFull, 1)
+		if !d.out.PushControl(Control{Pkt: reply, To: p.From}) {
+			d.global.Add(QueueFull, 1)
 		}
 	case messages.TypeSignaling, messages.TypeLoginReply, messages.TypeProbeReply:
 		if d.cfg.OnControl != nil && !p.Relayed {
 			d.cfg.OnControl(bytes.Clone(pkt), p.From)
 		}
 	default:
-		d.global.Add(batch.Malformed, 1)
+		d.global.Add(Malformed, 1)
 	}
 	return nil
 }
 
-func reasonFor(err error) batch.Reason {
+func reasonFor(err error) Reason {
 	switch {
 	case errors.Is(err, messages.ErrTruncated):
-		return batch.Truncated
+		return Truncated
 	default:
-		return batch.Malformed
+		return Malformed
 	}
 }
 
@@ -496,12 +494,12 @@ func (d *Dataplane) writeUDP() {
 			if it.Batch == nil {
 				c, err := d.cfg.Bind.ConnFor(it.Control.To)
 				if err != nil {
-					d.global.Add(batch.SendError, 1)
+					d.global.Add(SendError, 1)
 					continue
 				}
 				one[0], to[0] = it.Control.Pkt, it.Control.To
 				if _, err := c.WriteBatch(one[:], to[:]); err != nil {
-					d.global.Add(batch.SendError, 1)
+					d.global.Add(SendError, 1)
 				}
 				one[0] = nil
 				continue
@@ -512,7 +510,7 @@ func (d *Dataplane) writeUDP() {
 	}
 }
 
-func (d *Dataplane) writeBatch(it batch.Item, maxDelay time.Duration) {
+func (d *Dataplane) writeBatch(it Item, maxDelay time.Duration) {
 	b := it.Batch
 	defer b.Release()
 	if !dequeueDrops(it, maxDelay, &d.global) {
@@ -521,7 +519,7 @@ func (d *Dataplane) writeBatch(it batch.Item, maxDelay time.Duration) {
 	now := time.Now()
 	c, err := d.cfg.Bind.ConnFor(b.Dest)
 	if err != nil {
-		b.DropAll(batch.SendError, &d.global)
+		b.DropAll(SendError, &d.global)
 		return
 	}
 	pkts, eps := b.WriteSlices()
@@ -540,6 +538,6 @@ func (d *Dataplane) writeBatch(it batch.Item, maxDelay time.Duration) {
 	b.Stats.TxBytes.Add(bytes)
 	b.Stats.LastSent.Store(now.UnixNano())
 	if sent < len(pkts) {
-		b.Stats.Drops.Add(batch.SendError, uint64(len(pkts)-sent))
+		b.Stats.Drops.Add(SendError, uint64(len(pkts)-sent))
 	}
 }

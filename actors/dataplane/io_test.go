@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
@@ -35,10 +33,10 @@ func TestBornAt(t *testing.T) {
 func TestTunWriterCoalesces(t *testing.T) {
 	dev, app := tun.NewMemPair("t0", 1420, 256)
 	defer dev.Close()
-	pool := batch.NewPool(128)
-	q := batch.NewFairQueue(1)
+	pool := newBatchPool(128)
+	q := NewFairQueue(1)
 	var inflight atomic.Int32
-	flows := []*batch.Flow{batch.NewFlow(4), batch.NewFlow(4), batch.NewFlow(4)}
+	flows := []*Flow{NewFlow(4), NewFlow(4), NewFlow(4)}
 	for round := range 2 {
 		for peer, f := range flows {
 			b := pool.Get()
@@ -50,7 +48,7 @@ func TestTunWriterCoalesces(t *testing.T) {
 				sizes[i] = 20
 			}
 			b.Filled(30, 0)
-			b.Born, b.Stats = time.Now(), &batch.Stats{}
+			b.Born, b.Stats = time.Now(), &Stats{}
 			inflight.Add(1)
 			b.Track(&inflight)
 			if !q.Push(f, b) {
@@ -58,7 +56,7 @@ func TestTunWriterCoalesces(t *testing.T) {
 			}
 		}
 	}
-	w := tunWriter{dev: dev, global: &batch.Counters{}, maxDelay: time.Minute}
+	w := tunWriter{dev: dev, global: &Counters{}, maxDelay: time.Minute}
 	var writes [][2]int // per write: packets, and the peer of its first packet
 	for w.fill(q) {
 		n := len(w.pkts)
@@ -93,11 +91,11 @@ func TestTunWriterCoalesces(t *testing.T) {
 // the packets back in arrival order for every peer, while packets of one
 // session that arrive in a run still share a batch.
 func TestInGroupsKeepPeerOrder(t *testing.T) {
-	alice, bob := &peer.Pipe{}, &peer.Pipe{}
-	aOld, aNew := &peer.Session{Pipe: alice}, &peer.Session{Pipe: alice}
-	bOnly := &peer.Session{Pipe: bob}
-	arrival := []*peer.Session{aNew, aOld, aOld, bOnly, aOld, aNew, aNew, bOnly, aOld, aNew}
-	pool := batch.NewPool(128)
+	alice, bob := &Pipe{}, &Pipe{}
+	aOld, aNew := &Session{Pipe: alice}, &Session{Pipe: alice}
+	bOnly := &Session{Pipe: bob}
+	arrival := []*Session{aNew, aOld, aOld, bOnly, aOld, aNew, aNew, bOnly, aOld, aNew}
+	pool := newBatchPool(128)
 	src := pool.Get()
 	bufs, sizes, _ := src.ReadSlices(0)
 	stamps := make([]int64, len(arrival))
@@ -114,7 +112,7 @@ func TestInGroupsKeepPeerOrder(t *testing.T) {
 	src.Release()
 
 	// Per pipe, the packets in group order, and which groups there are.
-	got := map[*peer.Pipe][]int{}
+	got := map[*Pipe][]int{}
 	var shape []int // group sizes
 	for i := range gs.n {
 		g := gs.g[i]
@@ -133,7 +131,7 @@ func TestInGroupsKeepPeerOrder(t *testing.T) {
 		}
 		shape = append(shape, n)
 	}
-	for pipe, name := range map[*peer.Pipe]string{alice: "alice", bob: "bob"} {
+	for pipe, name := range map[*Pipe]string{alice: "alice", bob: "bob"} {
 		var want []int
 		for i, s := range arrival {
 			if s.Pipe == pipe {

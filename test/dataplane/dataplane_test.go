@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -40,7 +39,7 @@ func TestOrderUnderJitter(t *testing.T) {
 	// can be just after bob has read it.
 	waitCount(t, "alice's sent and shed packets", count, func() uint64 { return a.dp.Status()[0].TxPackets + loadDrops(a) })
 	st := a.dp.Status()
-	if len(st) != 1 || st[0].State != peer.StateUp || st[0].Endpoint != b.addr {
+	if len(st) != 1 || st[0].State != dataplane.StateUp || st[0].Endpoint != b.addr {
 		t.Fatalf("alice status %+v", st)
 	}
 	if bs := b.dp.Status(); bs[0].RxPackets+loadDrops(a)+loadDrops(b) < count || len(unexpectedDrops(bs[0].Drops)) != 0 {
@@ -103,7 +102,7 @@ func TestHostilePacketsDropped(t *testing.T) {
 
 	// None of it got through, and real traffic still flows in order.
 	stream(t, a, b, 100, 200, 16)
-	if st := b.dp.Status()[0]; st.Drops["replay"] != 3 || st.Drops["auth"] != 2 || st.State != peer.StateUp {
+	if st := b.dp.Status()[0]; st.Drops["replay"] != 3 || st.Drops["auth"] != 2 || st.State != dataplane.StateUp {
 		t.Fatalf("bob's peer status %+v", st)
 	}
 }
@@ -146,7 +145,7 @@ func TestSupervisionHeals(t *testing.T) {
 	stream(t, a, b, 0, 500, 32)
 
 	pid := a.dp.Peer(b.fqdn)
-	a.sys.Root().Send(pid, peer.Crash{Reason: "test crash"})
+	a.sys.Root().Send(pid, dataplane.Crash{Reason: "test crash"})
 	select {
 	case got := <-needs:
 		if got != b.fqdn {
@@ -159,7 +158,7 @@ func TestSupervisionHeals(t *testing.T) {
 	stream(t, a, b, 500, 500, 32)
 
 	st := a.dp.Status()[0]
-	if st.Restarts != 1 || st.State != peer.StateUp {
+	if st.Restarts != 1 || st.State != dataplane.StateUp {
 		t.Fatalf("alice's peer after restart: %+v", st)
 	}
 	node, ok := a.sys.Registry().Snapshot().Find(pid.Id)

@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"log/slog"
@@ -8,9 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/crypto"
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/fallback"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
@@ -68,8 +66,8 @@ func DefaultTiming() Timing {
 		PassiveKeepalive: 500 * time.Millisecond,
 		SilenceAfter:     2 * time.Second,
 		MaxQueueDelay:    50 * time.Millisecond,
-		CoDelTarget:      batch.DefaultCoDelTarget,
-		CoDelInterval:    batch.DefaultCoDelInterval,
+		CoDelTarget:      DefaultCoDelTarget,
+		CoDelInterval:    DefaultCoDelInterval,
 		// Batches in flight bound memory (a batch holds MaxBatch buffers);
 		// the delay bound is CoDel's and MaxQueueDelay's.
 		OutInflight:   32,
@@ -89,19 +87,19 @@ func DefaultTiming() Timing {
 type Env struct {
 	Self      string // our FQDN (breaks ties when both sides initiate)
 	Tables    *Tables
-	Crypto    *crypto.Pool
-	Out       *batch.FairQueue
+	Crypto    *workerPool
+	Out       *FairQueue
 	Handshake handshake.Config
 	Guard     *handshake.ReplayGuard
 	Timing    Timing
 	Backoff   runtime.Backoff
-	Global    *batch.Counters // drops not attributable to a peer
+	Global    *Counters // drops not attributable to a peer
 	Logger    *slog.Logger
 	// CanSend reports whether we have a socket for ep's family.
 	CanSend func(ep netip.AddrPort) bool
 	// Deliver hands an opened, in-order batch to the TUN writer; it
 	// reports false (and keeps nothing) if the writer's queue is full.
-	Deliver func(b *batch.Batch) bool
+	Deliver func(b *Batch) bool
 	// Revoked reports whether a peer certificate's serial is on the deny
 	// list the node holds; a peer whose session's certificate is revoked
 	// is closed at its next tick. May be nil (nothing is revoked).
@@ -120,7 +118,7 @@ type Env struct {
 	// tunnel (nil: none). The peer calls it when a session is installed
 	// and sends them ahead of anything the TUN reader sends next. Called
 	// from the peer actor: must not block. May be nil.
-	TakeHeld func(h *Handle) *batch.Batch
+	TakeHeld func(h *Handle) *Batch
 	// Root sends from goroutines that are not actors (sequencer outputs).
 	Root *actor.RootContext
 }
@@ -147,5 +145,5 @@ func (e *Env) sendFramed(buf []byte, r Route) bool {
 		messages.PutRelayHeader(buf, r.Token)
 		pkt = buf
 	}
-	return e.Out.PushControl(batch.Control{Pkt: pkt, To: r.Addr})
+	return e.Out.PushControl(Control{Pkt: pkt, To: r.Addr})
 }

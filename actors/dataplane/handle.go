@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
@@ -40,10 +39,10 @@ type Pipe struct {
 	Peer        *actor.PID // the peer actor
 	SeqOut      *actor.PID
 	SeqIn       *actor.PID
-	Flow        *batch.Flow  // its queue at the socket writer
-	InFlow      *batch.Flow  // its queue at the TUN writer
-	SealWork    *batch.Flow  // its outbound batches waiting for a crypto worker
-	OpenWork    *batch.Flow  // its inbound batches waiting for a crypto worker
+	Flow        *Flow        // its queue at the socket writer
+	InFlow      *Flow        // its queue at the TUN writer
+	SealWork    *Flow        // its outbound batches waiting for a crypto worker
+	OpenWork    *Flow        // its inbound batches waiting for a crypto worker
 	OutInflight atomic.Int32 // outbound batches between the TUN reader and the socket
 	InInflight  atomic.Int32 // inbound batches between the socket reader and the TUN writer
 	InSeq       atomic.Uint64
@@ -53,7 +52,7 @@ type Pipe struct {
 // peer actor; every method is safe for concurrent use.
 type Handle struct {
 	FQDN  string
-	Stats batch.Stats
+	Stats Stats
 
 	// vip4 and vip6 are the peer's virtual addresses: the only sources its
 	// inner packets may carry. NMS never changes a node's VIPs, so they are
@@ -268,9 +267,9 @@ func (h *Handle) WaitUp(ctx context.Context) error {
 }
 
 // Status returns a snapshot.
-func (h *Handle) Status() Status {
+func (h *Handle) Status() PeerStatus {
 	h.mu.Lock()
-	s := Status{
+	s := PeerStatus{
 		FQDN: h.FQDN, VIP6: h.info.PeerVIP6, VIP4: h.info.PeerVIP4, Path: h.info.Kind,
 		LastHandshake: h.lastHandshake, Restarts: max(h.incarnations-1, 0), State: h.state,
 	}
@@ -305,7 +304,7 @@ func (h *Handle) certBinding(certDER []byte) (*big.Int, bool) {
 	// A path may leave a family out (then it is neither routed nor
 	// accepted); every VIP it does name must be the certificate's.
 	if err != nil || h.vip6.IsValid() && vip6 != h.vip6 || h.vip4.IsValid() && vip4 != h.vip4 {
-		h.Stats.Drops.Add(batch.WrongVIPs, 1)
+		h.Stats.Drops.Add(WrongVIPs, 1)
 		return nil, false
 	}
 	return serial, true

@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"fmt"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
@@ -166,13 +165,13 @@ func (m *manager) vipsFree(h *Handle, info messages.PathInfo) bool {
 	v6, v4 := info.PeerVIP6, info.PeerVIP4.Unmap()
 	if h != nil && !h.Dead() && (v6 != h.vip6 || v4 != h.vip4) {
 		m.env.Logger.Warn("peer: path moves a peer's VIPs: refused", "peer", info.PeerFQDN, "vip6", v6, "vip4", v4)
-		m.env.Global.Add(batch.WrongVIPs, 1)
+		m.env.Global.Add(WrongVIPs, 1)
 		return false
 	}
 	for _, a := range []netip.Addr{v6, v4} {
 		if o := m.env.Tables.Route(a); a.IsValid() && o != nil && o != h && !o.Dead() {
 			m.env.Logger.Warn("peer: path gives another peer's VIP: refused", "peer", info.PeerFQDN, "vip", a, "owner", o.FQDN)
-			m.env.Global.Add(batch.WrongVIPs, 1)
+			m.env.Global.Add(WrongVIPs, 1)
 			return false
 		}
 	}

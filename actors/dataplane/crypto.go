@@ -3,7 +3,7 @@
 // batch to the sequencer named in it. Workers keep no state, so any number of
 // them can work on one peer's batches at once; the sequencer puts the
 // batches back in order.
-package crypto
+package dataplane
 
 import (
 	"errors"
@@ -14,40 +14,39 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
-// Process seals or opens b in place, as b.Op says, marking each packet that
+// sealOrOpen seals or opens b in place, as b.Op says, marking each packet that
 // fails with its drop reason and counting it in b.Stats. It is the worker's
 // whole job, exported so it can be tested and benchmarked without actors.
-func Process(b *batch.Batch) {
+func sealOrOpen(b *Batch) {
 	switch b.Op {
-	case batch.Seal:
+	case opSeal:
 		sealBatch(b)
-	case batch.Open:
+	case opOpen:
 		openBatch(b)
 	}
 }
 
-func sealBatch(b *batch.Batch) {
+func sealBatch(b *Batch) {
 	for i := range b.N {
 		p := &b.Pkts[i]
-		if p.Drop != batch.OK {
+		if p.Drop != OK {
 			continue
 		}
 		if p.Off < seal.HeaderLen+messages.RelayHeaderLen || cap(p.Buf)-p.Off-p.Len < seal.Overhead {
-			p.Drop = batch.Truncated // no headroom or tailroom: a caller bug, never input
-			b.Stats.Drops.Add(batch.Truncated, 1)
+			p.Drop = Truncated // no headroom or tailroom: a caller bug, never input
+			b.Stats.Drops.Add(Truncated, 1)
 			continue
 		}
 		dst := p.Buf[p.Off-seal.HeaderLen:]
 		out, err := b.Key.Seal(dst, 0, p.Counter, p.Buf[p.Off:p.Off+p.Len])
 		if err != nil {
-			p.Drop = batch.CounterLimit
-			b.Stats.Drops.Add(batch.CounterLimit, 1)
+			p.Drop = CounterLimit
+			b.Stats.Drops.Add(CounterLimit, 1)
 			continue
 		}
 		p.Off -= seal.HeaderLen
@@ -59,22 +58,22 @@ func sealBatch(b *batch.Batch) {
 	}
 }
 
-func openBatch(b *batch.Batch) {
+func openBatch(b *Batch) {
 	for i := range b.N {
 		p := &b.Pkts[i]
-		if p.Drop != batch.OK {
+		if p.Drop != OK {
 			continue
 		}
 		pt, counter, err := b.Key.Open(p.Bytes())
 		if err != nil {
-			r := batch.Auth
+			r := Auth
 			switch {
 			case errors.Is(err, seal.ErrTruncated):
-				r = batch.Truncated
+				r = Truncated
 			case errors.Is(err, seal.ErrWrongIndex), errors.Is(err, seal.ErrBadType):
-				r = batch.Malformed
+				r = Malformed
 			case errors.Is(err, seal.ErrCounterLimit):
-				r = batch.CounterLimit
+				r = CounterLimit
 			}
 			p.Drop = r
 			b.Stats.Drops.Add(r, 1)
@@ -94,13 +93,13 @@ type pull struct{}
 // worker is one crypto actor.
 type worker struct {
 	hook  func()
-	queue *batch.FairQueue
+	queue *FairQueue
 }
 
 func (w *worker) Receive(ctx actor.Context) {
-	var b *batch.Batch
+	var b *Batch
 	switch m := ctx.Message().(type) {
-	case *batch.Batch:
+	case *Batch:
 		b = m
 	case *pull:
 		it, ok := w.queue.Next()
@@ -114,11 +113,11 @@ func (w *worker) Receive(ctx actor.Context) {
 	if w.hook != nil {
 		w.hook()
 	}
-	Process(b)
+	sealOrOpen(b)
 	ctx.Send(b.Reply, b.SeqMessage())
 }
 
-// Pool is the set of workers and the queue in front of them.
+// workerPool is the set of workers and the queue in front of them.
 //
 // Work waits in one bounded queue per peer and direction (Batch.Work), and
 // the workers take it round-robin across peers, not in arrival order: in
@@ -126,10 +125,10 @@ func (w *worker) Receive(ctx actor.Context) {
 // behind every batch the bulk peers have in flight. A worker is told to
 // pull by a token in its mailbox, one per batch queued, dealt round-robin
 // with one atomic add, so which batch it gets is the queue's choice.
-type Pool struct {
+type workerPool struct {
 	workers []*actor.PID
 	next    atomic.Uint64
-	queue   *batch.FairQueue
+	queue   *FairQueue
 	token   pull
 }
 
@@ -137,14 +136,14 @@ type Pool struct {
 // worker's mailbox directly). A worker sends b to b.Reply when done. If
 // b.Work is full, b's packets are dropped as QueueFull and b goes straight
 // to b.Reply, whose sequencer still expects its slot.
-func (p *Pool) Submit(sender actor.SenderContext, b *batch.Batch) {
+func (p *workerPool) Submit(sender actor.SenderContext, b *Batch) {
 	i := p.next.Add(1) % uint64(len(p.workers))
 	if b.Work == nil {
 		sender.Send(p.workers[i], b)
 		return
 	}
 	if !p.queue.Push(b.Work, b) {
-		b.DropAll(batch.QueueFull, nil)
+		b.DropAll(QueueFull, nil)
 		sender.Send(b.Reply, b.SeqMessage())
 		return
 	}
@@ -153,10 +152,10 @@ func (p *Pool) Submit(sender actor.SenderContext, b *batch.Batch) {
 
 // Close refuses further work and returns the batches still queued, for
 // the caller to release.
-func (p *Pool) Close() []*batch.Batch { return p.queue.Close() }
+func (p *workerPool) Close() []*Batch { return p.queue.Close() }
 
 // Workers returns the workers' PIDs.
-func (p *Pool) Workers() []*actor.PID { return p.workers }
+func (p *workerPool) Workers() []*actor.PID { return p.workers }
 
 // parent is the "crypto" actor: it only supervises its workers (a panicking
 // worker is restarted at once; it has no state to lose).
@@ -164,10 +163,10 @@ type parent struct{}
 
 func (parent) Receive(actor.Context) {}
 
-// Spawn starts the "crypto" actor under spawner with n workers
+// spawnCrypto starts the "crypto" actor under spawner with n workers
 // ("crypto/worker-<i>"). hook, if not nil, runs before each batch (a test
 // hook for jitter).
-func Spawn(spawner actor.SpawnerContext, n int, hook func()) (*Pool, *actor.PID, error) {
+func spawnCrypto(spawner actor.SpawnerContext, n int, hook func()) (*workerPool, *actor.PID, error) {
 	if n < 1 {
 		return nil, nil, fmt.Errorf("crypto: spawn: %d workers", n)
 	}
@@ -177,7 +176,7 @@ func Spawn(spawner actor.SpawnerContext, n int, hook func()) (*Pool, *actor.PID,
 	}
 	// The workers must be spawned from the parent's own context; the
 	// parent hands their PIDs back from its Started handler.
-	queue := batch.NewFairQueue(1) // no control packets
+	queue := NewFairQueue(1) // no control packets
 	done := make(chan result, 1)
 	var once sync.Once // a restarted parent does not spawn workers again
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
@@ -194,7 +193,7 @@ func Spawn(spawner actor.SpawnerContext, n int, hook func()) (*Pool, *actor.PID,
 		sys.Root().Stop(pid)
 		return nil, nil, fmt.Errorf("crypto: spawn workers: %w", r.err)
 	}
-	return &Pool{workers: r.pids, queue: queue}, pid, nil
+	return &workerPool{workers: r.pids, queue: queue}, pid, nil
 }
 
 type result struct {
@@ -211,7 +210,7 @@ type result struct {
 // little.
 const yieldEvery = 1
 
-func spawnWorkers(ctx actor.Context, n int, hook func(), queue *batch.FairQueue) result {
+func spawnWorkers(ctx actor.Context, n int, hook func(), queue *FairQueue) result {
 	var r result
 	dispatcher := actor.NewDefaultDispatcher(yieldEvery)
 	for i := range n {

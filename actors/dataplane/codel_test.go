@@ -1,4 +1,4 @@
-package batch
+package dataplane
 
 import (
 	"testing"
@@ -88,7 +88,7 @@ func TestCoDelZeroValueDefaults(t *testing.T) {
 // TestDropLate: a standing batch loses packets to CoDel (counted in its
 // peer's stats); a sparse batch with nothing behind it keeps them all.
 func TestDropLate(t *testing.T) {
-	pool := NewPool(64)
+	pool := newBatchPool(64)
 	t0 := time.Unix(1000, 0)
 	mk := func(n int, born time.Time, st *Stats) *Batch {
 		b := pool.Get()
@@ -153,7 +153,7 @@ func TestFairQueueBacklog(t *testing.T) {
 }
 
 func BenchmarkDropLate(b *testing.B) {
-	pool := NewPool(64)
+	pool := newBatchPool(64)
 	bt := pool.Get()
 	bt.N = MaxBatch
 	var c CoDel

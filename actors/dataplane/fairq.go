@@ -1,4 +1,4 @@
-package batch
+package dataplane
 
 import (
 	"net/netip"

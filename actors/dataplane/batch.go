@@ -7,7 +7,7 @@
 // batch and moved between batches by swapping slices, and the batch carries
 // its own scratch slices for the batch I/O calls and its own sequencer
 // message.
-package batch
+package dataplane
 
 import (
 	"net/netip"
@@ -35,8 +35,8 @@ const Headroom = messages.RelayHeaderLen + messages.DataHeaderLen
 type Op uint8
 
 const (
-	Seal Op = iota + 1 // outbound: inner packets at Headroom become data packets
-	Open               // inbound: data packets become inner packets
+	opSeal Op = iota + 1 // outbound: inner packets at Headroom become data packets
+	opOpen               // inbound: data packets become inner packets
 )
 
 // Packet is one packet in a batch: Buf[Off:Off+Len].
@@ -77,7 +77,7 @@ type Batch struct {
 
 	inflight *atomic.Int32 // decremented by Release: the stage's queue bound
 
-	pool     *Pool
+	pool     *batchPool
 	seqMsg   sequencer.Batch[*Batch]
 	seqEntry [1]sequencer.Entry[*Batch]
 	bufs     [MaxBatch][]byte
@@ -195,15 +195,15 @@ func (b *Batch) reset() {
 	clear(b.bufs[:])
 }
 
-// Pool recycles batches and their buffers.
-type Pool struct {
+// batchPool recycles batches and their buffers.
+type batchPool struct {
 	p       sync.Pool
 	bufSize int
 }
 
-// NewPool makes a pool of batches whose buffers are bufSize bytes.
-func NewPool(bufSize int) *Pool {
-	pl := &Pool{bufSize: bufSize}
+// newBatchPool makes a pool of batches whose buffers are bufSize bytes.
+func newBatchPool(bufSize int) *batchPool {
+	pl := &batchPool{bufSize: bufSize}
 	pl.p.New = func() any {
 		b := &Batch{pool: pl}
 		// One allocation for all buffers of the batch.
@@ -217,10 +217,10 @@ func NewPool(bufSize int) *Pool {
 }
 
 // BufSize is the size of every buffer.
-func (p *Pool) BufSize() int { return p.bufSize }
+func (p *batchPool) BufSize() int { return p.bufSize }
 
 // Get returns an empty batch.
-func (p *Pool) Get() *Batch { return p.p.Get().(*Batch) }
+func (p *batchPool) Get() *Batch { return p.p.Get().(*Batch) }
 
 // Payloads returns the packets that are neither dropped nor empty (an empty
 // inbound packet is a keepalive), for a TUN write.

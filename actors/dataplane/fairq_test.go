@@ -1,4 +1,4 @@
-package batch
+package dataplane
 
 import (
 	"net/netip"
@@ -63,7 +63,7 @@ func TestFairQueueRoundRobin(t *testing.T) {
 }
 
 func TestBatchMoveAndRelease(t *testing.T) {
-	p := NewPool(128)
+	p := newBatchPool(128)
 	a, b := p.Get(), p.Get()
 	bufs, sizes, _ := a.ReadSlices(Headroom)
 	copy(bufs[0], "hello")

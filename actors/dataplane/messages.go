@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"math/big"
@@ -35,7 +35,7 @@ type (
 	}
 )
 
-// Messages to a peer actor (besides *batch.Batch, outbound packets).
+// Messages to a peer actor (besides *Batch, outbound packets).
 type (
 	// Response is a handshake response from the wire (copied).
 	Response struct {

@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"net/netip"
@@ -7,8 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/fallback"
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/sequencer"
@@ -66,7 +65,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.start(ctx)
-	case *batch.Batch:
+	case *Batch:
 		p.outbound(ctx, m)
 	case *Init:
 		p.onInit(m)
@@ -115,7 +114,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		if p.revoked() {
 			// The deny list the node now holds names this peer: end the
 			// tunnel for good (a restart would only be refused again).
-			p.h.Stats.Drops.Add(batch.Revoked, 1)
+			p.h.Stats.Drops.Add(Revoked, 1)
 			p.env.Logger.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
 			p.closing = true
 			ctx.Send(ctx.Parent(), &Close{FQDN: p.h.FQDN})
@@ -145,15 +144,15 @@ func (p *peerActor) start(ctx actor.Context) {
 		p.env.NeedsPath(p.h.FQDN)
 	}
 	t := p.env.Timing
-	pipe := &Pipe{Peer: ctx.Self(), Flow: batch.NewFlow(t.FlowDepth), InFlow: batch.NewFlow(t.FlowDepth),
+	pipe := &Pipe{Peer: ctx.Self(), Flow: NewFlow(t.FlowDepth), InFlow: NewFlow(t.FlowDepth),
 		// The in-flight bounds keep these from filling.
-		SealWork: batch.NewFlow(int(t.OutInflight)), OpenWork: batch.NewFlow(int(t.InInflight))}
-	for _, f := range []*batch.Flow{pipe.Flow, pipe.InFlow} {
-		f.CoDel = batch.CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
+		SealWork: NewFlow(int(t.OutInflight)), OpenWork: NewFlow(int(t.InInflight))}
+	for _, f := range []*Flow{pipe.Flow, pipe.InFlow} {
+		f.CoDel = CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}
 	env, h := p.env, p.h
 	cfg := sequencer.Config{Window: t.SeqWindow, GapTimeout: t.GapTimeout}
-	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch.Batch]) {
+	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*Batch]) {
 		for _, e := range sb.Entries {
 			toSocket(env, e.Item)
 		}
@@ -163,7 +162,7 @@ func (p *peerActor) start(ctx actor.Context) {
 	}
 	var inProps *actor.Props
 	if err == nil {
-		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch.Batch]) {
+		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*Batch]) {
 			for _, e := range sb.Entries {
 				toTun(env, h, pipe, e.Item)
 			}
@@ -209,42 +208,42 @@ func (p *peerActor) teardown() {
 }
 
 // outbound stamps a batch from the TUN reader and hands it to a worker.
-func (p *peerActor) outbound(ctx actor.SenderContext, b *batch.Batch) {
+func (p *peerActor) outbound(ctx actor.SenderContext, b *Batch) {
 	b.Stats = &p.h.Stats
 	if p.cur == nil || p.stopping {
-		b.DropAll(batch.NoSession, nil)
+		b.DropAll(NoSession, nil)
 		b.Release()
 		return
 	}
 	if time.Since(b.Born) > p.env.Timing.MaxQueueDelay {
-		b.DropAll(batch.QueueDelay, nil)
+		b.DropAll(QueueDelay, nil)
 		b.Release()
 		return
 	}
 	key := p.cur.Key
 	for i := range b.N {
 		pk := &b.Pkts[i]
-		if pk.Drop != batch.OK {
+		if pk.Drop != OK {
 			continue
 		}
 		c, ok := key.NextCounter()
 		if !ok {
-			pk.Drop = batch.CounterLimit
-			p.h.Stats.Drops.Add(batch.CounterLimit, 1)
+			pk.Drop = CounterLimit
+			p.h.Stats.Drops.Add(CounterLimit, 1)
 			continue
 		}
 		pk.Counter = c
 	}
-	b.Op, b.Key, b.Seq, b.Reply = batch.Seal, key, p.nextSeq, p.pipe.SeqOut
+	b.Op, b.Key, b.Seq, b.Reply = opSeal, key, p.nextSeq, p.pipe.SeqOut
 	b.Dest, b.Relay, b.Token, b.Flow, b.Work = p.route.Addr, p.route.Relay, p.route.Token, p.pipe.Flow, p.pipe.SealWork
 	p.nextSeq++
 	p.env.Crypto.Submit(ctx, b)
 }
 
 // toSocket runs in sequencer-out: batches leave in order to the writer.
-func toSocket(env *Env, b *batch.Batch) {
+func toSocket(env *Env, b *Batch) {
 	if !env.Out.Push(b.Flow, b) {
-		b.DropAll(batch.QueueFull, nil)
+		b.DropAll(QueueFull, nil)
 		b.Release()
 	}
 }
@@ -252,7 +251,7 @@ func toSocket(env *Env, b *batch.Batch) {
 // toTun runs in sequencer-in, the sequential stage: the replay window is
 // checked here, after authentication and in order, then the batch goes to
 // the TUN writer.
-func toTun(env *Env, h *Handle, pipe *Pipe, b *batch.Batch) {
+func toTun(env *Env, h *Handle, pipe *Pipe, b *Batch) {
 	sess, _ := b.Session.(*Session)
 	if sess == nil || b.Key == nil {
 		b.Release()
@@ -263,17 +262,17 @@ func toTun(env *Env, h *Handle, pipe *Pipe, b *batch.Batch) {
 	var rx, rxBytes uint64
 	for i := range b.N {
 		pk := &b.Pkts[i]
-		if pk.Drop != batch.OK {
+		if pk.Drop != OK {
 			continue
 		}
 		if !b.Key.Replay.Accept(pk.Counter) {
-			pk.Drop = batch.Replay
-			h.Stats.Drops.Add(batch.Replay, 1)
+			pk.Drop = Replay
+			h.Stats.Drops.Add(Replay, 1)
 			continue
 		}
 		if !h.SourceAllowed(pk.Buf[pk.Off : pk.Off+pk.Len]) {
-			pk.Drop = batch.SpoofedSource
-			h.Stats.Drops.Add(batch.SpoofedSource, 1)
+			pk.Drop = SpoofedSource
+			h.Stats.Drops.Add(SpoofedSource, 1)
 			continue
 		}
 		rx++
@@ -295,7 +294,7 @@ func toTun(env *Env, h *Handle, pipe *Pipe, b *batch.Batch) {
 	}
 	b.Flow = pipe.InFlow
 	if !env.Deliver(b) {
-		b.DropAll(batch.QueueFull, nil)
+		b.DropAll(QueueFull, nil)
 		b.Release()
 	}
 }
@@ -365,8 +364,8 @@ func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
 		p.env.Logger.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
 		return
 	}
-	if !p.env.Out.PushControl(batch.Control{Pkt: pkt, To: r.Addr}) {
-		p.h.Stats.Drops.Add(batch.QueueFull, 1)
+	if !p.env.Out.PushControl(Control{Pkt: pkt, To: r.Addr}) {
+		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
 
@@ -422,7 +421,7 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
 		copy(buf[messages.RelayHeaderLen:], pkt)
 		if !p.env.sendFramed(buf, r) {
-			p.h.Stats.Drops.Add(batch.QueueFull, 1)
+			p.h.Stats.Drops.Add(QueueFull, 1)
 		}
 	}
 }
@@ -461,7 +460,7 @@ func (p *peerActor) onCookie(s *Session) {
 func (p *peerActor) onFinished(m *finished) {
 	if p.ini == nil || m.pending != p.ini {
 		if m.key != nil {
-			p.h.Stats.Drops.Add(batch.Handshake, 1) // an attempt we gave up meanwhile
+			p.h.Stats.Drops.Add(Handshake, 1) // an attempt we gave up meanwhile
 		}
 		return
 	}
@@ -571,7 +570,7 @@ func (p *peerActor) onInit(m *Init) {
 		}
 		if victim < 0 {
 			drop()
-			p.h.Stats.Drops.Add(batch.Handshake, 1)
+			p.h.Stats.Drops.Add(Handshake, 1)
 			if p.env.OnPendingFull != nil {
 				p.env.OnPendingFull()
 			}
@@ -603,7 +602,7 @@ func (p *peerActor) sendResp(resp []byte, r Route) {
 	buf := make([]byte, messages.RelayHeaderLen+len(resp))
 	copy(buf[messages.RelayHeaderLen:], resp)
 	if !p.env.sendFramed(buf, r) {
-		p.h.Stats.Drops.Add(batch.QueueFull, 1)
+		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
 
@@ -659,8 +658,8 @@ func (p *peerActor) sendEmpty(r Route) bool {
 	if !ok {
 		return false
 	}
-	buf := make([]byte, batch.Headroom+seal.Overhead)
-	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[batch.Headroom:batch.Headroom]); err != nil {
+	buf := make([]byte, Headroom+seal.Overhead)
+	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[Headroom:Headroom]); err != nil {
 		return false
 	}
 	return p.env.sendFramed(buf, r)
@@ -754,7 +753,7 @@ func (p *peerActor) onTick() {
 			}
 		}
 	}
-	auth, rx := p.h.Stats.Drops.Get(batch.Auth), p.h.Stats.RxPackets.Load()
+	auth, rx := p.h.Stats.Drops.Get(Auth), p.h.Stats.RxPackets.Load()
 	overdue := now.Sub(time.Unix(0, p.h.Stats.LastRecv.Load())) > t.Keepalive
 	if p.cur != nil && overdue && rx == p.lastRx && auth-p.lastAuth > t.AuthFailLimit {
 		p.fail("repeated authentication failures")

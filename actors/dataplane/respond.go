@@ -1,10 +1,9 @@
-package peer
+package dataplane
 
 import (
 	"errors"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
@@ -32,12 +31,12 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 		// A certified peer we cannot talk to: configuration, not an
 		// attack, so say so (err names the peer). The initiator learns
 		// nothing (IX has no way to refuse) and fails on its timeout.
-		env.Global.Add(batch.NoCommonSuite, 1)
+		env.Global.Add(NoCommonSuite, 1)
 		env.Logger.Warn("peer: handshake refused: no common cipher suite", "from", m.From, "err", err)
 		return true
 	}
 	if err != nil {
-		env.Global.Add(batch.Handshake, 1)
+		env.Global.Add(Handshake, 1)
 		if !errors.Is(err, handshake.ErrDecrypt) && !errors.Is(err, handshake.ErrMalformed) {
 			env.Logger.Debug("peer: handshake init rejected", "from", m.From, "err", err)
 		}
@@ -49,7 +48,7 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 		pipe = h.Pipe()
 	}
 	if pipe == nil {
-		env.Global.Add(batch.Handshake, 1)
+		env.Global.Add(Handshake, 1)
 		env.Logger.Debug("peer: handshake init from unknown peer", "peer", r.PeerIdentity, "from", m.From)
 		return true
 	}
@@ -61,7 +60,7 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 		return true
 	}
 	if err := env.Guard.Check(r.PeerIdentity, r.PeerTimestamp); err != nil {
-		h.Stats.Drops.Add(batch.Handshake, 1)
+		h.Stats.Drops.Add(Handshake, 1)
 		return true
 	}
 	now := time.Now()
@@ -74,7 +73,7 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 	}
 	if err != nil {
 		env.Tables.Remove(idx)
-		h.Stats.Drops.Add(batch.Handshake, 1)
+		h.Stats.Drops.Add(Handshake, 1)
 		return true
 	}
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeResp, Sender: idx, Receiver: r.PeerIndex}
@@ -82,7 +81,7 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 		// No reply larger than the request: a spoofed small init must
 		// not make us an amplifier (initiators pad, see InitPadTo).
 		env.Tables.Remove(idx)
-		h.Stats.Drops.Add(batch.Handshake, 1)
+		h.Stats.Drops.Add(Handshake, 1)
 		env.Logger.Debug("peer: handshake init smaller than our response", "peer", h.FQDN, "init", m.WireLen, "resp", hdr.Len()+len(msg2))
 		return true
 	}
@@ -104,7 +103,7 @@ func Respond(env *Env, set *Set, m *RawInit) bool {
 func Finish(env *Env, m *Response) {
 	s := env.Tables.Session(m.Header.Receiver)
 	if s == nil || s.ini == nil {
-		env.Global.Add(batch.UnknownIndex, 1)
+		env.Global.Add(UnknownIndex, 1)
 		return
 	}
 	h := s.Peer
@@ -112,7 +111,7 @@ func Finish(env *Env, m *Response) {
 	res, err := s.ini.Finish(m.Msg)
 	s.iniMu.Unlock()
 	if err != nil {
-		h.Stats.Drops.Add(batch.Handshake, 1)
+		h.Stats.Drops.Add(Handshake, 1)
 		if errors.Is(err, handshake.ErrDecrypt) || errors.Is(err, handshake.ErrMalformed) {
 			return // garbage: the initiator stays ready for the genuine answer
 		}
@@ -134,7 +133,7 @@ func Finish(env *Env, m *Response) {
 	kp, err := res.Keypair(now)
 	res.Wipe()
 	if err != nil {
-		h.Stats.Drops.Add(batch.Handshake, 1)
+		h.Stats.Drops.Add(Handshake, 1)
 		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: err})
 		return
 	}
@@ -148,11 +147,11 @@ func Finish(env *Env, m *Response) {
 func TakeCookie(env *Env, receiver uint32, body []byte) {
 	s := env.Tables.Session(receiver)
 	if s == nil || s.ini == nil {
-		env.Global.Add(batch.UnknownIndex, 1)
+		env.Global.Add(UnknownIndex, 1)
 		return
 	}
 	if err := s.Peer.cookies.ConsumeReply(body, time.Now()); err != nil {
-		s.Peer.Stats.Drops.Add(batch.Handshake, 1)
+		s.Peer.Stats.Drops.Add(Handshake, 1)
 		return
 	}
 	env.Root.Send(s.Pipe.Peer, cookieTaken{pending: s})

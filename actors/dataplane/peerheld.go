@@ -1,9 +1,7 @@
-package peer
+package dataplane
 
 import (
 	"time"
-
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 )
 
 // sendHeld sends the packets the data plane held for this peer while it
@@ -22,7 +20,7 @@ func (p *peerActor) sendHeld(now time.Time) {
 	b.Stats = &p.h.Stats
 	if p.pipe.OutInflight.Add(1) > p.env.Timing.OutInflight {
 		p.pipe.OutInflight.Add(-1)
-		b.DropAll(batch.QueueFull, nil)
+		b.DropAll(QueueFull, nil)
 		b.Release()
 		return
 	}

@@ -1,10 +1,9 @@
-package peer
+package dataplane
 
 import (
 	"net/netip"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -138,13 +137,13 @@ func passiveDue(now, lastSent, lastRecv time.Time, every time.Duration) bool {
 func Lost(env *Env, u messages.UnknownIndex, from netip.AddrPort, relayed bool) {
 	s := env.Tables.ByRemote(u.Receiver)
 	if s == nil || s.Key == nil || s.Pipe == nil || s.Pipe != s.Peer.Pipe() {
-		env.Global.Add(batch.BadUnknownIndex, 1)
+		env.Global.Add(BadUnknownIndex, 1)
 		return
 	}
 	h := s.Peer
 	r := h.route.Load()
 	if r == nil || r.Relay != relayed || r.Addr != from || !hintFresh(u.Counter, s.Key.Stats().SentPackets) {
-		h.Stats.Drops.Add(batch.BadUnknownIndex, 1)
+		h.Stats.Drops.Add(BadUnknownIndex, 1)
 		return
 	}
 	// One answer at a time in the actor's mailbox: the rest, while it
@@ -165,7 +164,7 @@ func (p *peerActor) onLost(m lost) {
 		return
 	}
 	if !p.recover(time.Now(), "it answered unknown-index") {
-		p.h.Stats.Drops.Add(batch.BadUnknownIndex, 1)
+		p.h.Stats.Drops.Add(BadUnknownIndex, 1)
 	}
 }
 
