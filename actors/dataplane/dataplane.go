@@ -34,18 +34,39 @@ const (
 )
 
 // Dataplane is a node's data plane. Make it with New, then Start it.
+//
+// It is what wireguard-go calls the device: every peer actor, crypto worker
+// and I/O goroutine holds a pointer to it and reads the fields of the first
+// group directly. The data path itself is send.go (TUN to socket) and
+// receive.go (socket to TUN).
+//
+// Ownership. The first group is set by New (crypto by Start, before any
+// packet moves) and never written again: read without a lock. The tables,
+// the handle set, the queues, the hold queue and the counters are safe for
+// concurrent use on their own (atomics, copy-on-write maps, their own
+// mutexes). The last group is the API's: guarded by mu.
+//
+// Lock order, outermost first: d.mu, then Handle.mu, then the locks inside
+// FairQueue, hold.Queue and ingress. No lock is held across a send to an
+// actor or a device call, and the per-packet path takes only the FairQueue
+// locks (once per batch).
 type Dataplane struct {
-	sys    *rt.System
-	cfg    Config
-	log    *slog.Logger
-	pool   *batchPool
-	tables *Tables
-	set    *Set
-	out    *FairQueue // sealed batches (per peer) and control packets for the socket writer
-	in     *FairQueue // opened batches (per peer) for the TUN writer
-	global Counters
-	env    *Env
-	hs     *ingress
+	sys       *rt.System
+	cfg       Config
+	log       *slog.Logger
+	self      string           // our FQDN (breaks ties when both sides initiate)
+	handshake handshake.Config // our identity in node-to-node handshakes
+	timing    Timing
+	pool      *batchPool
+	crypto    *workerPool // the crypto workers; set by Start
+
+	tables *Tables                // VIP -> peer and receiver index -> session, read per packet
+	set    *Set                   // every peer's handle, by FQDN
+	guard  *handshake.ReplayGuard // init timestamps, per peer identity
+	out    *FairQueue             // sealed batches (per peer) and control packets for the socket writer
+	in     *FairQueue             // opened batches (per peer) for the TUN writer
+	global Counters               // drops not attributable to a peer
+	hs     *ingress               // handshake admission and its workers' queue
 	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
 	// OnNoRoute unset, and such packets are dropped as before).
 	held      *hold.Queue
@@ -113,6 +134,9 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		in:     NewFairQueue(1),
 		done:   make(chan struct{}),
 		opened: make(map[string]bool),
+		self:   cfg.Identity.FQDN,
+		guard:  handshake.NewReplayGuard(guardSize),
+		timing: t,
 	}
 	if cfg.Overlay != nil && cfg.OnNoRoute != nil {
 		d.held = hold.New(cfg.Hold)
@@ -122,26 +146,9 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
-	d.env = &Env{
-		Self:   cfg.Identity.FQDN,
-		Tables: d.tables,
-		Out:    d.out,
-		Handshake: handshake.Config{
-			Static: static, CertDER: cfg.Identity.CertDER, Verify: cfg.Verify, Prologue: handshake.PrologueNode,
-			Suites: cfg.Suites,
-		},
-		Guard:         handshake.NewReplayGuard(guardSize),
-		Timing:        t,
-		Backoff:       cfg.Backoff,
-		Global:        &d.global,
-		Logger:        d.log,
-		CanSend:       d.canSend,
-		Deliver:       d.deliver,
-		NeedsPath:     cfg.OnPeerNeedsPath,
-		OnPendingFull: d.hs.setBusy,
-		TakeHeld:      d.takeHeld,
-		Revoked:       cfg.Revoked,
-		Root:          sys.Root(),
+	d.handshake = handshake.Config{
+		Static: static, CertDER: cfg.Identity.CertDER, Verify: cfg.Verify, Prologue: handshake.PrologueNode,
+		Suites: cfg.Suites,
 	}
 	return d, nil
 }
@@ -175,7 +182,7 @@ func (d *Dataplane) Start(parent actor.SpawnerContext) error {
 	if err != nil {
 		return fmt.Errorf("dataplane: start: %w", err)
 	}
-	d.env.Crypto = pool
+	d.crypto = pool
 	spawned := []*actor.PID{cryptoPID}
 	fail := func(err error) error {
 		for _, pid := range spawned {
@@ -183,7 +190,7 @@ func (d *Dataplane) Start(parent actor.SpawnerContext) error {
 		}
 		return fmt.Errorf("dataplane: start: %w", err)
 	}
-	props, err := ManagerProps(d.sys, d.env, d.set)
+	props, err := managerProps(d)
 	if err != nil {
 		return fail(err)
 	}
@@ -292,8 +299,8 @@ func (d *Dataplane) Stop(ctx context.Context) error {
 			b.Release()
 		}
 	}
-	if d.env.Crypto != nil {
-		for _, b := range d.env.Crypto.Close() {
+	if d.crypto != nil {
+		for _, b := range d.crypto.Close() {
 			b.Release()
 		}
 	}

@@ -91,7 +91,7 @@ func (d *Dataplane) holdBatch(h *Handle, gb *Batch, now time.Time) {
 	}
 }
 
-// takeHeld is Env.TakeHeld: the packets held for h's VIPs, copied
+// takeHeld returns the packets held for h's VIPs, copied
 // into a batch at Headroom, or nil.
 func (d *Dataplane) takeHeld(h *Handle) *Batch {
 	if !d.holding() {

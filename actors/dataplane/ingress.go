@@ -267,7 +267,7 @@ func (d *Dataplane) handshakeWorker() {
 		case j := <-g.replies:
 			d.runReply(j)
 		case ri := <-g.inits:
-			if Respond(d.env, d.set, ri) {
+			if d.respond(ri) {
 				g.initsRun.Add(1)
 			}
 		}
@@ -277,11 +277,11 @@ func (d *Dataplane) handshakeWorker() {
 func (d *Dataplane) runReply(j hsJob) {
 	d.hs.responses.Add(1)
 	if j.resp != nil {
-		Finish(d.env, j.resp)
+		d.finish(j.resp)
 		return
 	}
 	d.hs.cookiesIn.Add(1)
-	TakeCookie(d.env, j.ckRcv, j.ck)
+	d.takeCookie(j.ckRcv, j.ck)
 }
 
 // bucket is a token bucket. Not safe for concurrent use alone: the

@@ -123,7 +123,7 @@ func (d *Dataplane) sendToPeer(h *Handle, gb *Batch, now time.Time) {
 		gb.Release()
 		return
 	}
-	if pipe.OutInflight.Add(1) > d.env.Timing.OutInflight {
+	if pipe.OutInflight.Add(1) > d.timing.OutInflight {
 		pipe.OutInflight.Add(-1)
 		gb.DropAll(QueueFull, nil)
 		gb.Release()
@@ -147,7 +147,7 @@ func (d *Dataplane) stopped() bool {
 // first passed through its flow's CoDel (sojourn measured from the socket
 // read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) writeTun() {
-	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.env.Timing.MaxQueueDelay}
+	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.timing.MaxQueueDelay}
 	w.pkts = make([][]byte, 0, tunWriteBatches*MaxBatch)
 	for {
 		select {
@@ -360,7 +360,7 @@ func (d *Dataplane) toCrypto(s *Session, b *Batch, born time.Time) {
 		b.Release()
 		return
 	}
-	if pipe.InInflight.Add(1) > d.env.Timing.InInflight {
+	if pipe.InInflight.Add(1) > d.timing.InInflight {
 		pipe.InInflight.Add(-1)
 		b.DropAll(QueueFull, nil)
 		b.Release()
@@ -369,7 +369,7 @@ func (d *Dataplane) toCrypto(s *Session, b *Batch, born time.Time) {
 	b.Track(&pipe.InInflight)
 	b.Op, b.Key, b.Reply, b.Session, b.Born, b.Work = opOpen, s.Key, pipe.SeqIn, s, born, pipe.OpenWork
 	b.Seq = pipe.InSeq.Add(1) - 1
-	d.env.Crypto.Submit(d.sys.Root(), b)
+	d.crypto.Submit(d.sys.Root(), b)
 }
 
 // classify looks at one datagram. For a data packet it returns its session
@@ -440,7 +440,7 @@ func (d *Dataplane) classify(p *Packet) *Session {
 			d.global.Add(reasonFor(err), 1)
 			return nil
 		}
-		Lost(d.env, u, p.From, p.Relayed)
+		d.lost(u, p.From, p.Relayed)
 	case messages.TypeProbe:
 		pr, err := messages.ParseProbe(pkt)
 		if err != nil {
@@ -479,7 +479,7 @@ func reasonFor(err error) Reason {
 func (d *Dataplane) writeUDP() {
 	var one [1][]byte
 	var to [1]netip.AddrPort
-	maxDelay := d.env.Timing.MaxQueueDelay
+	maxDelay := d.timing.MaxQueueDelay
 	for {
 		select {
 		case <-d.done:

@@ -19,12 +19,12 @@ import (
 // Props returns the props of the peer actor for h. The actor keeps its
 // per-incarnation state (handshake, keys, timers, sequencers) to itself;
 // what must survive a restart lives in h.
-func Props(env *Env, h *Handle) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &peerActor{env: env, h: h} })
+func peerProps(d *Dataplane, h *Handle) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &peerActor{d: d, h: h} })
 }
 
 type peerActor struct {
-	env  *Env
+	d    *Dataplane
 	h    *Handle
 	pipe *Pipe
 	self *actor.PID
@@ -115,7 +115,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			// The deny list the node now holds names this peer: end the
 			// tunnel for good (a restart would only be refused again).
 			p.h.Stats.Drops.Add(Revoked, 1)
-			p.env.Logger.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
+			p.d.log.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
 			p.closing = true
 			ctx.Send(ctx.Parent(), &Close{FQDN: p.h.FQDN})
 			return
@@ -140,21 +140,21 @@ func (p *peerActor) start(ctx actor.Context) {
 	p.self = ctx.Self()
 	restarts := p.h.started()
 	p.h.setDown(StateHandshaking)
-	if restarts > 0 && p.env.NeedsPath != nil {
-		p.env.NeedsPath(p.h.FQDN)
+	if restarts > 0 && p.d.cfg.OnPeerNeedsPath != nil {
+		p.d.cfg.OnPeerNeedsPath(p.h.FQDN)
 	}
-	t := p.env.Timing
+	t := p.d.timing
 	pipe := &Pipe{Peer: ctx.Self(), Flow: NewFlow(t.FlowDepth), InFlow: NewFlow(t.FlowDepth),
 		// The in-flight bounds keep these from filling.
 		SealWork: NewFlow(int(t.OutInflight)), OpenWork: NewFlow(int(t.InInflight))}
 	for _, f := range []*Flow{pipe.Flow, pipe.InFlow} {
 		f.CoDel = CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}
-	env, h := p.env, p.h
+	d, h := p.d, p.h
 	cfg := sequencer.Config{Window: t.SeqWindow, GapTimeout: t.GapTimeout}
 	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*Batch]) {
 		for _, e := range sb.Entries {
-			toSocket(env, e.Item)
+			d.toSocket(e.Item)
 		}
 	}))
 	if err == nil {
@@ -164,7 +164,7 @@ func (p *peerActor) start(ctx actor.Context) {
 	if err == nil {
 		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*Batch]) {
 			for _, e := range sb.Entries {
-				toTun(env, h, pipe, e.Item)
+				d.toTun(h, pipe, e.Item)
 			}
 		}))
 	}
@@ -196,10 +196,10 @@ func (p *peerActor) teardown() {
 		p.timer.Stop()
 	}
 	for _, idx := range []uint32{p.curIdx, p.prevIdx, p.iniIdx} {
-		p.env.Tables.Remove(idx)
+		p.d.tables.Remove(idx)
 	}
 	for _, pi := range p.pending {
-		p.env.Tables.Remove(pi.idx)
+		p.d.tables.Remove(pi.idx)
 	}
 	p.pending = nil
 	p.h.pipe.Store(nil)
@@ -215,7 +215,7 @@ func (p *peerActor) outbound(ctx actor.SenderContext, b *Batch) {
 		b.Release()
 		return
 	}
-	if time.Since(b.Born) > p.env.Timing.MaxQueueDelay {
+	if time.Since(b.Born) > p.d.timing.MaxQueueDelay {
 		b.DropAll(QueueDelay, nil)
 		b.Release()
 		return
@@ -237,12 +237,12 @@ func (p *peerActor) outbound(ctx actor.SenderContext, b *Batch) {
 	b.Op, b.Key, b.Seq, b.Reply = opSeal, key, p.nextSeq, p.pipe.SeqOut
 	b.Dest, b.Relay, b.Token, b.Flow, b.Work = p.route.Addr, p.route.Relay, p.route.Token, p.pipe.Flow, p.pipe.SealWork
 	p.nextSeq++
-	p.env.Crypto.Submit(ctx, b)
+	p.d.crypto.Submit(ctx, b)
 }
 
 // toSocket runs in sequencer-out: batches leave in order to the writer.
-func toSocket(env *Env, b *Batch) {
-	if !env.Out.Push(b.Flow, b) {
+func (d *Dataplane) toSocket(b *Batch) {
+	if !d.out.Push(b.Flow, b) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
 	}
@@ -251,7 +251,7 @@ func toSocket(env *Env, b *Batch) {
 // toTun runs in sequencer-in, the sequential stage: the replay window is
 // checked here, after authentication and in order, then the batch goes to
 // the TUN writer.
-func toTun(env *Env, h *Handle, pipe *Pipe, b *Batch) {
+func (d *Dataplane) toTun(h *Handle, pipe *Pipe, b *Batch) {
 	sess, _ := b.Session.(*Session)
 	if sess == nil || b.Key == nil {
 		b.Release()
@@ -286,14 +286,14 @@ func toTun(env *Env, h *Handle, pipe *Pipe, b *Batch) {
 		h.Stats.RxBytes.Add(rxBytes)
 		h.Stats.LastRecv.Store(time.Now().UnixNano())
 		if !sess.confirmed.Load() && sess.confirmed.CompareAndSwap(false, true) {
-			env.Root.Send(pipe.Peer, confirmed{sess})
+			d.sys.Root().Send(pipe.Peer, confirmed{sess})
 		}
 		if roam.IsValid() {
-			env.Root.Send(pipe.Peer, roamed{roam})
+			d.sys.Root().Send(pipe.Peer, roamed{roam})
 		}
 	}
 	b.Flow = pipe.InFlow
-	if !env.Deliver(b) {
+	if !d.deliver(b) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
 	}
@@ -306,12 +306,12 @@ func (p *peerActor) setRoute(r Route) {
 
 // attempt is what package fallback needs to know about our path.
 func (p *peerActor) attempt(info *messages.PathInfo) fallback.Attempt {
-	_, ticket := p.env.relayRoute(info.Relay)
+	_, ticket := p.d.relayRoute(info.Relay)
 	return fallback.Attempt{
 		Relayed: info.Kind == messages.PathRelay,
-		Direct:  slices.ContainsFunc(info.Endpoints, func(ep netip.AddrPort) bool { return ep.IsValid() && p.env.CanSend(ep) }),
+		Direct:  slices.ContainsFunc(info.Endpoints, func(ep netip.AddrPort) bool { return ep.IsValid() && p.d.canSend(ep) }),
 		Ticket:  ticket,
-		After:   p.env.Timing.FallbackAfter, Retry: p.env.Timing.HandshakeRetry,
+		After:   p.d.timing.FallbackAfter, Retry: p.d.timing.HandshakeRetry,
 	}
 }
 
@@ -324,12 +324,12 @@ func (p *peerActor) candidates(info *messages.PathInfo, now time.Time) []Route {
 	var rs []Route
 	if want.Direct {
 		for _, ep := range info.Endpoints {
-			if ep.IsValid() && p.env.CanSend(ep) {
+			if ep.IsValid() && p.d.canSend(ep) {
 				rs = append(rs, Route{Addr: ep})
 			}
 		}
 	}
-	if r, ok := p.env.relayRoute(info.Relay); ok && want.Relay {
+	if r, ok := p.d.relayRoute(info.Relay); ok && want.Relay {
 		rs = append(rs, r)
 	}
 	return rs
@@ -355,16 +355,16 @@ func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
 }
 
 func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
-	r, ok := p.env.relayRoute(t)
+	r, ok := p.d.relayRoute(t)
 	if !ok {
 		return
 	}
 	pkt, err := relaybind.Seal(t.BindKey, t.Token, p.binds.Next(now))
 	if err != nil {
-		p.env.Logger.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
+		p.d.log.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
 		return
 	}
-	if !p.env.Out.PushControl(Control{Pkt: pkt, To: r.Addr}) {
+	if !p.d.out.PushControl(Control{Pkt: pkt, To: r.Addr}) {
 		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
@@ -376,7 +376,7 @@ func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
 // and die with it. Without a session, bind the new ticket at once so the
 // initiator's msg1 finds us.
 func (p *peerActor) onRelayTicket(info *messages.PathInfo, now time.Time) {
-	r, ok := p.env.relayRoute(info.Relay)
+	r, ok := p.d.relayRoute(info.Relay)
 	switch {
 	case !ok:
 	case p.cur == nil:
@@ -392,15 +392,15 @@ func (p *peerActor) onRelayTicket(info *messages.PathInfo, now time.Time) {
 // msg1 ends in the MAC trailer: mac1 for the peer's name, and mac2 if the
 // peer gave us a cookie (it is busy).
 func (p *peerActor) startHandshake(now time.Time, rs []Route) {
-	p.env.Tables.Remove(p.iniIdx)
+	p.d.tables.Remove(p.iniIdx)
 	p.ini, p.iniIdx = nil, 0
 	info := p.h.Info()
 	s := &Session{Peer: p.h, Pipe: p.pipe}
-	idx := p.env.Tables.Reserve(&Session{Peer: p.h, Pipe: p.pipe})
-	ini, err := handshake.NewInitiator(p.env.Handshake, info.PeerFQDN, idx)
+	idx := p.d.tables.Reserve(&Session{Peer: p.h, Pipe: p.pipe})
+	ini, err := handshake.NewInitiator(p.d.handshake, info.PeerFQDN, idx)
 	var msg1 []byte
 	if err == nil {
-		msg1, err = ini.Start(initPadding(len(p.env.Handshake.CertDER)), now)
+		msg1, err = ini.Start(initPadding(len(p.d.handshake.CertDER)), now)
 	}
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
 	pkt := make([]byte, hdr.Len()+len(msg1)+messages.HandshakeTrailerLen)
@@ -410,17 +410,17 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 		err = p.h.cookies.AddMACs(pkt, now)
 	}
 	if err != nil {
-		p.env.Tables.Remove(idx)
-		p.env.Logger.Warn("peer: handshake init", "peer", p.h.FQDN, "err", err)
+		p.d.tables.Remove(idx)
+		p.d.log.Warn("peer: handshake init", "peer", p.h.FQDN, "err", err)
 		return
 	}
 	s.ini = ini
-	p.env.Tables.Set(idx, s) // the workers find the initiator here
+	p.d.tables.Set(idx, s) // the workers find the initiator here
 	p.ini, p.iniIdx, p.iniSent, p.iniCookie = s, idx, now, hadCookie
 	for _, r := range rs {
 		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
 		copy(buf[messages.RelayHeaderLen:], pkt)
-		if !p.env.sendFramed(buf, r) {
+		if !p.d.sendFramed(buf, r) {
 			p.h.Stats.Drops.Add(QueueFull, 1)
 		}
 	}
@@ -466,7 +466,7 @@ func (p *peerActor) onFinished(m *finished) {
 	}
 	if m.err != nil {
 		// Authenticated but unacceptable: this attempt is spent.
-		p.env.Tables.Remove(p.iniIdx)
+		p.d.tables.Remove(p.iniIdx)
 		p.ini, p.iniIdx = nil, 0
 		return
 	}
@@ -474,12 +474,12 @@ func (p *peerActor) onFinished(m *finished) {
 	s := &Session{Peer: p.h, Pipe: p.pipe, Key: m.key, serial: m.serial}
 	s.confirmed.Store(true) // msg2 authenticated the responder
 	idx := p.iniIdx
-	p.env.Tables.Set(idx, s)
+	p.d.tables.Set(idx, s)
 	p.ini, p.iniIdx = nil, 0
 	r := Route{Addr: m.from}
 	if m.relayed {
 		info := p.h.Info()
-		r, _ = p.env.relayRoute(info.Relay)
+		r, _ = p.d.relayRoute(info.Relay)
 	}
 	p.install(s, idx, r, now)
 	// The responder may not send until we have: confirm at once.
@@ -520,7 +520,7 @@ type pendingInit struct {
 // live session, our own initiator attempt and other pending sessions are
 // never touched by an init.
 func (p *peerActor) onInit(m *Init) {
-	drop := func() { p.env.Tables.Remove(m.Index) }
+	drop := func() { p.d.tables.Remove(m.Index) }
 	if p.stopping {
 		drop()
 		return
@@ -535,14 +535,14 @@ func (p *peerActor) onInit(m *Init) {
 	}
 	// Both sides initiating: the smaller FQDN's init wins, the other side
 	// answers it.
-	if p.ini != nil && p.env.Self < p.h.FQDN {
+	if p.ini != nil && p.d.self < p.h.FQDN {
 		drop()
 		return
 	}
 	r := Route{Addr: m.From}
 	if m.Relayed {
 		info := p.h.Info()
-		r, _ = p.env.relayRoute(info.Relay)
+		r, _ = p.d.relayRoute(info.Relay)
 	}
 	// The initiator sends one msg1 to every candidate (local addresses,
 	// public mapping, relay), so copies of an init we answered arrive by
@@ -571,12 +571,10 @@ func (p *peerActor) onInit(m *Init) {
 		if victim < 0 {
 			drop()
 			p.h.Stats.Drops.Add(Handshake, 1)
-			if p.env.OnPendingFull != nil {
-				p.env.OnPendingFull()
-			}
+			p.d.hs.setBusy() // every init must now carry a cookie for a while
 			return
 		}
-		p.env.Tables.Remove(p.pending[victim].idx)
+		p.d.tables.Remove(p.pending[victim].idx)
 		p.pending = append(p.pending[:victim], p.pending[victim+1:]...)
 	}
 	p.pending = append(p.pending, pendingInit{s: m.Session, idx: m.Index, route: r, resp: m.Resp,
@@ -591,7 +589,7 @@ func (p *peerActor) expirePending(now time.Time) {
 		if now.Sub(pi.at) < pendingLifetime {
 			keep = append(keep, pi)
 		} else {
-			p.env.Tables.Remove(pi.idx)
+			p.d.tables.Remove(pi.idx)
 		}
 	}
 	clear(p.pending[len(keep):])
@@ -601,7 +599,7 @@ func (p *peerActor) expirePending(now time.Time) {
 func (p *peerActor) sendResp(resp []byte, r Route) {
 	buf := make([]byte, messages.RelayHeaderLen+len(resp))
 	copy(buf[messages.RelayHeaderLen:], resp)
-	if !p.env.sendFramed(buf, r) {
+	if !p.d.sendFramed(buf, r) {
 		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
@@ -615,15 +613,15 @@ func (p *peerActor) onConfirmed(s *Session) {
 		return
 	}
 	pi := p.pending[i]
-	p.env.Guard.Commit(p.h.FQDN, time.Unix(0, s.msg1Time))
+	p.d.guard.Commit(p.h.FQDN, time.Unix(0, s.msg1Time))
 	for j, o := range p.pending {
 		if j != i {
-			p.env.Tables.Remove(o.idx)
+			p.d.tables.Remove(o.idx)
 		}
 	}
 	p.pending = p.pending[:0]
 	if p.ini != nil {
-		p.env.Tables.Remove(p.iniIdx)
+		p.d.tables.Remove(p.iniIdx)
 		p.ini, p.iniIdx = nil, 0
 	}
 	p.install(s, pi.idx, pi.route, time.Now())
@@ -632,7 +630,7 @@ func (p *peerActor) onConfirmed(s *Session) {
 // install makes s the session data goes out on; the previous one keeps
 // receiving until the next install.
 func (p *peerActor) install(s *Session, idx uint32, r Route, now time.Time) {
-	p.env.Tables.Remove(p.prevIdx)
+	p.d.tables.Remove(p.prevIdx)
 	p.prev, p.prevIdx = p.cur, p.curIdx
 	p.cur, p.curIdx = s, idx
 	p.setRoute(r)
@@ -662,7 +660,7 @@ func (p *peerActor) sendEmpty(r Route) bool {
 	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[Headroom:Headroom]); err != nil {
 		return false
 	}
-	return p.env.sendFramed(buf, r)
+	return p.d.sendFramed(buf, r)
 }
 
 // probeDirect sends an authenticated empty packet straight to each of the
@@ -674,7 +672,7 @@ func (p *peerActor) sendEmpty(r Route) bool {
 func (p *peerActor) probeDirect(info *messages.PathInfo, now time.Time) {
 	p.probeAt = now
 	for _, ep := range info.Endpoints {
-		if ep.IsValid() && p.env.CanSend(ep) {
+		if ep.IsValid() && p.d.canSend(ep) {
 			p.sendEmpty(Route{Addr: ep})
 		}
 	}
@@ -682,7 +680,7 @@ func (p *peerActor) probeDirect(info *messages.PathInfo, now time.Time) {
 
 // needsRekey adds Timing's limits to the keypair's own (bytes sent).
 func (p *peerActor) needsRekey(now time.Time) bool {
-	k, t := p.cur.Key, p.env.Timing
+	k, t := p.cur.Key, p.d.timing
 	if k.NeedsRekey(now) || k.Stats().SentPackets >= t.RekeyAfterMessages {
 		return true
 	}
@@ -694,7 +692,7 @@ func (p *peerActor) onTick() {
 		return
 	}
 	now := time.Now()
-	t := p.env.Timing
+	t := p.d.timing
 	info := p.h.Info()
 	p.expirePending(now)
 	if p.cur == nil {
@@ -765,14 +763,14 @@ func (p *peerActor) onTick() {
 // revoked reports whether the deny list names the certificate of a session
 // the peer has (live, or waiting for confirmation).
 func (p *peerActor) revoked() bool {
-	if p.env.Revoked == nil || p.stopping || p.closing {
+	if p.d.cfg.Revoked == nil || p.stopping || p.closing {
 		return false
 	}
-	if s := p.cur; s != nil && s.serial != nil && p.env.Revoked(s.serial) {
+	if s := p.cur; s != nil && s.serial != nil && p.d.cfg.Revoked(s.serial) {
 		return true
 	}
 	for _, pi := range p.pending {
-		if pi.s.serial != nil && p.env.Revoked(pi.s.serial) {
+		if pi.s.serial != nil && p.d.cfg.Revoked(pi.s.serial) {
 			return true
 		}
 	}

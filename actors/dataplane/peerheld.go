@@ -10,15 +10,15 @@ import (
 // actor after setUp, so the held packets take sequence numbers before any
 // batch the TUN reader sends once it sees the peer up.
 func (p *peerActor) sendHeld(now time.Time) {
-	if p.env.TakeHeld == nil || p.pipe == nil {
+	if p.pipe == nil {
 		return
 	}
-	b := p.env.TakeHeld(p.h)
+	b := p.d.takeHeld(p.h)
 	if b == nil {
 		return
 	}
 	b.Stats = &p.h.Stats
-	if p.pipe.OutInflight.Add(1) > p.env.Timing.OutInflight {
+	if p.pipe.OutInflight.Add(1) > p.d.timing.OutInflight {
 		p.pipe.OutInflight.Add(-1)
 		b.DropAll(QueueFull, nil)
 		b.Release()
@@ -26,5 +26,5 @@ func (p *peerActor) sendHeld(now time.Time) {
 	}
 	b.Track(&p.pipe.OutInflight)
 	b.Born = now
-	p.outbound(p.env.Root, b)
+	p.outbound(p.d.sys.Root(), b)
 }

@@ -58,20 +58,20 @@ func (s *Set) remove(h *Handle) {
 
 // ManagerProps returns the props of the "peers" actor: it creates, updates
 // and closes peer actors, supervises them with exponential backoff and a
-// retry limit (env.Backoff). Handshake inits never come here: the data
+// retry limit (d.cfg.Backoff). Handshake inits never come here: the data
 // plane's handshake workers read them (Respond) and pass them to their peer.
-func ManagerProps(sys *runtime.System, env *Env, set *Set) (*actor.Props, error) {
-	st, err := sys.NewBackoffStrategy(env.Backoff, nil)
+func managerProps(d *Dataplane) (*actor.Props, error) {
+	st, err := d.sys.NewBackoffStrategy(d.cfg.Backoff, nil)
 	if err != nil {
 		return nil, fmt.Errorf("peer: manager: %w", err)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &manager{env: env, set: set, byPID: make(map[string]*Handle)}
+		return &manager{d: d, set: d.set, byPID: make(map[string]*Handle)}
 	}, actor.WithSupervisor(st)), nil
 }
 
 type manager struct {
-	env   *Env
+	d     *Dataplane
 	set   *Set
 	byPID map[string]*Handle // live children by PID ID
 }
@@ -86,7 +86,7 @@ func (m *manager) Receive(ctx actor.Context) {
 			return
 		}
 		m.set.remove(h)
-		m.env.Tables.RemoveRoutes(h)
+		m.d.tables.RemoveRoutes(h)
 		h.gaveUp(true)
 		if pid := m.pidOf(h); pid != nil {
 			ctx.Stop(pid)
@@ -104,14 +104,14 @@ func (m *manager) Receive(ctx actor.Context) {
 		}
 	case *Rebind:
 		for id := range m.byPID {
-			ctx.Send(actor.NewPID(m.env.Root.ActorSystem().Address(), id), msg)
+			ctx.Send(actor.NewPID(m.d.sys.Root().ActorSystem().Address(), id), msg)
 		}
 	case *actor.Terminated:
 		h := m.byPID[msg.Who.Id]
 		delete(m.byPID, msg.Who.Id)
 		if h != nil && !h.Dead() {
 			// Stopped by its supervisor: it failed too often.
-			m.env.Tables.RemoveRoutes(h)
+			m.d.tables.RemoveRoutes(h)
 			h.gaveUp(false)
 		}
 	}
@@ -120,7 +120,7 @@ func (m *manager) Receive(ctx actor.Context) {
 func (m *manager) pidOf(h *Handle) *actor.PID {
 	for id, x := range m.byPID {
 		if x == h {
-			return actor.NewPID(m.env.Root.ActorSystem().Address(), id)
+			return actor.NewPID(m.d.sys.Root().ActorSystem().Address(), id)
 		}
 	}
 	return nil
@@ -134,7 +134,7 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 	}
 	if h != nil && !h.Dead() {
 		h.setInfo(info)
-		m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
+		m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 		if pid := m.pidOf(h); pid != nil {
 			ctx.Send(pid, &Update{Info: info})
 		}
@@ -144,15 +144,15 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 		m.set.remove(h) // a failed peer is replaced by a fresh one
 	}
 	h = NewHandle(info)
-	pid, err := runtime.Spawn(ctx, "peer", info.PeerFQDN, Props(m.env, h))
+	pid, err := runtime.Spawn(ctx, "peer", info.PeerFQDN, peerProps(m.d, h))
 	if err != nil {
-		m.env.Logger.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
+		m.d.log.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
 		h.gaveUp(false)
 		return
 	}
 	m.byPID[pid.Id] = h
 	m.set.put(h)
-	m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
+	m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 }
 
 // vipsFree refuses a path that would move a VIP: to another VIP for a live
@@ -164,14 +164,14 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 func (m *manager) vipsFree(h *Handle, info messages.PathInfo) bool {
 	v6, v4 := info.PeerVIP6, info.PeerVIP4.Unmap()
 	if h != nil && !h.Dead() && (v6 != h.vip6 || v4 != h.vip4) {
-		m.env.Logger.Warn("peer: path moves a peer's VIPs: refused", "peer", info.PeerFQDN, "vip6", v6, "vip4", v4)
-		m.env.Global.Add(WrongVIPs, 1)
+		m.d.log.Warn("peer: path moves a peer's VIPs: refused", "peer", info.PeerFQDN, "vip6", v6, "vip4", v4)
+		m.d.global.Add(WrongVIPs, 1)
 		return false
 	}
 	for _, a := range []netip.Addr{v6, v4} {
-		if o := m.env.Tables.Route(a); a.IsValid() && o != nil && o != h && !o.Dead() {
-			m.env.Logger.Warn("peer: path gives another peer's VIP: refused", "peer", info.PeerFQDN, "vip", a, "owner", o.FQDN)
-			m.env.Global.Add(WrongVIPs, 1)
+		if o := m.d.tables.Route(a); a.IsValid() && o != nil && o != h && !o.Dead() {
+			m.d.log.Warn("peer: path gives another peer's VIP: refused", "peer", info.PeerFQDN, "vip", a, "owner", o.FQDN)
+			m.d.global.Add(WrongVIPs, 1)
 			return false
 		}
 	}

@@ -1,17 +1,11 @@
 package dataplane
 
 import (
-	"log/slog"
-	"math/big"
 	"net/netip"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/fallback"
-	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
-	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
@@ -82,68 +76,27 @@ func DefaultTiming() Timing {
 	}
 }
 
-// Env is what every peer actor and the peers manager share. It is built
-// once by the data plane and never modified.
-type Env struct {
-	Self      string // our FQDN (breaks ties when both sides initiate)
-	Tables    *Tables
-	Crypto    *workerPool
-	Out       *FairQueue
-	Handshake handshake.Config
-	Guard     *handshake.ReplayGuard
-	Timing    Timing
-	Backoff   runtime.Backoff
-	Global    *Counters // drops not attributable to a peer
-	Logger    *slog.Logger
-	// CanSend reports whether we have a socket for ep's family.
-	CanSend func(ep netip.AddrPort) bool
-	// Deliver hands an opened, in-order batch to the TUN writer; it
-	// reports false (and keeps nothing) if the writer's queue is full.
-	Deliver func(b *Batch) bool
-	// Revoked reports whether a peer certificate's serial is on the deny
-	// list the node holds; a peer whose session's certificate is revoked
-	// is closed at its next tick. May be nil (nothing is revoked).
-	Revoked func(serial *big.Int) bool
-	// NeedsPath is called when a peer restarts after a failure, and when
-	// a live peer's session seems lost on the other side (the peer
-	// answered our data with unknown-index: see Lost); a path that comes
-	// back as an Open lets the peer set up a new session. May be nil.
-	NeedsPath func(fqdn string)
-	// OnPendingFull is called (from a peer actor: it must not block) when a
-	// peer refuses an init because its pending handshakes are full: the
-	// data plane then asks every init for a cookie for a while. May be nil.
-	OnPendingFull func()
-	// TakeHeld returns, in a batch ready for the peer's outbound path, the
-	// packets the data plane held for the peer's VIPs while it had no
-	// tunnel (nil: none). The peer calls it when a session is installed
-	// and sends them ahead of anything the TUN reader sends next. Called
-	// from the peer actor: must not block. May be nil.
-	TakeHeld func(h *Handle) *Batch
-	// Root sends from goroutines that are not actors (sequencer outputs).
-	Root *actor.RootContext
-}
-
 // relayRoute picks the TRS address of a family we can send on.
-func (e *Env) relayRoute(t *messages.RelayTicket) (Route, bool) {
+func (d *Dataplane) relayRoute(t *messages.RelayTicket) (Route, bool) {
 	if t == nil {
 		return Route{}, false
 	}
 	for _, a := range []netip.AddrPort{t.TRS4, t.TRS6} {
 		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-		if a.IsValid() && e.CanSend(a) {
+		if a.IsValid() && d.canSend(a) {
 			return Route{Addr: a, Relay: true, Token: t.Token}, true
 		}
 	}
 	return Route{}, false
 }
 
-// sendControl queues pkt for route, wrapping it in a relay frame if needed.
+// sendFramed queues pkt for route, wrapping it in a relay frame if needed.
 // pkt must have RelayHeaderLen bytes of headroom in front of pkt[hr:].
-func (e *Env) sendFramed(buf []byte, r Route) bool {
+func (d *Dataplane) sendFramed(buf []byte, r Route) bool {
 	pkt := buf[messages.RelayHeaderLen:]
 	if r.Relay {
 		messages.PutRelayHeader(buf, r.Token)
 		pkt = buf
 	}
-	return e.Out.PushControl(Control{Pkt: pkt, To: r.Addr})
+	return d.out.PushControl(Control{Pkt: pkt, To: r.Addr})
 }
