@@ -1,22 +1,23 @@
-// Package batch is the unit of work of the data plane: a fixed array of up
-// to MaxBatch packets in pooled buffers, plus the routing facts each stage
-// stamps on it. A *Batch changes hands with every message; whoever holds it
+// The unit of work of the data path: a fixed array of up to MaxBatch
+// packets in pooled buffers, plus what the stages of send.go and receive.go
+// stamp on it. A *Batch changes hands with every message; whoever holds it
 // last calls Release.
 //
 // Nothing here allocates in steady state: buffers are made once per pooled
 // batch and moved between batches by swapping slices, and the batch carries
 // its own scratch slices for the batch I/O calls and its own sequencer
 // message.
+
 package dataplane
 
 import (
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/sequencer"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
@@ -31,12 +32,12 @@ const MaxBatch = 64
 // written in place, without a copy.
 const Headroom = messages.RelayHeaderLen + messages.DataHeaderLen
 
-// Op is what a crypto worker does with a batch.
-type Op uint8
+// batchOp is what a crypto worker does with a batch.
+type batchOp uint8
 
 const (
-	opSeal Op = iota + 1 // outbound: inner packets at Headroom become data packets
-	opOpen               // inbound: data packets become inner packets
+	opSeal batchOp = iota + 1 // outbound: inner packets at Headroom become data packets
+	opOpen                    // inbound: data packets become inner packets
 )
 
 // Packet is one packet in a batch: Buf[Off:Off+Len].
@@ -54,28 +55,31 @@ type Packet struct {
 func (p *Packet) Bytes() []byte { return p.Buf[p.Off : p.Off+p.Len] }
 
 // Batch is up to MaxBatch packets and what the pipeline knows about them.
+//
+// Ownership: exactly one stage holds a batch at a time (a reader, the peer
+// actor, a crypto worker, a sequencer, a writer) and hands it on whole, so
+// no field needs a lock. Which stage sets which field is said beside it;
+// where a batch goes next follows from op and pipe (next, work, flow), so
+// it carries no continuation of its own.
 type Batch struct {
 	Pkts [MaxBatch]Packet
 	N    int
-	Born time.Time // when it entered the pipeline, for queue-delay drops
 
-	Op    Op
-	Seq   uint64        // position in the peer's sequencer
-	Key   *seal.Keypair // the session that seals or opens it
-	Reply *actor.PID    // the sequencer that takes it after the crypto worker
-	Dest  netip.AddrPort
-	Relay bool                // outbound: wrap in a relay frame with Token
-	Token messages.RelayToken // relay token, when Relay
-	Stats *Stats              // the peer's counters
-	Flow  *Flow               // the peer's send queue
-	// Work is the peer's queue in front of the crypto workers for this
-	// direction (nil: straight to a worker's mailbox).
-	Work *Flow
-	// Session is the inbound session the batch belongs to (opaque here:
-	// the peer package owns the type).
-	Session any
+	born  time.Time // set by the reader: when it entered the path, for queue-delay drops
+	stats *Stats    // set by the reader: the peer's counters (nil: none yet)
+	// limit is the peer's in-flight bound the reader took a slot of;
+	// Release gives the slot back.
+	limit *runtime.Limiter
 
-	inflight *atomic.Int32 // decremented by Release: the stage's queue bound
+	op   batchOp       // set by the peer actor (send) or the socket reader (receive)
+	pipe *Pipe         // the peer incarnation whose sequencer and flows it goes through
+	seq  uint64        // its slot in pipe's sequencer for op
+	key  *seal.Keypair // the session keys that seal or open it
+	// route is where a sealed batch goes (send; set by the peer actor).
+	route Route
+	// session is the session an inbound batch was opened with (receive;
+	// set by the socket reader), for the sequential checks in toTun.
+	session *Session
 
 	pool     *batchPool
 	seqMsg   sequencer.Batch[*Batch]
@@ -85,15 +89,41 @@ type Batch struct {
 	eps      [MaxBatch]netip.AddrPort
 }
 
-// Track makes Release decrement counter, which the caller has incremented:
-// the number of batches a stage has in flight, bounding its queue.
-func (b *Batch) Track(counter *atomic.Int32) { b.inflight = counter }
+// track makes Release give back a slot of l, which the caller has taken:
+// the batches a peer has in flight in one direction, bounding its queues.
+func (b *Batch) track(l *runtime.Limiter) { b.limit = l }
 
-// SeqMessage returns the message that hands b to its sequencer as slot
-// b.Seq. It lives inside b, so sending it does not allocate; the sequencer
+// next is the sequencer that takes b after the crypto worker.
+func (b *Batch) next() *actor.PID {
+	if b.op == opOpen {
+		return b.pipe.SeqIn
+	}
+	return b.pipe.SeqOut
+}
+
+// work is the peer's queue in front of the crypto workers for b's
+// direction.
+func (b *Batch) work() *Flow {
+	if b.op == opOpen {
+		return b.pipe.OpenWork
+	}
+	return b.pipe.SealWork
+}
+
+// flow is the peer's queue at the device writer for b's direction: the
+// socket writer's for a sealed batch, the TUN writer's for an opened one.
+func (b *Batch) flow() *Flow {
+	if b.op == opOpen {
+		return b.pipe.InFlow
+	}
+	return b.pipe.Flow
+}
+
+// seqMessage returns the message that hands b to its sequencer as slot
+// b.seq. It lives inside b, so sending it does not allocate; the sequencer
 // reads it once and keeps only b.
-func (b *Batch) SeqMessage() *sequencer.Batch[*Batch] {
-	b.seqEntry[0] = sequencer.Entry[*Batch]{Seq: b.Seq, Item: b}
+func (b *Batch) seqMessage() *sequencer.Batch[*Batch] {
+	b.seqEntry[0] = sequencer.Entry[*Batch]{Seq: b.seq, Item: b}
 	b.seqMsg.Entries = b.seqEntry[:]
 	return &b.seqMsg
 }
@@ -131,7 +161,7 @@ func (b *Batch) Filled(n, offset int) {
 }
 
 // WriteSlices returns the packets not dropped, as slices for a batch write,
-// and the matching destinations (all b.Dest).
+// and the matching destinations (all b.route.Addr).
 func (b *Batch) WriteSlices() ([][]byte, []netip.AddrPort) {
 	n := 0
 	for i := range b.N {
@@ -140,7 +170,7 @@ func (b *Batch) WriteSlices() ([][]byte, []netip.AddrPort) {
 			continue
 		}
 		b.bufs[n] = p.Bytes()
-		b.eps[n] = b.Dest
+		b.eps[n] = b.route.Addr
 		n++
 	}
 	return b.bufs[:n], b.eps[:n]
@@ -157,7 +187,7 @@ func (b *Batch) Live() int {
 	return n
 }
 
-// DropAll marks every packet dropped for r and counts them in b.Stats (if
+// DropAll marks every packet dropped for r and counts them in b.stats (if
 // any) or in global (if not nil).
 func (b *Batch) DropAll(r Reason, global *Counters) {
 	n := 0
@@ -168,8 +198,8 @@ func (b *Batch) DropAll(r Reason, global *Counters) {
 		}
 	}
 	switch {
-	case b.Stats != nil:
-		b.Stats.Drops.Add(r, uint64(n))
+	case b.stats != nil:
+		b.stats.Drops.Add(r, uint64(n))
 	case global != nil:
 		global.Add(r, uint64(n))
 	}
@@ -177,8 +207,8 @@ func (b *Batch) DropAll(r Reason, global *Counters) {
 
 // Release returns b to its pool. b must not be used afterwards.
 func (b *Batch) Release() {
-	if b.inflight != nil {
-		b.inflight.Add(-1)
+	if b.limit != nil {
+		b.limit.Release()
 	}
 	p := b.pool
 	b.reset()
@@ -188,8 +218,8 @@ func (b *Batch) Release() {
 }
 
 func (b *Batch) reset() {
-	b.N, b.Born, b.Op, b.Seq, b.Key, b.Reply = 0, time.Time{}, 0, 0, nil, nil
-	b.Dest, b.Relay, b.Token, b.Stats, b.Flow, b.Work, b.Session, b.inflight = netip.AddrPort{}, false, messages.RelayToken{}, nil, nil, nil, nil, nil
+	b.N, b.born, b.stats, b.limit = 0, time.Time{}, nil, nil
+	b.op, b.pipe, b.seq, b.key, b.route, b.session = 0, nil, 0, nil, Route{}, nil
 	b.seqEntry[0] = sequencer.Entry[*Batch]{}
 	b.seqMsg.Entries = nil
 	clear(b.bufs[:])

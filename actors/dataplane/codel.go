@@ -104,8 +104,8 @@ func (c *CoDel) Dropping() bool { return c.dropping }
 // keepalives) rather than part of a standing queue.
 const sparseLen = 2
 
-// DropLate runs c over b's live packets, which all waited since b.Born, and
-// marks those it drops as QueueDelay, counted in b.Stats or else global.
+// DropLate runs c over b's live packets, which all waited since b.born, and
+// marks those it drops as QueueDelay, counted in b.stats or else global.
 // backlog says whether more batches wait in b's queue. It returns the
 // number dropped.
 //
@@ -115,7 +115,7 @@ const sparseLen = 2
 // only a sparse batch (at most sparseLen packets, nothing behind it) counts
 // as an empty queue.
 func (b *Batch) DropLate(c *CoDel, now time.Time, backlog bool, global *Counters) int {
-	sojourn := now.Sub(b.Born)
+	sojourn := now.Sub(b.born)
 	standing := backlog || b.Live() > sparseLen
 	n := 0
 	for i := range b.N {
@@ -128,8 +128,8 @@ func (b *Batch) DropLate(c *CoDel, now time.Time, backlog bool, global *Counters
 	}
 	switch {
 	case n == 0:
-	case b.Stats != nil:
-		b.Stats.Drops.Add(QueueDelay, uint64(n))
+	case b.stats != nil:
+		b.stats.Drops.Add(QueueDelay, uint64(n))
 	case global != nil:
 		global.Add(QueueDelay, uint64(n))
 	}

@@ -92,7 +92,7 @@ func TestDropLate(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	mk := func(n int, born time.Time, st *Stats) *Batch {
 		b := pool.Get()
-		b.N, b.Born, b.Stats = n, born, st
+		b.N, b.born, b.stats = n, born, st
 		return b
 	}
 	var st Stats
@@ -142,8 +142,8 @@ func TestDropLate(t *testing.T) {
 func TestFairQueueBacklog(t *testing.T) {
 	q := NewFairQueue(1)
 	f := NewFlow(4)
-	q.Push(f, &Batch{Seq: 1})
-	q.Push(f, &Batch{Seq: 2})
+	q.Push(f, &Batch{seq: 1})
+	q.Push(f, &Batch{seq: 2})
 	for _, want := range []bool{true, false} {
 		it, ok := q.Next()
 		if !ok || it.Backlog != want {
@@ -158,7 +158,7 @@ func BenchmarkDropLate(b *testing.B) {
 	bt.N = MaxBatch
 	var c CoDel
 	now := time.Now()
-	bt.Born = now.Add(-time.Millisecond)
+	bt.born = now.Add(-time.Millisecond)
 	b.ReportAllocs()
 	for b.Loop() {
 		bt.DropLate(&c, now, true, nil)

@@ -1,9 +1,11 @@
-// Package crypto is the data plane's pool of crypto worker actors. A worker
-// seals or opens a whole batch with the batch's session keys, then hands the
-// batch to the sequencer named in it. Workers keep no state, so any number of
-// them can work on one peer's batches at once; the sequencer puts the
-// batches back in order.
 package dataplane
+
+// The crypto worker actors ("crypto/worker-<i>"). A worker seals or opens a
+// whole batch with the batch's session keys (sealBatch in send.go,
+// openBatch in receive.go), then hands the batch to its peer's sequencer
+// for its direction. Workers keep no state, so any number of them can work
+// on one peer's batches at once; the sequencer puts the batches back in
+// order.
 
 import (
 	"errors"
@@ -15,73 +17,17 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/runtime"
-	"github.com/cyphonic/cyphonic-go/messages"
-	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
-// sealOrOpen seals or opens b in place, as b.Op says, marking each packet that
-// fails with its drop reason and counting it in b.Stats. It is the worker's
-// whole job, exported so it can be tested and benchmarked without actors.
+// sealOrOpen seals or opens b in place, as b.op says, marking each packet that
+// fails with its drop reason and counting it in b.stats. It is the worker's
+// whole job, apart so it can be tested and benchmarked without actors.
 func sealOrOpen(b *Batch) {
-	switch b.Op {
+	switch b.op {
 	case opSeal:
 		sealBatch(b)
 	case opOpen:
 		openBatch(b)
-	}
-}
-
-func sealBatch(b *Batch) {
-	for i := range b.N {
-		p := &b.Pkts[i]
-		if p.Drop != OK {
-			continue
-		}
-		if p.Off < seal.HeaderLen+messages.RelayHeaderLen || cap(p.Buf)-p.Off-p.Len < seal.Overhead {
-			p.Drop = Truncated // no headroom or tailroom: a caller bug, never input
-			b.Stats.Drops.Add(Truncated, 1)
-			continue
-		}
-		dst := p.Buf[p.Off-seal.HeaderLen:]
-		out, err := b.Key.Seal(dst, 0, p.Counter, p.Buf[p.Off:p.Off+p.Len])
-		if err != nil {
-			p.Drop = CounterLimit
-			b.Stats.Drops.Add(CounterLimit, 1)
-			continue
-		}
-		p.Off -= seal.HeaderLen
-		p.Len = len(out)
-		if b.Relay {
-			p.Off -= messages.RelayHeaderLen
-			p.Len += messages.PutRelayHeader(p.Buf[p.Off:], b.Token)
-		}
-	}
-}
-
-func openBatch(b *Batch) {
-	for i := range b.N {
-		p := &b.Pkts[i]
-		if p.Drop != OK {
-			continue
-		}
-		pt, counter, err := b.Key.Open(p.Bytes())
-		if err != nil {
-			r := Auth
-			switch {
-			case errors.Is(err, seal.ErrTruncated):
-				r = Truncated
-			case errors.Is(err, seal.ErrWrongIndex), errors.Is(err, seal.ErrBadType):
-				r = Malformed
-			case errors.Is(err, seal.ErrCounterLimit):
-				r = CounterLimit
-			}
-			p.Drop = r
-			b.Stats.Drops.Add(r, 1)
-			continue
-		}
-		p.Off += seal.HeaderLen
-		p.Len = len(pt)
-		p.Counter = counter
 	}
 }
 
@@ -97,29 +43,24 @@ type worker struct {
 }
 
 func (w *worker) Receive(ctx actor.Context) {
-	var b *Batch
-	switch m := ctx.Message().(type) {
-	case *Batch:
-		b = m
-	case *pull:
-		it, ok := w.queue.Next()
-		if !ok || it.Batch == nil {
-			return // closed
-		}
-		b = it.Batch
-	default:
+	if _, ok := ctx.Message().(*pull); !ok {
 		return
 	}
+	it, ok := w.queue.Next()
+	if !ok || it.Batch == nil {
+		return // closed
+	}
+	b := it.Batch
 	if w.hook != nil {
 		w.hook()
 	}
 	sealOrOpen(b)
-	ctx.Send(b.Reply, b.SeqMessage())
+	ctx.Send(b.next(), b.seqMessage())
 }
 
 // workerPool is the set of workers and the queue in front of them.
 //
-// Work waits in one bounded queue per peer and direction (Batch.Work), and
+// Work waits in one bounded queue per peer and direction (Batch.work), and
 // the workers take it round-robin across peers, not in arrival order: in
 // a shared FIFO (the workers' mailboxes) an idle peer's ping would wait
 // behind every batch the bulk peers have in flight. A worker is told to
@@ -132,19 +73,16 @@ type workerPool struct {
 	token   pull
 }
 
-// Submit queues b on b.Work (or, if b.Work is nil, sends it to the next
-// worker's mailbox directly). A worker sends b to b.Reply when done. If
-// b.Work is full, b's packets are dropped as QueueFull and b goes straight
-// to b.Reply, whose sequencer still expects its slot.
-func (p *workerPool) Submit(sender actor.SenderContext, b *Batch) {
+// submit queues b on its peer's work queue for its direction (b.work())
+// and tells the next worker to pull. A worker sends b to its sequencer
+// (b.next()) when done. If the work queue is full, b's packets are dropped
+// as QueueFull and b goes straight to the sequencer, which still expects
+// its slot.
+func (p *workerPool) submit(sender actor.SenderContext, b *Batch) {
 	i := p.next.Add(1) % uint64(len(p.workers))
-	if b.Work == nil {
-		sender.Send(p.workers[i], b)
-		return
-	}
-	if !p.queue.Push(b.Work, b) {
+	if !p.queue.Push(b.work(), b) {
 		b.DropAll(QueueFull, nil)
-		sender.Send(b.Reply, b.SeqMessage())
+		sender.Send(b.next(), b.seqMessage())
 		return
 	}
 	sender.Send(p.workers[i], &p.token)
@@ -157,12 +95,6 @@ func (p *workerPool) Close() []*Batch { return p.queue.Close() }
 // Workers returns the workers' PIDs.
 func (p *workerPool) Workers() []*actor.PID { return p.workers }
 
-// parent is the "crypto" actor: it only supervises its workers (a panicking
-// worker is restarted at once; it has no state to lose).
-type parent struct{}
-
-func (parent) Receive(actor.Context) {}
-
 // spawnCrypto starts the "crypto" actor under spawner with n workers
 // ("crypto/worker-<i>"). hook, if not nil, runs before each batch (a test
 // hook for jitter).
@@ -174,11 +106,11 @@ func spawnCrypto(spawner actor.SpawnerContext, n int, hook func()) (*workerPool,
 	if sys == nil {
 		return nil, nil, errors.New("crypto: spawn: context is not from a runtime.System")
 	}
-	// The workers must be spawned from the parent's own context; the
-	// parent hands their PIDs back from its Started handler.
+	// The workers must be spawned from the crypto actor's own context; it
+	// hands their PIDs back from its Started handler.
 	queue := NewFairQueue(1) // no control packets
 	done := make(chan result, 1)
-	var once sync.Once // a restarted parent does not spawn workers again
+	var once sync.Once // a restarted crypto actor does not spawn workers again
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		if _, ok := ctx.Message().(*actor.Started); ok {
 			once.Do(func() { done <- spawnWorkers(ctx, n, hook, queue) })

@@ -34,8 +34,8 @@ func fill(pool *batchPool, n int, key *seal.Keypair) *Batch {
 	for i := range n {
 		b.Pkts[i].Counter, _ = key.NextCounter()
 	}
-	b.Stats = &Stats{}
-	b.Op, b.Key = opSeal, key
+	b.stats = &Stats{}
+	b.op, b.key = opSeal, key
 	return b
 }
 
@@ -46,14 +46,14 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		a, b := keys(t)
 		pool := newBatchPool(Headroom + 1500 + seal.Overhead)
 		out := fill(pool, 5, a)
-		out.Relay, out.Token = relay, messages.RelayToken{9}
+		out.route.Relay, out.route.Token = relay, messages.RelayToken{9}
 		sealOrOpen(out)
 		in := pool.Get()
 		for i := range out.N {
 			pkt := out.Pkts[i].Bytes()
 			if relay {
 				tok, inner, err := messages.ParseRelay(pkt)
-				if err != nil || tok != out.Token {
+				if err != nil || tok != out.route.Token {
 					t.Fatalf("relay frame: %v %v", tok, err)
 				}
 				pkt = inner
@@ -63,7 +63,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		}
 		in.N = out.N
 		in.Pkts[3].Buf[in.Pkts[3].Len-1] ^= 1 // forge one tag
-		in.Op, in.Key, in.Stats = opOpen, b, &Stats{}
+		in.op, in.key, in.stats = opOpen, b, &Stats{}
 		sealOrOpen(in)
 		for i := range in.N {
 			p := &in.Pkts[i]
@@ -77,8 +77,8 @@ func TestSealOpenRoundTrip(t *testing.T) {
 				t.Fatalf("packet %d: drop %v counter %d len %d", i, p.Drop, p.Counter, p.Len)
 			}
 		}
-		if in.Stats.Drops.Get(Auth) != 1 {
-			t.Fatalf("auth drops %v", in.Stats.Drops.Snapshot())
+		if in.stats.Drops.Get(Auth) != 1 {
+			t.Fatalf("auth drops %v", in.stats.Drops.Snapshot())
 		}
 	}
 }

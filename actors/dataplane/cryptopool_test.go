@@ -40,11 +40,11 @@ func TestPoolServesPeersFairly(t *testing.T) {
 
 	a, _ := keys(t)
 	bpool := newBatchPool(Headroom + 1500 + 64)
-	bulk, idle := NewFlow(8), NewFlow(8)
-	submit := func(f *Flow, seq uint64) {
+	bulk, idle := &Pipe{SeqOut: reply, SealWork: NewFlow(8)}, &Pipe{SeqOut: reply, SealWork: NewFlow(8)}
+	submit := func(p *Pipe, seq uint64) {
 		b := fill(bpool, 1, a)
-		b.Seq, b.Reply, b.Work = seq, reply, f
-		pool.Submit(sys.Root(), b)
+		b.seq, b.pipe = seq, p
+		pool.submit(sys.Root(), b)
 	}
 	submit(bulk, 0)
 	<-busy // the worker holds batch 0; the bulk flow is empty again
@@ -96,11 +96,11 @@ func TestPoolFullFlow(t *testing.T) {
 	}))
 	a, _ := keys(t)
 	bpool := newBatchPool(Headroom + 1500 + 64)
-	flow := NewFlow(1)
+	pipe := &Pipe{SeqOut: reply, SealWork: NewFlow(1)}
 	for seq := range uint64(3) {
 		b := fill(bpool, 2, a)
-		b.Seq, b.Reply, b.Work = seq, reply, flow
-		pool.Submit(sys.Root(), b)
+		b.seq, b.pipe = seq, pipe
+		pool.submit(sys.Root(), b)
 		if seq == 0 {
 			<-busy
 		}

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
 )
 
 // TestFairQueueRoundRobin: control first, then one batch per flow per turn,
@@ -10,7 +12,7 @@ import (
 func TestFairQueueRoundRobin(t *testing.T) {
 	q := NewFairQueue(2)
 	bulk, ping := NewFlow(3), NewFlow(3)
-	mk := func(seq uint64) *Batch { return &Batch{Seq: seq} }
+	mk := func(seq uint64) *Batch { return &Batch{seq: seq} }
 	for i := range uint64(3) {
 		if !q.Push(bulk, mk(100+i)) {
 			t.Fatalf("bulk push %d refused", i)
@@ -42,7 +44,7 @@ func TestFairQueueRoundRobin(t *testing.T) {
 			got = append(got, 0)
 			continue
 		}
-		got = append(got, it.Batch.Seq)
+		got = append(got, it.Batch.seq)
 	}
 	want := []uint64{0, 0, 100, 1, 101, 2, 102}
 	if len(got) != len(want) {
@@ -54,7 +56,7 @@ func TestFairQueueRoundRobin(t *testing.T) {
 		}
 	}
 	q.Push(bulk, mk(7))
-	if left := q.Close(); len(left) != 1 || left[0].Seq != 7 {
+	if left := q.Close(); len(left) != 1 || left[0].seq != 7 {
 		t.Fatalf("Close returned %v", left)
 	}
 	if q.Push(ping, mk(8)) || q.PushControl(ctl) {
@@ -79,17 +81,17 @@ func TestBatchMoveAndRelease(t *testing.T) {
 		t.Fatal("source lost its buffer")
 	}
 	var st Stats
-	b.Stats = &st
+	b.stats = &st
 	b.DropAll(Auth, nil)
 	if st.Drops.Get(Auth) != 1 || b.Live() != 0 || len(b.Payloads()) != 0 {
 		t.Fatalf("DropAll: %v live %d", st.Drops.Snapshot(), b.Live())
 	}
-	var n atomicInt
-	n.Add(1)
-	b.Track(&n.Int32)
+	n := runtime.NewLimiter(1)
+	n.Acquire()
+	b.track(n)
 	b.Release()
-	if n.Load() != 0 {
-		t.Fatalf("Release did not untrack: %d", n.Load())
+	if n.Len() != 0 {
+		t.Fatalf("Release did not give the in-flight slot back: %d", n.Len())
 	}
 	a.Release()
 }
@@ -111,7 +113,7 @@ func BenchmarkFairQueue(b *testing.B) {
 func TestFairQueueSparseFirst(t *testing.T) {
 	q := NewFairQueue(1)
 	bulk1, bulk2, ping := NewFlow(4), NewFlow(4), NewFlow(4)
-	mk := func(seq uint64) *Batch { return &Batch{Seq: seq} }
+	mk := func(seq uint64) *Batch { return &Batch{seq: seq} }
 	for i := range uint64(3) {
 		q.Push(bulk1, mk(10+i))
 		q.Push(bulk2, mk(20+i))
@@ -122,7 +124,7 @@ func TestFairQueueSparseFirst(t *testing.T) {
 		if !ok || it.Batch == nil {
 			t.Fatal("queue empty")
 		}
-		return it.Batch.Seq
+		return it.Batch.seq
 	}
 	var got []uint64
 	got = append(got, next(), next()) // both bulk flows now stale

@@ -12,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/cloud/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
@@ -36,15 +37,19 @@ type Route struct {
 // queue bounds. A restarted peer gets a new Pipe, so batches still in flight
 // to the old sequencers (now dead letters) cannot skew the new bounds.
 type Pipe struct {
-	Peer        *actor.PID // the peer actor
-	SeqOut      *actor.PID
-	SeqIn       *actor.PID
-	Flow        *Flow        // its queue at the socket writer
-	InFlow      *Flow        // its queue at the TUN writer
-	SealWork    *Flow        // its outbound batches waiting for a crypto worker
-	OpenWork    *Flow        // its inbound batches waiting for a crypto worker
-	OutInflight atomic.Int32 // outbound batches between the TUN reader and the socket
-	InInflight  atomic.Int32 // inbound batches between the socket reader and the TUN writer
+	Peer     *actor.PID // the peer actor
+	SeqOut   *actor.PID
+	SeqIn    *actor.PID
+	Flow     *Flow // its queue at the socket writer
+	InFlow   *Flow // its queue at the TUN writer
+	SealWork *Flow // its outbound batches waiting for a crypto worker
+	OpenWork *Flow // its inbound batches waiting for a crypto worker
+	// OutInflight bounds the outbound batches between the TUN reader and
+	// the socket writer, InInflight the inbound ones between the socket
+	// reader and the TUN writer: a batch takes a slot where it enters and
+	// gives it back in Release, wherever it ends.
+	OutInflight *runtime.Limiter
+	InInflight  *runtime.Limiter
 	InSeq       atomic.Uint64
 }
 

@@ -119,7 +119,8 @@ func (g *ingress) stats() HandshakeStats {
 		Responses: g.responses.Load(), CookiesIn: g.cookiesIn.Load()}
 }
 
-// setBusy is Env.OnPendingFull.
+// setBusy makes every init need a cookie for busyHold: a peer refused one
+// because its pending handshakes are full.
 func (g *ingress) setBusy() { g.busyUntil.Store(time.Now().Add(busyHold).UnixNano()) }
 
 // onInit admits an init packet (its MAC trailer included) or drops it,
@@ -248,9 +249,9 @@ func (d *Dataplane) onReply(job hsJob, receiver uint32) {
 	}
 }
 
-// handshakeWorker runs handshakes from the ingress queues until done.
+// routineHandshake runs handshakes from the ingress queues until done.
 // Responses first: they complete a handshake we started.
-func (d *Dataplane) handshakeWorker() {
+func (d *Dataplane) routineHandshake() {
 	g := d.hs
 	for {
 		select {

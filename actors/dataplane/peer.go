@@ -146,7 +146,8 @@ func (p *peerActor) start(ctx actor.Context) {
 	t := p.d.timing
 	pipe := &Pipe{Peer: ctx.Self(), Flow: NewFlow(t.FlowDepth), InFlow: NewFlow(t.FlowDepth),
 		// The in-flight bounds keep these from filling.
-		SealWork: NewFlow(int(t.OutInflight)), OpenWork: NewFlow(int(t.InInflight))}
+		SealWork: NewFlow(t.OutInflight), OpenWork: NewFlow(t.InInflight),
+		OutInflight: runtime.NewLimiter(t.OutInflight), InInflight: runtime.NewLimiter(t.InInflight)}
 	for _, f := range []*Flow{pipe.Flow, pipe.InFlow} {
 		f.CoDel = CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}
@@ -164,7 +165,7 @@ func (p *peerActor) start(ctx actor.Context) {
 	if err == nil {
 		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*Batch]) {
 			for _, e := range sb.Entries {
-				d.toTun(h, pipe, e.Item)
+				d.toTun(e.Item)
 			}
 		}))
 	}
@@ -205,98 +206,6 @@ func (p *peerActor) teardown() {
 	p.h.pipe.Store(nil)
 	p.h.route.Store(nil)
 	p.h.setDown(StateBackoff)
-}
-
-// outbound stamps a batch from the TUN reader and hands it to a worker.
-func (p *peerActor) outbound(ctx actor.SenderContext, b *Batch) {
-	b.Stats = &p.h.Stats
-	if p.cur == nil || p.stopping {
-		b.DropAll(NoSession, nil)
-		b.Release()
-		return
-	}
-	if time.Since(b.Born) > p.d.timing.MaxQueueDelay {
-		b.DropAll(QueueDelay, nil)
-		b.Release()
-		return
-	}
-	key := p.cur.Key
-	for i := range b.N {
-		pk := &b.Pkts[i]
-		if pk.Drop != OK {
-			continue
-		}
-		c, ok := key.NextCounter()
-		if !ok {
-			pk.Drop = CounterLimit
-			p.h.Stats.Drops.Add(CounterLimit, 1)
-			continue
-		}
-		pk.Counter = c
-	}
-	b.Op, b.Key, b.Seq, b.Reply = opSeal, key, p.nextSeq, p.pipe.SeqOut
-	b.Dest, b.Relay, b.Token, b.Flow, b.Work = p.route.Addr, p.route.Relay, p.route.Token, p.pipe.Flow, p.pipe.SealWork
-	p.nextSeq++
-	p.d.crypto.Submit(ctx, b)
-}
-
-// toSocket runs in sequencer-out: batches leave in order to the writer.
-func (d *Dataplane) toSocket(b *Batch) {
-	if !d.out.Push(b.Flow, b) {
-		b.DropAll(QueueFull, nil)
-		b.Release()
-	}
-}
-
-// toTun runs in sequencer-in, the sequential stage: the replay window is
-// checked here, after authentication and in order, then the batch goes to
-// the TUN writer.
-func (d *Dataplane) toTun(h *Handle, pipe *Pipe, b *Batch) {
-	sess, _ := b.Session.(*Session)
-	if sess == nil || b.Key == nil {
-		b.Release()
-		return
-	}
-	route := h.route.Load()
-	var roam netip.AddrPort
-	var rx, rxBytes uint64
-	for i := range b.N {
-		pk := &b.Pkts[i]
-		if pk.Drop != OK {
-			continue
-		}
-		if !b.Key.Replay.Accept(pk.Counter) {
-			pk.Drop = Replay
-			h.Stats.Drops.Add(Replay, 1)
-			continue
-		}
-		if !h.SourceAllowed(pk.Buf[pk.Off : pk.Off+pk.Len]) {
-			pk.Drop = SpoofedSource
-			h.Stats.Drops.Add(SpoofedSource, 1)
-			continue
-		}
-		rx++
-		rxBytes += uint64(pk.Len + seal.HeaderLen + seal.Overhead) // wire bytes, like TxBytes
-		if !pk.Relayed && route != nil && sess.Confirmed() && (route.Relay || route.Addr != pk.From) {
-			roam = pk.From // roaming, or a relayed peer reaching us directly
-		}
-	}
-	if rx > 0 {
-		h.Stats.RxPackets.Add(rx)
-		h.Stats.RxBytes.Add(rxBytes)
-		h.Stats.LastRecv.Store(time.Now().UnixNano())
-		if !sess.confirmed.Load() && sess.confirmed.CompareAndSwap(false, true) {
-			d.sys.Root().Send(pipe.Peer, confirmed{sess})
-		}
-		if roam.IsValid() {
-			d.sys.Root().Send(pipe.Peer, roamed{roam})
-		}
-	}
-	b.Flow = pipe.InFlow
-	if !d.deliver(b) {
-		b.DropAll(QueueFull, nil)
-		b.Release()
-	}
 }
 
 func (p *peerActor) setRoute(r Route) {

@@ -30,8 +30,8 @@ type Timing struct {
 	MaxQueueDelay time.Duration // drop whole batches that waited longer (a hard bound)
 	CoDelTarget   time.Duration // per-peer queues drop early (CoDel) above this sojourn
 	CoDelInterval time.Duration // ... once it has lasted this long
-	OutInflight   int32         // outbound batches in flight per peer
-	InInflight    int32         // inbound batches in flight per peer
+	OutInflight   int           // outbound batches in flight per peer
+	InInflight    int           // inbound batches in flight per peer
 	FlowDepth     int           // batches queued per peer at the socket writer
 	SeqWindow     int           // sequencer window (batches); > in-flight bounds
 	GapTimeout    time.Duration // a lost batch is given up after this long

@@ -3,10 +3,10 @@ package dataplane
 import (
 	"context"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
@@ -35,7 +35,7 @@ func TestTunWriterCoalesces(t *testing.T) {
 	defer dev.Close()
 	pool := newBatchPool(128)
 	q := NewFairQueue(1)
-	var inflight atomic.Int32
+	inflight := runtime.NewLimiter(6)
 	flows := []*Flow{NewFlow(4), NewFlow(4), NewFlow(4)}
 	for round := range 2 {
 		for peer, f := range flows {
@@ -48,9 +48,9 @@ func TestTunWriterCoalesces(t *testing.T) {
 				sizes[i] = 20
 			}
 			b.Filled(30, 0)
-			b.Born, b.Stats = time.Now(), &Stats{}
-			inflight.Add(1)
-			b.Track(&inflight)
+			b.born, b.stats = time.Now(), &Stats{}
+			inflight.Acquire()
+			b.track(inflight)
 			if !q.Push(f, b) {
 				t.Fatal("push refused")
 			}
@@ -78,7 +78,7 @@ func TestTunWriterCoalesces(t *testing.T) {
 	if len(writes) != len(want) || writes[0] != want[0] || writes[1] != want[1] {
 		t.Fatalf("writes (packets, first peer) = %v, want %v", writes, want)
 	}
-	if n := inflight.Load(); n != 0 {
+	if n := inflight.Len(); n != 0 {
 		t.Fatalf("%d batches not released", n)
 	}
 }

@@ -1,5 +1,0 @@
-package dataplane
-
-import "sync/atomic"
-
-type atomicInt struct{ atomic.Int32 }
