@@ -15,6 +15,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
 	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/sequencer"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 )
@@ -436,6 +437,41 @@ func (d *Dataplane) Peer(fqdn string) *actor.PID {
 		return p.Peer
 	}
 	return nil
+}
+
+// SequencerStats asks the live peer actor's two sequencers for fqdn for
+// their counters (tests, debugging): how many batches each released,
+// dropped, skipped, and held back out of order. It blocks the caller (never
+// call it from an actor) until both answer or ctx ends.
+func (d *Dataplane) SequencerStats(ctx context.Context, fqdn string) (out, in sequencer.StatsReply, err error) {
+	h := d.set.Get(fqdn)
+	if h == nil {
+		return out, in, fmt.Errorf("dataplane: sequencer stats %s: %w", fqdn, ErrUnknownPeer)
+	}
+	p := h.Pipe()
+	if p == nil {
+		return out, in, fmt.Errorf("dataplane: sequencer stats %s: %w", fqdn, ErrNotStarted)
+	}
+	ask := func(pid *actor.PID) (sequencer.StatsReply, error) {
+		timeout := time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = max(time.Until(dl), time.Millisecond)
+		}
+		r, err := d.sys.Root().RequestFuture(pid, &sequencer.StatsRequest{}, timeout).Result()
+		if err != nil {
+			return sequencer.StatsReply{}, fmt.Errorf("dataplane: sequencer stats %s: %w", pid.Id, err)
+		}
+		sr, ok := r.(*sequencer.StatsReply)
+		if !ok {
+			return sequencer.StatsReply{}, fmt.Errorf("dataplane: sequencer stats %s: reply %T", pid.Id, r)
+		}
+		return *sr, nil
+	}
+	if out, err = ask(p.SeqOut); err != nil {
+		return out, in, err
+	}
+	in, err = ask(p.SeqIn)
+	return out, in, err
 }
 
 // yield lets the Go scheduler run another goroutine. The readers and

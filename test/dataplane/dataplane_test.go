@@ -24,7 +24,9 @@ func jitter() {
 }
 
 // TestOrderUnderJitter: 100,000 numbered packets through two data planes
-// with jittered parallel crypto workers arrive complete and in order.
+// with jittered parallel crypto workers arrive complete and in order, and
+// the sequencers did have batches to put back in order (with one worker
+// and no jitter, nothing is held and the test fails).
 func TestOrderUnderJitter(t *testing.T) {
 	count := uint64(100_000)
 	if testing.Short() {
@@ -45,6 +47,22 @@ func TestOrderUnderJitter(t *testing.T) {
 	if bs := b.dp.Status(); bs[0].RxPackets+loadDrops(a)+loadDrops(b) < count || len(unexpectedDrops(bs[0].Drops)) != 0 {
 		t.Fatalf("bob status %+v", bs)
 	}
+	// Order only means something if the workers really finished out of
+	// order: both sequencers on the path must have held batches back.
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	aOut, _, err := a.dp.SequencerStats(ctx, b.fqdn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bIn, err := b.dp.SequencerStats(ctx, a.fqdn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aOut.Stats.Held == 0 || bIn.Stats.Held == 0 {
+		t.Fatalf("no reordering to restore: alice's sequencer-out %+v, bob's sequencer-in %+v", aOut, bIn)
+	}
+	t.Logf("held out of order: alice's sequencer-out %d, bob's sequencer-in %d", aOut.Stats.Held, bIn.Stats.Held)
 }
 
 // waitCount polls (no timing assertion: only a failsafe) until get() >= want.
