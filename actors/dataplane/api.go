@@ -102,7 +102,7 @@ type Config struct {
 	DeadAfter        time.Duration   // fail the peer after this much receive silence (default 35s)
 	Tick             time.Duration   // how often peers check their timers (default 250ms)
 	MaxQueueDelay    time.Duration   // drop batches queued longer than this (default 50ms)
-	CoDelTarget      time.Duration   // per-peer queues drop early above this sojourn (default DefaultCoDelTarget)
+	CoDelTarget      time.Duration   // per-peer queues drop early above this sojourn (default fairq.DefaultCoDelTarget)
 	GapTimeout       time.Duration   // a sequencer gives up a missing batch after this (default 200ms)
 	// Rekey limits (defaults seal.RekeyAfterTime, seal.RekeyAfterMessages);
 	// they can only shorten seal's own.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/fairq"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/fallback"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
@@ -60,8 +61,8 @@ func DefaultTiming() Timing {
 		PassiveKeepalive: 500 * time.Millisecond,
 		SilenceAfter:     2 * time.Second,
 		MaxQueueDelay:    50 * time.Millisecond,
-		CoDelTarget:      DefaultCoDelTarget,
-		CoDelInterval:    DefaultCoDelInterval,
+		CoDelTarget:      fairq.DefaultCoDelTarget,
+		CoDelInterval:    fairq.DefaultCoDelInterval,
 		// Batches in flight bound memory (a batch holds MaxBatch buffers);
 		// the delay bound is CoDel's and MaxQueueDelay's.
 		OutInflight:   32,
