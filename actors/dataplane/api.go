@@ -2,7 +2,8 @@
 // the TUN device and the UDP sockets through the actor pipeline of DESIGN.md
 // §4 (tun reader → route → peer → crypto workers → sequencer-out → udp
 // writer, and the mirror inbound), and runs one supervised peer actor per
-// tunnel.
+// tunnel. send.go and receive.go hold the two directions top to bottom;
+// dataplane.go the shared state and its ownership.
 //
 // The control plane (session, resolver, node) talks to it only through the
 // small API in this file. Every method is safe for concurrent use and none

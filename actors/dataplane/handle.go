@@ -70,7 +70,7 @@ type Handle struct {
 	// a busy peer gave us (transport/cookie).
 	cookies *cookie.Generator
 	// lostQueued: an unknown-index answer waits in the actor's mailbox
-	// (Lost sends at most one at a time).
+	// (lost sends at most one at a time).
 	lostQueued atomic.Bool
 
 	mu   sync.Mutex

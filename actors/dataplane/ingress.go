@@ -16,8 +16,8 @@ import (
 // handshake work, so that no packet from the network reaches an unbounded
 // queue or costs a Diffie-Hellman unless the node can afford it.
 //
-//	reader: init  -> mac1? -> busy? -> (no mac2: cookie reply) -> inits queue -> worker: Respond -> peer actor
-//	reader: resp / cookie reply -> known pending index? -> replies queue -> worker: Finish / TakeCookie -> peer actor
+//	reader: init  -> mac1? -> busy? -> (no mac2: cookie reply) -> inits queue -> worker: respond -> peer actor
+//	reader: resp / cookie reply -> known pending index? -> replies queue -> worker: finish / takeCookie -> peer actor
 //
 // The reader does only what is cheap (a BLAKE2s, a table lookup); the
 // queues are bounded and drop, counted, when full; the workers are a few
@@ -210,7 +210,7 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *Packet, token messa
 // session with an unknown-index message (messages.UnknownIndex): after a
 // restart we have lost every session, and the sender would otherwise go on
 // sending into the void until its DeadAfter. The answer echoes the
-// packet's index and counter (the sender checks them: Lost), is
+// packet's index and counter (the sender checks them: lost), is
 // smaller than the packet, keeps no state, and is rate limited per source
 // and in all. A relayed packet's answer goes back under the token it came
 // with, which names our side at TRS.

@@ -20,7 +20,7 @@ type (
 		Endpoints []netip.AddrPort
 	}
 	// RawInit is a handshake init from the wire (copied) that passed the
-	// data plane's admission (mac1, and a cookie when busy); Respond reads it.
+	// data plane's admission (mac1, and a cookie when busy); respond reads it.
 	RawInit struct {
 		Msg     []byte // the Noise message
 		Sender  uint32
@@ -45,7 +45,7 @@ type (
 		Relayed bool
 	}
 	// Init is an init a handshake worker has read, checked and answered
-	// (Respond): Session is the new session under Index (published, not
+	// (respond): Session is the new session under Index (published, not
 	// yet confirmed), Resp the handshake response to send. The peer actor
 	// decides whether to keep it.
 	Init struct {
@@ -73,7 +73,7 @@ type (
 	tick      struct{}
 	confirmed struct{ s *Session }
 	roamed    struct{ from netip.AddrPort }
-	// lost: the peer answered our data on s with unknown-index (Lost).
+	// lost: the peer answered our data on s with unknown-index (lost).
 	lost struct{ s *Session }
 	// finished is a handshake response a worker processed for our pending
 	// initiator session: key on success, err if authenticated but refused.

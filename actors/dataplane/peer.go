@@ -16,7 +16,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
-// Props returns the props of the peer actor for h. The actor keeps its
+// peerProps returns the props of the peer actor for h. The actor keeps its
 // per-incarnation state (handshake, keys, timers, sequencers) to itself;
 // what must survive a restart lives in h.
 func peerProps(d *Dataplane, h *Handle) *actor.Props {
@@ -337,7 +337,7 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 
 // InitPadTo is what an init's certificate and padding (its app payload,
 // zeros) add up to at least. The responder never sends a response larger
-// than the init it answers (Respond), and msg2 carries the responder's
+// than the init it answers (respond), and msg2 carries the responder's
 // certificate where msg1 carries ours: padded, an init is larger than any
 // response with a certificate of up to InitPadTo-4 bytes (a node
 // certificate is ~500), so a spoofed init gets no amplification.
@@ -365,7 +365,7 @@ func (p *peerActor) onCookie(s *Session) {
 	p.startHandshake(time.Now(), []Route{p.route})
 }
 
-// onFinished takes a handshake response a worker authenticated (Finish).
+// onFinished takes a handshake response a worker authenticated (finish).
 func (p *peerActor) onFinished(m *finished) {
 	if p.ini == nil || m.pending != p.ini {
 		if m.key != nil {
@@ -415,7 +415,7 @@ type pendingInit struct {
 	at        time.Time
 }
 
-// onInit keeps or refuses an init a handshake worker answered (Respond).
+// onInit keeps or refuses an init a handshake worker answered (respond).
 //
 // After msg1 a Noise IX responder knows only what the initiator claims:
 // anyone can build a msg1 from the peer's public certificate. So nothing

@@ -56,10 +56,10 @@ func (s *Set) remove(h *Handle) {
 	}
 }
 
-// ManagerProps returns the props of the "peers" actor: it creates, updates
+// managerProps returns the props of the "peers" actor: it creates, updates
 // and closes peer actors, supervises them with exponential backoff and a
 // retry limit (d.cfg.Backoff). Handshake inits never come here: the data
-// plane's handshake workers read them (Respond) and pass them to their peer.
+// plane's handshake workers read them (respond) and pass them to their peer.
 func managerProps(d *Dataplane) (*actor.Props, error) {
 	st, err := d.sys.NewBackoffStrategy(d.cfg.Backoff, nil)
 	if err != nil {

@@ -130,7 +130,7 @@ func passiveDue(now, lastSent, lastRecv time.Time, every time.Duration) bool {
 	return lastRecv.After(lastSent) && now.Sub(lastSent) >= every
 }
 
-// Lost takes an unknown-index answer from the wire (a socket reader calls
+// lost takes an unknown-index answer from the wire (a socket reader calls
 // it: cheap checks only) and tells the peer actor if it echoes a packet
 // we recently sent on a live session, from where that session sends.
 // Everything else is counted and dropped.

@@ -20,7 +20,7 @@ import (
 // errWrongVIPs: the peer's certificate binds other VIPs than its path.
 var errWrongVIPs = errors.New("peer: certificate VIPs differ from the path's")
 
-// Respond reads an init, checks the initiator's certificate and replay
+// respond reads an init, checks the initiator's certificate and replay
 // timestamp, runs the responder's Diffie-Hellman and passes the answer to
 // the peer actor the certificate names. Only peers NMS told us about are
 // answered. It reports whether the handshake ran (the DH and certificate
@@ -98,7 +98,7 @@ func (d *Dataplane) respond(m *RawInit) bool {
 	return true
 }
 
-// Finish processes a handshake response for the pending initiator it names
+// finish processes a handshake response for the pending initiator it names
 // and passes an authenticated result to the peer actor.
 func (d *Dataplane) finish(m *Response) {
 	s := d.tables.Session(m.Header.Receiver)
@@ -140,7 +140,7 @@ func (d *Dataplane) finish(m *Response) {
 	d.sys.Root().Send(s.Pipe.Peer, &finished{pending: s, key: kp, serial: serial, from: m.From, relayed: m.Relayed})
 }
 
-// TakeCookie opens a busy responder's cookie reply to our pending init. The
+// takeCookie opens a busy responder's cookie reply to our pending init. The
 // peer actor hears of it (to resend the init with the cookie at once) only
 // when it opens: once per init we sent, so forged replies cost one AEAD
 // open here and nothing more.
