@@ -47,10 +47,12 @@ const (
 // concurrent use on their own (atomics, copy-on-write maps, their own
 // mutexes). The last group is the API's: guarded by mu.
 //
-// Lock order, outermost first: d.mu, then Handle.mu, then the locks inside
-// FairQueue, hold.Queue and ingress. No lock is held across a send to an
-// actor or a device call, and the per-packet path takes only the FairQueue
-// locks (once per batch).
+// Locks and their order: every mutex here is a leaf. d.mu, Set.mu,
+// Tables.mu (writers only), Handle.mu, Session.iniMu and the locks inside
+// FairQueue, hold.Queue and ingress's limiters are each taken alone, never
+// while another is held, and none is held across a send to an actor or a
+// device call. The data path takes only the FairQueue locks, once per
+// batch; everything else it reads is an atomic or a copy-on-write map.
 type Dataplane struct {
 	sys       *rt.System
 	cfg       Config
