@@ -1,6 +1,6 @@
-// The unit of work of the data path: a fixed array of up to MaxBatch
+// The unit of work of the data path: a fixed array of up to maxBatch
 // packets in pooled buffers, plus what the stages of send.go and receive.go
-// stamp on it. A *Batch changes hands with every message; whoever holds it
+// stamp on it. A *batch changes hands with every message; whoever holds it
 // last calls Release.
 //
 // Nothing here allocates in steady state: buffers are made once per pooled
@@ -23,25 +23,25 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
-// MaxBatch is the most packets one batch holds: what one recvmmsg/sendmmsg
+// maxBatch is the most packets one batch holds: what one recvmmsg/sendmmsg
 // moves, and the size at which a mailbox hop costs less than the crypto.
-const MaxBatch = 64
+const maxBatch = 64
 
-// Headroom is the room kept in front of an inner packet read from the TUN
+// headroom is the room kept in front of an inner packet read from the TUN
 // device, so the data header and (on a relayed path) the relay header are
 // written in place, without a copy.
-const Headroom = messages.RelayHeaderLen + messages.DataHeaderLen
+const headroom = messages.RelayHeaderLen + messages.DataHeaderLen
 
 // batchOp is what a crypto worker does with a batch.
 type batchOp uint8
 
 const (
-	opSeal batchOp = iota + 1 // outbound: inner packets at Headroom become data packets
+	opSeal batchOp = iota + 1 // outbound: inner packets at headroom become data packets
 	opOpen                    // inbound: data packets become inner packets
 )
 
-// Packet is one packet in a batch: Buf[Off:Off+Len].
-type Packet struct {
+// packet is one packet in a batch: Buf[Off:Off+Len].
+type packet struct {
 	Buf     []byte         // the whole pooled buffer
 	Off     int            // start of the packet in Buf
 	Len     int            // its length
@@ -52,49 +52,49 @@ type Packet struct {
 }
 
 // Bytes returns the packet.
-func (p *Packet) Bytes() []byte { return p.Buf[p.Off : p.Off+p.Len] }
+func (p *packet) Bytes() []byte { return p.Buf[p.Off : p.Off+p.Len] }
 
-// Batch is up to MaxBatch packets and what the pipeline knows about them.
+// batch is up to maxBatch packets and what the pipeline knows about them.
 //
 // Ownership: exactly one stage holds a batch at a time (a reader, the peer
 // actor, a crypto worker, a sequencer, a writer) and hands it on whole, so
 // no field needs a lock. Which stage sets which field is said beside it;
 // where a batch goes next follows from op and pipe (next, work, flow), so
 // it carries no continuation of its own.
-type Batch struct {
-	Pkts [MaxBatch]Packet
+type batch struct {
+	Pkts [maxBatch]packet
 	N    int
 
-	born  time.Time // set by the reader: when it entered the path, for queue-delay drops
-	stats *Stats    // set by the reader: the peer's counters (nil: none yet)
+	born  time.Time  // set by the reader: when it entered the path, for queue-delay drops
+	stats *peerStats // set by the reader: the peer's counters (nil: none yet)
 	// limit is the peer's in-flight bound the reader took a slot of;
 	// Release gives the slot back.
 	limit *runtime.Limiter
 
 	op   batchOp       // set by the peer actor (send) or the socket reader (receive)
-	pipe *Pipe         // the peer incarnation whose sequencer and flows it goes through
+	pipe *peerPipe     // the peer incarnation whose sequencer and flows it goes through
 	seq  uint64        // its slot in pipe's sequencer for op
 	key  *seal.Keypair // the session keys that seal or open it
 	// route is where a sealed batch goes (send; set by the peer actor).
-	route Route
+	route peerRoute
 	// session is the session an inbound batch was opened with (receive;
 	// set by the socket reader), for the sequential checks in toTun.
-	session *Session
+	session *peerSession
 
 	pool     *batchPool
-	seqMsg   sequencer.Batch[*Batch]
-	seqEntry [1]sequencer.Entry[*Batch]
-	bufs     [MaxBatch][]byte
-	sizes    [MaxBatch]int
-	eps      [MaxBatch]netip.AddrPort
+	seqMsg   sequencer.Batch[*batch]
+	seqEntry [1]sequencer.Entry[*batch]
+	bufs     [maxBatch][]byte
+	sizes    [maxBatch]int
+	eps      [maxBatch]netip.AddrPort
 }
 
 // track makes Release give back a slot of l, which the caller has taken:
 // the batches a peer has in flight in one direction, bounding its queues.
-func (b *Batch) track(l *runtime.Limiter) { b.limit = l }
+func (b *batch) track(l *runtime.Limiter) { b.limit = l }
 
 // next is the sequencer that takes b after the crypto worker.
-func (b *Batch) next() *actor.PID {
+func (b *batch) next() *actor.PID {
 	if b.op == opOpen {
 		return b.pipe.SeqIn
 	}
@@ -103,7 +103,7 @@ func (b *Batch) next() *actor.PID {
 
 // work is the peer's queue in front of the crypto workers for b's
 // direction.
-func (b *Batch) work() *Flow {
+func (b *batch) work() *flowQueue {
 	if b.op == opOpen {
 		return b.pipe.OpenWork
 	}
@@ -112,7 +112,7 @@ func (b *Batch) work() *Flow {
 
 // flow is the peer's queue at the device writer for b's direction: the
 // socket writer's for a sealed batch, the TUN writer's for an opened one.
-func (b *Batch) flow() *Flow {
+func (b *batch) flow() *flowQueue {
 	if b.op == opOpen {
 		return b.pipe.InFlow
 	}
@@ -122,16 +122,16 @@ func (b *Batch) flow() *Flow {
 // seqMessage returns the message that hands b to its sequencer as slot
 // b.seq. It lives inside b, so sending it does not allocate; the sequencer
 // reads it once and keeps only b.
-func (b *Batch) seqMessage() *sequencer.Batch[*Batch] {
-	b.seqEntry[0] = sequencer.Entry[*Batch]{Seq: b.seq, Item: b}
+func (b *batch) seqMessage() *sequencer.Batch[*batch] {
+	b.seqEntry[0] = sequencer.Entry[*batch]{Seq: b.seq, Item: b}
 	b.seqMsg.Entries = b.seqEntry[:]
 	return &b.seqMsg
 }
 
 // Move moves packet i of src to the end of b by swapping buffers, so both
 // batches keep a full set. It reports false if b is full.
-func (b *Batch) Move(src *Batch, i int) bool {
-	if b.N == MaxBatch {
+func (b *batch) Move(src *batch, i int) bool {
+	if b.N == maxBatch {
 		return false
 	}
 	b.Pkts[b.N], src.Pkts[i] = src.Pkts[i], b.Pkts[b.N]
@@ -141,7 +141,7 @@ func (b *Batch) Move(src *Batch, i int) bool {
 
 // ReadSlices returns per-packet buffers starting at offset, with sizes and
 // endpoints slices, for a batch read (tun.Device.Read, udp.Conn.ReadBatch).
-func (b *Batch) ReadSlices(offset int) ([][]byte, []int, []netip.AddrPort) {
+func (b *batch) ReadSlices(offset int) ([][]byte, []int, []netip.AddrPort) {
 	for i := range b.bufs {
 		b.bufs[i] = b.Pkts[i].Buf[offset:]
 	}
@@ -149,7 +149,7 @@ func (b *Batch) ReadSlices(offset int) ([][]byte, []int, []netip.AddrPort) {
 }
 
 // Filled records n packets read with ReadSlices(offset).
-func (b *Batch) Filled(n, offset int) {
+func (b *batch) Filled(n, offset int) {
 	b.N = n
 	for i := range n {
 		p := &b.Pkts[i]
@@ -162,7 +162,7 @@ func (b *Batch) Filled(n, offset int) {
 
 // WriteSlices returns the packets not dropped, as slices for a batch write,
 // and the matching destinations (all b.route.Addr).
-func (b *Batch) WriteSlices() ([][]byte, []netip.AddrPort) {
+func (b *batch) WriteSlices() ([][]byte, []netip.AddrPort) {
 	n := 0
 	for i := range b.N {
 		p := &b.Pkts[i]
@@ -177,7 +177,7 @@ func (b *Batch) WriteSlices() ([][]byte, []netip.AddrPort) {
 }
 
 // Live counts the packets not dropped.
-func (b *Batch) Live() int {
+func (b *batch) Live() int {
 	n := 0
 	for i := range b.N {
 		if b.Pkts[i].Drop == OK {
@@ -189,7 +189,7 @@ func (b *Batch) Live() int {
 
 // DropAll marks every packet dropped for r and counts them in b.stats (if
 // any) or in global (if not nil).
-func (b *Batch) DropAll(r Reason, global *Counters) {
+func (b *batch) DropAll(r Reason, global *dropCounters) {
 	n := 0
 	for i := range b.N {
 		if b.Pkts[i].Drop == OK {
@@ -206,7 +206,7 @@ func (b *Batch) DropAll(r Reason, global *Counters) {
 }
 
 // Release returns b to its pool. b must not be used afterwards.
-func (b *Batch) Release() {
+func (b *batch) Release() {
 	if b.limit != nil {
 		b.limit.Release()
 	}
@@ -217,10 +217,10 @@ func (b *Batch) Release() {
 	}
 }
 
-func (b *Batch) reset() {
+func (b *batch) reset() {
 	b.N, b.born, b.stats, b.limit = 0, time.Time{}, nil, nil
-	b.op, b.pipe, b.seq, b.key, b.route, b.session = 0, nil, 0, nil, Route{}, nil
-	b.seqEntry[0] = sequencer.Entry[*Batch]{}
+	b.op, b.pipe, b.seq, b.key, b.route, b.session = 0, nil, 0, nil, peerRoute{}, nil
+	b.seqEntry[0] = sequencer.Entry[*batch]{}
 	b.seqMsg.Entries = nil
 	clear(b.bufs[:])
 }
@@ -235,9 +235,9 @@ type batchPool struct {
 func newBatchPool(bufSize int) *batchPool {
 	pl := &batchPool{bufSize: bufSize}
 	pl.p.New = func() any {
-		b := &Batch{pool: pl}
+		b := &batch{pool: pl}
 		// One allocation for all buffers of the batch.
-		mem := make([]byte, MaxBatch*bufSize)
+		mem := make([]byte, maxBatch*bufSize)
 		for i := range b.Pkts {
 			b.Pkts[i].Buf = mem[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
 		}
@@ -250,11 +250,11 @@ func newBatchPool(bufSize int) *batchPool {
 func (p *batchPool) BufSize() int { return p.bufSize }
 
 // Get returns an empty batch.
-func (p *batchPool) Get() *Batch { return p.p.Get().(*Batch) }
+func (p *batchPool) Get() *batch { return p.p.Get().(*batch) }
 
 // Payloads returns the packets that are neither dropped nor empty (an empty
 // inbound packet is a keepalive), for a TUN write.
-func (b *Batch) Payloads() [][]byte {
+func (b *batch) Payloads() [][]byte {
 	n := 0
 	for i := range b.N {
 		p := &b.Pkts[i]

@@ -9,10 +9,10 @@ import (
 func TestBatchMoveAndRelease(t *testing.T) {
 	p := newBatchPool(128)
 	a, b := p.Get(), p.Get()
-	bufs, sizes, _ := a.ReadSlices(Headroom)
+	bufs, sizes, _ := a.ReadSlices(headroom)
 	copy(bufs[0], "hello")
 	sizes[0], sizes[1] = 5, 0
-	a.Filled(2, Headroom)
+	a.Filled(2, headroom)
 	if a.Pkts[1].Drop != Truncated {
 		t.Fatalf("empty read not marked truncated: %v", a.Pkts[1].Drop)
 	}
@@ -22,7 +22,7 @@ func TestBatchMoveAndRelease(t *testing.T) {
 	if len(a.Pkts[0].Buf) != 128 {
 		t.Fatal("source lost its buffer")
 	}
-	var st Stats
+	var st peerStats
 	b.stats = &st
 	b.DropAll(Auth, nil)
 	if st.Drops.Get(Auth) != 1 || b.Live() != 0 || len(b.Payloads()) != 0 {

@@ -22,7 +22,7 @@ import (
 // sealOrOpen seals or opens b in place, as b.op says, marking each packet that
 // fails with its drop reason and counting it in b.stats. It is the worker's
 // whole job, apart so it can be tested and benchmarked without actors.
-func sealOrOpen(b *Batch) {
+func sealOrOpen(b *batch) {
 	switch b.op {
 	case opSeal:
 		sealBatch(b)
@@ -39,7 +39,7 @@ type pull struct{}
 // worker is one crypto actor.
 type worker struct {
 	hook  func()
-	queue *FairQueue
+	queue *fairQueue
 }
 
 func (w *worker) Receive(ctx actor.Context) {
@@ -60,7 +60,7 @@ func (w *worker) Receive(ctx actor.Context) {
 
 // workerPool is the set of workers and the queue in front of them.
 //
-// Work waits in one bounded queue per peer and direction (Batch.work), and
+// Work waits in one bounded queue per peer and direction (batch.work), and
 // the workers take it round-robin across peers, not in arrival order: in
 // a shared FIFO (the workers' mailboxes) an idle peer's ping would wait
 // behind every batch the bulk peers have in flight. A worker is told to
@@ -69,7 +69,7 @@ func (w *worker) Receive(ctx actor.Context) {
 type workerPool struct {
 	workers []*actor.PID
 	next    atomic.Uint64
-	queue   *FairQueue
+	queue   *fairQueue
 	token   pull
 }
 
@@ -78,7 +78,7 @@ type workerPool struct {
 // (b.next()) when done. If the work queue is full, b's packets are dropped
 // as QueueFull and b goes straight to the sequencer, which still expects
 // its slot.
-func (p *workerPool) submit(sender actor.SenderContext, b *Batch) {
+func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
 	i := p.next.Add(1) % uint64(len(p.workers))
 	if !p.queue.Push(b.work(), b) {
 		b.DropAll(QueueFull, nil)
@@ -90,7 +90,7 @@ func (p *workerPool) submit(sender actor.SenderContext, b *Batch) {
 
 // Close refuses further work and returns the batches still queued, for
 // the caller to release.
-func (p *workerPool) Close() []*Batch { return p.queue.Close() }
+func (p *workerPool) Close() []*batch { return p.queue.Close() }
 
 // Workers returns the workers' PIDs.
 func (p *workerPool) Workers() []*actor.PID { return p.workers }
@@ -108,7 +108,7 @@ func spawnCrypto(spawner actor.SpawnerContext, n int, hook func()) (*workerPool,
 	}
 	// The workers must be spawned from the crypto actor's own context; it
 	// hands their PIDs back from its Started handler.
-	queue := NewFairQueue(1) // no control packets
+	queue := newFairQueue(1) // no control packets
 	done := make(chan result, 1)
 	var once sync.Once // a restarted crypto actor does not spawn workers again
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
@@ -142,7 +142,7 @@ type result struct {
 // little.
 const yieldEvery = 1
 
-func spawnWorkers(ctx actor.Context, n int, hook func(), queue *FairQueue) result {
+func spawnWorkers(ctx actor.Context, n int, hook func(), queue *fairQueue) result {
 	var r result
 	dispatcher := actor.NewDefaultDispatcher(yieldEvery)
 	for i := range n {

@@ -24,17 +24,17 @@ func keys(t testing.TB) (*seal.Keypair, *seal.Keypair) {
 }
 
 // fill puts n inner packets in a batch from pool, as the TUN reader does.
-func fill(pool *batchPool, n int, key *seal.Keypair) *Batch {
+func fill(pool *batchPool, n int, key *seal.Keypair) *batch {
 	b := pool.Get()
-	bufs, sizes, _ := b.ReadSlices(Headroom)
+	bufs, sizes, _ := b.ReadSlices(headroom)
 	for i := range n {
 		sizes[i] = copy(bufs[i], bytes.Repeat([]byte{byte(i)}, 100+i))
 	}
-	b.Filled(n, Headroom)
+	b.Filled(n, headroom)
 	for i := range n {
 		b.Pkts[i].Counter, _ = key.NextCounter()
 	}
-	b.stats = &Stats{}
+	b.stats = &peerStats{}
 	b.op, b.key = opSeal, key
 	return b
 }
@@ -44,7 +44,7 @@ func fill(pool *batchPool, n int, key *seal.Keypair) *Batch {
 func TestSealOpenRoundTrip(t *testing.T) {
 	for _, relay := range []bool{false, true} {
 		a, b := keys(t)
-		pool := newBatchPool(Headroom + 1500 + seal.Overhead)
+		pool := newBatchPool(headroom + 1500 + seal.Overhead)
 		out := fill(pool, 5, a)
 		out.route.Relay, out.route.Token = relay, messages.RelayToken{9}
 		sealOrOpen(out)
@@ -63,7 +63,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		}
 		in.N = out.N
 		in.Pkts[3].Buf[in.Pkts[3].Len-1] ^= 1 // forge one tag
-		in.op, in.key, in.stats = opOpen, b, &Stats{}
+		in.op, in.key, in.stats = opOpen, b, &peerStats{}
 		sealOrOpen(in)
 		for i := range in.N {
 			p := &in.Pkts[i]
@@ -86,13 +86,13 @@ func TestSealOpenRoundTrip(t *testing.T) {
 // BenchmarkSealBatch: one op is one 1400-byte packet sealed in a batch of 64.
 func BenchmarkSealBatch(b *testing.B) {
 	a, _ := keys(b)
-	pool := newBatchPool(Headroom + 1500 + seal.Overhead)
-	bt := fill(pool, MaxBatch, a)
+	pool := newBatchPool(headroom + 1500 + seal.Overhead)
+	bt := fill(pool, maxBatch, a)
 	b.SetBytes(1400)
 	b.ReportAllocs()
-	for i := 0; i < b.N; i += MaxBatch {
+	for i := 0; i < b.N; i += maxBatch {
 		for j := range bt.N {
-			bt.Pkts[j].Off, bt.Pkts[j].Len, bt.Pkts[j].Drop = Headroom, 1400, OK
+			bt.Pkts[j].Off, bt.Pkts[j].Len, bt.Pkts[j].Drop = headroom, 1400, OK
 		}
 		sealOrOpen(bt)
 	}

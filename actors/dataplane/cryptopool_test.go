@@ -30,7 +30,7 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	}
 	order := make(chan uint64, 8)
 	reply := sys.Root().Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*sequencer.Batch[*Batch]); ok {
+		if m, ok := ctx.Message().(*sequencer.Batch[*batch]); ok {
 			for _, e := range m.Entries {
 				order <- e.Seq
 				e.Item.Release()
@@ -39,9 +39,9 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	}))
 
 	a, _ := keys(t)
-	bpool := newBatchPool(Headroom + 1500 + 64)
-	bulk, idle := &Pipe{SeqOut: reply, SealWork: NewFlow(8)}, &Pipe{SeqOut: reply, SealWork: NewFlow(8)}
-	submit := func(p *Pipe, seq uint64) {
+	bpool := newBatchPool(headroom + 1500 + 64)
+	bulk, idle := &peerPipe{SeqOut: reply, SealWork: newFlow(8)}, &peerPipe{SeqOut: reply, SealWork: newFlow(8)}
+	submit := func(p *peerPipe, seq uint64) {
 		b := fill(bpool, 1, a)
 		b.seq, b.pipe = seq, p
 		pool.submit(sys.Root(), b)
@@ -87,7 +87,7 @@ func TestPoolFullFlow(t *testing.T) {
 	}
 	got := make(chan seen, 8)
 	reply := sys.Root().Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*sequencer.Batch[*Batch]); ok {
+		if m, ok := ctx.Message().(*sequencer.Batch[*batch]); ok {
 			for _, e := range m.Entries {
 				got <- seen{e.Seq, e.Item.Live()}
 				e.Item.Release()
@@ -95,8 +95,8 @@ func TestPoolFullFlow(t *testing.T) {
 		}
 	}))
 	a, _ := keys(t)
-	bpool := newBatchPool(Headroom + 1500 + 64)
-	pipe := &Pipe{SeqOut: reply, SealWork: NewFlow(1)}
+	bpool := newBatchPool(headroom + 1500 + 64)
+	pipe := &peerPipe{SeqOut: reply, SealWork: newFlow(1)}
 	for seq := range uint64(3) {
 		b := fill(bpool, 2, a)
 		b.seq, b.pipe = seq, pipe

@@ -27,9 +27,9 @@ const (
 	// minBufSize lets a whole handshake message (the largest node <-> node
 	// packet besides data) and ordinary signaling fit in one buffer. Node
 	// handshakes carry no application payload beyond an init's padding,
-	// which only fills a certificate up to InitPadTo (< MaxCertLen),
+	// which only fills a certificate up to initPadTo (< MaxCertLen),
 	// and the MAC trailer fits in the slack, so the payload limit is left out:
-	// every batch holds MaxBatch buffers, and this size sets the daemon's
+	// every batch holds maxBatch buffers, and this size sets the daemon's
 	// memory under load (4.3 KB buffers cost twice the RSS of 2.3 KB ones).
 	minBufSize = messages.RelayHeaderLen + messages.HandshakeRespHeaderLen + handshake.MaxMessageLen - handshake.MaxAppPayloadLen + 64
 )
@@ -48,10 +48,10 @@ const (
 // mutexes). The last group is the API's: guarded by mu.
 //
 // Locks and their order: every mutex here is a leaf. d.mu, Set.mu,
-// Tables.mu (writers only), Handle.mu, Session.iniMu and the locks inside
-// FairQueue, hold.Queue and ingress's limiters are each taken alone, never
+// peerTables.mu (writers only), peerHandle.mu, peerSession.iniMu and the locks inside
+// fairQueue, hold.Queue and ingress's limiters are each taken alone, never
 // while another is held, and none is held across a send to an actor or a
-// device call. The data path takes only the FairQueue locks, once per
+// device call. The data path takes only the fairQueue locks, once per
 // batch; everything else it reads is an atomic or a copy-on-write map.
 type Dataplane struct {
 	sys       *rt.System
@@ -59,16 +59,16 @@ type Dataplane struct {
 	log       *slog.Logger
 	self      string           // our FQDN (breaks ties when both sides initiate)
 	handshake handshake.Config // our identity in node-to-node handshakes
-	timing    Timing
+	timing    peerTiming
 	pool      *batchPool
 	crypto    *workerPool // the crypto workers; set by Start
 
-	tables *Tables                // VIP -> peer and receiver index -> session, read per packet
-	set    *Set                   // every peer's handle, by FQDN
+	tables *peerTables            // VIP -> peer and receiver index -> session, read per packet
+	set    *peerSet               // every peer's handle, by FQDN
 	guard  *handshake.ReplayGuard // init timestamps, per peer identity
-	out    *FairQueue             // sealed batches (per peer) and control packets for the socket writer
-	in     *FairQueue             // opened batches (per peer) for the TUN writer
-	global Counters               // drops not attributable to a peer
+	out    *fairQueue             // sealed batches (per peer) and control packets for the socket writer
+	in     *fairQueue             // opened batches (per peer) for the TUN writer
+	global dropCounters           // drops not attributable to a peer
 	hs     *ingress               // handshake admission and its workers' queue
 	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
 	// OnNoRoute unset, and such packets are dropped as before).
@@ -106,7 +106,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	t := DefaultTiming()
+	t := defaultTiming()
 	for _, o := range []struct {
 		dst *time.Duration
 		v   time.Duration
@@ -130,11 +130,11 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		sys:    sys,
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "dataplane"),
-		pool:   newBatchPool(max(Headroom+cfg.Device.MTU()+messages.AEADOverhead, minBufSize)),
-		tables: NewTables(),
-		set:    NewSet(),
-		out:    NewFairQueue(controlQueueDepth),
-		in:     NewFairQueue(1),
+		pool:   newBatchPool(max(headroom+cfg.Device.MTU()+messages.AEADOverhead, minBufSize)),
+		tables: newTables(),
+		set:    newSet(),
+		out:    newFairQueue(controlQueueDepth),
+		in:     newFairQueue(1),
 		done:   make(chan struct{}),
 		opened: make(map[string]bool),
 		self:   cfg.Identity.FQDN,
@@ -287,7 +287,7 @@ func (d *Dataplane) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("dataplane: stop: goroutines: %w", ctx.Err()))
 	}
-	for _, q := range []*FairQueue{d.out, d.in} {
+	for _, q := range []*fairQueue{d.out, d.in} {
 		for _, b := range q.Close() {
 			b.Release()
 		}
@@ -309,7 +309,7 @@ func (d *Dataplane) SendControl(pkt []byte, to netip.AddrPort) error {
 	if len(pkt) > messages.MaxPacket {
 		return fmt.Errorf("dataplane: send control: %w", messages.ErrTooLarge)
 	}
-	if !d.out.PushControl(Control{Pkt: append([]byte(nil), pkt...), To: to}) {
+	if !d.out.PushControl(controlPkt{Pkt: append([]byte(nil), pkt...), To: to}) {
 		return ErrQueueFull
 	}
 	return nil
@@ -334,7 +334,7 @@ func (d *Dataplane) Open(info messages.PathInfo) error {
 	if info.Kind == messages.PathRelay && info.Relay == nil {
 		return fmt.Errorf("%w: relay path without ticket", ErrBadConfig)
 	}
-	if err := d.toPeers(&Open{Info: info}); err != nil {
+	if err := d.toPeers(&openPeer{Info: info}); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -358,7 +358,7 @@ func (d *Dataplane) Close(fqdn string) error {
 	if !known {
 		return ErrUnknownPeer
 	}
-	return d.toPeers(&Close{FQDN: fqdn})
+	return d.toPeers(&closePeer{FQDN: fqdn})
 }
 
 // PeerUpdate implements the contract in api.go.
@@ -366,11 +366,11 @@ func (d *Dataplane) PeerUpdate(fqdn string, endpoints []netip.AddrPort) error {
 	if !d.isOpen(fqdn) {
 		return ErrUnknownPeer
 	}
-	return d.toPeers(&UpdateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
+	return d.toPeers(&updateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
 }
 
 // Rebind implements the contract in api.go.
-func (d *Dataplane) Rebind() error { return d.toPeers(&Rebind{}) }
+func (d *Dataplane) Rebind() error { return d.toPeers(&rebindRelays{}) }
 
 // Status implements the contract in api.go.
 func (d *Dataplane) Status() []PeerStatus {
@@ -396,9 +396,9 @@ func (d *Dataplane) WaitUp(ctx context.Context, fqdn string) error {
 		if h != nil {
 			err := h.WaitUp(ctx)
 			switch {
-			case errors.Is(err, ErrClosed):
+			case errors.Is(err, errHandleClosed):
 				return fmt.Errorf("dataplane: %s: %w", fqdn, ErrUnknownPeer)
-			case errors.Is(err, ErrFailed):
+			case errors.Is(err, errHandleFailed):
 				if d.set.Get(fqdn) != h {
 					continue // replaced by a new Open
 				}
@@ -501,7 +501,7 @@ func (d *Dataplane) stopped() bool {
 // past maxDelay the whole batch goes (a hard bound for a stalled consumer),
 // otherwise the flow's CoDel picks packets to drop early. It reports
 // whether anything is left to write.
-func dequeueDrops(it Item, maxDelay time.Duration, global *Counters) bool {
+func dequeueDrops(it queueItem, maxDelay time.Duration, global *dropCounters) bool {
 	b, now := it.Batch, time.Now()
 	if now.Sub(b.born) > maxDelay {
 		b.DropAll(QueueDelay, global)

@@ -19,7 +19,7 @@ const sparseLen = 2
 // RFC 8289's reset on an empty queue would never let CoDel act. Instead
 // only a sparse batch (at most sparseLen packets, nothing behind it) counts
 // as an empty queue.
-func (b *Batch) DropLate(c *CoDel, now time.Time, backlog bool, global *Counters) int {
+func (b *batch) DropLate(c *codel, now time.Time, backlog bool, global *dropCounters) int {
 	sojourn := now.Sub(b.born)
 	standing := backlog || b.Live() > sparseLen
 	n := 0

@@ -10,13 +10,13 @@ import (
 func TestDropLate(t *testing.T) {
 	pool := newBatchPool(64)
 	t0 := time.Unix(1000, 0)
-	mk := func(n int, born time.Time, st *Stats) *Batch {
+	mk := func(n int, born time.Time, st *peerStats) *batch {
 		b := pool.Get()
 		b.N, b.born, b.stats = n, born, st
 		return b
 	}
-	var st Stats
-	c := CoDel{Target: time.Millisecond, Interval: 10 * time.Millisecond}
+	var st peerStats
+	c := codel{Target: time.Millisecond, Interval: 10 * time.Millisecond}
 	// Arm: the first late batch starts the interval, drops nothing.
 	b := mk(10, t0.Add(-5*time.Millisecond), &st)
 	if n := b.DropLate(&c, t0, false, nil); n != 0 {
@@ -50,7 +50,7 @@ func TestDropLate(t *testing.T) {
 		t.Fatalf("QueueDelay drops counted %d, want 1", got)
 	}
 	// Without stats, drops go to the global counters.
-	var global Counters
+	var global dropCounters
 	b = mk(8, t0, nil)
 	if n := b.DropLate(&c, t0.Add(55*time.Millisecond), true, &global); n == 0 || global.Get(QueueDelay) != uint64(n) {
 		t.Fatalf("global drops: %d dropped, counted %d", n, global.Get(QueueDelay))
@@ -61,8 +61,8 @@ func TestDropLate(t *testing.T) {
 func BenchmarkDropLate(b *testing.B) {
 	pool := newBatchPool(64)
 	bt := pool.Get()
-	bt.N = MaxBatch
-	var c CoDel
+	bt.N = maxBatch
+	var c codel
 	now := time.Now()
 	bt.born = now.Add(-time.Millisecond)
 	b.ReportAllocs()

@@ -11,7 +11,7 @@ import (
 // A tunnel on the first packet (DESIGN.md §7.3): packets from the TUN with
 // no usable tunnel wait in a hold.Queue, not on the fast path. Packets to
 // a peer that is up never come here; the checks that send them here are a
-// nil route (a map miss) and one atomic load per batch (Handle.Up).
+// nil route (a map miss) and one atomic load per batch (peerHandle.Up).
 
 // HoldStats counts what the hold queue did.
 type HoldStats struct {
@@ -63,7 +63,7 @@ func (d *Dataplane) holdNoRoute(dst netip.Addr, pkt []byte, now time.Time) {
 // holdBatch keeps gb's packets (to h, which is not up) for when it is, and
 // releases gb. If h came up meanwhile, what is held goes out at once: the
 // peer took what was held when it came up, and these may have missed it.
-func (d *Dataplane) holdBatch(h *Handle, gb *Batch, now time.Time) {
+func (d *Dataplane) holdBatch(h *peerHandle, gb *batch, now time.Time) {
 	if !d.holding() {
 		gb.DropAll(NoSession, nil)
 		gb.Release()
@@ -92,13 +92,13 @@ func (d *Dataplane) holdBatch(h *Handle, gb *Batch, now time.Time) {
 }
 
 // takeHeld returns the packets held for h's VIPs, copied
-// into a batch at Headroom, or nil.
-func (d *Dataplane) takeHeld(h *Handle) *Batch {
+// into a batch at headroom, or nil.
+func (d *Dataplane) takeHeld(h *peerHandle) *batch {
 	if !d.holding() {
 		return nil
 	}
 	v6, v4 := h.VIPs()
-	pkts, dr := d.held.Take(time.Now(), MaxBatch, v6, v4)
+	pkts, dr := d.held.Take(time.Now(), maxBatch, v6, v4)
 	d.countHoldDrops(dr)
 	if len(pkts) == 0 {
 		return nil
@@ -106,11 +106,11 @@ func (d *Dataplane) takeHeld(h *Handle) *Batch {
 	b := d.pool.Get()
 	for _, pkt := range pkts {
 		p := &b.Pkts[b.N]
-		if len(pkt) > len(p.Buf)-Headroom {
+		if len(pkt) > len(p.Buf)-headroom {
 			h.Stats.Drops.Add(Truncated, 1)
 			continue
 		}
-		p.Off, p.Len, p.Drop, p.Relayed, p.Counter = Headroom, copy(p.Buf[Headroom:], pkt), OK, false, 0
+		p.Off, p.Len, p.Drop, p.Relayed, p.Counter = headroom, copy(p.Buf[headroom:], pkt), OK, false, 0
 		b.N++
 	}
 	if b.N == 0 {

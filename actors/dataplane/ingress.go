@@ -69,17 +69,17 @@ type HandshakeStats struct {
 }
 
 type hsJob struct {
-	init  *RawInit
-	resp  *Response
+	init  *rawInit
+	resp  *rawResponse
 	ckRcv uint32 // cookie reply: receiver index
 	ck    []byte // cookie reply body
 }
 
 type ingress struct {
 	checker *cookie.Checker
-	inits   chan *RawInit
+	inits   chan *rawInit
 	replies chan hsJob
-	global  *Counters
+	global  *dropCounters
 
 	budget    bucket        // inits run without a cookie
 	cookieOut bucket        // cookie replies sent
@@ -95,14 +95,14 @@ type ingress struct {
 	initsRun, cookieReplies, responses, cookiesIn atomic.Uint64
 }
 
-func newIngress(self string, rate int, global *Counters) *ingress {
+func newIngress(self string, rate int, global *dropCounters) *ingress {
 	if rate <= 0 {
 		rate = DefaultHandshakeRate
 	}
 	now := time.Now()
 	return &ingress{
 		checker:        cookie.NewChecker(self, nil),
-		inits:          make(chan *RawInit, initQueueDepth),
+		inits:          make(chan *rawInit, initQueueDepth),
 		replies:        make(chan hsJob, replyQueueDepth),
 		global:         global,
 		budget:         newBucket(float64(rate), float64(max(rate/10, 1)), now),
@@ -125,7 +125,7 @@ func (g *ingress) setBusy() { g.busyUntil.Store(time.Now().Add(busyHold).UnixNan
 
 // onInit admits an init packet (its MAC trailer included) or drops it,
 // counted. reply sends a cookie reply (the caller frames it for a relay).
-func (d *Dataplane) onInit(p *Packet, pkt []byte, token messages.RelayToken) {
+func (d *Dataplane) onInit(p *packet, pkt []byte, token messages.RelayToken) {
 	g := d.hs
 	body, _, err := messages.SplitInitTrailer(pkt)
 	if err != nil {
@@ -164,7 +164,7 @@ func (d *Dataplane) onInit(p *Packet, pkt []byte, token messages.RelayToken) {
 			return
 		}
 	}
-	ri := &RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven, WireLen: len(pkt)}
+	ri := &rawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven, WireLen: len(pkt)}
 	select {
 	case g.inits <- ri:
 	default:
@@ -176,7 +176,7 @@ func (d *Dataplane) onInit(p *Packet, pkt []byte, token messages.RelayToken) {
 // A relayed init's source is TRS: its cookie binds to TRS's address (every
 // relayed initiator shares it, and the per-source limits), and the reply
 // goes back under the relay token the init came with, which names our side.
-func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *Packet, token messages.RelayToken, now time.Time) {
+func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *packet, token messages.RelayToken, now time.Time) {
 	g := d.hs
 	g.global.Add(HandshakeBusy, 1)
 	// Per source first: a flood from one address (or one it claims) gets a
@@ -199,7 +199,7 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *Packet, token messa
 		d.log.Warn("handshake: cookie reply", "err", err)
 		return
 	}
-	if !d.out.PushControl(Control{Pkt: buf, To: p.From}) {
+	if !d.out.PushControl(controlPkt{Pkt: buf, To: p.From}) {
 		g.global.Add(QueueFull, 1)
 		return
 	}
@@ -214,7 +214,7 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *Packet, token messa
 // smaller than the packet, keeps no state, and is rate limited per source
 // and in all. A relayed packet's answer goes back under the token it came
 // with, which names our side at TRS.
-func (d *Dataplane) answerUnknown(p *Packet, h messages.DataHeader, token messages.RelayToken) {
+func (d *Dataplane) answerUnknown(p *packet, h messages.DataHeader, token messages.RelayToken) {
 	g, now := d.hs, time.Now()
 	if !g.unknownSources.take(p.From, now) || !g.unknownOut.take(now) {
 		g.global.Add(BadUnknownIndex, 1)
@@ -229,7 +229,7 @@ func (d *Dataplane) answerUnknown(p *Packet, h messages.DataHeader, token messag
 		messages.PutRelayHeader(buf, token)
 	}
 	messages.UnknownIndex{Receiver: h.Receiver, Counter: h.Counter}.Put(buf[hr:])
-	if !d.out.PushControl(Control{Pkt: buf, To: p.From}) {
+	if !d.out.PushControl(controlPkt{Pkt: buf, To: p.From}) {
 		g.global.Add(QueueFull, 1)
 	}
 }

@@ -19,20 +19,20 @@ import (
 // peerProps returns the props of the peer actor for h. The actor keeps its
 // per-incarnation state (handshake, keys, timers, sequencers) to itself;
 // what must survive a restart lives in h.
-func peerProps(d *Dataplane, h *Handle) *actor.Props {
+func peerProps(d *Dataplane, h *peerHandle) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return &peerActor{d: d, h: h} })
 }
 
 type peerActor struct {
 	d    *Dataplane
-	h    *Handle
-	pipe *Pipe
+	h    *peerHandle
+	pipe *peerPipe
 	self *actor.PID
 
 	nextSeq uint64
-	route   Route
-	cur     *Session // confirmed session data goes out on
-	prev    *Session // the one before, still accepted inbound during a rekey
+	route   peerRoute
+	cur     *peerSession // confirmed session data goes out on
+	prev    *peerSession // the one before, still accepted inbound during a rekey
 	curIdx  uint32
 	prevIdx uint32
 	// pending are the responder's sessions we answered and that wait for
@@ -42,7 +42,7 @@ type peerActor struct {
 	// peer is completing. At most maxPending; see onInit.
 	pending []pendingInit
 
-	ini       *Session // initiator: our reserved session while a msg1 is out
+	ini       *peerSession // initiator: our reserved session while a msg1 is out
 	iniIdx    uint32
 	iniCookie bool // that msg1 carried a mac2 (we held the peer's cookie)
 	iniSent   time.Time
@@ -65,9 +65,9 @@ func (p *peerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.start(ctx)
-	case *Batch:
+	case *batch:
 		p.outbound(ctx, m)
-	case *Init:
+	case *answeredInit:
 		p.onInit(m)
 	case *finished:
 		p.onFinished(m)
@@ -78,7 +78,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 	case roamed:
 		if p.cur != nil && !m.from.Addr().IsUnspecified() {
 			wasRelayed := p.route.Relay
-			p.setRoute(Route{Addr: m.from})
+			p.setRoute(peerRoute{Addr: m.from})
 			if wasRelayed {
 				// The peer's direct probe got through: answer on the direct
 				// path at once so the peer moves too (it stopped probing).
@@ -87,7 +87,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		}
 	case lost:
 		p.onLost(m)
-	case *Update:
+	case *updatePath:
 		p.h.setInfo(m.Info)
 		info := p.h.Info()
 		p.onRelayTicket(&info, time.Now())
@@ -106,7 +106,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			// same toward us, so each NAT admits the other's probes.
 			p.probeDirect(&info, time.Now())
 		}
-	case *Rebind:
+	case *rebindRelays:
 		if info := p.h.Info(); p.cur == nil || p.route.Relay {
 			p.bindRelay(&info, time.Now())
 		}
@@ -117,7 +117,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			p.h.Stats.Drops.Add(Revoked, 1)
 			p.d.log.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
 			p.closing = true
-			ctx.Send(ctx.Parent(), &Close{FQDN: p.h.FQDN})
+			ctx.Send(ctx.Parent(), &closePeer{FQDN: p.h.FQDN})
 			return
 		}
 		p.onTick()
@@ -133,7 +133,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 // get here, never a packet's content.
 func (p *peerActor) fail(reason string) {
 	p.h.setFailure(reason)
-	panic(&Failure{FQDN: p.h.FQDN, Reason: reason})
+	panic(&peerFailure{FQDN: p.h.FQDN, Reason: reason})
 }
 
 func (p *peerActor) start(ctx actor.Context) {
@@ -144,16 +144,16 @@ func (p *peerActor) start(ctx actor.Context) {
 		p.d.cfg.OnPeerNeedsPath(p.h.FQDN)
 	}
 	t := p.d.timing
-	pipe := &Pipe{Peer: ctx.Self(), Flow: NewFlow(t.FlowDepth), InFlow: NewFlow(t.FlowDepth),
+	pipe := &peerPipe{Peer: ctx.Self(), Flow: newFlow(t.FlowDepth), InFlow: newFlow(t.FlowDepth),
 		// The in-flight bounds keep these from filling.
-		SealWork: NewFlow(t.OutInflight), OpenWork: NewFlow(t.InInflight),
+		SealWork: newFlow(t.OutInflight), OpenWork: newFlow(t.InInflight),
 		OutInflight: runtime.NewLimiter(t.OutInflight), InInflight: runtime.NewLimiter(t.InInflight)}
-	for _, f := range []*Flow{pipe.Flow, pipe.InFlow} {
-		f.CoDel = CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
+	for _, f := range []*flowQueue{pipe.Flow, pipe.InFlow} {
+		f.CoDel = codel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}
 	d, h := p.d, p.h
 	cfg := sequencer.Config{Window: t.SeqWindow, GapTimeout: t.GapTimeout}
-	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*Batch]) {
+	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
 		for _, e := range sb.Entries {
 			d.toSocket(e.Item)
 		}
@@ -163,7 +163,7 @@ func (p *peerActor) start(ctx actor.Context) {
 	}
 	var inProps *actor.Props
 	if err == nil {
-		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*Batch]) {
+		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
 			for _, e := range sb.Entries {
 				d.toTun(e.Item)
 			}
@@ -208,7 +208,7 @@ func (p *peerActor) teardown() {
 	p.h.setDown(StateBackoff)
 }
 
-func (p *peerActor) setRoute(r Route) {
+func (p *peerActor) setRoute(r peerRoute) {
 	p.route = r
 	p.h.route.Store(&r)
 }
@@ -228,13 +228,13 @@ func (p *peerActor) attempt(info *messages.PathInfo) fallback.Attempt {
 // endpoint we have a socket for and, once package fallback says so (at
 // once for a relayed path, after the fallback deadline for a direct or
 // punched one), the TRS.
-func (p *peerActor) candidates(info *messages.PathInfo, now time.Time) []Route {
+func (p *peerActor) candidates(info *messages.PathInfo, now time.Time) []peerRoute {
 	want := p.attempt(info).Routes(now.Sub(p.attemptAt))
-	var rs []Route
+	var rs []peerRoute
 	if want.Direct {
 		for _, ep := range info.Endpoints {
 			if ep.IsValid() && p.d.canSend(ep) {
-				rs = append(rs, Route{Addr: ep})
+				rs = append(rs, peerRoute{Addr: ep})
 			}
 		}
 	}
@@ -256,7 +256,7 @@ func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
 	p.bindAt = now
 	p.bindTicket(info.Relay, now)
 	// The ticket this one replaced, while it lasts: the peer may be
-	// sending on it (both asked NMS at once; see Handle.prevRelay).
+	// sending on it (both asked NMS at once; see peerHandle.prevRelay).
 	if prev := p.h.prevTicket(); prev != nil && (info.Relay == nil || prev.Token != info.Relay.Token) &&
 		now.Before(time.Unix(0, prev.Expires)) {
 		p.bindTicket(prev, now)
@@ -273,7 +273,7 @@ func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
 		p.d.log.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
 		return
 	}
-	if !p.d.out.PushControl(Control{Pkt: pkt, To: r.Addr}) {
+	if !p.d.out.PushControl(controlPkt{Pkt: pkt, To: r.Addr}) {
 		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
@@ -300,12 +300,12 @@ func (p *peerActor) onRelayTicket(info *messages.PathInfo, now time.Time) {
 // wins (hole punching: both sides' packets open the NAT mappings). The
 // msg1 ends in the MAC trailer: mac1 for the peer's name, and mac2 if the
 // peer gave us a cookie (it is busy).
-func (p *peerActor) startHandshake(now time.Time, rs []Route) {
+func (p *peerActor) startHandshake(now time.Time, rs []peerRoute) {
 	p.d.tables.Remove(p.iniIdx)
 	p.ini, p.iniIdx = nil, 0
 	info := p.h.Info()
-	s := &Session{Peer: p.h, Pipe: p.pipe}
-	idx := p.d.tables.Reserve(&Session{Peer: p.h, Pipe: p.pipe})
+	s := &peerSession{Peer: p.h, Pipe: p.pipe}
+	idx := p.d.tables.Reserve(&peerSession{Peer: p.h, Pipe: p.pipe})
 	ini, err := handshake.NewInitiator(p.d.handshake, info.PeerFQDN, idx)
 	var msg1 []byte
 	if err == nil {
@@ -335,16 +335,16 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 	}
 }
 
-// InitPadTo is what an init's certificate and padding (its app payload,
+// initPadTo is what an init's certificate and padding (its app payload,
 // zeros) add up to at least. The responder never sends a response larger
 // than the init it answers (respond), and msg2 carries the responder's
 // certificate where msg1 carries ours: padded, an init is larger than any
-// response with a certificate of up to InitPadTo-4 bytes (a node
+// response with a certificate of up to initPadTo-4 bytes (a node
 // certificate is ~500), so a spoofed init gets no amplification.
-const InitPadTo = 1024
+const initPadTo = 1024
 
 func initPadding(certLen int) []byte {
-	return make([]byte, max(0, InitPadTo-certLen))
+	return make([]byte, max(0, initPadTo-certLen))
 }
 
 // onCookie: the peer is busy and gave us a cookie for our pending init.
@@ -353,7 +353,7 @@ func initPadding(certLen int) []byte {
 // cookie key derives from the peer's public name, so someone who sees our
 // inits could forge replies; this way they get us to resend at most once
 // per cookie-less init, never in a loop.)
-func (p *peerActor) onCookie(s *Session) {
+func (p *peerActor) onCookie(s *peerSession) {
 	if p.stopping || s != p.ini || p.iniCookie {
 		return
 	}
@@ -362,7 +362,7 @@ func (p *peerActor) onCookie(s *Session) {
 		p.startHandshake(time.Now(), p.candidates(&info, time.Now()))
 		return
 	}
-	p.startHandshake(time.Now(), []Route{p.route})
+	p.startHandshake(time.Now(), []peerRoute{p.route})
 }
 
 // onFinished takes a handshake response a worker authenticated (finish).
@@ -380,12 +380,12 @@ func (p *peerActor) onFinished(m *finished) {
 		return
 	}
 	now := time.Now()
-	s := &Session{Peer: p.h, Pipe: p.pipe, Key: m.key, serial: m.serial}
+	s := &peerSession{Peer: p.h, Pipe: p.pipe, Key: m.key, serial: m.serial}
 	s.confirmed.Store(true) // msg2 authenticated the responder
 	idx := p.iniIdx
 	p.d.tables.Set(idx, s)
 	p.ini, p.iniIdx = nil, 0
-	r := Route{Addr: m.from}
+	r := peerRoute{Addr: m.from}
 	if m.relayed {
 		info := p.h.Info()
 		r, _ = p.d.relayRoute(info.Relay)
@@ -406,9 +406,9 @@ const (
 
 // pendingInit is one answered init.
 type pendingInit struct {
-	s         *Session
+	s         *peerSession
 	idx       uint32
-	route     Route
+	route     peerRoute
 	resp      []byte // our answer (handshake header and msg2), for copies of the init
 	peerIndex uint32
 	proven    bool // the init carried a valid mac2: its sender receives at its source
@@ -428,7 +428,7 @@ type pendingInit struct {
 // proven by a cookie may take the slot of the oldest unproven one. The
 // live session, our own initiator attempt and other pending sessions are
 // never touched by an init.
-func (p *peerActor) onInit(m *Init) {
+func (p *peerActor) onInit(m *answeredInit) {
 	drop := func() { p.d.tables.Remove(m.Index) }
 	if p.stopping {
 		drop()
@@ -448,7 +448,7 @@ func (p *peerActor) onInit(m *Init) {
 		drop()
 		return
 	}
-	r := Route{Addr: m.From}
+	r := peerRoute{Addr: m.From}
 	if m.Relayed {
 		info := p.h.Info()
 		r, _ = p.d.relayRoute(info.Relay)
@@ -505,7 +505,7 @@ func (p *peerActor) expirePending(now time.Time) {
 	p.pending = keep
 }
 
-func (p *peerActor) sendResp(resp []byte, r Route) {
+func (p *peerActor) sendResp(resp []byte, r peerRoute) {
 	buf := make([]byte, messages.RelayHeaderLen+len(resp))
 	copy(buf[messages.RelayHeaderLen:], resp)
 	if !p.d.sendFramed(buf, r) {
@@ -516,7 +516,7 @@ func (p *peerActor) sendResp(resp []byte, r Route) {
 // onConfirmed installs a pending session the initiator has sent data on:
 // a completed, authenticated handshake, the only thing that replaces the
 // live session. The other pending sessions and our own attempt go.
-func (p *peerActor) onConfirmed(s *Session) {
+func (p *peerActor) onConfirmed(s *peerSession) {
 	i := slices.IndexFunc(p.pending, func(pi pendingInit) bool { return pi.s == s })
 	if i < 0 {
 		return
@@ -538,7 +538,7 @@ func (p *peerActor) onConfirmed(s *Session) {
 
 // install makes s the session data goes out on; the previous one keeps
 // receiving until the next install.
-func (p *peerActor) install(s *Session, idx uint32, r Route, now time.Time) {
+func (p *peerActor) install(s *peerSession, idx uint32, r peerRoute, now time.Time) {
 	p.d.tables.Remove(p.prevIdx)
 	p.prev, p.prevIdx = p.cur, p.curIdx
 	p.cur, p.curIdx = s, idx
@@ -557,7 +557,7 @@ func (p *peerActor) sendKeepalive(now time.Time) {
 }
 
 // sendEmpty sends an empty data packet on the current session to r.
-func (p *peerActor) sendEmpty(r Route) bool {
+func (p *peerActor) sendEmpty(r peerRoute) bool {
 	if p.cur == nil {
 		return false
 	}
@@ -565,8 +565,8 @@ func (p *peerActor) sendEmpty(r Route) bool {
 	if !ok {
 		return false
 	}
-	buf := make([]byte, Headroom+seal.Overhead)
-	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[Headroom:Headroom]); err != nil {
+	buf := make([]byte, headroom+seal.Overhead)
+	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[headroom:headroom]); err != nil {
 		return false
 	}
 	return p.d.sendFramed(buf, r)
@@ -582,7 +582,7 @@ func (p *peerActor) probeDirect(info *messages.PathInfo, now time.Time) {
 	p.probeAt = now
 	for _, ep := range info.Endpoints {
 		if ep.IsValid() && p.d.canSend(ep) {
-			p.sendEmpty(Route{Addr: ep})
+			p.sendEmpty(peerRoute{Addr: ep})
 		}
 	}
 }
@@ -636,7 +636,7 @@ func (p *peerActor) onTick() {
 		// candidates, which may be stale after a roam.
 		p.recov.expire(now, t.HandshakeTimeout)
 		if p.needsRekey(now) && (p.ini == nil || now.Sub(p.iniSent) >= t.HandshakeRetry) {
-			p.startHandshake(now, []Route{p.route})
+			p.startHandshake(now, []peerRoute{p.route})
 		} else if p.recov.active && p.ini != nil && now.Sub(p.iniSent) >= t.HandshakeRetry {
 			// Recovering: the restarted peer may have heard of us from
 			// NMS only after our init arrived.

@@ -13,42 +13,42 @@ import (
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
-// Set is the thread-safe directory of peers the control plane reads
+// peerSet is the thread-safe directory of peers the control plane reads
 // (Status, WaitUp) without asking an actor. The manager writes it.
-type Set struct {
+type peerSet struct {
 	mu sync.Mutex
-	m  map[string]*Handle
+	m  map[string]*peerHandle
 }
 
-// NewSet makes an empty set.
-func NewSet() *Set { return &Set{m: make(map[string]*Handle)} }
+// newSet makes an empty set.
+func newSet() *peerSet { return &peerSet{m: make(map[string]*peerHandle)} }
 
 // Get returns the peer named fqdn, or nil.
-func (s *Set) Get(fqdn string) *Handle {
+func (s *peerSet) Get(fqdn string) *peerHandle {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.m[fqdn]
 }
 
 // All returns every peer, sorted by FQDN.
-func (s *Set) All() []*Handle {
+func (s *peerSet) All() []*peerHandle {
 	s.mu.Lock()
-	hs := make([]*Handle, 0, len(s.m))
+	hs := make([]*peerHandle, 0, len(s.m))
 	for _, h := range s.m {
 		hs = append(hs, h)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(hs, func(a, b *Handle) int { return strings.Compare(a.FQDN, b.FQDN) })
+	slices.SortFunc(hs, func(a, b *peerHandle) int { return strings.Compare(a.FQDN, b.FQDN) })
 	return hs
 }
 
-func (s *Set) put(h *Handle) {
+func (s *peerSet) put(h *peerHandle) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[h.FQDN] = h
 }
 
-func (s *Set) remove(h *Handle) {
+func (s *peerSet) remove(h *peerHandle) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m[h.FQDN] == h {
@@ -66,21 +66,21 @@ func managerProps(d *Dataplane) (*actor.Props, error) {
 		return nil, fmt.Errorf("peer: manager: %w", err)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &manager{d: d, set: d.set, byPID: make(map[string]*Handle)}
+		return &manager{d: d, set: d.set, byPID: make(map[string]*peerHandle)}
 	}, actor.WithSupervisor(st)), nil
 }
 
 type manager struct {
 	d     *Dataplane
-	set   *Set
-	byPID map[string]*Handle // live children by PID ID
+	set   *peerSet
+	byPID map[string]*peerHandle // live children by PID ID
 }
 
 func (m *manager) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
-	case *Open:
+	case *openPeer:
 		m.open(ctx, msg)
-	case *Close:
+	case *closePeer:
 		h := m.set.Get(msg.FQDN)
 		if h == nil {
 			return
@@ -91,7 +91,7 @@ func (m *manager) Receive(ctx actor.Context) {
 		if pid := m.pidOf(h); pid != nil {
 			ctx.Stop(pid)
 		}
-	case *UpdateEndpoints:
+	case *updateEndpoints:
 		h := m.set.Get(msg.FQDN)
 		if h == nil {
 			return
@@ -100,9 +100,9 @@ func (m *manager) Receive(ctx actor.Context) {
 		info.Endpoints = msg.Endpoints
 		h.setInfo(info)
 		if pid := m.pidOf(h); pid != nil {
-			ctx.Send(pid, &Update{Info: info})
+			ctx.Send(pid, &updatePath{Info: info})
 		}
-	case *Rebind:
+	case *rebindRelays:
 		for id := range m.byPID {
 			ctx.Send(actor.NewPID(m.d.sys.Root().ActorSystem().Address(), id), msg)
 		}
@@ -117,7 +117,7 @@ func (m *manager) Receive(ctx actor.Context) {
 	}
 }
 
-func (m *manager) pidOf(h *Handle) *actor.PID {
+func (m *manager) pidOf(h *peerHandle) *actor.PID {
 	for id, x := range m.byPID {
 		if x == h {
 			return actor.NewPID(m.d.sys.Root().ActorSystem().Address(), id)
@@ -126,7 +126,7 @@ func (m *manager) pidOf(h *Handle) *actor.PID {
 	return nil
 }
 
-func (m *manager) open(ctx actor.Context, msg *Open) {
+func (m *manager) open(ctx actor.Context, msg *openPeer) {
 	info := msg.Info
 	h := m.set.Get(info.PeerFQDN)
 	if !m.vipsFree(h, info) {
@@ -136,14 +136,14 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 		h.setInfo(info)
 		m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 		if pid := m.pidOf(h); pid != nil {
-			ctx.Send(pid, &Update{Info: info})
+			ctx.Send(pid, &updatePath{Info: info})
 		}
 		return
 	}
 	if h != nil {
 		m.set.remove(h) // a failed peer is replaced by a fresh one
 	}
-	h = NewHandle(info)
+	h = newHandle(info)
 	pid, err := runtime.Spawn(ctx, "peer", info.PeerFQDN, peerProps(m.d, h))
 	if err != nil {
 		m.d.log.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
@@ -161,7 +161,7 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 // either; obeying would divert traffic for one peer to another (the
 // handshake's certificate check would then stop it, but the first peer's
 // tunnel would be lost).
-func (m *manager) vipsFree(h *Handle, info messages.PathInfo) bool {
+func (m *manager) vipsFree(h *peerHandle, info messages.PathInfo) bool {
 	v6, v4 := info.PeerVIP6, info.PeerVIP4.Unmap()
 	if h != nil && !h.Dead() && (v6 != h.vip6 || v4 != h.vip4) {
 		m.d.log.Warn("peer: path moves a peer's VIPs: refused", "peer", info.PeerFQDN, "vip6", v6, "vip4", v4)

@@ -5,15 +5,15 @@ import "github.com/cyphonic/cyphonic-go/actors/dataplane/fairq"
 // The queues in front of the crypto workers and the two device writers
 // (package fairq), holding batches.
 type (
-	FairQueue = fairq.Queue[*Batch]
-	Flow      = fairq.Flow[*Batch]
-	Item      = fairq.Item[*Batch]
-	Control   = fairq.Control
-	CoDel     = fairq.CoDel
+	fairQueue  = fairq.Queue[*batch]
+	flowQueue  = fairq.Flow[*batch]
+	queueItem  = fairq.Item[*batch]
+	controlPkt = fairq.Control
+	codel      = fairq.CoDel
 )
 
-// NewFlow makes a flow holding at most depth batches.
-func NewFlow(depth int) *Flow { return fairq.NewFlow[*Batch](depth) }
+// newFlow makes a peer's flow holding at most depth batches.
+func newFlow(depth int) *flowQueue { return fairq.NewFlow[*batch](depth) }
 
-// NewFairQueue makes a queue holding up to controlDepth control packets.
-func NewFairQueue(controlDepth int) *FairQueue { return fairq.New[*Batch](controlDepth) }
+// newFairQueue makes a queue holding up to controlDepth control packets.
+func newFairQueue(controlDepth int) *fairQueue { return fairq.New[*batch](controlDepth) }

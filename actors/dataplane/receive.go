@@ -21,9 +21,9 @@ import (
 //     handshake messages, cookie replies, unknown-index answers and probes
 //     go to their handlers (ingress.go, recovery.go) and signaling to the
 //     control plane. Each group takes a slot of its peer's inbound
-//     in-flight bound (Pipe.InInflight) and its sequencer-in slot in
+//     in-flight bound (peerPipe.InInflight) and its sequencer-in slot in
 //     toCrypto, which submits it to the crypto workers through the peer's
-//     open queue (Pipe.OpenWork): no peer actor on the way in.
+//     open queue (peerPipe.OpenWork): no peer actor on the way in.
 //  2. openBatch (a crypto worker actor, crypto.go) authenticates and
 //     opens every packet in place and sends the batch to the peer's
 //     sequencer-in.
@@ -51,7 +51,7 @@ import (
 // it fills, and the queue an idle peer's packet waits behind stays short.
 func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 	var groups inGroups
-	var stamps [MaxBatch]int64
+	var stamps [maxBatch]int64
 	for {
 		b := d.pool.Get()
 		bufs, sizes, eps := b.ReadSlices(0)
@@ -90,7 +90,7 @@ func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 // inGroups splits one read batch into batches of one session each (a
 // batch is opened with one key) without reordering any peer's packets.
 //
-// The sequence a peer's inbound batches get (toCrypto, Pipe.InSeq) is the
+// The sequence a peer's inbound batches get (toCrypto, peerPipe.InSeq) is the
 // order the groups are handed on, and sequencer-in releases in that order,
 // so a peer's groups must follow each other as its packets did on the
 // wire. Around a rekey one read can hold both sessions of a peer, even
@@ -102,14 +102,14 @@ func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 // new group. Peers never interleave with each other's order (each has its
 // own sequencer), so they share groups' slots freely.
 type inGroups struct {
-	g      [MaxBatch]peerGroup[*Session]
-	oldest [MaxBatch]int64 // per group, the earliest kernel stamp
+	g      [maxBatch]peerGroup[*peerSession]
+	oldest [maxBatch]int64 // per group, the earliest kernel stamp
 	n      int
 }
 
 // add moves packet i of src, of session s and kernel stamp stamp, into its
 // group.
-func (gs *inGroups) add(s *Session, src *Batch, i int, stamp int64, pool *batchPool) {
+func (gs *inGroups) add(s *peerSession, src *batch, i int, stamp int64, pool *batchPool) {
 	for j := gs.n - 1; j >= 0; j-- {
 		if o := gs.g[j].key; o.Pipe == s.Pipe {
 			if o == s {
@@ -122,7 +122,7 @@ func (gs *inGroups) add(s *Session, src *Batch, i int, stamp int64, pool *batchP
 	}
 	b := pool.Get()
 	b.Move(src, i)
-	gs.g[gs.n] = peerGroup[*Session]{key: s, b: b}
+	gs.g[gs.n] = peerGroup[*peerSession]{key: s, b: b}
 	gs.oldest[gs.n] = stamp
 	gs.n++
 }
@@ -145,7 +145,7 @@ func bornAt(stamp int64, now time.Time) time.Time {
 
 // toCrypto hands an inbound batch of one session to a worker, which passes
 // it on to the peer's sequencer-in.
-func (d *Dataplane) toCrypto(s *Session, b *Batch, born time.Time) {
+func (d *Dataplane) toCrypto(s *peerSession, b *batch, born time.Time) {
 	b.stats = &s.Peer.Stats
 	pipe := s.Pipe
 	if pipe == nil || pipe != s.Peer.Pipe() {
@@ -167,7 +167,7 @@ func (d *Dataplane) toCrypto(s *Session, b *Batch, born time.Time) {
 // classify looks at one datagram. For a data packet it returns its session
 // (the caller batches it); everything else is handled here and nil
 // returned. Every packet that goes nowhere is counted.
-func (d *Dataplane) classify(p *Packet) *Session {
+func (d *Dataplane) classify(p *packet) *peerSession {
 	pkt := p.Bytes()
 	var token messages.RelayToken
 	if len(pkt) > 0 && messages.PacketType(pkt[0]) == messages.TypeRelay {
@@ -218,7 +218,7 @@ func (d *Dataplane) classify(p *Packet) *Session {
 			d.global.Add(reasonFor(err), 1)
 			return nil
 		}
-		d.onReply(hsJob{resp: &Response{Header: h, Msg: bytes.Clone(msg), From: p.From, Relayed: p.Relayed}}, h.Receiver)
+		d.onReply(hsJob{resp: &rawResponse{Header: h, Msg: bytes.Clone(msg), From: p.From, Relayed: p.Relayed}}, h.Receiver)
 	case messages.TypeCookieReply:
 		rcv, body, err := messages.ParseCookieReply(pkt)
 		if err != nil {
@@ -244,7 +244,7 @@ func (d *Dataplane) classify(p *Packet) *Session {
 		}
 		reply := make([]byte, messages.ProbeReplyLen)
 		messages.ProbeReply{ID: pr.ID, Observed: p.From}.Put(reply)
-		if !d.out.PushControl(Control{Pkt: reply, To: p.From}) {
+		if !d.out.PushControl(controlPkt{Pkt: reply, To: p.From}) {
 			d.global.Add(QueueFull, 1)
 		}
 	case messages.TypeSignaling, messages.TypeLoginReply, messages.TypeProbeReply:
@@ -266,7 +266,7 @@ func reasonFor(err error) Reason {
 	}
 }
 
-func openBatch(b *Batch) {
+func openBatch(b *batch) {
 	for i := range b.N {
 		p := &b.Pkts[i]
 		if p.Drop != OK {
@@ -296,7 +296,7 @@ func openBatch(b *Batch) {
 // toTun runs in sequencer-in, the sequential stage: the replay window is
 // checked here, after authentication and in order, then the batch goes to
 // the TUN writer.
-func (d *Dataplane) toTun(b *Batch) {
+func (d *Dataplane) toTun(b *batch) {
 	sess, pipe := b.session, b.pipe
 	if sess == nil || b.key == nil {
 		b.Release()
@@ -347,7 +347,7 @@ func (d *Dataplane) toTun(b *Batch) {
 // deliver queues an in-order inbound batch, on its peer's inbound flow
 // (b.flow()), for the TUN writer. The writer serves peers round-robin, so a
 // bulk sender cannot make another peer's packets wait behind its backlog.
-func (d *Dataplane) deliver(b *Batch) bool {
+func (d *Dataplane) deliver(b *batch) bool {
 	return d.in.Push(b.flow(), b)
 }
 
@@ -356,7 +356,7 @@ func (d *Dataplane) deliver(b *Batch) bool {
 // read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) routineWriteTUN() {
 	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.timing.MaxQueueDelay}
-	w.pkts = make([][]byte, 0, tunWriteBatches*MaxBatch)
+	w.pkts = make([][]byte, 0, tunWriteBatches*maxBatch)
 	for {
 		select {
 		case <-d.done:
@@ -380,23 +380,23 @@ const tunWriteBatches = 8
 // write(2) runs the kernel's TCP receive path for what it delivers), and
 // with many peers their batches are small: one Device.Write per batch
 // spends as much on the call as on the packets. It takes up to about
-// MaxBatch packets, from several peers' batches in fair-queue order, per
+// maxBatch packets, from several peers' batches in fair-queue order, per
 // write, so the offload device can coalesce them in one pass; a sparse
 // flow's packet still leaves in the first write after it arrives.
 type tunWriter struct {
 	dev      tun.Device
-	global   *Counters
+	global   *dropCounters
 	maxDelay time.Duration
-	held     [tunWriteBatches]*Batch
+	held     [tunWriteBatches]*batch
 	counts   [tunWriteBatches]int // payloads each held batch put in pkts
 	n        int
 	pkts     [][]byte
 }
 
 // fill takes batches from q, drop policy applied, until it holds about
-// MaxBatch packets or q is empty; it reports whether it holds any.
-func (w *tunWriter) fill(q *FairQueue) bool {
-	for w.n < len(w.held) && len(w.pkts) < MaxBatch {
+// maxBatch packets or q is empty; it reports whether it holds any.
+func (w *tunWriter) fill(q *fairQueue) bool {
+	for w.n < len(w.held) && len(w.pkts) < maxBatch {
 		it, ok := q.Next()
 		if !ok {
 			break

@@ -28,15 +28,15 @@ func TestBornAt(t *testing.T) {
 }
 
 // TestTunWriterCoalesces: one write takes whole batches of several peers,
-// in fair order, until it holds about MaxBatch packets; the rest waits for
+// in fair order, until it holds about maxBatch packets; the rest waits for
 // the next write. Every batch is released (its in-flight count returned).
 func TestTunWriterCoalesces(t *testing.T) {
 	dev, app := tun.NewMemPair("t0", 1420, 256)
 	defer dev.Close()
 	pool := newBatchPool(128)
-	q := NewFairQueue(1)
+	q := newFairQueue(1)
 	inflight := runtime.NewLimiter(6)
-	flows := []*Flow{NewFlow(4), NewFlow(4), NewFlow(4)}
+	flows := []*flowQueue{newFlow(4), newFlow(4), newFlow(4)}
 	for round := range 2 {
 		for peer, f := range flows {
 			b := pool.Get()
@@ -48,7 +48,7 @@ func TestTunWriterCoalesces(t *testing.T) {
 				sizes[i] = 20
 			}
 			b.Filled(30, 0)
-			b.born, b.stats = time.Now(), &Stats{}
+			b.born, b.stats = time.Now(), &peerStats{}
 			inflight.Acquire()
 			b.track(inflight)
 			if !q.Push(f, b) {
@@ -56,7 +56,7 @@ func TestTunWriterCoalesces(t *testing.T) {
 			}
 		}
 	}
-	w := tunWriter{dev: dev, global: &Counters{}, maxDelay: time.Minute}
+	w := tunWriter{dev: dev, global: &dropCounters{}, maxDelay: time.Minute}
 	var writes [][2]int // per write: packets, and the peer of its first packet
 	for w.fill(q) {
 		n := len(w.pkts)
@@ -91,10 +91,10 @@ func TestTunWriterCoalesces(t *testing.T) {
 // the packets back in arrival order for every peer, while packets of one
 // session that arrive in a run still share a batch.
 func TestInGroupsKeepPeerOrder(t *testing.T) {
-	alice, bob := &Pipe{}, &Pipe{}
-	aOld, aNew := &Session{Pipe: alice}, &Session{Pipe: alice}
-	bOnly := &Session{Pipe: bob}
-	arrival := []*Session{aNew, aOld, aOld, bOnly, aOld, aNew, aNew, bOnly, aOld, aNew}
+	alice, bob := &peerPipe{}, &peerPipe{}
+	aOld, aNew := &peerSession{Pipe: alice}, &peerSession{Pipe: alice}
+	bOnly := &peerSession{Pipe: bob}
+	arrival := []*peerSession{aNew, aOld, aOld, bOnly, aOld, aNew, aNew, bOnly, aOld, aNew}
 	pool := newBatchPool(128)
 	src := pool.Get()
 	bufs, sizes, _ := src.ReadSlices(0)
@@ -112,7 +112,7 @@ func TestInGroupsKeepPeerOrder(t *testing.T) {
 	src.Release()
 
 	// Per pipe, the packets in group order, and which groups there are.
-	got := map[*Pipe][]int{}
+	got := map[*peerPipe][]int{}
 	var shape []int // group sizes
 	for i := range gs.n {
 		g := gs.g[i]
@@ -131,7 +131,7 @@ func TestInGroupsKeepPeerOrder(t *testing.T) {
 		}
 		shape = append(shape, n)
 	}
-	for pipe, name := range map[*Pipe]string{alice: "alice", bob: "bob"} {
+	for pipe, name := range map[*peerPipe]string{alice: "alice", bob: "bob"} {
 		var want []int
 		for i, s := range arrival {
 			if s.Pipe == pipe {

@@ -25,7 +25,7 @@ var errWrongVIPs = errors.New("peer: certificate VIPs differ from the path's")
 // the peer actor the certificate names. Only peers NMS told us about are
 // answered. It reports whether the handshake ran (the DH and certificate
 // check), for the data plane's counters.
-func (d *Dataplane) respond(m *RawInit) bool {
+func (d *Dataplane) respond(m *rawInit) bool {
 	r, err := handshake.ReadInit(d.handshake, m.Msg)
 	if errors.Is(err, seal.ErrNoCommonSuite) {
 		// A certified peer we cannot talk to: configuration, not an
@@ -43,7 +43,7 @@ func (d *Dataplane) respond(m *RawInit) bool {
 		return true
 	}
 	h := d.set.Get(r.PeerIdentity)
-	var pipe *Pipe
+	var pipe *peerPipe
 	if h != nil {
 		pipe = h.Pipe()
 	}
@@ -64,8 +64,8 @@ func (d *Dataplane) respond(m *RawInit) bool {
 		return true
 	}
 	now := time.Now()
-	s := &Session{Peer: h, Pipe: pipe, msg1Time: r.PeerTimestamp.UnixNano(), serial: serial}
-	idx := d.tables.Reserve(&Session{Peer: h, Pipe: pipe})
+	s := &peerSession{Peer: h, Pipe: pipe, msg1Time: r.PeerTimestamp.UnixNano(), serial: serial}
+	idx := d.tables.Reserve(&peerSession{Peer: h, Pipe: pipe})
 	msg2, res, err := r.Reply(idx, nil, now)
 	if err == nil {
 		s.Key, err = res.Keypair(now)
@@ -79,7 +79,7 @@ func (d *Dataplane) respond(m *RawInit) bool {
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeResp, Sender: idx, Receiver: r.PeerIndex}
 	if m.WireLen > 0 && hdr.Len()+len(msg2) > m.WireLen {
 		// No reply larger than the request: a spoofed small init must
-		// not make us an amplifier (initiators pad, see InitPadTo).
+		// not make us an amplifier (initiators pad, see initPadTo).
 		d.tables.Remove(idx)
 		h.Stats.Drops.Add(Handshake, 1)
 		d.log.Debug("peer: handshake init smaller than our response", "peer", h.FQDN, "init", m.WireLen, "resp", hdr.Len()+len(msg2))
@@ -88,7 +88,7 @@ func (d *Dataplane) respond(m *RawInit) bool {
 	d.tables.Set(idx, s)
 	resp := make([]byte, hdr.Len()+len(msg2))
 	copy(resp[hdr.Put(resp):], msg2)
-	d.sys.Root().Send(pipe.Peer, &Init{Session: s, Index: idx, Resp: resp, PeerIndex: r.PeerIndex,
+	d.sys.Root().Send(pipe.Peer, &answeredInit{Session: s, Index: idx, Resp: resp, PeerIndex: r.PeerIndex,
 		From: m.From, Relayed: m.Relayed, SourceProven: m.SourceProven})
 	if h.Pipe() != pipe {
 		// The peer restarted meanwhile: the init went to a dead actor,
@@ -100,7 +100,7 @@ func (d *Dataplane) respond(m *RawInit) bool {
 
 // finish processes a handshake response for the pending initiator it names
 // and passes an authenticated result to the peer actor.
-func (d *Dataplane) finish(m *Response) {
+func (d *Dataplane) finish(m *rawResponse) {
 	s := d.tables.Session(m.Header.Receiver)
 	if s == nil || s.ini == nil {
 		d.global.Add(UnknownIndex, 1)

@@ -18,19 +18,19 @@ import (
 //     TUN device, looks each packet's destination VIP up in d.tables and
 //     splits the batch per peer. A peer that is not up gets its packets
 //     held (held.go); the rest go to sendToPeer, which takes a slot of the
-//     peer's outbound in-flight bound (Pipe.OutInflight) and hands the
+//     peer's outbound in-flight bound (peerPipe.OutInflight) and hands the
 //     batch to the peer actor: the one mailbox hop that orders it.
 //  2. peerActor.outbound (the peer actor) stamps each packet with the
 //     current session's next counter and the batch with its sequencer slot
 //     and route, and submits it to the crypto workers through the peer's
-//     seal queue (Pipe.SealWork).
+//     seal queue (peerPipe.SealWork).
 //  3. sealBatch (a crypto worker actor, crypto.go) seals every packet in
 //     place, in parallel with the other workers, and sends the batch to
 //     the peer's sequencer-out.
 //  4. toSocket (sequencer-out, package sequencer) runs on the batches in
 //     slot order and queues them on the peer's flow at the socket writer.
 //  5. routineWriteUDP (goroutine) serves control packets first, then the
-//     peers' flows round-robin (FairQueue), applies the queue-delay drops
+//     peers' flows round-robin (fairQueue), applies the queue-delay drops
 //     and writes each batch with one sendmmsg; Release gives the in-flight
 //     slot back.
 //
@@ -58,11 +58,11 @@ func dstAddr(pkt []byte) (netip.Addr, bool) {
 // peerGroup collects one destination's packets out of a read batch.
 type peerGroup[K comparable] struct {
 	key K
-	b   *Batch
+	b   *batch
 }
 
 // group finds or adds key's group among gs[:*n].
-func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *Batch {
+func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *batch {
 	for i := range *n {
 		if gs[i].key == key {
 			return gs[i].b
@@ -77,10 +77,10 @@ func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *Bat
 // routineReadTUN is the TUN reader goroutine: read a batch, route each packet by
 // destination VIP, send one batch per peer to the peer actor.
 func (d *Dataplane) routineReadTUN() {
-	var groups [MaxBatch]peerGroup[*Handle]
+	var groups [maxBatch]peerGroup[*peerHandle]
 	for {
 		b := d.pool.Get()
-		bufs, sizes, _ := b.ReadSlices(Headroom)
+		bufs, sizes, _ := b.ReadSlices(headroom)
 		n, err := d.cfg.Device.Read(bufs, sizes, 0)
 		if err != nil {
 			b.Release()
@@ -91,13 +91,13 @@ func (d *Dataplane) routineReadTUN() {
 			time.Sleep(readErrorPause)
 			continue
 		}
-		b.Filled(n, Headroom)
+		b.Filled(n, headroom)
 		now := time.Now()
 		ng := 0
 		for i := range b.N {
 			p := &b.Pkts[i]
 			dst, ok := dstAddr(p.Bytes())
-			var h *Handle
+			var h *peerHandle
 			if ok {
 				h = d.tables.Route(dst)
 			}
@@ -114,7 +114,7 @@ func (d *Dataplane) routineReadTUN() {
 		b.Release()
 		for i := range ng {
 			h, gb := groups[i].key, groups[i].b
-			groups[i] = peerGroup[*Handle]{}
+			groups[i] = peerGroup[*peerHandle]{}
 			gb.stats = &h.Stats
 			if !h.Up() {
 				d.holdBatch(h, gb, now) // still handshaking: wait for the session
@@ -128,7 +128,7 @@ func (d *Dataplane) routineReadTUN() {
 
 // sendToPeer hands an outbound batch for h to its peer actor, within the
 // peer's in-flight bound.
-func (d *Dataplane) sendToPeer(h *Handle, gb *Batch, now time.Time) {
+func (d *Dataplane) sendToPeer(h *peerHandle, gb *batch, now time.Time) {
 	gb.stats = &h.Stats
 	pipe := h.Pipe()
 	if pipe == nil {
@@ -147,7 +147,7 @@ func (d *Dataplane) sendToPeer(h *Handle, gb *Batch, now time.Time) {
 }
 
 // outbound stamps a batch from the TUN reader and hands it to a worker.
-func (p *peerActor) outbound(ctx actor.SenderContext, b *Batch) {
+func (p *peerActor) outbound(ctx actor.SenderContext, b *batch) {
 	b.stats = &p.h.Stats
 	if p.cur == nil || p.stopping {
 		b.DropAll(NoSession, nil)
@@ -202,7 +202,7 @@ func (p *peerActor) sendHeld(now time.Time) {
 	p.outbound(p.d.sys.Root(), b)
 }
 
-func sealBatch(b *Batch) {
+func sealBatch(b *batch) {
 	for i := range b.N {
 		p := &b.Pkts[i]
 		if p.Drop != OK {
@@ -230,7 +230,7 @@ func sealBatch(b *Batch) {
 }
 
 // toSocket runs in sequencer-out: batches leave in order to the writer.
-func (d *Dataplane) toSocket(b *Batch) {
+func (d *Dataplane) toSocket(b *batch) {
 	if !d.out.Push(b.flow(), b) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
@@ -273,7 +273,7 @@ func (d *Dataplane) routineWriteUDP() {
 	}
 }
 
-func (d *Dataplane) writeBatch(it Item, maxDelay time.Duration) {
+func (d *Dataplane) writeBatch(it queueItem, maxDelay time.Duration) {
 	b := it.Batch
 	defer b.Release()
 	if !dequeueDrops(it, maxDelay, &d.global) {

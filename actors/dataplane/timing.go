@@ -10,8 +10,8 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
-// Timing holds the peer's timers and queue bounds.
-type Timing struct {
+// peerTiming holds the peer's timers and queue bounds.
+type peerTiming struct {
 	Tick             time.Duration // how often a peer checks its timers
 	HandshakeTimeout time.Duration // no session after this long: fail
 	HandshakeRetry   time.Duration // resend msg1 (a fresh one) this often
@@ -49,9 +49,9 @@ type Timing struct {
 	RekeyAfterMessages uint64
 }
 
-// DefaultTiming returns the production timers.
-func DefaultTiming() Timing {
-	return Timing{
+// defaultTiming returns the production timers.
+func defaultTiming() peerTiming {
+	return peerTiming{
 		Tick:             250 * time.Millisecond,
 		HandshakeTimeout: 10 * time.Second,
 		HandshakeRetry:   time.Second,
@@ -63,7 +63,7 @@ func DefaultTiming() Timing {
 		MaxQueueDelay:    50 * time.Millisecond,
 		CoDelTarget:      fairq.DefaultCoDelTarget,
 		CoDelInterval:    fairq.DefaultCoDelInterval,
-		// Batches in flight bound memory (a batch holds MaxBatch buffers);
+		// Batches in flight bound memory (a batch holds maxBatch buffers);
 		// the delay bound is CoDel's and MaxQueueDelay's.
 		OutInflight:   32,
 		InInflight:    32,
@@ -78,26 +78,26 @@ func DefaultTiming() Timing {
 }
 
 // relayRoute picks the TRS address of a family we can send on.
-func (d *Dataplane) relayRoute(t *messages.RelayTicket) (Route, bool) {
+func (d *Dataplane) relayRoute(t *messages.RelayTicket) (peerRoute, bool) {
 	if t == nil {
-		return Route{}, false
+		return peerRoute{}, false
 	}
 	for _, a := range []netip.AddrPort{t.TRS4, t.TRS6} {
 		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 		if a.IsValid() && d.canSend(a) {
-			return Route{Addr: a, Relay: true, Token: t.Token}, true
+			return peerRoute{Addr: a, Relay: true, Token: t.Token}, true
 		}
 	}
-	return Route{}, false
+	return peerRoute{}, false
 }
 
 // sendFramed queues pkt for route, wrapping it in a relay frame if needed.
 // pkt must have RelayHeaderLen bytes of headroom in front of pkt[hr:].
-func (d *Dataplane) sendFramed(buf []byte, r Route) bool {
+func (d *Dataplane) sendFramed(buf []byte, r peerRoute) bool {
 	pkt := buf[messages.RelayHeaderLen:]
 	if r.Relay {
 		messages.PutRelayHeader(buf, r.Token)
 		pkt = buf
 	}
-	return d.out.PushControl(Control{Pkt: pkt, To: r.Addr})
+	return d.out.PushControl(controlPkt{Pkt: pkt, To: r.Addr})
 }

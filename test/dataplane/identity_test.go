@@ -124,7 +124,7 @@ func TestRevokedPeerCutOff(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 	defer cancel()
-	if err := a.dp.WaitUp(ctx, b.fqdn); err != nil && !errors.Is(err, dataplane.ErrClosed) {
+	if err := a.dp.WaitUp(ctx, b.fqdn); err != nil && !errors.Is(err, dataplane.ErrUnknownPeer) {
 		t.Fatal(err)
 	}
 	waitFor(t, "alice closes her tunnel to bob", func() bool {
