@@ -92,9 +92,6 @@ func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
 // the caller to release.
 func (p *workerPool) Close() []*batch { return p.queue.Close() }
 
-// Workers returns the workers' PIDs.
-func (p *workerPool) Workers() []*actor.PID { return p.workers }
-
 // spawnCrypto starts the "crypto" actor under spawner with n workers
 // ("crypto/worker-<i>"). hook, if not nil, runs before each batch (a test
 // hook for jitter).

@@ -82,7 +82,6 @@ type Dataplane struct {
 	opened  map[string]bool // FQDNs Open was called for and Close was not
 	done    chan struct{}   // closed by Stop: writer goroutines return
 	wg      sync.WaitGroup
-	ioOnce  sync.Once
 	closeIO sync.Once
 }
 

@@ -34,8 +34,13 @@ type peerRoute struct {
 }
 
 // peerPipe is one incarnation of a peer actor's data path: its sequencers and
-// queue bounds. A restarted peer gets a new Pipe, so batches still in flight
+// queue bounds. A restarted peer gets a new pipe, so batches still in flight
 // to the old sequencers (now dead letters) cannot skew the new bounds.
+//
+// Ownership: the peer actor builds it in start and publishes it through
+// peerHandle.pipe; after that every field is read-only except InSeq (the
+// socket readers take slots with one atomic add) and the limiters (atomic),
+// and the flows belong to the fair queues they are pushed on.
 type peerPipe struct {
 	Peer     *actor.PID // the peer actor
 	SeqOut   *actor.PID

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	rt "github.com/cyphonic/cyphonic-go/actors/runtime"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -210,5 +211,38 @@ func TestWaitUpUnknownAndClose(t *testing.T) {
 	}
 	if err := <-errc; !errors.Is(err, dataplane.ErrUnknownPeer) {
 		t.Fatalf("WaitUp after Close: %v, want ErrUnknownPeer", err)
+	}
+}
+
+// TestActorTreeShowsDataPath: with the data path in one package, every
+// stage that is an actor still is one, and the debug tree shows it: the
+// I/O actors, the crypto actor with its workers, and each peer with its two
+// sequencers.
+func TestActorTreeShowsDataPath(t *testing.T) {
+	f := newPKI(t)
+	a := newNode(t, f, "alice", 1, func(c *dataplane.Config) { c.Workers = 3 })
+	b := newNode(t, f, "bob", 2, nil)
+	connect(t, a, b, b.addr, a.addr)
+
+	kinds := map[string]int{}
+	var walk func([]rt.Node)
+	walk = func(ns []rt.Node) {
+		for _, n := range ns {
+			kinds[n.Kind]++
+			walk(n.Children)
+		}
+	}
+	walk(a.sys.Registry().Snapshot().Actors)
+	want := map[string]int{"tun": 1, "udp": 1, "crypto": 1, "crypto-worker": 3, "peers": 1, "peer": 1, "sequencer": 2}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Errorf("%d actors of kind %q in the tree, want %d (tree kinds %v)", kinds[k], k, n, kinds)
+		}
+	}
+	peer := a.dp.Peer(b.fqdn)
+	for _, child := range []string{"/sequencer-out", "/sequencer-in"} {
+		if _, ok := a.sys.Registry().Snapshot().Find(peer.Id + child); !ok {
+			t.Errorf("peer %s has no %s child", peer.Id, child)
+		}
 	}
 }
