@@ -87,83 +87,6 @@ func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 	}
 }
 
-// inGroups splits one read batch into batches of one session each (a
-// batch is opened with one key) without reordering any peer's packets.
-//
-// The sequence a peer's inbound batches get (toCrypto, peerPipe.InSeq) is the
-// order the groups are handed on, and sequencer-in releases in that order,
-// so a peer's groups must follow each other as its packets did on the
-// wire. Around a rekey one read can hold both sessions of a peer, even
-// interleaved: the initiator confirms a new session with a keepalive that
-// leaves ahead of its data still queued on the old one, so the socket
-// holds [new, old..., new...]. Grouping by session alone would put the old
-// packets after the new ones; so a packet joins its session's group only
-// if that group is still the latest of its pipe, and otherwise starts a
-// new group. Peers never interleave with each other's order (each has its
-// own sequencer), so they share groups' slots freely.
-type inGroups struct {
-	g      [maxBatch]peerGroup[*peerSession]
-	oldest [maxBatch]int64 // per group, the earliest kernel stamp
-	n      int
-}
-
-// add moves packet i of src, of session s and kernel stamp stamp, into its
-// group.
-func (gs *inGroups) add(s *peerSession, src *batch, i int, stamp int64, pool *batchPool) {
-	for j := gs.n - 1; j >= 0; j-- {
-		if o := gs.g[j].key; o.Pipe == s.Pipe {
-			if o == s {
-				gs.g[j].b.Move(src, i)
-				gs.oldest[j] = min(gs.oldest[j], stamp)
-				return
-			}
-			break // the pipe's latest group is another session's
-		}
-	}
-	b := pool.Get()
-	b.Move(src, i)
-	gs.g[gs.n] = peerGroup[*peerSession]{key: s, b: b}
-	gs.oldest[gs.n] = stamp
-	gs.n++
-}
-
-// reset forgets the groups (their batches were handed on).
-func (gs *inGroups) reset() {
-	clear(gs.g[:gs.n])
-	gs.n = 0
-}
-
-// bornAt is when a batch whose oldest packet the kernel stamped at stamp
-// (Unix ns, 0 if unknown) entered the pipeline. The stamp is wall-clock
-// time: one from the future (the clock stepped back) counts as now.
-func bornAt(stamp int64, now time.Time) time.Time {
-	if stamp <= 0 || stamp >= now.UnixNano() {
-		return now
-	}
-	return time.Unix(0, stamp)
-}
-
-// toCrypto hands an inbound batch of one session to a worker, which passes
-// it on to the peer's sequencer-in.
-func (d *Dataplane) toCrypto(s *peerSession, b *batch, born time.Time) {
-	b.stats = &s.Peer.Stats
-	pipe := s.Pipe
-	if pipe == nil || pipe != s.Peer.Pipe() {
-		b.DropAll(UnknownIndex, nil) // a session of a past incarnation
-		b.Release()
-		return
-	}
-	if !pipe.InInflight.Acquire() {
-		b.DropAll(QueueFull, nil)
-		b.Release()
-		return
-	}
-	b.track(pipe.InInflight)
-	b.op, b.pipe, b.key, b.session, b.born = opOpen, pipe, s.Key, s, born
-	b.seq = pipe.InSeq.Add(1) - 1
-	d.crypto.submit(d.sys.Root(), b)
-}
-
 // classify looks at one datagram. For a data packet it returns its session
 // (the caller batches it); everything else is handled here and nil
 // returned. Every packet that goes nowhere is counted.
@@ -264,6 +187,83 @@ func reasonFor(err error) Reason {
 	default:
 		return Malformed
 	}
+}
+
+// inGroups splits one read batch into batches of one session each (a
+// batch is opened with one key) without reordering any peer's packets.
+//
+// The sequence a peer's inbound batches get (toCrypto, peerPipe.InSeq) is the
+// order the groups are handed on, and sequencer-in releases in that order,
+// so a peer's groups must follow each other as its packets did on the
+// wire. Around a rekey one read can hold both sessions of a peer, even
+// interleaved: the initiator confirms a new session with a keepalive that
+// leaves ahead of its data still queued on the old one, so the socket
+// holds [new, old..., new...]. Grouping by session alone would put the old
+// packets after the new ones; so a packet joins its session's group only
+// if that group is still the latest of its pipe, and otherwise starts a
+// new group. Peers never interleave with each other's order (each has its
+// own sequencer), so they share groups' slots freely.
+type inGroups struct {
+	g      [maxBatch]peerGroup[*peerSession]
+	oldest [maxBatch]int64 // per group, the earliest kernel stamp
+	n      int
+}
+
+// add moves packet i of src, of session s and kernel stamp stamp, into its
+// group.
+func (gs *inGroups) add(s *peerSession, src *batch, i int, stamp int64, pool *batchPool) {
+	for j := gs.n - 1; j >= 0; j-- {
+		if o := gs.g[j].key; o.Pipe == s.Pipe {
+			if o == s {
+				gs.g[j].b.Move(src, i)
+				gs.oldest[j] = min(gs.oldest[j], stamp)
+				return
+			}
+			break // the pipe's latest group is another session's
+		}
+	}
+	b := pool.Get()
+	b.Move(src, i)
+	gs.g[gs.n] = peerGroup[*peerSession]{key: s, b: b}
+	gs.oldest[gs.n] = stamp
+	gs.n++
+}
+
+// reset forgets the groups (their batches were handed on).
+func (gs *inGroups) reset() {
+	clear(gs.g[:gs.n])
+	gs.n = 0
+}
+
+// bornAt is when a batch whose oldest packet the kernel stamped at stamp
+// (Unix ns, 0 if unknown) entered the pipeline. The stamp is wall-clock
+// time: one from the future (the clock stepped back) counts as now.
+func bornAt(stamp int64, now time.Time) time.Time {
+	if stamp <= 0 || stamp >= now.UnixNano() {
+		return now
+	}
+	return time.Unix(0, stamp)
+}
+
+// toCrypto hands an inbound batch of one session to a worker, which passes
+// it on to the peer's sequencer-in.
+func (d *Dataplane) toCrypto(s *peerSession, b *batch, born time.Time) {
+	b.stats = &s.Peer.Stats
+	pipe := s.Pipe
+	if pipe == nil || pipe != s.Peer.Pipe() {
+		b.DropAll(UnknownIndex, nil) // a session of a past incarnation
+		b.Release()
+		return
+	}
+	if !pipe.InInflight.Acquire() {
+		b.DropAll(QueueFull, nil)
+		b.Release()
+		return
+	}
+	b.track(pipe.InInflight)
+	b.op, b.pipe, b.key, b.session, b.born = opOpen, pipe, s.Key, s, born
+	b.seq = pipe.InSeq.Add(1) - 1
+	d.crypto.submit(d.sys.Root(), b)
 }
 
 func openBatch(b *batch) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 	"github.com/cyphonic/cyphonic-go/tun"
@@ -35,44 +36,7 @@ import (
 //     slot back.
 //
 // A batch is owned by one stage at a time and moved whole, so nothing on
-// this path takes a lock per packet; the FairQueues lock once per batch.
-
-// dstAddr returns the destination of an IP packet.
-func dstAddr(pkt []byte) (netip.Addr, bool) {
-	if len(pkt) == 0 {
-		return netip.Addr{}, false
-	}
-	switch pkt[0] >> 4 {
-	case 4:
-		if len(pkt) >= 20 {
-			return netip.AddrFrom4([4]byte(pkt[16:20])), true
-		}
-	case 6:
-		if len(pkt) >= 40 {
-			return netip.AddrFrom16([16]byte(pkt[24:40])), true
-		}
-	}
-	return netip.Addr{}, false
-}
-
-// peerGroup collects one destination's packets out of a read batch.
-type peerGroup[K comparable] struct {
-	key K
-	b   *batch
-}
-
-// group finds or adds key's group among gs[:*n].
-func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *batch {
-	for i := range *n {
-		if gs[i].key == key {
-			return gs[i].b
-		}
-	}
-	b := pool.Get()
-	gs[*n] = peerGroup[K]{key: key, b: b}
-	*n++
-	return b
-}
+// this path takes a lock per packet; the fair queues lock once per batch.
 
 // routineReadTUN is the TUN reader goroutine: read a batch, route each packet by
 // destination VIP, send one batch per peer to the peer actor.
@@ -124,6 +88,43 @@ func (d *Dataplane) routineReadTUN() {
 		}
 		yield()
 	}
+}
+
+// dstAddr returns the destination of an IP packet.
+func dstAddr(pkt []byte) (netip.Addr, bool) {
+	if len(pkt) == 0 {
+		return netip.Addr{}, false
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) >= 20 {
+			return netip.AddrFrom4([4]byte(pkt[16:20])), true
+		}
+	case 6:
+		if len(pkt) >= 40 {
+			return netip.AddrFrom16([16]byte(pkt[24:40])), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// peerGroup collects one destination's packets out of a read batch.
+type peerGroup[K comparable] struct {
+	key K
+	b   *batch
+}
+
+// group finds or adds key's group among gs[:*n].
+func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *batch {
+	for i := range *n {
+		if gs[i].key == key {
+			return gs[i].b
+		}
+	}
+	b := pool.Get()
+	gs[*n] = peerGroup[K]{key: key, b: b}
+	*n++
+	return b
 }
 
 // sendToPeer hands an outbound batch for h to its peer actor, within the
