@@ -61,6 +61,12 @@ type Stats struct {
 	Duplicates   uint64 // Put/Drop rejected with ErrDuplicate
 	TooOld       uint64 // Put/Drop rejected with ErrTooOld
 	BeyondWindow uint64 // Put/Drop rejected with ErrBeyondWindow
+	// Held counts items Put while the slot just before theirs was still
+	// open: they arrived out of order and wait for an earlier item (or its
+	// gap timeout). An in-order stream never counts one, so zero over a long
+	// run with parallel upstream workers means the buffer never had to
+	// restore order.
+	Held uint64
 }
 
 type slotState uint8
@@ -116,6 +122,9 @@ func (b *Buffer[T]) Put(seq uint64, item T, now time.Time) error {
 	s, err := b.claim(seq)
 	if err != nil {
 		return err
+	}
+	if seq != b.next && b.slots[(seq-1)&b.mask].state == slotEmpty {
+		b.stats.Held++ // seq-1 is in the window (seq > next) and not complete
 	}
 	s.item = item
 	s.done = now

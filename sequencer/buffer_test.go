@@ -41,7 +41,7 @@ func TestBuffer(t *testing.T) {
 				{kind: 'p', seq: 13}, {kind: 'p', seq: 12}, {kind: 'p', seq: 11}, {kind: 'r'},
 				{kind: 'p', seq: 10}, {kind: 'r', want: []uint64{10, 11, 12, 13}},
 			},
-			want: Stats{Released: 4},
+			want: Stats{Released: 4, Held: 3},
 		},
 		{
 			name: "rejections",
@@ -56,7 +56,7 @@ func TestBuffer(t *testing.T) {
 				{kind: 'p', seq: 5, wantErr: ErrTooOld},
 				{kind: 'p', seq: 10}, // window moved with the head
 			},
-			want: Stats{Released: 2, Duplicates: 2, TooOld: 2, BeyondWindow: 2},
+			want: Stats{Released: 2, Duplicates: 2, TooOld: 2, BeyondWindow: 2, Held: 2},
 		},
 		{
 			name: "drop completes slot",
@@ -65,7 +65,7 @@ func TestBuffer(t *testing.T) {
 				{kind: 'p', seq: 2}, {kind: 'd', seq: 1}, {kind: 'r'},
 				{kind: 'd', seq: 0}, {kind: 'r', want: []uint64{2}},
 			},
-			want: Stats{Released: 1, Dropped: 2},
+			want: Stats{Released: 1, Dropped: 2, Held: 1},
 		},
 		{
 			name: "gap waits for timeout then skips the whole run",
@@ -80,7 +80,7 @@ func TestBuffer(t *testing.T) {
 				{kind: 'r', at: 12 * ms, want: []uint64{5}},
 				{kind: 'p', seq: 4, at: 11 * ms, wantErr: ErrTooOld},
 			},
-			want: Stats{Released: 2, Skipped: 4, TooOld: 1},
+			want: Stats{Released: 2, Skipped: 4, TooOld: 1, Held: 2},
 		},
 		{
 			name: "gap clock starts at the first complete slot behind it",
@@ -90,7 +90,7 @@ func TestBuffer(t *testing.T) {
 				{kind: 'r', at: 14 * ms}, // 1 waited only 6ms
 				{kind: 'r', at: 18 * ms, want: []uint64{1, 2}},
 			},
-			want: Stats{Released: 2, Skipped: 1},
+			want: Stats{Released: 2, Skipped: 1, Held: 2},
 		},
 		{
 			name: "gap disabled waits forever",
@@ -99,7 +99,7 @@ func TestBuffer(t *testing.T) {
 				{kind: 'p', seq: 1}, {kind: 'r', at: time.Hour},
 				{kind: 'p', seq: 0}, {kind: 'r', at: time.Hour, want: []uint64{0, 1}},
 			},
-			want: Stats{Released: 2},
+			want: Stats{Released: 2, Held: 1},
 		},
 		{
 			name: "window of one",
@@ -119,7 +119,7 @@ func TestBuffer(t *testing.T) {
 				{kind: 'r', at: ms / 2},
 				{kind: 'r', at: ms, want: []uint64{70, 123}},
 			},
-			want: Stats{Released: 2, Skipped: 62},
+			want: Stats{Released: 2, Skipped: 62, Held: 2},
 		},
 	}
 	for _, tt := range tests {

@@ -36,6 +36,9 @@ func (m *model) complete(seq uint64, s modelSlot) error {
 		m.stats.Duplicates++
 		return ErrDuplicate
 	}
+	if _, prev := m.slots[seq-1]; !s.dropped && seq != m.next && !prev {
+		m.stats.Held++
+	}
 	m.slots[seq] = s
 	return nil
 }

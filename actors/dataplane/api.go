@@ -2,7 +2,8 @@
 // the TUN device and the UDP sockets through the actor pipeline of DESIGN.md
 // §4 (tun reader → route → peer → crypto workers → sequencer-out → udp
 // writer, and the mirror inbound), and runs one supervised peer actor per
-// tunnel.
+// tunnel. send.go and receive.go hold the two directions top to bottom;
+// dataplane.go the shared state and its ownership.
 //
 // The control plane (session, resolver, node) talks to it only through the
 // small API in this file. Every method is safe for concurrent use and none
@@ -20,7 +21,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
@@ -29,9 +29,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
-
-// PeerStatus is one tunnel's state, as Status returns it.
-type PeerStatus = peer.Status
 
 var (
 	// ErrNotStarted: Start has not run (or Stop has).
@@ -106,7 +103,7 @@ type Config struct {
 	DeadAfter        time.Duration     // fail the peer after this much receive silence (default 35s)
 	Tick             time.Duration     // how often peers check their timers (default 250ms)
 	MaxQueueDelay    time.Duration     // drop batches queued longer than this (default 50ms)
-	CoDelTarget      time.Duration     // per-peer queues drop early above this sojourn (default batch.DefaultCoDelTarget)
+	CoDelTarget      time.Duration     // per-peer queues drop early above this sojourn (default fairq.DefaultCoDelTarget)
 	GapTimeout       time.Duration     // a sequencer gives up a missing batch after this (default 200ms)
 	// Rekey limits (defaults seal.RekeyAfterTime, seal.RekeyAfterMessages);
 	// they can only shorten seal's own.

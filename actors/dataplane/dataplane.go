@@ -12,12 +12,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/crypto"
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/sequencer"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
 )
@@ -29,26 +27,49 @@ const (
 	// minBufSize lets a whole handshake message (the largest node <-> node
 	// packet besides data) and ordinary signaling fit in one buffer. Node
 	// handshakes carry no application payload beyond an init's padding,
-	// which only fills a certificate up to peer.InitPadTo (< MaxCertLen),
+	// which only fills a certificate up to initPadTo (< MaxCertLen),
 	// and the MAC trailer fits in the slack, so the payload limit is left out:
-	// every batch holds MaxBatch buffers, and this size sets the daemon's
+	// every batch holds maxBatch buffers, and this size sets the daemon's
 	// memory under load (4.3 KB buffers cost twice the RSS of 2.3 KB ones).
 	minBufSize = messages.RelayHeaderLen + messages.HandshakeRespHeaderLen + handshake.MaxMessageLen - handshake.MaxAppPayloadLen + 64
 )
 
 // Dataplane is a node's data plane. Make it with New, then Start it.
+//
+// It is what wireguard-go calls the device: every peer actor, crypto worker
+// and I/O goroutine holds a pointer to it and reads the fields of the first
+// group directly. The data path itself is send.go (TUN to socket) and
+// receive.go (socket to TUN).
+//
+// Ownership. The first group is set by New (crypto by Start, before any
+// packet moves) and never written again: read without a lock. The tables,
+// the handle set, the queues, the hold queue and the counters are safe for
+// concurrent use on their own (atomics, copy-on-write maps, their own
+// mutexes). The last group is the API's: guarded by mu.
+//
+// Locks and their order: every mutex here is a leaf. d.mu, Set.mu,
+// peerTables.mu (writers only), peerHandle.mu, peerSession.iniMu and the locks inside
+// fairQueue, hold.Queue and ingress's limiters are each taken alone, never
+// while another is held, and none is held across a send to an actor or a
+// device call. The data path takes only the fairQueue locks, once per
+// batch; everything else it reads is an atomic or a copy-on-write map.
 type Dataplane struct {
-	sys    *rt.System
-	cfg    Config
-	log    *slog.Logger
-	pool   *batch.Pool
-	tables *peer.Tables
-	set    *peer.Set
-	out    *batch.FairQueue // sealed batches (per peer) and control packets for the socket writer
-	in     *batch.FairQueue // opened batches (per peer) for the TUN writer
-	global batch.Counters
-	env    *peer.Env
-	hs     *ingress
+	sys       *rt.System
+	cfg       Config
+	log       *slog.Logger
+	self      string           // our FQDN (breaks ties when both sides initiate)
+	handshake handshake.Config // our identity in node-to-node handshakes
+	timing    peerTiming
+	pool      *batchPool
+	crypto    *workerPool // the crypto workers; set by Start
+
+	tables *peerTables            // VIP -> peer and receiver index -> session, read per packet
+	set    *peerSet               // every peer's handle, by FQDN
+	guard  *handshake.ReplayGuard // init timestamps, per peer identity
+	out    *fairQueue             // sealed batches (per peer) and control packets for the socket writer
+	in     *fairQueue             // opened batches (per peer) for the TUN writer
+	global dropCounters           // drops not attributable to a peer
+	hs     *ingress               // handshake admission and its workers' queue
 	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
 	// OnNoRoute unset, and such packets are dropped as before).
 	held      *hold.Queue
@@ -61,7 +82,6 @@ type Dataplane struct {
 	opened  map[string]bool // FQDNs Open was called for and Close was not
 	done    chan struct{}   // closed by Stop: writer goroutines return
 	wg      sync.WaitGroup
-	ioOnce  sync.Once
 	closeIO sync.Once
 }
 
@@ -85,7 +105,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	t := peer.DefaultTiming()
+	t := defaultTiming()
 	for _, o := range []struct {
 		dst *time.Duration
 		v   time.Duration
@@ -109,13 +129,16 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		sys:    sys,
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "dataplane"),
-		pool:   batch.NewPool(max(batch.Headroom+cfg.Device.MTU()+messages.AEADOverhead, minBufSize)),
-		tables: peer.NewTables(),
-		set:    peer.NewSet(),
-		out:    batch.NewFairQueue(controlQueueDepth),
-		in:     batch.NewFairQueue(1),
+		pool:   newBatchPool(max(headroom+cfg.Device.MTU()+messages.AEADOverhead, minBufSize)),
+		tables: newTables(),
+		set:    newSet(),
+		out:    newFairQueue(controlQueueDepth),
+		in:     newFairQueue(1),
 		done:   make(chan struct{}),
 		opened: make(map[string]bool),
+		self:   cfg.Identity.FQDN,
+		guard:  handshake.NewReplayGuard(guardSize),
+		timing: t,
 	}
 	if cfg.Overlay != nil && cfg.OnNoRoute != nil {
 		d.held = hold.New(cfg.Hold)
@@ -125,26 +148,9 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
-	d.env = &peer.Env{
-		Self:   cfg.Identity.FQDN,
-		Tables: d.tables,
-		Out:    d.out,
-		Handshake: handshake.Config{
-			Static: static, CertDER: cfg.Identity.CertDER, Verify: cfg.Verify, Prologue: handshake.PrologueNode,
-			Suites: cfg.Suites,
-		},
-		Guard:         handshake.NewReplayGuard(guardSize),
-		Timing:        t,
-		Backoff:       cfg.Backoff,
-		Global:        &d.global,
-		Logger:        d.log,
-		CanSend:       d.canSend,
-		Deliver:       d.deliver,
-		NeedsPath:     cfg.OnPeerNeedsPath,
-		OnPendingFull: d.hs.setBusy,
-		TakeHeld:      d.takeHeld,
-		Revoked:       cfg.Revoked,
-		Root:          sys.Root(),
+	d.handshake = handshake.Config{
+		Static: static, CertDER: cfg.Identity.CertDER, Verify: cfg.Verify, Prologue: handshake.PrologueNode,
+		Suites: cfg.Suites,
 	}
 	return d, nil
 }
@@ -152,16 +158,6 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 func (d *Dataplane) canSend(ep netip.AddrPort) bool {
 	_, err := d.cfg.Bind.ConnFor(ep)
 	return err == nil
-}
-
-// deliver queues an in-order inbound batch, on its peer's inbound flow
-// (b.Flow), for the TUN writer. The writer serves peers round-robin, so a
-// bulk sender cannot make another peer's packets wait behind its backlog.
-func (d *Dataplane) deliver(b *batch.Batch) bool {
-	if b.Flow == nil {
-		return false
-	}
-	return d.in.Push(b.Flow, b)
 }
 
 // Start implements the contract in api.go.
@@ -174,11 +170,11 @@ func (d *Dataplane) Start(parent actor.SpawnerContext) error {
 	if parent == nil {
 		parent = d.sys.Root()
 	}
-	pool, cryptoPID, err := crypto.Spawn(parent, d.cfg.Workers, d.cfg.WorkerHook)
+	pool, cryptoPID, err := spawnCrypto(parent, d.cfg.Workers, d.cfg.WorkerHook)
 	if err != nil {
 		return fmt.Errorf("dataplane: start: %w", err)
 	}
-	d.env.Crypto = pool
+	d.crypto = pool
 	spawned := []*actor.PID{cryptoPID}
 	fail := func(err error) error {
 		for _, pid := range spawned {
@@ -186,7 +182,7 @@ func (d *Dataplane) Start(parent actor.SpawnerContext) error {
 		}
 		return fmt.Errorf("dataplane: start: %w", err)
 	}
-	props, err := peer.ManagerProps(d.sys, d.env, d.set)
+	props, err := managerProps(d)
 	if err != nil {
 		return fail(err)
 	}
@@ -231,22 +227,22 @@ func ioProps(start, stop func()) *actor.Props {
 
 func (d *Dataplane) startTun() {
 	d.wg.Add(2)
-	go func() { defer d.wg.Done(); d.readTun() }()
-	go func() { defer d.wg.Done(); d.writeTun() }()
+	go func() { defer d.wg.Done(); d.routineReadTUN() }()
+	go func() { defer d.wg.Done(); d.routineWriteTUN() }()
 }
 
 func (d *Dataplane) startUDP() {
 	for _, c := range []*udp.Conn{d.cfg.Bind.V4, d.cfg.Bind.V6} {
 		if c != nil {
 			d.wg.Add(1)
-			go func() { defer d.wg.Done(); d.readUDP(c) }()
+			go func() { defer d.wg.Done(); d.routineReadUDP(c) }()
 		}
 	}
 	d.wg.Add(1)
-	go func() { defer d.wg.Done(); d.writeUDP() }()
+	go func() { defer d.wg.Done(); d.routineWriteUDP() }()
 	for range handshakeWorkers() {
 		d.wg.Add(1)
-		go func() { defer d.wg.Done(); d.handshakeWorker() }()
+		go func() { defer d.wg.Done(); d.routineHandshake() }()
 	}
 }
 
@@ -290,13 +286,13 @@ func (d *Dataplane) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("dataplane: stop: goroutines: %w", ctx.Err()))
 	}
-	for _, q := range []*batch.FairQueue{d.out, d.in} {
+	for _, q := range []*fairQueue{d.out, d.in} {
 		for _, b := range q.Close() {
 			b.Release()
 		}
 	}
-	if d.env.Crypto != nil {
-		for _, b := range d.env.Crypto.Close() {
+	if d.crypto != nil {
+		for _, b := range d.crypto.Close() {
 			b.Release()
 		}
 	}
@@ -312,7 +308,7 @@ func (d *Dataplane) SendControl(pkt []byte, to netip.AddrPort) error {
 	if len(pkt) > messages.MaxPacket {
 		return fmt.Errorf("dataplane: send control: %w", messages.ErrTooLarge)
 	}
-	if !d.out.PushControl(batch.Control{Pkt: append([]byte(nil), pkt...), To: to}) {
+	if !d.out.PushControl(controlPkt{Pkt: append([]byte(nil), pkt...), To: to}) {
 		return ErrQueueFull
 	}
 	return nil
@@ -337,7 +333,7 @@ func (d *Dataplane) Open(info messages.PathInfo) error {
 	if info.Kind == messages.PathRelay && info.Relay == nil {
 		return fmt.Errorf("%w: relay path without ticket", ErrBadConfig)
 	}
-	if err := d.toPeers(&peer.Open{Info: info}); err != nil {
+	if err := d.toPeers(&openPeer{Info: info}); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -361,7 +357,7 @@ func (d *Dataplane) Close(fqdn string) error {
 	if !known {
 		return ErrUnknownPeer
 	}
-	return d.toPeers(&peer.Close{FQDN: fqdn})
+	return d.toPeers(&closePeer{FQDN: fqdn})
 }
 
 // PeerUpdate implements the contract in api.go.
@@ -369,11 +365,11 @@ func (d *Dataplane) PeerUpdate(fqdn string, endpoints []netip.AddrPort) error {
 	if !d.isOpen(fqdn) {
 		return ErrUnknownPeer
 	}
-	return d.toPeers(&peer.UpdateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
+	return d.toPeers(&updateEndpoints{FQDN: fqdn, Endpoints: append([]netip.AddrPort(nil), endpoints...)})
 }
 
 // Rebind implements the contract in api.go.
-func (d *Dataplane) Rebind() error { return d.toPeers(&peer.Rebind{}) }
+func (d *Dataplane) Rebind() error { return d.toPeers(&rebindRelays{}) }
 
 // Status implements the contract in api.go.
 func (d *Dataplane) Status() []PeerStatus {
@@ -399,9 +395,9 @@ func (d *Dataplane) WaitUp(ctx context.Context, fqdn string) error {
 		if h != nil {
 			err := h.WaitUp(ctx)
 			switch {
-			case errors.Is(err, peer.ErrClosed):
+			case errors.Is(err, errHandleClosed):
 				return fmt.Errorf("dataplane: %s: %w", fqdn, ErrUnknownPeer)
-			case errors.Is(err, peer.ErrFailed):
+			case errors.Is(err, errHandleFailed):
 				if d.set.Get(fqdn) != h {
 					continue // replaced by a new Open
 				}
@@ -442,4 +438,76 @@ func (d *Dataplane) Peer(fqdn string) *actor.PID {
 		return p.Peer
 	}
 	return nil
+}
+
+// SequencerStats asks the live peer actor's two sequencers for fqdn for
+// their counters (tests, debugging): how many batches each released,
+// dropped, skipped, and held back out of order. It blocks the caller (never
+// call it from an actor) until both answer or ctx ends.
+func (d *Dataplane) SequencerStats(ctx context.Context, fqdn string) (out, in sequencer.StatsReply, err error) {
+	h := d.set.Get(fqdn)
+	if h == nil {
+		return out, in, fmt.Errorf("dataplane: sequencer stats %s: %w", fqdn, ErrUnknownPeer)
+	}
+	p := h.Pipe()
+	if p == nil {
+		return out, in, fmt.Errorf("dataplane: sequencer stats %s: %w", fqdn, ErrNotStarted)
+	}
+	ask := func(pid *actor.PID) (sequencer.StatsReply, error) {
+		timeout := time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = max(time.Until(dl), time.Millisecond)
+		}
+		r, err := d.sys.Root().RequestFuture(pid, &sequencer.StatsRequest{}, timeout).Result()
+		if err != nil {
+			return sequencer.StatsReply{}, fmt.Errorf("dataplane: sequencer stats %s: %w", pid.Id, err)
+		}
+		sr, ok := r.(*sequencer.StatsReply)
+		if !ok {
+			return sequencer.StatsReply{}, fmt.Errorf("dataplane: sequencer stats %s: reply %T", pid.Id, r)
+		}
+		return *sr, nil
+	}
+	if out, err = ask(p.SeqOut); err != nil {
+		return out, in, err
+	}
+	in, err = ask(p.SeqIn)
+	return out, in, err
+}
+
+// yield lets the Go scheduler run another goroutine. The readers and
+// writers call it after every batch: under load they never block (there
+// is always more to read or write), and a goroutine that does not block
+// keeps its P until sysmon preempts it after 10 ms, while the goroutines
+// that a ping needs next (a crypto worker, a sequencer, the other writer)
+// wait in its run queue. A batch is tens of microseconds of work; the
+// yield costs about a hundred nanoseconds.
+func yield() { runtime.Gosched() }
+
+// readErrorPause keeps a reader that hits a persistent error from spinning.
+const readErrorPause = 10 * time.Millisecond
+
+func (d *Dataplane) stopped() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// dequeueDrops is the queue-delay policy where a batch leaves its flow:
+// past maxDelay the whole batch goes (a hard bound for a stalled consumer),
+// otherwise the flow's CoDel picks packets to drop early. It reports
+// whether anything is left to write.
+func dequeueDrops(it queueItem, maxDelay time.Duration, global *dropCounters) bool {
+	b, now := it.Batch, time.Now()
+	if now.Sub(b.born) > maxDelay {
+		b.DropAll(QueueDelay, global)
+		return false
+	}
+	if b.pipe != nil {
+		b.DropLate(&b.flow().CoDel, now, it.Backlog, global)
+	}
+	return true
 }

@@ -5,15 +5,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/hold"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 )
 
 // A tunnel on the first packet (DESIGN.md §7.3): packets from the TUN with
 // no usable tunnel wait in a hold.Queue, not on the fast path. Packets to
 // a peer that is up never come here; the checks that send them here are a
-// nil route (a map miss) and one atomic load per batch (Handle.Up).
+// nil route (a map miss) and one atomic load per batch (peerHandle.Up).
 
 // HoldStats counts what the hold queue did.
 type HoldStats struct {
@@ -33,15 +31,15 @@ func (d *Dataplane) holding() bool {
 
 // countHoldDrops adds what the queue reports dropped to the global drops.
 func (d *Dataplane) countHoldDrops(dr hold.Drops) {
-	d.global.Add(batch.HoldExpired, uint64(dr.Expired))
-	d.global.Add(batch.UnknownVIP, uint64(dr.Unknown))
-	d.global.Add(batch.NoRoute, uint64(dr.Failed))
+	d.global.Add(HoldExpired, uint64(dr.Expired))
+	d.global.Add(UnknownVIP, uint64(dr.Unknown))
+	d.global.Add(NoRoute, uint64(dr.Failed))
 }
 
 // holdNoRoute takes a TUN packet to dst, which no peer is routed for.
 func (d *Dataplane) holdNoRoute(dst netip.Addr, pkt []byte, now time.Time) {
 	if !d.holding() || !dst.IsGlobalUnicast() || !d.cfg.Overlay(dst) {
-		d.global.Add(batch.NoRoute, 1)
+		d.global.Add(NoRoute, 1)
 		return
 	}
 	v, dr := d.held.Hold(dst, pkt, true, now)
@@ -54,26 +52,26 @@ func (d *Dataplane) holdNoRoute(dst netip.Addr, pkt []byte, now time.Time) {
 	case hold.Held:
 		d.holdStats.held.Add(1)
 	case hold.DropFull:
-		d.global.Add(batch.HoldFull, 1)
+		d.global.Add(HoldFull, 1)
 	case hold.DropUnknown:
-		d.global.Add(batch.UnknownVIP, 1)
+		d.global.Add(UnknownVIP, 1)
 	case hold.DropRate:
-		d.global.Add(batch.LookupRate, 1)
+		d.global.Add(LookupRate, 1)
 	}
 }
 
 // holdBatch keeps gb's packets (to h, which is not up) for when it is, and
 // releases gb. If h came up meanwhile, what is held goes out at once: the
 // peer took what was held when it came up, and these may have missed it.
-func (d *Dataplane) holdBatch(h *peer.Handle, gb *batch.Batch, now time.Time) {
+func (d *Dataplane) holdBatch(h *peerHandle, gb *batch, now time.Time) {
 	if !d.holding() {
-		gb.DropAll(batch.NoSession, nil)
+		gb.DropAll(NoSession, nil)
 		gb.Release()
 		return
 	}
 	for i := range gb.N {
 		p := &gb.Pkts[i]
-		if p.Drop != batch.OK {
+		if p.Drop != OK {
 			continue
 		}
 		dst, _ := dstAddr(p.Bytes())
@@ -82,7 +80,7 @@ func (d *Dataplane) holdBatch(h *peer.Handle, gb *batch.Batch, now time.Time) {
 		if v == hold.Held || v == hold.HeldAsk {
 			d.holdStats.held.Add(1)
 		} else {
-			h.Stats.Drops.Add(batch.HoldFull, 1)
+			h.Stats.Drops.Add(HoldFull, 1)
 		}
 	}
 	gb.Release()
@@ -93,14 +91,14 @@ func (d *Dataplane) holdBatch(h *peer.Handle, gb *batch.Batch, now time.Time) {
 	}
 }
 
-// takeHeld is peer.Env.TakeHeld: the packets held for h's VIPs, copied
-// into a batch at Headroom, or nil.
-func (d *Dataplane) takeHeld(h *peer.Handle) *batch.Batch {
+// takeHeld returns the packets held for h's VIPs, copied
+// into a batch at headroom, or nil.
+func (d *Dataplane) takeHeld(h *peerHandle) *batch {
 	if !d.holding() {
 		return nil
 	}
 	v6, v4 := h.VIPs()
-	pkts, dr := d.held.Take(time.Now(), batch.MaxBatch, v6, v4)
+	pkts, dr := d.held.Take(time.Now(), maxBatch, v6, v4)
 	d.countHoldDrops(dr)
 	if len(pkts) == 0 {
 		return nil
@@ -108,11 +106,11 @@ func (d *Dataplane) takeHeld(h *peer.Handle) *batch.Batch {
 	b := d.pool.Get()
 	for _, pkt := range pkts {
 		p := &b.Pkts[b.N]
-		if len(pkt) > len(p.Buf)-batch.Headroom {
-			h.Stats.Drops.Add(batch.Truncated, 1)
+		if len(pkt) > len(p.Buf)-headroom {
+			h.Stats.Drops.Add(Truncated, 1)
 			continue
 		}
-		p.Off, p.Len, p.Drop, p.Relayed, p.Counter = batch.Headroom, copy(p.Buf[batch.Headroom:], pkt), batch.OK, false, 0
+		p.Off, p.Len, p.Drop, p.Relayed, p.Counter = headroom, copy(p.Buf[headroom:], pkt), OK, false, 0
 		b.N++
 	}
 	if b.N == 0 {

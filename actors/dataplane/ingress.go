@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
 )
@@ -18,8 +16,8 @@ import (
 // handshake work, so that no packet from the network reaches an unbounded
 // queue or costs a Diffie-Hellman unless the node can afford it.
 //
-//	reader: init  -> mac1? -> busy? -> (no mac2: cookie reply) -> inits queue -> worker: Respond -> peer actor
-//	reader: resp / cookie reply -> known pending index? -> replies queue -> worker: Finish / TakeCookie -> peer actor
+//	reader: init  -> mac1? -> busy? -> (no mac2: cookie reply) -> inits queue -> worker: respond -> peer actor
+//	reader: resp / cookie reply -> known pending index? -> replies queue -> worker: finish / takeCookie -> peer actor
 //
 // The reader does only what is cheap (a BLAKE2s, a table lookup); the
 // queues are bounded and drop, counted, when full; the workers are a few
@@ -71,17 +69,17 @@ type HandshakeStats struct {
 }
 
 type hsJob struct {
-	init  *peer.RawInit
-	resp  *peer.Response
+	init  *rawInit
+	resp  *rawResponse
 	ckRcv uint32 // cookie reply: receiver index
 	ck    []byte // cookie reply body
 }
 
 type ingress struct {
 	checker *cookie.Checker
-	inits   chan *peer.RawInit
+	inits   chan *rawInit
 	replies chan hsJob
-	global  *batch.Counters
+	global  *dropCounters
 
 	budget    bucket        // inits run without a cookie
 	cookieOut bucket        // cookie replies sent
@@ -97,14 +95,14 @@ type ingress struct {
 	initsRun, cookieReplies, responses, cookiesIn atomic.Uint64
 }
 
-func newIngress(self string, rate int, global *batch.Counters) *ingress {
+func newIngress(self string, rate int, global *dropCounters) *ingress {
 	if rate <= 0 {
 		rate = DefaultHandshakeRate
 	}
 	now := time.Now()
 	return &ingress{
 		checker:        cookie.NewChecker(self, nil),
-		inits:          make(chan *peer.RawInit, initQueueDepth),
+		inits:          make(chan *rawInit, initQueueDepth),
 		replies:        make(chan hsJob, replyQueueDepth),
 		global:         global,
 		budget:         newBucket(float64(rate), float64(max(rate/10, 1)), now),
@@ -121,12 +119,13 @@ func (g *ingress) stats() HandshakeStats {
 		Responses: g.responses.Load(), CookiesIn: g.cookiesIn.Load()}
 }
 
-// setBusy is peer.Env.OnPendingFull.
+// setBusy makes every init need a cookie for busyHold: a peer refused one
+// because its pending handshakes are full.
 func (g *ingress) setBusy() { g.busyUntil.Store(time.Now().Add(busyHold).UnixNano()) }
 
 // onInit admits an init packet (its MAC trailer included) or drops it,
 // counted. reply sends a cookie reply (the caller frames it for a relay).
-func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToken) {
+func (d *Dataplane) onInit(p *packet, pkt []byte, token messages.RelayToken) {
 	g := d.hs
 	body, _, err := messages.SplitInitTrailer(pkt)
 	if err != nil {
@@ -139,7 +138,7 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 		return
 	}
 	if !g.checker.CheckMAC1(pkt) {
-		g.global.Add(batch.HandshakeMAC, 1)
+		g.global.Add(HandshakeMAC, 1)
 		return
 	}
 	now := time.Now()
@@ -161,15 +160,15 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 			return
 		}
 		if !g.sources.take(netip.AddrPortFrom(p.From.Addr(), 0), now) {
-			g.global.Add(batch.HandshakeRate, 1)
+			g.global.Add(HandshakeRate, 1)
 			return
 		}
 	}
-	ri := &peer.RawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven, WireLen: len(pkt)}
+	ri := &rawInit{Msg: bytes.Clone(msg), Sender: h.Sender, From: p.From, Relayed: p.Relayed, SourceProven: proven, WireLen: len(pkt)}
 	select {
 	case g.inits <- ri:
 	default:
-		g.global.Add(batch.HandshakeQueue, 1)
+		g.global.Add(HandshakeQueue, 1)
 	}
 }
 
@@ -177,13 +176,13 @@ func (d *Dataplane) onInit(p *batch.Packet, pkt []byte, token messages.RelayToke
 // A relayed init's source is TRS: its cookie binds to TRS's address (every
 // relayed initiator shares it, and the per-source limits), and the reply
 // goes back under the relay token the init came with, which names our side.
-func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token messages.RelayToken, now time.Time) {
+func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *packet, token messages.RelayToken, now time.Time) {
 	g := d.hs
-	g.global.Add(batch.HandshakeBusy, 1)
+	g.global.Add(HandshakeBusy, 1)
 	// Per source first: a flood from one address (or one it claims) gets a
 	// few replies a second, and the global bound covers spread sources.
 	if !g.replySources.take(p.From, now) || !g.cookieOut.take(now) {
-		g.global.Add(batch.HandshakeRate, 1)
+		g.global.Add(HandshakeRate, 1)
 		return
 	}
 	hr := 0
@@ -200,8 +199,8 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token
 		d.log.Warn("handshake: cookie reply", "err", err)
 		return
 	}
-	if !d.out.PushControl(batch.Control{Pkt: buf, To: p.From}) {
-		g.global.Add(batch.QueueFull, 1)
+	if !d.out.PushControl(controlPkt{Pkt: buf, To: p.From}) {
+		g.global.Add(QueueFull, 1)
 		return
 	}
 	g.cookieReplies.Add(1)
@@ -211,14 +210,14 @@ func (d *Dataplane) sendCookie(pkt []byte, sender uint32, p *batch.Packet, token
 // session with an unknown-index message (messages.UnknownIndex): after a
 // restart we have lost every session, and the sender would otherwise go on
 // sending into the void until its DeadAfter. The answer echoes the
-// packet's index and counter (the sender checks them: peer.Lost), is
+// packet's index and counter (the sender checks them: lost), is
 // smaller than the packet, keeps no state, and is rate limited per source
 // and in all. A relayed packet's answer goes back under the token it came
 // with, which names our side at TRS.
-func (d *Dataplane) answerUnknown(p *batch.Packet, h messages.DataHeader, token messages.RelayToken) {
+func (d *Dataplane) answerUnknown(p *packet, h messages.DataHeader, token messages.RelayToken) {
 	g, now := d.hs, time.Now()
 	if !g.unknownSources.take(p.From, now) || !g.unknownOut.take(now) {
-		g.global.Add(batch.BadUnknownIndex, 1)
+		g.global.Add(BadUnknownIndex, 1)
 		return
 	}
 	hr := 0
@@ -230,8 +229,8 @@ func (d *Dataplane) answerUnknown(p *batch.Packet, h messages.DataHeader, token 
 		messages.PutRelayHeader(buf, token)
 	}
 	messages.UnknownIndex{Receiver: h.Receiver, Counter: h.Counter}.Put(buf[hr:])
-	if !d.out.PushControl(batch.Control{Pkt: buf, To: p.From}) {
-		g.global.Add(batch.QueueFull, 1)
+	if !d.out.PushControl(controlPkt{Pkt: buf, To: p.From}) {
+		g.global.Add(QueueFull, 1)
 	}
 }
 
@@ -240,19 +239,19 @@ func (d *Dataplane) answerUnknown(p *batch.Packet, h messages.DataHeader, token 
 func (d *Dataplane) onReply(job hsJob, receiver uint32) {
 	s := d.tables.Session(receiver)
 	if s == nil || s.Pipe == nil || s.Key != nil {
-		d.global.Add(batch.UnknownIndex, 1)
+		d.global.Add(UnknownIndex, 1)
 		return
 	}
 	select {
 	case d.hs.replies <- job:
 	default:
-		d.global.Add(batch.HandshakeQueue, 1)
+		d.global.Add(HandshakeQueue, 1)
 	}
 }
 
-// handshakeWorker runs handshakes from the ingress queues until done.
+// routineHandshake runs handshakes from the ingress queues until done.
 // Responses first: they complete a handshake we started.
-func (d *Dataplane) handshakeWorker() {
+func (d *Dataplane) routineHandshake() {
 	g := d.hs
 	for {
 		select {
@@ -269,7 +268,7 @@ func (d *Dataplane) handshakeWorker() {
 		case j := <-g.replies:
 			d.runReply(j)
 		case ri := <-g.inits:
-			if peer.Respond(d.env, d.set, ri) {
+			if d.respond(ri) {
 				g.initsRun.Add(1)
 			}
 		}
@@ -279,11 +278,11 @@ func (d *Dataplane) handshakeWorker() {
 func (d *Dataplane) runReply(j hsJob) {
 	d.hs.responses.Add(1)
 	if j.resp != nil {
-		peer.Finish(d.env, j.resp)
+		d.finish(j.resp)
 		return
 	}
 	d.hs.cookiesIn.Add(1)
-	peer.TakeCookie(d.env, j.ckRcv, j.ck)
+	d.takeCookie(j.ckRcv, j.ck)
 }
 
 // bucket is a token bucket. Not safe for concurrent use alone: the

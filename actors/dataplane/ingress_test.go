@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 )
@@ -72,13 +71,13 @@ func TestSourceLimiter(t *testing.T) {
 	}
 }
 
-// An init padded to peer.InitPadTo, with the largest certificate that
+// An init padded to initPadTo, with the largest certificate that
 // gets no padding, still fits a receive buffer with its trailer and a relay
 // header.
 func TestPaddedInitFitsBuffer(t *testing.T) {
 	const fixed = 1 + 4 + 8 + 1 + 2 + 2 // handshake payload header (payload.go)
 	init := messages.RelayHeaderLen + messages.HandshakeInitHeaderLen + 32 + 32 +
-		fixed + 8 + max(peer.InitPadTo, handshake.MaxCertLen) + messages.HandshakeTrailerLen
+		fixed + 8 + max(initPadTo, handshake.MaxCertLen) + messages.HandshakeTrailerLen
 	if init > minBufSize {
 		t.Fatalf("largest init %d bytes > buffer %d", init, minBufSize)
 	}

@@ -3,13 +3,13 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 )
 
 // peerCollector exports the data plane's per-peer counters at scrape time
 // (nothing is counted on the data path for it).
 type peerCollector struct {
-	src func() []peer.Status
+	src func() []dataplane.PeerStatus
 }
 
 var (

@@ -25,7 +25,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/debug"
 	"github.com/cyphonic/cyphonic-go/actors/metrics"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
 	"github.com/cyphonic/cyphonic-go/actors/session"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
@@ -487,7 +486,7 @@ func (n *Node) configureTUN(ctx context.Context, name string) {
 // tunnel is up.
 func (n *Node) resolve(ctx context.Context, fqdn string) (resolver.Answer, error) {
 	for _, p := range n.dp.Status() {
-		if p.FQDN == fqdn && p.State == peer.StateUp {
+		if p.FQDN == fqdn && p.State == dataplane.StateUp {
 			return resolver.Answer{VIP6: p.VIP6, VIP4: p.VIP4}, nil
 		}
 	}

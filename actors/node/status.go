@@ -14,7 +14,6 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/debug"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
 	"github.com/cyphonic/cyphonic-go/actors/session"
 )
@@ -25,11 +24,11 @@ const PathStatus = "/debug/status"
 // Status is the node at a glance: what /debug/status serves and
 // `cyphonic status` prints.
 type Status struct {
-	Session  session.Status    `json:"session"`
-	Peers    []peer.Status     `json:"peers"`
-	Drops    map[string]uint64 `json:"drops,omitempty"` // not attributable to a peer, by reason
-	Resolver *resolver.Stats   `json:"resolver,omitempty"`
-	DNS      string            `json:"dns,omitempty"` // the resolver's address
+	Session  session.Status         `json:"session"`
+	Peers    []dataplane.PeerStatus `json:"peers"`
+	Drops    map[string]uint64      `json:"drops,omitempty"` // not attributable to a peer, by reason
+	Resolver *resolver.Stats        `json:"resolver,omitempty"`
+	DNS      string                 `json:"dns,omitempty"` // the resolver's address
 	// Hold counts packets held for a tunnel on their first packet.
 	Hold dataplane.HoldStats `json:"hold"`
 }
@@ -125,7 +124,7 @@ func RenderStatus(w io.Writer, st Status, now time.Time) error {
 	return ew.Err
 }
 
-func pathName(p peer.Status) string {
+func pathName(p dataplane.PeerStatus) string {
 	if !p.Path.Valid() {
 		return "-"
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
 	"github.com/cyphonic/cyphonic-go/actors/session"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -29,14 +29,14 @@ func sampleStatus() Status {
 			Observed: netip.MustParseAddrPort("198.51.100.7:61000"), NAT: "endpoint-independent",
 			Logins: 2, LastAck: now.Add(-3 * time.Second),
 		},
-		Peers: []peer.Status{
+		Peers: []dataplane.PeerStatus{
 			{
 				FQDN: "bob.example.cyphonic", VIP6: netip.MustParseAddr("fd00::2"), VIP4: netip.MustParseAddr("100.64.0.2"),
 				Path: messages.PathHolePunch, Endpoint: netip.MustParseAddrPort("203.0.113.9:4000"),
 				LastHandshake: now.Add(-90 * time.Second), TxBytes: 1536, TxPackets: 3, RxBytes: 10, RxPackets: 1,
-				Drops: map[string]uint64{"replay": 2, "auth": 1, "zero": 0}, State: peer.StateUp,
+				Drops: map[string]uint64{"replay": 2, "auth": 1, "zero": 0}, State: dataplane.StateUp,
 			},
-			{FQDN: "carol.example.cyphonic\x1b[31m", State: peer.StateBackoff, Restarts: 3},
+			{FQDN: "carol.example.cyphonic\x1b[31m", State: dataplane.StateBackoff, Restarts: 3},
 		},
 		Drops:    map[string]uint64{"no-route": 4},
 		Resolver: &resolver.Stats{Overlay: 5, NXDomain: 1, Forwarded: 9},

@@ -370,14 +370,25 @@ func TestUpstreamFromResolvConf(t *testing.T) {
 // holds fails with the TCP error (and leaves no UDP socket bound); port 0
 // finds a pair that is free on both.
 func TestListenPairTakenTCP(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	addr := held.Addr().String()
-	if _, _, err := listenPair(addr); err == nil || !strings.Contains(err.Error(), "listen tcp") {
-		t.Fatalf("listenPair(%s) with TCP taken: %v, want a listen tcp error", addr, err)
+	// The test holds a port's TCP side; its UDP side must be free, which
+	// the machine's other programs (tests running in parallel) can spoil
+	// between our check and the call: then try another port.
+	var addr string
+	for attempt := 0; ; attempt++ {
+		held, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		addr = held.Addr().String()
+		_, _, err = listenPair(addr)
+		if err != nil && strings.Contains(err.Error(), "listen udp") && attempt < 20 {
+			continue // the UDP twin was taken by someone else
+		}
+		if err == nil || !strings.Contains(err.Error(), "listen tcp") {
+			t.Fatalf("listenPair(%s) with TCP taken: %v, want a listen tcp error", addr, err)
+		}
+		break
 	}
 	pc, err := net.ListenPacket("udp", addr) // the failed try released its UDP socket
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/node"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/session"
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
@@ -405,7 +405,7 @@ func (d *demo) pingPair(ctx context.Context, a, b *demoNode) pairResult {
 		for _, p := range st.Peers {
 			if p.FQDN == b.fqdn() {
 				r.path = pathLabel(p)
-				if p.State != peer.StateUp && r.path != "-" {
+				if p.State != dataplane.StateUp && r.path != "-" {
 					r.path += " (" + p.State + ")"
 				}
 			}
@@ -440,7 +440,7 @@ func (d *demo) ping(ctx context.Context, a, b *demoNode) (pingStats, error) {
 }
 
 // pathLabel names a peer's path for people.
-func pathLabel(p peer.Status) string {
+func pathLabel(p dataplane.PeerStatus) string {
 	switch p.Path {
 	case messages.PathDirect:
 		return "direct"

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/node"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/session"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
@@ -54,9 +54,9 @@ func TestStatusUnreachable(t *testing.T) {
 func TestStatusRendersPeers(t *testing.T) {
 	st := node.Status{
 		Session: session.Status{FQDN: "alice.example.cyphonic", State: session.StateOnline, SessionID: 9},
-		Peers: []peer.Status{{
+		Peers: []dataplane.PeerStatus{{
 			FQDN: "bob.example.cyphonic", VIP4: netip.MustParseAddr("100.64.0.2"), Path: messages.PathRelay,
-			Endpoint: netip.MustParseAddrPort("192.0.2.1:7403"), TxBytes: 2048, TxPackets: 2, State: peer.StateUp,
+			Endpoint: netip.MustParseAddrPort("192.0.2.1:7403"), TxBytes: 2048, TxPackets: 2, State: dataplane.StateUp,
 		}},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,7 +2,6 @@ package dataplane_test
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -27,13 +26,17 @@ type benchDevice struct {
 	closed  chan struct{}
 	once    sync.Once
 
-	next    uint64 // source: next sequence number
-	src     *benchDevice
-	want    atomic.Uint64 // sink: next expected
-	target  uint64
-	done    chan struct{}
-	badSeq  atomic.Bool
-	written atomic.Uint64
+	next   uint64 // source: next sequence number
+	src    *benchDevice
+	want   atomic.Uint64 // sink: next expected
+	target uint64
+	done   chan struct{}
+	// sink: packets that left the data plane behind a later one (order
+	// broken), and gaps (packets skipped: shed under load, which a shared
+	// machine may cause and the data plane counts as drops)
+	outOfOrder atomic.Uint64
+	gaps       atomic.Uint64
+	written    atomic.Uint64
 }
 
 func newBenchDevice(window int) *benchDevice {
@@ -97,11 +100,16 @@ func (d *benchDevice) fill(p []byte, sizes []int, n int) {
 
 func (d *benchDevice) Write(bufs [][]byte, offset int) (int, error) {
 	for _, b := range bufs {
-		seq := binary.BigEndian.Uint64(b[offset+20:])
-		if seq != d.want.Load() {
-			d.badSeq.Store(true)
+		seq, want := binary.BigEndian.Uint64(b[offset+20:]), d.want.Load()
+		switch {
+		case seq < want:
+			d.outOfOrder.Add(1) // the stream stays where the later packet put it
+		case seq > want:
+			d.gaps.Add(seq - want)
+			d.want.Store(seq + 1)
+		default:
+			d.want.Store(seq + 1)
 		}
-		d.want.Store(seq + 1)
 		if d.src != nil {
 			d.src.credits <- struct{}{}
 		}
@@ -165,7 +173,16 @@ func benchEndToEnd(b *testing.B, batch int) {
 	// allocs/op rounds down to an integer; these are the exact figures.
 	b.ReportMetric(mallocs/float64(n), "mallocs/pkt")
 	b.ReportMetric(mallocs/float64(n/batch), "mallocs/batch")
-	if sink.badSeq.Load() {
-		b.Error(errors.New("packets arrived out of order"), a.dp.Status(), a.dp.Drops(), bob.dp.Status(), bob.dp.Drops())
+	// Counted, not only flagged: the data plane must deliver in order
+	// however many cores work on it. A packet shed under load (a gap) is
+	// not disorder: it is reported, and its drop shows in the statuses.
+	ooo, gaps := sink.outOfOrder.Load(), sink.gaps.Load()
+	b.ReportMetric(float64(ooo), "out-of-order")
+	b.ReportMetric(float64(gaps), "lost")
+	if ooo != 0 {
+		b.Error(fmt.Errorf("%d packets left out of order (%d lost)", ooo, gaps), a.dp.Status(), a.dp.Drops(), bob.dp.Status(), bob.dp.Drops())
+	}
+	if gaps != 0 {
+		b.Logf("%d packets shed under load: %v %v %v %v", gaps, a.dp.Status(), a.dp.Drops(), bob.dp.Status(), bob.dp.Drops())
 	}
 }

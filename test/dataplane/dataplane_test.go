@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
+	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -25,7 +25,9 @@ func jitter() {
 }
 
 // TestOrderUnderJitter: 100,000 numbered packets through two data planes
-// with jittered parallel crypto workers arrive complete and in order.
+// with jittered parallel crypto workers arrive complete and in order, and
+// the sequencers did have batches to put back in order (with one worker
+// and no jitter, nothing is held and the test fails).
 func TestOrderUnderJitter(t *testing.T) {
 	count := uint64(100_000)
 	if testing.Short() {
@@ -40,12 +42,28 @@ func TestOrderUnderJitter(t *testing.T) {
 	// can be just after bob has read it.
 	waitCount(t, "alice's sent and shed packets", count, func() uint64 { return a.dp.Status()[0].TxPackets + loadDrops(a) })
 	st := a.dp.Status()
-	if len(st) != 1 || st[0].State != peer.StateUp || st[0].Endpoint != b.addr {
+	if len(st) != 1 || st[0].State != dataplane.StateUp || st[0].Endpoint != b.addr {
 		t.Fatalf("alice status %+v", st)
 	}
 	if bs := b.dp.Status(); bs[0].RxPackets+loadDrops(a)+loadDrops(b) < count || len(unexpectedDrops(bs[0].Drops)) != 0 {
 		t.Fatalf("bob status %+v", bs)
 	}
+	// Order only means something if the workers really finished out of
+	// order: both sequencers on the path must have held batches back.
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	aOut, _, err := a.dp.SequencerStats(ctx, b.fqdn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bIn, err := b.dp.SequencerStats(ctx, a.fqdn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aOut.Stats.Held == 0 || bIn.Stats.Held == 0 {
+		t.Fatalf("no reordering to restore: alice's sequencer-out %+v, bob's sequencer-in %+v", aOut, bIn)
+	}
+	t.Logf("held out of order: alice's sequencer-out %d, bob's sequencer-in %d", aOut.Stats.Held, bIn.Stats.Held)
 }
 
 // waitCount polls (no timing assertion: only a failsafe) until get() >= want.
@@ -103,7 +121,7 @@ func TestHostilePacketsDropped(t *testing.T) {
 
 	// None of it got through, and real traffic still flows in order.
 	stream(t, a, b, 100, 200, 16)
-	if st := b.dp.Status()[0]; st.Drops["replay"] != 3 || st.Drops["auth"] != 2 || st.State != peer.StateUp {
+	if st := b.dp.Status()[0]; st.Drops["replay"] != 3 || st.Drops["auth"] != 2 || st.State != dataplane.StateUp {
 		t.Fatalf("bob's peer status %+v", st)
 	}
 }
@@ -146,7 +164,7 @@ func TestSupervisionHeals(t *testing.T) {
 	stream(t, a, b, 0, 500, 32)
 
 	pid := a.dp.Peer(b.fqdn)
-	a.sys.Root().Send(pid, peer.Crash{Reason: "test crash"})
+	a.sys.Root().Send(pid, dataplane.Crash{Reason: "test crash"})
 	select {
 	case got := <-needs:
 		if got != b.fqdn {
@@ -159,7 +177,7 @@ func TestSupervisionHeals(t *testing.T) {
 	stream(t, a, b, 500, 500, 32)
 
 	st := a.dp.Status()[0]
-	if st.Restarts != 1 || st.State != peer.StateUp {
+	if st.Restarts != 1 || st.State != dataplane.StateUp {
 		t.Fatalf("alice's peer after restart: %+v", st)
 	}
 	node, ok := a.sys.Registry().Snapshot().Find(pid.Id)
@@ -193,5 +211,38 @@ func TestWaitUpUnknownAndClose(t *testing.T) {
 	}
 	if err := <-errc; !errors.Is(err, dataplane.ErrUnknownPeer) {
 		t.Fatalf("WaitUp after Close: %v, want ErrUnknownPeer", err)
+	}
+}
+
+// TestActorTreeShowsDataPath: with the data path in one package, every
+// stage that is an actor still is one, and the debug tree shows it: the
+// I/O actors, the crypto actor with its workers, and each peer with its two
+// sequencers.
+func TestActorTreeShowsDataPath(t *testing.T) {
+	f := newPKI(t)
+	a := newNode(t, f, "alice", 1, func(c *dataplane.Config) { c.Workers = 3 })
+	b := newNode(t, f, "bob", 2, nil)
+	connect(t, a, b, b.addr, a.addr)
+
+	kinds := map[string]int{}
+	var walk func([]rt.Node)
+	walk = func(ns []rt.Node) {
+		for _, n := range ns {
+			kinds[n.Kind]++
+			walk(n.Children)
+		}
+	}
+	walk(a.sys.Registry().Snapshot().Actors)
+	want := map[string]int{"tun": 1, "udp": 1, "crypto": 1, "crypto-worker": 3, "peers": 1, "peer": 1, "sequencer": 2}
+	for k, n := range want {
+		if kinds[k] != n {
+			t.Errorf("%d actors of kind %q in the tree, want %d (tree kinds %v)", kinds[k], k, n, kinds)
+		}
+	}
+	peer := a.dp.Peer(b.fqdn)
+	for _, child := range []string{"/sequencer-out", "/sequencer-in"} {
+		if _, ok := a.sys.Registry().Snapshot().Find(peer.Id + child); !ok {
+			t.Errorf("peer %s has no %s child", peer.Id, child)
+		}
 	}
 }

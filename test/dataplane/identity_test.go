@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 )
@@ -65,7 +64,7 @@ func TestCompromisedNMSCannotGiveMalloryBobsVIPs(t *testing.T) {
 				}
 				refused = status(t, a, m.fqdn).Drops["wrong-vips"]
 			}
-			if st := status(t, a, m.fqdn); st.State == peer.StateUp {
+			if st := status(t, a, m.fqdn); st.State == dataplane.StateUp {
 				t.Fatalf("alice's tunnel to mallory is up: %+v", st)
 			}
 		})
@@ -125,12 +124,12 @@ func TestRevokedPeerCutOff(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
 	defer cancel()
-	if err := a.dp.WaitUp(ctx, b.fqdn); err != nil && !errors.Is(err, peer.ErrClosed) {
+	if err := a.dp.WaitUp(ctx, b.fqdn); err != nil && !errors.Is(err, dataplane.ErrUnknownPeer) {
 		t.Fatal(err)
 	}
 	waitFor(t, "alice closes her tunnel to bob", func() bool {
 		st, ok := peerStatus(a, b.fqdn)
-		return !ok || st.State != peer.StateUp
+		return !ok || st.State != dataplane.StateUp
 	})
 	rx := a.dp.Drops()
 
@@ -156,7 +155,7 @@ func TestRevokedPeerCutOff(t *testing.T) {
 	if pid == nil {
 		t.Fatal("bob has no peer actor for alice")
 	}
-	b.sys.Root().Send(pid, peer.Crash{Reason: "test"})
+	b.sys.Root().Send(pid, dataplane.Crash{Reason: "test"})
 	arrived := make(chan []byte, 1)
 	go func() {
 		if p, err := a.app.Recv(ctx); err == nil {
@@ -173,16 +172,16 @@ func TestRevokedPeerCutOff(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if st, ok := peerStatus(a, b.fqdn); ok && st.State == peer.StateUp {
+	if st, ok := peerStatus(a, b.fqdn); ok && st.State == dataplane.StateUp {
 		t.Fatalf("alice's tunnel to revoked bob is up: %+v", st)
 	}
 }
 
-func peerStatus(n *node, fqdn string) (peer.Status, bool) {
+func peerStatus(n *node, fqdn string) (dataplane.PeerStatus, bool) {
 	for _, s := range n.dp.Status() {
 		if s.FQDN == fqdn {
 			return s, true
 		}
 	}
-	return peer.Status{}, false
+	return dataplane.PeerStatus{}, false
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
@@ -35,7 +34,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // status returns n's view of its peer fqdn.
-func status(t testing.TB, n *node, fqdn string) peer.Status {
+func status(t testing.TB, n *node, fqdn string) dataplane.PeerStatus {
 	t.Helper()
 	for _, s := range n.dp.Status() {
 		if s.FQDN == fqdn {
@@ -43,7 +42,7 @@ func status(t testing.TB, n *node, fqdn string) peer.Status {
 		}
 	}
 	t.Fatalf("%s has no peer %s", n.fqdn, fqdn)
-	return peer.Status{}
+	return dataplane.PeerStatus{}
 }
 
 // actorNode returns the actor tree entry of n's live peer actor for fqdn.
@@ -110,7 +109,7 @@ func TestRekey(t *testing.T) {
 				t.Fatalf("%d sessions carried data, want >= %d", toB, gens)
 			}
 			for _, n := range []*node{a, b} {
-				if st := n.dp.Status()[0]; len(unexpectedDrops(st.Drops)) != 0 || st.State != peer.StateUp {
+				if st := n.dp.Status()[0]; len(unexpectedDrops(st.Drops)) != 0 || st.State != dataplane.StateUp {
 					t.Fatalf("%s after rekeys: %+v", n.fqdn, st)
 				}
 			}
@@ -202,10 +201,10 @@ func TestCipherNegotiation(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitCount(t, "no-common-suite refusals", 1, func() uint64 { return b.dp.Drops()["no-common-suite"] })
-		if st := status(t, a, b.fqdn); st.State == peer.StateUp {
+		if st := status(t, a, b.fqdn); st.State == dataplane.StateUp {
 			t.Fatalf("alice up without a common suite: %+v", st)
 		}
-		if st := status(t, b, a.fqdn); st.State == peer.StateUp || st.Cipher != "" {
+		if st := status(t, b, a.fqdn); st.State == dataplane.StateUp || st.Cipher != "" {
 			t.Fatalf("bob up without a common suite: %+v", st)
 		}
 	})
@@ -259,7 +258,7 @@ func TestSupervisorGivesUp(t *testing.T) {
 	}
 
 	st := status(t, a, ghost)
-	if st.State != peer.StateFailed+": handshake timeout" || st.Restarts != retries {
+	if st.State != dataplane.StateFailed+": handshake timeout" || st.Restarts != retries {
 		t.Fatalf("status %+v, want failed: handshake timeout after %d restarts", st, retries)
 	}
 	if got := needs.Load(); got != retries {
@@ -348,7 +347,7 @@ func TestKeepaliveSilence(t *testing.T) {
 	if nd.Restarts < 1 || !strings.Contains(nd.LastFailure, "keepalive silence") {
 		t.Fatalf("actor tree entry %+v, want a restart for keepalive silence", nd)
 	}
-	if st := status(t, a, b.fqdn); st.Restarts < 1 || st.State == peer.StateUp {
+	if st := status(t, a, b.fqdn); st.Restarts < 1 || st.State == dataplane.StateUp {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -382,7 +381,7 @@ func TestForgeriesCannotKillASession(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	stream(t, a, b, 100, 100, 16)
-	if st := status(t, b, a.fqdn); st.Restarts != 0 || st.State != peer.StateUp {
+	if st := status(t, b, a.fqdn); st.Restarts != 0 || st.State != dataplane.StateUp {
 		t.Fatalf("forgeries tore down a live session: %+v", st)
 	}
 

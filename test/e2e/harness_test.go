@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	nodepkg "github.com/cyphonic/cyphonic-go/actors/node"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/test/testbed"
@@ -244,29 +244,29 @@ func (n *node) mustStatus() nodepkg.Status {
 }
 
 // peer is the node's tunnel to fqdn, if it has one.
-func (n *node) peer(fqdn string) (peer.Status, error) {
+func (n *node) peer(fqdn string) (dataplane.PeerStatus, error) {
 	st, err := n.status()
 	if err != nil {
-		return peer.Status{}, err
+		return dataplane.PeerStatus{}, err
 	}
 	for _, p := range st.Peers {
 		if p.FQDN == fqdn {
 			return p, nil
 		}
 	}
-	return peer.Status{}, fmt.Errorf("%s has no peer %s", n.fqdn, fqdn)
+	return dataplane.PeerStatus{}, fmt.Errorf("%s has no peer %s", n.fqdn, fqdn)
 }
 
 // waitPeerUp waits until the node's tunnel to fqdn is up and returns it.
-func (n *node) waitPeerUp(fqdn string, what string) peer.Status {
+func (n *node) waitPeerUp(fqdn string, what string) dataplane.PeerStatus {
 	n.w.t.Helper()
-	var p peer.Status
+	var p dataplane.PeerStatus
 	n.w.eventually(what, tunnelTimeout, func() error {
 		var err error
 		if p, err = n.peer(fqdn); err != nil {
 			return err
 		}
-		if p.State != peer.StateUp {
+		if p.State != dataplane.StateUp {
 			return fmt.Errorf("peer %s is %s", fqdn, p.State)
 		}
 		return nil
@@ -556,7 +556,7 @@ func assertRelayed(t *testing.T, w *world, min uint64) {
 }
 
 // mustPeer is a's tunnel to b or a fatal error.
-func mustPeer(t *testing.T, a, b *node) peer.Status {
+func mustPeer(t *testing.T, a, b *node) dataplane.PeerStatus {
 	t.Helper()
 	p, err := a.peer(b.fqdn)
 	if err != nil {

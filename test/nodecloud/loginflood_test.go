@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/attack"
 	"github.com/cyphonic/cyphonic-go/test/systest"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"

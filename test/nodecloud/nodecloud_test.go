@@ -21,7 +21,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
 	"github.com/cyphonic/cyphonic-go/actors/node"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/actors/session"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/pki"
@@ -229,13 +228,13 @@ func resolveA(t *testing.T, via *testNode, name string) *dns.Msg {
 	return r
 }
 
-func peerState(n *testNode, fqdn string) (peer.Status, bool) {
+func peerState(n *testNode, fqdn string) (dataplane.PeerStatus, bool) {
 	for _, p := range n.Dataplane().Status() {
 		if p.FQDN == fqdn {
 			return p, true
 		}
 	}
-	return peer.Status{}, false
+	return dataplane.PeerStatus{}, false
 }
 
 func TestNodesThroughCloud(t *testing.T) {
@@ -260,7 +259,7 @@ func TestNodesThroughCloud(t *testing.T) {
 	if got, want := r.Answer[0].(*dns.A).A.String(), bob.Session().Status().VIP4.String(); got != want {
 		t.Fatalf("bob resolved to %s, his VIP is %s", got, want)
 	}
-	if p, ok := peerState(alice, "bob.example.cyphonic"); !ok || p.State != peer.StateUp {
+	if p, ok := peerState(alice, "bob.example.cyphonic"); !ok || p.State != dataplane.StateUp {
 		t.Fatalf("after the answer, alice's tunnel to bob is %+v", p)
 	}
 	if r := resolveA(t, alice, "nobody.example.cyphonic"); r.Rcode != dns.RcodeNameError {
@@ -307,10 +306,10 @@ func TestNodesThroughCloud(t *testing.T) {
 	if pid == nil {
 		t.Fatal("no peer actor for bob")
 	}
-	alice.System().Root().Send(pid, peer.Crash{Reason: "test"})
+	alice.System().Root().Send(pid, dataplane.Crash{Reason: "test"})
 	eventually(t, "peer restarted", func() bool {
 		p, ok := peerState(alice, "bob.example.cyphonic")
-		return ok && p.Restarts > before.Restarts && p.State == peer.StateUp
+		return ok && p.Restarts > before.Restarts && p.State == dataplane.StateUp
 	})
 	roundTrip(t, alice, bob, next())
 	roundTrip(t, bob, alice, next())

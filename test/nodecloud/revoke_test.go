@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/node"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
@@ -62,7 +62,7 @@ func TestRevocationReachesNodes(t *testing.T) {
 	})
 	within("alice closes her tunnel to bob", func() bool {
 		p, ok := peerState(alice, bob.FQDN())
-		return !ok || p.State != peer.StateUp
+		return !ok || p.State != dataplane.StateUp
 	})
 
 	// Bob's node still has its keys; whatever it sends towards alice is

@@ -1,4 +1,4 @@
-package crypto
+package dataplane
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/sequencer"
 )
@@ -25,13 +24,13 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	busy, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	hook := func() { once.Do(func() { close(busy); <-release }) }
-	pool, _, err := Spawn(sys.Root(), 1, hook)
+	pool, _, err := spawnCrypto(sys.Root(), 1, hook)
 	if err != nil {
 		t.Fatal(err)
 	}
 	order := make(chan uint64, 8)
 	reply := sys.Root().Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*sequencer.Batch[*batch.Batch]); ok {
+		if m, ok := ctx.Message().(*sequencer.Batch[*batch]); ok {
 			for _, e := range m.Entries {
 				order <- e.Seq
 				e.Item.Release()
@@ -40,12 +39,12 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	}))
 
 	a, _ := keys(t)
-	bpool := batch.NewPool(batch.Headroom + 1500 + 64)
-	bulk, idle := batch.NewFlow(8), batch.NewFlow(8)
-	submit := func(f *batch.Flow, seq uint64) {
+	bpool := newBatchPool(headroom + 1500 + 64)
+	bulk, idle := &peerPipe{SeqOut: reply, SealWork: newFlow(8)}, &peerPipe{SeqOut: reply, SealWork: newFlow(8)}
+	submit := func(p *peerPipe, seq uint64) {
 		b := fill(bpool, 1, a)
-		b.Seq, b.Reply, b.Work = seq, reply, f
-		pool.Submit(sys.Root(), b)
+		b.seq, b.pipe = seq, p
+		pool.submit(sys.Root(), b)
 	}
 	submit(bulk, 0)
 	<-busy // the worker holds batch 0; the bulk flow is empty again
@@ -78,7 +77,7 @@ func TestPoolFullFlow(t *testing.T) {
 	defer sys.Shutdown(context.Background())
 	busy, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	pool, _, err := Spawn(sys.Root(), 1, func() { once.Do(func() { close(busy); <-release }) })
+	pool, _, err := spawnCrypto(sys.Root(), 1, func() { once.Do(func() { close(busy); <-release }) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +87,7 @@ func TestPoolFullFlow(t *testing.T) {
 	}
 	got := make(chan seen, 8)
 	reply := sys.Root().Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*sequencer.Batch[*batch.Batch]); ok {
+		if m, ok := ctx.Message().(*sequencer.Batch[*batch]); ok {
 			for _, e := range m.Entries {
 				got <- seen{e.Seq, e.Item.Live()}
 				e.Item.Release()
@@ -96,12 +95,12 @@ func TestPoolFullFlow(t *testing.T) {
 		}
 	}))
 	a, _ := keys(t)
-	bpool := batch.NewPool(batch.Headroom + 1500 + 64)
-	flow := batch.NewFlow(1)
+	bpool := newBatchPool(headroom + 1500 + 64)
+	pipe := &peerPipe{SeqOut: reply, SealWork: newFlow(1)}
 	for seq := range uint64(3) {
 		b := fill(bpool, 2, a)
-		b.Seq, b.Reply, b.Work = seq, reply, flow
-		pool.Submit(sys.Root(), b)
+		b.seq, b.pipe = seq, pipe
+		pool.submit(sys.Root(), b)
 		if seq == 0 {
 			<-busy
 		}

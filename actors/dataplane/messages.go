@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"math/big"
@@ -10,18 +10,18 @@ import (
 
 // Messages to the peers manager.
 type (
-	// Open creates the peer (or updates it) as NMS directed.
-	Open struct{ Info messages.PathInfo }
-	// Close stops the peer and forgets it.
-	Close struct{ FQDN string }
-	// UpdateEndpoints replaces the peer's candidate endpoints.
-	UpdateEndpoints struct {
+	// openPeer creates the peer (or updates it) as NMS directed.
+	openPeer struct{ Info messages.PathInfo }
+	// closePeer stops the peer and forgets it.
+	closePeer struct{ FQDN string }
+	// updateEndpoints replaces the peer's candidate endpoints.
+	updateEndpoints struct {
 		FQDN      string
 		Endpoints []netip.AddrPort
 	}
-	// RawInit is a handshake init from the wire (copied) that passed the
-	// data plane's admission (mac1, and a cookie when busy); Respond reads it.
-	RawInit struct {
+	// rawInit is a handshake init from the wire (copied) that passed the
+	// data plane's admission (mac1, and a cookie when busy); respond reads it.
+	rawInit struct {
 		Msg     []byte // the Noise message
 		Sender  uint32
 		From    netip.AddrPort
@@ -35,21 +35,21 @@ type (
 	}
 )
 
-// Messages to a peer actor (besides *batch.Batch, outbound packets).
+// Messages to a peer actor (besides *batch, outbound packets).
 type (
-	// Response is a handshake response from the wire (copied).
-	Response struct {
+	// rawResponse is a handshake response from the wire (copied).
+	rawResponse struct {
 		Header  messages.HandshakeHeader
 		Msg     []byte
 		From    netip.AddrPort
 		Relayed bool
 	}
-	// Init is an init a handshake worker has read, checked and answered
-	// (Respond): Session is the new session under Index (published, not
+	// answeredInit is an init a handshake worker has read, checked and answered
+	// (respond): Session is the new session under Index (published, not
 	// yet confirmed), Resp the handshake response to send. The peer actor
 	// decides whether to keep it.
-	Init struct {
-		Session      *Session
+	answeredInit struct {
+		Session      *peerSession
 		Index        uint32
 		Resp         []byte
 		PeerIndex    uint32
@@ -57,12 +57,12 @@ type (
 		Relayed      bool
 		SourceProven bool
 	}
-	// Update replaces the peer's path.
-	Update struct{ Info messages.PathInfo }
-	// Rebind (to the manager, which passes it to every peer): our own
+	// updatePath replaces the peer's path.
+	updatePath struct{ Info messages.PathInfo }
+	// rebindRelays (to the manager, which passes it to every peer): our own
 	// address may have moved, so every peer on a relay binds its side
 	// there now rather than at its next keepalive.
-	Rebind struct{}
+	rebindRelays struct{}
 	// Crash makes the peer fail as if a timer had expired (tests, and an
 	// operator's "reset tunnel").
 	Crash struct{ Reason string }
@@ -71,14 +71,14 @@ type (
 // Internal messages.
 type (
 	tick      struct{}
-	confirmed struct{ s *Session }
+	confirmed struct{ s *peerSession }
 	roamed    struct{ from netip.AddrPort }
-	// lost: the peer answered our data on s with unknown-index (Lost).
-	lost struct{ s *Session }
+	// lost: the peer answered our data on s with unknown-index (lost).
+	lost struct{ s *peerSession }
 	// finished is a handshake response a worker processed for our pending
 	// initiator session: key on success, err if authenticated but refused.
 	finished struct {
-		pending *Session
+		pending *peerSession
 		key     *seal.Keypair
 		serial  *big.Int // the responder certificate's, for the deny list
 		err     error
@@ -86,13 +86,13 @@ type (
 		relayed bool
 	}
 	// cookieTaken: a busy responder's cookie for our pending init opened.
-	cookieTaken struct{ pending *Session }
+	cookieTaken struct{ pending *peerSession }
 )
 
-// Failure is what a peer actor fails with; its supervisor restarts it.
-type Failure struct {
+// peerFailure is what a peer actor fails with; its supervisor restarts it.
+type peerFailure struct {
 	FQDN   string
 	Reason string
 }
 
-func (f *Failure) Error() string { return "peer " + f.FQDN + ": " + f.Reason }
+func (f *peerFailure) Error() string { return "peer " + f.FQDN + ": " + f.Reason }

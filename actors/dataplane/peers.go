@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"fmt"
@@ -9,47 +9,46 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
-// Set is the thread-safe directory of peers the control plane reads
+// peerSet is the thread-safe directory of peers the control plane reads
 // (Status, WaitUp) without asking an actor. The manager writes it.
-type Set struct {
+type peerSet struct {
 	mu sync.Mutex
-	m  map[string]*Handle
+	m  map[string]*peerHandle
 }
 
-// NewSet makes an empty set.
-func NewSet() *Set { return &Set{m: make(map[string]*Handle)} }
+// newSet makes an empty set.
+func newSet() *peerSet { return &peerSet{m: make(map[string]*peerHandle)} }
 
 // Get returns the peer named fqdn, or nil.
-func (s *Set) Get(fqdn string) *Handle {
+func (s *peerSet) Get(fqdn string) *peerHandle {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.m[fqdn]
 }
 
 // All returns every peer, sorted by FQDN.
-func (s *Set) All() []*Handle {
+func (s *peerSet) All() []*peerHandle {
 	s.mu.Lock()
-	hs := make([]*Handle, 0, len(s.m))
+	hs := make([]*peerHandle, 0, len(s.m))
 	for _, h := range s.m {
 		hs = append(hs, h)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(hs, func(a, b *Handle) int { return strings.Compare(a.FQDN, b.FQDN) })
+	slices.SortFunc(hs, func(a, b *peerHandle) int { return strings.Compare(a.FQDN, b.FQDN) })
 	return hs
 }
 
-func (s *Set) put(h *Handle) {
+func (s *peerSet) put(h *peerHandle) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[h.FQDN] = h
 }
 
-func (s *Set) remove(h *Handle) {
+func (s *peerSet) remove(h *peerHandle) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m[h.FQDN] == h {
@@ -57,42 +56,42 @@ func (s *Set) remove(h *Handle) {
 	}
 }
 
-// ManagerProps returns the props of the "peers" actor: it creates, updates
+// managerProps returns the props of the "peers" actor: it creates, updates
 // and closes peer actors, supervises them with exponential backoff and a
-// retry limit (env.Backoff). Handshake inits never come here: the data
-// plane's handshake workers read them (Respond) and pass them to their peer.
-func ManagerProps(sys *supervise.System, env *Env, set *Set) (*actor.Props, error) {
-	st, err := sys.NewBackoffStrategy(env.Backoff, nil)
+// retry limit (d.cfg.Backoff). Handshake inits never come here: the data
+// plane's handshake workers read them (respond) and pass them to their peer.
+func managerProps(d *Dataplane) (*actor.Props, error) {
+	st, err := d.sys.NewBackoffStrategy(d.cfg.Backoff, nil)
 	if err != nil {
 		return nil, fmt.Errorf("peer: manager: %w", err)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &manager{env: env, set: set, byPID: make(map[string]*Handle)}
+		return &manager{d: d, set: d.set, byPID: make(map[string]*peerHandle)}
 	}, actor.WithSupervisor(st)), nil
 }
 
 type manager struct {
-	env   *Env
-	set   *Set
-	byPID map[string]*Handle // live children by PID ID
+	d     *Dataplane
+	set   *peerSet
+	byPID map[string]*peerHandle // live children by PID ID
 }
 
 func (m *manager) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
-	case *Open:
+	case *openPeer:
 		m.open(ctx, msg)
-	case *Close:
+	case *closePeer:
 		h := m.set.Get(msg.FQDN)
 		if h == nil {
 			return
 		}
 		m.set.remove(h)
-		m.env.Tables.RemoveRoutes(h)
+		m.d.tables.RemoveRoutes(h)
 		h.gaveUp(true)
 		if pid := m.pidOf(h); pid != nil {
 			ctx.Stop(pid)
 		}
-	case *UpdateEndpoints:
+	case *updateEndpoints:
 		h := m.set.Get(msg.FQDN)
 		if h == nil {
 			return
@@ -101,33 +100,33 @@ func (m *manager) Receive(ctx actor.Context) {
 		info.Endpoints = msg.Endpoints
 		h.setInfo(info)
 		if pid := m.pidOf(h); pid != nil {
-			ctx.Send(pid, &Update{Info: info})
+			ctx.Send(pid, &updatePath{Info: info})
 		}
-	case *Rebind:
+	case *rebindRelays:
 		for id := range m.byPID {
-			ctx.Send(actor.NewPID(m.env.Root.ActorSystem().Address(), id), msg)
+			ctx.Send(actor.NewPID(m.d.sys.Root().ActorSystem().Address(), id), msg)
 		}
 	case *actor.Terminated:
 		h := m.byPID[msg.Who.Id]
 		delete(m.byPID, msg.Who.Id)
 		if h != nil && !h.Dead() {
 			// Stopped by its supervisor: it failed too often.
-			m.env.Tables.RemoveRoutes(h)
+			m.d.tables.RemoveRoutes(h)
 			h.gaveUp(false)
 		}
 	}
 }
 
-func (m *manager) pidOf(h *Handle) *actor.PID {
+func (m *manager) pidOf(h *peerHandle) *actor.PID {
 	for id, x := range m.byPID {
 		if x == h {
-			return actor.NewPID(m.env.Root.ActorSystem().Address(), id)
+			return actor.NewPID(m.d.sys.Root().ActorSystem().Address(), id)
 		}
 	}
 	return nil
 }
 
-func (m *manager) open(ctx actor.Context, msg *Open) {
+func (m *manager) open(ctx actor.Context, msg *openPeer) {
 	info := msg.Info
 	h := m.set.Get(info.PeerFQDN)
 	if !m.vipsFree(h, info) {
@@ -135,25 +134,25 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 	}
 	if h != nil && !h.Dead() {
 		h.setInfo(info)
-		m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
+		m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 		if pid := m.pidOf(h); pid != nil {
-			ctx.Send(pid, &Update{Info: info})
+			ctx.Send(pid, &updatePath{Info: info})
 		}
 		return
 	}
 	if h != nil {
 		m.set.remove(h) // a failed peer is replaced by a fresh one
 	}
-	h = NewHandle(info)
-	pid, err := supervise.Spawn(ctx, "peer", info.PeerFQDN, Props(m.env, h))
+	h = newHandle(info)
+	pid, err := supervise.Spawn(ctx, "peer", info.PeerFQDN, peerProps(m.d, h))
 	if err != nil {
-		m.env.Logger.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
+		m.d.log.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
 		h.gaveUp(false)
 		return
 	}
 	m.byPID[pid.Id] = h
 	m.set.put(h)
-	m.env.Tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
+	m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 }
 
 // vipsFree refuses a path that would move a VIP: to another VIP for a live
@@ -162,17 +161,17 @@ func (m *manager) open(ctx actor.Context, msg *Open) {
 // either; obeying would divert traffic for one peer to another (the
 // handshake's certificate check would then stop it, but the first peer's
 // tunnel would be lost).
-func (m *manager) vipsFree(h *Handle, info messages.PathInfo) bool {
+func (m *manager) vipsFree(h *peerHandle, info messages.PathInfo) bool {
 	v6, v4 := info.PeerVIP6, info.PeerVIP4.Unmap()
 	if h != nil && !h.Dead() && (v6 != h.vip6 || v4 != h.vip4) {
-		m.env.Logger.Warn("peer: path moves a peer's VIPs: refused", "peer", info.PeerFQDN, "vip6", v6, "vip4", v4)
-		m.env.Global.Add(batch.WrongVIPs, 1)
+		m.d.log.Warn("peer: path moves a peer's VIPs: refused", "peer", info.PeerFQDN, "vip6", v6, "vip4", v4)
+		m.d.global.Add(WrongVIPs, 1)
 		return false
 	}
 	for _, a := range []netip.Addr{v6, v4} {
-		if o := m.env.Tables.Route(a); a.IsValid() && o != nil && o != h && !o.Dead() {
-			m.env.Logger.Warn("peer: path gives another peer's VIP: refused", "peer", info.PeerFQDN, "vip", a, "owner", o.FQDN)
-			m.env.Global.Add(batch.WrongVIPs, 1)
+		if o := m.d.tables.Route(a); a.IsValid() && o != nil && o != h && !o.Dead() {
+			m.d.log.Warn("peer: path gives another peer's VIP: refused", "peer", info.PeerFQDN, "vip", a, "owner", o.FQDN)
+			m.d.global.Add(WrongVIPs, 1)
 			return false
 		}
 	}

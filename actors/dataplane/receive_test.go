@@ -3,12 +3,10 @@ package dataplane
 import (
 	"context"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
@@ -30,15 +28,15 @@ func TestBornAt(t *testing.T) {
 }
 
 // TestTunWriterCoalesces: one write takes whole batches of several peers,
-// in fair order, until it holds about MaxBatch packets; the rest waits for
+// in fair order, until it holds about maxBatch packets; the rest waits for
 // the next write. Every batch is released (its in-flight count returned).
 func TestTunWriterCoalesces(t *testing.T) {
 	dev, app := tun.NewMemPair("t0", 1420, 256)
 	defer dev.Close()
-	pool := batch.NewPool(128)
-	q := batch.NewFairQueue(1)
-	var inflight atomic.Int32
-	flows := []*batch.Flow{batch.NewFlow(4), batch.NewFlow(4), batch.NewFlow(4)}
+	pool := newBatchPool(128)
+	q := newFairQueue(1)
+	inflight := supervise.NewLimiter(6)
+	flows := []*flowQueue{newFlow(4), newFlow(4), newFlow(4)}
 	for round := range 2 {
 		for peer, f := range flows {
 			b := pool.Get()
@@ -50,15 +48,15 @@ func TestTunWriterCoalesces(t *testing.T) {
 				sizes[i] = 20
 			}
 			b.Filled(30, 0)
-			b.Born, b.Stats = time.Now(), &batch.Stats{}
-			inflight.Add(1)
-			b.Track(&inflight)
+			b.born, b.stats = time.Now(), &peerStats{}
+			inflight.Acquire()
+			b.track(inflight)
 			if !q.Push(f, b) {
 				t.Fatal("push refused")
 			}
 		}
 	}
-	w := tunWriter{dev: dev, global: &batch.Counters{}, maxDelay: time.Minute}
+	w := tunWriter{dev: dev, global: &dropCounters{}, maxDelay: time.Minute}
 	var writes [][2]int // per write: packets, and the peer of its first packet
 	for w.fill(q) {
 		n := len(w.pkts)
@@ -80,7 +78,7 @@ func TestTunWriterCoalesces(t *testing.T) {
 	if len(writes) != len(want) || writes[0] != want[0] || writes[1] != want[1] {
 		t.Fatalf("writes (packets, first peer) = %v, want %v", writes, want)
 	}
-	if n := inflight.Load(); n != 0 {
+	if n := inflight.Len(); n != 0 {
 		t.Fatalf("%d batches not released", n)
 	}
 }
@@ -93,11 +91,11 @@ func TestTunWriterCoalesces(t *testing.T) {
 // the packets back in arrival order for every peer, while packets of one
 // session that arrive in a run still share a batch.
 func TestInGroupsKeepPeerOrder(t *testing.T) {
-	alice, bob := &peer.Pipe{}, &peer.Pipe{}
-	aOld, aNew := &peer.Session{Pipe: alice}, &peer.Session{Pipe: alice}
-	bOnly := &peer.Session{Pipe: bob}
-	arrival := []*peer.Session{aNew, aOld, aOld, bOnly, aOld, aNew, aNew, bOnly, aOld, aNew}
-	pool := batch.NewPool(128)
+	alice, bob := &peerPipe{}, &peerPipe{}
+	aOld, aNew := &peerSession{Pipe: alice}, &peerSession{Pipe: alice}
+	bOnly := &peerSession{Pipe: bob}
+	arrival := []*peerSession{aNew, aOld, aOld, bOnly, aOld, aNew, aNew, bOnly, aOld, aNew}
+	pool := newBatchPool(128)
 	src := pool.Get()
 	bufs, sizes, _ := src.ReadSlices(0)
 	stamps := make([]int64, len(arrival))
@@ -114,7 +112,7 @@ func TestInGroupsKeepPeerOrder(t *testing.T) {
 	src.Release()
 
 	// Per pipe, the packets in group order, and which groups there are.
-	got := map[*peer.Pipe][]int{}
+	got := map[*peerPipe][]int{}
 	var shape []int // group sizes
 	for i := range gs.n {
 		g := gs.g[i]
@@ -133,7 +131,7 @@ func TestInGroupsKeepPeerOrder(t *testing.T) {
 		}
 		shape = append(shape, n)
 	}
-	for pipe, name := range map[*peer.Pipe]string{alice: "alice", bob: "bob"} {
+	for pipe, name := range map[*peerPipe]string{alice: "alice", bob: "bob"} {
 		var want []int
 		for i, s := range arrival {
 			if s.Pipe == pipe {

@@ -1,10 +1,9 @@
-package peer
+package dataplane
 
 import (
 	"net/netip"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -131,20 +130,20 @@ func passiveDue(now, lastSent, lastRecv time.Time, every time.Duration) bool {
 	return lastRecv.After(lastSent) && now.Sub(lastSent) >= every
 }
 
-// Lost takes an unknown-index answer from the wire (a socket reader calls
+// lost takes an unknown-index answer from the wire (a socket reader calls
 // it: cheap checks only) and tells the peer actor if it echoes a packet
 // we recently sent on a live session, from where that session sends.
 // Everything else is counted and dropped.
-func Lost(env *Env, u messages.UnknownIndex, from netip.AddrPort, relayed bool) {
-	s := env.Tables.ByRemote(u.Receiver)
+func (d *Dataplane) lost(u messages.UnknownIndex, from netip.AddrPort, relayed bool) {
+	s := d.tables.ByRemote(u.Receiver)
 	if s == nil || s.Key == nil || s.Pipe == nil || s.Pipe != s.Peer.Pipe() {
-		env.Global.Add(batch.BadUnknownIndex, 1)
+		d.global.Add(BadUnknownIndex, 1)
 		return
 	}
 	h := s.Peer
 	r := h.route.Load()
 	if r == nil || r.Relay != relayed || r.Addr != from || !hintFresh(u.Counter, s.Key.Stats().SentPackets) {
-		h.Stats.Drops.Add(batch.BadUnknownIndex, 1)
+		h.Stats.Drops.Add(BadUnknownIndex, 1)
 		return
 	}
 	// One answer at a time in the actor's mailbox: the rest, while it
@@ -152,7 +151,7 @@ func Lost(env *Env, u messages.UnknownIndex, from netip.AddrPort, relayed bool) 
 	if !h.lostQueued.CompareAndSwap(false, true) {
 		return
 	}
-	env.Root.Send(s.Pipe.Peer, lost{s})
+	d.sys.Root().Send(s.Pipe.Peer, lost{s})
 }
 
 // onLost: the peer says it has no session under the index our live
@@ -165,7 +164,7 @@ func (p *peerActor) onLost(m lost) {
 		return
 	}
 	if !p.recover(time.Now(), "it answered unknown-index") {
-		p.h.Stats.Drops.Add(batch.BadUnknownIndex, 1)
+		p.h.Stats.Drops.Add(BadUnknownIndex, 1)
 	}
 }
 
@@ -175,10 +174,10 @@ func (p *peerActor) recover(now time.Time, why string) bool {
 	if !p.recov.start(now) {
 		return false
 	}
-	p.env.Logger.Info("peer: the peer seems to have lost our session (restarted?): setting up a new one",
+	p.d.log.Info("peer: the peer seems to have lost our session (restarted?): setting up a new one",
 		"peer", p.h.FQDN, "why", why, "attempt", p.recov.attempts)
-	if p.env.NeedsPath != nil {
-		p.env.NeedsPath(p.h.FQDN)
+	if p.d.cfg.OnPeerNeedsPath != nil {
+		p.d.cfg.OnPeerNeedsPath(p.h.FQDN)
 	}
 	return true
 }

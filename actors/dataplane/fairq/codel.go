@@ -1,4 +1,4 @@
-package batch
+package fairq
 
 import (
 	"math"
@@ -98,40 +98,3 @@ func (c *CoDel) Drop(sojourn time.Duration, now time.Time, backlog bool) bool {
 
 // Dropping reports whether c is in its dropping state (tests, metrics).
 func (c *CoDel) Dropping() bool { return c.dropping }
-
-// sparseLen is the most live packets a batch may hold, with nothing queued
-// behind it, and still count as a sparse flow's (pings, lone ACKs,
-// keepalives) rather than part of a standing queue.
-const sparseLen = 2
-
-// DropLate runs c over b's live packets, which all waited since b.Born, and
-// marks those it drops as QueueDelay, counted in b.Stats or else global.
-// backlog says whether more batches wait in b's queue. It returns the
-// number dropped.
-//
-// A batch is the unit the queues move, and a bulk flow's whole backlog
-// usually travels as one batch, so its queue "empties" at every dequeue:
-// RFC 8289's reset on an empty queue would never let CoDel act. Instead
-// only a sparse batch (at most sparseLen packets, nothing behind it) counts
-// as an empty queue.
-func (b *Batch) DropLate(c *CoDel, now time.Time, backlog bool, global *Counters) int {
-	sojourn := now.Sub(b.Born)
-	standing := backlog || b.Live() > sparseLen
-	n := 0
-	for i := range b.N {
-		p := &b.Pkts[i]
-		if p.Drop != OK || !c.Drop(sojourn, now, standing) {
-			continue
-		}
-		p.Drop = QueueDelay
-		n++
-	}
-	switch {
-	case n == 0:
-	case b.Stats != nil:
-		b.Stats.Drops.Add(QueueDelay, uint64(n))
-	case global != nil:
-		global.Add(QueueDelay, uint64(n))
-	}
-	return n
-}

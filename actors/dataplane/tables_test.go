@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 )
 
 func TestTables(t *testing.T) {
-	tb := NewTables()
-	h := NewHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic"})
+	tb := newTables()
+	h := newHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic"})
 	v4, v6 := netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("fd7a::2")
 	tb.SetRoutes(h, v4, v6, netip.Addr{})
 	if tb.Route(v4) != h || tb.Route(v6) != h || tb.Route(netip.MustParseAddr("100.64.0.3")) != nil {
@@ -22,12 +22,12 @@ func TestTables(t *testing.T) {
 	if tb.Route(v4) != nil {
 		t.Fatal("route survived RemoveRoutes")
 	}
-	s1, s2 := &Session{Peer: h}, &Session{Peer: h}
+	s1, s2 := &peerSession{Peer: h}, &peerSession{Peer: h}
 	i1, i2 := tb.Reserve(s1), tb.Reserve(s2)
 	if i1 == 0 || i1 == i2 || tb.Session(i1) != s1 || tb.Session(i2) != s2 {
 		t.Fatal("reserve")
 	}
-	s3 := &Session{Peer: h}
+	s3 := &peerSession{Peer: h}
 	tb.Set(i1, s3)
 	tb.Remove(i2)
 	if tb.Session(i1) != s3 || tb.Session(i2) != nil {
@@ -36,7 +36,7 @@ func TestTables(t *testing.T) {
 }
 
 func TestHandleWaitUp(t *testing.T) {
-	h := NewHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic"})
+	h := newHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic"})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := h.WaitUp(ctx); !errors.Is(err, context.Canceled) {
@@ -48,7 +48,7 @@ func TestHandleWaitUp(t *testing.T) {
 	}
 	h.setFailure("handshake timeout")
 	h.gaveUp(false)
-	if err := h.WaitUp(context.Background()); !errors.Is(err, ErrFailed) {
+	if err := h.WaitUp(context.Background()); !errors.Is(err, errHandleFailed) {
 		t.Fatalf("gave up: %v", err)
 	}
 	if st := h.Status(); st.State != StateFailed+": handshake timeout" {
@@ -63,18 +63,18 @@ func TestStatusPath(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		kind  messages.PathKind
-		route *Route
+		route *peerRoute
 		want  messages.PathKind
 		ep    netip.AddrPort
 	}{
 		{"no route yet", messages.PathRelay, nil, messages.PathRelay, netip.AddrPort{}},
-		{"relayed", messages.PathRelay, &Route{Addr: trs, Relay: true}, messages.PathRelay, trs},
-		{"upgraded", messages.PathRelay, &Route{Addr: direct}, messages.PathDirect, direct},
-		{"hole punched", messages.PathHolePunch, &Route{Addr: direct}, messages.PathHolePunch, direct},
-		{"direct fell back to relay", messages.PathDirect, &Route{Addr: trs, Relay: true}, messages.PathRelay, trs},
+		{"relayed", messages.PathRelay, &peerRoute{Addr: trs, Relay: true}, messages.PathRelay, trs},
+		{"upgraded", messages.PathRelay, &peerRoute{Addr: direct}, messages.PathDirect, direct},
+		{"hole punched", messages.PathHolePunch, &peerRoute{Addr: direct}, messages.PathHolePunch, direct},
+		{"direct fell back to relay", messages.PathDirect, &peerRoute{Addr: trs, Relay: true}, messages.PathRelay, trs},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := NewHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic", Kind: tc.kind})
+			h := newHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic", Kind: tc.kind})
 			if tc.route != nil {
 				h.route.Store(tc.route)
 			}

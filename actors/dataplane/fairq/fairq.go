@@ -1,4 +1,10 @@
-package batch
+// Package fairq is the data path's queue in front of a device writer: one
+// bounded FIFO per flow (a peer), served round-robin with FQ-CoDel's
+// new-flow priority, plus a queue of control packets that go first, and
+// CoDel, the delay-based drop law each flow's single consumer runs. It is
+// plain data structures: the data plane (package dataplane) instantiates
+// it with its batches and applies the drops.
+package fairq
 
 import (
 	"net/netip"
@@ -6,21 +12,22 @@ import (
 )
 
 // Flow is one peer's bounded FIFO of batches waiting for a device (sealed
-// ones for the socket writer, opened ones for the TUN writer).
-type Flow struct {
+// ones for the socket writer, opened ones for the TUN writer). B is the
+// batch type, a pointer.
+type Flow[B comparable] struct {
 	// CoDel is the flow's delay-based drop law, run by the queue's single
-	// consumer as it dequeues (Batch.DropLate); FairQueue never touches it.
+	// consumer as it dequeues; the queue never touches it.
 	CoDel CoDel
 
-	ring   []*Batch
+	ring   []B
 	head   int
 	n      int
-	queued bool  // linked into the active list
-	next   *Flow // active list link
+	queued bool     // linked into the active list
+	next   *Flow[B] // active list link
 }
 
 // NewFlow makes a flow holding at most depth batches.
-func NewFlow(depth int) *Flow { return &Flow{ring: make([]*Batch, max(depth, 1))} }
+func NewFlow[B comparable](depth int) *Flow[B] { return &Flow[B]{ring: make([]B, max(depth, 1))} }
 
 // Control is a single packet for the socket that goes ahead of data
 // (signaling, handshakes, keepalives, probe replies).
@@ -29,22 +36,23 @@ type Control struct {
 	To  netip.AddrPort
 }
 
-// Item is what FairQueue.Next hands the writer: a batch or a control packet.
-type Item struct {
-	Batch   *Batch
+// Item is what Queue.Next hands the writer: a batch, or (Batch is the zero
+// value) a control packet.
+type Item[B comparable] struct {
+	Batch   B
 	Control Control
 	// Backlog: more batches of the same flow are queued behind Batch.
 	Backlog bool
 }
 
-// FairQueue is the queue between a peer stage's sequencers (many producers)
+// Queue is the queue between a peer stage's sequencers (many producers)
 // and one device writer goroutine (the socket writer outbound, the TUN
 // writer inbound; the latter has no control packets). Control packets go first;
 // data batches are served round-robin, one batch per peer per turn, flows
 // that just became active first, so a bulk flow cannot starve another
 // peer's pings. Every queue is bounded and a
 // full queue refuses (the caller drops and counts): producers never block.
-type FairQueue struct {
+type Queue[B comparable] struct {
 	mu       sync.Mutex
 	ctrl     []Control
 	ctrlHead int
@@ -56,21 +64,21 @@ type FairQueue struct {
 	// turn of every bulk peer. A served flow that still has batches moves
 	// to the back of stale, so a flow is fresh at most once per time it
 	// drains and cannot starve the stale ones.
-	fresh, stale flowList
+	fresh, stale flowList[B]
 	ready        chan struct{}
 	closed       bool
 }
 
-// NewFairQueue makes a queue holding up to controlDepth control packets.
-func NewFairQueue(controlDepth int) *FairQueue {
-	return &FairQueue{ctrl: make([]Control, max(controlDepth, 1)), ready: make(chan struct{}, 1)}
+// New makes a queue holding up to controlDepth control packets.
+func New[B comparable](controlDepth int) *Queue[B] {
+	return &Queue[B]{ctrl: make([]Control, max(controlDepth, 1)), ready: make(chan struct{}, 1)}
 }
 
 // Ready is signalled when the queue may have work (level-triggered by Next:
 // drain until Next reports false, then wait again).
-func (q *FairQueue) Ready() <-chan struct{} { return q.ready }
+func (q *Queue[B]) Ready() <-chan struct{} { return q.ready }
 
-func (q *FairQueue) wake() {
+func (q *Queue[B]) wake() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
@@ -79,7 +87,7 @@ func (q *FairQueue) wake() {
 
 // Push queues b on f. It reports false (b not taken) if f is full or the
 // queue is closed.
-func (q *FairQueue) Push(f *Flow, b *Batch) bool {
+func (q *Queue[B]) Push(f *Flow[B], b B) bool {
 	q.mu.Lock()
 	if q.closed || f.n == len(f.ring) {
 		q.mu.Unlock()
@@ -96,9 +104,9 @@ func (q *FairQueue) Push(f *Flow, b *Batch) bool {
 }
 
 // flowList is a FIFO of flows linked through Flow.next.
-type flowList struct{ head, tail *Flow }
+type flowList[B comparable] struct{ head, tail *Flow[B] }
 
-func (l *flowList) push(f *Flow) {
+func (l *flowList[B]) push(f *Flow[B]) {
 	f.queued, f.next = true, nil
 	if l.tail == nil {
 		l.head, l.tail = f, f
@@ -107,7 +115,7 @@ func (l *flowList) push(f *Flow) {
 	}
 }
 
-func (l *flowList) pop() *Flow {
+func (l *flowList[B]) pop() *Flow[B] {
 	f := l.head
 	if f == nil {
 		return nil
@@ -122,7 +130,7 @@ func (l *flowList) pop() *Flow {
 
 // PushControl queues a control packet. It reports false if the control
 // queue is full or closed.
-func (q *FairQueue) PushControl(c Control) bool {
+func (q *Queue[B]) PushControl(c Control) bool {
 	q.mu.Lock()
 	if q.closed || q.ctrlN == len(q.ctrl) {
 		q.mu.Unlock()
@@ -137,7 +145,7 @@ func (q *FairQueue) PushControl(c Control) bool {
 
 // Next takes the next item: a control packet if any, else the head batch of
 // the next flow in round-robin order.
-func (q *FairQueue) Next() (Item, bool) {
+func (q *Queue[B]) Next() (Item[B], bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.ctrlN > 0 {
@@ -145,37 +153,39 @@ func (q *FairQueue) Next() (Item, bool) {
 		q.ctrl[q.ctrlHead] = Control{}
 		q.ctrlHead = (q.ctrlHead + 1) % len(q.ctrl)
 		q.ctrlN--
-		return Item{Control: c}, true
+		return Item[B]{Control: c}, true
 	}
 	f := q.fresh.pop()
 	if f == nil {
 		f = q.stale.pop()
 	}
 	if f == nil {
-		return Item{}, false
+		return Item[B]{}, false
 	}
+	var zero B
 	b := f.ring[f.head]
-	f.ring[f.head] = nil
+	f.ring[f.head] = zero
 	f.head = (f.head + 1) % len(f.ring)
 	f.n--
 	if f.n > 0 {
 		q.stale.push(f) // to the back: the others go first
 	}
-	return Item{Batch: b, Backlog: f.n > 0}, true
+	return Item[B]{Batch: b, Backlog: f.n > 0}, true
 }
 
 // Close refuses further pushes and returns everything still queued, so the
 // caller can release it.
-func (q *FairQueue) Close() []*Batch {
+func (q *Queue[B]) Close() []B {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	var left []*Batch
-	for _, l := range []*flowList{&q.fresh, &q.stale} {
+	var left []B
+	var zero B
+	for _, l := range []*flowList[B]{&q.fresh, &q.stale} {
 		for f := l.pop(); f != nil; f = l.pop() {
 			for f.n > 0 {
 				left = append(left, f.ring[f.head])
-				f.ring[f.head] = nil
+				f.ring[f.head] = zero
 				f.head = (f.head + 1) % len(f.ring)
 				f.n--
 			}

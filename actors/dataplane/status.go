@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"net/netip"
@@ -7,7 +7,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
-// Peer states as Status.State shows them. A failed peer's state is
+// Peer states as PeerStatus.State shows them. A failed peer's state is
 // StateFailed followed by ": " and the reason.
 const (
 	StateHandshaking = "handshaking" // no usable session yet
@@ -16,9 +16,9 @@ const (
 	StateFailed      = "failed"      // gave up after too many failures (or Close)
 )
 
-// Status is a snapshot of one peer connection, for `cyphonic status`, the
+// PeerStatus is a snapshot of one peer connection, for `cyphonic status`, the
 // debug endpoint and metrics. It is plain data (encodes to JSON).
-type Status struct {
+type PeerStatus struct {
 	FQDN          string            `json:"fqdn"`
 	VIP6          netip.Addr        `json:"vip6"`
 	VIP4          netip.Addr        `json:"vip4"`
@@ -30,7 +30,7 @@ type Status struct {
 	RxBytes       uint64            `json:"rx_bytes"`
 	TxPackets     uint64            `json:"tx_packets"`
 	RxPackets     uint64            `json:"rx_packets"`
-	Drops         map[string]uint64 `json:"drops,omitempty"` // by reason (batch.Reason names)
+	Drops         map[string]uint64 `json:"drops,omitempty"` // by reason (Reason names)
 	Restarts      int               `json:"restarts"`
 	State         string            `json:"state"`
 }

@@ -1,16 +1,19 @@
-package batch
+package fairq
 
 import (
 	"net/netip"
 	"testing"
 )
 
+// batch stands in for the data plane's batches.
+type batch struct{ seq uint64 }
+
 // TestFairQueueRoundRobin: control first, then one batch per flow per turn,
 // each flow in FIFO order; full flows refuse; Close returns what is left.
 func TestFairQueueRoundRobin(t *testing.T) {
-	q := NewFairQueue(2)
-	bulk, ping := NewFlow(3), NewFlow(3)
-	mk := func(seq uint64) *Batch { return &Batch{Seq: seq} }
+	q := New[*batch](2)
+	bulk, ping := NewFlow[*batch](3), NewFlow[*batch](3)
+	mk := func(seq uint64) *batch { return &batch{seq: seq} }
 	for i := range uint64(3) {
 		if !q.Push(bulk, mk(100+i)) {
 			t.Fatalf("bulk push %d refused", i)
@@ -42,7 +45,7 @@ func TestFairQueueRoundRobin(t *testing.T) {
 			got = append(got, 0)
 			continue
 		}
-		got = append(got, it.Batch.Seq)
+		got = append(got, it.Batch.seq)
 	}
 	want := []uint64{0, 0, 100, 1, 101, 2, 102}
 	if len(got) != len(want) {
@@ -54,7 +57,7 @@ func TestFairQueueRoundRobin(t *testing.T) {
 		}
 	}
 	q.Push(bulk, mk(7))
-	if left := q.Close(); len(left) != 1 || left[0].Seq != 7 {
+	if left := q.Close(); len(left) != 1 || left[0].seq != 7 {
 		t.Fatalf("Close returned %v", left)
 	}
 	if q.Push(ping, mk(8)) || q.PushControl(ctl) {
@@ -62,42 +65,10 @@ func TestFairQueueRoundRobin(t *testing.T) {
 	}
 }
 
-func TestBatchMoveAndRelease(t *testing.T) {
-	p := NewPool(128)
-	a, b := p.Get(), p.Get()
-	bufs, sizes, _ := a.ReadSlices(Headroom)
-	copy(bufs[0], "hello")
-	sizes[0], sizes[1] = 5, 0
-	a.Filled(2, Headroom)
-	if a.Pkts[1].Drop != Truncated {
-		t.Fatalf("empty read not marked truncated: %v", a.Pkts[1].Drop)
-	}
-	if !b.Move(a, 0) || string(b.Pkts[0].Bytes()) != "hello" || b.N != 1 {
-		t.Fatalf("move: %q n=%d", b.Pkts[0].Bytes(), b.N)
-	}
-	if len(a.Pkts[0].Buf) != 128 {
-		t.Fatal("source lost its buffer")
-	}
-	var st Stats
-	b.Stats = &st
-	b.DropAll(Auth, nil)
-	if st.Drops.Get(Auth) != 1 || b.Live() != 0 || len(b.Payloads()) != 0 {
-		t.Fatalf("DropAll: %v live %d", st.Drops.Snapshot(), b.Live())
-	}
-	var n atomicInt
-	n.Add(1)
-	b.Track(&n.Int32)
-	b.Release()
-	if n.Load() != 0 {
-		t.Fatalf("Release did not untrack: %d", n.Load())
-	}
-	a.Release()
-}
-
 func BenchmarkFairQueue(b *testing.B) {
-	q := NewFairQueue(16)
-	flows := []*Flow{NewFlow(64), NewFlow(64), NewFlow(64)}
-	bt := &Batch{}
+	q := New[*batch](16)
+	flows := []*Flow[*batch]{NewFlow[*batch](64), NewFlow[*batch](64), NewFlow[*batch](64)}
+	bt := &batch{}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		q.Push(flows[i%3], bt)
@@ -109,9 +80,9 @@ func BenchmarkFairQueue(b *testing.B) {
 // a standing backlog, but only for one batch: with a backlog of its own it
 // takes its turn behind them.
 func TestFairQueueSparseFirst(t *testing.T) {
-	q := NewFairQueue(1)
-	bulk1, bulk2, ping := NewFlow(4), NewFlow(4), NewFlow(4)
-	mk := func(seq uint64) *Batch { return &Batch{Seq: seq} }
+	q := New[*batch](1)
+	bulk1, bulk2, ping := NewFlow[*batch](4), NewFlow[*batch](4), NewFlow[*batch](4)
+	mk := func(seq uint64) *batch { return &batch{seq: seq} }
 	for i := range uint64(3) {
 		q.Push(bulk1, mk(10+i))
 		q.Push(bulk2, mk(20+i))
@@ -122,7 +93,7 @@ func TestFairQueueSparseFirst(t *testing.T) {
 		if !ok || it.Batch == nil {
 			t.Fatal("queue empty")
 		}
-		return it.Batch.Seq
+		return it.Batch.seq
 	}
 	var got []uint64
 	got = append(got, next(), next()) // both bulk flows now stale
@@ -139,5 +110,19 @@ func TestFairQueueSparseFirst(t *testing.T) {
 	}
 	if _, ok := q.Next(); ok {
 		t.Fatal("queue not empty")
+	}
+}
+
+// TestFairQueueBacklog: Next says whether the flow still has batches.
+func TestFairQueueBacklog(t *testing.T) {
+	q := New[*batch](1)
+	f := NewFlow[*batch](4)
+	q.Push(f, &batch{seq: 1})
+	q.Push(f, &batch{seq: 2})
+	for _, want := range []bool{true, false} {
+		it, ok := q.Next()
+		if !ok || it.Backlog != want {
+			t.Fatalf("Next: ok %v backlog %v, want backlog %v", ok, it.Backlog, want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package batch
+package dataplane
 
 import "sync/atomic"
 
@@ -59,18 +59,18 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Counters counts drops by reason. Safe for concurrent use.
-type Counters [NumReasons]atomic.Uint64
+// dropCounters counts drops by reason. Safe for concurrent use.
+type dropCounters [NumReasons]atomic.Uint64
 
 // Add counts n drops for r.
-func (c *Counters) Add(r Reason, n uint64) {
+func (c *dropCounters) Add(r Reason, n uint64) {
 	if r < NumReasons && n > 0 {
 		c[r].Add(n)
 	}
 }
 
 // Get returns the count for r.
-func (c *Counters) Get(r Reason) uint64 {
+func (c *dropCounters) Get(r Reason) uint64 {
 	if r >= NumReasons {
 		return 0
 	}
@@ -78,7 +78,7 @@ func (c *Counters) Get(r Reason) uint64 {
 }
 
 // Snapshot returns the non-zero counts by reason name.
-func (c *Counters) Snapshot() map[string]uint64 {
+func (c *dropCounters) Snapshot() map[string]uint64 {
 	m := make(map[string]uint64)
 	for r := Reason(1); r < NumReasons; r++ {
 		if v := c[r].Load(); v > 0 {
@@ -88,10 +88,10 @@ func (c *Counters) Snapshot() map[string]uint64 {
 	return m
 }
 
-// Stats are one peer's traffic counters, updated by every stage.
-type Stats struct {
+// peerStats are one peer's traffic counters, updated by every stage.
+type peerStats struct {
 	TxPackets, TxBytes atomic.Uint64
 	RxPackets, RxBytes atomic.Uint64
 	LastSent, LastRecv atomic.Int64 // Unix nanoseconds of the last datagram out / authenticated in
-	Drops              Counters
+	Drops              dropCounters
 }

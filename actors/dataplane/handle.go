@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/cookie"
@@ -21,52 +21,61 @@ import (
 
 // Errors WaitUp returns.
 var (
-	ErrFailed = errors.New("peer: failed")
-	ErrClosed = errors.New("peer: closed")
+	errHandleFailed = errors.New("peer: failed")
+	errHandleClosed = errors.New("peer: closed")
 )
 
-// Route is where the peer's packets go: a direct endpoint, or TRS with our
+// peerRoute is where the peer's packets go: a direct endpoint, or TRS with our
 // relay token.
-type Route struct {
+type peerRoute struct {
 	Addr  netip.AddrPort
 	Relay bool
 	Token messages.RelayToken
 }
 
-// Pipe is one incarnation of a peer actor's data path: its sequencers and
-// queue bounds. A restarted peer gets a new Pipe, so batches still in flight
+// peerPipe is one incarnation of a peer actor's data path: its sequencers and
+// queue bounds. A restarted peer gets a new pipe, so batches still in flight
 // to the old sequencers (now dead letters) cannot skew the new bounds.
-type Pipe struct {
-	Peer        *actor.PID // the peer actor
-	SeqOut      *actor.PID
-	SeqIn       *actor.PID
-	Flow        *batch.Flow  // its queue at the socket writer
-	InFlow      *batch.Flow  // its queue at the TUN writer
-	SealWork    *batch.Flow  // its outbound batches waiting for a crypto worker
-	OpenWork    *batch.Flow  // its inbound batches waiting for a crypto worker
-	OutInflight atomic.Int32 // outbound batches between the TUN reader and the socket
-	InInflight  atomic.Int32 // inbound batches between the socket reader and the TUN writer
+//
+// Ownership: the peer actor builds it in start and publishes it through
+// peerHandle.pipe; after that every field is read-only except InSeq (the
+// socket readers take slots with one atomic add) and the limiters (atomic),
+// and the flows belong to the fair queues they are pushed on.
+type peerPipe struct {
+	Peer     *actor.PID // the peer actor
+	SeqOut   *actor.PID
+	SeqIn    *actor.PID
+	Flow     *flowQueue // its queue at the socket writer
+	InFlow   *flowQueue // its queue at the TUN writer
+	SealWork *flowQueue // its outbound batches waiting for a crypto worker
+	OpenWork *flowQueue // its inbound batches waiting for a crypto worker
+	// OutInflight bounds the outbound batches between the TUN reader and
+	// the socket writer, InInflight the inbound ones between the socket
+	// reader and the TUN writer: a batch takes a slot where it enters and
+	// gives it back in Release, wherever it ends.
+	OutInflight *supervise.Limiter
+	InInflight  *supervise.Limiter
 	InSeq       atomic.Uint64
 }
 
-// Handle is a peer's identity and shared state. It outlives restarts of the
+// peerHandle is a peer's identity and shared state. It outlives restarts of the
 // peer actor; every method is safe for concurrent use.
-type Handle struct {
+type peerHandle struct {
 	FQDN  string
-	Stats batch.Stats
+	Stats peerStats
 
 	// vip4 and vip6 are the peer's virtual addresses: the only sources its
 	// inner packets may carry. NMS never changes a node's VIPs, so they are
 	// fixed for the handle's life and read without the lock.
 	vip4, vip6 netip.Addr
 
-	pipe  atomic.Pointer[Pipe]
-	route atomic.Pointer[Route]
+	pipe  atomic.Pointer[peerPipe]
+	route atomic.Pointer[peerRoute]
 	// cookies adds the MACs to our inits to the peer and keeps the cookie
 	// a busy peer gave us (transport/cookie).
 	cookies *cookie.Generator
 	// lostQueued: an unknown-index answer waits in the actor's mailbox
-	// (Lost sends at most one at a time).
+	// (lost sends at most one at a time).
 	lostQueued atomic.Bool
 
 	mu   sync.Mutex
@@ -100,10 +109,10 @@ type Handle struct {
 	changed chan struct{} // closed and replaced on every state change
 }
 
-// NewHandle makes the handle for the tunnel info describes.
-func NewHandle(info messages.PathInfo) *Handle {
+// newHandle makes the handle for the tunnel info describes.
+func newHandle(info messages.PathInfo) *peerHandle {
 	info.Endpoints = unmapAll(info.Endpoints)
-	return &Handle{
+	return &peerHandle{
 		FQDN: info.PeerFQDN, vip4: info.PeerVIP4.Unmap(), vip6: info.PeerVIP6,
 		info: info, initiator: info.Initiator, state: StateHandshaking, changed: make(chan struct{}),
 		cookies: cookie.NewGenerator(info.PeerFQDN),
@@ -115,7 +124,7 @@ func NewHandle(info messages.PathInfo) *Handle {
 // stops a peer that holds valid keys from injecting packets that claim to
 // come from another peer (or from anywhere else). An empty packet is a
 // keepalive and carries no address.
-func (h *Handle) SourceAllowed(p []byte) bool {
+func (h *peerHandle) SourceAllowed(p []byte) bool {
 	if len(p) == 0 {
 		return true
 	}
@@ -137,10 +146,10 @@ func unmapAll(eps []netip.AddrPort) []netip.AddrPort {
 }
 
 // Pipe returns the live incarnation's pipe, nil while the actor is down.
-func (h *Handle) Pipe() *Pipe { return h.pipe.Load() }
+func (h *peerHandle) Pipe() *peerPipe { return h.pipe.Load() }
 
 // Info returns the path NMS gave (a copy).
-func (h *Handle) Info() messages.PathInfo {
+func (h *peerHandle) Info() messages.PathInfo {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	i := h.info
@@ -148,7 +157,7 @@ func (h *Handle) Info() messages.PathInfo {
 	return i
 }
 
-func (h *Handle) setInfo(info messages.PathInfo) {
+func (h *peerHandle) setInfo(info messages.PathInfo) {
 	info.Endpoints = unmapAll(info.Endpoints)
 	h.mu.Lock()
 	if old := h.info.Relay; old != nil && (info.Relay == nil || info.Relay.Token != old.Token) {
@@ -160,25 +169,25 @@ func (h *Handle) setInfo(info messages.PathInfo) {
 }
 
 // initiates reports whether we send the handshake init to this peer.
-func (h *Handle) initiates() bool {
+func (h *peerHandle) initiates() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.initiator
 }
 
 // prevTicket is the relay ticket the current one replaced (nil if none).
-func (h *Handle) prevTicket() *messages.RelayTicket {
+func (h *peerHandle) prevTicket() *messages.RelayTicket {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.prevRelay
 }
 
-func (h *Handle) notifyLocked() {
+func (h *peerHandle) notifyLocked() {
 	close(h.changed)
 	h.changed = make(chan struct{})
 }
 
-func (h *Handle) setUp(now time.Time, suite seal.Suite) {
+func (h *peerHandle) setUp(now time.Time, suite seal.Suite) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up, h.state, h.lastHandshake, h.suite = true, StateUp, now, suite
@@ -186,7 +195,7 @@ func (h *Handle) setUp(now time.Time, suite seal.Suite) {
 	h.notifyLocked()
 }
 
-func (h *Handle) setDown(state string) {
+func (h *peerHandle) setDown(state string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up = false
@@ -198,7 +207,7 @@ func (h *Handle) setDown(state string) {
 }
 
 // started counts an incarnation and returns how many came before it.
-func (h *Handle) started() int {
+func (h *peerHandle) started() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.incarnations++
@@ -206,7 +215,7 @@ func (h *Handle) started() int {
 	return h.incarnations - 1
 }
 
-func (h *Handle) setFailure(reason string) {
+func (h *peerHandle) setFailure(reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.lastFailure = reason
@@ -214,7 +223,7 @@ func (h *Handle) setFailure(reason string) {
 }
 
 // gaveUp marks the peer dead: its supervisor stopped it, or it was closed.
-func (h *Handle) gaveUp(closed bool) {
+func (h *peerHandle) gaveUp(closed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up, h.dead, h.closed = false, true, closed
@@ -232,13 +241,13 @@ func (h *Handle) gaveUp(closed bool) {
 
 // Up reports whether the peer has a confirmed session data can go out on.
 // One atomic load: the TUN reader calls it per batch.
-func (h *Handle) Up() bool { return h.upNow.Load() }
+func (h *peerHandle) Up() bool { return h.upNow.Load() }
 
 // VIPs returns the peer's virtual addresses (fixed for the handle's life).
-func (h *Handle) VIPs() (vip6, vip4 netip.Addr) { return h.vip6, h.vip4 }
+func (h *peerHandle) VIPs() (vip6, vip4 netip.Addr) { return h.vip6, h.vip4 }
 
 // Dead reports whether the peer's actor is gone for good.
-func (h *Handle) Dead() bool {
+func (h *peerHandle) Dead() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.dead
@@ -246,7 +255,7 @@ func (h *Handle) Dead() bool {
 
 // WaitUp blocks until the peer has a confirmed session, the peer is dead
 // (ErrFailed, ErrClosed), or ctx ends. It never touches an actor.
-func (h *Handle) WaitUp(ctx context.Context) error {
+func (h *peerHandle) WaitUp(ctx context.Context) error {
 	for {
 		h.mu.Lock()
 		up, dead, closed, ch := h.up, h.dead, h.closed, h.changed
@@ -255,9 +264,9 @@ func (h *Handle) WaitUp(ctx context.Context) error {
 		case up:
 			return nil
 		case closed:
-			return ErrClosed
+			return errHandleClosed
 		case dead:
-			return ErrFailed
+			return errHandleFailed
 		}
 		select {
 		case <-ch:
@@ -268,9 +277,9 @@ func (h *Handle) WaitUp(ctx context.Context) error {
 }
 
 // Status returns a snapshot.
-func (h *Handle) Status() Status {
+func (h *peerHandle) Status() PeerStatus {
 	h.mu.Lock()
-	s := Status{
+	s := PeerStatus{
 		FQDN: h.FQDN, VIP6: h.info.PeerVIP6, VIP4: h.info.PeerVIP4, Path: h.info.Kind,
 		LastHandshake: h.lastHandshake, Restarts: max(h.incarnations-1, 0), State: h.state,
 	}
@@ -299,13 +308,13 @@ func (h *Handle) Status() Status {
 // offline CA, and they must be the same, or a compromised NMS could name
 // bob's VIPs for mallory and have mallory's packets arrive as bob's. It
 // returns the certificate's serial, for the deny list. The VIPs never
-// change after NewHandle, so handshake workers may call it.
-func (h *Handle) certBinding(certDER []byte) (*big.Int, bool) {
+// change after newHandle, so handshake workers may call it.
+func (h *peerHandle) certBinding(certDER []byte) (*big.Int, bool) {
 	serial, vip6, vip4, err := pki.NodeBinding(certDER)
 	// A path may leave a family out (then it is neither routed nor
 	// accepted); every VIP it does name must be the certificate's.
 	if err != nil || h.vip6.IsValid() && vip6 != h.vip6 || h.vip4.IsValid() && vip4 != h.vip4 {
-		h.Stats.Drops.Add(batch.WrongVIPs, 1)
+		h.Stats.Drops.Add(WrongVIPs, 1)
 		return nil, false
 	}
 	return serial, true

@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"crypto/rand"
@@ -12,12 +12,12 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
-// Session is what a receiver index names: a peer's keypair from one
+// peerSession is what a receiver index names: a peer's keypair from one
 // handshake, and the pipe its packets go through. Sessions are immutable once
 // published in Tables, except for the confirmation flag.
-type Session struct {
-	Peer *Handle
-	Pipe *Pipe
+type peerSession struct {
+	Peer *peerHandle
+	Pipe *peerPipe
 	Key  *seal.Keypair // nil while the index is reserved for a handshake in progress
 
 	confirmed atomic.Bool
@@ -33,25 +33,25 @@ type Session struct {
 
 // Confirmed reports whether the session has carried an authenticated packet
 // from the peer (always true on the initiator's side).
-func (s *Session) Confirmed() bool { return s.confirmed.Load() }
+func (s *peerSession) Confirmed() bool { return s.confirmed.Load() }
 
-// Tables are the lookups the reader goroutines do per packet: destination
+// peerTables are the lookups the reader goroutines do per packet: destination
 // VIP -> peer, receiver index -> session. Reads are one atomic load and a
 // map lookup (copy-on-write: writes are rare and serialised).
-type Tables struct {
+type peerTables struct {
 	mu     sync.Mutex
-	routes atomic.Pointer[map[netip.Addr]*Handle]
-	index  atomic.Pointer[map[uint32]*Session]
+	routes atomic.Pointer[map[netip.Addr]*peerHandle]
+	index  atomic.Pointer[map[uint32]*peerSession]
 	// remote maps the index the peer chose (the one we put in the data
 	// packets we send it) to the session, for unknown-index answers,
 	// which echo it. Kept with index, for sessions that have keys.
-	remote atomic.Pointer[map[uint32]*Session]
+	remote atomic.Pointer[map[uint32]*peerSession]
 }
 
-// NewTables makes empty tables.
-func NewTables() *Tables {
-	t := &Tables{}
-	r, i, ri := map[netip.Addr]*Handle{}, map[uint32]*Session{}, map[uint32]*Session{}
+// newTables makes empty tables.
+func newTables() *peerTables {
+	t := &peerTables{}
+	r, i, ri := map[netip.Addr]*peerHandle{}, map[uint32]*peerSession{}, map[uint32]*peerSession{}
 	t.routes.Store(&r)
 	t.index.Store(&i)
 	t.remote.Store(&ri)
@@ -59,21 +59,21 @@ func NewTables() *Tables {
 }
 
 // Route returns the peer owning the overlay address dst, or nil.
-func (t *Tables) Route(dst netip.Addr) *Handle { return (*t.routes.Load())[dst] }
+func (t *peerTables) Route(dst netip.Addr) *peerHandle { return (*t.routes.Load())[dst] }
 
 // Session returns the session with receiver index idx, or nil.
-func (t *Tables) Session(idx uint32) *Session { return (*t.index.Load())[idx] }
+func (t *peerTables) Session(idx uint32) *peerSession { return (*t.index.Load())[idx] }
 
 // ByRemote returns the session whose data packets carry the peer's
 // receiver index idx, or nil.
-func (t *Tables) ByRemote(idx uint32) *Session { return (*t.remote.Load())[idx] }
+func (t *peerTables) ByRemote(idx uint32) *peerSession { return (*t.remote.Load())[idx] }
 
 // SetRoutes points addrs (invalid ones ignored) at h.
-func (t *Tables) SetRoutes(h *Handle, addrs ...netip.Addr) {
+func (t *peerTables) SetRoutes(h *peerHandle, addrs ...netip.Addr) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.routes.Load()
-	m := make(map[netip.Addr]*Handle, len(old)+len(addrs))
+	m := make(map[netip.Addr]*peerHandle, len(old)+len(addrs))
 	for k, v := range old {
 		m[k] = v
 	}
@@ -86,11 +86,11 @@ func (t *Tables) SetRoutes(h *Handle, addrs ...netip.Addr) {
 }
 
 // RemoveRoutes drops every route to h.
-func (t *Tables) RemoveRoutes(h *Handle) {
+func (t *peerTables) RemoveRoutes(h *peerHandle) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.routes.Load()
-	m := make(map[netip.Addr]*Handle, len(old))
+	m := make(map[netip.Addr]*peerHandle, len(old))
 	for k, v := range old {
 		if v != h {
 			m[k] = v
@@ -100,7 +100,7 @@ func (t *Tables) RemoveRoutes(h *Handle) {
 }
 
 // Reserve publishes s under a fresh random non-zero index and returns it.
-func (t *Tables) Reserve(s *Session) uint32 {
+func (t *peerTables) Reserve(s *peerSession) uint32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.index.Load()
@@ -118,14 +118,14 @@ func (t *Tables) Reserve(s *Session) uint32 {
 }
 
 // Set replaces the session under idx.
-func (t *Tables) Set(idx uint32, s *Session) {
+func (t *peerTables) Set(idx uint32, s *peerSession) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.storeIndex(*t.index.Load(), idx, s)
 }
 
 // Remove forgets idx.
-func (t *Tables) Remove(idx uint32) {
+func (t *peerTables) Remove(idx uint32) {
 	if idx == 0 {
 		return
 	}
@@ -134,8 +134,8 @@ func (t *Tables) Remove(idx uint32) {
 	t.storeIndex(*t.index.Load(), idx, nil)
 }
 
-func (t *Tables) storeIndex(old map[uint32]*Session, idx uint32, s *Session) {
-	m := make(map[uint32]*Session, len(old)+1)
+func (t *peerTables) storeIndex(old map[uint32]*peerSession, idx uint32, s *peerSession) {
+	m := make(map[uint32]*peerSession, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
@@ -151,7 +151,7 @@ func (t *Tables) storeIndex(old map[uint32]*Session, idx uint32, s *Session) {
 		return
 	}
 	oldR := *t.remote.Load()
-	r := make(map[uint32]*Session, len(oldR)+1)
+	r := make(map[uint32]*peerSession, len(oldR)+1)
 	for k, v := range oldR {
 		r[k] = v
 	}

@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"net/netip"
@@ -7,8 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
-	"github.com/cyphonic/cyphonic-go/actors/peer/fallback"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/fallback"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/sequencer"
@@ -17,23 +16,23 @@ import (
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
 
-// Props returns the props of the peer actor for h. The actor keeps its
+// peerProps returns the props of the peer actor for h. The actor keeps its
 // per-incarnation state (handshake, keys, timers, sequencers) to itself;
 // what must survive a restart lives in h.
-func Props(env *Env, h *Handle) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &peerActor{env: env, h: h} })
+func peerProps(d *Dataplane, h *peerHandle) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &peerActor{d: d, h: h} })
 }
 
 type peerActor struct {
-	env  *Env
-	h    *Handle
-	pipe *Pipe
+	d    *Dataplane
+	h    *peerHandle
+	pipe *peerPipe
 	self *actor.PID
 
 	nextSeq uint64
-	route   Route
-	cur     *Session // confirmed session data goes out on
-	prev    *Session // the one before, still accepted inbound during a rekey
+	route   peerRoute
+	cur     *peerSession // confirmed session data goes out on
+	prev    *peerSession // the one before, still accepted inbound during a rekey
 	curIdx  uint32
 	prevIdx uint32
 	// pending are the responder's sessions we answered and that wait for
@@ -43,7 +42,7 @@ type peerActor struct {
 	// peer is completing. At most maxPending; see onInit.
 	pending []pendingInit
 
-	ini       *Session // initiator: our reserved session while a msg1 is out
+	ini       *peerSession // initiator: our reserved session while a msg1 is out
 	iniIdx    uint32
 	iniCookie bool // that msg1 carried a mac2 (we held the peer's cookie)
 	iniSent   time.Time
@@ -66,9 +65,9 @@ func (p *peerActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.start(ctx)
-	case *batch.Batch:
+	case *batch:
 		p.outbound(ctx, m)
-	case *Init:
+	case *answeredInit:
 		p.onInit(m)
 	case *finished:
 		p.onFinished(m)
@@ -79,7 +78,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 	case roamed:
 		if p.cur != nil && !m.from.Addr().IsUnspecified() {
 			wasRelayed := p.route.Relay
-			p.setRoute(Route{Addr: m.from})
+			p.setRoute(peerRoute{Addr: m.from})
 			if wasRelayed {
 				// The peer's direct probe got through: answer on the direct
 				// path at once so the peer moves too (it stopped probing).
@@ -88,7 +87,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		}
 	case lost:
 		p.onLost(m)
-	case *Update:
+	case *updatePath:
 		p.h.setInfo(m.Info)
 		info := p.h.Info()
 		p.onRelayTicket(&info, time.Now())
@@ -107,7 +106,7 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			// same toward us, so each NAT admits the other's probes.
 			p.probeDirect(&info, time.Now())
 		}
-	case *Rebind:
+	case *rebindRelays:
 		if info := p.h.Info(); p.cur == nil || p.route.Relay {
 			p.bindRelay(&info, time.Now())
 		}
@@ -115,10 +114,10 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		if p.revoked() {
 			// The deny list the node now holds names this peer: end the
 			// tunnel for good (a restart would only be refused again).
-			p.h.Stats.Drops.Add(batch.Revoked, 1)
-			p.env.Logger.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
+			p.h.Stats.Drops.Add(Revoked, 1)
+			p.d.log.Warn("peer: certificate revoked, closing the tunnel", "peer", p.h.FQDN)
 			p.closing = true
-			ctx.Send(ctx.Parent(), &Close{FQDN: p.h.FQDN})
+			ctx.Send(ctx.Parent(), &closePeer{FQDN: p.h.FQDN})
 			return
 		}
 		p.onTick()
@@ -134,28 +133,29 @@ func (p *peerActor) Receive(ctx actor.Context) {
 // get here, never a packet's content.
 func (p *peerActor) fail(reason string) {
 	p.h.setFailure(reason)
-	panic(&Failure{FQDN: p.h.FQDN, Reason: reason})
+	panic(&peerFailure{FQDN: p.h.FQDN, Reason: reason})
 }
 
 func (p *peerActor) start(ctx actor.Context) {
 	p.self = ctx.Self()
 	restarts := p.h.started()
 	p.h.setDown(StateHandshaking)
-	if restarts > 0 && p.env.NeedsPath != nil {
-		p.env.NeedsPath(p.h.FQDN)
+	if restarts > 0 && p.d.cfg.OnPeerNeedsPath != nil {
+		p.d.cfg.OnPeerNeedsPath(p.h.FQDN)
 	}
-	t := p.env.Timing
-	pipe := &Pipe{Peer: ctx.Self(), Flow: batch.NewFlow(t.FlowDepth), InFlow: batch.NewFlow(t.FlowDepth),
+	t := p.d.timing
+	pipe := &peerPipe{Peer: ctx.Self(), Flow: newFlow(t.FlowDepth), InFlow: newFlow(t.FlowDepth),
 		// The in-flight bounds keep these from filling.
-		SealWork: batch.NewFlow(int(t.OutInflight)), OpenWork: batch.NewFlow(int(t.InInflight))}
-	for _, f := range []*batch.Flow{pipe.Flow, pipe.InFlow} {
-		f.CoDel = batch.CoDel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
+		SealWork: newFlow(t.OutInflight), OpenWork: newFlow(t.InInflight),
+		OutInflight: supervise.NewLimiter(t.OutInflight), InInflight: supervise.NewLimiter(t.InInflight)}
+	for _, f := range []*flowQueue{pipe.Flow, pipe.InFlow} {
+		f.CoDel = codel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}
-	env, h := p.env, p.h
+	d, h := p.d, p.h
 	cfg := sequencer.Config{Window: t.SeqWindow, GapTimeout: t.GapTimeout}
-	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch.Batch]) {
+	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
 		for _, e := range sb.Entries {
-			toSocket(env, e.Item)
+			d.toSocket(e.Item)
 		}
 	}))
 	if err == nil {
@@ -163,9 +163,9 @@ func (p *peerActor) start(ctx actor.Context) {
 	}
 	var inProps *actor.Props
 	if err == nil {
-		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch.Batch]) {
+		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
 			for _, e := range sb.Entries {
-				toTun(env, h, pipe, e.Item)
+				d.toTun(e.Item)
 			}
 		}))
 	}
@@ -197,10 +197,10 @@ func (p *peerActor) teardown() {
 		p.timer.Stop()
 	}
 	for _, idx := range []uint32{p.curIdx, p.prevIdx, p.iniIdx} {
-		p.env.Tables.Remove(idx)
+		p.d.tables.Remove(idx)
 	}
 	for _, pi := range p.pending {
-		p.env.Tables.Remove(pi.idx)
+		p.d.tables.Remove(pi.idx)
 	}
 	p.pending = nil
 	p.h.pipe.Store(nil)
@@ -208,111 +208,19 @@ func (p *peerActor) teardown() {
 	p.h.setDown(StateBackoff)
 }
 
-// outbound stamps a batch from the TUN reader and hands it to a worker.
-func (p *peerActor) outbound(ctx actor.SenderContext, b *batch.Batch) {
-	b.Stats = &p.h.Stats
-	if p.cur == nil || p.stopping {
-		b.DropAll(batch.NoSession, nil)
-		b.Release()
-		return
-	}
-	if time.Since(b.Born) > p.env.Timing.MaxQueueDelay {
-		b.DropAll(batch.QueueDelay, nil)
-		b.Release()
-		return
-	}
-	key := p.cur.Key
-	for i := range b.N {
-		pk := &b.Pkts[i]
-		if pk.Drop != batch.OK {
-			continue
-		}
-		c, ok := key.NextCounter()
-		if !ok {
-			pk.Drop = batch.CounterLimit
-			p.h.Stats.Drops.Add(batch.CounterLimit, 1)
-			continue
-		}
-		pk.Counter = c
-	}
-	b.Op, b.Key, b.Seq, b.Reply = batch.Seal, key, p.nextSeq, p.pipe.SeqOut
-	b.Dest, b.Relay, b.Token, b.Flow, b.Work = p.route.Addr, p.route.Relay, p.route.Token, p.pipe.Flow, p.pipe.SealWork
-	p.nextSeq++
-	p.env.Crypto.Submit(ctx, b)
-}
-
-// toSocket runs in sequencer-out: batches leave in order to the writer.
-func toSocket(env *Env, b *batch.Batch) {
-	if !env.Out.Push(b.Flow, b) {
-		b.DropAll(batch.QueueFull, nil)
-		b.Release()
-	}
-}
-
-// toTun runs in sequencer-in, the sequential stage: the replay window is
-// checked here, after authentication and in order, then the batch goes to
-// the TUN writer.
-func toTun(env *Env, h *Handle, pipe *Pipe, b *batch.Batch) {
-	sess, _ := b.Session.(*Session)
-	if sess == nil || b.Key == nil {
-		b.Release()
-		return
-	}
-	route := h.route.Load()
-	var roam netip.AddrPort
-	var rx, rxBytes uint64
-	for i := range b.N {
-		pk := &b.Pkts[i]
-		if pk.Drop != batch.OK {
-			continue
-		}
-		if !b.Key.Replay.Accept(pk.Counter) {
-			pk.Drop = batch.Replay
-			h.Stats.Drops.Add(batch.Replay, 1)
-			continue
-		}
-		if !h.SourceAllowed(pk.Buf[pk.Off : pk.Off+pk.Len]) {
-			pk.Drop = batch.SpoofedSource
-			h.Stats.Drops.Add(batch.SpoofedSource, 1)
-			continue
-		}
-		rx++
-		rxBytes += uint64(pk.Len + seal.HeaderLen + seal.Overhead) // wire bytes, like TxBytes
-		if !pk.Relayed && route != nil && sess.Confirmed() && (route.Relay || route.Addr != pk.From) {
-			roam = pk.From // roaming, or a relayed peer reaching us directly
-		}
-	}
-	if rx > 0 {
-		h.Stats.RxPackets.Add(rx)
-		h.Stats.RxBytes.Add(rxBytes)
-		h.Stats.LastRecv.Store(time.Now().UnixNano())
-		if !sess.confirmed.Load() && sess.confirmed.CompareAndSwap(false, true) {
-			env.Root.Send(pipe.Peer, confirmed{sess})
-		}
-		if roam.IsValid() {
-			env.Root.Send(pipe.Peer, roamed{roam})
-		}
-	}
-	b.Flow = pipe.InFlow
-	if !env.Deliver(b) {
-		b.DropAll(batch.QueueFull, nil)
-		b.Release()
-	}
-}
-
-func (p *peerActor) setRoute(r Route) {
+func (p *peerActor) setRoute(r peerRoute) {
 	p.route = r
 	p.h.route.Store(&r)
 }
 
 // attempt is what package fallback needs to know about our path.
 func (p *peerActor) attempt(info *messages.PathInfo) fallback.Attempt {
-	_, ticket := p.env.relayRoute(info.Relay)
+	_, ticket := p.d.relayRoute(info.Relay)
 	return fallback.Attempt{
 		Relayed: info.Kind == messages.PathRelay,
-		Direct:  slices.ContainsFunc(info.Endpoints, func(ep netip.AddrPort) bool { return ep.IsValid() && p.env.CanSend(ep) }),
+		Direct:  slices.ContainsFunc(info.Endpoints, func(ep netip.AddrPort) bool { return ep.IsValid() && p.d.canSend(ep) }),
 		Ticket:  ticket,
-		After:   p.env.Timing.FallbackAfter, Retry: p.env.Timing.HandshakeRetry,
+		After:   p.d.timing.FallbackAfter, Retry: p.d.timing.HandshakeRetry,
 	}
 }
 
@@ -320,17 +228,17 @@ func (p *peerActor) attempt(info *messages.PathInfo) fallback.Attempt {
 // endpoint we have a socket for and, once package fallback says so (at
 // once for a relayed path, after the fallback deadline for a direct or
 // punched one), the TRS.
-func (p *peerActor) candidates(info *messages.PathInfo, now time.Time) []Route {
+func (p *peerActor) candidates(info *messages.PathInfo, now time.Time) []peerRoute {
 	want := p.attempt(info).Routes(now.Sub(p.attemptAt))
-	var rs []Route
+	var rs []peerRoute
 	if want.Direct {
 		for _, ep := range info.Endpoints {
-			if ep.IsValid() && p.env.CanSend(ep) {
-				rs = append(rs, Route{Addr: ep})
+			if ep.IsValid() && p.d.canSend(ep) {
+				rs = append(rs, peerRoute{Addr: ep})
 			}
 		}
 	}
-	if r, ok := p.env.relayRoute(info.Relay); ok && want.Relay {
+	if r, ok := p.d.relayRoute(info.Relay); ok && want.Relay {
 		rs = append(rs, r)
 	}
 	return rs
@@ -348,7 +256,7 @@ func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
 	p.bindAt = now
 	p.bindTicket(info.Relay, now)
 	// The ticket this one replaced, while it lasts: the peer may be
-	// sending on it (both asked NMS at once; see Handle.prevRelay).
+	// sending on it (both asked NMS at once; see peerHandle.prevRelay).
 	if prev := p.h.prevTicket(); prev != nil && (info.Relay == nil || prev.Token != info.Relay.Token) &&
 		now.Before(time.Unix(0, prev.Expires)) {
 		p.bindTicket(prev, now)
@@ -356,17 +264,17 @@ func (p *peerActor) bindRelay(info *messages.PathInfo, now time.Time) {
 }
 
 func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
-	r, ok := p.env.relayRoute(t)
+	r, ok := p.d.relayRoute(t)
 	if !ok {
 		return
 	}
 	pkt, err := relaybind.Seal(t.BindKey, t.Token, p.binds.Next(now))
 	if err != nil {
-		p.env.Logger.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
+		p.d.log.Warn("peer: relay bind", "peer", p.h.FQDN, "err", err)
 		return
 	}
-	if !p.env.Out.PushControl(batch.Control{Pkt: pkt, To: r.Addr}) {
-		p.h.Stats.Drops.Add(batch.QueueFull, 1)
+	if !p.d.out.PushControl(controlPkt{Pkt: pkt, To: r.Addr}) {
+		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
 
@@ -377,7 +285,7 @@ func (p *peerActor) bindTicket(t *messages.RelayTicket, now time.Time) {
 // and die with it. Without a session, bind the new ticket at once so the
 // initiator's msg1 finds us.
 func (p *peerActor) onRelayTicket(info *messages.PathInfo, now time.Time) {
-	r, ok := p.env.relayRoute(info.Relay)
+	r, ok := p.d.relayRoute(info.Relay)
 	switch {
 	case !ok:
 	case p.cur == nil:
@@ -392,16 +300,16 @@ func (p *peerActor) onRelayTicket(info *messages.PathInfo, now time.Time) {
 // wins (hole punching: both sides' packets open the NAT mappings). The
 // msg1 ends in the MAC trailer: mac1 for the peer's name, and mac2 if the
 // peer gave us a cookie (it is busy).
-func (p *peerActor) startHandshake(now time.Time, rs []Route) {
-	p.env.Tables.Remove(p.iniIdx)
+func (p *peerActor) startHandshake(now time.Time, rs []peerRoute) {
+	p.d.tables.Remove(p.iniIdx)
 	p.ini, p.iniIdx = nil, 0
 	info := p.h.Info()
-	s := &Session{Peer: p.h, Pipe: p.pipe}
-	idx := p.env.Tables.Reserve(&Session{Peer: p.h, Pipe: p.pipe})
-	ini, err := handshake.NewInitiator(p.env.Handshake, info.PeerFQDN, idx)
+	s := &peerSession{Peer: p.h, Pipe: p.pipe}
+	idx := p.d.tables.Reserve(&peerSession{Peer: p.h, Pipe: p.pipe})
+	ini, err := handshake.NewInitiator(p.d.handshake, info.PeerFQDN, idx)
 	var msg1 []byte
 	if err == nil {
-		msg1, err = ini.Start(initPadding(len(p.env.Handshake.CertDER)), now)
+		msg1, err = ini.Start(initPadding(len(p.d.handshake.CertDER)), now)
 	}
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeInit, Sender: idx}
 	pkt := make([]byte, hdr.Len()+len(msg1)+messages.HandshakeTrailerLen)
@@ -411,32 +319,32 @@ func (p *peerActor) startHandshake(now time.Time, rs []Route) {
 		err = p.h.cookies.AddMACs(pkt, now)
 	}
 	if err != nil {
-		p.env.Tables.Remove(idx)
-		p.env.Logger.Warn("peer: handshake init", "peer", p.h.FQDN, "err", err)
+		p.d.tables.Remove(idx)
+		p.d.log.Warn("peer: handshake init", "peer", p.h.FQDN, "err", err)
 		return
 	}
 	s.ini = ini
-	p.env.Tables.Set(idx, s) // the workers find the initiator here
+	p.d.tables.Set(idx, s) // the workers find the initiator here
 	p.ini, p.iniIdx, p.iniSent, p.iniCookie = s, idx, now, hadCookie
 	for _, r := range rs {
 		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
 		copy(buf[messages.RelayHeaderLen:], pkt)
-		if !p.env.sendFramed(buf, r) {
-			p.h.Stats.Drops.Add(batch.QueueFull, 1)
+		if !p.d.sendFramed(buf, r) {
+			p.h.Stats.Drops.Add(QueueFull, 1)
 		}
 	}
 }
 
-// InitPadTo is what an init's certificate and padding (its app payload,
+// initPadTo is what an init's certificate and padding (its app payload,
 // zeros) add up to at least. The responder never sends a response larger
-// than the init it answers (Respond), and msg2 carries the responder's
+// than the init it answers (respond), and msg2 carries the responder's
 // certificate where msg1 carries ours: padded, an init is larger than any
-// response with a certificate of up to InitPadTo-4 bytes (a node
+// response with a certificate of up to initPadTo-4 bytes (a node
 // certificate is ~500), so a spoofed init gets no amplification.
-const InitPadTo = 1024
+const initPadTo = 1024
 
 func initPadding(certLen int) []byte {
-	return make([]byte, max(0, InitPadTo-certLen))
+	return make([]byte, max(0, initPadTo-certLen))
 }
 
 // onCookie: the peer is busy and gave us a cookie for our pending init.
@@ -445,7 +353,7 @@ func initPadding(certLen int) []byte {
 // cookie key derives from the peer's public name, so someone who sees our
 // inits could forge replies; this way they get us to resend at most once
 // per cookie-less init, never in a loop.)
-func (p *peerActor) onCookie(s *Session) {
+func (p *peerActor) onCookie(s *peerSession) {
 	if p.stopping || s != p.ini || p.iniCookie {
 		return
 	}
@@ -454,33 +362,33 @@ func (p *peerActor) onCookie(s *Session) {
 		p.startHandshake(time.Now(), p.candidates(&info, time.Now()))
 		return
 	}
-	p.startHandshake(time.Now(), []Route{p.route})
+	p.startHandshake(time.Now(), []peerRoute{p.route})
 }
 
-// onFinished takes a handshake response a worker authenticated (Finish).
+// onFinished takes a handshake response a worker authenticated (finish).
 func (p *peerActor) onFinished(m *finished) {
 	if p.ini == nil || m.pending != p.ini {
 		if m.key != nil {
-			p.h.Stats.Drops.Add(batch.Handshake, 1) // an attempt we gave up meanwhile
+			p.h.Stats.Drops.Add(Handshake, 1) // an attempt we gave up meanwhile
 		}
 		return
 	}
 	if m.err != nil {
 		// Authenticated but unacceptable: this attempt is spent.
-		p.env.Tables.Remove(p.iniIdx)
+		p.d.tables.Remove(p.iniIdx)
 		p.ini, p.iniIdx = nil, 0
 		return
 	}
 	now := time.Now()
-	s := &Session{Peer: p.h, Pipe: p.pipe, Key: m.key, serial: m.serial}
+	s := &peerSession{Peer: p.h, Pipe: p.pipe, Key: m.key, serial: m.serial}
 	s.confirmed.Store(true) // msg2 authenticated the responder
 	idx := p.iniIdx
-	p.env.Tables.Set(idx, s)
+	p.d.tables.Set(idx, s)
 	p.ini, p.iniIdx = nil, 0
-	r := Route{Addr: m.from}
+	r := peerRoute{Addr: m.from}
 	if m.relayed {
 		info := p.h.Info()
-		r, _ = p.env.relayRoute(info.Relay)
+		r, _ = p.d.relayRoute(info.Relay)
 	}
 	p.install(s, idx, r, now)
 	// The responder may not send until we have: confirm at once.
@@ -498,16 +406,16 @@ const (
 
 // pendingInit is one answered init.
 type pendingInit struct {
-	s         *Session
+	s         *peerSession
 	idx       uint32
-	route     Route
+	route     peerRoute
 	resp      []byte // our answer (handshake header and msg2), for copies of the init
 	peerIndex uint32
 	proven    bool // the init carried a valid mac2: its sender receives at its source
 	at        time.Time
 }
 
-// onInit keeps or refuses an init a handshake worker answered (Respond).
+// onInit keeps or refuses an init a handshake worker answered (respond).
 //
 // After msg1 a Noise IX responder knows only what the initiator claims:
 // anyone can build a msg1 from the peer's public certificate. So nothing
@@ -520,8 +428,8 @@ type pendingInit struct {
 // proven by a cookie may take the slot of the oldest unproven one. The
 // live session, our own initiator attempt and other pending sessions are
 // never touched by an init.
-func (p *peerActor) onInit(m *Init) {
-	drop := func() { p.env.Tables.Remove(m.Index) }
+func (p *peerActor) onInit(m *answeredInit) {
+	drop := func() { p.d.tables.Remove(m.Index) }
 	if p.stopping {
 		drop()
 		return
@@ -536,14 +444,14 @@ func (p *peerActor) onInit(m *Init) {
 	}
 	// Both sides initiating: the smaller FQDN's init wins, the other side
 	// answers it.
-	if p.ini != nil && p.env.Self < p.h.FQDN {
+	if p.ini != nil && p.d.self < p.h.FQDN {
 		drop()
 		return
 	}
-	r := Route{Addr: m.From}
+	r := peerRoute{Addr: m.From}
 	if m.Relayed {
 		info := p.h.Info()
-		r, _ = p.env.relayRoute(info.Relay)
+		r, _ = p.d.relayRoute(info.Relay)
 	}
 	// The initiator sends one msg1 to every candidate (local addresses,
 	// public mapping, relay), so copies of an init we answered arrive by
@@ -571,13 +479,11 @@ func (p *peerActor) onInit(m *Init) {
 		}
 		if victim < 0 {
 			drop()
-			p.h.Stats.Drops.Add(batch.Handshake, 1)
-			if p.env.OnPendingFull != nil {
-				p.env.OnPendingFull()
-			}
+			p.h.Stats.Drops.Add(Handshake, 1)
+			p.d.hs.setBusy() // every init must now carry a cookie for a while
 			return
 		}
-		p.env.Tables.Remove(p.pending[victim].idx)
+		p.d.tables.Remove(p.pending[victim].idx)
 		p.pending = append(p.pending[:victim], p.pending[victim+1:]...)
 	}
 	p.pending = append(p.pending, pendingInit{s: m.Session, idx: m.Index, route: r, resp: m.Resp,
@@ -592,39 +498,39 @@ func (p *peerActor) expirePending(now time.Time) {
 		if now.Sub(pi.at) < pendingLifetime {
 			keep = append(keep, pi)
 		} else {
-			p.env.Tables.Remove(pi.idx)
+			p.d.tables.Remove(pi.idx)
 		}
 	}
 	clear(p.pending[len(keep):])
 	p.pending = keep
 }
 
-func (p *peerActor) sendResp(resp []byte, r Route) {
+func (p *peerActor) sendResp(resp []byte, r peerRoute) {
 	buf := make([]byte, messages.RelayHeaderLen+len(resp))
 	copy(buf[messages.RelayHeaderLen:], resp)
-	if !p.env.sendFramed(buf, r) {
-		p.h.Stats.Drops.Add(batch.QueueFull, 1)
+	if !p.d.sendFramed(buf, r) {
+		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
 
 // onConfirmed installs a pending session the initiator has sent data on:
 // a completed, authenticated handshake, the only thing that replaces the
 // live session. The other pending sessions and our own attempt go.
-func (p *peerActor) onConfirmed(s *Session) {
+func (p *peerActor) onConfirmed(s *peerSession) {
 	i := slices.IndexFunc(p.pending, func(pi pendingInit) bool { return pi.s == s })
 	if i < 0 {
 		return
 	}
 	pi := p.pending[i]
-	p.env.Guard.Commit(p.h.FQDN, time.Unix(0, s.msg1Time))
+	p.d.guard.Commit(p.h.FQDN, time.Unix(0, s.msg1Time))
 	for j, o := range p.pending {
 		if j != i {
-			p.env.Tables.Remove(o.idx)
+			p.d.tables.Remove(o.idx)
 		}
 	}
 	p.pending = p.pending[:0]
 	if p.ini != nil {
-		p.env.Tables.Remove(p.iniIdx)
+		p.d.tables.Remove(p.iniIdx)
 		p.ini, p.iniIdx = nil, 0
 	}
 	p.install(s, pi.idx, pi.route, time.Now())
@@ -632,8 +538,8 @@ func (p *peerActor) onConfirmed(s *Session) {
 
 // install makes s the session data goes out on; the previous one keeps
 // receiving until the next install.
-func (p *peerActor) install(s *Session, idx uint32, r Route, now time.Time) {
-	p.env.Tables.Remove(p.prevIdx)
+func (p *peerActor) install(s *peerSession, idx uint32, r peerRoute, now time.Time) {
+	p.d.tables.Remove(p.prevIdx)
 	p.prev, p.prevIdx = p.cur, p.curIdx
 	p.cur, p.curIdx = s, idx
 	p.setRoute(r)
@@ -651,7 +557,7 @@ func (p *peerActor) sendKeepalive(now time.Time) {
 }
 
 // sendEmpty sends an empty data packet on the current session to r.
-func (p *peerActor) sendEmpty(r Route) bool {
+func (p *peerActor) sendEmpty(r peerRoute) bool {
 	if p.cur == nil {
 		return false
 	}
@@ -659,11 +565,11 @@ func (p *peerActor) sendEmpty(r Route) bool {
 	if !ok {
 		return false
 	}
-	buf := make([]byte, batch.Headroom+seal.Overhead)
-	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[batch.Headroom:batch.Headroom]); err != nil {
+	buf := make([]byte, headroom+seal.Overhead)
+	if _, err := p.cur.Key.Seal(buf[messages.RelayHeaderLen:], 0, c, buf[headroom:headroom]); err != nil {
 		return false
 	}
-	return p.env.sendFramed(buf, r)
+	return p.d.sendFramed(buf, r)
 }
 
 // probeDirect sends an authenticated empty packet straight to each of the
@@ -675,15 +581,15 @@ func (p *peerActor) sendEmpty(r Route) bool {
 func (p *peerActor) probeDirect(info *messages.PathInfo, now time.Time) {
 	p.probeAt = now
 	for _, ep := range info.Endpoints {
-		if ep.IsValid() && p.env.CanSend(ep) {
-			p.sendEmpty(Route{Addr: ep})
+		if ep.IsValid() && p.d.canSend(ep) {
+			p.sendEmpty(peerRoute{Addr: ep})
 		}
 	}
 }
 
 // needsRekey adds Timing's limits to the keypair's own (bytes sent).
 func (p *peerActor) needsRekey(now time.Time) bool {
-	k, t := p.cur.Key, p.env.Timing
+	k, t := p.cur.Key, p.d.timing
 	if k.NeedsRekey(now) || k.Stats().SentPackets >= t.RekeyAfterMessages {
 		return true
 	}
@@ -695,7 +601,7 @@ func (p *peerActor) onTick() {
 		return
 	}
 	now := time.Now()
-	t := p.env.Timing
+	t := p.d.timing
 	info := p.h.Info()
 	p.expirePending(now)
 	if p.cur == nil {
@@ -730,7 +636,7 @@ func (p *peerActor) onTick() {
 		// candidates, which may be stale after a roam.
 		p.recov.expire(now, t.HandshakeTimeout)
 		if p.needsRekey(now) && (p.ini == nil || now.Sub(p.iniSent) >= t.HandshakeRetry) {
-			p.startHandshake(now, []Route{p.route})
+			p.startHandshake(now, []peerRoute{p.route})
 		} else if p.recov.active && p.ini != nil && now.Sub(p.iniSent) >= t.HandshakeRetry {
 			// Recovering: the restarted peer may have heard of us from
 			// NMS only after our init arrived.
@@ -754,7 +660,7 @@ func (p *peerActor) onTick() {
 			}
 		}
 	}
-	auth, rx := p.h.Stats.Drops.Get(batch.Auth), p.h.Stats.RxPackets.Load()
+	auth, rx := p.h.Stats.Drops.Get(Auth), p.h.Stats.RxPackets.Load()
 	overdue := now.Sub(time.Unix(0, p.h.Stats.LastRecv.Load())) > t.Keepalive
 	if p.cur != nil && overdue && rx == p.lastRx && auth-p.lastAuth > t.AuthFailLimit {
 		p.fail("repeated authentication failures")
@@ -766,14 +672,14 @@ func (p *peerActor) onTick() {
 // revoked reports whether the deny list names the certificate of a session
 // the peer has (live, or waiting for confirmation).
 func (p *peerActor) revoked() bool {
-	if p.env.Revoked == nil || p.stopping || p.closing {
+	if p.d.cfg.Revoked == nil || p.stopping || p.closing {
 		return false
 	}
-	if s := p.cur; s != nil && s.serial != nil && p.env.Revoked(s.serial) {
+	if s := p.cur; s != nil && s.serial != nil && p.d.cfg.Revoked(s.serial) {
 		return true
 	}
 	for _, pi := range p.pending {
-		if pi.s.serial != nil && p.env.Revoked(pi.s.serial) {
+		if pi.s.serial != nil && p.d.cfg.Revoked(pi.s.serial) {
 			return true
 		}
 	}

@@ -1,10 +1,9 @@
-package peer
+package dataplane
 
 import (
 	"errors"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
@@ -21,90 +20,90 @@ import (
 // errWrongVIPs: the peer's certificate binds other VIPs than its path.
 var errWrongVIPs = errors.New("peer: certificate VIPs differ from the path's")
 
-// Respond reads an init, checks the initiator's certificate and replay
+// respond reads an init, checks the initiator's certificate and replay
 // timestamp, runs the responder's Diffie-Hellman and passes the answer to
 // the peer actor the certificate names. Only peers NMS told us about are
 // answered. It reports whether the handshake ran (the DH and certificate
 // check), for the data plane's counters.
-func Respond(env *Env, set *Set, m *RawInit) bool {
-	r, err := handshake.ReadInit(env.Handshake, m.Msg)
+func (d *Dataplane) respond(m *rawInit) bool {
+	r, err := handshake.ReadInit(d.handshake, m.Msg)
 	if errors.Is(err, seal.ErrNoCommonSuite) {
 		// A certified peer we cannot talk to: configuration, not an
 		// attack, so say so (err names the peer). The initiator learns
 		// nothing (IX has no way to refuse) and fails on its timeout.
-		env.Global.Add(batch.NoCommonSuite, 1)
-		env.Logger.Warn("peer: handshake refused: no common cipher suite", "from", m.From, "err", err)
+		d.global.Add(NoCommonSuite, 1)
+		d.log.Warn("peer: handshake refused: no common cipher suite", "from", m.From, "err", err)
 		return true
 	}
 	if err != nil {
-		env.Global.Add(batch.Handshake, 1)
+		d.global.Add(Handshake, 1)
 		if !errors.Is(err, handshake.ErrDecrypt) && !errors.Is(err, handshake.ErrMalformed) {
-			env.Logger.Debug("peer: handshake init rejected", "from", m.From, "err", err)
+			d.log.Debug("peer: handshake init rejected", "from", m.From, "err", err)
 		}
 		return true
 	}
-	h := set.Get(r.PeerIdentity)
-	var pipe *Pipe
+	h := d.set.Get(r.PeerIdentity)
+	var pipe *peerPipe
 	if h != nil {
 		pipe = h.Pipe()
 	}
 	if pipe == nil {
-		env.Global.Add(batch.Handshake, 1)
-		env.Logger.Debug("peer: handshake init from unknown peer", "peer", r.PeerIdentity, "from", m.From)
+		d.global.Add(Handshake, 1)
+		d.log.Debug("peer: handshake init from unknown peer", "peer", r.PeerIdentity, "from", m.From)
 		return true
 	}
 	// Before any DH of ours: the certificate must bind the VIPs the path
 	// routes to this peer (msg1 is unauthenticated, so only count it).
 	serial, ok := h.certBinding(r.PeerCertDER)
 	if !ok {
-		env.Logger.Debug("peer: handshake init refused: certificate VIPs differ from the path's", "peer", h.FQDN, "from", m.From)
+		d.log.Debug("peer: handshake init refused: certificate VIPs differ from the path's", "peer", h.FQDN, "from", m.From)
 		return true
 	}
-	if err := env.Guard.Check(r.PeerIdentity, r.PeerTimestamp); err != nil {
-		h.Stats.Drops.Add(batch.Handshake, 1)
+	if err := d.guard.Check(r.PeerIdentity, r.PeerTimestamp); err != nil {
+		h.Stats.Drops.Add(Handshake, 1)
 		return true
 	}
 	now := time.Now()
-	s := &Session{Peer: h, Pipe: pipe, msg1Time: r.PeerTimestamp.UnixNano(), serial: serial}
-	idx := env.Tables.Reserve(&Session{Peer: h, Pipe: pipe})
+	s := &peerSession{Peer: h, Pipe: pipe, msg1Time: r.PeerTimestamp.UnixNano(), serial: serial}
+	idx := d.tables.Reserve(&peerSession{Peer: h, Pipe: pipe})
 	msg2, res, err := r.Reply(idx, nil, now)
 	if err == nil {
 		s.Key, err = res.Keypair(now)
 		res.Wipe()
 	}
 	if err != nil {
-		env.Tables.Remove(idx)
-		h.Stats.Drops.Add(batch.Handshake, 1)
+		d.tables.Remove(idx)
+		h.Stats.Drops.Add(Handshake, 1)
 		return true
 	}
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeResp, Sender: idx, Receiver: r.PeerIndex}
 	if m.WireLen > 0 && hdr.Len()+len(msg2) > m.WireLen {
 		// No reply larger than the request: a spoofed small init must
-		// not make us an amplifier (initiators pad, see InitPadTo).
-		env.Tables.Remove(idx)
-		h.Stats.Drops.Add(batch.Handshake, 1)
-		env.Logger.Debug("peer: handshake init smaller than our response", "peer", h.FQDN, "init", m.WireLen, "resp", hdr.Len()+len(msg2))
+		// not make us an amplifier (initiators pad, see initPadTo).
+		d.tables.Remove(idx)
+		h.Stats.Drops.Add(Handshake, 1)
+		d.log.Debug("peer: handshake init smaller than our response", "peer", h.FQDN, "init", m.WireLen, "resp", hdr.Len()+len(msg2))
 		return true
 	}
-	env.Tables.Set(idx, s)
+	d.tables.Set(idx, s)
 	resp := make([]byte, hdr.Len()+len(msg2))
 	copy(resp[hdr.Put(resp):], msg2)
-	env.Root.Send(pipe.Peer, &Init{Session: s, Index: idx, Resp: resp, PeerIndex: r.PeerIndex,
+	d.sys.Root().Send(pipe.Peer, &answeredInit{Session: s, Index: idx, Resp: resp, PeerIndex: r.PeerIndex,
 		From: m.From, Relayed: m.Relayed, SourceProven: m.SourceProven})
 	if h.Pipe() != pipe {
 		// The peer restarted meanwhile: the init went to a dead actor,
 		// which will never free its index.
-		env.Tables.Remove(idx)
+		d.tables.Remove(idx)
 	}
 	return true
 }
 
-// Finish processes a handshake response for the pending initiator it names
+// finish processes a handshake response for the pending initiator it names
 // and passes an authenticated result to the peer actor.
-func Finish(env *Env, m *Response) {
-	s := env.Tables.Session(m.Header.Receiver)
+func (d *Dataplane) finish(m *rawResponse) {
+	s := d.tables.Session(m.Header.Receiver)
 	if s == nil || s.ini == nil {
-		env.Global.Add(batch.UnknownIndex, 1)
+		d.global.Add(UnknownIndex, 1)
 		return
 	}
 	h := s.Peer
@@ -112,13 +111,13 @@ func Finish(env *Env, m *Response) {
 	res, err := s.ini.Finish(m.Msg)
 	s.iniMu.Unlock()
 	if err != nil {
-		h.Stats.Drops.Add(batch.Handshake, 1)
+		h.Stats.Drops.Add(Handshake, 1)
 		if errors.Is(err, handshake.ErrDecrypt) || errors.Is(err, handshake.ErrMalformed) {
 			return // garbage: the initiator stays ready for the genuine answer
 		}
 		// Authenticated but unacceptable: this attempt is spent.
-		env.Logger.Warn("peer: handshake response rejected", "peer", h.FQDN, "err", err)
-		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: err})
+		d.log.Warn("peer: handshake response rejected", "peer", h.FQDN, "err", err)
+		d.sys.Root().Send(s.Pipe.Peer, &finished{pending: s, err: err})
 		return
 	}
 	serial, ok := h.certBinding(res.PeerCertDER)
@@ -126,34 +125,34 @@ func Finish(env *Env, m *Response) {
 		// Authenticated, but the peer's certificate binds other VIPs than
 		// the path routes to it: NMS (or whoever wrote the path) lied.
 		res.Wipe()
-		env.Logger.Warn("peer: handshake refused: certificate VIPs differ from the path's", "peer", h.FQDN)
-		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: errWrongVIPs})
+		d.log.Warn("peer: handshake refused: certificate VIPs differ from the path's", "peer", h.FQDN)
+		d.sys.Root().Send(s.Pipe.Peer, &finished{pending: s, err: errWrongVIPs})
 		return
 	}
 	now := time.Now()
 	kp, err := res.Keypair(now)
 	res.Wipe()
 	if err != nil {
-		h.Stats.Drops.Add(batch.Handshake, 1)
-		env.Root.Send(s.Pipe.Peer, &finished{pending: s, err: err})
+		h.Stats.Drops.Add(Handshake, 1)
+		d.sys.Root().Send(s.Pipe.Peer, &finished{pending: s, err: err})
 		return
 	}
-	env.Root.Send(s.Pipe.Peer, &finished{pending: s, key: kp, serial: serial, from: m.From, relayed: m.Relayed})
+	d.sys.Root().Send(s.Pipe.Peer, &finished{pending: s, key: kp, serial: serial, from: m.From, relayed: m.Relayed})
 }
 
-// TakeCookie opens a busy responder's cookie reply to our pending init. The
+// takeCookie opens a busy responder's cookie reply to our pending init. The
 // peer actor hears of it (to resend the init with the cookie at once) only
 // when it opens: once per init we sent, so forged replies cost one AEAD
 // open here and nothing more.
-func TakeCookie(env *Env, receiver uint32, body []byte) {
-	s := env.Tables.Session(receiver)
+func (d *Dataplane) takeCookie(receiver uint32, body []byte) {
+	s := d.tables.Session(receiver)
 	if s == nil || s.ini == nil {
-		env.Global.Add(batch.UnknownIndex, 1)
+		d.global.Add(UnknownIndex, 1)
 		return
 	}
 	if err := s.Peer.cookies.ConsumeReply(body, time.Now()); err != nil {
-		s.Peer.Stats.Drops.Add(batch.Handshake, 1)
+		s.Peer.Stats.Drops.Add(Handshake, 1)
 		return
 	}
-	env.Root.Send(s.Pipe.Peer, cookieTaken{pending: s})
+	d.sys.Root().Send(s.Pipe.Peer, cookieTaken{pending: s})
 }

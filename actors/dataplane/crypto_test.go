@@ -1,11 +1,10 @@
-package crypto
+package dataplane
 
 import (
 	"bytes"
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/actors/dataplane/batch"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
 )
@@ -25,18 +24,18 @@ func keys(t testing.TB) (*seal.Keypair, *seal.Keypair) {
 }
 
 // fill puts n inner packets in a batch from pool, as the TUN reader does.
-func fill(pool *batch.Pool, n int, key *seal.Keypair) *batch.Batch {
+func fill(pool *batchPool, n int, key *seal.Keypair) *batch {
 	b := pool.Get()
-	bufs, sizes, _ := b.ReadSlices(batch.Headroom)
+	bufs, sizes, _ := b.ReadSlices(headroom)
 	for i := range n {
 		sizes[i] = copy(bufs[i], bytes.Repeat([]byte{byte(i)}, 100+i))
 	}
-	b.Filled(n, batch.Headroom)
+	b.Filled(n, headroom)
 	for i := range n {
 		b.Pkts[i].Counter, _ = key.NextCounter()
 	}
-	b.Stats = &batch.Stats{}
-	b.Op, b.Key = batch.Seal, key
+	b.stats = &peerStats{}
+	b.op, b.key = opSeal, key
 	return b
 }
 
@@ -45,16 +44,16 @@ func fill(pool *batch.Pool, n int, key *seal.Keypair) *batch.Batch {
 func TestSealOpenRoundTrip(t *testing.T) {
 	for _, relay := range []bool{false, true} {
 		a, b := keys(t)
-		pool := batch.NewPool(batch.Headroom + 1500 + seal.Overhead)
+		pool := newBatchPool(headroom + 1500 + seal.Overhead)
 		out := fill(pool, 5, a)
-		out.Relay, out.Token = relay, messages.RelayToken{9}
-		Process(out)
+		out.route.Relay, out.route.Token = relay, messages.RelayToken{9}
+		sealOrOpen(out)
 		in := pool.Get()
 		for i := range out.N {
 			pkt := out.Pkts[i].Bytes()
 			if relay {
 				tok, inner, err := messages.ParseRelay(pkt)
-				if err != nil || tok != out.Token {
+				if err != nil || tok != out.route.Token {
 					t.Fatalf("relay frame: %v %v", tok, err)
 				}
 				pkt = inner
@@ -64,22 +63,22 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		}
 		in.N = out.N
 		in.Pkts[3].Buf[in.Pkts[3].Len-1] ^= 1 // forge one tag
-		in.Op, in.Key, in.Stats = batch.Open, b, &batch.Stats{}
-		Process(in)
+		in.op, in.key, in.stats = opOpen, b, &peerStats{}
+		sealOrOpen(in)
 		for i := range in.N {
 			p := &in.Pkts[i]
 			if i == 3 {
-				if p.Drop != batch.Auth {
+				if p.Drop != Auth {
 					t.Fatalf("forged packet: drop %v", p.Drop)
 				}
 				continue
 			}
-			if p.Drop != batch.OK || !bytes.Equal(p.Bytes(), bytes.Repeat([]byte{byte(i)}, 100+i)) || p.Counter != uint64(i) {
+			if p.Drop != OK || !bytes.Equal(p.Bytes(), bytes.Repeat([]byte{byte(i)}, 100+i)) || p.Counter != uint64(i) {
 				t.Fatalf("packet %d: drop %v counter %d len %d", i, p.Drop, p.Counter, p.Len)
 			}
 		}
-		if in.Stats.Drops.Get(batch.Auth) != 1 {
-			t.Fatalf("auth drops %v", in.Stats.Drops.Snapshot())
+		if in.stats.Drops.Get(Auth) != 1 {
+			t.Fatalf("auth drops %v", in.stats.Drops.Snapshot())
 		}
 	}
 }
@@ -87,14 +86,14 @@ func TestSealOpenRoundTrip(t *testing.T) {
 // BenchmarkSealBatch: one op is one 1400-byte packet sealed in a batch of 64.
 func BenchmarkSealBatch(b *testing.B) {
 	a, _ := keys(b)
-	pool := batch.NewPool(batch.Headroom + 1500 + seal.Overhead)
-	bt := fill(pool, batch.MaxBatch, a)
+	pool := newBatchPool(headroom + 1500 + seal.Overhead)
+	bt := fill(pool, maxBatch, a)
 	b.SetBytes(1400)
 	b.ReportAllocs()
-	for i := 0; i < b.N; i += batch.MaxBatch {
+	for i := 0; i < b.N; i += maxBatch {
 		for j := range bt.N {
-			bt.Pkts[j].Off, bt.Pkts[j].Len, bt.Pkts[j].Drop = batch.Headroom, 1400, batch.OK
+			bt.Pkts[j].Off, bt.Pkts[j].Len, bt.Pkts[j].Drop = headroom, 1400, OK
 		}
-		Process(bt)
+		sealOrOpen(bt)
 	}
 }

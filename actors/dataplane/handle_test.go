@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"testing"
@@ -12,7 +12,7 @@ import (
 func TestPrevTicket(t *testing.T) {
 	t1 := &messages.RelayTicket{Token: messages.RelayToken{1}}
 	t2 := &messages.RelayTicket{Token: messages.RelayToken{2}}
-	h := NewHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic", Relay: t1})
+	h := newHandle(messages.PathInfo{PeerFQDN: "bob.example.cyphonic", Relay: t1})
 	if h.prevTicket() != nil {
 		t.Fatal("a new handle has a previous ticket")
 	}

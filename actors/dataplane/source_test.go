@@ -1,4 +1,4 @@
-package peer
+package dataplane
 
 import (
 	"net/netip"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestSourceAllowed(t *testing.T) {
-	h := NewHandle(messages.PathInfo{
+	h := newHandle(messages.PathInfo{
 		PeerFQDN: "bob.example.cyphonic",
 		PeerVIP4: netip.MustParseAddr("100.64.0.2"),
 		PeerVIP6: netip.MustParseAddr("fd63:7970:686f::2"),
@@ -51,7 +51,7 @@ func TestSourceAllowed(t *testing.T) {
 	}
 
 	// A peer whose cloud record has no IPv4 VIP may send no IPv4 at all.
-	v6only := NewHandle(messages.PathInfo{PeerFQDN: "dave.example.cyphonic", PeerVIP6: netip.MustParseAddr("fd63:7970:686f::4")})
+	v6only := newHandle(messages.PathInfo{PeerFQDN: "dave.example.cyphonic", PeerVIP6: netip.MustParseAddr("fd63:7970:686f::4")})
 	if v6only.SourceAllowed(v4("0.0.0.0")) {
 		t.Fatal("a peer without an IPv4 VIP was allowed an IPv4 source")
 	}

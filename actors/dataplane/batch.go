@@ -1,0 +1,267 @@
+// The unit of work of the data path: a fixed array of up to maxBatch
+// packets in pooled buffers, plus what the stages of send.go and receive.go
+// stamp on it. A *batch changes hands with every message; whoever holds it
+// last calls Release.
+//
+// Nothing here allocates in steady state: buffers are made once per pooled
+// batch and moved between batches by swapping slices, and the batch carries
+// its own scratch slices for the batch I/O calls and its own sequencer
+// message.
+
+package dataplane
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/sequencer"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
+)
+
+// maxBatch is the most packets one batch holds: what one recvmmsg/sendmmsg
+// moves, and the size at which a mailbox hop costs less than the crypto.
+const maxBatch = 64
+
+// headroom is the room kept in front of an inner packet read from the TUN
+// device, so the data header and (on a relayed path) the relay header are
+// written in place, without a copy.
+const headroom = messages.RelayHeaderLen + messages.DataHeaderLen
+
+// batchOp is what a crypto worker does with a batch.
+type batchOp uint8
+
+const (
+	opSeal batchOp = iota + 1 // outbound: inner packets at headroom become data packets
+	opOpen                    // inbound: data packets become inner packets
+)
+
+// packet is one packet in a batch: Buf[Off:Off+Len].
+type packet struct {
+	Buf     []byte         // the whole pooled buffer
+	Off     int            // start of the packet in Buf
+	Len     int            // its length
+	Counter uint64         // the data packet's counter (nonce)
+	From    netip.AddrPort // inbound: the datagram's source
+	Relayed bool           // inbound: it came inside a relay frame
+	Drop    Reason         // non-zero: dropped, skip it (the slot still counts)
+}
+
+// Bytes returns the packet.
+func (p *packet) Bytes() []byte { return p.Buf[p.Off : p.Off+p.Len] }
+
+// batch is up to maxBatch packets and what the pipeline knows about them.
+//
+// Ownership: exactly one stage holds a batch at a time (a reader, the peer
+// actor, a crypto worker, a sequencer, a writer) and hands it on whole, so
+// no field needs a lock. Which stage sets which field is said beside it;
+// where a batch goes next follows from op and pipe (next, work, flow), so
+// it carries no continuation of its own.
+type batch struct {
+	Pkts [maxBatch]packet
+	N    int
+
+	born  time.Time  // set by the reader: when it entered the path, for queue-delay drops
+	stats *peerStats // set by the reader: the peer's counters (nil: none yet)
+	// limit is the peer's in-flight bound the reader took a slot of;
+	// Release gives the slot back.
+	limit *supervise.Limiter
+
+	op   batchOp       // set by the peer actor (send) or the socket reader (receive)
+	pipe *peerPipe     // the peer incarnation whose sequencer and flows it goes through
+	seq  uint64        // its slot in pipe's sequencer for op
+	key  *seal.Keypair // the session keys that seal or open it
+	// route is where a sealed batch goes (send; set by the peer actor).
+	route peerRoute
+	// session is the session an inbound batch was opened with (receive;
+	// set by the socket reader), for the sequential checks in toTun.
+	session *peerSession
+
+	pool     *batchPool
+	seqMsg   sequencer.Batch[*batch]
+	seqEntry [1]sequencer.Entry[*batch]
+	bufs     [maxBatch][]byte
+	sizes    [maxBatch]int
+	eps      [maxBatch]netip.AddrPort
+}
+
+// track makes Release give back a slot of l, which the caller has taken:
+// the batches a peer has in flight in one direction, bounding its queues.
+func (b *batch) track(l *supervise.Limiter) { b.limit = l }
+
+// next is the sequencer that takes b after the crypto worker.
+func (b *batch) next() *actor.PID {
+	if b.op == opOpen {
+		return b.pipe.SeqIn
+	}
+	return b.pipe.SeqOut
+}
+
+// work is the peer's queue in front of the crypto workers for b's
+// direction.
+func (b *batch) work() *flowQueue {
+	if b.op == opOpen {
+		return b.pipe.OpenWork
+	}
+	return b.pipe.SealWork
+}
+
+// flow is the peer's queue at the device writer for b's direction: the
+// socket writer's for a sealed batch, the TUN writer's for an opened one.
+func (b *batch) flow() *flowQueue {
+	if b.op == opOpen {
+		return b.pipe.InFlow
+	}
+	return b.pipe.Flow
+}
+
+// seqMessage returns the message that hands b to its sequencer as slot
+// b.seq. It lives inside b, so sending it does not allocate; the sequencer
+// reads it once and keeps only b.
+func (b *batch) seqMessage() *sequencer.Batch[*batch] {
+	b.seqEntry[0] = sequencer.Entry[*batch]{Seq: b.seq, Item: b}
+	b.seqMsg.Entries = b.seqEntry[:]
+	return &b.seqMsg
+}
+
+// Move moves packet i of src to the end of b by swapping buffers, so both
+// batches keep a full set. It reports false if b is full.
+func (b *batch) Move(src *batch, i int) bool {
+	if b.N == maxBatch {
+		return false
+	}
+	b.Pkts[b.N], src.Pkts[i] = src.Pkts[i], b.Pkts[b.N]
+	b.N++
+	return true
+}
+
+// ReadSlices returns per-packet buffers starting at offset, with sizes and
+// endpoints slices, for a batch read (tun.Device.Read, udp.Conn.ReadBatch).
+func (b *batch) ReadSlices(offset int) ([][]byte, []int, []netip.AddrPort) {
+	for i := range b.bufs {
+		b.bufs[i] = b.Pkts[i].Buf[offset:]
+	}
+	return b.bufs[:], b.sizes[:], b.eps[:]
+}
+
+// Filled records n packets read with ReadSlices(offset).
+func (b *batch) Filled(n, offset int) {
+	b.N = n
+	for i := range n {
+		p := &b.Pkts[i]
+		p.Off, p.Len, p.From, p.Drop, p.Relayed, p.Counter = offset, b.sizes[i], b.eps[i], OK, false, 0
+		if p.Len == 0 {
+			p.Drop = Truncated
+		}
+	}
+}
+
+// WriteSlices returns the packets not dropped, as slices for a batch write,
+// and the matching destinations (all b.route.Addr).
+func (b *batch) WriteSlices() ([][]byte, []netip.AddrPort) {
+	n := 0
+	for i := range b.N {
+		p := &b.Pkts[i]
+		if p.Drop != OK {
+			continue
+		}
+		b.bufs[n] = p.Bytes()
+		b.eps[n] = b.route.Addr
+		n++
+	}
+	return b.bufs[:n], b.eps[:n]
+}
+
+// Live counts the packets not dropped.
+func (b *batch) Live() int {
+	n := 0
+	for i := range b.N {
+		if b.Pkts[i].Drop == OK {
+			n++
+		}
+	}
+	return n
+}
+
+// DropAll marks every packet dropped for r and counts them in b.stats (if
+// any) or in global (if not nil).
+func (b *batch) DropAll(r Reason, global *dropCounters) {
+	n := 0
+	for i := range b.N {
+		if b.Pkts[i].Drop == OK {
+			b.Pkts[i].Drop = r
+			n++
+		}
+	}
+	switch {
+	case b.stats != nil:
+		b.stats.Drops.Add(r, uint64(n))
+	case global != nil:
+		global.Add(r, uint64(n))
+	}
+}
+
+// Release returns b to its pool. b must not be used afterwards.
+func (b *batch) Release() {
+	if b.limit != nil {
+		b.limit.Release()
+	}
+	p := b.pool
+	b.reset()
+	if p != nil {
+		p.p.Put(b)
+	}
+}
+
+func (b *batch) reset() {
+	b.N, b.born, b.stats, b.limit = 0, time.Time{}, nil, nil
+	b.op, b.pipe, b.seq, b.key, b.route, b.session = 0, nil, 0, nil, peerRoute{}, nil
+	b.seqEntry[0] = sequencer.Entry[*batch]{}
+	b.seqMsg.Entries = nil
+	clear(b.bufs[:])
+}
+
+// batchPool recycles batches and their buffers.
+type batchPool struct {
+	p       sync.Pool
+	bufSize int
+}
+
+// newBatchPool makes a pool of batches whose buffers are bufSize bytes.
+func newBatchPool(bufSize int) *batchPool {
+	pl := &batchPool{bufSize: bufSize}
+	pl.p.New = func() any {
+		b := &batch{pool: pl}
+		// One allocation for all buffers of the batch.
+		mem := make([]byte, maxBatch*bufSize)
+		for i := range b.Pkts {
+			b.Pkts[i].Buf = mem[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
+		}
+		return b
+	}
+	return pl
+}
+
+// BufSize is the size of every buffer.
+func (p *batchPool) BufSize() int { return p.bufSize }
+
+// Get returns an empty batch.
+func (p *batchPool) Get() *batch { return p.p.Get().(*batch) }
+
+// Payloads returns the packets that are neither dropped nor empty (an empty
+// inbound packet is a keepalive), for a TUN write.
+func (b *batch) Payloads() [][]byte {
+	n := 0
+	for i := range b.N {
+		p := &b.Pkts[i]
+		if p.Drop == OK && p.Len > 0 {
+			b.bufs[n] = p.Bytes()
+			n++
+		}
+	}
+	return b.bufs[:n]
+}

@@ -1,5 +1,0 @@
-package batch
-
-import "sync/atomic"
-
-type atomicInt struct{ atomic.Int32 }

@@ -1,0 +1,307 @@
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/seal"
+	"github.com/cyphonic/cyphonic-go/tun"
+)
+
+// The outbound path, in the order a packet takes it (receive.go is the
+// mirror):
+//
+//  1. routineReadTUN (goroutine, one per device) reads a batch from the
+//     TUN device, looks each packet's destination VIP up in d.tables and
+//     splits the batch per peer. A peer that is not up gets its packets
+//     held (held.go); the rest go to sendToPeer, which takes a slot of the
+//     peer's outbound in-flight bound (peerPipe.OutInflight) and hands the
+//     batch to the peer actor: the one mailbox hop that orders it.
+//  2. peerActor.outbound (the peer actor) stamps each packet with the
+//     current session's next counter and the batch with its sequencer slot
+//     and route, and submits it to the crypto workers through the peer's
+//     seal queue (peerPipe.SealWork).
+//  3. sealBatch (a crypto worker actor, crypto.go) seals every packet in
+//     place, in parallel with the other workers, and sends the batch to
+//     the peer's sequencer-out.
+//  4. toSocket (sequencer-out, package sequencer) runs on the batches in
+//     slot order and queues them on the peer's flow at the socket writer.
+//  5. routineWriteUDP (goroutine) serves control packets first, then the
+//     peers' flows round-robin (fairQueue), applies the queue-delay drops
+//     and writes each batch with one sendmmsg; Release gives the in-flight
+//     slot back.
+//
+// A batch is owned by one stage at a time and moved whole, so nothing on
+// this path takes a lock per packet; the fair queues lock once per batch.
+
+// routineReadTUN is the TUN reader goroutine: read a batch, route each packet by
+// destination VIP, send one batch per peer to the peer actor.
+func (d *Dataplane) routineReadTUN() {
+	var groups [maxBatch]peerGroup[*peerHandle]
+	for {
+		b := d.pool.Get()
+		bufs, sizes, _ := b.ReadSlices(headroom)
+		n, err := d.cfg.Device.Read(bufs, sizes, 0)
+		if err != nil {
+			b.Release()
+			if errors.Is(err, tun.ErrClosed) || d.stopped() {
+				return
+			}
+			d.log.Warn("tun read", "err", err)
+			time.Sleep(readErrorPause)
+			continue
+		}
+		b.Filled(n, headroom)
+		now := time.Now()
+		ng := 0
+		for i := range b.N {
+			p := &b.Pkts[i]
+			dst, ok := dstAddr(p.Bytes())
+			var h *peerHandle
+			if ok {
+				h = d.tables.Route(dst)
+			}
+			if h == nil {
+				if ok {
+					d.holdNoRoute(dst, p.Bytes(), now) // the slow path: a tunnel on the first packet
+				} else {
+					d.global.Add(NoRoute, 1)
+				}
+				continue
+			}
+			group(groups[:], &ng, h, d.pool).Move(b, i)
+		}
+		b.Release()
+		for i := range ng {
+			h, gb := groups[i].key, groups[i].b
+			groups[i] = peerGroup[*peerHandle]{}
+			gb.stats = &h.Stats
+			if !h.Up() {
+				d.holdBatch(h, gb, now) // still handshaking: wait for the session
+				continue
+			}
+			d.sendToPeer(h, gb, now)
+		}
+		yield()
+	}
+}
+
+// dstAddr returns the destination of an IP packet.
+func dstAddr(pkt []byte) (netip.Addr, bool) {
+	if len(pkt) == 0 {
+		return netip.Addr{}, false
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) >= 20 {
+			return netip.AddrFrom4([4]byte(pkt[16:20])), true
+		}
+	case 6:
+		if len(pkt) >= 40 {
+			return netip.AddrFrom16([16]byte(pkt[24:40])), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// peerGroup collects one destination's packets out of a read batch.
+type peerGroup[K comparable] struct {
+	key K
+	b   *batch
+}
+
+// group finds or adds key's group among gs[:*n].
+func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *batch {
+	for i := range *n {
+		if gs[i].key == key {
+			return gs[i].b
+		}
+	}
+	b := pool.Get()
+	gs[*n] = peerGroup[K]{key: key, b: b}
+	*n++
+	return b
+}
+
+// sendToPeer hands an outbound batch for h to its peer actor, within the
+// peer's in-flight bound.
+func (d *Dataplane) sendToPeer(h *peerHandle, gb *batch, now time.Time) {
+	gb.stats = &h.Stats
+	pipe := h.Pipe()
+	if pipe == nil {
+		gb.DropAll(NoSession, nil)
+		gb.Release()
+		return
+	}
+	if !pipe.OutInflight.Acquire() {
+		gb.DropAll(QueueFull, nil)
+		gb.Release()
+		return
+	}
+	gb.track(pipe.OutInflight)
+	gb.born = now
+	d.sys.Root().Send(pipe.Peer, gb)
+}
+
+// outbound stamps a batch from the TUN reader and hands it to a worker.
+func (p *peerActor) outbound(ctx actor.SenderContext, b *batch) {
+	b.stats = &p.h.Stats
+	if p.cur == nil || p.stopping {
+		b.DropAll(NoSession, nil)
+		b.Release()
+		return
+	}
+	if time.Since(b.born) > p.d.timing.MaxQueueDelay {
+		b.DropAll(QueueDelay, nil)
+		b.Release()
+		return
+	}
+	key := p.cur.Key
+	for i := range b.N {
+		pk := &b.Pkts[i]
+		if pk.Drop != OK {
+			continue
+		}
+		c, ok := key.NextCounter()
+		if !ok {
+			pk.Drop = CounterLimit
+			p.h.Stats.Drops.Add(CounterLimit, 1)
+			continue
+		}
+		pk.Counter = c
+	}
+	b.op, b.pipe, b.key, b.seq, b.route = opSeal, p.pipe, key, p.nextSeq, p.route
+	p.nextSeq++
+	p.d.crypto.submit(ctx, b)
+}
+
+// sendHeld sends the packets the data plane held for this peer while it
+// had no tunnel (a first packet to its VIP, or packets during a
+// re-handshake), right after a session is installed. It runs inside the
+// actor after setUp, so the held packets take sequence numbers before any
+// batch the TUN reader sends once it sees the peer up.
+func (p *peerActor) sendHeld(now time.Time) {
+	if p.pipe == nil {
+		return
+	}
+	b := p.d.takeHeld(p.h)
+	if b == nil {
+		return
+	}
+	b.stats = &p.h.Stats
+	if !p.pipe.OutInflight.Acquire() {
+		b.DropAll(QueueFull, nil)
+		b.Release()
+		return
+	}
+	b.track(p.pipe.OutInflight)
+	b.born = now
+	p.outbound(p.d.sys.Root(), b)
+}
+
+func sealBatch(b *batch) {
+	for i := range b.N {
+		p := &b.Pkts[i]
+		if p.Drop != OK {
+			continue
+		}
+		if p.Off < seal.HeaderLen+messages.RelayHeaderLen || cap(p.Buf)-p.Off-p.Len < seal.Overhead {
+			p.Drop = Truncated // no headroom or tailroom: a caller bug, never input
+			b.stats.Drops.Add(Truncated, 1)
+			continue
+		}
+		dst := p.Buf[p.Off-seal.HeaderLen:]
+		out, err := b.key.Seal(dst, 0, p.Counter, p.Buf[p.Off:p.Off+p.Len])
+		if err != nil {
+			p.Drop = CounterLimit
+			b.stats.Drops.Add(CounterLimit, 1)
+			continue
+		}
+		p.Off -= seal.HeaderLen
+		p.Len = len(out)
+		if b.route.Relay {
+			p.Off -= messages.RelayHeaderLen
+			p.Len += messages.PutRelayHeader(p.Buf[p.Off:], b.route.Token)
+		}
+	}
+}
+
+// toSocket runs in sequencer-out: batches leave in order to the writer.
+func (d *Dataplane) toSocket(b *batch) {
+	if !d.out.Push(b.flow(), b) {
+		b.DropAll(QueueFull, nil)
+		b.Release()
+	}
+}
+
+// routineWriteUDP is the socket writer goroutine: control packets first, then one
+// batch per peer in turn; batches that waited too long are dropped.
+func (d *Dataplane) routineWriteUDP() {
+	var one [1][]byte
+	var to [1]netip.AddrPort
+	maxDelay := d.timing.MaxQueueDelay
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-d.out.Ready():
+		}
+		for {
+			it, ok := d.out.Next()
+			if !ok {
+				break
+			}
+			if it.Batch == nil {
+				c, err := d.cfg.Bind.ConnFor(it.Control.To)
+				if err != nil {
+					d.global.Add(SendError, 1)
+					continue
+				}
+				one[0], to[0] = it.Control.Pkt, it.Control.To
+				if _, err := c.WriteBatch(one[:], to[:]); err != nil {
+					d.global.Add(SendError, 1)
+				}
+				one[0] = nil
+				continue
+			}
+			d.writeBatch(it, maxDelay)
+			yield()
+		}
+	}
+}
+
+func (d *Dataplane) writeBatch(it queueItem, maxDelay time.Duration) {
+	b := it.Batch
+	defer b.Release()
+	if !dequeueDrops(it, maxDelay, &d.global) {
+		return
+	}
+	now := time.Now()
+	c, err := d.cfg.Bind.ConnFor(b.route.Addr)
+	if err != nil {
+		b.DropAll(SendError, &d.global)
+		return
+	}
+	pkts, eps := b.WriteSlices()
+	if len(pkts) == 0 {
+		return
+	}
+	sent, _ := c.WriteBatch(pkts, eps)
+	if b.stats == nil {
+		return
+	}
+	var bytes uint64
+	for _, pk := range pkts[:sent] {
+		bytes += uint64(len(pk))
+	}
+	b.stats.TxPackets.Add(uint64(sent))
+	b.stats.TxBytes.Add(bytes)
+	b.stats.LastSent.Store(now.UnixNano())
+	if sent < len(pkts) {
+		b.stats.Drops.Add(SendError, uint64(len(pkts)-sent))
+	}
+}
