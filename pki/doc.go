@@ -1,6 +1,9 @@
-// Package pki is the overlay's public-key infrastructure: the root CA, the
-// certificates it issues to nodes and cloud services, their verification and
-// revocation.
+// Package pki is the overlay's public-key infrastructure as every holder of
+// a certificate sees it, node or cloud service: the certificate profile
+// (written by Signer, read by the verifier), verification, identities and
+// their files, roles, FQDNs and the deny list. It sits below actors/ and
+// cloud/, which both import it. The CA itself (the root key's custody, the
+// VIP registry, issuing, signing the deny list) is cloud/rootca.
 //
 // The hierarchy is one level deep: the root CA (Ed25519, self-signed) signs
 // every leaf directly. Without intermediates, verification is a signature
