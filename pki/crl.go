@@ -28,10 +28,10 @@ import (
 // CRLFile is the signed deny list's file in a CA (or cloud data) directory.
 const CRLFile = "revoked.crl"
 
-// MaxCRLLen bounds a CRL's DER so that it fits one sealed signaling
-// message (messages.MaxEnvelopeLen is 16 KiB); at ~40 bytes an entry this is
-// room for some 300 revocations. Beyond that, distribution needs chunking.
-const MaxCRLLen = 12 << 10
+// MaxCRLLen bounds a CRL's DER (messages.MaxDenyListLen): at ~40 bytes an
+// entry, room for some 25,000 revocations. NMS sends a list in chunks that
+// each fit a sealed signaling message; CRLAssembly puts them together.
+const MaxCRLLen = 1 << 20
 
 // CRL errors, wrapped with detail.
 var (

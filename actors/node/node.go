@@ -402,6 +402,9 @@ func (a *rootActor) spawnChildren(ctx actor.Context) error {
 // newer list (the peers then close their revoked tunnels within a tick)
 // and returns the number of the list held.
 func (n *Node) takeDenyList(crls *pki.CRLState, der []byte) uint64 {
+	if der == nil {
+		return crls.Number()
+	}
 	changed, err := crls.Offer(der)
 	switch {
 	case err != nil:

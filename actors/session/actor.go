@@ -83,8 +83,9 @@ type sessionActor struct {
 	lastAck   time.Time
 	lastErr   string
 
-	enc     *messages.Encoder
-	scratch []byte
+	enc      *messages.Encoder
+	scratch  []byte
+	crlParts *pki.CRLAssembly // the deny list whose chunks are arriving
 }
 
 func newSessionActor(s *Session) *sessionActor {
@@ -99,6 +100,7 @@ func newSessionActor(s *Session) *sessionActor {
 		wantedVIP: make(map[netip.Addr]bool),
 		enc:       messages.NewEncoder(),
 		scratch:   make([]byte, 0, messages.MaxEnvelopeLen),
+		crlParts:  pki.NewCRLAssembly(messages.DenyListChunk),
 	}
 }
 
@@ -364,11 +366,21 @@ func (a *sessionActor) answer(ctx actor.Context, env messages.Envelope, from net
 			a.log.Info("bad deny list", "err", err)
 			return
 		}
-		// The node verifies the CA's signature and keeps only a newer
-		// list; the ack tells NMS which one it holds either way.
+		// The chunks of a newer list are put together; the node then
+		// verifies the CA's signature and keeps the list only if it is
+		// newer. Every chunk's ack tells NMS which list the node holds.
 		var held uint64
 		if a.cfg.DenyList != nil {
-			held = a.cfg.DenyList(dl.CRL)
+			held = a.cfg.DenyList(nil)
+			if dl.Number > held {
+				der, err := a.crlParts.Add(dl.Number, int(dl.Offset), int(dl.Total), dl.Chunk)
+				switch {
+				case err != nil:
+					a.log.Info("bad deny list chunk", "number", dl.Number, "err", err)
+				case der != nil:
+					held = a.cfg.DenyList(der)
+				}
+			}
 		}
 		reply = messages.DenyListAck{Number: held}
 	}

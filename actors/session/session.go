@@ -59,8 +59,9 @@ type Config struct {
 	// node configures its TUN device with the VIPs on the first). It must
 	// not block.
 	OnLogin func(messages.LoginReply)
-	// DenyList is given each deny list (CRL DER) NMS sends; it verifies
-	// and keeps it if newer, and returns the number of the list it holds.
+	// DenyList is given each deny list (CRL DER) NMS sends, once its
+	// chunks are put together; it verifies and keeps it if newer, and
+	// returns the number of the list it holds (given nil, only that).
 	// Called from the actor: must not block. May be nil.
 	DenyList func(crl []byte) (held uint64)
 	// OnVIPFailed is told when a tunnel asked for by NeedVIP will not

@@ -723,30 +723,56 @@ func TestPathForAnotherPeerRefused(t *testing.T) {
 	}
 }
 
-// TestDenyListHandedOn: a deny list NMS pushes goes to the node's CRL
-// intake once per message ID, and the ack names the list the node holds.
+// TestDenyListHandedOn: a deny list NMS pushes in chunks (out of order,
+// one of them twice under the same message ID) goes to the node's CRL
+// intake once, whole, when its last chunk arrives; every ack names the
+// list the node holds.
 func TestDenyListHandedOn(t *testing.T) {
 	var mu sync.Mutex
 	var got [][]byte
+	held := uint64(41)
 	f := newFixture(t, func(c *Config) {
 		c.DenyList = func(crl []byte) uint64 {
 			mu.Lock()
 			defer mu.Unlock()
-			got = append(got, crl)
-			return 41
+			if crl != nil {
+				got = append(got, crl)
+				held = 42
+			}
+			return held
 		}
 	})
 	eventually(t, "online", online(f))
-	id := messages.NewMsgID()
-	for range 2 {
-		f.cloud.push(id, messages.DenyList{Number: 42, CRL: []byte{0x30, 0}})
+	der := make([]byte, 2*messages.DenyListChunk+100)
+	for i := range der {
+		der[i] = byte(i * 7)
 	}
-	eventually(t, "deny list acks", func() bool { return f.cloud.count(messages.MsgDenyListAck) == 2 })
+	chunks := messages.DenyListChunks(42, der)
+	if len(chunks) != 3 {
+		t.Fatalf("%d chunks, want 3", len(chunks))
+	}
+	ids := []messages.MsgID{messages.NewMsgID(), messages.NewMsgID(), messages.NewMsgID()}
+	for n, i := range []int{2, 2, 0} {
+		f.cloud.push(ids[i], chunks[i])
+		eventually(t, "deny list ack", func() bool { return f.cloud.count(messages.MsgDenyListAck) == n+1 })
+	}
+	mu.Lock()
+	if len(got) != 0 {
+		t.Fatalf("intake given a list before its middle chunk came")
+	}
+	mu.Unlock()
+	f.cloud.push(ids[1], chunks[1])
+	eventually(t, "deny list acks", func() bool { return f.cloud.count(messages.MsgDenyListAck) == 4 })
 	mu.Lock()
 	defer mu.Unlock()
 	f.cloud.mu.Lock()
 	defer f.cloud.mu.Unlock()
-	if len(got) != 1 || f.cloud.acks[0].Number != 41 || f.cloud.acks[1].Number != 41 {
-		t.Fatalf("intake saw %d lists; acks %+v", len(got), f.cloud.acks)
+	if len(got) != 1 || !bytes.Equal(got[0], der) {
+		t.Fatalf("intake saw %d lists (want the whole one once)", len(got))
+	}
+	for i, want := range []uint64{41, 41, 41, 42} {
+		if f.cloud.acks[i].Number != want {
+			t.Fatalf("acks %+v, want 41, 41, 41, 42", f.cloud.acks)
+		}
 	}
 }

@@ -687,16 +687,20 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < r.s.cfg.Retry.Total() {
 		return // this list's push is still being retransmitted
 	}
-	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, messages.DenyList{Number: r.crl.Number, CRL: r.crl.DER})
-	if err != nil {
-		r.s.log.Warn("nms: deny list envelope", "err", err)
-		return
-	}
 	se.crlSent, se.crlSentNum = now, r.crl.Number
 	r.s.Counters.DenyListPushes.Add(1)
-	d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
-	if _, err := supervise.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
-		r.s.log.Debug("nms: deny list delivery", "err", err)
+	// One delivery per chunk, each retransmitted until the node acks it;
+	// the node puts them together and checks the CA's signature.
+	for _, chunk := range messages.DenyListChunks(r.crl.Number, r.crl.DER) {
+		env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, chunk)
+		if err != nil {
+			r.s.log.Warn("nms: deny list envelope", "err", err)
+			return
+		}
+		d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
+		if _, err := supervise.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
+			r.s.log.Debug("nms: deny list delivery", "err", err)
+		}
 	}
 }
 

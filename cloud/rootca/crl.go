@@ -10,39 +10,52 @@ import (
 	"github.com/cyphonic/cyphonic-go/pki"
 )
 
-// Revoke adds serial to the CA's deny list: it signs a new CRL with the
+// Revoke adds serials to the CA's deny list: it signs one new CRL with the
 // next number and replaces revoked.crl atomically. Serials in a legacy
 // revoked.txt are carried into the first CRL. Revoking a serial twice is a
-// no-op.
-func (ca *CA) Revoke(serial *big.Int) error {
-	if serial == nil || serial.Sign() <= 0 {
-		return fmt.Errorf("rootca: revoke: invalid serial")
+// no-op; so is a call whose serials are all revoked already.
+func (ca *CA) Revoke(serials ...*big.Int) error {
+	if len(serials) == 0 {
+		return fmt.Errorf("rootca: revoke: no serial")
+	}
+	for _, s := range serials {
+		if s == nil || s.Sign() <= 0 {
+			return fmt.Errorf("rootca: revoke: invalid serial")
+		}
+	}
+	what := "revoke " + pki.FormatSerial(serials[0])
+	if len(serials) > 1 {
+		what = fmt.Sprintf("revoke %d serials", len(serials))
 	}
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	unlock, err := lockDir(ca.dir)
 	if err != nil {
-		return fmt.Errorf("rootca: revoke %s: %w", pki.FormatSerial(serial), err)
+		return fmt.Errorf("rootca: %s: %w", what, err)
 	}
 	defer unlock()
 	cur, err := pki.LoadCRL(ca.dir, ca.Cert)
 	if err != nil {
-		return fmt.Errorf("rootca: revoke %s: %w", pki.FormatSerial(serial), err)
+		return fmt.Errorf("rootca: %s: %w", what, err)
 	}
-	if cur.DenyList().Contains(serial) {
+	var add []*big.Int
+	seen := make(map[string]bool, len(serials))
+	for _, s := range serials {
+		if k := s.String(); !cur.DenyList().Contains(s) && !seen[k] {
+			seen[k] = true
+			add = append(add, s)
+		}
+	}
+	if len(add) == 0 {
 		return nil
 	}
-	return ca.signCRL(cur, serial)
+	return ca.signCRL(cur, what, add)
 }
 
 // signCRL signs the list after cur (nil: the first, from a legacy
-// revoked.txt) with serial added (nil: none) and replaces revoked.crl.
-// The caller holds ca.mu and the directory lock.
-func (ca *CA) signCRL(cur *pki.CRL, serial *big.Int) error {
-	what := "deny list"
-	if serial != nil {
-		what = "revoke " + pki.FormatSerial(serial)
-	}
+// revoked.txt) with add appended and replaces revoked.crl. The caller
+// holds ca.mu and the directory lock.
+func (ca *CA) signCRL(cur *pki.CRL, what string, add []*big.Int) error {
 	var entries []x509.RevocationListEntry
 	var number uint64
 	now := time.Now()
@@ -60,8 +73,8 @@ func (ca *CA) signCRL(cur *pki.CRL, serial *big.Int) error {
 			entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: now})
 		}
 	}
-	if serial != nil {
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now})
+	for _, s := range add {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now})
 	}
 	der, err := ca.SignCRL(number+1, entries, now)
 	if err != nil {
@@ -88,5 +101,5 @@ func (ca *CA) EnsureCRL() error {
 	if err != nil || cur != nil {
 		return err
 	}
-	return ca.signCRL(nil, nil)
+	return ca.signCRL(nil, "deny list", nil)
 }

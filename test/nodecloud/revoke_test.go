@@ -2,10 +2,13 @@ package nodecloud
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -199,7 +202,7 @@ func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
 	push := func(l *pki.CRL) uint64 {
 		t.Helper()
 		id := messages.NewMsgID()
-		pkt, err := nms.SealMessage(nil, messages.NewEncoder(), id, "nms", time.Now(), messages.DenyList{Number: l.Number, CRL: l.DER})
+		pkt, err := nms.SealMessage(nil, messages.NewEncoder(), id, "nms", time.Now(), messages.DenyListChunks(l.Number, l.DER)[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,5 +237,59 @@ func TestCompromisedNMSCannotRollBackDenyList(t *testing.T) {
 	}
 	if got := push(forged); got != cur.Number {
 		t.Fatalf("forged list %d: alice holds %d, want %d", forged.Number, got, cur.Number)
+	}
+}
+
+// TestLargeDenyListReachesNodes: an overlay that has revoked 1,000
+// certificates before (a deny list of ~35 KB: several chunks, and more
+// than one sealed packet could ever hold) still revokes: alice and bob
+// have a tunnel, the CA revokes bob, and alice closes her tunnel to him
+// within the deadline, having put the whole list together.
+func TestLargeDenyListReachesNodes(t *testing.T) {
+	c := startCloud(t, t.TempDir(), nil)
+	defer c.close(t)
+	// Serials as the CA makes them: 128 random bits.
+	old := make([]*big.Int, 1000)
+	for i := range old {
+		b := make([]byte, 16)
+		rand.Read(b)
+		old[i] = new(big.Int).SetBytes(append([]byte{1}, b...))
+	}
+	if err := c.srv.CA.Revoke(old...); err != nil {
+		t.Fatal(err)
+	}
+	slow := func(cfg *node.Config) { cfg.Keepalive = 15 * time.Second }
+	alice := startNodeWith(t, c, "alice.example.cyphonic", slow)
+	bob := startNodeWith(t, c, "bob.example.cyphonic", slow)
+	eventually(t, "alice online", online(alice))
+	eventually(t, "bob online", online(bob))
+	if r := resolveA(t, alice, bob.FQDN()); len(r.Answer) != 1 {
+		t.Fatalf("resolve bob: %v", r)
+	}
+	roundTrip(t, alice, bob, 1)
+
+	if err := c.srv.CA.Revoke(bob.serial); err != nil {
+		t.Fatal(err)
+	}
+	der, err := os.ReadFile(filepath.Join(c.srv.CA.Dir(), pki.CRLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(der) <= 2*messages.DenyListChunk {
+		t.Fatalf("deny list of %d bytes: want more than two chunks", len(der))
+	}
+	deadline := time.Now().Add(revocationDeadline)
+	for {
+		p, ok := peerState(alice, bob.FQDN())
+		if !ok || p.State != dataplane.StateUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice still has her tunnel to bob %v after his revocation (a %d-byte deny list)", revocationDeadline, len(der))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := c.srv.NMS.Counters.Revoked.Load(); got != 1 {
+		t.Fatalf("NMS ended %d revoked sessions, want bob's", got)
 	}
 }

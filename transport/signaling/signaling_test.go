@@ -539,3 +539,23 @@ func TestLoginCookie(t *testing.T) {
 		}
 	}
 }
+
+// TestDenyListChunkFitsOnePacket: NMS's largest deny list chunk, sealed,
+// stays under the size a signaling packet may have without fragmenting
+// (the login's 1,200 bytes).
+func TestDenyListChunkFitsOnePacket(t *testing.T) {
+	s, err := NewCloudSession(7, Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := make([]byte, 3*messages.DenyListChunk)
+	for _, chunk := range messages.DenyListChunks(1<<62, der) {
+		pkt, err := s.SealMessage(nil, messages.NewEncoder(), messages.NewMsgID(), "nms.cyphonic.internal", time.Now(), chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pkt) > messages.LoginMinLen {
+			t.Fatalf("a sealed deny list chunk of %d bytes: want at most %d", len(pkt), messages.LoginMinLen)
+		}
+	}
+}
