@@ -202,6 +202,64 @@ func loadRoot(path string) (*x509.Certificate, error) {
 	return c, nil
 }
 
+// trust is the node's identity, the root it trusts and the deny list it
+// holds.
+type trust struct {
+	id   *pki.Identity
+	root *x509.Certificate
+	crls *pki.CRLState
+}
+
+// loadTrust reads the identity, the CA and the saved deny list, and checks
+// the identity against them (checkIdentity).
+func loadTrust(cfg Config, log *slog.Logger) (*trust, error) {
+	id, err := pki.LoadIdentity(cfg.CertDir)
+	if err != nil {
+		return nil, &OptionError{Option: "cert", Err: err}
+	}
+	if id.Role != pki.RoleNode {
+		return nil, fmt.Errorf("%w: %s holds a %s certificate, not a node's", ErrConfig, cfg.CertDir, id.Role)
+	}
+	root, err := loadRoot(cfg.CAFile)
+	if err != nil {
+		return nil, &OptionError{Option: "ca", Err: err}
+	}
+	if !root.IsCA || !root.BasicConstraintsValid {
+		return nil, optionErr("ca", "%s is not a CA certificate (it names %q): give the overlay's ca.crt", cfg.CAFile, root.Subject.CommonName)
+	}
+	// The deny list: CA-signed, the newest one seen, kept in the identity
+	// directory across restarts; NMS brings newer ones. Every handshake
+	// and rekey checks it, and peers it names are closed.
+	crls := pki.NewCRLState(root)
+	if c, err := pki.LoadCRL(cfg.CertDir, root); err != nil {
+		log.Warn("ignoring the saved deny list", "err", err)
+	} else if c != nil {
+		_, _ = crls.Offer(c.DER)
+	}
+	if err := checkIdentity(id, root, crls.DenyList(), cfg.CertDir, cfg.CAFile, time.Now()); err != nil {
+		return nil, err
+	}
+	return &trust{id: id, root: root, crls: crls}, nil
+}
+
+// Check is what Start checks before it opens anything: the config, the
+// cloud's address, the identity and the CA (`cyphonic node --check-config`).
+// It returns the identity on success.
+func Check(ctx context.Context, cfg Config) (*pki.Identity, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := resolveCloud(ctx, cfg.Cloud); err != nil {
+		return nil, err
+	}
+	t, err := loadTrust(cfg, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return t.id, nil
+}
+
 // Start brings a node up: it returns once every part is running (the cloud
 // login proceeds in the background; see Status). On error, whatever was
 // started is stopped again.
@@ -224,46 +282,37 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.id, err = pki.LoadIdentity(cfg.CertDir); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
-	if n.id.Role != pki.RoleNode {
-		return nil, fmt.Errorf("%w: %s holds a %s certificate, not a node's", ErrConfig, cfg.CertDir, n.id.Role)
-	}
-	n.log = n.log.With("node", n.id.FQDN)
-	root, err := loadRoot(cfg.CAFile)
+	t, err := loadTrust(cfg, n.log)
 	if err != nil {
 		return nil, err
 	}
+	root, crls := t.root, t.crls
+	n.id = t.id
+	n.log = n.log.With("node", n.id.FQDN)
 	nodes, err := pki.NewVerifier(root, pki.RoleNode)
 	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+		return nil, optionErr("ca", "%s: %w", cfg.CAFile, err)
 	}
 	services, err := pki.NewVerifier(root, pki.RoleAS)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	// The deny list: CA-signed, the newest one seen, kept in the identity
-	// directory across restarts; NMS brings newer ones. Every handshake
-	// and rekey checks it, and peers it names are closed.
-	crls := pki.NewCRLState(root)
-	if c, err := pki.LoadCRL(cfg.CertDir, root); err != nil {
-		n.log.Warn("ignoring the saved deny list", "err", err)
-	} else if c != nil {
-		_, _ = crls.Offer(c.DER)
-	}
 	nodes.SetDenySource(crls.DenyList)
 	services.SetDenySource(crls.DenyList)
+	if left := time.Until(n.id.Cert.NotAfter); left < expiryWarning(n.id.Cert) {
+		n.log.Warn("the node's certificate expires soon: issue a new one", "cert", cfg.CertDir,
+			"serial", pki.FormatSerial(n.id.Cert.SerialNumber), "not_after", n.id.Cert.NotAfter.UTC(), "left", left.Round(time.Second))
+	}
 
 	bind, err := udp.ListenBind(cfg.Listen4, cfg.Listen6)
 	if err != nil {
-		return nil, fmt.Errorf("node: sockets: %w", err)
+		return nil, bindError(err)
 	}
 	dev := cfg.Device
 	if dev == nil {
 		if dev, err = tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU); err != nil {
 			bind.Close()
-			return nil, fmt.Errorf("node: TUN %s: %w", cfg.TUN, err)
+			return nil, tunError(cfg.TUN, err)
 		}
 	}
 
@@ -334,7 +383,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// Bind now, so a taken port is an error here rather than a crash
 		// loop in the actor.
 		if err := n.dns.Start(); err != nil {
-			return nil, fmt.Errorf("node: %w", err)
+			return nil, listenError("dns", "resolver address", cfg.DNS, err)
 		}
 		cleanup = append(cleanup, func() { n.dns.Shutdown(context.Background()) })
 	}
@@ -350,7 +399,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		reg.MustRegister(&peerCollector{src: n.dp.Status})
 		n.debug.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		if n.debugAt, err = n.debug.Start(context.Background(), cfg.DebugAddr); err != nil {
-			return nil, fmt.Errorf("node: %w", err)
+			return nil, listenError("debug-addr", "debug address", cfg.DebugAddr, err)
 		}
 	}
 

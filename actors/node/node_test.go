@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,11 +68,11 @@ func TestStartErrors(t *testing.T) {
 		{"service certificate", Config{CertDir: filepath.Join(dir, "as"), Cloud: "127.0.0.1:1"}, "not a node's", true},
 		{"missing CA", Config{CertDir: alice, CAFile: filepath.Join(dir, "noca", "ca.crt"), Cloud: "127.0.0.1:1"}, "CA certificate", false},
 		{"garbage CA", Config{CertDir: alice, CAFile: garbage, Cloud: "127.0.0.1:1"}, "no PEM", false},
-		{"bad listen address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "300.1.1.1:0"}, "sockets", false},
+		{"bad listen address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "300.1.1.1:0"}, "--listen4", false},
 		{"bad DNS address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "127.0.0.1:0", DNS: "300.1.1.1:53",
-			Upstream: "127.0.0.1:1", DebugAddr: Off}, "resolver", false},
+			Upstream: "127.0.0.1:1", DebugAddr: Off}, "--dns", false},
 		{"bad debug address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "127.0.0.1:0", DNS: Off,
-			DebugAddr: "300.1.1.1:1"}, "debug", false},
+			DebugAddr: "300.1.1.1:1"}, "--debug-addr", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,3 +140,138 @@ func TestStartStopWithoutCloud(t *testing.T) {
 		t.Fatalf("second Stop: %v", err)
 	}
 }
+
+// TestStartChecksOwnCertificate: a certificate the cloud and peers would
+// refuse stops the node at start, naming the option and the cause, where
+// it used to show only as a login that was never answered.
+func TestStartChecksOwnCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.InitCA(filepath.Join(dir, "other"), "test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, id *pki.Identity) string {
+		t.Helper()
+		d := filepath.Join(dir, name)
+		if err := pki.WriteIdentity(d, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := pki.WriteRoot(d, ca.Cert); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	now := time.Now()
+	expired, err := ca.IssueAt(pki.RoleNode, "old.example.cyphonic", now.Add(-2*time.Hour), now.Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	future, err := ca.IssueAt(pki.RoleNode, "future.example.cyphonic", now.Add(time.Hour), now.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.Issue(pki.RoleNode, "foreign.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := ca.Issue(pki.RoleNode, "good.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodDir := write("good", good)
+	revoked, err := ca.Issue(pki.RoleNode, "revoked.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedDir := write("revoked", revoked)
+	if err := ca.Revoke(revoked.Cert.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	crl, err := pki.LoadCRL(ca.Dir(), ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.SaveCRL(revokedDir, crl); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		cfg    Config
+		option string
+		want   string
+	}{
+		{"expired", Config{CertDir: write("old", expired)}, "cert", "expired on"},
+		{"not yet valid", Config{CertDir: write("future", future)}, "cert", "clock"},
+		{"another CA", Config{CertDir: write("foreign", foreign)}, "ca", "not issued by the CA in"},
+		{"wrong --ca", Config{CertDir: goodDir, CAFile: filepath.Join(dir, "other", pki.CACertFile)}, "ca", "not issued by the CA in"},
+		{"a leaf as --ca", Config{CertDir: goodDir, CAFile: filepath.Join(goodDir, "node.crt")}, "ca", "not a CA"},
+		{"revoked", Config{CertDir: revokedDir}, "cert", "revoked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Cloud, cfg.Listen4, cfg.DNS, cfg.DebugAddr, cfg.Logger = "127.0.0.1:1", "127.0.0.1:0", Off, Off, quiet()
+			dev, _ := tun.NewMemPair("mem0", 1280, 8)
+			cfg.Device = dev
+			defer dev.Close()
+			n, err := Start(context.Background(), cfg)
+			if err == nil {
+				n.Stop(context.Background())
+				t.Fatal("Start succeeded")
+			}
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Option != tt.option || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q; want an OptionError for --%s mentioning %q", err, tt.option, tt.want)
+			}
+		})
+	}
+}
+
+// TestStartWarnsAheadOfExpiry: a certificate within its last third (or
+// 30 days) starts, with a warning saying so.
+func TestStartWarnsAheadOfExpiry(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	id, err := ca.IssueAt(pki.RoleNode, "late.example.cyphonic", now.Add(-50*time.Minute), now.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(dir, "late")
+	if err := pki.WriteIdentity(d, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteRoot(d, ca.Cert); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	dev, _ := tun.NewMemPair("mem0", 1280, 8)
+	n, err := Start(context.Background(), Config{CertDir: d, Cloud: "127.0.0.1:9", Listen4: "127.0.0.1:0",
+		DNS: Off, DebugAddr: Off, Device: dev, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "expires soon") {
+		t.Fatalf("no expiry warning in:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
