@@ -24,6 +24,11 @@ const (
 	CAKeyFile  = "ca.key"
 )
 
+// DefaultCAName is the common name of a CA made without one given: by
+// `cyphonic ca init` and by a first `cyphonic cloud` alike, so that the
+// name tells nothing apart; the key identifier does (errors print it).
+const DefaultCAName = "CYPHONIC root CA"
+
 // ErrCAExists is returned by InitCA when dir already holds a CA.
 var ErrCAExists = errors.New("CA already exists")
 
@@ -203,6 +208,9 @@ func requestFQDN(req CertRequest) (string, error) {
 // from now for validity. fqdn is ignored for the services, whose names are
 // fixed (Role.ServiceFQDN).
 func (ca *CA) Issue(role Role, fqdn string, validity time.Duration) (*Identity, error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("pki: issue %q: validity %v is not positive", fqdn, validity)
+	}
 	now := time.Now()
 	return ca.IssueAt(role, fqdn, now.Add(-clockSkew), now.Add(validity))
 }
@@ -221,12 +229,7 @@ func (ca *CA) IssueAt(role Role, fqdn string, notBefore, notAfter time.Time) (*I
 		Role: role, FQDN: fqdn, PublicKey: pub, NoiseStatic: noise.Public,
 		NotBefore: notBefore, NotAfter: notAfter,
 	}
-	var der []byte
-	if role == RoleNode {
-		der, err = ca.signNode(req)
-	} else {
-		der, err = ca.Sign(req)
-	}
+	der, err := ca.signRecorded(req)
 	if err != nil {
 		return nil, err
 	}
@@ -244,12 +247,12 @@ func (ca *CA) IssueAt(role Role, fqdn string, notBefore, notAfter time.Time) (*I
 	}, nil
 }
 
-// signNode allocates (or looks up) the node's VIPs in the CA's registry,
-// signs the certificate with them and records the allocation. The registry
-// is written only after signing succeeded, so a failed issue allocates
-// nothing; ca.mu serialises issues in this process (`cyphonic ca` is the
-// only writer of a CA directory).
-func (ca *CA) signNode(req CertRequest) ([]byte, error) {
+// signRecorded signs req and records the certificate in the CA's registry
+// (IssuedFile); for a node it first allocates (or looks up) the node's VIPs
+// there. The registry is written only after signing succeeded, so a failed
+// issue allocates nothing; ca.mu serialises issues in this process
+// (`cyphonic ca` is the only writer of a CA directory).
+func (ca *CA) signRecorded(req CertRequest) ([]byte, error) {
 	fqdn, err := requestFQDN(req)
 	if err != nil {
 		return nil, fmt.Errorf("pki: sign %s %q: %w", req.Role, req.FQDN, err)
@@ -265,13 +268,23 @@ func (ca *CA) signNode(req CertRequest) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
 	}
-	if req.VIP6, req.VIP4, err = reg.vipsFor(fqdn); err != nil {
-		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
+	if req.Role == RoleNode {
+		if req.VIP6, req.VIP4, err = reg.vipsFor(fqdn); err != nil {
+			return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
+		}
 	}
 	der, err := ca.Sign(req)
 	if err != nil {
 		return nil, err
 	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("pki: issue %s: %w", fqdn, err)
+	}
+	reg.Certs = append(reg.Certs, IssuedCert{
+		Serial: FormatSerial(cert.SerialNumber), FQDN: fqdn, Role: req.Role.String(),
+		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
+	})
 	if err := reg.save(ca.dir); err != nil {
 		return nil, fmt.Errorf("pki: issue %s: record VIPs: %w", fqdn, err)
 	}

@@ -200,7 +200,7 @@ func bootstrapCA(dataDir, caDir string) (*pki.CA, error) {
 	if err := os.Chmod(caDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: CA dir: %w", err)
 	}
-	ca, err := pki.InitCA(caDir, "CYPHONIC overlay CA", 10*365*24*time.Hour)
+	ca, err := pki.InitCA(caDir, pki.DefaultCAName, 10*365*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
