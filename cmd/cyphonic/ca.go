@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"flag"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
