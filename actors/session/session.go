@@ -70,11 +70,15 @@ type Config struct {
 	OnVIPFailed func(vip netip.Addr, unknown bool)
 	Logger      *slog.Logger
 
-	Keepalive  time.Duration   // keepalive period (default 15s; holds NAT mappings)
-	Retry      signaling.Retry // retransmission of every request (default signaling.DefaultRetry)
-	ReLogin    runtime.Backoff // wait between failed login attempts (default 1s..30s)
-	ProbeWait  time.Duration   // how long registration waits for the NAT probe reply (default 1s)
-	MaxPending int             // tunnel requests queued or in flight (default 256)
+	Keepalive time.Duration   // keepalive period (default 15s; holds NAT mappings)
+	Retry     signaling.Retry // retransmission of every request (default signaling.DefaultRetry)
+	ReLogin   runtime.Backoff // wait between failed login attempts (default 1s..30s)
+	// RefusedRetry is the least wait after the cloud refused a login
+	// permanently (an expired, revoked or foreign certificate): asking
+	// again cannot succeed until an operator acts (default 5m).
+	RefusedRetry time.Duration
+	ProbeWait    time.Duration // how long registration waits for the NAT probe reply (default 1s)
+	MaxPending   int           // tunnel requests queued or in flight (default 256)
 	// Interfaces lists the host's addresses for registration (default
 	// InterfaceAddrs); tests and mobility simulations replace it.
 	Interfaces func() []netip.Addr
@@ -102,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReLogin == (runtime.Backoff{}) {
 		c.ReLogin = runtime.Backoff{Initial: time.Second, Max: 30 * time.Second}
+	}
+	if c.RefusedRetry <= 0 {
+		c.RefusedRetry = 5 * time.Minute
 	}
 	if c.ProbeWait <= 0 {
 		c.ProbeWait = time.Second

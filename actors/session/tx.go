@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -84,6 +85,9 @@ type txActor struct {
 	id    messages.MsgID
 	timer *time.Timer
 	gen   int // bumped when a login moves to its confirmation: older retransmit ticks are stale
+	// refused is the last login answer that did not verify: a timeout
+	// then says answers came but were not the AS's (a wrong --ca).
+	refused error
 }
 
 func txProps(s *Session, id messages.MsgID) *actor.Props {
@@ -115,7 +119,11 @@ func (a *txActor) send(ctx actor.Context, sent int) {
 		return
 	}
 	if sent >= a.s.cfg.Retry.Attempts {
-		a.finish(ctx, st, &txDone{err: ErrTimeout})
+		err := ErrTimeout
+		if a.refused != nil {
+			err = fmt.Errorf("%w: answers arrived but did not verify (is --ca the CA of the cloud's certificates?): %w", ErrTimeout, a.refused)
+		}
+		a.finish(ctx, st, &txDone{err: err})
 		return
 	}
 	pkt := st.packet
@@ -166,6 +174,7 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 			// Not the AS's genuine answer (forged, corrupted, stale): keep
 			// waiting for it.
 			ctx.Logger().Debug("session: login challenge ignored", "err", err)
+			a.refused = err
 		}
 		return
 	}
@@ -177,6 +186,7 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		a.finish(ctx, st, &txDone{err: refused})
 	default:
 		ctx.Logger().Debug("session: login reply ignored", "err", err)
+		a.refused = err
 	}
 }
 
