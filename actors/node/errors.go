@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
@@ -35,7 +36,13 @@ var ErrNeedPrivilege = errors.New("the node needs root or the CAP_NET_ADMIN capa
 // tunError explains a failure to open the TUN device.
 func tunError(name string, err error) error {
 	switch {
-	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+	case errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("node: TUN %s: %w: %w", name, err, ErrNeedPrivilege)
+	case errors.Is(err, syscall.EACCES) && os.Geteuid() != 0:
+		// open(2) of the device, before any capability is asked for.
+		return fmt.Errorf("node: TUN %s: %w: this user may not open /dev/net/tun (most systems make it mode 0666; "+
+			"here only its owner may: chmod 0666 /dev/net/tun, or run the node as root)", name, err)
+	case errors.Is(err, syscall.EACCES):
 		return fmt.Errorf("node: TUN %s: %w: %w", name, err, ErrNeedPrivilege)
 	case errors.Is(err, syscall.EBUSY):
 		return optionErr("tun", "TUN device %s is in use (another node on this host?): give this node another name with --tun: %w", name, err)
