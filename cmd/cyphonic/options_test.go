@@ -120,3 +120,18 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("missing file: exit %d, %q", code, stderr)
 	}
 }
+
+// TestShippedConfigs: the example config files in dist/ (the systemd
+// units read them from /etc/cyphonic) hold only known keys and valid
+// values.
+func TestShippedConfigs(t *testing.T) {
+	if code, _, stderr := runCmd(t, "cloud", "--config", "../../dist/cloud.toml", "--check-config"); code != 0 {
+		t.Fatalf("dist/cloud.toml: exit %d: %s", code, stderr)
+	}
+	alice := issueNode(t, t.TempDir(), "alice")
+	// The file's certificate path exists on a provisioned host only.
+	code, stdout, stderr := runCmd(t, "node", "--config", "../../dist/node.toml", "--cert", alice, "--check-config")
+	if code != 0 || !strings.Contains(stdout, `cloud = "192.0.2.10:7401"`) {
+		t.Fatalf("dist/node.toml: exit %d: %s%s", code, stderr, stdout)
+	}
+}
