@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,20 @@ func TestCANameMatchesCloud(t *testing.T) {
 	}
 	if mine.Subject.CommonName != clouds.Subject.CommonName {
 		t.Fatalf("ca init names its CA %q, the cloud %q", mine.Subject.CommonName, clouds.Subject.CommonName)
+	}
+}
+
+func TestDescribeBuild(t *testing.T) {
+	info := &debug.BuildInfo{GoVersion: "go1.26.0", Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-12-01T10:00:00Z"}, {Key: "vcs.modified", Value: "true"},
+	}}
+	if got, want := describeBuild("0.1.0", info), "0.1.0 (commit 0123456789ab-dirty, 2026-12-01T10:00:00Z, go1.26.0)"; got != want {
+		t.Errorf("describeBuild = %q, want %q", got, want)
+	}
+	if got := describeBuild("0.1.0", &debug.BuildInfo{}); got != "0.1.0 (commit unknown)" {
+		t.Errorf("no vcs info: %q", got)
+	}
+	if code, out, _ := runCmd(t, "version"); code != 0 || !strings.Contains(out, "(commit ") {
+		t.Errorf("version: exit %d, %q", code, out)
 	}
 }
