@@ -371,8 +371,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.log.Info("upstream DNS off: only overlay names will resolve")
 		case "":
 			if upstream, err = resolver.UpstreamFromResolvConf(resolver.ResolvConf, cfg.DNS); err != nil {
-				n.log.Warn("no upstream DNS: only overlay names will resolve", "err", err)
+				n.log.Warn("no upstream DNS: only overlay names will resolve (--upstream names one)", "err", err)
 				upstream, err = "", nil
+			} else {
+				n.log.Info("resolver: names outside the overlay go to the upstream", "upstream", upstream, "from", resolver.ResolvConf)
 			}
 		}
 		n.dns, err = resolver.NewServer(resolver.Config{Addr: cfg.DNS, Domain: cfg.Domain, Upstream: upstream},
