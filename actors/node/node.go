@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -377,8 +378,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 				n.log.Info("resolver: names outside the overlay go to the upstream", "upstream", upstream, "from", resolver.ResolvConf)
 			}
 		}
-		n.dns, err = resolver.NewServer(resolver.Config{Addr: cfg.DNS, Domain: cfg.Domain, Upstream: upstream},
-			resolver.BackendFunc(n.resolve), n.log)
+		// Short names: "bob" is bob in our own domain, when that lies in
+		// the overlay's.
+		var search string
+		if _, own, ok := strings.Cut(n.id.FQDN, "."); ok && strings.HasSuffix(own, "."+strings.Trim(cfg.Domain, ".")) {
+			search = own
+		}
+		n.dns, err = resolver.NewServer(resolver.Config{Addr: cfg.DNS, Domain: cfg.Domain, Search: search, Upstream: upstream},
+			nodeBackend{n}, n.log)
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
@@ -551,6 +558,40 @@ func (n *Node) configureTUN(ctx context.Context, name string) {
 			n.log.Info("TUN configured", "dev", name, "vip6", r.VIP6, "vip4", r.VIP4)
 		}
 	}
+}
+
+// nodeBackend is the resolver's backend: names through resolve, VIPs
+// through reverse.
+type nodeBackend struct{ n *Node }
+
+func (b nodeBackend) Resolve(ctx context.Context, fqdn string) (resolver.Answer, error) {
+	return b.n.resolve(ctx, fqdn)
+}
+
+func (b nodeBackend) Reverse(ctx context.Context, a netip.Addr) (string, error) {
+	return b.n.reverse(ctx, a)
+}
+
+// reverse names the holder of an overlay address: ourselves, or a peer we
+// have a tunnel with (its certificate binds the VIP). An overlay address
+// we know no holder of is unknown; anything else is not ours to answer.
+func (n *Node) reverse(_ context.Context, a netip.Addr) (string, error) {
+	a = a.Unmap()
+	o := n.overlay.Load()
+	switch {
+	case o == nil:
+		return "", resolver.ErrNotOverlay // no login yet: the prefixes are unknown
+	case a == o.vip6 || a == o.vip4:
+		return n.id.FQDN, nil
+	case !(o.prefix6.IsValid() && o.prefix6.Contains(a)) && !(o.prefix4.IsValid() && o.prefix4.Contains(a)):
+		return "", resolver.ErrNotOverlay
+	}
+	for _, p := range n.dp.Status() {
+		if p.VIP6 == a || p.VIP4 == a {
+			return p.FQDN, nil
+		}
+	}
+	return "", resolver.ErrUnknownName
 }
 
 // resolve is the resolver's backend: a tunnel already up answers at once;

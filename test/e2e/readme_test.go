@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,6 +98,12 @@ func TestReadmeUsingIt(t *testing.T) {
 	text := out.String()
 	if n := strings.Count(text, "3 packets transmitted, 3 received"); n != 2 {
 		t.Errorf("%d of the 2 pings got every reply:\n%s\n%s", n, text, logs())
+	}
+	if !strings.Contains(text, "1 packets transmitted, 1 received") {
+		t.Errorf("the short name bob did not answer:\n%s", text)
+	}
+	if !regexp.MustCompile(`(?m)^100\.64\.0\.2\s+bob\.example\.cyphonic$`).MatchString(text) {
+		t.Errorf("no PTR answer for bob's VIP:\n%s", text)
 	}
 	for _, want := range []string{"bob.example.cyphonic", "up", "carol.example.cyphonic", "6 certificate(s) issued", "node [node]"} {
 		if !strings.Contains(text, want) {
