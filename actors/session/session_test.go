@@ -790,3 +790,25 @@ func TestDenyListHandedOn(t *testing.T) {
 		t.Fatalf("intake saw %d lists; acks %+v", len(got), f.cloud.acks)
 	}
 }
+
+// TestLoginTimeoutSaysAnswersDidNotVerify: an AS whose certificate is not
+// from the node's CA (a wrong --ca) answers, but the node cannot verify
+// it; the login's timeout says so instead of "no answer".
+func TestLoginTimeoutSaysAnswersDidNotVerify(t *testing.T) {
+	other, err := pki.InitCA(t.TempDir(), "other", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignAS, err := other.Issue(pki.RoleAS, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, nil, func(c *fakeCloud) {
+		c.as.Static = handshake.StaticKey(foreignAS.NoiseStatic)
+		c.as.CertDER = foreignAS.CertDER
+	})
+	eventually(t, "login failed", func() bool { return f.s.Status().LastError != "" })
+	if e := f.s.Status().LastError; !strings.Contains(e, "did not verify") || !strings.Contains(e, "--ca") {
+		t.Fatalf("last error %q does not say the answers did not verify", e)
+	}
+}

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
+	"syscall"
+
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 )
@@ -118,7 +123,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	s, err := server.Start(ctx, cfg)
 	if err != nil {
-		return err
+		return cloudErr(o, cfg, *data, err)
 	}
 	var names []string
 	for _, sys := range s.Systems() {
@@ -176,4 +181,43 @@ func joinAddrs(as []netip.AddrPort) string {
 		parts = append(parts, a.String())
 	}
 	return strings.Join(parts, " ")
+}
+
+// cloudErr names the option behind a start error the operator can fix by
+// changing one: a port or address another process holds, a data directory
+// another cloud has open.
+func cloudErr(o *options, cfg server.Config, data string, err error) error {
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return fmt.Errorf("%w: another cloud process has the store in %s open: stop it, or give this one another %s (or a shared --store redis://...)",
+			err, data, o.label("data"))
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Addr == nil || !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return err
+	}
+	ap, perr := netip.ParseAddrPort(op.Addr.String())
+	if perr != nil {
+		return err
+	}
+	option := "listen"
+	if errors.Is(err, syscall.EADDRINUSE) {
+		option = ""
+		for _, p := range []struct {
+			name string
+			port int
+		}{{"as-port", cfg.ASPort}, {"nms-port", cfg.NMSPort}, {"alt-port", cfg.AltPort}, {"trs-port", cfg.TRSPort}, {"remote", cfg.RemotePort}} {
+			if int(ap.Port()) == p.port {
+				option = p.name
+				break
+			}
+		}
+		if option == "" && cfg.DebugAddr != "" && strings.HasSuffix(cfg.DebugAddr, fmt.Sprintf(":%d", ap.Port())) {
+			option = "debug-addr"
+		}
+		if option == "" {
+			return err
+		}
+		return fmt.Errorf("%w: %s is in use (another cloud on this host?): choose another with %s", err, ap, o.label(option))
+	}
+	return fmt.Errorf("%w: %s is not an address of this host: fix %s", err, ap.Addr(), o.label(option))
 }

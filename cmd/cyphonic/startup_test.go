@@ -284,3 +284,45 @@ func TestNodeRunsWithCapNetAdminOnly(t *testing.T) {
 		t.Errorf("no clean stop:\n%s", stderr.String())
 	}
 }
+
+// TestSecondCloudCollisions: a second cloud on one host is refused,
+// naming the flag to change: its store, a port another holds, an address
+// that is not this host's. (A store failure used to panic in the cleanup.)
+func TestSecondCloudCollisions(t *testing.T) {
+	out, stop := startCloudCmd(t)
+	defer stop()
+	text := out.String()
+	port := func(re string) string {
+		m := regexp.MustCompile(re + `\s+udp 127\.0\.0\.1:(\d+)`).FindStringSubmatch(text)
+		if m == nil {
+			t.Fatalf("no %s in:\n%s", re, text)
+		}
+		return m[1]
+	}
+	asPort, trsPort := port(`AS   \(login\)`), port(`TRS  \(relay\)`)
+	data := regexp.MustCompile(`data in (\S+),`).FindStringSubmatch(text)[1]
+	free := func() []string {
+		return []string{"--data", t.TempDir(), "--listen", "127.0.0.1", "--debug-addr", "off",
+			"--nms-port", fmt.Sprint(freeUDPPort(t)), "--as-port", fmt.Sprint(freeUDPPort(t)),
+			"--alt-port", fmt.Sprint(freeUDPPort(t)), "--trs-port", fmt.Sprint(freeUDPPort(t))}
+	}
+	tests := []struct {
+		name     string
+		override []string
+		want     string
+	}{
+		{"same data directory", []string{"--data", data}, "give this one another --data"},
+		{"AS port", []string{"--as-port", asPort}, "is in use (another cloud on this host?): choose another with --as-port"},
+		{"TRS port", []string{"--trs-port", trsPort}, "choose another with --trs-port"},
+		{"foreign address", []string{"--listen", "192.0.2.99"}, "192.0.2.99 is not an address of this host: fix --listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append([]string{"cloud"}, free()...), tt.override...)
+			code, _, stderr := runCmd(t, args...)
+			if code != 1 || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 1 and %q", code, stderr, tt.want)
+			}
+		})
+	}
+}
