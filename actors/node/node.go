@@ -109,6 +109,10 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	expiryMu     sync.Mutex
+	expiryTimer  *time.Timer // the next expiry warning or error; nil once stopped
+	expiryClosed bool
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -300,10 +304,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	nodes.SetDenySource(crls.DenyList)
 	services.SetDenySource(crls.DenyList)
-	if left := time.Until(n.id.Cert.NotAfter); left < expiryWarning(n.id.Cert) {
-		n.log.Warn("the node's certificate expires soon: issue a new one", "cert", cfg.CertDir,
-			"serial", pki.FormatSerial(n.id.Cert.SerialNumber), "not_after", n.id.Cert.NotAfter.UTC(), "left", left.Round(time.Second))
-	}
+	n.watchExpiry()
+	cleanup = append(cleanup, n.stopExpiry)
 
 	bind, err := udp.ListenBind(cfg.Listen4, cfg.Listen6)
 	if err != nil {
@@ -616,6 +618,45 @@ func (n *Node) resolve(ctx context.Context, fqdn string) (resolver.Answer, error
 	return resolver.Answer{VIP6: path.PeerVIP6, VIP4: path.PeerVIP4}, nil
 }
 
+// watchExpiry warns, now or when the time comes, that the certificate
+// expires soon, and says at ERROR when it has expired: a node runs for
+// months, and peers and the cloud refuse an expired certificate.
+func (n *Node) watchExpiry() {
+	c := n.id.Cert
+	warnAt := c.NotAfter.Add(-expiryWarning(c))
+	attrs := []any{"cert", n.cfg.CertDir, "serial", pki.FormatSerial(c.SerialNumber), "not_after", c.NotAfter.UTC()}
+	var next func()
+	arm := func(at time.Time, f func()) {
+		n.expiryMu.Lock()
+		defer n.expiryMu.Unlock()
+		if !n.expiryClosed {
+			n.expiryTimer = time.AfterFunc(time.Until(at), f)
+		}
+	}
+	expired := func() {
+		n.log.Error("the node's certificate has expired: the cloud and peers refuse it; issue a new one and restart", attrs...)
+	}
+	next = func() {
+		left := time.Until(c.NotAfter)
+		n.log.Warn("the node's certificate expires soon: issue a new one", append(attrs, "left", left.Round(time.Second))...)
+		arm(c.NotAfter, expired)
+	}
+	if time.Now().After(warnAt) {
+		next()
+		return
+	}
+	arm(warnAt, next)
+}
+
+func (n *Node) stopExpiry() {
+	n.expiryMu.Lock()
+	defer n.expiryMu.Unlock()
+	n.expiryClosed = true
+	if n.expiryTimer != nil {
+		n.expiryTimer.Stop()
+	}
+}
+
 // FQDN is the node's name.
 func (n *Node) FQDN() string { return n.id.FQDN }
 
@@ -685,6 +726,7 @@ func (n *Node) stop(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	n.stopExpiry()
 	n.cancel()
 	n.wg.Wait()
 	n.sess.Close()

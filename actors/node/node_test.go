@@ -275,3 +275,51 @@ func TestStartWarnsAheadOfExpiry(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestExpiryWatchedWhileRunning: a running node warns when its
+// certificate enters its last stretch and says at ERROR when it expired.
+func TestExpiryWatchedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), "test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	// Lifetime 6 s: the warning window is its last third, 2 s.
+	id, err := ca.IssueAt(pki.RoleNode, "brief.example.cyphonic", now.Add(-3*time.Second), now.Add(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(dir, "brief")
+	if err := pki.WriteIdentity(d, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteRoot(d, ca.Cert); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	read := func() string { mu.Lock(); defer mu.Unlock(); return logs.String() }
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	dev, _ := tun.NewMemPair("mem0", 1280, 8)
+	n, err := Start(context.Background(), Config{CertDir: d, Cloud: "127.0.0.1:9", Listen4: "127.0.0.1:0",
+		DNS: Off, DebugAddr: Off, Device: dev, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(context.Background())
+	if strings.Contains(read(), "expires soon") {
+		t.Fatalf("warned at start, before the window:\n%s", read())
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !(strings.Contains(read(), "expires soon") && strings.Contains(read(), "level=ERROR msg=\"the node's certificate has expired")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning and error while running:\n%s", read())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
