@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFile(t *testing.T, path, text string) string {
@@ -133,5 +137,37 @@ func TestShippedConfigs(t *testing.T) {
 	code, stdout, stderr := runCmd(t, "node", "--config", "../../dist/node.toml", "--cert", alice, "--check-config")
 	if code != 0 || !strings.Contains(stdout, `cloud = "192.0.2.10:7401"`) {
 		t.Fatalf("dist/node.toml: exit %d: %s%s", code, stderr, stdout)
+	}
+}
+
+// TestLogFormatJSON: --log-format json makes every log line a JSON object
+// (log/slog's JSON handler).
+func TestLogFormatJSON(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	args := []string{"--data", t.TempDir(), "--listen", "127.0.0.1", "--log-format", "json", "--debug-addr", "off",
+		"--nms-port", fmt.Sprint(freeUDPPort(t)), "--as-port", fmt.Sprint(freeUDPPort(t)),
+		"--alt-port", fmt.Sprint(freeUDPPort(t)), "--trs-port", fmt.Sprint(freeUDPPort(t))}
+	done := make(chan error, 1)
+	go func() { done <- runCloud(ctx, args, &stdout, &stderr) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stdout.String(), "Issue a node certificate") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// A first start logs the new CA at WARN.
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) == 0 || lines[0] == "" {
+		t.Fatal("nothing logged")
+	}
+	for _, l := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil || rec["level"] == nil || rec["msg"] == nil {
+			t.Fatalf("not a JSON log record (%v): %q", err, l)
+		}
 	}
 }
