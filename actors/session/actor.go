@@ -230,6 +230,9 @@ func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
 		// say what the operator must change.
 		d = max(d, a.cfg.RefusedRetry)
 		a.log.Error("login refused by the cloud", "code", code, "why", why, "attempt", a.loginFailures, "retry_in", d, "err", err)
+	} else if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrUnverified) {
+		a.log.Warn("login failed", "err", err, "why", fmt.Sprintf("no answer from the AS at %s: is the cloud running, and listening "+
+			"where this node reaches it (cyphonic cloud --listen; a firewall)?", a.cfg.AS), "attempt", a.loginFailures, "retry_in", d)
 	} else {
 		a.log.Warn("login failed", "err", err, "attempt", a.loginFailures, "retry_in", d)
 	}

@@ -37,8 +37,11 @@ var (
 	ErrNotStarted  = errors.New("session: not started")
 	ErrUnknownPeer = errors.New("session: unknown peer")
 	ErrTimeout     = errors.New("session: no answer from the cloud")
-	ErrBusy        = errors.New("session: too many pending tunnel requests")
-	ErrStopped     = errors.New("session: stopped")
+	// ErrUnverified joins ErrTimeout when answers came but none verified:
+	// the cloud's certificates are not from the node's CA.
+	ErrUnverified = errors.New("answers arrived but did not verify (is --ca the CA of the cloud's certificates?)")
+	ErrBusy       = errors.New("session: too many pending tunnel requests")
+	ErrStopped    = errors.New("session: stopped")
 	// ErrWrongPeer: NMS answered a tunnel request with a path to another
 	// peer than the one asked for.
 	ErrWrongPeer = errors.New("session: path names another peer")

@@ -812,3 +812,18 @@ func TestLoginTimeoutSaysAnswersDidNotVerify(t *testing.T) {
 		t.Fatalf("last error %q does not say the answers did not verify", e)
 	}
 }
+
+// TestLoginTimeoutSaysWhereItAsked: no answer at all names the AS address
+// and the likely causes.
+func TestLoginTimeoutSaysWhereItAsked(t *testing.T) {
+	var logs syncLog
+	f := newFixture(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) },
+		func(c *fakeCloud) { c.down = true })
+	eventually(t, "login failed", func() bool { return f.s.Status().LastError != "" })
+	eventually(t, "the hint logged", func() bool {
+		return strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "no answer from the AS at "+asAddr.String())
+	})
+	if l := logs.String(); !strings.Contains(l, "--listen") {
+		t.Fatalf("no hint at --listen:\n%s", l)
+	}
+}

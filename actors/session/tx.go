@@ -121,7 +121,7 @@ func (a *txActor) send(ctx actor.Context, sent int) {
 	if sent >= a.s.cfg.Retry.Attempts {
 		err := ErrTimeout
 		if a.refused != nil {
-			err = fmt.Errorf("%w: answers arrived but did not verify (is --ca the CA of the cloud's certificates?): %w", ErrTimeout, a.refused)
+			err = fmt.Errorf("%w: %w: %w", ErrTimeout, ErrUnverified, a.refused)
 		}
 		a.finish(ctx, st, &txDone{err: err})
 		return
