@@ -69,6 +69,11 @@ type Config struct {
 
 	DebugAddr string // /debug/actors, /debug/status, /metrics, /debug/pprof (default DefaultDebugAddr); Off disables it
 
+	// SplitDNS registers the resolver with systemd-resolved for the
+	// overlay domain on the TUN link: SplitDNSAuto (default), SplitDNSOn
+	// or SplitDNSOff.
+	SplitDNS string
+
 	TUN string // device name (default DefaultTUN)
 	MTU int    // device MTU (default DefaultMTU)
 	// TUNBackend opens the device: tun.BackendOffload (TSO/GRO through
@@ -151,6 +156,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TUN == "" {
 		c.TUN = DefaultTUN
+	}
+	switch c.SplitDNS {
+	case "":
+		c.SplitDNS = SplitDNSAuto
+	case SplitDNSAuto, SplitDNSOn, SplitDNSOff:
+	default:
+		return c, fmt.Errorf("%w: --split-dns %q: want auto, on or off", ErrConfig, c.SplitDNS)
 	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
@@ -544,6 +556,7 @@ func (n *Node) onLogin(r messages.LoginReply) {
 func (n *Node) configureTUN(ctx context.Context, name string) {
 	defer n.wg.Done()
 	var last messages.LoginReply
+	registered := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -558,6 +571,12 @@ func (n *Node) configureTUN(ctx context.Context, name string) {
 			}
 			last = r
 			n.log.Info("TUN configured", "dev", name, "vip6", r.VIP6, "vip4", r.VIP4)
+			if !registered {
+				// Once the link is up with its addresses: resolved keeps
+				// per-link DNS only for links it knows.
+				n.registerSplitDNS(ctx, name)
+				registered = true
+			}
 		}
 	}
 }

@@ -30,6 +30,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.DNS, "dns", resolver.DefaultAddr, "resolver address for overlay names (UDP and TCP); 'off' disables it")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "resolver for other names, host:port (default: the first nameserver in /etc/resolv.conf); 'off' refuses them")
 	fs.StringVar(&cfg.Domain, "domain", resolver.DefaultDomain, "the overlay domain")
+	fs.StringVar(&cfg.SplitDNS, "split-dns", node.SplitDNSAuto, "register the resolver with systemd-resolved for the overlay domain on the TUN link: auto (when resolved runs and the node is in the host's network namespace), on or off")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", defaultNodeDebugAddr, "debug endpoint: /debug/actors, /debug/status, /metrics, /debug/pprof; 'off' disables it")
 	fs.StringVar(&cfg.TUN, "tun", node.DefaultTUN, "TUN device name")
 	fs.IntVar(&cfg.MTU, "mtu", node.DefaultMTU, "TUN device MTU")
@@ -50,6 +51,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return o.usageErr("tun-backend", "%v", err)
 	}
 	cfg.TUNBackend = b
+	switch cfg.SplitDNS {
+	case node.SplitDNSAuto, node.SplitDNSOn, node.SplitDNSOff:
+	default:
+		return o.usageErr("split-dns", "%q: want auto, on or off", cfg.SplitDNS)
+	}
 	for _, f := range []struct {
 		name string
 		v    *string

@@ -326,3 +326,44 @@ func TestSecondCloudCollisions(t *testing.T) {
 		})
 	}
 }
+
+// TestSplitDNSRegistersWithResolved: once logged in and configured, the
+// node routes the overlay domain (and its own, for short names) to its
+// resolver on its TUN link through resolvectl. A stand-in resolvectl on
+// PATH records the calls (this machine runs no systemd-resolved).
+func TestSplitDNSRegistersWithResolved(t *testing.T) {
+	systest.Require(t, systest.Root(), systest.File("/dev/net/tun"))
+	out, stopCloud := startCloudCmd(t)
+	defer stopCloud()
+	caDir := regexp.MustCompile(`new overlay CA +(\S+)`).FindStringSubmatch(out.String())[1]
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "alice")
+	if code, _, stderr := runCmd(t, "ca", "issue", "--dir", caDir, "--fqdn", "alice.example.cyphonic", "--out", cert); code != 0 {
+		t.Fatal(stderr)
+	}
+	record := filepath.Join(dir, "calls")
+	writeFile(t, filepath.Join(dir, "resolvectl"), "#!/bin/sh\necho \"$*\" >>"+record+"\n")
+	if err := os.Chmod(filepath.Join(dir, "resolvectl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	tun, dns := tunName("s"), fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
+	logs, stop := startNodeCmd(t, "--cloud", asAddr(t, out.String()).String(), "--cert", cert, "--tun", tun,
+		"--listen4", "127.0.0.1:0", "--listen6", "off", "--upstream", "off", "--dns", dns, "--debug-addr", "off", "--split-dns", "on")
+	defer stop()
+	want := "dns " + tun + " " + dns + "\ndomain " + tun + " ~cyphonic example.cyphonic\n"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(record)
+		if string(b) == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resolvectl calls %q, want %q\n%s", b, want, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "split DNS: systemd-resolved sends the overlay domain") {
+		t.Errorf("the node does not say it registered:\n%s", logs.String())
+	}
+}
