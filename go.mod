@@ -3,6 +3,7 @@ module github.com/cyphonic/cyphonic-go
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
 	github.com/dgraph-io/ristretto/v2 v2.4.2
 	github.com/flynn/noise v1.1.0

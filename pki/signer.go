@@ -125,7 +125,8 @@ func (s *Signer) Sign(req CertRequest) ([]byte, error) {
 		return nil, fmt.Errorf("pki: sign %s: missing Noise static key", fqdn)
 	}
 	if !req.NotAfter.After(req.NotBefore) {
-		return nil, fmt.Errorf("pki: sign %s: NotAfter %v not after NotBefore %v", fqdn, req.NotAfter, req.NotBefore)
+		return nil, fmt.Errorf("pki: sign %s: NotAfter %s not after NotBefore %s", fqdn,
+			req.NotAfter.UTC().Format(time.RFC3339), req.NotBefore.UTC().Format(time.RFC3339))
 	}
 	var ips []net.IP
 	switch {

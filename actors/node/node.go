@@ -7,6 +7,7 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +66,11 @@ type Config struct {
 
 	DebugAddr string // /debug/actors, /debug/status, /metrics, /debug/pprof (default DefaultDebugAddr); Off disables it
 
+	// SplitDNS registers the resolver with systemd-resolved for the
+	// overlay domain on the TUN link: SplitDNSAuto (default), SplitDNSOn
+	// or SplitDNSOff.
+	SplitDNS string
+
 	TUN string // device name (default DefaultTUN)
 	MTU int    // device MTU (default DefaultMTU)
 	// TUNBackend opens the device: tun.BackendOffload (TSO/GRO through
@@ -104,6 +111,10 @@ type Node struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	expiryMu     sync.Mutex
+	expiryTimer  *time.Timer // the next expiry warning or error; nil once stopped
+	expiryClosed bool
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -143,6 +154,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TUN == "" {
 		c.TUN = DefaultTUN
 	}
+	switch c.SplitDNS {
+	case "":
+		c.SplitDNS = SplitDNSAuto
+	case SplitDNSAuto, SplitDNSOn, SplitDNSOff:
+	default:
+		return c, fmt.Errorf("%w: --split-dns %q: want auto, on or off", ErrConfig, c.SplitDNS)
+	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
 	}
@@ -181,6 +199,64 @@ func resolveCloud(ctx context.Context, hostport string) (netip.AddrPort, error) 
 	return ap, nil
 }
 
+// trust is the node's identity, the root it trusts and the deny list it
+// holds.
+type trust struct {
+	id   *pki.Identity
+	root *x509.Certificate
+	crls *pki.CRLState
+}
+
+// loadTrust reads the identity, the CA and the saved deny list, and checks
+// the identity against them (checkIdentity).
+func loadTrust(cfg Config, log *slog.Logger) (*trust, error) {
+	id, err := pki.LoadIdentity(cfg.CertDir)
+	if err != nil {
+		return nil, &OptionError{Option: "cert", Err: err}
+	}
+	if id.Role != pki.RoleNode {
+		return nil, fmt.Errorf("%w: %s holds a %s certificate, not a node's", ErrConfig, cfg.CertDir, id.Role)
+	}
+	root, _, err := pki.ReadCertFile(cfg.CAFile) // not LoadRootFile: a non-CA certificate gets the error below
+	if err != nil {
+		return nil, &OptionError{Option: "ca", Err: fmt.Errorf("CA certificate: %w", err)}
+	}
+	if !root.IsCA || !root.BasicConstraintsValid {
+		return nil, optionErr("ca", "%s is not a CA certificate (it names %q): give the overlay's ca.crt", cfg.CAFile, root.Subject.CommonName)
+	}
+	// The deny list: CA-signed, the newest one seen, kept in the identity
+	// directory across restarts; NMS brings newer ones. Every handshake
+	// and rekey checks it, and peers it names are closed.
+	crls := pki.NewCRLState(root)
+	if c, err := pki.LoadCRL(cfg.CertDir, root); err != nil {
+		log.Warn("ignoring the saved deny list", "err", err)
+	} else if c != nil {
+		_, _ = crls.Offer(c.DER)
+	}
+	if err := checkIdentity(id, root, crls.DenyList(), cfg.CertDir, cfg.CAFile, time.Now()); err != nil {
+		return nil, err
+	}
+	return &trust{id: id, root: root, crls: crls}, nil
+}
+
+// Check is what Start checks before it opens anything: the config, the
+// cloud's address, the identity and the CA (`cyphonic node --check-config`).
+// It returns the identity on success.
+func Check(ctx context.Context, cfg Config) (*pki.Identity, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := resolveCloud(ctx, cfg.Cloud); err != nil {
+		return nil, err
+	}
+	t, err := loadTrust(cfg, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return t.id, nil
+}
+
 // Start brings a node up: it returns once every part is running (the cloud
 // login proceeds in the background; see Status). On error, whatever was
 // started is stopped again.
@@ -203,46 +279,35 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.id, err = pki.LoadIdentity(cfg.CertDir); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
-	if n.id.Role != pki.RoleNode {
-		return nil, fmt.Errorf("%w: %s holds a %s certificate, not a node's", ErrConfig, cfg.CertDir, n.id.Role)
-	}
-	n.log = n.log.With("node", n.id.FQDN)
-	root, err := pki.LoadRootFile(cfg.CAFile)
+	t, err := loadTrust(cfg, n.log)
 	if err != nil {
-		return nil, fmt.Errorf("node: CA certificate: %w", err)
+		return nil, err
 	}
+	root, crls := t.root, t.crls
+	n.id = t.id
+	n.log = n.log.With("node", n.id.FQDN)
 	nodes, err := pki.NewVerifier(root, pki.RoleNode)
 	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+		return nil, optionErr("ca", "%s: %w", cfg.CAFile, err)
 	}
 	services, err := pki.NewVerifier(root, pki.RoleAS)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	// The deny list: CA-signed, the newest one seen, kept in the identity
-	// directory across restarts; NMS brings newer ones. Every handshake
-	// and rekey checks it, and peers it names are closed.
-	crls := pki.NewCRLState(root)
-	if c, err := pki.LoadCRL(cfg.CertDir, root); err != nil {
-		n.log.Warn("ignoring the saved deny list", "err", err)
-	} else if c != nil {
-		_, _ = crls.Offer(c.DER)
-	}
 	nodes.SetDenySource(crls.DenyList)
 	services.SetDenySource(crls.DenyList)
+	n.watchExpiry()
+	cleanup = append(cleanup, n.stopExpiry)
 
 	bind, err := udp.ListenBind(cfg.Listen4, cfg.Listen6)
 	if err != nil {
-		return nil, fmt.Errorf("node: sockets: %w", err)
+		return nil, bindError(err)
 	}
 	dev := cfg.Device
 	if dev == nil {
 		if dev, err = tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU); err != nil {
 			bind.Close()
-			return nil, fmt.Errorf("node: TUN %s: %w", cfg.TUN, err)
+			return nil, tunError(cfg.TUN, err)
 		}
 	}
 
@@ -301,19 +366,27 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.log.Info("upstream DNS off: only overlay names will resolve")
 		case "":
 			if upstream, err = resolver.UpstreamFromResolvConf(resolver.ResolvConf, cfg.DNS); err != nil {
-				n.log.Warn("no upstream DNS: only overlay names will resolve", "err", err)
+				n.log.Warn("no upstream DNS: only overlay names will resolve (--upstream names one)", "err", err)
 				upstream, err = "", nil
+			} else {
+				n.log.Info("resolver: names outside the overlay go to the upstream", "upstream", upstream, "from", resolver.ResolvConf)
 			}
 		}
-		n.dns, err = resolver.NewServer(resolver.Config{Addr: cfg.DNS, Domain: cfg.Domain, Upstream: upstream},
-			resolver.BackendFunc(n.resolve), n.log)
+		// Short names: "bob" is bob in our own domain, when that lies in
+		// the overlay's.
+		var search string
+		if _, own, ok := strings.Cut(n.id.FQDN, "."); ok && strings.HasSuffix(own, "."+strings.Trim(cfg.Domain, ".")) {
+			search = own
+		}
+		n.dns, err = resolver.NewServer(resolver.Config{Addr: cfg.DNS, Domain: cfg.Domain, Search: search, Upstream: upstream},
+			nodeBackend{n}, n.log)
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 		// Bind now, so a taken port is an error here rather than a crash
 		// loop in the actor.
 		if err := n.dns.Start(); err != nil {
-			return nil, fmt.Errorf("node: %w", err)
+			return nil, listenError("dns", "resolver address", cfg.DNS, err)
 		}
 		cleanup = append(cleanup, func() { n.dns.Shutdown(context.Background()) })
 	}
@@ -329,7 +402,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		reg.MustRegister(&peerCollector{src: n.dp.Status})
 		n.debug.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		if n.debugAt, err = n.debug.Start(context.Background(), cfg.DebugAddr); err != nil {
-			return nil, fmt.Errorf("node: %w", err)
+			return nil, listenError("debug-addr", "debug address", cfg.DebugAddr, err)
 		}
 	}
 
@@ -466,6 +539,7 @@ func (n *Node) onLogin(r messages.LoginReply) {
 func (n *Node) configureTUN(ctx context.Context, name string) {
 	defer n.wg.Done()
 	var last messages.LoginReply
+	registered := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -480,8 +554,48 @@ func (n *Node) configureTUN(ctx context.Context, name string) {
 			}
 			last = r
 			n.log.Info("TUN configured", "dev", name, "vip6", r.VIP6, "vip4", r.VIP4)
+			if !registered {
+				// Once the link is up with its addresses: resolved keeps
+				// per-link DNS only for links it knows.
+				n.registerSplitDNS(ctx, name)
+				registered = true
+			}
 		}
 	}
+}
+
+// nodeBackend is the resolver's backend: names through resolve, VIPs
+// through reverse.
+type nodeBackend struct{ n *Node }
+
+func (b nodeBackend) Resolve(ctx context.Context, fqdn string) (resolver.Answer, error) {
+	return b.n.resolve(ctx, fqdn)
+}
+
+func (b nodeBackend) Reverse(ctx context.Context, a netip.Addr) (string, error) {
+	return b.n.reverse(ctx, a)
+}
+
+// reverse names the holder of an overlay address: ourselves, or a peer we
+// have a tunnel with (its certificate binds the VIP). An overlay address
+// we know no holder of is unknown; anything else is not ours to answer.
+func (n *Node) reverse(_ context.Context, a netip.Addr) (string, error) {
+	a = a.Unmap()
+	o := n.overlay.Load()
+	switch {
+	case o == nil:
+		return "", resolver.ErrNotOverlay // no login yet: the prefixes are unknown
+	case a == o.vip6 || a == o.vip4:
+		return n.id.FQDN, nil
+	case !(o.prefix6.IsValid() && o.prefix6.Contains(a)) && !(o.prefix4.IsValid() && o.prefix4.Contains(a)):
+		return "", resolver.ErrNotOverlay
+	}
+	for _, p := range n.dp.Status() {
+		if p.VIP6 == a || p.VIP4 == a {
+			return p.FQDN, nil
+		}
+	}
+	return "", resolver.ErrUnknownName
 }
 
 // resolve is the resolver's backend: a tunnel already up answers at once;
@@ -504,6 +618,45 @@ func (n *Node) resolve(ctx context.Context, fqdn string) (resolver.Answer, error
 		return resolver.Answer{}, fmt.Errorf("node: tunnel to %s: %w", fqdn, err)
 	}
 	return resolver.Answer{VIP6: path.PeerVIP6, VIP4: path.PeerVIP4}, nil
+}
+
+// watchExpiry warns, now or when the time comes, that the certificate
+// expires soon, and says at ERROR when it has expired: a node runs for
+// months, and peers and the cloud refuse an expired certificate.
+func (n *Node) watchExpiry() {
+	c := n.id.Cert
+	warnAt := c.NotAfter.Add(-expiryWarning(c))
+	attrs := []any{"cert", n.cfg.CertDir, "serial", pki.FormatSerial(c.SerialNumber), "not_after", c.NotAfter.UTC()}
+	var next func()
+	arm := func(at time.Time, f func()) {
+		n.expiryMu.Lock()
+		defer n.expiryMu.Unlock()
+		if !n.expiryClosed {
+			n.expiryTimer = time.AfterFunc(time.Until(at), f)
+		}
+	}
+	expired := func() {
+		n.log.Error("the node's certificate has expired: the cloud and peers refuse it; issue a new one and restart", attrs...)
+	}
+	next = func() {
+		left := time.Until(c.NotAfter)
+		n.log.Warn("the node's certificate expires soon: issue a new one", append(attrs, "left", left.Round(time.Second))...)
+		arm(c.NotAfter, expired)
+	}
+	if time.Now().After(warnAt) {
+		next()
+		return
+	}
+	arm(warnAt, next)
+}
+
+func (n *Node) stopExpiry() {
+	n.expiryMu.Lock()
+	defer n.expiryMu.Unlock()
+	n.expiryClosed = true
+	if n.expiryTimer != nil {
+		n.expiryTimer.Stop()
+	}
 }
 
 // FQDN is the node's name.
@@ -575,6 +728,7 @@ func (n *Node) stop(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	n.stopExpiry()
 	n.cancel()
 	n.wg.Wait()
 	n.sess.Close()

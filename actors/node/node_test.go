@@ -2,12 +2,14 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,11 +67,11 @@ func TestStartErrors(t *testing.T) {
 		{"service certificate", Config{CertDir: filepath.Join(dir, "as"), Cloud: "127.0.0.1:1"}, "not a node's", true},
 		{"missing CA", Config{CertDir: alice, CAFile: filepath.Join(dir, "noca", "ca.crt"), Cloud: "127.0.0.1:1"}, "CA certificate", false},
 		{"garbage CA", Config{CertDir: alice, CAFile: garbage, Cloud: "127.0.0.1:1"}, "no PEM", false},
-		{"bad listen address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "300.1.1.1:0"}, "sockets", false},
+		{"bad listen address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "300.1.1.1:0"}, "--listen4", false},
 		{"bad DNS address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "127.0.0.1:0", DNS: "300.1.1.1:53",
-			Upstream: "127.0.0.1:1", DebugAddr: Off}, "resolver", false},
+			Upstream: "127.0.0.1:1", DebugAddr: Off}, "--dns", false},
 		{"bad debug address", Config{CertDir: alice, Cloud: "127.0.0.1:1", Listen4: "127.0.0.1:0", DNS: Off,
-			DebugAddr: "300.1.1.1:1"}, "debug", false},
+			DebugAddr: "300.1.1.1:1"}, "--debug-addr", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,5 +137,179 @@ func TestStartStopWithoutCloud(t *testing.T) {
 	}
 	if err := n.Stop(context.Background()); err != nil {
 		t.Fatalf("second Stop: %v", err)
+	}
+}
+
+// TestStartChecksOwnCertificate: a certificate the cloud and peers would
+// refuse stops the node at start, naming the option and the cause, where
+// it used to show only as a login that was never answered.
+func TestStartChecksOwnCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, other := pkitest.New(t), pkitest.New(t)
+	if err := pki.WriteRoot(filepath.Join(dir, "other"), other.Cert); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, id *pki.Identity) string {
+		t.Helper()
+		d := filepath.Join(dir, name)
+		if err := pki.WriteIdentity(d, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := pki.WriteRoot(d, ca.Cert); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	now := time.Now()
+	expired, err := ca.IssueAt(pki.RoleNode, "old.example.cyphonic", now.Add(-2*time.Hour), now.Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	future, err := ca.IssueAt(pki.RoleNode, "future.example.cyphonic", now.Add(time.Hour), now.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.Issue(pki.RoleNode, "foreign.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := ca.Issue(pki.RoleNode, "good.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodDir := write("good", good)
+	revoked, err := ca.Issue(pki.RoleNode, "revoked.example.cyphonic", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedDir := write("revoked", revoked)
+	der, err := ca.SignCRL(2, []x509.RevocationListEntry{{SerialNumber: revoked.Cert.SerialNumber, RevocationTime: now}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := pki.ParseCRL(der, ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.SaveCRL(revokedDir, crl); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		cfg    Config
+		option string
+		want   string
+	}{
+		{"expired", Config{CertDir: write("old", expired)}, "cert", "expired on"},
+		{"not yet valid", Config{CertDir: write("future", future)}, "cert", "clock"},
+		{"another CA", Config{CertDir: write("foreign", foreign)}, "ca", "not issued by the CA in"},
+		{"wrong --ca", Config{CertDir: goodDir, CAFile: filepath.Join(dir, "other", pki.CACertFile)}, "ca", "not issued by the CA in"},
+		{"a leaf as --ca", Config{CertDir: goodDir, CAFile: filepath.Join(goodDir, "node.crt")}, "ca", "not a CA"},
+		{"revoked", Config{CertDir: revokedDir}, "cert", "revoked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Cloud, cfg.Listen4, cfg.DNS, cfg.DebugAddr, cfg.Logger = "127.0.0.1:1", "127.0.0.1:0", Off, Off, quiet()
+			dev, _ := tun.NewMemPair("mem0", 1280, 8)
+			cfg.Device = dev
+			defer dev.Close()
+			n, err := Start(context.Background(), cfg)
+			if err == nil {
+				n.Stop(context.Background())
+				t.Fatal("Start succeeded")
+			}
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Option != tt.option || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q; want an OptionError for --%s mentioning %q", err, tt.option, tt.want)
+			}
+		})
+	}
+}
+
+// TestStartWarnsAheadOfExpiry: a certificate within its last third (or
+// 30 days) starts, with a warning saying so.
+func TestStartWarnsAheadOfExpiry(t *testing.T) {
+	dir := t.TempDir()
+	ca := pkitest.New(t)
+	now := time.Now()
+	id, err := ca.IssueAt(pki.RoleNode, "late.example.cyphonic", now.Add(-50*time.Minute), now.Add(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(dir, "late")
+	if err := pki.WriteIdentity(d, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteRoot(d, ca.Cert); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	dev, _ := tun.NewMemPair("mem0", 1280, 8)
+	n, err := Start(context.Background(), Config{CertDir: d, Cloud: "127.0.0.1:9", Listen4: "127.0.0.1:0",
+		DNS: Off, DebugAddr: Off, Device: dev, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "expires soon") {
+		t.Fatalf("no expiry warning in:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestExpiryWatchedWhileRunning: a running node warns when its
+// certificate enters its last stretch and says at ERROR when it expired.
+func TestExpiryWatchedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	ca := pkitest.New(t)
+	now := time.Now()
+	// Lifetime 6 s: the warning window is its last third, 2 s.
+	id, err := ca.IssueAt(pki.RoleNode, "brief.example.cyphonic", now.Add(-3*time.Second), now.Add(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(dir, "brief")
+	if err := pki.WriteIdentity(d, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteRoot(d, ca.Cert); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	read := func() string { mu.Lock(); defer mu.Unlock(); return logs.String() }
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	dev, _ := tun.NewMemPair("mem0", 1280, 8)
+	n, err := Start(context.Background(), Config{CertDir: d, Cloud: "127.0.0.1:9", Listen4: "127.0.0.1:0",
+		DNS: Off, DebugAddr: Off, Device: dev, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(context.Background())
+	if strings.Contains(read(), "expires soon") {
+		t.Fatalf("warned at start, before the window:\n%s", read())
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !(strings.Contains(read(), "expires soon") && strings.Contains(read(), "level=ERROR msg=\"the node's certificate has expired")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning and error while running:\n%s", read())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -36,6 +36,11 @@ type Config struct {
 	// Domain is the overlay suffix, e.g. "cyphonic": names under it are
 	// answered from the Backend.
 	Domain string
+	// Search is the domain a single-label name ("bob") is taken to be in:
+	// the node's own ("example.cyphonic" for alice.example.cyphonic), so
+	// a short name finds a peer of the same domain. Empty: no short names.
+	// It must lie under Domain.
+	Search string
 	// Upstream is where other names are forwarded (host:port). Empty means
 	// no forwarding: other names are answered REFUSED.
 	Upstream string
@@ -59,6 +64,10 @@ func (c Config) withDefaults() (Config, error) {
 	c.Domain = strings.ToLower(strings.Trim(c.Domain, "."))
 	if !validDomain(c.Domain) {
 		return c, fmt.Errorf("%w: domain %q", ErrConfig, c.Domain)
+	}
+	c.Search = strings.ToLower(strings.Trim(c.Search, "."))
+	if c.Search != "" && (!validDomain(c.Search) || !strings.HasSuffix(c.Search, "."+c.Domain)) {
+		return c, fmt.Errorf("%w: search domain %q is not under %q", ErrConfig, c.Search, c.Domain)
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
@@ -92,6 +101,8 @@ type Stats struct {
 	Upstream  uint64 // forwards that failed (answered SERVFAIL)
 	Busy      uint64 // queries refused because MaxPending were in progress
 	Refused   uint64 // non-overlay queries with no upstream configured
+	Short     uint64 // single-label queries answered as a name of the search domain
+	Reverse   uint64 // PTR queries for VIPs answered with their holder
 }
 
 // Server is the DNS server. Make it with NewServer, then Start it.
@@ -111,7 +122,7 @@ type Server struct {
 	ctx     context.Context
 	served  sync.WaitGroup
 
-	overlay, nxdomain, servfail, forwarded, upstreamErr, busy, refused atomic.Uint64
+	overlay, nxdomain, servfail, forwarded, upstreamErr, busy, refused, short, reverse atomic.Uint64
 }
 
 // NewServer validates cfg. backend must not be nil; nil logger means
@@ -253,6 +264,8 @@ func (s *Server) Stats() Stats {
 		Upstream:  s.upstreamErr.Load(),
 		Busy:      s.busy.Load(),
 		Refused:   s.refused.Load(),
+		Short:     s.short.Load(),
+		Reverse:   s.reverse.Load(),
 	}
 }
 
@@ -286,7 +299,91 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		s.answerOverlay(w, req, q, fqdn)
 		return
 	}
+	if fqdn, ok := s.shortName(q.Name); ok {
+		if s.answerShort(w, req, q, fqdn) {
+			return
+		}
+	}
+	if q.Qtype == dns.TypePTR && q.Qclass == dns.ClassINET {
+		if s.answerReverse(w, req, q) {
+			return
+		}
+	}
 	s.forward(w, req)
+}
+
+// shortName turns a single-label name into a name of the search domain.
+func (s *Server) shortName(name string) (string, bool) {
+	n := strings.ToLower(dns.Fqdn(name))
+	label := strings.TrimSuffix(n, ".")
+	if s.cfg.Search == "" || label == "" || strings.Contains(label, ".") || label == "localhost" {
+		return "", false
+	}
+	return label + "." + s.cfg.Search, true
+}
+
+// answerShort answers a short name as its name in the search domain (the
+// answer keeps the asked name, as a search list's expansion would not).
+// A name no overlay node holds is left to the upstream: short names of
+// the local network keep working.
+func (s *Server) answerShort(w dns.ResponseWriter, req *dns.Msg, q dns.Question, fqdn string) bool {
+	if q.Qclass != dns.ClassINET || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+	defer cancel()
+	ans, err := s.flights.do(ctx, fqdn, s.backend.Resolve)
+	switch {
+	case errors.Is(err, ErrUnknownName):
+		return false
+	case err != nil:
+		s.servfail.Add(1)
+		s.logger.Info("overlay lookup failed", "name", fqdn, "short", q.Name, "err", err)
+		s.replyAuth(w, req, dns.RcodeServerFailure)
+		return true
+	}
+	s.short.Add(1)
+	s.writeAnswer(w, req, q, ans)
+	return true
+}
+
+// answerReverse answers a PTR query for a VIP with its holder's FQDN. It
+// reports false for a name that is not an overlay address, to forward.
+func (s *Server) answerReverse(w dns.ResponseWriter, req *dns.Msg, q dns.Question) bool {
+	rb, ok := s.backend.(ReverseBackend)
+	if !ok {
+		return false
+	}
+	n := strings.ToLower(dns.Fqdn(q.Name))
+	addr, ok := parseReverse(n)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+	defer cancel()
+	fqdn, err := rb.Reverse(ctx, addr)
+	switch {
+	case errors.Is(err, ErrNotOverlay):
+		return false
+	case errors.Is(err, ErrUnknownName):
+		s.nxdomain.Add(1)
+		s.replyAuth(w, req, dns.RcodeNameError)
+		return true
+	case err != nil:
+		s.servfail.Add(1)
+		s.replyAuth(w, req, dns.RcodeServerFailure)
+		return true
+	}
+	s.reverse.Add(1)
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.Authoritative = true
+	m.Answer = append(m.Answer, &dns.PTR{
+		Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: s.cfg.TTL},
+		Ptr: dns.Fqdn(fqdn),
+	})
+	s.write(w, m)
+	return true
 }
 
 func (s *Server) answerOverlay(w dns.ResponseWriter, req *dns.Msg, q dns.Question, fqdn string) {
@@ -310,6 +407,12 @@ func (s *Server) answerOverlay(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 		return
 	}
 	s.overlay.Add(1)
+	s.writeAnswer(w, req, q, ans)
+}
+
+// writeAnswer answers q with ans's address of the asked family (none:
+// NODATA).
+func (s *Server) writeAnswer(w dns.ResponseWriter, req *dns.Msg, q dns.Question, ans Answer) {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true

@@ -218,8 +218,46 @@ func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
 		b.Multiplier = 2
 	}
 	d := b.Delay(a.loginFailures, rand.Float64())
-	a.log.Warn("login failed", "err", err, "retry_in", d)
+	if code, why, ok := permanentRefusal(err); ok {
+		// Asking again at once gets the same answer: wait minutes, and
+		// say what the operator must change.
+		d = max(d, a.cfg.RefusedRetry)
+		a.log.Error("login refused by the cloud", "code", code, "why", why, "attempt", a.loginFailures, "retry_in", d, "err", err)
+	} else if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrUnverified) {
+		a.log.Warn("login failed", "err", err, "why", fmt.Sprintf("no answer from the AS at %s: is the cloud running, and listening "+
+			"where this node reaches it (cyphonic cloud --listen; a firewall)?", a.cfg.AS), "attempt", a.loginFailures, "retry_in", d)
+	} else {
+		a.log.Warn("login failed", "err", err, "attempt", a.loginFailures, "retry_in", d)
+	}
 	a.after(ctx, d, loginTick{epoch: a.epoch})
+}
+
+// permanentRefusal reports whether err is the cloud refusing a login in a
+// way that repeating it cannot change, and what to do about it.
+func permanentRefusal(err error) (code, why string, ok bool) {
+	var refused *messages.Error
+	if !errors.As(err, &refused) || refused.Retry {
+		return "", "", false
+	}
+	switch refused.Code {
+	case messages.CodeInternal, messages.CodeRateLimited, messages.CodeSessionExpired:
+		return "", "", false // transient whatever the flag says
+	case messages.CodeCertExpired:
+		why = "the node's certificate (--cert) has expired: issue a new one with 'cyphonic ca issue'"
+	case messages.CodeCertRevoked:
+		why = "the node's certificate (--cert) is revoked: issue a new one with 'cyphonic ca issue'"
+	case messages.CodeCertUnknownCA:
+		why = "the cloud does not trust the CA that issued the node's certificate (--cert): the cloud and the node come from different CAs"
+	case messages.CodeCertNotYetValid:
+		why = "the cloud finds the node's certificate not yet valid: check the clocks of this host and the cloud"
+	case messages.CodeCertFQDNMismatch:
+		why = "the cloud refused the name in the node's certificate (--cert)"
+	case messages.CodeBadRequest:
+		why = "the cloud refused the login as malformed (" + refused.Message + "): check this host's clock and that node and cloud versions match"
+	default:
+		why = "the cloud refused the login permanently (" + refused.Code.String() + ")"
+	}
+	return refused.Code.String(), why, true
 }
 
 // startTx stores the transaction's state, spawns its actor and records

@@ -37,8 +37,11 @@ var (
 	ErrNotStarted  = errors.New("session: not started")
 	ErrUnknownPeer = errors.New("session: unknown peer")
 	ErrTimeout     = errors.New("session: no answer from the cloud")
-	ErrBusy        = errors.New("session: too many pending tunnel requests")
-	ErrStopped     = errors.New("session: stopped")
+	// ErrUnverified joins ErrTimeout when answers came but none verified:
+	// the cloud's certificates are not from the node's CA.
+	ErrUnverified = errors.New("answers arrived but did not verify (is --ca the CA of the cloud's certificates?)")
+	ErrBusy       = errors.New("session: too many pending tunnel requests")
+	ErrStopped    = errors.New("session: stopped")
 	// ErrWrongPeer: NMS answered a tunnel request with a path to another
 	// peer than the one asked for.
 	ErrWrongPeer = errors.New("session: path names another peer")
@@ -71,11 +74,15 @@ type Config struct {
 	OnVIPFailed func(vip netip.Addr, unknown bool)
 	Logger      *slog.Logger
 
-	Keepalive  time.Duration     // keepalive period (default 15s; holds NAT mappings)
-	Retry      signaling.Retry   // retransmission of every request (default signaling.DefaultRetry)
-	ReLogin    supervise.Backoff // wait between failed login attempts (default 1s..30s)
-	ProbeWait  time.Duration     // how long registration waits for the NAT probe reply (default 1s)
-	MaxPending int               // tunnel requests queued or in flight (default 256)
+	Keepalive time.Duration     // keepalive period (default 15s; holds NAT mappings)
+	Retry     signaling.Retry   // retransmission of every request (default signaling.DefaultRetry)
+	ReLogin   supervise.Backoff // wait between failed login attempts (default 1s..30s)
+	// RefusedRetry is the least wait after the cloud refused a login
+	// permanently (an expired, revoked or foreign certificate): asking
+	// again cannot succeed until an operator acts (default 5m).
+	RefusedRetry time.Duration
+	ProbeWait    time.Duration // how long registration waits for the NAT probe reply (default 1s)
+	MaxPending   int           // tunnel requests queued or in flight (default 256)
 	// Interfaces lists the host's addresses for registration (default
 	// InterfaceAddrs); tests and mobility simulations replace it.
 	Interfaces func() []netip.Addr
@@ -103,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReLogin == (supervise.Backoff{}) {
 		c.ReLogin = supervise.Backoff{Initial: time.Second, Max: 30 * time.Second}
+	}
+	if c.RefusedRetry <= 0 {
+		c.RefusedRetry = 5 * time.Minute
 	}
 	if c.ProbeWait <= 0 {
 		c.ProbeWait = time.Second

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -575,8 +576,11 @@ func TestReloginWhenCloudLost(t *testing.T) {
 
 func TestLoginRefusedIsRetried(t *testing.T) {
 	// Refuse from the start: set after the session starts, the first login
-	// could already have succeeded.
-	f := newFixture(t, nil, func(c *fakeCloud) { c.refuse = &messages.Error{Code: messages.CodeCertRevoked} })
+	// could already have succeeded. A refusal the cloud marks transient
+	// is retried on the ordinary backoff.
+	f := newFixture(t, nil, func(c *fakeCloud) {
+		c.refuse = &messages.Error{Code: messages.CodeInternal, Message: "NMS unavailable", Retry: true}
+	})
 	eventually(t, "login retried", func() bool {
 		f.cloud.mu.Lock()
 		defer f.cloud.mu.Unlock()
@@ -589,6 +593,54 @@ func TestLoginRefusedIsRetried(t *testing.T) {
 	eventually(t, "error recorded", func() bool { return f.s.Status().LastError != "" })
 	f.cloud.set(func(c *fakeCloud) { c.refuse = nil })
 	eventually(t, "online", online(f))
+}
+
+// TestLoginPermanentRefusalBacksOff: a refusal no retry can change
+// (cert-expired, cert-revoked, a foreign CA, ...) is logged at ERROR with
+// the cause and the next try, which waits RefusedRetry, not the seconds
+// of the ordinary backoff; these used to be retried forever at 1..30 s.
+func TestLoginPermanentRefusalBacksOff(t *testing.T) {
+	for _, code := range []messages.ErrorCode{messages.CodeCertExpired, messages.CodeCertRevoked, messages.CodeCertUnknownCA, messages.CodeVIPExhausted} {
+		t.Run(code.String(), func(t *testing.T) {
+			var logs syncLog
+			f := newFixture(t, func(c *Config) {
+				c.RefusedRetry = time.Hour
+				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			}, func(c *fakeCloud) { c.refuse = &messages.Error{Code: code, Message: code.String()} })
+			eventually(t, "refusal logged", func() bool {
+				return strings.Contains(logs.String(), "level=ERROR") && strings.Contains(logs.String(), "code="+code.String())
+			})
+			if l := logs.String(); !strings.Contains(l, "retry_in=1h0m0s") || !strings.Contains(l, "why=") {
+				t.Fatalf("log lacks the cause or the next try:\n%s", l)
+			}
+			// The ordinary backoff (10..50 ms here) would have tried many
+			// times over by now.
+			time.Sleep(300 * time.Millisecond)
+			f.cloud.mu.Lock()
+			n := f.cloud.logins
+			f.cloud.mu.Unlock()
+			if n != 1 {
+				t.Fatalf("%d logins after a permanent refusal; want 1", n)
+			}
+		})
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestMobilityReRegisters(t *testing.T) {
@@ -774,5 +826,39 @@ func TestDenyListHandedOn(t *testing.T) {
 		if f.cloud.acks[i].Number != want {
 			t.Fatalf("acks %+v, want 41, 41, 41, 42", f.cloud.acks)
 		}
+	}
+}
+
+// TestLoginTimeoutSaysAnswersDidNotVerify: an AS whose certificate is not
+// from the node's CA (a wrong --ca) answers, but the node cannot verify
+// it; the login's timeout says so instead of "no answer".
+func TestLoginTimeoutSaysAnswersDidNotVerify(t *testing.T) {
+	other := pkitest.New(t)
+	foreignAS, err := other.Issue(pki.RoleAS, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, nil, func(c *fakeCloud) {
+		c.as.Static = handshake.StaticKey(foreignAS.NoiseStatic)
+		c.as.CertDER = foreignAS.CertDER
+	})
+	eventually(t, "login failed", func() bool { return f.s.Status().LastError != "" })
+	if e := f.s.Status().LastError; !strings.Contains(e, "did not verify") || !strings.Contains(e, "--ca") {
+		t.Fatalf("last error %q does not say the answers did not verify", e)
+	}
+}
+
+// TestLoginTimeoutSaysWhereItAsked: no answer at all names the AS address
+// and the likely causes.
+func TestLoginTimeoutSaysWhereItAsked(t *testing.T) {
+	var logs syncLog
+	f := newFixture(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) },
+		func(c *fakeCloud) { c.down = true })
+	eventually(t, "login failed", func() bool { return f.s.Status().LastError != "" })
+	eventually(t, "the hint logged", func() bool {
+		return strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "no answer from the AS at "+asAddr.String())
+	})
+	if l := logs.String(); !strings.Contains(l, "--listen") {
+		t.Fatalf("no hint at --listen:\n%s", l)
 	}
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -63,6 +64,9 @@ type txActor struct {
 	s     *Session
 	id    messages.MsgID
 	timer *retransmit.Timer
+	// refused is the last login answer that did not verify: a timeout
+	// then says answers came but were not the AS's (a wrong --ca).
+	refused error
 }
 
 func txProps(s *Session, id messages.MsgID) *actor.Props {
@@ -79,7 +83,11 @@ func (a *txActor) Receive(ctx actor.Context) {
 		}
 	case retransmit.Tick:
 		if st, ok := a.state(ctx); ok && a.timer.Tick(ctx, m, func() { a.transmit(ctx, st) }) {
-			a.finish(ctx, &txDone{err: ErrTimeout})
+			err := ErrTimeout
+			if a.refused != nil {
+				err = fmt.Errorf("%w: %w: %w", ErrTimeout, ErrUnverified, a.refused)
+			}
+			a.finish(ctx, &txDone{err: err})
 		}
 	case *txReply:
 		a.reply(ctx, m)
@@ -143,6 +151,7 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 			// Not the AS's genuine answer (forged, corrupted, stale): keep
 			// waiting for it.
 			ctx.Logger().Debug("session: login challenge ignored", "err", err)
+			a.refused = err
 		}
 		return
 	}
@@ -154,6 +163,7 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		a.finish(ctx, &txDone{err: refused})
 	default:
 		ctx.Logger().Debug("session: login reply ignored", "err", err)
+		a.refused = err
 	}
 }
 

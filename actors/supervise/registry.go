@@ -133,6 +133,17 @@ func (r *Registry) stopped(e *entry) {
 
 // failed records a supervision decision about the actor with the given ID.
 // restartAt is the time a delayed restart is scheduled for, if any.
+// describe returns a live actor's kind and restart count.
+func (r *Registry) describe(id string) (kind string, restarts int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.live[id]
+	if e == nil {
+		return "", 0, false
+	}
+	return e.kind, e.restarts, true
+}
+
 func (r *Registry) failed(id string, reason any, directive actor.Directive, restartAt time.Time) {
 	text := failureText(reason)
 	r.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -422,5 +423,61 @@ func BenchmarkSend(b *testing.B) {
 			}
 			<-done
 		})
+	}
+}
+
+// lockedBuffer is a log sink safe for the actors' goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSupervisionLogged: every supervision event is our own WARN line
+// naming the actor, the peer, the reason, the attempt and the next try;
+// protoactor's "[ACTOR] Recovering" at INFO (with Address:"nonhost") is
+// gone.
+func TestSupervisionLogged(t *testing.T) {
+	var logs lockedBuffer
+	sys := New(t.Name(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	defer sys.Shutdown(context.Background())
+	slow := Backoff{Initial: 20 * time.Millisecond, Max: 20 * time.Millisecond, MaxRetries: 5, Window: time.Minute}
+	node, err := sys.Spawn(nil, "node", "node", supervised(t, sys, slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := spawnVia(t, sys, node, "peers", "peers", supervised(t, sys, slow))
+	started := make(chan *actor.PID, 8)
+	bob := spawnVia(t, sys, peers, "peer", "bob.example.cyphonic", testActor(started))
+	<-started
+	sys.Root().Send(bob, boom{why: "handshake timeout"})
+	<-started
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), `msg="actor restarting"`) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	out := logs.String()
+	for _, want := range []string{
+		`level=WARN msg="actor failed: restarting after backoff"`, `actor=node/peers/bob.example.cyphonic`,
+		`reason="handshake timeout"`, `peer=bob.example.cyphonic`, `attempt=1`, `next_try_in=20ms`, `next_try_at=`,
+		`level=WARN msg="actor restarting"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "[ACTOR] Recovering") {
+		t.Errorf("protoactor's own recovery line is still logged:\n%s", out)
 	}
 }

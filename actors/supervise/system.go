@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,7 +41,9 @@ func New(name string, logger *slog.Logger) *System {
 	logger = logger.With("actor_system", name)
 	s := &System{name: name, registry: newRegistry(), logger: logger}
 	s.actors = actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger.With("lib", "protoactor") }),
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return slog.New(dropRecovering{logger.Handler()}).With("lib", "protoactor")
+		}),
 		// Dead letters are normal while actors stop; log them at most once a second.
 		actor.WithDeadLetterThrottleCount(1),
 		actor.WithDeadLetterThrottleInterval(time.Second),
@@ -97,12 +100,61 @@ func (s *System) onEvent(evt any) {
 	case *actor.SupervisorEvent:
 		if e.Child != nil {
 			s.registry.failed(e.Child.Id, e.Reason, e.Directive, time.Time{})
+			s.logSupervision(e.Child.Id, e.Reason, e.Directive, nil)
 		}
 	case *BackoffEvent:
 		if e.Child != nil {
 			s.registry.failed(e.Child.Id, e.Reason, actor.RestartDirective, e.RestartAt)
+			s.logSupervision(e.Child.Id, e.Reason, actor.RestartDirective, e)
 		}
 	}
+}
+
+// logSupervision is our own line for a supervision event, at WARN: which
+// actor (and peer), why, which attempt, and when the next try is. It
+// replaces protoactor's "[ACTOR] Recovering" (dropRecovering), which named
+// neither the peer nor the next try.
+func (s *System) logSupervision(id string, reason any, d actor.Directive, b *BackoffEvent) {
+	attrs := []any{"actor", id, "reason", failureText(reason)}
+	kind, restarts, ok := s.registry.describe(id)
+	if ok {
+		attrs = append(attrs, "kind", kind)
+		if kind == "peer" {
+			attrs = append(attrs, "peer", id[strings.LastIndexByte(id, '/')+1:])
+		}
+	}
+	switch {
+	case b != nil:
+		attrs = append(attrs, "attempt", b.Failures, "next_try_in", b.Delay.Round(time.Millisecond), "next_try_at", b.RestartAt.UTC())
+		s.logger.Warn("actor failed: restarting after backoff", attrs...)
+	case d == actor.RestartDirective:
+		s.logger.Warn("actor restarting", append(attrs, "restarts", restarts)...)
+	case d == actor.StopDirective:
+		s.logger.Warn("actor failed: stopped for good (too many failures, or its supervisor says stop)", attrs...)
+	case d == actor.ResumeDirective:
+		s.logger.Warn("actor failed: resumed", attrs...)
+	default:
+		s.logger.Warn("actor failed", append(attrs, "directive", d.String())...)
+	}
+}
+
+// dropRecovering filters protoactor's "[ACTOR] Recovering" record
+// (logSupervision says more, at the right level).
+type dropRecovering struct{ slog.Handler }
+
+func (h dropRecovering) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "[ACTOR] Recovering" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h dropRecovering) WithAttrs(as []slog.Attr) slog.Handler {
+	return dropRecovering{h.Handler.WithAttrs(as)}
+}
+
+func (h dropRecovering) WithGroup(name string) slog.Handler {
+	return dropRecovering{h.Handler.WithGroup(name)}
 }
 
 // ErrShutdown is returned by Spawn after Shutdown has begun.

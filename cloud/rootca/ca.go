@@ -7,6 +7,7 @@
 package rootca
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,11 @@ import (
 
 // KeyFile is the root key's file in a CA directory (beside pki.CACertFile).
 const KeyFile = "ca.key"
+
+// DefaultCAName is the common name of a CA made without one given: by
+// `cyphonic ca init` and by a first `cyphonic cloud` alike, so that the
+// name tells nothing apart; the key identifier does (errors print it).
+const DefaultCAName = "CYPHONIC root CA"
 
 // ErrExists is returned by Init when dir already holds a CA.
 var ErrExists = errors.New("CA already exists")
@@ -83,25 +89,24 @@ func (ca *CA) Dir() string { return ca.dir }
 // from now for validity. fqdn is ignored for the services, whose names are
 // fixed (Role.ServiceFQDN).
 func (ca *CA) Issue(role pki.Role, fqdn string, validity time.Duration) (*pki.Identity, error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("rootca: issue %q: validity %v is not positive", fqdn, validity)
+	}
 	now := time.Now()
 	return ca.IssueAt(role, fqdn, now.Add(-pki.ClockSkew), now.Add(validity))
 }
 
 // IssueAt is Issue with an explicit validity window.
 func (ca *CA) IssueAt(role pki.Role, fqdn string, notBefore, notAfter time.Time) (*pki.Identity, error) {
-	sign := ca.Sign
-	if role == pki.RoleNode {
-		sign = ca.signNode
-	}
-	return pki.NewIdentity(pki.CertRequest{Role: role, FQDN: fqdn, NotBefore: notBefore, NotAfter: notAfter}, sign)
+	return pki.NewIdentity(pki.CertRequest{Role: role, FQDN: fqdn, NotBefore: notBefore, NotAfter: notAfter}, ca.signRecorded)
 }
 
-// signNode allocates (or looks up) the node's VIPs in the CA's registry,
-// signs the certificate with them and records the allocation. The registry
-// is written only after signing succeeded, so a failed issue allocates
-// nothing; ca.mu serialises issues in this process, the directory lock
-// across processes.
-func (ca *CA) signNode(req pki.CertRequest) ([]byte, error) {
+// signRecorded signs req and records the certificate in the CA's registry
+// (IssuedFile); for a node it first allocates (or looks up) the node's
+// VIPs there. The registry is written only after signing succeeded, so a
+// failed issue allocates nothing; ca.mu serialises issues in this process,
+// the directory lock across processes.
+func (ca *CA) signRecorded(req pki.CertRequest) ([]byte, error) {
 	fqdn, err := pki.RequestFQDN(req)
 	if err != nil {
 		return nil, fmt.Errorf("rootca: sign %s %q: %w", req.Role, req.FQDN, err)
@@ -117,13 +122,23 @@ func (ca *CA) signNode(req pki.CertRequest) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rootca: issue %s: %w", fqdn, err)
 	}
-	if req.VIP6, req.VIP4, err = reg.vipsFor(fqdn); err != nil {
-		return nil, fmt.Errorf("rootca: issue %s: %w", fqdn, err)
+	if req.Role == pki.RoleNode {
+		if req.VIP6, req.VIP4, err = reg.vipsFor(fqdn); err != nil {
+			return nil, fmt.Errorf("rootca: issue %s: %w", fqdn, err)
+		}
 	}
 	der, err := ca.Sign(req)
 	if err != nil {
 		return nil, err
 	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("rootca: issue %s: %w", fqdn, err)
+	}
+	reg.Certs = append(reg.Certs, IssuedCert{
+		Serial: pki.FormatSerial(cert.SerialNumber), FQDN: fqdn, Role: req.Role.String(),
+		NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
+	})
 	if err := reg.save(ca.dir); err != nil {
 		return nil, fmt.Errorf("rootca: issue %s: record VIPs: %w", fqdn, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cyphonic/cyphonic-go/pki"
 )
@@ -32,6 +33,35 @@ type issued struct {
 	Prefix4 netip.Prefix      `json:"prefix4"`
 	Next    uint64            `json:"next"`  // the next allocation number
 	Nodes   map[string]uint64 `json:"nodes"` // FQDN -> allocation number
+	// Certs is every certificate issued since the CA began recording
+	// them, oldest first: what `ca list` shows and `ca revoke` checks a
+	// serial against.
+	Certs []IssuedCert `json:"certs,omitempty"`
+}
+
+// IssuedCert is the CA's record of one certificate it signed.
+type IssuedCert struct {
+	Serial    string    `json:"serial"` // hex, as FormatSerial writes it
+	FQDN      string    `json:"fqdn"`
+	Role      string    `json:"role"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+}
+
+// Issued lists the certificates the CA has recorded, oldest first.
+// Certificates signed before the CA recorded them (or by Sign alone) are
+// not in it.
+func (ca *CA) Issued() ([]IssuedCert, error) {
+	return ListIssued(ca.dir)
+}
+
+// ListIssued reads the record of a CA directory without its key.
+func ListIssued(dir string) ([]IssuedCert, error) {
+	reg, err := loadIssued(dir)
+	if err != nil {
+		return nil, fmt.Errorf("rootca: issued certificates: %w", err)
+	}
+	return reg.Certs, nil
 }
 
 func loadIssued(dir string) (*issued, error) {

@@ -185,9 +185,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.root, s.CA, s.CreatedCA = tr.root, tr.ca, tr.created
-	if s.store, err = store.Open(ctx, cfg.StoreURL); err != nil {
+	// Through a local first: a failed Open returns a typed nil, which in
+	// s.store would be a non-nil interface that Close then dereferences.
+	st, err := store.Open(ctx, cfg.StoreURL)
+	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.store = st
 	deny, err := openDenyList(TrustDir(cfg.DataDir), cfg.Logger)
 	if err != nil {
 		return nil, err

@@ -201,7 +201,7 @@ func bootstrapCA(dataDir, caDir string) (*rootca.CA, error) {
 	if err := os.Chmod(caDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: CA dir: %w", err)
 	}
-	ca, err := rootca.Init(caDir, "CYPHONIC overlay CA", 10*365*24*time.Hour)
+	ca, err := rootca.Init(caDir, rootca.DefaultCAName, 10*365*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
@@ -44,9 +46,12 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func caInit(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ca init", stderr)
 	dir := fs.String("dir", defaultCADir, "directory for ca.crt and ca.key")
-	name := fs.String("name", "CYPHONIC root CA", "the CA's common name")
+	name := fs.String("name", rootca.DefaultCAName, "the CA's common name")
 	validity := fs.Duration("validity", 10*365*24*time.Hour, "how long the root is valid")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := positive("validity", *validity); err != nil {
 		return err
 	}
 	ca, err := rootca.Init(*dir, *name, *validity)
@@ -66,6 +71,9 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "directory to write node.crt, node.key, noise.key and ca.crt (default: the FQDN or service name)")
 	validity := fs.Duration("validity", 365*24*time.Hour, "how long the certificate is valid")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := positive("validity", *validity); err != nil {
 		return err
 	}
 	if (*fqdn == "") == (*service == "") {
@@ -92,6 +100,10 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w (create one with 'cyphonic ca init --dir %s', or run 'cyphonic cloud')", err, *dir)
 	}
+	before, err := ca.Issued()
+	if err != nil {
+		return err
+	}
 	id, err := ca.Issue(role, name, *validity)
 	if err != nil {
 		return err
@@ -111,13 +123,45 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "VIPs %s %s\n", id.VIP6, id.VIP4)
 	}
 	fmt.Fprintf(stdout, "written to %s\n", abs)
+	crl, err := pki.LoadCRL(ca.Dir(), ca.Cert)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, c := range before {
+		if c.FQDN != id.FQDN || c.NotAfter.Before(now) {
+			continue
+		}
+		if s, err := pki.ParseSerial(c.Serial); err == nil && crl.DenyList().Contains(s) {
+			continue
+		}
+		// Both stay valid: a node holding the old one still logs in under
+		// this name, and the cloud keeps one session per name, so two
+		// nodes with it displace each other.
+		fmt.Fprintf(stdout, "note: %s's earlier certificate, serial %s (valid until %s), stays valid: a node holding it still logs in as %s, "+
+			"and two nodes with one name displace each other's session.\n  If this one replaces it, revoke it: cyphonic ca revoke --dir %s %s\n",
+			id.FQDN, c.Serial, c.NotAfter.Format(time.RFC3339), id.FQDN, ca.Dir(), c.Serial)
+	}
+	return nil
+}
+
+// positive refuses a validity that is not positive (flag.Duration takes
+// "-1h"; the CA would fail later with an obscure message).
+func positive(name string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: --%s %v: must be positive (e.g. 8760h for a year)", errUsage, name, d)
+	}
 	return nil
 }
 
 func caRevoke(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ca revoke", stderr)
 	dir := fs.String("dir", defaultCADir, "the CA directory")
+	force := fs.Bool("force", false, "revoke a serial the CA has no record of (issued before it kept one, or by a copy of it)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if fs.NArg() != 1 {
@@ -131,6 +175,28 @@ func caRevoke(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	issued, err := ca.Issued()
+	if err != nil {
+		return err
+	}
+	var what string
+	for _, c := range issued {
+		if c.Serial == pki.FormatSerial(serial) {
+			what = fmt.Sprintf(" (%s %s, valid until %s)", c.Role, c.FQDN, c.NotAfter.Format(time.RFC3339))
+		}
+	}
+	if what == "" && !*force {
+		return fmt.Errorf("serial %s: this CA (%s) has no record of issuing it: check the serial with 'cyphonic ca list --dir %s'; "+
+			"--force revokes it anyway", pki.FormatSerial(serial), ca.Dir(), *dir)
+	}
+	old, err := pki.LoadCRL(ca.Dir(), ca.Cert)
+	if err != nil {
+		return err
+	}
+	if old.DenyList().Contains(serial) {
+		fmt.Fprintf(stdout, "serial %s%s is already revoked (deny list number %d): nothing changed\n", pki.FormatSerial(serial), what, old.Number)
+		return nil
+	}
 	if err := ca.Revoke(serial); err != nil {
 		return err
 	}
@@ -138,7 +204,7 @@ func caRevoke(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "revoked serial %s: deny list number %d signed into %s\n", pki.FormatSerial(serial), crl.Number,
+	fmt.Fprintf(stdout, "revoked serial %s%s: deny list number %d signed into %s\n", pki.FormatSerial(serial), what, crl.Number,
 		filepath.Join(ca.Dir(), pki.CRLFile))
 	fmt.Fprintf(stdout, "copy it into each cloud process's CA directory (beside its ca.crt) if that is not this one;\n"+
 		"the cloud reloads it, ends the node's sessions and pushes the list to every node, which end their tunnels to it\n")
@@ -159,16 +225,47 @@ func caList(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	issued, err := rootca.ListIssued(*dir)
+	if err != nil {
+		return err
+	}
 	deny := crl.DenyList()
 	var number uint64
 	if crl != nil {
 		number = crl.Number
 	}
-	fmt.Fprintf(stdout, "%d revoked serial(s), deny list number %d\n", deny.Len(), number)
-	for _, s := range deny.Serials() {
-		fmt.Fprintln(stdout, s)
+	now := time.Now()
+	// The newest certificate of each name, to mark the ones it replaced.
+	newest := map[string]string{}
+	for _, c := range issued {
+		newest[c.Role+" "+c.FQDN] = c.Serial
 	}
-	return nil
+	fmt.Fprintf(stdout, "%d certificate(s) issued, %d revoked serial(s), deny list number %d\n", len(issued), deny.Len(), number)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERIAL\tROLE\tNAME\tNOT AFTER\tSTATE")
+	listed := map[string]bool{}
+	for _, c := range issued {
+		listed[c.Serial] = true
+		s, _ := pki.ParseSerial(c.Serial)
+		state := "valid"
+		switch {
+		case deny.Contains(s):
+			state = "revoked"
+		case c.NotAfter.Before(now):
+			state = "expired"
+		case newest[c.Role+" "+c.FQDN] != c.Serial:
+			state = "valid (a newer one exists: " + newest[c.Role+" "+c.FQDN] + ")"
+		case c.NotAfter.Sub(now) < 30*24*time.Hour:
+			state = "valid (expires in " + c.NotAfter.Sub(now).Round(time.Hour).String() + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Role, c.FQDN, c.NotAfter.Format(time.RFC3339), state)
+	}
+	for _, s := range deny.Serials() {
+		if !listed[s] {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\trevoked (not in this CA's record)\n", s)
+		}
+	}
+	return tw.Flush()
 }
 
 // caIssueService provisions a cloud data directory from the CA: the root
@@ -182,6 +279,9 @@ func caIssueService(args []string, stdout, stderr io.Writer) error {
 	validity := fs.Duration("validity", server.ServiceValidity, "how long the certificates are valid")
 	renew := fs.Bool("renew", false, "replace certificates that exist (restart the cloud afterwards)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := positive("validity", *validity); err != nil {
 		return err
 	}
 	var roles []pki.Role

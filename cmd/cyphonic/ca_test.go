@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,11 @@ func TestCABadInput(t *testing.T) {
 		{"no CA", []string{"ca", "issue", "--dir", caDir, "--fqdn", "a.b.cyphonic"}, 1, "ca init"},
 		{"bad serial", []string{"ca", "revoke", "--dir", caDir, "zz-top"}, 2, ""},
 		{"stray argument", []string{"ca", "init", "--dir", caDir, "extra"}, 2, "unexpected argument"},
+		// A negative validity used to reach the CA and fail with a
+		// monotonic clock reading in the message.
+		{"negative init validity", []string{"ca", "init", "--dir", caDir, "--validity", "-1h"}, 2, "--validity -1h0m0s: must be positive"},
+		{"negative issue validity", []string{"ca", "issue", "--dir", caDir, "--fqdn", "a.b.cyphonic", "--validity", "-1h"}, 2, "--validity -1h0m0s: must be positive"},
+		{"zero service validity", []string{"ca", "issue-service", "--dir", caDir, "--validity", "0s"}, 2, "--validity 0s: must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,5 +134,121 @@ func TestTopLevel(t *testing.T) {
 	}
 	if code, _, stderr := runCmd(t, "nonsense"); code != 2 || !strings.Contains(stderr, "unknown command") {
 		t.Fatalf("unknown command: exit %d, %q", code, stderr)
+	}
+}
+
+// TestCARecord: the CA records what it issues; `ca list` shows each
+// certificate with its expiry and state, `ca revoke` refuses a serial it
+// never issued, and a second certificate for a name says what becomes of
+// the first.
+func TestCARecord(t *testing.T) {
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	alice := issueNode(t, dir, "alice")
+	first, err := pki.LoadIdentity(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstSerial := pki.FormatSerial(first.Cert.SerialNumber)
+	issueNode(t, dir, "bob", "--validity", "240h")
+
+	// A second certificate for alice: the first stays valid, and the
+	// output says so and how to revoke it.
+	code, stdout, stderr := runCmd(t, "ca", "issue", "--dir", caDir, "--fqdn", "alice.example.cyphonic", "--out", filepath.Join(dir, "alice2"))
+	if code != 0 {
+		t.Fatalf("second issue: %s", stderr)
+	}
+	if !strings.Contains(stdout, "earlier certificate, serial "+firstSerial) || !strings.Contains(stdout, "stays valid") ||
+		!strings.Contains(stdout, "cyphonic ca revoke --dir "+caDir+" "+firstSerial) {
+		t.Fatalf("second issue does not say what happens to the first:\n%s", stdout)
+	}
+	second := regexp.MustCompile(`serial ([0-9a-f]+), valid`).FindStringSubmatch(stdout)[1]
+
+	// Never issued: refused, naming the serial; --force revokes anyway.
+	code, _, stderr = runCmd(t, "ca", "revoke", "--dir", caDir, "abcdef")
+	if code != 1 || !strings.Contains(stderr, "serial abcdef: this CA") || !strings.Contains(stderr, "no record") {
+		t.Fatalf("revoke of an unknown serial: exit %d, %q", code, stderr)
+	}
+	if deny, _ := pki.LoadDenyList(caDir); deny.Len() != 0 {
+		t.Fatalf("a refused revoke changed the deny list: %v", deny.Serials())
+	}
+	if code, _, stderr = runCmd(t, "ca", "revoke", "--dir", caDir, "--force", "abcdef"); code != 0 {
+		t.Fatalf("revoke --force: %s", stderr)
+	}
+	code, stdout, stderr = runCmd(t, "ca", "revoke", "--dir", caDir, firstSerial)
+	if code != 0 || !strings.Contains(stdout, "node alice.example.cyphonic") {
+		t.Fatalf("revoke: exit %d, %q %q", code, stdout, stderr)
+	}
+	if code, stdout, _ = runCmd(t, "ca", "revoke", "--dir", caDir, firstSerial); code != 0 || !strings.Contains(stdout, "already revoked") {
+		t.Fatalf("second revoke: exit %d, %q", code, stdout)
+	}
+
+	code, stdout, stderr = runCmd(t, "ca", "list", "--dir", caDir)
+	if code != 0 {
+		t.Fatalf("ca list: %s", stderr)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			lines[f[0]] = l
+		}
+	}
+	bob, _ := pki.LoadIdentity(filepath.Join(dir, "bob"))
+	bobSerial := pki.FormatSerial(bob.Cert.SerialNumber)
+	for serial, want := range map[string][]string{
+		firstSerial: {"node", "alice.example.cyphonic", first.Cert.NotAfter.UTC().Format(time.RFC3339), "revoked"},
+		second:      {"alice.example.cyphonic", "valid"},
+		bobSerial:   {"bob.example.cyphonic", "expires in 240h"},
+		"abcdef":    {"revoked (not in this CA's record)"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[serial], w) {
+				t.Errorf("ca list line for %s lacks %q:\n%s", serial, w, stdout)
+			}
+		}
+	}
+	if !strings.Contains(stdout, "3 certificate(s) issued, 2 revoked") {
+		t.Errorf("ca list summary:\n%s", stdout)
+	}
+}
+
+// TestCANameMatchesCloud: `ca init` and a first `cyphonic cloud` name their
+// CA alike (they used to differ, which made one look like another's).
+func TestCANameMatchesCloud(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := runCmd(t, "ca", "init", "--dir", filepath.Join(dir, "ca")); code != 0 {
+		t.Fatal(stderr)
+	}
+	mine, err := pki.LoadRoot(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stop := startCloudCmd(t)
+	defer stop()
+	m := regexp.MustCompile(`new overlay CA +(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("the cloud made no CA:\n%s", out.String())
+	}
+	clouds, err := pki.LoadRoot(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mine.Subject.CommonName != clouds.Subject.CommonName {
+		t.Fatalf("ca init names its CA %q, the cloud %q", mine.Subject.CommonName, clouds.Subject.CommonName)
+	}
+}
+
+func TestDescribeBuild(t *testing.T) {
+	info := &debug.BuildInfo{GoVersion: "go1.26.0", Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-12-01T10:00:00Z"}, {Key: "vcs.modified", Value: "true"},
+	}}
+	if got, want := describeBuild("0.1.0", info), "0.1.0 (commit 0123456789ab-dirty, 2026-12-01T10:00:00Z, go1.26.0)"; got != want {
+		t.Errorf("describeBuild = %q, want %q", got, want)
+	}
+	if got := describeBuild("0.1.0", &debug.BuildInfo{}); got != "0.1.0 (commit unknown)" {
+		t.Errorf("no vcs info: %q", got)
+	}
+	if code, out, _ := runCmd(t, "version"); code != 0 || !strings.Contains(out, "(commit ") {
+		t.Errorf("version: exit %d, %q", code, out)
 	}
 }

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
+	"syscall"
+
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 )
@@ -14,6 +19,7 @@ import (
 // runCloud runs the cloud services until ctx ends.
 func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("cloud", stderr)
+	o := newOptions(fs, "cloud")
 	data := fs.String("data", server.DefaultDataDir(), "data directory: CA certificate, service certificates, bbolt store (no CA key; a first start creates the CA in <data>-ca)")
 	storeURL := fs.String("store", "", "registry: a bbolt path or redis://host:port/db (default: bbolt in --data)")
 	services := fs.String("services", "as,nms,trs", "services to run here (comma-separated: as, nms, trs)")
@@ -32,12 +38,27 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sessionIdle := fs.Duration("session-idle", 0, "drop a node's session not refreshed for this long (default 3m)")
 	relayIdle := fs.Duration("relay-idle", 0, "drop a relay session with no authenticated bind for this long (default 2m)")
 	verbose := fs.Bool("v", false, "log every login and transaction")
-	if err := parseFlags(fs, args); err != nil {
+	if err := o.parse(args); err != nil {
 		return err
 	}
 	dbg, err := switchable("debug-addr", *debugAddr)
 	if err != nil {
-		return err
+		return o.relabel("debug-addr", err)
+	}
+	// Ports: flag.Int takes any int, and the services' uint16 conversion
+	// would turn 99999 into 34463 without a word.
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"nms-port", *nmsPort}, {"as-port", *asPort}, {"alt-port", *altPort}, {"trs-port", *trsPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return o.usageErr(p.name, "port %d outside 0..65535", p.v)
+		}
+	}
+	if dbg != "" {
+		if err := checkHostPort(dbg, true); err != nil {
+			return o.usageErr("debug-addr", "%q: %v (want host:port, such as 127.0.0.1:7480)", dbg, err)
+		}
 	}
 	cfg := server.Config{
 		DataDir: *data, StoreURL: *storeURL, Services: splitList(*services),
@@ -45,34 +66,44 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DebugAddr: dbg, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
 		SessionIdle: *sessionIdle, RelayIdle: *relayIdle,
 	}
-	if *sessionIdle < 0 || *relayIdle < 0 {
-		return fmt.Errorf("%w: --session-idle and --relay-idle must not be negative", errUsage)
+	if *sessionIdle < 0 {
+		return o.usageErr("session-idle", "negative duration")
+	}
+	if *relayIdle < 0 {
+		return o.usageErr("relay-idle", "negative duration")
+	}
+	if len(cfg.Services) == 0 {
+		return o.usageErr("services", "none given (want some of as, nms, trs)")
 	}
 	for _, svc := range cfg.Services {
 		if svc != "as" && svc != "nms" && svc != "trs" {
-			return fmt.Errorf("%w: unknown service %q (want as, nms, trs)", errUsage, svc)
+			return o.usageErr("services", "unknown service %q (want as, nms, trs)", svc)
 		}
 	}
 	for _, a := range splitList(*listen) {
 		ip, err := netip.ParseAddr(a)
 		if err != nil {
-			return fmt.Errorf("%w: --listen: %v", errUsage, err)
+			return o.usageErr("listen", "%q is not an IP address (the services bind each given address, e.g. 0.0.0.0,:: for all)", a)
 		}
 		cfg.Listen = append(cfg.Listen, ip)
 	}
+	if len(cfg.Listen) == 0 {
+		return o.usageErr("listen", "no address given")
+	}
 	host, port, err := splitHostPort(*remoteAddr)
 	if err != nil {
-		return fmt.Errorf("%w: --remote: %v", errUsage, err)
+		return o.usageErr("remote", "%q: want an IP address and port, such as 127.0.0.1:%d", *remoteAddr, server.DefaultRemotePort)
 	}
 	cfg.RemoteHost, cfg.RemotePort = host, port
 	for _, l := range []struct {
-		flag string
+		name string
+		v    string
 		dst  *[]netip.AddrPort
-	}{{*nmsAddrs, &cfg.NMSAddrs}, {*probeAddrs, &cfg.ProbeAddrs}, {*trsAddrs, &cfg.TRSAddrs}} {
-		for _, a := range splitList(l.flag) {
+	}{{"nms-addrs", *nmsAddrs, &cfg.NMSAddrs}, {"probe-addrs", *probeAddrs, &cfg.ProbeAddrs}, {"trs-addrs", *trsAddrs, &cfg.TRSAddrs}} {
+		for _, a := range splitList(l.v) {
 			ap, err := netip.ParseAddrPort(a)
 			if err != nil {
-				return fmt.Errorf("%w: %v", errUsage, err)
+				return o.usageErr(l.name, "%q: want an IP address and port", a)
 			}
 			*l.dst = append(*l.dst, ap)
 		}
@@ -81,11 +112,18 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Logger, err = o.logger(stderr, level); err != nil {
+		return err
+	}
+	if *o.checkConfig {
+		// The cloud's local files are checked as it starts them (the data
+		// directory may not exist yet: a first start makes it).
+		return o.writeConfig(stdout)
+	}
 
 	s, err := server.Start(ctx, cfg)
 	if err != nil {
-		return err
+		return cloudErr(o, cfg, *data, err)
 	}
 	var names []string
 	for _, sys := range s.Systems() {
@@ -143,4 +181,43 @@ func joinAddrs(as []netip.AddrPort) string {
 		parts = append(parts, a.String())
 	}
 	return strings.Join(parts, " ")
+}
+
+// cloudErr names the option behind a start error the operator can fix by
+// changing one: a port or address another process holds, a data directory
+// another cloud has open.
+func cloudErr(o *options, cfg server.Config, data string, err error) error {
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return fmt.Errorf("%w: another cloud process has the store in %s open: stop it, or give this one another %s (or a shared --store redis://...)",
+			err, data, o.label("data"))
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Addr == nil || !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return err
+	}
+	ap, perr := netip.ParseAddrPort(op.Addr.String())
+	if perr != nil {
+		return err
+	}
+	option := "listen"
+	if errors.Is(err, syscall.EADDRINUSE) {
+		option = ""
+		for _, p := range []struct {
+			name string
+			port int
+		}{{"as-port", cfg.ASPort}, {"nms-port", cfg.NMSPort}, {"alt-port", cfg.AltPort}, {"trs-port", cfg.TRSPort}, {"remote", cfg.RemotePort}} {
+			if int(ap.Port()) == p.port {
+				option = p.name
+				break
+			}
+		}
+		if option == "" && cfg.DebugAddr != "" && strings.HasSuffix(cfg.DebugAddr, fmt.Sprintf(":%d", ap.Port())) {
+			option = "debug-addr"
+		}
+		if option == "" {
+			return err
+		}
+		return fmt.Errorf("%w: %s is in use (another cloud on this host?): choose another with %s", err, ap, o.label(option))
+	}
+	return fmt.Errorf("%w: %s is not an address of this host: fix %s", err, ap.Addr(), o.label(option))
 }

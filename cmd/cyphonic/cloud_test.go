@@ -142,6 +142,33 @@ func TestCloudDebugOff(t *testing.T) {
 	}
 }
 
+// TestCloudFlagErrors: each bad option is refused at once (exit 2),
+// naming the flag; --as-port 99999 used to become port 34463.
+func TestCloudFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--as-port", "99999"}, "--as-port: port 99999 outside 0..65535"},
+		{[]string{"--nms-port", "-1"}, "--nms-port: port -1 outside"},
+		{[]string{"--trs-port", "65536"}, "--trs-port: port 65536 outside"},
+		{[]string{"--alt-port", "70000"}, "--alt-port: port 70000 outside"},
+		{[]string{"--listen", "1.2.3"}, `--listen: "1.2.3" is not an IP address`},
+		{[]string{"--listen", ","}, "--listen: no address given"},
+		{[]string{"--remote", "127.0.0.1"}, `--remote: "127.0.0.1"`},
+		{[]string{"--debug-addr", "127.0.0.1:99999"}, `--debug-addr: "127.0.0.1:99999"`},
+		{[]string{"--services", "dns"}, `--services: unknown service "dns"`},
+		{[]string{"--nms-addrs", "1.2.3.4"}, `--nms-addrs: "1.2.3.4"`},
+		{[]string{"--log-format", "yaml"}, `--log-format: "yaml"`},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runCmd(t, append([]string{"cloud"}, tt.args...)...)
+		if code != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("cloud %v: exit %d, stderr %q; want exit 2 mentioning %q", tt.args, code, stderr, tt.want)
+		}
+	}
+}
+
 func TestCloudBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--services", "dns"}, {"--listen", "nowhere"}, {"stray"}, {"--relay-idle", "-1s"}, {"--session-idle", "soon"}, {"--debug-addr", ""}} {
 		if err := runCloud(context.Background(), args, io.Discard, io.Discard); err == nil {

@@ -10,12 +10,60 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
+	"strings"
 	"syscall"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
+
+// commit may be stamped with -ldflags "-X main.commit=$(git rev-parse HEAD)"
+// where the toolchain cannot stamp it (-buildvcs=false, a git worktree).
+var commit = ""
+
+// fullVersion is the version with the commit the binary was built from,
+// as the Go toolchain stamps it (debug.ReadBuildInfo's vcs settings).
+func fullVersion() string {
+	info, _ := debug.ReadBuildInfo()
+	return describeBuild(version, info)
+}
+
+// describeBuild writes "VERSION (commit REV[-dirty], COMMIT-TIME, GOVERSION)".
+func describeBuild(v string, info *debug.BuildInfo) string {
+	if info == nil {
+		info = &debug.BuildInfo{}
+	}
+	rev, at, dirty := "unknown", "", false
+	if commit != "" {
+		rev = commit
+	}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	parts := []string{"commit " + rev}
+	if at != "" {
+		parts = append(parts, at)
+	}
+	if info.GoVersion != "" {
+		parts = append(parts, info.GoVersion)
+	}
+	return v + " (" + strings.Join(parts, ", ") + ")"
+}
 
 // command is one subcommand of the binary.
 type command struct {
@@ -36,8 +84,8 @@ func commands() []command {
 		{"status", "show a node's peers, paths, handshakes and counters", runStatus},
 		{"actors", "print a daemon's live actor tree from its debug endpoint", runActors},
 		{"demo", "build a small namespace topology and show nodes talking (root)", runDemo},
-		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-			fmt.Fprintln(stdout, "cyphonic", version)
+		{"version", "print the version and the commit it was built from", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "cyphonic", fullVersion())
 			return nil
 		}},
 	}
@@ -67,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return 0
 	case "--version", "-version", "-v":
-		fmt.Fprintln(stdout, "cyphonic", version)
+		fmt.Fprintln(stdout, "cyphonic", fullVersion())
 		return 0
 	}
 	for _, c := range commands() {

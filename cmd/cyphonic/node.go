@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/node"
@@ -19,6 +22,7 @@ const defaultNodeDebugAddr = node.DefaultDebugAddr
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("node", stderr)
+	o := newOptions(fs, "node")
 	var cfg node.Config
 	fs.StringVar(&cfg.Cloud, "cloud", "", "the cloud's AS address, host:port (required)")
 	fs.StringVar(&cfg.CertDir, "cert", "", "the node's identity directory from 'cyphonic ca issue' (required)")
@@ -26,24 +30,31 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.DNS, "dns", resolver.DefaultAddr, "resolver address for overlay names (UDP and TCP); 'off' disables it")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "resolver for other names, host:port (default: the first nameserver in /etc/resolv.conf); 'off' refuses them")
 	fs.StringVar(&cfg.Domain, "domain", resolver.DefaultDomain, "the overlay domain")
+	fs.StringVar(&cfg.SplitDNS, "split-dns", node.SplitDNSAuto, "register the resolver with systemd-resolved for the overlay domain on the TUN link: auto (when resolved runs and the node is in the host's network namespace), on or off")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", defaultNodeDebugAddr, "debug endpoint: /debug/actors, /debug/status, /metrics, /debug/pprof; 'off' disables it")
 	fs.StringVar(&cfg.TUN, "tun", node.DefaultTUN, "TUN device name")
 	fs.IntVar(&cfg.MTU, "mtu", node.DefaultMTU, "TUN device MTU")
-	fs.Func("tun-backend", `TUN backend: "offload" (TSO/GRO, wireguard-go's tun) or "water" (one packet per syscall) (default "offload")`, func(s string) error {
-		b, err := tun.ParseBackend(s)
-		cfg.TUNBackend = b
-		return err
-	})
+	backend := fs.String("tun-backend", string(tun.BackendOffload), `TUN backend: "offload" (TSO/GRO, wireguard-go's tun) or "water" (one packet per syscall)`)
 	fs.StringVar(&cfg.Listen4, "listen4", node.DefaultListen4, "IPv4 UDP socket address; 'off' disables IPv4")
 	fs.StringVar(&cfg.Listen6, "listen6", node.DefaultListen6, "IPv6 UDP socket address; 'off' disables IPv6")
-	fs.DurationVar(&cfg.Keepalive, "keepalive", 0, "cloud keepalive period, also how soon an address change is noticed (default 15s)")
+	fs.DurationVar(&cfg.Keepalive, "keepalive", 0, "cloud keepalive period, also how soon an address change is noticed (0: 15s)")
 	// Tunnel timers: the defaults suit real networks; tests and demos
 	// shorten them so supervision and path changes show within seconds.
-	peerKeepalive := fs.Duration("peer-keepalive", 0, "send a tunnel keepalive after this much send silence (default 10s)")
-	peerDeadAfter := fs.Duration("peer-dead-after", 0, "restart a tunnel after this much receive silence (default 35s)")
+	peerKeepalive := fs.Duration("peer-keepalive", 0, "send a tunnel keepalive after this much send silence (0: 10s)")
+	peerDeadAfter := fs.Duration("peer-dead-after", 0, "restart a tunnel after this much receive silence (0: 35s)")
 	verbose := fs.Bool("v", false, "log debug messages")
-	if err := parseFlags(fs, args); err != nil {
+	if err := o.parse(args); err != nil {
 		return err
+	}
+	b, err := tun.ParseBackend(*backend)
+	if err != nil {
+		return o.usageErr("tun-backend", "%v", err)
+	}
+	cfg.TUNBackend = b
+	switch cfg.SplitDNS {
+	case node.SplitDNSAuto, node.SplitDNSOn, node.SplitDNSOff:
+	default:
+		return o.usageErr("split-dns", "%q: want auto, on or off", cfg.SplitDNS)
 	}
 	for _, f := range []struct {
 		name string
@@ -55,7 +66,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} {
 		v, err := switchable(f.name, *f.v)
 		if err != nil {
-			return err
+			return o.relabel(f.name, err)
 		}
 		if v == "" {
 			v = f.off
@@ -65,8 +76,13 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.Upstream == off {
 		cfg.Upstream = node.Off
 	}
-	if *peerKeepalive < 0 || *peerDeadAfter < 0 || cfg.Keepalive < 0 {
-		return fmt.Errorf("%w: negative duration", errUsage)
+	for _, d := range []struct {
+		name string
+		v    int64
+	}{{"keepalive", int64(cfg.Keepalive)}, {"peer-keepalive", int64(*peerKeepalive)}, {"peer-dead-after", int64(*peerDeadAfter)}} {
+		if d.v < 0 {
+			return o.usageErr(d.name, "negative duration")
+		}
 	}
 	if *peerKeepalive > 0 || *peerDeadAfter > 0 {
 		cfg.TuneDataplane = func(c *dataplane.Config) {
@@ -86,14 +102,100 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case cfg.Listen4 == "" && cfg.Listen6 == "":
 		return fmt.Errorf("%w: --listen4 and --listen6 are both off: the node needs a UDP socket", errUsage)
 	}
+	if err := checkNodeAddrs(o, cfg); err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	err := node.Run(ctx, cfg)
+	if cfg.Logger, err = o.logger(stderr, level); err != nil {
+		return err
+	}
+	if *o.checkConfig {
+		id, err := node.Check(ctx, cfg)
+		if err != nil {
+			return nodeErr(o, err)
+		}
+		if err := o.writeConfig(stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "# ok: %s, certificate serial %x valid until %s\n", id.FQDN, id.Cert.SerialNumber, id.Cert.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
+		return nil
+	}
+	return nodeErr(o, node.Run(ctx, cfg))
+}
+
+// nodeErr names the option behind a node's start error as the operator
+// gave it; config errors are usage errors.
+func nodeErr(o *options, err error) error {
+	var oe *node.OptionError
+	if errors.As(err, &oe) {
+		err = o.relabel(oe.Option, err)
+	}
 	if errors.Is(err, node.ErrConfig) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return err
+}
+
+// checkNodeAddrs checks the node's addresses before anything opens, so a
+// malformed one is refused at once, naming its option.
+func checkNodeAddrs(o *options, cfg node.Config) error {
+	if err := checkHostPort(cfg.Cloud, false); err != nil {
+		return o.usageErr("cloud", "%q: %v (want host:port, such as 192.0.2.1:7401)", cfg.Cloud, err)
+	}
+	for _, a := range []struct {
+		name, v string
+		family  int // 4, 6 or 0 for either
+	}{{"listen4", cfg.Listen4, 4}, {"listen6", cfg.Listen6, 6}, {"dns", cfg.DNS, 0}, {"debug-addr", cfg.DebugAddr, 0}} {
+		if a.v == "" || a.v == node.Off {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(a.v)
+		switch {
+		case err != nil:
+			return o.usageErr(a.name, "%q: want an IP address and port, such as %s", a.v, example(a.family))
+		case a.family == 4 && !ap.Addr().Is4():
+			return o.usageErr(a.name, "%q is not an IPv4 address and port, such as %s", a.v, example(4))
+		case a.family == 6 && (!ap.Addr().Is6() || ap.Addr().Is4In6()):
+			return o.usageErr(a.name, "%q is not an IPv6 address and port, such as %s", a.v, example(6))
+		}
+	}
+	if cfg.Upstream != "" && cfg.Upstream != node.Off {
+		if err := checkHostPort(cfg.Upstream, false); err != nil {
+			return o.usageErr("upstream", "%q: %v (want host:port, such as 192.0.2.53:53)", cfg.Upstream, err)
+		}
+	}
+	return nil
+}
+
+func example(family int) string {
+	switch family {
+	case 4:
+		return "0.0.0.0:7400"
+	case 6:
+		return "[::]:7400"
+	}
+	return "127.0.0.1:5353"
+}
+
+// checkHostPort checks host:port with a port in range (0 allowed only if
+// zeroOK).
+func checkHostPort(s string, zeroOK bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("port %q is not a number in 0..65535", port)
+	}
+	if p == 0 && !zeroOK {
+		return errors.New("port 0")
+	}
+	return nil
 }

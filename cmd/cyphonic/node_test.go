@@ -31,7 +31,18 @@ func TestNodeFlagErrors(t *testing.T) {
 		{"empty dns", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--dns", ""}, 2, `--dns is empty`},
 		{"empty debug-addr", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--debug-addr", ""}, 2, `--debug-addr is empty`},
 		{"missing cert dir", []string{"node", "--cloud", "127.0.0.1:7401", "--cert", filepath.Join(dir, "nope"), "--debug-addr", "off", "--dns", "off"}, 1, "nope"},
-		{"bad cloud address", []string{"node", "--cloud", "no-port", "--cert", dir}, 2, "cloud address"},
+		{"bad cloud address", []string{"node", "--cloud", "no-port", "--cert", dir}, 2, `--cloud: "no-port"`},
+		{"cloud port out of range", []string{"node", "--cloud", "127.0.0.1:99999", "--cert", dir}, 2, `--cloud: "127.0.0.1:99999": port "99999" is not a number in 0..65535`},
+		// A malformed IPv4 socket address was accepted once IPv6 bound.
+		{"malformed listen4", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", "1.2.3"}, 2, `--listen4: "1.2.3": want an IP address and port`},
+		{"IPv6 as listen4", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", "[::]:0"}, 2, `--listen4: "[::]:0" is not an IPv4 address`},
+		{"IPv4 as listen6", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen6", "0.0.0.0:1"}, 2, `--listen6: "0.0.0.0:1" is not an IPv6 address`},
+		{"listen4 port out of range", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", "0.0.0.0:70000"}, 2, `--listen4: "0.0.0.0:70000"`},
+		{"malformed dns", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--dns", "localhost"}, 2, `--dns: "localhost"`},
+		{"malformed upstream", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--upstream", "8.8.8.8"}, 2, `--upstream: "8.8.8.8"`},
+		{"negative keepalive", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--keepalive", "-1s"}, 2, `--keepalive: negative`},
+		{"bad log format", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--log-format", "xml"}, 2, `--log-format: "xml"`},
+		{"bad tun backend", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--tun-backend", "x"}, 2, `--tun-backend`},
 		{"bad mtu", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--mtu", "10"}, 2, "MTU"},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 )
 
 // Bind holds the node's two sockets, one per address family (DESIGN.md §6:
@@ -15,33 +16,75 @@ type Bind struct {
 	V6 *Conn
 }
 
+// ListenError is a socket ListenBind could not open: which family, the
+// address asked for, and why.
+type ListenError struct {
+	Network string // "udp4" or "udp6"
+	Addr    string
+	Err     error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("udp: listen %s %s: %v", e.Network, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // ListenBind opens an IPv4 socket on addr4 and an IPv6-only socket on addr6
-// (host:port; "" skips that family). It fails only if no family could be
-// opened, so a host without IPv6 still gets a working Bind.
+// (host:port; "" skips that family). A host without a family still gets a
+// working Bind: a wildcard address whose family the kernel lacks is
+// skipped. Any other failure is an error, even when the other family
+// opened: a malformed, foreign or taken address is the caller's mistake,
+// and a node silently running on one family would hide it.
 func ListenBind(addr4, addr6 string) (*Bind, error) {
 	var b Bind
 	var errs []error
-	if addr4 != "" {
-		c, err := Listen("udp4", addr4)
-		if err != nil {
-			errs = append(errs, err)
+	var skipped []error
+	for _, f := range []struct {
+		network, addr string
+		dst           **Conn
+	}{{"udp4", addr4, &b.V4}, {"udp6", addr6, &b.V6}} {
+		if f.addr == "" {
+			continue
 		}
-		b.V4 = c
+		c, err := Listen(f.network, f.addr)
+		if err == nil {
+			*f.dst = c
+			continue
+		}
+		le := &ListenError{Network: f.network, Addr: f.addr, Err: errors.Unwrap(err)}
+		if le.Err == nil {
+			le.Err = err
+		}
+		if familyMissing(f.addr, err) {
+			skipped = append(skipped, le)
+			continue
+		}
+		errs = append(errs, le)
 	}
-	if addr6 != "" {
-		c, err := Listen("udp6", addr6)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		b.V6 = c
-	}
-	if b.V4 == nil && b.V6 == nil {
-		if len(errs) == 0 {
-			return nil, errors.New("udp: bind: no address given")
-		}
+	if len(errs) > 0 {
+		b.Close()
 		return nil, fmt.Errorf("udp: bind: %w", errors.Join(errs...))
 	}
+	if b.V4 == nil && b.V6 == nil {
+		if len(skipped) == 0 {
+			return nil, errors.New("udp: bind: no address given")
+		}
+		return nil, fmt.Errorf("udp: bind: %w", errors.Join(skipped...))
+	}
 	return &b, nil
+}
+
+// familyMissing reports whether err is the kernel lacking addr's family
+// (IPv6 disabled at boot, no IPv6 address at all) for a wildcard address:
+// the one failure ListenBind tolerates.
+func familyMissing(addr string, err error) bool {
+	ap, perr := netip.ParseAddrPort(addr)
+	if perr != nil || !ap.Addr().IsUnspecified() {
+		return false
+	}
+	return errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EPROTONOSUPPORT) ||
+		errors.Is(err, syscall.EADDRNOTAVAIL)
 }
 
 // ConnFor picks the socket that reaches ep, or ErrFamily if this Bind has no

@@ -247,3 +247,37 @@ func TestReadBatchTimes(t *testing.T) {
 		})
 	}
 }
+
+// TestBindRefusesBadAddress: a malformed or taken address of one family
+// fails ListenBind even when the other family opens, and names the family;
+// it used to be dropped once IPv6 bound, leaving a node on IPv6 alone.
+func TestBindRefusesBadAddress(t *testing.T) {
+	taken, err := Listen("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tests := []struct {
+		name         string
+		addr4, addr6 string
+		network      string
+	}{
+		{"malformed v4", "1.2.3", "[::1]:0", "udp4"},
+		{"malformed v6", "127.0.0.1:0", "[::1", "udp6"},
+		{"taken v4", taken.LocalAddr().String(), "[::1]:0", "udp4"},
+		{"v6 address as v4", "[::1]:0", "[::1]:0", "udp4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := ListenBind(tt.addr4, tt.addr6)
+			if err == nil {
+				b.Close()
+				t.Fatalf("ListenBind(%q, %q) succeeded", tt.addr4, tt.addr6)
+			}
+			var le *ListenError
+			if !errors.As(err, &le) || le.Network != tt.network {
+				t.Fatalf("ListenBind(%q, %q): %v; want a ListenError for %s", tt.addr4, tt.addr6, err, tt.network)
+			}
+		})
+	}
+}
