@@ -75,14 +75,30 @@ func Props[T any](cfg Config, out Output[T], opts ...actor.PropsOption) (*actor.
 	if out == nil {
 		return nil, fmt.Errorf("sequencer: props: %w: nil output", ErrInvalidConfig)
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return newSequencer(cfg, out) }, opts...), nil
+	return actor.PropsFromProducer(func() actor.Actor { return newSequencer(cfg, out, nil) }, opts...), nil
+}
+
+// PropsReturning is Props for items that hold something to give back (a
+// pooled buffer, a slot of an in-flight bound): an item the buffer refuses
+// (too old, because its gap was given up before it came; a duplicate; beyond
+// the window) goes to reject, from the actor's goroutine, instead of being
+// forgotten. reject must not block.
+func PropsReturning[T any](cfg Config, out Output[T], reject func(T), opts ...actor.PropsOption) (*actor.Props, error) {
+	if reject == nil {
+		return nil, fmt.Errorf("sequencer: props: %w: nil reject", ErrInvalidConfig)
+	}
+	if _, err := Props(cfg, out); err != nil {
+		return nil, err
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return newSequencer(cfg, out, reject) }, opts...), nil
 }
 
 // sequencer is the actor: a Buffer, a batch being filled and a gap timer.
 type sequencer[T any] struct {
-	buf  *Buffer[T]
-	out  Output[T]
-	emit func(seq uint64, item T) // bound once so Release does not allocate a closure
+	buf    *Buffer[T]
+	out    Output[T]
+	reject func(T)                  // refused items (nil: forgotten)
+	emit   func(seq uint64, item T) // bound once so Release does not allocate a closure
 
 	ctx   actor.Context // set only while Receive runs, for emit
 	batch []Entry[T]    // the batch being filled, capacity MaxBatch, reused
@@ -96,12 +112,12 @@ type sequencer[T any] struct {
 	stopping bool
 }
 
-func newSequencer[T any](cfg Config, out Output[T]) *sequencer[T] {
+func newSequencer[T any](cfg Config, out Output[T], reject func(T)) *sequencer[T] {
 	buf, err := New[T](cfg)
 	if err != nil {
 		panic(err) // unreachable: Props validated cfg
 	}
-	s := &sequencer[T]{buf: buf, out: out, batch: make([]Entry[T], 0, MaxBatch)}
+	s := &sequencer[T]{buf: buf, out: out, reject: reject, batch: make([]Entry[T], 0, MaxBatch)}
 	s.emit = s.collect
 	return s
 }
@@ -113,11 +129,11 @@ func (s *sequencer[T]) Receive(ctx actor.Context) {
 		for i := range m.Entries {
 			e := &m.Entries[i]
 			// Rejections are counted in Stats; a late or duplicate packet
-			// is simply not forwarded.
+			// is not forwarded, and handed back if it holds something.
 			if e.Dropped {
 				_ = s.buf.Drop(e.Seq, now)
-			} else {
-				_ = s.buf.Put(e.Seq, e.Item, now)
+			} else if err := s.buf.Put(e.Seq, e.Item, now); err != nil && s.reject != nil {
+				s.reject(e.Item)
 			}
 		}
 		s.release(ctx, now)

@@ -305,6 +305,55 @@ func TestActorToPID(t *testing.T) {
 	}
 }
 
+// TestActorReturnsRefused: an item that comes after its gap was given up,
+// or twice, is handed to reject rather than forgotten (it may hold a pooled
+// buffer or an in-flight slot), and released items never are.
+func TestActorReturnsRefused(t *testing.T) {
+	sys := newSystem(t)
+	out := make(chan uint64, 8)
+	rejected := make(chan string, 8)
+	props, err := PropsReturning(Config{Window: 16, GapTimeout: 20 * time.Millisecond},
+		ToFunc(func(b *Batch[string]) {
+			for _, e := range b.Entries {
+				out <- e.Seq
+			}
+		}), func(item string) { rejected <- item })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sys.Root.Spawn(props)
+	defer stopAndWait(t, sys, pid)
+	sys.Root.Send(pid, &Batch[string]{Entries: []Entry[string]{{Seq: 1, Item: "b"}}})
+	select {
+	case seq := <-out:
+		if seq != 1 {
+			t.Fatalf("released %d, want 1 after the gap deadline", seq)
+		}
+	case <-time.After(failsafe):
+		t.Fatal("gap never skipped")
+	}
+	sys.Root.Send(pid, &Batch[string]{Entries: []Entry[string]{{Seq: 0, Item: "late"}, {Seq: 1, Item: "again"}}})
+	st := askStats(t, sys, pid) // the actor has handled both by now
+	if st.Stats.TooOld != 2 {
+		t.Fatalf("stats %+v, want 2 too old", st)
+	}
+	var got []string
+	for range 2 {
+		select {
+		case item := <-rejected:
+			got = append(got, item)
+		case <-time.After(failsafe):
+			t.Fatalf("rejected %v, want late and again", got)
+		}
+	}
+	if got[0] != "late" || got[1] != "again" || len(rejected) != 0 {
+		t.Fatalf("rejected %v, want [late again]", got)
+	}
+	if _, err := PropsReturning(Config{Window: 16}, ToFunc(func(*Batch[string]) {}), nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("nil reject: err %v", err)
+	}
+}
+
 // TestActorStopDisarmsTimer: a pending gap deadline does not outlive the
 // actor.
 func TestActorStopDisarmsTimer(t *testing.T) {
@@ -313,7 +362,7 @@ func TestActorStopDisarmsTimer(t *testing.T) {
 	made := make(chan *sequencer[int], 1)
 	out := ToFunc(func(*Batch[int]) {})
 	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		s := newSequencer(cfg, out)
+		s := newSequencer(cfg, out, nil)
 		made <- s
 		return s
 	}))

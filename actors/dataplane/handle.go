@@ -60,6 +60,13 @@ type peerPipe struct {
 
 // peerHandle is a peer's identity and shared state. It outlives restarts of the
 // peer actor; every method is safe for concurrent use.
+//
+// Ownership: FQDN, the VIPs and cookies are fixed by newHandle. Stats, pipe,
+// route, lostQueued and upNow are atomics: the peer actor writes pipe and
+// route, upNow changes with the state (under mu), every stage adds to
+// Stats. mu guards the fields below it; the peer actor and the manager
+// write them, the control plane reads them (Status, WaitUp). mu is a leaf
+// lock (see Dataplane).
 type peerHandle struct {
 	FQDN  string
 	Stats peerStats
@@ -78,7 +85,7 @@ type peerHandle struct {
 	// (lost sends at most one at a time).
 	lostQueued atomic.Bool
 
-	mu   sync.Mutex
+	mu   sync.Mutex // guards info through changed
 	info messages.PathInfo
 	// prevRelay is the relay ticket info held before the last one that
 	// replaced it. When both nodes ask for each other at once, NMS

@@ -153,21 +153,21 @@ func (p *peerActor) start(ctx actor.Context) {
 	}
 	d, h := p.d, p.h
 	cfg := sequencer.Config{Window: t.SeqWindow, GapTimeout: t.GapTimeout}
-	outProps, err := sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
+	outProps, err := sequencer.PropsReturning(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
 		for _, e := range sb.Entries {
 			d.toSocket(e.Item)
 		}
-	}))
+	}), dropLate)
 	if err == nil {
 		pipe.SeqOut, err = supervise.Spawn(ctx, "sequencer", "sequencer-out", outProps)
 	}
 	var inProps *actor.Props
 	if err == nil {
-		inProps, err = sequencer.Props(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
+		inProps, err = sequencer.PropsReturning(cfg, sequencer.ToFunc(func(sb *sequencer.Batch[*batch]) {
 			for _, e := range sb.Entries {
 				d.toTun(e.Item)
 			}
-		}))
+		}), dropLate)
 	}
 	if err == nil {
 		pipe.SeqIn, err = supervise.Spawn(ctx, "sequencer", "sequencer-in", inProps)
@@ -186,6 +186,15 @@ func (p *peerActor) start(ctx actor.Context) {
 	if h.initiates() {
 		p.startHandshake(now, p.candidates(&info, now))
 	}
+}
+
+// dropLate takes a batch its sequencer refused: it came after the
+// sequencer had given its slot up (a worker stalled past GapTimeout), so
+// its packets are lost to queue delay. Releasing it gives its in-flight slot
+// back; forgotten, it would shrink the peer's bound for good.
+func dropLate(b *batch) {
+	b.DropAll(QueueDelay, nil)
+	b.Release()
 }
 
 func (p *peerActor) teardown() {

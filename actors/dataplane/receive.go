@@ -266,6 +266,10 @@ func (d *Dataplane) toCrypto(s *peerSession, b *batch, born time.Time) {
 	d.crypto.submit(d.sys.Root(), b)
 }
 
+// openBatch runs in a crypto worker: it authenticates and decrypts every
+// live packet in place, leaving the inner packet and its counter (the
+// replay window is checked later, in order, by toTun). A packet that fails
+// is marked with why and counted against the peer; nothing allocates.
 func openBatch(b *batch) {
 	for i := range b.N {
 		p := &b.Pkts[i]

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,6 +244,108 @@ func TestActorTreeShowsDataPath(t *testing.T) {
 	for _, child := range []string{"/sequencer-out", "/sequencer-in"} {
 		if _, ok := a.sys.Registry().Snapshot().Find(peer.Id + child); !ok {
 			t.Errorf("peer %s has no %s child", peer.Id, child)
+		}
+	}
+}
+
+// TestLateBatchGivesBackItsSlot: a batch that reaches its sequencer after
+// the sequencer gave its slot up (a worker stalled past GapTimeout) is
+// dropped and counted, and gives its in-flight slot back. Forgotten with
+// the slot still taken, as it was, every late batch shrank the peer's
+// in-flight bound for good: after 32 of them the peer sent (or received)
+// nothing more, here in the second stream.
+func TestLateBatchGivesBackItsSlot(t *testing.T) {
+	var stall atomic.Bool
+	stall.Store(true)
+	var calls atomic.Uint64
+	hook := func() {
+		if stall.Load() && calls.Add(1)%4 == 0 {
+			time.Sleep(5 * time.Millisecond) // far past GapTimeout
+		}
+	}
+	tune := func(c *dataplane.Config) { c.Workers, c.WorkerHook, c.GapTimeout = 2, hook, time.Millisecond }
+	f := newPKI(t)
+	a, b := newNode(t, f, "alice", 1, tune), newNode(t, f, "bob", 2, tune)
+	stall.Store(false)
+	connect(t, a, b, b.addr, a.addr)
+	stall.Store(true)
+
+	// Push without waiting until both sequencers on the path have refused
+	// more late batches than the peer has in-flight slots.
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	lateOut, lateIn := func() uint64 {
+		out, _, err := a.dp.SequencerStats(ctx, b.fqdn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Stats.TooOld
+	}, func() uint64 {
+		_, in, err := b.dp.SequencerStats(ctx, a.fqdn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in.Stats.TooOld
+	}
+	// With the slots leaking, traffic stops before that and the counts
+	// stop growing.
+	stopDrain := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-stopDrain:
+				return
+			default:
+				drain(b)
+			}
+		}
+	}()
+	pushUntil := time.Now().Add(10 * time.Second)
+	for s := uint64(0); lateOut() <= 40 || lateIn() <= 40; s++ {
+		if time.Now().After(pushUntil) {
+			t.Fatalf("late batches refused: alice's sequencer-out %d, bob's sequencer-in %d, want > 40 each; alice %+v; bob %+v",
+				lateOut(), lateIn(), a.dp.Status(), b.dp.Status())
+		}
+		for range 512 {
+			sctx, scancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			err := a.app.Send(sctx, ipv4(a.vip4, b.vip4, s, 200))
+			scancel()
+			if err != nil && ctx.Err() != nil {
+				t.Fatalf("send: %v", err)
+			}
+		}
+	}
+	stall.Store(false)
+	close(stopDrain)
+	<-drained
+	// Let what is still queued or in flight from the push arrive (or be
+	// shed) before the stream, which takes any stray packet for disorder.
+	for quiet := 0; quiet < 3; {
+		tx := a.dp.Status()[0].TxPackets
+		if drain(b) == 0 && a.dp.Status()[0].TxPackets == tx {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+	if st := a.dp.Status()[0]; st.Drops["queue-delay"] == 0 {
+		t.Fatalf("late batches not counted as drops: %+v", st)
+	}
+	// The bounds are whole again: traffic flows as before.
+	stream(t, a, b, 1_000_000, 2000, 32)
+}
+
+// drain discards what n's application receives until 50 ms pass without
+// a packet, and says how many it discarded.
+func drain(n *node) int {
+	for got := 0; ; got++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := n.app.Recv(ctx)
+		cancel()
+		if err != nil {
+			return got
 		}
 	}
 }
