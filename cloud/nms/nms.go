@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"net/netip"
@@ -58,7 +59,22 @@ type Config struct {
 	// beyond StoreWorkers+StoreQueue waiting for the store are dropped and
 	// the nodes' retransmissions retry them.
 	StoreWorkers, StoreQueue int
-	Logger                   *slog.Logger
+	// DedupEntries is the reply cache's capacity (default 1<<19). Only
+	// requests that change something are cached (keepalives are not), each
+	// for the dedup window (the nodes' retry schedule, ~13.5 s by
+	// default), so size it as the peak rate of registrations, tunnel
+	// requests and logouts times the window: the default holds ~38k/s.
+	DedupEntries int
+	// DedupPerNode bounds the cached transactions one session may start
+	// per dedup window (default 256), so that one node cannot fill the
+	// cache; beyond it its requests are dropped (and retransmitted).
+	DedupPerNode int
+	// SweepInterval is how often NMS reads the store's records to end the
+	// sessions nobody holds any more: absolutely expired ones, and ones
+	// homed here that this process has not seen (left by a crash). Default
+	// 2*SessionIdle. Each sweep reads every record (store.ListNodes).
+	SweepInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Counters count what NMS did.
@@ -80,6 +96,15 @@ type Counters struct {
 	// VIPLookups counts TunnelByVIP requests (a node's first packet to an
 	// overlay address it had no tunnel for).
 	VIPLookups atomic.Uint64
+	// Requests refused before any work, by reason: CacheFull (the reply
+	// cache did not take the entry), NodeLimit (the session started
+	// DedupPerNode transactions this window), Replayed (older than any
+	// retransmission of it could be).
+	CacheFull, NodeLimit, Replayed atomic.Uint64
+	// SessionsDeleted counts sessions removed from the store after they
+	// ended here; Swept those the sweep found and removed; DeleteRetries
+	// store deletions that failed or were refused and were queued again.
+	SessionsDeleted, Swept, DeleteRetries atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -97,6 +122,11 @@ type Service struct {
 	log       *slog.Logger
 	Counters  Counters
 	sessCount atomic.Int64
+	// Gauges the root actor keeps for metrics: deletions waiting for the
+	// store, entries in the tunnels map.
+	pendingDeletes, tunnelNodes atomic.Int64
+	started                     time.Time
+	window                      time.Duration // dedup window
 	pollStop  chan struct{} // ends pollDenyList
 	pollDone  chan struct{}
 	pollOnce  sync.Once
@@ -135,9 +165,19 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	if cfg.StoreQueue <= 0 {
 		cfg.StoreQueue = 1024
 	}
-	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms")}
+	if cfg.DedupEntries <= 0 {
+		cfg.DedupEntries = 1 << 19
+	}
+	if cfg.DedupPerNode <= 0 {
+		cfg.DedupPerNode = 256
+	}
+	cfg.DedupPerNode = min(cfg.DedupPerNode, math.MaxUint16)
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 2 * cfg.SessionIdle
+	}
+	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry)}
 	var err error
-	if s.replies, err = txstore.New[*replyState](txstore.Config{}); err != nil {
+	if s.replies, err = txstore.New[*replyState](txstore.Config{MaxEntries: int64(cfg.DedupEntries)}); err != nil {
 		return nil, err
 	}
 	if s.delivers, err = txstore.New[*actor.PID](txstore.Config{}); err != nil {
@@ -161,7 +201,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{},
-			tunnels: map[string]map[string]bool{}, ended: map[uint32]endedSession{}}
+			tunnels: map[string]*peerSet{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}}
 	}))
 	if err != nil {
 		for _, c := range append(conns, alt...) {
@@ -212,6 +252,22 @@ func (s *Service) AltAddrs() []netip.AddrPort { return s.altAddrs }
 // Links (the AS sends KeyHandover here).
 func (s *Service) PID() *actor.PID { return s.pid }
 
+// Dedup reports the reply cache: its counters, entries held and
+// capacity.
+func (s *Service) Dedup() (st txstore.Stats, entries, capacity int64) {
+	return s.replies.Stats(), s.replies.Len(), s.replies.Cap()
+}
+
+// StoreQueue is the store jobs waiting for a worker, and the queue's size.
+func (s *Service) StoreQueue() (queued, capacity int) { return s.workers.Queued(), s.workers.Cap() }
+
+// PendingDeletes is the ended sessions still to be removed from the store.
+func (s *Service) PendingDeletes() int { return int(s.pendingDeletes.Load()) }
+
+// TunnelNodes is the number of nodes in NMS's tunnels map (nodes with a
+// tunnel NMS set up, and their peers).
+func (s *Service) TunnelNodes() int { return int(s.tunnelNodes.Load()) }
+
 // Sessions is the number of live sessions.
 func (s *Service) Sessions() int { return int(s.sessCount.Load()) }
 
@@ -244,6 +300,7 @@ type session struct {
 	crlSent    time.Time
 	crlSentNum uint64
 	serialN    *big.Int // serial, parsed on first use
+	guard      reqGuard // replay and per-node dedup bounds (guard.go)
 }
 
 // Messages between the NMS's actors.
@@ -265,7 +322,25 @@ type (
 		pkt  *svc.Packet
 	}
 	dropSession struct{ id uint32 }
+	// deleted: a batch of session deletions is done; failed are to retry.
+	deleted struct {
+		done   int
+		failed []uint32
+	}
+	// swept: the sweep's read of the store, the sessions it holds.
+	swept struct {
+		sessions []storedSession
+		err      error
+	}
 )
+
+// storedSession is what the sweep needs of a record.
+type storedSession struct {
+	id      uint32
+	expires time.Time
+	updated time.Time
+	home    bool // HomeNMS is this NMS
+}
 
 // endedSession keeps an ended session's key for a while, so that a node
 // still using it is told (sealed, so it can believe it) that its session
@@ -286,9 +361,15 @@ type root struct {
 	s        *Service
 	sessions map[uint32]*session
 	byFQDN   map[string]*session
-	tunnels  map[string]map[string]bool // fqdn -> peers with a tunnel -> on the relay
-	ended    map[uint32]endedSession    // recently expired or logged out
-	cancel   scheduler.CancelFunc
+	tunnels  map[string]*peerSet     // fqdn -> peers with a tunnel (peers.go)
+	ended    map[uint32]endedSession // recently expired or logged out
+	// deletes are the ended sessions still to be removed from the store;
+	// deleting is set while a batch of them is on the store workers.
+	deletes   map[uint32]struct{}
+	deleting  bool
+	sweeping  bool
+	lastSweep time.Time
+	cancel    scheduler.CancelFunc
 	crl      *pki.CRL // the newest deny list acted on
 	scratch  []byte
 	enc      messages.Encoder
@@ -308,12 +389,23 @@ func (r *root) Receive(ctx actor.Context) {
 	case sessionFound:
 		r.onSessionFound(ctx, m)
 	case tick:
-		r.expire(ctx, time.Now())
+		now := time.Now()
+		r.expire(ctx, now)
+		r.flushDeletes(ctx)
+		r.sweep(ctx, now)
+	case deleted:
+		r.onDeleted(ctx, m)
+	case swept:
+		r.onSwept(ctx, m, time.Now())
 	case crlLoaded:
 		r.checkDenyList(ctx, m.c, time.Now())
 	case tunnelUp:
-		r.link(m.a, m.b, m.relay)
-		r.link(m.b, m.a, m.relay)
+		// Only while one side still has a session here: a late answer
+		// must not bring back what the end of both sessions pruned.
+		if r.byFQDN[m.a] != nil || r.byFQDN[m.b] != nil {
+			r.link(m.a, m.b, m.relay)
+			r.link(m.b, m.a, m.relay)
+		}
 	case dropSession:
 		if se := r.sessions[m.id]; se != nil {
 			r.removeSession(se)
@@ -323,14 +415,6 @@ func (r *root) Receive(ctx actor.Context) {
 	}
 }
 
-func (r *root) link(a, b string, relay bool) {
-	set := r.tunnels[a]
-	if set == nil {
-		set = map[string]bool{}
-		r.tunnels[a] = set
-	}
-	set[b] = relay
-}
 
 func (r *root) addSession(se *session) {
 	if old := r.byFQDN[se.fqdn]; old != nil && old.id != se.id {
@@ -351,6 +435,7 @@ func (r *root) removeSession(se *session) {
 	delete(r.sessions, se.id)
 	if r.byFQDN[se.fqdn] == se {
 		delete(r.byFQDN, se.fqdn)
+		r.unlinkAll(se.fqdn)
 	}
 }
 
@@ -373,15 +458,7 @@ func (r *root) expire(ctx actor.Context, now time.Time) {
 			r.endSession(se, now)
 			r.s.Counters.Expired.Add(1)
 			r.s.log.Info("nms: session expired", "fqdn", se.fqdn, "session", se.id)
-			id, st := se.id, r.s.cfg.Store
-			// If the workers are saturated the store keeps the session
-			// until its absolute expiry; ended still answers the node.
-			_ = r.s.workers.Do(nil, func(bg context.Context) any {
-				if err := st.DeleteSession(bg, id); err != nil {
-					r.s.log.Warn("nms: delete expired session", "session", id, "err", err)
-				}
-				return nil
-			})
+			r.deleteSession(se.id)
 		}
 	}
 }
@@ -541,40 +618,116 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	st := &replyState{}
-	cur, loaded, err := r.s.replies.PutIfAbsent(env.ID, st, dedupTTL)
-	if err != nil {
-		r.s.log.Warn("nms: transaction store full, dropping request", "id", env.ID, "err", err)
+	if !se.guard.fresh(now.UnixNano(), env.Timestamp, r.s.window) {
+		r.s.Counters.Replayed.Add(1)
+		r.s.log.Debug("nms: request older than any retransmission, dropped", "fqdn", se.fqdn, "type", env.Type, "id", env.ID)
 		return
 	}
-	if loaded {
-		r.s.Counters.Duplicates.Add(1)
-		if reply := cur.reply.Load(); reply != nil {
-			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+	var st *replyState
+	if env.Type == messages.MsgKeepalive {
+		// Idempotent: never cached (see guard.go).
+		switch se.guard.keepalive(env.ID, env.Timestamp) {
+		case kaOld:
+			r.s.Counters.Replayed.Add(1)
+			return
+		case kaRepeat:
+			r.s.Counters.Duplicates.Add(1)
+			r.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
+			return
 		}
-		return
+	} else {
+		var ok bool
+		if st, ok = r.dedup(p, se, env, now); !ok {
+			return
+		}
 	}
-	if env.Type == messages.MsgLogout {
-		r.endSession(se, now)
-	} else if env.Type == messages.MsgRegister || env.Type == messages.MsgKeepalive {
+	switch env.Type {
+	case messages.MsgLogout:
+		r.logout(ctx, p, se, env, st, now)
+		return
+	case messages.MsgRegister, messages.MsgKeepalive:
 		// A node that missed a push (or logged in since) gets the list
 		// with its next keepalive after the retransmissions gave up.
 		r.offerDenyList(ctx, se, now)
 	}
 	tx := &requestTx{s: r.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
+	if st == nil {
+		tx.st = &replyState{} // not in the cache: nobody reads it
+	}
 	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
-		for peer, relay := range r.tunnels[se.fqdn] {
+		// Shared, not copied: a peerSet's slices are never written once
+		// built (peers.go).
+		if set := r.tunnels[se.fqdn]; set != nil {
 			if env.Type == messages.MsgKeepalive {
-				tx.tunnelPeers = append(tx.tunnelPeers, peer)
+				tx.tunnelPeers = set.all()
 			}
-			if relay {
-				tx.relayPeers = append(tx.relayPeers, peer)
-			}
+			tx.relayPeers = set.relayed()
 		}
 	}
 	if _, err := runtime.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		r.s.replies.Delete(env.ID)
 		r.s.log.Warn("nms: spawn transaction", "err", err)
+	}
+}
+
+// dedup claims env's message ID in the reply cache: ok for a first copy
+// (st is where its reply goes); a duplicate is answered from the cache.
+// A first copy beyond the session's share of the cache, or one the cache
+// does not take, is dropped unanswered and counted: the node retransmits.
+func (r *root) dedup(p *svc.Packet, se *session, env messages.Envelope, now time.Time) (st *replyState, ok bool) {
+	if cur, found := r.s.replies.Get(env.ID); found {
+		r.s.Counters.Duplicates.Add(1)
+		if reply := cur.reply.Load(); reply != nil {
+			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+		}
+		return nil, false
+	}
+	if !se.guard.admit(now.UnixNano(), r.s.window, r.s.cfg.DedupPerNode) {
+		r.s.Counters.NodeLimit.Add(1)
+		r.s.log.Debug("nms: node over its share of the reply cache, dropping request", "fqdn", se.fqdn, "type", env.Type)
+		return nil, false
+	}
+	st = &replyState{}
+	cur, loaded, err := r.s.replies.PutIfAbsent(env.ID, st, r.s.window)
+	if err != nil {
+		r.s.Counters.CacheFull.Add(1)
+		r.s.log.Warn("nms: reply cache full, dropping request", "id", env.ID, "err", err)
+		return nil, false
+	}
+	if loaded { // only this actor puts, so only if Get missed a fresh entry
+		r.s.Counters.Duplicates.Add(1)
+		if reply := cur.reply.Load(); reply != nil {
+			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+		}
+		return nil, false
+	}
+	return st, true
+}
+
+// answer seals body as the reply to request id and sends it, from the
+// root: for answers that need no store work.
+func (r *root) answer(p *svc.Packet, se *session, id messages.MsgID, body messages.Body) []byte {
+	pkt, err := se.sess.SealMessage(nil, &r.enc, id, "nms", time.Now(), body)
+	if err != nil {
+		r.s.log.Warn("nms: seal reply", "err", err)
+		return nil
+	}
+	_, _ = p.Conn.WriteToUDPAddrPort(pkt, p.From)
+	return pkt
+}
+
+// logout ends the session here at once and queues its store deletion,
+// which is retried until it is done (deleteSession): the ack does not wait
+// for the store, and a busy store cannot lose the deletion.
+func (r *root) logout(ctx actor.Context, p *svc.Packet, se *session, env messages.Envelope, st *replyState, now time.Time) {
+	r.s.Counters.Logouts.Add(1)
+	r.endSession(se, now)
+	r.deleteSession(se.id)
+	r.flushDeletes(ctx)
+	if pkt := r.answer(p, se, env.ID, messages.LogoutAck{}); pkt != nil {
+		st.reply.Store(&pkt) // a retransmission finds it through onEnded
+	} else {
+		r.s.replies.Delete(env.ID)
 	}
 }
 
@@ -666,16 +819,9 @@ func (r *root) checkDenyList(ctx actor.Context, c *pki.CRL, now time.Time) {
 // revoke ends a revoked node's session here and in the store.
 func (r *root) revoke(se *session, now time.Time) {
 	r.endSession(se, now)
-	delete(r.tunnels, se.fqdn)
 	r.s.Counters.Revoked.Add(1)
 	r.s.log.Warn("nms: session of a revoked certificate ended", "fqdn", se.fqdn, "session", se.id, "serial", se.serial)
-	id, st := se.id, r.s.cfg.Store
-	_ = r.s.workers.Do(nil, func(bg context.Context) any {
-		if err := st.DeleteSession(bg, id); err != nil {
-			r.s.log.Warn("nms: delete revoked session", "session", id, "err", err)
-		}
-		return nil
-	})
+	r.deleteSession(se.id)
 }
 
 // offerDenyList pushes the deny list to se's node unless it holds it, or
