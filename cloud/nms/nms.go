@@ -127,9 +127,9 @@ type Service struct {
 	pendingDeletes, tunnelNodes atomic.Int64
 	started                     time.Time
 	window                      time.Duration // dedup window
-	pollStop  chan struct{} // ends pollDenyList
-	pollDone  chan struct{}
-	pollOnce  sync.Once
+	pollStop                    chan struct{} // ends pollDenyList
+	pollDone                    chan struct{}
+	pollOnce                    sync.Once
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -370,9 +370,9 @@ type root struct {
 	sweeping  bool
 	lastSweep time.Time
 	cancel    scheduler.CancelFunc
-	crl      *pki.CRL // the newest deny list acted on
-	scratch  []byte
-	enc      messages.Encoder
+	crl       *pki.CRL // the newest deny list acted on
+	scratch   []byte
+	enc       messages.Encoder
 }
 
 func (r *root) Receive(ctx actor.Context) {
@@ -414,7 +414,6 @@ func (r *root) Receive(ctx actor.Context) {
 		r.onFrame(ctx, m)
 	}
 }
-
 
 func (r *root) addSession(se *session) {
 	if old := r.byFQDN[se.fqdn]; old != nil && old.id != se.id {

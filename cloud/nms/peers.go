@@ -8,7 +8,7 @@ package nms
 // a peerSet; the slices it hands out are never written again.
 type peerSet struct {
 	m        map[string]bool // peer -> on the relay
-	list     []string // built from m when listDone
+	list     []string        // built from m when listDone
 	relay    []string
 	listDone bool
 }
