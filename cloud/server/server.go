@@ -343,7 +343,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 			ConstLabels: prometheus.Labels{"route": route},
 		}, func() float64 { return float64(count(r.Stats())) }))
 	}
-	reg.MustRegister(s.attackSeries())
+	reg.MustRegister(s.attackSeries(), s.scaleSeries())
 	if s.TRS != nil {
 		t := s.TRS.Table()
 		reg.MustRegister(
