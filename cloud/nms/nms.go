@@ -519,6 +519,12 @@ func (r *root) onSessionFound(ctx actor.Context, m sessionFound) {
 		r.onSealed(ctx, p, se)
 		return
 	}
+	if _, ended := r.deletes[m.id]; ended {
+		// Ended here, its store deletion still queued: not revived.
+		p.Done()
+		r.s.Counters.Garbage.Add(1)
+		return
+	}
 	se, err := newSession(n.FQDN, n.CertSerial, m.id, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
 	if err != nil {
 		p.Done()
@@ -596,9 +602,9 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	se.from, se.conn, se.lastSeen = p.From, p.Conn, now
 	switch env.Type {
 	case messages.MsgDenyListAck:
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
 		if ack, err := messages.DecodeBody[messages.DenyListAck](env); err == nil {
 			se.crlHeld = max(se.crlHeld, ack.Number)
 		}
@@ -608,6 +614,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		return
 	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
 		// An answer to something NMS delivered: hand it to that actor.
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
 		if pid, ok := r.s.delivers.Get(env.ID); ok {
 			ctx.Send(pid, env)
 		}
@@ -625,16 +632,21 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 	var st *replyState
 	if env.Type == messages.MsgKeepalive {
 		// Idempotent: never cached (see guard.go).
-		switch se.guard.keepalive(env.ID, env.Timestamp) {
-		case kaOld:
+		v := se.guard.keepalive(env.ID, env.Timestamp)
+		if v == kaOld {
 			r.s.Counters.Replayed.Add(1)
 			return
-		case kaRepeat:
+		}
+		// Only a request that passed the guard moves the session's
+		// address or keeps it alive: a replay must do neither.
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
+		if v == kaRepeat {
 			r.s.Counters.Duplicates.Add(1)
 			r.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
 			return
 		}
 	} else {
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
 		var ok bool
 		if st, ok = r.dedup(p, se, env, now); !ok {
 			return
