@@ -55,6 +55,7 @@ var (
 	loadTunnels   = flag.Int("load.tunnels", 0, "load: tunnel setups in the burst (default load.nodes)")
 	loadChurn     = flag.Duration("load.churn", 30*time.Second, "load: churn phase")
 	loadStore     = flag.String("load.store", "", "load: store URL for the cloud (default bbolt)")
+	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base)")
 )
 
 // latencies collects one operation's durations and errors.
@@ -174,6 +175,16 @@ func (c *cloudProc) metrics(b *testing.B, gc bool) map[string]float64 {
 
 func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, nodes int) {
 	m := c.metrics(b, true)
+	if *loadProfile != "" {
+		if resp, err := http.Get("http://" + c.debug + "/debug/pprof/heap"); err == nil {
+			f, err := os.Create(filepath.Join(*loadProfile, "heap-"+strings.ReplaceAll(what, " ", "-")+".pb.gz"))
+			if err == nil {
+				io.Copy(f, resp.Body)
+				f.Close()
+			}
+			resp.Body.Close()
+		}
+	}
 	heap, rss := m["go_memstats_heap_alloc_bytes"], m["process_resident_memory_bytes"]
 	per := func(v, v0 float64) string {
 		if nodes == 0 {
@@ -227,6 +238,7 @@ func BenchmarkLoad(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		n.AckDenyLists = true // as real nodes do: no re-push on every keepalive
 		b.Cleanup(n.Close)
 		nodes[i] = n
 	}
@@ -300,6 +312,7 @@ func BenchmarkLoad(b *testing.B) {
 					b.Error(err)
 					return
 				}
+				n.AckDenyLists = true
 				if cLogin.time(func() error {
 					if _, err := n.Login(c.as, false); err != nil {
 						return err
