@@ -3,7 +3,6 @@ package nms
 import (
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -24,8 +23,9 @@ import (
 //     cached reply has expired always falls here, because the cache keeps a
 //     reply for at least the window after its first copy arrived.
 //   - keepalives are idempotent and never cached: the guard remembers the
-//     newest keepalive's ID and timestamp, so a retransmission is answered
-//     again without store work and an older one (a replay) is refused.
+//     newest keepalive's timestamp (nanoseconds, sealed: a retransmission
+//     carries its original's), so a retransmission is answered again
+//     without store work and an older one (a replay) is refused.
 //   - every other request is cached for the window, but one session may
 //     start at most perNode of them per window, so one node cannot fill the
 //     cache that all nodes share.
@@ -33,7 +33,6 @@ type reqGuard struct {
 	lag      int64 // ns; valid when lagSet
 	kaTime   int64 // newest keepalive's envelope timestamp
 	winStart int64 // start of the current per-node window (cloud clock, ns)
-	kaID     messages.MsgID
 	winN     uint16
 	lagSet   bool
 }
@@ -68,16 +67,17 @@ const (
 	kaOld                     // older than the newest seen: a replay, drop
 )
 
-// keepalive classifies a keepalive by its ID and timestamp and remembers
-// the newest.
-func (g *reqGuard) keepalive(id messages.MsgID, sent int64) kaVerdict {
+// keepalive classifies a keepalive by its timestamp and remembers the
+// newest. Only the node can seal one, and it stamps each new keepalive
+// later than the last, so an equal timestamp is a retransmission.
+func (g *reqGuard) keepalive(sent int64) kaVerdict {
 	switch {
-	case id == g.kaID && sent == g.kaTime:
+	case sent == g.kaTime:
 		return kaRepeat
-	case sent <= g.kaTime:
+	case sent < g.kaTime:
 		return kaOld
 	}
-	g.kaID, g.kaTime = id, sent
+	g.kaTime = sent
 	return kaNew
 }
 

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -43,21 +42,20 @@ func TestGuardFresh(t *testing.T) {
 }
 
 func TestGuardKeepalive(t *testing.T) {
-	a, b := messages.MsgID{1}, messages.MsgID{2}
 	var g reqGuard
 	for i, tt := range []struct {
-		id   messages.MsgID
 		sent int64
 		want kaVerdict
 	}{
-		{a, 10, kaNew},
-		{a, 10, kaRepeat}, // retransmission
-		{b, 20, kaNew},
-		{a, 10, kaOld},    // the first one replayed
-		{b, 20, kaRepeat}, // still the newest
-		{a, 20, kaOld},    // another ID with the newest's timestamp
+		{10, kaNew},
+		{10, kaRepeat}, // retransmission
+		{20, kaNew},
+		{10, kaOld},    // the first one replayed
+		{20, kaRepeat}, // still the newest
+		{15, kaOld},
+		{30, kaNew},
 	} {
-		if got := g.keepalive(tt.id, tt.sent); got != tt.want {
+		if got := g.keepalive(tt.sent); got != tt.want {
 			t.Fatalf("step %d: %v, want %v", i, got, tt.want)
 		}
 	}

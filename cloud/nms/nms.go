@@ -286,18 +286,19 @@ func (s *Service) Close() {
 // session is a node's signaling session as this NMS knows it. Only the
 // root actor touches it.
 type session struct {
-	id       uint32
-	fqdn     string
-	serial   string
-	sess     *signaling.Session
-	expires  time.Time
-	from     netip.AddrPort // where its last authenticated packet came from
-	conn     *net.UDPConn   // the socket it came in on
-	lastSeen time.Time
+	id     uint32
+	fqdn   string
+	serial string
+	sess   *signaling.Session
+	from   netip.AddrPort // where its last authenticated packet came from
+	conn   *net.UDPConn   // the socket it came in on
+	// Times are Unix nanoseconds: a million sessions, so 8 bytes each
+	// instead of a time.Time's 24.
+	expires, lastSeen int64
 	// crlHeld is the deny list number the node last acknowledged holding;
 	// crlSent when NMS last pushed it one, crlSentNum which.
 	crlHeld    uint64
-	crlSent    time.Time
+	crlSent    int64
 	crlSentNum uint64
 	serialN    *big.Int // serial, parsed on first use
 	guard      reqGuard // replay and per-node dedup bounds (guard.go)
@@ -453,7 +454,7 @@ func (r *root) expire(ctx actor.Context, now time.Time) {
 		}
 	}
 	for _, se := range r.sessions {
-		if now.Sub(se.lastSeen) > r.s.cfg.SessionIdle || now.After(se.expires) {
+		if now.UnixNano()-se.lastSeen > int64(r.s.cfg.SessionIdle) || now.UnixNano() > se.expires {
 			r.endSession(se, now)
 			r.s.Counters.Expired.Add(1)
 			r.s.log.Info("nms: session expired", "fqdn", se.fqdn, "session", se.id)
@@ -531,11 +532,11 @@ func (r *root) onSessionFound(ctx actor.Context, m sessionFound) {
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	if time.Now().After(se.expires) || r.isRevoked(se) {
+	if time.Now().UnixNano() > se.expires || r.isRevoked(se) {
 		r.onEnded(p, m.id, se.fqdn, se.sess)
 		return
 	}
-	se.lastSeen = time.Now()
+	se.lastSeen = time.Now().UnixNano()
 	r.addSession(se)
 	r.onSealed(ctx, p, se)
 }
@@ -577,7 +578,7 @@ func newSession(fqdn, serial string, id uint32, k signaling.Keys, expires time.T
 	if err != nil {
 		return nil, err
 	}
-	return &session{id: id, fqdn: fqdn, serial: serial, sess: ss, expires: expires}, nil
+	return &session{id: id, fqdn: fqdn, serial: serial, sess: ss, expires: expires.UnixNano()}, nil
 }
 
 // onSealed opens a packet of a known session and starts (or answers from
@@ -604,7 +605,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 	}
 	switch env.Type {
 	case messages.MsgDenyListAck:
-		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		if ack, err := messages.DecodeBody[messages.DenyListAck](env); err == nil {
 			se.crlHeld = max(se.crlHeld, ack.Number)
 		}
@@ -614,7 +615,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		return
 	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
 		// An answer to something NMS delivered: hand it to that actor.
-		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		if pid, ok := r.s.delivers.Get(env.ID); ok {
 			ctx.Send(pid, env)
 		}
@@ -632,21 +633,21 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 	var st *replyState
 	if env.Type == messages.MsgKeepalive {
 		// Idempotent: never cached (see guard.go).
-		v := se.guard.keepalive(env.ID, env.Timestamp)
+		v := se.guard.keepalive(env.Timestamp)
 		if v == kaOld {
 			r.s.Counters.Replayed.Add(1)
 			return
 		}
 		// Only a request that passed the guard moves the session's
 		// address or keeps it alive: a replay must do neither.
-		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		if v == kaRepeat {
 			r.s.Counters.Duplicates.Add(1)
 			r.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
 			return
 		}
 	} else {
-		se.from, se.conn, se.lastSeen = p.From, p.Conn, now
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		var ok bool
 		if st, ok = r.dedup(p, se, env, now); !ok {
 			return
@@ -771,7 +772,7 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 			r.s.log.Warn("nms: key handover", "fqdn", kh.FQDN, "err", err)
 			return
 		}
-		se.lastSeen = time.Now()
+		se.lastSeen = time.Now().UnixNano()
 		r.addSession(se)
 		ack, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.KeyHandoverAck{SessionID: kh.SessionID})
 		if err == nil {
@@ -841,7 +842,7 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil {
 		return
 	}
-	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < totalRetry(r.s.cfg.Retry) {
+	if se.crlSentNum == r.crl.Number && now.UnixNano()-se.crlSent < int64(totalRetry(r.s.cfg.Retry)) {
 		return // this list's push is still being retransmitted
 	}
 	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, messages.DenyList{Number: r.crl.Number, CRL: r.crl.DER})
@@ -849,7 +850,7 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 		r.s.log.Warn("nms: deny list envelope", "err", err)
 		return
 	}
-	se.crlSent, se.crlSentNum = now, r.crl.Number
+	se.crlSent, se.crlSentNum = now.UnixNano(), r.crl.Number
 	r.s.Counters.DenyListPushes.Add(1)
 	d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
 	if _, err := runtime.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {

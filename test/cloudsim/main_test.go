@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
@@ -30,6 +31,11 @@ func TestMain(m *testing.M) {
 // runChild runs a cloud until stdin closes; it prints its AS address and,
 // if debugAddr is set (the load benchmark's), then its debug address.
 func runChild(dir, storeURL, debugAddr string) int {
+	if debugAddr != "" {
+		// The load tool reads heap profiles: sample finely enough to
+		// attribute a few hundred bytes per node.
+		runtime.MemProfileRate = 4096
+	}
 	s, err := server.Start(context.Background(), server.Config{
 		DataDir: dir, StoreURL: storeURL, Ephemeral: true, DebugAddr: debugAddr,
 		Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
