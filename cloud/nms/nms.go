@@ -201,7 +201,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{},
-			tunnels: map[string]*peerSet{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}}
+			tunnels: map[string]peerSet{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}}
 	}))
 	if err != nil {
 		for _, c := range append(conns, alt...) {
@@ -362,7 +362,7 @@ type root struct {
 	s        *Service
 	sessions map[uint32]*session
 	byFQDN   map[string]*session
-	tunnels  map[string]*peerSet     // fqdn -> peers with a tunnel (peers.go)
+	tunnels  map[string]peerSet      // fqdn -> peers with a tunnel (peers.go)
 	ended    map[uint32]endedSession // recently expired or logged out
 	// deletes are the ended sessions still to be removed from the store;
 	// deleting is set while a batch of them is on the store workers.
@@ -669,12 +669,11 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
 		// Shared, not copied: a peerSet's slices are never written once
 		// built (peers.go).
-		if set := r.tunnels[se.fqdn]; set != nil {
-			if env.Type == messages.MsgKeepalive {
-				tx.tunnelPeers = set.all()
-			}
-			tx.relayPeers = set.relayed()
+		set := r.tunnels[se.fqdn]
+		if env.Type == messages.MsgKeepalive {
+			tx.tunnelPeers = set.peers
 		}
+		tx.relayPeers = set.relay
 	}
 	if _, err := runtime.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		r.s.replies.Delete(env.ID)
