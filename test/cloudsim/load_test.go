@@ -195,6 +195,14 @@ func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, n
 	fmt.Printf("%-24s heap %.1f MiB (%s over baseline)  RSS %.1f MiB (%s)  goroutines %.0f  sessions %.0f  tunnel-map %.0f  pending-deletes %.0f\n",
 		what, heap/(1<<20), per(heap, base["go_memstats_heap_alloc_bytes"]), rss/(1<<20), per(rss, base["process_resident_memory_bytes"]),
 		m["go_goroutines"], m["cyphonic_nms_sessions"], m["cyphonic_nms_tunnel_nodes"], m["cyphonic_nms_session_deletions_pending"])
+	var actors []string
+	for k, v := range m {
+		if strings.HasPrefix(k, "cyphonic_actor_live{") && v > 0 {
+			actors = append(actors, fmt.Sprintf("%s=%.0f", strings.TrimPrefix(k, "cyphonic_actor_live"), v))
+		}
+	}
+	slices.Sort(actors)
+	fmt.Printf("%-24s live actors: %s\n", "", strings.Join(actors, " "))
 	var refused []string
 	for _, r := range []string{"busy", "stale", "session-expired", "cache-full", "node-limit", "replayed"} {
 		refused = append(refused, fmt.Sprintf("%s=%.0f", r, m[`cyphonic_nms_refused_total{reason="`+r+`"}`]))
