@@ -190,8 +190,9 @@ func TestLogoutNeverDropsDeletion(t *testing.T) {
 // TestSweepRepairsStore: sessions a crash left in the store (homed at this
 // NMS, which has not seen them since it started, and not written for
 // longer than SessionIdle) and sessions past their absolute expiry are
-// removed by the periodic sweep; a live session, and one homed at another
-// NMS that may hold it, stay.
+// removed by the periodic sweep; a live session, one homed at another NMS
+// that may hold it, and one whose record was just written (a login whose
+// key handover has not reached NMS yet) stay.
 func TestSweepRepairsStore(t *testing.T) {
 	s := startCloudWith(t, server.Config{SessionIdle: time.Second, NMSTuning: server.NMSTuning{SweepInterval: 200 * time.Millisecond}})
 	alice := newNode(t, s, "alice.example.cyphonic")
@@ -201,20 +202,24 @@ func TestSweepRepairsStore(t *testing.T) {
 	if err != nil || me.HomeNMS == "" {
 		t.Fatalf("alice's record %+v, %v", me, err)
 	}
-	ghost := func(fqdn string, id uint32, home string, expires time.Time) {
+	ghost := func(fqdn string, id uint32, home string, expires, updated time.Time) {
 		v6, v4, err := s.Store().AllocateVIPs(bg, fqdn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := store.Node{FQDN: fqdn, VIP6: v6, VIP4: v4, HomeNMS: home, Updated: time.Now().Add(-time.Hour),
+		n := store.Node{FQDN: fqdn, VIP6: v6, VIP4: v4, HomeNMS: home, Updated: updated,
 			Session: store.Session{ID: id, Expires: expires}}
 		if err := s.Store().PutNode(bg, n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ghost("crashed.example.cyphonic", 0x1001, me.HomeNMS, time.Now().Add(time.Hour))
-	ghost("expired.example.cyphonic", 0x1002, "elsewhere:1", time.Now().Add(-time.Minute))
-	ghost("other.example.cyphonic", 0x1003, "elsewhere:1", time.Now().Add(time.Hour))
+	old := time.Now().Add(-time.Hour)
+	ghost("crashed.example.cyphonic", 0x1001, me.HomeNMS, time.Now().Add(time.Hour), old)
+	ghost("expired.example.cyphonic", 0x1002, "elsewhere:1", time.Now().Add(-time.Minute), old)
+	ghost("other.example.cyphonic", 0x1003, "elsewhere:1", time.Now().Add(time.Hour), old)
+	// Written "now" (in the test's future: the sweep must not take it
+	// while the test runs).
+	ghost("inflight.example.cyphonic", 0x1004, me.HomeNMS, time.Now().Add(time.Hour), time.Now().Add(time.Minute))
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // alice stays alive meanwhile
@@ -230,6 +235,9 @@ func TestSweepRepairsStore(t *testing.T) {
 	eventually(t, "the crashed and the expired sessions are swept", func() bool { return gone(s, 0x1001) && gone(s, 0x1002) })
 	if gone(s, 0x1003) {
 		t.Fatal("a session homed at another NMS was swept")
+	}
+	if gone(s, 0x1004) {
+		t.Fatal("a just-written session (login in progress) was swept")
 	}
 	if gone(s, alice.Reply.SessionID) {
 		t.Fatal("alice's live session was swept")
