@@ -67,9 +67,9 @@ const (
 	kaOld                     // older than the newest seen: a replay, drop
 )
 
-// keepalive classifies a keepalive by its timestamp and remembers the
-// newest. Only the node can seal one, and it stamps each new keepalive
-// later than the last, so an equal timestamp is a retransmission.
+// keepalive classifies a keepalive by its timestamp. Only the node can
+// seal one, and it stamps each new keepalive later than the last, so an
+// equal timestamp is a retransmission of the newest run.
 func (g *reqGuard) keepalive(sent int64) kaVerdict {
 	switch {
 	case sent == g.kaTime:
@@ -77,9 +77,13 @@ func (g *reqGuard) keepalive(sent int64) kaVerdict {
 	case sent < g.kaTime:
 		return kaOld
 	}
-	g.kaTime = sent
 	return kaNew
 }
+
+// ran records that the keepalive sent at sent is being run: from now on
+// its retransmissions are repeats. A keepalive dropped before it ran is
+// not recorded, so its retransmission runs it.
+func (g *reqGuard) ran(sent int64) { g.kaTime = sent }
 
 // admit counts a new cached transaction against the session's share of
 // the cache: at most limit per window.

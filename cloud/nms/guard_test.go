@@ -55,9 +55,26 @@ func TestGuardKeepalive(t *testing.T) {
 		{15, kaOld},
 		{30, kaNew},
 	} {
-		if got := g.keepalive(tt.sent); got != tt.want {
+		got := g.keepalive(tt.sent)
+		if got != tt.want {
 			t.Fatalf("step %d: %v, want %v", i, got, tt.want)
 		}
+		if got == kaNew {
+			g.ran(tt.sent)
+		}
+	}
+}
+
+// TestGuardKeepaliveNotRun: a keepalive dropped before it ran (store
+// busy) leaves no trace, so its retransmission runs.
+func TestGuardKeepaliveNotRun(t *testing.T) {
+	var g reqGuard
+	g.ran(10)
+	if g.keepalive(20) != kaNew {
+		t.Fatal("new keepalive not new")
+	}
+	if got := g.keepalive(20); got != kaNew {
+		t.Fatalf("retransmission of a keepalive that never ran: %v, want it run", got)
 	}
 }
 

@@ -646,6 +646,16 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 			r.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
 			return
 		}
+		if q, c := r.s.workers.Queued(), r.s.workers.Cap(); q >= c {
+			// Its store job would be refused: drop it unrecorded, so the
+			// retransmission runs it rather than getting an ack for a
+			// keepalive whose mapping was never written. (The queue can
+			// still fill between here and the job: then the node's next
+			// keepalive, one period later, writes it.)
+			r.s.Counters.Busy.Add(1)
+			return
+		}
+		se.guard.ran(env.Timestamp)
 	} else {
 		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		var ok bool
