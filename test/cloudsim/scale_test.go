@@ -266,3 +266,39 @@ func TestTunnelsPrunedOnSessionEnd(t *testing.T) {
 	// a and c fall silent: their sessions expire.
 	eventually(t, "the map is empty once every session ended", func() bool { return s.NMS.Sessions() == 0 && s.NMS.TunnelNodes() == 0 })
 }
+
+// TestOneNodeCannotFillReplyCache: a logged-in node sending request after
+// request (each with a fresh message ID, all sealed properly) gets only
+// its share of the reply cache; the rest of its requests are dropped and
+// counted, and the other nodes' transactions keep their entries.
+func TestOneNodeCannotFillReplyCache(t *testing.T) {
+	s := startCloudWith(t, server.Config{NMSTuning: server.NMSTuning{DedupEntries: 64, DedupPerNode: 16}})
+	nodes := onlineAll(t, s, "fill", 3)
+	mallory, alice, bob := nodes[0], nodes[1], nodes[2]
+	for range 200 {
+		mallory.mu.Lock()
+		pkt, err := mallory.sess.SealMessage(nil, &mallory.enc, messages.NewMsgID(), mallory.FQDN, time.Now(), messages.TunnelRequest{PeerFQDN: "nobody.example.cyphonic"})
+		mallory.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mallory.Send(mallory.Reply.NMS[0], pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &s.NMS.Counters
+	eventually(t, "the flood beyond the node's share is refused", func() bool { return c.NodeLimit.Load() >= 200-16 })
+	if _, err := alice.Register(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Tunnel(bob.FQDN, false); err != nil {
+		t.Fatal(err)
+	}
+	st, entries, _ := s.NMS.Dedup()
+	if c.CacheFull.Load() != 0 || st.Failed != 0 || st.Evicted != 0 {
+		t.Fatalf("others' entries lost: cache full %d, failed %d, evicted %d", c.CacheFull.Load(), st.Failed, st.Evicted)
+	}
+	if entries > 3+16+2 {
+		t.Fatalf("%d entries: the flood took more than its share", entries)
+	}
+}
