@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +41,8 @@ import (
 //     expire after SessionIdle).
 //
 // It prints rates, latency percentiles, the cloud's heap and RSS per
-// registered node, its goroutines, and NMS's refusal counters. Example:
+// registered node, its goroutines and live actors, NMS's refusal counters,
+// and the CPU time used so far by the cloud and by the nodes. Example:
 //
 //	go test ./test/cloudsim -run '^$' -bench Load -benchtime 1x -timeout 30m \
 //	    -load.nodes 5000 -load.settle 60s -load.churn 60s
@@ -192,9 +194,13 @@ func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, n
 		}
 		return fmt.Sprintf("%.0f B/node", (v-v0)/float64(nodes))
 	}
-	fmt.Printf("%-24s heap %.1f MiB (%s over baseline)  RSS %.1f MiB (%s)  goroutines %.0f  sessions %.0f  tunnel-map %.0f  pending-deletes %.0f\n",
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	nodesCPU := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	fmt.Printf("%-24s heap %.1f MiB (%s over baseline)  RSS %.1f MiB (%s)  goroutines %.0f  sessions %.0f  tunnel-map %.0f  pending-deletes %.0f  CPU cloud %.1fs nodes %.1fs\n",
 		what, heap/(1<<20), per(heap, base["go_memstats_heap_alloc_bytes"]), rss/(1<<20), per(rss, base["process_resident_memory_bytes"]),
-		m["go_goroutines"], m["cyphonic_nms_sessions"], m["cyphonic_nms_tunnel_nodes"], m["cyphonic_nms_session_deletions_pending"])
+		m["go_goroutines"], m["cyphonic_nms_sessions"], m["cyphonic_nms_tunnel_nodes"], m["cyphonic_nms_session_deletions_pending"],
+		m["process_cpu_seconds_total"], nodesCPU.Seconds())
 	var actors []string
 	for k, v := range m {
 		if strings.HasPrefix(k, "cyphonic_actor_live{") && v > 0 {
