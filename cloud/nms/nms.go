@@ -53,7 +53,13 @@ type Config struct {
 	DenyListPoll time.Duration // default 1 s
 	// SessionIdle removes a session not refreshed for this long (default 3 min).
 	SessionIdle time.Duration
-	// Retry is the schedule for messages NMS sends to nodes (default signaling.DefaultRetry()).
+	// Retry is the schedule for messages NMS sends to nodes (default
+	// signaling.DefaultRetry()). Nodes retransmit on the same schedule
+	// (actors/session's default), so it also sets the dedup window: a
+	// reply is kept for the schedule's whole span plus slack, and a request
+	// older than that is refused as a replay (guard.go). A node configured
+	// with a longer schedule than the cloud's would see its last
+	// retransmissions refused.
 	Retry signaling.Retry
 	// StoreWorkers bounds the store calls in flight (default 16); requests
 	// beyond StoreWorkers+StoreQueue waiting for the store are dropped and
