@@ -11,6 +11,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
+	"github.com/cyphonic/cyphonic-go/cloud/store/storetest"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -43,6 +44,18 @@ func onlineAll(t *testing.T, s *server.Server, prefix string, n int) []*Node {
 		t.Fatal(err)
 	}
 	return nodes
+}
+
+// onStores runs f once on bbolt and once on Redis (a redis-server of the
+// test's own, or storetest.EnvRedis's).
+func onStores(t *testing.T, f func(t *testing.T, storeURL string)) {
+	t.Run("bbolt", func(t *testing.T) { f(t, "") })
+	t.Run("redis", func(t *testing.T) {
+		prefix := "cloudsim-" + t.Name() + ":"
+		u := storetest.WithPrefix(t, storetest.RedisURL(t), prefix)
+		t.Cleanup(func() { storetest.DeletePrefix(t, u, prefix) })
+		f(t, u)
+	})
 }
 
 func gone(s *server.Server, id uint32) bool {
@@ -142,8 +155,10 @@ func TestReplayedRequestsRefused(t *testing.T) {
 // TestExpiryNeverDropsDeletion: every idle session expiring at once, with
 // one store worker and a queue of two, still leaves the store: today each
 // expiry was one job into the queue and a refused one was forgotten.
-func TestExpiryNeverDropsDeletion(t *testing.T) {
-	s := startCloudWith(t, server.Config{SessionIdle: 2 * time.Second, NMSTuning: server.NMSTuning{StoreWorkers: 1, StoreQueue: 2}})
+func TestExpiryNeverDropsDeletion(t *testing.T) { onStores(t, testExpiryNeverDropsDeletion) }
+
+func testExpiryNeverDropsDeletion(t *testing.T, storeURL string) {
+	s := startCloudWith(t, server.Config{StoreURL: storeURL, SessionIdle: 2 * time.Second, NMSTuning: server.NMSTuning{StoreWorkers: 1, StoreQueue: 2}})
 	const N = 40
 	nodes := onlineAll(t, s, "exp", N)
 	eventually(t, "every session expires", func() bool { return s.NMS.Counters.Expired.Load() == N })
@@ -159,8 +174,10 @@ func TestExpiryNeverDropsDeletion(t *testing.T) {
 // saturated are all acknowledged and all leave the store. Today a logout
 // whose store job was refused had already ended the session: its
 // retransmission got SessionExpired and the store kept the session.
-func TestLogoutNeverDropsDeletion(t *testing.T) {
-	s := startCloudWith(t, server.Config{NMSTuning: server.NMSTuning{StoreWorkers: 1, StoreQueue: 1}})
+func TestLogoutNeverDropsDeletion(t *testing.T) { onStores(t, testLogoutNeverDropsDeletion) }
+
+func testLogoutNeverDropsDeletion(t *testing.T, storeURL string) {
+	s := startCloudWith(t, server.Config{StoreURL: storeURL, NMSTuning: server.NMSTuning{StoreWorkers: 1, StoreQueue: 1}})
 	const N = 40
 	nodes := onlineAll(t, s, "out", N)
 	var wg sync.WaitGroup
@@ -193,8 +210,10 @@ func TestLogoutNeverDropsDeletion(t *testing.T) {
 // removed by the periodic sweep; a live session, one homed at another NMS
 // that may hold it, and one whose record was just written (a login whose
 // key handover has not reached NMS yet) stay.
-func TestSweepRepairsStore(t *testing.T) {
-	s := startCloudWith(t, server.Config{SessionIdle: time.Second, NMSTuning: server.NMSTuning{SweepInterval: 200 * time.Millisecond}})
+func TestSweepRepairsStore(t *testing.T) { onStores(t, testSweepRepairsStore) }
+
+func testSweepRepairsStore(t *testing.T, storeURL string) {
+	s := startCloudWith(t, server.Config{StoreURL: storeURL, SessionIdle: time.Second, NMSTuning: server.NMSTuning{SweepInterval: 200 * time.Millisecond}})
 	alice := newNode(t, s, "alice.example.cyphonic")
 	online(t, s, alice, messages.NATNone)
 	bg := context.Background()
