@@ -78,7 +78,8 @@ type Config struct {
 	// SweepInterval is how often NMS reads the store's records to end the
 	// sessions nobody holds any more: absolutely expired ones, and ones
 	// homed here that this process has not seen (left by a crash). Default
-	// 2*SessionIdle. Each sweep reads every record (store.ListNodes).
+	// the larger of 2*SessionIdle and 10 min: each sweep reads every record
+	// (store.ListNodes), a transient allocation of the whole registry.
 	SweepInterval time.Duration
 	Logger        *slog.Logger
 }
@@ -179,7 +180,7 @@ func Start(sys *runtime.System, cfg Config) (*Service, error) {
 	}
 	cfg.DedupPerNode = min(cfg.DedupPerNode, math.MaxUint16)
 	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = 2 * cfg.SessionIdle
+		cfg.SweepInterval = max(2*cfg.SessionIdle, 10*time.Minute)
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry)}
 	var err error
