@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/cyphonic/cyphonic-go/cloud/store"
 )
 
 // Nothing stale: an ended session (expired, logged out, revoked) leaves
@@ -104,17 +106,14 @@ func (r *root) sweep(ctx actor.Context, now time.Time) {
 	}
 	st, home := r.s.cfg.Store, r.s.cfg.Home
 	err := r.s.workers.Do(ctx.Self(), func(bg context.Context) any {
-		nodes, err := st.ListNodes(bg)
-		if err != nil {
-			return swept{err: err}
-		}
 		var out []storedSession
-		for _, n := range nodes {
+		err := st.EachNode(bg, func(n store.Node) error {
 			if n.Session.ID != 0 {
-				out = append(out, storedSession{id: n.Session.ID, expires: n.Session.Expires, updated: n.Updated, home: n.HomeNMS == home})
+				out = append(out, storedSession{id: n.Session.ID, expires: n.Session.Expires.UnixNano(), updated: n.Updated.UnixNano(), home: n.HomeNMS == home})
 			}
-		}
-		return swept{sessions: out}
+			return nil
+		})
+		return swept{sessions: out, err: err}
 	})
 	if err == nil {
 		r.sweeping, r.lastSweep = true, now
@@ -143,7 +142,7 @@ func (r *root) onSwept(ctx actor.Context, m swept, now time.Time) {
 		if _, queued := r.deletes[ss.id]; queued {
 			continue
 		}
-		if now.After(ss.expires) || ss.home && settled && now.Sub(ss.updated) > idle {
+		if now.UnixNano() > ss.expires || ss.home && settled && now.UnixNano()-ss.updated > int64(idle) {
 			r.deleteSession(ss.id)
 			n++
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -50,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 		{"Sessions", testSessions, false},
 		{"SessionInUse", testSessionInUse, false},
 		{"ListNodes", testListNodes, false},
+		{"EachNode", testEachNode, false},
 		{"ConcurrentAllocate", testConcurrentAllocate, false},
 		{"ConcurrentSessionClaim", testConcurrentSessionClaim, false},
 		{"UpdateLocator", testUpdateLocator, false},
@@ -434,6 +436,45 @@ func testListNodes(t *testing.T, h Harness) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ListNodes = %v, want %v", got, want)
+	}
+}
+
+func testEachNode(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t), store.Config{})
+	count := 0
+	if err := s.EachNode(ctx, func(store.Node) error { count++; return nil }); err != nil || count != 0 {
+		t.Fatalf("empty store: %d nodes, %v", count, err)
+	}
+	want := map[string]store.SessionID{}
+	for i := range 1200 { // more than one Redis round trip
+		sid := store.SessionID(0)
+		if i%3 == 0 {
+			sid = store.SessionID(1000 + i)
+		}
+		v6, v4 := allocate(t, s, name(i))[0], allocate(t, s, name(i))[1]
+		if err := s.PutNode(ctx, store.Node{FQDN: name(i), VIP6: v6, VIP4: v4, Session: store.Session{ID: sid, Expires: time.Now().Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		want[name(i)] = sid
+	}
+	got := map[string]store.SessionID{}
+	if err := s.EachNode(ctx, func(n store.Node) error {
+		if _, dup := got[n.FQDN]; dup {
+			return fmt.Errorf("%s seen twice", n.FQDN)
+		}
+		got[n.FQDN] = n.Session.ID
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("EachNode saw %d nodes, want %d (or sessions differ)", len(got), len(want))
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := s.EachNode(ctx, func(store.Node) error { calls++; return stop }); err != stop || calls != 1 {
+		t.Fatalf("fn's error: EachNode returned %v after %d calls, want it after 1", err, calls)
 	}
 }
 
