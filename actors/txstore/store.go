@@ -215,6 +215,22 @@ func (s *Store[V]) Stats() Stats {
 	}
 }
 
+// Len is the number of entries the cache holds (each costs 1), including
+// expired ones its TTL sweep has not removed yet; Cap its capacity. For
+// metrics: Len near Cap means new entries are being rejected or evict
+// live ones.
+func (s *Store[V]) Len() int64 {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed.Load() {
+		return 0
+	}
+	return s.cache.MaxCost() - s.cache.RemainingCost()
+}
+
+// Cap is the cache's capacity in entries (Config.MaxEntries).
+func (s *Store[V]) Cap() int64 { return s.cache.MaxCost() }
+
 // Close stops the cache's goroutines and drops every entry. Later calls
 // find nothing and Put returns ErrClosed.
 func (s *Store[V]) Close() {

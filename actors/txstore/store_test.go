@@ -246,3 +246,32 @@ func BenchmarkPutIfAbsentDuplicate(b *testing.B) {
 		}
 	}
 }
+
+// TestLenCap: Len counts what the store holds (for the fill metric), Delete
+// gives the room back, and a closed store holds nothing.
+func TestLenCap(t *testing.T) {
+	s := newStore[int](t, Config{MaxEntries: 1000})
+	if s.Cap() != 1000 || s.Len() != 0 {
+		t.Fatalf("new store: len %d cap %d", s.Len(), s.Cap())
+	}
+	for i := range 10 {
+		if err := s.Put(idOf(uint64(i)), i, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Len(); got != 10 {
+		t.Fatalf("len %d after 10 puts", got)
+	}
+	s.Delete(idOf(3))
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Len() != 9 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // Ristretto applies the delete to its policy asynchronously
+	}
+	if got := s.Len(); got != 9 {
+		t.Fatalf("len %d after a delete", got)
+	}
+	s.Close()
+	if got := s.Len(); got != 0 {
+		t.Fatalf("len %d after close", got)
+	}
+}

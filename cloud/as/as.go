@@ -229,6 +229,9 @@ func (s *Service) Sources() int { return s.limit.tracked() }
 // admitted packets were waiting for the root actor.
 func (s *Service) Dropped() uint64 { return s.listener.Dropped() }
 
+// StoreQueue is the store jobs waiting for a worker, and the queue's size.
+func (s *Service) StoreQueue() (queued, capacity int) { return s.workers.Queued(), s.workers.Cap() }
+
 // UnderLoad reports whether the per-source rate limits are enforced now.
 func (s *Service) UnderLoad() bool { return s.limit.underLoad(time.Now()) }
 

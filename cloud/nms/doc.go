@@ -27,7 +27,17 @@
 //
 // Replies to nodes are cached under the request's message ID (txstore), so
 // a retransmitted request gets the same reply and never a second
-// transaction.
+// transaction; only for as long as a retransmission can arrive (the retry
+// schedule plus slack, seconds), and not at all for keepalives, which are
+// idempotent. A per-session guard refuses requests older than any
+// retransmission could be (replays) and bounds how much of the cache one
+// node can take (guard.go).
+//
+// Nothing stale (cleanup.go): an ended session's store deletion is queued
+// and retried until done, in batches; a periodic sweep removes sessions the
+// store still holds that nobody can be using (past expiry, or homed here
+// and unseen since this process started); a node's tunnels leave the
+// tunnels map when its session ends (peers.go).
 //
 // No actor calls the store itself: every store call (bbolt fsync, Redis
 // round trip) runs on the service's store workers (svc.Workers, bounded),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"net/netip"
@@ -52,13 +53,35 @@ type Config struct {
 	DenyListPoll time.Duration // default 1 s
 	// SessionIdle removes a session not refreshed for this long (default 3 min).
 	SessionIdle time.Duration
-	// Retry is the schedule for messages NMS sends to nodes (default signaling.DefaultRetry()).
+	// Retry is the schedule for messages NMS sends to nodes (default
+	// signaling.DefaultRetry()). Nodes retransmit on the same schedule
+	// (actors/session's default), so it also sets the dedup window: a
+	// reply is kept for the schedule's whole span plus slack, and a request
+	// older than that is refused as a replay (guard.go). A node configured
+	// with a longer schedule than the cloud's would see its last
+	// retransmissions refused.
 	Retry signaling.Retry
 	// StoreWorkers bounds the store calls in flight (default 16); requests
 	// beyond StoreWorkers+StoreQueue waiting for the store are dropped and
 	// the nodes' retransmissions retry them.
 	StoreWorkers, StoreQueue int
-	Logger                   *slog.Logger
+	// DedupEntries is the reply cache's capacity (default 1<<19). Only
+	// requests that change something are cached (keepalives are not), each
+	// for the dedup window (the nodes' retry schedule, ~13.5 s by
+	// default), so size it as the peak rate of registrations, tunnel
+	// requests and logouts times the window: the default holds ~38k/s.
+	DedupEntries int
+	// DedupPerNode bounds the cached transactions one session may start
+	// per dedup window (default 256), so that one node cannot fill the
+	// cache; beyond it its requests are dropped (and retransmitted).
+	DedupPerNode int
+	// SweepInterval is how often NMS reads the store's records to end the
+	// sessions nobody holds any more: absolutely expired ones, and ones
+	// homed here that this process has not seen (left by a crash). Default
+	// the larger of 2*SessionIdle and 10 min: each sweep reads every record
+	// (store.EachNode) and keeps 24 bytes per session for the root to judge.
+	SweepInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Counters count what NMS did.
@@ -80,6 +103,15 @@ type Counters struct {
 	// VIPLookups counts TunnelByVIP requests (a node's first packet to an
 	// overlay address it had no tunnel for).
 	VIPLookups atomic.Uint64
+	// Requests refused before any work, by reason: CacheFull (the reply
+	// cache did not take the entry), NodeLimit (the session started
+	// DedupPerNode transactions this window), Replayed (older than any
+	// retransmission of it could be).
+	CacheFull, NodeLimit, Replayed atomic.Uint64
+	// SessionsDeleted counts sessions removed from the store after they
+	// ended here; Swept those the sweep found and removed; DeleteRetries
+	// store deletions that failed or were refused and were queued again.
+	SessionsDeleted, Swept, DeleteRetries atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -97,9 +129,14 @@ type Service struct {
 	log       *slog.Logger
 	Counters  Counters
 	sessCount atomic.Int64
-	pollStop  chan struct{} // ends pollDenyList
-	pollDone  chan struct{}
-	pollOnce  sync.Once
+	// Gauges the root actor keeps for metrics: deletions waiting for the
+	// store, entries in the tunnels map.
+	pendingDeletes, tunnelNodes atomic.Int64
+	started                     time.Time
+	window                      time.Duration // dedup window
+	pollStop                    chan struct{} // ends pollDenyList
+	pollDone                    chan struct{}
+	pollOnce                    sync.Once
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -135,9 +172,19 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.StoreQueue <= 0 {
 		cfg.StoreQueue = 1024
 	}
-	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms")}
+	if cfg.DedupEntries <= 0 {
+		cfg.DedupEntries = 1 << 19
+	}
+	if cfg.DedupPerNode <= 0 {
+		cfg.DedupPerNode = 256
+	}
+	cfg.DedupPerNode = min(cfg.DedupPerNode, math.MaxUint16)
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = max(2*cfg.SessionIdle, 10*time.Minute)
+	}
+	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry)}
 	var err error
-	if s.replies, err = txstore.New[*replyState](txstore.Config{}); err != nil {
+	if s.replies, err = txstore.New[*replyState](txstore.Config{MaxEntries: int64(cfg.DedupEntries)}); err != nil {
 		return nil, err
 	}
 	if s.delivers, err = txstore.New[*actor.PID](txstore.Config{}); err != nil {
@@ -161,7 +208,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{},
-			tunnels: map[string]map[string]bool{}, ended: map[uint32]endedSession{}}
+			tunnels: map[string]peerSet{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}}
 	}))
 	if err != nil {
 		for _, c := range append(conns, alt...) {
@@ -212,6 +259,22 @@ func (s *Service) AltAddrs() []netip.AddrPort { return s.altAddrs }
 // Links (the AS sends KeyHandover here).
 func (s *Service) PID() *actor.PID { return s.pid }
 
+// Dedup reports the reply cache: its counters, entries held and
+// capacity.
+func (s *Service) Dedup() (st txstore.Stats, entries, capacity int64) {
+	return s.replies.Stats(), s.replies.Len(), s.replies.Cap()
+}
+
+// StoreQueue is the store jobs waiting for a worker, and the queue's size.
+func (s *Service) StoreQueue() (queued, capacity int) { return s.workers.Queued(), s.workers.Cap() }
+
+// PendingDeletes is the ended sessions still to be removed from the store.
+func (s *Service) PendingDeletes() int { return int(s.pendingDeletes.Load()) }
+
+// TunnelNodes is the number of nodes in NMS's tunnels map (nodes with a
+// tunnel NMS set up, and their peers).
+func (s *Service) TunnelNodes() int { return int(s.tunnelNodes.Load()) }
+
 // Sessions is the number of live sessions.
 func (s *Service) Sessions() int { return int(s.sessCount.Load()) }
 
@@ -230,20 +293,22 @@ func (s *Service) Close() {
 // session is a node's signaling session as this NMS knows it. Only the
 // root actor touches it.
 type session struct {
-	id       uint32
-	fqdn     string
-	serial   string
-	sess     *signaling.Session
-	expires  time.Time
-	from     netip.AddrPort // where its last authenticated packet came from
-	conn     *net.UDPConn   // the socket it came in on
-	lastSeen time.Time
+	id     uint32
+	fqdn   string
+	serial string
+	sess   *signaling.Session
+	from   netip.AddrPort // where its last authenticated packet came from
+	conn   *net.UDPConn   // the socket it came in on
+	// Times are Unix nanoseconds: a million sessions, so 8 bytes each
+	// instead of a time.Time's 24.
+	expires, lastSeen int64
 	// crlHeld is the deny list number the node last acknowledged holding;
 	// crlSent when NMS last pushed it one, crlSentNum which.
 	crlHeld    uint64
-	crlSent    time.Time
+	crlSent    int64
 	crlSentNum uint64
 	serialN    *big.Int // serial, parsed on first use
+	guard      reqGuard // replay and per-node dedup bounds (guard.go)
 }
 
 // Messages between the NMS's actors.
@@ -265,7 +330,25 @@ type (
 		pkt  *svc.Packet
 	}
 	dropSession struct{ id uint32 }
+	// deleted: a batch of session deletions is done; failed are to retry.
+	deleted struct {
+		done   int
+		failed []uint32
+	}
+	// swept: the sweep's read of the store, the sessions it holds.
+	swept struct {
+		sessions []storedSession
+		err      error
+	}
 )
+
+// storedSession is what the sweep needs of a record (times in Unix ns:
+// the sweep holds one per session in the registry).
+type storedSession struct {
+	id               uint32
+	home             bool // HomeNMS is this NMS
+	expires, updated int64
+}
 
 // endedSession keeps an ended session's key for a while, so that a node
 // still using it is told (sealed, so it can believe it) that its session
@@ -286,12 +369,18 @@ type root struct {
 	s        *Service
 	sessions map[uint32]*session
 	byFQDN   map[string]*session
-	tunnels  map[string]map[string]bool // fqdn -> peers with a tunnel -> on the relay
-	ended    map[uint32]endedSession    // recently expired or logged out
-	cancel   scheduler.CancelFunc
-	crl      *pki.CRL // the newest deny list acted on
-	scratch  []byte
-	enc      messages.Encoder
+	tunnels  map[string]peerSet      // fqdn -> peers with a tunnel (peers.go)
+	ended    map[uint32]endedSession // recently expired or logged out
+	// deletes are the ended sessions still to be removed from the store;
+	// deleting is set while a batch of them is on the store workers.
+	deletes   map[uint32]struct{}
+	deleting  bool
+	sweeping  bool
+	lastSweep time.Time
+	cancel    scheduler.CancelFunc
+	crl       *pki.CRL // the newest deny list acted on
+	scratch   []byte
+	enc       messages.Encoder
 }
 
 func (r *root) Receive(ctx actor.Context) {
@@ -308,12 +397,23 @@ func (r *root) Receive(ctx actor.Context) {
 	case sessionFound:
 		r.onSessionFound(ctx, m)
 	case tick:
-		r.expire(ctx, time.Now())
+		now := time.Now()
+		r.expire(ctx, now)
+		r.flushDeletes(ctx)
+		r.sweep(ctx, now)
+	case deleted:
+		r.onDeleted(ctx, m)
+	case swept:
+		r.onSwept(ctx, m, time.Now())
 	case crlLoaded:
 		r.checkDenyList(ctx, m.c, time.Now())
 	case tunnelUp:
-		r.link(m.a, m.b, m.relay)
-		r.link(m.b, m.a, m.relay)
+		// Only while one side still has a session here: a late answer
+		// must not bring back what the end of both sessions pruned.
+		if r.byFQDN[m.a] != nil || r.byFQDN[m.b] != nil {
+			r.link(m.a, m.b, m.relay)
+			r.link(m.b, m.a, m.relay)
+		}
 	case dropSession:
 		if se := r.sessions[m.id]; se != nil {
 			r.removeSession(se)
@@ -321,15 +421,6 @@ func (r *root) Receive(ctx actor.Context) {
 	default:
 		r.onFrame(ctx, m)
 	}
-}
-
-func (r *root) link(a, b string, relay bool) {
-	set := r.tunnels[a]
-	if set == nil {
-		set = map[string]bool{}
-		r.tunnels[a] = set
-	}
-	set[b] = relay
 }
 
 func (r *root) addSession(se *session) {
@@ -351,6 +442,7 @@ func (r *root) removeSession(se *session) {
 	delete(r.sessions, se.id)
 	if r.byFQDN[se.fqdn] == se {
 		delete(r.byFQDN, se.fqdn)
+		r.unlinkAll(se.fqdn)
 	}
 }
 
@@ -369,19 +461,11 @@ func (r *root) expire(ctx actor.Context, now time.Time) {
 		}
 	}
 	for _, se := range r.sessions {
-		if now.Sub(se.lastSeen) > r.s.cfg.SessionIdle || now.After(se.expires) {
+		if now.UnixNano()-se.lastSeen > int64(r.s.cfg.SessionIdle) || now.UnixNano() > se.expires {
 			r.endSession(se, now)
 			r.s.Counters.Expired.Add(1)
 			r.s.log.Info("nms: session expired", "fqdn", se.fqdn, "session", se.id)
-			id, st := se.id, r.s.cfg.Store
-			// If the workers are saturated the store keeps the session
-			// until its absolute expiry; ended still answers the node.
-			_ = r.s.workers.Do(nil, func(bg context.Context) any {
-				if err := st.DeleteSession(bg, id); err != nil {
-					r.s.log.Warn("nms: delete expired session", "session", id, "err", err)
-				}
-				return nil
-			})
+			r.deleteSession(se.id)
 		}
 	}
 }
@@ -443,17 +527,23 @@ func (r *root) onSessionFound(ctx actor.Context, m sessionFound) {
 		r.onSealed(ctx, p, se)
 		return
 	}
+	if _, ended := r.deletes[m.id]; ended {
+		// Ended here, its store deletion still queued: not revived.
+		p.Done()
+		r.s.Counters.Garbage.Add(1)
+		return
+	}
 	se, err := newSession(n.FQDN, n.CertSerial, m.id, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
 	if err != nil {
 		p.Done()
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	if time.Now().After(se.expires) || r.isRevoked(se) {
+	if time.Now().UnixNano() > se.expires || r.isRevoked(se) {
 		r.onEnded(p, m.id, se.fqdn, se.sess)
 		return
 	}
-	se.lastSeen = time.Now()
+	se.lastSeen = time.Now().UnixNano()
 	r.addSession(se)
 	r.onSealed(ctx, p, se)
 }
@@ -495,7 +585,7 @@ func newSession(fqdn, serial string, id uint32, k signaling.Keys, expires time.T
 	if err != nil {
 		return nil, err
 	}
-	return &session{id: id, fqdn: fqdn, serial: serial, sess: ss, expires: expires}, nil
+	return &session{id: id, fqdn: fqdn, serial: serial, sess: ss, expires: expires.UnixNano()}, nil
 }
 
 // onSealed opens a packet of a known session and starts (or answers from
@@ -520,9 +610,9 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	se.from, se.conn, se.lastSeen = p.From, p.Conn, now
 	switch env.Type {
 	case messages.MsgDenyListAck:
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		if ack, err := messages.DecodeBody[messages.DenyListAck](env); err == nil {
 			se.crlHeld = max(se.crlHeld, ack.Number)
 		}
@@ -532,6 +622,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		return
 	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
 		// An answer to something NMS delivered: hand it to that actor.
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		if pid, ok := r.s.delivers.Get(env.ID); ok {
 			ctx.Send(pid, env)
 		}
@@ -541,40 +632,130 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		r.s.Counters.Garbage.Add(1)
 		return
 	}
-	st := &replyState{}
-	cur, loaded, err := r.s.replies.PutIfAbsent(env.ID, st, dedupTTL)
-	if err != nil {
-		r.s.log.Warn("nms: transaction store full, dropping request", "id", env.ID, "err", err)
+	if !se.guard.fresh(now.UnixNano(), env.Timestamp, r.s.window) {
+		r.s.Counters.Replayed.Add(1)
+		r.s.log.Debug("nms: request older than any retransmission, dropped", "fqdn", se.fqdn, "type", env.Type, "id", env.ID)
 		return
 	}
-	if loaded {
-		r.s.Counters.Duplicates.Add(1)
-		if reply := cur.reply.Load(); reply != nil {
-			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+	var st *replyState
+	if env.Type == messages.MsgKeepalive {
+		// Idempotent: never cached (see guard.go).
+		v := se.guard.keepalive(env.Timestamp)
+		if v == kaOld {
+			r.s.Counters.Replayed.Add(1)
+			return
 		}
-		return
+		// Only a request that passed the guard moves the session's
+		// address or keeps it alive: a replay must do neither.
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
+		if v == kaRepeat {
+			r.s.Counters.Duplicates.Add(1)
+			r.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
+			return
+		}
+		if q, c := r.s.workers.Queued(), r.s.workers.Cap(); q >= c {
+			// Its store job would be refused: drop it unrecorded, so the
+			// retransmission runs it rather than getting an ack for a
+			// keepalive whose mapping was never written. (The queue can
+			// still fill between here and the job: then the node's next
+			// keepalive, one period later, writes it.)
+			r.s.Counters.Busy.Add(1)
+			return
+		}
+		se.guard.ran(env.Timestamp)
+	} else {
+		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
+		var ok bool
+		if st, ok = r.dedup(p, se, env, now); !ok {
+			return
+		}
 	}
-	if env.Type == messages.MsgLogout {
-		r.endSession(se, now)
-	} else if env.Type == messages.MsgRegister || env.Type == messages.MsgKeepalive {
+	switch env.Type {
+	case messages.MsgLogout:
+		r.logout(ctx, p, se, env, st, now)
+		return
+	case messages.MsgRegister, messages.MsgKeepalive:
 		// A node that missed a push (or logged in since) gets the list
 		// with its next keepalive after the retransmissions gave up.
 		r.offerDenyList(ctx, se, now)
 	}
 	tx := &requestTx{s: r.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
+	if st == nil {
+		tx.st = &replyState{} // not in the cache: nobody reads it
+	}
 	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
-		for peer, relay := range r.tunnels[se.fqdn] {
-			if env.Type == messages.MsgKeepalive {
-				tx.tunnelPeers = append(tx.tunnelPeers, peer)
-			}
-			if relay {
-				tx.relayPeers = append(tx.relayPeers, peer)
-			}
+		// Shared, not copied: a peerSet's slices are never written once
+		// built (peers.go).
+		set := r.tunnels[se.fqdn]
+		if env.Type == messages.MsgKeepalive {
+			tx.tunnelPeers = set.peers
 		}
+		tx.relayPeers = set.relay
 	}
 	if _, err := supervise.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		r.s.replies.Delete(env.ID)
 		r.s.log.Warn("nms: spawn transaction", "err", err)
+	}
+}
+
+// dedup claims env's message ID in the reply cache: ok for a first copy
+// (st is where its reply goes); a duplicate is answered from the cache.
+// A first copy beyond the session's share of the cache, or one the cache
+// does not take, is dropped unanswered and counted: the node retransmits.
+func (r *root) dedup(p *svc.Packet, se *session, env messages.Envelope, now time.Time) (st *replyState, ok bool) {
+	if cur, found := r.s.replies.Get(env.ID); found {
+		r.s.Counters.Duplicates.Add(1)
+		if reply := cur.reply.Load(); reply != nil {
+			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+		}
+		return nil, false
+	}
+	if !se.guard.admit(now.UnixNano(), r.s.window, r.s.cfg.DedupPerNode) {
+		r.s.Counters.NodeLimit.Add(1)
+		r.s.log.Debug("nms: node over its share of the reply cache, dropping request", "fqdn", se.fqdn, "type", env.Type)
+		return nil, false
+	}
+	st = &replyState{}
+	cur, loaded, err := r.s.replies.PutIfAbsent(env.ID, st, r.s.window)
+	if err != nil {
+		r.s.Counters.CacheFull.Add(1)
+		r.s.log.Warn("nms: reply cache full, dropping request", "id", env.ID, "err", err)
+		return nil, false
+	}
+	if loaded { // only this actor puts, so only if Get missed a fresh entry
+		r.s.Counters.Duplicates.Add(1)
+		if reply := cur.reply.Load(); reply != nil {
+			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
+		}
+		return nil, false
+	}
+	return st, true
+}
+
+// answer seals body as the reply to request id and sends it, from the
+// root: for answers that need no store work.
+func (r *root) answer(p *svc.Packet, se *session, id messages.MsgID, body messages.Body) []byte {
+	pkt, err := se.sess.SealMessage(nil, &r.enc, id, "nms", time.Now(), body)
+	if err != nil {
+		r.s.log.Warn("nms: seal reply", "err", err)
+		return nil
+	}
+	_, _ = p.Conn.WriteToUDPAddrPort(pkt, p.From)
+	return pkt
+}
+
+// logout ends the session here at once and queues its store deletion,
+// which is retried until it is done (deleteSession): the ack does not wait
+// for the store, and a busy store cannot lose the deletion.
+func (r *root) logout(ctx actor.Context, p *svc.Packet, se *session, env messages.Envelope, st *replyState, now time.Time) {
+	r.s.Counters.Logouts.Add(1)
+	r.endSession(se, now)
+	r.deleteSession(se.id)
+	r.flushDeletes(ctx)
+	if pkt := r.answer(p, se, env.ID, messages.LogoutAck{}); pkt != nil {
+		st.reply.Store(&pkt) // a retransmission finds it through onEnded
+	} else {
+		r.s.replies.Delete(env.ID)
 	}
 }
 
@@ -607,7 +788,7 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 			r.s.log.Warn("nms: key handover", "fqdn", kh.FQDN, "err", err)
 			return
 		}
-		se.lastSeen = time.Now()
+		se.lastSeen = time.Now().UnixNano()
 		r.addSession(se)
 		ack, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.KeyHandoverAck{SessionID: kh.SessionID})
 		if err == nil {
@@ -666,16 +847,9 @@ func (r *root) checkDenyList(ctx actor.Context, c *pki.CRL, now time.Time) {
 // revoke ends a revoked node's session here and in the store.
 func (r *root) revoke(se *session, now time.Time) {
 	r.endSession(se, now)
-	delete(r.tunnels, se.fqdn)
 	r.s.Counters.Revoked.Add(1)
 	r.s.log.Warn("nms: session of a revoked certificate ended", "fqdn", se.fqdn, "session", se.id, "serial", se.serial)
-	id, st := se.id, r.s.cfg.Store
-	_ = r.s.workers.Do(nil, func(bg context.Context) any {
-		if err := st.DeleteSession(bg, id); err != nil {
-			r.s.log.Warn("nms: delete revoked session", "session", id, "err", err)
-		}
-		return nil
-	})
+	r.deleteSession(se.id)
 }
 
 // offerDenyList pushes the deny list to se's node unless it holds it, or
@@ -684,10 +858,10 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil {
 		return
 	}
-	if se.crlSentNum == r.crl.Number && now.Sub(se.crlSent) < r.s.cfg.Retry.Total() {
+	if se.crlSentNum == r.crl.Number && now.UnixNano()-se.crlSent < int64(r.s.cfg.Retry.Total()) {
 		return // this list's push is still being retransmitted
 	}
-	se.crlSent, se.crlSentNum = now, r.crl.Number
+	se.crlSent, se.crlSentNum = now.UnixNano(), r.crl.Number
 	r.s.Counters.DenyListPushes.Add(1)
 	// One delivery per chunk, each retransmitted until the node acks it;
 	// the node puts them together and checks the CA's signature.

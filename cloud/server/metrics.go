@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cyphonic/cyphonic-go/actors/txstore"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 )
@@ -111,6 +112,79 @@ func (s *Server) attackSeries() seriesCollector {
 			prometheus.CounterValue, u(c.Revoked.Load))
 		add(prometheus.NewDesc("cyphonic_nms_deny_list_pushes_total", "Deny lists sent to nodes.", nil, nil),
 			prometheus.CounterValue, u(c.DenyListPushes.Load))
+	}
+	return out
+}
+
+// scaleSeries are the counters and gauges that show whether the cloud keeps
+// up with its nodes: what NMS refused and why, its reply cache's fill and
+// churn, the session deletions it still owes the store, the size of its
+// tunnels map, and the store job queues of NMS and AS.
+func (s *Server) scaleSeries() seriesCollector {
+	var out seriesCollector
+	add := func(d *prometheus.Desc, typ prometheus.ValueType, v func() float64, labels ...string) {
+		out = append(out, series{desc: d, typ: typ, labels: labels, value: v})
+	}
+	type named struct {
+		name string
+		v    func() uint64
+	}
+	queueDepth := prometheus.NewDesc("cyphonic_store_queue_depth", "Store jobs waiting for a worker, by service.", []string{"service"}, nil)
+	queueCap := prometheus.NewDesc("cyphonic_store_queue_capacity", "Size of the store job queue, by service: beyond it requests are dropped (busy) and retransmitted.", []string{"service"}, nil)
+	if n := s.NMS; n != nil {
+		c := &n.Counters
+		refused := prometheus.NewDesc("cyphonic_nms_refused_total",
+			"NMS requests not served, by reason: busy (store queue full), stale (on a session replaced by a new login), session-expired (answered: log in again), cache-full (the reply cache did not take the entry), node-limit (the node started its share of cached transactions this window), replayed (older than any retransmission of it could be), garbage (does not open or parse).",
+			[]string{"reason"}, nil)
+		for _, l := range []named{
+			{"busy", c.Busy.Load}, {"stale", c.Stale.Load}, {"session-expired", c.SessionExpired.Load},
+			{"cache-full", c.CacheFull.Load}, {"node-limit", c.NodeLimit.Load}, {"replayed", c.Replayed.Load},
+			{"garbage", c.Garbage.Load},
+		} {
+			add(refused, prometheus.CounterValue, u(l.v), l.name)
+		}
+		reqs := prometheus.NewDesc("cyphonic_nms_requests_total", "NMS requests served, by type (tunnel-error: tunnel requests answered with an error).", []string{"type"}, nil)
+		for _, l := range []named{
+			{"register", c.Registered.Load}, {"keepalive", c.Keepalives.Load}, {"tunnel", c.Tunnels.Load},
+			{"tunnel-error", c.TunnelErrors.Load}, {"logout", c.Logouts.Load}, {"vip-lookup", c.VIPLookups.Load},
+		} {
+			add(reqs, prometheus.CounterValue, u(l.v), l.name)
+		}
+		add(prometheus.NewDesc("cyphonic_nms_sessions_expired_total", "Sessions ended because they were idle for SessionIdle or past their expiry.", nil, nil),
+			prometheus.CounterValue, u(c.Expired.Load))
+		dels := prometheus.NewDesc("cyphonic_nms_session_deletions_total",
+			"Ended sessions removed from the store (done), found by the sweep (swept), and deletions refused or failed and queued again (retried).", []string{"result"}, nil)
+		for _, l := range []named{{"done", c.SessionsDeleted.Load}, {"swept", c.Swept.Load}, {"retried", c.DeleteRetries.Load}} {
+			add(dels, prometheus.CounterValue, u(l.v), l.name)
+		}
+		add(prometheus.NewDesc("cyphonic_nms_session_deletions_pending", "Ended sessions still to be removed from the store.", nil, nil),
+			prometheus.GaugeValue, func() float64 { return float64(n.PendingDeletes()) })
+		add(prometheus.NewDesc("cyphonic_nms_tunnel_nodes", "Nodes in NMS's tunnels map (nodes with a tunnel NMS set up, and their peers).", nil, nil),
+			prometheus.GaugeValue, func() float64 { return float64(n.TunnelNodes()) })
+		add(prometheus.NewDesc("cyphonic_nms_reply_cache_entries", "Entries in NMS's reply cache (expired ones included until its sweep).", nil, nil),
+			prometheus.GaugeValue, func() float64 { _, e, _ := n.Dedup(); return float64(e) })
+		add(prometheus.NewDesc("cyphonic_nms_reply_cache_capacity", "Capacity of NMS's reply cache, in entries.", nil, nil),
+			prometheus.GaugeValue, func() float64 { _, _, c := n.Dedup(); return float64(c) })
+		cache := prometheus.NewDesc("cyphonic_nms_reply_cache_total",
+			"Reply cache events: hit (a retransmission answered without a new transaction), stored, rejected (admission policy) and dropped (set buffer full), both retried; failed (gave up: the request was dropped), evicted (live entries pushed out), expired.",
+			[]string{"event"}, nil)
+		add(cache, prometheus.CounterValue, u(c.Duplicates.Load), "hit")
+		for _, l := range []struct {
+			name string
+			v    func(st txstore.Stats) uint64
+		}{
+			{"stored", func(st txstore.Stats) uint64 { return st.Stored }}, {"rejected", func(st txstore.Stats) uint64 { return st.Rejected }},
+			{"dropped", func(st txstore.Stats) uint64 { return st.Dropped }}, {"failed", func(st txstore.Stats) uint64 { return st.Failed }},
+			{"evicted", func(st txstore.Stats) uint64 { return st.Evicted }}, {"expired", func(st txstore.Stats) uint64 { return st.Expired }},
+		} {
+			add(cache, prometheus.CounterValue, func() float64 { st, _, _ := n.Dedup(); return float64(l.v(st)) }, l.name)
+		}
+		add(queueDepth, prometheus.GaugeValue, func() float64 { q, _ := n.StoreQueue(); return float64(q) }, "nms")
+		add(queueCap, prometheus.GaugeValue, func() float64 { _, c := n.StoreQueue(); return float64(c) }, "nms")
+	}
+	if a := s.AS; a != nil {
+		add(queueDepth, prometheus.GaugeValue, func() float64 { q, _ := a.StoreQueue(); return float64(q) }, "as")
+		add(queueCap, prometheus.GaugeValue, func() float64 { _, c := a.StoreQueue(); return float64(c) }, "as")
 	}
 	return out
 }

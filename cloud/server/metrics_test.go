@@ -214,3 +214,73 @@ func TestMetricsShowAttacks(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsShowScale drives one node through registration (each copy
+// sent twice: a cache hit), keepalives, a refused stale request and a
+// logout, and reads NMS's scale series back from /metrics: requests by
+// type, refusals by reason, the reply cache's size and hits, the session
+// deletion that follows the logout, and both store queues.
+func TestMetricsShowScale(t *testing.T) {
+	s, err := server.Start(context.Background(), server.Config{
+		DataDir: t.TempDir(), Ephemeral: true, Listen: loopback, DebugAddr: "127.0.0.1:0",
+		NMSTuning: server.NMSTuning{DedupEntries: 4096, StoreQueue: 100},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	n, err := cloudsim.NewNode(s.CA, "alice.example.cyphonic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Login(s.AS.Addrs()[0], false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Register(true); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := n.Keepalive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if env, err := n.Request(n.Reply.NMS[0], messages.Logout{}, false); err != nil || env.Type != messages.MsgLogoutAck {
+		t.Fatalf("logout: %v %v", env.Type, err)
+	}
+	// On the ended session: answered, sealed, with session-expired.
+	if _, err := n.Keepalive(); err == nil {
+		t.Fatal("keepalive after logout answered")
+	}
+	waitMetric(t, s, `cyphonic_nms_session_deletions_total{result="done"}`, 1)
+	got := scrape(t, s)
+	for series, want := range map[string]float64{
+		`cyphonic_nms_requests_total{type="register"}`:         1,
+		`cyphonic_nms_requests_total{type="keepalive"}`:        2,
+		`cyphonic_nms_requests_total{type="logout"}`:           1,
+		`cyphonic_nms_refused_total{reason="session-expired"}`: 1,
+		`cyphonic_nms_refused_total{reason="cache-full"}`:      0,
+		`cyphonic_nms_refused_total{reason="replayed"}`:        0,
+		`cyphonic_nms_reply_cache_capacity`:                    4096,
+		`cyphonic_nms_session_deletions_total{result="done"}`:  1,
+		`cyphonic_nms_session_deletions_pending`:               0,
+		`cyphonic_nms_tunnel_nodes`:                            0,
+		`cyphonic_store_queue_capacity{service="nms"}`:         100,
+		`cyphonic_store_queue_capacity{service="as"}`:          1024,
+		`cyphonic_store_queue_depth{service="nms"}`:            0,
+	} {
+		if v, ok := got[series]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)
+		}
+	}
+	// The register's second copies were answered from the cache.
+	if v := got[`cyphonic_nms_reply_cache_total{event="hit"}`]; v < 1 {
+		t.Errorf("reply cache hits %v, want >= 1", v)
+	}
+	if v := got[`cyphonic_nms_reply_cache_total{event="stored"}`]; v < 2 { // register, logout
+		t.Errorf("reply cache stored %v, want >= 2", v)
+	}
+	if v := got[`cyphonic_nms_reply_cache_entries`]; v < 2 || v > 4 {
+		t.Errorf("reply cache entries %v, want the register's and the logout's", v)
+	}
+}

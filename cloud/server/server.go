@@ -72,7 +72,17 @@ type Config struct {
 	// (default 3 min). RelayIdle: the TRS drops a relay session with no
 	// packet for this long (default relay.DefaultIdleTimeout).
 	SessionIdle, RelayIdle time.Duration
-	Logger                 *slog.Logger
+	// NMSTuning sizes NMS's reply cache and store workers (zero fields:
+	// nms.Config's defaults).
+	NMSTuning NMSTuning
+	Logger    *slog.Logger
+}
+
+// NMSTuning is the part of nms.Config an operator (or a test) may size.
+type NMSTuning struct {
+	DedupEntries, DedupPerNode int
+	StoreWorkers, StoreQueue   int
+	SweepInterval              time.Duration
 }
 
 // Server is a running cloud process.
@@ -247,8 +257,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 				n, err := pki.ParseSerial(serial)
 				return err == nil && deny.Current().Contains(n)
 			},
-			DenyList: deny.CRL,
-			Logger:   cfg.Logger,
+			DenyList:     deny.CRL,
+			DedupEntries: cfg.NMSTuning.DedupEntries, DedupPerNode: cfg.NMSTuning.DedupPerNode,
+			StoreWorkers: cfg.NMSTuning.StoreWorkers, StoreQueue: cfg.NMSTuning.StoreQueue,
+			SweepInterval: cfg.NMSTuning.SweepInterval,
+			Logger:        cfg.Logger,
 		})
 		if err != nil {
 			return nil, err
@@ -335,7 +348,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 			ConstLabels: prometheus.Labels{"route": route},
 		}, func() float64 { return float64(count(r.Stats())) }))
 	}
-	reg.MustRegister(s.attackSeries())
+	reg.MustRegister(s.attackSeries(), s.scaleSeries())
 	if s.TRS != nil {
 		t := s.TRS.Table()
 		reg.MustRegister(

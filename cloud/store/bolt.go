@@ -327,4 +327,28 @@ func (s *BoltStore) ListNodes(ctx context.Context) ([]Node, error) {
 	return out, nil // bbolt iterates in key order: already sorted by FQDN
 }
 
+func (s *BoltStore) EachNode(ctx context.Context, fn func(Node) error) error {
+	var fnErr error
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			n, err := decodeNode(v)
+			if err != nil {
+				return fmt.Errorf("%q: %w", k, err)
+			}
+			if err := fn(n); err != nil {
+				fnErr = err
+				return err
+			}
+			return nil
+		})
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("store: each node: %w", err)
+	}
+	return nil
+}
+
 func (s *BoltStore) Close() error { return s.db.Close() }

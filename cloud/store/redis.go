@@ -410,4 +410,42 @@ func (s *RedisStore) ListNodes(ctx context.Context) ([]Node, error) {
 	return out, nil
 }
 
+// eachChunk is how many records EachNode asks Redis for per round trip.
+const eachChunk = 512
+
+func (s *RedisStore) EachNode(ctx context.Context, fn func(Node) error) error {
+	var cursor uint64
+	for {
+		names, next, err := s.c.SScan(ctx, s.prefix+"nodes", cursor, "", eachChunk).Result()
+		if err != nil {
+			return fmt.Errorf("store: each node: %w", err)
+		}
+		cmds := make([]*redis.SliceCmd, len(names))
+		if len(names) > 0 {
+			if _, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, name := range names {
+					cmds[i] = p.HMGet(ctx, s.nodeKey(name), "rec", "sess")
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("store: each node: %w", err)
+			}
+		}
+		for i, cmd := range cmds {
+			n, ok, err := decodeNodeFields(cmd.Val())
+			if err != nil {
+				return fmt.Errorf("store: each node: %q: %w", names[i], err)
+			}
+			if ok {
+				if err := fn(n); err != nil {
+					return err
+				}
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
 func (s *RedisStore) Close() error { return s.c.Close() }

@@ -126,5 +126,13 @@ type Store interface {
 	// ListNodes returns every node record, ordered by FQDN.
 	ListNodes(ctx context.Context) ([]Node, error)
 
+	// EachNode calls fn with every node record, in no particular order,
+	// without holding them all: for scans of a large registry (NMS's
+	// sweep). A record written during the scan may be seen or not, and
+	// with Redis (SSCAN) one may be seen twice. It stops at fn's first
+	// error and returns it. fn must not call the store (with bbolt it runs
+	// inside a read transaction).
+	EachNode(ctx context.Context, fn func(Node) error) error
+
 	Close() error
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/actors/leaktest"
@@ -22,15 +23,21 @@ func TestMain(m *testing.M) {
 	// Keep the cloud's per-login info lines out of test output.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if dir := os.Getenv(envChild); dir != "" {
-		os.Exit(runChild(dir, os.Getenv(envChild+"_STORE")))
+		os.Exit(runChild(dir, os.Getenv(envChild+"_STORE"), os.Getenv(envChild+"_DEBUG")))
 	}
 	leaktest.VerifyTestMain(m)
 }
 
-// runChild runs a cloud until stdin closes; it prints its AS address.
-func runChild(dir, storeURL string) int {
+// runChild runs a cloud until stdin closes; it prints its AS address and,
+// if debugAddr is set (the load benchmark's), then its debug address.
+func runChild(dir, storeURL, debugAddr string) int {
+	if debugAddr != "" {
+		// The load tool reads heap profiles: sample finely enough to
+		// attribute a few hundred bytes per node.
+		runtime.MemProfileRate = 4096
+	}
 	s, err := server.Start(context.Background(), server.Config{
-		DataDir: dir, StoreURL: storeURL, Ephemeral: true,
+		DataDir: dir, StoreURL: storeURL, Ephemeral: true, DebugAddr: debugAddr,
 		Listen: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
 	})
 	if err != nil {
@@ -38,6 +45,9 @@ func runChild(dir, storeURL string) int {
 		return 1
 	}
 	fmt.Println("READY", s.AS.Addrs()[0])
+	if debugAddr != "" {
+		fmt.Println("DEBUG", s.DebugAddr())
+	}
 	bufio.NewReader(os.Stdin).ReadString('\n')
 	s.Close(context.Background())
 	return 0

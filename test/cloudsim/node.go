@@ -31,6 +31,10 @@ type Node struct {
 	retry signaling.Retry
 	bind  netip.Addr
 	binds relaybind.Counter // relay bind counters
+	// AckDenyLists makes the node acknowledge the deny lists NMS pushes,
+	// as a real node does (without checking them); by default it ignores
+	// them, as the tests expect. Set before Login.
+	AckDenyLists bool
 
 	mu         sync.Mutex
 	conn       *net.UDPConn // the current socket (Move replaces it)
@@ -264,6 +268,10 @@ func (n *Node) onSealed(pkt []byte, from netip.AddrPort) {
 			n.updates = append(n.updates, u)
 		}
 		n.answer(env, messages.PeerUpdateAck{}, from)
+	case messages.MsgDenyList:
+		if d, err := messages.DecodeBody[messages.DenyList](env); err == nil && n.AckDenyLists {
+			n.answer(env, messages.DenyListAck{Number: d.Number}, from)
+		}
 	default:
 		if ch := n.pending[env.ID]; ch != nil {
 			select {

@@ -87,6 +87,11 @@ func (w *Workers) Do(to *actor.PID, fn Job) error {
 	}
 }
 
+// Queued is the number of jobs waiting for a worker; Cap the queue's
+// size.
+func (w *Workers) Queued() int { return len(w.jobs) }
+func (w *Workers) Cap() int    { return cap(w.jobs) }
+
 // Busy counts jobs refused because the queue was full.
 func (w *Workers) Busy() uint64 { return w.busy.Load() }
 

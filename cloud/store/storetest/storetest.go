@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -47,6 +48,7 @@ func Run(t *testing.T, h Harness) {
 		{"Sessions", testSessions, false},
 		{"SessionInUse", testSessionInUse, false},
 		{"ListNodes", testListNodes, false},
+		{"EachNode", testEachNode, false},
 		{"ConcurrentSessionClaim", testConcurrentSessionClaim, false},
 		{"UpdateLocator", testUpdateLocator, false},
 		{"UpdateLocatorStaleSession", testUpdateLocatorStaleSession, false},
@@ -322,6 +324,45 @@ func testListNodes(t *testing.T, h Harness) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ListNodes = %v, want %v", got, want)
+	}
+}
+
+func testEachNode(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t))
+	count := 0
+	if err := s.EachNode(ctx, func(store.Node) error { count++; return nil }); err != nil || count != 0 {
+		t.Fatalf("empty store: %d nodes, %v", count, err)
+	}
+	want := map[string]store.SessionID{}
+	for i := range 1200 { // more than one Redis round trip
+		sid := store.SessionID(0)
+		if i%3 == 0 {
+			sid = store.SessionID(1000 + i)
+		}
+		p := VIPs(name(i))
+		if err := s.PutNode(ctx, store.Node{FQDN: name(i), VIP6: p[0], VIP4: p[1], Session: store.Session{ID: sid, Expires: time.Now().Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+		want[name(i)] = sid
+	}
+	got := map[string]store.SessionID{}
+	if err := s.EachNode(ctx, func(n store.Node) error {
+		if _, dup := got[n.FQDN]; dup {
+			return fmt.Errorf("%s seen twice", n.FQDN)
+		}
+		got[n.FQDN] = n.Session.ID
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("EachNode saw %d nodes, want %d (or sessions differ)", len(got), len(want))
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := s.EachNode(ctx, func(store.Node) error { calls++; return stop }); err != stop || calls != 1 {
+		t.Fatalf("fn's error: EachNode returned %v after %d calls, want it after 1", err, calls)
 	}
 }
 

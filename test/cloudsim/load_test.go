@@ -1,0 +1,363 @@
+package cloudsim
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/rootca"
+	"github.com/cyphonic/cyphonic-go/cloud/server"
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+// The load tool: BenchmarkLoad drives simulated nodes (this package's Node,
+// the real protocol over loopback UDP) against one cloud in a separate
+// process (this test binary re-run as a cloud, so the cloud's heap and RSS
+// are its own), through
+//
+//  1. logins with registration, -load.nodes of them, -load.conc at a time;
+//  2. keepalives at the real period (-load.keepalive, 15 s) from every node,
+//     for the rest of the run, each node at a random phase;
+//  3. after -load.settle of keepalives, a burst of tunnel setups
+//     (-load.tunnels, between random pairs, -load.conc at a time);
+//  4. churn for -load.churn: extra nodes that log in, register, set up a
+//     tunnel and then log out or vanish (stop talking; their sessions
+//     expire after SessionIdle).
+//
+// It prints rates, latency percentiles, the cloud's heap and RSS per
+// registered node, its goroutines and live actors, NMS's refusal counters,
+// and the CPU time used so far by the cloud and by the nodes. Example:
+//
+//	go test ./test/cloudsim -run '^$' -bench Load -benchtime 1x -timeout 30m \
+//	    -load.nodes 5000 -load.settle 60s -load.churn 60s
+//
+// Nodes and the cloud share the machine: on two cores the nodes' own CPU
+// (sealing, opening, one goroutine per socket) is part of what is measured.
+var (
+	loadNodes     = flag.Int("load.nodes", 1000, "load: registered nodes that keepalive for the whole run")
+	loadConc      = flag.Int("load.conc", 64, "load: logins or tunnel setups in flight at once")
+	loadKeepalive = flag.Duration("load.keepalive", 15*time.Second, "load: keepalive period (the node's real one is 15 s)")
+	loadSettle    = flag.Duration("load.settle", 30*time.Second, "load: keepalive-only phase before the tunnel burst")
+	loadTunnels   = flag.Int("load.tunnels", 0, "load: tunnel setups in the burst (default load.nodes)")
+	loadChurn     = flag.Duration("load.churn", 30*time.Second, "load: churn phase")
+	loadStore     = flag.String("load.store", "", "load: store URL for the cloud (default bbolt)")
+	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base)")
+)
+
+// latencies collects one operation's durations and errors.
+type latencies struct {
+	mu   sync.Mutex
+	d    []time.Duration
+	errs atomic.Int64
+}
+
+func (l *latencies) add(d time.Duration, err error) {
+	if err != nil {
+		l.errs.Add(1)
+		return
+	}
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) time(f func() error) error {
+	start := time.Now()
+	err := f()
+	l.add(time.Since(start), err)
+	return err
+}
+
+func (l *latencies) String() string {
+	l.mu.Lock()
+	d := slices.Clone(l.d)
+	l.mu.Unlock()
+	slices.Sort(d)
+	p := func(q float64) time.Duration {
+		if len(d) == 0 {
+			return 0
+		}
+		return d[min(len(d)-1, int(q*float64(len(d))))].Round(10 * time.Microsecond)
+	}
+	return fmt.Sprintf("n=%d errors=%d p50=%v p90=%v p99=%v max=%v", len(d), l.errs.Load(), p(0.5), p(0.9), p(0.99), p(1))
+}
+
+// cloudProc is the cloud under load, in its own process.
+type cloudProc struct {
+	as    netip.AddrPort
+	debug string
+	ca    *rootca.CA
+	pid   int
+}
+
+func startLoadCloud(b *testing.B) *cloudProc {
+	b.Helper()
+	dir := filepath.Join(b.TempDir(), "cloud")
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+*loadStore, envChild+"_DEBUG=127.0.0.1:0")
+	stdin, _ := child.StdinPipe()
+	stdout, _ := child.StdoutPipe()
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		child.Wait()
+	})
+	r := bufio.NewReader(stdout)
+	var c cloudProc
+	for _, want := range []string{"READY ", "DEBUG "} {
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, want) {
+			b.Fatalf("load cloud: %q %v", line, err)
+		}
+		v := strings.TrimSpace(strings.TrimPrefix(line, want))
+		if want == "READY " {
+			c.as = netip.MustParseAddrPort(v)
+		} else {
+			c.debug = v
+		}
+	}
+	go io.Copy(io.Discard, r)
+	ca, err := rootca.Load(server.BootstrapCADir(dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.ca, c.pid = ca, child.Process.Pid
+	return &c
+}
+
+// metrics scrapes the cloud's /metrics, after a GC when gc is set (through
+// pprof's heap endpoint), so heap figures are live memory.
+func (c *cloudProc) metrics(b *testing.B, gc bool) map[string]float64 {
+	b.Helper()
+	if gc {
+		if resp, err := http.Get("http://" + c.debug + "/debug/pprof/heap?gc=1"); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	resp, err := http.Get("http://" + c.debug + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, nodes int) {
+	m := c.metrics(b, true)
+	if *loadProfile != "" {
+		if resp, err := http.Get("http://" + c.debug + "/debug/pprof/heap"); err == nil {
+			f, err := os.Create(filepath.Join(*loadProfile, "heap-"+strings.ReplaceAll(what, " ", "-")+".pb.gz"))
+			if err == nil {
+				io.Copy(f, resp.Body)
+				f.Close()
+			}
+			resp.Body.Close()
+		}
+	}
+	heap, rss := m["go_memstats_heap_alloc_bytes"], m["process_resident_memory_bytes"]
+	per := func(v, v0 float64) string {
+		if nodes == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f B/node", (v-v0)/float64(nodes))
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	nodesCPU := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	fmt.Printf("%-24s heap %.1f MiB (%s over baseline)  RSS %.1f MiB (%s)  goroutines %.0f  sessions %.0f  tunnel-map %.0f  pending-deletes %.0f  CPU cloud %.1fs nodes %.1fs\n",
+		what, heap/(1<<20), per(heap, base["go_memstats_heap_alloc_bytes"]), rss/(1<<20), per(rss, base["process_resident_memory_bytes"]),
+		m["go_goroutines"], m["cyphonic_nms_sessions"], m["cyphonic_nms_tunnel_nodes"], m["cyphonic_nms_session_deletions_pending"],
+		m["process_cpu_seconds_total"], nodesCPU.Seconds())
+	var actors []string
+	for k, v := range m {
+		if strings.HasPrefix(k, "cyphonic_actor_live{") && v > 0 {
+			actors = append(actors, fmt.Sprintf("%s=%.0f", strings.TrimPrefix(k, "cyphonic_actor_live"), v))
+		}
+	}
+	slices.Sort(actors)
+	fmt.Printf("%-24s live actors: %s\n", "", strings.Join(actors, " "))
+	var refused []string
+	for _, r := range []string{"busy", "stale", "session-expired", "cache-full", "node-limit", "replayed"} {
+		refused = append(refused, fmt.Sprintf("%s=%.0f", r, m[`cyphonic_nms_refused_total{reason="`+r+`"}`]))
+	}
+	fmt.Printf("%-24s refused: %s  cache %.0f/%.0f hits %.0f evicted %.0f failed %.0f  store queue nms %.0f as %.0f  as busy %.0f\n",
+		"", strings.Join(refused, " "), m["cyphonic_nms_reply_cache_entries"], m["cyphonic_nms_reply_cache_capacity"],
+		m[`cyphonic_nms_reply_cache_total{event="hit"}`], m[`cyphonic_nms_reply_cache_total{event="evicted"}`],
+		m[`cyphonic_nms_reply_cache_total{event="failed"}`], m[`cyphonic_store_queue_depth{service="nms"}`],
+		m[`cyphonic_store_queue_depth{service="as"}`], m[`cyphonic_as_dropped_total{reason="busy"}`])
+}
+
+// parallel runs f(i) for i in [0, n), conc at a time.
+func parallel(n, conc int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(conc, n) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func BenchmarkLoad(b *testing.B) {
+	N, conc := *loadNodes, *loadConc
+	tunnels := *loadTunnels
+	if tunnels <= 0 {
+		tunnels = N
+	}
+	c := startLoadCloud(b)
+	fmt.Printf("load: %d nodes, keepalive every %v, %d tunnels, churn %v, %d in flight; cloud pid %d\n",
+		N, *loadKeepalive, tunnels, *loadChurn, conc, c.pid)
+	base := c.metrics(b, true)
+	c.report(b, "baseline", base, 0)
+
+	nodes := make([]*Node, N)
+	for i := range nodes {
+		n, err := NewNode(c.ca, fmt.Sprintf("l%d.load.cyphonic", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n.AckDenyLists = true // as real nodes do: no re-push on every keepalive
+		b.Cleanup(n.Close)
+		nodes[i] = n
+	}
+	b.ResetTimer()
+
+	// 1. Logins and registrations.
+	var login, register latencies
+	up := make([]bool, N)
+	start := time.Now()
+	parallel(N, conc, func(i int) {
+		n := nodes[i]
+		if login.time(func() error { _, err := n.Login(c.as, false); return err }) == nil {
+			up[i] = register.time(func() error { _, err := n.Register(false); return err }) == nil
+		}
+	})
+	el := time.Since(start)
+	fmt.Printf("%-24s %.0f/s over %v\n  login    %v\n  register %v\n", "logins+registrations", float64(N)/el.Seconds(), el.Round(time.Millisecond), &login, &register)
+	c.report(b, "after logins", base, N)
+
+	// 2. Keepalives at the real period, in the background from now on.
+	var ka latencies
+	stop := make(chan struct{})
+	var kaWG sync.WaitGroup
+	for i, n := range nodes {
+		if !up[i] {
+			continue
+		}
+		kaWG.Go(func() {
+			t := time.NewTimer(rand.N(*loadKeepalive))
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+				ka.time(func() error { _, err := n.Keepalive(); return err })
+				t.Reset(*loadKeepalive)
+			}
+		})
+	}
+	time.Sleep(*loadSettle)
+	fmt.Printf("%-24s %.0f/s expected\n  keepalive %v\n", "keepalives (settle)", float64(N)/loadKeepalive.Seconds(), &ka)
+	c.report(b, "after settle", base, N)
+
+	// 3. Tunnel burst between random pairs.
+	var tun latencies
+	start = time.Now()
+	parallel(tunnels, conc, func(int) {
+		a, p := nodes[rand.N(N)], nodes[rand.N(N)]
+		if a == p {
+			p = nodes[(slices.Index(nodes, a)+1)%N]
+		}
+		tun.time(func() error { _, err := a.Tunnel(p.FQDN, false); return err })
+	})
+	el = time.Since(start)
+	fmt.Printf("%-24s %.0f/s over %v\n  tunnel %v\n", "tunnel setups", float64(tunnels)/el.Seconds(), el.Round(time.Millisecond), &tun)
+	c.report(b, "after tunnels", base, N)
+
+	// 4. Churn: fresh nodes log in, register, tunnel to a registered node,
+	// then log out (3 in 4) or vanish.
+	var cLogin, cTunnel, cLogout latencies
+	var iters, vanished atomic.Int64
+	deadline := time.Now().Add(*loadChurn)
+	var churnWG sync.WaitGroup
+	for w := range conc / 4 {
+		churnWG.Go(func() {
+			for k := 0; time.Now().Before(deadline); k++ {
+				n, err := NewNode(c.ca, fmt.Sprintf("c%d-%d.load.cyphonic", w, k))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				n.AckDenyLists = true
+				if cLogin.time(func() error {
+					if _, err := n.Login(c.as, false); err != nil {
+						return err
+					}
+					_, err := n.Register(false)
+					return err
+				}) == nil {
+					cTunnel.time(func() error { _, err := n.Tunnel(nodes[rand.N(N)].FQDN, false); return err })
+					if rand.N(4) > 0 {
+						cLogout.time(func() error {
+							env, err := n.Request(n.Reply.NMS[0], messages.Logout{}, false)
+							if err == nil && env.Type != messages.MsgLogoutAck {
+								err = errors.New("no logout ack")
+							}
+							return err
+						})
+					} else {
+						vanished.Add(1)
+					}
+				}
+				n.Close()
+				iters.Add(1)
+			}
+		})
+	}
+	churnWG.Wait()
+	fmt.Printf("%-24s %.1f iterations/s over %v, %d vanished\n  login+register %v\n  tunnel %v\n  logout %v\n", "churn",
+		float64(iters.Load())/loadChurn.Seconds(), *loadChurn, vanished.Load(), &cLogin, &cTunnel, &cLogout)
+	c.report(b, "after churn", base, N)
+	close(stop)
+	kaWG.Wait()
+	fmt.Printf("%-24s\n  keepalive %v\n", "keepalives (whole run)", &ka)
+	b.StopTimer()
+}
