@@ -114,11 +114,13 @@ func TestPageInChromiumFollowsARestart(t *testing.T) {
 	src := &crashOnPoll{reg: sys.Registry(), crash: func() error { return crashAndWait(ctx, sys, bob, bobID) }}
 	srv := NewServer(src, quiet)
 	srv.Describe("alice.example.cyphonic", "v0.0.0-test")
-	srv.Annotate(func(n *Node) {
-		if n.Kind == "peer" {
-			n.Status = "handshaking"
-			n.Queues = []supervise.Queue{{Name: "out", Len: 3, Cap: 32, Dropped: 7}}
-		}
+	srv.Annotate(func(t *Tree) {
+		t.Walk(func(n *Node) {
+			if n.Kind == "peer" {
+				n.Status = "handshaking"
+				n.Queues = []supervise.Queue{{Name: "out", Len: 3, Cap: 32, Dropped: 7}}
+			}
+		})
 	})
 	addr, err := srv.Start(ctx, "127.0.0.1:0")
 	if err != nil {

@@ -51,7 +51,7 @@ type Server struct {
 
 	// Set before Start (Describe, Annotate), read by every request.
 	daemon, version string
-	annotate        []func(*Node)
+	annotate        []func(*Tree)
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -91,28 +91,20 @@ func (s *Server) Describe(daemon, version string) {
 	}
 }
 
-// Annotate adds f, which every served snapshot passes each of its nodes
-// through (live and given up), so the actors' owners can fill Status,
-// Queues and Info from their own state when someone looks. f runs on the
+// Annotate adds f, which every served snapshot passes through, so the
+// actors' owners can fill their nodes' Status, Queues and Info from their
+// own state when someone looks (Tree.Walk visits the nodes). f runs on the
 // request's goroutine: it must only read thread-safe state, never ask an
 // actor. Call it before Start.
-func (s *Server) Annotate(f func(*Node)) { s.annotate = append(s.annotate, f) }
+func (s *Server) Annotate(f func(*Tree)) { s.annotate = append(s.annotate, f) }
 
 // snapshot is the tree as served: the source's, described and annotated.
 func (s *Server) snapshot() Tree {
 	t := s.tree.Snapshot()
 	t.Daemon, t.Version = s.daemon, s.version
-	var walk func([]Node)
-	walk = func(ns []Node) {
-		for i := range ns {
-			for _, f := range s.annotate {
-				f(&ns[i])
-			}
-			walk(ns[i].Children)
-		}
+	for _, f := range s.annotate {
+		f(&t)
 	}
-	walk(t.Actors)
-	walk(t.GaveUp)
 	return t
 }
 

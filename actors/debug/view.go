@@ -114,7 +114,7 @@ func stateOf(n Node) (string, string) {
 	switch {
 	case n.Status == "":
 		return n.State, actorClass(n.State)
-	case n.State == supervise.StateRunning:
+	case n.State == supervise.StateRunning || n.State == n.Status:
 		return n.Status, statusClass(n.Status)
 	default:
 		return n.State + " (" + n.Status + ")", actorClass(n.State)

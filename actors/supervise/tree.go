@@ -96,6 +96,20 @@ func (t Tree) Count() int {
 	return n
 }
 
+// Walk calls f on every node, live and given up, parents before children;
+// f may change the node.
+func (t *Tree) Walk(f func(*Node)) {
+	var walk func([]Node)
+	walk = func(ns []Node) {
+		for i := range ns {
+			f(&ns[i])
+			walk(ns[i].Children)
+		}
+	}
+	walk(t.Actors)
+	walk(t.GaveUp)
+}
+
 // Find returns the live actor with the given ID.
 func (t Tree) Find(id string) (Node, bool) {
 	var found *Node
