@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -88,5 +90,20 @@ func TestDebugTreeShowsPeerTunnel(t *testing.T) {
 	})
 	if bob.Supervision == nil || bob.Supervision.Strategy != supervise.StrategyBackoff || bob.Supervision.Failures < 1 || bob.LastFailure == "" {
 		t.Errorf("bob after a failure = %+v (supervision %+v), want the backoff strategy's record", bob, bob.Supervision)
+	}
+
+	// CYPHONIC_PAGE_SCREENSHOT=docs/actors-page.png takes the README's
+	// picture of this node's page (needs Debian's chromium).
+	if out := os.Getenv("CYPHONIC_PAGE_SCREENSHOT"); out != "" {
+		abs, err := filepath.Abs(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+			"--user-data-dir="+t.TempDir(), "--window-size=1160,330", "--virtual-time-budget=1500", "--screenshot="+abs,
+			"http://"+n.DebugAddr().String()+debug.PathActorsHTML)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("chromium: %v\n%s", err, b)
+		}
 	}
 }
