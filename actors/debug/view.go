@@ -76,14 +76,7 @@ func newNodeView(n Node, now time.Time, fullName bool) nodeView {
 	}
 	v.State, v.StateClass = stateOf(n)
 	for _, q := range n.Queues {
-		s := fmt.Sprintf("%s %d", q.Name, q.Len)
-		if q.Cap > 0 {
-			s += fmt.Sprintf("/%d", q.Cap)
-		}
-		if q.Dropped > 0 {
-			s += fmt.Sprintf(" (queue-full %d)", q.Dropped)
-		}
-		v.Queues = append(v.Queues, s)
+		v.Queues = append(v.Queues, q.Name+" "+queueText(q))
 	}
 	if n.LastFailure != "" && !n.LastFailureAt.IsZero() {
 		age := now.Sub(n.LastFailureAt)
@@ -104,6 +97,18 @@ func newNodeView(n Node, now time.Time, fullName bool) nodeView {
 	}
 	v.Children = nodeViews(n.Children, now, false)
 	return v
+}
+
+// queueText is a queue's depth, bound and drops: "32/32 (queue-full 3548)".
+func queueText(q supervise.Queue) string {
+	s := fmt.Sprint(q.Len)
+	if q.Cap > 0 {
+		s += fmt.Sprintf("/%d", q.Cap)
+	}
+	if q.Dropped > 0 {
+		s += fmt.Sprintf(" (queue-full %d)", q.Dropped)
+	}
+	return s
 }
 
 // stateOf picks what to show as the actor's state. The owner's Status says
