@@ -27,6 +27,7 @@ ul{list-style:none;padding-left:1.5em;margin:0} li{margin:.15em 0}
   var tree = document.getElementById("tree"), live = document.getElementById("live");
   function again(){ setTimeout(tick, 1000); }
   function tick(){
+    if (document.hidden) { again(); return; } // nobody is looking
     fetch("actors.html?part=tree", {cache: "no-store"}).then(function(r){
       if (!r.ok) { throw new Error("HTTP " + r.status); }
       return r.text();

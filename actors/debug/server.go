@@ -127,7 +127,9 @@ func BuildVersion() string {
 			}
 		}
 	}
-	if rev != "" {
+	// Since Go 1.24 the module version of a VCS build already names the
+	// revision (v0.0.0-20261201112233-1a2b3c4d5e6f+dirty).
+	if rev != "" && !strings.Contains(v, rev) {
 		v += " " + rev + dirty
 	}
 	return strings.TrimSpace(v)
