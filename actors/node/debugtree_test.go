@@ -69,7 +69,11 @@ func TestDebugTreeShowsPeerTunnel(t *testing.T) {
 		}
 	}
 
-	tree, bob := wait("bob handshaking", func(_ debug.Tree, b debug.Node) bool { return b.Status == dataplane.StateHandshaking })
+	// The peer's handle (its status) comes before its actor has started
+	// and built its queues.
+	tree, bob := wait("bob handshaking", func(_ debug.Tree, b debug.Node) bool {
+		return b.Status == dataplane.StateHandshaking && b.State == supervise.StateRunning && len(b.Queues) == 2
+	})
 	if tree.Daemon != "node alice.example.cyphonic" || tree.Version == "" {
 		t.Errorf("daemon %q version %q, want the node's FQDN and a version", tree.Daemon, tree.Version)
 	}
