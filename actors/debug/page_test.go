@@ -1,13 +1,8 @@
 package debug
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -20,33 +15,14 @@ import (
 	"github.com/cyphonic/cyphonic-go/test/systest"
 )
 
-// chromium runs Debian's headless Chromium on url with a virtual-time
-// budget (the page's timers run that long, fast, pausing while its fetches
-// are pending) and returns the DOM as the page's script left it; with
-// screenshot set it writes a PNG there instead.
-func chromium(t *testing.T, ctx context.Context, url string, budget time.Duration, screenshot string) string {
+// chromium dumps url's DOM after budget of virtual time (systest.Headless).
+func chromium(t *testing.T, ctx context.Context, url string, budget time.Duration) string {
 	t.Helper()
-	args := []string{
-		"--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-		"--disable-extensions", "--disable-background-networking", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(),
-		fmt.Sprintf("--virtual-time-budget=%d", budget.Milliseconds()),
+	dom, err := systest.Headless{URL: url, Budget: budget, ProfileDir: t.TempDir()}.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if os.Geteuid() == 0 {
-		args = append(args, "--no-sandbox") // Chromium refuses to run its sandbox as root
-	}
-	if screenshot != "" {
-		args = append(args, "--hide-scrollbars", "--window-size=1100,420", "--screenshot="+screenshot)
-	} else {
-		args = append(args, "--dump-dom")
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "chromium", append(args, url)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %s: %v\n%s", url, err, stderr.String())
-	}
-	return stdout.String()
+	return dom
 }
 
 // liAttrs finds the page's element for the actor id and returns its
@@ -69,7 +45,7 @@ func liAttrs(dom, id string) (state, restarts string, ok bool) {
 // first was rendered before the crash), with the daemon's name in the
 // title, the annotator's status instead of "running" and the failure.
 func TestPageInChromiumFollowsARestart(t *testing.T) {
-	systest.Require(t, systest.Tool("chromium", "chromium"))
+	systest.Require(t, systest.Chromium())
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -129,7 +105,7 @@ func TestPageInChromiumFollowsARestart(t *testing.T) {
 	defer srv.Shutdown(context.Background())
 	url := "http://" + addr.String() + PathActorsHTML
 
-	dom := chromium(t, ctx, url, 5*time.Second, "")
+	dom := chromium(t, ctx, url, 5*time.Second)
 	if polls, err := src.result(); err != nil || polls < 2 {
 		t.Fatalf("%d snapshots served (want the page and at least one poll), crash: %v; DOM:\n%s", polls, err, dom)
 	}
@@ -150,15 +126,6 @@ func TestPageInChromiumFollowsARestart(t *testing.T) {
 	}
 	if _, _, ok := liAttrs(dom, "node"); !ok {
 		t.Errorf("no element for the root actor in the DOM:\n%s", dom)
-	}
-
-	// CYPHONIC_PAGE_SCREENSHOT=path writes the README's picture of the page.
-	if out := os.Getenv("CYPHONIC_PAGE_SCREENSHOT"); out != "" {
-		abs, err := filepath.Abs(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		chromium(t, ctx, url, 2*time.Second, abs)
 	}
 }
 
