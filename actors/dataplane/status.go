@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -33,4 +34,7 @@ type PeerStatus struct {
 	Drops         map[string]uint64 `json:"drops,omitempty"` // by reason (Reason names)
 	Restarts      int               `json:"restarts"`
 	State         string            `json:"state"`
+	// Queues are the peer's in-flight bounds ("out": TUN to socket, "in":
+	// socket to TUN), whose full slots are its queue-full drops.
+	Queues []supervise.Queue `json:"queues,omitempty"`
 }

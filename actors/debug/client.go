@@ -46,7 +46,7 @@ func FetchTree(ctx context.Context, addr string) (Tree, error) {
 //
 //	node [node] running mailbox=0 restarts=0
 //	  peers [peers] running mailbox=0 restarts=0
-//	    bob.example.cyphonic [peer] running mailbox=3 restarts=2 last failure 12:00:01.250: handshake timeout
+//	    bob.example.cyphonic [peer] handshaking mailbox=3 out=32/32 (queue-full 3548) in=0/32 restarts=2 last failure 12:00:01.250: handshake timeout (backoff 2/10 failures in 5m0s, delay 200ms)
 func RenderTree(w io.Writer, t Tree) error {
 	ew := &ErrWriter{W: w}
 	var walk func(ns []Node, depth int)
@@ -75,13 +75,21 @@ func renderNode(w io.Writer, n Node, depth int) {
 }
 
 func renderLine(w io.Writer, name string, n Node, depth int) {
-	fmt.Fprintf(w, "%s%s [%s] %s mailbox=%d restarts=%d", strings.Repeat("  ", depth), OneLine(name), OneLine(n.Kind), n.State, n.Mailbox, n.Restarts)
+	state, _ := stateOf(n) // a peer's tunnel state rather than "running", as on the page
+	fmt.Fprintf(w, "%s%s [%s] %s mailbox=%d", strings.Repeat("  ", depth), OneLine(name), OneLine(n.Kind), OneLine(state), n.Mailbox)
+	for _, q := range n.Queues {
+		fmt.Fprintf(w, " %s=%s", OneLine(q.Name), queueText(q))
+	}
+	fmt.Fprintf(w, " restarts=%d", n.Restarts)
 	if n.LastFailure != "" {
 		// Failure text may hold anything: keep it on one line.
 		fmt.Fprintf(w, " last failure %s: %s", n.LastFailureAt.Local().Format(time.TimeOnly+".000"), OneLine(n.LastFailure))
 	}
 	if !n.NextRestartAt.IsZero() {
 		fmt.Fprintf(w, " next restart %s", n.NextRestartAt.Local().Format(time.TimeOnly+".000"))
+	}
+	if sv := supervisionText(n.Supervision); sv != "" {
+		fmt.Fprintf(w, " (%s)", OneLine(sv))
 	}
 	fmt.Fprintln(w)
 }

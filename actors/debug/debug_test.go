@@ -104,7 +104,7 @@ func TestDebugEndpointShowsRestartsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "node [node] running mailbox=0 restarts=0\n  bob.example.cyphonic [peer] running mailbox=0 restarts=2 last failure "
-	if !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), ": keepalive silence\n") {
+	if !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), ": keepalive silence (backoff 2/10 failures in 5m0s, delay ") {
 		t.Fatalf("rendered:\n%s\nwant prefix:\n%s", out.String(), want)
 	}
 
@@ -182,6 +182,10 @@ func TestRenderTree(t *testing.T) {
 				Children: []supervise.Node{{
 					ID: "node/peers/eve", Kind: "peer", State: supervise.StateBackoff, Restarts: 1,
 					LastFailure: "bad\ntag", LastFailureAt: at, NextRestartAt: at.Add(time.Second),
+					Status: "failed: handshake\ntimeout", Queues: []supervise.Queue{{Name: "out", Len: 32, Cap: 32, Dropped: 9}},
+					Supervision: &supervise.Supervision{Strategy: supervise.StrategyBackoff, Failures: 1, MaxRetries: 10, Window: time.Minute, Delay: time.Second},
+				}, {
+					ID: "node/peers/bob", Kind: "peer", State: supervise.StateRunning, Status: "up",
 				}},
 			}},
 		}},
@@ -193,7 +197,8 @@ func TestRenderTree(t *testing.T) {
 	}
 	want := `node [node] running mailbox=0 restarts=0
   peers [peers] running mailbox=3 restarts=0
-    eve [peer] backoff mailbox=0 restarts=1 last failure 03:04:05.000: bad?tag next restart 03:04:06.000
+    eve [peer] backoff (failed: handshake?timeout) mailbox=0 out=32/32 (queue-full 9) restarts=1 last failure 03:04:05.000: bad?tag next restart 03:04:06.000 (backoff 1/10 failures in 1m0s, delay 1s)
+    bob [peer] up mailbox=0 restarts=0
 gave up:
   node/peers/mallory [peer] gave-up mailbox=0 restarts=10 last failure 03:04:05.000: x
 `

@@ -11,7 +11,7 @@ import (
 // FuzzRenderTree feeds arbitrary JSON (what FetchTree would decode from a
 // server) to the terminal renderer and the HTML page: neither may panic.
 func FuzzRenderTree(f *testing.F) {
-	f.Add([]byte(`{"actors":[{"id":"node","kind":"node","children":[{"id":"node/x\n","last_failure":"<script>"}]}],"gave_up":[{"id":"a"}]}`))
+	f.Add([]byte(`{"actors":[{"id":"node","kind":"node","children":[{"id":"node/x\n","last_failure":"<script>","status":"<SCRIPT>","info":{"<script>":"<script>"},"queues":[{"name":"<script>"}]}]}],"gave_up":[{"id":"a"}]}`))
 	f.Add([]byte(`{"actors":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var tr Tree
@@ -22,13 +22,16 @@ func FuzzRenderTree(f *testing.F) {
 			t.Fatal(err)
 		}
 		srv := NewServer(staticTree(tr), quiet)
-		rec := httptest.NewRecorder()
-		srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", PathActorsHTML, nil))
-		if rec.Code != 200 {
-			t.Fatalf("status %d", rec.Code)
-		}
-		if strings.Contains(rec.Body.String(), "<script") {
-			t.Fatal("unescaped markup from the tree in the page")
+		// The page has one script, its own; the tree part none.
+		for path, scripts := range map[string]int{PathActorsHTML: 1, PathActorsHTML + "?part=tree": 0} {
+			rec := httptest.NewRecorder()
+			srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			if rec.Code != 200 {
+				t.Fatalf("%s: status %d", path, rec.Code)
+			}
+			if n := strings.Count(strings.ToLower(rec.Body.String()), "<script"); n != scripts {
+				t.Fatalf("%s: %d <script> tags, want %d: unescaped markup from the tree", path, n, scripts)
+			}
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	rdebug "runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,10 @@ type Server struct {
 	tree   TreeSource
 	logger *slog.Logger
 
+	// Set before Start (Describe, Annotate), read by every request.
+	daemon, version string
+	annotate        []func(*Tree)
+
 	mu      sync.Mutex
 	srv     *http.Server
 	stopped chan struct{} // closed when Serve and the context watcher are done
@@ -58,7 +64,7 @@ func NewServer(tree TreeSource, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{mux: http.NewServeMux(), tree: tree, logger: logger}
+	s := &Server{mux: http.NewServeMux(), tree: tree, logger: logger, version: BuildVersion()}
 	s.mux.HandleFunc("GET "+PathActors, s.serveJSON)
 	s.mux.HandleFunc("GET "+PathActorsHTML, s.serveHTML)
 	s.mux.HandleFunc("GET /debug/{$}", s.serveHTML)
@@ -74,6 +80,60 @@ func NewServer(tree TreeSource, logger *slog.Logger) *Server {
 // Handle mounts an extra handler, e.g. Handle("/metrics", promhttp.HandlerFor(…)).
 // It panics on a conflicting pattern, like http.ServeMux.Handle.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Describe names the daemon the tree belongs to (a node's FQDN, "cloud
+// services …") and its version ("" keeps BuildVersion's), for the page's
+// title and the JSON. Call it before Start.
+func (s *Server) Describe(daemon, version string) {
+	s.daemon = daemon
+	if version != "" {
+		s.version = version
+	}
+}
+
+// Annotate adds f, which every served snapshot passes through, so the
+// actors' owners can fill their nodes' Status, Queues and Info from their
+// own state when someone looks (Tree.Walk visits the nodes). f runs on the
+// request's goroutine: it must only read thread-safe state, never ask an
+// actor. Call it before Start.
+func (s *Server) Annotate(f func(*Tree)) { s.annotate = append(s.annotate, f) }
+
+// snapshot is the tree as served: the source's, described and annotated.
+func (s *Server) snapshot() Tree {
+	t := s.tree.Snapshot()
+	t.Daemon, t.Version = s.daemon, s.version
+	for _, f := range s.annotate {
+		f(&t)
+	}
+	return t
+}
+
+// BuildVersion is the running binary's module version and VCS revision, as
+// the Go toolchain stamped them ("(devel) 1a2b3c4d5e6f+dirty").
+func BuildVersion() string {
+	bi, ok := rdebug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, st := range bi.Settings {
+		switch st.Key {
+		case "vcs.revision":
+			rev = st.Value[:min(len(st.Value), 12)]
+		case "vcs.modified":
+			if st.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	// Since Go 1.24 the module version of a VCS build already names the
+	// revision (v0.0.0-20261201112233-1a2b3c4d5e6f+dirty).
+	if rev != "" && !strings.Contains(v, rev) {
+		v += " " + rev + dirty
+	}
+	return strings.TrimSpace(v)
+}
 
 // Handler returns the mux, for tests and for embedding in another server
 // (which then checks the Host itself: Start's guard is not in it).
@@ -153,7 +213,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(s.tree.Snapshot()); err != nil {
+	if err := enc.Encode(s.snapshot()); err != nil {
 		s.logger.Debug("debug: write actor tree", "err", err)
 	}
 }

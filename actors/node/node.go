@@ -397,6 +397,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	if cfg.DebugAddr != Off {
 		n.debug = debug.NewServer(n.sys.Registry(), n.log)
+		n.debug.Describe("node "+n.id.FQDN, "")
+		n.debug.Annotate(annotateTree(n.dp.Status))
 		n.debug.Handle("GET "+PathStatus, statusHandler(n.Status))
 		reg := metrics.NewRegistry(n.sys.Registry(), prometheus.Labels{"system": "node"})
 		reg.MustRegister(&peerCollector{src: n.dp.Status})

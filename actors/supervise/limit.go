@@ -42,3 +42,9 @@ func (l *Limiter) Len() int { return int(l.n.Load()) }
 
 // Dropped is the number of refused Acquires.
 func (l *Limiter) Dropped() uint64 { return l.dropped.Load() }
+
+// Queue describes the limiter as a queue named name, for the debug tree:
+// slots taken, the bound, and the drops.
+func (l *Limiter) Queue(name string) Queue {
+	return Queue{Name: name, Len: l.Len(), Cap: int(l.max), Dropped: l.Dropped()}
+}

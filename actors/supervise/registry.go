@@ -51,6 +51,7 @@ type entry struct {
 	lastFailure   string
 	lastFailureAt time.Time
 	nextRestartAt time.Time
+	supervision   Supervision // Strategy "": no supervision event yet
 	gaveUp        bool
 }
 
@@ -132,7 +133,6 @@ func (r *Registry) stopped(e *entry) {
 }
 
 // failed records a supervision decision about the actor with the given ID.
-// restartAt is the time a delayed restart is scheduled for, if any.
 // describe returns a live actor's kind and restart count.
 func (r *Registry) describe(id string) (kind string, restarts int, ok bool) {
 	r.mu.Lock()
@@ -144,7 +144,9 @@ func (r *Registry) describe(id string) (kind string, restarts int, ok bool) {
 	return e.kind, e.restarts, true
 }
 
-func (r *Registry) failed(id string, reason any, directive actor.Directive, restartAt time.Time) {
+// backoff is the BackoffStrategy's scheduled restart, if the decision is
+// one; nil for protoactor's own SupervisorEvents.
+func (r *Registry) failed(id string, reason any, directive actor.Directive, backoff *BackoffEvent) {
 	text := failureText(reason)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -156,10 +158,19 @@ func (r *Registry) failed(id string, reason any, directive actor.Directive, rest
 	e.lastFailureAt = r.now()
 	switch directive {
 	case actor.RestartDirective:
-		if !restartAt.IsZero() {
+		if backoff != nil {
 			e.state = StateBackoff
-			e.nextRestartAt = restartAt
+			e.nextRestartAt = backoff.RestartAt
+			e.supervision = Supervision{
+				Strategy: StrategyBackoff, Failures: backoff.Failures,
+				MaxRetries: backoff.MaxRetries, Window: backoff.Window, Delay: backoff.Delay,
+			}
 			return // the restart itself is reported when it happens
+		}
+		if e.supervision.Strategy != StrategyBackoff {
+			// A restart no BackoffEvent announced: a supervisor that
+			// restarts at once (protoactor's default for top-level actors).
+			e.supervision = Supervision{Strategy: StrategyImmediate}
 		}
 		e.restarts++
 		e.state = StateRestarting
@@ -202,6 +213,10 @@ func (r *Registry) nodeLocked(e *entry) Node {
 		LastFailureAt: e.lastFailureAt,
 		NextRestartAt: e.nextRestartAt,
 		Started:       e.started,
+	}
+	if e.supervision.Strategy != "" {
+		sv := e.supervision
+		n.Supervision = &sv
 	}
 	if e.pid != nil {
 		n.PID = e.pid.String()

@@ -130,6 +130,9 @@ func TestTreeRestartsAndStop(t *testing.T) {
 	if b.Kind != "peer" || b.Restarts != 2 || b.LastFailure != "handshake timeout B" || b.State != StateRunning || b.LastFailureAt.IsZero() {
 		t.Fatalf("bob = %+v, want kind peer, 2 restarts, last failure B, running", b)
 	}
+	if sv := b.Supervision; sv == nil || *sv != (Supervision{Strategy: StrategyBackoff, Failures: 2, MaxRetries: 5, Window: time.Minute, Delay: sv.Delay}) || sv.Delay <= 0 {
+		t.Fatalf("bob's supervision = %+v, want backoff, 2 of 5 failures in 1m", sv)
+	}
 	if ks := kindStats(sys, "peer"); ks.Restarts != 2 || ks.Live != 1 {
 		t.Fatalf("peer kind stats = %+v", ks)
 	}
@@ -146,6 +149,27 @@ func TestTreeRestartsAndStop(t *testing.T) {
 	}
 	if ks := kindStats(sys, "peer"); ks.Restarts != 2 || ks.Live != 0 {
 		t.Fatalf("peer kind stats after stop = %+v (restarts are cumulative)", ks)
+	}
+}
+
+// A top-level actor under protoactor's default strategy is restarted at
+// once; the tree says so rather than nothing.
+func TestTreeShowsImmediateRestart(t *testing.T) {
+	sys := newTestSystem(t)
+	started := make(chan *actor.PID, 4)
+	pid, err := sys.Spawn(nil, "resolver", "resolver", testActor(started))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if n, _ := sys.Registry().Snapshot().Find(pid.Id); n.Supervision != nil {
+		t.Fatalf("supervision %+v before any failure, want none", n.Supervision)
+	}
+	sys.Root().Send(pid, boom{why: "port taken"})
+	<-started
+	n, _ := sys.Registry().Snapshot().Find(pid.Id)
+	if n.Supervision == nil || *n.Supervision != (Supervision{Strategy: StrategyImmediate}) || n.Restarts != 1 {
+		t.Fatalf("resolver = %+v (supervision %+v), want 1 immediate restart", n, n.Supervision)
 	}
 }
 
@@ -241,6 +265,9 @@ func TestBackoffDoesNotBlockParent(t *testing.T) {
 	n, ok := sys.Registry().Snapshot().Find(child.Id)
 	if !ok || n.State != StateBackoff || n.NextRestartAt.IsZero() || n.Restarts != 0 || n.LastFailure != "cloud lost" {
 		t.Fatalf("child = %+v (found %v), want backoff pending", n, ok)
+	}
+	if sv := n.Supervision; sv == nil || sv.Strategy != StrategyBackoff || sv.Failures != 1 || sv.Delay < 30*time.Minute {
+		t.Fatalf("child's supervision = %+v, want backoff after 1 failure, delay about an hour", sv)
 	}
 	// Shutdown (in Cleanup) must cancel the pending restart and stop the child.
 }

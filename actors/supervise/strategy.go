@@ -17,6 +17,10 @@ type BackoffEvent struct {
 	Failures  int // failures within the window, including this one
 	Delay     time.Duration
 	RestartAt time.Time
+	// The strategy's limits, so that observers can show how close the
+	// child is to being given up (Backoff's fields of the same names).
+	MaxRetries int
+	Window     time.Duration
 }
 
 // BackoffStrategy is a one-for-one actor.SupervisorStrategy that restarts a
@@ -95,7 +99,10 @@ func (s *BackoffStrategy) HandleFailure(sys *actor.ActorSystem, supervisor actor
 		supervisor.StopChildren(child)
 		return
 	}
-	sys.EventStream.Publish(&BackoffEvent{Child: child, Reason: reason, Failures: failures, Delay: delay, RestartAt: time.Now().Add(delay)})
+	sys.EventStream.Publish(&BackoffEvent{
+		Child: child, Reason: reason, Failures: failures, Delay: delay, RestartAt: time.Now().Add(delay),
+		MaxRetries: s.cfg.MaxRetries, Window: s.cfg.Window,
+	})
 	p := &pendingRestart{}
 	s.pending[p] = struct{}{}
 	s.running.Add(1)

@@ -99,12 +99,12 @@ func (s *System) onEvent(evt any) {
 	switch e := evt.(type) {
 	case *actor.SupervisorEvent:
 		if e.Child != nil {
-			s.registry.failed(e.Child.Id, e.Reason, e.Directive, time.Time{})
+			s.registry.failed(e.Child.Id, e.Reason, e.Directive, nil)
 			s.logSupervision(e.Child.Id, e.Reason, e.Directive, nil)
 		}
 	case *BackoffEvent:
 		if e.Child != nil {
-			s.registry.failed(e.Child.Id, e.Reason, actor.RestartDirective, e.RestartAt)
+			s.registry.failed(e.Child.Id, e.Reason, actor.RestartDirective, e)
 			s.logSupervision(e.Child.Id, e.Reason, actor.RestartDirective, e)
 		}
 	}

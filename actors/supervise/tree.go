@@ -27,16 +27,59 @@ type Node struct {
 	LastFailureAt time.Time `json:"last_failure_at,omitzero"`
 	NextRestartAt time.Time `json:"next_restart_at,omitzero"`
 	Started       time.Time `json:"started,omitzero"`
-	Children      []Node    `json:"children,omitempty"`
+	// Supervision is how the actor's failures are being handled, once its
+	// supervisor has handled one (the registry learns a strategy from its
+	// events, not from the parent's props).
+	Supervision *Supervision `json:"supervision,omitempty"`
+	// Status, Queues and Info are filled by the actor's owner when the
+	// tree is served (see debug.Server.Annotate), never by the registry:
+	// what the actor is doing in its own terms (a peer's tunnel is
+	// "handshaking" while the actor is "running"), the queues in front of
+	// it that are not its mailbox, and any other facts worth a glance.
+	Status   string            `json:"status,omitempty"`
+	Queues   []Queue           `json:"queues,omitempty"`
+	Info     map[string]string `json:"info,omitempty"`
+	Children []Node            `json:"children,omitempty"`
+}
+
+// Supervision is what the registry knows of an actor's supervisor's
+// decisions.
+type Supervision struct {
+	// Strategy: StrategyBackoff (BackoffStrategy), or StrategyImmediate for a
+	// supervisor that restarted the actor without a delay (protoactor's
+	// one-for-one default, for top-level actors).
+	Strategy   string        `json:"strategy"`
+	Failures   int           `json:"failures,omitempty"`    // failures within Window, the last one included
+	MaxRetries int           `json:"max_retries,omitempty"` // failures within Window it restarts; negative: never gives up
+	Window     time.Duration `json:"window,omitempty"`
+	Delay      time.Duration `json:"delay,omitempty"` // the last backoff delay (NextRestartAt is when it ends)
+}
+
+// Supervision strategies as Supervision.Strategy names them.
+const (
+	StrategyBackoff   = "backoff"
+	StrategyImmediate = "immediate"
+)
+
+// Queue is the depth of one queue that feeds an actor besides its mailbox.
+type Queue struct {
+	Name    string `json:"name"`
+	Len     int    `json:"len"`
+	Cap     int    `json:"cap,omitempty"`     // its bound; 0: unknown
+	Dropped uint64 `json:"dropped,omitempty"` // items refused because it was full
 }
 
 // Tree is a point-in-time view of the live actors, as a forest rooted at
 // actors whose parent is not a registered actor, plus the most recent actors
 // whose supervisor gave up on them (they are no longer alive).
 type Tree struct {
-	Taken  time.Time `json:"taken"`
-	Actors []Node    `json:"actors"`
-	GaveUp []Node    `json:"gave_up,omitempty"`
+	// Daemon and Version name the process serving the tree (set by the
+	// debug server, empty in the registry's own snapshots).
+	Daemon  string    `json:"daemon,omitempty"`
+	Version string    `json:"version,omitempty"`
+	Taken   time.Time `json:"taken"`
+	Actors  []Node    `json:"actors"`
+	GaveUp  []Node    `json:"gave_up,omitempty"`
 }
 
 // Count returns the number of live actors in the tree.
@@ -51,6 +94,20 @@ func (t Tree) Count() int {
 	}
 	walk(t.Actors)
 	return n
+}
+
+// Walk calls f on every node, live and given up, parents before children;
+// f may change the node.
+func (t *Tree) Walk(f func(*Node)) {
+	var walk func([]Node)
+	walk = func(ns []Node) {
+		for i := range ns {
+			f(&ns[i])
+			walk(ns[i].Children)
+		}
+	}
+	walk(t.Actors)
+	walk(t.GaveUp)
 }
 
 // Find returns the live actor with the given ID.

@@ -366,6 +366,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 			func() float64 { return float64(n.Sessions()) }))
 	}
 	s.debug = debug.NewServer(systemsTree(s.Systems()), s.log)
+	s.debug.Describe(systemsTree(s.Systems()).daemon(), "")
 	s.debug.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	addr, err := s.debug.Start(ctx, s.cfg.DebugAddr)
 	if err != nil {

@@ -93,6 +93,9 @@ func TestThreeSystemsOneProcess(t *testing.T) {
 	if len(tree.Actors) != 3 {
 		t.Fatalf("tree has %d top-level nodes, want 3 systems: %+v", len(tree.Actors), tree.Actors)
 	}
+	if want := "cloud services " + svc.TRS + ", " + svc.NMS + ", " + svc.AS; tree.Daemon != want {
+		t.Errorf("tree names its daemon %q, want %q", tree.Daemon, want)
+	}
 	for i, name := range []string{svc.TRS, svc.NMS, svc.AS} {
 		sys := tree.Actors[i]
 		if sys.ID != name || sys.Kind != server.KindActorSystem || len(sys.Children) == 0 || sys.Children[0].ID != name {

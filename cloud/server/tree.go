@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strings"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
@@ -30,4 +31,13 @@ func (ss systemsTree) Snapshot() supervise.Tree {
 		}
 	}
 	return t
+}
+
+// daemon names the process for the debug page: "cloud services trs, nms, as".
+func (ss systemsTree) daemon() string {
+	names := make([]string, 0, len(ss))
+	for _, s := range ss {
+		names = append(names, s.Name())
+	}
+	return "cloud services " + strings.Join(names, ", ")
 }
