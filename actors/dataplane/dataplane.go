@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -70,6 +71,9 @@ type Dataplane struct {
 	in     *fairQueue             // opened batches (per peer) for the TUN writer
 	global dropCounters           // drops not attributable to a peer
 	hs     *ingress               // handshake admission and its workers' queue
+	// respLen is the size of our handshake response (0 until the first
+	// is built): respond drops smaller inits before any work.
+	respLen atomic.Int64
 	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
 	// OnNoRoute unset, and such packets are dropped as before).
 	held      *hold.Queue

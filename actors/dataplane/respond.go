@@ -26,6 +26,13 @@ var errWrongVIPs = errors.New("peer: certificate VIPs differ from the path's")
 // answered. It reports whether the handshake ran (the DH and certificate
 // check), for the data plane's counters.
 func (d *Dataplane) respond(m *rawInit) bool {
+	// Our response is the same size every time (our certificate does not
+	// change): once one was built, an init too small to be answered is
+	// dropped before the certificate check and the DH it would cost.
+	if n := d.respLen.Load(); n > 0 && m.WireLen > 0 && int(n) > m.WireLen {
+		d.global.Add(Handshake, 1)
+		return false
+	}
 	r, err := handshake.ReadInit(d.handshake, m.Msg)
 	if errors.Is(err, seal.ErrNoCommonSuite) {
 		// A certified peer we cannot talk to: configuration, not an
@@ -77,12 +84,13 @@ func (d *Dataplane) respond(m *rawInit) bool {
 		return true
 	}
 	hdr := messages.HandshakeHeader{Type: messages.TypeHandshakeResp, Sender: idx, Receiver: r.PeerIndex}
+	d.respLen.Store(int64(hdr.Len() + len(msg2)))
 	if m.WireLen > 0 && hdr.Len()+len(msg2) > m.WireLen {
 		// No reply larger than the request: a spoofed small init must
 		// not make us an amplifier (initiators pad, see initPadTo).
+		// Counted, not logged: it is what a flood looks like.
 		d.tables.Remove(idx)
 		h.Stats.Drops.Add(Handshake, 1)
-		d.log.Debug("peer: handshake init smaller than our response", "peer", h.FQDN, "init", m.WireLen, "resp", hdr.Len()+len(msg2))
 		return true
 	}
 	d.tables.Set(idx, s)
