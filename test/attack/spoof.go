@@ -81,3 +81,11 @@ func (s *Spoofer) FloodSpoofed(ctx context.Context, dst netip.AddrPort, pkts [][
 	}
 	return sent
 }
+
+// LoopbackSource is the i-th of a flood's spoofed sources: addresses in
+// 127.64.0.0/10, which are local (so the flood stays on the loopback) but
+// which nothing binds, each with a port of its own: every packet gets a
+// source, and so a per-source bucket, that no other packet had.
+func LoopbackSource(i uint64) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64 + byte(i>>16)&63, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
+}

@@ -328,17 +328,14 @@ func TestLoginFloodSpoofed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spoof.Close()
-	// 127.64.0.0/10: loopback addresses nothing here binds; every packet
-	// has a source, and so a per-source bucket, of its own.
-	source := func(i uint64) netip.AddrPort {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64 + byte(i>>16)&63, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
-	}
 	const rate, dur = 3000, 4 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var sent atomic.Uint64
 	var wg sync.WaitGroup
-	wg.Go(func() { sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, source, rate*4, dur, time.Second/rate)) })
+	wg.Go(func() {
+		sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, attack.LoopbackSource, rate*4, dur, time.Second/rate))
+	})
 
 	// The flood's first logins reach the DH until the AS sees the load
 	// (its budget at half); a second later their challenges are done and

@@ -169,13 +169,10 @@ func BenchmarkLoginUnderSpoofedFlood(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer spoof.Close()
-	source := func(i uint64) netip.AddrPort {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64 + byte(i>>16)&63, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var sent atomic.Uint64
 	var wg sync.WaitGroup
-	wg.Go(func() { sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, source, 1<<40, time.Hour, 0)) })
+	wg.Go(func() { sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, attack.LoopbackSource, 1<<40, time.Hour, 0)) })
 	time.Sleep(time.Second) // the flood is on, the AS under load
 	challenged := s.AS.Counters.Challenged.Load()
 	b.ResetTimer()

@@ -2,7 +2,6 @@ package nodecloud
 
 import (
 	"context"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,15 +50,14 @@ func TestNodeLogsInDuringSpoofedFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spoof.Close()
-	source := func(i uint64) netip.AddrPort {
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 64 + byte(i>>16)&63, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
-	}
 	const rate, dur = 3000, 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var sent atomic.Uint64
 	var wg sync.WaitGroup
-	wg.Go(func() { sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, source, rate*5, dur, time.Second/rate)) })
+	wg.Go(func() {
+		sent.Store(spoof.FloodSpoofed(ctx, asAddr, pkts, attack.LoopbackSource, rate*5, dur, time.Second/rate))
+	})
 	defer wg.Wait()
 
 	// The flood's first logins reach the DH until the AS sees the load
