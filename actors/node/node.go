@@ -65,6 +65,7 @@ type Config struct {
 	Domain   string // the overlay domain (default resolver.DefaultDomain)
 
 	DebugAddr string // /debug/actors, /debug/status, /metrics, /debug/pprof (default DefaultDebugAddr); Off disables it
+	Version   string // the build, for cyphonic_build_info and the actor page (the binary's version and commit)
 
 	// SplitDNS registers the resolver with systemd-resolved for the
 	// overlay domain on the TUN link: SplitDNSAuto (default), SplitDNSOn
@@ -397,11 +398,17 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	if cfg.DebugAddr != Off {
 		n.debug = debug.NewServer(n.sys.Registry(), n.log)
-		n.debug.Describe("node "+n.id.FQDN, "")
+		n.debug.Describe("node "+n.id.FQDN, cfg.Version)
 		n.debug.Annotate(annotateTree(n.dp.Status))
 		n.debug.Handle("GET "+PathStatus, statusHandler(n.Status))
 		reg := metrics.NewRegistry(n.sys.Registry(), prometheus.Labels{"system": "node"})
-		reg.MustRegister(&peerCollector{src: n.dp.Status})
+		reg.MustRegister(&nodeCollector{peers: n.dp.Status, drops: n.dp.Drops, version: cfg.Version,
+			resolver: func() (resolver.Stats, bool) {
+				if n.dns == nil {
+					return resolver.Stats{}, false
+				}
+				return n.dns.Stats(), true
+			}})
 		n.debug.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		if n.debugAt, err = n.debug.Start(context.Background(), cfg.DebugAddr); err != nil {
 			return nil, listenError("debug-addr", "debug address", cfg.DebugAddr, err)

@@ -313,3 +313,13 @@ func TestExpiryWatchedWhileRunning(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestStateWord(t *testing.T) {
+	for in, want := range map[string]string{
+		"up": "up", "failed: handshake timeout": "failed", "backoff (handshaking)": "backoff", "": "unknown", "handshaking": "handshaking",
+	} {
+		if got := stateWord(in); got != want {
+			t.Errorf("stateWord(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -112,6 +112,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if cfg.Logger, err = o.logger(stderr, level); err != nil {
 		return err
 	}
+	cfg.Version = fullVersion()
 	if *o.checkConfig {
 		id, err := node.Check(ctx, cfg)
 		if err != nil {
