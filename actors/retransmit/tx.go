@@ -102,7 +102,9 @@ func (t *Tx) Receive(ctx actor.Context) {
 	case actor.SystemMessage, actor.AutoReceiveMessage:
 	default:
 		if t.ended {
-			return // queued behind the end
+			// protoactor still delivers user messages while an actor
+			// is stopping: End must stay once.
+			return
 		}
 		switch t.h.Reply(ctx, m) {
 		case Again:
