@@ -26,7 +26,7 @@ type End uint8
 const (
 	Answered End = iota + 1 // Reply returned Done
 	Expired                 // every send made and the last wait over, unanswered
-	Lost                    // Transmit could not send: the request's state is gone
+	Lost                    // Transmit could not send: the request's state is gone, or could not be made
 	Stopped                 // stopped from outside: its owner cancelled it, or stopped
 )
 
@@ -50,7 +50,8 @@ type Handler interface {
 	// Transmit sends the request once: the first send, each resend, and
 	// the first send of a new stage (the packet may differ by stage; it
 	// never differs between resends). It reports false when the request
-	// can no longer be sent, its state being gone: the transaction then
+	// cannot be sent, its state gone (evicted from the store) or never
+	// made (a delivery that could not be sealed): the transaction then
 	// ends as Lost.
 	Transmit(ctx actor.Context) bool
 	// Reply handles any message the actor receives other than its own
