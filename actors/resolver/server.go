@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
 // Defaults for Config's zero fields.
@@ -110,8 +112,8 @@ type Server struct {
 	cfg     Config
 	backend Backend
 	logger  *slog.Logger
-	suffix  string // "." + domain + "."
-	slots   chan struct{}
+	suffix  string             // "." + domain + "."
+	slots   *supervise.Limiter // queries being worked on; its drops are Stats.Busy
 	flights flightGroup
 
 	mu      sync.Mutex
@@ -122,7 +124,7 @@ type Server struct {
 	ctx     context.Context
 	served  sync.WaitGroup
 
-	overlay, nxdomain, servfail, forwarded, upstreamErr, busy, refused, short, reverse atomic.Uint64
+	overlay, nxdomain, servfail, forwarded, upstreamErr, refused, short, reverse atomic.Uint64
 }
 
 // NewServer validates cfg. backend must not be nil; nil logger means
@@ -143,7 +145,7 @@ func NewServer(cfg Config, backend Backend, logger *slog.Logger) (*Server, error
 		backend: backend,
 		logger:  logger.With("component", "resolver"),
 		suffix:  "." + cfg.Domain + ".",
-		slots:   make(chan struct{}, cfg.MaxPending),
+		slots:   supervise.NewLimiter(cfg.MaxPending),
 	}, nil
 }
 
@@ -262,7 +264,7 @@ func (s *Server) Stats() Stats {
 		ServFail:  s.servfail.Load(),
 		Forwarded: s.forwarded.Load(),
 		Upstream:  s.upstreamErr.Load(),
-		Busy:      s.busy.Load(),
+		Busy:      s.slots.Dropped(),
 		Refused:   s.refused.Load(),
 		Short:     s.short.Load(),
 		Reverse:   s.reverse.Load(),
@@ -286,14 +288,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		s.reply(w, req, dns.RcodeNotImplemented)
 		return
 	}
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	default:
-		s.busy.Add(1)
+	if !s.slots.Acquire() {
 		s.reply(w, req, dns.RcodeServerFailure)
 		return
 	}
+	defer s.slots.Release()
 	q := req.Question[0]
 	if fqdn, ok := s.IsOverlay(q.Name); ok {
 		s.answerOverlay(w, req, q, fqdn)

@@ -1,8 +1,10 @@
 // Package retransmit is the one way an actor resends a request until it is
 // answered, for the node's signaling transactions (actors/session) and the
-// cloud's deliveries to nodes (cloud/nms): the schedule is a
-// signaling.Retry, the timer a message the actor receives like any other,
-// so the resend runs inside Receive and never races the actor's state.
+// cloud's deliveries to nodes (cloud/nms). Tx is the transaction actor
+// both use: first send, resends, replies, the end; each supplies a Handler
+// for what its request is. Timer is its schedule, a signaling.Retry, the
+// timer a message the actor receives like any other, so the resend runs
+// inside Receive and never races the actor's state.
 package retransmit
 
 import (

@@ -10,7 +10,8 @@
 // Every request the node sends (login, register, keepalive, tunnel request)
 // is a transaction actor "node/session/tx-<msgid>" that retransmits with
 // exponential backoff (signaling.Retry) until a reply carrying its message
-// ID arrives. The login transaction has two steps (transport/signaling):
+// ID arrives: a retransmit.Tx, the actor NMS's deliveries use too, running
+// this package's tx (tx.go). The login transaction has two steps (transport/signaling):
 // it resends the login packet until the AS's challenge arrives, then its
 // sealed confirmation, on a schedule of its own, until the sealed
 // LoginReply; the AS commits nothing before the confirmation, so a login

@@ -57,13 +57,15 @@ func txTTL(r signaling.Retry) time.Duration {
 	return retransmit.Lifetime(r) + 5*time.Second
 }
 
-// txActor drives one transaction: send, resend on the Retry schedule,
-// deliver the reply (or the timeout) to the session, stop. It keeps only
-// its ID and its timer; the state is in the store.
-type txActor struct {
-	s     *Session
-	id    messages.MsgID
-	timer *retransmit.Timer
+// tx is the session's part of one transaction, run by a retransmit.Tx:
+// send (for a login, the packet of its stage), route the reply, report the
+// end to the session. It keeps only its ID and what it learnt from the
+// replies; the state is in the store.
+type tx struct {
+	s  *Session
+	id messages.MsgID
+	// done is the transaction's result, once a reply decided it.
+	done txDone
 	// refused is the last login answer that did not verify: a timeout
 	// then says answers came but were not the AS's (a wrong --ca).
 	refused error
@@ -71,55 +73,51 @@ type txActor struct {
 
 func txProps(s *Session, id messages.MsgID) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &txActor{s: s, id: id, timer: retransmit.New(s.cfg.Retry)}
+		return retransmit.NewTx(s.cfg.Retry, &tx{s: s, id: id})
 	})
 }
 
-func (a *txActor) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		if st, ok := a.state(ctx); ok {
-			a.timer.Start(ctx, func() { a.transmit(ctx, st) })
-		}
-	case retransmit.Tick:
-		if st, ok := a.state(ctx); ok && a.timer.Tick(ctx, m, func() { a.transmit(ctx, st) }) {
-			err := ErrTimeout
-			if a.refused != nil {
-				err = fmt.Errorf("%w: %w: %w", ErrTimeout, ErrUnverified, a.refused)
-			}
-			a.finish(ctx, &txDone{err: err})
-		}
-	case *txReply:
-		a.reply(ctx, m)
-	case *actor.Stopping:
-		a.timer.Stop()
+// Transmit sends the request (for a login, the packet of its stage). A
+// miss in the store (evicted) ends the transaction as a timeout: the
+// session recovers as from a lost reply.
+func (t *tx) Transmit(ctx actor.Context) bool {
+	st, ok := t.state()
+	if !ok {
+		return false
 	}
-}
-
-// transmit sends the request (for a login, the packet of its stage).
-func (a *txActor) transmit(ctx actor.Context, st *txState) {
 	pkt := st.packet
 	if st.login != nil {
 		pkt = st.login.Packet()
 	}
-	if err := a.s.cfg.Dataplane.SendControl(pkt, st.to); err != nil {
+	t.send(ctx, st, pkt)
+	return true
+}
+
+func (t *tx) send(ctx actor.Context, st *txState, pkt []byte) {
+	if err := t.s.cfg.Dataplane.SendControl(pkt, st.to); err != nil {
 		// A full queue is a lost packet: the retransmission covers it.
 		ctx.Logger().Debug("session: send", "tx", st.kind.String(), "err", err)
 	}
 }
 
-func (a *txActor) reply(ctx actor.Context, r *txReply) {
-	st, ok := a.state(ctx)
+// Reply handles a txReply from the session: the reply to a request, or
+// one of the login's answers.
+func (t *tx) Reply(ctx actor.Context, msg any) retransmit.Verdict {
+	r, ok := msg.(*txReply)
 	if !ok {
-		return
+		return retransmit.Wait
+	}
+	st, ok := t.state()
+	if !ok {
+		t.done = txDone{err: ErrTimeout}
+		return retransmit.Done
 	}
 	if st.login == nil {
-		done := &txDone{env: r.env}
+		t.done = txDone{env: r.env}
 		if r.env.Type == messages.MsgError {
-			done.err = decodeError(r.env)
+			t.done.err = decodeError(r.env)
 		}
-		a.finish(ctx, done)
-		return
+		return retransmit.Done
 	}
 	var refused *messages.Error
 	if !st.login.Confirmed() && messages.PacketType(r.pkt[0]) == messages.TypeLoginCookie {
@@ -129,14 +127,12 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		first, err := st.login.TakeCookie(r.pkt, time.Now())
 		if err != nil {
 			ctx.Logger().Debug("session: login cookie ignored", "err", err)
-			return
+			return retransmit.Wait
 		}
 		if first {
-			if err := a.s.cfg.Dataplane.SendControl(st.login.Packet(), st.to); err != nil {
-				ctx.Logger().Debug("session: send", "tx", st.kind.String(), "err", err)
-			}
+			t.send(ctx, st, st.login.Packet())
 		}
-		return
+		return retransmit.Wait
 	}
 	if !st.login.Confirmed() {
 		_, err := st.login.Confirm(r.pkt, time.Now())
@@ -144,47 +140,60 @@ func (a *txActor) reply(ctx actor.Context, r *txReply) {
 		case err == nil:
 			// Proven to ourselves that this is the AS; now prove our key to
 			// it: the confirmation goes out at once, on a schedule of its own.
-			a.timer.Start(ctx, func() { a.transmit(ctx, st) })
+			return retransmit.Again
 		case errors.As(err, &refused):
-			a.finish(ctx, &txDone{err: refused})
+			t.done = txDone{err: refused}
+			return retransmit.Done
 		default:
 			// Not the AS's genuine answer (forged, corrupted, stale): keep
 			// waiting for it.
 			ctx.Logger().Debug("session: login challenge ignored", "err", err)
-			a.refused = err
+			t.refused = err
+			return retransmit.Wait
 		}
-		return
 	}
 	res, err := st.login.Finish(r.pkt, time.Now())
 	switch {
 	case err == nil:
-		a.finish(ctx, &txDone{login: res})
+		t.done = txDone{login: res}
+		return retransmit.Done
 	case errors.As(err, &refused):
-		a.finish(ctx, &txDone{err: refused})
+		t.done = txDone{err: refused}
+		return retransmit.Done
 	default:
 		ctx.Logger().Debug("session: login reply ignored", "err", err)
-		a.refused = err
+		t.refused = err
+		return retransmit.Wait
 	}
 }
 
-// state loads the transaction's state. A miss (evicted) ends the
-// transaction as a timeout: the session recovers as from a lost reply.
-func (a *txActor) state(ctx actor.Context) (*txState, bool) {
-	e, ok := a.s.store.Get(a.id)
+// End hands the result to the session. A transaction the session stopped
+// (cancelTx) reports nothing: the session has forgotten it.
+func (t *tx) End(ctx actor.Context, how retransmit.End) {
+	d := t.done
+	switch how {
+	case retransmit.Stopped:
+		return
+	case retransmit.Expired:
+		d = txDone{err: ErrTimeout}
+		if t.refused != nil {
+			d.err = fmt.Errorf("%w: %w: %w", ErrTimeout, ErrUnverified, t.refused)
+		}
+	case retransmit.Lost:
+		d = txDone{err: ErrTimeout}
+	}
+	d.id = t.id
+	t.s.store.Delete(t.id)
+	ctx.Send(ctx.Parent(), &d)
+}
+
+// state loads the transaction's state.
+func (t *tx) state() (*txState, bool) {
+	e, ok := t.s.store.Get(t.id)
 	if !ok || e.out == nil {
-		ctx.Send(ctx.Parent(), &txDone{id: a.id, err: ErrTimeout})
-		ctx.Stop(ctx.Self())
 		return nil, false
 	}
 	return e.out, true
-}
-
-func (a *txActor) finish(ctx actor.Context, d *txDone) {
-	a.timer.Stop()
-	d.id = a.id
-	a.s.store.Delete(a.id)
-	ctx.Send(ctx.Parent(), d)
-	ctx.Stop(ctx.Self())
 }
 
 // decodeError returns the *messages.Error an Error envelope carries.

@@ -5,7 +5,9 @@ import "sync/atomic"
 // Limiter bounds how many messages may wait for one actor when the sender
 // cannot be slowed down — packets from the network. Take a slot before the
 // send and give it back when the actor has received the message; a full
-// limiter drops at the sender and counts it.
+// limiter drops at the sender and counts it. It is the one in-flight bound
+// of the code base: the data path's batches, the cloud's listener and the
+// resolver's queries use it too.
 //
 // protoactor's own actor.BoundedDropping mailbox cannot do this in the
 // pinned version: a message it drops is still counted as queued, so after a

@@ -10,10 +10,12 @@
 //	nms               root: UDP listener (signaling port and the alt "probe"
 //	                  port), sessions, message-ID deduplication, expiry ticker
 //	nms/tx-<msgid>    one per request from a node (register, keepalive,
-//	                  tunnel request, logout), short-lived
+//	                  tunnel request; the root answers a logout itself),
+//	                  short-lived
 //	nms/dl-<msgid>    one per message NMS delivers to one of its nodes
-//	                  (Direction, PeerUpdate), retransmitted with backoff
-//	                  until the node's ack with the same ID arrives
+//	                  (Direction, PeerUpdate, DenyList), a retransmit.Tx
+//	                  (the node's transaction actor too) resending with
+//	                  backoff until the node's ack with the same ID arrives
 //
 // NMS remembers which tunnel pairs it put on the relay; when either node
 // registers again or keepalives from a new mapping, it asks path.Upgrade

@@ -820,7 +820,7 @@ func (r *root) deliver(ctx actor.Context, f svc.Frame) {
 			defer ctx.Send(ctx.Self(), tunnelUp{a: f.To, b: dir.PeerFQDN, relay: dir.Kind == messages.PathRelay})
 		}
 	}
-	if _, err := supervise.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
+	if _, err := supervise.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), d.props()); err != nil {
 		r.s.log.Debug("nms: delivery already running", "id", f.Envelope.ID, "err", err)
 	}
 }
@@ -872,7 +872,7 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 			return
 		}
 		d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
-		if _, err := supervise.Spawn(ctx, "deliver", "dl-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return d })); err != nil {
+		if _, err := supervise.Spawn(ctx, "deliver", "dl-"+env.ID.String(), d.props()); err != nil {
 			r.s.log.Debug("nms: deny list delivery", "err", err)
 		}
 	}

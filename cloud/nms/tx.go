@@ -37,7 +37,10 @@ const (
 	stagePeer                        // waiting for the peer's DirectionAck (through its NMS)
 )
 
-// requestTx answers one request from a node.
+// requestTx answers one request from a node: a register, keepalive or
+// tunnel request (logouts the root answers itself, nms.go). It sends
+// nothing twice: the node retransmits the request, answered from the reply
+// cache, and the peer's NMS retransmits a Direction (deliverTx).
 type requestTx struct {
 	s           *Service
 	st          *replyState
@@ -86,7 +89,7 @@ func (t *requestTx) Receive(ctx actor.Context) {
 // Results of a request's store jobs (run on the store workers, never on
 // the actor's run loop).
 type (
-	// stored: the store part of a register, keepalive or logout is done;
+	// stored: the store part of a register or keepalive is done;
 	// the answer is body. moved lists, after a keepalive from a new
 	// mapping, the records of the peers to send PeerUpdate.
 	stored struct {
@@ -131,12 +134,6 @@ func (t *requestTx) start(ctx actor.Context) {
 				r.upgrades = upgrades(bg, st, fqdn, relayed)
 			}
 			return r
-		})
-	case messages.MsgLogout:
-		t.s.Counters.Logouts.Add(1)
-		id := t.se.id
-		t.offload(ctx, func(bg context.Context) any {
-			return stored{body: messages.LogoutAck{}, err: st.DeleteSession(bg, id)}
 		})
 	case messages.MsgTunnelRequest:
 		req, err := messages.DecodeBody[messages.TunnelRequest](t.env)
@@ -518,7 +515,8 @@ func (t *requestTx) reply(ctx actor.Context, body messages.Body) {
 }
 
 // deliverTx sends one message to one of this NMS's nodes, retransmitting
-// with backoff until the node answers with the same message ID.
+// with backoff (it runs in a retransmit.Tx) until the node answers with the
+// same message ID.
 type deliverTx struct {
 	s     *Service
 	env   messages.Envelope
@@ -528,59 +526,72 @@ type deliverTx struct {
 	asker svc.Ref // zero: nobody waits for the answer
 	fqdn  string
 
-	pkt   []byte
-	timer *retransmit.Timer
+	pkt   []byte // sealed by the first send, resent unchanged
+	sends int
+	ack   *messages.Envelope // the node's answer
 }
 
-func (d *deliverTx) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Started:
+// props runs d in a retransmit.Tx.
+func (d *deliverTx) props() *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		return retransmit.NewTx(d.s.cfg.Retry, d)
+	})
+}
+
+// Transmit sends the sealed message. The first send registers the
+// delivery (the root routes the node's answer by message ID to this
+// actor) and seals the packet; if either fails, the delivery ends unsent.
+func (d *deliverTx) Transmit(ctx actor.Context) bool {
+	if d.pkt == nil {
 		if err := d.s.delivers.Put(d.env.ID, ctx.Self(), dedupTTL); err != nil {
-			d.done(ctx, nil)
-			return
+			return false
 		}
 		plain, err := messages.Marshal(d.env)
 		if err != nil {
-			d.done(ctx, nil)
-			return
+			return false
 		}
 		d.pkt = d.sess.Seal(nil, plain)
-		d.timer = retransmit.New(d.s.cfg.Retry)
-		d.timer.Start(ctx, d.transmit)
-	case retransmit.Tick:
-		if d.timer.Tick(ctx, m, d.transmit) {
-			d.s.Counters.DeliverFailed.Add(1)
-			d.s.log.Warn("nms: node did not acknowledge", "fqdn", d.fqdn, "type", d.env.Type, "tries", d.timer.Sent())
-			d.done(ctx, nil)
-		}
-	case messages.Envelope:
-		d.s.Counters.Delivered.Add(1)
-		d.done(ctx, &m)
-	case *actor.Stopped:
-		if d.timer != nil {
-			d.timer.Stop()
-		}
-		d.s.delivers.Delete(d.env.ID)
 	}
+	_, _ = d.conn.WriteToUDPAddrPort(d.pkt, d.to)
+	d.sends++
+	return true
 }
 
-func (d *deliverTx) transmit() { _, _ = d.conn.WriteToUDPAddrPort(d.pkt, d.to) }
+// Reply takes the node's answer, routed here by the root.
+func (d *deliverTx) Reply(_ actor.Context, msg any) retransmit.Verdict {
+	m, ok := msg.(messages.Envelope)
+	if !ok {
+		return retransmit.Wait
+	}
+	d.s.Counters.Delivered.Add(1)
+	d.ack = &m
+	return retransmit.Done
+}
 
-// done answers the asker with the node's answer (or an Error) and stops.
-func (d *deliverTx) done(ctx actor.Context, ack *messages.Envelope) {
-	if !d.asker.IsZero() {
-		var f []byte
-		var err error
-		if ack != nil {
-			f, err = svc.Frame{Envelope: *ack}.Encode()
-		} else {
-			f, err = svc.NewFrame("", d.env.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer did not answer", Retry: true})
-		}
-		if err == nil {
-			if err := d.s.cfg.Link.Send(d.asker, f); err != nil {
-				d.s.log.Debug("nms: answer delivery", "to", d.asker.String(), "err", err)
-			}
+// End answers the asker with the node's answer (or an Error) and forgets
+// the delivery.
+func (d *deliverTx) End(_ actor.Context, how retransmit.End) {
+	defer d.s.delivers.Delete(d.env.ID)
+	switch how {
+	case retransmit.Stopped:
+		return
+	case retransmit.Expired:
+		d.s.Counters.DeliverFailed.Add(1)
+		d.s.log.Warn("nms: node did not acknowledge", "fqdn", d.fqdn, "type", d.env.Type, "tries", d.sends)
+	}
+	if d.asker.IsZero() {
+		return
+	}
+	var f []byte
+	var err error
+	if d.ack != nil {
+		f, err = svc.Frame{Envelope: *d.ack}.Encode()
+	} else {
+		f, err = svc.NewFrame("", d.env.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer did not answer", Retry: true})
+	}
+	if err == nil {
+		if err := d.s.cfg.Link.Send(d.asker, f); err != nil {
+			d.s.log.Debug("nms: answer delivery", "to", d.asker.String(), "err", err)
 		}
 	}
-	ctx.Stop(ctx.Self())
 }
