@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
 
+	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
@@ -858,7 +859,7 @@ func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil {
 		return
 	}
-	if se.crlSentNum == r.crl.Number && now.UnixNano()-se.crlSent < int64(r.s.cfg.Retry.Total()) {
+	if se.crlSentNum == r.crl.Number && now.UnixNano()-se.crlSent < int64(retransmit.Lifetime(r.s.cfg.Retry)) {
 		return // this list's push is still being retransmitted
 	}
 	se.crlSent, se.crlSentNum = now.UnixNano(), r.crl.Number
