@@ -22,6 +22,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/debug"
 	"github.com/cyphonic/cyphonic-go/actors/metrics"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/cloud/admin"
 	"github.com/cyphonic/cyphonic-go/cloud/as"
 	"github.com/cyphonic/cyphonic-go/cloud/nms"
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
@@ -64,6 +65,9 @@ type Config struct {
 	RemoteHost string
 	RemotePort int
 	DebugAddr  string // "" disables; default DefaultDebugAddr
+	// AdminSocket is the operator's channel (cloud/admin), default
+	// DataDir/admin.sock; "off" disables it.
+	AdminSocket string
 	// Where the services not run here live (the gateway addresses host:port
 	// of their processes, and their UDP addresses for LoginReply and tickets).
 	NMSRemote, TRSRemote           string
@@ -99,6 +103,7 @@ type Server struct {
 	gateway *svc.Gateway
 	debug   *debug.Server
 	debugAt net.Addr
+	admin   *admin.Server
 	// Remote is the address of this process's gateway, where other cloud
 	// processes reach its services ("" when it runs none).
 	Remote string
@@ -145,6 +150,9 @@ func (c *Config) defaults() {
 	port(&c.RemotePort, DefaultRemotePort)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.AdminSocket == "" {
+		c.AdminSocket = filepath.Join(c.DataDir, admin.SocketName)
 	}
 }
 
@@ -292,7 +300,24 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	if cfg.AdminSocket != "off" {
+		acfg := admin.Config{Path: cfg.AdminSocket, Store: s.store, Logger: cfg.Logger}
+		if s.NMS != nil {
+			acfg.NMS, acfg.Home = s.NMS, s.router.Addr()
+		}
+		if s.admin, err = admin.Listen(acfg); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	return s, nil
+}
+
+// AdminSocket is the operator channel's socket, or "" when it is off.
+func (s *Server) AdminSocket() string {
+	if s.admin == nil {
+		return ""
+	}
+	return s.admin.Path()
 }
 
 // gatewayRole is the role whose certificate the gateway presents in its
@@ -401,6 +426,10 @@ func (s *Server) Store() store.Store { return s.store }
 // Close stops everything: sockets first, then the services' actor systems,
 // the gateway and the store.
 func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.admin != nil {
+		errs = append(errs, s.admin.Close(ctx))
+	}
 	if s.AS != nil {
 		s.AS.Close()
 	}
@@ -410,7 +439,6 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.TRS != nil {
 		s.TRS.Close()
 	}
-	var errs []error
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for _, sys := range s.systems {
