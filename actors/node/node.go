@@ -398,6 +398,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.DebugAddr != Off {
 		n.debug = debug.NewServer(n.sys.Registry(), n.log)
 		n.debug.Handle("GET "+PathStatus, statusHandler(n.Status))
+		n.debug.Handle("GET "+PathPing, pingHandler(n))
 		reg := metrics.NewRegistry(n.sys.Registry(), prometheus.Labels{"system": "node"})
 		reg.MustRegister(&peerCollector{src: n.dp.Status})
 		n.debug.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
