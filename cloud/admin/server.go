@@ -21,6 +21,9 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 )
 
+// ErrInUse: another cloud process serves the socket.
+var ErrInUse = errors.New("another cloud process serves this admin socket (it shares the data directory)")
+
 // Sessions is what the channel needs of an NMS (*nms.Service).
 type Sessions interface {
 	LiveSessions(ctx context.Context) ([]nms.LiveSession, error)
@@ -89,7 +92,7 @@ func Listen(cfg Config) (*Server, error) {
 func listen(path string) (*net.UnixListener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return nil, fmt.Errorf("admin: %s: another cloud is running with this data directory", path)
+		return nil, fmt.Errorf("admin: %s: %w", path, ErrInUse)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
 		return nil, fmt.Errorf("admin: %s exists and is not a socket", path)

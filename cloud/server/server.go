@@ -67,7 +67,8 @@ type Config struct {
 	DebugAddr  string // "" disables; default DefaultDebugAddr
 	// AdminSocket is the operator's channel (cloud/admin), default
 	// DataDir/admin.sock; "off" disables it.
-	AdminSocket string
+	AdminSocket  string
+	adminDefault bool // AdminSocket was defaulted
 	// Where the services not run here live (the gateway addresses host:port
 	// of their processes, and their UDP addresses for LoginReply and tickets).
 	NMSRemote, TRSRemote           string
@@ -152,7 +153,7 @@ func (c *Config) defaults() {
 		c.Logger = slog.Default()
 	}
 	if c.AdminSocket == "" {
-		c.AdminSocket = filepath.Join(c.DataDir, admin.SocketName)
+		c.AdminSocket, c.adminDefault = filepath.Join(c.DataDir, admin.SocketName), true
 	}
 }
 
@@ -305,8 +306,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if s.NMS != nil {
 			acfg.NMS, acfg.Home = s.NMS, s.router.Addr()
 		}
-		if s.admin, err = admin.Listen(acfg); err != nil {
-			return nil, fmt.Errorf("server: %w", err)
+		s.admin, err = admin.Listen(acfg)
+		if errors.Is(err, admin.ErrInUse) && cfg.adminDefault {
+			// Cloud processes that share a data directory (a split
+			// deployment, or several over one Redis store): the first
+			// serves the default socket, the others one of their own.
+			acfg.Path = filepath.Join(cfg.DataDir, fmt.Sprintf("admin-%d.sock", os.Getpid()))
+			cfg.Logger.Warn("server: another cloud process with this data directory serves its admin socket; this one serves its own",
+				"default", cfg.AdminSocket, "admin_socket", acfg.Path)
+			s.admin, err = admin.Listen(acfg)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("server: %w (choose another with --admin-socket, or 'off')", err)
 		}
 	}
 	return s, nil
