@@ -67,6 +67,7 @@ type (
 	pingError struct{ err error }
 	// probed: sequencer-in opened a probe of this peer.
 	probed struct {
+		pipe    *peerPipe // whose Probes slot it holds (a restart keeps the PID, not the pipe)
 		kind    byte
 		id      uint64
 		from    netip.AddrPort
@@ -116,7 +117,7 @@ func (d *Dataplane) onProbe(h *peerHandle, pipe *peerPipe, payload []byte, from 
 		h.Stats.Drops.Add(QueueFull, 1)
 		return
 	}
-	d.sys.Root().Send(pipe.Peer, probed{kind: payload[0], id: binary.BigEndian.Uint64(payload[1:]), from: from, relayed: relayed})
+	d.sys.Root().Send(pipe.Peer, probed{pipe: pipe, kind: payload[0], id: binary.BigEndian.Uint64(payload[1:]), from: from, relayed: relayed})
 }
 
 // onPing sends an echo for the caller of Ping.
@@ -148,8 +149,8 @@ func (p *peerActor) onPing(ctx actor.Context) {
 
 // onProbed answers an echo, or completes the ping a reply answers.
 func (p *peerActor) onProbed(ctx actor.Context, m probed) {
-	if pipe := p.h.Pipe(); pipe != nil {
-		pipe.Probes.Add(-1)
+	if m.pipe != nil {
+		m.pipe.Probes.Add(-1)
 	}
 	switch m.kind {
 	case probeEcho:
