@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/cyphonic/cyphonic-go/cloud/admin"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 )
@@ -30,6 +32,7 @@ func runCloudAdmin(ctx context.Context, sub string, args []string, stdout, stder
 	socket := fs.String("socket", "", "the admin socket, if not in --data")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the cloud")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	config := fs.String("config", "", "the cloud's config file: its data and admin-socket keys, unless given here")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: cyphonic cloud %s [flags]%s\n  %s\n", sub, map[bool]string{true: " FQDN", false: ""}[sub != "nodes"], cloudAdminCommands[sub])
 		fs.PrintDefaults()
@@ -54,6 +57,25 @@ func runCloudAdmin(ctx context.Context, sub string, args []string, stdout, stder
 	}
 	if sub != "nodes" && fqdn == "" {
 		return fmt.Errorf("%w: which node? cyphonic cloud %s FQDN", errUsage, sub)
+	}
+	if *config != "" {
+		var doc map[string]any
+		if _, err := toml.DecodeFile(*config, &doc); err != nil {
+			return fmt.Errorf("%w: --config: %v", errUsage, err)
+		}
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		for _, k := range []struct {
+			key, flag string
+			dst       *string
+		}{{"data", "data", data}, {"admin-socket", "socket", socket}} {
+			if v, ok := doc[k.key].(string); ok && !given[k.flag] {
+				*k.dst = v
+			}
+		}
+		if *socket == off {
+			return fmt.Errorf("%w: %s sets admin-socket = %q: that cloud serves no admin socket", errUsage, *config, off)
+		}
 	}
 	path := *socket
 	if path == "" {

@@ -62,6 +62,12 @@ func TestCloudAdminCLI(t *testing.T) {
 			}
 		}
 	}
+	// The cloud's own config file says where its data is.
+	conf := writeFile(t, filepath.Join(t.TempDir(), "cloud.toml"), "data = \""+data+"\"\n")
+	if code, stdout, stderr := runCmd(t, "cloud", "nodes", "--config", conf); code != 0 || !strings.Contains(stdout, "alice.example.cyphonic") {
+		t.Errorf("nodes --config: exit %d\n%s%s", code, stdout, stderr)
+	}
+
 	code, stdout, _ = runCmd(t, "cloud", "nodes", "--json", "--data", data)
 	var nodes []admin.Node
 	if err := json.Unmarshal([]byte(stdout), &nodes); code != 0 || err != nil || len(nodes) != 1 || nodes[0].FQDN != "alice.example.cyphonic" || nodes[0].Online {
