@@ -56,6 +56,9 @@ type peerPipe struct {
 	OutInflight *supervise.Limiter
 	InInflight  *supervise.Limiter
 	InSeq       atomic.Uint64
+	// Probes counts the probes handed to the peer actor and not yet
+	// handled (ping.go).
+	Probes atomic.Int32
 }
 
 // peerHandle is a peer's identity and shared state. It outlives restarts of the

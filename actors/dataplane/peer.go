@@ -54,6 +54,7 @@ type peerActor struct {
 	recov   recovery          // re-establishment after the peer lost our session (recovery.go)
 	silent  silence           // sending with nothing back (recovery.go)
 
+	pings    map[uint64]pendingPing // echoes sent for Ping, by ID (ping.go)
 	timer    *time.Timer
 	stopping bool
 	closing  bool // asked the manager to close us (revoked)
@@ -121,6 +122,10 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			return
 		}
 		p.onTick()
+	case pingReq:
+		p.onPing(ctx)
+	case probed:
+		p.onProbed(ctx, m)
 	case Crash:
 		p.fail(m.Reason)
 	case *actor.Stopping, *actor.Restarting:

@@ -320,7 +320,15 @@ func (d *Dataplane) toTun(b *batch) {
 			h.Stats.Drops.Add(Replay, 1)
 			continue
 		}
-		if !h.SourceAllowed(pk.Buf[pk.Off : pk.Off+pk.Len]) {
+		if payload := pk.Buf[pk.Off : pk.Off+pk.Len]; isProbe(payload) {
+			// An echo may be the initiator's first data packet: the peer
+			// actor must install the session before it answers on it.
+			if !sess.confirmed.Load() && sess.confirmed.CompareAndSwap(false, true) {
+				d.sys.Root().Send(pipe.Peer, confirmed{sess})
+			}
+			d.onProbe(h, pipe, payload, pk.From, pk.Relayed)
+			pk.Len = 0 // counted like a keepalive, never written to the TUN
+		} else if !h.SourceAllowed(payload) {
 			pk.Drop = SpoofedSource
 			h.Stats.Drops.Add(SpoofedSource, 1)
 			continue

@@ -401,6 +401,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.debug.Describe("node "+n.id.FQDN, cfg.Version)
 		n.debug.Annotate(annotateTree(n.dp.Status))
 		n.debug.Handle("GET "+PathStatus, statusHandler(n.Status))
+		n.debug.Handle("GET "+PathPing, pingHandler(n))
 		reg := metrics.NewRegistry(n.sys.Registry(), prometheus.Labels{"system": "node"})
 		reg.MustRegister(&nodeCollector{peers: n.dp.Status, drops: n.dp.Drops, version: cfg.Version,
 			resolver: func() (resolver.Stats, bool) {

@@ -124,6 +124,7 @@ type loginState struct {
 	sess         *signaling.Session // the cloud's end of the pending session
 	keys         signaling.Keys
 	fqdn, serial string     // from the verified certificate
+	notAfter     time.Time  // its expiry
 	vip6, vip4   netip.Addr // the VIPs the certificate binds (the CA allocated them)
 
 	msg2       atomic.Pointer[[]byte] // the challenge or refusal, for retransmitted login packets
@@ -555,7 +556,7 @@ func (t *challengeTx) Receive(ctx actor.Context) {
 		return
 	}
 	st.session, st.sess, st.keys = id, sess, keys
-	st.fqdn, st.serial = peer.FQDN, pki.FormatSerial(peer.Serial)
+	st.fqdn, st.serial, st.notAfter = peer.FQDN, pki.FormatSerial(peer.Serial), peer.NotAfter
 	st.vip6, st.vip4 = peer.VIP6, peer.VIP4
 	if _, loaded, err := s.bySession.PutIfAbsent(sessionKey(id), st, s.cfg.PendingTTL); err != nil || loaded {
 		// Forget the login: the node's retransmission starts it afresh.
@@ -694,7 +695,7 @@ func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
 	// proven its key.
 	node := m.node
 	node.FQDN, node.VIP6, node.VIP4 = t.st.fqdn, m.vip6, m.vip4
-	node.CertSerial = t.st.serial
+	node.CertSerial, node.CertNotAfter = t.st.serial, t.st.notAfter
 	keys := t.st.keys
 	node.Session = store.Session{ID: t.st.session, NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: t.expires}
 	node.Updated = t.now

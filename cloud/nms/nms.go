@@ -101,6 +101,8 @@ type Counters struct {
 	// Revoked counts sessions ended because the deny list names the
 	// node's certificate; DenyListPushes the deny lists sent to nodes.
 	Revoked, DenyListPushes atomic.Uint64
+	// Ended counts sessions the operator ended (EndSession).
+	Ended atomic.Uint64
 	// VIPLookups counts TunnelByVIP requests (a node's first packet to an
 	// overlay address it had no tunnel for).
 	VIPLookups atomic.Uint64
@@ -420,7 +422,9 @@ func (r *root) Receive(ctx actor.Context) {
 			r.removeSession(se)
 		}
 	default:
-		r.onFrame(ctx, m)
+		if !r.onAdmin(ctx, m) {
+			r.onFrame(ctx, m)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/debug"
 	"github.com/cyphonic/cyphonic-go/actors/metrics"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/cloud/admin"
 	"github.com/cyphonic/cyphonic-go/cloud/as"
 	"github.com/cyphonic/cyphonic-go/cloud/nms"
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
@@ -64,6 +65,10 @@ type Config struct {
 	RemoteHost string
 	RemotePort int
 	DebugAddr  string // "" disables; default DefaultDebugAddr
+	// AdminSocket is the operator's channel (cloud/admin), default
+	// DataDir/admin.sock; "off" disables it.
+	AdminSocket  string
+	adminDefault bool // AdminSocket was defaulted
 	// Where the services not run here live (the gateway addresses host:port
 	// of their processes, and their UDP addresses for LoginReply and tickets).
 	NMSRemote, TRSRemote           string
@@ -99,6 +104,7 @@ type Server struct {
 	gateway *svc.Gateway
 	debug   *debug.Server
 	debugAt net.Addr
+	admin   *admin.Server
 	// Remote is the address of this process's gateway, where other cloud
 	// processes reach its services ("" when it runs none).
 	Remote string
@@ -145,6 +151,9 @@ func (c *Config) defaults() {
 	port(&c.RemotePort, DefaultRemotePort)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.AdminSocket == "" {
+		c.AdminSocket, c.adminDefault = filepath.Join(c.DataDir, admin.SocketName), true
 	}
 }
 
@@ -292,7 +301,34 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
+	if cfg.AdminSocket != "off" {
+		acfg := admin.Config{Path: cfg.AdminSocket, Store: s.store, Logger: cfg.Logger}
+		if s.NMS != nil {
+			acfg.NMS, acfg.Home = s.NMS, s.router.Addr()
+		}
+		s.admin, err = admin.Listen(acfg)
+		if errors.Is(err, admin.ErrInUse) && cfg.adminDefault {
+			// Cloud processes that share a data directory (a split
+			// deployment, or several over one Redis store): the first
+			// serves the default socket, the others one of their own.
+			acfg.Path = filepath.Join(cfg.DataDir, fmt.Sprintf("admin-%d.sock", os.Getpid()))
+			cfg.Logger.Warn("server: another cloud process with this data directory serves its admin socket; this one serves its own",
+				"default", cfg.AdminSocket, "admin_socket", acfg.Path)
+			s.admin, err = admin.Listen(acfg)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("server: %w (choose another with --admin-socket, or 'off')", err)
+		}
+	}
 	return s, nil
+}
+
+// AdminSocket is the operator channel's socket, or "" when it is off.
+func (s *Server) AdminSocket() string {
+	if s.admin == nil {
+		return ""
+	}
+	return s.admin.Path()
 }
 
 // gatewayRole is the role whose certificate the gateway presents in its
@@ -402,6 +438,10 @@ func (s *Server) Store() store.Store { return s.store }
 // Close stops everything: sockets first, then the services' actor systems,
 // the gateway and the store.
 func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.admin != nil {
+		errs = append(errs, s.admin.Close(ctx))
+	}
 	if s.AS != nil {
 		s.AS.Close()
 	}
@@ -411,7 +451,6 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.TRS != nil {
 		s.TRS.Close()
 	}
-	var errs []error
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for _, sys := range s.systems {

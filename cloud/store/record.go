@@ -20,6 +20,7 @@ type record struct {
 	VIP6       string         `msgpack:"v6,omitempty"`
 	VIP4       string         `msgpack:"v4,omitempty"`
 	CertSerial string         `msgpack:"cs,omitempty"`
+	CertExpiry int64          `msgpack:"ce,omitempty"` // Unix nanoseconds
 	HomeNMS    string         `msgpack:"nms,omitempty"`
 	Updated    int64          `msgpack:"u,omitempty"` // Unix nanoseconds
 	Observed4  string         `msgpack:"o4,omitempty"`
@@ -100,7 +101,7 @@ func fromUnixNano(n int64) time.Time {
 func encodeNode(n *Node) ([]byte, error) {
 	r := record{
 		FQDN: n.FQDN, VIP6: addrString(n.VIP6), VIP4: addrString(n.VIP4),
-		CertSerial: n.CertSerial, HomeNMS: n.HomeNMS, Updated: unixNano(n.Updated),
+		CertSerial: n.CertSerial, CertExpiry: unixNano(n.CertNotAfter), HomeNMS: n.HomeNMS, Updated: unixNano(n.Updated),
 		Observed4: addrPortString(n.Locator.Observed4), Observed6: addrPortString(n.Locator.Observed6),
 		NAT4: uint8(n.Locator.NAT4), NAT6: uint8(n.Locator.NAT6), // one byte each on disk
 		HasIPv4: n.Locator.HasIPv4, HasIPv6: n.Locator.HasIPv6,
@@ -135,7 +136,7 @@ func decodeNode(b []byte) (Node, error) {
 		return Node{}, fmt.Errorf("store: decode record: %w: %w", ErrInvalidNode, err)
 	}
 	n := Node{
-		FQDN: r.FQDN, CertSerial: r.CertSerial, HomeNMS: r.HomeNMS, Updated: fromUnixNano(r.Updated),
+		FQDN: r.FQDN, CertSerial: r.CertSerial, CertNotAfter: fromUnixNano(r.CertExpiry), HomeNMS: r.HomeNMS, Updated: fromUnixNano(r.Updated),
 		Locator: Locator{NAT4: messages.NATType(r.NAT4), NAT6: messages.NATType(r.NAT6), HasIPv4: r.HasIPv4, HasIPv6: r.HasIPv6},
 	}
 	var err error

@@ -58,10 +58,13 @@ type Node struct {
 	FQDN       string
 	VIP6, VIP4 netip.Addr
 	CertSerial string // hex, as pki.FormatSerial writes it
-	Session    Session
-	Locator    Locator
-	HomeNMS    string // the NMS instance the node registered with
-	Updated    time.Time
+	// CertNotAfter is when that certificate expires, as the AS read it at
+	// the login (zero in records older than the field).
+	CertNotAfter time.Time
+	Session      Session
+	Locator      Locator
+	HomeNMS      string // the NMS instance the node registered with
+	Updated      time.Time
 }
 
 // HasVIP reports whether vip (IPv4-mapped or not) is one of n's VIPs.

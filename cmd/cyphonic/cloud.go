@@ -18,6 +18,11 @@ import (
 
 // runCloud runs the cloud services until ctx ends.
 func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		if _, ok := cloudAdminCommands[args[0]]; ok {
+			return runCloudAdmin(ctx, args[0], args[1:], stdout, stderr)
+		}
+	}
 	fs := newFlagSet("cloud", stderr)
 	o := newOptions(fs, "cloud")
 	data := fs.String("data", server.DefaultDataDir(), "data directory: CA certificate, service certificates, bbolt store (no CA key; a first start creates the CA in <data>-ca)")
@@ -29,6 +34,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	altPort := fs.Int("alt-port", server.DefaultAltPort, "NMS second observation point (NAT probes) UDP port")
 	trsPort := fs.Int("trs-port", server.DefaultTRSPort, "TRS relay UDP port")
 	remoteAddr := fs.String("remote", fmt.Sprintf("127.0.0.1:%d", server.DefaultRemotePort), "gateway address (protoactor remote, gRPC) host:port, used when a service runs in another process or the store is Redis")
+	adminSocket := fs.String("admin-socket", "", "the operator's socket for 'cyphonic cloud nodes|node|end-session' (default: admin.sock in --data; 'off' disables it)")
 	debugAddr := fs.String("debug-addr", server.DefaultDebugAddr, "debug endpoint (/debug/actors, /metrics, /debug/pprof); 'off' disables it")
 	nmsRemote := fs.String("nms-remote", "", "gateway address of the NMS's process when it does not run here")
 	trsRemote := fs.String("trs-remote", "", "gateway address of the TRS's process when it does not run here")
@@ -64,7 +70,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DataDir: *data, StoreURL: *storeURL, Services: splitList(*services),
 		NMSPort: *nmsPort, ASPort: *asPort, AltPort: *altPort, TRSPort: *trsPort,
 		DebugAddr: dbg, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
-		SessionIdle: *sessionIdle, RelayIdle: *relayIdle,
+		SessionIdle: *sessionIdle, RelayIdle: *relayIdle, AdminSocket: *adminSocket,
 	}
 	if *sessionIdle < 0 {
 		return o.usageErr("session-idle", "negative duration")
@@ -142,6 +148,9 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if s.TRS != nil {
 		fmt.Fprintf(stdout, "  TRS  (relay)      udp %s\n", joinAddrs(s.TRS.Addrs()))
+	}
+	if a := s.AdminSocket(); a != "" {
+		fmt.Fprintf(stdout, "  admin             %s (cyphonic cloud nodes --data %s)\n", a, *data)
 	}
 	if a := s.DebugAddr(); a != nil {
 		fmt.Fprintf(stdout, "  debug             http://%s/debug/actors  http://%s/metrics\n", a, a)

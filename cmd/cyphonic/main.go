@@ -79,9 +79,10 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{"ca", "manage the overlay's root CA: init, issue, issue-service, revoke, list", runCA},
-		{"cloud", "run the cloud services (AS, NMS, TRS) as actor systems", runCloud},
+		{"cloud", "run the cloud services (AS, NMS, TRS); cloud nodes, node FQDN, end-session FQDN administer a running one", runCloud},
 		{"node", "run the node daemon: TUN device, resolver, tunnels to peers", runNode},
 		{"status", "show a node's peers, paths, handshakes and counters", runStatus},
+		{"ping", "ping a peer over the overlay through the running node: RTT and the path taken", runPing},
 		{"actors", "print a daemon's live actor tree from its debug endpoint", runActors},
 		{"demo", "build a small namespace topology and show nodes talking (root)", runDemo},
 		{"version", "print the version and the commit it was built from", func(_ context.Context, _ []string, stdout, _ io.Writer) error {

@@ -331,6 +331,21 @@ func (n *node) ping(fqdn string) {
 	}
 }
 
+// cyPing runs `cyphonic ping` on n's host toward to, and checks that every
+// probe came back and that the lines name the path: via, such as "via TRS
+// 192.0.2.1:" for the relay or "via 198.51.100.2:" for a direct endpoint.
+func (n *node) cyPing(to *node, via string) {
+	n.w.t.Helper()
+	out, err := n.host.Exec(cyphonicBin, "ping", "--debug-addr", nodeDebugAddr, "-c", "3", "-i", "100ms", to.fqdn)
+	if err != nil {
+		n.w.t.Fatalf("cyphonic ping %s from %s: %v\n%s", to.fqdn, n.fqdn, err, out)
+	}
+	n.w.t.Logf("cyphonic ping %s:\n%s", to.fqdn, out)
+	if c := strings.Count(string(out), "pong from "+to.fqdn+" "+via); c != 3 || !strings.Contains(string(out), "3 received, 0 lost") {
+		n.w.t.Errorf("cyphonic ping %s from %s: %d pongs %q, want 3:\n%s", to.fqdn, n.fqdn, c, via, out)
+	}
+}
+
 // talk is what every scenario checks between two nodes: from resolves
 // to's FQDN through its resolver (getting to's VIPs), pings it by name
 // over both overlay families, and sends size bytes over TCP with the

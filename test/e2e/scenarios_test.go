@@ -20,6 +20,7 @@ func TestGlobalIPv4(t *testing.T) {
 	talk(t, alice, bob, size)
 	assertPath(t, alice, bob, messages.PathDirect, netip.AddrPortFrom(bob.host.IPv4(), 0))
 	assertNotRelayed(t, w)
+	alice.cyPing(bob, "via "+bob.host.IPv4().String()+":")
 }
 
 // b. Two global IPv6 nodes talk directly.
@@ -94,6 +95,7 @@ func TestSymmetricRelay(t *testing.T) {
 	assertPath(t, alice, bob, messages.PathRelay, trs)
 	assertPath(t, bob, alice, messages.PathRelay, trs)
 	assertRelayed(t, w, size)
+	alice.cyPing(bob, "via TRS "+w.cloudHost.IPv4().String()+":")
 }
 
 // e. An IPv4-only node and an IPv6-only node share no IP version: the
