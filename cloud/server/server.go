@@ -65,6 +65,7 @@ type Config struct {
 	RemoteHost string
 	RemotePort int
 	DebugAddr  string // "" disables; default DefaultDebugAddr
+	Version    string // the build, for cyphonic_build_info and the actor page
 	// AdminSocket is the operator's channel (cloud/admin), default
 	// DataDir/admin.sock; "off" disables it.
 	AdminSocket  string
@@ -385,6 +386,10 @@ func (s *Server) startDebug(ctx context.Context) error {
 		}, func() float64 { return float64(count(r.Stats())) }))
 	}
 	reg.MustRegister(s.attackSeries(), s.scaleSeries())
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cyphonic_build_info", Help: "The running build: 1, with its version (and commit) as a label.",
+		ConstLabels: prometheus.Labels{"version": s.cfg.Version},
+	}, func() float64 { return 1 }))
 	if s.TRS != nil {
 		t := s.TRS.Table()
 		reg.MustRegister(
@@ -402,7 +407,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 			func() float64 { return float64(n.Sessions()) }))
 	}
 	s.debug = debug.NewServer(systemsTree(s.Systems()), s.log)
-	s.debug.Describe(systemsTree(s.Systems()).daemon(), "")
+	s.debug.Describe(systemsTree(s.Systems()).daemon(), s.cfg.Version)
 	s.debug.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	addr, err := s.debug.Start(ctx, s.cfg.DebugAddr)
 	if err != nil {

@@ -71,6 +71,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		NMSPort: *nmsPort, ASPort: *asPort, AltPort: *altPort, TRSPort: *trsPort,
 		DebugAddr: dbg, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
 		SessionIdle: *sessionIdle, RelayIdle: *relayIdle, AdminSocket: *adminSocket,
+		Version: fullVersion(),
 	}
 	if *sessionIdle < 0 {
 		return o.usageErr("session-idle", "negative duration")
