@@ -147,6 +147,15 @@ var _ interface {
 	// side sends the handshake; the initiator tries every endpoint (and the
 	// relay, if any) and keeps the first that answers.
 	Open(info messages.PathInfo) error
+	// OpenThen is Open, and calls ready once the peer can take the
+	// peer's handshake init (its actor runs), or with the error that it
+	// will not (the path was refused, the peer failed or was closed). The
+	// responder acknowledges a Direction from ready: NMS gives the
+	// initiator its Path only on that ack, so the first init is not
+	// dropped for want of a peer actor. ready is called from an actor or
+	// the manager and must not block. It is not called when OpenThen
+	// returns an error.
+	OpenThen(info messages.PathInfo, ready func(error)) error
 	// Close tears the tunnel down.
 	Close(fqdn string) error
 	// PeerUpdate replaces a peer's candidate endpoints (NMS told us it

@@ -10,8 +10,13 @@ import (
 
 // Messages to the peers manager.
 type (
-	// openPeer creates the peer (or updates it) as NMS directed.
-	openPeer struct{ Info messages.PathInfo }
+	// openPeer creates the peer (or updates it) as NMS directed. Ready,
+	// if set, is called once the peer can take a handshake init (see
+	// peerHandle.whenReady), or with the error that it will not.
+	openPeer struct {
+		Info  messages.PathInfo
+		Ready func(error)
+	}
 	// closePeer stops the peer and forgets it.
 	closePeer struct{ FQDN string }
 	// updateEndpoints replaces the peer's candidate endpoints.

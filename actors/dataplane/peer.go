@@ -177,6 +177,7 @@ func (p *peerActor) start(ctx actor.Context) {
 	}
 	p.pipe = pipe
 	h.pipe.Store(pipe)
+	h.readied()
 	now := time.Now()
 	p.attemptAt = now
 	root, self := ctx.ActorSystem().Root, ctx.Self()
