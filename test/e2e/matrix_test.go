@@ -213,6 +213,7 @@ func TestPunchMasquerade(t *testing.T) {
 		if i > 0 {
 			for _, n := range []*node{alice, bob} {
 				n.kill()
+				n.forgetPort() // a new port: fresh NAT mappings
 			}
 			for _, n := range []*node{alice, bob} {
 				n.start()
