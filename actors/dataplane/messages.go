@@ -62,8 +62,12 @@ type (
 		Relayed      bool
 		SourceProven bool
 	}
-	// updatePath replaces the peer's path.
-	updatePath struct{ Info messages.PathInfo }
+	// updatePath replaces the peer's path; Ready (may be nil) is called
+	// once the peer has taken it (see openPeer).
+	updatePath struct {
+		Info  messages.PathInfo
+		Ready func(error)
+	}
 	// rebindRelays (to the manager, which passes it to every peer): our own
 	// address may have moved, so every peer on a relay binds its side
 	// there now rather than at its next keepalive.

@@ -163,9 +163,12 @@ func (m *manager) open(ctx actor.Context, msg *openPeer) {
 		h.setInfo(info)
 		m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 		if pid := m.pidOf(h); pid != nil {
-			ctx.Send(pid, &updatePath{Info: info})
+			// The peer calls ready once it has taken the path (and bound
+			// a new relay ticket it brings).
+			ctx.Send(pid, &updatePath{Info: info, Ready: ready})
+		} else {
+			h.whenReady(ready)
 		}
-		h.whenReady(ready) // at once, or after the restart under way
 		return
 	}
 	if h != nil {
