@@ -69,7 +69,8 @@ func matrixExpect(a, b testbed.NAT) []messages.PathKind {
 // CYPHONIC_NAT_RUNS=N repeats each pairing's crossing N times (default 1),
 // with fresh node processes on fresh ports each time, and logs each
 // pairing's path counts ("matrix-runs:"); data flows on the last run. Pick
-// pairings with -run, e.g. -run 'TestNATMatrix/masq'.
+// pairings with -run, e.g. -run 'TestNATMatrix/masq'. CYPHONIC_NAT_DEBUG=1
+// logs both nodes' output after a run slower than 0.9 s.
 func TestNATMatrix(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -140,6 +141,11 @@ func TestNATMatrix(t *testing.T) {
 				counts[kind]++
 				times = append(times, d)
 				t.Logf("matrix: %s %s path %v, first echo reply %v", p.name, p.a.fqdn+"->"+p.b.fqdn, kind, d.Round(time.Millisecond))
+				if os.Getenv("CYPHONIC_NAT_DEBUG") != "" && d > 900*time.Millisecond {
+					for _, n := range []*node{p.a, p.b} {
+						t.Logf("slow run, %s:\n%s", n.fqdn, tail(n.proc.Output(), 8000))
+					}
+				}
 			}
 			if runs > 1 {
 				slices.Sort(times)
