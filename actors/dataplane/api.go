@@ -102,9 +102,20 @@ type Config struct {
 	Keepalive        time.Duration     // send a keepalive after this much send silence (default 10s)
 	DeadAfter        time.Duration     // fail the peer after this much receive silence (default 35s)
 	Tick             time.Duration     // how often peers check their timers (default 250ms)
-	MaxQueueDelay    time.Duration     // drop batches queued longer than this (default 50ms)
-	CoDelTarget      time.Duration     // per-peer queues drop early above this sojourn (default fairq.DefaultCoDelTarget)
-	GapTimeout       time.Duration     // a sequencer gives up a missing batch after this (default 200ms)
+	// FallbackAfter: a direct or punched path is tried alone this long
+	// before inits also go over the relay (default fallback.DefaultAfter).
+	FallbackAfter time.Duration
+	// PassiveKeepalive: having received since it last sent, a peer sends a
+	// keepalive once its last send is this old (default 500ms); the other
+	// side's SilenceAfter relies on it, so keep it well below that.
+	PassiveKeepalive time.Duration
+	// SilenceAfter: after sending this long with nothing authenticated
+	// back, a peer sets up a new session beside the old one (the other
+	// side may have restarted) (default 2s).
+	SilenceAfter  time.Duration
+	MaxQueueDelay time.Duration // drop batches queued longer than this (default 50ms)
+	CoDelTarget   time.Duration // per-peer queues drop early above this sojourn (default fairq.DefaultCoDelTarget)
+	GapTimeout    time.Duration // a sequencer gives up a missing batch after this (default 200ms)
 	// Rekey limits (defaults seal.RekeyAfterTime, seal.RekeyAfterMessages);
 	// they can only shorten seal's own.
 	RekeyAfterTime     time.Duration
@@ -147,6 +158,15 @@ var _ interface {
 	// side sends the handshake; the initiator tries every endpoint (and the
 	// relay, if any) and keeps the first that answers.
 	Open(info messages.PathInfo) error
+	// OpenThen is Open, and calls ready once the peer can take the
+	// peer's handshake init (its actor runs), or with the error that it
+	// will not (the path was refused, the peer failed or was closed). The
+	// responder acknowledges a Direction from ready: NMS gives the
+	// initiator its Path only on that ack, so the first init is not
+	// dropped for want of a peer actor. ready is called from an actor or
+	// the manager and must not block. It is not called when OpenThen
+	// returns an error.
+	OpenThen(info messages.PathInfo, ready func(error)) error
 	// Close tears the tunnel down.
 	Close(fqdn string) error
 	// PeerUpdate replaces a peer's candidate endpoints (NMS told us it

@@ -109,26 +109,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	t := defaultTiming()
-	for _, o := range []struct {
-		dst *time.Duration
-		v   time.Duration
-	}{
-		{&t.HandshakeTimeout, cfg.HandshakeTimeout}, {&t.HandshakeRetry, cfg.HandshakeRetry},
-		{&t.Keepalive, cfg.Keepalive}, {&t.DeadAfter, cfg.DeadAfter},
-		{&t.Tick, cfg.Tick}, {&t.MaxQueueDelay, cfg.MaxQueueDelay}, {&t.GapTimeout, cfg.GapTimeout},
-		{&t.RekeyAfterTime, cfg.RekeyAfterTime}, {&t.CoDelTarget, cfg.CoDelTarget},
-	} {
-		if o.v > 0 {
-			*o.dst = o.v
-		}
-	}
-	if cfg.RekeyAfterMessages > 0 {
-		t.RekeyAfterMessages = cfg.RekeyAfterMessages
-	}
-	if cfg.AuthFailLimit > 0 {
-		t.AuthFailLimit = cfg.AuthFailLimit
-	}
+	t := timingFor(cfg)
 	d := &Dataplane{
 		sys:    sys,
 		cfg:    cfg,
@@ -157,6 +138,33 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		Suites: cfg.Suites,
 	}
 	return d, nil
+}
+
+// timingFor is the production timing with cfg's non-zero tuning applied.
+func timingFor(cfg Config) peerTiming {
+	t := defaultTiming()
+	for _, o := range []struct {
+		dst *time.Duration
+		v   time.Duration
+	}{
+		{&t.HandshakeTimeout, cfg.HandshakeTimeout}, {&t.HandshakeRetry, cfg.HandshakeRetry},
+		{&t.Keepalive, cfg.Keepalive}, {&t.DeadAfter, cfg.DeadAfter},
+		{&t.Tick, cfg.Tick}, {&t.MaxQueueDelay, cfg.MaxQueueDelay}, {&t.GapTimeout, cfg.GapTimeout},
+		{&t.RekeyAfterTime, cfg.RekeyAfterTime}, {&t.CoDelTarget, cfg.CoDelTarget},
+		{&t.FallbackAfter, cfg.FallbackAfter}, {&t.PassiveKeepalive, cfg.PassiveKeepalive},
+		{&t.SilenceAfter, cfg.SilenceAfter},
+	} {
+		if o.v > 0 {
+			*o.dst = o.v
+		}
+	}
+	if cfg.RekeyAfterMessages > 0 {
+		t.RekeyAfterMessages = cfg.RekeyAfterMessages
+	}
+	if cfg.AuthFailLimit > 0 {
+		t.AuthFailLimit = cfg.AuthFailLimit
+	}
+	return t
 }
 
 func (d *Dataplane) canSend(ep netip.AddrPort) bool {
@@ -330,14 +338,17 @@ func (d *Dataplane) toPeers(msg any) error {
 }
 
 // Open implements the contract in api.go.
-func (d *Dataplane) Open(info messages.PathInfo) error {
+func (d *Dataplane) Open(info messages.PathInfo) error { return d.OpenThen(info, nil) }
+
+// OpenThen implements the contract in api.go.
+func (d *Dataplane) OpenThen(info messages.PathInfo, ready func(error)) error {
 	if info.PeerFQDN == "" {
 		return fmt.Errorf("%w: path without peer", ErrBadConfig)
 	}
 	if info.Kind == messages.PathRelay && info.Relay == nil {
 		return fmt.Errorf("%w: relay path without ticket", ErrBadConfig)
 	}
-	if err := d.toPeers(&openPeer{Info: info}); err != nil {
+	if err := d.toPeers(&openPeer{Info: info, Ready: ready}); err != nil {
 		return err
 	}
 	d.mu.Lock()

@@ -117,6 +117,10 @@ type peerHandle struct {
 	// data plane's hold queue instead of being dropped.
 	upNow   atomic.Bool
 	changed chan struct{} // closed and replaced on every state change
+	// ready are told (once) when an actor of this peer has published its
+	// pipe, so that an init reaching respond now finds it, or that the
+	// peer is dead. See whenReady.
+	ready []func(error)
 }
 
 // newHandle makes the handle for the tunnel info describes.
@@ -232,9 +236,56 @@ func (h *peerHandle) setFailure(reason string) {
 	h.state = StateBackoff
 }
 
+// whenReady calls f (never under h.mu) once the peer can take a handshake
+// init: at once if its actor's pipe is published, else when the next
+// incarnation publishes it (readied), or with an error when the peer dies
+// first. The responder's control plane acknowledges NMS's Direction only
+// then: acknowledged earlier, the initiator's first inits would find no
+// pipe and be dropped, costing a retry (HandshakeRetry) on first contact.
+func (h *peerHandle) whenReady(f func(error)) {
+	h.mu.Lock()
+	var err error
+	switch {
+	case h.dead && h.closed:
+		err = errHandleClosed
+	case h.dead:
+		err = errHandleFailed
+	case h.pipe.Load() == nil:
+		h.ready = append(h.ready, f)
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
+	f(err)
+}
+
+// readied tells the waiters of whenReady; the peer actor calls it after
+// publishing its pipe (which whenReady reads under h.mu, so no waiter is
+// missed).
+func (h *peerHandle) readied() {
+	h.mu.Lock()
+	fs := h.ready
+	h.ready = nil
+	h.mu.Unlock()
+	for _, f := range fs {
+		f(nil)
+	}
+}
+
 // gaveUp marks the peer dead: its supervisor stopped it, or it was closed.
 func (h *peerHandle) gaveUp(closed bool) {
 	h.mu.Lock()
+	fs := h.ready
+	h.ready = nil
+	defer func() {
+		err := errHandleFailed
+		if closed {
+			err = errHandleClosed
+		}
+		for _, f := range fs {
+			f(err)
+		}
+	}()
 	defer h.mu.Unlock()
 	h.up, h.dead, h.closed = false, true, closed
 	h.upNow.Store(false)

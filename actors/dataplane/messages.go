@@ -10,8 +10,13 @@ import (
 
 // Messages to the peers manager.
 type (
-	// openPeer creates the peer (or updates it) as NMS directed.
-	openPeer struct{ Info messages.PathInfo }
+	// openPeer creates the peer (or updates it) as NMS directed. Ready,
+	// if set, is called once the peer can take a handshake init (see
+	// peerHandle.whenReady), or with the error that it will not.
+	openPeer struct {
+		Info  messages.PathInfo
+		Ready func(error)
+	}
 	// closePeer stops the peer and forgets it.
 	closePeer struct{ FQDN string }
 	// updateEndpoints replaces the peer's candidate endpoints.
@@ -57,8 +62,12 @@ type (
 		Relayed      bool
 		SourceProven bool
 	}
-	// updatePath replaces the peer's path.
-	updatePath struct{ Info messages.PathInfo }
+	// updatePath replaces the peer's path; Ready (may be nil) is called
+	// once the peer has taken it (see openPeer).
+	updatePath struct {
+		Info  messages.PathInfo
+		Ready func(error)
+	}
 	// rebindRelays (to the manager, which passes it to every peer): our own
 	// address may have moved, so every peer on a relay binds its side
 	// there now rather than at its next keepalive.

@@ -107,6 +107,9 @@ func (p *peerActor) Receive(ctx actor.Context) {
 			// same toward us, so each NAT admits the other's probes.
 			p.probeDirect(&info, time.Now())
 		}
+		if m.Ready != nil {
+			p.h.whenReady(m.Ready) // our pipe is published: at once
+		}
 	case *rebindRelays:
 		if info := p.h.Info(); p.cur == nil || p.route.Relay {
 			p.bindRelay(&info, time.Now())
@@ -191,6 +194,10 @@ func (p *peerActor) start(ctx actor.Context) {
 	if h.initiates() {
 		p.startHandshake(now, p.candidates(&info, now))
 	}
+	// Only now: on a relayed path the TRS forwards the initiator's init to
+	// us only once it has our bind, which is queued ahead of the ack this
+	// releases (the same socket queue).
+	h.readied()
 }
 
 // dropLate takes a batch its sequencer refused: it came after the

@@ -66,7 +66,7 @@ func managerProps(d *Dataplane) (*actor.Props, error) {
 		return nil, fmt.Errorf("peer: manager: %w", err)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &manager{d: d, set: d.set, byPID: make(map[string]*peerHandle)}
+		return &manager{d: d, set: d.set, byPID: make(map[string]*peerHandle), reopen: make(map[string][]*openPeer)}
 	}, actor.WithSupervisor(st)), nil
 }
 
@@ -74,6 +74,10 @@ type manager struct {
 	d     *Dataplane
 	set   *peerSet
 	byPID map[string]*peerHandle // live children by PID ID
+	// reopen holds opens of a peer whose closed actor is still stopping:
+	// its name is taken until it has, so they are replayed, in order, on
+	// its Terminated. Only the control plane opens (for NMS's paths).
+	reopen map[string][]*openPeer
 }
 
 func (m *manager) Receive(ctx actor.Context) {
@@ -114,7 +118,25 @@ func (m *manager) Receive(ctx actor.Context) {
 			m.d.tables.RemoveRoutes(h)
 			h.gaveUp(false)
 		}
+		if h != nil {
+			waiting := m.reopen[h.FQDN]
+			delete(m.reopen, h.FQDN)
+			for _, o := range waiting {
+				m.open(ctx, o)
+			}
+		}
 	}
+}
+
+// stopping reports whether an actor of a dead (closed or given up) peer
+// named fqdn has not terminated yet: a new one cannot take its name.
+func (m *manager) stopping(fqdn string) bool {
+	for _, h := range m.byPID {
+		if h.FQDN == fqdn && h.Dead() {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *manager) pidOf(h *peerHandle) *actor.PID {
@@ -128,30 +150,47 @@ func (m *manager) pidOf(h *peerHandle) *actor.PID {
 
 func (m *manager) open(ctx actor.Context, msg *openPeer) {
 	info := msg.Info
+	ready := msg.Ready
+	if ready == nil {
+		ready = func(error) {}
+	}
 	h := m.set.Get(info.PeerFQDN)
 	if !m.vipsFree(h, info) {
+		ready(errWrongVIPs)
 		return
 	}
 	if h != nil && !h.Dead() {
 		h.setInfo(info)
 		m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 		if pid := m.pidOf(h); pid != nil {
-			ctx.Send(pid, &updatePath{Info: info})
+			// The peer calls ready once it has taken the path (and bound
+			// a new relay ticket it brings).
+			ctx.Send(pid, &updatePath{Info: info, Ready: ready})
+		} else {
+			h.whenReady(ready)
 		}
 		return
 	}
 	if h != nil {
 		m.set.remove(h) // a failed peer is replaced by a fresh one
 	}
+	if m.stopping(info.PeerFQDN) {
+		m.reopen[info.PeerFQDN] = append(m.reopen[info.PeerFQDN], msg)
+		return
+	}
 	h = newHandle(info)
+	h.whenReady(ready) // the new actor's start (or gaveUp below) calls it
+	// In the set before the actor can start: its start tells the waiters
+	// an init will find it, and respond looks it up there.
+	m.set.put(h)
 	pid, err := supervise.Spawn(ctx, "peer", info.PeerFQDN, peerProps(m.d, h))
 	if err != nil {
 		m.d.log.Warn("peer: spawn", "peer", info.PeerFQDN, "err", err)
+		m.set.remove(h)
 		h.gaveUp(false)
 		return
 	}
 	m.byPID[pid.Id] = h
-	m.set.put(h)
 	m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 }
 

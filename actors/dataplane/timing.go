@@ -49,6 +49,13 @@ type peerTiming struct {
 	RekeyAfterMessages uint64
 }
 
+// Defaults of the connectivity timers the node's flags set (Config).
+const (
+	DefaultPassiveKeepalive = 500 * time.Millisecond
+	DefaultSilenceAfter     = 2 * time.Second
+	DefaultDeadAfter        = 35 * time.Second
+)
+
 // defaultTiming returns the production timers.
 func defaultTiming() peerTiming {
 	return peerTiming{
@@ -57,9 +64,9 @@ func defaultTiming() peerTiming {
 		HandshakeRetry:   time.Second,
 		FallbackAfter:    fallback.DefaultAfter,
 		Keepalive:        10 * time.Second,
-		DeadAfter:        35 * time.Second,
-		PassiveKeepalive: 500 * time.Millisecond,
-		SilenceAfter:     2 * time.Second,
+		DeadAfter:        DefaultDeadAfter,
+		PassiveKeepalive: DefaultPassiveKeepalive,
+		SilenceAfter:     DefaultSilenceAfter,
 		MaxQueueDelay:    50 * time.Millisecond,
 		CoDelTarget:      fairq.DefaultCoDelTarget,
 		CoDelInterval:    fairq.DefaultCoDelInterval,

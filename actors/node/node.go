@@ -33,7 +33,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
-	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
@@ -300,7 +299,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.watchExpiry()
 	cleanup = append(cleanup, n.stopExpiry)
 
-	bind, err := udp.ListenBind(cfg.Listen4, cfg.Listen6)
+	bind, err := listen(cfg.CertDir, cfg.Listen4, cfg.Listen6, n.log)
 	if err != nil {
 		return nil, bindError(err)
 	}

@@ -37,6 +37,15 @@ type (
 	keepaliveTick struct{ epoch int }
 	probeTimeout  struct{ epoch int }
 	loginTick     struct{ epoch int }
+	// directionOpened: the data plane can take the initiator's init now
+	// (err nil), or will not; the DirectionAck for request id goes out.
+	directionOpened struct {
+		epoch  int
+		id     messages.MsgID
+		tunnel messages.MsgID
+		from   netip.AddrPort
+		err    error
+	}
 )
 
 // inflight is the session's record of a transaction it started and waits
@@ -86,6 +95,9 @@ type sessionActor struct {
 	enc      *messages.Encoder
 	scratch  []byte
 	crlParts *pki.CRLAssembly // the deny list whose chunks are arriving
+	// directing: Directions whose ack waits for the data plane's peer
+	// (directionOpened); a retransmission meanwhile is not opened again.
+	directing map[messages.MsgID]bool
 }
 
 func newSessionActor(s *Session) *sessionActor {
@@ -101,6 +113,7 @@ func newSessionActor(s *Session) *sessionActor {
 		enc:       messages.NewEncoder(),
 		scratch:   make([]byte, 0, messages.MaxEnvelopeLen),
 		crlParts:  pki.NewCRLAssembly(messages.DenyListChunk),
+		directing: make(map[messages.MsgID]bool),
 	}
 }
 
@@ -119,6 +132,8 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.inbound(ctx, m)
 	case *txDone:
 		a.txDone(ctx, m)
+	case *directionOpened:
+		a.directionOpened(m)
 	case *requestTunnel:
 		a.requestTunnel(ctx, m)
 	case *requestVIP:
@@ -383,11 +398,22 @@ func (a *sessionActor) answer(ctx actor.Context, env messages.Envelope, from net
 			a.log.Info("bad direction", "err", err)
 			return
 		}
-		err = a.cfg.Dataplane.Open(messages.PathInfo(d))
-		if err != nil {
-			a.log.Warn("direction: open tunnel", "peer", d.PeerFQDN, "err", err)
+		if a.directing[env.ID] {
+			return // the ack follows once the peer runs
 		}
-		reply = messages.DirectionAck{TunnelID: d.TunnelID, OK: err == nil, Endpoints: a.registered}
+		// Ack only once the data plane can take the initiator's init:
+		// NMS hands the initiator its Path on our ack, and an init that
+		// finds no peer actor yet is dropped (a retry later).
+		root, self, epoch, id := ctx.ActorSystem().Root, ctx.Self(), a.epoch, env.ID
+		err = a.cfg.Dataplane.OpenThen(messages.PathInfo(d), func(err error) {
+			root.Send(self, &directionOpened{epoch: epoch, id: id, tunnel: d.TunnelID, from: from, err: err})
+		})
+		if err == nil {
+			a.directing[env.ID] = true
+			return
+		}
+		a.log.Warn("direction: open tunnel", "peer", d.PeerFQDN, "err", err)
+		reply = messages.DirectionAck{TunnelID: d.TunnelID, OK: false, Endpoints: a.registered}
 	case messages.MsgPeerUpdate:
 		u, err := messages.DecodeBody[messages.PeerUpdate](env)
 		if err != nil {
@@ -422,13 +448,31 @@ func (a *sessionActor) answer(ctx actor.Context, env messages.Envelope, from net
 		}
 		reply = messages.DenyListAck{Number: held}
 	}
-	pkt, err := a.sess.SealMessage(nil, a.enc, env.ID, a.cfg.Identity.FQDN, time.Now(), reply)
+	a.sendAnswer(env.ID, reply, from)
+}
+
+// directionOpened sends the DirectionAck a Direction waited for.
+func (a *sessionActor) directionOpened(m *directionOpened) {
+	delete(a.directing, m.id)
+	if m.epoch != a.epoch || a.sess == nil {
+		return // a new login since: NMS sends that Direction again if it still stands
+	}
+	if m.err != nil {
+		a.log.Warn("direction: open tunnel", "err", m.err)
+	}
+	a.sendAnswer(m.id, messages.DirectionAck{TunnelID: m.tunnel, OK: m.err == nil, Endpoints: a.registered}, m.from)
+}
+
+// sendAnswer seals reply to NMS's request id, caches it for the request's
+// retransmissions and sends it.
+func (a *sessionActor) sendAnswer(id messages.MsgID, reply messages.Body, from netip.AddrPort) {
+	pkt, err := a.sess.SealMessage(nil, a.enc, id, a.cfg.Identity.FQDN, time.Now(), reply)
 	if err != nil {
 		a.log.Error("seal answer", "err", err)
 		return
 	}
 	// Remember the answer as long as the request could be replayed.
-	if err := a.s.store.Put(env.ID, entry{answer: pkt}, 2*signaling.MaxClockSkew); err != nil {
+	if err := a.s.store.Put(id, entry{answer: pkt}, 2*signaling.MaxClockSkew); err != nil {
 		a.log.Debug("answer not cached", "err", err)
 	}
 	a.sendControl(pkt, from)

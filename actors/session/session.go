@@ -24,6 +24,10 @@ import (
 type Dataplane interface {
 	SendControl(pkt []byte, to netip.AddrPort) error
 	Open(info messages.PathInfo) error
+	// OpenThen is Open, then ready once the peer can take a handshake
+	// init (or with the error that it will not); see dataplane's api.go.
+	// ready must not block.
+	OpenThen(info messages.PathInfo, ready func(error)) error
 	PeerUpdate(fqdn string, endpoints []netip.AddrPort) error
 	LocalAddrs() []netip.AddrPort
 	// Rebind: our address moved; relayed tunnels bind their relay side

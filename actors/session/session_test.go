@@ -296,6 +296,10 @@ type fakeDataplane struct {
 	opened  []messages.PathInfo
 	moved   map[string][]netip.AddrPort
 	rebinds int
+	// holdReady: OpenThen keeps ready in readies instead of calling it
+	// (the peer actor has not started yet).
+	holdReady bool
+	readies   []func(error)
 }
 
 func (d *fakeDataplane) Rebind() error {
@@ -321,6 +325,33 @@ func (d *fakeDataplane) Open(info messages.PathInfo) error {
 	defer d.mu.Unlock()
 	d.opened = append(d.opened, info)
 	return nil
+}
+
+func (d *fakeDataplane) OpenThen(info messages.PathInfo, ready func(error)) error {
+	if err := d.Open(info); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	hold := d.holdReady
+	if hold {
+		d.readies = append(d.readies, ready)
+	}
+	d.mu.Unlock()
+	if !hold {
+		ready(nil)
+	}
+	return nil
+}
+
+// release calls the readies OpenThen kept.
+func (d *fakeDataplane) release(err error) {
+	d.mu.Lock()
+	fs := d.readies
+	d.readies = nil
+	d.mu.Unlock()
+	for _, f := range fs {
+		f(err)
+	}
 }
 
 func (d *fakeDataplane) PeerUpdate(fqdn string, eps []netip.AddrPort) error {
@@ -527,15 +558,52 @@ func TestDirectionAnsweredOnce(t *testing.T) {
 	id := messages.NewMsgID()
 	dir := messages.Direction{PeerFQDN: "bob.example.cyphonic", PeerVIP6: bobVIP6, Kind: messages.PathHolePunch,
 		Endpoints: []netip.AddrPort{observed}, TunnelID: messages.NewMsgID()}
-	for range 3 { // NMS retransmits: the data plane must see it once
+	for i := range 3 { // NMS retransmits: the data plane must see it once
 		f.cloud.push(id, dir)
+		// (A retransmission that comes before the ack is sent gets none:
+		// see TestDirectionAckWaitsForPeer.)
+		eventually(t, "direction acks", func() bool { return f.cloud.count(messages.MsgDirectionAck) == i+1 })
 	}
-	eventually(t, "direction acks", func() bool { return f.cloud.count(messages.MsgDirectionAck) == 3 })
 	if n := f.dp.openCount(); n != 1 {
 		t.Fatalf("opened %d times, want 1", n)
 	}
 	f.cloud.push(messages.NewMsgID(), messages.PeerUpdate{PeerFQDN: "bob.example.cyphonic", Endpoints: []netip.AddrPort{observed}})
 	eventually(t, "peer update ack", func() bool { return f.cloud.count(messages.MsgPeerUpdateAck) == 1 })
+}
+
+// TestDirectionAckWaitsForPeer: the DirectionAck goes out only once the
+// data plane says the peer can take the initiator's init (NMS gives the
+// initiator its Path on the ack); a retransmitted Direction meanwhile is
+// neither opened again nor answered early, and later ones get the ack.
+func TestDirectionAckWaitsForPeer(t *testing.T) {
+	f := newFixture(t, nil)
+	eventually(t, "online", online(f))
+	f.dp.mu.Lock()
+	f.dp.holdReady = true
+	f.dp.mu.Unlock()
+	id := messages.NewMsgID()
+	dir := messages.Direction{PeerFQDN: "bob.example.cyphonic", PeerVIP6: bobVIP6, Kind: messages.PathHolePunch,
+		Endpoints: []netip.AddrPort{observed}, TunnelID: messages.NewMsgID()}
+	for range 2 {
+		f.cloud.push(id, dir)
+	}
+	// The session handles its mailbox in order: once this is answered,
+	// both Directions have been handled.
+	f.cloud.push(messages.NewMsgID(), messages.PeerUpdate{PeerFQDN: "bob.example.cyphonic", Endpoints: []netip.AddrPort{observed}})
+	eventually(t, "peer update ack", func() bool { return f.cloud.count(messages.MsgPeerUpdateAck) == 1 })
+	if n := f.cloud.count(messages.MsgDirectionAck); n != 0 {
+		t.Fatalf("%d direction acks before the peer could take an init, want 0", n)
+	}
+	if n := f.dp.openCount(); n != 1 {
+		t.Fatalf("opened %d times, want 1", n)
+	}
+	f.dp.release(nil)
+	eventually(t, "direction ack", func() bool { return f.cloud.count(messages.MsgDirectionAck) == 1 })
+	f.cloud.push(id, dir) // a retransmission: the cached ack
+	eventually(t, "cached ack", func() bool { return f.cloud.count(messages.MsgDirectionAck) == 2 })
+	if n := f.dp.openCount(); n != 1 {
+		t.Fatalf("opened %d times, want 1", n)
+	}
 }
 
 func TestReloginWhenCloudLost(t *testing.T) {

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	"github.com/cyphonic/cyphonic-go/actors/dataplane/fallback"
 	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/actors/resolver"
 	"github.com/cyphonic/cyphonic-go/tun"
@@ -42,6 +44,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// shorten them so supervision and path changes show within seconds.
 	peerKeepalive := fs.Duration("peer-keepalive", 0, "send a tunnel keepalive after this much send silence (0: 10s)")
 	peerDeadAfter := fs.Duration("peer-dead-after", 0, "restart a tunnel after this much receive silence (0: 35s)")
+	var timers connTimers
+	fs.DurationVar(&timers.fallbackAfter, "fallback-after", 0, fmt.Sprintf("try a direct or punched path alone this long before also trying the relay (0: %v; %v..%v)", fallback.DefaultAfter, minFallbackAfter, maxFallbackAfter))
+	fs.DurationVar(&timers.passive, "peer-passive-keepalive", 0, fmt.Sprintf("answer a peer that sends with a keepalive once our last send is this old (0: %v; %v..%v)", dataplane.DefaultPassiveKeepalive, minPassiveKeepalive, maxPassiveKeepalive))
+	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
 	verbose := fs.Bool("v", false, "log debug messages")
 	if err := o.parse(args); err != nil {
 		return err
@@ -84,7 +90,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return o.usageErr(d.name, "negative duration")
 		}
 	}
-	if *peerKeepalive > 0 || *peerDeadAfter > 0 {
+	timers.deadAfter = *peerDeadAfter
+	if err := timers.check(o); err != nil {
+		return err
+	}
+	if *peerKeepalive > 0 || *peerDeadAfter > 0 || timers != (connTimers{deadAfter: *peerDeadAfter}) {
 		cfg.TuneDataplane = func(c *dataplane.Config) {
 			if *peerKeepalive > 0 {
 				c.Keepalive = *peerKeepalive
@@ -92,6 +102,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if *peerDeadAfter > 0 {
 				c.DeadAfter = *peerDeadAfter
 			}
+			c.FallbackAfter, c.PassiveKeepalive, c.SilenceAfter = timers.fallbackAfter, timers.passive, timers.silence
 		}
 	}
 	switch {
@@ -125,6 +136,62 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	return nodeErr(o, node.Run(ctx, cfg))
+}
+
+// Bounds of the connectivity timers: below them a node floods its peers or
+// the relay with handshakes and keepalives, above them a broken path
+// strands a tunnel for longer than anyone waits.
+const (
+	minFallbackAfter    = 100 * time.Millisecond
+	maxFallbackAfter    = time.Minute
+	minPassiveKeepalive = 50 * time.Millisecond
+	maxPassiveKeepalive = 10 * time.Second
+)
+
+// connTimers are the tunnel timers of --fallback-after,
+// --peer-passive-keepalive and --peer-silence-after (0: the data plane's
+// default), and --peer-dead-after, which the silence timer must undercut.
+type connTimers struct {
+	fallbackAfter, passive, silence, deadAfter time.Duration
+}
+
+// check refuses values the data plane would misbehave with, naming the
+// flag (or config key).
+func (c connTimers) check(o *options) error {
+	for _, d := range []struct {
+		name     string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"fallback-after", c.fallbackAfter, minFallbackAfter, maxFallbackAfter},
+		{"peer-passive-keepalive", c.passive, minPassiveKeepalive, maxPassiveKeepalive},
+		{"peer-silence-after", c.silence, 0, 0},
+	} {
+		switch {
+		case d.v < 0:
+			return o.usageErr(d.name, "negative duration")
+		case d.v > 0 && d.max > 0 && (d.v < d.min || d.v > d.max):
+			return o.usageErr(d.name, "%v is out of range: want %v..%v (or 0 for the default)", d.v, d.min, d.max)
+		}
+	}
+	passive, silence, dead := orDefault(c.passive, dataplane.DefaultPassiveKeepalive),
+		orDefault(c.silence, dataplane.DefaultSilenceAfter), orDefault(c.deadAfter, dataplane.DefaultDeadAfter)
+	switch {
+	case silence <= 2*passive:
+		// A peer that only receives answers every passive interval: a
+		// shorter silence would take every such tunnel for a restarted peer.
+		return o.usageErr("peer-silence-after", "%v must be more than twice --peer-passive-keepalive (%v): a healthy peer's keepalives would count as silence", silence, passive)
+	case silence >= dead:
+		return o.usageErr("peer-silence-after", "%v must be less than --peer-dead-after (%v): the tunnel would be restarted before a new session is tried", silence, dead)
+	}
+	return nil
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // nodeErr names the option behind a node's start error as the operator

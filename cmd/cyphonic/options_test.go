@@ -54,10 +54,13 @@ mtu = 1400
 listen4 = "0.0.0.0:7400"
 listen6 = "off"
 keepalive = "20s"
+fallback-after = "3s"
+peer-passive-keepalive = "250ms"
+peer-silence-after = "1500ms"
 tun-backend = "water"
 log-format = "json"
 v = true
-`, []string{`mtu = 1400`, `dns = "off"`, `keepalive = "20s"`, `tun-backend = "water"`, `v = true`, `listen6 = "off"`, `# ok: alice.example.cyphonic`}},
+`, []string{`mtu = 1400`, `dns = "off"`, `keepalive = "20s"`, `fallback-after = "3s"`, `peer-passive-keepalive = "250ms"`, `peer-silence-after = "1.5s"`, `tun-backend = "water"`, `v = true`, `listen6 = "off"`, `# ok: alice.example.cyphonic`}},
 		{"cloud", `listen = ["0.0.0.0", "::"]
 as-port = 17401
 services = "as,nms"
@@ -107,6 +110,8 @@ func TestConfigValidation(t *testing.T) {
 		{"bad address", "node", base + "listen4 = \"1.2.3\"\n", `listen4 (in `},
 		{"empty switch", "node", base + "dns = \"\"\n", `dns (in `},
 		{"bad duration", "node", base + "keepalive = \"-1s\"\n", `keepalive (in `},
+		{"bad fallback", "node", base + "fallback-after = \"5m\"\n", `fallback-after (in `},
+		{"bad silence", "node", base + "peer-silence-after = \"1s\"\n", `peer-silence-after (in `},
 		{"bad port", "cloud", "as-port = 99999\n", `as-port (in `},
 		{"bad service", "cloud", "services = [\"dns\"]\n", `services (in `},
 		{"list of numbers", "cloud", "listen = [1, 2]\n", `key "listen": a list may hold only strings`},

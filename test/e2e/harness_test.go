@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -188,6 +189,26 @@ func (n *node) start() {
 	args = append(args, n.extra...)
 	n.proc = n.host.Start(args...)
 	n.waitOnline()
+}
+
+// forgetPort removes the UDP ports the node saved for its next start
+// (node.PortFile), so that it starts on a new random port, as a node
+// whose port was taken meanwhile does, with fresh NAT mappings.
+func (n *node) forgetPort() {
+	n.w.t.Helper()
+	if err := os.Remove(filepath.Join(n.certs, nodepkg.PortFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.w.t.Fatal(err)
+	}
+}
+
+// savedPorts is the node's node.PortFile: the ports it listens on.
+func (n *node) savedPorts() string {
+	n.w.t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.certs, nodepkg.PortFile))
+	if err != nil {
+		n.w.t.Fatal(err)
+	}
+	return string(b)
 }
 
 // waitOnline waits until the node's session is registered with NMS.

@@ -66,6 +66,11 @@ func matrixExpect(a, b testbed.NAT) []messages.PathKind {
 // SHA-256 equal at both ends, and no data through the TRS on a path that
 // is not the relay). It logs the time from the first DNS query to the
 // first echo reply per pairing ("matrix:" lines, for BENCHMARKS.md).
+// CYPHONIC_NAT_RUNS=N repeats each pairing's crossing N times (default 1),
+// with fresh node processes on fresh ports each time, and logs each
+// pairing's path counts ("matrix-runs:"); data flows on the last run. Pick
+// pairings with -run, e.g. -run 'TestNATMatrix/masq'. CYPHONIC_NAT_DEBUG=1
+// logs both nodes' output after a run slower than 0.9 s.
 func TestNATMatrix(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -113,11 +118,41 @@ func TestNATMatrix(t *testing.T) {
 	v6 := w.addNode(w.bed.AddHost("v6only", testbed.HostOpts{IPv6: true}))
 	pairs = append(pairs, pair{"ipv4-ipv6", byKind[testbed.NATNone][1], v6, []messages.PathKind{messages.PathRelay}})
 
+	runs := envRuns(t, "CYPHONIC_NAT_RUNS", 1)
 	for _, p := range pairs {
 		t.Run(p.name, func(t *testing.T) {
-			d := firstReply(t, p.a, p.b)
-			kind := waitPathIn(t, p.a, p.b, p.expect)
-			t.Logf("matrix: %s %s path %v, first echo reply %v", p.name, p.a.fqdn+"->"+p.b.fqdn, kind, d.Round(time.Millisecond))
+			var kind messages.PathKind
+			counts := map[messages.PathKind]int{}
+			var times []time.Duration
+			for i := range runs {
+				if i > 0 {
+					// A fresh crossing: new processes on new ports (so new
+					// NAT mappings), no tunnel on either side.
+					for _, n := range []*node{p.a, p.b} {
+						n.kill()
+						n.forgetPort()
+					}
+					for _, n := range []*node{p.a, p.b} {
+						n.start()
+					}
+				}
+				d := firstReply(t, p.a, p.b)
+				kind = waitPathIn(t, p.a, p.b, p.expect)
+				counts[kind]++
+				times = append(times, d)
+				t.Logf("matrix: %s %s path %v, first echo reply %v", p.name, p.a.fqdn+"->"+p.b.fqdn, kind, d.Round(time.Millisecond))
+				if os.Getenv("CYPHONIC_NAT_DEBUG") != "" && d > 900*time.Millisecond {
+					for _, n := range []*node{p.a, p.b} {
+						t.Logf("slow run, %s:\n%s", n.fqdn, tail(n.proc.Output(), 8000))
+					}
+				}
+			}
+			if runs > 1 {
+				slices.Sort(times)
+				t.Logf("matrix-runs: %s: %d runs, %d direct, %d hole-punched, %d relayed; first echo reply median %v max %v",
+					p.name, runs, counts[messages.PathDirect], counts[messages.PathHolePunch], counts[messages.PathRelay],
+					times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
+			}
 			relayed := w.relayedBytes()
 			talk(t, p.a, p.b, matrixSize)
 			if got := w.relayedBytes() - relayed; kind != messages.PathRelay && got >= matrixSize {
@@ -184,6 +219,21 @@ func waitPathIn(t *testing.T, a, b *node, want []messages.PathKind) messages.Pat
 	return kind
 }
 
+// envRuns is the number of runs the environment variable name asks for,
+// or def.
+func envRuns(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a number of runs, 1 or more", name, v)
+	}
+	return n
+}
+
 // TestPunchMasquerade repeats the crossing of issue 10: two nodes, each
 // behind its own plain masquerade, look each other up at the same moment,
 // again and again with fresh processes (fresh sockets, so fresh
@@ -194,14 +244,7 @@ func waitPathIn(t *testing.T, a, b *node, want []messages.PathKind) messages.Pat
 // after a run slower than 5 s, to see why.
 func TestPunchMasquerade(t *testing.T) {
 	t.Parallel()
-	runs := 8
-	if v := os.Getenv("CYPHONIC_PUNCH_RUNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("CYPHONIC_PUNCH_RUNS=%q", v)
-		}
-		runs = n
-	}
+	runs := envRuns(t, "CYPHONIC_PUNCH_RUNS", 8)
 	w := newWorld(t)
 	siteA := w.bed.AddSite("sitea", testbed.SiteOpts{NAT: testbed.NATMasquerade, IPv4: true})
 	siteB := w.bed.AddSite("siteb", testbed.SiteOpts{NAT: testbed.NATMasquerade, IPv4: true})
@@ -213,6 +256,7 @@ func TestPunchMasquerade(t *testing.T) {
 		if i > 0 {
 			for _, n := range []*node{alice, bob} {
 				n.kill()
+				n.forgetPort() // a new port: fresh NAT mappings
 			}
 			for _, n := range []*node{alice, bob} {
 				n.start()

@@ -17,16 +17,20 @@ const recoverWithin = 5 * time.Second
 // the old session dying of silence cannot be what brings the tunnel back,
 // and alice's peer actor must not restart: alice asks NMS for a new path
 // (NMS tells bob about her) and handshakes beside her old session. Bob
-// comes back on the same port (a fixed --listen4: he answers alice's data
-// with unknown-index) or on a new one (the default: alice hears nothing
-// back and notices within SilenceAfter).
+// comes back on the same port (a fixed --listen4, or the default port 0,
+// where he takes the port he saved at his last start: he answers alice's
+// data with unknown-index) or on a new one (his saved port forgotten, as
+// when another program took it: alice hears nothing back and notices
+// within SilenceAfter).
 func TestPeerRestartRecovery(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		listen []string
+		name    string
+		listen  []string
+		newPort bool
 	}{
-		{"same-port", []string{"--listen4", "0.0.0.0:41641"}},
-		{"new-port", nil},
+		{"same-port", []string{"--listen4", "0.0.0.0:41641"}, false},
+		{"saved-port", nil, false},
+		{"new-port", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -44,8 +48,15 @@ func TestPeerRestartRecovery(t *testing.T) {
 			before := alice.waitPeerUp(bob.fqdn, "tunnel up")
 
 			bob.kill()
+			port := bob.savedPorts()
+			if tc.newPort {
+				bob.forgetPort()
+			}
 			restarted := time.Now()
 			bob.start() // returns once bob is online again
+			if again := bob.savedPorts(); (again == port) == tc.newPort {
+				t.Fatalf("bob's ports %q before his restart, %q after", port, again)
+			}
 			online := time.Since(restarted)
 			for {
 				out, err := alice.host.Exec("ping", "-4", "-n", "-c", "1", "-W", "0.25", bob.fqdn)

@@ -1,0 +1,127 @@
+package dataplane_test
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+// TestFirstContactInitNotDropped: on first contact the responder's peer
+// actor is created only when NMS's Direction arrives, and NMS hands the
+// initiator its Path as soon as the responder acknowledges. The responder
+// acknowledges from OpenThen's ready (actors/session), so the initiator's
+// first init finds the peer and is answered: none is dropped, and no
+// tunnel waits a HandshakeRetry for its second init. Each round is a new
+// first contact (both sides close the tunnel), and each opens a few other
+// peers on the responder just before, as a node busy with other tunnels
+// would be: the manager's backlog delays the new peer actor, which makes
+// the old order (ack on Open's return) lose the race in some rounds.
+// Reopening at once after Close also checks that a new peer actor waits
+// for the closed one's name instead of failing to spawn.
+//
+// CYPHONIC_FIRSTCONTACT_OLD=1 runs the old order (ack as soon as Open
+// returns) to show the drops it had.
+func TestFirstContactInitNotDropped(t *testing.T) {
+	old := os.Getenv("CYPHONIC_FIRSTCONTACT_OLD") == "1"
+	f := newPKI(t)
+	a, b := newNode(t, f, "alice", 1, nil), newNode(t, f, "bob", 2, nil)
+	const rounds, backlog = 20, 8
+	var dropped, slow int
+	var worst time.Duration
+	for i := range rounds {
+		before := b.dp.Drops()["handshake"]
+		id := tunnelID()
+		ready := make(chan error, 1)
+		start := time.Now()
+		dir := messages.PathInfo{PeerFQDN: a.fqdn, PeerVIP4: a.vip4, PeerVIP6: a.vip6,
+			Kind: messages.PathDirect, Endpoints: []netip.AddrPort{a.addr}, TunnelID: id}
+		var busy []string
+		for j := range backlog {
+			fqdn := "busy-" + strconv.Itoa(i) + "-" + strconv.Itoa(j) + ".example.cyphonic"
+			busy = append(busy, fqdn)
+			if err := b.dp.Open(messages.PathInfo{PeerFQDN: fqdn, Kind: messages.PathDirect, TunnelID: tunnelID()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var err error
+		if old {
+			err = b.dp.Open(dir)
+			ready <- nil
+		} else {
+			err = b.dp.OpenThen(dir, func(err error) { ready <- err })
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-ready:
+			if err != nil {
+				t.Fatalf("round %d: responder not ready: %v", i, err)
+			}
+		case <-time.After(failsafe):
+			t.Fatalf("round %d: responder never ready", i)
+		}
+		// The ack reached NMS; the initiator gets its Path.
+		if err := a.dp.Open(messages.PathInfo{PeerFQDN: b.fqdn, PeerVIP4: b.vip4, PeerVIP6: b.vip6,
+			Kind: messages.PathDirect, Endpoints: []netip.AddrPort{b.addr}, Initiator: true, TunnelID: id}); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, a, b.fqdn)
+		waitUp(t, b, a.fqdn)
+		took := time.Since(start)
+		worst = max(worst, took)
+		d := int(b.dp.Drops()["handshake"] - before)
+		dropped += d
+		if d > 0 {
+			slow++
+		}
+		st := a.dp.Status()[0]
+		if st.Restarts != 0 {
+			t.Fatalf("round %d: initiator restarted: %+v", i, st)
+		}
+		for _, c := range []struct {
+			n    *node
+			peer string
+		}{{a, b.fqdn}, {b, a.fqdn}} {
+			if err := c.n.dp.Close(c.peer); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, fqdn := range busy {
+			if err := b.dp.Close(fqdn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitGone(t, a, b.fqdn)
+		waitGone(t, b, a.fqdn)
+	}
+	t.Logf("%d rounds: %d inits dropped, %d rounds waited for a retry, slowest up in %v", rounds, dropped, slow, worst)
+	if dropped != 0 {
+		t.Fatalf("the responder dropped %d first-contact inits in %d rounds (%d tunnels waited for a retry)", dropped, rounds, slow)
+	}
+}
+
+// waitGone waits until n no longer lists peer (Close is asynchronous).
+func waitGone(t *testing.T, n *node, peer string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	for ctx.Err() == nil {
+		gone := true
+		for _, st := range n.dp.Status() {
+			if st.FQDN == peer {
+				gone = false
+			}
+		}
+		if gone {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s: %s still listed after Close", n.fqdn, peer)
+}
