@@ -107,6 +107,8 @@ type peerHandle struct {
 	initiator     bool
 	state         string
 	lastHandshake time.Time
+	handshakes    uint64 // completed, rekeys included
+	hsTimeouts    uint64 // attempts that gave up (HandshakeTimeout)
 	suite         seal.Suite
 	incarnations  int
 	lastFailure   string
@@ -205,6 +207,7 @@ func (h *peerHandle) setUp(now time.Time, suite seal.Suite) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up, h.state, h.lastHandshake, h.suite = true, StateUp, now, suite
+	h.handshakes++
 	h.upNow.Store(true)
 	h.notifyLocked()
 }
@@ -234,6 +237,9 @@ func (h *peerHandle) setFailure(reason string) {
 	defer h.mu.Unlock()
 	h.lastFailure = reason
 	h.state = StateBackoff
+	if reason == reasonHandshakeTimeout {
+		h.hsTimeouts++
+	}
 }
 
 // whenReady calls f (never under h.mu) once the peer can take a handshake
@@ -343,6 +349,7 @@ func (h *peerHandle) Status() PeerStatus {
 	s := PeerStatus{
 		FQDN: h.FQDN, VIP6: h.info.PeerVIP6, VIP4: h.info.PeerVIP4, Path: h.info.Kind,
 		LastHandshake: h.lastHandshake, Restarts: max(h.incarnations-1, 0), State: h.state,
+		Handshakes: h.handshakes, HandshakeTimeouts: h.hsTimeouts,
 	}
 	if h.suite != 0 {
 		s.Cipher = h.suite.String()

@@ -139,6 +139,10 @@ func (p *peerActor) Receive(ctx actor.Context) {
 // fail hands the peer to its supervisor (protoactor turns a panic in
 // Receive into a failure of this actor). Only timers and the Crash message
 // get here, never a packet's content.
+// reasonHandshakeTimeout is the failure of a handshake attempt series
+// that got no answer (counted in PeerStatus.HandshakeTimeouts).
+const reasonHandshakeTimeout = "handshake timeout"
+
 func (p *peerActor) fail(reason string) {
 	p.h.setFailure(reason)
 	panic(&peerFailure{FQDN: p.h.FQDN, Reason: reason})
@@ -627,7 +631,7 @@ func (p *peerActor) onTick() {
 	p.expirePending(now)
 	if p.cur == nil {
 		if now.Sub(p.attemptAt) > t.HandshakeTimeout {
-			p.fail("handshake timeout")
+			p.fail(reasonHandshakeTimeout)
 		}
 		lastSent := time.Duration(-1)
 		if p.ini != nil {

@@ -34,6 +34,7 @@ var (
 	descState       = prometheus.NewDesc("cyphonic_peer_state", "The peer's tunnel state: 1 for the current one (up, handshaking, failed, backoff, ...; the reason of a failure is in cyphonic status).", []string{"peer", "state"}, nil)
 	descUp          = prometheus.NewDesc("cyphonic_peer_up", "1 while the peer's tunnel is up, else 0.", peerLabels, nil)
 	descHandshake   = prometheus.NewDesc("cyphonic_peer_last_handshake_timestamp_seconds", "When the peer's last handshake completed (Unix time; absent before the first). Alert on time() minus it: sessions rekey every two minutes while in use.", peerLabels, nil)
+	descHandshakes  = prometheus.NewDesc("cyphonic_peer_handshakes_total", "The peer's handshakes by result: ok (completed, rekeys included), timeout (an attempt series that got no answer in time).", []string{"peer", "result"}, nil)
 	descGlobalDrops = prometheus.NewDesc("cyphonic_dataplane_drops_total", "Packets the data plane dropped before they could be tied to a peer, by reason (handshake, handshake-mac, handshake-rate, handshake-busy: handshake inits refused; unknown-index, malformed, truncated, no-route, ...).", []string{"reason"}, nil)
 	descResolver    = prometheus.NewDesc("cyphonic_resolver_queries_total", "DNS queries the node's resolver answered, by outcome.", []string{"result"}, nil)
 	descBuild       = prometheus.NewDesc("cyphonic_build_info", "The running build: 1, with its version (and commit) as a label.", []string{"version"}, nil)
@@ -41,7 +42,7 @@ var (
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTxBytes, descRxBytes, descTxPkts, descRxPkts, descDrops, descRestart,
-		descPath, descState, descUp, descHandshake, descGlobalDrops, descResolver, descBuild} {
+		descPath, descState, descUp, descHandshake, descHandshakes, descGlobalDrops, descResolver, descBuild} {
 		ch <- d
 	}
 }
@@ -64,6 +65,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		if !p.LastHandshake.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descHandshake, prometheus.GaugeValue, float64(p.LastHandshake.UnixNano())/1e9, p.FQDN)
 		}
+		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(p.Handshakes), p.FQDN, "ok")
+		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(p.HandshakeTimeouts), p.FQDN, "timeout")
 		for reason, n := range p.Drops {
 			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(n), p.FQDN, reason)
 		}

@@ -258,7 +258,7 @@ func TestSupervisorGivesUp(t *testing.T) {
 	}
 
 	st := status(t, a, ghost)
-	if st.State != dataplane.StateFailed+": handshake timeout" || st.Restarts != retries {
+	if st.State != dataplane.StateFailed+": handshake timeout" || st.Restarts != retries || st.HandshakeTimeouts < uint64(retries) {
 		t.Fatalf("status %+v, want failed: handshake timeout after %d restarts", st, retries)
 	}
 	if got := needs.Load(); got != retries {

@@ -54,10 +54,11 @@ func TestNodeMetrics(t *testing.T) {
 	m := scrape(t, alice)
 	peer := `peer="bob.example.cyphonic"`
 	want := map[string]float64{
-		`cyphonic_peer_up{` + peer + `}`:                    1,
-		`cyphonic_peer_state{` + peer + `,state="up"}`:      1,
-		`cyphonic_resolver_queries_total{result="overlay"}`: 1,
-		`cyphonic_peer_tx_packets_total{` + peer + `}`:      1,
+		`cyphonic_peer_up{` + peer + `}`:                           1,
+		`cyphonic_peer_state{` + peer + `,state="up"}`:             1,
+		`cyphonic_resolver_queries_total{result="overlay"}`:        1,
+		`cyphonic_peer_tx_packets_total{` + peer + `}`:             1,
+		`cyphonic_peer_handshakes_total{` + peer + `,result="ok"}`: 1,
 	}
 	for series, min := range want {
 		if v, ok := m[series]; !ok || v < min {
