@@ -275,8 +275,10 @@ func TestExpiryWatchedWhileRunning(t *testing.T) {
 	dir := t.TempDir()
 	ca := pkitest.New(t)
 	now := time.Now()
-	// Lifetime 6 s: the warning window is its last third, 2 s.
-	id, err := ca.IssueAt(pki.RoleNode, "brief.example.cyphonic", now.Add(-3*time.Second), now.Add(3*time.Second))
+	// Lifetime 18 s: the warning window is its last third, 6 s. Certificate
+	// times are whole seconds, so the life can be up to a second shorter
+	// than asked: the start still falls two seconds before the window.
+	id, err := ca.IssueAt(pki.RoleNode, "brief.example.cyphonic", now.Add(-9*time.Second), now.Add(9*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
