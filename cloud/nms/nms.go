@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 
 	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
@@ -380,7 +379,7 @@ type root struct {
 	deleting  bool
 	sweeping  bool
 	lastSweep time.Time
-	cancel    scheduler.CancelFunc
+	cancel    func()
 	crl       *pki.CRL // the newest deny list acted on
 	scratch   []byte
 	enc       messages.Encoder
@@ -390,7 +389,7 @@ func (r *root) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		iv := min(r.s.cfg.SessionIdle/4, 10*time.Second)
-		r.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(iv, iv, ctx.Self(), tick{})
+		r.cancel = supervise.Every(ctx, iv, tick{})
 	case *actor.Stopping:
 		if r.cancel != nil {
 			r.cancel()

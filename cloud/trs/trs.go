@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/scheduler"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
@@ -184,13 +183,13 @@ type tick struct{}
 type root struct {
 	s      *Service
 	sweep  time.Duration
-	cancel scheduler.CancelFunc
+	cancel func()
 }
 
 func (r *root) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		r.cancel = scheduler.NewTimerScheduler(ctx).SendRepeatedly(r.sweep, r.sweep, ctx.Self(), tick{})
+		r.cancel = supervise.Every(ctx, r.sweep, tick{})
 	case *actor.Stopping:
 		if r.cancel != nil {
 			r.cancel()
