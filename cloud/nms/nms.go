@@ -390,7 +390,8 @@ func (r *root) Receive(ctx actor.Context) {
 	case *actor.Started:
 		iv := min(r.s.cfg.SessionIdle/4, 10*time.Second)
 		r.cancel = supervise.Every(ctx, iv, tick{})
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// A restart runs Started again, which starts a new ticker.
 		if r.cancel != nil {
 			r.cancel()
 		}

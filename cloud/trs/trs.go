@@ -190,7 +190,8 @@ func (r *root) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.cancel = supervise.Every(ctx, r.sweep, tick{})
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// A restart runs Started again, which starts a new ticker.
 		if r.cancel != nil {
 			r.cancel()
 		}

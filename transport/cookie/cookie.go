@@ -38,6 +38,7 @@
 package cookie
 
 import (
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
 	"errors"
@@ -131,6 +132,7 @@ func split(msg []byte) (body, mac1, mac2 []byte, err error) {
 type Checker struct {
 	mac1Key   [32]byte
 	cookieKey [32]byte
+	aead      cipher.AEAD // XChaCha20-Poly1305 under cookieKey, for replies
 	rand      io.Reader
 
 	mu       sync.RWMutex
@@ -144,7 +146,15 @@ func NewChecker(identity string, rng io.Reader) *Checker {
 	if rng == nil {
 		rng = rand.Reader
 	}
-	return &Checker{mac1Key: deriveKey(labelMAC1, identity), cookieKey: deriveKey(labelCookie, identity), rand: rng}
+	c := &Checker{mac1Key: deriveKey(labelMAC1, identity), cookieKey: deriveKey(labelCookie, identity), rand: rng}
+	// Made once: a busy responder seals a reply per flood packet, and
+	// the AEAD is safe for concurrent use (it holds only the key).
+	aead, err := chacha20poly1305.NewX(c.cookieKey[:])
+	if err != nil {
+		panic("cookie: XChaCha20-Poly1305 key: " + err.Error()) // the key is always 32 bytes
+	}
+	c.aead = aead
+	return c
 }
 
 // CheckMAC1 reports whether msg (an init with its trailer) carries a valid
@@ -200,12 +210,8 @@ func (c *Checker) Reply(dst, msg []byte, src netip.AddrPort, now time.Time) ([]b
 	if _, err := io.ReadFull(c.rand, nonce[:]); err != nil {
 		return dst, fmt.Errorf("cookie: nonce: %w", err)
 	}
-	aead, err := chacha20poly1305.NewX(c.cookieKey[:])
-	if err != nil {
-		return dst, fmt.Errorf("cookie: %w", err)
-	}
 	dst = append(dst, nonce[:]...)
-	return aead.Seal(dst, nonce[:], ck[:], m1), nil
+	return c.aead.Seal(dst, nonce[:], ck[:], m1), nil
 }
 
 // cookieFor computes src's cookie, replacing the secret if it is due.
