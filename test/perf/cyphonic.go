@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cyphonic/cyphonic-go/actors/node"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/testbed"
 )
@@ -103,7 +104,7 @@ func SetupCyphonic(ctx context.Context, topo *Topology, cloud *testbed.Host, bin
 			return Target{}, err
 		}
 	}
-	return Target{Addr: vip, PID: procs[0].Pid()}, nil
+	return Target{Addr: vip, PID: procs[0].Pid(), Pprof: "http://" + node.DefaultDebugAddr + "/debug/pprof"}, nil
 }
 
 // resolve4 asks h's resolver (through its resolv.conf) for name's IPv4.

@@ -11,7 +11,11 @@
 //
 // CYPHONIC_PERF=smoke runs the same steps with 2-second loads. Setting
 // CYPHONIC_PERF_WRITE to a Markdown file (BENCHMARKS.md) replaces the
-// harness's section in it with the tables. Speed is reported, never
+// harness's section in it with the tables.
+// CYPHONIC_PERF_PROFILE=dir saves CPU profiles of cyphonic's responder
+// (cpu-1-responder.pprof, the receive path) and pusher (cpu-1-pusher.pprof,
+// the send path) taken during the 1-pusher load; `go tool pprof -top` reads
+// them. Speed is reported, never
 // asserted: a slow machine still passes.
 //
 // The pure parts (parsing ping, iperf3 and /proc output, statistics, the

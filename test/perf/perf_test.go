@@ -19,7 +19,9 @@ const reproduce = "sudo CYPHONIC_PERF=1 CYPHONIC_PERF_WRITE=BENCHMARKS.md go tes
 // TestPerf is the side-by-side measurement. It runs only with
 // CYPHONIC_PERF=1 (10-second loads) or CYPHONIC_PERF=smoke (2-second
 // loads), as root. CYPHONIC_PERF_ONLY=wireguard-go, =nebula or =cyphonic runs
-// one system; CYPHONIC_PERF_BIN measures a prebuilt cyphonic binary. It fails when a system that is ready cannot be
+// one system; CYPHONIC_PERF_BIN measures a prebuilt cyphonic binary; CYPHONIC_PERF_PROFILE=dir saves CPU profiles of
+// the responder and the pusher during the 1-pusher load (cyphonic only: its
+// pprof endpoint). It fails when a system that is ready cannot be
 // measured; it never fails because a system is slow.
 func TestPerf(t *testing.T) {
 	cfg := DefaultConfig()
@@ -32,6 +34,7 @@ func TestPerf(t *testing.T) {
 	default:
 		t.Fatalf("CYPHONIC_PERF=%q: want 1 or smoke", mode)
 	}
+	cfg.ProfileDir = os.Getenv("CYPHONIC_PERF_PROFILE")
 	testbed.Require(t)
 	if err := CheckTools(); err != nil {
 		t.Fatal(err)

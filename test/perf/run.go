@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,10 @@ type Config struct {
 	Duration     time.Duration // of each load, whole seconds, at most MaxDuration
 	Peers        []int         // pusher counts to measure, each at most the topology's pushers
 	PingInterval time.Duration // at least 10 ms (ping's limit for root is lower, the report's meaning is not)
+	// ProfileDir, if set, receives CPU profiles of the responder's and
+	// the pusher's daemons (where the target serves pprof) taken during
+	// the 1-pusher load (see profile).
+	ProfileDir string
 }
 
 // DefaultConfig is the full measurement: 10-second loads with 1, 3 and 10
@@ -144,7 +150,7 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]error, n+2)
+	errs := make([]error, n+3) // pushers, the two pings, the profile
 	secs := strconv.Itoa(int(cfg.Duration / time.Second))
 	for i := range n {
 		wg.Go(func() {
@@ -173,6 +179,11 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 			if *dst, err = ping(ctx, topo.Bed, h, target, cfg.pingCount(), cfg.PingInterval); err != nil {
 				errs[n+j] = err
 			}
+		})
+	}
+	if cfg.ProfileDir != "" && target.Pprof != "" && n == 1 {
+		wg.Go(func() {
+			errs[n+2] = profile(ctx, topo, target, cfg)
 		})
 	}
 	peak := sampleMemory(target.PID, &wg)
@@ -215,4 +226,27 @@ func sampleMemory(pid int, wg *sync.WaitGroup) <-chan uint64 {
 		}
 	}()
 	return peak
+}
+
+// profile saves CPU profiles, as long as the load, of the responder
+// (cfg.ProfileDir/cpu-1-responder.pprof: the receive path) and of the
+// pusher (cpu-1-pusher.pprof: the send path). curl runs in each host's
+// namespace, where its daemon's debug endpoint listens on loopback.
+func profile(ctx context.Context, topo *Topology, target Target, cfg Config) error {
+	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+		return fmt.Errorf("perf: profile: %w", err)
+	}
+	url := target.Pprof + "/profile?seconds=" + strconv.Itoa(int(cfg.Duration/time.Second))
+	var wg sync.WaitGroup
+	var errs [2]error
+	for i, h := range []*testbed.Host{topo.Responder, topo.Pushers[0]} {
+		out := filepath.Join(cfg.ProfileDir, "cpu-1-"+[]string{"responder", "pusher"}[i]+".pprof")
+		wg.Go(func() {
+			if b, err := topo.Bed.ExecContext(ctx, h.NS(), "curl", "-sSf", "-o", out, url); err != nil {
+				errs[i] = fmt.Errorf("perf: profile %s on %s: %w: %s", url, h.Name(), err, tail(b, 300))
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs[:]...)
 }

@@ -48,6 +48,9 @@ func (t *Topology) Initiators() []*testbed.Host {
 type Target struct {
 	Addr netip.Addr
 	PID  int
+	// Pprof is the responder daemon's pprof base URL inside its namespace
+	// ("" if it has none), for CYPHONIC_PERF_PROFILE.
+	Pprof string
 }
 
 // readMemory reads a process's resident set.
