@@ -1,6 +1,8 @@
 // Package udp is the node's UDP socket layer: one socket per address family,
 // read and written in batches with recvmmsg/sendmmsg so that one syscall moves
-// up to MaxBatch datagrams.
+// up to MaxBatch datagrams, and where the kernel allows, runs of datagrams
+// to one destination sent as one with UDP GSO and received as one with UDP
+// GRO (offload_linux.go).
 //
 // It calls the syscalls directly instead of going through
 // golang.org/x/net/ipv4.PacketConn.ReadBatch: that API returns each source as
@@ -65,40 +67,62 @@ type Conn struct {
 	rmu    sync.Mutex
 	rd     mmsgBatch
 	readFn func(fd uintptr) bool // bound once so RawConn.Read does not allocate
+	// gro: the socket returns coalesced runs (UDP_GRO), read into rd's
+	// groMsgs buffers of groBufSize (groBuf) and cut into the caller's
+	// buffers, possibly over several ReadBatch calls (rd.next*).
+	gro    bool
+	groBuf []byte
 
 	wmu     sync.Mutex
 	wr      mmsgBatch
 	writeFn func(fd uintptr) bool
+	// gso: runs to one destination go out as one UDP_SEGMENT message.
+	// Only touched under wmu; cleared for good when the kernel says the
+	// device cannot do it (onGSOError).
+	gso bool
 }
 
-// ctrlLen is room for one control message carrying a struct timespec: the
-// kernel's receive timestamp (SO_TIMESTAMPNS).
-var ctrlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+// ctrlLen is room for the control messages a read asks for: a struct
+// timespec, the kernel's receive timestamp (SO_TIMESTAMPNS), and an int,
+// the GRO segment size (UDP_GRO).
+var ctrlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(4)
 
 // mmsgBatch is the reusable kernel-facing state of one direction. The header
-// pointers into iovs and names are set once; only buffer pointers change per
-// call.
+// pointers into names (and on the read side iovs) are set once; only
+// buffer pointers change per call.
 type mmsgBatch struct {
 	hdrs  [MaxBatch]unix.Mmsghdr
 	iovs  [MaxBatch]unix.Iovec
 	names [MaxBatch]sockaddr
-	ctrl  []byte // read side: MaxBatch control buffers of ctrlLen bytes
+	ctrl  []byte // read side: MaxBatch control buffers of ctrlLen bytes; write side: segCtrlLen each
 
 	count int   // headers to move in this call
 	done  int   // headers handled so far (write side)
-	n     int   // datagrams received (read side)
+	n     int   // datagrams received (read side) or sent (write side)
 	err   error // first error of this call
+
+	// Write side: the datagrams each header carries, and the header whose
+	// GSO send failed (-1: none) with why.
+	runs    [MaxBatch]gsoRun
+	gsoFail int
+	gsoErr  error
+
+	// Read side with GRO: the next datagram to hand out is segment nextSeg
+	// of message nextMsg of the n received.
+	nextMsg, nextSeg int
 }
 
-func (b *mmsgBatch) init(withCtrl bool) {
-	if withCtrl {
-		b.ctrl = make([]byte, MaxBatch*ctrlLen)
+func (b *mmsgBatch) init(ctrlSize int) {
+	if ctrlSize > 0 {
+		b.ctrl = make([]byte, MaxBatch*ctrlSize)
 	}
 	for i := range b.hdrs {
 		b.hdrs[i].Hdr.Name = &b.names[i][0]
 		b.hdrs[i].Hdr.Iov = &b.iovs[i]
 		b.hdrs[i].Hdr.SetIovlen(1)
-		if withCtrl {
+	}
+	if ctrlLen := ctrlSize; ctrlLen > 0 {
+		for i := range b.hdrs {
 			b.hdrs[i].Hdr.Control = &b.ctrl[i*ctrlLen]
 		}
 	}
@@ -108,11 +132,18 @@ func (b *mmsgBatch) init(withCtrl bool) {
 // (dual-stack when addr is unspecified); addr is host:port as for
 // net.ListenPacket.
 func Listen(network, addr string) (*Conn, error) {
+	return listenOffload(network, addr, offload{gso: true, gro: true})
+}
+
+// offload says which offloads a socket may use (where the kernel has them).
+type offload struct{ gso, gro bool }
+
+func listenOffload(network, addr string, o offload) (*Conn, error) {
 	pc, err := net.ListenPacket(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("udp: listen %s %s: %w", network, addr, err)
 	}
-	c, err := newConn(pc.(*net.UDPConn))
+	c, err := newConn(pc.(*net.UDPConn), o)
 	if err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("udp: listen %s %s: %w", network, addr, err)
@@ -120,7 +151,7 @@ func Listen(network, addr string) (*Conn, error) {
 	return c, nil
 }
 
-func newConn(pc *net.UDPConn) (*Conn, error) {
+func newConn(pc *net.UDPConn, o offload) (*Conn, error) {
 	rc, err := pc.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -134,6 +165,14 @@ func newConn(pc *net.UDPConn) (*Conn, error) {
 		// waited in the socket's queue as queueing delay (ReadBatchTimes).
 		// Without them that time is merely invisible.
 		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		// A kernel that knows UDP_SEGMENT answers its getsockopt.
+		if o.gso {
+			_, gerr := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+			c.gso = gerr == nil
+		}
+		if o.gro {
+			c.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		}
 	})
 	if err == nil {
 		err = sockErr
@@ -144,8 +183,16 @@ func newConn(pc *net.UDPConn) (*Conn, error) {
 	if la, ok := pc.LocalAddr().(*net.UDPAddr); ok {
 		c.local = la.AddrPort()
 	}
-	c.rd.init(true)
-	c.wr.init(false)
+	c.rd.init(ctrlLen)
+	c.wr.init(segCtrlLen)
+	if c.gro {
+		// The read headers point at the run buffers for good.
+		c.groBuf = make([]byte, groMsgs*groBufSize)
+		for i := range groMsgs {
+			c.rd.iovs[i].Base = &c.groBuf[i*groBufSize]
+			c.rd.iovs[i].SetLen(groBufSize)
+		}
+	}
 	c.readFn = c.recvmmsg
 	c.writeFn = c.sendmmsg
 	return c, nil
@@ -173,6 +220,17 @@ func (c *Conn) Is6() bool { return c.family == unix.AF_INET6 }
 // Truncated counts datagrams dropped because they were larger than the buffer
 // the reader offered.
 func (c *Conn) Truncated() uint64 { return c.truncated.Load() }
+
+// GRO reports whether reads take coalesced runs (UDP_GRO).
+func (c *Conn) GRO() bool { return c.gro }
+
+// GSO reports whether writes send runs to one destination as one message
+// (UDP_SEGMENT); it turns false if the kernel refuses it for good.
+func (c *Conn) GSO() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.gso
+}
 
 // SetReadDeadline makes a blocked ReadBatch return an error wrapping
 // os.ErrDeadlineExceeded at t; the zero time disables it.
@@ -206,6 +264,9 @@ func (c *Conn) ReadBatchTimes(bufs [][]byte, sizes []int, eps []netip.AddrPort, 
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if c.gro {
+		return c.readGRO(bufs[:count], sizes, eps, times)
+	}
 	b := &c.rd
 	for i := range count {
 		b.iovs[i].Base = unsafe.SliceData(bufs[i])
@@ -229,27 +290,71 @@ func (c *Conn) ReadBatchTimes(bufs [][]byte, sizes []int, eps []netip.AddrPort, 
 		}
 		sizes[i], eps[i] = size, ep
 		if i < len(times) {
-			times[i] = b.stamp(i)
+			times[i], _ = b.cmsgs(i)
 		}
 	}
 	return b.n, nil
 }
 
-// stamp decodes header i's SCM_TIMESTAMPNS control message, if it has one
-// (the only control message asked for, so the only one looked at).
-func (b *mmsgBatch) stamp(i int) int64 {
+// readGRO is ReadBatchTimes on a GRO socket: hand out the datagrams of
+// the runs already read, or if none are left read up to groMsgs runs, and
+// copy each datagram into the next of bufs. A run longer than bufs is
+// handed out over several calls, in order.
+func (c *Conn) readGRO(bufs [][]byte, sizes []int, eps []netip.AddrPort, times []int64) (int, error) {
+	b := &c.rd
+	if b.nextMsg >= b.n {
+		b.count, b.n, b.err, b.nextMsg, b.nextSeg = groMsgs, 0, nil, 0, 0
+		err := c.rc.Read(c.readFn)
+		if err == nil {
+			err = b.err
+		}
+		if err != nil {
+			b.n = 0
+			return 0, fmt.Errorf("udp: read %s: %w", c.local, err)
+		}
+	}
+	k := 0
+	for k < len(bufs) && b.nextMsg < b.n {
+		m := b.nextMsg
+		h := &b.hdrs[m]
+		ep, ok := parseSockaddr(b.names[m][:min(int(h.Hdr.Namelen), sockaddrLen)])
+		stamp, gso := b.cmsgs(m)
+		size := int(h.Len)
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || !ok {
+			c.truncated.Add(1)
+			size, gso = 0, 0
+		}
+		run := c.groBuf[m*groBufSize : m*groBufSize+size]
+		nseg := segments(size, gso)
+		for b.nextSeg < nseg && k < len(bufs) {
+			off, l := segment(size, gso, b.nextSeg)
+			if l > len(bufs[k]) {
+				c.truncated.Add(1)
+				l = 0
+			}
+			copy(bufs[k], run[off:off+l])
+			sizes[k], eps[k] = l, ep
+			if k < len(times) {
+				times[k] = stamp
+			}
+			k++
+			b.nextSeg++
+		}
+		if b.nextSeg == nseg {
+			b.nextMsg, b.nextSeg = m+1, 0
+		}
+	}
+	return k, nil
+}
+
+// cmsgs decodes header i's control messages: the receive timestamp (Unix
+// ns, 0 if none) and the GRO segment size (0: one datagram).
+func (b *mmsgBatch) cmsgs(i int) (stamp int64, gso int) {
 	h := &b.hdrs[i].Hdr
-	if b.ctrl == nil || h.Flags&unix.MSG_CTRUNC != 0 || int(h.Controllen) < ctrlLen {
-		return 0
+	if b.ctrl == nil || h.Flags&unix.MSG_CTRUNC != 0 {
+		return 0, 0
 	}
-	ctrl := b.ctrl[i*ctrlLen : (i+1)*ctrlLen]
-	cm := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
-	if cm.Level != unix.SOL_SOCKET || cm.Type != unix.SCM_TIMESTAMPNS ||
-		int(cm.Len) < unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
-		return 0
-	}
-	ts := (*unix.Timespec)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
-	return ts.Nano()
+	return parseRecvCmsgs(b.ctrl[i*ctrlLen : i*ctrlLen+min(int(h.Controllen), ctrlLen)])
 }
 
 // recvmmsg runs under RawConn.Read; returning false waits for readability.
@@ -281,35 +386,63 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 	}
 }
 
-// WriteBatch sends bufs[i] to eps[i] with as few sendmmsg calls as possible.
-// A datagram that fails (unreachable destination, wrong family, too big) is
-// skipped so it cannot hold back the others; sent counts the datagrams the
-// kernel accepted and err is the first failure, if any.
+// WriteBatch sends bufs[i] to eps[i] with as few sendmmsg calls as possible;
+// on a GSO socket each run of same-size datagrams to one destination
+// (planRuns) is one message. A datagram that fails (unreachable
+// destination, wrong family, too big) is skipped so it cannot hold back
+// the others; a run the kernel refuses is sent again datagram by datagram
+// (onGSOError). sent counts the datagrams the kernel accepted and err is
+// the first failure, if any.
 func (c *Conn) WriteBatch(bufs [][]byte, eps []netip.AddrPort) (sent int, err error) {
 	total := min(len(bufs), len(eps))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	b := &c.wr
-	for start := 0; start < total; start += MaxBatch {
-		end := min(start+MaxBatch, total)
-		count := 0
-		for i := start; i < end; i++ {
-			namelen, perr := putSockaddr(&b.names[count], eps[i], c.family)
+	singlesTo := 0 // datagrams before this go out singly: a refused run's
+	for pos := 0; pos < total; {
+		end := min(pos+MaxBatch, total)
+		var nr int
+		if c.gso && pos >= singlesTo {
+			nr = planRuns(bufs, eps, pos, end, b.runs[:])
+		} else {
+			if c.gso {
+				end = min(end, singlesTo) // only the refused run goes singly
+			}
+			nr = planSingles(bufs, pos, end, b.runs[:])
+		}
+		count, iov := 0, 0
+		for _, r := range b.runs[:nr] {
+			namelen, perr := putSockaddr(&b.names[count], eps[r.first], c.family)
 			if perr != nil {
 				if err == nil {
-					err = fmt.Errorf("udp: write %s to %s: %w", c.local, eps[i], perr)
+					err = fmt.Errorf("udp: write %s to %s: %w", c.local, eps[r.first], perr)
 				}
 				continue
 			}
-			b.hdrs[count].Hdr.Namelen = namelen
-			b.iovs[count].Base = unsafe.SliceData(bufs[i])
-			b.iovs[count].SetLen(len(bufs[i]))
+			h := &b.hdrs[count].Hdr
+			h.Namelen = namelen
+			h.Iov = &b.iovs[iov]
+			h.SetIovlen(r.n)
+			for k := range r.n {
+				b.iovs[iov+k].Base = unsafe.SliceData(bufs[r.first+k])
+				b.iovs[iov+k].SetLen(len(bufs[r.first+k]))
+			}
+			if r.n > 1 {
+				h.Control = &b.ctrl[count*segCtrlLen]
+				h.SetControllen(putSegmentCmsg(b.ctrl[count*segCtrlLen:], uint16(r.size)))
+			} else {
+				h.Control = nil
+				h.SetControllen(0)
+			}
+			b.runs[count] = r
+			iov += r.n
 			count++
 		}
 		if count == 0 {
+			pos = end
 			continue
 		}
-		b.count, b.done, b.n, b.err = count, 0, 0, nil
+		b.count, b.done, b.n, b.err, b.gsoFail, b.gsoErr = count, 0, 0, nil, -1, nil
 		if rerr := c.rc.Write(c.writeFn); rerr != nil {
 			// Closed or deadline: nothing more can be sent.
 			sent += b.n
@@ -319,13 +452,24 @@ func (c *Conn) WriteBatch(bufs [][]byte, eps []netip.AddrPort) (sent int, err er
 		if b.err != nil && err == nil {
 			err = fmt.Errorf("udp: write %s: %w", c.local, b.err)
 		}
+		if b.gsoFail >= 0 {
+			r := b.runs[b.gsoFail]
+			if onGSOError(b.gsoErr) == gsoDisable {
+				c.gso = false
+			}
+			pos, singlesTo = r.first, r.first+r.n
+			continue
+		}
+		pos = end
 	}
 	return sent, err
 }
 
 // sendmmsg runs under RawConn.Write; returning false waits for buffer space.
-// sendmmsg stops at the first failing datagram and reports the error on the
-// next call, so a failure here belongs to hdrs[done], which is skipped.
+// sendmmsg stops at the first failing message and reports the error on the
+// next call, so a failure here belongs to hdrs[done]: a single datagram is
+// skipped, a GSO run stops the call (gsoFail) so WriteBatch can send it
+// again singly.
 func (c *Conn) sendmmsg(fd uintptr) bool {
 	b := &c.wr
 	for b.done < b.count {
@@ -333,12 +477,18 @@ func (c *Conn) sendmmsg(fd uintptr) bool {
 			uintptr(unsafe.Pointer(&b.hdrs[b.done])), uintptr(b.count-b.done), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
+			for _, r := range b.runs[b.done : b.done+int(n)] {
+				b.n += r.n
+			}
 			b.done += int(n)
-			b.n += int(n)
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
 		default:
+			if b.runs[b.done].n > 1 {
+				b.gsoFail, b.gsoErr = b.done, errno
+				return true
+			}
 			if b.err == nil {
 				b.err = errno
 			}
