@@ -110,6 +110,8 @@ type mmsgBatch struct {
 	// Read side with GRO: the next datagram to hand out is segment nextSeg
 	// of message nextMsg of the n received.
 	nextMsg, nextSeg int
+	// nowait makes the read return at once (n 0) when nothing is queued.
+	nowait bool
 }
 
 func (b *mmsgBatch) init(ctrlSize int) {
@@ -297,23 +299,40 @@ func (c *Conn) ReadBatchTimes(bufs [][]byte, sizes []int, eps []netip.AddrPort, 
 }
 
 // readGRO is ReadBatchTimes on a GRO socket: hand out the datagrams of
-// the runs already read, or if none are left read up to groMsgs runs, and
-// copy each datagram into the next of bufs. A run longer than bufs is
-// handed out over several calls, in order.
+// the runs already read, reading up to groMsgs runs more whenever they are
+// used up (blocking only while none is handed out yet), and copy each
+// datagram into the next of bufs. A run longer than what is left of bufs
+// is handed out over several calls, in order.
 func (c *Conn) readGRO(bufs [][]byte, sizes []int, eps []netip.AddrPort, times []int64) (int, error) {
 	b := &c.rd
-	if b.nextMsg >= b.n {
-		b.count, b.n, b.err, b.nextMsg, b.nextSeg = groMsgs, 0, nil, 0, 0
-		err := c.rc.Read(c.readFn)
-		if err == nil {
-			err = b.err
-		}
-		if err != nil {
-			b.n = 0
-			return 0, fmt.Errorf("udp: read %s: %w", c.local, err)
-		}
-	}
 	k := 0
+	for k < len(bufs) {
+		if b.nextMsg >= b.n {
+			b.count, b.n, b.err, b.nextMsg, b.nextSeg, b.nowait = groMsgs, 0, nil, 0, 0, k > 0
+			err := c.rc.Read(c.readFn)
+			if err == nil {
+				err = b.err
+			}
+			if err != nil {
+				b.n = 0
+				if k > 0 {
+					return k, nil // the next call reports it
+				}
+				return 0, fmt.Errorf("udp: read %s: %w", c.local, err)
+			}
+			if b.n == 0 {
+				break // nothing more queued
+			}
+		}
+		k = c.cutRuns(bufs, sizes, eps, times, k)
+	}
+	return k, nil
+}
+
+// cutRuns copies the datagrams of the runs read but not yet handed out
+// into bufs[k:], in order, and returns the new k.
+func (c *Conn) cutRuns(bufs [][]byte, sizes []int, eps []netip.AddrPort, times []int64, k int) int {
+	b := &c.rd
 	for k < len(bufs) && b.nextMsg < b.n {
 		m := b.nextMsg
 		h := &b.hdrs[m]
@@ -344,7 +363,7 @@ func (c *Conn) readGRO(bufs [][]byte, sizes []int, eps []netip.AddrPort, times [
 			b.nextMsg, b.nextSeg = m+1, 0
 		}
 	}
-	return k, nil
+	return k
 }
 
 // cmsgs decodes header i's control messages: the receive timestamp (Unix
@@ -378,6 +397,10 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if b.nowait {
+				b.n = 0
+				return true
+			}
 			return false
 		default:
 			b.err = errno
