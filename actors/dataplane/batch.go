@@ -75,6 +75,9 @@ type batch struct {
 	pipe *peerPipe     // the peer incarnation whose sequencer and flows it goes through
 	seq  uint64        // its slot in pipe's sequencer for op
 	key  *seal.Keypair // the session keys that seal or open it
+	// nonce is the crypto worker's nonce buffer for this batch: inside
+	// the pooled batch, so no packet takes one from a pool.
+	nonce seal.Nonce
 	// route is where a sealed batch goes (send; set by the peer actor).
 	route peerRoute
 	// session is the session an inbound batch was opened with (receive;

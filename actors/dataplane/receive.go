@@ -269,14 +269,16 @@ func (d *Dataplane) toCrypto(s *peerSession, b *batch, born time.Time) {
 // openBatch runs in a crypto worker: it authenticates and decrypts every
 // live packet in place, leaving the inner packet and its counter (the
 // replay window is checked later, in order, by toTun). A packet that fails
-// is marked with why and counted against the peer; nothing allocates.
+// is marked with why and counted against the peer; nothing allocates, and
+// the keys' counters are updated once for the batch.
 func openBatch(b *batch) {
+	opened, openedBytes := 0, 0
 	for i := range b.N {
 		p := &b.Pkts[i]
 		if p.Drop != OK {
 			continue
 		}
-		pt, counter, err := b.key.Open(p.Bytes())
+		pt, counter, err := b.key.OpenWith(&b.nonce, p.Bytes())
 		if err != nil {
 			r := Auth
 			switch {
@@ -291,10 +293,13 @@ func openBatch(b *batch) {
 			b.stats.Drops.Add(r, 1)
 			continue
 		}
+		opened++
+		openedBytes += p.Len
 		p.Off += seal.HeaderLen
 		p.Len = len(pt)
 		p.Counter = counter
 	}
+	b.key.CountRecv(opened, openedBytes)
 }
 
 // toTun runs in sequencer-in, the sequential stage: the replay window is

@@ -206,8 +206,10 @@ func (p *peerActor) sendHeld(now time.Time) {
 // sealBatch runs in a crypto worker: it seals every live packet in place,
 // the data header written into the headroom in front of it and the tag
 // after it, then (on a relayed route) the relay header in front of that.
-// Failures are marked on the packet and counted; nothing allocates.
+// Failures are marked on the packet and counted; nothing allocates, and
+// the keys' byte counter is updated once for the batch.
 func sealBatch(b *batch) {
+	sealed := 0
 	for i := range b.N {
 		p := &b.Pkts[i]
 		if p.Drop != OK {
@@ -219,12 +221,13 @@ func sealBatch(b *batch) {
 			continue
 		}
 		dst := p.Buf[p.Off-seal.HeaderLen:]
-		out, err := b.key.Seal(dst, 0, p.Counter, p.Buf[p.Off:p.Off+p.Len])
+		out, err := b.key.SealWith(&b.nonce, dst, 0, p.Counter, p.Buf[p.Off:p.Off+p.Len])
 		if err != nil {
 			p.Drop = CounterLimit
 			b.stats.Drops.Add(CounterLimit, 1)
 			continue
 		}
+		sealed += len(out)
 		p.Off -= seal.HeaderLen
 		p.Len = len(out)
 		if b.route.Relay {
@@ -232,6 +235,7 @@ func sealBatch(b *batch) {
 			p.Len += messages.PutRelayHeader(p.Buf[p.Off:], b.route.Token)
 		}
 	}
+	b.key.CountSent(sealed)
 }
 
 // toSocket runs in sequencer-out: batches leave in order to the writer.

@@ -40,7 +40,7 @@ type Keypair struct {
 	created     time.Time
 	initiator   bool
 
-	nonces sync.Pool // *[NonceLen]byte; a nonce passed to an interface escapes
+	nonces sync.Pool // *Nonce for Seal and Open; a nonce passed to an interface escapes
 
 	sendCounter atomic.Uint64 // next counter to hand out
 	sentBytes   atomic.Uint64
@@ -79,7 +79,7 @@ func NewKeypair(suite Suite, sendKey, recvKey [32]byte, localIndex, remoteIndex 
 		remoteIndex: remoteIndex,
 		created:     created,
 		initiator:   initiator,
-		nonces:      sync.Pool{New: func() any { return new([NonceLen]byte) }},
+		nonces:      sync.Pool{New: func() any { return new(Nonce) }},
 	}, nil
 }
 
@@ -110,6 +110,35 @@ func SealedLen(n int) int { return HeaderLen + n + Overhead }
 // at dst[HeaderLen:] and pass that as plaintext. Any other partial overlap is
 // refused with ErrOverlap. flags go into the header and are authenticated.
 func (k *Keypair) Seal(dst []byte, flags uint8, counter uint64, plaintext []byte) ([]byte, error) {
+	nonce := k.nonces.Get().(*Nonce)
+	out, err := k.SealWith(nonce, dst, flags, counter, plaintext)
+	k.nonces.Put(nonce)
+	if err == nil {
+		k.CountSent(len(out))
+	}
+	return out, err
+}
+
+// Nonce is a nonce buffer a caller keeps for SealWith and OpenWith: one
+// per batch or goroutine, on the heap (the AEAD interface makes a nonce
+// escape), so a packet costs neither an allocation nor a pool round trip.
+type Nonce [NonceLen]byte
+
+// CountSent adds bytes sent under the keys (for rekey-after-bytes and
+// Stats): SealWith leaves it to the caller, once per batch, so parallel
+// workers do not contend on the counter once per packet.
+func (k *Keypair) CountSent(bytes int) { k.sentBytes.Add(uint64(bytes)) }
+
+// CountRecv adds packets and bytes opened under the keys (Stats): OpenWith
+// leaves it to the caller, once per batch.
+func (k *Keypair) CountRecv(packets, bytes int) {
+	k.recvPackets.Add(uint64(packets))
+	k.recvBytes.Add(uint64(bytes))
+}
+
+// SealWith is Seal with the caller's nonce buffer, without counting the
+// bytes: the caller calls CountSent with what it sealed.
+func (k *Keypair) SealWith(nonce *Nonce, dst []byte, flags uint8, counter uint64, plaintext []byte) ([]byte, error) {
 	n := SealedLen(len(plaintext))
 	if cap(dst) < n {
 		return nil, fmt.Errorf("%w: need %d, have %d", ErrShortBuffer, n, cap(dst))
@@ -125,12 +154,9 @@ func (k *Keypair) Seal(dst []byte, flags uint8, counter uint64, plaintext []byte
 	}
 	putHeader(dst, flags, k.remoteIndex, counter)
 
-	nonce := k.nonces.Get().(*[NonceLen]byte)
+	*nonce = Nonce{}
 	binary.BigEndian.PutUint64(nonce[4:], counter)
 	k.send.Seal(body, nonce[:], plaintext, dst[:HeaderLen])
-	k.nonces.Put(nonce)
-
-	k.sentBytes.Add(uint64(n))
 	return dst, nil
 }
 
@@ -138,6 +164,18 @@ func (k *Keypair) Seal(dst []byte, flags uint8, counter uint64, plaintext []byte
 // pkt. It does not consult the replay window: the sequential stage must call
 // k.Replay.Accept(counter) and drop the packet if that returns false.
 func (k *Keypair) Open(pkt []byte) (plaintext []byte, counter uint64, err error) {
+	nonce := k.nonces.Get().(*Nonce)
+	plaintext, counter, err = k.OpenWith(nonce, pkt)
+	k.nonces.Put(nonce)
+	if err == nil {
+		k.CountRecv(1, len(pkt))
+	}
+	return plaintext, counter, err
+}
+
+// OpenWith is Open with the caller's nonce buffer, without counting: the
+// caller calls CountRecv with what it opened.
+func (k *Keypair) OpenWith(nonce *Nonce, pkt []byte) (plaintext []byte, counter uint64, err error) {
 	h, err := ParseHeader(pkt)
 	if err != nil {
 		return nil, 0, err
@@ -149,16 +187,12 @@ func (k *Keypair) Open(pkt []byte) (plaintext []byte, counter uint64, err error)
 		return nil, 0, ErrCounterLimit
 	}
 
-	nonce := k.nonces.Get().(*[NonceLen]byte)
+	*nonce = Nonce{}
 	binary.BigEndian.PutUint64(nonce[4:], h.Counter)
 	plaintext, err = k.recv.Open(pkt[HeaderLen:HeaderLen], nonce[:], pkt[HeaderLen:], pkt[:HeaderLen])
-	k.nonces.Put(nonce)
 	if err != nil {
 		return nil, 0, ErrAuth
 	}
-
-	k.recvPackets.Add(1)
-	k.recvBytes.Add(uint64(len(pkt)))
 	return plaintext, h.Counter, nil
 }
 

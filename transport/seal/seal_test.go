@@ -378,3 +378,57 @@ func BenchmarkSealParallel(b *testing.B) {
 		b.Run(s.String(), func(b *testing.B) { benchmarkSealParallel(b, s) })
 	}
 }
+
+// TestSealWithOpenWith: the batch forms use the caller's nonce buffer,
+// whatever it held before, agree with Seal and Open on the wire, and leave
+// the counting to CountSent and CountRecv (which rekey-after-bytes reads).
+func TestSealWithOpenWith(t *testing.T) {
+	for _, s := range suites {
+		t.Run(s.String(), func(t *testing.T) {
+			a, b := pair(t, s)
+			var garbage Nonce
+			for i := range garbage {
+				garbage[i] = 0xa5
+			}
+			msg := bytes.Repeat([]byte{7}, 1400)
+			buf := make([]byte, SealedLen(len(msg)))
+			copy(buf[HeaderLen:], msg)
+			n := garbage
+			pkt, err := a.SealWith(&n, buf, 0, 5, buf[HeaderLen:HeaderLen+len(msg)])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := sealInPlace(t, a, 5, msg); !bytes.Equal(pkt, want) {
+				t.Fatal("SealWith and Seal differ on the wire")
+			}
+			if st := a.Stats(); st.SentBytes != uint64(len(pkt)) {
+				t.Fatalf("SentBytes %d after Seal alone, want %d (SealWith counts nothing)", st.SentBytes, len(pkt))
+			}
+			a.CountSent(len(pkt))
+			if st := a.Stats(); st.SentBytes != 2*uint64(len(pkt)) {
+				t.Fatalf("SentBytes %d after CountSent", st.SentBytes)
+			}
+			n = garbage
+			got, c, err := b.OpenWith(&n, bytes.Clone(pkt))
+			if err != nil || c != 5 || !bytes.Equal(got, msg) {
+				t.Fatalf("OpenWith: counter %d, equal %v, %v", c, bytes.Equal(got, msg), err)
+			}
+			if st := b.Stats(); st.RecvPackets != 0 {
+				t.Fatalf("OpenWith counted %d packets", st.RecvPackets)
+			}
+			b.CountRecv(3, 300)
+			if st := b.Stats(); st.RecvPackets != 3 || st.RecvBytes != 300 {
+				t.Fatalf("after CountRecv: %+v", st)
+			}
+			tampered := bytes.Clone(pkt)
+			tampered[len(tampered)-1] ^= 1
+			if _, _, err := b.OpenWith(&n, tampered); !errors.Is(err, ErrAuth) {
+				t.Fatalf("tampered: %v, want ErrAuth", err)
+			}
+			a.CountSent(int(RekeyAfterBytes))
+			if !a.NeedsRekey(a.Created()) {
+				t.Fatal("bytes counted with CountSent do not trigger rekey")
+			}
+		})
+	}
+}
