@@ -246,6 +246,9 @@ func (d *Dataplane) startTun() {
 func (d *Dataplane) startUDP() {
 	for _, c := range []*udp.Conn{d.cfg.Bind.V4, d.cfg.Bind.V6} {
 		if c != nil {
+			// Whether the kernel took the offloads: without them the
+			// socket moves one datagram per message (still batched).
+			d.log.Debug("udp socket", "addr", c.LocalAddr(), "gso", c.GSO(), "gro", c.GRO())
 			d.wg.Add(1)
 			go func() { defer d.wg.Done(); d.routineReadUDP(c) }()
 		}
