@@ -72,6 +72,11 @@ type Conn struct {
 	// buffers, possibly over several ReadBatch calls (rd.next*).
 	gro    bool
 	groBuf []byte
+	// direct is the segment size of the bulk runs arriving lately (0:
+	// none). While set, a GRO read takes one run straight into the
+	// caller's buffers, one segment per iovec (readDirect): no copy.
+	direct int
+	dIovs  [MaxBatch]unix.Iovec
 
 	wmu     sync.Mutex
 	wr      mmsgBatch
@@ -305,6 +310,11 @@ func (c *Conn) ReadBatchTimes(bufs [][]byte, sizes []int, eps []netip.AddrPort, 
 // is handed out over several calls, in order.
 func (c *Conn) readGRO(bufs [][]byte, sizes []int, eps []netip.AddrPort, times []int64) (int, error) {
 	b := &c.rd
+	if b.nextMsg >= b.n && c.direct > 0 {
+		if n, ok, err := c.readDirect(bufs, sizes, eps, times); ok || err != nil {
+			return n, err
+		}
+	}
 	k := 0
 	for k < len(bufs) {
 		if b.nextMsg >= b.n {
@@ -329,6 +339,74 @@ func (c *Conn) readGRO(bufs [][]byte, sizes []int, eps []netip.AddrPort, times [
 	return k, nil
 }
 
+// directRun is the fewest datagrams in a run that makes readGRO expect
+// more runs like it (and a direct read that gets fewer stop expecting).
+const directRun = 8
+
+// readDirect reads one run with its datagrams laid straight into bufs:
+// each iovec is one buffer cut to c.direct bytes, so a run of that segment
+// size lands one datagram per buffer, which is all that bulk traffic
+// sends. Anything else (another segment size, a single datagram longer
+// than that) is gathered into the run buffers and cut as readGRO does,
+// at the cost of the copy the direct read avoids. ok false means it did
+// not read (the buffers cannot hold a whole run that way): read as usual.
+func (c *Conn) readDirect(bufs [][]byte, sizes []int, eps []netip.AddrPort, times []int64) (int, bool, error) {
+	b := &c.rd
+	g := c.direct
+	n := min(len(bufs), MaxBatch)
+	if n*g < groBufSize {
+		return 0, false, nil // a run could overflow the iovecs: not worth the bookkeeping
+	}
+	for i := range n {
+		if len(bufs[i]) < g {
+			c.direct = 0
+			return 0, false, nil
+		}
+		c.dIovs[i].Base = unsafe.SliceData(bufs[i])
+		c.dIovs[i].SetLen(g)
+	}
+	h := &b.hdrs[0]
+	h.Hdr.Iov = &c.dIovs[0]
+	h.Hdr.SetIovlen(n)
+	b.count, b.n, b.err, b.nextMsg, b.nextSeg, b.nowait = 1, 0, nil, 0, 0, false
+	err := c.rc.Read(c.readFn)
+	h.Hdr.Iov = &b.iovs[0] // back to the run buffer, for readGRO
+	h.Hdr.SetIovlen(1)
+	if err == nil {
+		err = b.err
+	}
+	if err != nil {
+		b.n = 0
+		return 0, true, fmt.Errorf("udp: read %s: %w", c.local, err)
+	}
+	ep, ok := parseSockaddr(b.names[0][:min(int(h.Hdr.Namelen), sockaddrLen)])
+	stamp, gso := b.cmsgs(0)
+	size := int(h.Len)
+	nseg := segments(size, gso)
+	if ok && h.Hdr.Flags&unix.MSG_TRUNC == 0 && (gso == g || gso == 0 && size <= g) {
+		b.n = 0 // handed out whole: nothing for readGRO to cut
+		for k := range nseg {
+			_, l := segment(size, gso, k)
+			sizes[k], eps[k] = l, ep
+			if k < len(times) {
+				times[k] = stamp
+			}
+		}
+		if nseg < directRun {
+			c.direct = 0 // the bulk has paused: read many messages again
+		}
+		return nseg, true, nil
+	}
+	// Laid out at the wrong stride: gather it into the first run buffer
+	// (n*g >= groBufSize, so nothing was cut off) and cut it there.
+	c.direct = 0
+	for i := 0; i*g < size && !(h.Hdr.Flags&unix.MSG_TRUNC != 0); i++ {
+		copy(c.groBuf[i*g:size], bufs[i][:min(g, size-i*g)])
+	}
+	b.n = 1
+	return c.cutRuns(bufs, sizes, eps, times, 0), true, nil
+}
+
 // cutRuns copies the datagrams of the runs read but not yet handed out
 // into bufs[k:], in order, and returns the new k.
 func (c *Conn) cutRuns(bufs [][]byte, sizes []int, eps []netip.AddrPort, times []int64, k int) int {
@@ -345,6 +423,9 @@ func (c *Conn) cutRuns(bufs [][]byte, sizes []int, eps []netip.AddrPort, times [
 		}
 		run := c.groBuf[m*groBufSize : m*groBufSize+size]
 		nseg := segments(size, gso)
+		if gso > 0 && nseg >= directRun {
+			c.direct = gso // bulk: read the next run straight into the caller's buffers
+		}
 		for b.nextSeg < nseg && k < len(bufs) {
 			off, l := segment(size, gso, b.nextSeg)
 			if l > len(bufs[k]) {
