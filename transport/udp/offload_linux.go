@@ -20,11 +20,14 @@ import (
 //
 // This is the approach of golang.zx2c4.com/wireguard/conn's StdNetBind. Its
 // code is not used directly: it coalesces by copying each datagram into the
-// first one's buffer and needs every receive buffer to be 64 KiB, where
-// here a run goes out as an iovec per datagram straight from the data
-// plane's buffers, and only a few 64 KiB receive buffers per socket are
-// cut into the caller's ordinary ones; it also has no receive timestamps,
-// which the data plane's CoDel uses.
+// first one's buffer and needs every receive buffer to be 64 KiB (hundreds
+// of MiB under load), and it has no receive timestamps, which the data
+// plane's CoDel uses. Here a run goes out as an iovec per datagram
+// straight from the data plane's buffers; runs are read into a few 64 KiB
+// buffers per socket and cut into the caller's ordinary ones, and while
+// bulk runs arrive (one segment size, as a TCP stream sends them) the next
+// run is read with one iovec per caller buffer of that size, so it lands
+// cut already and is not copied at all (readDirect).
 
 const (
 	// maxGSOSegments is the most datagrams one UDP_SEGMENT send may carry
