@@ -7,16 +7,26 @@ import (
 )
 
 // BenchmarkLoopback moves 1400-byte datagrams through 127.0.0.1 in batches;
-// one op is one datagram, so ns/op compares batch sizes directly.
+// one op is one datagram, so ns/op compares batch sizes directly, and the
+// offloads (GSO on send, GRO on receive) against plain sendmmsg/recvmmsg.
 func BenchmarkLoopback(b *testing.B) {
-	for _, batch := range []int{1, 64} {
-		b.Run(map[int]string{1: "batch1", 64: "batch64"}[batch], func(b *testing.B) {
-			tx, err := Listen("udp4", "127.0.0.1:0")
+	for _, bc := range []struct {
+		name  string
+		batch int
+		o     offload
+	}{
+		{"batch1", 1, offload{gso: true, gro: true}},
+		{"batch64", 64, offload{gso: true, gro: true}},
+		{"batch64/no-offload", 64, offload{}},
+	} {
+		batch := bc.batch
+		b.Run(bc.name, func(b *testing.B) {
+			tx, err := listenOffload("udp4", "127.0.0.1:0", bc.o)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer tx.Close()
-			rx, err := Listen("udp4", "127.0.0.1:0")
+			rx, err := listenOffload("udp4", "127.0.0.1:0", bc.o)
 			if err != nil {
 				b.Fatal(err)
 			}
