@@ -62,7 +62,8 @@ type Conn struct {
 	family int // unix.AF_INET or unix.AF_INET6
 	local  netip.AddrPort
 
-	truncated atomic.Uint64
+	truncated  atomic.Uint64
+	gsoRefused atomic.Uint64
 
 	rmu    sync.Mutex
 	rd     mmsgBatch
@@ -227,6 +228,10 @@ func (c *Conn) Is6() bool { return c.family == unix.AF_INET6 }
 // Truncated counts datagrams dropped because they were larger than the buffer
 // the reader offered.
 func (c *Conn) Truncated() uint64 { return c.truncated.Load() }
+
+// GSORefused counts GSO runs the kernel refused, which went out again
+// datagram by datagram.
+func (c *Conn) GSORefused() uint64 { return c.gsoRefused.Load() }
 
 // GRO reports whether reads take coalesced runs (UDP_GRO).
 func (c *Conn) GRO() bool { return c.gro }
@@ -558,6 +563,7 @@ func (c *Conn) WriteBatch(bufs [][]byte, eps []netip.AddrPort) (sent int, err er
 		}
 		if b.gsoFail >= 0 {
 			r := b.runs[b.gsoFail]
+			c.gsoRefused.Add(1)
 			if onGSOError(b.gsoErr) == gsoDisable {
 				c.gso = false
 			}

@@ -430,10 +430,111 @@ func TestGSORefusedRunGoesSingly(t *testing.T) {
 	if err != nil || sent != len(want) {
 		t.Fatalf("WriteBatch = %d, %v; want %d, nil", sent, err, len(want))
 	}
-	if !tx.GSO() {
-		t.Fatal("an EINVAL run turned GSO off for the socket")
+	if !tx.GSO() || tx.GSORefused() == 0 {
+		t.Fatalf("GSO %v, %d runs refused: want the too-big run refused and GSO still on", tx.GSO(), tx.GSORefused())
 	}
 	checkArrival(t, rx, tx, want)
+}
+
+// TestGSOWithoutChecksumOffload: on a device that cannot checksum (a veth
+// with transmit checksumming turned off, between two namespaces of the
+// test's own) kernels before 6.11 refuse every GSO send with EIO: the
+// writer must send the run singly and turn GSO off for the socket for
+// good. Newer kernels checksum such runs in software and send them. Either
+// way every datagram arrives in order; which one happened is read off
+// GSORefused.
+func TestGSOWithoutChecksumOffload(t *testing.T) {
+	systest.Require(t, systest.Root(), systest.Tool("ip", "iproute2"))
+	nsTx, nsRx := fmt.Sprintf("udp-eio-tx-%d", os.Getpid()), fmt.Sprintf("udp-eio-rx-%d", os.Getpid())
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	for _, ns := range []string{nsTx, nsRx} {
+		ip("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	ip("-n", nsTx, "link", "add", "eio0", "type", "veth", "peer", "name", "eio1", "netns", nsRx)
+	ip("-n", nsTx, "addr", "add", "198.18.0.1/24", "dev", "eio0")
+	ip("-n", nsRx, "addr", "add", "198.18.0.2/24", "dev", "eio1")
+	ip("-n", nsTx, "link", "set", "eio0", "up")
+	ip("-n", nsRx, "link", "set", "eio1", "up")
+	var tx, rx *Conn
+	err := inNamespace(nsTx, func() error {
+		if err := setTxChecksum("eio0", false); err != nil {
+			return fmt.Errorf("turn off eio0's tx checksumming: %w", err)
+		}
+		var err error
+		tx, err = listenOffload("udp4", "198.18.0.1:0", offload{gso: true})
+		return err
+	})
+	if tx != nil {
+		t.Cleanup(func() { tx.Close() })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inNamespace(nsRx, func() error {
+		var err error
+		rx, err = listenOffload("udp4", "198.18.0.2:0", offload{gro: true})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	if !tx.GSO() {
+		systest.Missing(t, "a kernel with UDP_SEGMENT")
+		return
+	}
+	want := gsoPayloads(1000)
+	eps := make([]netip.AddrPort, len(want))
+	for i := range eps {
+		eps[i] = rx.LocalAddr()
+	}
+	sent, err := tx.WriteBatch(want, eps)
+	if err != nil || sent != len(want) {
+		t.Fatalf("WriteBatch = %d, %v; want %d, nil", sent, err, len(want))
+	}
+	switch refused := tx.GSORefused(); {
+	case refused > 0 && tx.GSO():
+		t.Fatalf("the kernel refused %d runs (EIO) and GSO is still on", refused)
+	case refused == 0:
+		t.Log("this kernel sends GSO runs from a device without checksum offload (software checksum); the EIO path did not run")
+	}
+	checkArrival(t, rx, tx, want)
+	// Later batches go out singly from the start.
+	if sent, err := tx.WriteBatch(want[:10], eps[:10]); sent != 10 || err != nil {
+		t.Fatalf("second WriteBatch = %d, %v", sent, err)
+	}
+	checkArrival(t, rx, tx, want[:10])
+}
+
+// setTxChecksum turns transmit checksum offload of the interface name on
+// or off (SIOCETHTOOL, ETHTOOL_STXCSUM), in the calling thread's network
+// namespace.
+func setTxChecksum(name string, on bool) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	value := &struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_STXCSUM}
+	if on {
+		value.data = 1
+	}
+	var ifr struct {
+		name [unix.IFNAMSIZ]byte
+		data unsafe.Pointer
+		_    [16]byte // the rest of struct ifreq's union
+	}
+	copy(ifr.name[:], name)
+	ifr.data = unsafe.Pointer(value)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // inNamespace runs f on an OS thread inside network namespace ns; sockets
