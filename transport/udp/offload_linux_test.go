@@ -438,9 +438,9 @@ func TestGSORefusedRunGoesSingly(t *testing.T) {
 
 // TestGSOWithoutChecksumOffload: on a device that cannot checksum (a veth
 // with transmit checksumming turned off, between two namespaces of the
-// test's own) kernels before 6.11 refuse every GSO send with EIO: the
-// writer must send the run singly and turn GSO off for the socket for
-// good. Newer kernels checksum such runs in software and send them. Either
+// test's own) older kernels refuse every GSO send with EIO: the writer
+// must send the run singly and turn GSO off for the socket for good. Newer
+// ones (6.18 here) checksum such runs in software and send them. Either
 // way every datagram arrives in order; which one happened is read off
 // GSORefused.
 func TestGSOWithoutChecksumOffload(t *testing.T) {
