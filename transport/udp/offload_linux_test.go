@@ -610,3 +610,31 @@ func TestGRODirectReads(t *testing.T) {
 		t.Fatalf("Truncated = %d", rx.Truncated())
 	}
 }
+
+// TestGSODualStackToIPv4: a dual-stack socket sends a run to an IPv4
+// endpoint (as an IPv4-mapped address) as one GSO message too.
+func TestGSODualStackToIPv4(t *testing.T) {
+	dual := listenWith(t, "udp", "[::]:0", offload{gso: true})
+	if dual == nil || !dual.Is6() || !dual.GSO() {
+		systest.Missing(t, "a dual-stack IPv6 socket with UDP_SEGMENT")
+		return
+	}
+	rx := listenWith(t, "udp4", "127.0.0.1:0", offload{gro: true})
+	want := gsoPayloads(1452)
+	eps := make([]netip.AddrPort, len(want))
+	for i := range eps {
+		eps[i] = rx.LocalAddr()
+	}
+	if sent, err := dual.WriteBatch(want, eps); sent != len(want) || err != nil {
+		t.Fatalf("WriteBatch = %d, %v", sent, err)
+	}
+	if dual.GSORefused() != 0 {
+		t.Fatalf("%d runs refused", dual.GSORefused())
+	}
+	got, from := readN(t, rx, len(want))
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) || from[i].Port() != dual.LocalAddr().Port() {
+			t.Fatalf("datagram %d: len %d from %v", i, len(got[i]), from[i])
+		}
+	}
+}
