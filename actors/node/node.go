@@ -435,7 +435,7 @@ func (n *Node) spawnRoot() error {
 	started := make(chan error, 1)
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &rootActor{n: n, started: started}
-	}, actor.WithSupervisor(strategy))
+	}, supervise.WithBackoff(strategy))
 	pid, err := n.sys.Spawn(nil, "node", "node", props)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
