@@ -566,7 +566,7 @@ func (n *Node) configureTUN(ctx context.Context, name string) {
 			if !registered {
 				// Once the link is up with its addresses: resolved keeps
 				// per-link DNS only for links it knows.
-				n.registerSplitDNS(ctx, name)
+				n.registerSplitDNS(ctx, name, r.Prefix4, r.Prefix6)
 				registered = true
 			}
 		}

@@ -93,6 +93,7 @@ wait
 // TestSplitDNSWithRealResolved: the node's split DNS against the real
 // systemd-resolved, in a namespace of the test's own with a private D-Bus:
 // alice registers her resolver on her TUN link; resolved then answers
+// PTR for bob's VIP (through the reverse zone alice registered),
 // bob.example.cyphonic, and the short name bob through the search domain,
 // by asking alice's resolver on that link.
 func TestSplitDNSWithRealResolved(t *testing.T) {
@@ -227,6 +228,12 @@ func TestSplitDNSWithRealResolved(t *testing.T) {
 	vip := regexp.MustCompile(`vip4=(\S+)`).FindStringSubmatch(bob.String())
 	if vip == nil {
 		t.Fatalf("bob's log names no VIP:\n%s", bob.String())
+	}
+	// PTR for bob's VIP, routed by the reverse zone alice registered
+	// (alice has no tunnel with bob: her resolver asks NMS).
+	out, err := inNS(ctl, "query", vip[1]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "bob.example.cyphonic") {
+		t.Errorf("resolvectl query %s: %v\n%s\nwant bob.example.cyphonic\n%s", vip[1], err, out, logs())
 	}
 	// Only alice's resolver can answer: the namespace has no other DNS
 	// server resolved could reach (it read the host's resolv.conf, whose
