@@ -94,7 +94,10 @@ func (r *Registry) add(e *entry) bool {
 // defaultSupervision is protoactor's default supervisor strategy (its
 // defaultSupervisionStrategy: one-for-one, restarting at once, stopping a
 // child after more than 10 failures in 10 s), which supervises top-level
-// actors and the children of parents spawned without WithBackoff.
+// actors and the children of parents spawned without WithBackoff. (A
+// top-level actor whose props carry actor.WithGuardian, which nothing here
+// uses, would be shown under this default too: the registry cannot read a
+// props' strategy.)
 var defaultSupervision = Supervision{Strategy: StrategyImmediate, MaxRetries: 10, Window: 10 * time.Second}
 
 // supervisedBy records that the actor being spawned with the given ID is
