@@ -58,6 +58,62 @@ func (m *TunnelByVIP) DecodeMsgpack(d *msgpack.Decoder) error {
 	return r.err
 }
 
+// VIPLookup (node -> NMS): "who holds VIP?" — a lookup only, for a PTR
+// query on the node's resolver: NMS answers VIPHolder, or CodeUnknownFQDN
+// when no node holds the VIP (CodeCertRevoked when its holder is revoked),
+// and sets nothing up (a TunnelByVIP would open a tunnel). It tells the
+// asker nothing a TunnelByVIP or a name lookup would not.
+//
+//	[vip]
+type VIPLookup struct {
+	VIP netip.Addr
+}
+
+func (VIPLookup) MsgType() MsgType { return MsgVIPLookup }
+
+func (m VIPLookup) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(1)
+	w.addr(m.VIP)
+	return w.err
+}
+
+func (m *VIPLookup) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "VIPLookup"}
+	r.arrayLen(1)
+	m.VIP = r.addr("vip")
+	r.check("vip", m.VIP.IsValid() && !m.VIP.Is4In6())
+	return r.err
+}
+
+// VIPHolder (NMS -> node): the answer to a VIPLookup, naming the VIP it
+// was asked about and the node that holds it.
+//
+//	[vip, fqdn]
+type VIPHolder struct {
+	VIP  netip.Addr
+	FQDN string
+}
+
+func (VIPHolder) MsgType() MsgType { return MsgVIPHolder }
+
+func (m VIPHolder) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(2)
+	w.addr(m.VIP)
+	w.str(m.FQDN)
+	return w.err
+}
+
+func (m *VIPHolder) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "VIPHolder"}
+	r.arrayLen(2)
+	m.VIP = r.addr("vip")
+	r.check("vip", m.VIP.IsValid() && !m.VIP.Is4In6())
+	m.FQDN = r.fqdn("fqdn")
+	return r.err
+}
+
 // PathInfo is what NMS tells each side of a tunnel: Direction to the peer
 // that was asked for, Path to the node that asked. Both sides get the same
 // TunnelID.

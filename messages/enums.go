@@ -38,6 +38,9 @@ const (
 	MsgLoginConfirm   MsgType = 33 // node -> AS, sealed on the new session: the proof
 	// A tunnel on the first packet (issue 10), numbered apart as well.
 	MsgTunnelByVIP MsgType = 40 // node -> NMS: "I want to talk to whoever holds this VIP"
+	// Reverse lookups (PTR for a VIP, issue 13): a lookup only, no tunnel.
+	MsgVIPLookup MsgType = 41 // node -> NMS: "who holds this VIP?"
+	MsgVIPHolder MsgType = 42 // NMS -> node: the holder's FQDN
 )
 
 var msgTypeNames = [...]string{
@@ -65,6 +68,8 @@ var msgTypeNames = [...]string{
 	MsgLoginChallenge:  "login-challenge",
 	MsgLoginConfirm:    "login-confirm",
 	MsgTunnelByVIP:     "tunnel-by-vip",
+	MsgVIPLookup:       "vip-lookup",
+	MsgVIPHolder:       "vip-holder",
 }
 
 // Valid reports whether t is a message type this package defines.

@@ -242,6 +242,10 @@ func DecodeAny(env Envelope) (Body, error) {
 		return decodePtr[TunnelRequest](env)
 	case MsgTunnelByVIP:
 		return decodePtr[TunnelByVIP](env)
+	case MsgVIPLookup:
+		return decodePtr[VIPLookup](env)
+	case MsgVIPHolder:
+		return decodePtr[VIPHolder](env)
 	case MsgDirection:
 		return decodePtr[Direction](env)
 	case MsgDirectionAck:

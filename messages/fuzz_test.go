@@ -293,6 +293,8 @@ func FuzzRegister(f *testing.F)        { fuzzBody[Register](f) }
 func FuzzRegisterReply(f *testing.F)   { fuzzBody[RegisterReply](f) }
 func FuzzTunnelRequest(f *testing.F)   { fuzzBody[TunnelRequest](f) }
 func FuzzTunnelByVIP(f *testing.F)     { fuzzBody[TunnelByVIP](f) }
+func FuzzVIPLookup(f *testing.F)       { fuzzBody[VIPLookup](f) }
+func FuzzVIPHolder(f *testing.F)       { fuzzBody[VIPHolder](f) }
 func FuzzDirection(f *testing.F)       { fuzzBody[Direction](f) }
 func FuzzDirectionAck(f *testing.F)    { fuzzBody[DirectionAck](f) }
 func FuzzPath(f *testing.F)            { fuzzBody[Path](f) }

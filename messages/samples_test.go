@@ -81,6 +81,9 @@ func samples() []Body {
 		&LoginConfirm{Pad: make([]byte, 700)},
 		&TunnelByVIP{VIP: netip.MustParseAddr("100.64.0.2")},
 		&TunnelByVIP{VIP: netip.MustParseAddr("fd7a:115c:a1e0::2")},
+		&VIPLookup{VIP: netip.MustParseAddr("100.64.0.2")},
+		&VIPLookup{VIP: netip.MustParseAddr("fd7a:115c:a1e0::2")},
+		&VIPHolder{VIP: netip.MustParseAddr("100.64.0.2"), FQDN: "bob.example.cyphonic"},
 	}
 }
 

@@ -29,3 +29,28 @@ ensure_tools() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
     die "apt-get install ${missing[*]} failed"
 }
+
+# ensure_resolved gives the split-DNS test systemd-resolved without
+# installing it: the package's postinst would point /etc/resolv.conf at
+# resolved's stub and change the machine's DNS. Unless resolved is
+# installed, it downloads the Debian package of the installed systemd's
+# version (apt-get download), unpacks it (dpkg-deb -x, no scripts run)
+# under ~/.cache/cyphonic and exports CYPHONIC_RESOLVED_ROOT for the test.
+ensure_resolved() {
+  { [ -x /lib/systemd/systemd-resolved ] || [ -x /usr/lib/systemd/systemd-resolved ]; } && return 0
+  local ver dir tmp
+  ver=$(dpkg-query -W -f='${Version}' systemd 2>/dev/null) || return 1
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/cyphonic/systemd-resolved_$ver
+  if [ ! -x "$dir/lib/systemd/systemd-resolved" ]; then
+    tmp=$(mktemp -d) && chmod 755 "$tmp" || return 1
+    if ! (cd "$tmp" && apt-get download -qq "systemd-resolved=$ver" 2>/dev/null ||
+          { apt-get update -qq && apt-get download -qq "systemd-resolved=$ver"; }) ||
+       ! mkdir -p "$dir.part" || ! dpkg-deb -x "$tmp"/systemd-resolved_*.deb "$dir.part"; then
+      rm -rf "$tmp" "$dir.part"
+      printf '%s: could not fetch systemd-resolved %s for the split-DNS test\n' "${0##*/}" "$ver" >&2
+      return 1
+    fi
+    rm -rf "$tmp" "$dir" && mv "$dir.part" "$dir"
+  fi
+  export CYPHONIC_RESOLVED_ROOT=$dir
+}

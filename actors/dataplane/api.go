@@ -42,6 +42,10 @@ var (
 	ErrQueueFull = errors.New("dataplane: send queue full")
 	// ErrBadConfig is wrapped by New for an unusable Config.
 	ErrBadConfig = errors.New("dataplane: invalid config")
+	// ErrUnknownVIP: a recent answer said no node holds the address.
+	ErrUnknownVIP = errors.New("dataplane: no node holds the address")
+	// ErrLookupRate: the budget of lookups to NMS is spent for now.
+	ErrLookupRate = errors.New("dataplane: too many address lookups")
 )
 
 // Config is what the node gives its data plane. The Dataplane takes
@@ -194,6 +198,12 @@ var _ interface {
 	// lookup failed for now (retried no sooner than hold.Config.Retry).
 	// The packets held for vip are dropped and counted.
 	LookupFailed(vip netip.Addr, unknown bool)
+	// AskVIP decides whether the node may ask NMS now who holds vip for
+	// a lookup that carries no packet (a PTR query): ErrUnknownVIP while
+	// a recent answer says nobody does (LookupFailed with unknown),
+	// ErrLookupRate when the lookups' budget (hold.Config.Lookups per
+	// Retry, shared with OnNoRoute's) is spent.
+	AskVIP(vip netip.Addr) error
 	// HoldStats counts what the hold queue did.
 	HoldStats() HoldStats
 } = (*Dataplane)(nil)

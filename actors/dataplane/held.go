@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,7 @@ import (
 type HoldStats struct {
 	Held      uint64 `json:"held"`      // packets held for a tunnel
 	Delivered uint64 `json:"delivered"` // held packets sent once their tunnel was up
-	Lookups   uint64 `json:"lookups"`   // lookups started (OnNoRoute calls)
+	Lookups   uint64 `json:"lookups"`   // lookups started (OnNoRoute calls, and PTR lookups AskVIP let through)
 }
 
 type holdCounters struct {
@@ -132,6 +133,21 @@ func (d *Dataplane) LookupFailed(vip netip.Addr, unknown bool) {
 	} else {
 		d.countHoldDrops(d.held.Failed(vip, now))
 	}
+}
+
+// AskVIP implements the contract in api.go.
+func (d *Dataplane) AskVIP(vip netip.Addr) error {
+	if !d.holding() {
+		return nil // no first-packet lookups configured: no budget to share
+	}
+	switch d.held.Ask(vip, time.Now()) {
+	case hold.DropUnknown:
+		return fmt.Errorf("dataplane: %s: %w", vip, ErrUnknownVIP)
+	case hold.DropRate:
+		return fmt.Errorf("dataplane: %s: %w", vip, ErrLookupRate)
+	}
+	d.holdStats.lookups.Add(1)
+	return nil
 }
 
 // HoldStats implements the contract in api.go.

@@ -67,7 +67,7 @@ func managerProps(d *Dataplane) (*actor.Props, error) {
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &manager{d: d, set: d.set, byPID: make(map[string]*peerHandle), reopen: make(map[string][]*openPeer)}
-	}, actor.WithSupervisor(st)), nil
+	}, supervise.WithBackoff(st)), nil
 }
 
 type manager struct {

@@ -94,4 +94,7 @@ type peerStats struct {
 	RxPackets, RxBytes atomic.Uint64
 	LastSent, LastRecv atomic.Int64 // Unix nanoseconds of the last datagram out / authenticated in
 	Drops              dropCounters
+	// Lost counts packets the peer sent that never arrived: counters that
+	// left a session's replay window unseen (replay.Window.Lost).
+	Lost atomic.Uint64
 }

@@ -315,6 +315,7 @@ func (d *Dataplane) toTun(b *batch) {
 	route := h.route.Load()
 	var roam netip.AddrPort
 	var rx, rxBytes uint64
+	lost := b.key.Replay.Lost()
 	for i := range b.N {
 		pk := &b.Pkts[i]
 		if pk.Drop != OK {
@@ -343,6 +344,9 @@ func (d *Dataplane) toTun(b *batch) {
 		if !pk.Relayed && route != nil && sess.Confirmed() && (route.Relay || route.Addr != pk.From) {
 			roam = pk.From // roaming, or a relayed peer reaching us directly
 		}
+	}
+	if n := b.key.Replay.Lost() - lost; n > 0 {
+		h.Stats.Lost.Add(n) // the batch slid the window over counters never seen
 	}
 	if rx > 0 {
 		h.Stats.RxPackets.Add(rx)

@@ -36,8 +36,13 @@ type PeerStatus struct {
 	TxPackets         uint64            `json:"tx_packets"`
 	RxPackets         uint64            `json:"rx_packets"`
 	Drops             map[string]uint64 `json:"drops,omitempty"` // by reason (Reason names)
-	Restarts          int               `json:"restarts"`
-	State             string            `json:"state"`
+	// Lost is the packets the peer sent that never reached the replay
+	// window: lost on the way, or shed here before authentication (those
+	// count as drops too). Gaps in its counters count once they are too
+	// old to come (replay.Window.Lost).
+	Lost     uint64 `json:"lost"`
+	Restarts int    `json:"restarts"`
+	State    string `json:"state"`
 	// Queues are the peer's in-flight bounds ("out": TUN to socket, "in":
 	// socket to TUN), whose full slots are its queue-full drops.
 	Queues []supervise.Queue `json:"queues,omitempty"`

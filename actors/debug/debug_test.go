@@ -53,7 +53,7 @@ func TestDebugEndpointShowsRestartsAndStops(t *testing.T) {
 			}
 			m.reply <- pid
 		}
-	}, actor.WithSupervisor(strategy))
+	}, supervise.WithBackoff(strategy))
 	node, err := sys.Spawn(nil, "node", "node", parent)
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +103,8 @@ func TestDebugEndpointShowsRestartsAndStops(t *testing.T) {
 	if err := RenderTree(&out, tree); err != nil {
 		t.Fatal(err)
 	}
-	want := "node [node] running mailbox=0 restarts=0\n  bob.example.cyphonic [peer] running mailbox=0 restarts=2 last failure "
-	if !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), ": keepalive silence (backoff 2/10 failures in 5m0s, delay ") {
+	want := "node [node] running mailbox=0 restarts=0 (immediate restart, gives up after 10 failures in 10s)\n  bob.example.cyphonic [peer] running mailbox=0 restarts=2 last failure "
+	if !strings.HasPrefix(out.String(), want) || !strings.Contains(out.String(), ": keepalive silence (backoff 2/10 failures in 5m0s, delays 1ms ×2 up to 5ms, last delay ") {
 		t.Fatalf("rendered:\n%s\nwant prefix:\n%s", out.String(), want)
 	}
 
@@ -197,7 +197,7 @@ func TestRenderTree(t *testing.T) {
 	}
 	want := `node [node] running mailbox=0 restarts=0
   peers [peers] running mailbox=3 restarts=0
-    eve [peer] backoff (failed: handshake?timeout) mailbox=0 out=32/32 (queue-full 9) restarts=1 last failure 03:04:05.000: bad?tag next restart 03:04:06.000 (backoff 1/10 failures in 1m0s, delay 1s)
+    eve [peer] backoff (failed: handshake?timeout) mailbox=0 out=32/32 (queue-full 9) restarts=1 last failure 03:04:05.000: bad?tag next restart 03:04:06.000 (backoff 1/10 failures in 1m0s, last delay 1s)
     bob [peer] up mailbox=0 restarts=0
 gave up:
   node/peers/mallory [peer] gave-up mailbox=0 restarts=10 last failure 03:04:05.000: x

@@ -75,7 +75,7 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 mailbox={{.Mailbox}}{{range .Queues}} <span class="q">{{.}}</span>{{end}} processed={{.Processed}} restarts={{.Restarts}}
 {{- range .Info}} <span class="dim">{{.}}</span>{{end}}
 {{- if .Supervision}} <span class="dim">· {{.Supervision}}</span>{{end}}
-{{- if .NextRetry}} <span class="pending">next retry {{.NextRetry}}</span>{{end}}
+{{- if .NextRetry}} <span class="{{if .RetryPending}}pending{{else}}dim{{end}}" data-next-retry>next retry {{.NextRetry}}</span>{{end}}
 {{- if .Failure}} <span class="{{if .FailureFresh}}fail{{else}}old{{end}}">last failure {{.FailureAge}}: {{.Failure}}</span>{{end}}{{end}}`))
 
 func (s *Server) serveHTML(w http.ResponseWriter, r *http.Request) {

@@ -76,8 +76,12 @@ func TestPageInChromiumFollowsARestart(t *testing.T) {
 				panic(err)
 			}
 			reply <- pid
+			// carol never fails: her supervision shows from her spawn.
+			if _, err := supervise.Spawn(c, "peer", "carol.example.cyphonic", actor.PropsFromFunc(func(actor.Context) {})); err != nil {
+				panic(err)
+			}
 		}
-	}, actor.WithSupervisor(strategy))
+	}, supervise.WithBackoff(strategy))
 	if _, err := sys.Spawn(nil, "node", "node", nodeProps); err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +131,35 @@ func TestPageInChromiumFollowsARestart(t *testing.T) {
 	if _, _, ok := liAttrs(dom, "node"); !ok {
 		t.Errorf("no element for the root actor in the DOM:\n%s", dom)
 	}
+	// Supervision from the spawn: carol, who never failed, shows her
+	// parent's backoff policy and what a failure would get; the root actor
+	// protoactor's default.
+	carol := liText(dom, "node/carol.example.cyphonic")
+	for _, want := range []string{"backoff 0/10 failures in 5m0s, delays 1ms ×2 up to 5ms", "next retry none pending; a failure now waits ~1ms"} {
+		if !strings.Contains(carol, want) {
+			t.Errorf("%q not in carol's element %q", want, carol)
+		}
+	}
+	if root := liText(dom, "node"); !strings.Contains(root, "immediate restart, gives up after 10 failures in 10s") {
+		t.Errorf("root actor's element %q lacks protoactor's default strategy", root)
+	}
+}
+
+// liText returns the text of the actor's own line on the page (up to its
+// children's list), tags stripped.
+func liText(dom, id string) string {
+	start := strings.Index(dom, `<li data-id="`+id+`"`)
+	if start < 0 {
+		return ""
+	}
+	line := dom[start:]
+	line = line[strings.IndexByte(line, '>')+1:] // past the li tag itself
+	for _, stop := range []string{"<ul>", "<li", "</li>"} {
+		if i := strings.Index(line, stop); i >= 0 {
+			line = line[:i]
+		}
+	}
+	return regexp.MustCompile(`<[^>]*>`).ReplaceAllString(line, "")
 }
 
 // crashOnPoll serves reg's tree and runs crash before the second snapshot.

@@ -43,7 +43,8 @@ type nodeView struct {
 	FailureAge     string // "18 min ago"
 	FailureFresh   bool   // younger than failureFresh: painted red
 	Supervision    string // "backoff 3/10 in 5m0s, delay 400ms"
-	NextRetry      string // "12:00:01.250 (in 0.4s)"
+	NextRetry      string // "12:00:01.250 (in 0.4s)", or what a failure now would get
+	RetryPending   bool   // NextRetry is a scheduled restart
 	Info           []string
 	Children       []nodeView
 }
@@ -84,13 +85,20 @@ func newNodeView(n Node, now time.Time, fullName bool) nodeView {
 		v.FailureFresh = age < failureFresh
 	}
 	v.Supervision = supervisionText(n.Supervision)
-	if !n.NextRestartAt.IsZero() {
+	switch {
+	case !n.NextRestartAt.IsZero():
+		v.RetryPending = true
 		v.NextRetry = n.NextRestartAt.Local().Format(time.TimeOnly + ".000")
 		if d := n.NextRestartAt.Sub(now); d > 0 {
 			v.NextRetry += " (in " + d.Round(100*time.Millisecond).String() + ")"
 		} else {
 			v.NextRetry += " (due)"
 		}
+	case n.Supervision == nil:
+	case n.Supervision.Strategy == supervise.StrategyBackoff:
+		v.NextRetry = "none pending; a failure now waits ~" + n.Supervision.NextDelay(n.LastFailureAt, now).Round(time.Millisecond).String()
+	default:
+		v.NextRetry = "none pending; a failure now restarts at once"
 	}
 	for _, k := range slices.Sorted(maps.Keys(n.Info)) {
 		v.Info = append(v.Info, k+"="+n.Info[k])
@@ -155,10 +163,14 @@ func supervisionText(s *supervise.Supervision) string {
 	if s == nil {
 		return ""
 	}
-	if s.Strategy != supervise.StrategyBackoff {
-		return s.Strategy + " restart"
-	}
 	var b strings.Builder
+	if s.Strategy != supervise.StrategyBackoff {
+		b.WriteString(s.Strategy + " restart")
+		if s.Window > 0 {
+			fmt.Fprintf(&b, ", gives up after %d failures in %v", s.MaxRetries, s.Window)
+		}
+		return b.String()
+	}
 	b.WriteString("backoff")
 	switch {
 	case s.MaxRetries < 0:
@@ -166,8 +178,15 @@ func supervisionText(s *supervise.Supervision) string {
 	default:
 		fmt.Fprintf(&b, " %d/%d failures in %v", s.Failures, s.MaxRetries, s.Window)
 	}
+	if s.Initial > 0 {
+		fmt.Fprintf(&b, ", delays %v", s.Initial.Round(time.Millisecond))
+		if s.Multiplier > 1 {
+			fmt.Fprintf(&b, " ×%g", s.Multiplier)
+		}
+		fmt.Fprintf(&b, " up to %v", s.Max.Round(time.Millisecond))
+	}
 	if s.Delay > 0 {
-		fmt.Fprintf(&b, ", delay %v", s.Delay.Round(time.Millisecond))
+		fmt.Fprintf(&b, ", last delay %v", s.Delay.Round(time.Millisecond))
 	}
 	return b.String()
 }

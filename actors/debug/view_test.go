@@ -88,17 +88,43 @@ func TestNodeView(t *testing.T) {
 			},
 			state: "backoff", class: classBad,
 			queues:      []string{"out 32/32 (queue-full 3548)", "in 0"},
-			supervision: "backoff 3/10 failures in 5m0s, delay 400ms", retryS: " (in 400ms)",
+			supervision: "backoff 3/10 failures in 5m0s, last delay 400ms", retryS: " (in 400ms)",
 		},
 		{
-			name:  "a supervisor that never gives up",
-			node:  Node{ID: "x", State: supervise.StateRunning, Supervision: &supervise.Supervision{Strategy: supervise.StrategyBackoff, Failures: 12, MaxRetries: -1, Window: time.Minute}},
-			state: "running", class: classOK, supervision: "backoff 12 failures in 1m0s, never gives up",
+			name: "a supervisor that never gives up, its last failure within the window",
+			node: Node{ID: "x", State: supervise.StateRunning, LastFailure: "boom", LastFailureAt: now.Add(-10 * time.Second), Supervision: &supervise.Supervision{
+				Strategy: supervise.StrategyBackoff, Failures: 2, MaxRetries: -1, Window: time.Minute,
+				Initial: 100 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2,
+			}},
+			state: "running", class: classOK, age: "10 s ago", fresh: true,
+			supervision: "backoff 2 failures in 1m0s, never gives up, delays 100ms ×2 up to 30s",
+			retryS:      "none pending; a failure now waits ~400ms",
 		},
 		{
-			name:  "an immediate restart",
-			node:  Node{ID: "x", State: supervise.StateRunning, Supervision: &supervise.Supervision{Strategy: supervise.StrategyImmediate}},
-			state: "running", class: classOK, supervision: "immediate restart",
+			name: "a backoff policy as recorded at spawn, before any failure",
+			node: Node{ID: "x", State: supervise.StateRunning, Supervision: &supervise.Supervision{
+				Strategy: supervise.StrategyBackoff, MaxRetries: 10, Window: 5 * time.Minute,
+				Initial: 100 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2,
+			}},
+			state: "running", class: classOK,
+			supervision: "backoff 0/10 failures in 5m0s, delays 100ms ×2 up to 30s",
+			retryS:      "none pending; a failure now waits ~100ms",
+		},
+		{
+			name: "an old failure outside the window starts the delays again",
+			node: Node{ID: "x", State: supervise.StateRunning, LastFailure: "boom", LastFailureAt: now.Add(-time.Hour), Supervision: &supervise.Supervision{
+				Strategy: supervise.StrategyBackoff, Failures: 5, MaxRetries: 10, Window: 5 * time.Minute,
+				Initial: 100 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2,
+			}},
+			state: "running", class: classOK, age: "1 h ago",
+			supervision: "backoff 5/10 failures in 5m0s, delays 100ms ×2 up to 30s",
+			retryS:      "none pending; a failure now waits ~100ms",
+		},
+		{
+			name:  "protoactor's immediate default",
+			node:  Node{ID: "x", State: supervise.StateRunning, Supervision: &supervise.Supervision{Strategy: supervise.StrategyImmediate, MaxRetries: 10, Window: 10 * time.Second}},
+			state: "running", class: classOK, supervision: "immediate restart, gives up after 10 failures in 10s",
+			retryS: "none pending; a failure now restarts at once",
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {

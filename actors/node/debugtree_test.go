@@ -126,6 +126,11 @@ func TestDebugTreeShowsPeerTunnel(t *testing.T) {
 	if bob.State != supervise.StateRunning || bob.Info["path"] != "direct" {
 		t.Errorf("bob = %+v, want a running actor on a direct path", bob)
 	}
+	// The peers actor's backoff policy is on bob from his spawn, before
+	// his handshake has had time to fail.
+	if sv := bob.Supervision; sv == nil || sv.Strategy != supervise.StrategyBackoff || sv.Initial != 200*time.Millisecond || sv.Max != 400*time.Millisecond {
+		t.Errorf("bob's supervision while handshaking = %+v, want the peers actor's backoff policy", sv)
+	}
 	if len(bob.Queues) != 2 || bob.Queues[0].Name != "out" || bob.Queues[0].Cap == 0 || bob.Queues[1].Name != "in" {
 		t.Errorf("bob's queues = %+v, want out and in with their bounds", bob.Queues)
 	}
@@ -136,7 +141,7 @@ func TestDebugTreeShowsPeerTunnel(t *testing.T) {
 	}
 
 	_, bob = wait("bob restarted after its handshake timeout", func(_ debug.Tree, b debug.Node) bool {
-		return b.Restarts >= 1 || b.Supervision != nil
+		return b.Restarts >= 1 || b.Supervision != nil && b.Supervision.Failures >= 1
 	})
 	if bob.Supervision == nil || bob.Supervision.Strategy != supervise.StrategyBackoff || bob.Supervision.Failures < 1 || bob.LastFailure == "" {
 		t.Errorf("bob after a failure = %+v (supervision %+v), want the backoff strategy's record", bob, bob.Supervision)

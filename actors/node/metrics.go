@@ -29,6 +29,7 @@ var (
 	descTxPkts      = prometheus.NewDesc("cyphonic_peer_tx_packets_total", "Packets sent to the peer.", peerLabels, nil)
 	descRxPkts      = prometheus.NewDesc("cyphonic_peer_rx_packets_total", "Packets received from the peer.", peerLabels, nil)
 	descDrops       = prometheus.NewDesc("cyphonic_peer_drops_total", "Packets dropped on the peer's path, by reason (replay: replayed packets; queue-delay, queue-full: shed under load; see cyphonic status).", []string{"peer", "reason"}, nil)
+	descLost        = prometheus.NewDesc("cyphonic_peer_packets_lost_total", "Packets the peer sent that never arrived (gaps in its packet counters, counted once they are too old to arrive: about 8k packets later). Replayed packets are cyphonic_peer_drops_total{reason=\"replay\"}.", peerLabels, nil)
 	descRestart     = prometheus.NewDesc("cyphonic_peer_restarts", "Restarts of the peer's actor.", peerLabels, nil)
 	descPath        = prometheus.NewDesc("cyphonic_peer_path", "The peer's current path kind: 1 for the kind in use (direct, punched, relay, ...).", []string{"peer", "path"}, nil)
 	descState       = prometheus.NewDesc("cyphonic_peer_state", "The peer's tunnel state: 1 for the current one (up, handshaking, failed, backoff, ...; the reason of a failure is in cyphonic status).", []string{"peer", "state"}, nil)
@@ -41,7 +42,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTxBytes, descRxBytes, descTxPkts, descRxPkts, descDrops, descRestart,
+	for _, d := range []*prometheus.Desc{descTxBytes, descRxBytes, descTxPkts, descRxPkts, descDrops, descLost, descRestart,
 		descPath, descState, descUp, descHandshake, descHandshakes, descGlobalDrops, descResolver, descBuild} {
 		ch <- d
 	}
@@ -67,8 +68,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(p.Handshakes), p.FQDN, "ok")
 		ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(p.HandshakeTimeouts), p.FQDN, "timeout")
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(p.Lost), p.FQDN)
 		for reason, n := range p.Drops {
 			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(n), p.FQDN, reason)
+		}
+		if _, ok := p.Drops[dataplane.Replay.String()]; !ok {
+			// Always present, so that an alert on its rate has a series
+			// from the tunnel's start.
+			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, 0, p.FQDN, dataplane.Replay.String())
 		}
 	}
 	if c.drops != nil {

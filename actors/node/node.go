@@ -435,7 +435,7 @@ func (n *Node) spawnRoot() error {
 	started := make(chan error, 1)
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &rootActor{n: n, started: started}
-	}, actor.WithSupervisor(strategy))
+	}, supervise.WithBackoff(strategy))
 	pid, err := n.sys.Spawn(nil, "node", "node", props)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -566,7 +566,7 @@ func (n *Node) configureTUN(ctx context.Context, name string) {
 			if !registered {
 				// Once the link is up with its addresses: resolved keeps
 				// per-link DNS only for links it knows.
-				n.registerSplitDNS(ctx, name)
+				n.registerSplitDNS(ctx, name, r.Prefix4, r.Prefix6)
 				registered = true
 			}
 		}
@@ -585,10 +585,12 @@ func (b nodeBackend) Reverse(ctx context.Context, a netip.Addr) (string, error) 
 	return b.n.reverse(ctx, a)
 }
 
-// reverse names the holder of an overlay address: ourselves, or a peer we
-// have a tunnel with (its certificate binds the VIP). An overlay address
-// we know no holder of is unknown; anything else is not ours to answer.
-func (n *Node) reverse(_ context.Context, a netip.Addr) (string, error) {
+// reverse names the holder of an overlay address: ourselves, a peer we
+// have a tunnel with (its certificate binds the VIP), or else whoever NMS
+// says holds it (a VIPLookup: nothing is set up), within the data plane's
+// lookup budget and its memory of addresses nobody holds. An overlay
+// address nobody holds is unknown; anything else is not ours to answer.
+func (n *Node) reverse(ctx context.Context, a netip.Addr) (string, error) {
 	a = a.Unmap()
 	o := n.overlay.Load()
 	switch {
@@ -604,7 +606,20 @@ func (n *Node) reverse(_ context.Context, a netip.Addr) (string, error) {
 			return p.FQDN, nil
 		}
 	}
-	return "", resolver.ErrUnknownName
+	if err := n.dp.AskVIP(a); errors.Is(err, dataplane.ErrUnknownVIP) {
+		return "", resolver.ErrUnknownName
+	} else if err != nil {
+		return "", fmt.Errorf("node: who holds %s: %w", a, err)
+	}
+	fqdn, err := n.sess.LookupVIP(ctx, a)
+	switch {
+	case errors.Is(err, session.ErrUnknownPeer):
+		n.dp.LookupFailed(a, true) // remembered: packets and PTRs for a are refused a while
+		return "", resolver.ErrUnknownName
+	case err != nil:
+		return "", fmt.Errorf("node: who holds %s: %w", a, err)
+	}
+	return fqdn, nil
 }
 
 // resolve is the resolver's backend: a tunnel already up answers at once;

@@ -55,7 +55,7 @@ type (
 // current login.
 type inflight struct {
 	kind messages.MsgType
-	key  string // what it is for: a tunnel request's peer FQDN, a TunnelByVIP's VIP
+	key  string // what it is for: a tunnel request's peer FQDN, a TunnelByVIP's or VIPLookup's VIP
 }
 
 type sessionActor struct {
@@ -85,6 +85,8 @@ type sessionActor struct {
 
 	// Tunnels asked for by VIP (NeedVIP): queued until online, or in flight.
 	wantedVIP map[netip.Addr]bool
+	// Who holds a VIP (LookupVIP): waiters by VIP, queued or in flight.
+	lookups map[netip.Addr][]chan<- lookupResult
 
 	timer     *time.Timer // the one pending tick (keepalive, probe wait or login backoff)
 	logins    int
@@ -110,6 +112,7 @@ func newSessionActor(s *Session) *sessionActor {
 		waiters:   make(map[string][]chan<- tunnelResult),
 		wanted:    make(map[string]bool),
 		wantedVIP: make(map[netip.Addr]bool),
+		lookups:   make(map[netip.Addr][]chan<- lookupResult),
 		enc:       messages.NewEncoder(),
 		scratch:   make([]byte, 0, messages.MaxEnvelopeLen),
 		crlParts:  pki.NewCRLAssembly(messages.DenyListChunk),
@@ -138,6 +141,8 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.requestTunnel(ctx, m)
 	case *requestVIP:
 		a.requestVIP(ctx, m.vip)
+	case *lookupVIP:
+		a.lookupVIP(ctx, m)
 	case addrsChanged:
 		if a.state == StateOnline && !slices.Equal(a.locators(), a.registered) {
 			a.moved()
@@ -501,6 +506,8 @@ func (a *sessionActor) txDone(ctx actor.Context, d *txDone) {
 		a.tunnelDone(ctx, o.key, d)
 	case messages.MsgTunnelByVIP:
 		a.vipDone(ctx, o.key, d)
+	case messages.MsgVIPLookup:
+		a.lookupDone(ctx, o.key, d)
 	}
 }
 

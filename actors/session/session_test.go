@@ -257,6 +257,16 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 				p.PeerVIP6, p.PeerVIP4 = netip.Addr{}, c.pathVIP4
 			}
 			body = p
+		case messages.MsgVIPLookup:
+			r, _ := messages.DecodeBody[messages.VIPLookup](env)
+			switch {
+			case r.VIP != bobVIP4 && r.VIP != bobVIP6:
+				body = messages.Error{Code: messages.CodeUnknownFQDN}
+			case c.pathVIP4.IsValid():
+				body = messages.VIPHolder{VIP: c.pathVIP4, FQDN: "bob.example.cyphonic"}
+			default:
+				body = messages.VIPHolder{VIP: r.VIP, FQDN: "bob.example.cyphonic"}
+			}
 		case messages.MsgDenyListAck:
 			a, _ := messages.DecodeBody[messages.DenyListAck](env)
 			c.acks = append(c.acks, a)

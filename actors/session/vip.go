@@ -38,6 +38,7 @@ func (a *sessionActor) sendVIPRequests(ctx actor.Context) {
 	for vip := range a.wantedVIP {
 		a.sendVIPRequest(ctx, vip)
 	}
+	a.sendLookups(ctx)
 }
 
 func (a *sessionActor) sendVIPRequest(ctx actor.Context, vip netip.Addr) {
@@ -112,4 +113,5 @@ func (a *sessionActor) failVIPs() {
 		a.vipFailed(vip, false)
 	}
 	clear(a.wantedVIP)
+	a.failLookups(ErrStopped)
 }

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"testing"
@@ -106,5 +108,42 @@ func TestNeedVIPOncePerVIP(t *testing.T) {
 	}
 	if n := f.cloud.count(messages.MsgTunnelByVIP); n > 3 {
 		t.Fatalf("NMS saw %d requests (retransmissions included), want one transaction", n)
+	}
+}
+
+// LookupVIP names the holder of a VIP without opening anything; an
+// address nobody holds is ErrUnknownPeer; an answer about another address
+// (a compromised NMS) is refused.
+func TestLookupVIP(t *testing.T) {
+	tests := []struct {
+		name  string
+		vip   netip.Addr
+		setup func(*fakeCloud)
+		want  string
+		err   error
+	}{
+		{name: "holder's VIP4", vip: bobVIP4, want: "bob.example.cyphonic"},
+		{name: "holder's VIP6", vip: bobVIP6, want: "bob.example.cyphonic"},
+		{name: "nobody holds it", vip: netip.MustParseAddr("100.64.9.9"), err: ErrUnknownPeer},
+		{name: "an answer about another address refused", vip: bobVIP4, err: ErrWrongPeer,
+			setup: func(c *fakeCloud) { c.pathVIP4 = netip.MustParseAddr("100.64.0.66") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var setup []func(*fakeCloud)
+			if tt.setup != nil {
+				setup = append(setup, tt.setup)
+			}
+			f, _ := vipFixture(t, setup...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got, err := f.s.LookupVIP(ctx, tt.vip)
+			if got != tt.want || !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+				t.Fatalf("LookupVIP(%s) = %q, %v; want %q, %v", tt.vip, got, err, tt.want, tt.err)
+			}
+			if n := f.dp.openCount(); n != 0 {
+				t.Fatalf("a lookup opened %d paths", n)
+			}
+		})
 	}
 }

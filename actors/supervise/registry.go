@@ -83,9 +83,36 @@ func (r *Registry) add(e *entry) bool {
 	}
 	e.state = StateStarting
 	e.started = r.now()
+	// Until the parent's WithBackoff says otherwise (supervisedBy, during
+	// the spawn), the supervisor is protoactor's default.
+	e.supervision = defaultSupervision
 	r.live[e.id] = e
 	r.totals(e.kind) // so the kind shows up in metrics from the start
 	return true
+}
+
+// defaultSupervision is protoactor's default supervisor strategy (its
+// defaultSupervisionStrategy: one-for-one, restarting at once, stopping a
+// child after more than 10 failures in 10 s), which supervises top-level
+// actors and the children of parents spawned without WithBackoff. (A
+// top-level actor whose props carry actor.WithGuardian, which nothing here
+// uses, would be shown under this default too: the registry cannot read a
+// props' strategy.)
+var defaultSupervision = Supervision{Strategy: StrategyImmediate, MaxRetries: 10, Window: 10 * time.Second}
+
+// supervisedBy records that the actor being spawned with the given ID is
+// supervised by a BackoffStrategy with policy b (WithBackoff).
+func (r *Registry) supervisedBy(id string, b Backoff) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.live[id]
+	if e == nil {
+		return // not spawned through Spawn
+	}
+	e.supervision = Supervision{
+		Strategy: StrategyBackoff, MaxRetries: b.MaxRetries, Window: b.Window,
+		Initial: b.Initial, Max: b.Max, Multiplier: b.Multiplier,
+	}
 }
 
 // setMailbox is called by the mailbox producer, once per spawn.
@@ -161,17 +188,17 @@ func (r *Registry) failed(id string, reason any, directive actor.Directive, back
 		if backoff != nil {
 			e.state = StateBackoff
 			e.nextRestartAt = backoff.RestartAt
-			e.supervision = Supervision{
-				Strategy: StrategyBackoff, Failures: backoff.Failures,
-				MaxRetries: backoff.MaxRetries, Window: backoff.Window, Delay: backoff.Delay,
+			sv := &e.supervision
+			if sv.Strategy != StrategyBackoff {
+				// A BackoffStrategy given by actor.WithSupervisor rather
+				// than WithBackoff: its policy beyond the event's is unknown.
+				*sv = Supervision{Strategy: StrategyBackoff}
 			}
+			sv.Failures, sv.MaxRetries, sv.Window, sv.Delay = backoff.Failures, backoff.MaxRetries, backoff.Window, backoff.Delay
 			return // the restart itself is reported when it happens
 		}
-		if e.supervision.Strategy != StrategyBackoff {
-			// A restart no BackoffEvent announced: a supervisor that
-			// restarts at once (protoactor's default for top-level actors).
-			e.supervision = Supervision{Strategy: StrategyImmediate}
-		}
+		// With StrategyBackoff this is the restart its BackoffEvent
+		// announced; otherwise an immediate one, as recorded at spawn.
 		e.restarts++
 		e.state = StateRestarting
 		e.nextRestartAt = time.Time{}

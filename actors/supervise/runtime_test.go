@@ -92,7 +92,7 @@ func supervised(t *testing.T, sys *System, cfg Backoff) *actor.Props {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testActor(nil).Configure(actor.WithSupervisor(st))
+	return testActor(nil).Configure(WithBackoff(st))
 }
 
 func TestTreeRestartsAndStop(t *testing.T) {
@@ -130,7 +130,8 @@ func TestTreeRestartsAndStop(t *testing.T) {
 	if b.Kind != "peer" || b.Restarts != 2 || b.LastFailure != "handshake timeout B" || b.State != StateRunning || b.LastFailureAt.IsZero() {
 		t.Fatalf("bob = %+v, want kind peer, 2 restarts, last failure B, running", b)
 	}
-	if sv := b.Supervision; sv == nil || *sv != (Supervision{Strategy: StrategyBackoff, Failures: 2, MaxRetries: 5, Window: time.Minute, Delay: sv.Delay}) || sv.Delay <= 0 {
+	if sv := b.Supervision; sv == nil || *sv != (Supervision{Strategy: StrategyBackoff, Failures: 2, MaxRetries: 5, Window: time.Minute, Delay: sv.Delay,
+		Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2}) || sv.Delay <= 0 {
 		t.Fatalf("bob's supervision = %+v, want backoff, 2 of 5 failures in 1m", sv)
 	}
 	if ks := kindStats(sys, "peer"); ks.Restarts != 2 || ks.Live != 1 {
@@ -162,14 +163,43 @@ func TestTreeShowsImmediateRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
-	if n, _ := sys.Registry().Snapshot().Find(pid.Id); n.Supervision != nil {
-		t.Fatalf("supervision %+v before any failure, want none", n.Supervision)
+	if n, _ := sys.Registry().Snapshot().Find(pid.Id); n.Supervision == nil || *n.Supervision != defaultSupervision {
+		t.Fatalf("supervision %+v before any failure, want protoactor's default %+v", n.Supervision, defaultSupervision)
 	}
 	sys.Root().Send(pid, boom{why: "port taken"})
 	<-started
 	n, _ := sys.Registry().Snapshot().Find(pid.Id)
-	if n.Supervision == nil || *n.Supervision != (Supervision{Strategy: StrategyImmediate}) || n.Restarts != 1 {
+	if n.Supervision == nil || *n.Supervision != defaultSupervision || n.Restarts != 1 {
 		t.Fatalf("resolver = %+v (supervision %+v), want 1 immediate restart", n, n.Supervision)
+	}
+}
+
+// A child of a parent spawned WithBackoff shows that strategy's policy from
+// its spawn, before any failure; a child of a parent without it shows
+// protoactor's immediate default.
+func TestTreeShowsSupervisionFromSpawn(t *testing.T) {
+	sys := newTestSystem(t)
+	cfg := Backoff{Initial: 50 * time.Millisecond, Max: 8 * time.Second, Multiplier: 3, MaxRetries: 7, Window: time.Hour}
+	node, err := sys.Spawn(nil, "node", "node", supervised(t, sys, cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *actor.PID, 2)
+	bob := spawnVia(t, sys, node, "peer", "bob", testActor(started))
+	<-started
+	plain := spawnVia(t, sys, bob, "sequencer", "seq", testActor(started))
+	<-started
+
+	tree := sys.Registry().Snapshot()
+	want := Supervision{Strategy: StrategyBackoff, MaxRetries: 7, Window: time.Hour, Initial: 50 * time.Millisecond, Max: 8 * time.Second, Multiplier: 3}
+	if n, _ := tree.Find(bob.Id); n.Supervision == nil || *n.Supervision != want || !n.NextRestartAt.IsZero() {
+		t.Errorf("bob before any failure: supervision %+v next restart %v, want %+v and none", n.Supervision, n.NextRestartAt, want)
+	}
+	if got := want.NextDelay(time.Time{}, time.Now()); got != 50*time.Millisecond {
+		t.Errorf("next delay before any failure = %v, want the initial 50ms", got)
+	}
+	if n, _ := tree.Find(plain.Id); n.Supervision == nil || *n.Supervision != defaultSupervision {
+		t.Errorf("child of a parent without WithBackoff: supervision %+v, want %+v", n.Supervision, defaultSupervision)
 	}
 }
 

@@ -101,3 +101,25 @@ func lifecycleMiddleware(reg *Registry, e *entry) actor.ReceiverMiddleware {
 		}
 	}
 }
+
+// WithBackoff makes an actor supervise its children with st, as
+// actor.WithSupervisor(st) does, and records st's policy on every child it
+// spawns through Spawn, when it is spawned: the tree shows how a child's
+// failures will be handled before the first one. Use it rather than
+// actor.WithSupervisor, which the registry cannot see (protoactor keeps a
+// props' strategy private).
+func WithBackoff(st *BackoffStrategy) actor.PropsOption {
+	sup := actor.WithSupervisor(st)
+	record := actor.WithSpawnMiddleware(func(next actor.SpawnFunc) actor.SpawnFunc {
+		return func(as *actor.ActorSystem, id string, props *actor.Props, parent actor.SpawnerContext) (*actor.PID, error) {
+			if s, _ := as.Extensions.Get(extensionID).(*System); s != nil {
+				s.registry.supervisedBy(id, st.Config())
+			}
+			return next(as, id, props, parent)
+		}
+	})
+	return func(p *actor.Props) {
+		sup(p)
+		record(p)
+	}
+}

@@ -27,9 +27,9 @@ type Node struct {
 	LastFailureAt time.Time `json:"last_failure_at,omitzero"`
 	NextRestartAt time.Time `json:"next_restart_at,omitzero"`
 	Started       time.Time `json:"started,omitzero"`
-	// Supervision is how the actor's failures are being handled, once its
-	// supervisor has handled one (the registry learns a strategy from its
-	// events, not from the parent's props).
+	// Supervision is how the actor's failures are handled: recorded when
+	// it is spawned (its parent's WithBackoff strategy, else protoactor's
+	// immediate default) and updated by each supervision event.
 	Supervision *Supervision `json:"supervision,omitempty"`
 	// Status, Queues and Info are filled by the actor's owner when the
 	// tree is served (see debug.Server.Annotate), never by the registry:
@@ -42,17 +42,37 @@ type Node struct {
 	Children []Node            `json:"children,omitempty"`
 }
 
-// Supervision is what the registry knows of an actor's supervisor's
-// decisions.
+// Supervision is what the registry knows of an actor's supervisor: its
+// policy, from the spawn, and its latest decision.
 type Supervision struct {
 	// Strategy: StrategyBackoff (BackoffStrategy), or StrategyImmediate for a
-	// supervisor that restarted the actor without a delay (protoactor's
-	// one-for-one default, for top-level actors).
+	// supervisor that restarts the actor without a delay (protoactor's
+	// one-for-one default, for top-level actors and the children of a
+	// parent spawned without WithBackoff).
 	Strategy   string        `json:"strategy"`
 	Failures   int           `json:"failures,omitempty"`    // failures within Window, the last one included
 	MaxRetries int           `json:"max_retries,omitempty"` // failures within Window it restarts; negative: never gives up
 	Window     time.Duration `json:"window,omitempty"`
 	Delay      time.Duration `json:"delay,omitempty"` // the last backoff delay (NextRestartAt is when it ends)
+	// The backoff policy (StrategyBackoff only): the first delay, its cap
+	// and growth per consecutive failure, before jitter.
+	Initial    time.Duration `json:"initial,omitempty"`
+	Max        time.Duration `json:"max,omitempty"`
+	Multiplier float64       `json:"multiplier,omitempty"`
+}
+
+// NextDelay is the delay a failure now would get before its restart,
+// jitter aside: the policy's next step if the last failure (at last) is
+// still within Window, else its first. Zero for StrategyImmediate.
+func (s Supervision) NextDelay(last, now time.Time) time.Duration {
+	if s.Strategy != StrategyBackoff {
+		return 0
+	}
+	failures := 1
+	if !last.IsZero() && now.Sub(last) < s.Window {
+		failures = s.Failures + 1
+	}
+	return Backoff{Initial: s.Initial, Max: s.Max, Multiplier: s.Multiplier}.Delay(failures, 0.5)
 }
 
 // Supervision strategies as Supervision.Strategy names them.

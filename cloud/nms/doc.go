@@ -25,7 +25,9 @@
 // A node can also ask for a tunnel by overlay address (TunnelByVIP: a
 // packet to a VIP found no tunnel): NMS finds the holder through the
 // store's VIP index (store.LookupVIP) and goes on as for a tunnel request
-// naming it; no holder is CodeUnknownFQDN.
+// naming it; no holder is CodeUnknownFQDN. A VIPLookup (a PTR query on
+// the node's resolver) reads the same records and answers only the
+// holder's name (VIPHolder), setting nothing up.
 //
 // Replies to nodes are cached under the request's message ID (txstore), so
 // a retransmitted request gets the same reply and never a second

@@ -105,6 +105,9 @@ type Counters struct {
 	// VIPLookups counts TunnelByVIP requests (a node's first packet to an
 	// overlay address it had no tunnel for).
 	VIPLookups atomic.Uint64
+	// ReverseLookups counts VIPLookup requests (PTR queries for a VIP;
+	// nothing set up).
+	ReverseLookups atomic.Uint64
 	// Requests refused before any work, by reason: CacheFull (the reply
 	// cache did not take the entry), NodeLimit (the session started
 	// DedupPerNode transactions this window), Replayed (older than any
@@ -565,7 +568,7 @@ func (r *root) onEnded(p *svc.Packet, id uint32, fqdn string, ss *signaling.Sess
 		return
 	}
 	switch env.Type {
-	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP:
+	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP, messages.MsgVIPLookup:
 	default:
 		return
 	}
@@ -632,7 +635,7 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 			ctx.Send(pid, env)
 		}
 		return
-	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP:
+	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP, messages.MsgVIPLookup:
 	default:
 		r.s.Counters.Garbage.Add(1)
 		return

@@ -160,7 +160,37 @@ func (t *requestTx) start(ctx actor.Context) {
 		t.offload(ctx, func(bg context.Context) any {
 			return loadByVIP(bg, st, fqdn, req.VIP)
 		})
+	case messages.MsgVIPLookup:
+		req, err := messages.DecodeBody[messages.VIPLookup](t.env)
+		if err != nil {
+			t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
+			return
+		}
+		t.peerVIP = req.VIP
+		t.s.Counters.ReverseLookups.Add(1)
+		t.offload(ctx, func(bg context.Context) any {
+			return loadByVIP(bg, st, fqdn, req.VIP)
+		})
 	}
+}
+
+// lookedUp answers a VIPLookup from its records: the holder's FQDN, with
+// the same refusals as a TunnelByVIP's (an unknown VIP, a revoked holder
+// or asker), and nothing set up.
+func (t *requestTx) lookedUp(ctx actor.Context, m nodesLoaded) {
+	switch err := m.peerErr; {
+	case errors.Is(err, store.ErrNotFound):
+		t.fail(ctx, messages.Error{Code: messages.CodeUnknownFQDN, Message: "no node holds " + t.peerVIP.String()})
+		return
+	case err != nil:
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
+		return
+	}
+	if t.s.cfg.Revoked(m.me.CertSerial) || t.s.cfg.Revoked(m.peer.CertSerial) {
+		t.fail(ctx, messages.Error{Code: messages.CodeCertRevoked, Message: "revoked"})
+		return
+	}
+	t.reply(ctx, messages.VIPHolder{VIP: t.peerVIP, FQDN: m.peer.FQDN})
 }
 
 // loadByVIP reads a TunnelByVIP's records: the asker's, and the one of the
@@ -314,6 +344,10 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 	if m.meErr != nil {
 		t.s.log.Warn("nms: tunnel request: own record", "fqdn", t.se.fqdn, "err", m.meErr)
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
+		return
+	}
+	if t.env.Type == messages.MsgVIPLookup {
+		t.lookedUp(ctx, m)
 		return
 	}
 	t.me, t.peer = m.me, m.peer

@@ -147,6 +147,7 @@ func (s *Server) scaleSeries() seriesCollector {
 		for _, l := range []named{
 			{"register", c.Registered.Load}, {"keepalive", c.Keepalives.Load}, {"tunnel", c.Tunnels.Load},
 			{"tunnel-error", c.TunnelErrors.Load}, {"logout", c.Logouts.Load}, {"vip-lookup", c.VIPLookups.Load},
+			{"reverse-lookup", c.ReverseLookups.Load},
 		} {
 			add(reqs, prometheus.CounterValue, u(l.v), l.name)
 		}

@@ -329,9 +329,10 @@ func TestSecondCloudCollisions(t *testing.T) {
 }
 
 // TestSplitDNSRegistersWithResolved: once logged in and configured, the
-// node routes the overlay domain (and its own, for short names) to its
-// resolver on its TUN link through resolvectl. A stand-in resolvectl on
-// PATH records the calls (this machine runs no systemd-resolved).
+// node routes the overlay domain, the reverse zones of its prefixes and its
+// own domain (short names) to its resolver on its TUN link through
+// resolvectl. A stand-in resolvectl on PATH records the exact calls;
+// TestSplitDNSWithRealResolved runs them against systemd-resolved.
 func TestSplitDNSRegistersWithResolved(t *testing.T) {
 	systest.Require(t, systest.Root(), systest.File("/dev/net/tun"))
 	out, stopCloud := startCloudCmd(t)
@@ -352,18 +353,22 @@ func TestSplitDNSRegistersWithResolved(t *testing.T) {
 	logs, stop := startNodeCmd(t, "--cloud", asAddr(t, out.String()).String(), "--cert", cert, "--tun", tun,
 		"--listen4", "127.0.0.1:0", "--listen6", "off", "--upstream", "off", "--dns", dns, "--debug-addr", "off", "--split-dns", "on")
 	defer stop()
-	want := "dns " + tun + " " + dns + "\ndomain " + tun + " ~cyphonic example.cyphonic\n"
+	// The overlay domain, the reverse zones of the cloud's prefixes
+	// (100.64.0.0/10: 64 of them, then the IPv6 prefix's), the search
+	// domain.
+	want := regexp.MustCompile(`^dns ` + tun + ` ` + regexp.QuoteMeta(dns) + `\ndomain ` + tun +
+		` ~cyphonic ~64\.100\.in-addr\.arpa( ~[0-9]+\.100\.in-addr\.arpa){63} ~[0-9a-f.]+\.ip6\.arpa example\.cyphonic\n$`)
 	deadline := time.Now().Add(20 * time.Second)
 	// The log line follows the last call's return: wait for both.
 	const said = "split DNS: systemd-resolved sends the overlay domain"
 	for {
 		b, _ := os.ReadFile(record)
-		if string(b) == want && strings.Contains(logs.String(), said) {
+		if want.Match(b) && strings.Contains(logs.String(), said) {
 			break
 		}
 		if time.Now().After(deadline) {
-			if string(b) != want {
-				t.Fatalf("resolvectl calls %q, want %q\n%s", b, want, logs.String())
+			if !want.Match(b) {
+				t.Fatalf("resolvectl calls %q, want %s\n%s", b, want, logs.String())
 			}
 			t.Fatalf("the node does not say it registered:\n%s", logs.String())
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	rt "github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/replay"
 )
 
 // jitter makes crypto workers finish batches out of order.
@@ -124,6 +125,44 @@ func TestHostilePacketsDropped(t *testing.T) {
 	stream(t, a, b, 100, 200, 16)
 	if st := b.dp.Status()[0]; st.Drops["replay"] != 3 || st.Drops["auth"] != 2 || st.State != dataplane.StateUp {
 		t.Fatalf("bob's peer status %+v", st)
+	}
+}
+
+// TestLostPacketsCounted: packets alice sends that never reach bob (the
+// path drops them) are counted as lost in bob's status once their counters
+// have left his replay window, and only those: the packets around them
+// arrive and are not.
+func TestLostPacketsCounted(t *testing.T) {
+	f := newPKI(t)
+	a, b := newNode(t, f, "alice", 1, nil), newNode(t, f, "bob", 2, nil)
+	px := newProxy(t, b.addr)
+	connect(t, a, b, px.addr(), b.addr)
+	stream(t, a, b, 0, 100, 16)
+	lost := func() uint64 { return status(t, b, a.fqdn).Lost }
+	if n := lost(); n != 0 {
+		t.Fatalf("%d packets lost on a clean path", n)
+	}
+
+	const gone = 40
+	ctx, cancel := context.WithTimeout(context.Background(), failsafe)
+	defer cancel()
+	px.blackhole.Store(true)
+	for s := range uint64(gone) {
+		if err := a.app.Send(ctx, ipv4(a.vip4, b.vip4, 100+s, 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCount(t, "packets the path dropped", gone, px.holed.Load)
+	px.blackhole.Store(false)
+	holed := px.holed.Load() // a keepalive may have gone too
+
+	// The gap leaves bob's window once a window's worth more has come.
+	stream(t, a, b, 100+gone, replay.WindowSize+2*64, 64)
+	waitCount(t, "lost packets", holed, lost)
+	// Packets bob shed under load before authenticating them (counted as
+	// drops too) never reached his window either.
+	if n, shed := lost(), loadDrops(b); n > holed+shed {
+		t.Fatalf("bob counts %d packets lost, the path dropped %d and he shed %d", n, holed, shed)
 	}
 }
 

@@ -22,6 +22,7 @@ type proxy struct {
 	out       atomic.Int32  // which socket B's packets leave from
 	blackhole atomic.Bool   // drop A -> B
 	initsToB  atomic.Uint64 // handshake inits A sent to B
+	holed     atomic.Uint64 // data packets the blackhole dropped
 
 	mu       sync.Mutex
 	a        netip.AddrPort
@@ -98,6 +99,8 @@ func (p *proxy) run(c *net.UDPConn) {
 			}
 			if !p.blackhole.Load() {
 				to, out = p.b, p.conns[0] // B never sees the proxy move
+			} else if messages.PacketType(pkt[0]) == messages.TypeData {
+				p.holed.Add(1)
 			}
 		}
 		p.mu.Unlock()

@@ -105,6 +105,9 @@ func TestReadmeUsingIt(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^100\.64\.0\.2\s+bob\.example\.cyphonic$`).MatchString(text) {
 		t.Errorf("no PTR answer for bob's VIP:\n%s", text)
 	}
+	if !regexp.MustCompile(`(?m)^100\.64\.0\.3\s+carol\.example\.cyphonic$`).MatchString(text) {
+		t.Errorf("no PTR answer for carol's VIP from bob, who had no tunnel with her:\n%s", text)
+	}
 	for _, want := range []string{"bob.example.cyphonic", "up", "carol.example.cyphonic", "6 certificate(s) issued", "node [node]"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)

@@ -59,6 +59,9 @@ func TestNodeMetrics(t *testing.T) {
 		`cyphonic_resolver_queries_total{result="overlay"}`:        1,
 		`cyphonic_peer_tx_packets_total{` + peer + `}`:             1,
 		`cyphonic_peer_handshakes_total{` + peer + `,result="ok"}`: 1,
+		// present from the start, so alerts on their rates have a series
+		`cyphonic_peer_packets_lost_total{` + peer + `}`:          0,
+		`cyphonic_peer_drops_total{` + peer + `,reason="replay"}`: 0,
 	}
 	for series, min := range want {
 		if v, ok := m[series]; !ok || v < min {

@@ -8,6 +8,8 @@
 // lock.
 package replay
 
+import "math/bits"
+
 const (
 	blockBits  = 64 // bits per bitmap block (one uint64)
 	ringBlocks = 128
@@ -30,12 +32,21 @@ const (
 type Window struct {
 	last uint64 // highest counter accepted so far (0 when none)
 	ring [ringBlocks]uint64
+	lost uint64 // see Lost
 }
+
+// Lost returns how many counters have left the window without being
+// accepted: packets the peer sent (counters are sequential) that never
+// arrived in time. A counter counts once the window has slid a whole block
+// (64 counters) past WindowSize beyond it, so loss shows up about
+// WindowSize packets later; counters still inside the window when the
+// session ends are not counted. A lost packet that does arrive later is
+// refused as too old (a replay drop) and stays counted here.
+func (w *Window) Lost() uint64 { return w.lost }
 
 // Reset empties the window, e.g. when the session's keys change.
 func (w *Window) Reset() {
-	w.last = 0
-	clear(w.ring[:])
+	*w = Window{}
 }
 
 // Check reports whether counter would be accepted, without recording it. Use it
@@ -65,12 +76,21 @@ func (w *Window) Accept(counter uint64) bool {
 	if counter > w.last {
 		// Slide forward, clearing the blocks we move into. A jump of more than
 		// a whole ring clears everything once rather than looping.
+		// The blocks it moves into held counters ringBlocks blocks older,
+		// which leave the window now: their unset bits are lost counters
+		// (the first ringBlocks blocks held none).
 		current := w.last / blockBits
 		diff := index - current
 		if diff > ringBlocks {
+			// The blocks between the ring's old span and its new one were
+			// never in the window: every counter in them is lost.
+			w.lost += (diff - ringBlocks) * blockBits
 			diff = ringBlocks
 		}
 		for i := current + 1; i <= current+diff; i++ {
+			if i >= ringBlocks {
+				w.lost += blockBits - uint64(bits.OnesCount64(w.ring[i&blockMask]))
+			}
 			w.ring[i&blockMask] = 0
 		}
 		w.last = counter

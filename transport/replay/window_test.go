@@ -122,8 +122,68 @@ func TestWindowMatchesModel(t *testing.T) {
 			if got := w.Accept(c); got != want {
 				t.Fatalf("seed %d step %d: Accept(%d) = %v, model %v (max %d)", seed, i, c, got, want, m.max)
 			}
+			if i%1000 == 999 {
+				if got, want := w.Lost(), m.lost(); got != want {
+					t.Fatalf("seed %d step %d: Lost() = %d, model %d (max %d)", seed, i, got, want, m.max)
+				}
+			}
 		}
 	}
+}
+
+// lost is the counters below the ring's oldest block (they have left the
+// window) that were never accepted.
+func (m *model) lost() uint64 {
+	lastBlock := m.max / blockBits
+	if lastBlock < ringBlocks-1 {
+		return 0
+	}
+	bound := (lastBlock - (ringBlocks - 1)) * blockBits
+	lost := bound
+	for c := range m.seen {
+		if c < bound {
+			lost--
+		}
+	}
+	return lost
+}
+
+func TestWindowLost(t *testing.T) {
+	const block = blockBits
+	for _, c := range []struct {
+		name     string
+		counters []uint64
+		want     uint64
+	}{
+		{"nothing yet", nil, 0},
+		{"in order, a whole ring and more", seq(0, 3*WindowSize), 0},
+		{"a gap still inside the window is not lost yet", append(seq(0, 100), seq(110, WindowSize)...), 0},
+		{"a gap that left the window", append(seq(0, 100), seq(110, 2*WindowSize)...), 10},
+		{"a jump past the whole ring loses everything skipped and the ring's holes", []uint64{0, 1, 10 * ringBlocks * block}, (10*ringBlocks-(ringBlocks-1))*block - 2},
+		{"a late packet after its block left stays lost", append(append(seq(0, 100), seq(110, 2*WindowSize)...), 105), 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var w Window
+			for _, n := range c.counters {
+				w.Accept(n)
+			}
+			if got := w.Lost(); got != c.want {
+				t.Errorf("Lost() = %d, want %d", got, c.want)
+			}
+			w.Reset()
+			if w.Lost() != 0 {
+				t.Errorf("Lost() after Reset = %d", w.Lost())
+			}
+		})
+	}
+}
+
+func seq(from, to uint64) []uint64 {
+	var s []uint64
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
 }
 
 func BenchmarkAcceptInOrder(b *testing.B) {

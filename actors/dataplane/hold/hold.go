@@ -196,6 +196,26 @@ func (q *Queue) Hold(dst netip.Addr, pkt []byte, ask bool, now time.Time) (Verdi
 	return Held, drops
 }
 
+// Ask decides on a lookup of dst that holds no packet (a PTR query for
+// it): DropUnknown while a recent answer says no node holds dst, DropRate
+// when the lookup budget, shared with the packets' lookups, is spent, else
+// HeldAsk: the caller may ask now, and a token is taken.
+func (q *Queue) Ask(dst netip.Addr, now time.Time) Verdict {
+	dst = dst.Unmap()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if until, ok := q.negative[dst]; ok {
+		if now.Before(until) {
+			return DropUnknown
+		}
+		delete(q.negative, dst)
+	}
+	if !q.takeToken(now) {
+		return DropRate
+	}
+	return HeldAsk
+}
+
 // Take removes what is held for dsts (a peer's VIPs, now that its tunnel
 // is up) and returns the packets still fresh, oldest first per
 // destination, at most max of them (the rest count as Failed).

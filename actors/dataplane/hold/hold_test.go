@@ -218,3 +218,39 @@ func TestScanAnsweredFast(t *testing.T) {
 		t.Fatalf("%d lookups for a 10 s scan answered at once, want at most %d", asks, max)
 	}
 }
+
+// Ask (a PTR lookup, no packet) obeys what the packets' lookups obey:
+// an address nobody holds is refused while that answer is believed, and
+// the lookups share one budget, so PTR queries cannot scan past it.
+func TestAsk(t *testing.T) {
+	q := New(Config{Lookups: 3, Retry: time.Second, Negative: 10 * time.Second})
+	if v := q.Ask(bob4, t0); v != HeldAsk {
+		t.Fatalf("first ask: %v, want HeldAsk", v)
+	}
+	q.Unknown(bob4, t0)
+	if v := q.Ask(bob4, t0.Add(time.Second)); v != DropUnknown {
+		t.Fatalf("ask after nobody-holds-it: %v, want DropUnknown", v)
+	}
+	if v := q.Ask(bob4, t0.Add(11*time.Second)); v != HeldAsk {
+		t.Fatalf("ask once the answer is stale: %v, want HeldAsk", v)
+	}
+	// A fresh budget, shared: a packet's lookup and two asks spend it.
+	q = New(Config{Lookups: 3, Retry: time.Second})
+	if v, _ := q.Hold(vip(1), []byte("syn"), true, t0); v != HeldAsk {
+		t.Fatalf("packet lookup: %v", v)
+	}
+	for i := range 2 {
+		if v := q.Ask(vip(10+i), t0); v != HeldAsk {
+			t.Fatalf("ask %d: %v, want HeldAsk", i, v)
+		}
+	}
+	if v := q.Ask(vip(20), t0); v != DropRate {
+		t.Fatalf("ask past the budget: %v, want DropRate", v)
+	}
+	if v, _ := q.Hold(vip(21), []byte("syn"), true, t0); v != DropRate {
+		t.Fatalf("packet lookup past the budget the asks spent: %v, want DropRate", v)
+	}
+	if v := q.Ask(vip(20), t0.Add(time.Second)); v != HeldAsk {
+		t.Fatalf("ask after a Retry's refill: %v, want HeldAsk", v)
+	}
+}
