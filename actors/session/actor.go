@@ -60,6 +60,9 @@ type inflight struct {
 	kind messages.MsgType
 	key  string    // what it is for: a tunnel request's peer FQDN, a TunnelByVIP's VIP
 	sent time.Time // when it started, for the failover watch
+	// probed: the watch sent a keepalive to see whether the cloud still
+	// answers while this request waits (watchTimes).
+	probed bool
 }
 
 type sessionActor struct {
@@ -81,6 +84,7 @@ type sessionActor struct {
 	cloud     int
 	heard     time.Time
 	watch     *time.Timer
+	watchAt   time.Time // when watch fires
 	failovers int
 
 	loginFailures int
@@ -116,7 +120,10 @@ type sessionActor struct {
 func newSessionActor(s *Session) *sessionActor {
 	// A random first cloud spreads the nodes over the cloud processes;
 	// from there on they are tried in order.
-	first := rand.IntN(len(s.cfg.Clouds))
+	first := 0
+	if !s.cfg.InOrder {
+		first = rand.IntN(len(s.cfg.Clouds))
+	}
 	return &sessionActor{
 		cloud:     first,
 		as:        s.cfg.Clouds[first],
@@ -172,7 +179,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		}
 	case cloudWatch:
 		if m.epoch == a.epoch {
-			a.watch = nil
+			a.watch, a.watchAt = nil, time.Time{}
 			a.checkCloud(ctx)
 		}
 	case loginTick:
@@ -882,49 +889,68 @@ func (a *sessionActor) nextCloud() {
 	a.as = a.cfg.Clouds[a.cloud]
 }
 
-// watchDeadline is when the request o counts as unanswered, and whether
-// it can: a request to NMS once FailoverAfter has passed with nothing
-// authenticated heard from the cloud since it was sent, a login once
-// twice that passed (two round trips and the AS's Diffie-Hellman, more
-// under load).
-func (a *sessionActor) watchDeadline(o inflight) (time.Time, bool) {
-	if o.kind == messages.MsgLoginRequest {
-		return o.sent.Add(2 * a.cfg.FailoverAfter), true
+// watchTimes is when the watch acts on request o, and whether it does:
+// nothing once an authenticated packet from the cloud came after o was
+// sent. A request to NMS unanswered after the schedule's first wait
+// (probe) sends a keepalive, so that a cloud that is only slow with this
+// request (a tunnel to a peer whose own cloud process just died, say)
+// shows it is alive by answering that; with nothing at all heard by
+// FailoverAfter (fail) the cloud is lost. A login fails after twice
+// FailoverAfter: two round trips and the AS's Diffie-Hellman, more under
+// load.
+func (a *sessionActor) watchTimes(o inflight) (probe, fail time.Time, ok bool) {
+	switch {
+	case o.kind == messages.MsgLoginRequest:
+		return time.Time{}, o.sent.Add(2 * a.cfg.FailoverAfter), true
+	case a.heard.After(o.sent):
+		return time.Time{}, time.Time{}, false
+	case o.kind != messages.MsgKeepalive && !o.probed && a.cfg.Retry.Initial < a.cfg.FailoverAfter:
+		probe = o.sent.Add(a.cfg.Retry.Initial)
 	}
-	if a.heard.After(o.sent) {
-		return time.Time{}, false
-	}
-	return o.sent.Add(a.cfg.FailoverAfter), true
+	return probe, o.sent.Add(a.cfg.FailoverAfter), true
 }
 
-// watchCloud arms the failover check for the earliest deadline of the
-// requests in flight, unless one is armed or there is no other cloud to
-// go to.
+// watchCloud arms the failover check for the earliest time the watch acts
+// on a request in flight, unless it is armed for as early or there is no
+// other cloud to go to.
 func (a *sessionActor) watchCloud(ctx actor.Context) {
-	if len(a.cfg.Clouds) < 2 || a.watch != nil {
+	if len(a.cfg.Clouds) < 2 {
 		return
 	}
 	var next time.Time
 	for _, o := range a.open {
-		if d, ok := a.watchDeadline(o); ok && (next.IsZero() || d.Before(next)) {
-			next = d
+		probe, fail, ok := a.watchTimes(o)
+		if !ok {
+			continue
+		}
+		for _, t := range []time.Time{probe, fail} {
+			if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
 		}
 	}
-	if next.IsZero() {
+	if next.IsZero() || a.watch != nil && !next.Before(a.watchAt) {
 		return
 	}
+	a.stopWatch()
 	root, self, msg := ctx.ActorSystem().Root, ctx.Self(), cloudWatch{epoch: a.epoch}
-	a.watch = time.AfterFunc(max(time.Until(next), 0), func() { root.Send(self, msg) })
+	a.watch, a.watchAt = time.AfterFunc(max(time.Until(next), 0), func() { root.Send(self, msg) }), next
 }
 
 // checkCloud fails over to the next cloud if a request has gone
-// unanswered past its deadline; otherwise it watches the rest. The
-// tunnels are not touched (their data path is the peers' own), and the
-// requests waiting go out again once the new login registered.
+// unanswered past its deadline, or probes the cloud with a keepalive for
+// one past its first wait; then it watches the rest. The tunnels are not
+// touched (their data path is the peers' own), and the requests waiting go
+// out again once the new login registered.
 func (a *sessionActor) checkCloud(ctx actor.Context) {
 	now := time.Now()
+	probe := false
 	for id, o := range a.open {
-		if d, ok := a.watchDeadline(o); ok && !now.Before(d) {
+		p, fail, ok := a.watchTimes(o)
+		if !ok {
+			continue
+		}
+		if !now.Before(fail) {
 			from := a.as
 			a.failovers++
 			if o.kind == messages.MsgLoginRequest {
@@ -942,6 +968,14 @@ func (a *sessionActor) checkCloud(ctx actor.Context) {
 			a.startLogin(ctx)
 			return
 		}
+		if !p.IsZero() && !now.Before(p) {
+			o.probed = true
+			a.open[id] = o
+			probe = true
+		}
+	}
+	if _, busy := a.inFlight(messages.MsgKeepalive, ""); probe && !busy && a.sess != nil {
+		a.request(ctx, messages.Keepalive{}, "")
 	}
 	a.watchCloud(ctx)
 }
@@ -949,6 +983,6 @@ func (a *sessionActor) checkCloud(ctx actor.Context) {
 func (a *sessionActor) stopWatch() {
 	if a.watch != nil {
 		a.watch.Stop()
-		a.watch = nil
+		a.watch, a.watchAt = nil, time.Time{}
 	}
 }

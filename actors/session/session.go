@@ -66,6 +66,9 @@ type Config struct {
 	// FailoverAfter). AS, if set, is added to them.
 	AS     netip.AddrPort
 	Clouds []netip.AddrPort
+	// InOrder starts at Clouds' first address instead of a random one
+	// (an operator's preference order, or a test's).
+	InOrder bool
 	// FailoverAfter is how long a request to the cloud may go without an
 	// answer (no authenticated packet from NMS since it was sent, or a
 	// login not done in twice this) before the session takes the cloud for

@@ -990,3 +990,30 @@ func TestLoginFailsOverToNextCloud(t *testing.T) {
 		t.Fatalf("online at %v, NMS %v", st.AS, st.NMS)
 	}
 }
+
+// TestSlowCloudIsNotLeft: a tunnel request NMS holds (its peer's cloud
+// process is gone, say) while it answers everything else is no reason to
+// fail over: the watch's keepalive is answered, so the session stays.
+func TestSlowCloudIsNotLeft(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.AS, c.Clouds, c.InOrder = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}, true
+		c.Keepalive = time.Hour
+		c.Retry = signaling.Retry{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 8}
+	})
+	eventually(t, "online", online(f))
+	f.cloud.set(func(c *fakeCloud) { c.holdTunnels = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*failoverAfterOf(f.s))
+	defer cancel()
+	if _, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("held tunnel request: %v", err)
+	}
+	if st := f.s.Status(); st.AS != asAddr || st.Failovers != 0 || st.Logins != 1 {
+		t.Fatalf("left a slow cloud: as %v, failovers %d, logins %d (%s)", st.AS, st.Failovers, st.Logins, st.LastError)
+	}
+	if n := f.cloud.count(messages.MsgKeepalive); n == 0 {
+		t.Fatal("no keepalive probed the cloud")
+	}
+}
+
+// failoverAfterOf is the session's FailoverAfter, defaults applied.
+func failoverAfterOf(s *Session) time.Duration { return s.cfg.FailoverAfter }
