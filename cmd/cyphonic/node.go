@@ -212,8 +212,9 @@ func nodeErr(o *options, err error) error {
 // malformed one is refused at once, naming its option.
 func checkNodeAddrs(o *options, cfg node.Config) error {
 	for _, c := range strings.Split(cfg.Cloud, ",") {
-		if err := checkHostPort(strings.TrimSpace(c), false); err != nil {
-			return o.usageErr("cloud", "%q: %v (want host:port, such as 192.0.2.1:7401, or several, comma-separated)", cfg.Cloud, err)
+		c = strings.TrimSpace(c)
+		if err := checkHostPort(c, false); err != nil {
+			return o.usageErr("cloud", "%q: %v (want host:port, such as 192.0.2.1:7401, or several, comma-separated)", c, err)
 		}
 	}
 	for _, a := range []struct {

@@ -3,6 +3,7 @@ package cloudsim
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -44,13 +45,19 @@ func TestActiveActiveFailover(t *testing.T) {
 		// the index of the first cloud process each node tries; process 0
 		// is killed.
 		alice, bob int
+		// onlyAlice: bob sends nothing after the kill, so nothing tells
+		// him his process is gone: only the cloud can reach him.
+		onlyAlice bool
 	}{
-		{"both on the killed process", 0, 0},
-		{"the peer on the killed process", 1, 0},
-		{"the asker on the killed process", 0, 2},
+		{"both on the killed process", 0, 0, false},
+		{"the peer on the killed process", 1, 0, false},
+		{"an idle peer on the killed process", 1, 0, true},
+		{"the asker on the killed process", 0, 2, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cl := startClouds(t, 3)
+			stopLoad := cl.load(t, 8)
+			defer stopLoad()
 			alice := startFailoverNode(t, cl, "alice.example.cyphonic", netip.MustParseAddr("127.0.0.2"), tt.alice)
 			bob := startFailoverNode(t, cl, "bob.example.cyphonic", netip.MustParseAddr("127.0.0.3"), tt.bob)
 			for _, n := range []*failoverNode{alice, bob} {
@@ -65,11 +72,16 @@ func TestActiveActiveFailover(t *testing.T) {
 			cl.kill(t, 0)
 			var wg sync.WaitGroup
 			errs := make([]error, 2)
-			for i, p := range [][2]*failoverNode{{alice, bob}, {bob, alice}} {
+			pairs := [][2]*failoverNode{{alice, bob}, {bob, alice}}
+			if tt.onlyAlice {
+				pairs = pairs[:1]
+			}
+			for i, p := range pairs {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					errs[i] = p[0].tunnel(p[1], time.Until(killed.Add(failoverBound)))
+					t.Logf("%s → %s: %v after the kill (%v)", p[0].fqdn, p[1].fqdn, time.Since(killed).Round(time.Millisecond), errs[i])
 				}()
 			}
 			wg.Wait()
@@ -81,7 +93,7 @@ func TestActiveActiveFailover(t *testing.T) {
 			for _, n := range []*failoverNode{alice, bob} {
 				st := n.sess.Status()
 				t.Logf("%s: as %v nms %v logins %d failovers %d last error %q", n.fqdn, st.AS, st.NMS, st.Logins, st.Failovers, st.LastError)
-				if n.first == 0 && st.AS == cl.as[0] {
+				if n.first == 0 && st.AS == cl.as[0] && (n == alice || !tt.onlyAlice) {
 					t.Errorf("%s still on the killed process", n.fqdn)
 				}
 			}
@@ -144,6 +156,56 @@ func startCloudProc(t *testing.T, dir, storeURL string) (*exec.Cmd, netip.AddrPo
 		t.Fatalf("child cloud: %q %v", line, err)
 	}
 	return child, netip.MustParseAddrPort(strings.TrimSpace(strings.TrimPrefix(line, "READY ")))
+}
+
+// load keeps the processes busy while the test runs: perProc simulated
+// nodes on each, in pairs asking for tunnels to each other and
+// keepaliving, over and over (those on a killed process then fail, as
+// they should). It returns what stops it.
+func (c *clouds) load(t *testing.T, perProc int) (stop func()) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for p, as := range c.as {
+		var nodes []*Node
+		for i := range perProc {
+			n, err := NewNodeOn(c.ca, fmt.Sprintf("load%d-%d.example.cyphonic", p, i), netip.AddrFrom4([4]byte{127, 0, 1, byte(p*perProc + i + 1)}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(n.Close)
+			if _, err := n.Login(as, false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.Register(false); err != nil {
+				t.Fatal(err)
+			}
+			nodes = append(nodes, n)
+		}
+		for i := 0; i+1 < len(nodes); i += 2 {
+			a, b := nodes[i], nodes[i+1]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					_, _ = a.Tunnel(b.FQDN, false)
+					_, _ = b.Keepalive()
+				}
+			}()
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
 }
 
 // kill ends process i with SIGKILL: no logout, no store cleanup, its
