@@ -3,6 +3,7 @@ package nms
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -70,14 +71,62 @@ func (s *Service) renewLease(l store.Leases) {
 
 // homeDown reports whether n's home is another NMS whose lease has lapsed.
 // Without leases (bbolt: one process), or when the store does not answer,
-// the home is taken to be up: the old behaviour.
-func homeDown(bg context.Context, st store.Store, self string, n store.Node) bool {
-	l, ok := st.(store.Leases)
-	if !ok || n.HomeNMS == "" || n.HomeNMS == self {
+// the home is taken to be up: the old behaviour. Safe on any goroutine
+// (the store workers call it).
+func (s *Service) homeDown(bg context.Context, n store.Node) bool {
+	l, ok := s.cfg.Store.(store.Leases)
+	if !ok || n.HomeNMS == "" || n.HomeNMS == s.cfg.Home {
 		return false
 	}
+	if held, ok := s.leases.get(n.HomeNMS, time.Now()); ok {
+		return !held
+	}
 	held, err := l.LeaseHeld(bg, n.HomeNMS)
-	return err == nil && !held
+	if err != nil {
+		return false
+	}
+	s.leases.put(n.HomeNMS, held, time.Now())
+	return !held
+}
+
+// leaseView keeps the store's last word on other NMSes' leases for
+// leaseCacheFor, so that a burst of tunnel requests to nodes of another
+// process costs the store one lease lookup, not one each. It delays
+// seeing a lapse by as much, well inside the times above.
+type leaseView struct {
+	mu   sync.Mutex
+	seen map[string]leaseSeen
+}
+
+type leaseSeen struct {
+	held bool
+	at   int64 // Unix ns
+}
+
+const (
+	leaseCacheFor = 250 * time.Millisecond
+	// maxLeaseViews bounds the map: homes are cloud processes (a few),
+	// but they come from store records, so a corrupt one must not grow it.
+	maxLeaseViews = 1024
+)
+
+func (v *leaseView) get(home string, now time.Time) (held, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.seen[home]
+	if !ok || now.UnixNano()-e.at > int64(leaseCacheFor) {
+		return false, false
+	}
+	return e.held, true
+}
+
+func (v *leaseView) put(home string, held bool, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.seen == nil || len(v.seen) >= maxLeaseViews {
+		v.seen = make(map[string]leaseSeen)
+	}
+	v.seen[home] = leaseSeen{held: held, at: now.UnixNano()}
 }
 
 // Messages of a tunnel request waiting for a peer's home (tx.go).
@@ -127,9 +176,9 @@ func (t *requestTx) onHomeCheck(ctx actor.Context, m homeCheck) {
 	if m.stage != t.homeStage || t.stage != stagePeer {
 		return
 	}
-	st, self, peer, stage := t.s.cfg.Store, t.s.cfg.Home, t.peer, m.stage
+	s, peer, stage := t.s, t.peer, m.stage
 	if err := t.s.workers.Do(ctx.Self(), func(bg context.Context) any {
-		return homeChecked{stage: stage, down: homeDown(bg, st, self, peer)}
+		return homeChecked{stage: stage, down: s.homeDown(bg, peer)}
 	}); err != nil {
 		t.watchHome(ctx) // busy: look again later
 	}
@@ -154,9 +203,9 @@ func (t *requestTx) adopt(ctx actor.Context) {
 	t.homeStage++ // a check in flight is stale now
 	t.stage = stageAdopting
 	t.s.Counters.Adopted.Add(1)
-	st, self, peer := t.s.cfg.Store, t.s.cfg.Home, t.peer
+	s, peer := t.s, t.peer
 	t.offload(ctx, func(bg context.Context) any {
-		return adoptNode(bg, st, self, peer)
+		return s.adoptNode(bg, peer)
 	})
 }
 
@@ -164,12 +213,13 @@ func (t *requestTx) adopt(ctx actor.Context) {
 // registered elsewhere meanwhile (a live home, or this one) is directed
 // there; otherwise this NMS becomes its home, if the record still holds
 // the session read.
-func adoptNode(bg context.Context, st store.Store, self string, peer store.Node) adopted {
+func (s *Service) adoptNode(bg context.Context, peer store.Node) adopted {
+	st, self := s.cfg.Store, s.cfg.Home
 	n, err := st.GetNode(bg, peer.FQDN)
 	if err != nil {
 		return adopted{err: err}
 	}
-	if n.HomeNMS != peer.HomeNMS && (n.HomeNMS == self || !homeDown(bg, st, self, n)) {
+	if n.HomeNMS != peer.HomeNMS && (n.HomeNMS == self || !s.homeDown(bg, n)) {
 		return adopted{node: n, moved: true}
 	}
 	if n.Session.ID == 0 || time.Now().After(n.Session.Expires) {

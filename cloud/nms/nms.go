@@ -144,6 +144,7 @@ type Service struct {
 	pollDone                    chan struct{}
 	pollOnce                    sync.Once
 	leaseStop, leaseDone        chan struct{} // end renewLease (nil: no lease)
+	leases                      leaseView     // other NMSes' leases, as last read (home.go)
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }

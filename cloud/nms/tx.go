@@ -127,6 +127,7 @@ func (t *requestTx) start(ctx actor.Context) {
 	// The jobs capture what they need by value: they run on another
 	// goroutine and must not read the actor's fields.
 	st, fqdn, sid, from, home := t.s.cfg.Store, t.se.fqdn, t.se.id, t.from, t.s.cfg.Home
+	nms := t.s // for homeDown, safe on the workers (home.go)
 	switch t.env.Type {
 	case messages.MsgRegister:
 		reg, err := messages.DecodeBody[messages.Register](t.env)
@@ -164,7 +165,7 @@ func (t *requestTx) start(ctx actor.Context) {
 			if r.me, r.meErr = st.GetNode(bg, fqdn); r.meErr == nil {
 				r.peer, r.peerErr = st.GetNode(bg, req.PeerFQDN)
 			}
-			r.peerHomeDown = r.peerErr == nil && homeDown(bg, st, home, r.peer)
+			r.peerHomeDown = r.peerErr == nil && nms.homeDown(bg, r.peer)
 			return r
 		})
 	case messages.MsgTunnelByVIP:
@@ -177,7 +178,7 @@ func (t *requestTx) start(ctx actor.Context) {
 		t.s.Counters.VIPLookups.Add(1)
 		t.offload(ctx, func(bg context.Context) any {
 			r := loadByVIP(bg, st, fqdn, req.VIP)
-			r.peerHomeDown = r.peerErr == nil && homeDown(bg, st, home, r.peer)
+			r.peerHomeDown = r.peerErr == nil && nms.homeDown(bg, r.peer)
 			return r
 		})
 	}
