@@ -267,6 +267,7 @@ func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
 	}
 	d := b.Delay(a.loginFailures, rand.Float64())
 	code, why, permanent := permanentRefusal(err)
+	tried := a.as
 	if n := len(a.cfg.Clouds); n > 1 && !permanent {
 		// The next cloud at once; the backoff only once every one of them
 		// has failed in a row.
@@ -284,7 +285,7 @@ func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
 		a.log.Error("login refused by the cloud", "code", code, "why", why, "attempt", a.loginFailures, "retry_in", d, "err", err)
 	} else if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrUnverified) {
 		a.log.Warn("login failed", "err", err, "why", fmt.Sprintf("no answer from the AS at %s: is the cloud running, and listening "+
-			"where this node reaches it (cyphonic cloud --listen; a firewall)?", a.as), "attempt", a.loginFailures, "retry_in", d)
+			"where this node reaches it (cyphonic cloud --listen; a firewall)?", tried), "attempt", a.loginFailures, "retry_in", d, "next", a.as)
 	} else {
 		a.log.Warn("login failed", "err", err, "attempt", a.loginFailures, "retry_in", d)
 	}
