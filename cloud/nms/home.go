@@ -256,6 +256,9 @@ func (t *requestTx) onAdopted(ctx actor.Context, m adopted) {
 // root already holds under that ID is kept (it knows where the node is).
 func (r *root) adoptSession(n store.Node) {
 	if se := r.sessions[n.Session.ID]; se != nil && se.fqdn == n.FQDN {
+		if se.conn == nil { // handed over by the AS, no packet yet: where NMS saw it last
+			r.reachAt(se, n)
+		}
 		return
 	}
 	if _, ended := r.deletes[n.Session.ID]; ended {
@@ -265,12 +268,18 @@ func (r *root) adoptSession(n store.Node) {
 	if err != nil || r.isRevoked(se) {
 		return
 	}
+	r.reachAt(se, n)
+	se.lastSeen = time.Now().UnixNano()
+	r.addSession(se)
+}
+
+// reachAt points se at the mapping an NMS last observed for n, from this
+// NMS's socket of its family.
+func (r *root) reachAt(se *session, n store.Node) {
 	for _, obs := range []netip.AddrPort{n.Locator.Observed4, n.Locator.Observed6} {
 		if c := r.s.connFor(obs); c != nil {
 			se.from, se.conn = obs, c
-			break
+			return
 		}
 	}
-	se.lastSeen = time.Now().UnixNano()
-	r.addSession(se)
 }
