@@ -563,7 +563,16 @@ func lostCloud(err error) bool {
 
 func (a *sessionActor) relogin(ctx actor.Context, why error) {
 	a.lastErr = why.Error()
-	a.log.Warn("cloud session lost, logging in again", "err", why)
+	if len(a.cfg.Clouds) > 1 && errors.Is(why, ErrTimeout) {
+		// No answer at all (a schedule shorter than FailoverAfter ran out
+		// first): this cloud is lost, not just our session with it.
+		from := a.as
+		a.failovers++
+		a.nextCloud()
+		a.log.Warn("cloud lost, logging in at the next one", "err", why, "cloud", from, "next", a.as)
+	} else {
+		a.log.Warn("cloud session lost, logging in again", "err", why)
+	}
 	a.startLogin(ctx)
 }
 

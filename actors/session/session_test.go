@@ -951,29 +951,46 @@ func TestLoginTimeoutSaysWhereItAsked(t *testing.T) {
 // session logs in at the other process and the request is answered there.
 // With one cloud address the session never fails over early.
 func TestFailoverToNextCloud(t *testing.T) {
-	f := newFixture(t, func(c *Config) {
-		c.AS, c.Clouds = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}
-		c.Keepalive = time.Hour // only the tunnel request can notice the loss
-	})
-	eventually(t, "online", online(f))
-	st := f.s.Status()
-	first, other := asAddr, asAddr2
-	if st.AS == asAddr2 {
-		first, other = asAddr2, asAddr
-	}
-	if st.NMS != map[netip.AddrPort]netip.AddrPort{asAddr: nmsAddr, asAddr2: nmsAddr2}[first] {
-		t.Fatalf("logged in at %v, NMS %v", st.AS, st.NMS)
-	}
-	f.cloud.set(func(c *fakeCloud) { c.dead = map[netip.AddrPort]bool{first: true, st.NMS: true} })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	p, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic")
-	if err != nil || p.PeerFQDN != "bob.example.cyphonic" {
-		t.Fatalf("tunnel after failover: %+v %v", p, err)
-	}
-	st = f.s.Status()
-	if st.AS != other || st.Failovers != 1 || st.Logins != 2 || !strings.Contains(st.LastError, "unanswered") {
-		t.Fatalf("after failover: as %v (want %v), failovers %d, logins %d, last error %q", st.AS, other, st.Failovers, st.Logins, st.LastError)
+	for _, tt := range []struct {
+		name  string
+		retry signaling.Retry
+		why   string // in LastError
+	}{
+		// A schedule longer than the watch: the watch notices.
+		{"the watch notices", signaling.Retry{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 8}, "unanswered"},
+		// A schedule that ends first (50 ms): its timeout moves on too.
+		{"the schedule ends first", signaling.Retry{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 3}, "no answer"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) {
+				c.AS, c.Clouds = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}
+				c.Keepalive = time.Hour // only the tunnel request can notice the loss
+				// Not the 30 ms the test's schedule gives: a login under
+				// -race can take longer than two of it.
+				c.FailoverAfter = watchTime
+				c.Retry = tt.retry
+			})
+			eventually(t, "online", online(f))
+			st := f.s.Status()
+			first, other := asAddr, asAddr2
+			if st.AS == asAddr2 {
+				first, other = asAddr2, asAddr
+			}
+			if st.NMS != map[netip.AddrPort]netip.AddrPort{asAddr: nmsAddr, asAddr2: nmsAddr2}[first] {
+				t.Fatalf("logged in at %v, NMS %v", st.AS, st.NMS)
+			}
+			f.cloud.set(func(c *fakeCloud) { c.dead = map[netip.AddrPort]bool{first: true, st.NMS: true} })
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			p, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic")
+			if err != nil || p.PeerFQDN != "bob.example.cyphonic" {
+				t.Fatalf("tunnel after failover: %+v %v", p, err)
+			}
+			st = f.s.Status()
+			if st.AS != other || st.Failovers != 1 || st.Logins != 2 || !strings.Contains(st.LastError, tt.why) {
+				t.Fatalf("after failover: as %v (want %v), failovers %d, logins %d, last error %q", st.AS, other, st.Failovers, st.Logins, st.LastError)
+			}
+		})
 	}
 }
 
@@ -984,6 +1001,7 @@ func TestLoginFailsOverToNextCloud(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.AS, c.Clouds = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}
 		c.ReLogin = supervise.Backoff{Initial: time.Hour, Max: time.Hour} // a backoff would hang the test
+		c.FailoverAfter = watchTime
 	}, func(c *fakeCloud) { c.dead = map[netip.AddrPort]bool{asAddr: true} })
 	eventually(t, "online", online(f))
 	if st := f.s.Status(); st.AS != asAddr2 || st.NMS != nmsAddr2 {
@@ -999,10 +1017,13 @@ func TestSlowCloudIsNotLeft(t *testing.T) {
 		c.AS, c.Clouds, c.InOrder = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}, true
 		c.Keepalive = time.Hour
 		c.Retry = signaling.Retry{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 8}
+		c.FailoverAfter = watchTime
 	})
 	eventually(t, "online", online(f))
 	f.cloud.set(func(c *fakeCloud) { c.holdTunnels = true })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*failoverAfterOf(f.s))
+	// Within the request's own schedule (~0.9 s), after which it would
+	// end as a timeout and log in again anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*failoverAfterOf(f.s))
 	defer cancel()
 	if _, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("held tunnel request: %v", err)
@@ -1014,6 +1035,9 @@ func TestSlowCloudIsNotLeft(t *testing.T) {
 		t.Fatal("no keepalive probed the cloud")
 	}
 }
+
+// watchTime is the failover tests' FailoverAfter.
+const watchTime = 200 * time.Millisecond
 
 // failoverAfterOf is the session's FailoverAfter, defaults applied.
 func failoverAfterOf(s *Session) time.Duration { return s.cfg.FailoverAfter }
