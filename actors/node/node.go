@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,7 +56,11 @@ var ErrConfig = errors.New("node: bad config")
 type Config struct {
 	CertDir string // identity: node.crt, node.key, noise.key; and ca.crt unless CAFile is set (required)
 	CAFile  string // the overlay's root CA certificate (PEM); default CertDir/ca.crt
-	Cloud   string // the AS address, host:port (required)
+	// Cloud is the AS address, host:port (required), or several, comma
+	// separated: cloud processes sharing one store, among which the node
+	// fails over by itself (session.Config.Clouds). A host name stands for
+	// every address it resolves to.
+	Cloud string
 
 	Listen4, Listen6 string // UDP sockets (default any address, a random port); "" with the other set: skip the family
 
@@ -178,25 +183,40 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// resolveCloud turns host:port into an address, looking the host up if it
-// is a name.
-func resolveCloud(ctx context.Context, hostport string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(hostport); err == nil {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+// resolveCloud turns the Cloud option, host:port[,host:port...], into
+// addresses, looking each host up if it is a name: a name with several
+// records gives them all (one name for an active-active cloud).
+func resolveCloud(ctx context.Context, hostports string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, hostport := range strings.Split(hostports, ",") {
+		hostport = strings.TrimSpace(hostport)
+		if hostport == "" {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(hostport); err == nil {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			continue
+		}
+		host, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cloud address %q: port %q is not a number in 0..65535", ErrConfig, hostport, port)
+		}
+		ua, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil || len(ua) == 0 {
+			return nil, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
+		}
+		for _, a := range ua {
+			out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(p)))
+		}
 	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no cloud address (--cloud)", ErrConfig)
 	}
-	ua, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil || len(ua) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
-	}
-	ap, err := netip.ParseAddrPort(net.JoinHostPort(ua[0].Unmap().String(), port))
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
-	}
-	return ap, nil
+	return out, nil
 }
 
 // trust is the node's identity, the root it trusts and the deny list it
@@ -343,7 +363,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.sess, err = session.New(session.Config{
 		Identity:    n.id,
 		VerifyAS:    services.HandshakeFunc(pki.RoleAS, pki.RoleAS.ServiceFQDN()),
-		AS:          cloud,
+		Clouds:      cloud,
 		Dataplane:   n.dp,
 		Software:    "cyphonic-go node",
 		OnLogin:     n.onLogin,

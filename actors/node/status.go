@@ -78,8 +78,12 @@ func RenderStatus(w io.Writer, st Status, now time.Time) error {
 	if s.SessionID != 0 {
 		fmt.Fprintf(ew, "vips      %s %s\n", s.VIP4, s.VIP6)
 	}
-	fmt.Fprintf(ew, "cloud     as %s  nms %s  session %d  logins %d\n", addrOrDash(s.AS.String(), s.AS.IsValid()),
+	fmt.Fprintf(ew, "cloud     as %s  nms %s  session %d  logins %d", addrOrDash(s.AS.String(), s.AS.IsValid()),
 		addrOrDash(s.NMS.String(), s.NMS.IsValid()), s.SessionID, s.Logins)
+	if s.Failovers > 0 { // only nodes given several cloud addresses fail over
+		fmt.Fprintf(ew, "  failovers %d", s.Failovers)
+	}
+	fmt.Fprintln(ew)
 	if s.Observed.IsValid() || s.NAT != "" {
 		fmt.Fprintf(ew, "mapping   %s  nat %s  keepalive ack %s\n", addrOrDash(s.Observed.String(), s.Observed.IsValid()),
 			orDash(s.NAT), ago(s.LastAck, now))

@@ -27,7 +27,7 @@ func sampleStatus() Status {
 			AS: netip.MustParseAddrPort("192.0.2.1:4500"), NMS: netip.MustParseAddrPort("192.0.2.1:4501"),
 			Locals:   []netip.AddrPort{netip.MustParseAddrPort("10.0.0.5:40000")},
 			Observed: netip.MustParseAddrPort("198.51.100.7:61000"), NAT: "endpoint-independent",
-			Logins: 2, LastAck: now.Add(-3 * time.Second),
+			Logins: 2, Failovers: 1, LastAck: now.Add(-3 * time.Second),
 		},
 		Peers: []dataplane.PeerStatus{
 			{
@@ -61,7 +61,7 @@ no peers
 		{"online with peers", sampleStatus(),
 			`node      alice.example.cyphonic (online)
 vips      100.64.0.1 fd00::1
-cloud     as 192.0.2.1:4500  nms 192.0.2.1:4501  session 7  logins 2
+cloud     as 192.0.2.1:4500  nms 192.0.2.1:4501  session 7  logins 2  failovers 1
 mapping   198.51.100.7:61000  nat endpoint-independent  keepalive ack 3s ago
 locals    10.0.0.5:40000
 dns       127.0.0.1:5353  overlay 5  nxdomain 1  servfail 0  forwarded 9

@@ -37,6 +37,9 @@ type (
 	keepaliveTick struct{ epoch int }
 	probeTimeout  struct{ epoch int }
 	loginTick     struct{ epoch int }
+	// cloudWatch: time to check whether the cloud still answers (see
+	// watchCloud).
+	cloudWatch struct{ epoch int }
 	// directionOpened: the data plane can take the initiator's init now
 	// (err nil), or will not; the DirectionAck for request id goes out.
 	directionOpened struct {
@@ -55,7 +58,11 @@ type (
 // current login.
 type inflight struct {
 	kind messages.MsgType
-	key  string // what it is for: a tunnel request's peer FQDN, a TunnelByVIP's or VIPLookup's VIP
+	key  string    // what it is for: a tunnel request's peer FQDN, a TunnelByVIP's or VIPLookup's VIP
+	sent time.Time // when it started, for the failover watch
+	// probed: the watch sent a keepalive to see whether the cloud still
+	// answers while this request waits (watchTimes).
+	probed bool
 }
 
 type sessionActor struct {
@@ -69,6 +76,16 @@ type sessionActor struct {
 	login messages.LoginReply
 	nms   netip.AddrPort
 	open  map[messages.MsgID]inflight
+
+	// The cloud logged in to: as, Clouds[cloud]. heard is when the last
+	// authenticated packet from it arrived; watch the pending failover
+	// check (watchCloud), failovers how often the cloud was given up.
+	as        netip.AddrPort
+	cloud     int
+	heard     time.Time
+	watch     *time.Timer
+	watchAt   time.Time // when watch fires
+	failovers int
 
 	loginFailures int
 	probeID       uint64
@@ -103,7 +120,15 @@ type sessionActor struct {
 }
 
 func newSessionActor(s *Session) *sessionActor {
+	// A random first cloud spreads the nodes over the cloud processes;
+	// from there on they are tried in order.
+	first := 0
+	if !s.cfg.InOrder {
+		first = rand.IntN(len(s.cfg.Clouds))
+	}
 	return &sessionActor{
+		cloud:     first,
+		as:        s.cfg.Clouds[first],
 		s:         s,
 		cfg:       s.cfg,
 		log:       s.cfg.Logger.With("actor", "session", "fqdn", s.cfg.Identity.FQDN),
@@ -128,6 +153,7 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.stop()
 	case *actor.Restarting:
 		a.stopTimer()
+		a.stopWatch()
 		a.failWaiters(ErrStopped)
 		a.failVIPs()
 	case *inbound:
@@ -156,6 +182,11 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		if m.epoch == a.epoch && a.probing {
 			a.probed(ctx)
 		}
+	case cloudWatch:
+		if m.epoch == a.epoch {
+			a.watch, a.watchAt = nil, time.Time{}
+			a.checkCloud(ctx)
+		}
 	case loginTick:
 		if _, busy := a.inFlight(messages.MsgLoginRequest, ""); m.epoch == a.epoch && !busy {
 			a.startLogin(ctx)
@@ -170,7 +201,8 @@ func (a *sessionActor) publish() {
 	st := &Status{
 		FQDN:      a.cfg.Identity.FQDN,
 		State:     a.state,
-		AS:        a.cfg.AS,
+		AS:        a.as,
+		Failovers: a.failovers,
 		NMS:       a.nms,
 		Locals:    a.registered,
 		Observed:  a.observed,
@@ -210,6 +242,7 @@ func (a *sessionActor) stopTimer() {
 func (a *sessionActor) startLogin(ctx actor.Context) {
 	a.epoch++
 	a.stopTimer()
+	a.stopWatch()
 	for id := range a.open {
 		a.cancelTx(ctx, id)
 	}
@@ -227,7 +260,7 @@ func (a *sessionActor) startLogin(ctx actor.Context) {
 		a.loginFailed(ctx, err)
 		return
 	}
-	a.startTx(ctx, l.ID(), &txState{kind: messages.MsgLoginRequest, to: a.cfg.AS, packet: l.Packet(), login: l}, "")
+	a.startTx(ctx, l.ID(), &txState{kind: messages.MsgLoginRequest, to: a.as, packet: l.Packet(), login: l}, "")
 }
 
 func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
@@ -238,14 +271,26 @@ func (a *sessionActor) loginFailed(ctx actor.Context, err error) {
 		b.Multiplier = 2
 	}
 	d := b.Delay(a.loginFailures, rand.Float64())
-	if code, why, ok := permanentRefusal(err); ok {
+	code, why, permanent := permanentRefusal(err)
+	tried := a.as
+	if n := len(a.cfg.Clouds); n > 1 && !permanent {
+		// The next cloud at once; the backoff only once every one of them
+		// has failed in a row.
+		a.nextCloud()
+		if a.loginFailures%n != 0 {
+			d = 0
+		} else {
+			d = b.Delay(a.loginFailures/n, rand.Float64())
+		}
+	}
+	if permanent {
 		// Asking again at once gets the same answer: wait minutes, and
 		// say what the operator must change.
 		d = max(d, a.cfg.RefusedRetry)
 		a.log.Error("login refused by the cloud", "code", code, "why", why, "attempt", a.loginFailures, "retry_in", d, "err", err)
 	} else if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrUnverified) {
 		a.log.Warn("login failed", "err", err, "why", fmt.Sprintf("no answer from the AS at %s: is the cloud running, and listening "+
-			"where this node reaches it (cyphonic cloud --listen; a firewall)?", a.cfg.AS), "attempt", a.loginFailures, "retry_in", d)
+			"where this node reaches it (cyphonic cloud --listen; a firewall)?", tried), "attempt", a.loginFailures, "retry_in", d, "next", a.as)
 	} else {
 		a.log.Warn("login failed", "err", err, "attempt", a.loginFailures, "retry_in", d)
 	}
@@ -284,7 +329,8 @@ func permanentRefusal(err error) (code, why string, ok bool) {
 // it in flight. A transaction that cannot start ends at once with the
 // error (as a txDone), so its caller handles both the same way.
 func (a *sessionActor) startTx(ctx actor.Context, id messages.MsgID, st *txState, key string) {
-	a.open[id] = inflight{kind: st.kind, key: key}
+	a.open[id] = inflight{kind: st.kind, key: key, sent: time.Now()}
+	a.watchCloud(ctx)
 	st.pid = ctx.ActorSystem().NewLocalPID(ctx.Self().Id + "/tx-" + id.String())
 	ttl := txTTL(a.cfg.Retry)
 	if st.login != nil {
@@ -376,6 +422,7 @@ func (a *sessionActor) signaling(ctx actor.Context, m *inbound) {
 		a.log.Debug("signaling packet dropped", "from", m.from, "err", err)
 		return
 	}
+	a.heard = time.Now() // the cloud answers: see checkCloud
 	switch env.Type {
 	case messages.MsgDirection, messages.MsgPeerUpdate, messages.MsgDenyList:
 		a.answer(ctx, env, m.from)
@@ -523,21 +570,31 @@ func lostCloud(err error) bool {
 
 func (a *sessionActor) relogin(ctx actor.Context, why error) {
 	a.lastErr = why.Error()
-	a.log.Warn("cloud session lost, logging in again", "err", why)
+	if len(a.cfg.Clouds) > 1 && errors.Is(why, ErrTimeout) {
+		// No answer at all (a schedule shorter than FailoverAfter ran out
+		// first): this cloud is lost, not just our session with it.
+		from := a.as
+		a.failovers++
+		a.nextCloud()
+		a.log.Warn("cloud lost, logging in at the next one", "err", why, "cloud", from, "next", a.as)
+	} else {
+		a.log.Warn("cloud session lost, logging in again", "err", why)
+	}
 	a.startLogin(ctx)
 }
 
 func (a *sessionActor) loginDone(ctx actor.Context, d *txDone) {
 	if d.err != nil {
-		a.loginFailed(ctx, fmt.Errorf("login to %s: %w", a.cfg.AS, d.err))
+		a.loginFailed(ctx, fmt.Errorf("login to %s: %w", a.as, d.err))
 		return
 	}
 	a.loginFailures = 0
 	a.sess, a.login = d.login.Session, d.login.Reply
 	a.logins++
 	a.lastLogin = time.Now()
-	a.nms = pickAddr(a.login.NMS, a.cfg.Dataplane.LocalAddrs(), a.cfg.AS, a.cfg.AS)
-	a.log.Info("logged in", "session", a.login.SessionID, "vip6", a.login.VIP6, "vip4", a.login.VIP4, "nms", a.nms)
+	a.heard = time.Now()
+	a.nms = pickAddr(a.login.NMS, a.cfg.Dataplane.LocalAddrs(), a.as, a.as)
+	a.log.Info("logged in", "as", a.as, "session", a.login.SessionID, "vip6", a.login.VIP6, "vip4", a.login.VIP4, "nms", a.nms)
 	if a.cfg.OnLogin != nil {
 		a.cfg.OnLogin(a.login)
 	}
@@ -557,7 +614,7 @@ func (a *sessionActor) probeThenRegister(ctx actor.Context) {
 		return // the probe or registration in flight will do
 	}
 	a.probeSeen = nil
-	probe := pickAddr(a.login.NATProbe, a.cfg.Dataplane.LocalAddrs(), a.cfg.AS, netip.AddrPort{})
+	probe := pickAddr(a.login.NATProbe, a.cfg.Dataplane.LocalAddrs(), a.as, netip.AddrPort{})
 	if !probe.IsValid() {
 		a.register(ctx)
 		return
@@ -829,6 +886,7 @@ func reply(ch chan<- tunnelResult, r tunnelResult) {
 
 func (a *sessionActor) stop() {
 	a.stopTimer()
+	a.stopWatch()
 	a.failWaiters(ErrStopped)
 	a.failVIPs()
 	if a.sess != nil {
@@ -840,4 +898,108 @@ func (a *sessionActor) stop() {
 	}
 	a.state, a.sess = StateStopped, nil
 	a.publish()
+}
+
+// nextCloud moves to the next cloud address.
+func (a *sessionActor) nextCloud() {
+	a.cloud = (a.cloud + 1) % len(a.cfg.Clouds)
+	a.as = a.cfg.Clouds[a.cloud]
+}
+
+// watchTimes is when the watch acts on request o, and whether it does:
+// nothing once an authenticated packet from the cloud came after o was
+// sent. A request to NMS unanswered after the schedule's first wait
+// (probe) sends a keepalive, so that a cloud that is only slow with this
+// request (a tunnel to a peer whose own cloud process just died, say)
+// shows it is alive by answering that; with nothing at all heard by
+// FailoverAfter (fail) the cloud is lost. A login fails after twice
+// FailoverAfter: two round trips and the AS's Diffie-Hellman, more under
+// load.
+func (a *sessionActor) watchTimes(o inflight) (probe, fail time.Time, ok bool) {
+	switch {
+	case o.kind == messages.MsgLoginRequest:
+		return time.Time{}, o.sent.Add(2 * a.cfg.FailoverAfter), true
+	case a.heard.After(o.sent):
+		return time.Time{}, time.Time{}, false
+	case o.kind != messages.MsgKeepalive && !o.probed && a.cfg.Retry.Initial < a.cfg.FailoverAfter:
+		probe = o.sent.Add(a.cfg.Retry.Initial)
+	}
+	return probe, o.sent.Add(a.cfg.FailoverAfter), true
+}
+
+// watchCloud arms the failover check for the earliest time the watch acts
+// on a request in flight, unless it is armed for as early or there is no
+// other cloud to go to.
+func (a *sessionActor) watchCloud(ctx actor.Context) {
+	if len(a.cfg.Clouds) < 2 {
+		return
+	}
+	var next time.Time
+	for _, o := range a.open {
+		probe, fail, ok := a.watchTimes(o)
+		if !ok {
+			continue
+		}
+		for _, t := range []time.Time{probe, fail} {
+			if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
+		}
+	}
+	if next.IsZero() || a.watch != nil && !next.Before(a.watchAt) {
+		return
+	}
+	a.stopWatch()
+	root, self, msg := ctx.ActorSystem().Root, ctx.Self(), cloudWatch{epoch: a.epoch}
+	a.watch, a.watchAt = time.AfterFunc(max(time.Until(next), 0), func() { root.Send(self, msg) }), next
+}
+
+// checkCloud fails over to the next cloud if a request has gone
+// unanswered past its deadline, or probes the cloud with a keepalive for
+// one past its first wait; then it watches the rest. The tunnels are not
+// touched (their data path is the peers' own), and the requests waiting go
+// out again once the new login registered.
+func (a *sessionActor) checkCloud(ctx actor.Context) {
+	now := time.Now()
+	probe := false
+	for id, o := range a.open {
+		p, fail, ok := a.watchTimes(o)
+		if !ok {
+			continue
+		}
+		if !now.Before(fail) {
+			from := a.as
+			a.failovers++
+			if o.kind == messages.MsgLoginRequest {
+				// As a login that timed out: the next cloud, and the
+				// backoff once all of them failed in a row.
+				a.cancelTx(ctx, id)
+				a.loginFailed(ctx, fmt.Errorf("login to %s: %w (after %v; trying the next cloud)", from, ErrTimeout, now.Sub(o.sent).Round(time.Millisecond)))
+				return
+			}
+			a.nextCloud()
+			why := fmt.Errorf("%s unanswered for %v from the cloud at %s", o.kind, now.Sub(o.sent).Round(time.Millisecond), from)
+			a.lastErr = why.Error()
+			a.log.Warn("cloud lost, logging in at the next one", "err", why, "next", a.as)
+			a.loginFailures = 0
+			a.startLogin(ctx)
+			return
+		}
+		if !p.IsZero() && !now.Before(p) {
+			o.probed = true
+			a.open[id] = o
+			probe = true
+		}
+	}
+	if _, busy := a.inFlight(messages.MsgKeepalive, ""); probe && !busy && a.sess != nil {
+		a.request(ctx, messages.Keepalive{}, "")
+	}
+	a.watchCloud(ctx)
+}
+
+func (a *sessionActor) stopWatch() {
+	if a.watch != nil {
+		a.watch.Stop()
+		a.watch, a.watchAt = nil, time.Time{}
+	}
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -57,9 +59,28 @@ type Config struct {
 	// VerifyAS checks the AS's certificate in the login handshake; it must
 	// accept only the AS role (pki.Verifier.HandshakeFunc(pki.RoleAS, ...)).
 	VerifyAS handshake.VerifyFunc
-	// AS is the cloud address to log in to.
-	AS        netip.AddrPort
-	Dataplane Dataplane
+	// AS is the cloud address to log in to. Clouds, if given, are
+	// several (cloud processes sharing one store, active-active): the
+	// session logs in at one of them, picked at random so that nodes spread
+	// over the processes, and fails over to the next when it loses it (see
+	// FailoverAfter). AS, if set, is added to them.
+	AS     netip.AddrPort
+	Clouds []netip.AddrPort
+	// InOrder starts at Clouds' first address instead of a random one
+	// (an operator's preference order, or a test's).
+	InOrder bool
+	// FailoverAfter is how long a request to the cloud may go without an
+	// answer (no authenticated packet from NMS since it was sent, or a
+	// login not done in twice this) before the session takes the cloud for
+	// lost and logs in at the next address of Clouds. Only with more than
+	// one address: with one there is nowhere else to go, and the request's
+	// whole retransmission schedule runs as before. Default: the first two
+	// waits of Retry (1.5 s with the default schedule: two copies half a
+	// second and a second apart unanswered, from a cloud that answers in a
+	// round trip), so that losing a cloud process costs a node well under
+	// the 5 s the cloud's active-active bound allows.
+	FailoverAfter time.Duration
+	Dataplane     Dataplane
 	// Software goes in the login request, for the cloud's logs.
 	Software string
 	// OnLogin is called from the actor after every successful login (the
@@ -98,7 +119,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: no identity", ErrConfig)
 	case c.VerifyAS == nil:
 		return c, fmt.Errorf("%w: no AS verifier", ErrConfig)
-	case !c.AS.IsValid():
+	case !c.AS.IsValid() && len(c.Clouds) == 0:
 		return c, fmt.Errorf("%w: no AS address", ErrConfig)
 	case c.Dataplane == nil:
 		return c, fmt.Errorf("%w: no data plane", ErrConfig)
@@ -111,6 +132,22 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Retry.Attempts == 0 {
 		c.Retry = signaling.DefaultRetry()
+	}
+	clouds := make([]netip.AddrPort, 0, len(c.Clouds)+1)
+	for _, a := range append([]netip.AddrPort{c.AS}, c.Clouds...) {
+		if a.IsValid() && !slices.Contains(clouds, a) {
+			clouds = append(clouds, a)
+		}
+	}
+	c.Clouds = clouds
+	if c.FailoverAfter <= 0 {
+		for sent := 1; sent <= 2; sent++ {
+			d, _ := c.Retry.Delay(sent)
+			c.FailoverAfter += d
+		}
+		if c.FailoverAfter <= 0 {
+			c.FailoverAfter = retransmit.Lifetime(c.Retry)
+		}
 	}
 	if c.ReLogin == (supervise.Backoff{}) {
 		c.ReLogin = supervise.Backoff{Initial: time.Second, Max: 30 * time.Second}

@@ -27,8 +27,11 @@ func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 var (
-	asAddr    = netip.MustParseAddrPort("192.0.2.1:4500")
-	nmsAddr   = netip.MustParseAddrPort("192.0.2.1:4501")
+	asAddr  = netip.MustParseAddrPort("192.0.2.1:4500")
+	nmsAddr = netip.MustParseAddrPort("192.0.2.1:4501")
+	// A second cloud process (TestFailoverToNextCloud): its AS and NMS.
+	asAddr2   = netip.MustParseAddrPort("192.0.2.3:4500")
+	nmsAddr2  = netip.MustParseAddrPort("192.0.2.3:4501")
 	probeAddr = netip.MustParseAddrPort("192.0.2.2:4502")
 	observed  = netip.MustParseAddrPort("198.51.100.7:61000")
 	bobVIP6   = netip.MustParseAddr("fd00:cafe::2")
@@ -39,6 +42,7 @@ type pendingLogin struct {
 	id   messages.MsgID
 	sess *signaling.Session
 	fqdn string
+	nms  netip.AddrPort // of the cloud process the login came to
 }
 
 // fakeCloud plays AS, NMS and the NAT probe point on the far side of a fake
@@ -62,9 +66,11 @@ type fakeCloud struct {
 	holdTunnels         bool
 	tunnelIDs           map[messages.MsgID]bool
 	loginPkts, confirms [][]byte
-	down                bool            // drop everything
-	refuse              *messages.Error // refuse logins with this
-	expire              bool            // answer signaling with SessionExpired
+	down                bool                    // drop everything
+	dead                map[netip.AddrPort]bool // drop what is sent there (a killed cloud process)
+	nmsSeen             map[netip.AddrPort]int  // sealed requests by the address they came to
+	refuse              *messages.Error         // refuse logins with this
+	expire              bool                    // answer signaling with SessionExpired
 	seen                map[messages.MsgType]int
 	logins              int
 	probes              int
@@ -124,7 +130,7 @@ func (c *fakeCloud) restart() { c.set(func(c *fakeCloud) { clear(c.sess) }) }
 func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.down {
+	if c.down || c.dead[to] {
 		return
 	}
 	pkt = slices.Clone(pkt)
@@ -156,7 +162,11 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 			return
 		}
 		sess, _ := signaling.NewCloudSession(c.nextID, keys)
-		c.pending[c.nextID] = pendingLogin{id: a.Envelope.ID, sess: sess, fqdn: a.Identity}
+		nms := nmsAddr
+		if to == asAddr2 {
+			nms = nmsAddr2
+		}
+		c.pending[c.nextID] = pendingLogin{id: a.Envelope.ID, sess: sess, fqdn: a.Identity, nms: nms}
 		c.node.Inbound(out, to)
 	case messages.TypeProbe:
 		c.probes++
@@ -188,7 +198,7 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 				VIP4:      netip.MustParseAddr("100.64.0.1"),
 				Prefix6:   netip.MustParsePrefix("fd00:cafe::/48"),
 				Prefix4:   netip.MustParsePrefix("100.64.0.0/10"),
-				NMS:       []netip.AddrPort{nmsAddr},
+				NMS:       []netip.AddrPort{p.nms},
 				NATProbe:  []netip.AddrPort{probeAddr},
 			})
 			if err != nil {
@@ -209,6 +219,10 @@ func (c *fakeCloud) handle(pkt []byte, to netip.AddrPort) {
 			return
 		}
 		c.seen[env.Type]++
+		if c.nmsSeen == nil {
+			c.nmsSeen = map[netip.AddrPort]int{}
+		}
+		c.nmsSeen[to]++
 		var body messages.Body
 		switch env.Type {
 		case messages.MsgRegister:
@@ -940,3 +954,100 @@ func TestLoginTimeoutSaysWhereItAsked(t *testing.T) {
 		t.Fatalf("no hint at --listen:\n%s", l)
 	}
 }
+
+// TestFailoverToNextCloud: a node given two cloud processes loses the one
+// it logged in to (every packet to its AS and NMS dropped, as after a
+// kill -9). A tunnel request then goes unanswered; within FailoverAfter the
+// session logs in at the other process and the request is answered there.
+// With one cloud address the session never fails over early.
+func TestFailoverToNextCloud(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		retry signaling.Retry
+		why   string // in LastError
+	}{
+		// A schedule longer than the watch: the watch notices.
+		{"the watch notices", signaling.Retry{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 8}, "unanswered"},
+		// A schedule that ends first (50 ms): its timeout moves on too.
+		{"the schedule ends first", signaling.Retry{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, Attempts: 3}, "no answer"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) {
+				c.AS, c.Clouds = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}
+				c.Keepalive = time.Hour // only the tunnel request can notice the loss
+				// Not the 30 ms the test's schedule gives: a login under
+				// -race can take longer than two of it.
+				c.FailoverAfter = watchTime
+				c.Retry = tt.retry
+			})
+			eventually(t, "online", online(f))
+			st := f.s.Status()
+			first, other := asAddr, asAddr2
+			if st.AS == asAddr2 {
+				first, other = asAddr2, asAddr
+			}
+			if st.NMS != map[netip.AddrPort]netip.AddrPort{asAddr: nmsAddr, asAddr2: nmsAddr2}[first] {
+				t.Fatalf("logged in at %v, NMS %v", st.AS, st.NMS)
+			}
+			f.cloud.set(func(c *fakeCloud) { c.dead = map[netip.AddrPort]bool{first: true, st.NMS: true} })
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			p, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic")
+			if err != nil || p.PeerFQDN != "bob.example.cyphonic" {
+				t.Fatalf("tunnel after failover: %+v %v", p, err)
+			}
+			st = f.s.Status()
+			if st.AS != other || st.Failovers != 1 || st.Logins != 2 || !strings.Contains(st.LastError, tt.why) {
+				t.Fatalf("after failover: as %v (want %v), failovers %d, logins %d, last error %q", st.AS, other, st.Failovers, st.Logins, st.LastError)
+			}
+		})
+	}
+}
+
+// TestLoginFailsOverToNextCloud: the first cloud tried is dead from the
+// start; the login goes to the next without waiting out its schedule or
+// a backoff.
+func TestLoginFailsOverToNextCloud(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.AS, c.Clouds = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}
+		c.ReLogin = supervise.Backoff{Initial: time.Hour, Max: time.Hour} // a backoff would hang the test
+		c.FailoverAfter = watchTime
+	}, func(c *fakeCloud) { c.dead = map[netip.AddrPort]bool{asAddr: true} })
+	eventually(t, "online", online(f))
+	if st := f.s.Status(); st.AS != asAddr2 || st.NMS != nmsAddr2 {
+		t.Fatalf("online at %v, NMS %v", st.AS, st.NMS)
+	}
+}
+
+// TestSlowCloudIsNotLeft: a tunnel request NMS holds (its peer's cloud
+// process is gone, say) while it answers everything else is no reason to
+// fail over: the watch's keepalive is answered, so the session stays.
+func TestSlowCloudIsNotLeft(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.AS, c.Clouds, c.InOrder = netip.AddrPort{}, []netip.AddrPort{asAddr, asAddr2}, true
+		c.Keepalive = time.Hour
+		c.Retry = signaling.Retry{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 8}
+		c.FailoverAfter = watchTime
+	})
+	eventually(t, "online", online(f))
+	f.cloud.set(func(c *fakeCloud) { c.holdTunnels = true })
+	// Within the request's own schedule (~0.9 s), after which it would
+	// end as a timeout and log in again anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*failoverAfterOf(f.s))
+	defer cancel()
+	if _, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("held tunnel request: %v", err)
+	}
+	if st := f.s.Status(); st.AS != asAddr || st.Failovers != 0 || st.Logins != 1 {
+		t.Fatalf("left a slow cloud: as %v, failovers %d, logins %d (%s)", st.AS, st.Failovers, st.Logins, st.LastError)
+	}
+	if n := f.cloud.count(messages.MsgKeepalive); n == 0 {
+		t.Fatal("no keepalive probed the cloud")
+	}
+}
+
+// watchTime is the failover tests' FailoverAfter.
+const watchTime = 200 * time.Millisecond
+
+// failoverAfterOf is the session's FailoverAfter, defaults applied.
+func failoverAfterOf(s *Session) time.Duration { return s.cfg.FailoverAfter }

@@ -32,6 +32,7 @@ type Status struct {
 	LastLogin time.Time        `json:"last_login,omitzero"`
 	LastAck   time.Time        `json:"last_keepalive_ack,omitzero"`
 	LastError string           `json:"last_error,omitempty"`
+	Failovers int              `json:"failovers,omitempty"` // clouds given up for another (Config.Clouds)
 	Pending   int              `json:"pending_transactions"`
 	Waiting   int              `json:"waiting_tunnel_requests"` // callers of RequestTunnel not yet answered
 	Dropped   uint64           `json:"dropped_packets"`

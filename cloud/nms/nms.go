@@ -117,6 +117,9 @@ type Counters struct {
 	// ended here; Swept those the sweep found and removed; DeleteRetries
 	// store deletions that failed or were refused and were queued again.
 	SessionsDeleted, Swept, DeleteRetries atomic.Uint64
+	// Adopted counts tunnel requests whose peer's home NMS had lost its
+	// lease (its process died), so this NMS became the peer's home (home.go).
+	Adopted atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -128,6 +131,7 @@ type Service struct {
 	workers   *svc.Workers // store I/O, off the actors' run loops
 	listener  *svc.Listener
 	alt       *svc.Listener
+	conns     []*net.UDPConn // the signaling sockets (listener's)
 	pid       *actor.PID
 	addrs     []netip.AddrPort
 	altAddrs  []netip.AddrPort
@@ -142,6 +146,8 @@ type Service struct {
 	pollStop                    chan struct{} // ends pollDenyList
 	pollDone                    chan struct{}
 	pollOnce                    sync.Once
+	leaseStop, leaseDone        chan struct{} // end renewLease (nil: no lease)
+	leases                      leaseView     // other NMSes' leases, as last read (home.go)
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -209,7 +215,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		s.closeStores()
 		return nil, fmt.Errorf("nms: listen alt: %w", err)
 	}
-	s.addrs, s.altAddrs = svc.LocalAddrs(conns), svc.LocalAddrs(alt)
+	s.addrs, s.altAddrs, s.conns = svc.LocalAddrs(conns), svc.LocalAddrs(alt), conns
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
 	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{},
@@ -228,7 +234,24 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	s.alt = svc.Serve(sys.Root(), pid, alt, 1024, s.log)
 	s.pollStop, s.pollDone = make(chan struct{}), make(chan struct{})
 	go s.pollDenyList()
+	if l, ok := cfg.Store.(store.Leases); ok && cfg.Home != "" {
+		s.leaseStop, s.leaseDone = make(chan struct{}), make(chan struct{})
+		go s.renewLease(l)
+	}
 	return s, nil
+}
+
+// connFor is the signaling socket of to's address family, or nil.
+func (s *Service) connFor(to netip.AddrPort) *net.UDPConn {
+	if !to.IsValid() {
+		return nil
+	}
+	for i, a := range s.addrs {
+		if a.Addr().Unmap().Is4() == to.Addr().Unmap().Is4() {
+			return s.conns[i]
+		}
+	}
+	return nil
 }
 
 // pollDenyList reads the deny list (a file stat, sometimes a read and a
@@ -286,8 +309,16 @@ func (s *Service) Sessions() int { return int(s.sessCount.Load()) }
 // Close stops the listeners and the root actor and waits for the store
 // calls in flight.
 func (s *Service) Close() {
-	s.pollOnce.Do(func() { close(s.pollStop) })
+	s.pollOnce.Do(func() {
+		close(s.pollStop)
+		if s.leaseStop != nil {
+			close(s.leaseStop)
+		}
+	})
 	<-s.pollDone
+	if s.leaseDone != nil {
+		<-s.leaseDone
+	}
 	s.listener.Close()
 	s.alt.Close()
 	s.sys.Root().Stop(s.pid)
@@ -420,6 +451,8 @@ func (r *root) Receive(ctx actor.Context) {
 			r.link(m.a, m.b, m.relay)
 			r.link(m.b, m.a, m.relay)
 		}
+	case adoptSession:
+		r.adoptSession(m.node)
 	case dropSession:
 		if se := r.sessions[m.id]; se != nil {
 			r.removeSession(se)

@@ -35,6 +35,7 @@ const (
 	stageDeciding tunnelStage = iota // loading the nodes, choosing the path
 	stageRelay                       // waiting for the TRS's RelayAllocReply
 	stagePeer                        // waiting for the peer's DirectionAck (through its NMS)
+	stageAdopting                    // the peer's home is gone: making this NMS its home (home.go)
 )
 
 // requestTx answers one request from a node: a register, keepalive or
@@ -61,12 +62,27 @@ type requestTx struct {
 	ticketB  *messages.RelayTicket
 	stage    tunnelStage
 	enc      messages.Encoder
+	// The peer's home NMS: known down (its lease lapsed), and the watch
+	// on it while the request waits for it (home.go).
+	peerHomeDown bool
+	homeStage    int
+	homeTimer    *time.Timer
 }
 
 func (t *requestTx) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		t.start(ctx)
+	case *actor.Stopping:
+		if t.homeTimer != nil {
+			t.homeTimer.Stop()
+		}
+	case homeCheck:
+		t.onHomeCheck(ctx, m)
+	case homeChecked:
+		t.onHomeChecked(ctx, m)
+	case adopted:
+		t.onAdopted(ctx, m)
 	case stored:
 		t.onStored(ctx, m)
 	case nodesLoaded:
@@ -103,6 +119,7 @@ type (
 	nodesLoaded struct {
 		me, peer       store.Node
 		meErr, peerErr error
+		peerHomeDown   bool // the peer's home NMS lost its lease (home.go)
 	}
 )
 
@@ -110,6 +127,7 @@ func (t *requestTx) start(ctx actor.Context) {
 	// The jobs capture what they need by value: they run on another
 	// goroutine and must not read the actor's fields.
 	st, fqdn, sid, from, home := t.s.cfg.Store, t.se.fqdn, t.se.id, t.from, t.s.cfg.Home
+	nms := t.s // for homeDown, safe on the workers (home.go)
 	switch t.env.Type {
 	case messages.MsgRegister:
 		reg, err := messages.DecodeBody[messages.Register](t.env)
@@ -147,6 +165,7 @@ func (t *requestTx) start(ctx actor.Context) {
 			if r.me, r.meErr = st.GetNode(bg, fqdn); r.meErr == nil {
 				r.peer, r.peerErr = st.GetNode(bg, req.PeerFQDN)
 			}
+			r.peerHomeDown = r.peerErr == nil && nms.homeDown(bg, r.peer)
 			return r
 		})
 	case messages.MsgTunnelByVIP:
@@ -158,7 +177,9 @@ func (t *requestTx) start(ctx actor.Context) {
 		t.peerVIP = req.VIP
 		t.s.Counters.VIPLookups.Add(1)
 		t.offload(ctx, func(bg context.Context) any {
-			return loadByVIP(bg, st, fqdn, req.VIP)
+			r := loadByVIP(bg, st, fqdn, req.VIP)
+			r.peerHomeDown = r.peerErr == nil && nms.homeDown(bg, r.peer)
+			return r
 		})
 	case messages.MsgVIPLookup:
 		req, err := messages.DecodeBody[messages.VIPLookup](t.env)
@@ -350,7 +371,7 @@ func (t *requestTx) onNodes(ctx actor.Context, m nodesLoaded) {
 		t.lookedUp(ctx, m)
 		return
 	}
-	t.me, t.peer = m.me, m.peer
+	t.me, t.peer, t.peerHomeDown = m.me, m.peer, m.peerHomeDown
 	if t.peerVIP.IsValid() && m.peerErr == nil {
 		t.peerFQDN = m.peer.FQDN // by VIP: the holder is the peer
 	}
@@ -476,8 +497,13 @@ func initiates(d path.Decision, a bool) bool {
 	return a
 }
 
-// direct asks the peer's home NMS to deliver the Direction.
+// direct asks the peer's home NMS to deliver the Direction; if that
+// NMS is gone, this one becomes the peer's home first (home.go).
 func (t *requestTx) direct(ctx actor.Context) {
+	if t.peerHomeDown {
+		t.adopt(ctx)
+		return
+	}
 	f, err := svc.NewFrame(t.peer.FQDN, messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
 	if err != nil {
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal})
@@ -491,6 +517,7 @@ func (t *requestTx) direct(ctx actor.Context) {
 	}
 	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
 	ctx.SetReceiveTimeout(t.s.cfg.Retry.Total() + 2*time.Second)
+	t.watchHome(ctx)
 }
 
 // relayRefused is the TRS's "no" to an allocation, for when the TRS cannot

@@ -112,6 +112,8 @@ func (s *Server) attackSeries() seriesCollector {
 			prometheus.CounterValue, u(c.Revoked.Load))
 		add(prometheus.NewDesc("cyphonic_nms_deny_list_pushes_total", "Deny lists sent to nodes.", nil, nil),
 			prometheus.CounterValue, u(c.DenyListPushes.Load))
+		add(prometheus.NewDesc("cyphonic_nms_adopted_total", "Tunnel requests whose peer's home NMS had lost its lease in the shared store (its process died), so this NMS became the peer's home.", nil, nil),
+			prometheus.CounterValue, u(c.Adopted.Load))
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
@@ -26,7 +27,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("node", stderr)
 	o := newOptions(fs, "node")
 	var cfg node.Config
-	fs.StringVar(&cfg.Cloud, "cloud", "", "the cloud's AS address, host:port (required)")
+	fs.StringVar(&cfg.Cloud, "cloud", "", "the cloud's AS address, host:port (required); several, comma-separated (or a name with several records): cloud processes sharing one store, the node fails over among them")
 	fs.StringVar(&cfg.CertDir, "cert", "", "the node's identity directory from 'cyphonic ca issue' (required)")
 	fs.StringVar(&cfg.CAFile, "ca", "", "the overlay's root CA certificate (default: ca.crt in --cert)")
 	fs.StringVar(&cfg.DNS, "dns", resolver.DefaultAddr, "resolver address for overlay names (UDP and TCP); 'off' disables it")
@@ -210,8 +211,11 @@ func nodeErr(o *options, err error) error {
 // checkNodeAddrs checks the node's addresses before anything opens, so a
 // malformed one is refused at once, naming its option.
 func checkNodeAddrs(o *options, cfg node.Config) error {
-	if err := checkHostPort(cfg.Cloud, false); err != nil {
-		return o.usageErr("cloud", "%q: %v (want host:port, such as 192.0.2.1:7401)", cfg.Cloud, err)
+	for _, c := range strings.Split(cfg.Cloud, ",") {
+		c = strings.TrimSpace(c)
+		if err := checkHostPort(c, false); err != nil {
+			return o.usageErr("cloud", "%q: %v (want host:port, such as 192.0.2.1:7401, or several, comma-separated)", c, err)
+		}
 	}
 	for _, a := range []struct {
 		name, v string

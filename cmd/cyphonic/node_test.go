@@ -32,6 +32,7 @@ func TestNodeFlagErrors(t *testing.T) {
 		{"empty debug-addr", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--debug-addr", ""}, 2, `--debug-addr is empty`},
 		{"missing cert dir", []string{"node", "--cloud", "127.0.0.1:7401", "--cert", filepath.Join(dir, "nope"), "--debug-addr", "off", "--dns", "off"}, 1, "nope"},
 		{"bad cloud address", []string{"node", "--cloud", "no-port", "--cert", dir}, 2, `--cloud: "no-port"`},
+		{"bad one of several cloud addresses", []string{"node", "--cloud", "127.0.0.1:7401, no-port", "--cert", dir}, 2, `--cloud: "no-port"`},
 		{"cloud port out of range", []string{"node", "--cloud", "127.0.0.1:99999", "--cert", dir}, 2, `--cloud: "127.0.0.1:99999": port "99999" is not a number in 0..65535`},
 		// A malformed IPv4 socket address was accepted once IPv6 bound.
 		{"malformed listen4", []string{"node", "--cloud", "127.0.0.1:1", "--cert", dir, "--listen4", "1.2.3"}, 2, `--listen4: "1.2.3": want an IP address and port`},
