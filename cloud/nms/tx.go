@@ -45,7 +45,7 @@ type requestTx struct {
 	s           *Service
 	st          *replyState
 	env         messages.Envelope
-	se          session // a copy: the root owns the original
+	se          session // a copy: the worker owns the original
 	from        netip.AddrPort
 	conn        *net.UDPConn
 	tunnelPeers []string // for keepalive: peers to tell about a move
@@ -481,7 +481,7 @@ func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {
 	case t.stage == stagePeer && env.Type == messages.MsgDirectionAck:
 		ctx.SetReceiveTimeout(0)
 		t.s.Counters.Tunnels.Add(1)
-		ctx.Send(ctx.Parent(), tunnelUp{a: t.me.FQDN, b: t.peer.FQDN, relay: t.decision.Kind == path.Relay})
+		t.s.tunnelUp(t.me.FQDN, t.peer.FQDN, t.decision.Kind == path.Relay)
 		t.reply(ctx, messages.Path(t.pathFor(true)))
 	case t.stage == stagePeer && env.Type == messages.MsgError:
 		e, err := messages.DecodeBody[messages.Error](env)
