@@ -16,8 +16,8 @@ import (
 // Packet is one datagram handed to an actor. Call Done when finished with
 // it: the listener bounds the packets in flight.
 type Packet struct {
-	Data []byte
-	From netip.AddrPort
+	Data  []byte
+	From  netip.AddrPort
 	Conn  *net.UDPConn // the socket it arrived on; answer through it
 	slots *supervise.Limiter
 }
