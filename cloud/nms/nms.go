@@ -80,7 +80,7 @@ type Config struct {
 	// sessions nobody holds any more: absolutely expired ones, and ones
 	// homed here that this process has not seen (left by a crash). Default
 	// the larger of 2*SessionIdle and 10 min: each sweep reads every record
-	// (store.EachNode) and keeps 24 bytes per session for the root to judge.
+	// (store.EachNode) and keeps 24 bytes per session for the workers to judge.
 	SweepInterval time.Duration
 	// Workers is the number of worker actors that open sealed packets and
 	// run transactions, sharded by session ID (default GOMAXPROCS; see
@@ -763,7 +763,7 @@ func (w *worker) dedup(p *svc.Packet, se *session, env messages.Envelope, now ti
 		w.s.log.Warn("nms: reply cache full, dropping request", "id", env.ID, "err", err)
 		return nil, false
 	}
-	if loaded { // only this actor puts, so only if Get missed a fresh entry
+	if loaded { // a session's IDs are put by its worker alone: only if Get missed a fresh entry
 		w.s.Counters.Duplicates.Add(1)
 		if reply := cur.reply.Load(); reply != nil {
 			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
@@ -774,7 +774,7 @@ func (w *worker) dedup(p *svc.Packet, se *session, env messages.Envelope, now ti
 }
 
 // answer seals body as the reply to request id and sends it, from the
-// root: for answers that need no store work.
+// worker: for answers that need no store work.
 func (w *worker) answer(p *svc.Packet, se *session, id messages.MsgID, body messages.Body) []byte {
 	pkt, err := se.sess.SealMessage(nil, &w.enc, id, "nms", time.Now(), body)
 	if err != nil {
