@@ -250,16 +250,24 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 }
 
 // route sends a login packet (admitted: past the cookie and the rate
-// limits) to a worker chosen by its source, so that a node's
-// retransmissions meet their first copy's state on the same worker; and
-// anything else to the root, the last of the n targets.
+// limits) to the login worker with the shortest queue, and anything else
+// to the root, the last of the n targets. Logins need no affinity (their
+// state is in the txstores, which every worker reads, and PutIfAbsent
+// keeps a retransmission racing its first copy to one challenge), and
+// with a few sources behind one address a hash of the source would load
+// the workers unevenly; ties go by a hash of the source.
 func (s *Service) route(b []byte, from netip.AddrPort, n int) int {
 	if messages.PacketType(b[0]) != messages.TypeLogin {
 		return n - 1
 	}
 	a := from.Addr().As16()
-	h := maphash.Bytes(s.seed, a[:]) ^ uint64(from.Port())
-	return int(h % uint64(n-1))
+	best := int((maphash.Bytes(s.seed, a[:]) ^ uint64(from.Port())) % uint64(n-1))
+	for i, l := range s.loginSlots {
+		if l.Len() < s.loginSlots[best].Len() {
+			best = i
+		}
+	}
+	return best
 }
 
 // LoginQueues reports each login worker's queue: packets waiting, its

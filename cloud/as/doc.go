@@ -42,8 +42,8 @@
 //	as/tx-<msgid>        commits a confirmed login
 //
 // The socket readers route each admitted login packet (past the cookie and
-// the rate limits, so a spoofed flood never reaches a worker) to a worker
-// chosen by its source, through a bounded queue per worker (MaxChallenging
+// the rate limits, so a spoofed flood never reaches a worker) to the worker
+// with the shortest queue, through a bounded queue per worker (MaxChallenging
 // shared out); confirmations go to the root through a queue of their own,
 // so a burst of logins cannot hold up the confirmations that finish them.
 //
