@@ -442,21 +442,39 @@ func initiates(d path.Decision, a bool) bool {
 	return a
 }
 
-// direct asks the peer's home NMS to deliver the Direction.
+// direct asks the peer's home NMS to deliver the Direction: when that is
+// this NMS and it holds the peer's session, straight to the peer's worker
+// (no frame to encode and decode, no hop through the root); otherwise
+// through the peer's home NMS root, which finds the worker itself.
 func (t *requestTx) direct(ctx actor.Context) {
-	f, err := svc.NewFrame(t.peer.FQDN, messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
+	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
 	if err != nil {
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal})
 		return
 	}
 	t.stage = stagePeer
+	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
+	wait := t.s.cfg.Retry.Total() + 2*time.Second
+	if t.peer.HomeNMS == t.s.cfg.Home {
+		if id, ok := t.s.index.get(t.peer.FQDN); ok {
+			link := t.s.cfg.Link
+			f := svc.Frame{To: t.peer.FQDN, Envelope: env, ReplyTo: svc.Ref{Process: link.Addr(), Service: link.Service(), ID: ctx.Self().Id}}
+			ctx.Send(t.s.shard(id), deliverReq{f: f, id: id})
+			ctx.SetReceiveTimeout(wait)
+			return
+		}
+	}
+	f, err := svc.Frame{To: t.peer.FQDN, Envelope: env}.Encode()
+	if err != nil {
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal})
+		return
+	}
 	if err := t.s.cfg.Link.Request(ctx.Self(), svc.RootOf(t.peer.HomeNMS, svc.NMS), f); err != nil {
 		t.s.log.Warn("nms: direct peer", "peer", t.peer.FQDN, "home", t.peer.HomeNMS, "err", err)
 		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: "peer's NMS unreachable", Retry: true})
 		return
 	}
-	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
-	ctx.SetReceiveTimeout(t.s.cfg.Retry.Total() + 2*time.Second)
+	ctx.SetReceiveTimeout(wait)
 }
 
 // relayRefused is the TRS's "no" to an allocation, for when the TRS cannot
