@@ -7,10 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
 	goruntime "runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,9 +58,15 @@ type Config struct {
 	// MaxPending bounds the logins challenged within PendingTTL, hence the
 	// unproven state the AS holds at any time (default 16384).
 	MaxPending int
-	// MaxChallenging bounds the challenges (certificate check and DH) in
-	// progress at once; a login packet finding them all busy is dropped and
-	// its node's retransmission tries again. It keeps a burst from queueing
+	// Workers is the number of login workers (as/worker-<i>, default
+	// GOMAXPROCS): each checks the certificates and runs the DH of the
+	// login packets routed to it, so the curve arithmetic of a burst uses
+	// every core.
+	Workers int
+	// MaxChallenging bounds the login packets admitted and waiting for a
+	// worker, over all workers (each takes its share); a login packet
+	// finding its worker's share full is dropped (counted as queue) and its
+	// node's retransmission tries again. It keeps a burst from queueing
 	// seconds of DH in front of a real login. Default 32 per CPU.
 	MaxChallenging int
 	// Limits rate-limits login packets per source and globally, before
@@ -69,8 +78,9 @@ type Config struct {
 // Counters are the AS's outcome counts.
 type Counters struct {
 	Accepted, Refused, Duplicates, Garbage, Failed atomic.Uint64
-	// Busy counts logins dropped because the store workers or the
-	// challenges in progress (MaxChallenging) were saturated.
+	// Busy counts logins dropped because the store workers were
+	// saturated. (A login dropped because the login workers' queues were
+	// full is counted by the listener: Dropped.)
 	Busy atomic.Uint64
 	// Challenged counts logins answered with a challenge: not proven yet,
 	// nothing committed for them.
@@ -93,22 +103,24 @@ type Counters struct {
 
 // Service is a running AS.
 type Service struct {
-	cfg         Config
-	sys         *supervise.System
-	txs         *txstore.Store[*loginState] // by login message ID
-	bySession   *txstore.Store[*loginState] // the same logins, by challenged session ID
-	pending     *window
-	challenging atomic.Int64 // challenge actors running
-	limit       *limiter
-	cookies     *cookie.Checker // login packets' mac1 and mac2
-	workers     *svc.Workers    // store I/O, off the actors' run loops
-	listener    *svc.Listener
-	pid         *actor.PID
-	addrs       []netip.AddrPort
-	log         *slog.Logger
-	prefix6     netip.Prefix
-	prefix4     netip.Prefix
-	Counters    Counters
+	cfg        Config
+	sys        *supervise.System
+	txs        *txstore.Store[*loginState] // by login message ID
+	bySession  *txstore.Store[*loginState] // the same logins, by challenged session ID
+	pending    *window
+	logins     []*actor.PID         // as/worker-<i>: fixed names, good across restarts
+	loginSlots []*supervise.Limiter // per worker: login packets waiting for it
+	seed       maphash.Seed         // spreads sources over the workers
+	limit      *limiter
+	cookies    *cookie.Checker // login packets' mac1 and mac2
+	workers    *svc.Workers    // store I/O, off the actors' run loops
+	listener   *svc.Listener
+	pid        *actor.PID
+	addrs      []netip.AddrPort
+	log        *slog.Logger
+	prefix6    netip.Prefix
+	prefix4    netip.Prefix
+	Counters   Counters
 }
 
 // loginState is one login under its packet's hash (and, once challenged,
@@ -167,6 +179,9 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.MaxChallenging <= 0 {
 		cfg.MaxChallenging = 32 * goruntime.GOMAXPROCS(0)
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = goruntime.GOMAXPROCS(0)
+	}
 	// Both stores hold at most MaxPending unproven logins plus the proven
 	// ones of the last PendingTTL; far more room keeps Ristretto's
 	// admission policy from refusing them.
@@ -194,11 +209,27 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
 		pending: newWindow(cfg.PendingTTL, cfg.MaxPending), limit: newLimiter(cfg.Limits),
 		cookies: cookie.NewChecker(pki.RoleAS.ServiceFQDN(), nil),
-		prefix6: pki.DefaultVIP6, prefix4: pki.DefaultVIP4}
+		prefix6: pki.DefaultVIP6, prefix4: pki.DefaultVIP4, seed: maphash.MakeSeed()}
+	share := max(cfg.MaxChallenging/cfg.Workers, 1)
+	for i := range cfg.Workers {
+		// The IDs supervise.Spawn gives the root's children (a PID
+		// resolves by ID, so these reach a restarted worker too).
+		s.logins = append(s.logins, sys.Actors().NewLocalPID(fmt.Sprintf("as/worker-%d", i)))
+		s.loginSlots = append(s.loginSlots, supervise.NewLimiter(share))
+	}
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
+	ready, once := make(chan struct{}), new(sync.Once)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
-		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen)}
+		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen), ready: ready, readyOnce: once}
 	}))
+	if err == nil {
+		select { // the workers exist before a packet is sent to them
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			sys.Root().Stop(pid)
+			err = errors.New("as: login workers did not start")
+		}
+	}
 	if err != nil {
 		for _, c := range conns {
 			c.Close()
@@ -209,8 +240,44 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.pid = pid
-	s.listener = svc.ServeFiltered(sys.Root(), pid, conns, 4096, s.admit, s.log)
+	// Login packets go to the workers, everything else (confirmations: one
+	// AEAD open each) to the root, each with a bound of its own, so that a
+	// burst of logins cannot crowd out the confirmations that finish them.
+	targets := append(slices.Clone(s.logins), pid)
+	slots := append(slices.Clone(s.loginSlots), supervise.NewLimiter(4096))
+	s.listener = svc.ServeSharded(sys.Root(), targets, slots, s.route, conns, s.admit, s.log)
 	return s, nil
+}
+
+// route sends a login packet (admitted: past the cookie and the rate
+// limits) to the login worker with the shortest queue, and anything else
+// to the root, the last of the n targets. Logins need no affinity (their
+// state is in the txstores, which every worker reads, and PutIfAbsent
+// keeps a retransmission racing its first copy to one challenge), and
+// with a few sources behind one address a hash of the source would load
+// the workers unevenly; ties go by a hash of the source.
+func (s *Service) route(b []byte, from netip.AddrPort, n int) int {
+	if messages.PacketType(b[0]) != messages.TypeLogin {
+		return n - 1
+	}
+	a := from.Addr().As16()
+	best := int((maphash.Bytes(s.seed, a[:]) ^ uint64(from.Port())) % uint64(n-1))
+	for i, l := range s.loginSlots {
+		if l.Len() < s.loginSlots[best].Len() {
+			best = i
+		}
+	}
+	return best
+}
+
+// LoginQueues reports each login worker's queue: packets waiting, its
+// bound, packets dropped because it was full.
+func (s *Service) LoginQueues() []supervise.Queue {
+	out := make([]supervise.Queue, len(s.loginSlots))
+	for i, l := range s.loginSlots {
+		out[i] = l.Queue(fmt.Sprintf("worker-%d", i))
+	}
+	return out
 }
 
 // Addrs are the bound UDP addresses.
@@ -226,8 +293,9 @@ func (s *Service) Pending() int { return s.pending.count(time.Now()) }
 // Sources is the size of the per-source rate-limit table.
 func (s *Service) Sources() int { return s.limit.tracked() }
 
-// Dropped counts packets the socket readers dropped because MaxInflight
-// admitted packets were waiting for the root actor.
+// Dropped counts admitted packets the socket readers dropped because their
+// actor's queue was full: a login worker's share of MaxChallenging, or the
+// root's 4096 confirmations.
 func (s *Service) Dropped() uint64 { return s.listener.Dropped() }
 
 // StoreQueue is the store jobs waiting for a worker, and the queue's size.
@@ -370,13 +438,28 @@ func refusal(err error) messages.Error {
 	return messages.Error{Code: code, Message: code.String()}
 }
 
+// root is the AS's root actor: it spawns the login workers and takes the
+// confirmations (sealed packets), which start the commit transactions.
 type root struct {
-	s       *Service
-	scratch []byte
+	s         *Service
+	scratch   []byte
+	ready     chan struct{}
+	readyOnce *sync.Once
 }
 
 func (r *root) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		// A restart stops the workers with the root and spawns them again
+		// under the same names.
+		for i := range r.s.logins {
+			if _, err := supervise.Spawn(ctx, "as-worker", fmt.Sprintf("worker-%d", i), actor.PropsFromProducer(func() actor.Actor {
+				return &loginWorker{s: r.s}
+			})); err != nil {
+				r.s.log.Error("as: spawn login worker", "worker", i, "err", err)
+			}
+		}
+		r.readyOnce.Do(func() { close(r.ready) })
 	case *svc.Packet:
 		r.onPacket(ctx, m)
 	}
@@ -385,23 +468,36 @@ func (r *root) Receive(ctx actor.Context) {
 func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
 	defer p.Done()
 	switch messages.PacketType(p.Data[0]) {
-	case messages.TypeLogin:
-		r.onLogin(ctx, p)
 	case messages.TypeSignaling:
 		r.onConfirm(ctx, p)
-	default:
+	default: // logins are routed to the workers
 		r.s.Counters.Garbage.Add(1)
 	}
 }
 
-// onLogin handles a login packet (msg1). It commits nothing: a login
-// packet proves nothing about its sender. The root only deduplicates (by
-// the packet's hash: a retransmission is the same bytes) and leaves the
-// parsing, the certificate and the DH to a bounded number of challenge
-// actors, so that a burst of logins never queues work in front of the
-// packets behind it.
-func (r *root) onLogin(ctx actor.Context, p *svc.Packet) {
-	s := r.s
+// loginWorker is one of the AS's login workers (as/worker-<i>). It
+// handles login packets (msg1) one after the other, in its own Receive:
+// deduplicate (by the packet's hash: a retransmission is the same bytes),
+// check the certificate, run the DH, answer with a challenge. It commits
+// nothing: a login packet proves nothing about its sender. Its queue is
+// bounded at the socket reader (MaxChallenging's share), so a burst never
+// queues more DH than a share's worth in front of a real login.
+type loginWorker struct{ s *Service }
+
+func (w *loginWorker) Receive(ctx actor.Context) {
+	p, ok := ctx.Message().(*svc.Packet)
+	if !ok {
+		return
+	}
+	defer p.Done()
+	w.s.onLogin(p)
+}
+
+func (s *Service) onLogin(p *svc.Packet) {
+	if messages.PacketType(p.Data[0]) != messages.TypeLogin {
+		s.Counters.Garbage.Add(1)
+		return
+	}
 	if len(p.Data) < messages.LoginMinLen {
 		s.Counters.Short.Add(1)
 		return
@@ -411,16 +507,8 @@ func (r *root) onLogin(ctx actor.Context, p *svc.Packet) {
 		s.duplicate(cur, p.Conn, p.Data, p.From)
 		return
 	}
-	if s.challenging.Load() >= int64(s.cfg.MaxChallenging) {
-		s.Counters.Busy.Add(1)
-		return
-	}
-	tx := &challengeTx{s: s, key: key, pkt: p.Data, from: p.From, conn: p.Conn}
-	s.challenging.Add(1)
-	if _, err := supervise.Spawn(ctx, "login", "challenge-"+messages.MsgID(key).String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
-		s.challenging.Add(-1)
-		s.log.Debug("as: spawn login challenge", "err", err) // a copy racing its twin
-	}
+	tx := challengeTx{s: s, key: key, pkt: p.Data, from: p.From, conn: p.Conn}
+	tx.run()
 }
 
 // loginKey names a login packet in the store: a retransmission is the
@@ -479,7 +567,7 @@ func (r *root) onConfirm(ctx actor.Context, p *svc.Packet) {
 }
 
 // challengeTx checks a login packet's certificate and answers it with a
-// challenge (or a refusal), off the root actor: that costs a signature
+// challenge (or a refusal), on a login worker: that costs a signature
 // check and three X25519. Its only lasting trace is the loginState, which
 // expires after PendingTTL unless the node confirms.
 type challengeTx struct {
@@ -492,12 +580,7 @@ type challengeTx struct {
 	a    *signaling.LoginAttempt
 }
 
-func (t *challengeTx) Receive(ctx actor.Context) {
-	if _, ok := ctx.Message().(*actor.Started); !ok {
-		return
-	}
-	defer ctx.Stop(ctx.Self())
-	defer t.s.challenging.Add(-1)
+func (t *challengeTx) run() {
 	s := t.s
 	a, err := signaling.ReadLogin(s.handshakeConfig(), t.pkt)
 	if err != nil {

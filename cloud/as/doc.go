@@ -34,9 +34,18 @@
 //
 // Actors, in the AS's own actor system:
 //
-//	as                   root: reads packets, deduplicates logins, opens confirmations
-//	as/challenge-<msgid> checks a login's certificate and answers its challenge
+//	as                   root: opens confirmations (sealed packets)
+//	as/worker-<i>        login workers, Config.Workers of them (GOMAXPROCS):
+//	                     deduplicate login packets, check the certificate,
+//	                     run the DH and answer the challenge, so a burst's
+//	                     curve arithmetic runs on every core
 //	as/tx-<msgid>        commits a confirmed login
+//
+// The socket readers route each admitted login packet (past the cookie and
+// the rate limits, so a spoofed flood never reaches a worker) to the worker
+// with the shortest queue, through a bounded queue per worker (MaxChallenging
+// shared out); confirmations go to the root through a queue of their own,
+// so a burst of logins cannot hold up the confirmations that finish them.
 //
 // Retransmissions (same message ID, same bytes) never start a second
 // transaction: they get the answer already given, or none while it is

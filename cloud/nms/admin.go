@@ -22,20 +22,28 @@ type LiveSession struct {
 	Expires time.Time
 }
 
-// Requests of the operator's tools to the root actor, answered with
-// ctx.Respond: the root owns the sessions.
+// Requests of the operator's tools to the workers, answered with
+// ctx.Respond: each worker owns its sessions.
 type (
 	liveSessionsReq struct{}
-	endSessionReq   struct{ fqdn string }
+	endSessionReq   struct {
+		fqdn string
+		id   uint32
+	}
 )
 
 // LiveSessions returns the sessions this NMS holds, ordered by FQDN.
 func (s *Service) LiveSessions(ctx context.Context) ([]LiveSession, error) {
-	v, err := s.ask(ctx, liveSessionsReq{})
-	if err != nil {
-		return nil, err
+	var out []LiveSession
+	for _, w := range s.shards {
+		v, err := s.ask(ctx, w, liveSessionsReq{})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v.([]LiveSession)...)
 	}
-	return v.([]LiveSession), nil
+	slices.SortFunc(out, func(a, b LiveSession) int { return strings.Compare(a.FQDN, b.FQDN) })
+	return out, nil
 }
 
 // EndSession ends fqdn's session as a revocation does, without the deny
@@ -43,20 +51,24 @@ func (s *Service) LiveSessions(ctx context.Context) ([]LiveSession, error) {
 // request is answered, sealed with the old key, that its session expired,
 // so it logs in again. It reports whether fqdn had a session here.
 func (s *Service) EndSession(ctx context.Context, fqdn string) (bool, error) {
-	v, err := s.ask(ctx, endSessionReq{fqdn: fqdn})
+	id, ok := s.index.get(fqdn)
+	if !ok {
+		return false, nil
+	}
+	v, err := s.ask(ctx, s.shard(id), endSessionReq{fqdn: fqdn, id: id})
 	if err != nil {
 		return false, err
 	}
 	return v.(bool), nil
 }
 
-// ask sends m to the root and waits for its answer until ctx ends.
-func (s *Service) ask(ctx context.Context, m any) (any, error) {
+// ask sends m to actor pid and waits for its answer until ctx ends.
+func (s *Service) ask(ctx context.Context, pid *actor.PID, m any) (any, error) {
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
-	v, err := s.sys.Root().RequestFuture(s.pid, m, timeout).Result()
+	v, err := s.sys.Root().RequestFuture(pid, m, timeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("nms: %T: %w", m, err)
 	}
@@ -64,24 +76,26 @@ func (s *Service) ask(ctx context.Context, m any) (any, error) {
 }
 
 // onAdmin answers an operator's request; false if m is none.
-func (r *root) onAdmin(ctx actor.Context, m any) bool {
+func (w *worker) onAdmin(ctx actor.Context, m any) bool {
 	switch m := m.(type) {
 	case liveSessionsReq:
-		out := make([]LiveSession, 0, len(r.byFQDN))
-		for _, se := range r.byFQDN {
+		out := make([]LiveSession, 0, len(w.sessions))
+		for _, se := range w.sessions {
 			out = append(out, LiveSession{FQDN: se.fqdn, ID: se.id, Serial: se.serial, From: se.from,
 				Seen: time.Unix(0, se.lastSeen), Expires: time.Unix(0, se.expires)})
 		}
-		slices.SortFunc(out, func(a, b LiveSession) int { return strings.Compare(a.FQDN, b.FQDN) })
 		ctx.Respond(out)
 	case endSessionReq:
-		se := r.byFQDN[m.fqdn]
+		se := w.sessions[m.id]
+		if se != nil && se.fqdn != m.fqdn {
+			se = nil
+		}
 		if se != nil {
-			r.endSession(se, time.Now())
-			r.s.Counters.Ended.Add(1)
-			r.s.log.Warn("nms: session ended by the operator", "fqdn", se.fqdn, "session", se.id)
-			r.deleteSession(se.id)
-			r.flushDeletes(ctx)
+			w.endSession(se, time.Now())
+			w.s.Counters.Ended.Add(1)
+			w.s.log.Warn("nms: session ended by the operator", "fqdn", se.fqdn, "session", se.id)
+			w.deleteSession(se.id)
+			w.flushDeletes(ctx)
 		}
 		ctx.Respond(se != nil)
 	default:

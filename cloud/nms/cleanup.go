@@ -11,7 +11,7 @@ import (
 )
 
 // Nothing stale: an ended session (expired, logged out, revoked) leaves
-// the store for sure. Its ID goes into the root's deletes set, which one
+// the store for sure. Its ID goes into its worker's deletes set, which one
 // store job at a time drains in batches; a batch the workers refuse, or
 // IDs whose deletion failed, stay in the set and go again on the next
 // tick. So a burst of expiries (every idle node at once) or a saturated
@@ -25,10 +25,10 @@ const (
 )
 
 // deleteSession queues session id's removal from the store.
-func (r *root) deleteSession(id uint32) {
-	if _, ok := r.deletes[id]; !ok {
-		r.deletes[id] = struct{}{}
-		r.s.pendingDeletes.Add(1)
+func (w *worker) deleteSession(id uint32) {
+	if _, ok := w.deletes[id]; !ok {
+		w.deletes[id] = struct{}{}
+		w.s.pendingDeletes.Add(1)
 	}
 	// The caller is in Receive: the batch goes out from flushDeletes, on
 	// the next tick or when the batch in flight is done, so a burst of
@@ -37,19 +37,19 @@ func (r *root) deleteSession(id uint32) {
 
 // flushDeletes hands the next batch to the store workers unless one is on
 // them already.
-func (r *root) flushDeletes(ctx actor.Context) {
-	if r.deleting || len(r.deletes) == 0 {
+func (w *worker) flushDeletes(ctx actor.Context) {
+	if w.deleting || len(w.deletes) == 0 {
 		return
 	}
-	ids := make([]uint32, 0, min(len(r.deletes), deleteBatch))
-	for id := range r.deletes {
+	ids := make([]uint32, 0, min(len(w.deletes), deleteBatch))
+	for id := range w.deletes {
 		if len(ids) == deleteBatch {
 			break
 		}
 		ids = append(ids, id)
 	}
-	st, log := r.s.cfg.Store, r.s.log
-	err := r.s.workers.Do(ctx.Self(), func(bg context.Context) any {
+	st, log := w.s.cfg.Store, w.s.log
+	err := w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
 		var (
 			mu     sync.Mutex
 			failed []uint32
@@ -76,30 +76,30 @@ func (r *root) flushDeletes(ctx actor.Context) {
 		return deleted{done: len(ids) - len(failed), failed: failed}
 	})
 	if err != nil {
-		r.s.Counters.DeleteRetries.Add(uint64(len(ids)))
-		return // still in r.deletes: the next tick tries again
+		w.s.Counters.DeleteRetries.Add(uint64(len(ids)))
+		return // still in w.deletes: the next tick tries again
 	}
 	for _, id := range ids {
-		delete(r.deletes, id)
+		delete(w.deletes, id)
 	}
-	r.s.pendingDeletes.Add(-int64(len(ids)))
-	r.deleting = true
+	w.s.pendingDeletes.Add(-int64(len(ids)))
+	w.deleting = true
 }
 
-func (r *root) onDeleted(ctx actor.Context, m deleted) {
-	r.deleting = false
-	r.s.Counters.SessionsDeleted.Add(uint64(m.done))
-	r.s.Counters.DeleteRetries.Add(uint64(len(m.failed)))
+func (w *worker) onDeleted(ctx actor.Context, m deleted) {
+	w.deleting = false
+	w.s.Counters.SessionsDeleted.Add(uint64(m.done))
+	w.s.Counters.DeleteRetries.Add(uint64(len(m.failed)))
 	for _, id := range m.failed {
-		if _, live := r.sessions[id]; !live {
-			r.deleteSession(id)
+		if _, live := w.sessions[id]; !live {
+			w.deleteSession(id)
 		}
 	}
-	r.flushDeletes(ctx)
+	w.flushDeletes(ctx)
 }
 
 // sweep reads the store's sessions every SweepInterval (one read at a
-// time) for onSwept to judge.
+// time, on the root) for the workers to judge (onSwept).
 func (r *root) sweep(ctx actor.Context, now time.Time) {
 	if r.sweeping || now.Sub(r.lastSweep) < r.s.cfg.SweepInterval {
 		return
@@ -126,30 +126,26 @@ func (r *root) sweep(ctx actor.Context, now time.Time) {
 // a keepalive and been loaded) and whose record was not written within
 // SessionIdle (a login in progress writes the record before its key
 // handover reaches NMS).
-func (r *root) onSwept(ctx actor.Context, m swept, now time.Time) {
-	r.sweeping = false
-	if m.err != nil {
-		r.s.log.Warn("nms: sweep: list sessions", "err", m.err)
-		return
-	}
-	idle := r.s.cfg.SessionIdle
-	settled := now.Sub(r.s.started) > idle
+// Each worker judges the sessions that shard to it (root.onSwept).
+func (w *worker) onSwept(ctx actor.Context, m swept, now time.Time) {
+	idle := w.s.cfg.SessionIdle
+	settled := now.Sub(w.s.started) > idle
 	n := 0
 	for _, ss := range m.sessions {
-		if _, live := r.sessions[ss.id]; live {
+		if _, live := w.sessions[ss.id]; live {
 			continue // expire() ends it when its time comes
 		}
-		if _, queued := r.deletes[ss.id]; queued {
+		if _, queued := w.deletes[ss.id]; queued {
 			continue
 		}
 		if now.UnixNano() > ss.expires || ss.home && settled && now.UnixNano()-ss.updated > int64(idle) {
-			r.deleteSession(ss.id)
+			w.deleteSession(ss.id)
 			n++
 		}
 	}
 	if n > 0 {
-		r.s.Counters.Swept.Add(uint64(n))
-		r.s.log.Info("nms: sweep found sessions nobody holds", "sessions", n)
-		r.flushDeletes(ctx)
+		w.s.Counters.Swept.Add(uint64(n))
+		w.s.log.Info("nms: sweep found sessions nobody holds", "sessions", n)
+		w.flushDeletes(ctx)
 	}
 }

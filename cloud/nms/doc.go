@@ -7,15 +7,29 @@
 //
 // Actors, in the NMS's own actor system:
 //
-//	nms               root: UDP listener (signaling port and the alt "probe"
-//	                  port), sessions, message-ID deduplication, expiry ticker
-//	nms/tx-<msgid>    one per request from a node (register, keepalive,
-//	                  tunnel request; the root answers a logout itself),
-//	                  short-lived
-//	nms/dl-<msgid>    one per message NMS delivers to one of its nodes
-//	                  (Direction, PeerUpdate, DenyList), a retransmit.Tx
-//	                  (the node's transaction actor too) resending with
-//	                  backoff until the node's ack with the same ID arrives
+//	nms                        root: spawns the workers, routes the frames
+//	                           other services send to "nms" (KeyHandover,
+//	                           deliveries) to the worker holding the
+//	                           session, reads the store for the sweep
+//	nms/worker-<i>             Config.Workers of them (GOMAXPROCS): the
+//	                           sessions whose IDs shard to it, their
+//	                           packets (the UDP readers route each sealed
+//	                           packet by the session ID in its clear header,
+//	                           through a bounded queue per worker), message-ID
+//	                           deduplication, expiry ticker (shard.go)
+//	nms/worker-<i>/tx-<msgid>  one per request from a node (register,
+//	                           keepalive, tunnel request; the worker answers a
+//	                           logout itself), short-lived
+//	nms/worker-<i>/dl-<msgid>  one per message NMS delivers to one of its
+//	                           nodes (Direction, PeerUpdate, DenyList), a
+//	                           retransmit.Tx (the node's transaction actor
+//	                           too) resending with backoff until the node's
+//	                           ack with the same ID arrives
+//
+// A node's packets stay in order on its worker; what crosses nodes (a
+// tunnel touches the peer's session) goes through state every worker
+// reaches: the reply cache by message ID, the store, the fqdn index and the
+// tunnels map (shard.go, peers.go).
 //
 // NMS remembers which tunnel pairs it put on the relay; when either node
 // registers again or keepalives from a new mapping, it asks path.Upgrade

@@ -242,42 +242,44 @@ func (t *requestTx) onAdopted(ctx actor.Context, m adopted) {
 		return
 	}
 	if !m.moved {
-		// The root serves its session from now on: the Direction
-		// below, and the peer's answer, find it there.
-		ctx.Send(ctx.Parent(), adoptSession{node: m.node})
+		// The peer's worker serves its session from now on: the
+		// Direction below, and the peer's answer, find it there.
+		t.adoptedID = m.node.Session.ID
+		ctx.Send(t.s.shard(t.adoptedID), adoptSession{node: m.node})
 	}
 	t.peer = m.node
 	t.peerHomeDown = false
 	t.direct(ctx)
 }
 
-// adoptSession makes n's session one of this NMS's, from its store
-// record, reached at the mapping NMS last observed for it. A session the
-// root already holds under that ID is kept (it knows where the node is).
-func (r *root) adoptSession(n store.Node) {
-	if se := r.sessions[n.Session.ID]; se != nil && se.fqdn == n.FQDN {
+// adoptSession makes n's session one of this NMS's, on the worker its
+// session ID shards to, from its store record, reached at the mapping NMS
+// last observed for it. A session the worker already holds under that ID
+// is kept (it knows where the node is).
+func (w *worker) adoptSession(n store.Node) {
+	if se := w.sessions[n.Session.ID]; se != nil && se.fqdn == n.FQDN {
 		if se.conn == nil { // handed over by the AS, no packet yet: where NMS saw it last
-			r.reachAt(se, n)
+			w.reachAt(se, n)
 		}
 		return
 	}
-	if _, ended := r.deletes[n.Session.ID]; ended {
+	if _, ended := w.deletes[n.Session.ID]; ended {
 		return
 	}
 	se, err := newSession(n.FQDN, n.CertSerial, n.Session.ID, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
-	if err != nil || r.isRevoked(se) {
+	if err != nil || w.isRevoked(se) {
 		return
 	}
-	r.reachAt(se, n)
+	w.reachAt(se, n)
 	se.lastSeen = time.Now().UnixNano()
-	r.addSession(se)
+	w.addSession(se)
 }
 
 // reachAt points se at the mapping an NMS last observed for n, from this
 // NMS's socket of its family.
-func (r *root) reachAt(se *session, n store.Node) {
+func (w *worker) reachAt(se *session, n store.Node) {
 	for _, obs := range []netip.AddrPort{n.Locator.Observed4, n.Locator.Observed6} {
-		if c := r.s.connFor(obs); c != nil {
+		if c := w.s.connFor(obs); c != nil {
 			se.from, se.conn = obs, c
 			return
 		}

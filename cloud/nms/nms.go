@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,9 +80,15 @@ type Config struct {
 	// sessions nobody holds any more: absolutely expired ones, and ones
 	// homed here that this process has not seen (left by a crash). Default
 	// the larger of 2*SessionIdle and 10 min: each sweep reads every record
-	// (store.EachNode) and keeps 24 bytes per session for the root to judge.
+	// (store.EachNode) and keeps 24 bytes per session for the workers to judge.
 	SweepInterval time.Duration
-	Logger        *slog.Logger
+	// Workers is the number of worker actors that open sealed packets and
+	// run transactions, sharded by session ID (default GOMAXPROCS; see
+	// shard.go). WorkerQueue bounds the packets waiting for one worker
+	// (default 4096); beyond it they are dropped, counted per worker, and
+	// the nodes retransmit.
+	Workers, WorkerQueue int
+	Logger               *slog.Logger
 }
 
 // Counters count what NMS did.
@@ -124,22 +131,26 @@ type Counters struct {
 
 // Service is a running NMS.
 type Service struct {
-	cfg       Config
-	sys       *supervise.System
-	replies   *txstore.Store[*replyState]
-	delivers  *txstore.Store[*actor.PID]
-	workers   *svc.Workers // store I/O, off the actors' run loops
-	listener  *svc.Listener
-	alt       *svc.Listener
-	conns     []*net.UDPConn // the signaling sockets (listener's)
-	pid       *actor.PID
-	addrs     []netip.AddrPort
-	altAddrs  []netip.AddrPort
-	log       *slog.Logger
-	Counters  Counters
-	sessCount atomic.Int64
-	// Gauges the root actor keeps for metrics: deletions waiting for the
-	// store, entries in the tunnels map.
+	cfg        Config
+	sys        *supervise.System
+	replies    *txstore.Store[*replyState]
+	delivers   *txstore.Store[*actor.PID]
+	workers    *svc.Workers // store I/O, off the actors' run loops
+	listener   *svc.Listener
+	alt        *svc.Listener
+	conns      []*net.UDPConn // the signaling sockets (listener's)
+	pid        *actor.PID
+	shards     []*actor.PID         // nms/worker-<i>: fixed names, good across restarts
+	shardSlots []*supervise.Limiter // per worker: its packet queue's bound
+	index      *fqdnIndex           // fqdn -> current session ID (which worker)
+	tunnels    *tunnelMap
+	addrs      []netip.AddrPort
+	altAddrs   []netip.AddrPort
+	log        *slog.Logger
+	Counters   Counters
+	sessCount  atomic.Int64
+	// Gauges for metrics: deletions waiting for the store, entries in the
+	// tunnels map.
 	pendingDeletes, tunnelNodes atomic.Int64
 	started                     time.Time
 	window                      time.Duration // dedup window
@@ -193,7 +204,21 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = max(2*cfg.SessionIdle, 10*time.Minute)
 	}
-	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry)}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.WorkerQueue <= 0 {
+		cfg.WorkerQueue = 4096
+	}
+	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
+		index: newFQDNIndex()}
+	s.tunnels = newTunnelMap(&s.tunnelNodes)
+	for i := range cfg.Workers {
+		// The IDs supervise.Spawn gives the root's children: a PID
+		// resolves by ID, so these reach a restarted worker too.
+		s.shards = append(s.shards, sys.Actors().NewLocalPID(fmt.Sprintf("nms/worker-%d", i)))
+		s.shardSlots = append(s.shardSlots, supervise.NewLimiter(cfg.WorkerQueue))
+	}
 	var err error
 	if s.replies, err = txstore.New[*replyState](txstore.Config{MaxEntries: int64(cfg.DedupEntries)}); err != nil {
 		return nil, err
@@ -217,10 +242,18 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	}
 	s.addrs, s.altAddrs, s.conns = svc.LocalAddrs(conns), svc.LocalAddrs(alt), conns
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
+	ready, once := make(chan struct{}), new(sync.Once)
 	pid, err := sys.Spawn(nil, "nms", "nms", actor.PropsFromProducer(func() actor.Actor {
-		return &root{s: s, sessions: map[uint32]*session{}, byFQDN: map[string]*session{},
-			tunnels: map[string]peerSet{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}}
+		return &root{s: s, ready: ready, readyOnce: once}
 	}))
+	if err == nil {
+		select { // the workers exist before a packet is sent to them
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			sys.Root().Stop(pid)
+			err = errors.New("nms: workers did not start")
+		}
+	}
 	if err != nil {
 		for _, c := range append(conns, alt...) {
 			c.Close()
@@ -230,8 +263,10 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.pid = pid
-	s.listener = svc.Serve(sys.Root(), pid, conns, 8192, s.log)
-	s.alt = svc.Serve(sys.Root(), pid, alt, 1024, s.log)
+	// Both listeners feed the same per-worker bounds: a worker's queue
+	// bound covers everything sent to it.
+	s.listener = svc.ServeSharded(sys.Root(), s.shards, s.shardSlots, route, conns, nil, s.log)
+	s.alt = svc.ServeSharded(sys.Root(), s.shards, s.shardSlots, route, alt, nil, s.log)
 	s.pollStop, s.pollDone = make(chan struct{}), make(chan struct{})
 	go s.pollDenyList()
 	if l, ok := cfg.Store.(store.Leases); ok && cfg.Home != "" {
@@ -255,7 +290,8 @@ func (s *Service) connFor(to netip.AddrPort) *net.UDPConn {
 }
 
 // pollDenyList reads the deny list (a file stat, sometimes a read and a
-// signature check) off the actors and hands each newer list to the root.
+// signature check) off the actors and hands each newer list to every
+// worker.
 func (s *Service) pollDenyList() {
 	defer close(s.pollDone)
 	t := time.NewTicker(s.cfg.DenyListPoll)
@@ -264,7 +300,9 @@ func (s *Service) pollDenyList() {
 	for {
 		if c := s.cfg.DenyList(); c != nil && c.Number > last {
 			last = c.Number
-			s.sys.Root().Send(s.pid, crlLoaded{c})
+			for _, w := range s.shards {
+				s.sys.Root().Send(w, crlLoaded{c})
+			}
 		}
 		select {
 		case <-t.C:
@@ -327,7 +365,7 @@ func (s *Service) Close() {
 }
 
 // session is a node's signaling session as this NMS knows it. Only the
-// root actor touches it.
+// worker holding it (shardOf its ID) touches it.
 type session struct {
 	id     uint32
 	fqdn   string
@@ -351,12 +389,6 @@ type session struct {
 type (
 	tick      struct{}
 	crlLoaded struct{ c *pki.CRL }
-	// tunnelUp: a and b have a tunnel; relay when NMS put it on the TRS
-	// (such a pair is re-evaluated when either node's locator changes).
-	tunnelUp struct {
-		a, b  string
-		relay bool
-	}
 	// sessionFound: the store's answer about a session this NMS did not
 	// hold (err is set when it has none), with the packet that asked.
 	sessionFound struct {
@@ -365,6 +397,7 @@ type (
 		err  error
 		pkt  *svc.Packet
 	}
+	// dropSession: a newer session of the same node replaced session id.
 	dropSession struct{ id uint32 }
 	// deleted: a batch of session deletions is done; failed are to retry.
 	deleted struct {
@@ -401,126 +434,129 @@ const (
 	endedTTL = 10 * time.Minute
 )
 
-type root struct {
+// worker is one of the NMS's worker actors (nms/worker-<i>): it holds the
+// sessions whose IDs shard to it, opens their packets and runs their
+// transactions (shard.go).
+type worker struct {
 	s        *Service
+	idx      int
 	sessions map[uint32]*session
-	byFQDN   map[string]*session
-	tunnels  map[string]peerSet      // fqdn -> peers with a tunnel (peers.go)
 	ended    map[uint32]endedSession // recently expired or logged out
 	// deletes are the ended sessions still to be removed from the store;
 	// deleting is set while a batch of them is on the store workers.
-	deletes   map[uint32]struct{}
-	deleting  bool
-	sweeping  bool
-	lastSweep time.Time
-	cancel    func()
-	crl       *pki.CRL // the newest deny list acted on
-	scratch   []byte
-	enc       messages.Encoder
+	deletes  map[uint32]struct{}
+	deleting bool
+	cancel   func()
+	crl      *pki.CRL // the newest deny list acted on
+	scratch  []byte
+	enc      messages.Encoder
 }
 
-func (r *root) Receive(ctx actor.Context) {
+func newWorker(s *Service, idx int) *worker {
+	return &worker{s: s, idx: idx, sessions: map[uint32]*session{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}}
+}
+
+func (w *worker) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		iv := min(r.s.cfg.SessionIdle/4, 10*time.Second)
-		r.cancel = supervise.Every(ctx, iv, tick{})
+		w.cancel = supervise.Every(ctx, tickInterval(w.s.cfg.SessionIdle), tick{})
 	case *actor.Stopping, *actor.Restarting:
 		// A restart runs Started again, which starts a new ticker.
-		if r.cancel != nil {
-			r.cancel()
+		if w.cancel != nil {
+			w.cancel()
 		}
 	case *svc.Packet:
-		r.onPacket(ctx, m)
+		w.onPacket(ctx, m)
 	case sessionFound:
-		r.onSessionFound(ctx, m)
+		w.onSessionFound(ctx, m)
 	case tick:
 		now := time.Now()
-		r.expire(ctx, now)
-		r.flushDeletes(ctx)
-		r.sweep(ctx, now)
+		w.expire(ctx, now)
+		w.flushDeletes(ctx)
 	case deleted:
-		r.onDeleted(ctx, m)
+		w.onDeleted(ctx, m)
 	case swept:
-		r.onSwept(ctx, m, time.Now())
+		w.onSwept(ctx, m, time.Now())
 	case crlLoaded:
-		r.checkDenyList(ctx, m.c, time.Now())
-	case tunnelUp:
-		// Only while one side still has a session here: a late answer
-		// must not bring back what the end of both sessions pruned.
-		if r.byFQDN[m.a] != nil || r.byFQDN[m.b] != nil {
-			r.link(m.a, m.b, m.relay)
-			r.link(m.b, m.a, m.relay)
-		}
+		w.checkDenyList(ctx, m.c, time.Now())
 	case adoptSession:
-		r.adoptSession(m.node)
+		w.adoptSession(m.node)
 	case dropSession:
-		if se := r.sessions[m.id]; se != nil {
-			r.removeSession(se)
+		// Replaced by a newer session of the same node on another worker.
+		if se := w.sessions[m.id]; se != nil {
+			w.removeSession(se)
 		}
+	case handover:
+		w.onHandover(m)
+	case deliverReq:
+		w.deliver(ctx, m)
 	default:
-		if !r.onAdmin(ctx, m) {
-			r.onFrame(ctx, m)
+		w.onAdmin(ctx, m)
+	}
+}
+
+// addSession makes se its node's session here. A session it replaces (the
+// node logged in again) ends with its tunnels, wherever it is held.
+func (w *worker) addSession(se *session) {
+	if old, had := w.s.index.swap(se.fqdn, se.id); had && old != se.id {
+		w.s.tunnels.unlinkAll(se.fqdn)
+		if o := w.sessions[old]; o != nil {
+			w.removeSession(o)
+		} else {
+			w.s.sys.Root().Send(w.s.shard(old), dropSession{id: old})
 		}
 	}
+	delete(w.ended, se.id)
+	if _, ok := w.sessions[se.id]; !ok {
+		w.s.sessCount.Add(1)
+	}
+	w.sessions[se.id] = se
 }
 
-func (r *root) addSession(se *session) {
-	if old := r.byFQDN[se.fqdn]; old != nil && old.id != se.id {
-		r.removeSession(old)
+func (w *worker) removeSession(se *session) {
+	if _, ok := w.sessions[se.id]; ok {
+		w.s.sessCount.Add(-1)
 	}
-	delete(r.ended, se.id)
-	if _, ok := r.sessions[se.id]; !ok {
-		r.s.sessCount.Add(1)
-	}
-	r.sessions[se.id] = se
-	r.byFQDN[se.fqdn] = se
-}
-
-func (r *root) removeSession(se *session) {
-	if _, ok := r.sessions[se.id]; ok {
-		r.s.sessCount.Add(-1)
-	}
-	delete(r.sessions, se.id)
-	if r.byFQDN[se.fqdn] == se {
-		delete(r.byFQDN, se.fqdn)
-		r.unlinkAll(se.fqdn)
+	delete(w.sessions, se.id)
+	if w.s.index.remove(se.fqdn, se.id) {
+		w.s.tunnels.unlinkAll(se.fqdn)
 	}
 }
 
 // endSession forgets se but keeps its key in ended (see endedSession).
-func (r *root) endSession(se *session, now time.Time) {
-	r.removeSession(se)
-	if len(r.ended) < maxEnded {
-		r.ended[se.id] = endedSession{fqdn: se.fqdn, sess: se.sess, until: now.Add(endedTTL)}
+func (w *worker) endSession(se *session, now time.Time) {
+	w.removeSession(se)
+	if len(w.ended) < maxEnded {
+		w.ended[se.id] = endedSession{fqdn: se.fqdn, sess: se.sess, until: now.Add(endedTTL)}
 	}
 }
 
-func (r *root) expire(ctx actor.Context, now time.Time) {
-	for id, e := range r.ended {
+func (w *worker) expire(ctx actor.Context, now time.Time) {
+	for id, e := range w.ended {
 		if now.After(e.until) {
-			delete(r.ended, id)
+			delete(w.ended, id)
 		}
 	}
-	for _, se := range r.sessions {
-		if now.UnixNano()-se.lastSeen > int64(r.s.cfg.SessionIdle) || now.UnixNano() > se.expires {
-			r.endSession(se, now)
-			r.s.Counters.Expired.Add(1)
-			r.s.log.Info("nms: session expired", "fqdn", se.fqdn, "session", se.id)
-			r.deleteSession(se.id)
+	for _, se := range w.sessions {
+		if now.UnixNano()-se.lastSeen > int64(w.s.cfg.SessionIdle) || now.UnixNano() > se.expires {
+			w.endSession(se, now)
+			w.s.Counters.Expired.Add(1)
+			w.s.log.Info("nms: session expired", "fqdn", se.fqdn, "session", se.id)
+			w.deleteSession(se.id)
 		}
 	}
 }
 
-func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
+func (w *worker) onPacket(ctx actor.Context, p *svc.Packet) {
 	switch t, _ := messages.PeekType(p.Data); t {
 	case messages.TypeProbe:
 		defer p.Done()
 		pr, err := messages.ParseProbe(p.Data)
 		if err != nil {
-			r.s.Counters.Garbage.Add(1)
+			w.s.Counters.Garbage.Add(1)
 			return
 		}
-		r.s.Counters.Probes.Add(1)
+		w.s.Counters.Probes.Add(1)
 		var b [messages.ProbeReplyLen]byte
 		messages.ProbeReply{ID: pr.ID, Observed: p.From}.Put(b[:])
 		_, _ = p.Conn.WriteToUDPAddrPort(b[:], p.From)
@@ -528,76 +564,76 @@ func (r *root) onPacket(ctx actor.Context, p *svc.Packet) {
 		id, err := signaling.PeekSession(p.Data)
 		if err != nil {
 			p.Done()
-			r.s.Counters.Garbage.Add(1)
+			w.s.Counters.Garbage.Add(1)
 			return
 		}
-		if se := r.sessions[id]; se != nil {
-			r.onSealed(ctx, p, se)
+		if se := w.sessions[id]; se != nil {
+			w.onSealed(ctx, p, se)
 			return
 		}
-		if e, ok := r.ended[id]; ok {
-			r.onEnded(p, id, e.fqdn, e.sess)
+		if e, ok := w.ended[id]; ok {
+			w.onEnded(p, id, e.fqdn, e.sess)
 			return
 		}
 		// A session this NMS has not seen (handed to another NMS process, or
 		// from before a restart): its keys are in the shared store. Look it
 		// up on the store workers; the packet waits in the answer.
-		st := r.s.cfg.Store
-		err = r.s.workers.Do(ctx.Self(), func(bg context.Context) any {
+		st := w.s.cfg.Store
+		err = w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
 			n, err := st.LookupSession(bg, id)
 			return sessionFound{id: id, node: n, err: err, pkt: p}
 		})
 		if err != nil {
 			p.Done()
-			r.s.Counters.Busy.Add(1)
+			w.s.Counters.Busy.Add(1)
 		}
 	default:
 		p.Done()
-		r.s.Counters.Garbage.Add(1)
+		w.s.Counters.Garbage.Add(1)
 	}
 }
 
-func (r *root) onSessionFound(ctx actor.Context, m sessionFound) {
+func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
 	p, n := m.pkt, m.node
 	if m.err != nil {
 		p.Done()
-		r.s.Counters.Garbage.Add(1) // unknown session: nothing to answer with
+		w.s.Counters.Garbage.Add(1) // unknown session: nothing to answer with
 		return
 	}
-	if se := r.sessions[m.id]; se != nil { // another packet brought it first
-		r.onSealed(ctx, p, se)
+	if se := w.sessions[m.id]; se != nil { // another packet brought it first
+		w.onSealed(ctx, p, se)
 		return
 	}
-	if _, ended := r.deletes[m.id]; ended {
+	if _, ended := w.deletes[m.id]; ended {
 		// Ended here, its store deletion still queued: not revived.
 		p.Done()
-		r.s.Counters.Garbage.Add(1)
+		w.s.Counters.Garbage.Add(1)
 		return
 	}
 	se, err := newSession(n.FQDN, n.CertSerial, m.id, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
 	if err != nil {
 		p.Done()
-		r.s.Counters.Garbage.Add(1)
+		w.s.Counters.Garbage.Add(1)
 		return
 	}
-	if time.Now().UnixNano() > se.expires || r.isRevoked(se) {
-		r.onEnded(p, m.id, se.fqdn, se.sess)
+	if time.Now().UnixNano() > se.expires || w.isRevoked(se) {
+		w.onEnded(p, m.id, se.fqdn, se.sess)
 		return
 	}
 	se.lastSeen = time.Now().UnixNano()
-	r.addSession(se)
-	r.onSealed(ctx, p, se)
+	w.addSession(se)
+	w.onSealed(ctx, p, se)
 }
 
 // onEnded answers a request sealed with a session that has ended: a
 // retransmission gets its cached reply (a Logout's ack, say), anything
 // else CodeSessionExpired, sealed with the old key so the node can trust
 // it. Acks and garbage get nothing.
-func (r *root) onEnded(p *svc.Packet, id uint32, fqdn string, ss *signaling.Session) {
+func (w *worker) onEnded(p *svc.Packet, id uint32, fqdn string, ss *signaling.Session) {
 	defer p.Done()
-	env, err := ss.OpenEnvelope(r.scratch, p.Data, time.Now())
+	env, err := ss.OpenEnvelope(w.scratch, p.Data, time.Now())
 	if err != nil || env.Sender != fqdn {
-		r.s.Counters.Garbage.Add(1)
+		w.s.Counters.Garbage.Add(1)
 		return
 	}
 	switch env.Type {
@@ -605,19 +641,19 @@ func (r *root) onEnded(p *svc.Packet, id uint32, fqdn string, ss *signaling.Sess
 	default:
 		return
 	}
-	if st, ok := r.s.replies.Get(env.ID); ok {
+	if st, ok := w.s.replies.Get(env.ID); ok {
 		if reply := st.reply.Load(); reply != nil {
-			r.s.Counters.Duplicates.Add(1)
+			w.s.Counters.Duplicates.Add(1)
 			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
 		}
 		return
 	}
-	pkt, err := ss.SealMessage(nil, &r.enc, env.ID, "nms", time.Now(), messages.Error{Code: messages.CodeSessionExpired, Message: "session expired: log in again"})
+	pkt, err := ss.SealMessage(nil, &w.enc, env.ID, "nms", time.Now(), messages.Error{Code: messages.CodeSessionExpired, Message: "session expired: log in again"})
 	if err != nil {
 		return
 	}
-	r.s.Counters.SessionExpired.Add(1)
-	r.s.log.Debug("nms: request on an ended session", "fqdn", fqdn, "session", id, "type", env.Type)
+	w.s.Counters.SessionExpired.Add(1)
+	w.s.log.Debug("nms: request on an ended session", "fqdn", fqdn, "session", id, "type", env.Type)
 	_, _ = p.Conn.WriteToUDPAddrPort(pkt, p.From)
 }
 
@@ -631,24 +667,24 @@ func newSession(fqdn, serial string, id uint32, k signaling.Keys, expires time.T
 
 // onSealed opens a packet of a known session and starts (or answers from
 // cache) its transaction.
-func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
+func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 	now := time.Now()
-	if r.isRevoked(se) {
+	if w.isRevoked(se) {
 		// Revoked since it logged in (and before the poll noticed): end
 		// it now, and tell the node so under its old key.
-		r.revoke(se, now)
-		r.onEnded(p, se.id, se.fqdn, se.sess)
+		w.revoke(se, now)
+		w.onEnded(p, se.id, se.fqdn, se.sess)
 		return
 	}
 	defer p.Done()
-	env, err := se.sess.OpenEnvelope(r.scratch, p.Data, now)
+	env, err := se.sess.OpenEnvelope(w.scratch, p.Data, now)
 	if err != nil {
-		r.s.Counters.Garbage.Add(1)
-		r.s.log.Debug("nms: dropped sealed packet", "session", se.id, "from", p.From, "err", err)
+		w.s.Counters.Garbage.Add(1)
+		w.s.log.Debug("nms: dropped sealed packet", "session", se.id, "from", p.From, "err", err)
 		return
 	}
 	if env.Sender != se.fqdn {
-		r.s.Counters.Garbage.Add(1)
+		w.s.Counters.Garbage.Add(1)
 		return
 	}
 	switch env.Type {
@@ -657,25 +693,25 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		if ack, err := messages.DecodeBody[messages.DenyListAck](env); err == nil {
 			se.crlHeld = max(se.crlHeld, ack.Number)
 		}
-		if pid, ok := r.s.delivers.Get(env.ID); ok {
+		if pid, ok := w.s.delivers.Get(env.ID); ok {
 			ctx.Send(pid, env)
 		}
 		return
 	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
 		// An answer to something NMS delivered: hand it to that actor.
 		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
-		if pid, ok := r.s.delivers.Get(env.ID); ok {
+		if pid, ok := w.s.delivers.Get(env.ID); ok {
 			ctx.Send(pid, env)
 		}
 		return
 	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP, messages.MsgVIPLookup:
 	default:
-		r.s.Counters.Garbage.Add(1)
+		w.s.Counters.Garbage.Add(1)
 		return
 	}
-	if !se.guard.fresh(now.UnixNano(), env.Timestamp, r.s.window) {
-		r.s.Counters.Replayed.Add(1)
-		r.s.log.Debug("nms: request older than any retransmission, dropped", "fqdn", se.fqdn, "type", env.Type, "id", env.ID)
+	if !se.guard.fresh(now.UnixNano(), env.Timestamp, w.s.window) {
+		w.s.Counters.Replayed.Add(1)
+		w.s.log.Debug("nms: request older than any retransmission, dropped", "fqdn", se.fqdn, "type", env.Type, "id", env.ID)
 		return
 	}
 	var st *replyState
@@ -683,59 +719,59 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		// Idempotent: never cached (see guard.go).
 		v := se.guard.keepalive(env.Timestamp)
 		if v == kaOld {
-			r.s.Counters.Replayed.Add(1)
+			w.s.Counters.Replayed.Add(1)
 			return
 		}
 		// Only a request that passed the guard moves the session's
 		// address or keeps it alive: a replay must do neither.
 		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		if v == kaRepeat {
-			r.s.Counters.Duplicates.Add(1)
-			r.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
+			w.s.Counters.Duplicates.Add(1)
+			w.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
 			return
 		}
-		if q, c := r.s.workers.Queued(), r.s.workers.Cap(); q >= c {
+		if q, c := w.s.workers.Queued(), w.s.workers.Cap(); q >= c {
 			// Its store job would be refused: drop it unrecorded, so the
 			// retransmission runs it rather than getting an ack for a
 			// keepalive whose mapping was never written. (The queue can
 			// still fill between here and the job: then the node's next
 			// keepalive, one period later, writes it.)
-			r.s.Counters.Busy.Add(1)
+			w.s.Counters.Busy.Add(1)
 			return
 		}
 		se.guard.ran(env.Timestamp)
 	} else {
 		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		var ok bool
-		if st, ok = r.dedup(p, se, env, now); !ok {
+		if st, ok = w.dedup(p, se, env, now); !ok {
 			return
 		}
 	}
 	switch env.Type {
 	case messages.MsgLogout:
-		r.logout(ctx, p, se, env, st, now)
+		w.logout(ctx, p, se, env, st, now)
 		return
 	case messages.MsgRegister, messages.MsgKeepalive:
 		// A node that missed a push (or logged in since) gets the list
 		// with its next keepalive after the retransmissions gave up.
-		r.offerDenyList(ctx, se, now)
+		w.offerDenyList(ctx, se, now)
 	}
-	tx := &requestTx{s: r.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
+	tx := &requestTx{s: w.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
 	if st == nil {
 		tx.st = &replyState{} // not in the cache: nobody reads it
 	}
 	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
 		// Shared, not copied: a peerSet's slices are never written once
 		// built (peers.go).
-		set := r.tunnels[se.fqdn]
+		set := w.s.tunnels.get(se.fqdn)
 		if env.Type == messages.MsgKeepalive {
 			tx.tunnelPeers = set.peers
 		}
 		tx.relayPeers = set.relay
 	}
 	if _, err := supervise.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
-		r.s.replies.Delete(env.ID)
-		r.s.log.Warn("nms: spawn transaction", "err", err)
+		w.s.replies.Delete(env.ID)
+		w.s.log.Warn("nms: spawn transaction", "err", err)
 	}
 }
 
@@ -743,28 +779,28 @@ func (r *root) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 // (st is where its reply goes); a duplicate is answered from the cache.
 // A first copy beyond the session's share of the cache, or one the cache
 // does not take, is dropped unanswered and counted: the node retransmits.
-func (r *root) dedup(p *svc.Packet, se *session, env messages.Envelope, now time.Time) (st *replyState, ok bool) {
-	if cur, found := r.s.replies.Get(env.ID); found {
-		r.s.Counters.Duplicates.Add(1)
+func (w *worker) dedup(p *svc.Packet, se *session, env messages.Envelope, now time.Time) (st *replyState, ok bool) {
+	if cur, found := w.s.replies.Get(env.ID); found {
+		w.s.Counters.Duplicates.Add(1)
 		if reply := cur.reply.Load(); reply != nil {
 			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
 		}
 		return nil, false
 	}
-	if !se.guard.admit(now.UnixNano(), r.s.window, r.s.cfg.DedupPerNode) {
-		r.s.Counters.NodeLimit.Add(1)
-		r.s.log.Debug("nms: node over its share of the reply cache, dropping request", "fqdn", se.fqdn, "type", env.Type)
+	if !se.guard.admit(now.UnixNano(), w.s.window, w.s.cfg.DedupPerNode) {
+		w.s.Counters.NodeLimit.Add(1)
+		w.s.log.Debug("nms: node over its share of the reply cache, dropping request", "fqdn", se.fqdn, "type", env.Type)
 		return nil, false
 	}
 	st = &replyState{}
-	cur, loaded, err := r.s.replies.PutIfAbsent(env.ID, st, r.s.window)
+	cur, loaded, err := w.s.replies.PutIfAbsent(env.ID, st, w.s.window)
 	if err != nil {
-		r.s.Counters.CacheFull.Add(1)
-		r.s.log.Warn("nms: reply cache full, dropping request", "id", env.ID, "err", err)
+		w.s.Counters.CacheFull.Add(1)
+		w.s.log.Warn("nms: reply cache full, dropping request", "id", env.ID, "err", err)
 		return nil, false
 	}
-	if loaded { // only this actor puts, so only if Get missed a fresh entry
-		r.s.Counters.Duplicates.Add(1)
+	if loaded { // a session's IDs are put by its worker alone: only if Get missed a fresh entry
+		w.s.Counters.Duplicates.Add(1)
 		if reply := cur.reply.Load(); reply != nil {
 			_, _ = p.Conn.WriteToUDPAddrPort(*reply, p.From)
 		}
@@ -774,11 +810,11 @@ func (r *root) dedup(p *svc.Packet, se *session, env messages.Envelope, now time
 }
 
 // answer seals body as the reply to request id and sends it, from the
-// root: for answers that need no store work.
-func (r *root) answer(p *svc.Packet, se *session, id messages.MsgID, body messages.Body) []byte {
-	pkt, err := se.sess.SealMessage(nil, &r.enc, id, "nms", time.Now(), body)
+// worker: for answers that need no store work.
+func (w *worker) answer(p *svc.Packet, se *session, id messages.MsgID, body messages.Body) []byte {
+	pkt, err := se.sess.SealMessage(nil, &w.enc, id, "nms", time.Now(), body)
 	if err != nil {
-		r.s.log.Warn("nms: seal reply", "err", err)
+		w.s.log.Warn("nms: seal reply", "err", err)
 		return nil
 	}
 	_, _ = p.Conn.WriteToUDPAddrPort(pkt, p.From)
@@ -788,81 +824,62 @@ func (r *root) answer(p *svc.Packet, se *session, id messages.MsgID, body messag
 // logout ends the session here at once and queues its store deletion,
 // which is retried until it is done (deleteSession): the ack does not wait
 // for the store, and a busy store cannot lose the deletion.
-func (r *root) logout(ctx actor.Context, p *svc.Packet, se *session, env messages.Envelope, st *replyState, now time.Time) {
-	r.s.Counters.Logouts.Add(1)
-	r.endSession(se, now)
-	r.deleteSession(se.id)
-	r.flushDeletes(ctx)
-	if pkt := r.answer(p, se, env.ID, messages.LogoutAck{}); pkt != nil {
+func (w *worker) logout(ctx actor.Context, p *svc.Packet, se *session, env messages.Envelope, st *replyState, now time.Time) {
+	w.s.Counters.Logouts.Add(1)
+	w.endSession(se, now)
+	w.deleteSession(se.id)
+	w.flushDeletes(ctx)
+	if pkt := w.answer(p, se, env.ID, messages.LogoutAck{}); pkt != nil {
 		st.reply.Store(&pkt) // a retransmission finds it through onEnded
 	} else {
-		r.s.replies.Delete(env.ID)
+		w.s.replies.Delete(env.ID)
 	}
 }
 
-// onFrame handles service messages: KeyHandover from the AS, and
-// deliveries asked by an NMS (this one or another) for a node homed here.
-func (r *root) onFrame(ctx actor.Context, m any) {
-	f, ok, err := svc.DecodeFrame(m)
-	if !ok {
+// onHandover takes a session's keys from the AS (through the root, which
+// routed the KeyHandover here by its session ID) and acknowledges them.
+func (w *worker) onHandover(m handover) {
+	f, kh := m.f, m.kh
+	if w.isRevoked(&session{serial: kh.CertSerial}) {
+		// Revoked between AS's check and now: no session, no ack (AS
+		// refuses the login when the ack does not come).
+		w.s.log.Warn("nms: key handover for a revoked certificate refused", "fqdn", kh.FQDN)
 		return
 	}
+	se, err := newSession(kh.FQDN, kh.CertSerial, kh.SessionID, signaling.Keys{NodeToCloud: kh.NodeToCloud, CloudToNode: kh.CloudToNode}, time.Unix(0, kh.Expires))
 	if err != nil {
-		r.s.log.Warn("nms: bad service frame", "err", err)
+		w.s.log.Warn("nms: key handover", "fqdn", kh.FQDN, "err", err)
 		return
 	}
-	switch {
-	case f.Envelope.Type == messages.MsgKeyHandover:
-		kh, err := messages.DecodeBody[messages.KeyHandover](f.Envelope)
-		if err != nil {
-			r.s.log.Warn("nms: bad key handover", "err", err)
-			return
+	se.lastSeen = time.Now().UnixNano()
+	w.addSession(se)
+	ack, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.KeyHandoverAck{SessionID: kh.SessionID})
+	if err == nil {
+		if err := w.s.cfg.Link.Reply(f, ack); err != nil {
+			w.s.log.Warn("nms: acknowledge key handover", "to", f.ReplyTo.String(), "err", err)
 		}
-		if r.isRevoked(&session{serial: kh.CertSerial}) {
-			// Revoked between AS's check and now: no session, no ack (AS
-			// refuses the login when the ack does not come).
-			r.s.log.Warn("nms: key handover for a revoked certificate refused", "fqdn", kh.FQDN)
-			return
-		}
-		se, err := newSession(kh.FQDN, kh.CertSerial, kh.SessionID, signaling.Keys{NodeToCloud: kh.NodeToCloud, CloudToNode: kh.CloudToNode}, time.Unix(0, kh.Expires))
-		if err != nil {
-			r.s.log.Warn("nms: key handover", "fqdn", kh.FQDN, "err", err)
-			return
-		}
-		se.lastSeen = time.Now().UnixNano()
-		r.addSession(se)
-		ack, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.KeyHandoverAck{SessionID: kh.SessionID})
-		if err == nil {
-			if err := r.s.cfg.Link.Reply(f, ack); err != nil {
-				r.s.log.Warn("nms: acknowledge key handover", "to", f.ReplyTo.String(), "err", err)
-			}
-		}
-	case f.To != "":
-		r.deliver(ctx, f)
 	}
 }
 
 // deliver starts a delivery actor for a message to one of our nodes; it
 // answers the asking actor (f.ReplyTo, in this process or another) with
 // the node's ack envelope, or an Error envelope.
-func (r *root) deliver(ctx actor.Context, f svc.Frame) {
+func (w *worker) deliver(ctx actor.Context, m deliverReq) {
+	f := m.f
 	asker := f.ReplyTo
-	se := r.byFQDN[f.To]
-	if se == nil || se.conn == nil {
-		r.s.Counters.DeliverFailed.Add(1)
-		if e, err := svc.NewFrame("", f.Envelope.ID, "nms", time.Now(), messages.Error{Code: messages.CodePeerUnreachable, Message: "peer has no session here", Retry: true}); err == nil {
-			_ = r.s.cfg.Link.Reply(f, e) // unreachable asker: its own timeout answers
-		}
+	se := w.sessions[m.id]
+	if se == nil || se.fqdn != f.To || se.conn == nil {
+		w.s.deliverFailed(f)
 		return
 	}
-	d := &deliverTx{s: r.s, env: f.Envelope, sess: se.sess, to: se.from, conn: se.conn, asker: asker, fqdn: f.To}
+	d := &deliverTx{s: w.s, env: f.Envelope, sess: se.sess, to: se.from, conn: se.conn, asker: asker, fqdn: f.To}
 	if f.Envelope.Type == messages.MsgDirection {
 		if dir, err := messages.DecodeBody[messages.Direction](f.Envelope); err == nil {
-			defer ctx.Send(ctx.Self(), tunnelUp{a: f.To, b: dir.PeerFQDN, relay: dir.Kind == messages.PathRelay})
+			defer w.s.tunnelUp(f.To, dir.PeerFQDN, dir.Kind == messages.PathRelay)
 		}
 	}
 	if _, err := supervise.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), d.props()); err != nil {
-		r.s.log.Debug("nms: delivery already running", "id", f.Envelope.ID, "err", err)
+		w.s.log.Debug("nms: delivery already running", "id", f.Envelope.ID, "err", err)
 	}
 }
 
@@ -870,59 +887,61 @@ func (r *root) deliver(ctx actor.Context, f svc.Frame) {
 // end at once (and leave the store, so no NMS revives them), and every
 // other node is sent the list, so its tunnels to the revoked end within a
 // tick of its peers'.
-func (r *root) checkDenyList(ctx actor.Context, c *pki.CRL, now time.Time) {
-	if c == nil || r.crl != nil && c.Number <= r.crl.Number {
+func (w *worker) checkDenyList(ctx actor.Context, c *pki.CRL, now time.Time) {
+	if c == nil || w.crl != nil && c.Number <= w.crl.Number {
 		return
 	}
-	r.crl = c
-	r.s.log.Info("nms: deny list loaded", "number", c.Number, "revoked", c.DenyList().Len())
-	for _, se := range r.sessions {
-		if r.isRevoked(se) {
-			r.revoke(se, now)
+	w.crl = c
+	if w.idx == 0 { // once, not once per worker
+		w.s.log.Info("nms: deny list loaded", "number", c.Number, "revoked", c.DenyList().Len())
+	}
+	for _, se := range w.sessions {
+		if w.isRevoked(se) {
+			w.revoke(se, now)
 			continue
 		}
-		r.offerDenyList(ctx, se, now)
+		w.offerDenyList(ctx, se, now)
 	}
 }
 
 // revoke ends a revoked node's session here and in the store.
-func (r *root) revoke(se *session, now time.Time) {
-	r.endSession(se, now)
-	r.s.Counters.Revoked.Add(1)
-	r.s.log.Warn("nms: session of a revoked certificate ended", "fqdn", se.fqdn, "session", se.id, "serial", se.serial)
-	r.deleteSession(se.id)
+func (w *worker) revoke(se *session, now time.Time) {
+	w.endSession(se, now)
+	w.s.Counters.Revoked.Add(1)
+	w.s.log.Warn("nms: session of a revoked certificate ended", "fqdn", se.fqdn, "session", se.id, "serial", se.serial)
+	w.deleteSession(se.id)
 }
 
 // offerDenyList pushes the deny list to se's node unless it holds it, or
 // a push is still being retransmitted.
-func (r *root) offerDenyList(ctx actor.Context, se *session, now time.Time) {
-	if r.crl == nil || se.crlHeld >= r.crl.Number || se.conn == nil {
+func (w *worker) offerDenyList(ctx actor.Context, se *session, now time.Time) {
+	if w.crl == nil || se.crlHeld >= w.crl.Number || se.conn == nil {
 		return
 	}
-	if se.crlSentNum == r.crl.Number && now.UnixNano()-se.crlSent < int64(retransmit.Lifetime(r.s.cfg.Retry)) {
+	if se.crlSentNum == w.crl.Number && now.UnixNano()-se.crlSent < int64(retransmit.Lifetime(w.s.cfg.Retry)) {
 		return // this list's push is still being retransmitted
 	}
-	se.crlSent, se.crlSentNum = now.UnixNano(), r.crl.Number
-	r.s.Counters.DenyListPushes.Add(1)
+	se.crlSent, se.crlSentNum = now.UnixNano(), w.crl.Number
+	w.s.Counters.DenyListPushes.Add(1)
 	// One delivery per chunk, each retransmitted until the node acks it;
 	// the node puts them together and checks the CA's signature.
-	for _, chunk := range messages.DenyListChunks(r.crl.Number, r.crl.DER) {
+	for _, chunk := range messages.DenyListChunks(w.crl.Number, w.crl.DER) {
 		env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, chunk)
 		if err != nil {
-			r.s.log.Warn("nms: deny list envelope", "err", err)
+			w.s.log.Warn("nms: deny list envelope", "err", err)
 			return
 		}
-		d := &deliverTx{s: r.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
+		d := &deliverTx{s: w.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
 		if _, err := supervise.Spawn(ctx, "deliver", "dl-"+env.ID.String(), d.props()); err != nil {
-			r.s.log.Debug("nms: deny list delivery", "err", err)
+			w.s.log.Debug("nms: deny list delivery", "err", err)
 		}
 	}
 }
 
 // isRevoked checks se against the deny list the actor holds (no file
-// access per packet: the poll keeps r.crl current).
-func (r *root) isRevoked(se *session) bool {
-	if r.crl == nil {
+// access per packet: the poll keeps w.crl current).
+func (w *worker) isRevoked(se *session) bool {
+	if w.crl == nil {
 		return false
 	}
 	if se.serialN == nil {
@@ -932,5 +951,5 @@ func (r *root) isRevoked(se *session) bool {
 		}
 		se.serialN = n
 	}
-	return r.crl.DenyList().Contains(se.serialN)
+	return w.crl.DenyList().Contains(se.serialN)
 }

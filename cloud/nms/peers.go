@@ -1,6 +1,10 @@
 package nms
 
-import "slices"
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
 
 // peerSet is the peers a node has a tunnel with, as NMS set them up: whom
 // to tell when the node moves (peers), and which of them are on the relay
@@ -9,16 +13,50 @@ import "slices"
 // copy: both slices are copy-on-write, never written once built, and a
 // change builds new ones. Plain slices rather than a map: most nodes have
 // a few tunnels, and a map costs hundreds of bytes even for one entry.
-// Only the root actor touches the tunnels map.
 type peerSet struct {
 	peers []string
 	relay []string
 }
 
-func (r *root) link(a, b string, relay bool) {
-	set, ok := r.tunnels[a]
+// tunnelMap is every node's peerSet. A tunnel links two nodes whose
+// sessions may be on different workers, so it is shared, under one lock
+// held for a map operation (a keepalive's read is a map lookup: the sets
+// it returns are never written).
+type tunnelMap struct {
+	mu    sync.Mutex
+	m     map[string]peerSet
+	nodes *atomic.Int64 // the Service's gauge: entries in m
+}
+
+func newTunnelMap(gauge *atomic.Int64) *tunnelMap {
+	return &tunnelMap{m: map[string]peerSet{}, nodes: gauge}
+}
+
+// get returns fqdn's set, to read only.
+func (t *tunnelMap) get(fqdn string) peerSet {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[fqdn]
+}
+
+// up records a tunnel between a and b, both ways, while live reports a
+// session for either: a late answer must not bring back what the end of
+// both sessions pruned. live is checked under the map's lock, and a
+// session's end removes it from the index before unlinkAll takes the lock,
+// so a link either sees the session gone or is pruned after it.
+func (t *tunnelMap) up(a, b string, relay bool, live func(string) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if live(a) || live(b) {
+		t.link(a, b, relay)
+		t.link(b, a, relay)
+	}
+}
+
+func (t *tunnelMap) link(a, b string, relay bool) {
+	set, ok := t.m[a]
 	if !ok {
-		r.s.tunnelNodes.Add(1)
+		t.nodes.Add(1)
 	}
 	if !slices.Contains(set.peers, b) {
 		set.peers = append(set.peers[:len(set.peers):len(set.peers)], b)
@@ -29,7 +67,7 @@ func (r *root) link(a, b string, relay bool) {
 	case !relay && i >= 0:
 		set.relay = without(set.relay, i)
 	}
-	r.tunnels[a] = set
+	t.m[a] = set
 }
 
 // without returns a copy of s without its element i.
@@ -43,13 +81,15 @@ func without(s []string, i int) []string {
 // unlinkAll forgets fqdn's tunnels, on both sides: its session ended, so
 // there is nobody to tell about its moves, and its peers have nobody to
 // tell about theirs. A peer left with no tunnel leaves the map.
-func (r *root) unlinkAll(fqdn string) {
-	set, ok := r.tunnels[fqdn]
+func (t *tunnelMap) unlinkAll(fqdn string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	set, ok := t.m[fqdn]
 	if !ok {
 		return
 	}
 	for _, p := range set.peers {
-		ps, ok := r.tunnels[p]
+		ps, ok := t.m[p]
 		if !ok {
 			continue
 		}
@@ -60,12 +100,12 @@ func (r *root) unlinkAll(fqdn string) {
 			ps.relay = without(ps.relay, i)
 		}
 		if len(ps.peers) == 0 {
-			delete(r.tunnels, p)
-			r.s.tunnelNodes.Add(-1)
+			delete(t.m, p)
+			t.nodes.Add(-1)
 			continue
 		}
-		r.tunnels[p] = ps
+		t.m[p] = ps
 	}
-	delete(r.tunnels, fqdn)
-	r.s.tunnelNodes.Add(-1)
+	delete(t.m, fqdn)
+	t.nodes.Add(-1)
 }

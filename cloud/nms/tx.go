@@ -46,7 +46,7 @@ type requestTx struct {
 	s           *Service
 	st          *replyState
 	env         messages.Envelope
-	se          session // a copy: the root owns the original
+	se          session // a copy: the worker owns the original
 	from        netip.AddrPort
 	conn        *net.UDPConn
 	tunnelPeers []string // for keepalive: peers to tell about a move
@@ -66,6 +66,7 @@ type requestTx struct {
 	// on it while the request waits for it (home.go).
 	peerHomeDown bool
 	homeStage    int
+	adoptedID    uint32 // the peer's session this NMS adopted (home.go), or 0
 	homeTimer    *time.Timer
 }
 
@@ -497,26 +498,50 @@ func initiates(d path.Decision, a bool) bool {
 	return a
 }
 
-// direct asks the peer's home NMS to deliver the Direction; if that
-// NMS is gone, this one becomes the peer's home first (home.go).
+// direct asks the peer's home NMS to deliver the Direction: when that is
+// this NMS and it holds the peer's session, straight to the peer's worker
+// (no frame to encode and decode, no hop through the root); otherwise
+// through the peer's home NMS root, which finds the worker itself.
 func (t *requestTx) direct(ctx actor.Context) {
 	if t.peerHomeDown {
 		t.adopt(ctx)
 		return
 	}
-	f, err := svc.NewFrame(t.peer.FQDN, messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
+	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
 	if err != nil {
 		t.fail(ctx, messages.Error{Code: messages.CodeInternal})
 		return
 	}
 	t.stage = stagePeer
+	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
+	wait := t.s.cfg.Retry.Total() + 2*time.Second
+	if t.peer.HomeNMS == t.s.cfg.Home {
+		id, ok := t.s.index.get(t.peer.FQDN)
+		if !ok && t.adoptedID != 0 {
+			// Just adopted (home.go): the adoptSession sent to the
+			// peer's worker arrives before this delivery, so the worker
+			// holds the session by then even if the index does not yet.
+			id, ok = t.adoptedID, true
+		}
+		if ok {
+			link := t.s.cfg.Link
+			f := svc.Frame{To: t.peer.FQDN, Envelope: env, ReplyTo: svc.Ref{Process: link.Addr(), Service: link.Service(), ID: ctx.Self().Id}}
+			ctx.Send(t.s.shard(id), deliverReq{f: f, id: id})
+			ctx.SetReceiveTimeout(wait)
+			return
+		}
+	}
+	f, err := svc.Frame{To: t.peer.FQDN, Envelope: env}.Encode()
+	if err != nil {
+		t.fail(ctx, messages.Error{Code: messages.CodeInternal})
+		return
+	}
 	if err := t.s.cfg.Link.Request(ctx.Self(), svc.RootOf(t.peer.HomeNMS, svc.NMS), f); err != nil {
 		t.s.log.Warn("nms: direct peer", "peer", t.peer.FQDN, "home", t.peer.HomeNMS, "err", err)
 		t.fail(ctx, messages.Error{Code: messages.CodePeerUnreachable, Message: "peer's NMS unreachable", Retry: true})
 		return
 	}
-	// Delivery retransmits for about DefaultRetry's span; wait a bit longer.
-	ctx.SetReceiveTimeout(t.s.cfg.Retry.Total() + 2*time.Second)
+	ctx.SetReceiveTimeout(wait)
 	t.watchHome(ctx)
 }
 
@@ -542,7 +567,7 @@ func (t *requestTx) onFrame(ctx actor.Context, env messages.Envelope) {
 	case t.stage == stagePeer && env.Type == messages.MsgDirectionAck:
 		ctx.SetReceiveTimeout(0)
 		t.s.Counters.Tunnels.Add(1)
-		ctx.Send(ctx.Parent(), tunnelUp{a: t.me.FQDN, b: t.peer.FQDN, relay: t.decision.Kind == path.Relay})
+		t.s.tunnelUp(t.me.FQDN, t.peer.FQDN, t.decision.Kind == path.Relay)
 		t.reply(ctx, messages.Path(t.pathFor(true)))
 	case t.stage == stagePeer && env.Type == messages.MsgError:
 		e, err := messages.DecodeBody[messages.Error](env)

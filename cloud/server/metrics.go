@@ -1,6 +1,8 @@
 package server
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
@@ -133,6 +135,12 @@ func (s *Server) scaleSeries() seriesCollector {
 	}
 	queueDepth := prometheus.NewDesc("cyphonic_store_queue_depth", "Store jobs waiting for a worker, by service.", []string{"service"}, nil)
 	queueCap := prometheus.NewDesc("cyphonic_store_queue_capacity", "Size of the store job queue, by service: beyond it requests are dropped (busy) and retransmitted.", []string{"service"}, nil)
+	// The signaling workers' packet queues: NMS's by session, AS's login
+	// workers (the packets a socket reader handed a worker and it has not
+	// finished with).
+	workerDepth := prometheus.NewDesc("cyphonic_worker_queue_depth", "Packets waiting for a signaling worker (NMS: sealed packets by session; AS: admitted login packets), by service and worker.", []string{"service", "worker"}, nil)
+	workerCap := prometheus.NewDesc("cyphonic_worker_queue_capacity", "Bound of a signaling worker's packet queue, by service and worker: beyond it packets are dropped and retransmitted.", []string{"service", "worker"}, nil)
+	workerDrops := prometheus.NewDesc("cyphonic_worker_queue_dropped_total", "Packets dropped because their signaling worker's queue was full, by service and worker.", []string{"service", "worker"}, nil)
 	if n := s.NMS; n != nil {
 		c := &n.Counters
 		refused := prometheus.NewDesc("cyphonic_nms_refused_total",
@@ -184,10 +192,22 @@ func (s *Server) scaleSeries() seriesCollector {
 		}
 		add(queueDepth, prometheus.GaugeValue, func() float64 { q, _ := n.StoreQueue(); return float64(q) }, "nms")
 		add(queueCap, prometheus.GaugeValue, func() float64 { _, c := n.StoreQueue(); return float64(c) }, "nms")
+		for _, q := range n.WorkerQueues() {
+			i, w := q.Worker, strconv.Itoa(q.Worker)
+			add(workerDepth, prometheus.GaugeValue, func() float64 { return float64(n.WorkerQueues()[i].Depth) }, "nms", w)
+			add(workerCap, prometheus.GaugeValue, func() float64 { return float64(n.WorkerQueues()[i].Bound) }, "nms", w)
+			add(workerDrops, prometheus.CounterValue, func() float64 { return float64(n.WorkerQueues()[i].Dropped) }, "nms", w)
+		}
 	}
 	if a := s.AS; a != nil {
 		add(queueDepth, prometheus.GaugeValue, func() float64 { q, _ := a.StoreQueue(); return float64(q) }, "as")
 		add(queueCap, prometheus.GaugeValue, func() float64 { _, c := a.StoreQueue(); return float64(c) }, "as")
+		for i := range a.LoginQueues() {
+			w := strconv.Itoa(i)
+			add(workerDepth, prometheus.GaugeValue, func() float64 { return float64(a.LoginQueues()[i].Len) }, "as", w)
+			add(workerCap, prometheus.GaugeValue, func() float64 { return float64(a.LoginQueues()[i].Cap) }, "as", w)
+			add(workerDrops, prometheus.CounterValue, func() float64 { return float64(a.LoginQueues()[i].Dropped) }, "as", w)
+		}
 	}
 	return out
 }

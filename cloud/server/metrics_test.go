@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -223,7 +224,7 @@ func TestMetricsShowAttacks(t *testing.T) {
 func TestMetricsShowScale(t *testing.T) {
 	s, err := server.Start(context.Background(), server.Config{
 		DataDir: t.TempDir(), Ephemeral: true, Listen: loopback, DebugAddr: "127.0.0.1:0",
-		NMSTuning: server.NMSTuning{DedupEntries: 4096, StoreQueue: 100},
+		NMSTuning: server.NMSTuning{DedupEntries: 4096, StoreQueue: 100, WorkerQueue: 512}, SignalWorkers: 3,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -268,6 +269,13 @@ func TestMetricsShowScale(t *testing.T) {
 		`cyphonic_store_queue_capacity{service="nms"}`:         100,
 		`cyphonic_store_queue_capacity{service="as"}`:          1024,
 		`cyphonic_store_queue_depth{service="nms"}`:            0,
+		// Three workers per service, each with its queue's bound; nothing
+		// waits or was dropped once the requests are answered.
+		`cyphonic_worker_queue_capacity{service="nms",worker="2"}`:      512,
+		`cyphonic_worker_queue_depth{service="nms",worker="0"}`:         0,
+		`cyphonic_worker_queue_dropped_total{service="nms",worker="1"}`: 0,
+		`cyphonic_worker_queue_capacity{service="as",worker="2"}`:       float64(max(32*runtime.GOMAXPROCS(0)/3, 1)),
+		`cyphonic_worker_queue_dropped_total{service="as",worker="0"}`:  0,
 	} {
 		if v, ok := got[series]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)

@@ -81,7 +81,11 @@ type Config struct {
 	// NMSTuning sizes NMS's reply cache and store workers (zero fields:
 	// nms.Config's defaults).
 	NMSTuning NMSTuning
-	Logger    *slog.Logger
+	// SignalWorkers is how many worker actors NMS (sealed packets and
+	// their transactions, by session) and AS (login certificate checks and
+	// DH) each run; zero: GOMAXPROCS.
+	SignalWorkers int
+	Logger        *slog.Logger
 }
 
 // NMSTuning is the part of nms.Config an operator (or a test) may size.
@@ -89,6 +93,7 @@ type NMSTuning struct {
 	DedupEntries, DedupPerNode int
 	StoreWorkers, StoreQueue   int
 	SweepInterval              time.Duration
+	WorkerQueue                int // packets waiting for one NMS worker
 }
 
 // Server is a running cloud process.
@@ -271,7 +276,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			DedupEntries: cfg.NMSTuning.DedupEntries, DedupPerNode: cfg.NMSTuning.DedupPerNode,
 			StoreWorkers: cfg.NMSTuning.StoreWorkers, StoreQueue: cfg.NMSTuning.StoreQueue,
 			SweepInterval: cfg.NMSTuning.SweepInterval,
-			Logger:        cfg.Logger,
+			Workers:       cfg.SignalWorkers, WorkerQueue: cfg.NMSTuning.WorkerQueue,
+			Logger: cfg.Logger,
 		})
 		if err != nil {
 			return nil, err
@@ -291,7 +297,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		v.SetDenySource(deny.Current)
 		s.AS, err = as.Start(system(svc.AS), as.Config{
 			Identity: id, Verifier: v, Store: s.store, Listen: cfg.addrs(cfg.ASPort),
-			Link: s.router.Link(svc.AS), NMS: nmsRef, NMSAddrs: nmsAddrs, NATProbe: probeAddrs, Logger: cfg.Logger,
+			Link: s.router.Link(svc.AS), NMS: nmsRef, NMSAddrs: nmsAddrs, NATProbe: probeAddrs, Workers: cfg.SignalWorkers, Logger: cfg.Logger,
 		})
 		if err != nil {
 			return nil, err

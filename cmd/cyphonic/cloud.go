@@ -43,6 +43,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	trsAddrs := fs.String("trs-addrs", "", "TRS UDP addresses for relay tickets when TRS does not run here")
 	sessionIdle := fs.Duration("session-idle", 0, "drop a node's session not refreshed for this long (default 3m)")
 	relayIdle := fs.Duration("relay-idle", 0, "drop a relay session with no authenticated bind for this long (default 2m)")
+	signalWorkers := fs.Int("signal-workers", 0, "worker actors NMS (sealed packets, by session) and AS (login DH) each run (default: one per CPU, GOMAXPROCS)")
 	verbose := fs.Bool("v", false, "log every login and transaction")
 	if err := o.parse(args); err != nil {
 		return err
@@ -79,6 +80,10 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *relayIdle < 0 {
 		return o.usageErr("relay-idle", "negative duration")
 	}
+	if *signalWorkers < 0 {
+		return o.usageErr("signal-workers", "negative count")
+	}
+	cfg.SignalWorkers = *signalWorkers
 	if len(cfg.Services) == 0 {
 		return o.usageErr("services", "none given (want some of as, nms, trs)")
 	}

@@ -57,7 +57,8 @@ var (
 	loadTunnels   = flag.Int("load.tunnels", 0, "load: tunnel setups in the burst (default load.nodes)")
 	loadChurn     = flag.Duration("load.churn", 30*time.Second, "load: churn phase")
 	loadStore     = flag.String("load.store", "", "load: store URL for the cloud (default bbolt)")
-	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base)")
+	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base), and its CPU profile over the keepalive-only phase")
+	loadProcs     = flag.Int("load.cloudprocs", 0, "load: GOMAXPROCS of the cloud process alone (default: inherited)")
 )
 
 // latencies collects one operation's durations and errors.
@@ -82,6 +83,13 @@ func (l *latencies) time(f func() error) error {
 	err := f()
 	l.add(time.Since(start), err)
 	return err
+}
+
+// count is the operations done so far.
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.d)
 }
 
 func (l *latencies) String() string {
@@ -111,6 +119,9 @@ func startLoadCloud(b *testing.B) *cloudProc {
 	dir := filepath.Join(b.TempDir(), "cloud")
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+*loadStore, envChild+"_DEBUG=127.0.0.1:0")
+	if *loadProcs > 0 {
+		child.Env = append(child.Env, fmt.Sprintf("GOMAXPROCS=%d", *loadProcs))
+	}
 	stdin, _ := child.StdinPipe()
 	stdout, _ := child.StdoutPipe()
 	child.Stderr = os.Stderr
@@ -173,6 +184,19 @@ func (c *cloudProc) metrics(b *testing.B, gc bool) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// saveProfile fetches a pprof endpoint of the cloud into -load.profile.
+func (c *cloudProc) saveProfile(path, name string) {
+	resp, err := http.Get("http://" + c.debug + path)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if f, err := os.Create(filepath.Join(*loadProfile, name)); err == nil {
+		io.Copy(f, resp.Body)
+		f.Close()
+	}
 }
 
 func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, nodes int) {
@@ -261,6 +285,7 @@ func BenchmarkLoad(b *testing.B) {
 	// 1. Logins and registrations.
 	var login, register latencies
 	up := make([]bool, N)
+	cpu0 := c.metrics(b, false)["process_cpu_seconds_total"]
 	start := time.Now()
 	parallel(N, conc, func(i int) {
 		n := nodes[i]
@@ -269,7 +294,9 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	})
 	el := time.Since(start)
-	fmt.Printf("%-24s %.0f/s over %v\n  login    %v\n  register %v\n", "logins+registrations", float64(N)/el.Seconds(), el.Round(time.Millisecond), &login, &register)
+	cpu1 := c.metrics(b, false)["process_cpu_seconds_total"]
+	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each\n  login    %v\n  register %v\n", "logins+registrations", float64(N)/el.Seconds(), el.Round(time.Millisecond),
+		(cpu1-cpu0)*1e6/float64(N), &login, &register)
 	c.report(b, "after logins", base, N)
 
 	// 2. Keepalives at the real period, in the background from now on.
@@ -294,12 +321,29 @@ func BenchmarkLoad(b *testing.B) {
 			}
 		})
 	}
+	var cpuDone chan struct{}
+	if *loadProfile != "" && *loadSettle > 2*time.Second {
+		cpuDone = make(chan struct{})
+		go func() {
+			defer close(cpuDone)
+			c.saveProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int((*loadSettle-time.Second)/time.Second)), "cpu-keepalives.pb.gz")
+		}()
+	}
+	ka0, settleStart := ka.count(), time.Now()
+	cpu0 = c.metrics(b, false)["process_cpu_seconds_total"]
 	time.Sleep(*loadSettle)
-	fmt.Printf("%-24s %.0f/s expected\n  keepalive %v\n", "keepalives (settle)", float64(N)/loadKeepalive.Seconds(), &ka)
+	kaDone, settled := ka.count()-ka0, time.Since(settleStart)
+	cpu1 = c.metrics(b, false)["process_cpu_seconds_total"]
+	fmt.Printf("%-24s %.0f/s expected, %.0f/s answered, cloud CPU %.0f µs each\n  keepalive %v\n", "keepalives (settle)", float64(N)/loadKeepalive.Seconds(),
+		float64(kaDone)/settled.Seconds(), (cpu1-cpu0)*1e6/float64(max(kaDone, 1)), &ka)
+	if cpuDone != nil {
+		<-cpuDone
+	}
 	c.report(b, "after settle", base, N)
 
 	// 3. Tunnel burst between random pairs.
 	var tun latencies
+	cpu0 = c.metrics(b, false)["process_cpu_seconds_total"]
 	start = time.Now()
 	parallel(tunnels, conc, func(int) {
 		a, p := nodes[rand.N(N)], nodes[rand.N(N)]
@@ -309,7 +353,9 @@ func BenchmarkLoad(b *testing.B) {
 		tun.time(func() error { _, err := a.Tunnel(p.FQDN, false); return err })
 	})
 	el = time.Since(start)
-	fmt.Printf("%-24s %.0f/s over %v\n  tunnel %v\n", "tunnel setups", float64(tunnels)/el.Seconds(), el.Round(time.Millisecond), &tun)
+	cpu1 = c.metrics(b, false)["process_cpu_seconds_total"]
+	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each (keepalives included)\n  tunnel %v\n", "tunnel setups", float64(tunnels)/el.Seconds(), el.Round(time.Millisecond),
+		(cpu1-cpu0)*1e6/float64(tunnels), &tun)
 	c.report(b, "after tunnels", base, N)
 
 	// 4. Churn: fresh nodes log in, register, tunnel to a registered node,

@@ -480,6 +480,90 @@ func (n *Node) Request(to netip.AddrPort, body messages.Body, dup bool) (message
 	}
 }
 
+// RequestBurst seals bodies in order (each later than the one before),
+// sends them back to back without waiting, and then retransmits the
+// unanswered ones, still in order, on the node's schedule until every one
+// is answered: the replies, in the bodies' order. A refusal is an error.
+func (n *Node) RequestBurst(to netip.AddrPort, bodies []messages.Body) ([]messages.Envelope, error) {
+	ids := make([]messages.MsgID, len(bodies))
+	pkts := make([][]byte, len(bodies))
+	chs := make([]chan messages.Envelope, len(bodies))
+	n.mu.Lock()
+	if n.sess == nil {
+		n.mu.Unlock()
+		return nil, errors.New("cloudsim: not logged in")
+	}
+	for i, b := range bodies {
+		ids[i], chs[i] = messages.NewMsgID(), make(chan messages.Envelope, 1)
+		n.pending[ids[i]] = chs[i]
+		pkt, err := n.sess.SealMessage(nil, &n.enc, ids[i], n.FQDN, time.Now(), b)
+		if err != nil {
+			n.mu.Unlock()
+			return nil, err
+		}
+		pkts[i] = pkt
+	}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		for _, id := range ids {
+			delete(n.pending, id)
+		}
+		n.mu.Unlock()
+	}()
+	out := make([]messages.Envelope, len(bodies))
+	got := make([]bool, len(bodies))
+	left := len(bodies)
+	for sent := 1; ; sent++ {
+		for i, pkt := range pkts {
+			if !got[i] {
+				n.Send(to, pkt)
+			}
+		}
+		wait, ok := n.retry.Delay(sent)
+		if !ok {
+			return out, fmt.Errorf("cloudsim: %s: %d of %d requests unanswered: %w", n.FQDN, left, len(bodies), ErrTimeout)
+		}
+		timer := time.NewTimer(wait)
+	collect:
+		for left > 0 {
+			for i := range chs {
+				if got[i] {
+					continue
+				}
+				select {
+				case env := <-chs[i]:
+					out[i], got[i] = env, true
+					left--
+					continue
+				default:
+				}
+			}
+			if left == 0 {
+				break
+			}
+			select {
+			case <-timer.C:
+				break collect
+			case <-time.After(time.Millisecond):
+			}
+		}
+		timer.Stop()
+		if left == 0 {
+			for _, env := range out {
+				if env.Type == messages.MsgError {
+					e, err := messages.DecodeBody[messages.Error](env)
+					if err != nil {
+						return out, err
+					}
+					return out, &e
+				}
+			}
+			return out, nil
+		}
+	}
+}
+
 // RegisterBehind registers the node as if it sat behind a NAT of type nat,
 // by what it declares: NATNone declares its socket's address (global);
 // otherwise it declares a private address NMS never sees, and reports the

@@ -16,30 +16,32 @@ import (
 // Packet is one datagram handed to an actor. Call Done when finished with
 // it: the listener bounds the packets in flight.
 type Packet struct {
-	Data []byte
-	From netip.AddrPort
-	Conn *net.UDPConn // the socket it arrived on; answer through it
-	l    *Listener
+	Data  []byte
+	From  netip.AddrPort
+	Conn  *net.UDPConn // the socket it arrived on; answer through it
+	slots *supervise.Limiter
 }
 
 // Done releases the packet's slot.
 func (p *Packet) Done() {
-	if p.l != nil {
-		p.l.slots.Release()
-		p.l = nil
+	if p.slots != nil {
+		p.slots.Release()
+		p.slots = nil
 	}
 }
 
 // Listener reads UDP sockets in goroutines of its own and sends each
-// packet to an actor. The actor never blocks on a socket; the readers never
-// block on the actor: when MaxInflight packets are waiting, new ones are
-// dropped and counted.
+// packet to an actor (or, sharded, to one of several). The actors never
+// block on a socket; the readers never block on an actor: when an actor's
+// MaxInflight packets are waiting, new ones for it are dropped and counted.
 type Listener struct {
-	conns []*net.UDPConn
-	slots *supervise.Limiter // packets sent to the actor and not yet Done
-	admit Admit
-	wg    sync.WaitGroup
-	log   *slog.Logger
+	conns   []*net.UDPConn
+	targets []*actor.PID
+	slots   []*supervise.Limiter // per target: packets sent and not yet Done
+	route   Route
+	admit   Admit
+	wg      sync.WaitGroup
+	log     *slog.Logger
 }
 
 // ListenUDP opens one socket per address ("127.0.0.1:7400", "[::1]:7400").
@@ -85,15 +87,34 @@ type Admit func(conn *net.UDPConn, data []byte, from netip.AddrPort) bool
 // ServeFiltered is Serve with admit (nil: everything) in front of the
 // actor, so that a flood the service refuses costs a read and a check.
 func ServeFiltered(root *actor.RootContext, pid *actor.PID, conns []*net.UDPConn, maxInflight int, admit Admit, log *slog.Logger) *Listener {
-	l := &Listener{conns: conns, slots: supervise.NewLimiter(maxInflight), admit: admit, log: log}
+	return ServeSharded(root, []*actor.PID{pid}, []*supervise.Limiter{supervise.NewLimiter(maxInflight)}, nil, conns, admit, log)
+}
+
+// Route picks, in the reader goroutine, which of n actors a packet goes
+// to (an index in [0, n)). It is called concurrently by the readers of
+// all sockets, must be cheap (a header peek, no crypto) and must not keep
+// data. Packets it sends to the same actor keep their order per socket.
+type Route func(data []byte, from netip.AddrPort, n int) int
+
+// ServeSharded starts one reader per socket that hands each admitted
+// packet to targets[route(...)], bounded by that target's slots (a
+// Limiter per target, which several listeners may share so that a target's
+// queue bound covers every socket feeding it). A full target drops the
+// packet and counts it in its Limiter; the other targets are not held up.
+// A nil route sends everything to targets[0].
+func ServeSharded(root *actor.RootContext, targets []*actor.PID, slots []*supervise.Limiter, route Route, conns []*net.UDPConn, admit Admit, log *slog.Logger) *Listener {
+	if len(targets) == 0 || len(targets) != len(slots) {
+		panic("svc: ServeSharded needs one Limiter per target") // a programming error, not input
+	}
+	l := &Listener{conns: conns, targets: targets, slots: slots, route: route, admit: admit, log: log}
 	for _, c := range conns {
 		l.wg.Add(1)
-		go l.read(root, pid, c)
+		go l.read(root, c)
 	}
 	return l
 }
 
-func (l *Listener) read(root *actor.RootContext, pid *actor.PID, c *net.UDPConn) {
+func (l *Listener) read(root *actor.RootContext, c *net.UDPConn) {
 	defer l.wg.Done()
 	buf := make([]byte, messages.MaxPacket)
 	for {
@@ -112,16 +133,28 @@ func (l *Listener) read(root *actor.RootContext, pid *actor.PID, c *net.UDPConn)
 		if l.admit != nil && !l.admit(c, buf[:n], src) {
 			continue
 		}
-		if !l.slots.Acquire() {
+		i := 0
+		if l.route != nil && len(l.targets) > 1 {
+			i = l.route(buf[:n], src, len(l.targets))
+		}
+		slots := l.slots[i]
+		if !slots.Acquire() {
 			continue
 		}
-		p := &Packet{Data: append([]byte(nil), buf[:n]...), From: src, Conn: c, l: l}
-		root.Send(pid, p)
+		p := &Packet{Data: append([]byte(nil), buf[:n]...), From: src, Conn: c, slots: slots}
+		root.Send(l.targets[i], p)
 	}
 }
 
-// Dropped counts packets dropped because too many were in flight.
-func (l *Listener) Dropped() uint64 { return l.slots.Dropped() }
+// Dropped counts packets dropped because too many were in flight (over
+// all targets).
+func (l *Listener) Dropped() uint64 {
+	var n uint64
+	for _, s := range l.slots {
+		n += s.Dropped()
+	}
+	return n
+}
 
 // Close closes the sockets and waits for the readers.
 func (l *Listener) Close() {
