@@ -41,6 +41,10 @@ const (
 	homeLeaseTTL   = 1500 * time.Millisecond
 	homeLeaseRenew = homeLeaseTTL / 3
 	homeCheckEvery = time.Second
+	// sessionCheckEvery: how often a request waiting for a peer homed
+	// here looks whether the peer has a new session (watchHome). An
+	// index read, no store call: it can be often.
+	sessionCheckEvery = 250 * time.Millisecond
 )
 
 // renewLease keeps this NMS's lease in the store until Close, off the
@@ -156,12 +160,20 @@ func (homeCheck) NotInfluenceReceiveTimeout()   {}
 func (homeChecked) NotInfluenceReceiveTimeout() {}
 
 // watchHome arms the next look at the peer's home while the request waits
-// for it.
+// for it. When the home is this NMS, the look is at the peer's session
+// instead: a peer that logs in again while its Direction is being
+// delivered (a failover, where the asker's NMS adopted the peer's old
+// session a moment before the peer's new login reached it) never
+// answers a Direction sealed under the old key, so the request follows
+// the peer to its new session rather than waiting out the delivery.
 func (t *requestTx) watchHome(ctx actor.Context) {
+	every := homeCheckEvery
 	if t.peer.HomeNMS == t.s.cfg.Home {
-		return
-	}
-	if _, ok := t.s.cfg.Store.(store.Leases); !ok {
+		if t.deliveredTo == 0 {
+			return
+		}
+		every = sessionCheckEvery
+	} else if _, ok := t.s.cfg.Store.(store.Leases); !ok {
 		return
 	}
 	t.homeStage++
@@ -169,11 +181,21 @@ func (t *requestTx) watchHome(ctx actor.Context) {
 	if t.homeTimer != nil {
 		t.homeTimer.Stop()
 	}
-	t.homeTimer = time.AfterFunc(homeCheckEvery, func() { root.Send(self, m) })
+	t.homeTimer = time.AfterFunc(every, func() { root.Send(self, m) })
 }
 
 func (t *requestTx) onHomeCheck(ctx actor.Context, m homeCheck) {
 	if m.stage != t.homeStage || t.stage != stagePeer {
+		return
+	}
+	if t.peer.HomeNMS == t.s.cfg.Home {
+		if id, ok := t.s.index.get(t.peer.FQDN); ok && id != t.deliveredTo {
+			t.s.log.Debug("nms: peer has a new session, directing it there", "peer", t.peer.FQDN, "old", t.deliveredTo, "new", id)
+			t.adoptedID = 0
+			t.direct(ctx)
+			return
+		}
+		t.watchHome(ctx)
 		return
 	}
 	s, peer, stage := t.s, t.peer, m.stage

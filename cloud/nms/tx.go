@@ -67,6 +67,7 @@ type requestTx struct {
 	peerHomeDown bool
 	homeStage    int
 	adoptedID    uint32 // the peer's session this NMS adopted (home.go), or 0
+	deliveredTo  uint32 // the peer's session the Direction went to, when homed here
 	homeTimer    *time.Timer
 }
 
@@ -528,6 +529,8 @@ func (t *requestTx) direct(ctx actor.Context) {
 			f := svc.Frame{To: t.peer.FQDN, Envelope: env, ReplyTo: svc.Ref{Process: link.Addr(), Service: link.Service(), ID: ctx.Self().Id}}
 			ctx.Send(t.s.shard(id), deliverReq{f: f, id: id})
 			ctx.SetReceiveTimeout(wait)
+			t.deliveredTo = id
+			t.watchHome(ctx)
 			return
 		}
 	}

@@ -412,3 +412,48 @@ func TestDirectionRetransmitted(t *testing.T) {
 		t.Fatal("the duplicate ack caused another Direction")
 	}
 }
+
+// TestDirectionFollowsNewSession: a peer that logs in again while NMS is
+// delivering it a Direction (a failover: the asker's NMS adopted the
+// peer's old session a moment before the peer's new login reached it)
+// cannot open the copies sealed under its old key. The request must
+// follow the peer to its new session rather than fail when the old
+// delivery gives up.
+func TestDirectionFollowsNewSession(t *testing.T) {
+	s := startCloud(t, t.TempDir())
+	defer s.Close(context.Background())
+	alice, bob := newNode(t, s, "alice.example.cyphonic"), newNode(t, s, "bob.example.cyphonic")
+	online(t, s, alice, messages.NATNone)
+	online(t, s, bob, messages.NATNone)
+
+	bob.Ignore(messages.MsgDirection, 1000) // the old session's copies
+	type result struct {
+		p   messages.Path
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := alice.Tunnel(bob.FQDN, false)
+		done <- result{p, err}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for bob.Copies(messages.MsgDirection) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("bob never saw the first Direction")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	bob.Ignore(messages.MsgDirection, 0)
+	relogin := time.Now()
+	online(t, s, bob, messages.NATNone) // a new session, a new key
+
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("tunnel after the peer's new login: %v (%v after it)", r.err, time.Since(relogin))
+	}
+	t.Logf("tunnel set up %v after the peer's new login", time.Since(relogin))
+	dl := bob.DirectionDeliveries()
+	if len(dl) != 1 || dl[0].Body.TunnelID != r.p.TunnelID {
+		t.Fatalf("bob's directions under the new session: %+v, want one for tunnel %v", dl, r.p.TunnelID)
+	}
+}
