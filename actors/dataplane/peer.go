@@ -28,6 +28,7 @@ type peerActor struct {
 	h    *peerHandle
 	pipe *peerPipe
 	self *actor.PID
+	root *actor.RootContext
 
 	nextSeq uint64
 	route   peerRoute
@@ -46,7 +47,12 @@ type peerActor struct {
 	iniIdx    uint32
 	iniCookie bool // that msg1 carried a mac2 (we held the peer's cookie)
 	iniSent   time.Time
-	attemptAt time.Time // when the current handshaking phase began
+	iniPkt    []byte // that msg1 as sent (handshake header to MAC trailer), for onPrimeDue
+	// primed are the punched endpoints we sent a low-TTL primer to, and
+	// primeTimer the pending primeDue (punch.go).
+	primed     primer
+	primeTimer *time.Timer
+	attemptAt  time.Time // when the current handshaking phase began
 
 	bindAt  time.Time         // last relay bind
 	binds   relaybind.Counter // relay bind counters (wall-clock seeded: fresh after a restart)
@@ -114,6 +120,8 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		if info := p.h.Info(); p.cur == nil || p.route.Relay {
 			p.bindRelay(&info, time.Now())
 		}
+	case primeDue:
+		p.onPrimeDue()
 	case tick:
 		if p.revoked() {
 			// The deny list the node now holds names this peer: end the
@@ -192,6 +200,7 @@ func (p *peerActor) start(ctx actor.Context) {
 	now := time.Now()
 	p.attemptAt = now
 	root, self := ctx.ActorSystem().Root, ctx.Self()
+	p.root = root
 	p.timer = time.AfterFunc(t.Tick, func() { root.Send(self, tick{}) })
 	info := h.Info()
 	p.bindRelay(&info, now)
@@ -220,6 +229,9 @@ func (p *peerActor) teardown() {
 	p.stopping = true
 	if p.timer != nil {
 		p.timer.Stop()
+	}
+	if p.primeTimer != nil {
+		p.primeTimer.Stop()
 	}
 	for _, idx := range []uint32{p.curIdx, p.prevIdx, p.iniIdx} {
 		p.d.tables.Remove(idx)
@@ -350,13 +362,16 @@ func (p *peerActor) startHandshake(now time.Time, rs []peerRoute) {
 	}
 	s.ini = ini
 	p.d.tables.Set(idx, s) // the workers find the initiator here
-	p.ini, p.iniIdx, p.iniSent, p.iniCookie = s, idx, now, hadCookie
+	p.ini, p.iniIdx, p.iniSent, p.iniCookie, p.iniPkt = s, idx, now, hadCookie, pkt
+	held := false
 	for _, r := range rs {
 		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
 		copy(buf[messages.RelayHeaderLen:], pkt)
-		if !p.d.sendFramed(buf, r) {
-			p.h.Stats.Drops.Add(QueueFull, 1)
-		}
+		// A punched endpoint gets a primer first (punch.go).
+		held = p.sendInit(&info, buf, r, now) || held
+	}
+	if held {
+		p.schedulePrimeDue()
 	}
 }
 

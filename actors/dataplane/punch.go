@@ -1,0 +1,139 @@
+package dataplane
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/cyphonic/cyphonic-go/messages"
+)
+
+// Hole punching through plain masquerade (issue 10).
+//
+// Linux conntrack, behind every masquerade router without an input
+// firewall, breaks the simultaneous punch: when the peer's first packet
+// reaches our router before our own first packet has left it, the router
+// keeps an UNREPLIED entry for it whose reply tuple is the mapping our
+// packet would get, and masquerade gives our packet another source port.
+// The peer then aims at a mapping that leads nowhere, and so do we.
+//
+// So a punched endpoint is first primed: one init goes to it with a TTL
+// (IPv6: hop limit) of punchHopLimit, from the same socket. It leaves our
+// NAT, which makes our mapping toward the peer, and dies at the first
+// router beyond, before it can reach the peer's NAT. Only after PrimeWait
+// do full inits go to that endpoint; by then the peer, told about the
+// path at about the same moment, has primed its own mapping too, and each
+// side's packets arrive at the other's router as replies of a mapping
+// that router already holds. PrimeWait covers the time between the two
+// sides hearing of the path (NMS tells the peer, then answers the asker);
+// if it is exceeded the punch may still fail, and the relay fallback
+// catches it as before.
+//
+// punchHopLimit 2 fits a node whose NAT is its first hop (a home LAN, a
+// Docker bridge, a VPS behind its provider's NAT gateway): the primer
+// passes that router and expires at the next one. A node further from its
+// NAT primes nothing, and its punch is what it was without priming.
+const punchHopLimit = 2
+
+// DefaultPrimeWait is how long full inits wait behind the primer.
+const DefaultPrimeWait = 300 * time.Millisecond
+
+// maxPrimed bounds the endpoints one peer actor remembers having primed;
+// NMS names at most messages.MaxAddrs at a time, so only a peer that keeps
+// moving gets near it, and then the oldest knowledge is simply dropped.
+const maxPrimed = 4 * messages.MaxAddrs
+
+// primeAction is what the next init does toward one endpoint.
+type primeAction int
+
+const (
+	primeFull  primeAction = iota // send it as is
+	primeFirst                    // send it as the primer (low TTL)
+	primeHold                     // primed too recently: hold it back
+)
+
+// primer remembers when each punched endpoint of one attempt series was
+// primed. The zero value is ready.
+type primer struct {
+	at map[netip.AddrPort]time.Time
+}
+
+// action says what an init to ep does at now with the given wait.
+func (pr *primer) action(ep netip.AddrPort, now time.Time, wait time.Duration) primeAction {
+	at, ok := pr.at[ep]
+	switch {
+	case !ok:
+		if pr.at == nil || len(pr.at) >= maxPrimed {
+			pr.at = make(map[netip.AddrPort]time.Time, messages.MaxAddrs)
+		}
+		pr.at[ep] = now
+		return primeFirst
+	case now.Sub(at) < wait:
+		return primeHold
+	}
+	return primeFull
+}
+
+// primeDue tells the peer actor that endpoints it primed may now get full
+// inits.
+type primeDue struct{}
+
+// primes reports whether inits to r are primed first: a direct route of a
+// hole-punched path, when priming is on.
+func (p *peerActor) primes(info *messages.PathInfo, r peerRoute) bool {
+	return info.Kind == messages.PathHolePunch && !r.Relay && p.d.timing.PrimeWait > 0
+}
+
+// sendInit sends the init pkt (with RelayHeaderLen bytes of headroom in
+// buf) to r: as a primer, held back, or as is. It reports whether a full
+// init to r is still to come (onPrimeDue sends it).
+func (p *peerActor) sendInit(info *messages.PathInfo, buf []byte, r peerRoute, now time.Time) (held bool) {
+	if p.primes(info, r) {
+		switch p.primed.action(r.Addr, now, p.d.timing.PrimeWait) {
+		case primeFirst:
+			if !p.d.out.PushControl(controlPkt{Pkt: buf[messages.RelayHeaderLen:], To: r.Addr, HopLimit: punchHopLimit}) {
+				p.h.Stats.Drops.Add(QueueFull, 1)
+			}
+			return true
+		case primeHold:
+			return true
+		}
+	}
+	if !p.d.sendFramed(buf, r) {
+		p.h.Stats.Drops.Add(QueueFull, 1)
+	}
+	return false
+}
+
+// schedulePrimeDue arranges a primeDue once PrimeWait has passed (one
+// timer at a time; a later init that is held finds it running).
+func (p *peerActor) schedulePrimeDue() {
+	if p.primeTimer != nil || p.self == nil {
+		return
+	}
+	root, self := p.root, p.self
+	p.primeTimer = time.AfterFunc(p.d.timing.PrimeWait, func() { root.Send(self, primeDue{}) })
+}
+
+// onPrimeDue sends the current init at full TTL to the routes whose
+// primer has had its PrimeWait, rather than making them wait for the next
+// retry.
+func (p *peerActor) onPrimeDue() {
+	p.primeTimer = nil
+	if p.stopping || p.cur != nil || p.ini == nil || p.iniPkt == nil {
+		return
+	}
+	info := p.h.Info()
+	now := time.Now()
+	held := false
+	for _, r := range p.candidates(&info, now) {
+		if !p.primes(&info, r) {
+			continue // went out with the init
+		}
+		buf := make([]byte, messages.RelayHeaderLen+len(p.iniPkt))
+		copy(buf[messages.RelayHeaderLen:], p.iniPkt)
+		held = p.sendInit(&info, buf, r, now) || held
+	}
+	if held {
+		p.schedulePrimeDue()
+	}
+}
