@@ -28,6 +28,17 @@ import (
 // if it is exceeded the punch may still fail, and the relay fallback
 // catches it as before.
 //
+// The wait is needed only while the peer may not have heard of the path.
+// NMS answers the side that asked only once the peer has acknowledged its
+// Direction, and the peer acknowledges only after its primer is queued
+// ahead of the acknowledgement on the same socket. So a path that came as
+// the answer to our own request (Open, not OpenThen) finds the peer's
+// mapping primed already: our primer goes, and the full init right behind
+// it, with no wait; the side that was directed holds its full inits, and
+// the asker's init usually opens the tunnel first. answerFresh bounds how
+// long after the answer that holds: the peer's primer left an entry its
+// router forgets after 30 s unreplied (conntrack's UDP default).
+//
 // punchHopLimit 2 fits a node whose NAT is its first hop (a home LAN, a
 // Docker bridge, a VPS behind its provider's NAT gateway): the primer
 // passes that router and expires at the next one. A node further from its
@@ -36,6 +47,10 @@ const punchHopLimit = 2
 
 // DefaultPrimeWait is how long full inits wait behind the primer.
 const DefaultPrimeWait = 300 * time.Millisecond
+
+// answerFresh is how long after NMS's answer to our request the peer's
+// primer is taken to be in place (see above).
+const answerFresh = 10 * time.Second
 
 // maxPrimed bounds the endpoints one peer actor remembers having primed;
 // NMS names at most messages.MaxAddrs at a time, so only a peer that keeps
@@ -83,17 +98,33 @@ func (p *peerActor) primes(info *messages.PathInfo, r peerRoute) bool {
 	return info.Kind == messages.PathHolePunch && !r.Relay && p.d.timing.PrimeWait > 0
 }
 
+// primeWait is how long full inits wait behind a primer now: none while
+// NMS's answer to our request is fresh (the peer has primed), PrimeWait
+// otherwise.
+func (p *peerActor) primeWait(now time.Time) time.Duration {
+	if at := p.h.answeredAt(); !at.IsZero() && now.Sub(at) < answerFresh {
+		return 0
+	}
+	return p.d.timing.PrimeWait
+}
+
 // sendInit sends the init pkt (with RelayHeaderLen bytes of headroom in
 // buf) to r: as a primer, held back, or as is. It reports whether a full
 // init to r is still to come (onPrimeDue sends it).
 func (p *peerActor) sendInit(info *messages.PathInfo, buf []byte, r peerRoute, now time.Time) (held bool) {
 	if p.primes(info, r) {
-		switch p.primed.action(r.Addr, now, p.d.timing.PrimeWait) {
+		wait := p.primeWait(now)
+		switch p.primed.action(r.Addr, now, wait) {
 		case primeFirst:
 			if !p.d.out.PushControl(controlPkt{Pkt: buf[messages.RelayHeaderLen:], To: r.Addr, HopLimit: punchHopLimit}) {
 				p.h.Stats.Drops.Add(QueueFull, 1)
 			}
-			return true
+			p.h.Stats.Primers.Add(1)
+			if wait > 0 {
+				return true
+			}
+			// The full init follows in the same queue, so it leaves our
+			// NAT after the primer.
 		case primeHold:
 			return true
 		}
