@@ -120,6 +120,7 @@ func (p *peerActor) sendInit(info *messages.PathInfo, buf []byte, r peerRoute, n
 				p.h.Stats.Drops.Add(QueueFull, 1)
 			}
 			p.h.Stats.Primers.Add(1)
+			p.d.log.Debug("peer: punch primer", "peer", p.h.FQDN, "endpoint", r.Addr, "hold", wait)
 			if wait > 0 {
 				return true
 			}
