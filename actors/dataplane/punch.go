@@ -16,7 +16,8 @@ import (
 // packet would get, and masquerade gives our packet another source port.
 // The peer then aims at a mapping that leads nowhere, and so do we.
 //
-// So a punched endpoint is first primed: one init goes to it with a TTL
+// So a direct endpoint is first primed (see primes: every direct route,
+// punched or not): one init goes to it with a TTL
 // (IPv6: hop limit) of punchHopLimit, from the same socket. It leaves our
 // NAT, which makes our mapping toward the peer, and dies at the first
 // router beyond, before it can reach the peer's NAT. Only after PrimeWait
@@ -92,10 +93,20 @@ func (pr *primer) action(ep netip.AddrPort, now time.Time, wait time.Duration) p
 // inits.
 type primeDue struct{}
 
-// primes reports whether inits to r are primed first: a direct route of a
-// hole-punched path, when priming is on.
+// primes reports whether inits to r are primed first: any direct route,
+// when priming is on. Not only those of a hole-punched path: on a direct
+// path to a node behind plain masquerade both sides send at once too (a
+// global node and one behind an endpoint-independent NAT), and the global
+// side's early init would leave the same UNREPLIED entry at the other's
+// router. That remaps the NATed node's mapping toward us, and worse,
+// Linux masquerade then gives that remapped port to later connections of
+// the same socket (it reuses an existing mapping of the source before the
+// socket's own port), so a punch to a third node later aims at a mapping
+// NMS observed that no longer holds. For a path only we initiate the
+// wait costs a directed side up to PrimeWait for nothing; the asker never
+// waits.
 func (p *peerActor) primes(info *messages.PathInfo, r peerRoute) bool {
-	return info.Kind == messages.PathHolePunch && !r.Relay && p.d.timing.PrimeWait > 0
+	return info.Kind != messages.PathRelay && !r.Relay && p.d.timing.PrimeWait > 0
 }
 
 // primeWait is how long full inits wait behind a primer now: none while

@@ -137,7 +137,20 @@ func TestNATMatrix(t *testing.T) {
 						n.start()
 					}
 				}
+				debug := os.Getenv("CYPHONIC_NAT_DEBUG") != ""
+				var drops0 map[string]float64
+				if debug {
+					drops0 = w.trsDrops()
+				}
 				d := firstReply(t, p.a, p.b)
+				if debug && d > 900*time.Millisecond {
+					// A relayed first echo lost at the TRS shows here.
+					drops := w.trsDrops()
+					for r, v := range drops {
+						drops[r] = v - drops0[r]
+					}
+					t.Logf("slow run %d: TRS drops during it %v", i+1, drops)
+				}
 				// Any settled path first, so a run on the wrong one is
 				// counted (and the runs go on) rather than ending the
 				// pairing.
@@ -177,6 +190,20 @@ func TestNATMatrix(t *testing.T) {
 
 // allPaths are the path kinds a settled tunnel may show.
 var allPaths = []messages.PathKind{messages.PathDirect, messages.PathHolePunch, messages.PathRelay}
+
+// trsDrops are the TRS's drop counters by reason.
+func (w *world) trsDrops() map[string]float64 {
+	w.t.Helper()
+	body, err := httpGet(w.cloudHost, cloudDebugAddr, "/metrics")
+	if err != nil {
+		w.t.Fatalf("cloud metrics: %v", err)
+	}
+	m := map[string]float64{}
+	for _, r := range []string{"unknown-token", "peer-unknown", "not-bound", "expired"} {
+		m[r], _ = metricValue(body, `cyphonic_trs_dropped_total{reason="`+r+`"}`)
+	}
+	return m
+}
 
 // logConntrack logs the UDP conntrack tables of a's and b's routers.
 func logConntrack(t *testing.T, a, b *node) {
