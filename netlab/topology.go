@@ -255,9 +255,15 @@ func (b *Bed) setupInternet() error {
 	// Site routers hang off the internet on links of their own (uplink)
 	// with addresses of the bridge's prefixes: the internet answers
 	// neighbour discovery for them on the bridge.
+	// Without delay: the kernel holds a proxied answer to a broadcast
+	// request up to proxy_delay (0.8 s) by default, which would slow a
+	// global host's first packet to a site by as much; an internet
+	// router on a routed link answers at once.
 	if err := setSysctls(s.ns,
 		"net.ipv4.conf."+internetBridge+".proxy_arp", "1",
 		"net.ipv6.conf."+internetBridge+".proxy_ndp", "1",
+		"net.ipv4.neigh."+internetBridge+".proxy_delay", "0",
+		"net.ipv6.neigh."+internetBridge+".proxy_delay", "0",
 	); err != nil {
 		return err
 	}

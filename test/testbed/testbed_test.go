@@ -596,3 +596,36 @@ func TestLowTTLPunchThroughMasquerade(t *testing.T) {
 		t.Logf("conntrack on b's router (%v):\n%s", err, out)
 	}
 }
+
+// TestMasqueradeRemapSpreads shows why a node primes and holds on direct
+// paths too, not only on punched ones: once a peer's early packet has
+// made plain masquerade remap one connection of a socket, the router hands
+// the remapped port to the socket's later connections as well (Linux NAT
+// reuses an existing mapping of the same source before trying the
+// socket's own port), so the mapping the cloud observed no longer predicts
+// where the socket's packets to a new peer come from.
+func TestMasqueradeRemapSpreads(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true, Secondary: true})
+	sa := bed.AddSite("sa", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	early := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7001))
+	later := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.SecondaryIPv4(), 7002))
+	ca := listenUDP(t, bed, sa.AddHost("a").NS(), "udp4", netip.AddrPort{})
+	ma := observe(t, ca, server)
+
+	// A global peer's packet reaches a's router before a has sent to it.
+	if _, err := early.WriteToUDPAddrPort([]byte("early"), ma); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	remapped := observe(t, ca, early)
+	if remapped == ma {
+		out, err := bed.Exec(sa.NS(), "conntrack", "-L", "-p", "udp")
+		t.Fatalf("a's packet to the early peer kept the mapping %v: no clash; conntrack (%v):\n%s", ma, err, out)
+	}
+	// A third destination that never sent anything sees the remapped port.
+	if got := observe(t, ca, later); got != remapped {
+		t.Errorf("a new connection of the socket is seen as %v, want the remapped %v (observed mapping %v)", got, remapped, ma)
+	}
+}
