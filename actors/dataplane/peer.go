@@ -101,6 +101,8 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		switch {
 		case p.cur == nil && info.Initiator:
 			p.startHandshake(time.Now(), p.candidates(&info, time.Now()))
+		case p.cur == nil && !p.h.initiates():
+			p.primeOnly(&info, time.Now())
 		case p.cur != nil && p.recov.active && info.Initiator:
 			// The path we asked for because the peer lost our session:
 			// handshake beside the live session (which keeps running
@@ -206,6 +208,8 @@ func (p *peerActor) start(ctx actor.Context) {
 	p.bindRelay(&info, now)
 	if h.initiates() {
 		p.startHandshake(now, p.candidates(&info, now))
+	} else {
+		p.primeOnly(&info, now)
 	}
 	// Only now: on a relayed path the TRS forwards the initiator's init to
 	// us only once it has our bind, which is queued ahead of the ack this

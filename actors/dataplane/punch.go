@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net"
 	"net/netip"
 	"time"
 
@@ -89,6 +90,33 @@ func (pr *primer) action(ep netip.AddrPort, now time.Time, wait time.Duration) p
 	return primeFull
 }
 
+// primeOnly primes our NAT mapping toward each direct endpoint of a path
+// on which only the peer initiates (a direct path NMS gave one
+// initiator): before our acknowledgement of the Direction goes out, so
+// that the peer's first init, sent on NMS's answer, arrives at our NAT as
+// the reply of a mapping it already holds. Without it an init from a
+// global peer to a node behind plain masquerade is dropped at that node's
+// router (nothing maps it), or, if the node is asking too, leaves the
+// UNREPLIED entry that remaps the node's mapping. Having no init of its
+// own, the primer is an empty datagram: one that does reach a peer is
+// counted there as malformed and otherwise ignored.
+func (p *peerActor) primeOnly(info *messages.PathInfo, now time.Time) {
+	for _, ep := range info.Endpoints {
+		r := peerRoute{Addr: ep}
+		if !ep.IsValid() || !p.d.canSend(ep) || !p.primes(info, r) {
+			continue
+		}
+		if p.primed.action(ep, now, 0) != primeFirst {
+			continue
+		}
+		if !p.d.out.PushControl(controlPkt{Pkt: []byte{}, To: ep, HopLimit: punchHopLimit}) {
+			p.h.Stats.Drops.Add(QueueFull, 1)
+		}
+		p.h.Stats.Primers.Add(1)
+		p.d.log.Debug("peer: primer (the peer initiates)", "peer", p.h.FQDN, "endpoint", ep)
+	}
+}
+
 // primeDue tells the peer actor that endpoints it primed may now get full
 // inits.
 type primeDue struct{}
@@ -105,8 +133,36 @@ type primeDue struct{}
 // NMS observed that no longer holds. For a path only we initiate the
 // wait costs a directed side up to PrimeWait for nothing; the asker never
 // waits.
+//
+// And only from behind a NAT (natted): a primer from a node with a global
+// address meets its first router one hop out, not two, so TTL 2 would
+// carry it into the peer's NAT, the very packet priming must keep from
+// getting there first.
 func (p *peerActor) primes(info *messages.PathInfo, r peerRoute) bool {
-	return info.Kind != messages.PathRelay && !r.Relay && p.d.timing.PrimeWait > 0
+	return info.Kind != messages.PathRelay && !r.Relay && p.d.timing.PrimeWait > 0 && natted(r.Addr)
+}
+
+// cgnat is RFC 6598's shared address space, a carrier-grade NAT's inside.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// natted reports whether the address the kernel would send from toward ep
+// is a private one (RFC 1918, RFC 6598, a ULA), so that a NAT sits between
+// us and ep. It asks the kernel by connecting a throwaway UDP socket,
+// which sends nothing; a failure counts as not NATed (no primer, the old
+// behaviour).
+func natted(ep netip.AddrPort) bool {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ep))
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	return privateSource(src)
+}
+
+// privateSource reports whether src is an address only a NAT lets out.
+func privateSource(src netip.Addr) bool {
+	return src.IsPrivate() || cgnat.Contains(src)
 }
 
 // primeWait is how long full inits wait behind a primer now: none while

@@ -47,3 +47,24 @@ func TestPrimerBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestPrivateSource(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		want bool
+	}{
+		{"10.1.0.2", true},
+		{"192.168.1.10", true},
+		{"172.20.0.5", true},
+		{"100.64.3.1", true}, // a CGN's inside
+		{"fd00::5", true},    // NAT66 ULA
+		{"198.51.100.3", false},
+		{"2001:db8::3", false},
+		{"127.0.0.1", false},
+		{"::1", false},
+	} {
+		if got := privateSource(netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("privateSource(%s) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}
