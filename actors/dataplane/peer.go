@@ -48,6 +48,7 @@ type peerActor struct {
 	iniCookie bool // that msg1 carried a mac2 (we held the peer's cookie)
 	iniSent   time.Time
 	iniPkt    []byte // that msg1 as sent (handshake header to MAC trailer), for onPrimeDue
+	iniResent bool   // resendInit sent it once more
 	// primed are the punched endpoints we sent a low-TTL primer to, and
 	// primeTimer the pending primeDue (punch.go).
 	primed     primer
@@ -367,6 +368,7 @@ func (p *peerActor) startHandshake(now time.Time, rs []peerRoute) {
 	s.ini = ini
 	p.d.tables.Set(idx, s) // the workers find the initiator here
 	p.ini, p.iniIdx, p.iniSent, p.iniCookie, p.iniPkt = s, idx, now, hadCookie, pkt
+	p.iniResent = false
 	held := false
 	for _, r := range rs {
 		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
@@ -490,6 +492,7 @@ func (p *peerActor) onInit(m *answeredInit) {
 	// answers it.
 	if p.ini != nil && p.d.self < p.h.FQDN {
 		drop()
+		p.resendInit(m)
 		return
 	}
 	r := peerRoute{Addr: m.From}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -114,6 +115,41 @@ func (p *peerActor) primeOnly(info *messages.PathInfo, now time.Time) {
 		}
 		p.h.Stats.Primers.Add(1)
 		p.d.log.Debug("peer: primer (the peer initiates)", "peer", p.h.FQDN, "endpoint", ep)
+	}
+}
+
+// resendInit sends our pending init once more, at once, by the route the
+// peer's init m just came, when the tie-break drops that init for ours
+// (we initiate too and our name is the smaller). Our init may have gone
+// out before the peer could receive it: on a relay, a directed side sends
+// its first init the moment it hears of the path, before the asker holds
+// the ticket and has bound it, and the TRS drops that init (its peer side
+// unknown); on a punched path it may have died at a NAT not yet open. The
+// peer's init shows the route carries to the peer now, so without this
+// the pair would wait a HandshakeRetry (1 s) for our next init. Once per
+// init of ours, and only by the relay or to an endpoint NMS gave us: an
+// init is not authenticated, and must not make us send to an address of
+// its choosing.
+func (p *peerActor) resendInit(m *answeredInit) {
+	if p.iniResent || p.iniPkt == nil {
+		return
+	}
+	info := p.h.Info()
+	r := peerRoute{Addr: m.From}
+	switch {
+	case m.Relayed:
+		var ok bool
+		if r, ok = p.d.relayRoute(info.Relay); !ok {
+			return
+		}
+	case !slices.Contains(info.Endpoints, m.From):
+		return
+	}
+	p.iniResent = true
+	buf := make([]byte, messages.RelayHeaderLen+len(p.iniPkt))
+	copy(buf[messages.RelayHeaderLen:], p.iniPkt)
+	if !p.d.sendFramed(buf, r) {
+		p.h.Stats.Drops.Add(QueueFull, 1)
 	}
 }
 
