@@ -2,7 +2,11 @@
 // namespaces: a dual-stack "internet" segment, global hosts on it, and
 // sites behind NAPT routers (nftables masquerade for endpoint-independent
 // mapping, masquerade fully-random for symmetric NAT), IPv4-only and
-// IPv6-only sites, and a resolv.conf per namespace. `cyphonic demo` runs
+// IPv6-only sites, and a resolv.conf per namespace. The internet namespace
+// is a router, not only a switch: global hosts share its bridge, but each
+// site's router has a routed link of its own to it, so two sites are a
+// router hop apart and a packet's TTL or hop limit counts hops as on the
+// internet. `cyphonic demo` runs
 // on it; the tests reach it through test/testbed, which turns its errors
 // into test failures.
 //

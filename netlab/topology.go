@@ -252,6 +252,21 @@ func (b *Bed) setupInternet() error {
 	if err := b.setupRouter(s); err != nil {
 		return err
 	}
+	// Site routers hang off the internet on links of their own (uplink)
+	// with addresses of the bridge's prefixes: the internet answers
+	// neighbour discovery for them on the bridge.
+	// Without delay: the kernel holds a proxied answer to a broadcast
+	// request up to proxy_delay (0.8 s) by default, which would slow a
+	// global host's first packet to a site by as much; an internet
+	// router on a routed link answers at once.
+	if err := setSysctls(s.ns,
+		"net.ipv4.conf."+internetBridge+".proxy_arp", "1",
+		"net.ipv6.conf."+internetBridge+".proxy_ndp", "1",
+		"net.ipv4.neigh."+internetBridge+".proxy_delay", "0",
+		"net.ipv6.neigh."+internetBridge+".proxy_delay", "0",
+	); err != nil {
+		return err
+	}
 	b.internet = s
 	return nil
 }
@@ -292,7 +307,13 @@ func (b *Bed) addSite(name string, opts SiteOpts) (*Site, error) {
 		return nil, err
 	}
 	// The uplink first, so the router's IPv6 is settled before the LAN.
-	s.wan, err = b.attach(s.ns, wanIf, "v-"+name, up, HostOpts{IPv4: opts.IPv4, IPv6: opts.IPv6})
+	// A router behind another site (CGN) sits on that site's LAN; one on
+	// the internet gets a routed link of its own (uplink).
+	if opts.Behind != nil {
+		s.wan, err = b.attach(s.ns, wanIf, "v-"+name, up, HostOpts{IPv4: opts.IPv4, IPv6: opts.IPv6})
+	} else {
+		s.wan, err = b.uplink(s.ns, "v-"+name, HostOpts{IPv4: opts.IPv4, IPv6: opts.IPv6})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -443,4 +464,84 @@ func addrAdd(p netip.Prefix, dev string) string {
 		return fmt.Sprintf("addr add %s dev %s nodad", p, dev)
 	}
 	return fmt.Sprintf("addr add %s dev %s", p, dev)
+}
+
+// uplinkGateway6 is the internet's link-local address on every routed
+// uplink: a router's default IPv6 route points at it.
+const uplinkGateway6 = "fe80::1"
+
+// uplink links site router namespace ns to the internet namespace over a
+// point-to-point veth of its own (wanIf inside ns, port inside the
+// internet's namespace), not a port of the internet's bridge. The router
+// keeps an address of the internet's prefixes (a /32 and a /128), and the
+// internet routes it to the port and answers neighbour discovery for it on
+// its bridge (proxy ARP, proxy NDP), so global hosts reach it as before.
+// What that buys: the internet namespace is a real router hop between any
+// two sites, as the internet always has one or more. Their routers never
+// share a link, so a packet's TTL counts hops as it would out there (a
+// punch packet with a low TTL opens the sender's own NAT mapping and dies
+// at the internet router before it reaches the peer's NAT).
+func (b *Bed) uplink(ns, port string, opts HostOpts) (attachment, error) {
+	s := b.internet
+	at := attachment{site: s, ifname: wanIf}
+	want4 := opts.IPv4 && s.lan.v4.IsValid()
+	want6 := opts.IPv6 && s.lan.v6.IsValid()
+	if !want4 && !want6 {
+		return at, fmt.Errorf("netlab: %s and the internet share no IP version", ns)
+	}
+	s.mu.Lock()
+	n := s.next
+	s.next++
+	s.mu.Unlock()
+	var err error
+	if want4 {
+		if at.v4, err = nth(s.lan.v4, n); err != nil {
+			return at, err
+		}
+	}
+	if want6 {
+		if at.v6, err = nth(s.lan.v6, n); err != nil {
+			return at, err
+		}
+	}
+	disable6 := "0"
+	if !want6 {
+		disable6 = "1"
+	}
+	if err := setSysctlsIfChanged(ns,
+		"net.ipv6.conf.all.disable_ipv6", disable6,
+		"net.ipv6.conf.default.disable_ipv6", disable6,
+	); err != nil {
+		return at, err
+	}
+	if _, err := run(context.Background(), "", "ip", "link", "add", wanIf, "netns", ns,
+		"type", "veth", "peer", "name", port, "netns", s.ns); err != nil {
+		return at, err
+	}
+	// The internet's side: up, the gateway's link-local address, a route
+	// to the router's addresses, and neighbour answers for them on the
+	// bridge (the router's addresses are inside the bridge's prefixes).
+	inet := []string{fmt.Sprintf("link set %s up", port)}
+	router := []string{"link set lo up", fmt.Sprintf("link set %s up", wanIf)}
+	if want4 {
+		gw := gateway(s.lan.v4)
+		inet = append(inet, fmt.Sprintf("route add %s/32 dev %s", at.v4, port))
+		router = append(router,
+			fmt.Sprintf("addr add %s/32 dev %s", at.v4, wanIf),
+			fmt.Sprintf("route add %s/32 dev %s", gw, wanIf),
+			fmt.Sprintf("route add default via %s dev %s", gw, wanIf))
+	}
+	if want6 {
+		inet = append(inet,
+			fmt.Sprintf("addr add %s/64 dev %s nodad", uplinkGateway6, port),
+			fmt.Sprintf("route add %s/128 dev %s", at.v6, port),
+			fmt.Sprintf("neigh add proxy %s dev %s", at.v6, s.bridge))
+		router = append(router,
+			fmt.Sprintf("addr add %s/128 dev %s nodad", at.v6, wanIf),
+			fmt.Sprintf("route add default via %s dev %s", uplinkGateway6, wanIf))
+	}
+	if err := ipBatch(s.ns, inet...); err != nil {
+		return at, err
+	}
+	return at, ipBatch(ns, router...)
 }

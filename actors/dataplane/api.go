@@ -157,10 +157,14 @@ var _ interface {
 	// socket of its family, ahead of data. It never blocks: a full queue
 	// returns ErrQueueFull.
 	SendControl(pkt []byte, to netip.AddrPort) error
-	// Open establishes (or redirects) the tunnel NMS described, from a Path
-	// (we asked) or a Direction (the peer asked). Initiator decides which
-	// side sends the handshake; the initiator tries every endpoint (and the
-	// relay, if any) and keeps the first that answers.
+	// Open establishes (or redirects) the tunnel NMS described in a Path,
+	// its answer to our request (a Direction, which the peer asked for,
+	// goes through OpenThen). Initiator decides which side sends the
+	// handshake; the initiator tries every endpoint (and the relay, if
+	// any) and keeps the first that answers. NMS answers only once the
+	// peer has acknowledged its Direction, so on a hole-punched path the
+	// peer's NAT mapping toward us is primed already and our full inits
+	// need not wait behind our own primer (punch.go).
 	Open(info messages.PathInfo) error
 	// OpenThen is Open, and calls ready once the peer can take the
 	// peer's handshake init (its actor runs), or with the error that it

@@ -341,17 +341,21 @@ func (d *Dataplane) toPeers(msg any) error {
 }
 
 // Open implements the contract in api.go.
-func (d *Dataplane) Open(info messages.PathInfo) error { return d.OpenThen(info, nil) }
+func (d *Dataplane) Open(info messages.PathInfo) error { return d.open(info, nil, true) }
 
 // OpenThen implements the contract in api.go.
 func (d *Dataplane) OpenThen(info messages.PathInfo, ready func(error)) error {
+	return d.open(info, ready, false)
+}
+
+func (d *Dataplane) open(info messages.PathInfo, ready func(error), answer bool) error {
 	if info.PeerFQDN == "" {
 		return fmt.Errorf("%w: path without peer", ErrBadConfig)
 	}
 	if info.Kind == messages.PathRelay && info.Relay == nil {
 		return fmt.Errorf("%w: relay path without ticket", ErrBadConfig)
 	}
-	if err := d.toPeers(&openPeer{Info: info, Ready: ready}); err != nil {
+	if err := d.toPeers(&openPeer{Info: info, Ready: ready, Answer: answer}); err != nil {
 		return err
 	}
 	d.mu.Lock()

@@ -123,6 +123,8 @@ type peerHandle struct {
 	// pipe, so that an init reaching respond now finds it, or that the
 	// peer is dead. See whenReady.
 	ready []func(error)
+	// answerAt: when the last path we asked NMS for came (punch.go).
+	answerAt time.Time
 }
 
 // newHandle makes the handle for the tunnel info describes.
@@ -182,6 +184,21 @@ func (h *peerHandle) setInfo(info messages.PathInfo) {
 	h.info = info
 	h.initiator = h.initiator || info.Initiator
 	h.mu.Unlock()
+}
+
+// answered notes that NMS answered our own request for this peer with
+// a path (see punch.go: the peer has primed its mapping toward us).
+func (h *peerHandle) answered(now time.Time) {
+	h.mu.Lock()
+	h.answerAt = now
+	h.mu.Unlock()
+}
+
+// answeredAt is when NMS last answered our request (zero: never).
+func (h *peerHandle) answeredAt() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.answerAt
 }
 
 // initiates reports whether we send the handshake init to this peer.
@@ -349,7 +366,7 @@ func (h *peerHandle) Status() PeerStatus {
 	s := PeerStatus{
 		FQDN: h.FQDN, VIP6: h.info.PeerVIP6, VIP4: h.info.PeerVIP4, Path: h.info.Kind,
 		LastHandshake: h.lastHandshake, Restarts: max(h.incarnations-1, 0), State: h.state,
-		Handshakes: h.handshakes, HandshakeTimeouts: h.hsTimeouts,
+		Handshakes: h.handshakes, HandshakeTimeouts: h.hsTimeouts, Primers: h.Stats.Primers.Load(),
 	}
 	if h.suite != 0 {
 		s.Cipher = h.suite.String()

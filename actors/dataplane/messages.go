@@ -16,6 +16,9 @@ type (
 	openPeer struct {
 		Info  messages.PathInfo
 		Ready func(error)
+		// Answer: the path is NMS's answer to our own request (Open),
+		// which NMS sends only once the peer acknowledged its Direction.
+		Answer bool
 	}
 	// closePeer stops the peer and forgets it.
 	closePeer struct{ FQDN string }

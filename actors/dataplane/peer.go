@@ -28,6 +28,7 @@ type peerActor struct {
 	h    *peerHandle
 	pipe *peerPipe
 	self *actor.PID
+	root *actor.RootContext
 
 	nextSeq uint64
 	route   peerRoute
@@ -46,7 +47,13 @@ type peerActor struct {
 	iniIdx    uint32
 	iniCookie bool // that msg1 carried a mac2 (we held the peer's cookie)
 	iniSent   time.Time
-	attemptAt time.Time // when the current handshaking phase began
+	iniPkt    []byte // that msg1 as sent (handshake header to MAC trailer), for onPrimeDue
+	iniResent bool   // resendInit sent it once more
+	// primed are the punched endpoints we sent a low-TTL primer to, and
+	// primeTimer the pending primeDue (punch.go).
+	primed     primer
+	primeTimer *time.Timer
+	attemptAt  time.Time // when the current handshaking phase began
 
 	bindAt  time.Time         // last relay bind
 	binds   relaybind.Counter // relay bind counters (wall-clock seeded: fresh after a restart)
@@ -95,6 +102,8 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		switch {
 		case p.cur == nil && info.Initiator:
 			p.startHandshake(time.Now(), p.candidates(&info, time.Now()))
+		case p.cur == nil && !p.h.initiates():
+			p.primeOnly(&info, time.Now())
 		case p.cur != nil && p.recov.active && info.Initiator:
 			// The path we asked for because the peer lost our session:
 			// handshake beside the live session (which keeps running
@@ -114,6 +123,8 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		if info := p.h.Info(); p.cur == nil || p.route.Relay {
 			p.bindRelay(&info, time.Now())
 		}
+	case primeDue:
+		p.onPrimeDue()
 	case tick:
 		if p.revoked() {
 			// The deny list the node now holds names this peer: end the
@@ -192,11 +203,14 @@ func (p *peerActor) start(ctx actor.Context) {
 	now := time.Now()
 	p.attemptAt = now
 	root, self := ctx.ActorSystem().Root, ctx.Self()
+	p.root = root
 	p.timer = time.AfterFunc(t.Tick, func() { root.Send(self, tick{}) })
 	info := h.Info()
 	p.bindRelay(&info, now)
 	if h.initiates() {
 		p.startHandshake(now, p.candidates(&info, now))
+	} else {
+		p.primeOnly(&info, now)
 	}
 	// Only now: on a relayed path the TRS forwards the initiator's init to
 	// us only once it has our bind, which is queued ahead of the ack this
@@ -220,6 +234,9 @@ func (p *peerActor) teardown() {
 	p.stopping = true
 	if p.timer != nil {
 		p.timer.Stop()
+	}
+	if p.primeTimer != nil {
+		p.primeTimer.Stop()
 	}
 	for _, idx := range []uint32{p.curIdx, p.prevIdx, p.iniIdx} {
 		p.d.tables.Remove(idx)
@@ -350,13 +367,17 @@ func (p *peerActor) startHandshake(now time.Time, rs []peerRoute) {
 	}
 	s.ini = ini
 	p.d.tables.Set(idx, s) // the workers find the initiator here
-	p.ini, p.iniIdx, p.iniSent, p.iniCookie = s, idx, now, hadCookie
+	p.ini, p.iniIdx, p.iniSent, p.iniCookie, p.iniPkt = s, idx, now, hadCookie, pkt
+	p.iniResent = false
+	held := false
 	for _, r := range rs {
 		buf := make([]byte, messages.RelayHeaderLen+len(pkt))
 		copy(buf[messages.RelayHeaderLen:], pkt)
-		if !p.d.sendFramed(buf, r) {
-			p.h.Stats.Drops.Add(QueueFull, 1)
-		}
+		// A punched endpoint gets a primer first (punch.go).
+		held = p.sendInit(&info, buf, r, now) || held
+	}
+	if held {
+		p.schedulePrimeDue()
 	}
 }
 
@@ -471,6 +492,7 @@ func (p *peerActor) onInit(m *answeredInit) {
 	// answers it.
 	if p.ini != nil && p.d.self < p.h.FQDN {
 		drop()
+		p.resendInit(m)
 		return
 	}
 	r := peerRoute{Addr: m.From}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -160,6 +161,9 @@ func (m *manager) open(ctx actor.Context, msg *openPeer) {
 		return
 	}
 	if h != nil && !h.Dead() {
+		if msg.Answer {
+			h.answered(time.Now())
+		}
 		h.setInfo(info)
 		m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 		if pid := m.pidOf(h); pid != nil {
@@ -179,6 +183,9 @@ func (m *manager) open(ctx actor.Context, msg *openPeer) {
 		return
 	}
 	h = newHandle(info)
+	if msg.Answer {
+		h.answered(time.Now())
+	}
 	h.whenReady(ready) // the new actor's start (or gaveUp below) calls it
 	// In the set before the actor can start: its start tells the waiters
 	// an init will find it, and respond looks it up there.

@@ -92,7 +92,8 @@ func (c *dropCounters) Snapshot() map[string]uint64 {
 type peerStats struct {
 	TxPackets, TxBytes atomic.Uint64
 	RxPackets, RxBytes atomic.Uint64
-	LastSent, LastRecv atomic.Int64 // Unix nanoseconds of the last datagram out / authenticated in
+	LastSent, LastRecv atomic.Int64  // Unix nanoseconds of the last datagram out / authenticated in
+	Primers            atomic.Uint64 // low-TTL punch primers sent (punch.go)
 	Drops              dropCounters
 	// Lost counts packets the peer sent that never arrived: counters that
 	// left a session's replay window unseen (replay.Window.Lost).

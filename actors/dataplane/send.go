@@ -269,6 +269,12 @@ func (d *Dataplane) routineWriteUDP() {
 					d.global.Add(SendError, 1)
 					continue
 				}
+				if it.Control.HopLimit != 0 {
+					if err := c.WriteHopLimited(it.Control.Pkt, it.Control.To, int(it.Control.HopLimit)); err != nil {
+						d.global.Add(SendError, 1)
+					}
+					continue
+				}
 				one[0], to[0] = it.Control.Pkt, it.Control.To
 				if _, err := c.WriteBatch(one[:], to[:]); err != nil {
 					d.global.Add(SendError, 1)

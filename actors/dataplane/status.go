@@ -28,14 +28,17 @@ type PeerStatus struct {
 	LastHandshake time.Time         `json:"last_handshake,omitzero"`
 	// Handshakes counts completed handshakes (rekeys included),
 	// HandshakeTimeouts the attempt series that got no answer in time.
-	Handshakes        uint64            `json:"handshakes"`
-	HandshakeTimeouts uint64            `json:"handshake_timeouts"`
-	Cipher            string            `json:"cipher,omitempty"` // the data suite the last handshake negotiated
-	TxBytes           uint64            `json:"tx_bytes"`
-	RxBytes           uint64            `json:"rx_bytes"`
-	TxPackets         uint64            `json:"tx_packets"`
-	RxPackets         uint64            `json:"rx_packets"`
-	Drops             map[string]uint64 `json:"drops,omitempty"` // by reason (Reason names)
+	Handshakes        uint64 `json:"handshakes"`
+	HandshakeTimeouts uint64 `json:"handshake_timeouts"`
+	// Primers counts the low-TTL packets that opened our NAT mapping
+	// toward a hole-punched endpoint before full inits went there.
+	Primers   uint64            `json:"primers,omitempty"`
+	Cipher    string            `json:"cipher,omitempty"` // the data suite the last handshake negotiated
+	TxBytes   uint64            `json:"tx_bytes"`
+	RxBytes   uint64            `json:"rx_bytes"`
+	TxPackets uint64            `json:"tx_packets"`
+	RxPackets uint64            `json:"rx_packets"`
+	Drops     map[string]uint64 `json:"drops,omitempty"` // by reason (Reason names)
 	// Lost is the packets the peer sent that never reached the replay
 	// window: lost on the way, or shed here before authentication (those
 	// count as drops too). Gaps in its counters count once they are too

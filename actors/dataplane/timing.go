@@ -18,8 +18,12 @@ type peerTiming struct {
 	// FallbackAfter is how long a direct or punched path is tried alone
 	// before inits also go over the relay (see package fallback).
 	FallbackAfter time.Duration
-	Keepalive     time.Duration // send a keepalive after this much send silence
-	DeadAfter     time.Duration // fail after this much receive silence
+	// PrimeWait: inits to a hole-punched endpoint wait this long behind
+	// a low-TTL primer that opens our NAT mapping (punch.go); 0 sends
+	// them at once, unprimed.
+	PrimeWait time.Duration
+	Keepalive time.Duration // send a keepalive after this much send silence
+	DeadAfter time.Duration // fail after this much receive silence
 	// PassiveKeepalive: having received since we last sent, send a
 	// keepalive once our last send is this old, so a peer that sends
 	// always hears from us this often (SilenceAfter relies on it).
@@ -63,6 +67,7 @@ func defaultTiming() peerTiming {
 		HandshakeTimeout: 10 * time.Second,
 		HandshakeRetry:   time.Second,
 		FallbackAfter:    fallback.DefaultAfter,
+		PrimeWait:        DefaultPrimeWait,
 		Keepalive:        10 * time.Second,
 		DeadAfter:        DefaultDeadAfter,
 		PassiveKeepalive: DefaultPassiveKeepalive,

@@ -1,7 +1,8 @@
 // Package e2e runs CYPHONIC end to end: real `cyphonic cloud` and
 // `cyphonic node` processes in network namespaces built by test/testbed,
 // one topology per scenario (global IPv4 and IPv6 nodes, hole punching
-// through cone NAPT, relaying around symmetric NAPT and across IP versions,
+// through cone NAPT and plain masquerade, relaying around symmetric NAPT
+// and across IP versions,
 // nodes sharing a NAPT, mobility, tunnel supervision, cloud restart, and a
 // relayed tunnel upgrading to direct).
 //

@@ -512,3 +512,120 @@ func TestMoveKeepsOtherInterfaces(t *testing.T) {
 		t.Errorf("after the move ovl0 has %q (%v), want fd00:abcd::1 still", out, err)
 	}
 }
+
+// setTTL sets the IPv4 TTL of c's packets.
+func setTTL(t *testing.T, c *net.UDPConn, ttl int) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TTL, ttl)
+	}); err != nil || serr != nil {
+		t.Fatalf("IP_TTL %d: %v %v", ttl, err, serr)
+	}
+}
+
+// TestLowTTLPunchThroughMasquerade: sites are a router hop apart (the
+// internet namespace routes between them, as the internet does), so a
+// punch packet with TTL 2 leaves its own NAT, opening the sender's
+// mapping, and dies at the internet router before it reaches the peer's
+// NAT. The peer's packet then arrives as the reply of that mapping, even
+// through plain masquerade, and both sides reach each other's observed
+// mapping: the crossing that TestMasqueradeRemapsAfterEarlyPunch loses.
+// With the sites' routers on one shared link the TTL-2 packet reaches b's
+// router and poisons b's mapping, and this fails.
+func TestLowTTLPunchThroughMasquerade(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true})
+	sa := bed.AddSite("sa", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	sb := bed.AddSite("sb", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	ca := listenUDP(t, bed, sa.AddHost("a").NS(), "udp4", netip.AddrPort{})
+	cb := listenUDP(t, bed, sb.AddHost("b").NS(), "udp4", netip.AddrPort{})
+	ma, mb := observe(t, ca, server), observe(t, cb, server)
+
+	// a primes its own mapping toward b with a packet that cannot reach
+	// b's router...
+	setTTL(t, ca, 2)
+	if _, err := ca.WriteToUDPAddrPort([]byte("prime"), mb); err != nil {
+		t.Fatal(err)
+	}
+	setTTL(t, ca, 64)
+	time.Sleep(50 * time.Millisecond)
+	// ... so b's packet, arriving at a's router before a sent anything at
+	// full TTL, is the reply of a's mapping, and a's later packets leave
+	// from that mapping.
+	for _, tt := range []struct {
+		from, to *net.UDPConn
+		dst      netip.AddrPort
+		want     netip.AddrPort
+	}{{cb, ca, ma, mb}, {ca, cb, mb, ma}} {
+		got := false
+		buf := make([]byte, 64)
+		for try := 0; try < 3 && !got; try++ {
+			if _, err := tt.from.WriteToUDPAddrPort([]byte("punch"), tt.dst); err != nil {
+				t.Fatal(err)
+			}
+			_ = tt.to.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			for {
+				n, src, err := tt.to.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					break
+				}
+				if string(buf[:n]) == "prime" {
+					t.Errorf("the TTL-2 packet crossed the internet to %v", tt.to.LocalAddr())
+				}
+				if string(buf[:n]) == "punch" {
+					if src != tt.want {
+						t.Errorf("punch to %v arrived from %v, want the observed mapping %v", tt.dst, src, tt.want)
+					}
+					got = true
+					break
+				}
+			}
+		}
+		if !got {
+			t.Errorf("no punch reached %v", tt.dst)
+		}
+	}
+	if t.Failed() {
+		out, err := bed.Exec(sb.NS(), "conntrack", "-L", "-p", "udp")
+		t.Logf("conntrack on b's router (%v):\n%s", err, out)
+	}
+}
+
+// TestMasqueradeRemapSpreads shows why a node primes and holds on direct
+// paths too, not only on punched ones: once a peer's early packet has
+// made plain masquerade remap one connection of a socket, the router hands
+// the remapped port to the socket's later connections as well (Linux NAT
+// reuses an existing mapping of the same source before trying the
+// socket's own port), so the mapping the cloud observed no longer predicts
+// where the socket's packets to a new peer come from.
+func TestMasqueradeRemapSpreads(t *testing.T) {
+	bed := New(t)
+	srv := bed.AddHost("srv", HostOpts{IPv4: true, Secondary: true})
+	sa := bed.AddSite("sa", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
+	early := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7001))
+	later := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.SecondaryIPv4(), 7002))
+	ca := listenUDP(t, bed, sa.AddHost("a").NS(), "udp4", netip.AddrPort{})
+	ma := observe(t, ca, server)
+
+	// A global peer's packet reaches a's router before a has sent to it.
+	if _, err := early.WriteToUDPAddrPort([]byte("early"), ma); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	remapped := observe(t, ca, early)
+	if remapped == ma {
+		out, err := bed.Exec(sa.NS(), "conntrack", "-L", "-p", "udp")
+		t.Fatalf("a's packet to the early peer kept the mapping %v: no clash; conntrack (%v):\n%s", ma, err, out)
+	}
+	// A third destination that never sent anything sees the remapped port.
+	if got := observe(t, ca, later); got != remapped {
+		t.Errorf("a new connection of the socket is seen as %v, want the remapped %v (observed mapping %v)", got, remapped, ma)
+	}
+}

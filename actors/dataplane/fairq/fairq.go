@@ -34,6 +34,10 @@ func NewFlow[B comparable](depth int) *Flow[B] { return &Flow[B]{ring: make([]B,
 type Control struct {
 	Pkt []byte
 	To  netip.AddrPort
+	// HopLimit, if not zero, is the packet's IP TTL or hop limit instead
+	// of the socket's default: a hole-punch primer that must die before
+	// the peer's NAT (see the data plane's punch.go).
+	HopLimit uint8
 }
 
 // Item is what Queue.Next hands the writer: a batch, or (Batch is the zero
