@@ -67,12 +67,13 @@ func managerProps(d *Dataplane) (*actor.Props, error) {
 		return nil, fmt.Errorf("peer: manager: %w", err)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &manager{d: d, set: d.set, byPID: make(map[string]*peerHandle), reopen: make(map[string][]*openPeer)}
+		return &manager{d: d, st: st, set: d.set, byPID: make(map[string]*peerHandle), reopen: make(map[string][]*openPeer)}
 	}, supervise.WithBackoff(st)), nil
 }
 
 type manager struct {
 	d     *Dataplane
+	st    *supervise.BackoffStrategy // the peers' supervisor
 	set   *peerSet
 	byPID map[string]*peerHandle // live children by PID ID
 	// reopen holds opens of a peer whose closed actor is still stopping:
@@ -167,6 +168,13 @@ func (m *manager) open(ctx actor.Context, msg *openPeer) {
 		h.setInfo(info)
 		m.d.tables.SetRoutes(h, info.PeerVIP6, info.PeerVIP4)
 		if pid := m.pidOf(h); pid != nil {
+			// A peer waiting out its restart backoff (its last path
+			// failed) restarts now: a path from NMS is news, and the
+			// asker's NMS waits for our ack only so long (the ack
+			// waits for the peer to take the path).
+			if m.st.RestartNow(pid) {
+				m.d.log.Info("peer: restarting at once for a new path from NMS, not after its backoff", "peer", info.PeerFQDN)
+			}
 			// The peer calls ready once it has taken the path (and bound
 			// a new relay ticket it brings).
 			ctx.Send(pid, &updatePath{Info: info, Ready: ready})

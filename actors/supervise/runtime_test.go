@@ -538,3 +538,49 @@ func TestSupervisionLogged(t *testing.T) {
 		t.Errorf("protoactor's own recovery line is still logged:\n%s", out)
 	}
 }
+
+// TestRestartNow: a child waiting out a long backoff restarts at once when
+// its parent has news for it, and only a pending restart can be taken.
+func TestRestartNow(t *testing.T) {
+	sys := newTestSystem(t)
+	st, err := sys.NewBackoffStrategy(Backoff{Initial: time.Hour, Max: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := sys.Spawn(nil, "peers", "peers", testActor(nil).Configure(WithBackoff(st)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *actor.PID, 4)
+	child := spawnVia(t, sys, parent, "peer", "bob.example.cyphonic", testActor(started))
+	<-started
+	if st.RestartNow(child) {
+		t.Fatal("RestartNow took a restart from a running child")
+	}
+	scheduled := make(chan struct{})
+	sub := sys.Actors().EventStream.Subscribe(func(evt any) {
+		if e, ok := evt.(*BackoffEvent); ok && e.Child.Id == child.Id {
+			close(scheduled)
+		}
+	})
+	defer sys.Actors().EventStream.Unsubscribe(sub)
+	sys.Root().Send(child, boom{why: "handshake timeout"})
+	<-scheduled
+	if st.Pending() != 1 {
+		t.Fatalf("%d restarts pending, want 1", st.Pending())
+	}
+	if !st.RestartNow(child) {
+		t.Fatal("RestartNow found no pending restart")
+	}
+	select {
+	case <-started: // the new incarnation, without the hour's wait
+	case <-time.After(5 * time.Second):
+		t.Fatal("child not restarted after RestartNow")
+	}
+	if st.Pending() != 0 || st.RestartNow(child) {
+		t.Fatalf("restart still pending after RestartNow (%d)", st.Pending())
+	}
+	if n, ok := sys.Registry().Snapshot().Find(child.Id); !ok || n.Restarts != 1 || n.State != StateRunning {
+		t.Fatalf("child = %+v (found %v), want running after 1 restart", n, ok)
+	}
+}

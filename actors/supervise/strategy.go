@@ -45,7 +45,12 @@ type BackoffStrategy struct {
 	running sync.WaitGroup // restart callbacks in flight
 }
 
-type pendingRestart struct{ timer *time.Timer }
+// pendingRestart is one child waiting out its delay; restart issues it.
+type pendingRestart struct {
+	timer   *time.Timer
+	child   *actor.PID
+	restart func()
+}
 
 var _ actor.SupervisorStrategy = (*BackoffStrategy)(nil)
 
@@ -103,7 +108,10 @@ func (s *BackoffStrategy) HandleFailure(sys *actor.ActorSystem, supervisor actor
 		Child: child, Reason: reason, Failures: failures, Delay: delay, RestartAt: time.Now().Add(delay),
 		MaxRetries: s.cfg.MaxRetries, Window: s.cfg.Window,
 	})
-	p := &pendingRestart{}
+	p := &pendingRestart{child: child, restart: func() {
+		sys.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
+		supervisor.RestartChildren(child)
+	}}
 	s.pending[p] = struct{}{}
 	s.running.Add(1)
 	p.timer = time.AfterFunc(delay, func() {
@@ -113,11 +121,35 @@ func (s *BackoffStrategy) HandleFailure(sys *actor.ActorSystem, supervisor actor
 		delete(s.pending, p)
 		s.mu.Unlock()
 		if !armed {
-			return // cancelled by Close
+			return // cancelled by Close or taken by RestartNow
 		}
-		sys.EventStream.Publish(&actor.SupervisorEvent{Child: child, Reason: reason, Directive: actor.RestartDirective})
-		supervisor.RestartChildren(child)
+		p.restart()
 	})
+}
+
+// RestartNow issues child's pending restart at once instead of after its
+// delay, and reports whether it had one. For news that makes the delay
+// pointless: the delay was computed from failures on what the child knew,
+// and the parent has just learnt something new for it (a peer with a new
+// path from NMS). The failure still counts towards MaxRetries.
+func (s *BackoffStrategy) RestartNow(child *actor.PID) bool {
+	s.mu.Lock()
+	var p *pendingRestart
+	for q := range s.pending {
+		if q.child.Equal(child) {
+			p = q
+			break
+		}
+	}
+	if p == nil || !p.timer.Stop() {
+		s.mu.Unlock()
+		return false // none, or its timer already fired
+	}
+	delete(s.pending, p)
+	s.mu.Unlock()
+	defer s.running.Done() // its timer's callback will never run
+	p.restart()
+	return true
 }
 
 // recordFailure adds a failure to the child's statistics (owned by the child,

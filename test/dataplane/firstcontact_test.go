@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -124,4 +126,56 @@ func waitGone(t *testing.T, n *node, peer string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("%s: %s still listed after Close", n.fqdn, peer)
+}
+
+// TestDirectionCutsBackoff: a peer actor waiting out its restart backoff
+// (its last path failed) restarts at once when NMS directs a new path to
+// it. The responder acknowledges the Direction only once its peer has
+// taken the path (OpenThen's ready), and the asker's NMS waits for that
+// ack for seconds, not for a backoff of up to minutes.
+func TestDirectionCutsBackoff(t *testing.T) {
+	f := newPKI(t)
+	a := newNode(t, f, "alice", 1, nil)
+	b := newNode(t, f, "bob", 2, func(c *dataplane.Config) {
+		c.Backoff = supervise.Backoff{Initial: time.Hour, Max: time.Hour}
+	})
+	connect(t, a, b, b.addr, a.addr)
+
+	pid := b.dp.Peer(a.fqdn)
+	b.sys.Root().Send(pid, dataplane.Crash{Reason: "test crash"})
+	deadline := time.Now().Add(failsafe)
+	for {
+		n, ok := b.sys.Registry().Snapshot().Find(pid.Id)
+		if ok && n.State == supervise.StateBackoff {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob's peer never entered its backoff: %+v", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	ready := make(chan error, 1)
+	dir := messages.PathInfo{PeerFQDN: a.fqdn, PeerVIP4: a.vip4, PeerVIP6: a.vip6,
+		Kind: messages.PathDirect, Endpoints: []netip.AddrPort{a.addr}, TunnelID: tunnelID()}
+	if err := b.dp.OpenThen(dir, func(err error) { ready <- err }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("responder not ready: %v", err)
+		}
+	case <-time.After(failsafe):
+		t.Fatal("responder's ack waits for the peer's hour of backoff")
+	}
+	if err := a.dp.Close(b.fqdn); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.dp.Open(messages.PathInfo{PeerFQDN: b.fqdn, PeerVIP4: b.vip4, PeerVIP6: b.vip6,
+		Kind: messages.PathDirect, Endpoints: []netip.AddrPort{b.addr}, Initiator: true, TunnelID: dir.TunnelID}); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, a, b.fqdn)
+	waitUp(t, b, a.fqdn)
 }
