@@ -371,39 +371,40 @@ func (b *Bed) setupRouter(s *Site) error {
 	return ipBatch(s.ns, cmds...)
 }
 
-// attach links namespace ns to site s with a veth pair (ifname inside ns,
-// port on s's bridge) and gives it the next addresses of the families both
-// sides have.
-func (b *Bed) attach(ns, ifname, port string, s *Site, opts HostOpts) (attachment, error) {
-	at := attachment{site: s, ifname: ifname}
-	want4 := opts.IPv4 && s.lan.v4.IsValid()
-	want6 := opts.IPv6 && s.lan.v6.IsValid()
+// plug gives namespace ns the next addresses of site s in the families
+// both sides have (with secondaries if opts asks), switches IPv6 in ns on
+// or off to match, and creates the veth pair: ifname inside ns, port
+// inside s's namespace. The caller wires port up (a bridge port, a routed
+// link) and configures ifname.
+func (s *Site) plug(ns, ifname, port string, opts HostOpts) (at attachment, want4, want6 bool, err error) {
+	at = attachment{site: s, ifname: ifname}
+	want4 = opts.IPv4 && s.lan.v4.IsValid()
+	want6 = opts.IPv6 && s.lan.v6.IsValid()
 	if !want4 && !want6 {
-		return at, fmt.Errorf("netlab: %s and site %s share no IP version", ns, s.name)
+		return at, false, false, fmt.Errorf("netlab: %s and site %s share no IP version", ns, s.name)
 	}
 	s.mu.Lock()
 	n := s.next
 	s.next++
 	s.mu.Unlock()
 
-	var err error
 	if want4 {
 		if at.v4, err = nth(s.lan.v4, n); err != nil {
-			return at, err
+			return at, false, false, err
 		}
 		if opts.Secondary && s.lan.v4b.IsValid() {
 			if at.v4b, err = nth(s.lan.v4b, n); err != nil {
-				return at, err
+				return at, false, false, err
 			}
 		}
 	}
 	if want6 {
 		if at.v6, err = nth(s.lan.v6, n); err != nil {
-			return at, err
+			return at, false, false, err
 		}
 		if opts.Secondary && s.lan.v6b.IsValid() {
 			if at.v6b, err = nth(s.lan.v6b, n); err != nil {
-				return at, err
+				return at, false, false, err
 			}
 		}
 	}
@@ -423,13 +424,24 @@ func (b *Bed) attach(ns, ifname, port string, s *Site, opts HostOpts) (attachmen
 		"net.ipv6.conf.all.disable_ipv6", disable6,
 		"net.ipv6.conf.default.disable_ipv6", disable6,
 	); err != nil {
-		return at, err
+		return at, false, false, err
 	}
 	// Created straight inside both namespaces: nothing ever appears in
 	// the root namespace, so names cannot clash with the machine's or
 	// another run's.
 	if _, err := run(context.Background(), "", "ip", "link", "add", ifname, "netns", ns,
 		"type", "veth", "peer", "name", port, "netns", s.ns); err != nil {
+		return at, false, false, err
+	}
+	return at, want4, want6, nil
+}
+
+// attach links namespace ns to site s with a veth pair (ifname inside ns,
+// port on s's bridge) and gives it the next addresses of the families both
+// sides have.
+func (b *Bed) attach(ns, ifname, port string, s *Site, opts HostOpts) (attachment, error) {
+	at, want4, want6, err := s.plug(ns, ifname, port, opts)
+	if err != nil {
 		return at, err
 	}
 	if err := ipBatch(s.ns,
@@ -483,39 +495,8 @@ const uplinkGateway6 = "fe80::1"
 // at the internet router before it reaches the peer's NAT).
 func (b *Bed) uplink(ns, port string, opts HostOpts) (attachment, error) {
 	s := b.internet
-	at := attachment{site: s, ifname: wanIf}
-	want4 := opts.IPv4 && s.lan.v4.IsValid()
-	want6 := opts.IPv6 && s.lan.v6.IsValid()
-	if !want4 && !want6 {
-		return at, fmt.Errorf("netlab: %s and the internet share no IP version", ns)
-	}
-	s.mu.Lock()
-	n := s.next
-	s.next++
-	s.mu.Unlock()
-	var err error
-	if want4 {
-		if at.v4, err = nth(s.lan.v4, n); err != nil {
-			return at, err
-		}
-	}
-	if want6 {
-		if at.v6, err = nth(s.lan.v6, n); err != nil {
-			return at, err
-		}
-	}
-	disable6 := "0"
-	if !want6 {
-		disable6 = "1"
-	}
-	if err := setSysctlsIfChanged(ns,
-		"net.ipv6.conf.all.disable_ipv6", disable6,
-		"net.ipv6.conf.default.disable_ipv6", disable6,
-	); err != nil {
-		return at, err
-	}
-	if _, err := run(context.Background(), "", "ip", "link", "add", wanIf, "netns", ns,
-		"type", "veth", "peer", "name", port, "netns", s.ns); err != nil {
+	at, want4, want6, err := s.plug(ns, wanIf, port, HostOpts{IPv4: opts.IPv4, IPv6: opts.IPv6})
+	if err != nil {
 		return at, err
 	}
 	// The internet's side: up, the gateway's link-local address, a route
