@@ -197,6 +197,11 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 		return l, err
 	}
 	l.Memory = Memory{RSS: max(rss, mem.RSS), HWM: mem.HWM}
+	if cfg.ProfileDir != "" && target.Pprof != "" {
+		if err := heapProfile(ctx, topo, target, cfg, n); err != nil {
+			return l, err
+		}
+	}
 	for _, bps := range l.PerPeer {
 		l.Aggregate += bps
 	}
@@ -249,4 +254,18 @@ func profile(ctx context.Context, topo *Topology, target Target, cfg Config) err
 	}
 	wg.Wait()
 	return errors.Join(errs[:]...)
+}
+
+// heapProfile saves the responder's heap profile right after the n-pusher
+// load (cfg.ProfileDir/heap-<n>-responder.txt, pprof's text form, which
+// ends with the runtime's MemStats: what RSS is made of).
+func heapProfile(ctx context.Context, topo *Topology, target Target, cfg Config, n int) error {
+	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+		return fmt.Errorf("perf: heap profile: %w", err)
+	}
+	out := filepath.Join(cfg.ProfileDir, "heap-"+strconv.Itoa(n)+"-responder.txt")
+	if b, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "curl", "-sSf", "-o", out, target.Pprof+"/heap?debug=1"); err != nil {
+		return fmt.Errorf("perf: heap profile on %s: %w: %s", topo.Responder.Name(), err, tail(b, 300))
+	}
+	return nil
 }
