@@ -328,7 +328,7 @@ func (r *rd) text(field string, max int) string {
 		return ""
 	}
 	var buf [64]byte // most strings are short: read them on the stack, allocate once
-	p := buf[:0]
+	var p []byte
 	if n <= len(buf) {
 		p = buf[:n]
 	} else {

@@ -69,7 +69,6 @@ type HandshakeStats struct {
 }
 
 type hsJob struct {
-	init  *rawInit
 	resp  *rawResponse
 	ckRcv uint32 // cookie reply: receiver index
 	ck    []byte // cookie reply body

@@ -180,10 +180,3 @@ func decodeNode(b []byte) (Node, error) {
 	}
 	return n, nil
 }
-
-func checkFQDN(fqdn string) error {
-	if err := pki.ValidateFQDN(fqdn); err != nil {
-		return fmt.Errorf("store: %w: %w", ErrInvalidNode, err)
-	}
-	return nil
-}

@@ -79,7 +79,7 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 	if (*fqdn == "") == (*service == "") {
 		return fmt.Errorf("%w: give exactly one of --fqdn or --service", errUsage)
 	}
-	role, name := pki.RoleNode, *fqdn
+	role, name := pki.RoleNode, "" // name: the service's or the canonical FQDN, below
 	if *service != "" {
 		r, err := pki.ParseRole(*service)
 		if err != nil || !r.IsService() {

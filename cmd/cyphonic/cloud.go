@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 )
@@ -202,7 +202,7 @@ func joinAddrs(as []netip.AddrPort) string {
 // changing one: a port or address another process holds, a data directory
 // another cloud has open.
 func cloudErr(o *options, cfg server.Config, data string, err error) error {
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%w: another cloud process has the store in %s open: stop it, or give this one another %s (or a shared --store redis://...)",
 			err, data, o.label("data"))
 	}
