@@ -334,6 +334,9 @@ func (s *Service) Dedup() (st txstore.Stats, entries, capacity int64) {
 // StoreQueue is the store jobs waiting for a worker, and the queue's size.
 func (s *Service) StoreQueue() (queued, capacity int) { return s.workers.Queued(), s.workers.Cap() }
 
+// StoreJobs is the number of store jobs NMS has queued since it started.
+func (s *Service) StoreJobs() uint64 { return s.workers.Accepted() }
+
 // PendingDeletes is the ended sessions still to be removed from the store.
 func (s *Service) PendingDeletes() int { return int(s.pendingDeletes.Load()) }
 
@@ -383,6 +386,13 @@ type session struct {
 	crlSentNum uint64
 	serialN    *big.Int // serial, parsed on first use
 	guard      reqGuard // replay and per-node dedup bounds (guard.go)
+	// The observed mappings the store holds for the node, homed here, as
+	// this worker last wrote or read them (locKnown); locJobs counts its
+	// register and keepalive store jobs in flight, locOverlap that some
+	// overlapped (ka.go).
+	obs4, obs6           netip.AddrPort
+	locJobs              uint16
+	locKnown, locOverlap bool
 }
 
 // Messages between the NMS's actors.
@@ -469,6 +479,8 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.onPacket(ctx, m)
 	case sessionFound:
 		w.onSessionFound(ctx, m)
+	case locatorStored:
+		w.onLocatorStored(m)
 	case tick:
 		now := time.Now()
 		w.expire(ctx, now)
@@ -621,6 +633,9 @@ func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
 		return
 	}
 	se.lastSeen = time.Now().UnixNano()
+	if n.HomeNMS == w.s.cfg.Home {
+		se.obs4, se.obs6, se.locKnown = n.Locator.Observed4, n.Locator.Observed6, true
+	}
 	w.addSession(se)
 	w.onSealed(ctx, p, se)
 }
@@ -715,6 +730,7 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		return
 	}
 	var st *replyState
+	local := false // a keepalive from the mapping the store holds (ka.go)
 	if env.Type == messages.MsgKeepalive {
 		// Idempotent: never cached (see guard.go).
 		v := se.guard.keepalive(env.Timestamp)
@@ -730,7 +746,8 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 			w.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
 			return
 		}
-		if q, c := w.s.workers.Queued(), w.s.workers.Cap(); q >= c {
+		local = se.knownMapping(p.From)
+		if q, c := w.s.workers.Queued(), w.s.workers.Cap(); !local && q >= c {
 			// Its store job would be refused: drop it unrecorded, so the
 			// retransmission runs it rather than getting an ack for a
 			// keepalive whose mapping was never written. (The queue can
@@ -755,20 +772,10 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		// A node that missed a push (or logged in since) gets the list
 		// with its next keepalive after the retransmissions gave up.
 		w.offerDenyList(ctx, se, now)
+		w.onLocatorRequest(ctx, p, se, env, st, local)
+		return
 	}
 	tx := &requestTx{s: w.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
-	if st == nil {
-		tx.st = &replyState{} // not in the cache: nobody reads it
-	}
-	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
-		// Shared, not copied: a peerSet's slices are never written once
-		// built (peers.go).
-		set := w.s.tunnels.get(se.fqdn)
-		if env.Type == messages.MsgKeepalive {
-			tx.tunnelPeers = set.peers
-		}
-		tx.relayPeers = set.relay
-	}
 	if _, err := supervise.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		w.s.replies.Delete(env.ID)
 		w.s.log.Warn("nms: spawn transaction", "err", err)
