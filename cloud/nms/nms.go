@@ -476,6 +476,7 @@ func (w *worker) Receive(ctx actor.Context) {
 			w.cancel()
 		}
 	case *svc.Packet:
+		defer m.Done() // even if the worker panics on it (then it restarts)
 		w.onPacket(ctx, m)
 	case sessionFound:
 		w.onSessionFound(ctx, m)
