@@ -51,19 +51,47 @@ type locatorStored struct {
 	from netip.AddrPort
 	conn *net.UDPConn
 	r    stored
+	// epoch is Service.leaseEpoch when the job was queued: a mapping
+	// learnt across a lapse of the lease may be another NMS's by now.
+	epoch uint64
 }
 
 // knownMapping reports whether the store holds from as se's observed
 // mapping of from's family, and this NMS as its home, as far as this
-// worker knows.
-func (se *session) knownMapping(from netip.AddrPort) bool {
-	if !se.locKnown {
+// worker knows: what it wrote or read since this NMS's lease last may
+// have lapsed (epoch; another NMS may have made itself the node's home
+// then, home.go), and the sweep has not found the record homed elsewhere.
+func (se *session) knownMapping(from netip.AddrPort, epoch uint64) bool {
+	if !se.locKnown || se.locEpoch != epoch {
 		return false
 	}
 	if from.Addr().Is4() {
 		return se.obs4 == from
 	}
 	return se.obs6 == from
+}
+
+// jobQueued and jobDone keep the known mapping across a session's store
+// jobs (ka.go's comment at the top): a job that succeeded alone teaches it
+// what the store holds (loc, as of epoch). Results of overlapping jobs may
+// arrive out of the order their writes happened in, and a failed job may
+// have written or not: then the mapping is forgotten, so the next
+// keepalive reads the store once and learns it again.
+func (se *session) jobQueued() {
+	if se.locJobs > 0 {
+		se.locOverlap = true
+	}
+	se.locJobs++
+}
+
+func (se *session) jobDone(loc store.Locator, ok bool, epoch uint64) {
+	se.locJobs--
+	if !ok || se.locJobs > 0 || se.locOverlap {
+		se.locKnown = false
+		se.locOverlap = se.locJobs > 0
+		return
+	}
+	se.obs4, se.obs6, se.locKnown, se.locEpoch = loc.Observed4, loc.Observed6, true, epoch
 }
 
 // onLocatorRequest runs a register or a keepalive that passed the guard
@@ -108,7 +136,7 @@ func (w *worker) onLocatorRequest(ctx actor.Context, p *svc.Packet, se *session,
 			return r
 		}
 	}
-	m := locatorStored{se: se, id: env.ID, typ: env.Type, st: st, from: from, conn: p.Conn}
+	m := locatorStored{se: se, id: env.ID, typ: env.Type, st: st, from: from, conn: p.Conn, epoch: w.s.leaseEpoch.Load()}
 	if err := w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
 		m.r = job(bg)
 		return m
@@ -122,10 +150,7 @@ func (w *worker) onLocatorRequest(ctx actor.Context, p *svc.Packet, se *session,
 		}
 		return
 	}
-	if se.locJobs > 0 {
-		se.locOverlap = true
-	}
-	se.locJobs++
+	se.jobQueued()
 }
 
 // onLocatorStored answers a register or keepalive whose store part is done.
@@ -133,16 +158,7 @@ func (w *worker) onLocatorStored(m locatorStored) {
 	se := m.se
 	mine := w.sessions[se.id] == se
 	if mine {
-		se.locJobs--
-		if m.r.err != nil || se.locJobs > 0 || se.locOverlap {
-			// Results of overlapping jobs may arrive out of the order
-			// their writes happened in: forget the mapping, so the next
-			// keepalive reads the store once and learns it again.
-			se.locKnown = false
-			se.locOverlap = se.locJobs > 0
-		} else {
-			se.obs4, se.obs6, se.locKnown = m.r.loc.Observed4, m.r.loc.Observed6, true
-		}
+		se.jobDone(m.r.loc, m.r.err == nil, m.epoch)
 	}
 	if errors.Is(m.r.err, store.ErrSessionChanged) {
 		// The node logged in again while this request, on its old

@@ -159,6 +159,9 @@ type Service struct {
 	pollOnce                    sync.Once
 	leaseStop, leaseDone        chan struct{} // end renewLease (nil: no lease)
 	leases                      leaseView     // other NMSes' leases, as last read (home.go)
+	// leaseEpoch counts the times this NMS's lease may have lapsed: a
+	// session's known mapping holds only within one epoch (ka.go).
+	leaseEpoch atomic.Uint64
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -391,6 +394,7 @@ type session struct {
 	// register and keepalive store jobs in flight, locOverlap that some
 	// overlapped (ka.go).
 	obs4, obs6           netip.AddrPort
+	locEpoch             uint64 // Service.leaseEpoch when they were learnt
 	locJobs              uint16
 	locKnown, locOverlap bool
 }
@@ -406,6 +410,8 @@ type (
 		node store.Node
 		err  error
 		pkt  *svc.Packet
+		// epoch is Service.leaseEpoch before the lookup (ka.go).
+		epoch uint64
 	}
 	// dropSession: a newer session of the same node replaced session id.
 	dropSession struct{ id uint32 }
@@ -591,10 +597,10 @@ func (w *worker) onPacket(ctx actor.Context, p *svc.Packet) {
 		// A session this NMS has not seen (handed to another NMS process, or
 		// from before a restart): its keys are in the shared store. Look it
 		// up on the store workers; the packet waits in the answer.
-		st := w.s.cfg.Store
+		st, epoch := w.s.cfg.Store, w.s.leaseEpoch.Load()
 		err = w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
 			n, err := st.LookupSession(bg, id)
-			return sessionFound{id: id, node: n, err: err, pkt: p}
+			return sessionFound{id: id, node: n, err: err, pkt: p, epoch: epoch}
 		})
 		if err != nil {
 			p.Done()
@@ -635,7 +641,7 @@ func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
 	}
 	se.lastSeen = time.Now().UnixNano()
 	if n.HomeNMS == w.s.cfg.Home {
-		se.obs4, se.obs6, se.locKnown = n.Locator.Observed4, n.Locator.Observed6, true
+		se.obs4, se.obs6, se.locKnown, se.locEpoch = n.Locator.Observed4, n.Locator.Observed6, true, m.epoch
 	}
 	w.addSession(se)
 	w.onSealed(ctx, p, se)
@@ -747,7 +753,7 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 			w.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
 			return
 		}
-		local = se.knownMapping(p.From)
+		local = se.knownMapping(p.From, w.s.leaseEpoch.Load())
 		if q, c := w.s.workers.Queued(), w.s.workers.Cap(); !local && q >= c {
 			// Its store job would be refused: drop it unrecorded, so the
 			// retransmission runs it rather than getting an ack for a
