@@ -21,8 +21,11 @@ var ErrNameExists = actor.ErrNameExists
 // context (so that it supervises the child, whose ID becomes
 // "<parent ID>/<name>"), or nil or s.Root() for a top-level actor whose ID is
 // name. Top-level actors are supervised by protoactor's default strategy
-// unless props carry actor.WithGuardian.
-func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props) (*actor.PID, error) {
+// unless props carry actor.WithGuardian. mw are put on the actor's
+// mailbox: they see every message it takes, even after the actor stopped
+// (when protoactor drops it unseen), e.g. to release a queue slot
+// (svc.ReleaseOnReceipt).
+func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props, mw ...actor.MailboxMiddleware) (*actor.PID, error) {
 	if name == "" || strings.Contains(name, "/") || kind == "" {
 		return nil, fmt.Errorf("%w: kind %q name %q (both non-empty, name without '/')", ErrBadName, kind, name)
 	}
@@ -51,7 +54,7 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 	reg := s.registry
 	// Mailboxes are unbounded (see Limiter): Spawn installs the producer
 	// so the registry can read each mailbox's depth.
-	inner := actor.Unbounded()
+	inner := actor.Unbounded(mw...)
 	props = props.Clone(
 		actor.WithMailbox(func() actor.Mailbox {
 			mb := inner()
@@ -70,12 +73,12 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 
 // Spawn is System.Spawn for code that holds only an actor context: inside
 // Receive, supervise.Spawn(ctx, "peer", fqdn, props).
-func Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props) (*actor.PID, error) {
+func Spawn(parent actor.SpawnerContext, kind, name string, props *actor.Props, mw ...actor.MailboxMiddleware) (*actor.PID, error) {
 	s := FromContext(parent)
 	if s == nil {
 		return nil, fmt.Errorf("supervise: spawn %s %s: context is not from a supervise.System", kind, name)
 	}
-	return s.Spawn(parent, kind, name, props)
+	return s.Spawn(parent, kind, name, props, mw...)
 }
 
 // lifecycleMiddleware keeps e current. Appended after the props' own

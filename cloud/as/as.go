@@ -221,7 +221,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	ready, once := make(chan struct{}), new(sync.Once)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen), ready: ready, readyOnce: once}
-	}))
+	}), svc.ReleaseOnReceipt{}) // it is done with a packet in its Receive: a stopped one's queue gives its slots back
 	if err == nil {
 		select { // the workers exist before a packet is sent to them
 		case <-ready:
@@ -455,7 +455,7 @@ func (r *root) Receive(ctx actor.Context) {
 		for i := range r.s.logins {
 			if _, err := supervise.Spawn(ctx, "as-worker", fmt.Sprintf("worker-%d", i), actor.PropsFromProducer(func() actor.Actor {
 				return &loginWorker{s: r.s}
-			})); err != nil {
+			}), svc.ReleaseOnReceipt{}); err != nil {
 				r.s.log.Error("as: spawn login worker", "worker", i, "err", err)
 			}
 		}

@@ -132,7 +132,12 @@ func (w *worker) onSwept(ctx actor.Context, m swept, now time.Time) {
 	settled := now.Sub(w.s.started) > idle
 	n := 0
 	for _, ss := range m.sessions {
-		if _, live := w.sessions[ss.id]; live {
+		if se := w.sessions[ss.id]; se != nil {
+			if !ss.home {
+				// Another NMS took it as its home (home.go): the next
+				// keepalive reads the record and makes it ours again.
+				se.locKnown = false
+			}
 			continue // expire() ends it when its time comes
 		}
 		if _, queued := w.deletes[ss.id]; queued {

@@ -16,10 +16,11 @@
 //	                           packets (the UDP readers route each sealed
 //	                           packet by the session ID in its clear header,
 //	                           through a bounded queue per worker), message-ID
-//	                           deduplication, expiry ticker (shard.go)
-//	nms/worker-<i>/tx-<msgid>  one per request from a node (register,
-//	                           keepalive, tunnel request; the worker answers a
-//	                           logout itself), short-lived
+//	                           deduplication, expiry ticker (shard.go);
+//	                           registrations, keepalives and logouts run
+//	                           here, with no actor of their own (ka.go)
+//	nms/worker-<i>/tx-<msgid>  one per tunnel request (TunnelRequest,
+//	                           TunnelByVIP) or VIPLookup, short-lived
 //	nms/worker-<i>/dl-<msgid>  one per message NMS delivers to one of its
 //	                           nodes (Direction, PeerUpdate, DenyList), a
 //	                           retransmit.Tx (the node's transaction actor

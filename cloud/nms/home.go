@@ -53,11 +53,22 @@ func (s *Service) renewLease(l store.Leases) {
 	defer close(s.leaseDone)
 	t := time.NewTicker(homeLeaseRenew)
 	defer t.Stop()
-	failing := false
+	failing, lastOK := false, time.Now()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), homeLeaseRenew)
 		err := l.RenewLease(ctx, s.cfg.Home, homeLeaseTTL)
 		cancel()
+		if err != nil || time.Since(lastOK) > homeLeaseTTL {
+			// Another NMS may take (or have taken) this one's nodes as
+			// their home while the lease was not held: the workers
+			// forget the mappings they know the store to hold (ka.go),
+			// so each node's next keepalive reads its record and makes
+			// this NMS its home again.
+			s.leaseEpoch.Add(1)
+		}
+		if err == nil {
+			lastOK = time.Now()
+		}
 		switch {
 		case err != nil && !failing:
 			s.log.Warn("nms: lease not renewed: other cloud processes may take this one's nodes", "home", s.cfg.Home, "err", err)

@@ -159,6 +159,9 @@ type Service struct {
 	pollOnce                    sync.Once
 	leaseStop, leaseDone        chan struct{} // end renewLease (nil: no lease)
 	leases                      leaseView     // other NMSes' leases, as last read (home.go)
+	// leaseEpoch counts the times this NMS's lease may have lapsed: a
+	// session's known mapping holds only within one epoch (ka.go).
+	leaseEpoch atomic.Uint64
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -334,6 +337,9 @@ func (s *Service) Dedup() (st txstore.Stats, entries, capacity int64) {
 // StoreQueue is the store jobs waiting for a worker, and the queue's size.
 func (s *Service) StoreQueue() (queued, capacity int) { return s.workers.Queued(), s.workers.Cap() }
 
+// StoreJobs is the number of store jobs NMS has queued since it started.
+func (s *Service) StoreJobs() uint64 { return s.workers.Accepted() }
+
 // PendingDeletes is the ended sessions still to be removed from the store.
 func (s *Service) PendingDeletes() int { return int(s.pendingDeletes.Load()) }
 
@@ -383,6 +389,14 @@ type session struct {
 	crlSentNum uint64
 	serialN    *big.Int // serial, parsed on first use
 	guard      reqGuard // replay and per-node dedup bounds (guard.go)
+	// The observed mappings the store holds for the node, homed here, as
+	// this worker last wrote or read them (locKnown); locJobs counts its
+	// register and keepalive store jobs in flight, locOverlap that some
+	// overlapped (ka.go).
+	obs4, obs6           netip.AddrPort
+	locEpoch             uint64 // Service.leaseEpoch when they were learnt
+	locJobs              uint16
+	locKnown, locOverlap bool
 }
 
 // Messages between the NMS's actors.
@@ -396,6 +410,8 @@ type (
 		node store.Node
 		err  error
 		pkt  *svc.Packet
+		// epoch is Service.leaseEpoch before the lookup (ka.go).
+		epoch uint64
 	}
 	// dropSession: a newer session of the same node replaced session id.
 	dropSession struct{ id uint32 }
@@ -466,9 +482,12 @@ func (w *worker) Receive(ctx actor.Context) {
 			w.cancel()
 		}
 	case *svc.Packet:
+		defer m.Done() // even if the worker panics on it (then it restarts)
 		w.onPacket(ctx, m)
 	case sessionFound:
 		w.onSessionFound(ctx, m)
+	case locatorStored:
+		w.onLocatorStored(m)
 	case tick:
 		now := time.Now()
 		w.expire(ctx, now)
@@ -578,10 +597,10 @@ func (w *worker) onPacket(ctx actor.Context, p *svc.Packet) {
 		// A session this NMS has not seen (handed to another NMS process, or
 		// from before a restart): its keys are in the shared store. Look it
 		// up on the store workers; the packet waits in the answer.
-		st := w.s.cfg.Store
+		st, epoch := w.s.cfg.Store, w.s.leaseEpoch.Load()
 		err = w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
 			n, err := st.LookupSession(bg, id)
-			return sessionFound{id: id, node: n, err: err, pkt: p}
+			return sessionFound{id: id, node: n, err: err, pkt: p, epoch: epoch}
 		})
 		if err != nil {
 			p.Done()
@@ -621,6 +640,9 @@ func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
 		return
 	}
 	se.lastSeen = time.Now().UnixNano()
+	if n.HomeNMS == w.s.cfg.Home {
+		se.obs4, se.obs6, se.locKnown, se.locEpoch = n.Locator.Observed4, n.Locator.Observed6, true, m.epoch
+	}
 	w.addSession(se)
 	w.onSealed(ctx, p, se)
 }
@@ -715,6 +737,7 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		return
 	}
 	var st *replyState
+	local := false // a keepalive from the mapping the store holds (ka.go)
 	if env.Type == messages.MsgKeepalive {
 		// Idempotent: never cached (see guard.go).
 		v := se.guard.keepalive(env.Timestamp)
@@ -730,7 +753,8 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 			w.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
 			return
 		}
-		if q, c := w.s.workers.Queued(), w.s.workers.Cap(); q >= c {
+		local = se.knownMapping(p.From, w.s.leaseEpoch.Load())
+		if q, c := w.s.workers.Queued(), w.s.workers.Cap(); !local && q >= c {
 			// Its store job would be refused: drop it unrecorded, so the
 			// retransmission runs it rather than getting an ack for a
 			// keepalive whose mapping was never written. (The queue can
@@ -755,20 +779,10 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		// A node that missed a push (or logged in since) gets the list
 		// with its next keepalive after the retransmissions gave up.
 		w.offerDenyList(ctx, se, now)
+		w.onLocatorRequest(ctx, p, se, env, st, local)
+		return
 	}
 	tx := &requestTx{s: w.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
-	if st == nil {
-		tx.st = &replyState{} // not in the cache: nobody reads it
-	}
-	if env.Type == messages.MsgKeepalive || env.Type == messages.MsgRegister {
-		// Shared, not copied: a peerSet's slices are never written once
-		// built (peers.go).
-		set := w.s.tunnels.get(se.fqdn)
-		if env.Type == messages.MsgKeepalive {
-			tx.tunnelPeers = set.peers
-		}
-		tx.relayPeers = set.relay
-	}
 	if _, err := supervise.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
 		w.s.replies.Delete(env.ID)
 		w.s.log.Warn("nms: spawn transaction", "err", err)

@@ -156,7 +156,7 @@ func (r *root) Receive(ctx actor.Context) {
 			i := i
 			if _, err := supervise.Spawn(ctx, "nms-worker", fmt.Sprintf("worker-%d", i), actor.PropsFromProducer(func() actor.Actor {
 				return newWorker(r.s, i)
-			})); err != nil {
+			}), svc.ReleaseOnReceipt{}); err != nil {
 				r.s.log.Error("nms: spawn worker", "worker", i, "err", err)
 			}
 		}
@@ -239,9 +239,12 @@ func (s *Service) deliverFailed(f svc.Frame) {
 	}
 }
 
-// WorkerQueue is one worker's packet queue: the packets handed to it and
-// not yet done with (queued, or waiting for a store lookup of their
-// session), its bound, and the packets dropped because it was full.
+// WorkerQueue is one worker's packet queue: the packets waiting in its
+// mailbox (a slot is given back when the mailbox hands the packet on, to
+// the worker or, stopped, to nobody, and when one goes to dead letters:
+// svc.ReleaseOnReceipt, ServeSharded), its bound, and the packets dropped
+// because it was full. Packets waiting for a store lookup of their
+// session are bounded by the store queue instead.
 type WorkerQueue struct {
 	Worker       int
 	Depth, Bound int

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -38,19 +37,18 @@ const (
 	stageAdopting                    // the peer's home is gone: making this NMS its home (home.go)
 )
 
-// requestTx answers one request from a node: a register, keepalive or
-// tunnel request (logouts the root answers itself, nms.go). It sends
+// requestTx answers one tunnel request (TunnelRequest, TunnelByVIP) or
+// VIPLookup from a node; registrations and keepalives run on the worker
+// itself (ka.go), logouts too (nms.go). It sends
 // nothing twice: the node retransmits the request, answered from the reply
 // cache, and the peer's NMS retransmits a Direction (deliverTx).
 type requestTx struct {
-	s           *Service
-	st          *replyState
-	env         messages.Envelope
-	se          session // a copy: the worker owns the original
-	from        netip.AddrPort
-	conn        *net.UDPConn
-	tunnelPeers []string // for keepalive: peers to tell about a move
-	relayPeers  []string // for register and keepalive: relayed peers to re-evaluate
+	s    *Service
+	st   *replyState
+	env  messages.Envelope
+	se   session // a copy: the worker owns the original
+	from netip.AddrPort
+	conn *net.UDPConn
 
 	// tunnel request state
 	peerFQDN string
@@ -85,8 +83,6 @@ func (t *requestTx) Receive(ctx actor.Context) {
 		t.onHomeChecked(ctx, m)
 	case adopted:
 		t.onAdopted(ctx, m)
-	case stored:
-		t.onStored(ctx, m)
 	case nodesLoaded:
 		t.onNodes(ctx, m)
 	case *actor.ReceiveTimeout:
@@ -107,16 +103,6 @@ func (t *requestTx) Receive(ctx actor.Context) {
 // Results of a request's store jobs (run on the store workers, never on
 // the actor's run loop).
 type (
-	// stored: the store part of a register or keepalive is done;
-	// the answer is body. moved lists, after a keepalive from a new
-	// mapping, the records of the peers to send PeerUpdate.
-	stored struct {
-		body     messages.Body
-		moved    []store.Node
-		upgrades []upgrade
-		changed  bool // keepalive: the observed mapping differs from the record
-		err      error
-	}
 	// nodesLoaded: both records of a tunnel request.
 	nodesLoaded struct {
 		me, peer       store.Node
@@ -128,33 +114,9 @@ type (
 func (t *requestTx) start(ctx actor.Context) {
 	// The jobs capture what they need by value: they run on another
 	// goroutine and must not read the actor's fields.
-	st, fqdn, sid, from, home := t.s.cfg.Store, t.se.fqdn, t.se.id, t.from, t.s.cfg.Home
+	st, fqdn := t.s.cfg.Store, t.se.fqdn
 	nms := t.s // for homeDown, safe on the workers (home.go)
 	switch t.env.Type {
-	case messages.MsgRegister:
-		reg, err := messages.DecodeBody[messages.Register](t.env)
-		if err != nil {
-			t.fail(ctx, messages.Error{Code: messages.CodeBadRequest, Message: err.Error()})
-			return
-		}
-		relayed := t.relayPeers
-		t.offload(ctx, func(bg context.Context) any {
-			r := register(bg, st, fqdn, sid, home, from, reg)
-			if r.err == nil {
-				r.upgrades = upgrades(bg, st, fqdn, relayed)
-			}
-			return r
-		})
-	case messages.MsgKeepalive:
-		t.s.Counters.Keepalives.Add(1)
-		peers, relayed := t.tunnelPeers, t.relayPeers
-		t.offload(ctx, func(bg context.Context) any {
-			r := keepalive(bg, st, fqdn, sid, home, from, peers)
-			if r.err == nil && r.changed {
-				r.upgrades = upgrades(bg, st, fqdn, relayed)
-			}
-			return r
-		})
 	case messages.MsgTunnelRequest:
 		req, err := messages.DecodeBody[messages.TunnelRequest](t.env)
 		if err != nil {
@@ -236,119 +198,6 @@ func (t *requestTx) offload(ctx actor.Context, job svc.Job) {
 		t.s.log.Debug("nms: store busy, dropping request", "type", t.env.Type, "fqdn", t.se.fqdn, "err", err)
 		t.s.replies.Delete(t.env.ID)
 		ctx.Stop(ctx.Self())
-	}
-}
-
-func (t *requestTx) onStored(ctx actor.Context, m stored) {
-	if errors.Is(m.err, store.ErrSessionChanged) {
-		// The node logged in again while this request, on its old
-		// session, was in flight: it has moved on (and would not open a
-		// reply sealed for the old session), and its next request on the
-		// new session records its locator. Drop this one unanswered.
-		t.s.Counters.Stale.Add(1)
-		t.s.log.Debug("nms: request on a replaced session dropped", "type", t.env.Type, "fqdn", t.se.fqdn, "session", t.se.id)
-		t.s.replies.Delete(t.env.ID)
-		ctx.Stop(ctx.Self())
-		return
-	}
-	if m.err != nil {
-		t.s.log.Warn("nms: request failed", "type", t.env.Type, "fqdn", t.se.fqdn, "err", m.err)
-		t.fail(ctx, messages.Error{Code: messages.CodeInternal, Retry: true})
-		return
-	}
-	if t.env.Type == messages.MsgRegister {
-		t.s.Counters.Registered.Add(1)
-	}
-	if len(m.moved) > 0 {
-		t.s.log.Info("nms: node moved", "fqdn", t.se.fqdn, "observed", t.from, "peers", len(m.moved))
-		t.tellPeers(ctx, m.moved)
-	}
-	for _, u := range m.upgrades {
-		t.upgrade(u)
-	}
-	t.reply(ctx, m.body)
-}
-
-// register records the node's locator: its declared addresses, the
-// mapping NMS observes (from) and the NAT type that follows from the
-// second observation the node reports. The registration came in on
-// session sid; if the node has logged in again since, it fails with
-// store.ErrSessionChanged and writes nothing.
-func register(bg context.Context, st store.Store, fqdn string, sid store.SessionID, home string, from netip.AddrPort, reg messages.Register) stored {
-	n, err := st.GetNode(bg, fqdn)
-	if err != nil {
-		return stored{err: err}
-	}
-	if n.Session.ID != sid {
-		return stored{err: fmt.Errorf("nms: register %s: %w", fqdn, store.ErrSessionChanged)}
-	}
-	var alt netip.AddrPort
-	for _, o := range reg.ProbeObserved {
-		if o.Addr().Unmap().Is4() == from.Addr().Is4() {
-			alt = o
-			break
-		}
-	}
-	nat := path.Classify(reg.Locals, from, alt)
-	n.Locator.Locals = reg.Locals
-	n.Locator.HasIPv4, n.Locator.HasIPv6 = reg.IPv4, reg.IPv6
-	if from.Addr().Is4() {
-		n.Locator.Observed4, n.Locator.NAT4 = from, nat
-		n.Locator.HasIPv4 = true
-	} else {
-		n.Locator.Observed6, n.Locator.NAT6 = from, nat
-		n.Locator.HasIPv6 = true
-	}
-	if err := st.UpdateLocator(bg, fqdn, sid, store.LocatorUpdate{Locator: n.Locator, HomeNMS: home, Updated: time.Now()}); err != nil {
-		return stored{err: err}
-	}
-	return stored{body: messages.RegisterReply{Observed: from, NAT: nat, VIP6: n.VIP6, VIP4: n.VIP4}}
-}
-
-// keepalive refreshes the node's observed mapping. The record is written
-// only when something changed (a keepalive is mostly a no-op read); after
-// a move, the peers with a tunnel are looked up to be told. Like register,
-// it writes only while the node still holds session sid.
-func keepalive(bg context.Context, st store.Store, fqdn string, sid store.SessionID, home string, from netip.AddrPort, peers []string) stored {
-	n, err := st.GetNode(bg, fqdn)
-	if err != nil {
-		return stored{err: err}
-	}
-	r := stored{body: messages.KeepaliveAck{Observed: from}}
-	obs := &n.Locator.Observed6
-	if from.Addr().Is4() {
-		obs = &n.Locator.Observed4
-	}
-	if *obs == from && n.HomeNMS == home {
-		return r
-	}
-	r.changed = *obs != from
-	moved := obs.IsValid() && *obs != from
-	*obs = from
-	if err := st.UpdateLocator(bg, fqdn, sid, store.LocatorUpdate{Locator: n.Locator, HomeNMS: home, Updated: time.Now()}); err != nil {
-		return stored{err: err}
-	}
-	if moved {
-		for _, p := range peers {
-			if pn, err := st.GetNode(bg, p); err == nil && pn.HomeNMS != "" {
-				r.moved = append(r.moved, pn)
-			}
-		}
-	}
-	return r
-}
-
-// tellPeers sends PeerUpdate to every peer with a tunnel, through its home
-// NMS, whose delivery actor retransmits it until the peer acknowledges
-// (a peer that still misses it roams on our first packet).
-func (t *requestTx) tellPeers(ctx actor.Context, peers []store.Node) {
-	for _, p := range peers {
-		f, err := svc.NewFrame(p.FQDN, messages.NewMsgID(), "nms", time.Now(), messages.PeerUpdate{PeerFQDN: t.se.fqdn, Endpoints: []netip.AddrPort{t.from}})
-		if err == nil {
-			if err := t.s.cfg.Link.Send(svc.RootOf(p.HomeNMS, svc.NMS), f); err != nil {
-				t.s.log.Debug("nms: peer update", "peer", p.FQDN, "home", p.HomeNMS, "err", err)
-			}
-		}
 	}
 }
 

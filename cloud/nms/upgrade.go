@@ -77,30 +77,31 @@ func upgrades(bg context.Context, st store.Store, fqdn string, relayed []string)
 	return out
 }
 
-// upgrade tells both nodes of a relayed pair where to probe each other.
-// Each PeerUpdate goes through the node's home NMS, whose delivery actor
-// retransmits it under its message ID until the node acknowledges.
-func (t *requestTx) upgrade(u upgrade) {
-	t.s.Counters.Upgrades.Add(1)
-	t.s.log.Info("nms: relayed tunnel may leave the relay", "a", t.se.fqdn, "b", u.peer.FQDN,
+// upgrade tells both nodes of a relayed pair, fqdn (homed here) and
+// u.peer, where to probe each other. Each PeerUpdate goes through the
+// node's home NMS, whose delivery actor retransmits it under its message
+// ID until the node acknowledges.
+func (s *Service) upgrade(fqdn string, u upgrade) {
+	s.Counters.Upgrades.Add(1)
+	s.log.Info("nms: relayed tunnel may leave the relay", "a", fqdn, "b", u.peer.FQDN,
 		"path", u.decision.Kind.String(), "reason", u.decision.Reason)
-	t.sendUpdate(u.peer.FQDN, u.peer.HomeNMS, t.se.fqdn, u.toMe)
-	t.sendUpdate(t.se.fqdn, t.s.cfg.Home, u.peer.FQDN, u.toPeer)
+	s.sendUpdate(u.peer.FQDN, u.peer.HomeNMS, fqdn, u.toMe)
+	s.sendUpdate(fqdn, s.cfg.Home, u.peer.FQDN, u.toPeer)
 }
 
 // sendUpdate delivers to `to` (homed at home) a PeerUpdate saying peer
 // can be reached at eps. An empty list is not sent: it would only erase
 // what the node knows.
-func (t *requestTx) sendUpdate(to, home, peer string, eps []netip.AddrPort) {
+func (s *Service) sendUpdate(to, home, peer string, eps []netip.AddrPort) {
 	if len(eps) == 0 {
 		return
 	}
 	f, err := svc.NewFrame(to, messages.NewMsgID(), "nms", time.Now(), messages.PeerUpdate{PeerFQDN: peer, Endpoints: eps})
 	if err != nil {
-		t.s.log.Warn("nms: upgrade update", "to", to, "err", err)
+		s.log.Warn("nms: upgrade update", "to", to, "err", err)
 		return
 	}
-	if err := t.s.cfg.Link.Send(svc.RootOf(home, svc.NMS), f); err != nil {
-		t.s.log.Debug("nms: upgrade update", "to", to, "home", home, "err", err)
+	if err := s.cfg.Link.Send(svc.RootOf(home, svc.NMS), f); err != nil {
+		s.log.Debug("nms: upgrade update", "to", to, "home", home, "err", err)
 	}
 }

@@ -322,3 +322,39 @@ func TestOneNodeCannotFillReplyCache(t *testing.T) {
 		t.Fatalf("%d entries: the flood took more than its share", entries)
 	}
 }
+
+// TestSteadyKeepaliveNoStoreWork: a keepalive from the mapping the store
+// already holds is answered by the NMS worker from its session, with no
+// store job at all (before, each one read and decoded the node's record);
+// a keepalive from a new mapping still writes it.
+func TestSteadyKeepaliveNoStoreWork(t *testing.T) {
+	s := startCloudWith(t, server.Config{})
+	const N, rounds = 8, 3
+	nodes := onlineAll(t, s, "steady", N)
+	c := &s.NMS.Counters
+	kas, jobs := c.Keepalives.Load(), s.NMS.StoreJobs()
+	for r := range rounds {
+		for _, n := range nodes {
+			if ack, err := n.Keepalive(); err != nil || ack.Observed != n.Addr() {
+				t.Fatalf("round %d: %s: %+v %v", r, n.FQDN, ack, err)
+			}
+		}
+	}
+	if got := c.Keepalives.Load() - kas; got != N*rounds {
+		t.Fatalf("NMS ran %d keepalives, want %d", got, N*rounds)
+	}
+	if got := s.NMS.StoreJobs() - jobs; got != 0 {
+		t.Fatalf("%d steady-state keepalives queued %d store jobs, want none", N*rounds, got)
+	}
+	n := nodes[0]
+	if err := n.Move(); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := n.Keepalive(); err != nil || ack.Observed != n.Addr() {
+		t.Fatalf("keepalive after the move: %+v %v", ack, err)
+	}
+	rec, err := s.Store().GetNode(context.Background(), n.FQDN)
+	if err != nil || rec.Locator.Observed4 != n.Addr() {
+		t.Fatalf("locator after the move: %+v %v, want %v", rec.Locator, err, n.Addr())
+	}
+}

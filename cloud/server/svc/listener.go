@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -30,6 +31,26 @@ func (p *Packet) Done() {
 	}
 }
 
+// ReleaseOnReceipt is a mailbox middleware (supervise.Spawn's mw) that
+// releases a Packet's slot once the mailbox has handed it on: to the
+// actor, or to nobody when the actor has stopped, which protoactor does
+// without telling anyone (a stopping actor's queued messages are dropped
+// unseen). Without it those packets' slots were never given back and a
+// worker restarted often enough dropped every packet for good. The actor
+// may still call Done (it is idempotent); a packet it keeps past its
+// Receive (waiting for a store lookup, say) no longer holds a slot, so
+// that wait must be bounded elsewhere (the store queue).
+type ReleaseOnReceipt struct{}
+
+func (ReleaseOnReceipt) MailboxStarted()   {}
+func (ReleaseOnReceipt) MessagePosted(any) {}
+func (ReleaseOnReceipt) MailboxEmpty()     {}
+func (ReleaseOnReceipt) MessageReceived(m any) {
+	if p, ok := m.(*Packet); ok {
+		p.Done()
+	}
+}
+
 // Listener reads UDP sockets in goroutines of its own and sends each
 // packet to an actor (or, sharded, to one of several). The actors never
 // block on a socket; the readers never block on an actor: when an actor's
@@ -42,6 +63,8 @@ type Listener struct {
 	admit   Admit
 	wg      sync.WaitGroup
 	log     *slog.Logger
+	sys     *actor.ActorSystem
+	dead    *eventstream.Subscription // releases our packets in dead letters
 }
 
 // ListenUDP opens one socket per address ("127.0.0.1:7400", "[::1]:7400").
@@ -106,7 +129,21 @@ func ServeSharded(root *actor.RootContext, targets []*actor.PID, slots []*superv
 	if len(targets) == 0 || len(targets) != len(slots) {
 		panic("svc: ServeSharded needs one Limiter per target") // a programming error, not input
 	}
-	l := &Listener{conns: conns, targets: targets, slots: slots, route: route, admit: admit, log: log}
+	l := &Listener{conns: conns, targets: targets, slots: slots, route: route, admit: admit, log: log, sys: root.ActorSystem()}
+	// A packet sent to a target that is not running (stopped, or between
+	// a stop and its restart under the same name) goes to dead letters:
+	// give its slot back there, or the target's queue bound shrinks for
+	// good. Only this listener's packets: others release their own.
+	l.dead = l.sys.EventStream.SubscribeWithPredicate(func(evt any) {
+		evt.(*actor.DeadLetterEvent).Message.(*Packet).Done()
+	}, func(evt any) bool {
+		d, ok := evt.(*actor.DeadLetterEvent)
+		if !ok {
+			return false
+		}
+		p, ok := d.Message.(*Packet)
+		return ok && l.owns(p)
+	})
 	for _, c := range conns {
 		l.wg.Add(1)
 		go l.read(root, c)
@@ -156,10 +193,21 @@ func (l *Listener) Dropped() uint64 {
 	return n
 }
 
+// owns reports whether p took its slot from one of l's limiters.
+func (l *Listener) owns(p *Packet) bool {
+	for _, s := range l.slots {
+		if p.slots == s {
+			return true
+		}
+	}
+	return false
+}
+
 // Close closes the sockets and waits for the readers.
 func (l *Listener) Close() {
 	closeAll(l.conns)
 	l.wg.Wait()
+	l.sys.EventStream.Unsubscribe(l.dead)
 }
 
 // LocalAddrs returns the sockets' bound addresses.

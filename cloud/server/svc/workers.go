@@ -42,7 +42,7 @@ type Workers struct {
 	mu     sync.RWMutex // guards closed against the close of jobs
 	closed bool
 
-	busy atomic.Uint64
+	busy, accepted atomic.Uint64
 }
 
 type job struct {
@@ -80,6 +80,7 @@ func (w *Workers) Do(to *actor.PID, fn Job) error {
 	}
 	select {
 	case w.jobs <- job{to: to, fn: fn}:
+		w.accepted.Add(1)
 		return nil
 	default:
 		w.busy.Add(1)
@@ -92,8 +93,10 @@ func (w *Workers) Do(to *actor.PID, fn Job) error {
 func (w *Workers) Queued() int { return len(w.jobs) }
 func (w *Workers) Cap() int    { return cap(w.jobs) }
 
-// Busy counts jobs refused because the queue was full.
-func (w *Workers) Busy() uint64 { return w.busy.Load() }
+// Busy counts jobs refused because the queue was full; Accepted the jobs
+// queued.
+func (w *Workers) Busy() uint64     { return w.busy.Load() }
+func (w *Workers) Accepted() uint64 { return w.accepted.Load() }
 
 // Close refuses new jobs, cancels the context the queued and running jobs
 // see (so they end quickly but still run, releasing what they hold), and
