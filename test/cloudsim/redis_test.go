@@ -1,12 +1,8 @@
 package cloudsim
 
 import (
-	"bufio"
 	"context"
 	"net/netip"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/cloud/server"
@@ -72,21 +68,6 @@ func twoClouds(t *testing.T) (*server.Server, netip.AddrPort) {
 // AS address.
 func startChildCloud(t *testing.T, dir, storeURL string) netip.AddrPort {
 	t.Helper()
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+storeURL)
-	stdin, _ := child.StdinPipe()
-	stdout, _ := child.StdoutPipe()
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		child.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "READY ") {
-		t.Fatalf("child cloud: %q %v", line, err)
-	}
-	return netip.MustParseAddrPort(strings.TrimSpace(strings.TrimPrefix(line, "READY ")))
+	_, as := startCloudProc(t, dir, storeURL)
+	return as
 }
