@@ -30,8 +30,12 @@ type Node struct {
 	// Session is the session ID (0: none); SessionExpires its end.
 	Session        uint32    `json:"session,omitempty"`
 	SessionExpires time.Time `json:"session_expires,omitzero"`
-	// LastSeen is the node's last authenticated packet (Live), or the last
-	// time NMS wrote its record; From the address that packet came from.
+	// LastSeen is the node's last authenticated packet (Live), or else the
+	// last time an NMS wrote its record: its registration or its last
+	// move. Keepalives from an unchanged mapping are not written (they cost
+	// no store call), so for a node homed at another cloud process this is
+	// when its mapping last changed, not its last keepalive. From is the
+	// address the Live packet came from.
 	LastSeen     time.Time      `json:"last_seen,omitzero"`
 	From         netip.AddrPort `json:"from,omitzero"`
 	CertSerial   string         `json:"cert_serial"`
