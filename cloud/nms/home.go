@@ -2,6 +2,7 @@ package nms
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -164,11 +165,19 @@ type (
 	// adoptSession asks the root to serve node's session (from its store
 	// record) as one of its own.
 	adoptSession struct{ node store.Node }
+	// readopt: time to read the peer's record again (onAdopted).
+	readopt struct{}
 )
+
+// adoptRetries bounds how often a request reads the record of a peer whose
+// home is gone and who has no live session, sessionCheckEvery apart (2 s):
+// long enough for a peer that lost the same process to log in again.
+const adoptRetries = 8
 
 // Neither check resets the request's overall timeout.
 func (homeCheck) NotInfluenceReceiveTimeout()   {}
 func (homeChecked) NotInfluenceReceiveTimeout() {}
+func (readopt) NotInfluenceReceiveTimeout()     {}
 
 // watchHome arms the next look at the peer's home while the request waits
 // for it. When the home is this NMS, the look is at the peer's session
@@ -235,7 +244,9 @@ func (t *requestTx) onHomeChecked(ctx actor.Context, m homeChecked) {
 func (t *requestTx) adopt(ctx actor.Context) {
 	t.homeStage++ // a check in flight is stale now
 	t.stage = stageAdopting
-	t.s.Counters.Adopted.Add(1)
+	if t.adoptTries == 0 { // once per request, not per re-read
+		t.s.Counters.Adopted.Add(1)
+	}
 	s, peer := t.s, t.peer
 	t.offload(ctx, func(bg context.Context) any {
 		return s.adoptNode(bg, peer)
@@ -267,6 +278,18 @@ func (s *Service) adoptNode(bg context.Context, peer store.Node) adopted {
 
 func (t *requestTx) onAdopted(ctx actor.Context, m adopted) {
 	if t.stage != stageAdopting {
+		return
+	}
+	if errors.Is(m.err, store.ErrNotFound) && t.adoptTries < adoptRetries {
+		// No live session in the peer's record: it may be logging in
+		// again elsewhere this very moment (it lost the same process we
+		// lost). Read it again shortly rather than call it offline.
+		t.adoptTries++
+		root, self := ctx.ActorSystem().Root, ctx.Self()
+		if t.homeTimer != nil {
+			t.homeTimer.Stop()
+		}
+		t.homeTimer = time.AfterFunc(sessionCheckEvery, func() { root.Send(self, readopt{}) })
 		return
 	}
 	if m.err != nil {

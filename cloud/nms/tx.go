@@ -65,6 +65,7 @@ type requestTx struct {
 	peerHomeDown bool
 	homeStage    int
 	adoptedID    uint32 // the peer's session this NMS adopted (home.go), or 0
+	adoptTries   int    // record re-reads of a peer with no live session (home.go)
 	deliveredTo  uint32 // the peer's session the Direction went to, when homed here
 	homeTimer    *time.Timer
 }
@@ -83,6 +84,10 @@ func (t *requestTx) Receive(ctx actor.Context) {
 		t.onHomeChecked(ctx, m)
 	case adopted:
 		t.onAdopted(ctx, m)
+	case readopt:
+		if t.stage == stageAdopting {
+			t.adopt(ctx)
+		}
 	case nodesLoaded:
 		t.onNodes(ctx, m)
 	case *actor.ReceiveTimeout:
