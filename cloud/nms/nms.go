@@ -88,7 +88,20 @@ type Config struct {
 	// (default 4096); beyond it they are dropped, counted per worker, and
 	// the nodes retransmit.
 	Workers, WorkerQueue int
-	Logger               *slog.Logger
+	// Lookups of sessions this NMS does not hold, made before anything
+	// about the packet is authenticated (lookup.go). LookupRate bounds
+	// them a second, over all workers (default 5000: a restart with 100k
+	// nodes keepaliving every 15 s needs ~6.7k/s, so their retransmissions
+	// catch up within seconds). LookupsInFlight bounds those waiting for
+	// the store at once (default StoreQueue/4): the rest of the store
+	// queue stays for authenticated work. UnknownSessionTTL is how long an
+	// ID the store did not know is not looked up again; default, and at
+	// most, Retry.Initial, so a node whose ID was cached as unknown just
+	// before its login was written loses no more than its first copy.
+	LookupRate        float64
+	LookupsInFlight   int
+	UnknownSessionTTL time.Duration
+	Logger            *slog.Logger
 }
 
 // Counters count what NMS did.
@@ -127,6 +140,15 @@ type Counters struct {
 	// Adopted counts tunnel requests whose peer's home NMS had lost its
 	// lease (its process died), so this NMS became the peer's home (home.go).
 	Adopted atomic.Uint64
+	// Packets of sessions this NMS does not hold, dropped before or instead
+	// of a store lookup (lookup.go), by reason: UnknownSession (the store
+	// did not know the ID, now or within UnknownSessionTTL), LookupRate
+	// (the worker's lookups a second spent), LookupInFlight (its lookups in
+	// flight at their bound, or this ID's already running).
+	UnknownSession, LookupRate, LookupInFlight atomic.Uint64
+	// The store lookups of such sessions, by answer: found, unknown (no
+	// such session), failed (the read failed).
+	LookupsFound, LookupsUnknown, LookupsFailed atomic.Uint64
 }
 
 // Service is a running NMS.
@@ -212,6 +234,15 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	}
 	if cfg.WorkerQueue <= 0 {
 		cfg.WorkerQueue = 4096
+	}
+	if cfg.LookupRate <= 0 {
+		cfg.LookupRate = 5000
+	}
+	if cfg.LookupsInFlight <= 0 {
+		cfg.LookupsInFlight = max(1, cfg.StoreQueue/4)
+	}
+	if cfg.UnknownSessionTTL <= 0 || cfg.UnknownSessionTTL > cfg.Retry.Initial {
+		cfg.UnknownSessionTTL = cfg.Retry.Initial
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
 		index: newFQDNIndex()}
@@ -462,6 +493,7 @@ type worker struct {
 	// deleting is set while a batch of them is on the store workers.
 	deletes  map[uint32]struct{}
 	deleting bool
+	lookups  *lookupGate // store lookups of sessions not held (lookup.go)
 	cancel   func()
 	crl      *pki.CRL // the newest deny list acted on
 	scratch  []byte
@@ -469,7 +501,9 @@ type worker struct {
 }
 
 func newWorker(s *Service, idx int) *worker {
-	return &worker{s: s, idx: idx, sessions: map[uint32]*session{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}}
+	n := float64(s.cfg.Workers)
+	gate := newLookupGate(s.cfg.LookupRate/n, max(1, s.cfg.LookupsInFlight/s.cfg.Workers), s.cfg.UnknownSessionTTL)
+	return &worker{s: s, idx: idx, sessions: map[uint32]*session{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}, lookups: gate}
 }
 
 func (w *worker) Receive(ctx actor.Context) {
@@ -491,6 +525,7 @@ func (w *worker) Receive(ctx actor.Context) {
 	case tick:
 		now := time.Now()
 		w.expire(ctx, now)
+		w.lookups.expire(now.UnixNano())
 		w.flushDeletes(ctx)
 	case deleted:
 		w.onDeleted(ctx, m)
@@ -526,6 +561,7 @@ func (w *worker) addSession(se *session) {
 		}
 	}
 	delete(w.ended, se.id)
+	w.lookups.known(se.id)
 	if _, ok := w.sessions[se.id]; !ok {
 		w.s.sessCount.Add(1)
 	}
@@ -596,31 +632,69 @@ func (w *worker) onPacket(ctx actor.Context, p *svc.Packet) {
 		}
 		// A session this NMS has not seen (handed to another NMS process, or
 		// from before a restart): its keys are in the shared store. Look it
-		// up on the store workers; the packet waits in the answer.
-		st, epoch := w.s.cfg.Store, w.s.leaseEpoch.Load()
-		err = w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
-			n, err := st.LookupSession(bg, id)
-			return sessionFound{id: id, node: n, err: err, pkt: p, epoch: epoch}
-		})
-		if err != nil {
-			p.Done()
-			w.s.Counters.Busy.Add(1)
-		}
+		// up on the store workers, within the worker's bounds on such
+		// lookups (lookup.go); the packet waits in the answer.
+		w.lookupSession(ctx, p, id)
 	default:
 		p.Done()
 		w.s.Counters.Garbage.Add(1)
 	}
 }
 
-func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
-	p, n := m.pkt, m.node
-	if m.err != nil {
+// lookupSession asks the store for session id, which this worker does not
+// hold, if the worker's lookup bounds allow (lookup.go); else p is dropped,
+// counted by reason.
+func (w *worker) lookupSession(ctx actor.Context, p *svc.Packet, id uint32) {
+	switch w.lookups.admit(id, time.Now().UnixNano()) {
+	case lookupUnknown:
 		p.Done()
-		w.s.Counters.Garbage.Add(1) // unknown session: nothing to answer with
+		w.s.Counters.UnknownSession.Add(1)
+		return
+	case lookupInFlight:
+		p.Done()
+		w.s.Counters.LookupInFlight.Add(1)
+		return
+	case lookupRate:
+		p.Done()
+		w.s.Counters.LookupRate.Add(1)
 		return
 	}
-	if se := w.sessions[m.id]; se != nil { // another packet brought it first
+	st, epoch := w.s.cfg.Store, w.s.leaseEpoch.Load()
+	err := w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
+		n, err := st.LookupSession(bg, id)
+		return sessionFound{id: id, node: n, err: err, pkt: p, epoch: epoch}
+	})
+	if err != nil {
+		w.lookups.done(id, false, time.Now().UnixNano())
+		p.Done()
+		w.s.Counters.Busy.Add(1)
+	}
+}
+
+func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
+	p, n := m.pkt, m.node
+	unknown := errors.Is(m.err, store.ErrNotFound)
+	w.lookups.done(m.id, unknown, time.Now().UnixNano())
+	switch {
+	case unknown:
+		w.s.Counters.LookupsUnknown.Add(1)
+	case m.err != nil:
+		w.s.Counters.LookupsFailed.Add(1)
+	default:
+		w.s.Counters.LookupsFound.Add(1)
+	}
+	if se := w.sessions[m.id]; se != nil { // another packet, or a handover, brought it meanwhile
 		w.onSealed(ctx, p, se)
+		return
+	}
+	if m.err != nil {
+		p.Done()
+		if unknown {
+			w.s.Counters.UnknownSession.Add(1) // nothing to answer with
+		} else {
+			w.s.Counters.Busy.Add(1)
+			w.s.log.Debug("nms: session lookup", "session", m.id, "err", m.err)
+		}
 		return
 	}
 	if _, ended := w.deletes[m.id]; ended {
@@ -631,6 +705,13 @@ func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
 	}
 	se, err := newSession(n.FQDN, n.CertSerial, m.id, signaling.Keys{NodeToCloud: n.Session.NodeToCloud, CloudToNode: n.Session.CloudToNode}, n.Session.Expires)
 	if err != nil {
+		p.Done()
+		w.s.Counters.Garbage.Add(1)
+		return
+	}
+	if _, err := se.sess.Open(w.scratch[:0], p.Data); err != nil {
+		// Not sealed under the session it names (a forged ID that hit a
+		// real session): no state for it.
 		p.Done()
 		w.s.Counters.Garbage.Add(1)
 		return

@@ -144,14 +144,20 @@ func (s *Server) scaleSeries() seriesCollector {
 	if n := s.NMS; n != nil {
 		c := &n.Counters
 		refused := prometheus.NewDesc("cyphonic_nms_refused_total",
-			"NMS requests not served, by reason: busy (store queue full), stale (on a session replaced by a new login), session-expired (answered: log in again), cache-full (the reply cache did not take the entry), node-limit (the node started its share of cached transactions this window), replayed (older than any retransmission of it could be), garbage (does not open or parse).",
+			"NMS requests not served, by reason: busy (store queue full), stale (on a session replaced by a new login), session-expired (answered: log in again), cache-full (the reply cache did not take the entry), node-limit (the node started its share of cached transactions this window), replayed (older than any retransmission of it could be), garbage (does not open or parse), and for packets of sessions this NMS does not hold, before anything is authenticated: unknown-session (the store did not know the ID, now or a moment ago), lookup-rate (the worker's store lookups a second spent), lookup-in-flight (its lookups waiting for the store at their bound, or this ID's already running).",
 			[]string{"reason"}, nil)
 		for _, l := range []named{
 			{"busy", c.Busy.Load}, {"stale", c.Stale.Load}, {"session-expired", c.SessionExpired.Load},
 			{"cache-full", c.CacheFull.Load}, {"node-limit", c.NodeLimit.Load}, {"replayed", c.Replayed.Load},
 			{"garbage", c.Garbage.Load},
+			{"unknown-session", c.UnknownSession.Load}, {"lookup-rate", c.LookupRate.Load}, {"lookup-in-flight", c.LookupInFlight.Load},
 		} {
 			add(refused, prometheus.CounterValue, u(l.v), l.name)
+		}
+		lookups := prometheus.NewDesc("cyphonic_nms_session_lookups_total",
+			"Store lookups of sessions this NMS did not hold (another process's login, or from before a restart), by answer: found, unknown (no such session), failed (the read failed).", []string{"result"}, nil)
+		for _, l := range []named{{"found", c.LookupsFound.Load}, {"unknown", c.LookupsUnknown.Load}, {"failed", c.LookupsFailed.Load}} {
+			add(lookups, prometheus.CounterValue, u(l.v), l.name)
 		}
 		reqs := prometheus.NewDesc("cyphonic_nms_requests_total", "NMS requests served, by type (tunnel-error: tunnel requests answered with an error).", []string{"type"}, nil)
 		for _, l := range []named{

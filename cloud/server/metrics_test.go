@@ -253,6 +253,17 @@ func TestMetricsShowScale(t *testing.T) {
 	if _, err := n.Keepalive(); err == nil {
 		t.Fatal("keepalive after logout answered")
 	}
+	// A packet naming a session nobody holds is looked up and refused;
+	// its second copy too, from the negative cache if it comes within the
+	// cache's half second (else from a second lookup).
+	forged := make([]byte, messages.SignalingHeaderLen+messages.AEADOverhead+16)
+	messages.SignalingHeader{SessionID: n.Reply.SessionID ^ 0x5a5a5a5a}.Put(forged)
+	for _, want := range []float64{1, 2} {
+		if err := n.Send(n.Reply.NMS[0], forged); err != nil {
+			t.Fatal(err)
+		}
+		waitMetric(t, s, `cyphonic_nms_refused_total{reason="unknown-session"}`, want)
+	}
 	waitMetric(t, s, `cyphonic_nms_session_deletions_total{result="done"}`, 1)
 	got := scrape(t, s)
 	for series, want := range map[string]float64{
@@ -262,6 +273,9 @@ func TestMetricsShowScale(t *testing.T) {
 		`cyphonic_nms_refused_total{reason="session-expired"}`: 1,
 		`cyphonic_nms_refused_total{reason="cache-full"}`:      0,
 		`cyphonic_nms_refused_total{reason="replayed"}`:        0,
+		`cyphonic_nms_refused_total{reason="unknown-session"}`: 2,
+		`cyphonic_nms_refused_total{reason="lookup-rate"}`:     0,
+		`cyphonic_nms_session_lookups_total{result="found"}`:   0,
 		`cyphonic_nms_reply_cache_capacity`:                    4096,
 		`cyphonic_nms_session_deletions_total{result="done"}`:  1,
 		`cyphonic_nms_session_deletions_pending`:               0,
@@ -280,6 +294,9 @@ func TestMetricsShowScale(t *testing.T) {
 		if v, ok := got[series]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)
 		}
+	}
+	if v := got[`cyphonic_nms_session_lookups_total{result="unknown"}`]; v < 1 || v > 2 {
+		t.Errorf("session lookups answered unknown: %v, want 1 or 2", v)
 	}
 	// The register's second copies were answered from the cache.
 	if v := got[`cyphonic_nms_reply_cache_total{event="hit"}`]; v < 1 {

@@ -44,8 +44,12 @@ const (
 
 // Config configures one cloud process. Zero values take the defaults.
 type Config struct {
-	DataDir  string   // root certificate, service identities, bbolt store: no CA key (see TrustDir)
-	StoreURL string   // default: bbolt file in DataDir
+	DataDir  string // root certificate, service identities, bbolt store: no CA key (see TrustDir)
+	StoreURL string // default: bbolt file in DataDir
+	// Store, if set, is used instead of opening StoreURL (a test's
+	// instrumented store); the server closes it. StoreURL still says
+	// whether it is shared (a redis:// URL runs the gateway).
+	Store    store.Store
 	Services []string // subset of "as", "nms", "trs"; default all
 	// BootstrapCADir is where a first start on an empty DataDir creates
 	// the overlay CA (default BootstrapCADir(DataDir), outside DataDir).
@@ -94,6 +98,10 @@ type NMSTuning struct {
 	StoreWorkers, StoreQueue   int
 	SweepInterval              time.Duration
 	WorkerQueue                int // packets waiting for one NMS worker
+	// Store lookups of sessions NMS does not hold, made before the packet
+	// is authenticated: a second, and at once (nms.Config's).
+	LookupRate      float64
+	LookupsInFlight int
 }
 
 // Server is a running cloud process.
@@ -212,9 +220,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.root, s.CA, s.CreatedCA = tr.root, tr.ca, tr.created
 	// Through a local first: a failed Open returns a typed nil, which in
 	// s.store would be a non-nil interface that Close then dereferences.
-	st, err := store.Open(ctx, cfg.StoreURL)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	st := cfg.Store
+	if st == nil {
+		opened, err := store.Open(ctx, cfg.StoreURL)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		st = opened
 	}
 	s.store = st
 	deny, err := openDenyList(TrustDir(cfg.DataDir), cfg.Logger)
@@ -277,6 +289,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			StoreWorkers: cfg.NMSTuning.StoreWorkers, StoreQueue: cfg.NMSTuning.StoreQueue,
 			SweepInterval: cfg.NMSTuning.SweepInterval,
 			Workers:       cfg.SignalWorkers, WorkerQueue: cfg.NMSTuning.WorkerQueue,
+			LookupRate: cfg.NMSTuning.LookupRate, LookupsInFlight: cfg.NMSTuning.LookupsInFlight,
 			Logger: cfg.Logger,
 		})
 		if err != nil {

@@ -35,6 +35,11 @@ type Node struct {
 	// as a real node does (without checking them); by default it ignores
 	// them, as the tests expect. Set before Login.
 	AckDenyLists bool
+	// OnConfirm, if set, is called with the new session's ID when a
+	// login's challenge is answered, before the confirmation is first
+	// sent: what an on-path observer learns (the ID is in the
+	// confirmation's clear header) before the AS has stored the session.
+	OnConfirm func(session uint32)
 
 	mu         sync.Mutex
 	conn       *net.UDPConn // the current socket (Move replaces it)
@@ -368,6 +373,12 @@ func (n *Node) Login(asAddr netip.AddrPort, dup bool) (*messages.LoginReply, err
 				}
 				if advanced {
 					timer.Stop()
+					if n.OnConfirm != nil {
+						_, confirm := n.LoginPackets()
+						if id, err := signaling.PeekSession(confirm); err == nil {
+							n.OnConfirm(id)
+						}
+					}
 					sent = 0 // the confirmation starts its own schedule
 					break waiting
 				}
