@@ -58,6 +58,13 @@
 // and unseen since this process started); a node's tunnels leave the
 // tunnels map when its session ends (peers.go).
 //
+// A packet of a session no worker here holds is looked up in the store
+// before it is authenticated; each worker bounds those lookups (a rate,
+// a share of the store queue, one per ID) and briefly remembers IDs the
+// store did not know, so a flood of made-up session IDs costs the store a
+// bounded number of reads and leaves its queue to authenticated work
+// (lookup.go).
+//
 // No actor calls the store itself: every store call (bbolt fsync, Redis
 // round trip) runs on the service's store workers (svc.Workers, bounded),
 // and its result comes back to the actor as a message. A session that
