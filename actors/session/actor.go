@@ -86,6 +86,11 @@ type sessionActor struct {
 	watch     *time.Timer
 	watchAt   time.Time // when watch fires
 	failovers int
+	// probe is the NAT probe address of the NMS moved to (moveNMS; zero:
+	// the login's own); moves counts the NMSes moved to since the last
+	// login or registration that went through.
+	probe netip.AddrPort
+	moves int
 
 	loginFailures int
 	probeID       uint64
@@ -576,6 +581,9 @@ func (a *sessionActor) relogin(ctx actor.Context, why error) {
 		from := a.as
 		a.failovers++
 		a.nextCloud()
+		if a.moveNMS(ctx, why) {
+			return
+		}
 		a.log.Warn("cloud lost, logging in at the next one", "err", why, "cloud", from, "next", a.as)
 	} else {
 		a.log.Warn("cloud session lost, logging in again", "err", why)
@@ -594,6 +602,7 @@ func (a *sessionActor) loginDone(ctx actor.Context, d *txDone) {
 	a.lastLogin = time.Now()
 	a.heard = time.Now()
 	a.nms = pickAddr(a.login.NMS, a.cfg.Dataplane.LocalAddrs(), a.as, a.as)
+	a.probe, a.moves = netip.AddrPort{}, 0
 	a.log.Info("logged in", "as", a.as, "session", a.login.SessionID, "vip6", a.login.VIP6, "vip4", a.login.VIP4, "nms", a.nms)
 	if a.cfg.OnLogin != nil {
 		a.cfg.OnLogin(a.login)
@@ -614,7 +623,10 @@ func (a *sessionActor) probeThenRegister(ctx actor.Context) {
 		return // the probe or registration in flight will do
 	}
 	a.probeSeen = nil
-	probe := pickAddr(a.login.NATProbe, a.cfg.Dataplane.LocalAddrs(), a.as, netip.AddrPort{})
+	probe := a.probe
+	if !probe.IsValid() {
+		probe = pickAddr(a.login.NATProbe, a.cfg.Dataplane.LocalAddrs(), a.as, netip.AddrPort{})
+	}
 	if !probe.IsValid() {
 		a.register(ctx)
 		return
@@ -732,7 +744,7 @@ func (a *sessionActor) registerDone(ctx actor.Context, d *txDone) {
 		return
 	}
 	a.registered, a.observed, a.nat = a.registering, r.Observed, r.NAT
-	a.state = StateOnline
+	a.state, a.moves = StateOnline, 0
 	a.log.Info("registered", "observed", r.Observed, "nat", r.NAT.String(), "locals", len(a.registered))
 	// Always re-arm: a re-registration's probe wait took the timer, and a
 	// registration refreshes the NAT mapping as well as a keepalive would.
@@ -900,6 +912,63 @@ func (a *sessionActor) stop() {
 	a.publish()
 }
 
+// moveNMS keeps the session and moves it to the next cloud process's NMS
+// the login listed, registering there after a fresh probe: the session
+// and its keys are in the store the processes share, so any of them
+// serves it, and a registration costs the cloud a store lookup and a
+// write where a new login costs the AS a certificate check and three
+// X25519 operations. False when there is no other NMS to try (the login
+// listed none, or each was tried since the last registration): then only
+// a new login helps. The caller has moved the AS address on already (the
+// one logged in at is likely the lost process's), for a login should
+// this registration fail too.
+func (a *sessionActor) moveNMS(ctx actor.Context, why error) bool {
+	next, probe, ok := a.nextNMS()
+	if !ok || a.sess == nil {
+		return false
+	}
+	from := a.nms
+	a.epoch++ // what the old NMS owed us is stale
+	a.stopTimer()
+	a.stopWatch()
+	for id := range a.open {
+		a.cancelTx(ctx, id) // wanted and wantedVIP stay: asked again once registered
+	}
+	a.moves++
+	a.nms, a.probe = next, probe
+	a.state, a.probing = StateRegistering, false
+	a.log.Warn("cloud lost, moving the session to another NMS", "err", why, "from", from, "to", next)
+	a.probeThenRegister(ctx)
+	return true
+}
+
+// nextNMS is the NMS address after a.nms among the login's of a.nms's
+// family (the AS lists its own process's first, then one per other
+// process), and the probe address at the same place among the probes of
+// that family (each process lists one of each per family).
+func (a *sessionActor) nextNMS() (nms, probe netip.AddrPort, ok bool) {
+	is4 := a.nms.Addr().Unmap().Is4()
+	family := func(list []netip.AddrPort) []netip.AddrPort {
+		var out []netip.AddrPort
+		for _, x := range list {
+			if x.Addr().Unmap().Is4() == is4 {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	nmses, probes := family(a.login.NMS), family(a.login.NATProbe)
+	i := slices.Index(nmses, a.nms)
+	if i < 0 || a.moves >= len(nmses)-1 {
+		return netip.AddrPort{}, netip.AddrPort{}, false
+	}
+	j := (i + 1) % len(nmses)
+	if j < len(probes) {
+		probe = probes[j]
+	}
+	return nmses[j], probe, true
+}
+
 // nextCloud moves to the next cloud address.
 func (a *sessionActor) nextCloud() {
 	a.cloud = (a.cloud + 1) % len(a.cfg.Clouds)
@@ -980,6 +1049,9 @@ func (a *sessionActor) checkCloud(ctx actor.Context) {
 			a.nextCloud()
 			why := fmt.Errorf("%s unanswered for %v from the cloud at %s", o.kind, now.Sub(o.sent).Round(time.Millisecond), from)
 			a.lastErr = why.Error()
+			if a.moveNMS(ctx, why) {
+				return
+			}
 			a.log.Warn("cloud lost, logging in at the next one", "err", why, "next", a.as)
 			a.loginFailures = 0
 			a.startLogin(ctx)

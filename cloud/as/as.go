@@ -73,6 +73,11 @@ type Config struct {
 	// any work is done for them.
 	Limits LimitConfig
 	Logger *slog.Logger
+	// OtherClouds, if set, returns the other live cloud processes sharing
+	// the store (their NMS and probe addresses): LoginReply lists them
+	// after NMSAddrs and NATProbe, so a node whose process dies moves its
+	// session to another with a registration, without a new login.
+	OtherClouds func() []store.LeaseInfo
 }
 
 // Counters are the AS's outcome counts.
@@ -773,6 +778,9 @@ func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
 		NMS: s.cfg.NMSAddrs, NATProbe: s.cfg.NATProbe, SessionTTL: uint32(s.cfg.SessionTTL / time.Second),
 		SessionID: t.st.session, // named in the challenge; PutNode refuses one another node holds
 	}
+	if s.cfg.OtherClouds != nil {
+		t.reply.NMS, t.reply.NATProbe = withOtherClouds(s.cfg.NMSAddrs, s.cfg.NATProbe, s.cfg.OtherClouds())
+	}
 	// The record's old session, if any, loses its index in the same write
 	// (a new login replaces the old session): only now that the node has
 	// proven its key.
@@ -853,4 +861,24 @@ func randomSessionID() uint32 {
 			return id
 		}
 	}
+}
+
+// maxAddrsPerCloud bounds the addresses one other process adds to each
+// list (one per family): with the lists at messages.MaxAddrs the
+// LoginReply stays well under the confirmation it answers (LoginMinLen).
+const maxAddrsPerCloud = 2
+
+// withOtherClouds lists this process's NMS and probe addresses first (a
+// node prefers the first of its family, so an older node stays on this
+// process) and then the other processes', each process's in one run.
+func withOtherClouds(nms, probe []netip.AddrPort, others []store.LeaseInfo) (allNMS, allProbe []netip.AddrPort) {
+	allNMS, allProbe = slices.Clone(nms), slices.Clone(probe)
+	for _, o := range others {
+		n, p := o.NMS[:min(len(o.NMS), maxAddrsPerCloud)], o.Probe[:min(len(o.Probe), maxAddrsPerCloud)]
+		if len(allNMS)+len(n) > messages.MaxAddrs || len(allProbe)+len(p) > messages.MaxAddrs {
+			break // what a node decodes (every address list's bound)
+		}
+		allNMS, allProbe = append(allNMS, n...), append(allProbe, p...)
+	}
+	return allNMS, allProbe
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,9 +56,19 @@ func (s *Service) renewLease(l store.Leases) {
 	t := time.NewTicker(homeLeaseRenew)
 	defer t.Stop()
 	failing, lastOK := false, time.Now()
-	for {
+	dir, _ := l.(store.LeaseDirectory)
+	info := store.LeaseInfo{NMS: s.addrs, Probe: s.altAddrs}
+	for n := 0; ; n++ {
 		ctx, cancel := context.WithTimeout(context.Background(), homeLeaseRenew)
-		err := l.RenewLease(ctx, s.cfg.Home, homeLeaseTTL)
+		var err error
+		if dir != nil {
+			err = dir.PublishLease(ctx, s.cfg.Home, info, homeLeaseTTL)
+			if err == nil && n%directoryEvery == 0 {
+				s.readDirectory(ctx, dir)
+			}
+		} else {
+			err = l.RenewLease(ctx, s.cfg.Home, homeLeaseTTL)
+		}
 		cancel()
 		if err != nil || time.Since(lastOK) > homeLeaseTTL {
 			// Another NMS may take (or have taken) this one's nodes as
@@ -84,6 +95,50 @@ func (s *Service) renewLease(l store.Leases) {
 		}
 	}
 }
+
+// directoryEvery: the other processes' addresses are read every this
+// many renewals (1 s): they change when a process starts or dies, and a
+// dead one left in the list costs a node that tries it one failed
+// registration before it tries the next.
+const directoryEvery = 2
+
+// readDirectory keeps the other live processes' addresses for OtherClouds.
+func (s *Service) readDirectory(ctx context.Context, dir store.LeaseDirectory) {
+	live, err := dir.LiveLeases(ctx)
+	if err != nil {
+		s.log.Debug("nms: read the other processes' leases", "err", err)
+		return
+	}
+	holders := make([]string, 0, len(live))
+	for h := range live {
+		if h != s.cfg.Home {
+			holders = append(holders, h)
+		}
+	}
+	slices.Sort(holders)
+	others := make([]store.LeaseInfo, 0, len(holders))
+	for _, h := range holders {
+		others = append(others, live[h])
+	}
+	s.others.Store(&others)
+}
+
+// OtherClouds is where the other live cloud processes sharing the store
+// take signaling and probes (as their leases said at the last read, at
+// most maxOtherClouds of them): the AS lists them in LoginReply after its
+// own process's, so a node whose process dies moves its session to one of
+// them with a registration instead of a new login.
+func (s *Service) OtherClouds() []store.LeaseInfo {
+	p := s.others.Load()
+	if p == nil {
+		return nil
+	}
+	return (*p)[:min(len(*p), maxOtherClouds)]
+}
+
+// maxOtherClouds bounds the processes listed: each adds up to four
+// addresses to every LoginReply.
+const maxOtherClouds = 7
 
 // homeDown reports whether n's home is another NMS whose lease has lapsed.
 // Without leases (bbolt: one process), or when the store does not answer,

@@ -184,6 +184,8 @@ type Service struct {
 	// leaseEpoch counts the times this NMS's lease may have lapsed: a
 	// session's known mapping holds only within one epoch (ka.go).
 	leaseEpoch atomic.Uint64
+	// others: the other live processes' addresses (home.go, OtherClouds).
+	others atomic.Pointer[[]store.LeaseInfo]
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }

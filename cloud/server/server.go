@@ -298,6 +298,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		nmsRef, nmsAddrs, probeAddrs = svc.RootOf("", svc.NMS), s.NMS.Addrs(), s.NMS.AltAddrs()
 	}
 
+	var otherClouds func() []store.LeaseInfo // NMS here: the other processes its leases list
+	if s.NMS != nil {
+		otherClouds = s.NMS.OtherClouds
+	}
 	if run(svc.AS) {
 		if nmsRef.IsZero() {
 			return nil, errors.New("server: AS needs an NMS: run nms here or give its remote address")
@@ -311,6 +315,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.AS, err = as.Start(system(svc.AS), as.Config{
 			Identity: id, Verifier: v, Store: s.store, Listen: cfg.addrs(cfg.ASPort),
 			Link: s.router.Link(svc.AS), NMS: nmsRef, NMSAddrs: nmsAddrs, NATProbe: probeAddrs, Workers: cfg.SignalWorkers, Logger: cfg.Logger,
+			OtherClouds: otherClouds,
 		})
 		if err != nil {
 			return nil, err

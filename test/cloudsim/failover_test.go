@@ -56,6 +56,7 @@ func TestActiveActiveFailover(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cl := startClouds(t, 3)
+			cl.waitDirectory(t)
 			stopLoad := cl.load(t, 8)
 			defer stopLoad()
 			alice := startFailoverNode(t, cl, "alice.example.cyphonic", netip.MustParseAddr("127.0.0.2"), tt.alice)
@@ -96,6 +97,12 @@ func TestActiveActiveFailover(t *testing.T) {
 				if n.first == 0 && st.AS == cl.as[0] && (n == alice || !tt.onlyAlice) {
 					t.Errorf("%s still on the killed process", n.fqdn)
 				}
+				// A node that lost its process moved its session to
+				// another process's NMS (LoginReply listed them) with a
+				// registration: no second login, no AS work for it.
+				if st.Logins != 1 {
+					t.Errorf("%s logged in %d times, want once (failover by registration)", n.fqdn, st.Logins)
+				}
 			}
 		})
 	}
@@ -133,6 +140,36 @@ func startClouds(t *testing.T, n int) *clouds {
 		cl.as = append(cl.as, as)
 	}
 	return cl
+}
+
+// waitDirectory waits until every process's NMS has read the others'
+// addresses from their leases (store.LeaseDirectory), so that a login at
+// any of them lists the others: a login before that (just after the
+// processes started) would leave its node nowhere to move its session but
+// a new login.
+func (c *clouds) waitDirectory(t *testing.T) {
+	t.Helper()
+	for i, as := range c.as {
+		n, err := NewNodeOn(c.ca, fmt.Sprintf("directory%d.example.cyphonic", i), netip.MustParseAddr("127.0.0.1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			rep, err := n.Login(as, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.NMS) == len(c.as) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d's logins list %d NMS addresses, want %d", i, len(rep.NMS), len(c.as))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		n.Close()
+	}
 }
 
 // startCloudProc starts one cloud process (see startChildCloud), stopped
