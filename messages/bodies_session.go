@@ -103,6 +103,15 @@ func (m *LoginConfirm) DecodeMsgpack(d *msgpack.Decoder) error {
 // LoginReply (AS -> node) answers a LoginConfirm, sealed on the new session.
 //
 //	[session, fqdn, vip6, vip4, prefix6, prefix4, nms ([]addrport), natprobe ([]addrport), ttl]
+//
+// In an active-active cloud nms and natprobe list the AS's own process's
+// addresses first and then, in one run per process and in the same order
+// in both lists, up to two of each other live process's (each at most
+// MaxAddrs in all). A node uses the first of its family, and moves its
+// session to the next process's on losing its own, with a registration
+// instead of a login (the session is in the store the processes share).
+// The format is unchanged: a node that knows only the first entries just
+// never moves.
 type LoginReply struct {
 	SessionID  uint32 // goes in every sealed signaling packet's header
 	FQDN       string // the node's name, from its certificate
