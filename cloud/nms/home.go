@@ -57,7 +57,9 @@ func (s *Service) renewLease(l store.Leases) {
 	defer t.Stop()
 	failing, lastOK := false, time.Now()
 	dir, _ := l.(store.LeaseDirectory)
-	info := store.LeaseInfo{NMS: s.addrs, Probe: s.altAddrs}
+	// The first few addresses will do (an NMS listening on more than
+	// MaxLeaseAddrs still holds its lease).
+	info := store.LeaseInfo{NMS: s.addrs[:min(len(s.addrs), store.MaxLeaseAddrs)], Probe: s.altAddrs[:min(len(s.altAddrs), store.MaxLeaseAddrs)]}
 	for n := 0; ; n++ {
 		ctx, cancel := context.WithTimeout(context.Background(), homeLeaseRenew)
 		var err error

@@ -71,9 +71,9 @@ type LeaseDirectory interface {
 
 var _ LeaseDirectory = (*RedisStore)(nil)
 
-// maxLeaseInfo bounds a published LeaseInfo: a process has a few
-// addresses, and the list ends up in every LoginReply.
-const maxLeaseInfo = 8
+// MaxLeaseAddrs bounds each list of a published LeaseInfo: a process has
+// a few addresses, and they end up in every LoginReply.
+const MaxLeaseAddrs = 8
 
 func (s *RedisStore) leasesKey() string { return s.prefix + "leases" }
 
@@ -83,8 +83,8 @@ func (s *RedisStore) PublishLease(ctx context.Context, holder string, info Lease
 	if holder == "" || ttl <= 0 {
 		return fmt.Errorf("store: lease %q for %v: want a holder and a positive time to live", holder, ttl)
 	}
-	if len(info.NMS) > maxLeaseInfo || len(info.Probe) > maxLeaseInfo {
-		return fmt.Errorf("store: lease %s: %d NMS and %d probe addresses, at most %d each", holder, len(info.NMS), len(info.Probe), maxLeaseInfo)
+	if len(info.NMS) > MaxLeaseAddrs || len(info.Probe) > MaxLeaseAddrs {
+		return fmt.Errorf("store: lease %s: %d NMS and %d probe addresses, at most %d each", holder, len(info.NMS), len(info.Probe), MaxLeaseAddrs)
 	}
 	v, err := json.Marshal(info)
 	if err != nil {

@@ -94,7 +94,7 @@ func TestCloudFailover(t *testing.T) {
 	if st.AS == as || st.Failovers == 0 {
 		t.Errorf("alice's session after the kill: %+v", st)
 	}
-	t.Logf("alice now at %v (failovers %d, %s)", st.AS, st.Failovers, st.LastError)
+	t.Logf("alice now at %v, NMS %v (failovers %d, logins %d: 1 if her session moved by registration, %s)", st.AS, st.NMS, st.Failovers, st.Logins, st.LastError)
 	talk(t, alice, carol, 1<<20)
 	talk(t, bob, alice, 1<<20)
 }
