@@ -44,6 +44,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sessionIdle := fs.Duration("session-idle", 0, "drop a node's session not refreshed for this long (default 3m)")
 	relayIdle := fs.Duration("relay-idle", 0, "drop a relay session with no authenticated bind for this long (default 2m)")
 	signalWorkers := fs.Int("signal-workers", 0, "worker actors NMS (sealed packets, by session) and AS (login DH) each run (default: one per CPU, GOMAXPROCS)")
+	lookupRate := fs.Float64("session-lookup-rate", 0, "store lookups a second NMS makes for packets of sessions it does not hold, before they are authenticated (nodes moving here from another process, or after a restart; default 5000)")
 	verbose := fs.Bool("v", false, "log every login and transaction")
 	if err := o.parse(args); err != nil {
 		return err
@@ -84,6 +85,10 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return o.usageErr("signal-workers", "negative count")
 	}
 	cfg.SignalWorkers = *signalWorkers
+	if *lookupRate < 0 {
+		return o.usageErr("session-lookup-rate", "negative rate")
+	}
+	cfg.NMSTuning.LookupRate = *lookupRate
 	if len(cfg.Services) == 0 {
 		return o.usageErr("services", "none given (want some of as, nms, trs)")
 	}
