@@ -88,6 +88,8 @@ type Config struct {
 	// (default 4096); beyond it they are dropped, counted per worker, and
 	// the nodes retransmit.
 	Workers, WorkerQueue int
+	Logger               *slog.Logger
+
 	// Lookups of sessions this NMS does not hold, made before anything
 	// about the packet is authenticated (lookup.go). LookupRate bounds
 	// them a second, over all workers (default 5000: a restart with 100k
@@ -101,7 +103,6 @@ type Config struct {
 	LookupRate        float64
 	LookupsInFlight   int
 	UnknownSessionTTL time.Duration
-	Logger            *slog.Logger
 }
 
 // Counters count what NMS did.

@@ -44,13 +44,13 @@ const (
 
 // Config configures one cloud process. Zero values take the defaults.
 type Config struct {
-	DataDir  string // root certificate, service identities, bbolt store: no CA key (see TrustDir)
-	StoreURL string // default: bbolt file in DataDir
+	DataDir  string   // root certificate, service identities, bbolt store: no CA key (see TrustDir)
+	StoreURL string   // default: bbolt file in DataDir
+	Services []string // subset of "as", "nms", "trs"; default all
 	// Store, if set, is used instead of opening StoreURL (a test's
 	// instrumented store); the server closes it. StoreURL still says
 	// whether it is shared (a redis:// URL runs the gateway).
-	Store    store.Store
-	Services []string // subset of "as", "nms", "trs"; default all
+	Store store.Store
 	// BootstrapCADir is where a first start on an empty DataDir creates
 	// the overlay CA (default BootstrapCADir(DataDir), outside DataDir).
 	BootstrapCADir string
