@@ -45,7 +45,8 @@ type lookupGate struct {
 	maxUnknown  int
 
 	tokens   float64
-	last     int64            // when tokens was computed (ns); 0: never
+	last     int64 // when tokens was computed (ns), if primed
+	primed   bool
 	inFlight map[uint32]int64 // IDs being looked up -> when the lookup started
 	unknown  map[uint32]int64 // IDs the store did not know -> until when that stands
 }
@@ -72,7 +73,8 @@ func newLookupGate(rate float64, maxInFlight int, ttl time.Duration) *lookupGate
 
 // admit decides whether a packet of session id, which the worker does not
 // hold, may be looked up now; lookupGo records the lookup as in flight
-// (done must follow).
+// (done must follow). Times are monotonic nanoseconds (Service.mono): a
+// wall clock stepped back must not make a negative entry last.
 func (g *lookupGate) admit(id uint32, now int64) lookupVerdict {
 	if until, ok := g.unknown[id]; ok {
 		if now < until {
@@ -83,12 +85,12 @@ func (g *lookupGate) admit(id uint32, now int64) lookupVerdict {
 	if _, ok := g.inFlight[id]; ok || len(g.inFlight) >= g.maxInFlight {
 		return lookupInFlight
 	}
-	if g.last == 0 {
-		g.tokens = g.burst
+	if !g.primed {
+		g.tokens, g.last, g.primed = g.burst, now, true
 	} else if d := now - g.last; d > 0 {
 		g.tokens = min(g.burst, g.tokens+float64(d)/float64(time.Second)*g.rate)
+		g.last = now
 	}
-	g.last = max(g.last, now)
 	if g.tokens < 1 {
 		return lookupRate
 	}

@@ -313,6 +313,9 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// mono is the monotonic time since Start, in nanoseconds.
+func (s *Service) mono() int64 { return int64(time.Since(s.started)) }
+
 // connFor is the signaling socket of to's address family, or nil.
 func (s *Service) connFor(to netip.AddrPort) *net.UDPConn {
 	if !to.IsValid() {
@@ -528,7 +531,7 @@ func (w *worker) Receive(ctx actor.Context) {
 	case tick:
 		now := time.Now()
 		w.expire(ctx, now)
-		w.lookups.expire(now.UnixNano())
+		w.lookups.expire(w.s.mono())
 		w.flushDeletes(ctx)
 	case deleted:
 		w.onDeleted(ctx, m)
@@ -648,7 +651,7 @@ func (w *worker) onPacket(ctx actor.Context, p *svc.Packet) {
 // hold, if the worker's lookup bounds allow (lookup.go); else p is dropped,
 // counted by reason.
 func (w *worker) lookupSession(ctx actor.Context, p *svc.Packet, id uint32) {
-	switch w.lookups.admit(id, time.Now().UnixNano()) {
+	switch w.lookups.admit(id, w.s.mono()) {
 	case lookupUnknown:
 		p.Done()
 		w.s.Counters.UnknownSession.Add(1)
@@ -668,7 +671,7 @@ func (w *worker) lookupSession(ctx actor.Context, p *svc.Packet, id uint32) {
 		return sessionFound{id: id, node: n, err: err, pkt: p, epoch: epoch}
 	})
 	if err != nil {
-		w.lookups.done(id, false, time.Now().UnixNano())
+		w.lookups.done(id, false, w.s.mono())
 		p.Done()
 		w.s.Counters.Busy.Add(1)
 	}
@@ -677,7 +680,7 @@ func (w *worker) lookupSession(ctx actor.Context, p *svc.Packet, id uint32) {
 func (w *worker) onSessionFound(ctx actor.Context, m sessionFound) {
 	p, n := m.pkt, m.node
 	unknown := errors.Is(m.err, store.ErrNotFound)
-	w.lookups.done(m.id, unknown, time.Now().UnixNano())
+	w.lookups.done(m.id, unknown, w.s.mono())
 	switch {
 	case unknown:
 		w.s.Counters.LookupsUnknown.Add(1)
