@@ -149,6 +149,8 @@ type node struct {
 	cloud netip.AddrPort
 	proc  *testbed.Proc
 	extra []string // flags after nodeTuning (a later flag wins)
+	// primerTTL is the primer TTL the node must learn (0: not checked).
+	primerTTL int
 }
 
 // addNode issues a certificate for host's name and starts a node on it,

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"testing"
@@ -115,6 +117,32 @@ func TestNATMatrix(t *testing.T) {
 		pair{"double-napt-none", cgnA, byKind[testbed.NATNone][0], []messages.PathKind{messages.PathDirect}},
 		pair{"double-napt-same-cgn", cgnA, cgnB, []messages.PathKind{messages.PathRelay}},
 	)
+	// Home routers behind CGNs, every router plain masquerade without an
+	// input firewall: a node two NATs deep learns TTL 3 for its primers
+	// from the path (actors/dataplane/primerttl.go) and punches through
+	// both, to a masquerade site and to a node behind another CGN. A
+	// fixed TTL 2 opened only the home router, and the peer's early init
+	// made the CGN remap (test/testbed's TestLearntTTLPunchesThroughCGN).
+	// Behind a CGN that sends no ICMP the node learns TTL 2 (the hop
+	// before the silent one): the punch may be lost, never the tunnel.
+	cgnHome := func(name string, silent bool) *node {
+		c := w.bed.AddSite("c"+name, testbed.SiteOpts{NAT: testbed.NATMasquerade, IPv4: true, Silent: silent})
+		n := w.addNode(w.bed.AddSite("h"+name, testbed.SiteOpts{NAT: testbed.NATMasquerade, Behind: c}).AddHost(name))
+		n.primerTTL = 3
+		if silent {
+			n.primerTTL = 2
+		}
+		return n
+	}
+	cgnM1, cgnM2, cgnQ := cgnHome("cgnm1", false), cgnHome("cgnm2", false), cgnHome("cgnq", true)
+	for _, n := range byKind[testbed.NATMasquerade] {
+		n.primerTTL = 2
+	}
+	pairs = append(pairs,
+		pair{"cgn-masq", cgnM1, byKind[testbed.NATMasquerade][1], []messages.PathKind{messages.PathHolePunch}},
+		pair{"cgn-cgn", cgnM1, cgnM2, []messages.PathKind{messages.PathHolePunch}},
+		pair{"silent-cgn-masq", cgnQ, byKind[testbed.NATMasquerade][1], []messages.PathKind{messages.PathHolePunch, messages.PathRelay}},
+	)
 	// IPv4-only with IPv6-only: the dual-stack TRS bridges them.
 	v6 := w.addNode(w.bed.AddHost("v6only", testbed.HostOpts{IPv6: true}))
 	pairs = append(pairs, pair{"ipv4-ipv6", byKind[testbed.NATNone][1], v6, []messages.PathKind{messages.PathRelay}})
@@ -136,6 +164,9 @@ func TestNATMatrix(t *testing.T) {
 					for _, n := range []*node{p.a, p.b} {
 						n.start()
 					}
+				}
+				for _, n := range []*node{p.a, p.b} {
+					n.waitPrimerTTL()
 				}
 				debug := os.Getenv("CYPHONIC_NAT_DEBUG") != ""
 				var drops0 map[string]float64
@@ -186,6 +217,26 @@ func TestNATMatrix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitPrimerTTL waits until the node's current process has learnt its
+// primer TTL from the path and checks it is n.primerTTL (0: not checked).
+func (n *node) waitPrimerTTL() {
+	n.w.t.Helper()
+	if n.primerTTL == 0 {
+		return
+	}
+	re := regexp.MustCompile(`msg="primer TTL".* ttl=(\d+) `)
+	n.w.eventually(n.fqdn+" learnt its primer TTL", 5*time.Second, func() error {
+		m := re.FindStringSubmatch(n.proc.Output())
+		if m == nil {
+			return errors.New("no \"primer TTL\" in its log")
+		}
+		if m[1] != strconv.Itoa(n.primerTTL) {
+			n.w.t.Errorf("%s: primer TTL %s, want %d (%s)", n.fqdn, m[1], n.primerTTL, m[0])
+		}
+		return nil
+	})
 }
 
 // allPaths are the path kinds a settled tunnel may show.
