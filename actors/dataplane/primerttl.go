@@ -49,11 +49,22 @@ type primerTTLs struct {
 	probing atomic.Bool // a probe series runs
 
 	mu      sync.Mutex
-	ttl     map[netip.Addr]int // by local source address toward the cloud
-	checked time.Time          // last look from SendControl
-	probed  time.Time          // last probe series started
-	gen     int                // bumped by forget: a series started before it is stale
+	ttl     map[netip.Addr]learntTTL // by local source address toward the cloud
+	checked time.Time                // last look from SendControl
+	probed  time.Time                // last probe series started
+	gen     int                      // bumped by forget: a series started before it is stale
 }
+
+// learntTTL is one probe series' answer.
+type learntTTL struct {
+	ttl       int
+	confirmed bool      // a public router answered (hops.Choose)
+	at        time.Time // unconfirmed answers are probed again after primerReprobe
+}
+
+// primerReprobe is how old an unconfirmed TTL may get before SendControl
+// probes again (a rate-limited router may answer the next series).
+const primerReprobe = 30 * time.Second
 
 // primerHops is the TTL a primer toward ep gets, and false when no primer
 // goes: the source address toward ep is not behind a NAT (natSource).
@@ -65,8 +76,8 @@ func (d *Dataplane) primerHops(ep netip.AddrPort) (int, bool) {
 	c := &d.primerTTL
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ttl, ok := c.ttl[src]; ok {
-		return ttl, true
+	if l, ok := c.ttl[src]; ok {
+		return l.ttl, true
 	}
 	return hops.Fallback, true
 }
@@ -91,7 +102,8 @@ func (d *Dataplane) learnPrimerTTL(to netip.AddrPort) {
 		return // a global address primes nothing
 	}
 	c.mu.Lock()
-	_, known := c.ttl[src]
+	l, ok := c.ttl[src]
+	known := ok && (l.confirmed || now.Sub(l.at) < primerReprobe)
 	recent := !c.probed.IsZero() && now.Sub(c.probed) < primerProbeEvery
 	c.mu.Unlock()
 	if known || recent || !c.probing.CompareAndSwap(false, true) {
@@ -127,7 +139,7 @@ func (d *Dataplane) probePrimerTTL(to netip.AddrPort, src netip.Addr, gen int) {
 		}
 	}()
 	hs, err := hops.Probe(ctx, to, hops.MaxTTL, primerProbeWait)
-	ttl, learnt := hops.Choose(hs)
+	ttl, confirmed := hops.Choose(hs)
 	c := &d.primerTTL
 	defer c.probing.Store(false)
 	c.mu.Lock()
@@ -140,10 +152,13 @@ func (d *Dataplane) probePrimerTTL(to netip.AddrPort, src netip.Addr, gen int) {
 		return // forgotten meanwhile: the next SendControl probes again
 	}
 	if c.ttl == nil || len(c.ttl) >= maxPrimerTTLs {
-		c.ttl = make(map[netip.Addr]int, 2)
+		c.ttl = make(map[netip.Addr]learntTTL, 2)
 	}
-	c.ttl[src] = ttl
-	d.log.Info("primer TTL", "local", src, "toward", to, "ttl", ttl, "learnt", learnt, "hops", hopsString(hs))
+	// An unconfirmed series keeps a confirmed answer it cannot improve.
+	if old, ok := c.ttl[src]; !ok || confirmed || !old.confirmed {
+		c.ttl[src] = learntTTL{ttl: ttl, confirmed: confirmed, at: time.Now()}
+	}
+	d.log.Info("primer TTL", "local", src, "toward", to, "ttl", ttl, "confirmed", confirmed, "hops", hopsString(hs))
 }
 
 // forget drops every cached TTL (our address or mapping moved).

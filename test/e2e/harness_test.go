@@ -151,6 +151,9 @@ type node struct {
 	extra []string // flags after nodeTuning (a later flag wins)
 	// primerTTL is the primer TTL the node must learn (0: not checked).
 	primerTTL int
+	// upstream is the router in front of the node's site router (a
+	// CGN), for debug dumps; nil if none.
+	upstream *testbed.Site
 }
 
 // addNode issues a certificate for host's name and starts a node on it,

@@ -128,7 +128,7 @@ func TestNATMatrix(t *testing.T) {
 	cgnHome := func(name string, silent bool) *node {
 		c := w.bed.AddSite("c"+name, testbed.SiteOpts{NAT: testbed.NATMasquerade, IPv4: true, Silent: silent})
 		n := w.addNode(w.bed.AddSite("h"+name, testbed.SiteOpts{NAT: testbed.NATMasquerade, Behind: c}).AddHost(name))
-		n.primerTTL = 3
+		n.primerTTL, n.upstream = 3, c
 		if silent {
 			n.primerTTL = 2
 		}
@@ -266,6 +266,10 @@ func logConntrack(t *testing.T, a, b *node) {
 		}
 		out, err := n.w.bed.Exec(site.NS(), "conntrack", "-L", "-p", "udp")
 		t.Logf("conntrack on %s's router (%v):\n%s", n.fqdn, err, out)
+		if n.upstream != nil {
+			out, err := n.w.bed.Exec(n.upstream.NS(), "conntrack", "-L", "-p", "udp")
+			t.Logf("conntrack on %s's CGN (%v):\n%s", n.fqdn, err, out)
+		}
 	}
 }
 

@@ -51,8 +51,8 @@ func Private(a netip.Addr) bool {
 // cgnat is RFC 6598's shared address space, a carrier-grade NAT's inside.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
-// Choose returns the primer TTL the hops call for, and whether the path
-// taught it (false: Fallback).
+// Choose returns the primer TTL the hops call for, and whether a public
+// router's answer confirmed it.
 //
 // The first hop that answers from a public address is beyond our
 // outermost NAT; the primer must pass every hop before it and die there.
@@ -61,11 +61,16 @@ var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 // to be private: passing too few of our NATs only loses the punch (the
 // relay catches it), passing one public router too many could carry the
 // primer into the peer's NAT, where it does the harm priming prevents.
-// Without any private hop before a public one (every router before it was
-// silent, or the first router answers from a public address) or without
-// any public hop at all (ICMP filtered, or the destination is inside our
-// own network), the path says nothing: Fallback.
-func Choose(hops []Hop) (ttl int, learnt bool) {
+//
+// When private hops answered and nothing public did, the TTL is the same,
+// unconfirmed: the routers beyond a CGN are the ones most likely to stay
+// silent, since a CGN's one public address is shared by all its customers
+// and Linux routers send at most about one time exceeded per second to
+// any one destination. Without any private hop (every router before the
+// first public one silent, or the first router answering from a public
+// address), or when the destination itself is inside our own network,
+// the path says nothing: Fallback.
+func Choose(hops []Hop) (ttl int, confirmed bool) {
 	hs := slices.Clone(hops)
 	slices.SortFunc(hs, func(a, b Hop) int { return a.TTL - b.TTL })
 	lastPrivate := 0
@@ -86,5 +91,8 @@ func Choose(hops []Hop) (ttl int, learnt bool) {
 		}
 		lastPrivate = h.TTL
 	}
-	return Fallback, false
+	if lastPrivate == 0 {
+		return Fallback, false
+	}
+	return lastPrivate + 1, false
 }

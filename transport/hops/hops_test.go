@@ -19,7 +19,7 @@ func TestChoose(t *testing.T) {
 		name   string
 		hops   []Hop
 		ttl    int
-		learnt bool
+		learnt bool // confirmed by a public hop
 	}{
 		{"nothing answered", nil, Fallback, false},
 		{"all silent", []Hop{hop(1, ""), hop(2, ""), hop(3, "")}, Fallback, false},
@@ -31,7 +31,8 @@ func TestChoose(t *testing.T) {
 		{"order of answers does not matter", []Hop{hop(3, "198.51.100.1"), hop(1, "192.168.1.1"), hop(2, "100.64.0.1")}, 3, true},
 		{"silent CGN: stop before it", []Hop{hop(1, "192.168.1.1"), hop(2, ""), hop(3, "198.51.100.1")}, 2, true},
 		{"silent CGN and core", []Hop{hop(1, "192.168.1.1"), hop(2, ""), hop(3, ""), hop(4, "198.51.100.1")}, 2, true},
-		{"only the home router answers", []Hop{hop(1, "192.168.1.1"), hop(2, ""), hop(3, "")}, Fallback, false},
+		{"only the home router answers", []Hop{hop(1, "192.168.1.1"), hop(2, ""), hop(3, "")}, 2, false},
+		{"public routers beyond the CGN rate-limited", []Hop{hop(1, "192.168.1.1"), hop(2, "100.64.0.1"), hop(3, ""), hop(4, "")}, 3, false},
 		{"silent home router", []Hop{hop(1, ""), hop(2, "100.64.0.1"), hop(3, "198.51.100.1")}, 3, true},
 		{"every NAT silent", []Hop{hop(1, ""), hop(2, ""), hop(3, "198.51.100.1")}, Fallback, false},
 		{"first router answers from a public address", []Hop{hop(1, "203.0.113.1"), hop(2, "198.51.100.1")}, Fallback, false},

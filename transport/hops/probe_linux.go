@@ -22,7 +22,7 @@ const (
 
 // Probe sends one empty UDP datagram toward dst for each TTL (IPv6: hop
 // limit) 1..maxTTL, each from a socket of its own so each answer is known
-// by its socket, and returns what came back within wait (or until ctx
+// by its socket (and those still unanswered once more halfway through), and returns what came back within wait (or until ctx
 // ends, or every probe was answered). The sockets ask for IP_RECVERR:
 // routers' ICMP errors land on their error queues, each with the
 // router's address (the offender). A probe that reaches dst may arrive
@@ -63,7 +63,20 @@ func Probe(ctx context.Context, dst netip.AddrPort, maxTTL int, wait time.Durati
 	for i, fd := range fds {
 		pfds[i] = unix.PollFd{Fd: int32(fd)}
 	}
+	// Silent probes are sent once more halfway: a router's ICMP rate
+	// limit (about one a second per destination on Linux) may have
+	// swallowed the first answer.
+	resendAt := time.Now().Add(wait / 2)
+	resent := false
 	for open := len(fds); open > 0; {
+		if !resent && time.Now().After(resendAt) {
+			resent = true
+			for i := range pfds {
+				if pfds[i].Fd >= 0 {
+					_, _ = unix.Write(fds[i], nil)
+				}
+			}
+		}
 		left := time.Until(deadline)
 		if left <= 0 || ctx.Err() != nil {
 			break
