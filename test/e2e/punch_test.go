@@ -95,8 +95,8 @@ func TestPunchLateAnswer(t *testing.T) {
 			}
 		}
 		nft("add", "table", "ip", "cylate")
-		nft("add", "chain", "ip", "cylate", "fwd", "{ type filter hook forward priority filter; policy accept; }")
-		nft("add", "rule", "ip", "cylate", "fwd", "ip", "saddr", w.cloudHost.IPv4().String(),
+		nft("add", "chain", "ip", "cylate", "late", "{ type filter hook forward priority filter; policy accept; }")
+		nft("add", "rule", "ip", "cylate", "late", "ip", "saddr", w.cloudHost.IPv4().String(),
 			"ip", "daddr", alice.host.IPv4().String(), "drop")
 		start := time.Now()
 		lifted := time.AfterFunc(lateBy, func() {
