@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +175,9 @@ func TestNATMatrix(t *testing.T) {
 					drops0 = w.trsDrops()
 				}
 				d := firstReply(t, p.a, p.b)
+				if debug {
+					w.logSessionLosses()
+				}
 				if debug && d > 900*time.Millisecond {
 					// A relayed first echo lost at the TRS shows here.
 					drops := w.trsDrops()
@@ -237,6 +241,39 @@ func (n *node) waitPrimerTTL() {
 		}
 		return nil
 	})
+}
+
+// logSessionLosses logs, for every node whose log shows a cloud session
+// lost since the last call, the node's log tail and the state of the
+// network between it and the cloud: its routers' conntrack tables and the
+// internet namespace's neighbours and routes (the first-world stall of
+// issue 10: NATed nodes losing the cloud ~20 s after login).
+func (w *world) logSessionLosses() {
+	t := w.t
+	t.Helper()
+	for _, n := range w.nodes {
+		out := n.proc.Output()
+		lost := strings.Count(out, "cloud session lost")
+		if lost <= n.lostSeen {
+			continue
+		}
+		n.lostSeen = lost
+		t.Logf("session lost (%d) on %s:\n%s", lost, n.fqdn, tail(out, 4000))
+		for _, s := range []*testbed.Site{n.host.Site(), n.upstream} {
+			if s == nil || s == w.bed.Internet() {
+				continue
+			}
+			ct, err := w.bed.Exec(s.NS(), "conntrack", "-L", "-p", "udp")
+			t.Logf("conntrack on %s (%v):\n%s", s.Name(), err, ct)
+			nb, err := w.bed.Exec(s.NS(), "ip", "neigh", "show")
+			t.Logf("neighbours on %s (%v):\n%s", s.Name(), err, nb)
+		}
+		inet := w.bed.Internet().NS()
+		for _, argv := range [][]string{{"ip", "neigh", "show"}, {"ip", "-4", "route", "show"}, {"conntrack", "-L"}} {
+			o, err := w.bed.Exec(inet, argv...)
+			t.Logf("internet %v (%v):\n%s", argv, err, o)
+		}
+	}
 }
 
 // allPaths are the path kinds a settled tunnel may show.
