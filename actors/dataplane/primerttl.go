@@ -73,13 +73,57 @@ func (d *Dataplane) primerHops(ep netip.AddrPort) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	c := &d.primerTTL
+	return d.primerTTL.get(src), true
+}
+
+// get is the TTL for primers from src: the learnt one, or hops.Fallback.
+func (c *primerTTLs) get(src netip.Addr) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l, ok := c.ttl[src]; ok {
-		return l.ttl, true
+		return l.ttl
 	}
-	return hops.Fallback, true
+	return hops.Fallback
+}
+
+// due reports whether a probe series for src should start now: nothing
+// learnt for it (or only an unconfirmed answer older than primerReprobe),
+// and no series started within primerProbeEvery.
+func (c *primerTTLs) due(src netip.Addr, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.ttl[src]
+	known := ok && (l.confirmed || now.Sub(l.at) < primerReprobe)
+	recent := !c.probed.IsZero() && now.Sub(c.probed) < primerProbeEvery
+	return !known && !recent
+}
+
+// begin records that a series starts now and returns the generation its
+// answer is stored under.
+func (c *primerTTLs) begin(now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probed = now
+	return c.gen
+}
+
+// store keeps a series' answer for src, unless forget ran since the series
+// began (gen), or the answer is unconfirmed and a confirmed one is held.
+// It reports whether the answer was kept.
+func (c *primerTTLs) store(src netip.Addr, ttl int, confirmed bool, gen int, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return false // forgotten meanwhile: the next SendControl probes again
+	}
+	if old, ok := c.ttl[src]; ok && old.confirmed && !confirmed {
+		return false
+	}
+	if c.ttl == nil || len(c.ttl) >= maxPrimerTTLs {
+		c.ttl = make(map[netip.Addr]learntTTL, 2)
+	}
+	c.ttl[src] = learntTTL{ttl: ttl, confirmed: confirmed, at: now}
+	return true
 }
 
 // learnPrimerTTL starts a probe series toward the cloud address to, if the
@@ -101,12 +145,7 @@ func (d *Dataplane) learnPrimerTTL(to netip.AddrPort) {
 	if !ok {
 		return // a global address primes nothing
 	}
-	c.mu.Lock()
-	l, ok := c.ttl[src]
-	known := ok && (l.confirmed || now.Sub(l.at) < primerReprobe)
-	recent := !c.probed.IsZero() && now.Sub(c.probed) < primerProbeEvery
-	c.mu.Unlock()
-	if known || recent || !c.probing.CompareAndSwap(false, true) {
+	if !c.due(src, now) || !c.probing.CompareAndSwap(false, true) {
 		return
 	}
 	// Stop waits for d.wg once running is false: Add only while it holds.
@@ -120,11 +159,7 @@ func (d *Dataplane) learnPrimerTTL(to netip.AddrPort) {
 		c.probing.Store(false)
 		return
 	}
-	c.mu.Lock()
-	c.probed = now
-	gen := c.gen
-	c.mu.Unlock()
-	go d.probePrimerTTL(to, src, gen)
+	go d.probePrimerTTL(to, src, c.begin(now))
 }
 
 func (d *Dataplane) probePrimerTTL(to netip.AddrPort, src netip.Addr, gen int) {
@@ -142,23 +177,13 @@ func (d *Dataplane) probePrimerTTL(to netip.AddrPort, src netip.Addr, gen int) {
 	ttl, confirmed := hops.Choose(hs)
 	c := &d.primerTTL
 	defer c.probing.Store(false)
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if err != nil {
 		d.log.Warn("primer TTL: probe failed; primers keep the default", "toward", to, "ttl", ttl, "err", err)
 		return
 	}
-	if gen != c.gen {
-		return // forgotten meanwhile: the next SendControl probes again
+	if c.store(src, ttl, confirmed, gen, time.Now()) {
+		d.log.Info("primer TTL", "local", src, "toward", to, "ttl", ttl, "confirmed", confirmed, "hops", hopsString(hs))
 	}
-	if c.ttl == nil || len(c.ttl) >= maxPrimerTTLs {
-		c.ttl = make(map[netip.Addr]learntTTL, 2)
-	}
-	// An unconfirmed series keeps a confirmed answer it cannot improve.
-	if old, ok := c.ttl[src]; !ok || confirmed || !old.confirmed {
-		c.ttl[src] = learntTTL{ttl: ttl, confirmed: confirmed, at: time.Now()}
-	}
-	d.log.Info("primer TTL", "local", src, "toward", to, "ttl", ttl, "confirmed", confirmed, "hops", hopsString(hs))
 }
 
 // forget drops every cached TTL (our address or mapping moved).
