@@ -25,8 +25,8 @@ func probeFrom(t *testing.T, b *Bed, ns string, dst netip.AddrPort) []hops.Hop {
 	return hs
 }
 
-// TestHopProbe: the routers' ICMP time-exceeded answers come back through
-// the NATs (Linux translates an ICMP error of a connection back to the
+// TestHopProbe: the routers' ICMP time-exceeded answers (ICMPv6 for the
+// NAT66 site) come back through the NATs (Linux translates an ICMP error of a connection back to the
 // inside host), so a node learns how far it is from the public internet:
 // TTL 2 behind one router, 3 behind a home router and a CGN, and the last
 // private hop + 1 when the CGN sends no ICMP (the primer then stops
@@ -34,10 +34,12 @@ func probeFrom(t *testing.T, b *Bed, ns string, dst netip.AddrPort) []hops.Hop {
 // peer's mapping).
 func TestHopProbe(t *testing.T) {
 	bed := New(t)
-	srv := bed.AddHost("srv", HostOpts{IPv4: true})
+	srv := bed.AddHost("srv", HostOpts{})
 	server := listenUDP(t, bed, srv.NS(), "udp4", netip.AddrPortFrom(srv.IPv4(), 7000))
 	dst := server.LocalAddr().(*net.UDPAddr).AddrPort()
+	dst6 := netip.AddrPortFrom(srv.IPv6(), 7000) // nothing listens: srv answers port unreachable
 	one := bed.AddSite("one", SiteOpts{NAT: NATMasquerade, IPv4: true})
+	nat66 := bed.AddSite("six", SiteOpts{NAT: NATMasquerade, IPv6: true, NAT66: true})
 	cgn := bed.AddSite("cgn", SiteOpts{NAT: NATMasquerade, IPv4: true})
 	home := bed.AddSite("home", SiteOpts{NAT: NATMasquerade, Behind: cgn})
 	quiet := bed.AddSite("quiet", SiteOpts{NAT: NATMasquerade, IPv4: true, Silent: true})
@@ -45,16 +47,18 @@ func TestHopProbe(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		host   *Host
+		dst    netip.AddrPort
 		ttl    int
 		learnt bool
 	}{
-		{"one NAT", one.AddHost("a"), 2, true},
-		{"home behind CGN", home.AddHost("b"), 3, true},
-		{"home behind a silent CGN", qhome.AddHost("c"), 2, true},
-		{"global", srv, hops.Fallback, false},
+		{"one NAT", one.AddHost("a"), dst, 2, true},
+		{"home behind CGN", home.AddHost("b"), dst, 3, true},
+		{"home behind a silent CGN", qhome.AddHost("c"), dst, 2, true},
+		{"IPv6 behind NAT66", nat66.AddHost("d"), dst6, 2, true},
+		{"global", srv, dst, hops.Fallback, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			hs := probeFrom(t, bed, tt.host.NS(), dst)
+			hs := probeFrom(t, bed, tt.host.NS(), tt.dst)
 			ttl, learnt := hops.Choose(hs)
 			t.Logf("hops %v: TTL %d, learnt %v", hs, ttl, learnt)
 			if ttl != tt.ttl || learnt != tt.learnt {
