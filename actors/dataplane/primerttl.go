@@ -35,8 +35,10 @@ import (
 // never get that far. The answer is cached per local source address
 // (another network gives another address) and forgotten on Rebind (our
 // mapping moved: maybe another network behind the same address).
-// Probing is bounded: one series of hops.MaxTTL datagrams at a time, at
-// most one series per primerProbeEvery, and only from behind a NAT.
+// Probing is bounded: one series of hops.MaxTTL datagrams (those still
+// unanswered sent once more) at a time, at most one series per
+// primerProbeEvery and primerSeries per address, and only from behind a
+// NAT.
 const (
 	primerProbeEvery = 10 * time.Second        // at most one probe series this often
 	primerProbeWait  = 1500 * time.Millisecond // how long one series waits for answers
@@ -60,11 +62,17 @@ type learntTTL struct {
 	ttl       int
 	confirmed bool      // a public router answered (hops.Choose)
 	at        time.Time // unconfirmed answers are probed again after primerReprobe
+	series    int       // probe series run for this address
 }
 
-// primerReprobe is how old an unconfirmed TTL may get before SendControl
-// probes again (a rate-limited router may answer the next series).
-const primerReprobe = 30 * time.Second
+// An unconfirmed TTL is probed again once it is primerReprobe old (a
+// rate-limited router may answer the next series), up to primerSeries
+// series per address in all; then it stands until the address changes or
+// the mapping moves.
+const (
+	primerReprobe = 30 * time.Second
+	primerSeries  = 3
+)
 
 // primerHops is the TTL a primer toward ep gets, and false when no primer
 // goes: the source address toward ep is not behind a NAT (natSource).
@@ -93,7 +101,7 @@ func (c *primerTTLs) due(src netip.Addr, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.ttl[src]
-	known := ok && (l.confirmed || now.Sub(l.at) < primerReprobe)
+	known := ok && (l.confirmed || l.series >= primerSeries || now.Sub(l.at) < primerReprobe)
 	recent := !c.probed.IsZero() && now.Sub(c.probed) < primerProbeEvery
 	return !known && !recent
 }
@@ -116,13 +124,14 @@ func (c *primerTTLs) store(src netip.Addr, ttl int, confirmed bool, gen int, now
 	if gen != c.gen {
 		return false // forgotten meanwhile: the next SendControl probes again
 	}
-	if old, ok := c.ttl[src]; ok && old.confirmed && !confirmed {
+	old, ok := c.ttl[src]
+	if ok && old.confirmed && !confirmed {
 		return false
 	}
 	if c.ttl == nil || len(c.ttl) >= maxPrimerTTLs {
 		c.ttl = make(map[netip.Addr]learntTTL, 2)
 	}
-	c.ttl[src] = learntTTL{ttl: ttl, confirmed: confirmed, at: now}
+	c.ttl[src] = learntTTL{ttl: ttl, confirmed: confirmed, at: now, series: old.series + 1}
 	return true
 }
 

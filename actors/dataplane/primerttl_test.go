@@ -46,6 +46,11 @@ func TestPrimerTTLCache(t *testing.T) {
 	}
 	check("unconfirmed, fresh", cafe, primerProbeEvery+time.Second, 3, false)
 	check("unconfirmed, old", cafe, primerProbeEvery+primerReprobe, 3, true)
+	for i := 2; i <= primerSeries; i++ {
+		at := primerProbeEvery + time.Duration(i-1)*primerReprobe
+		c.store(cafe, 3, false, c.begin(t0.Add(at)), t0.Add(at))
+	}
+	check("unconfirmed, series spent", cafe, time.Hour-primerProbeEvery, 3, false)
 
 	stale := c.begin(t0.Add(time.Hour))
 	c.forget() // the mapping moved meanwhile
