@@ -62,8 +62,9 @@ func matrixExpect(a, b testbed.NAT) []messages.PathKind {
 }
 
 // TestNATMatrix pairs nodes behind every kind of NAT, and the special
-// topologies (two nodes behind one NAPT, a double NAPT, IPv4-only with
-// IPv6-only), in one world with one cloud, one pairing at a time. Each
+// topologies (two nodes behind one NAPT, a double NAPT, home routers behind
+// CGNs punching to a masquerade site and to another CGN, one behind a CGN
+// that sends no ICMP, IPv4-only with IPv6-only), in one world with one cloud, one pairing at a time. Each
 // pairing looks the other side up by name from both ends at the same
 // moment, then checks the path kind both ends show and that data flows
 // (ping by name over both overlay families, a TCP transfer with its
