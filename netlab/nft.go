@@ -53,7 +53,23 @@ func (n NAT) String() string {
 const (
 	natTable    = "cytb_nat"
 	impairTable = "cytb_impair"
+	silentTable = "cytb_silent"
 )
+
+// silentRuleset keeps the router from sending ICMP time exceeded, as many
+// routers in the wild do (filtered, or rate-limited to nothing): a
+// traceroute through it shows a silent hop. Only the router's own ICMP is
+// affected (output hook); errors of other routers it forwards pass.
+func silentRuleset() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", silentTable)
+	b.WriteString("\tchain output {\n")
+	b.WriteString("\t\ttype filter hook output priority filter; policy accept;\n")
+	b.WriteString("\t\ticmp type time-exceeded drop\n")
+	b.WriteString("\t\ticmpv6 type time-exceeded drop\n")
+	b.WriteString("\t}\n}\n")
+	return b.String()
+}
 
 // natRuleset is the nft script for a router whose uplink is wan. It is
 // empty when nothing is translated. IPv6 is translated only with nat66;

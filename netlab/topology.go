@@ -30,6 +30,9 @@ type SiteOpts struct {
 	// internet: a home router behind a carrier-grade NAT is a NAT site
 	// Behind a NAT site. Such a site is IPv4-only and must translate.
 	Behind *Site
+	// Silent: the router sends no ICMP time exceeded (a silent hop in a
+	// traceroute), as many routers in the wild do.
+	Silent bool
 }
 
 // HostOpts shapes a host on the internet. Setting neither IPv4 nor IPv6
@@ -322,6 +325,11 @@ func (b *Bed) addSite(name string, opts SiteOpts) (*Site, error) {
 	}
 	if err := nftApply(s.ns, natRuleset(wanIf, opts.NAT, opts.IPv4, opts.IPv6, opts.NAT66)); err != nil {
 		return nil, err
+	}
+	if opts.Silent {
+		if err := nftApply(s.ns, silentRuleset()); err != nil {
+			return nil, err
+		}
 	}
 	if opts.LossPercent > 0 {
 		if err := s.SetLoss(opts.LossPercent); err != nil {

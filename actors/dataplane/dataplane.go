@@ -78,6 +78,9 @@ type Dataplane struct {
 	// OnNoRoute unset, and such packets are dropped as before).
 	held      *hold.Queue
 	holdStats holdCounters
+	// primerTTL is the hole-punch primer's TTL per local address, learnt
+	// from the path toward the cloud (primerttl.go).
+	primerTTL primerTTLs
 
 	mu      sync.Mutex
 	running bool
@@ -326,6 +329,8 @@ func (d *Dataplane) SendControl(pkt []byte, to netip.AddrPort) error {
 	if !d.out.PushControl(controlPkt{Pkt: append([]byte(nil), pkt...), To: to}) {
 		return ErrQueueFull
 	}
+	// The cloud is the public address the primer's TTL is learnt toward.
+	d.learnPrimerTTL(to)
 	return nil
 }
 
@@ -391,7 +396,11 @@ func (d *Dataplane) PeerUpdate(fqdn string, endpoints []netip.AddrPort) error {
 }
 
 // Rebind implements the contract in api.go.
-func (d *Dataplane) Rebind() error { return d.toPeers(&rebindRelays{}) }
+func (d *Dataplane) Rebind() error {
+	// Our mapping moved: maybe another network, another count of NATs.
+	d.primerTTL.forget()
+	return d.toPeers(&rebindRelays{})
+}
 
 // Status implements the contract in api.go.
 func (d *Dataplane) Status() []PeerStatus {

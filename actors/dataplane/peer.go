@@ -488,6 +488,11 @@ func (p *peerActor) onInit(m *answeredInit) {
 			break
 		}
 	}
+	// The peer's init came through our primed mapping: our own full
+	// inits to that endpoint need wait no longer (punch.go).
+	if !m.Relayed {
+		p.primed.heard(m.From)
+	}
 	// Both sides initiating: the smaller FQDN's init wins, the other side
 	// answers it.
 	if p.ini != nil && p.d.self < p.h.FQDN {

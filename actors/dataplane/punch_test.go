@@ -68,3 +68,29 @@ func TestPrivateSource(t *testing.T) {
 		}
 	}
 }
+
+// TestPrimerUntilHeard: a side directed onto a punched path holds its full
+// inits to an endpoint, however long, until the peer's init has come from
+// it; other endpoints stay held.
+func TestPrimerUntilHeard(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	a, b := netip.MustParseAddrPort("198.51.100.3:4000"), netip.MustParseAddrPort("198.51.100.4:4000")
+	var pr primer
+	step := func(ep netip.AddrPort, at time.Duration, want primeAction) {
+		t.Helper()
+		if got := pr.action(ep, t0.Add(at), untilHeard); got != want {
+			t.Errorf("%v at %v: %v, want %v", ep, at, got, want)
+		}
+	}
+	step(a, 0, primeFirst)
+	step(b, 0, primeFirst)
+	step(a, time.Hour, primeHold)                       // no fixed wait runs out
+	pr.heard(netip.MustParseAddrPort("198.51.100.9:1")) // never primed: ignored
+	pr.heard(a)
+	step(a, time.Hour, primeFull)
+	step(b, time.Hour, primeHold)
+	// A fresh answer (wait 0) releases an endpoint not yet heard from.
+	if got := pr.action(b, t0.Add(time.Hour), 0); got != primeFull {
+		t.Errorf("b with a fresh answer: %v, want primeFull", got)
+	}
+}

@@ -149,6 +149,14 @@ type node struct {
 	cloud netip.AddrPort
 	proc  *testbed.Proc
 	extra []string // flags after nodeTuning (a later flag wins)
+	// primerTTL is the primer TTL the node must learn (0: not checked).
+	primerTTL int
+	// upstream is the router in front of the node's site router (a
+	// CGN), for debug dumps; nil if none.
+	upstream *testbed.Site
+	// lostSeen is how many "cloud session lost" the node's current
+	// process had logged when logSessionLosses last looked.
+	lostSeen int
 }
 
 // addNode issues a certificate for host's name and starts a node on it,
@@ -188,6 +196,7 @@ func (n *node) start() {
 	}, nodeTuning...)
 	args = append(args, n.extra...)
 	n.proc = n.host.Start(args...)
+	n.lostSeen = 0
 	n.waitOnline()
 }
 

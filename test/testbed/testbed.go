@@ -49,6 +49,7 @@ type SiteOpts struct {
 	NAT66       bool
 	LossPercent int
 	Behind      *Site
+	Silent      bool // the router sends no ICMP time exceeded
 }
 
 // Require fails the test, naming what is missing, when the machine cannot
@@ -131,7 +132,8 @@ func (b *Bed) AddHost(name string, opts HostOpts) *Host {
 // AddSite adds a site behind its own router (netlab.Bed.AddSite).
 func (b *Bed) AddSite(name string, opts SiteOpts) *Site {
 	b.tb.Helper()
-	o := netlab.SiteOpts{NAT: opts.NAT, IPv4: opts.IPv4, IPv6: opts.IPv6, NAT66: opts.NAT66, LossPercent: opts.LossPercent}
+	o := netlab.SiteOpts{NAT: opts.NAT, IPv4: opts.IPv4, IPv6: opts.IPv6, NAT66: opts.NAT66, LossPercent: opts.LossPercent,
+		Silent: opts.Silent}
 	if opts.Behind != nil {
 		o.Behind = opts.Behind.Site
 	}
