@@ -484,10 +484,9 @@ func (w *worker) startDelivery(ctx actor.Context, d *delivery) {
 		w.endDelivery(ctx, d, nil)
 		return
 	}
+	// A Direction of a request here links the pair when the peer acks
+	// (finishTunnel); one from elsewhere was linked by deliver.
 	d.sess, d.to, d.conn = se.sess, se.from, se.conn
-	if d.tunnel != nil {
-		w.s.tunnelUp(d.fqdn, d.tunnel.me.FQDN, d.tunnel.decision.Kind == path.Relay)
-	}
 	if _, loaded, err := w.s.delivers.PutIfAbsent(d.env.ID, d, dedupTTL); err != nil || loaded {
 		w.s.log.Debug("nms: delivery not started", "id", d.env.ID, "running", loaded, "err", err)
 		if !loaded {

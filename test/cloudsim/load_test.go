@@ -59,6 +59,7 @@ var (
 	loadStore     = flag.String("load.store", "", "load: store URL for the cloud (default bbolt)")
 	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base), and its CPU profile over the keepalive-only phase")
 	loadProcs     = flag.Int("load.cloudprocs", 0, "load: GOMAXPROCS of the cloud process alone (default: inherited)")
+	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
 )
 
 // latencies collects one operation's durations and errors.
@@ -341,21 +342,48 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	c.report(b, "after settle", base, N)
 
-	// 3. Tunnel burst between random pairs.
+	// 3. Tunnel burst between random pairs: load.tunnels setups, or as
+	// many as load.conc at a time give in load.tunnelfor.
 	var tun latencies
+	setup := func() {
+		ai := rand.N(N)
+		pi := rand.N(N - 1)
+		if pi >= ai {
+			pi++ // a peer other than the asker
+		}
+		tun.time(func() error { _, err := nodes[ai].Tunnel(nodes[pi].FQDN, false); return err })
+	}
 	cpu0 = c.metrics(b, false)["process_cpu_seconds_total"]
 	start = time.Now()
-	parallel(tunnels, conc, func(int) {
-		a, p := nodes[rand.N(N)], nodes[rand.N(N)]
-		if a == p {
-			p = nodes[(slices.Index(nodes, a)+1)%N]
+	if *loadTunnelFor > 0 {
+		if *loadProfile != "" && *loadTunnelFor > 2*time.Second {
+			cpuDone = make(chan struct{})
+			go func() {
+				defer close(cpuDone)
+				c.saveProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int((*loadTunnelFor-time.Second)/time.Second)), "cpu-tunnels.pb.gz")
+			}()
 		}
-		tun.time(func() error { _, err := a.Tunnel(p.FQDN, false); return err })
-	})
+		deadline := start.Add(*loadTunnelFor)
+		var wg sync.WaitGroup
+		for range conc {
+			wg.Go(func() {
+				for time.Now().Before(deadline) {
+					setup()
+				}
+			})
+		}
+		wg.Wait()
+		if cpuDone != nil {
+			<-cpuDone
+		}
+	} else {
+		parallel(tunnels, conc, func(int) { setup() })
+	}
 	el = time.Since(start)
 	cpu1 = c.metrics(b, false)["process_cpu_seconds_total"]
-	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each (keepalives included)\n  tunnel %v\n", "tunnel setups", float64(tunnels)/el.Seconds(), el.Round(time.Millisecond),
-		(cpu1-cpu0)*1e6/float64(tunnels), &tun)
+	done := tun.count() + int(tun.errs.Load())
+	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each (keepalives included), relay sessions %.0f\n  tunnel %v\n", "tunnel setups", float64(done)/el.Seconds(), el.Round(time.Millisecond),
+		(cpu1-cpu0)*1e6/float64(max(done, 1)), c.metrics(b, false)["cyphonic_trs_sessions"], &tun)
 	c.report(b, "after tunnels", base, N)
 
 	// 4. Churn: fresh nodes log in, register, tunnel to a registered node,
