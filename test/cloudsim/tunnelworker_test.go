@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/messages"
 )
 
@@ -69,5 +70,47 @@ func TestTunnelWithoutActors(t *testing.T) {
 	}
 	if s.TRS != nil && len(s.TRS.Table().Sessions()) != 1 {
 		t.Fatalf("%d relay sessions for one tunnel", len(s.TRS.Table().Sessions()))
+	}
+}
+
+// TestDirectPathFallbackTicket: a direct path's fallback relay session
+// (every tunnel gets one; the TRS now makes a side's MAC only on that
+// side's first bind) works once the nodes bind, as they do when the direct
+// path fails for the fallback deadline, and a forged first bind on a side
+// nobody has bound yet is refused.
+func TestDirectPathFallbackTicket(t *testing.T) {
+	s := startCloud(t, t.TempDir())
+	defer s.Close(context.Background())
+	alice := nodeAt(t, s, "alice.example.cyphonic", 2)
+	bob := nodeAt(t, s, "bob.example.cyphonic", 3)
+	online(t, s, alice, messages.NATNone)
+	online(t, s, bob, messages.NATNone)
+	p, err := alice.Tunnel(bob.FQDN, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != messages.PathDirect || p.Relay == nil {
+		t.Fatalf("path %+v: want direct, with a fallback ticket", p)
+	}
+	ds := bob.Directions()
+	if len(ds) != 1 || ds[0].Relay == nil {
+		t.Fatalf("bob's directions %+v", ds)
+	}
+	ta, tb := *p.Relay, *ds[0].Relay
+	tab := s.TRS.Table()
+	before := tab.Stats()
+	forged := ta
+	forged.BindKey = tb.BindKey
+	if err := bob.SendBind(forged); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the TRS refuses the forged first bind", func() bool {
+		return tab.Stats().Dropped(relay.DropBadBind) == before.Dropped(relay.DropBadBind)+1
+	})
+	inner := []byte{byte(messages.TypeData), 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+	relayOnce(t, bob, tb, alice, ta, inner)
+	relayOnce(t, alice, ta, bob, tb, inner)
+	if ss := tab.Sessions(); len(ss) != 1 || ss[0].EndpointA != alice.Addr() || ss[0].EndpointB != bob.Addr() {
+		t.Fatalf("relay session %+v (alice at %v, bob at %v)", ss, alice.Addr(), bob.Addr())
 	}
 }
