@@ -59,6 +59,7 @@ var (
 	loadStore     = flag.String("load.store", "", "load: store URL for the cloud (default bbolt)")
 	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base), and its CPU profile over the keepalive-only phase")
 	loadProcs     = flag.Int("load.cloudprocs", 0, "load: GOMAXPROCS of the cloud process alone (default: inherited)")
+	loadDrain     = flag.Duration("load.drain", 0, "load: after the churn, keep the registered nodes keepaliving this long and report again (the vanished churn nodes' sessions end after the cloud's SessionIdle, 3 min)")
 	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
 )
 
@@ -430,6 +431,10 @@ func BenchmarkLoad(b *testing.B) {
 	fmt.Printf("%-24s %.1f iterations/s over %v, %d vanished\n  login+register %v\n  tunnel %v\n  logout %v\n", "churn",
 		float64(iters.Load())/loadChurn.Seconds(), *loadChurn, vanished.Load(), &cLogin, &cTunnel, &cLogout)
 	c.report(b, "after churn", base, N)
+	if *loadDrain > 0 {
+		time.Sleep(*loadDrain)
+		c.report(b, "after drain", base, N)
+	}
 	close(stop)
 	kaWG.Wait()
 	fmt.Printf("%-24s\n  keepalive %v\n", "keepalives (whole run)", &ka)
