@@ -61,6 +61,7 @@ var (
 	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base), and its CPU profile over the keepalive-only phase")
 	loadProcs     = flag.Int("load.cloudprocs", 0, "load: GOMAXPROCS of the cloud process alone (default: inherited)")
 	loadDrain     = flag.Duration("load.drain", 0, "load: after the churn, keep the registered nodes keepaliving this long and report again (the vanished churn nodes' sessions end after the cloud's SessionIdle, 3 min)")
+	loadTunConc   = flag.Int("load.tunnelconc", 0, "load: tunnel setups in flight at once (default load.conc)")
 	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
 )
 
@@ -81,7 +82,9 @@ func loadNode(ca *rootca.CA, fqdn string, i uint64) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewNodeWithIdentity(ca, id)
+	// Spread over 127.0.0.1-8: one address's ephemeral ports (28k by
+	// default) do not hold 100k sockets.
+	return makeNode(ca, id, netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%8)}))
 }
 
 // latencies collects one operation's durations and errors.
@@ -365,8 +368,12 @@ func BenchmarkLoad(b *testing.B) {
 	c.report(b, "after settle", base, N)
 
 	// 3. Tunnel burst between random pairs: load.tunnels setups, or as
-	// many as load.conc at a time give in load.tunnelfor.
+	// many as load.tunnelconc at a time give in load.tunnelfor.
 	var tun latencies
+	tconc := conc
+	if *loadTunConc > 0 {
+		tconc = *loadTunConc
+	}
 	setup := func() {
 		ai := rand.N(N)
 		pi := rand.N(N - 1)
@@ -387,7 +394,7 @@ func BenchmarkLoad(b *testing.B) {
 		}
 		deadline := start.Add(*loadTunnelFor)
 		var wg sync.WaitGroup
-		for range conc {
+		for range tconc {
 			wg.Go(func() {
 				for time.Now().Before(deadline) {
 					setup()
@@ -399,7 +406,7 @@ func BenchmarkLoad(b *testing.B) {
 			<-cpuDone
 		}
 	} else {
-		parallel(tunnels, conc, func(int) { setup() })
+		parallel(tunnels, tconc, func(int) { setup() })
 	}
 	el = time.Since(start)
 	cpu1 = c.metrics(b, false)["process_cpu_seconds_total"]
