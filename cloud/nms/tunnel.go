@@ -627,7 +627,7 @@ func (w *worker) startPush(ctx actor.Context, se *session, now time.Time) bool {
 	if w.pushes >= maxPushes {
 		return false
 	}
-	if w.crlChunks == nil || w.crlChunks[0].Number != w.crl.Number {
+	if len(w.crlChunks) == 0 || w.crlChunks[0].Number != w.crl.Number {
 		w.crlChunks = messages.DenyListChunks(w.crl.Number, w.crl.DER)
 	}
 	if len(w.crlChunks) == 0 {
