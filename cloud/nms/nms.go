@@ -42,7 +42,10 @@ type Config struct {
 	// Home is this NMS's process address (Link.Addr(): where other NMSes
 	// reach it); recorded in node records as HomeNMS.
 	Home string
-	// Revoked reports whether a certificate serial (hex) is on the deny list.
+	// Revoked reports whether a certificate serial (hex) is on the deny
+	// list. With DenyList set, a tunnel request checks its two nodes
+	// against one read of DenyList instead (revokedAny): both must say the
+	// same.
 	Revoked func(serial string) bool
 	// DenyList returns the newest CA-signed deny list the cloud holds (nil:
 	// none), e.g. (*pki.DenyListFile).CRL. NMS polls it every
@@ -162,6 +165,7 @@ type Service struct {
 	// leaseEpoch counts the times this NMS's lease may have lapsed: a
 	// session's known mapping holds only within one epoch (ka.go).
 	leaseEpoch atomic.Uint64
+	listGiven  bool // Config.DenyList was set (revokedAny reads it)
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -182,6 +186,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.Revoked == nil {
 		cfg.Revoked = func(string) bool { return false }
 	}
+	listGiven := cfg.DenyList != nil
 	if cfg.DenyList == nil {
 		cfg.DenyList = func() *pki.CRL { return nil }
 	}
@@ -214,7 +219,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		cfg.WorkerQueue = 4096
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
-		index: newFQDNIndex()}
+		index: newFQDNIndex(), listGiven: listGiven}
 	s.tunnels = newTunnelMap(&s.tunnelNodes)
 	for i := range cfg.Workers {
 		// The IDs supervise.Spawn gives the root's children: a PID

@@ -16,6 +16,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -237,7 +238,7 @@ func (t *tunnelTx) check(s *Service, r nodesLoaded) *messages.Error {
 	case err != nil:
 		return &messages.Error{Code: messages.CodeInternal, Retry: true}
 	}
-	if s.cfg.Revoked(t.me.CertSerial) || s.cfg.Revoked(t.peer.CertSerial) {
+	if s.revokedAny(t.me.CertSerial, t.peer.CertSerial) {
 		if t.isTunnel() {
 			s.log.Warn("nms: tunnel refused: certificate revoked", "from", t.fqdn, "peer", t.peerFQDN)
 		}
@@ -247,6 +248,34 @@ func (t *tunnelTx) check(s *Service, r nodesLoaded) *messages.Error {
 		return &messages.Error{Code: messages.CodePeerUnreachable, Message: "peer is offline", Retry: true}
 	}
 	return nil
+}
+
+// revokedAny reports whether any of serials is on the deny list as the
+// cloud holds it now (not the list the workers last polled: a tunnel to or
+// from a node revoked a moment ago is refused at once). With a DenyList it
+// reads the list once for all of them: each read of the server's list
+// stats its file under one process-wide lock, and Revoked per serial was a
+// sixth of a tunnel setup's CPU.
+func (s *Service) revokedAny(serials ...string) bool {
+	if !s.listGiven {
+		for _, x := range serials {
+			if s.cfg.Revoked(x) {
+				return true
+			}
+		}
+		return false
+	}
+	c := s.cfg.DenyList()
+	if c == nil {
+		return false
+	}
+	dl := c.DenyList()
+	for _, x := range serials {
+		if n, err := pki.ParseSerial(x); err == nil && dl.Contains(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // allocRelay asks the TRS for the tunnel's relay session (the path
