@@ -748,7 +748,8 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		}
 		return
 	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
-		// An answer to something NMS delivered: hand it to that actor.
+		// An answer to something NMS delivered: its delivery, found by
+		// message ID, ends (tunnel.go).
 		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
 		if d, ok := w.s.delivers.Get(env.ID); ok {
 			w.onDeliveryAck(ctx, d, se, env)
