@@ -17,15 +17,15 @@
 //	                           packet by the session ID in its clear header,
 //	                           through a bounded queue per worker), message-ID
 //	                           deduplication, expiry ticker (shard.go);
-//	                           registrations, keepalives and logouts run
-//	                           here, with no actor of their own (ka.go)
-//	nms/worker-<i>/tx-<msgid>  one per tunnel request (TunnelRequest,
-//	                           TunnelByVIP) or VIPLookup, short-lived
-//	nms/worker-<i>/dl-<msgid>  one per message NMS delivers to one of its
-//	                           nodes (Direction, PeerUpdate, DenyList), a
-//	                           retransmit.Tx (the node's transaction actor
-//	                           too) resending with backoff until the node's
-//	                           ack with the same ID arrives
+//	                           registrations, keepalives, logouts, tunnel
+//	                           requests and VIPLookups run here, with no
+//	                           actor of their own (ka.go, tunnel.go), and so
+//	                           do the deliveries to its nodes (Direction,
+//	                           PeerUpdate, DenyList chunks a few at a time),
+//	                           retransmitted on a timer until the node's ack
+//	                           finds them by message ID in the delivers cache
+//	nms/worker-<i>/tx-<msgid>  a tunnel request whose peer is homed at another
+//	                           NMS process, or whose home is gone (home.go)
 //
 // A node's packets stay in order on its worker; what crosses nodes (a
 // tunnel touches the peer's session) goes through state every worker

@@ -42,7 +42,10 @@ type Config struct {
 	// Home is this NMS's process address (Link.Addr(): where other NMSes
 	// reach it); recorded in node records as HomeNMS.
 	Home string
-	// Revoked reports whether a certificate serial (hex) is on the deny list.
+	// Revoked reports whether a certificate serial (hex) is on the deny
+	// list. With DenyList set, a tunnel request checks its two nodes
+	// against one read of DenyList instead (revokedAny): both must say the
+	// same.
 	Revoked func(serial string) bool
 	// DenyList returns the newest CA-signed deny list the cloud holds (nil:
 	// none), e.g. (*pki.DenyListFile).CRL. NMS polls it every
@@ -157,8 +160,8 @@ type Service struct {
 	cfg        Config
 	sys        *supervise.System
 	replies    *txstore.Store[*replyState]
-	delivers   *txstore.Store[*actor.PID]
-	workers    *svc.Workers // store I/O, off the actors' run loops
+	delivers   *txstore.Store[*delivery] // by message ID: what NMS sent a node, awaiting its ack (tunnel.go)
+	workers    *svc.Workers              // store I/O, off the actors' run loops
 	listener   *svc.Listener
 	alt        *svc.Listener
 	conns      []*net.UDPConn // the signaling sockets (listener's)
@@ -186,7 +189,8 @@ type Service struct {
 	// session's known mapping holds only within one epoch (ka.go).
 	leaseEpoch atomic.Uint64
 	// others: the other live processes' addresses (home.go, OtherClouds).
-	others atomic.Pointer[[]store.LeaseInfo]
+	others    atomic.Pointer[[]store.LeaseInfo]
+	listGiven bool // Config.DenyList was set (revokedAny reads it)
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -207,6 +211,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if cfg.Revoked == nil {
 		cfg.Revoked = func(string) bool { return false }
 	}
+	listGiven := cfg.DenyList != nil
 	if cfg.DenyList == nil {
 		cfg.DenyList = func() *pki.CRL { return nil }
 	}
@@ -248,7 +253,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		cfg.UnknownSessionTTL = cfg.Retry.Initial
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
-		index: newFQDNIndex()}
+		index: newFQDNIndex(), listGiven: listGiven}
 	s.tunnels = newTunnelMap(&s.tunnelNodes)
 	for i := range cfg.Workers {
 		// The IDs supervise.Spawn gives the root's children: a PID
@@ -260,7 +265,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	if s.replies, err = txstore.New[*replyState](txstore.Config{MaxEntries: int64(cfg.DedupEntries)}); err != nil {
 		return nil, err
 	}
-	if s.delivers, err = txstore.New[*actor.PID](txstore.Config{}); err != nil {
+	if s.delivers, err = txstore.New[*delivery](txstore.Config{}); err != nil {
 		s.replies.Close()
 		return nil, err
 	}
@@ -434,6 +439,7 @@ type session struct {
 	locEpoch             uint64 // Service.leaseEpoch when they were learnt
 	locJobs              uint16
 	locKnown, locOverlap bool
+	push                 *denyPush // the deny-list push to it running, if any (tunnel.go)
 }
 
 // Messages between the NMS's actors.
@@ -504,12 +510,19 @@ type worker struct {
 	crl      *pki.CRL // the newest deny list acted on
 	scratch  []byte
 	enc      messages.Encoder
+	// relayWait: tunnel requests waiting for the TRS, by tunnel ID
+	// (tunnel.go). crlChunks: crl cut into chunks; pushes: deny-list
+	// pushes running.
+	relayWait map[messages.MsgID]*tunnelTx
+	crlChunks []messages.DenyList
+	pushes    int
 }
 
 func newWorker(s *Service, idx int) *worker {
 	n := float64(s.cfg.Workers)
 	gate := newLookupGate(s.cfg.LookupRate/n, max(1, s.cfg.LookupsInFlight/s.cfg.Workers), s.cfg.UnknownSessionTTL)
-	return &worker{s: s, idx: idx, sessions: map[uint32]*session{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{}, lookups: gate}
+	return &worker{s: s, idx: idx, sessions: map[uint32]*session{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{},
+		lookups: gate, relayWait: map[messages.MsgID]*tunnelTx{}}
 }
 
 func (w *worker) Receive(ctx actor.Context) {
@@ -550,7 +563,22 @@ func (w *worker) Receive(ctx actor.Context) {
 		w.onHandover(m)
 	case deliverReq:
 		w.deliver(ctx, m)
+	case tunnelLoaded:
+		w.onTunnelLoaded(ctx, m)
+	case relayWaitOver:
+		w.onRelayWaitOver(m)
+	case deliverLocal:
+		w.startDelivery(ctx, m.d)
+	case redeliver:
+		w.onRedeliver(ctx, m)
 	default:
+		if f, ok, err := svc.DecodeFrame(m); ok {
+			// The TRS's answer to a relay allocation (tunnel.go).
+			if err == nil && f.Envelope.Type == messages.MsgRelayAllocReply {
+				w.onRelayReply(ctx, f.Envelope)
+			}
+			return
+		}
 		w.onAdmin(ctx, m)
 	}
 }
@@ -802,15 +830,16 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		if ack, err := messages.DecodeBody[messages.DenyListAck](env); err == nil {
 			se.crlHeld = max(se.crlHeld, ack.Number)
 		}
-		if pid, ok := w.s.delivers.Get(env.ID); ok {
-			ctx.Send(pid, env)
+		if d, ok := w.s.delivers.Get(env.ID); ok {
+			w.onDeliveryAck(ctx, d, se, env)
 		}
 		return
 	case messages.MsgDirectionAck, messages.MsgPeerUpdateAck, messages.MsgError:
-		// An answer to something NMS delivered: hand it to that actor.
+		// An answer to something NMS delivered: its delivery, found by
+		// message ID, ends (tunnel.go).
 		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
-		if pid, ok := w.s.delivers.Get(env.ID); ok {
-			ctx.Send(pid, env)
+		if d, ok := w.s.delivers.Get(env.ID); ok {
+			w.onDeliveryAck(ctx, d, se, env)
 		}
 		return
 	case messages.MsgRegister, messages.MsgKeepalive, messages.MsgTunnelRequest, messages.MsgLogout, messages.MsgTunnelByVIP, messages.MsgVIPLookup:
@@ -869,11 +898,7 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		w.onLocatorRequest(ctx, p, se, env, st, local)
 		return
 	}
-	tx := &requestTx{s: w.s, st: st, env: env, se: *se, from: p.From, conn: p.Conn}
-	if _, err := supervise.Spawn(ctx, env.Type.String(), "tx-"+env.ID.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
-		w.s.replies.Delete(env.ID)
-		w.s.log.Warn("nms: spawn transaction", "err", err)
-	}
+	w.startRequest(ctx, p, se, env, st)
 }
 
 // dedup claims env's message ID in the reply cache: ok for a first copy
@@ -962,28 +987,6 @@ func (w *worker) onHandover(m handover) {
 	}
 }
 
-// deliver starts a delivery actor for a message to one of our nodes; it
-// answers the asking actor (f.ReplyTo, in this process or another) with
-// the node's ack envelope, or an Error envelope.
-func (w *worker) deliver(ctx actor.Context, m deliverReq) {
-	f := m.f
-	asker := f.ReplyTo
-	se := w.sessions[m.id]
-	if se == nil || se.fqdn != f.To || se.conn == nil {
-		w.s.deliverFailed(f)
-		return
-	}
-	d := &deliverTx{s: w.s, env: f.Envelope, sess: se.sess, to: se.from, conn: se.conn, asker: asker, fqdn: f.To}
-	if f.Envelope.Type == messages.MsgDirection {
-		if dir, err := messages.DecodeBody[messages.Direction](f.Envelope); err == nil {
-			defer w.s.tunnelUp(f.To, dir.PeerFQDN, dir.Kind == messages.PathRelay)
-		}
-	}
-	if _, err := supervise.Spawn(ctx, "deliver", "dl-"+f.Envelope.ID.String(), d.props()); err != nil {
-		w.s.log.Debug("nms: delivery already running", "id", f.Envelope.ID, "err", err)
-	}
-}
-
 // checkDenyList acts on a newer deny list: the sessions of nodes it revokes
 // end at once (and leave the store, so no NMS revives them), and every
 // other node is sent the list, so its tunnels to the revoked end within a
@@ -1022,21 +1025,11 @@ func (w *worker) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 	if se.crlSentNum == w.crl.Number && now.UnixNano()-se.crlSent < int64(retransmit.Lifetime(w.s.cfg.Retry)) {
 		return // this list's push is still being retransmitted
 	}
+	if se.push != nil && se.push.number == w.crl.Number || !w.startPush(ctx, se, now) {
+		return // a push is running, or the worker's pushes are all busy: next keepalive
+	}
 	se.crlSent, se.crlSentNum = now.UnixNano(), w.crl.Number
 	w.s.Counters.DenyListPushes.Add(1)
-	// One delivery per chunk, each retransmitted until the node acks it;
-	// the node puts them together and checks the CA's signature.
-	for _, chunk := range messages.DenyListChunks(w.crl.Number, w.crl.DER) {
-		env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", now, chunk)
-		if err != nil {
-			w.s.log.Warn("nms: deny list envelope", "err", err)
-			return
-		}
-		d := &deliverTx{s: w.s, env: env, sess: se.sess, to: se.from, conn: se.conn, fqdn: se.fqdn}
-		if _, err := supervise.Spawn(ctx, "deliver", "dl-"+env.ID.String(), d.props()); err != nil {
-			w.s.log.Debug("nms: deny list delivery", "err", err)
-		}
-	}
 }
 
 // isRevoked checks se against the deny list the actor holds (no file

@@ -29,12 +29,14 @@ import (
 // delivery for a node, a new login replacing a session held by another
 // worker) and the tunnels map (a tunnel links two nodes on any workers).
 //
-// A tunnel request runs on the requester's worker; it directs the peer
-// through the peer's home NMS root (svc.RootOf: this process or another),
-// which finds the peer's worker in the index and forwards the delivery to
-// it; the peer's ack, sealed on its own session, arrives at the peer's
-// worker, which routes it by message ID (the delivers txstore) to the
-// delivery actor. No worker ever reads another's sessions.
+// A tunnel request runs on the requester's worker; it hands the
+// Direction to the peer's worker (a peer homed here), or directs the peer
+// through the peer's home NMS root (svc.RootOf: another process), which
+// finds the peer's worker in the index and forwards the delivery to it;
+// the peer's ack, sealed on its own session, arrives at the peer's worker,
+// which finds the delivery, and with it the request, by message ID (the
+// delivers txstore) and finishes it (tunnel.go). No worker ever reads
+// another's sessions.
 //
 // The root actor (nms) keeps what is not per node: the frames other
 // services address to "nms" (key handovers, deliveries), routed on to the

@@ -34,7 +34,6 @@ func TestInitiates(t *testing.T) {
 
 func TestTicketFamilies(t *testing.T) {
 	trs4, trs6 := netip.MustParseAddrPort("198.51.100.2:7403"), netip.MustParseAddrPort("[2001:db8::2]:7403")
-	tx := &requestTx{s: &Service{cfg: Config{TRSAddrs: []netip.AddrPort{trs4, trs6}}}}
 	node := func(o4, o6 string) store.Node {
 		var n store.Node
 		if o4 != "" {
@@ -55,7 +54,7 @@ func TestTicketFamilies(t *testing.T) {
 		{"dual stack", node("198.51.100.3:4000", "[2001:db8::4]:4000"), trs4, trs6},
 		{"never observed", node("", ""), trs4, trs6},
 	} {
-		tk := tx.ticket(messages.RelayToken{1}, messages.RelayBindKey{2}, 0, tt.n)
+		tk := ticketFor([]netip.AddrPort{trs4, trs6}, messages.RelayToken{1}, messages.RelayBindKey{2}, 0, tt.n)
 		if tk.TRS4 != tt.want4 || tk.TRS6 != tt.want6 {
 			t.Errorf("%s: ticket names %v %v, want %v %v", tt.name, tk.TRS4, tk.TRS6, tt.want4, tt.want6)
 		}

@@ -150,9 +150,13 @@ type entry struct {
 
 	// macMu[i] guards mac[i]. A bind's MAC is checked under it, not under
 	// mu, so a flood of forged binds on a session never holds up its
-	// relay frames. Never held together with mu.
+	// relay frames. Never held together with mu. mac[i] is made from
+	// key[i] on side i's first bind: most sessions are a direct or
+	// punched tunnel's fallback that nobody binds, and the two keys cost
+	// 64 bytes where two keyed BLAKE2s states cost ~500.
 	macMu [2]sync.Mutex
 	mac   [2]*relaybind.MAC
+	key   [2]messages.RelayBindKey
 
 	mu         sync.Mutex
 	removed    bool      // set under mu when the session leaves the table
@@ -213,14 +217,8 @@ func (t *Table) Allocate(session [16]byte, a, b Side, expires time.Time) error {
 		id:      session,
 		fqdn:    [2]string{a.FQDN, b.FQDN},
 		token:   [2][16]byte{a.Token, b.Token},
+		key:     [2]messages.RelayBindKey{a.Key, b.Key},
 		expires: expires,
-	}
-	for i, k := range []messages.RelayBindKey{a.Key, b.Key} {
-		m, err := relaybind.NewMAC(k)
-		if err != nil {
-			return fmt.Errorf("relay: allocate %x: %w", session, err)
-		}
-		s.mac[i] = m
 	}
 
 	t.mu.Lock()
@@ -283,7 +281,12 @@ func (t *Table) Bind(pkt []byte, from netip.AddrPort, now time.Time) DropReason 
 
 	s, me := ref.s, ref.side
 	s.macMu[me].Lock()
-	genuine := s.mac[me].Verify(pkt)
+	if s.mac[me] == nil {
+		if m, err := relaybind.NewMAC(s.key[me]); err == nil {
+			s.mac[me] = m
+		}
+	}
+	genuine := s.mac[me] != nil && s.mac[me].Verify(pkt)
 	s.macMu[me].Unlock()
 	s.mu.Lock()
 	var r DropReason

@@ -184,6 +184,11 @@ type root struct {
 	s      *Service
 	sweep  time.Duration
 	cancel func()
+	// refusals since the last warning, and when that was: a full table
+	// refuses every allocation (thousands a second at a busy NMS), so
+	// they are logged once a second with their count.
+	refused    int
+	lastWarned time.Time
 }
 
 func (r *root) Receive(ctx actor.Context) {
@@ -218,9 +223,15 @@ func (r *root) Receive(ctx actor.Context) {
 			ok = err == nil
 		}
 		if err != nil {
-			r.s.log.Warn("trs: relay allocation refused", "err", err)
+			r.refused++
+			if now := time.Now(); now.Sub(r.lastWarned) >= time.Second {
+				r.s.log.Warn("trs: relay allocation refused", "err", err, "refused", r.refused)
+				r.refused, r.lastWarned = 0, now
+			}
 		} else {
-			r.s.log.Info("trs: relay session", "a", a.FQDNA, "b", a.FQDNB)
+			// Debug: one per tunnel set up (most are a direct path's
+			// fallback, never bound).
+			r.s.log.Debug("trs: relay session", "a", a.FQDNA, "b", a.FQDNB)
 		}
 		if reply, err := svc.NewFrame("", f.Envelope.ID, "trs", time.Now(), messages.RelayAllocReply{Session: a.Session, OK: ok}); err == nil {
 			if err := r.s.link.Reply(f, reply); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/pki"
 )
 
 // The load tool: BenchmarkLoad drives simulated nodes (this package's Node,
@@ -59,7 +60,32 @@ var (
 	loadStore     = flag.String("load.store", "", "load: store URL for the cloud (default bbolt)")
 	loadProfile   = flag.String("load.profile", "", "load: directory to save the cloud's heap profile after each phase (go tool pprof -base), and its CPU profile over the keepalive-only phase")
 	loadProcs     = flag.Int("load.cloudprocs", 0, "load: GOMAXPROCS of the cloud process alone (default: inherited)")
+	loadDrain     = flag.Duration("load.drain", 0, "load: after the churn, keep the registered nodes keepaliving this long and report again (the vanished churn nodes' sessions end after the cloud's SessionIdle, 3 min)")
+	loadTunConc   = flag.Int("load.tunnelconc", 0, "load: tunnel setups in flight at once (default load.conc)")
+	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
 )
+
+// loadNode makes load node number i with a certificate signed by ca
+// directly, its VIPs numbered from loadVIPBase up: the CA's Issue rewrites
+// its whole registry (issued.json) for every certificate, which at 100k
+// nodes is hours of JSON. The numbers stay clear of what the registry hands
+// out (it counts from 1), so the VIPs are unique in the cloud.
+func loadNode(ca *rootca.CA, fqdn string, i uint64) (*Node, error) {
+	const loadVIPBase = 1 << 21 // of the /10's 4M IPv4 VIPs
+	vip6, vip4, err := pki.VIPPair(pki.DefaultVIP6, pki.DefaultVIP4, loadVIPBase+i)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	id, err := pki.NewIdentity(pki.CertRequest{Role: pki.RoleNode, FQDN: fqdn, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(2 * time.Hour),
+		VIP6: vip6, VIP4: vip4}, ca.Sign)
+	if err != nil {
+		return nil, err
+	}
+	// Spread over 127.0.0.1-8: one address's ephemeral ports (28k by
+	// default) do not hold 100k sockets.
+	return makeNode(ca, id, netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%8)}))
+}
 
 // latencies collects one operation's durations and errors.
 type latencies struct {
@@ -272,7 +298,7 @@ func BenchmarkLoad(b *testing.B) {
 
 	nodes := make([]*Node, N)
 	for i := range nodes {
-		n, err := NewNode(c.ca, fmt.Sprintf("l%d.load.cyphonic", i))
+		n, err := loadNode(c.ca, fmt.Sprintf("l%d.load.cyphonic", i), uint64(i))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -341,33 +367,65 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	c.report(b, "after settle", base, N)
 
-	// 3. Tunnel burst between random pairs.
+	// 3. Tunnel burst between random pairs: load.tunnels setups, or as
+	// many as load.tunnelconc at a time give in load.tunnelfor.
 	var tun latencies
+	tconc := conc
+	if *loadTunConc > 0 {
+		tconc = *loadTunConc
+	}
+	setup := func() {
+		ai := rand.N(N)
+		pi := rand.N(N - 1)
+		if pi >= ai {
+			pi++ // a peer other than the asker
+		}
+		tun.time(func() error { _, err := nodes[ai].Tunnel(nodes[pi].FQDN, false); return err })
+	}
 	cpu0 = c.metrics(b, false)["process_cpu_seconds_total"]
 	start = time.Now()
-	parallel(tunnels, conc, func(int) {
-		a, p := nodes[rand.N(N)], nodes[rand.N(N)]
-		if a == p {
-			p = nodes[(slices.Index(nodes, a)+1)%N]
+	if *loadTunnelFor > 0 {
+		if *loadProfile != "" && *loadTunnelFor > 2*time.Second {
+			cpuDone = make(chan struct{})
+			go func() {
+				defer close(cpuDone)
+				c.saveProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int((*loadTunnelFor-time.Second)/time.Second)), "cpu-tunnels.pb.gz")
+			}()
 		}
-		tun.time(func() error { _, err := a.Tunnel(p.FQDN, false); return err })
-	})
+		deadline := start.Add(*loadTunnelFor)
+		var wg sync.WaitGroup
+		for range tconc {
+			wg.Go(func() {
+				for time.Now().Before(deadline) {
+					setup()
+				}
+			})
+		}
+		wg.Wait()
+		if cpuDone != nil {
+			<-cpuDone
+		}
+	} else {
+		parallel(tunnels, tconc, func(int) { setup() })
+	}
 	el = time.Since(start)
 	cpu1 = c.metrics(b, false)["process_cpu_seconds_total"]
-	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each (keepalives included)\n  tunnel %v\n", "tunnel setups", float64(tunnels)/el.Seconds(), el.Round(time.Millisecond),
-		(cpu1-cpu0)*1e6/float64(tunnels), &tun)
+	done := tun.count() + int(tun.errs.Load())
+	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each (keepalives included), relay sessions %.0f\n  tunnel %v\n", "tunnel setups", float64(done)/el.Seconds(), el.Round(time.Millisecond),
+		(cpu1-cpu0)*1e6/float64(max(done, 1)), c.metrics(b, false)["cyphonic_trs_sessions"], &tun)
 	c.report(b, "after tunnels", base, N)
 
 	// 4. Churn: fresh nodes log in, register, tunnel to a registered node,
 	// then log out (3 in 4) or vanish.
 	var cLogin, cTunnel, cLogout latencies
 	var iters, vanished atomic.Int64
+	var churnVIPs atomic.Uint64 // churn nodes' VIP numbers, after the registered nodes'
 	deadline := time.Now().Add(*loadChurn)
 	var churnWG sync.WaitGroup
 	for w := range conc / 4 {
 		churnWG.Go(func() {
 			for k := 0; time.Now().Before(deadline); k++ {
-				n, err := NewNode(c.ca, fmt.Sprintf("c%d-%d.load.cyphonic", w, k))
+				n, err := loadNode(c.ca, fmt.Sprintf("c%d-%d.load.cyphonic", w, k), uint64(N)+churnVIPs.Add(1))
 				if err != nil {
 					b.Error(err)
 					return
@@ -402,6 +460,10 @@ func BenchmarkLoad(b *testing.B) {
 	fmt.Printf("%-24s %.1f iterations/s over %v, %d vanished\n  login+register %v\n  tunnel %v\n  logout %v\n", "churn",
 		float64(iters.Load())/loadChurn.Seconds(), *loadChurn, vanished.Load(), &cLogin, &cTunnel, &cLogout)
 	c.report(b, "after churn", base, N)
+	if *loadDrain > 0 {
+		time.Sleep(*loadDrain)
+		c.report(b, "after drain", base, N)
+	}
 	close(stop)
 	kaWG.Wait()
 	fmt.Printf("%-24s\n  keepalive %v\n", "keepalives (whole run)", &ka)

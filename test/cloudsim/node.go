@@ -51,8 +51,11 @@ type Node struct {
 	seen       map[messages.MsgID]bool // deliveries recorded (once per ID)
 	directions []Delivery[messages.Direction]
 	updates    []messages.PeerUpdate
-	copies     map[messages.MsgType]int // deliveries received, retransmissions included
-	ignore     map[messages.MsgType]int // deliveries still to ignore, by type
+	copies     map[messages.MsgType]int             // deliveries received, retransmissions included
+	ignore     map[messages.MsgType]int             // deliveries still to ignore, by type
+	denyIDs    map[messages.MsgID]messages.DenyList // deny-list chunks received (Chunk not kept)
+	denyCopies map[uint64]int                       // deny-list chunk copies received, by list number
+	ackDeny    bool                                 // acknowledge deny lists from now on (AckDenyListsNow)
 	relayed    chan []byte
 	enc        messages.Encoder
 	readers    sync.WaitGroup
@@ -103,13 +106,15 @@ func makeNode(ca *rootca.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
 			CertDER: id.CertDER,
 			Verify:  v.HandshakeFunc(pki.RoleAS, pki.RoleAS.ServiceFQDN()),
 		},
-		retry:   signaling.Retry{Initial: 200 * time.Millisecond, Max: time.Second, Attempts: 8},
-		login:   make(chan []byte, 4),
-		pending: map[messages.MsgID]chan messages.Envelope{},
-		seen:    map[messages.MsgID]bool{},
-		copies:  map[messages.MsgType]int{},
-		ignore:  map[messages.MsgType]int{},
-		relayed: make(chan []byte, 16),
+		retry:      signaling.Retry{Initial: 200 * time.Millisecond, Max: time.Second, Attempts: 8},
+		login:      make(chan []byte, 4),
+		pending:    map[messages.MsgID]chan messages.Envelope{},
+		seen:       map[messages.MsgID]bool{},
+		copies:     map[messages.MsgType]int{},
+		ignore:     map[messages.MsgType]int{},
+		denyIDs:    map[messages.MsgID]messages.DenyList{},
+		denyCopies: map[uint64]int{},
+		relayed:    make(chan []byte, 16),
 	}
 	n.readers.Add(1)
 	go n.read(conn)
@@ -226,6 +231,30 @@ func (n *Node) SendBind(tk messages.RelayTicket) error {
 	return n.Send(tk.TRS4, p)
 }
 
+// DenyListChunks is, for deny list number, how many distinct chunk
+// deliveries (message IDs) arrived, at how many distinct offsets, and how
+// many copies in all (retransmissions included).
+func (n *Node) DenyListChunks(number uint64) (ids, offsets, copies int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	seen := map[uint32]bool{}
+	for _, d := range n.denyIDs {
+		if d.Number == number {
+			ids++
+			seen[d.Offset] = true
+		}
+	}
+	return ids, len(seen), n.denyCopies[number]
+}
+
+// AckDenyListsNow makes a node that was ignoring deny lists acknowledge
+// them (AckDenyLists, after Login).
+func (n *Node) AckDenyListsNow() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ackDeny = true
+}
+
 // Relayed delivers the relay frames the node receives.
 func (n *Node) Relayed() <-chan []byte { return n.relayed }
 
@@ -245,7 +274,7 @@ func (n *Node) onSealed(pkt []byte, from netip.AddrPort) {
 	if err != nil {
 		return
 	}
-	if env.Type == messages.MsgDirection || env.Type == messages.MsgPeerUpdate {
+	if env.Type == messages.MsgDirection || env.Type == messages.MsgPeerUpdate || env.Type == messages.MsgDenyList {
 		n.copies[env.Type]++
 		if n.ignore[env.Type] > 0 {
 			n.ignore[env.Type]--
@@ -274,7 +303,14 @@ func (n *Node) onSealed(pkt []byte, from netip.AddrPort) {
 		}
 		n.answer(env, messages.PeerUpdateAck{}, from)
 	case messages.MsgDenyList:
-		if d, err := messages.DecodeBody[messages.DenyList](env); err == nil && n.AckDenyLists {
+		d, err := messages.DecodeBody[messages.DenyList](env)
+		if err != nil {
+			return
+		}
+		n.denyCopies[d.Number]++
+		d.Chunk = nil
+		n.denyIDs[env.ID] = d
+		if n.AckDenyLists || n.ackDeny {
 			n.answer(env, messages.DenyListAck{Number: d.Number}, from)
 		}
 	default:
