@@ -3,8 +3,8 @@
 // stamp on it. A *batch changes hands with every message; whoever holds it
 // last calls Release.
 //
-// Nothing here allocates in steady state: buffers are made once per pooled
-// batch and moved between batches by swapping slices, and the batch carries
+// Nothing here allocates in steady state: buffers are made once and moved
+// between batches by swapping slices (see batchPool), and the batch carries
 // its own scratch slices for the batch I/O calls and its own sequencer
 // message.
 
@@ -84,12 +84,19 @@ type batch struct {
 	// set by the socket reader), for the sequential checks in toTun.
 	session *peerSession
 
-	pool     *batchPool
-	seqMsg   sequencer.Batch[*batch]
-	seqEntry [1]sequencer.Entry[*batch]
-	bufs     [maxBatch][]byte
-	sizes    [maxBatch]int
-	eps      [maxBatch]netip.AddrPort
+	pool *batchPool
+	// toPeer and toSeq are b and its sequencer message wrapped as
+	// protoactor envelopes, made once with the batch: an actor with
+	// receiver middleware (all of supervise's) wraps every other message
+	// in a new envelope, one allocation per hop. They never change, so a
+	// batch in one mailbox while its other envelope is read races with
+	// nothing.
+	toPeer, toSeq actor.MessageEnvelope
+	seqMsg        sequencer.Batch[*batch]
+	seqEntry      [1]sequencer.Entry[*batch]
+	bufs          [maxBatch][]byte
+	sizes         [maxBatch]int
+	eps           [maxBatch]netip.AddrPort
 }
 
 // track makes Release give back a slot of l, which the caller has taken:
@@ -125,14 +132,25 @@ func (b *batch) flow() *flowQueue {
 // seqMessage returns the message that hands b to its sequencer as slot
 // b.seq. It lives inside b, so sending it does not allocate; the sequencer
 // reads it once and keeps only b.
-func (b *batch) seqMessage() *sequencer.Batch[*batch] {
+func (b *batch) seqMessage() *actor.MessageEnvelope {
 	b.seqEntry[0] = sequencer.Entry[*batch]{Seq: b.seq, Item: b}
 	b.seqMsg.Entries = b.seqEntry[:]
-	return &b.seqMsg
+	return &b.toSeq
 }
 
-// Move moves packet i of src to the end of b by swapping buffers, so both
-// batches keep a full set. It reports false if b is full.
+// peerMessage returns the message that hands b to its peer actor.
+func (b *batch) peerMessage() *actor.MessageEnvelope { return &b.toPeer }
+
+// newBatch makes a batch of pool p without buffers.
+func newBatch(p *batchPool) *batch {
+	b := &batch{pool: p}
+	b.toPeer.Message, b.toSeq.Message = b, &b.seqMsg
+	return b
+}
+
+// Move moves packet i of src to the end of b by swapping slots: src's slot
+// i gets b's spare buffer, or none if b came from GetEmpty. It reports
+// false if b is full.
 func (b *batch) Move(src *batch, i int) bool {
 	if b.N == maxBatch {
 		return false
@@ -216,7 +234,7 @@ func (b *batch) Release() {
 	p := b.pool
 	b.reset()
 	if p != nil {
-		p.p.Put(b)
+		p.put(b)
 	}
 }
 
@@ -229,31 +247,107 @@ func (b *batch) reset() {
 }
 
 // batchPool recycles batches and their buffers.
+//
+// Memory follows the packets in flight, not the batches: a reader's batch
+// has a buffer in every slot, but the per-peer batches it is split into
+// (GetEmpty) start with none and take only the buffers of the packets moved
+// into them. Under many peers a read of 64 packets becomes ten batches of
+// six, which used to hold 64 buffers each (96 KB at MTU 1420; 10-pusher
+// load: tens of MB of buffers holding a few packets). A released batch with
+// buffers goes to full, one without to empty; Get tops a batch up with the
+// buffers of released ones, so buffers flow back to the readers in bulk, a
+// pool operation per batch and none per packet. Both are sync.Pools: what
+// load left behind is freed by the next two GCs.
 type batchPool struct {
-	p       sync.Pool
+	full    sync.Pool // *batch holding at least one buffer
+	empty   sync.Pool // *batch holding none
 	bufSize int
 }
 
 // newBatchPool makes a pool of batches whose buffers are bufSize bytes.
 func newBatchPool(bufSize int) *batchPool {
 	pl := &batchPool{bufSize: bufSize}
-	pl.p.New = func() any {
-		b := &batch{pool: pl}
-		// One allocation for all buffers of the batch.
-		mem := make([]byte, maxBatch*bufSize)
-		for i := range b.Pkts {
-			b.Pkts[i].Buf = mem[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
-		}
-		return b
-	}
+	pl.empty.New = func() any { return newBatch(pl) }
 	return pl
 }
 
 // BufSize is the size of every buffer.
 func (p *batchPool) BufSize() int { return p.bufSize }
 
-// Get returns an empty batch.
-func (p *batchPool) Get() *batch { return p.p.Get().(*batch) }
+// Get returns an empty batch with a buffer of BufSize in every slot, for
+// a read.
+func (p *batchPool) Get() *batch {
+	b, _ := p.full.Get().(*batch)
+	if b == nil {
+		b = p.empty.Get().(*batch)
+	}
+	p.fill(b)
+	return b
+}
+
+// GetEmpty returns an empty batch without buffers: Move fills it with the
+// buffers of the packets it takes.
+func (p *batchPool) GetEmpty() *batch {
+	b, _ := p.empty.Get().(*batch)
+	if b == nil {
+		// Rare: every spare batch holds buffers. Those stay pooled.
+		b = newBatch(p)
+	}
+	return b
+}
+
+// fill gives every slot of b a buffer, taking them from released batches
+// and allocating only what the pool lacks (at start and after a GC
+// emptied it).
+func (p *batchPool) fill(b *batch) {
+	i := b.nextEmpty(0)
+	for i < maxBatch {
+		o, _ := p.full.Get().(*batch)
+		if o == nil {
+			break
+		}
+		for j := range o.Pkts {
+			if i == maxBatch {
+				break
+			}
+			if q := &o.Pkts[j]; q.Buf != nil {
+				b.Pkts[i].Buf, q.Buf = q.Buf, nil
+				i = b.nextEmpty(i + 1)
+			}
+		}
+		p.put(o)
+	}
+	for ; i < maxBatch; i = b.nextEmpty(i + 1) {
+		b.Pkts[i].Buf = make([]byte, p.bufSize)
+	}
+}
+
+// put pools a released batch by whether it still holds buffers.
+func (p *batchPool) put(b *batch) {
+	if b.nextFull() < maxBatch {
+		p.full.Put(b)
+	} else {
+		p.empty.Put(b)
+	}
+}
+
+// nextEmpty is the first slot from i on without a buffer (maxBatch: none).
+func (b *batch) nextEmpty(i int) int {
+	for i < maxBatch && b.Pkts[i].Buf != nil {
+		i++
+	}
+	return i
+}
+
+// nextFull is the first slot with a buffer (maxBatch: none).
+func (b *batch) nextFull() int {
+	for i := range b.Pkts {
+		if b.Pkts[i].Buf != nil {
+			return i
+		}
+	}
+	return maxBatch
+}
 
 // Payloads returns the packets that are neither dropped nor empty (an empty
 // inbound packet is a keepalive), for a TUN write.

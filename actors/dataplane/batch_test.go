@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
@@ -36,4 +38,79 @@ func TestBatchMoveAndRelease(t *testing.T) {
 		t.Fatalf("Release did not give the in-flight slot back: %d", n.Len())
 	}
 	a.Release()
+}
+
+// splitRead reads a full batch of packets and splits it as the readers do
+// (group) into batches of per packets each, which it returns.
+func splitRead(pool *batchPool, per int) []*batch {
+	src := pool.Get()
+	_, sizes, _ := src.ReadSlices(headroom)
+	for i := range maxBatch {
+		sizes[i] = 100
+	}
+	src.Filled(maxBatch, headroom)
+	var gs [maxBatch]peerGroup[int]
+	n := 0
+	for i := range maxBatch {
+		group(gs[:], &n, i/per, pool).Move(src, i)
+	}
+	src.Release()
+	out := make([]*batch, n)
+	for i := range n {
+		out[i] = gs[i].b
+	}
+	return out
+}
+
+// Under many peers a read splits into small batches; the memory they hold
+// must follow their packets, not maxBatch buffers each (what made a
+// responder under ten pushers hold tens of MB of batches).
+func TestBatchMemoryFollowsPackets(t *testing.T) {
+	const bufSize, per, reads = 1500, 4, 10
+	pool := newBatchPool(bufSize)
+	var held [][]*batch
+	grew := liveHeapGrowth(func() {
+		for range reads {
+			held = append(held, splitRead(pool, per))
+		}
+	})
+	batches := reads * maxBatch / per
+	// The packets' buffers, the batches' own fields, and one spare read
+	// batch in the pool (its buffers): generously twice that.
+	want := 2 * (reads*maxBatch*bufSize + batches*int(unsafe.Sizeof(batch{})) + maxBatch*bufSize)
+	if grew > uint64(want) {
+		t.Errorf("%d batches of %d packets hold %d KB, want <= %d KB", batches, per, grew>>10, want>>10)
+	}
+	for _, bs := range held {
+		for _, b := range bs {
+			if b.N != per || len(b.Pkts[0].Bytes()) != 100 {
+				t.Fatalf("batch has %d packets, first %d bytes", b.N, len(b.Pkts[0].Bytes()))
+			}
+			b.Release()
+		}
+	}
+	// The buffers come back: reads and splits in steady state allocate
+	// nothing.
+	if raceEnabled {
+		return
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		for _, b := range splitRead(pool, per) {
+			b.Release()
+		}
+	}); a > 1 { // the returned slice
+		t.Errorf("read and split allocates %.1f times, want 1", a)
+	}
+	runtime.KeepAlive(held)
+}
+
+// liveHeapGrowth is how much the live heap grew by running f.
+func liveHeapGrowth(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return max(after.HeapAlloc, before.HeapAlloc) - before.HeapAlloc
 }

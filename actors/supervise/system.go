@@ -40,7 +40,6 @@ func New(name string, logger *slog.Logger) *System {
 	}
 	logger = logger.With("actor_system", name)
 	s := &System{name: name, registry: newRegistry(), logger: logger}
-	oneShardRegistry()
 	s.actors = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 			return slog.New(dropRecovering{logger.Handler()}).With("lib", "protoactor")
