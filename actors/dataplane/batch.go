@@ -12,8 +12,10 @@ package dataplane
 
 import (
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -256,19 +258,108 @@ func (b *batch) reset() {
 // load: tens of MB of buffers holding a few packets). A released batch with
 // buffers goes to full, one without to empty; Get tops a batch up with the
 // buffers of released ones, so buffers flow back to the readers in bulk, a
-// pool operation per batch and none per packet. Both are sync.Pools: what
-// load left behind is freed by the next two GCs.
+// pool operation (one lock) per batch and none per packet.
+//
+// The spares are lists of our own, not sync.Pools: a sync.Pool drops what
+// two GCs in a row found unused, and under a soft memory limit
+// (cmd/cyphonic --memory-limit) GCs come tens of times a second, so the
+// spares of a bursty load were dropped between its bursts and made again
+// in the next, and those allocations brought on the next GC. The lists
+// instead give back, at the first GC at least spareKeep after the last
+// trim, the batches that stayed unused all that time (trimGC): those load
+// did not need. After load the next GC frees what it left behind.
 type batchPool struct {
-	full    sync.Pool // *batch holding at least one buffer
-	empty   sync.Pool // *batch holding none
+	mu      sync.Mutex
+	full    spares // released batches holding buffers
+	empty   spares // released batches holding none (a few KB each)
+	trimmed time.Time
 	bufSize int
 }
 
+// spares is a stack of released batches, the last released on top.
+type spares struct {
+	b []*batch
+	// low is the fewest batches b held since trimmed: its bottom low
+	// were not needed meanwhile.
+	low int
+}
+
+func (s *spares) push(b *batch) {
+	if len(s.b) < maxSpare {
+		s.b = append(s.b, b)
+	}
+}
+
+func (s *spares) pop() *batch {
+	n := len(s.b)
+	if n == 0 {
+		return nil
+	}
+	b := s.b[n-1]
+	s.b[n-1] = nil
+	s.b = s.b[:n-1]
+	s.low = min(s.low, n-1)
+	return b
+}
+
+// trim drops the batches unused since the last trim.
+func (s *spares) trim() {
+	n := copy(s.b, s.b[s.low:])
+	clear(s.b[n:])
+	s.b = s.b[:n]
+	s.low = n
+}
+
+// maxSpare bounds each list: more released batches than readers and peers
+// ever have in flight are dropped.
+const maxSpare = 1024
+
+// spareKeep is how long spare batches must go unused before a GC frees
+// them.
+const spareKeep = time.Second
+
 // newBatchPool makes a pool of batches whose buffers are bufSize bytes.
 func newBatchPool(bufSize int) *batchPool {
-	pl := &batchPool{bufSize: bufSize}
-	pl.empty.New = func() any { return newBatch(pl) }
+	pl := &batchPool{bufSize: bufSize, trimmed: time.Now()}
+	watchGC(weak.Make(pl))
 	return pl
+}
+
+// gcSentinel is garbage from the moment it is made; its cleanup marks a
+// GC. It holds a pointer so that it is not a tiny allocation (those share
+// a block, and their cleanups wait for the whole block).
+type gcSentinel struct{ _ *byte }
+
+// watchGC calls trimGC on the pool after every GC, for as long as the pool
+// itself is alive.
+func watchGC(wp weak.Pointer[batchPool]) {
+	runtime.AddCleanup(&gcSentinel{}, func(wp weak.Pointer[batchPool]) {
+		if p := wp.Value(); p != nil {
+			p.trimGC()
+			watchGC(wp)
+		}
+	}, wp)
+}
+
+// trimGC drops the spare batches unused since the last trim, if that was
+// spareKeep ago.
+func (p *batchPool) trimGC() {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.trimmed) < spareKeep {
+		return
+	}
+	p.trimmed = now
+	p.full.trim()
+	p.empty.trim()
+}
+
+// spareCount is how many released batches with buffers the pool holds.
+func (p *batchPool) spareCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.full.b)
 }
 
 // BufSize is the size of every buffer.
@@ -277,32 +368,18 @@ func (p *batchPool) BufSize() int { return p.bufSize }
 // Get returns an empty batch with a buffer of BufSize in every slot, for
 // a read.
 func (p *batchPool) Get() *batch {
-	b, _ := p.full.Get().(*batch)
+	p.mu.Lock()
+	b := p.full.pop()
 	if b == nil {
-		b = p.empty.Get().(*batch)
+		b = p.empty.pop()
 	}
-	p.fill(b)
-	return b
-}
-
-// GetEmpty returns an empty batch without buffers: Move fills it with the
-// buffers of the packets it takes.
-func (p *batchPool) GetEmpty() *batch {
-	b, _ := p.empty.Get().(*batch)
 	if b == nil {
-		// Rare: every spare batch holds buffers. Those stay pooled.
 		b = newBatch(p)
 	}
-	return b
-}
-
-// fill gives every slot of b a buffer, taking them from released batches
-// and allocating only what the pool lacks (at start and after a GC
-// emptied it).
-func (p *batchPool) fill(b *batch) {
+	// Top b up with the buffers of other released batches.
 	i := b.nextEmpty(0)
 	for i < maxBatch {
-		o, _ := p.full.Get().(*batch)
+		o := p.full.pop()
 		if o == nil {
 			break
 		}
@@ -315,19 +392,42 @@ func (p *batchPool) fill(b *batch) {
 				i = b.nextEmpty(i + 1)
 			}
 		}
-		p.put(o)
+		p.putLocked(o)
 	}
+	p.mu.Unlock()
+	// What the pool lacks (at start, after a GC trimmed it, under more
+	// load than before) is made.
 	for ; i < maxBatch; i = b.nextEmpty(i + 1) {
 		b.Pkts[i].Buf = make([]byte, p.bufSize)
 	}
+	return b
 }
 
-// put pools a released batch by whether it still holds buffers.
+// GetEmpty returns an empty batch without buffers: Move fills it with the
+// buffers of the packets it takes.
+func (p *batchPool) GetEmpty() *batch {
+	p.mu.Lock()
+	b := p.empty.pop()
+	p.mu.Unlock()
+	if b == nil {
+		b = newBatch(p)
+	}
+	return b
+}
+
+// put pools a released batch.
 func (p *batchPool) put(b *batch) {
-	if b.nextFull() < maxBatch {
-		p.full.Put(b)
+	p.mu.Lock()
+	p.putLocked(b)
+	p.mu.Unlock()
+}
+
+// putLocked is put with p.mu held.
+func (p *batchPool) putLocked(b *batch) {
+	if b.nextFull() == maxBatch {
+		p.empty.push(b)
 	} else {
-		p.empty.Put(b)
+		p.full.push(b)
 	}
 }
 

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"runtime"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
@@ -113,4 +114,51 @@ func liveHeapGrowth(f func()) uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	return max(after.HeapAlloc, before.HeapAlloc) - before.HeapAlloc
+}
+
+// Spares survive GCs that come close together (under a soft memory limit
+// tens a second): a read after two GCs reuses the buffers released before
+// them. A sync.Pool had dropped them, and the read made 64 new buffers.
+func TestBatchSparesSurviveGCs(t *testing.T) {
+	pool := newBatchPool(1500)
+	for range 3 {
+		for _, b := range splitRead(pool, 8) {
+			b.Release()
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	bs := splitRead(pool, 8)
+	runtime.ReadMemStats(&after)
+	for _, b := range bs {
+		b.Release()
+	}
+	if raceEnabled {
+		return // the race runtime allocates on its own
+	}
+	if n := after.Mallocs - before.Mallocs; n > 2 { // the returned slice
+		t.Errorf("a read after two GCs allocated %d times, want <= 2", n)
+	}
+}
+
+// Spares left by a load are freed by a GC once they went unused for
+// spareKeep.
+func TestBatchSparesFreedAfterLoad(t *testing.T) {
+	pool := newBatchPool(1500)
+	for _, b := range splitRead(pool, 1) {
+		b.Release()
+	}
+	if pool.spareCount() == 0 {
+		t.Fatal("no spares after a load")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pool.spareCount() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spares kept 10 s after the load", pool.spareCount())
+		}
+		runtime.GC() // the trim runs after a GC
+		time.Sleep(50 * time.Millisecond)
+	}
 }
