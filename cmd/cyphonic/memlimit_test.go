@@ -23,13 +23,13 @@ func TestMemoryLimit(t *testing.T) {
 		err   bool
 		isEnv bool
 	}{
-		{value: "24MiB", want: 24 << 20},
+		{value: "32MiB", want: 32 << 20},
 		{value: "1GiB", given: true, want: 1 << 30},
 		{value: "8192KiB", given: true, want: 8 << 20},
 		{value: "33554432", given: true, want: 32 << 20},
 		{value: "33554432B", given: true, want: 32 << 20},
 		{value: "off", given: true, want: math.MaxInt64},
-		{value: "24MiB", env: "100MiB", isEnv: true},                 // the default leaves GOMEMLIMIT alone
+		{value: "32MiB", env: "100MiB", isEnv: true},                 // the default leaves GOMEMLIMIT alone
 		{value: "48MiB", given: true, env: "100MiB", want: 48 << 20}, // the flag wins
 		{value: "1MiB", given: true, err: true},                      // the GC would never rest
 		{value: "24MB", given: true, err: true},
