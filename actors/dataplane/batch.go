@@ -87,6 +87,7 @@ type batch struct {
 	session *peerSession
 
 	pool *batchPool
+	held int // slots with a buffer (the pool's and Move's count)
 	// toPeer and toSeq are b and its sequencer message wrapped as
 	// protoactor envelopes, made once with the batch: an actor with
 	// receiver middleware (all of supervise's) wraps every other message
@@ -157,6 +158,14 @@ func (b *batch) Move(src *batch, i int) bool {
 	if b.N == maxBatch {
 		return false
 	}
+	d := 0 // buffers b gains
+	if src.Pkts[i].Buf != nil {
+		d++
+	}
+	if b.Pkts[b.N].Buf != nil {
+		d--
+	}
+	b.held, src.held = b.held+d, src.held-d
 	b.Pkts[b.N], src.Pkts[i] = src.Pkts[i], b.Pkts[b.N]
 	b.N++
 	return true
@@ -378,17 +387,15 @@ func (p *batchPool) Get() *batch {
 	}
 	// Top b up with the buffers of other released batches.
 	i := b.nextEmpty(0)
-	for i < maxBatch {
+	for b.held < maxBatch {
 		o := p.full.pop()
 		if o == nil {
 			break
 		}
-		for j := range o.Pkts {
-			if i == maxBatch {
-				break
-			}
+		for j := 0; o.held > 0 && b.held < maxBatch; j++ {
 			if q := &o.Pkts[j]; q.Buf != nil {
 				b.Pkts[i].Buf, q.Buf = q.Buf, nil
+				o.held, b.held = o.held-1, b.held+1
 				i = b.nextEmpty(i + 1)
 			}
 		}
@@ -399,6 +406,7 @@ func (p *batchPool) Get() *batch {
 	// load than before) is made.
 	for ; i < maxBatch; i = b.nextEmpty(i + 1) {
 		b.Pkts[i].Buf = make([]byte, p.bufSize)
+		b.held++
 	}
 	return b
 }
@@ -424,7 +432,7 @@ func (p *batchPool) put(b *batch) {
 
 // putLocked is put with p.mu held.
 func (p *batchPool) putLocked(b *batch) {
-	if b.nextFull() == maxBatch {
+	if b.held == 0 {
 		p.empty.push(b)
 	} else {
 		p.full.push(b)
@@ -437,16 +445,6 @@ func (b *batch) nextEmpty(i int) int {
 		i++
 	}
 	return i
-}
-
-// nextFull is the first slot with a buffer (maxBatch: none).
-func (b *batch) nextFull() int {
-	for i := range b.Pkts {
-		if b.Pkts[i].Buf != nil {
-			return i
-		}
-	}
-	return maxBatch
 }
 
 // Payloads returns the packets that are neither dropped nor empty (an empty

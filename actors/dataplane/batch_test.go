@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -87,6 +88,15 @@ func TestBatchMemoryFollowsPackets(t *testing.T) {
 			if b.N != per || len(b.Pkts[0].Bytes()) != 100 {
 				t.Fatalf("batch has %d packets, first %d bytes", b.N, len(b.Pkts[0].Bytes()))
 			}
+			n := 0
+			for i := range b.Pkts {
+				if b.Pkts[i].Buf != nil {
+					n++
+				}
+			}
+			if n != b.held || n != per {
+				t.Fatalf("batch of %d packets holds %d buffers, counted %d", per, n, b.held)
+			}
 			b.Release()
 		}
 	}
@@ -160,5 +170,22 @@ func TestBatchSparesFreedAfterLoad(t *testing.T) {
 		}
 		runtime.GC() // the trim runs after a GC
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// BenchmarkSplitRead is a reader's work on its batch pool: a read of 64
+// packets split into batches of per packets (64/per peers) and their
+// release. One op is one read.
+func BenchmarkSplitRead(b *testing.B) {
+	for _, per := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("per=%d", per), func(b *testing.B) {
+			pool := newBatchPool(2263)
+			b.ReportAllocs()
+			for range b.N {
+				for _, x := range splitRead(pool, per) {
+					x.Release()
+				}
+			}
+		})
 	}
 }
