@@ -31,8 +31,9 @@ const (
 	stageSize = maxIPPacket + virtioNetHdrLen
 
 	// stageCount is how many packets one underlying Write handles; larger
-	// batches go in chunks. 64 stages cost 4 MiB of address space, resident
-	// only as far as coalescing actually fills them.
+	// batches go in chunks. A stage is made the first time a Write needs
+	// it: a node whose writes carry a few packets each (many peers, or
+	// interactive traffic) never makes most of the 64 (4 MiB).
 	stageCount = 64
 )
 
@@ -47,8 +48,8 @@ const (
 // first packet. Giving every pooled data-plane buffer that capacity (as
 // wireguard-go does) costs 64 KB per in-flight packet, hundreds of MiB under
 // load; copying each packet (~1.4 KB, tens of ns) into this device's 64
-// staging buffers costs 4 MiB once, and the caller's buffers keep their
-// size.
+// staging buffers costs at most 4 MiB once (only as many stages as the
+// largest write has packets), and the caller's buffers keep their size.
 type offloadDevice struct {
 	dev    wgtun.Device
 	rc     syscall.RawConn // the device file, for a readiness poll that does not block
@@ -64,7 +65,7 @@ type offloadDevice struct {
 	pollFn  func(fd uintptr) // bound once: RawConn.Control must not allocate
 
 	wmu   sync.Mutex
-	stage [stageCount][]byte // full-capacity staging buffers, packet at virtioNetHdrLen
+	stage [stageCount][]byte // full-capacity staging buffers, packet at virtioNetHdrLen; nil until first used
 	out   [stageCount][]byte // the slices handed to dev.Write
 }
 
@@ -99,10 +100,6 @@ func newOffloadDevice(dev wgtun.Device, mtu int) (*offloadDevice, error) {
 	d := &offloadDevice{dev: dev, rc: rc, name: name, mtu: mtu}
 	d.reserve = maxSegments(mtu)
 	d.pollFn = d.pollReadable
-	mem := make([]byte, stageCount*stageSize)
-	for i := range d.stage {
-		d.stage[i] = mem[i*stageSize : (i+1)*stageSize : (i+1)*stageSize]
-	}
 	// wireguard-go's link listeners block sending on a 5-slot event channel
 	// until someone reads it, and close it when they exit after Close: drain
 	// it here, so they never stall and Close can wait for them.
@@ -227,6 +224,9 @@ func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
 					firstErr = fmt.Errorf("tun: write %s: %d-byte packet: %w", d.name, len(pkt), ErrBadPacket)
 				}
 				continue
+			}
+			if d.stage[n] == nil {
+				d.stage[n] = make([]byte, stageSize) // once per slot and device
 			}
 			d.out[n] = d.stage[n][:virtioNetHdrLen+copy(d.stage[n][virtioNetHdrLen:], pkt)]
 			n++

@@ -219,3 +219,44 @@ func swapTCPAddrs(p []byte) bool {
 	copy(b, tmp[:len(a)])
 	return !bytes.Equal(a, b)
 }
+
+// A stage (64 KB) is made the first time a write needs it: a node whose
+// writes carry a few packets each holds a few stages, not 64 (4 MiB).
+func TestOffloadStagesFollowWrites(t *testing.T) {
+	enterFreshNetns(t)
+	dev, err := OpenOffload("cyphoff2", testMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := Configure(dev.Name(), testVIP6, testPrefix6, testVIP4, testPrefix4, testMTU); err != nil {
+		t.Fatal(err)
+	}
+	d := dev.(*offloadDevice)
+	stages := func() int {
+		n := 0
+		for _, s := range d.stage {
+			if s != nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := stages(); n != 0 {
+		t.Fatalf("%d stages made at open, want 0", n)
+	}
+	const headroom = 16
+	for _, size := range []int{3, 2, 5} {
+		var bufs [][]byte
+		for i := range size {
+			pkt := buildUDP(netip.AddrPortFrom(testPeer4, uint16(4000+i)), netip.AddrPortFrom(testVIP4, 9), []byte("stage"))
+			bufs = append(bufs, append(make([]byte, headroom), pkt...))
+		}
+		if n, err := dev.Write(bufs, headroom); err != nil || n != size {
+			t.Fatalf("write %d: %d, %v", size, n, err)
+		}
+	}
+	if n := stages(); n != 5 {
+		t.Errorf("%d stages after writes of at most 5 packets, want 5", n)
+	}
+}

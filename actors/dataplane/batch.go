@@ -3,8 +3,8 @@
 // stamp on it. A *batch changes hands with every message; whoever holds it
 // last calls Release.
 //
-// Nothing here allocates in steady state: buffers are made once per pooled
-// batch and moved between batches by swapping slices, and the batch carries
+// Nothing here allocates in steady state: buffers are made once and moved
+// between batches by swapping slices (see batchPool), and the batch carries
 // its own scratch slices for the batch I/O calls and its own sequencer
 // message.
 
@@ -12,8 +12,10 @@ package dataplane
 
 import (
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -84,12 +86,20 @@ type batch struct {
 	// set by the socket reader), for the sequential checks in toTun.
 	session *peerSession
 
-	pool     *batchPool
-	seqMsg   sequencer.Batch[*batch]
-	seqEntry [1]sequencer.Entry[*batch]
-	bufs     [maxBatch][]byte
-	sizes    [maxBatch]int
-	eps      [maxBatch]netip.AddrPort
+	pool *batchPool
+	held int // slots with a buffer (the pool's and Move's count)
+	// toPeer and toSeq are b and its sequencer message wrapped as
+	// protoactor envelopes, made once with the batch: an actor with
+	// receiver middleware (all of supervise's) wraps every other message
+	// in a new envelope, one allocation per hop. They never change, so a
+	// batch in one mailbox while its other envelope is read races with
+	// nothing.
+	toPeer, toSeq actor.MessageEnvelope
+	seqMsg        sequencer.Batch[*batch]
+	seqEntry      [1]sequencer.Entry[*batch]
+	bufs          [maxBatch][]byte
+	sizes         [maxBatch]int
+	eps           [maxBatch]netip.AddrPort
 }
 
 // track makes Release give back a slot of l, which the caller has taken:
@@ -125,18 +135,37 @@ func (b *batch) flow() *flowQueue {
 // seqMessage returns the message that hands b to its sequencer as slot
 // b.seq. It lives inside b, so sending it does not allocate; the sequencer
 // reads it once and keeps only b.
-func (b *batch) seqMessage() *sequencer.Batch[*batch] {
+func (b *batch) seqMessage() *actor.MessageEnvelope {
 	b.seqEntry[0] = sequencer.Entry[*batch]{Seq: b.seq, Item: b}
 	b.seqMsg.Entries = b.seqEntry[:]
-	return &b.seqMsg
+	return &b.toSeq
 }
 
-// Move moves packet i of src to the end of b by swapping buffers, so both
-// batches keep a full set. It reports false if b is full.
+// peerMessage returns the message that hands b to its peer actor.
+func (b *batch) peerMessage() *actor.MessageEnvelope { return &b.toPeer }
+
+// newBatch makes a batch of pool p without buffers.
+func newBatch(p *batchPool) *batch {
+	b := &batch{pool: p}
+	b.toPeer.Message, b.toSeq.Message = b, &b.seqMsg
+	return b
+}
+
+// Move moves packet i of src to the end of b by swapping slots: src's slot
+// i gets b's spare buffer, or none if b came from GetEmpty. It reports
+// false if b is full.
 func (b *batch) Move(src *batch, i int) bool {
 	if b.N == maxBatch {
 		return false
 	}
+	d := 0 // buffers b gains
+	if src.Pkts[i].Buf != nil {
+		d++
+	}
+	if b.Pkts[b.N].Buf != nil {
+		d--
+	}
+	b.held, src.held = b.held+d, src.held-d
 	b.Pkts[b.N], src.Pkts[i] = src.Pkts[i], b.Pkts[b.N]
 	b.N++
 	return true
@@ -216,7 +245,7 @@ func (b *batch) Release() {
 	p := b.pool
 	b.reset()
 	if p != nil {
-		p.p.Put(b)
+		p.put(b)
 	}
 }
 
@@ -229,31 +258,194 @@ func (b *batch) reset() {
 }
 
 // batchPool recycles batches and their buffers.
+//
+// Memory follows the packets in flight, not the batches: a reader's batch
+// has a buffer in every slot, but the per-peer batches it is split into
+// (GetEmpty) start with none and take only the buffers of the packets moved
+// into them. Under many peers a read of 64 packets becomes ten batches of
+// six, which used to hold 64 buffers each (96 KB at MTU 1420; 10-pusher
+// load: tens of MB of buffers holding a few packets). A released batch with
+// buffers goes to full, one without to empty; Get tops a batch up with the
+// buffers of released ones, so buffers flow back to the readers in bulk, a
+// pool operation (one lock) per batch and none per packet.
+//
+// The spares are lists of our own, not sync.Pools: a sync.Pool drops what
+// two GCs in a row found unused, and under a soft memory limit
+// (cmd/cyphonic --memory-limit) GCs come tens of times a second, so the
+// spares of a bursty load were dropped between its bursts and made again
+// in the next, and those allocations brought on the next GC. The lists
+// instead give back, at the first GC at least spareKeep after the last
+// trim, the batches that stayed unused all that time (trimGC): those load
+// did not need. After load the next GC frees what it left behind.
 type batchPool struct {
-	p       sync.Pool
+	mu      sync.Mutex
+	full    spares // released batches holding buffers
+	empty   spares // released batches holding none (a few KB each)
+	trimmed time.Time
 	bufSize int
 }
 
+// spares is a stack of released batches, the last released on top.
+type spares struct {
+	b []*batch
+	// low is the fewest batches b held since trimmed: its bottom low
+	// were not needed meanwhile.
+	low int
+}
+
+func (s *spares) push(b *batch) {
+	if len(s.b) < maxSpare {
+		s.b = append(s.b, b)
+	}
+}
+
+func (s *spares) pop() *batch {
+	n := len(s.b)
+	if n == 0 {
+		return nil
+	}
+	b := s.b[n-1]
+	s.b[n-1] = nil
+	s.b = s.b[:n-1]
+	s.low = min(s.low, n-1)
+	return b
+}
+
+// trim drops the batches unused since the last trim.
+func (s *spares) trim() {
+	n := copy(s.b, s.b[s.low:])
+	clear(s.b[n:])
+	s.b = s.b[:n]
+	s.low = n
+}
+
+// maxSpare bounds each list: more released batches than readers and peers
+// ever have in flight are dropped.
+const maxSpare = 1024
+
+// spareKeep is how long spare batches must go unused before a GC frees
+// them.
+const spareKeep = time.Second
+
 // newBatchPool makes a pool of batches whose buffers are bufSize bytes.
 func newBatchPool(bufSize int) *batchPool {
-	pl := &batchPool{bufSize: bufSize}
-	pl.p.New = func() any {
-		b := &batch{pool: pl}
-		// One allocation for all buffers of the batch.
-		mem := make([]byte, maxBatch*bufSize)
-		for i := range b.Pkts {
-			b.Pkts[i].Buf = mem[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
-		}
-		return b
-	}
+	pl := &batchPool{bufSize: bufSize, trimmed: time.Now()}
+	watchGC(weak.Make(pl))
 	return pl
+}
+
+// gcSentinel is garbage from the moment it is made; its cleanup marks a
+// GC. It holds a pointer so that it is not a tiny allocation (those share
+// a block, and their cleanups wait for the whole block).
+type gcSentinel struct{ _ *byte }
+
+// watchGC calls trimGC on the pool after every GC, for as long as the pool
+// itself is alive.
+func watchGC(wp weak.Pointer[batchPool]) {
+	runtime.AddCleanup(&gcSentinel{}, func(wp weak.Pointer[batchPool]) {
+		if p := wp.Value(); p != nil {
+			p.trimGC()
+			watchGC(wp)
+		}
+	}, wp)
+}
+
+// trimGC drops the spare batches unused since the last trim, if that was
+// spareKeep ago.
+func (p *batchPool) trimGC() {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.trimmed) < spareKeep {
+		return
+	}
+	p.trimmed = now
+	p.full.trim()
+	p.empty.trim()
+}
+
+// spareCount is how many released batches with buffers the pool holds.
+func (p *batchPool) spareCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.full.b)
 }
 
 // BufSize is the size of every buffer.
 func (p *batchPool) BufSize() int { return p.bufSize }
 
-// Get returns an empty batch.
-func (p *batchPool) Get() *batch { return p.p.Get().(*batch) }
+// Get returns an empty batch with a buffer of BufSize in every slot, for
+// a read.
+func (p *batchPool) Get() *batch {
+	p.mu.Lock()
+	b := p.full.pop()
+	if b == nil {
+		b = p.empty.pop()
+	}
+	if b == nil {
+		b = newBatch(p)
+	}
+	// Top b up with the buffers of other released batches.
+	i := b.nextEmpty(0)
+	for b.held < maxBatch {
+		o := p.full.pop()
+		if o == nil {
+			break
+		}
+		for j := 0; o.held > 0 && b.held < maxBatch; j++ {
+			if q := &o.Pkts[j]; q.Buf != nil {
+				b.Pkts[i].Buf, q.Buf = q.Buf, nil
+				o.held, b.held = o.held-1, b.held+1
+				i = b.nextEmpty(i + 1)
+			}
+		}
+		p.putLocked(o)
+	}
+	p.mu.Unlock()
+	// What the pool lacks (at start, after a GC trimmed it, under more
+	// load than before) is made.
+	for ; i < maxBatch; i = b.nextEmpty(i + 1) {
+		b.Pkts[i].Buf = make([]byte, p.bufSize)
+		b.held++
+	}
+	return b
+}
+
+// GetEmpty returns an empty batch without buffers: Move fills it with the
+// buffers of the packets it takes.
+func (p *batchPool) GetEmpty() *batch {
+	p.mu.Lock()
+	b := p.empty.pop()
+	p.mu.Unlock()
+	if b == nil {
+		b = newBatch(p)
+	}
+	return b
+}
+
+// put pools a released batch.
+func (p *batchPool) put(b *batch) {
+	p.mu.Lock()
+	p.putLocked(b)
+	p.mu.Unlock()
+}
+
+// putLocked is put with p.mu held.
+func (p *batchPool) putLocked(b *batch) {
+	if b.held == 0 {
+		p.empty.push(b)
+	} else {
+		p.full.push(b)
+	}
+}
+
+// nextEmpty is the first slot from i on without a buffer (maxBatch: none).
+func (b *batch) nextEmpty(i int) int {
+	for i < maxBatch && b.Pkts[i].Buf != nil {
+		i++
+	}
+	return i
+}
 
 // Payloads returns the packets that are neither dropped nor empty (an empty
 // inbound packet is a keepalive), for a TUN write.

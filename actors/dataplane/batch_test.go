@@ -1,7 +1,11 @@
 package dataplane
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
@@ -36,4 +40,152 @@ func TestBatchMoveAndRelease(t *testing.T) {
 		t.Fatalf("Release did not give the in-flight slot back: %d", n.Len())
 	}
 	a.Release()
+}
+
+// splitRead reads a full batch of packets and splits it as the readers do
+// (group) into batches of per packets each, which it returns.
+func splitRead(pool *batchPool, per int) []*batch {
+	src := pool.Get()
+	_, sizes, _ := src.ReadSlices(headroom)
+	for i := range maxBatch {
+		sizes[i] = 100
+	}
+	src.Filled(maxBatch, headroom)
+	var gs [maxBatch]peerGroup[int]
+	n := 0
+	for i := range maxBatch {
+		group(gs[:], &n, i/per, pool).Move(src, i)
+	}
+	src.Release()
+	out := make([]*batch, n)
+	for i := range n {
+		out[i] = gs[i].b
+	}
+	return out
+}
+
+// Under many peers a read splits into small batches; the memory they hold
+// must follow their packets, not maxBatch buffers each (what made a
+// responder under ten pushers hold tens of MB of batches).
+func TestBatchMemoryFollowsPackets(t *testing.T) {
+	const bufSize, per, reads = 1500, 4, 10
+	pool := newBatchPool(bufSize)
+	var held [][]*batch
+	grew := liveHeapGrowth(func() {
+		for range reads {
+			held = append(held, splitRead(pool, per))
+		}
+	})
+	batches := reads * maxBatch / per
+	// The packets' buffers, the batches' own fields, and one spare read
+	// batch in the pool (its buffers): generously twice that.
+	want := 2 * (reads*maxBatch*bufSize + batches*int(unsafe.Sizeof(batch{})) + maxBatch*bufSize)
+	if grew > uint64(want) {
+		t.Errorf("%d batches of %d packets hold %d KB, want <= %d KB", batches, per, grew>>10, want>>10)
+	}
+	for _, bs := range held {
+		for _, b := range bs {
+			if b.N != per || len(b.Pkts[0].Bytes()) != 100 {
+				t.Fatalf("batch has %d packets, first %d bytes", b.N, len(b.Pkts[0].Bytes()))
+			}
+			n := 0
+			for i := range b.Pkts {
+				if b.Pkts[i].Buf != nil {
+					n++
+				}
+			}
+			if n != b.held || n != per {
+				t.Fatalf("batch of %d packets holds %d buffers, counted %d", per, n, b.held)
+			}
+			b.Release()
+		}
+	}
+	// The buffers come back: reads and splits in steady state allocate
+	// nothing.
+	if raceEnabled {
+		return
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		for _, b := range splitRead(pool, per) {
+			b.Release()
+		}
+	}); a > 1 { // the returned slice
+		t.Errorf("read and split allocates %.1f times, want 1", a)
+	}
+	runtime.KeepAlive(held)
+}
+
+// liveHeapGrowth is how much the live heap grew by running f.
+func liveHeapGrowth(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return max(after.HeapAlloc, before.HeapAlloc) - before.HeapAlloc
+}
+
+// Spares survive GCs that come close together (under a soft memory limit
+// tens a second): a read after two GCs reuses the buffers released before
+// them. A sync.Pool had dropped them, and the read made 64 new buffers.
+func TestBatchSparesSurviveGCs(t *testing.T) {
+	pool := newBatchPool(1500)
+	for range 3 {
+		for _, b := range splitRead(pool, 8) {
+			b.Release()
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	bs := splitRead(pool, 8)
+	runtime.ReadMemStats(&after)
+	for _, b := range bs {
+		b.Release()
+	}
+	if raceEnabled {
+		return // the race runtime allocates on its own
+	}
+	if n := after.Mallocs - before.Mallocs; n > 2 { // the returned slice
+		t.Errorf("a read after two GCs allocated %d times, want <= 2", n)
+	}
+}
+
+// Spares left by a load are freed by a GC once they went unused for
+// spareKeep.
+func TestBatchSparesFreedAfterLoad(t *testing.T) {
+	pool := newBatchPool(1500)
+	for _, b := range splitRead(pool, 1) {
+		b.Release()
+	}
+	if pool.spareCount() == 0 {
+		t.Fatal("no spares after a load")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pool.spareCount() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spares kept 10 s after the load", pool.spareCount())
+		}
+		runtime.GC() // the trim runs after a GC
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// BenchmarkSplitRead is a reader's work on its batch pool: a read of 64
+// packets split into batches of per packets (64/per peers) and their
+// release. One op is one read.
+func BenchmarkSplitRead(b *testing.B) {
+	for _, per := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("per=%d", per), func(b *testing.B) {
+			pool := newBatchPool(2263)
+			b.ReportAllocs()
+			for range b.N {
+				for _, x := range splitRead(pool, per) {
+					x.Release()
+				}
+			}
+		})
+	}
 }

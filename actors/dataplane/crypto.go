@@ -71,6 +71,9 @@ type workerPool struct {
 	next    atomic.Uint64
 	queue   *fairQueue
 	token   pull
+	// tokenEnv is token wrapped as a protoactor envelope, so sending it
+	// allocates nothing (see batch.toPeer); shared and never changed.
+	tokenEnv actor.MessageEnvelope
 }
 
 // submit queues b on its peer's work queue for its direction (b.work())
@@ -85,7 +88,7 @@ func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
 		sender.Send(b.next(), b.seqMessage())
 		return
 	}
-	sender.Send(p.workers[i], &p.token)
+	sender.Send(p.workers[i], &p.tokenEnv)
 }
 
 // Close refuses further work and returns the batches still queued, for
@@ -122,7 +125,9 @@ func spawnCrypto(spawner actor.SpawnerContext, n int, hook func()) (*workerPool,
 		sys.Root().Stop(pid)
 		return nil, nil, fmt.Errorf("crypto: spawn workers: %w", r.err)
 	}
-	return &workerPool{workers: r.pids, queue: queue}, pid, nil
+	wp := &workerPool{workers: r.pids, queue: queue}
+	wp.tokenEnv.Message = &wp.token
+	return wp, pid, nil
 }
 
 type result struct {

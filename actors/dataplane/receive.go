@@ -222,7 +222,7 @@ func (gs *inGroups) add(s *peerSession, src *batch, i int, stamp int64, pool *ba
 			break // the pipe's latest group is another session's
 		}
 	}
-	b := pool.Get()
+	b := pool.GetEmpty() // it takes the buffers of the packets moved in
 	b.Move(src, i)
 	gs.g[gs.n] = peerGroup[*peerSession]{key: s, b: b}
 	gs.oldest[gs.n] = stamp

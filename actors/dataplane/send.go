@@ -121,7 +121,7 @@ func group[K comparable](gs []peerGroup[K], n *int, key K, pool *batchPool) *bat
 			return gs[i].b
 		}
 	}
-	b := pool.Get()
+	b := pool.GetEmpty() // it takes the buffers of the packets moved in
 	gs[*n] = peerGroup[K]{key: key, b: b}
 	*n++
 	return b
@@ -144,7 +144,7 @@ func (d *Dataplane) sendToPeer(h *peerHandle, gb *batch, now time.Time) {
 	}
 	gb.track(pipe.OutInflight)
 	gb.born = now
-	d.sys.Root().Send(pipe.Peer, gb)
+	d.sys.Root().Send(pipe.Peer, gb.peerMessage())
 }
 
 // outbound stamps a batch from the TUN reader and hands it to a worker.

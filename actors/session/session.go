@@ -190,7 +190,11 @@ func New(cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := txstore.New[entry](txstore.Config{MaxEntries: 1 << 14})
+	// A node's transactions with the cloud are few: MaxPending tunnel
+	// requests (256) plus a handful of others. 2,048 entries keep far
+	// more than that; Ristretto's sketch and filter grow with the
+	// capacity (1,019 KB of heap at 16,384, 382 KB here).
+	st, err := txstore.New[entry](txstore.Config{MaxEntries: 1 << 11})
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	SmallRegistry() // as the daemons do (TestSystemHeapAtRest)
 	leaktest.VerifyTestMain(m)
 }
 

@@ -53,8 +53,9 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 	}
 	reg := s.registry
 	// Mailboxes are unbounded (see Limiter): Spawn installs the producer
-	// so the registry can read each mailbox's depth.
-	inner := actor.Unbounded(mw...)
+	// so the registry can read each mailbox's depth. They are protoactor's
+	// default mailbox without its allocation per wake-up (mailbox.go).
+	inner := unbounded(mw...)
 	props = props.Clone(
 		actor.WithMailbox(func() actor.Mailbox {
 			mb := inner()

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -103,6 +105,7 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	supervise.SmallRegistry() // before any actor system: 2.8 MB less heap per system
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -50,12 +50,17 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&timers.passive, "peer-passive-keepalive", 0, fmt.Sprintf("answer a peer that sends with a keepalive once our last send is this old (0: %v; %v..%v)", dataplane.DefaultPassiveKeepalive, minPassiveKeepalive, maxPassiveKeepalive))
 	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
 	verbose := fs.Bool("v", false, "log debug messages")
+	memLimit := fs.String("memory-limit", defaultNodeMemoryLimit, "soft limit of the daemon's Go memory (heap, stacks, runtime), as GOMEMLIMIT: the GC works harder near it; 'off' disables it (default: GOMEMLIMIT if set, else "+defaultNodeMemoryLimit+")")
 	if err := o.parse(args); err != nil {
 		return err
 	}
 	b, err := tun.ParseBackend(*backend)
 	if err != nil {
 		return o.usageErr("tun-backend", "%v", err)
+	}
+	setLimit, err := nodeMemoryLimit(o, *memLimit)
+	if err != nil {
+		return err
 	}
 	cfg.TUNBackend = b
 	switch cfg.SplitDNS {
@@ -135,6 +140,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stdout, "# ok: %s, certificate serial %x valid until %s\n", id.FQDN, id.Cert.SerialNumber, id.Cert.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
 		return nil
+	}
+	if setLimit != nil {
+		setLimit()
 	}
 	return nodeErr(o, node.Run(ctx, cfg))
 }

@@ -186,3 +186,39 @@ func benchEndToEnd(b *testing.B, batch int) {
 		b.Logf("%d packets shed under load: %v %v %v %v", gaps, a.dp.Status(), a.dp.Drops(), bob.dp.Status(), bob.dp.Drops())
 	}
 }
+
+// BenchmarkNodeHeapAtRest reports the live heap one started data plane
+// holds before any traffic (its actor system included; a daemon's is
+// smaller by what supervise.SmallRegistry saves, which a test binary that
+// has started systems already must not call), and after a tunnel carried
+// a burst and went idle (heap-B/node-after-load: what load leaves behind).
+func BenchmarkNodeHeapAtRest(b *testing.B) {
+	f := newPKI(b)
+	var rest, after float64
+	for i := range b.N {
+		var before, started, loaded runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		src, sink := newBenchDevice(256), newBenchDevice(256)
+		src.batch, sink.src = 32, src
+		a := newNode(b, f, fmt.Sprintf("alice%d", i), 1, func(c *dataplane.Config) { c.Device = src })
+		bob := newNode(b, f, fmt.Sprintf("bob%d", i), 2, func(c *dataplane.Config) { c.Device = sink })
+		src.src4, src.dst, src.size = a.vip4, bob.vip4, 1400
+		runtime.GC()
+		runtime.ReadMemStats(&started)
+		connect(b, a, bob, bob.addr, a.addr)
+		sink.target = 32 * 256
+		for range 256 {
+			src.credits <- struct{}{}
+		}
+		<-sink.done
+		runtime.GC()
+		runtime.ReadMemStats(&loaded)
+		rest = float64(started.HeapAlloc-before.HeapAlloc) / 2
+		after = float64(loaded.HeapAlloc-before.HeapAlloc) / 2
+		a.stop()
+		bob.stop()
+	}
+	b.ReportMetric(rest, "heap-B/node")
+	b.ReportMetric(after, "heap-B/node-after-load")
+}

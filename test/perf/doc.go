@@ -15,8 +15,9 @@
 // CYPHONIC_PERF_PROFILE=dir saves CPU profiles of cyphonic's responder
 // (cpu-1-responder.pprof, the receive path) and pusher (cpu-1-pusher.pprof,
 // the send path) taken during the 1-pusher load (`go tool pprof -top` reads
-// them), and the responder's heap after each load (heap-<n>-responder.txt,
-// with the runtime's MemStats). Speed is reported, never
+// them), and the responder's heap at rest and after each load
+// (heap-<n>-responder.txt, with the runtime's MemStats; n = 0: at rest) with
+// the kernel's split of its RSS (smaps-<n>-responder.txt). Speed is reported, never
 // asserted: a slow machine still passes.
 //
 // The pure parts (parsing ping, iperf3 and /proc output, statistics, the

@@ -89,6 +89,11 @@ func Measure(ctx context.Context, topo *Topology, target Target, cfg Config) (Re
 	if res.IdleMem, err = readMemory(target.PID); err != nil {
 		return res, err
 	}
+	if cfg.ProfileDir != "" && target.Pprof != "" {
+		if err := heapProfile(ctx, topo, target, cfg, 0); err != nil {
+			return res, err
+		}
+	}
 	if res.Idle, err = ping(ctx, topo.Bed, topo.Idle, target, cfg.pingCount(), cfg.PingInterval); err != nil {
 		return res, fmt.Errorf("perf: idle ping: %w", err)
 	}
@@ -257,8 +262,11 @@ func profile(ctx context.Context, topo *Topology, target Target, cfg Config) err
 }
 
 // heapProfile saves the responder's heap profile right after the n-pusher
-// load (cfg.ProfileDir/heap-<n>-responder.txt, pprof's text form, which
-// ends with the runtime's MemStats: what RSS is made of).
+// load, n = 0 before any (cfg.ProfileDir/heap-<n>-responder.txt, pprof's
+// text form, which ends with the runtime's MemStats), and the kernel's view
+// of its memory beside it (smaps-<n>-responder.txt: /proc/PID/smaps_rollup,
+// which splits RSS into anonymous memory, the heap's part, and file pages,
+// the binary's text and data).
 func heapProfile(ctx context.Context, topo *Topology, target Target, cfg Config, n int) error {
 	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
 		return fmt.Errorf("perf: heap profile: %w", err)
@@ -266,6 +274,13 @@ func heapProfile(ctx context.Context, topo *Topology, target Target, cfg Config,
 	out := filepath.Join(cfg.ProfileDir, "heap-"+strconv.Itoa(n)+"-responder.txt")
 	if b, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "curl", "-sSf", "-o", out, target.Pprof+"/heap?debug=1"); err != nil {
 		return fmt.Errorf("perf: heap profile on %s: %w: %s", topo.Responder.Name(), err, tail(b, 300))
+	}
+	smaps, err := os.ReadFile("/proc/" + strconv.Itoa(target.PID) + "/smaps_rollup")
+	if err != nil {
+		return fmt.Errorf("perf: heap profile: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.ProfileDir, "smaps-"+strconv.Itoa(n)+"-responder.txt"), smaps, 0o644); err != nil {
+		return fmt.Errorf("perf: heap profile: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+)
+
+// defaultNodeMemoryLimit is the node's soft memory limit. Measured under
+// test/perf's loads (BENCHMARKS.md, "Memory"): the node's Go memory stays
+// under 32 MiB with ten pushers, so this limit costs nothing there and
+// bounds a heap that would grow to GOGC's twice the live heap with more
+// peers. At 24 MiB the GC ran 150-340 times in the 10-pusher load and the
+// responder spent about half again as much CPU per byte, for 3 MiB less
+// RSS: the limit is a bound, not how the node's memory was made small.
+const defaultNodeMemoryLimit = "32MiB"
+
+// parseMemoryLimit reads a size as GOMEMLIMIT writes it (a number of bytes
+// with an optional B, KiB, MiB or GiB suffix); "off" is no limit.
+func parseMemoryLimit(s string) (int64, error) {
+	if s == off {
+		return math.MaxInt64, nil
+	}
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q: want a size such as 32MiB, 1GiB or 'off'", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: too large", s)
+	}
+	const least = 4 << 20
+	if n*mult < least {
+		return 0, fmt.Errorf("%q: under 4MiB the GC would run without pause", s)
+	}
+	return n * mult, nil
+}
+
+// errMemoryLimitEnv says GOMEMLIMIT, not the flag's default, sets the limit.
+var errMemoryLimitEnv = errors.New("GOMEMLIMIT is set")
+
+// memoryLimit returns the soft limit to set from the flag's value: given
+// says the operator gave it (flag or config key); otherwise GOMEMLIMIT in
+// the environment, which the runtime has applied already, wins over the
+// default.
+func memoryLimit(value string, given bool, getenv func(string) string) (int64, error) {
+	if !given && getenv("GOMEMLIMIT") != "" {
+		return 0, errMemoryLimitEnv
+	}
+	return parseMemoryLimit(value)
+}
+
+// nodeMemoryLimit checks --memory-limit and returns the function that sets
+// it (see memoryLimit; nil: leave the runtime's).
+func nodeMemoryLimit(o *options, value string) (func(), error) {
+	given := o.fromFile["memory-limit"]
+	o.fs.Visit(func(f *flag.Flag) {
+		if f.Name == "memory-limit" {
+			given = true
+		}
+	})
+	n, err := memoryLimit(value, given, os.Getenv)
+	if errors.Is(err, errMemoryLimitEnv) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, o.usageErr("memory-limit", "%v", err)
+	}
+	return func() { debug.SetMemoryLimit(n) }, nil
+}
