@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -54,7 +55,16 @@ func (w *worker) Receive(ctx actor.Context) {
 	if w.hook != nil {
 		w.hook()
 	}
+	// Stamped only while the sojourn histograms record (the stage before
+	// stamped the batch): the worker has no data plane to ask.
+	timed := !b.ts.handed.IsZero()
+	if timed {
+		b.ts.start = time.Now()
+	}
 	sealOrOpen(b)
+	if timed {
+		b.ts.done = time.Now()
+	}
 	ctx.Send(b.next(), b.seqMessage())
 }
 

@@ -144,6 +144,9 @@ func (d *Dataplane) sendToPeer(h *peerHandle, gb *batch, now time.Time) {
 	}
 	gb.track(pipe.OutInflight)
 	gb.born = now
+	if d.sojourn.enabled() {
+		gb.ts.handed, gb.ts.class = now, classOf(gb)
+	}
 	d.sys.Root().Send(pipe.Peer, gb)
 }
 
@@ -176,6 +179,9 @@ func (p *peerActor) outbound(ctx actor.SenderContext, b *batch) {
 	}
 	b.op, b.pipe, b.key, b.seq, b.route = opSeal, p.pipe, key, p.nextSeq, p.route
 	p.nextSeq++
+	if !b.ts.handed.IsZero() {
+		b.ts.actor, b.ts.handed = b.ts.handed, time.Now()
+	}
 	p.d.crypto.submit(ctx, b)
 }
 
@@ -240,6 +246,9 @@ func sealBatch(b *batch) {
 
 // toSocket runs in sequencer-out: batches leave in order to the writer.
 func (d *Dataplane) toSocket(b *batch) {
+	if !b.ts.handed.IsZero() {
+		b.ts.queued = time.Now()
+	}
 	if !d.out.Push(b.flow(), b) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
@@ -291,6 +300,10 @@ func (d *Dataplane) routineWriteUDP() {
 func (d *Dataplane) writeBatch(it queueItem, maxDelay time.Duration) {
 	b := it.Batch
 	defer b.Release()
+	timed := !b.ts.handed.IsZero()
+	if timed {
+		d.sojourn.outbound(b, time.Now())
+	}
 	if !dequeueDrops(it, maxDelay, &d.global) {
 		return
 	}
@@ -305,6 +318,9 @@ func (d *Dataplane) writeBatch(it queueItem, maxDelay time.Duration) {
 		return
 	}
 	sent, _ := c.WriteBatch(pkts, eps)
+	if timed {
+		d.sojourn.record(stUDPWrite, b.ts.class, now, time.Now())
+	}
 	if b.stats == nil {
 		return
 	}

@@ -147,6 +147,9 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	if err := startIperfServers(ctx, topo, n); err != nil {
 		return l, err
 	}
+	if err := sojourn(ctx, topo, target, cfg, n, true); err != nil {
+		return l, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -201,6 +204,9 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 		if err := heapProfile(ctx, topo, target, cfg, n); err != nil {
 			return l, err
 		}
+	}
+	if err := sojourn(ctx, topo, target, cfg, n, false); err != nil {
+		return l, err
 	}
 	for _, bps := range l.PerPeer {
 		l.Aggregate += bps
@@ -266,6 +272,30 @@ func heapProfile(ctx context.Context, topo *Topology, target Target, cfg Config,
 	out := filepath.Join(cfg.ProfileDir, "heap-"+strconv.Itoa(n)+"-responder.txt")
 	if b, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "curl", "-sSf", "-o", out, target.Pprof+"/heap?debug=1"); err != nil {
 		return fmt.Errorf("perf: heap profile on %s: %w: %s", topo.Responder.Name(), err, tail(b, 300))
+	}
+	return nil
+}
+
+// sojourn resets (before the n-pusher load) or saves (after it) the
+// per-stage sojourn histograms of the responder's and the idle peer's
+// daemons (cfg.ProfileDir/sojourn-<n>-responder.txt, -idle.txt), where
+// the target serves them.
+func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n int, reset bool) error {
+	if cfg.ProfileDir == "" || target.Sojourn == "" {
+		return nil
+	}
+	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+		return fmt.Errorf("perf: sojourn: %w", err)
+	}
+	for i, h := range []*testbed.Host{topo.Responder, topo.Idle} {
+		args := []string{"curl", "-sSf", "-o", "/dev/null", target.Sojourn + "?reset=1"}
+		if !reset {
+			out := filepath.Join(cfg.ProfileDir, "sojourn-"+strconv.Itoa(n)+"-"+[]string{"responder", "idle"}[i]+".txt")
+			args = []string{"curl", "-sSf", "-o", out, target.Sojourn}
+		}
+		if b, err := topo.Bed.ExecContext(ctx, h.NS(), args...); err != nil {
+			return fmt.Errorf("perf: sojourn on %s: %w: %s", h.Name(), err, tail(b, 300))
+		}
 	}
 	return nil
 }
