@@ -15,8 +15,10 @@ import (
 
 // TestPoolServesPeersFairly: work waits per peer, not in one FIFO. While
 // the only worker is busy, a bulk peer queues three batches and then an
-// idle peer one; the idle peer's batch is processed after one bulk batch,
-// not after all three. Every batch still reaches its Reply.
+// idle peer one; the idle peer's batch is processed next, not after the
+// three: the bulk flow, drained by the worker's first pull and refilled
+// within its round, is not fresh (fairq's RFC 8290 rule). Every batch
+// still reaches its Reply.
 func TestPoolServesPeersFairly(t *testing.T) {
 	sys := supervise.New("crypto-test", slog.New(slog.DiscardHandler))
 	defer sys.Shutdown(context.Background())
@@ -54,7 +56,7 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	submit(idle, 100)
 	close(release)
 
-	want := []uint64{0, 1, 100, 2, 3}
+	want := []uint64{0, 100, 1, 2, 3}
 	for i, w := range want {
 		select {
 		case got := <-order:

@@ -65,9 +65,10 @@ type Queue[B comparable] struct {
 	// §4.1): a flow that was empty joins fresh and is served before the
 	// flows with a standing backlog (stale), so a sparse flow such as a
 	// ping waits for at most one batch of each other fresh flow, not a
-	// turn of every bulk peer. A served flow that still has batches moves
-	// to the back of stale, so a flow is fresh at most once per time it
-	// drains and cannot starve the stale ones.
+	// turn of every bulk peer. A served flow moves to the back of stale,
+	// even when that emptied it, and leaves the lists only when its next
+	// turn finds it still empty: so a flow is fresh only after a whole
+	// round idle, and cannot starve the stale ones.
 	fresh, stale flowList[B]
 	ready        chan struct{}
 	closed       bool
@@ -159,22 +160,31 @@ func (q *Queue[B]) Next() (Item[B], bool) {
 		q.ctrlN--
 		return Item[B]{Control: c}, true
 	}
-	f := q.fresh.pop()
-	if f == nil {
-		f = q.stale.pop()
+	for {
+		f := q.fresh.pop()
+		if f == nil {
+			f = q.stale.pop()
+		}
+		if f == nil {
+			return Item[B]{}, false
+		}
+		if f.n == 0 {
+			continue // drained on its last turn and not refilled for a whole round: inactive
+		}
+		var zero B
+		b := f.ring[f.head]
+		f.ring[f.head] = zero
+		f.head = (f.head + 1) % len(f.ring)
+		f.n--
+		// To the back of stale, even if now empty (RFC 8290 §4.2): a
+		// flow that drains and refills within a round keeps its place
+		// there instead of coming back fresh. Bulk flows whose batches
+		// the writer takes as fast as they come drain at nearly every
+		// turn; were they fresh again at each push, the fresh list would
+		// hold every busy flow and a ping would wait behind all of them.
+		q.stale.push(f)
+		return Item[B]{Batch: b, Backlog: f.n > 0}, true
 	}
-	if f == nil {
-		return Item[B]{}, false
-	}
-	var zero B
-	b := f.ring[f.head]
-	f.ring[f.head] = zero
-	f.head = (f.head + 1) % len(f.ring)
-	f.n--
-	if f.n > 0 {
-		q.stale.push(f) // to the back: the others go first
-	}
-	return Item[B]{Batch: b, Backlog: f.n > 0}, true
 }
 
 // Close refuses further pushes and returns everything still queued, so the

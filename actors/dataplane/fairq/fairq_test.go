@@ -126,3 +126,68 @@ func TestFairQueueBacklog(t *testing.T) {
 		}
 	}
 }
+
+// TestFairQueueRefillNotFresh: a flow is fresh (served ahead of the others)
+// only after a whole round with nothing queued. Bulk flows that the writer
+// drains at every turn and that refill before their next one keep their
+// place in the round, so a ping waits for none of them; a flow whose turn
+// came and found it empty is fresh again at its next batch.
+func TestFairQueueRefillNotFresh(t *testing.T) {
+	type op struct {
+		push string // push a batch with seq on this flow; "" means Next
+		seq  uint64 // pushed, or wanted from Next (0: want the queue empty)
+	}
+	push := func(f string, seq uint64) op { return op{push: f, seq: seq} }
+	next := func(seq uint64) op { return op{seq: seq} }
+	for _, tc := range []struct {
+		name string
+		ops  []op
+	}{
+		{"bulk flows drained and refilled within a round are not fresh", []op{
+			push("a", 10), push("b", 20), next(10), next(20),
+			push("a", 11), push("b", 21), push("ping", 1),
+			next(1), next(11), next(21), next(0),
+		}},
+		{"a flow idle for a whole round is fresh again", []op{
+			push("a", 10), push("b", 20), next(10), next(20), next(0),
+			push("b", 21), push("a", 11), next(21), next(11), next(0),
+		}},
+		{"a served ping leaves the round once found empty", []op{
+			push("a", 10), push("a", 11), push("a", 12), next(10),
+			push("ping", 1), next(1), next(11),
+			next(12), // ping's turn came first and found it empty
+			push("ping", 2), push("a", 13), next(2), next(13), next(0),
+		}},
+		{"a refilled flow waits behind the flows ahead of it", []op{
+			push("a", 10), push("b", 20), push("c", 30), next(10),
+			push("a", 11), next(20), next(30), next(11), next(0),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New[*batch](1)
+			flows := map[string]*Flow[*batch]{}
+			for i, o := range tc.ops {
+				if o.push != "" {
+					f := flows[o.push]
+					if f == nil {
+						f = NewFlow[*batch](8)
+						flows[o.push] = f
+					}
+					if !q.Push(f, &batch{seq: o.seq}) {
+						t.Fatalf("op %d: push %s/%d refused", i, o.push, o.seq)
+					}
+					continue
+				}
+				it, ok := q.Next()
+				switch {
+				case o.seq == 0 && ok:
+					t.Fatalf("op %d: Next gave %d, want the queue empty", i, it.Batch.seq)
+				case o.seq != 0 && !ok:
+					t.Fatalf("op %d: queue empty, want %d", i, o.seq)
+				case ok && it.Batch.seq != o.seq:
+					t.Fatalf("op %d: Next gave %d, want %d", i, it.Batch.seq, o.seq)
+				}
+			}
+		})
+	}
+}
