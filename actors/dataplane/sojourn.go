@@ -109,6 +109,27 @@ type sojourns struct {
 	on    atomic.Bool
 	since atomic.Int64                 // Unix ns of the last reset
 	h     [nStages][nClasses]histogram // by stage and class
+	// base: drops by reason and packets received, over all peers, at the
+	// last reset (the report shows what the recorded span added).
+	base     [NumReasons]atomic.Uint64
+	baseRx   atomic.Uint64
+	baseLost atomic.Uint64
+}
+
+// totals sums drops by reason, packets received and lost over the
+// global counters and every peer's.
+func (d *Dataplane) totals() (drops [NumReasons]uint64, rx, lost uint64) {
+	for r := range drops {
+		drops[r] = d.global[r].Load()
+	}
+	for _, h := range d.set.All() {
+		for r := range drops {
+			drops[r] += h.Stats.Drops[r].Load()
+		}
+		rx += h.Stats.RxPackets.Load()
+		lost += h.Stats.Lost.Load()
+	}
+	return drops, rx, lost
 }
 
 // stamps is what a batch carries for the histograms: when each stage
@@ -225,7 +246,15 @@ func (s *sojourns) reset() {
 // SojournReset zeroes the per-stage sojourn histograms and switches their
 // recording on (it costs a few clock reads per batch; off until the first
 // call).
-func (d *Dataplane) SojournReset() { d.sojourn.reset() }
+func (d *Dataplane) SojournReset() {
+	drops, rx, lost := d.totals()
+	for r := range drops {
+		d.sojourn.base[r].Store(drops[r])
+	}
+	d.sojourn.baseRx.Store(rx)
+	d.sojourn.baseLost.Store(lost)
+	d.sojourn.reset()
+}
 
 // WriteSojourn writes the per-stage sojourn histograms since the last
 // SojournReset as a text table: per stage and class (ping, sparse, bulk:
@@ -243,6 +272,21 @@ func (d *Dataplane) WriteSojourn(w io.Writer) error {
 	}
 	if _, err := fmt.Fprintf(w, "%-28s %-6s %9s %10s %10s %10s %10s %10s\n",
 		"stage", "class", "batches", "mean", "p50", "p90", "p99", "max"); err != nil {
+		return err
+	}
+	drops, rx, lost := d.totals()
+	if _, err := fmt.Fprintf(w, "packets received %d, lost on the way (replay window) %d; drops:",
+		rx-s.baseRx.Load(), lost-s.baseLost.Load()); err != nil {
+		return err
+	}
+	for r := Reason(1); r < NumReasons; r++ {
+		if n := drops[r] - s.base[r].Load(); n > 0 {
+			if _, err := fmt.Fprintf(w, " %s %d", r, n); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
 		return err
 	}
 	for st := range nStages {

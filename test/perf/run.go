@@ -297,5 +297,16 @@ func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n i
 			return fmt.Errorf("perf: sojourn on %s: %w: %s", h.Name(), err, tail(b, 300))
 		}
 	}
+	if !reset {
+		// The responder namespace's UDP counters (RcvbufErrors: datagrams
+		// the kernel dropped at a full socket buffer), since it was made.
+		b, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "cat", "/proc/net/snmp")
+		if err != nil {
+			return fmt.Errorf("perf: snmp on %s: %w", topo.Responder.Name(), err)
+		}
+		if err := os.WriteFile(filepath.Join(cfg.ProfileDir, "snmp-"+strconv.Itoa(n)+"-responder.txt"), b, 0o644); err != nil {
+			return fmt.Errorf("perf: snmp: %w", err)
+		}
+	}
 	return nil
 }
