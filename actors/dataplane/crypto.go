@@ -88,7 +88,28 @@ type workerPool struct {
 // (b.next()) when done. If the work queue is full, b's packets are dropped
 // as QueueFull and b goes straight to the sequencer, which still expects
 // its slot.
+//
+// A batch of at most inlineMax packets is sealed or opened right here, in
+// the caller (the socket reader, a peer actor), and goes straight to its
+// sequencer: a lone ping, keepalive or TCP ACK is a few microseconds of
+// crypto, less than the hop to a worker, and under load that hop (a
+// worker's turn, and waking its thread on a busy machine) was most of
+// what such a batch waited. Under 10 pushers most outbound batches are one
+// or two ACKs. The sequencer still orders it after the peer's batches that
+// workers hold.
 func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
+	if b.N <= inlineMax {
+		timed := !b.ts.handed.IsZero()
+		if timed {
+			b.ts.start = time.Now()
+		}
+		sealOrOpen(b)
+		if timed {
+			b.ts.done = time.Now()
+		}
+		sender.Send(b.next(), b.seqMessage())
+		return
+	}
 	i := p.next.Add(1) % uint64(len(p.workers))
 	if !p.queue.Push(b.work(), b) {
 		b.DropAll(QueueFull, nil)
@@ -97,6 +118,10 @@ func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
 	}
 	sender.Send(p.workers[i], &p.token)
 }
+
+// inlineMax is the most packets a batch may hold and be sealed or opened
+// by the stage that submits it (submit).
+const inlineMax = sparseLen
 
 // Close refuses further work and returns the batches still queued, for
 // the caller to release.

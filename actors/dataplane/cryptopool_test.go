@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	bpool := newBatchPool(headroom + 1500 + 64)
 	bulk, idle := &peerPipe{SeqOut: reply, SealWork: newFlow(8)}, &peerPipe{SeqOut: reply, SealWork: newFlow(8)}
 	submit := func(p *peerPipe, seq uint64) {
-		b := fill(bpool, 1, a)
+		b := fill(bpool, inlineMax+1, a) // big enough for the workers
 		b.seq, b.pipe = seq, p
 		pool.submit(sys.Root(), b)
 	}
@@ -100,7 +101,7 @@ func TestPoolFullFlow(t *testing.T) {
 	bpool := newBatchPool(headroom + 1500 + 64)
 	pipe := &peerPipe{SeqOut: reply, SealWork: newFlow(1)}
 	for seq := range uint64(3) {
-		b := fill(bpool, 2, a)
+		b := fill(bpool, inlineMax+1, a) // big enough for the workers
 		b.seq, b.pipe = seq, pipe
 		pool.submit(sys.Root(), b)
 		if seq == 0 {
@@ -114,8 +115,79 @@ func TestPoolFullFlow(t *testing.T) {
 	}
 	close(release)
 	for _, w := range []uint64{0, 1} {
-		if s := <-got; s.seq != w || s.live != 2 {
-			t.Fatalf("got %+v, want seq %d with 2 live packets", s, w)
+		if s := <-got; s.seq != w || s.live != inlineMax+1 {
+			t.Fatalf("got %+v, want seq %d with %d live packets", s, w, inlineMax+1)
 		}
+	}
+}
+
+// TestPoolSmallBatchesInline: a batch of at most inlineMax packets is
+// opened or sealed by the submitter and reaches its sequencer while every
+// worker is busy; a larger one waits for a worker. An idle peer's ping
+// does not wait for a worker's turn.
+func TestPoolSmallBatchesInline(t *testing.T) {
+	for _, tc := range []struct {
+		packets int
+		inline  bool
+	}{
+		{1, true},
+		{inlineMax, true},
+		{inlineMax + 1, false},
+		{maxBatch, false},
+	} {
+		t.Run(strconv.Itoa(tc.packets), func(t *testing.T) {
+			sys := supervise.New("crypto-test", slog.New(slog.DiscardHandler))
+			defer sys.Shutdown(context.Background())
+			busy, release := make(chan struct{}), make(chan struct{})
+			var once, freed sync.Once
+			free := func() { freed.Do(func() { close(release) }) }
+			defer free() // before Shutdown, which waits for the worker
+			pool, _, err := spawnCrypto(sys.Root(), 1, func() { once.Do(func() { close(busy); <-release }) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan *batch, 2)
+			reply := sys.Root().Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+				if m, ok := ctx.Message().(*sequencer.Batch[*batch]); ok {
+					for _, e := range m.Entries {
+						got <- e.Item
+					}
+				}
+			}))
+			a, _ := keys(t)
+			bpool := newBatchPool(headroom + 1500 + 64)
+			hog := fill(bpool, maxBatch, a)
+			hog.seq, hog.pipe = 0, &peerPipe{SeqOut: reply, SealWork: newFlow(4)}
+			pool.submit(sys.Root(), hog)
+			<-busy // the only worker holds the hog's batch
+			b := fill(bpool, tc.packets, a)
+			b.seq, b.pipe = 0, &peerPipe{SeqOut: reply, SealWork: newFlow(4)}
+			pool.submit(sys.Root(), b)
+			if tc.inline {
+				select {
+				case r := <-got:
+					if r != b || r.Live() != tc.packets || r.Pkts[0].Off == headroom {
+						t.Fatalf("inline batch: live %d, first packet at %d (not sealed?)", r.Live(), r.Pkts[0].Off)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("a %d-packet batch waited for the busy worker", tc.packets)
+				}
+			} else {
+				select {
+				case <-got:
+					t.Fatalf("a %d-packet batch reached its sequencer with the worker busy", tc.packets)
+				case <-time.After(200 * time.Millisecond): // it must not come at all before release
+				}
+			}
+			free()
+			for range map[bool]int{true: 1, false: 2}[tc.inline] {
+				select {
+				case r := <-got:
+					r.Release()
+				case <-time.After(10 * time.Second):
+					t.Fatal("a batch never reached its sequencer")
+				}
+			}
+		})
 	}
 }

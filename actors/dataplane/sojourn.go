@@ -159,6 +159,9 @@ var classNames = [nClasses]string{"ping", "sparse", "bulk"}
 
 // classOf classifies b's live packets, which must be inner IP packets.
 func classOf(b *batch) uint8 {
+	if b.N > sparseLen {
+		return classBulk // without reading every packet: the histograms cost per batch
+	}
 	live, icmp := 0, 0
 	for i := range b.N {
 		p := &b.Pkts[i]

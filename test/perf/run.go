@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,9 +185,9 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 			}
 		})
 	}
-	if cfg.ProfileDir != "" && target.Pprof != "" && n == 1 {
+	if cfg.ProfileDir != "" && target.Pprof != "" && (n == 1 || n == slices.Max(cfg.Peers)) {
 		wg.Go(func() {
-			errs[n+2] = profile(ctx, topo, target, cfg)
+			errs[n+2] = profile(ctx, topo, target, cfg, n)
 		})
 	}
 	peak := sampleMemory(target.PID, &wg)
@@ -239,11 +240,12 @@ func sampleMemory(pid int, wg *sync.WaitGroup) <-chan uint64 {
 	return peak
 }
 
-// profile saves CPU profiles, as long as the load, of the responder
-// (cfg.ProfileDir/cpu-1-responder.pprof: the receive path) and of the
-// pusher (cpu-1-pusher.pprof: the send path). curl runs in each host's
-// namespace, where its daemon's debug endpoint listens on loopback.
-func profile(ctx context.Context, topo *Topology, target Target, cfg Config) error {
+// profile saves CPU profiles, as long as the n-pusher load (the 1-pusher
+// and the largest), of the responder (cfg.ProfileDir/cpu-<n>-responder.pprof:
+// the receive path) and of the first pusher (cpu-<n>-pusher.pprof: the send
+// path). curl runs in each host's namespace, where its daemon's debug
+// endpoint listens on loopback.
+func profile(ctx context.Context, topo *Topology, target Target, cfg Config, n int) error {
 	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
 		return fmt.Errorf("perf: profile: %w", err)
 	}
@@ -251,7 +253,7 @@ func profile(ctx context.Context, topo *Topology, target Target, cfg Config) err
 	var wg sync.WaitGroup
 	var errs [2]error
 	for i, h := range []*testbed.Host{topo.Responder, topo.Pushers[0]} {
-		out := filepath.Join(cfg.ProfileDir, "cpu-1-"+[]string{"responder", "pusher"}[i]+".pprof")
+		out := filepath.Join(cfg.ProfileDir, "cpu-"+strconv.Itoa(n)+"-"+[]string{"responder", "pusher"}[i]+".pprof")
 		wg.Go(func() {
 			if b, err := topo.Bed.ExecContext(ctx, h.NS(), "curl", "-sSf", "-o", out, url); err != nil {
 				errs[i] = fmt.Errorf("perf: profile %s on %s: %w: %s", url, h.Name(), err, tail(b, 300))
