@@ -16,10 +16,11 @@ import (
 
 // TestPoolServesPeersFairly: work waits per peer, not in one FIFO. While
 // the only worker is busy, a bulk peer queues three batches and then an
-// idle peer one; the idle peer's batch is processed next, not after the
-// three: the bulk flow, drained by the worker's first pull and refilled
-// within its round, is not fresh (fairq's RFC 8290 rule). Every batch
-// still reaches its Reply.
+// idle peer one; the idle peer's batch is processed once the bulk peer
+// has used up its turn (maxBatch packets: two of its batches), not after
+// all of them: the bulk flow, drained by the worker's first pull and
+// refilled within its turn, does not get a new turn (fairq's deficit
+// round robin, RFC 8290). Every batch still reaches its Reply.
 func TestPoolServesPeersFairly(t *testing.T) {
 	sys := supervise.New("crypto-test", slog.New(slog.DiscardHandler))
 	defer sys.Shutdown(context.Background())
@@ -45,7 +46,7 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	bpool := newBatchPool(headroom + 1500 + 64)
 	bulk, idle := &peerPipe{SeqOut: reply, SealWork: newFlow(8)}, &peerPipe{SeqOut: reply, SealWork: newFlow(8)}
 	submit := func(p *peerPipe, seq uint64) {
-		b := fill(bpool, inlineMax+1, a) // big enough for the workers
+		b := fill(bpool, maxBatch/2+1, a) // two use up a turn (maxBatch packets)
 		b.seq, b.pipe = seq, p
 		pool.submit(sys.Root(), b)
 	}
@@ -57,7 +58,7 @@ func TestPoolServesPeersFairly(t *testing.T) {
 	submit(idle, 100)
 	close(release)
 
-	want := []uint64{0, 100, 1, 2, 3}
+	want := []uint64{0, 1, 100, 2, 3}
 	for i, w := range want {
 		select {
 		case got := <-order:

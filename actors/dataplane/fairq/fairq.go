@@ -19,11 +19,12 @@ type Flow[B comparable] struct {
 	// consumer as it dequeues; the queue never touches it.
 	CoDel CoDel
 
-	ring   []B
-	head   int
-	n      int
-	queued bool     // linked into the active list
-	next   *Flow[B] // active list link
+	ring    []B
+	head    int
+	n       int
+	deficit int      // what the flow may still take this turn (deficit round robin)
+	queued  bool     // linked into the active list
+	next    *Flow[B] // active list link
 }
 
 // NewFlow makes a flow holding at most depth batches.
@@ -52,9 +53,9 @@ type Item[B comparable] struct {
 // Queue is the queue between a peer stage's sequencers (many producers)
 // and one device writer goroutine (the socket writer outbound, the TUN
 // writer inbound; the latter has no control packets). Control packets go first;
-// data batches are served round-robin, one batch per peer per turn, flows
-// that just became active first, so a bulk flow cannot starve another
-// peer's pings. Every queue is bounded and a
+// data batches are served round-robin, a turn per peer (Quantum of Cost:
+// one batch unless set), flows that just became active first, so a bulk
+// flow cannot starve another peer's pings. Every queue is bounded and a
 // full queue refuses (the caller drops and counts): producers never block.
 type Queue[B comparable] struct {
 	mu       sync.Mutex
@@ -65,14 +66,34 @@ type Queue[B comparable] struct {
 	// §4.1): a flow that was empty joins fresh and is served before the
 	// flows with a standing backlog (stale), so a sparse flow such as a
 	// ping waits for at most one batch of each other fresh flow, not a
-	// turn of every bulk peer. A served flow moves to the back of stale,
-	// even when that emptied it, and leaves the lists only when its next
-	// turn finds it still empty: so a flow is fresh only after a whole
-	// round idle, and cannot starve the stale ones.
+	// turn of every bulk peer. A flow whose turn is used up (Quantum)
+	// moves to the back of stale; one emptied in its fresh turn moves to
+	// stale too and leaves the lists only when its next turn finds it
+	// still empty: so a flow is fresh only after a whole round idle, and
+	// cannot starve the stale ones.
 	fresh, stale flowList[B]
 	ready        chan struct{}
 	closed       bool
+	// Cost is what a batch costs its flow's turn, and Quantum what a
+	// turn allows (deficit round robin, RFC 8290 §4.2): a flow is served
+	// batch after batch until it has taken Quantum. Set both before
+	// use; with Cost nil every batch costs a whole Quantum, so a turn is
+	// one batch. The data plane counts packets: with one batch per turn,
+	// a peer whose socket reads or TUN reads come in bigger batches got
+	// more of a saturated writer than the others.
+	Cost    func(B) int
+	Quantum int
 }
+
+// cost is b's cost, at least 1.
+func (q *Queue[B]) cost(b B) int {
+	if q.Cost == nil {
+		return q.quantum()
+	}
+	return max(q.Cost(b), 1)
+}
+
+func (q *Queue[B]) quantum() int { return max(q.Quantum, 1) }
 
 // New makes a queue holding up to controlDepth control packets.
 func New[B comparable](controlDepth int) *Queue[B] {
@@ -101,6 +122,7 @@ func (q *Queue[B]) Push(f *Flow[B], b B) bool {
 	f.ring[(f.head+f.n)%len(f.ring)] = b
 	f.n++
 	if !f.queued {
+		f.deficit = q.quantum()
 		q.fresh.push(f)
 	}
 	q.mu.Unlock()
@@ -161,28 +183,43 @@ func (q *Queue[B]) Next() (Item[B], bool) {
 		return Item[B]{Control: c}, true
 	}
 	for {
-		f := q.fresh.pop()
-		if f == nil {
-			f = q.stale.pop()
+		l := &q.fresh
+		if l.head == nil {
+			l = &q.stale
 		}
-		if f == nil {
+		f := l.head
+		switch {
+		case f == nil:
 			return Item[B]{}, false
-		}
-		if f.n == 0 {
-			continue // drained on its last turn and not refilled for a whole round: inactive
+		case f.deficit <= 0:
+			// Its turn is used up: to the back of stale with the next
+			// turn's allowance.
+			f.deficit += q.quantum()
+			l.pop()
+			q.stale.push(f)
+			continue
+		case f.n == 0:
+			l.pop()
+			if l == &q.fresh {
+				// Emptied in its first turn: it stays in the round
+				// (on stale), so a flow that drains and refills
+				// within a round does not come back fresh. Bulk flows
+				// that the writer drains at nearly every turn would
+				// otherwise fill the fresh list, and a ping would wait
+				// behind all of them.
+				q.stale.push(f)
+			}
+			// Found empty on stale: a whole round idle, inactive.
+			continue
 		}
 		var zero B
 		b := f.ring[f.head]
 		f.ring[f.head] = zero
 		f.head = (f.head + 1) % len(f.ring)
 		f.n--
-		// To the back of stale, even if now empty (RFC 8290 §4.2): a
-		// flow that drains and refills within a round keeps its place
-		// there instead of coming back fresh. Bulk flows whose batches
-		// the writer takes as fast as they come drain at nearly every
-		// turn; were they fresh again at each push, the fresh list would
-		// hold every busy flow and a ping would wait behind all of them.
-		q.stale.push(f)
+		f.deficit -= q.cost(b)
+		// f stays at the head of its list: its turn goes on while it
+		// has allowance left.
 		return Item[B]{Batch: b, Backlog: f.n > 0}, true
 	}
 }

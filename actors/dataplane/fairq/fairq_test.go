@@ -6,7 +6,10 @@ import (
 )
 
 // batch stands in for the data plane's batches.
-type batch struct{ seq uint64 }
+type batch struct {
+	seq  uint64
+	cost int // packets, for the deficit tests
+}
 
 // TestFairQueueRoundRobin: control first, then one batch per flow per turn,
 // each flow in FIFO order; full flows refuse; Close returns what is left.
@@ -187,6 +190,73 @@ func TestFairQueueRefillNotFresh(t *testing.T) {
 				case ok && it.Batch.seq != o.seq:
 					t.Fatalf("op %d: Next gave %d, want %d", i, it.Batch.seq, o.seq)
 				}
+			}
+		})
+	}
+}
+
+// TestFairQueueDeficit: with a cost per batch, backlogged flows get equal
+// cost per round (deficit round robin), not equal batches: a flow of big
+// batches and a flow of small ones share a writer by packets. A fresh
+// flow still goes first.
+func TestFairQueueDeficit(t *testing.T) {
+	type flow struct {
+		name string
+		cost []int // its batches' costs, queued before the first Next
+	}
+	for _, tc := range []struct {
+		name    string
+		quantum int
+		flows   []flow
+		late    *flow  // pushed after the first Next
+		want    string // flow names in service order
+	}{
+		{"big and small batches share by cost", 64, []flow{
+			{"a", []int{64, 64, 64}}, {"b", []int{16, 16, 16, 16, 16, 16, 16, 16}},
+		}, nil, "abbbbabbbba"},
+		{"equal batches alternate", 64, []flow{
+			{"a", []int{32, 32, 32, 32}}, {"b", []int{32, 32, 32, 32}},
+		}, nil, "aabbaabb"},
+		{"an overdraft is paid back next round", 64, []flow{
+			{"a", []int{60, 60, 60}}, {"b", []int{64, 64, 64}},
+		}, nil, "aababb"}, // a: 64 -> 4 -> -56, next turn +64 = 8 -> -52: 180 to b's 192
+		{"a fresh flow goes ahead of the others' second turns", 64, []flow{
+			{"a", []int{64, 64}}, {"b", []int{64, 64}},
+		}, &flow{"p", []int{1}}, "abpab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New[*batch](1)
+			q.Cost = func(b *batch) int { return b.cost }
+			q.Quantum = tc.quantum
+			names := map[*Flow[*batch]]string{}
+			owner := map[*batch]string{}
+			push := func(fl flow) {
+				f := NewFlow[*batch](16)
+				names[f] = fl.name
+				for i, c := range fl.cost {
+					b := &batch{seq: uint64(i), cost: c}
+					owner[b] = fl.name
+					if !q.Push(f, b) {
+						t.Fatal("push refused")
+					}
+				}
+			}
+			for _, fl := range tc.flows {
+				push(fl)
+			}
+			var got []byte
+			for {
+				it, ok := q.Next()
+				if !ok {
+					break
+				}
+				got = append(got, owner[it.Batch]...)
+				if tc.late != nil && len(got) == 1 {
+					push(*tc.late)
+				}
+			}
+			if string(got) != tc.want {
+				t.Fatalf("served %s, want %s", got, tc.want)
 			}
 		})
 	}
