@@ -13,11 +13,16 @@
 // CYPHONIC_PERF_WRITE to a Markdown file (BENCHMARKS.md) replaces the
 // harness's section in it with the tables.
 // CYPHONIC_PERF_PROFILE=dir saves CPU profiles of cyphonic's responder
-// (cpu-1-responder.pprof, the receive path) and pusher (cpu-1-pusher.pprof,
-// the send path) taken during the 1-pusher load (`go tool pprof -top` reads
-// them), and the responder's heap after each load (heap-<n>-responder.txt,
-// with the runtime's MemStats). Speed is reported, never
-// asserted: a slow machine still passes.
+// (cpu-<n>-responder.pprof, the receive path) and pusher (cpu-<n>-pusher.pprof,
+// the send path) taken during the 1-pusher and the largest load (`go tool
+// pprof -top` reads them), the responder's heap after each load
+// (heap-<n>-responder.txt, with the runtime's MemStats), the per-stage
+// sojourn histograms of the responder and the idle peer over each load
+// (sojourn-<n>-responder.txt, -idle.txt: the nodes' /debug/sojourn) and the
+// responder namespace's /proc/net/snmp after it (snmp-<n>-responder.txt).
+// CYPHONIC_PERF_PEERS=10 (a comma-separated list) runs only those loads, for
+// quick interleaved A/B runs of two builds (CYPHONIC_PERF_BIN). Speed is
+// reported, never asserted: a slow machine still passes.
 //
 // The pure parts (parsing ping, iperf3 and /proc output, statistics, the
 // report) are plain functions tested without namespaces.
