@@ -23,6 +23,7 @@ type Flow[B comparable] struct {
 	head    int
 	n       int
 	deficit int      // what the flow may still take this turn (deficit round robin)
+	served  bool     // took a batch since it last went to the back of a list
 	queued  bool     // linked into the active list
 	next    *Flow[B] // active list link
 }
@@ -122,7 +123,7 @@ func (q *Queue[B]) Push(f *Flow[B], b B) bool {
 	f.ring[(f.head+f.n)%len(f.ring)] = b
 	f.n++
 	if !f.queued {
-		f.deficit = q.quantum()
+		f.deficit, f.served = q.quantum(), false
 		q.fresh.push(f)
 	}
 	q.mu.Unlock()
@@ -196,20 +197,22 @@ func (q *Queue[B]) Next() (Item[B], bool) {
 			// turn's allowance.
 			f.deficit += q.quantum()
 			l.pop()
+			f.served = false
 			q.stale.push(f)
 			continue
 		case f.n == 0:
 			l.pop()
-			if l == &q.fresh {
-				// Emptied in its first turn: it stays in the round
-				// (on stale), so a flow that drains and refills
-				// within a round does not come back fresh. Bulk flows
-				// that the writer drains at nearly every turn would
-				// otherwise fill the fresh list, and a ping would wait
-				// behind all of them.
+			if l == &q.fresh || f.served {
+				// Emptied during its turn: it stays in the round (at
+				// the back of stale), so a flow that drains and
+				// refills within a round does not come back fresh.
+				// Bulk flows that the writer drains at nearly every
+				// turn would otherwise fill the fresh list, and a
+				// ping would wait behind all of them.
+				f.served = false
 				q.stale.push(f)
 			}
-			// Found empty on stale: a whole round idle, inactive.
+			// Else found empty at its turn: a whole round idle, inactive.
 			continue
 		}
 		var zero B
@@ -218,6 +221,7 @@ func (q *Queue[B]) Next() (Item[B], bool) {
 		f.head = (f.head + 1) % len(f.ring)
 		f.n--
 		f.deficit -= q.cost(b)
+		f.served = true
 		// f stays at the head of its list: its turn goes on while it
 		// has allowance left.
 		return Item[B]{Batch: b, Backlog: f.n > 0}, true

@@ -139,35 +139,49 @@ func TestFairQueueRefillNotFresh(t *testing.T) {
 	type op struct {
 		push string // push a batch with seq on this flow; "" means Next
 		seq  uint64 // pushed, or wanted from Next (0: want the queue empty)
+		cost int    // of a pushed batch, with quantum set
 	}
-	push := func(f string, seq uint64) op { return op{push: f, seq: seq} }
+	push := func(f string, seq uint64) op { return op{push: f, seq: seq, cost: 16} }
 	next := func(seq uint64) op { return op{seq: seq} }
 	for _, tc := range []struct {
-		name string
-		ops  []op
+		name    string
+		quantum int // 0: one batch a turn; else batches cost 16
+		ops     []op
 	}{
-		{"bulk flows drained and refilled within a round are not fresh", []op{
+		{"bulk flows drained and refilled within a round are not fresh", 0, []op{
 			push("a", 10), push("b", 20), next(10), next(20),
 			push("a", 11), push("b", 21), push("ping", 1),
 			next(1), next(11), next(21), next(0),
 		}},
-		{"a flow idle for a whole round is fresh again", []op{
+		{"a flow idle for a whole round is fresh again", 0, []op{
 			push("a", 10), push("b", 20), next(10), next(20), next(0),
 			push("b", 21), push("a", 11), next(21), next(11), next(0),
 		}},
-		{"a served ping leaves the round once found empty", []op{
+		{"a served ping leaves the round once found empty", 0, []op{
 			push("a", 10), push("a", 11), push("a", 12), next(10),
 			push("ping", 1), next(1), next(11),
 			next(12), // ping's turn came first and found it empty
 			push("ping", 2), push("a", 13), next(2), next(13), next(0),
 		}},
-		{"a refilled flow waits behind the flows ahead of it", []op{
+		{"a flow drained in the middle of its turn stays in the round", 64, []op{
+			push("a", 10), push("c", 30), push("c", 31), push("c", 32), push("c", 33), push("c", 34), push("c", 35),
+			next(10), next(30), next(31), // a emptied in its fresh turn: to stale
+			push("a", 11), next(32), next(33), // c's turn (4 × 16) used up
+			next(11),                              // a's stale turn: it drains with allowance left...
+			next(34), push("a", 12), push("p", 1), // ...and refills before its next turn
+			next(1), next(35), next(12), next(0),
+		}},
+		{"a refilled flow waits behind the flows ahead of it", 0, []op{
 			push("a", 10), push("b", 20), push("c", 30), next(10),
 			push("a", 11), next(20), next(30), next(11), next(0),
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := New[*batch](1)
+			if tc.quantum > 0 {
+				q.Cost = func(b *batch) int { return b.cost }
+				q.Quantum = tc.quantum
+			}
 			flows := map[string]*Flow[*batch]{}
 			for i, o := range tc.ops {
 				if o.push != "" {
@@ -176,7 +190,7 @@ func TestFairQueueRefillNotFresh(t *testing.T) {
 						f = NewFlow[*batch](8)
 						flows[o.push] = f
 					}
-					if !q.Push(f, &batch{seq: o.seq}) {
+					if !q.Push(f, &batch{seq: o.seq, cost: o.cost}) {
 						t.Fatalf("op %d: push %s/%d refused", i, o.push, o.seq)
 					}
 					continue
