@@ -64,17 +64,18 @@ type Dataplane struct {
 	pool      *batchPool
 	crypto    *workerPool // the crypto workers; set by Start
 
-	tables  *peerTables            // VIP -> peer and receiver index -> session, read per packet
-	set     *peerSet               // every peer's handle, by FQDN
-	guard   *handshake.ReplayGuard // init timestamps, per peer identity
-	out     *fairQueue             // sealed batches (per peer) and control packets for the socket writer
-	in      *fairQueue             // opened batches (per peer) for the TUN writer
-	global  dropCounters           // drops not attributable to a peer
-	sojourn sojourns               // per-stage wait histograms (off unless asked for)
-	hs      *ingress               // handshake admission and its workers' queue
+	tables *peerTables            // VIP -> peer and receiver index -> session, read per packet
+	set    *peerSet               // every peer's handle, by FQDN
+	guard  *handshake.ReplayGuard // init timestamps, per peer identity
+	out    *fairQueue             // sealed batches (per peer) and control packets for the socket writer
+	in     *fairQueue             // opened batches (per peer) for the TUN writer
+	global dropCounters           // drops not attributable to a peer
+	hs     *ingress               // handshake admission and its workers' queue
 	// respLen is the size of our handshake response (0 until the first
 	// is built): respond drops smaller inits before any work.
 	respLen atomic.Int64
+	// sojourn: per-stage wait histograms (sojourn.go; off unless asked for).
+	sojourn sojourns
 	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
 	// OnNoRoute unset, and such packets are dropped as before).
 	held      *hold.Queue
