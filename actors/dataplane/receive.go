@@ -24,8 +24,9 @@ import (
 //     in-flight bound (peerPipe.InInflight) and its sequencer-in slot in
 //     toCrypto, which submits it to the crypto workers through the peer's
 //     open queue (peerPipe.OpenWork): no peer actor on the way in.
-//  2. openBatch (a crypto worker actor, crypto.go) authenticates and
-//     opens every packet in place and sends the batch to the peer's
+//  2. openBatch (a crypto worker actor, crypto.go; the reader itself
+//     for a batch of at most 2 packets, workerPool.submit) authenticates
+//     and opens every packet in place and sends the batch to the peer's
 //     sequencer-in.
 //  3. toTun (sequencer-in, package sequencer) runs on the batches in slot
 //     order: the sequential stage. It checks the replay window and the
@@ -373,13 +374,14 @@ func (d *Dataplane) toTun(b *batch) {
 }
 
 // deliver queues an in-order inbound batch, on its peer's inbound flow
-// (b.flow()), for the TUN writer. The writer serves peers round-robin, so a
-// bulk sender cannot make another peer's packets wait behind its backlog.
+// (b.flow()), for the TUN writer. The writer serves peers round-robin, by
+// packets, so a bulk sender cannot make another peer's packets wait behind
+// its backlog.
 func (d *Dataplane) deliver(b *batch) bool {
 	return d.in.Push(b.flow(), b)
 }
 
-// routineWriteTUN is the TUN writer goroutine: one batch per peer in turn, each
+// routineWriteTUN is the TUN writer goroutine: peers' batches in turn, each
 // first passed through its flow's CoDel (sojourn measured from the socket
 // read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) routineWriteTUN() {

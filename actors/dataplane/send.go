@@ -26,9 +26,10 @@ import (
 //     current session's next counter and the batch with its sequencer slot
 //     and route, and submits it to the crypto workers through the peer's
 //     seal queue (peerPipe.SealWork).
-//  3. sealBatch (a crypto worker actor, crypto.go) seals every packet in
-//     place, in parallel with the other workers, and sends the batch to
-//     the peer's sequencer-out.
+//  3. sealBatch (a crypto worker actor, crypto.go; the peer actor itself
+//     for a batch of at most 2 packets, workerPool.submit) seals every
+//     packet in place, in parallel with the other workers, and sends the
+//     batch to the peer's sequencer-out.
 //  4. toSocket (sequencer-out, package sequencer) runs on the batches in
 //     slot order and queues them on the peer's flow at the socket writer.
 //  5. routineWriteUDP (goroutine) serves control packets first, then the
