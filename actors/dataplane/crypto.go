@@ -89,16 +89,18 @@ type workerPool struct {
 // as QueueFull and b goes straight to the sequencer, which still expects
 // its slot.
 //
-// A batch of at most inlineMax packets is sealed or opened right here, in
-// the caller (the socket reader, a peer actor), and goes straight to its
-// sequencer: a lone ping, keepalive or TCP ACK is a few microseconds of
-// crypto, less than the hop to a worker, and under load that hop (a
-// worker's turn, and waking its thread on a busy machine) was most of
-// what such a batch waited. Under 10 pushers most outbound batches are one
-// or two ACKs. The sequencer still orders it after the peer's batches that
-// workers hold.
+// A batch of at most inlineMax packets of a peer with nothing else in
+// flight in that direction is sealed or opened right here, in the caller
+// (the socket reader, a peer actor), and goes straight to its sequencer:
+// a lone ping, keepalive or TCP ACK is a few microseconds of crypto, less
+// than the hop to a worker, and under load that hop (a worker's turn, and
+// waking its thread on a busy machine) was most of what such a batch
+// waited. A bulk peer's small batches (a fast single flow's reads are
+// often one or two datagrams when the reader keeps up) still go to the
+// workers: opened by the reader, they made one goroutine do the crypto of
+// the whole flow (1-pusher throughput fell by a third).
 func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
-	if b.N <= inlineMax {
+	if b.N <= inlineMax && (b.limit == nil || b.limit.Len() <= 1) {
 		timed := !b.ts.handed.IsZero()
 		if timed {
 			b.ts.start = time.Now()

@@ -122,21 +122,25 @@ func TestPoolFullFlow(t *testing.T) {
 	}
 }
 
-// TestPoolSmallBatchesInline: a batch of at most inlineMax packets is
-// opened or sealed by the submitter and reaches its sequencer while every
-// worker is busy; a larger one waits for a worker. An idle peer's ping
-// does not wait for a worker's turn.
+// TestPoolSmallBatchesInline: a batch of at most inlineMax packets of a
+// peer with nothing else in flight is opened or sealed by the submitter and
+// reaches its sequencer while every worker is busy; a larger one, or a
+// small one of a peer with other batches in flight (a bulk flow), waits for
+// a worker. An idle peer's ping does not wait for a worker's turn.
 func TestPoolSmallBatchesInline(t *testing.T) {
 	for _, tc := range []struct {
-		packets int
-		inline  bool
+		packets  int
+		inflight int // the peer's batches in flight, this one included
+		inline   bool
 	}{
-		{1, true},
-		{inlineMax, true},
-		{inlineMax + 1, false},
-		{maxBatch, false},
+		{1, 1, true},
+		{inlineMax, 1, true},
+		{inlineMax + 1, 1, false},
+		{maxBatch, 1, false},
+		{1, 2, false},
+		{1, 0, true}, // untracked (no limit)
 	} {
-		t.Run(strconv.Itoa(tc.packets), func(t *testing.T) {
+		t.Run(strconv.Itoa(tc.packets)+"/"+strconv.Itoa(tc.inflight), func(t *testing.T) {
 			sys := supervise.New("crypto-test", slog.New(slog.DiscardHandler))
 			defer sys.Shutdown(context.Background())
 			busy, release := make(chan struct{}), make(chan struct{})
@@ -163,6 +167,13 @@ func TestPoolSmallBatchesInline(t *testing.T) {
 			<-busy // the only worker holds the hog's batch
 			b := fill(bpool, tc.packets, a)
 			b.seq, b.pipe = 0, &peerPipe{SeqOut: reply, SealWork: newFlow(4)}
+			if tc.inflight > 0 {
+				l := supervise.NewLimiter(8)
+				for range tc.inflight {
+					l.Acquire()
+				}
+				b.track(l)
+			}
 			pool.submit(sys.Root(), b)
 			if tc.inline {
 				select {
