@@ -85,6 +85,9 @@ type batch struct {
 	// session is the session an inbound batch was opened with (receive;
 	// set by the socket reader), for the sequential checks in toTun.
 	session *peerSession
+	// ts: when stages handed it on, for the sojourn histograms
+	// (sojourn.go); zero while they are off.
+	ts stamps
 
 	pool *batchPool
 	held int // slots with a buffer (the pool's and Move's count)
@@ -253,6 +256,7 @@ func (b *batch) reset() {
 	b.N, b.born, b.stats, b.limit = 0, time.Time{}, nil, nil
 	b.op, b.pipe, b.seq, b.key, b.route, b.session = 0, nil, 0, nil, peerRoute{}, nil
 	b.seqEntry[0] = sequencer.Entry[*batch]{}
+	b.ts = stamps{}
 	b.seqMsg.Entries = nil
 	clear(b.bufs[:])
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -54,7 +55,16 @@ func (w *worker) Receive(ctx actor.Context) {
 	if w.hook != nil {
 		w.hook()
 	}
+	// Stamped only while the sojourn histograms record (the stage before
+	// stamped the batch): the worker has no data plane to ask.
+	timed := !b.ts.handed.IsZero()
+	if timed {
+		b.ts.start = time.Now()
+	}
 	sealOrOpen(b)
+	if timed {
+		b.ts.done = time.Now()
+	}
 	ctx.Send(b.next(), b.seqMessage())
 }
 
@@ -81,7 +91,30 @@ type workerPool struct {
 // (b.next()) when done. If the work queue is full, b's packets are dropped
 // as QueueFull and b goes straight to the sequencer, which still expects
 // its slot.
+//
+// A batch of at most inlineMax packets of a peer with nothing else in
+// flight in that direction is sealed or opened right here, in the caller
+// (the socket reader, a peer actor), and goes straight to its sequencer:
+// a lone ping, keepalive or TCP ACK is a few microseconds of crypto, less
+// than the hop to a worker, and under load that hop (a worker's turn, and
+// waking its thread on a busy machine) was most of what such a batch
+// waited. A bulk peer's small batches (a fast single flow's reads are
+// often one or two datagrams when the reader keeps up) still go to the
+// workers: opened by the reader, they made one goroutine do the crypto of
+// the whole flow (1-pusher throughput fell by a third).
 func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
+	if b.N <= inlineMax && (b.limit == nil || b.limit.Len() <= 1) {
+		timed := !b.ts.handed.IsZero()
+		if timed {
+			b.ts.start = time.Now()
+		}
+		sealOrOpen(b)
+		if timed {
+			b.ts.done = time.Now()
+		}
+		sender.Send(b.next(), b.seqMessage())
+		return
+	}
 	i := p.next.Add(1) % uint64(len(p.workers))
 	if !p.queue.Push(b.work(), b) {
 		b.DropAll(QueueFull, nil)
@@ -90,6 +123,10 @@ func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
 	}
 	sender.Send(p.workers[i], &p.tokenEnv)
 }
+
+// inlineMax is the most packets a batch may hold and be sealed or opened
+// by the stage that submits it (submit).
+const inlineMax = sparseLen
 
 // Close refuses further work and returns the batches still queued, for
 // the caller to release.

@@ -74,6 +74,8 @@ type Dataplane struct {
 	// respLen is the size of our handshake response (0 until the first
 	// is built): respond drops smaller inits before any work.
 	respLen atomic.Int64
+	// sojourn: per-stage wait histograms (sojourn.go; off unless asked for).
+	sojourn sojourns
 	// held keeps packets waiting for a tunnel (nil: Config.Overlay or
 	// OnNoRoute unset, and such packets are dropped as before).
 	held      *hold.Queue

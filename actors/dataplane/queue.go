@@ -16,4 +16,14 @@ type (
 func newFlow(depth int) *flowQueue { return fairq.NewFlow[*batch](depth) }
 
 // newFairQueue makes a queue holding up to controlDepth control packets.
-func newFairQueue(controlDepth int) *fairQueue { return fairq.New[*batch](controlDepth) }
+// Flows share it by packets, maxBatch a turn (deficit round robin): a
+// peer whose reads come in bigger batches gets no more of a saturated
+// writer or of the crypto workers than one whose come in smaller ones.
+func newFairQueue(controlDepth int) *fairQueue {
+	q := fairq.New[*batch](controlDepth)
+	q.Cost, q.Quantum = batchCost, maxBatch
+	return q
+}
+
+// batchCost is what a batch costs its flow's turn: its packets.
+func batchCost(b *batch) int { return b.N }

@@ -24,8 +24,9 @@ import (
 //     in-flight bound (peerPipe.InInflight) and its sequencer-in slot in
 //     toCrypto, which submits it to the crypto workers through the peer's
 //     open queue (peerPipe.OpenWork): no peer actor on the way in.
-//  2. openBatch (a crypto worker actor, crypto.go) authenticates and
-//     opens every packet in place and sends the batch to the peer's
+//  2. openBatch (a crypto worker actor, crypto.go; the reader itself
+//     for a batch of at most 2 packets, workerPool.submit) authenticates
+//     and opens every packet in place and sends the batch to the peer's
 //     sequencer-in.
 //  3. toTun (sequencer-in, package sequencer) runs on the batches in slot
 //     order: the sequential stage. It checks the replay window and the
@@ -78,8 +79,12 @@ func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 		}
 		b.Release()
 		now := time.Now()
+		timed := d.sojourn.enabled()
 		for i := range groups.n {
 			g := &groups.g[i]
+			if timed {
+				g.b.ts.handed = now
+			}
 			d.toCrypto(g.key, g.b, bornAt(groups.oldest[i], now))
 		}
 		groups.reset()
@@ -311,6 +316,9 @@ func (d *Dataplane) toTun(b *batch) {
 		b.Release()
 		return
 	}
+	if !b.ts.handed.IsZero() {
+		b.ts.queued = time.Now()
+	}
 	h := sess.Peer
 	route := h.route.Load()
 	var roam netip.AddrPort
@@ -366,17 +374,18 @@ func (d *Dataplane) toTun(b *batch) {
 }
 
 // deliver queues an in-order inbound batch, on its peer's inbound flow
-// (b.flow()), for the TUN writer. The writer serves peers round-robin, so a
-// bulk sender cannot make another peer's packets wait behind its backlog.
+// (b.flow()), for the TUN writer. The writer serves peers round-robin, by
+// packets, so a bulk sender cannot make another peer's packets wait behind
+// its backlog.
 func (d *Dataplane) deliver(b *batch) bool {
 	return d.in.Push(b.flow(), b)
 }
 
-// routineWriteTUN is the TUN writer goroutine: one batch per peer in turn, each
+// routineWriteTUN is the TUN writer goroutine: peers' batches in turn, each
 // first passed through its flow's CoDel (sojourn measured from the socket
 // read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) routineWriteTUN() {
-	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.timing.MaxQueueDelay}
+	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.timing.MaxQueueDelay, sojourn: &d.sojourn}
 	w.pkts = make([][]byte, 0, tunWriteBatches*maxBatch)
 	for {
 		select {
@@ -408,6 +417,7 @@ type tunWriter struct {
 	dev      tun.Device
 	global   *dropCounters
 	maxDelay time.Duration
+	sojourn  *sojourns // nil: not recorded (tests)
 	held     [tunWriteBatches]*batch
 	counts   [tunWriteBatches]int // payloads each held batch put in pkts
 	n        int
@@ -423,6 +433,9 @@ func (w *tunWriter) fill(q *fairQueue) bool {
 			break
 		}
 		b := it.Batch
+		if w.sojourn != nil && !b.ts.handed.IsZero() {
+			w.sojourn.inbound(b, time.Now())
+		}
 		if !dequeueDrops(it, w.maxDelay, w.global) {
 			b.Release()
 			continue
@@ -441,9 +454,17 @@ func (w *tunWriter) fill(q *fairQueue) bool {
 func (w *tunWriter) flush() {
 	failed := 0
 	if len(w.pkts) > 0 {
+		var t0 time.Time
+		timed := w.sojourn != nil && w.sojourn.enabled()
+		if timed {
+			t0 = time.Now()
+		}
 		written, err := w.dev.Write(w.pkts, 0)
 		if err != nil {
 			failed = len(w.pkts) - written
+		}
+		if timed {
+			w.sojourn.record(stTunWrite, classOfLen(len(w.pkts)), t0, time.Now())
 		}
 	}
 	for i := w.n - 1; i >= 0; i-- {

@@ -74,7 +74,9 @@ func TestTunWriterCoalesces(t *testing.T) {
 		writes = append(writes, [2]int{n, first})
 	}
 	// 6 batches of 30: writes of 90 (3 batches: the third crosses 64), 90.
-	want := [][2]int{{90, 0}, {90, 0}}
+	// Peers share by packets, 64 a turn: peer 0's two batches (60), then
+	// peer 1's first; the second write starts with peer 1's second.
+	want := [][2]int{{90, 0}, {90, 1}}
 	if len(writes) != len(want) || writes[0] != want[0] || writes[1] != want[1] {
 		t.Fatalf("writes (packets, first peer) = %v, want %v", writes, want)
 	}

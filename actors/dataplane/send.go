@@ -9,6 +9,7 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/seal"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
 	"github.com/cyphonic/cyphonic-go/tun"
 )
 
@@ -25,15 +26,16 @@ import (
 //     current session's next counter and the batch with its sequencer slot
 //     and route, and submits it to the crypto workers through the peer's
 //     seal queue (peerPipe.SealWork).
-//  3. sealBatch (a crypto worker actor, crypto.go) seals every packet in
-//     place, in parallel with the other workers, and sends the batch to
-//     the peer's sequencer-out.
+//  3. sealBatch (a crypto worker actor, crypto.go; the peer actor itself
+//     for a batch of at most 2 packets, workerPool.submit) seals every
+//     packet in place, in parallel with the other workers, and sends the
+//     batch to the peer's sequencer-out.
 //  4. toSocket (sequencer-out, package sequencer) runs on the batches in
 //     slot order and queues them on the peer's flow at the socket writer.
 //  5. routineWriteUDP (goroutine) serves control packets first, then the
 //     peers' flows round-robin (fairQueue), applies the queue-delay drops
-//     and writes each batch with one sendmmsg; Release gives the in-flight
-//     slot back.
+//     and writes the batches it took, several peers' in one sendmmsg
+//     (udpWriter); Release gives the in-flight slot back.
 //
 // A batch is owned by one stage at a time and moved whole, so nothing on
 // this path takes a lock per packet; the fair queues lock once per batch.
@@ -144,6 +146,9 @@ func (d *Dataplane) sendToPeer(h *peerHandle, gb *batch, now time.Time) {
 	}
 	gb.track(pipe.OutInflight)
 	gb.born = now
+	if d.sojourn.enabled() {
+		gb.ts.handed, gb.ts.class = now, classOf(gb)
+	}
 	d.sys.Root().Send(pipe.Peer, gb.peerMessage())
 }
 
@@ -176,6 +181,9 @@ func (p *peerActor) outbound(ctx actor.SenderContext, b *batch) {
 	}
 	b.op, b.pipe, b.key, b.seq, b.route = opSeal, p.pipe, key, p.nextSeq, p.route
 	p.nextSeq++
+	if !b.ts.handed.IsZero() {
+		b.ts.actor, b.ts.handed = b.ts.handed, time.Now()
+	}
 	p.d.crypto.submit(ctx, b)
 }
 
@@ -240,6 +248,9 @@ func sealBatch(b *batch) {
 
 // toSocket runs in sequencer-out: batches leave in order to the writer.
 func (d *Dataplane) toSocket(b *batch) {
+	if !b.ts.handed.IsZero() {
+		b.ts.queued = time.Now()
+	}
 	if !d.out.Push(b.flow(), b) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
@@ -249,73 +260,169 @@ func (d *Dataplane) toSocket(b *batch) {
 // routineWriteUDP is the socket writer goroutine: control packets first, then one
 // batch per peer in turn; batches that waited too long are dropped.
 func (d *Dataplane) routineWriteUDP() {
-	var one [1][]byte
-	var to [1]netip.AddrPort
-	maxDelay := d.timing.MaxQueueDelay
+	w := udpWriter{d: d, maxDelay: d.timing.MaxQueueDelay}
+	w.pkts = make([][]byte, 0, udpWriteBatches*maxBatch)
+	w.eps = make([]netip.AddrPort, 0, udpWriteBatches*maxBatch)
 	for {
 		select {
 		case <-d.done:
 			return
 		case <-d.out.Ready():
 		}
-		for {
-			it, ok := d.out.Next()
-			if !ok {
-				break
-			}
-			if it.Batch == nil {
-				c, err := d.cfg.Bind.ConnFor(it.Control.To)
-				if err != nil {
-					d.global.Add(SendError, 1)
-					continue
-				}
-				if it.Control.HopLimit != 0 {
-					if err := c.WriteHopLimited(it.Control.Pkt, it.Control.To, int(it.Control.HopLimit)); err != nil {
-						d.global.Add(SendError, 1)
-					}
-					continue
-				}
-				one[0], to[0] = it.Control.Pkt, it.Control.To
-				if _, err := c.WriteBatch(one[:], to[:]); err != nil {
-					d.global.Add(SendError, 1)
-				}
-				one[0] = nil
-				continue
-			}
-			d.writeBatch(it, maxDelay)
-			yield()
-		}
+		w.drain(d.out)
 	}
 }
 
-func (d *Dataplane) writeBatch(it queueItem, maxDelay time.Duration) {
-	b := it.Batch
-	defer b.Release()
-	if !dequeueDrops(it, maxDelay, &d.global) {
+// drain writes everything q holds: control packets singly, data batches
+// several per WriteBatch.
+func (w *udpWriter) drain(q *fairQueue) {
+	for {
+		it, ok := q.Next()
+		if !ok {
+			if w.flush() {
+				yield()
+			}
+			return
+		}
+		if it.Batch != nil {
+			if w.add(it) && w.flush() {
+				yield() // after each write, as the readers do after each read
+			}
+			continue
+		}
+		w.flush() // what was taken before it leaves first
+		w.control(it.Control)
+	}
+}
+
+// control sends one control packet.
+func (w *udpWriter) control(ctl controlPkt) {
+	c, err := w.d.cfg.Bind.ConnFor(ctl.To)
+	if err != nil {
+		w.d.global.Add(SendError, 1)
 		return
 	}
-	now := time.Now()
-	c, err := d.cfg.Bind.ConnFor(b.route.Addr)
-	if err != nil {
-		b.DropAll(SendError, &d.global)
+	if ctl.HopLimit != 0 {
+		if err := c.WriteHopLimited(ctl.Pkt, ctl.To, int(ctl.HopLimit)); err != nil {
+			w.d.global.Add(SendError, 1)
+		}
 		return
+	}
+	w.one[0], w.to[0] = ctl.Pkt, ctl.To
+	if _, err := c.WriteBatch(w.one[:], w.to[:]); err != nil {
+		w.d.global.Add(SendError, 1)
+	}
+	w.one[0] = nil
+}
+
+// udpWriteBatches bounds how many batches (of different peers) one
+// WriteBatch takes.
+const udpWriteBatches = 8
+
+// udpWriter is the socket writer's state: the batches it holds for one
+// WriteBatch.
+//
+// Under load most outbound batches are a peer's one or two TCP ACKs (the
+// TUN reader splits each read per peer), and one sendmmsg per batch made
+// the socket writer a serial stage of thousands of tiny syscalls a second,
+// each a wait for every peer's next batch, an idle peer's ping reply
+// included. It takes up to udpWriteBatches batches, in fair-queue order,
+// up to about maxBatch packets, for one socket, and sends them with one
+// WriteBatch (a sendmmsg with a destination per message; each peer's run
+// still one GSO message); a batch alone in the queue still leaves at once.
+type udpWriter struct {
+	d        *Dataplane
+	maxDelay time.Duration
+	conn     *udp.Conn // the socket the held batches go to
+	held     [udpWriteBatches]*batch
+	counts   [udpWriteBatches]int // datagrams each held batch put in pkts
+	n        int
+	pkts     [][]byte
+	eps      []netip.AddrPort
+	one      [1][]byte // a control packet
+	to       [1]netip.AddrPort
+}
+
+// add takes a dequeued batch, drop policy applied, and reports whether the
+// writer should flush now (it holds its limit of batches or packets).
+func (w *udpWriter) add(it queueItem) bool {
+	b := it.Batch
+	if w.d.sojourn.enabled() && !b.ts.handed.IsZero() {
+		w.d.sojourn.outbound(b, time.Now())
+	}
+	if !dequeueDrops(it, w.maxDelay, &w.d.global) {
+		b.Release()
+		return false
+	}
+	c, err := w.d.cfg.Bind.ConnFor(b.route.Addr)
+	if err != nil {
+		b.DropAll(SendError, &w.d.global)
+		b.Release()
+		return false
 	}
 	pkts, eps := b.WriteSlices()
 	if len(pkts) == 0 {
-		return
+		b.Release()
+		return false
 	}
-	sent, _ := c.WriteBatch(pkts, eps)
-	if b.stats == nil {
-		return
+	if w.n > 0 && (c != w.conn || len(w.pkts)+len(pkts) > udpWriteBatches*maxBatch) {
+		w.flush()
 	}
-	var bytes uint64
-	for _, pk := range pkts[:sent] {
-		bytes += uint64(len(pk))
+	w.conn = c
+	w.pkts = append(w.pkts, pkts...)
+	w.eps = append(w.eps, eps...)
+	w.held[w.n], w.counts[w.n] = b, len(pkts)
+	w.n++
+	return w.n == len(w.held) || len(w.pkts) >= maxBatch
+}
+
+// flush sends the held datagrams and releases their batches. Datagrams
+// the socket did not take are counted against the batches from the last
+// one back (WriteBatch reports a number). It reports whether it wrote.
+func (w *udpWriter) flush() bool {
+	if w.n == 0 {
+		return false
 	}
-	b.stats.TxPackets.Add(uint64(sent))
-	b.stats.TxBytes.Add(bytes)
-	b.stats.LastSent.Store(now.UnixNano())
-	if sent < len(pkts) {
-		b.stats.Drops.Add(SendError, uint64(len(pkts)-sent))
+	var t0 time.Time
+	timed := w.d.sojourn.enabled()
+	if timed {
+		t0 = time.Now()
 	}
+	sent, _ := w.conn.WriteBatch(w.pkts, w.eps)
+	now := time.Now()
+	if timed {
+		c := classOfLen(len(w.pkts))
+		if w.n == 1 && !w.held[0].ts.handed.IsZero() {
+			c = w.held[0].ts.class
+		}
+		w.d.sojourn.record(stUDPWrite, c, t0, now)
+	}
+	failed := len(w.pkts) - sent
+	first := 0
+	for i := range w.n {
+		b, n := w.held[i], w.counts[i]
+		if b.stats != nil {
+			// Failures are put on the last batches, so this one's
+			// failures are what of them reaches back into it.
+			f := max(0, min(n, failed-(len(w.pkts)-first-n)))
+			var bytes uint64
+			for _, pk := range w.pkts[first : first+n-f] {
+				bytes += uint64(len(pk))
+			}
+			b.stats.TxPackets.Add(uint64(n - f))
+			b.stats.TxBytes.Add(bytes)
+			b.stats.LastSent.Store(now.UnixNano())
+			if f > 0 {
+				b.stats.Drops.Add(SendError, uint64(f))
+			}
+		}
+		first += n
+		b.Release()
+		w.held[i] = nil
+	}
+	w.n, w.conn = 0, nil
+	clear(w.pkts)
+	clear(w.eps)
+	w.pkts, w.eps = w.pkts[:0], w.eps[:0]
+	return true
 }

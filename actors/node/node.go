@@ -421,6 +421,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.debug.Annotate(annotateTree(n.dp.Status))
 		n.debug.Handle("GET "+PathStatus, statusHandler(n.Status))
 		n.debug.Handle("GET "+PathPing, pingHandler(n))
+		n.debug.Handle("GET "+PathSojourn, sojournHandler(n.dp))
 		reg := metrics.NewRegistry(n.sys.Registry(), prometheus.Labels{"system": "node"})
 		reg.MustRegister(&nodeCollector{peers: n.dp.Status, drops: n.dp.Drops, version: cfg.Version,
 			resolver: func() (resolver.Stats, bool) {

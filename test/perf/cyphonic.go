@@ -104,7 +104,8 @@ func SetupCyphonic(ctx context.Context, topo *Topology, cloud *testbed.Host, bin
 			return Target{}, err
 		}
 	}
-	return Target{Addr: vip, PID: procs[0].Pid(), Pprof: "http://" + node.DefaultDebugAddr + "/debug/pprof"}, nil
+	return Target{Addr: vip, PID: procs[0].Pid(), Pprof: "http://" + node.DefaultDebugAddr + "/debug/pprof",
+		Sojourn: "http://" + node.DefaultDebugAddr + node.PathSojourn}, nil
 }
 
 // resolve4 asks h's resolver (through its resolv.conf) for name's IPv4.

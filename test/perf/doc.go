@@ -13,12 +13,17 @@
 // CYPHONIC_PERF_WRITE to a Markdown file (BENCHMARKS.md) replaces the
 // harness's section in it with the tables.
 // CYPHONIC_PERF_PROFILE=dir saves CPU profiles of cyphonic's responder
-// (cpu-1-responder.pprof, the receive path) and pusher (cpu-1-pusher.pprof,
-// the send path) taken during the 1-pusher load (`go tool pprof -top` reads
-// them), and the responder's heap at rest and after each load
+// (cpu-<n>-responder.pprof, the receive path) and pusher (cpu-<n>-pusher.pprof,
+// the send path) taken during the 1-pusher and the largest load (`go tool
+// pprof -top` reads them), the responder's heap at rest and after each load
 // (heap-<n>-responder.txt, with the runtime's MemStats; n = 0: at rest) with
-// the kernel's split of its RSS (smaps-<n>-responder.txt). Speed is reported, never
-// asserted: a slow machine still passes.
+// the kernel's split of its RSS (smaps-<n>-responder.txt), the per-stage
+// sojourn histograms of the responder and the idle peer over each load
+// (sojourn-<n>-responder.txt, -idle.txt: the nodes' /debug/sojourn) and the
+// responder namespace's /proc/net/snmp after it (snmp-<n>-responder.txt).
+// CYPHONIC_PERF_PEERS=10 (a comma-separated list) runs only those loads, for
+// quick interleaved A/B runs of two builds (CYPHONIC_PERF_BIN). Speed is
+// reported, never asserted: a slow machine still passes.
 //
 // The pure parts (parsing ping, iperf3 and /proc output, statistics, the
 // report) are plain functions tested without namespaces.

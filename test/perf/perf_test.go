@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +37,17 @@ func TestPerf(t *testing.T) {
 		t.Fatalf("CYPHONIC_PERF=%q: want 1 or smoke", mode)
 	}
 	cfg.ProfileDir = os.Getenv("CYPHONIC_PERF_PROFILE")
+	if s := os.Getenv("CYPHONIC_PERF_PEERS"); s != "" {
+		// A subset of the loads (e.g. "10"), for A/B runs of one load.
+		cfg.Peers = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				t.Fatalf("CYPHONIC_PERF_PEERS=%q: %v", s, err)
+			}
+			cfg.Peers = append(cfg.Peers, n)
+		}
+	}
 	testbed.Require(t)
 	if err := CheckTools(); err != nil {
 		t.Fatal(err)

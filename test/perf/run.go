@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,6 +153,9 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	if err := startIperfServers(ctx, topo, n); err != nil {
 		return l, err
 	}
+	if err := sojourn(ctx, topo, target, cfg, n, true); err != nil {
+		return l, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -186,9 +190,9 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 			}
 		})
 	}
-	if cfg.ProfileDir != "" && target.Pprof != "" && n == 1 {
+	if cfg.ProfileDir != "" && target.Pprof != "" && (n == 1 || n == slices.Max(cfg.Peers)) {
 		wg.Go(func() {
-			errs[n+2] = profile(ctx, topo, target, cfg)
+			errs[n+2] = profile(ctx, topo, target, cfg, n)
 		})
 	}
 	peak := sampleMemory(target.PID, &wg)
@@ -206,6 +210,9 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 		if err := heapProfile(ctx, topo, target, cfg, n); err != nil {
 			return l, err
 		}
+	}
+	if err := sojourn(ctx, topo, target, cfg, n, false); err != nil {
+		return l, err
 	}
 	for _, bps := range l.PerPeer {
 		l.Aggregate += bps
@@ -238,11 +245,12 @@ func sampleMemory(pid int, wg *sync.WaitGroup) <-chan uint64 {
 	return peak
 }
 
-// profile saves CPU profiles, as long as the load, of the responder
-// (cfg.ProfileDir/cpu-1-responder.pprof: the receive path) and of the
-// pusher (cpu-1-pusher.pprof: the send path). curl runs in each host's
-// namespace, where its daemon's debug endpoint listens on loopback.
-func profile(ctx context.Context, topo *Topology, target Target, cfg Config) error {
+// profile saves CPU profiles, as long as the n-pusher load (the 1-pusher
+// and the largest), of the responder (cfg.ProfileDir/cpu-<n>-responder.pprof:
+// the receive path) and of the first pusher (cpu-<n>-pusher.pprof: the send
+// path). curl runs in each host's namespace, where its daemon's debug
+// endpoint listens on loopback.
+func profile(ctx context.Context, topo *Topology, target Target, cfg Config, n int) error {
 	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
 		return fmt.Errorf("perf: profile: %w", err)
 	}
@@ -250,7 +258,7 @@ func profile(ctx context.Context, topo *Topology, target Target, cfg Config) err
 	var wg sync.WaitGroup
 	var errs [2]error
 	for i, h := range []*testbed.Host{topo.Responder, topo.Pushers[0]} {
-		out := filepath.Join(cfg.ProfileDir, "cpu-1-"+[]string{"responder", "pusher"}[i]+".pprof")
+		out := filepath.Join(cfg.ProfileDir, "cpu-"+strconv.Itoa(n)+"-"+[]string{"responder", "pusher"}[i]+".pprof")
 		wg.Go(func() {
 			if b, err := topo.Bed.ExecContext(ctx, h.NS(), "curl", "-sSf", "-o", out, url); err != nil {
 				errs[i] = fmt.Errorf("perf: profile %s on %s: %w: %s", url, h.Name(), err, tail(b, 300))
@@ -281,6 +289,41 @@ func heapProfile(ctx context.Context, topo *Topology, target Target, cfg Config,
 	}
 	if err := os.WriteFile(filepath.Join(cfg.ProfileDir, "smaps-"+strconv.Itoa(n)+"-responder.txt"), smaps, 0o644); err != nil {
 		return fmt.Errorf("perf: heap profile: %w", err)
+	}
+	return nil
+}
+
+// sojourn resets (before the n-pusher load) or saves (after it) the
+// per-stage sojourn histograms of the responder's and the idle peer's
+// daemons (cfg.ProfileDir/sojourn-<n>-responder.txt, -idle.txt), where
+// the target serves them.
+func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n int, reset bool) error {
+	if cfg.ProfileDir == "" || target.Sojourn == "" {
+		return nil
+	}
+	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+		return fmt.Errorf("perf: sojourn: %w", err)
+	}
+	for i, h := range []*testbed.Host{topo.Responder, topo.Idle} {
+		args := []string{"curl", "-sSf", "-o", "/dev/null", target.Sojourn + "?reset=1"}
+		if !reset {
+			out := filepath.Join(cfg.ProfileDir, "sojourn-"+strconv.Itoa(n)+"-"+[]string{"responder", "idle"}[i]+".txt")
+			args = []string{"curl", "-sSf", "-o", out, target.Sojourn}
+		}
+		if b, err := topo.Bed.ExecContext(ctx, h.NS(), args...); err != nil {
+			return fmt.Errorf("perf: sojourn on %s: %w: %s", h.Name(), err, tail(b, 300))
+		}
+	}
+	if !reset {
+		// The responder namespace's UDP counters (RcvbufErrors: datagrams
+		// the kernel dropped at a full socket buffer), since it was made.
+		b, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "cat", "/proc/net/snmp")
+		if err != nil {
+			return fmt.Errorf("perf: snmp on %s: %w", topo.Responder.Name(), err)
+		}
+		if err := os.WriteFile(filepath.Join(cfg.ProfileDir, "snmp-"+strconv.Itoa(n)+"-responder.txt"), b, 0o644); err != nil {
+			return fmt.Errorf("perf: snmp: %w", err)
+		}
 	}
 	return nil
 }

@@ -51,6 +51,9 @@ type Target struct {
 	// Pprof is the responder daemon's pprof base URL inside its namespace
 	// ("" if it has none), for CYPHONIC_PERF_PROFILE.
 	Pprof string
+	// Sojourn is the daemons' per-stage sojourn endpoint inside their
+	// namespaces ("" if none), for CYPHONIC_PERF_PROFILE.
+	Sojourn string
 }
 
 // readMemory reads a process's resident set.

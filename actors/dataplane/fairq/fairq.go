@@ -19,11 +19,13 @@ type Flow[B comparable] struct {
 	// consumer as it dequeues; the queue never touches it.
 	CoDel CoDel
 
-	ring   []B
-	head   int
-	n      int
-	queued bool     // linked into the active list
-	next   *Flow[B] // active list link
+	ring    []B
+	head    int
+	n       int
+	deficit int      // what the flow may still take this turn (deficit round robin)
+	served  bool     // took a batch since it last went to the back of a list
+	queued  bool     // linked into the active list
+	next    *Flow[B] // active list link
 }
 
 // NewFlow makes a flow holding at most depth batches.
@@ -52,9 +54,9 @@ type Item[B comparable] struct {
 // Queue is the queue between a peer stage's sequencers (many producers)
 // and one device writer goroutine (the socket writer outbound, the TUN
 // writer inbound; the latter has no control packets). Control packets go first;
-// data batches are served round-robin, one batch per peer per turn, flows
-// that just became active first, so a bulk flow cannot starve another
-// peer's pings. Every queue is bounded and a
+// data batches are served round-robin, a turn per peer (Quantum of Cost:
+// one batch unless set), flows that just became active first, so a bulk
+// flow cannot starve another peer's pings. Every queue is bounded and a
 // full queue refuses (the caller drops and counts): producers never block.
 type Queue[B comparable] struct {
 	mu       sync.Mutex
@@ -65,13 +67,34 @@ type Queue[B comparable] struct {
 	// §4.1): a flow that was empty joins fresh and is served before the
 	// flows with a standing backlog (stale), so a sparse flow such as a
 	// ping waits for at most one batch of each other fresh flow, not a
-	// turn of every bulk peer. A served flow that still has batches moves
-	// to the back of stale, so a flow is fresh at most once per time it
-	// drains and cannot starve the stale ones.
+	// turn of every bulk peer. A flow whose turn is used up (Quantum)
+	// moves to the back of stale; one emptied in its fresh turn moves to
+	// stale too and leaves the lists only when its next turn finds it
+	// still empty: so a flow is fresh only after a whole round idle, and
+	// cannot starve the stale ones.
 	fresh, stale flowList[B]
 	ready        chan struct{}
 	closed       bool
+	// Cost is what a batch costs its flow's turn, and Quantum what a
+	// turn allows (deficit round robin, RFC 8290 §4.2): a flow is served
+	// batch after batch until it has taken Quantum. Set both before
+	// use; with Cost nil every batch costs a whole Quantum, so a turn is
+	// one batch. The data plane counts packets: with one batch per turn,
+	// a peer whose socket reads or TUN reads come in bigger batches got
+	// more of a saturated writer than the others.
+	Cost    func(B) int
+	Quantum int
 }
+
+// cost is b's cost, at least 1.
+func (q *Queue[B]) cost(b B) int {
+	if q.Cost == nil {
+		return q.quantum()
+	}
+	return max(q.Cost(b), 1)
+}
+
+func (q *Queue[B]) quantum() int { return max(q.Quantum, 1) }
 
 // New makes a queue holding up to controlDepth control packets.
 func New[B comparable](controlDepth int) *Queue[B] {
@@ -100,6 +123,7 @@ func (q *Queue[B]) Push(f *Flow[B], b B) bool {
 	f.ring[(f.head+f.n)%len(f.ring)] = b
 	f.n++
 	if !f.queued {
+		f.deficit, f.served = q.quantum(), false
 		q.fresh.push(f)
 	}
 	q.mu.Unlock()
@@ -159,22 +183,49 @@ func (q *Queue[B]) Next() (Item[B], bool) {
 		q.ctrlN--
 		return Item[B]{Control: c}, true
 	}
-	f := q.fresh.pop()
-	if f == nil {
-		f = q.stale.pop()
+	for {
+		l := &q.fresh
+		if l.head == nil {
+			l = &q.stale
+		}
+		f := l.head
+		switch {
+		case f == nil:
+			return Item[B]{}, false
+		case f.deficit <= 0:
+			// Its turn is used up: to the back of stale with the next
+			// turn's allowance.
+			f.deficit += q.quantum()
+			l.pop()
+			f.served = false
+			q.stale.push(f)
+			continue
+		case f.n == 0:
+			l.pop()
+			if l == &q.fresh || f.served {
+				// Emptied during its turn: it stays in the round (at
+				// the back of stale), so a flow that drains and
+				// refills within a round does not come back fresh.
+				// Bulk flows that the writer drains at nearly every
+				// turn would otherwise fill the fresh list, and a
+				// ping would wait behind all of them.
+				f.served = false
+				q.stale.push(f)
+			}
+			// Else found empty at its turn: a whole round idle, inactive.
+			continue
+		}
+		var zero B
+		b := f.ring[f.head]
+		f.ring[f.head] = zero
+		f.head = (f.head + 1) % len(f.ring)
+		f.n--
+		f.deficit -= q.cost(b)
+		f.served = true
+		// f stays at the head of its list: its turn goes on while it
+		// has allowance left.
+		return Item[B]{Batch: b, Backlog: f.n > 0}, true
 	}
-	if f == nil {
-		return Item[B]{}, false
-	}
-	var zero B
-	b := f.ring[f.head]
-	f.ring[f.head] = zero
-	f.head = (f.head + 1) % len(f.ring)
-	f.n--
-	if f.n > 0 {
-		q.stale.push(f) // to the back: the others go first
-	}
-	return Item[B]{Batch: b, Backlog: f.n > 0}, true
 }
 
 // Close refuses further pushes and returns everything still queued, so the

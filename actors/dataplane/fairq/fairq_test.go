@@ -6,7 +6,10 @@ import (
 )
 
 // batch stands in for the data plane's batches.
-type batch struct{ seq uint64 }
+type batch struct {
+	seq  uint64
+	cost int // packets, for the deficit tests
+}
 
 // TestFairQueueRoundRobin: control first, then one batch per flow per turn,
 // each flow in FIFO order; full flows refuse; Close returns what is left.
@@ -124,5 +127,151 @@ func TestFairQueueBacklog(t *testing.T) {
 		if !ok || it.Backlog != want {
 			t.Fatalf("Next: ok %v backlog %v, want backlog %v", ok, it.Backlog, want)
 		}
+	}
+}
+
+// TestFairQueueRefillNotFresh: a flow is fresh (served ahead of the others)
+// only after a whole round with nothing queued. Bulk flows that the writer
+// drains at every turn and that refill before their next one keep their
+// place in the round, so a ping waits for none of them; a flow whose turn
+// came and found it empty is fresh again at its next batch.
+func TestFairQueueRefillNotFresh(t *testing.T) {
+	type op struct {
+		push string // push a batch with seq on this flow; "" means Next
+		seq  uint64 // pushed, or wanted from Next (0: want the queue empty)
+		cost int    // of a pushed batch, with quantum set
+	}
+	push := func(f string, seq uint64) op { return op{push: f, seq: seq, cost: 16} }
+	next := func(seq uint64) op { return op{seq: seq} }
+	for _, tc := range []struct {
+		name    string
+		quantum int // 0: one batch a turn; else batches cost 16
+		ops     []op
+	}{
+		{"bulk flows drained and refilled within a round are not fresh", 0, []op{
+			push("a", 10), push("b", 20), next(10), next(20),
+			push("a", 11), push("b", 21), push("ping", 1),
+			next(1), next(11), next(21), next(0),
+		}},
+		{"a flow idle for a whole round is fresh again", 0, []op{
+			push("a", 10), push("b", 20), next(10), next(20), next(0),
+			push("b", 21), push("a", 11), next(21), next(11), next(0),
+		}},
+		{"a served ping leaves the round once found empty", 0, []op{
+			push("a", 10), push("a", 11), push("a", 12), next(10),
+			push("ping", 1), next(1), next(11),
+			next(12), // ping's turn came first and found it empty
+			push("ping", 2), push("a", 13), next(2), next(13), next(0),
+		}},
+		{"a flow drained in the middle of its turn stays in the round", 64, []op{
+			push("a", 10), push("c", 30), push("c", 31), push("c", 32), push("c", 33), push("c", 34), push("c", 35),
+			next(10), next(30), next(31), // a emptied in its fresh turn: to stale
+			push("a", 11), next(32), next(33), // c's turn (4 × 16) used up
+			next(11),                              // a's stale turn: it drains with allowance left...
+			next(34), push("a", 12), push("p", 1), // ...and refills before its next turn
+			next(1), next(35), next(12), next(0),
+		}},
+		{"a refilled flow waits behind the flows ahead of it", 0, []op{
+			push("a", 10), push("b", 20), push("c", 30), next(10),
+			push("a", 11), next(20), next(30), next(11), next(0),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New[*batch](1)
+			if tc.quantum > 0 {
+				q.Cost = func(b *batch) int { return b.cost }
+				q.Quantum = tc.quantum
+			}
+			flows := map[string]*Flow[*batch]{}
+			for i, o := range tc.ops {
+				if o.push != "" {
+					f := flows[o.push]
+					if f == nil {
+						f = NewFlow[*batch](8)
+						flows[o.push] = f
+					}
+					if !q.Push(f, &batch{seq: o.seq, cost: o.cost}) {
+						t.Fatalf("op %d: push %s/%d refused", i, o.push, o.seq)
+					}
+					continue
+				}
+				it, ok := q.Next()
+				switch {
+				case o.seq == 0 && ok:
+					t.Fatalf("op %d: Next gave %d, want the queue empty", i, it.Batch.seq)
+				case o.seq != 0 && !ok:
+					t.Fatalf("op %d: queue empty, want %d", i, o.seq)
+				case ok && it.Batch.seq != o.seq:
+					t.Fatalf("op %d: Next gave %d, want %d", i, it.Batch.seq, o.seq)
+				}
+			}
+		})
+	}
+}
+
+// TestFairQueueDeficit: with a cost per batch, backlogged flows get equal
+// cost per round (deficit round robin), not equal batches: a flow of big
+// batches and a flow of small ones share a writer by packets. A fresh
+// flow still goes first.
+func TestFairQueueDeficit(t *testing.T) {
+	type flow struct {
+		name string
+		cost []int // its batches' costs, queued before the first Next
+	}
+	for _, tc := range []struct {
+		name    string
+		quantum int
+		flows   []flow
+		late    *flow  // pushed after the first Next
+		want    string // flow names in service order
+	}{
+		{"big and small batches share by cost", 64, []flow{
+			{"a", []int{64, 64, 64}}, {"b", []int{16, 16, 16, 16, 16, 16, 16, 16}},
+		}, nil, "abbbbabbbba"},
+		{"equal batches alternate", 64, []flow{
+			{"a", []int{32, 32, 32, 32}}, {"b", []int{32, 32, 32, 32}},
+		}, nil, "aabbaabb"},
+		{"an overdraft is paid back next round", 64, []flow{
+			{"a", []int{60, 60, 60}}, {"b", []int{64, 64, 64}},
+		}, nil, "aababb"}, // a: 64 -> 4 -> -56, next turn +64 = 8 -> -52: 180 to b's 192
+		{"a fresh flow goes ahead of the others' second turns", 64, []flow{
+			{"a", []int{64, 64}}, {"b", []int{64, 64}},
+		}, &flow{"p", []int{1}}, "abpab"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New[*batch](1)
+			q.Cost = func(b *batch) int { return b.cost }
+			q.Quantum = tc.quantum
+			names := map[*Flow[*batch]]string{}
+			owner := map[*batch]string{}
+			push := func(fl flow) {
+				f := NewFlow[*batch](16)
+				names[f] = fl.name
+				for i, c := range fl.cost {
+					b := &batch{seq: uint64(i), cost: c}
+					owner[b] = fl.name
+					if !q.Push(f, b) {
+						t.Fatal("push refused")
+					}
+				}
+			}
+			for _, fl := range tc.flows {
+				push(fl)
+			}
+			var got []byte
+			for {
+				it, ok := q.Next()
+				if !ok {
+					break
+				}
+				got = append(got, owner[it.Batch]...)
+				if tc.late != nil && len(got) == 1 {
+					push(*tc.late)
+				}
+			}
+			if string(got) != tc.want {
+				t.Fatalf("served %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
