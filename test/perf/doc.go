@@ -3,7 +3,8 @@
 // test/testbed. One responder and N initiators (N = 1, 3, 10) sit on the
 // testbed's internet segment; the initiators push iperf3 TCP at the
 // responder through the overlay while an idle peer and a pushing peer ping
-// it, and the harness samples the responder daemon's memory.
+// it, and the harness samples the responder daemon's memory and the CPU time
+// of all the system's daemons (reported per GB moved).
 //
 // The long measurement runs only when asked:
 //

@@ -159,3 +159,30 @@ func ParseProcStatus(data []byte) (Memory, error) {
 	}
 	return m, nil
 }
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times: 100 on
+// every Linux architecture Go runs on (the kernel fixes it for userspace).
+const clockTicks = 100
+
+// ParseProcStatCPU reads the CPU time (user + system) a process has used
+// from /proc/PID/stat. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted from its last ')'.
+func ParseProcStatCPU(data []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%w: stat has no command name", ErrParse)
+	}
+	f := bytes.Fields(data[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%w: stat has %d fields after the name", ErrParse, len(f))
+	}
+	var ticks uint64
+	for _, s := range f[11:13] { // fields 14 (utime) and 15 (stime)
+		n, err := strconv.ParseUint(string(s), 10, 63)
+		if err != nil {
+			return 0, fmt.Errorf("%w: stat cpu time %q: %v", ErrParse, s, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}

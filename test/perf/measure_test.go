@@ -148,6 +148,43 @@ func TestParseProcStatus(t *testing.T) {
 	}
 }
 
+func TestParseProcStatCPU(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"ok", "1234 (cyphonic) S 1 1234 1234 0 -1 4194560 900 0 0 0 250 75 0 0 20 0 9 0 100 0 0", 3250 * time.Millisecond, false},
+		{"name with spaces and parens", "77 (a) b (c)) R 1 77 77 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 5", 30 * time.Millisecond, false},
+		{"no name", "1234 cyphonic S 1", 0, true},
+		{"short", "1234 (x) S 1 2 3", 0, true},
+		{"not a number", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u s 0 0", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseProcStatCPU([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s: got %v, %v; want %v, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrParse) {
+			t.Errorf("%s: error %v is not ErrParse", tt.name, err)
+		}
+	}
+}
+
+func TestDaemonsCPUOfSelf(t *testing.T) {
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) { // burn a little CPU so there is some to count
+	}
+	cpu, err := daemonsCPU(processName(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu <= 0 {
+		t.Errorf("own CPU time %v, want > 0", cpu)
+	}
+}
+
 func TestReadMemoryOfSelf(t *testing.T) {
 	m, err := readMemory(os.Getpid())
 	if err != nil {
@@ -170,5 +207,8 @@ func FuzzParsers(f *testing.F) {
 			t.Errorf("negative throughput %v", bps)
 		}
 		_, _ = ParseProcStatus(b)
+		if d, err := ParseProcStatCPU(b); err == nil && d < 0 {
+			t.Errorf("negative cpu time %v", d)
+		}
 	})
 }

@@ -21,6 +21,20 @@ type Load struct {
 	// PushingPeer pings from one of the pushing initiators.
 	IdlePeer, PushingPeer RTT
 	Memory                Memory // responder daemon: peak VmRSS sampled during the load, VmHWM after it
+	// CPU is the CPU time all the system's daemons used over the load
+	// (pings and profiles included); Bytes is what the flows moved
+	// (Aggregate over the load's duration).
+	CPU   time.Duration
+	Bytes float64
+}
+
+// CPUPerGB is the daemons' CPU seconds per GB (1e9 bytes) moved, 0 if
+// nothing moved.
+func (l Load) CPUPerGB() float64 {
+	if l.Bytes <= 0 {
+		return 0
+	}
+	return l.CPU.Seconds() / (l.Bytes / 1e9)
 }
 
 // Result is one system's run.
@@ -91,7 +105,7 @@ func (r Report) Markdown() string {
 		fmt.Fprintf(&b, "- %s\n", t)
 	}
 	b.WriteString("- Goal (project brief): throughput at least wireguard-go's; with 10 peers pushing, RTT under 5 ms; daemon memory in tens of MiB.\n")
-	fmt.Fprintf(&b, "- Topology: one responder and N initiators on the testbed's internet segment (veth + bridge, one namespace each), plus one idle peer that only pings; every tunnel has MTU 1420. Each initiator runs `iperf3 -c` (TCP, %s) at its own iperf3 server on the responder, all at once; throughput is the receivers' sum. RTT is `ping` (an echo every %s, starting 1 s into the load) through the tunnel, from the idle peer and from a pushing initiator. Memory is the responder daemon's VmRSS (peak of samples every 250 ms during the load) and VmHWM (peak since it started).\n\n", r.Duration, r.Ping)
+	fmt.Fprintf(&b, "- Topology: one responder and N initiators on the testbed's internet segment (veth + bridge, one namespace each), plus one idle peer that only pings; every tunnel has MTU 1420. Each initiator runs `iperf3 -c` (TCP, %s) at its own iperf3 server on the responder, all at once; throughput is the receivers' sum. RTT is `ping` (an echo every %s, starting 1 s into the load) through the tunnel, from the idle peer and from a pushing initiator. Memory is the responder daemon's VmRSS (peak of samples every 250 ms during the load) and VmHWM (peak since it started). Daemon CPU is the user+system time of all the system's daemons (every node; for cyphonic also the idle cloud) over the load, per GB the flows moved.\n\n", r.Duration, r.Ping)
 	for _, res := range r.Results {
 		writeResult(&b, res)
 	}
@@ -109,16 +123,17 @@ func writeResult(b *strings.Builder, r Result) {
 		fmt.Fprintf(b, "Pending: %s\n\n", strings.Join(strings.Fields(r.Pending), " "))
 		return
 	}
-	b.WriteString("| initiators pushing | TCP throughput, sum (per flow) | RTT idle peer min/avg/max/p99 | RTT pushing peer min/avg/max/p99 | responder RSS peak / HWM |\n")
-	b.WriteString("|---|---|---|---|---|\n")
-	fmt.Fprintf(b, "| 0 | – | %s | – | %s / %s |\n", formatRTT(r.Idle), mib(r.IdleMem.RSS), mib(r.IdleMem.HWM))
+	b.WriteString("| initiators pushing | TCP throughput, sum (per flow) | RTT idle peer min/avg/max/p99 | RTT pushing peer min/avg/max/p99 | responder RSS peak / HWM | daemon CPU per GB |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| 0 | – | %s | – | %s / %s | – |\n", formatRTT(r.Idle), mib(r.IdleMem.RSS), mib(r.IdleMem.HWM))
 	for _, l := range r.Loads {
 		flows := make([]string, len(l.PerPeer))
 		for i, f := range l.PerPeer {
 			flows[i] = fmt.Sprintf("%.0f", f/1e6)
 		}
-		fmt.Fprintf(b, "| %d | %.0f Mbit/s (%s) | %s | %s | %s / %s |\n", l.Peers, l.Aggregate/1e6,
-			strings.Join(flows, ", "), formatRTT(l.IdlePeer), formatRTT(l.PushingPeer), mib(l.Memory.RSS), mib(l.Memory.HWM))
+		fmt.Fprintf(b, "| %d | %.0f Mbit/s (%s) | %s | %s | %s / %s | %.1f s (%.1f s over %.2f GB) |\n", l.Peers, l.Aggregate/1e6,
+			strings.Join(flows, ", "), formatRTT(l.IdlePeer), formatRTT(l.PushingPeer), mib(l.Memory.RSS), mib(l.Memory.HWM),
+			l.CPUPerGB(), l.CPU.Seconds(), l.Bytes/1e9)
 	}
 	b.WriteString("\n")
 }

@@ -69,6 +69,7 @@ func TestMarkdown(t *testing.T) {
 					IdlePeer:    RTT{Sent: 80, Received: 76, Min: ms, Avg: 20 * ms, Max: 40 * ms, P99: 38 * ms},
 					PushingPeer: RTT{Sent: 80, Received: 80, Min: ms, Avg: 30 * ms, Max: 50 * ms, P99: 45 * ms},
 					Memory:      Memory{RSS: 30 << 20, HWM: 32 << 20},
+					CPU:         15 * time.Second, Bytes: 750e6,
 				}},
 			},
 			{System: "cyphonic", Pending: "binary not ready:\n  undefined: runDemo"},
@@ -81,8 +82,8 @@ func TestMarkdown(t *testing.T) {
 		"2 CPUs (`nproc`), Test CPU, kernel 6.1, go1.26",
 		"- iperf 3.12\n",
 		"### wireguard-go (wireguard-go v0.0.20250522)",
-		"| 0 | – | 0.50/1.00/2.00/2.00 ms | – | 8.0 MiB / 9.0 MiB |",
-		"| 3 | 600 Mbit/s (300, 200, 100) | 1.00/20.00/40.00/38.00 ms (5% lost) | 1.00/30.00/50.00/45.00 ms | 30.0 MiB / 32.0 MiB |",
+		"| 0 | – | 0.50/1.00/2.00/2.00 ms | – | 8.0 MiB / 9.0 MiB | – |\n",
+		"| 3 | 600 Mbit/s (300, 200, 100) | 1.00/20.00/40.00/38.00 ms (5% lost) | 1.00/30.00/50.00/45.00 ms | 30.0 MiB / 32.0 MiB | 20.0 s (15.0 s over 0.75 GB) |\n",
 		"### cyphonic\n\nPending: binary not ready: undefined: runDemo\n",
 	} {
 		if !strings.Contains(md, want) {

@@ -156,6 +156,11 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	if err := sojourn(ctx, topo, target, cfg, n, true); err != nil {
 		return l, err
 	}
+	comm := processName(target.PID)
+	cpu0, err := daemonsCPU(comm)
+	if err != nil {
+		return l, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -201,6 +206,11 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	if err := errors.Join(errs...); err != nil {
 		return l, err
 	}
+	cpu1, err := daemonsCPU(comm)
+	if err != nil {
+		return l, err
+	}
+	l.CPU = cpu1 - cpu0
 	mem, err := readMemory(target.PID)
 	if err != nil {
 		return l, err
@@ -217,6 +227,7 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	for _, bps := range l.PerPeer {
 		l.Aggregate += bps
 	}
+	l.Bytes = l.Aggregate / 8 * cfg.Duration.Seconds()
 	return l, nil
 }
 

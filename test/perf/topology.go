@@ -72,6 +72,33 @@ func processName(pid int) string {
 	return strings.TrimSpace(string(b))
 }
 
+// daemonsCPU sums the CPU time (user + system) of every process named
+// comm: all of a system's daemons, responder, pushers and idle peer (and,
+// for cyphonic, the idle cloud beside them), wherever their namespace.
+func daemonsCPU(comm string) (time.Duration, error) {
+	pids, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("perf: daemons' cpu: %w", err)
+	}
+	var sum time.Duration
+	for _, e := range pids {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || processName(pid) != comm {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // it exited meanwhile
+		}
+		cpu, err := ParseProcStatCPU(b)
+		if err != nil {
+			return 0, fmt.Errorf("perf: cpu of pid %d: %w", pid, err)
+		}
+		sum += cpu
+	}
+	return sum, nil
+}
+
 // pollInterval is the pause between tries of every bounded wait.
 const pollInterval = 200 * time.Millisecond
 
