@@ -384,12 +384,18 @@ func (s *Service) admit(conn *net.UDPConn, b []byte, from netip.AddrPort) bool {
 
 // askCookie answers a login that lacks a valid mac2 while the AS is under
 // load with a cookie for its source, and keeps nothing: only a node that
-// receives at that address can prove it with the next copy's mac2. Such a
-// login is itself a sign of load: while a flood keeps arriving, the AS
-// keeps asking, and the flood never reaches the budget that real logins
-// (with their mac2) draw on.
+// receives at that address can prove it with the next copy's mac2.
+//
+// Asking is not itself counted as load: every node's first login packet
+// lacks a mac2, so a steady stream of ordinary logins would otherwise keep
+// the AS under load (and sites behind one address held to one source's
+// share) for as long as it lasted. Load is what the login budget and the
+// pending challenges say (limiter.allow); a flood the cookies hold off
+// spends no budget, so the load lapses loadHold after its last sign, the
+// flood then reaches the budget until it is at half again (at most its
+// burst's worth of Diffie-Hellmans per loadHold), and the AS is under load
+// once more.
 func (s *Service) askCookie(conn *net.UDPConn, login []byte, to netip.AddrPort, now time.Time) {
-	s.limit.loaded(now)
 	var buf [messages.LoginCookieLen]byte
 	b := buf[:messages.PutLoginCookieHeader(buf[:])]
 	b, err := s.cookies.Reply(b, login, to, now)

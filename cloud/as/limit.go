@@ -150,14 +150,6 @@ func (l *limiter) overShare(from netip.Addr, now time.Time) bool {
 	return ok && !b.take(now, l.cfg.PerSource, l.cfg.Burst)
 }
 
-// loaded records a sign of load seen outside allow: a login without a
-// cookie while under load.
-func (l *limiter) loaded(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.loadedUntil = now.Add(loadHold)
-}
-
 // underLoad reports whether per-source limits are being enforced.
 func (l *limiter) underLoad(now time.Time) bool {
 	l.mu.Lock()
