@@ -92,9 +92,22 @@ func loadNode(ca *rootca.CA, fqdn string, i uint64, ss *SharedSocket) (*Node, er
 	return makeNode(ca, id, loadBind(i))
 }
 
-// loadBind spreads sockets over 127.0.0.1-8: one address's ephemeral
-// ports (28k by default) do not hold 100k sockets.
-func loadBind(i uint64) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%8)}) }
+// loadBind is socket i's address: each socket on an address of its own
+// in 127/8 (all local on Linux's lo), 127.c.b.a with a and c in 1-254,
+// distinct for the first 16.5M. Nodes on 8 addresses, as before, looked
+// to the AS like 8 sources of thousands of logins each: once the login
+// burst made it count as loaded, its per-source limit (2 a second per
+// IPv4 address, cloud/as/limit.go) held each to its share and logins
+// stalled (a 30k run: 8,229 logins, then none, 18k packets "limited").
+// Real nodes come from many addresses; a shared socket is one CGN
+// mapping.
+func loadBind(i uint64) netip.Addr {
+	a := byte(1 + i%254)
+	i /= 254
+	b := byte(i % 256)
+	i /= 256
+	return netip.AddrFrom4([4]byte{127, byte(1 + i%254), b, a})
+}
 
 // loadSockets opens the shared sockets for n nodes, per to a socket: nil
 // for a socket each. Node i goes on socket i mod len: consecutive nodes,
