@@ -63,6 +63,7 @@ var (
 	loadDrain     = flag.Duration("load.drain", 0, "load: after the churn, keep the registered nodes keepaliving this long and report again (the vanished churn nodes' sessions end after the cloud's SessionIdle, 3 min)")
 	loadTunConc   = flag.Int("load.tunnelconc", 0, "load: tunnel setups in flight at once (default load.conc)")
 	loadPerSocket = flag.Int("load.nodespersocket", 0, "load: registered nodes sharing one UDP socket (default: 1 while the sockets fit in half the open-files limit, else the fewest that fit)")
+	loadKAEarly   = flag.Bool("load.kaearly", false, "load: each node starts keepaliving as soon as it has registered, not once all have: with many nodes the login phase can outlast the cloud's SessionIdle (3 min), and the first nodes' sessions would expire before their first keepalive (login figures then include the keepalives' load)")
 	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
 )
 
@@ -366,31 +367,12 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	b.ResetTimer()
 
-	// 1. Logins and registrations.
-	var login, register latencies
-	up := make([]bool, N)
-	cpu0 := c.metrics(b, false)["process_cpu_seconds_total"]
-	start := time.Now()
-	parallel(N, conc, func(i int) {
-		n := nodes[i]
-		if login.time(func() error { _, err := n.Login(c.as, false); return err }) == nil {
-			up[i] = register.time(func() error { _, err := n.Register(false); return err }) == nil
-		}
-	})
-	el := time.Since(start)
-	cpu1 := c.metrics(b, false)["process_cpu_seconds_total"]
-	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each\n  login    %v\n  register %v\n", "logins+registrations", float64(N)/el.Seconds(), el.Round(time.Millisecond),
-		(cpu1-cpu0)*1e6/float64(N), &login, &register)
-	c.report(b, "after logins", base, N)
-
-	// 2. Keepalives at the real period, in the background from now on.
+	// Keepalives at the real period, each node at a random phase, from
+	// the end of the logins (or its registration: -load.kaearly) on.
 	var ka latencies
 	stop := make(chan struct{})
 	var kaWG sync.WaitGroup
-	for i, n := range nodes {
-		if !up[i] {
-			continue
-		}
+	keepalive := func(n *Node) {
 		kaWG.Go(func() {
 			t := time.NewTimer(rand.N(*loadKeepalive))
 			defer t.Stop()
@@ -404,6 +386,33 @@ func BenchmarkLoad(b *testing.B) {
 				t.Reset(*loadKeepalive)
 			}
 		})
+	}
+
+	// 1. Logins and registrations.
+	var login, register latencies
+	up := make([]bool, N)
+	cpu0 := c.metrics(b, false)["process_cpu_seconds_total"]
+	start := time.Now()
+	parallel(N, conc, func(i int) {
+		n := nodes[i]
+		if login.time(func() error { _, err := n.Login(c.as, false); return err }) == nil {
+			up[i] = register.time(func() error { _, err := n.Register(false); return err }) == nil
+			if up[i] && *loadKAEarly {
+				keepalive(n)
+			}
+		}
+	})
+	el := time.Since(start)
+	cpu1 := c.metrics(b, false)["process_cpu_seconds_total"]
+	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each\n  login    %v\n  register %v\n", "logins+registrations", float64(N)/el.Seconds(), el.Round(time.Millisecond),
+		(cpu1-cpu0)*1e6/float64(N), &login, &register)
+	c.report(b, "after logins", base, N)
+
+	// 2. Keepalives at the real period, in the background from now on.
+	for i, n := range nodes {
+		if up[i] && !*loadKAEarly {
+			keepalive(n)
+		}
 	}
 	var cpuDone chan struct{}
 	if *loadProfile != "" && *loadSettle > 2*time.Second {
