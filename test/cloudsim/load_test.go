@@ -50,6 +50,11 @@ import (
 //
 // Nodes and the cloud share the machine: on two cores the nodes' own CPU
 // (sealing, opening, one goroutine per socket) is part of what is measured.
+//
+// Registered nodes share sockets (socket.go) when a socket each would take
+// more than half the open-files limit (-load.nodespersocket overrides):
+// to the cloud, nodes behind one CGN mapping; each socket has a loopback
+// address of its own (loadBind).
 var (
 	loadNodes     = flag.Int("load.nodes", 1000, "load: registered nodes that keepalive for the whole run")
 	loadConc      = flag.Int("load.conc", 64, "load: logins or tunnel setups in flight at once")
