@@ -50,6 +50,11 @@ import (
 //
 // Nodes and the cloud share the machine: on two cores the nodes' own CPU
 // (sealing, opening, one goroutine per socket) is part of what is measured.
+//
+// Registered nodes share sockets (socket.go) when a socket each would take
+// more than half the open-files limit (-load.nodespersocket overrides):
+// to the cloud, nodes behind one CGN mapping; each socket has a loopback
+// address of its own (loadBind).
 var (
 	loadNodes     = flag.Int("load.nodes", 1000, "load: registered nodes that keepalive for the whole run")
 	loadConc      = flag.Int("load.conc", 64, "load: logins or tunnel setups in flight at once")
@@ -62,6 +67,8 @@ var (
 	loadProcs     = flag.Int("load.cloudprocs", 0, "load: GOMAXPROCS of the cloud process alone (default: inherited)")
 	loadDrain     = flag.Duration("load.drain", 0, "load: after the churn, keep the registered nodes keepaliving this long and report again (the vanished churn nodes' sessions end after the cloud's SessionIdle, 3 min)")
 	loadTunConc   = flag.Int("load.tunnelconc", 0, "load: tunnel setups in flight at once (default load.conc)")
+	loadPerSocket = flag.Int("load.nodespersocket", 0, "load: registered nodes sharing one UDP socket (default: 1 while the sockets fit in half the open-files limit, else the fewest that fit)")
+	loadKAEarly   = flag.Bool("load.kaearly", false, "load: each node starts keepaliving as soon as it has registered, not once all have: with many nodes the login phase can outlast the cloud's SessionIdle (3 min), and the first nodes' sessions would expire before their first keepalive (login figures then include the keepalives' load)")
 	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
 )
 
@@ -70,7 +77,10 @@ var (
 // its whole registry (issued.json) for every certificate, which at 100k
 // nodes is hours of JSON. The numbers stay clear of what the registry hands
 // out (it counts from 1), so the VIPs are unique in the cloud.
-func loadNode(ca *rootca.CA, fqdn string, i uint64) (*Node, error) {
+//
+// With ss, the node uses that shared socket (socket.go) instead of one of
+// its own.
+func loadNode(ca *rootca.CA, fqdn string, i uint64, ss *SharedSocket) (*Node, error) {
 	const loadVIPBase = 1 << 21 // of the /10's 4M IPv4 VIPs
 	vip6, vip4, err := pki.VIPPair(pki.DefaultVIP6, pki.DefaultVIP4, loadVIPBase+i)
 	if err != nil {
@@ -82,9 +92,47 @@ func loadNode(ca *rootca.CA, fqdn string, i uint64) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Spread over 127.0.0.1-8: one address's ephemeral ports (28k by
-	// default) do not hold 100k sockets.
-	return makeNode(ca, id, netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%8)}))
+	if ss != nil {
+		return NewNodeSharing(ca, id, ss)
+	}
+	return makeNode(ca, id, loadBind(i))
+}
+
+// loadBind is socket i's address: each socket on an address of its own
+// in 127/8 (all local on Linux's lo), 127.c.b.a with a and c in 1-254,
+// distinct for the first 16.5M. Nodes on 8 addresses, as before, looked
+// to the AS like 8 sources of thousands of logins each: once the login
+// burst made it count as loaded, its per-source limit (2 a second per
+// IPv4 address, cloud/as/limit.go) held each to its share and logins
+// stalled (a 30k run: 8,229 logins, then none, 18k packets "limited").
+// Real nodes come from many addresses; a shared socket is one CGN
+// mapping.
+func loadBind(i uint64) netip.Addr {
+	a := byte(1 + i%254)
+	i /= 254
+	b := byte(i % 256)
+	i /= 256
+	return netip.AddrFrom4([4]byte{127, byte(1 + i%254), b, a})
+}
+
+// loadSockets opens the shared sockets for n nodes, per to a socket: nil
+// for a socket each. Node i goes on socket i mod len: consecutive nodes,
+// which log in at the same time, are on different sockets and never wait
+// for each other's login slot.
+func loadSockets(b *testing.B, n, per int) []*SharedSocket {
+	if per <= 1 {
+		return nil
+	}
+	socks := make([]*SharedSocket, (n+per-1)/per)
+	for i := range socks {
+		ss, err := NewSharedSocket(loadBind(uint64(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(ss.Close) // after the nodes' Close: their last one closed it
+		socks[i] = ss
+	}
+	return socks
 }
 
 // latencies collects one operation's durations and errors.
@@ -290,15 +338,31 @@ func BenchmarkLoad(b *testing.B) {
 	if tunnels <= 0 {
 		tunnels = N
 	}
+	per := *loadPerSocket
+	if per <= 0 {
+		per = NodesPerSocket(N)
+	}
 	c := startLoadCloud(b)
-	fmt.Printf("load: %d nodes, keepalive every %v, %d tunnels, churn %v, %d in flight; cloud pid %d\n",
-		N, *loadKeepalive, tunnels, *loadChurn, conc, c.pid)
+	socks := loadSockets(b, N, per)
+	nsock := N
+	if socks != nil {
+		nsock = len(socks)
+	}
+	fmt.Printf("load: %d nodes on %d sockets (%d per socket), keepalive every %v, %d tunnels, churn %v, %d in flight; cloud pid %d\n",
+		N, nsock, per, *loadKeepalive, tunnels, *loadChurn, conc, c.pid)
+	if len(socks) > 0 && len(socks) < conc {
+		fmt.Printf("load: WARNING: %d sockets < %d logins in flight: logins wait for their socket's login slot, and login latency includes that wait\n", len(socks), conc)
+	}
 	base := c.metrics(b, true)
 	c.report(b, "baseline", base, 0)
 
 	nodes := make([]*Node, N)
 	for i := range nodes {
-		n, err := loadNode(c.ca, fmt.Sprintf("l%d.load.cyphonic", i), uint64(i))
+		var ss *SharedSocket
+		if socks != nil {
+			ss = socks[i%len(socks)]
+		}
+		n, err := loadNode(c.ca, fmt.Sprintf("l%d.load.cyphonic", i), uint64(i), ss)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -308,31 +372,12 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	b.ResetTimer()
 
-	// 1. Logins and registrations.
-	var login, register latencies
-	up := make([]bool, N)
-	cpu0 := c.metrics(b, false)["process_cpu_seconds_total"]
-	start := time.Now()
-	parallel(N, conc, func(i int) {
-		n := nodes[i]
-		if login.time(func() error { _, err := n.Login(c.as, false); return err }) == nil {
-			up[i] = register.time(func() error { _, err := n.Register(false); return err }) == nil
-		}
-	})
-	el := time.Since(start)
-	cpu1 := c.metrics(b, false)["process_cpu_seconds_total"]
-	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each\n  login    %v\n  register %v\n", "logins+registrations", float64(N)/el.Seconds(), el.Round(time.Millisecond),
-		(cpu1-cpu0)*1e6/float64(N), &login, &register)
-	c.report(b, "after logins", base, N)
-
-	// 2. Keepalives at the real period, in the background from now on.
+	// Keepalives at the real period, each node at a random phase, from
+	// the end of the logins (or its registration: -load.kaearly) on.
 	var ka latencies
 	stop := make(chan struct{})
 	var kaWG sync.WaitGroup
-	for i, n := range nodes {
-		if !up[i] {
-			continue
-		}
+	keepalive := func(n *Node) {
 		kaWG.Go(func() {
 			t := time.NewTimer(rand.N(*loadKeepalive))
 			defer t.Stop()
@@ -346,6 +391,33 @@ func BenchmarkLoad(b *testing.B) {
 				t.Reset(*loadKeepalive)
 			}
 		})
+	}
+
+	// 1. Logins and registrations.
+	var login, register latencies
+	up := make([]bool, N)
+	cpu0 := c.metrics(b, false)["process_cpu_seconds_total"]
+	start := time.Now()
+	parallel(N, conc, func(i int) {
+		n := nodes[i]
+		if login.time(func() error { _, err := n.Login(c.as, false); return err }) == nil {
+			up[i] = register.time(func() error { _, err := n.Register(false); return err }) == nil
+			if up[i] && *loadKAEarly {
+				keepalive(n)
+			}
+		}
+	})
+	el := time.Since(start)
+	cpu1 := c.metrics(b, false)["process_cpu_seconds_total"]
+	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each\n  login    %v\n  register %v\n", "logins+registrations", float64(N)/el.Seconds(), el.Round(time.Millisecond),
+		(cpu1-cpu0)*1e6/float64(N), &login, &register)
+	c.report(b, "after logins", base, N)
+
+	// 2. Keepalives at the real period, in the background from now on.
+	for i, n := range nodes {
+		if up[i] && !*loadKAEarly {
+			keepalive(n)
+		}
 	}
 	var cpuDone chan struct{}
 	if *loadProfile != "" && *loadSettle > 2*time.Second {
@@ -425,7 +497,7 @@ func BenchmarkLoad(b *testing.B) {
 	for w := range conc / 4 {
 		churnWG.Go(func() {
 			for k := 0; time.Now().Before(deadline); k++ {
-				n, err := loadNode(c.ca, fmt.Sprintf("c%d-%d.load.cyphonic", w, k), uint64(N)+churnVIPs.Add(1))
+				n, err := loadNode(c.ca, fmt.Sprintf("c%d-%d.load.cyphonic", w, k), uint64(N)+churnVIPs.Add(1), nil)
 				if err != nil {
 					b.Error(err)
 					return
@@ -466,6 +538,10 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	close(stop)
 	kaWG.Wait()
-	fmt.Printf("%-24s\n  keepalive %v\n", "keepalives (whole run)", &ka)
+	var unclaimed int64
+	for _, ss := range socks {
+		unclaimed += ss.Unclaimed()
+	}
+	fmt.Printf("%-24s\n  keepalive %v\n  packets on shared sockets for none of their nodes: %d\n", "keepalives (whole run)", &ka, unclaimed)
 	b.StopTimer()
 }

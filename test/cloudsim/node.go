@@ -6,6 +6,7 @@ package cloudsim
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -42,7 +43,8 @@ type Node struct {
 	OnConfirm func(session uint32)
 
 	mu         sync.Mutex
-	conn       *net.UDPConn // the current socket (Move replaces it)
+	conn       *net.UDPConn // the current socket (Move replaces it): sock.conn
+	sock       *socket
 	sess       *signaling.Session
 	login      chan []byte // login answers: challenges, and sealed packets while not logged in
 	loginPkt   []byte      // the last login's packets, for replays
@@ -58,7 +60,8 @@ type Node struct {
 	ackDeny    bool                                 // acknowledge deny lists from now on (AckDenyListsNow)
 	relayed    chan []byte
 	enc        messages.Encoder
-	readers    sync.WaitGroup
+	probeID    uint64 // the probe awaiting its reply, 0 if none
+	probed     chan messages.ProbeReply
 }
 
 // Delivery is a message NMS delivered to the node, with its message ID
@@ -90,17 +93,42 @@ func NewNodeWithIdentity(ca *rootca.CA, id *pki.Identity) (*Node, error) {
 	return makeNode(ca, id, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
 }
 
+// NewNodeSharing makes a node with identity id on shared socket ss: it
+// speaks the same protocol as a node with its own socket, but receives no
+// relay frames (socket's comment).
+func NewNodeSharing(ca *rootca.CA, id *pki.Identity, ss *SharedSocket) (*Node, error) {
+	n, err := bareNode(ca, id, ss.s.addr().Addr())
+	if err != nil {
+		return nil, err
+	}
+	if err := ss.s.join(n); err != nil {
+		return nil, err
+	}
+	n.sock, n.conn = ss.s, ss.s.conn
+	return n, nil
+}
+
 func makeNode(ca *rootca.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
+	n, err := bareNode(ca, id, bind)
+	if err != nil {
+		return nil, err
+	}
+	s, err := privateSocket(n, bind)
+	if err != nil {
+		return nil, err
+	}
+	n.sock, n.conn = s, s.conn
+	return n, nil
+}
+
+// bareNode makes the node without a socket.
+func bareNode(ca *rootca.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
 	v, err := pki.NewVerifier(ca.Cert, pki.RoleAS)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, 0)))
-	if err != nil {
-		return nil, err
-	}
 	n := &Node{
-		FQDN: id.FQDN, Cert: id, conn: conn, bind: bind,
+		FQDN: id.FQDN, Cert: id, bind: bind,
 		cfg: handshake.Config{
 			Static:  handshake.StaticKey{Private: id.NoiseStatic.Private, Public: id.NoiseStatic.Public},
 			CertDER: id.CertDER,
@@ -115,9 +143,8 @@ func makeNode(ca *rootca.CA, id *pki.Identity, bind netip.Addr) (*Node, error) {
 		denyIDs:    map[messages.MsgID]messages.DenyList{},
 		denyCopies: map[uint64]int{},
 		relayed:    make(chan []byte, 16),
+		probed:     make(chan messages.ProbeReply, 1),
 	}
-	n.readers.Add(1)
-	go n.read(conn)
 	return n, nil
 }
 
@@ -127,30 +154,35 @@ func (n *Node) socket() *net.UDPConn {
 	return n.conn
 }
 
+func (n *Node) sharedSocket() *socket {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sock
+}
+
 // Addr is the node's socket address.
 func (n *Node) Addr() netip.AddrPort { return n.socket().LocalAddr().(*net.UDPAddr).AddrPort() }
 
-// Close closes the socket and waits for the reader.
+// Close closes the node's socket (a shared one once its last node closes)
+// and waits for the reader.
 func (n *Node) Close() {
-	n.socket().Close()
-	n.readers.Wait()
+	n.sharedSocket().leave(n)
 }
 
-// Move replaces the node's socket with a new one (a new port on the same
-// address), as a NAT rebinding or a change of network looks to the cloud:
-// the next packet comes from a new mapping, sealed with the same session.
+// Move replaces the node's socket with a new one of its own (a new port on
+// the same address), as a NAT rebinding or a change of network looks to
+// the cloud: the next packet comes from a new mapping, sealed with the
+// same session.
 func (n *Node) Move() error {
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(n.bind, 0)))
+	s, err := privateSocket(n, n.bind)
 	if err != nil {
 		return err
 	}
 	n.mu.Lock()
-	old := n.conn
-	n.conn = c
+	old := n.sock
+	n.sock, n.conn = s, s.conn
 	n.mu.Unlock()
-	old.Close()
-	n.readers.Add(1)
-	go n.read(c)
+	old.leave(n)
 	return nil
 }
 
@@ -176,36 +208,40 @@ func (n *Node) Copies(t messages.MsgType) int {
 	return n.copies[t]
 }
 
-func (n *Node) read(conn *net.UDPConn) {
-	defer n.readers.Done()
-	buf := make([]byte, messages.MaxPacket)
-	for {
-		sz, from, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
+// handle takes a packet the node's socket received (pkt is its own copy,
+// non-empty).
+func (n *Node) handle(pkt []byte, from netip.AddrPort) {
+	switch messages.PacketType(pkt[0]) {
+	case messages.TypeLoginReply, messages.TypeLoginCookie:
+		select {
+		case n.login <- pkt:
+		default:
 		}
-		if sz == 0 {
-			continue
-		}
-		pkt := append([]byte(nil), buf[:sz]...)
-		switch messages.PacketType(pkt[0]) {
-		case messages.TypeLoginReply, messages.TypeLoginCookie:
+	case messages.TypeSignaling:
+		if n.loggingIn() {
 			select {
 			case n.login <- pkt:
 			default:
 			}
-		case messages.TypeSignaling:
-			if n.loggingIn() {
-				select {
-				case n.login <- pkt:
-				default:
-				}
-				continue
-			}
-			n.onSealed(pkt, from)
-		case messages.TypeRelay:
+			return
+		}
+		n.onSealed(pkt, from)
+	case messages.TypeRelay:
+		select {
+		case n.relayed <- pkt:
+		default:
+		}
+	case messages.TypeProbeReply:
+		r, err := messages.ParseProbeReply(pkt)
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		want := n.probeID != 0 && r.ID == n.probeID
+		n.mu.Unlock()
+		if want {
 			select {
-			case n.relayed <- pkt:
+			case n.probed <- r:
 			default:
 			}
 		}
@@ -373,6 +409,11 @@ func (n *Node) Updates() []messages.PeerUpdate {
 // until the challenge, then the confirmation until the sealed reply. dup sends every packet twice (a
 // duplicating network). A refusal is a *messages.Error.
 func (n *Node) Login(asAddr netip.AddrPort, dup bool) (*messages.LoginReply, error) {
+	// On a shared socket the replies before a session exists name no
+	// node: one login at a time may wait for them (socket's comment).
+	s := n.sharedSocket()
+	s.acquireLogin(n)
+	defer s.releaseLogin(n)
 	l, err := signaling.StartLogin(n.cfg, pki.RoleAS.ServiceFQDN(), n.FQDN, messages.LoginRequest{Software: "cloudsim"}, time.Now())
 	if err != nil {
 		return nil, err
@@ -452,7 +493,11 @@ func (n *Node) loginStep(l *signaling.Login, pkt []byte) (advanced bool, done *l
 		}
 		n.mu.Lock()
 		n.confirmPkt = confirm
+		s := n.sock
 		n.mu.Unlock()
+		if id, err := signaling.PeekSession(confirm); err == nil {
+			s.claimSession(n, id) // the login's sealed reply comes under it
+		}
 		return true, nil, nil
 	}
 	if messages.PacketType(pkt[0]) != messages.TypeSignaling {
@@ -670,34 +715,40 @@ func (n *Node) Register(dup bool) (messages.RegisterReply, error) {
 	return messages.DecodeBody[messages.RegisterReply](env)
 }
 
-// probe asks a cloud observation point what it sees. It uses a second
-// socket read: the node's reader ignores probe replies, so this dials.
+// probe asks a cloud observation point what it sees of the node's socket:
+// the probe goes from that socket, so the mapping is the node's (on a
+// shared socket, the one all its nodes share), and the reply comes back
+// to it under the probe's random ID.
 func (n *Node) probe(to netip.AddrPort) (netip.AddrPort, error) {
-	// Send from the node's own socket so the mapping is the node's; the
-	// reply is read by a short-lived socket-level wait on a channel.
+	id := rand.Uint64() | 1 // never 0: no probe pending
+	n.mu.Lock()
+	n.probeID = id
+	s := n.sock
+	n.mu.Unlock()
+	s.claimProbe(n, id)
+	defer func() {
+		s.dropProbe(id)
+		n.mu.Lock()
+		n.probeID = 0
+		n.mu.Unlock()
+		select { // a reply that came after the wait
+		case <-n.probed:
+		default:
+		}
+	}()
 	var b [messages.ProbeLen]byte
-	messages.Probe{ID: 1}.Put(b[:])
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
-	if err != nil {
+	messages.Probe{ID: id}.Put(b[:])
+	if err := n.Send(to, b[:]); err != nil {
 		return netip.AddrPort{}, err
 	}
-	defer c.Close()
-	// Loopback has no NAT: the probe socket's own address stands in for
-	// the node's mapping as seen from the second point.
-	if _, err := c.Write(b[:]); err != nil {
-		return netip.AddrPort{}, err
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case r := <-n.probed:
+		return r.Observed, nil
+	case <-t.C:
+		return netip.AddrPort{}, fmt.Errorf("cloudsim: probe %v: %w", to, ErrTimeout)
 	}
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	buf := make([]byte, 64)
-	sz, err := c.Read(buf)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	r, err := messages.ParseProbeReply(buf[:sz])
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	return r.Observed, nil
 }
 
 // Tunnel asks NMS for a tunnel to peer and returns the Path.
