@@ -264,12 +264,18 @@ func (c *cloudProc) metrics(b *testing.B, gc bool) map[string]float64 {
 func (c *cloudProc) saveProfile(path, name string) {
 	resp, err := http.Get("http://" + c.debug + path)
 	if err != nil {
+		fmt.Printf("load: profile %s: %v\n", name, err)
 		return
 	}
 	defer resp.Body.Close()
-	if f, err := os.Create(filepath.Join(*loadProfile, name)); err == nil {
-		io.Copy(f, resp.Body)
-		f.Close()
+	f, err := os.Create(filepath.Join(*loadProfile, name))
+	if err != nil {
+		fmt.Printf("load: profile %s: %v\n", name, err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		fmt.Printf("load: profile %s: %v\n", name, err)
 	}
 }
 
@@ -333,6 +339,11 @@ func parallel(n, conc int, f func(i int)) {
 }
 
 func BenchmarkLoad(b *testing.B) {
+	if *loadProfile != "" {
+		if err := os.MkdirAll(*loadProfile, 0o755); err != nil {
+			b.Fatalf("load.profile: %v", err)
+		}
+	}
 	N, conc := *loadNodes, *loadConc
 	tunnels := *loadTunnels
 	if tunnels <= 0 {
@@ -446,13 +457,24 @@ func BenchmarkLoad(b *testing.B) {
 	if *loadTunConc > 0 {
 		tconc = *loadTunConc
 	}
+	// Between nodes that are up: a node whose login failed has no session
+	// to ask with (its failure is already counted under login).
+	var upNodes []*Node
+	for i, n := range nodes {
+		if up[i] {
+			upNodes = append(upNodes, n)
+		}
+	}
+	if len(upNodes) < 2 {
+		b.Fatalf("%d of %d nodes up: no tunnels to set up", len(upNodes), N)
+	}
 	setup := func() {
-		ai := rand.N(N)
-		pi := rand.N(N - 1)
+		ai := rand.N(len(upNodes))
+		pi := rand.N(len(upNodes) - 1)
 		if pi >= ai {
 			pi++ // a peer other than the asker
 		}
-		tun.time(func() error { _, err := nodes[ai].Tunnel(nodes[pi].FQDN, false); return err })
+		tun.time(func() error { _, err := upNodes[ai].Tunnel(upNodes[pi].FQDN, false); return err })
 	}
 	cpu0 = c.metrics(b, false)["process_cpu_seconds_total"]
 	start = time.Now()

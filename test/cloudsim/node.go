@@ -753,6 +753,9 @@ func (n *Node) probe(to netip.AddrPort) (netip.AddrPort, error) {
 
 // Tunnel asks NMS for a tunnel to peer and returns the Path.
 func (n *Node) Tunnel(peer string, dup bool) (messages.Path, error) {
+	if len(n.Reply.NMS) == 0 {
+		return messages.Path{}, fmt.Errorf("cloudsim: tunnel from %s: not logged in", n.FQDN)
+	}
 	env, err := n.Request(n.Reply.NMS[0], messages.TunnelRequest{PeerFQDN: peer}, dup)
 	if err != nil {
 		return messages.Path{}, err
