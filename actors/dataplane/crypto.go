@@ -55,8 +55,14 @@ func (w *worker) Receive(ctx actor.Context) {
 	if w.hook != nil {
 		w.hook()
 	}
-	// Stamped only while the sojourn histograms record (the stage before
-	// stamped the batch): the worker has no data plane to ask.
+	sealOrOpenTimed(b)
+	ctx.Send(b.next(), b.seqMessage())
+}
+
+// sealOrOpenTimed is sealOrOpen, with the crypto's start and end stamped
+// on b only while the sojourn histograms record (the stage before stamped
+// the batch): a crypto worker has no data plane to ask.
+func sealOrOpenTimed(b *batch) {
 	timed := !b.ts.handed.IsZero()
 	if timed {
 		b.ts.start = time.Now()
@@ -65,7 +71,6 @@ func (w *worker) Receive(ctx actor.Context) {
 	if timed {
 		b.ts.done = time.Now()
 	}
-	ctx.Send(b.next(), b.seqMessage())
 }
 
 // workerPool is the set of workers and the queue in front of them.
@@ -104,14 +109,7 @@ type workerPool struct {
 // the whole flow (1-pusher throughput fell by a third).
 func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
 	if b.N <= inlineMax && (b.limit == nil || b.limit.Len() <= 1) {
-		timed := !b.ts.handed.IsZero()
-		if timed {
-			b.ts.start = time.Now()
-		}
-		sealOrOpen(b)
-		if timed {
-			b.ts.done = time.Now()
-		}
+		sealOrOpenTimed(b)
 		sender.Send(b.next(), b.seqMessage())
 		return
 	}
