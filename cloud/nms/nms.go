@@ -19,6 +19,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -39,6 +40,12 @@ type Config struct {
 	TRS svc.Ref
 	// TRSAddrs are the TRS's UDP addresses, put in relay tickets.
 	TRSAddrs []netip.AddrPort
+	// RelayTickets, when the TRS runs in this process, is its ticket key
+	// (trs.Service.Tickets): NMS then mints each tunnel's relay tickets
+	// itself (relay/ticket.go) instead of asking the TRS for a session,
+	// so a setup costs the TRS nothing and its table holds only the
+	// sessions nodes bind. Nil: RelayAlloc to TRS.
+	RelayTickets *relay.Tickets
 	// Home is this NMS's process address (Link.Addr(): where other NMSes
 	// reach it); recorded in node records as HomeNMS.
 	Home string

@@ -26,7 +26,8 @@ import (
 //
 // The requester's worker reads both records on the store workers (the
 // result comes back to it as tunnelLoaded), checks them, chooses the path
-// and asks the TRS for the fallback relay (the answer comes back to the
+// and mints the relay tickets (with the TRS in this process; one in
+// another process is asked for a session, whose answer comes back to the
 // worker, which holds the request in relayWait under the tunnel ID). It
 // then hands the Direction to the peer's worker as a delivery carrying
 // the request (tunnelTx). The peer's worker sends the Direction and
@@ -210,6 +211,15 @@ func (w *worker) onTunnelLoaded(ctx actor.Context, m tunnelLoaded) {
 		return
 	}
 	t.tunnelID = messages.NewMsgID()
+	if t.decision.NeedsRelayTicket() && w.s.cfg.RelayTickets != nil {
+		if err := t.mintRelay(w.s); err != nil {
+			w.s.log.Warn("nms: relay ticket", "err", err)
+			t.fail(w.s, &w.enc, messages.Error{Code: messages.CodeInternal, Retry: true})
+			return
+		}
+		w.direct(ctx, t)
+		return
+	}
 	if t.decision.NeedsRelayTicket() && !w.s.cfg.TRS.IsZero() {
 		w.allocRelay(ctx, t)
 		return
@@ -276,6 +286,22 @@ func (s *Service) revokedAny(serials ...string) bool {
 		}
 	}
 	return false
+}
+
+// mintRelay makes the tunnel's relay tickets (the path itself, or the
+// fallback) under the TRS's ticket key: no message to the TRS, which
+// creates the session only when a side binds (issue 14: one session per
+// tunnel set up filled its table above ~550 setups/s).
+func (t *tunnelTx) mintRelay(s *Service) error {
+	exp := time.Now().Add(relayTicketTTL)
+	a, b, err := s.cfg.RelayTickets.Mint(t.me.FQDN, t.peer.FQDN, exp)
+	if err != nil {
+		return err
+	}
+	exp = time.Unix(exp.Unix(), 0) // the tokens carry whole seconds
+	t.ticketA = ticketFor(s.cfg.TRSAddrs, a.Token, a.Key, exp.UnixNano(), t.me)
+	t.ticketB = ticketFor(s.cfg.TRSAddrs, b.Token, b.Key, exp.UnixNano(), t.peer)
+	return nil
 }
 
 // allocRelay asks the TRS for the tunnel's relay session (the path

@@ -33,6 +33,26 @@
 //     holds a fixed amount of state whatever arrives, and each sweep looks
 //     at a bounded number of sessions.
 //
+// # Stateless tickets
+//
+// A table given Config.Tickets also knows sessions it was never told
+// about (ticket.go): NMS mints both sides' tokens and bind keys under a
+// key it shares with the TRS, and a side's session state is made only by
+// that side's first bind whose MAC verifies under the key its token
+// derives. So an unauthenticated packet creates nothing (a bind on such a
+// token costs two keyed hashes and one MAC state, then garbage), a tunnel
+// that never needs its relay costs the TRS nothing, and what the table
+// holds is the sessions nodes actually bound. The token carries a keyed
+// hash of its node's FQDN, so the table bounds the sides one node holds
+// (Config.MaxPerOwner; DropOwnerFull), and the whole table
+// (Config.MaxSessions; DropFull): a node, even one with a valid
+// certificate, gets tickets for every tunnel it asks for, but cannot hold
+// more than its share. A first bind recorded on the wire and sent again
+// after its session was swept re-creates that session (there is no state
+// left to say it is old), pointed at the sender: it moves ciphertext of a
+// tunnel that is no longer used, and counts against the recorded node's
+// share until it is swept again; the ticket's expiry ends it.
+//
 // A node binds once a keepalive period while it uses the relay and
 // whenever it may have moved, so a NAT rebinding or a roaming node is
 // followed within a keepalive period. The MAC cannot cover the source

@@ -38,9 +38,16 @@ const (
 	// frame nor a bind (too short, another type, an inner packet that is
 	// not node-to-node). Counted by the TRS (Table.CountDrop).
 	DropMalformed
+	// DropFull: a genuine first bind of a stateless ticket's side found
+	// the table full (Config.MaxSessions). Nothing was kept.
+	DropFull
+	// DropOwnerFull: a genuine first bind of a stateless ticket's side
+	// whose node (owner ID) already holds Config.MaxPerOwner bound sides.
+	// Nothing was kept: one node cannot fill the table.
+	DropOwnerFull
 
 	// NumDropReasons sizes arrays indexed by DropReason.
-	NumDropReasons = int(DropMalformed) + 1
+	NumDropReasons = int(DropOwnerFull) + 1
 )
 
 func (r DropReason) String() string {
@@ -63,6 +70,10 @@ func (r DropReason) String() string {
 		return "not-bound"
 	case DropMalformed:
 		return "malformed"
+	case DropFull:
+		return "table-full"
+	case DropOwnerFull:
+		return "owner-full"
 	}
 	return "drop(" + strconv.Itoa(int(r)) + ")"
 }

@@ -26,6 +26,12 @@ const (
 	// DefaultSweepBatch bounds the sessions one Expire looks at, so a sweep
 	// holds the table's lock for a bounded time however full it is.
 	DefaultSweepBatch = 4096
+	// DefaultOwnerShare: without Config.MaxPerOwner, one node (one owner
+	// ID of stateless tickets) may hold at most this fraction of
+	// MaxSessions, so it takes 64 nodes' worth of binds to fill the
+	// table: 1,024 sessions a node at the default size, far above what a
+	// node relays at once (its peers whose direct path failed).
+	DefaultOwnerShare = 64
 )
 
 // Errors returned by Allocate, wrapped with the session they concern.
@@ -52,6 +58,15 @@ type Config struct {
 	// SweepBatch bounds the sessions one Expire examines. Zero means
 	// DefaultSweepBatch.
 	SweepBatch int
+	// Tickets, when set, opens stateless tickets (ticket.go): a bind on a
+	// token the table does not hold creates its side of a session if its
+	// MAC verifies under the key the token derives. Nil: only allocated
+	// sessions exist.
+	Tickets *Tickets
+	// MaxPerOwner bounds the session sides one owner ID (one node) of
+	// stateless tickets may hold bound. Zero means
+	// MaxSessions/DefaultOwnerShare (at least 1).
+	MaxPerOwner int
 	// Self lists the relay's own addresses. Packets claiming to come from
 	// them are dropped: a side whose endpoint pointed at the relay would
 	// make it forward to itself.
@@ -86,7 +101,8 @@ type SessionInfo struct {
 // Stats is a snapshot of the whole table.
 type Stats struct {
 	Sessions      int
-	Allocated     uint64 // sessions ever allocated
+	Allocated     uint64 // sessions ever allocated (RelayAlloc)
+	Created       uint64 // sessions created by a stateless ticket's first bind
 	Released      uint64 // sessions removed by Release
 	ExpiredTicket uint64 // sessions removed by Expire because their ticket ran out
 	ExpiredIdle   uint64 // sessions removed by Expire because they went quiet
@@ -115,20 +131,24 @@ func (s Stats) Dropped(r DropReason) uint64 {
 // anything but counters. Per session the table holds a fixed amount of
 // state (two endpoints, two MACs, two counters), whatever arrives.
 type Table struct {
-	idle  time.Duration
-	max   int
-	batch int
-	self  []netip.AddrPort
+	idle     time.Duration
+	max      int
+	perOwner int
+	batch    int
+	self     []netip.AddrPort
+	tickets  *Tickets
 
 	mu       sync.RWMutex
 	sessions map[[16]byte]*entry
 	tokens   map[[16]byte]tokenRef
+	// owners counts the bound sides of stateless sessions per owner ID.
+	owners map[uint32]int
 	// order holds every session once, for Expire to walk a bounded part of
 	// at a time from cursor on; entry.pos is each one's index.
 	order  []*entry
 	cursor int
 	// Lifecycle counts, guarded by mu.
-	allocated, released, expiredTicket, expiredIdle uint64
+	allocated, created, released, expiredTicket, expiredIdle uint64
 
 	forwardedPackets, forwardedBytes atomic.Uint64
 	binds, roams                     atomic.Uint64
@@ -147,6 +167,11 @@ type entry struct {
 	token   [2][16]byte
 	expires time.Time
 	pos     int // index in Table.order, guarded by Table.mu
+	// owner[i] is side i's owner ID once it has bound, for a session of
+	// stateless tickets (owned[i]); guarded by Table.mu.
+	owner     [2]uint32
+	owned     [2]bool
+	stateless bool // made by a first bind (bindNew), not by Allocate
 
 	// macMu[i] guards mac[i]. A bind's MAC is checked under it, not under
 	// mu, so a flood of forged binds on a session never holds up its
@@ -176,6 +201,9 @@ func NewTable(cfg Config) *Table {
 		batch:    cfg.SweepBatch,
 		sessions: make(map[[16]byte]*entry),
 		tokens:   make(map[[16]byte]tokenRef),
+		owners:   make(map[uint32]int),
+		tickets:  cfg.Tickets,
+		perOwner: cfg.MaxPerOwner,
 	}
 	if t.idle <= 0 {
 		t.idle = DefaultIdleTimeout
@@ -186,6 +214,9 @@ func NewTable(cfg Config) *Table {
 	if t.batch <= 0 {
 		t.batch = DefaultSweepBatch
 	}
+	if t.perOwner <= 0 {
+		t.perOwner = max(t.max/DefaultOwnerShare, 1)
+	}
 	for _, a := range cfg.Self {
 		t.self = append(t.self, normalize(a))
 	}
@@ -195,8 +226,10 @@ func NewTable(cfg Config) *Table {
 // IdleTimeout is the table's idle timeout, defaults applied.
 func (t *Table) IdleTimeout() time.Duration { return t.idle }
 
-// Allocate creates the relay session NMS asked for. Only allocated sessions
-// exist: the relay forwards nothing for tokens it was not given. Tokens must
+// Allocate creates the relay session NMS asked for (an NMS in another
+// process, which has no ticket key: RelayAlloc). Without Config.Tickets
+// only allocated sessions exist: the relay forwards nothing for tokens it
+// was not given. Tokens must
 // be unique across the table, since a token alone names a session and side;
 // each side needs its own bind key.
 func (t *Table) Allocate(session [16]byte, a, b Side, expires time.Time) error {
@@ -276,7 +309,18 @@ func (t *Table) Bind(pkt []byte, from netip.AddrPort, now time.Time) DropReason 
 	ref, found := t.tokens[b.Token]
 	t.mu.RUnlock()
 	if !found {
-		return t.dropReason(DropUnknownToken)
+		r, again := t.bindNew(pkt, b, from, now)
+		if !again {
+			return t.dropReason(r)
+		}
+		// Another reader created this side meanwhile: take it as a bind
+		// on the session it made.
+		t.mu.RLock()
+		ref, found = t.tokens[b.Token]
+		t.mu.RUnlock()
+		if !found {
+			return t.dropReason(DropUnknownToken)
+		}
 	}
 
 	s, me := ref.s, ref.side
@@ -325,6 +369,73 @@ func (t *Table) Bind(pkt []byte, from netip.AddrPort, now time.Time) DropReason 
 		t.roams.Add(1)
 	}
 	return DropNone
+}
+
+// bindNew handles a bind on a token the table does not hold: a stateless
+// ticket's first bind of its side. Nothing is kept unless the bind's MAC
+// verifies under the key the token derives (ticket.go), and then only
+// within the table's bound and the side's owner's. It returns DropNone
+// when the side was created (counted as a bind), or again when another
+// goroutine created it first.
+func (t *Table) bindNew(pkt []byte, b messages.RelayBind, from netip.AddrPort, now time.Time) (r DropReason, again bool) {
+	if t.tickets == nil {
+		return DropUnknownToken, false
+	}
+	k, r := t.tickets.open(pkt[1:1+len(b.Token)], now) // the token, as it came
+	if r != DropNone {
+		return r, false
+	}
+	// The one allocation an unknown token costs; kept as the side's MAC
+	// if the bind is genuine.
+	mac, err := relaybind.NewMAC(k.key)
+	if err != nil || !mac.Verify(pkt) {
+		return DropBadBind, false
+	}
+	if !relaybind.Fresh(b.Counter, 0) {
+		return DropReplay, false
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.tokens[b.Token]; ok {
+		return DropNone, true
+	}
+	if t.owners[k.owner] >= t.perOwner {
+		return DropOwnerFull, false
+	}
+	s := t.sessions[k.session]
+	switch {
+	case s == nil:
+		if len(t.sessions) >= t.max {
+			return DropFull, false
+		}
+		s = &entry{id: k.session, expires: k.expires, stateless: true}
+		t.sessions[k.session] = s
+		s.pos = len(t.order)
+		t.order = append(t.order, s)
+		t.created++
+	case !s.stateless || s.owned[k.side] || s.expires != k.expires:
+		// Cannot happen for tokens minted here (one token per side of a
+		// nonce); refuse rather than move a side that is not this one.
+		return DropBadBind, false
+	}
+	me := k.side
+	s.owner[me], s.owned[me] = k.owner, true
+	t.owners[k.owner]++
+	s.macMu[me].Lock()
+	s.mac[me] = mac
+	s.macMu[me].Unlock()
+	s.mu.Lock()
+	s.token[me] = b.Token
+	s.counter[me] = b.Counter
+	s.endpoint[me] = from
+	if now.After(s.lastActive) {
+		s.lastActive = now
+	}
+	s.mu.Unlock()
+	t.tokens[b.Token] = tokenRef{s, me}
+	t.binds.Add(1)
+	return DropNone, false
 }
 
 // Forward handles a relay frame with an inner packet of n bytes that
@@ -443,6 +554,7 @@ func (t *Table) Stats() Stats {
 	st := Stats{
 		Sessions:      len(t.sessions),
 		Allocated:     t.allocated,
+		Created:       t.created,
 		Released:      t.released,
 		ExpiredTicket: t.expiredTicket,
 		ExpiredIdle:   t.expiredIdle,
@@ -487,8 +599,16 @@ func (t *Table) removeLocked(s *entry) {
 	s.removed = true
 	s.mu.Unlock()
 	delete(t.sessions, s.id)
-	delete(t.tokens, s.token[0])
-	delete(t.tokens, s.token[1])
+	for i := range s.token {
+		if s.token[i] != ([16]byte{}) {
+			delete(t.tokens, s.token[i])
+		}
+		if s.owned[i] {
+			if t.owners[s.owner[i]]--; t.owners[s.owner[i]] <= 0 {
+				delete(t.owners, s.owner[i])
+			}
+		}
+	}
 	last := len(t.order) - 1
 	moved := t.order[last]
 	t.order[s.pos], moved.pos = moved, s.pos

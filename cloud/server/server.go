@@ -25,6 +25,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/admin"
 	"github.com/cyphonic/cyphonic-go/cloud/as"
 	"github.com/cyphonic/cyphonic-go/cloud/nms"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
@@ -82,6 +83,10 @@ type Config struct {
 	// (default 3 min). RelayIdle: the TRS drops a relay session with no
 	// packet for this long (default relay.DefaultIdleTimeout).
 	SessionIdle, RelayIdle time.Duration
+	// RelayMaxSessions bounds the TRS's relay table (default
+	// relay.DefaultMaxSessions); RelayMaxPerNode the sessions one node may
+	// hold bound there (default RelayMaxSessions/relay.DefaultOwnerShare).
+	RelayMaxSessions, RelayMaxPerNode int
 	// NMSTuning sizes NMS's reply cache and store workers (zero fields:
 	// nms.Config's defaults).
 	NMSTuning NMSTuning
@@ -266,20 +271,23 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	trsRef, trsAddrs := remoteRef(cfg.TRSRemote, svc.TRS), cfg.TRSAddrs
+	var trsTickets *relay.Tickets // the TRS here: NMS mints its tickets
 	if run(svc.TRS) {
 		s.TRS, err = trs.Start(system(svc.TRS), trs.Config{Listen: cfg.addrs(cfg.TRSPort), IdleTimeout: cfg.RelayIdle,
+			MaxSessions: cfg.RelayMaxSessions, MaxPerOwner: cfg.RelayMaxPerNode,
 			Link: s.router.Link(svc.TRS), Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}
 		trsRef, trsAddrs = svc.RootOf("", svc.TRS), s.TRS.Addrs()
+		trsTickets = s.TRS.Tickets()
 	}
 
 	nmsRef, nmsAddrs, probeAddrs := remoteRef(cfg.NMSRemote, svc.NMS), cfg.NMSAddrs, cfg.ProbeAddrs
 	if run(svc.NMS) {
 		s.NMS, err = nms.Start(system(svc.NMS), nms.Config{
 			Store: s.store, Listen: cfg.addrs(cfg.NMSPort), AltListen: cfg.addrs(cfg.AltPort),
-			Link: s.router.Link(svc.NMS), TRS: trsRef, TRSAddrs: trsAddrs, Home: s.router.Addr(), SessionIdle: cfg.SessionIdle,
+			Link: s.router.Link(svc.NMS), TRS: trsRef, TRSAddrs: trsAddrs, RelayTickets: trsTickets, Home: s.router.Addr(), SessionIdle: cfg.SessionIdle,
 			Revoked: func(serial string) bool {
 				n, err := pki.ParseSerial(serial)
 				return err == nil && deny.Current().Contains(n)

@@ -22,6 +22,9 @@ type Config struct {
 	Listen      []string // e.g. "127.0.0.1:7403", "[::1]:7403"
 	IdleTimeout time.Duration
 	MaxSessions int
+	// MaxPerOwner bounds the bound sides one node's stateless tickets may
+	// hold (relay.Config.MaxPerOwner; zero: its default).
+	MaxPerOwner int
 	// Link answers the NMS's RelayAlloc, in this process or another.
 	Link   *svc.Link
 	Logger *slog.Logger
@@ -32,11 +35,14 @@ type Service struct {
 	sys   *supervise.System
 	link  *svc.Link
 	table *relay.Table
-	conns []*udp.Conn
-	addrs []netip.AddrPort
-	pid   *actor.PID
-	log   *slog.Logger
-	wg    sync.WaitGroup
+	// tickets is the key NMS mints this TRS's stateless tickets under
+	// (relay/ticket.go): made at start, never stored.
+	tickets *relay.Tickets
+	conns   []*udp.Conn
+	addrs   []netip.AddrPort
+	pid     *actor.PID
+	log     *slog.Logger
+	wg      sync.WaitGroup
 }
 
 // Start opens the sockets, starts the forwarders and spawns the root actor.
@@ -66,7 +72,13 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		s.conns = append(s.conns, c)
 		s.addrs = append(s.addrs, c.LocalAddr())
 	}
-	s.table = relay.NewTable(relay.Config{IdleTimeout: cfg.IdleTimeout, MaxSessions: cfg.MaxSessions, Self: s.addrs})
+	var err error
+	if s.tickets, err = relay.NewRandomTickets(); err != nil {
+		s.closeConns()
+		return nil, fmt.Errorf("trs: %w", err)
+	}
+	s.table = relay.NewTable(relay.Config{IdleTimeout: cfg.IdleTimeout, MaxSessions: cfg.MaxSessions,
+		MaxPerOwner: cfg.MaxPerOwner, Tickets: s.tickets, Self: s.addrs})
 	// Each sweep looks at a bounded batch of sessions, so sweep often
 	// enough that a full table is walked well within the idle timeout.
 	sweep := min(max(s.table.IdleTimeout()/8, 10*time.Millisecond), time.Second)
@@ -96,6 +108,12 @@ func (s *Service) Addrs() []netip.AddrPort { return s.addrs }
 
 // PID is the root actor, svc.RootOf(addr, svc.TRS) to the NMS's Link.
 func (s *Service) PID() *actor.PID { return s.pid }
+
+// Tickets is the key this TRS opens stateless tickets under, for the NMS
+// of its process to mint them with (nms.Config.RelayTickets): a tunnel
+// setup then costs the TRS nothing, and a session exists only once a side
+// has bound.
+func (s *Service) Tickets() *relay.Tickets { return s.tickets }
 
 // Table exposes the relay table's counters (Stats, Sessions) for metrics.
 func (s *Service) Table() *relay.Table { return s.table }

@@ -43,6 +43,8 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	trsAddrs := fs.String("trs-addrs", "", "TRS UDP addresses for relay tickets when TRS does not run here")
 	sessionIdle := fs.Duration("session-idle", 0, "drop a node's session not refreshed for this long (default 3m)")
 	relayIdle := fs.Duration("relay-idle", 0, "drop a relay session with no authenticated bind for this long (default 2m)")
+	relayMax := fs.Int("relay-max-sessions", 0, "relay sessions the TRS holds at most (a session exists once a node has bound its ticket; default 65536)")
+	relayPerNode := fs.Int("relay-max-per-node", 0, "relay sessions one node may hold bound at the TRS (default relay-max-sessions/64)")
 	signalWorkers := fs.Int("signal-workers", 0, "worker actors NMS (sealed packets, by session) and AS (login DH) each run (default: one per CPU, GOMAXPROCS)")
 	lookupRate := fs.Float64("session-lookup-rate", 0, "store lookups a second NMS makes for packets of sessions it does not hold, before they are authenticated (nodes moving here from another process, or after a restart; default 5000)")
 	verbose := fs.Bool("v", false, "log every login and transaction")
@@ -85,6 +87,13 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return o.usageErr("signal-workers", "negative count")
 	}
 	cfg.SignalWorkers = *signalWorkers
+	if *relayMax < 0 {
+		return o.usageErr("relay-max-sessions", "negative count")
+	}
+	if *relayPerNode < 0 {
+		return o.usageErr("relay-max-per-node", "negative count")
+	}
+	cfg.RelayMaxSessions, cfg.RelayMaxPerNode = *relayMax, *relayPerNode
 	if *lookupRate < 0 {
 		return o.usageErr("session-lookup-rate", "negative rate")
 	}

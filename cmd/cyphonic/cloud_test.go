@@ -170,7 +170,7 @@ func TestCloudFlagErrors(t *testing.T) {
 }
 
 func TestCloudBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--services", "dns"}, {"--listen", "nowhere"}, {"stray"}, {"--relay-idle", "-1s"}, {"--session-idle", "soon"}, {"--signal-workers", "-1"}, {"--session-lookup-rate", "-1"}, {"--debug-addr", ""}} {
+	for _, args := range [][]string{{"--services", "dns"}, {"--listen", "nowhere"}, {"stray"}, {"--relay-idle", "-1s"}, {"--session-idle", "soon"}, {"--signal-workers", "-1"}, {"--session-lookup-rate", "-1"}, {"--relay-max-sessions", "-1"}, {"--relay-max-per-node", "-2"}, {"--debug-addr", ""}} {
 		if err := runCloud(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
