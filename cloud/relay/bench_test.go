@@ -79,3 +79,65 @@ func BenchmarkBind(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBindStateless is what binds on stateless tickets cost the TRS:
+// a forged first bind (a token of the format, the wrong key: two keyed
+// hashes and a MAC state, then garbage), one on a token not of the format
+// (nothing computed), and a first bind that creates a session (minted
+// fresh each time, so the table grows: its map growth is in the figure).
+func BenchmarkBindStateless(b *testing.B) {
+	tab, tk := statelessTable(b, Config{MaxSessions: 1 << 30, MaxPerOwner: 1 << 30})
+	x, y := mint(b, tk, "a.example.cyphonic", "b.example.cyphonic", t0.Add(time.Hour))
+	x.Key = y.Key
+	forged := sealBind(b, x, 1)
+	b.Run("forged", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if tab.Bind(forged, epA, t0) != DropBadBind {
+				b.Fatal("accepted")
+			}
+		}
+	})
+	foreign := bindPkt(id(0x44), 1)
+	b.Run("foreign", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if tab.Bind(foreign, epA, t0) != DropUnknownToken {
+				b.Fatal("accepted")
+			}
+		}
+	})
+	b.Run("first", func(b *testing.B) {
+		pkts := make([][]byte, 0, 1<<16)
+		for range cap(pkts) {
+			s, _ := mint(b, tk, "a.example.cyphonic", "b.example.cyphonic", t0.Add(time.Hour))
+			pkts = append(pkts, sealBind(b, s, 1))
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if i == len(pkts) {
+				b.StopTimer()
+				tab, _ = statelessTable(b, Config{MaxSessions: 1 << 30, MaxPerOwner: 1 << 30})
+				tab.tickets = tk
+				i = 0
+				b.StartTimer()
+			}
+			if r := tab.Bind(pkts[i], epA, t0); r != DropNone {
+				b.Fatal(r)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkMint is NMS's cost of a tunnel's two relay tickets.
+func BenchmarkMint(b *testing.B) {
+	tk := testTickets(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := tk.Mint("a.example.cyphonic", "b.example.cyphonic", t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
