@@ -102,6 +102,8 @@ func (s *Server) attackSeries() seriesCollector {
 			prometheus.CounterValue, func() float64 { return float64(tab.Stats().Binds) })
 		add(prometheus.NewDesc("cyphonic_trs_roams_total", "Accepted binds that moved a side's endpoint.", nil, nil),
 			prometheus.CounterValue, func() float64 { return float64(tab.Stats().Roams) })
+		add(prometheus.NewDesc("cyphonic_trs_sessions_created_total", "Relay sessions created by a stateless ticket's first authenticated bind (the NMS here mints tickets; no session exists before a node binds).", nil, nil),
+			prometheus.CounterValue, func() float64 { return float64(tab.Stats().Created) })
 		d := prometheus.NewDesc("cyphonic_trs_dropped_total",
 			"Relay packets and binds dropped, by reason (cloud/relay DropReason).", []string{"reason"}, nil)
 		for r := relay.DropReason(1); int(r) < relay.NumDropReasons; r++ {
