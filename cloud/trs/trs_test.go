@@ -266,3 +266,45 @@ func TestRoamWithBind(t *testing.T) {
 		t.Fatalf("stats %+v sessions %+v", st, s.Table().Sessions())
 	}
 }
+
+// TestStatelessTicketsV4ToV6: tickets minted under the TRS's key (as the
+// NMS of its process does) need no allocation: a flood of forged first
+// binds over the socket keeps nothing, the two sides' binds make one
+// session, and it relays IPv4 to IPv6 and back.
+func TestStatelessTicketsV4ToV6(t *testing.T) {
+	s, _, _ := startTRS(t, "127.0.0.1:0", "[::1]:0")
+	a, b := listenUDP(t, "udp4", "127.0.0.1:0"), listenUDP(t, "udp6", "[::1]:0")
+	var trs4, trs6 netip.AddrPort
+	for _, ap := range s.Addrs() {
+		if ap.Addr().Is4() {
+			trs4 = ap
+		} else {
+			trs6 = ap
+		}
+	}
+	ta, tb, err := s.Tickets().Mint("a.example.cyphonic", "b.example.cyphonic", time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, sb := &side{tok: ta.Token, key: ta.Key}, &side{tok: tb.Token, key: tb.Key}
+	before := s.Table().Stats()
+	forged := &side{tok: ta.Token, key: tb.Key}
+	for range 100 {
+		send(t, a, forged.bind(t), trs4)
+	}
+	waitTable(t, s, "forged binds refused", func(st relay.Stats) bool {
+		return st.Dropped(relay.DropBadBind) >= before.Dropped(relay.DropBadBind)+100
+	})
+	if st := s.Table().Stats(); st.Sessions != before.Sessions || st.Created != 0 {
+		t.Fatalf("forged binds kept state: %+v", st)
+	}
+	bindNow(t, s, b, sb, trs6)
+	bindNow(t, s, a, sa, trs4)
+	send(t, a, frame(sa.tok, dataPacket(1)), trs4)
+	expectFrom(t, b, sb.tok, 1)
+	send(t, b, frame(sb.tok, dataPacket(2)), trs6)
+	expectFrom(t, a, sa.tok, 2)
+	if st := s.Table().Stats(); st.Created != 1 || st.Sessions != before.Sessions+1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
