@@ -385,8 +385,9 @@ func (t *Table) bindNew(pkt []byte, b messages.RelayBind, from netip.AddrPort, n
 	if r != DropNone {
 		return r, false
 	}
-	// The one allocation an unknown token costs; kept as the side's MAC
-	// if the bind is genuine.
+	// What a token of the format costs (a keyed BLAKE2s state, which
+	// x/crypto cannot re-key in place); kept as the side's MAC if the
+	// bind is genuine, garbage otherwise.
 	mac, err := relaybind.NewMAC(k.key)
 	if err != nil || !mac.Verify(pkt) {
 		return DropBadBind, false
