@@ -375,3 +375,52 @@ type PeerUpdateAck struct{}
 func (PeerUpdateAck) MsgType() MsgType                        { return MsgPeerUpdateAck }
 func (PeerUpdateAck) EncodeMsgpack(e *msgpack.Encoder) error  { return encodeEmpty(e) }
 func (*PeerUpdateAck) DecodeMsgpack(d *msgpack.Decoder) error { return decodeEmpty(d, "PeerUpdateAck") }
+
+// RelayKey (NMS -> TRS in another process) asks for the key the TRS opens
+// its stateless relay tickets under (cloud/relay/ticket.go), so that the
+// NMS mints them itself and a tunnel setup needs no RelayAlloc. Added in
+// session 6 (issue 14); a TRS that does not know it drops it, and the NMS
+// goes on allocating.
+//
+//	[]
+type RelayKey struct{}
+
+func (RelayKey) MsgType() MsgType { return MsgRelayKey }
+
+func (m RelayKey) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(0)
+	return w.err
+}
+
+func (m *RelayKey) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "RelayKey"}
+	r.arrayLen(0)
+	return r.err
+}
+
+// RelayKeyReply (TRS -> NMS): the ticket key. Secret, like RelayAlloc's
+// bind keys: the gateway between cloud processes carries it over mutual
+// TLS, and only an NMS may ask (svc.Rules).
+//
+//	[key (bin 32)]
+type RelayKeyReply struct {
+	Key [32]byte
+}
+
+func (RelayKeyReply) MsgType() MsgType { return MsgRelayKeyReply }
+
+func (m RelayKeyReply) EncodeMsgpack(e *msgpack.Encoder) error {
+	w := wr{e: e}
+	w.arrayLen(1)
+	w.bin(m.Key[:])
+	return w.err
+}
+
+func (m *RelayKeyReply) DecodeMsgpack(d *msgpack.Decoder) error {
+	r := rd{d: d, msg: "RelayKeyReply"}
+	r.arrayLen(1)
+	r.fixed("key", m.Key[:])
+	r.check("key", m.Key != [32]byte{})
+	return r.err
+}

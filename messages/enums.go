@@ -41,6 +41,10 @@ const (
 	// Reverse lookups (PTR for a VIP, issue 13): a lookup only, no tunnel.
 	MsgVIPLookup MsgType = 41 // node -> NMS: "who holds this VIP?"
 	MsgVIPHolder MsgType = 42 // NMS -> node: the holder's FQDN
+	// Stateless relay tickets with the TRS in another process (issue 14),
+	// numbered apart as well.
+	MsgRelayKey      MsgType = 50 // NMS -> TRS: the key to mint your relay tickets under
+	MsgRelayKeyReply MsgType = 51 // TRS -> NMS
 )
 
 var msgTypeNames = [...]string{
@@ -70,6 +74,8 @@ var msgTypeNames = [...]string{
 	MsgTunnelByVIP:     "tunnel-by-vip",
 	MsgVIPLookup:       "vip-lookup",
 	MsgVIPHolder:       "vip-holder",
+	MsgRelayKey:        "relay-key",
+	MsgRelayKeyReply:   "relay-key-reply",
 }
 
 // Valid reports whether t is a message type this package defines.

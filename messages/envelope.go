@@ -256,6 +256,10 @@ func DecodeAny(env Envelope) (Body, error) {
 		return decodePtr[RelayAlloc](env)
 	case MsgRelayAllocReply:
 		return decodePtr[RelayAllocReply](env)
+	case MsgRelayKey:
+		return decodePtr[RelayKey](env)
+	case MsgRelayKeyReply:
+		return decodePtr[RelayKeyReply](env)
 	case MsgKeepalive:
 		return decodePtr[Keepalive](env)
 	case MsgKeepaliveAck:

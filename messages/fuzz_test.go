@@ -300,6 +300,7 @@ func FuzzDirectionAck(f *testing.F)    { fuzzBody[DirectionAck](f) }
 func FuzzPath(f *testing.F)            { fuzzBody[Path](f) }
 func FuzzRelayAlloc(f *testing.F)      { fuzzBody[RelayAlloc](f) }
 func FuzzRelayAllocReply(f *testing.F) { fuzzBody[RelayAllocReply](f) }
+func FuzzRelayKeyReply(f *testing.F)   { fuzzBody[RelayKeyReply](f) }
 func FuzzKeepalive(f *testing.F)       { fuzzBody[Keepalive](f) }
 func FuzzKeepaliveAck(f *testing.F)    { fuzzBody[KeepaliveAck](f) }
 func FuzzLogout(f *testing.F)          { fuzzBody[Logout](f) }

@@ -63,6 +63,8 @@ func samples() []Body {
 		&RelayAlloc{Session: id, TokenA: RelayToken{1}, TokenB: RelayToken{2}, FQDNA: "alice.example.cyphonic", FQDNB: "bob.example.cyphonic", Expires: 123,
 			KeyA: RelayBindKey{0xa, 31: 1}, KeyB: RelayBindKey{0xb, 31: 2}},
 		&RelayAllocReply{Session: id, OK: true},
+		&RelayKey{},
+		&RelayKeyReply{Key: [32]byte{7, 31: 9}},
 		&Keepalive{},
 		&KeepaliveAck{Observed: ap6},
 		&Logout{},

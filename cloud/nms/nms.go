@@ -44,7 +44,8 @@ type Config struct {
 	// (trs.Service.Tickets): NMS then mints each tunnel's relay tickets
 	// itself (relay/ticket.go) instead of asking the TRS for a session,
 	// so a setup costs the TRS nothing and its table holds only the
-	// sessions nodes bind. Nil: RelayAlloc to TRS.
+	// sessions nodes bind. Nil: NMS asks the TRS for its key (RelayKey,
+	// every relayKeyEvery) and allocates with RelayAlloc until it has it.
 	RelayTickets *relay.Tickets
 	// Home is this NMS's process address (Link.Addr(): where other NMSes
 	// reach it); recorded in node records as HomeNMS.
@@ -196,8 +197,12 @@ type Service struct {
 	// session's known mapping holds only within one epoch (ka.go).
 	leaseEpoch atomic.Uint64
 	// others: the other live processes' addresses (home.go, OtherClouds).
-	others    atomic.Pointer[[]store.LeaseInfo]
-	listGiven bool // Config.DenyList was set (revokedAny reads it)
+	others atomic.Pointer[[]store.LeaseInfo]
+	// relayTickets: the TRS's ticket key, Config.RelayTickets or, with
+	// the TRS in another process, as it last answered a RelayKey (nil
+	// until then: the workers allocate with RelayAlloc).
+	relayTickets atomic.Pointer[relay.Tickets]
+	listGiven    bool // Config.DenyList was set (revokedAny reads it)
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
@@ -262,6 +267,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
 		index: newFQDNIndex(), listGiven: listGiven}
 	s.tunnels = newTunnelMap(&s.tunnelNodes)
+	s.relayTickets.Store(cfg.RelayTickets)
 	for i := range cfg.Workers {
 		// The IDs supervise.Spawn gives the root's children: a PID
 		// resolves by ID, so these reach a restarted worker too.

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
@@ -145,6 +146,7 @@ type root struct {
 	ready     chan struct{}
 	readyOnce *sync.Once
 	cancel    func()
+	cancelKey func() // the RelayKey ticker, with the TRS elsewhere
 	sweeping  bool
 	lastSweep time.Time
 }
@@ -164,10 +166,19 @@ func (r *root) Receive(ctx actor.Context) {
 		}
 		r.readyOnce.Do(func() { close(r.ready) })
 		r.cancel = supervise.Every(ctx, tickInterval(r.s.cfg.SessionIdle), tick{})
+		if r.s.cfg.RelayTickets == nil && !r.s.cfg.TRS.IsZero() {
+			r.askRelayKey(ctx)
+			r.cancelKey = supervise.Every(ctx, relayKeyEvery, relayKeyTick{})
+		}
 	case *actor.Stopping, *actor.Restarting:
 		if r.cancel != nil {
 			r.cancel()
 		}
+		if r.cancelKey != nil {
+			r.cancelKey()
+		}
+	case relayKeyTick:
+		r.askRelayKey(ctx)
 	case tick:
 		r.sweep(ctx, time.Now())
 	case swept:
@@ -194,6 +205,8 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 		return
 	}
 	switch {
+	case f.Envelope.Type == messages.MsgRelayKeyReply:
+		r.onRelayKey(f.Envelope)
 	case f.Envelope.Type == messages.MsgKeyHandover:
 		kh, err := messages.DecodeBody[messages.KeyHandover](f.Envelope)
 		if err != nil {
@@ -209,6 +222,46 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 		}
 		ctx.Send(r.s.shard(id), deliverReq{f: f, id: id})
 	}
+}
+
+// relayKeyEvery is how often an NMS whose TRS runs in another process asks
+// it for its ticket key: a restarted TRS has a new one, and until the NMS
+// has it the tickets it mints are refused there (their nodes' relay goes
+// silent and they ask for a new path, as after any relay loss).
+const relayKeyEvery = 2 * time.Second
+
+// relayKeyTick: the RelayKey ticker.
+type relayKeyTick struct{}
+
+// askRelayKey asks the TRS in another process for its ticket key; the
+// answer comes back to the root (onRelayKey).
+func (r *root) askRelayKey(ctx actor.Context) {
+	f, err := svc.NewFrame("", messages.NewMsgID(), "nms", time.Now(), messages.RelayKey{})
+	if err != nil {
+		return
+	}
+	if err := r.s.cfg.Link.Request(ctx.Self(), r.s.cfg.TRS, f); err != nil {
+		r.s.log.Debug("nms: ask the TRS for its ticket key", "trs", r.s.cfg.TRS.String(), "err", err)
+	}
+}
+
+// onRelayKey takes the TRS's ticket key: from now on the workers mint
+// relay tickets under it instead of allocating sessions.
+func (r *root) onRelayKey(env messages.Envelope) {
+	rep, err := messages.DecodeBody[messages.RelayKeyReply](env)
+	if err != nil {
+		r.s.log.Warn("nms: bad relay key", "err", err)
+		return
+	}
+	tk, err := relay.NewTickets(rep.Key[:])
+	if err != nil {
+		return
+	}
+	if cur := r.s.relayTickets.Load(); cur != nil && cur.Same(tk) {
+		return
+	}
+	r.s.relayTickets.Store(tk)
+	r.s.log.Info("nms: minting relay tickets under the TRS's key", "trs", r.s.cfg.TRS.String())
 }
 
 // onSwept hands each worker the stored sessions it would hold.

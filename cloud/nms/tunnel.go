@@ -13,6 +13,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/path"
+	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -211,8 +212,8 @@ func (w *worker) onTunnelLoaded(ctx actor.Context, m tunnelLoaded) {
 		return
 	}
 	t.tunnelID = messages.NewMsgID()
-	if t.decision.NeedsRelayTicket() && w.s.cfg.RelayTickets != nil {
-		if err := t.mintRelay(w.s); err != nil {
+	if tk := w.s.relayTickets.Load(); t.decision.NeedsRelayTicket() && tk != nil {
+		if err := t.mintRelay(w.s, tk); err != nil {
 			w.s.log.Warn("nms: relay ticket", "err", err)
 			t.fail(w.s, &w.enc, messages.Error{Code: messages.CodeInternal, Retry: true})
 			return
@@ -292,9 +293,9 @@ func (s *Service) revokedAny(serials ...string) bool {
 // fallback) under the TRS's ticket key: no message to the TRS, which
 // creates the session only when a side binds (issue 14: one session per
 // tunnel set up filled its table above ~550 setups/s).
-func (t *tunnelTx) mintRelay(s *Service) error {
+func (t *tunnelTx) mintRelay(s *Service, tk *relay.Tickets) error {
 	exp := time.Now().Add(relayTicketTTL)
-	a, b, err := s.cfg.RelayTickets.Mint(t.me.FQDN, t.peer.FQDN, exp)
+	a, b, err := tk.Mint(t.me.FQDN, t.peer.FQDN, exp)
 	if err != nil {
 		return err
 	}

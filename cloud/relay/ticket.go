@@ -101,6 +101,13 @@ func NewRandomTickets() (*Tickets, error) {
 	return NewTickets(k[:])
 }
 
+// Key is the ticket key, for the TRS to hand an NMS in another process
+// (messages.RelayKeyReply, over the gateway's mutual TLS). Secret.
+func (t *Tickets) Key() [TicketKeyLen]byte { return t.key }
+
+// Same reports whether o is under the same key as t.
+func (t *Tickets) Same(o *Tickets) bool { return o != nil && t.key == o.key }
+
 // mac computes the keyed hash of label|msg into out.
 func (t *Tickets) mac(out []byte, label, msg []byte) {
 	p := t.pool.Get().(*prf)

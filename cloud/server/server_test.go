@@ -186,3 +186,122 @@ func TestSplitDeployment(t *testing.T) {
 		t.Fatalf("router %+v: want the handover out and its ack in", st)
 	}
 }
+
+// TestSplitTRSStatelessTickets runs the TRS in one child process and AS
+// and NMS in another (children both: two gateways in this process would
+// race on grpclog's globals, see doc.go): the NMS asks the TRS for its
+// ticket key over the gateways (RelayKey) and from then on mints the
+// tickets of relayed tunnels, which relay at the TRS over there. Minted
+// tokens are told from allocated ones without the key: a side's token
+// starts with its node's owner ID, the same in every tunnel (RelayAlloc's
+// are random).
+func TestSplitTRSStatelessTickets(t *testing.T) {
+	redisURL := storetest.WithPrefix(t, storetest.RedisURL(t), "server-"+t.Name()+":")
+	defer storetest.DeletePrefix(t, redisURL, "server-"+t.Name()+":")
+	dir := t.TempDir()
+	ca, err := rootca.Init(t.TempDir(), "test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Provision(ca, dir, []pki.Role{pki.RoleAS, pki.RoleNMS, pki.RoleTRS}, time.Hour, false); err != nil {
+		t.Fatal(err)
+	}
+	start := func(services string, env ...string) []string {
+		child := exec.Command(os.Args[0], "-test.run=^$")
+		child.Env = append(os.Environ(), append(env, envChild+"="+dir, envChild+"_STORE="+redisURL, envChild+"_SERVICES="+services)...)
+		stdin, _ := child.StdinPipe()
+		stdout, _ := child.StdoutPipe()
+		child.Stderr = os.Stderr
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			stdin.Close()
+			if err := child.Wait(); err != nil {
+				t.Errorf("child cloud %s: %v", services, err)
+			}
+		})
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		f := strings.Fields(line)
+		if err != nil || len(f) < 4 || f[0] != "READY" {
+			t.Fatalf("child cloud %s: %q %v", services, line, err)
+		}
+		return f
+	}
+	tf := start("trs")
+	trsAddr := netip.MustParseAddrPort(tf[2])
+	nf := start("as,nms", envChild+"_TRS="+tf[1]+" "+tf[2])
+	if len(nf) != 5 {
+		t.Fatalf("child cloud as,nms: %v", nf)
+	}
+	asAddr := netip.MustParseAddrPort(nf[4])
+
+	alice, bob := node(t, ca, "alice.example.cyphonic", 2), node(t, ca, "bob.example.cyphonic", 3)
+	for n, nat := range map[*cloudsim.Node]messages.NATType{alice: messages.NATSymmetric, bob: messages.NATEndpointIndependent} {
+		if _, err := n.Login(asAddr, false); err != nil {
+			t.Fatalf("login %s: %v", n.FQDN, err)
+		}
+		if _, err := n.RegisterBehind(nat, false); err != nil {
+			t.Fatalf("register %s: %v", n.FQDN, err)
+		}
+	}
+	// The NMS asks for the key at start and every 2 s: once it has it, two
+	// tunnels' tickets for alice start with the same owner ID.
+	tunnel := func() (messages.Path, messages.RelayTicket) {
+		t.Helper()
+		p, err := alice.Tunnel(bob.FQDN, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Kind != messages.PathRelay || p.Relay == nil || p.Relay.TRS4 != trsAddr {
+			t.Fatalf("path %+v: want a relay at %v", p, trsAddr)
+		}
+		for _, d := range bob.Directions() {
+			if d.TunnelID == p.TunnelID && d.Relay != nil {
+				return p, *d.Relay
+			}
+		}
+		t.Fatal("bob has no Direction for the tunnel")
+		return p, messages.RelayTicket{}
+	}
+	p, tb := tunnel()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		p2, tb2 := tunnel()
+		if [4]byte(p2.Relay.Token[:4]) == [4]byte(p.Relay.Token[:4]) && [4]byte(tb2.Token[:4]) == [4]byte(tb.Token[:4]) && p2.Relay.Token[15] == 2 && tb2.Token[15] == 3 {
+			p, tb = p2, tb2
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tickets are still allocated ones: %x, %x", p2.Relay.Token, tb2.Token)
+		}
+		p, tb = p2, tb2
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Both bind; alice's frame reaches bob through the other process's TRS.
+	inner := []byte{byte(messages.TypeData), 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+	for try := 0; ; try++ {
+		for _, b := range []struct {
+			n  *cloudsim.Node
+			tk messages.RelayTicket
+		}{{alice, *p.Relay}, {bob, tb}} {
+			if err := b.n.SendBind(b.tk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := alice.SendRelay(trsAddr, p.Relay.Token, inner); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case pkt := <-bob.Relayed():
+			tok, payload, err := messages.ParseRelay(pkt)
+			if err != nil || tok != tb.Token || !slices.Equal(payload, inner) {
+				t.Fatalf("bob got token %x payload %x err %v", tok, payload, err)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+			if try == 25 {
+				t.Fatal("bob never got alice's frame through the TRS in the other process")
+			}
+		}
+	}
+}

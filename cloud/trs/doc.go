@@ -10,12 +10,13 @@
 // ticket key (Service.Tickets, relay/ticket.go), so a tunnel setup never
 // reaches the TRS and a session exists only from its first authenticated
 // bind: the table holds the sessions nodes use, not one per tunnel set up.
-// An NMS in another process (--trs-remote) still allocates sessions with a
-// RelayAlloc over the gateway.
+// An NMS in another process (--trs-remote) asks for the key over the
+// gateway (RelayKey, every 2 s: a restarted TRS has a new one) and
+// allocates sessions with a RelayAlloc until it has it.
 //
 // Actors, in the TRS's own actor system:
 //
-//	trs   root: RelayAlloc from a remote NMS, idle-expiry ticker
+//	trs   root: RelayKey and RelayAlloc from a remote NMS, idle-expiry ticker
 //
 // The root is on no per-setup or per-bind path when NMS runs here (binds
 // are checked on the socket readers), so it is not sharded.

@@ -227,6 +227,16 @@ func (r *root) Receive(ctx actor.Context) {
 		if !ok {
 			return
 		}
+		if err == nil && f.Envelope.Type == messages.MsgRelayKey {
+			// An NMS in another process mints this TRS's tickets (svc.Rules:
+			// only an NMS may ask).
+			if reply, err := svc.NewFrame("", f.Envelope.ID, "trs", time.Now(), messages.RelayKeyReply{Key: r.s.tickets.Key()}); err == nil {
+				if err := r.s.link.Reply(f, reply); err != nil {
+					r.s.log.Debug("trs: answer relay key", "to", f.ReplyTo.String(), "err", err)
+				}
+			}
+			return
+		}
 		if err != nil || f.Envelope.Type != messages.MsgRelayAlloc {
 			r.s.log.Warn("trs: unexpected service message", "type", f.Envelope.Type, "err", err)
 			return

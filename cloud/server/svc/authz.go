@@ -31,6 +31,8 @@ var Rules = []Rule{
 	{From: pki.RoleNMS, To: AS, Type: messages.MsgKeyHandoverAck},   // its answer
 	{From: pki.RoleNMS, To: TRS, Type: messages.MsgRelayAlloc},      // a relayed tunnel
 	{From: pki.RoleTRS, To: NMS, Type: messages.MsgRelayAllocReply}, // its answer
+	{From: pki.RoleNMS, To: TRS, Type: messages.MsgRelayKey},        // the TRS's ticket key (stateless tickets)
+	{From: pki.RoleTRS, To: NMS, Type: messages.MsgRelayKeyReply},   // its answer
 	// An NMS asks a node's home NMS to deliver to the node...
 	{From: pki.RoleNMS, To: NMS, Type: messages.MsgDirection, ForNode: true},
 	{From: pki.RoleNMS, To: NMS, Type: messages.MsgPeerUpdate, ForNode: true},
