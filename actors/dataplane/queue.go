@@ -19,9 +19,13 @@ func newFlow(depth int) *flowQueue { return fairq.NewFlow[*batch](depth) }
 // Flows share it by packets, maxBatch a turn (deficit round robin): a
 // peer whose reads come in bigger batches gets no more of a saturated
 // writer or of the crypto workers than one whose come in smaller ones.
+// Only a sparse batch (a ping, a lone ACK: at most sparseLen packets) of
+// a flow idle for fairq.DefaultIdleAfter goes ahead of the backlogged
+// flows: a bulk peer whose batch the writer has just drained, or that
+// comes back from a pause with a full batch, waits its turn.
 func newFairQueue(controlDepth int) *fairQueue {
 	q := fairq.New[*batch](controlDepth)
-	q.Cost, q.Quantum = batchCost, maxBatch
+	q.Cost, q.Quantum, q.FreshQuantum = batchCost, maxBatch, sparseLen
 	return q
 }
 
