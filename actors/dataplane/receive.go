@@ -378,7 +378,7 @@ func (d *Dataplane) toTun(b *batch) {
 // packets, so a bulk sender cannot make another peer's packets wait behind
 // its backlog.
 func (d *Dataplane) deliver(b *batch) bool {
-	return d.in.Push(b.flow(), b)
+	return d.pushLanes(d.in, b, openedICMP)
 }
 
 // routineWriteTUN is the TUN writer goroutine: peers' batches in turn, each
