@@ -92,6 +92,9 @@ type Dataplane struct {
 	done    chan struct{}   // closed by Stop: writer goroutines return
 	wg      sync.WaitGroup
 	closeIO sync.Once
+	// siblings are the extra sockets of Config.Readers, read only; the
+	// data plane opened them and closes them with the Bind.
+	siblings []*udp.Conn
 }
 
 // New checks cfg and prepares a data plane; nothing runs until Start.
@@ -250,12 +253,23 @@ func (d *Dataplane) startTun() {
 
 func (d *Dataplane) startUDP() {
 	for _, c := range []*udp.Conn{d.cfg.Bind.V4, d.cfg.Bind.V6} {
-		if c != nil {
-			// Whether the kernel took the offloads: without them the
-			// socket moves one datagram per message (still batched).
-			d.log.Debug("udp socket", "addr", c.LocalAddr(), "gso", c.GSO(), "gro", c.GRO())
+		if c == nil {
+			continue
+		}
+		// Whether the kernel took the offloads: without them the
+		// socket moves one datagram per message (still batched).
+		d.log.Debug("udp socket", "addr", c.LocalAddr(), "gso", c.GSO(), "gro", c.GRO())
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.routineReadUDP(c) }()
+		for range d.readers() - 1 {
+			s, err := c.Sibling()
+			if err != nil {
+				d.log.Warn("one socket reader fewer", "addr", c.LocalAddr(), "err", err)
+				break
+			}
+			d.siblings = append(d.siblings, s)
 			d.wg.Add(1)
-			go func() { defer d.wg.Done(); d.routineReadUDP(c) }()
+			go func() { defer d.wg.Done(); d.routineReadUDP(s) }()
 		}
 	}
 	d.wg.Add(1)
@@ -264,6 +278,16 @@ func (d *Dataplane) startUDP() {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.routineHandshake() }()
 	}
+}
+
+// DefaultReaders is Config.Readers' default.
+const DefaultReaders = 2
+
+func (d *Dataplane) readers() int {
+	if d.cfg.Readers <= 0 {
+		return DefaultReaders
+	}
+	return d.cfg.Readers
 }
 
 // handshakeWorkers is how many goroutines run handshakes: half the cores,
@@ -277,6 +301,9 @@ func (d *Dataplane) stopIO() {
 		close(d.done)
 		_ = d.cfg.Device.Close()
 		_ = d.cfg.Bind.Close()
+		for _, s := range d.siblings {
+			_ = s.Close()
+		}
 	})
 }
 
