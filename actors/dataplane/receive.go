@@ -404,13 +404,25 @@ func (d *Dataplane) routineWriteTUN() {
 // Device.Write takes.
 const tunWriteBatches = 8
 
+// tunWritePkts is where the writer stops taking batches for one
+// Device.Write: a write ends once it holds this many packets (a batch is
+// never cut, so one may carry up to maxBatch). Under 10 pushers a write
+// of 64 packets took ~0.6–0.9 ms of the writer's time (the kernel's TCP
+// receive of what it delivers runs inside it), and an idle peer's ping
+// that came during one waited for all of it, then for the yield after it;
+// the reader, which runs in the writer's yields, drained the socket's
+// shared FIFO (where the ping waits behind every peer's bulk) less often.
+// Half the write: the ping's residual wait and the socket buffer's both
+// fell, the throughput did not (BENCHMARKS.md, session 6).
+const tunWritePkts = maxBatch / 2
+
 // tunWriter is the TUN writer's state: the batches it holds for one write.
 //
 // Under load the TUN writer is the data plane's busiest goroutine (each
 // write(2) runs the kernel's TCP receive path for what it delivers), and
 // with many peers their batches are small: one Device.Write per batch
-// spends as much on the call as on the packets. It takes up to about
-// maxBatch packets, from several peers' batches in fair-queue order, per
+// spends as much on the call as on the packets. It takes about
+// tunWritePkts packets, from several peers' batches in fair-queue order, per
 // write, so the offload device can coalesce them in one pass; a sparse
 // flow's packet still leaves in the first write after it arrives.
 type tunWriter struct {
@@ -425,9 +437,9 @@ type tunWriter struct {
 }
 
 // fill takes batches from q, drop policy applied, until it holds about
-// maxBatch packets or q is empty; it reports whether it holds any.
+// tunWritePkts packets or q is empty; it reports whether it holds any.
 func (w *tunWriter) fill(q *fairQueue) bool {
-	for w.n < len(w.held) && len(w.pkts) < maxBatch {
+	for w.n < len(w.held) && len(w.pkts) < tunWritePkts {
 		it, ok := q.Next()
 		if !ok {
 			break
