@@ -412,9 +412,10 @@ const tunWriteBatches = 8
 // that came during one waited for all of it, then for the yield after it;
 // the reader, which runs in the writer's yields, drained the socket's
 // shared FIFO (where the ping waits behind every peer's bulk) less often.
-// Half the write: the ping's residual wait and the socket buffer's both
-// fell, the throughput did not (BENCHMARKS.md, session 6).
-const tunWritePkts = maxBatch / 2
+// A quarter of that: the ping's residual wait and the socket buffer's both
+// fell, the throughput and the CPU per byte did not rise (BENCHMARKS.md,
+// session 6; 32 was in between).
+const tunWritePkts = maxBatch / 4
 
 // tunWriter is the TUN writer's state: the batches it holds for one write.
 //
