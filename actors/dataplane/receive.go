@@ -412,10 +412,14 @@ const tunWriteBatches = 8
 // that came during one waited for all of it, then for the yield after it;
 // the reader, which runs in the writer's yields, drained the socket's
 // shared FIFO (where the ping waits behind every peer's bulk) less often.
-// A quarter of that: the ping's residual wait and the socket buffer's both
+// Half of that: the ping's residual wait and the socket buffer's both
 // fell, the throughput and the CPU per byte did not rise (BENCHMARKS.md,
-// session 6; 32 was in between).
-const tunWritePkts = maxBatch / 4
+// session 6). A quarter (16) gave ~1 ms less RTT still, but in 4 of its
+// 10 runs one of the ten flows took 2.5-3 times the others' share (1 in
+// 8 at 32, 2 in 15 before): the smaller the writes, the more of the
+// queue stands in the socket's FIFO, where no fair queue evens the flows
+// out.
+const tunWritePkts = maxBatch / 2
 
 // tunWriter is the TUN writer's state: the batches it holds for one write.
 //

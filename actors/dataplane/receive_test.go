@@ -73,10 +73,10 @@ func TestTunWriterCoalesces(t *testing.T) {
 		}
 		writes = append(writes, [2]int{n, first})
 	}
-	// 6 batches of 30: a write of one batch each (30 crosses
-	// tunWritePkts, 16). Peers share by packets, 64 a turn: each peer's
-	// two batches (60) are its turn.
-	want := [][2]int{{30, 0}, {30, 0}, {30, 1}, {30, 1}, {30, 2}, {30, 2}}
+	// 6 batches of 30: writes of 60 (2 batches: the second crosses
+	// tunWritePkts, 32), one per peer. Peers share by packets, 64 a turn:
+	// each peer's two batches (60) are its turn.
+	want := [][2]int{{60, 0}, {60, 1}, {60, 2}}
 	if !slices.Equal(writes, want) {
 		t.Fatalf("writes (packets, first peer) = %v, want %v", writes, want)
 	}
