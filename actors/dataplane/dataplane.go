@@ -93,8 +93,12 @@ type Dataplane struct {
 	wg      sync.WaitGroup
 	closeIO sync.Once
 	// siblings are the extra sockets of Config.Readers, read only; the
-	// data plane opened them and closes them with the Bind.
-	siblings []*udp.Conn
+	// data plane opens them (startUDP, in one actor) and closes them with
+	// the Bind (stopIO, maybe in another): sibMu orders the two, and a
+	// sibling opened after the close is closed at once.
+	sibMu     sync.Mutex
+	siblings  []*udp.Conn
+	sibClosed bool
 }
 
 // New checks cfg and prepares a data plane; nothing runs until Start.
@@ -267,7 +271,9 @@ func (d *Dataplane) startUDP() {
 				d.log.Warn("one socket reader fewer", "addr", c.LocalAddr(), "err", err)
 				break
 			}
-			d.siblings = append(d.siblings, s)
+			if !d.addSibling(s) {
+				break
+			}
 			d.wg.Add(1)
 			go func() { defer d.wg.Done(); d.routineReadUDP(s) }()
 		}
@@ -278,6 +284,19 @@ func (d *Dataplane) startUDP() {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.routineHandshake() }()
 	}
+}
+
+// addSibling records s for stopIO to close, or closes it if stopIO has
+// run; it reports whether s is to be read.
+func (d *Dataplane) addSibling(s *udp.Conn) bool {
+	d.sibMu.Lock()
+	defer d.sibMu.Unlock()
+	if d.sibClosed {
+		_ = s.Close()
+		return false
+	}
+	d.siblings = append(d.siblings, s)
+	return true
 }
 
 // DefaultReaders is Config.Readers' default.
@@ -301,9 +320,12 @@ func (d *Dataplane) stopIO() {
 		close(d.done)
 		_ = d.cfg.Device.Close()
 		_ = d.cfg.Bind.Close()
+		d.sibMu.Lock()
+		d.sibClosed = true
 		for _, s := range d.siblings {
 			_ = s.Close()
 		}
+		d.sibMu.Unlock()
 	})
 }
 

@@ -414,9 +414,9 @@ const tunWriteBatches = 8
 // shared FIFO (where the ping waits behind every peer's bulk) less often.
 // Half of that: the ping's residual wait and the socket buffer's both
 // fell, the throughput and the CPU per byte did not rise (BENCHMARKS.md,
-// session 6). A quarter (16) gave ~1 ms less RTT still, but in 4 of its
-// 10 runs one of the ten flows took 2.5-3 times the others' share (1 in
-// 8 at 32, 2 in 15 before): the smaller the writes, the more of the
+// session 6). A quarter (16) gave about as much again, but in 4 of its
+// 14 runs one of the ten flows took 1.8-3 times the median's share (2 of
+// 17 at 32, 2 of 18 before): the smaller the writes, the more of the
 // queue stands in the socket's FIFO, where no fair queue evens the flows
 // out.
 const tunWritePkts = maxBatch / 2
