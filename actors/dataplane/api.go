@@ -71,6 +71,11 @@ type Config struct {
 	Suites []seal.Suite
 	// Workers is the number of crypto worker actors; 0 means GOMAXPROCS.
 	Workers int
+	// Readers is the number of socket readers per socket of Bind; 0
+	// means DefaultReaders. Each reader past the first reads its own
+	// socket on the same port (udp.Conn.Sibling, SO_REUSEPORT), so a
+	// peer's datagrams still reach one reader, in order.
+	Readers int
 
 	// OnControl receives packets of cloud types (Signaling, LoginReply,
 	// ProbeReply) that arrive on the sockets. pkt is a copy the callee owns.

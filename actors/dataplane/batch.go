@@ -50,6 +50,7 @@ type packet struct {
 	Counter uint64         // the data packet's counter (nonce)
 	From    netip.AddrPort // inbound: the datagram's source
 	Relayed bool           // inbound: it came inside a relay frame
+	ICMP    bool           // outbound: the inner packet is ICMP (set by the peer actor, before it is sealed)
 	Drop    Reason         // non-zero: dropped, skip it (the slot still counts)
 }
 
@@ -88,6 +89,9 @@ type batch struct {
 	// ts: when stages handed it on, for the sojourn histograms
 	// (sojourn.go); zero while they are off.
 	ts stamps
+	// icmp: it holds only ICMP packets and goes on its peer's ICMP lane
+	// at the device writer (pushLanes).
+	icmp bool
 
 	pool *batchPool
 	held int // slots with a buffer (the pool's and Move's count)
@@ -129,8 +133,13 @@ func (b *batch) work() *flowQueue {
 // flow is the peer's queue at the device writer for b's direction: the
 // socket writer's for a sealed batch, the TUN writer's for an opened one.
 func (b *batch) flow() *flowQueue {
-	if b.op == opOpen {
+	switch {
+	case b.op == opOpen && b.icmp:
+		return b.pipe.InFlowICMP
+	case b.op == opOpen:
 		return b.pipe.InFlow
+	case b.icmp:
+		return b.pipe.FlowICMP
 	}
 	return b.pipe.Flow
 }
@@ -174,6 +183,25 @@ func (b *batch) Move(src *batch, i int) bool {
 	return true
 }
 
+// splitOff moves b's live packets that pick chooses, in order, to the end
+// of dst (an empty batch: GetEmpty), and closes the gaps they leave in b,
+// keeping the order of the rest. It reports how many it moved; dst takes
+// only what fits. Slots are swapped, so no packet is copied and the
+// buffer counts stay right (Move).
+func (b *batch) splitOff(dst *batch, pick func(*packet) bool) int {
+	moved, j := 0, 0
+	for i := range b.N {
+		if p := &b.Pkts[i]; p.Drop == OK && pick(p) && dst.Move(b, i) {
+			moved++
+			continue // slot i now holds dst's empty slot: a gap
+		}
+		b.Pkts[i], b.Pkts[j] = b.Pkts[j], b.Pkts[i]
+		j++
+	}
+	b.N = j
+	return moved
+}
+
 // ReadSlices returns per-packet buffers starting at offset, with sizes and
 // endpoints slices, for a batch read (tun.Device.Read, udp.Conn.ReadBatch).
 func (b *batch) ReadSlices(offset int) ([][]byte, []int, []netip.AddrPort) {
@@ -188,7 +216,7 @@ func (b *batch) Filled(n, offset int) {
 	b.N = n
 	for i := range n {
 		p := &b.Pkts[i]
-		p.Off, p.Len, p.From, p.Drop, p.Relayed, p.Counter = offset, b.sizes[i], b.eps[i], OK, false, 0
+		p.Off, p.Len, p.From, p.Drop, p.Relayed, p.Counter, p.ICMP = offset, b.sizes[i], b.eps[i], OK, false, 0, false
 		if p.Len == 0 {
 			p.Drop = Truncated
 		}
@@ -257,6 +285,7 @@ func (b *batch) reset() {
 	b.op, b.pipe, b.seq, b.key, b.route, b.session = 0, nil, 0, nil, peerRoute{}, nil
 	b.seqEntry[0] = sequencer.Entry[*batch]{}
 	b.ts = stamps{}
+	b.icmp = false
 	b.seqMsg.Entries = nil
 	clear(b.bufs[:])
 }

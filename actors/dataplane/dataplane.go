@@ -92,6 +92,13 @@ type Dataplane struct {
 	done    chan struct{}   // closed by Stop: writer goroutines return
 	wg      sync.WaitGroup
 	closeIO sync.Once
+	// siblings are the extra sockets of Config.Readers, read only; the
+	// data plane opens them (startUDP, in one actor) and closes them with
+	// the Bind (stopIO, maybe in another): sibMu orders the two, and a
+	// sibling opened after the close is closed at once.
+	sibMu     sync.Mutex
+	siblings  []*udp.Conn
+	sibClosed bool
 }
 
 // New checks cfg and prepares a data plane; nothing runs until Start.
@@ -250,12 +257,25 @@ func (d *Dataplane) startTun() {
 
 func (d *Dataplane) startUDP() {
 	for _, c := range []*udp.Conn{d.cfg.Bind.V4, d.cfg.Bind.V6} {
-		if c != nil {
-			// Whether the kernel took the offloads: without them the
-			// socket moves one datagram per message (still batched).
-			d.log.Debug("udp socket", "addr", c.LocalAddr(), "gso", c.GSO(), "gro", c.GRO())
+		if c == nil {
+			continue
+		}
+		// Whether the kernel took the offloads: without them the
+		// socket moves one datagram per message (still batched).
+		d.log.Debug("udp socket", "addr", c.LocalAddr(), "gso", c.GSO(), "gro", c.GRO())
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.routineReadUDP(c) }()
+		for range d.readers() - 1 {
+			s, err := c.Sibling()
+			if err != nil {
+				d.log.Warn("one socket reader fewer", "addr", c.LocalAddr(), "err", err)
+				break
+			}
+			if !d.addSibling(s) {
+				break
+			}
 			d.wg.Add(1)
-			go func() { defer d.wg.Done(); d.routineReadUDP(c) }()
+			go func() { defer d.wg.Done(); d.routineReadUDP(s) }()
 		}
 	}
 	d.wg.Add(1)
@@ -264,6 +284,29 @@ func (d *Dataplane) startUDP() {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.routineHandshake() }()
 	}
+}
+
+// addSibling records s for stopIO to close, or closes it if stopIO has
+// run; it reports whether s is to be read.
+func (d *Dataplane) addSibling(s *udp.Conn) bool {
+	d.sibMu.Lock()
+	defer d.sibMu.Unlock()
+	if d.sibClosed {
+		_ = s.Close()
+		return false
+	}
+	d.siblings = append(d.siblings, s)
+	return true
+}
+
+// DefaultReaders is Config.Readers' default.
+const DefaultReaders = 2
+
+func (d *Dataplane) readers() int {
+	if d.cfg.Readers <= 0 {
+		return DefaultReaders
+	}
+	return d.cfg.Readers
 }
 
 // handshakeWorkers is how many goroutines run handshakes: half the cores,
@@ -277,6 +320,12 @@ func (d *Dataplane) stopIO() {
 		close(d.done)
 		_ = d.cfg.Device.Close()
 		_ = d.cfg.Bind.Close()
+		d.sibMu.Lock()
+		d.sibClosed = true
+		for _, s := range d.siblings {
+			_ = s.Close()
+		}
+		d.sibMu.Unlock()
 	})
 }
 

@@ -42,13 +42,18 @@ type peerRoute struct {
 // socket readers take slots with one atomic add) and the limiters (atomic),
 // and the flows belong to the fair queues they are pushed on.
 type peerPipe struct {
-	Peer     *actor.PID // the peer actor
-	SeqOut   *actor.PID
-	SeqIn    *actor.PID
-	Flow     *flowQueue // its queue at the socket writer
-	InFlow   *flowQueue // its queue at the TUN writer
-	SealWork *flowQueue // its outbound batches waiting for a crypto worker
-	OpenWork *flowQueue // its inbound batches waiting for a crypto worker
+	Peer   *actor.PID // the peer actor
+	SeqOut *actor.PID
+	SeqIn  *actor.PID
+	Flow   *flowQueue // its queue at the socket writer
+	InFlow *flowQueue // its queue at the TUN writer
+	// FlowICMP and InFlowICMP are its ICMP lanes at the two writers
+	// (pushLanes): a flow of their own, so that a ping never waits
+	// behind, nor is dropped for, the peer's own bulk backlog.
+	FlowICMP   *flowQueue
+	InFlowICMP *flowQueue
+	SealWork   *flowQueue // its outbound batches waiting for a crypto worker
+	OpenWork   *flowQueue // its inbound batches waiting for a crypto worker
 	// OutInflight bounds the outbound batches between the TUN reader and
 	// the socket writer, InInflight the inbound ones between the socket
 	// reader and the TUN writer: a batch takes a slot where it enters and

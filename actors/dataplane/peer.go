@@ -168,10 +168,11 @@ func (p *peerActor) start(ctx actor.Context) {
 	}
 	t := p.d.timing
 	pipe := &peerPipe{Peer: ctx.Self(), Flow: newFlow(t.FlowDepth), InFlow: newFlow(t.FlowDepth),
+		FlowICMP: newFlow(t.FlowDepth), InFlowICMP: newFlow(t.FlowDepth),
 		// The in-flight bounds keep these from filling.
 		SealWork: newFlow(t.OutInflight), OpenWork: newFlow(t.InInflight),
 		OutInflight: supervise.NewLimiter(t.OutInflight), InInflight: supervise.NewLimiter(t.InInflight)}
-	for _, f := range []*flowQueue{pipe.Flow, pipe.InFlow} {
+	for _, f := range []*flowQueue{pipe.Flow, pipe.InFlow, pipe.FlowICMP, pipe.InFlowICMP} {
 		f.CoDel = codel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}
 	d, h := p.d, p.h

@@ -378,7 +378,7 @@ func (d *Dataplane) toTun(b *batch) {
 // packets, so a bulk sender cannot make another peer's packets wait behind
 // its backlog.
 func (d *Dataplane) deliver(b *batch) bool {
-	return d.in.Push(b.flow(), b)
+	return d.pushLanes(d.in, b, openedICMP)
 }
 
 // routineWriteTUN is the TUN writer goroutine: peers' batches in turn, each
@@ -404,13 +404,30 @@ func (d *Dataplane) routineWriteTUN() {
 // Device.Write takes.
 const tunWriteBatches = 8
 
+// tunWritePkts is where the writer stops taking batches for one
+// Device.Write: a write ends once it holds this many packets (a batch is
+// never cut, so one may carry up to maxBatch). Under 10 pushers a write
+// of 64 packets took ~0.6–0.9 ms of the writer's time (the kernel's TCP
+// receive of what it delivers runs inside it), and an idle peer's ping
+// that came during one waited for all of it, then for the yield after it;
+// the reader, which runs in the writer's yields, drained the socket's
+// shared FIFO (where the ping waits behind every peer's bulk) less often.
+// Half of that: the ping's residual wait and the socket buffer's both
+// fell, the throughput and the CPU per byte did not rise (BENCHMARKS.md,
+// session 6). A quarter (16) gave about as much again, but in 4 of its
+// 14 runs one of the ten flows took 1.8-3 times the median's share (2 of
+// 17 at 32, 2 of 18 before): the smaller the writes, the more of the
+// queue stands in the socket's FIFO, where no fair queue evens the flows
+// out.
+const tunWritePkts = maxBatch / 2
+
 // tunWriter is the TUN writer's state: the batches it holds for one write.
 //
 // Under load the TUN writer is the data plane's busiest goroutine (each
 // write(2) runs the kernel's TCP receive path for what it delivers), and
 // with many peers their batches are small: one Device.Write per batch
-// spends as much on the call as on the packets. It takes up to about
-// maxBatch packets, from several peers' batches in fair-queue order, per
+// spends as much on the call as on the packets. It takes about
+// tunWritePkts packets, from several peers' batches in fair-queue order, per
 // write, so the offload device can coalesce them in one pass; a sparse
 // flow's packet still leaves in the first write after it arrives.
 type tunWriter struct {
@@ -425,9 +442,9 @@ type tunWriter struct {
 }
 
 // fill takes batches from q, drop policy applied, until it holds about
-// maxBatch packets or q is empty; it reports whether it holds any.
+// tunWritePkts packets or q is empty; it reports whether it holds any.
 func (w *tunWriter) fill(q *fairQueue) bool {
-	for w.n < len(w.held) && len(w.pkts) < maxBatch {
+	for w.n < len(w.held) && len(w.pkts) < tunWritePkts {
 		it, ok := q.Next()
 		if !ok {
 			break

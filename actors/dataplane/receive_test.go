@@ -73,11 +73,11 @@ func TestTunWriterCoalesces(t *testing.T) {
 		}
 		writes = append(writes, [2]int{n, first})
 	}
-	// 6 batches of 30: writes of 90 (3 batches: the third crosses 64), 90.
-	// Peers share by packets, 64 a turn: peer 0's two batches (60), then
-	// peer 1's first; the second write starts with peer 1's second.
-	want := [][2]int{{90, 0}, {90, 1}}
-	if len(writes) != len(want) || writes[0] != want[0] || writes[1] != want[1] {
+	// 6 batches of 30: writes of 60 (2 batches: the second crosses
+	// tunWritePkts, 32), one per peer. Peers share by packets, 64 a turn:
+	// each peer's two batches (60) are its turn.
+	want := [][2]int{{60, 0}, {60, 1}, {60, 2}}
+	if !slices.Equal(writes, want) {
 		t.Fatalf("writes (packets, first peer) = %v, want %v", writes, want)
 	}
 	if n := inflight.Len(); n != 0 {

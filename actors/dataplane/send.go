@@ -178,6 +178,7 @@ func (p *peerActor) outbound(ctx actor.SenderContext, b *batch) {
 			continue
 		}
 		pk.Counter = c
+		pk.ICMP = isICMP(pk.Bytes()) // for its lane at the socket writer (pushLanes)
 	}
 	b.op, b.pipe, b.key, b.seq, b.route = opSeal, p.pipe, key, p.nextSeq, p.route
 	p.nextSeq++
@@ -251,7 +252,7 @@ func (d *Dataplane) toSocket(b *batch) {
 	if !b.ts.handed.IsZero() {
 		b.ts.queued = time.Now()
 	}
-	if !d.out.Push(b.flow(), b) {
+	if !d.pushLanes(d.out, b, sealedICMP) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
 	}

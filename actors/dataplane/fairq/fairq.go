@@ -9,6 +9,7 @@ package fairq
 import (
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Flow is one peer's bounded FIFO of batches waiting for a device (sealed
@@ -23,9 +24,12 @@ type Flow[B comparable] struct {
 	head    int
 	n       int
 	deficit int      // what the flow may still take this turn (deficit round robin)
-	served  bool     // took a batch since it last went to the back of a list
 	queued  bool     // linked into the active list
 	next    *Flow[B] // active list link
+	// emptied is when the flow's last queued batch was taken (the
+	// queue's clock, ns; 0: never): how long it has been idle decides
+	// whether its next batch is a new flow's.
+	emptied int64
 }
 
 // NewFlow makes a flow holding at most depth batches.
@@ -64,14 +68,24 @@ type Queue[B comparable] struct {
 	ctrlHead int
 	ctrlN    int
 	// Flows with work wait on one of two lists, as in FQ-CoDel (RFC 8290
-	// §4.1): a flow that was empty joins fresh and is served before the
-	// flows with a standing backlog (stale), so a sparse flow such as a
-	// ping waits for at most one batch of each other fresh flow, not a
-	// turn of every bulk peer. A flow whose turn is used up (Quantum)
-	// moves to the back of stale; one emptied in its fresh turn moves to
-	// stale too and leaves the lists only when its next turn finds it
-	// still empty: so a flow is fresh only after a whole round idle, and
-	// cannot starve the stale ones.
+	// §4.1): a new flow joins fresh and is served before the flows with
+	// a standing backlog (stale), so a sparse flow such as a ping waits
+	// for at most the few small batches of other new flows, not a turn
+	// of every bulk peer. A flow leaves the lists as soon as its last
+	// batch is taken, and its next batch is a new flow's only if
+	//   - the flow has been empty for at least IdleAfter: a bulk flow
+	//     that the writer drained and that refills a moment later is
+	//     not new (it rejoins at the back of stale, keeping any
+	//     overdraft), and
+	//   - the batch costs at most FreshQuantum, which is also all a
+	//     fresh turn allows before the flow moves to stale: a bulk
+	//     flow back from a pause does not jump the queue with a full
+	//     batch, and however often a flow comes back new it takes at
+	//     most FreshQuantum per IdleAfter ahead of the others.
+	// RFC 8290 instead keeps an emptied flow in the round until its next
+	// turn finds it still empty; a ping arriving in the meantime waited
+	// for that turn, up to a round of every backlogged flow, even when
+	// its flow had been idle far longer than the round.
 	fresh, stale flowList[B]
 	ready        chan struct{}
 	closed       bool
@@ -84,6 +98,45 @@ type Queue[B comparable] struct {
 	// more of a saturated writer than the others.
 	Cost    func(B) int
 	Quantum int
+	// IdleAfter is how long a flow must have been empty for its next
+	// batch to be a new flow's (zero: DefaultIdleAfter).
+	IdleAfter time.Duration
+	// FreshQuantum is the most a new flow's batch may cost to go
+	// fresh, and the allowance of its fresh turn (zero: Quantum, so
+	// any batch of an idle flow is new).
+	FreshQuantum int
+	// Now is the queue's clock in ns (nil: a monotonic clock); tests set
+	// it. It is read once per Push of an idle flow and once when a flow
+	// empties, never per packet.
+	Now func() int64
+
+	epoch time.Time // the monotonic clock's zero
+}
+
+// DefaultIdleAfter is the default Queue.IdleAfter: longer than the gap
+// between a bulk flow's batches while the writer keeps up (a socket read
+// or two), far shorter than a ping's interval.
+const DefaultIdleAfter = time.Millisecond
+
+func (q *Queue[B]) now() int64 {
+	if q.Now != nil {
+		return q.Now()
+	}
+	return int64(time.Since(q.epoch)) + 1 // never 0, which means "never emptied"
+}
+
+func (q *Queue[B]) idleAfter() int64 {
+	if q.IdleAfter <= 0 {
+		return int64(DefaultIdleAfter)
+	}
+	return int64(q.IdleAfter)
+}
+
+func (q *Queue[B]) freshQuantum() int {
+	if q.FreshQuantum <= 0 {
+		return q.quantum()
+	}
+	return q.FreshQuantum
 }
 
 // cost is b's cost, at least 1.
@@ -98,7 +151,7 @@ func (q *Queue[B]) quantum() int { return max(q.Quantum, 1) }
 
 // New makes a queue holding up to controlDepth control packets.
 func New[B comparable](controlDepth int) *Queue[B] {
-	return &Queue[B]{ctrl: make([]Control, max(controlDepth, 1)), ready: make(chan struct{}, 1)}
+	return &Queue[B]{ctrl: make([]Control, max(controlDepth, 1)), ready: make(chan struct{}, 1), epoch: time.Now()}
 }
 
 // Ready is signalled when the queue may have work (level-triggered by Next:
@@ -123,12 +176,26 @@ func (q *Queue[B]) Push(f *Flow[B], b B) bool {
 	f.ring[(f.head+f.n)%len(f.ring)] = b
 	f.n++
 	if !f.queued {
-		f.deficit, f.served = q.quantum(), false
-		q.fresh.push(f)
+		q.activate(f, b)
 	}
 	q.mu.Unlock()
 	q.wake()
 	return true
+}
+
+// activate links the idle flow f, whose first batch is b, into fresh if it
+// is a new flow (see Queue), else at the back of stale.
+func (q *Queue[B]) activate(f *Flow[B], b B) {
+	if (f.emptied == 0 || q.now()-f.emptied >= q.idleAfter()) && q.cost(b) <= q.freshQuantum() {
+		f.deficit = q.freshQuantum()
+		q.fresh.push(f)
+		return
+	}
+	// Back soon after it emptied (or with a big batch): its place is
+	// behind the flows already waiting, with any overdraft of its last
+	// turn still to pay (a leftover allowance is not kept, as in DRR).
+	f.deficit = min(f.deficit, 0) + q.quantum()
+	q.stale.push(f)
 }
 
 // flowList is a FIFO of flows linked through Flow.next.
@@ -192,27 +259,19 @@ func (q *Queue[B]) Next() (Item[B], bool) {
 		switch {
 		case f == nil:
 			return Item[B]{}, false
+		case f.n == 0:
+			// Its last batch was taken (emptied is stamped) and
+			// nothing came since: it leaves the lists at once, also
+			// with its turn used up, so that it is never found
+			// queued, and not new, by a batch after a long idle.
+			l.pop()
+			continue
 		case f.deficit <= 0:
 			// Its turn is used up: to the back of stale with the next
 			// turn's allowance.
 			f.deficit += q.quantum()
 			l.pop()
-			f.served = false
 			q.stale.push(f)
-			continue
-		case f.n == 0:
-			l.pop()
-			if l == &q.fresh || f.served {
-				// Emptied during its turn: it stays in the round (at
-				// the back of stale), so a flow that drains and
-				// refills within a round does not come back fresh.
-				// Bulk flows that the writer drains at nearly every
-				// turn would otherwise fill the fresh list, and a
-				// ping would wait behind all of them.
-				f.served = false
-				q.stale.push(f)
-			}
-			// Else found empty at its turn: a whole round idle, inactive.
 			continue
 		}
 		var zero B
@@ -221,7 +280,9 @@ func (q *Queue[B]) Next() (Item[B], bool) {
 		f.head = (f.head + 1) % len(f.ring)
 		f.n--
 		f.deficit -= q.cost(b)
-		f.served = true
+		if f.n == 0 {
+			f.emptied = q.now()
+		}
 		// f stays at the head of its list: its turn goes on while it
 		// has allowance left.
 		return Item[B]{Batch: b, Backlog: f.n > 0}, true

@@ -2,7 +2,9 @@ package fairq
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 )
 
 // batch stands in for the data plane's batches.
@@ -271,6 +273,114 @@ func TestFairQueueDeficit(t *testing.T) {
 			}
 			if string(got) != tc.want {
 				t.Fatalf("served %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestFairQueueIdleFlows: a flow is new (fresh, served ahead of the
+// backlogged ones) when it has been empty for IdleAfter and its batch is
+// small (FreshQuantum), whether or not a turn of the round has found it
+// empty since. Each case's order differs from RFC 8290's rule (an emptied
+// flow stays in the round until its next turn finds it empty; any batch
+// of a flow out of the round is new), which the queue followed before.
+func TestFairQueueIdleFlows(t *testing.T) {
+	type op struct {
+		push string        // push a batch with seq and cost on this flow; "" means Next or wait
+		seq  uint64        // pushed, or wanted from Next (0: want the queue empty)
+		cost int           // of a pushed batch
+		wait time.Duration // advance the clock by this (no Next)
+	}
+	push := func(f string, seq uint64, cost int) op { return op{push: f, seq: seq, cost: cost} }
+	bulk := func(f string, first uint64, n int) []op { // n batches of 16: four a turn
+		var ops []op
+		for i := range n {
+			ops = append(ops, push(f, first+uint64(i), 16))
+		}
+		return ops
+	}
+	next := func(seqs ...uint64) []op {
+		var ops []op
+		for _, s := range seqs {
+			ops = append(ops, op{seq: s})
+		}
+		return ops
+	}
+	wait := func(d time.Duration) op { return op{wait: d} }
+	cat := func(parts ...[]op) []op { return slices.Concat(parts...) }
+	one := func(o op) []op { return []op{o} }
+	for _, tc := range []struct {
+		name string
+		ops  []op
+	}{
+		{"a ping on a flow idle past IdleAfter is fresh though its turn has not come round", cat(
+			one(push("p", 1, 1)), bulk("a", 10, 8), bulk("b", 20, 8),
+			next(1, 10, 11, 12, 13), // p emptied at once; the old rule kept it in the round behind a and b
+			one(wait(2*time.Millisecond)), one(push("p", 2, 1)),
+			next(2, 20, 21, 22, 23, 14, 15, 16, 17, 24, 25, 26, 27, 0),
+		)},
+		{"a flow drained and refilled within IdleAfter is not fresh", cat(
+			bulk("b", 20, 8), bulk("c", 30, 8), one(push("a", 10, 1)),
+			next(10, 20, 21, 22, 23, 30, 31, 32, 33, 24), // the old rule's turn found a empty here
+			one(wait(500*time.Microsecond)), one(push("a", 11, 1)),
+			next(25, 26, 27, 34, 35, 36, 37, 11, 0),
+		)},
+		{"the same refill after IdleAfter is fresh", cat(
+			bulk("b", 20, 8), bulk("c", 30, 8), one(push("a", 10, 1)),
+			next(10, 20, 21, 22, 23, 30, 31, 32, 33, 24),
+			one(wait(1500*time.Microsecond)), one(push("a", 11, 1)),
+			next(11, 25, 26, 27, 34, 35, 36, 37, 0),
+		)},
+		{"an idle flow's big batch is not fresh", cat(
+			bulk("b", 20, 8), next(20, 21, 22, 23, 24), // b's second turn
+			one(push("a", 10, 16)),
+			next(25, 26, 27, 10, 0),
+		)},
+		{"a fresh turn allows FreshQuantum", cat(
+			bulk("b", 20, 8), next(20),
+			one(push("p", 1, 1)), one(push("p", 2, 1)), one(push("p", 3, 1)),
+			next(1, 2, 21, 22, 23, 3, 24, 25, 26, 27, 0),
+		)},
+		{"a drained flow back soon keeps its overdraft", cat(
+			one(push("a", 10, 60)), one(push("a", 11, 60)), bulk("b", 20, 8),
+			next(10, 11, 20, 21, 22, 23),                   // a: 64 - 120 = -56, emptied
+			one(push("a", 12, 16)), one(push("a", 13, 16)), // back at once: -56 + 64 = 8 for its turn
+			next(12, 24, 25, 26, 27, 13, 0), // a whole quantum would have taken both
+		)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clock int64 = 1
+			q := New[*batch](1)
+			q.Cost = func(b *batch) int { return b.cost }
+			q.Quantum, q.FreshQuantum, q.IdleAfter = 64, 2, time.Millisecond
+			q.Now = func() int64 { return clock }
+			flows := map[string]*Flow[*batch]{}
+			var got, want []uint64
+			for i, o := range tc.ops {
+				switch {
+				case o.wait > 0:
+					clock += int64(o.wait)
+				case o.push != "":
+					f := flows[o.push]
+					if f == nil {
+						f = NewFlow[*batch](16)
+						flows[o.push] = f
+					}
+					if !q.Push(f, &batch{seq: o.seq, cost: o.cost}) {
+						t.Fatalf("op %d: push %s/%d refused", i, o.push, o.seq)
+					}
+				default:
+					want = append(want, o.seq)
+					if it, ok := q.Next(); ok {
+						got = append(got, it.Batch.seq)
+					} else {
+						got = append(got, 0)
+					}
+					clock += 10 // every step takes a moment
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("served %v\nwant   %v", got, want)
 			}
 		})
 	}
