@@ -219,10 +219,10 @@ const CloudBinary = "cyphonic-cloud"
 var ErrNoCloudBinary = errors.New(CloudBinary + " not found")
 
 // Delegate is the node binary's stand-in for a command of the cloud's
-// binary: it replaces the process with CloudBinary found beside the
-// running executable (else on PATH), with the same arguments, so that
-// `cyphonic cloud …` keeps its PID, signals and exit code. lookPath and
-// exec are os.Executable-relative lookup and syscall.Exec in the binary.
+// binary: it replaces the process (execve) with CloudBinary found beside
+// the running executable, else on PATH (FindCloudBinary), with the same
+// arguments, so that `cyphonic cloud …` keeps its PID, signals and exit
+// code, as systemd units and scripts expect.
 func Delegate(name, summary string) Command {
 	return Command{Name: name, Summary: summary, Run: func(_ context.Context, args []string, _, _ io.Writer) error {
 		bin, err := FindCloudBinary(os.Executable, exec.LookPath)
