@@ -31,11 +31,20 @@ const (
 	stageSize = maxIPPacket + virtioNetHdrLen
 
 	// stageCount is how many packets one underlying Write handles; larger
-	// batches go in chunks. A stage is made the first time a Write needs
-	// it: a node whose writes carry a few packets each (many peers, or
-	// interactive traffic) never makes most of the 64 (4 MiB).
+	// batches go in chunks. Every packet is copied into a stage of its own
+	// size, made the first time a Write needs it; only the packets
+	// planHeads predicts to be GRO heads with followers get one of the
+	// full-capacity stages (stageSize, 64 KB), of which there are only as
+	// many as the most heads one write had: under bulk load a write of 64
+	// packets of a flow needs two (128 KB) where every packet had one
+	// before (4 MiB).
 	stageCount = 64
 )
+
+// smallStage is the size of a stage for a packet that is not a head: the
+// packet and the virtio header, for packets up to 1500 bytes or the MTU;
+// a larger one takes a full stage.
+func smallStage(mtu int) int { return virtioNetHdrLen + max(mtu, 1500) }
 
 // offloadDevice is a TUN opened by wireguard-go's tun package, which sets
 // IFF_VNET_HDR and TSO/USO offloads when the kernel supports them: one read(2)
@@ -47,9 +56,10 @@ const (
 // Why copy on Write: GRO needs up to 64 KB of capacity behind the flow's
 // first packet. Giving every pooled data-plane buffer that capacity (as
 // wireguard-go does) costs 64 KB per in-flight packet, hundreds of MiB under
-// load; copying each packet (~1.4 KB, tens of ns) into this device's 64
-// staging buffers costs at most 4 MiB once (only as many stages as the
-// largest write has packets), and the caller's buffers keep their size.
+// load; copying each packet (~1.4 KB, tens of ns) into this device's
+// staging buffers costs a small stage per packet of the largest write and
+// a full one per GRO head (groplan.go), and the caller's buffers keep
+// their size.
 type offloadDevice struct {
 	dev    wgtun.Device
 	rc     syscall.RawConn // the device file, for a readiness poll that does not block
@@ -65,8 +75,29 @@ type offloadDevice struct {
 	pollFn  func(fd uintptr) // bound once: RawConn.Control must not allocate
 
 	wmu   sync.Mutex
-	stage [stageCount][]byte // full-capacity staging buffers, packet at virtioNetHdrLen; nil until first used
-	out   [stageCount][]byte // the slices handed to dev.Write
+	chunk int               // packets per underlying Write: stageCount (a benchmark compares fewer)
+	full  bool              // every packet in a full stage, as before planHeads (a benchmark compares it)
+	small [maxStages][]byte // a packet's own stage (smallStage), packet at virtioNetHdrLen; nil until first used
+	heads [maxStages][]byte // full-capacity stages (stageSize) for predicted GRO heads, the k-th head of a write in heads[k]
+	out   [maxStages][]byte // the slices handed to dev.Write
+}
+
+// maxStages bounds chunk.
+const maxStages = 64
+
+// stage returns the staging buffer for the n-th packet of a write, the
+// k-th head of it if full; size is what it must hold.
+func (d *offloadDevice) stage(n, k int, full bool) []byte {
+	if full {
+		if d.heads[k] == nil {
+			d.heads[k] = make([]byte, stageSize) // once per head slot and device
+		}
+		return d.heads[k]
+	}
+	if d.small[n] == nil {
+		d.small[n] = make([]byte, smallStage(d.mtu)) // once per slot and device
+	}
+	return d.small[n]
 }
 
 var _ Device = (*offloadDevice)(nil)
@@ -97,7 +128,7 @@ func newOffloadDevice(dev wgtun.Device, mtu int) (*offloadDevice, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &offloadDevice{dev: dev, rc: rc, name: name, mtu: mtu}
+	d := &offloadDevice{dev: dev, rc: rc, name: name, mtu: mtu, chunk: stageCount}
 	d.reserve = maxSegments(mtu)
 	d.pollFn = d.pollReadable
 	// wireguard-go's link listeners block sending on a 5-slot event channel
@@ -213,11 +244,15 @@ func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
 	written := 0
 	var firstErr error
 	for len(bufs) > 0 {
-		chunk := bufs[:min(len(bufs), stageCount)]
+		chunk := bufs[:min(len(bufs), d.chunk)]
 		bufs = bufs[len(chunk):]
-		n := 0
-		for _, b := range chunk {
-			pkt := b[min(offset, len(b)):]
+		for i, b := range chunk {
+			d.out[i] = b[min(offset, len(b)):] // the packets, for the plan
+		}
+		heads := planHeads(d.out[:len(chunk)])
+		n, k := 0, 0
+		for i := range chunk {
+			pkt := d.out[i]
 			if len(pkt) == 0 || len(pkt) > maxIPPacket {
 				// wireguard-go would fail the whole batch on an empty one.
 				if firstErr == nil {
@@ -225,12 +260,15 @@ func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
 				}
 				continue
 			}
-			if d.stage[n] == nil {
-				d.stage[n] = make([]byte, stageSize) // once per slot and device
+			full := d.full || heads&(1<<i) != 0 || virtioNetHdrLen+len(pkt) > smallStage(d.mtu)
+			st := d.stage(n, k, full)
+			if full {
+				k++
 			}
-			d.out[n] = d.stage[n][:virtioNetHdrLen+copy(d.stage[n][virtioNetHdrLen:], pkt)]
+			d.out[n] = st[:virtioNetHdrLen+copy(st[virtioNetHdrLen:], pkt)]
 			n++
 		}
+		clear(d.out[n:len(chunk)])
 		if n == 0 {
 			continue
 		}

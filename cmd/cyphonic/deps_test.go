@@ -6,10 +6,13 @@ import (
 	"testing"
 )
 
-// TestLayering holds the import graph to two rules (issue 11): the shipped
-// binary links no test code (nothing under test/, no "testing"), and
+// TestLayering holds the import graph to three rules: the shipped binary
+// links no test code (nothing under test/, no "testing"; issue 11);
 // nothing in actors/, tests included, imports the cloud: the node sits
-// below it, and what both sides share (pki) sits below both.
+// below it, and what both sides share (pki) sits below both (issue 11);
+// and the node's binary links no cloud package, nor the gRPC and
+// protoactor remote the cloud's gateway brings (issue 12: every linked
+// package's init runs at a node's start and leaves its pages resident).
 func TestLayering(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -25,8 +28,17 @@ func TestLayering(t *testing.T) {
 	}
 	const mod = "github.com/cyphonic/cyphonic-go/"
 	for _, p := range deps(".") {
-		if strings.HasPrefix(p, mod+"test/") || p == "testing" {
+		if strings.HasPrefix(p, mod+"test/") || p == "testing" || strings.HasSuffix(p, "/clitest") {
 			t.Errorf("cmd/cyphonic links %s", p)
+		}
+		if strings.HasPrefix(p, mod+"cloud/") || strings.HasPrefix(p, mod+"cmd/internal/cloudcmd") ||
+			strings.HasPrefix(p, "google.golang.org/grpc") || p == "github.com/asynkron/protoactor-go/remote" {
+			t.Errorf("the node's binary cmd/cyphonic links %s", p)
+		}
+	}
+	for _, p := range deps("../cyphonic-cloud") {
+		if strings.HasPrefix(p, mod+"test/") || p == "testing" || strings.HasSuffix(p, "/clitest") {
+			t.Errorf("cmd/cyphonic-cloud links %s", p)
 		}
 	}
 	for _, p := range deps("-test", "../../actors/...") {

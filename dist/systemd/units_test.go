@@ -51,7 +51,7 @@ func TestUnitsVerify(t *testing.T) {
 }
 
 // TestNodeUnitPrivileges: the node's unit grants CAP_NET_ADMIN and nothing
-// else, as a non-root user (cmd/cyphonic's TestNodeRunsWithCapNetAdminOnly
+// else, as a non-root user (cmd/internal/nodecmd's TestNodeRunsWithCapNetAdminOnly
 // shows the node runs so); the cloud's grants nothing.
 func TestNodeUnitPrivileges(t *testing.T) {
 	for unit, want := range map[string][]string{

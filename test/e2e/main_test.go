@@ -13,7 +13,7 @@ import (
 
 // Paths of the binaries TestMain builds, shared read-only by every test.
 var (
-	cyphonicBin string
+	cyphonicBin string // the node's binary; cyphonic-cloud beside it serves its cloud and ca commands
 	xferBin     string
 )
 
@@ -29,11 +29,13 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	cyphonicBin = filepath.Join(dir, "cyphonic")
+	cloudBin := filepath.Join(dir, "cyphonic-cloud")
 	xferBin = filepath.Join(dir, "xfer")
 	// Built once, without -race: the scenarios measure the daemons'
 	// behaviour, and the race detector would only slow a 2-core machine.
 	for _, b := range []struct{ out, pkg string }{
 		{cyphonicBin, "github.com/cyphonic/cyphonic-go/cmd/cyphonic"},
+		{cloudBin, "github.com/cyphonic/cyphonic-go/cmd/cyphonic-cloud"},
 		{xferBin, "github.com/cyphonic/cyphonic-go/test/e2e/internal/xfer"},
 	} {
 		cmd := exec.Command(goTool(), "build", "-o", b.out, b.pkg)

@@ -15,10 +15,11 @@ import (
 	"github.com/cyphonic/cyphonic-go/test/testbed"
 )
 
-// readmeBuildLine is the block's first command. The test builds the binary
-// once for every scenario (TestMain) and copies it in its place, so the
-// block runs in a scratch directory rather than the checkout.
-const readmeBuildLine = "go build -buildvcs=true -o cyphonic ./cmd/cyphonic"
+// readmeBuildLine is the block's first command. The test builds the
+// binaries once for every scenario (TestMain, also with CGO_ENABLED=0) and
+// copies them in their place, so the block runs in a scratch directory
+// rather than the checkout.
+const readmeBuildLine = "CGO_ENABLED=0 go build -buildvcs=true -o . ./cmd/cyphonic ./cmd/cyphonic-cloud"
 
 // usingIt returns the shell block between the README's using-it markers.
 func usingIt(t *testing.T) string {
@@ -50,12 +51,14 @@ func TestReadmeUsingIt(t *testing.T) {
 	testbed.Require(t)
 	script := usingIt(t)
 	dir := t.TempDir()
-	bin, err := os.ReadFile(cyphonicBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cyphonic"), bin, 0o755); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"cyphonic", "cyphonic-cloud"} {
+		bin, err := os.ReadFile(filepath.Join(filepath.Dir(cyphonicBin), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cleanup := func() {
 		for _, ns := range []string{"cy-alice", "cy-bob"} {
@@ -76,7 +79,7 @@ func TestReadmeUsingIt(t *testing.T) {
 	// stop with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	err = cmd.Run()
+	err := cmd.Run()
 	// What the block left running: stop it as the README's clean-up does
 	// (kill), then make sure.
 	if cmd.Process != nil {

@@ -23,7 +23,9 @@
 // (sojourn-<n>-responder.txt, -idle.txt: the nodes' /debug/sojourn) and the
 // responder namespace's /proc/net/snmp after it (snmp-<n>-responder.txt).
 // CYPHONIC_PERF_PEERS=10 (a comma-separated list) runs only those loads, for
-// quick interleaved A/B runs of two builds (CYPHONIC_PERF_BIN). Speed is
+// quick interleaved A/B runs of two builds (CYPHONIC_PERF_BIN: a node binary,
+// cmd/cyphonic, with its cyphonic-cloud beside it, or an older single
+// binary; built as README builds them otherwise). Speed is
 // reported, never asserted: a slow machine still passes.
 //
 // The pure parts (parsing ping, iperf3 and /proc output, statistics, the

@@ -147,12 +147,18 @@ var cyphonicFlags = map[string][]string{
 	"node":  {"-cloud", "-cert", "-dns", "-upstream", "-mtu"},
 }
 
-// BuildCyphonic builds ./cmd/cyphonic of the module at root into out and
-// checks it with CheckCyphonic. Any failure wraps ErrNotReady: the binary
-// is being finished while the harness exists.
+// BuildCyphonic builds the two binaries of the module at root as README
+// builds them (CGO_ENABLED=0): ./cmd/cyphonic, the node's, into out, and
+// ./cmd/cyphonic-cloud beside it, which `out cloud` and `out ca` hand on
+// to; then checks them with CheckCyphonic. Any failure wraps ErrNotReady:
+// the binary is being finished while the harness exists.
 func BuildCyphonic(ctx context.Context, root, out string) (string, error) {
-	if _, err := command(ctx, root, nil, "go", "build", "-o", out, "./cmd/cyphonic"); err != nil {
-		return "", fmt.Errorf("%w: build ./cmd/cyphonic: %v", ErrNotReady, err)
+	dir := filepath.Dir(out)
+	if filepath.Base(out) != "cyphonic" {
+		return "", fmt.Errorf("perf: build ./cmd/cyphonic into %s: want a path ending in /cyphonic (cyphonic-cloud goes beside it)", out)
+	}
+	if _, err := command(ctx, root, []string{"CGO_ENABLED=0"}, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/cyphonic", "./cmd/cyphonic-cloud"); err != nil {
+		return "", fmt.Errorf("%w: build ./cmd/cyphonic ./cmd/cyphonic-cloud: %v", ErrNotReady, err)
 	}
 	return CheckCyphonic(ctx, out)
 }

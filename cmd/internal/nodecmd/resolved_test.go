@@ -1,4 +1,4 @@
-package main
+package nodecmd
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cmd/internal/clitest"
 	"github.com/cyphonic/cyphonic-go/test/systest"
 )
 
@@ -113,7 +114,7 @@ func TestSplitDNSWithRealResolved(t *testing.T) {
 	defer cancel()
 
 	// The namespace, and resolved in it.
-	writeFile(t, filepath.Join(dir, "bus.conf"), privateBus)
+	clitest.WriteFile(t, filepath.Join(dir, "bus.conf"), privateBus)
 	env := []string{"NS_BUS=" + filepath.Join(dir, "bus.conf"), "NS_RESOLVED=" + daemon, "NS_RESOLVECTL=" + ctl,
 		"NS_LOG=" + filepath.Join(dir, "resolved.log")}
 	if _, err := user.Lookup("systemd-resolve"); err != nil {
@@ -169,7 +170,7 @@ func TestSplitDNSWithRealResolved(t *testing.T) {
 	}
 	type daemonProc struct {
 		cmd *exec.Cmd
-		out *syncBuffer
+		out *clitest.SyncBuffer
 	}
 	var daemons []daemonProc
 	defer func() {
@@ -178,10 +179,10 @@ func TestSplitDNSWithRealResolved(t *testing.T) {
 			d.cmd.Wait()
 		}
 	}()
-	start := func(waitFor string, args ...string) *syncBuffer {
+	start := func(waitFor string, args ...string) *clitest.SyncBuffer {
 		t.Helper()
 		c := inNS(self, args...)
-		out := new(syncBuffer)
+		out := new(clitest.SyncBuffer)
 		c.Stdout, c.Stderr = out, out
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -200,7 +201,7 @@ func TestSplitDNSWithRealResolved(t *testing.T) {
 	// resolved, bob is only there to be resolved.
 	cloud := start("Issue a node certificate", "cloud", "--data", filepath.Join(dir, "cloud"), "--listen", "127.0.0.1", "--debug-addr", "off")
 	caDir := regexp.MustCompile(`(?m)^ +new overlay CA +(\S+)`).FindStringSubmatch(cloud.String())[1]
-	as := asAddr(t, cloud.String()).String()
+	as := clitest.ASAddr(t, cloud.String()).String()
 	certs := map[string]string{}
 	for _, name := range []string{"alice", "bob"} {
 		certs[name] = filepath.Join(dir, name)
@@ -254,6 +255,6 @@ func withLine(t *testing.T, dir, file, line string) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, filepath.Base(file))
-	writeFile(t, out, strings.TrimRight(string(b), "\n")+"\n"+line+"\n")
+	clitest.WriteFile(t, out, strings.TrimRight(string(b), "\n")+"\n"+line+"\n")
 	return out
 }

@@ -1,14 +1,15 @@
-package main
+package nodecmd
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 )
 
 // defaultNodeMemoryLimit is the node's soft memory limit. Measured under
@@ -23,7 +24,7 @@ const defaultNodeMemoryLimit = "32MiB"
 // parseMemoryLimit reads a size as GOMEMLIMIT writes it (a number of bytes
 // with an optional B, KiB, MiB or GiB suffix); "off" is no limit.
 func parseMemoryLimit(s string) (int64, error) {
-	if s == off {
+	if s == cli.Off {
 		return math.MaxInt64, nil
 	}
 	num, mult := s, int64(1)
@@ -66,19 +67,13 @@ func memoryLimit(value string, given bool, getenv func(string) string) (int64, e
 
 // nodeMemoryLimit checks --memory-limit and returns the function that sets
 // it (see memoryLimit; nil: leave the runtime's).
-func nodeMemoryLimit(o *options, value string) (func(), error) {
-	given := o.fromFile["memory-limit"]
-	o.fs.Visit(func(f *flag.Flag) {
-		if f.Name == "memory-limit" {
-			given = true
-		}
-	})
-	n, err := memoryLimit(value, given, os.Getenv)
+func nodeMemoryLimit(o *cli.Options, value string) (func(), error) {
+	n, err := memoryLimit(value, o.Given("memory-limit"), os.Getenv)
 	if errors.Is(err, errMemoryLimitEnv) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, o.usageErr("memory-limit", "%v", err)
+		return nil, o.UsageErr("memory-limit", "%v", err)
 	}
 	return func() { debug.SetMemoryLimit(n) }, nil
 }

@@ -1,15 +1,17 @@
-package main
+package cloudcmd
 
 import (
 	"bytes"
 	"errors"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
+	"github.com/cyphonic/cyphonic-go/cmd/internal/clitest"
+	"github.com/cyphonic/cyphonic-go/cmd/internal/nodecmd"
 	"github.com/cyphonic/cyphonic-go/pki"
 )
 
@@ -18,7 +20,7 @@ import (
 func runCmd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
+	code := cli.Run(allCommands(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -116,24 +118,6 @@ func TestCABadInput(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tt.code, tt.want)
 			}
 		})
-	}
-}
-
-func TestTopLevel(t *testing.T) {
-	if code, out, _ := runCmd(t, "--version"); code != 0 || !strings.HasPrefix(out, "cyphonic ") {
-		t.Fatalf("--version: exit %d, %q", code, out)
-	}
-	code, out, _ := runCmd(t, "help")
-	if code != 0 {
-		t.Fatalf("help: exit %d", code)
-	}
-	for _, c := range commands() {
-		if !strings.Contains(out, c.name) {
-			t.Errorf("help does not list %q", c.name)
-		}
-	}
-	if code, _, stderr := runCmd(t, "nonsense"); code != 2 || !strings.Contains(stderr, "unknown command") {
-		t.Fatalf("unknown command: exit %d, %q", code, stderr)
 	}
 }
 
@@ -238,17 +222,10 @@ func TestCANameMatchesCloud(t *testing.T) {
 	}
 }
 
-func TestDescribeBuild(t *testing.T) {
-	info := &debug.BuildInfo{GoVersion: "go1.26.0", Settings: []debug.BuildSetting{
-		{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.time", Value: "2026-12-01T10:00:00Z"}, {Key: "vcs.modified", Value: "true"},
-	}}
-	if got, want := describeBuild("0.1.0", info), "0.1.0 (commit 0123456789ab-dirty, 2026-12-01T10:00:00Z, go1.26.0)"; got != want {
-		t.Errorf("describeBuild = %q, want %q", got, want)
-	}
-	if got := describeBuild("0.1.0", &debug.BuildInfo{}); got != "0.1.0 (commit unknown)" {
-		t.Errorf("no vcs info: %q", got)
-	}
-	if code, out, _ := runCmd(t, "version"); code != 0 || !strings.Contains(out, "(commit ") {
-		t.Errorf("version: exit %d, %q", code, out)
-	}
+// allCommands are cyphonic-cloud's: this package's and the node's.
+func allCommands() []cli.Command { return append(Commands(), nodecmd.Commands()...) }
+
+func issueNode(t *testing.T, dir, name string, extra ...string) string {
+	t.Helper()
+	return clitest.IssueNode(t, allCommands(), dir, name, extra...)
 }

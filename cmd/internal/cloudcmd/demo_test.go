@@ -1,4 +1,4 @@
-package main
+package cloudcmd
 
 import (
 	"errors"
@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
+	"github.com/cyphonic/cyphonic-go/cmd/internal/clitest"
 	"github.com/cyphonic/cyphonic-go/test/systest"
 )
 
@@ -22,7 +24,7 @@ const asBinaryEnv = "CYPHONIC_TEST_AS_BINARY"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asBinaryEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(cli.Run(allCommands(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -36,8 +38,8 @@ func TestDemo(t *testing.T) {
 		return
 	}
 	t.Setenv(asBinaryEnv, "1")
-	var stdout, stderr syncBuffer
-	code := run([]string{"demo", "--timeout", "50s"}, &stdout, &stderr)
+	var stdout, stderr clitest.SyncBuffer
+	code := cli.Run(allCommands(), []string{"demo", "--timeout", "50s"}, &stdout, &stderr)
 	out := stdout.String()
 	// The daemons are this test binary: under -race, a race in the node
 	// or the cloud makes them exit 66, which the Bed reports when it stops
@@ -170,7 +172,7 @@ func TestParsePing(t *testing.T) {
 
 func TestPrintResults(t *testing.T) {
 	a, b, c := &demoNode{name: "alice"}, &demoNode{name: "bob"}, &demoNode{name: "carol"}
-	var out syncBuffer
+	var out clitest.SyncBuffer
 	failed := printResults(&out, []pairResult{
 		{from: a, to: b, path: "hole-punched", ping: pingStats{Sent: 3, Received: 3, AvgRTT: 1234 * time.Microsecond}},
 		{from: a, to: c, path: "-", ping: pingStats{Sent: 3}, err: errors.New("no reply")},

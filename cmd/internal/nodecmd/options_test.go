@@ -1,40 +1,16 @@
-package main
+package nodecmd
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/clitest"
 )
-
-func writeFile(t *testing.T, path, text string) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// issueNode makes a CA in dir/ca and a node identity in dir/<name>.
-func issueNode(t *testing.T, dir, name string, extra ...string) string {
-	t.Helper()
-	caDir := filepath.Join(dir, "ca")
-	if _, err := os.Stat(filepath.Join(caDir, "ca.crt")); err != nil {
-		if code, _, stderr := runCmd(t, "ca", "init", "--dir", caDir); code != 0 {
-			t.Fatalf("ca init: %s", stderr)
-		}
-	}
-	out := filepath.Join(dir, name)
-	args := append([]string{"ca", "issue", "--dir", caDir, "--fqdn", name + ".example.cyphonic", "--out", out}, extra...)
-	if code, _, stderr := runCmd(t, args...); code != 0 {
-		t.Fatalf("ca issue: %s", stderr)
-	}
-	return out
-}
 
 // TestConfigRoundTrip: --check-config prints the effective options as a
 // config file that reads back to the same options, for both daemons; a
@@ -69,7 +45,7 @@ debug-addr = "off"
 `, []string{`listen = "0.0.0.0,::"`, `as-port = 17401`, `services = "as,nms"`, `session-idle = "5m0s"`, `debug-addr = "off"`}},
 	} {
 		t.Run(tt.daemon, func(t *testing.T) {
-			f := writeFile(t, filepath.Join(dir, tt.daemon+".toml"), tt.file)
+			f := clitest.WriteFile(t, filepath.Join(dir, tt.daemon+".toml"), tt.file)
 			code, first, stderr := runCmd(t, tt.daemon, "--config", f, "--check-config")
 			if code != 0 {
 				t.Fatalf("--check-config: exit %d: %s", code, stderr)
@@ -79,7 +55,7 @@ debug-addr = "off"
 					t.Errorf("effective config lacks %q:\n%s", w, first)
 				}
 			}
-			f2 := writeFile(t, filepath.Join(dir, tt.daemon+"2.toml"), first)
+			f2 := clitest.WriteFile(t, filepath.Join(dir, tt.daemon+"2.toml"), first)
 			code, second, stderr := runCmd(t, tt.daemon, "--config", f2, "--check-config")
 			if code != 0 || second != first {
 				t.Fatalf("read back: exit %d (%s):\n%s\nwant\n%s", code, stderr, second, first)
@@ -118,7 +94,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := writeFile(t, filepath.Join(t.TempDir(), "c.toml"), tt.file)
+			f := clitest.WriteFile(t, filepath.Join(t.TempDir(), "c.toml"), tt.file)
 			code, _, stderr := runCmd(t, tt.daemon, "--config", f, "--check-config")
 			if code != 2 || !strings.Contains(stderr, tt.want) || (!strings.Contains(tt.want, "(in ") && !strings.Contains(stderr, f)) {
 				t.Fatalf("exit %d, stderr %q; want exit 2 naming %s and %q", code, stderr, f, tt.want)
@@ -134,12 +110,12 @@ func TestConfigValidation(t *testing.T) {
 // units read them from /etc/cyphonic) hold only known keys and valid
 // values.
 func TestShippedConfigs(t *testing.T) {
-	if code, _, stderr := runCmd(t, "cloud", "--config", "../../dist/cloud.toml", "--check-config"); code != 0 {
+	if code, _, stderr := runCmd(t, "cloud", "--config", "../../../dist/cloud.toml", "--check-config"); code != 0 {
 		t.Fatalf("dist/cloud.toml: exit %d: %s", code, stderr)
 	}
 	alice := issueNode(t, t.TempDir(), "alice")
 	// The file's certificate path exists on a provisioned host only.
-	code, stdout, stderr := runCmd(t, "node", "--config", "../../dist/node.toml", "--cert", alice, "--check-config")
+	code, stdout, stderr := runCmd(t, "node", "--config", "../../../dist/node.toml", "--cert", alice, "--check-config")
 	if code != 0 || !strings.Contains(stdout, `cloud = "192.0.2.10:7401"`) {
 		t.Fatalf("dist/node.toml: exit %d: %s%s", code, stderr, stdout)
 	}
@@ -150,10 +126,10 @@ func TestShippedConfigs(t *testing.T) {
 func TestLogFormatJSON(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr clitest.SyncBuffer
 	args := []string{"--data", t.TempDir(), "--listen", "127.0.0.1", "--log-format", "json", "--debug-addr", "off",
-		"--nms-port", fmt.Sprint(freeUDPPort(t)), "--as-port", fmt.Sprint(freeUDPPort(t)),
-		"--alt-port", fmt.Sprint(freeUDPPort(t)), "--trs-port", fmt.Sprint(freeUDPPort(t))}
+		"--nms-port", fmt.Sprint(clitest.FreeUDPPort(t)), "--as-port", fmt.Sprint(clitest.FreeUDPPort(t)),
+		"--alt-port", fmt.Sprint(clitest.FreeUDPPort(t)), "--trs-port", fmt.Sprint(clitest.FreeUDPPort(t))}
 	done := make(chan error, 1)
 	go func() { done <- runCloud(ctx, args, &stdout, &stderr) }()
 	deadline := time.Now().Add(20 * time.Second)

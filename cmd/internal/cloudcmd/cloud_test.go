@@ -1,4 +1,4 @@
-package main
+package cloudcmd
 
 import (
 	"bytes"
@@ -12,12 +12,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cmd/internal/clitest"
 	"github.com/cyphonic/cyphonic-go/test/systest"
 
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
@@ -25,71 +24,11 @@ import (
 	"github.com/cyphonic/cyphonic-go/test/cloudsim"
 )
 
-// syncBuffer is a bytes.Buffer safe for the command's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startCloudCmd runs `cyphonic cloud` with free ports until the returned
 // stop function is called, and returns its output once it is up.
-func startCloudCmd(t *testing.T, extra ...string) (out *syncBuffer, stop func() error) {
+func startCloudCmd(t *testing.T, extra ...string) (out *clitest.SyncBuffer, stop func() error) {
 	t.Helper()
-	args := []string{
-		"--data", t.TempDir(), "--listen", "127.0.0.1",
-		"--nms-port", fmt.Sprint(freeUDPPort(t)), "--as-port", fmt.Sprint(freeUDPPort(t)),
-		"--alt-port", fmt.Sprint(freeUDPPort(t)), "--trs-port", fmt.Sprint(freeUDPPort(t)),
-		"--remote", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)), "--debug-addr", "127.0.0.1:0",
-	}
-	args = append(args, extra...)
-	ctx, cancel := context.WithCancel(context.Background())
-	out = new(syncBuffer)
-	done := make(chan error, 1)
-	go func() { done <- runCloud(ctx, args, out, io.Discard) }()
-	for !strings.Contains(out.String(), "Issue a node certificate") {
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("cloud exited early: %v\n%s", err, out.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return out, func() error {
-		cancel()
-		return <-done
-	}
+	return clitest.StartCloud(t, runCloud, extra...)
 }
 
 func TestCloudAllServices(t *testing.T) {
@@ -199,7 +138,7 @@ func TestCloudNoFlagsAnswersLogin(t *testing.T) {
 	t.Chdir(t.TempDir())
 
 	ctx, cancel := context.WithCancel(context.Background())
-	out := new(syncBuffer)
+	out := new(clitest.SyncBuffer)
 	done := make(chan error, 1)
 	go func() { done <- runCloud(ctx, nil, out, io.Discard) }()
 	defer func() {
@@ -236,16 +175,6 @@ func TestCloudNoFlagsAnswersLogin(t *testing.T) {
 	if reply.FQDN != "alice.example.cyphonic" || !reply.VIP6.IsValid() || !reply.VIP4.IsValid() {
 		t.Fatalf("login reply %+v: want the FQDN and both VIPs", reply)
 	}
-}
-
-// asAddr reads the AS's address from `cyphonic cloud`'s output.
-func asAddr(t *testing.T, out string) netip.AddrPort {
-	t.Helper()
-	m := regexp.MustCompile(`AS   \(login\)\s+udp (\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no AS address in:\n%s", out)
-	}
-	return netip.MustParseAddrPort(m[1])
 }
 
 // loginWith logs a simulated node with the identity in dir (as `ca issue`
@@ -303,7 +232,7 @@ func TestCloudRunsWithCAKeyDeleted(t *testing.T) {
 	if strings.Contains(out.String(), "new overlay CA") {
 		t.Fatalf("second start made a CA:\n%s", out)
 	}
-	loginWith(t, alice, asAddr(t, out.String()))
+	loginWith(t, alice, clitest.ASAddr(t, out.String()))
 }
 
 // TestCloudProvisionedByIssueService: the CA made with `ca init` stays in
@@ -340,7 +269,7 @@ func TestCloudProvisionedByIssueService(t *testing.T) {
 	if _, err := os.Stat(data + "-ca"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a provisioned cloud made a CA dir: %v", err)
 	}
-	loginWith(t, bob, asAddr(t, out.String()))
+	loginWith(t, bob, clitest.ASAddr(t, out.String()))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

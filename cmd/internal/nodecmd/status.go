@@ -1,4 +1,4 @@
-package main
+package nodecmd
 
 import (
 	"context"
@@ -7,15 +7,17 @@ import (
 	"io"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
+
 	"github.com/cyphonic/cyphonic-go/actors/node"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", stderr)
+	fs := cli.NewFlagSet("status", stderr)
 	addr := fs.String("debug-addr", defaultNodeDebugAddr, "the node's debug endpoint (host:port)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the node")
 	asJSON := fs.Bool("json", false, "print the raw status as JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)

@@ -1,4 +1,4 @@
-package main
+package cloudcmd
 
 import (
 	"cmp"
@@ -16,6 +16,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/node"
@@ -98,10 +100,10 @@ type pairResult struct {
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs := newFlagSet("demo", stderr)
+	fs := cli.NewFlagSet("demo", stderr)
 	keep := fs.Bool("keep", false, "leave the topology running until Ctrl-C, and print how to poke at it")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up on building and pinging after this long")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkPrereqs(os.Geteuid(), exec.LookPath); err != nil {

@@ -1,4 +1,4 @@
-package main
+package nodecmd
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
+	"github.com/cyphonic/cyphonic-go/cmd/internal/clitest"
 	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/test/systest"
 )
@@ -28,10 +29,10 @@ func tunName(tag string) string { return fmt.Sprintf("ops%s%d", tag, os.Getpid()
 
 // startNodeCmd runs `cyphonic node` in-process until the returned stop is
 // called, once its log says it started.
-func startNodeCmd(t *testing.T, args ...string) (stderr *syncBuffer, stop func() error) {
+func startNodeCmd(t *testing.T, args ...string) (stderr *clitest.SyncBuffer, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr = new(syncBuffer)
+	stderr = new(clitest.SyncBuffer)
 	done := make(chan error, 1)
 	go func() { done <- runNode(ctx, args, io.Discard, stderr) }()
 	deadline := time.After(20 * time.Second)
@@ -61,7 +62,7 @@ func TestSecondNodeCollisions(t *testing.T) {
 	dir := t.TempDir()
 	alice := issueNode(t, dir, "alice")
 	bob := issueNode(t, dir, "bob")
-	udp, dns, dbg := freeUDPPort(t), freeUDPPort(t), freeTCPPort(t)
+	udp, dns, dbg := clitest.FreeUDPPort(t), clitest.FreeUDPPort(t), clitest.FreeTCPPort(t)
 	tunA := tunName("a")
 	common := []string{"--cloud", "127.0.0.1:9", "--listen6", "off", "--upstream", "off"}
 	first := append([]string{"--cert", alice, "--tun", tunA, "--listen4", fmt.Sprintf("127.0.0.1:%d", udp),
@@ -75,7 +76,7 @@ func TestSecondNodeCollisions(t *testing.T) {
 
 	free := func() []string {
 		return []string{"--tun", tunName("b"), "--listen4", "127.0.0.1:0",
-			"--dns", fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)), "--debug-addr", "127.0.0.1:0"}
+			"--dns", fmt.Sprintf("127.0.0.1:%d", clitest.FreeUDPPort(t)), "--debug-addr", "127.0.0.1:0"}
 	}
 	tests := []struct {
 		name     string
@@ -123,7 +124,7 @@ func TestNodeTrustErrors(t *testing.T) {
 	// Give the foreign identity our CA's root, as a copy from the wrong
 	// CA directory would.
 	data, _ := os.ReadFile(filepath.Join(alice, pki.CACertFile))
-	writeFile(t, filepath.Join(foreign, pki.CACertFile), string(data))
+	clitest.WriteFile(t, filepath.Join(foreign, pki.CACertFile), string(data))
 	ca, err := rootca.Load(filepath.Join(dir, "ca"))
 	if err != nil {
 		t.Fatal(err)
@@ -239,12 +240,12 @@ func TestNodeRunsWithCapNetAdminOnly(t *testing.T) {
 	filepath.Walk(cert, func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, nobody, nobody) })
 
 	tun := tunName("u")
-	var stderr syncBuffer
+	var stderr clitest.SyncBuffer
 	cmd := reexec(t, []string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+net_admin",
 		"--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin"}, bin,
-		"node", "--cloud", asAddr(t, out.String()).String(), "--cert", cert, "--tun", tun,
+		"node", "--cloud", clitest.ASAddr(t, out.String()).String(), "--cert", cert, "--tun", tun,
 		"--listen4", "127.0.0.1:0", "--listen6", "off", "--upstream", "off",
-		"--dns", fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t)), "--debug-addr", fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t)))
+		"--dns", fmt.Sprintf("127.0.0.1:%d", clitest.FreeUDPPort(t)), "--debug-addr", fmt.Sprintf("127.0.0.1:%d", clitest.FreeTCPPort(t)))
 	if fi, err := os.Stat("/dev/net/tun"); err == nil && fi.Mode().Perm()&0o006 != 0o006 {
 		// This host lets only root open the device (Debian's udev makes it
 		// 0666): show the node a standard one, in a mount namespace of its
@@ -304,8 +305,8 @@ func TestSecondCloudCollisions(t *testing.T) {
 	data := regexp.MustCompile(`data in (\S+),`).FindStringSubmatch(text)[1]
 	free := func() []string {
 		return []string{"--data", t.TempDir(), "--listen", "127.0.0.1", "--debug-addr", "off",
-			"--nms-port", fmt.Sprint(freeUDPPort(t)), "--as-port", fmt.Sprint(freeUDPPort(t)),
-			"--alt-port", fmt.Sprint(freeUDPPort(t)), "--trs-port", fmt.Sprint(freeUDPPort(t))}
+			"--nms-port", fmt.Sprint(clitest.FreeUDPPort(t)), "--as-port", fmt.Sprint(clitest.FreeUDPPort(t)),
+			"--alt-port", fmt.Sprint(clitest.FreeUDPPort(t)), "--trs-port", fmt.Sprint(clitest.FreeUDPPort(t))}
 	}
 	tests := []struct {
 		name     string
@@ -344,13 +345,13 @@ func TestSplitDNSRegistersWithResolved(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	record := filepath.Join(dir, "calls")
-	writeFile(t, filepath.Join(dir, "resolvectl"), "#!/bin/sh\necho \"$*\" >>"+record+"\n")
+	clitest.WriteFile(t, filepath.Join(dir, "resolvectl"), "#!/bin/sh\necho \"$*\" >>"+record+"\n")
 	if err := os.Chmod(filepath.Join(dir, "resolvectl"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
-	tun, dns := tunName("s"), fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
-	logs, stop := startNodeCmd(t, "--cloud", asAddr(t, out.String()).String(), "--cert", cert, "--tun", tun,
+	tun, dns := tunName("s"), fmt.Sprintf("127.0.0.1:%d", clitest.FreeUDPPort(t))
+	logs, stop := startNodeCmd(t, "--cloud", clitest.ASAddr(t, out.String()).String(), "--cert", cert, "--tun", tun,
 		"--listen4", "127.0.0.1:0", "--listen6", "off", "--upstream", "off", "--dns", dns, "--debug-addr", "off", "--split-dns", "on")
 	defer stop()
 	// The overlay domain, the reverse zones of the cloud's prefixes

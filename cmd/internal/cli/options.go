@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -22,8 +22,8 @@ import (
 // reads at once; it has no indentation to get wrong and no implicit typing
 // (YAML 1.1 reads `off`, the spelling of every switch here, as false).
 
-// options is a command's flag set and where each value came from.
-type options struct {
+// Options is a command's flag set and where each value came from.
+type Options struct {
 	fs       *flag.FlagSet
 	file     string          // the config file, "" if none
 	fromFile map[string]bool // flags whose value is the file's
@@ -40,26 +40,26 @@ type options struct {
 	logFormat   *string
 }
 
-// newOptions adds --config, --check-config and --log-format to fs.
-func newOptions(fs *flag.FlagSet, daemon string) *options {
-	o := &options{fs: fs, fromFile: map[string]bool{}, meta: map[string]bool{"config": true, "check-config": true}}
+// NewOptions adds --config, --check-config and --log-format to fs.
+func NewOptions(fs *flag.FlagSet, daemon string) *Options {
+	o := &Options{fs: fs, fromFile: map[string]bool{}, meta: map[string]bool{"config": true, "check-config": true}}
 	o.config = fs.String("config", "", "read options from this TOML file (keys are the flag names; flags given here override it)")
 	o.checkConfig = fs.Bool("check-config", false, "check the options (and the "+daemon+"'s local files), print the effective config as TOML and exit")
 	o.logFormat = fs.String("log-format", "text", `log format: "text" or "json" (log/slog's handlers)`)
 	return o
 }
 
-// parse parses args, then fills the flags not given there from the config
+// Parse parses args, then fills the flags not given there from the config
 // file, if any.
-func (o *options) parse(args []string) error {
-	if err := parseFlags(o.fs, args); err != nil {
+func (o *Options) Parse(args []string) error {
+	if err := ParseFlags(o.fs, args); err != nil {
 		return err
 	}
 	if *o.config != "" {
 		o.file = *o.config
 		b, err := os.ReadFile(o.file)
 		if err != nil {
-			return fmt.Errorf("%w: --config: %v", errUsage, err)
+			return fmt.Errorf("%w: --config: %v", ErrUsage, err)
 		}
 		if err := o.apply(b); err != nil {
 			return err
@@ -70,10 +70,10 @@ func (o *options) parse(args []string) error {
 
 // apply sets the flags that the command line left alone from the TOML
 // document b.
-func (o *options) apply(b []byte) error {
+func (o *Options) apply(b []byte) error {
 	var doc map[string]any
 	if _, err := toml.Decode(string(b), &doc); err != nil {
-		return fmt.Errorf("%w: config %s: %v", errUsage, o.file, err)
+		return fmt.Errorf("%w: config %s: %v", ErrUsage, o.file, err)
 	}
 	onCommandLine := map[string]bool{}
 	o.fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
@@ -85,17 +85,17 @@ func (o *options) apply(b []byte) error {
 	for _, k := range keys {
 		f := o.fs.Lookup(k)
 		if f == nil || o.meta[k] {
-			return fmt.Errorf("%w: config %s: unknown key %q (the keys are the flag names: see '%s -h')", errUsage, o.file, k, o.fs.Name())
+			return fmt.Errorf("%w: config %s: unknown key %q (the keys are the flag names: see '%s -h')", ErrUsage, o.file, k, o.fs.Name())
 		}
 		v, err := tomlValue(doc[k])
 		if err != nil {
-			return fmt.Errorf("%w: config %s: key %q: %v", errUsage, o.file, k, err)
+			return fmt.Errorf("%w: config %s: key %q: %v", ErrUsage, o.file, k, err)
 		}
 		if onCommandLine[k] {
 			continue
 		}
 		if err := o.fs.Set(k, v); err != nil {
-			return fmt.Errorf("%w: config %s: key %q: %v", errUsage, o.file, k, err)
+			return fmt.Errorf("%w: config %s: key %q: %v", ErrUsage, o.file, k, err)
 		}
 		o.fromFile[k] = true
 	}
@@ -128,28 +128,28 @@ func tomlValue(v any) (string, error) {
 	return "", fmt.Errorf("unsupported value of type %T (want a string, an integer, a boolean or a list of strings)", v)
 }
 
-// label names option name as the operator gave it: the flag, or the key
+// Label names option name as the operator gave it: the flag, or the key
 // in the config file.
-func (o *options) label(name string) string {
+func (o *Options) Label(name string) string {
 	if o.fromFile[name] {
 		return fmt.Sprintf("%s (in %s)", name, o.file)
 	}
 	return "--" + name
 }
 
-// usageErr is a usage error about option name.
-func (o *options) usageErr(name, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", errUsage, o.label(name), fmt.Sprintf(format, args...))
+// UsageErr is a usage error about option name.
+func (o *Options) UsageErr(name, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrUsage, o.Label(name), fmt.Sprintf(format, args...))
 }
 
-// relabel rewrites the "--name: " that node and server errors start with
+// Relabel rewrites the "--name: " that node and server errors start with
 // into the option's label, so an error caused by the config file names
 // the file's key.
-func (o *options) relabel(name string, err error) error {
+func (o *Options) Relabel(name string, err error) error {
 	if !o.fromFile[name] {
 		return err
 	}
-	return &relabeled{err: err, from: "--" + name, to: o.label(name)}
+	return &relabeled{err: err, from: "--" + name, to: o.Label(name)}
 }
 
 type relabeled struct {
@@ -161,7 +161,7 @@ func (r *relabeled) Error() string { return strings.Replace(r.err.Error(), r.fro
 func (r *relabeled) Unwrap() error { return r.err }
 
 // snapshot records every option's value as TOML text.
-func (o *options) snapshot() error {
+func (o *Options) snapshot() error {
 	o.effective = map[string]string{}
 	var err error
 	o.fs.VisitAll(func(f *flag.Flag) {
@@ -181,9 +181,9 @@ func (o *options) snapshot() error {
 	return err
 }
 
-// writeConfig prints the effective options as a TOML config file that
+// WriteConfig prints the effective options as a TOML config file that
 // --config reads back to the same options.
-func (o *options) writeConfig(w io.Writer) error {
+func (o *Options) WriteConfig(w io.Writer) error {
 	names := make([]string, 0, len(o.effective))
 	for n := range o.effective {
 		names = append(names, n)
@@ -207,8 +207,8 @@ func tomlString(s string) (string, error) {
 	return strings.TrimSpace(strings.TrimPrefix(b.String(), "v = ")), nil
 }
 
-// logger builds the daemon's logger in the chosen format.
-func (o *options) logger(w io.Writer, level slog.Level) (*slog.Logger, error) {
+// Logger builds the daemon's logger in the chosen format.
+func (o *Options) Logger(w io.Writer, level slog.Level) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch *o.logFormat {
 	case "text":
@@ -216,5 +216,21 @@ func (o *options) logger(w io.Writer, level slog.Level) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, o.usageErr("log-format", "%q: want text or json", *o.logFormat)
+	return nil, o.UsageErr("log-format", "%q: want text or json", *o.logFormat)
+}
+
+// CheckConfig says --check-config was given: the command checks its
+// options, prints them (WriteConfig) and exits.
+func (o *Options) CheckConfig() bool { return *o.checkConfig }
+
+// Given says the operator set option name, on the command line or in the
+// config file (rather than leaving its default).
+func (o *Options) Given(name string) bool {
+	given := o.fromFile[name]
+	o.fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			given = true
+		}
+	})
+	return given
 }

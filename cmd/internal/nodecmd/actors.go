@@ -1,4 +1,4 @@
-package main
+package nodecmd
 
 import (
 	"context"
@@ -6,14 +6,16 @@ import (
 	"io"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
+
 	"github.com/cyphonic/cyphonic-go/actors/debug"
 )
 
 func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("actors", stderr)
+	fs := cli.NewFlagSet("actors", stderr)
 	addr := fs.String("debug-addr", "127.0.0.1:7480", "the daemon's debug endpoint (host:port)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the daemon")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)

@@ -1,4 +1,4 @@
-package main
+package cloudcmd
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
 	"github.com/cyphonic/cyphonic-go/cloud/server"
@@ -23,7 +25,7 @@ const defaultCADir = "cyphonic-data-ca"
 
 func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: need a subcommand: init, issue, issue-service, revoke or list", errUsage)
+		return fmt.Errorf("%w: need a subcommand: init, issue, issue-service, revoke or list", cli.ErrUsage)
 	}
 	switch args[0] {
 	case "init":
@@ -40,15 +42,15 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "Usage: cyphonic ca init|issue|issue-service|revoke|list [flags]")
 		return nil
 	}
-	return fmt.Errorf("%w: unknown ca subcommand %q", errUsage, args[0])
+	return fmt.Errorf("%w: unknown ca subcommand %q", cli.ErrUsage, args[0])
 }
 
 func caInit(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ca init", stderr)
+	fs := cli.NewFlagSet("ca init", stderr)
 	dir := fs.String("dir", defaultCADir, "directory for ca.crt and ca.key")
 	name := fs.String("name", rootca.DefaultCAName, "the CA's common name")
 	validity := fs.Duration("validity", 10*365*24*time.Hour, "how long the root is valid")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := positive("validity", *validity); err != nil {
@@ -64,32 +66,32 @@ func caInit(args []string, stdout, stderr io.Writer) error {
 }
 
 func caIssue(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ca issue", stderr)
+	fs := cli.NewFlagSet("ca issue", stderr)
 	dir := fs.String("dir", defaultCADir, "the CA directory")
 	fqdn := fs.String("fqdn", "", "issue a node certificate for this FQDN (e.g. alice.example.cyphonic)")
 	service := fs.String("service", "", "issue a cloud service certificate: as, nms or trs")
 	out := fs.String("out", "", "directory to write node.crt, node.key, noise.key and ca.crt (default: the FQDN or service name)")
 	validity := fs.Duration("validity", 365*24*time.Hour, "how long the certificate is valid")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := positive("validity", *validity); err != nil {
 		return err
 	}
 	if (*fqdn == "") == (*service == "") {
-		return fmt.Errorf("%w: give exactly one of --fqdn or --service", errUsage)
+		return fmt.Errorf("%w: give exactly one of --fqdn or --service", cli.ErrUsage)
 	}
 	role, name := pki.RoleNode, "" // name: the service's or the canonical FQDN, below
 	if *service != "" {
 		r, err := pki.ParseRole(*service)
 		if err != nil || !r.IsService() {
-			return fmt.Errorf("%w: --service must be as, nms or trs, not %q", errUsage, *service)
+			return fmt.Errorf("%w: --service must be as, nms or trs, not %q", cli.ErrUsage, *service)
 		}
 		role, name = r, *service
 	} else {
 		canon, err := pki.CanonicalFQDN(*fqdn)
 		if err != nil {
-			return fmt.Errorf("%w: --fqdn: %v", errUsage, err)
+			return fmt.Errorf("%w: --fqdn: %v", cli.ErrUsage, err)
 		}
 		name = canon
 	}
@@ -149,27 +151,27 @@ func caIssue(args []string, stdout, stderr io.Writer) error {
 // "-1h"; the CA would fail later with an obscure message).
 func positive(name string, d time.Duration) error {
 	if d <= 0 {
-		return fmt.Errorf("%w: --%s %v: must be positive (e.g. 8760h for a year)", errUsage, name, d)
+		return fmt.Errorf("%w: --%s %v: must be positive (e.g. 8760h for a year)", cli.ErrUsage, name, d)
 	}
 	return nil
 }
 
 func caRevoke(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ca revoke", stderr)
+	fs := cli.NewFlagSet("ca revoke", stderr)
 	dir := fs.String("dir", defaultCADir, "the CA directory")
 	force := fs.Bool("force", false, "revoke a serial the CA has no record of (issued before it kept one, or by a copy of it)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: need exactly one serial (hex, as 'ca issue' printed it)", errUsage)
+		return fmt.Errorf("%w: need exactly one serial (hex, as 'ca issue' printed it)", cli.ErrUsage)
 	}
 	serial, err := pki.ParseSerial(fs.Arg(0))
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	ca, err := rootca.Load(*dir)
 	if err != nil {
@@ -212,9 +214,9 @@ func caRevoke(args []string, stdout, stderr io.Writer) error {
 }
 
 func caList(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ca list", stderr)
+	fs := cli.NewFlagSet("ca list", stderr)
 	dir := fs.String("dir", defaultCADir, "the CA directory")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	root, err := pki.LoadRoot(*dir)
@@ -272,13 +274,13 @@ func caList(args []string, stdout, stderr io.Writer) error {
 // certificate and the services' certificates, so the cloud runs with the CA
 // key nowhere near it.
 func caIssueService(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ca issue-service", stderr)
+	fs := cli.NewFlagSet("ca issue-service", stderr)
 	dir := fs.String("dir", defaultCADir, "the CA directory")
 	data := fs.String("data", server.DefaultDataDir(), "the cloud's data directory (gets ca/ca.crt and one directory per service)")
 	services := fs.String("services", "as,nms,trs", "services to issue certificates for (comma-separated: as, nms, trs)")
 	validity := fs.Duration("validity", server.ServiceValidity, "how long the certificates are valid")
 	renew := fs.Bool("renew", false, "replace certificates that exist (restart the cloud afterwards)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := positive("validity", *validity); err != nil {
@@ -288,12 +290,12 @@ func caIssueService(args []string, stdout, stderr io.Writer) error {
 	for _, name := range splitList(*services) {
 		r, err := pki.ParseRole(name)
 		if err != nil || !r.IsService() {
-			return fmt.Errorf("%w: --services: %q is not as, nms or trs", errUsage, name)
+			return fmt.Errorf("%w: --services: %q is not as, nms or trs", cli.ErrUsage, name)
 		}
 		roles = append(roles, r)
 	}
 	if len(roles) == 0 {
-		return fmt.Errorf("%w: --services: none given", errUsage)
+		return fmt.Errorf("%w: --services: none given", cli.ErrUsage)
 	}
 	ca, err := rootca.Load(*dir)
 	if err != nil {

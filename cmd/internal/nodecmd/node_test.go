@@ -1,4 +1,4 @@
-package main
+package nodecmd
 
 import (
 	"encoding/json"

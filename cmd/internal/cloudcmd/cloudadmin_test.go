@@ -1,4 +1,4 @@
-package main
+package cloudcmd
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cyphonic/cyphonic-go/cloud/admin"
+	"github.com/cyphonic/cyphonic-go/cmd/internal/clitest"
 )
 
 // TestCloudAdminCLI runs `cyphonic cloud nodes|node|end-session` against a
@@ -31,7 +32,7 @@ func TestCloudAdminCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "no nodes yet") {
 		t.Errorf("nodes before any login: exit %d\n%s%s", code, stdout, stderr)
 	}
-	loginWith(t, alice, asAddr(t, out.String()))
+	loginWith(t, alice, clitest.ASAddr(t, out.String()))
 
 	for _, c := range []struct {
 		args   []string
@@ -63,7 +64,7 @@ func TestCloudAdminCLI(t *testing.T) {
 		}
 	}
 	// The cloud's own config file says where its data is.
-	conf := writeFile(t, filepath.Join(t.TempDir(), "cloud.toml"), "data = \""+data+"\"\n")
+	conf := clitest.WriteFile(t, filepath.Join(t.TempDir(), "cloud.toml"), "data = \""+data+"\"\n")
 	if code, stdout, stderr := runCmd(t, "cloud", "nodes", "--config", conf); code != 0 || !strings.Contains(stdout, "alice.example.cyphonic") {
 		t.Errorf("nodes --config: exit %d\n%s%s", code, stdout, stderr)
 	}

@@ -1,4 +1,4 @@
-package main
+package nodecmd
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
+
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/node"
 )
@@ -17,7 +19,7 @@ import (
 // node's tunnel to PEER (set up first if there is none), each answered by
 // the peer's data plane, with the RTT and the path each took.
 func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ping", stderr)
+	fs := cli.NewFlagSet("ping", stderr)
 	addr := fs.String("debug-addr", defaultNodeDebugAddr, "the node's debug endpoint (host:port)")
 	count := fs.Int("c", 4, "number of pings (1..1000)")
 	interval := fs.Duration("i", time.Second, "wait between pings (at least 10ms)")
@@ -34,7 +36,7 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	rest := fs.Args()
 	if peer == "" && len(rest) > 0 {
@@ -42,15 +44,15 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	switch {
 	case len(rest) > 0:
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, rest[0])
+		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, rest[0])
 	case peer == "":
-		return fmt.Errorf("%w: ping whom? cyphonic ping PEER", errUsage)
+		return fmt.Errorf("%w: ping whom? cyphonic ping PEER", cli.ErrUsage)
 	case *count < 1 || *count > 1000:
-		return fmt.Errorf("%w: -c %d outside 1..1000", errUsage, *count)
+		return fmt.Errorf("%w: -c %d outside 1..1000", cli.ErrUsage, *count)
 	case *interval < 10*time.Millisecond:
-		return fmt.Errorf("%w: -i %s below 10ms", errUsage, *interval)
+		return fmt.Errorf("%w: -i %s below 10ms", cli.ErrUsage, *interval)
 	case *timeout <= 0 || *timeout > 30*time.Second:
-		return fmt.Errorf("%w: --timeout %s outside (0, 30s]", errUsage, *timeout)
+		return fmt.Errorf("%w: --timeout %s outside (0, 30s]", cli.ErrUsage, *timeout)
 	}
 	var rtts []time.Duration
 	sent := 0

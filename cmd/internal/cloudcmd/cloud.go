@@ -1,4 +1,4 @@
-package main
+package cloudcmd
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strings"
 	"syscall"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -23,8 +25,8 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return runCloudAdmin(ctx, args[0], args[1:], stdout, stderr)
 		}
 	}
-	fs := newFlagSet("cloud", stderr)
-	o := newOptions(fs, "cloud")
+	fs := cli.NewFlagSet("cloud", stderr)
+	o := cli.NewOptions(fs, "cloud")
 	data := fs.String("data", server.DefaultDataDir(), "data directory: CA certificate, service certificates, bbolt store (no CA key; a first start creates the CA in <data>-ca)")
 	storeURL := fs.String("store", "", "registry: a bbolt path or redis://host:port/db (default: bbolt in --data)")
 	services := fs.String("services", "as,nms,trs", "services to run here (comma-separated: as, nms, trs)")
@@ -48,12 +50,12 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	signalWorkers := fs.Int("signal-workers", 0, "worker actors NMS (sealed packets, by session) and AS (login DH) each run (default: one per CPU, GOMAXPROCS)")
 	lookupRate := fs.Float64("session-lookup-rate", 0, "store lookups a second NMS makes for packets of sessions it does not hold, before they are authenticated (nodes moving here from another process, or after a restart; default 5000)")
 	verbose := fs.Bool("v", false, "log every login and transaction")
-	if err := o.parse(args); err != nil {
+	if err := o.Parse(args); err != nil {
 		return err
 	}
-	dbg, err := switchable("debug-addr", *debugAddr)
+	dbg, err := cli.Switchable("debug-addr", *debugAddr)
 	if err != nil {
-		return o.relabel("debug-addr", err)
+		return o.Relabel("debug-addr", err)
 	}
 	// Ports: flag.Int takes any int, and the services' uint16 conversion
 	// would turn 99999 into 34463 without a word.
@@ -62,12 +64,12 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		v    int
 	}{{"nms-port", *nmsPort}, {"as-port", *asPort}, {"alt-port", *altPort}, {"trs-port", *trsPort}} {
 		if p.v < 0 || p.v > 65535 {
-			return o.usageErr(p.name, "port %d outside 0..65535", p.v)
+			return o.UsageErr(p.name, "port %d outside 0..65535", p.v)
 		}
 	}
 	if dbg != "" {
-		if err := checkHostPort(dbg, true); err != nil {
-			return o.usageErr("debug-addr", "%q: %v (want host:port, such as 127.0.0.1:7480)", dbg, err)
+		if err := cli.CheckHostPort(dbg, true); err != nil {
+			return o.UsageErr("debug-addr", "%q: %v (want host:port, such as 127.0.0.1:7480)", dbg, err)
 		}
 	}
 	cfg := server.Config{
@@ -75,16 +77,16 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		NMSPort: *nmsPort, ASPort: *asPort, AltPort: *altPort, TRSPort: *trsPort,
 		DebugAddr: dbg, NMSRemote: *nmsRemote, TRSRemote: *trsRemote,
 		SessionIdle: *sessionIdle, RelayIdle: *relayIdle, AdminSocket: *adminSocket,
-		Version: fullVersion(),
+		Version: cli.FullVersion(),
 	}
 	if *sessionIdle < 0 {
-		return o.usageErr("session-idle", "negative duration")
+		return o.UsageErr("session-idle", "negative duration")
 	}
 	if *relayIdle < 0 {
-		return o.usageErr("relay-idle", "negative duration")
+		return o.UsageErr("relay-idle", "negative duration")
 	}
 	if *signalWorkers < 0 {
-		return o.usageErr("signal-workers", "negative count")
+		return o.UsageErr("signal-workers", "negative count")
 	}
 	cfg.SignalWorkers = *signalWorkers
 	if *relayMax < 0 {
@@ -95,30 +97,30 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.RelayMaxSessions, cfg.RelayMaxPerNode = *relayMax, *relayPerNode
 	if *lookupRate < 0 {
-		return o.usageErr("session-lookup-rate", "negative rate")
+		return o.UsageErr("session-lookup-rate", "negative rate")
 	}
 	cfg.NMSTuning.LookupRate = *lookupRate
 	if len(cfg.Services) == 0 {
-		return o.usageErr("services", "none given (want some of as, nms, trs)")
+		return o.UsageErr("services", "none given (want some of as, nms, trs)")
 	}
 	for _, svc := range cfg.Services {
 		if svc != "as" && svc != "nms" && svc != "trs" {
-			return o.usageErr("services", "unknown service %q (want as, nms, trs)", svc)
+			return o.UsageErr("services", "unknown service %q (want as, nms, trs)", svc)
 		}
 	}
 	for _, a := range splitList(*listen) {
 		ip, err := netip.ParseAddr(a)
 		if err != nil {
-			return o.usageErr("listen", "%q is not an IP address (the services bind each given address, e.g. 0.0.0.0,:: for all)", a)
+			return o.UsageErr("listen", "%q is not an IP address (the services bind each given address, e.g. 0.0.0.0,:: for all)", a)
 		}
 		cfg.Listen = append(cfg.Listen, ip)
 	}
 	if len(cfg.Listen) == 0 {
-		return o.usageErr("listen", "no address given")
+		return o.UsageErr("listen", "no address given")
 	}
 	host, port, err := splitHostPort(*remoteAddr)
 	if err != nil {
-		return o.usageErr("remote", "%q: want an IP address and port, such as 127.0.0.1:%d", *remoteAddr, server.DefaultRemotePort)
+		return o.UsageErr("remote", "%q: want an IP address and port, such as 127.0.0.1:%d", *remoteAddr, server.DefaultRemotePort)
 	}
 	cfg.RemoteHost, cfg.RemotePort = host, port
 	for _, l := range []struct {
@@ -129,7 +131,7 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for _, a := range splitList(l.v) {
 			ap, err := netip.ParseAddrPort(a)
 			if err != nil {
-				return o.usageErr(l.name, "%q: want an IP address and port", a)
+				return o.UsageErr(l.name, "%q: want an IP address and port", a)
 			}
 			*l.dst = append(*l.dst, ap)
 		}
@@ -138,13 +140,13 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	if cfg.Logger, err = o.logger(stderr, level); err != nil {
+	if cfg.Logger, err = o.Logger(stderr, level); err != nil {
 		return err
 	}
-	if *o.checkConfig {
+	if o.CheckConfig() {
 		// The cloud's local files are checked as it starts them (the data
 		// directory may not exist yet: a first start makes it).
-		return o.writeConfig(stdout)
+		return o.WriteConfig(stdout)
 	}
 
 	s, err := server.Start(ctx, cfg)
@@ -215,10 +217,10 @@ func joinAddrs(as []netip.AddrPort) string {
 // cloudErr names the option behind a start error the operator can fix by
 // changing one: a port or address another process holds, a data directory
 // another cloud has open.
-func cloudErr(o *options, cfg server.Config, data string, err error) error {
+func cloudErr(o *cli.Options, cfg server.Config, data string, err error) error {
 	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%w: another cloud process has the store in %s open: stop it, or give this one another %s (or a shared --store redis://...)",
-			err, data, o.label("data"))
+			err, data, o.Label("data"))
 	}
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Addr == nil || !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
@@ -246,7 +248,7 @@ func cloudErr(o *options, cfg server.Config, data string, err error) error {
 		if option == "" {
 			return err
 		}
-		return fmt.Errorf("%w: %s is in use (another cloud on this host?): choose another with %s", err, ap, o.label(option))
+		return fmt.Errorf("%w: %s is in use (another cloud on this host?): choose another with %s", err, ap, o.Label(option))
 	}
-	return fmt.Errorf("%w: %s is not an address of this host: fix %s", err, ap.Addr(), o.label(option))
+	return fmt.Errorf("%w: %s is not an address of this host: fix %s", err, ap.Addr(), o.Label(option))
 }

@@ -1,4 +1,4 @@
-package main
+package cloudcmd
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 
 	"github.com/BurntSushi/toml"
 
@@ -27,7 +29,7 @@ var cloudAdminCommands = map[string]string{
 }
 
 func runCloudAdmin(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("cloud "+sub, stderr)
+	fs := cli.NewFlagSet("cloud "+sub, stderr)
 	data := fs.String("data", server.DefaultDataDir(), "the running cloud's data directory (its admin socket is "+admin.SocketName+" there)")
 	socket := fs.String("socket", "", "the admin socket, if not in --data")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the cloud")
@@ -46,22 +48,22 @@ func runCloudAdmin(ctx context.Context, sub string, args []string, stdout, stder
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	rest := fs.Args()
 	if sub != "nodes" && fqdn == "" && len(rest) > 0 {
 		fqdn, rest = rest[0], rest[1:]
 	}
 	if len(rest) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, rest[0])
+		return fmt.Errorf("%w: unexpected argument %q", cli.ErrUsage, rest[0])
 	}
 	if sub != "nodes" && fqdn == "" {
-		return fmt.Errorf("%w: which node? cyphonic cloud %s FQDN", errUsage, sub)
+		return fmt.Errorf("%w: which node? cyphonic cloud %s FQDN", cli.ErrUsage, sub)
 	}
 	if *config != "" {
 		var doc map[string]any
 		if _, err := toml.DecodeFile(*config, &doc); err != nil {
-			return fmt.Errorf("%w: --config: %v", errUsage, err)
+			return fmt.Errorf("%w: --config: %v", cli.ErrUsage, err)
 		}
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -73,8 +75,8 @@ func runCloudAdmin(ctx context.Context, sub string, args []string, stdout, stder
 				*k.dst = v
 			}
 		}
-		if *socket == off {
-			return fmt.Errorf("%w: %s sets admin-socket = %q: that cloud serves no admin socket", errUsage, *config, off)
+		if *socket == cli.Off {
+			return fmt.Errorf("%w: %s sets admin-socket = %q: that cloud serves no admin socket", cli.ErrUsage, *config, cli.Off)
 		}
 	}
 	path := *socket

@@ -1,4 +1,4 @@
-package main
+package nodecmd
 
 import (
 	"context"
@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
 	"github.com/cyphonic/cyphonic-go/actors/dataplane/fallback"
@@ -24,8 +24,8 @@ import (
 const defaultNodeDebugAddr = node.DefaultDebugAddr
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("node", stderr)
-	o := newOptions(fs, "node")
+	fs := cli.NewFlagSet("node", stderr)
+	o := cli.NewOptions(fs, "node")
 	var cfg node.Config
 	fs.StringVar(&cfg.Cloud, "cloud", "", "the cloud's AS address, host:port (required); several, comma-separated (or a name with several records): cloud processes sharing one store, the node fails over among them")
 	fs.StringVar(&cfg.CertDir, "cert", "", "the node's identity directory from 'cyphonic ca issue' (required)")
@@ -51,12 +51,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
 	verbose := fs.Bool("v", false, "log debug messages")
 	memLimit := fs.String("memory-limit", defaultNodeMemoryLimit, "soft limit of the daemon's Go memory (heap, stacks, runtime), as GOMEMLIMIT: the GC works harder near it; 'off' disables it (default: GOMEMLIMIT if set, else "+defaultNodeMemoryLimit+")")
-	if err := o.parse(args); err != nil {
+	if err := o.Parse(args); err != nil {
 		return err
 	}
 	b, err := tun.ParseBackend(*backend)
 	if err != nil {
-		return o.usageErr("tun-backend", "%v", err)
+		return o.UsageErr("tun-backend", "%v", err)
 	}
 	setLimit, err := nodeMemoryLimit(o, *memLimit)
 	if err != nil {
@@ -66,7 +66,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch cfg.SplitDNS {
 	case node.SplitDNSAuto, node.SplitDNSOn, node.SplitDNSOff:
 	default:
-		return o.usageErr("split-dns", "%q: want auto, on or off", cfg.SplitDNS)
+		return o.UsageErr("split-dns", "%q: want auto, on or off", cfg.SplitDNS)
 	}
 	for _, f := range []struct {
 		name string
@@ -76,16 +76,16 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"dns", &cfg.DNS, node.Off}, {"debug-addr", &cfg.DebugAddr, node.Off},
 		{"listen4", &cfg.Listen4, ""}, {"listen6", &cfg.Listen6, ""},
 	} {
-		v, err := switchable(f.name, *f.v)
+		v, err := cli.Switchable(f.name, *f.v)
 		if err != nil {
-			return o.relabel(f.name, err)
+			return o.Relabel(f.name, err)
 		}
 		if v == "" {
 			v = f.off
 		}
 		*f.v = v
 	}
-	if cfg.Upstream == off {
+	if cfg.Upstream == cli.Off {
 		cfg.Upstream = node.Off
 	}
 	for _, d := range []struct {
@@ -93,7 +93,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		v    int64
 	}{{"keepalive", int64(cfg.Keepalive)}, {"peer-keepalive", int64(*peerKeepalive)}, {"peer-dead-after", int64(*peerDeadAfter)}} {
 		if d.v < 0 {
-			return o.usageErr(d.name, "negative duration")
+			return o.UsageErr(d.name, "negative duration")
 		}
 	}
 	timers.deadAfter = *peerDeadAfter
@@ -113,11 +113,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	switch {
 	case cfg.Cloud == "":
-		return fmt.Errorf("%w: --cloud is required", errUsage)
+		return fmt.Errorf("%w: --cloud is required", cli.ErrUsage)
 	case cfg.CertDir == "":
-		return fmt.Errorf("%w: --cert is required", errUsage)
+		return fmt.Errorf("%w: --cert is required", cli.ErrUsage)
 	case cfg.Listen4 == "" && cfg.Listen6 == "":
-		return fmt.Errorf("%w: --listen4 and --listen6 are both off: the node needs a UDP socket", errUsage)
+		return fmt.Errorf("%w: --listen4 and --listen6 are both off: the node needs a UDP socket", cli.ErrUsage)
 	}
 	if err := checkNodeAddrs(o, cfg); err != nil {
 		return err
@@ -126,16 +126,16 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	if cfg.Logger, err = o.logger(stderr, level); err != nil {
+	if cfg.Logger, err = o.Logger(stderr, level); err != nil {
 		return err
 	}
-	cfg.Version = fullVersion()
-	if *o.checkConfig {
+	cfg.Version = cli.FullVersion()
+	if o.CheckConfig() {
 		id, err := node.Check(ctx, cfg)
 		if err != nil {
 			return nodeErr(o, err)
 		}
-		if err := o.writeConfig(stdout); err != nil {
+		if err := o.WriteConfig(stdout); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "# ok: %s, certificate serial %x valid until %s\n", id.FQDN, id.Cert.SerialNumber, id.Cert.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
@@ -166,7 +166,7 @@ type connTimers struct {
 
 // check refuses values the data plane would misbehave with, naming the
 // flag (or config key).
-func (c connTimers) check(o *options) error {
+func (c connTimers) check(o *cli.Options) error {
 	for _, d := range []struct {
 		name     string
 		v        time.Duration
@@ -178,9 +178,9 @@ func (c connTimers) check(o *options) error {
 	} {
 		switch {
 		case d.v < 0:
-			return o.usageErr(d.name, "negative duration")
+			return o.UsageErr(d.name, "negative duration")
 		case d.v > 0 && d.max > 0 && (d.v < d.min || d.v > d.max):
-			return o.usageErr(d.name, "%v is out of range: want %v..%v (or 0 for the default)", d.v, d.min, d.max)
+			return o.UsageErr(d.name, "%v is out of range: want %v..%v (or 0 for the default)", d.v, d.min, d.max)
 		}
 	}
 	passive, silence, dead := orDefault(c.passive, dataplane.DefaultPassiveKeepalive),
@@ -189,9 +189,9 @@ func (c connTimers) check(o *options) error {
 	case silence <= 2*passive:
 		// A peer that only receives answers every passive interval: a
 		// shorter silence would take every such tunnel for a restarted peer.
-		return o.usageErr("peer-silence-after", "%v must be more than twice --peer-passive-keepalive (%v): a healthy peer's keepalives would count as silence", silence, passive)
+		return o.UsageErr("peer-silence-after", "%v must be more than twice --peer-passive-keepalive (%v): a healthy peer's keepalives would count as silence", silence, passive)
 	case silence >= dead:
-		return o.usageErr("peer-silence-after", "%v must be less than --peer-dead-after (%v): the tunnel would be restarted before a new session is tried", silence, dead)
+		return o.UsageErr("peer-silence-after", "%v must be less than --peer-dead-after (%v): the tunnel would be restarted before a new session is tried", silence, dead)
 	}
 	return nil
 }
@@ -205,24 +205,24 @@ func orDefault(v, def time.Duration) time.Duration {
 
 // nodeErr names the option behind a node's start error as the operator
 // gave it; config errors are usage errors.
-func nodeErr(o *options, err error) error {
+func nodeErr(o *cli.Options, err error) error {
 	var oe *node.OptionError
 	if errors.As(err, &oe) {
-		err = o.relabel(oe.Option, err)
+		err = o.Relabel(oe.Option, err)
 	}
 	if errors.Is(err, node.ErrConfig) {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", cli.ErrUsage, err)
 	}
 	return err
 }
 
 // checkNodeAddrs checks the node's addresses before anything opens, so a
 // malformed one is refused at once, naming its option.
-func checkNodeAddrs(o *options, cfg node.Config) error {
+func checkNodeAddrs(o *cli.Options, cfg node.Config) error {
 	for _, c := range strings.Split(cfg.Cloud, ",") {
 		c = strings.TrimSpace(c)
-		if err := checkHostPort(c, false); err != nil {
-			return o.usageErr("cloud", "%q: %v (want host:port, such as 192.0.2.1:7401, or several, comma-separated)", c, err)
+		if err := cli.CheckHostPort(c, false); err != nil {
+			return o.UsageErr("cloud", "%q: %v (want host:port, such as 192.0.2.1:7401, or several, comma-separated)", c, err)
 		}
 	}
 	for _, a := range []struct {
@@ -235,16 +235,16 @@ func checkNodeAddrs(o *options, cfg node.Config) error {
 		ap, err := netip.ParseAddrPort(a.v)
 		switch {
 		case err != nil:
-			return o.usageErr(a.name, "%q: want an IP address and port, such as %s", a.v, example(a.family))
+			return o.UsageErr(a.name, "%q: want an IP address and port, such as %s", a.v, example(a.family))
 		case a.family == 4 && !ap.Addr().Is4():
-			return o.usageErr(a.name, "%q is not an IPv4 address and port, such as %s", a.v, example(4))
+			return o.UsageErr(a.name, "%q is not an IPv4 address and port, such as %s", a.v, example(4))
 		case a.family == 6 && (!ap.Addr().Is6() || ap.Addr().Is4In6()):
-			return o.usageErr(a.name, "%q is not an IPv6 address and port, such as %s", a.v, example(6))
+			return o.UsageErr(a.name, "%q is not an IPv6 address and port, such as %s", a.v, example(6))
 		}
 	}
 	if cfg.Upstream != "" && cfg.Upstream != node.Off {
-		if err := checkHostPort(cfg.Upstream, false); err != nil {
-			return o.usageErr("upstream", "%q: %v (want host:port, such as 192.0.2.53:53)", cfg.Upstream, err)
+		if err := cli.CheckHostPort(cfg.Upstream, false); err != nil {
+			return o.UsageErr("upstream", "%q: %v (want host:port, such as 192.0.2.53:53)", cfg.Upstream, err)
 		}
 	}
 	return nil
@@ -258,24 +258,4 @@ func example(family int) string {
 		return "[::]:7400"
 	}
 	return "127.0.0.1:5353"
-}
-
-// checkHostPort checks host:port with a port in range (0 allowed only if
-// zeroOK).
-func checkHostPort(s string, zeroOK bool) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return err
-	}
-	if host == "" {
-		return errors.New("no host")
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return fmt.Errorf("port %q is not a number in 0..65535", port)
-	}
-	if p == 0 && !zeroOK {
-		return errors.New("port 0")
-	}
-	return nil
 }
