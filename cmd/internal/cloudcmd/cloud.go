@@ -90,10 +90,10 @@ func runCloud(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.SignalWorkers = *signalWorkers
 	if *relayMax < 0 {
-		return o.usageErr("relay-max-sessions", "negative count")
+		return o.UsageErr("relay-max-sessions", "negative count")
 	}
 	if *relayPerNode < 0 {
-		return o.usageErr("relay-max-per-node", "negative count")
+		return o.UsageErr("relay-max-per-node", "negative count")
 	}
 	cfg.RelayMaxSessions, cfg.RelayMaxPerNode = *relayMax, *relayPerNode
 	if *lookupRate < 0 {
