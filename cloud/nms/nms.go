@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
@@ -174,7 +175,10 @@ type Service struct {
 	altAddrs   []netip.AddrPort
 	log        *slog.Logger
 	Counters   Counters
-	sessCount  atomic.Int64
+	// KeepaliveTime is the keepalives' service time (katime.go), for the
+	// process's /metrics.
+	KeepaliveTime prometheus.Histogram
+	sessCount     atomic.Int64
 	// Gauges for metrics: deletions waiting for the store, entries in the
 	// tunnels map.
 	pendingDeletes, tunnelNodes atomic.Int64
@@ -253,7 +257,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		cfg.UnknownSessionTTL = cfg.Retry.Initial
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
-		index: newFQDNIndex(), listGiven: listGiven}
+		index: newFQDNIndex(), listGiven: listGiven, KeepaliveTime: newKeepaliveTime()}
 	s.tunnels = newTunnelMap(&s.tunnelNodes)
 	for i := range cfg.Workers {
 		// The IDs supervise.Spawn gives the root's children: a PID
