@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/big"
 	"net"
 	"net/netip"
 	"runtime"
@@ -433,7 +432,6 @@ type session struct {
 	crlHeld    uint64
 	crlSent    int64
 	crlSentNum uint64
-	serialN    *big.Int // serial, parsed on first use
 	guard      reqGuard // replay and per-node dedup bounds (guard.go)
 	// The observed mappings the store holds for the node, homed here, as
 	// this worker last wrote or read them (locKnown); locJobs counts its
@@ -1037,17 +1035,8 @@ func (w *worker) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 }
 
 // isRevoked checks se against the deny list the actor holds (no file
-// access per packet: the poll keeps w.crl current).
+// access per packet: the poll keeps w.crl current), by the serial as
+// written: no parse or allocation per packet.
 func (w *worker) isRevoked(se *session) bool {
-	if w.crl == nil {
-		return false
-	}
-	if se.serialN == nil {
-		n, err := pki.ParseSerial(se.serial)
-		if err != nil {
-			return false
-		}
-		se.serialN = n
-	}
-	return w.crl.DenyList().Contains(se.serialN)
+	return w.crl.DenyList().ContainsSerial(se.serial)
 }

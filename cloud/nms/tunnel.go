@@ -16,7 +16,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
-	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -253,9 +252,9 @@ func (t *tunnelTx) check(s *Service, r nodesLoaded) *messages.Error {
 // revokedAny reports whether any of serials is on the deny list as the
 // cloud holds it now (not the list the workers last polled: a tunnel to or
 // from a node revoked a moment ago is refused at once). With a DenyList it
-// reads the list once for all of them: each read of the server's list
-// stats its file under one process-wide lock, and Revoked per serial was a
-// sixth of a tunnel setup's CPU.
+// reads the list once for all of them (an atomic load: cloud/server's
+// list is refreshed off this path) and looks the serials up as they are
+// written, without parsing them.
 func (s *Service) revokedAny(serials ...string) bool {
 	if !s.listGiven {
 		for _, x := range serials {
@@ -265,13 +264,9 @@ func (s *Service) revokedAny(serials ...string) bool {
 		}
 		return false
 	}
-	c := s.cfg.DenyList()
-	if c == nil {
-		return false
-	}
-	dl := c.DenyList()
+	dl := s.cfg.DenyList().DenyList()
 	for _, x := range serials {
-		if n, err := pki.ParseSerial(x); err == nil && dl.Contains(n) {
+		if dl.ContainsSerial(x) {
 			return true
 		}
 	}

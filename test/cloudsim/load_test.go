@@ -69,6 +69,7 @@ var (
 	loadTunConc   = flag.Int("load.tunnelconc", 0, "load: tunnel setups in flight at once (default load.conc)")
 	loadPerSocket = flag.Int("load.nodespersocket", 0, "load: registered nodes sharing one UDP socket (default: 1 while the sockets fit in half the open-files limit, else the fewest that fit)")
 	loadKAEarly   = flag.Bool("load.kaearly", false, "load: each node starts keepaliving as soon as it has registered, not once all have: with many nodes the login phase can outlast the cloud's SessionIdle (3 min), and the first nodes' sessions would expire before their first keepalive (login figures then include the keepalives' load)")
+	loadMemRate   = flag.Int("load.memprofilerate", 4096, "load: runtime.MemProfileRate of the cloud process: the default samples finely enough to attribute a few hundred bytes a node in the heap profiles, and costs the cloud ~15% more CPU on allocation-heavy phases (tunnel setups); 0 is Go's default (512 KiB), for CPU figures")
 	loadCloudCPUs = flag.String("load.cloudcpus", "", "load: CPUs for the cloud process (a list as taskset -c takes it, e.g. 1); its GOMAXPROCS follows unless load.cloudprocs is set")
 	loadNodeCPUs  = flag.String("load.nodecpus", "", "load: CPUs for the simulated nodes (this process), e.g. 0; GOMAXPROCS follows")
 	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
@@ -208,7 +209,8 @@ func startLoadCloud(b testing.TB) *cloudProc {
 	b.Helper()
 	dir := filepath.Join(b.TempDir(), "cloud")
 	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+*loadStore, envChild+"_DEBUG=127.0.0.1:0")
+	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+*loadStore, envChild+"_DEBUG=127.0.0.1:0",
+		fmt.Sprintf("%s_MEMRATE=%d", envChild, *loadMemRate))
 	if *loadProcs > 0 {
 		child.Env = append(child.Env, fmt.Sprintf("GOMAXPROCS=%d", *loadProcs))
 	} else if *loadCloudCPUs != "" {
