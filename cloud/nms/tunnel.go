@@ -134,8 +134,12 @@ func (w *worker) startRequest(ctx actor.Context, p *svc.Packet, se *session, env
 		t.peerFQDN = req.PeerFQDN
 		job = func(bg context.Context) nodesLoaded {
 			var r nodesLoaded
-			if r.me, r.meErr = stor.GetNode(bg, fqdn); r.meErr == nil {
-				r.peer, r.peerErr = stor.GetNode(bg, req.PeerFQDN)
+			// Both in one read where the store can (bbolt: one
+			// transaction).
+			r.me, r.meErr, r.peer, r.peerErr = store.GetNodePair(bg, stor, fqdn, req.PeerFQDN)
+			if r.meErr != nil {
+				r.peer, r.peerErr = store.Node{}, nil // refused on the asker's record alone
+				return r
 			}
 			r.peerHomeDown = r.peerErr == nil && nms.homeDown(bg, r.peer)
 			return r
