@@ -102,7 +102,16 @@ func (w *worker) onLocatorRequest(ctx actor.Context, p *svc.Packet, se *session,
 	if env.Type == messages.MsgKeepalive {
 		w.s.Counters.Keepalives.Add(1)
 		if local {
-			w.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
+			// Sealed into the worker's buffer: a keepalive's ack is
+			// never cached (a retransmission is answered afresh), so
+			// it needs no slice of its own.
+			pkt, err := se.sess.SealMessage(w.ackBuf[:0], &w.enc, env.ID, "nms", time.Now(), messages.KeepaliveAck{Observed: p.From})
+			if err != nil {
+				w.s.log.Warn("nms: seal reply", "err", err)
+				return
+			}
+			w.ackBuf = pkt
+			_, _ = p.Conn.WriteToUDPAddrPort(pkt, p.From)
 			w.s.keepaliveAnswered(p.Recv)
 			return
 		}

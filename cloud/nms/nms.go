@@ -511,6 +511,7 @@ type worker struct {
 	cancel   func()
 	crl      *pki.CRL // the newest deny list acted on
 	scratch  []byte
+	ackBuf   []byte // keepalive acks are sealed here: sent at once, never kept (ka.go)
 	enc      messages.Encoder
 	// relayWait: tunnel requests waiting for the TRS, by tunnel ID
 	// (tunnel.go). crlChunks: crl cut into chunks; pushes: deny-list
