@@ -1,6 +1,8 @@
 package cloudsim
 
 import (
+	"math"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -61,4 +63,43 @@ func TestKeepaliveServiceTimeCountsQueueWait(t *testing.T) {
 		t.Fatalf("keepalive that waited %v in the stopped cloud's socket queue (answered after %v): recorded %v, want one over 200 ms", stopped, took, d)
 	}
 	t.Logf("waited %v in the queue, answered after %v: recorded %v", stopped, took, d)
+}
+
+// TestHistogramQuantile: the load tool's reading of a scraped histogram
+// (cumulative buckets, the delta of two scrapes) interpolates within a
+// bucket as Prometheus's histogram_quantile does.
+func TestHistogramQuantile(t *testing.T) {
+	le := []float64{0.001, 0.002, 0.010, math.Inf(1)}
+	scrape := func(counts ...float64) map[string]float64 {
+		m := map[string]float64{}
+		for i, c := range counts {
+			k := strconv.FormatFloat(le[i], 'g', -1, 64)
+			if math.IsInf(le[i], 1) {
+				k = "+Inf"
+			}
+			m[`cyphonic_nms_keepalive_service_seconds_bucket{le="`+k+`"}`] = c
+		}
+		return m
+	}
+	base := kaHistogram(scrape(10, 10, 10, 10))
+	h := kaHistogram(scrape(60, 100, 110, 110)).since(base) // 50 ≤ 1 ms, 40 in (1, 2], 10 in (2, 10]
+	for _, tt := range []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.5, time.Millisecond},
+		{0.7, 1500 * time.Microsecond},
+		{0.95, 6 * time.Millisecond},
+		{1, 10 * time.Millisecond},
+	} {
+		if got := h.quantile(tt.q); got != tt.want {
+			t.Errorf("quantile(%v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	if h.n() != 100 || h.over(0.002) != 10 || h.over(0.010) != 0 {
+		t.Errorf("n %v, over 2 ms %v, over 10 ms %v; want 100, 10, 0", h.n(), h.over(0.002), h.over(0.010))
+	}
+	if over := kaHistogram(scrape(0, 0, 0, 5)).quantile(0.5); over != 10*time.Millisecond {
+		t.Errorf("all past the last bound: %v, want that bound", over)
+	}
 }
