@@ -14,7 +14,9 @@ import (
 // Records are msgpack maps with short keys: unknown keys are ignored and
 // missing ones read as zero, so a newer cloud can add fields while an older
 // one still reads the rest. Addresses are kept in text form so a Redis
-// operator can read them. Encoded by reflection; decoded by record.DecodeMsgpack (recorddec.go: a tunnel setup reads two records), which FuzzRecordDecoders holds to the reflective reading.
+// operator can read them. Encoded by reflection; decoded by
+// record.DecodeMsgpack (recorddec.go: a tunnel setup reads two records),
+// which FuzzRecordDecoders holds to the reflective reading.
 type record struct {
 	FQDN       string         `msgpack:"f"`
 	VIP6       string         `msgpack:"v6,omitempty"`
