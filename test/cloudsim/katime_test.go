@@ -42,7 +42,7 @@ func TestKeepaliveServiceTimeCountsQueueWait(t *testing.T) {
 
 	// One while it is stopped: the datagram waits in the socket's queue.
 	// Continued before the node's first retransmission (500 ms), so one
-	// copy is answered.
+	// copy waits.
 	const stopped = 300 * time.Millisecond
 	if err := syscall.Kill(c.pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,9 @@ func TestKeepaliveServiceTimeCountsQueueWait(t *testing.T) {
 	}
 	took := time.Since(start)
 	d := kaHistogram(c.metrics(t, false)).since(h1)
-	if d.n() != 1 || d.over(0.2) != 1 {
+	// n may be 2 on a slow machine: the node's retransmission at 500 ms,
+	// answered at once, is the second; the first must be over 200 ms.
+	if d.n() < 1 || d.n() > 2 || d.over(0.2) != 1 {
 		t.Fatalf("keepalive that waited %v in the stopped cloud's socket queue (answered after %v): recorded %v, want one over 200 ms", stopped, took, d)
 	}
 	t.Logf("waited %v in the queue, answered after %v: recorded %v", stopped, took, d)
