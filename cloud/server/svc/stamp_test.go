@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
 )
 
 // TestPacketCarriesKernelStamp: a datagram that waited in the socket's
@@ -18,6 +19,28 @@ func TestPacketCarriesKernelStamp(t *testing.T) {
 	sys := actor.NewActorSystem()
 	defer sys.Shutdown()
 	srv, client := listen(t)
+	// Linux turns receive stamping on for the whole stack lazily (a static
+	// key flipped from a work queue when the first socket asks): until then
+	// a datagram is stamped when it is read. Wait until stamps are taken on
+	// arrival, as they are in a running cloud, reading the socket directly.
+	oob := make([]byte, udp.StampCtrlLen)
+	buf := make([]byte, 64)
+	for i := 0; ; i++ {
+		if _, err := client.Write([]byte("warm-up")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		_, oobn, _, _, err := srv.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(time.Unix(0, udp.ReceiveStamp(oob[:oobn]))) >= 15*time.Millisecond {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the kernel never stamped a datagram on arrival")
+		}
+	}
 	sent := time.Now()
 	if _, err := client.Write([]byte("keepalive")); err != nil {
 		t.Fatal(err)
