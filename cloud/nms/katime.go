@@ -11,7 +11,10 @@ import (
 // about the simulator than about NMS): from the kernel's receive stamp of
 // the keepalive's datagram (svc.Packet.Recv, SO_TIMESTAMPNS) to the
 // reply's send, so the time it waited in the socket's queue, in the
-// worker's mailbox and on the store counts.
+// worker's mailbox and on the store counts. (Linux enables arrival
+// stamping for the whole stack lazily, from a work queue, when the first
+// socket asks: the first datagrams after the cloud starts may be stamped
+// when they are read.)
 
 // KeepaliveBuckets are the histogram's upper bounds, in seconds: fine
 // around the 10 ms the issue asks of the p99, so a quantile read from them
