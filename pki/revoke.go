@@ -58,6 +58,40 @@ func (d *DenyList) Contains(serial *big.Int) bool {
 	return ok
 }
 
+// ContainsSerial reports whether the serial written s (hex, as
+// ParseSerial reads it) is revoked. A serial in FormatSerial's form, as
+// the cloud's records hold them, is looked up as it is: no parse, no
+// allocation (tunnel setups check two per request). An unparsable s is
+// not revoked.
+func (d *DenyList) ContainsSerial(s string) bool {
+	if d == nil || len(d.serials) == 0 {
+		return false
+	}
+	if _, ok := d.serials[s]; ok {
+		return true
+	}
+	if canonicalSerial(s) {
+		return false // the one form the set holds: not in it
+	}
+	n, err := ParseSerial(s)
+	return err == nil && d.Contains(n)
+}
+
+// canonicalSerial reports whether s is FormatSerial's form of a positive
+// serial: lower-case hex digits without a leading zero, at most
+// maxSerialHex of them.
+func canonicalSerial(s string) bool {
+	if s == "" || len(s) > maxSerialHex || s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Len is the number of revoked serials.
 func (d *DenyList) Len() int {
 	if d == nil {

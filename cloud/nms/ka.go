@@ -50,6 +50,7 @@ type locatorStored struct {
 	st   *replyState // nil for a keepalive: never cached
 	from netip.AddrPort
 	conn *net.UDPConn
+	recv int64 // the request's kernel receive stamp (svc.Packet.Recv)
 	r    stored
 	// epoch is Service.leaseEpoch when the job was queued: a mapping
 	// learnt across a lapse of the lease may be another NMS's by now.
@@ -101,7 +102,17 @@ func (w *worker) onLocatorRequest(ctx actor.Context, p *svc.Packet, se *session,
 	if env.Type == messages.MsgKeepalive {
 		w.s.Counters.Keepalives.Add(1)
 		if local {
-			w.answer(p, se, env.ID, messages.KeepaliveAck{Observed: p.From})
+			// Sealed into the worker's buffer: a keepalive's ack is
+			// never cached (a retransmission is answered afresh), so
+			// it needs no slice of its own.
+			pkt, err := se.sess.SealMessage(w.ackBuf[:0], &w.enc, env.ID, "nms", time.Now(), messages.KeepaliveAck{Observed: p.From})
+			if err != nil {
+				w.s.log.Warn("nms: seal reply", "err", err)
+				return
+			}
+			w.ackBuf = pkt
+			_, _ = p.Conn.WriteToUDPAddrPort(pkt, p.From)
+			w.s.keepaliveAnswered(p.Recv)
 			return
 		}
 	}
@@ -136,7 +147,7 @@ func (w *worker) onLocatorRequest(ctx actor.Context, p *svc.Packet, se *session,
 			return r
 		}
 	}
-	m := locatorStored{se: se, id: env.ID, typ: env.Type, st: st, from: from, conn: p.Conn, epoch: w.s.leaseEpoch.Load()}
+	m := locatorStored{se: se, id: env.ID, typ: env.Type, st: st, from: from, conn: p.Conn, recv: p.Recv, epoch: w.s.leaseEpoch.Load()}
 	if err := w.s.workers.Do(ctx.Self(), func(bg context.Context) any {
 		m.r = job(bg)
 		return m
@@ -171,6 +182,9 @@ func (w *worker) onLocatorStored(m locatorStored) {
 			w.s.replies.Delete(m.id)
 		}
 		return
+	}
+	if m.typ == messages.MsgKeepalive {
+		defer w.s.keepaliveAnswered(m.recv) // after the reply's send
 	}
 	if m.r.err != nil {
 		w.s.log.Warn("nms: request failed", "type", m.typ, "fqdn", se.fqdn, "err", m.r.err)

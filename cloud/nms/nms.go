@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/big"
 	"net"
 	"net/netip"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cyphonic/cyphonic-go/actors/retransmit"
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
@@ -182,7 +182,10 @@ type Service struct {
 	altAddrs   []netip.AddrPort
 	log        *slog.Logger
 	Counters   Counters
-	sessCount  atomic.Int64
+	// KeepaliveTime is the keepalives' service time (katime.go), for the
+	// process's /metrics.
+	KeepaliveTime prometheus.Histogram
+	sessCount     atomic.Int64
 	// Gauges for metrics: deletions waiting for the store, entries in the
 	// tunnels map.
 	pendingDeletes, tunnelNodes atomic.Int64
@@ -265,7 +268,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		cfg.UnknownSessionTTL = cfg.Retry.Initial
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
-		index: newFQDNIndex(), listGiven: listGiven}
+		index: newFQDNIndex(), listGiven: listGiven, KeepaliveTime: newKeepaliveTime()}
 	s.tunnels = newTunnelMap(&s.tunnelNodes)
 	s.relayTickets.Store(cfg.RelayTickets)
 	for i := range cfg.Workers {
@@ -442,7 +445,6 @@ type session struct {
 	crlHeld    uint64
 	crlSent    int64
 	crlSentNum uint64
-	serialN    *big.Int // serial, parsed on first use
 	guard      reqGuard // replay and per-node dedup bounds (guard.go)
 	// The observed mappings the store holds for the node, homed here, as
 	// this worker last wrote or read them (locKnown); locJobs counts its
@@ -522,6 +524,7 @@ type worker struct {
 	cancel   func()
 	crl      *pki.CRL // the newest deny list acted on
 	scratch  []byte
+	ackBuf   []byte // keepalive acks are sealed here: sent at once, never kept (ka.go)
 	enc      messages.Encoder
 	// relayWait: tunnel requests waiting for the TRS, by tunnel ID
 	// (tunnel.go). crlChunks: crl cut into chunks; pushes: deny-list
@@ -1046,17 +1049,8 @@ func (w *worker) offerDenyList(ctx actor.Context, se *session, now time.Time) {
 }
 
 // isRevoked checks se against the deny list the actor holds (no file
-// access per packet: the poll keeps w.crl current).
+// access per packet: the poll keeps w.crl current), by the serial as
+// written: no parse or allocation per packet.
 func (w *worker) isRevoked(se *session) bool {
-	if w.crl == nil {
-		return false
-	}
-	if se.serialN == nil {
-		n, err := pki.ParseSerial(se.serial)
-		if err != nil {
-			return false
-		}
-		se.serialN = n
-	}
-	return w.crl.DenyList().Contains(se.serialN)
+	return w.crl.DenyList().ContainsSerial(se.serial)
 }

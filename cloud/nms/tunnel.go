@@ -17,7 +17,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
-	"github.com/cyphonic/cyphonic-go/pki"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
 
@@ -137,8 +136,12 @@ func (w *worker) startRequest(ctx actor.Context, p *svc.Packet, se *session, env
 		t.peerFQDN = req.PeerFQDN
 		job = func(bg context.Context) nodesLoaded {
 			var r nodesLoaded
-			if r.me, r.meErr = stor.GetNode(bg, fqdn); r.meErr == nil {
-				r.peer, r.peerErr = stor.GetNode(bg, req.PeerFQDN)
+			// Both in one read where the store can (bbolt: one
+			// transaction).
+			r.me, r.meErr, r.peer, r.peerErr = store.GetNodePair(bg, stor, fqdn, req.PeerFQDN)
+			if r.meErr != nil {
+				r.peer, r.peerErr = store.Node{}, nil // refused on the asker's record alone
+				return r
 			}
 			r.peerHomeDown = r.peerErr == nil && nms.homeDown(bg, r.peer)
 			return r
@@ -264,9 +267,9 @@ func (t *tunnelTx) check(s *Service, r nodesLoaded) *messages.Error {
 // revokedAny reports whether any of serials is on the deny list as the
 // cloud holds it now (not the list the workers last polled: a tunnel to or
 // from a node revoked a moment ago is refused at once). With a DenyList it
-// reads the list once for all of them: each read of the server's list
-// stats its file under one process-wide lock, and Revoked per serial was a
-// sixth of a tunnel setup's CPU.
+// reads the list once for all of them (an atomic load: cloud/server's
+// list is refreshed off this path) and looks the serials up as they are
+// written, without parsing them.
 func (s *Service) revokedAny(serials ...string) bool {
 	if !s.listGiven {
 		for _, x := range serials {
@@ -276,13 +279,9 @@ func (s *Service) revokedAny(serials ...string) bool {
 		}
 		return false
 	}
-	c := s.cfg.DenyList()
-	if c == nil {
-		return false
-	}
-	dl := c.DenyList()
+	dl := s.cfg.DenyList().DenyList()
 	for _, x := range serials {
-		if n, err := pki.ParseSerial(x); err == nil && dl.Contains(n) {
+		if dl.ContainsSerial(x) {
 			return true
 		}
 	}

@@ -35,6 +35,31 @@ type CA struct {
 
 	dir string
 	mu  sync.Mutex // serialises issues and Revoke's read-modify-write of revoked.crl
+
+	// onCRL: called after each deny list this CA writes (OnCRL), under mu.
+	onCRL  map[int]func()
+	nextCB int
+}
+
+// OnCRL calls f after every deny list this CA object signs and writes,
+// before Revoke returns: a cloud process that bootstrapped its CA
+// (cloud/server) learns of its own revocations at once instead of at its
+// next poll of the file. f must not call back into the CA. cancel stops
+// the calls.
+func (ca *CA) OnCRL(f func()) (cancel func()) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if ca.onCRL == nil {
+		ca.onCRL = map[int]func(){}
+	}
+	id := ca.nextCB
+	ca.nextCB++
+	ca.onCRL[id] = f
+	return func() {
+		ca.mu.Lock()
+		defer ca.mu.Unlock()
+		delete(ca.onCRL, id)
+	}
 }
 
 // Init creates a root CA named name, valid for validity from now, and

@@ -83,6 +83,9 @@ func (ca *CA) signCRL(cur *pki.CRL, what string, add []*big.Int) error {
 	if err := pki.ReplaceFile(filepath.Join(ca.dir, pki.CRLFile), der, 0o644); err != nil {
 		return fmt.Errorf("rootca: %s: %w", what, err)
 	}
+	for _, f := range ca.onCRL {
+		f()
+	}
 	return nil
 }
 

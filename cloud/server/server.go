@@ -134,6 +134,8 @@ type Server struct {
 	// The services never use it.
 	CreatedCA string
 	root      *x509.Certificate
+	deny      *denyList
+	stopOnCRL func() // ends CA's calls to deny (nil: no CA here)
 }
 
 func (c *Config) defaults() {
@@ -234,9 +236,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		st = opened
 	}
 	s.store = st
-	deny, err := openDenyList(TrustDir(cfg.DataDir), cfg.Logger)
+	deny, err := openDenyList(TrustDir(cfg.DataDir), denyListPoll, cfg.Logger)
 	if err != nil {
 		return nil, err
+	}
+	s.deny = deny
+	if s.CA != nil {
+		// This process's own CA: its revocations reach the services
+		// before Revoke returns, not at the next poll.
+		s.stopOnCRL = s.CA.OnCRL(deny.refresh)
 	}
 	// Each service is an actor system of its own; the router carries their
 	// frames, straight into the target system when it runs here, through
@@ -436,7 +444,7 @@ func (s *Server) startDebug(ctx context.Context) error {
 	if s.NMS != nil {
 		n := s.NMS
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cyphonic_nms_sessions", Help: "Live node sessions."},
-			func() float64 { return float64(n.Sessions()) }))
+			func() float64 { return float64(n.Sessions()) }), n.KeepaliveTime)
 	}
 	s.debug = debug.NewServer(systemsTree(s.Systems()), s.log)
 	s.debug.Describe(systemsTree(s.Systems()).daemon(), s.cfg.Version)
@@ -507,6 +515,12 @@ func (s *Server) Close(ctx context.Context) error {
 		if err := s.debug.Shutdown(sctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if s.stopOnCRL != nil {
+		s.stopOnCRL()
+	}
+	if s.deny != nil {
+		s.deny.close()
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())

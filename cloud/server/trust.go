@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
@@ -238,17 +239,37 @@ func fileExists(p string) bool {
 // offline, as the README says to, must not empty the list and so un-revoke
 // everything. A start with a dangling link is refused; a link that dangles
 // while running keeps the last list.
+//
+// Readers (every tunnel setup, every login, every gateway handshake) load
+// an atomic pointer: no file access and no lock. It is refreshed off their
+// path: by a poll every denyListPoll (a list copied in by an operator, or
+// written by `cyphonic ca revoke` in another process), and at once after
+// this process's own CA signs a list (a bootstrapped cloud: rootca's
+// OnCRL). Before, each read stat'ed the file three times under two
+// process-wide locks: a sixth of a tunnel setup's CPU (issue 14).
 type denyList struct {
 	file *pki.DenyListFile
 	link string
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	last   *pki.CRL
+	cur atomic.Pointer[pki.CRL] // nil: nothing was ever revoked
+
+	mu     sync.Mutex // serialises refresh
 	warned bool
+
+	stop chan struct{}
+	done chan struct{}
 }
 
-func openDenyList(dir string, log *slog.Logger) (*denyList, error) {
+// denyListPoll is how often the deny list's file is checked for a new
+// version: a revocation from outside this process reaches the AS, the
+// gateway and tunnel setups within it (NMS's own poll, which ends
+// sessions and pushes the list to nodes, adds its DenyListPoll).
+const denyListPoll = 250 * time.Millisecond
+
+// openDenyList opens dir's deny list and polls it every `every` until
+// close.
+func openDenyList(dir string, every time.Duration, log *slog.Logger) (*denyList, error) {
 	link := filepath.Join(dir, pki.CRLFile)
 	if dangling(link) {
 		target, _ := os.Readlink(link)
@@ -259,12 +280,42 @@ func openDenyList(dir string, log *slog.Logger) (*denyList, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &denyList{file: f, link: link, log: log, last: f.CRL()}, nil
+	d := &denyList{file: f, link: link, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	d.cur.Store(f.CRL())
+	go d.poll(every)
+	return d, nil
 }
 
-// CRL is the signed list now (what NMS hands the nodes): pki.DenyListFile's,
-// or the last one while the link dangles. Nil: nothing was ever revoked.
-func (d *denyList) CRL() *pki.CRL {
+func (d *denyList) poll(every time.Duration) {
+	defer close(d.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			d.refresh()
+		case <-d.stop:
+			return
+		}
+	}
+}
+
+// close ends the poll; a second call does nothing.
+func (d *denyList) close() {
+	d.mu.Lock()
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+	}
+	d.mu.Unlock()
+	<-d.done
+}
+
+// refresh rereads the file if it changed (pki.DenyListFile's stat) and
+// publishes the list: pki.DenyListFile's, or the last one while the link
+// dangles.
+func (d *denyList) refresh() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var cur *pki.CRL
@@ -272,16 +323,22 @@ func (d *denyList) CRL() *pki.CRL {
 		cur = d.file.CRL()
 	}
 	if cur == nil || dangling(d.link) { // before or while reading
-		if !d.warned && d.last != nil {
+		if !d.warned && d.cur.Load() != nil {
 			d.log.Warn("server: the deny list's link dangles (the CA moved?); keeping the last list: copy the CA's revoked.crl over it",
 				"path", d.link)
 			d.warned = true
 		}
-		return d.last
+		return
 	}
-	d.last, d.warned = cur, false
-	return cur
+	d.warned = false
+	if last := d.cur.Load(); last == nil || cur.Number > last.Number {
+		d.cur.Store(cur)
+	}
 }
+
+// CRL is the signed list now (what NMS hands the nodes), as of the last
+// refresh. Nil: nothing was ever revoked.
+func (d *denyList) CRL() *pki.CRL { return d.cur.Load() }
 
 // Current is CRL's deny list.
 func (d *denyList) Current() *pki.DenyList { return d.CRL().DenyList() }

@@ -34,7 +34,10 @@ type BoltStore struct {
 	db *bolt.DB
 }
 
-var _ Store = (*BoltStore)(nil)
+var (
+	_ Store      = (*BoltStore)(nil)
+	_ PairGetter = (*BoltStore)(nil)
+)
 
 // OpenBolt opens (creating if needed) the bbolt store at path.
 func OpenBolt(path string) (*BoltStore, error) {
@@ -195,6 +198,32 @@ func (s *BoltStore) GetNode(ctx context.Context, fqdn string) (Node, error) {
 		return Node{}, fmt.Errorf("store: get %q: %w", fqdn, err)
 	}
 	return n, nil
+}
+
+// GetNodePair reads both records in one read transaction (PairGetter).
+func (s *BoltStore) GetNodePair(ctx context.Context, a, b string) (na Node, errA error, nb Node, errB error) {
+	get := func(nodes *bolt.Bucket, fqdn string) (Node, error) {
+		v := nodes.Get([]byte(fqdn))
+		if v == nil {
+			return Node{}, fmt.Errorf("store: get %q: %w", fqdn, ErrNotFound)
+		}
+		n, err := decodeNode(v)
+		if err != nil {
+			return Node{}, fmt.Errorf("store: get %q: %w", fqdn, err)
+		}
+		return n, nil
+	}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		nodes := tx.Bucket(bucketNodes)
+		na, errA = get(nodes, a)
+		nb, errB = get(nodes, b)
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("store: get %q and %q: %w", a, b, err)
+		return Node{}, err, Node{}, err
+	}
+	return na, errA, nb, errB
 }
 
 func (s *BoltStore) LookupSession(ctx context.Context, id SessionID) (Node, error) {

@@ -69,6 +69,9 @@ var (
 	loadTunConc   = flag.Int("load.tunnelconc", 0, "load: tunnel setups in flight at once (default load.conc)")
 	loadPerSocket = flag.Int("load.nodespersocket", 0, "load: registered nodes sharing one UDP socket (default: 1 while the sockets fit in half the open-files limit, else the fewest that fit)")
 	loadKAEarly   = flag.Bool("load.kaearly", false, "load: each node starts keepaliving as soon as it has registered, not once all have: with many nodes the login phase can outlast the cloud's SessionIdle (3 min), and the first nodes' sessions would expire before their first keepalive (login figures then include the keepalives' load)")
+	loadMemRate   = flag.Int("load.memprofilerate", 4096, "load: runtime.MemProfileRate of the cloud process: the default samples finely enough to attribute a few hundred bytes a node in the heap profiles, and costs the cloud ~15% more CPU on allocation-heavy phases (tunnel setups); 0 is Go's default (512 KiB), for CPU figures")
+	loadCloudCPUs = flag.String("load.cloudcpus", "", "load: CPUs for the cloud process (a list as taskset -c takes it, e.g. 1); its GOMAXPROCS follows unless load.cloudprocs is set")
+	loadNodeCPUs  = flag.String("load.nodecpus", "", "load: CPUs for the simulated nodes (this process), e.g. 0; GOMAXPROCS follows")
 	loadTunnelFor = flag.Duration("load.tunnelfor", 0, "load: run the tunnel phase for this long, load.conc setups in flight, instead of load.tunnels setups (with load.profile: the cloud's CPU profile over it, cpu-tunnels.pb.gz)")
 )
 
@@ -137,18 +140,32 @@ func loadSockets(b *testing.B, n, per int) []*SharedSocket {
 
 // latencies collects one operation's durations and errors.
 type latencies struct {
-	mu   sync.Mutex
-	d    []time.Duration
-	errs atomic.Int64
+	mu    sync.Mutex
+	d     []time.Duration
+	errs  atomic.Int64
+	phase *latencies // also collects into this one (mark)
 }
 
 func (l *latencies) add(d time.Duration, err error) {
+	l.mu.Lock()
+	ph := l.phase
+	if err == nil {
+		l.d = append(l.d, d)
+	}
+	l.mu.Unlock()
 	if err != nil {
 		l.errs.Add(1)
-		return
 	}
+	if ph != nil {
+		ph.add(d, err)
+	}
+}
+
+// mark makes l also collect into ph from now on (nil: stop), for one
+// phase's figures beside the whole run's.
+func (l *latencies) mark(ph *latencies) {
 	l.mu.Lock()
-	l.d = append(l.d, d)
+	l.phase = ph
 	l.mu.Unlock()
 }
 
@@ -188,13 +205,20 @@ type cloudProc struct {
 	pid   int
 }
 
-func startLoadCloud(b *testing.B) *cloudProc {
+func startLoadCloud(b testing.TB) *cloudProc {
 	b.Helper()
 	dir := filepath.Join(b.TempDir(), "cloud")
 	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+*loadStore, envChild+"_DEBUG=127.0.0.1:0")
+	child.Env = append(os.Environ(), envChild+"="+dir, envChild+"_STORE="+*loadStore, envChild+"_DEBUG=127.0.0.1:0",
+		fmt.Sprintf("%s_MEMRATE=%d", envChild, *loadMemRate))
 	if *loadProcs > 0 {
 		child.Env = append(child.Env, fmt.Sprintf("GOMAXPROCS=%d", *loadProcs))
+	} else if *loadCloudCPUs != "" {
+		// The runtime sizes GOMAXPROCS from the CPUs it may use at start,
+		// before pinLoad pins it.
+		if set, err := parseCPUs(*loadCloudCPUs); err == nil {
+			child.Env = append(child.Env, fmt.Sprintf("GOMAXPROCS=%d", set.Count()))
+		}
 	}
 	stdin, _ := child.StdinPipe()
 	stdout, _ := child.StdoutPipe()
@@ -231,7 +255,7 @@ func startLoadCloud(b *testing.B) *cloudProc {
 
 // metrics scrapes the cloud's /metrics, after a GC when gc is set (through
 // pprof's heap endpoint), so heap figures are live memory.
-func (c *cloudProc) metrics(b *testing.B, gc bool) map[string]float64 {
+func (c *cloudProc) metrics(b testing.TB, gc bool) map[string]float64 {
 	b.Helper()
 	if gc {
 		if resp, err := http.Get("http://" + c.debug + "/debug/pprof/heap?gc=1"); err == nil {
@@ -354,6 +378,11 @@ func BenchmarkLoad(b *testing.B) {
 		per = NodesPerSocket(N)
 	}
 	c := startLoadCloud(b)
+	if said, err := pinLoad(c.pid, *loadCloudCPUs, *loadNodeCPUs); err != nil {
+		b.Fatal(err)
+	} else if said != "" {
+		fmt.Printf("load: pinned: %s\n", said)
+	}
 	socks := loadSockets(b, N, per)
 	nsock := N
 	if socks != nil {
@@ -439,12 +468,17 @@ func BenchmarkLoad(b *testing.B) {
 		}()
 	}
 	ka0, settleStart := ka.count(), time.Now()
-	cpu0 = c.metrics(b, false)["process_cpu_seconds_total"]
+	m0 := c.metrics(b, false)
+	cpu0, kaCloud0 := m0["process_cpu_seconds_total"], kaHistogram(m0)
+	var kaSettle latencies // the sim-side latencies of the settle phase alone
+	ka.mark(&kaSettle)
 	time.Sleep(*loadSettle)
+	ka.mark(nil)
 	kaDone, settled := ka.count()-ka0, time.Since(settleStart)
-	cpu1 = c.metrics(b, false)["process_cpu_seconds_total"]
-	fmt.Printf("%-24s %.0f/s expected, %.0f/s answered, cloud CPU %.0f µs each\n  keepalive %v\n", "keepalives (settle)", float64(N)/loadKeepalive.Seconds(),
-		float64(kaDone)/settled.Seconds(), (cpu1-cpu0)*1e6/float64(max(kaDone, 1)), &ka)
+	m1 := c.metrics(b, false)
+	cpu1 = m1["process_cpu_seconds_total"]
+	fmt.Printf("%-24s %.0f/s expected, %.0f/s answered, cloud CPU %.0f µs each\n  keepalive (nodes) %v\n  keepalive (cloud) %v\n", "keepalives (settle)", float64(N)/loadKeepalive.Seconds(),
+		float64(kaDone)/settled.Seconds(), (cpu1-cpu0)*1e6/float64(max(kaDone, 1)), &kaSettle, kaHistogram(m1).since(kaCloud0))
 	if cpuDone != nil {
 		<-cpuDone
 	}
@@ -564,6 +598,7 @@ func BenchmarkLoad(b *testing.B) {
 	for _, ss := range socks {
 		unclaimed += ss.Unclaimed()
 	}
-	fmt.Printf("%-24s\n  keepalive %v\n  packets on shared sockets for none of their nodes: %d\n", "keepalives (whole run)", &ka, unclaimed)
+	fmt.Printf("%-24s\n  keepalive (nodes) %v\n  keepalive (cloud) %v\n  packets on shared sockets for none of their nodes: %d\n", "keepalives (whole run)", &ka,
+		kaHistogram(c.metrics(b, false)), unclaimed)
 	b.StopTimer()
 }

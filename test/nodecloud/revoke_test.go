@@ -30,7 +30,21 @@ const revocationDeadline = 10 * time.Second
 // the cloud's push can tell them: NMS has ended bob's session, alice has
 // closed her tunnel to bob, and nothing bob sends reaches alice. Alice's
 // new tunnel requests to bob, and bob's logins, are refused.
+//
+// Twice: revoked through the cloud's own CA object (a bootstrapped cloud:
+// rootca's OnCRL refreshes its deny list at once), and by another CA
+// object on the same directory, as `cyphonic ca revoke` run beside the
+// cloud does: only the cloud's poll of the file sees that one.
 func TestRevocationReachesNodes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		outside bool
+	}{{"own-ca", false}, {"ca-revoke-elsewhere", true}} {
+		t.Run(tc.name, func(t *testing.T) { revocationReachesNodes(t, tc.outside) })
+	}
+}
+
+func revocationReachesNodes(t *testing.T, outside bool) {
 	c := startCloud(t, t.TempDir(), nil)
 	defer c.close(t)
 	slow := func(cfg *node.Config) { cfg.Keepalive = 15 * time.Second }
@@ -47,7 +61,14 @@ func TestRevocationReachesNodes(t *testing.T) {
 		t.Fatalf("NMS holds %d sessions, want 2", n)
 	}
 
-	if err := c.srv.CA.Revoke(bob.serial); err != nil {
+	ca := c.srv.CA
+	if outside {
+		var err error
+		if ca, err = rootca.Load(c.srv.CreatedCA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ca.Revoke(bob.serial); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(revocationDeadline)

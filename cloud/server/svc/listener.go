@@ -12,14 +12,19 @@ import (
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/messages"
+	"github.com/cyphonic/cyphonic-go/transport/udp"
 )
 
 // Packet is one datagram handed to an actor. Call Done when finished with
 // it: the listener bounds the packets in flight.
 type Packet struct {
-	Data  []byte
-	From  netip.AddrPort
-	Conn  *net.UDPConn // the socket it arrived on; answer through it
+	Data []byte
+	From netip.AddrPort
+	Conn *net.UDPConn // the socket it arrived on; answer through it
+	// Recv is when the kernel received it (Unix ns, SO_TIMESTAMPNS; see
+	// ListenUDP), so a service's latency counts the time it waited in the
+	// socket's queue; 0 when the socket gives no stamp.
+	Recv  int64
 	slots *supervise.Limiter
 }
 
@@ -86,6 +91,13 @@ func ListenUDP(addrs []string) ([]*net.UDPConn, error) {
 			return nil, err
 		}
 		conns = append(conns, c)
+		// Packet.Recv: without the kernel's stamp, the time a request
+		// waits in the socket's queue (the wait that grows under load)
+		// would be invisible to the service's latency.
+		if err := udp.StampReceives(c); err != nil {
+			closeAll(conns)
+			return nil, err
+		}
 	}
 	return conns, nil
 }
@@ -154,8 +166,9 @@ func ServeSharded(root *actor.RootContext, targets []*actor.PID, slots []*superv
 func (l *Listener) read(root *actor.RootContext, c *net.UDPConn) {
 	defer l.wg.Done()
 	buf := make([]byte, messages.MaxPacket)
+	oob := make([]byte, udp.StampCtrlLen)
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -178,7 +191,7 @@ func (l *Listener) read(root *actor.RootContext, c *net.UDPConn) {
 		if !slots.Acquire() {
 			continue
 		}
-		p := &Packet{Data: append([]byte(nil), buf[:n]...), From: src, Conn: c, slots: slots}
+		p := &Packet{Data: append([]byte(nil), buf[:n]...), From: src, Conn: c, Recv: udp.ReceiveStamp(oob[:oobn]), slots: slots}
 		root.Send(l.targets[i], p)
 	}
 }
