@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 )
 
 // Admission control for login packets, which anyone can send and which
@@ -86,7 +88,8 @@ type limiter struct {
 	cfg      LimitConfig
 	mu       sync.Mutex
 	sources  map[netip.Addr]*bucket
-	overflow bucket // the sources that found the table full
+	peak     shrink.Peak // of sources, since it was last rebuilt
+	overflow bucket      // the sources that found the table full
 	global   bucket
 	swept    time.Time
 	// loadedUntil: per-source limits are enforced until then.
@@ -134,6 +137,10 @@ func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 	return !login || l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst)
 }
 
+// sweepEvery is how often the per-source table drops refilled buckets
+// even when it is not full (sweep): a scan of at most Sources entries.
+const sweepEvery = 10 * time.Second
+
 // loadHold is how long the AS counts as under load after the last sign of
 // it: long enough that a flood held to its share cannot, by looking quiet
 // for a moment, get the whole budget again.
@@ -168,14 +175,9 @@ func (l *limiter) source(k netip.Addr, evict bool, now time.Time) *bucket {
 		return b
 	}
 	if len(l.sources) >= l.cfg.Sources && now.Sub(l.swept) >= 100*time.Millisecond {
-		// Refilled buckets carry no information. Sweep at most ten times a
-		// second: a table full of live buckets must not cost a scan per packet.
-		l.swept = now
-		for a, b := range l.sources {
-			if b.full(now, l.cfg.PerSource, l.cfg.Burst) {
-				delete(l.sources, a)
-			}
-		}
+		// Sweep at most ten times a second: a table full of live buckets
+		// must not cost a scan per packet.
+		l.sweepLocked(now)
 	}
 	if len(l.sources) >= l.cfg.Sources {
 		if !evict {
@@ -189,6 +191,27 @@ func (l *limiter) source(k netip.Addr, evict bool, now time.Time) *bucket {
 	b := &bucket{}
 	l.sources[k] = b
 	return b
+}
+
+// sweep drops the buckets that have refilled (they carry no information:
+// a new one starts full). The AS's root calls it every sweepEvery, so that
+// the sources of a burst that is over leave the table, and its memory goes
+// with them (the map is rebuilt once far below its peak), rather than
+// waiting for the table to fill.
+func (l *limiter) sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweepLocked(now)
+}
+
+func (l *limiter) sweepLocked(now time.Time) {
+	l.swept = now
+	for a, b := range l.sources {
+		if b.full(now, l.cfg.PerSource, l.cfg.Burst) {
+			delete(l.sources, a)
+		}
+	}
+	l.sources = shrink.Map(l.sources, &l.peak)
 }
 
 // tracked is the size of the per-source table.

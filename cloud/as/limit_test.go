@@ -177,3 +177,25 @@ func TestLimiterProvenLoginNotCrowdedOut(t *testing.T) {
 		t.Fatal("the proven source's third packet at once is not over its share")
 	}
 }
+
+// TestLimiterSweepForgetsIdleSources: the sources of a burst that is over
+// leave the table at the next sweep, whether or not the table filled; a
+// source still over its share stays.
+func TestLimiterSweepForgetsIdleSources(t *testing.T) {
+	l := newLimiter(LimitConfig{Sources: 1 << 14})
+	t0 := time.Unix(1000, 0)
+	for i := range 5000 {
+		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), true, false, t0)
+	}
+	busy := netip.MustParseAddr("192.0.2.1")
+	for range 100 {
+		l.allow(busy, true, false, t0.Add(time.Minute))
+	}
+	if got := l.tracked(); got != 5001 {
+		t.Fatalf("%d sources tracked, want 5001", got)
+	}
+	l.sweep(t0.Add(time.Minute))
+	if got := l.tracked(); got != 1 {
+		t.Fatalf("%d sources tracked after the sweep, want 1 (the one over its share)", got)
+	}
+}
