@@ -107,6 +107,9 @@ type Counters struct {
 	// IDTaken counts logins refused at commit because their session ID was
 	// taken since the challenge chose it (the node logs in again).
 	IDTaken atomic.Uint64
+	// UncheckedIDs counts challenges that named a session ID the store had
+	// not checked (the pool of checked IDs was empty: ids.go).
+	UncheckedIDs atomic.Uint64
 }
 
 // Service is a running AS.
@@ -115,7 +118,6 @@ type Service struct {
 	sys        *supervise.System
 	txs        *txstore.Store[*loginState] // by login packet (loginKey)
 	bySession  *txstore.Store[*loginState] // the same logins, by challenged session ID
-	handovers  *txstore.Store[*commit]     // commits waiting for NMS's ack, by login message ID
 	pending    *window
 	logins     []*actor.PID         // as/worker-<i>: fixed names, good across restarts
 	loginSlots []*supervise.Limiter // per worker: login packets waiting for it
@@ -124,6 +126,7 @@ type Service struct {
 	cookies    *cookie.Checker // login packets' mac1 and mac2
 	workers    *svc.Workers    // store I/O, off the actors' run loops
 	listener   *svc.Listener
+	ids        *idPool // session IDs the store reported free (ids.go)
 	pid        *actor.PID
 	addrs      []netip.AddrPort
 	log        *slog.Logger
@@ -151,6 +154,7 @@ type loginState struct {
 	msg2       atomic.Pointer[[]byte] // the challenge or refusal, for retransmitted login packets
 	final      atomic.Pointer[[]byte] // the sealed answer, for retransmitted confirmations
 	committing atomic.Bool            // a commit transaction runs (or has run)
+	commit     atomic.Pointer[commit] // the one running, for NMS's ack to find
 }
 
 func sessionKey(id uint32) txstore.ID {
@@ -203,18 +207,10 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		txs.Close()
 		return nil, err
 	}
-	// At most one commit per pending login waits for NMS.
-	handovers, err := txstore.New[*commit](txstore.Config{MaxEntries: int64(8 * cfg.MaxPending)})
-	if err != nil {
-		txs.Close()
-		bySession.Close()
-		return nil, err
-	}
 	conns, err := svc.ListenUDP(cfg.Listen)
 	if err != nil {
 		txs.Close()
 		bySession.Close()
-		handovers.Close()
 		return nil, fmt.Errorf("as: listen: %w", err)
 	}
 	for _, c := range conns {
@@ -223,7 +219,7 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		// Failure (rmem_max) only costs burst capacity.
 		_ = c.SetReadBuffer(udp.SocketBufferSize)
 	}
-	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, handovers: handovers, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
+	s := &Service{cfg: cfg, sys: sys, txs: txs, bySession: bySession, log: cfg.Logger.With("service", "as"), addrs: svc.LocalAddrs(conns),
 		pending: newWindow(cfg.PendingTTL, cfg.MaxPending), limit: newLimiter(cfg.Limits),
 		cookies: cookie.NewChecker(pki.RoleAS.ServiceFQDN(), nil),
 		prefix6: pki.DefaultVIP6, prefix4: pki.DefaultVIP4, seed: maphash.MakeSeed()}
@@ -235,6 +231,8 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		s.loginSlots = append(s.loginSlots, supervise.NewLimiter(share))
 	}
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
+	s.ids = &idPool{draw: randomSessionID, filling: true}
+	s.refillIDs() // checked IDs on hand for the first logins
 	ready, once := make(chan struct{}), new(sync.Once)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen), ready: ready, readyOnce: once}
@@ -254,7 +252,6 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		s.workers.Close()
 		txs.Close()
 		bySession.Close()
-		handovers.Close()
 		return nil, err
 	}
 	s.pid = pid
@@ -331,7 +328,6 @@ func (s *Service) Close() {
 	s.workers.Close()
 	s.txs.Close()
 	s.bySession.Close()
-	s.handovers.Close()
 }
 
 // admit runs in the socket readers, before a packet is copied or reaches
@@ -664,15 +660,9 @@ func (t *challengeTx) run() {
 		t.refuse(messages.Error{Code: messages.CodeBadRequest, Message: "clock skew"}, err, now)
 		return
 	}
-	// A session ID no other pending login holds (PutNode refuses one a live
-	// session holds, at commit).
-	id := randomSessionID()
-	for range 3 {
-		if _, taken := s.bySession.Get(sessionKey(id)); !taken {
-			break
-		}
-		id = randomSessionID()
-	}
+	// A session ID the store reported free and no other pending login
+	// holds (ids.go; PutNode refuses one a live session holds, at commit).
+	id := s.sessionID()
 	msg2, keys, err := a.Challenge(id, "as", now)
 	if err != nil {
 		s.txs.Delete(t.key)
@@ -720,10 +710,11 @@ func (t *challengeTx) refuse(e messages.Error, why error, now time.Time) {
 // is not an actor (one per login grew protoactor's process registry, which
 // never shrinks, by a name per login ever made): the actor that opened
 // the confirmation runs its steps as messages of its own, the store jobs'
-// results carry it, and NMS's acknowledgement finds it in the handovers
-// cache under the login's message ID (the seeds' rule: a transaction's
-// state under its message ID, whichever actor continues it). One runs per
-// login at a time (loginState.committing).
+// results carry it, and NMS's acknowledgement finds it through the login's
+// state in the bySession cache (the ack names the session) and checks it
+// by the login's message ID, which the ack carries: the seeds' rule, a
+// transaction's state in the transaction cache, whichever actor continues
+// it. One runs per login at a time (loginState.committing).
 type commit struct {
 	st   *loginState
 	from netip.AddrPort // where the confirmation came from
@@ -786,8 +777,17 @@ func (s *Service) onHandoverAck(f svc.Frame) {
 		s.log.Warn("as: unexpected message from NMS", "type", f.Envelope.Type)
 		return
 	}
-	c, ok := s.handovers.Get(txstore.ID(f.Envelope.ID))
-	if !ok || c.done {
+	ack, err := messages.DecodeBody[messages.KeyHandoverAck](f.Envelope)
+	if err != nil {
+		s.log.Warn("as: bad key handover ack", "err", err)
+		return
+	}
+	st, ok := s.bySession.Get(sessionKey(ack.SessionID))
+	if !ok || st.id != f.Envelope.ID {
+		return // the login is gone (its pending state expired)
+	}
+	c := st.commit.Load()
+	if c == nil || c.done {
 		return // late: the commit timed out (the node's retransmission commits again)
 	}
 	pkt, err := c.seal(c.reply)
@@ -883,13 +883,7 @@ func (s *Service) onSaved(ctx actor.Context, m loginSaved) {
 		s.refuseCommit(c, messages.Error{Code: messages.CodeInternal}, err)
 		return
 	}
-	// Findable by the ack before the handover can be acked; kept a little
-	// past the timeout (finish deletes it sooner).
-	if err := s.handovers.Put(txstore.ID(c.st.id), c, 2*s.cfg.HandoverTimeout); err != nil {
-		s.log.Debug("as: handover not tracked, dropping login", "fqdn", c.st.fqdn, "err", err)
-		s.finish(c, nil)
-		return
-	}
+	c.st.commit.Store(c) // for the ack to find, before it can come
 	if err := s.cfg.Link.Request(ctx.Self(), s.cfg.NMS, frame); err != nil {
 		// The same answer as an NMS that never acknowledges, without the wait.
 		s.Counters.Failed.Add(1)
@@ -921,17 +915,26 @@ func (s *Service) finish(c *commit, pkt []byte) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
-	s.handovers.Delete(txstore.ID(st.id))
+	st.commit.CompareAndSwap(c, nil)
 	if pkt != nil {
 		// The node has moved on from its login packet: only its
 		// confirmation's retransmissions still need an answer.
 		s.txs.Delete(st.key)
 		st.msg2.Store(nil)
 		st.final.Store(&pkt)
-		if err := s.bySession.Put(sessionKey(st.session), st, s.cfg.PendingTTL); err != nil {
+		s.send(c.conn, pkt, c.from, c.size)
+		// Kept for the retransmissions a full PendingTTL from now, off the
+		// actor: a Put waits for the cache to apply it, and every login's
+		// commit runs here. Refused (the store workers saturated), the
+		// entry lives on from its challenge.
+		if err := s.workers.Do(nil, func(context.Context) any {
+			if err := s.bySession.Put(sessionKey(st.session), st, s.cfg.PendingTTL); err != nil {
+				s.log.Debug("as: login answer not kept for retransmissions", "err", err)
+			}
+			return nil
+		}); err != nil {
 			s.log.Debug("as: login answer not kept for retransmissions", "err", err)
 		}
-		s.send(c.conn, pkt, c.from, c.size)
 	} else {
 		st.committing.Store(false)
 	}
