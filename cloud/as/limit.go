@@ -1,6 +1,7 @@
 package as
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 	"time"
@@ -94,6 +95,9 @@ type limiter struct {
 	swept    time.Time
 	// loadedUntil: per-source limits are enforced until then.
 	loadedUntil time.Time
+	// rate is the smoothed rate of admitted logins at rateAt (loginRate).
+	rate   float64
+	rateAt time.Time
 }
 
 func newLimiter(cfg LimitConfig) *limiter {
@@ -117,8 +121,9 @@ func sourceKey(a netip.Addr) netip.Addr {
 // busy says the AS holds many pending logins.
 //
 // Every source is metered, but its bucket is enforced only while the AS
-// is under load (the global budget below half, or busy, within the last
-// loadHold), as WireGuard does: otherwise many nodes behind one NAT address
+// is under load (logins admitted at over half the budget, smoothed over
+// about a second, or the budget spent, or busy, within the last loadHold),
+// as WireGuard does: otherwise many nodes behind one NAT address
 // logging in at once (a site after a power cut) would be throttled for
 // nothing. Under load each flooding source is held to its share - and
 // having been metered all along, a flooder's bucket is already empty when
@@ -127,14 +132,40 @@ func sourceKey(a netip.Addr) netip.Addr {
 func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if busy || l.global.level(now, l.cfg.Logins, l.cfg.LoginBurst) < l.cfg.LoginBurst/2 {
+	if busy || l.global.level(now, l.cfg.Logins, l.cfg.LoginBurst) < 1 || l.loginRate(now) > l.cfg.Logins/2 {
 		l.loadedUntil = now.Add(loadHold)
 	}
 	ok := l.source(sourceKey(from), login, now).take(now, l.cfg.PerSource, l.cfg.Burst)
 	if !ok && now.Before(l.loadedUntil) {
 		return false
 	}
-	return !login || l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst)
+	if !login {
+		return true
+	}
+	if !l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst) {
+		return false
+	}
+	l.rate, l.rateAt = l.loginRate(now)+1/rateTau.Seconds(), now
+	return true
+}
+
+// rateTau is the time constant of the login rate that signals load: about
+// a second of logins, so that legitimate logins arriving in clumps (a
+// burst of nodes, retransmissions in step) do not read as load when their
+// rate is far below the budget. (The bucket's level was the sign before:
+// at 526 logins/s, a quarter of the budget, clumps of 128 above the refill
+// put the AS under load, and every login paid a cookie round trip.) A
+// flood still shows at once: it empties the bucket.
+const rateTau = time.Second
+
+// loginRate is the smoothed rate of logins admitted to the Diffie-Hellman
+// at now (an exponentially weighted average, time constant rateTau).
+func (l *limiter) loginRate(now time.Time) float64 {
+	d := now.Sub(l.rateAt)
+	if d <= 0 {
+		return l.rate
+	}
+	return l.rate * math.Exp(-d.Seconds()/rateTau.Seconds())
 }
 
 // sweepEvery is how often the per-source table drops refilled buckets
