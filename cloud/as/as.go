@@ -104,13 +104,19 @@ type Counters struct {
 	// Cookies counts logins answered with a cookie (under load, without a
 	// valid mac2): unproven sources, no work done for them.
 	Cookies atomic.Uint64
+	// IDTaken counts logins refused at commit because their session ID was
+	// taken since the challenge chose it (the node logs in again).
+	IDTaken atomic.Uint64
+	// UncheckedIDs counts challenges that named a session ID the store had
+	// not checked (the pool of checked IDs was empty: ids.go).
+	UncheckedIDs atomic.Uint64
 }
 
 // Service is a running AS.
 type Service struct {
 	cfg        Config
 	sys        *supervise.System
-	txs        *txstore.Store[*loginState] // by login message ID
+	txs        *txstore.Store[*loginState] // by login packet (loginKey)
 	bySession  *txstore.Store[*loginState] // the same logins, by challenged session ID
 	pending    *window
 	logins     []*actor.PID         // as/worker-<i>: fixed names, good across restarts
@@ -120,6 +126,7 @@ type Service struct {
 	cookies    *cookie.Checker // login packets' mac1 and mac2
 	workers    *svc.Workers    // store I/O, off the actors' run loops
 	listener   *svc.Listener
+	ids        *idPool // session IDs the store reported free (ids.go)
 	pid        *actor.PID
 	addrs      []netip.AddrPort
 	log        *slog.Logger
@@ -147,6 +154,7 @@ type loginState struct {
 	msg2       atomic.Pointer[[]byte] // the challenge or refusal, for retransmitted login packets
 	final      atomic.Pointer[[]byte] // the sealed answer, for retransmitted confirmations
 	committing atomic.Bool            // a commit transaction runs (or has run)
+	commit     atomic.Pointer[commit] // the one running, for NMS's ack to find
 }
 
 func sessionKey(id uint32) txstore.ID {
@@ -223,6 +231,8 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		s.loginSlots = append(s.loginSlots, supervise.NewLimiter(share))
 	}
 	s.workers = svc.NewWorkers(sys.Root(), cfg.StoreWorkers, cfg.StoreQueue)
+	s.ids = &idPool{draw: randomSessionID, filling: true}
+	s.refillIDs() // checked IDs on hand for the first logins
 	ready, once := make(chan struct{}), new(sync.Once)
 	pid, err := sys.Spawn(nil, "as", "as", actor.PropsFromProducer(func() actor.Actor {
 		return &root{s: s, scratch: make([]byte, 0, messages.MaxEnvelopeLen), ready: ready, readyOnce: once}
@@ -450,13 +460,21 @@ func refusal(err error) messages.Error {
 }
 
 // root is the AS's root actor: it spawns the login workers and takes the
-// confirmations (sealed packets), which start the commit transactions.
+// confirmations (sealed packets), which start the commit transactions, and
+// runs those (commit). They run here rather than on the login workers:
+// a commit's steps are a few microseconds each, and on a worker each would
+// wait behind that worker's queue of Diffie-Hellmans (a share of
+// MaxChallenging, ~1 ms each) three times over.
 type root struct {
 	s         *Service
 	scratch   []byte
 	ready     chan struct{}
 	readyOnce *sync.Once
+	stopSweep func()
 }
+
+// sweepTick: time to sweep the per-source table (limiter.sweep).
+type sweepTick struct{}
 
 func (r *root) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -471,8 +489,26 @@ func (r *root) Receive(ctx actor.Context) {
 			}
 		}
 		r.readyOnce.Do(func() { close(r.ready) })
+		r.stopSweep = supervise.Every(ctx, sweepEvery, sweepTick{})
+	case *actor.Stopping, *actor.Restarting:
+		if r.stopSweep != nil {
+			r.stopSweep()
+		}
+	case sweepTick:
+		r.s.limit.sweep(time.Now())
 	case *svc.Packet:
 		r.onPacket(ctx, m)
+	default:
+		if r.s.onCommitStep(ctx, m) {
+			return
+		}
+		if f, ok, err := svc.DecodeFrame(m); ok {
+			if err != nil {
+				r.s.log.Warn("as: bad frame from NMS", "err", err)
+				return
+			}
+			r.s.onHandoverAck(f)
+		}
 	}
 }
 
@@ -570,11 +606,7 @@ func (r *root) onConfirm(ctx actor.Context, p *svc.Packet) {
 		s.Counters.Duplicates.Add(1) // the commit in flight answers it
 		return
 	}
-	tx := &loginTx{s: s, st: st, from: p.From, conn: p.Conn, size: len(p.Data)}
-	if _, err := supervise.Spawn(ctx, "login", "tx-"+st.id.String(), actor.PropsFromProducer(func() actor.Actor { return tx })); err != nil {
-		st.committing.Store(false)
-		s.log.Warn("as: spawn login transaction", "err", err)
-	}
+	s.startCommit(ctx, &commit{st: st, from: p.From, conn: p.Conn, size: len(p.Data)})
 }
 
 // challengeTx checks a login packet's certificate and answers it with a
@@ -628,15 +660,9 @@ func (t *challengeTx) run() {
 		t.refuse(messages.Error{Code: messages.CodeBadRequest, Message: "clock skew"}, err, now)
 		return
 	}
-	// A session ID no other pending login holds (PutNode refuses one a live
-	// session holds, at commit).
-	id := randomSessionID()
-	for range 3 {
-		if _, taken := s.bySession.Get(sessionKey(id)); !taken {
-			break
-		}
-		id = randomSessionID()
-	}
+	// A session ID the store reported free and no other pending login
+	// holds (ids.go; PutNode refuses one a live session holds, at commit).
+	id := s.sessionID()
 	msg2, keys, err := a.Challenge(id, "as", now)
 	if err != nil {
 		s.txs.Delete(t.key)
@@ -678,11 +704,18 @@ func (t *challengeTx) refuse(e messages.Error, why error, now time.Time) {
 	s.send(t.conn, pkt, t.from, len(t.pkt))
 }
 
-// loginTx commits a proven login: read and write the registry on the
-// store workers (never on the actor's run loop), hand the session key to
-// NMS and answer the node, sealed, once NMS has it.
-type loginTx struct {
-	s    *Service
+// commit is the transaction that commits a proven login: read and write
+// the registry on the store workers (never on an actor's run loop), hand
+// the session key to NMS and answer the node, sealed, once NMS has it. It
+// is not an actor (one per login grew protoactor's process registry, which
+// never shrinks, by a name per login ever made): the actor that opened
+// the confirmation runs its steps as messages of its own, the store jobs'
+// results carry it, and NMS's acknowledgement finds it through the login's
+// state in the bySession cache (the ack names the session) and checks it
+// by the login's message ID, which the ack carries: the seeds' rule, a
+// transaction's state in the transaction cache, whichever actor continues
+// it. One runs per login at a time (loginState.committing).
+type commit struct {
 	st   *loginState
 	from netip.AddrPort // where the confirmation came from
 	conn *net.UDPConn
@@ -691,68 +724,94 @@ type loginTx struct {
 	now     time.Time
 	reply   messages.LoginReply
 	expires time.Time
+	timer   *time.Timer // the handover's timeout, once sent
+	done    bool        // finished: a late step or timeout does nothing
 }
 
-// Results of the transaction's store jobs.
+// Messages of a commit's steps, to the actor running it.
 type (
 	// loginLoaded: the node's VIPs (allocated on first login) and record.
 	loginLoaded struct {
+		c          *commit
 		vip6, vip4 netip.Addr
 		node       store.Node
 		err        error // refusal(err) for the node
 	}
 	// loginSaved: the record with the new session is stored.
 	loginSaved struct {
+		c    *commit
 		node store.Node
 		err  error
 	}
+	// handoverTimeout: NMS did not acknowledge the key handover in time.
+	handoverTimeout struct{ c *commit }
 )
 
-func (t *loginTx) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		t.start(ctx)
+// onCommitStep runs a commit's step; false if m is not one.
+func (s *Service) onCommitStep(ctx actor.Context, m any) bool {
+	switch m := m.(type) {
 	case loginLoaded:
-		t.onLoaded(ctx, m)
+		if !m.c.done {
+			s.onLoaded(ctx, m)
+		}
 	case loginSaved:
-		t.onSaved(ctx, m)
-	case *actor.ReceiveTimeout:
-		t.s.Counters.Failed.Add(1)
-		t.s.log.Warn("as: NMS did not acknowledge the key handover", "fqdn", t.st.fqdn, "session", t.st.session)
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Message: "NMS unavailable", Retry: true}, nil)
+		if !m.c.done {
+			s.onSaved(ctx, m)
+		}
+	case handoverTimeout:
+		if !m.c.done {
+			s.Counters.Failed.Add(1)
+			s.log.Warn("as: NMS did not acknowledge the key handover", "fqdn", m.c.st.fqdn, "session", m.c.st.session)
+			s.refuseCommit(m.c, messages.Error{Code: messages.CodeInternal, Message: "NMS unavailable", Retry: true}, nil)
+		}
 	default:
-		f, ok, err := svc.DecodeFrame(m)
-		if !ok {
-			return
-		}
-		if err != nil || f.Envelope.Type != messages.MsgKeyHandoverAck || f.Envelope.ID != t.st.id {
-			t.s.log.Warn("as: unexpected message from NMS", "type", f.Envelope.Type, "err", err)
-			return
-		}
-		ctx.SetReceiveTimeout(0)
-		pkt, err := t.seal(t.reply)
-		if err != nil {
-			t.s.log.Warn("as: seal login reply", "err", err)
-			t.finish(ctx, nil)
-			return
-		}
-		t.finish(ctx, pkt)
-		t.s.Counters.Accepted.Add(1)
-		t.s.log.Info("as: login accepted", "fqdn", t.st.fqdn, "session", t.st.session, "from", t.from)
+		return false
 	}
+	return true
 }
 
-func (t *loginTx) seal(body messages.Body) ([]byte, error) {
-	return t.st.sess.SealMessage(nil, messages.NewEncoder(), t.st.id, "as", time.Now(), body)
+// onHandoverAck finishes the commit NMS acknowledged, found by the login's
+// message ID.
+func (s *Service) onHandoverAck(f svc.Frame) {
+	if f.Envelope.Type != messages.MsgKeyHandoverAck {
+		s.log.Warn("as: unexpected message from NMS", "type", f.Envelope.Type)
+		return
+	}
+	ack, err := messages.DecodeBody[messages.KeyHandoverAck](f.Envelope)
+	if err != nil {
+		s.log.Warn("as: bad key handover ack", "err", err)
+		return
+	}
+	st, ok := s.bySession.Get(sessionKey(ack.SessionID))
+	if !ok || st.id != f.Envelope.ID {
+		return // the login is gone (its pending state expired)
+	}
+	c := st.commit.Load()
+	if c == nil || c.done {
+		return // late: the commit timed out (the node's retransmission commits again)
+	}
+	pkt, err := c.seal(c.reply)
+	if err != nil {
+		s.log.Warn("as: seal login reply", "err", err)
+		s.finish(c, nil)
+		return
+	}
+	s.finish(c, pkt)
+	s.Counters.Accepted.Add(1)
+	s.log.Info("as: login accepted", "fqdn", c.st.fqdn, "session", c.st.session, "from", c.from)
 }
 
-func (t *loginTx) start(ctx actor.Context) {
-	t.now = time.Now()
-	st, name := t.s.cfg.Store, t.st.fqdn
-	t.offload(ctx, func(bg context.Context) any {
+func (c *commit) seal(body messages.Body) ([]byte, error) {
+	return c.st.sess.SealMessage(nil, messages.NewEncoder(), c.st.id, "as", time.Now(), body)
+}
+
+func (s *Service) startCommit(ctx actor.Context, c *commit) {
+	c.now = time.Now()
+	st, name := s.cfg.Store, c.st.fqdn
+	s.offload(ctx, c, func(bg context.Context) any {
 		// The VIPs are the certificate's: the offline CA allocated them and
 		// signed the binding, which peers check at the handshake.
-		r := loginLoaded{vip6: t.st.vip6, vip4: t.st.vip4}
+		r := loginLoaded{c: c, vip6: c.st.vip6, vip4: c.st.vip4}
 		r.node, r.err = st.GetNode(bg, name)
 		if errors.Is(r.err, store.ErrNotFound) {
 			r.node, r.err = store.Node{}, nil
@@ -761,102 +820,124 @@ func (t *loginTx) start(ctx actor.Context) {
 	})
 }
 
-// offload runs job on the store workers. When they are saturated the
-// commit is dropped without an answer, so the node's retransmitted
-// confirmation starts it again.
-func (t *loginTx) offload(ctx actor.Context, job svc.Job) {
-	if err := t.s.workers.Do(ctx.Self(), job); err != nil {
-		t.s.Counters.Busy.Add(1)
-		t.s.log.Debug("as: store busy, dropping login", "fqdn", t.st.fqdn, "err", err)
-		t.finish(ctx, nil)
+// offload runs job on the store workers; its result comes back to the
+// actor running the commit. When they are saturated the commit is dropped
+// without an answer, so the node's retransmitted confirmation starts it
+// again.
+func (s *Service) offload(ctx actor.Context, c *commit, job svc.Job) {
+	if err := s.workers.Do(ctx.Self(), job); err != nil {
+		s.Counters.Busy.Add(1)
+		s.log.Debug("as: store busy, dropping login", "fqdn", c.st.fqdn, "err", err)
+		s.finish(c, nil)
 	}
 }
 
-func (t *loginTx) onLoaded(ctx actor.Context, m loginLoaded) {
+func (s *Service) onLoaded(ctx actor.Context, m loginLoaded) {
+	c := m.c
 	if m.err != nil {
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
+		s.refuseCommit(c, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
 		return
 	}
-	s := t.s
-	t.expires = t.now.Add(s.cfg.SessionTTL)
-	t.reply = messages.LoginReply{
-		FQDN: t.st.fqdn, VIP6: m.vip6, VIP4: m.vip4, Prefix6: s.prefix6, Prefix4: s.prefix4,
+	c.expires = c.now.Add(s.cfg.SessionTTL)
+	c.reply = messages.LoginReply{
+		FQDN: c.st.fqdn, VIP6: m.vip6, VIP4: m.vip4, Prefix6: s.prefix6, Prefix4: s.prefix4,
 		NMS: s.cfg.NMSAddrs, NATProbe: s.cfg.NATProbe, SessionTTL: uint32(s.cfg.SessionTTL / time.Second),
-		SessionID: t.st.session, // named in the challenge; PutNode refuses one another node holds
+		SessionID: c.st.session, // named in the challenge; PutNode refuses one another node holds
 	}
 	if s.cfg.OtherClouds != nil {
-		t.reply.NMS, t.reply.NATProbe = withOtherClouds(s.cfg.NMSAddrs, s.cfg.NATProbe, s.cfg.OtherClouds())
+		c.reply.NMS, c.reply.NATProbe = withOtherClouds(s.cfg.NMSAddrs, s.cfg.NATProbe, s.cfg.OtherClouds())
 	}
 	// The record's old session, if any, loses its index in the same write
 	// (a new login replaces the old session): only now that the node has
 	// proven its key.
 	node := m.node
-	node.FQDN, node.VIP6, node.VIP4 = t.st.fqdn, m.vip6, m.vip4
-	node.CertSerial, node.CertNotAfter = t.st.serial, t.st.notAfter
-	keys := t.st.keys
-	node.Session = store.Session{ID: t.st.session, NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: t.expires}
-	node.Updated = t.now
+	node.FQDN, node.VIP6, node.VIP4 = c.st.fqdn, m.vip6, m.vip4
+	node.CertSerial, node.CertNotAfter = c.st.serial, c.st.notAfter
+	keys := c.st.keys
+	node.Session = store.Session{ID: c.st.session, NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: c.expires}
+	node.Updated = c.now
 	st := s.cfg.Store
-	t.offload(ctx, func(bg context.Context) any {
-		return loginSaved{node: node, err: st.PutNode(bg, node)}
+	s.offload(ctx, c, func(bg context.Context) any {
+		return loginSaved{c: c, node: node, err: st.PutNode(bg, node)}
 	})
 }
 
-func (t *loginTx) onSaved(ctx actor.Context, m loginSaved) {
+func (s *Service) onSaved(ctx actor.Context, m loginSaved) {
+	c := m.c
 	if m.err != nil {
-		// A taken ID (one in 4 billion per live session) fails this login;
-		// the node's next login gets a fresh one.
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
+		// A taken ID (the challenge chose one the store did not hold, so
+		// only a login elsewhere that chose the same ID since) fails this
+		// login; the node's next login gets a fresh one.
+		if errors.Is(m.err, store.ErrSessionInUse) {
+			s.Counters.IDTaken.Add(1)
+		}
+		s.refuseCommit(c, messages.Error{Code: messages.CodeInternal, Retry: true}, m.err)
 		return
 	}
-	keys := t.st.keys
-	frame, err := svc.NewFrame("", t.st.id, "as", t.now, messages.KeyHandover{
-		SessionID: t.st.session, FQDN: t.st.fqdn, CertSerial: t.st.serial,
-		NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: t.expires.UnixNano(),
+	keys := c.st.keys
+	frame, err := svc.NewFrame("", c.st.id, "as", c.now, messages.KeyHandover{
+		SessionID: c.st.session, FQDN: c.st.fqdn, CertSerial: c.st.serial,
+		NodeToCloud: keys.NodeToCloud, CloudToNode: keys.CloudToNode, Expires: c.expires.UnixNano(),
 	})
 	if err != nil {
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal}, err)
+		s.refuseCommit(c, messages.Error{Code: messages.CodeInternal}, err)
 		return
 	}
-	if err := t.s.cfg.Link.Request(ctx.Self(), t.s.cfg.NMS, frame); err != nil {
+	c.st.commit.Store(c) // for the ack to find, before it can come
+	if err := s.cfg.Link.Request(ctx.Self(), s.cfg.NMS, frame); err != nil {
 		// The same answer as an NMS that never acknowledges, without the wait.
-		t.s.Counters.Failed.Add(1)
-		t.refuse(ctx, messages.Error{Code: messages.CodeInternal, Message: "NMS unavailable", Retry: true}, err)
+		s.Counters.Failed.Add(1)
+		s.refuseCommit(c, messages.Error{Code: messages.CodeInternal, Message: "NMS unavailable", Retry: true}, err)
 		return
 	}
-	ctx.SetReceiveTimeout(t.s.cfg.HandoverTimeout)
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	c.timer = time.AfterFunc(s.cfg.HandoverTimeout, func() { root.Send(self, handoverTimeout{c: c}) })
 }
 
-// refuse answers with e (sealed on the session: the node is proven), logs
-// why and ends the transaction.
-func (t *loginTx) refuse(ctx actor.Context, e messages.Error, why error) {
-	t.s.Counters.Refused.Add(1)
-	t.s.log.Warn("as: login refused", "fqdn", t.st.fqdn, "code", e.Code.String(), "from", t.from, "err", why)
-	pkt, err := t.seal(e)
+// refuseCommit answers with e (sealed on the session: the node is proven),
+// logs why and ends the transaction.
+func (s *Service) refuseCommit(c *commit, e messages.Error, why error) {
+	s.Counters.Refused.Add(1)
+	s.log.Warn("as: login refused", "fqdn", c.st.fqdn, "code", e.Code.String(), "from", c.from, "err", why)
+	pkt, err := c.seal(e)
 	if err != nil {
-		t.s.log.Warn("as: build refusal", "err", err)
+		s.log.Warn("as: build refusal", "err", err)
 	}
-	t.finish(ctx, pkt)
+	s.finish(c, pkt)
 }
 
-// finish sends pkt and keeps it for retransmitted confirmations; without
-// one, the login is left for the node's retransmission to commit again.
-func (t *loginTx) finish(ctx actor.Context, pkt []byte) {
-	st := t.st
+// finish ends commit c: it sends pkt and keeps it for retransmitted
+// confirmations; without one, the login is left for the node's
+// retransmission to commit again.
+func (s *Service) finish(c *commit, pkt []byte) {
+	st := c.st
+	c.done = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	st.commit.CompareAndSwap(c, nil)
 	if pkt != nil {
 		// The node has moved on from its login packet: only its
 		// confirmation's retransmissions still need an answer.
-		t.s.txs.Delete(st.key)
+		s.txs.Delete(st.key)
 		st.msg2.Store(nil)
 		st.final.Store(&pkt)
-		if err := t.s.bySession.Put(sessionKey(st.session), st, t.s.cfg.PendingTTL); err != nil {
-			t.s.log.Debug("as: login answer not kept for retransmissions", "err", err)
+		s.send(c.conn, pkt, c.from, c.size)
+		// Kept for the retransmissions a full PendingTTL from now, off the
+		// actor: a Put waits for the cache to apply it, and every login's
+		// commit runs here. Refused (the store workers saturated), the
+		// entry lives on from its challenge.
+		if err := s.workers.Do(nil, func(context.Context) any {
+			if err := s.bySession.Put(sessionKey(st.session), st, s.cfg.PendingTTL); err != nil {
+				s.log.Debug("as: login answer not kept for retransmissions", "err", err)
+			}
+			return nil
+		}); err != nil {
+			s.log.Debug("as: login answer not kept for retransmissions", "err", err)
 		}
-		t.s.send(t.conn, pkt, t.from, t.size)
 	} else {
 		st.committing.Store(false)
 	}
-	ctx.Stop(ctx.Self())
 }
 
 func randomSessionID() uint32 {

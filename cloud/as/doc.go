@@ -7,8 +7,11 @@
 //  1. TypeLogin, a Noise IX msg1. It proves nothing: anyone who has seen the
 //     node's certificate can build one. The AS checks the certificate and
 //     answers with msg2 carrying a LoginChallenge (or a refusal), and keeps
-//     only a loginState in two expiring txstores, by message ID and by the
-//     challenged session ID: no VIP, no record, no key at NMS.
+//     only a loginState in two expiring txstores, by its login packet and
+//     by the challenged session ID: no VIP, no record, no key at NMS. The
+//     session ID is one the store reported free (ids.go: checked in
+//     batches ahead of the logins), so a collision with a live session is
+//     replaced before any node sees it.
 //  2. TypeSignaling, the node's LoginConfirm sealed on the new session
 //     under the login's ID. Only the key's holder could read msg2 and
 //     derive the session keys, so once it opens the login commits: VIPs,
@@ -34,12 +37,14 @@
 //
 // Actors, in the AS's own actor system:
 //
-//	as                   root: opens confirmations (sealed packets)
+//	as                   root: opens confirmations (sealed packets) and
+//	                     runs their commits (commit: store read, store
+//	                     write, key handover, answer), each step a message
+//	                     of its own, with no actor per login
 //	as/worker-<i>        login workers, Config.Workers of them (GOMAXPROCS):
 //	                     deduplicate login packets, check the certificate,
 //	                     run the DH and answer the challenge, so a burst's
 //	                     curve arithmetic runs on every core
-//	as/tx-<msgid>        commits a confirmed login
 //
 // The socket readers route each admitted login packet (past the cookie and
 // the rate limits, so a spoofed flood never reaches a worker) to the worker

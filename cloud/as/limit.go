@@ -1,9 +1,12 @@
 package as
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 )
 
 // Admission control for login packets, which anyone can send and which
@@ -86,11 +89,15 @@ type limiter struct {
 	cfg      LimitConfig
 	mu       sync.Mutex
 	sources  map[netip.Addr]*bucket
-	overflow bucket // the sources that found the table full
+	peak     shrink.Peak // of sources, since it was last rebuilt
+	overflow bucket      // the sources that found the table full
 	global   bucket
 	swept    time.Time
 	// loadedUntil: per-source limits are enforced until then.
 	loadedUntil time.Time
+	// rate is the smoothed rate of admitted logins at rateAt (loginRate).
+	rate   float64
+	rateAt time.Time
 }
 
 func newLimiter(cfg LimitConfig) *limiter {
@@ -114,8 +121,9 @@ func sourceKey(a netip.Addr) netip.Addr {
 // busy says the AS holds many pending logins.
 //
 // Every source is metered, but its bucket is enforced only while the AS
-// is under load (the global budget below half, or busy, within the last
-// loadHold), as WireGuard does: otherwise many nodes behind one NAT address
+// is under load (logins admitted at over half the budget, smoothed over
+// about a second, or the budget spent, or busy, within the last loadHold),
+// as WireGuard does: otherwise many nodes behind one NAT address
 // logging in at once (a site after a power cut) would be throttled for
 // nothing. Under load each flooding source is held to its share - and
 // having been metered all along, a flooder's bucket is already empty when
@@ -124,15 +132,45 @@ func sourceKey(a netip.Addr) netip.Addr {
 func (l *limiter) allow(from netip.Addr, login, busy bool, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if busy || l.global.level(now, l.cfg.Logins, l.cfg.LoginBurst) < l.cfg.LoginBurst/2 {
+	if busy || l.global.level(now, l.cfg.Logins, l.cfg.LoginBurst) < 1 || l.loginRate(now) > l.cfg.Logins/2 {
 		l.loadedUntil = now.Add(loadHold)
 	}
 	ok := l.source(sourceKey(from), login, now).take(now, l.cfg.PerSource, l.cfg.Burst)
 	if !ok && now.Before(l.loadedUntil) {
 		return false
 	}
-	return !login || l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst)
+	if !login {
+		return true
+	}
+	if !l.global.take(now, l.cfg.Logins, l.cfg.LoginBurst) {
+		return false
+	}
+	l.rate, l.rateAt = l.loginRate(now)+1/rateTau.Seconds(), now
+	return true
 }
+
+// rateTau is the time constant of the login rate that signals load: about
+// a second of logins, so that legitimate logins arriving in clumps (a
+// burst of nodes, retransmissions in step) do not read as load when their
+// rate is far below the budget. (The bucket's level was the sign before:
+// at 526 logins/s, a quarter of the budget, clumps of 128 above the refill
+// put the AS under load, and every login paid a cookie round trip.) A
+// flood still shows at once: it empties the bucket.
+const rateTau = time.Second
+
+// loginRate is the smoothed rate of logins admitted to the Diffie-Hellman
+// at now (an exponentially weighted average, time constant rateTau).
+func (l *limiter) loginRate(now time.Time) float64 {
+	d := now.Sub(l.rateAt)
+	if d <= 0 {
+		return l.rate
+	}
+	return l.rate * math.Exp(-d.Seconds()/rateTau.Seconds())
+}
+
+// sweepEvery is how often the per-source table drops refilled buckets
+// even when it is not full (sweep): a scan of at most Sources entries.
+const sweepEvery = 10 * time.Second
 
 // loadHold is how long the AS counts as under load after the last sign of
 // it: long enough that a flood held to its share cannot, by looking quiet
@@ -168,14 +206,9 @@ func (l *limiter) source(k netip.Addr, evict bool, now time.Time) *bucket {
 		return b
 	}
 	if len(l.sources) >= l.cfg.Sources && now.Sub(l.swept) >= 100*time.Millisecond {
-		// Refilled buckets carry no information. Sweep at most ten times a
-		// second: a table full of live buckets must not cost a scan per packet.
-		l.swept = now
-		for a, b := range l.sources {
-			if b.full(now, l.cfg.PerSource, l.cfg.Burst) {
-				delete(l.sources, a)
-			}
-		}
+		// Sweep at most ten times a second: a table full of live buckets
+		// must not cost a scan per packet.
+		l.sweepLocked(now)
 	}
 	if len(l.sources) >= l.cfg.Sources {
 		if !evict {
@@ -189,6 +222,27 @@ func (l *limiter) source(k netip.Addr, evict bool, now time.Time) *bucket {
 	b := &bucket{}
 	l.sources[k] = b
 	return b
+}
+
+// sweep drops the buckets that have refilled (they carry no information:
+// a new one starts full). The AS's root calls it every sweepEvery, so that
+// the sources of a burst that is over leave the table, and its memory goes
+// with them (the map is rebuilt once far below its peak), rather than
+// waiting for the table to fill.
+func (l *limiter) sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweepLocked(now)
+}
+
+func (l *limiter) sweepLocked(now time.Time) {
+	l.swept = now
+	for a, b := range l.sources {
+		if b.full(now, l.cfg.PerSource, l.cfg.Burst) {
+			delete(l.sources, a)
+		}
+	}
+	l.sources = shrink.Map(l.sources, &l.peak)
 }
 
 // tracked is the size of the per-source table.

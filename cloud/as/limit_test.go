@@ -177,3 +177,59 @@ func TestLimiterProvenLoginNotCrowdedOut(t *testing.T) {
 		t.Fatal("the proven source's third packet at once is not over its share")
 	}
 }
+
+// TestLimiterSweepForgetsIdleSources: the sources of a burst that is over
+// leave the table at the next sweep, whether or not the table filled; a
+// source still over its share stays.
+func TestLimiterSweepForgetsIdleSources(t *testing.T) {
+	l := newLimiter(LimitConfig{Sources: 1 << 14})
+	t0 := time.Unix(1000, 0)
+	for i := range 5000 {
+		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), true, false, t0)
+	}
+	busy := netip.MustParseAddr("192.0.2.1")
+	for range 100 {
+		l.allow(busy, true, false, t0.Add(time.Minute))
+	}
+	if got := l.tracked(); got != 5001 {
+		t.Fatalf("%d sources tracked, want 5001", got)
+	}
+	l.sweep(t0.Add(time.Minute))
+	if got := l.tracked(); got != 1 {
+		t.Fatalf("%d sources tracked after the sweep, want 1 (the one over its share)", got)
+	}
+}
+
+// TestLoadFromRateNotClumps: logins at a quarter of the budget arriving in
+// clumps (158 at once every 300 ms: 526/s, the rate of the 100k-node run)
+// are not load; a flood is, once it has spent the bucket's burst. On the
+// bucket's level (the sign before) the first clump already meant load.
+func TestLoadFromRateNotClumps(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := newLimiter(LimitConfig{})
+	src := 0
+	next := func() netip.Addr {
+		src++
+		return netip.AddrFrom4([4]byte{10, byte(src >> 16), byte(src >> 8), byte(src)})
+	}
+	for clump := range 40 {
+		at := t0.Add(time.Duration(clump) * 300 * time.Millisecond)
+		for range 158 {
+			if !l.allow(next(), true, false, at) {
+				t.Fatalf("clump %d: a login refused", clump)
+			}
+		}
+		if l.underLoad(at) {
+			t.Fatalf("under load after clump %d of 158 logins (526/s, budget %v/s)", clump, l.cfg.Logins)
+		}
+	}
+	// A flood of 4,000 logins a second from fresh sources: load within
+	// 200 ms (the bucket's burst of 256 is spent after ~130 ms).
+	at := t0.Add(time.Minute)
+	for i := range 800 {
+		l.allow(next(), true, false, at.Add(time.Duration(i)*250*time.Microsecond))
+	}
+	if !l.underLoad(at.Add(200 * time.Millisecond)) {
+		t.Fatal("a flood at twice the budget is not load")
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 )
 
@@ -82,6 +83,7 @@ func (w *worker) flushDeletes(ctx actor.Context) {
 	for _, id := range ids {
 		delete(w.deletes, id)
 	}
+	w.deletes = shrink.Map(w.deletes, &w.deletesPeak)
 	w.s.pendingDeletes.Add(-int64(len(ids)))
 	w.deleting = true
 }

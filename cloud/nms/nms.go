@@ -21,6 +21,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/txstore"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/pki"
@@ -191,6 +192,7 @@ type Service struct {
 	pendingDeletes, tunnelNodes atomic.Int64
 	started                     time.Time
 	window                      time.Duration // dedup window
+	endedFor                    time.Duration // endedTTL(cfg.Retry)
 	pollStop                    chan struct{} // ends pollDenyList
 	pollDone                    chan struct{}
 	pollOnce                    sync.Once
@@ -268,7 +270,8 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		cfg.UnknownSessionTTL = cfg.Retry.Initial
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
-		index: newFQDNIndex(), listGiven: listGiven, KeepaliveTime: newKeepaliveTime()}
+		endedFor: endedTTL(cfg.Retry),
+		index:    newFQDNIndex(), listGiven: listGiven, KeepaliveTime: newKeepaliveTime()}
 	s.tunnels = newTunnelMap(&s.tunnelNodes)
 	s.relayTickets.Store(cfg.RelayTickets)
 	for i := range cfg.Workers {
@@ -495,18 +498,27 @@ type storedSession struct {
 
 // endedSession keeps an ended session's key for a while, so that a node
 // still using it is told (sealed, so it can believe it) that its session
-// expired and logs in again, instead of meeting silence until its own
-// keepalive timeout. Bounded by maxEnded; kept for endedTTL.
+// expired and logs in again, instead of meeting silence until its failover
+// timer fires, and so that a retransmitted Logout gets its ack again.
+// Bounded by maxEnded per worker; kept for endedTTL.
 type endedSession struct {
 	fqdn  string
 	sess  *signaling.Session
 	until time.Time
 }
 
-const (
-	maxEnded = 1 << 16
-	endedTTL = 10 * time.Minute
-)
+const maxEnded = 1 << 16
+
+// endedTTL is how long an ended session's key is kept: as long as a
+// request sent before the end can still be retransmitted (the node's whole
+// retry schedule and its last wait, plus slack for delay), as the reply
+// cache keeps replies (guard.go). Longer would serve only a node that sent
+// nothing for SessionIdle and then speaks again (a laptop waking up): it
+// would be told at once instead of after its FailoverAfter (a few seconds,
+// then it moves on or logs in again by itself), and for that the entries of
+// every vanished node were kept ten minutes (up to 65,536 per worker, ~250 B
+// each), past any churn's drain: the heap stayed up after churn.
+func endedTTL(r signaling.Retry) time.Duration { return retransmit.Lifetime(r) + dedupSlack }
 
 // worker is one of the NMS's worker actors (nms/worker-<i>): it holds the
 // sessions whose IDs shard to it, opens their packets and runs their
@@ -520,12 +532,15 @@ type worker struct {
 	// deleting is set while a batch of them is on the store workers.
 	deletes  map[uint32]struct{}
 	deleting bool
-	lookups  *lookupGate // store lookups of sessions not held (lookup.go)
-	cancel   func()
-	crl      *pki.CRL // the newest deny list acted on
-	scratch  []byte
-	ackBuf   []byte // keepalive acks are sealed here: sent at once, never kept (ka.go)
-	enc      messages.Encoder
+	// Peaks of the maps above since each was last rebuilt (shrink.Map:
+	// a Go map keeps the buckets of its largest size).
+	sessionsPeak, endedPeak, deletesPeak shrink.Peak
+	lookups                              *lookupGate // store lookups of sessions not held (lookup.go)
+	ackBuf                               []byte      // keepalive acks are sealed here: sent at once, never kept (ka.go)
+	cancel                               func()
+	crl                                  *pki.CRL // the newest deny list acted on
+	scratch                              []byte
+	enc                                  messages.Encoder
 	// relayWait: tunnel requests waiting for the TRS, by tunnel ID
 	// (tunnel.go). crlChunks: crl cut into chunks; pushes: deny-list
 	// pushes running.
@@ -616,6 +631,7 @@ func (w *worker) addSession(se *session) {
 		w.s.sessCount.Add(1)
 	}
 	w.sessions[se.id] = se
+	w.sessionsPeak.Grew(len(w.sessions))
 }
 
 func (w *worker) removeSession(se *session) {
@@ -632,7 +648,8 @@ func (w *worker) removeSession(se *session) {
 func (w *worker) endSession(se *session, now time.Time) {
 	w.removeSession(se)
 	if len(w.ended) < maxEnded {
-		w.ended[se.id] = endedSession{fqdn: se.fqdn, sess: se.sess, until: now.Add(endedTTL)}
+		w.ended[se.id] = endedSession{fqdn: se.fqdn, sess: se.sess, until: now.Add(w.s.endedFor)}
+		w.endedPeak.Grew(len(w.ended))
 	}
 }
 
@@ -642,6 +659,9 @@ func (w *worker) expire(ctx actor.Context, now time.Time) {
 			delete(w.ended, id)
 		}
 	}
+	// Rebuilt here, on the tick, never inside a loop over them; amortised
+	// (shrink).
+	w.ended = shrink.Map(w.ended, &w.endedPeak)
 	for _, se := range w.sessions {
 		if now.UnixNano()-se.lastSeen > int64(w.s.cfg.SessionIdle) || now.UnixNano() > se.expires {
 			w.endSession(se, now)
@@ -650,6 +670,7 @@ func (w *worker) expire(ctx actor.Context, now time.Time) {
 			w.deleteSession(se.id)
 		}
 	}
+	w.sessions = shrink.Map(w.sessions, &w.sessionsPeak)
 }
 
 func (w *worker) onPacket(ctx actor.Context, p *svc.Packet) {

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 )
 
 // peerSet is the peers a node has a tunnel with, as NMS set them up: whom
@@ -25,6 +27,7 @@ type peerSet struct {
 type tunnelMap struct {
 	mu    sync.Mutex
 	m     map[string]peerSet
+	peak  shrink.Peak   // m is rebuilt once far below it (unlinkAll)
 	nodes *atomic.Int64 // the Service's gauge: entries in m
 }
 
@@ -108,4 +111,7 @@ func (t *tunnelMap) unlinkAll(fqdn string) {
 	}
 	delete(t.m, fqdn)
 	t.nodes.Add(-1)
+	// Departed nodes' entries would otherwise keep the map at its largest
+	// size for good (amortised: see shrink).
+	t.m = shrink.Map(t.m, &t.peak)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
 )
@@ -66,10 +67,13 @@ func route(data []byte, from netip.AddrPort, n int) int {
 // own fqdn strings (no copy).
 type fqdnIndex struct {
 	seed    maphash.Seed
-	stripes [64]struct {
-		mu sync.Mutex
-		m  map[string]uint32
-	}
+	stripes [64]indexStripe
+}
+
+type indexStripe struct {
+	mu   sync.Mutex
+	m    map[string]uint32
+	peak shrink.Peak // m is rebuilt once far below it (remove)
 }
 
 func newFQDNIndex() *fqdnIndex {
@@ -80,10 +84,7 @@ func newFQDNIndex() *fqdnIndex {
 	return x
 }
 
-func (x *fqdnIndex) stripe(fqdn string) *struct {
-	mu sync.Mutex
-	m  map[string]uint32
-} {
+func (x *fqdnIndex) stripe(fqdn string) *indexStripe {
 	return &x.stripes[maphash.String(x.seed, fqdn)%uint64(len(x.stripes))]
 }
 
@@ -118,6 +119,7 @@ func (x *fqdnIndex) remove(fqdn string, id uint32) bool {
 	defer s.mu.Unlock()
 	if cur, ok := s.m[fqdn]; ok && cur == id {
 		delete(s.m, fqdn)
+		s.m = shrink.Map(s.m, &s.peak)
 		return true
 	}
 	return false

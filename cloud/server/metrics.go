@@ -86,6 +86,11 @@ func (s *Server) attackSeries() seriesCollector {
 		} {
 			add(drops, prometheus.CounterValue, u(l.v), l.name)
 		}
+		ids := prometheus.NewDesc("cyphonic_as_session_ids_total",
+			"Session IDs of challenges that were not checked against the store first (unchecked: the pool of checked IDs was empty), and logins refused at commit because their ID was taken since (taken).",
+			[]string{"result"}, nil)
+		add(ids, prometheus.CounterValue, u(c.UncheckedIDs.Load), "unchecked")
+		add(ids, prometheus.CounterValue, u(c.IDTaken.Load), "taken")
 		add(prometheus.NewDesc("cyphonic_as_logins_pending", "Logins admitted within the AS's pending TTL: what counts against its bound on unproven logins (MaxPending).", nil, nil),
 			prometheus.GaugeValue, func() float64 { return float64(a.Pending()) })
 		add(prometheus.NewDesc("cyphonic_as_under_load", "1 while the AS is under load (cookies and tighter limits), else 0.", nil, nil),

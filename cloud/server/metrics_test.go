@@ -85,6 +85,7 @@ func TestMetricsShowAttacks(t *testing.T) {
 		`cyphonic_cloud_gateway_refused_total{reason="role"}`, `cyphonic_as_dropped_total{reason="limited"}`,
 		`cyphonic_as_logins_total{result="refused"}`, `cyphonic_trs_dropped_total{reason="bad-bind"}`,
 		`cyphonic_trs_binds_total`, `cyphonic_trs_sessions_created_total`, `cyphonic_trs_dropped_total{reason="owner-full"}`, `cyphonic_nms_revoked_total`, `cyphonic_nms_deny_list_pushes_total`, `cyphonic_as_logins_pending`,
+		`cyphonic_as_session_ids_total{result="taken"}`,
 	} {
 		if v, ok := before[name]; !ok || v != 0 {
 			t.Errorf("before any attack: %s = %v (exported %v), want 0", name, v, ok)

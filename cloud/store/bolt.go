@@ -226,6 +226,25 @@ func (s *BoltStore) GetNodePair(ctx context.Context, a, b string) (na Node, errA
 	return na, errA, nb, errB
 }
 
+// FreeSessionIDs returns the IDs among ids that no session holds, read in
+// one transaction (the AS checks its candidates before a challenge names one).
+func (s *BoltStore) FreeSessionIDs(ctx context.Context, ids []SessionID) ([]SessionID, error) {
+	free := make([]SessionID, 0, len(ids))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		sessions := tx.Bucket(bucketSessions)
+		for _, id := range ids {
+			if id != 0 && sessions.Get(sessionKey(id)) == nil {
+				free = append(free, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: check %d session IDs: %w", len(ids), err)
+	}
+	return free, nil
+}
+
 func (s *BoltStore) LookupSession(ctx context.Context, id SessionID) (Node, error) {
 	var n Node
 	err := s.view(ctx, func(tx *bolt.Tx) error {

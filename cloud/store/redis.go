@@ -231,6 +231,35 @@ func (s *RedisStore) GetNode(ctx context.Context, fqdn string) (Node, error) {
 	return n, nil
 }
 
+func (s *RedisStore) FreeSessionIDs(ctx context.Context, ids []SessionID) ([]SessionID, error) {
+	// One round trip: a pipeline of EXISTS on the session index keys the
+	// putNode script checks.
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.IntCmd, len(ids))
+	for i, id := range ids {
+		if id != 0 {
+			cmds[i] = pipe.Exists(ctx, s.sessKey(id))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("store: check %d session IDs: %w", len(ids), err)
+	}
+	free := make([]SessionID, 0, len(ids))
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		n, err := c.Result()
+		if err != nil {
+			return nil, fmt.Errorf("store: check session ID %d: %w", ids[i], err)
+		}
+		if n == 0 {
+			free = append(free, ids[i])
+		}
+	}
+	return free, nil
+}
+
 func (s *RedisStore) LookupSession(ctx context.Context, id SessionID) (Node, error) {
 	n, err := s.lookupSession(ctx, id)
 	if err != nil {

@@ -98,6 +98,15 @@ type Store interface {
 	// IDs at random and retry.
 	PutNode(ctx context.Context, n Node) error
 
+	// FreeSessionIDs returns those of ids, in order, that no session holds
+	// (that PutNode would not refuse with ErrSessionInUse), leaving out 0.
+	// It is one read for the whole batch and reserves nothing: PutNode
+	// stays the atomic claim. The AS checks the IDs it will challenge
+	// logins with here, ahead of the logins, so that a random ID colliding
+	// with a live session (one login in ~4,300 at a million sessions) is
+	// replaced before any node sees it.
+	FreeSessionIDs(ctx context.Context, ids []SessionID) ([]SessionID, error)
+
 	// GetNode returns fqdn's record, or ErrNotFound.
 	GetNode(ctx context.Context, fqdn string) (Node, error)
 

@@ -47,6 +47,7 @@ func Run(t *testing.T, h Harness) {
 		{"RejectsInvalidNode", testRejectsInvalidNode, false},
 		{"Sessions", testSessions, false},
 		{"SessionInUse", testSessionInUse, false},
+		{"FreeSessionIDs", testFreeSessionIDs, false},
 		{"ListNodes", testListNodes, false},
 		{"EachNode", testEachNode, false},
 		{"ConcurrentSessionClaim", testConcurrentSessionClaim, false},
@@ -293,6 +294,50 @@ func testSessionInUse(t *testing.T, h Harness) {
 	}
 	if got, err := s.LookupSession(ctx, 7); err != nil || got.FQDN != bob.FQDN {
 		t.Fatalf("session 7 now: %q, %v", got.FQDN, err)
+	}
+}
+
+// testFreeSessionIDs: the IDs a live session holds are left out, in
+// order, and so is 0; an ended session's ID is free again.
+func testFreeSessionIDs(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := open(t, h.Fresh(t))
+	for i, id := range []store.SessionID{7, 9} {
+		if err := s.PutNode(ctx, fullNode(t, s, name(i), id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.FreeSessionIDs(ctx, []store.SessionID{5, 7, 0, 8, 9, 10})
+	if want := []store.SessionID{5, 8, 10}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("FreeSessionIDs = %v, %v, want %v", got, err, want)
+	}
+	if got, err := s.FreeSessionIDs(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("FreeSessionIDs(nil) = %v, %v", got, err)
+	}
+	if err := s.DeleteSession(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.FreeSessionIDs(ctx, []store.SessionID{7, 9}); err != nil || !slices.Equal(got, []store.SessionID{7}) {
+		t.Fatalf("after session 7 ended: FreeSessionIDs(7, 9) = %v, %v, want [7]", got, err)
+	}
+	// Every ID a PutNode would accept is reported free, and only those.
+	ids := make([]store.SessionID, 300)
+	for i := range ids {
+		ids[i] = store.SessionID(1000 + i)
+	}
+	for i := 0; i < len(ids); i += 3 {
+		if err := s.PutNode(ctx, fullNode(t, s, name(100+i), ids[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	free, err := s.FreeSessionIDs(ctx, ids)
+	if err != nil || len(free) != 200 {
+		t.Fatalf("%d of 300 IDs free (%v), want 200", len(free), err)
+	}
+	for _, id := range free {
+		if err := s.PutNode(ctx, fullNode(t, s, fmt.Sprintf("free%d.example", id), id)); err != nil {
+			t.Fatalf("PutNode with ID %d reported free: %v", id, err)
+		}
 	}
 }
 
