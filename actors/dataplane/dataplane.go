@@ -478,7 +478,21 @@ func (d *Dataplane) WaitUp(ctx context.Context, fqdn string) error {
 			err := h.WaitUp(ctx)
 			switch {
 			case errors.Is(err, errHandleClosed):
-				return fmt.Errorf("dataplane: %s: %w", fqdn, ErrUnknownPeer)
+				if !d.isOpen(fqdn) {
+					return fmt.Errorf("dataplane: %s: %w", fqdn, ErrUnknownPeer)
+				}
+				// Closed and opened again (Close then Open, as on a
+				// new path): this handle is the old peer's, which the
+				// manager closed after the new Open was made. Wait
+				// for the new one.
+				if d.set.Get(fqdn) == h {
+					select {
+					case <-ctx.Done():
+						return fmt.Errorf("dataplane: wait up %s: %w", fqdn, ctx.Err())
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+				continue
 			case errors.Is(err, errHandleFailed):
 				if d.set.Get(fqdn) != h {
 					continue // replaced by a new Open
