@@ -166,23 +166,25 @@ type Counters struct {
 
 // Service is a running NMS.
 type Service struct {
-	cfg        Config
-	sys        *supervise.System
-	replies    *txstore.Store[*replyState]
-	delivers   *txstore.Store[*delivery] // by message ID: what NMS sent a node, awaiting its ack (tunnel.go)
-	workers    *svc.Workers              // store I/O, off the actors' run loops
-	listener   *svc.Listener
-	alt        *svc.Listener
-	conns      []*net.UDPConn // the signaling sockets (listener's)
-	pid        *actor.PID
-	shards     []*actor.PID         // nms/worker-<i>: fixed names, good across restarts
-	shardSlots []*supervise.Limiter // per worker: its packet queue's bound
-	index      *fqdnIndex           // fqdn -> current session ID (which worker)
-	tunnels    *tunnelMap
-	addrs      []netip.AddrPort
-	altAddrs   []netip.AddrPort
-	log        *slog.Logger
-	Counters   Counters
+	cfg          Config
+	sys          *supervise.System
+	replies      *txstore.Store[*replyState]
+	delivers     *txstore.Store[*delivery] // by message ID: what NMS sent a node, awaiting its ack (tunnel.go)
+	workers      *svc.Workers              // store I/O, off the actors' run loops
+	listener     *svc.Listener
+	alt          *svc.Listener
+	conns        []*net.UDPConn // the signaling sockets (listener's)
+	pid          *actor.PID
+	shards       []*actor.PID         // nms/worker-<i>: fixed names, good across restarts
+	shardSlots   []*supervise.Limiter // per worker: its packet queue's bound
+	index        *fqdnIndex           // fqdn -> current session ID (which worker)
+	held         *heldSet             // the sessions the workers hold, for the readers (held.go)
+	unknownReads *readerBucket        // the readers' rate for packets of sessions not held (held.go)
+	tunnels      *tunnelMap
+	addrs        []netip.AddrPort
+	altAddrs     []netip.AddrPort
+	log          *slog.Logger
+	Counters     Counters
 	// KeepaliveTime is the keepalives' service time (katime.go), for the
 	// process's /metrics.
 	KeepaliveTime prometheus.Histogram
@@ -271,7 +273,8 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, sys: sys, log: cfg.Logger.With("service", "nms"), started: time.Now(), window: dedupWindow(cfg.Retry),
 		endedFor: endedTTL(cfg.Retry),
-		index:    newFQDNIndex(), listGiven: listGiven, KeepaliveTime: newKeepaliveTime()}
+		index:    newFQDNIndex(), listGiven: listGiven, KeepaliveTime: newKeepaliveTime(),
+		held: newHeldSet(), unknownReads: newReaderBucket(readerUnknownFactor * cfg.LookupRate)}
 	s.tunnels = newTunnelMap(&s.tunnelNodes)
 	s.relayTickets.Store(cfg.RelayTickets)
 	for i := range cfg.Workers {
@@ -326,8 +329,8 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	s.pid = pid
 	// Both listeners feed the same per-worker bounds: a worker's queue
 	// bound covers everything sent to it.
-	s.listener = svc.ServeSharded(sys.Root(), s.shards, s.shardSlots, route, conns, nil, s.log)
-	s.alt = svc.ServeSharded(sys.Root(), s.shards, s.shardSlots, route, alt, nil, s.log)
+	s.listener = svc.ServeSharded(sys.Root(), s.shards, s.shardSlots, route, conns, s.admitSealed, s.log)
+	s.alt = svc.ServeSharded(sys.Root(), s.shards, s.shardSlots, route, alt, s.admitSealed, s.log)
 	s.pollStop, s.pollDone = make(chan struct{}), make(chan struct{})
 	go s.pollDenyList()
 	if l, ok := cfg.Store.(store.Leases); ok && cfg.Home != "" {
@@ -631,6 +634,7 @@ func (w *worker) addSession(se *session) {
 		w.s.sessCount.Add(1)
 	}
 	w.sessions[se.id] = se
+	w.s.held.add(se.id)
 	w.sessionsPeak.Grew(len(w.sessions))
 }
 
@@ -639,6 +643,7 @@ func (w *worker) removeSession(se *session) {
 		w.s.sessCount.Add(-1)
 	}
 	delete(w.sessions, se.id)
+	w.s.held.remove(se.id)
 	if w.s.index.remove(se.fqdn, se.id) {
 		w.s.tunnels.unlinkAll(se.fqdn)
 	}
