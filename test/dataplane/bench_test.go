@@ -89,6 +89,7 @@ func (d *benchDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 // fill writes the next numbered packet into p and records its size.
 func (d *benchDevice) fill(p []byte, sizes []int, n int) {
 	p[0] = 0x45
+	p[9] = 17 // UDP: one flow, one lane (a stale byte here could make it ICMP)
 	s, a := d.src4.As4(), d.dst.As4()
 	copy(p[12:16], s[:])
 	copy(p[16:20], a[:])
