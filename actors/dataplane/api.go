@@ -162,6 +162,14 @@ var _ interface {
 	// socket of its family, ahead of data. It never blocks: a full queue
 	// returns ErrQueueFull.
 	SendControl(pkt []byte, to netip.AddrPort) error
+	// PrimeNAT keeps our NAT's mapping and filter toward a cloud address
+	// we do not talk to (another NMS process of an active-active cloud)
+	// open, so that a Direction it sends us from there gets through:
+	// from behind a NAT it sends a NAT probe with the primer's TTL
+	// (primerttl.go), which opens every mapping of ours on the way and
+	// dies before the cloud. From a global address it sends nothing.
+	// It never blocks: a full queue returns ErrQueueFull.
+	PrimeNAT(to netip.AddrPort) error
 	// Open establishes (or redirects) the tunnel NMS described in a Path,
 	// its answer to our request (a Direction, which the peer asked for,
 	// goes through OpenThen). Initiator decides which side sends the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -382,6 +383,37 @@ func (d *Dataplane) SendControl(pkt []byte, to netip.AddrPort) error {
 	}
 	// The cloud is the public address the primer's TTL is learnt toward.
 	d.learnPrimerTTL(to)
+	return nil
+}
+
+// PrimeNAT implements the contract in api.go.
+//
+// Why: a node behind a NAT that filters by address (Linux conntrack, so
+// nearly every home router) receives only from addresses it has sent to.
+// When the cloud process a node is homed at dies, another one adopts the
+// node and directs it from its own address (cloud/nms/home.go); without a
+// mapping toward that address the Direction is dropped at our NAT until
+// the node notices the loss itself, up to a keepalive period later.
+//
+// The packet is a NAT probe (messages.Probe, a random ID) rather than
+// anything sealed: should the TTL not stop it (a TTL not confirmed by the
+// path, or a cloud nearer than the first public router), the NMS answers it
+// as the stateless probe it is, and the session ignores the reply (an ID
+// it did not ask for). Nothing reaches a worker or the store.
+func (d *Dataplane) PrimeNAT(to netip.AddrPort) error {
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	if _, err := d.cfg.Bind.ConnFor(to); err != nil {
+		return fmt.Errorf("dataplane: prime NAT: %w", err)
+	}
+	ttl, ok := d.primerHops(to)
+	if !ok {
+		return nil // a global address: no NAT of ours to open
+	}
+	pkt := make([]byte, messages.ProbeLen)
+	messages.Probe{ID: rand.Uint64()}.Put(pkt)
+	if !d.out.PushControl(controlPkt{Pkt: pkt, To: to, HopLimit: uint8(ttl)}) {
+		return ErrQueueFull
+	}
 	return nil
 }
 

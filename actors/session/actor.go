@@ -749,10 +749,34 @@ func (a *sessionActor) registerDone(ctx actor.Context, d *txDone) {
 	// Always re-arm: a re-registration's probe wait took the timer, and a
 	// registration refreshes the NAT mapping as well as a keepalive would.
 	a.after(ctx, a.cfg.Keepalive, keepaliveTick{epoch: a.epoch})
+	a.primeOtherNMS()
 	for fqdn := range a.wanted {
 		a.sendTunnelRequest(ctx, fqdn)
 	}
 	a.sendVIPRequests(ctx)
+}
+
+// primeOtherNMS keeps our NAT open toward every other NMS of the login's
+// list in our NMS's family (the other processes of an active-active
+// cloud), at registration and every keepalive: should our process die,
+// the one that adopts us directs us from there (cloud/nms/home.go), and a
+// NAT that filters by address would drop that Direction until our own next
+// keepalive noticed the loss, up to a period (15 s) later: past the 5 s a
+// dead process may cost a node. The keepalive period is what holds our
+// mapping toward our own NMS, so it holds these as well.
+func (a *sessionActor) primeOtherNMS() {
+	if !a.nms.IsValid() {
+		return
+	}
+	is4 := a.nms.Addr().Unmap().Is4()
+	for _, to := range a.login.NMS {
+		if to == a.nms || to.Addr().Unmap().Is4() != is4 {
+			continue
+		}
+		if err := a.cfg.Dataplane.PrimeNAT(to); err != nil {
+			a.log.Debug("prime NAT toward another NMS", "to", to, "err", err)
+		}
+	}
 }
 
 func (a *sessionActor) keepalive(ctx actor.Context) {
@@ -770,6 +794,7 @@ func (a *sessionActor) keepalive(ctx actor.Context) {
 	if _, busy := a.inFlight(messages.MsgKeepalive, ""); !busy {
 		a.request(ctx, messages.Keepalive{}, "")
 	}
+	a.primeOtherNMS()
 }
 
 func (a *sessionActor) keepaliveDone(ctx actor.Context, d *txDone) {

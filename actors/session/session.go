@@ -25,6 +25,9 @@ import (
 // (*dataplane.Dataplane implements it). None of it may block.
 type Dataplane interface {
 	SendControl(pkt []byte, to netip.AddrPort) error
+	// PrimeNAT keeps our NAT open toward a cloud address we do not send
+	// to (dataplane's api.go).
+	PrimeNAT(to netip.AddrPort) error
 	Open(info messages.PathInfo) error
 	// OpenThen is Open, then ready once the peer can take a handshake
 	// init (or with the error that it will not); see dataplane's api.go.

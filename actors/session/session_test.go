@@ -320,10 +320,18 @@ type fakeDataplane struct {
 	opened  []messages.PathInfo
 	moved   map[string][]netip.AddrPort
 	rebinds int
+	primed  []netip.AddrPort // PrimeNAT's addresses, in order
 	// holdReady: OpenThen keeps ready in readies instead of calling it
 	// (the peer actor has not started yet).
 	holdReady bool
 	readies   []func(error)
+}
+
+func (d *fakeDataplane) PrimeNAT(to netip.AddrPort) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.primed = append(d.primed, to)
+	return nil
 }
 
 func (d *fakeDataplane) Rebind() error {

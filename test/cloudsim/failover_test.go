@@ -390,4 +390,5 @@ func (p *recordingPlane) PeerUpdate(string, []netip.AddrPort) error { return nil
 func (p *recordingPlane) LocalAddrs() []netip.AddrPort {
 	return []netip.AddrPort{p.conn.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
-func (p *recordingPlane) Rebind() error { return nil }
+func (p *recordingPlane) Rebind() error                 { return nil }
+func (p *recordingPlane) PrimeNAT(netip.AddrPort) error { return nil }

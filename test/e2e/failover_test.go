@@ -150,3 +150,83 @@ func (w *world) startClouds(n int) []haCloud {
 	w.cloud = out[0].proc
 	return out
 }
+
+// TestCloudFailoverPeerBehindNAT: the process that the *peer* is homed at
+// dies, and the peer sits behind a NAT whose filtering admits only
+// addresses it has sent to (netlab.NATCone: Linux conntrack, as in nearly
+// every home router). Another process adopts the peer (home.go) and
+// directs it from its own socket; that Direction passes the peer's NAT
+// only if the peer's mapping toward that process is open. The peer is
+// killed off its cloud just after a keepalive was answered, so it will not
+// notice the loss by itself for a whole keepalive period (15 s, the
+// production value): within 5 s of the kill alice must still set up a new
+// tunnel to it.
+func TestCloudFailoverPeerBehindNAT(t *testing.T) {
+	w := &world{t: t, bed: testbed.New(t), dir: t.TempDir()}
+	w.cloudHost = w.bed.AddHost("cloud", testbed.HostOpts{})
+	clouds := w.startClouds(3)
+	var all []string
+	for _, c := range clouds {
+		all = append(all, c.as.String())
+	}
+	site := w.bed.AddSite("home", testbed.SiteOpts{NAT: testbed.NATCone, IPv4: true})
+	alice := w.addNode(w.bed.AddHost("alice", testbed.HostOpts{IPv4: true}))
+	carol := w.addNode(site.AddHost("carol"))
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []*node{alice, carol} {
+				body, err := httpGet(n.host, nodeDebugAddr, nodepkg.PathStatus)
+				t.Logf("status of %s (%v):\n%s", n.fqdn, err, body)
+			}
+		}
+	})
+	for _, n := range []*node{alice, carol} {
+		n.kill()
+		n.extra = []string{"--cloud", strings.Join(all, ","), "--keepalive", "15s"}
+		n.start()
+	}
+	// carol's home process, from the NMS she registered with (process i
+	// listens on 7400+10i).
+	nmsOf := func(n *node) int { return (int(n.mustStatus().Session.NMS.Port()) - 7400) / 10 }
+	victim := nmsOf(carol)
+	if victim < 0 || victim >= len(clouds) {
+		t.Fatalf("carol's NMS %v is none of the three processes'", carol.mustStatus().Session.NMS)
+	}
+	t.Logf("alice at process %d, carol at process %d (the one killed)", nmsOf(alice), victim)
+
+	// Kill just after carol's keepalive was answered: her next one is a
+	// whole period away, so only the adopting process can reach her soon.
+	w.eventually("carol's keepalive answered", 20*time.Second+startTimeout, func() error {
+		first := carol.mustStatus().Session.LastAck
+		for range 200 {
+			time.Sleep(100 * time.Millisecond)
+			if ack := carol.mustStatus().Session.LastAck; ack.After(first) {
+				return nil
+			}
+		}
+		return errors.New("no new keepalive ack in 20 s")
+	})
+	if err := clouds[victim].proc.Signal(9); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	<-clouds[victim].proc.Done()
+
+	for {
+		out, err := alice.host.Exec("ping", "-4", "-n", "-c", "1", "-W", "0.25", carol.fqdn)
+		if err == nil {
+			break
+		}
+		if time.Since(killed) > failoverWithin {
+			t.Fatalf("alice has no tunnel to carol %v after carol's process was killed: %v\n%s\ncarol's session: %+v",
+				time.Since(killed).Round(time.Millisecond), err, out, carol.mustStatus().Session)
+		}
+	}
+	t.Logf("alice reached carol over a new tunnel %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if st := carol.mustStatus().Session; st.Failovers != 0 {
+		// Not an error: it only means carol noticed by herself, so this
+		// run did not show the adoption (the kill came too late).
+		t.Logf("carol failed over by herself meanwhile: %+v", st)
+	}
+	talk(t, alice, carol, 1<<20)
+}
