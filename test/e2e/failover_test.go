@@ -182,6 +182,10 @@ func TestCloudFailoverPeerBehindNAT(t *testing.T) {
 	})
 	for _, n := range []*node{alice, carol} {
 		n.kill()
+		// A new port: the first start (at process 0) left conntrack
+		// entries toward process 0 on carol's router, which would let
+		// that process's Direction in whatever the node did.
+		n.forgetPort()
 		n.extra = []string{"--cloud", strings.Join(all, ","), "--keepalive", "15s"}
 		n.start()
 	}
