@@ -179,3 +179,25 @@ func TestDirectionCutsBackoff(t *testing.T) {
 	waitUp(t, a, b.fqdn)
 	waitUp(t, b, a.fqdn)
 }
+
+// TestWaitUpAcrossReopen: Close and Open again at once (a new path for the
+// same peer) and WaitUp must wait for the new peer. Before, WaitUp could
+// find the old peer's handle, still listed until the manager took the
+// Close, and report the peer unknown when that handle closed — while the
+// new peer was handshaking (seen once in TestDirectionCutsBackoff).
+func TestWaitUpAcrossReopen(t *testing.T) {
+	f := newPKI(t)
+	a := newNode(t, f, "alice", 1, nil)
+	b := newNode(t, f, "bob", 2, nil)
+	connect(t, a, b, b.addr, a.addr)
+	for range 20 {
+		if err := a.dp.Close(b.fqdn); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.dp.Open(messages.PathInfo{PeerFQDN: b.fqdn, PeerVIP4: b.vip4, PeerVIP6: b.vip6,
+			Kind: messages.PathDirect, Endpoints: []netip.AddrPort{b.addr}, Initiator: true, TunnelID: tunnelID()}); err != nil {
+			t.Fatal(err)
+		}
+		waitUp(t, a, b.fqdn)
+	}
+}
