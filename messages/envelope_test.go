@@ -337,34 +337,6 @@ func TestFieldErrorMessage(t *testing.T) {
 	}
 }
 
-func TestEncodeAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts differ under -race")
-	}
-	enc := NewEncoder()
-	env, err := NewEnvelope(testID, "alice.example.cyphonic", time.Unix(1, 0), samples()[6])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ack Body = &KeepaliveAck{Observed: netip.MustParseAddrPort("[2001:db8::1]:5")}
-	reg := samples()[6]
-	enc.Encode(env) // grow the buffer once
-	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := enc.Encode(env); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := enc.EncodeMessage(testID, "nms", 1, ack); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := enc.EncodeMessage(testID, "nms", 1, reg); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("encoding allocates %v times per run, want 0", allocs)
-	}
-}
-
 // TestLibraryEntryPoints checks the codecs also work when msgpack itself
 // drives them (msgpack.Marshal/Unmarshal, and a reader that is not a
 // *bytes.Reader, which takes the copying read path).

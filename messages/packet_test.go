@@ -361,29 +361,6 @@ func TestAddrPort18(t *testing.T) {
 	}
 }
 
-func TestHeaderAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts differ under -race")
-	}
-	pkt := make([]byte, 1500)
-	h := DataHeader{Type: TypeData, Receiver: 1, Counter: 2}
-	relay := make([]byte, 100)
-	PutRelayHeader(relay, RelayToken{1})
-	relay[RelayHeaderLen] = byte(TypeData)
-	garbage := []byte{0xff, 0, 0}
-	allocs := testing.AllocsPerRun(100, func() {
-		h.Put(pkt)
-		_, _ = ParseDataHeader(pkt)
-		_, _ = ParseDataHeader(garbage)
-		_, _, _ = ParseRelay(relay)
-		_, _, _ = ParseHandshake(garbage)
-		_, _ = ParseProbeReply(garbage)
-	})
-	if allocs != 0 {
-		t.Errorf("header put/parse allocates %v times per run, want 0", allocs)
-	}
-}
-
 func TestLoginCookieFraming(t *testing.T) {
 	b := make([]byte, LoginCookieLen)
 	n := PutLoginCookieHeader(b)

@@ -89,8 +89,9 @@ type Dataplane struct {
 	running bool
 	actors  []*actor.PID // top-level actors of the data plane, in stop order
 	peers   *actor.PID
-	opened  map[string]bool // FQDNs Open was called for and Close was not
-	done    chan struct{}   // closed by Stop: writer goroutines return
+	opened  map[string]uint64 // FQDNs Open was called for and Close was not: their latest Open's number
+	opens   uint64            // Opens so far (numbers them)
+	done    chan struct{}     // closed by Stop: writer goroutines return
 	wg      sync.WaitGroup
 	closeIO sync.Once
 	// siblings are the extra sockets of Config.Readers, read only; the
@@ -133,7 +134,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		out:    newFairQueue(controlQueueDepth),
 		in:     newFairQueue(1),
 		done:   make(chan struct{}),
-		opened: make(map[string]bool),
+		opened: make(map[string]uint64),
 		self:   cfg.Identity.FQDN,
 		guard:  handshake.NewReplayGuard(guardSize),
 		timing: t,
@@ -443,25 +444,36 @@ func (d *Dataplane) open(info messages.PathInfo, ready func(error), answer bool)
 	if info.Kind == messages.PathRelay && info.Relay == nil {
 		return fmt.Errorf("%w: relay path without ticket", ErrBadConfig)
 	}
-	if err := d.toPeers(&openPeer{Info: info, Ready: ready, Answer: answer}); err != nil {
+	d.mu.Lock()
+	d.opens++
+	seq := d.opens
+	d.mu.Unlock()
+	if err := d.toPeers(&openPeer{Info: info, Ready: ready, Answer: answer, Seq: seq}); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	d.opened[info.PeerFQDN] = true
+	d.opened[info.PeerFQDN] = max(d.opened[info.PeerFQDN], seq)
 	d.mu.Unlock()
 	return nil
 }
 
 func (d *Dataplane) isOpen(fqdn string) bool {
+	_, open := d.openSeq(fqdn)
+	return open
+}
+
+// openSeq returns the number of the latest Open of fqdn, if it is open.
+func (d *Dataplane) openSeq(fqdn string) (uint64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.opened[fqdn]
+	seq, open := d.opened[fqdn]
+	return seq, open
 }
 
 // Close implements the contract in api.go.
 func (d *Dataplane) Close(fqdn string) error {
 	d.mu.Lock()
-	known := d.opened[fqdn]
+	_, known := d.opened[fqdn]
 	delete(d.opened, fqdn)
 	d.mu.Unlock()
 	if !known {
@@ -506,6 +518,12 @@ func (d *Dataplane) Drops() map[string]uint64 { return d.global.Snapshot() }
 func (d *Dataplane) WaitUp(ctx context.Context, fqdn string) error {
 	for {
 		h := d.set.Get(fqdn)
+		if seq, open := d.openSeq(fqdn); h != nil && open && h.seq.Load() < seq {
+			// Close then Open (a new path) still in the manager's
+			// mailbox: h is the old peer's, maybe still up, and the
+			// new peer is not there yet. Wait for it.
+			h = nil
+		}
 		if h != nil {
 			err := h.WaitUp(ctx)
 			switch {

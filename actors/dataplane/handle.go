@@ -92,6 +92,10 @@ type peerHandle struct {
 	// lostQueued: an unknown-index answer waits in the actor's mailbox
 	// (lost sends at most one at a time).
 	lostQueued atomic.Bool
+	// seq is the latest Open this peer has taken (openPeer.Seq). A handle
+	// below the data plane's latest Open for the peer is a closed peer's,
+	// or has not yet taken that Open: WaitUp waits past it.
+	seq atomic.Uint64
 
 	mu   sync.Mutex // guards info through changed
 	info messages.PathInfo
@@ -340,6 +344,14 @@ func (h *peerHandle) Dead() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.dead
+}
+
+// took records that the peer has taken the Open numbered seq. Only the
+// manager writes seq, in the order of the Opens it takes.
+func (h *peerHandle) took(seq uint64) {
+	if seq > h.seq.Load() {
+		h.seq.Store(seq)
+	}
 }
 
 // WaitUp blocks until the peer has a confirmed session, the peer is dead

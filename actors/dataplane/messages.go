@@ -19,6 +19,9 @@ type (
 		// Answer: the path is NMS's answer to our own request (Open),
 		// which NMS sends only once the peer acknowledged its Direction.
 		Answer bool
+		// Seq numbers the Open (Dataplane.opens): WaitUp waits for the
+		// peer that has taken the latest one.
+		Seq uint64
 	}
 	// closePeer stops the peer and forgets it.
 	closePeer struct{ FQDN string }

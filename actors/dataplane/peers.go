@@ -87,6 +87,15 @@ func (m *manager) Receive(ctx actor.Context) {
 	case *openPeer:
 		m.open(ctx, msg)
 	case *closePeer:
+		// Opens waiting for an earlier closed peer to stop are closed too:
+		// kept, they would open the peer after this Close.
+		waiting := m.reopen[msg.FQDN]
+		delete(m.reopen, msg.FQDN)
+		for _, o := range waiting {
+			if o.Ready != nil {
+				o.Ready(errHandleClosed)
+			}
+		}
 		h := m.set.Get(msg.FQDN)
 		if h == nil {
 			return
@@ -158,10 +167,14 @@ func (m *manager) open(ctx actor.Context, msg *openPeer) {
 	}
 	h := m.set.Get(info.PeerFQDN)
 	if !m.vipsFree(h, info) {
+		if h != nil {
+			h.took(msg.Seq) // and refused it: WaitUp need not wait
+		}
 		ready(errWrongVIPs)
 		return
 	}
 	if h != nil && !h.Dead() {
+		h.took(msg.Seq)
 		if msg.Answer {
 			h.answered(time.Now())
 		}
@@ -191,6 +204,7 @@ func (m *manager) open(ctx actor.Context, msg *openPeer) {
 		return
 	}
 	h = newHandle(info)
+	h.took(msg.Seq)
 	if msg.Answer {
 		h.answered(time.Now())
 	}

@@ -19,11 +19,15 @@ import (
 // per batch per actor it crosses. Here that function is made once. Its
 // queues are rings that grow with a burst and shrink once drained (memory
 // follows what is queued, not the peak).
+//
+// It differs from protoactor's in one way: a Restart taken after a Stop is
+// dropped (see run).
 type mailbox struct {
 	user, system ring
 	scheduled    atomic.Bool
 	userN, sysN  atomic.Int32
 	suspended    atomic.Bool
+	stopped      atomic.Bool // a Stop has been taken: the actor is ending
 	invoker      actor.MessageInvoker
 	dispatcher   actor.Dispatcher
 	mw           []actor.MailboxMiddleware
@@ -131,6 +135,20 @@ func (m *mailbox) run() {
 				m.suspended.Store(true)
 			case *actor.ResumeMailbox:
 				m.suspended.Store(false)
+			case *actor.Stop:
+				m.stopped.Store(true)
+				m.invoker.InvokeSystemMessage(msg)
+			case *actor.Restart:
+				// protoactor restarts on a Restart whatever the actor's
+				// state. One that comes while a stopping actor waits for
+				// its children (a backoff restart of a failed child that
+				// its parent is closing or stopping) turned the stop
+				// into a restart: the Stop was lost, and the parent
+				// waited for the child's Terminated forever. A Stop is
+				// final, so a later restart has nothing to do.
+				if !m.stopped.Load() {
+					m.invoker.InvokeSystemMessage(msg)
+				}
 			default:
 				m.invoker.InvokeSystemMessage(msg)
 			}

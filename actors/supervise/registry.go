@@ -42,6 +42,11 @@ type entry struct {
 	id, kind, parent string
 	pid              *actor.PID
 	processed        atomic.Uint64
+	// ending: the actor has taken Stopping or Restarting, so protoactor
+	// has stopped (or is about to stop) its children, and a child spawned
+	// now would never be told to stop. Cleared by its next Started. Read
+	// by Spawn on the actor's own goroutine (it spawns its children).
+	ending atomic.Bool
 
 	// guarded by Registry.mu
 	mailbox       actor.Mailbox // set by the mailbox producer during spawn
@@ -74,12 +79,16 @@ func (r *Registry) totals(kind string) *kindTotals {
 }
 
 // add registers e before its actor is spawned, so that its Started message
-// always finds it. It reports false if the ID is taken.
-func (r *Registry) add(e *entry) bool {
+// always finds it. It refuses a taken ID (ErrNameExists) and a parent that
+// is stopping or restarting (ErrParentEnding).
+func (r *Registry) add(e *entry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, taken := r.live[e.id]; taken {
-		return false
+		return ErrNameExists
+	}
+	if p := r.live[e.parent]; e.parent != "" && p != nil && p.ending.Load() {
+		return ErrParentEnding
 	}
 	e.state = StateStarting
 	e.started = r.now()
@@ -88,7 +97,7 @@ func (r *Registry) add(e *entry) bool {
 	e.supervision = defaultSupervision
 	r.live[e.id] = e
 	r.totals(e.kind) // so the kind shows up in metrics from the start
-	return true
+	return nil
 }
 
 // defaultSupervision is protoactor's default supervisor strategy (its

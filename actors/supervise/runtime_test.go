@@ -585,3 +585,111 @@ func TestRestartNow(t *testing.T) {
 		t.Fatalf("child = %+v (found %v), want running after 1 restart", n, ok)
 	}
 }
+
+// TestRestartAfterStopStops: a restart issued to a child that has already
+// been told to stop (its backoff timer firing, or RestartNow, while it
+// waits for its own children to stop) must not bring it back. protoactor
+// turns a Restart into a restart whatever the actor's state, so the Stop
+// was lost: the child ran on and its stopping parent waited for it
+// forever (the data plane's Stop hung after a peer that had failed its
+// handshake was closed: peers/bob running under a stopping peers).
+func TestRestartAfterStopStops(t *testing.T) {
+	sys := newTestSystem(t)
+	st, err := sys.NewBackoffStrategy(Backoff{Initial: time.Hour, Max: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := sys.Spawn(nil, "peers", "peers", testActor(nil).Configure(WithBackoff(st)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *actor.PID, 4)
+	child := spawnVia(t, sys, parent, "peer", "bob.example.cyphonic", testActor(started))
+	<-started
+	// A grandchild (a peer's sequencer) that takes a while to stop holds
+	// the child in "stopping" while the restart comes in.
+	entered, gate := make(chan struct{}), make(chan struct{})
+	spawnVia(t, sys, child, "sequencer", "sequencer-in", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Stopping); ok {
+			close(entered)
+			<-gate
+		}
+	}))
+
+	scheduled := make(chan struct{})
+	sub := sys.Actors().EventStream.Subscribe(func(evt any) {
+		if e, ok := evt.(*BackoffEvent); ok && e.Child.Id == child.Id {
+			close(scheduled)
+		}
+	})
+	defer sys.Actors().EventStream.Unsubscribe(sub)
+	sys.Root().Send(child, boom{why: "handshake timeout"})
+	<-scheduled // the child is suspended, its restart pending
+
+	sys.Root().Stop(child) // the manager closes the peer
+	<-entered              // the child is stopping, waiting for its sequencer
+	if !st.RestartNow(child) {
+		t.Fatal("no pending restart")
+	}
+	// The Restart is in the child's system queue now, ahead of the
+	// sequencer's Terminated that releasing the gate sends.
+	close(gate)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Registry().WaitGone(ctx, child.Id); err != nil {
+		n, _ := sys.Registry().Snapshot().Find(child.Id)
+		t.Fatalf("child told to stop, then restarted: still alive (%+v): %v", n, err)
+	}
+	select {
+	case <-started:
+		t.Fatal("a stopped child was started again")
+	default:
+	}
+}
+
+// TestNoChildrenWhileStopping: an actor that is stopping cannot spawn.
+// protoactor stops the children an actor has when its Stop comes, then
+// waits for them, and meanwhile still runs the actor's user and Terminated
+// messages; a child spawned then was never told to stop, and the parent
+// never finished stopping (the peer manager replayed a queued Open on a
+// closed peer's Terminated while stopping: Dataplane.Stop hung).
+func TestNoChildrenWhileStopping(t *testing.T) {
+	sys := newTestSystem(t)
+	parent, err := sys.Spawn(nil, "peers", "peers", testActor(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, gate := make(chan struct{}), make(chan struct{})
+	spawnVia(t, sys, parent, "peer", "old", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Stopping); ok {
+			close(entered)
+			<-gate
+		}
+	}))
+	sys.Root().Stop(parent)
+	<-entered // the parent is stopping, waiting for "old"
+
+	reply := make(chan spawnResult, 1)
+	sys.Root().Send(parent, spawnChild{"peer", "new", testActor(nil), reply})
+	r := <-reply
+	close(gate)
+	if !errors.Is(r.err, ErrParentEnding) {
+		t.Errorf("spawn under a stopping parent: %v, want ErrParentEnding", r.err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Registry().WaitGone(ctx, parent.Id); err != nil {
+		t.Fatalf("parent never stopped (%d actors alive): %v", sys.Registry().Len(), err)
+	}
+	// A restarted actor spawns again once it has started.
+	started := make(chan *actor.PID, 4)
+	p2, err := sys.Spawn(nil, "peers", "peers2", testActor(started))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	sys.Root().Send(p2, boom{why: "crash"})
+	<-started
+	spawnVia(t, sys, p2, "peer", "after-restart", testActor(nil))
+}

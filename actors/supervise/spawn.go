@@ -16,6 +16,16 @@ var ErrBadName = errors.New("supervise: bad actor name")
 // need not import actor for errors.Is.
 var ErrNameExists = actor.ErrNameExists
 
+// ErrParentEnding is returned for a child of an actor that is stopping or
+// restarting. protoactor stops the children an actor has when it begins to
+// stop or restart, and then waits for them; it lets the actor spawn more
+// meanwhile (it still runs Terminated and user messages), and those are
+// never told to stop, so the parent waits for them forever. (The data
+// plane's peer manager, stopping, replayed an Open queued behind a closed
+// peer on that peer's Terminated: the new peer ran on under a stopping
+// manager, and Dataplane.Stop hung.)
+var ErrParentEnding = errors.New("supervise: parent is stopping or restarting")
+
 // Spawn starts an actor named name under parent and registers it with the
 // given kind ("peer", "sequencer", …). parent is the spawning actor's
 // context (so that it supervises the child, whose ID becomes
@@ -48,8 +58,8 @@ func (s *System) Spawn(parent actor.SpawnerContext, kind, name string, props *ac
 	}
 
 	e := &entry{id: id, kind: kind, parent: parentID, pid: s.actors.NewLocalPID(id)}
-	if !s.registry.add(e) {
-		return nil, fmt.Errorf("supervise: spawn %s %s: %w", kind, id, ErrNameExists)
+	if err := s.registry.add(e); err != nil {
+		return nil, fmt.Errorf("supervise: spawn %s %s: %w", kind, id, err)
 	}
 	reg := s.registry
 	// Mailboxes are unbounded (see Limiter): Spawn installs the producer
@@ -91,10 +101,13 @@ func lifecycleMiddleware(reg *Registry, e *entry) actor.ReceiverMiddleware {
 			e.processed.Add(1)
 			switch env.Message.(type) {
 			case *actor.Started:
+				e.ending.Store(false)
 				reg.started(e)
 			case *actor.Restarting:
+				e.ending.Store(true)
 				reg.setState(e, StateRestarting)
 			case *actor.Stopping:
+				e.ending.Store(true)
 				reg.setState(e, StateStopping)
 			case *actor.Stopped:
 				// protoactor has removed the PID already; let the actor see
