@@ -168,6 +168,11 @@ type ticket struct {
 	key     messages.RelayBindKey
 }
 
+// tokenExpiry is the expiry a stateless token claims (its bytes 4-8).
+func tokenExpiry(tok [16]byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint32(tok[4:8])), 0)
+}
+
 // open reads a token's fields (tok: its 16 bytes) and derives its side's
 // bind key. It reports DropUnknownToken for a token that is not of this
 // format (or claims a life no ticket here gets) and DropExpired for one
@@ -178,7 +183,7 @@ func (t *Tickets) open(tok []byte, now time.Time) (ticket, DropReason) {
 	if len(tok) != len(k.session) || tok[15]>>1 != ticketVersion {
 		return k, DropUnknownToken
 	}
-	k.expires = time.Unix(int64(binary.BigEndian.Uint32(tok[4:8])), 0)
+	k.expires = tokenExpiry([16]byte(tok))
 	switch {
 	case !now.Before(k.expires):
 		return k, DropExpired
