@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,8 +58,15 @@ type Config struct {
 	// Cloud is the AS address, host:port (required), or several, comma
 	// separated: cloud processes sharing one store, among which the node
 	// fails over by itself (session.Config.Clouds). A host name stands for
-	// every address it resolves to.
+	// every address it resolves to, looked up again every ResolveEvery and
+	// when the node fails over (keeping its last addresses if the lookup
+	// fails).
 	Cloud string
+	// Resolver looks the Cloud names up (default net.DefaultResolver).
+	Resolver Resolver
+	// ResolveEvery is how often the Cloud names are looked up again
+	// (default DefaultResolveEvery; negative: only at start).
+	ResolveEvery time.Duration
 
 	Listen4, Listen6 string // UDP sockets (default any address, a random port); "" with the other set: skip the family
 
@@ -156,6 +162,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DebugAddr == "" {
 		c.DebugAddr = DefaultDebugAddr
 	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
+	}
+	if c.ResolveEvery == 0 {
+		c.ResolveEvery = DefaultResolveEvery
+	}
 	if c.TUN == "" {
 		c.TUN = DefaultTUN
 	}
@@ -181,42 +193,6 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	return c, nil
-}
-
-// resolveCloud turns the Cloud option, host:port[,host:port...], into
-// addresses, looking each host up if it is a name: a name with several
-// records gives them all (one name for an active-active cloud).
-func resolveCloud(ctx context.Context, hostports string) ([]netip.AddrPort, error) {
-	var out []netip.AddrPort
-	for _, hostport := range strings.Split(hostports, ",") {
-		hostport = strings.TrimSpace(hostport)
-		if hostport == "" {
-			continue
-		}
-		if ap, err := netip.ParseAddrPort(hostport); err == nil {
-			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-			continue
-		}
-		host, port, err := net.SplitHostPort(hostport)
-		if err != nil {
-			return nil, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
-		}
-		p, err := strconv.ParseUint(port, 10, 16)
-		if err != nil {
-			return nil, fmt.Errorf("%w: cloud address %q: port %q is not a number in 0..65535", ErrConfig, hostport, port)
-		}
-		ua, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		if err != nil || len(ua) == 0 {
-			return nil, fmt.Errorf("%w: cloud address %q: %v", ErrConfig, hostport, err)
-		}
-		for _, a := range ua {
-			out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(p)))
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no cloud address (--cloud)", ErrConfig)
-	}
-	return out, nil
 }
 
 // trust is the node's identity, the root it trusts and the deny list it
@@ -267,7 +243,7 @@ func Check(ctx context.Context, cfg Config) (*pki.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := resolveCloud(ctx, cfg.Cloud); err != nil {
+	if _, _, err := resolveCloud(ctx, cfg.Resolver, cfg.Cloud); err != nil {
 		return nil, err
 	}
 	t, err := loadTrust(cfg, cfg.Logger)
@@ -295,10 +271,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
-	cloud, err := resolveCloud(ctx, cfg.Cloud)
+	names, cloud, err := resolveCloud(ctx, cfg.Resolver, cfg.Cloud)
 	if err != nil {
 		return nil, err
 	}
+	reresolveNow := make(chan struct{}, 1)
 	t, err := loadTrust(cfg, n.log)
 	if err != nil {
 		return nil, err
@@ -368,10 +345,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Software:    "cyphonic-go node",
 		OnLogin:     n.onLogin,
 		OnVIPFailed: func(vip netip.Addr, unknown bool) { n.dp.LookupFailed(vip, unknown) },
-		DenyList:    func(der []byte) uint64 { return n.takeDenyList(crls, der) },
-		Logger:      n.log,
-		Keepalive:   cfg.Keepalive,
-		Retry:       cfg.Retry,
+		OnFailover: func() {
+			select {
+			case reresolveNow <- struct{}{}:
+			default:
+			}
+		},
+		DenyList:  func(der []byte) uint64 { return n.takeDenyList(crls, der) },
+		Logger:    n.log,
+		Keepalive: cfg.Keepalive,
+		Retry:     cfg.Retry,
 	})
 	if err != nil {
 		return nil, err
@@ -441,6 +424,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Device == nil {
 		n.wg.Add(1)
 		go n.configureTUN(cctx, dev.Name())
+	}
+	if names.hasNames() && cfg.ResolveEvery > 0 {
+		n.wg.Go(func() { reresolve(cctx, names, cfg.Resolver, cfg.ResolveEvery, reresolveNow, n.sess.SetClouds, n.log) })
 	}
 	n.log.Info("node started", "cloud", cloud, "dns", n.DNSAddr(), "debug", n.debugAt)
 	return n, nil

@@ -127,15 +127,19 @@ type sessionActor struct {
 func newSessionActor(s *Session) *sessionActor {
 	// A random first cloud spreads the nodes over the cloud processes;
 	// from there on they are tried in order.
+	cfg := s.cfg
+	if c := s.clouds.Load(); c != nil {
+		cfg.Clouds = *c
+	}
 	first := 0
-	if !s.cfg.InOrder {
-		first = rand.IntN(len(s.cfg.Clouds))
+	if !cfg.InOrder {
+		first = rand.IntN(len(cfg.Clouds))
 	}
 	return &sessionActor{
 		cloud:     first,
-		as:        s.cfg.Clouds[first],
+		as:        cfg.Clouds[first],
 		s:         s,
-		cfg:       s.cfg,
+		cfg:       cfg,
 		log:       s.cfg.Logger.With("actor", "session", "fqdn", s.cfg.Identity.FQDN),
 		state:     StateIdle,
 		open:      make(map[messages.MsgID]inflight),
@@ -174,6 +178,8 @@ func (a *sessionActor) Receive(ctx actor.Context) {
 		a.requestVIP(ctx, m.vip)
 	case *lookupVIP:
 		a.lookupVIP(ctx, m)
+	case cloudsChanged:
+		a.setClouds(ctx, m.clouds)
 	case addrsChanged:
 		if a.state == StateOnline && !slices.Equal(a.locators(), a.registered) {
 			a.moved()
@@ -998,6 +1004,26 @@ func (a *sessionActor) nextNMS() (nms, probe netip.AddrPort, ok bool) {
 func (a *sessionActor) nextCloud() {
 	a.cloud = (a.cloud + 1) % len(a.cfg.Clouds)
 	a.as = a.cfg.Clouds[a.cloud]
+	if a.cfg.OnFailover != nil {
+		a.cfg.OnFailover()
+	}
+}
+
+// setClouds takes a new list of cloud addresses (SetClouds). The session
+// stays where it is; if that address is no longer listed, the next
+// failover goes to the list's first.
+func (a *sessionActor) setClouds(ctx actor.Context, clouds []netip.AddrPort) {
+	if slices.Equal(clouds, a.cfg.Clouds) {
+		return
+	}
+	a.log.Info("cloud addresses changed", "from", a.cfg.Clouds, "to", clouds, "current", a.as)
+	a.cfg.Clouds = clouds
+	if i := slices.Index(clouds, a.as); i >= 0 {
+		a.cloud = i
+	} else {
+		a.cloud = len(clouds) - 1
+	}
+	a.watchCloud(ctx) // with a second address, the watch has somewhere to go
 }
 
 // watchTimes is when the watch acts on request o, and whether it does:

@@ -95,6 +95,10 @@ type Config struct {
 	// returns the number of the list it holds (given nil, only that).
 	// Called from the actor: must not block. May be nil.
 	DenyList func(crl []byte) (held uint64)
+	// OnFailover is told when the session gives up a cloud address for
+	// the next (the node re-resolves its cloud names then). Called from
+	// the actor: must not block. May be nil.
+	OnFailover func()
 	// OnVIPFailed is told when a tunnel asked for by NeedVIP will not
 	// come: unknown when NMS says no node holds vip, otherwise for now
 	// (the holder is offline, the cloud did not answer, the path did not
@@ -185,6 +189,9 @@ type Session struct {
 	// that arrived before Spawn or found it full.
 	inbound *supervise.Limiter
 	dropped atomic.Uint64
+	// clouds is the latest list SetClouds gave (nil: cfg.Clouds), for an
+	// actor restarted after it.
+	clouds atomic.Pointer[[]netip.AddrPort]
 }
 
 // New validates cfg. Close the Session after its actor has stopped.
@@ -289,6 +296,29 @@ func (s *Session) NeedVIP(vip netip.Addr) {
 // changed; it re-registers if its locators did. The keepalive timer checks
 // too, so this only makes mobility faster.
 func (s *Session) AddrsChanged() { s.send(addrsChanged{}) }
+
+// SetClouds replaces the cloud addresses (the node resolved its --cloud
+// names again: an active-active cloud behind one name whose records
+// changed). Invalid and repeated addresses are left out; an empty list
+// changes nothing. The session stays with the cloud it is logged in at
+// while that answers, and fails over within the new list.
+func (s *Session) SetClouds(addrs []netip.AddrPort) {
+	var clouds []netip.AddrPort
+	for _, a := range addrs {
+		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		if a.IsValid() && !slices.Contains(clouds, a) {
+			clouds = append(clouds, a)
+		}
+	}
+	if len(clouds) == 0 {
+		return
+	}
+	s.clouds.Store(&clouds)
+	s.send(cloudsChanged{clouds: clouds})
+}
+
+// cloudsChanged: SetClouds' message to the actor.
+type cloudsChanged struct{ clouds []netip.AddrPort }
 
 // Status returns the latest session state. Safe from any goroutine.
 func (s *Session) Status() Status {

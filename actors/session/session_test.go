@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1065,3 +1066,33 @@ const watchTime = 200 * time.Millisecond
 
 // failoverAfterOf is the session's FailoverAfter, defaults applied.
 func failoverAfterOf(s *Session) time.Duration { return s.cfg.FailoverAfter }
+
+// TestSetCloudsFailsOverToNewAddress: a node that started with one cloud
+// address learns a second (its --cloud name got another record) and, when
+// the first process dies, fails over to it. With the one address it had it
+// would have kept retrying the dead one.
+func TestSetCloudsFailsOverToNewAddress(t *testing.T) {
+	var failovers atomic.Int32
+	f := newFixture(t, func(c *Config) {
+		c.AS, c.Clouds, c.InOrder = netip.AddrPort{}, []netip.AddrPort{asAddr}, true
+		c.Keepalive = time.Hour
+		c.FailoverAfter = watchTime
+		c.Retry = signaling.Retry{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 8}
+		c.OnFailover = func() { failovers.Add(1) }
+	})
+	eventually(t, "online", online(f))
+	f.s.SetClouds([]netip.AddrPort{asAddr, {}, asAddr, asAddr2}) // the invalid and the repeated one are left out
+	f.s.SetClouds(nil)                                           // changes nothing
+	f.cloud.set(func(c *fakeCloud) { c.dead = map[netip.AddrPort]bool{asAddr: true, nmsAddr: true} })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if p, err := f.s.RequestTunnel(ctx, "bob.example.cyphonic"); err != nil || p.PeerFQDN != "bob.example.cyphonic" {
+		t.Fatalf("tunnel after the first cloud died: %+v %v", p, err)
+	}
+	if st := f.s.Status(); st.AS != asAddr2 || st.NMS != nmsAddr2 || st.Failovers != 1 {
+		t.Fatalf("after failover: as %v, NMS %v, failovers %d (%s)", st.AS, st.NMS, st.Failovers, st.LastError)
+	}
+	if failovers.Load() == 0 {
+		t.Fatal("OnFailover not called")
+	}
+}

@@ -227,9 +227,12 @@ func (r *root) onFrame(ctx actor.Context, m any) {
 }
 
 // relayKeyEvery is how often an NMS whose TRS runs in another process asks
-// it for its ticket key: a restarted TRS has a new one, and until the NMS
-// has it the tickets it mints are refused there (their nodes' relay goes
-// silent and they ask for a new path, as after any relay loss).
+// it for its ticket key, in case it changed: a TRS keeps its key across
+// restarts (trs-ticket.key in its data directory), so tickets minted under
+// the last key stay good; one whose key file was lost has a new key, and
+// until the NMS has it the tickets it mints are refused there (their
+// nodes' relay goes silent and they ask for a new path, as after any relay
+// loss).
 const relayKeyEvery = 2 * time.Second
 
 // relayKeyTick: the RelayKey ticker.

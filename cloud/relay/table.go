@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/relaybind"
 )
@@ -147,12 +148,68 @@ type Table struct {
 	// at a time from cursor on; entry.pos is each one's index.
 	order  []*entry
 	cursor int
+	// Peaks of the maps and of order since their last rebuild: Go maps
+	// never shrink, so after a burst each is rebuilt once it falls under a
+	// quarter of its peak (cloud/shrink).
+	sessionsPeak, tokensPeak, ownersPeak, sweptPeak shrink.Peak
+	// swept remembers, per side of a stateless session removed before its
+	// ticket expired, the last counter accepted for it, so that a recorded
+	// first (or later) bind sent again after the sweep cannot recreate the
+	// side: its token and MAC are as good as ever, only its counter is
+	// old. Only sides that bound genuinely are recorded, at most max of
+	// them (sweptQ's order, oldest forgotten first), each until its
+	// ticket's expiry, when the token is refused anyway.
+	swept  map[[16]byte]sweptSide
+	sweptQ sweptQueue
 	// Lifecycle counts, guarded by mu.
 	allocated, created, released, expiredTicket, expiredIdle uint64
 
 	forwardedPackets, forwardedBytes atomic.Uint64
 	binds, roams                     atomic.Uint64
 	drops                            [NumDropReasons]atomic.Uint64
+}
+
+// sweptSide is what the table keeps of a swept stateless side.
+type sweptSide struct {
+	counter uint64 // the last accepted; a bind must be above it
+	seq     uint64 // its place in sweptQ, to tell a later record from it
+}
+
+type sweptRef struct {
+	token [16]byte
+	seq   uint64
+}
+
+// sweptQueue is a FIFO of swept sides, oldest first.
+type sweptQueue struct {
+	q    []sweptRef
+	head int
+	seq  uint64
+}
+
+func (q *sweptQueue) len() int { return len(q.q) - q.head }
+
+func (q *sweptQueue) push(tok [16]byte) uint64 {
+	q.seq++
+	q.q = append(q.q, sweptRef{tok, q.seq})
+	return q.seq
+}
+
+func (q *sweptQueue) front() sweptRef { return q.q[q.head] }
+
+// pop drops the front, and compacts the slice once its dead head is most
+// of it (so the queue's memory follows its length, amortised).
+func (q *sweptQueue) pop() {
+	q.q[q.head] = sweptRef{}
+	q.head++
+	if q.head == len(q.q) {
+		q.q, q.head = q.q[:0], 0
+		if cap(q.q) >= 4*shrink.MinPeak {
+			q.q = nil
+		}
+	} else if q.head >= shrink.MinPeak && q.head > len(q.q)/2 {
+		q.q, q.head = slices.Clone(q.q[q.head:]), 0
+	}
 }
 
 type tokenRef struct {
@@ -202,6 +259,7 @@ func NewTable(cfg Config) *Table {
 		sessions: make(map[[16]byte]*entry),
 		tokens:   make(map[[16]byte]tokenRef),
 		owners:   make(map[uint32]int),
+		swept:    make(map[[16]byte]sweptSide),
 		tickets:  cfg.Tickets,
 		perOwner: cfg.MaxPerOwner,
 	}
@@ -285,6 +343,7 @@ func (t *Table) Release(session [16]byte) bool {
 	if !ok {
 		return false
 	}
+	t.rememberLocked(s)
 	t.removeLocked(s)
 	t.released++
 	return true
@@ -400,6 +459,15 @@ func (t *Table) bindNew(pkt []byte, b messages.RelayBind, from netip.AddrPort, n
 	defer t.mu.Unlock()
 	if _, ok := t.tokens[b.Token]; ok {
 		return DropNone, true
+	}
+	if sw, ok := t.swept[b.Token]; ok {
+		if !relaybind.Fresh(b.Counter, sw.counter) {
+			return DropReplay, false // a recording of a swept side
+		}
+		// The node itself, binding again: the record has done its work
+		// (the side's counter lives in the session again).
+		delete(t.swept, b.Token)
+		t.swept = shrink.Map(t.swept, &t.sweptPeak)
 	}
 	if t.owners[k.owner] >= t.perOwner {
 		return DropOwnerFull, false
@@ -532,12 +600,14 @@ func (t *Table) Expire(now time.Time) int {
 			t.expiredTicket++
 		case idle:
 			t.expiredIdle++
+			t.rememberLocked(s)
 		default:
 			continue
 		}
 		t.removeLocked(s)
 		removed++
 	}
+	t.forgetSweptLocked(now)
 	return removed
 }
 
@@ -593,6 +663,53 @@ func (t *Table) Sessions() []SessionInfo {
 	return out
 }
 
+// rememberLocked records s's bound stateless sides in swept before s
+// leaves the table with its ticket still valid. t.mu must be held for
+// writing.
+func (t *Table) rememberLocked(s *entry) {
+	if !s.stateless {
+		return // an allocation: only Allocate makes it, never a bind
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.token {
+		if !s.owned[i] {
+			continue
+		}
+		for t.sweptQ.len() >= t.max {
+			t.forgetFrontLocked()
+		}
+		t.swept[s.token[i]] = sweptSide{counter: s.counter[i], seq: t.sweptQ.push(s.token[i])}
+		t.sweptPeak.Grew(len(t.swept))
+	}
+}
+
+// forgetFrontLocked drops the oldest swept record.
+func (t *Table) forgetFrontLocked() {
+	f := t.sweptQ.front()
+	t.sweptQ.pop()
+	if sw, ok := t.swept[f.token]; ok && sw.seq == f.seq {
+		delete(t.swept, f.token)
+	}
+}
+
+// forgetSweptLocked drops the swept records, oldest first, whose tickets
+// have expired (or that a fresh bind already replaced). Records are
+// queued in sweep order, which follows mint order closely (a ticket's
+// life is the same for all), so stopping at the first live one leaves
+// little behind; the bound on the queue forgets the rest.
+func (t *Table) forgetSweptLocked(now time.Time) {
+	for t.sweptQ.len() > 0 {
+		f := t.sweptQ.front()
+		sw, ok := t.swept[f.token]
+		if ok && sw.seq == f.seq && now.Before(tokenExpiry(f.token)) {
+			break
+		}
+		t.forgetFrontLocked()
+	}
+	t.swept = shrink.Map(t.swept, &t.sweptPeak)
+}
+
 // removeLocked takes s out of the table; the last session of order takes
 // its place there. t.mu must be held for writing.
 func (t *Table) removeLocked(s *entry) {
@@ -615,6 +732,18 @@ func (t *Table) removeLocked(s *entry) {
 	t.order[s.pos], moved.pos = moved, s.pos
 	t.order[last] = nil
 	t.order = t.order[:last]
+	t.sessions = shrink.Map(t.sessions, &t.sessionsPeak)
+	t.tokens = shrink.Map(t.tokens, &t.tokensPeak)
+	t.owners = shrink.Map(t.owners, &t.ownersPeak)
+	if c := cap(t.order); c >= 4*shrink.MinPeak && len(t.order) < c/4 {
+		t.order = slices.Clone(t.order) // indices (entry.pos) unchanged
+	}
+}
+
+func (t *Table) sweptLen() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.swept)
 }
 
 func (t *Table) drop(r DropReason) (netip.AddrPort, [16]byte, bool, DropReason) {

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -39,9 +42,9 @@ import (
 // under the derived key is what the TRS checks before it keeps anything.
 //
 // BLAKE2s keyed mode as a PRF, as WireGuard uses it for its MACs; the key
-// is 32 random bytes per TRS, made at start and never written anywhere, so
-// a restarted TRS refuses the old process's tickets (it lost their
-// sessions too, as before).
+// is 32 random bytes per TRS, kept in its data directory (LoadTickets) so
+// that a restarted TRS accepts the tickets minted before (NewRandomTickets
+// makes one for a single process's life).
 
 const (
 	ticketVersion = 1
@@ -99,6 +102,66 @@ func NewRandomTickets() (*Tickets, error) {
 		return nil, fmt.Errorf("relay: ticket key: %w", err)
 	}
 	return NewTickets(k[:])
+}
+
+// LoadTickets returns a Tickets under the key kept in the file at path,
+// creating the file with a fresh random key (mode 0600) if there is none.
+// A TRS keeps its key there so that its next process accepts what the
+// last one's NMSs minted: a remote NMS mints under the key it last
+// fetched for up to its poll period after a restart, and live relayed
+// tunnels rebind to the new process with their old tickets (the sessions
+// come back at their first binds instead of the tunnels going silent).
+// The file is as secret as the process's other keys in its data
+// directory: with it one can mint sessions on this TRS, within its bounds.
+func LoadTickets(path string) (*Tickets, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		var k [TicketKeyLen]byte
+		if _, err := rand.Read(k[:]); err != nil {
+			return nil, fmt.Errorf("relay: ticket key: %w", err)
+		}
+		if err := writeKeyFile(path, k[:]); err != nil {
+			if !errors.Is(err, fs.ErrExist) {
+				return nil, fmt.Errorf("relay: ticket key: %w", err)
+			}
+			// Another process made it first: use that one.
+		} else {
+			return NewTickets(k[:])
+		}
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("relay: ticket key: %w", err)
+	}
+	tk, err := NewTickets(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s holds %d bytes)", err, path, len(b))
+	}
+	return tk, nil
+}
+
+// writeKeyFile creates path (failing if it exists) with key, synced, so a
+// crash leaves either no file or the whole key.
+func writeKeyFile(path string, key []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ticket-key-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(key); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// A hard link fails if path exists, unlike a rename: two processes
+	// starting at once agree on one key.
+	return os.Link(tmp.Name(), path)
 }
 
 // Key is the ticket key, for the TRS to hand an NMS in another process
@@ -168,6 +231,11 @@ type ticket struct {
 	key     messages.RelayBindKey
 }
 
+// tokenExpiry is the expiry a stateless token claims (its bytes 4-8).
+func tokenExpiry(tok [16]byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint32(tok[4:8])), 0)
+}
+
 // open reads a token's fields (tok: its 16 bytes) and derives its side's
 // bind key. It reports DropUnknownToken for a token that is not of this
 // format (or claims a life no ticket here gets) and DropExpired for one
@@ -178,7 +246,7 @@ func (t *Tickets) open(tok []byte, now time.Time) (ticket, DropReason) {
 	if len(tok) != len(k.session) || tok[15]>>1 != ticketVersion {
 		return k, DropUnknownToken
 	}
-	k.expires = time.Unix(int64(binary.BigEndian.Uint32(tok[4:8])), 0)
+	k.expires = tokenExpiry([16]byte(tok))
 	switch {
 	case !now.Before(k.expires):
 		return k, DropExpired

@@ -2,7 +2,10 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -302,5 +305,42 @@ func TestStatelessForgedBindAllocs(t *testing.T) {
 	junk := bindPkt(id(0x44), 1)
 	if n := testing.AllocsPerRun(200, func() { tab.Bind(junk, epA, t0) }); n != 0 {
 		t.Fatalf("%v allocations per bind on a foreign token", n)
+	}
+}
+
+// TestLoadTickets: the key file is made once (0600) and read back by the
+// next process; a file of the wrong size is refused, not replaced.
+func TestLoadTickets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trs-ticket.key")
+	first, err := LoadTickets(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != TicketKeyLen {
+		t.Fatalf("key file: %v, %v", fi, err)
+	}
+	again, err := LoadTickets(path)
+	if err != nil || !again.Same(first) {
+		t.Fatalf("reloaded key differs (%v)", err)
+	}
+	// What the first minted, the second opens: a genuine first bind.
+	a, _ := mint(t, first, "a.example.cyphonic", "b.example.cyphonic", t0.Add(time.Hour))
+	tab := NewTable(Config{Tickets: again})
+	if r := tab.Bind(sealBind(t, a, 1), epA, t0); r != DropNone {
+		t.Fatalf("ticket of the previous process: %v", r)
+	}
+	other, err := LoadTickets(filepath.Join(t.TempDir(), "k"))
+	if err != nil || other.Same(first) {
+		t.Fatalf("a new file has the same key (%v)", err)
+	}
+	bad := filepath.Join(t.TempDir(), "short.key")
+	if err := os.WriteFile(bad, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadTickets(bad); !errors.Is(err, ErrTicketKey) {
+		t.Fatalf("short key file: %v", err)
+	}
+	if b, _ := os.ReadFile(bad); string(b) != "short" {
+		t.Fatal("a bad key file was overwritten")
 	}
 }

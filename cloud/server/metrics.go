@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -211,6 +213,21 @@ func (s *Server) scaleSeries() seriesCollector {
 			add(workerCap, prometheus.GaugeValue, func() float64 { return float64(n.WorkerQueues()[i].Bound) }, "nms", w)
 			add(workerDrops, prometheus.CounterValue, func() float64 { return float64(n.WorkerQueues()[i].Dropped) }, "nms", w)
 		}
+	}
+	if st := s.store; st != nil {
+		// Read at scrape time from the store itself, not from NMS's
+		// memory: what a restart would reload, so a deletion NMS lost
+		// shows here. One count per scrape (a SCAN pass with Redis).
+		add(prometheus.NewDesc("cyphonic_store_sessions", "Sessions in the store (bbolt or Redis): what a restarted NMS would reload; -1 if the store could not be read.", nil, nil),
+			prometheus.GaugeValue, func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				n, err := st.CountSessions(ctx)
+				if err != nil {
+					return -1
+				}
+				return float64(n)
+			})
 	}
 	if a := s.AS; a != nil {
 		add(queueDepth, prometheus.GaugeValue, func() float64 { q, _ := a.StoreQueue(); return float64(q) }, "as")

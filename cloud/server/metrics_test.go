@@ -242,6 +242,9 @@ func TestMetricsShowScale(t *testing.T) {
 	if _, err := n.Register(true); err != nil {
 		t.Fatal(err)
 	}
+	if got := scrape(t, s)[`cyphonic_store_sessions`]; got != 1 {
+		t.Errorf("store sessions after the login: %v, want 1", got)
+	}
 	for range 2 {
 		if _, err := n.Keepalive(); err != nil {
 			t.Fatal(err)
@@ -281,6 +284,7 @@ func TestMetricsShowScale(t *testing.T) {
 		`cyphonic_nms_session_deletions_total{result="done"}`:  1,
 		`cyphonic_nms_session_deletions_pending`:               0,
 		`cyphonic_nms_tunnel_nodes`:                            0,
+		`cyphonic_store_sessions`:                              0, // the logout's deletion is done
 		`cyphonic_store_queue_capacity{service="nms"}`:         100,
 		`cyphonic_store_queue_capacity{service="as"}`:          1024,
 		`cyphonic_store_queue_depth{service="nms"}`:            0,

@@ -283,7 +283,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if run(svc.TRS) {
 		s.TRS, err = trs.Start(system(svc.TRS), trs.Config{Listen: cfg.addrs(cfg.TRSPort), IdleTimeout: cfg.RelayIdle,
 			MaxSessions: cfg.RelayMaxSessions, MaxPerOwner: cfg.RelayMaxPerNode,
-			Link: s.router.Link(svc.TRS), Logger: cfg.Logger})
+			TicketKeyFile: filepath.Join(cfg.DataDir, "trs-ticket.key"),
+			Link:          s.router.Link(svc.TRS), Logger: cfg.Logger})
 		if err != nil {
 			return nil, err
 		}

@@ -245,6 +245,20 @@ func (s *BoltStore) FreeSessionIDs(ctx context.Context, ids []SessionID) ([]Sess
 	return free, nil
 }
 
+// CountSessions counts the session index's keys (bbolt's bucket stats walk
+// its pages, without decoding a record).
+func (s *BoltStore) CountSessions(ctx context.Context) (int, error) {
+	var n int
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketSessions).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: count sessions: %w", err)
+	}
+	return n, nil
+}
+
 func (s *BoltStore) LookupSession(ctx context.Context, id SessionID) (Node, error) {
 	var n Node
 	err := s.view(ctx, func(tx *bolt.Tx) error {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -258,6 +259,47 @@ func (s *RedisStore) FreeSessionIDs(ctx context.Context, ids []SessionID) ([]Ses
 		}
 	}
 	return free, nil
+}
+
+// countChunk is the COUNT hint of CountSessions' SCAN: keys Redis looks
+// at per round trip.
+const countChunk = 1000
+
+// CountSessions counts the session index's keys with SCAN, so it never
+// blocks Redis the way KEYS would; the index and the records' sessions
+// change together (the scripts), so this is the records' count too. A key
+// written or deleted during the scan may be counted or not, and one Redis
+// moves while its table shrinks mid-scan may be counted twice: the count
+// is exact for a keyspace at rest, and holds no set of names (a million
+// of them would be tens of MB for a metric).
+func (s *RedisStore) CountSessions(ctx context.Context) (int, error) {
+	match := globEscape(s.prefix+"session:") + "*"
+	n := 0
+	var cursor uint64
+	for {
+		keys, next, err := s.c.Scan(ctx, cursor, match, countChunk).Result()
+		if err != nil {
+			return 0, fmt.Errorf("store: count sessions: %w", err)
+		}
+		n += len(keys)
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
+}
+
+// globEscape quotes the characters SCAN's MATCH pattern gives a meaning
+// to, so a prefix is matched literally.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (s *RedisStore) LookupSession(ctx context.Context, id SessionID) (Node, error) {

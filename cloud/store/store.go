@@ -107,6 +107,14 @@ type Store interface {
 	// replaced before any node sees it.
 	FreeSessionIDs(ctx context.Context, ids []SessionID) ([]SessionID, error)
 
+	// CountSessions returns how many sessions the store holds: the ones a
+	// restarted NMS would reload (its sweep reads every record with a
+	// session). It reads the session index, not the records, so it is for
+	// reports and metrics, not for a request's path: bbolt counts the
+	// index's keys page by page in one read transaction, Redis SCANs for
+	// the index's keys (a pass over the keyspace, in round trips of 1,000).
+	CountSessions(ctx context.Context) (int, error)
+
 	// GetNode returns fqdn's record, or ErrNotFound.
 	GetNode(ctx context.Context, fqdn string) (Node, error)
 

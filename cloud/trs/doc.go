@@ -11,8 +11,12 @@
 // reaches the TRS and a session exists only from its first authenticated
 // bind: the table holds the sessions nodes use, not one per tunnel set up.
 // An NMS in another process (--trs-remote) asks for the key over the
-// gateway (RelayKey, every 2 s: a restarted TRS has a new one) and
-// allocates sessions with a RelayAlloc until it has it.
+// gateway (RelayKey, every 2 s, in case the key changed) and allocates
+// sessions with a RelayAlloc until it has it. The key is kept in the data
+// directory (trs-ticket.key), so a restarted TRS accepts the tickets minted
+// before its restart: those a remote NMS minted in the seconds before it
+// fetched again, and those of relayed tunnels, whose nodes' next binds
+// bring their sessions back.
 //
 // Actors, in the TRS's own actor system:
 //

@@ -22,6 +22,13 @@ type Config struct {
 	Listen      []string // e.g. "127.0.0.1:7403", "[::1]:7403"
 	IdleTimeout time.Duration
 	MaxSessions int
+	// TicketKeyFile, if set, keeps the ticket key across restarts
+	// (relay.LoadTickets): the next process accepts the tickets minted
+	// under this one's key, by the NMS of its process and by remote NMSs
+	// that fetched it (they mint under it for up to their poll period
+	// after a restart), and relayed tunnels survive a restart. Empty: a
+	// key for this process's life only.
+	TicketKeyFile string
 	// MaxPerOwner bounds the bound sides one node's stateless tickets may
 	// hold (relay.Config.MaxPerOwner; zero: its default).
 	MaxPerOwner int
@@ -36,7 +43,7 @@ type Service struct {
 	link  *svc.Link
 	table *relay.Table
 	// tickets is the key NMS mints this TRS's stateless tickets under
-	// (relay/ticket.go): made at start, never stored.
+	// (relay/ticket.go): from Config.TicketKeyFile, or made at start.
 	tickets *relay.Tickets
 	conns   []*udp.Conn
 	addrs   []netip.AddrPort
@@ -73,7 +80,12 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 		s.addrs = append(s.addrs, c.LocalAddr())
 	}
 	var err error
-	if s.tickets, err = relay.NewRandomTickets(); err != nil {
+	if cfg.TicketKeyFile != "" {
+		s.tickets, err = relay.LoadTickets(cfg.TicketKeyFile)
+	} else {
+		s.tickets, err = relay.NewRandomTickets()
+	}
+	if err != nil {
 		s.closeConns()
 		return nil, fmt.Errorf("trs: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -44,11 +45,18 @@ func (s *side) bind(t *testing.T) []byte {
 // actor, as NMS does, over a router link from a stand-in NMS system.
 func startTRS(t *testing.T, listen ...string) (*Service, *side, *side) {
 	t.Helper()
+	return startTRSWith(t, Config{Listen: listen})
+}
+
+func startTRSWith(t *testing.T, cfg Config) (*Service, *side, *side) {
+	t.Helper()
+	listen := cfg.Listen
 	router := svc.NewRouter(nil)
 	sys, nmsSys := supervise.New(svc.TRS, nil), supervise.New(svc.NMS, nil)
 	router.Attach(svc.TRS, sys.Actors())
 	router.Attach(svc.NMS, nmsSys.Actors())
-	s, err := Start(sys, Config{Listen: listen, Link: router.Link(svc.TRS)})
+	cfg.Link = router.Link(svc.TRS)
+	s, err := Start(sys, cfg)
 	if err != nil {
 		_ = nmsSys.Shutdown(context.Background())
 		_ = sys.Shutdown(context.Background())
@@ -305,6 +313,35 @@ func TestStatelessTicketsV4ToV6(t *testing.T) {
 	send(t, b, frame(sb.tok, dataPacket(2)), trs6)
 	expectFrom(t, a, sa.tok, 2)
 	if st := s.Table().Stats(); st.Created != 1 || st.Sessions != before.Sessions+1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestTicketsSurviveRestart: with its key in a file, a restarted TRS
+// accepts the tickets minted under its previous process's key (by a remote
+// NMS that has not fetched the new key yet, or held by nodes of a relayed
+// tunnel): both sides bind again and frames flow. Before, the new process
+// had a fresh key and refused them as forged.
+func TestTicketsSurviveRestart(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "trs-ticket.key")
+	old, _, _ := startTRSWith(t, Config{Listen: []string{"127.0.0.1:0"}, TicketKeyFile: keyFile})
+	ta, tb, err := old.Tickets().Mint("a.example.cyphonic", "b.example.cyphonic", time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	s, _, _ := startTRSWith(t, Config{Listen: []string{"127.0.0.1:0"}, TicketKeyFile: keyFile})
+	if !s.Tickets().Same(old.Tickets()) {
+		t.Fatal("the restarted TRS has another key")
+	}
+	trs := s.Addrs()[0]
+	a, b := listenUDP(t, "udp4", "127.0.0.1:0"), listenUDP(t, "udp4", "127.0.0.1:0")
+	sa, sb := &side{tok: ta.Token, key: ta.Key}, &side{tok: tb.Token, key: tb.Key}
+	bindNow(t, s, a, sa, trs)
+	bindNow(t, s, b, sb, trs)
+	send(t, a, frame(sa.tok, dataPacket(1)), trs)
+	expectFrom(t, b, sb.tok, 1)
+	if st := s.Table().Stats(); st.Created != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }

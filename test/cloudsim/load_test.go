@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -303,7 +304,9 @@ func (c *cloudProc) saveProfile(path, name string) {
 	}
 }
 
-func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, nodes int) {
+// report prints the cloud's state after a phase and returns the metrics
+// it read (after a GC).
+func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, nodes int) map[string]float64 {
 	m := c.metrics(b, true)
 	if *loadProfile != "" {
 		if resp, err := http.Get("http://" + c.debug + "/debug/pprof/heap"); err == nil {
@@ -325,9 +328,9 @@ func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, n
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	nodesCPU := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	fmt.Printf("%-24s heap %.1f MiB (%s over baseline)  RSS %.1f MiB (%s)  goroutines %.0f  sessions %.0f  tunnel-map %.0f  pending-deletes %.0f  CPU cloud %.1fs nodes %.1fs\n",
+	fmt.Printf("%-24s heap %.1f MiB (%s over baseline)  RSS %.1f MiB (%s)  goroutines %.0f  sessions: nms %.0f store %.0f  tunnel-map %.0f  pending-deletes %.0f  CPU cloud %.1fs nodes %.1fs\n",
 		what, heap/(1<<20), per(heap, base["go_memstats_heap_alloc_bytes"]), rss/(1<<20), per(rss, base["process_resident_memory_bytes"]),
-		m["go_goroutines"], m["cyphonic_nms_sessions"], m["cyphonic_nms_tunnel_nodes"], m["cyphonic_nms_session_deletions_pending"],
+		m["go_goroutines"], m["cyphonic_nms_sessions"], m["cyphonic_store_sessions"], m["cyphonic_nms_tunnel_nodes"], m["cyphonic_nms_session_deletions_pending"],
 		m["process_cpu_seconds_total"], nodesCPU.Seconds())
 	var actors []string
 	for k, v := range m {
@@ -346,6 +349,62 @@ func (c *cloudProc) report(b *testing.B, what string, base map[string]float64, n
 		m[`cyphonic_nms_reply_cache_total{event="hit"}`], m[`cyphonic_nms_reply_cache_total{event="evicted"}`],
 		m[`cyphonic_nms_reply_cache_total{event="failed"}`], m[`cyphonic_store_queue_depth{service="nms"}`],
 		m[`cyphonic_store_queue_depth{service="as"}`], m[`cyphonic_as_dropped_total{reason="busy"}`])
+	return m
+}
+
+// churnTolerance is issue 14's bar for the state after churn: within 10 %
+// of the state before it.
+const churnTolerance = 0.10
+
+// backToBaseline is one line of the churn summary per item the issue
+// names (sessions in the store, NMS's tunnels map, heap): its value before
+// the churn, now, the change, and whether it is within churnTolerance.
+type backToBaseline struct {
+	item, metric string
+	unit         float64 // divisor for printing (1 MiB for heap)
+}
+
+var churnItems = []backToBaseline{
+	{"store sessions", "cyphonic_store_sessions", 1},
+	{"tunnel map", "cyphonic_nms_tunnel_nodes", 1},
+	{"heap MiB", "go_memstats_heap_alloc_bytes", 1 << 20},
+}
+
+// withinBaseline reports whether now is within tol of before (both zero
+// counts as within).
+func withinBaseline(before, now, tol float64) bool {
+	if before == 0 {
+		return now == 0
+	}
+	return math.Abs(now-before) <= tol*before
+}
+
+// churnSummary prints, for each churnItems entry, before (the state after
+// the tunnel burst, the churn's baseline) against now, and pass or fail
+// within churnTolerance; it returns whether all passed.
+func churnSummary(what string, before, now map[string]float64) bool {
+	all := true
+	var parts []string
+	for _, it := range churnItems {
+		b, n := before[it.metric], now[it.metric]
+		ok := withinBaseline(b, n, churnTolerance) && b >= 0 && n >= 0 // -1: the store could not be read
+		all = all && ok
+		verdict := "pass"
+		if !ok {
+			verdict = "FAIL"
+		}
+		change := "-"
+		if b != 0 {
+			change = fmt.Sprintf("%+.1f%%", 100*(n-b)/b)
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f (%s) %s", it.item, b/it.unit, n/it.unit, change, verdict))
+	}
+	verdict := "pass"
+	if !all {
+		verdict = "FAIL"
+	}
+	fmt.Printf("%-24s vs before churn (±%.0f%%): %s: %s\n", what, 100*churnTolerance, verdict, strings.Join(parts, "; "))
+	return all
 }
 
 // parallel runs f(i) for i in [0, n), conc at a time.
@@ -541,7 +600,7 @@ func BenchmarkLoad(b *testing.B) {
 	done := tun.count() + int(tun.errs.Load())
 	fmt.Printf("%-24s %.0f/s over %v, cloud CPU %.0f µs each (keepalives included), relay sessions %.0f\n  tunnel %v\n", "tunnel setups", float64(done)/el.Seconds(), el.Round(time.Millisecond),
 		(cpu1-cpu0)*1e6/float64(max(done, 1)), c.metrics(b, false)["cyphonic_trs_sessions"], &tun)
-	c.report(b, "after tunnels", base, N)
+	preChurn := c.report(b, "after tunnels", base, N)
 
 	// 4. Churn: fresh nodes log in, register, tunnel to a registered node,
 	// then log out (3 in 4) or vanish.
@@ -587,10 +646,13 @@ func BenchmarkLoad(b *testing.B) {
 	churnWG.Wait()
 	fmt.Printf("%-24s %.1f iterations/s over %v, %d vanished\n  login+register %v\n  tunnel %v\n  logout %v\n", "churn",
 		float64(iters.Load())/loadChurn.Seconds(), *loadChurn, vanished.Load(), &cLogin, &cTunnel, &cLogout)
-	c.report(b, "after churn", base, N)
+	churnSummary("after churn", preChurn, c.report(b, "after churn", base, N))
 	if *loadDrain > 0 {
 		time.Sleep(*loadDrain)
-		c.report(b, "after drain", base, N)
+		churnSummary("after drain", preChurn, c.report(b, "after drain", base, N))
+		if *loadDrain <= 3*time.Minute {
+			fmt.Printf("%-24s load.drain %v is not beyond the cloud's SessionIdle (3 min): the vanished nodes' sessions may not have expired yet\n", "", *loadDrain)
+		}
 	}
 	close(stop)
 	kaWG.Wait()
@@ -601,4 +663,18 @@ func BenchmarkLoad(b *testing.B) {
 	fmt.Printf("%-24s\n  keepalive (nodes) %v\n  keepalive (cloud) %v\n  packets on shared sockets for none of their nodes: %d\n", "keepalives (whole run)", &ka,
 		kaHistogram(c.metrics(b, false)), unclaimed)
 	b.StopTimer()
+}
+
+func TestWithinBaseline(t *testing.T) {
+	for _, tt := range []struct {
+		before, now float64
+		want        bool
+	}{
+		{100, 100, true}, {100, 110, true}, {100, 90, true}, {100, 110.1, false}, {100, 89.9, false},
+		{0, 0, true}, {0, 1, false}, {10000, 11000, true}, {10000, 8230 + 10000, false},
+	} {
+		if got := withinBaseline(tt.before, tt.now, churnTolerance); got != tt.want {
+			t.Errorf("withinBaseline(%v, %v) = %v, want %v", tt.before, tt.now, got, tt.want)
+		}
+	}
 }

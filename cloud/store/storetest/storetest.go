@@ -48,6 +48,7 @@ func Run(t *testing.T, h Harness) {
 		{"Sessions", testSessions, false},
 		{"SessionInUse", testSessionInUse, false},
 		{"FreeSessionIDs", testFreeSessionIDs, false},
+		{"CountSessions", testCountSessions, false},
 		{"ListNodes", testListNodes, false},
 		{"EachNode", testEachNode, false},
 		{"ConcurrentSessionClaim", testConcurrentSessionClaim, false},
@@ -339,6 +340,56 @@ func testFreeSessionIDs(t *testing.T, h Harness) {
 			t.Fatalf("PutNode with ID %d reported free: %v", id, err)
 		}
 	}
+}
+
+// testCountSessions: the count follows logins, a login replacing a
+// session, logouts and records without a session, and survives a reopen
+// (it is what a restart reloads).
+func testCountSessions(t *testing.T, h Harness) {
+	ctx := context.Background()
+	o := h.Fresh(t)
+	s := open(t, o)
+	want := func(s store.Store, n int, when string) {
+		t.Helper()
+		if got, err := s.CountSessions(ctx); err != nil || got != n {
+			t.Fatalf("%s: CountSessions = %d, %v, want %d", when, got, err, n)
+		}
+	}
+	want(s, 0, "empty")
+	const n = 300 // with their node and VIP keys, more than one SCAN round trip
+	for i := range n {
+		if err := s.PutNode(ctx, fullNode(t, s, name(i), store.SessionID(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(s, n, "after the logins")
+	// A new login of node 0 replaces its session: still one.
+	if err := s.PutNode(ctx, fullNode(t, s, name(0), n+100)); err != nil {
+		t.Fatal(err)
+	}
+	want(s, n, "after a node's second login")
+	for i := 1; i <= 100; i++ {
+		if err := s.DeleteSession(ctx, store.SessionID(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteSession(ctx, 1<<30); err != nil { // unknown: no change
+		t.Fatal(err)
+	}
+	want(s, n-100, "after 100 logouts")
+	// A record without a session is not a session.
+	noSess := fullNode(t, s, "nosession.example", 0)
+	noSess.Session = store.Session{}
+	if err := s.PutNode(ctx, noSess); err != nil {
+		t.Fatal(err)
+	}
+	want(s, n-100, "after a record without a session")
+	if !h.SharedHandles {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(open(t, o), n-100, "reopened")
 }
 
 func testListNodes(t *testing.T, h Harness) {
