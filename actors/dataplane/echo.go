@@ -15,6 +15,8 @@ import (
 //     node (the responder) this is the host's own answer, the reply's wait
 //     in the TUN device's queue and the TUN reader's lateness in reading it:
 //     the reader has no kernel stamp, so nothing else times it.
+//     Split in two at the return of the request's TUN write (read: the
+//     reply's wait once the write is done).
 //   - trip: the request's TUN read -> its reply taken by the TUN writer. On
 //     the pinging node (the idle peer) this is the round trip as its daemon
 //     sees it; the ping's RTT minus it is the pinging host's own TUN queue
@@ -30,8 +32,9 @@ import (
 const echoSlots = 128
 
 type echoSlot struct {
-	key atomic.Uint64 // echoKey; 0: empty
-	at  atomic.Int64  // Unix ns the request passed
+	key  atomic.Uint64 // echoKey; 0: empty
+	at   atomic.Int64  // Unix ns the request passed
+	done atomic.Int64  // Unix ns its TUN write returned (hereIn only; 0: not yet)
 }
 
 // echoTable holds requests that passed the TUN device one way, until their
@@ -48,16 +51,29 @@ func (t *echoTable) put(key uint64, at time.Time) {
 	s := t.slot(key)
 	s.key.Store(0) // a concurrent take misses rather than pairs key and a stale time
 	s.at.Store(at.UnixNano())
+	s.done.Store(0)
 	s.key.Store(key)
 }
 
-// take returns when the request of key passed, once.
-func (t *echoTable) take(key uint64) (time.Time, bool) {
+// written notes when the write of key's request returned.
+func (t *echoTable) written(key uint64, done time.Time) {
+	if s := t.slot(key); s.key.Load() == key {
+		s.done.Store(done.UnixNano())
+	}
+}
+
+// take returns when the request of key passed and when its write returned
+// (zero if not yet), once.
+func (t *echoTable) take(key uint64) (at, done time.Time, ok bool) {
 	s := t.slot(key)
 	if !s.key.CompareAndSwap(key, 0) {
-		return time.Time{}, false
+		return time.Time{}, time.Time{}, false
 	}
-	return time.Unix(0, s.at.Load()), true
+	at = time.Unix(0, s.at.Load())
+	if d := s.done.Load(); d != 0 {
+		done = time.Unix(0, d)
+	}
+	return at, done, true
 }
 
 func (t *echoTable) reset() {
@@ -123,8 +139,12 @@ func (s *sojourns) echoTUNRead(b *batch, now time.Time) {
 		case req:
 			s.tripOut.put(key, now)
 		default:
-			if at, ok := s.hereIn.take(key); ok {
+			if at, done, ok := s.hereIn.take(key); ok {
 				s.record(stEchoHere, classPing, at, now)
+				if done.IsZero() || done.After(now) {
+					done = now // read before the write returned: no wait for the reader
+				}
+				s.record(stEchoRead, classPing, done, now)
 			}
 		}
 	}
@@ -144,9 +164,24 @@ func (s *sojourns) echoTUNWrite(b *batch, now time.Time) {
 		case req:
 			s.hereIn.put(key, now)
 		default:
-			if at, ok := s.tripOut.take(key); ok {
+			if at, _, ok := s.tripOut.take(key); ok {
 				s.record(stEchoTrip, classPing, at, now)
 			}
+		}
+	}
+}
+
+// echoTUNWritten notes when the TUN write holding a ping batch's echo
+// requests returned, splitting the turnaround here into the write call and
+// the reply's wait for the TUN reader.
+func (s *sojourns) echoTUNWritten(b *batch, done time.Time) {
+	for i := range b.N {
+		p := &b.Pkts[i]
+		if p.Drop != OK {
+			continue
+		}
+		if key, req, ok := echoKey(p.Bytes()); ok && req {
+			s.hereIn.written(key, done)
 		}
 	}
 }

@@ -68,7 +68,8 @@ func TestEchoKey(t *testing.T) {
 }
 
 // TestEchoTurnaround: a ping taken by the TUN writer and its reply read
-// back from TUN record the span here; a ping read from TUN and its reply
+// back from TUN record the span here, and from its write's return the
+// reply's wait; a ping read from TUN and its reply
 // taken by the writer record the trip; each once, and an unmatched reply
 // nothing.
 func TestEchoTurnaround(t *testing.T) {
@@ -93,6 +94,7 @@ func TestEchoTurnaround(t *testing.T) {
 		here, trip uint64 // the stages' counts after it
 	}{
 		{"request in", true, [][]byte{echo4(8, 1, 2, 7, 1)}, 0, 0, 0},
+		{"its write returned", true, nil, time.Millisecond, 0, 0},
 		{"its reply out", false, [][]byte{echo4(0, 2, 1, 7, 1)}, 3 * time.Millisecond, 1, 0},
 		{"the reply again", false, [][]byte{echo4(0, 2, 1, 7, 1)}, 4 * time.Millisecond, 1, 0},
 		{"a reply to nothing", false, [][]byte{echo4(0, 2, 1, 9, 1)}, 4 * time.Millisecond, 1, 0},
@@ -103,7 +105,9 @@ func TestEchoTurnaround(t *testing.T) {
 	}
 	for _, st := range steps {
 		b := batchOf(st.pkts...)
-		if st.write {
+		if st.pkts == nil {
+			s.echoTUNWritten(batchOf(echo4(8, 1, 2, 7, 1)), t0.Add(st.at))
+		} else if st.write {
 			s.echoTUNWrite(b, t0.Add(st.at))
 		} else {
 			s.echoTUNRead(b, t0.Add(st.at))
@@ -115,6 +119,9 @@ func TestEchoTurnaround(t *testing.T) {
 	}
 	if got := time.Duration(s.h[stEchoHere][classPing].max.Load()); got != 3*time.Millisecond {
 		t.Errorf("longest here %v, want 3ms", got)
+	}
+	if got := time.Duration(s.h[stEchoRead][classPing].sum.Load()); got != 2*time.Millisecond {
+		t.Errorf("replies' wait after their writes %v, want 2ms (the first; the others had no write noted)", got)
 	}
 	if got := time.Duration(s.h[stEchoTrip][classPing].sum.Load()); got != 5*time.Millisecond {
 		t.Errorf("trip %v, want 5ms", got)
@@ -135,6 +142,7 @@ func TestEchoNoAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() {
 		s.echoTUNRead(b, now)
 		s.echoTUNWrite(b, now)
+		s.echoTUNWritten(b, now)
 	}); n != 0 {
 		t.Fatalf("%v allocations per batch", n)
 	}

@@ -42,6 +42,7 @@ const (
 	stUDPWrite // one WriteBatch
 	// Echo turnarounds (echo.go): the spans of a ping no stage above covers.
 	stEchoHere // an echo request taken by the TUN writer -> its reply read from TUN
+	stEchoRead // its TUN write returned -> its reply read from TUN (the part of stEchoHere after the write)
 	stEchoTrip // an echo request read from TUN -> its reply taken by the TUN writer
 	nStages
 )
@@ -53,7 +54,8 @@ var stageNames = [nStages]string{
 	stPeer:     "out: peer actor mailbox", stSealQ: "out: seal queue", stSeal: "out: seal (crypto)",
 	stSeqOut: "out: sequencer", stSockQ: "out: socket writer queue", stOutTotal: "out: total to socket writer",
 	stUDPWrite: "out: UDP write call",
-	stEchoHere: "echo: request TUN->reply TUN", stEchoTrip: "echo: round trip via tunnel",
+	stEchoHere: "echo: request TUN->reply TUN", stEchoRead: "echo: written->reply TUN",
+	stEchoTrip: "echo: round trip via tunnel",
 }
 
 // sojournBuckets: bucket k counts times in [2^(k-1), 2^k) µs (bucket 0:
@@ -221,8 +223,8 @@ func (s *sojourns) record(st stage, c uint8, from, now time.Time) {
 }
 
 // inbound records an opened batch's stages as the TUN writer takes it,
-// and its echoes (echo.go) if it is a ping.
-func (s *sojourns) inbound(b *batch, now time.Time) {
+// and its echoes (echo.go) if it is a ping; it returns the batch's class.
+func (s *sojourns) inbound(b *batch, now time.Time) uint8 {
 	c, t := classOf(b), &b.ts
 	if c == classPing {
 		s.echoTUNWrite(b, now)
@@ -233,6 +235,7 @@ func (s *sojourns) inbound(b *batch, now time.Time) {
 	s.record(stSeqIn, c, t.done, t.queued)
 	s.record(stTunQ, c, t.queued, now)
 	s.record(stInTotal, c, b.born, now)
+	return c
 }
 
 // outbound records a sealed batch's stages as the socket writer takes it.
