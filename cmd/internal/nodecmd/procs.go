@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 )
@@ -55,10 +56,15 @@ func procs(value string, given bool, getenv func(string) string, cpus int) (int,
 	return parseProcs(value, cpus)
 }
 
+// runtimeProcs is the runtime's own GOMAXPROCS, read before the first node
+// started in this process set it: Nx multiplies it, never the last node's
+// setting (a test process runs many nodes).
+var runtimeProcs = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })
+
 // nodeProcs checks --gomaxprocs and returns the function that sets it
 // (see procs; nil: leave the runtime's).
 func nodeProcs(o *cli.Options, value string) (func(), error) {
-	n, err := procs(value, o.Given("gomaxprocs"), os.Getenv, runtime.GOMAXPROCS(0))
+	n, err := procs(value, o.Given("gomaxprocs"), os.Getenv, runtimeProcs())
 	if errors.Is(err, errProcsEnv) {
 		return nil, nil
 	}

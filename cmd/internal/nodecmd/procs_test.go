@@ -2,7 +2,12 @@ package nodecmd
 
 import (
 	"errors"
+	"flag"
+	"os"
+	"runtime"
 	"testing"
+
+	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 )
 
 // TestProcs: --gomaxprocs takes a count or a multiple of the CPUs; its
@@ -54,6 +59,32 @@ func TestProcs(t *testing.T) {
 			}
 		case err != nil || got != tc.want:
 			t.Errorf("%q (given %v, env %q, cpus %d) = %d, %v; want %d", tc.value, tc.given, tc.env, tc.cpus, got, err, tc.want)
+		}
+	}
+}
+
+// TestNodeProcsDoesNotCompound: a process that starts several nodes (the
+// tests do) sets twice the runtime's own count each time, not twice the
+// last node's.
+func TestNodeProcsDoesNotCompound(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS is set: the default leaves it alone")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	want := 2 * runtimeProcs()
+	for range 3 {
+		fs := flag.NewFlagSet("node", flag.ContinueOnError)
+		o := cli.NewOptions(fs, "node")
+		if err := fs.Parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		set, err := nodeProcs(o, defaultNodeProcs)
+		if err != nil || set == nil {
+			t.Fatalf("nodeProcs: %v, setter %v", err, set != nil)
+		}
+		set()
+		if got := runtime.GOMAXPROCS(0); got != want {
+			t.Fatalf("GOMAXPROCS %d after a node's start, want %d", got, want)
 		}
 	}
 }
