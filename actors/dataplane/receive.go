@@ -436,7 +436,8 @@ type tunWriter struct {
 	maxDelay time.Duration
 	sojourn  *sojourns // nil: not recorded (tests)
 	held     [tunWriteBatches]*batch
-	counts   [tunWriteBatches]int // payloads each held batch put in pkts
+	counts   [tunWriteBatches]int  // payloads each held batch put in pkts
+	pings    [tunWriteBatches]bool // a held batch is a ping's (sojourn recording only)
 	n        int
 	pkts     [][]byte
 }
@@ -450,8 +451,9 @@ func (w *tunWriter) fill(q *fairQueue) bool {
 			break
 		}
 		b := it.Batch
+		ping := false
 		if w.sojourn != nil && !b.ts.handed.IsZero() {
-			w.sojourn.inbound(b, time.Now())
+			ping = w.sojourn.inbound(b, time.Now()) == classPing
 		}
 		if !dequeueDrops(it, w.maxDelay, w.global) {
 			b.Release()
@@ -459,7 +461,7 @@ func (w *tunWriter) fill(q *fairQueue) bool {
 		}
 		p := b.Payloads()
 		w.pkts = append(w.pkts, p...)
-		w.held[w.n], w.counts[w.n] = b, len(p)
+		w.held[w.n], w.counts[w.n], w.pings[w.n] = b, len(p), ping
 		w.n++
 	}
 	return w.n > 0
@@ -481,7 +483,13 @@ func (w *tunWriter) flush() {
 			failed = len(w.pkts) - written
 		}
 		if timed {
-			w.sojourn.record(stTunWrite, classOfLen(len(w.pkts)), t0, time.Now())
+			done := time.Now()
+			w.sojourn.record(stTunWrite, classOfLen(len(w.pkts)), t0, done)
+			for i := range w.n {
+				if w.pings[i] {
+					w.sojourn.echoTUNWritten(w.held[i], done)
+				}
+			}
 		}
 	}
 	for i := w.n - 1; i >= 0; i-- {
@@ -491,7 +499,7 @@ func (w *tunWriter) flush() {
 			failed -= f
 		}
 		b.Release()
-		w.held[i] = nil
+		w.held[i], w.pings[i] = nil, false
 	}
 	w.n = 0
 	clear(w.pkts)

@@ -148,6 +148,9 @@ func (d *Dataplane) sendToPeer(h *peerHandle, gb *batch, now time.Time) {
 	gb.born = now
 	if d.sojourn.enabled() {
 		gb.ts.handed, gb.ts.class = now, classOf(gb)
+		if gb.ts.class == classPing {
+			d.sojourn.echoTUNRead(gb, now)
+		}
 	}
 	d.sys.Root().Send(pipe.Peer, gb.peerMessage())
 }

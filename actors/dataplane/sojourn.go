@@ -40,6 +40,10 @@ const (
 	stSockQ    // queued at the socket writer -> taken by it
 	stOutTotal // TUN read -> taken by the socket writer
 	stUDPWrite // one WriteBatch
+	// Echo turnarounds (echo.go): the spans of a ping no stage above covers.
+	stEchoHere // an echo request taken by the TUN writer -> its reply read from TUN
+	stEchoRead // its TUN write returned -> its reply read from TUN (the part of stEchoHere after the write)
+	stEchoTrip // an echo request read from TUN -> its reply taken by the TUN writer
 	nStages
 )
 
@@ -50,6 +54,8 @@ var stageNames = [nStages]string{
 	stPeer:     "out: peer actor mailbox", stSealQ: "out: seal queue", stSeal: "out: seal (crypto)",
 	stSeqOut: "out: sequencer", stSockQ: "out: socket writer queue", stOutTotal: "out: total to socket writer",
 	stUDPWrite: "out: UDP write call",
+	stEchoHere: "echo: request TUN->reply TUN", stEchoRead: "echo: written->reply TUN",
+	stEchoTrip: "echo: round trip via tunnel",
 }
 
 // sojournBuckets: bucket k counts times in [2^(k-1), 2^k) µs (bucket 0:
@@ -114,6 +120,9 @@ type sojourns struct {
 	base     [NumReasons]atomic.Uint64
 	baseRx   atomic.Uint64
 	baseLost atomic.Uint64
+	// Echo requests waiting for their replies (echo.go): written to the
+	// TUN device (hereIn), read from it (tripOut).
+	hereIn, tripOut echoTable
 }
 
 // totals sums drops by reason, packets received and lost over the
@@ -213,15 +222,20 @@ func (s *sojourns) record(st stage, c uint8, from, now time.Time) {
 	s.h[st][c].add(now.Sub(from))
 }
 
-// inbound records an opened batch's stages as the TUN writer takes it.
-func (s *sojourns) inbound(b *batch, now time.Time) {
+// inbound records an opened batch's stages as the TUN writer takes it,
+// and its echoes (echo.go) if it is a ping; it returns the batch's class.
+func (s *sojourns) inbound(b *batch, now time.Time) uint8 {
 	c, t := classOf(b), &b.ts
+	if c == classPing {
+		s.echoTUNWrite(b, now)
+	}
 	s.record(stSocket, c, b.born, t.handed)
 	s.record(stOpenQ, c, t.handed, t.start)
 	s.record(stOpen, c, t.start, t.done)
 	s.record(stSeqIn, c, t.done, t.queued)
 	s.record(stTunQ, c, t.queued, now)
 	s.record(stInTotal, c, b.born, now)
+	return c
 }
 
 // outbound records a sealed batch's stages as the socket writer takes it.
@@ -242,6 +256,8 @@ func (s *sojourns) reset() {
 			s.h[i][c].reset()
 		}
 	}
+	s.hereIn.reset()
+	s.tripOut.reset()
 	s.since.Store(time.Now().UnixNano())
 	s.on.Store(true)
 }

@@ -51,7 +51,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
 	verbose := fs.Bool("v", false, "log debug messages")
 	memLimit := fs.String("memory-limit", defaultNodeMemoryLimit, "soft limit of the daemon's Go memory (heap, stacks, runtime), as GOMEMLIMIT: the GC works harder near it; 'off' disables it (default: GOMEMLIMIT if set, else "+defaultNodeMemoryLimit+")")
+	gomaxprocs := fs.String("gomaxprocs", defaultNodeProcs, "Go Ps (GOMAXPROCS): a count, or Nx for N times the CPUs; more Ps than CPUs let the data path's readers run as soon as a packet wakes them on a busy machine (default: GOMAXPROCS if set, else "+defaultNodeProcs+")")
 	if err := o.Parse(args); err != nil {
+		return err
+	}
+	setProcs, err := nodeProcs(o, *gomaxprocs)
+	if err != nil {
 		return err
 	}
 	b, err := tun.ParseBackend(*backend)
@@ -140,6 +145,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stdout, "# ok: %s, certificate serial %x valid until %s\n", id.FQDN, id.Cert.SerialNumber, id.Cert.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
 		return nil
+	}
+	if setProcs != nil {
+		setProcs()
 	}
 	if setLimit != nil {
 		setLimit()

@@ -1,0 +1,85 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+)
+
+// OpenOffloadQueues opens the TUN interface name with queues queues
+// (IFF_MULTI_QUEUE), each an offload device of its own (as OpenOffload's:
+// TSO super-packets on read, GRO on write), so that each can have a reader
+// and a writer goroutine and the device stops being one serial stage.
+//
+// wireguard-go's CreateTUN opens a single queue without IFF_MULTI_QUEUE,
+// and the kernel refuses a second queue on such an interface, so every
+// queue is opened here and handed to wireguard-go's CreateTUNFromFile.
+//
+// Which queue a packet the host sends leaves on is the kernel's choice: a
+// flow goes to the queue the last packet of that flow was written on
+// (tun's flow steering, the flow hash of both directions), else by its hash.
+// So a writer per queue that writes a peer's packets always on the same
+// queue gets that peer's answers back on the same queue's reader, and a
+// flow's packets leave on one queue, in order.
+func OpenOffloadQueues(name string, mtu, queues int) ([]Device, error) {
+	if queues < 1 {
+		return nil, fmt.Errorf("tun: open %s: %d queues", name, queues)
+	}
+	devs := make([]Device, 0, queues)
+	fail := func(err error) ([]Device, error) {
+		for _, d := range devs {
+			d.Close()
+		}
+		return nil, fmt.Errorf("tun: open %s (queue %d of %d): %w", name, len(devs), queues, err)
+	}
+	for range queues {
+		f, err := openQueue(name)
+		if err != nil {
+			return fail(err)
+		}
+		wd, err := wgtun.CreateTUNFromFile(f, mtu)
+		if err != nil {
+			f.Close()
+			return fail(err)
+		}
+		d, err := newOffloadDevice(wd, mtu)
+		if err != nil {
+			wd.Close()
+			return fail(err)
+		}
+		devs = append(devs, d)
+	}
+	return devs, nil
+}
+
+// openQueue attaches one queue of the multi-queue TUN interface name
+// (creating the interface with the first), non-blocking as netpoll needs.
+func openQueue(name string) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// IFF_VNET_HDR as wireguard-go's own open: offloads, and its link
+	// status check.
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("TUNSETIFF (an interface of that name without IFF_MULTI_QUEUE?): %w", err)
+		}
+		return nil, fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
+}

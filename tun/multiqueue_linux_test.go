@@ -1,0 +1,108 @@
+package tun
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestOffloadQueues: an interface opened with several queues carries
+// traffic on every queue, and the host's answer to a flow written on a
+// queue comes back on that queue (the steering a reader and writer per
+// queue relies on). A queue count below one is refused.
+func TestOffloadQueues(t *testing.T) {
+	enterFreshNetns(t)
+	if _, err := OpenOffloadQueues("cyphmq0", testMTU, 0); err == nil {
+		t.Fatal("0 queues opened")
+	}
+	const queues = 3
+	devs, err := OpenOffloadQueues("cyphmq0", testMTU, queues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}()
+	if len(devs) != queues {
+		t.Fatalf("%d devices, want %d", len(devs), queues)
+	}
+	for _, d := range devs {
+		if d.Name() != "cyphmq0" {
+			t.Fatalf("queue on %q, want cyphmq0", d.Name())
+		}
+	}
+	if err := Configure("cyphmq0", testVIP6, testPrefix6, testVIP4, testPrefix4, testMTU); err != nil {
+		t.Fatal(err)
+	}
+	sock, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(testVIP4, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	local := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	// Each queue's reader, reporting the test's UDP answers (not the
+	// kernel's own chatter) with the queue they came on.
+	type answer struct {
+		queue int
+		to    netip.AddrPort
+		data  []byte
+	}
+	answers := make(chan answer, 64)
+	for q, d := range devs {
+		go func() {
+			bufs, sizes := memBufs(8, 16+testMTU)
+			for {
+				n, err := d.Read(bufs, sizes, 16)
+				if err != nil {
+					return // closed
+				}
+				for i := range n {
+					src, dst, payload, ok := parseUDP(bufs[i][16 : 16+sizes[i]])
+					if ok && src == local {
+						answers <- answer{q, dst, bytes.Clone(payload)}
+					}
+				}
+			}
+		}()
+	}
+
+	buf := make([]byte, 64)
+	for round := range 2 {
+		for q, d := range devs {
+			peer := netip.AddrPortFrom(testPeer4, uint16(7000+10*round+q))
+			pkt := buildUDP(peer, local, []byte{'q', byte(q)})
+			if n, err := d.Write([][]byte{pkt}, 0); err != nil || n != 1 {
+				t.Fatalf("queue %d: write = %d, %v", q, n, err)
+			}
+			if err := sock.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			n, from, err := sock.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("queue %d: the packet written on it did not reach the host: %v", q, err)
+			}
+			if from.Port() != peer.Port() || !bytes.Equal(buf[:n], []byte{'q', byte(q)}) {
+				t.Fatalf("queue %d: host got %q from %v", q, buf[:n], from)
+			}
+			if _, err := sock.WriteToUDPAddrPort([]byte{'a', byte(q)}, peer); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case a := <-answers:
+				if a.to != peer || !bytes.Equal(a.data, []byte{'a', byte(q)}) {
+					t.Fatalf("queue %d: answer %q to %v, want %q to %v", q, a.data, a.to, []byte{'a', byte(q)}, peer)
+				}
+				if a.queue != q {
+					t.Fatalf("the answer to a flow written on queue %d came back on queue %d", q, a.queue)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("queue %d: no answer on any queue", q)
+			}
+		}
+	}
+}
