@@ -37,14 +37,6 @@ func TestPerf(t *testing.T) {
 		t.Fatalf("CYPHONIC_PERF=%q: want 1 or smoke", mode)
 	}
 	cfg.ProfileDir = os.Getenv("CYPHONIC_PERF_PROFILE")
-	if cfg.ProfileDir != "" && !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate") {
-		// A node samples no heap allocations unless asked; the profiled
-		// run's heap profiles need them. Through GODEBUG, which the
-		// daemons inherit and any build accepts (CYPHONIC_PERF_BIN may be
-		// one without --debug-memprofile), at the runtime's default rate.
-		// So a profiled run's RSS includes the sampler's memory.
-		t.Setenv("GODEBUG", strings.TrimPrefix(os.Getenv("GODEBUG")+",memprofilerate=524288", ","))
-	}
 	if s := os.Getenv("CYPHONIC_PERF_PEERS"); s != "" {
 		// A subset of the loads (e.g. "10"), for A/B runs of one load.
 		cfg.Peers = nil

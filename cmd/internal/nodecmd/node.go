@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -53,7 +51,6 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
 	verbose := fs.Bool("v", false, "log debug messages")
 	memLimit := fs.String("memory-limit", defaultNodeMemoryLimit, "soft limit of the daemon's Go memory (heap, stacks, runtime), as GOMEMLIMIT: the GC works harder near it; 'off' disables it (default: GOMEMLIMIT if set, else "+defaultNodeMemoryLimit+")")
-	memProfile := fs.Bool("debug-memprofile", false, "sample heap allocations (one per 512 KiB) for /debug/pprof/heap and allocs; off, those profiles are empty and the node saves the sampler's memory (a memprofilerate in GODEBUG is kept)")
 	if err := o.Parse(args); err != nil {
 		return err
 	}
@@ -146,11 +143,6 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if setLimit != nil {
 		setLimit()
-	}
-	if rate, set := memProfileRate(*memProfile, os.Getenv("GODEBUG")); set {
-		// The rate is the process's: set once, before the node allocates,
-		// and never again (tests run several nodes in one process).
-		setMemProfileRate.Do(func() { runtime.MemProfileRate = rate })
 	}
 	return nodeErr(o, node.Run(ctx, cfg))
 }
