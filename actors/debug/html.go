@@ -13,7 +13,7 @@ import (
 // The page's only style sheet and script, inline so that the page needs
 // nothing but this server (it works offline and through the Host check),
 // and allowed by hash in the Content-Security-Policy, so that nothing else
-// inline would run even if some text escaped html/template.
+// inline would run even if some text escaped the escaping (esc).
 const (
 	pageStyle = `
 body{font-family:monospace;margin:1em 2em;color:#222}
@@ -23,7 +23,7 @@ ul{list-style:none;padding-left:1.5em;margin:0} li{margin:.15em 0}
 .state{font-weight:bold} .q{color:#04a} #live{padding:0 .3em}
 `
 	// The script fetches the tree as rendered here (?part=tree) rather than
-	// the JSON: one renderer, html/template's, escapes every name and
+	// the JSON: one renderer (writeTree) escapes every name and
 	// failure text, and the page cannot disagree with itself.
 	pageScript = `
 (function(){
