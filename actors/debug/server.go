@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	rdebug "runtime/debug"
 	"strings"
@@ -68,12 +67,12 @@ func NewServer(tree TreeSource, logger *slog.Logger) *Server {
 	s.mux.HandleFunc("GET "+PathActors, s.serveJSON)
 	s.mux.HandleFunc("GET "+PathActorsHTML, s.serveHTML)
 	s.mux.HandleFunc("GET /debug/{$}", s.serveHTML)
-	// pprof's handlers, registered on our mux rather than DefaultServeMux.
-	s.mux.HandleFunc(PathPprof, pprof.Index)
-	s.mux.HandleFunc(PathPprof+"cmdline", pprof.Cmdline)
-	s.mux.HandleFunc(PathPprof+"profile", pprof.Profile)
-	s.mux.HandleFunc(PathPprof+"symbol", pprof.Symbol)
-	s.mux.HandleFunc(PathPprof+"trace", pprof.Trace)
+	// net/http/pprof's paths, served by pprof.go without that package.
+	s.mux.HandleFunc(PathPprof, pprofIndex)
+	s.mux.HandleFunc(PathPprof+"cmdline", pprofCmdline)
+	s.mux.HandleFunc(PathPprof+"profile", pprofCPU)
+	s.mux.HandleFunc(PathPprof+"symbol", pprofSymbol)
+	s.mux.HandleFunc(PathPprof+"trace", pprofTrace)
 	return s
 }
 
