@@ -387,12 +387,10 @@ func (w *worker) direct(ctx actor.Context, t *tunnelTx) {
 // directLocal sends the Direction for t to the worker holding the peer's
 // session id.
 func (w *worker) directLocal(ctx actor.Context, t *tunnelTx, id uint32) {
-	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
-	if err != nil {
-		t.fail(w.s, &w.enc, messages.Error{Code: messages.CodeInternal})
-		return
-	}
-	d := &delivery{env: env, fqdn: t.peer.FQDN, sid: id, tunnel: t}
+	// The body is encoded once, straight into the sealed packet
+	// (startDelivery), not into an envelope first.
+	env := messages.Envelope{Version: messages.Version, Type: messages.MsgDirection, ID: messages.NewMsgID(), Sender: "nms"}
+	d := &delivery{env: env, body: messages.Direction(t.pathFor(false)), fqdn: t.peer.FQDN, sid: id, tunnel: t}
 	if shard := w.s.shard(id); shard.Id == ctx.Self().Id {
 		w.startDelivery(ctx, d)
 	} else {
@@ -498,7 +496,8 @@ func initiates(d path.Decision, a bool) bool {
 // finishes its tunnel request, a deny-list chunk moves its push on, a
 // delivery another actor asked for (asker) answers that actor.
 type delivery struct {
-	env   messages.Envelope
+	env   messages.Envelope // with body set: the header only
+	body  messages.Body     // encoded into the packet by startDelivery (then nil), or nil: env.Body is
 	fqdn  string
 	sid   uint32 // the session it goes to
 	sess  *signaling.Session
@@ -599,14 +598,26 @@ func (w *worker) startDelivery(ctx actor.Context, d *delivery) {
 		}
 		return
 	}
-	plain, err := messages.Marshal(d.env)
+	// Encoded into the worker's encoder and sealed at once: the sealed
+	// packet is the only copy kept (for the retransmissions).
+	now := time.Now()
+	var err error
+	if d.body != nil {
+		d.pkt, err = d.sess.SealMessage(nil, &w.enc, d.env.ID, d.env.Sender, now, d.body)
+		d.body = nil
+	} else {
+		var plain []byte
+		if plain, err = w.enc.Encode(d.env); err == nil {
+			d.pkt = d.sess.Seal(nil, plain)
+		}
+	}
 	if err != nil {
+		w.s.log.Warn("nms: encode delivery", "type", d.env.Type, "err", err)
 		w.delivers.remove(d.env.ID)
 		w.endDelivery(ctx, d, nil)
 		return
 	}
-	d.pkt = d.sess.Seal(nil, plain)
-	w.sendDelivery(ctx, d, time.Now())
+	w.sendDelivery(ctx, d, now)
 }
 
 // sendDelivery sends d once more and arms the timer for the next send (or,
