@@ -117,11 +117,11 @@ func (w *worker) onLocatorRequest(ctx actor.Context, p *svc.Packet, se *session,
 		}
 	}
 	// The job captures what it needs by value: it runs on another
-	// goroutine and must not read the session. The peer sets are shared,
-	// not copied: their slices are never written once built (peers.go).
-	stor, fqdn, sid, from, home := w.s.cfg.Store, se.fqdn, se.id, p.From, w.s.cfg.Home
-	set := w.s.tunnels.get(se.fqdn)
-	relayed := set.relay
+	// goroutine and must not read the session. The peer lists are not
+	// read here: the job copies them from the tunnels map only when it
+	// needs them (after a move, or a changed locator: peers.go), so a
+	// keepalive neither copies a peer set nor takes the map's lock.
+	stor, fqdn, sid, from, home, tunnels := w.s.cfg.Store, se.fqdn, se.id, p.From, w.s.cfg.Home, w.s.tunnels
 	var job func(context.Context) stored
 	switch env.Type {
 	case messages.MsgRegister:
@@ -133,16 +133,16 @@ func (w *worker) onLocatorRequest(ctx actor.Context, p *svc.Packet, se *session,
 		job = func(bg context.Context) stored {
 			r := register(bg, stor, fqdn, sid, home, from, reg)
 			if r.err == nil {
-				r.upgrades = upgrades(bg, stor, fqdn, relayed)
+				r.upgrades = upgrades(bg, stor, fqdn, tunnels.relayedOf(fqdn))
 			}
 			return r
 		}
 	default:
-		peers := set.peers
+		peers := func() []string { return tunnels.peersOf(fqdn) }
 		job = func(bg context.Context) stored {
 			r := keepalive(bg, stor, fqdn, sid, home, from, peers)
 			if r.err == nil && r.changed {
-				r.upgrades = upgrades(bg, stor, fqdn, relayed)
+				r.upgrades = upgrades(bg, stor, fqdn, tunnels.relayedOf(fqdn))
 			}
 			return r
 		}
@@ -261,9 +261,9 @@ func register(bg context.Context, st store.Store, fqdn string, sid store.Session
 // when it does not know the store to hold from already (a new mapping, or
 // one it has not learnt since the session came here); the record is
 // written only when something changed; after a move, the peers with a
-// tunnel are looked up to be told. Like register, it writes only while the
-// node still holds session sid.
-func keepalive(bg context.Context, st store.Store, fqdn string, sid store.SessionID, home string, from netip.AddrPort, peers []string) stored {
+// tunnel (peers, called only then: nil for none) are looked up to be told.
+// Like register, it writes only while the node still holds session sid.
+func keepalive(bg context.Context, st store.Store, fqdn string, sid store.SessionID, home string, from netip.AddrPort, peers func() []string) stored {
 	n, err := st.GetNode(bg, fqdn)
 	if err != nil {
 		return stored{err: err}
@@ -284,8 +284,8 @@ func keepalive(bg context.Context, st store.Store, fqdn string, sid store.Sessio
 		return stored{err: err}
 	}
 	r.loc = n.Locator
-	if moved {
-		for _, p := range peers {
+	if moved && peers != nil {
+		for _, p := range peers() {
 			if pn, err := st.GetNode(bg, p); err == nil && pn.HomeNMS != "" {
 				r.moved = append(r.moved, pn)
 			}

@@ -88,18 +88,27 @@ func TestKeepaliveMoves(t *testing.T) {
 	putNode(t, st, "a.example.cyphonic", store.Locator{Observed4: was}, "home:1")
 	putNode(t, st, "b.example.cyphonic", store.Locator{}, "home:2")
 	putNode(t, st, "c.example.cyphonic", store.Locator{}, "") // never registered: cannot be told
-	peers := []string{"b.example.cyphonic", "c.example.cyphonic", "gone.example.cyphonic"}
+	// The peer list is asked for only after a move (it is copied from
+	// the tunnels map then: peers.go).
+	asked := 0
+	peers := func() []string {
+		asked++
+		return []string{"b.example.cyphonic", "c.example.cyphonic", "gone.example.cyphonic"}
+	}
 	bg := context.Background()
 
 	r := keepalive(bg, st, "a.example.cyphonic", 0, "home:1", was, peers)
 	if r.err != nil || len(r.moved) != 0 || r.body.(messages.KeepaliveAck).Observed != was {
 		t.Fatalf("unchanged: %+v", r)
 	}
+	if asked != 0 {
+		t.Fatalf("an unchanged keepalive asked for the peer list %d times", asked)
+	}
 	before, _ := st.GetNode(bg, "a.example.cyphonic")
 
 	r = keepalive(bg, st, "a.example.cyphonic", 0, "home:1", now, peers)
-	if r.err != nil || len(r.moved) != 1 || r.moved[0].FQDN != "b.example.cyphonic" || r.moved[0].HomeNMS != "home:2" {
-		t.Fatalf("moved: %+v", r)
+	if r.err != nil || len(r.moved) != 1 || r.moved[0].FQDN != "b.example.cyphonic" || r.moved[0].HomeNMS != "home:2" || asked != 1 {
+		t.Fatalf("moved: %+v (peer list asked for %d times)", r, asked)
 	}
 	after, _ := st.GetNode(bg, "a.example.cyphonic")
 	if after.Locator.Observed4 != now || !after.Updated.After(before.Updated) {

@@ -15,6 +15,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/path"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
+	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
@@ -31,7 +32,7 @@ import (
 // worker, which holds the request in relayWait under the tunnel ID). It
 // then hands the Direction to the peer's worker as a delivery carrying
 // the request (tunnelTx). The peer's worker sends the Direction and
-// retransmits it on a timer; the delivery waits in the delivers cache
+// retransmits it on a timer; the delivery waits in the worker's deliveryTable
 // under the Direction's message ID, the cloud paper's rule: the peer's ack
 // arrives at the peer's worker, which finds the transaction by that ID
 // and finishes it there, sealing the Path for the requester with the
@@ -386,12 +387,10 @@ func (w *worker) direct(ctx actor.Context, t *tunnelTx) {
 // directLocal sends the Direction for t to the worker holding the peer's
 // session id.
 func (w *worker) directLocal(ctx actor.Context, t *tunnelTx, id uint32) {
-	env, err := messages.NewEnvelope(messages.NewMsgID(), "nms", time.Now(), messages.Direction(t.pathFor(false)))
-	if err != nil {
-		t.fail(w.s, &w.enc, messages.Error{Code: messages.CodeInternal})
-		return
-	}
-	d := &delivery{env: env, fqdn: t.peer.FQDN, sid: id, tunnel: t}
+	// The body is encoded once, straight into the sealed packet
+	// (startDelivery), not into an envelope first.
+	env := messages.Envelope{Version: messages.Version, Type: messages.MsgDirection, ID: messages.NewMsgID(), Sender: "nms"}
+	d := &delivery{env: env, body: messages.Direction(t.pathFor(false)), fqdn: t.peer.FQDN, sid: id, tunnel: t}
 	if shard := w.s.shard(id); shard.Id == ctx.Self().Id {
 		w.startDelivery(ctx, d)
 	} else {
@@ -497,7 +496,8 @@ func initiates(d path.Decision, a bool) bool {
 // finishes its tunnel request, a deny-list chunk moves its push on, a
 // delivery another actor asked for (asker) answers that actor.
 type delivery struct {
-	env   messages.Envelope
+	env   messages.Envelope // with body set: the header only
+	body  messages.Body     // encoded into the packet by startDelivery (then nil), or nil: env.Body is
 	fqdn  string
 	sid   uint32 // the session it goes to
 	sess  *signaling.Session
@@ -515,6 +515,54 @@ type delivery struct {
 	timer *time.Timer
 	done  bool
 }
+
+// deliveryTable is a worker's deliveries in flight, by message ID, where
+// the node's answer finds its delivery. A worker's own map, not a store
+// shared by the workers: a delivery is sealed under the session it goes
+// to, and the node's answer, sealed under the same session, comes to the
+// worker holding that session (shard.go), the one that started it. A
+// shared cache cost a hand-off to its goroutine per entry (Ristretto's
+// Set is asynchronous: txstore waits for it), two per tunnel setup with
+// the reply cache's. Every delivery ends on its own (acked, or given up
+// after its last send) and leaves the table then; the bound is against a
+// burst of them, which fail (DeliverFailed) rather than grow it.
+type deliveryTable struct {
+	m    map[messages.MsgID]*delivery
+	peak shrink.Peak // m is rebuilt once far below it (shrink, on the tick)
+}
+
+// maxDeliveries bounds a worker's deliveries in flight. A tunnel request
+// makes one (the node's reply cache share bounds those), a node's move one
+// per peer, a deny-list push at most denyWindow per node and maxPushes
+// nodes at a time.
+const maxDeliveries = 1 << 17
+
+func newDeliveryTable() deliveryTable {
+	return deliveryTable{m: map[messages.MsgID]*delivery{}}
+}
+
+func (t *deliveryTable) len() int { return len(t.m) }
+
+func (t *deliveryTable) get(id messages.MsgID) (*delivery, bool) {
+	d, ok := t.m[id]
+	return d, ok
+}
+
+// put adds d under its message ID: !ok if the ID is taken (running) or the
+// table is full.
+func (t *deliveryTable) put(d *delivery) (ok, running bool) {
+	if _, running = t.m[d.env.ID]; running || len(t.m) >= maxDeliveries {
+		return false, running
+	}
+	t.m[d.env.ID] = d
+	t.peak.Grew(len(t.m))
+	return true, false
+}
+
+func (t *deliveryTable) remove(id messages.MsgID) { delete(t.m, id) }
+
+// shrink gives back a burst's buckets (amortised: see shrink).
+func (t *deliveryTable) shrink() { t.m = shrink.Map(t.m, &t.peak) }
 
 // deliver takes a delivery of a Direction or PeerUpdate through the root
 // (from a requestTx or another NMS process, m.f.ReplyTo waiting for the
@@ -542,22 +590,34 @@ func (w *worker) startDelivery(ctx actor.Context, d *delivery) {
 	// A Direction of a request here links the pair when the peer acks
 	// (finishTunnel); one from elsewhere was linked by deliver.
 	d.sess, d.to, d.conn = se.sess, se.from, se.conn
-	if _, loaded, err := w.s.delivers.PutIfAbsent(d.env.ID, d, dedupTTL); err != nil || loaded {
-		w.s.log.Debug("nms: delivery not started", "id", d.env.ID, "running", loaded, "err", err)
-		if !loaded {
+	if ok, running := w.delivers.put(d); !ok {
+		w.s.log.Debug("nms: delivery not started", "id", d.env.ID, "running", running, "table", w.delivers.len())
+		if !running {
 			w.s.Counters.DeliverFailed.Add(1)
 			w.endDelivery(ctx, d, nil)
 		}
 		return
 	}
-	plain, err := messages.Marshal(d.env)
+	// Encoded into the worker's encoder and sealed at once: the sealed
+	// packet is the only copy kept (for the retransmissions).
+	now := time.Now()
+	var err error
+	if d.body != nil {
+		d.pkt, err = d.sess.SealMessage(nil, &w.enc, d.env.ID, d.env.Sender, now, d.body)
+		d.body = nil
+	} else {
+		var plain []byte
+		if plain, err = w.enc.Encode(d.env); err == nil {
+			d.pkt = d.sess.Seal(nil, plain)
+		}
+	}
 	if err != nil {
-		w.s.delivers.Delete(d.env.ID)
+		w.s.log.Warn("nms: encode delivery", "type", d.env.Type, "err", err)
+		w.delivers.remove(d.env.ID)
 		w.endDelivery(ctx, d, nil)
 		return
 	}
-	d.pkt = d.sess.Seal(nil, plain)
-	w.sendDelivery(ctx, d, time.Now())
+	w.sendDelivery(ctx, d, now)
 }
 
 // sendDelivery sends d once more and arms the timer for the next send (or,
@@ -598,7 +658,7 @@ func (w *worker) onRedeliver(ctx actor.Context, m redeliver) {
 		if id, ok := w.s.index.get(d.fqdn); ok && id != d.sid {
 			w.s.log.Debug("nms: peer has a new session, directing it there", "peer", d.fqdn, "old", d.sid, "new", id)
 			d.done = true
-			w.s.delivers.Delete(d.env.ID)
+			w.delivers.remove(d.env.ID)
 			w.directLocal(ctx, t, id)
 			return
 		}
@@ -610,7 +670,7 @@ func (w *worker) onRedeliver(ctx actor.Context, m redeliver) {
 	}
 	if d.sends >= w.s.cfg.Retry.Attempts {
 		d.done = true
-		w.s.delivers.Delete(d.env.ID)
+		w.delivers.remove(d.env.ID)
 		w.s.Counters.DeliverFailed.Add(1)
 		w.s.log.Warn("nms: node did not acknowledge", "fqdn", d.fqdn, "type", d.env.Type, "tries", d.sends)
 		w.endDelivery(ctx, d, nil)
@@ -628,7 +688,7 @@ func (w *worker) onDeliveryAck(ctx actor.Context, d *delivery, se *session, env 
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	w.s.delivers.Delete(env.ID)
+	w.delivers.remove(env.ID)
 	w.s.Counters.Delivered.Add(1)
 	w.endDelivery(ctx, d, &env)
 }

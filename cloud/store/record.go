@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/messages"
@@ -128,17 +129,32 @@ func encodeNode(n *Node) ([]byte, error) {
 
 // decodeNode reads a record. It never trusts the bytes: a store shared over
 // the network may hold anything.
+// recordDecoder is a msgpack decoder with the reader it reads from.
+type recordDecoder struct {
+	r bytes.Reader
+	d *msgpack.Decoder
+}
+
+var recordDecoders = sync.Pool{New: func() any {
+	rd := &recordDecoder{}
+	rd.d = msgpack.NewDecoder(&rd.r)
+	return rd
+}}
+
 func decodeNode(b []byte) (Node, error) {
 	if len(b) > maxRecordLen {
 		return Node{}, fmt.Errorf("store: record of %d bytes: %w", len(b), ErrInvalidNode)
 	}
 	var r record
 	// A pooled decoder: a new one per read was a fifth of what a record
-	// read allocates, and a tunnel setup reads two (issue 14).
-	dec := msgpack.GetDecoder()
-	dec.Reset(bytes.NewReader(b))
-	err := dec.Decode(&r)
-	msgpack.PutDecoder(dec)
+	// read allocates, and a tunnel setup reads two (issue 14). Pooled with
+	// its reader, which was one more allocation per read.
+	rd := recordDecoders.Get().(*recordDecoder)
+	rd.r.Reset(b)
+	rd.d.Reset(&rd.r)
+	err := rd.d.Decode(&r)
+	rd.r.Reset(nil) // keep no reference to the record
+	recordDecoders.Put(rd)
 	if err != nil {
 		return Node{}, fmt.Errorf("store: decode record: %w: %w", ErrInvalidNode, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -79,6 +80,10 @@ func (s *Session) ID() uint32 { return s.id }
 // in dst it does not allocate.
 func (s *Session) Seal(dst, envelope []byte) []byte {
 	off := len(dst)
+	// Room for the whole packet at once: grown by the header and then by
+	// the AEAD, a nil dst took two allocations (a cloud reply, a
+	// Direction: every packet NMS keeps for retransmission).
+	dst = slices.Grow(dst, messages.SignalingHeaderLen+len(envelope)+s.seal.Overhead())
 	dst = append(dst, make([]byte, messages.SignalingHeaderLen)...)
 	messages.SignalingHeader{SessionID: s.id}.Put(dst[off:])
 	// The nonce is drawn straight into the packet (a local array passed to

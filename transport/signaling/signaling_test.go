@@ -559,3 +559,34 @@ func TestDenyListChunkFitsOnePacket(t *testing.T) {
 		}
 	}
 }
+
+// TestSealOneAllocation: sealing into a nil slice (a packet kept for
+// retransmission) allocates the packet once, and into a slice with room
+// not at all.
+func TestSealOneAllocation(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	var k Keys
+	k.NodeToCloud[0], k.CloudToNode[0] = 1, 2
+	s, err := NewCloudSession(7, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := make([]byte, 300)
+	var pkt []byte
+	if n := testing.AllocsPerRun(100, func() { pkt = s.Seal(nil, env) }); n != 1 {
+		t.Errorf("Seal into nil: %v allocations, want 1", n)
+	}
+	buf := make([]byte, 0, 2048)
+	if n := testing.AllocsPerRun(100, func() { pkt = s.Seal(buf[:0], env) }); n != 0 {
+		t.Errorf("Seal into a buffer with room: %v allocations, want 0", n)
+	}
+	node, err := NewNodeSession(7, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := node.Open(nil, pkt); err != nil || len(got) != len(env) {
+		t.Fatalf("the node opens %d bytes, err %v", len(got), err)
+	}
+}
