@@ -23,7 +23,7 @@
 //	                           do the deliveries to its nodes (Direction,
 //	                           PeerUpdate, DenyList chunks a few at a time),
 //	                           retransmitted on a timer until the node's ack
-//	                           finds them by message ID in the worker's table
+//	                           finds them by message ID in the delivers cache
 //	nms/worker-<i>/tx-<msgid>  a tunnel request whose peer is homed at another
 //	                           NMS process, or whose home is gone (home.go)
 //

@@ -169,7 +169,8 @@ type Service struct {
 	cfg          Config
 	sys          *supervise.System
 	replies      *txstore.Store[*replyState]
-	workers      *svc.Workers // store I/O, off the actors' run loops
+	delivers     *txstore.Store[*delivery] // by message ID: what NMS sent a node, awaiting its ack (tunnel.go)
+	workers      *svc.Workers              // store I/O, off the actors' run loops
 	listener     *svc.Listener
 	alt          *svc.Listener
 	conns        []*net.UDPConn // the signaling sockets (listener's)
@@ -212,6 +213,8 @@ type Service struct {
 }
 
 type replyState struct{ reply atomic.Pointer[[]byte] }
+
+const dedupTTL = 2*signaling.MaxClockSkew + time.Minute
 
 // Start opens the sockets and spawns the root actor.
 func Start(sys *supervise.System, cfg Config) (*Service, error) {
@@ -282,6 +285,10 @@ func Start(sys *supervise.System, cfg Config) (*Service, error) {
 	}
 	var err error
 	if s.replies, err = txstore.New[*replyState](txstore.Config{MaxEntries: int64(cfg.DedupEntries)}); err != nil {
+		return nil, err
+	}
+	if s.delivers, err = txstore.New[*delivery](txstore.Config{}); err != nil {
+		s.replies.Close()
 		return nil, err
 	}
 	conns, err := svc.ListenUDP(cfg.Listen)
@@ -374,6 +381,7 @@ func (s *Service) pollDenyList() {
 
 func (s *Service) closeStores() {
 	s.replies.Close()
+	s.delivers.Close()
 }
 
 // Addrs are the signaling sockets' addresses; AltAddrs the probe port's.
@@ -540,7 +548,6 @@ type worker struct {
 	// (tunnel.go). crlChunks: crl cut into chunks; pushes: deny-list
 	// pushes running.
 	relayWait map[messages.MsgID]*tunnelTx
-	delivers  deliveryTable // what this worker sent its nodes, awaiting their acks (tunnel.go)
 	crlChunks []messages.DenyList
 	pushes    int
 }
@@ -549,7 +556,7 @@ func newWorker(s *Service, idx int) *worker {
 	n := float64(s.cfg.Workers)
 	gate := newLookupGate(s.cfg.LookupRate/n, max(1, s.cfg.LookupsInFlight/s.cfg.Workers), s.cfg.UnknownSessionTTL)
 	return &worker{s: s, idx: idx, sessions: map[uint32]*session{}, ended: map[uint32]endedSession{}, deletes: map[uint32]struct{}{},
-		lookups: gate, relayWait: map[messages.MsgID]*tunnelTx{}, delivers: newDeliveryTable()}
+		lookups: gate, relayWait: map[messages.MsgID]*tunnelTx{}}
 }
 
 func (w *worker) Receive(ctx actor.Context) {
@@ -572,7 +579,6 @@ func (w *worker) Receive(ctx actor.Context) {
 		now := time.Now()
 		w.expire(ctx, now)
 		w.lookups.expire(w.s.mono())
-		w.delivers.shrink()
 		w.flushDeletes(ctx)
 	case deleted:
 		w.onDeleted(ctx, m)
@@ -866,7 +872,7 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		if ack, err := messages.DecodeBody[messages.DenyListAck](env); err == nil {
 			se.crlHeld = max(se.crlHeld, ack.Number)
 		}
-		if d, ok := w.delivers.get(env.ID); ok {
+		if d, ok := w.s.delivers.Get(env.ID); ok {
 			w.onDeliveryAck(ctx, d, se, env)
 		}
 		return
@@ -874,7 +880,7 @@ func (w *worker) onSealed(ctx actor.Context, p *svc.Packet, se *session) {
 		// An answer to something NMS delivered: its delivery, found by
 		// message ID, ends (tunnel.go).
 		se.from, se.conn, se.lastSeen = p.From, p.Conn, now.UnixNano()
-		if d, ok := w.delivers.get(env.ID); ok {
+		if d, ok := w.s.delivers.Get(env.ID); ok {
 			w.onDeliveryAck(ctx, d, se, env)
 		}
 		return

@@ -36,8 +36,8 @@ import (
 // through the peer's home NMS root (svc.RootOf: another process), which
 // finds the peer's worker in the index and forwards the delivery to it;
 // the peer's ack, sealed on its own session, arrives at the peer's worker,
-// which finds the delivery, and with it the request, by message ID (its
-// deliveryTable) and finishes it (tunnel.go). No worker ever reads
+// which finds the delivery, and with it the request, by message ID (the
+// delivers txstore) and finishes it (tunnel.go). No worker ever reads
 // another's sessions.
 //
 // The root actor (nms) keeps what is not per node: the frames other

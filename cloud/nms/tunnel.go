@@ -15,7 +15,6 @@ import (
 	"github.com/cyphonic/cyphonic-go/cloud/path"
 	"github.com/cyphonic/cyphonic-go/cloud/relay"
 	"github.com/cyphonic/cyphonic-go/cloud/server/svc"
-	"github.com/cyphonic/cyphonic-go/cloud/shrink"
 	"github.com/cyphonic/cyphonic-go/cloud/store"
 	"github.com/cyphonic/cyphonic-go/messages"
 	"github.com/cyphonic/cyphonic-go/transport/signaling"
@@ -32,7 +31,7 @@ import (
 // worker, which holds the request in relayWait under the tunnel ID). It
 // then hands the Direction to the peer's worker as a delivery carrying
 // the request (tunnelTx). The peer's worker sends the Direction and
-// retransmits it on a timer; the delivery waits in the worker's deliveryTable
+// retransmits it on a timer; the delivery waits in the delivers cache
 // under the Direction's message ID, the cloud paper's rule: the peer's ack
 // arrives at the peer's worker, which finds the transaction by that ID
 // and finishes it there, sealing the Path for the requester with the
@@ -516,54 +515,6 @@ type delivery struct {
 	done  bool
 }
 
-// deliveryTable is a worker's deliveries in flight, by message ID, where
-// the node's answer finds its delivery. A worker's own map, not a store
-// shared by the workers: a delivery is sealed under the session it goes
-// to, and the node's answer, sealed under the same session, comes to the
-// worker holding that session (shard.go), the one that started it. A
-// shared cache cost a hand-off to its goroutine per entry (Ristretto's
-// Set is asynchronous: txstore waits for it), two per tunnel setup with
-// the reply cache's. Every delivery ends on its own (acked, or given up
-// after its last send) and leaves the table then; the bound is against a
-// burst of them, which fail (DeliverFailed) rather than grow it.
-type deliveryTable struct {
-	m    map[messages.MsgID]*delivery
-	peak shrink.Peak // m is rebuilt once far below it (shrink, on the tick)
-}
-
-// maxDeliveries bounds a worker's deliveries in flight. A tunnel request
-// makes one (the node's reply cache share bounds those), a node's move one
-// per peer, a deny-list push at most denyWindow per node and maxPushes
-// nodes at a time.
-const maxDeliveries = 1 << 17
-
-func newDeliveryTable() deliveryTable {
-	return deliveryTable{m: map[messages.MsgID]*delivery{}}
-}
-
-func (t *deliveryTable) len() int { return len(t.m) }
-
-func (t *deliveryTable) get(id messages.MsgID) (*delivery, bool) {
-	d, ok := t.m[id]
-	return d, ok
-}
-
-// put adds d under its message ID: !ok if the ID is taken (running) or the
-// table is full.
-func (t *deliveryTable) put(d *delivery) (ok, running bool) {
-	if _, running = t.m[d.env.ID]; running || len(t.m) >= maxDeliveries {
-		return false, running
-	}
-	t.m[d.env.ID] = d
-	t.peak.Grew(len(t.m))
-	return true, false
-}
-
-func (t *deliveryTable) remove(id messages.MsgID) { delete(t.m, id) }
-
-// shrink gives back a burst's buckets (amortised: see shrink).
-func (t *deliveryTable) shrink() { t.m = shrink.Map(t.m, &t.peak) }
-
 // deliver takes a delivery of a Direction or PeerUpdate through the root
 // (from a requestTx or another NMS process, m.f.ReplyTo waiting for the
 // answer, or none).
@@ -590,9 +541,9 @@ func (w *worker) startDelivery(ctx actor.Context, d *delivery) {
 	// A Direction of a request here links the pair when the peer acks
 	// (finishTunnel); one from elsewhere was linked by deliver.
 	d.sess, d.to, d.conn = se.sess, se.from, se.conn
-	if ok, running := w.delivers.put(d); !ok {
-		w.s.log.Debug("nms: delivery not started", "id", d.env.ID, "running", running, "table", w.delivers.len())
-		if !running {
+	if _, loaded, err := w.s.delivers.PutIfAbsent(d.env.ID, d, dedupTTL); err != nil || loaded {
+		w.s.log.Debug("nms: delivery not started", "id", d.env.ID, "running", loaded, "err", err)
+		if !loaded {
 			w.s.Counters.DeliverFailed.Add(1)
 			w.endDelivery(ctx, d, nil)
 		}
@@ -613,7 +564,7 @@ func (w *worker) startDelivery(ctx actor.Context, d *delivery) {
 	}
 	if err != nil {
 		w.s.log.Warn("nms: encode delivery", "type", d.env.Type, "err", err)
-		w.delivers.remove(d.env.ID)
+		w.s.delivers.Delete(d.env.ID)
 		w.endDelivery(ctx, d, nil)
 		return
 	}
@@ -658,7 +609,7 @@ func (w *worker) onRedeliver(ctx actor.Context, m redeliver) {
 		if id, ok := w.s.index.get(d.fqdn); ok && id != d.sid {
 			w.s.log.Debug("nms: peer has a new session, directing it there", "peer", d.fqdn, "old", d.sid, "new", id)
 			d.done = true
-			w.delivers.remove(d.env.ID)
+			w.s.delivers.Delete(d.env.ID)
 			w.directLocal(ctx, t, id)
 			return
 		}
@@ -670,7 +621,7 @@ func (w *worker) onRedeliver(ctx actor.Context, m redeliver) {
 	}
 	if d.sends >= w.s.cfg.Retry.Attempts {
 		d.done = true
-		w.delivers.remove(d.env.ID)
+		w.s.delivers.Delete(d.env.ID)
 		w.s.Counters.DeliverFailed.Add(1)
 		w.s.log.Warn("nms: node did not acknowledge", "fqdn", d.fqdn, "type", d.env.Type, "tries", d.sends)
 		w.endDelivery(ctx, d, nil)
@@ -688,7 +639,7 @@ func (w *worker) onDeliveryAck(ctx actor.Context, d *delivery, se *session, env 
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	w.delivers.remove(env.ID)
+	w.s.delivers.Delete(env.ID)
 	w.s.Counters.Delivered.Add(1)
 	w.endDelivery(ctx, d, &env)
 }
