@@ -51,7 +51,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
 	verbose := fs.Bool("v", false, "log debug messages")
 	memLimit := fs.String("memory-limit", defaultNodeMemoryLimit, "soft limit of the daemon's Go memory (heap, stacks, runtime), as GOMEMLIMIT: the GC works harder near it; 'off' disables it (default: GOMEMLIMIT if set, else "+defaultNodeMemoryLimit+")")
-	gomaxprocs := fs.String("gomaxprocs", defaultNodeProcs, "Go Ps (GOMAXPROCS): a count, or Nx for N times the CPUs; more Ps than CPUs let the data path's readers run as soon as a packet wakes them on a busy machine (default: GOMAXPROCS if set, else "+defaultNodeProcs+")")
+	gomaxprocs := fs.String("gomaxprocs", defaultNodeProcs, "Go Ps (GOMAXPROCS): a count, or Nx for N times the CPUs; 2x lets the data path's readers run as soon as a packet wakes them on a busy machine (default: GOMAXPROCS if set, else "+defaultNodeProcs+", the CPUs)")
 	if err := o.Parse(args); err != nil {
 		return err
 	}

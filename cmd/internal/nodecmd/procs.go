@@ -12,19 +12,18 @@ import (
 	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 )
 
-// defaultNodeProcs is the node's GOMAXPROCS: twice the runtime's own
-// default (the CPUs it may use). The data path's socket and TUN readers and
-// writers are goroutines that a packet wakes; while the CPUs are saturated
-// (a node forwarding at its limit beside the applications that feed it),
-// a woken goroutine with as many Ps as CPUs waits for a P, behind whatever
-// keeps the Ps busy, for up to the runtime's 10 ms slice. With more Ps than
-// CPUs the woken goroutine has a P and its thread is the kernel's to
-// schedule, which favours a thread that just woke over one that has run
-// its share. Under test/perf's ten pushers on two shared cores it cut the
-// idle peer's wait in the responder's socket buffer by ~40 % and the
-// pushing peer's ping from ~11 to ~7 ms, for no throughput or CPU per byte
-// measured (BENCHMARKS.md, "s7-rtt").
-const defaultNodeProcs = "2x"
+// defaultNodeProcs is the node's GOMAXPROCS: the runtime's own default
+// (the CPUs it may use). More Ps than CPUs ("2x") let a woken data-path
+// goroutine run at once while the CPUs are saturated, instead of waiting
+// for a P behind whatever keeps the Ps busy; the kernel then schedules
+// the threads, favouring one that just woke. On the shared machine it cut
+// the idle peer's socket-buffer wait under ten pushers by ~40 % ("s7-rtt"
+// in BENCHMARKS.md), but on the quiet machine (lead, session 7, two pairs
+// interleaved) it moved the idle peer's average RTT only from 5.8–6.3 to
+// 4.9–5.4 ms, not its p99 (16.5–22.0 against 14.3–17.1 ms), for 1–3 MiB
+// more RSS under load (30.9–33.8 against 29.8–30.1 MiB, the goal being 32).
+// So it is an operator's choice for a busy machine, not the default.
+const defaultNodeProcs = "1x"
 
 // parseProcs reads --gomaxprocs: a count of Ps, or Nx for N times the
 // runtime's default (cpus).
@@ -70,6 +69,11 @@ func nodeProcs(o *cli.Options, value string) (func(), error) {
 	}
 	if err != nil {
 		return nil, o.UsageErr("gomaxprocs", "%v", err)
+	}
+	if !o.Given("gomaxprocs") && n == runtimeProcs() {
+		// The default: leave the runtime's own, which follows the
+		// container's CPU limit as it changes (a set value would not).
+		return nil, nil
 	}
 	return func() { runtime.GOMAXPROCS(n) }, nil
 }

@@ -78,7 +78,7 @@ func TestNodeProcsDoesNotCompound(t *testing.T) {
 		if err := fs.Parse(nil); err != nil {
 			t.Fatal(err)
 		}
-		set, err := nodeProcs(o, defaultNodeProcs)
+		set, err := nodeProcs(o, "2x")
 		if err != nil || set == nil {
 			t.Fatalf("nodeProcs: %v, setter %v", err, set != nil)
 		}
