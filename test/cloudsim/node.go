@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/cloud/rootca"
@@ -32,6 +33,9 @@ type Node struct {
 	retry signaling.Retry
 	bind  netip.Addr
 	binds relaybind.Counter // relay bind counters
+	// burstResent counts the requests RequestBurst sent again because no
+	// reply had come within the retry delay (BurstResent).
+	burstResent atomic.Uint64
 	// AckDenyLists makes the node acknowledge the deny lists NMS pushes,
 	// as a real node does (without checking them); by default it ignores
 	// them, as the tests expect. Set before Login.
@@ -609,6 +613,9 @@ func (n *Node) RequestBurst(to netip.AddrPort, bodies []messages.Body) ([]messag
 	for sent := 1; ; sent++ {
 		for i, pkt := range pkts {
 			if !got[i] {
+				if sent > 1 {
+					n.burstResent.Add(1)
+				}
 				n.Send(to, pkt)
 			}
 		}
@@ -655,6 +662,12 @@ func (n *Node) RequestBurst(to netip.AddrPort, bodies []messages.Body) ([]messag
 		}
 	}
 }
+
+// BurstResent is how many requests RequestBurst has sent again. A
+// resent keepalive that arrives after a newer one of its burst ran is
+// refused as a replay, as it must be (its first copy ran; only the reply
+// was slower than the retry delay).
+func (n *Node) BurstResent() uint64 { return n.burstResent.Load() }
 
 // RegisterBehind registers the node as if it sat behind a NAT of type nat,
 // by what it declares: NATNone declares its socket's address (global);

@@ -116,12 +116,24 @@ func TestShardedSignaling(t *testing.T) {
 		{"keepalives run", c.Keepalives.Load(), N * 2 * burst},
 		{"tunnels", c.Tunnels.Load(), N * 2},
 		{"tunnel errors", c.TunnelErrors.Load(), 0},
-		{"replayed (reordered) requests", c.Replayed.Load(), 0},
 		{"accepted logins", s.AS.Counters.Accepted.Load(), N},
 	} {
 		if v.got != v.want {
 			t.Errorf("%s: %d, want %d", v.what, v.got, v.want)
 		}
+	}
+	// A keepalive overtaken by a newer one of its burst is refused as a
+	// replay. Only the test's own retransmissions may be (a reply slower
+	// than the 200 ms retry delay on a loaded machine): any more were
+	// reordered between NMS's reader and the session's worker.
+	var resent uint64
+	for _, n := range nodes {
+		resent += n.BurstResent()
+	}
+	if r := c.Replayed.Load(); r > resent {
+		t.Errorf("replayed (reordered) requests: %d, more than the %d keepalives the nodes resent", r, resent)
+	} else if r > 0 {
+		t.Logf("%d resent keepalives refused as replays (%d resent)", r, resent)
 	}
 	if c.Duplicates.Load() == 0 {
 		t.Error("no duplicate answered from the cache: the copies did not reach NMS")
