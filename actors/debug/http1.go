@@ -56,6 +56,7 @@ func (s *http1Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.conns = make(map[net.Conn]struct{})
 	s.mu.Unlock()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -65,12 +66,17 @@ func (s *http1Server) Serve(ln net.Listener) error {
 			if closing {
 				return errServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("debug: accept: %w", err)
 			}
-			return fmt.Errorf("debug: accept: %w", err)
+			// Out of descriptors and the like: wait and try again, as
+			// http.Server does, rather than stop serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger.Warn("debug: accept", "err", err, "retry in", backoff)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
