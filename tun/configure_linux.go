@@ -3,12 +3,10 @@ package tun
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,12 +44,12 @@ func Configure(name string, vip6 netip.Addr, prefix6 netip.Prefix, vip4 netip.Ad
 		}
 	}
 
-	link, err := netlink.LinkByName(name)
+	link, err := linkIndex(name)
 	if err != nil {
 		return fmt.Errorf("tun: configure %s: %w", name, err)
 	}
 	if mtu > 0 {
-		if err := netlink.LinkSetMTU(link, mtu); err != nil {
+		if err := linkSetMTU(link, mtu); err != nil {
 			return fmt.Errorf("tun: configure %s: set mtu %d: %w", name, mtu, err)
 		}
 	}
@@ -64,32 +62,28 @@ func Configure(name string, vip6 netip.Addr, prefix6 netip.Prefix, vip4 netip.Ad
 		if !f.vip.IsValid() {
 			continue
 		}
-		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(f.vip, f.vip.BitLen()))}
+		var flags uint8
 		if !f.want4 {
 			// A TUN is IFF_NOARP, so the kernel skips DAD anyway; saying so
 			// keeps the address usable the moment the link is up.
-			addr.Flags = unix.IFA_F_NODAD
+			flags = unix.IFA_F_NODAD
 		}
-		if err := netlink.AddrReplace(link, addr); err != nil {
+		if err := addrReplace(link, f.vip, flags); err != nil {
 			return fmt.Errorf("tun: configure %s: add address %s: %w", name, f.vip, err)
 		}
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
+	if err := linkSetUp(link); err != nil {
 		return fmt.Errorf("tun: configure %s: set up: %w", name, err)
 	}
 	for _, f := range fams {
 		if !f.vip.IsValid() {
 			continue
 		}
-		route := &netlink.Route{
-			LinkIndex: link.Attrs().Index,
-			Dst:       ipNet(f.prefix.Masked()),
-			Src:       net.IP(f.vip.AsSlice()),
-		}
+		scope := uint8(unix.RT_SCOPE_UNIVERSE)
 		if f.want4 {
-			route.Scope = netlink.SCOPE_LINK
+			scope = unix.RT_SCOPE_LINK
 		}
-		if err := netlink.RouteReplace(route); err != nil {
+		if err := routeReplace(link, f.prefix.Masked(), f.vip, scope); err != nil {
 			return fmt.Errorf("tun: configure %s: route %s: %w", name, f.prefix, err)
 		}
 	}
@@ -134,23 +128,16 @@ func enableIPv6(name string) error {
 func waitLocal(vip netip.Addr) error {
 	deadline := time.Now().Add(addrReadyTimeout)
 	for {
-		routes, err := netlink.RouteGet(net.IP(vip.AsSlice()))
+		typ, err := routeType(vip)
 		if err != nil {
 			return fmt.Errorf("route get %s: %w", vip, err)
 		}
-		if len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL {
+		if typ == unix.RTN_LOCAL {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s after %v: %w", vip, addrReadyTimeout, ErrAddrNotReady)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{
-		IP:   net.IP(p.Addr().AsSlice()),
-		Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
 	}
 }

@@ -1,11 +1,15 @@
 package debug
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -21,24 +25,76 @@ func FetchTree(ctx context.Context, addr string) (Tree, error) {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	url := strings.TrimSuffix(base, "/") + PathActors
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
+	var t Tree
+	if err := GetJSON(ctx, strings.TrimSuffix(base, "/")+PathActors, maxTreeBytes, &t); err != nil {
 		return Tree{}, fmt.Errorf("debug: fetch tree from %s: %w", addr, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	return t, nil
+}
+
+// GetJSON gets rawURL (http:// only: a debug endpoint serves plain HTTP) in
+// one HTTP/1.1 request on its own connection and decodes the 200 answer's
+// body, at most limit bytes, as JSON into v.
+//
+// It does not use http.Client on purpose: the client's Transport (dialing,
+// pooling, proxies, HTTP/2, TLS) is about 1 MB of the node's binary, and the
+// node maps every page of its binary at rest. The node only ever asks its
+// own debug endpoint for one answer, which this does in a few lines;
+// TestNodeLinksNoHTTPClient keeps the Transport out.
+func GetJSON(ctx context.Context, rawURL string, limit int64, v any) error {
+	u, err := url.Parse(rawURL)
 	if err != nil {
-		return Tree{}, fmt.Errorf("debug: fetch tree from %s: %w", addr, err)
+		return err
+	}
+	if u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("%w: %q: want an http://host:port URL", ErrURL, rawURL)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// The context bounds the whole exchange, not only the dial.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	// Written out rather than by Request.Write, whose IDNA host
+	// conversion links x/net/idna and its tables (0.1 MB) for a host that
+	// is an address or localhost.
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.RequestURI(), u.Host); err != nil {
+		return wrapCtx(ctx, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodGet})
+	if err != nil {
+		return wrapCtx(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return Tree{}, fmt.Errorf("debug: fetch tree from %s: %s", addr, resp.Status)
+		return fmt.Errorf("%w: %s", ErrStatus, resp.Status)
 	}
-	var t Tree
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxTreeBytes)).Decode(&t); err != nil {
-		return Tree{}, fmt.Errorf("debug: decode tree from %s: %w", addr, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(v); err != nil {
+		return fmt.Errorf("decode: %w", wrapCtx(ctx, err))
 	}
-	return t, nil
+	return nil
+}
+
+// Errors of GetJSON.
+var (
+	ErrURL    = errors.New("debug: bad URL")
+	ErrStatus = errors.New("debug: answer not OK")
+)
+
+// wrapCtx names the context's error when it is why the connection failed
+// (AfterFunc's deadline shows only as an i/o timeout).
+func wrapCtx(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", context.Cause(ctx), err)
+	}
+	return err
 }
 
 // RenderTree prints the tree indented, one actor per line, with the last path

@@ -53,7 +53,7 @@ type Server struct {
 	annotate        []func(*Tree)
 
 	mu      sync.Mutex
-	srv     *http.Server
+	srv     *http1Server
 	stopped chan struct{} // closed when Serve and the context watcher are done
 }
 
@@ -157,10 +157,10 @@ func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		listen = ta.AddrPort().Addr()
 	}
-	srv := &http.Server{
-		Handler:           hostGuard(s.mux, listen),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	srv := &http1Server{
+		handler:           hostGuard(s.mux, listen),
+		readHeaderTimeout: 10 * time.Second,
+		logger:            s.logger,
 	}
 	s.srv = srv
 	s.stopped = make(chan struct{})
@@ -168,7 +168,7 @@ func (s *Server) Start(ctx context.Context, addr string) (net.Addr, error) {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, errServerClosed) {
 			s.logger.Error("debug server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/dataplane"
+	"github.com/cyphonic/cyphonic-go/actors/debug"
 	"github.com/cyphonic/cyphonic-go/actors/session"
 )
 
@@ -105,22 +105,9 @@ func pingHandler(n *Node) http.Handler {
 // FetchPing asks the node at its debug address addr for one ping of peer.
 func FetchPing(ctx context.Context, addr, peer string, timeout time.Duration) (dataplane.PingResult, error) {
 	u := fmt.Sprintf("http://%s%s?peer=%s&timeout=%s", addr, PathPing, url.QueryEscape(peer), timeout)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return dataplane.PingResult{}, err
-	}
-	req.Close = true
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return dataplane.PingResult{}, fmt.Errorf("node: ping via %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return dataplane.PingResult{}, fmt.Errorf("node: ping via %s: %s", addr, resp.Status)
-	}
 	var a pingAnswer
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&a); err != nil {
-		return dataplane.PingResult{}, fmt.Errorf("node: ping via %s: decode: %w", addr, err)
+	if err := debug.GetJSON(ctx, u, 1<<16, &a); err != nil {
+		return dataplane.PingResult{}, fmt.Errorf("node: ping via %s: %w", addr, err)
 	}
 	switch {
 	case a.Unknown:

@@ -50,21 +50,8 @@ const maxStatusBytes = 16 << 20
 // FetchStatus gets a node's Status from its debug address (host:port).
 func FetchStatus(ctx context.Context, addr string) (Status, error) {
 	var st Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+PathStatus, nil)
-	if err != nil {
+	if err := debug.GetJSON(ctx, "http://"+addr+PathStatus, maxStatusBytes, &st); err != nil {
 		return st, fmt.Errorf("node: status from %s: %w", addr, err)
-	}
-	req.Close = true // one request: leave no idle connection (or goroutine) behind
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("node: status from %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("node: status from %s: %s", addr, resp.Status)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxStatusBytes)).Decode(&st); err != nil {
-		return st, fmt.Errorf("node: status from %s: decode: %w", addr, err)
 	}
 	return st, nil
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,6 +50,52 @@ func TestLayering(t *testing.T) {
 	for _, p := range deps("-test", "../../actors/...") {
 		if strings.HasPrefix(p, mod+"cloud/") {
 			t.Errorf("a package under actors/ depends on %s", p)
+		}
+	}
+}
+
+// TestNodeBinaryLinks builds the node's binary as the README does and checks
+// its symbol table for code the node does not run but would map: a node
+// maps nearly every page of its binary at rest (the kernel maps a whole
+// cached folio or fault-around window on every fault), so each MB linked is
+// about a MiB of RSS at rest (issue 12). go list cannot show this: the
+// packages stay imported, only their reachable code is linked.
+func TestNodeBinaryLinks(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("this test needs the go command on PATH: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "cyphonic")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(goBin, "tool", "nm", bin).Output()
+	if err != nil {
+		t.Fatalf("go tool nm: %v", err)
+	}
+	syms := string(out)
+	for _, c := range []struct{ sym, why string }{
+		// debug.GetJSON does the CLI's one GET to a debug endpoint.
+		{"net/http.(*Transport).RoundTrip", "net/http's client (Transport, HTTP/2 client): ~0.4 MB"},
+		// The debug endpoint is served by debug's http1Server.
+		{"net/http.(*Server).Serve", "http.Server (with its HTTP/2 server): ~0.4 MB"},
+		{"net/http.(*http2Server).serveConn", "http.Server's HTTP/2 server"},
+		// Reached from http.Server and from dns.Client's dial (DNS over TLS);
+		// the resolver dials its forwards itself.
+		{"crypto/tls.(*Conn).clientHandshake", "crypto/tls: ~0.9 MB with the x509 and key-exchange code only it uses"},
+	} {
+		if strings.Contains(syms, " "+c.sym+"\n") {
+			t.Errorf("the node's binary links %s, %s", c.sym, c.why)
+		}
+	}
+	for _, c := range []struct{ pkg, why string }{
+		// tun's rtnl_linux.go makes the node's five rtnetlink requests.
+		{"github.com/vishvananda/netlink.", "vishvananda/netlink (every link type's decoder): ~0.3 MB"},
+	} {
+		if strings.Contains(syms, " "+c.pkg) {
+			t.Errorf("the node's binary links %s, %s", strings.TrimSuffix(c.pkg, "."), c.why)
 		}
 	}
 }
