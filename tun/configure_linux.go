@@ -3,10 +3,12 @@ package tun
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,12 +46,12 @@ func Configure(name string, vip6 netip.Addr, prefix6 netip.Prefix, vip4 netip.Ad
 		}
 	}
 
-	link, err := linkIndex(name)
+	link, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("tun: configure %s: %w", name, err)
 	}
 	if mtu > 0 {
-		if err := linkSetMTU(link, mtu); err != nil {
+		if err := netlink.LinkSetMTU(link, mtu); err != nil {
 			return fmt.Errorf("tun: configure %s: set mtu %d: %w", name, mtu, err)
 		}
 	}
@@ -62,28 +64,32 @@ func Configure(name string, vip6 netip.Addr, prefix6 netip.Prefix, vip4 netip.Ad
 		if !f.vip.IsValid() {
 			continue
 		}
-		var flags uint8
+		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(f.vip, f.vip.BitLen()))}
 		if !f.want4 {
 			// A TUN is IFF_NOARP, so the kernel skips DAD anyway; saying so
 			// keeps the address usable the moment the link is up.
-			flags = unix.IFA_F_NODAD
+			addr.Flags = unix.IFA_F_NODAD
 		}
-		if err := addrReplace(link, f.vip, flags); err != nil {
+		if err := netlink.AddrReplace(link, addr); err != nil {
 			return fmt.Errorf("tun: configure %s: add address %s: %w", name, f.vip, err)
 		}
 	}
-	if err := linkSetUp(link); err != nil {
+	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("tun: configure %s: set up: %w", name, err)
 	}
 	for _, f := range fams {
 		if !f.vip.IsValid() {
 			continue
 		}
-		scope := uint8(unix.RT_SCOPE_UNIVERSE)
-		if f.want4 {
-			scope = unix.RT_SCOPE_LINK
+		route := &netlink.Route{
+			LinkIndex: link.Attrs().Index,
+			Dst:       ipNet(f.prefix.Masked()),
+			Src:       net.IP(f.vip.AsSlice()),
 		}
-		if err := routeReplace(link, f.prefix.Masked(), f.vip, scope); err != nil {
+		if f.want4 {
+			route.Scope = netlink.SCOPE_LINK
+		}
+		if err := netlink.RouteReplace(route); err != nil {
 			return fmt.Errorf("tun: configure %s: route %s: %w", name, f.prefix, err)
 		}
 	}
@@ -128,16 +134,23 @@ func enableIPv6(name string) error {
 func waitLocal(vip netip.Addr) error {
 	deadline := time.Now().Add(addrReadyTimeout)
 	for {
-		typ, err := routeType(vip)
+		routes, err := netlink.RouteGet(net.IP(vip.AsSlice()))
 		if err != nil {
 			return fmt.Errorf("route get %s: %w", vip, err)
 		}
-		if typ == unix.RTN_LOCAL {
+		if len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s after %v: %w", vip, addrReadyTimeout, ErrAddrNotReady)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{
+		IP:   net.IP(p.Addr().AsSlice()),
+		Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
 )
 
 func TestConfigureRejectsBadArguments(t *testing.T) {
@@ -38,8 +40,9 @@ func TestConfigureRejectsBadArguments(t *testing.T) {
 func TestConfigureMissingLinkNamesIt(t *testing.T) {
 	err := Configure("cyph-none0", netip.MustParseAddr("fd00:cafe::1"), netip.MustParsePrefix("fd00:cafe::/64"),
 		netip.Addr{}, netip.Prefix{}, 1400)
-	if !errors.Is(err, ErrLinkNotFound) || !strings.Contains(err.Error(), "cyph-none0") {
-		t.Fatalf("err = %v, want ErrLinkNotFound naming cyph-none0", err)
+	var nf netlink.LinkNotFoundError
+	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "cyph-none0") {
+		t.Fatalf("err = %v, want LinkNotFoundError naming cyph-none0", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/songgao/water"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,11 +82,11 @@ func newWaterDevice(ifce *water.Interface, mtu int) (*waterDevice, error) {
 	if err != nil {
 		return nil, err
 	}
-	link, err := linkIndex(ifce.Name())
+	link, err := netlink.LinkByName(ifce.Name())
 	if err != nil {
 		return nil, fmt.Errorf("find link: %w", err)
 	}
-	if err := linkSetMTU(link, mtu); err != nil {
+	if err := netlink.LinkSetMTU(link, mtu); err != nil {
 		return nil, fmt.Errorf("set mtu %d: %w", mtu, err)
 	}
 	d := &waterDevice{ifce: ifce, file: file, rc: rc, name: ifce.Name(), mtu: mtu}
