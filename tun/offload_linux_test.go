@@ -238,10 +238,12 @@ func swapTCPAddrs(p []byte) bool {
 	return !bytes.Equal(a, b)
 }
 
-// A stage is made the first time a write needs it, of the packet's own
-// size unless the packet is predicted to be a GRO head with followers: a
-// node whose writes carry a few packets of different flows each holds a
-// few small stages and no 64 KB one; a run of one flow takes one.
+// A stage is made the first time a write needs it: a 64 KB one only for
+// a packet predicted to be a GRO head with followers, none for the others
+// when the caller leaves room for the virtio header (they go as they are),
+// else one of the packet's own size: a node whose writes carry a few
+// packets of different flows each holds no 64 KB stage; a run of one flow
+// takes one.
 func TestOffloadStagesFollowWrites(t *testing.T) {
 	enterFreshNetns(t)
 	dev, err := OpenOffload("cyphoff2", testMTU)
@@ -267,8 +269,7 @@ func TestOffloadStagesFollowWrites(t *testing.T) {
 	if s, f := stages(); s+f != 0 {
 		t.Fatalf("%d small and %d full stages made at open, want none", s, f)
 	}
-	const headroom = 16
-	write := func(size int, port func(i int) uint16) {
+	write := func(size, headroom int, port func(i int) uint16) {
 		t.Helper()
 		var bufs [][]byte
 		for i := range size {
@@ -279,15 +280,28 @@ func TestOffloadStagesFollowWrites(t *testing.T) {
 			t.Fatalf("write %d: %d, %v", size, n, err)
 		}
 	}
+	aFlowEach := func(i int) uint16 { return uint16(4000 + i) }
+	oneFlow := func(int) uint16 { return 5000 }
 	for _, size := range []int{3, 2, 5} {
-		write(size, func(i int) uint16 { return uint16(4000 + i) }) // a flow each
+		write(size, virtioNetHdrLen, aFlowEach)
 	}
-	if s, f := stages(); s != 5 || f != 0 {
-		t.Errorf("%d small and %d full stages after writes of at most 5 packets of different flows, want 5 and 0", s, f)
+	if s, f := stages(); s != 0 || f != 0 {
+		t.Errorf("%d small and %d full stages after writes of at most 5 packets of different flows with headroom, want none", s, f)
 	}
-	write(8, func(int) uint16 { return 5000 }) // one flow: one head
+	write(8, 16, oneFlow)
+	if s, f := stages(); s != 0 || f != 1 {
+		t.Errorf("%d small and %d full stages after a write of 8 packets of one flow, want 0 and 1", s, f)
+	}
+	// Without headroom for the virtio header every packet is copied.
+	for _, size := range []int{3, 2, 5} {
+		write(size, 0, aFlowEach)
+	}
+	if s, f := stages(); s != 5 || f != 1 {
+		t.Errorf("%d small and %d full stages after writes of at most 5 packets without headroom, want 5 and 1", s, f)
+	}
+	write(8, 0, oneFlow)
 	if s, f := stages(); s != 8 || f != 1 {
-		t.Errorf("%d small and %d full stages after a write of 8 packets of one flow, want 8 and 1", s, f)
+		t.Errorf("%d small and %d full stages after a write of 8 packets of one flow without headroom, want 8 and 1", s, f)
 	}
 }
 
