@@ -8,6 +8,11 @@ import (
 	"fmt"
 )
 
+// WriteHeadroom is the headroom (Write's offset) with which the offload
+// device hands a packet that heads no GRO run to the kernel without copying
+// it: room for its virtio header.
+const WriteHeadroom = 10
+
 // Device moves IP packets between the kernel and the node in batches, in the
 // style of wireguard-go's tun.Device. Every buffer holds one packet starting at
 // offset; the bytes before offset are the caller's headroom (the data header

@@ -42,6 +42,42 @@ func withFlags(p []byte, flags byte) []byte {
 	return p
 }
 
+// withTS gives a TCP segment (built by tcpSeg, no options) a timestamp
+// option with value ts: 12 more header bytes, as Linux sends them.
+func withTS(p []byte, ts uint32) []byte {
+	ihl := 40
+	if p[0]>>4 == 4 {
+		ihl = int(p[0]&0x0f) * 4
+	}
+	q := make([]byte, 0, len(p)+12)
+	q = append(q, p[:ihl+20]...)
+	q = append(q, 1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0) // NOP, NOP, TS val ecr
+	binary.BigEndian.PutUint32(q[ihl+24:], ts)
+	q = append(q, p[ihl+20:]...)
+	q[ihl+12] = 8 << 4
+	if q[0]>>4 == 4 {
+		binary.BigEndian.PutUint16(q[2:], uint16(len(q)))
+	} else {
+		binary.BigEndian.PutUint16(q[4:], uint16(len(q)-40))
+	}
+	return q
+}
+
+// numbered gives each TCP flow's segments in pkts consecutive sequence
+// numbers, as a sender's in-order stream has, and returns pkts.
+func numbered(pkts [][]byte) [][]byte {
+	next := map[groKey]uint32{}
+	for _, p := range pkts {
+		g, ok := groFlow(p)
+		if !ok || g.tcph == 0 {
+			continue
+		}
+		binary.BigEndian.PutUint32(p[g.iph+4:], next[g.key])
+		next[g.key] += uint32(g.payload)
+	}
+	return pkts
+}
+
 func TestPlanHeads(t *testing.T) {
 	a4, b4 := netip.MustParseAddrPort("100.64.0.1:5001"), netip.MustParseAddrPort("100.64.0.2:40000")
 	c4 := netip.MustParseAddrPort("100.64.0.3:40000")
@@ -51,7 +87,7 @@ func TestPlanHeads(t *testing.T) {
 		for i := range ps {
 			ps[i] = mk(i)
 		}
-		return ps
+		return numbered(ps)
 	}
 	bits := func(is ...int) uint64 {
 		var m uint64
@@ -92,6 +128,54 @@ func TestPlanHeads(t *testing.T) {
 			}
 			return withFlags(tcpSeg(a4, b4, 10), 0x12)
 		}), 0},
+		// What wireguard-go's GRO does not append, whatever the flow:
+		// the plan must see a new item start there, or that item's run
+		// goes to the kernel a segment at a time.
+		{"a new TSO burst's timestamp starts an item", run(8, func(i int) []byte {
+			return withTS(tcpSeg(a4, b4, 1348), uint32(100+i/4))
+		}), bits(0, 4)},
+		{"a sequence gap (a loss) starts an item", func() [][]byte {
+			ps := run(8, func(int) []byte { return tcpSeg(a4, b4, 1360) })
+			for _, p := range ps[4:] {
+				binary.BigEndian.PutUint32(p[24:], binary.BigEndian.Uint32(p[24:])+1360)
+			}
+			return ps
+		}(), bits(0, 4)},
+		// GRO appends the run's rest to the first item again (it tries a
+		// flow's older items too); the plan follows only the latest and
+		// stages the packet after the retransmission as a head: a full
+		// stage too many, which costs memory, not coalescing.
+		{"a retransmission in a run", func() [][]byte {
+			ps := run(6, func(int) []byte { return tcpSeg(a4, b4, 1360) })
+			re := tcpSeg(a4, b4, 1360) // seq 0 again
+			return append(ps[:3:3], append([][]byte{re}, ps[3:]...)...)
+		}(), bits(0, 4)},
+		{"a smaller segment ends the item", run(6, func(i int) []byte {
+			if i == 2 {
+				return tcpSeg(a4, b4, 500)
+			}
+			return tcpSeg(a4, b4, 1360)
+		}), bits(0, 3)},
+		{"a larger segment starts an item", run(6, func(i int) []byte {
+			if i < 3 {
+				return tcpSeg(a4, b4, 500)
+			}
+			return tcpSeg(a4, b4, 1360)
+		}), bits(0, 3)},
+		{"an ECN mark starts an item", run(6, func(i int) []byte {
+			p := tcpSeg(a4, b4, 1360)
+			if i >= 3 {
+				p[1] = 0x03 // CE
+			}
+			return p
+		}), bits(0, 3)},
+		{"IPv6 hop limit", run(6, func(i int) []byte {
+			p := tcpSeg(a6, b6, 1340)
+			if i >= 2 {
+				p[7] = 63
+			}
+			return p
+		}), bits(0, 2)},
 		{"IPv6", run(3, func(int) []byte { return tcpSeg(a6, b6, 1340) }), bits(0)},
 		{"same ports, other family", [][]byte{tcpSeg(a4, b4, 100), tcpSeg(a6, b6, 100)}, 0},
 		{"UDP", run(3, func(int) []byte { return buildUDP(a4, b4, make([]byte, 1000)) }), bits(0)},

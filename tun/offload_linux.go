@@ -17,7 +17,7 @@ const (
 	// IFF_VNET_HDR device puts in front of every packet. wireguard-go's Write
 	// writes it into the bytes just before the packet, so its offset must
 	// leave at least this much room (the constant is unexported there).
-	virtioNetHdrLen = 10
+	virtioNetHdrLen = WriteHeadroom
 
 	// maxIPPacket is the largest IP packet (and GSO super-packet) there is.
 	maxIPPacket = 65535
@@ -234,10 +234,13 @@ func (d *offloadDevice) pollReadable(fd uintptr) {
 	}
 }
 
-// Write implements Device. Packets are copied into staging buffers with the
-// room GRO needs, then handed to wireguard-go in chunks of stageCount. As
-// coalesced packets share one write(2), a rejected write is counted as one
-// rejected packet.
+// Write implements Device. The packets predicted to be GRO heads are
+// copied into staging buffers with the room GRO needs, then the batch is
+// handed to wireguard-go in chunks of stageCount. The others go as they
+// are when the caller leaves virtioNetHdrLen bytes of headroom (offset),
+// where wireguard-go writes the virtio header of a packet sent alone; with
+// less, each is copied into a stage of its own size. As coalesced packets
+// share one write(2), a rejected write is counted as one rejected packet.
 func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
@@ -261,6 +264,16 @@ func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
 				continue
 			}
 			full := d.full || heads&(1<<i) != 0 || virtioNetHdrLen+len(pkt) > smallStage(d.mtu)
+			if !full && offset >= virtioNetHdrLen {
+				// Not a head: GRO only reads it (into its head) or, alone,
+				// writes it with the virtio header in the caller's
+				// headroom. No copy; the capacity is cut at the packet,
+				// so GRO never appends into the caller's buffer.
+				b := chunk[i][offset-virtioNetHdrLen:]
+				d.out[n] = b[:len(b):len(b)]
+				n++
+				continue
+			}
 			st := d.stage(n, k, full)
 			if full {
 				k++

@@ -3,10 +3,14 @@ package tun
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -234,10 +238,12 @@ func swapTCPAddrs(p []byte) bool {
 	return !bytes.Equal(a, b)
 }
 
-// A stage is made the first time a write needs it, of the packet's own
-// size unless the packet is predicted to be a GRO head with followers: a
-// node whose writes carry a few packets of different flows each holds a
-// few small stages and no 64 KB one; a run of one flow takes one.
+// A stage is made the first time a write needs it: a 64 KB one only for
+// a packet predicted to be a GRO head with followers, none for the others
+// when the caller leaves room for the virtio header (they go as they are),
+// else one of the packet's own size: a node whose writes carry a few
+// packets of different flows each holds no 64 KB stage; a run of one flow
+// takes one.
 func TestOffloadStagesFollowWrites(t *testing.T) {
 	enterFreshNetns(t)
 	dev, err := OpenOffload("cyphoff2", testMTU)
@@ -263,8 +269,7 @@ func TestOffloadStagesFollowWrites(t *testing.T) {
 	if s, f := stages(); s+f != 0 {
 		t.Fatalf("%d small and %d full stages made at open, want none", s, f)
 	}
-	const headroom = 16
-	write := func(size int, port func(i int) uint16) {
+	write := func(size, headroom int, port func(i int) uint16) {
 		t.Helper()
 		var bufs [][]byte
 		for i := range size {
@@ -275,15 +280,28 @@ func TestOffloadStagesFollowWrites(t *testing.T) {
 			t.Fatalf("write %d: %d, %v", size, n, err)
 		}
 	}
+	aFlowEach := func(i int) uint16 { return uint16(4000 + i) }
+	oneFlow := func(int) uint16 { return 5000 }
 	for _, size := range []int{3, 2, 5} {
-		write(size, func(i int) uint16 { return uint16(4000 + i) }) // a flow each
+		write(size, virtioNetHdrLen, aFlowEach)
 	}
-	if s, f := stages(); s != 5 || f != 0 {
-		t.Errorf("%d small and %d full stages after writes of at most 5 packets of different flows, want 5 and 0", s, f)
+	if s, f := stages(); s != 0 || f != 0 {
+		t.Errorf("%d small and %d full stages after writes of at most 5 packets of different flows with headroom, want none", s, f)
 	}
-	write(8, func(int) uint16 { return 5000 }) // one flow: one head
+	write(8, 16, oneFlow)
+	if s, f := stages(); s != 0 || f != 1 {
+		t.Errorf("%d small and %d full stages after a write of 8 packets of one flow, want 0 and 1", s, f)
+	}
+	// Without headroom for the virtio header every packet is copied.
+	for _, size := range []int{3, 2, 5} {
+		write(size, 0, aFlowEach)
+	}
+	if s, f := stages(); s != 5 || f != 1 {
+		t.Errorf("%d small and %d full stages after writes of at most 5 packets without headroom, want 5 and 1", s, f)
+	}
+	write(8, 0, oneFlow)
 	if s, f := stages(); s != 8 || f != 1 {
-		t.Errorf("%d small and %d full stages after a write of 8 packets of one flow, want 8 and 1", s, f)
+		t.Errorf("%d small and %d full stages after a write of 8 packets of one flow without headroom, want 8 and 1", s, f)
 	}
 }
 
@@ -391,4 +409,85 @@ func benchReflector(b *testing.B, chunk int, full bool) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(total>>10), "cpu-ns/KiB")
 	b.ReportMetric(float64(stages)/(1<<20), "stages-MiB")
 	b.ReportMetric(float64(st.written)/float64(max(rx, 1)), "pkts/write")
+}
+
+// A write of one flow's segments from two TSO bursts (their timestamp
+// options differ) reaches the kernel as two super-packets: the second
+// burst's first segment must get a full stage, or GRO finds no room in it
+// and hands that burst's segments to the kernel one by one (the planner
+// once predicted them all as followers of the first head). Counted by the
+// namespace's IP InReceives, one per skb.
+func TestOffloadWriteCoalescesEachBurst(t *testing.T) {
+	enterFreshNetns(t)
+	dev, err := OpenOffload("cyphoff3", testMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := Configure(dev.Name(), testVIP6, testPrefix6, testVIP4, testPrefix4, testMTU); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		headroom = 16
+		perBurst = 8
+		payload  = 1300
+	)
+	src, dst := netip.AddrPortFrom(testPeer4, 40000), netip.AddrPortFrom(testVIP4, 9)
+	var bufs [][]byte
+	for i := range 2 * perBurst {
+		p := withTS(tcpSeg(src, dst, payload), uint32(1000+i/perBurst))
+		binary.BigEndian.PutUint32(p[24:], uint32(1+i*payload)) // seq
+		p[8] = 64                                               // TTL
+		sealTCP4(p)
+		bufs = append(bufs, append(make([]byte, headroom), p...))
+	}
+	before := ipInReceives(t)
+	if n, err := dev.Write(bufs, headroom); err != nil || n != len(bufs) {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	if got := ipInReceives(t) - before; got != 2 {
+		t.Errorf("the kernel received %d packets for two bursts of %d segments, want 2 (one per burst)", got, perBurst)
+	}
+}
+
+// sealTCP4 fills in an IPv4 TCP segment's header and TCP checksums.
+func sealTCP4(p []byte) {
+	ihl := int(p[0]&0x0f) * 4
+	p[10], p[11] = 0, 0
+	binary.BigEndian.PutUint16(p[10:], ^checksumFold(checksumAdd(0, p[:ihl])))
+	l4 := p[ihl:]
+	l4[16], l4[17] = 0, 0
+	sum := checksumAdd(0, p[12:20]) + uint32(unix.IPPROTO_TCP) + uint32(len(l4))
+	binary.BigEndian.PutUint16(l4[16:], ^checksumFold(checksumAdd(sum, l4)))
+}
+
+// ipInReceives reads IP InReceives of this thread's network namespace.
+func ipInReceives(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/thread-self/net/snmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Ip:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "InReceives" && i < len(f) {
+				v, err := strconv.ParseUint(f[i], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Ip InReceives in %q", b)
+	return 0
 }

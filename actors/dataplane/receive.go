@@ -385,7 +385,7 @@ func (d *Dataplane) deliver(b *batch) bool {
 // first passed through its flow's CoDel (sojourn measured from the socket
 // read, so it covers the crypto workers and the sequencer too).
 func (d *Dataplane) routineWriteTUN() {
-	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.timing.MaxQueueDelay, sojourn: &d.sojourn}
+	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.timing.MaxQueueDelay, sojourn: &d.sojourn, offset: tun.WriteHeadroom}
 	w.pkts = make([][]byte, 0, tunWriteBatches*maxBatch)
 	for {
 		select {
@@ -440,6 +440,32 @@ type tunWriter struct {
 	pings    [tunWriteBatches]bool // a held batch is a ping's (sojourn recording only)
 	n        int
 	pkts     [][]byte
+	offset   int // headroom before each packet in pkts: tun.WriteHeadroom while every packet has it
+}
+
+// take appends b's live payloads (as batch.Payloads) to w.pkts, each with
+// tun.WriteHeadroom bytes before it, so the offload device writes a packet
+// that heads no GRO run from the batch's buffer, where the seal header was,
+// instead of copying it. A packet without that much room before it (none
+// does in this pipeline: every opened packet follows its seal header)
+// turns the whole write to no headroom. It returns how many it took.
+func (w *tunWriter) take(b *batch) int {
+	n := 0
+	for i := range b.N {
+		p := &b.Pkts[i]
+		if p.Drop != OK || p.Len == 0 {
+			continue
+		}
+		if p.Off < w.offset {
+			for j := range w.pkts {
+				w.pkts[j] = w.pkts[j][w.offset:]
+			}
+			w.offset = 0
+		}
+		w.pkts = append(w.pkts, p.Buf[p.Off-w.offset:p.Off+p.Len])
+		n++
+	}
+	return n
 }
 
 // fill takes batches from q, drop policy applied, until it holds about
@@ -459,9 +485,7 @@ func (w *tunWriter) fill(q *fairQueue) bool {
 			b.Release()
 			continue
 		}
-		p := b.Payloads()
-		w.pkts = append(w.pkts, p...)
-		w.held[w.n], w.counts[w.n], w.pings[w.n] = b, len(p), ping
+		w.held[w.n], w.counts[w.n], w.pings[w.n] = b, w.take(b), ping
 		w.n++
 	}
 	return w.n > 0
@@ -478,7 +502,7 @@ func (w *tunWriter) flush() {
 		if timed {
 			t0 = time.Now()
 		}
-		written, err := w.dev.Write(w.pkts, 0)
+		written, err := w.dev.Write(w.pkts, w.offset)
 		if err != nil {
 			failed = len(w.pkts) - written
 		}
@@ -504,4 +528,5 @@ func (w *tunWriter) flush() {
 	w.n = 0
 	clear(w.pkts)
 	w.pkts = w.pkts[:0]
+	w.offset = tun.WriteHeadroom
 }

@@ -156,3 +156,79 @@ func TestInGroupsKeepPeerOrder(t *testing.T) {
 		t.Fatal("reset left groups behind")
 	}
 }
+
+// recordDevice is a tun.Device that keeps what each Write was handed.
+type recordDevice struct {
+	tun.Device
+	offsets []int
+	pkts    [][]byte // bufs[i][offset:] of every write, copied
+}
+
+func (d *recordDevice) Write(bufs [][]byte, offset int) (int, error) {
+	d.offsets = append(d.offsets, offset)
+	for _, b := range bufs {
+		d.pkts = append(d.pkts, slices.Clone(b[offset:]))
+	}
+	return len(bufs), nil
+}
+
+// TestTunWriterLeavesHeadroom: the TUN writer hands the device its packets
+// where they are, with tun.WriteHeadroom bytes before each (the offload
+// device writes a non-head packet's virtio header there instead of copying
+// the packet), and the same packets with no headroom when one of the write
+// has too little room before it.
+func TestTunWriterLeavesHeadroom(t *testing.T) {
+	pool := newBatchPool(64)
+	mk := func(off int, tags ...byte) *batch {
+		b := pool.Get()
+		bufs, sizes, _ := b.ReadSlices(off)
+		for i, tag := range tags {
+			bufs[i][0], bufs[i][1] = 0x45, tag
+			sizes[i] = 20
+		}
+		b.Filled(len(tags), off)
+		b.born, b.stats = time.Now(), &peerStats{}
+		return b
+	}
+	for _, tc := range []struct {
+		name       string
+		offs       []int // each batch's packet offset
+		wantOffset int
+	}{
+		{"after the seal header", []int{16, 16}, tun.WriteHeadroom},
+		{"one batch without room", []int{16, tun.WriteHeadroom - 1}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dev := &recordDevice{}
+			q := newFairQueue(1)
+			f := newFlow(4)
+			var want [][]byte
+			for i, off := range tc.offs {
+				b := mk(off, byte(3*i), byte(3*i+1), byte(3*i+2))
+				b.Pkts[1].Drop = Replay // not written
+				for j := range b.N {
+					if j != 1 {
+						want = append(want, slices.Clone(b.Pkts[j].Bytes()))
+					}
+				}
+				if !q.Push(f, b) {
+					t.Fatal("push refused")
+				}
+			}
+			w := tunWriter{dev: dev, global: &dropCounters{}, maxDelay: time.Minute, offset: tun.WriteHeadroom}
+			if !w.fill(q) {
+				t.Fatal("nothing to write")
+			}
+			w.flush()
+			if !slices.Equal(dev.offsets, []int{tc.wantOffset}) {
+				t.Errorf("writes' offsets %v, want [%d]", dev.offsets, tc.wantOffset)
+			}
+			if !slices.EqualFunc(dev.pkts, want, slices.Equal) {
+				t.Errorf("written %x, want %x", dev.pkts, want)
+			}
+			if w.offset != tun.WriteHeadroom {
+				t.Errorf("offset after the write %d, want %d again", w.offset, tun.WriteHeadroom)
+			}
+		})
+	}
+}

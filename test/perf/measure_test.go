@@ -176,12 +176,24 @@ func TestDaemonsCPUOfSelf(t *testing.T) {
 	deadline := time.Now().Add(50 * time.Millisecond)
 	for time.Now().Before(deadline) { // burn a little CPU so there is some to count
 	}
-	cpu, err := daemonsCPU(processName(os.Getpid()))
+	self := processName(os.Getpid())
+	cpu, err := daemonsCPU(self, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cpu <= 0 {
 		t.Errorf("own CPU time %v, want > 0", cpu)
+	}
+	own, ok := inode("/proc/self/ns/net")
+	if !ok {
+		t.Fatal("no inode for /proc/self/ns/net")
+	}
+	if cpu, err := daemonsCPU(self, map[uint64]bool{own: true}); err != nil || cpu <= 0 {
+		t.Errorf("own CPU time in own namespace %v, %v; want > 0", cpu, err)
+	}
+	// Another run's daemons of the same name, in namespaces not ours.
+	if cpu, err := daemonsCPU(self, map[uint64]bool{own + 1: true}); err != nil || cpu != 0 {
+		t.Errorf("CPU time of processes outside the namespaces: %v, %v; want 0", cpu, err)
 	}
 }
 

@@ -157,7 +157,11 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 		return l, err
 	}
 	comm := processName(target.PID)
-	cpu0, err := daemonsCPU(comm)
+	netns, err := namespaceInodes(topo.Bed.Namespaces())
+	if err != nil {
+		return l, err
+	}
+	cpu0, err := daemonsCPU(comm, netns)
 	if err != nil {
 		return l, err
 	}
@@ -206,7 +210,7 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	if err := errors.Join(errs...); err != nil {
 		return l, err
 	}
-	cpu1, err := daemonsCPU(comm)
+	cpu1, err := daemonsCPU(comm, netns)
 	if err != nil {
 		return l, err
 	}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cyphonic/cyphonic-go/test/testbed"
@@ -73,9 +75,14 @@ func processName(pid int) string {
 }
 
 // daemonsCPU sums the CPU time (user + system) of every process named
-// comm: all of a system's daemons, responder, pushers and idle peer (and,
-// for cyphonic, the idle cloud beside them), wherever their namespace.
-func daemonsCPU(comm string) (time.Duration, error) {
+// comm in one of the network namespaces netns (ns inodes, from
+// namespaceInodes; nil: any): all of a system's daemons, responder,
+// pushers and idle peer (and, for cyphonic, the idle cloud beside them).
+// The namespaces keep out other runs' daemons of the same name on a shared
+// machine: one that exits during the load would subtract its whole CPU
+// time, one that starts would add its own (2.5 s over a 10-pusher load
+// whose daemons used ~15 s, in one such run).
+func daemonsCPU(comm string, netns map[uint64]bool) (time.Duration, error) {
 	pids, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, fmt.Errorf("perf: daemons' cpu: %w", err)
@@ -85,6 +92,12 @@ func daemonsCPU(comm string) (time.Duration, error) {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || processName(pid) != comm {
 			continue
+		}
+		if netns != nil {
+			ino, ok := inode("/proc/" + e.Name() + "/ns/net")
+			if !ok || !netns[ino] {
+				continue
+			}
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
@@ -97,6 +110,34 @@ func daemonsCPU(comm string) (time.Duration, error) {
 		sum += cpu
 	}
 	return sum, nil
+}
+
+// namespaceInodes returns the inodes of the named network namespaces
+// (ip-netns names, under /run/netns), for daemonsCPU.
+func namespaceInodes(names []string) (map[uint64]bool, error) {
+	set := make(map[uint64]bool, len(names))
+	for _, n := range names {
+		ino, ok := inode(filepath.Join("/run/netns", n))
+		if !ok {
+			return nil, fmt.Errorf("perf: namespace %s: no /run/netns entry", n)
+		}
+		set[ino] = true
+	}
+	return set, nil
+}
+
+// inode is path's inode (a namespace's, for /proc/PID/ns/net or a
+// /run/netns bind mount).
+func inode(path string) (uint64, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Ino, true
 }
 
 // pollInterval is the pause between tries of every bounded wait.
