@@ -23,16 +23,14 @@ import "sync/atomic"
 // the batches refused are those of the peers holding the most, as
 // FQ-CoDel drops from its fattest flow at its memory limit, and an idle
 // peer's ping is always taken. So the budget is exceeded by at most about
-// a batch per peer.
+// a batch per peer, plus the few small packets a refused batch still lets
+// through (batch.admit), which the peer's batch slots bound.
 //
 // No lock: a few atomic adds per batch, none per packet.
 type budget struct {
 	max    int64
 	n      atomic.Int64 // packets in flight
 	active atomic.Int64 // shares with packets in flight
-	// refused counts the batches refused (their packets are counted as
-	// QueueFull drops against the peer).
-	refused atomic.Uint64
 }
 
 // share is one peer's part of a budget: the packets it has in flight in
@@ -58,8 +56,7 @@ func (s *share) take(n int) bool {
 	if g.n.Add(k) > g.max {
 		fair := g.max / max(g.active.Load(), 1)
 		if s.n.Load()+k > fair {
-			g.n.Add(-k)
-			g.refused.Add(1)
+			g.n.Add(-k) // the caller counts the drops (QueueFull)
 			return false
 		}
 	}

@@ -83,11 +83,14 @@ func defaultTiming() peerTiming {
 		InInflight:  32,
 		FlowDepth:   32,
 		// The budgets bound all peers' in-flight packets together, and
-		// so the memory (2.3 MB of buffers at MTU 1420; budget.go): at
+		// so the memory (3 MB of buffers at MTU 1420; budget.go): at
 		// ten pushers the responder's heap stays at half the soft
 		// memory limit, and one flow keeps less than this in flight.
-		InBudget:      1536,
-		OutBudget:     1536,
+		// 1536 gave the same RSS at ten pushers in test/perf and 6 %
+		// less throughput at three, 3072 2-4 MiB more RSS
+		// (BENCHMARKS.md, s8-mem).
+		InBudget:      2048,
+		OutBudget:     2048,
 		SeqWindow:     256,
 		GapTimeout:    200 * time.Millisecond,
 		AuthFailLimit: 1000,

@@ -16,9 +16,9 @@ import (
 // heap that would grow to GOGC's twice the live heap with more peers, not
 // how the node's memory is made small. What keeps it small under load is
 // the data plane's in-flight budget (actors/dataplane/budget.go): with ten
-// pushers in test/perf the responder's live heap peaks at ~16 MB, the GC
-// runs 0-1 times in the 10-second load and RSS is ~29 MiB (BENCHMARKS.md,
-// s8-mem). Before the budget the heap reached the limit (25 MB live) and
+// pushers in test/perf the responder's heap (HeapAlloc) peaks at ~16 MB,
+// the GC runs 0-2 times in the 10-second load and RSS is ~30 MiB
+// (BENCHMARKS.md, s8-mem). Before the budget the heap reached the limit (25 MB live) and
 // the GC ran 650 times in that load, a fifth of the responder's CPU: a
 // limit the live heap reaches makes the GC thrash rather than bound
 // anything. So it stays well above the heap under load; at 24 MiB the
