@@ -12,10 +12,9 @@ package dataplane
 
 import (
 	"net/netip"
-	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -73,6 +72,10 @@ type batch struct {
 	// limit is the peer's in-flight bound the reader took a slot of;
 	// Release gives the slot back.
 	limit *supervise.Limiter
+	// share is the peer's part of the node's in-flight budget the reader
+	// took charged packets of (admit); Release gives them back.
+	share   *share
+	charged int
 
 	op   batchOp       // set by the peer actor (send) or the socket reader (receive)
 	pipe *peerPipe     // the peer incarnation whose sequencer and flows it goes through
@@ -112,6 +115,50 @@ type batch struct {
 // track makes Release give back a slot of l, which the caller has taken:
 // the batches a peer has in flight in one direction, bounding its queues.
 func (b *batch) track(l *supervise.Limiter) { b.limit = l }
+
+// admit takes a slot of l, the batches a peer may have in flight in one
+// direction (bounding its queues), and b's packets of s, its share of the
+// node's budget for that direction (bounding the memory of all peers'
+// queues together), for Release to give back. It returns the batch to
+// hand on: b; or, if the budget refused b, a batch of b's first small
+// packets (at most sparseLen of smallPacket bytes: a ping, a TCP ACK),
+// which the budget takes anyway, so that a peer over its share still gets
+// its pings and ACKs through; or nil if nothing is taken. Whatever is not
+// b is the caller's to drop and release.
+func (b *batch) admit(l *supervise.Limiter, s *share) *batch {
+	if !l.Acquire() {
+		return nil
+	}
+	if s == nil || s.take(b.N) {
+		b.track(l)
+		b.share, b.charged = s, b.N
+		return b
+	}
+	nb := b.pool.GetEmpty()
+	kept := 0
+	b.splitOff(nb, func(p *packet) bool {
+		if kept < sparseLen && p.Len <= smallPacket {
+			kept++
+			return true
+		}
+		return false
+	})
+	if nb.N == 0 {
+		l.Release()
+		nb.Release()
+		return nil
+	}
+	s.force(nb.N)
+	nb.stats, nb.born, nb.ts = b.stats, b.born, b.ts
+	nb.track(l)
+	nb.share, nb.charged = s, nb.N
+	return nb
+}
+
+// smallPacket is the largest packet (inner or sealed) a batch the budget
+// refused still lets through (admit): pings, TCP ACKs and DNS queries
+// with the data header and tag, not bulk segments.
+const smallPacket = 256
 
 // next is the sequencer that takes b after the crypto worker.
 func (b *batch) next() *actor.PID {
@@ -273,6 +320,9 @@ func (b *batch) Release() {
 	if b.limit != nil {
 		b.limit.Release()
 	}
+	if b.share != nil {
+		b.share.give(b.charged)
+	}
 	p := b.pool
 	b.reset()
 	if p != nil {
@@ -281,7 +331,7 @@ func (b *batch) Release() {
 }
 
 func (b *batch) reset() {
-	b.N, b.born, b.stats, b.limit = 0, time.Time{}, nil, nil
+	b.N, b.born, b.stats, b.limit, b.share, b.charged = 0, time.Time{}, nil, nil, nil, 0
 	b.op, b.pipe, b.seq, b.key, b.route, b.session = 0, nil, 0, nil, peerRoute{}, nil
 	b.seqEntry[0] = sequencer.Entry[*batch]{}
 	b.ts = stamps{}
@@ -304,25 +354,32 @@ func (b *batch) reset() {
 //
 // The spares are lists of our own, not sync.Pools: a sync.Pool drops what
 // two GCs in a row found unused, and under a soft memory limit
-// (cmd/cyphonic --memory-limit) GCs come tens of times a second, so the
+// (cmd/cyphonic --memory-limit) GCs came tens of times a second, so the
 // spares of a bursty load were dropped between its bursts and made again
 // in the next, and those allocations brought on the next GC. The lists
-// instead give back, at the first GC at least spareKeep after the last
-// trim, the batches that stayed unused all that time (trimGC): those load
-// did not need. After load the next GC frees what it left behind.
+// instead give back, every spareKeep while they hold any, the batches that
+// stayed unused all that time (trim): those the load did not need. The
+// data path no longer brings on GCs (the in-flight budget keeps the heap
+// far under the limit, budget.go), so a load could end with nothing to
+// collect what it left behind for minutes (the runtime forces a GC every
+// two): a trim that sheds at least freeAfter also returns it to the
+// system, so memory falls back a second or two after a load.
 type batchPool struct {
 	mu      sync.Mutex
 	full    spares // released batches holding buffers
 	empty   spares // released batches holding none (a few KB each)
-	trimmed time.Time
+	armed   bool   // a trim is due (every spareKeep while spares are held)
 	bufSize int
+	// free returns the memory of what a trim shed to the system
+	// (debug.FreeOSMemory; tests count calls).
+	free func()
 }
 
 // spares is a stack of released batches, the last released on top.
 type spares struct {
 	b []*batch
-	// low is the fewest batches b held since trimmed: its bottom low
-	// were not needed meanwhile.
+	// low is the fewest batches b held since the last trim: its bottom
+	// low were not needed meanwhile.
 	low int
 }
 
@@ -344,57 +401,65 @@ func (s *spares) pop() *batch {
 	return b
 }
 
-// trim drops the batches unused since the last trim.
-func (s *spares) trim() {
+// trim drops the batches unused since the last trim and returns the
+// bytes of buffers they held.
+func (s *spares) trim(bufSize int) int {
+	shed := 0
+	for _, b := range s.b[:s.low] {
+		shed += b.held * bufSize
+	}
 	n := copy(s.b, s.b[s.low:])
 	clear(s.b[n:])
 	s.b = s.b[:n]
 	s.low = n
+	return shed
 }
 
 // maxSpare bounds each list: more released batches than readers and peers
 // ever have in flight are dropped.
 const maxSpare = 1024
 
-// spareKeep is how long spare batches must go unused before a GC frees
+// spareKeep is how long spare batches must go unused before a trim drops
 // them.
 const spareKeep = time.Second
 
+// freeAfter is the least a trim must shed to return memory to the system
+// at once: a load's worth, not the odd batch of a quiet tunnel.
+const freeAfter = 1 << 20
+
 // newBatchPool makes a pool of batches whose buffers are bufSize bytes.
 func newBatchPool(bufSize int) *batchPool {
-	pl := &batchPool{bufSize: bufSize, trimmed: time.Now()}
-	watchGC(weak.Make(pl))
-	return pl
+	return &batchPool{bufSize: bufSize, free: debug.FreeOSMemory}
 }
 
-// gcSentinel is garbage from the moment it is made; its cleanup marks a
-// GC. It holds a pointer so that it is not a tiny allocation (those share
-// a block, and their cleanups wait for the whole block).
-type gcSentinel struct{ _ *byte }
-
-// watchGC calls trimGC on the pool after every GC, for as long as the pool
-// itself is alive.
-func watchGC(wp weak.Pointer[batchPool]) {
-	runtime.AddCleanup(&gcSentinel{}, func(wp weak.Pointer[batchPool]) {
-		if p := wp.Value(); p != nil {
-			p.trimGC()
-			watchGC(wp)
-		}
-	}, wp)
-}
-
-// trimGC drops the spare batches unused since the last trim, if that was
-// spareKeep ago.
-func (p *batchPool) trimGC() {
-	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if now.Sub(p.trimmed) < spareKeep {
-		return
+// armLocked schedules a trim spareKeep from now, unless one is due.
+func (p *batchPool) armLocked() {
+	if !p.armed {
+		p.armed = true
+		time.AfterFunc(spareKeep, p.trimTick)
 	}
-	p.trimmed = now
-	p.full.trim()
-	p.empty.trim()
+}
+
+// trimTick drops the spare batches unused for the last spareKeep, and
+// schedules the next while any are left.
+func (p *batchPool) trimTick() {
+	p.mu.Lock()
+	shed := p.trimLocked()
+	p.armed = false
+	if len(p.full.b)+len(p.empty.b) > 0 {
+		p.armLocked()
+	}
+	p.mu.Unlock()
+	if shed >= freeAfter {
+		p.free()
+	}
+}
+
+// trimLocked drops the spares unused since the last trim and returns the
+// bytes of buffers shed.
+func (p *batchPool) trimLocked() int {
+	p.empty.trim(0)
+	return p.full.trim(p.bufSize)
 }
 
 // spareCount is how many released batches with buffers the pool holds.
@@ -470,6 +535,7 @@ func (p *batchPool) putLocked(b *batch) {
 	} else {
 		p.full.push(b)
 	}
+	p.armLocked()
 }
 
 // nextEmpty is the first slot from i on without a buffer (maxBatch: none).

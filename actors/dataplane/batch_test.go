@@ -153,23 +153,73 @@ func TestBatchSparesSurviveGCs(t *testing.T) {
 	}
 }
 
-// Spares left by a load are freed by a GC once they went unused for
-// spareKeep.
+// Spares left by a load are dropped once they went unused for spareKeep,
+// with no GC to bring it on (the data path's heap stays far under the
+// soft limit now, and nothing else may allocate for minutes), and a load's
+// worth of them is returned to the system at once. A pool that kept them
+// (or trimmed only after a GC, as before) fails here.
 func TestBatchSparesFreedAfterLoad(t *testing.T) {
 	pool := newBatchPool(1500)
-	for _, b := range splitRead(pool, 1) {
+	freed := make(chan struct{}, 8)
+	pool.mu.Lock()
+	pool.free = func() { freed <- struct{}{} }
+	pool.mu.Unlock()
+	// A load: 24 reads in flight at once (2.2 MB of buffers), then none.
+	var load []*batch
+	for range 24 {
+		load = append(load, splitRead(pool, 8)...)
+	}
+	for _, b := range load {
 		b.Release()
 	}
 	if pool.spareCount() == 0 {
 		t.Fatal("no spares after a load")
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * spareKeep)
 	for pool.spareCount() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d spares kept 10 s after the load", pool.spareCount())
+			t.Fatalf("%d spares kept %s after the load", pool.spareCount(), 10*spareKeep)
 		}
-		runtime.GC() // the trim runs after a GC
 		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case <-freed:
+	case <-time.After(10 * spareKeep):
+		t.Fatal("the shed spares' memory was not returned to the system")
+	}
+	// With nothing left, no trim is due: the pool schedules none.
+	time.Sleep(2 * spareKeep)
+	pool.mu.Lock()
+	armed := pool.armed
+	pool.mu.Unlock()
+	if armed {
+		t.Error("an empty pool keeps scheduling trims")
+	}
+}
+
+// Spares in use are not shed: under a steady load the pool keeps what the
+// load needs across trims, so its reads do not allocate.
+func TestBatchSparesKeptUnderLoad(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race runtime allocates on its own")
+	}
+	pool := newBatchPool(1500)
+	for _, b := range splitRead(pool, 8) {
+		b.Release()
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for end := time.Now().Add(3 * spareKeep); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		for _, b := range splitRead(pool, 8) {
+			b.Release()
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.Mallocs - before.Mallocs; n > 3*1000*2 { // the returned slices (2 a round at most: a ms each)
+		t.Errorf("a steady load across trims allocated %d times", n)
+	}
+	if after.TotalAlloc-before.TotalAlloc > 3*1000*1024 {
+		t.Errorf("a steady load across trims allocated %d KB: buffers were shed and made again", (after.TotalAlloc-before.TotalAlloc)>>10)
 	}
 }
 

@@ -63,7 +63,10 @@ type Dataplane struct {
 	handshake handshake.Config // our identity in node-to-node handshakes
 	timing    peerTiming
 	pool      *batchPool
-	crypto    *workerPool // the crypto workers; set by Start
+	// inBudget and outBudget bound the packets in flight in each
+	// direction over all peers (budget.go).
+	inBudget, outBudget *budget
+	crypto              *workerPool // the crypto workers; set by Start
 
 	tables *peerTables            // VIP -> peer and receiver index -> session, read per packet
 	set    *peerSet               // every peer's handle, by FQDN
@@ -139,6 +142,7 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		guard:  handshake.NewReplayGuard(guardSize),
 		timing: t,
 	}
+	d.inBudget, d.outBudget = newBudget(t.InBudget), newBudget(t.OutBudget)
 	if cfg.Overlay != nil && cfg.OnNoRoute != nil {
 		d.held = hold.New(cfg.Hold)
 	}

@@ -60,7 +60,10 @@ type peerPipe struct {
 	// gives it back in Release, wherever it ends.
 	OutInflight *supervise.Limiter
 	InInflight  *supervise.Limiter
-	InSeq       atomic.Uint64
+	// OutShare and InShare are the peer's parts of the node's budgets of
+	// packets in flight (budget.go), taken and given back with the slots.
+	OutShare, InShare *share
+	InSeq             atomic.Uint64
 	// Probes counts the probes handed to the peer actor and not yet
 	// handled (ping.go).
 	Probes atomic.Int32

@@ -171,7 +171,8 @@ func (p *peerActor) start(ctx actor.Context) {
 		FlowICMP: newFlow(t.FlowDepth), InFlowICMP: newFlow(t.FlowDepth),
 		// The in-flight bounds keep these from filling.
 		SealWork: newFlow(t.OutInflight), OpenWork: newFlow(t.InInflight),
-		OutInflight: supervise.NewLimiter(t.OutInflight), InInflight: supervise.NewLimiter(t.InInflight)}
+		OutInflight: supervise.NewLimiter(t.OutInflight), InInflight: supervise.NewLimiter(t.InInflight),
+		OutShare: p.d.outBudget.share(), InShare: p.d.inBudget.share()}
 	for _, f := range []*flowQueue{pipe.Flow, pipe.InFlow, pipe.FlowICMP, pipe.InFlowICMP} {
 		f.CoDel = codel{Target: t.CoDelTarget, Interval: t.CoDelInterval}
 	}

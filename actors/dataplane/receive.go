@@ -260,12 +260,13 @@ func (d *Dataplane) toCrypto(s *peerSession, b *batch, born time.Time) {
 		b.Release()
 		return
 	}
-	if !pipe.InInflight.Acquire() {
+	if nb := b.admit(pipe.InInflight, pipe.InShare); nb != b {
 		b.DropAll(QueueFull, nil)
 		b.Release()
-		return
+		if b = nb; b == nil {
+			return
+		}
 	}
-	b.track(pipe.InInflight)
 	b.op, b.pipe, b.key, b.session, b.born = opOpen, pipe, s.Key, s, born
 	b.seq = pipe.InSeq.Add(1) - 1
 	d.crypto.submit(d.sys.Root(), b)

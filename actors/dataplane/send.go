@@ -139,12 +139,13 @@ func (d *Dataplane) sendToPeer(h *peerHandle, gb *batch, now time.Time) {
 		gb.Release()
 		return
 	}
-	if !pipe.OutInflight.Acquire() {
+	if nb := gb.admit(pipe.OutInflight, pipe.OutShare); nb != gb {
 		gb.DropAll(QueueFull, nil)
 		gb.Release()
-		return
+		if gb = nb; gb == nil {
+			return
+		}
 	}
-	gb.track(pipe.OutInflight)
 	gb.born = now
 	if d.sojourn.enabled() {
 		gb.ts.handed, gb.ts.class = now, classOf(gb)
@@ -205,12 +206,13 @@ func (p *peerActor) sendHeld(now time.Time) {
 		return
 	}
 	b.stats = &p.h.Stats
-	if !p.pipe.OutInflight.Acquire() {
+	if nb := b.admit(p.pipe.OutInflight, p.pipe.OutShare); nb != b {
 		b.DropAll(QueueFull, nil)
 		b.Release()
-		return
+		if b = nb; b == nil {
+			return
+		}
 	}
-	b.track(p.pipe.OutInflight)
 	b.born = now
 	p.outbound(p.d.sys.Root(), b)
 }

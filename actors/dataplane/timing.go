@@ -38,6 +38,8 @@ type peerTiming struct {
 	OutInflight   int           // outbound batches in flight per peer
 	InInflight    int           // inbound batches in flight per peer
 	FlowDepth     int           // batches queued per peer at the socket writer
+	InBudget      int           // inbound packets in flight over all peers (budget.go)
+	OutBudget     int           // outbound packets in flight over all peers
 	SeqWindow     int           // sequencer window (batches); > in-flight bounds
 	GapTimeout    time.Duration // a lost batch is given up after this long
 	// AuthFailLimit is how many authentication failures in one tick fail
@@ -75,11 +77,20 @@ func defaultTiming() peerTiming {
 		MaxQueueDelay:    50 * time.Millisecond,
 		CoDelTarget:      fairq.DefaultCoDelTarget,
 		CoDelInterval:    fairq.DefaultCoDelInterval,
-		// Batches in flight bound memory (a batch holds maxBatch buffers);
-		// the delay bound is CoDel's and MaxQueueDelay's.
-		OutInflight:   32,
-		InInflight:    32,
-		FlowDepth:     32,
+		// Batches in flight per peer bound its queues; the delay bound
+		// is CoDel's and MaxQueueDelay's.
+		OutInflight: 32,
+		InInflight:  32,
+		FlowDepth:   32,
+		// The budgets bound all peers' in-flight packets together, and
+		// so the memory (3 MB of buffers at MTU 1420; budget.go): at
+		// ten pushers the responder's heap stays at half the soft
+		// memory limit, and one flow keeps less than this in flight.
+		// 1536 gave the same RSS at ten pushers in test/perf and 6 %
+		// less throughput at three, 3072 2-4 MiB more RSS
+		// (BENCHMARKS.md, s8-mem).
+		InBudget:      2048,
+		OutBudget:     2048,
 		SeqWindow:     256,
 		GapTimeout:    200 * time.Millisecond,
 		AuthFailLimit: 1000,

@@ -186,3 +186,20 @@ func ParseProcStatCPU(data []byte) (time.Duration, error) {
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
 }
+
+// ParseNumGC reads "# NumGC = N" from a Go heap profile in text form
+// (pprof's heap?debug=1, which ends with the runtime's MemStats).
+func ParseNumGC(profile []byte) (int, error) {
+	sc := bufio.NewScanner(bytes.NewReader(profile))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("# NumGC = ")); ok {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("%w: NumGC %q", ErrParse, v)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no NumGC in the heap profile", ErrParse)
+}

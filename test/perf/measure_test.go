@@ -224,3 +224,26 @@ func FuzzParsers(f *testing.F) {
 		}
 	})
 }
+
+func TestParseNumGC(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{"memstats", "heap profile: 1: 2 [3: 4] @ heap/1048576\n# runtime.MemStats\n# Alloc = 7265480\n# NumGC = 654\n# NumForcedGC = 0\n", 654, false},
+		{"no gc yet", "# NumGC = 0\n", 0, false},
+		{"missing", "heap profile: 1: 2 [3: 4] @ heap/1048576\n", 0, true},
+		{"garbled", "# NumGC = many\n", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseNumGC([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s: ParseNumGC = %d, %v; want %d, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, ErrParse) {
+			t.Errorf("%s: error %v is not ErrParse", tt.name, err)
+		}
+	}
+}

@@ -26,6 +26,11 @@ type Load struct {
 	// (Aggregate over the load's duration).
 	CPU   time.Duration
 	Bytes float64
+	// GCs is how many GC cycles the responder daemon ran over the load
+	// (the runtime's NumGC before and after it), if GCsKnown (a system
+	// with Go's pprof endpoint).
+	GCs      int
+	GCsKnown bool
 }
 
 // CPUPerGB is the daemons' CPU seconds per GB (1e9 bytes) moved, 0 if
@@ -47,6 +52,36 @@ type Result struct {
 	Idle    RTT    // no load at all
 	IdleMem Memory // responder daemon before any load
 	Loads   []Load
+	// AfterMem is the responder daemon's memory AfterSettle past the
+	// last load (RSS zero: not measured): how far it falls back once
+	// the load is gone.
+	AfterMem Memory
+}
+
+// AfterSettle is how long after the last load Result.AfterMem is read:
+// past the data plane's spare buffers' keep time (a second) and its trim.
+const AfterSettle = 3 * time.Second
+
+// gcNotes is the line under a result's table with the responder's GC
+// cycles per load and its RSS after the loads, "" if neither is known.
+func gcNotes(r Result) string {
+	var parts []string
+	var gcs []string
+	for _, l := range r.Loads {
+		if l.GCsKnown {
+			gcs = append(gcs, fmt.Sprintf("%d pushers %d", l.Peers, l.GCs))
+		}
+	}
+	if len(gcs) > 0 {
+		parts = append(parts, "responder GC cycles during the load: "+strings.Join(gcs, ", "))
+	}
+	if r.AfterMem.RSS > 0 {
+		parts = append(parts, fmt.Sprintf("responder RSS %s after the loads: %s", AfterSettle, mib(r.AfterMem.RSS)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ") + ".\n"
 }
 
 // Machine describes where the numbers come from.
@@ -136,6 +171,9 @@ func writeResult(b *strings.Builder, r Result) {
 			l.CPUPerGB(), l.CPU.Seconds(), l.Bytes/1e9)
 	}
 	b.WriteString("\n")
+	if n := gcNotes(r); n != "" {
+		b.WriteString(n + "\n")
+	}
 }
 
 // formatRTT is "min/avg/max/p99 ms", with the loss when there was any.

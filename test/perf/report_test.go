@@ -73,6 +73,11 @@ func TestMarkdown(t *testing.T) {
 				}},
 			},
 			{System: "cyphonic", Pending: "binary not ready:\n  undefined: runDemo"},
+			{
+				System: "nebula", Idle: RTT{Sent: 1, Received: 1}, AfterMem: Memory{RSS: 20 << 20},
+				Loads: []Load{{Peers: 1, PerPeer: []float64{1e6}, Aggregate: 1e6, GCs: 0, GCsKnown: true},
+					{Peers: 10, PerPeer: []float64{1e6}, Aggregate: 1e6, GCs: 654, GCsKnown: true}},
+			},
 		},
 	}
 	md := r.Markdown()
@@ -85,10 +90,14 @@ func TestMarkdown(t *testing.T) {
 		"| 0 | – | 0.50/1.00/2.00/2.00 ms | – | 8.0 MiB / 9.0 MiB | – |\n",
 		"| 3 | 600 Mbit/s (300, 200, 100) | 1.00/20.00/40.00/38.00 ms (5% lost) | 1.00/30.00/50.00/45.00 ms | 30.0 MiB / 32.0 MiB | 20.0 s (15.0 s over 0.75 GB) |\n",
 		"### cyphonic\n\nPending: binary not ready: undefined: runDemo\n",
+		"\nresponder GC cycles during the load: 1 pushers 0, 10 pushers 654; responder RSS 3s after the loads: 20.0 MiB.\n",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+	if strings.Count(md, "GC cycles") != 1 {
+		t.Errorf("GC notes under a table without GC counts:\n%s", md)
 	}
 	if !strings.HasPrefix(ReplaceSection("", SectionHeading, md), SectionHeading) {
 		t.Error("the rendered section does not round-trip through ReplaceSection")

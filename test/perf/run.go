@@ -111,6 +111,14 @@ func Measure(ctx context.Context, topo *Topology, target Target, cfg Config) (Re
 		case <-time.After(time.Second):
 		}
 	}
+	select {
+	case <-ctx.Done():
+		return res, ctx.Err()
+	case <-time.After(AfterSettle - time.Second):
+	}
+	if res.AfterMem, err = readMemory(target.PID); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -154,6 +162,10 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 		return l, err
 	}
 	if err := sojourn(ctx, topo, target, cfg, n, true); err != nil {
+		return l, err
+	}
+	gc0, err := numGC(ctx, topo, target)
+	if err != nil {
 		return l, err
 	}
 	comm := processName(target.PID)
@@ -215,6 +227,13 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 		return l, err
 	}
 	l.CPU = cpu1 - cpu0
+	gc1, err := numGC(ctx, topo, target)
+	if err != nil {
+		return l, err
+	}
+	if gc0 >= 0 && gc1 >= 0 {
+		l.GCs, l.GCsKnown = gc1-gc0, true
+	}
 	mem, err := readMemory(target.PID)
 	if err != nil {
 		return l, err
@@ -233,6 +252,20 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	}
 	l.Bytes = l.Aggregate / 8 * cfg.Duration.Seconds()
 	return l, nil
+}
+
+// numGC is the responder daemon's count of GC cycles so far, from the
+// MemStats at the end of its pprof heap profile; -1 if the target serves
+// no pprof.
+func numGC(ctx context.Context, topo *Topology, target Target) (int, error) {
+	if target.Pprof == "" {
+		return -1, nil
+	}
+	b, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "curl", "-sSf", target.Pprof+"/heap?debug=1")
+	if err != nil {
+		return 0, fmt.Errorf("perf: heap profile on %s: %w: %s", topo.Responder.Name(), err, tail(b, 300))
+	}
+	return ParseNumGC(b)
 }
 
 // sampleMemory samples pid's VmRSS every quarter second until wg's

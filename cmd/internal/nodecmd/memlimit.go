@@ -12,13 +12,17 @@ import (
 	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
 )
 
-// defaultNodeMemoryLimit is the node's soft memory limit. Measured under
-// test/perf's loads (BENCHMARKS.md, "Memory"): the node's Go memory stays
-// under 32 MiB with ten pushers, so this limit costs nothing there and
-// bounds a heap that would grow to GOGC's twice the live heap with more
-// peers. At 24 MiB the GC ran 150-340 times in the 10-pusher load and the
-// responder spent about half again as much CPU per byte, for 3 MiB less
-// RSS: the limit is a bound, not how the node's memory was made small.
+// defaultNodeMemoryLimit is the node's soft memory limit: a bound on a
+// heap that would grow to GOGC's twice the live heap with more peers, not
+// how the node's memory is made small. What keeps it small under load is
+// the data plane's in-flight budget (actors/dataplane/budget.go): with ten
+// pushers in test/perf the responder's heap (HeapAlloc) peaks at ~16 MB,
+// the GC runs 0-2 times in the 10-second load and RSS is ~30 MiB
+// (BENCHMARKS.md, s8-mem). Before the budget the heap reached the limit (25 MB live) and
+// the GC ran 650 times in that load, a fifth of the responder's CPU: a
+// limit the live heap reaches makes the GC thrash rather than bound
+// anything. So it stays well above the heap under load; at 24 MiB the
+// old heap ran 150-340 GCs per load for 3 MiB less RSS.
 const defaultNodeMemoryLimit = "32MiB"
 
 // parseMemoryLimit reads a size as GOMEMLIMIT writes it (a number of bytes
