@@ -1,7 +1,9 @@
 package cloudsim
 
 import (
+	"bytes"
 	"math"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -49,9 +51,20 @@ func TestKeepaliveServiceTimeCountsQueueWait(t *testing.T) {
 	}
 	cont := func() { syscall.Kill(c.pid, syscall.SIGCONT) }
 	defer cont()
+	// kill returns before the signal stops the process: wait until it has.
+	waitStopped(t, c.pid)
 	done := make(chan error, 1)
+	sent0 := n.Sends()
 	start := time.Now()
 	go func() { _, err := n.Keepalive(); done <- err }()
+	// On a loaded machine the goroutine may run late: the 300 ms count
+	// from the datagram's send, not from the go statement.
+	for n.Sends() == sent0 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the node sent no keepalive in 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	time.Sleep(stopped)
 	cont()
 	if err := <-done; err != nil {
@@ -65,6 +78,26 @@ func TestKeepaliveServiceTimeCountsQueueWait(t *testing.T) {
 		t.Fatalf("keepalive that waited %v in the stopped cloud's socket queue (answered after %v): recorded %v, want one over 200 ms", stopped, took, d)
 	}
 	t.Logf("waited %v in the queue, answered after %v: recorded %v", stopped, took, d)
+}
+
+// waitStopped waits until process pid is stopped (state T in
+// /proc/PID/stat), for at most 5 s.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("cloud process %d: %v", pid, err)
+		}
+		// The state follows the command's closing parenthesis.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cloud process %d not stopped 5 s after SIGSTOP: %s", pid, b)
+		}
+	}
 }
 
 // TestHistogramQuantile: the load tool's reading of a scraped histogram

@@ -36,6 +36,7 @@ type Node struct {
 	// burstResent counts the requests RequestBurst sent again because no
 	// reply had come within the retry delay (BurstResent).
 	burstResent atomic.Uint64
+	sends       atomic.Uint64 // datagrams Send wrote (Sends)
 	// AckDenyLists makes the node acknowledge the deny lists NMS pushes,
 	// as a real node does (without checking them); by default it ignores
 	// them, as the tests expect. Set before Login.
@@ -193,8 +194,14 @@ func (n *Node) Move() error {
 // Send writes raw bytes (garbage, replays) to addr.
 func (n *Node) Send(addr netip.AddrPort, b []byte) error {
 	_, err := n.socket().WriteToUDPAddrPort(b, addr)
+	if err == nil {
+		n.sends.Add(1)
+	}
 	return err
 }
+
+// Sends is how many datagrams Send has written.
+func (n *Node) Sends() uint64 { return n.sends.Load() }
 
 // Ignore makes the node drop the next k deliveries of type t unanswered, as
 // if they were lost, so that NMS has to retransmit.
