@@ -148,13 +148,22 @@ func (s *http1Server) serveConn(c net.Conn) {
 	// away: a GET has no body, so any read that returns means EOF (or a
 	// pipelined request, which this server does not serve either way). The
 	// read ends at the latest when the deferred Close runs.
-	reading = true
-	go func() {
-		defer close(readDone)
-		var b [1]byte
-		_, _ = c.Read(b[:])
-		cancel()
-	}()
+	//
+	// A request with a body (pprof's POST to /debug/pprof/symbol) is not
+	// watched: the watch would read the body's bytes from under the
+	// handler; instead its body must arrive within the header timeout, so
+	// a client that never sends it does not hold the handler.
+	if req.Body != http.NoBody {
+		_ = c.SetReadDeadline(time.Now().Add(s.readHeaderTimeout))
+	} else {
+		reading = true
+		go func() {
+			defer close(readDone)
+			var b [1]byte
+			_, _ = c.Read(b[:])
+			cancel()
+		}()
+	}
 	req.RemoteAddr = c.RemoteAddr().String()
 	req = req.WithContext(ctx)
 	w := &http1Writer{conn: c, bw: bufio.NewWriter(c), header: http.Header{}, head: req.Method == http.MethodHead}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,4 +228,42 @@ func dialGET(t *testing.T, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestHTTP1RequestBody: a request body sent after its headers (as pprof's
+// POST to /debug/pprof/symbol may arrive) reaches the handler whole; the
+// server's watch for a client that hangs up must not read from it.
+func TestHTTP1RequestBody(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond) // the body arrives while the handler is busy
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = w.Write(b)
+	})
+	_, addr := startHTTP1(t, mux, 10*time.Second)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	const body = "0x401000+0x402000"
+	if _, err := io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the server has read the headers and runs the handler
+	if _, err := io.WriteString(c, body); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read answer: %v (got %q)", err, got)
+	}
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n"+body) {
+		t.Fatalf("answer %q, want 200 with the body %q", got, body)
+	}
 }
