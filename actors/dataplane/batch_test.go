@@ -198,28 +198,35 @@ func TestBatchSparesFreedAfterLoad(t *testing.T) {
 }
 
 // Spares in use are not shed: under a steady load the pool keeps what the
-// load needs across trims, so its reads do not allocate.
+// load needs across trims, so its reads do not make buffers again. Trims
+// are called directly between the load's rounds (the timer does the same
+// every spareKeep); a trim that shed spares the rounds used fails here.
 func TestBatchSparesKeptUnderLoad(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race runtime allocates on its own")
-	}
 	pool := newBatchPool(1500)
-	for _, b := range splitRead(pool, 8) {
-		b.Release()
-	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for end := time.Now().Add(3 * spareKeep); time.Now().Before(end); time.Sleep(time.Millisecond) {
+	frees := 0
+	pool.mu.Lock()
+	pool.free = func() { frees++ }
+	pool.mu.Unlock()
+	round := func() {
 		for _, b := range splitRead(pool, 8) {
 			b.Release()
 		}
 	}
-	runtime.ReadMemStats(&after)
-	if n := after.Mallocs - before.Mallocs; n > 3*1000*2 { // the returned slices (2 a round at most: a ms each)
-		t.Errorf("a steady load across trims allocated %d times", n)
+	round()
+	pool.trimTick() // what the first round left is the load's working set
+	held := pool.spareCount()
+	if held == 0 {
+		t.Fatal("no spares after a read")
 	}
-	if after.TotalAlloc-before.TotalAlloc > 3*1000*1024 {
-		t.Errorf("a steady load across trims allocated %d KB: buffers were shed and made again", (after.TotalAlloc-before.TotalAlloc)>>10)
+	for i := range 5 {
+		round()
+		pool.trimTick()
+		if n := pool.spareCount(); n != held {
+			t.Fatalf("trim %d under a steady load: %d spares held, want the %d the load uses", i+1, n, held)
+		}
+	}
+	if frees != 0 {
+		t.Errorf("memory returned to the system %d times under a steady load", frees)
 	}
 }
 
