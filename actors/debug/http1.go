@@ -2,6 +2,7 @@ package debug
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,9 +26,17 @@ import (
 // TLS. Parsing is still net/http's (http.ReadRequest, bounded by
 // maxHeaderBytes and the header timeout), and handlers are ordinary
 // http.Handlers. TestNodeBinaryLinks (cmd/cyphonic) keeps http.Server out.
+//
+// Unlike http.Server it bounds what clients can hold: at most maxConns
+// connections are served at once (more are answered 503 and closed), and
+// every write to a client must finish within writeTimeout, so a client
+// that stops reading frees its handler. The bound is per write, not per
+// answer, because /debug/pprof/profile streams for as long as it is asked.
 type http1Server struct {
 	handler           http.Handler
 	readHeaderTimeout time.Duration
+	writeTimeout      time.Duration // per write; 0: defaultWriteTimeout
+	maxConns          int           // 0: defaultMaxConns
 	logger            *slog.Logger
 
 	mu       sync.Mutex
@@ -40,6 +49,16 @@ type http1Server struct {
 // maxHeaderBytes bounds a request's line and headers, as http.Server's
 // default does.
 const maxHeaderBytes = 1 << 20
+
+// The defaults of the bounds on clients. An operator's curl or a
+// dashboard's scraper needs a handful of connections, not hundreds.
+const (
+	defaultMaxConns     = 32
+	defaultWriteTimeout = 10 * time.Second
+)
+
+// busyAnswer is what a connection over maxConns gets before it is closed.
+const busyAnswer = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nRetry-After: 1\r\n\r\n503 too many debug connections\n"
 
 // errServerClosed is what Serve returns after Shutdown (http.Server's).
 var errServerClosed = http.ErrServerClosed
@@ -82,6 +101,16 @@ func (s *http1Server) Serve(ln net.Listener) error {
 			s.mu.Unlock()
 			_ = c.Close()
 			return errServerClosed
+		}
+		if len(s.conns) >= cmp.Or(s.maxConns, defaultMaxConns) {
+			s.mu.Unlock()
+			// A fresh connection's send buffer is empty, so this short
+			// write does not block the accept loop; the deadline makes sure.
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = io.WriteString(c, busyAnswer)
+			_ = c.Close()
+			s.logger.Warn("debug: connection refused: too many open", "remote", c.RemoteAddr().String(), "max", cmp.Or(s.maxConns, defaultMaxConns))
+			continue
 		}
 		s.conns[c] = struct{}{}
 		s.handlers.Add(1)
@@ -166,7 +195,7 @@ func (s *http1Server) serveConn(c net.Conn) {
 	}
 	req.RemoteAddr = c.RemoteAddr().String()
 	req = req.WithContext(ctx)
-	w := &http1Writer{conn: c, bw: bufio.NewWriter(c), header: http.Header{}, head: req.Method == http.MethodHead}
+	w := &http1Writer{conn: c, bw: bufio.NewWriter(deadlineWriter{c, cmp.Or(s.writeTimeout, defaultWriteTimeout)}), header: http.Header{}, head: req.Method == http.MethodHead}
 	defer func() {
 		if p := recover(); p != nil {
 			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
@@ -178,6 +207,17 @@ func (s *http1Server) serveConn(c net.Conn) {
 		w.finish()
 	}()
 	s.handler.ServeHTTP(w, req)
+}
+
+// deadlineWriter writes to a connection, each write bounded by timeout.
+type deadlineWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.conn.Write(p)
 }
 
 // http1Writer is the http.ResponseWriter of one request: the status line

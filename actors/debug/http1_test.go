@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,11 +20,16 @@ import (
 // startHTTP1 serves h on a loopback port until the test ends.
 func startHTTP1(t *testing.T, h http.Handler, headerTimeout time.Duration) (*http1Server, string) {
 	t.Helper()
+	return serveHTTP1(t, &http1Server{handler: h, readHeaderTimeout: headerTimeout, logger: slog.New(slog.DiscardHandler)})
+}
+
+// serveHTTP1 serves s on a loopback port until the test ends.
+func serveHTTP1(t *testing.T, s *http1Server) (*http1Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &http1Server{handler: h, readHeaderTimeout: headerTimeout, logger: slog.New(slog.DiscardHandler)}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -265,5 +272,100 @@ func TestHTTP1RequestBody(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n"+body) {
 		t.Fatalf("answer %q, want 200 with the body %q", got, body)
+	}
+}
+
+// TestHTTP1MaxConns: connections beyond maxConns are answered 503 and
+// closed while the others are served; once those end, new ones are served.
+func TestHTTP1MaxConns(t *testing.T) {
+	const limit = 2
+	entered := make(chan struct{}, limit)
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			entered <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	_, addr := serveHTTP1(t, &http1Server{handler: h, readHeaderTimeout: 10 * time.Second, maxConns: limit, logger: slog.New(slog.DiscardHandler)})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before the server's Shutdown, which waits for the handlers
+	held := make(chan string, limit)
+	for range limit {
+		go func() { held <- rawExchangeErr(addr, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n") }()
+		<-entered
+	}
+	if got := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 503 ") {
+		t.Fatalf("connection over the limit: answer %q, want 503", got)
+	}
+	unblock()
+	for range limit {
+		if got := <-held; !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") {
+			t.Fatalf("held request: answer %q, want 200", got)
+		}
+	}
+	// The served connections are gone from the count once their handlers
+	// return; the next request is served (retried briefly: the count drops
+	// just after the answer's last byte).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the held requests ended: answer %q, want 200", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// rawExchangeErr is rawExchange for a goroutine: errors become the answer.
+func rawExchangeErr(addr, req string) string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		return err.Error()
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// TestHTTP1WriteTimeout: a client that asks for a large answer and never
+// reads it does not hold the handler: its write fails after writeTimeout.
+func TestHTTP1WriteTimeout(t *testing.T) {
+	writeErr := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for range 4096 { // 256 MiB: far more than the socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	})
+	_, addr := serveHTTP1(t, &http1Server{handler: h, readHeaderTimeout: 10 * time.Second, writeTimeout: 200 * time.Millisecond, logger: slog.New(slog.DiscardHandler)})
+	c := dialGET(t, addr) // and never read
+	defer c.Close()
+	select {
+	case err := <-writeErr:
+		if err == nil {
+			t.Fatal("the handler wrote 256 MiB to a client that reads nothing")
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("write error %v, want a deadline", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the handler's write to a client that reads nothing still blocks after 20 s")
 	}
 }
