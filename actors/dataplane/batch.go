@@ -369,6 +369,8 @@ type batchPool struct {
 	full    spares // released batches holding buffers
 	empty   spares // released batches holding none (a few KB each)
 	armed   bool   // a trim is due (every spareKeep while spares are held)
+	timer   *time.Timer
+	closed  bool // the data plane stopped: nothing is pooled or trimmed any more
 	bufSize int
 	// free returns the memory of what a trim shed to the system
 	// (debug.FreeOSMemory; tests count calls).
@@ -434,16 +436,40 @@ func newBatchPool(bufSize int) *batchPool {
 
 // armLocked schedules a trim spareKeep from now, unless one is due.
 func (p *batchPool) armLocked() {
-	if !p.armed {
-		p.armed = true
-		time.AfterFunc(spareKeep, p.trimTick)
+	if p.armed || p.closed {
+		return
 	}
+	p.armed = true
+	if p.timer == nil {
+		p.timer = time.AfterFunc(spareKeep, p.trimTick)
+	} else {
+		p.timer.Reset(spareKeep)
+	}
+}
+
+// Close stops the trims and drops the spares: the data plane stopped.
+// Batches released afterwards are left to the GC.
+func (p *batchPool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	p.armed = false
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	clear(p.full.b)
+	clear(p.empty.b)
+	p.full, p.empty = spares{}, spares{}
 }
 
 // trimTick drops the spare batches unused for the last spareKeep, and
 // schedules the next while any are left.
 func (p *batchPool) trimTick() {
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
 	shed := p.trimLocked()
 	p.armed = false
 	if len(p.full.b)+len(p.empty.b) > 0 {
@@ -530,6 +556,9 @@ func (p *batchPool) put(b *batch) {
 
 // putLocked is put with p.mu held.
 func (p *batchPool) putLocked(b *batch) {
+	if p.closed {
+		return
+	}
 	if b.held == 0 {
 		p.empty.push(b)
 	} else {

@@ -371,6 +371,7 @@ func (d *Dataplane) Stop(ctx context.Context) error {
 			b.Release()
 		}
 	}
+	d.pool.Close()
 	return errors.Join(errs...)
 }
 
