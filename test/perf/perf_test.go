@@ -59,7 +59,11 @@ func TestPerf(t *testing.T) {
 	if root, err := ModuleRoot(); err == nil {
 		// Which tree the cyphonic binary was built from.
 		if out, err := command(ctx, root, nil, "git", "describe", "--always", "--dirty"); err == nil {
-			rep.Tools = append(rep.Tools, "cyphonic built from git "+firstLine(out)+" (dirty: uncommitted work in the tree)")
+			rev := firstLine(out)
+			if strings.HasSuffix(rev, "-dirty") {
+				rev += " (dirty: uncommitted work in the tree)"
+			}
+			rep.Tools = append(rep.Tools, "cyphonic built from git "+rev)
 		}
 	}
 
