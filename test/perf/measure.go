@@ -219,8 +219,8 @@ type Counts struct {
 	// reads, not only those lost on the wire or at the sender.
 	Lost  uint64
 	Drops map[string]uint64 // by reason name ("queue-full", "queue-delay", ...)
-	// Kernel: the namespace's /proc/net/snmp Udp error counters
-	// (RcvbufErrors, SndbufErrors, InErrors, MemErrors) added over the load.
+	// Kernel: the namespace's kernel counters (kernelCounters: UDP socket
+	// drops, TCP retransmits and timeouts) added over the load.
 	Kernel map[string]uint64
 }
 
@@ -251,7 +251,7 @@ func (c Counts) String() string {
 	}
 	s += joinCounts(c.Drops)
 	if k := joinCounts(c.Kernel); k != " none" {
-		s += "; kernel UDP:" + k
+		s += "; kernel:" + k
 	}
 	return s
 }
@@ -305,40 +305,54 @@ func ParseSojournCounts(report []byte) (Counts, error) {
 	return Counts{}, fmt.Errorf("%w: no packet counters in the sojourn report", ErrParse)
 }
 
-// udpErrors are the /proc/net/snmp Udp counters Counts.Kernel keeps.
-var udpErrors = []string{"InErrors", "RcvbufErrors", "SndbufErrors", "MemErrors"}
+// kernelCounters are the /proc/net/snmp and /proc/net/netstat counters
+// Counts.Kernel keeps, by line prefix: the UDP drops at the sockets, and
+// the TCP senders' retransmits and timeouts (is a loss one fast
+// retransmit, or a burst that ends in a retransmission timeout?).
+var kernelCounters = map[string][]string{
+	"Udp":    {"InErrors", "RcvbufErrors", "SndbufErrors", "MemErrors"},
+	"Tcp":    {"RetransSegs"},
+	"TcpExt": {"TCPTimeouts", "TCPLostRetransmit", "TCPSackRecovery", "TCPFastRetrans", "TCPSlowStartRetrans"},
+}
 
-// ParseSNMPUDP reads the Udp error counters (udpErrors) from
-// /proc/net/snmp: a header line "Udp: Name..." and a value line "Udp: N...".
-func ParseSNMPUDP(snmp []byte) (map[string]uint64, error) {
-	var names [][]byte
+// ParseKernelCounters reads kernelCounters from /proc/net/snmp and
+// /proc/net/netstat (one after the other): each has a header line
+// "Prefix: Name..." and a value line "Prefix: N...". The Udp line must be
+// there; names are "Udp.InErrors", "TcpExt.TCPTimeouts" and so on.
+func ParseKernelCounters(snmp []byte) (map[string]uint64, error) {
+	m := make(map[string]uint64)
+	names := make(map[string][][]byte)
 	sc := bufio.NewScanner(bytes.NewReader(snmp))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("Udp: "))
-		if !ok {
+		prefix, rest, ok := bytes.Cut(sc.Bytes(), []byte(": "))
+		want := kernelCounters[string(prefix)]
+		if !ok || want == nil {
 			continue
 		}
 		f := bytes.Fields(rest)
-		if names == nil {
-			names = f
+		hdr, seen := names[string(prefix)]
+		if !seen {
+			names[string(prefix)] = f
 			continue
 		}
-		if len(f) != len(names) {
-			return nil, fmt.Errorf("%w: snmp Udp has %d names and %d values", ErrParse, len(names), len(f))
+		if len(f) != len(hdr) {
+			return nil, fmt.Errorf("%w: %s has %d names and %d values", ErrParse, prefix, len(hdr), len(f))
 		}
-		m := make(map[string]uint64, len(udpErrors))
-		for i, n := range names {
-			if slices.Contains(udpErrors, string(n)) {
+		for i, n := range hdr {
+			if slices.Contains(want, string(n)) {
 				v, err := strconv.ParseUint(string(f[i]), 10, 64)
 				if err != nil {
-					return nil, fmt.Errorf("%w: snmp Udp %s %q", ErrParse, n, f[i])
+					return nil, fmt.Errorf("%w: %s %s %q", ErrParse, prefix, n, f[i])
 				}
-				m[string(n)] = v
+				m[string(prefix)+"."+string(n)] = v
 			}
 		}
-		return m, nil
 	}
-	return nil, fmt.Errorf("%w: no Udp lines in snmp", ErrParse)
+	if _, ok := m["Udp.InErrors"]; !ok {
+		return nil, fmt.Errorf("%w: no Udp lines in snmp", ErrParse)
+	}
+	return m, nil
 }
 
 // diffCounts is after - before, per name (counters only grow; a smaller

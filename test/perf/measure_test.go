@@ -310,22 +310,24 @@ func TestParseStatusCounts(t *testing.T) {
 	}
 }
 
-func TestParseSNMPUDP(t *testing.T) {
-	const snmp = "Tcp: RtoAlgorithm RtoMin\nTcp: 1 200\n" +
+func TestParseKernelCounters(t *testing.T) {
+	const snmp = "Tcp: RtoAlgorithm RtoMin RetransSegs\nTcp: 1 200 17\n" +
 		"Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
 		"Udp: 244492 0 3 56242 2 1 0 0 4\n" +
 		"UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
-		"UdpLite: 9 9 9 9 9 9 9 9 9\n"
-	got, err := ParseSNMPUDP([]byte(snmp))
+		"UdpLite: 9 9 9 9 9 9 9 9 9\n" +
+		"TcpExt: SyncookiesSent TCPTimeouts TCPLostRetransmit\nTcpExt: 5 6 7\n"
+	got, err := ParseKernelCounters([]byte(snmp))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]uint64{"InErrors": 3, "RcvbufErrors": 2, "SndbufErrors": 1, "MemErrors": 4}
+	want := map[string]uint64{"Udp.InErrors": 3, "Udp.RcvbufErrors": 2, "Udp.SndbufErrors": 1, "Udp.MemErrors": 4,
+		"Tcp.RetransSegs": 17, "TcpExt.TCPTimeouts": 6, "TcpExt.TCPLostRetransmit": 7}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 	for _, bad := range []string{"Tcp: 1\n", "Udp: A B\nUdp: 1\n", "Udp: InErrors\nUdp: x\n"} {
-		if _, err := ParseSNMPUDP([]byte(bad)); err == nil {
+		if _, err := ParseKernelCounters([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}

@@ -392,13 +392,14 @@ func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n i
 				return resp, push, nil, fmt.Errorf("perf: status on %s: %w", h.Name(), err)
 			}
 		}
-		// The namespace's UDP counters (RcvbufErrors: datagrams the
-		// kernel dropped at a full socket buffer).
-		raw, err := topo.Bed.ExecContext(ctx, h.NS(), "cat", "/proc/net/snmp")
+		// The namespace's kernel counters (RcvbufErrors: datagrams the
+		// kernel dropped at a full socket buffer; the TCP senders'
+		// retransmits and timeouts).
+		raw, err := topo.Bed.ExecContext(ctx, h.NS(), "cat", "/proc/net/snmp", "/proc/net/netstat")
 		if err != nil {
 			return resp, push, nil, fmt.Errorf("perf: snmp on %s: %w", h.Name(), err)
 		}
-		if c.Kernel, err = ParseSNMPUDP(raw); err != nil {
+		if c.Kernel, err = ParseKernelCounters(raw); err != nil {
 			return resp, push, nil, err
 		}
 		now[i] = c
