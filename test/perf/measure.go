@@ -215,10 +215,14 @@ type Counts struct {
 	Received uint64 // data packets authenticated and taken
 	// Lost: counters the daemon's replay windows saw no packet for. That
 	// includes the packets the daemon itself refused before opening them
-	// (the budget's queue-full at the reader), whose counters it never
-	// reads, not only those lost on the wire or at the sender.
-	Lost  uint64
-	Drops map[string]uint64 // by reason name ("queue-full", "queue-delay", ...)
+	// (the budget's queue-full at the reader, Unopened), whose counters it
+	// never reads, not only those lost on the wire or at the sender.
+	Lost uint64
+	// Unopened: of Lost, the packets the daemon shed before opening them
+	// (a binary before the counter reports 0): Lost - Unopened was lost
+	// on the way.
+	Unopened uint64
+	Drops    map[string]uint64 // by reason name ("queue-full", "queue-delay", ...)
 	// Kernel: the namespace's kernel counters (kernelCounters: UDP socket
 	// drops, TCP retransmits and timeouts) added over the load.
 	Kernel map[string]uint64
@@ -229,6 +233,7 @@ func (c *Counts) Add(o Counts) {
 	c.Sent += o.Sent
 	c.Received += o.Received
 	c.Lost += o.Lost
+	c.Unopened += o.Unopened
 	addCounts(&c.Drops, o.Drops)
 	addCounts(&c.Kernel, o.Kernel)
 }
@@ -245,7 +250,7 @@ func addCounts(dst *map[string]uint64, src map[string]uint64) {
 // String is "received R, lost L; drops: a 1, b 2; kernel: X 3" with the
 // reasons sorted and zero counts left out.
 func (c Counts) String() string {
-	s := fmt.Sprintf("received %d, lost on the way %d; drops:", c.Received, c.Lost)
+	s := fmt.Sprintf("received %d, lost on the way %d (%d of them shed unopened); drops:", c.Received, c.Lost, c.Unopened)
 	if c.Sent > 0 {
 		s = fmt.Sprintf("sent %d, ", c.Sent) + s
 	}
@@ -275,7 +280,8 @@ func joinCounts(m map[string]uint64) string {
 }
 
 // "packets received 1413835, lost on the way (replay window) 91788; drops: no-route 1 queue-full 93521"
-var sojournCounts = regexp.MustCompile(`^packets received (\d+), lost on the way \(replay window\) (\d+); drops:(.*)$`)
+// (binaries since s9-loss add ", of them shed here unopened N" after the lost count)
+var sojournCounts = regexp.MustCompile(`^packets received (\d+), lost on the way \(replay window\) (\d+)(?:, of them shed here unopened (\d+))?; drops:(.*)$`)
 
 // ParseSojournCounts reads the packet counters from a cyphonic daemon's
 // /debug/sojourn report (its third line).
@@ -289,9 +295,12 @@ func ParseSojournCounts(report []byte) (Counts, error) {
 		c := Counts{Drops: make(map[string]uint64)}
 		c.Received, _ = strconv.ParseUint(string(m[1]), 10, 64)
 		c.Lost, _ = strconv.ParseUint(string(m[2]), 10, 64)
-		f := bytes.Fields(m[3])
+		if len(m[3]) > 0 {
+			c.Unopened, _ = strconv.ParseUint(string(m[3]), 10, 64)
+		}
+		f := bytes.Fields(m[4])
 		if len(f)%2 != 0 {
-			return Counts{}, fmt.Errorf("%w: sojourn drops %q", ErrParse, m[3])
+			return Counts{}, fmt.Errorf("%w: sojourn drops %q", ErrParse, m[4])
 		}
 		for i := 0; i < len(f); i += 2 {
 			v, err := strconv.ParseUint(string(f[i+1]), 10, 64)
@@ -381,6 +390,7 @@ func ParseStatusCounts(status []byte) (Counts, error) {
 		c.Sent += p.TxPackets
 		c.Received += p.RxPackets
 		c.Lost += p.Lost
+		c.Unopened += p.Unopened
 		addCounts(&c.Drops, p.Drops)
 	}
 	return c, nil
@@ -390,6 +400,6 @@ func ParseStatusCounts(status []byte) (Counts, error) {
 // the load); a counter that fell (a peer restarted) counts as 0.
 func (c Counts) Sub(o Counts) Counts {
 	sub := func(a, b uint64) uint64 { return a - min(a, b) }
-	return Counts{Sent: sub(c.Sent, o.Sent), Received: sub(c.Received, o.Received), Lost: sub(c.Lost, o.Lost),
+	return Counts{Sent: sub(c.Sent, o.Sent), Received: sub(c.Received, o.Received), Lost: sub(c.Lost, o.Lost), Unopened: sub(c.Unopened, o.Unopened),
 		Drops: diffCounts(o.Drops, c.Drops), Kernel: diffCounts(o.Kernel, c.Kernel)}
 }

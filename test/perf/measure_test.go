@@ -260,6 +260,8 @@ func TestParseSojournCounts(t *testing.T) {
 	}{
 		{"drops", head + "packets received 1413835, lost on the way (replay window) 91788; drops: no-route 1 queue-full 93521 queue-delay 4532\n",
 			Counts{Received: 1413835, Lost: 91788, Drops: map[string]uint64{"no-route": 1, "queue-full": 93521, "queue-delay": 4532}}, false},
+		{"unopened", head + "packets received 9, lost on the way (replay window) 4, of them shed here unopened 3; drops: queue-full 3\n",
+			Counts{Received: 9, Lost: 4, Unopened: 3, Drops: map[string]uint64{"queue-full": 3}}, false},
 		{"none", head + "packets received 5, lost on the way (replay window) 0; drops:\n",
 			Counts{Received: 5, Drops: map[string]uint64{}}, false},
 		{"odd fields", head + "packets received 5, lost on the way (replay window) 0; drops: queue-full\n", Counts{}, true},
@@ -281,14 +283,14 @@ func TestParseSojournCounts(t *testing.T) {
 
 func TestParseStatusCounts(t *testing.T) {
 	const status = `{"session":{},"peers":[
-		{"fqdn":"a","tx_packets":100,"rx_packets":7,"lost":2,"drops":{"queue-full":3,"queue-delay":1}},
+		{"fqdn":"a","tx_packets":100,"rx_packets":7,"lost":2,"unopened":1,"drops":{"queue-full":3,"queue-delay":1}},
 		{"fqdn":"b","tx_packets":50,"rx_packets":1,"lost":0,"drops":{"queue-full":4}}],
 		"drops":{"no-route":5},"hold":{}}`
 	got, err := ParseStatusCounts([]byte(status))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Counts{Sent: 150, Received: 8, Lost: 2, Drops: map[string]uint64{"queue-full": 7, "queue-delay": 1, "no-route": 5}}
+	want := Counts{Sent: 150, Received: 8, Lost: 2, Unopened: 1, Drops: map[string]uint64{"queue-full": 7, "queue-delay": 1, "no-route": 5}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -298,14 +300,14 @@ func TestParseStatusCounts(t *testing.T) {
 	// A load's share: after - before, a counter that fell counting 0.
 	before := Counts{Sent: 100, Received: 10, Lost: 1, Drops: map[string]uint64{"queue-full": 3}, Kernel: map[string]uint64{"SndbufErrors": 9}}
 	d := got.Sub(before)
-	wantD := Counts{Sent: 50, Received: 0, Lost: 1, Drops: map[string]uint64{"queue-full": 4, "queue-delay": 1, "no-route": 5}, Kernel: map[string]uint64{}}
+	wantD := Counts{Sent: 50, Received: 0, Lost: 1, Unopened: 1, Drops: map[string]uint64{"queue-full": 4, "queue-delay": 1, "no-route": 5}, Kernel: map[string]uint64{}}
 	if !reflect.DeepEqual(d, wantD) {
 		t.Fatalf("Sub = %+v, want %+v", d, wantD)
 	}
 	var sum Counts
 	sum.Add(d)
 	sum.Add(d)
-	if sum.Sent != 100 || sum.Drops["queue-full"] != 8 || sum.String() != "sent 100, received 0, lost on the way 2; drops: no-route 10 queue-delay 2 queue-full 8" {
+	if sum.Sent != 100 || sum.Drops["queue-full"] != 8 || sum.String() != "sent 100, received 0, lost on the way 2 (2 of them shed unopened); drops: no-route 10 queue-delay 2 queue-full 8" {
 		t.Fatalf("sum of two: %+v: %q", sum, sum.String())
 	}
 }
