@@ -297,6 +297,16 @@ func (b *batch) Live() int {
 	return n
 }
 
+// shedUnopened drops an inbound batch's live packets as QueueFull before
+// they are opened, and counts them as the peer's Unopened: their counters
+// never reach the replay window, which counts them as Lost as well.
+func (b *batch) shedUnopened() {
+	if b.stats != nil {
+		b.stats.Unopened.Add(uint64(b.Live()))
+	}
+	b.DropAll(QueueFull, nil)
+}
+
 // DropAll marks every packet dropped for r and counts them in b.stats (if
 // any) or in global (if not nil).
 func (b *batch) DropAll(r Reason, global *dropCounters) {

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"testing"
+	"time"
 
 	"github.com/cyphonic/cyphonic-go/actors/supervise"
 )
@@ -158,4 +159,35 @@ func fullBatch(pool *batchPool, n, size int) *batch {
 	}
 	b.Filled(n, 0)
 	return b
+}
+
+// Packets the socket reader sheds before opening them count as the
+// peer's Unopened as well as queue-full drops: their counters never reach
+// the replay window, which counts them as Lost too, and the two must not
+// read as two losses (the sojourn report and status show both).
+func TestShedUnopenedCounted(t *testing.T) {
+	pool := newBatchPool(2048)
+	g := newBudget(maxBatch)
+	if !g.share().take(maxBatch) { // another peer holds the whole budget
+		t.Fatal("the first take was refused")
+	}
+	h := &peerHandle{}
+	pipe := &peerPipe{InInflight: supervise.NewLimiter(4), OutInflight: supervise.NewLimiter(4), InShare: g.share()}
+	h.pipe.Store(pipe)
+	pipe.InShare.take(maxBatch / 2) // over its share of a full budget
+	s := &peerSession{Peer: h, Pipe: pipe}
+	d := &Dataplane{set: newSet()}
+	d.toCrypto(s, fullBatch(pool, 3, 1400), time.Now()) // bulk only: nothing kept
+	if got := h.Stats.Unopened.Load(); got != 3 {
+		t.Errorf("Unopened = %d, want the 3 packets refused", got)
+	}
+	if got := h.Stats.Drops.Get(QueueFull); got != 3 {
+		t.Errorf("queue-full drops = %d, want 3", got)
+	}
+	if got := h.Status().Unopened; got != 3 {
+		t.Errorf("status unopened = %d, want 3", got)
+	}
+	if pipe.InInflight.Len() != 0 {
+		t.Errorf("%d in-flight slots still taken", pipe.InInflight.Len())
+	}
 }

@@ -115,7 +115,11 @@ func (p *workerPool) submit(sender actor.SenderContext, b *batch) {
 	}
 	i := p.next.Add(1) % uint64(len(p.workers))
 	if !p.queue.Push(b.work(), b) {
-		b.DropAll(QueueFull, nil)
+		if b.op == opOpen {
+			b.shedUnopened()
+		} else {
+			b.DropAll(QueueFull, nil)
+		}
 		sender.Send(b.next(), b.seqMessage())
 		return
 	}

@@ -404,7 +404,7 @@ func (h *peerHandle) Status() PeerStatus {
 	s.TxBytes, s.TxPackets = h.Stats.TxBytes.Load(), h.Stats.TxPackets.Load()
 	s.RxBytes, s.RxPackets = h.Stats.RxBytes.Load(), h.Stats.RxPackets.Load()
 	s.Drops = h.Stats.Drops.Snapshot()
-	s.Lost = h.Stats.Lost.Load()
+	s.Lost, s.Unopened = h.Stats.Lost.Load(), h.Stats.Unopened.Load()
 	if p := h.Pipe(); p != nil {
 		s.Queues = []supervise.Queue{p.OutInflight.Queue("out"), p.InInflight.Queue("in")}
 	}

@@ -98,4 +98,12 @@ type peerStats struct {
 	// Lost counts packets the peer sent that never arrived: counters that
 	// left a session's replay window unseen (replay.Window.Lost).
 	Lost atomic.Uint64
+	// Unopened counts the peer's data packets this node shed before
+	// opening them (the budget or the in-flight bound at the socket
+	// reader, a full crypto queue), also counted as drops. Their counters
+	// never reach the replay window, so Lost counts them as well: what
+	// was lost on the way, at the sender, on the wire or in the kernel, is
+	// Lost - Unopened. At ten pushers the two were all but equal, and
+	// their sum was read as twice the loss there was.
+	Unopened atomic.Uint64
 }

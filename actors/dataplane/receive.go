@@ -261,7 +261,7 @@ func (d *Dataplane) toCrypto(s *peerSession, b *batch, born time.Time) {
 		return
 	}
 	if nb := b.admit(pipe.InInflight, pipe.InShare); nb != b {
-		b.DropAll(QueueFull, nil)
+		b.shedUnopened()
 		b.Release()
 		if b = nb; b == nil {
 			return

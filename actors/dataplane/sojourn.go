@@ -117,17 +117,18 @@ type sojourns struct {
 	h     [nStages][nClasses]histogram // by stage and class
 	// base: drops by reason and packets received, over all peers, at the
 	// last reset (the report shows what the recorded span added).
-	base     [NumReasons]atomic.Uint64
-	baseRx   atomic.Uint64
-	baseLost atomic.Uint64
+	base         [NumReasons]atomic.Uint64
+	baseRx       atomic.Uint64
+	baseLost     atomic.Uint64
+	baseUnopened atomic.Uint64
 	// Echo requests waiting for their replies (echo.go): written to the
 	// TUN device (hereIn), read from it (tripOut).
 	hereIn, tripOut echoTable
 }
 
-// totals sums drops by reason, packets received and lost over the
-// global counters and every peer's.
-func (d *Dataplane) totals() (drops [NumReasons]uint64, rx, lost uint64) {
+// totals sums drops by reason, packets received, lost and shed unopened
+// over the global counters and every peer's.
+func (d *Dataplane) totals() (drops [NumReasons]uint64, rx, lost, unopened uint64) {
 	for r := range drops {
 		drops[r] = d.global[r].Load()
 	}
@@ -137,8 +138,9 @@ func (d *Dataplane) totals() (drops [NumReasons]uint64, rx, lost uint64) {
 		}
 		rx += h.Stats.RxPackets.Load()
 		lost += h.Stats.Lost.Load()
+		unopened += h.Stats.Unopened.Load()
 	}
-	return drops, rx, lost
+	return drops, rx, lost, unopened
 }
 
 // stamps is what a batch carries for the histograms: when each stage
@@ -266,12 +268,13 @@ func (s *sojourns) reset() {
 // recording on (it costs a few clock reads per batch; off until the first
 // call).
 func (d *Dataplane) SojournReset() {
-	drops, rx, lost := d.totals()
+	drops, rx, lost, unopened := d.totals()
 	for r := range drops {
 		d.sojourn.base[r].Store(drops[r])
 	}
 	d.sojourn.baseRx.Store(rx)
 	d.sojourn.baseLost.Store(lost)
+	d.sojourn.baseUnopened.Store(unopened)
 	d.sojourn.reset()
 }
 
@@ -293,9 +296,11 @@ func (d *Dataplane) WriteSojourn(w io.Writer) error {
 		"stage", "class", "batches", "mean", "p50", "p90", "p99", "max"); err != nil {
 		return err
 	}
-	drops, rx, lost := d.totals()
-	if _, err := fmt.Fprintf(w, "packets received %d, lost on the way (replay window) %d; drops:",
-		rx-s.baseRx.Load(), lost-s.baseLost.Load()); err != nil {
+	// Lost counts the packets shed here unopened too (peerStats.Unopened):
+	// the line says so, or the two read as twice the loss there was.
+	drops, rx, lost, unopened := d.totals()
+	if _, err := fmt.Fprintf(w, "packets received %d, lost on the way (replay window) %d, of them shed here unopened %d; drops:",
+		rx-s.baseRx.Load(), lost-s.baseLost.Load(), unopened-s.baseUnopened.Load()); err != nil {
 		return err
 	}
 	for r := Reason(1); r < NumReasons; r++ {

@@ -89,6 +89,10 @@ func TestWriteSojourn(t *testing.T) {
 	d.global.Add(QueueDelay, 3) // before the reset: not reported
 	d.SojournReset()
 	d.global.Add(QueueDelay, 2)
+	h := &peerHandle{FQDN: "a.cyphonic"}
+	h.Stats.Unopened.Add(5)
+	h.Stats.Lost.Add(7)
+	d.set.put(h)
 	now := time.Now()
 	d.sojourn.record(stTunQ, classPing, now.Add(-3*time.Millisecond), now)
 	out.Reset()
@@ -96,7 +100,8 @@ func TestWriteSojourn(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := out.String()
-	for _, want := range []string{"in: TUN writer queue", "ping", "queue-delay 2"} {
+	for _, want := range []string{"in: TUN writer queue", "ping", "queue-delay 2",
+		"lost on the way (replay window) 7, of them shed here unopened 5;"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
 		}

@@ -41,9 +41,12 @@ type PeerStatus struct {
 	Drops     map[string]uint64 `json:"drops,omitempty"` // by reason (Reason names)
 	// Lost is the packets the peer sent that never reached the replay
 	// window: lost on the way, or shed here before authentication (those
-	// count as drops too). Gaps in its counters count once they are too
-	// old to come (replay.Window.Lost).
-	Lost     uint64 `json:"lost"`
+	// count as drops too, and in Unopened). Gaps in its counters count
+	// once they are too old to come (replay.Window.Lost), so Lost lags.
+	Lost uint64 `json:"lost"`
+	// Unopened is the peer's packets shed here before authentication:
+	// Lost - Unopened is what was lost on the way.
+	Unopened uint64 `json:"unopened"`
 	Restarts int    `json:"restarts"`
 	State    string `json:"state"`
 	// Queues are the peer's in-flight bounds ("out": TUN to socket, "in":

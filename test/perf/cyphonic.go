@@ -105,7 +105,7 @@ func SetupCyphonic(ctx context.Context, topo *Topology, cloud *testbed.Host, bin
 		}
 	}
 	return Target{Addr: vip, PID: procs[0].Pid(), Pprof: "http://" + node.DefaultDebugAddr + "/debug/pprof",
-		Sojourn: "http://" + node.DefaultDebugAddr + node.PathSojourn}, nil
+		Sojourn: "http://" + node.DefaultDebugAddr + node.PathSojourn, Status: "http://" + node.DefaultDebugAddr + node.PathStatus}, nil
 }
 
 // resolve4 asks h's resolver (through its resolv.conf) for name's IPv4.

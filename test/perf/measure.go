@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/cyphonic/cyphonic-go/actors/node"
 )
 
 // ErrParse means a tool's output did not have the expected shape.
@@ -202,4 +205,201 @@ func ParseNumGC(profile []byte) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: no NumGC in the heap profile", ErrParse)
+}
+
+// Counts are a cyphonic daemon's packet counters over one load, from the
+// header line of its /debug/sojourn report, with its namespace's kernel
+// UDP error counters beside them: where the packets a flow sent were lost.
+type Counts struct {
+	Sent     uint64 // data packets written to the socket (status only)
+	Received uint64 // data packets authenticated and taken
+	// Lost: counters the daemon's replay windows saw no packet for. That
+	// includes the packets the daemon itself refused before opening them
+	// (the budget's queue-full at the reader, Unopened), whose counters it
+	// never reads, not only those lost on the wire or at the sender.
+	Lost uint64
+	// Unopened: of Lost, the packets the daemon shed before opening them
+	// (a binary before the counter reports 0): Lost - Unopened was lost
+	// on the way.
+	Unopened uint64
+	Drops    map[string]uint64 // by reason name ("queue-full", "queue-delay", ...)
+	// Kernel: the namespace's kernel counters (kernelCounters: UDP socket
+	// drops, TCP retransmits and timeouts) added over the load.
+	Kernel map[string]uint64
+}
+
+// Add sums o into c (the pushers' counters into one).
+func (c *Counts) Add(o Counts) {
+	c.Sent += o.Sent
+	c.Received += o.Received
+	c.Lost += o.Lost
+	c.Unopened += o.Unopened
+	addCounts(&c.Drops, o.Drops)
+	addCounts(&c.Kernel, o.Kernel)
+}
+
+func addCounts(dst *map[string]uint64, src map[string]uint64) {
+	for k, v := range src {
+		if *dst == nil {
+			*dst = make(map[string]uint64)
+		}
+		(*dst)[k] += v
+	}
+}
+
+// String is "received R, lost L; drops: a 1, b 2; kernel: X 3" with the
+// reasons sorted and zero counts left out.
+func (c Counts) String() string {
+	s := fmt.Sprintf("received %d, lost on the way %d (%d of them shed unopened); drops:", c.Received, c.Lost, c.Unopened)
+	if c.Sent > 0 {
+		s = fmt.Sprintf("sent %d, ", c.Sent) + s
+	}
+	s += joinCounts(c.Drops)
+	if k := joinCounts(c.Kernel); k != " none" {
+		s += "; kernel:" + k
+	}
+	return s
+}
+
+func joinCounts(m map[string]uint64) string {
+	keys := make([]string, 0, len(m))
+	for k, v := range m {
+		if v > 0 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return " none"
+	}
+	slices.Sort(keys)
+	var s string
+	for _, k := range keys {
+		s += fmt.Sprintf(" %s %d", k, m[k])
+	}
+	return s
+}
+
+// "packets received 1413835, lost on the way (replay window) 91788; drops: no-route 1 queue-full 93521"
+// (binaries since s9-loss add ", of them shed here unopened N" after the lost count)
+var sojournCounts = regexp.MustCompile(`^packets received (\d+), lost on the way \(replay window\) (\d+)(?:, of them shed here unopened (\d+))?; drops:(.*)$`)
+
+// ParseSojournCounts reads the packet counters from a cyphonic daemon's
+// /debug/sojourn report (its third line).
+func ParseSojournCounts(report []byte) (Counts, error) {
+	sc := bufio.NewScanner(bytes.NewReader(report))
+	for sc.Scan() {
+		m := sojournCounts.FindSubmatch(sc.Bytes())
+		if m == nil {
+			continue
+		}
+		c := Counts{Drops: make(map[string]uint64)}
+		c.Received, _ = strconv.ParseUint(string(m[1]), 10, 64)
+		c.Lost, _ = strconv.ParseUint(string(m[2]), 10, 64)
+		if len(m[3]) > 0 {
+			c.Unopened, _ = strconv.ParseUint(string(m[3]), 10, 64)
+		}
+		f := bytes.Fields(m[4])
+		if len(f)%2 != 0 {
+			return Counts{}, fmt.Errorf("%w: sojourn drops %q", ErrParse, m[4])
+		}
+		for i := 0; i < len(f); i += 2 {
+			v, err := strconv.ParseUint(string(f[i+1]), 10, 64)
+			if err != nil {
+				return Counts{}, fmt.Errorf("%w: sojourn drop count %q", ErrParse, f[i+1])
+			}
+			c.Drops[string(f[i])] += v
+		}
+		return c, nil
+	}
+	return Counts{}, fmt.Errorf("%w: no packet counters in the sojourn report", ErrParse)
+}
+
+// kernelCounters are the /proc/net/snmp and /proc/net/netstat counters
+// Counts.Kernel keeps, by line prefix: the UDP drops at the sockets, and
+// the TCP senders' retransmits and timeouts (is a loss one fast
+// retransmit, or a burst that ends in a retransmission timeout?).
+var kernelCounters = map[string][]string{
+	"Udp":    {"InErrors", "RcvbufErrors", "SndbufErrors", "MemErrors"},
+	"Tcp":    {"RetransSegs"},
+	"TcpExt": {"TCPTimeouts", "TCPLostRetransmit", "TCPSackRecovery", "TCPFastRetrans", "TCPSlowStartRetrans"},
+}
+
+// ParseKernelCounters reads kernelCounters from /proc/net/snmp and
+// /proc/net/netstat (one after the other): each has a header line
+// "Prefix: Name..." and a value line "Prefix: N...". The Udp line must be
+// there; names are "Udp.InErrors", "TcpExt.TCPTimeouts" and so on.
+func ParseKernelCounters(snmp []byte) (map[string]uint64, error) {
+	m := make(map[string]uint64)
+	names := make(map[string][][]byte)
+	sc := bufio.NewScanner(bytes.NewReader(snmp))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		prefix, rest, ok := bytes.Cut(sc.Bytes(), []byte(": "))
+		want := kernelCounters[string(prefix)]
+		if !ok || want == nil {
+			continue
+		}
+		f := bytes.Fields(rest)
+		hdr, seen := names[string(prefix)]
+		if !seen {
+			names[string(prefix)] = f
+			continue
+		}
+		if len(f) != len(hdr) {
+			return nil, fmt.Errorf("%w: %s has %d names and %d values", ErrParse, prefix, len(hdr), len(f))
+		}
+		for i, n := range hdr {
+			if slices.Contains(want, string(n)) {
+				v, err := strconv.ParseUint(string(f[i]), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %s %s %q", ErrParse, prefix, n, f[i])
+				}
+				m[string(prefix)+"."+string(n)] = v
+			}
+		}
+	}
+	if _, ok := m["Udp.InErrors"]; !ok {
+		return nil, fmt.Errorf("%w: no Udp lines in snmp", ErrParse)
+	}
+	return m, nil
+}
+
+// diffCounts is after - before, per name (counters only grow; a smaller
+// one, a reset, counts as 0).
+func diffCounts(before, after map[string]uint64) map[string]uint64 {
+	m := make(map[string]uint64, len(after))
+	for k, v := range after {
+		if v > before[k] {
+			m[k] = v - before[k]
+		}
+	}
+	return m
+}
+
+// ParseStatusCounts reads the packet counters, over all peers and the
+// drops of none, from a cyphonic node's /debug/status JSON. Unlike the
+// sojourn report's they are totals since the daemon started (Sub gives a
+// load's share), and reading them switches no recording on.
+func ParseStatusCounts(status []byte) (Counts, error) {
+	var st node.Status
+	if err := json.Unmarshal(status, &st); err != nil {
+		return Counts{}, fmt.Errorf("%w: status json: %v", ErrParse, err)
+	}
+	c := Counts{Drops: maps.Clone(st.Drops)}
+	for _, p := range st.Peers {
+		c.Sent += p.TxPackets
+		c.Received += p.RxPackets
+		c.Lost += p.Lost
+		c.Unopened += p.Unopened
+		addCounts(&c.Drops, p.Drops)
+	}
+	return c, nil
+}
+
+// Sub is c - o counter by counter (o: the same daemon's counters before
+// the load); a counter that fell (a peer restarted) counts as 0.
+func (c Counts) Sub(o Counts) Counts {
+	sub := func(a, b uint64) uint64 { return a - min(a, b) }
+	return Counts{Sent: sub(c.Sent, o.Sent), Received: sub(c.Received, o.Received), Lost: sub(c.Lost, o.Lost), Unopened: sub(c.Unopened, o.Unopened),
+		Drops: diffCounts(o.Drops, c.Drops), Kernel: diffCounts(o.Kernel, c.Kernel)}
 }

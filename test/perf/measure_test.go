@@ -3,6 +3,7 @@ package perf
 import (
 	"errors"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -244,6 +245,92 @@ func TestParseNumGC(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, ErrParse) {
 			t.Errorf("%s: error %v is not ErrParse", tt.name, err)
+		}
+	}
+}
+
+func TestParseSojournCounts(t *testing.T) {
+	const head = "sojourn per stage over 10.387s (p50/p90/p99: upper edges of power-of-two µs buckets)\n" +
+		"stage                        class    batches       mean        p50        p90        p99        max\n"
+	tests := []struct {
+		name    string
+		in      string
+		want    Counts
+		wantErr bool
+	}{
+		{"drops", head + "packets received 1413835, lost on the way (replay window) 91788; drops: no-route 1 queue-full 93521 queue-delay 4532\n",
+			Counts{Received: 1413835, Lost: 91788, Drops: map[string]uint64{"no-route": 1, "queue-full": 93521, "queue-delay": 4532}}, false},
+		{"unopened", head + "packets received 9, lost on the way (replay window) 4, of them shed here unopened 3; drops: queue-full 3\n",
+			Counts{Received: 9, Lost: 4, Unopened: 3, Drops: map[string]uint64{"queue-full": 3}}, false},
+		{"none", head + "packets received 5, lost on the way (replay window) 0; drops:\n",
+			Counts{Received: 5, Drops: map[string]uint64{}}, false},
+		{"odd fields", head + "packets received 5, lost on the way (replay window) 0; drops: queue-full\n", Counts{}, true},
+		{"bad count", head + "packets received 5, lost on the way (replay window) 0; drops: queue-full x\n", Counts{}, true},
+		{"off", "sojourn recording is off: GET /debug/sojourn?reset=1 switches it on\n", Counts{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseSojournCounts([]byte(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseStatusCounts(t *testing.T) {
+	const status = `{"session":{},"peers":[
+		{"fqdn":"a","tx_packets":100,"rx_packets":7,"lost":2,"unopened":1,"drops":{"queue-full":3,"queue-delay":1}},
+		{"fqdn":"b","tx_packets":50,"rx_packets":1,"lost":0,"drops":{"queue-full":4}}],
+		"drops":{"no-route":5},"hold":{}}`
+	got, err := ParseStatusCounts([]byte(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Counts{Sent: 150, Received: 8, Lost: 2, Unopened: 1, Drops: map[string]uint64{"queue-full": 7, "queue-delay": 1, "no-route": 5}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if _, err := ParseStatusCounts([]byte("<html>")); err == nil {
+		t.Fatal("no error for a non-JSON status")
+	}
+	// A load's share: after - before, a counter that fell counting 0.
+	before := Counts{Sent: 100, Received: 10, Lost: 1, Drops: map[string]uint64{"queue-full": 3}, Kernel: map[string]uint64{"SndbufErrors": 9}}
+	d := got.Sub(before)
+	wantD := Counts{Sent: 50, Received: 0, Lost: 1, Unopened: 1, Drops: map[string]uint64{"queue-full": 4, "queue-delay": 1, "no-route": 5}, Kernel: map[string]uint64{}}
+	if !reflect.DeepEqual(d, wantD) {
+		t.Fatalf("Sub = %+v, want %+v", d, wantD)
+	}
+	var sum Counts
+	sum.Add(d)
+	sum.Add(d)
+	if sum.Sent != 100 || sum.Drops["queue-full"] != 8 || sum.String() != "sent 100, received 0, lost on the way 2 (2 of them shed unopened); drops: no-route 10 queue-delay 2 queue-full 8" {
+		t.Fatalf("sum of two: %+v: %q", sum, sum.String())
+	}
+}
+
+func TestParseKernelCounters(t *testing.T) {
+	const snmp = "Tcp: RtoAlgorithm RtoMin RetransSegs\nTcp: 1 200 17\n" +
+		"Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
+		"Udp: 244492 0 3 56242 2 1 0 0 4\n" +
+		"UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
+		"UdpLite: 9 9 9 9 9 9 9 9 9\n" +
+		"TcpExt: SyncookiesSent TCPTimeouts TCPLostRetransmit\nTcpExt: 5 6 7\n"
+	got, err := ParseKernelCounters([]byte(snmp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"Udp.InErrors": 3, "Udp.RcvbufErrors": 2, "Udp.SndbufErrors": 1, "Udp.MemErrors": 4,
+		"Tcp.RetransSegs": 17, "TcpExt.TCPTimeouts": 6, "TcpExt.TCPLostRetransmit": 7}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for _, bad := range []string{"Tcp: 1\n", "Udp: A B\nUdp: 1\n", "Udp: InErrors\nUdp: x\n"} {
+		if _, err := ParseKernelCounters([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
 		}
 	}
 }

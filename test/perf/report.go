@@ -31,6 +31,11 @@ type Load struct {
 	// with Go's pprof endpoint).
 	GCs      int
 	GCsKnown bool
+	// Responder and Pushers (their sum) are the daemons' packet counters
+	// over the load, if CountsKnown (cyphonic with CYPHONIC_PERF_PROFILE):
+	// where the pushers' packets were lost.
+	Responder, Pushers Counts
+	CountsKnown        bool
 }
 
 // CPUPerGB is the daemons' CPU seconds per GB (1e9 bytes) moved, 0 if
@@ -79,9 +84,21 @@ func gcNotes(r Result) string {
 		parts = append(parts, fmt.Sprintf("responder RSS %s after the loads: %s", AfterSettle, mib(r.AfterMem.RSS)))
 	}
 	if len(parts) == 0 {
-		return ""
+		return countNotes(r)
 	}
-	return strings.Join(parts, "; ") + ".\n"
+	return strings.Join(parts, "; ") + ".\n" + countNotes(r)
+}
+
+// countNotes lists, per load whose counters are known, the responder's
+// and the pushers' packet counters: where the pushers' packets were lost.
+func countNotes(r Result) string {
+	var s string
+	for _, l := range r.Loads {
+		if l.CountsKnown {
+			s += fmt.Sprintf("\n%d pushers, packets: responder %s; pushers (sum) %s.\n", l.Peers, l.Responder, l.Pushers)
+		}
+	}
+	return s
 }
 
 // Machine describes where the numbers come from.

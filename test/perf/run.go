@@ -161,7 +161,8 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	if err := startIperfServers(ctx, topo, n); err != nil {
 		return l, err
 	}
-	if err := sojourn(ctx, topo, target, cfg, n, true); err != nil {
+	_, _, counts0, err := sojourn(ctx, topo, target, cfg, n, nil)
+	if err != nil {
 		return l, err
 	}
 	gc0, err := numGC(ctx, topo, target)
@@ -244,9 +245,10 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 			return l, err
 		}
 	}
-	if err := sojourn(ctx, topo, target, cfg, n, false); err != nil {
+	if l.Responder, l.Pushers, _, err = sojourn(ctx, topo, target, cfg, n, counts0); err != nil {
 		return l, err
 	}
+	l.CountsKnown = counts0 != nil
 	for _, bps := range l.PerPeer {
 		l.Aggregate += bps
 	}
@@ -344,34 +346,76 @@ func heapProfile(ctx context.Context, topo *Topology, target Target, cfg Config,
 // sojourn resets (before the n-pusher load) or saves (after it) the
 // per-stage sojourn histograms of the responder's and the idle peer's
 // daemons (cfg.ProfileDir/sojourn-<n>-responder.txt, -idle.txt), where
-// the target serves them.
-func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n int, reset bool) error {
-	if cfg.ProfileDir == "" || target.Sojourn == "" {
-		return nil
+// the target serves them. It also reads the packet counters of the
+// responder (the sojourn report's, over the load) and of each pusher
+// (its /debug/status totals: no recording switched on in a pusher) with
+// each namespace's kernel UDP error counters, and after the load returns
+// the responder's and the pushers' sum over the load: where the pushers'
+// packets were lost. before is what the reset returned.
+func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n int, before []Counts) (resp, push Counts, now []Counts, err error) {
+	if cfg.ProfileDir == "" || target.Sojourn == "" || target.Status == "" {
+		return resp, push, nil, nil
 	}
 	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
-		return fmt.Errorf("perf: sojourn: %w", err)
+		return resp, push, nil, fmt.Errorf("perf: sojourn: %w", err)
 	}
-	for i, h := range []*testbed.Host{topo.Responder, topo.Idle} {
-		args := []string{"curl", "-sSf", "-o", "/dev/null", target.Sojourn + "?reset=1"}
-		if !reset {
+	hosts := append([]*testbed.Host{topo.Responder, topo.Idle}, topo.Pushers[:n]...)
+	now = make([]Counts, len(hosts))
+	for i, h := range hosts {
+		var c Counts
+		switch {
+		case i < 2:
+			args := []string{"curl", "-sSf", "-o", "/dev/null", target.Sojourn + "?reset=1"}
 			out := filepath.Join(cfg.ProfileDir, "sojourn-"+strconv.Itoa(n)+"-"+[]string{"responder", "idle"}[i]+".txt")
-			args = []string{"curl", "-sSf", "-o", out, target.Sojourn}
+			if before != nil {
+				args = []string{"curl", "-sSf", "-o", out, target.Sojourn}
+			}
+			if b, err := topo.Bed.ExecContext(ctx, h.NS(), args...); err != nil {
+				return resp, push, nil, fmt.Errorf("perf: sojourn on %s: %w: %s", h.Name(), err, tail(b, 300))
+			}
+			if i == 1 || before == nil {
+				break
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				return resp, push, nil, fmt.Errorf("perf: sojourn: %w", err)
+			}
+			if c, err = ParseSojournCounts(b); err != nil {
+				return resp, push, nil, fmt.Errorf("perf: sojourn on %s: %w", h.Name(), err)
+			}
+		default:
+			b, err := topo.Bed.ExecContext(ctx, h.NS(), "curl", "-sSf", target.Status)
+			if err != nil {
+				return resp, push, nil, fmt.Errorf("perf: status on %s: %w: %s", h.Name(), err, tail(b, 300))
+			}
+			if c, err = ParseStatusCounts(b); err != nil {
+				return resp, push, nil, fmt.Errorf("perf: status on %s: %w", h.Name(), err)
+			}
 		}
-		if b, err := topo.Bed.ExecContext(ctx, h.NS(), args...); err != nil {
-			return fmt.Errorf("perf: sojourn on %s: %w: %s", h.Name(), err, tail(b, 300))
-		}
-	}
-	if !reset {
-		// The responder namespace's UDP counters (RcvbufErrors: datagrams
-		// the kernel dropped at a full socket buffer), since it was made.
-		b, err := topo.Bed.ExecContext(ctx, topo.Responder.NS(), "cat", "/proc/net/snmp")
+		// The namespace's kernel counters (RcvbufErrors: datagrams the
+		// kernel dropped at a full socket buffer; the TCP senders'
+		// retransmits and timeouts).
+		raw, err := topo.Bed.ExecContext(ctx, h.NS(), "cat", "/proc/net/snmp", "/proc/net/netstat")
 		if err != nil {
-			return fmt.Errorf("perf: snmp on %s: %w", topo.Responder.Name(), err)
+			return resp, push, nil, fmt.Errorf("perf: snmp on %s: %w", h.Name(), err)
 		}
-		if err := os.WriteFile(filepath.Join(cfg.ProfileDir, "snmp-"+strconv.Itoa(n)+"-responder.txt"), b, 0o644); err != nil {
-			return fmt.Errorf("perf: snmp: %w", err)
+		if c.Kernel, err = ParseKernelCounters(raw); err != nil {
+			return resp, push, nil, err
+		}
+		now[i] = c
+		switch {
+		case before == nil || i == 1:
+		case i == 0:
+			// The sojourn report's counters are the load's already.
+			resp = c
+			resp.Kernel = diffCounts(before[i].Kernel, c.Kernel)
+			// The responder namespace's whole snmp, since it was made.
+			if err := os.WriteFile(filepath.Join(cfg.ProfileDir, "snmp-"+strconv.Itoa(n)+"-responder.txt"), raw, 0o644); err != nil {
+				return resp, push, nil, fmt.Errorf("perf: snmp: %w", err)
+			}
+		default:
+			push.Add(c.Sub(before[i]))
 		}
 	}
-	return nil
+	return resp, push, now, nil
 }

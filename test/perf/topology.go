@@ -56,6 +56,9 @@ type Target struct {
 	// Sojourn is the daemons' per-stage sojourn endpoint inside their
 	// namespaces ("" if none), for CYPHONIC_PERF_PROFILE.
 	Sojourn string
+	// Status is the daemons' status endpoint inside their namespaces
+	// ("" if none), for the pushers' packet counters.
+	Status string
 }
 
 // readMemory reads a process's resident set.
