@@ -626,14 +626,34 @@ func (d *Dataplane) SequencerStats(ctx context.Context, fqdn string) (out, in se
 	return out, in, err
 }
 
-// yield lets the Go scheduler run another goroutine. The readers and
-// writers call it after every batch: under load they never block (there
-// is always more to read or write), and a goroutine that does not block
-// keeps its P until sysmon preempts it after 10 ms, while the goroutines
-// that a ping needs next (a crypto worker, a sequencer, the other writer)
-// wait in its run queue. A batch is tens of microseconds of work; the
-// yield costs about a hundred nanoseconds.
-func yield() { runtime.Gosched() }
+// yielder lets the Go scheduler run another goroutine every
+// yieldBatches batches of a reader or writer loop. Under load those loops
+// never block (there is always more to read or write), and a goroutine
+// that does not block keeps its P until sysmon preempts it after 10 ms,
+// while the goroutines that a ping needs next (a crypto worker, a
+// sequencer, the other writer) wait in its run queue. But a yield is not
+// the hundred nanoseconds it looks: runtime.Gosched puts the goroutine on
+// the global run queue and wakes an idle P's thread to take it (a futex
+// wake, and that thread's spin and sleep), and at a slow flow's rate,
+// where the loop blocks in its next read anyway, that was a wake-up per
+// batch for nothing (BENCHMARKS.md, s9-push). Every yieldBatches batches
+// still bounds how long a busy loop holds its P to a few batches.
+type yielder struct{ n int }
+
+// yieldBatches is how many batches a loop handles between yields.
+const yieldBatches = 4
+
+// after counts a batch and yields every yieldBatches; it reports whether
+// it yielded.
+func (y *yielder) after() bool {
+	y.n++
+	if y.n < yieldBatches {
+		return false
+	}
+	y.n = 0
+	runtime.Gosched()
+	return true
+}
 
 // readErrorPause keeps a reader that hits a persistent error from spinning.
 const readErrorPause = 10 * time.Millisecond
@@ -662,3 +682,6 @@ func dequeueDrops(it queueItem, maxDelay time.Duration, global *dropCounters) bo
 	}
 	return true
 }
+
+// yield is runtime.Gosched, for the TUN writer's loop (see yielder).
+func yield() { runtime.Gosched() }

@@ -53,6 +53,7 @@ import (
 func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 	var groups inGroups
 	var stamps [maxBatch]int64
+	var y yielder
 	for {
 		b := d.pool.Get()
 		bufs, sizes, eps := b.ReadSlices(0)
@@ -88,7 +89,7 @@ func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 			d.toCrypto(g.key, g.b, bornAt(groups.oldest[i], now))
 		}
 		groups.reset()
-		yield()
+		y.after()
 	}
 }
 

@@ -44,6 +44,7 @@ import (
 // destination VIP, send one batch per peer to the peer actor.
 func (d *Dataplane) routineReadTUN() {
 	var groups [maxBatch]peerGroup[*peerHandle]
+	var y yielder
 	for {
 		b := d.pool.Get()
 		bufs, sizes, _ := b.ReadSlices(headroom)
@@ -88,7 +89,7 @@ func (d *Dataplane) routineReadTUN() {
 			}
 			d.sendToPeer(h, gb, now)
 		}
-		yield()
+		y.after()
 	}
 }
 
@@ -286,13 +287,13 @@ func (w *udpWriter) drain(q *fairQueue) {
 		it, ok := q.Next()
 		if !ok {
 			if w.flush() {
-				yield()
+				w.y.after()
 			}
 			return
 		}
 		if it.Batch != nil {
 			if w.add(it) && w.flush() {
-				yield() // after each write, as the readers do after each read
+				w.y.after() // as the readers do after their reads
 			}
 			continue
 		}
@@ -347,6 +348,7 @@ type udpWriter struct {
 	eps      []netip.AddrPort
 	one      [1][]byte // a control packet
 	to       [1]netip.AddrPort
+	y        yielder
 }
 
 // add takes a dequeued batch, drop policy applied, and reports whether the

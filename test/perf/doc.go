@@ -25,7 +25,10 @@
 // CYPHONIC_PERF_PEERS=10 (a comma-separated list) runs only those loads, for
 // quick interleaved A/B runs of two builds (CYPHONIC_PERF_BIN: a node binary,
 // cmd/cyphonic, with its cyphonic-cloud beside it, or an older single
-// binary; built as README builds them otherwise). Speed is
+// binary; built as README builds them otherwise). CYPHONIC_PERF_RATE=150M
+// caps each pusher's flow (iperf3 -b), to measure the cost per GB of a
+// slow flow (ten pushers' per-flow rate) with the machine not saturated.
+// Speed is
 // reported, never asserted: a slow machine still passes.
 //
 // The pure parts (parsing ping, iperf3 and /proc output, statistics, the

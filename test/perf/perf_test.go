@@ -37,6 +37,7 @@ func TestPerf(t *testing.T) {
 		t.Fatalf("CYPHONIC_PERF=%q: want 1 or smoke", mode)
 	}
 	cfg.ProfileDir = os.Getenv("CYPHONIC_PERF_PROFILE")
+	cfg.Rate = os.Getenv("CYPHONIC_PERF_RATE")
 	if s := os.Getenv("CYPHONIC_PERF_PEERS"); s != "" {
 		// A subset of the loads (e.g. "10"), for A/B runs of one load.
 		cfg.Peers = nil

@@ -120,6 +120,11 @@ func TestConfigValidate(t *testing.T) {
 		{"zero peers", func(c *Config) { c.Peers = []int{0} }, 10, true},
 		{"no peers", func(c *Config) { c.Peers = nil }, 10, true},
 		{"ping too fast", func(c *Config) { c.PingInterval = time.Millisecond }, 10, true},
+		{"rate", func(c *Config) { c.Rate = "150M" }, 10, false},
+		{"rate without unit", func(c *Config) { c.Rate = "1000000" }, 10, false},
+		{"rate as a flag", func(c *Config) { c.Rate = "-R" }, 10, true},
+		{"rate with two units", func(c *Config) { c.Rate = "1MM" }, 10, true},
+		{"rate unit alone", func(c *Config) { c.Rate = "M" }, 10, true},
 	}
 	for _, tt := range tests {
 		c := ok

@@ -29,6 +29,11 @@ type Config struct {
 	Duration     time.Duration // of each load, whole seconds, at most MaxDuration
 	Peers        []int         // pusher counts to measure, each at most the topology's pushers
 	PingInterval time.Duration // at least 10 ms (ping's limit for root is lower, the report's meaning is not)
+	// Rate, if set, is each pusher's target rate (iperf3 -b: "150M"):
+	// a fixed, slow flow per pusher, so a daemon's cost per GB at a low
+	// per-flow rate can be measured without ten pushers saturating the
+	// machine. Empty: as fast as TCP goes.
+	Rate string
 	// ProfileDir, if set, receives CPU profiles of the responder's and
 	// the pusher's daemons (where the target serves pprof) taken during
 	// the 1-pusher load (see profile).
@@ -54,6 +59,8 @@ func (c Config) Validate(pushers int) error {
 		return fmt.Errorf("%w: ping interval %s", ErrConfig, c.PingInterval)
 	case len(c.Peers) == 0:
 		return fmt.Errorf("%w: no peer counts", ErrConfig)
+	case c.Rate != "" && !validRate(c.Rate):
+		return fmt.Errorf("%w: rate %q (iperf3 -b: digits and an optional K, M or G)", ErrConfig, c.Rate)
 	}
 	for _, n := range c.Peers {
 		if n < 1 || n > pushers {
@@ -61,6 +68,17 @@ func (c Config) Validate(pushers int) error {
 		}
 	}
 	return nil
+}
+
+// validRate reports whether r is an iperf3 -b rate we pass on: digits
+// and an optional unit, nothing iperf3 would read as another flag.
+func validRate(r string) bool {
+	digits := strings.TrimRight(r, "KMGkmg")
+	if len(r)-len(digits) > 1 || digits == "" {
+		return false
+	}
+	_, err := strconv.ParseUint(digits, 10, 64)
+	return err == nil
 }
 
 // pingCount is how many echoes fit in a load, leaving a second at each end
@@ -186,8 +204,12 @@ func measureLoad(ctx context.Context, topo *Topology, target Target, cfg Config,
 	for i := range n {
 		wg.Go(func() {
 			h := topo.Pushers[i]
-			out, err := topo.Bed.ExecContext(ctx, h.NS(), "iperf3", "-c", target.Addr.String(),
-				"-p", strconv.Itoa(iperfBasePort+i), "-t", secs, "-J", "--connect-timeout", "3000")
+			args := []string{"iperf3", "-c", target.Addr.String(),
+				"-p", strconv.Itoa(iperfBasePort + i), "-t", secs, "-J", "--connect-timeout", "3000"}
+			if cfg.Rate != "" {
+				args = append(args, "-b", cfg.Rate)
+			}
+			out, err := topo.Bed.ExecContext(ctx, h.NS(), args...)
 			bps, perr := ParseIperf3(out)
 			if perr != nil {
 				errs[i] = fmt.Errorf("iperf3 from %s: %w", h.Name(), errors.Join(perr, err))
