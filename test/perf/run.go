@@ -387,10 +387,10 @@ func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n i
 		var c Counts
 		switch {
 		case i < 2:
-			args := []string{"curl", "-sSf", "-o", "/dev/null", target.Sojourn + "?reset=1"}
+			args := []string{"curl", "-sSf", "-m", "10", "-o", "/dev/null", target.Sojourn + "?reset=1"}
 			out := filepath.Join(cfg.ProfileDir, "sojourn-"+strconv.Itoa(n)+"-"+[]string{"responder", "idle"}[i]+".txt")
 			if before != nil {
-				args = []string{"curl", "-sSf", "-o", out, target.Sojourn}
+				args = []string{"curl", "-sSf", "-m", "10", "-o", out, target.Sojourn}
 			}
 			if b, err := topo.Bed.ExecContext(ctx, h.NS(), args...); err != nil {
 				return resp, push, nil, fmt.Errorf("perf: sojourn on %s: %w: %s", h.Name(), err, tail(b, 300))
@@ -406,7 +406,7 @@ func sojourn(ctx context.Context, topo *Topology, target Target, cfg Config, n i
 				return resp, push, nil, fmt.Errorf("perf: sojourn on %s: %w", h.Name(), err)
 			}
 		default:
-			b, err := topo.Bed.ExecContext(ctx, h.NS(), "curl", "-sSf", target.Status)
+			b, err := topo.Bed.ExecContext(ctx, h.NS(), "curl", "-sSf", "-m", "10", target.Status)
 			if err != nil {
 				return resp, push, nil, fmt.Errorf("perf: status on %s: %w: %s", h.Name(), err, tail(b, 300))
 			}
