@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -715,7 +716,8 @@ func (n *Node) DebugAddr() net.Addr { return n.debugAt }
 
 // Status is a snapshot of the node.
 func (n *Node) Status() Status {
-	st := Status{Session: n.sess.Status(), Peers: n.dp.Status(), Drops: n.dp.Drops(), Hold: n.dp.HoldStats()}
+	st := Status{Session: n.sess.Status(), Peers: n.dp.Status(), Drops: n.dp.Drops(), Hold: n.dp.HoldStats(),
+		GoMaxProcs: runtime.GOMAXPROCS(0)}
 	if n.dns != nil {
 		rs := n.dns.Stats()
 		st.Resolver = &rs

@@ -31,6 +31,9 @@ type Status struct {
 	DNS      string                 `json:"dns,omitempty"` // the resolver's address
 	// Hold counts packets held for a tunnel on their first packet.
 	Hold dataplane.HoldStats `json:"hold"`
+	// GoMaxProcs is the daemon's GOMAXPROCS when the status was taken:
+	// with --gomaxprocs auto it follows the load (one P while idle).
+	GoMaxProcs int `json:"gomaxprocs,omitempty"`
 }
 
 // statusHandler serves src() as JSON.
@@ -95,25 +98,33 @@ func RenderStatus(w io.Writer, st Status, now time.Time) error {
 	if d := formatDrops(st.Drops); d != "" {
 		fmt.Fprintf(ew, "drops     %s\n", d)
 	}
+	if st.GoMaxProcs > 0 {
+		fmt.Fprintf(ew, "runtime   gomaxprocs %d\n", st.GoMaxProcs)
+	}
 	fmt.Fprintln(ew)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(ew, "no peers")
 		return ew.Err
 	}
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tVIP4\tVIP6\tPATH\tENDPOINT\tHANDSHAKE\tTX\tRX\tSTATE\tRESTARTS\tDROPS")
+	fmt.Fprintln(tw, "PEER\tVIP4\tVIP6\tPATH\tENDPOINT\tHANDSHAKE\tTX\tRX\tSTATE\tRESTARTS\tLOST\tDROPS")
 	for _, p := range st.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
 			debug.OneLine(p.FQDN), addrOrDash(p.VIP4.String(), p.VIP4.IsValid()), addrOrDash(p.VIP6.String(), p.VIP6.IsValid()),
 			pathName(p), addrOrDash(p.Endpoint.String(), p.Endpoint.IsValid()), ago(p.LastHandshake, now),
 			traffic(p.TxBytes, p.TxPackets), traffic(p.RxBytes, p.RxPackets), orDash(debug.OneLine(p.State)), p.Restarts,
-			orDash(formatDrops(p.Drops)))
+			lostOnTheWay(p), orDash(formatDrops(p.Drops)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return ew.Err
 }
+
+// lostOnTheWay is the peer's packets that never arrived: Lost without
+// those this node shed before opening them (Unopened), which DROPS
+// already shows as queue-full.
+func lostOnTheWay(p dataplane.PeerStatus) uint64 { return p.Lost - min(p.Unopened, p.Lost) }
 
 func pathName(p dataplane.PeerStatus) string {
 	if !p.Path.Valid() {

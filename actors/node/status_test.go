@@ -34,13 +34,15 @@ func sampleStatus() Status {
 				FQDN: "bob.example.cyphonic", VIP6: netip.MustParseAddr("fd00::2"), VIP4: netip.MustParseAddr("100.64.0.2"),
 				Path: messages.PathHolePunch, Endpoint: netip.MustParseAddrPort("203.0.113.9:4000"),
 				LastHandshake: now.Add(-90 * time.Second), TxBytes: 1536, TxPackets: 3, RxBytes: 10, RxPackets: 1,
-				Drops: map[string]uint64{"replay": 2, "auth": 1, "zero": 0}, State: dataplane.StateUp,
+				Drops: map[string]uint64{"replay": 2, "auth": 1, "zero": 0, "queue-full": 5}, State: dataplane.StateUp,
+				Lost: 12, Unopened: 5,
 			},
 			{FQDN: "carol.example.cyphonic\x1b[31m", State: dataplane.StateBackoff, Restarts: 3},
 		},
-		Drops:    map[string]uint64{"no-route": 4},
-		Resolver: &resolver.Stats{Overlay: 5, NXDomain: 1, Forwarded: 9},
-		DNS:      "127.0.0.1:5353",
+		Drops:      map[string]uint64{"no-route": 4},
+		Resolver:   &resolver.Stats{Overlay: 5, NXDomain: 1, Forwarded: 9},
+		DNS:        "127.0.0.1:5353",
+		GoMaxProcs: 2,
 	}
 }
 
@@ -66,10 +68,11 @@ mapping   198.51.100.7:61000  nat endpoint-independent  keepalive ack 3s ago
 locals    10.0.0.5:40000
 dns       127.0.0.1:5353  overlay 5  nxdomain 1  servfail 0  forwarded 9
 drops     no-route=4
+runtime   gomaxprocs 2
 
-PEER                        VIP4        VIP6     PATH        ENDPOINT          HANDSHAKE   TX             RX         STATE    RESTARTS  DROPS
-bob.example.cyphonic        100.64.0.2  fd00::2  hole-punch  203.0.113.9:4000  1m30s ago   1.5 KiB/3p     10 B/1p    up       0         auth=1,replay=2
-carol.example.cyphonic?[31m  -           -        -           -                 never       0 B/0p         0 B/0p     backoff  3         -
+PEER VIP4 VIP6 PATH ENDPOINT HANDSHAKE TX RX STATE RESTARTS LOST DROPS
+bob.example.cyphonic 100.64.0.2 fd00::2 hole-punch 203.0.113.9:4000 1m30s ago 1.5 KiB/3p 10 B/1p up 0 7 auth=1,queue-full=5,replay=2
+carol.example.cyphonic?[31m - - - - never 0 B/0p 0 B/0p backoff 3 0 -
 `},
 	}
 	for _, tt := range tests {
