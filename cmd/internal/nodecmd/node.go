@@ -51,11 +51,11 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
 	verbose := fs.Bool("v", false, "log debug messages")
 	memLimit := fs.String("memory-limit", defaultNodeMemoryLimit, "soft limit of the daemon's Go memory (heap, stacks, runtime), as GOMEMLIMIT: the GC works harder near it; 'off' disables it (default: GOMEMLIMIT if set, else "+defaultNodeMemoryLimit+")")
-	gomaxprocs := fs.String("gomaxprocs", defaultNodeProcs, "Go Ps (GOMAXPROCS): a count, or Nx for N times the CPUs; 2x lets the data path's readers run as soon as a packet wakes them on a busy machine (default: GOMAXPROCS if set, else "+defaultNodeProcs+", the CPUs)")
+	gomaxprocs := fs.String("gomaxprocs", defaultNodeProcs, "Go Ps (GOMAXPROCS): auto (one P while the node uses under half a CPU, all of them when it needs more), a count, or Nx for N times the CPUs (2x lets the data path's readers run as soon as a packet wakes them on a busy machine) (default: GOMAXPROCS if set, else "+defaultNodeProcs+")")
 	if err := o.Parse(args); err != nil {
 		return err
 	}
-	setProcs, err := nodeProcs(o, *gomaxprocs)
+	applyProcs, workers, err := nodeProcs(o, *gomaxprocs)
 	if err != nil {
 		return err
 	}
@@ -105,15 +105,24 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := timers.check(o); err != nil {
 		return err
 	}
-	if *peerKeepalive > 0 || *peerDeadAfter > 0 || timers != (connTimers{deadAfter: *peerDeadAfter}) {
+	if *peerKeepalive > 0 || *peerDeadAfter > 0 || timers != (connTimers{deadAfter: *peerDeadAfter}) || workers > 0 {
 		cfg.TuneDataplane = func(c *dataplane.Config) {
+			if workers > 0 {
+				c.Workers = workers
+			}
 			if *peerKeepalive > 0 {
 				c.Keepalive = *peerKeepalive
 			}
 			if *peerDeadAfter > 0 {
 				c.DeadAfter = *peerDeadAfter
 			}
-			c.FallbackAfter, c.PassiveKeepalive, c.SilenceAfter = timers.fallbackAfter, timers.passive, timers.silence
+			for _, d := range []struct{ dst, v *time.Duration }{
+				{&c.FallbackAfter, &timers.fallbackAfter}, {&c.PassiveKeepalive, &timers.passive}, {&c.SilenceAfter, &timers.silence},
+			} {
+				if *d.v > 0 {
+					*d.dst = *d.v
+				}
+			}
 		}
 	}
 	switch {
@@ -146,8 +155,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "# ok: %s, certificate serial %x valid until %s\n", id.FQDN, id.Cert.SerialNumber, id.Cert.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
 		return nil
 	}
-	if setProcs != nil {
-		setProcs()
+	if applyProcs != nil {
+		defer applyProcs(cfg.Logger)()
 	}
 	if setLimit != nil {
 		setLimit()

@@ -3,6 +3,7 @@ package nodecmd
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"strconv"
@@ -10,24 +11,35 @@ import (
 	"sync"
 
 	"github.com/cyphonic/cyphonic-go/cmd/internal/cli"
+	"github.com/cyphonic/cyphonic-go/cmd/internal/procgov"
 )
 
-// defaultNodeProcs is the node's GOMAXPROCS: the runtime's own default
-// (the CPUs it may use). More Ps than CPUs ("2x") let a woken data-path
-// goroutine run at once while the CPUs are saturated, instead of waiting
-// for a P behind whatever keeps the Ps busy; the kernel then schedules
-// the threads, favouring one that just woke. On the shared machine it cut
-// the idle peer's socket-buffer wait under ten pushers by ~40 % ("s7-rtt"
-// in BENCHMARKS.md), but on the quiet machine (lead, session 7, two pairs
-// interleaved) it moved the idle peer's average RTT only from 5.8–6.3 to
-// 4.9–5.4 ms, not its p99 (16.5–22.0 against 14.3–17.1 ms), for 1–3 MiB
-// more RSS under load (30.9–33.8 against 29.8–30.1 MiB, the goal being 32).
-// So it is an operator's choice for a busy machine, not the default.
-const defaultNodeProcs = "1x"
+// defaultNodeProcs is the node's GOMAXPROCS: "auto", the governor
+// (procgov), which runs the node on one P while it uses under half a CPU
+// and gives it the runtime's default (the CPUs it may use) within a
+// quarter second of a load that needs more. A node at a tenth of the
+// machine's rate otherwise spends about as much CPU waking and parking
+// the Go scheduler's threads as moving packets: with ten pushers in
+// test/perf, auto moved ~20 % more in sum at ~20 % less daemon CPU per GB
+// (BENCHMARKS.md, "s10-lead: procs"), neutral at one pusher.
+//
+// A count or "Nx" fixes the Ps instead. More Ps than CPUs ("2x") let a
+// woken data-path goroutine run at once while the CPUs are saturated; on
+// the quiet machine (session 7) it moved the idle peer's average RTT
+// under ten pushers from 5.8–6.3 to 4.9–5.4 ms, not its p99, for 1–3 MiB
+// more RSS ("s7-rtt"): an operator's choice for a busy machine.
+const defaultNodeProcs = procsAuto
+
+// procsAuto is --gomaxprocs's value for the governor (procgov): one P
+// while the node uses under half a CPU, all of them when it needs them.
+const procsAuto = "auto"
 
 // parseProcs reads --gomaxprocs: a count of Ps, or Nx for N times the
-// runtime's default (cpus).
+// runtime's default (cpus); "auto" is 0.
 func parseProcs(s string, cpus int) (int, error) {
+	if s == procsAuto {
+		return 0, nil
+	}
 	if m, ok := strings.CutSuffix(s, "x"); ok {
 		n, err := strconv.Atoi(m)
 		if err != nil || n < 1 || n > 16 {
@@ -37,7 +49,7 @@ func parseProcs(s string, cpus int) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 1024 {
-		return 0, fmt.Errorf("%q: want a count of 1 to 1024, or Nx for N times the CPUs (%d)", s, cpus)
+		return 0, fmt.Errorf("%q: want auto, a count of 1 to 1024, or Nx for N times the CPUs (%d)", s, cpus)
 	}
 	return n, nil
 }
@@ -60,20 +72,31 @@ func procs(value string, given bool, getenv func(string) string, cpus int) (int,
 // setting (a test process runs many nodes).
 var runtimeProcs = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })
 
-// nodeProcs checks --gomaxprocs and returns the function that sets it
-// (see procs; nil: leave the runtime's).
-func nodeProcs(o *cli.Options, value string) (func(), error) {
+// governor is the process's GOMAXPROCS governor, shared by every node
+// the process runs with --gomaxprocs auto (GOMAXPROCS is the process's).
+var governor = procgov.NewShared()
+
+// nodeProcs checks --gomaxprocs and returns what applies it as the node
+// starts (nil: leave the runtime's) and the data plane's crypto workers
+// (0: its default, one per P). What apply returns undoes it when the node
+// stops: it releases the governor; a set count stays.
+func nodeProcs(o *cli.Options, value string) (apply func(*slog.Logger) (undo func()), workers int, err error) {
 	n, err := procs(value, o.Given("gomaxprocs"), os.Getenv, runtimeProcs())
 	if errors.Is(err, errProcsEnv) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, o.UsageErr("gomaxprocs", "%v", err)
+		return nil, 0, o.UsageErr("gomaxprocs", "%v", err)
+	}
+	if n == 0 {
+		// The governor drops to one P when the node idles; the crypto
+		// workers stay one per CPU for when it raises them again.
+		return func(log *slog.Logger) func() { return governor.Acquire(log) }, runtimeProcs(), nil
 	}
 	if !o.Given("gomaxprocs") && n == runtimeProcs() {
-		// The default: leave the runtime's own, which follows the
-		// container's CPU limit as it changes (a set value would not).
-		return nil, nil
+		// The runtime's own, which follows the container's CPU limit as
+		// it changes (a set value would not).
+		return nil, 0, nil
 	}
-	return func() { runtime.GOMAXPROCS(n) }, nil
+	return func(*slog.Logger) func() { runtime.GOMAXPROCS(n); return func() {} }, 0, nil
 }

@@ -3,6 +3,8 @@ package nodecmd
 import (
 	"errors"
 	"flag"
+	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"testing"
@@ -31,6 +33,10 @@ func TestProcs(t *testing.T) {
 		err   bool
 		isEnv bool
 	}{
+		{value: "auto", cpus: 2, want: 0}, // the governor
+		{value: "auto", given: true, env: "3", cpus: 2, want: 0},
+		{value: "auto", env: "3", cpus: 2, isEnv: true},
+		{value: "Auto", given: true, cpus: 2, err: true},
 		{value: "2x", cpus: 2, want: 4},
 		{value: "2x", cpus: 1, want: 2},
 		{value: "1x", given: true, cpus: 8, want: 8},
@@ -78,13 +84,39 @@ func TestNodeProcsDoesNotCompound(t *testing.T) {
 		if err := fs.Parse(nil); err != nil {
 			t.Fatal(err)
 		}
-		set, err := nodeProcs(o, "2x")
-		if err != nil || set == nil {
-			t.Fatalf("nodeProcs: %v, setter %v", err, set != nil)
+		apply, _, err := nodeProcs(o, "2x")
+		if err != nil || apply == nil {
+			t.Fatalf("nodeProcs: %v, setter %v", err, apply != nil)
 		}
-		set()
+		apply(nil)()
 		if got := runtime.GOMAXPROCS(0); got != want {
 			t.Fatalf("GOMAXPROCS %d after a node's start, want %d", got, want)
 		}
+	}
+}
+
+// TestNodeProcsAuto: --gomaxprocs auto runs the process's governor while
+// the node runs, keeps a crypto worker per CPU for when it raises the Ps,
+// and gives the runtime its default back when the node stops.
+func TestNodeProcsAuto(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS is set: the default leaves it alone")
+	}
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	o := cli.NewOptions(fs, "node")
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	apply, workers, err := nodeProcs(o, "auto")
+	if err != nil || apply == nil {
+		t.Fatalf("nodeProcs: %v, apply %v", err, apply != nil)
+	}
+	if workers != runtimeProcs() {
+		t.Fatalf("%d crypto workers, want one per CPU (%d)", workers, runtimeProcs())
+	}
+	undo := apply(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	undo()
+	if got := runtime.GOMAXPROCS(0); got != runtimeProcs() {
+		t.Fatalf("GOMAXPROCS %d after the node stopped, want the default %d", got, runtimeProcs())
 	}
 }
