@@ -38,10 +38,13 @@ import (
 
 // Defaults for Config's zero fields.
 const (
-	DefaultListen4   = "0.0.0.0:0"
-	DefaultListen6   = "[::]:0"
-	DefaultTUN       = "cyph0"
-	DefaultMTU       = 1280
+	DefaultListen4 = "0.0.0.0:0"
+	DefaultListen6 = "[::]:0"
+	DefaultTUN     = "cyph0"
+	DefaultMTU     = 1280
+	// DefaultTUNQueues is Config.TUNQueues' default (BENCHMARKS.md,
+	// s10-tunq, has the measurements it follows).
+	DefaultTUNQueues = 1
 	DefaultDebugAddr = "127.0.0.1:7481"
 	// Off disables the resolver (Config.DNS), forwarding of other names
 	// (Config.Upstream) or the debug server (Config.DebugAddr).
@@ -87,6 +90,12 @@ type Config struct {
 	// TUNBackend opens the device: tun.BackendOffload (TSO/GRO through
 	// wireguard-go's tun, the default) or tun.BackendWater.
 	TUNBackend tun.Backend
+	// TUNQueues is how many queues the TUN is opened with (default
+	// DefaultTUNQueues; 1..dataplane.MaxTUNQueues): with more than one
+	// the device is opened multi-queue (offload backend only), each queue
+	// gets a reader and a writer, and the last carries only ICMP, so an
+	// idle peer's ping never waits behind bulk writes.
+	TUNQueues int
 	// Device, if set, is used instead of opening TUN (tests: tun.NewMemPair);
 	// the node then does not configure addresses or routes on it.
 	Device tun.Device
@@ -186,6 +195,15 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	c.TUNBackend = b
+	if c.TUNQueues == 0 {
+		c.TUNQueues = DefaultTUNQueues
+	}
+	switch {
+	case c.TUNQueues < 1 || c.TUNQueues > dataplane.MaxTUNQueues:
+		return c, fmt.Errorf("%w: --tun-queues %d outside [1, %d]", ErrConfig, c.TUNQueues, dataplane.MaxTUNQueues)
+	case c.TUNQueues > 1 && c.TUNBackend != tun.BackendOffload && c.Device == nil:
+		return c, fmt.Errorf("%w: --tun-queues %d needs --tun-backend %s (the %s backend opens one queue)", ErrConfig, c.TUNQueues, tun.BackendOffload, c.TUNBackend)
+	}
 	if c.MTU < 576 || c.MTU > messages.MaxInner {
 		return c, fmt.Errorf("%w: MTU %d outside [576, %d]", ErrConfig, c.MTU, messages.MaxInner)
 	}
@@ -300,9 +318,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, bindError(err)
 	}
-	dev := cfg.Device
+	dev, queues := cfg.Device, []tun.Device(nil)
 	if dev == nil {
-		if dev, err = tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU); err != nil {
+		if dev, queues, err = openTUN(cfg); err != nil {
 			bind.Close()
 			return nil, tunError(cfg.TUN, err)
 		}
@@ -312,6 +330,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Identity:        n.id,
 		Verify:          dataplane.NodeVerifier(nodes),
 		Device:          dev,
+		Queues:          queues,
 		Bind:            bind,
 		Logger:          n.log,
 		OnControl:       func(pkt []byte, from netip.AddrPort) { n.sess.Inbound(pkt, from) },
@@ -328,6 +347,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.sys = supervise.New("node", n.log)
 	if n.dp, err = dataplane.New(n.sys, dpCfg); err != nil {
 		dev.Close()
+		for _, q := range queues {
+			q.Close()
+		}
 		bind.Close()
 		n.sys.Shutdown(context.Background())
 		return nil, fmt.Errorf("node: %w", err)
@@ -430,6 +452,21 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.log.Info("node started", "cloud", cloud, "dns", n.DNSAddr(), "debug", n.debugAt)
 	return n, nil
+}
+
+// openTUN opens the node's TUN: one queue as it always was, or
+// cfg.TUNQueues queues of one multi-queue interface, the first returned as
+// the device and the rest as its further queues (dataplane.Config.Queues).
+func openTUN(cfg Config) (tun.Device, []tun.Device, error) {
+	if cfg.TUNQueues <= 1 {
+		dev, err := tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU)
+		return dev, nil, err
+	}
+	devs, err := tun.OpenOffloadQueues(cfg.TUN, cfg.MTU, cfg.TUNQueues)
+	if err != nil {
+		return nil, nil, err
+	}
+	return devs[0], devs[1:], nil
 }
 
 // spawnRoot spawns the root actor "node" and waits until it has spawned its
