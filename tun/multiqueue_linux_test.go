@@ -2,8 +2,10 @@ package tun
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -103,6 +105,62 @@ func TestOffloadQueues(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatalf("queue %d: no answer on any queue", q)
 			}
+		}
+	}
+}
+
+// TestOffloadQueuesExclusive: a multi-queue interface in use is not joined
+// by a second open of its name (which would attach more queues to it): that
+// open fails with EBUSY, as a single-queue open of a name in use does.
+func TestOffloadQueuesExclusive(t *testing.T) {
+	enterFreshNetns(t)
+	devs, err := OpenOffloadQueues("cyphmq1", testMTU, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}()
+	if more, err := OpenOffloadQueues("cyphmq1", testMTU, 2); !errors.Is(err, syscall.EBUSY) {
+		for _, d := range more {
+			d.Close()
+		}
+		t.Fatalf("second open of an interface in use: %v, want EBUSY", err)
+	}
+}
+
+// TestOffloadQueuesClose: closing a queue wakes the Read pending on it,
+// with ErrClosed, on every queue (each is a file of its own: closing the
+// first wakes none of the others).
+func TestOffloadQueuesClose(t *testing.T) {
+	enterFreshNetns(t)
+	devs, err := OpenOffloadQueues("cyphmq2", testMTU, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, len(devs))
+	for _, d := range devs {
+		go func() {
+			bufs, sizes := memBufs(8, 16+testMTU)
+			_, err := d.Read(bufs, sizes, 16)
+			done <- err
+		}()
+	}
+	for _, d := range devs {
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range devs {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrClosed) {
+				t.Fatalf("read after close: %v, want ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a queue's Read did not return after its Close")
 		}
 	}
 }
