@@ -90,11 +90,12 @@ type Config struct {
 	// TUNBackend opens the device: tun.BackendOffload (TSO/GRO through
 	// wireguard-go's tun, the default) or tun.BackendWater.
 	TUNBackend tun.Backend
-	// TUNQueues is how many queues the TUN is opened with (default
-	// DefaultTUNQueues; 1..dataplane.MaxTUNQueues): with more than one
-	// the device is opened multi-queue (offload backend only), each queue
-	// gets a reader and a writer, and the last carries only ICMP, so an
-	// idle peer's ping never waits behind bulk writes.
+	// TUNQueues is how many queues the TUN is opened with
+	// (1..dataplane.MaxTUNQueues; 0: DefaultTUNQueues with the offload
+	// backend, 1 with water): with more than one the device is opened
+	// multi-queue (offload backend only), each queue gets a reader and a
+	// writer, and the last carries only ICMP, so an idle peer's ping never
+	// waits behind bulk writes.
 	TUNQueues int
 	// Device, if set, is used instead of opening TUN (tests: tun.NewMemPair);
 	// the node then does not configure addresses or routes on it.
@@ -197,6 +198,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.TUNBackend = b
 	if c.TUNQueues == 0 {
 		c.TUNQueues = DefaultTUNQueues
+		if c.TUNBackend != tun.BackendOffload {
+			c.TUNQueues = 1 // water opens one queue
+		}
 	}
 	switch {
 	case c.TUNQueues < 1 || c.TUNQueues > dataplane.MaxTUNQueues:
