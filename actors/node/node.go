@@ -326,7 +326,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	dev, queues := cfg.Device, []tun.Device(nil)
 	if dev == nil {
-		if dev, queues, err = openTUN(cfg); err != nil {
+		if dev, queues, err = openTUN(cfg, n.log); err != nil {
 			bind.Close()
 			return nil, tunError(cfg.TUN, err)
 		}
@@ -463,7 +463,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 // openTUN opens the node's TUN: one queue as it always was, or
 // cfg.TUNQueues queues of one multi-queue interface, the first returned as
 // the device and the rest as its further queues (dataplane.Config.Queues).
-func openTUN(cfg Config) (tun.Device, []tun.Device, error) {
+// The host's packets are steered to the bulk queues, away from the last,
+// which the data plane writes only ICMP on (tun.SteerToFirst): so an echo
+// reply is read by a reader that is awake under load. Where the node may
+// not load the steering program (no CAP_BPF), the kernel's own steering
+// stays and the replies come out on the ICMP queue.
+func openTUN(cfg Config, log *slog.Logger) (tun.Device, []tun.Device, error) {
 	if cfg.TUNQueues <= 1 {
 		dev, err := tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU)
 		return dev, nil, err
@@ -471,6 +476,9 @@ func openTUN(cfg Config) (tun.Device, []tun.Device, error) {
 	devs, err := tun.OpenOffloadQueues(cfg.TUN, cfg.MTU, cfg.TUNQueues)
 	if err != nil {
 		return nil, nil, err
+	}
+	if err := tun.SteerToFirst(devs, len(devs)-1); err != nil {
+		log.Warn("TUN queues: the host's echo replies are read on the ICMP queue (kernel steering)", "err", err)
 	}
 	return devs[0], devs[1:], nil
 }

@@ -20,10 +20,21 @@ import (
 )
 
 // countingQueue is a TUN queue that counts the ICMP and other packets
-// written on it.
+// written on it, and the ICMP packets read from it.
 type countingQueue struct {
 	tun.Device
 	icmp, other atomic.Int64
+	icmpRead    atomic.Int64
+}
+
+func (c *countingQueue) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := c.Device.Read(bufs, sizes, offset)
+	for i := range n {
+		if p := bufs[i][offset : offset+sizes[i]]; len(p) >= 20 && p[0]>>4 == 4 && p[9] == unix.IPPROTO_ICMP {
+			c.icmpRead.Add(1)
+		}
+	}
+	return n, err
 }
 
 func (c *countingQueue) Write(bufs [][]byte, offset int) (int, error) {
@@ -40,8 +51,10 @@ func (c *countingQueue) Write(bufs [][]byte, offset int) (int, error) {
 // TestTUNQueuesKernel: a data plane on a real three-queue TUN, in a fresh
 // network namespace. A peer's UDP is written on its bulk queue and its
 // ping on the ICMP queue, and the kernel's answers to both (a UDP reply
-// from a socket on the VIP, the echo reply) come back through the tunnel:
-// each is read by the reader of the queue it was steered to.
+// from a socket on the VIP, the echo reply) come back through the tunnel,
+// each read by the reader of the queue it was steered to: with the
+// kernel's own steering the echo replies on the ICMP queue, steered to the
+// bulk queues (tun.SteerToFirst, as the node opens it) on those.
 func TestTUNQueuesKernel(t *testing.T) {
 	systest.Require(t, systest.Root(), systest.File("/dev/net/tun"))
 	runtime.LockOSThread() // never unlocked: the thread and the namespace go with the test goroutine
@@ -53,10 +66,23 @@ func TestTUNQueuesKernel(t *testing.T) {
 	} else if err := netlink.LinkSetUp(lo); err != nil {
 		t.Fatal(err)
 	}
-	const name = "cyphdpq0"
+	// Not subtests: every device and socket is made on this goroutine's
+	// thread, the one in the namespace.
+	for _, steer := range []bool{false, true} {
+		tunQueuesKernel(t, steer)
+	}
+}
+
+func tunQueuesKernel(t *testing.T, steer bool) {
+	name := map[bool]string{false: "cyphdpq0", true: "cyphdpq1"}[steer]
 	devs, err := tun.OpenOffloadQueues(name, mtu, 3)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if steer {
+		if err := tun.SteerToFirst(devs, len(devs)-1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	queues := make([]*countingQueue, len(devs))
 	for i, d := range devs {
@@ -129,6 +155,18 @@ func TestTUNQueuesKernel(t *testing.T) {
 	if q := queues[1]; q.icmp.Load()+q.other.Load() != 0 {
 		t.Fatalf("the second bulk queue (no peer pinned to it) wrote %d packets", q.icmp.Load()+q.other.Load())
 	}
+	onLast := queues[2].icmpRead.Load()
+	onBulk := queues[0].icmpRead.Load() + queues[1].icmpRead.Load()
+	switch {
+	case !steer && (onLast == 0 || onLast+onBulk != 3):
+		// The kernel sends a flow's packets out on the queue it last
+		// wrote one of them on, once it has seen the flow: most replies.
+		t.Fatalf("kernel steering: %d echo replies read on the ICMP queue and %d on the bulk queues, want most of 3 on the ICMP queue", onLast, onBulk)
+	case steer && (onLast != 0 || onBulk != 3):
+		t.Fatalf("steered: %d echo replies read on the ICMP queue and %d on the bulk queues, want 0 and 3", onLast, onBulk)
+	}
+	alice.stop()
+	bob.stop()
 }
 
 // udp4 builds an IPv4 UDP packet with valid checksums.
