@@ -44,7 +44,7 @@ const (
 	DefaultMTU     = 1280
 	// DefaultTUNQueues is Config.TUNQueues' default: one queue. Two (a
 	// ping-only queue) cut the idle peer's average RTT under ten pushers
-	// in most runs but not its p99, for ~7 % less throughput and ~1 MiB
+	// in most runs but not its p99, for 7-10 % less throughput and ~1 MiB
 	// more RSS (BENCHMARKS.md, s10-tunq).
 	DefaultTUNQueues = 1
 	DefaultDebugAddr = "127.0.0.1:7481"
