@@ -35,8 +35,8 @@ func OpenOffloadQueues(name string, mtu, queues int) ([]Device, error) {
 		}
 		return nil, fmt.Errorf("tun: open %s (queue %d of %d): %w", name, len(devs), queues, err)
 	}
-	for range queues {
-		f, err := openQueue(name)
+	for q := range queues {
+		f, err := openQueue(name, q == 0)
 		if err != nil {
 			return fail(err)
 		}
@@ -57,7 +57,13 @@ func OpenOffloadQueues(name string, mtu, queues int) ([]Device, error) {
 
 // openQueue attaches one queue of the multi-queue TUN interface name
 // (creating the interface with the first), non-blocking as netpoll needs.
-func openQueue(name string) (*os.File, error) {
+//
+// The first is opened exclusive (IFF_TUN_EXCL): on an interface of that
+// name that exists already, TUNSETIFF of a multi-queue open would attach
+// one more queue to it instead of failing, so a second node given the
+// same --tun would silently share the first one's interface; exclusive,
+// it gets EBUSY, as a single-queue open does.
+func openQueue(name string, first bool) (*os.File, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
@@ -69,7 +75,11 @@ func openQueue(name string) (*os.File, error) {
 	}
 	// IFF_VNET_HDR as wireguard-go's own open: offloads, and its link
 	// status check.
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE)
+	if first {
+		flags |= unix.IFF_TUN_EXCL
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		if errors.Is(err, unix.EINVAL) {

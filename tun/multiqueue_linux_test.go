@@ -2,8 +2,10 @@ package tun
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -104,5 +106,143 @@ func TestOffloadQueues(t *testing.T) {
 				t.Fatalf("queue %d: no answer on any queue", q)
 			}
 		}
+	}
+}
+
+// TestOffloadQueuesExclusive: a multi-queue interface in use is not joined
+// by a second open of its name (which would attach more queues to it): that
+// open fails with EBUSY, as a single-queue open of a name in use does.
+func TestOffloadQueuesExclusive(t *testing.T) {
+	enterFreshNetns(t)
+	devs, err := OpenOffloadQueues("cyphmq1", testMTU, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}()
+	if more, err := OpenOffloadQueues("cyphmq1", testMTU, 2); !errors.Is(err, syscall.EBUSY) {
+		for _, d := range more {
+			d.Close()
+		}
+		t.Fatalf("second open of an interface in use: %v, want EBUSY", err)
+	}
+}
+
+// TestOffloadQueuesClose: closing a queue wakes the Read pending on it,
+// with ErrClosed, on every queue (each is a file of its own: closing the
+// first wakes none of the others).
+func TestOffloadQueuesClose(t *testing.T) {
+	enterFreshNetns(t)
+	devs, err := OpenOffloadQueues("cyphmq2", testMTU, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, len(devs))
+	for _, d := range devs {
+		go func() {
+			bufs, sizes := memBufs(8, 16+testMTU)
+			_, err := d.Read(bufs, sizes, 16)
+			done <- err
+		}()
+	}
+	for _, d := range devs {
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range devs {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrClosed) {
+				t.Fatalf("read after close: %v, want ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a queue's Read did not return after its Close")
+		}
+	}
+}
+
+// TestOffloadQueuesSteered: steered to its first two queues, a three-queue
+// TUN sends the host's answers out on those two only, even to flows written
+// on the third (which the kernel's own steering answers on the third).
+func TestOffloadQueuesSteered(t *testing.T) {
+	enterFreshNetns(t)
+	const queues = 3
+	devs, err := OpenOffloadQueues("cyphmq3", testMTU, queues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}()
+	if err := SteerToFirst(devs, queues-1); err != nil {
+		t.Fatal(err)
+	}
+	if err := Configure("cyphmq3", testVIP6, testPrefix6, testVIP4, testPrefix4, testMTU); err != nil {
+		t.Fatal(err)
+	}
+	sock, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(testVIP4, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	local := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	type answer struct {
+		queue int
+		to    netip.AddrPort
+	}
+	answers := make(chan answer, 64)
+	for q, d := range devs {
+		go func() {
+			bufs, sizes := memBufs(8, 16+testMTU)
+			for {
+				n, err := d.Read(bufs, sizes, 16)
+				if err != nil {
+					return
+				}
+				for i := range n {
+					src, dst, _, ok := parseUDP(bufs[i][16 : 16+sizes[i]])
+					if ok && src == local {
+						answers <- answer{q, dst}
+					}
+				}
+			}
+		}()
+	}
+	buf := make([]byte, 64)
+	last := devs[queues-1]
+	for i := range 16 {
+		peer := netip.AddrPortFrom(testPeer4, uint16(7100+i))
+		if n, err := last.Write([][]byte{buildUDP(peer, local, []byte("s"))}, 0); err != nil || n != 1 {
+			t.Fatalf("write = %d, %v", n, err)
+		}
+		if err := sock.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := sock.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("the packet written on the last queue did not reach the host: %v", err)
+		}
+		if _, err := sock.WriteToUDPAddrPort([]byte("a"), peer); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-answers:
+			if a.to != peer {
+				t.Fatalf("answer to %v, want %v", a.to, peer)
+			}
+			if a.queue == queues-1 {
+				t.Fatalf("an answer to flow %d came out on the last queue, which is steered away from", i)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no answer on any queue")
+		}
+	}
+	if err := SteerToFirst(devs, queues+1); err == nil {
+		t.Fatal("steered to more queues than there are")
 	}
 }

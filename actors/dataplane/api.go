@@ -49,7 +49,7 @@ var (
 )
 
 // Config is what the node gives its data plane. The Dataplane takes
-// ownership of Device and Bind: Stop closes them (closing is the only way to
+// ownership of Device, Queues and Bind: Stop closes them (closing is the only way to
 // unblock their reader goroutines).
 type Config struct {
 	Identity *pki.Identity // our certificate and Noise static key (required)
@@ -61,7 +61,13 @@ type Config struct {
 	// May be nil.
 	Revoked func(serial *big.Int) bool
 	Device  tun.Device // the TUN device (tun.NewMemPair in tests) (required)
-	Bind    *udp.Bind  // one socket per family; the control plane sends on it too (required)
+	// Queues are the further queues of Device's interface, when it was
+	// opened multi-queue (tun.OpenOffloadQueues: Device is its first
+	// queue): each gets a reader and a writer of its own, and the last
+	// writes only the peers' ICMP (tunqueues.go). At most MaxTUNQueues
+	// with Device; the Dataplane owns and closes them as it does Device.
+	Queues []tun.Device
+	Bind   *udp.Bind // one socket per family; the control plane sends on it too (required)
 	// No VIPs of our own: the data plane routes by the peers' VIPs (from
 	// their paths), and the kernel never hands the TUN a packet for a local
 	// address, so ours arrive at login without the data plane caring.

@@ -20,6 +20,7 @@ import (
 	"github.com/cyphonic/cyphonic-go/sequencer"
 	"github.com/cyphonic/cyphonic-go/transport/handshake"
 	"github.com/cyphonic/cyphonic-go/transport/udp"
+	"github.com/cyphonic/cyphonic-go/tun"
 )
 
 // Queue bounds that are not per peer.
@@ -72,9 +73,14 @@ type Dataplane struct {
 	set    *peerSet               // every peer's handle, by FQDN
 	guard  *handshake.ReplayGuard // init timestamps, per peer identity
 	out    *fairQueue             // sealed batches (per peer) and control packets for the socket writer
-	in     *fairQueue             // opened batches (per peer) for the TUN writer
-	global dropCounters           // drops not attributable to a peer
-	hs     *ingress               // handshake admission and its workers' queue
+	// queues are the TUN's queues (Config.Device, then Config.Queues), in
+	// is each one's opened batches (per peer) for its writer, and nq says
+	// which peer's go on which (tunqueues.go).
+	queues []tun.Device
+	in     []*fairQueue
+	nq     tunQueues
+	global dropCounters // drops not attributable to a peer
+	hs     *ingress     // handshake admission and its workers' queue
 	// respLen is the size of our handshake response (0 until the first
 	// is built): respond drops smaller inits before any work.
 	respLen atomic.Int64
@@ -117,6 +123,8 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("%w: no Verify", ErrBadConfig)
 	case cfg.Device == nil:
 		return nil, fmt.Errorf("%w: no TUN device", ErrBadConfig)
+	case 1+len(cfg.Queues) > MaxTUNQueues:
+		return nil, fmt.Errorf("%w: %d TUN queues, at most %d", ErrBadConfig, 1+len(cfg.Queues), MaxTUNQueues)
 	case cfg.Bind == nil || cfg.Bind.V4 == nil && cfg.Bind.V6 == nil:
 		return nil, fmt.Errorf("%w: no UDP socket", ErrBadConfig)
 	}
@@ -135,7 +143,6 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		tables: newTables(),
 		set:    newSet(),
 		out:    newFairQueue(controlQueueDepth),
-		in:     newFairQueue(1),
 		done:   make(chan struct{}),
 		opened: make(map[string]uint64),
 		self:   cfg.Identity.FQDN,
@@ -143,6 +150,14 @@ func New(sys *rt.System, cfg Config) (*Dataplane, error) {
 		timing: t,
 	}
 	d.inBudget, d.outBudget = newBudget(t.InBudget), newBudget(t.OutBudget)
+	d.queues = append([]tun.Device{cfg.Device}, cfg.Queues...)
+	for i, q := range d.queues {
+		if q == nil || q.MTU() != cfg.Device.MTU() {
+			return nil, fmt.Errorf("%w: TUN queue %d is not a queue of the device", ErrBadConfig, i)
+		}
+		d.in = append(d.in, newFairQueue(1))
+	}
+	d.nq = tunQueues(len(d.queues))
 	if cfg.Overlay != nil && cfg.OnNoRoute != nil {
 		d.held = hold.New(cfg.Hold)
 	}
@@ -256,9 +271,11 @@ func ioProps(start, stop func()) *actor.Props {
 }
 
 func (d *Dataplane) startTun() {
-	d.wg.Add(2)
-	go func() { defer d.wg.Done(); d.routineReadTUN() }()
-	go func() { defer d.wg.Done(); d.routineWriteTUN() }()
+	for i, dev := range d.queues {
+		d.wg.Add(2)
+		go func() { defer d.wg.Done(); d.routineReadTUN(dev) }()
+		go func() { defer d.wg.Done(); d.routineWriteTUN(dev, d.in[i]) }()
+	}
 }
 
 func (d *Dataplane) startUDP() {
@@ -321,10 +338,17 @@ func handshakeWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // stopIO closes the device and the sockets and ends the writers. Either
 // io actor stopping ends all I/O: one without the other is useless.
+//
+// Every queue of the TUN is closed: each is a file of its own, and closing
+// one wakes only the Read pending on it (the netpoller's close of that
+// file), so a queue left open would keep its reader blocked, and Stop
+// waiting for it, for ever.
 func (d *Dataplane) stopIO() {
 	d.closeIO.Do(func() {
 		close(d.done)
-		_ = d.cfg.Device.Close()
+		for _, q := range d.queues {
+			_ = q.Close()
+		}
 		_ = d.cfg.Bind.Close()
 		d.sibMu.Lock()
 		d.sibClosed = true
@@ -361,7 +385,7 @@ func (d *Dataplane) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("dataplane: stop: goroutines: %w", ctx.Err()))
 	}
-	for _, q := range []*fairQueue{d.out, d.in} {
+	for _, q := range append([]*fairQueue{d.out}, d.in...) {
 		for _, b := range q.Close() {
 			b.Release()
 		}

@@ -95,6 +95,10 @@ type peerHandle struct {
 	// lostQueued: an unknown-index answer waits in the actor's mailbox
 	// (lost sends at most one at a time).
 	lostQueued atomic.Bool
+	// tunQueue is the TUN queue its inbound batches other than ICMP are
+	// written on (tunqueues.go), for the handle's life: set by the manager
+	// before the handle is published, read-only after.
+	tunQueue int
 	// seq is the latest Open this peer has taken (openPeer.Seq). A handle
 	// below the data plane's latest Open for the peer is a closed peer's,
 	// or has not yet taken that Open: WaitUp waits past it.

@@ -57,7 +57,7 @@ func TestPushLanes(t *testing.T) {
 				inflight := supervise.NewLimiter(1)
 				inflight.Acquire()
 				b.track(inflight)
-				if !d.pushLanes(q, b, icmp) {
+				if !d.pushLanes(q, q, b, icmp) {
 					t.Fatal("pushLanes refused")
 				}
 				got := map[*flowQueue]string{}

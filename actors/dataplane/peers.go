@@ -76,6 +76,7 @@ type manager struct {
 	st    *supervise.BackoffStrategy // the peers' supervisor
 	set   *peerSet
 	byPID map[string]*peerHandle // live children by PID ID
+	pins  uint32                 // handles made so far: the next one's TUN queue (tunQueues.bulk)
 	// reopen holds opens of a peer whose closed actor is still stopping:
 	// its name is taken until it has, so they are replayed, in order, on
 	// its Terminated. Only the control plane opens (for NMS's paths).
@@ -204,6 +205,8 @@ func (m *manager) open(ctx actor.Context, msg *openPeer) {
 		return
 	}
 	h = newHandle(info)
+	h.tunQueue = m.d.nq.bulk(m.pins) // peers take the bulk TUN queues in turn
+	m.pins++
 	h.took(msg.Seq)
 	if msg.Answer {
 		h.answered(time.Now())

@@ -33,10 +33,12 @@ func newFairQueue(controlDepth int) *fairQueue {
 func batchCost(b *batch) int { return b.N }
 
 // pushLanes queues a batch of one peer at a device writer: its ICMP
-// packets on the peer's ICMP lane (FlowICMP, InFlowICMP), the rest on its
-// flow; icmp tells them apart. It reports false if the flow refused b (the
-// caller drops and releases it); an ICMP part the lane refuses is dropped
-// here.
+// packets on the peer's ICMP lane (FlowICMP, InFlowICMP) in queue lane, the
+// rest on its flow in queue q; icmp tells them apart. It reports false if
+// the flow refused b (the caller drops and releases it); an ICMP part the
+// lane refuses is dropped here. q and lane are one queue but at the TUN
+// writers of a multi-queue TUN, where the ICMP lanes have a queue of their
+// own (tunqueues.go); a flow is always pushed on the same queue.
 //
 // The fair queue's flows are per peer, so a peer's ping shared its own bulk
 // flow's queue: it waited behind that backlog and was one of the packets
@@ -54,7 +56,7 @@ func batchCost(b *batch) int { return b.N }
 // is split, into a pooled empty batch that takes the ICMP packets' slots
 // (no copy, no allocation in steady state) and carries no in-flight slot:
 // its lane's depth bounds it.
-func (d *Dataplane) pushLanes(q *fairQueue, b *batch, icmp func(*packet) bool) bool {
+func (d *Dataplane) pushLanes(q, lane *fairQueue, b *batch, icmp func(*packet) bool) bool {
 	live, n := 0, 0
 	for i := range b.N {
 		if p := &b.Pkts[i]; p.Drop == OK {
@@ -68,6 +70,7 @@ func (d *Dataplane) pushLanes(q *fairQueue, b *batch, icmp func(*packet) bool) b
 	case n == 0:
 	case n == live:
 		b.icmp = true
+		return lane.Push(b.flow(), b)
 	default:
 		nb := d.pool.GetEmpty()
 		b.splitOff(nb, icmp)
@@ -76,7 +79,7 @@ func (d *Dataplane) pushLanes(q *fairQueue, b *batch, icmp func(*packet) bool) b
 		if !nb.ts.handed.IsZero() {
 			nb.ts.class = classPing
 		}
-		if !q.Push(nb.flow(), nb) {
+		if !lane.Push(nb.flow(), nb) {
 			nb.DropAll(QueueFull, nil)
 			nb.Release()
 		}

@@ -34,9 +34,10 @@ import (
 //     actor of a confirmed session or a roam (a message per batch, only
 //     when something changed), and queues the batch on the peer's flow at
 //     the TUN writer (deliver).
-//  4. routineWriteTUN (goroutine) takes batches of several peers in
-//     fair-queue order, applies the queue-delay drops and writes them with
-//     one Device.Write; Release gives the in-flight slot back.
+//  4. routineWriteTUN (goroutine, one per TUN queue) takes batches of
+//     several peers in fair-queue order, applies the queue-delay drops and
+//     writes them with one Device.Write; Release gives the in-flight slot
+//     back.
 //
 // As outbound, one stage owns a batch at a time; the replay window is
 // touched only by the session's sequencer-in, so it needs no lock.
@@ -369,33 +370,34 @@ func (d *Dataplane) toTun(b *batch) {
 			d.sys.Root().Send(pipe.Peer, roamed{roam})
 		}
 	}
-	if !d.deliver(b) {
+	if !d.deliver(h, b) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
 	}
 }
 
-// deliver queues an in-order inbound batch, on its peer's inbound flow
-// (b.flow()), for the TUN writer. The writer serves peers round-robin, by
-// packets, so a bulk sender cannot make another peer's packets wait behind
-// its backlog.
-func (d *Dataplane) deliver(b *batch) bool {
-	return d.pushLanes(d.in, b, openedICMP)
+// deliver queues an in-order inbound batch of peer h, on h's inbound flow
+// (b.flow()), for the TUN writer of h's queue, its ICMP on the ICMP queue's
+// (tunqueues.go). A writer serves peers round-robin, by packets, so a bulk
+// sender cannot make another peer's packets wait behind its backlog.
+func (d *Dataplane) deliver(h *peerHandle, b *batch) bool {
+	return d.pushLanes(d.in[h.tunQueue], d.in[d.nq.icmp()], b, openedICMP)
 }
 
-// routineWriteTUN is the TUN writer goroutine: peers' batches in turn, each
-// first passed through its flow's CoDel (sojourn measured from the socket
-// read, so it covers the crypto workers and the sequencer too).
-func (d *Dataplane) routineWriteTUN() {
-	w := tunWriter{dev: d.cfg.Device, global: &d.global, maxDelay: d.timing.MaxQueueDelay, sojourn: &d.sojourn, offset: tun.WriteHeadroom}
+// routineWriteTUN is a TUN writer goroutine, one per queue of the device,
+// writing what q holds on dev: peers' batches in turn, each first passed
+// through its flow's CoDel (sojourn measured from the socket read, so it
+// covers the crypto workers and the sequencer too).
+func (d *Dataplane) routineWriteTUN(dev tun.Device, q *fairQueue) {
+	w := tunWriter{dev: dev, global: &d.global, maxDelay: d.timing.MaxQueueDelay, sojourn: &d.sojourn, offset: tun.WriteHeadroom}
 	w.pkts = make([][]byte, 0, tunWriteBatches*maxBatch)
 	for {
 		select {
 		case <-d.done:
 			return
-		case <-d.in.Ready():
+		case <-q.Ready():
 		}
-		for w.fill(d.in) {
+		for w.fill(q) {
 			w.flush()
 			yield()
 		}

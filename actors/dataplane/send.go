@@ -16,7 +16,7 @@ import (
 // The outbound path, in the order a packet takes it (receive.go is the
 // mirror):
 //
-//  1. routineReadTUN (goroutine, one per device) reads a batch from the
+//  1. routineReadTUN (goroutine, one per TUN queue) reads a batch from the
 //     TUN device, looks each packet's destination VIP up in d.tables and
 //     splits the batch per peer. A peer that is not up gets its packets
 //     held (held.go); the rest go to sendToPeer, which takes a slot of the
@@ -40,15 +40,18 @@ import (
 // A batch is owned by one stage at a time and moved whole, so nothing on
 // this path takes a lock per packet; the fair queues lock once per batch.
 
-// routineReadTUN is the TUN reader goroutine: read a batch, route each packet by
-// destination VIP, send one batch per peer to the peer actor.
-func (d *Dataplane) routineReadTUN() {
+// routineReadTUN is a TUN reader goroutine, one per queue of the device: read a
+// batch, route each packet by destination VIP, send one batch per peer to
+// the peer actor. Which queue a packet comes on is the kernel's choice
+// (tunqueues.go); a peer's flows come on the queue its flows are written
+// on, so readers rarely hand one peer's packets to its actor at once.
+func (d *Dataplane) routineReadTUN(dev tun.Device) {
 	var groups [maxBatch]peerGroup[*peerHandle]
 	var y yielder
 	for {
 		b := d.pool.Get()
 		bufs, sizes, _ := b.ReadSlices(headroom)
-		n, err := d.cfg.Device.Read(bufs, sizes, 0)
+		n, err := dev.Read(bufs, sizes, 0)
 		if err != nil {
 			b.Release()
 			if errors.Is(err, tun.ErrClosed) || d.stopped() {
@@ -258,7 +261,7 @@ func (d *Dataplane) toSocket(b *batch) {
 	if !b.ts.handed.IsZero() {
 		b.ts.queued = time.Now()
 	}
-	if !d.pushLanes(d.out, b, sealedICMP) {
+	if !d.pushLanes(d.out, d.out, b, sealedICMP) {
 		b.DropAll(QueueFull, nil)
 		b.Release()
 	}

@@ -39,10 +39,15 @@ import (
 
 // Defaults for Config's zero fields.
 const (
-	DefaultListen4   = "0.0.0.0:0"
-	DefaultListen6   = "[::]:0"
-	DefaultTUN       = "cyph0"
-	DefaultMTU       = 1280
+	DefaultListen4 = "0.0.0.0:0"
+	DefaultListen6 = "[::]:0"
+	DefaultTUN     = "cyph0"
+	DefaultMTU     = 1280
+	// DefaultTUNQueues is Config.TUNQueues' default: one queue. Two (a
+	// ping-only queue) cut the idle peer's average RTT under ten pushers
+	// in most runs but not its p99, for 7-10 % less throughput and ~1 MiB
+	// more RSS (BENCHMARKS.md, s10-tunq).
+	DefaultTUNQueues = 1
 	DefaultDebugAddr = "127.0.0.1:7481"
 	// Off disables the resolver (Config.DNS), forwarding of other names
 	// (Config.Upstream) or the debug server (Config.DebugAddr).
@@ -88,6 +93,13 @@ type Config struct {
 	// TUNBackend opens the device: tun.BackendOffload (TSO/GRO through
 	// wireguard-go's tun, the default) or tun.BackendWater.
 	TUNBackend tun.Backend
+	// TUNQueues is how many queues the TUN is opened with
+	// (1..dataplane.MaxTUNQueues; 0: DefaultTUNQueues with the offload
+	// backend, 1 with water): with more than one the device is opened
+	// multi-queue (offload backend only), each queue gets a reader and a
+	// writer, and the last carries only ICMP, so an idle peer's ping never
+	// waits behind bulk writes.
+	TUNQueues int
 	// Device, if set, is used instead of opening TUN (tests: tun.NewMemPair);
 	// the node then does not configure addresses or routes on it.
 	Device tun.Device
@@ -187,6 +199,18 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	c.TUNBackend = b
+	if c.TUNQueues == 0 {
+		c.TUNQueues = DefaultTUNQueues
+		if c.TUNBackend != tun.BackendOffload {
+			c.TUNQueues = 1 // water opens one queue
+		}
+	}
+	switch {
+	case c.TUNQueues < 1 || c.TUNQueues > dataplane.MaxTUNQueues:
+		return c, fmt.Errorf("%w: --tun-queues %d outside [1, %d]", ErrConfig, c.TUNQueues, dataplane.MaxTUNQueues)
+	case c.TUNQueues > 1 && c.TUNBackend != tun.BackendOffload && c.Device == nil:
+		return c, fmt.Errorf("%w: --tun-queues %d needs --tun-backend %s (the %s backend opens one queue)", ErrConfig, c.TUNQueues, tun.BackendOffload, c.TUNBackend)
+	}
 	if c.MTU < 576 || c.MTU > messages.MaxInner {
 		return c, fmt.Errorf("%w: MTU %d outside [576, %d]", ErrConfig, c.MTU, messages.MaxInner)
 	}
@@ -301,9 +325,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, bindError(err)
 	}
-	dev := cfg.Device
+	dev, queues := cfg.Device, []tun.Device(nil)
 	if dev == nil {
-		if dev, err = tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU); err != nil {
+		if dev, queues, err = openTUN(cfg, n.log); err != nil {
 			bind.Close()
 			return nil, tunError(cfg.TUN, err)
 		}
@@ -313,6 +337,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Identity:        n.id,
 		Verify:          dataplane.NodeVerifier(nodes),
 		Device:          dev,
+		Queues:          queues,
 		Bind:            bind,
 		Logger:          n.log,
 		OnControl:       func(pkt []byte, from netip.AddrPort) { n.sess.Inbound(pkt, from) },
@@ -329,6 +354,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.sys = supervise.New("node", n.log)
 	if n.dp, err = dataplane.New(n.sys, dpCfg); err != nil {
 		dev.Close()
+		for _, q := range queues {
+			q.Close()
+		}
 		bind.Close()
 		n.sys.Shutdown(context.Background())
 		return nil, fmt.Errorf("node: %w", err)
@@ -431,6 +459,29 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.log.Info("node started", "cloud", cloud, "dns", n.DNSAddr(), "debug", n.debugAt)
 	return n, nil
+}
+
+// openTUN opens the node's TUN: one queue as it always was, or
+// cfg.TUNQueues queues of one multi-queue interface, the first returned as
+// the device and the rest as its further queues (dataplane.Config.Queues).
+// The host's packets are steered to the bulk queues, away from the last,
+// which the data plane writes only ICMP on (tun.SteerToFirst): so an echo
+// reply is read by a reader that is awake under load. Where the node may
+// not load the steering program (no CAP_BPF), the kernel's own steering
+// stays and the replies come out on the ICMP queue.
+func openTUN(cfg Config, log *slog.Logger) (tun.Device, []tun.Device, error) {
+	if cfg.TUNQueues <= 1 {
+		dev, err := tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU)
+		return dev, nil, err
+	}
+	devs, err := tun.OpenOffloadQueues(cfg.TUN, cfg.MTU, cfg.TUNQueues)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tun.SteerToFirst(devs, len(devs)-1); err != nil {
+		log.Warn("TUN queues: the host's echo replies are read on the ICMP queue (kernel steering)", "err", err)
+	}
+	return devs[0], devs[1:], nil
 }
 
 // spawnRoot spawns the root actor "node" and waits until it has spawned its

@@ -37,8 +37,9 @@ func fqdn(h *testbed.Host) string { return h.Name() + perfDomain }
 // host of topo, with certificates issued under the cloud's CA, then
 // resolves the responder's FQDN through each initiator's node resolver
 // (which sets up the tunnel) and waits until each reaches the VIP. Data
-// and certificates go to dir.
-func SetupCyphonic(ctx context.Context, topo *Topology, cloud *testbed.Host, bin, dir string) (Target, error) {
+// and certificates go to dir; every node also gets nodeArgs (e.g.
+// --tun-queues=2, from CYPHONIC_PERF_TUN_QUEUES).
+func SetupCyphonic(ctx context.Context, topo *Topology, cloud *testbed.Host, bin, dir string, nodeArgs ...string) (Target, error) {
 	data := filepath.Join(dir, "cloud")
 	cloudAddr := netip.AddrPortFrom(cloud.IPv4(), asPort).String()
 	cp := cloud.Start(bin, "cloud", "--data", data, "--listen", cloud.IPv4().String())
@@ -72,7 +73,8 @@ func SetupCyphonic(ctx context.Context, topo *Topology, cloud *testbed.Host, bin
 		if _, err := command(ctx, "", nil, bin, "ca", "issue", "--dir", caDir, "--fqdn", fqdn(h), "--out", certs); err != nil {
 			return Target{}, err
 		}
-		procs[i] = h.Start(bin, "node", "--cloud", cloudAddr, "--cert", certs, "--dns", nodeResolver, "--upstream", nodeUpstream, "--mtu", nodeMTU)
+		args := append([]string{bin, "node", "--cloud", cloudAddr, "--cert", certs, "--dns", nodeResolver, "--upstream", nodeUpstream, "--mtu", nodeMTU}, nodeArgs...)
+		procs[i] = h.Start(args...)
 	}
 
 	// The responder's VIP, as each initiator's resolver answers it; the

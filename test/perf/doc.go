@@ -28,6 +28,8 @@
 // binary; built as README builds them otherwise). CYPHONIC_PERF_RATE=150M
 // caps each pusher's flow (iperf3 -b), to measure the cost per GB of a
 // slow flow (ten pushers' per-flow rate) with the machine not saturated.
+// CYPHONIC_PERF_TUN_QUEUES=N starts every cyphonic node with --tun-queues=N
+// (unset: the binary's default; a build older than the flag runs unset).
 // Speed is
 // reported, never asserted: a slow machine still passes.
 //

@@ -177,7 +177,13 @@ func measureCyphonic(ctx context.Context, t *testing.T, cfg Config, pushers int,
 	bed := testbed.New(t)
 	cloud := bed.AddHost("cloud", testbed.HostOpts{})
 	topo := NewTopology(bed, pushers)
-	target, err := SetupCyphonic(ctx, topo, cloud, bin, dir)
+	// CYPHONIC_PERF_TUN_QUEUES=N starts every node with --tun-queues=N
+	// (unset: the binary's default, and a build without the flag runs).
+	var nodeArgs []string
+	if q := os.Getenv("CYPHONIC_PERF_TUN_QUEUES"); q != "" {
+		nodeArgs = append(nodeArgs, "--tun-queues="+q)
+	}
+	target, err := SetupCyphonic(ctx, topo, cloud, bin, dir, nodeArgs...)
 	if err != nil {
 		return Result{Version: version}, err
 	}
