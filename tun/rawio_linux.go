@@ -264,11 +264,10 @@ func (d *offloadDevice) rawRead(fd uintptr) bool {
 			}
 			return true
 		}
-		m, err := splitVirtio(d.readBuf[:r], b.bufs[b.n:], b.sizes[b.n:], b.offset)
+		// A malformed packet is dropped (what split before the error is
+		// kept): not a device failure, so read on.
+		m, _ := splitVirtio(d.readBuf[:r], b.bufs[b.n:], b.sizes[b.n:], b.offset)
 		b.n += m
-		if err != nil {
-			b.dropped++ // a bad packet is not a device failure: read on
-		}
 	}
 	return true
 }
@@ -301,12 +300,11 @@ func (d *offloadDevice) rawWrite(fd uintptr) bool {
 // rawBatch is a raw read's or write's state, so the RawConn closures are
 // bound once (no allocation per call).
 type rawBatch struct {
-	bufs    [][]byte // read: the caller's buffers
-	sizes   []int
-	offset  int
-	pkts    [][]byte // write: each packet with its virtio header
-	next    int
-	n       int   // packets read or written
-	dropped int   // read: super-packets dropped as malformed
-	err     error // first error
+	bufs   [][]byte // read: the caller's buffers
+	sizes  []int
+	offset int
+	pkts   [][]byte // write: each packet with its virtio header
+	next   int
+	n      int   // packets read or written
+	err    error // first error
 }
