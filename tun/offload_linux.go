@@ -79,8 +79,9 @@ type offloadDevice struct {
 	// raw: reads, and writes GRO would not coalesce, are RawSyscalls on
 	// the descriptor (rawio_linux.go), only on an IFF_VNET_HDR device.
 	raw        bool
-	readBuf    []byte // raw: one super-packet and its virtio header
-	rb, wb     rawBatch
+	readBuf    []byte   // raw: one super-packet and its virtio header (under rmu)
+	rb         rawBatch // a raw read's state (under rmu)
+	wb         rawBatch // a raw write's state (under wmu)
 	rawReadFn  func(fd uintptr) bool
 	rawWriteFn func(fd uintptr) bool
 
