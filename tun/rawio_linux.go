@@ -21,7 +21,7 @@ import (
 // a slow flow's rate every batch finds the process idle, so that is once
 // per batch. Only when no data-path syscall tells the scheduler (this and
 // transport/udp's sendmmsg/recvmmsg) does sysmon stay asleep: one capped
-// pusher's futex calls per GB fell by a third and its CPU per GB by 30 %
+// pusher's futex calls per GB fell by a third and its CPU per GB by a quarter
 // (BENCHMARKS.md, s10-raw). The cost of a raw syscall is that its P is
 // held for its duration (a GC stop-the-world waits for it); a TUN read or
 // write of at most 64 KB takes microseconds.
