@@ -61,6 +61,9 @@ const (
 	// BackendOffload is golang.zx2c4.com/wireguard/tun with IFF_VNET_HDR:
 	// TSO super-packets on read, GRO coalescing on write (OpenOffload).
 	BackendOffload Backend = "offload"
+	// BackendOffloadRaw is BackendOffload with reads, and writes without
+	// GRO, as raw syscalls on the descriptor (OpenOffloadRaw).
+	BackendOffloadRaw Backend = "offload-raw"
 	// BackendWater is songgao/water, one packet per syscall (Open).
 	BackendWater Backend = "water"
 	// DefaultBackend is what the node uses unless told otherwise.
@@ -75,8 +78,8 @@ func ParseBackend(s string) (Backend, error) {
 	switch b := Backend(s); b {
 	case "":
 		return DefaultBackend, nil
-	case BackendOffload, BackendWater:
+	case BackendOffload, BackendOffloadRaw, BackendWater:
 		return b, nil
 	}
-	return "", fmt.Errorf("%w %q (want %q or %q)", ErrUnknownBackend, s, BackendOffload, BackendWater)
+	return "", fmt.Errorf("%w %q (want %q, %q or %q)", ErrUnknownBackend, s, BackendOffload, BackendOffloadRaw, BackendWater)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 	wgtun "golang.zx2c4.com/wireguard/tun"
@@ -71,8 +72,18 @@ type offloadDevice struct {
 	rmu     sync.Mutex
 	reserve int // free buffers a further read needs: the most segments of one super-packet
 	poll    [1]unix.PollFd
+	nowait  unix.Timespec // zero: ppoll returns at once
 	ready   bool
 	pollFn  func(fd uintptr) // bound once: RawConn.Control must not allocate
+
+	// raw: reads, and writes GRO would not coalesce, are RawSyscalls on
+	// the descriptor (rawio_linux.go), only on an IFF_VNET_HDR device.
+	raw        bool
+	readBuf    []byte   // raw: one super-packet and its virtio header (under rmu)
+	rb         rawBatch // a raw read's state (under rmu)
+	wb         rawBatch // a raw write's state (under wmu)
+	rawReadFn  func(fd uintptr) bool
+	rawWriteFn func(fd uintptr) bool
 
 	wmu   sync.Mutex
 	chunk int               // packets per underlying Write: stageCount (a benchmark compares fewer)
@@ -107,16 +118,62 @@ var _ Device = (*offloadDevice)(nil)
 // kernel has them. Like Open, it needs CAP_NET_ADMIN and leaves the link down
 // for Configure.
 func OpenOffload(name string, mtu int) (Device, error) {
+	return openOffload(name, mtu, false)
+}
+
+// OpenOffloadRaw is OpenOffload with the raw I/O of rawio_linux.go: the
+// read path and the writes GRO would not coalesce bypass wireguard-go's
+// os.File, so they do not wake the Go scheduler's sysmon. On a device
+// without IFF_VNET_HDR it is OpenOffload.
+func OpenOffloadRaw(name string, mtu int) (Device, error) {
+	return openOffload(name, mtu, true)
+}
+
+func openOffload(name string, mtu int, raw bool) (Device, error) {
 	dev, err := wgtun.CreateTUN(name, mtu)
 	if err != nil {
 		return nil, fmt.Errorf("tun: open %s (offload): %w", name, err)
 	}
 	d, err := newOffloadDevice(dev, mtu)
+	if err == nil && raw {
+		err = d.enableRaw()
+	}
 	if err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("tun: open %s (offload): %w", name, err)
 	}
 	return d, nil
+}
+
+// enableRaw turns on the raw I/O if the device carries virtio headers
+// (the kernel gave wireguard-go IFF_VNET_HDR); without them it stays off.
+func (d *offloadDevice) enableRaw() error {
+	var flags uint16
+	var ierr error
+	err := d.rc.Control(func(fd uintptr) {
+		ifr, e := unix.NewIfreq(d.name)
+		if e != nil {
+			ierr = e
+			return
+		}
+		if ierr = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr); ierr == nil {
+			flags = ifr.Uint16()
+		}
+	})
+	if err == nil {
+		err = ierr
+	}
+	if err != nil {
+		return fmt.Errorf("TUNGETIFF: %w", err)
+	}
+	if flags&unix.IFF_VNET_HDR == 0 {
+		return nil
+	}
+	d.raw = true
+	d.readBuf = make([]byte, virtioNetHdrLen+maxIPPacket)
+	d.rawReadFn = d.rawRead
+	d.rawWriteFn = d.rawWrite
+	return nil
 }
 
 func newOffloadDevice(dev wgtun.Device, mtu int) (*offloadDevice, error) {
@@ -184,6 +241,9 @@ func (d *offloadDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error
 	}
 	d.rmu.Lock()
 	defer d.rmu.Unlock()
+	if d.raw {
+		return d.readRaw(bufs[:count], sizes[:count], offset)
+	}
 	n := 0
 	for {
 		m, err := d.dev.Read(bufs[n:count], sizes[n:count], offset)
@@ -213,6 +273,22 @@ func (d *offloadDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error
 	return n, nil
 }
 
+// readRaw is Read with the raw I/O.
+func (d *offloadDevice) readRaw(bufs [][]byte, sizes []int, offset int) (int, error) {
+	b := &d.rb
+	*b = rawBatch{bufs: bufs, sizes: sizes, offset: offset}
+	err := d.rc.Read(d.rawReadFn)
+	n := b.n
+	if err == nil && n == 0 {
+		err = b.err
+	}
+	*b = rawBatch{} // do not pin the caller's buffers
+	if err != nil {
+		return 0, d.ioErr("read", err)
+	}
+	return n, nil
+}
+
 // readable polls the device without blocking.
 func (d *offloadDevice) readable() bool {
 	d.ready = false
@@ -222,14 +298,19 @@ func (d *offloadDevice) readable() bool {
 	return d.ready
 }
 
+// pollReadable is ppoll(2) with a zero timeout. It never blocks, so it is
+// a raw syscall: going through the scheduler's entersyscall would wake
+// sysmon from its deep sleep on every batch of an otherwise idle process,
+// and a woken sysmon polls every 20 µs for a while (BENCHMARKS.md, s9-push).
 func (d *offloadDevice) pollReadable(fd uintptr) {
 	d.poll[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	for {
-		n, err := unix.Poll(d.poll[:], 0)
-		if err == unix.EINTR {
+		n, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&d.poll[0])), 1,
+			uintptr(unsafe.Pointer(&d.nowait)), 0, 0, 0)
+		if errno == unix.EINTR {
 			continue
 		}
-		d.ready = err == nil && n > 0 && d.poll[0].Revents&unix.POLLIN != 0
+		d.ready = errno == 0 && n > 0 && d.poll[0].Revents&unix.POLLIN != 0
 		return
 	}
 }
@@ -285,6 +366,21 @@ func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
 		if n == 0 {
 			continue
 		}
+		if d.raw && heads == 0 {
+			// Nothing to coalesce: each packet goes alone with a zeroed
+			// virtio header, as wireguard-go would write it, but raw.
+			if err := d.writeRaw(d.out[:n]); err != nil {
+				clear(d.out[:n])
+				return written, err
+			}
+			written += d.wb.n
+			if d.wb.err != nil && firstErr == nil {
+				firstErr = d.ioErr("write", d.wb.err)
+			}
+			d.wb = rawBatch{}
+			clear(d.out[:n])
+			continue
+		}
 		_, err := d.dev.Write(d.out[:n], virtioNetHdrLen)
 		clear(d.out[:n])
 		if err == nil {
@@ -300,6 +396,20 @@ func (d *offloadDevice) Write(bufs [][]byte, offset int) (int, error) {
 		}
 	}
 	return written, firstErr
+}
+
+// writeRaw writes pkts (each with its virtio header's room in front) with
+// the raw I/O; the result is in d.wb. The error is the device's (closed).
+func (d *offloadDevice) writeRaw(pkts [][]byte) error {
+	for _, p := range pkts {
+		clear(p[:virtioNetHdrLen])
+	}
+	d.wb = rawBatch{pkts: pkts}
+	if err := d.rc.Write(d.rawWriteFn); err != nil {
+		d.wb = rawBatch{}
+		return d.ioErr("write", err)
+	}
+	return nil
 }
 
 // countErrs counts the errors joined in err (wireguard-go joins one per
@@ -318,8 +428,11 @@ func OpenBackend(b Backend, name string, mtu int) (Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b == BackendWater {
+	switch b {
+	case BackendWater:
 		return Open(name, mtu)
+	case BackendOffloadRaw:
+		return OpenOffloadRaw(name, mtu)
 	}
 	return OpenOffload(name, mtu)
 }

@@ -29,6 +29,21 @@ func TestOffloadDeviceInFreshNetns(t *testing.T) {
 	exerciseDevice(t, dev)
 }
 
+// TestOffloadRawDeviceInFreshNetns: UDP both ways through the raw I/O,
+// and Close unblocking a reader parked in the netpoller.
+func TestOffloadRawDeviceInFreshNetns(t *testing.T) {
+	enterFreshNetns(t)
+	dev, err := OpenOffloadRaw("cyphraw0", testMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if d := dev.(*offloadDevice); d.dev.BatchSize() > 1 && !d.raw {
+		t.Fatal("raw I/O off on a device with virtio headers")
+	}
+	exerciseDevice(t, dev)
+}
+
 func TestParseBackend(t *testing.T) {
 	for _, tt := range []struct {
 		in   string
@@ -37,6 +52,7 @@ func TestParseBackend(t *testing.T) {
 	}{
 		{"", DefaultBackend, nil},
 		{"offload", BackendOffload, nil},
+		{"offload-raw", BackendOffloadRaw, nil},
 		{"water", BackendWater, nil},
 		{"Water", "", ErrUnknownBackend},
 		{"vhost", "", ErrUnknownBackend},
@@ -66,8 +82,19 @@ func TestMaxSegments(t *testing.T) {
 // 64 KB super-packets that Read splits) and GRO (Write coalesces segments
 // again), and checks the stream arrives intact.
 func TestOffloadTCPThroughReflector(t *testing.T) {
+	testTCPThroughReflector(t, OpenOffload, "cyphoff1", false)
+}
+
+// TestOffloadRawTCPThroughReflector is the reflector on the raw I/O: its
+// own virtio read and GSO split (IPv4 and IPv6 TCP super-packets from the
+// kernel), and its non-GRO writes, must deliver both streams intact.
+func TestOffloadRawTCPThroughReflector(t *testing.T) {
+	testTCPThroughReflector(t, OpenOffloadRaw, "cyphraw1", true)
+}
+
+func testTCPThroughReflector(t *testing.T, open func(string, int) (Device, error), name string, wantRaw bool) {
 	enterFreshNetns(t)
-	d, err := OpenOffload("cyphoff1", testMTU)
+	d, err := open(name, testMTU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +165,7 @@ func TestOffloadTCPThroughReflector(t *testing.T) {
 	}
 	rx := link.Attrs().Statistics.RxPackets // write(2)s the kernel took from us
 	offloads := d.(*offloadDevice).dev.BatchSize() > 1
+	raw := d.(*offloadDevice).raw
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,10 +173,13 @@ func TestOffloadTCPThroughReflector(t *testing.T) {
 	if st.err != nil {
 		t.Fatalf("reflector: %v", st.err)
 	}
-	t.Logf("offloads %v: %d reads, up to %d packets per read; %d packets written in %d write(2)s", offloads, st.reads, st.maxPerRead, st.written, rx)
+	t.Logf("offloads %v (raw I/O %v): %d reads, up to %d packets per read; %d packets written in %d write(2)s", offloads, raw, st.reads, st.maxPerRead, st.written, rx)
 	if !offloads {
 		t.Log("kernel without IFF_VNET_HDR offloads: nothing more to check")
 		return
+	}
+	if raw != wantRaw {
+		t.Errorf("raw I/O %v, want %v", raw, wantRaw)
 	}
 	// Readiness polling alone stops while fewer free buffers remain than a
 	// super-packet may need, so more packets than that in one Read mean the

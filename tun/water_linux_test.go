@@ -144,17 +144,26 @@ func exerciseDevice(t *testing.T, dev Device) {
 		t.Fatalf("Write with one malformed packet = %d, %v; want 1 and an error", n, err)
 	}
 
-	// Close unblocks a reader parked on the idle device.
+	// Close unblocks a reader parked on the idle device. Until then Read
+	// blocks: it never returns without a packet or an error.
 	readErr := make(chan error, 1)
+	reading := make(chan struct{})
 	go func() {
 		bufs, sizes := memBufs(4, testMTU)
+		close(reading)
 		for {
-			if _, err := dev.Read(bufs, sizes, 0); err != nil {
+			n, err := dev.Read(bufs, sizes, 0)
+			if err != nil {
 				readErr <- err
+				return
+			}
+			if n == 0 {
+				readErr <- errors.New("Read returned no packet and no error instead of blocking")
 				return
 			}
 		}
 	}()
+	<-reading
 	if err := dev.Close(); err != nil {
 		t.Fatal(err)
 	}

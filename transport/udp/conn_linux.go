@@ -463,6 +463,11 @@ func (b *mmsgBatch) cmsgs(i int) (stamp int64, gso int) {
 }
 
 // recvmmsg runs under RawConn.Read; returning false waits for readability.
+// With MSG_DONTWAIT it never blocks (EAGAIN goes back to the netpoller), so
+// it is a RawSyscall: entersyscall would wake the scheduler's sysmon from
+// its deep sleep whenever the process was idle, once per batch on a slow
+// flow, and a woken sysmon polls every 20 µs for a while (BENCHMARKS.md,
+// s9-push, s10-raw). The cost is that the P stays held for the call.
 func (c *Conn) recvmmsg(fd uintptr) bool {
 	b := &c.rd
 	for i := range b.count {
@@ -474,7 +479,7 @@ func (c *Conn) recvmmsg(fd uintptr) bool {
 		}
 	}
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(b.count), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
@@ -579,11 +584,13 @@ func (c *Conn) WriteBatch(bufs [][]byte, eps []netip.AddrPort) (sent int, err er
 // sendmmsg stops at the first failing message and reports the error on the
 // next call, so a failure here belongs to hdrs[done]: a single datagram is
 // skipped, a GSO run stops the call (gsoFail) so WriteBatch can send it
-// again singly.
+// again singly. Like recvmmsg it is a RawSyscall: with MSG_DONTWAIT it
+// does not block, though over veth with GSO it may run the receiver's
+// softirq inline (tens of µs, during which a GC stop-the-world waits).
 func (c *Conn) sendmmsg(fd uintptr) bool {
 	b := &c.wr
 	for b.done < b.count {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd,
 			uintptr(unsafe.Pointer(&b.hdrs[b.done])), uintptr(b.count-b.done), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:

@@ -159,12 +159,20 @@ func TestCloseUnblocksReadBatch(t *testing.T) {
 	for _, lb := range loopbacks {
 		t.Run(lb.network, func(t *testing.T) {
 			c := listen(t, lb.network, lb.addr)
+			// The read parks in the netpoller (recvmmsg's EAGAIN) until
+			// Close: it never returns without a datagram or an error.
 			errc := make(chan error, 1)
+			reading := make(chan struct{})
 			go func() {
 				bufs, sizes, eps := newBatch(4, 64)
-				_, err := c.ReadBatch(bufs, sizes, eps)
+				close(reading)
+				n, err := c.ReadBatch(bufs, sizes, eps)
+				if err == nil && n == 0 {
+					err = errors.New("ReadBatch returned no datagram and no error instead of blocking")
+				}
 				errc <- err
 			}()
+			<-reading
 			if err := c.Close(); err != nil {
 				t.Fatal(err)
 			}
