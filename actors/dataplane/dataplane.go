@@ -104,6 +104,8 @@ type Dataplane struct {
 	sibMu     sync.Mutex
 	siblings  []*udp.Conn
 	sibClosed bool
+	// psocks are the peers' own receive sockets (peersock.go).
+	psocks peerSockets
 }
 
 // New checks cfg and prepares a data plane; nothing runs until Start.
@@ -332,6 +334,7 @@ func (d *Dataplane) stopIO() {
 			_ = s.Close()
 		}
 		d.sibMu.Unlock()
+		d.psocks.closeAll()
 	})
 }
 

@@ -249,12 +249,14 @@ func (p *peerActor) teardown() {
 	p.pending = nil
 	p.h.pipe.Store(nil)
 	p.h.route.Store(nil)
+	p.d.dropPeerSocket(p.h)
 	p.h.setDown(StateBackoff)
 }
 
 func (p *peerActor) setRoute(r peerRoute) {
 	p.route = r
 	p.h.route.Store(&r)
+	p.d.followRoute(p.h, &r)
 }
 
 // attempt is what package fallback needs to know about our path.
