@@ -225,16 +225,24 @@ func (d *Dataplane) PeerSocketRead(fqdn string) (uint64, bool) {
 }
 
 // routineReadPeer is a peer socket's reader: routineReadUDP's loop, but
-// it waits for a datagram before it takes a batch from the pool, so an
-// idle or paused peer's reader pins no buffers (one peek syscall per
-// batch: nothing beside a bulk peer's per-packet work).
+// it waits for a datagram (udp.PeerConn.WaitReadable, a blocking poll that
+// holds its thread) before it takes a batch from the pool, so an idle or
+// paused peer's reader pins no buffers (one poll per batch: nothing beside
+// a bulk peer's per-packet work).
 func (d *Dataplane) routineReadPeer(s *peerSock) {
 	var groups inGroups
 	var stamps [maxBatch]int64
 	var y yielder
 	for {
-		if err := s.c.WaitReadable(); err != nil {
-			return // closed: the wait has no other error
+		ok, err := s.c.WaitReadable()
+		if err != nil {
+			if !errors.Is(err, udp.ErrClosed) {
+				d.log.Warn("peer socket wait", "peer", s.h.FQDN, "err", err)
+			}
+			return
+		}
+		if !ok {
+			continue
 		}
 		b := d.pool.Get()
 		bufs, sizes, eps := b.ReadSlices(0)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -25,8 +26,7 @@ import (
 type PeerConn struct {
 	*Conn
 	remote netip.AddrPort
-	peekFn func(fd uintptr) bool // bound once: WaitReadable does not allocate
-	peek   [1]byte
+	closed atomic.Bool
 }
 
 // Connected opens a PeerConn on c's address and port for datagrams from
@@ -72,33 +72,58 @@ func (c *Conn) Connected(remote netip.AddrPort) (*PeerConn, error) {
 		s.Close()
 		return nil, fmt.Errorf("udp: connected %s -> %s: connect: %w", c.local, remote, err)
 	}
-	p := &PeerConn{Conn: s, remote: remote}
-	p.peekFn = p.readable
-	return p, nil
+	return &PeerConn{Conn: s, remote: remote}, nil
 }
 
 // Remote is the endpoint the socket is connected to.
 func (p *PeerConn) Remote() netip.AddrPort { return p.remote }
 
-// WaitReadable blocks until a datagram is queued (or the socket is
-// closed: an error wrapping ErrClosed), holding no buffer: a reader per
-// peer then pins read buffers only while it has something to read.
-// Only the socket's one reader may call it.
-func (p *PeerConn) WaitReadable() error {
-	if err := p.rc.Read(p.peekFn); err != nil {
-		return fmt.Errorf("udp: wait %s: %w", p.remote, err)
-	}
-	return nil
+// Close wakes a WaitReadable in progress (it returns false with ErrClosed)
+// and closes the socket.
+func (p *PeerConn) Close() error {
+	p.closed.Store(true)
+	// shutdown(SHUT_RD) wakes a poll(2) on the socket at once; closing
+	// the descriptor alone would not.
+	_ = p.rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RD) })
+	return p.Conn.Close()
 }
 
-// readable peeks at the queue without taking anything from it. The
-// poller is edge-triggered, so the queue is looked at before waiting: a
-// datagram queued before the last edge was consumed would not wake us.
-func (p *PeerConn) readable(fd uintptr) bool {
-	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.peek[0])), 1,
-		unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
-	// Anything but "nothing queued" is for the read to see: a datagram,
-	// or a pending ICMP error (a connected socket reports ECONNREFUSED
-	// and the like), which that read returns and clears.
-	return errno != unix.EAGAIN && errno != unix.EINTR
+// waitPollMs bounds one poll(2) of WaitReadable: a fallback only (Close
+// wakes it), in case a wake-up is missed.
+const waitPollMs = 1000
+
+// WaitReadable blocks until a datagram (or an ICMP error the socket
+// reports) is queued and reports true, holding no buffer: a reader per
+// peer pins read buffers only while it has something to read. It waits in
+// a blocking poll(2), not the runtime's poller: the kernel wakes this
+// thread itself when a datagram comes, where a goroutine parked in the
+// poller waits for the busy scheduler to poll the network, which with
+// every P busy happens when one runs out of work, or at sysmon's next
+// round (up to 10 ms): at 10 pushers that made an idle peer's ping wait
+// longer in its own empty socket (2.3-3.1 ms) than behind the bulk in a
+// shared one (BENCHMARKS.md, s10-sock). So it holds an OS thread while it
+// waits. Once the socket is closed it returns false and an error wrapping
+// ErrClosed; false and no error is a spurious wake-up (wait again).
+// Only the socket's one reader may call it.
+func (p *PeerConn) WaitReadable() (bool, error) {
+	if p.closed.Load() {
+		return false, fmt.Errorf("udp: wait %s: %w", p.remote, ErrClosed)
+	}
+	var fd uintptr
+	if err := p.rc.Control(func(f uintptr) { fd = f }); err != nil {
+		return false, fmt.Errorf("udp: wait %s: %w", p.remote, err)
+	}
+	// Polled outside Control, which would hold Close up until the poll
+	// returns. The descriptor may be closed (and its number reused)
+	// meanwhile: at worst a spurious wake-up, and the read that follows
+	// goes through the runtime, which knows it is closed.
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	n, _, errno := unix.Syscall(unix.SYS_POLL, uintptr(unsafe.Pointer(&pfd)), 1, waitPollMs)
+	if p.closed.Load() {
+		return false, fmt.Errorf("udp: wait %s: %w", p.remote, ErrClosed)
+	}
+	if errno != 0 && errno != unix.EINTR {
+		return false, fmt.Errorf("udp: wait %s: %w", p.remote, errno)
+	}
+	return n > 0 && pfd.Revents&(unix.POLLIN|unix.POLLERR) != 0, nil
 }
