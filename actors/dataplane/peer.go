@@ -67,6 +67,7 @@ type peerActor struct {
 	closing  bool // asked the manager to close us (revoked)
 	lastAuth uint64
 	lastRx   uint64
+	psock    peerSockState // whether it is sparse enough for a socket of its own (peersock.go)
 }
 
 func (p *peerActor) Receive(ctx actor.Context) {
@@ -256,7 +257,7 @@ func (p *peerActor) teardown() {
 func (p *peerActor) setRoute(r peerRoute) {
 	p.route = r
 	p.h.route.Store(&r)
-	p.d.followRoute(p.h, &r)
+	p.d.followRoute(p.h, &r, p.psock.sparse)
 }
 
 // attempt is what package fallback needs to know about our path.
@@ -656,6 +657,7 @@ func (p *peerActor) onTick() {
 	if p.stopping {
 		return
 	}
+	p.tickSocket()
 	now := time.Now()
 	t := p.d.timing
 	info := p.h.Info()

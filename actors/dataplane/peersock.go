@@ -52,6 +52,50 @@ type peerSockets struct {
 	readers atomic.Int64
 }
 
+// Only sparse peers get a socket. A bulk peer's reads are cheaper on the
+// shared sockets: there, with UDP_GRO, one read takes a run of up to 64
+// datagrams, and two busy readers batch many peers; on sockets of their own
+// (no GRO) ten bulk peers' readers each woke per small batch, and at 10
+// pushers the sum halved with twice the CPU per GB (BENCHMARKS.md,
+// s10-sock). The peer actor judges it every tick from the packets it
+// received, with hysteresis: sparse below sparseEnter packets a tick,
+// bulk again above sparseLeave. An idle peer's pings and keepalives are a
+// few a tick; a pusher's thousands.
+const (
+	sparseEnter = 64  // packets a tick (250 ms): about 256 a second
+	sparseLeave = 256 // about 1000 a second
+)
+
+// peerSockState is a peer actor's view of its traffic for peer sockets.
+type peerSockState struct {
+	sparse bool
+	rx     uint64 // RxPackets at the last tick
+}
+
+// sparseNext is whether a peer that was (or was not) sparse is sparse
+// after receiving rx packets in a tick.
+func sparseNext(was bool, rx uint64) bool {
+	if was {
+		return rx <= sparseLeave
+	}
+	return rx <= sparseEnter
+}
+
+// tickSocket re-judges the peer's traffic and, if that changed, gives it
+// a socket or takes it away.
+func (p *peerActor) tickSocket() {
+	if p.d.cfg.PeerSockets <= 0 {
+		return
+	}
+	rx := p.h.Stats.RxPackets.Load()
+	sparse := sparseNext(p.psock.sparse, rx-p.psock.rx)
+	p.psock.rx = rx
+	if sparse != p.psock.sparse {
+		p.psock.sparse = sparse
+		p.d.followRoute(p.h, p.h.route.Load(), sparse)
+	}
+}
+
 // peerSock is one peer's socket and its reader's state.
 type peerSock struct {
 	c    *udp.PeerConn
@@ -104,16 +148,19 @@ func directEndpoint(r *peerRoute) netip.AddrPort {
 	return netip.AddrPortFrom(r.Addr.Addr().Unmap(), r.Addr.Port())
 }
 
-// followRoute gives h's route a socket of its own, or takes it away, as
-// planSock says. It runs in the peer actor when the route changes: a few
+// followRoute gives h's route a socket of its own while the peer is
+// sparse, or takes it away, as planSock says. It runs in the peer actor when the route changes: a few
 // non-blocking syscalls when a socket opens or closes, a map look-up
 // otherwise.
-func (d *Dataplane) followRoute(h *peerHandle, r *peerRoute) {
+func (d *Dataplane) followRoute(h *peerHandle, r *peerRoute, sparse bool) {
 	if d.cfg.PeerSockets <= 0 {
 		return
 	}
 	ps := &d.psocks
-	want := directEndpoint(r)
+	var want netip.AddrPort
+	if sparse {
+		want = directEndpoint(r)
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.closed {

@@ -57,3 +57,24 @@ func TestDirectEndpoint(t *testing.T) {
 		})
 	}
 }
+
+func TestSparseNext(t *testing.T) {
+	for _, tt := range []struct {
+		was  bool
+		rx   uint64
+		want bool
+	}{
+		{false, 0, true},
+		{false, sparseEnter, true},
+		{false, sparseEnter + 1, false},
+		{false, sparseLeave, false}, // not sparse yet: hysteresis
+		{true, sparseEnter + 1, true},
+		{true, sparseLeave, true},
+		{true, sparseLeave + 1, false},
+		{true, 4000, false}, // a pusher's tick
+	} {
+		if got := sparseNext(tt.was, tt.rx); got != tt.want {
+			t.Errorf("sparseNext(%v, %d) = %v, want %v", tt.was, tt.rx, got, tt.want)
+		}
+	}
+}
