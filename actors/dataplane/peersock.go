@@ -62,8 +62,8 @@ type peerSockets struct {
 // bulk again above sparseLeave. An idle peer's pings and keepalives are a
 // few a tick; a pusher's thousands.
 const (
-	sparseEnter = 64  // packets a tick (250 ms): about 256 a second
-	sparseLeave = 256 // about 1000 a second
+	sparseEnter = 16 // packets a tick (250 ms): 64 a second
+	sparseLeave = 64 // 256 a second
 )
 
 // peerSockState is a peer actor's view of its traffic for peer sockets.

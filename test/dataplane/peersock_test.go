@@ -49,7 +49,7 @@ func TestPeerSockets(t *testing.T) {
 	if _, ok := b.dp.PeerSocketRead(c.fqdn); ok {
 		t.Fatalf("%s got a socket past the cap", c.fqdn)
 	}
-	const n = 100 // sparse: fewer than a tick's sparseLeave
+	const n = 40 // sparse: fewer than a tick's sparseLeave
 	stream(t, a, b, 0, n, 16)
 	stream(t, c, b, 0, n, 16)
 	if got, _ := b.dp.PeerSocketRead(a.fqdn); got-before < n {
