@@ -76,11 +76,6 @@ type Config struct {
 	// socket on the same port (udp.Conn.Sibling, SO_REUSEPORT), so a
 	// peer's datagrams still reach one reader, in order.
 	Readers int
-	// PeerSockets is the most peers that get a receive socket of their
-	// own, connected to their direct endpoint (peersock.go), so a sparse
-	// peer's packets do not queue behind bulk peers' in a shared socket;
-	// 0 (the default) means none.
-	PeerSockets int
 
 	// OnControl receives packets of cloud types (Signaling, LoginReply,
 	// ProbeReply) that arrive on the sockets. pkt is a copy the callee owns.

@@ -104,8 +104,6 @@ type Dataplane struct {
 	sibMu     sync.Mutex
 	siblings  []*udp.Conn
 	sibClosed bool
-	// psocks are the peers' own receive sockets (peersock.go).
-	psocks peerSockets
 }
 
 // New checks cfg and prepares a data plane; nothing runs until Start.
@@ -334,7 +332,6 @@ func (d *Dataplane) stopIO() {
 			_ = s.Close()
 		}
 		d.sibMu.Unlock()
-		d.psocks.closeAll()
 	})
 }
 

@@ -67,7 +67,6 @@ type peerActor struct {
 	closing  bool // asked the manager to close us (revoked)
 	lastAuth uint64
 	lastRx   uint64
-	psock    peerSockState // whether it is sparse enough for a socket of its own (peersock.go)
 }
 
 func (p *peerActor) Receive(ctx actor.Context) {
@@ -250,14 +249,12 @@ func (p *peerActor) teardown() {
 	p.pending = nil
 	p.h.pipe.Store(nil)
 	p.h.route.Store(nil)
-	p.d.dropPeerSocket(p.h)
 	p.h.setDown(StateBackoff)
 }
 
 func (p *peerActor) setRoute(r peerRoute) {
 	p.route = r
 	p.h.route.Store(&r)
-	p.d.followRoute(p.h, &r, p.psock.sparse)
 }
 
 // attempt is what package fallback needs to know about our path.
@@ -657,7 +654,6 @@ func (p *peerActor) onTick() {
 	if p.stopping {
 		return
 	}
-	p.tickSocket()
 	now := time.Now()
 	t := p.d.timing
 	info := p.h.Info()

@@ -67,37 +67,30 @@ func (d *Dataplane) routineReadUDP(c *udp.Conn) {
 			time.Sleep(readErrorPause)
 			continue
 		}
-		d.handRead(b, n, &stamps, &groups)
+		b.Filled(n, 0)
+		for i := range b.N {
+			p := &b.Pkts[i]
+			if p.Drop != OK {
+				d.global.Add(p.Drop, 1)
+				continue
+			}
+			if s := d.classify(p); s != nil {
+				groups.add(s, b, i, stamps[i], d.pool)
+			}
+		}
+		b.Release()
+		now := time.Now()
+		timed := d.sojourn.enabled()
+		for i := range groups.n {
+			g := &groups.g[i]
+			if timed {
+				g.b.ts.handed = now
+			}
+			d.toCrypto(g.key, g.b, bornAt(groups.oldest[i], now))
+		}
+		groups.reset()
 		y.after()
 	}
-}
-
-// handRead classifies the n datagrams a socket reader read into b (kernel
-// stamps in stamps), hands each session's group on to the crypto workers
-// and releases b.
-func (d *Dataplane) handRead(b *batch, n int, stamps *[maxBatch]int64, groups *inGroups) {
-	b.Filled(n, 0)
-	for i := range b.N {
-		p := &b.Pkts[i]
-		if p.Drop != OK {
-			d.global.Add(p.Drop, 1)
-			continue
-		}
-		if s := d.classify(p); s != nil {
-			groups.add(s, b, i, stamps[i], d.pool)
-		}
-	}
-	b.Release()
-	now := time.Now()
-	timed := d.sojourn.enabled()
-	for i := range groups.n {
-		g := &groups.g[i]
-		if timed {
-			g.b.ts.handed = now
-		}
-		d.toCrypto(g.key, g.b, bornAt(groups.oldest[i], now))
-	}
-	groups.reset()
 }
 
 // classify looks at one datagram. For a data packet it returns its session

@@ -49,7 +49,6 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&timers.fallbackAfter, "fallback-after", 0, fmt.Sprintf("try a direct or punched path alone this long before also trying the relay (0: %v; %v..%v)", fallback.DefaultAfter, minFallbackAfter, maxFallbackAfter))
 	fs.DurationVar(&timers.passive, "peer-passive-keepalive", 0, fmt.Sprintf("answer a peer that sends with a keepalive once our last send is this old (0: %v; %v..%v)", dataplane.DefaultPassiveKeepalive, minPassiveKeepalive, maxPassiveKeepalive))
 	fs.DurationVar(&timers.silence, "peer-silence-after", 0, fmt.Sprintf("set up a new session beside a tunnel that sent this long with nothing back: the peer may have restarted (0: %v; over twice --peer-passive-keepalive, under --peer-dead-after)", dataplane.DefaultSilenceAfter))
-	peerSockets := fs.Int("peer-sockets", 0, "give up to this many directly reached peers a receive socket of their own (connected, on the same port), so an idle peer's packets do not wait behind bulk peers' in a shared socket (0: none)")
 	verbose := fs.Bool("v", false, "log debug messages")
 	memLimit := fs.String("memory-limit", defaultNodeMemoryLimit, "soft limit of the daemon's Go memory (heap, stacks, runtime), as GOMEMLIMIT: the GC works harder near it; 'off' disables it (default: GOMEMLIMIT if set, else "+defaultNodeMemoryLimit+")")
 	gomaxprocs := fs.String("gomaxprocs", defaultNodeProcs, "Go Ps (GOMAXPROCS): a count, or Nx for N times the CPUs; 2x lets the data path's readers run as soon as a packet wakes them on a busy machine (default: GOMAXPROCS if set, else "+defaultNodeProcs+", the CPUs)")
@@ -106,12 +105,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := timers.check(o); err != nil {
 		return err
 	}
-	if *peerSockets < 0 {
-		return o.UsageErr("peer-sockets", "negative count")
-	}
-	if *peerKeepalive > 0 || *peerDeadAfter > 0 || *peerSockets > 0 || timers != (connTimers{deadAfter: *peerDeadAfter}) {
+	if *peerKeepalive > 0 || *peerDeadAfter > 0 || timers != (connTimers{deadAfter: *peerDeadAfter}) {
 		cfg.TuneDataplane = func(c *dataplane.Config) {
-			c.PeerSockets = *peerSockets
 			if *peerKeepalive > 0 {
 				c.Keepalive = *peerKeepalive
 			}
