@@ -66,8 +66,14 @@ const (
 	BackendOffloadRaw Backend = "offload-raw"
 	// BackendWater is songgao/water, one packet per syscall (Open).
 	BackendWater Backend = "water"
-	// DefaultBackend is what the node uses unless told otherwise.
-	DefaultBackend = BackendOffload
+	// DefaultBackend is what the node uses unless told otherwise: the
+	// raw offload path. Any syscall made through the runtime's
+	// entersyscall wakes sysmon from its deep sleep, so a node whose TUN
+	// I/O went through os.File kept the scheduler busy (futex, context
+	// switches) out of proportion to its packets; at ten pushers the raw
+	// path moved 24-80 % more at ~35 % less CPU per GB (BENCHMARKS.md,
+	// "s10-raw").
+	DefaultBackend = BackendOffloadRaw
 )
 
 // ErrUnknownBackend is wrapped by ParseBackend for a name it does not know.

@@ -13,7 +13,8 @@ func TestConfigTUNBackend(t *testing.T) {
 		want tun.Backend
 		err  error
 	}{
-		{"", tun.BackendOffload, nil},
+		{"", tun.DefaultBackend, nil},
+		{tun.BackendOffloadRaw, tun.BackendOffloadRaw, nil},
 		{tun.BackendWater, tun.BackendWater, nil},
 		{tun.BackendOffload, tun.BackendOffload, nil},
 		{"netmap", "", ErrConfig},
