@@ -39,8 +39,9 @@ v = true
 `, []string{`mtu = 1400`, `dns = "off"`, `keepalive = "20s"`, `fallback-after = "3s"`, `peer-passive-keepalive = "250ms"`, `peer-silence-after = "1.5s"`, `tun-backend = "water"`, `v = true`, `listen6 = "off"`, `# ok: alice.example.cyphonic`}},
 		{"node", `cloud = "127.0.0.1:7401"
 cert = "` + alice + `"
+tun-backend = "offload"
 tun-queues = 3
-`, []string{`tun-queues = 3`, `# ok: alice.example.cyphonic`}},
+`, []string{`tun-backend = "offload"`, `tun-queues = 3`, `# ok: alice.example.cyphonic`}},
 		{"cloud", `listen = ["0.0.0.0", "::"]
 as-port = 17401
 services = "as,nms"
