@@ -50,6 +50,14 @@ var (
 	ErrQueueFull = errors.New("tun: queue full")
 )
 
+// MalformedCounter is implemented by a Device that drops, and counts, what
+// the kernel hands it and it cannot parse, rather than failing the read:
+// the offload-raw backend's super-packets whose virtio header it cannot
+// split. The count only grows; the reader of the device reports it.
+type MalformedCounter interface {
+	Malformed() uint64
+}
+
 // ErrBadPacket is returned (wrapped) by Write for a packet no IP packet can
 // be (empty, or longer than 64 KB); the rest of the batch is still written.
 var ErrBadPacket = errors.New("tun: not an IP packet")

@@ -84,6 +84,7 @@ type offloadDevice struct {
 	wb         rawBatch // a raw write's state (under wmu)
 	rawReadFn  func(fd uintptr) bool
 	rawWriteFn func(fd uintptr) bool
+	malformed  atomic.Uint64 // raw: super-packets read and dropped as unsplittable (MalformedCounter)
 
 	wmu   sync.Mutex
 	chunk int               // packets per underlying Write: stageCount (a benchmark compares fewer)
@@ -288,6 +289,11 @@ func (d *offloadDevice) readRaw(bufs [][]byte, sizes []int, offset int) (int, er
 	}
 	return n, nil
 }
+
+// Malformed implements MalformedCounter: the super-packets the raw reader
+// dropped because it could not split them (0 without the raw path, whose
+// reader returns such a packet's error instead).
+func (d *offloadDevice) Malformed() uint64 { return d.malformed.Load() }
 
 // readable polls the device without blocking.
 func (d *offloadDevice) readable() bool {

@@ -264,10 +264,13 @@ func (d *offloadDevice) rawRead(fd uintptr) bool {
 			}
 			return true
 		}
-		// A malformed packet is dropped (what split before the error is
-		// kept): not a device failure, so read on.
-		m, _ := splitVirtio(d.readBuf[:r], b.bufs[b.n:], b.sizes[b.n:], b.offset)
+		// A malformed packet is dropped and counted (what split before the
+		// error is kept): not a device failure, so read on.
+		m, err := splitVirtio(d.readBuf[:r], b.bufs[b.n:], b.sizes[b.n:], b.offset)
 		b.n += m
+		if err != nil {
+			d.malformed.Add(1)
+		}
 	}
 	return true
 }

@@ -235,3 +235,42 @@ func TestCsumAdd(t *testing.T) {
 		}
 	}
 }
+
+// TestRawReadCountsMalformed: the raw reader drops a super-packet it cannot
+// split, counts it, and reads on to the good one behind it. A SEQPACKET
+// socket pair stands in for the TUN descriptor (one read, one packet, and
+// EAGAIN when empty), so the bad header is ours, not the kernel's.
+func TestRawReadCountsMalformed(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	good := superPacket(false, false, vnetGSOTCPv4, 1000, 0x10, make([]byte, 2500)) // 3 segments
+	bad := superPacket(false, false, vnetGSOTCPv4, 1000, 0x10, make([]byte, 2500))
+	bad[1] = 3 // UFO: not something this reader splits
+	for _, p := range [][]byte{bad, good, bad} {
+		if _, err := unix.Write(fds[1], p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const mtu = 1420
+	d := &offloadDevice{name: "test", mtu: mtu, raw: true, reserve: maxSegments(mtu),
+		readBuf: make([]byte, virtioNetHdrLen+maxIPPacket)}
+	bufs, sizes := make([][]byte, 2*d.reserve), make([]int, 2*d.reserve)
+	for i := range bufs {
+		bufs[i] = make([]byte, mtu)
+	}
+	d.rb = rawBatch{bufs: bufs, sizes: sizes}
+	if !d.rawRead(uintptr(fds[0])) {
+		t.Fatal("rawRead parked with a good packet read")
+	}
+	if d.rb.n != 3 || d.rb.err != nil {
+		t.Fatalf("read %d packets (err %v), want the good one's 3 segments", d.rb.n, d.rb.err)
+	}
+	if got := d.Malformed(); got != 2 {
+		t.Fatalf("Malformed() = %d, want 2", got)
+	}
+	var _ MalformedCounter = d
+}

@@ -32,10 +32,11 @@ const (
 	// sent on a live session from where it came (forged or stale), or that
 	// we are over the rate of (sending or taking them).
 	BadUnknownIndex
-	HoldFull    // no tunnel yet, and the hold queue (per destination or destinations) was full
-	HoldExpired // held for a tunnel longer than the hold queue keeps packets
-	UnknownVIP  // no tunnel, and NMS said no node holds the destination VIP
-	LookupRate  // no tunnel, and the rate of lookups to NMS was used up
+	HoldFull     // no tunnel yet, and the hold queue (per destination or destinations) was full
+	HoldExpired  // held for a tunnel longer than the hold queue keeps packets
+	UnknownVIP   // no tunnel, and NMS said no node holds the destination VIP
+	LookupRate   // no tunnel, and the rate of lookups to NMS was used up
+	TunMalformed // read from the TUN and dropped by the device: nothing it could split (tun.MalformedCounter)
 	NumReasons
 )
 
@@ -49,7 +50,7 @@ var reasonNames = [NumReasons]string{
 	HandshakeRate: "handshake-rate", WrongVIPs: "wrong-vips", Revoked: "revoked",
 	BadUnknownIndex: "bad-unknown-index",
 	HoldFull:        "hold-full", HoldExpired: "hold-expired", UnknownVIP: "unknown-vip",
-	LookupRate: "lookup-rate",
+	LookupRate: "lookup-rate", TunMalformed: "tun-malformed",
 }
 
 func (r Reason) String() string {

@@ -48,10 +48,18 @@ import (
 func (d *Dataplane) routineReadTUN(dev tun.Device) {
 	var groups [maxBatch]peerGroup[*peerHandle]
 	var y yielder
+	mc, _ := dev.(tun.MalformedCounter)
+	var malformed uint64 // mc's count already added to d.global
 	for {
 		b := d.pool.Get()
 		bufs, sizes, _ := b.ReadSlices(headroom)
 		n, err := dev.Read(bufs, sizes, 0)
+		if mc != nil {
+			if m := mc.Malformed(); m != malformed {
+				d.global.Add(TunMalformed, m-malformed)
+				malformed = m
+			}
+		}
 		if err != nil {
 			b.Release()
 			if errors.Is(err, tun.ErrClosed) || d.stopped() {

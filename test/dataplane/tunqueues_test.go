@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +158,40 @@ func TestTUNQueuesStop(t *testing.T) {
 			bob.stop()
 			goleak.VerifyNone(t, leaktest.Options(before)...)
 		})
+	}
+}
+
+// malformedDevice is a TUN device whose reads also report super-packets the
+// device dropped (tun.MalformedCounter), as the offload-raw backend does.
+type malformedDevice struct {
+	tun.Device
+	n atomic.Uint64
+}
+
+func (d *malformedDevice) Malformed() uint64 { return d.n.Load() }
+
+// TestTUNMalformedCounted: what the TUN device dropped as malformed shows
+// in the data plane's drops as tun-malformed, each drop once, however many
+// reads pass between the device's counts.
+func TestTUNMalformedCounted(t *testing.T) {
+	f := newPKI(t)
+	var dev *malformedDevice
+	alice := newNode(t, f, "alice", 1, func(c *dataplane.Config) {
+		dev = &malformedDevice{Device: c.Device}
+		c.Device = dev
+	})
+	other := netip.MustParseAddr("10.99.0.1")
+	for i, step := range []struct{ add, want uint64 }{{5, 5}, {0, 5}, {2, 7}} {
+		dev.n.Add(step.add)
+		// A read returns only with a packet: send one to an address no
+		// peer has, and wait for its no-route drop, so the read that saw
+		// the device's count has been taken.
+		if err := alice.app.Send(context.Background(), ipv4(alice.vip4, other, uint64(i), 100)); err != nil {
+			t.Fatal(err)
+		}
+		waitCount(t, "no-route drops", uint64(i+1), func() uint64 { return alice.dp.Drops()["no-route"] })
+		if got := alice.dp.Drops()["tun-malformed"]; got != step.want {
+			t.Fatalf("after read %d: tun-malformed = %d, want %d", i+1, got, step.want)
+		}
 	}
 }
