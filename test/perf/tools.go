@@ -151,7 +151,7 @@ var cyphonicFlags = map[string][]string{
 // builds them (CGO_ENABLED=0): ./cmd/cyphonic, the node's, into out, and
 // ./cmd/cyphonic-cloud beside it, which `out cloud` and `out ca` hand on
 // to; then checks them with CheckCyphonic. Any failure wraps ErrNotReady:
-// the binary is being finished while the harness exists.
+// the run cannot measure cyphonic (TestPerf fails).
 func BuildCyphonic(ctx context.Context, root, out string) (string, error) {
 	dir := filepath.Dir(out)
 	if filepath.Base(out) != "cyphonic" {
