@@ -98,11 +98,16 @@ func decodeKey(d *msgpack.Decoder, buf []byte) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// decodeStrings reads a string array of at most maxLocals (nil: none).
+// decodeStrings reads a string array of at most maxLocals: nil for a msgpack
+// nil, and, as the reflective decoder reads it, an empty non-nil slice for
+// an empty array (fuzzing found the difference).
 func decodeStrings(d *msgpack.Decoder) ([]string, error) {
 	n, err := d.DecodeArrayLen()
-	if err != nil || n <= 0 {
+	if err != nil || n < 0 {
 		return nil, err
+	}
+	if n == 0 {
+		return []string{}, nil // no allocation
 	}
 	if n > maxLocals {
 		return nil, fmt.Errorf("%d locals", n)
