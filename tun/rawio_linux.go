@@ -110,6 +110,9 @@ func splitVirtio(in []byte, bufs [][]byte, sizes []int, offset int) (int, error)
 	}
 	h := decodeVnetHdr(in)
 	pkt := in[virtioNetHdrLen:]
+	if len(pkt) == 0 {
+		return 0, errBadVirtio // a header and no packet
+	}
 	if h.gsoType == vnetGSONone {
 		if h.flags&vnetNeedsCsum != 0 {
 			// The kernel left the checksum to us: the field holds the
@@ -162,7 +165,9 @@ func splitVirtio(in []byte, bufs [][]byte, sizes []int, offset int) (int, error)
 		thl = int(pkt[iph+12]>>4) * 4
 	}
 	hl := iph + thl
-	if thl < 8 || hl > len(pkt) {
+	if (udp && thl != 8) || (!udp && thl < 20) || hl > len(pkt) {
+		// A TCP data offset under 5 words would put the flags and the
+		// checksum written below past the header (FuzzSplitVirtio).
 		return 0, errBadVirtio
 	}
 	// The pseudo-header's addresses, which every segment shares.

@@ -195,11 +195,13 @@ func TestSplitVirtioRejects(t *testing.T) {
 		want error
 	}{
 		{"shorter than the virtio header", func(b []byte) []byte { return b[:5] }, errBadVirtio},
+		{"a virtio header and no packet", func(b []byte) []byte { b[1] = vnetGSONone; return b[:virtioNetHdrLen] }, errBadVirtio},
 		{"UFO", func(b []byte) []byte { b[1] = 3; return b }, errBadVirtio},
 		{"ECN", func(b []byte) []byte { b[1] |= 0x80; return b }, errBadVirtio},
 		{"gso size 0", func(b []byte) []byte { b[4], b[5] = 0, 0; return b }, errBadVirtio},
 		{"TCPv4 type on an IPv6 packet", func(b []byte) []byte { b[virtioNetHdrLen] = 0x60; return b }, errBadVirtio},
 		{"csum start is not the IPv4 header length", func(b []byte) []byte { b[6] = 24; return b }, errBadVirtio},
+		{"TCP data offset under 20 bytes", func(b []byte) []byte { b[virtioNetHdrLen+20+12] = 3 << 4; return b }, errBadVirtio},
 		{"TCP header past the packet", func(b []byte) []byte { b[virtioNetHdrLen+20+12] = 15 << 4; return b[:virtioNetHdrLen+50] }, errBadVirtio},
 		{"no payload", func(b []byte) []byte { return b[:virtioNetHdrLen+40] }, errBadVirtio},
 		{"checksum field past the packet", func(b []byte) []byte { b[1] = 0; b[8] = 200; return b[:virtioNetHdrLen+40] }, errBadVirtio},
@@ -273,4 +275,58 @@ func TestRawReadCountsMalformed(t *testing.T) {
 		t.Fatalf("Malformed() = %d, want 2", got)
 	}
 	var _ MalformedCounter = d
+}
+
+// FuzzSplitVirtio: whatever a read hands it, splitVirtio neither panics nor
+// writes outside its buffers: it returns at most len(bufs) packets, each
+// within its buffer after offset, leaves the headroom before offset as it
+// was, and returns at least one packet when it reports no error. (The
+// kernel writes the input, but a bug here would take the node down.)
+func FuzzSplitVirtio(f *testing.F) {
+	payload := make([]byte, 2500)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	for _, v6 := range []bool{false, true} {
+		for _, udp := range []bool{false, true} {
+			gso := uint8(vnetGSOTCPv4)
+			switch {
+			case udp:
+				gso = vnetGSOUDPL4
+			case v6:
+				gso = vnetGSOTCPv6
+			}
+			f.Add(superPacket(v6, udp, gso, 1000, 0x18, payload), uint8(4))
+			f.Add(superPacket(v6, udp, vnetGSONone, 0, 0x18, payload[:600]), uint8(1))
+			f.Add(superPacket(v6, udp, gso, 7, 0x11, payload[:50]), uint8(9))
+		}
+	}
+	const offset, bufLen = 16, 1500
+	f.Fuzz(func(t *testing.T, in []byte, nbufs uint8) {
+		if len(in) > virtioNetHdrLen+maxIPPacket {
+			return // a read of the device is never longer
+		}
+		n := int(nbufs%64) + 1
+		bufs, sizes := make([][]byte, n), make([]int, n)
+		for i := range bufs {
+			bufs[i] = bytes.Repeat([]byte{0xa5}, bufLen)
+		}
+		m, err := splitVirtio(in, bufs, sizes, offset)
+		if m < 0 || m > n {
+			t.Fatalf("split into %d packets with %d buffers", m, n)
+		}
+		if err == nil && m == 0 {
+			t.Fatal("no packet and no error")
+		}
+		for i := range m {
+			if sizes[i] <= 0 || sizes[i] > bufLen-offset {
+				t.Fatalf("packet %d: size %d, buffers hold %d after the offset", i, sizes[i], bufLen-offset)
+			}
+		}
+		for i := range bufs {
+			if !bytes.Equal(bufs[i][:offset], bytes.Repeat([]byte{0xa5}, offset)) {
+				t.Fatalf("buffer %d: the headroom before the offset was written", i)
+			}
+		}
+	})
 }
