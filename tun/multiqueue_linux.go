@@ -25,6 +25,28 @@ import (
 // queue gets that peer's answers back on the same queue's reader, and a
 // flow's packets leave on one queue, in order.
 func OpenOffloadQueues(name string, mtu, queues int) ([]Device, error) {
+	return openQueues(name, mtu, queues, false)
+}
+
+// OpenBackendQueues is OpenOffloadQueues for backend b (the offload
+// backends; "" is DefaultBackend): with BackendOffloadRaw each queue does
+// its own raw I/O, as OpenOffloadRaw's device does. The water backend
+// opens one queue only.
+func OpenBackendQueues(b Backend, name string, mtu, queues int) ([]Device, error) {
+	b, err := ParseBackend(string(b))
+	if err != nil {
+		return nil, err
+	}
+	switch b {
+	case BackendOffload:
+		return openQueues(name, mtu, queues, false)
+	case BackendOffloadRaw:
+		return openQueues(name, mtu, queues, true)
+	}
+	return nil, fmt.Errorf("tun: open %s: the %s backend opens one queue, not %d", name, b, queues)
+}
+
+func openQueues(name string, mtu, queues int, raw bool) ([]Device, error) {
 	if queues < 1 {
 		return nil, fmt.Errorf("tun: open %s: %d queues", name, queues)
 	}
@@ -46,6 +68,9 @@ func OpenOffloadQueues(name string, mtu, queues int) ([]Device, error) {
 			return fail(err)
 		}
 		d, err := newOffloadDevice(wd, mtu)
+		if err == nil && raw {
+			err = d.enableRaw()
+		}
 		if err != nil {
 			wd.Close()
 			return fail(err)

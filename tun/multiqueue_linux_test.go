@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,16 +15,19 @@ import (
 // traffic on every queue, and the host's answer to a flow written on a
 // queue comes back on that queue (the steering a reader and writer per
 // queue relies on). A queue count below one is refused.
-func TestOffloadQueues(t *testing.T) {
+func TestOffloadQueues(t *testing.T) { forQueueBackends(t, testOffloadQueues) }
+
+func testOffloadQueues(t *testing.T, b Backend) {
 	enterFreshNetns(t)
-	if _, err := OpenOffloadQueues("cyphmq0", testMTU, 0); err == nil {
+	if _, err := OpenBackendQueues(b, "cyphmq0", testMTU, 0); err == nil {
 		t.Fatal("0 queues opened")
 	}
 	const queues = 3
-	devs, err := OpenOffloadQueues("cyphmq0", testMTU, queues)
+	devs, err := OpenBackendQueues(b, "cyphmq0", testMTU, queues)
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkRaw(t, devs, b == BackendOffloadRaw)
 	defer func() {
 		for _, d := range devs {
 			d.Close()
@@ -134,12 +138,15 @@ func TestOffloadQueuesExclusive(t *testing.T) {
 // TestOffloadQueuesClose: closing a queue wakes the Read pending on it,
 // with ErrClosed, on every queue (each is a file of its own: closing the
 // first wakes none of the others).
-func TestOffloadQueuesClose(t *testing.T) {
+func TestOffloadQueuesClose(t *testing.T) { forQueueBackends(t, testOffloadQueuesClose) }
+
+func testOffloadQueuesClose(t *testing.T, b Backend) {
 	enterFreshNetns(t)
-	devs, err := OpenOffloadQueues("cyphmq2", testMTU, 3)
+	devs, err := OpenBackendQueues(b, "cyphmq2", testMTU, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkRaw(t, devs, b == BackendOffloadRaw)
 	done := make(chan error, len(devs))
 	for _, d := range devs {
 		go func() {
@@ -168,13 +175,16 @@ func TestOffloadQueuesClose(t *testing.T) {
 // TestOffloadQueuesSteered: steered to its first two queues, a three-queue
 // TUN sends the host's answers out on those two only, even to flows written
 // on the third (which the kernel's own steering answers on the third).
-func TestOffloadQueuesSteered(t *testing.T) {
+func TestOffloadQueuesSteered(t *testing.T) { forQueueBackends(t, testOffloadQueuesSteered) }
+
+func testOffloadQueuesSteered(t *testing.T, b Backend) {
 	enterFreshNetns(t)
 	const queues = 3
-	devs, err := OpenOffloadQueues("cyphmq3", testMTU, queues)
+	devs, err := OpenBackendQueues(b, "cyphmq3", testMTU, queues)
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkRaw(t, devs, b == BackendOffloadRaw)
 	defer func() {
 		for _, d := range devs {
 			d.Close()
@@ -244,5 +254,38 @@ func TestOffloadQueuesSteered(t *testing.T) {
 	}
 	if err := SteerToFirst(devs, queues+1); err == nil {
 		t.Fatal("steered to more queues than there are")
+	}
+}
+
+// forQueueBackends runs a multi-queue test on each backend that opens
+// queues, each in a fresh network namespace of its own.
+func forQueueBackends(t *testing.T, test func(*testing.T, Backend)) {
+	for _, b := range []Backend{BackendOffload, BackendOffloadRaw} {
+		t.Run(string(b), func(t *testing.T) { test(t, b) })
+	}
+}
+
+// checkRaw: every queue does raw I/O exactly when its backend asks for it.
+func checkRaw(t *testing.T, devs []Device, raw bool) {
+	t.Helper()
+	for q, d := range devs {
+		if od, ok := d.(*offloadDevice); !ok || od.raw != raw {
+			t.Fatalf("queue %d: %T, raw I/O %v, want %v", q, d, ok && od.raw, raw)
+		}
+	}
+}
+
+// TestBackendQueuesWater: the water backend opens one queue, and asking it
+// for more is an error that says so, not a single queue.
+func TestBackendQueuesWater(t *testing.T) {
+	devs, err := OpenBackendQueues(BackendWater, "cyphmq4", testMTU, 2)
+	if err == nil || !strings.Contains(err.Error(), "opens one queue") {
+		for _, d := range devs {
+			d.Close()
+		}
+		t.Fatalf("water with 2 queues: %v", err)
+	}
+	if _, err := OpenBackendQueues("bogus", "cyphmq4", testMTU, 2); !errors.Is(err, ErrUnknownBackend) {
+		t.Fatalf("unknown backend: %v, want ErrUnknownBackend", err)
 	}
 }

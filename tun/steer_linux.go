@@ -11,7 +11,7 @@ import (
 )
 
 // SteerToFirst has the host's packets to the multi-queue TUN whose queues
-// are devs (OpenOffloadQueues) leave on its first n queues only, spread by
+// are devs (OpenBackendQueues) leave on its first n queues only, spread by
 // their flow hash, instead of on the queue each flow was last written on
 // (the kernel's own steering): the other queues are then for writing only.
 //
@@ -34,6 +34,41 @@ func SteerToFirst(devs []Device, n int) error {
 	if !ok {
 		return errors.New("tun: steer: not a queue of OpenOffloadQueues")
 	}
+	fd, err := loadSteering(n)
+	if err != nil {
+		return fmt.Errorf("tun: steer %s: %w", d.name, err)
+	}
+	defer unix.Close(fd) // the device holds its own reference
+	prog := int32(fd)
+	var ioctlErr error
+	if err := d.rc.Control(func(qfd uintptr) {
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, qfd, unix.TUNSETSTEERINGEBPF, uintptr(unsafe.Pointer(&prog))); e != 0 {
+			ioctlErr = e
+		}
+	}); err != nil {
+		return fmt.Errorf("tun: steer %s: %w", d.name, err)
+	}
+	if ioctlErr != nil {
+		return fmt.Errorf("tun: steer %s: TUNSETSTEERINGEBPF: %w", d.name, ioctlErr)
+	}
+	return nil
+}
+
+// CanSteer reports whether this process may load SteerToFirst's program
+// (nil), or why not: so that a node can choose its queues before opening
+// them.
+func CanSteer() error {
+	fd, err := loadSteering(1)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// loadSteering loads the steering program for n queues and returns its
+// descriptor.
+func loadSteering(n int) (int, error) {
 	// r0 = skb->hash; r0 %= n (32-bit); return r0.
 	var insns [3 * 8]byte
 	insns[0], insns[1] = unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W, 1<<4 // dst r0, src r1 (the __sk_buff)
@@ -53,22 +88,9 @@ func SteerToFirst(devs []Device, n int) error {
 	runtime.KeepAlive(&insns)
 	runtime.KeepAlive(&license)
 	if errno != 0 {
-		return fmt.Errorf("tun: steer %s: load the steering program: %w", d.name, errno)
+		return -1, fmt.Errorf("load the steering program (needs CAP_BPF): %w", errno)
 	}
-	defer unix.Close(int(fd)) // the device holds its own reference
-	prog := int32(fd)
-	var ioctlErr error
-	if err := d.rc.Control(func(qfd uintptr) {
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, qfd, unix.TUNSETSTEERINGEBPF, uintptr(unsafe.Pointer(&prog))); e != 0 {
-			ioctlErr = e
-		}
-	}); err != nil {
-		return fmt.Errorf("tun: steer %s: %w", d.name, err)
-	}
-	if ioctlErr != nil {
-		return fmt.Errorf("tun: steer %s: TUNSETSTEERINGEBPF: %w", d.name, ioctlErr)
-	}
-	return nil
+	return int(fd), nil
 }
 
 // skbHashOffset is offsetof(struct __sk_buff, hash): after len, pkt_type,

@@ -25,3 +25,26 @@ func TestConfigTUNBackend(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigTUNQueues(t *testing.T) {
+	for _, tt := range []struct {
+		backend tun.Backend
+		in      int
+		want    int // 0: chosen when the TUN is opened (openTUN)
+		err     error
+	}{
+		{"", 0, 0, nil},
+		{tun.BackendOffload, 0, 0, nil},
+		{tun.BackendWater, 0, 1, nil},
+		{tun.BackendOffloadRaw, 3, 3, nil},
+		{tun.BackendOffload, 2, 2, nil},
+		{tun.BackendWater, 2, 0, ErrConfig},
+		{"", -1, 0, ErrConfig},
+		{"", 9, 0, ErrConfig},
+	} {
+		c, err := Config{CertDir: "certs", Cloud: "127.0.0.1:7480", TUNBackend: tt.backend, TUNQueues: tt.in}.withDefaults()
+		if !errors.Is(err, tt.err) || (err == nil && c.TUNQueues != tt.want) {
+			t.Errorf("%q with %d queues: got %d, %v; want %d, %v", tt.backend, tt.in, c.TUNQueues, err, tt.want, tt.err)
+		}
+	}
+}

@@ -43,11 +43,14 @@ const (
 	DefaultListen6 = "[::]:0"
 	DefaultTUN     = "cyph0"
 	DefaultMTU     = 1280
-	// DefaultTUNQueues is Config.TUNQueues' default: one queue. Two (a
-	// ping-only queue) cut the idle peer's average RTT under ten pushers
-	// in most runs but not its p99, for 7-10 % less throughput and ~1 MiB
-	// more RSS (BENCHMARKS.md, s10-tunq).
-	DefaultTUNQueues = 1
+	// DefaultTUNQueues is how many queues an offload backend's TUN gets
+	// when Config.TUNQueues is 0 and the node may steer the host's packets
+	// (tun.CanSteer: CAP_BPF; without it, one): a bulk queue and a
+	// ping-only one. Against one queue, interleaved on a quiet machine,
+	// they cut the idle peer's RTT under ten pushers from 4.8-5.7 to
+	// 3.4-3.9 ms avg (p99 14.6-16.9 to 10.8-13.4 ms) and moved 6 % more,
+	// for 0.3 MiB more RSS at rest (BENCHMARKS.md, session 12).
+	DefaultTUNQueues = 2
 	DefaultDebugAddr = "127.0.0.1:7481"
 	// Off disables the resolver (Config.DNS), forwarding of other names
 	// (Config.Upstream) or the debug server (Config.DebugAddr).
@@ -90,15 +93,16 @@ type Config struct {
 
 	TUN string // device name (default DefaultTUN)
 	MTU int    // device MTU (default DefaultMTU)
-	// TUNBackend opens the device: tun.BackendOffload (TSO/GRO through
-	// wireguard-go's tun, the default) or tun.BackendWater.
+	// TUNBackend opens the device: tun.BackendOffloadRaw (TSO/GRO, the
+	// default), tun.BackendOffload (the same through wireguard-go's tun
+	// for every read and write) or tun.BackendWater.
 	TUNBackend tun.Backend
 	// TUNQueues is how many queues the TUN is opened with
 	// (1..dataplane.MaxTUNQueues; 0: DefaultTUNQueues with the offload
-	// backend, 1 with water): with more than one the device is opened
-	// multi-queue (offload backend only), each queue gets a reader and a
-	// writer, and the last carries only ICMP, so an idle peer's ping never
-	// waits behind bulk writes.
+	// backends if the node may steer the host's packets, else 1): with
+	// more than one the device is opened multi-queue (offload backends
+	// only), each queue gets a reader and a writer, and the last carries
+	// only ICMP, so an idle peer's ping never waits behind bulk writes.
 	TUNQueues int
 	// Device, if set, is used instead of opening TUN (tests: tun.NewMemPair);
 	// the node then does not configure addresses or routes on it.
@@ -199,17 +203,14 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	c.TUNBackend = b
-	if c.TUNQueues == 0 {
-		c.TUNQueues = DefaultTUNQueues
-		if c.TUNBackend != tun.BackendOffload {
-			c.TUNQueues = 1 // water opens one queue
-		}
+	if c.TUNQueues == 0 && c.TUNBackend == tun.BackendWater {
+		c.TUNQueues = 1 // water opens one queue
 	}
 	switch {
-	case c.TUNQueues < 1 || c.TUNQueues > dataplane.MaxTUNQueues:
+	case c.TUNQueues < 0 || c.TUNQueues > dataplane.MaxTUNQueues:
 		return c, fmt.Errorf("%w: --tun-queues %d outside [1, %d]", ErrConfig, c.TUNQueues, dataplane.MaxTUNQueues)
-	case c.TUNQueues > 1 && c.TUNBackend != tun.BackendOffload && c.Device == nil:
-		return c, fmt.Errorf("%w: --tun-queues %d needs --tun-backend %s (the %s backend opens one queue)", ErrConfig, c.TUNQueues, tun.BackendOffload, c.TUNBackend)
+	case c.TUNQueues > 1 && c.TUNBackend == tun.BackendWater && c.Device == nil:
+		return c, fmt.Errorf("%w: --tun-queues %d needs --tun-backend %s or %s (the %s backend opens one queue)", ErrConfig, c.TUNQueues, tun.BackendOffloadRaw, tun.BackendOffload, c.TUNBackend)
 	}
 	if c.MTU < 576 || c.MTU > messages.MaxInner {
 		return c, fmt.Errorf("%w: MTU %d outside [576, %d]", ErrConfig, c.MTU, messages.MaxInner)
@@ -461,26 +462,37 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
-// openTUN opens the node's TUN: one queue as it always was, or
-// cfg.TUNQueues queues of one multi-queue interface, the first returned as
-// the device and the rest as its further queues (dataplane.Config.Queues).
+// openTUN opens the node's TUN: one queue, or cfg.TUNQueues queues of
+// one multi-queue interface, the first returned as the device and the rest
+// as its further queues (dataplane.Config.Queues); cfg.TUNQueues 0 is
+// DefaultTUNQueues where the node may steer, else one.
 // The host's packets are steered to the bulk queues, away from the last,
 // which the data plane writes only ICMP on (tun.SteerToFirst): so an echo
 // reply is read by a reader that is awake under load. Where the node may
-// not load the steering program (no CAP_BPF), the kernel's own steering
-// stays and the replies come out on the ICMP queue.
+// not load the steering program (no CAP_BPF), the default is one queue,
+// and queues asked for keep the kernel's own steering, the replies coming
+// out on the ICMP queue.
 func openTUN(cfg Config, log *slog.Logger) (tun.Device, []tun.Device, error) {
-	if cfg.TUNQueues <= 1 {
+	queues := cfg.TUNQueues
+	if queues == 0 {
+		queues = DefaultTUNQueues
+		if err := tun.CanSteer(); err != nil {
+			queues = 1
+			log.Info("TUN: one queue; a ping-only queue needs the host's packets steered off it, which needs CAP_BPF", "err", err)
+		}
+	}
+	if queues <= 1 {
 		dev, err := tun.OpenBackend(cfg.TUNBackend, cfg.TUN, cfg.MTU)
 		return dev, nil, err
 	}
-	devs, err := tun.OpenOffloadQueues(cfg.TUN, cfg.MTU, cfg.TUNQueues)
+	devs, err := tun.OpenBackendQueues(cfg.TUNBackend, cfg.TUN, cfg.MTU, queues)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := tun.SteerToFirst(devs, len(devs)-1); err != nil {
 		log.Warn("TUN queues: the host's echo replies are read on the ICMP queue (kernel steering)", "err", err)
 	}
+	log.Info("TUN queues", "queues", len(devs), "icmp-queue", len(devs)-1)
 	return devs[0], devs[1:], nil
 }
 

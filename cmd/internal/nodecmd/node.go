@@ -38,7 +38,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.TUN, "tun", node.DefaultTUN, "TUN device name")
 	fs.IntVar(&cfg.MTU, "mtu", node.DefaultMTU, "TUN device MTU")
 	backend := fs.String("tun-backend", string(tun.DefaultBackend), `TUN backend: "offload-raw" (TSO/GRO, its reads and its writes without GRO as raw syscalls), "offload" (TSO/GRO through wireguard-go's tun; the one that opens several queues) or "water" (one packet per syscall)`)
-	fs.IntVar(&cfg.TUNQueues, "tun-queues", 0, fmt.Sprintf("TUN queues, 1..%d (0: %d with the offload backend, 1 with water): with 2 or more a reader and a writer per queue, the last queue only for ICMP, so an idle peer's ping skips the bulk writes (offload backend only)", dataplane.MaxTUNQueues, node.DefaultTUNQueues))
+	fs.IntVar(&cfg.TUNQueues, "tun-queues", 0, fmt.Sprintf("TUN queues, 1..%d (0: %d with the offload backends where the node may steer the host's packets (CAP_BPF), else 1): with 2 or more a reader and a writer per queue, the last queue only for ICMP, so an idle peer's ping skips the bulk writes (offload backends only)", dataplane.MaxTUNQueues, node.DefaultTUNQueues))
 	fs.StringVar(&cfg.Listen4, "listen4", node.DefaultListen4, "IPv4 UDP socket address; 'off' disables IPv4")
 	fs.StringVar(&cfg.Listen6, "listen6", node.DefaultListen6, "IPv6 UDP socket address; 'off' disables IPv6")
 	fs.DurationVar(&cfg.Keepalive, "keepalive", 0, "cloud keepalive period, also how soon an address change is noticed (0: 15s)")
@@ -72,8 +72,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch {
 	case cfg.TUNQueues < 0 || cfg.TUNQueues > dataplane.MaxTUNQueues:
 		return o.UsageErr("tun-queues", "%d is out of range: want 1..%d (or 0 for the default)", cfg.TUNQueues, dataplane.MaxTUNQueues)
-	case cfg.TUNQueues > 1 && b != tun.BackendOffload:
-		return o.UsageErr("tun-queues", "%d queues need --tun-backend %s (the %s backend opens one queue)", cfg.TUNQueues, tun.BackendOffload, b)
+	case cfg.TUNQueues > 1 && b == tun.BackendWater:
+		return o.UsageErr("tun-queues", "%d queues need --tun-backend %s or %s (the %s backend opens one queue)", cfg.TUNQueues, tun.BackendOffloadRaw, tun.BackendOffload, b)
 	}
 	switch cfg.SplitDNS {
 	case node.SplitDNSAuto, node.SplitDNSOn, node.SplitDNSOff:

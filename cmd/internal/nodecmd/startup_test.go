@@ -278,6 +278,10 @@ func TestNodeRunsWithCapNetAdminOnly(t *testing.T) {
 	if err != nil || !strings.Contains(string(addrs), "100.64.") {
 		t.Errorf("%s has no VIP (%v): %s", tun, err, addrs)
 	}
+	// Without CAP_BPF the default is one TUN queue, and the log says why.
+	if !strings.Contains(stderr.String(), "needs CAP_BPF") || strings.Contains(stderr.String(), "TUN queues") {
+		t.Errorf("the node without CAP_BPF did not fall back to one TUN queue, saying why:\n%s", stderr.String())
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
 		t.Fatalf("stop: %v\n%s", err, stderr.String())
