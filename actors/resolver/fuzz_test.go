@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"context"
 	"net"
 	"strings"
 	"testing"
@@ -68,7 +67,7 @@ func FuzzServeDNS(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	s := startServerF(f, Config{Search: "example.cyphonic", Timeout: 50 * time.Millisecond}, reverseBackend{newBackend()})
+	s := startServer(f, Config{Search: "example.cyphonic", Timeout: 50 * time.Millisecond}, reverseBackend{newBackend()})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req := new(dns.Msg)
 		if err := req.Unpack(raw); err != nil {
@@ -83,25 +82,6 @@ func FuzzServeDNS(f *testing.F) {
 			t.Fatalf("answer id %d response %v to query %d", m.Id, m.Response, req.Id)
 		}
 	})
-}
-
-// startServerF is startServer for a fuzz target's setup.
-func startServerF(f *testing.F, cfg Config, b Backend) *Server {
-	f.Helper()
-	cfg.Addr = "127.0.0.1:0"
-	s, err := NewServer(cfg, b, quiet())
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() {
-		if err := s.Shutdown(context.Background()); err != nil {
-			f.Error(err)
-		}
-	})
-	return s
 }
 
 // FuzzParseReverse: a name parseReverse accepts is the canonical reverse

@@ -93,7 +93,7 @@ func fakeUpstream(t *testing.T) (string, *atomic.Int64) {
 	return pc.LocalAddr().String(), &n
 }
 
-func startServer(t *testing.T, cfg Config, b Backend) *Server {
+func startServer(t testing.TB, cfg Config, b Backend) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
