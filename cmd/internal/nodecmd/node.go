@@ -37,7 +37,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", defaultNodeDebugAddr, "debug endpoint: /debug/actors, /debug/status, /metrics, /debug/pprof; 'off' disables it")
 	fs.StringVar(&cfg.TUN, "tun", node.DefaultTUN, "TUN device name")
 	fs.IntVar(&cfg.MTU, "mtu", node.DefaultMTU, "TUN device MTU")
-	backend := fs.String("tun-backend", string(tun.DefaultBackend), `TUN backend: "offload-raw" (TSO/GRO, its reads and its writes without GRO as raw syscalls), "offload" (TSO/GRO through wireguard-go's tun; the one that opens several queues) or "water" (one packet per syscall)`)
+	backend := fs.String("tun-backend", string(tun.DefaultBackend), `TUN backend: "offload-raw" (TSO/GRO, its reads and its writes without GRO as raw syscalls), "offload" (TSO/GRO through wireguard-go's tun for every read and write) or "water" (one packet per syscall)`)
 	fs.IntVar(&cfg.TUNQueues, "tun-queues", 0, fmt.Sprintf("TUN queues, 1..%d (0: %d with the offload backends where the node may steer the host's packets (CAP_BPF), else 1): with 2 or more a reader and a writer per queue, the last queue only for ICMP, so an idle peer's ping skips the bulk writes (offload backends only)", dataplane.MaxTUNQueues, node.DefaultTUNQueues))
 	fs.StringVar(&cfg.Listen4, "listen4", node.DefaultListen4, "IPv4 UDP socket address; 'off' disables IPv4")
 	fs.StringVar(&cfg.Listen6, "listen6", node.DefaultListen6, "IPv6 UDP socket address; 'off' disables IPv6")
